@@ -1,0 +1,213 @@
+//! Inventory v1: what an agent reports about its device.
+//!
+//! An inventory is a set of optional sections. The agent sends every section
+//! on connect (a full snapshot) and afterwards only the sections that changed;
+//! [`Inventory::apply`] merges such a delta into the stored snapshot and
+//! [`Inventory::changes_since`] computes one. Values that change on their own
+//! (uptime) are sent as stable facts (boot time) so that an idle device sends
+//! nothing.
+
+use minicbor::{Decode, Encode};
+
+use crate::ProtocolError;
+use crate::limits::{Limits, Validate, check_len};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct Inventory {
+    #[n(0)]
+    pub system: Option<SystemInfo>,
+    #[n(1)]
+    pub cpu: Option<CpuInfo>,
+    #[n(2)]
+    pub memory: Option<MemoryInfo>,
+    #[n(3)]
+    pub disks: Option<Vec<DiskInfo>>,
+    #[n(4)]
+    pub network: Option<Vec<NetworkInterface>>,
+    #[n(5)]
+    pub users: Option<Vec<LoggedInUser>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct SystemInfo {
+    #[n(0)]
+    pub hostname: String,
+    /// Distribution or product name, e.g. "Debian GNU/Linux".
+    #[n(1)]
+    pub os_name: String,
+    #[n(2)]
+    pub os_version: String,
+    #[n(3)]
+    pub kernel_version: String,
+    /// CPU architecture, e.g. "x86_64".
+    #[n(4)]
+    pub architecture: String,
+    /// Boot time in seconds since the Unix epoch; uptime is derived from it.
+    #[n(5)]
+    pub boot_time: u64,
+    #[n(6)]
+    pub agent_version: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct CpuInfo {
+    #[n(0)]
+    pub model: String,
+    #[n(1)]
+    pub logical_cores: u32,
+    #[n(2)]
+    pub physical_cores: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct MemoryInfo {
+    #[n(0)]
+    pub total_bytes: u64,
+    #[n(1)]
+    pub available_bytes: u64,
+    #[n(2)]
+    pub swap_total_bytes: u64,
+    #[n(3)]
+    pub swap_free_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct DiskInfo {
+    /// Device name, e.g. "/dev/vda1".
+    #[n(0)]
+    pub name: String,
+    #[n(1)]
+    pub mount_point: String,
+    #[n(2)]
+    pub file_system: String,
+    #[n(3)]
+    pub total_bytes: u64,
+    #[n(4)]
+    pub available_bytes: u64,
+    #[n(5)]
+    pub removable: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct NetworkInterface {
+    #[n(0)]
+    pub name: String,
+    /// MAC address as text, empty when the interface has none.
+    #[n(1)]
+    pub mac: String,
+    /// Addresses in CIDR notation, e.g. "192.0.2.7/24".
+    #[n(2)]
+    pub addresses: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct LoggedInUser {
+    #[n(0)]
+    pub name: String,
+    /// Terminal line, e.g. "pts/0" or "tty1".
+    #[n(1)]
+    pub terminal: String,
+    /// Remote host for network logins, empty for local ones.
+    #[n(2)]
+    pub host: String,
+    /// Login time in seconds since the Unix epoch.
+    #[n(3)]
+    pub login_time: u64,
+}
+
+impl Inventory {
+    /// Replaces every section present in `delta`; absent sections stay as they are.
+    pub fn apply(&mut self, delta: Inventory) {
+        let Inventory { system, cpu, memory, disks, network, users } = delta;
+        if system.is_some() {
+            self.system = system;
+        }
+        if cpu.is_some() {
+            self.cpu = cpu;
+        }
+        if memory.is_some() {
+            self.memory = memory;
+        }
+        if disks.is_some() {
+            self.disks = disks;
+        }
+        if network.is_some() {
+            self.network = network;
+        }
+        if users.is_some() {
+            self.users = users;
+        }
+    }
+
+    /// The sections of `self` that differ from `previous`: applying the result
+    /// to `previous` gives `self` back (for sections present in `self`).
+    pub fn changes_since(&self, previous: &Inventory) -> Inventory {
+        fn changed<T: Clone + PartialEq>(now: &Option<T>, before: &Option<T>) -> Option<T> {
+            if now != before { now.clone() } else { None }
+        }
+        Inventory {
+            system: changed(&self.system, &previous.system),
+            cpu: changed(&self.cpu, &previous.cpu),
+            memory: changed(&self.memory, &previous.memory),
+            disks: changed(&self.disks, &previous.disks),
+            network: changed(&self.network, &previous.network),
+            users: changed(&self.users, &previous.users),
+        }
+    }
+
+    /// True when no section is present (nothing to report).
+    pub fn is_empty(&self) -> bool {
+        *self == Inventory::default()
+    }
+}
+
+impl Validate for Inventory {
+    fn validate(&self, l: &Limits) -> Result<(), ProtocolError> {
+        if let Some(s) = &self.system {
+            l.text("system.hostname", &s.hostname)?;
+            l.text("system.os_name", &s.os_name)?;
+            l.text("system.os_version", &s.os_version)?;
+            l.text("system.kernel_version", &s.kernel_version)?;
+            l.text("system.architecture", &s.architecture)?;
+            l.text("system.agent_version", &s.agent_version)?;
+        }
+        if let Some(c) = &self.cpu {
+            l.text("cpu.model", &c.model)?;
+        }
+        if let Some(disks) = &self.disks {
+            check_len("disks", disks.len(), l.max_disks)?;
+            for d in disks {
+                l.text("disks.name", &d.name)?;
+                l.long_text("disks.mount_point", &d.mount_point)?;
+                l.text("disks.file_system", &d.file_system)?;
+            }
+        }
+        if let Some(network) = &self.network {
+            check_len("network", network.len(), l.max_interfaces)?;
+            for n in network {
+                l.text("network.name", &n.name)?;
+                l.text("network.mac", &n.mac)?;
+                check_len("network.addresses", n.addresses.len(), l.max_addresses)?;
+                for a in &n.addresses {
+                    l.text("network.addresses", a)?;
+                }
+            }
+        }
+        if let Some(users) = &self.users {
+            check_len("users", users.len(), l.max_users)?;
+            for u in users {
+                l.text("users.name", &u.name)?;
+                l.text("users.terminal", &u.terminal)?;
+                l.text("users.host", &u.host)?;
+            }
+        }
+        Ok(())
+    }
+}

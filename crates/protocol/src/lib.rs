@@ -1,0 +1,56 @@
+//! Bulwark's wire protocol, shared by the server and the agent.
+//!
+//! Everything here is pure: no I/O and no clock (time is always an argument),
+//! so the code a security reviewer reads first can be tested with vectors.
+//!
+//! * [`codec`]: frames in deterministic CBOR (RFC 8949 section 4.2.1). A frame
+//!   is accepted only if it is the one canonical encoding of its value.
+//! * [`limits`]: every size and count cap, in one place.
+//! * [`message`]: what the agent and the server say to each other.
+//! * [`inventory`]: the device inventory and how deltas apply to it.
+//! * [`envelope`]: domain-separated Ed25519 signatures (DSSE pre-authentication
+//!   encoding), one payload type per statement kind.
+//! * [`token`]: the enrolment token format.
+
+pub mod codec;
+pub mod envelope;
+pub mod inventory;
+pub mod limits;
+pub mod message;
+pub mod token;
+
+pub use codec::{decode_agent_frame, decode_server_frame, encode_agent_frame, encode_server_frame};
+pub use limits::Limits;
+
+/// The protocol version this build speaks. A frame of any other version is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Why a frame, token or signature was refused.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The frame is larger than [`Limits::max_frame_bytes`].
+    #[error("frame of {size} bytes exceeds the limit of {limit} bytes")]
+    FrameTooLarge { size: usize, limit: usize },
+    /// The bytes are not a CBOR encoding of the expected message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// The bytes decode, but are not the canonical (deterministic) encoding.
+    #[error("frame is not in canonical CBOR encoding")]
+    NotCanonical,
+    /// The peer speaks another protocol version.
+    #[error("unsupported protocol version {got} (this build speaks {PROTOCOL_VERSION})")]
+    UnsupportedVersion { got: u16 },
+    /// A field is longer, or a list has more items, than its limit.
+    #[error("field `{field}` exceeds its limit of {limit}")]
+    FieldTooLarge { field: &'static str, limit: usize },
+    /// A field holds a value that is not allowed (for example an invalid id).
+    #[error("field `{field}` is invalid: {reason}")]
+    InvalidField { field: &'static str, reason: &'static str },
+    /// A signature does not verify under the expected key and payload type.
+    #[error("signature does not verify")]
+    BadSignature,
+    /// An enrolment token is not in the expected format.
+    #[error("enrolment token is malformed: {0}")]
+    BadToken(&'static str),
+}

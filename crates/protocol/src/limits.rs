@@ -1,0 +1,59 @@
+//! Every size and count cap of the protocol, in one struct with documented
+//! defaults, so that an audit can check them in one place and so that no
+//! decoder can be made to hold unbounded data.
+
+/// Caps applied to every frame before and after decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest frame (one WebSocket message) accepted, in bytes. Default 1 MiB.
+    pub max_frame_bytes: usize,
+    /// Longest short text field (names, versions, addresses), in bytes. Default 256.
+    pub max_text: usize,
+    /// Longest free-text field (messages, OS descriptions), in bytes. Default 4096.
+    pub max_long_text: usize,
+    /// Most disks in one inventory. Default 256.
+    pub max_disks: usize,
+    /// Most network interfaces in one inventory. Default 256.
+    pub max_interfaces: usize,
+    /// Most addresses on one interface. Default 64.
+    pub max_addresses: usize,
+    /// Most logged-in user sessions in one inventory. Default 1024.
+    pub max_users: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 1024 * 1024,
+            max_text: 256,
+            max_long_text: 4096,
+            max_disks: 256,
+            max_interfaces: 256,
+            max_addresses: 64,
+            max_users: 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub(crate) fn text(&self, field: &'static str, value: &str) -> Result<(), crate::ProtocolError> {
+        check_len(field, value.len(), self.max_text)
+    }
+
+    pub(crate) fn long_text(&self, field: &'static str, value: &str) -> Result<(), crate::ProtocolError> {
+        check_len(field, value.len(), self.max_long_text)
+    }
+}
+
+pub(crate) fn check_len(field: &'static str, len: usize, limit: usize) -> Result<(), crate::ProtocolError> {
+    if len > limit {
+        Err(crate::ProtocolError::FieldTooLarge { field, limit })
+    } else {
+        Ok(())
+    }
+}
+
+/// Implemented by every message: checks each field against [`Limits`].
+pub trait Validate {
+    fn validate(&self, limits: &Limits) -> Result<(), crate::ProtocolError>;
+}
