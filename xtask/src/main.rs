@@ -1,1 +1,407 @@
-fn main() {}
+//! `cargo xtask`: the project's own automation (rust-analyzer style).
+//!
+//! * `cargo xtask test` installs what the test suites need (Debian's Chromium
+//!   and ChromeDriver, a running PostgreSQL), builds every binary, runs the
+//!   tidy checks and then `cargo test --workspace`, with nothing skipped.
+//! * `cargo xtask fuzz [--seconds N]` runs every cargo-fuzz target briefly.
+//!
+//! Only `std` and `anyhow`: this crate must build fast and before anything else.
+
+use std::ffi::OsStr;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// Crates that must never be linked into the agent: it runs on every managed
+/// endpoint, so it carries no web server, templates, database or password hashing.
+const AGENT_FORBIDDEN_CRATES: &[&str] = &[
+    "axum",
+    "askama",
+    "sqlx",
+    "libsqlite3-sys",
+    "utoipa",
+    "argon2",
+    "hyper",
+];
+
+/// Debian packages the browser tests use, and the file each one provides.
+const DEBIAN_PREREQUISITES: &[(&str, &str)] = &[
+    ("chromium", "/usr/bin/chromium"),
+    ("chromium-driver", "/usr/bin/chromedriver"),
+];
+
+const POSTGRES_ADDR: &str = "127.0.0.1:5432";
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  test                  install test prerequisites, build all binaries, run the
+                        tidy checks and every test suite (nothing is skipped)
+  fuzz [--seconds N]    run every target in fuzz/fuzz_targets for N seconds each
+                        (default 30)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") if args.len() == 1 => test(),
+        Some("fuzz") => parse_fuzz_seconds(&args[1..]).and_then(fuzz),
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("\nxtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs named steps in order, stopping at the first failure, and prints how
+/// long each one took.
+#[derive(Default)]
+struct Steps {
+    done: Vec<(String, Duration, bool)>,
+}
+
+impl Steps {
+    fn run(&mut self, name: &str, step: impl FnOnce() -> Result<()>) -> Result<()> {
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let result = step();
+        self.done
+            .push((name.to_owned(), start.elapsed(), result.is_ok()));
+        result.with_context(|| format!("step `{name}` failed"))
+    }
+
+    fn print_summary(&self) {
+        println!("\n==> summary");
+        let width = self
+            .done
+            .iter()
+            .map(|(name, ..)| name.len())
+            .max()
+            .unwrap_or(0);
+        for (name, took, ok) in &self.done {
+            let status = if *ok { "ok" } else { "FAILED" };
+            println!(
+                "  {name:<width$}  {status:<6}  {:>7.1}s",
+                took.as_secs_f64()
+            );
+        }
+        let total: Duration = self.done.iter().map(|(_, took, _)| *took).sum();
+        println!(
+            "  {:<width$}  {:<6}  {:>7.1}s",
+            "total",
+            "",
+            total.as_secs_f64()
+        );
+    }
+}
+
+fn test() -> Result<()> {
+    let root = workspace_root();
+    let mut steps = Steps::default();
+    let result = (|| {
+        steps.run("prerequisites", install_prerequisites)?;
+        steps.run("build", || cargo(&root, ["build", "--workspace", "--bins"]))?;
+        steps.run("tidy", || tidy(&root))?;
+        steps.run("test", || cargo(&root, ["test", "--workspace"]))
+    })();
+    steps.print_summary();
+    result
+}
+
+fn install_prerequisites() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PREREQUISITES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        println!("Chromium and ChromeDriver are installed.");
+    } else {
+        println!("Installing Debian packages: {}", missing.join(" "));
+        if apt_get(
+            &[
+                &["install", "-y", "--no-install-recommends"],
+                missing.as_slice(),
+            ]
+            .concat(),
+        )
+        .is_err()
+        {
+            println!("apt-get install failed; updating the package lists and retrying.");
+            apt_get(&["update"])?;
+            apt_get(
+                &[
+                    &["install", "-y", "--no-install-recommends"],
+                    missing.as_slice(),
+                ]
+                .concat(),
+            )?;
+        }
+        for (package, file) in DEBIAN_PREREQUISITES {
+            if !Path::new(file).exists() {
+                bail!("package {package} is installed but {file} is missing");
+            }
+        }
+    }
+    ensure_postgres()
+}
+
+/// Runs `apt-get` as root, directly when we are root, else through `sudo -n`.
+fn apt_get(args: &[&str]) -> Result<()> {
+    let mut command = if is_root() {
+        Command::new("apt-get")
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", "apt-get"]);
+        sudo
+    };
+    command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+    run(&mut command)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The PostgreSQL suites need a server at 127.0.0.1:5432; start the machine's
+/// cluster if it has stopped.
+fn ensure_postgres() -> Result<()> {
+    if postgres_reachable() {
+        println!("PostgreSQL is listening on {POSTGRES_ADDR}.");
+        return Ok(());
+    }
+    println!("PostgreSQL is not listening on {POSTGRES_ADDR}; starting the local cluster.");
+    let versions = std::fs::read_dir("/etc/postgresql").context(
+        "PostgreSQL is not installed (no /etc/postgresql); the PostgreSQL suites need it",
+    )?;
+    for version in versions {
+        let version = version?.file_name();
+        let mut start = Command::new("pg_ctlcluster");
+        start
+            .arg("--skip-systemctl-redirect")
+            .arg(&version)
+            .args(["main", "start"]);
+        if !is_root() {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("-n").arg("pg_ctlcluster").args(start.get_args());
+            start = sudo;
+        }
+        // A cluster that is already running makes pg_ctlcluster fail; what
+        // matters is whether the port answers afterwards.
+        let _ = run(&mut start);
+    }
+    for _ in 0..50 {
+        if postgres_reachable() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("PostgreSQL still does not listen on {POSTGRES_ADDR}")
+}
+
+fn postgres_reachable() -> bool {
+    let addr: SocketAddr = match POSTGRES_ADDR.parse() {
+        Ok(addr) => addr,
+        Err(_) => return false,
+    };
+    TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok()
+}
+
+/// Tidy checks: facts about the code base that no compiler checks.
+fn tidy(root: &Path) -> Result<()> {
+    let output = Command::new(cargo_bin())
+        .current_dir(root)
+        .args([
+            "tree",
+            "-p",
+            "bulwark-agent",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo tree")?;
+    if !output.status.success() {
+        bail!("cargo tree -p bulwark-agent failed ({})", output.status);
+    }
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let forbidden = forbidden_agent_crates(&tree);
+    if !forbidden.is_empty() {
+        bail!(
+            "the agent must stay lean, but `cargo tree -p bulwark-agent -e normal` contains: {}.\n\
+             Find who pulls it in with `cargo tree -p bulwark-agent -e normal -i CRATE` and remove that dependency.",
+            forbidden.join(", ")
+        );
+    }
+    println!(
+        "bulwark-agent links none of: {}.",
+        AGENT_FORBIDDEN_CRATES.join(", ")
+    );
+    Ok(())
+}
+
+/// The forbidden crates named in `cargo tree --prefix none` output (one
+/// `name vX.Y.Z ...` per line).
+fn forbidden_agent_crates(tree: &str) -> Vec<String> {
+    let mut found: Vec<String> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| AGENT_FORBIDDEN_CRATES.contains(name))
+        .map(str::to_owned)
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn parse_fuzz_seconds(args: &[String]) -> Result<u64> {
+    match args {
+        [] => Ok(30),
+        [flag, n] if flag == "--seconds" => n
+            .parse()
+            .with_context(|| format!("--seconds expects a number, got {n:?}")),
+        [flag] if flag.starts_with("--seconds=") => {
+            let n = &flag["--seconds=".len()..];
+            n.parse()
+                .with_context(|| format!("--seconds expects a number, got {n:?}"))
+        }
+        _ => bail!("usage: cargo xtask fuzz [--seconds N]"),
+    }
+}
+
+fn fuzz(seconds: u64) -> Result<()> {
+    let root = workspace_root();
+    let targets_dir = root.join("fuzz/fuzz_targets");
+    let mut targets: Vec<String> = std::fs::read_dir(&targets_dir)
+        .with_context(|| format!("reading {}", targets_dir.display()))?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .filter(|path| path.extension() == Some(OsStr::new("rs")))
+        .filter_map(|path| {
+            path.file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
+        .collect();
+    targets.sort();
+    if targets.is_empty() {
+        bail!("no fuzz targets in {}", targets_dir.display());
+    }
+
+    let mut steps = Steps::default();
+    let result = (|| {
+        steps.run("install cargo-fuzz", install_cargo_fuzz)?;
+        for target in &targets {
+            steps.run(&format!("fuzz {target}"), || {
+                let mut command = Command::new(cargo_bin());
+                command
+                    .current_dir(&root)
+                    .env("RUSTC_BOOTSTRAP", "1")
+                    .args([
+                        "fuzz",
+                        "run",
+                        target,
+                        "--",
+                        &format!("-max_total_time={seconds}"),
+                    ]);
+                run(&mut command)
+            })?;
+        }
+        Ok(())
+    })();
+    steps.print_summary();
+    result
+}
+
+fn install_cargo_fuzz() -> Result<()> {
+    let installed = Command::new(cargo_bin())
+        .args(["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if installed {
+        println!("cargo-fuzz is installed.");
+        return Ok(());
+    }
+    println!("Installing cargo-fuzz from crates.io.");
+    run(Command::new(cargo_bin()).args(["install", "--locked", "cargo-fuzz"]))
+}
+
+fn cargo<const N: usize>(root: &Path, args: [&str; N]) -> Result<()> {
+    run(Command::new(cargo_bin()).current_dir(root).args(args))
+}
+
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+fn run(command: &mut Command) -> Result<()> {
+    let shown = format!(
+        "{} {}",
+        command.get_program().to_string_lossy(),
+        command
+            .get_args()
+            .map(|arg| arg.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!("$ {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("could not start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    // xtask/ sits directly in the workspace root.
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_forbidden_crates_by_exact_name() {
+        let tree = "bulwark-agent v0.1.0 (/w/crates/agent)\nhyper v1.6.0\nhyper-util v0.1.3\naxum v0.8.4 (*)\ntokio v1.0.0\n";
+        assert_eq!(forbidden_agent_crates(tree), ["axum", "hyper"]);
+        assert!(forbidden_agent_crates("tokio v1\nsqlx-core v0.8\n").is_empty());
+    }
+
+    #[test]
+    fn parses_fuzz_seconds() {
+        assert_eq!(parse_fuzz_seconds(&[]).ok(), Some(30));
+        assert_eq!(
+            parse_fuzz_seconds(&["--seconds".into(), "5".into()]).ok(),
+            Some(5)
+        );
+        assert_eq!(parse_fuzz_seconds(&["--seconds=7".into()]).ok(), Some(7));
+        assert!(parse_fuzz_seconds(&["--seconds".into(), "x".into()]).is_err());
+        assert!(parse_fuzz_seconds(&["--minutes".into()]).is_err());
+    }
+}

@@ -1,1 +1,16 @@
+//! The Bulwark endpoint agent.
+//!
+//! Lean by design (its footprint is on every managed machine): no web
+//! server, no templates, no database driver. It holds the device key, pins
+//! the server CA named in its enrolment token, keeps one authenticated
+//! connection and reports inventory.
 
+pub mod backoff;
+pub mod connection;
+pub mod identity;
+pub mod inventory;
+pub mod pinning;
+pub mod utmp;
+
+/// Version of this agent build, reported to the server.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

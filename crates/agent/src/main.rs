@@ -1,1 +1,170 @@
-fn main() {}
+//! `bulwark-agent`: enrol this machine, then keep it connected.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bulwark_agent::backoff::Backoff;
+use bulwark_agent::connection::{self, ServerAddress, SessionError, SessionOptions};
+use bulwark_agent::identity::{AgentState, StateDir, hex_encode};
+use bulwark_agent::inventory::Collector;
+use bulwark_protocol::message::DeviceId;
+use bulwark_protocol::token::{EnrollToken, fingerprint_text};
+use clap::{Parser, Subcommand};
+use ed25519_dalek::SigningKey;
+use rand::Rng;
+use tracing::{error, info, warn};
+
+#[derive(Parser)]
+#[command(name = "bulwark-agent", version, about = "The Bulwark endpoint agent")]
+struct Cli {
+    /// Where the device key and identity live (mode 0700).
+    #[arg(long, global = true, env = "BULWARK_AGENT_STATE_DIR", default_value = "/var/lib/bulwark-agent")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrol this machine with a one-time token from `bulwark tenant enroll-token`.
+    Enroll {
+        /// The agent gateway, e.g. https://rmm.example.com:8443
+        #[arg(long)]
+        server: String,
+        /// The one-time enrolment token (it names the server CA to pin).
+        #[arg(long, env = "BULWARK_ENROLL_TOKEN", hide_env_values = true)]
+        token: String,
+    },
+    /// Connect and stay connected until stopped (SIGINT or SIGTERM).
+    Run {
+        /// Seconds between inventory checks (changes only are sent).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        inventory_secs: u64,
+    },
+    /// Print this agent's identity.
+    Status,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    // One thread: an agent's work is small and its footprint matters.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let state_dir = StateDir::new(cli.state_dir);
+    match cli.command {
+        Command::Enroll { server, token } => runtime.block_on(enroll(&state_dir, &server, &token)),
+        Command::Run { inventory_secs } => runtime.block_on(run(&state_dir, Duration::from_secs(inventory_secs))),
+        Command::Status => {
+            let (state, key) = state_dir.load()?;
+            println!("device:   {}", state.device_id);
+            println!("tenant:   {}", state.tenant);
+            println!("server:   {}", state.server);
+            println!("CA pin:   {}", fingerprint_text(&StateDir::fingerprint(&state)?));
+            println!("key:      {}", hex_encode(&key.verifying_key().to_bytes()));
+            Ok(())
+        }
+    }
+}
+
+fn hostname() -> String {
+    sysinfo::System::host_name().unwrap_or_else(|| "unknown".into())
+}
+
+async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow::Result<()> {
+    let token = EnrollToken::parse(token_text).context("the enrolment token is not valid")?;
+    if state_dir.is_enrolled() {
+        let (state, _) = state_dir.load()?;
+        bail!(
+            "this agent is already enrolled as device {} in tenant {}; to enrol again, remove {} first",
+            state.device_id,
+            state.tenant,
+            state_dir.path().display()
+        );
+    }
+    let address = ServerAddress::parse(server)?;
+    println!("Pinning the server CA {}", fingerprint_text(&token.ca_fingerprint));
+    println!("(compare it with the fingerprint shown where the token was issued)");
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let enrolled = connection::enroll(&address, &token, &key, &hostname()).await.map_err(|e| match e {
+        SessionError::Refused { message, .. } => anyhow::anyhow!("enrolment refused by the server: {message}"),
+        SessionError::Transport(e) => e.context("enrolment failed"),
+    })?;
+    let state = AgentState {
+        server: server.trim().to_owned(),
+        device_id: enrolled.device_id.to_string(),
+        tenant: enrolled.tenant.clone(),
+        ca_fingerprint: hex_encode(&token.ca_fingerprint),
+    };
+    state_dir.save(&state, &key)?;
+    println!("Enrolled as device {} in tenant {}.", enrolled.device_id, enrolled.tenant);
+    println!("Identity stored in {}. Start the agent with `bulwark-agent run`.", state_dir.path().display());
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+async fn run(state_dir: &StateDir, inventory_interval: Duration) -> anyhow::Result<()> {
+    let (state, key) = state_dir.load()?;
+    let pin = StateDir::fingerprint(&state)?;
+    let address = ServerAddress::parse(&state.server)?;
+    let device_id = DeviceId::parse(&state.device_id).context("the device id in agent.json is corrupt")?;
+    info!(device_id = %device_id, tenant = %state.tenant, server = %state.server, "Agent starting.");
+
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+
+    let mut collector = Collector::new(bulwark_agent::AGENT_VERSION);
+    let options = SessionOptions { inventory_interval };
+    let backoff = Backoff::default();
+    let mut attempt: u32 = 0;
+    loop {
+        let started = Instant::now();
+        let mut connected_at = None;
+        let result = connection::session(&address, pin, &device_id, &key, &mut collector, &options, &mut stopped, &mut || {
+            connected_at = Some(Instant::now());
+        })
+        .await;
+        match result {
+            Ok(()) => {
+                info!("Agent stopped.");
+                return Ok(());
+            }
+            Err(SessionError::Refused { code, message }) => error!(?code, %message, "The server refused this agent."),
+            Err(SessionError::Transport(e)) => warn!(error = %format!("{e:#}"), "Connection to the server lost."),
+        }
+        // A session that lived a while starts the backoff over.
+        if connected_at.is_some() && started.elapsed() > Duration::from_secs(60) {
+            attempt = 0;
+        }
+        let delay = backoff.delay(attempt, rand::thread_rng().r#gen::<f64>());
+        attempt = attempt.saturating_add(1);
+        info!(delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "Reconnecting after a delay.");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stopped.changed() => {
+                info!("Agent stopped.");
+                return Ok(());
+            }
+        }
+    }
+}

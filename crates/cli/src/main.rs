@@ -1,1 +1,72 @@
-fn main() {}
+//! `bulwark`: the quickstart (`up`), the production server (`server`) and the
+//! operator CLI (everything else, over the same HTTP API as the console).
+
+mod operator;
+mod up;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bulwark", version, about = "Bulwark: remote monitoring and management that a compromised server cannot turn against its endpoints")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Quickstart on this machine: server with embedded SQLite, plus a local agent in tenant `demo`.
+    Up(up::UpArgs),
+    /// Production server (HTTPS) from a TOML configuration file.
+    Server {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    #[command(flatten)]
+    Operator(operator::OperatorCommand),
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,hyper=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Up(args) => {
+            init_logging();
+            runtime.block_on(up::up(args))
+        }
+        Command::Server { config } => {
+            init_logging();
+            runtime.block_on(server(config))
+        }
+        Command::Operator(command) => runtime.block_on(operator::run(command)),
+    }
+}
+
+async fn server(path: PathBuf) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let config: bulwark_server::ServerConfig =
+        toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))?;
+    let server = bulwark_server::start(config).await?;
+    println!("Console:    {}", server.console_url);
+    println!("Agents:     {}", server.gateway_url);
+    if let Some(code) = &server.setup_code {
+        println!("Setup code: {code}  (one-time; create the first owner at {}setup)", server.console_url);
+    }
+    up::wait_for_signal().await;
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The agent's side of the gateway protocol: connect (TLS with the pinned CA,
+//! then WebSocket), answer the challenge, and keep the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement};
+use bulwark_protocol::inventory::Inventory;
+use bulwark_protocol::message::{
+    AgentMessage, Enroll, Enrolled, Heartbeat, Hello, InventoryReport, RefusalCode, ServerMessage, Welcome,
+};
+use bulwark_protocol::token::EnrollToken;
+use bulwark_protocol::{Limits, decode_server_frame, encode_agent_frame};
+use ed25519_dalek::SigningKey;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, info, warn};
+
+use crate::AGENT_VERSION;
+use crate::inventory::Collector;
+
+type Ws = WebSocketStream<TlsStream<TcpStream>>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where the gateway is: parsed from `https://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl ServerAddress {
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
+        let rest = url
+            .trim()
+            .strip_prefix("https://")
+            .ok_or_else(|| anyhow!("the server URL must start with https:// (the agent gateway is TLS only): {url}"))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or_else(|| anyhow!("bad IPv6 address in {url}"))?;
+            (host, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        if host.is_empty() {
+            bail!("no host in the server URL {url}");
+        }
+        let port = match port {
+            Some(p) => p.parse().with_context(|| format!("bad port in {url}"))?,
+            None => 443,
+        };
+        Ok(Self { host: host.to_owned(), port })
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The server refused this agent; retrying may not help.
+    #[error("the server refused this agent: {message} ({code:?})")]
+    Refused { code: RefusalCode, message: String },
+    #[error("{0:#}")]
+    Transport(anyhow::Error),
+}
+
+impl From<anyhow::Error> for SessionError {
+    fn from(e: anyhow::Error) -> Self {
+        SessionError::Transport(e)
+    }
+}
+
+fn ws_config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_message_size(Some(limits.max_frame_bytes))
+        .max_frame_size(Some(limits.max_frame_bytes))
+}
+
+/// TLS (pinned CA), channel binding, WebSocket upgrade.
+async fn connect(address: &ServerAddress, pin: [u8; 32], limits: &Limits) -> anyhow::Result<(Ws, [u8; 32])> {
+    let config = crate::pinning::client_config(pin)?;
+    let connector = TlsConnector::from(Arc::new(config));
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((address.host.as_str(), address.port)))
+        .await
+        .map_err(|_| anyhow!("timed out connecting to {}:{}", address.host, address.port))?
+        .with_context(|| format!("cannot connect to {}:{}", address.host, address.port))?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::try_from(address.host.clone())
+        .with_context(|| format!("bad server name {}", address.host))?;
+    let tls = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| anyhow!("TLS handshake timed out"))?
+        .context("TLS handshake with the server failed")?;
+    let mut binding = [0u8; 32];
+    tls.get_ref().1.export_keying_material(&mut binding, CHANNEL_BINDING_LABEL, None)?;
+    let url = format!("wss://{}:{}/agent/v1", address.host, address.port);
+    let (ws, _) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::client_async_with_config(url.as_str(), tls, Some(ws_config(limits))),
+    )
+    .await
+    .map_err(|_| anyhow!("WebSocket upgrade timed out"))?
+    .context("WebSocket upgrade failed")?;
+    Ok((ws, binding))
+}
+
+async fn send(ws: &mut Ws, message: &AgentMessage) -> anyhow::Result<()> {
+    ws.send(Message::Binary(encode_agent_frame(message).into())).await.context("cannot send to the server")
+}
+
+/// The next protocol message; pings and pongs are handled by the library.
+async fn receive(ws: &mut Ws, limits: &Limits) -> Result<ServerMessage, SessionError> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => {
+                let message = decode_server_frame(&bytes, limits).map_err(|e| anyhow!("bad frame from server: {e}"))?;
+                if let ServerMessage::Refused(r) = message {
+                    return Err(SessionError::Refused { code: r.code, message: r.message });
+                }
+                return Ok(message);
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_))) | None => return Err(anyhow!("the server closed the connection").into()),
+            Some(Ok(_)) => return Err(anyhow!("unexpected text frame from server").into()),
+            Some(Err(e)) => return Err(anyhow!("connection error: {e}").into()),
+        }
+    }
+}
+
+async fn challenge(ws: &mut Ws, limits: &Limits) -> Result<[u8; 32], SessionError> {
+    match receive(ws, limits).await? {
+        ServerMessage::Challenge(c) => Ok(c.nonce),
+        other => Err(anyhow!("expected a challenge, got {other:?}").into()),
+    }
+}
+
+/// Enrols this device with a one-time token; returns what the server assigned.
+pub async fn enroll(
+    address: &ServerAddress,
+    token: &EnrollToken,
+    key: &SigningKey,
+    hostname: &str,
+) -> Result<Enrolled, SessionError> {
+    let limits = Limits::default();
+    let (mut ws, channel_binding) = connect(address, token.ca_fingerprint, &limits).await?;
+    let nonce = challenge(&mut ws, &limits).await?;
+    let device_key = key.verifying_key().to_bytes();
+    let statement = EnrollStatement { nonce, channel_binding, device_key, token_hash: token.secret_hash() };
+    let message = Enroll {
+        token_secret: token.secret,
+        device_key,
+        hostname: truncate(hostname, limits.max_text),
+        agent_version: AGENT_VERSION.to_owned(),
+        signature: statement.sign(key),
+    };
+    send(&mut ws, &AgentMessage::Enroll(message)).await?;
+    let reply = receive(&mut ws, &limits).await?;
+    let _ = ws.close(None).await;
+    match reply {
+        ServerMessage::Enrolled(enrolled) => Ok(enrolled),
+        other => Err(anyhow!("unexpected reply to enrolment: {other:?}").into()),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Session settings; tests shorten the intervals.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    pub inventory_interval: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self { inventory_interval: Duration::from_secs(60) }
+    }
+}
+
+/// One authenticated session, until the connection ends or `shutdown` fires.
+/// Returns Ok(()) on a requested shutdown.
+pub async fn session(
+    address: &ServerAddress,
+    pin: [u8; 32],
+    device_id: &bulwark_protocol::message::DeviceId,
+    key: &SigningKey,
+    collector: &mut Collector,
+    options: &SessionOptions,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    connected: &mut dyn FnMut(),
+) -> Result<(), SessionError> {
+    let limits = Limits::default();
+    let (mut ws, channel_binding) = connect(address, pin, &limits).await?;
+    let nonce = challenge(&mut ws, &limits).await?;
+    let statement = HelloStatement { nonce, channel_binding, device_id: device_id.clone() };
+    let hello = Hello { device_id: device_id.clone(), agent_version: AGENT_VERSION.to_owned(), signature: statement.sign(key) };
+    send(&mut ws, &AgentMessage::Hello(hello)).await?;
+    let welcome: Welcome = match receive(&mut ws, &limits).await? {
+        ServerMessage::Welcome(w) => w,
+        other => return Err(anyhow!("expected welcome, got {other:?}").into()),
+    };
+    info!(device_id = %welcome.device_id, tenant = %welcome.tenant, "Connected to the server.");
+    connected();
+
+    // Full snapshot first; afterwards only sections that changed since the
+    // last snapshot the server acknowledged.
+    let mut seq: u64 = 0;
+    let mut acknowledged = Inventory::default();
+    let mut next_seq = || {
+        seq += 1;
+        seq
+    };
+    let snapshot = collector.collect();
+    let report_seq = next_seq();
+    send(&mut ws, &AgentMessage::Inventory(InventoryReport { seq: report_seq, full: true, inventory: snapshot.clone() })).await?;
+    let mut in_flight: Option<(u64, Inventory)> = Some((report_seq, snapshot));
+
+    let heartbeat_every = Duration::from_secs(u64::from(welcome.heartbeat_secs.clamp(1, 3600)));
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
+    let mut inventory = tokio::time::interval_at(tokio::time::Instant::now() + options.inventory_interval, options.inventory_interval);
+    // Three silent heartbeat intervals from the server's side mean the link is dead.
+    let silence = heartbeat_every * 3;
+
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                let s = next_seq();
+                send(&mut ws, &AgentMessage::Heartbeat(Heartbeat { seq: s })).await?;
+            }
+            _ = inventory.tick() => {
+                if in_flight.is_some() {
+                    continue; // the previous report is not acknowledged yet
+                }
+                let current = collector.collect();
+                let changes = current.changes_since(&acknowledged);
+                if !changes.is_empty() {
+                    let s = next_seq();
+                    debug!(seq = s, "Sending inventory changes.");
+                    send(&mut ws, &AgentMessage::Inventory(InventoryReport { seq: s, full: false, inventory: changes })).await?;
+                    in_flight = Some((s, current));
+                }
+            }
+            message = tokio::time::timeout(silence, receive(&mut ws, &limits)) => {
+                match message {
+                    Err(_) => return Err(anyhow!("the server has been silent for {silence:?}").into()),
+                    Ok(Err(e)) => return Err(e),
+                    Ok(Ok(ServerMessage::Ack(ack))) => {
+                        if let Some((s, sent)) = in_flight.take() {
+                            if s == ack.seq {
+                                acknowledged = sent;
+                            } else {
+                                in_flight = Some((s, sent));
+                            }
+                        }
+                    }
+                    Ok(Ok(other)) => warn!(?other, "Unexpected message from the server; ignored."),
+                }
+            }
+            _ = shutdown.changed() => {
+                let _ = ws.close(None).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_gateway_urls() {
+        assert_eq!(ServerAddress::parse("https://127.0.0.1:8443").expect("v4"), ServerAddress { host: "127.0.0.1".into(), port: 8443 });
+        assert_eq!(ServerAddress::parse("https://rmm.example.com").expect("name"), ServerAddress { host: "rmm.example.com".into(), port: 443 });
+        assert_eq!(ServerAddress::parse("https://[::1]:9/x").expect("v6"), ServerAddress { host: "::1".into(), port: 9 });
+        assert!(ServerAddress::parse("http://127.0.0.1:8443").is_err());
+        assert!(ServerAddress::parse("https://:1").is_err());
+        assert!(ServerAddress::parse("https://h:99999").is_err());
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate("héllo", 2), "h");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,623 @@
+//! Collects this device's inventory.
+//!
+//! A [`Collector`] lives as long as the agent and keeps sysinfo's tables, so
+//! each refresh updates them in place instead of rebuilding them; the CPU
+//! description, which does not change while the machine runs, is read once.
+//!
+//! Whatever the machine reports, the result fits the protocol: every string is
+//! cut to its [`Limits`] size at a char boundary, every list to its cap, and
+//! the whole inventory to what one frame can carry ([`fit_to_limits`]), so a
+//! strange machine never produces a report the server refuses. Lists are
+//! sorted, so an unchanged machine gives an identical inventory and sends no
+//! delta.
+//!
+//! The sysinfo calls are the only I/O here; deciding what to keep
+//! ([`keep_disk`], [`select_disks`], [`fit_to_limits`]) is pure and tested
+//! without a machine.
+
+use std::collections::HashMap;
+
+use bulwark_protocol::Limits;
+use bulwark_protocol::codec::to_canonical;
+use bulwark_protocol::inventory::{
+    CpuInfo, DiskInfo, Inventory, MemoryInfo, NetworkInterface, SystemInfo,
+};
+use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
+
+use crate::utmp::{self, truncate_at_char_boundary};
+
+/// Bytes of a frame not taken by the inventory itself: the frame map,
+/// version, message variant and the report's `seq` and `full` fields take
+/// under 32; the rest is margin.
+const FRAME_OVERHEAD: usize = 256;
+
+/// Collects the inventory once. An agent that reports repeatedly should keep
+/// a [`Collector`] instead.
+pub fn collect(agent_version: &str) -> Inventory {
+    Collector::new(agent_version).collect()
+}
+
+/// A long-lived inventory collector.
+pub struct Collector {
+    agent_version: String,
+    limits: Limits,
+    sys: System,
+    disks: Disks,
+    networks: Networks,
+    /// Read once: the CPU model and core counts do not change at run time.
+    cpu: CpuInfo,
+}
+
+impl Collector {
+    pub fn new(agent_version: &str) -> Self {
+        let mut sys = System::new();
+        // Fills the CPU list with model names; usage is never asked for.
+        sys.refresh_cpu_list(CpuRefreshKind::nothing());
+        let cpu = cpu_info(&sys);
+        Self {
+            agent_version: agent_version.to_owned(),
+            limits: Limits::default(),
+            sys,
+            disks: Disks::new(),
+            networks: Networks::new(),
+            cpu,
+        }
+    }
+
+    /// A full snapshot of the device, within the protocol's limits.
+    pub fn collect(&mut self) -> Inventory {
+        let mut inventory = Inventory {
+            system: Some(self.system_info()),
+            cpu: Some(self.cpu.clone()),
+            memory: Some(self.memory_info()),
+            disks: Some(self.disk_info()),
+            network: Some(self.network_info()),
+            users: Some(utmp::read_logged_in_users()),
+        };
+        fit_to_limits(&mut inventory, &self.limits);
+        inventory
+    }
+
+    fn system_info(&self) -> SystemInfo {
+        SystemInfo {
+            hostname: System::host_name().unwrap_or_default(),
+            os_name: System::name().unwrap_or_else(|| std::env::consts::OS.to_owned()),
+            os_version: System::os_version().unwrap_or_default(),
+            kernel_version: System::kernel_version().unwrap_or_default(),
+            architecture: System::cpu_arch(),
+            boot_time: System::boot_time(),
+            agent_version: self.agent_version.clone(),
+        }
+    }
+
+    fn memory_info(&mut self) -> MemoryInfo {
+        self.sys
+            .refresh_memory_specifics(MemoryRefreshKind::everything());
+        MemoryInfo {
+            total_bytes: self.sys.total_memory(),
+            available_bytes: self.sys.available_memory(),
+            swap_total_bytes: self.sys.total_swap(),
+            swap_free_bytes: self.sys.free_swap(),
+        }
+    }
+
+    fn disk_info(&mut self) -> Vec<DiskInfo> {
+        // Re-reads the mount table (new mounts appear, gone ones are dropped)
+        // and each disk's space; neither the disk kind nor I/O counters are needed.
+        self.disks
+            .refresh_specifics(true, DiskRefreshKind::nothing().with_storage());
+        let raw = self.disks.list().iter().map(|d| DiskInfo {
+            name: d.name().to_string_lossy().into_owned(),
+            mount_point: d.mount_point().to_string_lossy().into_owned(),
+            file_system: d.file_system().to_string_lossy().into_owned(),
+            total_bytes: d.total_space(),
+            available_bytes: d.available_space(),
+            removable: d.is_removable(),
+        });
+        select_disks(raw)
+    }
+
+    fn network_info(&mut self) -> Vec<NetworkInterface> {
+        self.networks.refresh(true);
+        let mut interfaces: Vec<NetworkInterface> = self
+            .networks
+            .list()
+            .iter()
+            .map(|(name, data)| {
+                let mac = data.mac_address();
+                let mut addresses: Vec<String> =
+                    data.ip_networks().iter().map(ToString::to_string).collect();
+                addresses.sort();
+                addresses.dedup();
+                NetworkInterface {
+                    name: name.clone(),
+                    mac: if mac.is_unspecified() {
+                        String::new()
+                    } else {
+                        mac.to_string()
+                    },
+                    addresses,
+                }
+            })
+            .collect();
+        // sysinfo keeps interfaces in a hash map: sort for a stable report.
+        interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+        interfaces
+    }
+}
+
+fn cpu_info(sys: &System) -> CpuInfo {
+    let cpus = sys.cpus();
+    let model = cpus
+        .iter()
+        .map(|c| c.brand().trim())
+        .find(|b| !b.is_empty())
+        .or_else(|| {
+            cpus.iter()
+                .map(|c| c.vendor_id().trim())
+                .find(|v| !v.is_empty())
+        })
+        .unwrap_or_default()
+        .to_owned();
+    let logical = if cpus.is_empty() {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    } else {
+        cpus.len()
+    };
+    CpuInfo {
+        model,
+        logical_cores: u32::try_from(logical).unwrap_or(u32::MAX),
+        physical_cores: System::physical_core_count().map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+    }
+}
+
+/// File systems that hold no data of their own (memory, kernel interfaces,
+/// container layers, packaged images) and are left out of the inventory.
+/// sysinfo already drops most kernel ones; this list also covers what it keeps.
+const PSEUDO_FILE_SYSTEMS: &[&str] = &[
+    "autofs",
+    "binfmt_misc",
+    "bpf",
+    "cgroup",
+    "cgroup2",
+    "configfs",
+    "debugfs",
+    "devpts",
+    "devtmpfs",
+    "efivarfs",
+    "fusectl",
+    "hugetlbfs",
+    "mqueue",
+    "nsfs",
+    "proc",
+    "pstore",
+    "ramfs",
+    "rootfs",
+    "rpc_pipefs",
+    "securityfs",
+    "selinuxfs",
+    "squashfs",
+    "sysfs",
+    "tmpfs",
+    "tracefs",
+];
+
+/// FUSE file systems that only mirror or fake other data.
+const PSEUDO_FUSE: &[&str] = &[
+    "fuse.lxcfs",
+    "fuse.gvfsd-fuse",
+    "fuse.portal",
+    "fuse.snapfuse",
+    "fuse.squashfuse",
+];
+
+/// Whether a mounted file system belongs in the inventory.
+///
+/// An `overlay` is kept only as the root of a container, where it is the
+/// only view of the disk; anywhere else it is a container's layer on a disk
+/// that is reported by its own mount.
+pub fn keep_disk(disk: &DiskInfo) -> bool {
+    let fs = disk.file_system.as_str();
+    if PSEUDO_FILE_SYSTEMS.contains(&fs) || PSEUDO_FUSE.contains(&fs) {
+        return false;
+    }
+    if fs == "overlay" && disk.mount_point != "/" {
+        return false;
+    }
+    disk.total_bytes > 0
+}
+
+/// The disks worth reporting, once each, sorted by mount point.
+///
+/// One device with one file system mounted several times (bind mounts, the
+/// `/etc/hosts` of a container, btrfs subvolumes of one pool) shares its
+/// space between the mounts; it is reported once, at its shortest mount point.
+pub fn select_disks(raw: impl IntoIterator<Item = DiskInfo>) -> Vec<DiskInfo> {
+    let mut by_device: HashMap<(String, String), DiskInfo> = HashMap::new();
+    for disk in raw.into_iter().filter(keep_disk) {
+        let key = (disk.name.clone(), disk.file_system.clone());
+        match by_device.get(&key) {
+            Some(kept) if !shorter_mount_point(&disk, kept) => {}
+            _ => {
+                by_device.insert(key, disk);
+            }
+        }
+    }
+    let mut disks: Vec<DiskInfo> = by_device.into_values().collect();
+    disks.sort_by(|a, b| {
+        a.mount_point
+            .cmp(&b.mount_point)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    disks
+}
+
+/// Whether `a` is mounted closer to the root than `b` (ties: alphabetical).
+fn shorter_mount_point(a: &DiskInfo, b: &DiskInfo) -> bool {
+    (a.mount_point.len(), &a.mount_point) < (b.mount_point.len(), &b.mount_point)
+}
+
+/// Cuts `inventory` to what the server accepts under `limits`: every string to
+/// its size, every list to its cap, and the whole to what fits in one frame.
+///
+/// The caps on single fields allow more than one frame can carry (1024 users
+/// of 768 bytes each alone are 786 KiB), so after cutting fields, while the
+/// encoding is still too large, the longest list is halved: users first, then
+/// interface addresses, interfaces and disks.
+pub fn fit_to_limits(inventory: &mut Inventory, limits: &Limits) {
+    let text = |s: &mut String| truncate_at_char_boundary(s, limits.max_text);
+    if let Some(s) = &mut inventory.system {
+        for field in [
+            &mut s.hostname,
+            &mut s.os_name,
+            &mut s.os_version,
+            &mut s.kernel_version,
+            &mut s.architecture,
+            &mut s.agent_version,
+        ] {
+            text(field);
+        }
+    }
+    if let Some(c) = &mut inventory.cpu {
+        text(&mut c.model);
+    }
+    if let Some(disks) = &mut inventory.disks {
+        disks.truncate(limits.max_disks);
+        for d in disks {
+            text(&mut d.name);
+            truncate_at_char_boundary(&mut d.mount_point, limits.max_long_text);
+            text(&mut d.file_system);
+        }
+    }
+    if let Some(network) = &mut inventory.network {
+        network.truncate(limits.max_interfaces);
+        for n in network {
+            text(&mut n.name);
+            text(&mut n.mac);
+            n.addresses.truncate(limits.max_addresses);
+            n.addresses.iter_mut().for_each(text);
+        }
+    }
+    if let Some(users) = &mut inventory.users {
+        users.truncate(limits.max_users);
+        for u in users {
+            text(&mut u.name);
+            text(&mut u.terminal);
+            text(&mut u.host);
+        }
+    }
+
+    let budget = limits.max_frame_bytes.saturating_sub(FRAME_OVERHEAD);
+    while to_canonical(inventory).len() > budget {
+        if !halve_largest_list(inventory) {
+            // Nothing left to cut: only fixed-size sections remain, which are
+            // far below any sensible frame limit.
+            break;
+        }
+    }
+}
+
+/// Halves the list that takes the most bytes; false when every list is empty.
+/// Each call at least halves one list, so a few dozen calls empty them all.
+fn halve_largest_list(inventory: &mut Inventory) -> bool {
+    fn halve<T>(list: &mut Vec<T>) {
+        list.truncate(list.len() / 2);
+    }
+    let users = match &inventory.users {
+        Some(u) if !u.is_empty() => to_canonical(u).len(),
+        _ => 0,
+    };
+    let disks = match &inventory.disks {
+        Some(d) if !d.is_empty() => to_canonical(d).len(),
+        _ => 0,
+    };
+    let network = match &inventory.network {
+        Some(n) if !n.is_empty() => to_canonical(n).len(),
+        _ => 0,
+    };
+    if users == 0 && disks == 0 && network == 0 {
+        return false;
+    }
+    if users >= disks && users >= network {
+        if let Some(users) = &mut inventory.users {
+            halve(users);
+        }
+    } else if network >= disks {
+        if let Some(network) = &mut inventory.network {
+            // Many addresses per interface: halve the addresses of every
+            // interface before dropping interfaces.
+            let most = network.iter().map(|n| n.addresses.len()).max().unwrap_or(0);
+            if most > 1 {
+                network
+                    .iter_mut()
+                    .for_each(|n| n.addresses.truncate(most / 2));
+            } else {
+                halve(network);
+            }
+        }
+    } else if let Some(disks) = &mut inventory.disks {
+        halve(disks);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_protocol::inventory::LoggedInUser;
+    use bulwark_protocol::message::{AgentMessage, InventoryReport};
+    use bulwark_protocol::{decode_agent_frame, encode_agent_frame};
+    use proptest::prelude::*;
+
+    fn disk(name: &str, mount_point: &str, file_system: &str, total_bytes: u64) -> DiskInfo {
+        DiskInfo {
+            name: name.into(),
+            mount_point: mount_point.into(),
+            file_system: file_system.into(),
+            total_bytes,
+            available_bytes: total_bytes / 2,
+            removable: false,
+        }
+    }
+
+    fn check_disks(raw: Vec<DiskInfo>, expect: &[(&str, &str)]) {
+        let got: Vec<(String, String)> = select_disks(raw)
+            .into_iter()
+            .map(|d| (d.name, d.mount_point))
+            .collect();
+        let expect: Vec<(String, String)> = expect
+            .iter()
+            .map(|(n, m)| (n.to_string(), m.to_string()))
+            .collect();
+        assert_eq!(got, expect);
+    }
+
+    /// The agent's frame decoder on the server side must accept what we send.
+    fn assert_server_accepts(inventory: &Inventory) {
+        let m = AgentMessage::Inventory(InventoryReport {
+            seq: u64::MAX,
+            full: true,
+            inventory: inventory.clone(),
+        });
+        let frame = encode_agent_frame(&m);
+        assert_eq!(
+            decode_agent_frame(&frame, &Limits::default()),
+            Ok(m),
+            "frame of {} bytes",
+            frame.len()
+        );
+    }
+
+    #[test]
+    fn pseudo_file_systems_and_empty_disks_are_left_out() {
+        check_disks(
+            vec![
+                disk("/dev/vda1", "/", "ext4", 100),
+                disk("tmpfs", "/dev/shm", "tmpfs", 100),
+                disk("lxcfs", "/proc/cpuinfo", "fuse.lxcfs", 100),
+                disk("/dev/loop3", "/snap/core/1", "squashfs", 100),
+                disk(
+                    "overlay",
+                    "/var/lib/docker/overlay2/abc/merged",
+                    "overlay",
+                    100,
+                ),
+                disk("/dev/vdb", "/data", "xfs", 100),
+                disk("/dev/sr0", "/media/cdrom", "udf", 0),
+                disk("nas:/export", "/mnt/nas", "nfs4", 100),
+            ],
+            &[
+                ("/dev/vda1", "/"),
+                ("/dev/vdb", "/data"),
+                ("nas:/export", "/mnt/nas"),
+            ],
+        );
+    }
+
+    #[test]
+    fn a_container_root_overlay_is_kept() {
+        check_disks(
+            vec![
+                disk("overlay", "/", "overlay", 100),
+                // Docker bind-mounts these from the host's disk.
+                disk("/dev/vda1", "/etc/resolv.conf", "ext4", 100),
+                disk("/dev/vda1", "/etc/hostname", "ext4", 100),
+                disk("/dev/vda1", "/etc/hosts", "ext4", 100),
+            ],
+            &[("overlay", "/"), ("/dev/vda1", "/etc/hosts")],
+        );
+    }
+
+    #[test]
+    fn a_device_mounted_twice_is_reported_once_at_its_shortest_mount_point() {
+        check_disks(
+            vec![
+                disk("/dev/nvme0n1p2", "/home", "btrfs", 100),
+                disk("/dev/nvme0n1p2", "/", "btrfs", 100),
+                disk("/dev/nvme0n1p2", "/var/log", "btrfs", 100),
+                disk("/dev/nvme0n1p1", "/boot/efi", "vfat", 100),
+            ],
+            &[("/dev/nvme0n1p2", "/"), ("/dev/nvme0n1p1", "/boot/efi")],
+        );
+        // Same device, other file system (unusual, but then they are two).
+        check_disks(
+            vec![
+                disk("/dev/x", "/a", "ext4", 1),
+                disk("/dev/x", "/b", "xfs", 1),
+            ],
+            &[("/dev/x", "/a"), ("/dev/x", "/b")],
+        );
+    }
+
+    #[test]
+    fn selection_does_not_depend_on_input_order() {
+        let raw = vec![
+            disk("/dev/a", "/x/y", "ext4", 1),
+            disk("/dev/a", "/x/z", "ext4", 1),
+            disk("/dev/b", "/b", "ext4", 1),
+            disk("/dev/c", "/a", "ext4", 1),
+        ];
+        let mut reversed = raw.clone();
+        reversed.reverse();
+        assert_eq!(select_disks(raw), select_disks(reversed));
+    }
+
+    fn huge_inventory() -> Inventory {
+        let long = "é".repeat(200); // 400 bytes, over max_text
+        let longer = "é".repeat(2100); // 4200 bytes, over max_long_text
+        Inventory {
+            system: Some(SystemInfo {
+                hostname: long.clone(),
+                os_name: long.clone(),
+                os_version: long.clone(),
+                kernel_version: long.clone(),
+                architecture: long.clone(),
+                boot_time: 1,
+                agent_version: long.clone(),
+            }),
+            cpu: Some(CpuInfo {
+                model: long.clone(),
+                logical_cores: 1,
+                physical_cores: None,
+            }),
+            memory: Some(MemoryInfo::default()),
+            disks: Some(vec![disk(&long, &longer, &long, 1); 300]),
+            network: Some(vec![
+                NetworkInterface {
+                    name: long.clone(),
+                    mac: long.clone(),
+                    addresses: vec![long.clone(); 100]
+                };
+                300
+            ]),
+            users: Some(vec![
+                LoggedInUser {
+                    name: long.clone(),
+                    terminal: long.clone(),
+                    host: long,
+                    login_time: 1
+                };
+                2000
+            ]),
+        }
+    }
+
+    #[test]
+    fn a_huge_machine_still_produces_an_accepted_frame() {
+        let mut inventory = huge_inventory();
+        fit_to_limits(&mut inventory, &Limits::default());
+        assert_server_accepts(&inventory);
+        let l = Limits::default();
+        let system = inventory.system.as_ref().expect("system kept");
+        // Cut at a char boundary: 256 is even, so 128 whole 'é'.
+        assert_eq!(system.hostname, "é".repeat(128));
+        assert_eq!(
+            inventory.disks.as_ref().expect("disks kept")[0].mount_point,
+            "é".repeat(l.max_long_text / 2)
+        );
+        // Every section is still there, with as much as fits.
+        assert!(!inventory.users.as_ref().expect("users kept").is_empty());
+        assert!(!inventory.disks.as_ref().expect("disks kept").is_empty());
+        assert!(!inventory.network.as_ref().expect("network kept").is_empty());
+        assert!(
+            to_canonical(&inventory).len() > l.max_frame_bytes / 4,
+            "not cut more than needed"
+        );
+    }
+
+    #[test]
+    fn a_small_inventory_is_left_alone() {
+        let mut inventory = Inventory {
+            disks: Some(vec![disk("/dev/vda1", "/", "ext4", 100)]),
+            users: Some(vec![]),
+            ..Inventory::default()
+        };
+        let before = inventory.clone();
+        fit_to_limits(&mut inventory, &Limits::default());
+        assert_eq!(inventory, before);
+    }
+
+    #[test]
+    fn this_machine_gives_an_accepted_and_stable_inventory() {
+        let mut collector = Collector::new("0.1.0-test");
+        let first = collector.collect();
+        assert_server_accepts(&first);
+        let system = first.system.as_ref().expect("system section");
+        assert_eq!(system.agent_version, "0.1.0-test");
+        assert!(!system.architecture.is_empty());
+        assert!(system.boot_time > 0);
+        let cpu = first.cpu.as_ref().expect("cpu section");
+        assert!(cpu.logical_cores > 0);
+        assert!(first.memory.as_ref().expect("memory section").total_bytes > 0);
+        for n in first.network.as_ref().expect("network section") {
+            for a in &n.addresses {
+                assert!(a.contains('/'), "{a} is in CIDR form");
+            }
+        }
+        // Facts that do not move on their own are equal from one run to the next.
+        let second = collector.collect();
+        assert_eq!(first.system, second.system);
+        assert_eq!(first.cpu, second.cpu);
+        let names = |i: &Inventory| -> Vec<String> {
+            i.network
+                .as_ref()
+                .map(|n| n.iter().map(|x| x.name.clone()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(names(&first), names(&second));
+        assert_eq!(collect("0.1.0-test").cpu, first.cpu);
+    }
+
+    fn any_text(max_chars: usize) -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<char>(), 0..=max_chars).prop_map(String::from_iter)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever sysinfo reports, the server accepts the report.
+        #[test]
+        fn any_inventory_fits_after_fitting(
+            strings in proptest::collection::vec(any_text(100), 1..8),
+            disks in 0..400usize,
+            interfaces in 0..300usize,
+            addresses in 0..100usize,
+            users in 0..1500usize,
+        ) {
+            let s = |i: usize| strings[i % strings.len()].clone();
+            let mut inventory = Inventory {
+                system: Some(SystemInfo { hostname: s(0), os_name: s(1), os_version: s(2), kernel_version: s(3), architecture: s(4), boot_time: 0, agent_version: s(5) }),
+                cpu: Some(CpuInfo { model: s(6), logical_cores: 0, physical_cores: Some(0) }),
+                memory: None,
+                disks: Some(vec![disk(&s(0), &s(1).repeat(20), &s(2), 0); disks]),
+                network: Some(vec![NetworkInterface { name: s(3), mac: s(4), addresses: vec![s(5); addresses] }; interfaces]),
+                users: Some(vec![LoggedInUser { name: s(6), terminal: s(7), host: s(0), login_time: 0 }; users]),
+            };
+            fit_to_limits(&mut inventory, &Limits::default());
+            let m = AgentMessage::Inventory(InventoryReport { seq: u64::MAX, full: true, inventory });
+            prop_assert!(decode_agent_frame(&encode_agent_frame(&m), &Limits::default()).is_ok());
+        }
+    }
+}

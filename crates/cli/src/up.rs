@@ -1,0 +1,236 @@
+//! `bulwark up`: everything on one machine, for trying Bulwark out.
+//!
+//! The server keeps its data under `--data-dir`; the local agent is a real
+//! `bulwark-agent` process with its own state directory (`DATA_DIR/agent`),
+//! enrolled into tenant `demo` through the same token path as any endpoint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bulwark_protocol::token::{EnrollToken, fingerprint_text};
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Where the database, TLS material and the local agent's state live.
+    #[arg(long, default_value = "./bulwark-data")]
+    data_dir: PathBuf,
+    /// Console and API address (plain HTTP: loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Agent gateway address (always TLS).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    gateway_listen: SocketAddr,
+    /// Use PostgreSQL instead of the embedded SQLite database.
+    #[arg(long, env = "BULWARK_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Agent heartbeat interval in seconds (an agent silent for three is offline).
+    #[arg(long, default_value_t = 30)]
+    heartbeat_secs: u32,
+    /// The `bulwark-agent` binary (default: next to this one, built on first use).
+    #[arg(long)]
+    agent_bin: Option<PathBuf>,
+    /// Start only the server, without the local agent.
+    #[arg(long)]
+    no_agent: bool,
+}
+
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let mut config = bulwark_server::ServerConfig::quickstart(args.data_dir.clone(), args.listen, args.gateway_listen);
+    config.database_url = args.database_url.clone();
+    config.heartbeat_secs = args.heartbeat_secs;
+    let server = bulwark_server::start(config).await?;
+    let now = bulwark_server::now_millis();
+    let demo = server.store.ensure_tenant("demo", now).await?;
+
+    println!();
+    println!("Bulwark is running.");
+    println!("Console:    {}", server.console_url);
+    match &server.setup_code {
+        Some(code) => {
+            println!("Setup code: {code}");
+            println!("            (one-time, valid 24 h: open {}setup to create the owner account)", server.console_url);
+        }
+        None => println!("Sign in with your owner account (password and one-time code)."),
+    }
+    println!("Agents:     {} (CA {})", server.gateway_url, fingerprint_text(&server.ca_fingerprint));
+
+    let mut agent = None;
+    if !args.no_agent {
+        match LocalAgent::start(&args, &server, &demo.id).await {
+            Ok(a) => {
+                println!("Local agent: device {} in tenant demo (log: {})", a.device_id, a.log.display());
+                agent = Some(a);
+            }
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "The local agent did not start; the server runs without it.");
+                eprintln!("warning: the local agent did not start: {e:#}");
+            }
+        }
+    }
+    println!("Press Ctrl-C to stop.");
+
+    match agent.as_mut() {
+        Some(agent) => agent.supervise(wait_for_signal()).await,
+        None => wait_for_signal().await,
+    }
+    println!("Stopping…");
+    if let Some(agent) = agent {
+        agent.stop().await;
+    }
+    server.shutdown().await;
+    println!("Stopped.");
+    Ok(())
+}
+
+struct LocalAgent {
+    binary: PathBuf,
+    state_dir: PathBuf,
+    log: PathBuf,
+    device_id: String,
+    child: Child,
+}
+
+impl LocalAgent {
+    async fn start(args: &UpArgs, server: &bulwark_server::RunningServer, tenant_id: &str) -> anyhow::Result<Self> {
+        let binary = agent_binary(args.agent_bin.clone())?;
+        let state_dir = args.data_dir.join("agent");
+        let log = args.data_dir.join("agent.log");
+        if !state_dir.join("agent.json").exists() {
+            enroll(&binary, &state_dir, server, tenant_id).await?;
+        }
+        let identity: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state_dir.join("agent.json"))?)?;
+        let device_id = identity["device_id"].as_str().unwrap_or_default().to_owned();
+        let child = spawn_agent(&binary, &state_dir, &log)?;
+        Ok(Self { binary, state_dir, log, device_id, child })
+    }
+
+    /// Restarts the agent if it dies, until `stop` completes.
+    async fn supervise(&mut self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                status = self.child.wait() => {
+                    warn!(?status, "The local agent exited; restarting it in 5 s.");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = &mut stop => return,
+                    }
+                    match spawn_agent(&self.binary, &self.state_dir, &self.log) {
+                        Ok(child) => self.child = child,
+                        Err(error) => warn!(error = %format!("{error:#}"), "Cannot restart the local agent."),
+                    }
+                }
+                _ = &mut stop => return,
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within 5 s.
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+        }
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+fn spawn_agent(binary: &Path, state_dir: &Path, log: &Path) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let child = Command::new(binary)
+        .arg("run")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    info!(pid = child.id(), "Local agent started.");
+    Ok(child)
+}
+
+/// Enrols the local agent exactly as an endpoint would: a one-time token
+/// (stored hashed) and `bulwark-agent enroll`.
+async fn enroll(
+    binary: &Path,
+    state_dir: &Path,
+    server: &bulwark_server::RunningServer,
+    tenant_id: &str,
+) -> anyhow::Result<()> {
+    use rand::RngCore;
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let token = EnrollToken { secret, ca_fingerprint: server.ca_fingerprint };
+    let now = bulwark_server::now_millis();
+    server.store.create_enrollment_token(token.secret_hash(), tenant_id, None, now, now + 10 * 60_000).await?;
+    let output = Command::new(binary)
+        .arg("enroll")
+        .arg("--server")
+        .arg(&server.gateway_url)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("BULWARK_ENROLL_TOKEN", token.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    if !output.status.success() {
+        bail!("local agent enrolment failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(())
+}
+
+/// `--agent-bin`, else `bulwark-agent` next to this executable, else (in a
+/// source checkout) build it with cargo into the same target directory.
+fn agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path);
+    }
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().context("the bulwark executable has no directory")?;
+    let candidate = dir.join("bulwark-agent");
+    if candidate.exists() {
+        return Ok(candidate);
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target_dir = dir.parent();
+    if workspace.join("Cargo.toml").exists() && target_dir.is_some() {
+        eprintln!("Building bulwark-agent (first start only)…");
+        let mut build = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        build.args(["build", "--package", "bulwark-agent", "--bin", "bulwark-agent"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        if let Some(target_dir) = target_dir {
+            build.arg("--target-dir").arg(target_dir);
+        }
+        let status = build.current_dir(&workspace).status().context("cannot run cargo to build bulwark-agent")?;
+        if status.success() && candidate.exists() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "cannot find bulwark-agent next to {}; build it with `cargo build --release -p bulwark-agent` or pass --agent-bin",
+        exe.display()
+    )
+}

@@ -1,0 +1,217 @@
+//! The login and first-owner setup flows, shared by the API and the console.
+
+pub use bulwark_store::SessionKind;
+use bulwark_store::{NewAuditEvent, NewSession, Operator, SetupEnrolment, StoreError};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::{password, session, totp};
+use crate::api::error::ApiError;
+use crate::now_millis;
+use crate::state::AppState;
+
+/// How long a setup code stays valid.
+pub const SETUP_CODE_TTL_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long a first-owner enrolment waits for its TOTP confirmation.
+const ENROLMENT_TTL_MS: i64 = 15 * 60 * 1000;
+
+
+pub struct NewLogin {
+    pub token: String,
+    pub expires_at: i64,
+    pub operator: Operator,
+}
+
+/// Where a request came from, for the session list and the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
+    let event = NewAuditEvent {
+        at: now_millis(),
+        tenant_id: None,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if let Err(error) = state.store.append_audit(event).await {
+        tracing::error!(%error, action, "Cannot record audit event.");
+    }
+}
+
+/// Password and TOTP, both always; the same answer and about the same time
+/// whether the account exists or not.
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password_text: &str,
+    otp: &str,
+    kind: SessionKind,
+    client: &ClientInfo,
+) -> Result<NewLogin, ApiError> {
+    let now = now_millis();
+    let found = if username.len() > 64 { None } else { state.store.operator_by_username(username).await? };
+    let phc = found.as_ref().map_or_else(|| state.dummy_password_hash.clone(), |o| o.password_hash.clone());
+    let password_ok = password::verify(password_text.to_owned(), phc).await;
+    let operator = match found {
+        Some(o) if password_ok && o.disabled_at.is_none() => o,
+        _ => {
+            audit(state, username, "login.failed", username, &format!("password; from {}", client.ip)).await;
+            return Err(ApiError::login_failed());
+        }
+    };
+    let now_secs = u64::try_from(now / 1000).unwrap_or_default();
+    let step = totp::verify(&operator.totp_secret, otp, now_secs);
+    let accepted = match step {
+        Some(step) => state.store.accept_totp_step(&operator.id, step).await?,
+        None => false,
+    };
+    if !accepted {
+        audit(state, username, "login.failed", username, &format!("one-time code; from {}", client.ip)).await;
+        return Err(ApiError::login_failed());
+    }
+
+    let (token, hash) = session::new_token();
+    let (csrf_token, _) = session::new_token();
+    let expires_at = now + state.session_policy.absolute_lifetime_ms;
+    state
+        .store
+        .create_session(NewSession {
+            id_hash: hash,
+            operator_id: operator.id.clone(),
+            kind,
+            csrf_token,
+            created_at: now,
+            expires_at,
+            mfa_at: now,
+            ip: Some(client.ip.chars().take(64).collect()),
+            user_agent: Some(client.user_agent.chars().take(256).collect()),
+        })
+        .await?;
+    audit(state, &operator.username, "login.succeeded", &operator.username, &format!("{} session from {}", kind.as_str(), client.ip)).await;
+    Ok(NewLogin { token, expires_at, operator })
+}
+
+pub async fn logout(state: &AppState, caller: &session::Caller) -> Result<(), ApiError> {
+    state.store.revoke_session(caller.session_hash, now_millis()).await?;
+    audit(state, &caller.operator.username, "logout", &caller.operator.username, "").await;
+    Ok(())
+}
+
+/// A setup code as people type it: 16 base32 characters in groups of four.
+pub fn new_setup_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let chars: Vec<char> = bytes.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect();
+    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+}
+
+/// Case, spaces and dashes do not matter when typing a setup code.
+pub fn setup_code_hash(code: &str) -> [u8; 32] {
+    let normalised: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
+    Sha256::digest(normalised.as_bytes()).into()
+}
+
+/// Replaces any earlier setup code with a new one, if no owner exists yet.
+pub async fn issue_setup_code(store: &bulwark_store::Store) -> anyhow::Result<Option<String>> {
+    if store.operator_count().await? > 0 {
+        return Ok(None);
+    }
+    let code = new_setup_code();
+    let now = now_millis();
+    store.replace_setup_code(setup_code_hash(&code), now, now + SETUP_CODE_TTL_MS).await?;
+    Ok(Some(code))
+}
+
+pub struct SetupStarted {
+    pub enrolment_id: String,
+    pub totp_secret: String,
+    pub otpauth_url: String,
+    pub qr_svg: String,
+}
+
+/// Step 1 of creating the first owner: setup code, username and password.
+/// Nothing usable exists until [`setup_confirm`] proves the TOTP enrolment.
+pub async fn setup_start(state: &AppState, code: &str, username: &str, password_text: &str) -> Result<SetupStarted, ApiError> {
+    let now = now_millis();
+    let code_hash = setup_code_hash(code);
+    if state.store.operator_count().await? > 0 {
+        return Err(ApiError::conflict("an owner already exists; sign in instead"));
+    }
+    if !state.store.setup_code_valid(code_hash, now).await? {
+        return Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "bad_setup_code", "the setup code is wrong or expired; `bulwark up` prints a new one at each start"));
+    }
+    check_username(username)?;
+    password::check_new_password(password_text).map_err(ApiError::bad_request)?;
+    let password_hash = password::hash(password_text.to_owned()).await?;
+    let totp_secret = totp::new_secret();
+    let (enrolment_id, id_hash) = session::new_token();
+    state
+        .store
+        .create_setup_enrolment(
+            id_hash,
+            &SetupEnrolment {
+                code_hash,
+                username: username.to_owned(),
+                password_hash,
+                totp_secret: totp_secret.clone(),
+                created_at: now,
+                expires_at: now + ENROLMENT_TTL_MS,
+            },
+        )
+        .await?;
+    let otpauth_url = totp::otpauth_url(&totp_secret, username);
+    let qr_svg = totp::qr_svg(&otpauth_url);
+    Ok(SetupStarted { enrolment_id, totp_secret, otpauth_url, qr_svg })
+}
+
+/// Step 2: a valid TOTP code proves the authenticator holds the secret; only
+/// then is the owner created (and the setup code consumed).
+pub async fn setup_confirm(state: &AppState, enrolment_id: &str, otp: &str) -> Result<Operator, ApiError> {
+    let now = now_millis();
+    let id_hash = session::hash_token(enrolment_id);
+    let enrolment = state
+        .store
+        .setup_enrolment(id_hash, now)
+        .await?
+        .ok_or_else(|| ApiError::not_found("setup enrolment (it expires after 15 minutes; start again)"))?;
+    let now_secs = u64::try_from(now / 1000).unwrap_or_default();
+    let step = totp::verify(&enrolment.totp_secret, otp, now_secs)
+        .ok_or_else(|| ApiError::bad_request("the one-time code is wrong; check the authenticator's clock and try the current code"))?;
+    let code_hash = enrolment.code_hash;
+    let operator = match state.store.create_first_owner(code_hash, id_hash, now).await {
+        Ok(o) => o,
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("valid setup code (it may have expired)")),
+        Err(e) => return Err(e.into()),
+    };
+    state.store.accept_totp_step(&operator.id, step).await?;
+    Ok(operator)
+}
+
+pub fn check_username(username: &str) -> Result<(), ApiError> {
+    let ok = (2..=64).contains(&username.len())
+        && username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("the username must be 2 to 64 characters: letters, digits, '.', '_', '-' or '@'"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_codes_are_typed_forgivingly() {
+        let code = new_setup_code();
+        assert_eq!(code.len(), 19);
+        assert_eq!(setup_code_hash(&code), setup_code_hash(&code.to_lowercase().replace('-', " ")));
+        assert_ne!(setup_code_hash(&code), setup_code_hash(&new_setup_code()));
+    }
+}

@@ -1,0 +1,14 @@
+//! Operator authentication: passwords (argon2id), TOTP, sessions and the one
+//! authorisation check every route goes through.
+//!
+//! Pure decisions live in [`policy`]; this module adds hashing (off the async
+//! runtime), secrets and the axum extractor [`Caller`].
+
+pub mod flows;
+pub mod password;
+pub mod policy;
+pub mod session;
+pub mod totp;
+
+pub use policy::{Action, Role, authorize};
+pub use session::{Caller, CookieCaller};

@@ -1,0 +1,199 @@
+//! Sessions: a random token held by the browser (HttpOnly cookie) or the CLI
+//! (bearer token); the server stores only its SHA-256.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bulwark_store::{Operator, TenantScope};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use super::policy::{Action, Role, SessionState, authorize, session_state};
+use crate::api::error::ApiError;
+use crate::now_millis;
+use crate::state::AppState;
+
+pub const COOKIE_NAME: &str = "bulwark_session";
+/// Header a cookie-authenticated API call must echo the session's CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A new random token and the hash the store keeps.
+pub fn new_token() -> (String, [u8; 32]) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The `Set-Cookie` value for a new browser session.
+pub fn session_cookie(token: &str, max_age_secs: i64) -> String {
+    format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_secs}")
+}
+
+pub fn clear_cookie() -> String {
+    format!("{COOKIE_NAME}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Cookie,
+    Bearer,
+}
+
+/// An authenticated operator, extracted from the session cookie or bearer token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub operator: Operator,
+    pub role: Role,
+    pub session_hash: [u8; 32],
+    pub csrf_token: String,
+    pub via: Via,
+}
+
+impl Caller {
+    /// The tenants this caller's queries may touch.
+    pub fn scope(&self) -> TenantScope {
+        if self.role == Role::Owner { TenantScope::All } else { TenantScope::Operator(self.operator.id.clone()) }
+    }
+
+    /// The one authorisation check: every handler calls it before acting.
+    pub fn require(&self, action: Action) -> Result<(), ApiError> {
+        if authorize(self.role, action) { Ok(()) } else { Err(ApiError::forbidden()) }
+    }
+
+    /// Checks a console form's CSRF field.
+    pub fn check_csrf(&self, submitted: &str) -> Result<(), ApiError> {
+        if constant_time_eq(submitted.as_bytes(), self.csrf_token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::csrf())
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
+        header.split(';').find_map(|pair| {
+            let (k, v) = pair.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+    })
+}
+
+/// Finds and checks the caller's session. `None` when there is no valid one.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>, ApiError> {
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let (token, via) = match (bearer, cookie_value(parts, COOKIE_NAME)) {
+        (Some(t), _) => (t, Via::Bearer),
+        (None, Some(t)) => (t, Via::Cookie),
+        (None, None) => return Ok(None),
+    };
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    let hash = hash_token(token);
+    let Some((session, operator)) = state.store.session(hash).await? else { return Ok(None) };
+    let now = now_millis();
+    if session_state(&state.session_policy, session.last_seen_at, session.expires_at, session.revoked_at, now)
+        != SessionState::Valid
+        || operator.disabled_at.is_some()
+    {
+        return Ok(None);
+    }
+    // Touch at most every 30 s: idle expiry needs no finer grain.
+    if now - session.last_seen_at > 30_000 {
+        state.store.touch_session(hash, now).await?;
+    }
+    let Some(role) = Role::parse(&operator.role) else { return Ok(None) };
+    Ok(Some(Caller { operator, role, session_hash: hash, csrf_token: session.csrf_token, via }))
+}
+
+fn unsafe_method(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// A cross-site request names another origin; SameSite=Strict already keeps
+/// the cookie off it, this is the second lock.
+fn foreign_origin(parts: &Parts) -> bool {
+    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
+    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
+    origin_host != host
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?.ok_or_else(ApiError::unauthenticated)?;
+        if caller.via == Via::Cookie && unsafe_method(&parts.method) {
+            let header = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if foreign_origin(parts) {
+                return Err(ApiError::csrf());
+            }
+            caller.check_csrf(header)?;
+        }
+        Ok(caller)
+    }
+}
+
+/// A console page's caller: without a session the browser goes to the login
+/// page. Form handlers check the CSRF field themselves.
+pub struct CookieCaller(pub Caller);
+
+pub enum ConsoleRejection {
+    Login,
+    Error(ApiError),
+}
+
+impl IntoResponse for ConsoleRejection {
+    fn into_response(self) -> Response {
+        match self {
+            ConsoleRejection::Login => Redirect::to("/login").into_response(),
+            ConsoleRejection::Error(e) => e.into_response(),
+        }
+    }
+}
+
+impl axum::extract::OptionalFromRequestParts<AppState> for CookieCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        Ok(match authenticate(parts, state).await {
+            Ok(Some(caller)) if caller.via == Via::Cookie => Some(CookieCaller(caller)),
+            _ => None,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for CookieCaller {
+    type Rejection = ConsoleRejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if unsafe_method(&parts.method) && foreign_origin(parts) {
+            return Err(ConsoleRejection::Error(ApiError::csrf()));
+        }
+        match authenticate(parts, state).await {
+            Ok(Some(caller)) if caller.via == Via::Cookie => Ok(CookieCaller(caller)),
+            Ok(_) => Err(ConsoleRejection::Login),
+            Err(e) => Err(ConsoleRejection::Error(e)),
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! The web console: server-rendered pages (askama escapes every value by
+//! default), one stylesheet and one script served from here, no inline
+//! script or style, nothing fetched from elsewhere.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::api::error::ApiError;
+use crate::api::views::{DeviceView, InventoryView};
+use crate::api::{EnrollmentTokenView, client_info, device_view, device_views, issue_enrollment_token};
+use crate::auth::flows::{self, SessionKind};
+use crate::auth::session::{CookieCaller, clear_cookie, session_cookie};
+use crate::auth::{Action, Caller, authorize};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/setup", get(setup_page).post(setup_submit))
+        .route("/setup/totp", post(setup_totp_submit))
+        .route("/login", get(login_page).post(login_submit))
+        .route("/logout", post(logout))
+        .route("/tenants", get(tenants_page))
+        .route("/tenants/{tenant}", get(tenant_page))
+        .route("/tenants/{tenant}/enrollment-tokens", post(tenant_issue_token))
+        .route("/devices/{id}", get(device_page))
+        .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("../assets/app.css"))))
+        .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../assets/app.js"))))
+        .route("/assets/favicon.svg", get(|| asset("image/svg+xml", include_str!("../assets/favicon.svg"))))
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// Who is signed in, as the page header shows it.
+struct UserBar {
+    username: String,
+    role: &'static str,
+    csrf: String,
+}
+
+impl UserBar {
+    fn of(caller: &Caller) -> Option<Self> {
+        Some(Self { username: caller.operator.username.clone(), role: caller.role.as_str(), csrf: caller.csrf_token.clone() })
+    }
+}
+
+fn render(page: impl Template) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+/// An error as a page, for people rather than programs.
+fn error_page(error: ApiError, user: Option<UserBar>) -> Response {
+    let status = error.status;
+    let title = match status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::FORBIDDEN => "Not allowed",
+        _ if status.is_server_error() => "Something went wrong",
+        _ => "Request refused",
+    };
+    let mut response = render(ErrorPage { user, version: crate::VERSION, title, message: error.message });
+    *response.status_mut() = status;
+    response
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    title: &'static str,
+    message: String,
+}
+
+async fn home(caller: Option<CookieCaller>) -> Redirect {
+    if caller.is_some() { Redirect::to("/tenants") } else { Redirect::to("/login") }
+}
+
+#[derive(Template)]
+#[template(path = "setup.html")]
+struct SetupPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    error: Option<String>,
+    code: String,
+    username: String,
+}
+
+async fn setup_page(State(state): State<AppState>) -> Result<Response, ApiError> {
+    if state.store.operator_count().await? > 0 {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    Ok(render(SetupPage { user: None, version: crate::VERSION, error: None, code: String::new(), username: String::new() }))
+}
+
+#[derive(Deserialize)]
+struct SetupForm {
+    code: String,
+    username: String,
+    password: String,
+    password_confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "setup_totp.html")]
+struct SetupTotpPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    error: Option<String>,
+    qr_data_url: String,
+    secret: String,
+    enrolment: String,
+}
+
+fn svg_data_url(svg: &str) -> String {
+    format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg))
+}
+
+async fn setup_submit(State(state): State<AppState>, Form(form): Form<SetupForm>) -> Response {
+    let again = |error: String| {
+        let mut r = render(SetupPage {
+            user: None,
+            version: crate::VERSION,
+            error: Some(error),
+            code: form.code.clone(),
+            username: form.username.clone(),
+        });
+        *r.status_mut() = StatusCode::BAD_REQUEST;
+        r
+    };
+    if form.password != form.password_confirm {
+        return again("the two passwords differ".into());
+    }
+    match flows::setup_start(&state, &form.code, &form.username, &form.password).await {
+        Ok(started) => render(SetupTotpPage {
+            user: None,
+            version: crate::VERSION,
+            error: None,
+            qr_data_url: svg_data_url(&started.qr_svg),
+            secret: started.totp_secret,
+            enrolment: started.enrolment_id,
+        }),
+        Err(e) if e.status == StatusCode::CONFLICT => Redirect::to("/login").into_response(),
+        Err(e) if e.status.is_server_error() => error_page(e, None),
+        Err(e) => again(e.message),
+    }
+}
+
+#[derive(Deserialize)]
+struct SetupTotpForm {
+    enrolment: String,
+    otp: String,
+}
+
+async fn setup_totp_submit(State(state): State<AppState>, Form(form): Form<SetupTotpForm>) -> Response {
+    match flows::setup_confirm(&state, &form.enrolment, &form.otp).await {
+        Ok(_) => Redirect::to("/login?welcome=1").into_response(),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            // Show the same secret again so the person can retry.
+            let id_hash = crate::auth::session::hash_token(&form.enrolment);
+            match state.store.setup_enrolment(id_hash, crate::now_millis()).await {
+                Ok(Some(enrolment)) => {
+                    let url = crate::auth::totp::otpauth_url(&enrolment.totp_secret, &enrolment.username);
+                    let mut r = render(SetupTotpPage {
+                        user: None,
+                        version: crate::VERSION,
+                        error: Some(e.message),
+                        qr_data_url: svg_data_url(&crate::auth::totp::qr_svg(&url)),
+                        secret: enrolment.totp_secret,
+                        enrolment: form.enrolment,
+                    });
+                    *r.status_mut() = StatusCode::BAD_REQUEST;
+                    r
+                }
+                _ => error_page(ApiError::not_found("setup enrolment (it expires after 15 minutes; start again)"), None),
+            }
+        }
+        Err(e) => error_page(e, None),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    error: Option<String>,
+    notice: Option<String>,
+    username: String,
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    welcome: Option<String>,
+}
+
+async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Result<Response, ApiError> {
+    if state.store.operator_count().await? == 0 {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    let notice = q.welcome.map(|_| "Your account is ready. Sign in with your password and a fresh code.".to_owned());
+    Ok(render(LoginPage { user: None, version: crate::VERSION, error: None, notice, username: String::new() }))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    username: String,
+    password: String,
+    otp: String,
+}
+
+async fn login_submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let client = client_info(Some(peer), &headers);
+    match flows::login(&state, &form.username, &form.password, &form.otp, SessionKind::Browser, &client).await {
+        Ok(login) => {
+            let max_age = state.session_policy.absolute_lifetime_ms / 1000;
+            let mut response = Redirect::to("/tenants").into_response();
+            if let Ok(cookie) = HeaderValue::from_str(&session_cookie(&login.token, max_age)) {
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Err(e) if e.status.is_server_error() => error_page(e, None),
+        Err(e) => {
+            let mut r = render(LoginPage { user: None, version: crate::VERSION, error: Some(e.message), notice: None, username: form.username });
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            r
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(state): State<AppState>, CookieCaller(caller): CookieCaller, Form(form): Form<CsrfForm>) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    if let Err(e) = flows::logout(&state, &caller).await {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let mut response = Redirect::to("/login").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&clear_cookie()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+struct TenantRow {
+    name: String,
+    device_count: i64,
+    online_count: i64,
+    online_pct_step: i64,
+}
+
+#[derive(Template)]
+#[template(path = "tenants.html")]
+struct TenantsPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    tenants: Vec<TenantRow>,
+}
+
+fn pct_step(part: u64, whole: u64) -> u64 {
+    if whole == 0 { 0 } else { (part.saturating_mul(10) + whole / 2) / whole }.min(10)
+}
+
+async fn tenants_page(State(state): State<AppState>, CookieCaller(caller): CookieCaller) -> Response {
+    if let Err(e) = caller.require(Action::ListTenants) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let tenants = match state.store.list_tenants(&caller.scope()).await {
+        Ok(t) => t,
+        Err(e) => return error_page(e.into(), UserBar::of(&caller)),
+    };
+    let tenants = tenants
+        .into_iter()
+        .map(|t| {
+            let online = i64::try_from(state.presence.online_in_tenant(&t.name)).unwrap_or_default();
+            let step = pct_step(u64::try_from(online).unwrap_or_default(), u64::try_from(t.device_count).unwrap_or_default());
+            TenantRow { name: t.name, device_count: t.device_count, online_count: online, online_pct_step: i64::try_from(step).unwrap_or_default() }
+        })
+        .collect();
+    render(TenantsPage { user: UserBar::of(&caller), version: crate::VERSION, tenants })
+}
+
+#[derive(Template)]
+#[template(path = "tenant.html")]
+struct TenantPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    tenant: String,
+    devices: Vec<DeviceView>,
+    online: usize,
+    token: Option<EnrollmentTokenView>,
+    gateway_url: String,
+    can_enroll: bool,
+    csrf: String,
+}
+
+async fn tenant_page_with(state: &AppState, caller: &Caller, tenant: &str, token: Option<EnrollmentTokenView>) -> Response {
+    match device_views(state, caller, tenant).await {
+        Ok(devices) => render(TenantPage {
+            user: UserBar::of(caller),
+            version: crate::VERSION,
+            tenant: tenant.to_owned(),
+            online: devices.iter().filter(|d| d.online).count(),
+            devices,
+            token,
+            gateway_url: state.gateway_url.clone(),
+            can_enroll: authorize(caller.role, Action::IssueEnrollmentToken),
+            csrf: caller.csrf_token.clone(),
+        }),
+        Err(e) => error_page(e, UserBar::of(caller)),
+    }
+}
+
+async fn tenant_page(State(state): State<AppState>, CookieCaller(caller): CookieCaller, Path(tenant): Path<String>) -> Response {
+    tenant_page_with(&state, &caller, &tenant, None).await
+}
+
+async fn tenant_issue_token(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(tenant): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match issue_enrollment_token(&state, &caller, &tenant, 60).await {
+        Ok(token) => tenant_page_with(&state, &caller, &tenant, Some(token)).await,
+        Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}
+
+struct DiskRow {
+    mount: String,
+    name: String,
+    fs: String,
+    size: String,
+    free: String,
+    used_pct: u64,
+    used_pct_step: u64,
+}
+
+struct NetRow {
+    name: String,
+    mac: String,
+    addresses: String,
+}
+
+struct UserRow {
+    name: String,
+    terminal: String,
+    host: String,
+}
+
+struct InventoryPage {
+    os: String,
+    kernel: String,
+    arch: String,
+    uptime: String,
+    cpu: String,
+    memory: String,
+    memory_pct_step: u64,
+    swap: String,
+    disks: Vec<DiskRow>,
+    network: Vec<NetRow>,
+    users: Vec<UserRow>,
+}
+
+#[derive(Template)]
+#[template(path = "device.html")]
+struct DevicePage {
+    user: Option<UserBar>,
+    version: &'static str,
+    d: DeviceView,
+    inv: Option<InventoryPage>,
+}
+
+/// Bytes as people read them (binary units).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    if d > 0 { format!("{d} d {h} h") } else if h > 0 { format!("{h} h {m} min") } else { format!("{m} min") }
+}
+
+fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
+    let not_reported = || "not reported".to_owned();
+    let system = inv.system.as_ref();
+    let (memory, memory_pct_step, swap) = match &inv.memory {
+        Some(m) => {
+            let used = m.total_bytes.saturating_sub(m.available_bytes);
+            (
+                format!("{} used of {}", human_bytes(used), human_bytes(m.total_bytes)),
+                pct_step(used, m.total_bytes),
+                format!("{} free of {}", human_bytes(m.swap_free_bytes), human_bytes(m.swap_total_bytes)),
+            )
+        }
+        None => (not_reported(), 0, not_reported()),
+    };
+    InventoryPage {
+        os: system.map_or_else(not_reported, |s| format!("{} {}", s.os_name, s.os_version)),
+        kernel: system.map_or_else(not_reported, |s| s.kernel_version.clone()),
+        arch: system.map_or_else(not_reported, |s| s.architecture.clone()),
+        uptime: system.map_or_else(not_reported, |s| human_duration(now_secs.saturating_sub(s.boot_time))),
+        cpu: inv.cpu.as_ref().map_or_else(not_reported, |c| match c.physical_cores {
+            Some(p) => format!("{} · {} cores ({} physical)", c.model, c.logical_cores, p),
+            None => format!("{} · {} cores", c.model, c.logical_cores),
+        }),
+        memory,
+        memory_pct_step,
+        swap,
+        disks: inv
+            .disks
+            .iter()
+            .flatten()
+            .map(|d| {
+                let used = d.total_bytes.saturating_sub(d.available_bytes);
+                DiskRow {
+                    mount: d.mount_point.clone(),
+                    name: d.name.clone(),
+                    fs: d.file_system.clone(),
+                    size: human_bytes(d.total_bytes),
+                    free: human_bytes(d.available_bytes),
+                    used_pct: if d.total_bytes == 0 { 0 } else { used.saturating_mul(100) / d.total_bytes },
+                    used_pct_step: pct_step(used, d.total_bytes),
+                }
+            })
+            .collect(),
+        network: inv
+            .network
+            .iter()
+            .flatten()
+            .map(|n| NetRow { name: n.name.clone(), mac: n.mac.clone(), addresses: n.addresses.join(", ") })
+            .collect(),
+        users: inv
+            .users
+            .iter()
+            .flatten()
+            .map(|u| UserRow { name: u.name.clone(), terminal: u.terminal.clone(), host: u.host.clone() })
+            .collect(),
+    }
+}
+
+async fn device_page(State(state): State<AppState>, CookieCaller(caller): CookieCaller, Path(id): Path<String>) -> Response {
+    match device_view(&state, &caller, &id).await {
+        Ok(mut d) => {
+            let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
+            let inv = d.inventory.take().map(|i| inventory_page(&i, now_secs));
+            render(DevicePage { user: UserBar::of(&caller), version: crate::VERSION, d, inv })
+        }
+        Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(8 * 1024 * 1024 * 1024), "8.0 GiB");
+        assert_eq!(human_duration(90_061), "1 d 1 h");
+        assert_eq!(pct_step(5, 10), 5);
+        assert_eq!(pct_step(1, 0), 0);
+    }
+}

@@ -1,0 +1,328 @@
+//! The agent gateway: TLS 1.3, then one WebSocket per agent, authenticated by
+//! a challenge signed with the device key and bound to the TLS session.
+//!
+//! A connection goes through two phases. The handshake (TLS, WebSocket
+//! upgrade, challenge, enrol or hello) runs as its own boxed future under a
+//! deadline, so its buffers are gone before the long-lived phase starts and
+//! each idle connection costs only its session loop. Every frame passes
+//! through [`bulwark_protocol::decode_agent_frame`] (size cap, canonical
+//! encoding, field limits); the first bad frame ends that connection and no
+//! other.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement};
+use bulwark_protocol::message::{
+    Ack, AgentMessage, Challenge, DeviceId, Enroll, Enrolled, Hello, RefusalCode, Refused, ServerMessage, Welcome,
+};
+use bulwark_protocol::{Limits, decode_agent_frame, encode_server_frame};
+use bulwark_store::{NewDevice, Store, StoreError};
+use futures_util::{SinkExt, StreamExt};
+use rand::RngCore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::{debug, info, warn};
+
+use crate::presence::Presence;
+use crate::{now_millis, rfc3339};
+
+/// Time allowed for TLS, the upgrade and authentication together.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct GatewayState {
+    pub store: Store,
+    pub presence: Presence,
+    pub acceptor: TlsAcceptor,
+    pub limits: Limits,
+    pub heartbeat: Duration,
+    pub slots: Arc<Semaphore>,
+}
+
+type Ws = WebSocketStream<TlsStream<TcpStream>>;
+
+/// An authenticated agent connection.
+struct Session {
+    ws: Ws,
+    device_id: String,
+    agent_version: String,
+    tenant: String,
+    peer: SocketAddr,
+}
+
+/// Why a connection ends before it is authenticated.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("TLS or WebSocket handshake failed: {0}")]
+    Transport(String),
+    #[error("agent refused: {1}")]
+    Refused(RefusalCode, String),
+}
+
+fn ws_config(limits: &Limits) -> WebSocketConfig {
+    // A small read buffer: tungstenite's default 128 KiB stays allocated for
+    // the life of every idle connection.
+    WebSocketConfig::default()
+        .read_buffer_size(256)
+        .write_buffer_size(0)
+        .max_message_size(Some(limits.max_frame_bytes))
+        .max_frame_size(Some(limits.max_frame_bytes))
+}
+
+/// Accepts agent connections until `shutdown` turns true.
+pub async fn serve(listener: TcpListener, state: Arc<GatewayState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        warn!(%error, "Agent gateway accept failed.");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = state.slots.clone().try_acquire_owned() else {
+                    warn!(%peer, "Agent connection refused: connection limit reached.");
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let state = state.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    connection(state, tcp, peer, shutdown).await;
+                    drop(permit);
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn connection(state: Arc<GatewayState>, tcp: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+    let handshake = Box::pin(tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(state.clone(), tcp, peer)));
+    let session = match handshake.await {
+        Ok(Ok(Some(session))) => session,
+        Ok(Ok(None)) => return, // enrolment done
+        Ok(Err(HandshakeError::Transport(error))) => {
+            debug!(%peer, %error, "Agent handshake failed.");
+            return;
+        }
+        Ok(Err(HandshakeError::Refused(code, reason))) => {
+            warn!(%peer, ?code, %reason, "Agent refused.");
+            return;
+        }
+        Err(_) => {
+            debug!(%peer, "Agent handshake timed out.");
+            return;
+        }
+    };
+    run_session(state, session, shutdown).await;
+}
+
+async fn send(ws: &mut Ws, message: &ServerMessage) -> Result<(), HandshakeError> {
+    ws.send(Message::Binary(encode_server_frame(message).into()))
+        .await
+        .map_err(|e| HandshakeError::Transport(e.to_string()))
+}
+
+async fn refuse(ws: &mut Ws, code: RefusalCode, message: &str) -> HandshakeError {
+    let _ = send(ws, &ServerMessage::Refused(Refused { code, message: message.to_owned() })).await;
+    let _ = ws.close(None).await;
+    HandshakeError::Refused(code, message.to_owned())
+}
+
+async fn handshake(
+    state: Arc<GatewayState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Result<Option<Session>, HandshakeError> {
+    let tls = state.acceptor.accept(tcp).await.map_err(|e| HandshakeError::Transport(e.to_string()))?;
+    let mut channel_binding = [0u8; 32];
+    tls.get_ref()
+        .1
+        .export_keying_material(&mut channel_binding, CHANNEL_BINDING_LABEL, None)
+        .map_err(|e| HandshakeError::Transport(e.to_string()))?;
+    let mut ws = tokio_tungstenite::accept_async_with_config(tls, Some(ws_config(&state.limits)))
+        .await
+        .map_err(|e| HandshakeError::Transport(e.to_string()))?;
+
+    let mut nonce = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    send(&mut ws, &ServerMessage::Challenge(Challenge { nonce, server_version: crate::VERSION.into() })).await?;
+
+    let first = match ws.next().await {
+        Some(Ok(Message::Binary(bytes))) => decode_agent_frame(&bytes, &state.limits),
+        Some(Ok(_)) => return Err(refuse(&mut ws, RefusalCode::Malformed, "expected a binary frame").await),
+        Some(Err(e)) => return Err(HandshakeError::Transport(e.to_string())),
+        None => return Err(HandshakeError::Transport("closed before authenticating".into())),
+    };
+    match first {
+        Ok(AgentMessage::Enroll(enroll)) => {
+            let result = enroll_device(&state, enroll, nonce, channel_binding, peer).await;
+            match result {
+                Ok(enrolled) => {
+                    send(&mut ws, &ServerMessage::Enrolled(enrolled)).await?;
+                    let _ = ws.close(None).await;
+                    Ok(None)
+                }
+                Err((code, reason)) => Err(refuse(&mut ws, code, reason).await),
+            }
+        }
+        Ok(AgentMessage::Hello(hello)) => match authenticate(&state, &hello, nonce, channel_binding).await {
+            Ok(tenant) => {
+                let welcome = Welcome {
+                    device_id: hello.device_id.clone(),
+                    tenant: tenant.clone(),
+                    heartbeat_secs: u32::try_from(state.heartbeat.as_secs()).unwrap_or(30),
+                };
+                send(&mut ws, &ServerMessage::Welcome(welcome)).await?;
+                info!(%peer, device_id = %hello.device_id, agent_version = %hello.agent_version, "Agent connected.");
+                Ok(Some(Session { ws, device_id: hello.device_id.to_string(), agent_version: hello.agent_version.clone(), tenant, peer }))
+            }
+            Err((code, reason)) => Err(refuse(&mut ws, code, reason).await),
+        },
+        Ok(_) => Err(refuse(&mut ws, RefusalCode::UnexpectedMessage, "expected enroll or hello").await),
+        Err(bulwark_protocol::ProtocolError::UnsupportedVersion { .. }) => {
+            Err(refuse(&mut ws, RefusalCode::UnsupportedVersion, "unsupported protocol version").await)
+        }
+        Err(e) => Err(refuse(&mut ws, RefusalCode::Malformed, &e.to_string()).await),
+    }
+}
+
+async fn enroll_device(
+    state: &GatewayState,
+    enroll: Enroll,
+    nonce: [u8; 32],
+    channel_binding: [u8; 32],
+    peer: SocketAddr,
+) -> Result<Enrolled, (RefusalCode, &'static str)> {
+    let token_hash = bulwark_protocol::token::hash_secret(&enroll.token_secret);
+    let statement = EnrollStatement { nonce, channel_binding, device_key: enroll.device_key, token_hash };
+    // 1. The device holds the key it registers, on this very TLS connection.
+    statement
+        .verify(&enroll.device_key, &enroll.signature)
+        .map_err(|_| (RefusalCode::BadSignature, "enrolment signature does not verify"))?;
+    // 2. The token is known, unused and unexpired; it is consumed in the same
+    //    transaction that creates the device.
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let device_id = DeviceId::from_random_bytes(id);
+    let new = NewDevice {
+        id: device_id.to_string(),
+        public_key: enroll.device_key,
+        hostname: enroll.hostname.clone(),
+        agent_version: enroll.agent_version.clone(),
+    };
+    match state.store.enroll_device(token_hash, new, now_millis()).await {
+        Ok(device) => {
+            info!(%peer, %device_id, tenant = %device.tenant_name, hostname = %enroll.hostname, "Device enrolled.");
+            Ok(Enrolled { device_id, tenant: device.tenant_name })
+        }
+        Err(StoreError::NotFound) => {
+            Err((RefusalCode::BadToken, "the enrolment token is unknown, already used or expired"))
+        }
+        Err(StoreError::Conflict(_)) => Err((RefusalCode::AlreadyEnrolled, "this device key is already enrolled")),
+        Err(error) => {
+            warn!(%error, "Enrolment failed in storage.");
+            Err((RefusalCode::Unavailable, "the server cannot enrol devices right now"))
+        }
+    }
+}
+
+async fn authenticate(
+    state: &GatewayState,
+    hello: &Hello,
+    nonce: [u8; 32],
+    channel_binding: [u8; 32],
+) -> Result<String, (RefusalCode, &'static str)> {
+    let unknown = (RefusalCode::UnknownDevice, "unknown device");
+    let (key, tenant) = match state.store.device_public_key(hello.device_id.as_str()).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(unknown),
+        Err(error) => {
+            warn!(%error, "Device lookup failed.");
+            return Err((RefusalCode::Unavailable, "the server cannot authenticate devices right now"));
+        }
+    };
+    let key: [u8; 32] = key.try_into().map_err(|_| unknown)?;
+    let statement = HelloStatement { nonce, channel_binding, device_id: hello.device_id.clone() };
+    statement.verify(&key, &hello.signature).map_err(|_| (RefusalCode::BadSignature, "device signature does not verify"))?;
+    Ok(tenant)
+}
+
+async fn run_session(state: Arc<GatewayState>, session: Session, mut shutdown: watch::Receiver<bool>) {
+    let Session { mut ws, device_id, agent_version, tenant, peer } = session;
+    let now = now_millis();
+    if let Err(error) = state.store.device_seen(&device_id, now, &agent_version).await {
+        warn!(%device_id, %error, "Cannot record device as seen.");
+    }
+    let registration = state.presence.register(&device_id, &tenant, rfc3339(now));
+    let silence = state.heartbeat * 3;
+    let reason = loop {
+        tokio::select! {
+            next = tokio::time::timeout(silence, ws.next()) => {
+                let bytes = match next {
+                    Err(_) => break "silent for three heartbeat intervals",
+                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break "closed by agent",
+                    Ok(Some(Err(_))) => break "transport error",
+                    Ok(Some(Ok(Message::Binary(bytes)))) => bytes,
+                    Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                    Ok(Some(Ok(_))) => {
+                        let _ = ws.send(refused(RefusalCode::Malformed, "expected a binary frame")).await;
+                        break "text frame";
+                    }
+                };
+                match decode_agent_frame(&bytes, &state.limits) {
+                    Ok(AgentMessage::Heartbeat(_)) => {
+                        if let Err(error) = state.store.device_seen(&device_id, now_millis(), &agent_version).await {
+                            warn!(%device_id, %error, "Cannot record heartbeat.");
+                        }
+                    }
+                    Ok(AgentMessage::Inventory(report)) => {
+                        let seq = report.seq;
+                        match state.store.update_inventory(&device_id, report.full, report.inventory, now_millis()).await {
+                            Ok(_) => {
+                                let ack = ServerMessage::Ack(Ack { seq });
+                                if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                    break "transport error";
+                                }
+                            }
+                            // Not acknowledged: the agent sends it again after reconnecting.
+                            Err(error) => warn!(%device_id, %error, "Cannot store inventory."),
+                        }
+                    }
+                    Ok(_) => {
+                        let _ = ws.send(refused(RefusalCode::UnexpectedMessage, "already authenticated")).await;
+                        break "unexpected message";
+                    }
+                    Err(error) => {
+                        warn!(%device_id, %peer, %error, "Malformed frame from agent; closing its connection.");
+                        let _ = ws.send(refused(RefusalCode::Malformed, &error.to_string())).await;
+                        break "malformed frame";
+                    }
+                }
+            }
+            _ = registration.kicked.notified() => break "replaced by a newer connection",
+            _ = shutdown.changed() => break "server shutting down",
+        }
+    };
+    let _ = ws.close(None).await;
+    let now = now_millis();
+    if let Err(error) = state.store.device_seen(&device_id, now, &agent_version).await {
+        warn!(%device_id, %error, "Cannot record device as seen.");
+    }
+    state.presence.unregister(&registration, &tenant, rfc3339(now));
+    info!(%device_id, %peer, reason, "Agent disconnected.");
+}
+
+fn refused(code: RefusalCode, message: &str) -> Message {
+    Message::Binary(encode_server_frame(&ServerMessage::Refused(Refused { code, message: message.to_owned() })).into())
+}

@@ -1,0 +1,214 @@
+//! Starting and stopping a server: lock the data directory, open storage,
+//! load TLS, bind both listeners, serve until told to stop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use bulwark_protocol::Limits;
+use bulwark_store::Store;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+use tracing::{info, warn};
+
+use crate::config::{ServeMode, ServerConfig};
+use crate::datadir::{DataDirLock, write_private_file};
+use crate::gateway::{self, GatewayState};
+use crate::presence::Presence;
+use crate::state::{AppState, Inner};
+use crate::tls::ServerTls;
+
+/// A started server. Dropping it does not stop it: call [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub console_url: String,
+    pub gateway_url: String,
+    pub ca_fingerprint: [u8; 32],
+    pub ca_pem: String,
+    pub store: Store,
+    /// A fresh one-time code for creating the first owner, while none exists.
+    pub setup_code: Option<String>,
+    pub presence: Presence,
+    data_dir: PathBuf,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    _lock: DataDirLock,
+}
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The whole HTTP surface: API, OpenAPI document and console.
+pub fn app(state: AppState) -> Router {
+    let (api, openapi) = crate::api::router();
+    let openapi = Arc::new(openapi);
+    api.route(
+        "/api/v1/openapi.json",
+        axum::routing::get(move || {
+            let openapi = openapi.clone();
+            async move { axum::Json(openapi.as_ref().clone()) }
+        }),
+    )
+    .merge(crate::console::router())
+    .fallback(|| async { crate::api::error::ApiError::not_found("route") })
+    .layer(DefaultBodyLimit::max(crate::api::MAX_BODY_BYTES))
+    .layer(axum::middleware::map_response(security_headers))
+    .with_state(state)
+}
+
+/// Starts the server described by `config`; returns once both listeners are bound.
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    config.validate()?;
+    let lock = DataDirLock::acquire(&config.data_dir)?;
+    let store = Store::open(&config.database_url()).await.context("cannot open the database")?;
+    let tls = ServerTls::load_or_create(&config.data_dir, &config.public_hostnames)?;
+    let setup_code = crate::auth::flows::issue_setup_code(&store).await?;
+
+    let http_listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let gateway_listener = TcpListener::bind(config.gateway_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (agent gateway)", config.gateway_listen))?;
+    let http_addr = http_listener.local_addr()?;
+    let gateway_addr = gateway_listener.local_addr()?;
+
+    let console_url = match config.mode {
+        ServeMode::LoopbackHttp => format!("http://localhost:{}/", http_addr.port()),
+        ServeMode::Https => format!("https://{}/", host_for(&config, http_addr)),
+    };
+    let gateway_url = format!("https://{}", host_for(&config, gateway_addr));
+
+    let presence = Presence::new();
+    let state = AppState::new(Inner {
+        store: store.clone(),
+        presence: presence.clone(),
+        session_policy: Default::default(),
+        ca_fingerprint: tls.ca_fingerprint,
+        dummy_password_hash: crate::auth::password::dummy_hash().await?,
+        gateway_url: gateway_url.clone(),
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+
+    let acceptor = TlsAcceptor::from(tls.rustls_config.clone());
+    let gateway_state = Arc::new(GatewayState {
+        store: store.clone(),
+        presence: presence.clone(),
+        acceptor: acceptor.clone(),
+        limits: Limits::default(),
+        heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
+        slots: Arc::new(Semaphore::new(config.max_agent_connections)),
+    });
+    tasks.spawn(gateway::serve(gateway_listener, gateway_state, shutdown_rx.clone()));
+
+    let https = (config.mode == ServeMode::Https).then_some(acceptor);
+    tasks.spawn(serve_http(http_listener, https, app(state), shutdown_rx));
+
+    let runtime_file = serde_json::json!({
+        "console_url": console_url,
+        "gateway_url": gateway_url,
+        "pid": std::process::id(),
+    });
+    write_private_file(&config.data_dir.join("server.json"), runtime_file.to_string().as_bytes())?;
+    info!(%console_url, %gateway_url, backend = ?store.backend(), "Bulwark server started.");
+
+    Ok(RunningServer {
+        console_url,
+        gateway_url,
+        ca_fingerprint: tls.ca_fingerprint,
+        ca_pem: tls.ca_pem,
+        store,
+        setup_code,
+        presence,
+        data_dir: config.data_dir,
+        shutdown,
+        tasks,
+        _lock: lock,
+    })
+}
+
+fn host_for(config: &ServerConfig, addr: SocketAddr) -> String {
+    match config.public_hostnames.first() {
+        Some(name) => format!("{name}:{}", addr.port()),
+        None if addr.ip().is_unspecified() || addr.ip().is_loopback() => format!("127.0.0.1:{}", addr.port()),
+        None => addr.to_string(),
+    }
+}
+
+impl RunningServer {
+    /// Stops accepting, closes agent connections, closes storage, removes
+    /// the runtime file and releases the data directory.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        // Give agent sessions a moment to record their last-seen time.
+        let _ = tokio::time::timeout(Duration::from_secs(3), async { while self.tasks.join_next().await.is_some() {} }).await;
+        self.tasks.abort_all();
+        self.store.close().await;
+        let _ = std::fs::remove_file(self.data_dir.join("server.json"));
+        info!("Bulwark server stopped.");
+    }
+}
+
+async fn serve_http(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        warn!(%error, "HTTP accept failed.");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let tls = tls.clone();
+                connections.spawn(async move {
+                    let service = app.map_request(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        request.map(axum::body::Body::new)
+                    });
+                    let service = hyper_util::service::TowerToHyperService::new(service);
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(15));
+                    let result = match tls {
+                        Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await,
+                            _ => return,
+                        },
+                        None => builder.serve_connection(TokioIo::new(tcp), service).with_upgrades().await,
+                    };
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "HTTP connection ended with an error.");
+                    }
+                });
+                // Reap finished connections so the set does not grow.
+                while connections.try_join_next().is_some() {}
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    connections.abort_all();
+}

@@ -1,0 +1,37 @@
+//! What every HTTP handler shares.
+
+use std::sync::Arc;
+
+use bulwark_store::Store;
+
+use crate::auth::policy::SessionPolicy;
+use crate::presence::Presence;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Store,
+    pub presence: Presence,
+    pub session_policy: SessionPolicy,
+    /// SHA-256 of the agent CA: goes into every enrolment token.
+    pub ca_fingerprint: [u8; 32],
+    /// Verified against when a login names an unknown account (equal timing).
+    pub dummy_password_hash: String,
+    /// Where agents connect, shown with enrolment tokens.
+    pub gateway_url: String,
+}
+
+impl AppState {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}

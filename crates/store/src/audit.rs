@@ -1,0 +1,92 @@
+//! The audit table: a seam that the transparency log replaces later.
+
+use sqlx::Row;
+
+use crate::{Millis, Store, StoreError, TenantScope, in_scope};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Position in the log; grows with every append.
+    pub seq: i64,
+    pub at: Millis,
+    /// None for events that belong to no tenant (e.g. operator accounts).
+    pub tenant_id: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEvent {
+    pub at: Millis,
+    pub tenant_id: Option<String>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// Appends an event inside a caller's transaction; returns its `seq`.
+pub(crate) async fn insert_audit(
+    conn: &mut sqlx::AnyConnection,
+    event: &NewAuditEvent,
+) -> Result<i64, StoreError> {
+    let seq = sqlx::query_scalar(
+        "INSERT INTO audit_events (at, tenant_id, actor, action, target, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+    )
+    .bind(event.at)
+    .bind(event.tenant_id.as_deref())
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.target)
+    .bind(&event.detail)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(seq)
+}
+
+impl Store {
+    /// Appends an event; returns its `seq`.
+    pub async fn append_audit(&self, event: NewAuditEvent) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, &event).await
+    }
+
+    /// The newest `limit` events in scope, newest first, optionally only those
+    /// of one tenant. An operator scope never sees events without a tenant.
+    pub async fn list_audit(
+        &self,
+        scope: &TenantScope,
+        tenant_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT a.seq, a.at, a.tenant_id, a.actor, a.action, a.target, a.detail FROM audit_events a WHERE ",
+            in_scope!("a.tenant_id"),
+            " AND ($3 IS NULL OR a.tenant_id = $3) ORDER BY a.seq DESC LIMIT $4"
+        );
+        let (all, operator) = scope.args();
+        let rows = sqlx::query(SQL)
+            .bind(all)
+            .bind(operator)
+            .bind(tenant_id)
+            .bind(limit.max(0))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEvent {
+                    seq: row.try_get("seq")?,
+                    at: row.try_get("at")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    detail: row.try_get("detail")?,
+                })
+            })
+            .collect()
+    }
+}

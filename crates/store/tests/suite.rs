@@ -1,0 +1,1255 @@
+//! The storage suite: every body below is written once and runs against
+//! SQLite (a temporary file) and PostgreSQL (a fresh schema per test). The
+//! PostgreSQL half fails, never skips, when the server is unreachable.
+
+#![allow(clippy::unwrap_used)]
+
+use bulwark_protocol::inventory::{CpuInfo, Inventory, MemoryInfo, SystemInfo};
+use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
+use bulwark_store::{
+    Backend, Device, NewAuditEvent, NewDevice, NewOperator, NewSession, SessionKind,
+    SetupEnrolment, Store, StoreError, TenantScope,
+};
+
+/// Runs each named body on both backends. `store:` bodies take an open
+/// `Store`; `url:` bodies take the database URL and open it themselves.
+macro_rules! suite {
+    (store: [$($store_test:ident),* $(,)?], url: [$($url_test:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $store_test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = Store::open(&sqlite_test_url(dir.path())).await.unwrap();
+                    assert_eq!(store.backend(), Backend::Sqlite);
+                    super::$store_test(store.clone()).await;
+                    store.close().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $url_test() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$url_test(sqlite_test_url(dir.path())).await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $store_test() {
+                    let (url, guard) = super::postgres().await;
+                    let store = Store::open(&url).await.unwrap();
+                    assert_eq!(store.backend(), Backend::Postgres);
+                    super::$store_test(store.clone()).await;
+                    store.close().await;
+                    guard.drop().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $url_test() {
+                    let (url, guard) = super::postgres().await;
+                    super::$url_test(url).await;
+                    guard.drop().await;
+                }
+            )*
+        }
+    };
+}
+
+suite! {
+    store: [
+        tenants_create_ensure_conflict,
+        ensure_tenant_concurrently,
+        first_owner,
+        totp_step_replay,
+        sessions,
+        enrollment_tokens,
+        enrollment_token_used_concurrently,
+        inventory_full_and_delta,
+        inventory_concurrent_deltas,
+        tenant_scope,
+        audit_log,
+        unique_violations_are_conflicts,
+    ],
+    url: [migrations_idempotent],
+}
+
+async fn postgres() -> (String, bulwark_store::testing::SchemaGuard) {
+    postgres_test_url().await.unwrap_or_else(|error| {
+        panic!(
+            "PostgreSQL is required for these tests (set BULWARK_TEST_POSTGRES_URL; \
+             default postgres://postgres@127.0.0.1:5432/test): {error:?}"
+        )
+    })
+}
+
+const T0: i64 = 1_700_000_000_000;
+const MINUTE: i64 = 60_000;
+
+fn hash(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+fn new_device(n: u8, hostname: &str) -> NewDevice {
+    NewDevice {
+        id: uuid::Uuid::new_v4().to_string(),
+        public_key: [n; 32],
+        hostname: hostname.to_owned(),
+        agent_version: "0.1.0".to_owned(),
+    }
+}
+
+fn new_operator(username: &str) -> NewOperator {
+    NewOperator {
+        username: username.to_owned(),
+        password_hash: format!("$argon2id$hash-of-{username}"),
+        totp_secret: format!("SECRET{username}"),
+    }
+}
+
+/// Creates a tenant with one enrolled device per hostname.
+async fn tenant_with_devices(
+    store: &Store,
+    name: &str,
+    first_key: u8,
+    hostnames: &[&str],
+) -> (String, Vec<Device>) {
+    let tenant = store.create_tenant(name, T0).await.unwrap();
+    let mut devices = Vec::new();
+    for (i, hostname) in hostnames.iter().enumerate() {
+        let key = first_key + i as u8;
+        let token = hash(key);
+        store
+            .create_enrollment_token(token, &tenant.id, None, T0, T0 + MINUTE)
+            .await
+            .unwrap();
+        devices.push(
+            store
+                .enroll_device(token, new_device(key, hostname), T0)
+                .await
+                .unwrap(),
+        );
+    }
+    (tenant.id, devices)
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>) {
+    assert!(
+        matches!(result, Err(StoreError::NotFound)),
+        "expected NotFound, got {result:?}"
+    );
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::Conflict(got)) => assert_eq!(got, what),
+        other => panic!("expected Conflict({what:?}), got {other:?}"),
+    }
+}
+
+async fn migrations_idempotent(url: String) {
+    let store = Store::open(&url).await.unwrap();
+    store.create_tenant("acme", T0).await.unwrap();
+    store.close().await;
+
+    // Open again: the migrations are recorded and do not run twice.
+    let store = Store::open(&url).await.unwrap();
+    let tenant = store
+        .tenant_by_name(&TenantScope::All, "acme")
+        .await
+        .unwrap();
+    assert_eq!(tenant.map(|t| t.name).as_deref(), Some("acme"));
+    assert_eq!(store.operator_count().await.unwrap(), 0);
+    store.close().await;
+
+    // And a third time, concurrently with a fourth.
+    let (a, b) = tokio::join!(Store::open(&url), Store::open(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.list_tenants(&TenantScope::All).await.unwrap().len(), 1);
+    assert_eq!(b.list_tenants(&TenantScope::All).await.unwrap().len(), 1);
+    a.close().await;
+    b.close().await;
+}
+
+async fn tenants_create_ensure_conflict(store: Store) {
+    let acme = store.create_tenant("acme", T0).await.unwrap();
+    assert_eq!((acme.name.as_str(), acme.created_at), ("acme", T0));
+    assert_conflict(
+        store.create_tenant("acme", T0 + 1).await,
+        "tenant name already exists",
+    );
+
+    // ensure_tenant returns the existing tenant unchanged...
+    assert_eq!(store.ensure_tenant("acme", T0 + 2).await.unwrap(), acme);
+    // ...or creates it, once.
+    let demo = store.ensure_tenant("demo", T0 + 3).await.unwrap();
+    assert_eq!(demo.created_at, T0 + 3);
+    assert_eq!(store.ensure_tenant("demo", T0 + 4).await.unwrap(), demo);
+
+    assert_eq!(
+        store
+            .tenant_by_name(&TenantScope::All, "demo")
+            .await
+            .unwrap(),
+        Some(demo.clone())
+    );
+    assert_eq!(
+        store
+            .tenant_by_name(&TenantScope::All, "nope")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Byte order, whatever the database's locale; device counts included.
+    store.create_tenant("Zeta", T0).await.unwrap();
+    store.create_tenant("beta", T0).await.unwrap();
+    let token = hash(1);
+    store
+        .create_enrollment_token(token, &demo.id, None, T0, T0 + MINUTE)
+        .await
+        .unwrap();
+    store
+        .enroll_device(token, new_device(1, "host"), T0)
+        .await
+        .unwrap();
+    let listed: Vec<(String, i64)> = store
+        .list_tenants(&TenantScope::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.device_count))
+        .collect();
+    let expected = [("Zeta", 0), ("acme", 0), ("beta", 0), ("demo", 1)];
+    assert_eq!(listed, expected.map(|(n, c)| (n.to_owned(), c)));
+}
+
+async fn ensure_tenant_concurrently(store: Store) {
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.ensure_tenant("racy", T0 + i).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap().unwrap().id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every caller gets the same tenant");
+    assert_eq!(
+        store.list_tenants(&TenantScope::All).await.unwrap().len(),
+        1
+    );
+}
+
+/// An enrolment started with setup code `hash(1)`.
+fn enrolment(username: &str, created_at: i64) -> SetupEnrolment {
+    SetupEnrolment {
+        code_hash: hash(1),
+        username: username.to_owned(),
+        password_hash: "$argon2id$owner".to_owned(),
+        totp_secret: "JBSWY3DPEHPK3PXP".to_owned(),
+        created_at,
+        expires_at: created_at + 10 * MINUTE,
+    }
+}
+
+async fn first_owner(store: Store) {
+    let (code, other_code) = (hash(1), hash(2));
+    let (enrol, late_enrol) = (hash(3), hash(4));
+
+    // A new code replaces the earlier one.
+    store
+        .replace_setup_code(other_code, T0, T0 + 60 * MINUTE)
+        .await
+        .unwrap();
+    store
+        .replace_setup_code(code, T0, T0 + 60 * MINUTE)
+        .await
+        .unwrap();
+    assert!(!store.setup_code_valid(other_code, T0).await.unwrap());
+    assert!(store.setup_code_valid(code, T0).await.unwrap());
+    assert!(
+        !store
+            .setup_code_valid(code, T0 + 60 * MINUTE)
+            .await
+            .unwrap(),
+        "expired at expires_at"
+    );
+
+    store
+        .create_setup_enrolment(enrol, &enrolment("alice", T0))
+        .await
+        .unwrap();
+    let bob = SetupEnrolment {
+        expires_at: T0 + 120 * MINUTE,
+        ..enrolment("bob", T0)
+    };
+    store
+        .create_setup_enrolment(late_enrol, &bob)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.setup_enrolment(enrol, T0 + MINUTE).await.unwrap(),
+        Some(enrolment("alice", T0))
+    );
+    assert_eq!(
+        store
+            .setup_enrolment(enrol, T0 + 10 * MINUTE)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.setup_enrolment(hash(9), T0).await.unwrap(),
+        None,
+        "unknown"
+    );
+
+    // An enrolment started with another code cannot be finished with this one.
+    let stray = SetupEnrolment {
+        code_hash: other_code,
+        ..enrolment("mallory", T0)
+    };
+    store.create_setup_enrolment(hash(5), &stray).await.unwrap();
+    assert_not_found(store.create_first_owner(code, hash(5), T0 + MINUTE).await);
+
+    // Bad code, unknown enrolment, expired enrolment, expired code: nothing changes.
+    assert_not_found(
+        store
+            .create_first_owner(other_code, enrol, T0 + MINUTE)
+            .await,
+    );
+    assert_not_found(store.create_first_owner(code, hash(9), T0 + MINUTE).await);
+    assert_not_found(
+        store
+            .create_first_owner(code, enrol, T0 + 10 * MINUTE)
+            .await,
+    );
+    assert_not_found(
+        store
+            .create_first_owner(code, late_enrol, T0 + 61 * MINUTE)
+            .await,
+    );
+    assert_eq!(store.operator_count().await.unwrap(), 0);
+    assert!(
+        store.setup_code_valid(code, T0 + MINUTE).await.unwrap(),
+        "failed attempts keep the code"
+    );
+
+    let owner = store
+        .create_first_owner(code, enrol, T0 + MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(owner.username, "alice");
+    assert_eq!(owner.role, "owner");
+    assert_eq!(owner.password_hash, "$argon2id$owner");
+    assert_eq!(owner.totp_secret, "JBSWY3DPEHPK3PXP");
+    assert_eq!(
+        (owner.created_at, owner.disabled_at, owner.last_totp_step),
+        (T0 + MINUTE, None, 0)
+    );
+    assert_eq!(
+        store.operator_by_username("alice").await.unwrap(),
+        Some(owner.clone())
+    );
+    assert_eq!(
+        store.operator_by_id(&owner.id).await.unwrap(),
+        Some(owner.clone())
+    );
+    assert_eq!(store.operator_by_username("bob").await.unwrap(), None);
+    assert_eq!(store.operator_count().await.unwrap(), 1);
+
+    // The code and the enrolment are consumed.
+    assert!(!store.setup_code_valid(code, T0 + MINUTE).await.unwrap());
+    assert_eq!(
+        store.setup_enrolment(enrol, T0 + MINUTE).await.unwrap(),
+        None
+    );
+    assert_not_found(
+        store
+            .create_first_owner(code, late_enrol, T0 + 56 * MINUTE)
+            .await,
+    );
+
+    // Logged.
+    let events = store.list_audit(&TenantScope::All, None, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let event = &events[0];
+    assert_eq!(
+        (event.action.as_str(), event.actor.as_str()),
+        ("operator.created", "alice")
+    );
+    assert_eq!(
+        (event.target.as_str(), event.tenant_id.as_deref(), event.at),
+        (owner.id.as_str(), None, T0 + MINUTE)
+    );
+
+    // A second owner is refused, even with a fresh code and enrolment, and
+    // neither is consumed.
+    store
+        .replace_setup_code(code, T0 + 57 * MINUTE, T0 + 90 * MINUTE)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_first_owner(code, late_enrol, T0 + 58 * MINUTE)
+            .await,
+        "an owner already exists",
+    );
+    assert_eq!(store.operator_count().await.unwrap(), 1);
+    assert!(
+        store
+            .setup_code_valid(code, T0 + 58 * MINUTE)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .setup_enrolment(late_enrol, T0 + 58 * MINUTE)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn totp_step_replay(store: Store) {
+    let op = store
+        .create_operator(&new_operator("carol"), "technician", "test", T0)
+        .await
+        .unwrap();
+    assert!(store.accept_totp_step(&op.id, 100).await.unwrap());
+    assert!(
+        !store.accept_totp_step(&op.id, 100).await.unwrap(),
+        "the same step twice"
+    );
+    assert!(
+        !store.accept_totp_step(&op.id, 99).await.unwrap(),
+        "an earlier step"
+    );
+    assert!(store.accept_totp_step(&op.id, 101).await.unwrap());
+    assert!(
+        !store
+            .accept_totp_step("no-such-operator", 500)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .operator_by_id(&op.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_totp_step,
+        101
+    );
+
+    // Two concurrent logins with the same code: exactly one passes.
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, id) = (store.clone(), op.id.clone());
+            tokio::spawn(async move { store.accept_totp_step(&id, 200).await.unwrap() })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += task.await.unwrap() as usize;
+    }
+    assert_eq!(accepted, 1);
+}
+
+async fn sessions(store: Store) {
+    let op = store
+        .create_operator(&new_operator("dave"), "technician", "test", T0)
+        .await
+        .unwrap();
+    let new = NewSession {
+        id_hash: hash(7),
+        operator_id: op.id.clone(),
+        kind: SessionKind::Browser,
+        csrf_token: "csrf".to_owned(),
+        created_at: T0,
+        expires_at: T0 + 60 * MINUTE,
+        mfa_at: T0,
+        ip: Some("192.0.2.7".to_owned()),
+        user_agent: None,
+    };
+    let created = store.create_session(new.clone()).await.unwrap();
+    assert_eq!(created.last_seen_at, T0);
+    assert_eq!(
+        store.session(hash(7)).await.unwrap(),
+        Some((created.clone(), op.clone()))
+    );
+    assert_eq!(store.session(hash(8)).await.unwrap(), None);
+
+    let cli = NewSession {
+        id_hash: hash(8),
+        kind: SessionKind::Cli,
+        ip: None,
+        ..new.clone()
+    };
+    store.create_session(cli).await.unwrap();
+    assert_eq!(
+        store.session(hash(8)).await.unwrap().unwrap().0.kind,
+        SessionKind::Cli
+    );
+
+    store.touch_session(hash(7), T0 + MINUTE).await.unwrap();
+    assert_eq!(
+        store
+            .session(hash(7))
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .last_seen_at,
+        T0 + MINUTE
+    );
+    store.touch_session(hash(9), T0).await.unwrap(); // unknown: a no-op
+
+    store
+        .revoke_session(hash(7), T0 + 2 * MINUTE)
+        .await
+        .unwrap();
+    store
+        .revoke_session(hash(7), T0 + 3 * MINUTE)
+        .await
+        .unwrap();
+    let (session, _) = store.session(hash(7)).await.unwrap().unwrap();
+    assert_eq!(
+        session.revoked_at,
+        Some(T0 + 2 * MINUTE),
+        "the first revocation counts"
+    );
+    store.touch_session(hash(7), T0 + 4 * MINUTE).await.unwrap(); // revoked: a no-op
+    assert_eq!(
+        store
+            .session(hash(7))
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .last_seen_at,
+        T0 + MINUTE
+    );
+    assert_not_found(store.revoke_session(hash(9), T0).await);
+
+    // Unknown operator.
+    let orphan = NewSession {
+        id_hash: hash(10),
+        operator_id: "no-such-operator".to_owned(),
+        ..new
+    };
+    assert_not_found(store.create_session(orphan).await);
+}
+
+async fn enrollment_tokens(store: Store) {
+    let tenant = store.create_tenant("acme", T0).await.unwrap();
+    let (token, expired, used) = (hash(1), hash(2), hash(3));
+    store
+        .create_enrollment_token(token, &tenant.id, Some("op-1"), T0, T0 + MINUTE)
+        .await
+        .unwrap();
+    store
+        .create_enrollment_token(expired, &tenant.id, None, T0, T0 + MINUTE)
+        .await
+        .unwrap();
+    store
+        .create_enrollment_token(used, &tenant.id, None, T0, T0 + MINUTE)
+        .await
+        .unwrap();
+    assert_not_found(
+        store
+            .create_enrollment_token(hash(4), "no-such-tenant", None, T0, T0 + MINUTE)
+            .await,
+    );
+
+    // Unknown and expired tokens create nothing.
+    assert_not_found(store.enroll_device(hash(9), new_device(1, "a"), T0).await);
+    assert_not_found(
+        store
+            .enroll_device(expired, new_device(1, "a"), T0 + MINUTE)
+            .await,
+    );
+    assert!(
+        store
+            .list_devices(&TenantScope::All, &tenant.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Success creates exactly one device, in the token's tenant, and logs it.
+    let new = new_device(1, "web-1");
+    let device = store
+        .enroll_device(used, new.clone(), T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            device.id.as_str(),
+            device.tenant_id.as_str(),
+            device.tenant_name.as_str()
+        ),
+        (new.id.as_str(), tenant.id.as_str(), "acme")
+    );
+    assert_eq!(
+        (device.hostname.as_str(), device.agent_version.as_str()),
+        ("web-1", "0.1.0")
+    );
+    assert_eq!(
+        (device.public_key.as_slice(), device.enrolled_at),
+        (&new.public_key[..], T0 + 1)
+    );
+    assert_eq!(
+        (
+            device.last_seen_at,
+            &device.inventory,
+            device.inventory_updated_at
+        ),
+        (None, &None, None)
+    );
+    assert_eq!(
+        store
+            .list_devices(&TenantScope::All, &tenant.id)
+            .await
+            .unwrap(),
+        vec![device.clone()]
+    );
+    assert_eq!(
+        store.device(&TenantScope::All, &device.id).await.unwrap(),
+        Some(device.clone())
+    );
+    assert_eq!(
+        store.device_public_key(&device.id).await.unwrap(),
+        Some((new.public_key.to_vec(), "acme".to_owned()))
+    );
+    assert_eq!(
+        store.device_public_key("no-such-device").await.unwrap(),
+        None
+    );
+    let events = store
+        .list_audit(&TenantScope::All, Some(&tenant.id), 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].action.as_str(), events[0].target.as_str()),
+        ("device.enrolled", device.id.as_str())
+    );
+
+    // A used token creates nothing.
+    assert_not_found(store.enroll_device(used, new_device(2, "b"), T0 + 2).await);
+
+    // A duplicate key is a conflict and leaves the token unused.
+    assert_conflict(
+        store
+            .enroll_device(token, new_device(1, "dup"), T0 + 3)
+            .await,
+        "device key already enrolled",
+    );
+    assert_eq!(
+        store
+            .list_devices(&TenantScope::All, &tenant.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let second = store
+        .enroll_device(token, new_device(2, "web-2"), T0 + 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .list_devices(&TenantScope::All, &tenant.id)
+            .await
+            .unwrap(),
+        vec![device.clone(), second]
+    );
+    assert_eq!(
+        store
+            .list_audit(&TenantScope::All, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Heartbeats.
+    store
+        .device_seen(&device.id, T0 + 5, "0.2.0")
+        .await
+        .unwrap();
+    let seen = store
+        .device(&TenantScope::All, &device.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (seen.last_seen_at, seen.agent_version.as_str()),
+        (Some(T0 + 5), "0.2.0")
+    );
+    assert_not_found(store.device_seen("no-such-device", T0, "0.2.0").await);
+}
+
+async fn enrollment_token_used_concurrently(store: Store) {
+    let tenant = store.create_tenant("acme", T0).await.unwrap();
+    for round in 0..5u8 {
+        let token = hash(100 + round);
+        store
+            .create_enrollment_token(token, &tenant.id, None, T0, T0 + MINUTE)
+            .await
+            .unwrap();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = [2 * round, 2 * round + 1]
+            .into_iter()
+            .map(|key| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .enroll_device(token, new_device(key, "racer"), T0)
+                        .await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::NotFound) => {}
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        }
+        assert_eq!(ok, 1, "round {round}: exactly one use succeeds");
+    }
+    assert_eq!(
+        store
+            .list_devices(&TenantScope::All, &tenant.id)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+fn system(hostname: &str) -> SystemInfo {
+    SystemInfo {
+        hostname: hostname.to_owned(),
+        os_name: "Debian GNU/Linux".to_owned(),
+        os_version: "12".to_owned(),
+        kernel_version: "6.1.0".to_owned(),
+        architecture: "x86_64".to_owned(),
+        boot_time: 1_700_000_000,
+        agent_version: "0.1.0".to_owned(),
+    }
+}
+
+async fn inventory_full_and_delta(store: Store) {
+    let (_, devices) = tenant_with_devices(&store, "acme", 1, &["enrolled-name"]).await;
+    let id = &devices[0].id;
+
+    let full = Inventory {
+        system: Some(system("web-1")),
+        cpu: Some(CpuInfo {
+            model: "EPYC".to_owned(),
+            logical_cores: 4,
+            physical_cores: Some(2),
+        }),
+        ..Inventory::default()
+    };
+    assert_eq!(
+        store
+            .update_inventory(id, true, full.clone(), T0 + 1)
+            .await
+            .unwrap(),
+        full
+    );
+    let device = store.device(&TenantScope::All, id).await.unwrap().unwrap();
+    assert_eq!(
+        (device.inventory.as_ref(), device.inventory_updated_at),
+        (Some(&full), Some(T0 + 1))
+    );
+    assert_eq!(
+        device.hostname, "web-1",
+        "the hostname follows the inventory"
+    );
+
+    // A delta replaces the sections it has and keeps the others.
+    let memory = MemoryInfo {
+        total_bytes: 8 << 30,
+        available_bytes: 4 << 30,
+        swap_total_bytes: 0,
+        swap_free_bytes: 0,
+    };
+    let delta = Inventory {
+        system: Some(system("web-1b")),
+        memory: Some(memory.clone()),
+        ..Inventory::default()
+    };
+    let merged = store
+        .update_inventory(id, false, delta, T0 + 2)
+        .await
+        .unwrap();
+    let expected = Inventory {
+        system: Some(system("web-1b")),
+        memory: Some(memory),
+        ..full.clone()
+    };
+    assert_eq!(merged, expected);
+    let device = store.device(&TenantScope::All, id).await.unwrap().unwrap();
+    assert_eq!(
+        (device.inventory.as_ref(), device.inventory_updated_at),
+        (Some(&expected), Some(T0 + 2))
+    );
+    assert_eq!(device.hostname, "web-1b");
+
+    // An empty delta changes nothing but the time; an empty hostname is ignored.
+    store
+        .update_inventory(id, false, Inventory::default(), T0 + 3)
+        .await
+        .unwrap();
+    let nameless = Inventory {
+        system: Some(system("")),
+        ..Inventory::default()
+    };
+    store
+        .update_inventory(id, false, nameless, T0 + 4)
+        .await
+        .unwrap();
+    let device = store.device(&TenantScope::All, id).await.unwrap().unwrap();
+    assert_eq!(device.hostname, "web-1b");
+    assert_eq!(device.inventory.unwrap().cpu, full.cpu);
+
+    // A full report drops what it does not have.
+    let only_cpu = Inventory {
+        cpu: full.cpu.clone(),
+        ..Inventory::default()
+    };
+    store
+        .update_inventory(id, true, only_cpu.clone(), T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .device(&TenantScope::All, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .inventory,
+        Some(only_cpu)
+    );
+
+    // A delta onto a device that never reported.
+    let (_, fresh) = tenant_with_devices(&store, "beta", 50, &["fresh"]).await;
+    let delta = Inventory {
+        system: Some(system("fresh-1")),
+        ..Inventory::default()
+    };
+    assert_eq!(
+        store
+            .update_inventory(&fresh[0].id, false, delta.clone(), T0)
+            .await
+            .unwrap(),
+        delta
+    );
+
+    assert_not_found(
+        store
+            .update_inventory("no-such-device", true, Inventory::default(), T0)
+            .await,
+    );
+}
+
+async fn inventory_concurrent_deltas(store: Store) {
+    let (_, devices) = tenant_with_devices(&store, "acme", 1, &["host"]).await;
+    let id = devices[0].id.clone();
+    let deltas = [
+        Inventory {
+            cpu: Some(CpuInfo {
+                model: "EPYC".to_owned(),
+                ..CpuInfo::default()
+            }),
+            ..Inventory::default()
+        },
+        Inventory {
+            memory: Some(MemoryInfo {
+                total_bytes: 1,
+                ..MemoryInfo::default()
+            }),
+            ..Inventory::default()
+        },
+        Inventory {
+            disks: Some(Vec::new()),
+            ..Inventory::default()
+        },
+        Inventory {
+            network: Some(Vec::new()),
+            ..Inventory::default()
+        },
+        Inventory {
+            users: Some(Vec::new()),
+            ..Inventory::default()
+        },
+        Inventory {
+            system: Some(system("renamed")),
+            ..Inventory::default()
+        },
+    ];
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(deltas.len()));
+    let tasks: Vec<_> = deltas
+        .iter()
+        .cloned()
+        .map(|delta| {
+            let (store, id, barrier) = (store.clone(), id.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.update_inventory(&id, false, delta, T0).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let mut expected = Inventory::default();
+    for delta in deltas {
+        expected.apply(delta);
+    }
+    let device = store.device(&TenantScope::All, &id).await.unwrap().unwrap();
+    assert_eq!(device.inventory, Some(expected), "no delta is lost");
+    assert_eq!(device.hostname, "renamed");
+}
+
+async fn tenant_scope(store: Store) {
+    let (a, a_devices) = tenant_with_devices(&store, "tenant-a", 1, &["a-2", "a-1"]).await;
+    let (b, b_devices) = tenant_with_devices(&store, "tenant-b", 10, &["b-1"]).await;
+    let op = store
+        .create_operator(&new_operator("erin"), "technician", "test", T0)
+        .await
+        .unwrap();
+    let stranger = store
+        .create_operator(&new_operator("frank"), "technician", "test", T0)
+        .await
+        .unwrap();
+    store.grant_tenant(&op.id, &a, "technician").await.unwrap();
+    store.grant_tenant(&op.id, &a, "auditor").await.unwrap(); // replaces the role
+    assert_not_found(
+        store
+            .grant_tenant(&op.id, "no-such-tenant", "auditor")
+            .await,
+    );
+    let scope = TenantScope::Operator(op.id.clone());
+
+    // Tenant A is visible.
+    let names: Vec<String> = store
+        .list_tenants(&scope)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["tenant-a"]);
+    assert!(
+        store
+            .tenant_by_name(&scope, "tenant-a")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let hostnames: Vec<String> = store
+        .list_devices(&scope, &a)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.hostname)
+        .collect();
+    assert_eq!(hostnames, ["a-1", "a-2"], "ordered by hostname");
+    assert!(
+        store
+            .device(&scope, &a_devices[0].id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.list_audit(&scope, None, 100).await.unwrap().len(), 2);
+
+    // Tenant B is not, by any route.
+    assert_eq!(
+        store.tenant_by_name(&scope, "tenant-b").await.unwrap(),
+        None
+    );
+    assert!(store.list_devices(&scope, &b).await.unwrap().is_empty());
+    assert_eq!(store.device(&scope, &b_devices[0].id).await.unwrap(), None);
+    assert!(
+        store
+            .list_audit(&scope, Some(&b), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_audit(&scope, None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.tenant_id.as_deref() == Some(a.as_str())),
+        "no events of tenant B and none without a tenant"
+    );
+
+    // An operator without grants sees nothing; an unknown operator id neither.
+    for nobody in [
+        TenantScope::Operator(stranger.id.clone()),
+        TenantScope::Operator("no-such-operator".into()),
+    ] {
+        assert!(store.list_tenants(&nobody).await.unwrap().is_empty());
+        assert_eq!(
+            store.tenant_by_name(&nobody, "tenant-a").await.unwrap(),
+            None
+        );
+        assert!(store.list_devices(&nobody, &a).await.unwrap().is_empty());
+        assert_eq!(store.device(&nobody, &a_devices[0].id).await.unwrap(), None);
+        assert!(
+            store
+                .list_audit(&nobody, None, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    // Owners see everything.
+    assert_eq!(
+        store.list_tenants(&TenantScope::All).await.unwrap().len(),
+        2
+    );
+    assert_eq!(
+        store
+            .list_devices(&TenantScope::All, &b)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .device(&TenantScope::All, &b_devices[0].id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn audit_log(store: Store) {
+    let tenant = store.create_tenant("acme", T0).await.unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..5 {
+        let event = NewAuditEvent {
+            at: T0 + i,
+            tenant_id: (i % 2 == 0).then(|| tenant.id.clone()),
+            actor: "op".to_owned(),
+            action: format!("test.{i}"),
+            target: "t".to_owned(),
+            detail: "<script>\"quoted\"</script>".to_owned(),
+        };
+        seqs.push(store.append_audit(event).await.unwrap());
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq grows: {seqs:?}");
+
+    let all = store
+        .list_audit(&TenantScope::All, None, 100)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["test.4", "test.3", "test.2", "test.1", "test.0"],
+        "newest first"
+    );
+    assert_eq!(all[0].seq, seqs[4]);
+    assert_eq!(all[0].detail, "<script>\"quoted\"</script>");
+    assert_eq!(all[1].tenant_id, None);
+
+    let limited = store.list_audit(&TenantScope::All, None, 2).await.unwrap();
+    assert_eq!(
+        limited
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect::<Vec<_>>(),
+        ["test.4", "test.3"]
+    );
+    let of_tenant = store
+        .list_audit(&TenantScope::All, Some(&tenant.id), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        of_tenant
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect::<Vec<_>>(),
+        ["test.4", "test.2", "test.0"]
+    );
+    assert!(
+        store
+            .list_audit(&TenantScope::All, None, -1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn unique_violations_are_conflicts(store: Store) {
+    store.create_tenant("acme", T0).await.unwrap();
+    assert_conflict(
+        store.create_tenant("acme", T0).await,
+        "tenant name already exists",
+    );
+
+    let op = store
+        .create_operator(&new_operator("gina"), "technician", "test", T0)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_operator(&new_operator("gina"), "owner", "test", T0)
+            .await,
+        "username already taken",
+    );
+    assert_eq!(store.operator_count().await.unwrap(), 1);
+
+    let tenant = store.ensure_tenant("acme", T0).await.unwrap();
+    store
+        .create_enrollment_token(hash(1), &tenant.id, None, T0, T0 + MINUTE)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_enrollment_token(hash(1), &tenant.id, None, T0, T0 + MINUTE)
+            .await,
+        "enrollment token already exists",
+    );
+
+    store
+        .create_setup_enrolment(hash(2), &enrolment("h", T0))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_setup_enrolment(hash(2), &enrolment("h", T0))
+            .await,
+        "setup enrolment already exists",
+    );
+
+    let session = NewSession {
+        id_hash: hash(3),
+        operator_id: op.id,
+        kind: SessionKind::Cli,
+        csrf_token: "c".to_owned(),
+        created_at: T0,
+        expires_at: T0 + MINUTE,
+        mfa_at: T0,
+        ip: None,
+        user_agent: None,
+    };
+    store.create_session(session.clone()).await.unwrap();
+    assert_conflict(
+        store.create_session(session).await,
+        "session already exists",
+    );
+
+    // The messages users may see say what, and nothing about the schema.
+    assert_eq!(
+        StoreError::Conflict("tenant name already exists").to_string(),
+        "conflict: tenant name already exists"
+    );
+    let hidden = StoreError::Database(sqlx::Error::Protocol(
+        "UNIQUE constraint failed: tenants.name".into(),
+    ));
+    assert_eq!(hidden.to_string(), "database error");
+}
+
+/// The schema URL really isolates: the tables live in the test schema only,
+/// and the guard drops it.
+#[tokio::test]
+async fn postgres_test_schema_is_isolated() {
+    use sqlx::Connection;
+    let (url, guard) = postgres().await;
+    let schema = guard.schema().to_owned();
+    let store = Store::open(&url).await.unwrap();
+    store.create_tenant("isolated", T0).await.unwrap();
+    store.close().await;
+
+    let base = std::env::var("BULWARK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| bulwark_store::testing::DEFAULT_POSTGRES_URL.to_owned());
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    let count: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {schema}.tenants WHERE name = 'isolated'"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(count, 1);
+    let schemas_with_tenants: Vec<String> =
+        sqlx::query_scalar("SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'tenants' AND table_schema = $1")
+            .bind(&schema)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(schemas_with_tenants, std::slice::from_ref(&schema));
+
+    guard.drop().await;
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind(&schema)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "the guard drops the schema");
+}
+
+/// `open_sqlite` creates the file, also in a directory whose name needs escaping in a URL.
+#[tokio::test]
+async fn open_sqlite_creates_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a dir?#%41&x=y").join("bulwark.sqlite3");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    store.create_tenant("acme", T0).await.unwrap();
+    store.close().await;
+    assert!(path.exists(), "the file is where it was asked for");
+    let store = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(
+        store.list_tenants(&TenantScope::All).await.unwrap().len(),
+        1
+    );
+    store.close().await;
+}
+
+/// A guard dropped without `drop().await` (a panicking test) still removes its schema.
+#[tokio::test]
+async fn postgres_schema_guard_cleans_up_on_plain_drop() {
+    use sqlx::Connection;
+    let (_url, guard) = postgres().await;
+    let schema = guard.schema().to_owned();
+    std::mem::drop(guard);
+    let base = std::env::var("BULWARK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| bulwark_store::testing::DEFAULT_POSTGRES_URL.to_owned());
+    let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = $1",
+    )
+    .bind(&schema)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
+}
