@@ -193,20 +193,28 @@ impl Default for SessionOptions {
     }
 }
 
+/// Who this agent is and which server it trusts: everything a session needs
+/// from the state directory.
+pub struct Endpoint {
+    pub address: ServerAddress,
+    /// SHA-256 of the server CA pinned at enrolment.
+    pub pin: [u8; 32],
+    pub device_id: bulwark_protocol::message::DeviceId,
+    pub key: SigningKey,
+}
+
 /// One authenticated session, until the connection ends or `shutdown` fires.
 /// Returns Ok(()) on a requested shutdown.
 pub async fn session(
-    address: &ServerAddress,
-    pin: [u8; 32],
-    device_id: &bulwark_protocol::message::DeviceId,
-    key: &SigningKey,
+    endpoint: &Endpoint,
     collector: &mut Collector,
     options: &SessionOptions,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
     connected: &mut dyn FnMut(),
 ) -> Result<(), SessionError> {
+    let Endpoint { address, pin, device_id, key } = endpoint;
     let limits = Limits::default();
-    let (mut ws, channel_binding) = connect(address, pin, &limits).await?;
+    let (mut ws, channel_binding) = connect(address, *pin, &limits).await?;
     let nonce = challenge(&mut ws, &limits).await?;
     let statement = HelloStatement { nonce, channel_binding, device_id: device_id.clone() };
     let hello = Hello { device_id: device_id.clone(), agent_version: AGENT_VERSION.to_owned(), signature: statement.sign(key) };

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bulwark_agent::backoff::Backoff;
-use bulwark_agent::connection::{self, ServerAddress, SessionError, SessionOptions};
+use bulwark_agent::connection::{self, Endpoint, ServerAddress, SessionError, SessionOptions};
 use bulwark_agent::identity::{AgentState, StateDir, hex_encode};
 use bulwark_agent::inventory::Collector;
 use bulwark_protocol::message::DeviceId;
@@ -122,10 +122,13 @@ async fn shutdown_signal() {
 
 async fn run(state_dir: &StateDir, inventory_interval: Duration) -> anyhow::Result<()> {
     let (state, key) = state_dir.load()?;
-    let pin = StateDir::fingerprint(&state)?;
-    let address = ServerAddress::parse(&state.server)?;
-    let device_id = DeviceId::parse(&state.device_id).context("the device id in agent.json is corrupt")?;
-    info!(device_id = %device_id, tenant = %state.tenant, server = %state.server, "Agent starting.");
+    let endpoint = Endpoint {
+        address: ServerAddress::parse(&state.server)?,
+        pin: StateDir::fingerprint(&state)?,
+        device_id: DeviceId::parse(&state.device_id).context("the device id in agent.json is corrupt")?,
+        key,
+    };
+    info!(device_id = %endpoint.device_id, tenant = %state.tenant, server = %state.server, "Agent starting.");
 
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -140,7 +143,7 @@ async fn run(state_dir: &StateDir, inventory_interval: Duration) -> anyhow::Resu
     loop {
         let started = Instant::now();
         let mut connected_at = None;
-        let result = connection::session(&address, pin, &device_id, &key, &mut collector, &options, &mut stopped, &mut || {
+        let result = connection::session(&endpoint, &mut collector, &options, &mut stopped, &mut || {
             connected_at = Some(Instant::now());
         })
         .await;

@@ -282,7 +282,7 @@ struct TenantsPage {
 }
 
 fn pct_step(part: u64, whole: u64) -> u64 {
-    if whole == 0 { 0 } else { (part.saturating_mul(10) + whole / 2) / whole }.min(10)
+    (part.saturating_mul(10) + whole / 2).checked_div(whole).unwrap_or(0).min(10)
 }
 
 async fn tenants_page(State(state): State<AppState>, CookieCaller(caller): CookieCaller) -> Response {
@@ -454,7 +454,7 @@ fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
                     fs: d.file_system.clone(),
                     size: human_bytes(d.total_bytes),
                     free: human_bytes(d.available_bytes),
-                    used_pct: if d.total_bytes == 0 { 0 } else { used.saturating_mul(100) / d.total_bytes },
+                    used_pct: used.saturating_mul(100).checked_div(d.total_bytes).unwrap_or(0),
                     used_pct_step: pct_step(used, d.total_bytes),
                 }
             })
