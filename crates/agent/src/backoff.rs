@@ -12,7 +12,10 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: Duration::from_secs(1), cap: Duration::from_secs(60) }
+        Self {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
     }
 }
 
@@ -20,7 +23,10 @@ impl Backoff {
     /// Delay before reconnection attempt `attempt` (0-based), given a uniform
     /// random number in [0, 1): uniform in [base/2, min(cap, base * 2^attempt)].
     pub fn delay(&self, attempt: u32, random: f64) -> Duration {
-        let ceiling = self.base.saturating_mul(2u32.saturating_pow(attempt.min(16))).min(self.cap);
+        let ceiling = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
+            .min(self.cap);
         let floor = (self.base / 2).min(ceiling);
         floor + (ceiling - floor).mul_f64(random.clamp(0.0, 1.0))
     }

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement};
+use bulwark_protocol::envelope::{
+    CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement,
+};
 use bulwark_protocol::inventory::Inventory;
 use bulwark_protocol::message::{
-    AgentMessage, Enroll, Enrolled, Heartbeat, Hello, InventoryReport, RefusalCode, ServerMessage, Welcome,
+    AgentMessage, Enroll, Enrolled, Heartbeat, Hello, InventoryReport, RefusalCode, ServerMessage,
+    Welcome,
 };
 use bulwark_protocol::token::EnrollToken;
 use bulwark_protocol::{Limits, decode_server_frame, encode_agent_frame};
@@ -38,13 +41,16 @@ pub struct ServerAddress {
 
 impl ServerAddress {
     pub fn parse(url: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .trim()
-            .strip_prefix("https://")
-            .ok_or_else(|| anyhow!("the server URL must start with https:// (the agent gateway is TLS only): {url}"))?;
+        let rest = url.trim().strip_prefix("https://").ok_or_else(|| {
+            anyhow!(
+                "the server URL must start with https:// (the agent gateway is TLS only): {url}"
+            )
+        })?;
         let authority = rest.split('/').next().unwrap_or_default();
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(|| anyhow!("bad IPv6 address in {url}"))?;
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| anyhow!("bad IPv6 address in {url}"))?;
             (host, after.strip_prefix(':'))
         } else {
             match authority.rsplit_once(':') {
@@ -59,7 +65,10 @@ impl ServerAddress {
             Some(p) => p.parse().with_context(|| format!("bad port in {url}"))?,
             None => 443,
         };
-        Ok(Self { host: host.to_owned(), port })
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
     }
 }
 
@@ -88,13 +97,20 @@ fn ws_config(limits: &Limits) -> WebSocketConfig {
 }
 
 /// TLS (pinned CA), channel binding, WebSocket upgrade.
-async fn connect(address: &ServerAddress, pin: [u8; 32], limits: &Limits) -> anyhow::Result<(Ws, [u8; 32])> {
+async fn connect(
+    address: &ServerAddress,
+    pin: [u8; 32],
+    limits: &Limits,
+) -> anyhow::Result<(Ws, [u8; 32])> {
     let config = crate::pinning::client_config(pin)?;
     let connector = TlsConnector::from(Arc::new(config));
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((address.host.as_str(), address.port)))
-        .await
-        .map_err(|_| anyhow!("timed out connecting to {}:{}", address.host, address.port))?
-        .with_context(|| format!("cannot connect to {}:{}", address.host, address.port))?;
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((address.host.as_str(), address.port)),
+    )
+    .await
+    .map_err(|_| anyhow!("timed out connecting to {}:{}", address.host, address.port))?
+    .with_context(|| format!("cannot connect to {}:{}", address.host, address.port))?;
     tcp.set_nodelay(true)?;
     let name = rustls::pki_types::ServerName::try_from(address.host.clone())
         .with_context(|| format!("bad server name {}", address.host))?;
@@ -103,7 +119,9 @@ async fn connect(address: &ServerAddress, pin: [u8; 32], limits: &Limits) -> any
         .map_err(|_| anyhow!("TLS handshake timed out"))?
         .context("TLS handshake with the server failed")?;
     let mut binding = [0u8; 32];
-    tls.get_ref().1.export_keying_material(&mut binding, CHANNEL_BINDING_LABEL, None)?;
+    tls.get_ref()
+        .1
+        .export_keying_material(&mut binding, CHANNEL_BINDING_LABEL, None)?;
     let url = format!("wss://{}:{}/agent/v1", address.host, address.port);
     let (ws, _) = tokio::time::timeout(
         CONNECT_TIMEOUT,
@@ -116,7 +134,9 @@ async fn connect(address: &ServerAddress, pin: [u8; 32], limits: &Limits) -> any
 }
 
 async fn send(ws: &mut Ws, message: &AgentMessage) -> anyhow::Result<()> {
-    ws.send(Message::Binary(encode_agent_frame(message).into())).await.context("cannot send to the server")
+    ws.send(Message::Binary(encode_agent_frame(message).into()))
+        .await
+        .context("cannot send to the server")
 }
 
 /// The next protocol message; pings and pongs are handled by the library.
@@ -124,14 +144,20 @@ async fn receive(ws: &mut Ws, limits: &Limits) -> Result<ServerMessage, SessionE
     loop {
         match ws.next().await {
             Some(Ok(Message::Binary(bytes))) => {
-                let message = decode_server_frame(&bytes, limits).map_err(|e| anyhow!("bad frame from server: {e}"))?;
+                let message = decode_server_frame(&bytes, limits)
+                    .map_err(|e| anyhow!("bad frame from server: {e}"))?;
                 if let ServerMessage::Refused(r) = message {
-                    return Err(SessionError::Refused { code: r.code, message: r.message });
+                    return Err(SessionError::Refused {
+                        code: r.code,
+                        message: r.message,
+                    });
                 }
                 return Ok(message);
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(_))) | None => return Err(anyhow!("the server closed the connection").into()),
+            Some(Ok(Message::Close(_))) | None => {
+                return Err(anyhow!("the server closed the connection").into());
+            }
             Some(Ok(_)) => return Err(anyhow!("unexpected text frame from server").into()),
             Some(Err(e)) => return Err(anyhow!("connection error: {e}").into()),
         }
@@ -156,7 +182,12 @@ pub async fn enroll(
     let (mut ws, channel_binding) = connect(address, token.ca_fingerprint, &limits).await?;
     let nonce = challenge(&mut ws, &limits).await?;
     let device_key = key.verifying_key().to_bytes();
-    let statement = EnrollStatement { nonce, channel_binding, device_key, token_hash: token.secret_hash() };
+    let statement = EnrollStatement {
+        nonce,
+        channel_binding,
+        device_key,
+        token_hash: token.secret_hash(),
+    };
     let message = Enroll {
         token_secret: token.secret,
         device_key,
@@ -189,7 +220,9 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        Self { inventory_interval: Duration::from_secs(60) }
+        Self {
+            inventory_interval: Duration::from_secs(60),
+        }
     }
 }
 
@@ -210,14 +243,27 @@ pub async fn session(
     collector: &mut Collector,
     options: &SessionOptions,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    connected: &mut dyn FnMut(),
+    connected: &mut (dyn FnMut() + Send),
 ) -> Result<(), SessionError> {
-    let Endpoint { address, pin, device_id, key } = endpoint;
+    let Endpoint {
+        address,
+        pin,
+        device_id,
+        key,
+    } = endpoint;
     let limits = Limits::default();
     let (mut ws, channel_binding) = connect(address, *pin, &limits).await?;
     let nonce = challenge(&mut ws, &limits).await?;
-    let statement = HelloStatement { nonce, channel_binding, device_id: device_id.clone() };
-    let hello = Hello { device_id: device_id.clone(), agent_version: AGENT_VERSION.to_owned(), signature: statement.sign(key) };
+    let statement = HelloStatement {
+        nonce,
+        channel_binding,
+        device_id: device_id.clone(),
+    };
+    let hello = Hello {
+        device_id: device_id.clone(),
+        agent_version: AGENT_VERSION.to_owned(),
+        signature: statement.sign(key),
+    };
     send(&mut ws, &AgentMessage::Hello(hello)).await?;
     let welcome: Welcome = match receive(&mut ws, &limits).await? {
         ServerMessage::Welcome(w) => w,
@@ -236,12 +282,26 @@ pub async fn session(
     };
     let snapshot = collector.collect();
     let report_seq = next_seq();
-    send(&mut ws, &AgentMessage::Inventory(InventoryReport { seq: report_seq, full: true, inventory: snapshot.clone() })).await?;
+    send(
+        &mut ws,
+        &AgentMessage::Inventory(InventoryReport {
+            seq: report_seq,
+            full: true,
+            inventory: snapshot.clone(),
+        }),
+    )
+    .await?;
     let mut in_flight: Option<(u64, Inventory)> = Some((report_seq, snapshot));
 
     let heartbeat_every = Duration::from_secs(u64::from(welcome.heartbeat_secs.clamp(1, 3600)));
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
-    let mut inventory = tokio::time::interval_at(tokio::time::Instant::now() + options.inventory_interval, options.inventory_interval);
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + heartbeat_every,
+        heartbeat_every,
+    );
+    let mut inventory = tokio::time::interval_at(
+        tokio::time::Instant::now() + options.inventory_interval,
+        options.inventory_interval,
+    );
     // Three silent heartbeat intervals from the server's side mean the link is dead.
     let silence = heartbeat_every * 3;
 
@@ -294,9 +354,27 @@ mod tests {
 
     #[test]
     fn parses_gateway_urls() {
-        assert_eq!(ServerAddress::parse("https://127.0.0.1:8443").expect("v4"), ServerAddress { host: "127.0.0.1".into(), port: 8443 });
-        assert_eq!(ServerAddress::parse("https://rmm.example.com").expect("name"), ServerAddress { host: "rmm.example.com".into(), port: 443 });
-        assert_eq!(ServerAddress::parse("https://[::1]:9/x").expect("v6"), ServerAddress { host: "::1".into(), port: 9 });
+        assert_eq!(
+            ServerAddress::parse("https://127.0.0.1:8443").expect("v4"),
+            ServerAddress {
+                host: "127.0.0.1".into(),
+                port: 8443
+            }
+        );
+        assert_eq!(
+            ServerAddress::parse("https://rmm.example.com").expect("name"),
+            ServerAddress {
+                host: "rmm.example.com".into(),
+                port: 443
+            }
+        );
+        assert_eq!(
+            ServerAddress::parse("https://[::1]:9/x").expect("v6"),
+            ServerAddress {
+                host: "::1".into(),
+                port: 9
+            }
+        );
         assert!(ServerAddress::parse("http://127.0.0.1:8443").is_err());
         assert!(ServerAddress::parse("https://:1").is_err());
         assert!(ServerAddress::parse("https://h:99999").is_err());

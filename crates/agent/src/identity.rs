@@ -61,14 +61,20 @@ impl StateDir {
     pub fn load(&self) -> anyhow::Result<(AgentState, SigningKey)> {
         let path = self.state_path();
         let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("this agent is not enrolled ({} is missing); run `bulwark-agent enroll` first", path.display())
+            format!(
+                "this agent is not enrolled ({} is missing); run `bulwark-agent enroll` first",
+                path.display()
+            )
         })?;
-        let state: AgentState =
-            serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+        let state: AgentState = serde_json::from_str(&text)
+            .with_context(|| format!("{} is corrupt", path.display()))?;
         let key_path = self.key_path();
         check_private(&key_path)?;
-        let seed = std::fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
-        let seed: [u8; 32] = seed.try_into().map_err(|_| anyhow::anyhow!("{} is corrupt", key_path.display()))?;
+        let seed = std::fs::read(&key_path)
+            .with_context(|| format!("cannot read {}", key_path.display()))?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is corrupt", key_path.display()))?;
         Ok((state, SigningKey::from_bytes(&seed)))
     }
 
@@ -77,13 +83,19 @@ impl StateDir {
     pub fn save(&self, state: &AgentState, key: &SigningKey) -> anyhow::Result<()> {
         self.create()?;
         write_private(&self.key_path(), key.as_bytes())?;
-        write_private(&self.state_path(), serde_json::to_string_pretty(state)?.as_bytes())?;
+        write_private(
+            &self.state_path(),
+            serde_json::to_string_pretty(state)?.as_bytes(),
+        )?;
         Ok(())
     }
 
     pub fn fingerprint(state: &AgentState) -> anyhow::Result<[u8; 32]> {
-        let bytes = hex_decode(&state.ca_fingerprint).context("the pinned CA fingerprint in agent.json is corrupt")?;
-        bytes.try_into().map_err(|_| anyhow::anyhow!("the pinned CA fingerprint in agent.json is corrupt"))
+        let bytes = hex_decode(&state.ca_fingerprint)
+            .context("the pinned CA fingerprint in agent.json is corrupt")?;
+        bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("the pinned CA fingerprint in agent.json is corrupt"))
     }
 }
 
@@ -91,7 +103,10 @@ fn hex_decode(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 pub fn hex_encode(bytes: &[u8]) -> String {
@@ -115,9 +130,16 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 
 /// Refuses a key file others can read: someone may have copied it.
 fn check_private(path: &Path) -> anyhow::Result<()> {
-    let mode = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?.permissions().mode();
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
-        bail!("{} is readable by other users (mode {:o}); it must be 0600", path.display(), mode & 0o777);
+        bail!(
+            "{} is readable by other users (mode {:o}); it must be 0600",
+            path.display(),
+            mode & 0o777
+        );
     }
     Ok(())
 }
@@ -143,14 +165,26 @@ mod tests {
         assert_eq!(loaded_key.to_bytes(), key.to_bytes());
         assert_eq!(StateDir::fingerprint(&loaded).expect("fp"), [0xab; 32]);
         for f in ["device.key", "agent.json"] {
-            let mode = std::fs::metadata(state_dir.path().join(f)).expect("meta").permissions().mode();
+            let mode = std::fs::metadata(state_dir.path().join(f))
+                .expect("meta")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
-        let mode = std::fs::metadata(state_dir.path()).expect("meta").permissions().mode();
+        let mode = std::fs::metadata(state_dir.path())
+            .expect("meta")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o700);
 
-        std::fs::set_permissions(state_dir.path().join("device.key"), std::fs::Permissions::from_mode(0o644))
-            .expect("chmod");
-        assert!(state_dir.load().is_err(), "a world-readable key must be refused");
+        std::fs::set_permissions(
+            state_dir.path().join("device.key"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        assert!(
+            state_dir.load().is_err(),
+            "a world-readable key must be refused"
+        );
     }
 }

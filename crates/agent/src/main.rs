@@ -19,7 +19,12 @@ use tracing::{error, info, warn};
 #[command(name = "bulwark-agent", version, about = "The Bulwark endpoint agent")]
 struct Cli {
     /// Where the device key and identity live (mode 0700).
-    #[arg(long, global = true, env = "BULWARK_AGENT_STATE_DIR", default_value = "/var/lib/bulwark-agent")]
+    #[arg(
+        long,
+        global = true,
+        env = "BULWARK_AGENT_STATE_DIR",
+        default_value = "/var/lib/bulwark-agent"
+    )]
     state_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -56,17 +61,24 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // One thread: an agent's work is small and its footprint matters.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let state_dir = StateDir::new(cli.state_dir);
     match cli.command {
         Command::Enroll { server, token } => runtime.block_on(enroll(&state_dir, &server, &token)),
-        Command::Run { inventory_secs } => runtime.block_on(run(&state_dir, Duration::from_secs(inventory_secs))),
+        Command::Run { inventory_secs } => {
+            runtime.block_on(run(&state_dir, Duration::from_secs(inventory_secs)))
+        }
         Command::Status => {
             let (state, key) = state_dir.load()?;
             println!("device:   {}", state.device_id);
             println!("tenant:   {}", state.tenant);
             println!("server:   {}", state.server);
-            println!("CA pin:   {}", fingerprint_text(&StateDir::fingerprint(&state)?));
+            println!(
+                "CA pin:   {}",
+                fingerprint_text(&StateDir::fingerprint(&state)?)
+            );
             println!("key:      {}", hex_encode(&key.verifying_key().to_bytes()));
             Ok(())
         }
@@ -89,13 +101,20 @@ async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow:
         );
     }
     let address = ServerAddress::parse(server)?;
-    println!("Pinning the server CA {}", fingerprint_text(&token.ca_fingerprint));
+    println!(
+        "Pinning the server CA {}",
+        fingerprint_text(&token.ca_fingerprint)
+    );
     println!("(compare it with the fingerprint shown where the token was issued)");
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    let enrolled = connection::enroll(&address, &token, &key, &hostname()).await.map_err(|e| match e {
-        SessionError::Refused { message, .. } => anyhow::anyhow!("enrolment refused by the server: {message}"),
-        SessionError::Transport(e) => e.context("enrolment failed"),
-    })?;
+    let enrolled = connection::enroll(&address, &token, &key, &hostname())
+        .await
+        .map_err(|e| match e {
+            SessionError::Refused { message, .. } => {
+                anyhow::anyhow!("enrolment refused by the server: {message}")
+            }
+            SessionError::Transport(e) => e.context("enrolment failed"),
+        })?;
     let state = AgentState {
         server: server.trim().to_owned(),
         device_id: enrolled.device_id.to_string(),
@@ -103,14 +122,23 @@ async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow:
         ca_fingerprint: hex_encode(&token.ca_fingerprint),
     };
     state_dir.save(&state, &key)?;
-    println!("Enrolled as device {} in tenant {}.", enrolled.device_id, enrolled.tenant);
-    println!("Identity stored in {}. Start the agent with `bulwark-agent run`.", state_dir.path().display());
+    println!(
+        "Enrolled as device {} in tenant {}.",
+        enrolled.device_id, enrolled.tenant
+    );
+    println!(
+        "Identity stored in {}. Start the agent with `bulwark-agent run`.",
+        state_dir.path().display()
+    );
     Ok(())
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };
@@ -125,7 +153,8 @@ async fn run(state_dir: &StateDir, inventory_interval: Duration) -> anyhow::Resu
     let endpoint = Endpoint {
         address: ServerAddress::parse(&state.server)?,
         pin: StateDir::fingerprint(&state)?,
-        device_id: DeviceId::parse(&state.device_id).context("the device id in agent.json is corrupt")?,
+        device_id: DeviceId::parse(&state.device_id)
+            .context("the device id in agent.json is corrupt")?,
         key,
     };
     info!(device_id = %endpoint.device_id, tenant = %state.tenant, server = %state.server, "Agent starting.");
@@ -143,17 +172,27 @@ async fn run(state_dir: &StateDir, inventory_interval: Duration) -> anyhow::Resu
     loop {
         let started = Instant::now();
         let mut connected_at = None;
-        let result = connection::session(&endpoint, &mut collector, &options, &mut stopped, &mut || {
-            connected_at = Some(Instant::now());
-        })
+        let result = connection::session(
+            &endpoint,
+            &mut collector,
+            &options,
+            &mut stopped,
+            &mut || {
+                connected_at = Some(Instant::now());
+            },
+        )
         .await;
         match result {
             Ok(()) => {
                 info!("Agent stopped.");
                 return Ok(());
             }
-            Err(SessionError::Refused { code, message }) => error!(?code, %message, "The server refused this agent."),
-            Err(SessionError::Transport(e)) => warn!(error = %format!("{e:#}"), "Connection to the server lost."),
+            Err(SessionError::Refused { code, message }) => {
+                error!(?code, %message, "The server refused this agent.")
+            }
+            Err(SessionError::Transport(e)) => {
+                warn!(error = %format!("{e:#}"), "Connection to the server lost.")
+            }
         }
         // A session that lived a while starts the backoff over.
         if connected_at.is_some() && started.elapsed() > Duration::from_secs(60) {
@@ -161,7 +200,10 @@ async fn run(state_dir: &StateDir, inventory_interval: Duration) -> anyhow::Resu
         }
         let delay = backoff.delay(attempt, rand::thread_rng().r#gen::<f64>());
         attempt = attempt.saturating_add(1);
-        info!(delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "Reconnecting after a delay.");
+        info!(
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "Reconnecting after a delay."
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stopped.changed() => {

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use bulwark_protocol::token::{certificate_fingerprint, fingerprint_text};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
@@ -20,7 +20,10 @@ pub struct PinnedCaVerifier {
 
 impl PinnedCaVerifier {
     pub fn new(pin: [u8; 32]) -> Self {
-        Self { pin, provider: Arc::new(rustls::crypto::ring::default_provider()) }
+        Self {
+            pin,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        }
     }
 }
 
@@ -33,17 +36,21 @@ impl ServerCertVerifier for PinnedCaVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let ca = intermediates.iter().find(|c| certificate_fingerprint(c) == self.pin).ok_or_else(|| {
-            Error::General(format!(
-                "the server's CA does not match the pinned fingerprint {}",
-                fingerprint_text(&self.pin)
-            ))
-        })?;
+        let ca = intermediates
+            .iter()
+            .find(|c| certificate_fingerprint(c) == self.pin)
+            .ok_or_else(|| {
+                Error::General(format!(
+                    "the server's CA does not match the pinned fingerprint {}",
+                    fingerprint_text(&self.pin)
+                ))
+            })?;
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| Error::General(e.to_string()))?;
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|e| Error::General(e.to_string()))?;
         verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
     }
 
@@ -53,7 +60,12 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -62,11 +74,18 @@ impl ServerCertVerifier for PinnedCaVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

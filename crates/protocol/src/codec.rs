@@ -44,7 +44,10 @@ where
 }
 
 fn encode<M: Encode<()>>(message: M) -> Vec<u8> {
-    to_canonical(&Frame { version: PROTOCOL_VERSION, message })
+    to_canonical(&Frame {
+        version: PROTOCOL_VERSION,
+        message,
+    })
 }
 
 fn decode<'b, M>(bytes: &'b [u8], limits: &Limits) -> Result<M, ProtocolError>
@@ -53,7 +56,10 @@ where
 {
     // 1. Size before anything is parsed.
     if bytes.len() > limits.max_frame_bytes {
-        return Err(ProtocolError::FrameTooLarge { size: bytes.len(), limit: limits.max_frame_bytes });
+        return Err(ProtocolError::FrameTooLarge {
+            size: bytes.len(),
+            limit: limits.max_frame_bytes,
+        });
     }
     // 2. Version before the body, so an agent of another version gets a clear answer.
     let version = peek_version(bytes)?;
@@ -74,7 +80,9 @@ fn peek_version(bytes: &[u8]) -> Result<u16, ProtocolError> {
     d.map().map_err(malformed)?;
     let key = d.u32().map_err(malformed)?;
     if key != 0 {
-        return Err(ProtocolError::Malformed("frame does not start with its version".into()));
+        return Err(ProtocolError::Malformed(
+            "frame does not start with its version".into(),
+        ));
     }
     d.u16().map_err(malformed)
 }

@@ -132,18 +132,32 @@ mod tests {
 
         let mut other_nonce = hello();
         other_nonce.nonce[0] ^= 1;
-        assert_eq!(other_nonce.verify(&pk, &sig), Err(ProtocolError::BadSignature));
+        assert_eq!(
+            other_nonce.verify(&pk, &sig),
+            Err(ProtocolError::BadSignature)
+        );
 
         let mut other_binding = hello();
         other_binding.channel_binding[31] ^= 0x80;
-        assert_eq!(other_binding.verify(&pk, &sig), Err(ProtocolError::BadSignature));
+        assert_eq!(
+            other_binding.verify(&pk, &sig),
+            Err(ProtocolError::BadSignature)
+        );
 
         let mut flipped = sig;
         flipped[10] ^= 1;
-        assert_eq!(hello().verify(&pk, &flipped), Err(ProtocolError::BadSignature));
+        assert_eq!(
+            hello().verify(&pk, &flipped),
+            Err(ProtocolError::BadSignature)
+        );
 
-        let other_key = SigningKey::from_bytes(&[8u8; 32]).verifying_key().to_bytes();
-        assert_eq!(hello().verify(&other_key, &sig), Err(ProtocolError::BadSignature));
+        let other_key = SigningKey::from_bytes(&[8u8; 32])
+            .verifying_key()
+            .to_bytes();
+        assert_eq!(
+            hello().verify(&other_key, &sig),
+            Err(ProtocolError::BadSignature)
+        );
     }
 
     #[test]
@@ -159,6 +173,9 @@ mod tests {
         };
         let body = to_canonical(&enroll);
         let sig = k.sign(&pae(HELLO_PAYLOAD_TYPE, &body)).to_bytes();
-        assert_eq!(enroll.verify(&k.verifying_key().to_bytes(), &sig), Err(ProtocolError::BadSignature));
+        assert_eq!(
+            enroll.verify(&k.verifying_key().to_bytes(), &sig),
+            Err(ProtocolError::BadSignature)
+        );
     }
 }

@@ -125,7 +125,14 @@ pub struct LoggedInUser {
 impl Inventory {
     /// Replaces every section present in `delta`; absent sections stay as they are.
     pub fn apply(&mut self, delta: Inventory) {
-        let Inventory { system, cpu, memory, disks, network, users } = delta;
+        let Inventory {
+            system,
+            cpu,
+            memory,
+            disks,
+            network,
+            users,
+        } = delta;
         if system.is_some() {
             self.system = system;
         }

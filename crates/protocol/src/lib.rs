@@ -46,7 +46,10 @@ pub enum ProtocolError {
     FieldTooLarge { field: &'static str, limit: usize },
     /// A field holds a value that is not allowed (for example an invalid id).
     #[error("field `{field}` is invalid: {reason}")]
-    InvalidField { field: &'static str, reason: &'static str },
+    InvalidField {
+        field: &'static str,
+        reason: &'static str,
+    },
     /// A signature does not verify under the expected key and payload type.
     #[error("signature does not verify")]
     BadSignature,

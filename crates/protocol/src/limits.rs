@@ -36,16 +36,28 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub(crate) fn text(&self, field: &'static str, value: &str) -> Result<(), crate::ProtocolError> {
+    pub(crate) fn text(
+        &self,
+        field: &'static str,
+        value: &str,
+    ) -> Result<(), crate::ProtocolError> {
         check_len(field, value.len(), self.max_text)
     }
 
-    pub(crate) fn long_text(&self, field: &'static str, value: &str) -> Result<(), crate::ProtocolError> {
+    pub(crate) fn long_text(
+        &self,
+        field: &'static str,
+        value: &str,
+    ) -> Result<(), crate::ProtocolError> {
         check_len(field, value.len(), self.max_long_text)
     }
 }
 
-pub(crate) fn check_len(field: &'static str, len: usize, limit: usize) -> Result<(), crate::ProtocolError> {
+pub(crate) fn check_len(
+    field: &'static str,
+    len: usize,
+    limit: usize,
+) -> Result<(), crate::ProtocolError> {
     if len > limit {
         Err(crate::ProtocolError::FieldTooLarge { field, limit })
     } else {

@@ -28,7 +28,10 @@ pub struct DeviceId(#[n(0)] String);
 impl DeviceId {
     /// Parses a device id; only the canonical lower-case hyphenated form is accepted.
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {
-        let invalid = ProtocolError::InvalidField { field: "device_id", reason: "not a canonical UUID" };
+        let invalid = ProtocolError::InvalidField {
+            field: "device_id",
+            reason: "not a canonical UUID",
+        };
         let parsed = uuid::Uuid::try_parse(text).map_err(|_| invalid.clone())?;
         if parsed.hyphenated().to_string() != text {
             return Err(invalid);
@@ -38,7 +41,12 @@ impl DeviceId {
 
     /// Makes a device id from 16 random bytes (a version 4 UUID).
     pub fn from_random_bytes(bytes: [u8; 16]) -> Self {
-        Self(uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string())
+        Self(
+            uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .hyphenated()
+                .to_string(),
+        )
     }
 
     pub fn as_str(&self) -> &str {

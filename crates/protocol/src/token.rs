@@ -37,9 +37,16 @@ impl EnrollToken {
         if text.len() > MAX_TOKEN_LEN {
             return Err(ProtocolError::BadToken("too long"));
         }
-        let rest = text.strip_prefix(PREFIX).ok_or(ProtocolError::BadToken("unknown format (expected bwe1.)"))?;
-        let (secret, fingerprint) = rest.split_once('.').ok_or(ProtocolError::BadToken("missing CA fingerprint"))?;
-        Ok(Self { secret: decode32(secret)?, ca_fingerprint: decode32(fingerprint)? })
+        let rest = text
+            .strip_prefix(PREFIX)
+            .ok_or(ProtocolError::BadToken("unknown format (expected bwe1.)"))?;
+        let (secret, fingerprint) = rest
+            .split_once('.')
+            .ok_or(ProtocolError::BadToken("missing CA fingerprint"))?;
+        Ok(Self {
+            secret: decode32(secret)?,
+            ca_fingerprint: decode32(fingerprint)?,
+        })
     }
 
     /// What the server stores and looks the token up by.
@@ -50,7 +57,12 @@ impl EnrollToken {
 
 impl std::fmt::Display for EnrollToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{PREFIX}{}.{}", URL_SAFE_NO_PAD.encode(self.secret), URL_SAFE_NO_PAD.encode(self.ca_fingerprint))
+        write!(
+            f,
+            "{PREFIX}{}.{}",
+            URL_SAFE_NO_PAD.encode(self.secret),
+            URL_SAFE_NO_PAD.encode(self.ca_fingerprint)
+        )
     }
 }
 
@@ -70,8 +82,12 @@ pub fn fingerprint_text(fingerprint: &[u8; 32]) -> String {
 }
 
 fn decode32(text: &str) -> Result<[u8; 32], ProtocolError> {
-    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| ProtocolError::BadToken("not base64url"))?;
-    bytes.try_into().map_err(|_| ProtocolError::BadToken("wrong length"))
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| ProtocolError::BadToken("not base64url"))?;
+    bytes
+        .try_into()
+        .map_err(|_| ProtocolError::BadToken("wrong length"))
 }
 
 #[cfg(test)]
@@ -80,7 +96,10 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_tampering() {
-        let t = EnrollToken { secret: [9; 32], ca_fingerprint: [0xAB; 32] };
+        let t = EnrollToken {
+            secret: [9; 32],
+            ca_fingerprint: [0xAB; 32],
+        };
         let text = t.to_string();
         assert!(text.starts_with("bwe1."));
         assert_eq!(EnrollToken::parse(&text), Ok(t.clone()));
@@ -96,7 +115,10 @@ mod tests {
 
     #[test]
     fn debug_never_prints_the_secret() {
-        let t = EnrollToken { secret: [0x41; 32], ca_fingerprint: [0; 32] };
+        let t = EnrollToken {
+            secret: [0x41; 32],
+            ca_fingerprint: [0; 32],
+        };
         assert!(!format!("{t:?}").contains("65, 65"));
         assert!(format!("{t:?}").contains("redacted"));
     }

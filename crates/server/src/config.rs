@@ -79,7 +79,10 @@ impl ServerConfig {
             );
         }
         if !(1..=3600).contains(&self.heartbeat_secs) {
-            anyhow::bail!("heartbeat_secs must be between 1 and 3600, got {}", self.heartbeat_secs);
+            anyhow::bail!(
+                "heartbeat_secs must be between 1 and 3600, got {}",
+                self.heartbeat_secs
+            );
         }
         Ok(())
     }
@@ -87,7 +90,10 @@ impl ServerConfig {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("bulwark.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("bulwark.db").display()
+            ),
         }
     }
 }

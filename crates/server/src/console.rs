@@ -6,17 +6,19 @@ use std::net::SocketAddr;
 
 use askama::Template;
 use axum::Form;
+use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use base64::Engine;
 use serde::Deserialize;
 
 use crate::api::error::ApiError;
 use crate::api::views::{DeviceView, InventoryView};
-use crate::api::{EnrollmentTokenView, client_info, device_view, device_views, issue_enrollment_token};
+use crate::api::{
+    EnrollmentTokenView, client_info, device_view, device_views, issue_enrollment_token,
+};
 use crate::auth::flows::{self, SessionKind};
 use crate::auth::session::{CookieCaller, clear_cookie, session_cookie};
 use crate::auth::{Action, Caller, authorize};
@@ -31,15 +33,39 @@ pub fn router() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/tenants", get(tenants_page))
         .route("/tenants/{tenant}", get(tenant_page))
-        .route("/tenants/{tenant}/enrollment-tokens", post(tenant_issue_token))
+        .route(
+            "/tenants/{tenant}/enrollment-tokens",
+            post(tenant_issue_token),
+        )
         .route("/devices/{id}", get(device_page))
-        .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("../assets/app.css"))))
-        .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../assets/app.js"))))
-        .route("/assets/favicon.svg", get(|| asset("image/svg+xml", include_str!("../assets/favicon.svg"))))
+        .route(
+            "/assets/app.css",
+            get(|| asset("text/css; charset=utf-8", include_str!("../assets/app.css"))),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../assets/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/assets/favicon.svg",
+            get(|| asset("image/svg+xml", include_str!("../assets/favicon.svg"))),
+        )
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Who is signed in, as the page header shows it.
@@ -51,7 +77,11 @@ struct UserBar {
 
 impl UserBar {
     fn of(caller: &Caller) -> Option<Self> {
-        Some(Self { username: caller.operator.username.clone(), role: caller.role.as_str(), csrf: caller.csrf_token.clone() })
+        Some(Self {
+            username: caller.operator.username.clone(),
+            role: caller.role.as_str(),
+            csrf: caller.csrf_token.clone(),
+        })
     }
 }
 
@@ -71,7 +101,12 @@ fn error_page(error: ApiError, user: Option<UserBar>) -> Response {
         _ if status.is_server_error() => "Something went wrong",
         _ => "Request refused",
     };
-    let mut response = render(ErrorPage { user, version: crate::VERSION, title, message: error.message });
+    let mut response = render(ErrorPage {
+        user,
+        version: crate::VERSION,
+        title,
+        message: error.message,
+    });
     *response.status_mut() = status;
     response
 }
@@ -86,7 +121,11 @@ struct ErrorPage {
 }
 
 async fn home(caller: Option<CookieCaller>) -> Redirect {
-    if caller.is_some() { Redirect::to("/tenants") } else { Redirect::to("/login") }
+    if caller.is_some() {
+        Redirect::to("/tenants")
+    } else {
+        Redirect::to("/login")
+    }
 }
 
 #[derive(Template)]
@@ -103,7 +142,13 @@ async fn setup_page(State(state): State<AppState>) -> Result<Response, ApiError>
     if state.store.operator_count().await? > 0 {
         return Ok(Redirect::to("/login").into_response());
     }
-    Ok(render(SetupPage { user: None, version: crate::VERSION, error: None, code: String::new(), username: String::new() }))
+    Ok(render(SetupPage {
+        user: None,
+        version: crate::VERSION,
+        error: None,
+        code: String::new(),
+        username: String::new(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -126,7 +171,10 @@ struct SetupTotpPage {
 }
 
 fn svg_data_url(svg: &str) -> String {
-    format!("data:image/svg+xml;base64,{}", base64::engine::general_purpose::STANDARD.encode(svg))
+    format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    )
 }
 
 async fn setup_submit(State(state): State<AppState>, Form(form): Form<SetupForm>) -> Response {
@@ -165,15 +213,23 @@ struct SetupTotpForm {
     otp: String,
 }
 
-async fn setup_totp_submit(State(state): State<AppState>, Form(form): Form<SetupTotpForm>) -> Response {
+async fn setup_totp_submit(
+    State(state): State<AppState>,
+    Form(form): Form<SetupTotpForm>,
+) -> Response {
     match flows::setup_confirm(&state, &form.enrolment, &form.otp).await {
         Ok(_) => Redirect::to("/login?welcome=1").into_response(),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             // Show the same secret again so the person can retry.
             let id_hash = crate::auth::session::hash_token(&form.enrolment);
-            match state.store.setup_enrolment(id_hash, crate::now_millis()).await {
+            match state
+                .store
+                .setup_enrolment(id_hash, crate::now_millis())
+                .await
+            {
                 Ok(Some(enrolment)) => {
-                    let url = crate::auth::totp::otpauth_url(&enrolment.totp_secret, &enrolment.username);
+                    let url =
+                        crate::auth::totp::otpauth_url(&enrolment.totp_secret, &enrolment.username);
                     let mut r = render(SetupTotpPage {
                         user: None,
                         version: crate::VERSION,
@@ -185,7 +241,12 @@ async fn setup_totp_submit(State(state): State<AppState>, Form(form): Form<Setup
                     *r.status_mut() = StatusCode::BAD_REQUEST;
                     r
                 }
-                _ => error_page(ApiError::not_found("setup enrolment (it expires after 15 minutes; start again)"), None),
+                _ => error_page(
+                    ApiError::not_found(
+                        "setup enrolment (it expires after 15 minutes; start again)",
+                    ),
+                    None,
+                ),
             }
         }
         Err(e) => error_page(e, None),
@@ -207,12 +268,23 @@ struct LoginQuery {
     welcome: Option<String>,
 }
 
-async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>) -> Result<Response, ApiError> {
+async fn login_page(
+    State(state): State<AppState>,
+    Query(q): Query<LoginQuery>,
+) -> Result<Response, ApiError> {
     if state.store.operator_count().await? == 0 {
         return Ok(Redirect::to("/setup").into_response());
     }
-    let notice = q.welcome.map(|_| "Your account is ready. Sign in with your password and a fresh code.".to_owned());
-    Ok(render(LoginPage { user: None, version: crate::VERSION, error: None, notice, username: String::new() }))
+    let notice = q
+        .welcome
+        .map(|_| "Your account is ready. Sign in with your password and a fresh code.".to_owned());
+    Ok(render(LoginPage {
+        user: None,
+        version: crate::VERSION,
+        error: None,
+        notice,
+        username: String::new(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -229,7 +301,16 @@ async fn login_submit(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let client = client_info(Some(peer), &headers);
-    match flows::login(&state, &form.username, &form.password, &form.otp, SessionKind::Browser, &client).await {
+    match flows::login(
+        &state,
+        &form.username,
+        &form.password,
+        &form.otp,
+        SessionKind::Browser,
+        &client,
+    )
+    .await
+    {
         Ok(login) => {
             let max_age = state.session_policy.absolute_lifetime_ms / 1000;
             let mut response = Redirect::to("/tenants").into_response();
@@ -240,7 +321,13 @@ async fn login_submit(
         }
         Err(e) if e.status.is_server_error() => error_page(e, None),
         Err(e) => {
-            let mut r = render(LoginPage { user: None, version: crate::VERSION, error: Some(e.message), notice: None, username: form.username });
+            let mut r = render(LoginPage {
+                user: None,
+                version: crate::VERSION,
+                error: Some(e.message),
+                notice: None,
+                username: form.username,
+            });
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             r
         }
@@ -252,7 +339,11 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(state): State<AppState>, CookieCaller(caller): CookieCaller, Form(form): Form<CsrfForm>) -> Response {
+async fn logout(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Form(form): Form<CsrfForm>,
+) -> Response {
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
@@ -282,10 +373,16 @@ struct TenantsPage {
 }
 
 fn pct_step(part: u64, whole: u64) -> u64 {
-    (part.saturating_mul(10) + whole / 2).checked_div(whole).unwrap_or(0).min(10)
+    (part.saturating_mul(10) + whole / 2)
+        .checked_div(whole)
+        .unwrap_or(0)
+        .min(10)
 }
 
-async fn tenants_page(State(state): State<AppState>, CookieCaller(caller): CookieCaller) -> Response {
+async fn tenants_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+) -> Response {
     if let Err(e) = caller.require(Action::ListTenants) {
         return error_page(e, UserBar::of(&caller));
     }
@@ -296,12 +393,25 @@ async fn tenants_page(State(state): State<AppState>, CookieCaller(caller): Cooki
     let tenants = tenants
         .into_iter()
         .map(|t| {
-            let online = i64::try_from(state.presence.online_in_tenant(&t.name)).unwrap_or_default();
-            let step = pct_step(u64::try_from(online).unwrap_or_default(), u64::try_from(t.device_count).unwrap_or_default());
-            TenantRow { name: t.name, device_count: t.device_count, online_count: online, online_pct_step: i64::try_from(step).unwrap_or_default() }
+            let online =
+                i64::try_from(state.presence.online_in_tenant(&t.name)).unwrap_or_default();
+            let step = pct_step(
+                u64::try_from(online).unwrap_or_default(),
+                u64::try_from(t.device_count).unwrap_or_default(),
+            );
+            TenantRow {
+                name: t.name,
+                device_count: t.device_count,
+                online_count: online,
+                online_pct_step: i64::try_from(step).unwrap_or_default(),
+            }
         })
         .collect();
-    render(TenantsPage { user: UserBar::of(&caller), version: crate::VERSION, tenants })
+    render(TenantsPage {
+        user: UserBar::of(&caller),
+        version: crate::VERSION,
+        tenants,
+    })
 }
 
 #[derive(Template)]
@@ -318,7 +428,12 @@ struct TenantPage {
     csrf: String,
 }
 
-async fn tenant_page_with(state: &AppState, caller: &Caller, tenant: &str, token: Option<EnrollmentTokenView>) -> Response {
+async fn tenant_page_with(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &str,
+    token: Option<EnrollmentTokenView>,
+) -> Response {
     match device_views(state, caller, tenant).await {
         Ok(devices) => render(TenantPage {
             user: UserBar::of(caller),
@@ -335,7 +450,11 @@ async fn tenant_page_with(state: &AppState, caller: &Caller, tenant: &str, token
     }
 }
 
-async fn tenant_page(State(state): State<AppState>, CookieCaller(caller): CookieCaller, Path(tenant): Path<String>) -> Response {
+async fn tenant_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(tenant): Path<String>,
+) -> Response {
     tenant_page_with(&state, &caller, &tenant, None).await
 }
 
@@ -408,12 +527,22 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 pub fn human_duration(secs: u64) -> String {
     let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    if d > 0 { format!("{d} d {h} h") } else if h > 0 { format!("{h} h {m} min") } else { format!("{m} min") }
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else {
+        format!("{m} min")
+    }
 }
 
 fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
@@ -423,9 +552,17 @@ fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
         Some(m) => {
             let used = m.total_bytes.saturating_sub(m.available_bytes);
             (
-                format!("{} used of {}", human_bytes(used), human_bytes(m.total_bytes)),
+                format!(
+                    "{} used of {}",
+                    human_bytes(used),
+                    human_bytes(m.total_bytes)
+                ),
                 pct_step(used, m.total_bytes),
-                format!("{} free of {}", human_bytes(m.swap_free_bytes), human_bytes(m.swap_total_bytes)),
+                format!(
+                    "{} free of {}",
+                    human_bytes(m.swap_free_bytes),
+                    human_bytes(m.swap_total_bytes)
+                ),
             )
         }
         None => (not_reported(), 0, not_reported()),
@@ -434,11 +571,16 @@ fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
         os: system.map_or_else(not_reported, |s| format!("{} {}", s.os_name, s.os_version)),
         kernel: system.map_or_else(not_reported, |s| s.kernel_version.clone()),
         arch: system.map_or_else(not_reported, |s| s.architecture.clone()),
-        uptime: system.map_or_else(not_reported, |s| human_duration(now_secs.saturating_sub(s.boot_time))),
-        cpu: inv.cpu.as_ref().map_or_else(not_reported, |c| match c.physical_cores {
-            Some(p) => format!("{} · {} cores ({} physical)", c.model, c.logical_cores, p),
-            None => format!("{} · {} cores", c.model, c.logical_cores),
+        uptime: system.map_or_else(not_reported, |s| {
+            human_duration(now_secs.saturating_sub(s.boot_time))
         }),
+        cpu: inv
+            .cpu
+            .as_ref()
+            .map_or_else(not_reported, |c| match c.physical_cores {
+                Some(p) => format!("{} · {} cores ({} physical)", c.model, c.logical_cores, p),
+                None => format!("{} · {} cores", c.model, c.logical_cores),
+            }),
         memory,
         memory_pct_step,
         swap,
@@ -454,7 +596,10 @@ fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
                     fs: d.file_system.clone(),
                     size: human_bytes(d.total_bytes),
                     free: human_bytes(d.available_bytes),
-                    used_pct: used.saturating_mul(100).checked_div(d.total_bytes).unwrap_or(0),
+                    used_pct: used
+                        .saturating_mul(100)
+                        .checked_div(d.total_bytes)
+                        .unwrap_or(0),
                     used_pct_step: pct_step(used, d.total_bytes),
                 }
             })
@@ -463,23 +608,40 @@ fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
             .network
             .iter()
             .flatten()
-            .map(|n| NetRow { name: n.name.clone(), mac: n.mac.clone(), addresses: n.addresses.join(", ") })
+            .map(|n| NetRow {
+                name: n.name.clone(),
+                mac: n.mac.clone(),
+                addresses: n.addresses.join(", "),
+            })
             .collect(),
         users: inv
             .users
             .iter()
             .flatten()
-            .map(|u| UserRow { name: u.name.clone(), terminal: u.terminal.clone(), host: u.host.clone() })
+            .map(|u| UserRow {
+                name: u.name.clone(),
+                terminal: u.terminal.clone(),
+                host: u.host.clone(),
+            })
             .collect(),
     }
 }
 
-async fn device_page(State(state): State<AppState>, CookieCaller(caller): CookieCaller, Path(id): Path<String>) -> Response {
+async fn device_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+) -> Response {
     match device_view(&state, &caller, &id).await {
         Ok(mut d) => {
             let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
             let inv = d.inventory.take().map(|i| inventory_page(&i, now_secs));
-            render(DevicePage { user: UserBar::of(&caller), version: crate::VERSION, d, inv })
+            render(DevicePage {
+                user: UserBar::of(&caller),
+                version: crate::VERSION,
+                d,
+                inv,
+            })
         }
         Err(e) => error_page(e, UserBar::of(&caller)),
     }

@@ -13,9 +13,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement};
+use bulwark_protocol::envelope::{
+    CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement,
+};
 use bulwark_protocol::message::{
-    Ack, AgentMessage, Challenge, DeviceId, Enroll, Enrolled, Hello, RefusalCode, Refused, ServerMessage, Welcome,
+    Ack, AgentMessage, Challenge, DeviceId, Enroll, Enrolled, Hello, RefusalCode, Refused,
+    ServerMessage, Welcome,
 };
 use bulwark_protocol::{Limits, decode_agent_frame, encode_server_frame};
 use bulwark_store::{NewDevice, Store, StoreError};
@@ -76,7 +79,11 @@ fn ws_config(limits: &Limits) -> WebSocketConfig {
 }
 
 /// Accepts agent connections until `shutdown` turns true.
-pub async fn serve(listener: TcpListener, state: Arc<GatewayState>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -106,8 +113,16 @@ pub async fn serve(listener: TcpListener, state: Arc<GatewayState>, mut shutdown
     }
 }
 
-async fn connection(state: Arc<GatewayState>, tcp: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
-    let handshake = Box::pin(tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(state.clone(), tcp, peer)));
+async fn connection(
+    state: Arc<GatewayState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let handshake = Box::pin(tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(state.clone(), tcp, peer),
+    ));
     let session = match handshake.await {
         Ok(Ok(Some(session))) => session,
         Ok(Ok(None)) => return, // enrolment done
@@ -134,7 +149,14 @@ async fn send(ws: &mut Ws, message: &ServerMessage) -> Result<(), HandshakeError
 }
 
 async fn refuse(ws: &mut Ws, code: RefusalCode, message: &str) -> HandshakeError {
-    let _ = send(ws, &ServerMessage::Refused(Refused { code, message: message.to_owned() })).await;
+    let _ = send(
+        ws,
+        &ServerMessage::Refused(Refused {
+            code,
+            message: message.to_owned(),
+        }),
+    )
+    .await;
     let _ = ws.close(None).await;
     HandshakeError::Refused(code, message.to_owned())
 }
@@ -144,7 +166,11 @@ async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
 ) -> Result<Option<Session>, HandshakeError> {
-    let tls = state.acceptor.accept(tcp).await.map_err(|e| HandshakeError::Transport(e.to_string()))?;
+    let tls = state
+        .acceptor
+        .accept(tcp)
+        .await
+        .map_err(|e| HandshakeError::Transport(e.to_string()))?;
     let mut channel_binding = [0u8; 32];
     tls.get_ref()
         .1
@@ -156,13 +182,26 @@ async fn handshake(
 
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    send(&mut ws, &ServerMessage::Challenge(Challenge { nonce, server_version: crate::VERSION.into() })).await?;
+    send(
+        &mut ws,
+        &ServerMessage::Challenge(Challenge {
+            nonce,
+            server_version: crate::VERSION.into(),
+        }),
+    )
+    .await?;
 
     let first = match ws.next().await {
         Some(Ok(Message::Binary(bytes))) => decode_agent_frame(&bytes, &state.limits),
-        Some(Ok(_)) => return Err(refuse(&mut ws, RefusalCode::Malformed, "expected a binary frame").await),
+        Some(Ok(_)) => {
+            return Err(refuse(&mut ws, RefusalCode::Malformed, "expected a binary frame").await);
+        }
         Some(Err(e)) => return Err(HandshakeError::Transport(e.to_string())),
-        None => return Err(HandshakeError::Transport("closed before authenticating".into())),
+        None => {
+            return Err(HandshakeError::Transport(
+                "closed before authenticating".into(),
+            ));
+        }
     };
     match first {
         Ok(AgentMessage::Enroll(enroll)) => {
@@ -176,23 +215,39 @@ async fn handshake(
                 Err((code, reason)) => Err(refuse(&mut ws, code, reason).await),
             }
         }
-        Ok(AgentMessage::Hello(hello)) => match authenticate(&state, &hello, nonce, channel_binding).await {
-            Ok(tenant) => {
-                let welcome = Welcome {
-                    device_id: hello.device_id.clone(),
-                    tenant: tenant.clone(),
-                    heartbeat_secs: u32::try_from(state.heartbeat.as_secs()).unwrap_or(30),
-                };
-                send(&mut ws, &ServerMessage::Welcome(welcome)).await?;
-                info!(%peer, device_id = %hello.device_id, agent_version = %hello.agent_version, "Agent connected.");
-                Ok(Some(Session { ws, device_id: hello.device_id.to_string(), agent_version: hello.agent_version.clone(), tenant, peer }))
+        Ok(AgentMessage::Hello(hello)) => {
+            match authenticate(&state, &hello, nonce, channel_binding).await {
+                Ok(tenant) => {
+                    let welcome = Welcome {
+                        device_id: hello.device_id.clone(),
+                        tenant: tenant.clone(),
+                        heartbeat_secs: u32::try_from(state.heartbeat.as_secs()).unwrap_or(30),
+                    };
+                    send(&mut ws, &ServerMessage::Welcome(welcome)).await?;
+                    info!(%peer, device_id = %hello.device_id, agent_version = %hello.agent_version, "Agent connected.");
+                    Ok(Some(Session {
+                        ws,
+                        device_id: hello.device_id.to_string(),
+                        agent_version: hello.agent_version.clone(),
+                        tenant,
+                        peer,
+                    }))
+                }
+                Err((code, reason)) => Err(refuse(&mut ws, code, reason).await),
             }
-            Err((code, reason)) => Err(refuse(&mut ws, code, reason).await),
-        },
-        Ok(_) => Err(refuse(&mut ws, RefusalCode::UnexpectedMessage, "expected enroll or hello").await),
-        Err(bulwark_protocol::ProtocolError::UnsupportedVersion { .. }) => {
-            Err(refuse(&mut ws, RefusalCode::UnsupportedVersion, "unsupported protocol version").await)
         }
+        Ok(_) => Err(refuse(
+            &mut ws,
+            RefusalCode::UnexpectedMessage,
+            "expected enroll or hello",
+        )
+        .await),
+        Err(bulwark_protocol::ProtocolError::UnsupportedVersion { .. }) => Err(refuse(
+            &mut ws,
+            RefusalCode::UnsupportedVersion,
+            "unsupported protocol version",
+        )
+        .await),
         Err(e) => Err(refuse(&mut ws, RefusalCode::Malformed, &e.to_string()).await),
     }
 }
@@ -205,11 +260,21 @@ async fn enroll_device(
     peer: SocketAddr,
 ) -> Result<Enrolled, (RefusalCode, &'static str)> {
     let token_hash = bulwark_protocol::token::hash_secret(&enroll.token_secret);
-    let statement = EnrollStatement { nonce, channel_binding, device_key: enroll.device_key, token_hash };
+    let statement = EnrollStatement {
+        nonce,
+        channel_binding,
+        device_key: enroll.device_key,
+        token_hash,
+    };
     // 1. The device holds the key it registers, on this very TLS connection.
     statement
         .verify(&enroll.device_key, &enroll.signature)
-        .map_err(|_| (RefusalCode::BadSignature, "enrolment signature does not verify"))?;
+        .map_err(|_| {
+            (
+                RefusalCode::BadSignature,
+                "enrolment signature does not verify",
+            )
+        })?;
     // 2. The token is known, unused and unexpired; it is consumed in the same
     //    transaction that creates the device.
     let mut id = [0u8; 16];
@@ -221,18 +286,32 @@ async fn enroll_device(
         hostname: enroll.hostname.clone(),
         agent_version: enroll.agent_version.clone(),
     };
-    match state.store.enroll_device(token_hash, new, now_millis()).await {
+    match state
+        .store
+        .enroll_device(token_hash, new, now_millis())
+        .await
+    {
         Ok(device) => {
             info!(%peer, %device_id, tenant = %device.tenant_name, hostname = %enroll.hostname, "Device enrolled.");
-            Ok(Enrolled { device_id, tenant: device.tenant_name })
+            Ok(Enrolled {
+                device_id,
+                tenant: device.tenant_name,
+            })
         }
-        Err(StoreError::NotFound) => {
-            Err((RefusalCode::BadToken, "the enrolment token is unknown, already used or expired"))
-        }
-        Err(StoreError::Conflict(_)) => Err((RefusalCode::AlreadyEnrolled, "this device key is already enrolled")),
+        Err(StoreError::NotFound) => Err((
+            RefusalCode::BadToken,
+            "the enrolment token is unknown, already used or expired",
+        )),
+        Err(StoreError::Conflict(_)) => Err((
+            RefusalCode::AlreadyEnrolled,
+            "this device key is already enrolled",
+        )),
         Err(error) => {
             warn!(%error, "Enrolment failed in storage.");
-            Err((RefusalCode::Unavailable, "the server cannot enrol devices right now"))
+            Err((
+                RefusalCode::Unavailable,
+                "the server cannot enrol devices right now",
+            ))
         }
     }
 }
@@ -244,24 +323,54 @@ async fn authenticate(
     channel_binding: [u8; 32],
 ) -> Result<String, (RefusalCode, &'static str)> {
     let unknown = (RefusalCode::UnknownDevice, "unknown device");
-    let (key, tenant) = match state.store.device_public_key(hello.device_id.as_str()).await {
+    let (key, tenant) = match state
+        .store
+        .device_public_key(hello.device_id.as_str())
+        .await
+    {
         Ok(Some(found)) => found,
         Ok(None) => return Err(unknown),
         Err(error) => {
             warn!(%error, "Device lookup failed.");
-            return Err((RefusalCode::Unavailable, "the server cannot authenticate devices right now"));
+            return Err((
+                RefusalCode::Unavailable,
+                "the server cannot authenticate devices right now",
+            ));
         }
     };
     let key: [u8; 32] = key.try_into().map_err(|_| unknown)?;
-    let statement = HelloStatement { nonce, channel_binding, device_id: hello.device_id.clone() };
-    statement.verify(&key, &hello.signature).map_err(|_| (RefusalCode::BadSignature, "device signature does not verify"))?;
+    let statement = HelloStatement {
+        nonce,
+        channel_binding,
+        device_id: hello.device_id.clone(),
+    };
+    statement.verify(&key, &hello.signature).map_err(|_| {
+        (
+            RefusalCode::BadSignature,
+            "device signature does not verify",
+        )
+    })?;
     Ok(tenant)
 }
 
-async fn run_session(state: Arc<GatewayState>, session: Session, mut shutdown: watch::Receiver<bool>) {
-    let Session { mut ws, device_id, agent_version, tenant, peer } = session;
+async fn run_session(
+    state: Arc<GatewayState>,
+    session: Session,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Session {
+        mut ws,
+        device_id,
+        agent_version,
+        tenant,
+        peer,
+    } = session;
     let now = now_millis();
-    if let Err(error) = state.store.device_seen(&device_id, now, &agent_version).await {
+    if let Err(error) = state
+        .store
+        .device_seen(&device_id, now, &agent_version)
+        .await
+    {
         warn!(%device_id, %error, "Cannot record device as seen.");
     }
     let registration = state.presence.register(&device_id, &tenant, rfc3339(now));
@@ -316,13 +425,25 @@ async fn run_session(state: Arc<GatewayState>, session: Session, mut shutdown: w
     };
     let _ = ws.close(None).await;
     let now = now_millis();
-    if let Err(error) = state.store.device_seen(&device_id, now, &agent_version).await {
+    if let Err(error) = state
+        .store
+        .device_seen(&device_id, now, &agent_version)
+        .await
+    {
         warn!(%device_id, %error, "Cannot record device as seen.");
     }
-    state.presence.unregister(&registration, &tenant, rfc3339(now));
+    state
+        .presence
+        .unregister(&registration, &tenant, rfc3339(now));
     info!(%device_id, %peer, reason, "Agent disconnected.");
 }
 
 fn refused(code: RefusalCode, message: &str) -> Message {
-    Message::Binary(encode_server_frame(&ServerMessage::Refused(Refused { code, message: message.to_owned() })).into())
+    Message::Binary(
+        encode_server_frame(&ServerMessage::Refused(Refused {
+            code,
+            message: message.to_owned(),
+        }))
+        .into(),
+    )
 }

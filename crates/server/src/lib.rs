@@ -16,7 +16,7 @@ pub mod runtime;
 pub mod state;
 pub mod tls;
 
-pub use config::{ServerConfig, ServeMode};
+pub use config::{ServeMode, ServerConfig};
 pub use runtime::{RunningServer, start};
 
 /// Version of this build, reported to agents and in the console.
@@ -25,7 +25,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Milliseconds since the Unix epoch: the one clock reading at the edge,
 /// passed down as an argument to everything that needs time.
 pub fn now_millis() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -34,6 +36,9 @@ pub fn rfc3339(millis: i64) -> String {
     let nanos = i128::from(millis) * 1_000_000;
     time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }

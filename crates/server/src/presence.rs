@@ -55,13 +55,21 @@ impl Default for Presence {
 impl Presence {
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(1024);
-        Self { inner: Arc::new(Mutex::new(Inner { next_connection: 1, online: HashMap::new() })), events }
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                next_connection: 1,
+                online: HashMap::new(),
+            })),
+            events,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (every critical section is a single insert or remove).
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn register(&self, device_id: &str, tenant: &str, last_seen_at: String) -> Registration {
@@ -70,7 +78,14 @@ impl Presence {
             let mut inner = self.lock();
             let connection = inner.next_connection;
             inner.next_connection += 1;
-            if let Some(old) = inner.online.insert(device_id.to_owned(), Entry { connection, tenant: tenant.to_owned(), kick: kick.clone() }) {
+            if let Some(old) = inner.online.insert(
+                device_id.to_owned(),
+                Entry {
+                    connection,
+                    tenant: tenant.to_owned(),
+                    kick: kick.clone(),
+                },
+            ) {
                 old.kick.notify_one();
             }
             connection
@@ -81,7 +96,11 @@ impl Presence {
             online: true,
             last_seen_at,
         });
-        Registration { device_id: device_id.to_owned(), connection, kicked: kick }
+        Registration {
+            device_id: device_id.to_owned(),
+            connection,
+            kicked: kick,
+        }
     }
 
     /// Marks the device offline unless a newer connection has replaced this one.
@@ -111,7 +130,11 @@ impl Presence {
     }
 
     pub fn online_in_tenant(&self, tenant: &str) -> usize {
-        self.lock().online.values().filter(|e| e.tenant == tenant).count()
+        self.lock()
+            .online
+            .values()
+            .filter(|e| e.tenant == tenant)
+            .count()
     }
 
     pub fn online_count(&self) -> usize {

@@ -49,11 +49,23 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -82,11 +94,15 @@ pub fn app(state: AppState) -> Router {
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     config.validate()?;
     let lock = DataDirLock::acquire(&config.data_dir)?;
-    let store = Store::open(&config.database_url()).await.context("cannot open the database")?;
+    let store = Store::open(&config.database_url())
+        .await
+        .context("cannot open the database")?;
     let tls = ServerTls::load_or_create(&config.data_dir, &config.public_hostnames)?;
     let setup_code = crate::auth::flows::issue_setup_code(&store).await?;
 
-    let http_listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let http_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let gateway_listener = TcpListener::bind(config.gateway_listen)
         .await
         .with_context(|| format!("cannot listen on {} (agent gateway)", config.gateway_listen))?;
@@ -120,7 +136,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
         slots: Arc::new(Semaphore::new(config.max_agent_connections)),
     });
-    tasks.spawn(gateway::serve(gateway_listener, gateway_state, shutdown_rx.clone()));
+    tasks.spawn(gateway::serve(
+        gateway_listener,
+        gateway_state,
+        shutdown_rx.clone(),
+    ));
 
     let https = (config.mode == ServeMode::Https).then_some(acceptor);
     tasks.spawn(serve_http(http_listener, https, app(state), shutdown_rx));
@@ -130,7 +150,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         "gateway_url": gateway_url,
         "pid": std::process::id(),
     });
-    write_private_file(&config.data_dir.join("server.json"), runtime_file.to_string().as_bytes())?;
+    write_private_file(
+        &config.data_dir.join("server.json"),
+        runtime_file.to_string().as_bytes(),
+    )?;
     info!(%console_url, %gateway_url, backend = ?store.backend(), "Bulwark server started.");
 
     Ok(RunningServer {
@@ -151,7 +174,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 fn host_for(config: &ServerConfig, addr: SocketAddr) -> String {
     match config.public_hostnames.first() {
         Some(name) => format!("{name}:{}", addr.port()),
-        None if addr.ip().is_unspecified() || addr.ip().is_loopback() => format!("127.0.0.1:{}", addr.port()),
+        None if addr.ip().is_unspecified() || addr.ip().is_loopback() => {
+            format!("127.0.0.1:{}", addr.port())
+        }
         None => addr.to_string(),
     }
 }
@@ -162,7 +187,10 @@ impl RunningServer {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         // Give agent sessions a moment to record their last-seen time.
-        let _ = tokio::time::timeout(Duration::from_secs(3), async { while self.tasks.join_next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
         self.tasks.abort_all();
         self.store.close().await;
         let _ = std::fs::remove_file(self.data_dir.join("server.json"));
@@ -170,7 +198,12 @@ impl RunningServer {
     }
 }
 
-async fn serve_http(listener: TcpListener, tls: Option<TlsAcceptor>, app: Router, mut shutdown: watch::Receiver<bool>) {
+async fn serve_http(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -57,9 +57,12 @@ impl ServerTls {
             write_private_file(&ca_cert_path, cert.pem().as_bytes())?;
         }
 
-        let ca_pem = std::fs::read_to_string(&ca_cert_path).with_context(|| read_err(&ca_cert_path))?;
-        let ca_key_pem = std::fs::read_to_string(&ca_key_path).with_context(|| read_err(&ca_key_path))?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem).context("the CA key in the data directory is unreadable")?;
+        let ca_pem =
+            std::fs::read_to_string(&ca_cert_path).with_context(|| read_err(&ca_cert_path))?;
+        let ca_key_pem =
+            std::fs::read_to_string(&ca_key_path).with_context(|| read_err(&ca_key_path))?;
+        let ca_key = KeyPair::from_pem(&ca_key_pem)
+            .context("the CA key in the data directory is unreadable")?;
         let ca_der = pem_to_der(&ca_pem)?;
         // The issuer object only lends its name and key to the leaf; the CA that
         // agents pin stays the stored one.
@@ -69,15 +72,18 @@ impl ServerTls {
         let mut names = vec!["localhost".to_string()];
         names.extend(hostnames.iter().cloned());
         let mut leaf = CertificateParams::new(names)?;
-        leaf.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse()?));
-        leaf.subject_alt_names.push(SanType::IpAddress("::1".parse()?));
+        leaf.subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse()?));
+        leaf.subject_alt_names
+            .push(SanType::IpAddress("::1".parse()?));
         for h in hostnames {
             if let Ok(ip) = h.parse() {
                 leaf.subject_alt_names.push(SanType::IpAddress(ip));
             }
         }
         leaf.distinguished_name = DistinguishedName::new();
-        leaf.distinguished_name.push(DnType::CommonName, "Bulwark server");
+        leaf.distinguished_name
+            .push(DnType::CommonName, "Bulwark server");
         leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let now = time::OffsetDateTime::now_utc();
@@ -85,12 +91,17 @@ impl ServerTls {
         leaf.not_after = now + time::Duration::days(365);
         let leaf_cert = leaf.signed_by(&leaf_key, &issuer, &ca_key)?;
 
-        let chain = vec![CertificateDer::from(leaf_cert.der().to_vec()), CertificateDer::from(ca_der.clone())];
+        let chain = vec![
+            CertificateDer::from(leaf_cert.der().to_vec()),
+            CertificateDer::from(ca_der.clone()),
+        ];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         // No resumption tickets: one less secret to keep, and agents connect rarely.
         config.send_tls13_tickets = 0;
@@ -130,9 +141,17 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
         let first = ServerTls::load_or_create(dir.path(), &[]).expect("create");
-        let second = ServerTls::load_or_create(dir.path(), &["rmm.example.com".into()]).expect("load");
+        let second =
+            ServerTls::load_or_create(dir.path(), &["rmm.example.com".into()]).expect("load");
         assert_eq!(first.ca_fingerprint, second.ca_fingerprint);
-        let mode = std::fs::metadata(dir.path().join("tls/ca.key")).expect("key").permissions().mode();
-        assert_eq!(mode & 0o077, 0, "CA key must not be readable by others: {mode:o}");
+        let mode = std::fs::metadata(dir.path().join("tls/ca.key"))
+            .expect("key")
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "CA key must not be readable by others: {mode:o}"
+        );
     }
 }

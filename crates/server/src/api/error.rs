@@ -33,7 +33,11 @@ pub struct ErrorDetail {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -41,24 +45,44 @@ impl ApiError {
     }
 
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first: this route needs a session or an API token")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in first: this route needs a session or an API token",
+        )
     }
 
     pub fn login_failed() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "login_failed", "the username, password or one-time code is wrong")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "login_failed",
+            "the username, password or one-time code is wrong",
+        )
     }
 
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "your role does not allow this action")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "your role does not allow this action",
+        )
     }
 
     pub fn csrf() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "csrf", "the request did not carry this session's CSRF token")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "the request did not carry this session's CSRF token",
+        )
     }
 
     /// Also what a foreign tenant's object looks like: its existence is not revealed.
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such {what}"),
+        )
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -68,13 +92,22 @@ impl ApiError {
     pub fn internal(error: impl std::fmt::Display) -> Self {
         let id = uuid::Uuid::new_v4();
         tracing::error!(error_id = %id, %error, "Request failed.");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("internal error (id {id}); see the server log"))
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error (id {id}); see the server log"),
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -103,14 +136,22 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             _ => "bad_request",
         };
-        let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
+        let status = if status.is_client_error() {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         ApiError::new(status, code, rejection.body_text())
     }
 }
 
 impl From<FormRejection> for ApiError {
     fn from(rejection: FormRejection) -> Self {
-        let status = if rejection.status().is_client_error() { rejection.status() } else { StatusCode::BAD_REQUEST };
+        let status = if rejection.status().is_client_error() {
+            rejection.status()
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         ApiError::new(status, "bad_request", rejection.body_text())
     }
 }

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequest, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::{Json, Router};
 use bulwark_protocol::token::{EnrollToken, fingerprint_text};
 use futures_util::Stream;
@@ -55,10 +55,15 @@ struct SecurityAddon;
 impl Modify for SecurityAddon {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
         components.add_security_scheme(
             "session_cookie",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::session::COOKIE_NAME))),
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::session::COOKIE_NAME,
+            ))),
         );
     }
 }
@@ -87,7 +92,11 @@ pub struct ApiJson<T>(pub T);
 pub fn client_info(addr: Option<SocketAddr>, headers: &HeaderMap) -> ClientInfo {
     ClientInfo {
         ip: addr.map(|a| a.ip().to_string()).unwrap_or_default(),
-        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned(),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
     }
 }
 
@@ -124,7 +133,10 @@ struct SetupResponse {
 /// Step 1 of creating the first owner. Only works while no operator exists.
 #[utoipa::path(post, path = "/api/v1/setup", tag = "setup", request_body = SetupRequest,
     responses((status = 201, body = SetupResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn setup_start(State(state): State<AppState>, ApiJson(req): ApiJson<SetupRequest>) -> Result<impl IntoResponse, ApiError> {
+async fn setup_start(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SetupRequest>,
+) -> Result<impl IntoResponse, ApiError> {
     let started = flows::setup_start(&state, &req.code, &req.username, &req.password).await?;
     Ok((
         StatusCode::CREATED,
@@ -155,9 +167,19 @@ struct OperatorView {
 /// Step 2: proves the TOTP enrolment and creates the owner.
 #[utoipa::path(post, path = "/api/v1/setup/confirm", tag = "setup", request_body = SetupConfirmRequest,
     responses((status = 201, body = OperatorView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
-async fn setup_confirm(State(state): State<AppState>, ApiJson(req): ApiJson<SetupConfirmRequest>) -> Result<impl IntoResponse, ApiError> {
+async fn setup_confirm(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SetupConfirmRequest>,
+) -> Result<impl IntoResponse, ApiError> {
     let operator = flows::setup_confirm(&state, &req.enrolment_id, &req.otp).await?;
-    Ok((StatusCode::CREATED, Json(OperatorView { id: operator.id, username: operator.username, role: operator.role })))
+    Ok((
+        StatusCode::CREATED,
+        Json(OperatorView {
+            id: operator.id,
+            username: operator.username,
+            role: operator.role,
+        }),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -186,8 +208,19 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let client = client_info(Some(peer), &headers);
-    let login = flows::login(&state, &req.username, &req.password, &req.otp, SessionKind::Cli, &client).await?;
-    Ok(Json(LoginResponse { token: login.token, expires_at: crate::rfc3339(login.expires_at) }))
+    let login = flows::login(
+        &state,
+        &req.username,
+        &req.password,
+        &req.otp,
+        SessionKind::Cli,
+        &client,
+    )
+    .await?;
+    Ok(Json(LoginResponse {
+        token: login.token,
+        expires_at: crate::rfc3339(login.expires_at),
+    }))
 }
 
 /// Ends the calling session (its token stops working at once).
@@ -203,7 +236,8 @@ async fn tenant_views(state: &AppState, caller: &Caller) -> Result<Vec<TenantVie
     Ok(tenants
         .into_iter()
         .map(|t| TenantView {
-            online_count: i64::try_from(state.presence.online_in_tenant(&t.name)).unwrap_or_default(),
+            online_count: i64::try_from(state.presence.online_in_tenant(&t.name))
+                .unwrap_or_default(),
             id: t.id,
             name: t.name,
             device_count: t.device_count,
@@ -214,7 +248,10 @@ async fn tenant_views(state: &AppState, caller: &Caller) -> Result<Vec<TenantVie
 /// Tenants the caller may see.
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants",
     responses((status = 200, body = [TenantView]), (status = 401, body = ErrorBody)), security(("bearer" = []), ("session_cookie" = [])))]
-async fn list_tenants(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<TenantView>>, ApiError> {
+async fn list_tenants(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<TenantView>>, ApiError> {
     caller.require(Action::ListTenants)?;
     Ok(Json(tenant_views(&state, &caller).await?))
 }
@@ -228,9 +265,17 @@ struct CreateTenantRequest {
 
 pub fn check_tenant_name(name: &str) -> Result<(), ApiError> {
     let ok = (2..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-');
-    if ok { Ok(()) } else { Err(ApiError::bad_request("a tenant name is 2 to 63 lower-case letters, digits or '-'")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "a tenant name is 2 to 63 lower-case letters, digits or '-'",
+        ))
+    }
 }
 
 /// Creates a tenant (a customer).
@@ -245,11 +290,32 @@ async fn create_tenant(
     caller.require(Action::CreateTenant)?;
     check_tenant_name(&req.name)?;
     let tenant = state.store.create_tenant(&req.name, now_millis()).await?;
-    audit(&state, &caller, Some(&tenant.id), "tenant.created", &tenant.name).await;
-    Ok((StatusCode::CREATED, Json(TenantView { id: tenant.id, name: tenant.name, device_count: 0, online_count: 0 })))
+    audit(
+        &state,
+        &caller,
+        Some(&tenant.id),
+        "tenant.created",
+        &tenant.name,
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(TenantView {
+            id: tenant.id,
+            name: tenant.name,
+            device_count: 0,
+            online_count: 0,
+        }),
+    ))
 }
 
-pub async fn audit(state: &AppState, caller: &Caller, tenant_id: Option<&str>, action: &str, target: &str) {
+pub async fn audit(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: Option<&str>,
+    action: &str,
+    target: &str,
+) {
     let event = bulwark_store::NewAuditEvent {
         at: now_millis(),
         tenant_id: tenant_id.map(str::to_owned),
@@ -289,7 +355,9 @@ pub async fn issue_enrollment_token(
 ) -> Result<EnrollmentTokenView, ApiError> {
     caller.require(Action::IssueEnrollmentToken)?;
     if !(1..=MAX_TOKEN_TTL_MINUTES).contains(&ttl_minutes) {
-        return Err(ApiError::bad_request(format!("ttl_minutes must be between 1 and {MAX_TOKEN_TTL_MINUTES}")));
+        return Err(ApiError::bad_request(format!(
+            "ttl_minutes must be between 1 and {MAX_TOKEN_TTL_MINUTES}"
+        )));
     }
     let tenant = state
         .store
@@ -298,14 +366,30 @@ pub async fn issue_enrollment_token(
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    let token = EnrollToken { secret, ca_fingerprint: state.ca_fingerprint };
+    let token = EnrollToken {
+        secret,
+        ca_fingerprint: state.ca_fingerprint,
+    };
     let now = now_millis();
     let expires_at = now + i64::from(ttl_minutes) * 60_000;
     state
         .store
-        .create_enrollment_token(token.secret_hash(), &tenant.id, Some(&caller.operator.id), now, expires_at)
+        .create_enrollment_token(
+            token.secret_hash(),
+            &tenant.id,
+            Some(&caller.operator.id),
+            now,
+            expires_at,
+        )
         .await?;
-    audit(state, caller, Some(&tenant.id), "enrollment_token.issued", &tenant.name).await;
+    audit(
+        state,
+        caller,
+        Some(&tenant.id),
+        "enrollment_token.issued",
+        &tenant.name,
+    )
+    .await;
     Ok(EnrollmentTokenView {
         token: token.to_string(),
         tenant: tenant.name,
@@ -325,16 +409,28 @@ async fn create_enrollment_token(
     Path(tenant): Path<String>,
     ApiJson(req): ApiJson<EnrollmentTokenRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let view = issue_enrollment_token(&state, &caller, &tenant, req.ttl_minutes.unwrap_or(60)).await?;
+    let view =
+        issue_enrollment_token(&state, &caller, &tenant, req.ttl_minutes.unwrap_or(60)).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-pub async fn device_views(state: &AppState, caller: &Caller, tenant_name: &str) -> Result<Vec<DeviceView>, ApiError> {
+pub async fn device_views(
+    state: &AppState,
+    caller: &Caller,
+    tenant_name: &str,
+) -> Result<Vec<DeviceView>, ApiError> {
     caller.require(Action::ViewDevices)?;
     let scope = caller.scope();
-    let tenant = state.store.tenant_by_name(&scope, tenant_name).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = state
+        .store
+        .tenant_by_name(&scope, tenant_name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
     let devices = state.store.list_devices(&scope, &tenant.id).await?;
-    Ok(devices.iter().map(|d| DeviceView::new(d, state.presence.is_online(&d.id), false)).collect())
+    Ok(devices
+        .iter()
+        .map(|d| DeviceView::new(d, state.presence.is_online(&d.id), false))
+        .collect())
 }
 
 /// Devices of a tenant with their online status.
@@ -342,17 +438,33 @@ pub async fn device_views(state: &AppState, caller: &Caller, tenant_name: &str) 
     params(("tenant" = String, Path, description = "Tenant name")),
     responses((status = 200, body = [DeviceView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
-async fn list_devices(State(state): State<AppState>, caller: Caller, Path(tenant): Path<String>) -> Result<Json<Vec<DeviceView>>, ApiError> {
+async fn list_devices(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<Vec<DeviceView>>, ApiError> {
     Ok(Json(device_views(&state, &caller, &tenant).await?))
 }
 
-pub async fn device_view(state: &AppState, caller: &Caller, id: &str) -> Result<DeviceView, ApiError> {
+pub async fn device_view(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<DeviceView, ApiError> {
     caller.require(Action::ViewDevices)?;
     if uuid::Uuid::try_parse(id).is_err() {
         return Err(ApiError::not_found("device"));
     }
-    let device = state.store.device(&caller.scope(), id).await?.ok_or_else(|| ApiError::not_found("device"))?;
-    Ok(DeviceView::new(&device, state.presence.is_online(&device.id), true))
+    let device = state
+        .store
+        .device(&caller.scope(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    Ok(DeviceView::new(
+        &device,
+        state.presence.is_online(&device.id),
+        true,
+    ))
 }
 
 /// One device with its inventory.
@@ -360,7 +472,11 @@ pub async fn device_view(state: &AppState, caller: &Caller, id: &str) -> Result<
     params(("id" = String, Path, description = "Device id (UUID)")),
     responses((status = 200, body = DeviceView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
-async fn get_device(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> Result<Json<DeviceView>, ApiError> {
+async fn get_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
     Ok(Json(device_view(&state, &caller, &id).await?))
 }
 
@@ -373,14 +489,23 @@ async fn events(
     caller: Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require(Action::WatchPresence)?;
-    let visible: std::collections::HashSet<String> =
-        state.store.list_tenants(&caller.scope()).await?.into_iter().map(|t| t.name).collect();
+    let visible: std::collections::HashSet<String> = state
+        .store
+        .list_tenants(&caller.scope())
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     let stream = BroadcastStream::new(state.presence.subscribe()).filter_map(move |event| {
         let event = event.ok()?;
         if !visible.contains(&event.tenant) {
             return None;
         }
-        Event::default().event("presence").json_data(&event).ok().map(Ok)
+        Event::default()
+            .event("presence")
+            .json_data(&event)
+            .ok()
+            .map(Ok)
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

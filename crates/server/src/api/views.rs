@@ -49,7 +49,11 @@ impl DeviceView {
             last_seen_at: device.last_seen_at.map(rfc3339),
             enrolled_at: rfc3339(device.enrolled_at),
             os,
-            inventory: if with_inventory { device.inventory.as_ref().map(InventoryView::from) } else { None },
+            inventory: if with_inventory {
+                device.inventory.as_ref().map(InventoryView::from)
+            } else {
+                None
+            },
         }
     }
 }
@@ -154,7 +158,11 @@ impl From<&wire::Inventory> for InventoryView {
             }),
             network: i.network.as_ref().map(|ns| {
                 ns.iter()
-                    .map(|n| NetworkInterfaceView { name: n.name.clone(), mac: n.mac.clone(), addresses: n.addresses.clone() })
+                    .map(|n| NetworkInterfaceView {
+                        name: n.name.clone(),
+                        mac: n.mac.clone(),
+                        addresses: n.addresses.clone(),
+                    })
                     .collect()
             }),
             users: i.users.as_ref().map(|us| {

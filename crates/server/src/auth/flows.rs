@@ -15,7 +15,6 @@ pub const SETUP_CODE_TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// How long a first-owner enrolment waits for its TOTP confirmation.
 const ENROLMENT_TTL_MS: i64 = 15 * 60 * 1000;
 
-
 pub struct NewLogin {
     pub token: String,
     pub expires_at: i64,
@@ -54,13 +53,27 @@ pub async fn login(
     client: &ClientInfo,
 ) -> Result<NewLogin, ApiError> {
     let now = now_millis();
-    let found = if username.len() > 64 { None } else { state.store.operator_by_username(username).await? };
-    let phc = found.as_ref().map_or_else(|| state.dummy_password_hash.clone(), |o| o.password_hash.clone());
+    let found = if username.len() > 64 {
+        None
+    } else {
+        state.store.operator_by_username(username).await?
+    };
+    let phc = found.as_ref().map_or_else(
+        || state.dummy_password_hash.clone(),
+        |o| o.password_hash.clone(),
+    );
     let password_ok = password::verify(password_text.to_owned(), phc).await;
     let operator = match found {
         Some(o) if password_ok && o.disabled_at.is_none() => o,
         _ => {
-            audit(state, username, "login.failed", username, &format!("password; from {}", client.ip)).await;
+            audit(
+                state,
+                username,
+                "login.failed",
+                username,
+                &format!("password; from {}", client.ip),
+            )
+            .await;
             return Err(ApiError::login_failed());
         }
     };
@@ -71,7 +84,14 @@ pub async fn login(
         None => false,
     };
     if !accepted {
-        audit(state, username, "login.failed", username, &format!("one-time code; from {}", client.ip)).await;
+        audit(
+            state,
+            username,
+            "login.failed",
+            username,
+            &format!("one-time code; from {}", client.ip),
+        )
+        .await;
         return Err(ApiError::login_failed());
     }
 
@@ -92,13 +112,34 @@ pub async fn login(
             user_agent: Some(client.user_agent.chars().take(256).collect()),
         })
         .await?;
-    audit(state, &operator.username, "login.succeeded", &operator.username, &format!("{} session from {}", kind.as_str(), client.ip)).await;
-    Ok(NewLogin { token, expires_at, operator })
+    audit(
+        state,
+        &operator.username,
+        "login.succeeded",
+        &operator.username,
+        &format!("{} session from {}", kind.as_str(), client.ip),
+    )
+    .await;
+    Ok(NewLogin {
+        token,
+        expires_at,
+        operator,
+    })
 }
 
 pub async fn logout(state: &AppState, caller: &session::Caller) -> Result<(), ApiError> {
-    state.store.revoke_session(caller.session_hash, now_millis()).await?;
-    audit(state, &caller.operator.username, "logout", &caller.operator.username, "").await;
+    state
+        .store
+        .revoke_session(caller.session_hash, now_millis())
+        .await?;
+    audit(
+        state,
+        &caller.operator.username,
+        "logout",
+        &caller.operator.username,
+        "",
+    )
+    .await;
     Ok(())
 }
 
@@ -107,13 +148,24 @@ pub fn new_setup_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let chars: Vec<char> = bytes.iter().map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()])).collect();
-    chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
+    let chars: Vec<char> = bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    chars
+        .chunks(4)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// Case, spaces and dashes do not matter when typing a setup code.
 pub fn setup_code_hash(code: &str) -> [u8; 32] {
-    let normalised: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
+    let normalised: String = code
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
     Sha256::digest(normalised.as_bytes()).into()
 }
 
@@ -124,7 +176,9 @@ pub async fn issue_setup_code(store: &bulwark_store::Store) -> anyhow::Result<Op
     }
     let code = new_setup_code();
     let now = now_millis();
-    store.replace_setup_code(setup_code_hash(&code), now, now + SETUP_CODE_TTL_MS).await?;
+    store
+        .replace_setup_code(setup_code_hash(&code), now, now + SETUP_CODE_TTL_MS)
+        .await?;
     Ok(Some(code))
 }
 
@@ -137,14 +191,25 @@ pub struct SetupStarted {
 
 /// Step 1 of creating the first owner: setup code, username and password.
 /// Nothing usable exists until [`setup_confirm`] proves the TOTP enrolment.
-pub async fn setup_start(state: &AppState, code: &str, username: &str, password_text: &str) -> Result<SetupStarted, ApiError> {
+pub async fn setup_start(
+    state: &AppState,
+    code: &str,
+    username: &str,
+    password_text: &str,
+) -> Result<SetupStarted, ApiError> {
     let now = now_millis();
     let code_hash = setup_code_hash(code);
     if state.store.operator_count().await? > 0 {
-        return Err(ApiError::conflict("an owner already exists; sign in instead"));
+        return Err(ApiError::conflict(
+            "an owner already exists; sign in instead",
+        ));
     }
     if !state.store.setup_code_valid(code_hash, now).await? {
-        return Err(ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "bad_setup_code", "the setup code is wrong or expired; `bulwark up` prints a new one at each start"));
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "bad_setup_code",
+            "the setup code is wrong or expired; `bulwark up` prints a new one at each start",
+        ));
     }
     check_username(username)?;
     password::check_new_password(password_text).map_err(ApiError::bad_request)?;
@@ -167,26 +232,48 @@ pub async fn setup_start(state: &AppState, code: &str, username: &str, password_
         .await?;
     let otpauth_url = totp::otpauth_url(&totp_secret, username);
     let qr_svg = totp::qr_svg(&otpauth_url);
-    Ok(SetupStarted { enrolment_id, totp_secret, otpauth_url, qr_svg })
+    Ok(SetupStarted {
+        enrolment_id,
+        totp_secret,
+        otpauth_url,
+        qr_svg,
+    })
 }
 
 /// Step 2: a valid TOTP code proves the authenticator holds the secret; only
 /// then is the owner created (and the setup code consumed).
-pub async fn setup_confirm(state: &AppState, enrolment_id: &str, otp: &str) -> Result<Operator, ApiError> {
+pub async fn setup_confirm(
+    state: &AppState,
+    enrolment_id: &str,
+    otp: &str,
+) -> Result<Operator, ApiError> {
     let now = now_millis();
     let id_hash = session::hash_token(enrolment_id);
     let enrolment = state
         .store
         .setup_enrolment(id_hash, now)
         .await?
-        .ok_or_else(|| ApiError::not_found("setup enrolment (it expires after 15 minutes; start again)"))?;
+        .ok_or_else(|| {
+            ApiError::not_found("setup enrolment (it expires after 15 minutes; start again)")
+        })?;
     let now_secs = u64::try_from(now / 1000).unwrap_or_default();
-    let step = totp::verify(&enrolment.totp_secret, otp, now_secs)
-        .ok_or_else(|| ApiError::bad_request("the one-time code is wrong; check the authenticator's clock and try the current code"))?;
+    let step = totp::verify(&enrolment.totp_secret, otp, now_secs).ok_or_else(|| {
+        ApiError::bad_request(
+            "the one-time code is wrong; check the authenticator's clock and try the current code",
+        )
+    })?;
     let code_hash = enrolment.code_hash;
-    let operator = match state.store.create_first_owner(code_hash, id_hash, now).await {
+    let operator = match state
+        .store
+        .create_first_owner(code_hash, id_hash, now)
+        .await
+    {
         Ok(o) => o,
-        Err(StoreError::NotFound) => return Err(ApiError::not_found("valid setup code (it may have expired)")),
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::not_found(
+                "valid setup code (it may have expired)",
+            ));
+        }
         Err(e) => return Err(e.into()),
     };
     state.store.accept_totp_step(&operator.id, step).await?;
@@ -195,11 +282,15 @@ pub async fn setup_confirm(state: &AppState, enrolment_id: &str, otp: &str) -> R
 
 pub fn check_username(username: &str) -> Result<(), ApiError> {
     let ok = (2..=64).contains(&username.len())
-        && username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request("the username must be 2 to 64 characters: letters, digits, '.', '_', '-' or '@'"))
+        Err(ApiError::bad_request(
+            "the username must be 2 to 64 characters: letters, digits, '.', '_', '-' or '@'",
+        ))
     }
 }
 
@@ -211,7 +302,10 @@ mod tests {
     fn setup_codes_are_typed_forgivingly() {
         let code = new_setup_code();
         assert_eq!(code.len(), 19);
-        assert_eq!(setup_code_hash(&code), setup_code_hash(&code.to_lowercase().replace('-', " ")));
+        assert_eq!(
+            setup_code_hash(&code),
+            setup_code_hash(&code.to_lowercase().replace('-', " "))
+        );
         assert_ne!(setup_code_hash(&code), setup_code_hash(&new_setup_code()));
     }
 }

@@ -1,6 +1,8 @@
 //! Password hashing with argon2id (RFC 9106), always off the async runtime.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use argon2::{Algorithm, Argon2, Params, Version};
 
 /// Shortest password accepted (NIST SP 800-63B asks for at least 8; we ask 12).
@@ -18,7 +20,9 @@ fn argon2() -> Argon2<'static> {
 pub fn check_new_password(password: &str) -> Result<(), String> {
     let len = password.chars().count();
     if len < MIN_LEN {
-        return Err(format!("the password must be at least {MIN_LEN} characters long"));
+        return Err(format!(
+            "the password must be at least {MIN_LEN} characters long"
+        ));
     }
     if password.len() > MAX_LEN {
         return Err(format!("the password must be at most {MAX_LEN} bytes long"));
@@ -44,7 +48,11 @@ pub async fn verify(password: String, phc: String) -> bool {
         return false;
     }
     tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+        PasswordHash::new(&phc).is_ok_and(|parsed| {
+            argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
     })
     .await
     .unwrap_or(false)
@@ -54,7 +62,11 @@ pub async fn verify(password: String, phc: String) -> bool {
 /// exist so that an unknown user costs the same time as a wrong password.
 pub async fn dummy_hash() -> anyhow::Result<String> {
     use rand::Rng;
-    let random: String = rand::thread_rng().sample_iter(&rand::distributions::Alphanumeric).take(32).map(char::from).collect();
+    let random: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
     hash(random).await
 }
 
@@ -64,7 +76,9 @@ mod tests {
 
     #[tokio::test]
     async fn hashes_verify_and_are_argon2id() {
-        let h = hash("correct horse battery staple".into()).await.expect("hash");
+        let h = hash("correct horse battery staple".into())
+            .await
+            .expect("hash");
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert!(verify("correct horse battery staple".into(), h.clone()).await);
         assert!(!verify("correct horse battery stapl".into(), h.clone()).await);

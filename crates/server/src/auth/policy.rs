@@ -54,9 +54,14 @@ pub fn authorize(role: Role, action: Action) -> bool {
     match role {
         Role::Owner => true,
         Role::SecurityOfficer | Role::Technician => {
-            matches!(action, ListTenants | ViewDevices | IssueEnrollmentToken | WatchPresence)
+            matches!(
+                action,
+                ListTenants | ViewDevices | IssueEnrollmentToken | WatchPresence
+            )
         }
-        Role::ReadOnly | Role::TenantAuditor => matches!(action, ListTenants | ViewDevices | WatchPresence),
+        Role::ReadOnly | Role::TenantAuditor => {
+            matches!(action, ListTenants | ViewDevices | WatchPresence)
+        }
     }
 }
 
@@ -69,7 +74,10 @@ pub struct SessionPolicy {
 
 impl Default for SessionPolicy {
     fn default() -> Self {
-        Self { idle_timeout_ms: 15 * 60 * 1000, absolute_lifetime_ms: 8 * 60 * 60 * 1000 }
+        Self {
+            idle_timeout_ms: 15 * 60 * 1000,
+            absolute_lifetime_ms: 8 * 60 * 60 * 1000,
+        }
     }
 }
 
@@ -109,7 +117,10 @@ mod tests {
         assert!(authorize(Role::Owner, Action::IssueEnrollmentToken));
         assert!(authorize(Role::Technician, Action::IssueEnrollmentToken));
         assert!(!authorize(Role::ReadOnly, Action::IssueEnrollmentToken));
-        assert!(!authorize(Role::TenantAuditor, Action::IssueEnrollmentToken));
+        assert!(!authorize(
+            Role::TenantAuditor,
+            Action::IssueEnrollmentToken
+        ));
         assert!(!authorize(Role::Technician, Action::CreateTenant));
     }
 
@@ -117,9 +128,21 @@ mod tests {
     fn session_expiry() {
         let p = SessionPolicy::default();
         let min = 60 * 1000;
-        assert_eq!(session_state(&p, 0, 100 * min, None, 14 * min), SessionState::Valid);
-        assert_eq!(session_state(&p, 0, 100 * min, None, 15 * min), SessionState::Idle);
-        assert_eq!(session_state(&p, 99 * min, 100 * min, None, 100 * min), SessionState::Expired);
-        assert_eq!(session_state(&p, 0, 100 * min, Some(1), 1), SessionState::Revoked);
+        assert_eq!(
+            session_state(&p, 0, 100 * min, None, 14 * min),
+            SessionState::Valid
+        );
+        assert_eq!(
+            session_state(&p, 0, 100 * min, None, 15 * min),
+            SessionState::Idle
+        );
+        assert_eq!(
+            session_state(&p, 99 * min, 100 * min, None, 100 * min),
+            SessionState::Expired
+        );
+        assert_eq!(
+            session_state(&p, 0, 100 * min, Some(1), 1),
+            SessionState::Revoked
+        );
     }
 }

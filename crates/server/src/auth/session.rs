@@ -35,7 +35,9 @@ pub fn hash_token(token: &str) -> [u8; 32] {
 
 /// The `Set-Cookie` value for a new browser session.
 pub fn session_cookie(token: &str, max_age_secs: i64) -> String {
-    format!("{COOKIE_NAME}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_secs}")
+    format!(
+        "{COOKIE_NAME}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age_secs}"
+    )
 }
 
 pub fn clear_cookie() -> String {
@@ -61,12 +63,20 @@ pub struct Caller {
 impl Caller {
     /// The tenants this caller's queries may touch.
     pub fn scope(&self) -> TenantScope {
-        if self.role == Role::Owner { TenantScope::All } else { TenantScope::Operator(self.operator.id.clone()) }
+        if self.role == Role::Owner {
+            TenantScope::All
+        } else {
+            TenantScope::Operator(self.operator.id.clone())
+        }
     }
 
     /// The one authorisation check: every handler calls it before acting.
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
-        if authorize(self.role, action) { Ok(()) } else { Err(ApiError::forbidden()) }
+        if authorize(self.role, action) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden())
+        }
     }
 
     /// Checks a console form's CSRF field.
@@ -84,12 +94,17 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|header| {
-        header.split(';').find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then_some(v)
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|header| {
+            header.split(';').find_map(|pair| {
+                let (k, v) = pair.trim().split_once('=')?;
+                (k == name).then_some(v)
+            })
         })
-    })
 }
 
 /// Finds and checks the caller's session. `None` when there is no valid one.
@@ -109,10 +124,17 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>,
         return Ok(None);
     }
     let hash = hash_token(token);
-    let Some((session, operator)) = state.store.session(hash).await? else { return Ok(None) };
+    let Some((session, operator)) = state.store.session(hash).await? else {
+        return Ok(None);
+    };
     let now = now_millis();
-    if session_state(&state.session_policy, session.last_seen_at, session.expires_at, session.revoked_at, now)
-        != SessionState::Valid
+    if session_state(
+        &state.session_policy,
+        session.last_seen_at,
+        session.expires_at,
+        session.revoked_at,
+        now,
+    ) != SessionState::Valid
         || operator.disabled_at.is_some()
     {
         return Ok(None);
@@ -121,8 +143,16 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>,
     if now - session.last_seen_at > 30_000 {
         state.store.touch_session(hash, now).await?;
     }
-    let Some(role) = Role::parse(&operator.role) else { return Ok(None) };
-    Ok(Some(Caller { operator, role, session_hash: hash, csrf_token: session.csrf_token, via }))
+    let Some(role) = Role::parse(&operator.role) else {
+        return Ok(None);
+    };
+    Ok(Some(Caller {
+        operator,
+        role,
+        session_hash: hash,
+        csrf_token: session.csrf_token,
+        via,
+    }))
 }
 
 fn unsafe_method(method: &Method) -> bool {
@@ -132,19 +162,41 @@ fn unsafe_method(method: &Method) -> bool {
 /// A cross-site request names another origin; SameSite=Strict already keeps
 /// the cookie off it, this is the second lock.
 fn foreign_origin(parts: &Parts) -> bool {
-    let Some(origin) = parts.headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return false };
-    let host = parts.headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or(origin);
+    let Some(origin) = parts
+        .headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or(origin);
     origin_host != host
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(parts, state).await?.ok_or_else(ApiError::unauthenticated)?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
         if caller.via == Via::Cookie && unsafe_method(&parts.method) {
-            let header = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let header = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             if foreign_origin(parts) {
                 return Err(ApiError::csrf());
             }
@@ -175,7 +227,10 @@ impl IntoResponse for ConsoleRejection {
 impl axum::extract::OptionalFromRequestParts<AppState> for CookieCaller {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Option<Self>, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
         Ok(match authenticate(parts, state).await {
             Ok(Some(caller)) if caller.via == Via::Cookie => Some(CookieCaller(caller)),
             _ => None,
@@ -186,7 +241,10 @@ impl axum::extract::OptionalFromRequestParts<AppState> for CookieCaller {
 impl FromRequestParts<AppState> for CookieCaller {
     type Rejection = ConsoleRejection;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if unsafe_method(&parts.method) && foreign_origin(parts) {
             return Err(ConsoleRejection::Error(ApiError::csrf()));
         }

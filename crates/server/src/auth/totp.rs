@@ -14,7 +14,15 @@ pub fn new_secret() -> String {
 
 fn totp(secret_b32: &str, account: &str) -> Option<TOTP> {
     let bytes = Secret::Encoded(secret_b32.to_owned()).to_bytes().ok()?;
-    Some(TOTP::new_unchecked(Algorithm::SHA1, 6, 1, STEP_SECS, bytes, Some(ISSUER.to_owned()), account.to_owned()))
+    Some(TOTP::new_unchecked(
+        Algorithm::SHA1,
+        6,
+        1,
+        STEP_SECS,
+        bytes,
+        Some(ISSUER.to_owned()),
+        account.to_owned(),
+    ))
 }
 
 /// The time step `code` is valid for at `now_secs`, if any (current, previous or next).
@@ -25,10 +33,13 @@ pub fn verify(secret_b32: &str, code: &str, now_secs: u64) -> Option<i64> {
     }
     let totp = totp(secret_b32, "")?;
     let current = now_secs / STEP_SECS;
-    [current.saturating_sub(1), current, current + 1].into_iter().find_map(|step| {
-        let expected = totp.generate(step * STEP_SECS);
-        constant_time_eq(expected.as_bytes(), code.as_bytes()).then(|| i64::try_from(step).unwrap_or(i64::MAX))
-    })
+    [current.saturating_sub(1), current, current + 1]
+        .into_iter()
+        .find_map(|step| {
+            let expected = totp.generate(step * STEP_SECS);
+            constant_time_eq(expected.as_bytes(), code.as_bytes())
+                .then(|| i64::try_from(step).unwrap_or(i64::MAX))
+        })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -37,7 +48,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The `otpauth://` URL authenticator apps scan.
 pub fn otpauth_url(secret_b32: &str, account: &str) -> String {
-    totp(secret_b32, account).map(|t| t.get_url()).unwrap_or_default()
+    totp(secret_b32, account)
+        .map(|t| t.get_url())
+        .unwrap_or_default()
 }
 
 /// The otpauth URL as an SVG QR code.
@@ -62,8 +75,17 @@ mod tests {
 
     #[test]
     fn rfc_6238_vectors() {
-        for (time, code) in [(59u64, "287082"), (1_111_111_109, "081804"), (1_234_567_890, "005924"), (2_000_000_000, "279037")] {
-            assert_eq!(verify(RFC_SECRET, code, time), Some(i64::try_from(time / 30).expect("fits")), "t={time}");
+        for (time, code) in [
+            (59u64, "287082"),
+            (1_111_111_109, "081804"),
+            (1_234_567_890, "005924"),
+            (2_000_000_000, "279037"),
+        ] {
+            assert_eq!(
+                verify(RFC_SECRET, code, time),
+                Some(i64::try_from(time / 30).expect("fits")),
+                "t={time}"
+            );
         }
     }
 

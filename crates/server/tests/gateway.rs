@@ -1,0 +1,436 @@
+//! The agent gateway under attack: a real server (in process, real TLS on a
+//! loopback port) and clients that play a malicious agent or a network
+//! attacker. Each test names the attack it plays.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_agent::connection::{self, Endpoint, ServerAddress, SessionError, SessionOptions};
+use bulwark_agent::inventory::Collector;
+use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, HelloStatement, Statement};
+use bulwark_protocol::message::{
+    AgentMessage, DeviceId, Heartbeat, Hello, RefusalCode, ServerMessage,
+};
+use bulwark_protocol::token::EnrollToken;
+use bulwark_protocol::{Limits, decode_server_frame, encode_agent_frame};
+use bulwark_server::{RunningServer, ServerConfig, now_millis};
+use bulwark_store::TenantScope;
+use ed25519_dalek::SigningKey;
+use futures_util::{SinkExt, StreamExt};
+use rand::RngCore;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Harness {
+    server: RunningServer,
+    tenant_id: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ServerConfig::quickstart(
+        dir.path().join("data"),
+        "127.0.0.1:0".parse().expect("addr"),
+        "127.0.0.1:0".parse().expect("addr"),
+    );
+    config.heartbeat_secs = 2;
+    let server = bulwark_server::start(config).await.expect("server starts");
+    let tenant = server
+        .store
+        .ensure_tenant("demo", now_millis())
+        .await
+        .expect("tenant");
+    Harness {
+        server,
+        tenant_id: tenant.id,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    fn address(&self) -> ServerAddress {
+        ServerAddress::parse(&self.server.gateway_url).expect("gateway url")
+    }
+
+    async fn token(&self, ttl_ms: i64) -> EnrollToken {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        let token = EnrollToken {
+            secret,
+            ca_fingerprint: self.server.ca_fingerprint,
+        };
+        let now = now_millis();
+        self.server
+            .store
+            .create_enrollment_token(
+                token.secret_hash(),
+                &self.tenant_id,
+                None,
+                now,
+                now + ttl_ms,
+            )
+            .await
+            .expect("token stored");
+        token
+    }
+
+    async fn device_count(&self) -> usize {
+        self.server
+            .store
+            .list_devices(&TenantScope::All, &self.tenant_id)
+            .await
+            .expect("list")
+            .len()
+    }
+
+    /// A genuinely enrolled device.
+    async fn enrolled(&self) -> Endpoint {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        let token = self.token(60_000).await;
+        let enrolled = connection::enroll(&self.address(), &token, &key, "honest")
+            .await
+            .expect("enrol");
+        Endpoint {
+            address: self.address(),
+            pin: self.server.ca_fingerprint,
+            device_id: enrolled.device_id,
+            key,
+        }
+    }
+
+    /// Runs an honest agent session in the background.
+    fn run_agent(&self, endpoint: Endpoint) -> tokio::sync::watch::Sender<bool> {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let mut collector = Collector::new("test");
+            let options = SessionOptions {
+                inventory_interval: Duration::from_secs(1),
+            };
+            let _ = connection::session(
+                &endpoint,
+                &mut collector,
+                &options,
+                &mut stopped,
+                &mut || {},
+            )
+            .await;
+        });
+        stop
+    }
+
+    async fn wait_online(&self, device_id: &str, online: bool) {
+        for _ in 0..200 {
+            if self.server.presence.is_online(device_id) == online {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "device {device_id} never became {}",
+            if online { "online" } else { "offline" }
+        );
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// A hand-driven client: TLS with the right pin, WebSocket, nothing else.
+async fn raw_connect(h: &Harness) -> (Ws, [u8; 32]) {
+    let config =
+        bulwark_agent::pinning::client_config(h.server.ca_fingerprint).expect("tls config");
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let address = h.address();
+    let tcp = TcpStream::connect((address.host.as_str(), address.port))
+        .await
+        .expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from(address.host.clone()).expect("name");
+    let tls = connector.connect(name, tcp).await.expect("tls");
+    let mut binding = [0u8; 32];
+    tls.get_ref()
+        .1
+        .export_keying_material(&mut binding, CHANNEL_BINDING_LABEL, None)
+        .expect("exporter");
+    let url = format!("wss://{}:{}/agent/v1", address.host, address.port);
+    let (ws, _) = tokio_tungstenite::client_async(url.as_str(), tls)
+        .await
+        .expect("upgrade");
+    (ws, binding)
+}
+
+async fn next_message(ws: &mut Ws) -> Option<ServerMessage> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("server answers in time")
+        {
+            Some(Ok(Message::Binary(b))) => {
+                return Some(decode_server_frame(&b, &Limits::default()).expect("valid frame"));
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+async fn nonce(ws: &mut Ws) -> [u8; 32] {
+    match next_message(ws).await {
+        Some(ServerMessage::Challenge(c)) => c.nonce,
+        other => panic!("expected a challenge, got {other:?}"),
+    }
+}
+
+fn refusal(message: Option<ServerMessage>) -> RefusalCode {
+    match message {
+        Some(ServerMessage::Refused(r)) => r.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// After a refusal the server closes the connection.
+async fn closed(ws: &mut Ws) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(10), ws.next()).await,
+        Ok(None | Some(Ok(Message::Close(_))) | Some(Err(_)))
+    )
+}
+
+#[tokio::test]
+async fn used_expired_unknown_or_tampered_tokens_enrol_nothing() {
+    let h = start().await;
+    let key = || SigningKey::generate(&mut rand::rngs::OsRng);
+    let refused = |r: Result<_, SessionError>| match r {
+        Err(SessionError::Refused { code, .. }) => code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+
+    let token = h.token(60_000).await;
+    connection::enroll(&h.address(), &token, &key(), "first")
+        .await
+        .expect("first use works");
+    assert_eq!(h.device_count().await, 1);
+
+    // used-token
+    assert_eq!(
+        refused(connection::enroll(&h.address(), &token, &key(), "again").await),
+        RefusalCode::BadToken
+    );
+    // expired-token
+    let expired = h.token(-1).await;
+    assert_eq!(
+        refused(connection::enroll(&h.address(), &expired, &key(), "late").await),
+        RefusalCode::BadToken
+    );
+    // unknown-token
+    let mut unknown = h.token(60_000).await;
+    unknown.secret[0] ^= 1;
+    assert_eq!(
+        refused(connection::enroll(&h.address(), &unknown, &key(), "guess").await),
+        RefusalCode::BadToken
+    );
+    // token-with-another-ca: the agent refuses the server itself
+    let mut other_ca = h.token(60_000).await;
+    other_ca.ca_fingerprint[0] ^= 1;
+    match connection::enroll(&h.address(), &other_ca, &key(), "pin").await {
+        Err(SessionError::Transport(e)) => assert!(format!("{e:#}").contains("pinned"), "{e:#}"),
+        other => panic!("a server with another CA must be refused by the agent, got {other:?}"),
+    }
+    assert_eq!(
+        h.device_count().await,
+        1,
+        "no refused enrolment may create a device"
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hello_signed_by_another_key_is_refused() {
+    let h = start().await;
+    let honest = h.enrolled().await;
+    let (mut ws, binding) = raw_connect(&h).await;
+    let nonce = nonce(&mut ws).await;
+    let thief = SigningKey::generate(&mut rand::rngs::OsRng);
+    let statement = HelloStatement {
+        nonce,
+        channel_binding: binding,
+        device_id: honest.device_id.clone(),
+    };
+    let hello = Hello {
+        device_id: honest.device_id.clone(),
+        agent_version: "x".into(),
+        signature: statement.sign(&thief),
+    };
+    ws.send(Message::Binary(
+        encode_agent_frame(&AgentMessage::Hello(hello)).into(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(
+        refusal(next_message(&mut ws).await),
+        RefusalCode::BadSignature
+    );
+    assert!(closed(&mut ws).await);
+    assert!(!h.server.presence.is_online(honest.device_id.as_str()));
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hello_replayed_on_another_connection_is_refused() {
+    let h = start().await;
+    let honest = h.enrolled().await;
+    // The attacker captured a valid hello (signed for connection 1's nonce and
+    // TLS session) and plays it on connection 2.
+    let (mut first, binding) = raw_connect(&h).await;
+    let nonce1 = nonce(&mut first).await;
+    let statement = HelloStatement {
+        nonce: nonce1,
+        channel_binding: binding,
+        device_id: honest.device_id.clone(),
+    };
+    let captured = encode_agent_frame(&AgentMessage::Hello(Hello {
+        device_id: honest.device_id.clone(),
+        agent_version: "x".into(),
+        signature: statement.sign(&honest.key),
+    }));
+    drop(first);
+    let (mut second, _) = raw_connect(&h).await;
+    let _ = nonce(&mut second).await;
+    second
+        .send(Message::Binary(captured.into()))
+        .await
+        .expect("send");
+    assert_eq!(
+        refusal(next_message(&mut second).await),
+        RefusalCode::BadSignature
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unknown_device_is_refused() {
+    let h = start().await;
+    let (mut ws, binding) = raw_connect(&h).await;
+    let nonce = nonce(&mut ws).await;
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let device_id = DeviceId::from_random_bytes([7; 16]);
+    let statement = HelloStatement {
+        nonce,
+        channel_binding: binding,
+        device_id: device_id.clone(),
+    };
+    let hello = Hello {
+        device_id,
+        agent_version: "x".into(),
+        signature: statement.sign(&key),
+    };
+    ws.send(Message::Binary(
+        encode_agent_frame(&AgentMessage::Hello(hello)).into(),
+    ))
+    .await
+    .expect("send");
+    assert_eq!(
+        refusal(next_message(&mut ws).await),
+        RefusalCode::UnknownDevice
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_oversized_and_non_canonical_frames_close_only_their_connection() {
+    let h = start().await;
+    let honest = h.enrolled().await;
+    let honest_id = honest.device_id.to_string();
+    let _stop = h.run_agent(honest);
+    h.wait_online(&honest_id, true).await;
+
+    // garbage-bytes
+    let (mut ws, _) = raw_connect(&h).await;
+    let _ = nonce(&mut ws).await;
+    ws.send(Message::Binary(vec![0xff, 0x00, 0x13].into()))
+        .await
+        .expect("send");
+    assert_eq!(refusal(next_message(&mut ws).await), RefusalCode::Malformed);
+
+    // non-canonical-encoding: a valid heartbeat frame with one trailing byte
+    let (mut ws, _) = raw_connect(&h).await;
+    let _ = nonce(&mut ws).await;
+    let mut frame = encode_agent_frame(&AgentMessage::Heartbeat(Heartbeat { seq: 1 }));
+    frame.push(0);
+    ws.send(Message::Binary(frame.into())).await.expect("send");
+    assert_eq!(refusal(next_message(&mut ws).await), RefusalCode::Malformed);
+
+    // unexpected-message-before-authentication
+    let (mut ws, _) = raw_connect(&h).await;
+    let _ = nonce(&mut ws).await;
+    let frame = encode_agent_frame(&AgentMessage::Heartbeat(Heartbeat { seq: 1 }));
+    ws.send(Message::Binary(frame.into())).await.expect("send");
+    assert_eq!(
+        refusal(next_message(&mut ws).await),
+        RefusalCode::UnexpectedMessage
+    );
+
+    // text-frame
+    let (mut ws, _) = raw_connect(&h).await;
+    let _ = nonce(&mut ws).await;
+    ws.send(Message::Text("hello".into())).await.expect("send");
+    assert_eq!(refusal(next_message(&mut ws).await), RefusalCode::Malformed);
+
+    // oversized-frame: 2 MiB against a 1 MiB limit; the WebSocket layer drops it
+    let (mut ws, _) = raw_connect(&h).await;
+    let _ = nonce(&mut ws).await;
+    let _ = ws
+        .send(Message::Binary(vec![0u8; 2 * 1024 * 1024].into()))
+        .await;
+    assert!(
+        closed(&mut ws).await,
+        "an oversized frame must end the connection"
+    );
+
+    // The honest agent never noticed.
+    assert!(h.server.presence.is_online(&honest_id));
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_silent_connections_does_not_lock_out_honest_agents() {
+    let h = start().await;
+    let address = h.address();
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(
+            TcpStream::connect((address.host.as_str(), address.port))
+                .await
+                .expect("tcp"),
+        );
+    }
+    let honest = h.enrolled().await;
+    let honest_id = honest.device_id.to_string();
+    let _stop = h.run_agent(honest);
+    h.wait_online(&honest_id, true).await;
+    drop(idle);
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_killed_connection_goes_offline_and_a_reconnect_replaces_the_old_one() {
+    let h = start().await;
+    let honest = h.enrolled().await;
+    let id = honest.device_id.to_string();
+    let stop = h.run_agent(honest);
+    h.wait_online(&id, true).await;
+    stop.send(true).expect("stop");
+    h.wait_online(&id, false).await;
+    let device = h
+        .server
+        .store
+        .device(&TenantScope::All, &id)
+        .await
+        .expect("read")
+        .expect("device");
+    let inventory = device.inventory.expect("inventory stored");
+    assert!(
+        inventory.system.is_some() && inventory.memory.is_some(),
+        "full snapshot stored"
+    );
+    h.server.shutdown().await;
+}
