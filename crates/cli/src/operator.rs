@@ -794,18 +794,175 @@ fn print_device(device: &Value) -> Result<()> {
         let _ = writeln!(out, "  {name:<10} {value}");
     }
     match &device["inventory"] {
-        Value::Object(sections) => {
-            for (name, section) in sections {
-                let _ = writeln!(out, "\n{}", title(name));
-                render_section(&mut out, section);
-            }
-        }
+        Value::Object(sections) => render_inventory(&mut out, sections, unix_now()),
         _ => {
             let _ = writeln!(out, "\nNo inventory reported yet.");
         }
     }
     print!("{out}");
     Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The inventory sections people look for, in a fixed order and readable
+/// units; sections this version does not know are shown generically.
+fn render_inventory(out: &mut String, sections: &serde_json::Map<String, Value>, now: u64) {
+    let known = ["system", "cpu", "memory", "disks", "network", "users"];
+    let system = &sections["system"];
+    if system.is_object() {
+        let os = format!(
+            "{} {}",
+            text(&system["os_name"]),
+            text(&system["os_version"])
+        );
+        let uptime = system["boot_time"].as_u64().map_or_else(
+            || "-".to_owned(),
+            |boot| human_duration(now.saturating_sub(boot)),
+        );
+        let _ = writeln!(out, "\nSystem");
+        for (name, value) in [
+            ("OS", os.trim().to_owned()),
+            ("Kernel", text(&system["kernel_version"])),
+            ("Arch", text(&system["architecture"])),
+            ("Uptime", uptime),
+        ] {
+            let _ = writeln!(out, "  {name:<10} {value}");
+        }
+    }
+    let cpu = &sections["cpu"];
+    let memory = &sections["memory"];
+    if cpu.is_object() || memory.is_object() {
+        let _ = writeln!(out, "\nCPU and memory");
+        if cpu.is_object() {
+            let physical = cpu["physical_cores"]
+                .as_u64()
+                .map_or_else(String::new, |n| format!(" ({n} physical)"));
+            let _ = writeln!(
+                out,
+                "  {:<10} {} · {} cores{physical}",
+                "CPU",
+                text(&cpu["model"]),
+                text(&cpu["logical_cores"])
+            );
+        }
+        if memory.is_object() {
+            let used_of = |total: &Value, free: &Value| match (total.as_u64(), free.as_u64()) {
+                (Some(total), Some(free)) => format!(
+                    "{} used of {}",
+                    human_bytes(total.saturating_sub(free)),
+                    human_bytes(total)
+                ),
+                _ => "-".to_owned(),
+            };
+            let ram = used_of(&memory["total_bytes"], &memory["available_bytes"]);
+            let swap = used_of(&memory["swap_total_bytes"], &memory["swap_free_bytes"]);
+            let _ = writeln!(out, "  {:<10} {ram}", "Memory");
+            let _ = writeln!(out, "  {:<10} {swap}", "Swap");
+        }
+    }
+    if let Some(disks) = sections["disks"].as_array() {
+        let _ = writeln!(out, "\nDisks");
+        let rows: Vec<Vec<Cell>> = disks
+            .iter()
+            .map(|d| {
+                let used = match (d["total_bytes"].as_u64(), d["available_bytes"].as_u64()) {
+                    (Some(total), Some(free)) if total > 0 => {
+                        format!("{}%", total.saturating_sub(free) * 100 / total)
+                    }
+                    _ => "-".to_owned(),
+                };
+                vec![
+                    text(&d["mount_point"]).into(),
+                    text(&d["name"]).into(),
+                    text(&d["file_system"]).into(),
+                    field_text("total_bytes", &d["total_bytes"]).into(),
+                    field_text("available_bytes", &d["available_bytes"]).into(),
+                    used.into(),
+                ]
+            })
+            .collect();
+        let headers = [
+            "MOUNT POINT",
+            "DEVICE",
+            "FILE SYSTEM",
+            "SIZE",
+            "FREE",
+            "USED",
+        ];
+        indented_table(out, &headers, &rows);
+    }
+    if let Some(interfaces) = sections["network"].as_array() {
+        let _ = writeln!(out, "\nNetwork");
+        let rows: Vec<Vec<Cell>> = interfaces
+            .iter()
+            .map(|n| {
+                let mac = n["mac"].as_str().filter(|m| !m.is_empty()).unwrap_or("-");
+                let addresses = field_text("addresses", &n["addresses"]);
+                let addresses = if addresses.is_empty() {
+                    "-".to_owned()
+                } else {
+                    addresses
+                };
+                vec![text(&n["name"]).into(), mac.into(), addresses.into()]
+            })
+            .collect();
+        indented_table(out, &["INTERFACE", "MAC", "ADDRESSES"], &rows);
+    }
+    if let Some(users) = sections["users"].as_array() {
+        let _ = writeln!(out, "\nLogged-in users");
+        if users.is_empty() {
+            let _ = writeln!(out, "  Nobody is logged in.");
+        } else {
+            let rows: Vec<Vec<Cell>> = users
+                .iter()
+                .map(|u| {
+                    let since = u["login_time"].as_u64().map_or_else(
+                        || "-".to_owned(),
+                        |t| format!("{} ago", human_duration(now.saturating_sub(t))),
+                    );
+                    vec![
+                        text(&u["name"]).into(),
+                        text(&u["terminal"]).into(),
+                        text(&u["host"]).into(),
+                        since.into(),
+                    ]
+                })
+                .collect();
+            indented_table(out, &["USER", "TERMINAL", "FROM", "SINCE"], &rows);
+        }
+    }
+    for (name, section) in sections
+        .iter()
+        .filter(|(name, _)| !known.contains(&name.as_str()))
+    {
+        let _ = writeln!(out, "\n{}", title(name));
+        render_section(out, section);
+    }
+}
+
+fn indented_table(out: &mut String, headers: &[&str], rows: &[Vec<Cell>]) {
+    if rows.is_empty() {
+        let _ = writeln!(out, "  (none)");
+        return;
+    }
+    for line in render_table(headers, rows, false).lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+/// 93 → "1 min", 7200 → "2 h", 200000 → "2 d 7 h".
+fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
+    }
 }
 
 /// "disk_info" → "Disk info".
@@ -972,6 +1129,61 @@ mod tests {
         assert_eq!(human_bytes(512), "512 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(8 * 1024 * 1024 * 1024), "8.0 GiB");
+    }
+
+    #[test]
+    fn inventory_is_readable() {
+        let inventory = json!({
+            "system": {"hostname": "vm", "os_name": "Debian GNU/Linux", "os_version": "12",
+                       "kernel_version": "6.1", "architecture": "x86_64", "boot_time": 1000,
+                       "agent_version": "0.1.0"},
+            "cpu": {"model": "AMD EPYC", "logical_cores": 2, "physical_cores": 2},
+            "memory": {"total_bytes": 4096, "available_bytes": 1024,
+                       "swap_total_bytes": 0, "swap_free_bytes": 0},
+            "disks": [{"name": "/dev/vda", "mount_point": "/", "file_system": "ext4",
+                       "total_bytes": 2048, "available_bytes": 1024, "removable": false}],
+            "network": [{"name": "lo", "mac": "", "addresses": ["127.0.0.1/8", "::1/128"]}],
+            "users": [],
+            "future_section": {"answer": 42}
+        });
+        let mut out = String::new();
+        let sections = inventory.as_object().expect("object");
+        render_inventory(&mut out, sections, 1000 + 2 * 3600 + 60);
+        let expected = "
+System
+  OS         Debian GNU/Linux 12
+  Kernel     6.1
+  Arch       x86_64
+  Uptime     2 h 1 min
+
+CPU and memory
+  CPU        AMD EPYC · 2 cores (2 physical)
+  Memory     3.0 KiB used of 4.0 KiB
+  Swap       0 B used of 0 B
+
+Disks
+  MOUNT POINT  DEVICE    FILE SYSTEM  SIZE     FREE     USED
+  /            /dev/vda  ext4         2.0 KiB  1.0 KiB  50%
+
+Network
+  INTERFACE  MAC  ADDRESSES
+  lo         -    127.0.0.1/8, ::1/128
+
+Logged-in users
+  Nobody is logged in.
+
+Future section
+  Answer: 42
+";
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(human_duration(5), "5 s");
+        assert_eq!(human_duration(93), "1 min");
+        assert_eq!(human_duration(7260), "2 h 1 min");
+        assert_eq!(human_duration(200_000), "2 d 7 h");
     }
 
     #[test]

@@ -231,10 +231,20 @@ impl Proc {
     /// SIGTERM to the process; waits for its exit status. Fails if it does not
     /// exit in time or leaves processes of its group behind.
     pub async fn terminate(&mut self) -> Result<ExitStatus> {
+        self.stop_with("TERM").await
+    }
+
+    /// Like [`Proc::terminate`] with another signal. `INT` goes to the whole
+    /// process group, as a terminal sends Ctrl-C; others to the process only.
+    pub async fn stop_with(&mut self, signal: &str) -> Result<ExitStatus> {
         if let Some(status) = self.try_wait()? {
             return Ok(status);
         }
-        self.signal("TERM")?;
+        if signal == "INT" {
+            self.signal_group(signal)?;
+        } else {
+            self.signal(signal)?;
+        }
         let status = self.wait_timeout(STOP_TIMEOUT).await?;
         let Some(status) = status else {
             let _ = self.signal_group("KILL");
@@ -564,10 +574,15 @@ impl UpProcess {
     /// SIGTERM and wait: the contract is a clean shutdown of server and agent,
     /// exit code 0, and `server.json` removed.
     pub async fn stop(&mut self) -> Result<()> {
-        let status = self.proc.terminate().await?;
+        self.stop_with("TERM").await
+    }
+
+    /// Like [`UpProcess::stop`] with another signal (`INT`: Ctrl-C, to the group).
+    pub async fn stop_with(&mut self, signal: &str) -> Result<()> {
+        let status = self.proc.stop_with(signal).await?;
         ensure!(
             status.success(),
-            "bulwark up exited with {status} after SIGTERM (expected 0)\nstderr:\n{}",
+            "bulwark up exited with {status} after SIG{signal} (expected 0)\nstderr:\n{}",
             self.proc.stderr.text()
         );
         let server_json = self.data_dir().join("server.json");
@@ -736,29 +751,29 @@ impl Owner {
         }
     }
 
-    /// The code for the current time step (used once, at MFA enrolment).
-    pub fn current_otp(&self) -> Result<String> {
-        let step = unix_now() / TOTP_STEP_SECS;
-        *self
-            .last_step
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = step;
-        totp_code(&self.totp_secret, step * TOTP_STEP_SECS)
-    }
-
-    /// A code the server accepts and this account has not used yet: the
-    /// server allows the previous, current and next step, so after using the
-    /// current step a test can log in at once with the next one. Sleeps only
-    /// when the next step is used up too.
+    /// A code the server accepts and this account has not used yet.
+    ///
+    /// The server accepts the previous, current and next 30 s step, each once
+    /// per account. So the first code uses the previous step and later ones
+    /// move forward a step at a time: three logins in a row need no waiting,
+    /// and only a fourth within the same 30 s sleeps until a new step starts.
+    /// Near the end of a step the previous one is skipped, since it may have
+    /// fallen out of the window by the time the server checks it.
     pub async fn next_otp(&self) -> Result<String> {
         loop {
-            let now_step = unix_now() / TOTP_STEP_SECS;
+            let now = unix_now();
+            let now_step = now / TOTP_STEP_SECS;
+            let oldest_safe = if now % TOTP_STEP_SECS >= TOTP_STEP_SECS - 5 {
+                now_step
+            } else {
+                now_step - 1
+            };
             let step = {
                 let mut last = self
                     .last_step
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                let candidate = (*last + 1).max(now_step);
+                let candidate = (*last + 1).max(oldest_safe);
                 if candidate <= now_step + 1 {
                     *last = candidate;
                     Some(candidate)
@@ -769,7 +784,7 @@ impl Owner {
             match step {
                 Some(step) => return totp_code(&self.totp_secret, step * TOTP_STEP_SECS),
                 None => {
-                    let wait = TOTP_STEP_SECS - unix_now() % TOTP_STEP_SECS;
+                    let wait = TOTP_STEP_SECS - now % TOTP_STEP_SECS;
                     eprintln!("[e2e] TOTP steps used up; waiting {wait} s for the next one");
                     tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(100))
                         .await;
@@ -973,7 +988,7 @@ impl Api {
         let owner = Owner::new(OWNER_USERNAME, OWNER_PASSWORD, secret);
 
         let path = "/api/v1/setup/confirm";
-        let body = json!({ "enrolment_id": enrolment_id, "otp": owner.current_otp()? });
+        let body = json!({ "enrolment_id": enrolment_id, "otp": owner.next_otp().await? });
         let reply = self.call(Method::POST, path, Some(&body)).await?;
         ensure!(
             reply.status == StatusCode::CREATED,

@@ -223,7 +223,7 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
         "the TOTP QR image did not load (naturalWidth {qr_width})"
     );
     let owner = Owner::new(username, password, &secret);
-    browser.fill("otp", &owner.current_otp()?).await?;
+    browser.fill("otp", &owner.next_otp().await?).await?;
     browser.find("#totp-submit").await?.click().await?;
     browser.wait_path("/login").await?;
 
@@ -314,7 +314,7 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
     let device_png = browser.client().screenshot().await?;
 
     // Both pages go under target/screenshots for people debugging; the README
-    // shows the device list, with one device online and one offline.
+    // shows the device page (the list has two devices of the same hostname).
     let target = bulwark_e2e::bin_dir()?
         .parent()
         .context("target dir")?
@@ -324,7 +324,7 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
     std::fs::write(target.join("device.png"), &device_png)?;
     let screenshot = bulwark_e2e::workspace_root().join(SCREENSHOT);
     std::fs::create_dir_all(screenshot.parent().context("screenshot path")?)?;
-    std::fs::write(&screenshot, devices_png)
+    std::fs::write(&screenshot, device_png)
         .with_context(|| format!("writing {}", screenshot.display()))?;
 
     Ok(())

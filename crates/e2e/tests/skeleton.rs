@@ -307,7 +307,8 @@ async fn a_second_up_on_the_same_data_dir_is_refused() -> Result<()> {
         std::fs::read_to_string(up.data_dir().join("server.json"))? == server_json,
         "the refused second instance changed server.json"
     );
-    up.stop().await
+    // Ctrl-C is a clean shutdown too: exit 0, agent stopped, server.json gone.
+    up.stop_with("INT").await
 }
 
 /// (e) Enrolment with a used, tampered, unknown or malformed token, or one

@@ -67,9 +67,9 @@ pub trait Statement: Encode<()> {
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct HelloStatement {
-    #[b(0)]
+    #[cbor(n(0), with = "minicbor::bytes")]
     pub nonce: [u8; 32],
-    #[b(1)]
+    #[cbor(n(1), with = "minicbor::bytes")]
     pub channel_binding: [u8; 32],
     #[n(2)]
     pub device_id: DeviceId,
@@ -83,14 +83,14 @@ impl Statement for HelloStatement {
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct EnrollStatement {
-    #[b(0)]
+    #[cbor(n(0), with = "minicbor::bytes")]
     pub nonce: [u8; 32],
-    #[b(1)]
+    #[cbor(n(1), with = "minicbor::bytes")]
     pub channel_binding: [u8; 32],
-    #[b(2)]
+    #[cbor(n(2), with = "minicbor::bytes")]
     pub device_key: [u8; 32],
     /// SHA-256 of the token secret, so the signature names the token it used.
-    #[b(3)]
+    #[cbor(n(3), with = "minicbor::bytes")]
     pub token_hash: [u8; 32],
 }
 

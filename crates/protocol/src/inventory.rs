@@ -4,8 +4,8 @@
 //! on connect (a full snapshot) and afterwards only the sections that changed;
 //! [`Inventory::apply`] merges such a delta into the stored snapshot and
 //! [`Inventory::changes_since`] computes one. Values that change on their own
-//! (uptime) are sent as stable facts (boot time) so that an idle device sends
-//! nothing.
+//! (uptime) are sent as stable facts (boot time); free memory and disk space
+//! do change, so an idle device still sends those two small sections.
 
 use minicbor::{Decode, Encode};
 

@@ -92,7 +92,7 @@ pub enum ServerMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct Challenge {
-    #[b(0)]
+    #[cbor(n(0), with = "minicbor::bytes")]
     pub nonce: [u8; 32],
     #[n(1)]
     pub server_version: String,
@@ -103,17 +103,17 @@ pub struct Challenge {
 #[cbor(map)]
 pub struct Enroll {
     /// The secret part of the enrolment token (see [`crate::token`]).
-    #[b(0)]
+    #[cbor(n(0), with = "minicbor::bytes")]
     pub token_secret: [u8; 32],
     /// The device's Ed25519 public key, generated on the device.
-    #[b(1)]
+    #[cbor(n(1), with = "minicbor::bytes")]
     pub device_key: [u8; 32],
     #[n(2)]
     pub hostname: String,
     #[n(3)]
     pub agent_version: String,
     /// Signature by `device_key` over [`crate::envelope::EnrollStatement`].
-    #[b(4)]
+    #[cbor(n(4), with = "minicbor::bytes")]
     pub signature: [u8; 64],
 }
 
@@ -126,7 +126,7 @@ pub struct Hello {
     #[n(1)]
     pub agent_version: String,
     /// Signature by the device key over [`crate::envelope::HelloStatement`].
-    #[b(2)]
+    #[cbor(n(2), with = "minicbor::bytes")]
     pub signature: [u8; 64],
 }
 

@@ -473,14 +473,12 @@ const HEARTBEAT_1000: &str = "a2000101820281a1001903e8";
 const ACK_1: &str = "a2000101820381a10001";
 
 /// Server frame `Challenge { nonce: [0xaa; 32], server_version: "v" }`.
-/// Note that a `[u8; 32]` field is a CBOR *array* of 32 unsigned integers
-/// (`98 20`, then `18 aa` 32 times), not a byte string.
+/// Fixed-size byte fields (nonces, keys, signatures) are CBOR byte strings.
 const CHALLENGE: &str = concat!(
     "a2000101820081a2", // frame, version 1, Challenge, map(2)
     "00",               // key 0: nonce
-    "9820",             // array(32)
-    "18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa",
-    "18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa18aa",
+    "5820",             // bytes(32)
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     "01",   // key 1: server_version
     "6176", // text(1) "v"
 );

@@ -136,10 +136,10 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             _ => "bad_request",
         };
-        let status = if status.is_client_error() {
-            status
-        } else {
-            StatusCode::BAD_REQUEST
+        // A body that parses but does not fit the schema is a 400 like any other bad body.
+        let status = match status {
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => status,
+            _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, code, rejection.body_text())
     }

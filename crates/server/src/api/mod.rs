@@ -132,7 +132,7 @@ struct SetupResponse {
 
 /// Step 1 of creating the first owner. Only works while no operator exists.
 #[utoipa::path(post, path = "/api/v1/setup", tag = "setup", request_body = SetupRequest,
-    responses((status = 201, body = SetupResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = SetupResponse), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn setup_start(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SetupRequest>,
@@ -166,7 +166,7 @@ struct OperatorView {
 
 /// Step 2: proves the TOTP enrolment and creates the owner.
 #[utoipa::path(post, path = "/api/v1/setup/confirm", tag = "setup", request_body = SetupConfirmRequest,
-    responses((status = 201, body = OperatorView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = OperatorView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn setup_confirm(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SetupConfirmRequest>,
@@ -200,7 +200,7 @@ struct LoginResponse {
 
 /// Signs in with password and TOTP; returns a bearer token for the CLI and integrations.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -280,7 +280,7 @@ pub fn check_tenant_name(name: &str) -> Result<(), ApiError> {
 
 /// Creates a tenant (a customer).
 #[utoipa::path(post, path = "/api/v1/tenants", tag = "tenants", request_body = CreateTenantRequest,
-    responses((status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = TenantView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 async fn create_tenant(
     State(state): State<AppState>,
@@ -401,7 +401,7 @@ pub async fn issue_enrollment_token(
 /// Issues a one-time enrolment token for a tenant.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/enrollment-tokens", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant name")), request_body = EnrollmentTokenRequest,
-    responses((status = 201, body = EnrollmentTokenView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 201, body = EnrollmentTokenView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 async fn create_enrollment_token(
     State(state): State<AppState>,
