@@ -3,6 +3,8 @@
 //! * `cargo xtask test` installs what the test suites need (Debian's Chromium
 //!   and ChromeDriver, a running PostgreSQL), builds every binary, runs the
 //!   tidy checks and then `cargo test --workspace`, with nothing skipped.
+//! * `cargo xtask tidy` runs only the tidy checks: the agent links no server
+//!   crates, and rustls with ring is the only crypto provider.
 //! * `cargo xtask fuzz [--seconds N]` runs every cargo-fuzz target briefly.
 //!
 //! Only `std` and `anyhow`: this crate must build fast and before anything else.
@@ -27,6 +29,16 @@ const AGENT_FORBIDDEN_CRATES: &[&str] = &[
     "hyper",
 ];
 
+/// TLS and crypto stacks besides rustls + ring: one provider only, so there is
+/// one implementation to audit and patch (no aws-lc, no OpenSSL).
+const SECOND_CRYPTO_CRATES: &[&str] = &[
+    "aws-lc-rs",
+    "aws-lc-sys",
+    "openssl",
+    "openssl-sys",
+    "native-tls",
+];
+
 /// Debian packages the browser tests use, and the file each one provides.
 const DEBIAN_PREREQUISITES: &[(&str, &str)] = &[
     ("chromium", "/usr/bin/chromium"),
@@ -41,6 +53,7 @@ usage: cargo xtask <command>
 commands:
   test                  install test prerequisites, build all binaries, run the
                         tidy checks and every test suite (nothing is skipped)
+  tidy                  only the tidy checks (dependency rules)
   fuzz [--seconds N]    run every target in fuzz/fuzz_targets for N seconds each
                         (default 30)
 ";
@@ -49,6 +62,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") if args.len() == 1 => test(),
+        Some("tidy") if args.len() == 1 => tidy(&workspace_root()),
         Some("fuzz") => parse_fuzz_seconds(&args[1..]).and_then(fuzz),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
@@ -117,7 +131,10 @@ fn test() -> Result<()> {
         steps.run("prerequisites", install_prerequisites)?;
         steps.run("build", || cargo(&root, ["build", "--workspace", "--bins"]))?;
         steps.run("tidy", || tidy(&root))?;
-        steps.run("test", || cargo(&root, ["test", "--workspace"]))
+        // --no-fail-fast: one failing suite must not hide the others' results.
+        steps.run("test", || {
+            cargo(&root, ["test", "--workspace", "--no-fail-fast"])
+        })
     })();
     steps.print_summary();
     result
@@ -228,25 +245,8 @@ fn postgres_reachable() -> bool {
 
 /// Tidy checks: facts about the code base that no compiler checks.
 fn tidy(root: &Path) -> Result<()> {
-    let output = Command::new(cargo_bin())
-        .current_dir(root)
-        .args([
-            "tree",
-            "-p",
-            "bulwark-agent",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo tree")?;
-    if !output.status.success() {
-        bail!("cargo tree -p bulwark-agent failed ({})", output.status);
-    }
-    let tree = String::from_utf8_lossy(&output.stdout);
-    let forbidden = forbidden_agent_crates(&tree);
+    let tree = cargo_tree(root, &["-p", "bulwark-agent", "-e", "normal"])?;
+    let forbidden = named_crates(&tree, AGENT_FORBIDDEN_CRATES);
     if !forbidden.is_empty() {
         bail!(
             "the agent must stay lean, but `cargo tree -p bulwark-agent -e normal` contains: {}.\n\
@@ -258,16 +258,45 @@ fn tidy(root: &Path) -> Result<()> {
         "bulwark-agent links none of: {}.",
         AGENT_FORBIDDEN_CRATES.join(", ")
     );
+
+    let tree = cargo_tree(root, &["--workspace", "-e", "normal,build,dev"])?;
+    let second = named_crates(&tree, SECOND_CRYPTO_CRATES);
+    if !second.is_empty() {
+        bail!(
+            "rustls with ring is the workspace's only TLS/crypto provider, but the dependency tree contains: {}.\n\
+             Find who pulls it in with `cargo tree --workspace -e all -i CRATE` and pick features without it.",
+            second.join(", ")
+        );
+    }
+    println!(
+        "No second crypto provider in the workspace (none of: {}).",
+        SECOND_CRYPTO_CRATES.join(", ")
+    );
     Ok(())
 }
 
-/// The forbidden crates named in `cargo tree --prefix none` output (one
-/// `name vX.Y.Z ...` per line).
-fn forbidden_agent_crates(tree: &str) -> Vec<String> {
+/// `cargo tree ARGS --prefix none`: one `name vX.Y.Z ...` line per crate.
+fn cargo_tree(root: &Path, args: &[&str]) -> Result<String> {
+    let output = Command::new(cargo_bin())
+        .current_dir(root)
+        .arg("tree")
+        .args(args)
+        .args(["--prefix", "none"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo tree")?;
+    if !output.status.success() {
+        bail!("cargo tree {} failed ({})", args.join(" "), output.status);
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Which of `names` appear in `cargo tree --prefix none` output.
+fn named_crates(tree: &str, names: &[&str]) -> Vec<String> {
     let mut found: Vec<String> = tree
         .lines()
         .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| AGENT_FORBIDDEN_CRATES.contains(name))
+        .filter(|name| names.contains(name))
         .map(str::to_owned)
         .collect();
     found.sort();
@@ -388,9 +417,16 @@ mod tests {
 
     #[test]
     fn finds_forbidden_crates_by_exact_name() {
-        let tree = "bulwark-agent v0.1.0 (/w/crates/agent)\nhyper v1.6.0\nhyper-util v0.1.3\naxum v0.8.4 (*)\ntokio v1.0.0\n";
-        assert_eq!(forbidden_agent_crates(tree), ["axum", "hyper"]);
-        assert!(forbidden_agent_crates("tokio v1\nsqlx-core v0.8\n").is_empty());
+        let tree = "bulwark-agent v0.1.0 (/w/crates/agent)\nhyper v1.6.0\nhyper-util v0.1.3\naxum v0.8.4 (*)\n";
+        assert_eq!(
+            named_crates(tree, AGENT_FORBIDDEN_CRATES),
+            ["axum", "hyper"]
+        );
+        assert!(named_crates("tokio v1\nsqlx-core v0.8\n", AGENT_FORBIDDEN_CRATES).is_empty());
+        assert_eq!(
+            named_crates("aws-lc-rs v1.13.0\nring v0.17\n", SECOND_CRYPTO_CRATES),
+            ["aws-lc-rs"]
+        );
     }
 
     #[test]

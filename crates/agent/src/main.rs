@@ -43,6 +43,10 @@ enum Command {
     },
     /// Connect and stay connected until stopped (SIGINT or SIGTERM).
     Run {
+        /// Connect to this gateway URL instead of the one stored at enrolment
+        /// (the server moved). The pinned CA still decides whom to trust.
+        #[arg(long)]
+        server: Option<String>,
         /// Seconds between inventory checks (changes only are sent).
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         inventory_secs: u64,
@@ -67,9 +71,10 @@ fn main() -> anyhow::Result<()> {
     let state_dir = StateDir::new(cli.state_dir);
     match cli.command {
         Command::Enroll { server, token } => runtime.block_on(enroll(&state_dir, &server, &token)),
-        Command::Run { inventory_secs } => {
-            runtime.block_on(run(&state_dir, Duration::from_secs(inventory_secs)))
-        }
+        Command::Run {
+            server,
+            inventory_secs,
+        } => runtime.block_on(run(&state_dir, server, Duration::from_secs(inventory_secs))),
         Command::Status => {
             let (state, key) = state_dir.load()?;
             println!("device:   {}", state.device_id);
@@ -148,8 +153,15 @@ async fn shutdown_signal() {
     }
 }
 
-async fn run(state_dir: &StateDir, inventory_interval: Duration) -> anyhow::Result<()> {
-    let (state, key) = state_dir.load()?;
+async fn run(
+    state_dir: &StateDir,
+    server: Option<String>,
+    inventory_interval: Duration,
+) -> anyhow::Result<()> {
+    let (mut state, key) = state_dir.load()?;
+    if let Some(server) = server {
+        state.server = server;
+    }
     let endpoint = Endpoint {
         address: ServerAddress::parse(&state.server)?,
         pin: StateDir::fingerprint(&state)?,

@@ -10,7 +10,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "bulwark", version, about = "Bulwark: remote monitoring and management that a compromised server cannot turn against its endpoints")]
+#[command(
+    name = "bulwark",
+    version,
+    about = "Bulwark: remote monitoring and management that a compromised server cannot turn against its endpoints"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,7 +46,9 @@ fn init_logging() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
         Command::Up(args) => {
             init_logging();
@@ -57,14 +63,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn server(path: PathBuf) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let config: bulwark_server::ServerConfig =
-        toml::from_str(&text).with_context(|| format!("invalid configuration in {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let config: bulwark_server::ServerConfig = toml::from_str(&text)
+        .with_context(|| format!("invalid configuration in {}", path.display()))?;
     let server = bulwark_server::start(config).await?;
     println!("Console:    {}", server.console_url);
     println!("Agents:     {}", server.gateway_url);
     if let Some(code) = &server.setup_code {
-        println!("Setup code: {code}  (one-time; create the first owner at {}setup)", server.console_url);
+        println!(
+            "Setup code: {code}  (one-time; create the first owner at {}setup)",
+            server.console_url
+        );
     }
     up::wait_for_signal().await;
     server.shutdown().await;

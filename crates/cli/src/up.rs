@@ -41,7 +41,10 @@ pub struct UpArgs {
 
 pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };
@@ -52,7 +55,11 @@ pub async fn wait_for_signal() {
 }
 
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let mut config = bulwark_server::ServerConfig::quickstart(args.data_dir.clone(), args.listen, args.gateway_listen);
+    let mut config = bulwark_server::ServerConfig::quickstart(
+        args.data_dir.clone(),
+        args.listen,
+        args.gateway_listen,
+    );
     config.database_url = args.database_url.clone();
     config.heartbeat_secs = args.heartbeat_secs;
     let server = bulwark_server::start(config).await?;
@@ -65,17 +72,28 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     match &server.setup_code {
         Some(code) => {
             println!("Setup code: {code}");
-            println!("            (one-time, valid 24 h: open {}setup to create the owner account)", server.console_url);
+            println!(
+                "            (one-time, valid 24 h: open {}setup to create the owner account)",
+                server.console_url
+            );
         }
         None => println!("Sign in with your owner account (password and one-time code)."),
     }
-    println!("Agents:     {} (CA {})", server.gateway_url, fingerprint_text(&server.ca_fingerprint));
+    println!(
+        "Agents:     {} (CA {})",
+        server.gateway_url,
+        fingerprint_text(&server.ca_fingerprint)
+    );
 
     let mut agent = None;
     if !args.no_agent {
         match LocalAgent::start(&args, &server, &demo.id).await {
             Ok(a) => {
-                println!("Local agent: device {} in tenant demo (log: {})", a.device_id, a.log.display());
+                println!(
+                    "Local agent: device {} in tenant demo (log: {})",
+                    a.device_id,
+                    a.log.display()
+                );
                 agent = Some(a);
             }
             Err(e) => {
@@ -102,23 +120,41 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 struct LocalAgent {
     binary: PathBuf,
     state_dir: PathBuf,
+    /// This run's gateway: the port may differ from the one at enrolment.
+    gateway_url: String,
     log: PathBuf,
     device_id: String,
     child: Child,
 }
 
 impl LocalAgent {
-    async fn start(args: &UpArgs, server: &bulwark_server::RunningServer, tenant_id: &str) -> anyhow::Result<Self> {
+    async fn start(
+        args: &UpArgs,
+        server: &bulwark_server::RunningServer,
+        tenant_id: &str,
+    ) -> anyhow::Result<Self> {
         let binary = agent_binary(args.agent_bin.clone())?;
         let state_dir = args.data_dir.join("agent");
         let log = args.data_dir.join("agent.log");
         if !state_dir.join("agent.json").exists() {
             enroll(&binary, &state_dir, server, tenant_id).await?;
         }
-        let identity: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state_dir.join("agent.json"))?)?;
-        let device_id = identity["device_id"].as_str().unwrap_or_default().to_owned();
-        let child = spawn_agent(&binary, &state_dir, &log)?;
-        Ok(Self { binary, state_dir, log, device_id, child })
+        let identity: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(state_dir.join("agent.json"))?)?;
+        let device_id = identity["device_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let gateway_url = server.gateway_url.clone();
+        let child = spawn_agent(&binary, &state_dir, &gateway_url, &log)?;
+        Ok(Self {
+            binary,
+            state_dir,
+            gateway_url,
+            log,
+            device_id,
+            child,
+        })
     }
 
     /// Restarts the agent if it dies, until `stop` completes.
@@ -132,7 +168,7 @@ impl LocalAgent {
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                         _ = &mut stop => return,
                     }
-                    match spawn_agent(&self.binary, &self.state_dir, &self.log) {
+                    match spawn_agent(&self.binary, &self.state_dir, &self.gateway_url, &self.log) {
                         Ok(child) => self.child = child,
                         Err(error) => warn!(error = %format!("{error:#}"), "Cannot restart the local agent."),
                     }
@@ -145,20 +181,37 @@ impl LocalAgent {
     /// SIGTERM, then SIGKILL if it has not exited within 5 s.
     async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().await;
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
         }
-        if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }
 }
 
-fn spawn_agent(binary: &Path, state_dir: &Path, log: &Path) -> anyhow::Result<Child> {
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+fn spawn_agent(
+    binary: &Path,
+    state_dir: &Path,
+    gateway_url: &str,
+    log: &Path,
+) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let child = Command::new(binary)
         .arg("run")
         .arg("--state-dir")
         .arg(state_dir)
+        .arg("--server")
+        .arg(gateway_url)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file)
@@ -180,9 +233,15 @@ async fn enroll(
     use rand::RngCore;
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    let token = EnrollToken { secret, ca_fingerprint: server.ca_fingerprint };
+    let token = EnrollToken {
+        secret,
+        ca_fingerprint: server.ca_fingerprint,
+    };
     let now = bulwark_server::now_millis();
-    server.store.create_enrollment_token(token.secret_hash(), tenant_id, None, now, now + 10 * 60_000).await?;
+    server
+        .store
+        .create_enrollment_token(token.secret_hash(), tenant_id, None, now, now + 10 * 60_000)
+        .await?;
     let output = Command::new(binary)
         .arg("enroll")
         .arg("--server")
@@ -195,7 +254,10 @@ async fn enroll(
         .await
         .with_context(|| format!("cannot run {}", binary.display()))?;
     if !output.status.success() {
-        bail!("local agent enrolment failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "local agent enrolment failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -207,7 +269,9 @@ fn agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         return Ok(path);
     }
     let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("the bulwark executable has no directory")?;
+    let dir = exe
+        .parent()
+        .context("the bulwark executable has no directory")?;
     let candidate = dir.join("bulwark-agent");
     if candidate.exists() {
         return Ok(candidate);
@@ -216,15 +280,25 @@ fn agent_binary(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     let target_dir = dir.parent();
     if workspace.join("Cargo.toml").exists() && target_dir.is_some() {
         eprintln!("Building bulwark-agent (first start only)…");
-        let mut build = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build.args(["build", "--package", "bulwark-agent", "--bin", "bulwark-agent"]);
+        let mut build =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        build.args([
+            "build",
+            "--package",
+            "bulwark-agent",
+            "--bin",
+            "bulwark-agent",
+        ]);
         if dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
         if let Some(target_dir) = target_dir {
             build.arg("--target-dir").arg(target_dir);
         }
-        let status = build.current_dir(&workspace).status().context("cannot run cargo to build bulwark-agent")?;
+        let status = build
+            .current_dir(&workspace)
+            .status()
+            .context("cannot run cargo to build bulwark-agent")?;
         if status.success() && candidate.exists() {
             return Ok(candidate);
         }

@@ -227,7 +227,7 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
     browser.find("#totp-submit").await?.click().await?;
     browser.wait_path("/login").await?;
 
-    // 3. Log in with the next time step's code (the current one is used up).
+    // 3. Log in with a fresh code (each time step works once per account).
     browser.fill("username", username).await?;
     browser.fill("password", password).await?;
     browser.fill("otp", &owner.next_otp().await?).await?;

@@ -373,6 +373,10 @@ struct TenantsPage {
 }
 
 fn pct_step(part: u64, whole: u64) -> u64 {
+    // Anything above zero shows at least one step, so a bar is never empty by rounding.
+    if part > 0 && whole > 0 && part.saturating_mul(20) < whole {
+        return 1;
+    }
     (part.saturating_mul(10) + whole / 2)
         .checked_div(whole)
         .unwrap_or(0)

@@ -28,15 +28,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bulwark_agent::backoff::Backoff;
-use bulwark_agent::connection::{self, ServerAddress, SessionError, SessionOptions};
+use bulwark_agent::connection::{self, Endpoint, ServerAddress, SessionError, SessionOptions};
 use bulwark_agent::inventory::Collector;
-use bulwark_protocol::message::DeviceId;
 use bulwark_protocol::token::EnrollToken;
 use clap::Parser;
 use ed25519_dalek::SigningKey;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
@@ -69,9 +68,6 @@ struct Args {
     /// Seconds between inventory checks in each session.
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     inventory_secs: u64,
-    /// Threads running sessions (default: one per core).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
-    threads: Option<u32>,
     /// Stop waiting for the whole fleet to connect after this many seconds.
     #[arg(long, default_value_t = 300)]
     connect_timeout_secs: u64,
@@ -83,11 +79,15 @@ const SPARE_FDS: u64 = 64;
 fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(args))
 }
 
@@ -110,14 +110,18 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
 
-    println!("bulwark-sim: {n} devices against {} (ramp {}/s)", args.server, args.ramp_per_sec);
-    let enrolment = enrol_all(&address, tokens, &args, stop.clone()).await;
+    println!(
+        "bulwark-sim: {n} devices against {} (ramp {}/s)",
+        args.server, args.ramp_per_sec
+    );
+    let mut enrolment = enrol_all(&address, tokens, &args, stop.clone()).await;
     enrolment.print("enrolled");
     if *stop.borrow() {
         return Ok(ExitCode::FAILURE);
     }
 
-    let fleet = connect_all(&address, enrolment.devices, &args, stop.clone()).await;
+    let devices = std::mem::take(&mut enrolment.devices);
+    let fleet = connect_all(devices, &args, stop.clone()).await;
     let connected = fleet.stats.ever.load(Ordering::Relaxed);
     let rss_connected = own_rss_kib();
 
@@ -126,24 +130,32 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let online_at_end = fleet.stats.online.load(Ordering::Relaxed);
     stop_tx.send_replace(true);
-    let workers = fleet.workers;
-    let joined = tokio::task::spawn_blocking(move || workers.into_iter().for_each(|w| drop(w.join())));
-    if tokio::time::timeout(Duration::from_secs(15), joined).await.is_err() {
+    let mut tasks = fleet.tasks;
+    let closed = tokio::time::timeout(Duration::from_secs(15), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if closed.is_err() {
         eprintln!("warning: some sessions did not close within 15 s");
+        tasks.abort_all();
     }
 
     let stats = &fleet.stats;
     let failed_attempts = stats.failed_attempts.load(Ordering::Relaxed);
     let dropped = stats.dropped.load(Ordering::Relaxed);
     let refused = stats.refused.load(Ordering::Relaxed);
-    let connect_secs = Duration::from_millis(stats.last_first_connect_ms.load(Ordering::Relaxed)).as_secs_f64();
+    let connect_secs =
+        Duration::from_millis(stats.last_first_connect_ms.load(Ordering::Relaxed)).as_secs_f64();
     let connect_rate = rate(connected, connect_secs);
     println!();
     println!("Summary");
     println!("  devices requested   {n}");
     println!(
         "  enrolled            {} ok, {} failed in {:.2} s ({:.1}/s)",
-        enrolment.ok, enrolment.failed, enrolment.secs, enrolment.rate()
+        enrolment.ok,
+        enrolment.failed,
+        enrolment.secs,
+        enrolment.rate()
     );
     println!(
         "  connected           {connected} of {} in {connect_secs:.2} s ({connect_rate:.1}/s; first session p50 {}, p99 {}, max {})",
@@ -152,8 +164,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         stats.latency(0.99),
         stats.latency(1.0)
     );
-    println!("  failed attempts     {failed_attempts} (connections that ended before the server's welcome)");
-    println!("  dropped sessions    {dropped} (ended by the server or the network, then reconnected)");
+    println!(
+        "  failed attempts     {failed_attempts} (connections that ended before the server's welcome)"
+    );
+    println!(
+        "  dropped sessions    {dropped} (ended by the server or the network, then reconnected)"
+    );
     println!("  refused             {refused} (the server refused the device; not retried)");
     println!("  online at the end   {online_at_end}");
     if let Some(kib) = rss_connected {
@@ -164,7 +180,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     print_errors("enrolment errors", &enrolment.errors);
-    print_errors("session errors", &stats.errors.lock().unwrap_or_else(PoisonError::into_inner));
+    print_errors(
+        "session errors",
+        &stats.errors.lock().unwrap_or_else(PoisonError::into_inner),
+    );
     println!(
         "RESULT agents={n} enrolled={} enrol_failed={} enrol_per_sec={:.1} connected={connected} connect_per_sec={connect_rate:.1} \
          failed_attempts={failed_attempts} dropped={dropped} refused={refused} online_at_end={online_at_end} sim_rss_kib={}",
@@ -173,7 +192,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         enrolment.rate(),
         rss_connected.unwrap_or(0)
     );
-    Ok(if connected == n && online_at_end == n { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if connected == n && online_at_end == n {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -183,9 +206,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// An enrolled virtual device.
 struct Device {
     index: usize,
-    device_id: DeviceId,
-    key: SigningKey,
-    pin: [u8; 32],
+    endpoint: Endpoint,
 }
 
 struct Enrolment {
@@ -240,52 +261,73 @@ async fn enrol_all(
     };
     let started = Instant::now();
     let mut reporter = Reporter::new(&bar);
-    let record = |done: Result<(usize, Duration, Result<Device, SessionError>), tokio::task::JoinError>,
-                      result: &mut Enrolment| {
-        match done {
-            Ok((_, latency, Ok(device))) => {
-                result.ok += 1;
-                result.latencies.push(latency);
-                result.devices.push(device);
-            }
-            Ok((index, _, Err(error))) => {
-                result.failed += 1;
-                *result.errors.entry(error.to_string()).or_default() += 1;
-                if result.failed <= 3 {
-                    bar.suspend(|| eprintln!("device {index}: enrolment failed: {error}"));
+    let record =
+        |done: Result<(usize, Duration, Result<Device, SessionError>), tokio::task::JoinError>,
+         result: &mut Enrolment| {
+            match done {
+                Ok((_, latency, Ok(device))) => {
+                    result.ok += 1;
+                    result.latencies.push(latency);
+                    result.devices.push(device);
+                }
+                Ok((index, _, Err(error))) => {
+                    result.failed += 1;
+                    *result.errors.entry(error.to_string()).or_default() += 1;
+                    if result.failed <= 3 {
+                        bar.suspend(|| eprintln!("device {index}: enrolment failed: {error}"));
+                    }
+                }
+                Err(error) => {
+                    result.failed += 1;
+                    *result
+                        .errors
+                        .entry(format!("task failed: {error}"))
+                        .or_default() += 1;
                 }
             }
-            Err(error) => {
-                result.failed += 1;
-                *result.errors.entry(format!("task failed: {error}")).or_default() += 1;
-            }
-        }
-        result.secs = started.elapsed().as_secs_f64();
-        bar.inc(1);
-    };
+            result.secs = started.elapsed().as_secs_f64();
+            bar.inc(1);
+        };
     for (index, token) in tokens.into_iter().enumerate() {
         tick.tick().await;
         if *stop.borrow() {
             break;
         }
-        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let address = address.clone();
         tasks.spawn(async move {
             let key = SigningKey::generate(&mut rand::rngs::OsRng);
             let begun = Instant::now();
-            let enrolled = connection::enroll(&address, &token, &key, &format!("sim-{index:05}")).await;
+            let enrolled =
+                connection::enroll(&address, &token, &key, &format!("sim-{index:05}")).await;
             drop(permit);
-            let device = enrolled.map(|e| Device { index, device_id: e.device_id, key, pin: token.ca_fingerprint });
+            let device = enrolled.map(|e| Device {
+                index,
+                endpoint: Endpoint {
+                    address: ServerAddress::clone(&address),
+                    pin: token.ca_fingerprint,
+                    device_id: e.device_id,
+                    key,
+                },
+            });
             (index, begun.elapsed(), device)
         });
         while let Some(done) = tasks.try_join_next() {
             record(done, &mut result);
         }
-        reporter.maybe_print(&format!("enrolling: {} ok, {} failed of {total}", result.ok, result.failed));
+        reporter.maybe_print(&format!(
+            "enrolling: {} ok, {} failed of {total}",
+            result.ok, result.failed
+        ));
     }
     while let Some(done) = tasks.join_next().await {
         record(done, &mut result);
-        reporter.maybe_print(&format!("enrolling: {} ok, {} failed of {total}", result.ok, result.failed));
+        reporter.maybe_print(&format!(
+            "enrolling: {} ok, {} failed of {total}",
+            result.ok, result.failed
+        ));
     }
     bar.finish_and_clear();
     // Connect in enrolment order, so a run is repeatable.
@@ -318,11 +360,20 @@ struct Stats {
 
 impl Stats {
     fn error(&self, error: &SessionError) {
-        *self.errors.lock().unwrap_or_else(PoisonError::into_inner).entry(error.to_string()).or_default() += 1;
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(error.to_string())
+            .or_default() += 1;
     }
 
     fn latency(&self, q: f64) -> String {
-        let mut latencies = self.latencies.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let mut latencies = self
+            .latencies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         latencies.sort();
         millis(percentile(&latencies, q))
     }
@@ -330,60 +381,44 @@ impl Stats {
 
 struct Fleet {
     stats: Arc<Stats>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    tasks: JoinSet<()>,
 }
 
-async fn connect_all(
-    address: &Arc<ServerAddress>,
-    devices: Vec<Device>,
-    args: &Args,
-    mut stop: watch::Receiver<bool>,
-) -> Fleet {
+async fn connect_all(devices: Vec<Device>, args: &Args, mut stop: watch::Receiver<bool>) -> Fleet {
     let total = devices.len();
     let stats = Arc::new(Stats::default());
     let bar = progress_bar("connecting", total);
-    let options = SessionOptions { inventory_interval: Duration::from_secs(args.inventory_secs) };
+    let options = SessionOptions {
+        inventory_interval: Duration::from_secs(args.inventory_secs),
+    };
     let started = Instant::now();
 
-    let threads = args.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, usize::from), |t| t as usize);
-    let mut senders = Vec::with_capacity(threads);
-    let mut workers = Vec::with_capacity(threads);
-    for i in 0..threads {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let context = WorkerContext {
-            address: address.clone(),
-            options: options.clone(),
-            stats: stats.clone(),
-            started,
-            stop: stop.clone(),
-        };
-        match std::thread::Builder::new().name(format!("sim-{i}")).spawn(move || worker(context, rx)) {
-            Ok(handle) => {
-                senders.push(tx);
-                workers.push(handle);
-            }
-            Err(error) => eprintln!("warning: cannot start session thread {i}: {error}"),
-        }
-    }
-
-    // The spawner ramps and deals devices to the session threads in turn;
-    // this task watches and reports.
+    // The spawner ramps; this task watches and reports.
     let spawner = {
+        let stats = stats.clone();
         let stop = stop.clone();
         let slots = Arc::new(Semaphore::new(args.max_in_flight as usize));
         let mut tick = ramp(args.ramp_per_sec);
         tokio::spawn(async move {
-            for (i, device) in devices.into_iter().enumerate() {
+            let mut tasks = JoinSet::new();
+            for device in devices {
                 tick.tick().await;
-                if *stop.borrow() || senders.is_empty() {
+                if *stop.borrow() {
                     break;
                 }
-                let Ok(permit) = slots.clone().acquire_owned().await else { break };
-                if senders[i % senders.len()].send((device, permit)).is_err() {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
                     break;
-                }
+                };
+                let session = VirtualDevice {
+                    device,
+                    options: options.clone(),
+                    stats: stats.clone(),
+                    started,
+                };
+                tasks.spawn(session.run(Some(permit), stop.clone()));
+                while tasks.try_join_next().is_some() {}
             }
-            // Dropping the senders tells each thread that no more devices come.
+            tasks
         })
     };
 
@@ -406,17 +441,26 @@ async fn connect_all(
             break;
         }
         if started.elapsed() > deadline {
-            bar.suspend(|| eprintln!("warning: {ever} of {total} connected after {deadline:?}; giving up waiting"));
+            bar.suspend(|| {
+                eprintln!(
+                    "warning: {ever} of {total} connected after {deadline:?}; giving up waiting"
+                )
+            });
             break;
         }
     }
     bar.finish_and_clear();
-    if *stop.borrow() {
-        spawner.abort();
-    }
-    let _ = spawner.await;
+    // After a stop the spawner sees the flag at its next tick and returns.
+    let tasks = match spawner.await {
+        Ok(tasks) => tasks,
+        Err(error) => {
+            eprintln!("warning: the session spawner failed: {error}");
+            JoinSet::new()
+        }
+    };
     let ever = stats.ever.load(Ordering::Relaxed);
-    let secs = Duration::from_millis(stats.last_first_connect_ms.load(Ordering::Relaxed)).as_secs_f64();
+    let secs =
+        Duration::from_millis(stats.last_first_connect_ms.load(Ordering::Relaxed)).as_secs_f64();
     println!(
         "connected {ever} of {total} in {secs:.2} s ({:.1}/s; p50 {}, p99 {}, max {}); {} failed attempts, {} refused",
         rate(ever, secs),
@@ -429,51 +473,11 @@ async fn connect_all(
     if ever == total {
         println!("All {total} devices connected.");
     }
-    Fleet { stats, workers }
-}
-
-/// What every virtual device on a session thread shares.
-struct WorkerContext {
-    address: Arc<ServerAddress>,
-    options: SessionOptions,
-    stats: Arc<Stats>,
-    started: Instant,
-    stop: watch::Receiver<bool>,
-}
-
-/// One session thread: a single-threaded runtime, like the agent's own.
-/// `connection::session` takes `&mut dyn FnMut()` (not `Send`), so its
-/// future cannot move between threads; each device stays on the thread that
-/// received it. Returns once no more devices come and every session ended.
-fn worker(context: WorkerContext, mut devices: mpsc::UnboundedReceiver<(Device, OwnedSemaphorePermit)>) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("warning: cannot start a session runtime: {error}");
-            return;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async move {
-        let mut tasks = JoinSet::new();
-        while let Some((device, permit)) = devices.recv().await {
-            let session = VirtualDevice {
-                device,
-                address: context.address.clone(),
-                options: context.options.clone(),
-                stats: context.stats.clone(),
-                started: context.started,
-            };
-            tasks.spawn_local(session.run(Some(permit), context.stop.clone()));
-            while tasks.try_join_next().is_some() {}
-        }
-        while tasks.join_next().await.is_some() {}
-    });
+    Fleet { stats, tasks }
 }
 
 struct VirtualDevice {
     device: Device,
-    address: Arc<ServerAddress>,
     options: SessionOptions,
     stats: Arc<Stats>,
     started: Instant,
@@ -483,7 +487,12 @@ impl VirtualDevice {
     /// Keeps one session open until `stop`, reconnecting like the agent does.
     /// `permit` (a handshake slot) is released at the first welcome or failure.
     async fn run(self, mut permit: Option<OwnedSemaphorePermit>, mut stop: watch::Receiver<bool>) {
-        let Self { device, address, options, stats, started } = self;
+        let Self {
+            device,
+            options,
+            stats,
+            started,
+        } = self;
         let mut collector = Collector::new(bulwark_agent::AGENT_VERSION);
         let backoff = Backoff::default();
         let mut attempt: u32 = 0;
@@ -497,17 +506,18 @@ impl VirtualDevice {
                     drop(permit.take());
                     stats.online.fetch_add(1, Ordering::Relaxed);
                     if first {
-                        stats.latencies.lock().unwrap_or_else(PoisonError::into_inner).push(begun.elapsed());
+                        stats
+                            .latencies
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(begun.elapsed());
                         stats.ever.fetch_add(1, Ordering::Relaxed);
                         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
                         stats.last_first_connect_ms.fetch_max(ms, Ordering::Relaxed);
                     }
                 };
                 connection::session(
-                    &address,
-                    device.pin,
-                    &device.device_id,
-                    &device.key,
+                    &device.endpoint,
                     &mut collector,
                     &options,
                     &mut stop,
@@ -594,12 +604,17 @@ fn parse_tokens(text: &str, n: usize, path: &Path) -> anyhow::Result<Vec<EnrollT
         if line.is_empty() {
             continue;
         }
-        let token = EnrollToken::parse(line)
-            .with_context(|| format!("{}:{}: not an enrolment token", path.display(), number + 1))?;
+        let token = EnrollToken::parse(line).with_context(|| {
+            format!("{}:{}: not an enrolment token", path.display(), number + 1)
+        })?;
         tokens.push(token);
     }
     if tokens.len() < n {
-        bail!("{} holds {} tokens; {n} devices need one each", path.display(), tokens.len());
+        bail!(
+            "{} holds {} tokens; {n} devices need one each",
+            path.display(),
+            tokens.len()
+        );
     }
     Ok(tokens)
 }
@@ -607,14 +622,22 @@ fn parse_tokens(text: &str, n: usize, path: &Path) -> anyhow::Result<Vec<EnrollT
 /// The soft "Max open files" value from `/proc/self/limits` text (`None`: unlimited or unreadable).
 fn open_files_limit(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.strip_prefix("Max open files")?.split_whitespace().next()?.parse().ok()
+    line.strip_prefix("Max open files")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Refuses to start a fleet the open-file limit cannot hold (the simulator
 /// cannot raise it without `unsafe`; the shell can, with `ulimit -n`).
 fn check_fd_limit(n: usize) -> anyhow::Result<()> {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return Ok(()) };
-    let Some(soft) = open_files_limit(&limits) else { return Ok(()) };
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return Ok(());
+    };
+    let Some(soft) = open_files_limit(&limits) else {
+        return Ok(());
+    };
     let needed = n as u64 + SPARE_FDS;
     if soft < needed {
         bail!(
@@ -632,7 +655,13 @@ fn own_rss_kib() -> Option<u64> {
 }
 
 fn vm_rss_kib(status: &str) -> Option<u64> {
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -666,7 +695,9 @@ fn progress_bar(prefix: &'static str, len: usize) -> ProgressBar {
     // indicatif draws to stderr and hides itself when that is not a terminal;
     // `Reporter` prints plain lines instead.
     let bar = ProgressBar::new(len as u64).with_prefix(prefix);
-    if let Ok(style) = ProgressStyle::with_template("{prefix:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}") {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:>10} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} {msg}",
+    ) {
         bar.set_style(style);
     }
     bar
@@ -680,7 +711,10 @@ struct Reporter {
 
 impl Reporter {
     fn new(bar: &ProgressBar) -> Self {
-        Self { enabled: bar.is_hidden(), last: Instant::now() }
+        Self {
+            enabled: bar.is_hidden(),
+            last: Instant::now(),
+        }
     }
 
     fn maybe_print(&mut self, line: &str) {
@@ -705,7 +739,10 @@ fn print_errors(title: &str, errors: &BTreeMap<String, usize>) {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };
@@ -720,7 +757,10 @@ mod tests {
     use super::*;
 
     fn token(byte: u8) -> EnrollToken {
-        EnrollToken { secret: [byte; 32], ca_fingerprint: [7; 32] }
+        EnrollToken {
+            secret: [byte; 32],
+            ca_fingerprint: [7; 32],
+        }
     }
 
     #[test]
@@ -728,12 +768,19 @@ mod tests {
         let path = Path::new("tokens.txt");
         let text = format!("{}\n\n  {}  \n{}\n", token(1), token(2), token(3));
         let tokens = parse_tokens(&text, 2, path).expect("two tokens");
-        assert_eq!(tokens.iter().map(|t| t.secret[0]).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            tokens.iter().map(|t| t.secret[0]).collect::<Vec<_>>(),
+            [1, 2]
+        );
 
         let short = parse_tokens(&text, 4, path).expect_err("too few");
-        assert_eq!(short.to_string(), "tokens.txt holds 3 tokens; 4 devices need one each");
+        assert_eq!(
+            short.to_string(),
+            "tokens.txt holds 3 tokens; 4 devices need one each"
+        );
 
-        let bad = parse_tokens(&format!("{}\nnonsense\n", token(1)), 2, path).expect_err("bad line");
+        let bad =
+            parse_tokens(&format!("{}\nnonsense\n", token(1)), 2, path).expect_err("bad line");
         assert_eq!(bad.to_string(), "tokens.txt:2: not an enrolment token");
     }
 
@@ -743,13 +790,21 @@ mod tests {
                       Max processes             95000                95000                processes \n\
                       Max open files            20000                40000                files     \n";
         assert_eq!(open_files_limit(limits), Some(20_000));
-        assert_eq!(open_files_limit("Max open files            unlimited            unlimited            files"), None);
+        assert_eq!(
+            open_files_limit(
+                "Max open files            unlimited            unlimited            files"
+            ),
+            None
+        );
         assert_eq!(open_files_limit(""), None);
     }
 
     #[test]
     fn reads_vm_rss() {
-        assert_eq!(vm_rss_kib("VmPeak:\t  10 kB\nVmRSS:\t   12345 kB\n"), Some(12_345));
+        assert_eq!(
+            vm_rss_kib("VmPeak:\t  10 kB\nVmRSS:\t   12345 kB\n"),
+            Some(12_345)
+        );
         assert_eq!(vm_rss_kib("VmPeak:\t  10 kB\n"), None);
     }
 

@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# Load figures for the agent gateway and the agent, on this machine.
+#
+#   crates/sim/bench-fleet.sh [N]      (N virtual devices, default 1000)
+#
+# 1. Fleet: `bulwark up --no-agent` on a fresh data directory, owner created
+#    and logged in through the API, N+1 enrolment tokens issued. Server RSS
+#    idle with no agent, then with N simulated devices connected
+#    (`bulwark-sim`, real protocol), online count checked through the API;
+#    per-device memory = (RSS_N - RSS_0) / N. Server CPU while the N
+#    sessions idle, and RSS once they have gone again.
+# 2. Agent: the real release `bulwark-agent`, enrolled against the same
+#    server: binary size, RSS after AGENT_IDLE_SECS connected, CPU time
+#    (utime+stime) over the following AGENT_CPU_SECS.
+# 3. Start-up: `bulwark up` (with its local agent) until the local device is
+#    online through the API, polled every 50 ms: a first start on a fresh
+#    data directory (the owner is created meanwhile), then a restart.
+#
+# Environment: RAMP (starts per second, default 500), HEARTBEAT (seconds,
+# default 30, the server default), HOLD_SECS (idle CPU window, default 60),
+# AGENT_IDLE_SECS (60), AGENT_CPU_SECS (300), SKIP_AGENT=1 to skip part 2,
+# SKIP_STARTUP=1 to skip part 3, KEEP=1 to keep the work directory.
+# Needs curl, jq and python3 (TOTP codes).
+set -euo pipefail
+
+N=${1:-${N:-1000}}
+RAMP=${RAMP:-500}
+HEARTBEAT=${HEARTBEAT:-30}
+HOLD_SECS=${HOLD_SECS:-60}
+AGENT_IDLE_SECS=${AGENT_IDLE_SECS:-60}
+AGENT_CPU_SECS=${AGENT_CPU_SECS:-300}
+USERNAME=owner
+PASSWORD='correct horse battery staple'
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bulwark-bench.XXXXXX")
+CLK_TCK=$(getconf CLK_TCK)
+PIDS=()
+
+say() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
+    done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ ${KEEP:-0} == 1 ]]; then say "work directory kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+for tool in curl jq python3; do command -v "$tool" >/dev/null || die "$tool is needed"; done
+
+# One socket per device in the server and in the simulator, plus spares.
+need=$((N + 256))
+if (($(ulimit -n) < need)); then
+    ulimit -n "$need" 2>/dev/null || die "open-file limit $(ulimit -n) (hard $(ulimit -Hn)) is below $need for $N devices"
+fi
+say "open-file limit: $(ulimit -n)"
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+now_ms() { date +%s%3N; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# utime + stime in clock ticks (fields 14 and 15; the command name may hold spaces).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+ticks_ms() { echo $(($1 * 1000 / CLK_TCK)); }
+
+# The 6-digit SHA-1 TOTP code of a base32 secret at a unix time.
+totp() {
+    python3 - "$1" "$2" <<'PY'
+import base64, hashlib, hmac, struct, sys
+secret, t = sys.argv[1].strip().upper(), int(sys.argv[2])
+key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+mac = hmac.new(key, struct.pack(">Q", t // 30), hashlib.sha1).digest()
+o = mac[-1] & 15
+print("%06d" % ((struct.unpack(">I", mac[o:o + 4])[0] & 0x7FFFFFFF) % 1000000))
+PY
+}
+
+# api METHOD PATH [JSON]: the reply body; fails on a non-2xx status.
+api() {
+    local args=(-sS --fail-with-body -X "$1" -H 'content-type: application/json')
+    [[ -n ${TOKEN:-} ]] && args+=(-H "authorization: Bearer $TOKEN")
+    [[ -n ${3:-} ]] && args+=(--data "$3")
+    curl "${args[@]}" "${CONSOLE}${2#/}"
+}
+
+# start_up DIR [ARGS...]: starts `bulwark up` on port 0; sets SERVER_PID.
+start_up() {
+    local dir=$1
+    shift
+    rm -f "$dir/server.json"
+    "$BIN/bulwark" up --data-dir "$dir" --listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 \
+        --heartbeat-secs "$HEARTBEAT" "$@" >>"$dir.stdout" 2>>"$dir.stderr" &
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+}
+
+# wait_up DIR: waits for server.json (50 ms polls); sets CONSOLE and GATEWAY.
+wait_up() {
+    local dir=$1 i
+    for ((i = 0; i < 600; i++)); do
+        if [[ -s $dir/server.json ]] && jq -e .gateway_url "$dir/server.json" >/dev/null 2>&1; then
+            CONSOLE=$(jq -r .console_url "$dir/server.json" | sed 's#//localhost:#//127.0.0.1:#')
+            GATEWAY=$(jq -r .gateway_url "$dir/server.json")
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || die "bulwark up exited: $(tail -5 "$dir.stderr")"
+        sleep 0.05
+    done
+    die "no $dir/server.json after 30 s"
+}
+
+setup_code() {
+    local dir=$1 i code
+    for ((i = 0; i < 200; i++)); do
+        code=$(sed -n 's/^Setup code: \([^ ]*\).*/\1/p' "$dir.stdout" | tail -1)
+        [[ -n $code ]] && { echo "$code"; return 0; }
+        sleep 0.05
+    done
+    die "no setup code on the output of bulwark up"
+}
+
+# create_owner_and_login DIR: the first owner (password + TOTP); sets TOKEN.
+create_owner_and_login() {
+    local code reply secret enrolment now
+    code=$(setup_code "$1")
+    TOKEN=
+    reply=$(api POST /api/v1/setup "$(jq -nc --arg c "$code" --arg u "$USERNAME" --arg p "$PASSWORD" \
+        '{code: $c, username: $u, password: $p}')")
+    secret=$(jq -r .totp_secret <<<"$reply")
+    enrolment=$(jq -c .enrolment_id <<<"$reply")
+    now=$(date +%s)
+    api POST /api/v1/setup/confirm "{\"enrolment_id\": $enrolment, \"otp\": \"$(totp "$secret" "$now")\"}" >/dev/null
+    # Each step is accepted once per account; the server also takes the next one.
+    reply=$(api POST /api/v1/auth/login "$(jq -nc --arg u "$USERNAME" --arg p "$PASSWORD" \
+        --arg o "$(totp "$secret" $((now + 30)))" '{username: $u, password: $p, otp: $o}')")
+    TOKEN=$(jq -r .token <<<"$reply")
+    [[ -n $TOKEN && $TOKEN != null ]] || die "login failed: $reply"
+}
+
+# issue_tokens COUNT FILE: one-time enrolment tokens for tenant demo, one per line.
+issue_tokens() {
+    local count=$1 file=$2 batch urls=() i
+    : >"$file"
+    local url="${CONSOLE}api/v1/tenants/demo/enrollment-tokens"
+    while (($(wc -l <"$file") < count)); do
+        batch=$((count - $(wc -l <"$file")))
+        ((batch > 200)) && batch=200
+        urls=()
+        for ((i = 0; i < batch; i++)); do urls+=("$url"); done
+        # One curl per batch: one kept-alive connection for all of its requests.
+        curl -sS --fail-with-body -X POST -H 'content-type: application/json' \
+            -H "authorization: Bearer $TOKEN" --data '{}' "${urls[@]}" | jq -r .token >>"$file"
+    done
+}
+
+online_count() { api GET /api/v1/tenants/demo/devices | jq '[.[] | select(.online)] | length'; }
+
+# stop_pid PID: SIGTERM and wait.
+stop_pid() {
+    kill -TERM "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------
+say "building release binaries"
+(cd "$ROOT" && cargo build --release --bins && cargo build --release -p bulwark-sim) >&2
+
+# ---------------------------------------------------------------------------
+# 1. Fleet
+# ---------------------------------------------------------------------------
+DIR=$WORK/fleet
+start_up "$DIR" --no-agent
+wait_up "$DIR"
+FLEET_SERVER=$SERVER_PID
+[[ $(jq -r .pid "$DIR/server.json") == "$FLEET_SERVER" ]] || die "server.json names another pid"
+say "server pid $FLEET_SERVER, console $CONSOLE, gateway $GATEWAY"
+create_owner_and_login "$DIR"
+say "issuing $((N + 1)) enrolment tokens"
+issue_tokens $((N + 1)) "$WORK/tokens.txt"
+head -n "$N" "$WORK/tokens.txt" >"$WORK/fleet-tokens.txt"
+AGENT_TOKEN=$(sed -n "$((N + 1))p" "$WORK/tokens.txt")
+
+sleep 3
+RSS_0=$(rss_kib "$FLEET_SERVER")
+say "server RSS idle, no agents: $RSS_0 KiB"
+
+say "starting bulwark-sim with $N devices (ramp $RAMP/s)"
+SIM_START=$(now_ms)
+"$BIN/bulwark-sim" --server "$GATEWAY" --token-file "$WORK/fleet-tokens.txt" --agents "$N" \
+    --ramp-per-sec "$RAMP" >"$WORK/sim.log" 2>&1 &
+SIM_PID=$!
+PIDS+=("$SIM_PID")
+
+online=0
+for ((i = 0; i < 12000; i++)); do
+    online=$(online_count)
+    ((online >= N)) && break
+    kill -0 "$SIM_PID" 2>/dev/null || { cat "$WORK/sim.log" >&2; die "bulwark-sim exited early"; }
+    sleep 0.05
+done
+FLEET_ONLINE_MS=$(($(now_ms) - SIM_START))
+((online >= N)) || die "only $online of $N online after 600 s"
+say "API shows $online online, $FLEET_ONLINE_MS ms after the simulator started"
+
+# Let the first inventory reports land, then measure.
+sleep 5
+RSS_N=$(rss_kib "$FLEET_SERVER")
+SIM_RSS=$(rss_kib "$SIM_PID")
+say "server RSS with $N connected: $RSS_N KiB"
+
+CPU0=$(cpu_ticks "$FLEET_SERVER")
+say "idling ${HOLD_SECS} s with $N sessions (heartbeat ${HEARTBEAT} s)"
+sleep "$HOLD_SECS"
+CPU1=$(cpu_ticks "$FLEET_SERVER")
+RSS_HOLD=$(rss_kib "$FLEET_SERVER")
+ONLINE_AFTER_HOLD=$(online_count)
+
+stop_pid "$SIM_PID"
+sleep 5
+RSS_AFTER=$(rss_kib "$FLEET_SERVER")
+ONLINE_AFTER_STOP=$(online_count)
+
+# ---------------------------------------------------------------------------
+# 2. The real agent
+# ---------------------------------------------------------------------------
+AGENT_SIZE=$(stat -c %s "$BIN/bulwark-agent")
+if [[ ${SKIP_AGENT:-0} != 1 ]]; then
+    "$BIN/bulwark-agent" enroll --server "$GATEWAY" --state-dir "$WORK/agent" --token "$AGENT_TOKEN" >"$WORK/agent-enroll.log" 2>&1 ||
+        die "agent enrolment failed: $(cat "$WORK/agent-enroll.log")"
+    AGENT_DEVICE=$(jq -r .device_id "$WORK/agent/agent.json")
+    "$BIN/bulwark-agent" run --state-dir "$WORK/agent" >"$WORK/agent.log" 2>&1 &
+    AGENT_PID=$!
+    PIDS+=("$AGENT_PID")
+    for ((i = 0; i < 600; i++)); do
+        [[ $(api GET "/api/v1/devices/$AGENT_DEVICE" | jq .online) == true ]] && break
+        sleep 0.05
+    done
+    [[ $(api GET "/api/v1/devices/$AGENT_DEVICE" | jq .online) == true ]] || die "the real agent did not come online"
+    say "real agent (pid $AGENT_PID) online; waiting ${AGENT_IDLE_SECS} s"
+    sleep "$AGENT_IDLE_SECS"
+    AGENT_RSS=$(rss_kib "$AGENT_PID")
+    AGENT_HWM=$(hwm_kib "$AGENT_PID")
+    AGENT_THREADS=$(awk '/^Threads:/ {print $2}' "/proc/$AGENT_PID/status")
+    AGENT_FDS=$(find "/proc/$AGENT_PID/fd" -mindepth 1 -maxdepth 1 | wc -l)
+    A0=$(cpu_ticks "$AGENT_PID")
+    say "agent RSS after ${AGENT_IDLE_SECS} s: $AGENT_RSS KiB; measuring CPU over ${AGENT_CPU_SECS} s"
+    sleep "$AGENT_CPU_SECS"
+    A1=$(cpu_ticks "$AGENT_PID")
+    AGENT_RSS_END=$(rss_kib "$AGENT_PID")
+    stop_pid "$AGENT_PID"
+fi
+stop_pid "$FLEET_SERVER"
+
+# ---------------------------------------------------------------------------
+# 3. Start-up to online
+# ---------------------------------------------------------------------------
+if [[ ${SKIP_STARTUP:-0} != 1 ]]; then
+    DIR=$WORK/startup
+    TOKEN=
+    # First start: fresh data directory; the clock runs while the owner is created.
+    T0=$(now_ms)
+    start_up "$DIR"
+    wait_up "$DIR"
+    T_JSON=$(($(now_ms) - T0))
+    create_owner_and_login "$DIR"
+    T_LOGIN=$(($(now_ms) - T0))
+    until [[ $(online_count 2>/dev/null) == 1 ]]; do sleep 0.05; done
+    T_FIRST=$(($(now_ms) - T0))
+    SEEN=$(api GET /api/v1/tenants/demo/devices | jq -r '.[0].last_seen_at')
+    T_FIRST_SERVER=$(($(date -d "$SEEN" +%s%3N) - T0))
+    stop_pid "$SERVER_PID"
+
+    # Restart: owner and agent exist; the bearer token is still valid.
+    T0=$(now_ms)
+    start_up "$DIR"
+    wait_up "$DIR"
+    T_JSON2=$(($(now_ms) - T0))
+    until [[ $(online_count 2>/dev/null) == 1 ]]; do sleep 0.05; done
+    T_RESTART=$(($(now_ms) - T0))
+    stop_pid "$SERVER_PID"
+fi
+
+# ---------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------
+cpu_ms=$(ticks_ms $((CPU1 - CPU0)))
+echo
+echo "=== bulwark fleet bench: N=$N, ramp $RAMP/s, heartbeat ${HEARTBEAT} s, $(nproc) cores, $(date -u +%FT%TZ) ==="
+grep -E '^(enrolled|connected|RESULT)' "$WORK/sim.log" | sed 's/^/sim: /'
+echo "server RSS idle, 0 agents:          $RSS_0 KiB"
+echo "server RSS, $N agents connected:    $RSS_N KiB"
+echo "per agent (RSS_N - RSS_0) / N:      $(awk -v a="$RSS_N" -v b="$RSS_0" -v n="$N" 'BEGIN {printf "%.1f", (a - b) / n}') KiB"
+echo "server RSS after ${HOLD_SECS} s idle:       $RSS_HOLD KiB (online: $ONLINE_AFTER_HOLD)"
+echo "server CPU, ${HOLD_SECS} s idle, $N sessions: ${cpu_ms} ms ($(awk -v c="$cpu_ms" -v s="$HOLD_SECS" 'BEGIN {printf "%.2f", c / (s * 10)}')% of one core)"
+echo "server RSS 5 s after the fleet left: $RSS_AFTER KiB (online: $ONLINE_AFTER_STOP)"
+echo "API showed $N online after:         $FLEET_ONLINE_MS ms (from the simulator's start, enrolment included)"
+echo "simulator RSS with $N sessions:     $SIM_RSS KiB"
+echo "bulwark-agent binary (stripped):    $AGENT_SIZE bytes ($(awk -v b="$AGENT_SIZE" 'BEGIN {printf "%.2f", b / 1048576}') MiB)"
+if [[ ${SKIP_AGENT:-0} != 1 ]]; then
+    echo "bulwark-agent RSS after ${AGENT_IDLE_SECS} s:      $AGENT_RSS KiB (peak $AGENT_HWM KiB, $AGENT_THREADS threads, $AGENT_FDS fds); $AGENT_RSS_END KiB at the end"
+    echo "bulwark-agent CPU over ${AGENT_CPU_SECS} s:      $(ticks_ms $((A1 - A0))) ms utime+stime ($(awk -v t=$((A1 - A0)) -v h="$CLK_TCK" -v s="$AGENT_CPU_SECS" 'BEGIN {printf "%.3f", t / h / s * 100}')% of one core; ${CLK_TCK} ticks/s)"
+fi
+if [[ ${SKIP_STARTUP:-0} != 1 ]]; then
+    echo "up -> local device online (first start, fresh data dir): ${T_FIRST} ms observed via API (server.json at ${T_JSON} ms; owner created and logged in at ${T_LOGIN} ms; server recorded the agent at +${T_FIRST_SERVER} ms)"
+    echo "up -> local device online (restart, enrolled agent):     ${T_RESTART} ms via API, 50 ms polls (server.json at ${T_JSON2} ms)"
+fi
