@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use bulwark_server::console::human_bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -1037,21 +1038,6 @@ fn field_text(key: &str, value: &Value) -> String {
     }
 }
 
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1122,13 +1108,6 @@ mod tests {
         assert_eq!(path_segment("../x y").ok().as_deref(), Some("..%2Fx%20y"));
         assert!(path_segment("").is_err());
         assert!(path_segment("..").is_err());
-    }
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(8 * 1024 * 1024 * 1024), "8.0 GiB");
     }
 
     #[test]
