@@ -30,7 +30,7 @@ HOLD_SECS=${HOLD_SECS:-60}
 AGENT_IDLE_SECS=${AGENT_IDLE_SECS:-60}
 AGENT_CPU_SECS=${AGENT_CPU_SECS:-300}
 USERNAME=owner
-PASSWORD='correct horse battery staple'
+PASSWORD=$(python3 -c 'import secrets; print("bench-" + secrets.token_urlsafe(24))')
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
@@ -91,7 +91,7 @@ api() {
     curl "${args[@]}" "${CONSOLE}${2#/}"
 }
 
-# start_up DIR [ARGS...]: starts `bulwark up` on port 0; sets SERVER_PID.
+# start_up DIR [ARGS...]: starts `bulwark up` on ports 0; sets SERVER_PID.
 start_up() {
     local dir=$1
     shift
@@ -162,6 +162,15 @@ issue_tokens() {
 }
 
 online_count() { api GET /api/v1/tenants/demo/devices | jq '[.[] | select(.online)] | length'; }
+
+wait_local_online() {
+    local i
+    for ((i = 0; i < 1200; i++)); do
+        [[ $(online_count 2>/dev/null) == 1 ]] && return 0
+        sleep 0.05
+    done
+    die "the local agent was not online after 60 s: $(tail -3 "$DIR/agent.log")"
+}
 
 # stop_pid PID: SIGTERM and wait.
 stop_pid() {
@@ -265,6 +274,7 @@ stop_pid "$FLEET_SERVER"
 if [[ ${SKIP_STARTUP:-0} != 1 ]]; then
     DIR=$WORK/startup
     TOKEN=
+    # Ports 0 again: on the restart `up` passes the agent its new gateway port.
     # First start: fresh data directory; the clock runs while the owner is created.
     T0=$(now_ms)
     start_up "$DIR"
@@ -272,7 +282,7 @@ if [[ ${SKIP_STARTUP:-0} != 1 ]]; then
     T_JSON=$(($(now_ms) - T0))
     create_owner_and_login "$DIR"
     T_LOGIN=$(($(now_ms) - T0))
-    until [[ $(online_count 2>/dev/null) == 1 ]]; do sleep 0.05; done
+    wait_local_online
     T_FIRST=$(($(now_ms) - T0))
     SEEN=$(api GET /api/v1/tenants/demo/devices | jq -r '.[0].last_seen_at')
     T_FIRST_SERVER=$(($(date -d "$SEEN" +%s%3N) - T0))
@@ -283,7 +293,7 @@ if [[ ${SKIP_STARTUP:-0} != 1 ]]; then
     start_up "$DIR"
     wait_up "$DIR"
     T_JSON2=$(($(now_ms) - T0))
-    until [[ $(online_count 2>/dev/null) == 1 ]]; do sleep 0.05; done
+    wait_local_online
     T_RESTART=$(($(now_ms) - T0))
     stop_pid "$SERVER_PID"
 fi

@@ -18,11 +18,13 @@
 mod audit;
 mod devices;
 mod error;
+mod invitations;
 mod operators;
 mod sessions;
 mod setup;
 mod tenants;
 pub mod testing;
+mod throttle;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -33,10 +35,14 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use devices::{Device, NewDevice};
 pub use error::StoreError;
+pub use invitations::{
+    ACCOUNT_OPERATOR, ACCOUNT_OWNER, Grant, Invitation, InvitationEnrolment, NewInvitation,
+};
 pub use operators::{NewOperator, Operator};
 pub use sessions::{NewSession, Session, SessionKind};
 pub use setup::SetupEnrolment;
 pub use tenants::{Tenant, TenantSummary};
+pub use throttle::{Lockout, ThrottleCounter};
 
 /// A point in time: milliseconds since the Unix epoch.
 pub type Millis = i64;

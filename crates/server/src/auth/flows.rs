@@ -5,6 +5,7 @@ use bulwark_store::{NewAuditEvent, NewSession, Operator, SetupEnrolment, StoreEr
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::throttle::{self, Decision, ThrottlePolicy};
 use super::{password, session, totp};
 use crate::api::error::ApiError;
 use crate::now_millis;
@@ -42,8 +43,33 @@ async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail
     }
 }
 
+async fn audit_locked(
+    state: &AppState,
+    username: &str,
+    key: &str,
+    charged: &throttle::Charged,
+    client: &ClientInfo,
+) {
+    let until = charged.counter.locked_until.map(crate::rfc3339).unwrap_or_default();
+    audit(
+        state,
+        username,
+        "login.locked",
+        key,
+        &format!(
+            "{} failures; locked until {until}; last from {}",
+            charged.counter.failures, client.ip
+        ),
+    )
+    .await;
+}
+
 /// Password and TOTP, both always; the same answer and about the same time
 /// whether the account exists or not.
+///
+/// Throttling ([`throttle`]) runs first, the same way for every username: an
+/// attempt that is too early or locked gets exactly the wrong-password
+/// answer, without hashing anything.
 pub async fn login(
     state: &AppState,
     username: &str,
@@ -53,6 +79,38 @@ pub async fn login(
     client: &ClientInfo,
 ) -> Result<NewLogin, ApiError> {
     let now = now_millis();
+    let policy = ThrottlePolicy::default();
+    let user_key = throttle::user_key(username);
+    let addr_key = throttle::addr_key(&client.ip);
+    let attempt = state
+        .store
+        .update_throttle(&[&user_key, &addr_key], |before| {
+            let attempt = throttle::attempt(&policy, before[0], before[1], now);
+            (vec![attempt.user.counter, attempt.addr.counter], attempt)
+        })
+        .await?;
+    if attempt.addr.newly_locked {
+        audit_locked(state, username, &addr_key, &attempt.addr, client).await;
+    }
+    if attempt.decision != Decision::Allow {
+        if attempt.user.newly_locked {
+            audit_locked(state, username, &user_key, &attempt.user, client).await;
+        }
+        let why = match attempt.decision {
+            Decision::Locked { .. } => "locked",
+            _ => "too soon after failures",
+        };
+        audit(
+            state,
+            username,
+            "login.failed",
+            username,
+            &format!("throttled ({why}); from {}", client.ip),
+        )
+        .await;
+        return Err(ApiError::login_failed());
+    }
+
     let found = if username.len() > 64 {
         None
     } else {
@@ -66,6 +124,9 @@ pub async fn login(
     let operator = match found {
         Some(o) if password_ok && o.disabled_at.is_none() => o,
         _ => {
+            if attempt.user.newly_locked {
+                audit_locked(state, username, &user_key, &attempt.user, client).await;
+            }
             audit(
                 state,
                 username,
@@ -92,7 +153,22 @@ pub async fn login(
             &format!("one-time code; from {}", client.ip),
         )
         .await;
+        if attempt.user.newly_locked {
+            audit_locked(state, username, &user_key, &attempt.user, client).await;
+        }
         return Err(ApiError::login_failed());
+    }
+    state
+        .store
+        .update_throttle(&[&user_key, &addr_key], |before| {
+            let (user, addr) = throttle::succeeded(&policy, before[1]);
+            (vec![user, addr], ())
+        })
+        .await?;
+    // Counters idle for a whole window hold nothing: drop them now and then.
+    let window_ms = i64::try_from(policy.user.window.as_millis()).unwrap_or(i64::MAX);
+    if let Err(error) = state.store.prune_throttle(now - window_ms, now).await {
+        tracing::warn!(%error, "Cannot prune login throttle counters.");
     }
 
     let (token, hash) = session::new_token();

@@ -8,7 +8,8 @@ pub mod flows;
 pub mod password;
 pub mod policy;
 pub mod session;
+pub mod throttle;
 pub mod totp;
 
-pub use policy::{Action, Role, authorize};
+pub use policy::{Action, Role, Standing, TenantRole, authorize, authorize_in};
 pub use session::{Caller, CookieCaller};

@@ -4,8 +4,9 @@
 //! and in every storage query (through [`bulwark_store::TenantScope`]), so a
 //! handler that forgets a check still cannot read a foreign tenant's rows.
 
-/// An operator's role. The identity issue adds per-tenant grants for the
-/// non-owner roles; owners act on every tenant.
+/// An operator's role. Owners act on every tenant; every other role is held
+/// per tenant (a grant), so one operator can be technician on A and B,
+/// tenant auditor nowhere, and nothing at all on C.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Owner,
@@ -27,6 +28,11 @@ impl Role {
         })
     }
 
+    /// A role that can be granted on one tenant: every role but owner.
+    pub fn parse_grant(text: &str) -> Option<Self> {
+        Self::parse(text).filter(|r| *r != Role::Owner)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Owner => "owner",
@@ -46,6 +52,23 @@ pub enum Action {
     ViewDevices,
     IssueEnrollmentToken,
     WatchPresence,
+    /// Read one tenant's audit log.
+    ViewAudit,
+    /// List operator accounts and their grants.
+    ListOperators,
+    /// Invite operators, list and revoke invitations.
+    ManageInvitations,
+}
+
+impl Action {
+    /// Actions on one tenant's objects: a non-owner needs a role allowing
+    /// them on that very tenant ([`authorize_in`] with `Some(tenant)`).
+    pub fn on_tenant(self) -> bool {
+        matches!(
+            self,
+            Action::ViewDevices | Action::IssueEnrollmentToken | Action::ViewAudit
+        )
+    }
 }
 
 /// May `role` perform `action` (within the tenants its scope allows)?
@@ -53,15 +76,81 @@ pub fn authorize(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
         Role::Owner => true,
-        Role::SecurityOfficer | Role::Technician => {
+        Role::SecurityOfficer => matches!(
+            action,
+            ListTenants
+                | ViewDevices
+                | IssueEnrollmentToken
+                | WatchPresence
+                | ViewAudit
+                | ListOperators
+        ),
+        Role::Technician => {
             matches!(
                 action,
                 ListTenants | ViewDevices | IssueEnrollmentToken | WatchPresence
             )
         }
-        Role::ReadOnly | Role::TenantAuditor => {
-            matches!(action, ListTenants | ViewDevices | WatchPresence)
+        Role::ReadOnly => matches!(action, ListTenants | ViewDevices | WatchPresence),
+        Role::TenantAuditor => {
+            matches!(action, ListTenants | ViewDevices | WatchPresence | ViewAudit)
         }
+    }
+}
+
+/// A role held on one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantRole {
+    pub tenant_id: String,
+    pub tenant_name: String,
+    pub role: Role,
+}
+
+/// What an account holds: owners every tenant, everyone else only its grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    Owner,
+    Granted(Vec<TenantRole>),
+}
+
+impl Standing {
+    /// The role held on `tenant_id`, if any (owners hold [`Role::Owner`] everywhere).
+    pub fn role_on(&self, tenant_id: &str) -> Option<Role> {
+        match self {
+            Standing::Owner => Some(Role::Owner),
+            Standing::Granted(grants) => grants
+                .iter()
+                .find(|g| g.tenant_id == tenant_id)
+                .map(|g| g.role),
+        }
+    }
+}
+
+/// The one authorisation decision. `tenant_id` is the tenant the action
+/// touches, already found inside the caller's scope; `None` for actions on
+/// no particular tenant.
+///
+/// 1. Owners: [`authorize`] with [`Role::Owner`].
+/// 2. A tenant action ([`Action::on_tenant`]) by anyone else needs its
+///    tenant: without one it is refused (fail closed).
+/// 3. With a tenant: the role held on that tenant decides; no grant, no action.
+/// 4. Without one: allowed if any role held allows it (the data returned is
+///    still limited to the caller's tenants by the store's scope).
+pub fn authorize_in(standing: &Standing, action: Action, tenant_id: Option<&str>) -> bool {
+    let grants = match standing {
+        // 1.
+        Standing::Owner => return authorize(Role::Owner, action),
+        Standing::Granted(grants) => grants,
+    };
+    match tenant_id {
+        // 3.
+        Some(tenant) => standing
+            .role_on(tenant)
+            .is_some_and(|role| authorize(role, action)),
+        // 2.
+        None if action.on_tenant() => false,
+        // 4.
+        None => grants.iter().any(|g| authorize(g.role, action)),
     }
 }
 
@@ -122,6 +211,52 @@ mod tests {
             Action::IssueEnrollmentToken
         ));
         assert!(!authorize(Role::Technician, Action::CreateTenant));
+    }
+
+    fn granted(grants: &[(&str, Role)]) -> Standing {
+        Standing::Granted(
+            grants
+                .iter()
+                .map(|(t, role)| TenantRole {
+                    tenant_id: (*t).to_owned(),
+                    tenant_name: (*t).to_owned(),
+                    role: *role,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn grants_decide_per_tenant() {
+        let tech_a_ro_b = granted(&[("a", Role::Technician), ("b", Role::ReadOnly)]);
+        let check = |standing: &Standing, action, tenant, expect: bool| {
+            assert_eq!(
+                authorize_in(standing, action, tenant),
+                expect,
+                "{standing:?} {action:?} on {tenant:?}"
+            );
+        };
+        check(&tech_a_ro_b, Action::IssueEnrollmentToken, Some("a"), true);
+        check(&tech_a_ro_b, Action::IssueEnrollmentToken, Some("b"), false);
+        check(&tech_a_ro_b, Action::IssueEnrollmentToken, Some("c"), false);
+        check(&tech_a_ro_b, Action::ViewDevices, Some("c"), false);
+        // A tenant action without its tenant is refused, even if every grant allows it.
+        check(&tech_a_ro_b, Action::ViewDevices, None, false);
+        check(&tech_a_ro_b, Action::ListTenants, None, true);
+        check(&tech_a_ro_b, Action::CreateTenant, None, false);
+        check(&granted(&[]), Action::ListTenants, None, false);
+
+        let auditor = granted(&[("a", Role::TenantAuditor)]);
+        check(&auditor, Action::ViewAudit, Some("a"), true);
+        check(&auditor, Action::ViewAudit, Some("b"), false);
+        check(&auditor, Action::ListOperators, None, false);
+        check(&granted(&[("a", Role::SecurityOfficer)]), Action::ListOperators, None, true);
+        check(&granted(&[("a", Role::SecurityOfficer)]), Action::ManageInvitations, None, false);
+
+        check(&Standing::Owner, Action::ViewDevices, None, true);
+        check(&Standing::Owner, Action::ManageInvitations, None, true);
+        assert_eq!(Role::parse_grant("owner"), None);
+        assert_eq!(Role::parse_grant("technician"), Some(Role::Technician));
     }
 
     #[test]

@@ -11,7 +11,9 @@ use bulwark_store::{Operator, TenantScope};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use super::policy::{Action, Role, SessionState, authorize, session_state};
+use super::policy::{
+    Action, Role, SessionState, Standing, TenantRole, authorize_in, session_state,
+};
 use crate::api::error::ApiError;
 use crate::now_millis;
 use crate::state::AppState;
@@ -54,7 +56,8 @@ pub enum Via {
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub operator: Operator,
-    pub role: Role,
+    /// Owner, or the roles held per tenant.
+    pub standing: Standing,
     pub session_hash: [u8; 32],
     pub csrf_token: String,
     pub via: Via,
@@ -63,19 +66,49 @@ pub struct Caller {
 impl Caller {
     /// The tenants this caller's queries may touch.
     pub fn scope(&self) -> TenantScope {
-        if self.role == Role::Owner {
-            TenantScope::All
-        } else {
-            TenantScope::Operator(self.operator.id.clone())
+        match self.standing {
+            Standing::Owner => TenantScope::All,
+            Standing::Granted(_) => TenantScope::Operator(self.operator.id.clone()),
         }
     }
 
-    /// The one authorisation check: every handler calls it before acting.
+    pub fn is_owner(&self) -> bool {
+        self.standing == Standing::Owner
+    }
+
+    /// The one authorisation check, for an action on no particular tenant:
+    /// every handler calls it (or [`Caller::require_in`]) before acting.
+    /// A tenant action ([`Action::on_tenant`]) is refused here to non-owners:
+    /// those routes find the tenant in scope first (404 if it is foreign)
+    /// and then call [`Caller::require_in`].
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
-        if authorize(self.role, action) {
+        self.decide(action, None)
+    }
+
+    /// The same check for an action on `tenant_id`, a tenant already found
+    /// inside [`Caller::scope`]: the role held on that tenant decides (403).
+    pub fn require_in(&self, action: Action, tenant_id: &str) -> Result<(), ApiError> {
+        self.decide(action, Some(tenant_id))
+    }
+
+    /// [`Caller::require_in`] as a yes/no, for showing or hiding a button.
+    pub fn allows_in(&self, action: Action, tenant_id: &str) -> bool {
+        authorize_in(&self.standing, action, Some(tenant_id))
+    }
+
+    fn decide(&self, action: Action, tenant_id: Option<&str>) -> Result<(), ApiError> {
+        if authorize_in(&self.standing, action, tenant_id) {
             Ok(())
         } else {
             Err(ApiError::forbidden())
+        }
+    }
+
+    /// What the page header shows: "owner" or "operator".
+    pub fn account_label(&self) -> &'static str {
+        match self.standing {
+            Standing::Owner => Role::Owner.as_str(),
+            Standing::Granted(_) => bulwark_store::ACCOUNT_OPERATOR,
         }
     }
 
@@ -143,12 +176,29 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>,
     if now - session.last_seen_at > 30_000 {
         state.store.touch_session(hash, now).await?;
     }
-    let Some(role) = Role::parse(&operator.role) else {
-        return Ok(None);
+    let standing = match operator.role.as_str() {
+        bulwark_store::ACCOUNT_OWNER => Standing::Owner,
+        bulwark_store::ACCOUNT_OPERATOR => Standing::Granted(
+            state
+                .store
+                .operator_grants(&operator.id)
+                .await?
+                .into_iter()
+                // A role this build does not know grants nothing (fail closed).
+                .filter_map(|g| {
+                    Some(TenantRole {
+                        role: Role::parse_grant(&g.role)?,
+                        tenant_id: g.tenant_id,
+                        tenant_name: g.tenant_name,
+                    })
+                })
+                .collect(),
+        ),
+        _ => return Ok(None),
     };
     Ok(Some(Caller {
         operator,
-        role,
+        standing,
         session_hash: hash,
         csrf_token: session.csrf_token,
         via,
