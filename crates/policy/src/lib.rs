@@ -80,3 +80,18 @@ pub enum Refusal {
     #[error("the trust root is not the one pinned at enrolment")]
     NotPinnedRoot,
 }
+
+/// Entry point for the `signed_statement` fuzz target: decodes an envelope
+/// and every statement kind; must never panic, and what decodes must be canonical.
+#[cfg(fuzzing)]
+pub fn fuzz_signed(bytes: &[u8]) {
+    let limits = Limits::default();
+    if let Ok(signed) = Signed::from_bytes(bytes, &limits) {
+        assert_eq!(signed.to_bytes(), bytes);
+        let _ = signed.statement::<TrustRoot>(&limits);
+        let _ = signed.statement::<Policy>(&limits);
+        let _ = signed.statement::<FreezeStatement>(&limits);
+        let _ = signed.statement::<JobStatement>(&limits);
+        let _ = signed.tally(std::iter::empty());
+    }
+}
