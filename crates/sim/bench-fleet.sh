@@ -19,7 +19,8 @@
 # Environment: RAMP (starts per second, default 500), HEARTBEAT (seconds,
 # default 30, the server default), HOLD_SECS (idle CPU window, default 60),
 # AGENT_IDLE_SECS (60), AGENT_CPU_SECS (300), SKIP_AGENT=1 to skip part 2,
-# SKIP_STARTUP=1 to skip part 3, KEEP=1 to keep the work directory.
+# SKIP_STARTUP=1 to skip part 3, NO_BUILD=1 to use the release binaries as
+# they are, KEEP=1 to keep the work directory.
 # Needs curl, jq and python3 (TOTP codes).
 set -euo pipefail
 
@@ -179,8 +180,16 @@ stop_pid() {
 }
 
 # ---------------------------------------------------------------------------
-say "building release binaries"
-(cd "$ROOT" && cargo build --release --bins && cargo build --release -p bulwark-sim) >&2
+if [[ ${NO_BUILD:-0} != 1 ]]; then
+    say "building release binaries"
+    (cd "$ROOT" && cargo build --release --bins && cargo build --release -p bulwark-sim) >&2
+fi
+# Private copies: the build directory may be shared, and a rebuild during the
+# run must not swap binaries under the measurement. `up` finds the agent next to itself.
+mkdir -p "$WORK/bin"
+cp "$BIN/bulwark" "$BIN/bulwark-agent" "$BIN/bulwark-sim" "$WORK/bin/"
+BIN=$WORK/bin
+REVISION=${REVISION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "not a git checkout")}
 
 # ---------------------------------------------------------------------------
 # 1. Fleet
@@ -303,7 +312,7 @@ fi
 # ---------------------------------------------------------------------------
 cpu_ms=$(ticks_ms $((CPU1 - CPU0)))
 echo
-echo "=== bulwark fleet bench: N=$N, ramp $RAMP/s, heartbeat ${HEARTBEAT} s, $(nproc) cores, $(date -u +%FT%TZ) ==="
+echo "=== bulwark fleet bench: N=$N, ramp $RAMP/s, heartbeat ${HEARTBEAT} s, $(nproc) cores, $(date -u +%FT%TZ), source $REVISION ==="
 grep -E '^(enrolled|connected|RESULT)' "$WORK/sim.log" | sed 's/^/sim: /'
 echo "server RSS idle, 0 agents:          $RSS_0 KiB"
 echo "server RSS, $N agents connected:    $RSS_N KiB"

@@ -596,6 +596,8 @@ async fn the_api_rejects_bad_input_and_requires_auth() -> Result<()> {
         "/api/v1/setup",
         "/api/v1/setup/confirm",
         "/api/v1/auth/login",
+        "/api/v1/invitations/redeem",
+        "/api/v1/invitations/confirm",
     ];
     let bad_credentials: [(&str, Option<&str>); 4] = [
         ("no Authorization header", None),

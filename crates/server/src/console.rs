@@ -17,11 +17,13 @@ use serde::Deserialize;
 use crate::api::error::ApiError;
 use crate::api::views::{DeviceView, InventoryView};
 use crate::api::{
-    EnrollmentTokenView, client_info, device_view, device_views, issue_enrollment_token,
+    EnrollmentTokenView, InvitationView, OperatorSummary, client_info, device_view, device_views,
+    issue_enrollment_token, operator_summaries,
 };
 use crate::auth::flows::{self, SessionKind};
+use crate::auth::invite;
 use crate::auth::session::{CookieCaller, clear_cookie, session_cookie};
-use crate::auth::{Action, Caller, authorize};
+use crate::auth::{Action, Caller, Standing};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -38,6 +40,11 @@ pub fn router() -> Router<AppState> {
             post(tenant_issue_token),
         )
         .route("/devices/{id}", get(device_page))
+        .route("/invite/totp", post(invite_totp_submit))
+        .route("/invite/{token}", get(invite_page).post(invite_submit))
+        .route("/operators", get(operators_page))
+        .route("/operators/invitations", post(operators_invite))
+        .route("/operators/invitations/{id}/revoke", post(operators_revoke))
         .route(
             "/assets/app.css",
             get(|| asset("text/css; charset=utf-8", include_str!("../assets/app.css"))),
@@ -73,14 +80,17 @@ struct UserBar {
     username: String,
     role: &'static str,
     csrf: String,
+    /// Show the Operators page in the navigation.
+    operators: bool,
 }
 
 impl UserBar {
     fn of(caller: &Caller) -> Option<Self> {
         Some(Self {
             username: caller.operator.username.clone(),
-            role: caller.role.as_str(),
+            role: caller.account_label(),
             csrf: caller.csrf_token.clone(),
+            operators: caller.require(Action::ListOperators).is_ok(),
         })
     }
 }
@@ -164,6 +174,8 @@ struct SetupForm {
 struct SetupTotpPage {
     user: Option<UserBar>,
     version: &'static str,
+    /// Where the code is posted: first-owner setup or an invitation.
+    action: &'static str,
     error: Option<String>,
     qr_data_url: String,
     secret: String,
@@ -196,6 +208,7 @@ async fn setup_submit(State(state): State<AppState>, Form(form): Form<SetupForm>
         Ok(started) => render(SetupTotpPage {
             user: None,
             version: crate::VERSION,
+            action: "/setup/totp",
             error: None,
             qr_data_url: svg_data_url(&started.qr_svg),
             secret: started.totp_secret,
@@ -233,6 +246,7 @@ async fn setup_totp_submit(
                     let mut r = render(SetupTotpPage {
                         user: None,
                         version: crate::VERSION,
+                        action: "/setup/totp",
                         error: Some(e.message),
                         qr_data_url: svg_data_url(&crate::auth::totp::qr_svg(&url)),
                         secret: enrolment.totp_secret,
@@ -432,6 +446,18 @@ struct TenantPage {
     csrf: String,
 }
 
+/// Whether the page offers enrolment tokens on `tenant` (a name already shown
+/// to the caller); the API call behind the button checks again.
+fn can_enroll(caller: &Caller, tenant: &str) -> bool {
+    match &caller.standing {
+        Standing::Owner => true,
+        Standing::Granted(grants) => grants
+            .iter()
+            .find(|g| g.tenant_name == tenant)
+            .is_some_and(|g| caller.allows_in(Action::IssueEnrollmentToken, &g.tenant_id)),
+    }
+}
+
 async fn tenant_page_with(
     state: &AppState,
     caller: &Caller,
@@ -440,6 +466,7 @@ async fn tenant_page_with(
 ) -> Response {
     match device_views(state, caller, tenant).await {
         Ok(devices) => render(TenantPage {
+            can_enroll: can_enroll(caller, tenant),
             user: UserBar::of(caller),
             version: crate::VERSION,
             tenant: tenant.to_owned(),
@@ -447,7 +474,6 @@ async fn tenant_page_with(
             devices,
             token,
             gateway_url: state.gateway_url.clone(),
-            can_enroll: authorize(caller.role, Action::IssueEnrollmentToken),
             csrf: caller.csrf_token.clone(),
         }),
         Err(e) => error_page(e, UserBar::of(caller)),
@@ -647,6 +673,257 @@ async fn device_page(
                 inv,
             })
         }
+        Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "invite.html")]
+struct InvitePage {
+    user: Option<UserBar>,
+    version: &'static str,
+    error: Option<String>,
+    token: String,
+    username: String,
+    summary: String,
+}
+
+/// "technician on a, b" or "owner of every tenant", as the invitation page says it.
+fn grants_summary(invitation: &bulwark_store::Invitation) -> String {
+    match invitation.grants.first() {
+        None => "owner of every tenant".to_owned(),
+        Some(first) => format!(
+            "{} on {}",
+            first.role,
+            invitation
+                .grants
+                .iter()
+                .map(|g| g.tenant_name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+async fn invite_page_with(state: &AppState, token: String, error: Option<String>) -> Response {
+    match invite::lookup(state, &token).await {
+        Ok(invitation) => {
+            let failed = error.is_some();
+            let mut r = render(InvitePage {
+                user: None,
+                version: crate::VERSION,
+                error,
+                summary: grants_summary(&invitation),
+                username: invitation.username,
+                token,
+            });
+            if failed {
+                *r.status_mut() = StatusCode::BAD_REQUEST;
+            }
+            r
+        }
+        Err(e) => error_page(e, None),
+    }
+}
+
+async fn invite_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    invite_page_with(&state, token, None).await
+}
+
+#[derive(Deserialize)]
+struct InviteForm {
+    password: String,
+    password_confirm: String,
+}
+
+async fn invite_submit(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Form(form): Form<InviteForm>,
+) -> Response {
+    if form.password != form.password_confirm {
+        return invite_page_with(&state, token, Some("the two passwords differ".into())).await;
+    }
+    match invite::redeem(&state, &token, &form.password).await {
+        Ok(started) => render(SetupTotpPage {
+            user: None,
+            version: crate::VERSION,
+            action: "/invite/totp",
+            error: None,
+            qr_data_url: svg_data_url(&started.qr_svg),
+            secret: started.totp_secret,
+            enrolment: started.enrolment_id,
+        }),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            invite_page_with(&state, token, Some(e.message)).await
+        }
+        Err(e) => error_page(e, None),
+    }
+}
+
+async fn invite_totp_submit(
+    State(state): State<AppState>,
+    Form(form): Form<SetupTotpForm>,
+) -> Response {
+    match invite::confirm(&state, &form.enrolment, &form.otp).await {
+        Ok(_) => Redirect::to("/login?welcome=1").into_response(),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            // Show the same secret again so the person can retry.
+            match invite::enrolment(&state, &form.enrolment).await {
+                Ok(pending) => {
+                    let url =
+                        crate::auth::totp::otpauth_url(&pending.totp_secret, &pending.username);
+                    let mut r = render(SetupTotpPage {
+                        user: None,
+                        version: crate::VERSION,
+                        action: "/invite/totp",
+                        error: Some(e.message),
+                        qr_data_url: svg_data_url(&crate::auth::totp::qr_svg(&url)),
+                        secret: pending.totp_secret,
+                        enrolment: form.enrolment,
+                    });
+                    *r.status_mut() = StatusCode::BAD_REQUEST;
+                    r
+                }
+                Err(e) => error_page(e, None),
+            }
+        }
+        Err(e) => error_page(e, None),
+    }
+}
+
+/// A new invitation's link, shown once.
+struct LinkShown {
+    username: String,
+    path: String,
+    expires_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "operators.html")]
+struct OperatorsPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    error: Option<String>,
+    link: Option<LinkShown>,
+    operators: Vec<OperatorSummary>,
+    can_invite: bool,
+    invitations: Vec<InvitationView>,
+    tenants: Vec<String>,
+    csrf: String,
+}
+
+async fn operators_page_with(
+    state: &AppState,
+    caller: &Caller,
+    link: Option<LinkShown>,
+    error: Option<ApiError>,
+) -> Response {
+    let operators = match operator_summaries(state, caller).await {
+        Ok(o) => o,
+        Err(e) => return error_page(e, UserBar::of(caller)),
+    };
+    let can_invite = caller.require(Action::ManageInvitations).is_ok();
+    let (invitations, tenants) = if can_invite {
+        let invitations = match invite::pending(state, caller).await {
+            Ok(i) => i.into_iter().map(InvitationView::from).collect(),
+            Err(e) => return error_page(e, UserBar::of(caller)),
+        };
+        let tenants = match state.store.list_tenants(&caller.scope()).await {
+            Ok(t) => t.into_iter().map(|t| t.name).collect(),
+            Err(e) => return error_page(e.into(), UserBar::of(caller)),
+        };
+        (invitations, tenants)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let status = error.as_ref().map(|e| e.status);
+    let mut r = render(OperatorsPage {
+        user: UserBar::of(caller),
+        version: crate::VERSION,
+        error: error.map(|e| e.message),
+        link,
+        operators,
+        can_invite,
+        invitations,
+        tenants,
+        csrf: caller.csrf_token.clone(),
+    });
+    if let Some(status) = status {
+        *r.status_mut() = status;
+    }
+    r
+}
+
+async fn operators_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+) -> Response {
+    operators_page_with(&state, &caller, None, None).await
+}
+
+/// The invitation form: repeated `tenant` fields, so read as pairs.
+async fn operators_invite(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    if let Err(e) = caller.check_csrf(&field("csrf")) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let request = match (
+        crate::auth::Role::parse(&field("role")),
+        field("ttl_hours").trim().parse::<u32>(),
+    ) {
+        (Some(role), Ok(ttl_hours)) => invite::InviteRequest {
+            username: field("username").trim().to_owned(),
+            role,
+            tenants: fields
+                .iter()
+                .filter(|(k, _)| k == "tenant")
+                .map(|(_, v)| v.clone())
+                .collect(),
+            ttl_hours: Some(ttl_hours),
+        },
+        _ => {
+            let e = ApiError::bad_request("choose a role and a lifetime in hours");
+            return operators_page_with(&state, &caller, None, Some(e)).await;
+        }
+    };
+    match invite::invite(&state, &caller, request).await {
+        Ok(issued) => {
+            let link = LinkShown {
+                username: issued.invitation.username.clone(),
+                path: invite::invite_path(&issued.token),
+                expires_at: crate::rfc3339(issued.invitation.expires_at),
+            };
+            operators_page_with(&state, &caller, Some(link), None).await
+        }
+        Err(e) if e.status.is_client_error() && e.status != StatusCode::FORBIDDEN => {
+            operators_page_with(&state, &caller, None, Some(e)).await
+        }
+        Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}
+
+async fn operators_revoke(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match invite::revoke(&state, &caller, &id).await {
+        Ok(()) => Redirect::to("/operators").into_response(),
         Err(e) => error_page(e, UserBar::of(&caller)),
     }
 }

@@ -7,8 +7,8 @@
 use bulwark_protocol::inventory::{CpuInfo, Inventory, MemoryInfo, SystemInfo};
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
 use bulwark_store::{
-    Backend, Device, NewAuditEvent, NewDevice, NewOperator, NewSession, SessionKind,
-    SetupEnrolment, Store, StoreError, TenantScope,
+    Backend, Device, Lockout, NewAuditEvent, NewDevice, NewOperator, NewSession, SessionKind,
+    SetupEnrolment, Store, StoreError, TenantScope, ThrottleCounter,
 };
 
 /// Runs each named body on both backends. `store:` bodies take an open
@@ -74,8 +74,176 @@ suite! {
         tenant_scope,
         audit_log,
         unique_violations_are_conflicts,
+        login_throttle,
+        login_throttle_concurrent,
+        invitations,
+        invitation_accepted_concurrently,
     ],
     url: [migrations_idempotent],
+}
+
+/// A throttle update that adds one failure to each key, as a login attempt
+/// does; returns the failure counts it saw.
+async fn add_failure(store: &Store, keys: &[&str], now: i64) -> Vec<i64> {
+    store
+        .update_throttle(keys, |before| {
+            let after = before
+                .iter()
+                .map(|c| ThrottleCounter {
+                    failures: c.failures + 1,
+                    window_start: if c.failures == 0 { now } else { c.window_start },
+                    last_failure_at: now,
+                    locked_until: c.locked_until,
+                })
+                .collect();
+            (after, before.iter().map(|c| c.failures).collect())
+        })
+        .await
+        .unwrap()
+}
+
+async fn login_throttle(store: Store) {
+    let (user, addr) = ("user:owner", "addr:127.0.0.2");
+    // Unknown keys read as zeros.
+    assert_eq!(
+        store.throttle_counter(user).await.unwrap(),
+        ThrottleCounter::default()
+    );
+    assert_eq!(add_failure(&store, &[user, addr], T0).await, [0, 0]);
+    assert_eq!(add_failure(&store, &[addr, user], T0 + 1).await, [1, 1]);
+    assert_eq!(
+        store.throttle_counter(user).await.unwrap(),
+        ThrottleCounter {
+            failures: 2,
+            window_start: T0,
+            last_failure_at: T0 + 1,
+            locked_until: None
+        }
+    );
+    assert!(store.list_lockouts(T0).await.unwrap().is_empty());
+
+    // Lock the username until T0 + MINUTE.
+    let locked = ThrottleCounter {
+        failures: 10,
+        window_start: T0,
+        last_failure_at: T0 + 2,
+        locked_until: Some(T0 + MINUTE),
+    };
+    store
+        .update_throttle(&[user], |_| (vec![locked], ()))
+        .await
+        .unwrap();
+    let lockouts = store.list_lockouts(T0 + 2).await.unwrap();
+    assert_eq!(
+        lockouts,
+        [Lockout {
+            key: user.to_owned(),
+            counter: locked
+        }]
+    );
+    // Expired locks are not listed.
+    assert!(store.list_lockouts(T0 + MINUTE).await.unwrap().is_empty());
+
+    // Duplicate keys are refused before anything changes.
+    assert_conflict(
+        store
+            .update_throttle(&[user, user], |b| (b.to_vec(), ()))
+            .await,
+        "throttle keys must be distinct",
+    );
+
+    // Returning an empty counter deletes the row.
+    store
+        .update_throttle(&[addr], |_| (vec![ThrottleCounter::default()], ()))
+        .await
+        .unwrap();
+    assert_not_found(store.clear_throttle(addr, T0).await);
+
+    // Clearing says whether a lock was in force, and forgets everything.
+    assert!(store.clear_throttle(user, T0 + 3).await.unwrap());
+    assert_eq!(
+        store.throttle_counter(user).await.unwrap(),
+        ThrottleCounter::default()
+    );
+    assert_not_found(store.clear_throttle(user, T0 + 3).await);
+    add_failure(&store, &[user], T0).await;
+    assert!(!store.clear_throttle(user, T0).await.unwrap());
+
+    // Pruning drops idle, unlocked counters only.
+    add_failure(&store, &["user:idle"], T0).await;
+    add_failure(&store, &["user:recent"], T0 + 10 * MINUTE).await;
+    store
+        .update_throttle(&["user:locked"], |_| {
+            (
+                vec![ThrottleCounter {
+                    failures: 10,
+                    window_start: T0,
+                    last_failure_at: T0,
+                    locked_until: Some(T0 + 30 * MINUTE),
+                }],
+                (),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .prune_throttle(T0 + 5 * MINUTE, T0 + 20 * MINUTE)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.throttle_counter("user:idle").await.unwrap().failures,
+        0
+    );
+    assert_eq!(
+        store
+            .throttle_counter("user:recent")
+            .await
+            .unwrap()
+            .failures,
+        1
+    );
+    assert_eq!(
+        store
+            .throttle_counter("user:locked")
+            .await
+            .unwrap()
+            .failures,
+        10
+    );
+}
+
+/// Concurrent attempts on overlapping keys (named in either order) lose no
+/// update and do not deadlock.
+async fn login_throttle_concurrent(store: Store) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let addr = if i % 2 == 0 { "addr:a" } else { "addr:b" };
+            if i % 3 == 0 {
+                add_failure(&store, &["user:owner", addr], T0 + i).await
+            } else {
+                add_failure(&store, &[addr, "user:owner"], T0 + i).await
+            }
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        seen.push(result.unwrap());
+    }
+    assert_eq!(
+        store.throttle_counter("user:owner").await.unwrap().failures,
+        40
+    );
+    assert_eq!(store.throttle_counter("addr:a").await.unwrap().failures, 20);
+    assert_eq!(store.throttle_counter("addr:b").await.unwrap().failures, 20);
+    // Every attempt saw a different count before it: they ran one at a time.
+    let mut user_counts: Vec<i64> = seen.iter().map(|s| *s.iter().max().unwrap_or(&0)).collect();
+    user_counts.sort_unstable();
+    assert_eq!(user_counts, (0..40).collect::<Vec<i64>>());
 }
 
 async fn postgres() -> (String, bulwark_store::testing::SchemaGuard) {
@@ -1252,4 +1420,334 @@ async fn postgres_schema_guard_cleans_up_on_plain_drop() {
     .await
     .unwrap();
     assert_eq!(left, 0);
+}
+
+fn invitation(
+    token: u8,
+    username: &str,
+    grants: &[(&str, &str)],
+    expires_at: i64,
+) -> bulwark_store::NewInvitation {
+    bulwark_store::NewInvitation {
+        token_hash: hash(token),
+        username: username.to_owned(),
+        account_role: if grants.is_empty() {
+            bulwark_store::ACCOUNT_OWNER
+        } else {
+            bulwark_store::ACCOUNT_OPERATOR
+        }
+        .to_owned(),
+        grants: grants
+            .iter()
+            .map(|(t, r)| ((*t).to_owned(), (*r).to_owned()))
+            .collect(),
+        created_by: "owner-id".to_owned(),
+        created_at: T0,
+        expires_at,
+    }
+}
+
+fn invitation_enrolment(
+    invitation_id: &str,
+    created_at: i64,
+) -> bulwark_store::InvitationEnrolment {
+    bulwark_store::InvitationEnrolment {
+        invitation_id: invitation_id.to_owned(),
+        username: String::new(),
+        password_hash: "$argon2id$invited".to_owned(),
+        totp_secret: "INVITEDSECRET".to_owned(),
+        created_at,
+        expires_at: created_at + 15 * MINUTE,
+    }
+}
+
+async fn audit_actions(store: &Store) -> Vec<String> {
+    store
+        .list_audit(&TenantScope::All, None, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect()
+}
+
+async fn invitations(store: Store) {
+    let a = store.create_tenant("tenant-a", T0).await.unwrap().id;
+    let b = store.create_tenant("tenant-b", T0).await.unwrap().id;
+    store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let hour = 60 * MINUTE;
+
+    // Created with its grants (ordered by tenant name) and audited.
+    let invited = store
+        .create_invitation(
+            &invitation(
+                1,
+                "ivan",
+                &[(&b, "read_only"), (&a, "technician")],
+                T0 + hour,
+            ),
+            "olivia",
+        )
+        .await
+        .unwrap();
+    assert_eq!(invited.username, "ivan");
+    assert_eq!(
+        invited
+            .grants
+            .iter()
+            .map(|g| (g.tenant_name.as_str(), g.role.as_str()))
+            .collect::<Vec<_>>(),
+        [("tenant-a", "technician"), ("tenant-b", "read_only")]
+    );
+    assert_eq!(
+        audit_actions(&store).await,
+        ["operator.invited", "operator.created"]
+    );
+
+    // Refused, changing nothing: an unknown tenant, a taken username, a reused token.
+    assert_not_found(
+        store
+            .create_invitation(
+                &invitation(2, "x", &[("no-such-tenant", "read_only")], T0 + hour),
+                "olivia",
+            )
+            .await,
+    );
+    assert_conflict(
+        store
+            .create_invitation(
+                &invitation(3, "olivia", &[(&a, "read_only")], T0 + hour),
+                "olivia",
+            )
+            .await,
+        "username already taken",
+    );
+    assert_conflict(
+        store
+            .create_invitation(
+                &invitation(1, "other", &[(&a, "read_only")], T0 + hour),
+                "olivia",
+            )
+            .await,
+        "invitation already exists",
+    );
+    assert_eq!(
+        store.pending_invitations(T0).await.unwrap(),
+        std::slice::from_ref(&invited)
+    );
+    assert_eq!(audit_actions(&store).await.len(), 2);
+
+    // Found by its token's hash while pending, not after it expires.
+    assert_eq!(
+        store.invitation_by_token(hash(1), T0).await.unwrap(),
+        Some(invited.clone())
+    );
+    assert_eq!(store.invitation_by_token(hash(9), T0).await.unwrap(), None);
+    assert_eq!(
+        store.invitation_by_token(hash(1), T0 + hour).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .pending_invitations(T0 + hour)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Two redemptions started; the first to confirm wins, the other is gone.
+    store
+        .create_invitation_enrolment(hash(10), &invitation_enrolment(&invited.id, T0))
+        .await
+        .unwrap();
+    store
+        .create_invitation_enrolment(hash(11), &invitation_enrolment(&invited.id, T0))
+        .await
+        .unwrap();
+    assert_not_found(
+        store
+            .create_invitation_enrolment(hash(12), &invitation_enrolment("no-such-invitation", T0))
+            .await,
+    );
+    let pending = store
+        .invitation_enrolment(hash(10), T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pending.username, "ivan");
+    assert_eq!(
+        store
+            .invitation_enrolment(hash(10), T0 + 15 * MINUTE)
+            .await
+            .unwrap(),
+        None
+    );
+    let (ivan, grants) = store.accept_invitation(hash(10), T0 + 1).await.unwrap();
+    assert_eq!(
+        (ivan.username.as_str(), ivan.role.as_str()),
+        ("ivan", "operator")
+    );
+    assert_eq!(ivan.password_hash, "$argon2id$invited");
+    assert_eq!(grants, invited.grants);
+    assert_eq!(
+        store.operator_grants(&ivan.id).await.unwrap(),
+        invited.grants
+    );
+    assert_eq!(
+        store
+            .list_tenants(&TenantScope::Operator(ivan.id.clone()))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_not_found(store.accept_invitation(hash(10), T0 + 2).await);
+    assert_not_found(store.accept_invitation(hash(11), T0 + 2).await);
+    assert_eq!(
+        store.invitation_by_token(hash(1), T0 + 2).await.unwrap(),
+        None
+    );
+    assert!(store.pending_invitations(T0 + 2).await.unwrap().is_empty());
+    assert_eq!(audit_actions(&store).await[0], "operator.created");
+
+    // Revoked: the link and its started redemption stop working.
+    let revoked = store
+        .create_invitation(
+            &invitation(4, "rita", &[(&a, "tenant_auditor")], T0 + hour),
+            "olivia",
+        )
+        .await
+        .unwrap();
+    store
+        .create_invitation_enrolment(hash(13), &invitation_enrolment(&revoked.id, T0))
+        .await
+        .unwrap();
+    store
+        .revoke_invitation(&revoked.id, "olivia", T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(audit_actions(&store).await[0], "invitation.revoked");
+    assert_not_found(store.revoke_invitation(&revoked.id, "olivia", T0 + 4).await);
+    assert_not_found(store.revoke_invitation(&invited.id, "olivia", T0 + 4).await);
+    assert_eq!(
+        store.invitation_enrolment(hash(13), T0 + 4).await.unwrap(),
+        None
+    );
+    assert_not_found(store.accept_invitation(hash(13), T0 + 4).await);
+
+    // Expired between redeeming and confirming: nothing is created.
+    let short = store
+        .create_invitation(
+            &invitation(5, "sam", &[(&a, "read_only")], T0 + MINUTE),
+            "olivia",
+        )
+        .await
+        .unwrap();
+    store
+        .create_invitation_enrolment(hash(14), &invitation_enrolment(&short.id, T0))
+        .await
+        .unwrap();
+    let operators = store.operator_count().await.unwrap();
+    assert_not_found(store.accept_invitation(hash(14), T0 + 2 * MINUTE).await);
+    assert_eq!(store.operator_count().await.unwrap(), operators);
+
+    // The username was taken meanwhile: refused, and the invitation stays pending.
+    let late = store
+        .create_invitation(
+            &invitation(6, "tom", &[(&a, "read_only")], T0 + hour),
+            "olivia",
+        )
+        .await
+        .unwrap();
+    store
+        .create_invitation_enrolment(hash(15), &invitation_enrolment(&late.id, T0))
+        .await
+        .unwrap();
+    store
+        .create_operator(&new_operator("tom"), "operator", "test", T0)
+        .await
+        .unwrap();
+    assert_conflict(
+        store.accept_invitation(hash(15), T0 + 5).await,
+        "username already taken",
+    );
+    assert!(
+        store
+            .invitation_by_token(hash(6), T0 + 5)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .invitation_enrolment(hash(15), T0 + 5)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // An owner invitation carries no grants.
+    let owner = store
+        .create_invitation(&invitation(7, "uma", &[], T0 + hour), "olivia")
+        .await
+        .unwrap();
+    store
+        .create_invitation_enrolment(hash(16), &invitation_enrolment(&owner.id, T0))
+        .await
+        .unwrap();
+    let (uma, grants) = store.accept_invitation(hash(16), T0 + 6).await.unwrap();
+    assert_eq!(uma.role, "owner");
+    assert!(grants.is_empty());
+
+    // Every operator with its grants, by username.
+    let listed: Vec<(String, usize)> = store
+        .list_operators()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(o, g)| (o.username, g.len()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("ivan".to_owned(), 2),
+            ("olivia".to_owned(), 0),
+            ("tom".to_owned(), 0),
+            ("uma".to_owned(), 0)
+        ]
+    );
+}
+
+async fn invitation_accepted_concurrently(store: Store) {
+    let a = store.create_tenant("tenant-a", T0).await.unwrap().id;
+    let invited = store
+        .create_invitation(
+            &invitation(1, "ivan", &[(&a, "technician")], T0 + 60 * MINUTE),
+            "o",
+        )
+        .await
+        .unwrap();
+    for n in 0..8u8 {
+        store
+            .create_invitation_enrolment(hash(100 + n), &invitation_enrolment(&invited.id, T0))
+            .await
+            .unwrap();
+    }
+    let attempts = (0..8u8).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move { store.accept_invitation(hash(100 + n), T0 + 1).await })
+    });
+    let mut created = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        match attempt.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::NotFound) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, 1, "exactly one redemption creates the operator");
+    assert_eq!(store.operator_count().await.unwrap(), 1);
 }

@@ -2,9 +2,14 @@
 //! `/api/v1/openapi.json` (generated from these handlers).
 //!
 //! Public routes (no session): `GET /healthz`, `GET /api/v1/openapi.json`,
-//! `POST /api/v1/setup`, `POST /api/v1/setup/confirm`, `POST /api/v1/auth/login`.
+//! `POST /api/v1/setup`, `POST /api/v1/setup/confirm`, `POST /api/v1/auth/login`,
+//! `POST /api/v1/invitations/redeem`, `POST /api/v1/invitations/confirm`.
 //! Agents enrol through the gateway, not this API. Every other route takes a
-//! [`Caller`] and calls [`Caller::require`] before doing anything.
+//! [`Caller`] and calls [`Caller::require`] before doing anything, or, for an
+//! action on one tenant, finds the tenant inside the caller's scope first (a
+//! foreign tenant's object is a 404, never a 403) and then calls
+//! [`Caller::require_in`] with it (a role lacking the action there is a 403).
+//! `tests/authz_matrix.rs` tries every route of [`router`] as every role.
 
 pub mod error;
 pub mod views;
@@ -46,7 +51,7 @@ const MAX_TOKEN_TTL_MINUTES: u32 = 7 * 24 * 60;
     info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
-    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"))
+    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"))
 )]
 struct ApiDoc;
 
@@ -81,6 +86,14 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_devices))
         .routes(routes!(get_device))
         .routes(routes!(events))
+        .routes(routes!(list_lockouts))
+        .routes(routes!(lift_lockout))
+        .routes(routes!(list_audit))
+        .routes(routes!(list_operators))
+        .routes(routes!(list_invitations, create_invitation))
+        .routes(routes!(revoke_invitation))
+        .routes(routes!(redeem_invitation))
+        .routes(routes!(confirm_invitation))
         .split_for_parts()
 }
 
@@ -353,17 +366,17 @@ pub async fn issue_enrollment_token(
     tenant_name: &str,
     ttl_minutes: u32,
 ) -> Result<EnrollmentTokenView, ApiError> {
-    caller.require(Action::IssueEnrollmentToken)?;
-    if !(1..=MAX_TOKEN_TTL_MINUTES).contains(&ttl_minutes) {
-        return Err(ApiError::bad_request(format!(
-            "ttl_minutes must be between 1 and {MAX_TOKEN_TTL_MINUTES}"
-        )));
-    }
     let tenant = state
         .store
         .tenant_by_name(&caller.scope(), tenant_name)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
+    caller.require_in(Action::IssueEnrollmentToken, &tenant.id)?;
+    if !(1..=MAX_TOKEN_TTL_MINUTES).contains(&ttl_minutes) {
+        return Err(ApiError::bad_request(format!(
+            "ttl_minutes must be between 1 and {MAX_TOKEN_TTL_MINUTES}"
+        )));
+    }
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let token = EnrollToken {
@@ -419,13 +432,13 @@ pub async fn device_views(
     caller: &Caller,
     tenant_name: &str,
 ) -> Result<Vec<DeviceView>, ApiError> {
-    caller.require(Action::ViewDevices)?;
     let scope = caller.scope();
     let tenant = state
         .store
         .tenant_by_name(&scope, tenant_name)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
+    caller.require_in(Action::ViewDevices, &tenant.id)?;
     let devices = state.store.list_devices(&scope, &tenant.id).await?;
     Ok(devices
         .iter()
@@ -451,7 +464,6 @@ pub async fn device_view(
     caller: &Caller,
     id: &str,
 ) -> Result<DeviceView, ApiError> {
-    caller.require(Action::ViewDevices)?;
     if uuid::Uuid::try_parse(id).is_err() {
         return Err(ApiError::not_found("device"));
     }
@@ -460,6 +472,7 @@ pub async fn device_view(
         .device(&caller.scope(), id)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
+    caller.require_in(Action::ViewDevices, &device.tenant_id)?;
     Ok(DeviceView::new(
         &device,
         state.presence.is_online(&device.id),
@@ -508,4 +521,345 @@ async fn events(
             .map(Ok)
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Serialize, ToSchema)]
+struct LockoutView {
+    /// `user:<username>` (whether or not the account exists) or `addr:<client address>`.
+    key: String,
+    /// Failed or refused attempts in the current window.
+    failures: i64,
+    locked_until: String,
+}
+
+/// Usernames and client addresses locked out of logging in (too many failures).
+#[utoipa::path(get, path = "/api/v1/lockouts", tag = "auth",
+    responses((status = 200, body = [LockoutView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn list_lockouts(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<LockoutView>>, ApiError> {
+    caller.require(Action::ManageLockouts)?;
+    let lockouts = state.store.list_lockouts(now_millis()).await?;
+    Ok(Json(
+        lockouts
+            .into_iter()
+            .map(|l| LockoutView {
+                key: l.key,
+                failures: l.counter.failures,
+                locked_until: l
+                    .counter
+                    .locked_until
+                    .map(crate::rfc3339)
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    ))
+}
+
+/// Lifts a lockout: forgets the key's failures and lock at once.
+#[utoipa::path(delete, path = "/api/v1/lockouts/{key}", tag = "auth",
+    params(("key" = String, Path, description = "`user:<username>` or `addr:<client address>`")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn lift_lockout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Action::ManageLockouts)?;
+    if !crate::auth::throttle::valid_key(&key) {
+        return Err(ApiError::not_found("lockout"));
+    }
+    let was_locked = match state.store.clear_throttle(&key, now_millis()).await {
+        Ok(was_locked) => was_locked,
+        Err(bulwark_store::StoreError::NotFound) => return Err(ApiError::not_found("lockout")),
+        Err(error) => return Err(error.into()),
+    };
+    let action = if was_locked {
+        "login.unlocked"
+    } else {
+        "login.throttle_cleared"
+    };
+    audit(&state, &caller, None, action, &key).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+struct AuditEventView {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    detail: String,
+}
+
+/// How many events one audit listing returns, newest first.
+const AUDIT_PAGE: i64 = 200;
+
+/// A tenant's audit log, newest first (owners, security officers and the tenant's auditors).
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/audit", tag = "tenants",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = [AuditEventView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<Vec<AuditEventView>>, ApiError> {
+    let scope = caller.scope();
+    let tenant = state
+        .store
+        .tenant_by_name(&scope, &tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    caller.require_in(Action::ViewAudit, &tenant.id)?;
+    let events = state
+        .store
+        .list_audit(&scope, Some(&tenant.id), AUDIT_PAGE)
+        .await?;
+    Ok(Json(
+        events
+            .into_iter()
+            .map(|e| AuditEventView {
+                seq: e.seq,
+                at: crate::rfc3339(e.at),
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                detail: e.detail,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GrantView {
+    pub tenant: String,
+    /// `security_officer`, `technician`, `read_only` or `tenant_auditor`.
+    pub role: String,
+}
+
+impl From<bulwark_store::Grant> for GrantView {
+    fn from(g: bulwark_store::Grant) -> Self {
+        Self {
+            tenant: g.tenant_name,
+            role: g.role,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OperatorSummary {
+    pub id: String,
+    pub username: String,
+    /// `owner` (every tenant) or `operator` (the tenants in `grants`).
+    pub account: String,
+    pub disabled: bool,
+    pub created_at: String,
+    pub grants: Vec<GrantView>,
+}
+
+/// Operators as `caller` may see them: owners see every account; a security
+/// officer sees the owners and the operators holding a role on a tenant where
+/// it is security officer, with only those tenants' grants.
+pub async fn operator_summaries(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Vec<OperatorSummary>, ApiError> {
+    caller.require(Action::ListOperators)?;
+    let operators = state.store.list_operators().await?;
+    Ok(operators
+        .into_iter()
+        .filter_map(|(operator, grants)| {
+            let owner = operator.role == bulwark_store::ACCOUNT_OWNER;
+            let grants: Vec<GrantView> = grants
+                .into_iter()
+                .filter(|g| caller.allows_in(Action::ListOperators, &g.tenant_id))
+                .map(GrantView::from)
+                .collect();
+            (caller.is_owner() || owner || !grants.is_empty()).then(|| OperatorSummary {
+                id: operator.id,
+                username: operator.username,
+                account: operator.role,
+                disabled: operator.disabled_at.is_some(),
+                created_at: crate::rfc3339(operator.created_at),
+                grants,
+            })
+        })
+        .collect())
+}
+
+/// Operator accounts and their grants (owners and security officers).
+#[utoipa::path(get, path = "/api/v1/operators", tag = "operators",
+    responses((status = 200, body = [OperatorSummary]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn list_operators(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<OperatorSummary>>, ApiError> {
+    Ok(Json(operator_summaries(&state, &caller).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct InvitationRequest {
+    username: String,
+    /// `owner`, `security_officer`, `technician`, `read_only` or `tenant_auditor`.
+    role: String,
+    /// Tenant names the role is granted on: none for an owner, exactly one for a tenant auditor.
+    #[serde(default)]
+    tenants: Vec<String>,
+    /// Lifetime of the link in hours (default 72, at most 168).
+    ttl_hours: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvitationView {
+    pub id: String,
+    pub username: String,
+    /// The role granted (`owner` for an owner invitation).
+    pub role: String,
+    pub grants: Vec<GrantView>,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl From<bulwark_store::Invitation> for InvitationView {
+    fn from(i: bulwark_store::Invitation) -> Self {
+        Self {
+            role: i
+                .grants
+                .first()
+                .map_or_else(|| i.account_role.clone(), |g| g.role.clone()),
+            id: i.id,
+            username: i.username,
+            grants: i.grants.into_iter().map(GrantView::from).collect(),
+            created_at: crate::rfc3339(i.created_at),
+            expires_at: crate::rfc3339(i.expires_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct InvitationCreated {
+    #[serde(flatten)]
+    invitation: InvitationView,
+    /// The one-time secret of the link; shown once, stored hashed.
+    token: String,
+    /// The console path to send to the invited person (`/invite/<token>`).
+    path: String,
+}
+
+/// Invites an operator by a one-time, expiring link (owners only).
+#[utoipa::path(post, path = "/api/v1/invitations", tag = "operators", request_body = InvitationRequest,
+    responses((status = 201, body = InvitationCreated), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn create_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<InvitationRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Action::ManageInvitations)?;
+    let role = crate::auth::Role::parse(&req.role).ok_or_else(|| {
+        ApiError::bad_request(
+            "role must be owner, security_officer, technician, read_only or tenant_auditor",
+        )
+    })?;
+    let issued = crate::auth::invite::invite(
+        &state,
+        &caller,
+        crate::auth::invite::InviteRequest {
+            username: req.username,
+            role,
+            tenants: req.tenants,
+            ttl_hours: req.ttl_hours,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InvitationCreated {
+            path: crate::auth::invite::invite_path(&issued.token),
+            token: issued.token,
+            invitation: issued.invitation.into(),
+        }),
+    ))
+}
+
+/// Invitations not yet redeemed, revoked or expired (owners only).
+#[utoipa::path(get, path = "/api/v1/invitations", tag = "operators",
+    responses((status = 200, body = [InvitationView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn list_invitations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<InvitationView>>, ApiError> {
+    let pending = crate::auth::invite::pending(&state, &caller).await?;
+    Ok(Json(
+        pending.into_iter().map(InvitationView::from).collect(),
+    ))
+}
+
+/// Revokes a pending invitation: its link stops working at once (owners only).
+#[utoipa::path(delete, path = "/api/v1/invitations/{id}", tag = "operators",
+    params(("id" = String, Path, description = "Invitation id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn revoke_invitation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    crate::auth::invite::revoke(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RedeemRequest {
+    /// The token from the invitation link.
+    token: String,
+    /// At least 12 characters.
+    password: String,
+}
+
+/// Step 1 of accepting an invitation: choose a password, receive a TOTP secret.
+#[utoipa::path(post, path = "/api/v1/invitations/redeem", tag = "operators", request_body = RedeemRequest,
+    responses((status = 201, body = SetupResponse), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn redeem_invitation(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RedeemRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let started = crate::auth::invite::redeem(&state, &req.token, &req.password).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SetupResponse {
+            enrolment_id: started.enrolment_id,
+            totp_secret: started.totp_secret,
+            otpauth_url: started.otpauth_url,
+            qr_svg: started.qr_svg,
+        }),
+    ))
+}
+
+/// Step 2: proves the TOTP enrolment; creates the operator with its grants and consumes the invitation.
+#[utoipa::path(post, path = "/api/v1/invitations/confirm", tag = "operators", request_body = SetupConfirmRequest,
+    responses((status = 201, body = OperatorView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn confirm_invitation(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SetupConfirmRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (operator, _grants) =
+        crate::auth::invite::confirm(&state, &req.enrolment_id, &req.otp).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(OperatorView {
+            id: operator.id,
+            username: operator.username,
+            role: operator.role,
+        }),
+    ))
 }

@@ -50,7 +50,11 @@ async fn audit_locked(
     charged: &throttle::Charged,
     client: &ClientInfo,
 ) {
-    let until = charged.counter.locked_until.map(crate::rfc3339).unwrap_or_default();
+    let until = charged
+        .counter
+        .locked_until
+        .map(crate::rfc3339)
+        .unwrap_or_default();
     audit(
         state,
         username,
@@ -288,7 +292,9 @@ pub async fn setup_start(
         ));
     }
     check_username(username)?;
-    password::check_new_password(password_text).map_err(ApiError::bad_request)?;
+    password::check_new_password_blocking(password_text.to_owned(), username.to_owned())
+        .await?
+        .map_err(ApiError::bad_request)?;
     let password_hash = password::hash(password_text.to_owned()).await?;
     let totp_secret = totp::new_secret();
     let (enrolment_id, id_hash) = session::new_token();

@@ -5,6 +5,7 @@
 //! runtime), secrets and the axum extractor [`Caller`].
 
 pub mod flows;
+pub mod invite;
 pub mod password;
 pub mod policy;
 pub mod session;

@@ -58,6 +58,8 @@ pub enum Action {
     ListOperators,
     /// Invite operators, list and revoke invitations.
     ManageInvitations,
+    /// See login lockouts and lift them (server-wide, not per tenant).
+    ManageLockouts,
 }
 
 impl Action {
@@ -84,6 +86,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | WatchPresence
                 | ViewAudit
                 | ListOperators
+                | ManageLockouts
         ),
         Role::Technician => {
             matches!(
@@ -93,7 +96,10 @@ pub fn authorize(role: Role, action: Action) -> bool {
         }
         Role::ReadOnly => matches!(action, ListTenants | ViewDevices | WatchPresence),
         Role::TenantAuditor => {
-            matches!(action, ListTenants | ViewDevices | WatchPresence | ViewAudit)
+            matches!(
+                action,
+                ListTenants | ViewDevices | WatchPresence | ViewAudit
+            )
         }
     }
 }
@@ -227,6 +233,19 @@ mod tests {
     }
 
     #[test]
+    fn only_owners_and_security_officers_manage_lockouts() {
+        for (role, allowed) in [
+            (Role::Owner, true),
+            (Role::SecurityOfficer, true),
+            (Role::Technician, false),
+            (Role::ReadOnly, false),
+            (Role::TenantAuditor, false),
+        ] {
+            assert_eq!(authorize(role, Action::ManageLockouts), allowed, "{role:?}");
+        }
+    }
+
+    #[test]
     fn grants_decide_per_tenant() {
         let tech_a_ro_b = granted(&[("a", Role::Technician), ("b", Role::ReadOnly)]);
         let check = |standing: &Standing, action, tenant, expect: bool| {
@@ -250,8 +269,18 @@ mod tests {
         check(&auditor, Action::ViewAudit, Some("a"), true);
         check(&auditor, Action::ViewAudit, Some("b"), false);
         check(&auditor, Action::ListOperators, None, false);
-        check(&granted(&[("a", Role::SecurityOfficer)]), Action::ListOperators, None, true);
-        check(&granted(&[("a", Role::SecurityOfficer)]), Action::ManageInvitations, None, false);
+        check(
+            &granted(&[("a", Role::SecurityOfficer)]),
+            Action::ListOperators,
+            None,
+            true,
+        );
+        check(
+            &granted(&[("a", Role::SecurityOfficer)]),
+            Action::ManageInvitations,
+            None,
+            false,
+        );
 
         check(&Standing::Owner, Action::ViewDevices, None, true);
         check(&Standing::Owner, Action::ManageInvitations, None, true);
