@@ -225,6 +225,13 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
     let owner = Owner::new(username, password, &secret);
     browser.fill("otp", &owner.next_otp().await?).await?;
     browser.find("#totp-submit").await?.click().await?;
+    // The recovery codes, shown once, then on to sign in.
+    let codes = browser.text("#recovery-codes").await?;
+    ensure!(
+        codes.split_whitespace().count() == 10,
+        "expected 10 recovery codes, got {codes:?}"
+    );
+    browser.find("#recovery-continue").await?.click().await?;
     browser.wait_path("/login").await?;
 
     // 3. Log in with a fresh code (each time step works once per account).

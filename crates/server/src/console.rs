@@ -17,8 +17,8 @@ use serde::Deserialize;
 use crate::api::error::ApiError;
 use crate::api::views::{DeviceView, InventoryView};
 use crate::api::{
-    EnrollmentTokenView, InvitationView, OperatorSummary, client_info, device_view, device_views,
-    issue_enrollment_token, operator_summaries,
+    ApiTokenView, EnrollmentTokenView, InvitationView, OperatorSummary, SessionView, client_info,
+    device_view, device_views, issue_enrollment_token, operator_summaries,
 };
 use crate::auth::flows::{self, SessionKind};
 use crate::auth::invite;
@@ -45,6 +45,20 @@ pub fn router() -> Router<AppState> {
         .route("/operators", get(operators_page))
         .route("/operators/invitations", post(operators_invite))
         .route("/operators/invitations/{id}/revoke", post(operators_revoke))
+        .route("/operators/{id}/disable", post(operators_disable))
+        .route("/account", get(account_page))
+        .route("/account/sessions/{id}/revoke", post(account_revoke))
+        .route(
+            "/account/sessions/revoke-others",
+            post(account_revoke_others),
+        )
+        .route("/account/step-up", post(account_step_up))
+        .route("/account/recovery-codes", post(account_recovery_codes))
+        .route("/account/api-tokens", post(account_create_token))
+        .route(
+            "/account/api-tokens/{id}/revoke",
+            post(account_revoke_token),
+        )
         .route(
             "/assets/app.css",
             get(|| asset("text/css; charset=utf-8", include_str!("../assets/app.css"))),
@@ -104,18 +118,33 @@ fn render(page: impl Template) -> Response {
 
 /// An error as a page, for people rather than programs.
 fn error_page(error: ApiError, user: Option<UserBar>) -> Response {
+    error_page_back(error, user, "/tenants")
+}
+
+/// [`error_page`]; a `step_up_required` refusal also shows the step-up form,
+/// which returns to `next` (the page the action was on) once passed.
+fn error_page_back(error: ApiError, user: Option<UserBar>, next: &str) -> Response {
     let status = error.status;
-    let title = match status {
-        StatusCode::NOT_FOUND => "Not found",
-        StatusCode::FORBIDDEN => "Not allowed",
-        _ if status.is_server_error() => "Something went wrong",
-        _ => "Request refused",
+    let step_up = error.code == "step_up_required" && user.is_some();
+    let csrf = user.as_ref().map(|u| u.csrf.clone()).unwrap_or_default();
+    let title = if step_up {
+        "Confirm it is you"
+    } else {
+        match status {
+            StatusCode::NOT_FOUND => "Not found",
+            StatusCode::FORBIDDEN => "Not allowed",
+            _ if status.is_server_error() => "Something went wrong",
+            _ => "Request refused",
+        }
     };
     let mut response = render(ErrorPage {
         user,
         version: crate::VERSION,
         title,
         message: error.message,
+        step_up,
+        csrf,
+        next: next.to_owned(),
     });
     *response.status_mut() = status;
     response
@@ -128,6 +157,9 @@ struct ErrorPage {
     version: &'static str,
     title: &'static str,
     message: String,
+    step_up: bool,
+    csrf: String,
+    next: String,
 }
 
 async fn home(caller: Option<CookieCaller>) -> Redirect {
@@ -231,7 +263,7 @@ async fn setup_totp_submit(
     Form(form): Form<SetupTotpForm>,
 ) -> Response {
     match flows::setup_confirm(&state, &form.enrolment, &form.otp).await {
-        Ok(_) => Redirect::to("/login?welcome=1").into_response(),
+        Ok((_, codes)) => recovery_codes_page(codes),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             // Show the same secret again so the person can retry.
             let id_hash = crate::auth::session::hash_token(&form.enrolment);
@@ -499,7 +531,7 @@ async fn tenant_issue_token(
     }
     match issue_enrollment_token(&state, &caller, &tenant, 60).await {
         Ok(token) => tenant_page_with(&state, &caller, &tenant, Some(token)).await,
-        Err(e) => error_page(e, UserBar::of(&caller)),
+        Err(e) => error_page_back(e, UserBar::of(&caller), &format!("/tenants/{tenant}")),
     }
 }
 
@@ -766,7 +798,7 @@ async fn invite_totp_submit(
     Form(form): Form<SetupTotpForm>,
 ) -> Response {
     match invite::confirm(&state, &form.enrolment, &form.otp).await {
-        Ok(_) => Redirect::to("/login?welcome=1").into_response(),
+        Ok((_, _, codes)) => recovery_codes_page(codes),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             // Show the same secret again so the person can retry.
             match invite::enrolment(&state, &form.enrolment).await {
@@ -808,6 +840,8 @@ struct OperatorsPage {
     link: Option<LinkShown>,
     operators: Vec<OperatorSummary>,
     can_invite: bool,
+    can_disable: bool,
+    self_id: String,
     invitations: Vec<InvitationView>,
     tenants: Vec<String>,
     csrf: String,
@@ -823,7 +857,7 @@ async fn operators_page_with(
         Ok(o) => o,
         Err(e) => return error_page(e, UserBar::of(caller)),
     };
-    let can_invite = caller.require(Action::ManageInvitations).is_ok();
+    let can_invite = caller.allows(Action::InviteOperator);
     let (invitations, tenants) = if can_invite {
         let invitations = match invite::pending(state, caller).await {
             Ok(i) => i.into_iter().map(InvitationView::from).collect(),
@@ -845,6 +879,8 @@ async fn operators_page_with(
         link,
         operators,
         can_invite,
+        can_disable: caller.allows(Action::DisableOperator),
+        self_id: caller.operator.id.clone(),
         invitations,
         tenants,
         csrf: caller.csrf_token.clone(),
@@ -909,7 +945,7 @@ async fn operators_invite(
         Err(e) if e.status.is_client_error() && e.status != StatusCode::FORBIDDEN => {
             operators_page_with(&state, &caller, None, Some(e)).await
         }
-        Err(e) => error_page(e, UserBar::of(&caller)),
+        Err(e) => error_page_back(e, UserBar::of(&caller), "/operators"),
     }
 }
 
@@ -928,6 +964,287 @@ async fn operators_revoke(
     }
 }
 
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+struct RecoveryCodesPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    codes: Vec<String>,
+}
+
+/// After TOTP enrolment: the new account's recovery codes, shown this once.
+fn recovery_codes_page(codes: Vec<String>) -> Response {
+    let mut r = render(RecoveryCodesPage {
+        user: None,
+        version: crate::VERSION,
+        codes,
+    });
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn operators_disable(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match crate::auth::account::disable_operator(&state, &caller, &id).await {
+        Ok(_) => Redirect::to("/operators").into_response(),
+        Err(e) => error_page_back(e, UserBar::of(&caller), "/operators"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    username: String,
+    notice: Option<String>,
+    sessions: Vec<SessionView>,
+    codes: Vec<String>,
+    codes_left: i64,
+    tokens: Vec<ApiTokenView>,
+    new_token: Option<String>,
+    tenants: Vec<String>,
+    error: Option<String>,
+    csrf: String,
+    next: &'static str,
+}
+
+/// What the account page shows once, beside its lists.
+#[derive(Default)]
+struct AccountExtras {
+    notice: Option<String>,
+    codes: Vec<String>,
+    new_token: Option<String>,
+    error: Option<ApiError>,
+}
+
+async fn account_page_with(state: &AppState, caller: &Caller, extras: AccountExtras) -> Response {
+    let sessions = match crate::auth::account::sessions(state, caller).await {
+        Ok(s) => s.into_iter().map(SessionView::from).collect(),
+        Err(e) => return error_page(e, UserBar::of(caller)),
+    };
+    let tokens = match crate::auth::account::api_tokens(state, caller).await {
+        Ok(t) => t.into_iter().map(ApiTokenView::from).collect(),
+        Err(e) => return error_page(e, UserBar::of(caller)),
+    };
+    let codes_left = match state.store.recovery_codes_left(&caller.operator.id).await {
+        Ok(n) => n,
+        Err(e) => return error_page(e.into(), UserBar::of(caller)),
+    };
+    let tenants = match state.store.list_tenants(&caller.scope()).await {
+        Ok(t) => t.into_iter().map(|t| t.name).collect(),
+        Err(e) => return error_page(e.into(), UserBar::of(caller)),
+    };
+    let secret_shown = !extras.codes.is_empty() || extras.new_token.is_some();
+    let status = extras.error.as_ref().map(|e| e.status);
+    let mut r = render(AccountPage {
+        user: UserBar::of(caller),
+        version: crate::VERSION,
+        username: caller.operator.username.clone(),
+        notice: extras.notice,
+        sessions,
+        codes: extras.codes,
+        codes_left,
+        tokens,
+        new_token: extras.new_token,
+        tenants,
+        error: extras.error.map(|e| e.message),
+        csrf: caller.csrf_token.clone(),
+        next: "/account",
+    });
+    if let Some(status) = status {
+        *r.status_mut() = status;
+    }
+    if secret_shown {
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+async fn account_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+) -> Response {
+    account_page_with(&state, &caller, AccountExtras::default()).await
+}
+
+async fn account_revoke(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match crate::auth::account::revoke_session(&state, &caller, &id).await {
+        Ok(()) => Redirect::to("/account").into_response(),
+        Err(e) => error_page_back(e, UserBar::of(&caller), "/account"),
+    }
+}
+
+async fn account_revoke_others(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match crate::auth::account::revoke_other_sessions(&state, &caller).await {
+        Ok(n) => {
+            let extras = AccountExtras {
+                notice: Some(format!("{n} other sessions signed out.")),
+                ..AccountExtras::default()
+            };
+            account_page_with(&state, &caller, extras).await
+        }
+        Err(e) => error_page_back(e, UserBar::of(&caller), "/account"),
+    }
+}
+
+#[derive(Deserialize)]
+struct StepUpForm {
+    csrf: String,
+    otp: String,
+    next: String,
+}
+
+/// Only a path on this console: `/x...`, never `//host` or `/\host`.
+fn local_path(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() <= 512
+        && next.bytes().all(|b| b.is_ascii_graphic());
+    if ok { next } else { "/account" }
+}
+
+async fn account_step_up(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    CookieCaller(caller): CookieCaller,
+    Form(form): Form<StepUpForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let client = client_info(Some(peer), &headers);
+    let next = local_path(&form.next);
+    match crate::auth::account::step_up(&state, &caller, &form.otp, &client).await {
+        Ok(()) => Redirect::to(next).into_response(),
+        Err(e) if e.code == "step_up_failed" => {
+            let message = e.message.clone();
+            let mut again = ApiError::step_up_required();
+            again.message = message;
+            let mut r = error_page_back(again, UserBar::of(&caller), next);
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            r
+        }
+        Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}
+
+async fn account_recovery_codes(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match crate::auth::account::regenerate_recovery_codes(&state, &caller).await {
+        Ok(codes) => {
+            let extras = AccountExtras {
+                codes,
+                ..AccountExtras::default()
+            };
+            account_page_with(&state, &caller, extras).await
+        }
+        Err(e) => error_page_back(e, UserBar::of(&caller), "/account"),
+    }
+}
+
+/// The API token form: repeated `tenant` fields, so read as pairs.
+async fn account_create_token(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    if let Err(e) = caller.check_csrf(&field("csrf")) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let Ok(ttl_days) = field("ttl_days").trim().parse::<u32>() else {
+        let extras = AccountExtras {
+            error: Some(ApiError::bad_request("give a lifetime in days")),
+            ..AccountExtras::default()
+        };
+        return account_page_with(&state, &caller, extras).await;
+    };
+    let request = crate::auth::account::ApiTokenRequest {
+        name: field("name"),
+        role: field("role"),
+        tenants: fields
+            .iter()
+            .filter(|(k, _)| k == "tenant")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        ttl_days: Some(ttl_days),
+    };
+    match crate::auth::account::create_api_token(&state, &caller, request).await {
+        Ok((secret, _)) => {
+            let extras = AccountExtras {
+                new_token: Some(secret),
+                ..AccountExtras::default()
+            };
+            account_page_with(&state, &caller, extras).await
+        }
+        Err(e) if e.code == "step_up_required" => {
+            error_page_back(e, UserBar::of(&caller), "/account")
+        }
+        Err(e) if e.status.is_client_error() => {
+            let extras = AccountExtras {
+                error: Some(e),
+                ..AccountExtras::default()
+            };
+            account_page_with(&state, &caller, extras).await
+        }
+        Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}
+
+async fn account_revoke_token(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match crate::auth::account::revoke_api_token(&state, &caller, &id).await {
+        Ok(()) => Redirect::to("/account").into_response(),
+        Err(e) => error_page_back(e, UserBar::of(&caller), "/account"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -940,5 +1257,19 @@ mod tests {
         assert_eq!(human_duration(90_061), "1 d 1 h");
         assert_eq!(pct_step(5, 10), 5);
         assert_eq!(pct_step(1, 0), 0);
+    }
+
+    #[test]
+    fn step_up_returns_only_to_local_paths() {
+        assert_eq!(local_path("/tenants/acme"), "/tenants/acme");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "",
+            "/a b",
+        ] {
+            assert_eq!(local_path(bad), "/account", "{bad}");
+        }
     }
 }

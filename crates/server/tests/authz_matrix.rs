@@ -63,6 +63,8 @@ enum Who {
     NoSession,
     RevokedSession,
     ExpiredSession,
+    /// A valid session of this role whose last MFA check is 10 minutes old.
+    StaleMfa(Role),
 }
 
 /// Which tenant's objects the path (and body) name.
@@ -137,13 +139,84 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ),
     ("POST", "/api/v1/invitations/redeem", Public(201)),
     ("POST", "/api/v1/invitations/confirm", Public(201)),
+    ("GET", "/api/v1/sessions", Global(EVERY_ROLE, 200)),
+    // One of the caller's own sessions (made for the request).
+    ("DELETE", "/api/v1/sessions/{id}", Global(EVERY_ROLE, 204)),
+    (
+        "POST",
+        "/api/v1/operators/{id}/disable",
+        Global(&[Owner], 204),
+    ),
+    // A wrong code (a right one works once per time step).
+    ("POST", "/api/v1/auth/step-up", Global(EVERY_ROLE, 400)),
+    (
+        "POST",
+        "/api/v1/auth/recovery-codes",
+        Global(EVERY_ROLE, 201),
+    ),
+    ("GET", "/api/v1/api-tokens", Global(EVERY_ROLE, 200)),
+    // A token holding the caller's own role on the tenant named in the body.
+    ("POST", "/api/v1/api-tokens", Tenant(EVERY_ROLE, 201)),
+    ("DELETE", "/api/v1/api-tokens/{id}", Global(EVERY_ROLE, 204)),
+    // Keep last: a stale-MFA session calling it signs out the role's main session.
+    (
+        "POST",
+        "/api/v1/sessions/revoke-others",
+        Global(EVERY_ROLE, 200),
+    ),
 ];
+
+/// The routes whose action is privileged (`Action::privileged`): a session
+/// whose MFA check is older than five minutes gets 403 `step_up_required`
+/// where a fresh one would succeed.
+const PRIVILEGED: &[(&str, &str)] = &[
+    ("POST", "/api/v1/tenants/{tenant}/enrollment-tokens"),
+    ("POST", "/api/v1/invitations"),
+    ("DELETE", "/api/v1/lockouts/{key}"),
+    ("POST", "/api/v1/operators/{id}/disable"),
+    ("POST", "/api/v1/auth/recovery-codes"),
+    ("POST", "/api/v1/api-tokens"),
+];
+
+/// The expected status and error code (for 401, 403 and 404 answers).
+fn expected_with_code(
+    method: &str,
+    route: &str,
+    rule: Rule,
+    who: Who,
+    side: Side,
+) -> (u16, &'static str) {
+    let code = |status| match status {
+        401 => "unauthenticated",
+        403 => "forbidden",
+        404 => "not_found",
+        _ => "",
+    };
+    if let (Who::StaleMfa(role), false) = (who, matches!(rule, Public(_))) {
+        let fresh = expected(rule, Who::As(role), side);
+        let privileged = PRIVILEGED.contains(&(method, route));
+        return if privileged && (200..300).contains(&fresh) {
+            (403, "step_up_required")
+        } else {
+            (fresh, code(fresh))
+        };
+    }
+    let status = expected(rule, who, side);
+    (
+        status,
+        if matches!(rule, Public(_)) {
+            ""
+        } else {
+            code(status)
+        },
+    )
+}
 
 fn expected(rule: Rule, who: Who, side: Side) -> u16 {
     let role = match (rule, who) {
         (Public(status), _) => return status,
         (_, Who::NoSession | Who::RevokedSession | Who::ExpiredSession) => return 401,
-        (_, Who::As(role)) => role,
+        (_, Who::As(role) | Who::StaleMfa(role)) => role,
     };
     match rule {
         Public(status) => status,
@@ -321,9 +394,23 @@ impl Harness {
     /// A session made directly in the store for `operator_id` (for logout,
     /// which ends the session it is called with, and for the expired case).
     async fn mint_session(&self, operator_id: &str, created_at: i64, expires_at: i64) -> String {
+        self.mint_session_mfa(operator_id, created_at, expires_at, created_at)
+            .await
+            .0
+    }
+
+    /// A session with its MFA check at `mfa_at`: (token, public id).
+    async fn mint_session_mfa(
+        &self,
+        operator_id: &str,
+        created_at: i64,
+        expires_at: i64,
+        mfa_at: i64,
+    ) -> (String, String) {
         let (token, hash) = new_token();
         let (csrf_token, _) = new_token();
-        self.server
+        let session = self
+            .server
             .store
             .create_session(NewSession {
                 id_hash: hash,
@@ -332,13 +419,25 @@ impl Harness {
                 csrf_token,
                 created_at,
                 expires_at,
-                mfa_at: created_at,
+                mfa_at,
                 ip: None,
                 user_agent: None,
             })
             .await
             .expect("session stored");
-        token
+        (token, session.public_id)
+    }
+
+    /// A live session of `role` whose MFA check is 10 minutes old.
+    async fn stale_session(&self, role: Role) -> (String, String) {
+        let now = now_millis();
+        self.mint_session_mfa(
+            &self.operator_ids[&role].clone(),
+            now - 600_000,
+            now + 3_600_000,
+            now - 600_000,
+        )
+        .await
     }
 
     async fn enrol_device(&self, tenant: &str) -> String {
@@ -383,7 +482,13 @@ impl Harness {
                         .await,
                 )
             }
+            Who::StaleMfa(role) => Some(self.stale_session(role).await.0),
             Who::As(role) => Some(self.sessions[&role].clone()),
+        };
+        // The operator whose own objects (sessions) the path names.
+        let subject = match who {
+            Who::As(role) | Who::StaleMfa(role) => role,
+            _ => Technician,
         };
         let path = route.replace("{tenant}", tenant);
         let (path, body) = match (method, route) {
@@ -447,6 +552,66 @@ impl Harness {
                     path,
                     Some(json!({"enrolment_id": enrolment_id, "otp": otp})),
                 )
+            }
+            ("DELETE", "/api/v1/sessions/{id}") => {
+                let now = now_millis();
+                let (_, id) = self
+                    .mint_session_mfa(&self.operator_ids[&subject].clone(), now, now + 60_000, now)
+                    .await;
+                (path.replace("{id}", &id), None)
+            }
+            ("POST", "/api/v1/operators/{id}/disable") => {
+                let username = self.unique("to-disable");
+                let operator = self
+                    .server
+                    .store
+                    .create_operator(
+                        &bulwark_store::NewOperator {
+                            username,
+                            password_hash: "$argon2id$unused".to_owned(),
+                            totp_secret: "UNUSED".to_owned(),
+                        },
+                        "operator",
+                        "test",
+                        now_millis(),
+                    )
+                    .await
+                    .expect("operator");
+                (path.replace("{id}", &operator.id), None)
+            }
+            ("POST", "/api/v1/auth/step-up") => (path, Some(json!({"otp": "000000"}))),
+            ("POST", "/api/v1/api-tokens") => {
+                let role = match subject {
+                    Owner => Technician,
+                    other => other,
+                };
+                let name = self.unique("integration");
+                (
+                    path,
+                    Some(json!({"name": name, "role": role.api_name(), "tenants": [tenant]})),
+                )
+            }
+            ("DELETE", "/api/v1/api-tokens/{id}") => {
+                let (_, hash) = new_token();
+                let now = now_millis();
+                let token = self
+                    .server
+                    .store
+                    .create_api_token(
+                        &bulwark_store::NewApiToken {
+                            token_hash: hash,
+                            operator_id: self.operator_ids[&subject].clone(),
+                            name: "to revoke".to_owned(),
+                            role: "read_only".to_owned(),
+                            tenant_ids: Vec::new(),
+                            created_at: now,
+                            expires_at: now + 60_000,
+                        },
+                        "test",
+                    )
+                    .await
+                    .expect("token");
+                (path.replace("{id}", &token.id), None)
             }
             (_, _) if method == "POST" => (path, Some(json!({}))),
             _ => (path, None),
@@ -638,6 +803,12 @@ async fn every_route_as_every_role_on_own_and_foreign_tenants() {
     for who in [Who::NoSession, Who::RevokedSession, Who::ExpiredSession] {
         cases.push((who, Side::Own));
     }
+    // Stale MFA: privileged routes ask for a step-up, everything else reads
+    // (and acts) as with a fresh session.
+    for role in ROLES {
+        cases.push((Who::StaleMfa(role), Side::Own));
+    }
+    let mut stepped_up = BTreeSet::new();
     let mut failures = Vec::new();
     let mut sent = 0;
     for (method, route, rule) in TABLE {
@@ -645,14 +816,12 @@ async fn every_route_as_every_role_on_own_and_foreign_tenants() {
             let (path, body, token) = h.request_for(method, route, who, side).await;
             let reply = h.send(method, &path, token.as_deref(), body.as_ref()).await;
             sent += 1;
-            let want = expected(*rule, who, side);
+            let (want, want_code) = expected_with_code(method, route, *rule, who, side);
             let code = reply.body["error"]["code"].as_str().unwrap_or_default();
-            let shape_ok = match want {
-                401 if !matches!(rule, Public(_)) => code == "unauthenticated",
-                403 => code == "forbidden",
-                404 if !matches!(rule, Public(_)) => code == "not_found",
-                _ => true,
-            };
+            let shape_ok = want_code.is_empty() || code == want_code;
+            if code == "step_up_required" {
+                stepped_up.insert((*method, *route));
+            }
             if reply.status.as_u16() != want || !shape_ok {
                 failures.push(format!(
                     "{method} {route} as {who:?} on {side:?} ({path}): want {want}, got {} {}",
@@ -678,6 +847,11 @@ async fn every_route_as_every_role_on_own_and_foreign_tenants() {
         }
     }
     assert_eq!(sent, TABLE.len() * cases.len());
+    let privileged: BTreeSet<(&str, &str)> = PRIVILEGED.iter().copied().collect();
+    assert_eq!(
+        stepped_up, privileged,
+        "exactly the privileged routes ask a stale session to step up"
+    );
     assert!(
         failures.is_empty(),
         "{} of {sent} requests answered wrongly:\n{}",
@@ -828,11 +1002,16 @@ async fn invitations_are_one_time_expiring_and_owner_only() {
         .send()
         .await
         .expect("confirm");
-    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    // Success shows the recovery codes, once.
+    assert_eq!(done.status(), StatusCode::OK);
+    let html = done.text().await.expect("html");
+    let codes = html_text_after(&html, "id=\"recovery-codes\">");
     assert_eq!(
-        done.headers().get("location").map(|v| v.as_bytes()),
-        Some(&b"/login?welcome=1"[..])
+        codes.lines().filter(|l| l.len() == 19).count(),
+        10,
+        "{html}"
     );
+    assert!(html.contains("href=\"/login?welcome=1\""), "{html}");
 
     // One time: the link and the enrolment are spent.
     let again = h
@@ -996,4 +1175,467 @@ async fn invitations_are_one_time_expiring_and_owner_only() {
             );
         }
     }
+}
+
+/// Sessions listed and revoked, step-up, recovery codes and disabling, end
+/// to end for one technician invited for the purpose (so its TOTP steps are
+/// this test's own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_step_up_recovery_codes_and_disable() {
+    let mut h = start().await;
+    let owner = h.owner().to_owned();
+    let (_, link) = h.invitation(Technician, Some(OWN)).await;
+    let (enrolment, secret) = h.redeem(&link).await;
+    let created = h
+        .ok(
+            "POST",
+            "/api/v1/invitations/confirm",
+            None,
+            Some(&json!({"enrolment_id": enrolment, "otp": totp_code(&secret, now_secs())})),
+        )
+        .await;
+    let username = created["username"].as_str().expect("username").to_owned();
+    let tess_id = created["id"].as_str().expect("id").to_owned();
+    let codes: Vec<String> = created["recovery_codes"]
+        .as_array()
+        .expect("recovery codes")
+        .iter()
+        .map(|c| c.as_str().expect("code").to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+
+    // A recovery code stands in for the TOTP code at login, once.
+    let login = |otp: String| json!({"username": username, "password": PASSWORD, "otp": otp});
+    let by_code = h
+        .ok(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(&login(codes[0].to_lowercase())),
+        )
+        .await;
+    let recovered = by_code["token"].as_str().expect("token").to_owned();
+    let again = h
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(&login(codes[0].clone())),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+
+    // A stale MFA check: reads work, privileged actions ask for a step-up.
+    let now = now_millis();
+    let (stale, _) = h
+        .mint_session_mfa(&tess_id, now - 600_000, now + 3_600_000, now - 600_000)
+        .await;
+    let tokens = format!("/api/v1/tenants/{OWN}/enrollment-tokens");
+    let refused = h
+        .send("POST", &tokens, Some(&stale), Some(&json!({})))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.body["error"]["code"], "step_up_required");
+    h.ok(
+        "GET",
+        &format!("/api/v1/tenants/{OWN}/devices"),
+        Some(&stale),
+        None,
+    )
+    .await;
+    let step_up = |otp: String| json!({"otp": otp});
+    let wrong = h
+        .send(
+            "POST",
+            "/api/v1/auth/step-up",
+            Some(&stale),
+            Some(&step_up("000000".into())),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert_eq!(wrong.body["error"]["code"], "step_up_failed");
+    let code = totp_code(&secret, now_secs() + 30);
+    let passed = h
+        .send(
+            "POST",
+            "/api/v1/auth/step-up",
+            Some(&stale),
+            Some(&step_up(code.clone())),
+        )
+        .await;
+    assert_eq!(passed.status, StatusCode::NO_CONTENT, "{}", passed.body);
+    h.ok("POST", &tokens, Some(&stale), Some(&json!({}))).await;
+    let replay = h
+        .send(
+            "POST",
+            "/api/v1/auth/step-up",
+            Some(&stale),
+            Some(&step_up(code)),
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::BAD_REQUEST, "a code works once");
+
+    // New recovery codes (fresh now) replace the old ones.
+    let regenerated = h
+        .ok("POST", "/api/v1/auth/recovery-codes", Some(&stale), None)
+        .await;
+    assert_eq!(
+        regenerated["recovery_codes"].as_array().map(Vec::len),
+        Some(10)
+    );
+    let old = h
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(&login(codes[1].clone())),
+        )
+        .await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED);
+
+    // The session list: both sessions, the current one marked.
+    let listed = h.ok("GET", "/api/v1/sessions", Some(&stale), None).await;
+    let listed = listed.as_array().expect("sessions").clone();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed.iter().filter(|s| s["current"] == true).count(), 1);
+    let other = listed
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("the recovery-code session");
+    assert_eq!(other["kind"], "cli");
+    assert_eq!(other["ip"], "127.0.0.1");
+    let other_id = other["id"].as_str().expect("id").to_owned();
+    // Another operator's session is not found; the own one is revoked.
+    let owners = h.ok("GET", "/api/v1/sessions", Some(&owner), None).await;
+    let owner_session = owners[0]["id"].as_str().expect("id").to_owned();
+    let foreign = h
+        .send(
+            "DELETE",
+            &format!("/api/v1/sessions/{owner_session}"),
+            Some(&stale),
+            None,
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(foreign.body["error"]["code"], "not_found");
+    let reply = h
+        .send(
+            "DELETE",
+            &format!("/api/v1/sessions/{other_id}"),
+            Some(&stale),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let gone = h
+        .send("GET", "/api/v1/sessions", Some(&recovered), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+
+    // Every other session at once.
+    let now = now_millis();
+    let extra = h.mint_session(&tess_id, now, now + 60_000).await;
+    let revoked = h
+        .ok("POST", "/api/v1/sessions/revoke-others", Some(&stale), None)
+        .await;
+    assert_eq!(revoked["revoked"], 1);
+    let gone = h.send("GET", "/api/v1/tenants", Some(&extra), None).await;
+    assert_eq!(gone.status, StatusCode::UNAUTHORIZED);
+    h.ok("GET", "/api/v1/tenants", Some(&stale), None).await;
+
+    // Disabling: owners only, never oneself, and the sessions end at once.
+    let disable = format!("/api/v1/operators/{tess_id}/disable");
+    let so = h.sessions[&SecurityOfficer].clone();
+    let reply = h.send("POST", &disable, Some(&so), None).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let owner_id = h.operator_ids[&Owner].clone();
+    let reply = h
+        .send(
+            "POST",
+            &format!("/api/v1/operators/{owner_id}/disable"),
+            Some(&owner),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    let reply = h.send("POST", &disable, Some(&owner), None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let reply = h.send("GET", "/api/v1/tenants", Some(&stale), None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let reply = h.send("POST", &disable, Some(&owner), None).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    // Even a session row left unrevoked is refused for a disabled operator.
+    let now = now_millis();
+    let late = h.mint_session(&tess_id, now, now + 60_000).await;
+    let reply = h.send("GET", "/api/v1/tenants", Some(&late), None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let reply = h
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(&login(totp_code(&secret, now_secs() + 30))),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+
+    let actions: Vec<String> = h
+        .server
+        .store
+        .list_audit(&bulwark_store::TenantScope::All, None, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    for action in [
+        "login.recovery_code_used",
+        "recovery_codes.generated",
+        "step_up.failed",
+        "step_up.succeeded",
+        "session.revoked",
+        "session.revoked_others",
+        "operator.disabled",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
+}
+
+/// The console: a stale session's privileged form answers with the step-up
+/// form; the account page lists the sessions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_asks_for_step_up_and_lists_sessions() {
+    let h = start().await;
+    let now = now_millis();
+    let (token, hash) = new_token();
+    let csrf = "console-csrf-token".to_owned();
+    h.server
+        .store
+        .create_session(NewSession {
+            id_hash: hash,
+            operator_id: h.operator_ids[&Owner].clone(),
+            kind: SessionKind::Browser,
+            csrf_token: csrf.clone(),
+            created_at: now - 600_000,
+            expires_at: now + 3_600_000,
+            mfa_at: now - 600_000,
+            ip: Some("192.0.2.9".to_owned()),
+            user_agent: Some("Console <Test>".to_owned()),
+        })
+        .await
+        .expect("session");
+    let cookie = format!("bulwark_session={token}");
+    let page = h
+        .http
+        .post(format!("{}/tenants/{OWN}/enrollment-tokens", h.base))
+        .header("cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("id=\"step-up-form\""), "{html}");
+    assert!(
+        html.contains(&format!("name=\"next\" value=\"/tenants/{OWN}\"")),
+        "{html}"
+    );
+    let page = h
+        .http
+        .get(format!("{}/account", h.base))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("account");
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("Console &#60;Test&#62;"), "escaped: {html}");
+    assert!(html.contains("(this session)"), "{html}");
+    assert!(html.contains("id=\"revoke-others\""), "{html}");
+    assert!(html.contains("id=\"api-token-form\""), "{html}");
+    // Making an API token from the console is privileged too.
+    let page = h
+        .http
+        .post(format!("{}/account/api-tokens", h.base))
+        .header("cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "psa"),
+            ("role", "read_only"),
+            ("tenant", OWN),
+            ("ttl_days", "30"),
+        ])
+        .send()
+        .await
+        .expect("form");
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("id=\"step-up-form\""), "{html}");
+}
+
+/// API tokens: made from a fresh session, scoped to their tenants and role,
+/// never passing a step-up nor managing the account, revocable at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_are_scoped_and_never_step_up() {
+    let h = start().await;
+    let tech = h.sessions[&Technician].clone();
+    // Only a role the maker holds on each tenant.
+    for (body, want) in [
+        (
+            json!({"name": "x", "role": "security_officer", "tenants": [OWN]}),
+            403,
+        ),
+        (
+            json!({"name": "x", "role": "technician", "tenants": [FOREIGN]}),
+            404,
+        ),
+        (json!({"name": "x", "role": "owner", "tenants": [OWN]}), 400),
+        (
+            json!({"name": "", "role": "technician", "tenants": [OWN]}),
+            400,
+        ),
+        (
+            json!({"name": "x", "role": "technician", "tenants": []}),
+            400,
+        ),
+        (
+            json!({"name": "x", "role": "technician", "tenants": [OWN], "ttl_days": 366}),
+            400,
+        ),
+    ] {
+        let reply = h
+            .send("POST", "/api/v1/api-tokens", Some(&tech), Some(&body))
+            .await;
+        assert_eq!(reply.status.as_u16(), want, "{body}: {}", reply.body);
+    }
+    let created = h
+        .ok(
+            "POST",
+            "/api/v1/api-tokens",
+            Some(&tech),
+            Some(&json!({"name": "PSA sync", "role": "technician", "tenants": [OWN]})),
+        )
+        .await;
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert!(secret.starts_with("bwk_"), "{secret}");
+    assert_eq!(created["tenants"], json!([OWN]));
+
+    // It reads what its role allows on its tenants, and nothing else.
+    h.ok(
+        "GET",
+        &format!("/api/v1/tenants/{OWN}/devices"),
+        Some(&secret),
+        None,
+    )
+    .await;
+    let tenants = h.ok("GET", "/api/v1/tenants", Some(&secret), None).await;
+    assert_eq!(tenants.as_array().map(Vec::len), Some(1), "{tenants}");
+    let foreign = h
+        .send(
+            "GET",
+            &format!("/api/v1/tenants/{FOREIGN}/devices"),
+            Some(&secret),
+            None,
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    // An owner's token is no owner.
+    let owner_token = h
+        .ok(
+            "POST",
+            "/api/v1/api-tokens",
+            Some(h.owner()),
+            Some(&json!({"name": "reports", "role": "read_only", "tenants": [OWN]})),
+        )
+        .await;
+    let owner_secret = owner_token["secret"].as_str().expect("secret").to_owned();
+    let reply = h
+        .send(
+            "POST",
+            "/api/v1/tenants",
+            Some(&owner_secret),
+            Some(&json!({"name": "nope"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let tenants = h
+        .ok("GET", "/api/v1/tenants", Some(&owner_secret), None)
+        .await;
+    assert_eq!(tenants.as_array().map(Vec::len), Some(1), "{tenants}");
+
+    // Privileged actions want a person: never satisfied by a token.
+    let reply = h
+        .send(
+            "POST",
+            &format!("/api/v1/tenants/{OWN}/enrollment-tokens"),
+            Some(&secret),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.body["error"]["code"], "step_up_required");
+    // And it cannot manage the account it acts for.
+    for (method, path, body) in [
+        (
+            "POST",
+            "/api/v1/auth/step-up",
+            Some(json!({"otp": "000000"})),
+        ),
+        ("GET", "/api/v1/sessions", None),
+        ("POST", "/api/v1/sessions/revoke-others", None),
+        ("GET", "/api/v1/api-tokens", None),
+        ("POST", "/api/v1/auth/recovery-codes", None),
+        ("POST", "/api/v1/auth/logout", None),
+        (
+            "POST",
+            "/api/v1/api-tokens",
+            Some(json!({"name": "child", "role": "technician", "tenants": [OWN]})),
+        ),
+    ] {
+        let reply = h.send(method, path, Some(&secret), body.as_ref()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{method} {path}: {}",
+            reply.body
+        );
+        assert_eq!(reply.body["error"]["code"], "forbidden", "{method} {path}");
+    }
+
+    // Listed for its maker only; revoked at once; another's is a 404.
+    let listed = h.ok("GET", "/api/v1/api-tokens", Some(&tech), None).await;
+    assert!(
+        listed
+            .as_array()
+            .expect("tokens")
+            .iter()
+            .any(|t| t["id"] == id.as_str()
+                && t["last_used_at"].is_string()
+                && t.get("secret").is_none()),
+        "{listed}"
+    );
+    let reply = h
+        .send(
+            "DELETE",
+            &format!("/api/v1/api-tokens/{id}"),
+            Some(h.owner()),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = h
+        .send(
+            "DELETE",
+            &format!("/api/v1/api-tokens/{id}"),
+            Some(&tech),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    let reply = h.send("GET", "/api/v1/tenants", Some(&secret), None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }

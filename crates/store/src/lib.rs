@@ -15,11 +15,13 @@
 //!   both backends (a row lock on PostgreSQL, the write lock on SQLite).
 //! - Unique-constraint violations become [`StoreError::Conflict`].
 
+mod api_tokens;
 mod audit;
 mod devices;
 mod error;
 mod invitations;
 mod operators;
+mod recovery;
 mod sessions;
 mod setup;
 mod tenants;
@@ -32,6 +34,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
+pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent};
 pub use devices::{Device, NewDevice};
 pub use error::StoreError;
@@ -62,15 +65,21 @@ pub enum TenantScope {
     /// Only the tenants granted to this operator id in `operator_grants`;
     /// nothing at all if the operator is disabled.
     Operator(String),
+    /// Only the tenants of this API token id, while it is unrevoked and its
+    /// operator enabled, and only those its operator still holds a grant on
+    /// (or all of them for an owner's token).
+    ApiToken(String),
 }
 
 impl TenantScope {
     /// The two leading bind parameters of every scoped query: `$1` is 1 for
-    /// [`TenantScope::All`], `$2` the operator id otherwise.
+    /// [`TenantScope::All`], 0 for an operator, 2 for an API token; `$2`
+    /// the operator or token id.
     fn args(&self) -> (i64, &str) {
         match self {
             TenantScope::All => (1, ""),
             TenantScope::Operator(id) => (0, id.as_str()),
+            TenantScope::ApiToken(id) => (2, id.as_str()),
         }
     }
 }
@@ -79,11 +88,19 @@ impl TenantScope {
 macro_rules! in_scope {
     ($col:literal) => {
         concat!(
-            "($1 = 1 OR ",
+            "($1 = 1 OR ($1 = 0 AND ",
             $col,
             " IN (SELECT g.tenant_id FROM operator_grants g",
             " JOIN operators go ON go.id = g.operator_id",
-            " WHERE g.operator_id = $2 AND go.disabled_at IS NULL))"
+            " WHERE g.operator_id = $2 AND go.disabled_at IS NULL))",
+            " OR ($1 = 2 AND ",
+            $col,
+            " IN (SELECT kt.tenant_id FROM api_token_tenants kt",
+            " JOIN api_tokens k ON k.id = kt.token_id",
+            " JOIN operators ko ON ko.id = k.operator_id",
+            " WHERE kt.token_id = $2 AND k.revoked_at IS NULL AND ko.disabled_at IS NULL",
+            " AND (ko.role = 'owner' OR kt.tenant_id IN (SELECT kg.tenant_id",
+            " FROM operator_grants kg WHERE kg.operator_id = ko.id)))))"
         )
     };
 }

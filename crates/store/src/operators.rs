@@ -158,4 +158,66 @@ impl Store {
         .await?;
         Ok(done.rows_affected() == 1)
     }
+
+    /// Disables an operator and revokes every session and API token it holds, recording
+    /// "operator.disabled" by `actor`, in one transaction. Its next request
+    /// fails whatever credential it carries. `NotFound` for an unknown or
+    /// already disabled operator.
+    pub async fn disable_operator(
+        &self,
+        operator_id: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Operator, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE operators SET disabled_at = $2 WHERE id = $1 AND disabled_at IS NULL",
+        )
+        .bind(operator_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let revoked = sqlx::query(
+            "UPDATE sessions SET revoked_at = $2 WHERE operator_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(operator_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $2 WHERE operator_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(operator_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        const SQL: &str = concat!(
+            "SELECT ",
+            operator_columns!(),
+            " FROM operators o WHERE o.id = $1"
+        );
+        let row = sqlx::query(SQL)
+            .bind(operator_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let operator = operator_from_row(&row)?;
+        insert_audit(
+            &mut tx,
+            &NewAuditEvent {
+                at: now,
+                tenant_id: None,
+                actor: actor.to_owned(),
+                action: "operator.disabled".to_owned(),
+                target: operator.id.clone(),
+                detail: format!("username={}; {revoked} sessions revoked", operator.username),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(operator)
+    }
 }

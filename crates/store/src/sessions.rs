@@ -4,9 +4,10 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::audit::insert_audit;
 use crate::error::unique_or_missing;
 use crate::operators::{operator_columns, operator_from_row};
-use crate::{Millis, Operator, Store, StoreError};
+use crate::{Millis, NewAuditEvent, Operator, Store, StoreError};
 
 /// How a session authenticates its requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +39,8 @@ impl SessionKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub id_hash: [u8; 32],
+    /// A non-secret id for listing and revoking (never derived from the token).
+    pub public_id: String,
     pub operator_id: String,
     pub kind: SessionKind,
     pub csrf_token: String,
@@ -65,6 +68,13 @@ pub struct NewSession {
     pub user_agent: Option<String>,
 }
 
+macro_rules! session_columns {
+    () => {
+        "s.id_hash, s.public_id, s.operator_id, s.kind, s.csrf_token, s.created_at, \
+         s.last_seen_at, s.expires_at, s.mfa_at, s.ip, s.user_agent, s.revoked_at"
+    };
+}
+
 fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
     let id_hash: Vec<u8> = row.try_get("id_hash")?;
     let kind: String = row.try_get("kind")?;
@@ -72,6 +82,7 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
         id_hash: id_hash.try_into().map_err(|bytes: Vec<u8>| {
             StoreError::Corrupt(format!("session id hash of {} bytes", bytes.len()))
         })?,
+        public_id: row.try_get("public_id")?,
         operator_id: row.try_get("operator_id")?,
         kind: SessionKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("session kind {kind:?}")))?,
@@ -88,10 +99,13 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
 
 impl Store {
     /// `Conflict` if the id hash exists, `NotFound` if the operator does not.
+    /// The session gets a fresh public id (UUID v4).
     pub async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
+        let public_id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO sessions (id_hash, operator_id, kind, csrf_token, created_at, last_seen_at, \
-             expires_at, mfa_at, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9)",
+             expires_at, mfa_at, ip, user_agent, public_id) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&new.id_hash[..])
         .bind(&new.operator_id)
@@ -102,11 +116,13 @@ impl Store {
         .bind(new.mfa_at)
         .bind(new.ip.as_deref())
         .bind(new.user_agent.as_deref())
+        .bind(&public_id)
         .execute(&self.pool)
         .await
         .map_err(unique_or_missing("session already exists"))?;
         Ok(Session {
             id_hash: new.id_hash,
+            public_id,
             operator_id: new.operator_id,
             kind: new.kind,
             csrf_token: new.csrf_token,
@@ -127,8 +143,9 @@ impl Store {
         id_hash: [u8; 32],
     ) -> Result<Option<(Session, Operator)>, StoreError> {
         const SQL: &str = concat!(
-            "SELECT s.id_hash, s.operator_id, s.kind, s.csrf_token, s.created_at, s.last_seen_at, \
-             s.expires_at, s.mfa_at, s.ip, s.user_agent, s.revoked_at, ",
+            "SELECT ",
+            session_columns!(),
+            ", ",
             operator_columns!(),
             " FROM sessions s JOIN operators o ON o.id = s.operator_id WHERE s.id_hash = $1"
         );
@@ -158,6 +175,125 @@ impl Store {
     pub async fn revoke_session(&self, id_hash: [u8; 32], now: Millis) -> Result<(), StoreError> {
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE id_hash = $1",
+        )
+        .bind(&id_hash[..])
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// An operator's sessions that are neither revoked nor past their
+    /// absolute expiry at `now`, newest first. (Idle limits are the server's
+    /// policy: it filters those.)
+    pub async fn list_sessions(
+        &self,
+        operator_id: &str,
+        now: Millis,
+    ) -> Result<Vec<Session>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions s WHERE s.operator_id = $1 AND s.revoked_at IS NULL \
+             AND s.expires_at > $2 ORDER BY s.created_at DESC, s.public_id"
+        );
+        let rows = sqlx::query(SQL)
+            .bind(operator_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// Revokes one of `operator_id`'s own live sessions by its public id and
+    /// records "session.revoked" by `actor`, in one transaction. `NotFound`
+    /// for an unknown, already revoked or another operator's session (the
+    /// caller answers all three alike).
+    pub async fn revoke_own_session(
+        &self,
+        operator_id: &str,
+        public_id: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $3 \
+             WHERE public_id = $1 AND operator_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(public_id)
+        .bind(operator_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_audit(
+            &mut tx,
+            &NewAuditEvent {
+                at: now,
+                tenant_id: None,
+                actor: actor.to_owned(),
+                action: "session.revoked".to_owned(),
+                target: public_id.to_owned(),
+                detail: String::new(),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes every live session of `operator_id` but the one hashed
+    /// `keep`, and records "session.revoked_others" with the count, in one
+    /// transaction. Returns how many were revoked.
+    pub async fn revoke_other_sessions(
+        &self,
+        operator_id: &str,
+        keep: [u8; 32],
+        actor: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $3 \
+             WHERE operator_id = $1 AND id_hash <> $2 AND revoked_at IS NULL",
+        )
+        .bind(operator_id)
+        .bind(&keep[..])
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let count = done.rows_affected();
+        insert_audit(
+            &mut tx,
+            &NewAuditEvent {
+                at: now,
+                tenant_id: None,
+                actor: actor.to_owned(),
+                action: "session.revoked_others".to_owned(),
+                target: operator_id.to_owned(),
+                detail: format!("{count} sessions"),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+
+    /// Records a passed MFA check (step-up) on a live session.
+    /// `NotFound` for an unknown or revoked session.
+    pub async fn refresh_session_mfa(
+        &self,
+        id_hash: [u8; 32],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET mfa_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL",
         )
         .bind(&id_hash[..])
         .bind(now)

@@ -7,8 +7,8 @@
 use bulwark_protocol::inventory::{CpuInfo, Inventory, MemoryInfo, SystemInfo};
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
 use bulwark_store::{
-    Backend, Device, Lockout, NewAuditEvent, NewDevice, NewOperator, NewSession, SessionKind,
-    SetupEnrolment, Store, StoreError, TenantScope, ThrottleCounter,
+    Backend, Device, Lockout, NewApiToken, NewAuditEvent, NewDevice, NewOperator, NewSession,
+    SessionKind, SetupEnrolment, Store, StoreError, TenantScope, ThrottleCounter,
 };
 
 /// Runs each named body on both backends. `store:` bodies take an open
@@ -78,6 +78,10 @@ suite! {
         login_throttle_concurrent,
         invitations,
         invitation_accepted_concurrently,
+        sessions_listed_and_revoked,
+        operator_disabled,
+        recovery_codes,
+        api_tokens,
     ],
     url: [migrations_idempotent],
 }
@@ -1750,4 +1754,411 @@ async fn invitation_accepted_concurrently(store: Store) {
     }
     assert_eq!(created, 1, "exactly one redemption creates the operator");
     assert_eq!(store.operator_count().await.unwrap(), 1);
+}
+
+fn session_for(operator_id: &str, n: u8, created_at: i64) -> NewSession {
+    NewSession {
+        id_hash: hash(n),
+        operator_id: operator_id.to_owned(),
+        kind: SessionKind::Browser,
+        csrf_token: format!("csrf{n}"),
+        created_at,
+        expires_at: created_at + 60 * MINUTE,
+        mfa_at: created_at,
+        ip: Some("192.0.2.1".to_owned()),
+        user_agent: Some("test agent".to_owned()),
+    }
+}
+
+async fn sessions_listed_and_revoked(store: Store) {
+    let dave = store
+        .create_operator(&new_operator("dave"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let erin = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let a = store
+        .create_session(session_for(&dave.id, 1, T0))
+        .await
+        .unwrap();
+    let b = store
+        .create_session(session_for(&dave.id, 2, T0 + MINUTE))
+        .await
+        .unwrap();
+    let c = store
+        .create_session(session_for(&dave.id, 3, T0 + 2 * MINUTE))
+        .await
+        .unwrap();
+    let other = store
+        .create_session(session_for(&erin.id, 4, T0))
+        .await
+        .unwrap();
+    // Public ids are fresh and unrelated to the token hash.
+    assert_ne!(a.public_id, b.public_id);
+    assert!(
+        uuid::Uuid::parse_str(&a.public_id).is_ok(),
+        "{}",
+        a.public_id
+    );
+    assert_eq!(
+        store.session(hash(1)).await.unwrap().unwrap().0.public_id,
+        a.public_id
+    );
+
+    let listed: Vec<String> = store
+        .list_sessions(&dave.id, T0 + 3 * MINUTE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.public_id)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            c.public_id.clone(),
+            b.public_id.clone(),
+            a.public_id.clone()
+        ]
+    );
+    // Past its absolute expiry, a session is not listed.
+    assert_eq!(
+        store
+            .list_sessions(&dave.id, T0 + 60 * MINUTE + 30_000)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Another operator's session cannot be revoked through dave's account.
+    assert_not_found(
+        store
+            .revoke_own_session(&dave.id, &other.public_id, "dave", T0)
+            .await,
+    );
+    assert_not_found(
+        store
+            .revoke_own_session(&dave.id, "no-such-id", "dave", T0)
+            .await,
+    );
+    store
+        .revoke_own_session(&dave.id, &b.public_id, "dave", T0 + 3 * MINUTE)
+        .await
+        .unwrap();
+    assert_not_found(
+        store
+            .revoke_own_session(&dave.id, &b.public_id, "dave", T0)
+            .await,
+    );
+    assert_eq!(
+        store.session(hash(2)).await.unwrap().unwrap().0.revoked_at,
+        Some(T0 + 3 * MINUTE)
+    );
+
+    // All others: a and c go, the kept one and erin's stay.
+    let mut d = session_for(&dave.id, 5, T0);
+    d.id_hash = hash(5);
+    store.create_session(d).await.unwrap();
+    let revoked = store
+        .revoke_other_sessions(&dave.id, hash(3), "dave", T0 + 4 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(revoked, 2);
+    let left: Vec<String> = store
+        .list_sessions(&dave.id, T0 + 4 * MINUTE)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.public_id)
+        .collect();
+    assert_eq!(left, [c.public_id]);
+    assert_eq!(store.list_sessions(&erin.id, T0).await.unwrap().len(), 1);
+
+    // Step-up refreshes mfa_at on live sessions only.
+    store
+        .refresh_session_mfa(hash(3), T0 + 5 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session(hash(3)).await.unwrap().unwrap().0.mfa_at,
+        T0 + 5 * MINUTE
+    );
+    assert_not_found(store.refresh_session_mfa(hash(2), T0).await);
+    assert_not_found(store.refresh_session_mfa(hash(99), T0).await);
+
+    let actions = audit_actions(&store).await;
+    assert!(
+        actions.contains(&"session.revoked".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"session.revoked_others".to_owned()),
+        "{actions:?}"
+    );
+}
+
+async fn operator_disabled(store: Store) {
+    let dave = store
+        .create_operator(&new_operator("dave"), "operator", "test", T0)
+        .await
+        .unwrap();
+    store
+        .create_session(session_for(&dave.id, 1, T0))
+        .await
+        .unwrap();
+    store
+        .create_session(session_for(&dave.id, 2, T0))
+        .await
+        .unwrap();
+    let disabled = store
+        .disable_operator(&dave.id, "olivia", T0 + MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(disabled.disabled_at, Some(T0 + MINUTE));
+    for n in [1, 2] {
+        let (session, operator) = store.session(hash(n)).await.unwrap().unwrap();
+        assert_eq!(session.revoked_at, Some(T0 + MINUTE));
+        assert_eq!(operator.disabled_at, Some(T0 + MINUTE));
+    }
+    assert_not_found(
+        store
+            .disable_operator(&dave.id, "olivia", T0 + 2 * MINUTE)
+            .await,
+    );
+    assert_not_found(
+        store
+            .disable_operator("no-such-operator", "olivia", T0)
+            .await,
+    );
+    let events = store
+        .list_audit(&TenantScope::All, None, 100)
+        .await
+        .unwrap();
+    let event = events
+        .iter()
+        .find(|e| e.action == "operator.disabled")
+        .unwrap();
+    assert_eq!(
+        (event.actor.as_str(), event.target.as_str()),
+        ("olivia", dave.id.as_str())
+    );
+}
+
+async fn recovery_codes(store: Store) {
+    let dave = store
+        .create_operator(&new_operator("dave"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let erin = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    store
+        .replace_recovery_codes(&dave.id, &[hash(1), hash(2), hash(3)], "dave", T0)
+        .await
+        .unwrap();
+    store
+        .replace_recovery_codes(&erin.id, &[hash(4)], "erin", T0)
+        .await
+        .unwrap();
+    assert_eq!(store.recovery_codes_left(&dave.id).await.unwrap(), 3);
+    assert!(
+        !store
+            .use_recovery_code(&dave.id, hash(4), T0)
+            .await
+            .unwrap(),
+        "erin's code"
+    );
+    assert!(
+        store
+            .use_recovery_code(&dave.id, hash(1), T0)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .use_recovery_code(&dave.id, hash(1), T0)
+            .await
+            .unwrap(),
+        "used once"
+    );
+    assert_eq!(store.recovery_codes_left(&dave.id).await.unwrap(), 2);
+
+    // Two logins racing on one code: exactly one wins.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let id = dave.id.clone();
+            tokio::spawn(async move { store.use_recovery_code(&id, hash(2), T0).await.unwrap() })
+        })
+        .collect();
+    let mut wins = 0;
+    for racer in racers {
+        wins += usize::from(racer.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+
+    // Regenerating replaces every code, used or not.
+    store
+        .replace_recovery_codes(&dave.id, &[hash(5), hash(6)], "dave", T0 + MINUTE)
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .use_recovery_code(&dave.id, hash(3), T0)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.recovery_codes_left(&dave.id).await.unwrap(), 2);
+    assert_eq!(store.recovery_codes_left(&erin.id).await.unwrap(), 1);
+    assert!(
+        audit_actions(&store)
+            .await
+            .contains(&"recovery_codes.generated".to_owned())
+    );
+}
+
+async fn api_tokens(store: Store) {
+    let dave = store
+        .create_operator(&new_operator("dave"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let erin = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let acme = store.create_tenant("acme", T0).await.unwrap();
+    let beta = store.create_tenant("beta", T0).await.unwrap();
+    let new = NewApiToken {
+        token_hash: hash(1),
+        operator_id: dave.id.clone(),
+        name: "backup monitor".to_owned(),
+        role: "read_only".to_owned(),
+        tenant_ids: vec![beta.id.clone(), acme.id.clone()],
+        created_at: T0,
+        expires_at: T0 + 60 * MINUTE,
+    };
+    let token = store.create_api_token(&new, "dave").await.unwrap();
+    let names: Vec<&str> = token
+        .grants
+        .iter()
+        .map(|g| g.tenant_name.as_str())
+        .collect();
+    assert_eq!(names, ["acme", "beta"]);
+    assert!(token.grants.iter().all(|g| g.role == "read_only"));
+    assert_conflict(
+        store.create_api_token(&new, "dave").await,
+        "API token already exists",
+    );
+    assert_not_found(
+        store
+            .create_api_token(
+                &NewApiToken {
+                    token_hash: hash(2),
+                    tenant_ids: vec!["no-such-tenant".to_owned()],
+                    ..new.clone()
+                },
+                "dave",
+            )
+            .await,
+    );
+    let (found, operator) = store.api_token(hash(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (found.clone(), operator.id.clone()),
+        (token.clone(), dave.id.clone())
+    );
+    assert_eq!(store.api_token(hash(9)).await.unwrap(), None);
+
+    // Its scope: its tenants that dave still holds a grant on.
+    let scope = TenantScope::ApiToken(token.id.clone());
+    assert!(
+        store.list_tenants(&scope).await.unwrap().is_empty(),
+        "dave holds nothing yet"
+    );
+    store
+        .grant_tenant(&dave.id, &acme.id, "read_only")
+        .await
+        .unwrap();
+    let seen: Vec<String> = store
+        .list_tenants(&scope)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(seen, ["acme"]);
+    assert!(
+        store
+            .tenant_by_name(&scope, "beta")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store.touch_api_token(&token.id, T0 + MINUTE).await.unwrap();
+    let listed = store.list_api_tokens(&dave.id, T0 + MINUTE).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].last_used_at, Some(T0 + MINUTE));
+    assert!(
+        store
+            .list_api_tokens(&dave.id, T0 + 60 * MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_api_tokens(&erin.id, T0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert_not_found(
+        store
+            .revoke_api_token(&erin.id, &token.id, "erin", T0)
+            .await,
+    );
+    store
+        .revoke_api_token(&dave.id, &token.id, "dave", T0 + 2 * MINUTE)
+        .await
+        .unwrap();
+    assert_not_found(
+        store
+            .revoke_api_token(&dave.id, &token.id, "dave", T0)
+            .await,
+    );
+    let (revoked, _) = store.api_token(hash(1)).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(T0 + 2 * MINUTE));
+    assert!(
+        store.list_tenants(&scope).await.unwrap().is_empty(),
+        "revoked: nothing"
+    );
+
+    // Disabling the operator revokes its tokens too.
+    store
+        .create_api_token(
+            &NewApiToken {
+                token_hash: hash(3),
+                ..new.clone()
+            },
+            "dave",
+        )
+        .await
+        .unwrap();
+    store
+        .disable_operator(&dave.id, "olivia", T0 + 3 * MINUTE)
+        .await
+        .unwrap();
+    let (other, _) = store.api_token(hash(3)).await.unwrap().unwrap();
+    assert_eq!(other.revoked_at, Some(T0 + 3 * MINUTE));
+    let actions = audit_actions(&store).await;
+    for action in ["api_token.created", "api_token.revoked"] {
+        assert!(
+            actions.contains(&action.to_owned()),
+            "{action} in {actions:?}"
+        );
+    }
 }

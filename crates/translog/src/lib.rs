@@ -40,7 +40,9 @@ pub use tree::{Frontier, NodeId};
 pub fn fuzz_checkpoint(bytes: &[u8]) {
     let limits = Limits::default();
     let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
-    let Ok(verifier) = NoteVerifier::new("bulwark.example/fuzz", key) else { return };
+    let Ok(verifier) = NoteVerifier::new("bulwark.example/fuzz", key) else {
+        return;
+    };
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = verify_note(text, &verifier, &limits);
         let _ = Checkpoint::parse_body(text, &limits);

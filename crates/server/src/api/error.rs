@@ -68,6 +68,16 @@ impl ApiError {
         )
     }
 
+    /// A privileged action on a session without a recent MFA check: pass
+    /// `POST /api/v1/auth/step-up` (or the console's form) and try again.
+    pub fn step_up_required() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "step_up_required",
+            "this action needs a fresh one-time code: confirm it (step up) and try again",
+        )
+    }
+
     pub fn csrf() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,

@@ -10,6 +10,9 @@
 //! foreign tenant's object is a 404, never a 403) and then calls
 //! [`Caller::require_in`] with it (a role lacking the action there is a 403).
 //! `tests/authz_matrix.rs` tries every route of [`router`] as every role.
+//! Privileged actions ([`crate::auth::policy::Action::privileged`]) also need
+//! an MFA check within five minutes: `Caller::require` answers 403
+//! `step_up_required` otherwise, and `POST /api/v1/auth/step-up` refreshes it.
 
 pub mod error;
 pub mod views;
@@ -94,6 +97,14 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(revoke_invitation))
         .routes(routes!(redeem_invitation))
         .routes(routes!(confirm_invitation))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(revoke_other_sessions))
+        .routes(routes!(disable_operator))
+        .routes(routes!(step_up))
+        .routes(routes!(regenerate_recovery_codes))
+        .routes(routes!(list_api_tokens, create_api_token))
+        .routes(routes!(revoke_api_token))
         .split_for_parts()
 }
 
@@ -175,6 +186,9 @@ struct OperatorView {
     id: String,
     username: String,
     role: String,
+    /// One-time recovery codes, usable in place of a TOTP code at login
+    /// (each once). Shown only in this response; stored hashed.
+    recovery_codes: Vec<String>,
 }
 
 /// Step 2: proves the TOTP enrolment and creates the owner.
@@ -184,13 +198,15 @@ async fn setup_confirm(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SetupConfirmRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let operator = flows::setup_confirm(&state, &req.enrolment_id, &req.otp).await?;
+    let (operator, recovery_codes) =
+        flows::setup_confirm(&state, &req.enrolment_id, &req.otp).await?;
     Ok((
         StatusCode::CREATED,
         Json(OperatorView {
             id: operator.id,
             username: operator.username,
             role: operator.role,
+            recovery_codes,
         }),
     ))
 }
@@ -540,7 +556,7 @@ async fn list_lockouts(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<LockoutView>>, ApiError> {
-    caller.require(Action::ManageLockouts)?;
+    caller.require(Action::ViewLockouts)?;
     let lockouts = state.store.list_lockouts(now_millis()).await?;
     Ok(Json(
         lockouts
@@ -568,7 +584,7 @@ async fn lift_lockout(
     caller: Caller,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Action::ManageLockouts)?;
+    caller.require(Action::LiftLockout)?;
     if !crate::auth::throttle::valid_key(&key) {
         return Err(ApiError::not_found("lockout"));
     }
@@ -762,7 +778,7 @@ async fn create_invitation(
     caller: Caller,
     ApiJson(req): ApiJson<InvitationRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    caller.require(Action::ManageInvitations)?;
+    caller.require(Action::InviteOperator)?;
     let role = crate::auth::Role::parse(&req.role).ok_or_else(|| {
         ApiError::bad_request(
             "role must be owner, security_officer, technician, read_only or tenant_auditor",
@@ -852,7 +868,7 @@ async fn confirm_invitation(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<SetupConfirmRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (operator, _grants) =
+    let (operator, _grants, recovery_codes) =
         crate::auth::invite::confirm(&state, &req.enrolment_id, &req.otp).await?;
     Ok((
         StatusCode::CREATED,
@@ -860,6 +876,239 @@ async fn confirm_invitation(
             id: operator.id,
             username: operator.username,
             role: operator.role,
+            recovery_codes,
         }),
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionView {
+    /// Public id (not a secret): name it to revoke the session.
+    pub id: String,
+    /// `browser` or `cli`.
+    pub kind: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    pub ip: String,
+    pub user_agent: String,
+    /// The session this request came with.
+    pub current: bool,
+}
+
+impl From<crate::auth::account::SessionInfo> for SessionView {
+    fn from(s: crate::auth::account::SessionInfo) -> Self {
+        Self {
+            id: s.id,
+            kind: s.kind.as_str().to_owned(),
+            created_at: crate::rfc3339(s.created_at),
+            last_seen_at: crate::rfc3339(s.last_seen_at),
+            expires_at: crate::rfc3339(s.expires_at),
+            ip: s.ip,
+            user_agent: s.user_agent,
+            current: s.current,
+        }
+    }
+}
+
+/// The caller's own sessions that still work, newest first.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "auth",
+    responses((status = 200, body = [SessionView]), (status = 401, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SessionView>>, ApiError> {
+    let sessions = crate::auth::account::sessions(&state, &caller).await?;
+    Ok(Json(sessions.into_iter().map(SessionView::from).collect()))
+}
+
+/// Ends one of the caller's own sessions at once (another operator's session is a 404).
+#[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "auth",
+    params(("id" = String, Path, description = "Session id, as listed")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn revoke_session(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    crate::auth::account::revoke_session(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+struct RevokedCount {
+    revoked: u64,
+}
+
+/// Ends every session of the caller except the one making this request.
+#[utoipa::path(post, path = "/api/v1/sessions/revoke-others", tag = "auth",
+    responses((status = 200, body = RevokedCount), (status = 401, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn revoke_other_sessions(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<RevokedCount>, ApiError> {
+    let revoked = crate::auth::account::revoke_other_sessions(&state, &caller).await?;
+    Ok(Json(RevokedCount { revoked }))
+}
+
+/// Disables an operator: every session it holds ends at once (owners only; step-up required).
+#[utoipa::path(post, path = "/api/v1/operators/{id}/disable", tag = "operators",
+    params(("id" = String, Path, description = "Operator id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn disable_operator(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    crate::auth::account::disable_operator(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StepUpRequest {
+    /// A current TOTP code (each time step works once).
+    otp: String,
+}
+
+/// Confirms a fresh TOTP code: privileged actions are allowed on this session for five minutes.
+#[utoipa::path(post, path = "/api/v1/auth/step-up", tag = "auth", request_body = StepUpRequest,
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn step_up(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    caller: Caller,
+    ApiJson(req): ApiJson<StepUpRequest>,
+) -> Result<StatusCode, ApiError> {
+    let client = client_info(Some(peer), &headers);
+    crate::auth::account::step_up(&state, &caller, &req.otp, &client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+struct RecoveryCodes {
+    /// One-time codes usable in place of a TOTP code at login; shown only
+    /// now, stored hashed. Every earlier code stops working.
+    recovery_codes: Vec<String>,
+}
+
+/// Replaces the caller's recovery codes (step-up required).
+#[utoipa::path(post, path = "/api/v1/auth/recovery-codes", tag = "auth",
+    responses((status = 201, body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn regenerate_recovery_codes(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    let recovery_codes = crate::auth::account::regenerate_recovery_codes(&state, &caller).await?;
+    Ok((StatusCode::CREATED, Json(RecoveryCodes { recovery_codes })))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ApiTokenView {
+    pub id: String,
+    pub name: String,
+    /// The role held on each tenant in `tenants`.
+    pub role: String,
+    pub tenants: Vec<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub last_used_at: Option<String>,
+}
+
+impl From<bulwark_store::ApiToken> for ApiTokenView {
+    fn from(t: bulwark_store::ApiToken) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            tenants: t.grants.into_iter().map(|g| g.tenant_name).collect(),
+            created_at: crate::rfc3339(t.created_at),
+            expires_at: crate::rfc3339(t.expires_at),
+            last_used_at: t.last_used_at.map(crate::rfc3339),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ApiTokenRequest {
+    /// What the token is for, e.g. "PSA sync".
+    name: String,
+    /// `security_officer`, `technician`, `read_only` or `tenant_auditor`:
+    /// one you hold on every tenant named (owners: any).
+    role: String,
+    /// Tenant names the role applies to.
+    tenants: Vec<String>,
+    /// Lifetime in days (default 90, at most 365).
+    ttl_days: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ApiTokenCreated {
+    #[serde(flatten)]
+    token: ApiTokenView,
+    /// Send as `Authorization: Bearer <secret>`; shown once, stored hashed.
+    secret: String,
+}
+
+/// Makes an API token for an integration (step-up required; never from another API token).
+#[utoipa::path(post, path = "/api/v1/api-tokens", tag = "auth", request_body = ApiTokenRequest,
+    responses((status = 201, body = ApiTokenCreated), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn create_api_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<ApiTokenRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (secret, token) = crate::auth::account::create_api_token(
+        &state,
+        &caller,
+        crate::auth::account::ApiTokenRequest {
+            name: req.name,
+            role: req.role,
+            tenants: req.tenants,
+            ttl_days: req.ttl_days,
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiTokenCreated {
+            token: token.into(),
+            secret,
+        }),
+    ))
+}
+
+/// The caller's API tokens still in force, newest first.
+#[utoipa::path(get, path = "/api/v1/api-tokens", tag = "auth",
+    responses((status = 200, body = [ApiTokenView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn list_api_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<ApiTokenView>>, ApiError> {
+    let tokens = crate::auth::account::api_tokens(&state, &caller).await?;
+    Ok(Json(tokens.into_iter().map(ApiTokenView::from).collect()))
+}
+
+/// Revokes one of the caller's API tokens at once (another operator's is a 404).
+#[utoipa::path(delete, path = "/api/v1/api-tokens/{id}", tag = "auth",
+    params(("id" = String, Path, description = "API token id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn revoke_api_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    crate::auth::account::revoke_api_token(&state, &caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

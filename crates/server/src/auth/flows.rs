@@ -6,7 +6,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::throttle::{self, Decision, ThrottlePolicy};
-use super::{password, session, totp};
+use super::{account, password, session, totp};
 use crate::api::error::ApiError;
 use crate::now_millis;
 use crate::state::AppState;
@@ -142,19 +142,46 @@ pub async fn login(
             return Err(ApiError::login_failed());
         }
     };
-    let now_secs = u64::try_from(now / 1000).unwrap_or_default();
-    let step = totp::verify(&operator.totp_secret, otp, now_secs);
-    let accepted = match step {
-        Some(step) => state.store.accept_totp_step(&operator.id, step).await?,
-        None => false,
+    // A recovery code stands in for the TOTP code (each once).
+    let recovery = account::looks_like_recovery_code(otp);
+    let accepted = if recovery {
+        state
+            .store
+            .use_recovery_code(&operator.id, account::recovery_code_hash(otp), now)
+            .await?
+    } else {
+        let now_secs = u64::try_from(now / 1000).unwrap_or_default();
+        match totp::verify(&operator.totp_secret, otp, now_secs) {
+            Some(step) => state.store.accept_totp_step(&operator.id, step).await?,
+            None => false,
+        }
     };
+    if accepted && recovery {
+        let left = state.store.recovery_codes_left(&operator.id).await?;
+        audit(
+            state,
+            username,
+            "login.recovery_code_used",
+            username,
+            &format!("{left} recovery codes left; from {}", client.ip),
+        )
+        .await;
+    }
     if !accepted {
         audit(
             state,
             username,
             "login.failed",
             username,
-            &format!("one-time code; from {}", client.ip),
+            &format!(
+                "{}; from {}",
+                if recovery {
+                    "recovery code"
+                } else {
+                    "one-time code"
+                },
+                client.ip
+            ),
         )
         .await;
         if attempt.user.newly_locked {
@@ -208,6 +235,13 @@ pub async fn login(
 }
 
 pub async fn logout(state: &AppState, caller: &session::Caller) -> Result<(), ApiError> {
+    if caller.credential == super::policy::Credential::ApiToken {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "an API token is not a session: revoke it with DELETE /api/v1/api-tokens/{id}",
+        ));
+    }
     state
         .store
         .revoke_session(caller.session_hash, now_millis())
@@ -323,12 +357,13 @@ pub async fn setup_start(
 }
 
 /// Step 2: a valid TOTP code proves the authenticator holds the secret; only
-/// then is the owner created (and the setup code consumed).
+/// then is the owner created (and the setup code consumed). Returns the
+/// owner and its recovery codes (shown this once).
 pub async fn setup_confirm(
     state: &AppState,
     enrolment_id: &str,
     otp: &str,
-) -> Result<Operator, ApiError> {
+) -> Result<(Operator, Vec<String>), ApiError> {
     let now = now_millis();
     let id_hash = session::hash_token(enrolment_id);
     let enrolment = state
@@ -359,7 +394,8 @@ pub async fn setup_confirm(
         Err(e) => return Err(e.into()),
     };
     state.store.accept_totp_step(&operator.id, step).await?;
-    Ok(operator)
+    let codes = account::issue_recovery_codes(state, &operator, &operator.username).await?;
+    Ok((operator, codes))
 }
 
 pub fn check_username(username: &str) -> Result<(), ApiError> {

@@ -54,7 +54,7 @@ pub async fn invite(
     caller: &Caller,
     request: InviteRequest,
 ) -> Result<Issued, ApiError> {
-    caller.require(Action::ManageInvitations)?;
+    caller.require(Action::InviteOperator)?;
     check_username(&request.username)?;
     let ttl_hours = request.ttl_hours.unwrap_or(DEFAULT_TTL_HOURS);
     if !(1..=MAX_TTL_HOURS).contains(&ttl_hours) {
@@ -211,11 +211,12 @@ pub async fn enrolment(
 
 /// Step 2: a valid TOTP code proves the authenticator holds the secret; only
 /// then is the operator created with its grants and the invitation consumed.
+/// Also returns its recovery codes (shown this once).
 pub async fn confirm(
     state: &AppState,
     enrolment_id: &str,
     otp: &str,
-) -> Result<(Operator, Vec<Grant>), ApiError> {
+) -> Result<(Operator, Vec<Grant>, Vec<String>), ApiError> {
     let now = now_millis();
     let pending = enrolment(state, enrolment_id).await?;
     let now_secs = u64::try_from(now / 1000).unwrap_or_default();
@@ -234,5 +235,6 @@ pub async fn confirm(
         Err(e) => return Err(e.into()),
     };
     state.store.accept_totp_step(&operator.id, step).await?;
-    Ok((operator, grants))
+    let codes = super::account::issue_recovery_codes(state, &operator, &operator.username).await?;
+    Ok((operator, grants, codes))
 }

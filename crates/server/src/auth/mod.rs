@@ -4,6 +4,7 @@
 //! Pure decisions live in [`policy`]; this module adds hashing (off the async
 //! runtime), secrets and the axum extractor [`Caller`].
 
+pub mod account;
 pub mod flows;
 pub mod invite;
 pub mod password;

@@ -56,10 +56,26 @@ pub enum Action {
     ViewAudit,
     /// List operator accounts and their grants.
     ListOperators,
-    /// Invite operators, list and revoke invitations.
+    /// List pending invitations and revoke them.
     ManageInvitations,
-    /// See login lockouts and lift them (server-wide, not per tenant).
-    ManageLockouts,
+    /// Invite an operator (owners only; privileged).
+    InviteOperator,
+    /// Disable an operator account, ending its sessions (owners only; privileged).
+    DisableOperator,
+    /// See login lockouts (server-wide, not per tenant).
+    ViewLockouts,
+    /// Lift a login lockout (privileged).
+    LiftLockout,
+    /// See and revoke one's own sessions; anyone signed in.
+    ManageOwnSessions,
+    /// Refresh one's own MFA check; anyone signed in.
+    StepUp,
+    /// Replace one's own recovery codes; anyone signed in (privileged).
+    RegenerateRecoveryCodes,
+    /// List and revoke one's own API tokens; anyone signed in.
+    ManageOwnApiTokens,
+    /// Make an API token (its scope within one's own grants; privileged).
+    CreateApiToken,
 }
 
 impl Action {
@@ -71,11 +87,46 @@ impl Action {
             Action::ViewDevices | Action::IssueEnrollmentToken | Action::ViewAudit
         )
     }
+
+    /// Actions on the caller's own account: every account may do them,
+    /// whatever it holds (an operator with no grant left can still sign its
+    /// sessions out).
+    pub fn on_self(self) -> bool {
+        matches!(
+            self,
+            Action::ManageOwnSessions
+                | Action::StepUp
+                | Action::RegenerateRecoveryCodes
+                | Action::ManageOwnApiTokens
+                | Action::CreateApiToken
+        )
+    }
+
+    /// Privileged actions need an MFA check within [`STEP_UP_WINDOW_MS`]
+    /// ([`decide`]): what a stolen, hours-old session must not do alone.
+    /// Later work adds approving jobs, admin shells and security settings.
+    pub fn privileged(self) -> bool {
+        matches!(
+            self,
+            Action::IssueEnrollmentToken
+                | Action::InviteOperator
+                | Action::DisableOperator
+                | Action::LiftLockout
+                | Action::RegenerateRecoveryCodes
+                | Action::CreateApiToken
+        )
+    }
 }
+
+/// How recent an MFA check a privileged action needs (5 minutes).
+pub const STEP_UP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// May `role` perform `action` (within the tenants its scope allows)?
 pub fn authorize(role: Role, action: Action) -> bool {
     use Action::*;
+    if action.on_self() {
+        return true;
+    }
     match role {
         Role::Owner => true,
         Role::SecurityOfficer => matches!(
@@ -86,7 +137,8 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | WatchPresence
                 | ViewAudit
                 | ListOperators
-                | ManageLockouts
+                | ViewLockouts
+                | LiftLockout
         ),
         Role::Technician => {
             matches!(
@@ -143,6 +195,9 @@ impl Standing {
 /// 4. Without one: allowed if any role held allows it (the data returned is
 ///    still limited to the caller's tenants by the store's scope).
 pub fn authorize_in(standing: &Standing, action: Action, tenant_id: Option<&str>) -> bool {
+    if action.on_self() {
+        return true;
+    }
     let grants = match standing {
         // 1.
         Standing::Owner => return authorize(Role::Owner, action),
@@ -158,6 +213,68 @@ pub fn authorize_in(standing: &Standing, action: Action, tenant_id: Option<&str>
         // 4.
         None => grants.iter().any(|g| authorize(g.role, action)),
     }
+}
+
+/// The answer to one request's authorisation, MFA freshness included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// The role does not allow it here (403 `forbidden`).
+    Forbidden,
+    /// Allowed, but only after a fresh MFA check (403 `step_up_required`).
+    StepUpRequired,
+}
+
+/// What authenticated a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// A person's session (browser or CLI), which passed MFA at `mfa_at`
+    /// (login or the last step-up).
+    Session { mfa_at: i64 },
+    /// An integration's API token: no person behind it, so it never passes
+    /// a step-up and never manages the account (its sessions, tokens or
+    /// recovery codes).
+    ApiToken,
+}
+
+/// The one authorisation decision every route reaches through
+/// `Caller::require`/`require_in`:
+///
+/// 1. An API token may not act on the account itself ([`Action::on_self`]).
+/// 2. [`authorize_in`] (the role, on this tenant): no means [`Decision::Forbidden`].
+/// 3. A [`Action::privileged`] action also needs a session whose MFA check
+///    is within [`STEP_UP_WINDOW_MS`] before `now`; an API token never is.
+///    A time in the future (clock skew between nodes) counts as fresh only
+///    up to the same window.
+pub fn decide(
+    standing: &Standing,
+    action: Action,
+    tenant_id: Option<&str>,
+    credential: Credential,
+    now: i64,
+) -> Decision {
+    // 1.
+    if credential == Credential::ApiToken && action.on_self() {
+        return Decision::Forbidden;
+    }
+    // 2.
+    if !authorize_in(standing, action, tenant_id) {
+        return Decision::Forbidden;
+    }
+    // 3.
+    let fresh = match credential {
+        Credential::Session { mfa_at } => mfa_fresh(Some(mfa_at), now),
+        Credential::ApiToken => false,
+    };
+    if action.privileged() && !fresh {
+        return Decision::StepUpRequired;
+    }
+    Decision::Allow
+}
+
+/// Did the MFA check at `mfa_at` happen within [`STEP_UP_WINDOW_MS`] of `now`?
+pub fn mfa_fresh(mfa_at: Option<i64>, now: i64) -> bool {
+    mfa_at.is_some_and(|at| now.saturating_sub(at).abs() < STEP_UP_WINDOW_MS)
 }
 
 /// Session lifetimes (NIST SP 800-63B AAL2: 30 min idle at most, 12 h absolute).
@@ -241,7 +358,8 @@ mod tests {
             (Role::ReadOnly, false),
             (Role::TenantAuditor, false),
         ] {
-            assert_eq!(authorize(role, Action::ManageLockouts), allowed, "{role:?}");
+            assert_eq!(authorize(role, Action::LiftLockout), allowed, "{role:?}");
+            assert_eq!(authorize(role, Action::ViewLockouts), allowed, "{role:?}");
         }
     }
 
@@ -281,11 +399,154 @@ mod tests {
             None,
             false,
         );
+        check(
+            &granted(&[("a", Role::SecurityOfficer)]),
+            Action::InviteOperator,
+            None,
+            false,
+        );
 
         check(&Standing::Owner, Action::ViewDevices, None, true);
         check(&Standing::Owner, Action::ManageInvitations, None, true);
         assert_eq!(Role::parse_grant("owner"), None);
         assert_eq!(Role::parse_grant("technician"), Some(Role::Technician));
+    }
+
+    #[test]
+    fn privileged_actions_need_fresh_mfa() {
+        let now = 1_000 * 60 * 60 * 1000;
+        let session = |mfa_at| Credential::Session { mfa_at };
+        let fresh = session(now - STEP_UP_WINDOW_MS + 1);
+        let stale = session(now - STEP_UP_WINDOW_MS);
+        let token = Credential::ApiToken;
+        let tech = granted(&[("a", Role::Technician)]);
+        let check = |standing: &Standing, action, tenant, mfa_at, expect: Decision| {
+            assert_eq!(
+                decide(standing, action, tenant, mfa_at, now),
+                expect,
+                "{standing:?} {action:?} on {tenant:?} with MFA at {mfa_at:?}"
+            );
+        };
+        check(
+            &tech,
+            Action::IssueEnrollmentToken,
+            Some("a"),
+            fresh,
+            Decision::Allow,
+        );
+        check(
+            &tech,
+            Action::IssueEnrollmentToken,
+            Some("a"),
+            stale,
+            Decision::StepUpRequired,
+        );
+        check(
+            &tech,
+            Action::IssueEnrollmentToken,
+            Some("a"),
+            token,
+            Decision::StepUpRequired,
+        );
+        check(
+            &tech,
+            Action::ViewDevices,
+            Some("a"),
+            token,
+            Decision::Allow,
+        );
+        check(
+            &tech,
+            Action::ViewDevices,
+            Some("b"),
+            token,
+            Decision::Forbidden,
+        );
+        // A token never manages the account it acts for.
+        for action in [
+            Action::ManageOwnSessions,
+            Action::StepUp,
+            Action::RegenerateRecoveryCodes,
+            Action::ManageOwnApiTokens,
+            Action::CreateApiToken,
+        ] {
+            check(&Standing::Owner, action, None, token, Decision::Forbidden);
+        }
+        // The role decides first: no grant is forbidden whatever the MFA.
+        check(
+            &tech,
+            Action::IssueEnrollmentToken,
+            Some("b"),
+            stale,
+            Decision::Forbidden,
+        );
+        check(
+            &tech,
+            Action::DisableOperator,
+            None,
+            fresh,
+            Decision::Forbidden,
+        );
+        // Reads never need a step-up.
+        check(
+            &tech,
+            Action::ViewDevices,
+            Some("a"),
+            stale,
+            Decision::Allow,
+        );
+        check(
+            &Standing::Owner,
+            Action::ListOperators,
+            None,
+            token,
+            Decision::Allow,
+        );
+        check(
+            &Standing::Owner,
+            Action::InviteOperator,
+            None,
+            stale,
+            Decision::StepUpRequired,
+        );
+        check(
+            &Standing::Owner,
+            Action::InviteOperator,
+            None,
+            fresh,
+            Decision::Allow,
+        );
+        // Far-future MFA times (skew, tampering) are not fresh forever.
+        check(
+            &Standing::Owner,
+            Action::LiftLockout,
+            None,
+            session(now + STEP_UP_WINDOW_MS),
+            Decision::StepUpRequired,
+        );
+        // One's own account: every standing, even no grant at all.
+        check(
+            &granted(&[]),
+            Action::ManageOwnSessions,
+            None,
+            stale,
+            Decision::Allow,
+        );
+        check(&granted(&[]), Action::StepUp, None, stale, Decision::Allow);
+        check(
+            &granted(&[]),
+            Action::RegenerateRecoveryCodes,
+            None,
+            stale,
+            Decision::StepUpRequired,
+        );
+        check(
+            &granted(&[]),
+            Action::RegenerateRecoveryCodes,
+            None,
+            fresh,
+            Decision::Allow,
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::policy::{
-    Action, Role, SessionState, Standing, TenantRole, authorize_in, session_state,
+    Action, Credential, Decision, Role, SessionState, Standing, TenantRole, authorize_in, decide,
+    session_state,
 };
 use crate::api::error::ApiError;
 use crate::now_millis;
@@ -59,6 +60,10 @@ pub struct Caller {
     /// Owner, or the roles held per tenant.
     pub standing: Standing,
     pub session_hash: [u8; 32],
+    /// The session's (or API token's) non-secret id.
+    pub session_id: String,
+    /// A person's session and when it last passed MFA, or an API token.
+    pub credential: Credential,
     pub csrf_token: String,
     pub via: Via,
 }
@@ -66,9 +71,10 @@ pub struct Caller {
 impl Caller {
     /// The tenants this caller's queries may touch.
     pub fn scope(&self) -> TenantScope {
-        match self.standing {
-            Standing::Owner => TenantScope::All,
-            Standing::Granted(_) => TenantScope::Operator(self.operator.id.clone()),
+        match (self.credential, &self.standing) {
+            (Credential::ApiToken, _) => TenantScope::ApiToken(self.session_id.clone()),
+            (_, Standing::Owner) => TenantScope::All,
+            (_, Standing::Granted(_)) => TenantScope::Operator(self.operator.id.clone()),
         }
     }
 
@@ -91,16 +97,32 @@ impl Caller {
         self.decide(action, Some(tenant_id))
     }
 
-    /// [`Caller::require_in`] as a yes/no, for showing or hiding a button.
+    /// [`Caller::require_in`] as a yes/no, for showing or hiding a button
+    /// (the role only: a stale MFA check still shows it, and the action
+    /// then asks for a step-up).
     pub fn allows_in(&self, action: Action, tenant_id: &str) -> bool {
         authorize_in(&self.standing, action, Some(tenant_id))
     }
 
+    /// [`Caller::require`] as a yes/no for showing a button (role only).
+    pub fn allows(&self, action: Action) -> bool {
+        authorize_in(&self.standing, action, None)
+    }
+
+    /// The pure [`decide`], with MFA freshness: a privileged action on a
+    /// session whose MFA check is older than the step-up window is a 403
+    /// `step_up_required`, so no route can forget it.
     fn decide(&self, action: Action, tenant_id: Option<&str>) -> Result<(), ApiError> {
-        if authorize_in(&self.standing, action, tenant_id) {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden())
+        match decide(
+            &self.standing,
+            action,
+            tenant_id,
+            self.credential,
+            now_millis(),
+        ) {
+            Decision::Allow => Ok(()),
+            Decision::Forbidden => Err(ApiError::forbidden()),
+            Decision::StepUpRequired => Err(ApiError::step_up_required()),
         }
     }
 
@@ -156,6 +178,11 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>,
     if token.is_empty() || token.len() > 128 {
         return Ok(None);
     }
+    if via == Via::Bearer
+        && let Some(secret) = token.strip_prefix(API_TOKEN_PREFIX)
+    {
+        return authenticate_api_token(state, secret).await;
+    }
     let hash = hash_token(token);
     let Some((session, operator)) = state.store.session(hash).await? else {
         return Ok(None);
@@ -200,8 +227,68 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>,
         operator,
         standing,
         session_hash: hash,
+        session_id: session.public_id,
+        credential: Credential::Session {
+            mfa_at: session.mfa_at,
+        },
         csrf_token: session.csrf_token,
         via,
+    }))
+}
+
+/// API tokens start with this, so they are told from session tokens at a glance.
+pub const API_TOKEN_PREFIX: &str = "bwk_";
+
+/// An integration's API token: valid while unrevoked, unexpired and its
+/// operator enabled. Its standing is its role on its tenants, cut to the
+/// tenants where its operator still holds that very role (or all of them
+/// for an owner's token): a demotion shrinks the token with it.
+async fn authenticate_api_token(
+    state: &AppState,
+    secret: &str,
+) -> Result<Option<Caller>, ApiError> {
+    let hash = hash_token(secret);
+    let Some((token, operator)) = state.store.api_token(hash).await? else {
+        return Ok(None);
+    };
+    let now = now_millis();
+    if token.revoked_at.is_some() || now >= token.expires_at || operator.disabled_at.is_some() {
+        return Ok(None);
+    }
+    let Some(role) = Role::parse_grant(&token.role) else {
+        return Ok(None); // a role this build does not know grants nothing
+    };
+    let held = match operator.role.as_str() {
+        bulwark_store::ACCOUNT_OWNER => None,
+        bulwark_store::ACCOUNT_OPERATOR => Some(state.store.operator_grants(&operator.id).await?),
+        _ => return Ok(None),
+    };
+    let grants = token
+        .grants
+        .into_iter()
+        .filter(|g| {
+            held.as_ref().is_none_or(|held| {
+                held.iter()
+                    .any(|h| h.tenant_id == g.tenant_id && h.role == token.role)
+            })
+        })
+        .map(|g| TenantRole {
+            role,
+            tenant_id: g.tenant_id,
+            tenant_name: g.tenant_name,
+        })
+        .collect();
+    if token.last_used_at.is_none_or(|at| now - at > 30_000) {
+        state.store.touch_api_token(&token.id, now).await?;
+    }
+    Ok(Some(Caller {
+        operator,
+        standing: Standing::Granted(grants),
+        session_hash: hash,
+        session_id: token.id,
+        credential: Credential::ApiToken,
+        csrf_token: String::new(),
+        via: Via::Bearer,
     }))
 }
 
