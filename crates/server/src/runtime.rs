@@ -121,7 +121,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         presence: presence.clone(),
         session_policy: Default::default(),
         ca_fingerprint: tls.ca_fingerprint,
-        dummy_password_hash: crate::auth::password::dummy_hash().await?,
         gateway_url: gateway_url.clone(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);

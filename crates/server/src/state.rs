@@ -16,8 +16,6 @@ pub struct Inner {
     pub session_policy: SessionPolicy,
     /// SHA-256 of the agent CA: goes into every enrolment token.
     pub ca_fingerprint: [u8; 32],
-    /// Verified against when a login names an unknown account (equal timing).
-    pub dummy_password_hash: String,
     /// Where agents connect, shown with enrolment tokens.
     pub gateway_url: String,
 }

@@ -121,7 +121,7 @@ pub async fn login(
         state.store.operator_by_username(username).await?
     };
     let phc = found.as_ref().map_or_else(
-        || state.dummy_password_hash.clone(),
+        || password::DUMMY_HASH.to_owned(),
         |o| o.password_hash.clone(),
     );
     let password_ok = password::verify(password_text.to_owned(), phc).await;
