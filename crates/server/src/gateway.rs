@@ -353,6 +353,8 @@ async fn authenticate(
     Ok(tenant)
 }
 
+// Storage calls inside the session are boxed: their futures are large
+// (sqlx) and would otherwise be part of every idle connection's state.
 async fn run_session(
     state: Arc<GatewayState>,
     session: Session,
@@ -366,11 +368,7 @@ async fn run_session(
         peer,
     } = session;
     let now = now_millis();
-    if let Err(error) = state
-        .store
-        .device_seen(&device_id, now, &agent_version)
-        .await
-    {
+    if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
         warn!(%device_id, %error, "Cannot record device as seen.");
     }
     let registration = state.presence.register(&device_id, &tenant, rfc3339(now));
@@ -391,13 +389,13 @@ async fn run_session(
                 };
                 match decode_agent_frame(&bytes, &state.limits) {
                     Ok(AgentMessage::Heartbeat(_)) => {
-                        if let Err(error) = state.store.device_seen(&device_id, now_millis(), &agent_version).await {
+                        if let Err(error) = Box::pin(state.store.device_seen(&device_id, now_millis(), &agent_version)).await {
                             warn!(%device_id, %error, "Cannot record heartbeat.");
                         }
                     }
                     Ok(AgentMessage::Inventory(report)) => {
                         let seq = report.seq;
-                        match state.store.update_inventory(&device_id, report.full, report.inventory, now_millis()).await {
+                        match Box::pin(state.store.update_inventory(&device_id, report.full, report.inventory, now_millis())).await {
                             Ok(_) => {
                                 let ack = ServerMessage::Ack(Ack { seq });
                                 if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
@@ -425,17 +423,23 @@ async fn run_session(
     };
     let _ = ws.close(None).await;
     let now = now_millis();
-    if let Err(error) = state
-        .store
-        .device_seen(&device_id, now, &agent_version)
-        .await
-    {
+    if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
         warn!(%device_id, %error, "Cannot record device as seen.");
     }
     state
         .presence
         .unregister(&registration, &tenant, rfc3339(now));
     info!(%device_id, %peer, reason, "Agent disconnected.");
+}
+
+/// What one idle agent connection's task costs, before TLS and WebSocket buffers.
+pub fn session_task_size(
+    state: Arc<GatewayState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> usize {
+    std::mem::size_of_val(&connection(state, tcp, peer, shutdown))
 }
 
 fn refused(code: RefusalCode, message: &str) -> Message {

@@ -434,3 +434,39 @@ async fn a_killed_connection_goes_offline_and_a_reconnect_replaces_the_old_one()
     );
     h.server.shutdown().await;
 }
+
+/// The task of every connected agent lives as long as its connection, so
+/// its size is paid once per agent (TESTING.md, "Connection cost"). A
+/// storage future awaited inline in the session loop once made it tens of
+/// KiB; keep it small.
+#[tokio::test]
+async fn an_idle_connection_task_stays_small() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = bulwark_store::Store::open_sqlite(&dir.path().join("db.sqlite"))
+        .await
+        .expect("store");
+    let tls = bulwark_server::tls::ServerTls::load_or_create(dir.path(), &[]).expect("tls");
+    let state = Arc::new(bulwark_server::gateway::GatewayState {
+        store,
+        presence: bulwark_server::presence::Presence::new(),
+        acceptor: tokio_rustls::TlsAcceptor::from(tls.rustls_config.clone()),
+        limits: Limits::default(),
+        heartbeat: Duration::from_secs(30),
+        slots: Arc::new(tokio::sync::Semaphore::new(1)),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let client = TcpStream::connect(listener.local_addr().expect("addr"))
+        .await
+        .expect("connect");
+    let (server_side, peer) = listener.accept().await.expect("accept");
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let size = bulwark_server::gateway::session_task_size(state, server_side, peer, shutdown);
+    println!("connection task: {size} bytes");
+    assert!(
+        size < 6 * 1024,
+        "an agent connection's task is {size} bytes"
+    );
+    drop(client);
+}
