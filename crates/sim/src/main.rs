@@ -68,6 +68,9 @@ struct Args {
     /// Seconds between inventory checks in each session.
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     inventory_secs: u64,
+    /// Seconds to wait between enrolling and connecting (to measure the server in between).
+    #[arg(long, default_value_t = 0)]
+    connect_after_secs: u64,
     /// Stop waiting for the whole fleet to connect after this many seconds.
     #[arg(long, default_value_t = 300)]
     connect_timeout_secs: u64,
@@ -99,34 +102,41 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?;
     let tokens = parse_tokens(&text, n, &args.token_file)?;
 
+    // SIGINT/SIGTERM end the current phase; `stop` then closes the sessions,
+    // after the summary has counted them.
+    let (signal_tx, signalled) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        eprintln!("Stopping: closing every session…");
+        signal_tx.send_replace(true);
+    });
     let (stop_tx, stop) = watch::channel(false);
-    let stop_tx = Arc::new(stop_tx);
-    {
-        let stop_tx = stop_tx.clone();
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            eprintln!("Stopping: closing every session…");
-            stop_tx.send_replace(true);
-        });
-    }
 
     println!(
         "bulwark-sim: {n} devices against {} (ramp {}/s)",
         args.server, args.ramp_per_sec
     );
-    let mut enrolment = enrol_all(&address, tokens, &args, stop.clone()).await;
+    let mut enrolment = enrol_all(&address, tokens, &args, signalled.clone()).await;
     enrolment.print("enrolled");
-    if *stop.borrow() {
+    if args.connect_after_secs > 0 && !*signalled.borrow() {
+        println!("Connecting in {} s…", args.connect_after_secs);
+        let mut signalled = signalled.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(args.connect_after_secs)) => {}
+            _ = signalled.changed() => {}
+        }
+    }
+    if *signalled.borrow() {
         return Ok(ExitCode::FAILURE);
     }
 
     let devices = std::mem::take(&mut enrolment.devices);
-    let fleet = connect_all(devices, &args, stop.clone()).await;
+    let fleet = connect_all(devices, &args, stop.clone(), signalled.clone()).await;
     let connected = fleet.stats.ever.load(Ordering::Relaxed);
     let rss_connected = own_rss_kib();
 
-    if !*stop.borrow() {
-        hold(&fleet.stats, args.hold_secs, stop.clone()).await;
+    if !*signalled.borrow() {
+        hold(&fleet.stats, args.hold_secs, signalled.clone()).await;
     }
     let online_at_end = fleet.stats.online.load(Ordering::Relaxed);
     stop_tx.send_replace(true);
@@ -244,7 +254,7 @@ async fn enrol_all(
     address: &Arc<ServerAddress>,
     tokens: Vec<EnrollToken>,
     args: &Args,
-    stop: watch::Receiver<bool>,
+    signalled: watch::Receiver<bool>,
 ) -> Enrolment {
     let total = tokens.len();
     let bar = progress_bar("enrolling", total);
@@ -290,7 +300,7 @@ async fn enrol_all(
         };
     for (index, token) in tokens.into_iter().enumerate() {
         tick.tick().await;
-        if *stop.borrow() {
+        if *signalled.borrow() {
             break;
         }
         let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -384,7 +394,14 @@ struct Fleet {
     tasks: JoinSet<()>,
 }
 
-async fn connect_all(devices: Vec<Device>, args: &Args, mut stop: watch::Receiver<bool>) -> Fleet {
+/// Starts every session (ramped) and returns once all are connected, the
+/// deadline passed or a signal came; the sessions go on until `stop`.
+async fn connect_all(
+    devices: Vec<Device>,
+    args: &Args,
+    stop: watch::Receiver<bool>,
+    mut signalled: watch::Receiver<bool>,
+) -> Fleet {
     let total = devices.len();
     let stats = Arc::new(Stats::default());
     let bar = progress_bar("connecting", total);
@@ -396,14 +413,14 @@ async fn connect_all(devices: Vec<Device>, args: &Args, mut stop: watch::Receive
     // The spawner ramps; this task watches and reports.
     let spawner = {
         let stats = stats.clone();
-        let stop = stop.clone();
+        let signalled = signalled.clone();
         let slots = Arc::new(Semaphore::new(args.max_in_flight as usize));
         let mut tick = ramp(args.ramp_per_sec);
         tokio::spawn(async move {
             let mut tasks = JoinSet::new();
             for device in devices {
                 tick.tick().await;
-                if *stop.borrow() {
+                if *signalled.borrow() {
                     break;
                 }
                 let Ok(permit) = slots.clone().acquire_owned().await else {
@@ -427,7 +444,7 @@ async fn connect_all(devices: Vec<Device>, args: &Args, mut stop: watch::Receive
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = stop.changed() => break,
+            _ = signalled.changed() => break,
         }
         let ever = stats.ever.load(Ordering::Relaxed);
         let failed = stats.failed_attempts.load(Ordering::Relaxed);
@@ -450,7 +467,7 @@ async fn connect_all(devices: Vec<Device>, args: &Args, mut stop: watch::Receive
         }
     }
     bar.finish_and_clear();
-    // After a stop the spawner sees the flag at its next tick and returns.
+    // After a signal the spawner sees the flag at its next tick and returns.
     let tasks = match spawner.await {
         Ok(tasks) => tasks,
         Err(error) => {
@@ -560,7 +577,7 @@ impl VirtualDevice {
     }
 }
 
-async fn hold(stats: &Stats, hold_secs: Option<u64>, mut stop: watch::Receiver<bool>) {
+async fn hold(stats: &Stats, hold_secs: Option<u64>, mut signalled: watch::Receiver<bool>) {
     let until = hold_secs.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     match hold_secs {
         Some(s) => println!("Holding the sessions for {s} s…"),
@@ -578,7 +595,7 @@ async fn hold(stats: &Stats, hold_secs: Option<u64>, mut stop: watch::Receiver<b
         };
         tokio::select! {
             _ = end => return,
-            _ = stop.changed() => return,
+            _ = signalled.changed() => return,
             _ = status.tick() => println!(
                 "holding: {} online, {} dropped, {} failed attempts",
                 stats.online.load(Ordering::Relaxed),
