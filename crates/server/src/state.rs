@@ -26,6 +26,18 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// The one way a handler records an audit event. A failure to record is
+    /// logged loudly; the transparency-log issue makes the append part of
+    /// the change's own transaction.
+    pub async fn audit(&self, event: bulwark_store::NewAuditEvent) {
+        let action = event.action.clone();
+        if let Err(error) = self.store.append_audit(event).await {
+            tracing::error!(%error, %action, "Cannot record audit event.");
+        }
+    }
+}
+
 impl std::ops::Deref for AppState {
     type Target = Inner;
 

@@ -222,14 +222,7 @@ impl Store {
         }
         insert_audit(
             &mut tx,
-            &NewAuditEvent {
-                at: now,
-                tenant_id: None,
-                actor: actor.to_owned(),
-                action: "api_token.revoked".to_owned(),
-                target: id.to_owned(),
-                detail: String::new(),
-            },
+            &NewAuditEvent::new(now, actor, "api_token.revoked", id),
         )
         .await?;
         tx.commit().await?;

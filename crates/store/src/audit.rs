@@ -27,6 +27,30 @@ pub struct NewAuditEvent {
     pub detail: String,
 }
 
+impl NewAuditEvent {
+    /// An event that belongs to no tenant, with no detail; see the builders below.
+    pub fn new(at: Millis, actor: &str, action: &str, target: &str) -> Self {
+        Self {
+            at,
+            tenant_id: None,
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail: String::new(),
+        }
+    }
+
+    pub fn in_tenant(mut self, tenant_id: Option<&str>) -> Self {
+        self.tenant_id = tenant_id.map(str::to_owned);
+        self
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+}
+
 /// Appends an event inside a caller's transaction; returns its `seq`.
 pub(crate) async fn insert_audit(
     conn: &mut sqlx::AnyConnection,

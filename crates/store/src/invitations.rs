@@ -273,14 +273,8 @@ impl Store {
         let username: String = row.try_get("username")?;
         insert_audit(
             &mut tx,
-            &NewAuditEvent {
-                at: now,
-                tenant_id: None,
-                actor: actor.to_owned(),
-                action: "invitation.revoked".to_owned(),
-                target: id.to_owned(),
-                detail: format!("username={username}"),
-            },
+            &NewAuditEvent::new(now, actor, "invitation.revoked", id)
+                .with_detail(format!("username={username}")),
         )
         .await?;
         tx.commit().await?;

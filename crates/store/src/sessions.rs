@@ -234,14 +234,7 @@ impl Store {
         }
         insert_audit(
             &mut tx,
-            &NewAuditEvent {
-                at: now,
-                tenant_id: None,
-                actor: actor.to_owned(),
-                action: "session.revoked".to_owned(),
-                target: public_id.to_owned(),
-                detail: String::new(),
-            },
+            &NewAuditEvent::new(now, actor, "session.revoked", public_id),
         )
         .await?;
         tx.commit().await?;
@@ -271,14 +264,8 @@ impl Store {
         let count = done.rows_affected();
         insert_audit(
             &mut tx,
-            &NewAuditEvent {
-                at: now,
-                tenant_id: None,
-                actor: actor.to_owned(),
-                action: "session.revoked_others".to_owned(),
-                target: operator_id.to_owned(),
-                detail: format!("{count} sessions"),
-            },
+            &NewAuditEvent::new(now, actor, "session.revoked_others", operator_id)
+                .with_detail(format!("{count} sessions")),
         )
         .await?;
         tx.commit().await?;

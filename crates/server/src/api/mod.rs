@@ -345,17 +345,9 @@ pub async fn audit(
     action: &str,
     target: &str,
 ) {
-    let event = bulwark_store::NewAuditEvent {
-        at: now_millis(),
-        tenant_id: tenant_id.map(str::to_owned),
-        actor: caller.operator.username.clone(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        detail: String::new(),
-    };
-    if let Err(error) = state.store.append_audit(event).await {
-        tracing::error!(%error, action, "Cannot record audit event.");
-    }
+    let event =
+        bulwark_store::NewAuditEvent::new(now_millis(), &caller.operator.username, action, target);
+    state.audit(event.in_tenant(tenant_id)).await;
 }
 
 #[derive(Deserialize, ToSchema, Default)]

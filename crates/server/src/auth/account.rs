@@ -73,17 +73,12 @@ pub async fn regenerate_recovery_codes(
 }
 
 async fn audit(state: &AppState, caller: &Caller, action: &str, detail: String) {
-    let event = bulwark_store::NewAuditEvent {
-        at: now_millis(),
-        tenant_id: None,
-        actor: caller.operator.username.clone(),
-        action: action.to_owned(),
-        target: caller.operator.username.clone(),
-        detail,
-    };
-    if let Err(error) = state.store.append_audit(event).await {
-        tracing::error!(%error, action, "Cannot record audit event.");
-    }
+    let who = &caller.operator.username;
+    state
+        .audit(
+            bulwark_store::NewAuditEvent::new(now_millis(), who, action, who).with_detail(detail),
+        )
+        .await;
 }
 
 fn step_up_failed() -> ApiError {

@@ -30,17 +30,9 @@ pub struct ClientInfo {
 }
 
 async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
-    let event = NewAuditEvent {
-        at: now_millis(),
-        tenant_id: None,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target: target.to_owned(),
-        detail: detail.to_owned(),
-    };
-    if let Err(error) = state.store.append_audit(event).await {
-        tracing::error!(%error, action, "Cannot record audit event.");
-    }
+    state
+        .audit(NewAuditEvent::new(now_millis(), actor, action, target).with_detail(detail))
+        .await;
 }
 
 async fn audit_locked(
