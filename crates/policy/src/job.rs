@@ -10,7 +10,7 @@ use crate::envelope::{Signed, Statement};
 use crate::freeze::FreezeState;
 use crate::keys::KeyId;
 use crate::limits::{Limits, cap};
-use crate::policy::{ActionClass, Policy, ScriptHash};
+use crate::policy::{ActionClass, Policy, Quorum, ScriptHash};
 use crate::root::Holder;
 
 /// What operators sign: exactly what will run, where, when, and why.
@@ -41,7 +41,13 @@ pub struct JobStatement {
     /// Why, in the requester's words (shown to approvers and auditors).
     #[n(8)]
     pub reason: String,
+    /// The agent stops the script after this many seconds (1 to a day).
+    #[n(9)]
+    pub timeout_secs: u32,
 }
+
+/// Longest a script may be allowed to run: one day.
+pub const MAX_TIMEOUT_SECS: u32 = 24 * 3600;
 
 impl Statement for JobStatement {
     const PAYLOAD_TYPE: &'static str = "application/vnd.bulwark.job.v1+cbor";
@@ -86,6 +92,12 @@ pub fn verify_job(
     let job: JobStatement = signed.statement(limits)?;
     cap(job.targets.len(), limits.max_targets, "targets")?;
     cap(job.reason.len(), 4096, "reason")?;
+    if job.timeout_secs == 0 || job.timeout_secs > MAX_TIMEOUT_SECS {
+        return Err(Refusal::Malformed(format!(
+            "timeout of {} s outside 1..={MAX_TIMEOUT_SECS}",
+            job.timeout_secs
+        )));
+    }
     // 3. For this tenant and this device.
     if job.tenant != agent.tenant || policy.tenant != agent.tenant {
         return Err(Refusal::WrongTenant);
@@ -116,6 +128,25 @@ pub fn verify_job(
     if ScriptHash(Sha256::digest(script).into()) != job.script_sha256 {
         return Err(Refusal::ScriptMismatch);
     }
+    // 8-12. Permitted class, allow-list, window, quorum, customer co-signer.
+    let signers = check_quorum(signed, &job, policy, now)?;
+    // 13. (Transparency-log issue) The envelope is included in the tenant's
+    //     log under a signed tree head consistent with the last one accepted.
+    Ok(VerifiedJob {
+        statement: job,
+        signers,
+    })
+}
+
+/// Steps 8 to 12 of [`verify_job`]: does the policy let these signatures
+/// run this job now? The server calls this too, to show approvers how far a
+/// job is from its quorum; only the agent's answer counts.
+pub fn check_quorum(
+    signed: &Signed,
+    job: &JobStatement,
+    policy: &Policy,
+    now: u64,
+) -> Result<BTreeSet<KeyId>, Refusal> {
     // 8. The policy permits the class at all...
     let quorum = policy.quorum(job.class).ok_or(Refusal::ClassNotPermitted)?;
     // 9. ...with an allow-listed script where the class requires one...
@@ -130,10 +161,7 @@ pub fn verify_job(
     }
     // 11. Enough distinct signers authorised for this class; one more when
     //     the job fans out beyond the policy's limit.
-    let fan_out = usize::try_from(policy.fan_out_limit).unwrap_or(usize::MAX);
-    let need = usize::try_from(quorum.signers)
-        .unwrap_or(usize::MAX)
-        .saturating_add(usize::from(targets.len() > fan_out));
+    let need = signers_needed(quorum, job, policy);
     let tally = signed.tally(policy.signers_for(job.class, None));
     tally.require(need)?;
     // 12. A customer-held key among them, where the policy demands it.
@@ -145,10 +173,47 @@ pub fn verify_job(
     {
         return Err(Refusal::MissingCustomerCosigner);
     }
-    // 13. (Transparency-log issue) The envelope is included in the tenant's
-    //     log under a signed tree head consistent with the last one accepted.
-    Ok(VerifiedJob {
-        statement: job,
-        signers: tally.valid,
+    Ok(tally.valid)
+}
+
+/// How far a job's signatures are from its quorum (for people, not for the agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumProgress {
+    /// Distinct valid signers authorised for the class.
+    pub have: usize,
+    /// How many the class needs for this many targets.
+    pub need: usize,
+    pub customer_required: bool,
+    pub customer_signed: bool,
+}
+
+/// Counts valid authorised signers against the policy's quorum for the job's class.
+pub fn quorum_progress(
+    signed: &Signed,
+    job: &JobStatement,
+    policy: &Policy,
+) -> Option<QuorumProgress> {
+    let quorum = policy.quorum(job.class)?;
+    Some(QuorumProgress {
+        have: signed
+            .tally(policy.signers_for(job.class, None))
+            .valid
+            .len(),
+        need: signers_needed(quorum, job, policy),
+        customer_required: quorum.customer_required,
+        customer_signed: !signed
+            .tally(policy.signers_for(job.class, Some(Holder::Customer)))
+            .valid
+            .is_empty(),
     })
+}
+
+/// The class's quorum, plus one signer when the job targets more distinct
+/// devices than the policy's fan-out limit.
+fn signers_needed(quorum: &Quorum, job: &JobStatement, policy: &Policy) -> usize {
+    let targets: BTreeSet<&str> = job.targets.iter().map(String::as_str).collect();
+    let fan_out = usize::try_from(policy.fan_out_limit).unwrap_or(usize::MAX);
+    usize::try_from(quorum.signers)
+        .unwrap_or(usize::MAX)
+        .saturating_add(usize::from(targets.len() > fan_out))
 }

@@ -24,7 +24,10 @@ pub mod root;
 
 pub use envelope::{SignatureEntry, Signed};
 pub use freeze::{FreezeState, FreezeStatement};
-pub use job::{JobHistory, JobStatement, VerifiedJob, verify_job};
+pub use job::{
+    AgentContext, JobHistory, JobStatement, QuorumProgress, VerifiedJob, check_quorum,
+    quorum_progress, verify_job,
+};
 pub use keys::{KeyId, PublicKey};
 pub use limits::Limits;
 pub use policy::{ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum};
@@ -79,6 +82,39 @@ pub enum Refusal {
     RootThresholdNotMet,
     #[error("the trust root is not the one pinned at enrolment")]
     NotPinnedRoot,
+    #[error("the agent holds no policy for its tenant yet")]
+    NoPolicy,
+}
+
+impl Refusal {
+    /// A stable snake_case name, reported over the wire and shown in the
+    /// console next to the human message.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Malformed(_) => "malformed",
+            Refusal::TooLarge(_) => "too_large",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::UnknownKey => "unknown_key",
+            Refusal::TooFewSigners { .. } => "too_few_signers",
+            Refusal::MissingCustomerCosigner => "missing_customer_cosigner",
+            Refusal::WrongTenant => "wrong_tenant",
+            Refusal::NotATarget => "not_a_target",
+            Refusal::NotYetValid => "not_yet_valid",
+            Refusal::Expired => "expired",
+            Refusal::ValidityTooLong => "validity_too_long",
+            Refusal::OutsideMaintenanceWindow => "outside_maintenance_window",
+            Refusal::Replayed => "replayed",
+            Refusal::ScriptMismatch => "script_mismatch",
+            Refusal::ScriptNotAllowListed => "script_not_allow_listed",
+            Refusal::ClassNotPermitted => "class_not_permitted",
+            Refusal::Frozen => "frozen",
+            Refusal::Rollback { .. } => "rollback",
+            Refusal::PolicyExpired => "policy_expired",
+            Refusal::RootThresholdNotMet => "root_threshold_not_met",
+            Refusal::NotPinnedRoot => "not_pinned_root",
+            Refusal::NoPolicy => "no_policy",
+        }
+    }
 }
 
 /// Entry point for the `signed_statement` fuzz target: decodes an envelope

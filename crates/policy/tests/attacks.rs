@@ -158,6 +158,7 @@ fn job(class: ActionClass, targets: &[&str], script: &[u8]) -> JobStatement {
         expires_at: NOW + 3600,
         nonce: [9; 16],
         reason: "ticket 4711".into(),
+        timeout_secs: 300,
     }
 }
 
