@@ -7,10 +7,14 @@ use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::envelope::pae;
 use ed25519_dalek::{Signer, SigningKey};
 use minicbor::{Decode, Encode};
+use sha2::{Digest, Sha256};
 
 use crate::Refusal;
 use crate::keys::{KeyId, PublicKey};
 use crate::limits::{Limits, cap};
+use crate::webauthn::{
+    MAX_AUTHENTICATOR_DATA, MAX_CLIENT_DATA_JSON, MAX_SIGNATURE, WebAuthnSignature,
+};
 
 /// A statement kind: its DSSE payload type keeps signatures of one kind from
 /// ever verifying as another.
@@ -30,14 +34,28 @@ pub struct Signed {
     pub signatures: Vec<SignatureEntry>,
 }
 
+/// One signature. An Ed25519 entry is `{0: key id, 1: signature}`, as it
+/// always was. A passkey entry adds field 2, the WebAuthn assertion, and
+/// keeps field 1 all zero (it must be zero: see [`PublicKey::verify`]);
+/// absent fields are not encoded, so Ed25519 entries, their envelopes and
+/// key ids are unchanged by passkeys.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct SignatureEntry {
     #[n(0)]
     pub key_id: KeyId,
+    /// Ed25519 over the PAE bytes; zero in a WebAuthn entry.
     #[cbor(n(1), with = "minicbor::bytes")]
     pub signature: [u8; 64],
+    /// A passkey's assertion over SHA-256 of the PAE bytes ([`Signed::challenge`]).
+    #[n(2)]
+    pub webauthn: Option<WebAuthnSignature>,
 }
+
+/// The largest encoded signature entry: key id, the 64-byte field and an
+/// assertion at its caps, plus CBOR headers.
+const MAX_ENTRY_BYTES: usize =
+    128 + MAX_AUTHENTICATOR_DATA + MAX_CLIENT_DATA_JSON + MAX_SIGNATURE + 32;
 
 /// The outcome of checking an envelope's signatures against a set of keys.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -77,8 +95,16 @@ impl Signed {
         }
     }
 
-    fn signing_bytes(&self) -> Vec<u8> {
+    /// The bytes every signer signs: DSSE's pre-authentication encoding of
+    /// payload type and payload.
+    pub fn signing_bytes(&self) -> Vec<u8> {
         pae(&self.payload_type, &self.payload)
+    }
+
+    /// What a passkey signs: SHA-256 of [`Self::signing_bytes`], the
+    /// `challenge` the console passes to `navigator.credentials.get`.
+    pub fn challenge(&self) -> [u8; 32] {
+        Sha256::digest(self.signing_bytes()).into()
     }
 
     /// Adds an Ed25519 signature (done on the signer's own machine, never the server).
@@ -88,6 +114,17 @@ impl Signed {
         self.signatures.push(SignatureEntry {
             key_id: public.id(),
             signature,
+            webauthn: None,
+        });
+    }
+
+    /// Adds a passkey approval as the browser returned it (an assertion over
+    /// [`Self::challenge`]). Not checked here: [`Self::tally`] checks it.
+    pub fn add_webauthn(&mut self, key_id: KeyId, assertion: WebAuthnSignature) {
+        self.signatures.push(SignatureEntry {
+            key_id,
+            signature: [0; 64],
+            webauthn: Some(assertion),
         });
     }
 
@@ -117,7 +154,7 @@ impl Signed {
             match allowed.iter().find(|(id, _)| *id == entry.key_id) {
                 None => tally.unknown += 1,
                 Some((id, key)) => {
-                    if key.verify(&message, &entry.signature) {
+                    if key.verify(&message, entry) {
                         tally.valid.insert(*id);
                     } else {
                         tally.bad += 1;
@@ -135,7 +172,7 @@ impl Signed {
     pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Self, Refusal> {
         cap(
             bytes.len(),
-            limits.max_payload_bytes + limits.max_signatures * 128 + 256,
+            limits.max_payload_bytes + limits.max_signatures * MAX_ENTRY_BYTES + 256,
             "envelope",
         )?;
         from_canonical(bytes).map_err(|e| Refusal::Malformed(e.to_string()))

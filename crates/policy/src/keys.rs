@@ -3,13 +3,20 @@
 use minicbor::{Decode, Encode};
 use sha2::{Digest, Sha256};
 
-/// A public key that may sign statements. Passkey (WebAuthn) credentials join
-/// as another variant when approvals in the console arrive.
+use crate::envelope::SignatureEntry;
+use crate::webauthn::WebAuthnCredential;
+
+/// A public key that may sign statements: an Ed25519 key on the signer's
+/// machine, or a passkey / security key used through the console.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
 #[non_exhaustive]
 pub enum PublicKey {
     #[n(0)]
     Ed25519(#[cbor(n(0), with = "minicbor::bytes")] [u8; 32]),
+    /// A WebAuthn credential, bound to the console's RP id (part of the key
+    /// id, so the same key under another RP id is another key).
+    #[n(1)]
+    WebAuthn(#[n(0)] WebAuthnCredential),
 }
 
 /// SHA-256 of the key's canonical encoding: how signatures name their key.
@@ -22,15 +29,30 @@ impl PublicKey {
         KeyId(Sha256::digest(bulwark_protocol::codec::to_canonical(self)).into())
     }
 
-    /// Strict Ed25519 verification of `signature` over `message`.
-    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        match self {
-            PublicKey::Ed25519(bytes) => {
-                ed25519_dalek::VerifyingKey::from_bytes(bytes).is_ok_and(|k| {
-                    k.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature))
+    /// Does `entry` hold this key's signature over `message` (the PAE bytes)?
+    ///
+    /// Ed25519: strict verification of the 64-byte signature over `message`.
+    /// WebAuthn: the assertion's challenge must be SHA-256(`message`) and the
+    /// user verified (a PIN or biometric, not a mere touch), and the unused
+    /// 64-byte field zero, so each approval has one encoding. An entry of the
+    /// other kind than its key never verifies.
+    pub fn verify(&self, message: &[u8], entry: &SignatureEntry) -> bool {
+        match (self, &entry.webauthn) {
+            (PublicKey::Ed25519(bytes), None) => ed25519_dalek::VerifyingKey::from_bytes(bytes)
+                .is_ok_and(|k| {
+                    k.verify_strict(
+                        message,
+                        &ed25519_dalek::Signature::from_bytes(&entry.signature),
+                    )
+                    .is_ok()
+                }),
+            (PublicKey::WebAuthn(credential), Some(assertion)) => {
+                entry.signature == [0; 64]
+                    && assertion
+                        .verify(credential, &Sha256::digest(message), true)
                         .is_ok()
-                })
             }
+            _ => false,
         }
     }
 }

@@ -9,11 +9,21 @@
 //! agent runs a job only when [`job::verify_job`] says yes, so whoever owns
 //! the server can still not make an agent act (DESIGN.md invariants 1, 2, 5).
 //!
+//! A signer's key is Ed25519 (kept on the operator's machine) or a WebAuthn
+//! credential (a passkey or security key used in the console's browser).
+//! A passkey signs [`Signed::challenge`], SHA-256 of the same bytes an
+//! Ed25519 key signs, and the agent checks the assertion itself with user
+//! verification required ([`webauthn`]); the server holds nothing that can
+//! sign either way. The [`webauthn`] module also serves passkey login on the
+//! server (registration and assertion checks, with a server nonce as challenge).
+//!
 //! Pure: no I/O, no clock (time is an argument, in seconds since the Unix
-//! epoch), no serde. Every statement is canonical CBOR signed under its own
+//! epoch), no serde in any format it defines (serde_json only reads the
+//! browser's clientDataJSON, into a private struct). Every statement is canonical CBOR signed under its own
 //! DSSE payload type (see `bulwark_protocol::envelope`). Verification reads
 //! like the spec: each step is numbered in the code.
 
+pub mod chain;
 pub mod envelope;
 pub mod freeze;
 pub mod job;
@@ -21,6 +31,7 @@ pub mod keys;
 pub mod limits;
 pub mod policy;
 pub mod root;
+pub mod webauthn;
 
 pub use envelope::{SignatureEntry, Signed};
 pub use freeze::{FreezeState, FreezeStatement};
@@ -32,6 +43,10 @@ pub use keys::{KeyId, PublicKey};
 pub use limits::Limits;
 pub use policy::{ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum};
 pub use root::{Holder, RootKey, TrustRoot};
+pub use webauthn::{
+    AssertionInfo, CoseKey, RegisteredCredential, WebAuthnCredential, WebAuthnError,
+    WebAuthnSignature, parse_registration, verify_assertion,
+};
 
 /// Why an agent refuses a statement. Each variant is a reason the agent
 /// reports back and logs locally; none of them is ever ignored.
@@ -129,5 +144,16 @@ pub fn fuzz_signed(bytes: &[u8]) {
         let _ = signed.statement::<FreezeStatement>(&limits);
         let _ = signed.statement::<JobStatement>(&limits);
         let _ = signed.tally(std::iter::empty());
+        // No fuzzed key id names a known key, so reach the passkey checks directly.
+        let challenge = signed.challenge();
+        let mut base_point = [0x66; 32];
+        base_point[0] = 0x58;
+        let credential = WebAuthnCredential {
+            rp_id: "localhost".into(),
+            key: CoseKey::Ed25519(base_point),
+        };
+        for assertion in signed.signatures.iter().filter_map(|e| e.webauthn.as_ref()) {
+            let _ = assertion.verify(&credential, &challenge, true);
+        }
     }
 }

@@ -36,6 +36,40 @@ pub enum ActionClass {
     RestoreBackup,
 }
 
+impl ActionClass {
+    /// Every class, in the order people see them.
+    pub const ALL: [ActionClass; 9] = [
+        ActionClass::InventoryRefresh,
+        ActionClass::RunAllowListedScript,
+        ActionClass::RunScript,
+        ActionClass::InstallPatches,
+        ActionClass::OpenShell,
+        ActionClass::OpenAdminShell,
+        ActionClass::ChangeAgentSettings,
+        ActionClass::UpdateAgent,
+        ActionClass::RestoreBackup,
+    ];
+
+    /// The kebab-case name used in the API, the CLI and policy files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionClass::InventoryRefresh => "inventory-refresh",
+            ActionClass::RunAllowListedScript => "run-allow-listed-script",
+            ActionClass::RunScript => "run-script",
+            ActionClass::InstallPatches => "install-patches",
+            ActionClass::OpenShell => "open-shell",
+            ActionClass::OpenAdminShell => "open-admin-shell",
+            ActionClass::ChangeAgentSettings => "change-agent-settings",
+            ActionClass::UpdateAgent => "update-agent",
+            ActionClass::RestoreBackup => "restore-backup",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ActionClass> {
+        Self::ALL.into_iter().find(|c| c.name() == name.trim())
+    }
+}
+
 /// An operator key the policy authorises, and for which classes.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
