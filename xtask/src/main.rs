@@ -39,10 +39,12 @@ const SECOND_CRYPTO_CRATES: &[&str] = &[
     "native-tls",
 ];
 
-/// Debian packages the browser tests use, and the file each one provides.
+/// Debian packages the end-to-end tests use (the browser tests; the signed
+/// jobs tests tamper with the server's SQLite file), and the file each provides.
 const DEBIAN_PREREQUISITES: &[(&str, &str)] = &[
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
+    ("sqlite3", "/usr/bin/sqlite3"),
 ];
 
 const POSTGRES_ADDR: &str = "127.0.0.1:5432";

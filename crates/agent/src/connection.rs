@@ -17,6 +17,7 @@ use bulwark_protocol::token::EnrollToken;
 use bulwark_protocol::{Limits, decode_server_frame, encode_agent_frame};
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
+use sha2::Digest;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -27,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::AGENT_VERSION;
 use crate::inventory::Collector;
+use crate::jobs::JobsHandle;
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
@@ -204,7 +206,8 @@ pub async fn enroll(
     }
 }
 
-fn truncate(text: &str, max: usize) -> String {
+/// The longest prefix of `text` of at most `max` bytes that ends on a char boundary.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -216,12 +219,18 @@ fn truncate(text: &str, max: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
     pub inventory_interval: Duration,
+    /// Signed jobs (RFD 0002): the job runner this agent feeds, which also
+    /// holds its trust state. `None` for an agent that takes no jobs (the
+    /// simulator's virtual devices): it ignores `Trust` and answers every
+    /// `Job` with a `jobs_disabled` refusal.
+    pub jobs: Option<JobsHandle>,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             inventory_interval: Duration::from_secs(60),
+            jobs: None,
         }
     }
 }
@@ -293,6 +302,12 @@ pub async fn session(
     .await?;
     let mut in_flight: Option<(u64, Inventory)> = Some((report_seq, snapshot));
 
+    // Results the server has not acknowledged yet, from earlier sessions too.
+    let mut results = options.jobs.as_ref().map(ResultSender::new);
+    if let Some(results) = &mut results {
+        results.send_new(&mut ws).await?;
+    }
+
     let heartbeat_every = Duration::from_secs(u64::from(welcome.heartbeat_secs.clamp(1, 3600)));
     let mut heartbeat = tokio::time::interval_at(
         tokio::time::Instant::now() + heartbeat_every,
@@ -310,6 +325,11 @@ pub async fn session(
             _ = heartbeat.tick() => {
                 let s = next_seq();
                 send(&mut ws, &AgentMessage::Heartbeat(Heartbeat { seq: s })).await?;
+            }
+            () = spooled(&mut results) => {
+                if let Some(results) = &mut results {
+                    results.send_new(&mut ws).await?;
+                }
             }
             _ = inventory.tick() => {
                 if in_flight.is_some() {
@@ -337,6 +357,29 @@ pub async fn session(
                             }
                         }
                     }
+                    Ok(Ok(ServerMessage::Trust(trust))) => match &options.jobs {
+                        Some(jobs) => {
+                            let (refusals, status) = jobs.apply_trust(&trust);
+                            for refusal in refusals {
+                                send(&mut ws, &AgentMessage::TrustRefused(refusal)).await?;
+                            }
+                            send(&mut ws, &AgentMessage::TrustStatus(status)).await?;
+                        }
+                        None => debug!("Trust statements ignored: this agent runs no jobs."),
+                    },
+                    Ok(Ok(ServerMessage::Job(job))) => match &options.jobs {
+                        Some(jobs) => jobs.submit(job),
+                        None => {
+                            if let Some(result) = crate::jobs::disabled_result(&job) {
+                                send(&mut ws, &AgentMessage::JobResult(result)).await?;
+                            }
+                        }
+                    },
+                    Ok(Ok(ServerMessage::ResultAck(ack))) => {
+                        if let Some(jobs) = &options.jobs {
+                            jobs.acknowledge(&ack.job_id);
+                        }
+                    }
                     Ok(Ok(other)) => warn!(?other, "Unexpected message from the server; ignored."),
                 }
             }
@@ -346,6 +389,51 @@ pub async fn session(
             }
         }
     }
+}
+
+/// Sends spooled job results, each once per session (all of them again
+/// after a reconnect, until the server acknowledges them). A result replaced
+/// in the spool (a job refused as `agent_busy`, delivered again and run) is
+/// new: results are told apart by the hash of their encoding.
+struct ResultSender {
+    jobs: JobsHandle,
+    changed: tokio::sync::watch::Receiver<u64>,
+    sent: std::collections::HashSet<[u8; 32]>,
+}
+
+impl ResultSender {
+    fn new(jobs: &JobsHandle) -> Self {
+        let mut changed = jobs.subscribe();
+        changed.mark_unchanged();
+        Self {
+            jobs: jobs.clone(),
+            changed,
+            sent: std::collections::HashSet::new(),
+        }
+    }
+
+    async fn send_new(&mut self, ws: &mut Ws) -> anyhow::Result<()> {
+        for result in self.jobs.pending_results() {
+            let message = AgentMessage::JobResult(result);
+            let digest: [u8; 32] =
+                sha2::Sha256::digest(bulwark_protocol::codec::to_canonical(&message)).into();
+            if self.sent.insert(digest) {
+                send(ws, &message).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves when a new result was spooled; never for an agent without jobs
+/// (or once the job runner has stopped).
+async fn spooled(results: &mut Option<ResultSender>) {
+    if let Some(r) = results
+        && r.changed.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 #[cfg(test)]

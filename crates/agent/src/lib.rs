@@ -2,14 +2,18 @@
 //!
 //! Lean by design (its footprint is on every managed machine): no web
 //! server, no templates, no database driver. It holds the device key, pins
-//! the server CA named in its enrolment token, keeps one authenticated
-//! connection and reports inventory.
+//! the server CA and the tenant trust root named in its enrolment token,
+//! keeps one authenticated connection, reports inventory, and runs the jobs
+//! that its tenant's policy authorises ([`trust`], [`jobs`]).
 
 pub mod backoff;
 pub mod connection;
+pub mod files;
 pub mod identity;
 pub mod inventory;
+pub mod jobs;
 pub mod pinning;
+pub mod trust;
 pub mod utmp;
 
 /// Version of this agent build, reported to the server.

@@ -8,6 +8,8 @@ use bulwark_agent::backoff::Backoff;
 use bulwark_agent::connection::{self, Endpoint, ServerAddress, SessionError, SessionOptions};
 use bulwark_agent::identity::{AgentState, StateDir, hex_encode};
 use bulwark_agent::inventory::Collector;
+use bulwark_agent::jobs::{self, JobRunner};
+use bulwark_agent::trust::TrustState;
 use bulwark_protocol::message::DeviceId;
 use bulwark_protocol::token::{EnrollToken, fingerprint_text};
 use clap::{Parser, Subcommand};
@@ -85,6 +87,22 @@ fn main() -> anyhow::Result<()> {
                 fingerprint_text(&StateDir::fingerprint(&state)?)
             );
             println!("key:      {}", hex_encode(&key.verifying_key().to_bytes()));
+            match TrustState::load(state_dir.path(), &bulwark_policy::Limits::default()) {
+                Ok(trust) => {
+                    println!("root pin: {}", fingerprint_text(&trust.pinned));
+                    let status = trust.status();
+                    let or_none =
+                        |v: Option<u64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
+                    println!("root:     version {}", or_none(status.root_version));
+                    println!("policy:   version {}", or_none(status.policy_version));
+                    println!(
+                        "frozen:   {} (freeze sequence {})",
+                        if status.frozen { "yes" } else { "no" },
+                        status.freeze_sequence
+                    );
+                }
+                Err(error) => println!("trust:    {error:#}"),
+            }
             Ok(())
         }
     }
@@ -110,7 +128,11 @@ async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow:
         "Pinning the server CA {}",
         fingerprint_text(&token.ca_fingerprint)
     );
-    println!("(compare it with the fingerprint shown where the token was issued)");
+    println!(
+        "Pinning the tenant trust root {}",
+        fingerprint_text(&token.root_fingerprint)
+    );
+    println!("(compare both with the fingerprints shown where the token was issued)");
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let enrolled = connection::enroll(&address, &token, &key, &hostname())
         .await
@@ -126,6 +148,11 @@ async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow:
         tenant: enrolled.tenant.clone(),
         ca_fingerprint: hex_encode(&token.ca_fingerprint),
     };
+    // The pin before the identity: `agent.json` is written last, so a crash
+    // in between leaves the agent not enrolled rather than enrolled unpinned.
+    state_dir.create()?;
+    TrustState::pin(state_dir.path(), &token.root_fingerprint)
+        .context("cannot store the pinned trust root")?;
     state_dir.save(&state, &key)?;
     println!(
         "Enrolled as device {} in tenant {}.",
@@ -177,8 +204,35 @@ async fn run(
         let _ = stop.send(true);
     });
 
+    // What this agent trusts, and the job runner that obeys it (a task of
+    // its own, so a running script never delays a heartbeat).
+    let trust = TrustState::load(state_dir.path(), &bulwark_policy::Limits::default())?;
+    let trust_status = trust.status();
+    info!(
+        root_version = ?trust_status.root_version,
+        policy_version = ?trust_status.policy_version,
+        frozen = trust_status.frozen,
+        "Trust state loaded."
+    );
+    let runner = JobRunner::open(
+        state_dir.path(),
+        &state.device_id,
+        std::sync::Arc::new(std::sync::Mutex::new(trust)),
+    )
+    .with_context(|| {
+        format!(
+            "cannot open the job directory in {}",
+            state_dir.path().display()
+        )
+    })?;
+    let (jobs, worker) = jobs::start(runner);
+    tokio::spawn(worker);
+
     let mut collector = Collector::new(bulwark_agent::AGENT_VERSION);
-    let options = SessionOptions { inventory_interval };
+    let options = SessionOptions {
+        inventory_interval,
+        jobs: Some(jobs),
+    };
     let backoff = Backoff::default();
     let mut attempt: u32 = 0;
     loop {

@@ -1,7 +1,10 @@
 //! `bulwark`: the quickstart (`up`), the production server (`server`) and the
 //! operator CLI (everything else, over the same HTTP API as the console).
 
+mod jobs;
+mod keys;
 mod operator;
+mod trust;
 mod up;
 
 use std::path::PathBuf;

@@ -53,6 +53,21 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: DeviceCommand,
     },
+    /// Signing keys held on this machine (never sent to the server).
+    Keys {
+        #[command(subcommand)]
+        command: crate::keys::KeysCommand,
+    },
+    /// A tenant's signed policy: who may sign which jobs, quorums, allow-list.
+    Policy {
+        #[command(subcommand)]
+        command: crate::trust::PolicyCommand,
+    },
+    /// Signed jobs: run a script on devices, approve, follow results.
+    Job {
+        #[command(subcommand)]
+        command: crate::jobs::JobCommand,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -74,6 +89,8 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Trust(crate::trust::TenantTrustCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -106,6 +123,12 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
             ca_cert,
         } => login(server, username, password_stdin, otp, ca_cert).await,
         OperatorCommand::Logout => logout().await,
+        OperatorCommand::Keys { command } => crate::keys::run(command).await,
+        OperatorCommand::Policy { command } => crate::trust::run_policy(command).await,
+        OperatorCommand::Tenant {
+            command: TenantCommand::Trust(command),
+        } => crate::trust::run_tenant(command).await,
+        OperatorCommand::Job { command } => crate::jobs::run(command).await,
         OperatorCommand::Tenant {
             command: TenantCommand::List { json },
         } => {
@@ -290,7 +313,7 @@ fn read_password_from_stdin() -> Result<String> {
     Ok(password.to_owned())
 }
 
-fn prompt_line(prompt: &str) -> Result<String> {
+pub(crate) fn prompt_line(prompt: &str) -> Result<String> {
     let mut stderr = std::io::stderr();
     write!(stderr, "{prompt}")?;
     stderr.flush()?;
@@ -333,7 +356,7 @@ fn normalize_server(url: &str) -> Result<String> {
 
 /// What `bulwark login` stores: server, bearer token, and the CA to trust.
 #[derive(Serialize, Deserialize)]
-struct Credentials {
+pub(crate) struct Credentials {
     server: String,
     token: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -341,7 +364,7 @@ struct Credentials {
 }
 
 impl Credentials {
-    fn dir() -> Result<PathBuf> {
+    pub(crate) fn dir() -> Result<PathBuf> {
         if let Some(dir) = std::env::var_os("BULWARK_CONFIG_DIR").filter(|dir| !dir.is_empty()) {
             return Ok(PathBuf::from(dir));
         }
@@ -404,13 +427,13 @@ impl Credentials {
 
 /// A logged-in client: stored credentials plus an HTTP client that trusts
 /// their CA.
-struct Session {
+pub(crate) struct Session {
     credentials: Credentials,
     client: reqwest::Client,
 }
 
 impl Session {
-    fn load() -> Result<Self> {
+    pub(crate) fn load() -> Result<Self> {
         let path = Credentials::path()?;
         let credentials = Credentials::load_from(&path)?
             .context("not logged in: run `bulwark login --server URL` first")?;
@@ -431,12 +454,48 @@ impl Session {
             .bearer_auth(&self.credentials.token)
     }
 
-    async fn get(&self, path: &str) -> Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value> {
         self.authed(send(self.request(reqwest::Method::GET, path), path).await)
     }
 
-    async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value> {
         self.authed(send(self.request(reqwest::Method::POST, path).json(body), path).await)
+    }
+
+    /// A privileged action: when the server asks for a fresh MFA check
+    /// (403 `step_up_required`), confirm a TOTP code (`otp`, or prompted on a
+    /// terminal) and try once more.
+    pub(crate) async fn post_privileged(
+        &self,
+        path: &str,
+        body: &Value,
+        otp: Option<&str>,
+    ) -> Result<Value> {
+        match self.post(path, body).await {
+            Err(error) if is_step_up_required(&error) => {
+                let code = match otp {
+                    Some(code) => code.to_owned(),
+                    None if std::io::stdin().is_terminal() => {
+                        prompt_line("This action needs a fresh MFA check. Authenticator code: ")?
+                    }
+                    None => {
+                        return Err(
+                            error.context("this action needs a fresh MFA check: pass --otp CODE")
+                        );
+                    }
+                };
+                self.post_empty_json("/api/v1/auth/step-up", &json!({ "otp": code.trim() }))
+                    .await
+                    .context("the MFA check failed")?;
+                self.post(path, body).await
+            }
+            other => other,
+        }
+    }
+
+    async fn post_empty_json(&self, path: &str, body: &Value) -> Result<()> {
+        self.authed(send(self.request(reqwest::Method::POST, path).json(body), path).await)
+            .map(drop)
     }
 
     async fn post_empty(&self, path: &str) -> Result<()> {
@@ -462,8 +521,8 @@ impl Session {
 
 /// An error reply from the API, shown with the server's own message.
 #[derive(Debug)]
-struct ApiError {
-    status: reqwest::StatusCode,
+pub(crate) struct ApiError {
+    pub(crate) status: reqwest::StatusCode,
     code: Option<String>,
     message: String,
 }
@@ -483,6 +542,12 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+fn is_step_up_required(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<ApiError>()
+        .is_some_and(|api| api.code.as_deref() == Some("step_up_required"))
+}
 
 fn is_unauthorized(error: &anyhow::Error) -> bool {
     error
@@ -571,7 +636,7 @@ fn http_client(ca_cert_pem: Option<&str>) -> Result<reqwest::Client> {
 }
 
 /// Percent-encodes a user-given id or name for use as one path segment.
-fn path_segment(text: &str) -> Result<String> {
+pub(crate) fn path_segment(text: &str) -> Result<String> {
     ensure!(!text.is_empty(), "an empty name or id was given");
     // URL parsers resolve these (even percent-encoded) instead of sending them.
     ensure!(
@@ -589,7 +654,7 @@ fn path_segment(text: &str) -> Result<String> {
     Ok(out)
 }
 
-fn spinner(message: &'static str) -> indicatif::ProgressBar {
+pub(crate) fn spinner(message: &'static str) -> indicatif::ProgressBar {
     // indicatif draws to stderr and hides itself when that is not a terminal.
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_message(message);
@@ -601,19 +666,19 @@ fn spinner(message: &'static str) -> indicatif::ProgressBar {
 // Output
 // ---------------------------------------------------------------------------
 
-fn print_json(value: &Value) -> Result<()> {
+pub(crate) fn print_json(value: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Whether to colour stdout: a terminal, and NO_COLOR unset.
-fn use_colour() -> bool {
+pub(crate) fn use_colour() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// A table cell: its text, and an optional ANSI colour applied after padding
 /// so that alignment counts only visible characters.
-struct Cell {
+pub(crate) struct Cell {
     text: String,
     colour: Option<&'static str>,
 }
@@ -637,7 +702,7 @@ const GREEN: &str = "\x1b[32m";
 const RED: &str = "\x1b[31m";
 const RESET: &str = "\x1b[0m";
 
-fn render_table(headers: &[&str], rows: &[Vec<Cell>], colour: bool) -> String {
+pub(crate) fn render_table(headers: &[&str], rows: &[Vec<Cell>], colour: bool) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -673,7 +738,7 @@ fn render_table(headers: &[&str], rows: &[Vec<Cell>], colour: bool) -> String {
 }
 
 /// Text of a JSON scalar for a table cell (`-` when absent).
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".to_owned(),
         Value::String(s) => s.clone(),
@@ -695,7 +760,7 @@ fn status_cell(online: &Value) -> Cell {
     }
 }
 
-fn items(value: &Value) -> Result<&Vec<Value>> {
+pub(crate) fn items(value: &Value) -> Result<&Vec<Value>> {
     value
         .as_array()
         .with_context(|| format!("expected a JSON list from the server, got {value}"))
@@ -804,7 +869,7 @@ fn print_device(device: &Value) -> Result<()> {
     Ok(())
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -957,7 +1022,7 @@ fn indented_table(out: &mut String, headers: &[&str], rows: &[Vec<Cell>]) {
 }
 
 /// 93 → "1 min", 7200 → "2 h", 200000 → "2 d 7 h".
-fn human_duration(secs: u64) -> String {
+pub(crate) fn human_duration(secs: u64) -> String {
     match secs {
         0..60 => format!("{secs} s"),
         60..3600 => format!("{} min", secs / 60),

@@ -65,6 +65,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let server = bulwark_server::start(config).await?;
     let now = bulwark_server::now_millis();
     let demo = server.store.ensure_tenant("demo", now).await?;
+    let demo_root = match ensure_demo_trust(&server, &demo.id).await {
+        Ok(pin) => pin,
+        Err(error) => {
+            eprintln!("warning: the demo tenant has no trust root: {error:#}");
+            None
+        }
+    };
 
     println!();
     println!("Bulwark is running.");
@@ -86,8 +93,9 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
 
     let mut agent = None;
-    if !args.no_agent {
-        match LocalAgent::start(&args, &server, &demo.id).await {
+    if args.no_agent {
+    } else if let Some(root_fingerprint) = demo_root {
+        match LocalAgent::start(&args, &server, &demo.id, root_fingerprint).await {
             Ok(a) => {
                 println!(
                     "Local agent: device {} in tenant demo (log: {})",
@@ -101,6 +109,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
                 eprintln!("warning: the local agent did not start: {e:#}");
             }
         }
+    } else {
+        eprintln!(
+            "warning: no local agent: an agent pins its tenant's trust root at enrolment, and demo has none yet"
+        );
     }
     println!("Press Ctrl-C to stop.");
 
@@ -132,12 +144,13 @@ impl LocalAgent {
         args: &UpArgs,
         server: &bulwark_server::RunningServer,
         tenant_id: &str,
+        root_fingerprint: [u8; 32],
     ) -> anyhow::Result<Self> {
         let binary = agent_binary(args.agent_bin.clone())?;
         let state_dir = args.data_dir.join("agent");
         let log = args.data_dir.join("agent.log");
         if !state_dir.join("agent.json").exists() {
-            enroll(&binary, &state_dir, server, tenant_id).await?;
+            enroll(&binary, &state_dir, server, tenant_id, root_fingerprint).await?;
         }
         let identity: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(state_dir.join("agent.json"))?)?;
@@ -229,6 +242,7 @@ async fn enroll(
     state_dir: &Path,
     server: &bulwark_server::RunningServer,
     tenant_id: &str,
+    root_fingerprint: [u8; 32],
 ) -> anyhow::Result<()> {
     use rand::RngCore;
     let mut secret = [0u8; 32];
@@ -236,6 +250,7 @@ async fn enroll(
     let token = EnrollToken {
         secret,
         ca_fingerprint: server.ca_fingerprint,
+        root_fingerprint,
     };
     let now = bulwark_server::now_millis();
     server
@@ -260,6 +275,89 @@ async fn enroll(
         );
     }
     Ok(())
+}
+
+/// The demo tenant's trust root and first policy, made like `bulwark tenant
+/// init` does: the root key and the owner's signing key (`operator`) are
+/// created in the operator's own key store ($BULWARK_CONFIG_DIR/keys, by
+/// default ~/.config/bulwark/keys), never in the server's data directory,
+/// so the server can relay what they sign but never sign itself. Returns
+/// the root fingerprint agents pin.
+async fn ensure_demo_trust(
+    server: &bulwark_server::RunningServer,
+    tenant_id: &str,
+) -> anyhow::Result<Option<[u8; 32]>> {
+    use bulwark_policy::Signed;
+    let limits = bulwark_policy::Limits::default();
+    let existing = server.store.trust_for_device_tenant(tenant_id).await?;
+    if let Some(first) = existing.roots.first() {
+        let signed = Signed::from_bytes(first, &limits)
+            .map_err(|e| anyhow::anyhow!("the stored demo root is unreadable: {e}"))?;
+        return Ok(Some(bulwark_policy::root::root_fingerprint(&signed)));
+    }
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin());
+    if std::env::var_os("BULWARK_KEY_PASSPHRASE").is_none() && !interactive {
+        anyhow::bail!(
+            "signing keys need a passphrase: run `bulwark up` in a terminal, or set BULWARK_KEY_PASSPHRASE"
+        );
+    }
+    let store = crate::keys::KeyStore::open_default()?;
+    println!();
+    println!(
+        "Creating the demo tenant's trust root and your signing key in {}",
+        store.dir().display()
+    );
+    println!(
+        "(your machine, not the server's data directory: the server never holds a key that can sign)."
+    );
+    let passphrase = crate::keys::passphrase(true)?;
+    let root_name = format!("root-demo-{}", &tenant_id[..8.min(tenant_id.len())]);
+    let (_, root_key) = store.create_with(&root_name, &format!("root:{tenant_id}"), &passphrase)?;
+    let operator = if store.exists("operator")? {
+        store.info("operator")?.public_key
+    } else {
+        store
+            .create_with("operator", "operator", &passphrase)?
+            .0
+            .public_key
+    };
+    let now = u64::try_from(bulwark_server::now_millis() / 1000).unwrap_or_default();
+    let genesis = crate::trust::genesis(
+        tenant_id,
+        1,
+        &[(root_name.clone(), root_key)],
+        &[],
+        vec![crate::trust::msp_operator("operator", operator)],
+        now,
+    )?;
+    let now_ms = bulwark_server::now_millis();
+    server
+        .store
+        .add_trust_statement(
+            tenant_id,
+            bulwark_store::TrustKind::Root,
+            1,
+            &genesis.root.to_bytes(),
+            None,
+            now_ms,
+        )
+        .await?;
+    server
+        .store
+        .add_trust_statement(
+            tenant_id,
+            bulwark_store::TrustKind::Policy,
+            1,
+            &genesis.policy.to_bytes(),
+            None,
+            now_ms,
+        )
+        .await?;
+    println!(
+        "Demo trust root {} (key {root_name}); your signing key is `operator`.",
+        crate::trust::grouped_hex(&genesis.fingerprint)
+    );
+    Ok(Some(genesis.fingerprint))
 }
 
 /// `--agent-bin`, else `bulwark-agent` next to this executable, else (in a

@@ -384,6 +384,8 @@ pub struct UpOptions {
     pub database_url: Option<String>,
     /// Reuse a data directory (a restart); a fresh temporary one otherwise.
     pub data_dir: Option<Arc<TempDir>>,
+    /// Extra environment variables (e.g. `BULWARK_CONFIG_DIR`, `BULWARK_KEY_PASSPHRASE`).
+    pub env: Vec<(String, String)>,
 }
 
 impl UpOptions {
@@ -399,6 +401,12 @@ impl UpOptions {
 
     pub fn data_dir(mut self, dir: Arc<TempDir>) -> Self {
         self.data_dir = Some(dir);
+        self
+    }
+
+    /// Sets an environment variable for `bulwark up` (and so its local agent).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -419,12 +427,23 @@ impl UpOptions {
         if let Some(secs) = self.heartbeat_secs {
             command.args(["--heartbeat-secs", &secs.to_string()]);
         }
+        // `up` makes the demo tenant's root and the owner's signing key in the
+        // operator's key store; a test gets its own, unlocked by a known passphrase.
+        command
+            .env("BULWARK_CONFIG_DIR", dir.join("operator-config"))
+            .env("BULWARK_KEY_PASSPHRASE", TEST_KEY_PASSPHRASE);
         if let Some(url) = &self.database_url {
             command.args(["--database-url", url]);
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
         }
         Ok(command)
     }
 }
+
+/// The passphrase of the signing keys `bulwark up` makes in tests.
+pub const TEST_KEY_PASSPHRASE: &str = "e2e key passphrase, not a secret";
 
 /// `DIR/server.json`, written by `bulwark up` once it listens.
 #[derive(Debug, Clone)]
@@ -622,8 +641,9 @@ pub fn spawn_agent(state_dir: &Path) -> Result<Proc> {
 
 /// A second agent, enrolled into `tenant` with a fresh token and running.
 pub struct ExtraAgent {
-    pub state_dir: TempDir,
+    // Fields drop in order: the process stops before its state directory goes.
     pub proc: Proc,
+    pub state_dir: TempDir,
     pub device_id: String,
 }
 

@@ -353,6 +353,7 @@ async fn enrolment_refuses_bad_tokens() -> Result<()> {
     let unknown = EnrollToken {
         secret: [0x42; 32],
         ca_fingerprint: parsed.ca_fingerprint,
+        root_fingerprint: parsed.root_fingerprint,
     };
 
     let cases = [
@@ -383,6 +384,7 @@ async fn enrolment_refuses_bad_tokens() -> Result<()> {
     let wrong_ca = EnrollToken {
         secret: fresh.secret,
         ca_fingerprint: [0x5A; 32],
+        root_fingerprint: fresh.root_fingerprint,
     };
     let dir = tempfile::tempdir()?;
     let result = enroll_agent(&gateway, &wrong_ca.to_string(), dir.path()).await?;
@@ -596,6 +598,9 @@ async fn the_api_rejects_bad_input_and_requires_auth() -> Result<()> {
         "/api/v1/setup",
         "/api/v1/setup/confirm",
         "/api/v1/auth/login",
+        // Passkey login: options, then password and assertion in one request.
+        "/api/v1/auth/passkey/options",
+        "/api/v1/auth/passkey/login",
         "/api/v1/invitations/redeem",
         "/api/v1/invitations/confirm",
     ];

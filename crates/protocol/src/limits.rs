@@ -19,6 +19,18 @@ pub struct Limits {
     pub max_addresses: usize,
     /// Most logged-in user sessions in one inventory. Default 1024.
     pub max_users: usize,
+    /// Largest signed envelope (a trust root, policy, freeze or job
+    /// statement with its signatures), in bytes: a 256 KiB payload, 32
+    /// signatures of at most 128 bytes and 256 bytes of framing, the cap
+    /// `bulwark_policy::Signed::from_bytes` applies. Default 266,496.
+    pub max_envelope_bytes: usize,
+    /// Largest job script body, in bytes. Default 256 KiB.
+    pub max_script_bytes: usize,
+    /// Most root envelopes in one `Trust` message. Default 64.
+    pub max_trust_roots: usize,
+    /// Most bytes of stdout, and of stderr, in one job result (the agent
+    /// keeps the first bytes and hashes all of them). Default 64 KiB.
+    pub max_output_bytes: usize,
 }
 
 impl Default for Limits {
@@ -31,6 +43,10 @@ impl Default for Limits {
             max_interfaces: 256,
             max_addresses: 64,
             max_users: 1024,
+            max_envelope_bytes: 256 * 1024 + 32 * 128 + 256,
+            max_script_bytes: 256 * 1024,
+            max_trust_roots: 64,
+            max_output_bytes: 64 * 1024,
         }
     }
 }
@@ -50,6 +66,14 @@ impl Limits {
         value: &str,
     ) -> Result<(), crate::ProtocolError> {
         check_len(field, value.len(), self.max_long_text)
+    }
+
+    pub(crate) fn envelope(
+        &self,
+        field: &'static str,
+        value: &[u8],
+    ) -> Result<(), crate::ProtocolError> {
+        check_len(field, value.len(), self.max_envelope_bytes)
     }
 }
 

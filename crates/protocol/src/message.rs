@@ -11,13 +11,19 @@
 //! 3. server: [`ServerMessage::Enrolled`] (then closes) or
 //!    [`ServerMessage::Welcome`], or [`ServerMessage::Refused`] (then closes);
 //! 4. after `Welcome`: heartbeats and inventory reports from the agent, each
-//!    acknowledged by sequence number.
+//!    acknowledged by sequence number;
+//! 5. signed jobs (RFD 0002): the server relays the tenant's trust statements
+//!    ([`ServerMessage::Trust`]; the agent answers [`AgentMessage::TrustStatus`],
+//!    after an [`AgentMessage::TrustRefused`] for each statement it refused)
+//!    and jobs ([`ServerMessage::Job`]); the agent verifies each job itself
+//!    and answers [`AgentMessage::JobResult`], re-sent after every reconnect
+//!    until the server acknowledges it with [`ServerMessage::ResultAck`].
 
 use minicbor::{Decode, Encode};
 
 use crate::ProtocolError;
 use crate::inventory::Inventory;
-use crate::limits::{Limits, Validate};
+use crate::limits::{Limits, Validate, check_len};
 
 /// A device's identity on the server: a UUID, carried in its canonical
 /// lower-case hyphenated text form.
@@ -71,6 +77,12 @@ pub enum AgentMessage {
     Heartbeat(#[n(0)] Heartbeat),
     #[n(3)]
     Inventory(#[n(0)] InventoryReport),
+    #[n(4)]
+    JobResult(#[n(0)] JobResult),
+    #[n(5)]
+    TrustRefused(#[n(0)] TrustRefused),
+    #[n(6)]
+    TrustStatus(#[n(0)] TrustStatus),
 }
 
 /// What the server sends.
@@ -86,6 +98,12 @@ pub enum ServerMessage {
     Ack(#[n(0)] Ack),
     #[n(4)]
     Refused(#[n(0)] Refused),
+    #[n(5)]
+    Trust(#[n(0)] Trust),
+    #[n(6)]
+    Job(#[n(0)] Job),
+    #[n(7)]
+    ResultAck(#[n(0)] ResultAck),
 }
 
 /// First message on every connection: a nonce the agent must sign.
@@ -219,6 +237,158 @@ pub enum RefusalCode {
     AlreadyEnrolled,
 }
 
+/// A byte string inside a list: encoded as a CBOR byte string (major type 2),
+/// not as an array of integers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(transparent)]
+pub struct ByteBuf(#[cbor(n(0), with = "minicbor::bytes")] pub Vec<u8>);
+
+impl From<Vec<u8>> for ByteBuf {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::ops::Deref for ByteBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// The tenant's trust statements, each a `bulwark_policy::Signed` envelope in
+/// its canonical encoding. Sent right after `Welcome` and again whenever one
+/// of them changes; the agent applies what is newer than what it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct Trust {
+    /// Every root of the tenant, oldest (version 1) first.
+    #[n(0)]
+    pub roots: Vec<ByteBuf>,
+    /// The latest policy.
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub policy: Option<Vec<u8>>,
+    /// The latest freeze or unfreeze statement.
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub freeze: Option<Vec<u8>>,
+}
+
+/// A job to verify and, if the agent agrees, run.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct Job {
+    /// A `Signed` job statement with every signature gathered so far.
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub envelope: Vec<u8>,
+    /// The script body; its SHA-256 is in the signed statement.
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub script: Vec<u8>,
+}
+
+/// The server stored the result of this job; the agent drops it from its spool.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ResultAck {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub job_id: [u8; 16],
+}
+
+/// What became of a job on this device. Sent again after every reconnect
+/// until the server answers [`ResultAck`].
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct JobResult {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub job_id: [u8; 16],
+    #[n(1)]
+    pub outcome: JobOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum JobOutcome {
+    /// The agent verified the job and ran its script.
+    #[n(0)]
+    Ran(#[n(0)] JobRun),
+    /// The agent did not run the job.
+    #[n(1)]
+    Refused(#[n(0)] JobRefused),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct JobRun {
+    /// The script's exit status; absent when a signal ended it (a timeout,
+    /// or the agent stopping while it ran).
+    #[n(0)]
+    pub exit_code: Option<i32>,
+    /// The agent killed the script's process group at the signed timeout.
+    #[n(1)]
+    pub timed_out: bool,
+    /// The first [`Limits::max_output_bytes`] of standard output.
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub stdout: Vec<u8>,
+    /// The first [`Limits::max_output_bytes`] of standard error.
+    #[cbor(n(3), with = "minicbor::bytes")]
+    pub stderr: Vec<u8>,
+    /// SHA-256 of everything the script wrote: all of stdout, then all of stderr.
+    #[cbor(n(4), with = "minicbor::bytes")]
+    pub output_sha256: [u8; 32],
+    /// Unix time in milliseconds.
+    #[n(5)]
+    pub started_at_ms: u64,
+    /// Unix time in milliseconds.
+    #[n(6)]
+    pub finished_at_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct JobRefused {
+    /// A stable snake_case name (`bulwark_policy::Refusal::code`, or one of
+    /// the agent's own: `agent_error`, `agent_busy`, `jobs_disabled`).
+    #[n(0)]
+    pub code: String,
+    /// The human explanation.
+    #[n(1)]
+    pub reason: String,
+}
+
+/// The agent refused a trust statement (the server records a security alert).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct TrustRefused {
+    /// `root`, `policy` or `freeze`.
+    #[n(0)]
+    pub kind: String,
+    /// The version (root, policy) or sequence (freeze) the statement claims;
+    /// 0 when it could not be read.
+    #[n(1)]
+    pub version: u64,
+    /// `bulwark_policy::Refusal::code`.
+    #[n(2)]
+    pub code: String,
+    #[n(3)]
+    pub reason: String,
+}
+
+/// What the agent holds after processing a [`Trust`] message.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct TrustStatus {
+    /// Absent until the agent accepted its pinned first root.
+    #[n(0)]
+    pub root_version: Option<u64>,
+    /// Absent until the agent accepted a policy.
+    #[n(1)]
+    pub policy_version: Option<u64>,
+    /// 0 when no freeze statement was ever accepted.
+    #[n(2)]
+    pub freeze_sequence: u64,
+    #[n(3)]
+    pub frozen: bool,
+}
+
 impl Validate for AgentMessage {
     fn validate(&self, l: &Limits) -> Result<(), ProtocolError> {
         match self {
@@ -232,6 +402,22 @@ impl Validate for AgentMessage {
             }
             AgentMessage::Heartbeat(_) => Ok(()),
             AgentMessage::Inventory(m) => m.inventory.validate(l),
+            AgentMessage::JobResult(m) => match &m.outcome {
+                JobOutcome::Ran(r) => {
+                    check_len("stdout", r.stdout.len(), l.max_output_bytes)?;
+                    check_len("stderr", r.stderr.len(), l.max_output_bytes)
+                }
+                JobOutcome::Refused(r) => {
+                    l.text("code", &r.code)?;
+                    l.long_text("reason", &r.reason)
+                }
+            },
+            AgentMessage::TrustRefused(m) => {
+                l.text("kind", &m.kind)?;
+                l.text("code", &m.code)?;
+                l.long_text("reason", &m.reason)
+            }
+            AgentMessage::TrustStatus(_) => Ok(()),
         }
     }
 }
@@ -250,6 +436,24 @@ impl Validate for ServerMessage {
             }
             ServerMessage::Ack(_) => Ok(()),
             ServerMessage::Refused(m) => l.long_text("message", &m.message),
+            ServerMessage::Trust(m) => {
+                check_len("roots", m.roots.len(), l.max_trust_roots)?;
+                for root in &m.roots {
+                    l.envelope("roots", root)?;
+                }
+                if let Some(policy) = &m.policy {
+                    l.envelope("policy", policy)?;
+                }
+                if let Some(freeze) = &m.freeze {
+                    l.envelope("freeze", freeze)?;
+                }
+                Ok(())
+            }
+            ServerMessage::Job(m) => {
+                l.envelope("envelope", &m.envelope)?;
+                check_len("script", m.script.len(), l.max_script_bytes)
+            }
+            ServerMessage::ResultAck(_) => Ok(()),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Enrolment tokens.
 //!
-//! A token is `bwe1.` followed by the base64url (no padding) of 32 random
-//! secret bytes, a `.`, and the base64url of the SHA-256 fingerprint of the
-//! server's agent CA certificate (DER). The agent pins the CA whose
-//! fingerprint the token carries; the server stores only the SHA-256 of the
-//! secret.
+//! A token is `bwe1.<secret>.<CA>.<root>`, each part the base64url (no
+//! padding) of 32 bytes: random secret bytes, the SHA-256 fingerprint of the
+//! server's agent CA certificate (DER), and the fingerprint of the tenant's
+//! first trust root (SHA-256 of its payload, `bulwark_policy::root::root_fingerprint`).
+//! The agent pins the CA and the root the token names, so the server can show
+//! it neither another CA nor another root; the server stores only the
+//! SHA-256 of the secret.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,13 +15,15 @@ use sha2::{Digest, Sha256};
 use crate::ProtocolError;
 
 const PREFIX: &str = "bwe1.";
-/// Longest token text accepted before any parsing.
-const MAX_TOKEN_LEN: usize = 128;
+/// Longest token text accepted before any parsing (a token is 137 bytes).
+const MAX_TOKEN_LEN: usize = 160;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct EnrollToken {
     pub secret: [u8; 32],
     pub ca_fingerprint: [u8; 32],
+    /// SHA-256 of the payload of the tenant's version 1 trust root.
+    pub root_fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for EnrollToken {
@@ -27,6 +31,10 @@ impl std::fmt::Debug for EnrollToken {
         f.debug_struct("EnrollToken")
             .field("secret", &"<redacted>")
             .field("ca_fingerprint", &fingerprint_text(&self.ca_fingerprint))
+            .field(
+                "root_fingerprint",
+                &fingerprint_text(&self.root_fingerprint),
+            )
             .finish()
     }
 }
@@ -40,12 +48,21 @@ impl EnrollToken {
         let rest = text
             .strip_prefix(PREFIX)
             .ok_or(ProtocolError::BadToken("unknown format (expected bwe1.)"))?;
-        let (secret, fingerprint) = rest
-            .split_once('.')
+        let mut parts = rest.split('.');
+        let secret = parts.next().unwrap_or_default();
+        let ca = parts
+            .next()
             .ok_or(ProtocolError::BadToken("missing CA fingerprint"))?;
+        let root = parts
+            .next()
+            .ok_or(ProtocolError::BadToken("missing trust root fingerprint"))?;
+        if parts.next().is_some() {
+            return Err(ProtocolError::BadToken("too many parts"));
+        }
         Ok(Self {
             secret: decode32(secret)?,
-            ca_fingerprint: decode32(fingerprint)?,
+            ca_fingerprint: decode32(ca)?,
+            root_fingerprint: decode32(root)?,
         })
     }
 
@@ -59,9 +76,10 @@ impl std::fmt::Display for EnrollToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{PREFIX}{}.{}",
+            "{PREFIX}{}.{}.{}",
             URL_SAFE_NO_PAD.encode(self.secret),
-            URL_SAFE_NO_PAD.encode(self.ca_fingerprint)
+            URL_SAFE_NO_PAD.encode(self.ca_fingerprint),
+            URL_SAFE_NO_PAD.encode(self.root_fingerprint)
         )
     }
 }
@@ -99,18 +117,41 @@ mod tests {
         let t = EnrollToken {
             secret: [9; 32],
             ca_fingerprint: [0xAB; 32],
+            root_fingerprint: [0xCD; 32],
         };
         let text = t.to_string();
         assert!(text.starts_with("bwe1."));
+        assert_eq!(text.len(), 5 + 3 * 43 + 2);
+        assert_eq!(text.split('.').count(), 4);
         assert_eq!(EnrollToken::parse(&text), Ok(t.clone()));
-        assert_eq!(EnrollToken::parse(&format!("  {text}\n")), Ok(t));
+        assert_eq!(EnrollToken::parse(&format!("  {text}\n")), Ok(t.clone()));
 
         assert!(EnrollToken::parse("").is_err());
-        assert!(EnrollToken::parse("bwe2.AAAA.AAAA").is_err());
+        assert!(EnrollToken::parse("bwe2.AAAA.AAAA.AAAA").is_err());
         assert!(EnrollToken::parse(&text[..text.len() - 1]).is_err());
         assert!(EnrollToken::parse(&format!("{text}A")).is_err());
         assert!(EnrollToken::parse(&text.replace('.', "")).is_err());
         assert!(EnrollToken::parse(&"bwe1.".repeat(100)).is_err());
+        // A token of the old two-part format names no root: refused.
+        let (old, _root) = text.rsplit_once('.').expect("four parts");
+        assert_eq!(
+            EnrollToken::parse(old),
+            Err(ProtocolError::BadToken("missing trust root fingerprint"))
+        );
+        assert_eq!(
+            EnrollToken::parse(&format!("{text}.AAAA")),
+            Err(ProtocolError::BadToken("too many parts"))
+        );
+        // Each fingerprint is parsed into its own field.
+        let swapped = format!(
+            "bwe1.{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(t.secret),
+            URL_SAFE_NO_PAD.encode(t.root_fingerprint),
+            URL_SAFE_NO_PAD.encode(t.ca_fingerprint)
+        );
+        let parsed = EnrollToken::parse(&swapped).expect("well formed");
+        assert_eq!(parsed.ca_fingerprint, [0xCD; 32]);
+        assert_eq!(parsed.root_fingerprint, [0xAB; 32]);
     }
 
     #[test]
@@ -118,6 +159,7 @@ mod tests {
         let t = EnrollToken {
             secret: [0x41; 32],
             ca_fingerprint: [0; 32],
+            root_fingerprint: [1; 32],
         };
         assert!(!format!("{t:?}").contains("65, 65"));
         assert!(format!("{t:?}").contains("redacted"));

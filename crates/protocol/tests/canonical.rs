@@ -21,8 +21,9 @@ use bulwark_protocol::inventory::{
     CpuInfo, DiskInfo, Inventory, LoggedInUser, MemoryInfo, NetworkInterface, SystemInfo,
 };
 use bulwark_protocol::message::{
-    Ack, AgentMessage, Challenge, DeviceId, Enroll, Enrolled, Heartbeat, Hello, InventoryReport,
-    RefusalCode, Refused, ServerMessage, Welcome,
+    Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Heartbeat, Hello,
+    InventoryReport, Job, JobOutcome, JobRefused, JobResult, JobRun, RefusalCode, Refused,
+    ResultAck, ServerMessage, Trust, TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{
     Limits, PROTOCOL_VERSION, ProtocolError, decode_agent_frame, decode_server_frame,
@@ -74,6 +75,15 @@ fn bytes32() -> impl Strategy<Value = [u8; 32]> {
 
 fn bytes64() -> impl Strategy<Value = [u8; 64]> {
     proptest::array::uniform::<_, 64>(any::<u8>())
+}
+
+fn bytes16() -> impl Strategy<Value = [u8; 16]> {
+    proptest::array::uniform::<_, 16>(any::<u8>())
+}
+
+/// A byte string of any length a CBOR head can announce in one or two bytes.
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![vec(any::<u8>(), 0..24), vec(any::<u8>(), 24..300)]
 }
 
 fn device_id() -> impl Strategy<Value = DeviceId> {
@@ -202,7 +212,9 @@ fn full_inventory() -> impl Strategy<Value = Inventory> {
         })
 }
 
-fn agent_message() -> impl Strategy<Value = AgentMessage> {
+/// Boxed (here and for server messages): the unboxed strategy tree of every
+/// message kind is large enough to overflow a test thread's stack in debug builds.
+fn agent_message() -> BoxedStrategy<AgentMessage> {
     prop_oneof![
         (bytes32(), bytes32(), text(), text(), bytes64()).prop_map(
             |(token_secret, device_key, hostname, agent_version, signature)| {
@@ -230,7 +242,68 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
                 inventory,
             })
         }),
+        (bytes16(), job_outcome())
+            .prop_map(|(job_id, outcome)| AgentMessage::JobResult(JobResult { job_id, outcome })),
+        (text(), uint64(), text(), long_text()).prop_map(|(kind, version, code, reason)| {
+            AgentMessage::TrustRefused(TrustRefused {
+                kind,
+                version,
+                code,
+                reason,
+            })
+        }),
+        (
+            proptest::option::of(uint64()),
+            proptest::option::of(uint64()),
+            uint64(),
+            any::<bool>()
+        )
+            .prop_map(|(root_version, policy_version, freeze_sequence, frozen)| {
+                AgentMessage::TrustStatus(TrustStatus {
+                    root_version,
+                    policy_version,
+                    freeze_sequence,
+                    frozen,
+                })
+            }),
     ]
+    .boxed()
+}
+
+fn job_outcome() -> BoxedStrategy<JobOutcome> {
+    prop_oneof![
+        (
+            proptest::option::of(any::<i32>()),
+            any::<bool>(),
+            bytes(),
+            bytes(),
+            bytes32(),
+            uint64(),
+            uint64()
+        )
+            .prop_map(
+                |(
+                    exit_code,
+                    timed_out,
+                    stdout,
+                    stderr,
+                    output_sha256,
+                    started_at_ms,
+                    finished_at_ms,
+                )| JobOutcome::Ran(JobRun {
+                    exit_code,
+                    timed_out,
+                    stdout,
+                    stderr,
+                    output_sha256,
+                    started_at_ms,
+                    finished_at_ms,
+                })
+            ),
+        (text(), long_text())
+            .prop_map(|(code, reason)| JobOutcome::Refused(JobRefused { code, reason })),
+    ]
+    .boxed()
 }
 
 fn refusal_code() -> impl Strategy<Value = RefusalCode> {
@@ -246,7 +319,7 @@ fn refusal_code() -> impl Strategy<Value = RefusalCode> {
     ]
 }
 
-fn server_message() -> impl Strategy<Value = ServerMessage> {
+fn server_message() -> BoxedStrategy<ServerMessage> {
     prop_oneof![
         (bytes32(), text()).prop_map(|(nonce, server_version)| ServerMessage::Challenge(
             Challenge {
@@ -268,7 +341,21 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         uint64().prop_map(|seq| ServerMessage::Ack(Ack { seq })),
         (refusal_code(), long_text())
             .prop_map(|(code, message)| ServerMessage::Refused(Refused { code, message })),
+        (
+            vec(bytes().prop_map(ByteBuf), 0..4),
+            proptest::option::of(bytes()),
+            proptest::option::of(bytes())
+        )
+            .prop_map(|(roots, policy, freeze)| ServerMessage::Trust(Trust {
+                roots,
+                policy,
+                freeze
+            })),
+        (bytes(), bytes())
+            .prop_map(|(envelope, script)| ServerMessage::Job(Job { envelope, script })),
+        bytes16().prop_map(|job_id| ServerMessage::ResultAck(ResultAck { job_id })),
     ]
+    .boxed()
 }
 
 fn decode_agent(bytes: &[u8]) -> Result<AgentMessage, ProtocolError> {
@@ -483,6 +570,84 @@ const CHALLENGE: &str = concat!(
     "6176", // text(1) "v"
 );
 
+/// Server frame `Trust { roots: [h'0102'], policy: None, freeze: Some(h'03') }`
+/// (RFD 0002). A list of envelopes is an array of byte strings; an absent
+/// envelope is an absent key.
+///
+/// ```text
+/// a2 00 01 01 82 05 81        frame, version 1, variant 5 = Trust, array(1)
+///    a2                       map(2)
+///       00                    key 0: roots
+///       81                      array(1)
+///          42 0102                bytes(2)
+///       02                    key 2: freeze (key 1, policy, absent)
+///       41 03                   bytes(1)
+/// ```
+const TRUST: &str = concat!(
+    "a2000101820581a2", // frame, version 1, Trust, map(2)
+    "0081420102",       // key 0: roots, array(1), bytes(2) 01 02
+    "024103",           // key 2: freeze, bytes(1) 03
+);
+
+/// Server frame `ResultAck { job_id: [0x11; 16] }`: variant 7, key 0, bytes(16).
+const RESULT_ACK: &str = concat!(
+    "a2000101820781a1", // frame, version 1, ResultAck, map(1)
+    "00",               // key 0: job_id
+    "50",               // bytes(16)
+    "11111111111111111111111111111111",
+);
+
+/// Agent frame `TrustStatus { root_version: Some(2), policy_version: None,
+/// freeze_sequence: 0, frozen: true }`.
+///
+/// ```text
+/// a2 00 01 01 82 06 81        frame, version 1, variant 6 = TrustStatus, array(1)
+///    a3                       map(3)
+///       00 02                 key 0: root_version 2
+///       02 00                 key 2: freeze_sequence 0 (key 1 absent: no policy)
+///       03 f5                 key 3: frozen true
+/// ```
+const TRUST_STATUS: &str = concat!(
+    "a2000101820681a3", // frame, version 1, TrustStatus, map(3)
+    "0002",             // key 0: root_version 2
+    "0200",             // key 2: freeze_sequence 0
+    "03f5",             // key 3: frozen true
+);
+
+/// Agent frame `JobResult { job_id: [0x22; 16], outcome: Refused { code:
+/// "replayed", reason: "r" } }`. The outcome is itself `[variant, [body]]`.
+const JOB_REFUSED: &str = concat!(
+    "a2000101820481a2", // frame, version 1, variant 4 = JobResult, map(2)
+    "00",               // key 0: job_id
+    "50",               // bytes(16)
+    "22222222222222222222222222222222",
+    "01",                 // key 1: outcome
+    "820181a2",           // array(2), variant 1 = Refused, array(1), map(2)
+    "00",                 // key 0: code
+    "687265706c61796564", // text(8) "replayed"
+    "01",                 // key 1: reason
+    "6172",               // text(1) "r"
+);
+
+/// Agent frame `JobResult { job_id: [0x44; 16], outcome: Ran { exit_code:
+/// Some(-1), timed_out: false, stdout: b"hi", stderr: b"", output_sha256:
+/// [0x33; 32], started_at_ms: 1, finished_at_ms: 1000 } }`.
+const JOB_RAN: &str = concat!(
+    "a2000101820481a2", // frame, version 1, variant 4 = JobResult, map(2)
+    "0050",             // key 0: job_id, bytes(16)
+    "44444444444444444444444444444444",
+    "01",       // key 1: outcome
+    "820081a7", // array(2), variant 0 = Ran, array(1), map(7)
+    "0020",     // key 0: exit_code -1 (major type 1, argument 0)
+    "01f4",     // key 1: timed_out false
+    "02426869", // key 2: stdout bytes(2) "hi"
+    "0340",     // key 3: stderr bytes(0)
+    "045820",   // key 4: output_sha256 bytes(32)
+    "3333333333333333333333333333333333333333333333333333333333333333",
+    "0501",     // key 5: started_at_ms 1
+    "061903e8", // key 6: finished_at_ms 1000
+);
+
 #[test]
 fn frame_vectors() {
     let check_agent = |m: AgentMessage, hex: &str| {
@@ -511,6 +676,52 @@ fn frame_vectors() {
             server_version: "v".into(),
         }),
         CHALLENGE,
+    );
+    check_server(
+        ServerMessage::Trust(Trust {
+            roots: vec![ByteBuf(vec![1, 2])],
+            policy: None,
+            freeze: Some(vec![3]),
+        }),
+        TRUST,
+    );
+    check_server(
+        ServerMessage::ResultAck(ResultAck { job_id: [0x11; 16] }),
+        RESULT_ACK,
+    );
+    check_agent(
+        AgentMessage::TrustStatus(TrustStatus {
+            root_version: Some(2),
+            policy_version: None,
+            freeze_sequence: 0,
+            frozen: true,
+        }),
+        TRUST_STATUS,
+    );
+    check_agent(
+        AgentMessage::JobResult(JobResult {
+            job_id: [0x22; 16],
+            outcome: JobOutcome::Refused(JobRefused {
+                code: "replayed".into(),
+                reason: "r".into(),
+            }),
+        }),
+        JOB_REFUSED,
+    );
+    check_agent(
+        AgentMessage::JobResult(JobResult {
+            job_id: [0x44; 16],
+            outcome: JobOutcome::Ran(JobRun {
+                exit_code: Some(-1),
+                timed_out: false,
+                stdout: b"hi".to_vec(),
+                stderr: Vec::new(),
+                output_sha256: [0x33; 32],
+                started_at_ms: 1,
+                finished_at_ms: 1000,
+            }),
+        }),
+        JOB_RAN,
     );
 }
 
@@ -742,7 +953,69 @@ fn agent_field_cases() -> Vec<AgentCase> {
             user(|u| u.terminal = text_of(n))
         }),
         ("users.host", l.max_text, |n| user(|u| u.host = text_of(n))),
+        ("stdout", l.max_output_bytes, |n| {
+            ran(|r| r.stdout = vec![b'o'; n])
+        }),
+        ("stderr", l.max_output_bytes, |n| {
+            ran(|r| r.stderr = vec![b'e'; n])
+        }),
+        ("code", l.max_text, |n| {
+            job_refused(text_of(n), String::new())
+        }),
+        ("reason", l.max_long_text, |n| {
+            job_refused(String::new(), text_of(n))
+        }),
+        ("kind", l.max_text, |n| {
+            trust_refused(text_of(n), String::new(), String::new())
+        }),
+        ("code", l.max_text, |n| {
+            trust_refused(String::new(), text_of(n), String::new())
+        }),
+        ("reason", l.max_long_text, |n| {
+            trust_refused(String::new(), String::new(), text_of(n))
+        }),
     ]
+}
+
+fn ran(f: impl FnOnce(&mut JobRun)) -> AgentMessage {
+    let mut run = JobRun {
+        exit_code: Some(0),
+        timed_out: false,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        output_sha256: [0; 32],
+        started_at_ms: 1,
+        finished_at_ms: 2,
+    };
+    f(&mut run);
+    AgentMessage::JobResult(JobResult {
+        job_id: [1; 16],
+        outcome: JobOutcome::Ran(run),
+    })
+}
+
+fn job_refused(code: String, reason: String) -> AgentMessage {
+    AgentMessage::JobResult(JobResult {
+        job_id: [1; 16],
+        outcome: JobOutcome::Refused(JobRefused { code, reason }),
+    })
+}
+
+fn trust_refused(kind: String, code: String, reason: String) -> AgentMessage {
+    AgentMessage::TrustRefused(TrustRefused {
+        kind,
+        version: 1,
+        code,
+        reason,
+    })
+}
+
+fn trust(roots: Vec<ByteBuf>, policy: Option<Vec<u8>>, freeze: Option<Vec<u8>>) -> ServerMessage {
+    ServerMessage::Trust(Trust {
+        roots,
+        policy,
+        freeze,
+    })
 }
 
 #[test]
@@ -792,6 +1065,30 @@ fn each_server_field_is_accepted_at_its_limit_and_refused_over_it() {
             ServerMessage::Refused(Refused {
                 code: RefusalCode::Unavailable,
                 message: text_of(n),
+            })
+        }),
+        ("roots", l.max_trust_roots, |n| {
+            trust(vec![ByteBuf::default(); n], None, None)
+        }),
+        ("roots", l.max_envelope_bytes, |n| {
+            trust(vec![ByteBuf::default(), ByteBuf(vec![7; n])], None, None)
+        }),
+        ("policy", l.max_envelope_bytes, |n| {
+            trust(Vec::new(), Some(vec![7; n]), None)
+        }),
+        ("freeze", l.max_envelope_bytes, |n| {
+            trust(Vec::new(), None, Some(vec![7; n]))
+        }),
+        ("envelope", l.max_envelope_bytes, |n| {
+            ServerMessage::Job(Job {
+                envelope: vec![7; n],
+                script: Vec::new(),
+            })
+        }),
+        ("script", l.max_script_bytes, |n| {
+            ServerMessage::Job(Job {
+                envelope: Vec::new(),
+                script: vec![b'#'; n],
             })
         }),
     ];

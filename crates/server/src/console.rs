@@ -60,6 +60,12 @@ pub fn router() -> Router<AppState> {
             post(account_revoke_token),
         )
         .route(
+            "/account/passkeys/{id}/remove",
+            post(account_remove_passkey),
+        )
+        .route("/settings", get(settings_page))
+        .route("/settings/passkey-policy", post(settings_passkey_policy))
+        .route(
             "/assets/app.css",
             get(|| asset("text/css; charset=utf-8", include_str!("../assets/app.css"))),
         )
@@ -69,6 +75,15 @@ pub fn router() -> Router<AppState> {
                 asset(
                     "text/javascript; charset=utf-8",
                     include_str!("../assets/app.js"),
+                )
+            }),
+        )
+        .route(
+            "/assets/passkeys.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../assets/passkeys.js"),
                 )
             }),
         )
@@ -96,6 +111,8 @@ struct UserBar {
     csrf: String,
     /// Show the Operators page in the navigation.
     operators: bool,
+    /// Show the security settings page in the navigation.
+    settings: bool,
 }
 
 impl UserBar {
@@ -105,6 +122,7 @@ impl UserBar {
             role: caller.account_label(),
             csrf: caller.csrf_token.clone(),
             operators: caller.require(Action::ListOperators).is_ok(),
+            settings: caller.require(Action::ViewPasskeyPolicy).is_ok(),
         })
     }
 }
@@ -137,12 +155,14 @@ fn error_page_back(error: ApiError, user: Option<UserBar>, next: &str) -> Respon
             _ => "Request refused",
         }
     };
+    let passkey_required = error.code == "passkey_required" && user.is_some();
     let mut response = render(ErrorPage {
         user,
         version: crate::VERSION,
         title,
         message: error.message,
         step_up,
+        passkey_required,
         csrf,
         next: next.to_owned(),
     });
@@ -158,6 +178,8 @@ struct ErrorPage {
     title: &'static str,
     message: String,
     step_up: bool,
+    /// The session may only register a passkey: point to the account page.
+    passkey_required: bool,
     csrf: String,
     next: String,
 }
@@ -333,11 +355,24 @@ async fn login_page(
     }))
 }
 
+/// The login form: the one-time code, or (filled in by `passkeys.js`) a
+/// passkey's answer to a ceremony from `POST /api/v1/auth/passkey/options`.
 #[derive(Deserialize)]
 struct LoginForm {
     username: String,
     password: String,
+    #[serde(default)]
     otp: String,
+    #[serde(default)]
+    ceremony: String,
+    #[serde(default)]
+    credential_id: String,
+    #[serde(default)]
+    authenticator_data: String,
+    #[serde(default)]
+    client_data_json: String,
+    #[serde(default)]
+    signature: String,
 }
 
 async fn login_submit(
@@ -347,19 +382,46 @@ async fn login_submit(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let client = client_info(Some(peer), &headers);
-    match flows::login(
-        &state,
-        &form.username,
-        &form.password,
-        &form.otp,
-        SessionKind::Browser,
-        &client,
-    )
-    .await
-    {
+    let assertion = if form.credential_id.is_empty() {
+        None
+    } else {
+        Some(crate::auth::passkey::Assertion::decode(
+            &form.ceremony,
+            &form.credential_id,
+            &form.authenticator_data,
+            &form.client_data_json,
+            &form.signature,
+        ))
+    };
+    let factor = match &assertion {
+        None => Ok(flows::SecondFactor::Code(&form.otp)),
+        Some(Ok(assertion)) => Ok(flows::SecondFactor::Passkey(assertion)),
+        Some(Err(e)) => Err(ApiError::bad_request(e.message.clone())),
+    };
+    let result = match factor {
+        Ok(factor) => {
+            flows::login_with(
+                &state,
+                &form.username,
+                &form.password,
+                factor,
+                SessionKind::Browser,
+                &client,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(login) => {
             let max_age = state.session_policy.absolute_lifetime_ms / 1000;
-            let mut response = Redirect::to("/tenants").into_response();
+            // A session that may only register a passkey starts where it can.
+            let to = if login.passkey_enrolment_only {
+                "/account"
+            } else {
+                "/tenants"
+            };
+            let mut response = Redirect::to(to).into_response();
             if let Ok(cookie) = HeaderValue::from_str(&session_cookie(&login.token, max_age)) {
                 response.headers_mut().insert(header::SET_COOKIE, cookie);
             }
@@ -443,8 +505,7 @@ async fn tenants_page(
     let tenants = tenants
         .into_iter()
         .map(|t| {
-            let online =
-                i64::try_from(state.presence.online_in_tenant(&t.name)).unwrap_or_default();
+            let online = i64::try_from(state.presence.online_in_tenant(&t.id)).unwrap_or_default();
             let step = pct_step(
                 u64::try_from(online).unwrap_or_default(),
                 u64::try_from(t.device_count).unwrap_or_default(),
@@ -1015,6 +1076,11 @@ struct AccountPage {
     error: Option<String>,
     csrf: String,
     next: &'static str,
+    passkeys: Vec<crate::api::passkeys::PasskeyView>,
+    /// This session may only register a passkey (the role requires one).
+    passkey_only: bool,
+    /// The account holds a passkey (step-up offers it).
+    has_passkey: bool,
 }
 
 /// What the account page shows once, beside its lists.
@@ -1031,16 +1097,31 @@ async fn account_page_with(state: &AppState, caller: &Caller, extras: AccountExt
         Ok(s) => s.into_iter().map(SessionView::from).collect(),
         Err(e) => return error_page(e, UserBar::of(caller)),
     };
-    let tokens = match crate::auth::account::api_tokens(state, caller).await {
-        Ok(t) => t.into_iter().map(ApiTokenView::from).collect(),
-        Err(e) => return error_page(e, UserBar::of(caller)),
+    let passkeys: Vec<crate::api::passkeys::PasskeyView> =
+        match crate::auth::passkey::list(state, caller).await {
+            Ok(p) => p.into_iter().map(Into::into).collect(),
+            Err(e) => return error_page(e, UserBar::of(caller)),
+        };
+    // A session restricted by the passkey policy sees only what it may use.
+    let passkey_only = matches!(
+        caller.credential,
+        crate::auth::policy::Credential::NeedsPasskey { .. }
+    );
+    let tokens = if passkey_only {
+        Vec::new()
+    } else {
+        match crate::auth::account::api_tokens(state, caller).await {
+            Ok(t) => t.into_iter().map(ApiTokenView::from).collect(),
+            Err(e) => return error_page(e, UserBar::of(caller)),
+        }
     };
     let codes_left = match state.store.recovery_codes_left(&caller.operator.id).await {
         Ok(n) => n,
         Err(e) => return error_page(e.into(), UserBar::of(caller)),
     };
     let tenants = match state.store.list_tenants(&caller.scope()).await {
-        Ok(t) => t.into_iter().map(|t| t.name).collect(),
+        Ok(t) if !passkey_only => t.into_iter().map(|t| t.name).collect(),
+        Ok(_) => Vec::new(),
         Err(e) => return error_page(e.into(), UserBar::of(caller)),
     };
     let secret_shown = !extras.codes.is_empty() || extras.new_token.is_some();
@@ -1059,6 +1140,9 @@ async fn account_page_with(state: &AppState, caller: &Caller, extras: AccountExt
         error: extras.error.map(|e| e.message),
         csrf: caller.csrf_token.clone(),
         next: "/account",
+        has_passkey: !passkeys.is_empty(),
+        passkeys,
+        passkey_only,
     });
     if let Some(status) = status {
         *r.status_mut() = status;
@@ -1070,11 +1154,130 @@ async fn account_page_with(state: &AppState, caller: &Caller, extras: AccountExt
     r
 }
 
+#[derive(Deserialize)]
+struct AccountQuery {
+    /// Set by `passkeys.js` after a registration.
+    passkey_added: Option<String>,
+}
+
 async fn account_page(
     State(state): State<AppState>,
     CookieCaller(caller): CookieCaller,
+    Query(q): Query<AccountQuery>,
 ) -> Response {
-    account_page_with(&state, &caller, AccountExtras::default()).await
+    let notice = q.passkey_added.map(|_| "Passkey added.".to_owned());
+    account_page_with(
+        &state,
+        &caller,
+        AccountExtras {
+            notice,
+            ..AccountExtras::default()
+        },
+    )
+    .await
+}
+
+async fn account_remove_passkey(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match crate::auth::passkey::remove(&state, &caller, &id).await {
+        Ok(()) => Redirect::to("/account").into_response(),
+        Err(e) if e.status == StatusCode::CONFLICT => {
+            let extras = AccountExtras {
+                error: Some(e),
+                ..AccountExtras::default()
+            };
+            account_page_with(&state, &caller, extras).await
+        }
+        Err(e) => error_page_back(e, UserBar::of(&caller), "/account"),
+    }
+}
+
+/// One role's box on the security settings page.
+struct RoleChoice {
+    name: &'static str,
+    label: &'static str,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "settings.html")]
+struct SettingsPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    notice: Option<String>,
+    roles: Vec<RoleChoice>,
+    csrf: String,
+}
+
+async fn settings_page_with(state: &AppState, caller: &Caller, notice: Option<String>) -> Response {
+    if let Err(e) = caller.require(Action::ViewPasskeyPolicy) {
+        return error_page(e, UserBar::of(caller));
+    }
+    let required = match crate::auth::passkey::required_roles(state).await {
+        Ok(r) => r,
+        Err(e) => return error_page(e, UserBar::of(caller)),
+    };
+    use crate::auth::Role;
+    let roles = [
+        (Role::Owner, "Owners"),
+        (Role::SecurityOfficer, "Security officers"),
+        (Role::Technician, "Technicians"),
+        (Role::ReadOnly, "Read-only operators"),
+        (Role::TenantAuditor, "Tenant auditors"),
+    ]
+    .into_iter()
+    .map(|(role, label)| RoleChoice {
+        name: role.as_str(),
+        label,
+        checked: required.contains(&role),
+    })
+    .collect();
+    render(SettingsPage {
+        user: UserBar::of(caller),
+        version: crate::VERSION,
+        notice,
+        roles,
+        csrf: caller.csrf_token.clone(),
+    })
+}
+
+async fn settings_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+) -> Response {
+    settings_page_with(&state, &caller, None).await
+}
+
+/// The role checklist: repeated `role` fields, so read as pairs.
+async fn settings_passkey_policy(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let csrf = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    if let Err(e) = caller.check_csrf(csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let roles: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k == "role")
+        .map(|(_, v)| v.clone())
+        .collect();
+    match crate::auth::passkey::set_required_roles(&state, &caller, &roles).await {
+        Ok(_) => settings_page_with(&state, &caller, Some("Saved.".to_owned())).await,
+        Err(e) => error_page_back(e, UserBar::of(&caller), "/settings"),
+    }
 }
 
 async fn account_revoke(

@@ -17,8 +17,9 @@ use bulwark_protocol::envelope::{
     CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement,
 };
 use bulwark_protocol::message::{
-    Ack, AgentMessage, Challenge, DeviceId, Enroll, Enrolled, Hello, RefusalCode, Refused,
-    ServerMessage, Welcome,
+    Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Hello, Job, JobOutcome,
+    JobResult, RefusalCode, Refused, ResultAck, ServerMessage, Trust, TrustRefused, TrustStatus,
+    Welcome,
 };
 use bulwark_protocol::{Limits, decode_agent_frame, encode_server_frame};
 use bulwark_store::{NewDevice, Store, StoreError};
@@ -55,6 +56,7 @@ struct Session {
     ws: Ws,
     device_id: String,
     agent_version: String,
+    tenant_id: String,
     tenant: String,
     peer: SocketAddr,
 }
@@ -217,7 +219,7 @@ async fn handshake(
         }
         Ok(AgentMessage::Hello(hello)) => {
             match authenticate(&state, &hello, nonce, channel_binding).await {
-                Ok(tenant) => {
+                Ok((tenant_id, tenant)) => {
                     let welcome = Welcome {
                         device_id: hello.device_id.clone(),
                         tenant: tenant.clone(),
@@ -229,6 +231,7 @@ async fn handshake(
                         ws,
                         device_id: hello.device_id.to_string(),
                         agent_version: hello.agent_version.clone(),
+                        tenant_id,
                         tenant,
                         peer,
                     }))
@@ -321,9 +324,9 @@ async fn authenticate(
     hello: &Hello,
     nonce: [u8; 32],
     channel_binding: [u8; 32],
-) -> Result<String, (RefusalCode, &'static str)> {
+) -> Result<(String, String), (RefusalCode, &'static str)> {
     let unknown = (RefusalCode::UnknownDevice, "unknown device");
-    let (key, tenant) = match state
+    let found = match state
         .store
         .device_public_key(hello.device_id.as_str())
         .await
@@ -338,7 +341,7 @@ async fn authenticate(
             ));
         }
     };
-    let key: [u8; 32] = key.try_into().map_err(|_| unknown)?;
+    let key: [u8; 32] = found.public_key.try_into().map_err(|_| unknown)?;
     let statement = HelloStatement {
         nonce,
         channel_binding,
@@ -350,7 +353,7 @@ async fn authenticate(
             "device signature does not verify",
         )
     })?;
-    Ok(tenant)
+    Ok((found.tenant_id, found.tenant_name))
 }
 
 // Storage calls inside the session are boxed: their futures are large
@@ -364,6 +367,7 @@ async fn run_session(
         mut ws,
         device_id,
         agent_version,
+        tenant_id,
         tenant,
         peer,
     } = session;
@@ -371,10 +375,20 @@ async fn run_session(
     if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
         warn!(%device_id, %error, "Cannot record device as seen.");
     }
-    let registration = state.presence.register(&device_id, &tenant, rfc3339(now));
+    let registration = state
+        .presence
+        .register(&device_id, &tenant_id, &tenant, rfc3339(now));
+    // Trust statements and approved jobs waiting for this device.
+    registration.work.notify_one();
     let silence = state.heartbeat * 3;
     let reason = loop {
         tokio::select! {
+            _ = registration.work.notified() => {
+                if let Err(error) = Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id)).await {
+                    warn!(%device_id, %error, "Cannot send work to the agent.");
+                    break "transport error";
+                }
+            }
             next = tokio::time::timeout(silence, ws.next()) => {
                 let bytes = match next {
                     Err(_) => break "silent for three heartbeat intervals",
@@ -406,6 +420,27 @@ async fn run_session(
                             Err(error) => warn!(%device_id, %error, "Cannot store inventory."),
                         }
                     }
+                    Ok(AgentMessage::JobResult(result)) => {
+                        let job_id = result.job_id;
+                        match Box::pin(record_result(&state, &device_id, &tenant_id, result)).await {
+                            Ok(()) => {
+                                let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                                if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                    break "transport error";
+                                }
+                            }
+                            // Not acknowledged: the agent sends it again after reconnecting.
+                            Err(error) => warn!(%device_id, %error, "Cannot store a job result."),
+                        }
+                    }
+                    Ok(AgentMessage::TrustRefused(refusal)) => {
+                        Box::pin(record_trust_refusal(&state, &device_id, &tenant_id, refusal)).await;
+                    }
+                    Ok(AgentMessage::TrustStatus(status)) => {
+                        if let Err(error) = Box::pin(record_trust_status(&state, &device_id, status)).await {
+                            warn!(%device_id, %error, "Cannot record the agent's trust status.");
+                        }
+                    }
                     Ok(_) => {
                         let _ = ws.send(refused(RefusalCode::UnexpectedMessage, "already authenticated")).await;
                         break "unexpected message";
@@ -430,6 +465,166 @@ async fn run_session(
         .presence
         .unregister(&registration, &tenant, rfc3339(now));
     info!(%device_id, %peer, reason, "Agent disconnected.");
+}
+
+/// Sends the tenant's trust statements, then every approved job waiting for
+/// this device. The agent ignores what it already holds and refuses
+/// replays, so sending again after a reconnect is safe.
+async fn send_work(
+    state: &GatewayState,
+    ws: &mut Ws,
+    device_id: &str,
+    tenant_id: &str,
+) -> anyhow::Result<()> {
+    let set = state.store.trust_for_device_tenant(tenant_id).await?;
+    if !set.roots.is_empty() {
+        let trust = ServerMessage::Trust(Trust {
+            roots: set.roots.into_iter().map(ByteBuf::from).collect(),
+            policy: set.policy.map(|(_, bytes)| bytes),
+            freeze: set.freeze.map(|(_, bytes)| bytes),
+        });
+        ws.send(Message::Binary(encode_server_frame(&trust).into()))
+            .await?;
+    }
+    let now = now_millis();
+    for (job, _) in state
+        .store
+        .deliverable_jobs_for_device(device_id, now)
+        .await?
+    {
+        let message = ServerMessage::Job(Job {
+            envelope: job.envelope,
+            script: job.script,
+        });
+        ws.send(Message::Binary(encode_server_frame(&message).into()))
+            .await?;
+        state
+            .store
+            .mark_delivered(&job.id, device_id, now_millis())
+            .await?;
+        debug!(%device_id, job = %job.id, "Job delivered.");
+    }
+    Ok(())
+}
+
+async fn record_result(
+    state: &GatewayState,
+    device_id: &str,
+    tenant_id: &str,
+    result: JobResult,
+) -> anyhow::Result<()> {
+    let job_id = hex::encode(result.job_id);
+    let to_ms = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+    let (outcome, detail) = match result.outcome {
+        JobOutcome::Ran(run) => {
+            let detail = format!(
+                "{job_id} on {device_id}: exit {:?}{} output sha256 {}",
+                run.exit_code,
+                if run.timed_out { " (timed out)" } else { "" },
+                hex::encode(run.output_sha256)
+            );
+            (
+                bulwark_store::JobOutcome::Ran {
+                    exit_code: run.exit_code.map(i64::from),
+                    timed_out: run.timed_out,
+                    stdout: run.stdout,
+                    stderr: run.stderr,
+                    output_sha256: run.output_sha256,
+                    started_at: to_ms(run.started_at_ms),
+                    finished_at: to_ms(run.finished_at_ms),
+                },
+                detail,
+            )
+        }
+        JobOutcome::Refused(refused) => {
+            warn!(%device_id, job = %job_id, code = %refused.code, reason = %refused.reason, "Agent refused a job.");
+            let detail = format!(
+                "{job_id} on {device_id}: refused ({}) {}",
+                refused.code, refused.reason
+            );
+            (
+                bulwark_store::JobOutcome::Refused {
+                    code: refused.code,
+                    reason: refused.reason,
+                },
+                detail,
+            )
+        }
+    };
+    let action = match outcome {
+        bulwark_store::JobOutcome::Ran { .. } => "job.result",
+        bulwark_store::JobOutcome::Refused { .. } => "job.refused_by_agent",
+    };
+    let recorded = match state
+        .store
+        .record_result(&job_id, device_id, &outcome, now_millis())
+        .await
+    {
+        Ok(recorded) => recorded,
+        // A different second report for the same job: the first one stands,
+        // and the agent must still drop it from its spool.
+        Err(StoreError::Conflict(what)) => {
+            warn!(%device_id, job = %job_id, what, "A second, different result was ignored.");
+            false
+        }
+        // Not a target of this job (a forged or stray report): nothing to keep.
+        Err(StoreError::NotFound) => {
+            warn!(%device_id, job = %job_id, "A result for a job this device was not sent was ignored.");
+            false
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if recorded {
+        // The device acts; the job is what it acted on.
+        let actor = format!("agent:{device_id}");
+        let event = bulwark_store::NewAuditEvent::new(now_millis(), &actor, action, &job_id)
+            .in_tenant(Some(tenant_id))
+            .with_detail(detail);
+        crate::state::record_audit(&state.store, event).await;
+    }
+    Ok(())
+}
+
+/// A refused root, policy or freeze statement is a security alert: either an
+/// operator mistake or someone replaying or forging trust statements.
+async fn record_trust_refusal(
+    state: &GatewayState,
+    device_id: &str,
+    tenant_id: &str,
+    refusal: TrustRefused,
+) {
+    warn!(%device_id, kind = %refusal.kind, version = refusal.version, code = %refusal.code, reason = %refusal.reason,
+        "SECURITY ALERT: an agent refused a trust statement.");
+    let detail = format!(
+        "{device_id} refused {} v{} ({}): {}",
+        refusal.kind, refusal.version, refusal.code, refusal.reason
+    );
+    let actor = format!("agent:{device_id}");
+    let target = format!("{} v{}", refusal.kind, refusal.version);
+    let event =
+        bulwark_store::NewAuditEvent::new(now_millis(), &actor, "alert.trust_refused", &target)
+            .in_tenant(Some(tenant_id))
+            .with_detail(detail);
+    crate::state::record_audit(&state.store, event).await;
+}
+
+async fn record_trust_status(
+    state: &GatewayState,
+    device_id: &str,
+    status: TrustStatus,
+) -> anyhow::Result<()> {
+    state
+        .store
+        .set_device_trust(
+            device_id,
+            status.root_version.unwrap_or_default(),
+            status.policy_version.unwrap_or_default(),
+            status.freeze_sequence,
+            status.frozen,
+            now_millis(),
+        )
+        .await?;
+    Ok(())
 }
 
 /// What one idle agent connection's task costs, before TLS and WebSocket buffers.

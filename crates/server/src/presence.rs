@@ -23,8 +23,9 @@ pub struct PresenceEvent {
 
 struct Entry {
     connection: u64,
-    tenant: String,
+    tenant_id: String,
     kick: Arc<Notify>,
+    work: Arc<Notify>,
 }
 
 #[derive(Clone)]
@@ -44,6 +45,9 @@ pub struct Registration {
     pub connection: u64,
     /// Notified when a newer connection of the same device replaces this one.
     pub kicked: Arc<Notify>,
+    /// Notified when there may be something new to send: an approved job
+    /// or a trust statement. The session reads what it is from storage.
+    pub work: Arc<Notify>,
 }
 
 impl Default for Presence {
@@ -72,8 +76,15 @@ impl Presence {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn register(&self, device_id: &str, tenant: &str, last_seen_at: String) -> Registration {
+    pub fn register(
+        &self,
+        device_id: &str,
+        tenant_id: &str,
+        tenant: &str,
+        last_seen_at: String,
+    ) -> Registration {
         let kick = Arc::new(Notify::new());
+        let work = Arc::new(Notify::new());
         let connection = {
             let mut inner = self.lock();
             let connection = inner.next_connection;
@@ -82,8 +93,9 @@ impl Presence {
                 device_id.to_owned(),
                 Entry {
                     connection,
-                    tenant: tenant.to_owned(),
+                    tenant_id: tenant_id.to_owned(),
                     kick: kick.clone(),
+                    work: work.clone(),
                 },
             ) {
                 old.kick.notify_one();
@@ -100,6 +112,7 @@ impl Presence {
             device_id: device_id.to_owned(),
             connection,
             kicked: kick,
+            work,
         }
     }
 
@@ -125,15 +138,31 @@ impl Presence {
         }
     }
 
+    /// Tells a connected device's session to look for work.
+    pub fn nudge_device(&self, device_id: &str) {
+        if let Some(entry) = self.lock().online.get(device_id) {
+            entry.work.notify_one();
+        }
+    }
+
+    /// Tells every connected device of a tenant to look for work (its trust changed).
+    pub fn nudge_tenant(&self, tenant_id: &str) {
+        for entry in self.lock().online.values() {
+            if entry.tenant_id == tenant_id {
+                entry.work.notify_one();
+            }
+        }
+    }
+
     pub fn is_online(&self, device_id: &str) -> bool {
         self.lock().online.contains_key(device_id)
     }
 
-    pub fn online_in_tenant(&self, tenant: &str) -> usize {
+    pub fn online_in_tenant(&self, tenant_id: &str) -> usize {
         self.lock()
             .online
             .values()
-            .filter(|e| e.tenant == tenant)
+            .filter(|e| e.tenant_id == tenant_id)
             .count()
     }
 
@@ -153,8 +182,8 @@ mod tests {
     #[test]
     fn a_replaced_connection_does_not_take_the_device_offline() {
         let p = Presence::new();
-        let first = p.register("d1", "demo", String::new());
-        let second = p.register("d1", "demo", String::new());
+        let first = p.register("d1", "t1", "demo", String::new());
+        let second = p.register("d1", "t1", "demo", String::new());
         p.unregister(&first, "demo", String::new());
         assert!(p.is_online("d1"));
         p.unregister(&second, "demo", String::new());

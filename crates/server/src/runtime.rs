@@ -58,9 +58,13 @@ async fn security_headers(mut response: Response) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not "no-referrer": under it browsers send `Origin: null` with a
+    // form POST (Fetch §3.1, "append a request Origin header"), which the
+    // session check's origin test refuses. "same-origin" still sends
+    // nothing to other sites.
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         "cross-origin-opener-policy",
@@ -122,6 +126,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         session_policy: Default::default(),
         ca_fingerprint: tls.ca_fingerprint,
         gateway_url: gateway_url.clone(),
+        rp_id: crate::auth::passkey::rp_id_for(config.mode, &config.public_hostnames),
+        passkeys: Default::default(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -140,6 +146,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         gateway_state,
         shutdown_rx.clone(),
     ));
+
+    tasks.spawn(expire_jobs(store.clone(), shutdown_rx.clone()));
 
     let https = (config.mode == ServeMode::Https).then_some(acceptor);
     tasks.spawn(serve_http(http_listener, https, app(state), shutdown_rx));
@@ -243,4 +251,32 @@ async fn serve_http(
         }
     }
     connections.abort_all();
+}
+
+/// Marks jobs past their validity as expired, once a minute. Agents refuse
+/// an expired job anyway; this keeps what people see true.
+async fn expire_jobs(store: Store, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                match store.expire_jobs(crate::now_millis()).await {
+                    Ok(expired) => {
+                        for (job_id, tenant_id) in expired {
+                            let event = bulwark_store::NewAuditEvent::new(
+                                crate::now_millis(),
+                                "server",
+                                "job.expired",
+                                &job_id,
+                            )
+                            .in_tenant(Some(&tenant_id));
+                            crate::state::record_audit(&store, event).await;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "Cannot expire jobs."),
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
 }

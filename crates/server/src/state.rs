@@ -18,6 +18,11 @@ pub struct Inner {
     pub ca_fingerprint: [u8; 32],
     /// Where agents connect, shown with enrolment tokens.
     pub gateway_url: String,
+    /// The WebAuthn relying party id (the console's host); `None`: no
+    /// passkeys (see `auth::passkey::rp_id_for`).
+    pub rp_id: Option<String>,
+    /// Passkey challenges waiting for their answer.
+    pub passkeys: crate::auth::passkey::Ceremonies,
 }
 
 impl AppState {
@@ -31,10 +36,18 @@ impl AppState {
     /// logged loudly; the transparency-log issue makes the append part of
     /// the change's own transaction.
     pub async fn audit(&self, event: bulwark_store::NewAuditEvent) {
-        let action = event.action.clone();
-        if let Err(error) = self.store.append_audit(event).await {
-            tracing::error!(%error, %action, "Cannot record audit event.");
-        }
+        record_audit(&self.store, event).await;
+    }
+}
+
+/// Records an audit event (the API through [`AppState::audit`], the agent
+/// gateway directly). A failure to record is logged loudly; the
+/// transparency-log issue makes the append part of the change's own
+/// transaction.
+pub async fn record_audit(store: &Store, event: bulwark_store::NewAuditEvent) {
+    let action = event.action.clone();
+    if let Err(error) = store.append_audit(event).await {
+        tracing::error!(%error, %action, "Cannot record audit event.");
     }
 }
 

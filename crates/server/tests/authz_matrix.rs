@@ -16,7 +16,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_agent::connection::{self, ServerAddress};
+use bulwark_policy::Signed;
 use bulwark_protocol::token::EnrollToken;
 use bulwark_server::auth::session::new_token;
 use bulwark_server::{RunningServer, ServerConfig, now_millis};
@@ -25,6 +28,9 @@ use ed25519_dalek::SigningKey;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use totp_rs::{Algorithm, Secret, TOTP};
+
+#[path = "support/soft_passkey.rs"]
+mod soft_passkey;
 
 const OWN: &str = "own-tenant";
 const FOREIGN: &str = "foreign-tenant";
@@ -158,6 +164,98 @@ const TABLE: &[(&str, &str, Rule)] = &[
     // A token holding the caller's own role on the tenant named in the body.
     ("POST", "/api/v1/api-tokens", Tenant(EVERY_ROLE, 201)),
     ("DELETE", "/api/v1/api-tokens/{id}", Global(EVERY_ROLE, 204)),
+    ("GET", "/api/v1/passkeys", Global(EVERY_ROLE, 200)),
+    (
+        "POST",
+        "/api/v1/passkeys/registration/options",
+        Global(EVERY_ROLE, 200),
+    ),
+    // A real registration by a software passkey, when the options call
+    // succeeds (a stale session's does not: its bogus ceremony never counts,
+    // the step-up refusal comes first).
+    (
+        "POST",
+        "/api/v1/passkeys/registration",
+        Global(EVERY_ROLE, 201),
+    ),
+    // One of the caller's own passkeys (made for the request).
+    ("PATCH", "/api/v1/passkeys/{id}", Global(EVERY_ROLE, 200)),
+    ("DELETE", "/api/v1/passkeys/{id}", Global(EVERY_ROLE, 204)),
+    // Options for any username (they reveal nothing).
+    ("POST", "/api/v1/auth/passkey/options", Public(200)),
+    // An answer to no ceremony, for a fresh username: the login failure.
+    ("POST", "/api/v1/auth/passkey/login", Public(401)),
+    // The caller holds a passkey (one is made for it if not).
+    (
+        "POST",
+        "/api/v1/auth/step-up/passkey/options",
+        Global(EVERY_ROLE, 200),
+    ),
+    // An answer to no ceremony.
+    (
+        "POST",
+        "/api/v1/auth/step-up/passkey",
+        Global(EVERY_ROLE, 400),
+    ),
+    (
+        "GET",
+        "/api/v1/settings/passkey-policy",
+        Global(&[Owner], 200),
+    ),
+    // No role required: nothing changes for the other rows.
+    (
+        "PUT",
+        "/api/v1/settings/passkey-policy",
+        Global(&[Owner], 200),
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/trust",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    // A body the schema accepts but no root would sign: 400 after the role check.
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/trust/roots",
+        Tenant(&[Owner, SecurityOfficer], 400),
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/trust/policy",
+        Tenant(&[Owner, SecurityOfficer], 400),
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/trust/freeze",
+        Tenant(&[Owner, SecurityOfficer, TenantAuditor], 400),
+    ),
+    // A fresh Ed25519 public key each time.
+    ("POST", "/api/v1/signing-keys", Global(EVERY_ROLE, 201)),
+    ("GET", "/api/v1/signing-keys", Global(EVERY_ROLE, 200)),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/jobs",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    // An envelope that does not decode: 400 after the role check.
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/jobs",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
+    // The job made at start-up in each tenant.
+    ("GET", "/api/v1/jobs/{id}", Tenant(EVERY_ROLE, 200)),
+    // That job is already approved (quorum 1): 409 after the role check.
+    (
+        "POST",
+        "/api/v1/jobs/{id}/approvals",
+        Tenant(&[Owner, SecurityOfficer, Technician, TenantAuditor], 409),
+    ),
+    (
+        "POST",
+        "/api/v1/jobs/{id}/reject",
+        Tenant(&[Owner, SecurityOfficer, Technician, TenantAuditor], 409),
+    ),
     // Keep last: a stale-MFA session calling it signs out the role's main session.
     (
         "POST",
@@ -176,6 +274,15 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("POST", "/api/v1/operators/{id}/disable"),
     ("POST", "/api/v1/auth/recovery-codes"),
     ("POST", "/api/v1/api-tokens"),
+    ("POST", "/api/v1/tenants/{tenant}/trust/roots"),
+    ("POST", "/api/v1/tenants/{tenant}/trust/policy"),
+    ("POST", "/api/v1/tenants/{tenant}/trust/freeze"),
+    ("POST", "/api/v1/jobs/{id}/approvals"),
+    ("POST", "/api/v1/jobs/{id}/reject"),
+    ("POST", "/api/v1/passkeys/registration/options"),
+    ("POST", "/api/v1/passkeys/registration"),
+    ("DELETE", "/api/v1/passkeys/{id}"),
+    ("PUT", "/api/v1/settings/passkey-policy"),
 ];
 
 /// The expected status and error code (for 401, 403 and 404 answers).
@@ -195,7 +302,8 @@ fn expected_with_code(
     if let (Who::StaleMfa(role), false) = (who, matches!(rule, Public(_))) {
         let fresh = expected(rule, Who::As(role), side);
         let privileged = PRIVILEGED.contains(&(method, route));
-        return if privileged && (200..300).contains(&fresh) {
+        // The MFA check comes right after the role check, before the body is read.
+        return if privileged && !matches!(fresh, 401 | 403 | 404) {
             (403, "step_up_required")
         } else {
             (fresh, code(fresh))
@@ -283,6 +391,7 @@ struct Harness {
     revoked: String,
     expired: String,
     devices: BTreeMap<&'static str, String>,
+    jobs: BTreeMap<&'static str, String>,
     counter: u32,
     _dir: tempfile::TempDir,
 }
@@ -428,6 +537,31 @@ impl Harness {
         (token, session.public_id)
     }
 
+    /// A passkey of `role`'s operator, stored directly (its key is never
+    /// used): its id.
+    async fn mint_passkey(&mut self, role: Role) -> String {
+        let name = self.unique("minted");
+        let mut credential_id = vec![0; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut credential_id);
+        self.server
+            .store
+            .add_passkey(
+                &bulwark_store::NewPasskey {
+                    operator_id: self.operator_ids[&role].clone(),
+                    name,
+                    credential_id,
+                    credential: vec![0xa0],
+                    sign_count: 0,
+                    backup_eligible: false,
+                    created_at: now_millis(),
+                },
+                "test",
+            )
+            .await
+            .expect("passkey stored")
+            .id
+    }
+
     /// A live session of `role` whose MFA check is 10 minutes old.
     async fn stale_session(&self, role: Role) -> (String, String) {
         let now = now_millis();
@@ -515,6 +649,34 @@ impl Harness {
             }
             ("POST", "/api/v1/tenants/{tenant}/enrollment-tokens") => (path, Some(json!({}))),
             ("GET", "/api/v1/devices/{id}") => (path.replace("{id}", &self.devices[tenant]), None),
+            (
+                "POST",
+                "/api/v1/tenants/{tenant}/trust/roots"
+                | "/api/v1/tenants/{tenant}/trust/policy"
+                | "/api/v1/tenants/{tenant}/trust/freeze",
+            ) => (path, Some(json!({"envelope": "AAAA"}))),
+            ("POST", "/api/v1/signing-keys") => {
+                let name = self.unique("key");
+                let key = SigningKey::generate(&mut rand::rngs::OsRng);
+                (
+                    path,
+                    Some(
+                        json!({"name": name, "public_key": B64.encode(key.verifying_key().to_bytes())}),
+                    ),
+                )
+            }
+            ("POST", "/api/v1/tenants/{tenant}/jobs") => {
+                (path, Some(json!({"envelope": "AAAA", "script": "true"})))
+            }
+            ("GET", "/api/v1/jobs/{id}") => (path.replace("{id}", &self.jobs[tenant]), None),
+            ("POST", "/api/v1/jobs/{id}/approvals") => (
+                path.replace("{id}", &self.jobs[tenant]),
+                Some(json!({"key_id": "00".repeat(32), "signature": "AAAA"})),
+            ),
+            ("POST", "/api/v1/jobs/{id}/reject") => (
+                path.replace("{id}", &self.jobs[tenant]),
+                Some(json!({"reason": "not today"})),
+            ),
             ("POST", "/api/v1/invitations") => {
                 let username = self.unique("invited");
                 (
@@ -613,11 +775,138 @@ impl Harness {
                     .expect("token");
                 (path.replace("{id}", &token.id), None)
             }
+            ("POST", "/api/v1/passkeys/registration") => {
+                let name = self.unique("passkey");
+                let options = self
+                    .send(
+                        "POST",
+                        "/api/v1/passkeys/registration/options",
+                        token.as_deref(),
+                        None,
+                    )
+                    .await;
+                let body = if options.status == StatusCode::OK {
+                    soft_passkey::SoftPasskey::new(&self.server.console_url).create(&options.body)
+                } else {
+                    json!({"ceremony": "none", "attestationObject": "", "clientDataJSON": ""})
+                };
+                (path, Some(soft_passkey::with(body, json!({"name": name}))))
+            }
+            ("PATCH", "/api/v1/passkeys/{id}") => {
+                let id = self.mint_passkey(subject).await;
+                let name = self.unique("renamed");
+                (path.replace("{id}", &id), Some(json!({"name": name})))
+            }
+            ("DELETE", "/api/v1/passkeys/{id}") => {
+                let id = self.mint_passkey(subject).await;
+                (path.replace("{id}", &id), None)
+            }
+            ("POST", "/api/v1/auth/passkey/options") => (path, Some(json!({"username": "olivia"}))),
+            ("POST", "/api/v1/auth/passkey/login") => {
+                let username = self.unique("nobody");
+                (
+                    path,
+                    Some(json!({
+                        "username": username, "password": PASSWORD, "ceremony": "none",
+                        "credentialId": "AAAA", "authenticatorData": "", "clientDataJSON": "",
+                        "signature": ""
+                    })),
+                )
+            }
+            ("POST", "/api/v1/auth/step-up/passkey/options") => {
+                let held = self
+                    .server
+                    .store
+                    .passkey_count(&self.operator_ids[&subject])
+                    .await
+                    .expect("count");
+                if held == 0 {
+                    self.mint_passkey(subject).await;
+                }
+                (path, None)
+            }
+            ("POST", "/api/v1/auth/step-up/passkey") => (
+                path,
+                Some(json!({
+                    "ceremony": "none", "credentialId": "AAAA", "authenticatorData": "",
+                    "clientDataJSON": "", "signature": ""
+                })),
+            ),
+            ("PUT", "/api/v1/settings/passkey-policy") => (path, Some(json!({"roles": []}))),
             (_, _) if method == "POST" => (path, Some(json!({}))),
             _ => (path, None),
         };
         (path, body, token)
     }
+}
+
+/// A root of one key (threshold 1) and a policy letting `operator` sign every class alone.
+fn trust_statements(
+    tenant_id: &str,
+    root_key: &SigningKey,
+    operator: &SigningKey,
+) -> (Signed, Signed) {
+    use bulwark_policy::{
+        ActionClass, Holder, OperatorKey, Policy, PublicKey, Quorum, RootKey, TrustRoot,
+    };
+    let root = TrustRoot {
+        tenant: tenant_id.to_owned(),
+        version: 1,
+        threshold: 1,
+        keys: vec![RootKey {
+            key: PublicKey::Ed25519(root_key.verifying_key().to_bytes()),
+            holder: Holder::Msp,
+            name: "root".into(),
+        }],
+    };
+    let classes = vec![ActionClass::RunScript];
+    let policy = Policy {
+        tenant: tenant_id.to_owned(),
+        version: 1,
+        expires_at: now_secs() + 86_400,
+        operators: vec![OperatorKey {
+            key: PublicKey::Ed25519(operator.verifying_key().to_bytes()),
+            name: "owner laptop".into(),
+            holder: Holder::Msp,
+            classes: classes.clone(),
+        }],
+        quorums: vec![Quorum {
+            class: ActionClass::RunScript,
+            signers: 1,
+            customer_required: false,
+            in_window_only: false,
+        }],
+        fan_out_limit: 10,
+        allowed_scripts: Vec::new(),
+        maintenance_windows: Vec::new(),
+    };
+    let mut root_signed = Signed::new(&root);
+    root_signed.sign(root_key);
+    let mut policy_signed = Signed::new(&policy);
+    policy_signed.sign(root_key);
+    (root_signed, policy_signed)
+}
+
+fn job_envelope(tenant_id: &str, device: &str, operator: &SigningKey) -> Signed {
+    use sha2::Digest;
+    let now = now_secs();
+    let mut job_id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut job_id);
+    let statement = bulwark_policy::JobStatement {
+        tenant: tenant_id.to_owned(),
+        job_id,
+        targets: vec![device.to_owned()],
+        class: bulwark_policy::ActionClass::RunScript,
+        script_sha256: bulwark_policy::policy::ScriptHash(sha2::Sha256::digest(b"true").into()),
+        not_before: now - 60,
+        expires_at: now + 3600,
+        nonce: job_id,
+        reason: "authorisation matrix".into(),
+        timeout_secs: 60,
+    };
+    let mut signed = Signed::new(&statement);
+    signed.sign(operator);
+    signed
 }
 
 async fn start() -> Harness {
@@ -659,6 +948,7 @@ async fn start() -> Harness {
         revoked: String::new(),
         expired: String::new(),
         devices: BTreeMap::new(),
+        jobs: BTreeMap::new(),
         counter: 0,
         _dir: dir,
     };
@@ -704,8 +994,50 @@ async fn start() -> Harness {
         )
         .await;
     }
+    // Each tenant gets a trust root and a policy (the owner's signing key
+    // may sign everything alone), a device, and one approved job.
+    let root_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let operator_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    h.ok(
+        "POST",
+        "/api/v1/signing-keys",
+        Some(h.owner()),
+        Some(&json!({"name": "owner laptop", "public_key": B64.encode(operator_key.verifying_key().to_bytes())})),
+    )
+    .await;
     for tenant in [OWN, FOREIGN] {
+        let trust = h
+            .ok(
+                "GET",
+                &format!("/api/v1/tenants/{tenant}/trust"),
+                Some(h.owner()),
+                None,
+            )
+            .await;
+        let tenant_id = trust["tenant_id"].as_str().expect("tenant id").to_owned();
+        let (root, policy) = trust_statements(&tenant_id, &root_key, &operator_key);
+        for (kind, envelope) in [("roots", root), ("policy", policy)] {
+            h.ok(
+                "POST",
+                &format!("/api/v1/tenants/{tenant}/trust/{kind}"),
+                Some(h.owner()),
+                Some(&json!({"envelope": B64.encode(envelope.to_bytes())})),
+            )
+            .await;
+        }
         let device = h.enrol_device(tenant).await;
+        let job = job_envelope(&tenant_id, &device, &operator_key);
+        let created = h
+            .ok(
+                "POST",
+                &format!("/api/v1/tenants/{tenant}/jobs"),
+                Some(h.owner()),
+                Some(&json!({"envelope": B64.encode(job.to_bytes()), "script": "true"})),
+            )
+            .await;
+        assert_eq!(created["state"], "approved", "{created}");
+        h.jobs
+            .insert(tenant, created["id"].as_str().expect("id").to_owned());
         h.devices.insert(tenant, device);
     }
 

@@ -56,9 +56,11 @@ impl Harness {
     async fn token(&self, ttl_ms: i64) -> EnrollToken {
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
+        // The gateway does not read the root pin: only the agent does.
         let token = EnrollToken {
             secret,
             ca_fingerprint: self.server.ca_fingerprint,
+            root_fingerprint: [0; 32],
         };
         let now = now_millis();
         self.server
@@ -106,6 +108,7 @@ impl Harness {
             let mut collector = Collector::new("test");
             let options = SessionOptions {
                 inventory_interval: Duration::from_secs(1),
+                jobs: None,
             };
             let _ = connection::session(
                 &endpoint,

@@ -408,6 +408,8 @@ async fn connect_all(
     let bar = progress_bar("connecting", total);
     let options = SessionOptions {
         inventory_interval: Duration::from_secs(args.inventory_secs),
+        // Virtual devices run no jobs: they refuse each with `jobs_disabled`.
+        jobs: None,
     };
     let started = Instant::now();
 
@@ -778,6 +780,7 @@ mod tests {
         EnrollToken {
             secret: [byte; 32],
             ca_fingerprint: [7; 32],
+            root_fingerprint: [8; 32],
         }
     }
 

@@ -26,6 +26,14 @@ pub struct Device {
 }
 
 /// A device to enrol; its tenant is the enrolment token's.
+/// A device's public key and tenant, for the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceKey {
+    pub public_key: Vec<u8>,
+    pub tenant_id: String,
+    pub tenant_name: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDevice {
     pub id: String,
@@ -189,18 +197,21 @@ impl Store {
 
     /// The public key and tenant name of a device, for the agent gateway's
     /// authentication. Unscoped: the caller is a device, not an operator.
-    pub async fn device_public_key(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+    /// What the gateway needs to authenticate a device (not tenant-scoped:
+    /// the gateway acts for the device, not for an operator).
+    pub async fn device_public_key(&self, id: &str) -> Result<Option<DeviceKey>, StoreError> {
         let row = sqlx::query(
-            "SELECT d.public_key, t.name FROM devices d JOIN tenants t ON t.id = d.tenant_id WHERE d.id = $1",
+            "SELECT d.public_key, t.id AS tenant_id, t.name FROM devices d JOIN tenants t ON t.id = d.tenant_id WHERE d.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some((row.try_get("public_key")?, row.try_get("name")?)))
+        Ok(Some(DeviceKey {
+            public_key: row.try_get("public_key")?,
+            tenant_id: row.try_get("tenant_id")?,
+            tenant_name: row.try_get("name")?,
+        }))
     }
 
     /// The devices of one tenant, if it is in scope, ordered by hostname.

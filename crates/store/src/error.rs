@@ -1,6 +1,7 @@
 /// What can go wrong in the store.
 ///
-/// Only [`StoreError::NotFound`] and [`StoreError::Conflict`] carry meaning for
+/// Only [`StoreError::NotFound`], [`StoreError::Conflict`],
+/// [`StoreError::ForeignTarget`] and [`StoreError::Invalid`] carry meaning for
 /// users; the other kinds are operational failures whose detail belongs in
 /// the server log, never in a response.
 #[derive(Debug, thiserror::Error)]
@@ -9,9 +10,18 @@ pub enum StoreError {
     /// The row does not exist, or is out of scope, expired or already used.
     #[error("not found")]
     NotFound,
-    /// A unique constraint refused the write; the text says which one.
+    /// A unique constraint, or the state of the row (e.g. a job that is no
+    /// longer pending), refused the write; the text says which.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A job target that is not a device of the job's tenant (or no device
+    /// at all): the first such device id, as the caller named it.
+    #[error("{0} is not a device of the job's tenant")]
+    ForeignTarget(String),
+    /// A value the store will not keep as given (e.g. a version above
+    /// `i64::MAX`, a job without targets); the text says which.
+    #[error("invalid: {0}")]
+    Invalid(&'static str),
     /// The database failed. The inner error may name tables, columns and
     /// paths: log it, do not show it.
     #[error("database error")]

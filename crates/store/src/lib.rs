@@ -14,19 +14,25 @@
 //!   first statement is a write, so that concurrent callers serialise on
 //!   both backends (a row lock on PostgreSQL, the write lock on SQLite).
 //! - Unique-constraint violations become [`StoreError::Conflict`].
+//! - Signed envelopes (trust statements, jobs) are stored as the bytes the
+//!   server verified; the store checks no signature.
 
 mod api_tokens;
 mod audit;
 mod devices;
 mod error;
 mod invitations;
+mod jobs;
 mod operators;
+mod passkeys;
 mod recovery;
 mod sessions;
 mod setup;
+mod signing_keys;
 mod tenants;
 pub mod testing;
 mod throttle;
+mod trust;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -36,16 +42,22 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent};
-pub use devices::{Device, NewDevice};
+pub use devices::{Device, DeviceKey, NewDevice};
 pub use error::StoreError;
 pub use invitations::{
     ACCOUNT_OPERATOR, ACCOUNT_OWNER, Grant, Invitation, InvitationEnrolment, NewInvitation,
 };
+pub use jobs::{
+    Decision, Job, JobApproval, JobOutcome, JobState, JobTarget, NewJob, TargetCounts, TargetState,
+};
 pub use operators::{NewOperator, Operator};
+pub use passkeys::{LastPasskey, NewPasskey, Passkey};
 pub use sessions::{NewSession, Session, SessionKind};
 pub use setup::SetupEnrolment;
+pub use signing_keys::{NewSigningKey, SigningKey, SigningKeyKind};
 pub use tenants::{Tenant, TenantSummary};
 pub use throttle::{Lockout, ThrottleCounter};
+pub use trust::{DeviceTrust, TrustKind, TrustSet};
 
 /// A point in time: milliseconds since the Unix epoch.
 pub type Millis = i64;

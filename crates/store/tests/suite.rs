@@ -7,8 +7,10 @@
 use bulwark_protocol::inventory::{CpuInfo, Inventory, MemoryInfo, SystemInfo};
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
 use bulwark_store::{
-    Backend, Device, Lockout, NewApiToken, NewAuditEvent, NewDevice, NewOperator, NewSession,
-    SessionKind, SetupEnrolment, Store, StoreError, TenantScope, ThrottleCounter,
+    Backend, Decision, Device, Job, JobOutcome, JobState, Lockout, NewApiToken, NewAuditEvent,
+    NewDevice, NewJob, NewOperator, NewSession, NewSigningKey, SessionKind, SetupEnrolment,
+    SigningKeyKind, Store, StoreError, TargetCounts, TargetState, TenantScope, ThrottleCounter,
+    TrustKind, TrustSet,
 };
 
 /// Runs each named body on both backends. `store:` bodies take an open
@@ -82,6 +84,16 @@ suite! {
         operator_disabled,
         recovery_codes,
         api_tokens,
+        trust_statements,
+        device_trust,
+        signing_keys,
+        jobs_tenant_scope,
+        job_targets_of_foreign_tenant_refused,
+        job_results_idempotent,
+        jobs_deliverable_when_approved_and_unexpired,
+        job_approvals_replace_envelope,
+        job_state_transitions,
+        job_approvals_and_results_concurrent,
     ],
     url: [migrations_idempotent],
 }
@@ -800,7 +812,11 @@ async fn enrollment_tokens(store: Store) {
     );
     assert_eq!(
         store.device_public_key(&device.id).await.unwrap(),
-        Some((new.public_key.to_vec(), "acme".to_owned()))
+        Some(bulwark_store::DeviceKey {
+            public_key: new.public_key.to_vec(),
+            tenant_id: tenant.id.clone(),
+            tenant_name: "acme".to_owned(),
+        })
     );
     assert_eq!(
         store.device_public_key("no-such-device").await.unwrap(),
@@ -2160,5 +2176,1351 @@ async fn api_tokens(store: Store) {
             actions.contains(&action.to_owned()),
             "{action} in {actions:?}"
         );
+    }
+}
+
+async fn trust_statements(store: Store) {
+    let (a, _) = tenant_with_devices(&store, "tenant-a", 1, &[]).await;
+    let (b, _) = tenant_with_devices(&store, "tenant-b", 2, &[]).await;
+    let op = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    store.grant_tenant(&op.id, &a, "read_only").await.unwrap();
+    let scope = TenantScope::Operator(op.id.clone());
+    let add = |tenant: &str, kind, version, envelope: &[u8]| {
+        let (store, tenant, envelope) = (store.clone(), tenant.to_owned(), envelope.to_vec());
+        async move {
+            store
+                .add_trust_statement(&tenant, kind, version, &envelope, Some("someone"), T0)
+                .await
+        }
+    };
+
+    assert_eq!(
+        store.trust_statements(&scope, &a).await.unwrap(),
+        TrustSet::default()
+    );
+    // Roots: v1 first, then without gaps.
+    assert_conflict(
+        add(&a, TrustKind::Root, 2, b"root-2").await,
+        "root version must follow the latest root",
+    );
+    add(&a, TrustKind::Root, 1, b"root-1").await.unwrap();
+    assert_conflict(
+        add(&a, TrustKind::Root, 1, b"another root-1").await,
+        "trust statement version already exists",
+    );
+    assert_conflict(
+        add(&a, TrustKind::Root, 3, b"root-3").await,
+        "root version must follow the latest root",
+    );
+    add(&a, TrustKind::Root, 2, b"root-2").await.unwrap();
+    // Policies and freezes: the highest version is the one in force.
+    add(&a, TrustKind::Policy, 1, b"policy-1").await.unwrap();
+    add(&a, TrustKind::Policy, 3, b"policy-3").await.unwrap();
+    assert_conflict(
+        add(&a, TrustKind::Policy, 3, b"policy-3 again").await,
+        "trust statement version already exists",
+    );
+    assert_conflict(
+        add(&a, TrustKind::Policy, 2, b"policy-2").await,
+        "trust statement is older than the latest",
+    );
+    add(&a, TrustKind::Freeze, 0, b"unfreeze-0").await.unwrap();
+    add(&a, TrustKind::Freeze, 7, b"freeze-7").await.unwrap();
+    // Another tenant's numbering is its own.
+    add(&b, TrustKind::Root, 1, b"b-root-1").await.unwrap();
+    add(&b, TrustKind::Policy, 1, b"b-policy-1").await.unwrap();
+    // Bad input: nothing stored.
+    assert!(matches!(
+        add(&a, TrustKind::Policy, u64::MAX, b"huge").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_not_found(add("no-such-tenant", TrustKind::Root, 1, b"x").await);
+
+    let expected = TrustSet {
+        roots: vec![b"root-1".to_vec(), b"root-2".to_vec()],
+        policy: Some((3, b"policy-3".to_vec())),
+        freeze: Some((7, b"freeze-7".to_vec())),
+    };
+    assert_eq!(store.trust_statements(&scope, &a).await.unwrap(), expected);
+    assert_eq!(
+        store.trust_statements(&TenantScope::All, &a).await.unwrap(),
+        expected
+    );
+    assert_eq!(store.trust_for_device_tenant(&a).await.unwrap(), expected);
+    assert_eq!(
+        store.trust_for_device_tenant(&b).await.unwrap(),
+        TrustSet {
+            roots: vec![b"b-root-1".to_vec()],
+            policy: Some((1, b"b-policy-1".to_vec())),
+            freeze: None,
+        }
+    );
+    // Out of scope: nothing, as for a tenant without statements.
+    assert_eq!(
+        store.trust_statements(&scope, &b).await.unwrap(),
+        TrustSet::default()
+    );
+    let stranger = store
+        .create_operator(&new_operator("frank"), "operator", "test", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .trust_statements(&TenantScope::Operator(stranger.id), &a)
+            .await
+            .unwrap(),
+        TrustSet::default()
+    );
+}
+
+async fn device_trust(store: Store) {
+    let (a, a_devices) = tenant_with_devices(&store, "tenant-a", 1, &["a-1", "a-2"]).await;
+    let (_, b_devices) = tenant_with_devices(&store, "tenant-b", 10, &["b-1"]).await;
+    let op = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    store.grant_tenant(&op.id, &a, "read_only").await.unwrap();
+    let scope = TenantScope::Operator(op.id.clone());
+    let (a1, b1) = (&a_devices[0].id, &b_devices[0].id);
+
+    assert_eq!(store.device_trust(&scope, a1).await.unwrap(), None);
+    store
+        .set_device_trust(a1, 1, 2, 0, false, T0)
+        .await
+        .unwrap();
+    store
+        .set_device_trust(a1, 2, 3, 4, true, T0 + 1)
+        .await
+        .unwrap(); // replaces
+    store
+        .set_device_trust(b1, 1, 1, 1, false, T0)
+        .await
+        .unwrap();
+    assert_not_found(
+        store
+            .set_device_trust("no-such-device", 1, 1, 1, false, T0)
+            .await,
+    );
+    let held = store.device_trust(&scope, a1).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            held.device_id.as_str(),
+            held.root_version,
+            held.policy_version,
+            held.freeze_sequence,
+            held.frozen,
+            held.updated_at
+        ),
+        (a1.as_str(), 2, 3, 4, true, T0 + 1)
+    );
+    assert_eq!(store.list_device_trust(&scope, &a).await.unwrap(), [held]);
+    // Another tenant's device: out of scope.
+    assert_eq!(store.device_trust(&scope, b1).await.unwrap(), None);
+    assert!(
+        store
+            .device_trust(&TenantScope::All, b1)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+fn new_signing_key(operator_id: &str, n: u8, name: &str) -> NewSigningKey {
+    NewSigningKey {
+        key_id: format!("{n:02x}").repeat(32),
+        operator_id: operator_id.to_owned(),
+        name: name.to_owned(),
+        kind: SigningKeyKind::Ed25519,
+        public_key: vec![n; 36],
+    }
+}
+
+async fn signing_keys(store: Store) {
+    let dave = store
+        .create_operator(&new_operator("dave"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let erin = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let laptop = store
+        .add_signing_key(&new_signing_key(&dave.id, 1, "laptop"), T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            laptop.operator_username.as_str(),
+            laptop.kind,
+            laptop.created_at,
+            laptop.revoked_at
+        ),
+        ("dave", SigningKeyKind::Ed25519, T0, None)
+    );
+    assert_conflict(
+        store
+            .add_signing_key(&new_signing_key(&erin.id, 1, "mine"), T0)
+            .await,
+        "signing key already registered",
+    );
+    assert_conflict(
+        store
+            .add_signing_key(&new_signing_key(&dave.id, 2, "laptop"), T0)
+            .await,
+        "signing key name already used",
+    );
+    assert_not_found(
+        store
+            .add_signing_key(&new_signing_key("no-such-operator", 3, "x"), T0)
+            .await,
+    );
+    // Another operator may use the same name.
+    store
+        .add_signing_key(&new_signing_key(&erin.id, 4, "laptop"), T0)
+        .await
+        .unwrap();
+    let token = store
+        .add_signing_key(
+            &NewSigningKey {
+                kind: SigningKeyKind::Webauthn,
+                ..new_signing_key(&dave.id, 5, "token")
+            },
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+
+    let names: Vec<String> = store
+        .signing_keys_of(&dave.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.name)
+        .collect();
+    assert_eq!(names, ["laptop", "token"]);
+    assert_eq!(
+        store.signing_key(&token.key_id).await.unwrap(),
+        Some(token.clone())
+    );
+    assert_eq!(store.signing_key("00").await.unwrap(), None);
+
+    assert_not_found(
+        store
+            .revoke_signing_key(&erin.id, &laptop.key_id, T0 + 2)
+            .await,
+    );
+    store
+        .revoke_signing_key(&dave.id, &laptop.key_id, T0 + 2)
+        .await
+        .unwrap();
+    assert_not_found(
+        store
+            .revoke_signing_key(&dave.id, &laptop.key_id, T0 + 3)
+            .await,
+    );
+    let revoked = store.signing_key(&laptop.key_id).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(T0 + 2));
+    assert_eq!(store.signing_keys_of(&dave.id).await.unwrap().len(), 2);
+}
+
+fn job_id(n: u8) -> String {
+    format!("{n:032x}")
+}
+
+fn new_job(n: u8, tenant_id: &str, requested_by: &str) -> NewJob {
+    NewJob {
+        id: job_id(n),
+        tenant_id: tenant_id.to_owned(),
+        requested_by: requested_by.to_owned(),
+        class: "diagnostics".to_owned(),
+        reason: format!("job {n}"),
+        script: format!("echo {n}").into_bytes(),
+        script_sha256: hash(n),
+        envelope: format!("envelope-{n}").into_bytes(),
+        not_before: T0,
+        expires_at: T0 + 60 * MINUTE,
+        state: JobState::Pending,
+        signed_with: Vec::new(),
+    }
+}
+
+fn ids(devices: &[Device]) -> Vec<String> {
+    devices.iter().map(|d| d.id.clone()).collect()
+}
+
+fn ran(exit_code: Option<i64>, timed_out: bool, out: &str) -> JobOutcome {
+    JobOutcome::Ran {
+        exit_code,
+        timed_out,
+        stdout: out.as_bytes().to_vec(),
+        stderr: b"warning".to_vec(),
+        output_sha256: hash(0xee),
+        started_at: T0 + 10,
+        finished_at: T0 + 20,
+    }
+}
+
+async fn jobs_tenant_scope(store: Store) {
+    let (a, a_devices) = tenant_with_devices(&store, "tenant-a", 1, &["a-2", "a-1"]).await;
+    let (b, b_devices) = tenant_with_devices(&store, "tenant-b", 10, &["b-1"]).await;
+    let owner = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let op = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let stranger = store
+        .create_operator(&new_operator("frank"), "operator", "test", T0)
+        .await
+        .unwrap();
+    store.grant_tenant(&op.id, &a, "technician").await.unwrap();
+    let key = store
+        .add_signing_key(&new_signing_key(&owner.id, 1, "laptop"), T0)
+        .await
+        .unwrap();
+
+    let job_a = store
+        .create_job(
+            &NewJob {
+                signed_with: vec![key.key_id.clone()],
+                ..new_job(1, &a, &owner.id)
+            },
+            &ids(&a_devices),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            job_a.tenant_name.as_str(),
+            job_a.requested_by_username.as_str(),
+            job_a.state,
+            job_a.created_at,
+            job_a.targets
+        ),
+        (
+            "tenant-a",
+            "olivia",
+            JobState::Pending,
+            T0,
+            TargetCounts {
+                waiting: 2,
+                ..TargetCounts::default()
+            }
+        )
+    );
+    store
+        .create_job(&new_job(2, &a, &owner.id), &ids(&a_devices[..1]), T0 + 1)
+        .await
+        .unwrap();
+    let job_b = store
+        .create_job(&new_job(3, &b, &owner.id), &ids(&b_devices), T0)
+        .await
+        .unwrap();
+
+    // In scope: the job, its targets (by hostname) and approvals.
+    let scope = TenantScope::Operator(op.id.clone());
+    assert_eq!(
+        store.job(&scope, &job_a.id).await.unwrap(),
+        Some(job_a.clone())
+    );
+    let listed: Vec<String> = store
+        .list_jobs(&scope, &a, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, [job_id(2), job_id(1)], "newest first");
+    assert_eq!(store.list_jobs(&scope, &a, 1).await.unwrap().len(), 1);
+    let targets = store.job_targets(&scope, &job_a.id).await.unwrap();
+    let hostnames: Vec<&str> = targets.iter().map(|t| t.hostname.as_str()).collect();
+    assert_eq!(hostnames, ["a-1", "a-2"]);
+    assert!(targets.iter().all(|t| t.state == TargetState::Waiting));
+    let approvals = store.job_approvals(&scope, &job_a.id).await.unwrap();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(
+        (
+            approvals[0].operator_username.as_str(),
+            approvals[0].key_name.as_deref(),
+            approvals[0].decision
+        ),
+        ("olivia", Some("laptop"), Decision::Approve)
+    );
+
+    // Out of scope: None and empty lists, never an error.
+    assert_eq!(store.job(&scope, &job_b.id).await.unwrap(), None);
+    assert!(store.list_jobs(&scope, &b, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .job_targets(&scope, &job_b.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for nobody in [
+        TenantScope::Operator(stranger.id.clone()),
+        TenantScope::Operator("no-such-operator".into()),
+    ] {
+        assert_eq!(store.job(&nobody, &job_a.id).await.unwrap(), None);
+        assert!(store.list_jobs(&nobody, &a, 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .job_targets(&nobody, &job_a.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .job_approvals(&nobody, &job_a.id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    assert_eq!(store.job(&scope, &job_id(99)).await.unwrap(), None);
+    assert!(
+        store
+            .job(&TenantScope::All, &job_b.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn job_targets_of_foreign_tenant_refused(store: Store) {
+    let (a, a_devices) = tenant_with_devices(&store, "tenant-a", 1, &["a-1", "a-2"]).await;
+    let (_, b_devices) = tenant_with_devices(&store, "tenant-b", 10, &["b-1"]).await;
+    let owner = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let key = store
+        .add_signing_key(&new_signing_key(&owner.id, 1, "laptop"), T0)
+        .await
+        .unwrap();
+    let nothing_stored = |store: Store, a: String| async move {
+        assert_eq!(
+            store.job(&TenantScope::All, &job_id(1)).await.unwrap(),
+            None
+        );
+        assert!(
+            store
+                .list_jobs(&TenantScope::All, &a, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .job_targets(&TenantScope::All, &job_id(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    };
+
+    // A device of tenant B among tenant A's targets: the first bad one is named.
+    let mixed = vec![
+        a_devices[0].id.clone(),
+        b_devices[0].id.clone(),
+        "no-such-device".to_owned(),
+    ];
+    match store
+        .create_job(&new_job(1, &a, &owner.id), &mixed, T0)
+        .await
+    {
+        Err(StoreError::ForeignTarget(device)) => assert_eq!(device, b_devices[0].id),
+        other => panic!("expected ForeignTarget, got {other:?}"),
+    }
+    nothing_stored(store.clone(), a.clone()).await;
+    match store
+        .create_job(
+            &new_job(1, &a, &owner.id),
+            &[a_devices[1].id.clone(), "no-such-device".to_owned()],
+            T0,
+        )
+        .await
+    {
+        Err(StoreError::ForeignTarget(device)) => assert_eq!(device, "no-such-device"),
+        other => panic!("expected ForeignTarget, got {other:?}"),
+    }
+    nothing_stored(store.clone(), a.clone()).await;
+    assert_conflict(
+        store
+            .create_job(
+                &new_job(1, &a, &owner.id),
+                &[a_devices[0].id.clone(), a_devices[0].id.clone()],
+                T0,
+            )
+            .await,
+        "device named twice as a target",
+    );
+    assert!(matches!(
+        store.create_job(&new_job(1, &a, &owner.id), &[], T0).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_conflict(
+        store
+            .create_job(
+                &NewJob {
+                    signed_with: vec!["no-such-key".to_owned()],
+                    ..new_job(1, &a, &owner.id)
+                },
+                &ids(&a_devices),
+                T0,
+            )
+            .await,
+        "signing key unknown or revoked",
+    );
+    assert_not_found(
+        store
+            .create_job(&new_job(1, &a, "no-such-operator"), &ids(&a_devices), T0)
+            .await,
+    );
+    nothing_stored(store.clone(), a.clone()).await;
+
+    // The same job with good targets goes in; its id only once.
+    let job = store
+        .create_job(
+            &NewJob {
+                signed_with: vec![key.key_id.clone()],
+                ..new_job(1, &a, &owner.id)
+            },
+            &ids(&a_devices),
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.targets.total(), 2);
+    assert_conflict(
+        store
+            .create_job(&new_job(1, &a, &owner.id), &ids(&a_devices), T0)
+            .await,
+        "job already exists",
+    );
+}
+
+/// A tenant with devices, an owner with a key and an approved job on them.
+async fn approved_job(store: &Store, hostnames: &[&str]) -> (Job, Vec<Device>, String) {
+    let (a, devices) = tenant_with_devices(store, "tenant-a", 1, hostnames).await;
+    let owner = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let job = store
+        .create_job(&new_job(1, &a, &owner.id), &ids(&devices), T0)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_job_state(&job.id, JobState::Approved, Some(&owner.id), None, T0)
+            .await
+            .unwrap()
+    );
+    (job, devices, owner.id)
+}
+
+async fn job_results_idempotent(store: Store) {
+    let (job, devices, _) = approved_job(&store, &["d-1", "d-2", "d-3", "d-4"]).await;
+    let [d1, d2, d3, d4] = [0, 1, 2, 3].map(|i| devices[i].id.clone());
+    let refused = JobOutcome::Refused {
+        code: "outside_maintenance_window".to_owned(),
+        reason: "not now".to_owned(),
+    };
+
+    assert!(store.mark_delivered(&job.id, &d1, T0 + 1).await.unwrap());
+    assert!(!store.mark_delivered(&job.id, &d1, T0 + 2).await.unwrap());
+    let success = ran(Some(0), false, "ok");
+    assert!(
+        store
+            .record_result(&job.id, &d1, &success, T0 + 30)
+            .await
+            .unwrap()
+    );
+    // A resend after a lost acknowledgement: Ok, nothing changes.
+    assert!(
+        !store
+            .record_result(&job.id, &d1, &success, T0 + 40)
+            .await
+            .unwrap()
+    );
+    // A different result for the same target: refused, the first stands.
+    assert_conflict(
+        store
+            .record_result(&job.id, &d1, &ran(Some(1), false, "no"), T0 + 50)
+            .await,
+        "a different result is already stored",
+    );
+    // Results arrive even for targets never marked delivered.
+    assert!(
+        store
+            .record_result(&job.id, &d2, &ran(Some(3), false, "bad"), T0 + 30)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_result(&job.id, &d3, &ran(None, true, "slow"), T0 + 30)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .record_result(&job.id, &d4, &refused, T0 + 30)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_result(&job.id, &d4, &refused, T0 + 31)
+            .await
+            .unwrap()
+    );
+    // A device that is no target of the job.
+    assert_not_found(
+        store
+            .record_result(&job.id, "no-such-device", &success, T0)
+            .await,
+    );
+    assert_not_found(store.record_result(&job_id(99), &d1, &success, T0).await);
+    // Delivery after the result changes nothing.
+    assert!(!store.mark_delivered(&job.id, &d1, T0 + 60).await.unwrap());
+
+    let targets = store.job_targets(&TenantScope::All, &job.id).await.unwrap();
+    let states: Vec<TargetState> = targets.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [
+            TargetState::Succeeded,
+            TargetState::Failed,
+            TargetState::TimedOut,
+            TargetState::Refused
+        ]
+    );
+    let t1 = &targets[0];
+    assert_eq!(
+        (
+            t1.exit_code,
+            t1.stdout.as_deref(),
+            t1.stderr.as_deref(),
+            t1.output_sha256,
+            t1.started_at,
+            t1.finished_at,
+            t1.delivered_at,
+            t1.reported_at
+        ),
+        (
+            Some(0),
+            Some(&b"ok"[..]),
+            Some(&b"warning"[..]),
+            Some(hash(0xee)),
+            Some(T0 + 10),
+            Some(T0 + 20),
+            Some(T0 + 1),
+            Some(T0 + 30)
+        )
+    );
+    assert_eq!(targets[1].exit_code, Some(3));
+    assert_eq!(targets[2].exit_code, None);
+    let t4 = &targets[3];
+    assert_eq!(
+        (
+            t4.refusal_code.as_deref(),
+            t4.refusal_reason.as_deref(),
+            t4.stdout.as_deref(),
+            t4.output_sha256,
+            t4.reported_at
+        ),
+        (
+            Some("outside_maintenance_window"),
+            Some("not now"),
+            None,
+            None,
+            Some(T0 + 30)
+        )
+    );
+    let job = store
+        .job(&TenantScope::All, &job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        job.targets,
+        TargetCounts {
+            succeeded: 1,
+            failed: 1,
+            timed_out: 1,
+            refused: 1,
+            ..TargetCounts::default()
+        }
+    );
+    // A result is kept even once the job has expired.
+    assert_eq!(
+        store.expire_jobs(job.expires_at).await.unwrap(),
+        [(job.id.clone(), job.tenant_id.clone())]
+    );
+    assert!(
+        !store
+            .record_result(&job.id, &d1, &success, job.expires_at + 1)
+            .await
+            .unwrap()
+    );
+}
+
+async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
+    let (a, devices) = tenant_with_devices(&store, "tenant-a", 1, &["d-1", "d-2"]).await;
+    let owner = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let (d1, d2) = (devices[0].id.clone(), devices[1].id.clone());
+    let deliverable = |device: String, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .deliverable_jobs_for_device(&device, now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(job, state)| (job.id, state))
+                .collect::<Vec<_>>()
+        }
+    };
+    // Job 1: both devices; job 2: only d-1, valid from T0 + 5 minutes;
+    // job 3: d-1, stays pending; job 4: d-1, rejected.
+    let job1 = store
+        .create_job(&new_job(1, &a, &owner.id), &[d1.clone(), d2.clone()], T0)
+        .await
+        .unwrap();
+    store
+        .create_job(
+            &NewJob {
+                not_before: T0 + 5 * MINUTE,
+                ..new_job(2, &a, &owner.id)
+            },
+            std::slice::from_ref(&d1),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    store
+        .create_job(
+            &new_job(3, &a, &owner.id),
+            std::slice::from_ref(&d1),
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    store
+        .create_job(
+            &new_job(4, &a, &owner.id),
+            std::slice::from_ref(&d1),
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    assert!(
+        deliverable(d1.clone(), T0 + 6 * MINUTE).await.is_empty(),
+        "none approved"
+    );
+
+    for n in [1, 2] {
+        assert!(
+            store
+                .set_job_state(&job_id(n), JobState::Approved, Some(&owner.id), None, T0)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        store
+            .set_job_state(
+                &job_id(4),
+                JobState::Rejected,
+                Some(&owner.id),
+                Some("no"),
+                T0
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        deliverable(d1.clone(), T0 + MINUTE).await,
+        [(job_id(1), TargetState::Waiting)],
+        "job 2 is not valid yet"
+    );
+    assert_eq!(
+        deliverable(d1.clone(), T0 + 5 * MINUTE).await,
+        [
+            (job_id(1), TargetState::Waiting),
+            (job_id(2), TargetState::Waiting)
+        ]
+    );
+    let (job, _) = &store
+        .deliverable_jobs_for_device(&d2, T0 + MINUTE)
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (job.script.as_slice(), job.envelope.as_slice()),
+        (&b"echo 1"[..], &b"envelope-1"[..])
+    );
+
+    // Delivered jobs are delivered again (reconnect) until their result arrives.
+    assert!(
+        store
+            .mark_delivered(&job1.id, &d1, T0 + MINUTE)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        deliverable(d1.clone(), T0 + 5 * MINUTE).await,
+        [
+            (job_id(1), TargetState::Delivered),
+            (job_id(2), TargetState::Waiting)
+        ]
+    );
+    store
+        .record_result(&job1.id, &d1, &ran(Some(0), false, "ok"), T0 + 2 * MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(
+        deliverable(d1.clone(), T0 + 5 * MINUTE).await,
+        [(job_id(2), TargetState::Waiting)]
+    );
+    assert_eq!(
+        deliverable(d2.clone(), T0 + 5 * MINUTE).await,
+        [(job_id(1), TargetState::Waiting)]
+    );
+
+    // Past expires_at: not delivered, even before expire_jobs runs...
+    let end = job1.expires_at;
+    assert!(deliverable(d2.clone(), end).await.is_empty());
+    // ...and expire_jobs marks pending and approved jobs, not rejected ones.
+    let expired: Vec<String> = store
+        .expire_jobs(end)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, tenant)| {
+            assert_eq!(tenant, a);
+            id
+        })
+        .collect();
+    assert_eq!(expired, [job_id(1), job_id(2), job_id(3)]);
+    assert!(store.expire_jobs(end).await.unwrap().is_empty());
+    let job1 = store
+        .job(&TenantScope::All, &job1.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job1.state, JobState::Expired);
+    assert_eq!(job1.decided_at, Some(T0), "approval time kept");
+    let job3 = store
+        .job(&TenantScope::All, &job_id(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (job3.state, job3.decided_at),
+        (JobState::Expired, Some(end))
+    );
+    assert_eq!(
+        store
+            .job(&TenantScope::All, &job_id(4))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        JobState::Rejected
+    );
+    // The waiting target stays waiting; the job is expired and never delivered.
+    let targets = store
+        .job_targets(&TenantScope::All, &job1.id)
+        .await
+        .unwrap();
+    assert_eq!(targets[1].state, TargetState::Waiting);
+    assert!(deliverable(d2.clone(), T0).await.is_empty());
+}
+
+async fn job_approvals_replace_envelope(store: Store) {
+    let (a, devices) = tenant_with_devices(&store, "tenant-a", 1, &["d-1"]).await;
+    let olivia = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let tom = store
+        .create_operator(&new_operator("tom"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let sam = store
+        .create_operator(&new_operator("sam"), "operator", "test", T0)
+        .await
+        .unwrap();
+    let k_olivia = store
+        .add_signing_key(&new_signing_key(&olivia.id, 1, "laptop"), T0)
+        .await
+        .unwrap();
+    let k_tom = store
+        .add_signing_key(&new_signing_key(&tom.id, 2, "laptop"), T0)
+        .await
+        .unwrap();
+    let k_sam = store
+        .add_signing_key(&new_signing_key(&sam.id, 3, "laptop"), T0)
+        .await
+        .unwrap();
+    let job = store
+        .create_job(
+            &NewJob {
+                signed_with: vec![k_olivia.key_id.clone()],
+                ..new_job(1, &a, &olivia.id)
+            },
+            &ids(&devices),
+            T0,
+        )
+        .await
+        .unwrap();
+    let v1 = job.envelope.clone();
+
+    // Tom appends his signature to what he read.
+    let job = store
+        .record_approval(
+            &job.id,
+            &tom.id,
+            &k_tom.key_id,
+            &v1,
+            b"envelope-1+tom",
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.envelope, b"envelope-1+tom");
+    assert_eq!(job.state, JobState::Pending);
+    // Sam read the envelope before Tom's approval: refused, nothing lost.
+    assert_conflict(
+        store
+            .record_approval(
+                &job.id,
+                &sam.id,
+                &k_sam.key_id,
+                &v1,
+                b"envelope-1+sam",
+                T0 + 2,
+            )
+            .await,
+        "job changed since it was read",
+    );
+    // Keys must be the approver's own, unrevoked; each signs once.
+    assert_conflict(
+        store
+            .record_approval(
+                &job.id,
+                &sam.id,
+                &k_tom.key_id,
+                b"envelope-1+tom",
+                b"x",
+                T0 + 2,
+            )
+            .await,
+        "signing key is not the operator's or is revoked",
+    );
+    assert_conflict(
+        store
+            .record_approval(
+                &job.id,
+                &tom.id,
+                &k_tom.key_id,
+                b"envelope-1+tom",
+                b"envelope-1+tom+tom",
+                T0 + 2,
+            )
+            .await,
+        "key already signed this job",
+    );
+    store
+        .revoke_signing_key(&sam.id, &k_sam.key_id, T0 + 2)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .record_approval(
+                &job.id,
+                &sam.id,
+                &k_sam.key_id,
+                b"envelope-1+tom",
+                b"x",
+                T0 + 3,
+            )
+            .await,
+        "signing key is not the operator's or is revoked",
+    );
+    assert_not_found(
+        store
+            .record_approval(&job_id(99), &tom.id, &k_tom.key_id, b"", b"x", T0)
+            .await,
+    );
+    let stored = store
+        .job(&TenantScope::All, &job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.envelope, b"envelope-1+tom",
+        "failed approvals change nothing"
+    );
+
+    let approvals = store
+        .job_approvals(&TenantScope::All, &job.id)
+        .await
+        .unwrap();
+    let signers: Vec<(&str, Option<&str>, i64)> = approvals
+        .iter()
+        .map(|a| (a.operator_username.as_str(), a.key_id.as_deref(), a.at))
+        .collect();
+    assert_eq!(
+        signers,
+        [
+            ("olivia", Some(k_olivia.key_id.as_str()), T0),
+            ("tom", Some(k_tom.key_id.as_str()), T0 + 1)
+        ]
+    );
+
+    // Quorum met: approved; later approvals are refused.
+    assert!(
+        store
+            .set_job_state(&job.id, JobState::Approved, Some(&tom.id), None, T0 + 4)
+            .await
+            .unwrap()
+    );
+    let k_sam2 = store
+        .add_signing_key(&new_signing_key(&sam.id, 4, "phone"), T0)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .record_approval(
+                &job.id,
+                &sam.id,
+                &k_sam2.key_id,
+                b"envelope-1+tom",
+                b"x",
+                T0 + 5,
+            )
+            .await,
+        "job is not pending",
+    );
+    // A pending job past its expiry takes no more signatures.
+    let job2 = store
+        .create_job(&new_job(2, &a, &olivia.id), &ids(&devices), T0)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .record_approval(
+                &job2.id,
+                &sam.id,
+                &k_sam2.key_id,
+                &job2.envelope,
+                b"x",
+                job2.expires_at,
+            )
+            .await,
+        "job is not pending",
+    );
+}
+
+async fn job_state_transitions(store: Store) {
+    let (a, devices) = tenant_with_devices(&store, "tenant-a", 1, &["d-1"]).await;
+    let olivia = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        store
+            .create_job(&new_job(n, &a, &olivia.id), &ids(&devices), T0)
+            .await
+            .unwrap();
+    }
+    // Rejected: recorded with the note, and in the approvals.
+    assert!(
+        store
+            .set_job_state(
+                &job_id(1),
+                JobState::Rejected,
+                Some(&olivia.id),
+                Some("wrong host"),
+                T0 + 1
+            )
+            .await
+            .unwrap()
+    );
+    let job = store
+        .job(&TenantScope::All, &job_id(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            job.state,
+            job.decided_at,
+            job.decided_by.as_deref(),
+            job.decision_note.as_deref()
+        ),
+        (
+            JobState::Rejected,
+            Some(T0 + 1),
+            Some(olivia.id.as_str()),
+            Some("wrong host")
+        )
+    );
+    let approvals = store
+        .job_approvals(&TenantScope::All, &job_id(1))
+        .await
+        .unwrap();
+    assert_eq!(approvals.len(), 1);
+    assert_eq!(
+        (
+            approvals[0].decision,
+            approvals[0].key_id.as_deref(),
+            approvals[0].note.as_deref()
+        ),
+        (Decision::Reject, None, Some("wrong host"))
+    );
+    // Only from pending: a rejected job is not approved, an approved one not rejected.
+    assert!(
+        !store
+            .set_job_state(
+                &job_id(1),
+                JobState::Approved,
+                Some(&olivia.id),
+                None,
+                T0 + 2
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_job_state(
+                &job_id(2),
+                JobState::Approved,
+                Some(&olivia.id),
+                None,
+                T0 + 2
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_job_state(
+                &job_id(2),
+                JobState::Rejected,
+                Some(&olivia.id),
+                None,
+                T0 + 3
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_job_state(
+                &job_id(2),
+                JobState::Approved,
+                Some(&olivia.id),
+                None,
+                T0 + 3
+            )
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store
+            .set_job_state(&job_id(3), JobState::Pending, None, None, T0)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    // A pending job past its expiry cannot be approved.
+    let job3 = store
+        .job(&TenantScope::All, &job_id(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !store
+            .set_job_state(
+                &job_id(3),
+                JobState::Approved,
+                Some(&olivia.id),
+                None,
+                job3.expires_at
+            )
+            .await
+            .unwrap()
+    );
+    assert_not_found(
+        store
+            .set_job_state(&job_id(99), JobState::Rejected, Some(&olivia.id), None, T0)
+            .await,
+    );
+    // A job whose first signatures meet the quorum is approved at creation.
+    let job4 = store
+        .create_job(
+            &NewJob {
+                state: JobState::Approved,
+                ..new_job(4, &a, &olivia.id)
+            },
+            &ids(&devices),
+            T0 + 4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (job4.state, job4.decided_at, job4.decided_by.as_deref()),
+        (JobState::Approved, Some(T0 + 4), Some(olivia.id.as_str()))
+    );
+    assert_eq!(
+        store
+            .deliverable_jobs_for_device(&devices[0].id, T0 + 5)
+            .await
+            .unwrap()
+            .len(),
+        2,
+        "jobs 2 and 4"
+    );
+    for state in [JobState::Rejected, JobState::Expired] {
+        assert!(matches!(
+            store
+                .create_job(
+                    &NewJob {
+                        state,
+                        ..new_job(5, &a, &olivia.id)
+                    },
+                    &ids(&devices),
+                    T0,
+                )
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    let states: Vec<(String, JobState)> = store
+        .list_jobs(&TenantScope::All, &a, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.id, j.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (job_id(4), JobState::Approved),
+            (job_id(3), JobState::Pending),
+            (job_id(2), JobState::Approved),
+            (job_id(1), JobState::Rejected)
+        ]
+    );
+}
+
+async fn job_approvals_and_results_concurrent(store: Store) {
+    let (a, devices) = tenant_with_devices(&store, "tenant-a", 1, &["d-1"]).await;
+    let device = devices[0].id.clone();
+    let olivia = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let mut approvers = Vec::new();
+    for (n, name) in [(1, "tom"), (2, "sam")] {
+        let op = store
+            .create_operator(&new_operator(name), "operator", "test", T0)
+            .await
+            .unwrap();
+        let key = store
+            .add_signing_key(&new_signing_key(&op.id, n, "laptop"), T0)
+            .await
+            .unwrap();
+        approvers.push((op.id, key.key_id));
+    }
+    for round in 1..=5u8 {
+        let job = store
+            .create_job(&new_job(round, &a, &olivia.id), &ids(&devices), T0)
+            .await
+            .unwrap();
+        // Two approvers append to the same envelope at once: one wins, the
+        // other is told to read again; no signature is silently lost.
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = approvers
+            .iter()
+            .cloned()
+            .map(|(operator, key)| {
+                let (store, barrier, job) = (store.clone(), barrier.clone(), job.clone());
+                tokio::spawn(async move {
+                    let new = [&job.envelope[..], key.as_bytes()].concat();
+                    barrier.wait().await;
+                    store
+                        .record_approval(&job.id, &operator, &key, &job.envelope, &new, T0 + 1)
+                        .await
+                        .map(|job| job.envelope)
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(envelope) => won.push(envelope),
+                Err(StoreError::Conflict("job changed since it was read")) => {}
+                Err(other) => panic!("unexpected error {other:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: exactly one approval lands");
+        let stored = store
+            .job(&TenantScope::All, &job.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.envelope, won[0]);
+        assert_eq!(
+            store
+                .job_approvals(&TenantScope::All, &job.id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // The same result sent twice at once: stored once, both answered Ok.
+        assert!(
+            store
+                .set_job_state(&job.id, JobState::Approved, Some(&olivia.id), None, T0 + 2)
+                .await
+                .unwrap()
+        );
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = (0..2)
+            .map(|_| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                let (job_id, device) = (job.id.clone(), device.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store
+                        .record_result(&job_id, &device, &ran(Some(0), false, "ok"), T0 + 3)
+                        .await
+                })
+            })
+            .collect();
+        let mut stored_now = 0;
+        for task in tasks {
+            if task.await.unwrap().unwrap() {
+                stored_now += 1;
+            }
+        }
+        assert_eq!(stored_now, 1, "round {round}: the result is stored once");
     }
 }

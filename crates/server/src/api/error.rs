@@ -127,6 +127,10 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => ApiError::not_found("object"),
             StoreError::Conflict(what) => ApiError::conflict(what),
+            StoreError::ForeignTarget(target) => {
+                ApiError::bad_request(format!("{target} is not a device of this tenant"))
+            }
+            StoreError::Invalid(what) => ApiError::bad_request(what),
             other => ApiError::internal(other),
         }
     }

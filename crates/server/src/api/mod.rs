@@ -3,7 +3,8 @@
 //!
 //! Public routes (no session): `GET /healthz`, `GET /api/v1/openapi.json`,
 //! `POST /api/v1/setup`, `POST /api/v1/setup/confirm`, `POST /api/v1/auth/login`,
-//! `POST /api/v1/invitations/redeem`, `POST /api/v1/invitations/confirm`.
+//! `POST /api/v1/invitations/redeem`, `POST /api/v1/invitations/confirm`,
+//! `POST /api/v1/auth/passkey/options`, `POST /api/v1/auth/passkey/login`.
 //! Agents enrol through the gateway, not this API. Every other route takes a
 //! [`Caller`] and calls [`Caller::require`] before doing anything, or, for an
 //! action on one tenant, finds the tenant inside the caller's scope first (a
@@ -15,6 +16,8 @@
 //! `step_up_required` otherwise, and `POST /api/v1/auth/step-up` refreshes it.
 
 pub mod error;
+pub mod jobs;
+pub mod passkeys;
 pub mod views;
 
 use std::convert::Infallible;
@@ -43,8 +46,11 @@ use crate::auth::{Action, Caller};
 use crate::now_millis;
 use crate::state::AppState;
 
-/// Largest request body accepted anywhere.
+/// Largest request body accepted anywhere but job submission.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Largest job submission: the script (base64-free JSON text) and its envelope.
+pub const MAX_JOB_BODY_BYTES: usize = 3 * jobs::MAX_SCRIPT_BYTES;
 
 /// Longest lifetime an enrolment token may be given.
 const MAX_TOKEN_TTL_MINUTES: u32 = 7 * 24 * 60;
@@ -54,7 +60,7 @@ const MAX_TOKEN_TTL_MINUTES: u32 = 7 * 24 * 60;
     info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
-    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"))
+    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"))
 )]
 struct ApiDoc;
 
@@ -105,6 +111,33 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(regenerate_recovery_codes))
         .routes(routes!(list_api_tokens, create_api_token))
         .routes(routes!(revoke_api_token))
+        .routes(routes!(passkeys::list_passkeys))
+        .routes(routes!(passkeys::registration_options))
+        .routes(routes!(passkeys::register_passkey))
+        .routes(routes!(passkeys::rename_passkey, passkeys::remove_passkey))
+        .routes(routes!(passkeys::login_options))
+        .routes(routes!(passkeys::passkey_login))
+        .routes(routes!(passkeys::step_up_options))
+        .routes(routes!(passkeys::step_up_passkey))
+        .routes(routes!(
+            passkeys::get_passkey_policy,
+            passkeys::set_passkey_policy
+        ))
+        .routes(routes!(jobs::get_trust))
+        .routes(routes!(jobs::publish_root))
+        .routes(routes!(jobs::publish_policy))
+        .routes(routes!(jobs::publish_freeze))
+        .routes(routes!(jobs::register_signing_key, jobs::list_signing_keys))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::get_job))
+        .routes(routes!(jobs::approve_job))
+        .routes(routes!(jobs::reject_job))
+        // A job carries its script: a larger body than anywhere else.
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(jobs::create_job))
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY_BYTES)),
+        )
         .split_for_parts()
 }
 
@@ -265,8 +298,7 @@ async fn tenant_views(state: &AppState, caller: &Caller) -> Result<Vec<TenantVie
     Ok(tenants
         .into_iter()
         .map(|t| TenantView {
-            online_count: i64::try_from(state.presence.online_in_tenant(&t.name))
-                .unwrap_or_default(),
+            online_count: i64::try_from(state.presence.online_in_tenant(&t.id)).unwrap_or_default(),
             id: t.id,
             name: t.name,
             device_count: t.device_count,
@@ -365,6 +397,8 @@ pub struct EnrollmentTokenView {
     pub expires_at: String,
     /// The CA the agent will pin, as people compare it.
     pub ca_fingerprint: String,
+    /// The tenant trust root the agent will pin (SHA-256 of the first root).
+    pub root_fingerprint: String,
 }
 
 /// Issues a one-time token; its tenant, expiry and hash are stored. The raw token is only in this response.
@@ -374,12 +408,7 @@ pub async fn issue_enrollment_token(
     tenant_name: &str,
     ttl_minutes: u32,
 ) -> Result<EnrollmentTokenView, ApiError> {
-    let tenant = state
-        .store
-        .tenant_by_name(&caller.scope(), tenant_name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
-    caller.require_in(Action::IssueEnrollmentToken, &tenant.id)?;
+    let tenant = jobs::tenant_for(state, caller, tenant_name, Action::IssueEnrollmentToken).await?;
     if !(1..=MAX_TOKEN_TTL_MINUTES).contains(&ttl_minutes) {
         return Err(ApiError::bad_request(format!(
             "ttl_minutes must be between 1 and {MAX_TOKEN_TTL_MINUTES}"
@@ -387,9 +416,12 @@ pub async fn issue_enrollment_token(
     }
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
+    // The agent pins the tenant's first root before the server shows it anything.
+    let root_fingerprint = jobs::root_fingerprint_for(state, caller, &tenant).await?;
     let token = EnrollToken {
         secret,
         ca_fingerprint: state.ca_fingerprint,
+        root_fingerprint,
     };
     let now = now_millis();
     let expires_at = now + i64::from(ttl_minutes) * 60_000;
@@ -416,6 +448,7 @@ pub async fn issue_enrollment_token(
         tenant: tenant.name,
         expires_at: crate::rfc3339(expires_at),
         ca_fingerprint: fingerprint_text(&state.ca_fingerprint),
+        root_fingerprint: fingerprint_text(&root_fingerprint),
     })
 }
 
@@ -441,12 +474,7 @@ pub async fn device_views(
     tenant_name: &str,
 ) -> Result<Vec<DeviceView>, ApiError> {
     let scope = caller.scope();
-    let tenant = state
-        .store
-        .tenant_by_name(&scope, tenant_name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
-    caller.require_in(Action::ViewDevices, &tenant.id)?;
+    let tenant = jobs::tenant_for(state, caller, tenant_name, Action::ViewDevices).await?;
     let devices = state.store.list_devices(&scope, &tenant.id).await?;
     Ok(devices
         .iter()

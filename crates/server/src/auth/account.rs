@@ -14,11 +14,11 @@
 
 use bulwark_store::{Operator, SessionKind, StoreError};
 
-use super::flows::{ClientInfo, new_setup_code, setup_code_hash};
+use super::flows::{ClientInfo, SecondFactor, new_setup_code, setup_code_hash};
 use super::policy::{Action, SessionState, session_state};
 use super::session::Caller;
 use super::throttle::{self, Decision, ThrottlePolicy};
-use super::totp;
+use super::{passkey, totp};
 use crate::api::error::ApiError;
 use crate::now_millis;
 use crate::state::AppState;
@@ -85,20 +85,56 @@ fn step_up_failed() -> ApiError {
     ApiError::new(
         axum::http::StatusCode::BAD_REQUEST,
         "step_up_failed",
-        "the one-time code is wrong or was used already; wait for the next one and try again",
+        "the one-time code or passkey was not accepted (each code works once): wait for the \
+         next code, or use the passkey again",
     )
 }
 
-/// Step-up: a TOTP code (each time step once, as at login) refreshes the
-/// session's MFA time. Throttled like a login on the same username and
-/// address counters, so a stolen session cannot guess codes.
+/// Step-up with a TOTP code: [`step_up_with`] a [`SecondFactor::Code`].
 pub async fn step_up(
     state: &AppState,
     caller: &Caller,
     otp: &str,
     client: &ClientInfo,
 ) -> Result<(), ApiError> {
+    step_up_with(state, caller, SecondFactor::Code(otp), client).await
+}
+
+/// Step-up: a TOTP code (each time step once, as at login) or a passkey
+/// (a ceremony of this session, [`passkey::step_up_options`]) refreshes the
+/// session's MFA time. Throttled like a login on the same username and
+/// address counters, so a stolen session cannot guess codes. A code does
+/// not do for an account that must use, and holds, a passkey
+/// ([`super::policy::code_step_up_allowed`]). Recovery codes are for login
+/// only.
+pub async fn step_up_with(
+    state: &AppState,
+    caller: &Caller,
+    factor: SecondFactor<'_>,
+    client: &ClientInfo,
+) -> Result<(), ApiError> {
     caller.require(Action::StepUp)?;
+    if let SecondFactor::Code(_) = factor {
+        let required = passkey::required_for(state, &caller.standing).await?;
+        let holds = state.store.passkey_count(&caller.operator.id).await? > 0;
+        if !super::policy::code_step_up_allowed(required, holds) {
+            audit(
+                state,
+                caller,
+                "step_up.failed",
+                format!(
+                    "one-time code refused: the role requires a passkey; from {}",
+                    client.ip
+                ),
+            )
+            .await;
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "step_up_failed",
+                "your role requires a passkey: confirm with your passkey, not a one-time code",
+            ));
+        }
+    }
     let now = now_millis();
     let policy = ThrottlePolicy::default();
     let user_key = throttle::user_key(&caller.operator.username);
@@ -110,26 +146,39 @@ pub async fn step_up(
             (vec![attempt.user.counter, attempt.addr.counter], attempt)
         })
         .await?;
+    let mut why = "throttled".to_owned();
     let accepted = if attempt.decision == Decision::Allow {
-        let now_secs = u64::try_from(now / 1000).unwrap_or_default();
-        match totp::verify(&caller.operator.totp_secret, otp, now_secs) {
-            Some(step) => {
-                state
-                    .store
-                    .accept_totp_step(&caller.operator.id, step)
-                    .await?
+        match factor {
+            SecondFactor::Code(otp) => {
+                why = "one-time code".to_owned();
+                let now_secs = u64::try_from(now / 1000).unwrap_or_default();
+                match totp::verify(&caller.operator.totp_secret, otp, now_secs) {
+                    Some(step) => {
+                        state
+                            .store
+                            .accept_totp_step(&caller.operator.id, step)
+                            .await?
+                    }
+                    None => false,
+                }
             }
-            None => false,
+            SecondFactor::Passkey(assertion) => {
+                match passkey::verify_step_up(state, caller, assertion).await? {
+                    Ok(used) => {
+                        why = format!("passkey {:?}", used.name);
+                        true
+                    }
+                    Err(reason) => {
+                        why = reason;
+                        false
+                    }
+                }
+            }
         }
     } else {
         false
     };
     if !accepted {
-        let why = if attempt.decision == Decision::Allow {
-            "one-time code"
-        } else {
-            "throttled"
-        };
         audit(
             state,
             caller,
@@ -154,7 +203,7 @@ pub async fn step_up(
         state,
         caller,
         "step_up.succeeded",
-        format!("session {}; from {}", caller.session_id, client.ip),
+        format!("session {}; {why}; from {}", caller.session_id, client.ip),
     )
     .await;
     Ok(())

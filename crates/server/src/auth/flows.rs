@@ -5,8 +5,9 @@ use bulwark_store::{NewAuditEvent, NewSession, Operator, SetupEnrolment, StoreEr
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::policy::LoginOutcome;
 use super::throttle::{self, Decision, ThrottlePolicy};
-use super::{account, password, session, totp};
+use super::{account, passkey, password, session, totp};
 use crate::api::error::ApiError;
 use crate::now_millis;
 use crate::state::AppState;
@@ -20,6 +21,17 @@ pub struct NewLogin {
     pub token: String,
     pub expires_at: i64,
     pub operator: Operator,
+    /// The session may only register a passkey: the owner requires one of
+    /// this account's roles to sign in with a passkey, and it holds none yet.
+    pub passkey_enrolment_only: bool,
+}
+
+/// What proves the second factor, besides the password.
+pub enum SecondFactor<'a> {
+    /// A TOTP code, or a recovery code, typed in the one-time code field.
+    Code(&'a str),
+    /// A passkey's answer to a login ceremony ([`passkey::login_options`]).
+    Passkey(&'a passkey::Assertion),
 }
 
 /// Where a request came from, for the session list and the audit log.
@@ -60,12 +72,7 @@ async fn audit_locked(
     .await;
 }
 
-/// Password and TOTP, both always; the same answer and about the same time
-/// whether the account exists or not.
-///
-/// Throttling ([`throttle`]) runs first, the same way for every username: an
-/// attempt that is too early or locked gets exactly the wrong-password
-/// answer, without hashing anything.
+/// Password and TOTP, both always: [`login_with`] a [`SecondFactor::Code`].
 pub async fn login(
     state: &AppState,
     username: &str,
@@ -74,7 +81,41 @@ pub async fn login(
     kind: SessionKind,
     client: &ClientInfo,
 ) -> Result<NewLogin, ApiError> {
+    login_with(
+        state,
+        username,
+        password_text,
+        SecondFactor::Code(otp),
+        kind,
+        client,
+    )
+    .await
+}
+
+/// Password and a second factor (TOTP, recovery code or passkey), both
+/// always, in one step; the same answer and about the same time whether the
+/// account exists or not.
+///
+/// Throttling ([`throttle`]) runs first, the same way for every username: an
+/// attempt that is too early or locked gets exactly the wrong-password
+/// answer, without hashing anything. Then the owner's passkey policy
+/// decides what a verified login yields ([`super::policy::login_outcome`]).
+pub async fn login_with(
+    state: &AppState,
+    username: &str,
+    password_text: &str,
+    factor: SecondFactor<'_>,
+    kind: SessionKind,
+    client: &ClientInfo,
+) -> Result<NewLogin, ApiError> {
     let now = now_millis();
+    // A passkey's challenge is taken out first: one answer, one try.
+    let challenge = match &factor {
+        SecondFactor::Passkey(assertion) => {
+            passkey::take_login_challenge(state, &assertion.ceremony, username)
+        }
+        SecondFactor::Code(_) => None,
+    };
     let policy = ThrottlePolicy::default();
     let user_key = throttle::user_key(username);
     let addr_key = throttle::addr_key(&client.ip);
@@ -134,6 +175,15 @@ pub async fn login(
             return Err(ApiError::login_failed());
         }
     };
+    let otp = match factor {
+        SecondFactor::Code(otp) => otp,
+        SecondFactor::Passkey(assertion) => {
+            return finish_passkey_login(
+                state, operator, challenge, assertion, kind, client, &attempt,
+            )
+            .await;
+        }
+    };
     // A recovery code stands in for the TOTP code (each once).
     let recovery = account::looks_like_recovery_code(otp);
     let accepted = if recovery {
@@ -181,6 +231,75 @@ pub async fn login(
         }
         return Err(ApiError::login_failed());
     }
+    open_session(state, operator, None, kind, client, &attempt).await
+}
+
+/// The passkey half of [`login_with`], once the password has passed.
+async fn finish_passkey_login(
+    state: &AppState,
+    operator: Operator,
+    challenge: Option<[u8; 32]>,
+    assertion: &passkey::Assertion,
+    kind: SessionKind,
+    client: &ClientInfo,
+    attempt: &throttle::Attempt,
+) -> Result<NewLogin, ApiError> {
+    match passkey::verify_login(state, &operator, challenge, assertion).await? {
+        Ok(used) => open_session(state, operator, Some(used), kind, client, attempt).await,
+        Err(reason) => {
+            let username = operator.username.as_str();
+            audit(
+                state,
+                username,
+                "login.failed",
+                username,
+                &format!("{reason}; from {}", client.ip),
+            )
+            .await;
+            if attempt.user.newly_locked {
+                let user_key = throttle::user_key(username);
+                audit_locked(state, username, &user_key, &attempt.user, client).await;
+            }
+            Err(ApiError::login_failed())
+        }
+    }
+}
+
+/// A login whose password and second factor passed (`used_passkey`: the one
+/// used, if any): the owner's passkey policy, then a fresh session.
+async fn open_session(
+    state: &AppState,
+    operator: Operator,
+    used_passkey: Option<bulwark_store::Passkey>,
+    kind: SessionKind,
+    client: &ClientInfo,
+    attempt: &throttle::Attempt,
+) -> Result<NewLogin, ApiError> {
+    let now = now_millis();
+    let username = operator.username.as_str();
+    let (required, holds_passkey) = passkey::login_policy(state, &operator).await?;
+    let outcome = super::policy::login_outcome(required, used_passkey.is_some(), holds_passkey);
+    if outcome == LoginOutcome::Refused {
+        audit(
+            state,
+            username,
+            "login.failed",
+            username,
+            &format!(
+                "one-time code refused: the role requires a passkey; from {}",
+                client.ip
+            ),
+        )
+        .await;
+        if attempt.user.newly_locked {
+            let user_key = throttle::user_key(username);
+            audit_locked(state, username, &user_key, &attempt.user, client).await;
+        }
+        return Err(passkey::login_code_refused());
+    }
+    let policy = ThrottlePolicy::default();
+    let user_key = throttle::user_key(username);
+    let addr_key = throttle::addr_key(&client.ip);
     state
         .store
         .update_throttle(&[&user_key, &addr_key], |before| {
@@ -211,18 +330,36 @@ pub async fn login(
             user_agent: Some(client.user_agent.chars().take(256).collect()),
         })
         .await?;
+    if let Some(used) = &used_passkey {
+        state.store.set_session_passkey(hash, &used.id).await?;
+    }
+    let passkey_enrolment_only = outcome == LoginOutcome::PasskeyEnrolmentOnly;
     audit(
         state,
         &operator.username,
         "login.succeeded",
         &operator.username,
-        &format!("{} session from {}", kind.as_str(), client.ip),
+        &format!(
+            "{} session from {}; {}{}",
+            kind.as_str(),
+            client.ip,
+            match &used_passkey {
+                Some(used) => format!("passkey {:?}", used.name),
+                None => "one-time code".to_owned(),
+            },
+            if passkey_enrolment_only {
+                "; may only register a passkey (the role requires one)"
+            } else {
+                ""
+            }
+        ),
     )
     .await;
     Ok(NewLogin {
         token,
         expires_at,
         operator,
+        passkey_enrolment_only,
     })
 }
 

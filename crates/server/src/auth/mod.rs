@@ -7,6 +7,7 @@
 pub mod account;
 pub mod flows;
 pub mod invite;
+pub mod passkey;
 pub mod password;
 pub mod policy;
 pub mod session;

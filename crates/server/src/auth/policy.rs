@@ -76,6 +76,31 @@ pub enum Action {
     ManageOwnApiTokens,
     /// Make an API token (its scope within one's own grants; privileged).
     CreateApiToken,
+    /// Register and list one's own public signing keys; anyone signed in.
+    ManageOwnSigningKeys,
+    /// See a tenant's trust root, policy and freeze state.
+    ViewTrust,
+    /// Publish a root rotation or a new policy (signed elsewhere; privileged).
+    ManageTrust,
+    /// Pull the kill switch or release it (signed elsewhere): the customer's
+    /// own auditor may, without asking the MSP.
+    FreezeTenant,
+    /// See a tenant's jobs, their scripts and results.
+    ViewJobs,
+    /// Submit a job an operator signed.
+    RequestJob,
+    /// Add a signature to a pending job, or reject it (privileged).
+    ApproveJob,
+    /// List and rename one's own passkeys; anyone signed in.
+    ManageOwnPasskeys,
+    /// Register a passkey on one's own account (privileged).
+    AddPasskey,
+    /// Remove one of one's own passkeys (privileged).
+    RemovePasskey,
+    /// See which roles must sign in with a passkey (owners only).
+    ViewPasskeyPolicy,
+    /// Choose which roles must sign in with a passkey (owners only; privileged).
+    SetPasskeyPolicy,
 }
 
 impl Action {
@@ -84,7 +109,15 @@ impl Action {
     pub fn on_tenant(self) -> bool {
         matches!(
             self,
-            Action::ViewDevices | Action::IssueEnrollmentToken | Action::ViewAudit
+            Action::ViewDevices
+                | Action::IssueEnrollmentToken
+                | Action::ViewAudit
+                | Action::ViewTrust
+                | Action::ManageTrust
+                | Action::FreezeTenant
+                | Action::ViewJobs
+                | Action::RequestJob
+                | Action::ApproveJob
         )
     }
 
@@ -99,6 +132,24 @@ impl Action {
                 | Action::RegenerateRecoveryCodes
                 | Action::ManageOwnApiTokens
                 | Action::CreateApiToken
+                | Action::ManageOwnSigningKeys
+                | Action::ManageOwnPasskeys
+                | Action::AddPasskey
+                | Action::RemovePasskey
+        )
+    }
+
+    /// What a session without the passkey its role requires may still do
+    /// ([`Credential::NeedsPasskey`]): register one (and list them), step
+    /// up so that it can, and see or end its own sessions. Signing out
+    /// needs no action.
+    pub fn allowed_without_passkey(self) -> bool {
+        matches!(
+            self,
+            Action::ManageOwnPasskeys
+                | Action::AddPasskey
+                | Action::StepUp
+                | Action::ManageOwnSessions
         )
     }
 
@@ -114,6 +165,12 @@ impl Action {
                 | Action::LiftLockout
                 | Action::RegenerateRecoveryCodes
                 | Action::CreateApiToken
+                | Action::ManageTrust
+                | Action::FreezeTenant
+                | Action::ApproveJob
+                | Action::AddPasskey
+                | Action::RemovePasskey
+                | Action::SetPasskeyPolicy
         )
     }
 }
@@ -139,18 +196,44 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ListOperators
                 | ViewLockouts
                 | LiftLockout
+                | ViewTrust
+                | ManageTrust
+                | FreezeTenant
+                | ViewJobs
+                | RequestJob
+                | ApproveJob
         ),
         Role::Technician => {
             matches!(
                 action,
-                ListTenants | ViewDevices | IssueEnrollmentToken | WatchPresence
+                ListTenants
+                    | ViewDevices
+                    | IssueEnrollmentToken
+                    | WatchPresence
+                    | ViewTrust
+                    | ViewJobs
+                    | RequestJob
+                    | ApproveJob
             )
         }
-        Role::ReadOnly => matches!(action, ListTenants | ViewDevices | WatchPresence),
+        Role::ReadOnly => matches!(
+            action,
+            ListTenants | ViewDevices | WatchPresence | ViewTrust | ViewJobs
+        ),
+        // The customer's own person: reads everything of its tenant, may
+        // co-sign a job where the policy wants a customer key, and may pull
+        // the kill switch.
         Role::TenantAuditor => {
             matches!(
                 action,
-                ListTenants | ViewDevices | WatchPresence | ViewAudit
+                ListTenants
+                    | ViewDevices
+                    | WatchPresence
+                    | ViewAudit
+                    | ViewTrust
+                    | ViewJobs
+                    | ApproveJob
+                    | FreezeTenant
             )
         }
     }
@@ -223,6 +306,9 @@ pub enum Decision {
     Forbidden,
     /// Allowed, but only after a fresh MFA check (403 `step_up_required`).
     StepUpRequired,
+    /// The role requires a passkey login, and this session signed in
+    /// without one (403 `passkey_required`).
+    PasskeyRequired,
 }
 
 /// What authenticated a request.
@@ -231,6 +317,11 @@ pub enum Credential {
     /// A person's session (browser or CLI), which passed MFA at `mfa_at`
     /// (login or the last step-up).
     Session { mfa_at: i64 },
+    /// A person's session signed in with a one-time or recovery code while
+    /// the owner's passkey policy requires a passkey of one of its roles: it
+    /// may only do [`Action::allowed_without_passkey`] (register a passkey,
+    /// then sign in again with it).
+    NeedsPasskey { mfa_at: i64 },
     /// An integration's API token: no person behind it, so it never passes
     /// a step-up and never manages the account (its sessions, tokens or
     /// recovery codes).
@@ -241,8 +332,12 @@ pub enum Credential {
 /// `Caller::require`/`require_in`:
 ///
 /// 1. An API token may not act on the account itself ([`Action::on_self`]).
-/// 2. [`authorize_in`] (the role, on this tenant): no means [`Decision::Forbidden`].
-/// 3. A [`Action::privileged`] action also needs a session whose MFA check
+/// 2. A session that signed in without the passkey its role requires may
+///    only enrol one ([`Action::allowed_without_passkey`]); anything else
+///    is [`Decision::PasskeyRequired`]. This is the one place the owner's
+///    passkey policy restricts a session: no handler tests for it.
+/// 3. [`authorize_in`] (the role, on this tenant): no means [`Decision::Forbidden`].
+/// 4. A [`Action::privileged`] action also needs a session whose MFA check
 ///    is within [`STEP_UP_WINDOW_MS`] before `now`; an API token never is.
 ///    A time in the future (clock skew between nodes) counts as fresh only
 ///    up to the same window.
@@ -258,18 +353,81 @@ pub fn decide(
         return Decision::Forbidden;
     }
     // 2.
+    if matches!(credential, Credential::NeedsPasskey { .. }) && !action.allowed_without_passkey() {
+        return Decision::PasskeyRequired;
+    }
+    // 3.
     if !authorize_in(standing, action, tenant_id) {
         return Decision::Forbidden;
     }
-    // 3.
+    // 4.
     let fresh = match credential {
-        Credential::Session { mfa_at } => mfa_fresh(Some(mfa_at), now),
+        Credential::Session { mfa_at } | Credential::NeedsPasskey { mfa_at } => {
+            mfa_fresh(Some(mfa_at), now)
+        }
         Credential::ApiToken => false,
     };
     if action.privileged() && !fresh {
         return Decision::StepUpRequired;
     }
     Decision::Allow
+}
+
+/// The roles an account holds: [`Role::Owner`] for an owner, else the role
+/// of each grant.
+pub fn roles_of(standing: &Standing) -> Vec<Role> {
+    match standing {
+        Standing::Owner => vec![Role::Owner],
+        Standing::Granted(grants) => grants.iter().map(|g| g.role).collect(),
+    }
+}
+
+/// Does the owner's passkey policy (`required`: the roles that must sign
+/// in with a passkey) cover an account holding `held`? Yes if any role it
+/// holds, on any tenant, is required: a passkey protects the whole account,
+/// so the strictest of its roles decides.
+pub fn passkey_required(held: &[Role], required: &[Role]) -> bool {
+    held.iter().any(|role| required.contains(role))
+}
+
+/// How a login that passed its password and second factor ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    /// A session that may do whatever its roles allow.
+    Full,
+    /// A session restricted to enrolling a passkey
+    /// ([`Credential::NeedsPasskey`], decided again on every request).
+    PasskeyEnrolmentOnly,
+    /// No session: a passkey is required and the account holds one, so a
+    /// one-time code is not enough (it could have been phished).
+    Refused,
+}
+
+/// The owner's passkey policy at login:
+///
+/// 1. Not required, or signed in with a passkey: [`LoginOutcome::Full`].
+/// 2. Required, signed in with a one-time (or recovery) code, and the
+///    account holds a passkey: [`LoginOutcome::Refused`]. Otherwise a phished
+///    code would open a session, or register the phisher's own passkey.
+/// 3. Required, and the account holds no passkey yet: the code opens a
+///    session that can only register one ([`LoginOutcome::PasskeyEnrolmentOnly`]);
+///    the operator then signs in again with it. (Whoever holds password and
+///    code first can enrol: that is the bootstrap, as with TOTP itself.)
+pub fn login_outcome(required: bool, by_passkey: bool, holds_passkey: bool) -> LoginOutcome {
+    match (required, by_passkey, holds_passkey) {
+        // 1.
+        (false, _, _) | (true, true, _) => LoginOutcome::Full,
+        // 2.
+        (true, false, true) => LoginOutcome::Refused,
+        // 3.
+        (true, false, false) => LoginOutcome::PasskeyEnrolmentOnly,
+    }
+}
+
+/// May a one-time code refresh the MFA check (step-up)? Not for an account
+/// that must use, and holds, a passkey (rule 2 of [`login_outcome`]).
+pub fn code_step_up_allowed(required: bool, holds_passkey: bool) -> bool {
+    login_outcome(required, false, holds_passkey) != LoginOutcome::Refused
 }
 
 /// Did the MFA check at `mfa_at` happen within [`STEP_UP_WINDOW_MS`] of `now`?
@@ -547,6 +705,103 @@ mod tests {
             fresh,
             Decision::Allow,
         );
+    }
+
+    #[test]
+    fn passkey_policy_restricts_sessions_in_one_place() {
+        let now = 1_000 * 60 * 60 * 1000;
+        let fresh = now - 1;
+        let tech = granted(&[("a", Role::Technician)]);
+        let pending = Credential::NeedsPasskey { mfa_at: fresh };
+        // Only enrolling a passkey (and what it takes) is left.
+        for action in [
+            Action::ManageOwnPasskeys,
+            Action::AddPasskey,
+            Action::StepUp,
+            Action::ManageOwnSessions,
+        ] {
+            assert_eq!(
+                decide(&tech, action, None, pending, now),
+                Decision::Allow,
+                "{action:?}"
+            );
+        }
+        for (action, tenant) in [
+            (Action::ViewDevices, Some("a")),
+            (Action::ListTenants, None),
+            (Action::RemovePasskey, None),
+            (Action::RegenerateRecoveryCodes, None),
+            (Action::CreateApiToken, None),
+            (Action::ManageOwnApiTokens, None),
+        ] {
+            assert_eq!(
+                decide(&tech, action, tenant, pending, now),
+                Decision::PasskeyRequired,
+                "{action:?}"
+            );
+            assert_ne!(
+                decide(
+                    &tech,
+                    action,
+                    tenant,
+                    Credential::Session { mfa_at: fresh },
+                    now
+                ),
+                Decision::PasskeyRequired,
+            );
+        }
+        // Registering is privileged there too.
+        assert_eq!(
+            decide(
+                &tech,
+                Action::AddPasskey,
+                None,
+                Credential::NeedsPasskey {
+                    mfa_at: now - STEP_UP_WINDOW_MS
+                },
+                now
+            ),
+            Decision::StepUpRequired
+        );
+        // The policy itself: owners only.
+        for role in [Role::SecurityOfficer, Role::Technician, Role::ReadOnly] {
+            assert!(!authorize(role, Action::ViewPasskeyPolicy));
+            assert!(!authorize(role, Action::SetPasskeyPolicy));
+        }
+        assert!(authorize(Role::Owner, Action::SetPasskeyPolicy));
+        assert!(Action::SetPasskeyPolicy.privileged());
+
+        // Any role held, on any tenant, brings the requirement.
+        let mixed = granted(&[("a", Role::ReadOnly), ("b", Role::Technician)]);
+        assert!(passkey_required(&roles_of(&mixed), &[Role::Technician]));
+        assert!(!passkey_required(&roles_of(&mixed), &[Role::Owner]));
+        assert!(passkey_required(
+            &roles_of(&Standing::Owner),
+            &[Role::Owner]
+        ));
+        assert!(!passkey_required(
+            &roles_of(&granted(&[])),
+            &[Role::ReadOnly]
+        ));
+
+        use LoginOutcome::*;
+        for (required, by_passkey, holds, outcome) in [
+            (false, false, false, Full),
+            (false, false, true, Full),
+            (false, true, true, Full),
+            (true, true, true, Full),
+            (true, false, true, Refused),
+            (true, false, false, PasskeyEnrolmentOnly),
+        ] {
+            assert_eq!(
+                login_outcome(required, by_passkey, holds),
+                outcome,
+                "required {required}, by passkey {by_passkey}, holds {holds}"
+            );
+        }
+        assert!(code_step_up_allowed(false, true));
+        assert!(code_step_up_allowed(true, false));
+        assert!(!code_step_up_allowed(true, true));
     }
 
     #[test]

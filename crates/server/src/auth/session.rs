@@ -123,6 +123,7 @@ impl Caller {
             Decision::Allow => Ok(()),
             Decision::Forbidden => Err(ApiError::forbidden()),
             Decision::StepUpRequired => Err(ApiError::step_up_required()),
+            Decision::PasskeyRequired => Err(super::passkey::passkey_required()),
         }
     }
 
@@ -223,14 +224,16 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>,
         ),
         _ => return Ok(None),
     };
+    // The owner's passkey policy may restrict this session (decided in
+    // `policy::decide`, like everything else).
+    let credential =
+        super::passkey::session_credential(state, &standing, hash, session.mfa_at).await?;
     Ok(Some(Caller {
         operator,
         standing,
         session_hash: hash,
         session_id: session.public_id,
-        credential: Credential::Session {
-            mfa_at: session.mfa_at,
-        },
+        credential,
         csrf_token: session.csrf_token,
         via,
     }))

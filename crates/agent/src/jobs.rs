@@ -1,0 +1,760 @@
+//! Signed jobs on the agent (RFD 0002; DESIGN.md invariant 1: agents
+//! authorize, not the server).
+//!
+//! A job arrives from the server as an envelope and a script. The agent runs
+//! it only if `bulwark_policy::verify_job` accepts it against the trust this
+//! agent holds ([`crate::trust`]) and its own memory of past jobs; otherwise
+//! it reports why it refused. Jobs run one at a time, in the order received,
+//! on a task of their own ([`start`]), so heartbeats go on while a script runs.
+//!
+//! On disk, in the state directory (0700; files 0600):
+//!
+//! * `jobs/history`: 32-byte records, job id then nonce, appended and
+//!   fsynced **before** a job starts, so neither a replay nor a crash ever
+//!   makes a job run twice;
+//! * `jobs/results/<job id hex>.cbor`: results not yet acknowledged by the
+//!   server (canonical CBOR of [`JobResult`], replaced atomically), sent
+//!   again after every reconnect;
+//! * `jobs/run/`: the running script (`<job id hex>`, 0700) and its output
+//!   (`<job id hex>.out`, `.err`), the script's working directory. A script
+//!   still there when the agent starts was interrupted by a crash or a stop:
+//!   the agent reports it with what it had written and no exit code.
+//!
+//! A script runs with `/bin/bash` if its first line is `#!/bin/bash` or
+//! `#!/usr/bin/env bash` (options on that line are not applied: use `set`),
+//! otherwise with `/bin/sh`; in a process group of its own, stdin from
+//! `/dev/null`, and an environment of `PATH`, `HOME`, `LANG` and
+//! `BULWARK_JOB_ID` only. At the signed timeout the whole group is killed,
+//! and whatever the script leaves running in its group when it exits is
+//! killed too (a job that must start something lasting does it through the
+//! service manager). Output is kept to the first 64 KiB of stdout and of
+//! stderr, and hashed in full.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bulwark_policy::{
+    AgentContext, JobHistory, JobStatement, Limits, Refusal, Signed, VerifiedJob, verify_job,
+};
+use bulwark_protocol::codec::{from_canonical, to_canonical};
+use bulwark_protocol::message::{
+    Job, JobOutcome, JobRefused, JobResult, JobRun, Trust, TrustRefused, TrustStatus,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+
+use crate::files::{private_dir, sync_dir, write_atomic};
+use crate::trust::{TrustOutcome, TrustState};
+
+/// `PATH` of every script.
+pub const JOB_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// Jobs waiting behind the running one; more are refused (`agent_busy`).
+pub const MAX_QUEUED_JOBS: usize = 16;
+/// Refusal code: the agent could not record, start or watch the job.
+pub const AGENT_ERROR: &str = "agent_error";
+/// Refusal code: too many jobs are waiting.
+pub const AGENT_BUSY: &str = "agent_busy";
+/// Refusal code: this agent takes no jobs (the simulator's virtual devices).
+pub const JOBS_DISABLED: &str = "jobs_disabled";
+
+const RECORD: usize = 32;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+fn lock(trust: &Mutex<TrustState>) -> MutexGuard<'_, TrustState> {
+    trust.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The job ids and nonces this agent has accepted, over `jobs/history`.
+#[derive(Debug)]
+pub struct History {
+    file: File,
+    ids: HashSet<[u8; 16]>,
+    nonces: HashSet<[u8; 16]>,
+}
+
+impl History {
+    /// Opens (or creates) the history file and reads every record.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let existed = path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)?;
+        if !existed && let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        let whole = bytes.len() - bytes.len() % RECORD;
+        if whole != bytes.len() {
+            // A record cut short by a crash: its job never started (a job
+            // starts only once its record is on disk). Drop the fragment so
+            // the next record starts on a record boundary.
+            warn!(
+                path = %path.display(),
+                "The job history ends with a partial record; removing it."
+            );
+            file.set_len(u64::try_from(whole).unwrap_or(u64::MAX))?;
+            file.sync_all()?;
+        }
+        let mut ids = HashSet::new();
+        let mut nonces = HashSet::new();
+        for record in bytes[..whole].chunks_exact(RECORD) {
+            let (id, nonce) = record.split_at(16);
+            ids.insert(id.try_into().unwrap_or_default());
+            nonces.insert(nonce.try_into().unwrap_or_default());
+        }
+        Ok(Self { file, ids, nonces })
+    }
+
+    /// Appends a record and waits until it is on disk.
+    pub fn record(&mut self, job_id: &[u8; 16], nonce: &[u8; 16]) -> io::Result<()> {
+        let mut record = [0u8; RECORD];
+        record[..16].copy_from_slice(job_id);
+        record[16..].copy_from_slice(nonce);
+        self.file.write_all(&record)?;
+        self.file.sync_data()?;
+        self.ids.insert(*job_id);
+        self.nonces.insert(*nonce);
+        Ok(())
+    }
+}
+
+impl JobHistory for History {
+    fn seen(&self, job_id: &[u8; 16], nonce: &[u8; 16]) -> bool {
+        self.ids.contains(job_id) || self.nonces.contains(nonce)
+    }
+}
+
+/// Results not yet acknowledged, over `jobs/results/`.
+#[derive(Debug, Clone)]
+pub struct ResultSpool {
+    dir: PathBuf,
+}
+
+impl ResultSpool {
+    pub fn open(dir: PathBuf) -> io::Result<Self> {
+        private_dir(&dir)?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, job_id: &[u8; 16]) -> PathBuf {
+        self.dir.join(format!("{}.cbor", hex::encode(job_id)))
+    }
+
+    /// Stores (or replaces) the result of its job, durably.
+    pub fn put(&self, result: &JobResult) -> io::Result<()> {
+        write_atomic(&self.path(&result.job_id), &to_canonical(result), 0o600)
+    }
+
+    pub fn contains(&self, job_id: &[u8; 16]) -> bool {
+        self.path(job_id).exists()
+    }
+
+    /// Drops an acknowledged result; `false` if there was none.
+    pub fn remove(&self, job_id: &[u8; 16]) -> io::Result<bool> {
+        match std::fs::remove_file(self.path(job_id)) {
+            Ok(()) => {
+                sync_dir(&self.dir)?;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every spooled result, by job id. A file that does not decode is
+    /// logged and left for a person to look at.
+    pub fn all(&self) -> io::Result<Vec<JobResult>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.dir)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension() == Some(OsStr::new("cbor")))
+            .collect();
+        paths.sort();
+        let mut results = Vec::with_capacity(paths.len());
+        for path in paths {
+            let decoded = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| from_canonical::<JobResult>(&bytes).map_err(|e| e.to_string()));
+            match decoded {
+                Ok(result) if path.file_stem() == Some(OsStr::new(&hex::encode(result.job_id))) => {
+                    results.push(result);
+                }
+                Ok(_) => {
+                    warn!(path = %path.display(), "A spooled result is named after another job; skipped.")
+                }
+                Err(error) => {
+                    warn!(path = %path.display(), %error, "A spooled result cannot be read; skipped.")
+                }
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// The job id an envelope claims, if it can be read at all (a refusal needs
+/// one to be reported).
+pub fn job_id_of(job: &Job, limits: &Limits) -> Option<[u8; 16]> {
+    let signed = Signed::from_bytes(&job.envelope, limits).ok()?;
+    Some(signed.statement::<JobStatement>(limits).ok()?.job_id)
+}
+
+/// A refusal as a result.
+pub fn refused(job_id: [u8; 16], code: &str, reason: &str) -> JobResult {
+    JobResult {
+        job_id,
+        outcome: JobOutcome::Refused(JobRefused {
+            code: crate::connection::truncate(code, bulwark_protocol::Limits::default().max_text),
+            reason: crate::connection::truncate(
+                reason,
+                bulwark_protocol::Limits::default().max_long_text,
+            ),
+        }),
+    }
+}
+
+/// The answer of an agent that takes no jobs: refused, not spooled.
+pub fn disabled_result(job: &Job) -> Option<JobResult> {
+    let job_id = job_id_of(job, &Limits::default())?;
+    Some(refused(
+        job_id,
+        JOBS_DISABLED,
+        "this agent does not run jobs",
+    ))
+}
+
+/// Which shell runs `script`.
+pub fn interpreter(script: &[u8]) -> &'static str {
+    let first = script.split(|b| *b == b'\n').next().unwrap_or_default();
+    let is = |shebang: &[u8]| {
+        first
+            .strip_prefix(shebang)
+            .is_some_and(|rest| rest.first().is_none_or(u8::is_ascii_whitespace))
+    };
+    if is(b"#!/bin/bash") || is(b"#!/usr/bin/env bash") {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    }
+}
+
+/// The files of one run in `jobs/run/`.
+struct RunFiles {
+    script: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl RunFiles {
+    fn new(run_dir: &Path, name: &str) -> Self {
+        Self {
+            script: run_dir.join(name),
+            stdout: run_dir.join(format!("{name}.out")),
+            stderr: run_dir.join(format!("{name}.err")),
+        }
+    }
+
+    fn remove(&self) {
+        for path in [&self.script, &self.stdout, &self.stderr] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => warn!(path = %path.display(), %error, "Cannot remove a job file."),
+            }
+        }
+    }
+}
+
+fn create_file(path: &Path, mode: u32) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(mode)
+        .open(path)?;
+    // `mode` applies only to a new file.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// Kills a job's process group when dropped: at the timeout, when the
+/// script exits (what it left behind), and when the agent stops mid-run.
+struct ProcessGroup(Option<rustix::process::Pid>);
+
+impl ProcessGroup {
+    fn kill(&self) {
+        if let Some(pid) = self.0 {
+            // ESRCH (the group is already gone) is the usual answer.
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads `path` into `hasher`, keeping its first `max` bytes.
+fn read_hashing(path: &Path, max: usize, hasher: &mut Sha256) -> io::Result<Vec<u8>> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut head = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(head);
+        }
+        hasher.update(&buf[..n]);
+        let room = max.saturating_sub(head.len());
+        head.extend_from_slice(&buf[..n.min(room)]);
+    }
+}
+
+/// The first `max` bytes of stdout and of stderr, and SHA-256 of all of
+/// stdout followed by all of stderr.
+fn collect_output(
+    stdout: &Path,
+    stderr: &Path,
+    max: usize,
+) -> io::Result<(Vec<u8>, Vec<u8>, [u8; 32])> {
+    let mut hasher = Sha256::new();
+    let out = read_hashing(stdout, max, &mut hasher)?;
+    let err = read_hashing(stderr, max, &mut hasher)?;
+    Ok((out, err, hasher.finalize().into()))
+}
+
+/// Runs `script` in `run_dir` until it exits or `timeout` passes (then its
+/// whole process group is killed), and reports what it did. Output goes to
+/// files, not pipes: a grandchild holding a pipe open cannot stall the
+/// agent, and the hash covers everything however much was written.
+pub async fn run_script(
+    run_dir: &Path,
+    job_id: &[u8; 16],
+    script: &[u8],
+    timeout: Duration,
+    max_output: usize,
+) -> io::Result<JobRun> {
+    private_dir(run_dir)?;
+    let name = hex::encode(job_id);
+    let files = RunFiles::new(run_dir, &name);
+    let result = run_in(run_dir, &name, &files, script, timeout, max_output).await;
+    // Reached unless the agent stops mid-run; then the files stay, and the
+    // next start reports the job as interrupted.
+    files.remove();
+    result
+}
+
+async fn run_in(
+    run_dir: &Path,
+    name: &str,
+    files: &RunFiles,
+    script: &[u8],
+    timeout: Duration,
+    max_output: usize,
+) -> io::Result<JobRun> {
+    create_file(&files.script, 0o700)?.write_all(script)?;
+    let stdout = create_file(&files.stdout, 0o600)?;
+    let stderr = create_file(&files.stderr, 0o600)?;
+    let mut command = tokio::process::Command::new(interpreter(script));
+    command
+        .arg(&files.script)
+        .current_dir(run_dir)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .env_clear()
+        .env("PATH", JOB_PATH)
+        .env("BULWARK_JOB_ID", name)
+        .process_group(0)
+        .kill_on_drop(true);
+    for var in ["HOME", "LANG"] {
+        if let Some(value) = std::env::var_os(var) {
+            command.env(var, value);
+        }
+    }
+    let started_at_ms = now_ms();
+    let mut child = command.spawn()?;
+    let group = ProcessGroup(
+        child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw),
+    );
+    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => (status?, false),
+        Err(_) => {
+            group.kill();
+            (child.wait().await?, true)
+        }
+    };
+    // What the script left running in its group goes with it, before its
+    // output is read. (The group id cannot be reused while any of its
+    // processes lives; if none does, ESRCH.)
+    drop(group);
+    let finished_at_ms = now_ms();
+    let (out, err) = (files.stdout.clone(), files.stderr.clone());
+    let (stdout, stderr, output_sha256) =
+        tokio::task::spawn_blocking(move || collect_output(&out, &err, max_output))
+            .await
+            .map_err(io::Error::other)??;
+    Ok(JobRun {
+        exit_code: status.code(),
+        timed_out,
+        stdout,
+        stderr,
+        output_sha256,
+        started_at_ms,
+        finished_at_ms,
+    })
+}
+
+/// Reports the jobs a crash or a stop interrupted (their script is still in
+/// `jobs/run/`) with the output they had written and no exit code, then
+/// empties the directory. Such a job is in the history: it never runs again.
+fn recover_interrupted(run_dir: &Path, spool: &ResultSpool, max_output: usize) -> io::Result<()> {
+    for entry in std::fs::read_dir(run_dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(job_id) = name
+            .to_str()
+            .and_then(|n| hex::decode(n).ok())
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        else {
+            continue;
+        };
+        if spool.contains(&job_id) {
+            continue;
+        }
+        let files = RunFiles::new(run_dir, &hex::encode(job_id));
+        let started_at_ms = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default();
+        let (stdout, stderr, output_sha256) =
+            collect_output(&files.stdout, &files.stderr, max_output)?;
+        warn!(
+            job_id = %hex::encode(job_id),
+            "A job was interrupted (the agent stopped while it ran); reporting it without an exit code. It will not run again."
+        );
+        spool.put(&JobResult {
+            job_id,
+            outcome: JobOutcome::Ran(JobRun {
+                exit_code: None,
+                timed_out: false,
+                stdout,
+                stderr,
+                output_sha256,
+                started_at_ms,
+                finished_at_ms: now_ms(),
+            }),
+        })?;
+    }
+    for entry in std::fs::read_dir(run_dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Verifies and runs jobs, one at a time; owns the history and the spool.
+pub struct JobRunner {
+    state_dir: PathBuf,
+    run_dir: PathBuf,
+    history: History,
+    spool: ResultSpool,
+    trust: Arc<Mutex<TrustState>>,
+    device_id: String,
+    limits: Limits,
+    max_output: usize,
+}
+
+impl JobRunner {
+    /// Opens `jobs/` in the state directory (reporting interrupted jobs).
+    pub fn open(
+        state_dir: &Path,
+        device_id: &str,
+        trust: Arc<Mutex<TrustState>>,
+    ) -> io::Result<Self> {
+        let dir = state_dir.join("jobs");
+        private_dir(&dir)?;
+        let spool = ResultSpool::open(dir.join("results"))?;
+        let history = History::open(&dir.join("history"))?;
+        let run_dir = dir.join("run");
+        private_dir(&run_dir)?;
+        let max_output = bulwark_protocol::Limits::default().max_output_bytes;
+        recover_interrupted(&run_dir, &spool, max_output)?;
+        Ok(Self {
+            state_dir: state_dir.to_owned(),
+            run_dir,
+            history,
+            spool,
+            trust,
+            device_id: device_id.to_owned(),
+            limits: Limits::default(),
+            max_output,
+        })
+    }
+
+    pub fn spool(&self) -> &ResultSpool {
+        &self.spool
+    }
+
+    pub fn trust(&self) -> &Arc<Mutex<TrustState>> {
+        &self.trust
+    }
+
+    /// Invariant 1: may this agent run this job now, under what it trusts?
+    fn verify(&self, signed: &Signed, script: &[u8]) -> Result<VerifiedJob, Refusal> {
+        let trust = lock(&self.trust);
+        let (Some((_, root)), Some((_, policy))) = (&trust.root, &trust.policy) else {
+            return Err(Refusal::NoPolicy);
+        };
+        let agent = AgentContext {
+            tenant: &root.tenant,
+            device_id: &self.device_id,
+            policy,
+            freeze: trust.freeze,
+        };
+        verify_job(
+            signed,
+            script,
+            agent,
+            &self.history,
+            now_secs(),
+            &self.limits,
+        )
+    }
+
+    /// Verifies `job`, runs it if it passes, and spools the result (a
+    /// refusal is a result too). `None` when there is nothing to report: the
+    /// envelope names no job id, or this job already ran and its result is
+    /// still spooled (it is sent again after the next reconnect).
+    pub async fn process(&mut self, job: &Job) -> Option<JobResult> {
+        let (signed, job_id) = Signed::from_bytes(&job.envelope, &self.limits)
+            .and_then(|s| {
+                let id = s.statement::<JobStatement>(&self.limits)?.job_id;
+                Ok((s, id))
+            })
+            .inspect_err(|refusal| {
+                warn!(
+                    code = refusal.code(),
+                    reason = %refusal,
+                    "Refused a job whose envelope cannot be read (no job id to report it under)."
+                )
+            })
+            .ok()?;
+        let id = hex::encode(job_id);
+        let outcome = match self.verify(&signed, &job.script) {
+            Err(Refusal::Replayed) if self.spool.contains(&job_id) => {
+                info!(job_id = %id, "This job already ran; its result is spooled and will be sent again.");
+                return None;
+            }
+            Err(refusal) => {
+                warn!(job_id = %id, code = refusal.code(), reason = %refusal, "Refused a job.");
+                refused(job_id, refusal.code(), &refusal.to_string()).outcome
+            }
+            Ok(verified) => self.run(&id, verified, &job.script).await,
+        };
+        let result = JobResult { job_id, outcome };
+        if let Err(error) = self.spool.put(&result) {
+            error!(job_id = %id, %error, "Cannot spool a job result; it is lost if the connection drops before it is sent.");
+        }
+        Some(result)
+    }
+
+    async fn run(&mut self, id: &str, verified: VerifiedJob, script: &[u8]) -> JobOutcome {
+        let job = &verified.statement;
+        // Never twice, even across a crash: on disk before it starts.
+        if let Err(error) = self.history.record(&job.job_id, &job.nonce) {
+            error!(job_id = %id, %error, "Cannot record the job in the history; not running it.");
+            return refused(
+                job.job_id,
+                AGENT_ERROR,
+                &format!("cannot record the job before running it: {error}"),
+            )
+            .outcome;
+        }
+        info!(
+            job_id = %id,
+            class = ?job.class,
+            signers = verified.signers.len(),
+            timeout_secs = job.timeout_secs,
+            reason = %job.reason,
+            "Running a verified job."
+        );
+        let timeout = Duration::from_secs(u64::from(job.timeout_secs));
+        match run_script(&self.run_dir, &job.job_id, script, timeout, self.max_output).await {
+            Ok(run) => {
+                info!(
+                    job_id = %id,
+                    exit_code = ?run.exit_code,
+                    timed_out = run.timed_out,
+                    "Job finished."
+                );
+                JobOutcome::Ran(run)
+            }
+            Err(error) => {
+                error!(job_id = %id, %error, "Cannot run the job.");
+                refused(
+                    job.job_id,
+                    AGENT_ERROR,
+                    &format!("cannot run the script: {error}"),
+                )
+                .outcome
+            }
+        }
+    }
+}
+
+/// The session's side of the job runner: queue jobs, apply trust, read and
+/// acknowledge results. Cheap to clone.
+#[derive(Clone)]
+pub struct JobsHandle {
+    queue: mpsc::Sender<Job>,
+    spooled: Arc<watch::Sender<u64>>,
+    trust: Arc<Mutex<TrustState>>,
+    spool: ResultSpool,
+    state_dir: PathBuf,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for JobsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobsHandle")
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts the job runner: returns the handle sessions use and the task to
+/// spawn (it ends when every handle is dropped).
+pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + Send + 'static) {
+    let (queue, mut jobs) = mpsc::channel::<Job>(MAX_QUEUED_JOBS);
+    let spooled = Arc::new(watch::Sender::new(0u64));
+    let handle = JobsHandle {
+        queue,
+        spooled: spooled.clone(),
+        trust: runner.trust.clone(),
+        spool: runner.spool.clone(),
+        state_dir: runner.state_dir.clone(),
+        limits: runner.limits.clone(),
+    };
+    let worker = async move {
+        while let Some(job) = jobs.recv().await {
+            if runner.process(&job).await.is_some() {
+                spooled.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    };
+    (handle, worker)
+}
+
+impl JobsHandle {
+    /// Queues a job behind the running one (refused at once if too many wait).
+    pub fn submit(&self, job: Job) {
+        match self.queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => self.refuse_now(
+                &job,
+                AGENT_BUSY,
+                &format!("{MAX_QUEUED_JOBS} jobs are already waiting; this one was not run"),
+            ),
+            Err(TrySendError::Closed(job)) => {
+                self.refuse_now(&job, AGENT_ERROR, "the agent's job runner has stopped")
+            }
+        }
+    }
+
+    fn refuse_now(&self, job: &Job, code: &str, reason: &str) {
+        let Some(job_id) = job_id_of(job, &self.limits) else {
+            warn!(code, reason, "Dropped a job whose envelope cannot be read.");
+            return;
+        };
+        warn!(job_id = %hex::encode(job_id), code, reason, "Refused a job.");
+        match self.spool.put(&refused(job_id, code, reason)) {
+            Ok(()) => self.spooled.send_modify(|n| *n = n.wrapping_add(1)),
+            Err(error) => error!(%error, "Cannot spool a job result."),
+        }
+    }
+
+    /// Applies a `Trust` message and saves what was accepted; returns the
+    /// refusals to report and the status to send.
+    pub fn apply_trust(&self, update: &Trust) -> (Vec<TrustRefused>, TrustStatus) {
+        let mut trust = lock(&self.trust);
+        let outcomes = trust.apply(update, now_secs(), &self.limits);
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, TrustOutcome::Accepted { .. }))
+            && let Err(error) = trust.save(&self.state_dir)
+        {
+            error!(%error, "Cannot save the accepted trust statements; they hold until the agent restarts.");
+        }
+        let refusals = outcomes
+            .iter()
+            .filter_map(TrustOutcome::refused_message)
+            .collect();
+        (refusals, trust.status())
+    }
+
+    /// The server stored this result.
+    pub fn acknowledge(&self, job_id: &[u8; 16]) {
+        match self.spool.remove(job_id) {
+            Ok(true) => debug!(job_id = %hex::encode(job_id), "Job result acknowledged."),
+            Ok(false) => {
+                debug!(job_id = %hex::encode(job_id), "Acknowledgement for a result not in the spool.")
+            }
+            Err(error) => warn!(%error, "Cannot remove an acknowledged job result."),
+        }
+    }
+
+    /// Every result waiting for an acknowledgement.
+    pub fn pending_results(&self) -> Vec<JobResult> {
+        self.spool.all().unwrap_or_else(|error| {
+            warn!(%error, "Cannot read the job result spool.");
+            Vec::new()
+        })
+    }
+
+    /// Changes whenever a result is spooled.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.spooled.subscribe()
+    }
+
+    pub fn trust_status(&self) -> TrustStatus {
+        lock(&self.trust).status()
+    }
+}

@@ -1,0 +1,424 @@
+//! What this agent trusts (RFD 0002): the tenant root pinned at enrolment,
+//! the latest root, policy and freeze statements it accepted, and how it
+//! accepts new ones.
+//!
+//! On disk, in the state directory (0700; files 0600, replaced atomically):
+//!
+//! * `trust/pinned-root`: the fingerprint from the enrolment token (hex);
+//! * `trust/root.signed`, `trust/policy.signed`, `trust/freeze.signed`: the
+//!   latest accepted envelopes, in their canonical encoding. The freeze
+//!   state (sequence, frozen) is derived from `freeze.signed` at load; it
+//!   has no file of its own, so the two cannot disagree.
+//!
+//! The server relays statements; it cannot make them. [`TrustState::apply`]
+//! checks every one with `bulwark_policy` and keeps only what verifies.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bulwark_policy::{
+    FreezeState, FreezeStatement, Limits, Policy, Refusal, Signed, TrustRoot, envelope::Statement,
+};
+use bulwark_protocol::message::{Trust, TrustRefused, TrustStatus};
+use tracing::{info, warn};
+
+use crate::files::{private_dir, read_optional, write_atomic};
+
+/// Which kind of trust statement an outcome is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustKind {
+    Root,
+    Policy,
+    Freeze,
+}
+
+impl TrustKind {
+    /// The name used on the wire (`TrustRefused::kind`) and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustKind::Root => "root",
+            TrustKind::Policy => "policy",
+            TrustKind::Freeze => "freeze",
+        }
+    }
+}
+
+/// What became of one statement of a `Trust` message. Statements the agent
+/// already holds produce no outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustOutcome {
+    Accepted {
+        kind: TrustKind,
+        /// Root or policy version, or freeze sequence.
+        version: u64,
+    },
+    Refused {
+        kind: TrustKind,
+        /// What the statement claims (0 when it could not be read).
+        version: u64,
+        refusal: Refusal,
+    },
+}
+
+impl TrustOutcome {
+    /// The report a refusal becomes (`None` for an accepted statement).
+    pub fn refused_message(&self) -> Option<TrustRefused> {
+        match self {
+            TrustOutcome::Accepted { .. } => None,
+            TrustOutcome::Refused {
+                kind,
+                version,
+                refusal,
+            } => Some(TrustRefused {
+                kind: kind.as_str().to_owned(),
+                version: *version,
+                code: refusal.code().to_owned(),
+                reason: crate::connection::truncate(
+                    &refusal.to_string(),
+                    bulwark_protocol::Limits::default().max_long_text,
+                ),
+            }),
+        }
+    }
+}
+
+/// The agent's trust, in memory. Everything in it passed verification when
+/// it was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustState {
+    /// Fingerprint of the tenant's first root, from the enrolment token.
+    pub pinned: [u8; 32],
+    /// The latest accepted root. Its `tenant` is the tenant id this agent
+    /// obeys: the agent learns it from the root it pinned.
+    pub root: Option<(Signed, TrustRoot)>,
+    /// The latest accepted policy.
+    pub policy: Option<(Signed, Policy)>,
+    /// The kill switch, as of `freeze_signed`.
+    pub freeze: FreezeState,
+    /// The freeze or unfreeze statement `freeze` comes from.
+    pub freeze_signed: Option<Signed>,
+}
+
+fn trust_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("trust")
+}
+
+fn file(state_dir: &Path, name: &str) -> PathBuf {
+    trust_dir(state_dir).join(name)
+}
+
+const PINNED: &str = "pinned-root";
+const ROOT: &str = "root.signed";
+const POLICY: &str = "policy.signed";
+const FREEZE: &str = "freeze.signed";
+
+/// Reads an envelope and the statement it carries.
+fn open<T: Statement>(bytes: &[u8], limits: &Limits) -> Result<(Signed, T), Refusal> {
+    let signed = Signed::from_bytes(bytes, limits)?;
+    let statement = signed.statement::<T>(limits)?;
+    Ok((signed, statement))
+}
+
+impl TrustState {
+    /// Nothing accepted yet, only the pin.
+    pub fn new(pinned: [u8; 32]) -> Self {
+        Self {
+            pinned,
+            root: None,
+            policy: None,
+            freeze: FreezeState::default(),
+            freeze_signed: None,
+        }
+    }
+
+    /// Records the root fingerprint from the enrolment token (at enrolment,
+    /// before anything else of the tenant's is seen).
+    pub fn pin(state_dir: &Path, pinned: &[u8; 32]) -> std::io::Result<()> {
+        private_dir(&trust_dir(state_dir))?;
+        write_atomic(
+            &file(state_dir, PINNED),
+            format!("{}\n", hex::encode(pinned)).as_bytes(),
+            0o600,
+        )
+    }
+
+    /// Loads what was accepted before. The files are the agent's own (in its
+    /// 0700 directory, written only after verification), so this checks
+    /// them for consistency rather than re-verifying the whole history: the
+    /// root must carry its own threshold's signatures (and be the pinned one
+    /// if it is version 1), and the policy and freeze statements must be for
+    /// its tenant. Anything else is an error: the agent does not start
+    /// rather than forget a freeze or accept an older policy.
+    pub fn load(state_dir: &Path, limits: &Limits) -> anyhow::Result<Self> {
+        let pinned_path = file(state_dir, PINNED);
+        let text = read_optional(&pinned_path)
+            .with_context(|| format!("cannot read {}", pinned_path.display()))?
+            .with_context(|| {
+                format!(
+                    "{} is missing: this agent was enrolled before signed jobs; enrol it again",
+                    pinned_path.display()
+                )
+            })?;
+        let pinned: [u8; 32] = std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| hex::decode(t.trim()).ok())
+            .and_then(|b| b.try_into().ok())
+            .with_context(|| format!("{} is corrupt", pinned_path.display()))?;
+        let mut state = Self::new(pinned);
+
+        let read = |name: &str| -> anyhow::Result<Option<Vec<u8>>> {
+            let path = file(state_dir, name);
+            read_optional(&path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let corrupt = |name: &str, why: &dyn std::fmt::Display| {
+            anyhow::anyhow!("{} is not valid: {why}", file(state_dir, name).display())
+        };
+
+        if let Some(bytes) = read(ROOT)? {
+            let (signed, root) =
+                open::<TrustRoot>(&bytes, limits).map_err(|e| corrupt(ROOT, &e))?;
+            if root.version == 1 {
+                TrustRoot::verify_pinned(&signed, &pinned, &root.tenant, limits)
+                    .map_err(|e| corrupt(ROOT, &e))?;
+            } else {
+                signed
+                    .tally(root.public_keys())
+                    .require(root.threshold())
+                    .map_err(|e| corrupt(ROOT, &e))?;
+            }
+            state.root = Some((signed, root));
+        }
+        let tenant = state.root.as_ref().map(|(_, r)| r.tenant.clone());
+        if let Some(bytes) = read(POLICY)? {
+            let (signed, policy) =
+                open::<Policy>(&bytes, limits).map_err(|e| corrupt(POLICY, &e))?;
+            if tenant.as_deref() != Some(policy.tenant.as_str()) {
+                return Err(corrupt(
+                    POLICY,
+                    &"it is not for the tenant of the held root",
+                ));
+            }
+            state.policy = Some((signed, policy));
+        }
+        if let Some(bytes) = read(FREEZE)? {
+            let (signed, freeze) =
+                open::<FreezeStatement>(&bytes, limits).map_err(|e| corrupt(FREEZE, &e))?;
+            if tenant.as_deref() != Some(freeze.tenant.as_str()) {
+                return Err(corrupt(
+                    FREEZE,
+                    &"it is not for the tenant of the held root",
+                ));
+            }
+            state.freeze = FreezeState {
+                sequence: freeze.sequence,
+                frozen: freeze.frozen,
+            };
+            state.freeze_signed = Some(signed);
+        }
+        Ok(state)
+    }
+
+    /// Writes every accepted envelope (each file replaced atomically). The
+    /// root goes first: a crash part-way leaves an older policy or freeze
+    /// with a newer root, which is a state the agent could have been in.
+    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        private_dir(&trust_dir(state_dir))?;
+        if let Some((signed, _)) = &self.root {
+            write_atomic(&file(state_dir, ROOT), &signed.to_bytes(), 0o600)?;
+        }
+        if let Some((signed, _)) = &self.policy {
+            write_atomic(&file(state_dir, POLICY), &signed.to_bytes(), 0o600)?;
+        }
+        if let Some(signed) = &self.freeze_signed {
+            write_atomic(&file(state_dir, FREEZE), &signed.to_bytes(), 0o600)?;
+        }
+        Ok(())
+    }
+
+    /// The tenant id this agent obeys (its root's), once it holds a root.
+    pub fn tenant(&self) -> Option<&str> {
+        self.root.as_ref().map(|(_, r)| r.tenant.as_str())
+    }
+
+    /// What the agent holds, as reported to the server.
+    pub fn status(&self) -> TrustStatus {
+        TrustStatus {
+            root_version: self.root.as_ref().map(|(_, r)| r.version),
+            policy_version: self.policy.as_ref().map(|(_, p)| p.version),
+            freeze_sequence: self.freeze.sequence,
+            frozen: self.freeze.frozen,
+        }
+    }
+
+    /// Applies a `Trust` message: roots in order, then the policy, then the
+    /// freeze statement, each against the root held at that point. What the
+    /// agent already holds is ignored; what fails verification is refused,
+    /// logged here and returned (the session reports it as `TrustRefused`).
+    /// `now` is Unix seconds. Nothing is written: call [`TrustState::save`]
+    /// after an `Accepted` outcome.
+    pub fn apply(&mut self, update: &Trust, now: u64, limits: &Limits) -> Vec<TrustOutcome> {
+        let mut outcomes = Vec::new();
+        self.apply_roots(update, limits, &mut outcomes);
+        if let Some(bytes) = &update.policy {
+            self.apply_policy(bytes, now, limits, &mut outcomes);
+        }
+        if let Some(bytes) = &update.freeze {
+            self.apply_freeze(bytes, limits, &mut outcomes);
+        }
+        for outcome in &outcomes {
+            match outcome {
+                TrustOutcome::Accepted { kind, version } => {
+                    info!(kind = kind.as_str(), version, "Accepted a trust statement.");
+                }
+                TrustOutcome::Refused {
+                    kind,
+                    version,
+                    refusal,
+                } => warn!(
+                    kind = kind.as_str(),
+                    version,
+                    code = refusal.code(),
+                    reason = %refusal,
+                    "Refused a trust statement relayed by the server."
+                ),
+            }
+        }
+        outcomes
+    }
+
+    fn apply_roots(&mut self, update: &Trust, limits: &Limits, out: &mut Vec<TrustOutcome>) {
+        for bytes in &update.roots {
+            let refuse = |version, refusal| TrustOutcome::Refused {
+                kind: TrustKind::Root,
+                version,
+                refusal,
+            };
+            let (signed, offered) = match open::<TrustRoot>(bytes, limits) {
+                Ok(opened) => opened,
+                Err(refusal) => {
+                    out.push(refuse(0, refusal));
+                    return;
+                }
+            };
+            let verified = match &self.root {
+                // The first root: the one whose fingerprint the enrolment
+                // token carried. Its tenant is, by definition, this agent's.
+                None => TrustRoot::verify_pinned(&signed, &self.pinned, &offered.tenant, limits),
+                Some((held_signed, held)) => {
+                    // Versions already held (the server sends the whole chain).
+                    if offered.version < held.version
+                        || (offered.version == held.version
+                            && signed.payload == held_signed.payload)
+                    {
+                        continue;
+                    }
+                    held.verify_rotation(&signed, limits)
+                }
+            };
+            match verified {
+                // A policy and a freeze statement signed under the old root
+                // stay in force until newer ones arrive, as in TUF: rotating
+                // the root does not by itself withdraw what the old root
+                // signed (a freeze in particular must survive a rotation).
+                Ok(root) => {
+                    out.push(TrustOutcome::Accepted {
+                        kind: TrustKind::Root,
+                        version: root.version,
+                    });
+                    self.root = Some((signed, root));
+                }
+                // Later roots chain from this one: stop at the first refusal.
+                Err(refusal) => {
+                    out.push(refuse(offered.version, refusal));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn apply_policy(
+        &mut self,
+        bytes: &[u8],
+        now: u64,
+        limits: &Limits,
+        out: &mut Vec<TrustOutcome>,
+    ) {
+        let Some((_, root)) = &self.root else {
+            warn!("A policy arrived before any trust root was accepted; ignored.");
+            return;
+        };
+        let (signed, offered) = match open::<Policy>(bytes, limits) {
+            Ok(opened) => opened,
+            Err(refusal) => {
+                out.push(TrustOutcome::Refused {
+                    kind: TrustKind::Policy,
+                    version: 0,
+                    refusal,
+                });
+                return;
+            }
+        };
+        // The very statement held (perhaps with other signatures): nothing new.
+        if let Some((held, _)) = &self.policy
+            && held.payload == signed.payload
+        {
+            return;
+        }
+        let current = self.policy.as_ref().map(|(_, p)| p);
+        match Policy::verify_update(root, current, &signed, now, limits) {
+            Ok(policy) => {
+                out.push(TrustOutcome::Accepted {
+                    kind: TrustKind::Policy,
+                    version: policy.version,
+                });
+                self.policy = Some((signed, policy));
+            }
+            Err(refusal) => out.push(TrustOutcome::Refused {
+                kind: TrustKind::Policy,
+                version: offered.version,
+                refusal,
+            }),
+        }
+    }
+
+    fn apply_freeze(&mut self, bytes: &[u8], limits: &Limits, out: &mut Vec<TrustOutcome>) {
+        let Some((_, root)) = &self.root else {
+            warn!("A freeze statement arrived before any trust root was accepted; ignored.");
+            return;
+        };
+        let (signed, offered) = match open::<FreezeStatement>(bytes, limits) {
+            Ok(opened) => opened,
+            Err(refusal) => {
+                out.push(TrustOutcome::Refused {
+                    kind: TrustKind::Freeze,
+                    version: 0,
+                    refusal,
+                });
+                return;
+            }
+        };
+        // The statement held (same sequence, same content): nothing new. A
+        // different statement with the same sequence is refused by
+        // `FreezeState::apply` (sequences only move forward).
+        if let Some(held) = &self.freeze_signed
+            && held.payload == signed.payload
+        {
+            return;
+        }
+        match self.freeze.apply(root, &signed, limits) {
+            Ok(state) => {
+                out.push(TrustOutcome::Accepted {
+                    kind: TrustKind::Freeze,
+                    version: state.sequence,
+                });
+                self.freeze = state;
+                self.freeze_signed = Some(signed);
+            }
+            Err(refusal) => out.push(TrustOutcome::Refused {
+                kind: TrustKind::Freeze,
+                version: offered.sequence,
+                refusal,
+            }),
+        }
+    }
+}

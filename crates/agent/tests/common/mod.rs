@@ -1,0 +1,215 @@
+//! The fixture shared by the agent's tests: tenant id `tenant-acme`, root
+//! 2-of-3 (two MSP officers, one customer key; version 2 swaps officer B for
+//! C), operators alice and bob (MSP) who may run scripts two by two.
+#![allow(dead_code)] // each test file uses part of it
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bulwark_agent::trust::{TrustKind, TrustOutcome, TrustState};
+use bulwark_policy::envelope::Statement;
+use bulwark_policy::policy::{ActionClass, OperatorKey, Policy, Quorum, ScriptHash};
+use bulwark_policy::root::{Holder, RootKey, TrustRoot, root_fingerprint};
+use bulwark_policy::{FreezeStatement, JobStatement, Limits, PublicKey, Refusal, Signed};
+use bulwark_protocol::message::{ByteBuf, Job, Trust};
+use ed25519_dalek::SigningKey;
+use sha2::{Digest, Sha256};
+
+pub const TENANT: &str = "tenant-acme";
+pub const DEVICE: &str = "6f1c2a3b-0000-4000-8000-000000000001";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+pub fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+pub fn public(k: &SigningKey) -> PublicKey {
+    PublicKey::Ed25519(k.verifying_key().to_bytes())
+}
+
+pub fn signed<T: Statement>(statement: &T, signers: &[&SigningKey]) -> Signed {
+    let mut s = Signed::new(statement);
+    for k in signers {
+        s.sign(k);
+    }
+    s
+}
+
+pub struct Keys {
+    pub root_a: SigningKey,
+    pub root_b: SigningKey,
+    pub customer: SigningKey,
+    /// A root key added at rotation to version 2.
+    pub root_c: SigningKey,
+    pub alice: SigningKey,
+    pub bob: SigningKey,
+    pub mallory: SigningKey,
+}
+
+pub fn keys() -> Keys {
+    Keys {
+        root_a: key(1),
+        root_b: key(2),
+        customer: key(3),
+        root_c: key(4),
+        alice: key(10),
+        bob: key(11),
+        mallory: key(66),
+    }
+}
+
+pub fn root_key(k: &SigningKey, holder: Holder, name: &str) -> RootKey {
+    RootKey {
+        key: public(k),
+        holder,
+        name: name.into(),
+    }
+}
+
+pub fn root_v1(k: &Keys) -> TrustRoot {
+    TrustRoot {
+        tenant: TENANT.into(),
+        version: 1,
+        threshold: 2,
+        keys: vec![
+            root_key(&k.root_a, Holder::Msp, "officer A"),
+            root_key(&k.root_b, Holder::Msp, "officer B"),
+            root_key(&k.customer, Holder::Customer, "customer CISO"),
+        ],
+    }
+}
+
+/// Version 2: officer B leaves, officer C joins.
+pub fn root_v2(k: &Keys) -> TrustRoot {
+    TrustRoot {
+        tenant: TENANT.into(),
+        version: 2,
+        threshold: 2,
+        keys: vec![
+            root_key(&k.root_a, Holder::Msp, "officer A"),
+            root_key(&k.root_c, Holder::Msp, "officer C"),
+            root_key(&k.customer, Holder::Customer, "customer CISO"),
+        ],
+    }
+}
+
+pub fn signed_v1(k: &Keys) -> Signed {
+    signed(&root_v1(k), &[&k.root_a, &k.root_b])
+}
+
+/// Signed by the old threshold (A, B) and the new one (A, C).
+pub fn signed_v2(k: &Keys) -> Signed {
+    signed(&root_v2(k), &[&k.root_a, &k.root_b, &k.root_c])
+}
+
+pub fn policy(k: &Keys, version: u64) -> Policy {
+    Policy {
+        tenant: TENANT.into(),
+        version,
+        // Fixed (year 2096), so that the same policy signs to the same bytes.
+        expires_at: 4_000_000_000,
+        operators: [(&k.alice, "alice"), (&k.bob, "bob")]
+            .into_iter()
+            .map(|(key, name)| OperatorKey {
+                key: public(key),
+                name: name.into(),
+                holder: Holder::Msp,
+                classes: vec![ActionClass::RunScript],
+            })
+            .collect(),
+        quorums: vec![Quorum {
+            class: ActionClass::RunScript,
+            signers: 2,
+            customer_required: false,
+            in_window_only: false,
+        }],
+        fan_out_limit: 10,
+        allowed_scripts: Vec::new(),
+        maintenance_windows: Vec::new(),
+    }
+}
+
+pub fn freeze(sequence: u64, frozen: bool) -> FreezeStatement {
+    FreezeStatement {
+        tenant: TENANT.into(),
+        sequence,
+        frozen,
+        reason: "incident 12".into(),
+    }
+}
+
+pub fn bytes(s: &Signed) -> Vec<u8> {
+    s.to_bytes()
+}
+
+pub fn trust(roots: &[&Signed], policy: Option<&Signed>, freeze: Option<&Signed>) -> Trust {
+    Trust {
+        roots: roots.iter().map(|r| ByteBuf(bytes(r))).collect(),
+        policy: policy.map(bytes),
+        freeze: freeze.map(bytes),
+    }
+}
+
+pub fn accepted(kind: TrustKind, version: u64) -> TrustOutcome {
+    TrustOutcome::Accepted { kind, version }
+}
+
+pub fn refused(kind: TrustKind, version: u64, refusal: Refusal) -> TrustOutcome {
+    TrustOutcome::Refused {
+        kind,
+        version,
+        refusal,
+    }
+}
+
+/// An agent pinned to the fixture's v1 root, nothing accepted yet.
+pub fn fresh(k: &Keys) -> TrustState {
+    TrustState::new(root_fingerprint(&signed_v1(k)))
+}
+
+/// An agent holding root v1 and policy v1.
+pub fn ready(k: &Keys) -> TrustState {
+    let mut state = fresh(k);
+    let outcomes = state.apply(
+        &trust(
+            &[&signed_v1(k)],
+            Some(&signed(&policy(k, 1), &[&k.root_a, &k.customer])),
+            None,
+        ),
+        now(),
+        &Limits::default(),
+    );
+    assert_eq!(
+        outcomes,
+        vec![accepted(TrustKind::Root, 1), accepted(TrustKind::Policy, 1)]
+    );
+    state
+}
+
+pub fn job_statement(k: &Keys, id: u8, script: &[u8], timeout_secs: u32) -> Signed {
+    let statement = JobStatement {
+        tenant: TENANT.into(),
+        job_id: [id; 16],
+        targets: vec![DEVICE.into()],
+        class: ActionClass::RunScript,
+        script_sha256: ScriptHash(Sha256::digest(script).into()),
+        not_before: now() - 60,
+        expires_at: now() + 3600,
+        nonce: [id ^ 0x80; 16],
+        reason: "ticket 4711".into(),
+        timeout_secs,
+    };
+    signed(&statement, &[&k.alice, &k.bob])
+}
+
+pub fn job(k: &Keys, id: u8, script: &[u8], timeout_secs: u32) -> Job {
+    Job {
+        envelope: job_statement(k, id, script, timeout_secs).to_bytes(),
+        script: script.to_vec(),
+    }
+}

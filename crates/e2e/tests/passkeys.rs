@@ -1,0 +1,427 @@
+//! Passkeys in real headless Chromium, through ChromeDriver with a virtual
+//! authenticator (the WebDriver WebAuthn extension, which Chromium backs
+//! with the DevTools `WebAuthn.addVirtualAuthenticator`): the owner adds a
+//! passkey named "laptop" on the account page, signs out, and signs in with
+//! password and passkey; then the owner requires passkeys for technicians,
+//! and a technician without one signs in with a code, is told to add one,
+//! adds one and signs in with it. Saves `docs/screenshots/passkeys.png`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`; without them the test
+//! fails, it does not skip.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use bulwark_e2e::{Api, Owner, Proc, TempDir, UpOptions, UpProcess, http_client, wait_for};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Where the screenshot for the docs goes, relative to the workspace root.
+const SCREENSHOT: &str = "docs/screenshots/passkeys.png";
+
+/// ChromeDriver on a free loopback port, a WebDriver session in a headless
+/// Chromium with a fresh profile, and a virtual authenticator in it.
+struct Browser {
+    client: Option<Client>,
+    driver_url: String,
+    session: String,
+    authenticator: String,
+    _driver: Proc,
+    _profile: TempDir,
+}
+
+impl Browser {
+    async fn start() -> Result<Self> {
+        for path in [CHROMIUM, CHROMEDRIVER] {
+            ensure!(
+                Path::new(path).exists(),
+                "{path} is missing: install Debian's chromium and chromium-driver (`cargo xtask test` does it)"
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let driver = Proc::spawn(
+            "chromedriver",
+            Command::new(CHROMEDRIVER).args([&format!("--port={port}"), "--allowed-ips=127.0.0.1"]),
+        )?;
+        let driver_url = format!("http://127.0.0.1:{port}");
+        let http = http_client()?;
+        wait_for(
+            Duration::from_secs(20),
+            "chromedriver to be ready",
+            async || {
+                let status: Value = http
+                    .get(format!("{driver_url}/status"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                Ok((status["value"]["ready"] == json!(true)).then_some(()))
+            },
+        )
+        .await?;
+
+        let profile = tempfile::Builder::new()
+            .prefix("bulwark-chromium-")
+            .tempdir()?;
+        let args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--window-size=1280,900".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&driver_url)
+            .await
+            .map_err(|e| anyhow!("starting a Chromium session through chromedriver: {e}"))?;
+        client.set_window_size(1280, 900).await?;
+        let session = client
+            .session_id()
+            .await?
+            .context("chromedriver gave the session no id")?;
+
+        // A platform authenticator with a PIN or biometric that always
+        // verifies the user and consents (WebDriver WebAuthn extension,
+        // https://www.w3.org/TR/webauthn-2/#sctn-automation-add-virtual-authenticator).
+        let added: Value = http
+            .post(format!(
+                "{driver_url}/session/{session}/webauthn/authenticator"
+            ))
+            .json(&json!({
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserConsenting": true,
+                "isUserVerified": true,
+            }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let authenticator = added["value"]
+            .as_str()
+            .with_context(|| format!("adding a virtual authenticator: {added}"))?
+            .to_owned();
+        Ok(Self {
+            client: Some(client),
+            driver_url,
+            session,
+            authenticator,
+            _driver: driver,
+            _profile: profile,
+        })
+    }
+
+    fn client(&self) -> &Client {
+        // `client` is only taken in `close`, which consumes the browser.
+        #[allow(clippy::unwrap_used)]
+        self.client.as_ref().unwrap()
+    }
+
+    /// The credentials the virtual authenticator holds.
+    async fn credentials(&self) -> Result<Vec<Value>> {
+        let listed: Value = http_client()?
+            .get(format!(
+                "{}/session/{}/webauthn/authenticator/{}/credentials",
+                self.driver_url, self.session, self.authenticator
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        listed["value"]
+            .as_array()
+            .cloned()
+            .with_context(|| format!("listing the authenticator's credentials: {listed}"))
+    }
+
+    async fn goto(&self, url: &str) -> Result<()> {
+        self.client()
+            .goto(url)
+            .await
+            .with_context(|| format!("opening {url}"))
+    }
+
+    async fn path(&self) -> Result<String> {
+        Ok(self.client().current_url().await?.path().to_owned())
+    }
+
+    async fn wait_path(&self, want: &str) -> Result<()> {
+        wait_for(
+            PAGE_TIMEOUT,
+            &format!("the browser to reach {want}"),
+            async || {
+                let path = self.path().await?;
+                Ok((path == want).then_some(()))
+            },
+        )
+        .await
+    }
+
+    async fn find(&self, css: &str) -> Result<fantoccini::elements::Element> {
+        wait_for(PAGE_TIMEOUT, &format!("an element `{css}`"), async || {
+            Ok(self.client().find(Locator::Css(css)).await.ok())
+        })
+        .await
+    }
+
+    async fn fill(&self, field: &str, value: &str) -> Result<()> {
+        let input = self.find(&format!("[name=\"{field}\"]")).await?;
+        input.clear().await?;
+        input
+            .send_keys(value)
+            .await
+            .with_context(|| format!("typing into `{field}`"))
+    }
+
+    async fn click(&self, css: &str) -> Result<()> {
+        self.find(css)
+            .await?
+            .click()
+            .await
+            .with_context(|| format!("clicking `{css}`"))
+    }
+
+    async fn text(&self, css: &str) -> Result<String> {
+        Ok(self.find(css).await?.text().await?.trim().to_owned())
+    }
+
+    /// Waits until the text of `css` contains `want`.
+    async fn wait_text(&self, css: &str, want: &str) -> Result<String> {
+        wait_for(
+            PAGE_TIMEOUT,
+            &format!("`{css}` to contain {want:?}"),
+            async || {
+                let Ok(el) = self.client().find(Locator::Css(css)).await else {
+                    return Ok(None);
+                };
+                let text = el.text().await?;
+                Ok(text.contains(want).then_some(text))
+            },
+        )
+        .await
+    }
+
+    async fn sign_out(&self) -> Result<()> {
+        self.click("form[action=\"/logout\"] button").await?;
+        self.wait_path("/login").await
+    }
+
+    async fn close(mut self) -> Result<()> {
+        if let Some(client) = self.client.take() {
+            client.close().await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn passkey_registration_login_and_policy_in_chromium() -> Result<()> {
+    let mut up = UpProcess::start(UpOptions::default()).await?;
+    let code = up.setup_code().await?;
+    let base = up.base_url();
+    ensure!(
+        base.starts_with("http://localhost:"),
+        "the console must be at localhost (the passkeys' relying party id): {base}"
+    );
+    let browser = Browser::start().await?;
+    let result = walk_through(&browser, &up, &base, &code).await;
+    if result.is_err() {
+        let shot = std::env::temp_dir().join(format!(
+            "bulwark-passkeys-failure-{}.png",
+            std::process::id()
+        ));
+        if let Ok(png) = browser.client().screenshot().await
+            && std::fs::write(&shot, png).is_ok()
+        {
+            eprintln!("[passkeys] screenshot of the failure: {}", shot.display());
+        }
+        if let Ok(source) = browser.client().source().await {
+            eprintln!("[passkeys] page source at the failure:\n{source}");
+        }
+    }
+    browser.close().await?;
+    up.stop().await?;
+    result
+}
+
+async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str) -> Result<()> {
+    let username = bulwark_e2e::OWNER_USERNAME;
+    let password = bulwark_e2e::OWNER_PASSWORD;
+
+    // 1. The first owner, as a person makes it: setup code, TOTP, sign in.
+    browser.goto(&format!("{base}/setup")).await?;
+    browser.fill("code", code).await?;
+    browser.fill("username", username).await?;
+    browser.fill("password", password).await?;
+    browser.fill("password_confirm", password).await?;
+    browser.click("#setup-submit").await?;
+    let secret = browser.text("#totp-secret").await?;
+    let owner = Owner::new(username, password, &secret);
+    browser.fill("otp", &owner.next_otp().await?).await?;
+    browser.click("#totp-submit").await?;
+    browser.click("#recovery-continue").await?;
+    browser.wait_path("/login").await?;
+    browser.fill("username", username).await?;
+    browser.fill("password", password).await?;
+    browser.fill("otp", &owner.next_otp().await?).await?;
+    browser.click("#login-submit").await?;
+    browser.wait_path("/tenants").await?;
+
+    // 2. Add a passkey named "laptop" on the account page.
+    browser.goto(&format!("{base}/account")).await?;
+    browser.find("#no-passkeys").await?;
+    browser.fill("passkey_name", "laptop").await?;
+    browser.click("#passkey-add").await?;
+    let row = browser.wait_text("#passkeys tbody", "laptop").await?;
+    ensure!(row.contains("never"), "a new passkey was never used: {row}");
+    browser.wait_text("p.notice", "Passkey added.").await?;
+    let held = browser.credentials().await?;
+    ensure!(
+        held.len() == 1 && held[0]["isResidentCredential"] == json!(true),
+        "the authenticator should hold one discoverable credential: {held:?}"
+    );
+
+    // 3. Sign out; sign in with password and the passkey (no code).
+    browser.sign_out().await?;
+    browser.fill("username", username).await?;
+    browser.fill("password", password).await?;
+    let login_page = browser.client().screenshot().await?;
+    browser.click("#login-passkey").await?;
+    browser.wait_path("/tenants").await?;
+    browser.find("#tenants a[href=\"/tenants/demo\"]").await?;
+    let dashboard = browser.client().screenshot().await?;
+    let held = browser.credentials().await?;
+    ensure!(
+        held[0]["signCount"].as_u64().is_some_and(|n| n >= 1),
+        "the login used the passkey: {held:?}"
+    );
+
+    // The account page now shows when it was last used: the docs' picture.
+    browser.goto(&format!("{base}/account")).await?;
+    let row = browser.text("#passkeys tbody tr").await?;
+    ensure!(
+        row.contains("laptop") && !row.contains("never"),
+        "the passkey should show a last use: {row}"
+    );
+    let account = browser.client().screenshot().await?;
+    let target = bulwark_e2e::bin_dir()?
+        .parent()
+        .context("target dir")?
+        .join("screenshots");
+    std::fs::create_dir_all(&target)?;
+    std::fs::write(target.join("passkeys-dashboard.png"), &dashboard)?;
+    std::fs::write(target.join("passkeys-login.png"), &login_page)?;
+    let screenshot = bulwark_e2e::workspace_root().join(SCREENSHOT);
+    std::fs::create_dir_all(screenshot.parent().context("screenshot path")?)?;
+    std::fs::write(&screenshot, &account)
+        .with_context(|| format!("writing {}", screenshot.display()))?;
+
+    // 4. A technician, invited through the API by the owner (a code login:
+    // owners are not required to use passkeys).
+    let api = up.api();
+    let api = api.with_token(&api.login(&owner).await?);
+    let invited = api
+        .post_json(
+            "/api/v1/invitations",
+            &json!({"username": "tess", "role": "technician", "tenants": ["demo"]}),
+        )
+        .await?;
+    let anonymous = Api::new(base);
+    let redeemed = anonymous
+        .post_json(
+            "/api/v1/invitations/redeem",
+            &json!({"token": invited["token"], "password": password}),
+        )
+        .await?;
+    let tess = Owner::new(
+        "tess",
+        password,
+        redeemed["totp_secret"].as_str().context("totp_secret")?,
+    );
+    anonymous
+        .post_json(
+            "/api/v1/invitations/confirm",
+            &json!({"enrolment_id": redeemed["enrolment_id"], "otp": tess.next_otp().await?}),
+        )
+        .await?;
+
+    // 5. The owner requires passkeys for technicians, on the security page.
+    browser.click("nav a[href=\"/settings\"]").await?;
+    browser.wait_path("/settings").await?;
+    browser
+        .click("input[name=\"role\"][value=\"technician\"]")
+        .await?;
+    browser.click("#passkey-policy-save").await?;
+    browser.wait_text("p.notice", "Saved.").await?;
+    let checked = browser
+        .client()
+        .execute(
+            "return document.querySelector('input[name=\"role\"][value=\"technician\"]').checked;",
+            vec![],
+        )
+        .await?;
+    ensure!(checked == json!(true), "the technician box stays checked");
+    let policy = api.get_json("/api/v1/settings/passkey-policy").await?;
+    ensure!(
+        policy == json!({"roles": ["technician"]}),
+        "policy: {policy}"
+    );
+    browser.sign_out().await?;
+
+    // 6. The technician signs in with a code: told to add a passkey, and
+    // nothing else works until it signs in with one.
+    browser.fill("username", "tess").await?;
+    browser.fill("password", password).await?;
+    browser.fill("otp", &tess.next_otp().await?).await?;
+    browser.click("#login-submit").await?;
+    browser.wait_path("/account").await?;
+    let told = browser.text("#passkey-required").await?;
+    ensure!(
+        told.contains("requires signing in with a passkey") && told.contains("Add one below"),
+        "the technician is told to add a passkey: {told:?}"
+    );
+    std::fs::write(
+        target.join("passkeys-required.png"),
+        browser.client().screenshot().await?,
+    )?;
+    browser.goto(&format!("{base}/tenants/demo")).await?;
+    browser.find("#add-passkey-link").await?;
+    browser.goto(&format!("{base}/account")).await?;
+    browser.fill("passkey_name", "tess phone").await?;
+    browser.click("#passkey-add").await?;
+    browser.wait_text("#passkeys tbody", "tess phone").await?;
+    browser.wait_text("#passkey-required", "Sign out").await?;
+    browser.sign_out().await?;
+    browser.fill("username", "tess").await?;
+    browser.fill("password", password).await?;
+    browser.click("#login-passkey").await?;
+    browser.wait_path("/tenants").await?;
+    browser.find("#tenants a[href=\"/tenants/demo\"]").await?;
+    ensure!(
+        browser.credentials().await?.len() == 2,
+        "one credential per account"
+    );
+    Ok(())
+}

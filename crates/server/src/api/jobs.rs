@@ -1,0 +1,1077 @@
+//! Tenant trust statements, operators' public signing keys, and jobs
+//! (RFD 0002).
+//!
+//! The server relays what people signed elsewhere. It checks each statement
+//! with the same `bulwark_policy` code the agent runs, so a mistake is
+//! caught at the desk and not on a thousand endpoints, but its checks are a
+//! courtesy: every agent checks again and trusts nothing the server says.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_policy::chain::{freeze_state, pinned_fingerprint, verify_root_chain};
+use bulwark_policy::envelope::SignatureEntry;
+use bulwark_policy::root::root_fingerprint;
+use bulwark_policy::{
+    FreezeState, JobStatement, KeyId, Limits, Policy, PublicKey, Refusal, Signed, TrustRoot,
+    check_quorum, quorum_progress,
+};
+use bulwark_store::{
+    Job as JobRow, JobState, JobTarget as JobTargetRow, NewJob, NewSigningKey, SigningKeyKind,
+    StoreError, Tenant, TrustKind, TrustSet,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::{ApiJson, audit};
+use crate::auth::{Action, Caller};
+use crate::state::AppState;
+use crate::{now_millis, rfc3339};
+
+/// Largest script a job may carry (the agent's limit is the same).
+pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+fn now_secs() -> u64 {
+    u64::try_from(now_millis() / 1000).unwrap_or_default()
+}
+
+fn decode_b64(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
+    B64.decode(text.trim())
+        .map_err(|_| ApiError::bad_request(format!("{what} is not valid base64")))
+}
+
+fn decode_envelope(text: &str) -> Result<Signed, ApiError> {
+    let bytes = decode_b64(text, "envelope")?;
+    Signed::from_bytes(&bytes, &limits())
+        .map_err(|e| ApiError::bad_request(format!("the envelope is not valid: {e}")))
+}
+
+fn refused(what: &str, refusal: &Refusal) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "refused",
+        format!("{what} refused ({}): {refusal}", refusal.code()),
+    )
+}
+
+/// The tenant named in the path, if the caller may see it, with `action` checked on it.
+pub async fn tenant_for(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    action: Action,
+) -> Result<Tenant, ApiError> {
+    let tenant = state
+        .store
+        .tenant_by_name(&caller.scope(), name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    caller.require_in(action, &tenant.id)?;
+    Ok(tenant)
+}
+
+/// A tenant's trust history as verified envelopes.
+pub struct Trust {
+    pub roots: Vec<Signed>,
+    pub root: Option<TrustRoot>,
+    pub policy: Option<(Signed, Policy)>,
+    pub freeze: Option<Signed>,
+    pub freeze_state: FreezeState,
+    /// What in storage no longer verifies (a row edited behind the server's
+    /// back). Shown to people, never used: agents refuse it too.
+    pub problems: Vec<String>,
+}
+
+impl Trust {
+    /// Replays what storage holds. A statement that does not verify is left
+    /// out and named in `problems`, so operators still see their jobs and
+    /// the reason nothing new can be published.
+    pub fn load(tenant_id: &str, set: &TrustSet) -> Trust {
+        let limits = limits();
+        let mut problems = Vec::new();
+        let parse = |bytes: &[u8], what: &str, problems: &mut Vec<String>| {
+            Signed::from_bytes(bytes, &limits)
+                .map_err(|e| problems.push(format!("the stored {what} is unreadable: {e}")))
+                .ok()
+        };
+        let roots: Vec<Signed> = set
+            .roots
+            .iter()
+            .filter_map(|b| parse(b, "trust root", &mut problems))
+            .collect();
+        let root = pinned_fingerprint(&roots).and_then(|pin| {
+            verify_root_chain(&roots, &pin, tenant_id, &limits)
+                .map_err(|e| problems.push(format!("the stored trust roots do not verify: {e}")))
+                .ok()
+        });
+        let policy = match (&set.policy, &root) {
+            (Some((_, bytes)), Some(root)) => {
+                parse(bytes, "policy", &mut problems).and_then(|signed| {
+                    // Checked as if new (no current); expiry is the agent's call.
+                    signed
+                        .statement::<Policy>(&limits)
+                        .and_then(|p| {
+                            signed
+                                .tally(root.public_keys())
+                                .require(root.threshold())
+                                .map(|()| p)
+                                .map_err(|_| Refusal::RootThresholdNotMet)
+                        })
+                        .map_err(|e| {
+                            problems.push(format!("the stored policy does not verify: {e}"))
+                        })
+                        .ok()
+                        .map(|p| (signed, p))
+                })
+            }
+            _ => None,
+        };
+        let freeze = set
+            .freeze
+            .as_ref()
+            .and_then(|(_, b)| parse(b, "freeze statement", &mut problems));
+        let freeze_state = match &root {
+            Some(root) => freeze_state(root, freeze.as_ref(), &limits)
+                .map_err(|e| {
+                    problems.push(format!("the stored freeze statement does not verify: {e}"))
+                })
+                // A freeze we cannot verify: show the tenant frozen, the safe side.
+                .unwrap_or(FreezeState {
+                    sequence: 0,
+                    frozen: true,
+                }),
+            None => FreezeState::default(),
+        };
+        for problem in &problems {
+            tracing::warn!(
+                tenant_id,
+                problem,
+                "SECURITY ALERT: stored trust statements do not verify."
+            );
+        }
+        Trust {
+            roots,
+            root,
+            policy,
+            freeze,
+            freeze_state,
+            problems,
+        }
+    }
+
+    /// Refuses to build on a history that does not verify.
+    pub fn require_intact(&self) -> Result<(), ApiError> {
+        match self.problems.first() {
+            None => Ok(()),
+            Some(problem) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "trust_broken",
+                format!(
+                    "{problem}; agents refuse it too: restore the statement or rotate the root"
+                ),
+            )),
+        }
+    }
+
+    pub fn fingerprint(&self) -> Option<[u8; 32]> {
+        pinned_fingerprint(&self.roots)
+    }
+}
+
+async fn load_trust(state: &AppState, caller: &Caller, tenant: &Tenant) -> Result<Trust, ApiError> {
+    let set = state
+        .store
+        .trust_statements(&caller.scope(), &tenant.id)
+        .await?;
+    Ok(Trust::load(&tenant.id, &set))
+}
+
+/// The root fingerprint for enrolment tokens; 409 when the tenant has no root yet.
+pub async fn root_fingerprint_for(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+) -> Result<[u8; 32], ApiError> {
+    load_trust(state, caller, tenant)
+        .await?
+        .fingerprint()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "no_trust_root",
+                format!(
+                    "tenant {} has no trust root yet: run `bulwark tenant init --tenant {}` first",
+                    tenant.name, tenant.name
+                ),
+            )
+        })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TrustView {
+    pub tenant_id: String,
+    /// SHA-256 of the first root's payload (hex): what agents pin.
+    pub root_fingerprint: Option<String>,
+    pub root_version: Option<u64>,
+    pub root_threshold: Option<u32>,
+    pub policy_version: Option<u64>,
+    /// RFC 3339.
+    pub policy_expires_at: Option<String>,
+    pub frozen: bool,
+    pub freeze_sequence: u64,
+    /// Every root envelope, oldest first (base64 of canonical CBOR).
+    pub roots: Vec<String>,
+    pub policy: Option<String>,
+    pub freeze: Option<String>,
+    /// Stored statements that do not verify (a security alert).
+    pub problems: Vec<String>,
+}
+
+impl TrustView {
+    fn new(tenant_id: &str, trust: &Trust) -> Self {
+        Self {
+            tenant_id: tenant_id.to_owned(),
+            root_fingerprint: trust.fingerprint().map(hex::encode),
+            root_version: trust.root.as_ref().map(|r| r.version),
+            root_threshold: trust.root.as_ref().map(|r| r.threshold),
+            policy_version: trust.policy.as_ref().map(|(_, p)| p.version),
+            policy_expires_at: trust.policy.as_ref().map(|(_, p)| {
+                rfc3339(i64::try_from(p.expires_at).unwrap_or(i64::MAX / 1000) * 1000)
+            }),
+            frozen: trust.freeze_state.frozen,
+            freeze_sequence: trust.freeze_state.sequence,
+            roots: trust
+                .roots
+                .iter()
+                .map(|s| B64.encode(s.to_bytes()))
+                .collect(),
+            policy: trust.policy.as_ref().map(|(s, _)| B64.encode(s.to_bytes())),
+            freeze: trust.freeze.as_ref().map(|s| B64.encode(s.to_bytes())),
+            problems: trust.problems.clone(),
+        }
+    }
+}
+
+/// A tenant's trust root history, current policy and freeze state.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/trust", tag = "trust",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = TrustView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn get_trust(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<TrustView>, ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, Action::ViewTrust).await?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    Ok(Json(TrustView::new(&tenant.id, &trust)))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeRequest {
+    /// A signed statement: base64 of its canonical CBOR envelope.
+    pub envelope: String,
+}
+
+async fn store_statement(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    kind: TrustKind,
+    version: u64,
+    signed: &Signed,
+    action: &str,
+) -> Result<(), ApiError> {
+    state
+        .store
+        .add_trust_statement(
+            &tenant.id,
+            kind,
+            version,
+            &signed.to_bytes(),
+            Some(&caller.operator.id),
+            now_millis(),
+        )
+        .await?;
+    audit(
+        state,
+        caller,
+        Some(&tenant.id),
+        action,
+        &format!("{} v{version}", tenant.name),
+    )
+    .await;
+    state.presence.nudge_tenant(&tenant.id);
+    Ok(())
+}
+
+/// Publishes a tenant's first root (self-signed by its threshold) or a root
+/// rotation (signed by the threshold of the current root and of the new one).
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/trust/roots", tag = "trust",
+    params(("tenant" = String, Path, description = "Tenant name")), request_body = EnvelopeRequest,
+    responses((status = 201, body = TrustView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn publish_root(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(req): ApiJson<EnvelopeRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, Action::ManageTrust).await?;
+    let signed = decode_envelope(&req.envelope)?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    trust.require_intact()?;
+    let limits = limits();
+    let next = match &trust.root {
+        None => {
+            let root =
+                TrustRoot::verify_pinned(&signed, &root_fingerprint(&signed), &tenant.id, &limits)
+                    .map_err(|e| refused("root", &e))?;
+            if root.version != 1 {
+                return Err(ApiError::bad_request("a tenant's first root is version 1"));
+            }
+            root
+        }
+        Some(current) => current
+            .verify_rotation(&signed, &limits)
+            .map_err(|e| refused("root rotation", &e))?,
+    };
+    store_statement(
+        &state,
+        &caller,
+        &tenant,
+        TrustKind::Root,
+        next.version,
+        &signed,
+        "trust.root_published",
+    )
+    .await?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TrustView::new(&tenant.id, &trust)),
+    ))
+}
+
+/// Publishes a new policy, signed by the root threshold; versions only move forward.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/trust/policy", tag = "trust",
+    params(("tenant" = String, Path, description = "Tenant name")), request_body = EnvelopeRequest,
+    responses((status = 201, body = TrustView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn publish_policy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(req): ApiJson<EnvelopeRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, Action::ManageTrust).await?;
+    let signed = decode_envelope(&req.envelope)?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    trust.require_intact()?;
+    let root = trust.root.as_ref().ok_or_else(no_root)?;
+    let current = trust.policy.as_ref().map(|(_, p)| p);
+    let policy = Policy::verify_update(root, current, &signed, now_secs(), &limits())
+        .map_err(|e| refused("policy", &e))?;
+    store_statement(
+        &state,
+        &caller,
+        &tenant,
+        TrustKind::Policy,
+        policy.version,
+        &signed,
+        "trust.policy_published",
+    )
+    .await?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TrustView::new(&tenant.id, &trust)),
+    ))
+}
+
+fn no_root() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "no_trust_root",
+        "the tenant has no trust root yet: run `bulwark tenant init` first",
+    )
+}
+
+/// Pulls or releases the kill switch: a freeze signed by one customer root
+/// key (or the root threshold), an unfreeze signed by the root threshold.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/trust/freeze", tag = "trust",
+    params(("tenant" = String, Path, description = "Tenant name")), request_body = EnvelopeRequest,
+    responses((status = 201, body = TrustView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn publish_freeze(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(req): ApiJson<EnvelopeRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, Action::FreezeTenant).await?;
+    let signed = decode_envelope(&req.envelope)?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    trust.require_intact()?;
+    let root = trust.root.as_ref().ok_or_else(no_root)?;
+    let next = trust
+        .freeze_state
+        .apply(root, &signed, &limits())
+        .map_err(|e| refused("freeze statement", &e))?;
+    store_statement(
+        &state,
+        &caller,
+        &tenant,
+        TrustKind::Freeze,
+        next.sequence,
+        &signed,
+        if next.frozen {
+            "trust.frozen"
+        } else {
+            "trust.unfrozen"
+        },
+    )
+    .await?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TrustView::new(&tenant.id, &trust)),
+    ))
+}
+
+// ---- operators' public signing keys ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyRequest {
+    /// A name the operator recognises ("laptop").
+    pub name: String,
+    /// Ed25519 public key, base64 of its 32 bytes.
+    pub public_key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SigningKeyView {
+    /// SHA-256 of the key's canonical encoding (hex): how signatures name it.
+    pub key_id: String,
+    pub name: String,
+    pub kind: String,
+    /// Base64 of the canonical CBOR of the public key.
+    pub public_key: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<bulwark_store::SigningKey> for SigningKeyView {
+    fn from(k: bulwark_store::SigningKey) -> Self {
+        Self {
+            key_id: k.key_id,
+            name: k.name,
+            kind: k.kind.to_string(),
+            public_key: B64.encode(&k.public_key),
+            created_at: rfc3339(k.created_at),
+            revoked_at: k.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// Registers the public half of one of the caller's signing keys (made on
+/// the operator's own machine by `bulwark keys new`; the private half never
+/// comes here).
+#[utoipa::path(post, path = "/api/v1/signing-keys", tag = "trust", request_body = SigningKeyRequest,
+    responses((status = 201, body = SigningKeyView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn register_signing_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<SigningKeyRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Action::ManageOwnSigningKeys)?;
+    let name = req.name.trim();
+    if name.is_empty() || name.len() > 64 {
+        return Err(ApiError::bad_request("name must be 1 to 64 characters"));
+    }
+    let bytes: [u8; 32] = decode_b64(&req.public_key, "public_key")?
+        .try_into()
+        .map_err(|_| ApiError::bad_request("public_key must be 32 bytes (Ed25519)"))?;
+    if ed25519_dalek::VerifyingKey::from_bytes(&bytes).is_err() {
+        return Err(ApiError::bad_request("public_key is not an Ed25519 point"));
+    }
+    let key = PublicKey::Ed25519(bytes);
+    let key_id = hex::encode(key.id().0);
+    let row = state
+        .store
+        .add_signing_key(
+            &NewSigningKey {
+                key_id: key_id.clone(),
+                operator_id: caller.operator.id.clone(),
+                name: name.to_owned(),
+                kind: SigningKeyKind::Ed25519,
+                public_key: bulwark_protocol::codec::to_canonical(&key),
+            },
+            now_millis(),
+        )
+        .await?;
+    audit(&state, &caller, None, "signing_key.registered", &key_id).await;
+    Ok((StatusCode::CREATED, Json(SigningKeyView::from(row))))
+}
+
+/// The caller's own registered signing keys.
+#[utoipa::path(get, path = "/api/v1/signing-keys", tag = "trust",
+    responses((status = 200, body = [SigningKeyView]), (status = 401, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn list_signing_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<SigningKeyView>>, ApiError> {
+    caller.require(Action::ManageOwnSigningKeys)?;
+    let keys = state.store.signing_keys_of(&caller.operator.id).await?;
+    Ok(Json(keys.into_iter().map(SigningKeyView::from).collect()))
+}
+
+// ---- jobs ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// The signed job statement: base64 of its canonical CBOR envelope.
+    pub envelope: String,
+    /// The script body whose SHA-256 the statement names.
+    pub script: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QuorumView {
+    pub have: usize,
+    pub need: usize,
+    pub customer_required: bool,
+    pub customer_signed: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignerView {
+    pub key_id: String,
+    /// The policy's name for the key, when the current policy lists it.
+    pub name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobTargetView {
+    pub device_id: String,
+    pub hostname: String,
+    /// waiting, delivered, succeeded, failed, timed_out or refused.
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub refusal_code: Option<String>,
+    pub refusal_reason: Option<String>,
+    pub output_sha256: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    /// When the server first sent the job to the device.
+    pub delivered_at: Option<String>,
+    /// The agent's clock: when the script started and ended.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobView {
+    /// The job id (32 hex characters).
+    pub id: String,
+    pub tenant: String,
+    pub class: String,
+    pub reason: String,
+    pub requested_by: String,
+    pub script_sha256: String,
+    /// pending, approved, rejected or expired.
+    pub state: String,
+    pub quorum: Option<QuorumView>,
+    pub signers: Vec<SignerView>,
+    pub not_before: String,
+    pub expires_at: String,
+    pub created_at: String,
+    /// When the quorum was met (or the job rejected or expired).
+    pub decided_at: Option<String>,
+    pub timeout_secs: u32,
+    pub decision_note: Option<String>,
+    pub targets: Vec<JobTargetView>,
+    /// Only on a single job: the exact script text.
+    pub script: Option<String>,
+    /// Only on a single job: the envelope with every signature (base64).
+    pub envelope: Option<String>,
+    /// Only on a single job: SHA-256 of the envelope's signing bytes (hex),
+    /// the challenge a passkey approval signs.
+    pub challenge: Option<String>,
+}
+
+fn text(bytes: &Option<Vec<u8>>) -> Option<String> {
+    bytes
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+pub fn job_view(
+    job: &JobRow,
+    targets: &[JobTargetRow],
+    policy: Option<&Policy>,
+    full: bool,
+) -> JobView {
+    let limits = limits();
+    let signed = Signed::from_bytes(&job.envelope, &limits).ok();
+    let statement = signed
+        .as_ref()
+        .and_then(|s| s.statement::<JobStatement>(&limits).ok());
+    let quorum = match (&signed, &statement, policy) {
+        (Some(s), Some(j), Some(p)) => quorum_progress(s, j, p).map(|q| QuorumView {
+            have: q.have,
+            need: q.need,
+            customer_required: q.customer_required,
+            customer_signed: q.customer_signed,
+        }),
+        _ => None,
+    };
+    let signers = signed
+        .as_ref()
+        .map(|s| {
+            s.signatures
+                .iter()
+                .map(|e| SignerView {
+                    key_id: hex::encode(e.key_id.0),
+                    name: policy.and_then(|p| {
+                        p.operators
+                            .iter()
+                            .find(|o| o.key.id() == e.key_id)
+                            .map(|o| o.name.clone())
+                    }),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    JobView {
+        id: job.id.clone(),
+        tenant: job.tenant_name.clone(),
+        class: job.class.clone(),
+        reason: job.reason.clone(),
+        requested_by: job.requested_by_username.clone(),
+        script_sha256: hex::encode(job.script_sha256),
+        state: job.state.to_string(),
+        quorum,
+        signers,
+        not_before: rfc3339(job.not_before),
+        expires_at: rfc3339(job.expires_at),
+        created_at: rfc3339(job.created_at),
+        decided_at: job.decided_at.map(rfc3339),
+        timeout_secs: statement
+            .as_ref()
+            .map(|j| j.timeout_secs)
+            .unwrap_or_default(),
+        decision_note: job.decision_note.clone(),
+        targets: targets
+            .iter()
+            .map(|t| JobTargetView {
+                device_id: t.device_id.clone(),
+                hostname: t.hostname.clone(),
+                state: t.state.to_string(),
+                exit_code: t.exit_code.and_then(|c| i32::try_from(c).ok()),
+                refusal_code: t.refusal_code.clone(),
+                refusal_reason: t.refusal_reason.clone(),
+                output_sha256: t.output_sha256.map(hex::encode),
+                stdout: if full { text(&t.stdout) } else { None },
+                stderr: if full { text(&t.stderr) } else { None },
+                delivered_at: t.delivered_at.map(rfc3339),
+                started_at: t.started_at.map(rfc3339),
+                finished_at: t.finished_at.map(rfc3339),
+            })
+            .collect(),
+        script: full.then(|| String::from_utf8_lossy(&job.script).into_owned()),
+        envelope: full.then(|| B64.encode(&job.envelope)),
+        challenge: if full {
+            signed.as_ref().map(|s| hex::encode(s.challenge()))
+        } else {
+            None
+        },
+    }
+}
+
+/// Does the current policy's quorum hold for this envelope now?
+fn quorum_met(signed: &Signed, job: &JobStatement, policy: Option<&Policy>) -> bool {
+    policy.is_some_and(|p| check_quorum(signed, job, p, now_secs()).is_ok())
+}
+
+/// Submits a job the requester signed on their own machine. It waits as
+/// pending until the policy's quorum of signatures is met, then goes to
+/// its targets, which check everything again.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/jobs", tag = "jobs",
+    params(("tenant" = String, Path, description = "Tenant name")), request_body = JobRequest,
+    responses((status = 201, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn create_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(req): ApiJson<JobRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, Action::RequestJob).await?;
+    let limits = limits();
+    let signed = decode_envelope(&req.envelope)?;
+    let job: JobStatement = signed
+        .statement(&limits)
+        .map_err(|e| ApiError::bad_request(format!("not a job statement: {e}")))?;
+    if req.script.len() > MAX_SCRIPT_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "the script is larger than {MAX_SCRIPT_BYTES} bytes"
+        )));
+    }
+    if job.tenant != tenant.id {
+        return Err(ApiError::bad_request(
+            "the statement names another tenant (statements name the tenant id)",
+        ));
+    }
+    if <[u8; 32]>::from(Sha256::digest(req.script.as_bytes())) != job.script_sha256.0 {
+        return Err(ApiError::bad_request(
+            "the script does not match the signed script_sha256",
+        ));
+    }
+    if job.targets.is_empty() || job.targets.len() > limits.max_targets {
+        return Err(ApiError::bad_request(format!(
+            "a job needs 1 to {} targets",
+            limits.max_targets
+        )));
+    }
+    let now = now_secs();
+    if job.expires_at <= now || job.expires_at <= job.not_before {
+        return Err(ApiError::bad_request("the job has already expired"));
+    }
+    if job.expires_at - job.not_before > limits.max_job_validity_secs {
+        return Err(ApiError::bad_request(
+            "the job's validity window is too long",
+        ));
+    }
+    if job.timeout_secs == 0 || job.timeout_secs > bulwark_policy::job::MAX_TIMEOUT_SECS {
+        return Err(ApiError::bad_request("timeout_secs out of range"));
+    }
+    // The requester signs with a key registered to their own account.
+    let own: Vec<PublicKey> = own_keys(&state, &caller).await?;
+    let signed_with: Vec<String> = signed
+        .tally(own.iter())
+        .valid
+        .iter()
+        .map(|id| hex::encode(id.0))
+        .collect();
+    if signed_with.is_empty() {
+        return Err(ApiError::bad_request(
+            "the job must carry a valid signature by one of your registered signing keys (`bulwark keys register`)",
+        ));
+    }
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    trust.require_intact()?;
+    let policy = trust.policy.as_ref().map(|(_, p)| p);
+    if policy.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_policy",
+            "the tenant has no policy yet: run `bulwark tenant init`",
+        ));
+    }
+    let approved = quorum_met(&signed, &job, policy);
+    let id = hex::encode(job.job_id);
+    let created = state
+        .store
+        .create_job(
+            &NewJob {
+                id: id.clone(),
+                tenant_id: tenant.id.clone(),
+                requested_by: caller.operator.id.clone(),
+                class: job.class.name().to_owned(),
+                reason: job.reason.clone(),
+                script: req.script.as_bytes().to_vec(),
+                script_sha256: job.script_sha256.0,
+                envelope: signed.to_bytes(),
+                state: if approved {
+                    JobState::Approved
+                } else {
+                    JobState::Pending
+                },
+                not_before: secs_to_ms(job.not_before),
+                expires_at: secs_to_ms(job.expires_at),
+                signed_with,
+            },
+            &job.targets,
+            now_millis(),
+        )
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(StoreError::ForeignTarget(target)) => {
+            return Err(ApiError::bad_request(format!(
+                "{target} is not a device of this tenant"
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    audit(
+        &state,
+        &caller,
+        Some(&tenant.id),
+        "job.requested",
+        &format!(
+            "{id} {} on {} device(s)",
+            job.class.name(),
+            job.targets.len()
+        ),
+    )
+    .await;
+    if approved {
+        audit(&state, &caller, Some(&tenant.id), "job.approved", &id).await;
+        for target in &job.targets {
+            state.presence.nudge_device(target);
+        }
+    }
+    let view = single_job(&state, &caller, &id).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000)
+}
+
+async fn own_keys(state: &AppState, caller: &Caller) -> Result<Vec<PublicKey>, ApiError> {
+    Ok(state
+        .store
+        .signing_keys_of(&caller.operator.id)
+        .await?
+        .into_iter()
+        .filter(|k| k.revoked_at.is_none())
+        .filter_map(|k| bulwark_protocol::codec::from_canonical::<PublicKey>(&k.public_key).ok())
+        .collect())
+}
+
+async fn single_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobView, ApiError> {
+    let (job, tenant_id) = job_in_scope(state, caller, id, Action::ViewJobs).await?;
+    let targets = state.store.job_targets(&caller.scope(), &job.id).await?;
+    let set = state
+        .store
+        .trust_statements(&caller.scope(), &tenant_id)
+        .await?;
+    let trust = Trust::load(&tenant_id, &set);
+    Ok(job_view(
+        &job,
+        &targets,
+        trust.policy.as_ref().map(|(_, p)| p),
+        true,
+    ))
+}
+
+async fn job_in_scope(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+) -> Result<(JobRow, String), ApiError> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::not_found("job"));
+    }
+    let job = state
+        .store
+        .job(&caller.scope(), &id.to_ascii_lowercase())
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    caller.require_in(action, &job.tenant_id)?;
+    let tenant_id = job.tenant_id.clone();
+    Ok((job, tenant_id))
+}
+
+/// A tenant's jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/jobs", tag = "jobs",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = [JobView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn list_jobs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<Vec<JobView>>, ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, Action::ViewJobs).await?;
+    Ok(Json(job_views(&state, &caller, &tenant).await?))
+}
+
+pub async fn job_views(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+) -> Result<Vec<JobView>, ApiError> {
+    let scope = caller.scope();
+    let trust = load_trust(state, caller, tenant).await?;
+    let policy = trust.policy.as_ref().map(|(_, p)| p);
+    let jobs = state.store.list_jobs(&scope, &tenant.id, 200).await?;
+    let mut views = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let targets = state.store.job_targets(&scope, &job.id).await?;
+        views.push(job_view(&job, &targets, policy, false));
+    }
+    Ok(views)
+}
+
+/// One job: the exact script, every signature and each target's result.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (32 hex characters)")),
+    responses((status = 200, body = JobView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(single_job(&state, &caller, &id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// The signing key (hex key id, as `bulwark keys list` shows it).
+    pub key_id: String,
+    /// Ed25519 signature over the envelope's signing bytes (base64 of 64 bytes).
+    pub signature: String,
+}
+
+/// Adds the caller's signature to a pending job. The job goes out once the
+/// policy's quorum is met.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/approvals", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (32 hex characters)")), request_body = ApprovalRequest,
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn approve_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ApprovalRequest>,
+) -> Result<Json<JobView>, ApiError> {
+    let (job, tenant_id) = job_in_scope(&state, &caller, &id, Action::ApproveJob).await?;
+    if job.state != JobState::Pending {
+        return Err(ApiError::conflict(format!("the job is {}", job.state)));
+    }
+    if job.requested_by == caller.operator.id {
+        return Err(ApiError::conflict(
+            "the requester cannot approve their own job: another person must",
+        ));
+    }
+    let limits = limits();
+    let mut signed = Signed::from_bytes(&job.envelope, &limits).map_err(ApiError::internal)?;
+    let statement: JobStatement = signed.statement(&limits).map_err(ApiError::internal)?;
+    let key_id = parse_key_id(&req.key_id)?;
+    let signature: [u8; 64] = decode_b64(&req.signature, "signature")?
+        .try_into()
+        .map_err(|_| ApiError::bad_request("signature must be 64 bytes"))?;
+    let own = own_keys(&state, &caller).await?;
+    let key = own.iter().find(|k| k.id() == key_id).ok_or_else(|| {
+        ApiError::bad_request("key_id is not one of your registered signing keys")
+    })?;
+    if signed.signatures.iter().any(|e| e.key_id == key_id) {
+        return Err(ApiError::conflict("this key has already signed the job"));
+    }
+    signed.signatures.push(SignatureEntry {
+        key_id,
+        signature,
+        webauthn: None,
+    });
+    if signed.tally(std::iter::once(key)).valid.is_empty() {
+        return Err(ApiError::bad_request(
+            "the signature does not verify over this job's envelope",
+        ));
+    }
+    let set = state
+        .store
+        .trust_statements(&caller.scope(), &tenant_id)
+        .await?;
+    let trust = Trust::load(&tenant_id, &set);
+    let policy = trust.policy.as_ref().map(|(_, p)| p);
+    state
+        .store
+        .record_approval(
+            &job.id,
+            &caller.operator.id,
+            &req.key_id.to_ascii_lowercase(),
+            &job.envelope,
+            &signed.to_bytes(),
+            now_millis(),
+        )
+        .await?;
+    audit(&state, &caller, Some(&tenant_id), "job.signed", &job.id).await;
+    if quorum_met(&signed, &statement, policy)
+        && state
+            .store
+            .set_job_state(
+                &job.id,
+                JobState::Approved,
+                Some(&caller.operator.id),
+                None,
+                now_millis(),
+            )
+            .await?
+    {
+        audit(&state, &caller, Some(&tenant_id), "job.approved", &job.id).await;
+        for target in &statement.targets {
+            state.presence.nudge_device(target);
+        }
+    }
+    Ok(Json(single_job(&state, &caller, &job.id).await?))
+}
+
+fn parse_key_id(text: &str) -> Result<KeyId, ApiError> {
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::bad_request("key_id must be 64 hex characters"))?;
+    Ok(KeyId(bytes))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    pub reason: String,
+}
+
+/// Rejects a pending job; it will never be delivered.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/reject", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (32 hex characters)")), request_body = RejectRequest,
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn reject_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RejectRequest>,
+) -> Result<Json<JobView>, ApiError> {
+    let (job, tenant_id) = job_in_scope(&state, &caller, &id, Action::ApproveJob).await?;
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.len() > 1000 {
+        return Err(ApiError::bad_request("reason must be 1 to 1000 characters"));
+    }
+    if !state
+        .store
+        .set_job_state(
+            &job.id,
+            JobState::Rejected,
+            Some(&caller.operator.id),
+            Some(reason),
+            now_millis(),
+        )
+        .await?
+    {
+        return Err(ApiError::conflict(format!("the job is {}", job.state)));
+    }
+    audit(&state, &caller, Some(&tenant_id), "job.rejected", &job.id).await;
+    Ok(Json(single_job(&state, &caller, &job.id).await?))
+}
