@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 /// Operator commands, flattened into the top-level `bulwark` command.
 #[derive(Debug, clap::Subcommand)]
 pub enum OperatorCommand {
-    /// Log in to a Bulwark server (password and TOTP code: MFA is always required).
+    /// Log in to a Bulwark server: password and TOTP code (MFA is always
+    /// required), or `--device`: a code approved in the console with a passkey.
     Login {
         /// Server URL, e.g. https://bulwark.example.net or http://localhost:8080.
         #[arg(long, env = "BULWARK_SERVER", value_name = "URL")]
@@ -40,6 +41,10 @@ pub enum OperatorCommand {
         /// PEM file with a CA certificate to trust for https (a private CA).
         #[arg(long, value_name = "FILE")]
         ca_cert: Option<PathBuf>,
+        /// Sign in with a code approved in the console with a passkey (RFC 8628 device
+        /// flow): prints a code and a URL, then waits for the approval.
+        #[arg(long, conflicts_with_all = ["username", "password_stdin", "otp"])]
+        device: bool,
     },
     /// End the session on the server and forget the stored token.
     Logout,
@@ -121,7 +126,14 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
             password_stdin,
             otp,
             ca_cert,
-        } => login(server, username, password_stdin, otp, ca_cert).await,
+            device,
+        } => {
+            if device {
+                login_device(server, ca_cert).await
+            } else {
+                login(server, username, password_stdin, otp, ca_cert).await
+            }
+        }
         OperatorCommand::Logout => logout().await,
         OperatorCommand::Keys { command } => crate::keys::run(command).await,
         OperatorCommand::Policy { command } => crate::trust::run_policy(command).await,
@@ -270,6 +282,115 @@ async fn login(
         None => println!("Logged in to {server} as {username}."),
     }
     eprintln!("Credentials saved to {}.", path.display());
+    Ok(())
+}
+
+/// `bulwark login --device`: RFC 8628. Asks for a code, prints it with the
+/// console URL, and polls (at the interval the server names, longer after
+/// `slow_down`) until an operator approves it with a passkey, denies it, or
+/// it expires.
+async fn login_device(server: String, ca_cert: Option<PathBuf>) -> Result<()> {
+    let server = normalize_server(&server)?;
+    let ca_cert_pem = match &ca_cert {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the CA certificate {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let client = http_client(ca_cert_pem.as_deref())?;
+    let started = send(
+        client
+            .post(format!("{server}/api/v1/auth/device"))
+            .json(&json!({})),
+        "device sign-in",
+    )
+    .await?;
+    let device_code = started["device_code"]
+        .as_str()
+        .context("the server's reply has no device_code")?
+        .to_owned();
+    let user_code = started["user_code"]
+        .as_str()
+        .context("the server's reply has no user_code")?;
+    let path = started["verification_uri"].as_str().unwrap_or("/device");
+    let expires_in = started["expires_in"].as_u64().unwrap_or(600);
+    let mut interval = started["interval"].as_u64().unwrap_or(5).clamp(1, 60);
+    println!("To sign in, open {server}{path} and enter the code:");
+    println!();
+    println!("    {user_code}");
+    println!();
+    println!(
+        "Approve it there with your passkey (the code expires in {} minutes).",
+        expires_in / 60
+    );
+    let _ = std::io::stdout().flush();
+    let spinner = spinner("Waiting for approval in the console…");
+    let deadline = std::time::Instant::now() + Duration::from_secs(expires_in + 5);
+    let reply = loop {
+        tokio::time::sleep(Duration::from_secs(interval)).await;
+        if std::time::Instant::now() > deadline {
+            spinner.finish_and_clear();
+            bail!("the code expired before it was approved: run `bulwark login --device` again");
+        }
+        let response = client
+            .post(format!("{server}/api/v1/auth/device/token"))
+            .json(&json!({
+                "device_code": device_code,
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            }))
+            .send()
+            .await;
+        let response = match response {
+            Ok(r) => r,
+            // A network blip: keep polling until the code expires.
+            Err(_) => continue,
+        };
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            break body;
+        }
+        match body["error"].as_str() {
+            Some("authorization_pending") => {}
+            Some("slow_down") => interval += 5,
+            Some("access_denied") => {
+                spinner.finish_and_clear();
+                bail!("the sign-in was denied in the console");
+            }
+            Some("expired_token") => {
+                spinner.finish_and_clear();
+                bail!(
+                    "the code expired before it was approved: run `bulwark login --device` again"
+                );
+            }
+            Some("invalid_grant") => {
+                spinner.finish_and_clear();
+                bail!(
+                    "the server no longer knows this sign-in (was it restarted?): run `bulwark login --device` again"
+                );
+            }
+            _ => {
+                spinner.finish_and_clear();
+                bail!("the server refused the sign-in (HTTP {status}): {body}");
+            }
+        }
+    };
+    spinner.finish_and_clear();
+    let token = reply["access_token"]
+        .as_str()
+        .context("the server's reply has no access_token")?;
+    let credentials = Credentials {
+        server: server.clone(),
+        token: token.to_owned(),
+        ca_cert_pem,
+    };
+    let saved = credentials.save()?;
+    match reply["expires_at"].as_str() {
+        Some(expires) => println!("Logged in to {server} (session expires {expires})."),
+        None => println!("Logged in to {server}."),
+    }
+    eprintln!("Credentials saved to {}.", saved.display());
     Ok(())
 }
 

@@ -42,6 +42,9 @@ const MAX_POLICY_DAYS: u64 = 10 * 366;
 pub enum TenantTrustCommand {
     /// Create a tenant's trust root (k of n keys) and first policy, signed on this machine.
     Init(InitArgs),
+    /// Replace the tenant's root keys (root version + 1), signed by the threshold of the
+    /// current root and of the new one; agents take it over their normal connection.
+    RotateRoot(RotateRootArgs),
     /// Pull the kill switch: every agent of the tenant refuses every job.
     Freeze {
         #[arg(long)]
@@ -98,6 +101,39 @@ pub struct InitArgs {
     json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RotateRootArgs {
+    #[arg(long)]
+    tenant: String,
+    /// How many keys of the new root must sign a policy or the next root
+    /// (default: the current root's threshold).
+    #[arg(long, value_name = "K")]
+    threshold: Option<u32>,
+    /// How many new MSP root keys to create on this machine (named
+    /// root-TENANT-VERSION-1, …).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    new_root_keys: u32,
+    /// Keep only these keys of the current root (names as `bulwark policy
+    /// show` lists them, or local key names). Default: keep every key not dropped.
+    #[arg(long, value_name = "KEYNAME", num_args = 1.., conflicts_with = "drop")]
+    keep: Vec<String>,
+    /// Drop these keys of the current root: they sign nothing for this tenant
+    /// once agents hold the new root.
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    drop: Vec<String>,
+    /// A customer-held root key to add (hex, from `bulwark keys export` on
+    /// the customer's machine); repeat for several.
+    #[arg(long = "add-customer-key", value_name = "HEX", num_args = 1..)]
+    add_customer_keys: Vec<String>,
+    /// The current TOTP code, if the server asks for a fresh MFA check
+    /// (prompted for on a terminal otherwise).
+    #[arg(long, value_name = "CODE")]
+    otp: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 /// `bulwark policy …`: a tenant's signed policy.
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
@@ -135,13 +171,21 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "CODE")]
         otp: Option<String>,
     },
-    /// Authorise an operator key (a new policy version).
+    /// Authorise an operator key or passkey (a new policy version).
     AddOperator {
         #[arg(long)]
         tenant: String,
         /// The operator's Ed25519 public key, hex (`bulwark keys export`).
-        #[arg(long, value_name = "HEX")]
-        public_key: String,
+        #[arg(long, value_name = "HEX", required_unless_present_any = ["passkey_public_key", "passkey"], conflicts_with_all = ["passkey_public_key", "passkey"])]
+        public_key: Option<String>,
+        /// A passkey as a job signer: its `policy_public_key` from `GET
+        /// /api/v1/passkeys` (base64 of the policy key's canonical CBOR).
+        #[arg(long, value_name = "BASE64", conflicts_with = "passkey")]
+        passkey_public_key: Option<String>,
+        /// One of your own passkeys, by the name you gave it in the console
+        /// (read from the server, whose answer is shown for you to check).
+        #[arg(long, value_name = "NAME")]
+        passkey: Option<String>,
         #[arg(long)]
         name: String,
         /// Action classes the key may sign, comma-separated (default: all).
@@ -171,6 +215,7 @@ pub enum PolicyCommand {
 pub async fn run_tenant(command: TenantTrustCommand) -> Result<()> {
     match command {
         TenantTrustCommand::Init(args) => init(args).await,
+        TenantTrustCommand::RotateRoot(args) => rotate_root(args).await,
         TenantTrustCommand::Freeze {
             tenant,
             key,
@@ -230,12 +275,21 @@ pub async fn run_policy(command: PolicyCommand) -> Result<()> {
         PolicyCommand::AddOperator {
             tenant,
             public_key,
+            passkey_public_key,
+            passkey,
             name,
             classes,
             customer,
             otp,
         } => {
-            let key = parse_public_key(&public_key)?;
+            let key = match (public_key, passkey_public_key, passkey) {
+                (Some(hex), _, _) => parse_public_key(&hex)?,
+                (None, Some(b64), _) => parse_passkey_key(&b64)?,
+                (None, None, Some(passkey)) => own_passkey_key(&passkey).await?,
+                (None, None, None) => {
+                    bail!("name the key: --public-key, --passkey-public-key or --passkey")
+                }
+            };
             let classes = if classes.is_empty() {
                 ALL_CLASSES.to_vec()
             } else {
@@ -578,6 +632,8 @@ pub(crate) struct Trust {
 #[derive(Debug)]
 pub(crate) struct FreezeView {
     pub statement: FreezeStatement,
+    /// The envelope, as the server serves it.
+    pub signed: Signed,
     /// Whether it verifies against the latest root.
     pub verified: bool,
 }
@@ -652,6 +708,7 @@ fn verify_trust(reply: &TrustReply) -> Result<Trust> {
             let verified = chain::freeze_state(&root, Some(&signed), &limits).is_ok();
             Some(FreezeView {
                 statement,
+                signed,
                 verified,
             })
         }
@@ -1189,6 +1246,665 @@ fn sign_freeze(
 }
 
 // ---------------------------------------------------------------------------
+// Root rotation
+// ---------------------------------------------------------------------------
+
+/// What `tenant rotate-root` was asked for.
+#[derive(Debug, Default)]
+pub(crate) struct RotationAsk<'a> {
+    /// The tenant's name (new keys are named after it).
+    pub tenant: &'a str,
+    pub threshold: Option<u32>,
+    pub new_root_keys: u32,
+    pub keep: &'a [String],
+    pub drop: &'a [String],
+    pub customers: &'a [PublicKey],
+}
+
+/// The next root's key set, resolved against the current root and checked
+/// before any key is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RotationPlan {
+    pub version: u64,
+    pub threshold: u32,
+    /// Keys of the current root that stay, in its order.
+    pub kept: Vec<RootKey>,
+    /// Keys of the current root that go.
+    pub dropped: Vec<RootKey>,
+    /// MSP keys to create on this machine: `root-<tenant>-<version>-<i>`.
+    pub new_names: Vec<String>,
+    /// Customer-held keys to add.
+    pub customers: Vec<RootKey>,
+}
+
+impl RotationPlan {
+    /// The next root, once the new keys exist (`created`: name and public key,
+    /// in `new_names` order).
+    pub fn root(&self, current: &TrustRoot, created: &[(String, PublicKey)]) -> TrustRoot {
+        let keys = self
+            .kept
+            .iter()
+            .cloned()
+            .chain(created.iter().map(|(name, key)| RootKey {
+                key: key.clone(),
+                holder: Holder::Msp,
+                name: name.clone(),
+            }))
+            .chain(self.customers.iter().cloned())
+            .collect();
+        TrustRoot {
+            tenant: current.tenant.clone(),
+            version: self.version,
+            threshold: self.threshold,
+            keys,
+        }
+    }
+}
+
+/// Names and holders, for messages.
+fn key_names(keys: &[&RootKey]) -> String {
+    if keys.is_empty() {
+        return "none".to_owned();
+    }
+    keys.iter()
+        .map(|k| format!("{} ({})", k.name, holder_name(k.holder)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Resolves and checks a rotation: which keys stay, go and come, the new
+/// threshold, and that this machine holds the current root's threshold and
+/// (with the keys it will create) the new one's. `local_name` names the
+/// local key holding a public key, if any. Pure: nothing is created here.
+pub(crate) fn plan_rotation(
+    current: &TrustRoot,
+    ask: &RotationAsk<'_>,
+    local_name: &dyn Fn(&PublicKey) -> Option<String>,
+) -> Result<RotationPlan> {
+    let limits = Limits::default();
+    ensure!(
+        ask.new_root_keys <= 16,
+        "--new-root-keys must be at most 16"
+    );
+    let version = current.version + 1;
+    // A name given on the command line: the root's name for a key, or the
+    // name of the local key holding it.
+    let find = |name: &str, flag: &str| -> Result<usize> {
+        let matches: Vec<usize> = current
+            .keys
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.name == name || local_name(&k.key).as_deref() == Some(name))
+            .map(|(i, _)| i)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => bail!(
+                "{flag} {name}: root version {} has no key of that name (its keys: {})",
+                current.version,
+                current
+                    .keys
+                    .iter()
+                    .map(|k| k.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => bail!(
+                "{flag} {name}: several keys of root version {} have that name",
+                current.version
+            ),
+        }
+    };
+    let mut keep = vec![ask.keep.is_empty(); current.keys.len()];
+    for name in ask.keep {
+        keep[find(name, "--keep")?] = true;
+    }
+    for name in ask.drop {
+        keep[find(name, "--drop")?] = false;
+    }
+    let mut kept: Vec<RootKey> = Vec::new();
+    let mut dropped: Vec<RootKey> = Vec::new();
+    for (key, keep) in current.keys.iter().zip(keep) {
+        if keep {
+            kept.push(key.clone());
+        } else {
+            dropped.push(key.clone());
+        }
+    }
+
+    let mut customers: Vec<RootKey> = Vec::new();
+    for key in ask.customers {
+        if let Some(existing) = current.keys.iter().find(|k| k.key == *key) {
+            bail!(
+                "--add-customer-key {}: it is already root key {} (keep or drop it with --keep/--drop)",
+                public_hex(key),
+                existing.name
+            );
+        }
+        ensure!(
+            !customers.iter().any(|c| c.key == *key),
+            "--add-customer-key {} is given twice",
+            public_hex(key)
+        );
+        customers.push(RootKey {
+            key: key.clone(),
+            holder: Holder::Customer,
+            name: format!("customer-{version}-{}", customers.len() + 1),
+        });
+    }
+    let new_names: Vec<String> = (1..=ask.new_root_keys)
+        .map(|i| format!("root-{}-{version}-{i}", ask.tenant))
+        .collect();
+
+    let total = kept.len() + new_names.len() + customers.len();
+    ensure!(
+        total >= 1,
+        "the new root would have no keys: keep some or add some with --new-root-keys"
+    );
+    ensure!(
+        total <= limits.max_root_keys,
+        "the new root would have {total} keys; a root holds at most {}",
+        limits.max_root_keys
+    );
+    let threshold = ask.threshold.unwrap_or(current.threshold);
+    let need = usize::try_from(threshold).unwrap_or(usize::MAX);
+    ensure!(threshold >= 1, "--threshold must be at least 1");
+    ensure!(
+        need <= total,
+        "{} of {threshold} needs at least {threshold} keys, but the new root would have {total}{}",
+        if ask.threshold.is_some() {
+            "a threshold"
+        } else {
+            "the current threshold"
+        },
+        if ask.threshold.is_some() {
+            ""
+        } else {
+            ": pass --threshold"
+        }
+    );
+    ensure!(
+        !(new_names.is_empty()
+            && customers.is_empty()
+            && dropped.is_empty()
+            && threshold == current.threshold),
+        "nothing would change: say what the new root is with --new-root-keys, --add-customer-key, \
+         --drop, --keep or --threshold"
+    );
+
+    // The current root's threshold must consent, from keys held here.
+    let (held_old, missing_old): (Vec<&RootKey>, Vec<&RootKey>) = current
+        .keys
+        .iter()
+        .partition(|k| local_name(&k.key).is_some());
+    if held_old.len() < current.threshold() {
+        bail!(
+            "a new root must be signed by {} of the {} keys of the current root (version {}); \
+             this machine holds {}: {}. Missing here: {}. Signing by several people on \
+             different machines is not supported yet (a follow-up): for now run this where \
+             the current root's threshold is held",
+            current.threshold(),
+            current.keys.len(),
+            current.version,
+            held_old.len(),
+            key_names(&held_old),
+            key_names(&missing_old)
+        );
+    }
+    // And the new root's threshold, so its keys exist and are held: the
+    // keys created here, plus kept or customer keys this machine holds.
+    let (held_new, missing_new): (Vec<&RootKey>, Vec<&RootKey>) = kept
+        .iter()
+        .chain(&customers)
+        .partition(|k| local_name(&k.key).is_some());
+    let held = held_new.len() + new_names.len();
+    if held < need {
+        bail!(
+            "the new root must also be signed by its own threshold ({threshold} of {total} keys), \
+             and this machine would hold {held}: {} new key(s){}{}. Create more with \
+             --new-root-keys or lower --threshold (signing by several people on different \
+             machines is not supported yet: a follow-up)",
+            new_names.len(),
+            if held_new.is_empty() {
+                String::new()
+            } else {
+                format!(" and {}", key_names(&held_new))
+            },
+            if missing_new.is_empty() {
+                String::new()
+            } else {
+                format!("; not held here: {}", key_names(&missing_new))
+            }
+        );
+    }
+    Ok(RotationPlan {
+        version,
+        threshold,
+        kept,
+        dropped,
+        new_names,
+        customers,
+    })
+}
+
+/// The keys that sign a rotation: a threshold of the current root and one of
+/// the next, from those `held` here, a key in both counting for both.
+pub(crate) fn rotation_signers(
+    current: &TrustRoot,
+    next: &TrustRoot,
+    held: &dyn Fn(&PublicKey) -> bool,
+) -> Result<Vec<PublicKey>> {
+    let in_next = |k: &PublicKey| next.keys.iter().any(|n| n.key == *k);
+    let mut old: Vec<&PublicKey> = current.public_keys().filter(|k| held(k)).collect();
+    // Keys in both roots first: fewer keys to unlock.
+    old.sort_by_key(|k| !in_next(k));
+    ensure!(
+        old.len() >= current.threshold(),
+        "this machine holds {} of the {} keys the current root's threshold needs",
+        old.len(),
+        current.threshold()
+    );
+    let mut chosen: Vec<PublicKey> = old.into_iter().take(current.threshold()).cloned().collect();
+    let mut new: Vec<&PublicKey> = next.public_keys().filter(|k| held(k)).collect();
+    new.sort_by_key(|k| !chosen.contains(k));
+    ensure!(
+        new.len() >= next.threshold(),
+        "this machine holds {} of the {} keys the new root's threshold needs",
+        new.len(),
+        next.threshold()
+    );
+    for key in new.into_iter().take(next.threshold()) {
+        if !chosen.contains(key) {
+            chosen.push(key.clone());
+        }
+    }
+    Ok(chosen)
+}
+
+/// A signed rotation, and what goes with it, checked as agents check them.
+pub(crate) struct Rotation {
+    pub root: Signed,
+    /// The current policy's content as the next version, signed by both
+    /// thresholds: valid under the current root when published (before the
+    /// root) and under the new one after.
+    pub policy: Option<(Policy, Signed)>,
+    /// The kill switch's current state as the next sequence, when the stored
+    /// statement would not verify against the new root (signed by keys it drops).
+    pub freeze: Option<(FreezeStatement, Signed)>,
+}
+
+/// Signs `next` with `keys` (thresholds of the current and next roots), and
+/// re-signs the policy and, if the new root would not verify it, the freeze
+/// statement; each is checked against both roots before it leaves here.
+pub(crate) fn sign_rotation(
+    current: &TrustRoot,
+    next: &TrustRoot,
+    policy: Option<&Policy>,
+    freeze: Option<&FreezeView>,
+    keys: &[&SigningKey],
+    now: u64,
+) -> Result<Rotation> {
+    let limits = Limits::default();
+    let sign = |signed: &mut Signed| {
+        for key in keys {
+            signed.sign(key);
+        }
+    };
+    let mut root = Signed::new(next);
+    sign(&mut root);
+    let verified = current
+        .verify_rotation(&root, &limits)
+        .map_err(refused("the new trust root"))?;
+    ensure!(
+        verified == *next,
+        "the new trust root reads back differently"
+    );
+
+    let policy = match policy {
+        None => None,
+        Some(held) => {
+            let mut statement = held.clone();
+            statement.version += 1;
+            let mut signed = Signed::new(&statement);
+            sign(&mut signed);
+            Policy::verify_update(current, Some(held), &signed, now, &limits)
+                .map_err(refused("the re-signed policy (under the current root)"))?;
+            Policy::verify_update(next, Some(held), &signed, now, &limits)
+                .map_err(refused("the re-signed policy (under the new root)"))?;
+            Some((statement, signed))
+        }
+    };
+
+    let freeze = match freeze {
+        Some(view) if chain::freeze_state(next, Some(&view.signed), &limits).is_err() => {
+            let held = FreezeState {
+                sequence: view.statement.sequence,
+                frozen: view.statement.frozen,
+            };
+            let suffix = format!(" (re-signed for root version {})", next.version);
+            let mut reason = view.statement.reason.clone();
+            if reason.len() + suffix.len() <= 4096 {
+                reason.push_str(&suffix);
+            }
+            let statement = FreezeStatement {
+                tenant: current.tenant.clone(),
+                sequence: held.sequence + 1,
+                frozen: held.frozen,
+                reason,
+            };
+            let mut signed = Signed::new(&statement);
+            sign(&mut signed);
+            held.apply(current, &signed, &limits).map_err(refused(
+                "the re-signed freeze statement (under the current root)",
+            ))?;
+            held.apply(next, &signed, &limits).map_err(refused(
+                "the re-signed freeze statement (under the new root)",
+            ))?;
+            FreezeState::default()
+                .apply(next, &signed, &limits)
+                .map_err(refused(
+                    "the re-signed freeze statement (under the new root)",
+                ))?;
+            Some((statement, signed))
+        }
+        _ => None,
+    };
+    Ok(Rotation {
+        root,
+        policy,
+        freeze,
+    })
+}
+
+async fn rotate_root(args: RotateRootArgs) -> Result<()> {
+    let RotateRootArgs {
+        tenant,
+        threshold,
+        new_root_keys,
+        keep,
+        drop,
+        add_customer_keys,
+        otp,
+        json,
+    } = args;
+    let otp = otp.as_deref();
+
+    // 1. Everything that can be refused is refused before anything is created.
+    let customers = add_customer_keys
+        .iter()
+        .map(|text| parse_public_key(text).with_context(|| format!("--add-customer-key {text}")))
+        .collect::<Result<Vec<_>>>()?;
+    let store = KeyStore::open_default()?;
+    let session = Session::load()?;
+    let trust = fetch_trust(&session, &tenant).await?;
+    let current = trust.root.as_ref().with_context(|| {
+        format!(
+            "tenant {tenant} has no trust root yet: run `bulwark tenant init --tenant {tenant}`"
+        )
+    })?;
+    let now = unix_now();
+    if let Some(policy) = &trust.policy {
+        ensure!(
+            policy.expires_at > now,
+            "tenant {tenant}'s policy expired {}: the rotation re-signs it, so sign a new one \
+             first (`bulwark policy show --tenant {tenant} --toml > policy.toml`, set \
+             expires_in_days, `bulwark policy sign`), then rotate",
+            date_text(policy.expires_at)
+        );
+    }
+    if let Some(freeze) = &trust.freeze {
+        ensure!(
+            freeze.verified,
+            "tenant {tenant}'s freeze statement (sequence {}) does not verify against its \
+             current root: the server refuses changes until that is resolved",
+            freeze.statement.sequence
+        );
+    }
+    let local = store.list()?;
+    let local_name = |key: &PublicKey| {
+        local
+            .iter()
+            .find(|k| k.public_key == *key)
+            .map(|k| k.name.clone())
+    };
+    let plan = plan_rotation(
+        current,
+        &RotationAsk {
+            tenant: &tenant,
+            threshold,
+            new_root_keys,
+            keep: &keep,
+            drop: &drop,
+            customers: &customers,
+        },
+        &local_name,
+    )?;
+    // New keys: reuse those a failed earlier run made for this tenant.
+    let role = format!("root:{}", trust.tenant_id);
+    let mut slots: Vec<RootSlot> = Vec::new();
+    for name in &plan.new_names {
+        if store.exists(name)? {
+            let info = store.info(name)?;
+            ensure!(
+                info.role == role,
+                "a key named {name} already exists for something else (role {}); move {} away first",
+                info.role,
+                info.path.display()
+            );
+            ensure!(
+                !current.keys.iter().any(|k| k.key == info.public_key),
+                "key {name} is already a key of the current root"
+            );
+            slots.push(RootSlot::Reuse(info));
+        } else {
+            store.check_new(name, &role)?;
+            slots.push(RootSlot::Create(name.clone()));
+        }
+    }
+
+    // 2. New keys (one passphrase for all), then every signer unlocked.
+    let mut unlocker = Unlocker::new();
+    let mut created: Vec<KeyInfo> = Vec::new();
+    let mut unlocked: Vec<(PublicKey, SigningKey)> = Vec::new();
+    let passphrase = if slots.iter().any(|s| matches!(s, RootSlot::Create(_))) {
+        if !json {
+            eprintln!(
+                "Choose a passphrase for the new root keys (it encrypts them on this machine; \
+                 nobody can recover it)."
+            );
+        }
+        let passphrase = KeyStore::passphrase(true)?;
+        unlocker.remember(passphrase.clone());
+        Some(passphrase)
+    } else {
+        None
+    };
+    let mut new_keys: Vec<(String, PublicKey)> = Vec::new();
+    for slot in slots {
+        let (name, key) = match slot {
+            RootSlot::Reuse(info) => {
+                let key = unlocker.unlock(&store, &info.name)?;
+                (info.name, key)
+            }
+            RootSlot::Create(name) => {
+                let passphrase = passphrase
+                    .as_ref()
+                    .context("no passphrase for the new root keys")?;
+                let (info, key) = store.create_with(&name, &role, passphrase)?;
+                created.push(info);
+                (name, key)
+            }
+        };
+        new_keys.push((name, public_of(&key)));
+        unlocked.push((public_of(&key), key));
+    }
+    let next = plan.root(current, &new_keys);
+    let held =
+        |key: &PublicKey| unlocked.iter().any(|(k, _)| k == key) || local_name(key).is_some();
+    let signers = rotation_signers(current, &next, &held)?;
+    let mut keys: Vec<SigningKey> = Vec::new();
+    for public in &signers {
+        let key = match unlocked.iter().find(|(k, _)| k == public) {
+            Some((_, key)) => key.clone(),
+            None => {
+                let name = local_name(public).context("a signer is not held here")?;
+                unlocker.unlock(&store, &name)?
+            }
+        };
+        keys.push(key);
+    }
+    let keys: Vec<&SigningKey> = keys.iter().collect();
+    let rotation = sign_rotation(
+        current,
+        &next,
+        trust.policy.as_ref(),
+        trust.freeze.as_ref(),
+        &keys,
+        now,
+    )?;
+
+    // 3. Publish: the policy and freeze statement first (valid under the
+    // current root, and under the new one), then the root. The server and
+    // the agents check a stored policy against the latest root, so at no
+    // moment does the tenant hold a policy its latest root did not sign.
+    if let Some((policy, signed)) = &rotation.policy {
+        post_envelope(&session, &tenant, "policy", signed, otp)
+            .await
+            .with_context(|| {
+                format!(
+                    "publishing policy version {} (the current policy, signed by both roots); \
+                     nothing was rotated: run this command again",
+                    policy.version
+                )
+            })?;
+    }
+    if let Some((statement, signed)) = &rotation.freeze {
+        post_envelope(&session, &tenant, "freeze", signed, otp)
+            .await
+            .with_context(|| {
+                format!(
+                    "publishing freeze statement {} (the kill switch as it is, signed by both \
+                     roots); the root was not rotated: run this command again",
+                    statement.sequence
+                )
+            })?;
+    }
+    post_envelope(&session, &tenant, "roots", &rotation.root, otp)
+        .await
+        .context("publishing the new trust root; it was not rotated: run this command again")?;
+
+    // 4. What the server serves now, verified from the first root.
+    let after = fetch_trust(&session, &tenant)
+        .await
+        .context("reading back the rotated trust")?;
+    let root = after
+        .root
+        .as_ref()
+        .context("the server does not show a trust root")?;
+    ensure!(
+        *root == next,
+        "the server shows root version {} instead of the one just published",
+        root.version
+    );
+    let local = store.list()?;
+    let policy_version = after.policy.as_ref().map(|p| p.version);
+    if json {
+        return print_json(&json!({
+            "tenant": tenant,
+            "tenant_id": after.tenant_id,
+            "root_fingerprint": after.fingerprint.map(hex::encode),
+            "previous_root": root_json(current, &local),
+            "root": root_json(root, &local),
+            "dropped_keys": plan.dropped.iter().map(|k| json!({
+                "name": k.name,
+                "holder": holder_name(k.holder),
+                "key_id": hex::encode(k.key.id().0),
+            })).collect::<Vec<_>>(),
+            "created_keys": created.iter().map(KeyInfo::to_json).collect::<Vec<_>>(),
+            "policy_version": policy_version,
+            "freeze_resigned": rotation.freeze.as_ref().map(|(s, _)| s.sequence),
+        }));
+    }
+    println!(
+        "Tenant {tenant}: trust root version {} published, signed by {} of the {} keys of version \
+         {} and {} of its own {}.",
+        root.version,
+        current.threshold,
+        current.keys.len(),
+        current.version,
+        root.threshold,
+        root.keys.len()
+    );
+    println!();
+    println!(
+        "Root version {}: {} of {} keys must sign a policy or a new root.",
+        root.version,
+        root.threshold,
+        root.keys.len()
+    );
+    for key in &root.keys {
+        let status = if created.iter().any(|c| c.public_key == key.key) {
+            "new"
+        } else if plan.customers.iter().any(|c| c.key == key.key) {
+            "added"
+        } else {
+            "kept"
+        };
+        let where_ = local.iter().find(|k| k.public_key == key.key).map_or_else(
+            || "not on this machine".to_owned(),
+            |k| format!("on this machine: {}", k.path.display()),
+        );
+        println!(
+            "  {:<24} {:<8} {} {status:<5}  {where_}",
+            key.name,
+            holder_name(key.holder),
+            key.key.id()
+        );
+    }
+    for key in &plan.dropped {
+        println!(
+            "  {:<24} {:<8} {} dropped: signs nothing for this tenant once agents hold version {}",
+            key.name,
+            holder_name(key.holder),
+            key.key.id(),
+            root.version
+        );
+    }
+    println!();
+    if let Some(version) = policy_version {
+        println!(
+            "Policy version {version}: the same policy, re-signed so the new root's keys vouch for it."
+        );
+    }
+    if let Some((statement, _)) = &rotation.freeze {
+        println!(
+            "Kill switch re-signed as sequence {} ({}).",
+            statement.sequence,
+            if statement.frozen {
+                "still FROZEN"
+            } else {
+                "not frozen"
+            }
+        );
+    }
+    println!(
+        "Agents take the new root over their normal connection (the root fingerprint they \
+         pinned, {}, does not change): nothing to reinstall.",
+        after
+            .fingerprint
+            .map_or_else(String::new, |f| grouped_hex(&f))
+    );
+    if !plan.dropped.is_empty() {
+        println!(
+            "Keep the dropped key files until every agent reports root version {} (`bulwark \
+             policy show` shows the server's view), then destroy them.",
+            root.version
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // Showing trust
 // ---------------------------------------------------------------------------
 
@@ -1210,8 +1926,66 @@ fn parse_holder(text: &str) -> Result<Holder> {
 fn public_hex(key: &PublicKey) -> String {
     match key {
         PublicKey::Ed25519(bytes) => hex::encode(bytes),
+        // A passkey: as `GET /api/v1/passkeys` gives it, marked so the
+        // policy TOML round-trips it (`parse_operator_key`).
+        PublicKey::WebAuthn(_) => format!(
+            "{PASSKEY_PREFIX}{}",
+            base64::engine::general_purpose::STANDARD
+                .encode(bulwark_protocol::codec::to_canonical(key))
+        ),
         _ => "(unsupported key type)".to_owned(),
     }
+}
+
+/// How the policy TOML writes a passkey's public key.
+const PASSKEY_PREFIX: &str = "webauthn:";
+
+/// A passkey's policy key: base64 of the canonical CBOR of
+/// `PublicKey::WebAuthn` (the `policy_public_key` of `GET /api/v1/passkeys`).
+pub(crate) fn parse_passkey_key(text: &str) -> Result<PublicKey> {
+    let text = text.trim();
+    let text = text.strip_prefix(PASSKEY_PREFIX).unwrap_or(text);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .context(
+            "a passkey public key is base64 (the policy_public_key of GET /api/v1/passkeys)",
+        )?;
+    let key: PublicKey = bulwark_protocol::codec::from_canonical(&bytes)
+        .map_err(|e| anyhow!("not a policy public key: {e}"))?;
+    ensure!(
+        matches!(key, PublicKey::WebAuthn(_)),
+        "that is not a passkey's key: use --public-key for an Ed25519 key"
+    );
+    Ok(key)
+}
+
+/// An operator key in the policy TOML: Ed25519 hex, or `webauthn:BASE64`.
+fn parse_operator_key(text: &str) -> Result<PublicKey> {
+    if text.trim().starts_with(PASSKEY_PREFIX) {
+        parse_passkey_key(text)
+    } else {
+        parse_public_key(text)
+    }
+}
+
+/// One of the caller's passkeys, by name, as the server lists it.
+async fn own_passkey_key(name: &str) -> Result<PublicKey> {
+    let session = Session::load()?;
+    let listed = session.get("/api/v1/passkeys").await?;
+    let found = listed
+        .as_array()
+        .context("the server's passkey list is not a list")?
+        .iter()
+        .find(|p| p["name"] == name)
+        .with_context(|| {
+            format!("you have no passkey named {name:?} (add one on the console's account page)")
+        })?;
+    let text = found["policy_public_key"]
+        .as_str()
+        .context("the server gave no policy key for that passkey")?;
+    let key = parse_passkey_key(text)?;
+    eprintln!("Passkey {name:?}: key id {}", grouped_hex(&key.id().0));
+    Ok(key)
 }
 
 /// An Ed25519 public key in hex, checked to be a valid point.
@@ -1627,7 +2401,7 @@ pub(crate) fn doc_to_policy(
     let mut operators: Vec<OperatorKey> = Vec::new();
     for o in &doc.operators {
         let key =
-            parse_public_key(&o.public_key).with_context(|| format!("operator {:?}", o.name))?;
+            parse_operator_key(&o.public_key).with_context(|| format!("operator {:?}", o.name))?;
         ensure!(
             !o.name.trim().is_empty(),
             "an operator key has an empty name"
@@ -2099,6 +2873,374 @@ mod tests {
             let key = unlocker.unlock(&store, &info.name).expect("unlock");
             assert_eq!(public_of(&key), info.public_key);
         }
+    }
+
+    fn root_key(name: &str, key: &SigningKey, holder: Holder) -> RootKey {
+        RootKey {
+            key: public_of(key),
+            holder,
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_rotation_plan_resolves_the_key_set_and_checks_both_thresholds() {
+        let (a, b, c) = (key(), key(), key());
+        let current = TrustRoot {
+            tenant: "t".into(),
+            version: 3,
+            threshold: 1,
+            keys: vec![
+                root_key("root-acme-1", &a, Holder::Msp),
+                root_key("root-acme-2", &b, Holder::Msp),
+                root_key("customer-1", &c, Holder::Customer),
+            ],
+        };
+        // a and b are held here (b under another local name); c is the customer's.
+        let (pa, pb) = (public_of(&a), public_of(&b));
+        let local = move |k: &PublicKey| {
+            if *k == pa {
+                Some("root-acme-1".to_owned())
+            } else if *k == pb {
+                Some("laptop-root".to_owned())
+            } else {
+                None
+            }
+        };
+        let none = |_: &PublicKey| None;
+        let names = |keys: &[RootKey]| keys.iter().map(|k| k.name.clone()).collect::<Vec<_>>();
+        let s = |v: &[&str]| v.iter().map(|&x| x.to_owned()).collect::<Vec<_>>();
+        let ask = RotationAsk {
+            tenant: "acme",
+            ..RotationAsk::default()
+        };
+        let error = |ask: &RotationAsk<'_>, local: &dyn Fn(&PublicKey) -> Option<String>| {
+            format!(
+                "{:#}",
+                plan_rotation(&current, ask, local).expect_err("refused")
+            )
+        };
+
+        // Two new keys, threshold 2, every old key kept by default.
+        let plan = plan_rotation(
+            &current,
+            &RotationAsk {
+                threshold: Some(2),
+                new_root_keys: 2,
+                ..ask
+            },
+            &local,
+        )
+        .expect("plan");
+        assert_eq!(plan.version, 4);
+        assert_eq!(plan.threshold, 2);
+        assert_eq!(
+            names(&plan.kept),
+            s(&["root-acme-1", "root-acme-2", "customer-1"])
+        );
+        assert!(plan.dropped.is_empty());
+        assert_eq!(plan.new_names, s(&["root-acme-4-1", "root-acme-4-2"]));
+
+        // --drop by root name or by local name; --keep keeps only those named.
+        let drop = s(&["root-acme-1", "laptop-root"]);
+        let plan = plan_rotation(
+            &current,
+            &RotationAsk {
+                new_root_keys: 1,
+                drop: &drop,
+                ..ask
+            },
+            &local,
+        )
+        .expect("plan");
+        assert_eq!(names(&plan.kept), s(&["customer-1"]));
+        assert_eq!(names(&plan.dropped), s(&["root-acme-1", "root-acme-2"]));
+        assert_eq!(plan.threshold, 1, "the current threshold by default");
+        let keep = s(&["customer-1"]);
+        let by_keep = plan_rotation(
+            &current,
+            &RotationAsk {
+                new_root_keys: 1,
+                keep: &keep,
+                ..ask
+            },
+            &local,
+        )
+        .expect("plan");
+        assert_eq!(by_keep, plan);
+
+        // A customer key added, named after the version; the next root is in order.
+        let customer = public_of(&key());
+        let customers = [customer.clone()];
+        let plan = plan_rotation(
+            &current,
+            &RotationAsk {
+                new_root_keys: 2,
+                drop: &drop,
+                customers: &customers,
+                threshold: Some(2),
+                ..ask
+            },
+            &local,
+        )
+        .expect("plan");
+        let (new1, new2) = (public_of(&key()), public_of(&key()));
+        let next = plan.root(
+            &current,
+            &[
+                ("root-acme-4-1".into(), new1.clone()),
+                ("root-acme-4-2".into(), new2),
+            ],
+        );
+        assert_eq!((next.version, next.threshold), (4, 2));
+        assert_eq!(
+            next.keys
+                .iter()
+                .map(|k| (k.name.as_str(), k.holder))
+                .collect::<Vec<_>>(),
+            vec![
+                ("customer-1", Holder::Customer),
+                ("root-acme-4-1", Holder::Msp),
+                ("root-acme-4-2", Holder::Msp),
+                ("customer-4-1", Holder::Customer),
+            ]
+        );
+        assert_eq!(next.keys[1].key, new1);
+        assert_eq!(next.keys[3].key, customer);
+        // Two of three held here is not a threshold of three.
+        let text = error(
+            &RotationAsk {
+                new_root_keys: 2,
+                drop: &drop,
+                customers: &customers,
+                threshold: Some(3),
+                ..ask
+            },
+            &local,
+        );
+        assert!(text.contains("would hold 2: 2 new key(s)"), "{text}");
+
+        // Mistakes, each refused with a reason before anything is created.
+        let unknown = s(&["nobody"]);
+        let text = error(
+            &RotationAsk {
+                drop: &unknown,
+                new_root_keys: 1,
+                ..ask
+            },
+            &local,
+        );
+        assert!(
+            text.contains("no key of that name") && text.contains("customer-1"),
+            "{text}"
+        );
+        let existing = [public_of(&c)];
+        let text = error(
+            &RotationAsk {
+                customers: &existing,
+                ..ask
+            },
+            &local,
+        );
+        assert!(text.contains("already root key customer-1"), "{text}");
+        let twice = [customer.clone(), customer.clone()];
+        let text = error(
+            &RotationAsk {
+                customers: &twice,
+                ..ask
+            },
+            &local,
+        );
+        assert!(text.contains("twice"), "{text}");
+        let text = error(
+            &RotationAsk {
+                threshold: Some(5),
+                new_root_keys: 1,
+                ..ask
+            },
+            &local,
+        );
+        assert!(text.contains("needs at least 5 keys"), "{text}");
+        let text = error(
+            &RotationAsk {
+                threshold: Some(0),
+                new_root_keys: 1,
+                ..ask
+            },
+            &local,
+        );
+        assert!(text.contains("at least 1"), "{text}");
+        let all = s(&["root-acme-1", "root-acme-2", "customer-1"]);
+        let text = error(&RotationAsk { drop: &all, ..ask }, &local);
+        assert!(text.contains("no keys"), "{text}");
+        let text = error(&ask, &local);
+        assert!(text.contains("nothing would change"), "{text}");
+        let text = error(
+            &RotationAsk {
+                new_root_keys: 17,
+                ..ask
+            },
+            &local,
+        );
+        assert!(text.contains("at most 16"), "{text}");
+
+        // The current threshold is not held here: say which keys are missing.
+        let text = error(
+            &RotationAsk {
+                new_root_keys: 1,
+                ..ask
+            },
+            &none,
+        );
+        assert!(
+            text.contains("holds 0: none")
+                && text.contains(
+                    "Missing here: root-acme-1 (msp), root-acme-2 (msp), customer-1 (customer)"
+                )
+                && text.contains("not supported yet"),
+            "{text}"
+        );
+        // The new threshold would not be held here: only the customer's key is left.
+        let text = error(
+            &RotationAsk {
+                drop: &drop,
+                threshold: Some(1),
+                customers: &customers,
+                ..ask
+            },
+            &local,
+        );
+        assert!(
+            text.contains("would hold 0")
+                && text.contains("not held here: customer-1 (customer), customer-4-1 (customer)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_rotation_is_signed_by_both_thresholds_and_agents_accept_it() {
+        let old = key();
+        let g = genesis(
+            "tenant-id",
+            1,
+            &[("root-acme-1".to_owned(), old.clone())],
+            &[],
+            vec![msp_operator("operator", public_of(&key()))],
+            NOW,
+        )
+        .expect("genesis");
+        let limits = Limits::default();
+        let current =
+            TrustRoot::verify_pinned(&g.root, &g.fingerprint, "tenant-id", &limits).expect("v1");
+        let policy = Policy::verify_update(&current, None, &g.policy, NOW, &limits).expect("p1");
+        // A freeze by the key about to be dropped: the new root would not verify it.
+        let (_, freeze) = sign_freeze(
+            &current,
+            FreezeState::default(),
+            true,
+            "incident".into(),
+            &[&old],
+        )
+        .expect("freeze");
+        let freeze_view = FreezeView {
+            statement: freeze.statement(&limits).expect("statement"),
+            signed: freeze.clone(),
+            verified: true,
+        };
+
+        let drop = vec!["root-acme-1".to_owned()];
+        let old_public = public_of(&old);
+        let plan = plan_rotation(
+            &current,
+            &RotationAsk {
+                tenant: "acme",
+                threshold: Some(2),
+                new_root_keys: 2,
+                drop: &drop,
+                ..RotationAsk::default()
+            },
+            &|k: &PublicKey| (*k == old_public).then(|| "root-acme-1".to_owned()),
+        )
+        .expect("plan");
+        let (n1, n2) = (key(), key());
+        let next = plan.root(
+            &current,
+            &[
+                (plan.new_names[0].clone(), public_of(&n1)),
+                (plan.new_names[1].clone(), public_of(&n2)),
+            ],
+        );
+        let everyone = [old.clone(), n1.clone(), n2.clone()];
+        let signers = rotation_signers(&current, &next, &|k: &PublicKey| {
+            everyone.iter().any(|s| public_of(s) == *k)
+        })
+        .expect("signers");
+        assert_eq!(
+            signers,
+            vec![public_of(&old), public_of(&n1), public_of(&n2)]
+        );
+        // Not enough of the new root held here.
+        assert!(rotation_signers(&current, &next, &|k: &PublicKey| *k != public_of(&n2)).is_err());
+
+        let rotation = sign_rotation(
+            &current,
+            &next,
+            Some(&policy),
+            Some(&freeze_view),
+            &[&old, &n1, &n2],
+            NOW,
+        )
+        .expect("rotation");
+        // An agent's view: the chain from the pinned root, then the policy and freeze.
+        let root = chain::verify_root_chain(
+            &[g.root.clone(), rotation.root.clone()],
+            &g.fingerprint,
+            "tenant-id",
+            &limits,
+        )
+        .expect("chain");
+        assert_eq!(root, next);
+        let (resigned, signed) = rotation.policy.expect("policy re-signed");
+        assert_eq!(resigned.version, 2);
+        assert_eq!(
+            Policy {
+                version: 1,
+                ..resigned.clone()
+            },
+            policy
+        );
+        // Published first, under the old root; still valid under the new one.
+        Policy::verify_update(&current, Some(&policy), &signed, NOW, &limits).expect("old root");
+        Policy::verify_update(&root, Some(&policy), &signed, NOW, &limits).expect("new root");
+        // The old policy does not verify under the new root: why it is re-signed.
+        assert_eq!(
+            Policy::verify_update(&root, None, &g.policy, NOW, &limits),
+            Err(Refusal::RootThresholdNotMet)
+        );
+        let (statement, freeze) = rotation.freeze.expect("freeze re-signed");
+        assert_eq!((statement.sequence, statement.frozen), (2, true));
+        assert_eq!(
+            chain::freeze_state(&root, Some(&freeze), &limits),
+            Ok(FreezeState {
+                sequence: 2,
+                frozen: true
+            })
+        );
+
+        // Without the old threshold, or without the new one: refused here.
+        for keys in [vec![&n1, &n2], vec![&old, &n1], vec![&old]] {
+            let error = sign_rotation(&current, &next, Some(&policy), None, &keys, NOW)
+                .err()
+                .expect("refused");
+            assert!(
+                error.to_string().contains("root_threshold_not_met"),
+                "{error:#}"
+            );
+        }
+        // Kept keys need no freeze re-signing.
+        let plain =
+            sign_rotation(&current, &next, None, None, &[&old, &n1, &n2], NOW).expect("rotation");
+        assert!(plain.policy.is_none() && plain.freeze.is_none());
     }
 
     #[test]

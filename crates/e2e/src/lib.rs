@@ -1133,6 +1133,50 @@ pub fn id_of(value: &Value) -> Result<String> {
     device_id(value).with_context(|| format!("no id in {value}"))
 }
 
+/// Starts `chromedriver` on a free loopback port and waits until it is
+/// ready: (process, base URL). chromedriver also binds the same port on
+/// IPv6 and exits when another process holds it there, so a port that
+/// loses that race is retried with a fresh one.
+pub async fn start_chromedriver(binary: &str) -> Result<(Proc, String)> {
+    let http = http_client()?;
+    let mut last = anyhow!("chromedriver did not start");
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut driver = Proc::spawn(
+            "chromedriver",
+            Command::new(binary).args([&format!("--port={port}"), "--allowed-ips=127.0.0.1"]),
+        )?;
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = driver.try_wait()? {
+                last = anyhow!("chromedriver on port {port} exited ({status})");
+                break;
+            }
+            let ready = async {
+                let status: Value = http
+                    .get(format!("{url}/status"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                anyhow::Ok(status["value"]["ready"] == json!(true))
+            };
+            if matches!(ready.await, Ok(true)) {
+                return Ok((driver, url));
+            }
+            if Instant::now() > deadline {
+                last = anyhow!("timed out after 20s waiting for chromedriver to be ready");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Err(last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,7 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`cargo xtask test`
 //! installs them); without them the test fails, it does not skip.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
@@ -16,7 +14,7 @@ use bulwark_e2e::{
     ExtraAgent, Owner, Proc, TempDir, UpOptions, UpProcess, http_client, id_of, wait_for,
 };
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -41,27 +39,7 @@ impl Browser {
                 "{path} is missing: install Debian's chromium and chromium-driver (`cargo xtask test` does it)"
             );
         }
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let driver = Proc::spawn(
-            "chromedriver",
-            Command::new(CHROMEDRIVER).args([&format!("--port={port}"), "--allowed-ips=127.0.0.1"]),
-        )?;
-        let url = format!("http://127.0.0.1:{port}");
-        let http = http_client()?;
-        wait_for(
-            Duration::from_secs(20),
-            "chromedriver to be ready",
-            async || {
-                let status: Value = http
-                    .get(format!("{url}/status"))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                Ok((status["value"]["ready"] == json!(true)).then_some(()))
-            },
-        )
-        .await?;
+        let (driver, url) = bulwark_e2e::start_chromedriver(CHROMEDRIVER).await?;
 
         let profile = tempfile::Builder::new()
             .prefix("bulwark-chromium-")

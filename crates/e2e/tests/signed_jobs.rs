@@ -189,6 +189,55 @@ impl Setup {
         Ok(view)
     }
 
+    /// A console page as the owner sees it (a fresh console sign-in with
+    /// password and TOTP, then the page with that session's cookie).
+    async fn console_page(&self, path: &str) -> Result<String> {
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let body = format!(
+            "username={}&password={}&otp={}",
+            encode(&self.owner.username),
+            encode(&self.owner.password),
+            self.owner.next_otp().await?
+        );
+        let http = bulwark_e2e::http_client()?;
+        let base = self.up.base_url();
+        let login = http
+            .post(format!("{base}/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        let cookie = login
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ensure!(
+            !cookie.is_empty(),
+            "the console login set no cookie ({})",
+            login.status()
+        );
+        let page = http
+            .get(format!("{base}{path}"))
+            .header("Cookie", cookie)
+            .send()
+            .await?;
+        ensure!(page.status().is_success(), "GET {path}: {}", page.status());
+        Ok(page.text().await?)
+    }
+
     async fn job_view(&self, id: &str) -> Result<Value> {
         self.api.get_json(&format!("/api/v1/jobs/{id}")).await
     }
@@ -805,5 +854,469 @@ async fn cross_tenant_job_is_refused() -> Result<()> {
         "demo's own job did not run on demo's device: {target}"
     );
     s.good_job_runs(&device, "demo-after").await?;
+    Ok(())
+}
+
+// ---- passkey approvals (issue 5) ----
+
+/// A technician of demo, `tech`, invited through the API, signed in with
+/// the CLI in its own configuration directory, with its own key `tech`
+/// listed in demo's policy. Returns its configuration directory.
+async fn listed_technician(s: &Setup) -> Result<PathBuf> {
+    let tech_password = "technician password, long enough";
+    let invite = s
+        .api
+        .post_json(
+            "/api/v1/invitations",
+            &json!({ "username": "tech", "role": "technician", "tenants": ["demo"] }),
+        )
+        .await?;
+    let token = invite["token"].as_str().context("no invitation token")?;
+    let redeemed = s
+        .api
+        .post_json(
+            "/api/v1/invitations/redeem",
+            &json!({ "token": token, "password": tech_password }),
+        )
+        .await?;
+    let tech = Owner::new(
+        "tech",
+        tech_password,
+        redeemed["totp_secret"].as_str().context("no totp_secret")?,
+    );
+    s.api
+        .post_json(
+            "/api/v1/invitations/confirm",
+            &json!({ "enrolment_id": redeemed["enrolment_id"], "otp": tech.next_otp().await? }),
+        )
+        .await?;
+    let config = s.work.path().join("tech-config");
+    std::fs::create_dir_all(&config)?;
+    let otp = tech.next_otp().await?;
+    let server = s.up.info.console_url.clone();
+    s.cli_in(
+        &config,
+        &[
+            "login",
+            "--server",
+            &server,
+            "--username",
+            "tech",
+            "--password-stdin",
+            "--otp",
+            &otp,
+        ],
+        Some(&format!("{tech_password}\n")),
+    )
+    .await?
+    .ok()?;
+    for args in [["keys", "new"], ["keys", "register"]] {
+        s.cli_in(&config, &[args[0], args[1], "--name", "tech"], None)
+            .await?
+            .ok()?;
+    }
+    let public = s
+        .cli_in(&config, &["keys", "export", "--name", "tech"], None)
+        .await?
+        .ok()?
+        .stdout
+        .trim()
+        .to_owned();
+    s.cli(
+        &[
+            "policy",
+            "add-operator",
+            "--tenant",
+            "demo",
+            "--public-key",
+            &public,
+            "--name",
+            "tech",
+        ],
+        None,
+    )
+    .await?
+    .ok()?;
+    Ok(config)
+}
+
+/// run-script needs two signers from the next policy version on (policy
+/// show --toml, edit, policy sign: passkey keys round-trip through the TOML).
+async fn require_two_signers(s: &Setup) -> Result<()> {
+    let toml = s
+        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
+        .await?
+        .ok()?
+        .stdout;
+    let toml = needs_two(&toml)?;
+    let file = s.work.path().join("policy.toml");
+    std::fs::write(&file, &toml)?;
+    let file = file.display().to_string();
+    s.cli(
+        &["policy", "sign", "--tenant", "demo", "--file", &file],
+        None,
+    )
+    .await?
+    .ok()?;
+    Ok(())
+}
+
+#[path = "support/browser.rs"]
+mod browser;
+
+/// Where the job page's screenshot goes, relative to the workspace root.
+const JOB_SCREENSHOT: &str = "docs/screenshots/job.png";
+
+/// The owner adds a passkey in the console and lists it in demo's policy
+/// with the CLI; run-script needs two signers; a technician's job, signed
+/// once on the command line, waits as pending; the owner reads it in the
+/// console and approves it with the passkey; the local agent runs it.
+#[tokio::test]
+async fn job_approved_with_a_passkey_in_the_console() -> Result<()> {
+    let s = Setup::start().await?;
+    let base = s.up.base_url();
+    ensure!(
+        base.starts_with("http://localhost:"),
+        "the console must be at localhost (the passkeys' relying party id): {base}"
+    );
+    let browser = browser::Browser::start().await?;
+    let result = approve_in_browser(&s, &browser, &base).await;
+    if result.is_err()
+        && let Ok(source) = browser.client().source().await
+    {
+        eprintln!("[job approval] page source at the failure:\n{source}");
+    }
+    browser.close().await?;
+    result
+}
+
+async fn approve_in_browser(s: &Setup, browser: &browser::Browser, base: &str) -> Result<()> {
+    let tech_config = listed_technician(s).await?;
+
+    // The owner signs in to the console (password and TOTP) and adds a passkey.
+    browser.goto(&format!("{base}/login")).await?;
+    browser.fill("username", &s.owner.username).await?;
+    browser.fill("password", &s.owner.password).await?;
+    browser.fill("otp", &s.owner.next_otp().await?).await?;
+    browser.click("#login-submit").await?;
+    browser.wait_path("/tenants").await?;
+    browser.goto(&format!("{base}/account")).await?;
+    browser.fill("passkey_name", "laptop").await?;
+    browser.click("#passkey-add").await?;
+    browser.wait_text("#passkeys tbody", "laptop").await?;
+
+    // The owner lists it in demo's policy (read from GET /api/v1/passkeys by
+    // name), and run-script needs two signers.
+    s.cli(
+        &[
+            "policy",
+            "add-operator",
+            "--tenant",
+            "demo",
+            "--passkey",
+            "laptop",
+            "--name",
+            "owner passkey",
+        ],
+        None,
+    )
+    .await?
+    .ok()?;
+    require_two_signers(s).await?;
+
+    // The technician's job, signed once: pending.
+    let (script, marker) = s.script("console-approved")?;
+    let script = script.display().to_string();
+    let out = s
+        .cli_in(
+            &tech_config,
+            &[
+                "job",
+                "run",
+                "--tenant",
+                "demo",
+                "--targets",
+                &s.local,
+                "--script",
+                &script,
+                "--reason",
+                "rotate the web server's logs before the audit (ticket 4711)",
+                "--key",
+                "tech",
+                "--no-wait",
+                "--json",
+            ],
+            None,
+        )
+        .await?
+        .ok()?;
+    let id = id_of(&serde_json::from_str(&out.stdout).context("job run --json")?)?;
+    let view = s.job_view(&id).await?;
+    ensure!(view["state"] == "pending", "one signature of two: {view}");
+
+    // The owner finds it in the console and sees what will run.
+    browser.goto(&format!("{base}/tenants/demo")).await?;
+    browser.click("#jobs-link").await?;
+    browser.wait_path("/tenants/demo/jobs").await?;
+    // Pending jobs are highlighted (badges read upper case on screen).
+    browser
+        .find(&format!("#jobs tr.row-pending[data-job-id=\"{id}\"]"))
+        .await?;
+    browser
+        .click(&format!("#jobs tr[data-job-id=\"{id}\"] a"))
+        .await?;
+    browser.wait_path(&format!("/jobs/{id}")).await?;
+    browser
+        .wait_text("#script", &format!("touch '{}'", marker.display()))
+        .await?;
+    let sha = view["script_sha256"].as_str().context("script_sha256")?;
+    let shown = browser.find("#script-sha256").await?;
+    ensure!(
+        shown.attr("title").await?.as_deref() == Some(sha),
+        "the page shows another hash than {sha}"
+    );
+    browser.wait_text("#quorum-have", "1").await?;
+    browser.wait_text("#job-reason", "ticket 4711").await?;
+    let pending_shot = browser.client().screenshot().await?;
+
+    // Approve with the passkey: the page reloads, and follows the job until
+    // the local agent reports.
+    browser.click("#approve-passkey").await?;
+    browser.wait_text("p.notice", "signature was added").await?;
+    let target = s.wait_final(&id, &s.local).await?;
+    ensure!(
+        target["state"] == "succeeded" && marker.exists(),
+        "the job approved with a passkey did not run: {target}"
+    );
+    let view = s.job_view(&id).await?;
+    ensure!(
+        view["signers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["name"] == "owner passkey")),
+        "the passkey is not among the signers: {view}"
+    );
+    wait_for(WAIT, "the job page to show the result", async || {
+        Ok(browser
+            .text("#targets .target-state")
+            .await
+            .ok()
+            .filter(|t| t.to_lowercase().contains("succeeded"))
+            .map(|_| ()))
+    })
+    .await?;
+    browser
+        .wait_text("#targets", "hello from console-approved")
+        .await?;
+    let done_shot = browser.client().screenshot().await?;
+    let screenshot = bulwark_e2e::workspace_root().join(JOB_SCREENSHOT);
+    std::fs::create_dir_all(screenshot.parent().context("screenshot path")?)?;
+    std::fs::write(&screenshot, &pending_shot)
+        .with_context(|| format!("writing {}", screenshot.display()))?;
+    let target_dir = bulwark_e2e::bin_dir()?
+        .parent()
+        .context("target dir")?
+        .join("screenshots");
+    std::fs::create_dir_all(&target_dir)?;
+    std::fs::write(target_dir.join("job-succeeded.png"), &done_shot)?;
+    Ok(())
+}
+
+/// A P-256 credential made here, as a passkey would hold it.
+struct TestPasskey {
+    pair: ring::signature::EcdsaKeyPair,
+}
+
+impl TestPasskey {
+    fn new() -> Result<Self> {
+        use ring::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng)
+            .map_err(|_| anyhow::anyhow!("keygen"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng)
+            .map_err(|_| anyhow::anyhow!("pkcs8"))?;
+        Ok(Self { pair })
+    }
+
+    /// The policy key: this credential for the console at localhost.
+    fn public_key(&self) -> Result<bulwark_policy::PublicKey> {
+        use ring::signature::KeyPair as _;
+        let sec1: [u8; 65] = self
+            .pair
+            .public_key()
+            .as_ref()
+            .try_into()
+            .context("P-256 point")?;
+        Ok(bulwark_policy::PublicKey::WebAuthn(
+            bulwark_policy::webauthn::WebAuthnCredential {
+                rp_id: "localhost".to_owned(),
+                key: bulwark_policy::webauthn::CoseKey::Es256 { sec1 },
+            },
+        ))
+    }
+
+    /// What a browser returns from `navigator.credentials.get` for `challenge`.
+    fn assert(
+        &self,
+        challenge: &[u8],
+        flags: u8,
+    ) -> Result<bulwark_policy::webauthn::WebAuthnSignature> {
+        use base64::Engine as _;
+        use ring::digest::{SHA256, digest};
+        let client_data = format!(
+            r#"{{"type":"webauthn.get","challenge":"{}","origin":"http://localhost:8080","crossOrigin":false}}"#,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(challenge)
+        )
+        .into_bytes();
+        let mut auth_data = digest(&SHA256, b"localhost").as_ref().to_vec();
+        auth_data.push(flags);
+        auth_data.extend_from_slice(&7u32.to_be_bytes());
+        let mut message = auth_data.clone();
+        message.extend_from_slice(digest(&SHA256, &client_data).as_ref());
+        let signature = self
+            .pair
+            .sign(&ring::rand::SystemRandom::new(), &message)
+            .map_err(|_| anyhow::anyhow!("sign"))?;
+        Ok(bulwark_policy::webauthn::WebAuthnSignature {
+            authenticator_data: auth_data,
+            client_data_json: client_data,
+            signature: signature.as_ref().to_vec(),
+        })
+    }
+}
+
+const FLAG_UP: u8 = 0x01;
+const FLAG_UV: u8 = 0x04;
+
+/// Rewrites job `id`'s stored envelope with `assertion` added as a passkey
+/// signature by `key`, and marks the job approved, as an attacker with the
+/// database would.
+fn add_forged_approval(
+    s: &Setup,
+    id: &str,
+    key: &bulwark_policy::PublicKey,
+    assertion: bulwark_policy::webauthn::WebAuthnSignature,
+) -> Result<()> {
+    use bulwark_policy::{Limits, Signed};
+    let hex = s.sql(&format!(
+        "SELECT hex(envelope) FROM jobs WHERE id = {}",
+        sql_text(id)
+    ))?;
+    let mut signed = Signed::from_bytes(&decode_hex(&hex)?, &Limits::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    signed.add_webauthn(key.id(), assertion);
+    let forged: String = signed
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    s.sql(&format!(
+        "UPDATE jobs SET envelope = X'{forged}', state = 'approved' WHERE id = {}",
+        sql_text(id)
+    ))?;
+    Ok(())
+}
+
+fn challenge_of(view: &Value) -> Result<Vec<u8>> {
+    decode_hex(view["challenge"].as_str().context("no challenge")?)
+}
+
+/// Attack 8 of issue 5: passkey approvals forged in the database (for
+/// another job's challenge, by a credential the policy does not list,
+/// without user verification) run nothing; the refusal reaches the server
+/// and the console; a job with a correct passkey approval runs.
+#[tokio::test]
+async fn forged_passkey_approval_is_refused() -> Result<()> {
+    use base64::Engine as _;
+    let s = Setup::start().await?;
+    let mut victim = s.victim().await?;
+    let device = victim.device_id.clone();
+    let listed = TestPasskey::new()?;
+    let listed_key = listed.public_key()?;
+    let unlisted = TestPasskey::new()?;
+    let unlisted_key = unlisted.public_key()?;
+    let encoded = base64::engine::general_purpose::STANDARD
+        .encode(bulwark_protocol::codec::to_canonical(&listed_key));
+    s.cli(
+        &[
+            "policy",
+            "add-operator",
+            "--tenant",
+            "demo",
+            "--passkey-public-key",
+            &encoded,
+            "--name",
+            "listed passkey",
+        ],
+        None,
+    )
+    .await?
+    .ok()?;
+    require_two_signers(&s).await?;
+
+    stop(&mut victim).await?;
+    let (other, _) = s.submit(&device, "other-job", &[]).await?;
+    let other_challenge = challenge_of(&s.job_view(&other).await?)?;
+    let mut forged = Vec::new();
+    for (name, code) in [
+        ("another-jobs-hash", "bad_signature"),
+        ("unlisted-credential", "too_few_signers"),
+        ("no-user-verification", "bad_signature"),
+    ] {
+        let (id, marker) = s.submit(&device, name, &[]).await?;
+        let view = s.job_view(&id).await?;
+        ensure!(view["state"] == "pending", "one signer of two: {view}");
+        let challenge = challenge_of(&view)?;
+        let (key, assertion) = match name {
+            "another-jobs-hash" => (
+                &listed_key,
+                listed.assert(&other_challenge, FLAG_UP | FLAG_UV)?,
+            ),
+            "unlisted-credential" => (
+                &unlisted_key,
+                unlisted.assert(&challenge, FLAG_UP | FLAG_UV)?,
+            ),
+            _ => (&listed_key, listed.assert(&challenge, FLAG_UP)?),
+        };
+        add_forged_approval(&s, &id, key, assertion)?;
+        forged.push((id, marker, code));
+    }
+    // Delivered on the next connection; the other job stays pending.
+    start(&mut victim)?;
+    for (id, marker, code) in &forged {
+        s.expect_refused(id, &device, code, marker).await?;
+        let target = target_of(&s.job_view(id).await?, &device)?;
+        ensure!(
+            target["refusal_reason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "the refusal reason did not reach the server: {target}"
+        );
+    }
+
+    // The console's job page shows the refusal prominently.
+    let (id, _, code) = &forged[0];
+    let page = s.console_page(&format!("/jobs/{id}")).await?;
+    ensure!(
+        page.contains("id=\"refusals\"") && page.contains(code),
+        "the job page does not show the refusal:\n{page}"
+    );
+
+    // A correct passkey approval (the listed credential, this job's
+    // challenge, user verified) makes a job run: the agent alone decides.
+    stop(&mut victim).await?;
+    let (good, marker) = s.submit(&device, "passkey-approved", &[]).await?;
+    let challenge = challenge_of(&s.job_view(&good).await?)?;
+    add_forged_approval(
+        &s,
+        &good,
+        &listed_key,
+        listed.assert(&challenge, FLAG_UP | FLAG_UV)?,
+    )?;
+    start(&mut victim)?;
+    let target = s.wait_final(&good, &device).await?;
+    ensure!(
+        target["state"] == "succeeded" && marker.exists(),
+        "the job with a correct passkey approval did not run: {target}"
+    );
     Ok(())
 }

@@ -601,6 +601,9 @@ async fn the_api_rejects_bad_input_and_requires_auth() -> Result<()> {
         // Passkey login: options, then password and assertion in one request.
         "/api/v1/auth/passkey/options",
         "/api/v1/auth/passkey/login",
+        // Device sign-in for the CLI (RFC 8628): start, then poll.
+        "/api/v1/auth/device",
+        "/api/v1/auth/device/token",
         "/api/v1/invitations/redeem",
         "/api/v1/invitations/confirm",
     ];

@@ -707,7 +707,101 @@ fn envelopes_round_trip_canonically_and_refuse_trailing_bytes() {
     assert!(Signed::from_bytes(&longer, &Limits::default()).is_err());
 }
 
+fn arb_job() -> impl proptest::strategy::Strategy<Value = JobStatement> {
+    use proptest::prelude::*;
+    (
+        "[a-z0-9-]{1,36}",
+        any::<[u8; 16]>(),
+        proptest::collection::vec("[a-f0-9-]{36}", 1..4),
+        0usize..9,
+        any::<[u8; 32]>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<[u8; 16]>(),
+        ".{0,64}",
+        1u32..86_400,
+    )
+        .prop_map(
+            |(
+                tenant,
+                job_id,
+                targets,
+                class,
+                hash,
+                not_before,
+                expires_at,
+                nonce,
+                reason,
+                timeout_secs,
+            )| {
+                JobStatement {
+                    tenant,
+                    job_id,
+                    targets,
+                    class: ActionClass::ALL[class],
+                    script_sha256: ScriptHash(hash),
+                    not_before,
+                    expires_at,
+                    nonce,
+                    reason,
+                    timeout_secs,
+                }
+            },
+        )
+}
+
 proptest::proptest! {
+    /// Canonical encoding: every statement round-trips, the decoder accepts
+    /// exactly the bytes the encoder makes, and changing any byte either
+    /// fails to decode or decodes to a different statement whose old
+    /// signature no longer verifies.
+    #[test]
+    fn job_statements_round_trip_canonically_and_flips_break_signatures(
+        statement in arb_job(),
+        flip in proptest::prelude::any::<proptest::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        use proptest::prelude::*;
+        let alice = key(30);
+        let env = signed(&statement, &[&alice]);
+        let limits = Limits::default();
+        prop_assert_eq!(env.statement::<JobStatement>(&limits), Ok(statement.clone()));
+        let bytes = env.to_bytes();
+        prop_assert_eq!(Signed::from_bytes(&bytes, &limits), Ok(env.clone()));
+        let mut payload = env.payload.clone();
+        let i = flip.index(payload.len());
+        payload[i] ^= 1 << bit;
+        let tampered = Signed { payload, ..env.clone() };
+        if let Ok(other) = tampered.statement::<JobStatement>(&limits) {
+            prop_assert_ne!(other, statement);
+        }
+        prop_assert!(tampered.tally([public(&alice)].iter()).valid.is_empty());
+    }
+
+    /// Domain separation: a signature over a payload under one payload type
+    /// never verifies under another, whatever the payload.
+    #[test]
+    fn a_signature_never_crosses_payload_types(
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+        from in 0usize..4,
+        to in 0usize..4,
+    ) {
+        use proptest::prelude::*;
+        let types = [
+            <JobStatement as bulwark_policy::envelope::Statement>::PAYLOAD_TYPE,
+            <Policy as bulwark_policy::envelope::Statement>::PAYLOAD_TYPE,
+            <TrustRoot as bulwark_policy::envelope::Statement>::PAYLOAD_TYPE,
+            <bulwark_policy::FreezeStatement as bulwark_policy::envelope::Statement>::PAYLOAD_TYPE,
+        ];
+        prop_assume!(from != to);
+        let alice = key(31);
+        let mut env = Signed { payload_type: types[from].to_owned(), payload, signatures: Vec::new() };
+        env.sign(&alice);
+        let moved = Signed { payload_type: types[to].to_owned(), ..env.clone() };
+        prop_assert_eq!(env.tally([public(&alice)].iter()).valid.len(), 1);
+        prop_assert!(moved.tally([public(&alice)].iter()).valid.is_empty());
+    }
+
     #[test]
     fn tally_counts_at_most_the_distinct_allowed_keys(picks in proptest::collection::vec(0usize..5, 0..12)) {
         let signers: Vec<SigningKey> = (20u8..25).map(key).collect();

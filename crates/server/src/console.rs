@@ -26,8 +26,11 @@ use crate::auth::session::{CookieCaller, clear_cookie, session_cookie};
 use crate::auth::{Action, Caller, Standing};
 use crate::state::AppState;
 
+mod identity;
+
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(identity::router())
         .route("/", get(home))
         .route("/setup", get(setup_page).post(setup_submit))
         .route("/setup/totp", post(setup_totp_submit))
@@ -39,6 +42,9 @@ pub fn router() -> Router<AppState> {
             "/tenants/{tenant}/enrollment-tokens",
             post(tenant_issue_token),
         )
+        .route("/tenants/{tenant}/jobs", get(jobs_page))
+        .route("/jobs/{id}", get(job_page))
+        .route("/jobs/{id}/reject", post(job_reject))
         .route("/devices/{id}", get(device_page))
         .route("/invite/totp", post(invite_totp_submit))
         .route("/invite/{token}", get(invite_page).post(invite_submit))
@@ -84,6 +90,15 @@ pub fn router() -> Router<AppState> {
                 asset(
                     "text/javascript; charset=utf-8",
                     include_str!("../assets/passkeys.js"),
+                )
+            }),
+        )
+        .route(
+            "/assets/jobs.js",
+            get(|| {
+                asset(
+                    "text/javascript; charset=utf-8",
+                    include_str!("../assets/jobs.js"),
                 )
             }),
         )
@@ -1445,6 +1460,258 @@ async fn account_revoke_token(
     match crate::auth::account::revoke_api_token(&state, &caller, &id).await {
         Ok(()) => Redirect::to("/account").into_response(),
         Err(e) => error_page_back(e, UserBar::of(&caller), "/account"),
+    }
+}
+
+// ---- jobs: what approvers see, and approving with a passkey ----
+
+/// A target state people read at a glance, and whether it is final.
+fn target_final(state: &str) -> bool {
+    matches!(state, "succeeded" | "failed" | "timed_out" | "refused")
+}
+
+struct JobRow {
+    id: String,
+    short_id: String,
+    state: String,
+    class: String,
+    requested_by: String,
+    reason: String,
+    finished: usize,
+    targets: usize,
+    refused: usize,
+    created_at: String,
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    tenant: String,
+    jobs: Vec<JobRow>,
+    pending: usize,
+}
+
+async fn jobs_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(tenant): Path<String>,
+) -> Response {
+    let views = match crate::api::jobs::tenant_for(&state, &caller, &tenant, Action::ViewJobs).await
+    {
+        Ok(t) => crate::api::jobs::job_views(&state, &caller, &t).await,
+        Err(e) => Err(e),
+    };
+    let views = match views {
+        Ok(v) => v,
+        Err(e) => return error_page(e, UserBar::of(&caller)),
+    };
+    let jobs: Vec<JobRow> = views
+        .into_iter()
+        .map(|j| JobRow {
+            short_id: j.id.chars().take(8).collect(),
+            finished: j.targets.iter().filter(|t| target_final(&t.state)).count(),
+            refused: j.targets.iter().filter(|t| t.state == "refused").count(),
+            targets: j.targets.len(),
+            id: j.id,
+            state: j.state,
+            class: j.class,
+            requested_by: j.requested_by,
+            reason: j.reason,
+            created_at: j.created_at,
+        })
+        .collect();
+    render(JobsPage {
+        user: UserBar::of(&caller),
+        version: crate::VERSION,
+        pending: jobs.iter().filter(|j| j.state == "pending").count(),
+        tenant,
+        jobs,
+    })
+}
+
+/// One of the caller's passkeys, offered for the approval.
+struct ApproverPasskey {
+    name: String,
+    credential_id: String,
+    key_id: String,
+    /// The tenant's current policy lists it (else its signature counts for nothing).
+    listed: bool,
+}
+
+struct TargetRow {
+    t: crate::api::jobs::JobTargetView,
+    exit: String,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    j: crate::api::jobs::JobView,
+    short_id: String,
+    sha_grouped: String,
+    script_lines: usize,
+    targets: Vec<TargetRow>,
+    refusals: usize,
+    /// Pending, and the caller's role on the tenant may approve.
+    can_decide: bool,
+    /// The caller asked for this job (and may not approve it).
+    own_request: bool,
+    /// Base64url of the job's challenge (what a passkey signs).
+    challenge: String,
+    rp_id: String,
+    passkeys: Vec<ApproverPasskey>,
+    /// Whether any passkey of the caller is listed in the current policy.
+    any_listed: bool,
+    /// Unfinished: the page watches for changes.
+    live: bool,
+    /// The job's state and its targets' states, to notice changes.
+    progress: String,
+    csrf: String,
+    next: String,
+    notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JobQuery {
+    approved: Option<String>,
+    rejected: Option<String>,
+}
+
+async fn job_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Query(q): Query<JobQuery>,
+) -> Response {
+    let notice = if q.approved.is_some() {
+        Some("Your passkey signature was added to the job.".to_owned())
+    } else {
+        q.rejected.map(|_| "The job was rejected.".to_owned())
+    };
+    match job_page_with(&state, &caller, &id, notice).await {
+        Ok(r) => r,
+        Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}
+
+async fn job_page_with(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    notice: Option<String>,
+) -> Result<Response, ApiError> {
+    let (j, tenant_id) = crate::api::jobs::job_for_console(state, caller, id).await?;
+    let listed = crate::api::jobs::policy_key_ids(state, caller, &tenant_id).await?;
+    let passkeys: Vec<ApproverPasskey> = state
+        .store
+        .passkeys_of(&caller.operator.id)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let key = crate::api::jobs::passkey_public_key(&p)?;
+            let key_id = hex::encode(key.id().0);
+            Some(ApproverPasskey {
+                name: p.name,
+                credential_id: base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(&p.credential_id),
+                listed: listed.contains(&key_id),
+                key_id,
+            })
+        })
+        .collect();
+    let challenge = j
+        .challenge
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+        .unwrap_or_default();
+    let own_request = j.requested_by == caller.operator.username;
+    let pending = j.state == "pending";
+    let live =
+        pending || (j.state == "approved" && j.targets.iter().any(|t| !target_final(&t.state)));
+    let progress = format!(
+        "{}|{}",
+        j.state,
+        j.targets
+            .iter()
+            .map(|t| t.state.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let sha_grouped = j
+        .script_sha256
+        .as_bytes()
+        .chunks(8)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let script_lines = j.script.as_deref().map_or(0, |s| s.lines().count());
+    let targets: Vec<TargetRow> = j
+        .targets
+        .iter()
+        .map(|t| TargetRow {
+            t: crate::api::jobs::JobTargetView {
+                device_id: t.device_id.clone(),
+                hostname: t.hostname.clone(),
+                state: t.state.clone(),
+                exit_code: t.exit_code,
+                refusal_code: t.refusal_code.clone(),
+                refusal_reason: t.refusal_reason.clone(),
+                output_sha256: t.output_sha256.clone(),
+                stdout: t.stdout.clone().filter(|s| !s.is_empty()),
+                stderr: t.stderr.clone().filter(|s| !s.is_empty()),
+                delivered_at: t.delivered_at.clone(),
+                started_at: t.started_at.clone(),
+                finished_at: t.finished_at.clone(),
+            },
+            exit: t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        })
+        .collect();
+    Ok(render(JobPage {
+        user: UserBar::of(caller),
+        version: crate::VERSION,
+        short_id: j.id.chars().take(8).collect(),
+        sha_grouped,
+        script_lines,
+        refusals: targets.iter().filter(|t| t.t.state == "refused").count(),
+        targets,
+        can_decide: pending && caller.allows_in(Action::ApproveJob, &tenant_id),
+        own_request,
+        challenge,
+        rp_id: state.rp_id.clone().unwrap_or_default(),
+        any_listed: passkeys.iter().any(|p| p.listed),
+        passkeys,
+        live,
+        progress,
+        csrf: caller.csrf_token.clone(),
+        next: format!("/jobs/{}", j.id),
+        notice,
+        j,
+    }))
+}
+
+#[derive(Deserialize)]
+struct RejectForm {
+    csrf: String,
+    reason: String,
+}
+
+async fn job_reject(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(form): Form<RejectForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match crate::api::jobs::reject(&state, &caller, &id, &form.reason).await {
+        Ok(j) => Redirect::to(&format!("/jobs/{}?rejected=1", j.id)).into_response(),
+        Err(e) => error_page_back(e, UserBar::of(&caller), &format!("/jobs/{id}")),
     }
 }
 

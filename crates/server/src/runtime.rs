@@ -128,6 +128,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         gateway_url: gateway_url.clone(),
         rp_id: crate::auth::passkey::rp_id_for(config.mode, &config.public_hostnames),
         passkeys: Default::default(),
+        device_flows: Default::default(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();

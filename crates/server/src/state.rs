@@ -23,6 +23,8 @@ pub struct Inner {
     pub rp_id: Option<String>,
     /// Passkey challenges waiting for their answer.
     pub passkeys: crate::auth::passkey::Ceremonies,
+    /// `bulwark login --device` sign-ins waiting for approval (RFC 8628).
+    pub device_flows: crate::auth::device::DeviceFlows,
 }
 
 impl AppState {

@@ -256,6 +256,34 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/jobs/{id}/reject",
         Tenant(&[Owner, SecurityOfficer, Technician, TenantAuditor], 409),
     ),
+    // A CLI's device sign-in (RFC 8628): anyone may start one.
+    ("POST", "/api/v1/auth/device", Public(200)),
+    // An unknown device code: RFC 8628's `invalid_grant`.
+    ("POST", "/api/v1/auth/device/token", Public(400)),
+    // Approving is one's own business; a malformed code is refused after
+    // the check (and before any lookup, so no wrong-code throttle).
+    (
+        "POST",
+        "/api/v1/auth/device/approve/options",
+        Global(EVERY_ROLE, 400),
+    ),
+    (
+        "POST",
+        "/api/v1/auth/device/approve",
+        Global(EVERY_ROLE, 400),
+    ),
+    ("POST", "/api/v1/auth/device/deny", Global(EVERY_ROLE, 400)),
+    // A fresh operator's grants (read-only on the own tenant).
+    (
+        "PUT",
+        "/api/v1/operators/{id}/grants",
+        Global(&[Owner], 200),
+    ),
+    (
+        "DELETE",
+        "/api/v1/operators/{id}/passkeys",
+        Global(&[Owner], 204),
+    ),
     // Keep last: a stale-MFA session calling it signs out the role's main session.
     (
         "POST",
@@ -283,6 +311,8 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("POST", "/api/v1/passkeys/registration"),
     ("DELETE", "/api/v1/passkeys/{id}"),
     ("PUT", "/api/v1/settings/passkey-policy"),
+    ("PUT", "/api/v1/operators/{id}/grants"),
+    ("DELETE", "/api/v1/operators/{id}/passkeys"),
 ];
 
 /// The expected status and error code (for 401, 403 and 404 answers).
@@ -833,6 +863,43 @@ impl Harness {
                 })),
             ),
             ("PUT", "/api/v1/settings/passkey-policy") => (path, Some(json!({"roles": []}))),
+            ("POST", "/api/v1/auth/device/token") => {
+                (path, Some(json!({"device_code": "no-such-device-code"})))
+            }
+            ("POST", "/api/v1/auth/device/approve/options" | "/api/v1/auth/device/deny") => {
+                (path, Some(json!({"user_code": "not a code"})))
+            }
+            ("POST", "/api/v1/auth/device/approve") => (
+                path,
+                Some(json!({
+                    "user_code": "not a code", "ceremony": "none", "credentialId": "AAAA",
+                    "authenticatorData": "", "clientDataJSON": "", "signature": ""
+                })),
+            ),
+            (
+                "PUT" | "DELETE",
+                "/api/v1/operators/{id}/grants" | "/api/v1/operators/{id}/passkeys",
+            ) => {
+                let username = self.unique("regranted");
+                let operator = self
+                    .server
+                    .store
+                    .create_operator(
+                        &bulwark_store::NewOperator {
+                            username,
+                            password_hash: "$argon2id$unused".to_owned(),
+                            totp_secret: "UNUSED".to_owned(),
+                        },
+                        "operator",
+                        "test",
+                        now_millis(),
+                    )
+                    .await
+                    .expect("operator");
+                let body = (method == "PUT")
+                    .then(|| json!({"grants": [{"tenant": OWN, "role": "read_only"}]}));
+                (path.replace("{id}", &operator.id), body)
+            }
             (_, _) if method == "POST" => (path, Some(json!({}))),
             _ => (path, None),
         };

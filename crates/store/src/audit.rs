@@ -1,4 +1,7 @@
-//! The audit table: a seam that the transparency log replaces later.
+//! The audit table, and the audit leaf appended to the transparency log
+//! (`crate::translog`) in the same transaction as each event: the tenant's
+//! log for an event with a tenant, the MSP log otherwise. The table stays
+//! as the queryable index; the log is what auditors verify.
 
 use sqlx::Row;
 
@@ -51,14 +54,16 @@ impl NewAuditEvent {
     }
 }
 
-/// Appends an event inside a caller's transaction; returns its `seq`.
+/// Appends an event inside a caller's transaction, and its leaf to its log
+/// (locking that log's head until the transaction ends); returns its `seq`.
 pub(crate) async fn insert_audit(
     conn: &mut sqlx::AnyConnection,
     event: &NewAuditEvent,
 ) -> Result<i64, StoreError> {
+    let log_idx = crate::translog::append_audit_leaf(conn, event).await?;
     let seq = sqlx::query_scalar(
-        "INSERT INTO audit_events (at, tenant_id, actor, action, target, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
+        "INSERT INTO audit_events (at, tenant_id, actor, action, target, detail, log_idx) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
     )
     .bind(event.at)
     .bind(event.tenant_id.as_deref())
@@ -66,16 +71,31 @@ pub(crate) async fn insert_audit(
     .bind(&event.action)
     .bind(&event.target)
     .bind(&event.detail)
+    // Below `i64::MAX`: the append checked the log's new size.
+    .bind(log_idx as i64)
     .fetch_one(&mut *conn)
     .await?;
     Ok(seq)
 }
 
 impl Store {
-    /// Appends an event; returns its `seq`.
+    /// Appends an event, and its leaf to its log, in one transaction;
+    /// returns its `seq`.
     pub async fn append_audit(&self, event: NewAuditEvent) -> Result<i64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_audit(&mut conn, &event).await
+        let mut tx = self.pool.begin().await?;
+        let seq = insert_audit(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// [`Store::append_audit`] inside the caller's transaction (see
+    /// [`Store::begin`]), so that the event and its log entry commit with
+    /// the change they record, or not at all.
+    pub async fn append_audit_tx(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        event: &NewAuditEvent,
+    ) -> Result<i64, StoreError> {
+        insert_audit(tx, event).await
     }
 
     /// The newest `limit` events in scope, newest first, optionally only those

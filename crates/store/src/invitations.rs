@@ -464,3 +464,82 @@ fn invitation_from_row(row: &AnyRow, grants: Vec<Grant>) -> Result<Invitation, S
         expires_at: row.try_get("expires_at")?,
     })
 }
+
+impl Store {
+    /// Replaces every grant of the non-owner operator `operator_id` with
+    /// `grants` ((tenant id, role) pairs) and records
+    /// "operator.grants_changed" by `actor` with the grants before and
+    /// after, in one transaction. Returns (before, after). `NotFound` for an
+    /// unknown operator or an owner (owners hold every tenant, no grants),
+    /// or a tenant id that does not exist. Sessions cache nothing: the
+    /// operator's next request reads the new grants.
+    pub async fn set_operator_grants(
+        &self,
+        operator_id: &str,
+        grants: &[(String, String)],
+        actor: &str,
+        now: Millis,
+    ) -> Result<(Vec<Grant>, Vec<Grant>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // A write that changes nothing, first: it takes the operator's row
+        // lock (PostgreSQL) or the write lock (SQLite), so two edits of one
+        // operator's grants run one after the other.
+        let found = sqlx::query(
+            "UPDATE operators SET disabled_at = disabled_at WHERE id = $1 AND role = $2",
+        )
+        .bind(operator_id)
+        .bind(ACCOUNT_OPERATOR)
+        .execute(&mut *tx)
+        .await?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let read = |rows: Vec<AnyRow>| {
+            rows.iter()
+                .map(grant_from_row)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        const SELECT: &str = "SELECT g.tenant_id, t.name AS tenant_name, g.role FROM operator_grants g \
+             JOIN tenants t ON t.id = g.tenant_id WHERE g.operator_id = $1 ORDER BY t.name";
+        let before = read(
+            sqlx::query(SELECT)
+                .bind(operator_id)
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        sqlx::query("DELETE FROM operator_grants WHERE operator_id = $1")
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?;
+        for (tenant_id, role) in grants {
+            sqlx::query(
+                "INSERT INTO operator_grants (operator_id, tenant_id, role) VALUES ($1, $2, $3)",
+            )
+            .bind(operator_id)
+            .bind(tenant_id)
+            .bind(role)
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_or_missing("one grant per tenant"))?;
+        }
+        let after = read(
+            sqlx::query(SELECT)
+                .bind(operator_id)
+                .fetch_all(&mut *tx)
+                .await?,
+        )?;
+        insert_audit(
+            &mut tx,
+            &NewAuditEvent::new(now, actor, "operator.grants_changed", operator_id).with_detail(
+                format!(
+                    "before=[{}] after=[{}]",
+                    grants_detail(&before),
+                    grants_detail(&after)
+                ),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((before, after))
+    }
+}

@@ -16,6 +16,9 @@
 //! - Unique-constraint violations become [`StoreError::Conflict`].
 //! - Signed envelopes (trust statements, jobs) are stored as the bytes the
 //!   server verified; the store checks no signature.
+//! - Every audit event is appended to its transparency log (the tenant's,
+//!   or the MSP-wide one) in the same transaction as the event and the
+//!   change it records (`translog`, RFD 0003).
 
 mod api_tokens;
 mod audit;
@@ -32,6 +35,7 @@ mod signing_keys;
 mod tenants;
 pub mod testing;
 mod throttle;
+mod translog;
 mod trust;
 
 use std::path::Path;
@@ -57,6 +61,9 @@ pub use setup::SetupEnrolment;
 pub use signing_keys::{NewSigningKey, SigningKey, SigningKeyKind};
 pub use tenants::{Tenant, TenantSummary};
 pub use throttle::{Lockout, ThrottleCounter};
+pub use translog::{
+    AuditLeaf, LogAppend, LogCheckpoint, LogEntry, LogHash, LogHead, MSP_LOG, audit_log_id,
+};
 pub use trust::{DeviceTrust, TrustKind, TrustSet};
 
 /// A point in time: milliseconds since the Unix epoch.

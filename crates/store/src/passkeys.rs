@@ -349,3 +349,56 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Removes every passkey of `operator_id` and revokes its sessions (one
+    /// of them may have been signed in with the lost authenticator),
+    /// recording "operator.passkeys_reset" by `actor`, in one transaction.
+    /// Returns how many passkeys were removed. `NotFound` for an unknown
+    /// operator.
+    pub async fn reset_passkeys(
+        &self,
+        operator_id: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let found = sqlx::query("UPDATE operators SET disabled_at = disabled_at WHERE id = $1")
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?;
+        if found.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM passkeys WHERE operator_id = $1 ORDER BY name")
+                .bind(operator_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let removed = sqlx::query("DELETE FROM passkeys WHERE operator_id = $1")
+            .bind(operator_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let revoked = sqlx::query(
+            "UPDATE sessions SET revoked_at = $2 WHERE operator_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(operator_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        insert_audit(
+            &mut tx,
+            &NewAuditEvent::new(now, actor, "operator.passkeys_reset", operator_id).with_detail(
+                format!(
+                    "removed {removed} passkeys [{}]; {revoked} sessions revoked",
+                    names.join(", ")
+                ),
+            ),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+}

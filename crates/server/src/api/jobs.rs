@@ -12,9 +12,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bulwark_policy::chain::{freeze_state, pinned_fingerprint, verify_root_chain};
 use bulwark_policy::envelope::SignatureEntry;
 use bulwark_policy::root::root_fingerprint;
+use bulwark_policy::webauthn::WebAuthnSignature;
 use bulwark_policy::{
     FreezeState, JobStatement, KeyId, Limits, Policy, PublicKey, Refusal, Signed, TrustRoot,
     check_quorum, quorum_progress,
@@ -847,15 +849,59 @@ fn secs_to_ms(secs: u64) -> i64 {
         .saturating_mul(1000)
 }
 
+/// A key the caller may sign with: a registered Ed25519 key, or one of the
+/// caller's passkeys (its policy key `PublicKey::WebAuthn`).
+pub struct OwnSigner {
+    pub key: PublicKey,
+    pub passkey: Option<bulwark_store::Passkey>,
+}
+
 async fn own_keys(state: &AppState, caller: &Caller) -> Result<Vec<PublicKey>, ApiError> {
-    Ok(state
-        .store
-        .signing_keys_of(&caller.operator.id)
+    Ok(own_signers(state, caller)
         .await?
         .into_iter()
-        .filter(|k| k.revoked_at.is_none())
-        .filter_map(|k| bulwark_protocol::codec::from_canonical::<PublicKey>(&k.public_key).ok())
+        .map(|s| s.key)
         .collect())
+}
+
+/// The caller's unrevoked Ed25519 signing keys and current passkeys. A
+/// passkey's signing-key row, once written, may revoke it; the passkeys
+/// table says whether the operator still holds it.
+pub async fn own_signers(state: &AppState, caller: &Caller) -> Result<Vec<OwnSigner>, ApiError> {
+    let registered = state.store.signing_keys_of(&caller.operator.id).await?;
+    let mut own: Vec<OwnSigner> = registered
+        .iter()
+        .filter(|k| k.revoked_at.is_none() && k.kind == SigningKeyKind::Ed25519)
+        .filter_map(|k| bulwark_protocol::codec::from_canonical::<PublicKey>(&k.public_key).ok())
+        .map(|key| OwnSigner { key, passkey: None })
+        .collect();
+    for passkey in state.store.passkeys_of(&caller.operator.id).await? {
+        let Some(key) = passkey_public_key(&passkey) else {
+            continue;
+        };
+        let id = hex::encode(key.id().0);
+        if registered
+            .iter()
+            .any(|k| k.key_id == id && k.revoked_at.is_some())
+        {
+            continue;
+        }
+        own.push(OwnSigner {
+            key,
+            passkey: Some(passkey),
+        });
+    }
+    Ok(own)
+}
+
+/// A passkey as a tenant policy lists it: `PublicKey::WebAuthn` of its
+/// stored credential (RP id and public key).
+pub fn passkey_public_key(passkey: &bulwark_store::Passkey) -> Option<PublicKey> {
+    bulwark_protocol::codec::from_canonical::<bulwark_policy::webauthn::WebAuthnCredential>(
+        &passkey.credential,
+    )
+    .ok()
+    .map(PublicKey::WebAuthn)
 }
 
 async fn single_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobView, ApiError> {
@@ -940,13 +986,63 @@ pub async fn get_job(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRequest {
-    /// The signing key (hex key id, as `bulwark keys list` shows it).
+    /// The signing key (hex key id, as `bulwark keys list` or `GET
+    /// /api/v1/passkeys` shows it).
     pub key_id: String,
-    /// Ed25519 signature over the envelope's signing bytes (base64 of 64 bytes).
+    /// Ed25519 signature over the envelope's signing bytes (base64 of 64
+    /// bytes). Either this or `webauthn`.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// A passkey's assertion over the job's `challenge`, as the browser
+    /// returned it. Either this or `signature`.
+    #[serde(default)]
+    pub webauthn: Option<WebAuthnApproval>,
+}
+
+/// `navigator.credentials.get`'s response fields, base64url (padding tolerated).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebAuthnApproval {
+    pub authenticator_data: String,
+    pub client_data_json: String,
     pub signature: String,
 }
 
-/// Adds the caller's signature to a pending job. The job goes out once the
+/// Base64url (padding tolerated, as browsers and scripts vary) of at most `max` bytes.
+fn decode_b64url(text: &str, what: &str, max: usize) -> Result<Vec<u8>, ApiError> {
+    let text = text.trim().trim_end_matches('=');
+    if text.len() > max.div_ceil(3) * 4 {
+        return Err(ApiError::bad_request(format!(
+            "{what} is longer than {max} bytes"
+        )));
+    }
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| ApiError::bad_request(format!("{what} is not base64url")))
+}
+
+impl WebAuthnApproval {
+    fn decode(&self) -> Result<WebAuthnSignature, ApiError> {
+        use bulwark_policy::webauthn as w;
+        Ok(WebAuthnSignature {
+            authenticator_data: decode_b64url(
+                &self.authenticator_data,
+                "authenticator_data",
+                w::MAX_AUTHENTICATOR_DATA,
+            )?,
+            client_data_json: decode_b64url(
+                &self.client_data_json,
+                "client_data_json",
+                w::MAX_CLIENT_DATA_JSON,
+            )?,
+            signature: decode_b64url(&self.signature, "signature", w::MAX_SIGNATURE)?,
+        })
+    }
+}
+
+/// Adds the caller's signature to a pending job: an Ed25519 signature made
+/// by `bulwark job approve`, or a passkey assertion made in the console
+/// (its challenge is the job's `challenge`). The job goes out once the
 /// policy's quorum is met.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/approvals", tag = "jobs",
     params(("id" = String, Path, description = "Job id (32 hex characters)")), request_body = ApprovalRequest,
@@ -971,25 +1067,75 @@ pub async fn approve_job(
     let mut signed = Signed::from_bytes(&job.envelope, &limits).map_err(ApiError::internal)?;
     let statement: JobStatement = signed.statement(&limits).map_err(ApiError::internal)?;
     let key_id = parse_key_id(&req.key_id)?;
-    let signature: [u8; 64] = decode_b64(&req.signature, "signature")?
-        .try_into()
-        .map_err(|_| ApiError::bad_request("signature must be 64 bytes"))?;
-    let own = own_keys(&state, &caller).await?;
-    let key = own.iter().find(|k| k.id() == key_id).ok_or_else(|| {
-        ApiError::bad_request("key_id is not one of your registered signing keys")
+    let own = own_signers(&state, &caller).await?;
+    let signer = own.iter().find(|k| k.key.id() == key_id).ok_or_else(|| {
+        ApiError::bad_request("key_id is not one of your registered signing keys or passkeys")
     })?;
     if signed.signatures.iter().any(|e| e.key_id == key_id) {
         return Err(ApiError::conflict("this key has already signed the job"));
     }
-    signed.signatures.push(SignatureEntry {
-        key_id,
-        signature,
-        webauthn: None,
-    });
-    if signed.tally(std::iter::once(key)).valid.is_empty() {
+    match (&req.signature, &req.webauthn, &signer.key, &signer.passkey) {
+        (Some(signature), None, PublicKey::Ed25519(_), _) => {
+            let signature: [u8; 64] = decode_b64(signature, "signature")?
+                .try_into()
+                .map_err(|_| ApiError::bad_request("signature must be 64 bytes"))?;
+            signed.signatures.push(SignatureEntry {
+                key_id,
+                signature,
+                webauthn: None,
+            });
+        }
+        (None, Some(webauthn), PublicKey::WebAuthn(credential), Some(passkey)) => {
+            // The agent checks all of this again; this check only keeps a
+            // bad approval from being stored and counted here.
+            let assertion = webauthn.decode()?;
+            let info = assertion
+                .verify(credential, &signed.challenge(), true)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("the passkey approval does not verify: {e}"))
+                })?;
+            if !crate::auth::passkey::counter_acceptable(passkey.sign_count, info.sign_count)
+                || !state
+                    .store
+                    .record_passkey_use(
+                        &passkey.id,
+                        passkey.sign_count,
+                        info.sign_count,
+                        now_millis(),
+                    )
+                    .await?
+            {
+                return Err(ApiError::bad_request(format!(
+                    "passkey {:?}: signature counter {} after {} (a cloned authenticator, or \
+                     used by another request at the same time)",
+                    passkey.name, info.sign_count, passkey.sign_count
+                )));
+            }
+            signed.add_webauthn(key_id, assertion);
+        }
+        (Some(_), None, _, _) => {
+            return Err(ApiError::bad_request(
+                "key_id names a passkey: send `webauthn` (an assertion), not `signature`",
+            ));
+        }
+        (None, Some(_), _, _) => {
+            return Err(ApiError::bad_request(
+                "key_id names an Ed25519 key: send `signature`, not `webauthn`",
+            ));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "send exactly one of `signature` (Ed25519) and `webauthn` (a passkey assertion)",
+            ));
+        }
+    }
+    if signed.tally(std::iter::once(&signer.key)).valid.is_empty() {
         return Err(ApiError::bad_request(
             "the signature does not verify over this job's envelope",
         ));
+    }
+    if let Some(passkey) = &signer.passkey {
+        register_passkey_signer(&state, &caller, passkey, &signer.key).await?;
     }
     let set = state
         .store
@@ -1002,7 +1148,7 @@ pub async fn approve_job(
         .record_approval(
             &job.id,
             &caller.operator.id,
-            &req.key_id.to_ascii_lowercase(),
+            &hex::encode(key_id.0),
             &job.envelope,
             &signed.to_bytes(),
             now_millis(),
@@ -1027,6 +1173,52 @@ pub async fn approve_job(
         }
     }
     Ok(Json(single_job(&state, &caller, &job.id).await?))
+}
+
+/// A passkey's first job signature also lists it among the operator's
+/// signing keys (kind webauthn), so approvals name it like any other key.
+/// Which passkeys the operator holds is still decided by the passkeys
+/// table ([`own_signers`]): a removed passkey signs nothing more.
+async fn register_passkey_signer(
+    state: &AppState,
+    caller: &Caller,
+    passkey: &bulwark_store::Passkey,
+    key: &PublicKey,
+) -> Result<(), ApiError> {
+    let key_id = hex::encode(key.id().0);
+    if state.store.signing_key(&key_id).await?.is_some() {
+        return Ok(());
+    }
+    let mut name = format!("passkey {}", passkey.name);
+    for attempt in 0..2 {
+        let added = state
+            .store
+            .add_signing_key(
+                &NewSigningKey {
+                    key_id: key_id.clone(),
+                    operator_id: caller.operator.id.clone(),
+                    name: name.clone(),
+                    kind: SigningKeyKind::Webauthn,
+                    public_key: bulwark_protocol::codec::to_canonical(key),
+                },
+                now_millis(),
+            )
+            .await;
+        match added {
+            Ok(_) => {
+                audit(state, caller, None, "signing_key.registered", &key_id).await;
+                return Ok(());
+            }
+            // The name is taken by another of the operator's keys: add the key id.
+            Err(StoreError::Conflict(m)) if m.contains("name") && attempt == 0 => {
+                name = format!("passkey {} {}", passkey.name, &key_id[..8]);
+            }
+            // Registered meanwhile by a concurrent approval: fine.
+            Err(StoreError::Conflict(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn parse_key_id(text: &str) -> Result<KeyId, ApiError> {
@@ -1054,8 +1246,18 @@ pub async fn reject_job(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<RejectRequest>,
 ) -> Result<Json<JobView>, ApiError> {
-    let (job, tenant_id) = job_in_scope(&state, &caller, &id, Action::ApproveJob).await?;
-    let reason = req.reason.trim();
+    Ok(Json(reject(&state, &caller, &id, &req.reason).await?))
+}
+
+/// Rejects a pending job (the API route and the console's form).
+pub async fn reject(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    reason: &str,
+) -> Result<JobView, ApiError> {
+    let (job, tenant_id) = job_in_scope(state, caller, id, Action::ApproveJob).await?;
+    let reason = reason.trim();
     if reason.is_empty() || reason.len() > 1000 {
         return Err(ApiError::bad_request("reason must be 1 to 1000 characters"));
     }
@@ -1072,6 +1274,40 @@ pub async fn reject_job(
     {
         return Err(ApiError::conflict(format!("the job is {}", job.state)));
     }
-    audit(&state, &caller, Some(&tenant_id), "job.rejected", &job.id).await;
-    Ok(Json(single_job(&state, &caller, &job.id).await?))
+    audit(state, caller, Some(&tenant_id), "job.rejected", &job.id).await;
+    single_job(state, caller, &job.id).await
+}
+
+/// One job for the console: its view and its tenant id (for the caller's
+/// role there).
+pub async fn job_for_console(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(JobView, String), ApiError> {
+    let (_, tenant_id) = job_in_scope(state, caller, id, Action::ViewJobs).await?;
+    Ok((single_job(state, caller, id).await?, tenant_id))
+}
+
+/// The key ids (hex) the tenant's current policy lists, for the console to
+/// say whether a passkey's signature would count.
+pub async fn policy_key_ids(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &str,
+) -> Result<Vec<String>, ApiError> {
+    let set = state
+        .store
+        .trust_statements(&caller.scope(), tenant_id)
+        .await?;
+    let trust = Trust::load(tenant_id, &set);
+    Ok(trust
+        .policy
+        .map(|(_, p)| {
+            p.operators
+                .iter()
+                .map(|o| hex::encode(o.key.id().0))
+                .collect()
+        })
+        .unwrap_or_default())
 }

@@ -4,7 +4,8 @@
 //! Public routes (no session): `GET /healthz`, `GET /api/v1/openapi.json`,
 //! `POST /api/v1/setup`, `POST /api/v1/setup/confirm`, `POST /api/v1/auth/login`,
 //! `POST /api/v1/invitations/redeem`, `POST /api/v1/invitations/confirm`,
-//! `POST /api/v1/auth/passkey/options`, `POST /api/v1/auth/passkey/login`.
+//! `POST /api/v1/auth/passkey/options`, `POST /api/v1/auth/passkey/login`,
+//! `POST /api/v1/auth/device`, `POST /api/v1/auth/device/token`.
 //! Agents enrol through the gateway, not this API. Every other route takes a
 //! [`Caller`] and calls [`Caller::require`] before doing anything, or, for an
 //! action on one tenant, finds the tenant inside the caller's scope first (a
@@ -15,8 +16,10 @@
 //! an MFA check within five minutes: `Caller::require` answers 403
 //! `step_up_required` otherwise, and `POST /api/v1/auth/step-up` refreshes it.
 
+pub mod device;
 pub mod error;
 pub mod jobs;
+pub mod operators;
 pub mod passkeys;
 pub mod views;
 
@@ -123,6 +126,13 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
             passkeys::get_passkey_policy,
             passkeys::set_passkey_policy
         ))
+        .routes(routes!(device::device_authorization))
+        .routes(routes!(device::device_token))
+        .routes(routes!(device::device_approval_options))
+        .routes(routes!(device::device_approve))
+        .routes(routes!(device::device_deny))
+        .routes(routes!(operators::set_operator_grants))
+        .routes(routes!(operators::reset_operator_passkeys))
         .routes(routes!(jobs::get_trust))
         .routes(routes!(jobs::publish_root))
         .routes(routes!(jobs::publish_policy))

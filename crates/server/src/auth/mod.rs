@@ -5,7 +5,9 @@
 //! runtime), secrets and the axum extractor [`Caller`].
 
 pub mod account;
+pub mod device;
 pub mod flows;
+pub mod grants;
 pub mod invite;
 pub mod passkey;
 pub mod password;

@@ -134,6 +134,11 @@ enum Purpose {
     Login { username: String },
     /// Step-up by this session.
     StepUp { session: [u8; 32] },
+    /// Approval of the CLI sign-in with this user code, by this session.
+    DeviceApproval {
+        session: [u8; 32],
+        user_code: String,
+    },
 }
 
 struct Pending {
@@ -918,6 +923,41 @@ pub async fn step_up_options(
     caller: &Caller,
 ) -> Result<AssertionCeremony, ApiError> {
     caller.require(Action::StepUp)?;
+    own_assertion_options(
+        state,
+        caller,
+        Purpose::StepUp {
+            session: caller.session_hash,
+        },
+    )
+    .await
+}
+
+/// Options for approving the CLI sign-in `user_code` with one of the
+/// caller's own passkeys (409 if it holds none): a ceremony bound to this
+/// session and that code ([`super::device`]).
+pub async fn device_approval_options(
+    state: &AppState,
+    caller: &Caller,
+    user_code: &str,
+) -> Result<AssertionCeremony, ApiError> {
+    caller.require(Action::ApproveDevice)?;
+    own_assertion_options(
+        state,
+        caller,
+        Purpose::DeviceApproval {
+            session: caller.session_hash,
+            user_code: user_code.to_owned(),
+        },
+    )
+    .await
+}
+
+async fn own_assertion_options(
+    state: &AppState,
+    caller: &Caller,
+    purpose: Purpose,
+) -> Result<AssertionCeremony, ApiError> {
     let rp_id = rp_id(state)?;
     let allow: Vec<Vec<u8>> = state
         .store
@@ -927,20 +967,38 @@ pub async fn step_up_options(
         .map(|p| p.credential_id)
         .collect();
     if allow.is_empty() {
-        return Err(ApiError::conflict(
-            "you hold no passkey: confirm with a one-time code instead",
-        ));
+        return Err(ApiError::conflict(match purpose {
+            Purpose::DeviceApproval { .. } => {
+                "you hold no passkey: approving a sign-in needs one (add it on your account page)"
+            }
+            _ => "you hold no passkey: confirm with a one-time code instead",
+        }));
     }
-    let (ceremony, challenge) = state.passkeys.start(
-        Purpose::StepUp {
-            session: caller.session_hash,
-        },
-        now_millis(),
-    )?;
+    let (ceremony, challenge) = state.passkeys.start(purpose, now_millis())?;
     Ok(AssertionCeremony {
         ceremony,
         public_key: request_options(rp_id, &challenge, allow),
     })
+}
+
+/// Checks an assertion approving the CLI sign-in `user_code`, made for this
+/// very session and code. `Ok(Err(reason))` is a refusal, for the audit log.
+pub async fn verify_device_approval(
+    state: &AppState,
+    caller: &Caller,
+    user_code: &str,
+    assertion: &Assertion,
+) -> Result<Result<Passkey, String>, ApiError> {
+    verify_own(
+        state,
+        caller,
+        &Purpose::DeviceApproval {
+            session: caller.session_hash,
+            user_code: user_code.to_owned(),
+        },
+        assertion,
+    )
+    .await
 }
 
 /// Checks a step-up assertion made for this very session. `Ok(Err(reason))`
@@ -950,14 +1008,25 @@ pub async fn verify_step_up(
     caller: &Caller,
     assertion: &Assertion,
 ) -> Result<Result<Passkey, String>, ApiError> {
-    let now = now_millis();
-    let Some(challenge) = state.passkeys.finish(
-        &assertion.ceremony,
+    verify_own(
+        state,
+        caller,
         &Purpose::StepUp {
             session: caller.session_hash,
         },
-        now,
-    ) else {
+        assertion,
+    )
+    .await
+}
+
+async fn verify_own(
+    state: &AppState,
+    caller: &Caller,
+    purpose: &Purpose,
+    assertion: &Assertion,
+) -> Result<Result<Passkey, String>, ApiError> {
+    let now = now_millis();
+    let Some(challenge) = state.passkeys.finish(&assertion.ceremony, purpose, now) else {
         return Ok(Err(
             "passkey: the ceremony is unknown, expired, used or for another session".to_owned(),
         ));

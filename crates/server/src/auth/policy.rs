@@ -101,6 +101,13 @@ pub enum Action {
     ViewPasskeyPolicy,
     /// Choose which roles must sign in with a passkey (owners only; privileged).
     SetPasskeyPolicy,
+    /// Replace an operator's tenant grants (owners only; privileged).
+    ManageGrants,
+    /// Remove every passkey of an operator who lost theirs (owners only; privileged).
+    ResetPasskeys,
+    /// Approve (or deny) a CLI's device-code sign-in as oneself; anyone
+    /// signed in, and each approval needs a fresh passkey assertion of its own.
+    ApproveDevice,
 }
 
 impl Action {
@@ -136,6 +143,7 @@ impl Action {
                 | Action::ManageOwnPasskeys
                 | Action::AddPasskey
                 | Action::RemovePasskey
+                | Action::ApproveDevice
         )
     }
 
@@ -171,6 +179,8 @@ impl Action {
                 | Action::AddPasskey
                 | Action::RemovePasskey
                 | Action::SetPasskeyPolicy
+                | Action::ManageGrants
+                | Action::ResetPasskeys
         )
     }
 }
@@ -770,6 +780,40 @@ mod tests {
         }
         assert!(authorize(Role::Owner, Action::SetPasskeyPolicy));
         assert!(Action::SetPasskeyPolicy.privileged());
+        // Grants and passkey resets: owners only, privileged.
+        for action in [Action::ManageGrants, Action::ResetPasskeys] {
+            assert!(action.privileged());
+            assert!(authorize(Role::Owner, action));
+            for role in [
+                Role::SecurityOfficer,
+                Role::Technician,
+                Role::ReadOnly,
+                Role::TenantAuditor,
+            ] {
+                assert!(!authorize(role, action), "{role:?} {action:?}");
+            }
+        }
+        // Approving a CLI sign-in is one's own business, never an API token's.
+        assert_eq!(
+            decide(
+                &tech,
+                Action::ApproveDevice,
+                None,
+                Credential::Session { mfa_at: 0 },
+                now
+            ),
+            Decision::Allow
+        );
+        assert_eq!(
+            decide(
+                &tech,
+                Action::ApproveDevice,
+                None,
+                Credential::ApiToken,
+                now
+            ),
+            Decision::Forbidden
+        );
 
         // Any role held, on any tenant, brings the requirement.
         let mixed = granted(&[("a", Role::ReadOnly), ("b", Role::Technician)]);

@@ -1,0 +1,524 @@
+//! Root rotation end to end (issue 5): `bulwark tenant rotate-root` replaces
+//! the demo tenant's root keys, and the agents already running take the new
+//! root and the re-signed policy over their normal connection: no reinstall,
+//! no re-enrolment. Then the attacks: statements signed by the dropped root
+//! key, or a rotation without the old root's consent, written into the
+//! server's SQLite database behind its back, are refused by the agents.
+//!
+//! Needs the `sqlite3` command-line tool for the tampering.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_e2e::{
+    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, bulwark_bin, id_of, run_command,
+    spawn_agent, wait_for,
+};
+use bulwark_policy::{Holder, Limits, Policy, PublicKey, RootKey, Signed, TrustRoot};
+use ed25519_dalek::SigningKey;
+use serde_json::{Value, json};
+
+const PASSPHRASE: &str = "e2e root rotation: a long passphrase nobody guesses";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// One `bulwark up`, its owner logged in with the CLI, and a scratch directory
+/// (the parts of `signed_jobs.rs`'s setup this test needs).
+struct Setup {
+    up: UpProcess,
+    owner: Owner,
+    api: Api,
+    config: PathBuf,
+    _config_tmp: tempfile::TempDir,
+    work: tempfile::TempDir,
+    /// The device of the local agent of `up` (tenant `demo`).
+    local: String,
+}
+
+impl Setup {
+    async fn start() -> Result<Self> {
+        let config_tmp = tempfile::tempdir()?;
+        let config = config_tmp.path().join("bulwark");
+        std::fs::create_dir_all(&config)?;
+        let up = UpProcess::start(
+            UpOptions::default()
+                .env("BULWARK_CONFIG_DIR", config.display().to_string())
+                .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE),
+        )
+        .await?;
+        let (owner, api) = Api::bootstrap(&up).await?;
+        let local = id_of(&api.wait_single_device_online("demo", WAIT).await?)?;
+        let setup = Self {
+            up,
+            owner,
+            api,
+            config,
+            _config_tmp: config_tmp,
+            work: tempfile::tempdir()?,
+            local,
+        };
+        let otp = setup.owner.next_otp().await?;
+        let server = setup.up.info.console_url.clone();
+        let username = setup.owner.username.clone();
+        let password = format!("{}\n", setup.owner.password);
+        setup
+            .cli(
+                &[
+                    "login",
+                    "--server",
+                    &server,
+                    "--username",
+                    &username,
+                    "--password-stdin",
+                    "--otp",
+                    &otp,
+                ],
+                Some(&password),
+            )
+            .await?
+            .ok()?;
+        setup
+            .cli(&["keys", "register", "--name", "operator"], None)
+            .await?
+            .ok()?;
+        Ok(setup)
+    }
+
+    /// `bulwark ARGS` with this setup's configuration directory and passphrase.
+    async fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
+        let mut command = tokio::process::Command::new(bulwark_bin()?);
+        command
+            .args(args)
+            .env("BULWARK_CONFIG_DIR", &self.config)
+            .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE)
+            .env("NO_COLOR", "1")
+            .env_remove("BULWARK_SERVER");
+        run_command(command, stdin, Duration::from_secs(120)).await
+    }
+
+    async fn cli_json(&self, args: &[&str]) -> Result<Value> {
+        let out = self.cli(args, None).await?.ok()?;
+        serde_json::from_str(&out.stdout)
+            .with_context(|| format!("`bulwark {}` did not print JSON", args.join(" ")))
+    }
+
+    /// Runs SQL on the server's database with the `sqlite3` tool.
+    fn sql(&self, sql: &str) -> Result<String> {
+        let db = self.up.data_dir().join("bulwark.db");
+        let out = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .args(["-cmd", ".timeout 10000"])
+            .arg(sql)
+            .output()
+            .context("running sqlite3")?;
+        ensure!(
+            out.status.success(),
+            "sqlite3 {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("[sqlite3] {}", &sql[..sql.len().min(200)]);
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// A correct job of a script printing `hello from NAME` on `device`,
+    /// signed with the CLI and waited for: it must run.
+    async fn good_job_runs(&self, device: &str, name: &str) -> Result<()> {
+        let marker = self.work.path().join(format!("{name}.marker"));
+        let script = self.work.path().join(format!("{name}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ntouch '{}'\necho 'hello from {name}'\n",
+                marker.display()
+            ),
+        )?;
+        let script = script.display().to_string();
+        let out = self
+            .cli(
+                &[
+                    "job",
+                    "run",
+                    "--tenant",
+                    "demo",
+                    "--targets",
+                    device,
+                    "--script",
+                    &script,
+                    "--reason",
+                    "e2e",
+                    "--json",
+                ],
+                None,
+            )
+            .await?
+            .ok()?;
+        let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
+        let target = view["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["device_id"] == device))
+            .with_context(|| format!("no target {device} in {view}"))?;
+        ensure!(
+            target["state"] == "succeeded"
+                && target["exit_code"] == 0
+                && target["stdout"]
+                    .as_str()
+                    .is_some_and(|s| s.contains(&format!("hello from {name}"))),
+            "job {name} did not succeed on {device}: {view}"
+        );
+        ensure!(marker.exists(), "{} was not created", marker.display());
+        Ok(())
+    }
+
+    /// What `device`'s agent last reported holding (`TrustStatus`, stored in
+    /// `device_trust`): (root version, policy version).
+    fn agent_holds(&self, device: &str) -> Result<String> {
+        self.sql(&format!(
+            "SELECT root_version || ' ' || policy_version FROM device_trust WHERE device_id = {}",
+            sql_text(device)
+        ))
+    }
+
+    async fn wait_agent_holds(&self, device: &str, root: u64, policy: u64) -> Result<()> {
+        let want = format!("{root} {policy}");
+        wait_for(
+            WAIT,
+            &format!("agent {device} to hold root v{root} and policy v{policy}"),
+            async || Ok((self.agent_holds(device)? == want).then_some(())),
+        )
+        .await
+    }
+
+    /// Waits for `device`'s `alert.trust_refused` about `statement` ("policy
+    /// v3") with `code`.
+    async fn expect_alert(&self, device: &str, statement: &str, code: &str) -> Result<String> {
+        let needle = format!("{device} refused {statement} ({code})");
+        wait_for(
+            WAIT,
+            &format!("an alert.trust_refused: {needle}"),
+            async || {
+                let events = self.api.get_json("/api/v1/tenants/demo/audit").await?;
+                Ok(events
+                    .as_array()
+                    .context("audit is not an array")?
+                    .iter()
+                    .filter(|e| e["action"] == "alert.trust_refused")
+                    .filter_map(|e| e["detail"].as_str())
+                    .find(|d| d.contains(&needle))
+                    .map(str::to_owned))
+            },
+        )
+        .await
+    }
+
+    /// Inserts a trust statement row for demo, as an attacker with the file would.
+    fn insert_statement(&self, kind: &str, version: u64, signed: &Signed) -> Result<()> {
+        let hex: String = signed
+            .to_bytes()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        self.sql(&format!(
+            "INSERT INTO trust_statements (tenant_id, kind, version, envelope, created_by, created_at) \
+             VALUES ((SELECT id FROM tenants WHERE name = 'demo'), '{kind}', {version}, X'{hex}', NULL, 0)"
+        ))?;
+        Ok(())
+    }
+
+    fn delete_statement(&self, kind: &str, version: u64) -> Result<()> {
+        self.sql(&format!(
+            "DELETE FROM trust_statements WHERE kind = '{kind}' AND version = {version} \
+             AND tenant_id = (SELECT id FROM tenants WHERE name = 'demo')"
+        ))?;
+        Ok(())
+    }
+
+    /// The latest stored demo statement of `kind`.
+    fn latest_statement(&self, kind: &str) -> Result<Signed> {
+        let hex = self.sql(&format!(
+            "SELECT hex(envelope) FROM trust_statements WHERE kind = '{kind}' \
+             AND tenant_id = (SELECT id FROM tenants WHERE name = 'demo') ORDER BY version DESC LIMIT 1"
+        ))?;
+        Signed::from_bytes(&decode_hex(&hex)?, &Limits::default()).map_err(|e| anyhow!("{e}"))
+    }
+
+    /// POST as the owner, with a fresh MFA check if the server asks for one.
+    async fn post_privileged(&self, path: &str, body: &Value) -> Result<bulwark_e2e::Reply> {
+        let reply = self
+            .api
+            .call(reqwest::Method::POST, path, Some(body))
+            .await?;
+        if reply.status != reqwest::StatusCode::FORBIDDEN
+            || reply.error_code().ok().as_deref() != Some("step_up_required")
+        {
+            return Ok(reply);
+        }
+        let otp = self.owner.next_otp().await?;
+        self.api
+            .post_json("/api/v1/auth/step-up", &json!({ "otp": otp }))
+            .await?;
+        self.api.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+fn sql_text(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn decode_hex(text: &str) -> Result<Vec<u8>> {
+    ensure!(text.len().is_multiple_of(2), "odd hex");
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).context("hex"))
+        .collect()
+}
+
+/// Opens a key file of the CLI's key store (`crates/cli/src/keys.rs`: argon2id,
+/// then ChaCha20-Poly1305 with every other field as associated data), as a
+/// thief holding the file and its passphrase would.
+fn steal_key(path: &Path, passphrase: &str) -> Result<SigningKey> {
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let text = |v: &Value| -> String { v.as_str().map_or_else(|| v.to_string(), str::to_owned) };
+    let fields = [
+        &file["format"],
+        &file["version"],
+        &file["name"],
+        &file["kind"],
+        &file["public_key"],
+        &file["role"],
+        &file["created_at"],
+        &file["kdf"]["algorithm"],
+        &file["kdf"]["argon2_version"],
+        &file["kdf"]["memory_kib"],
+        &file["kdf"]["iterations"],
+        &file["kdf"]["parallelism"],
+        &file["kdf"]["salt"],
+        &file["cipher"]["algorithm"],
+    ];
+    let mut aad = Vec::new();
+    for field in fields {
+        let field = text(field);
+        aad.extend_from_slice(&u32::try_from(field.len())?.to_be_bytes());
+        aad.extend_from_slice(field.as_bytes());
+    }
+    let number = |v: &Value| {
+        v.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .context("not a number")
+    };
+    let params = argon2::Params::new(
+        number(&file["kdf"]["memory_kib"])?,
+        number(&file["kdf"]["iterations"])?,
+        number(&file["kdf"]["parallelism"])?,
+        Some(32),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let mut wrapping = [0u8; 32];
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(
+            passphrase.as_bytes(),
+            &decode_hex(&text(&file["kdf"]["salt"]).to_uppercase())?,
+            &mut wrapping,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+    let nonce: [u8; 12] = decode_hex(&text(&file["cipher"]["nonce"]).to_uppercase())?
+        .try_into()
+        .map_err(|_| anyhow!("bad nonce"))?;
+    let mut sealed = decode_hex(&text(&file["cipher"]["sealed_seed"]).to_uppercase())?;
+    let key = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &wrapping)
+            .map_err(|_| anyhow!("aead key"))?,
+    );
+    let seed = key
+        .open_in_place(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::from(aad),
+            &mut sealed,
+        )
+        .map_err(|_| anyhow!("cannot open {}", path.display()))?;
+    let seed: [u8; 32] = (&*seed).try_into().context("seed")?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+async fn stop(agent: &mut ExtraAgent) -> Result<()> {
+    agent.proc.terminate().await?;
+    Ok(())
+}
+
+fn start(agent: &mut ExtraAgent) -> Result<()> {
+    agent.proc = spawn_agent(agent.state_dir.path())?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
+    let s = Setup::start().await?;
+    // A second agent, which the attacks below restart to make it reconnect.
+    let mut victim = ExtraAgent::start(&s.api, &s.up.info.gateway_url, "demo").await?;
+    let device = victim.device_id.clone();
+    s.good_job_runs(&s.local, "before-rotation").await?;
+    s.wait_agent_holds(&s.local, 1, 1).await?;
+    s.wait_agent_holds(&device, 1, 1).await?;
+
+    // 1. Rotate demo's root: two new keys, both must sign, the old key dropped.
+    let before = s
+        .cli_json(&["policy", "show", "--tenant", "demo", "--json"])
+        .await?;
+    ensure!(before["root"]["version"] == 1, "demo's root: {before}");
+    let old_name = before["root"]["keys"][0]["name"]
+        .as_str()
+        .context("no root key name")?
+        .to_owned();
+    let rotated = s
+        .cli_json(&[
+            "tenant",
+            "rotate-root",
+            "--tenant",
+            "demo",
+            "--new-root-keys",
+            "2",
+            "--threshold",
+            "2",
+            "--drop",
+            &old_name,
+            "--json",
+        ])
+        .await?;
+    let keys = rotated["root"]["keys"]
+        .as_array()
+        .context("no keys")?
+        .clone();
+    ensure!(
+        rotated["root"]["version"] == 2
+            && rotated["root"]["threshold"] == 2
+            && keys.len() == 2
+            && keys.iter().all(|k| k["name"] != old_name.as_str()
+                && k["holder"] == "msp"
+                && k["local_key"].is_string())
+            && rotated["dropped_keys"][0]["name"] == old_name.as_str()
+            && rotated["policy_version"] == 2
+            && rotated["root_fingerprint"] == before["root_fingerprint"],
+        "rotate-root: {rotated}"
+    );
+    // The server's view, replayed from the first root.
+    let trust = s.api.get_json("/api/v1/tenants/demo/trust").await?;
+    ensure!(
+        trust["root_version"] == 2
+            && trust["root_threshold"] == 2
+            && trust["policy_version"] == 2
+            && trust["roots"].as_array().map(Vec::len) == Some(2)
+            && trust["problems"].as_array().is_some_and(Vec::is_empty),
+        "GET trust after the rotation: {trust}"
+    );
+    // A second rotation with nothing new to say is refused before anything is made.
+    let nothing = s
+        .cli(&["tenant", "rotate-root", "--tenant", "demo"], None)
+        .await?;
+    ensure!(
+        !nothing.success() && nothing.all_output().contains("nothing would change"),
+        "an empty rotation: {}",
+        nothing.all_output()
+    );
+
+    // 2. The running agents take it: same processes, same devices, no re-enrolment.
+    s.wait_agent_holds(&s.local, 2, 2).await?;
+    s.wait_agent_holds(&device, 2, 2).await?;
+    let devices = s.api.devices("demo").await?;
+    let mut ids: Vec<String> = devices.iter().map(id_of).collect::<Result<_>>()?;
+    ids.sort();
+    let mut expected = vec![s.local.clone(), device.clone()];
+    expected.sort();
+    ensure!(ids == expected, "demo's devices changed: {devices:?}");
+    // And new jobs run under the policy the new root signed.
+    s.good_job_runs(&s.local, "after-rotation").await?;
+    s.good_job_runs(&device, "after-rotation-victim").await?;
+
+    // 3. The dropped key, stolen: a policy v3 signed by it alone, written
+    // into the database, is refused.
+    let old_key = steal_key(
+        &s.config.join("keys").join(format!("{old_name}.key")),
+        PASSPHRASE,
+    )?;
+    let limits = Limits::default();
+    let mut policy: Policy = s
+        .latest_statement("policy")?
+        .statement(&limits)
+        .map_err(|e| anyhow!("{e}"))?;
+    ensure!(
+        policy.version == 2,
+        "the latest policy is v{}",
+        policy.version
+    );
+    policy.version = 3;
+    let mut forged = Signed::new(&policy);
+    forged.sign(&old_key);
+    stop(&mut victim).await?;
+    s.insert_statement("policy", 3, &forged)?;
+    start(&mut victim)?;
+    s.expect_alert(&device, "policy v3", "root_threshold_not_met")
+        .await?;
+    ensure!(
+        s.agent_holds(&device)? == "2 2",
+        "the agent took the dropped key's policy"
+    );
+    s.delete_statement("policy", 3)?;
+
+    // 4. A rotation signed by new keys only, without the current root's
+    // threshold: the server refuses it, and so does the agent when it is
+    // written into the database.
+    let current: TrustRoot = s
+        .latest_statement("root")?
+        .statement(&limits)
+        .map_err(|e| anyhow!("{e}"))?;
+    let (k1, k2) = (
+        SigningKey::from_bytes(&[0x71; 32]),
+        SigningKey::from_bytes(&[0x72; 32]),
+    );
+    let root_key = |key: &SigningKey, name: &str| RootKey {
+        key: PublicKey::Ed25519(key.verifying_key().to_bytes()),
+        holder: Holder::Msp,
+        name: name.to_owned(),
+    };
+    let usurper = TrustRoot {
+        tenant: current.tenant.clone(),
+        version: 3,
+        threshold: 1,
+        keys: vec![root_key(&k1, "usurper-1"), root_key(&k2, "usurper-2")],
+    };
+    let mut forged = Signed::new(&usurper);
+    forged.sign(&k1);
+    forged.sign(&k2);
+    // The dropped key's consent is worth nothing either.
+    forged.sign(&old_key);
+    let reply = s
+        .post_privileged(
+            "/api/v1/tenants/demo/trust/roots",
+            &json!({ "envelope": B64.encode(forged.to_bytes()) }),
+        )
+        .await?;
+    ensure!(
+        reply.status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
+            && reply.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("root_threshold_not_met")),
+        "the server accepted or misjudged a rotation without the current threshold: {} {}",
+        reply.status,
+        reply.body
+    );
+    stop(&mut victim).await?;
+    s.insert_statement("root", 3, &forged)?;
+    start(&mut victim)?;
+    s.expect_alert(&device, "root v3", "root_threshold_not_met")
+        .await?;
+    ensure!(
+        s.agent_holds(&device)? == "2 2",
+        "the agent took the usurping root"
+    );
+    s.delete_statement("root", 3)?;
+
+    // The tenant works as before under root v2.
+    s.good_job_runs(&device, "after-attacks").await?;
+    s.good_job_runs(&s.local, "after-attacks-local").await?;
+    Ok(())
+}

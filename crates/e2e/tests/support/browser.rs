@@ -1,0 +1,211 @@
+//! Headless Chromium through ChromeDriver with a virtual authenticator (the
+//! WebDriver WebAuthn extension), shared by the browser tests.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`; without them a test
+//! fails, it does not skip.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, ensure};
+use bulwark_e2e::{Proc, TempDir, http_client, wait_for};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// ChromeDriver on a free loopback port, a WebDriver session in a headless
+/// Chromium with a fresh profile, and a virtual authenticator in it.
+pub struct Browser {
+    client: Option<Client>,
+    driver_url: String,
+    session: String,
+    authenticator: String,
+    _driver: Proc,
+    _profile: TempDir,
+}
+
+impl Browser {
+    pub async fn start() -> Result<Self> {
+        for path in [CHROMIUM, CHROMEDRIVER] {
+            ensure!(
+                Path::new(path).exists(),
+                "{path} is missing: install Debian's chromium and chromium-driver (`cargo xtask test` does it)"
+            );
+        }
+        let (driver, driver_url) = bulwark_e2e::start_chromedriver(CHROMEDRIVER).await?;
+        let http = http_client()?;
+
+        let profile = tempfile::Builder::new()
+            .prefix("bulwark-chromium-")
+            .tempdir()?;
+        let args = vec![
+            "--headless".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-quic".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--no-first-run".to_owned(),
+            "--disable-sync".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--window-size=1280,900".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": CHROMIUM, "args": args }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(capabilities)
+            .connect(&driver_url)
+            .await
+            .map_err(|e| anyhow!("starting a Chromium session through chromedriver: {e}"))?;
+        client.set_window_size(1280, 900).await?;
+        let session = client
+            .session_id()
+            .await?
+            .context("chromedriver gave the session no id")?;
+
+        // A platform authenticator with a PIN or biometric that always
+        // verifies the user and consents (WebDriver WebAuthn extension,
+        // https://www.w3.org/TR/webauthn-2/#sctn-automation-add-virtual-authenticator).
+        let added: Value = http
+            .post(format!(
+                "{driver_url}/session/{session}/webauthn/authenticator"
+            ))
+            .json(&json!({
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": true,
+                "hasUserVerification": true,
+                "isUserConsenting": true,
+                "isUserVerified": true,
+            }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let authenticator = added["value"]
+            .as_str()
+            .with_context(|| format!("adding a virtual authenticator: {added}"))?
+            .to_owned();
+        Ok(Self {
+            client: Some(client),
+            driver_url,
+            session,
+            authenticator,
+            _driver: driver,
+            _profile: profile,
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        // `client` is only taken in `close`, which consumes the browser.
+        #[allow(clippy::unwrap_used)]
+        self.client.as_ref().unwrap()
+    }
+
+    /// The credentials the virtual authenticator holds.
+    pub async fn credentials(&self) -> Result<Vec<Value>> {
+        let listed: Value = http_client()?
+            .get(format!(
+                "{}/session/{}/webauthn/authenticator/{}/credentials",
+                self.driver_url, self.session, self.authenticator
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        listed["value"]
+            .as_array()
+            .cloned()
+            .with_context(|| format!("listing the authenticator's credentials: {listed}"))
+    }
+
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.client()
+            .goto(url)
+            .await
+            .with_context(|| format!("opening {url}"))
+    }
+
+    pub async fn path(&self) -> Result<String> {
+        Ok(self.client().current_url().await?.path().to_owned())
+    }
+
+    pub async fn wait_path(&self, want: &str) -> Result<()> {
+        wait_for(
+            PAGE_TIMEOUT,
+            &format!("the browser to reach {want}"),
+            async || {
+                let path = self.path().await?;
+                Ok((path == want).then_some(()))
+            },
+        )
+        .await
+    }
+
+    pub async fn find(&self, css: &str) -> Result<fantoccini::elements::Element> {
+        wait_for(PAGE_TIMEOUT, &format!("an element `{css}`"), async || {
+            Ok(self.client().find(Locator::Css(css)).await.ok())
+        })
+        .await
+    }
+
+    pub async fn fill(&self, field: &str, value: &str) -> Result<()> {
+        let input = self.find(&format!("[name=\"{field}\"]")).await?;
+        input.clear().await?;
+        input
+            .send_keys(value)
+            .await
+            .with_context(|| format!("typing into `{field}`"))
+    }
+
+    pub async fn click(&self, css: &str) -> Result<()> {
+        self.find(css)
+            .await?
+            .click()
+            .await
+            .with_context(|| format!("clicking `{css}`"))
+    }
+
+    pub async fn text(&self, css: &str) -> Result<String> {
+        Ok(self.find(css).await?.text().await?.trim().to_owned())
+    }
+
+    /// Waits until the text of `css` contains `want`.
+    pub async fn wait_text(&self, css: &str, want: &str) -> Result<String> {
+        wait_for(
+            PAGE_TIMEOUT,
+            &format!("`{css}` to contain {want:?}"),
+            async || {
+                let Ok(el) = self.client().find(Locator::Css(css)).await else {
+                    return Ok(None);
+                };
+                let text = el.text().await?;
+                Ok(text.contains(want).then_some(text))
+            },
+        )
+        .await
+    }
+
+    pub async fn sign_out(&self) -> Result<()> {
+        self.click("form[action=\"/logout\"] button").await?;
+        self.wait_path("/login").await
+    }
+
+    pub async fn close(mut self) -> Result<()> {
+        if let Some(client) = self.client.take() {
+            client.close().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,452 @@
+//! Approving a job with a passkey (issue 5), over real HTTP against a real
+//! server: a software P-256 passkey's assertion over the job's challenge
+//! counts toward the quorum; an assertion over another job's challenge,
+//! from a passkey the caller does not own, or without user verification is
+//! refused with 400 and changes nothing.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/soft_passkey.rs"]
+mod soft_passkey;
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use bulwark_agent::connection::{self, ServerAddress};
+use bulwark_policy::{
+    ActionClass, Holder, JobStatement, OperatorKey, Policy, PublicKey, Quorum, RootKey, Signed,
+    TrustRoot,
+};
+use bulwark_protocol::token::EnrollToken;
+use bulwark_server::{RunningServer, ServerConfig, now_millis};
+use ed25519_dalek::SigningKey;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use soft_passkey::{SoftPasskey, UP, with};
+use totp_rs::{Algorithm, Secret, TOTP};
+
+const PASSWORD: &str = "correct horse battery staple 42";
+
+fn now_secs() -> u64 {
+    u64::try_from(now_millis() / 1000).unwrap()
+}
+
+fn totp_code(secret: &str, at_secs: u64) -> String {
+    let bytes = Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
+    TOTP::new_unchecked(Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).generate(at_secs)
+}
+
+struct Server {
+    server: RunningServer,
+    origin: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ServerConfig::quickstart(
+            dir.path().join("data"),
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        let server = bulwark_server::start(config).await.unwrap();
+        let origin = server.console_url.trim_end_matches('/').to_owned();
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Self {
+            server,
+            origin,
+            http,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
+        let url = format!("{}{path}", self.origin.replace("localhost", "127.0.0.1"));
+        let mut request = self.http.request(method, url);
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        Reply {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    async fn ok(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {
+        let reply = self.send(method.clone(), path, token, body).await;
+        assert!(
+            reply.status.is_success(),
+            "{method} {path}: {} {}",
+            reply.status,
+            reply.body
+        );
+        reply.body
+    }
+
+    /// Confirms an enrolment with the code of now and signs in with the
+    /// next step's code: a bearer token with a fresh MFA check.
+    async fn confirm_and_login(&self, path: &str, started: &Value, username: &str) -> String {
+        let secret = started["totp_secret"].as_str().unwrap();
+        self.ok(
+            Method::POST,
+            path,
+            "",
+            Some(json!({"enrolment_id": started["enrolment_id"], "otp": totp_code(secret, now_secs())})),
+        )
+        .await;
+        let login = self
+            .ok(
+                Method::POST,
+                "/api/v1/auth/login",
+                "",
+                Some(json!({"username": username, "password": PASSWORD, "otp": totp_code(secret, now_secs() + 30)})),
+            )
+            .await;
+        login["token"].as_str().unwrap().to_owned()
+    }
+
+    async fn register_passkey(&self, token: &str, key: &SoftPasskey, name: &str) -> Value {
+        let options = self
+            .ok(
+                Method::POST,
+                "/api/v1/passkeys/registration/options",
+                token,
+                None,
+            )
+            .await;
+        self.ok(
+            Method::POST,
+            "/api/v1/passkeys/registration",
+            token,
+            Some(with(key.create(&options), json!({"name": name}))),
+        )
+        .await
+    }
+
+    async fn enrol_device(&self, token: &str, tenant: &str) -> String {
+        let issued = self
+            .ok(
+                Method::POST,
+                &format!("/api/v1/tenants/{tenant}/enrollment-tokens"),
+                token,
+                Some(json!({})),
+            )
+            .await;
+        let token = EnrollToken::parse(issued["token"].as_str().unwrap()).unwrap();
+        let address = ServerAddress::parse(&self.server.gateway_url).unwrap();
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        connection::enroll(&address, &token, &key, "host-acme")
+            .await
+            .unwrap()
+            .device_id
+            .to_string()
+    }
+}
+
+/// The assertion body of an approval of `job` (a JobView) by `key`.
+fn approval(key: &mut SoftPasskey, key_id: &str, challenge_hex: &str) -> Value {
+    let challenge = URL_SAFE_NO_PAD.encode(hex::decode(challenge_hex).unwrap());
+    let got = key.get(&json!({"ceremony": "unused", "publicKey": {"challenge": challenge}}));
+    json!({
+        "key_id": key_id,
+        "webauthn": {
+            "authenticator_data": got["authenticatorData"],
+            "client_data_json": got["clientDataJSON"],
+            "signature": got["signature"],
+        }
+    })
+}
+
+fn job_envelope(tenant_id: &str, device: &str, operator: &SigningKey) -> Signed {
+    use sha2::Digest;
+    let now = now_secs();
+    let mut job_id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut job_id);
+    let statement = JobStatement {
+        tenant: tenant_id.to_owned(),
+        job_id,
+        targets: vec![device.to_owned()],
+        class: ActionClass::RunScript,
+        script_sha256: bulwark_policy::policy::ScriptHash(sha2::Sha256::digest(b"true").into()),
+        not_before: now - 60,
+        expires_at: now + 3600,
+        nonce: job_id,
+        reason: "passkey approvals".into(),
+        timeout_secs: 60,
+    };
+    let mut signed = Signed::new(&statement);
+    signed.sign(operator);
+    signed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passkey_approval_counts_and_forgeries_are_refused() {
+    let s = Server::start().await;
+    // The owner (requester, Ed25519 key) and a technician (approver, passkey).
+    let code = s.server.setup_code.clone().unwrap();
+    let started = s
+        .ok(
+            Method::POST,
+            "/api/v1/setup",
+            "",
+            Some(json!({"code": code, "username": "olivia", "password": PASSWORD})),
+        )
+        .await;
+    let owner = s
+        .confirm_and_login("/api/v1/setup/confirm", &started, "olivia")
+        .await;
+    s.ok(
+        Method::POST,
+        "/api/v1/tenants",
+        &owner,
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    let invited = s
+        .ok(
+            Method::POST,
+            "/api/v1/invitations",
+            &owner,
+            Some(json!({"username": "tess", "role": "technician", "tenants": ["acme"]})),
+        )
+        .await;
+    let redeemed = s
+        .ok(
+            Method::POST,
+            "/api/v1/invitations/redeem",
+            "",
+            Some(json!({"token": invited["token"], "password": PASSWORD})),
+        )
+        .await;
+    let tess = s
+        .confirm_and_login("/api/v1/invitations/confirm", &redeemed, "tess")
+        .await;
+
+    // Passkeys: tess's ("laptop") and the owner's (which tess does not own).
+    let mut tess_key = SoftPasskey::new(&s.origin);
+    s.register_passkey(&tess, &tess_key, "laptop").await;
+    let mut owner_key = SoftPasskey::new(&s.origin);
+    s.register_passkey(&owner, &owner_key, "owner key").await;
+    let listed = s.ok(Method::GET, "/api/v1/passkeys", &tess, None).await;
+    let listed = &listed[0];
+    let policy_key: PublicKey = bulwark_protocol::codec::from_canonical(
+        &B64.decode(listed["policy_public_key"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(policy_key, PublicKey::WebAuthn(_)));
+    let tess_key_id = listed["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(tess_key_id, hex::encode(policy_key.id().0));
+    let owner_listed = s.ok(Method::GET, "/api/v1/passkeys", &owner, None).await;
+    let owner_key_id = owner_listed[0]["key_id"].as_str().unwrap().to_owned();
+
+    // acme: a root, a policy with the owner's Ed25519 key and tess's passkey,
+    // run-script needing both.
+    let tenant_id = s
+        .ok(Method::GET, "/api/v1/tenants/acme/trust", &owner, None)
+        .await["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let root_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let operator_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    s.ok(
+        Method::POST,
+        "/api/v1/signing-keys",
+        &owner,
+        Some(json!({"name": "owner laptop", "public_key": B64.encode(operator_key.verifying_key().to_bytes())})),
+    )
+    .await;
+    let root = TrustRoot {
+        tenant: tenant_id.clone(),
+        version: 1,
+        threshold: 1,
+        keys: vec![RootKey {
+            key: PublicKey::Ed25519(root_key.verifying_key().to_bytes()),
+            holder: Holder::Msp,
+            name: "root".into(),
+        }],
+    };
+    let operator = |key: PublicKey, name: &str| OperatorKey {
+        key,
+        name: name.into(),
+        holder: Holder::Msp,
+        classes: vec![ActionClass::RunScript],
+    };
+    let policy = Policy {
+        tenant: tenant_id.clone(),
+        version: 1,
+        expires_at: now_secs() + 86_400,
+        operators: vec![
+            operator(
+                PublicKey::Ed25519(operator_key.verifying_key().to_bytes()),
+                "owner laptop",
+            ),
+            operator(policy_key, "tess laptop"),
+        ],
+        quorums: vec![Quorum {
+            class: ActionClass::RunScript,
+            signers: 2,
+            customer_required: false,
+            in_window_only: false,
+        }],
+        fan_out_limit: 10,
+        allowed_scripts: Vec::new(),
+        maintenance_windows: Vec::new(),
+    };
+    for (kind, statement) in [
+        ("roots", Signed::new(&root)),
+        ("policy", Signed::new(&policy)),
+    ] {
+        let mut statement = statement;
+        statement.sign(&root_key);
+        s.ok(
+            Method::POST,
+            &format!("/api/v1/tenants/acme/trust/{kind}"),
+            &owner,
+            Some(json!({"envelope": B64.encode(statement.to_bytes())})),
+        )
+        .await;
+    }
+    let device = s.enrol_device(&owner, "acme").await;
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let envelope = job_envelope(&tenant_id, &device, &operator_key);
+        let job = s
+            .ok(
+                Method::POST,
+                "/api/v1/tenants/acme/jobs",
+                &owner,
+                Some(json!({"envelope": B64.encode(envelope.to_bytes()), "script": "true"})),
+            )
+            .await;
+        assert_eq!(job["state"], "pending", "{job}");
+        assert_eq!(job["quorum"]["have"], 1, "{job}");
+        jobs.push(job);
+    }
+    let (job, other) = (&jobs[0], &jobs[1]);
+    let id = job["id"].as_str().unwrap();
+    let path = format!("/api/v1/jobs/{id}/approvals");
+    let challenge = job["challenge"].as_str().unwrap();
+
+    let refused = |reply: Reply, what: &str| {
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            reply.body
+        );
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // (a) An assertion over another job's challenge.
+    let body = approval(
+        &mut tess_key,
+        &tess_key_id,
+        other["challenge"].as_str().unwrap(),
+    );
+    let message = refused(
+        s.send(Method::POST, &path, &tess, Some(body)).await,
+        "another job's challenge",
+    );
+    assert!(message.contains("another challenge"), "{message}");
+    // (b) A passkey tess does not own (the owner's), named as such ...
+    let body = approval(&mut owner_key, &owner_key_id, challenge);
+    let message = refused(
+        s.send(Method::POST, &path, &tess, Some(body)).await,
+        "someone else's passkey",
+    );
+    assert!(message.contains("not one of your"), "{message}");
+    // ... or passed off as tess's own.
+    let body = approval(&mut owner_key, &tess_key_id, challenge);
+    let message = refused(
+        s.send(Method::POST, &path, &tess, Some(body)).await,
+        "an assertion by another credential under tess's key id",
+    );
+    assert!(message.contains("does not verify"), "{message}");
+    // (c) Without user verification.
+    tess_key.flags = UP;
+    let body = approval(&mut tess_key, &tess_key_id, challenge);
+    let message = refused(
+        s.send(Method::POST, &path, &tess, Some(body)).await,
+        "no user verification",
+    );
+    assert!(message.contains("UV flag"), "{message}");
+    tess_key.flags = UP | soft_passkey::UV;
+    let unchanged = s
+        .ok(Method::GET, &format!("/api/v1/jobs/{id}"), &tess, None)
+        .await;
+    assert_eq!(unchanged["state"], "pending");
+    assert_eq!(unchanged["signers"].as_array().unwrap().len(), 1);
+
+    // The requester cannot approve with a passkey either.
+    let body = approval(&mut owner_key, &owner_key_id, challenge);
+    let reply = s.send(Method::POST, &path, &owner, Some(body)).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+
+    // The real approval counts: two of two, approved, signed by "tess laptop".
+    let body = approval(&mut tess_key, &tess_key_id, challenge);
+    let approved = s.ok(Method::POST, &path, &tess, Some(body)).await;
+    assert_eq!(approved["state"], "approved", "{approved}");
+    assert_eq!(approved["quorum"]["have"], 2, "{approved}");
+    assert!(
+        approved["signers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "tess laptop" && s["key_id"] == tess_key_id.as_str()),
+        "{approved}"
+    );
+    // The stored envelope carries the assertion, and the policy code agrees.
+    let envelope = Signed::from_bytes(
+        &B64.decode(approved["envelope"].as_str().unwrap()).unwrap(),
+        &bulwark_policy::Limits::default(),
+    )
+    .unwrap();
+    let statement: JobStatement = envelope
+        .statement(&bulwark_policy::Limits::default())
+        .unwrap();
+    bulwark_policy::check_quorum(&envelope, &statement, &policy, now_secs()).unwrap();
+    // The passkey is now one of tess's signing keys (kind webauthn).
+    let keys = s.ok(Method::GET, "/api/v1/signing-keys", &tess, None).await;
+    assert!(
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["key_id"] == tess_key_id.as_str() && k["kind"] == "webauthn"),
+        "{keys}"
+    );
+    // Approving twice is a conflict, not a second signature.
+    let body = approval(&mut tess_key, &tess_key_id, challenge);
+    let reply = s.send(Method::POST, &path, &tess, Some(body)).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+}
