@@ -2038,3 +2038,45 @@ async fn api_tokens_are_scoped_and_never_step_up() {
     let reply = h.send("GET", "/api/v1/tenants", Some(&secret), None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Revoking a session ends its live event stream too, not only its next
+/// request (the stream re-checks its credential every 10 s).
+#[tokio::test]
+async fn revoking_a_session_ends_its_event_stream() {
+    let h = start().await;
+    let now = now_millis();
+    let (token, public_id) = h
+        .mint_session_mfa(
+            &h.operator_ids[&Technician].clone(),
+            now,
+            now + 3_600_000,
+            now,
+        )
+        .await;
+    let mut stream = h
+        .http
+        .get(format!("{}/api/v1/events", h.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("stream opened");
+    assert_eq!(stream.status(), StatusCode::OK);
+    let reply = h
+        .send(
+            "DELETE",
+            &format!("/api/v1/sessions/{public_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
+    // Keep-alive comments may arrive; the stream must end within a recheck.
+    let ended = tokio::time::timeout(Duration::from_secs(25), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the event stream outlived its revoked session"
+    );
+}

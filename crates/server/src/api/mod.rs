@@ -35,8 +35,6 @@ use bulwark_protocol::token::{EnrollToken, fingerprint_text};
 use futures_util::Stream;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::BroadcastStream;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -548,25 +546,65 @@ async fn events(
     caller: Caller,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     caller.require(Action::WatchPresence)?;
-    let visible: std::collections::HashSet<String> = state
+    let visible = visible_tenants(&state, &caller).await?;
+    let watch = Watch {
+        events: state.presence.subscribe(),
+        recheck: tokio::time::interval_at(
+            tokio::time::Instant::now() + EVENTS_RECHECK,
+            EVENTS_RECHECK,
+        ),
+        visible,
+        state,
+        caller,
+    };
+    // Ends when the session or token is revoked or expires, or its operator
+    // is disabled (checked every EVENTS_RECHECK); grants are re-read then too.
+    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+        loop {
+            tokio::select! {
+                received = watch.events.recv() => match received {
+                    Ok(event) if watch.visible.contains(&event.tenant) => {
+                        if let Ok(event) = Event::default().event("presence").json_data(&event) {
+                            return Some((Ok(event), watch));
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = watch.recheck.tick() => {
+                    if !matches!(watch.caller.still_valid(&watch.state).await, Ok(true)) {
+                        return None;
+                    }
+                    watch.visible = visible_tenants(&watch.state, &watch.caller).await.ok()?;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// How often a live event stream re-checks its caller's credential and grants.
+const EVENTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+struct Watch {
+    events: tokio::sync::broadcast::Receiver<crate::presence::PresenceEvent>,
+    recheck: tokio::time::Interval,
+    visible: std::collections::HashSet<String>,
+    state: AppState,
+    caller: Caller,
+}
+
+async fn visible_tenants(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    Ok(state
         .store
         .list_tenants(&caller.scope())
         .await?
         .into_iter()
         .map(|t| t.name)
-        .collect();
-    let stream = BroadcastStream::new(state.presence.subscribe()).filter_map(move |event| {
-        let event = event.ok()?;
-        if !visible.contains(&event.tenant) {
-            return None;
-        }
-        Event::default()
-            .event("presence")
-            .json_data(&event)
-            .ok()
-            .map(Ok)
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+        .collect())
 }
 
 #[derive(Serialize, ToSchema)]

@@ -239,6 +239,38 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>,
     }))
 }
 
+impl Caller {
+    /// Is the credential this caller came with still good? Long-lived
+    /// responses (the event stream) ask this periodically, so revoking a
+    /// session or token, or disabling its operator, ends them too.
+    pub async fn still_valid(&self, state: &AppState) -> Result<bool, ApiError> {
+        let now = now_millis();
+        if self.credential == Credential::ApiToken {
+            return Ok(match state.store.api_token(self.session_hash).await? {
+                Some((token, operator)) => {
+                    token.revoked_at.is_none()
+                        && now < token.expires_at
+                        && operator.disabled_at.is_none()
+                }
+                None => false,
+            });
+        }
+        Ok(match state.store.session(self.session_hash).await? {
+            Some((session, operator)) => {
+                session_state(
+                    &state.session_policy,
+                    session.last_seen_at,
+                    session.expires_at,
+                    session.revoked_at,
+                    now,
+                ) == SessionState::Valid
+                    && operator.disabled_at.is_none()
+            }
+            None => false,
+        })
+    }
+}
+
 /// API tokens start with this, so they are told from session tokens at a glance.
 pub const API_TOKEN_PREFIX: &str = "bwk_";
 
