@@ -4,6 +4,7 @@
 mod jobs;
 mod keys;
 mod operator;
+mod proposals;
 mod trust;
 mod up;
 

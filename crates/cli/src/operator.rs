@@ -68,6 +68,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::trust::PolicyCommand,
     },
+    /// Trust statements signed by several people: list, check and sign proposals.
+    Trust {
+        #[command(subcommand)]
+        command: crate::proposals::TrustCommand,
+    },
     /// Signed jobs: run a script on devices, approve, follow results.
     Job {
         #[command(subcommand)]
@@ -141,6 +146,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
             command: TenantCommand::Trust(command),
         } => crate::trust::run_tenant(command).await,
         OperatorCommand::Job { command } => crate::jobs::run(command).await,
+        OperatorCommand::Trust { command } => crate::proposals::run(command).await,
         OperatorCommand::Tenant {
             command: TenantCommand::List { json },
         } => {

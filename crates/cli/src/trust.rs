@@ -472,6 +472,34 @@ pub(crate) struct Genesis {
     pub fingerprint: [u8; 32],
 }
 
+/// A tenant's first root: the MSP keys in `msp_root`, then `customers`.
+fn first_root(
+    tenant_id: &str,
+    threshold: u32,
+    msp_root: &[(String, SigningKey)],
+    customers: &[(String, PublicKey)],
+) -> TrustRoot {
+    let keys = msp_root
+        .iter()
+        .map(|(name, key)| RootKey {
+            key: public_of(key),
+            holder: Holder::Msp,
+            name: name.clone(),
+        })
+        .chain(customers.iter().map(|(name, key)| RootKey {
+            key: key.clone(),
+            holder: Holder::Customer,
+            name: name.clone(),
+        }))
+        .collect();
+    TrustRoot {
+        tenant: tenant_id.to_owned(),
+        version: 1,
+        threshold,
+        keys,
+    }
+}
+
 /// Builds, signs and checks a tenant's first root (the MSP keys in
 /// `msp_root`, held here, plus `customers`) and its default first policy.
 /// Pure: `tenant init` publishes the result; `up` may store it directly.
@@ -489,25 +517,7 @@ pub(crate) fn genesis(
         "a root threshold of {threshold} needs that many root keys on this machine; there are {}",
         msp_root.len()
     );
-    let keys = msp_root
-        .iter()
-        .map(|(name, key)| RootKey {
-            key: public_of(key),
-            holder: Holder::Msp,
-            name: name.clone(),
-        })
-        .chain(customers.iter().map(|(name, key)| RootKey {
-            key: key.clone(),
-            holder: Holder::Customer,
-            name: name.clone(),
-        }))
-        .collect();
-    let root = TrustRoot {
-        tenant: tenant_id.to_owned(),
-        version: 1,
-        threshold,
-        keys,
-    };
+    let root = first_root(tenant_id, threshold, msp_root, customers);
     let signers: Vec<&SigningKey> = msp_root.iter().take(need).map(|(_, k)| k).collect();
     let mut root_envelope = Signed::new(&root);
     for key in &signers {
@@ -553,7 +563,7 @@ fn public_of(key: &SigningKey) -> PublicKey {
 }
 
 /// The local keys of `root`, in the root's order.
-fn held_root_keys(store: &KeyStore, root: &TrustRoot) -> Result<Vec<KeyInfo>> {
+pub(crate) fn held_root_keys(store: &KeyStore, root: &TrustRoot) -> Result<Vec<KeyInfo>> {
     let mut held = Vec::new();
     for root_key in &root.keys {
         if let Some(info) = store.find_by_public(&root_key.key)? {
@@ -563,35 +573,63 @@ fn held_root_keys(store: &KeyStore, root: &TrustRoot) -> Result<Vec<KeyInfo>> {
     Ok(held)
 }
 
-/// Unlocks the root threshold from keys held on this machine.
-fn root_signing_keys(
+/// The root keys of `root` held here, unlocked: the threshold if this
+/// machine holds it (`true`), else every one it holds (`false`: the
+/// statement becomes a proposal others co-sign).
+fn held_signing_keys(
     store: &KeyStore,
     root: &TrustRoot,
     unlocker: &mut Unlocker,
-    what: &str,
-) -> Result<Vec<SigningKey>> {
+) -> Result<(Vec<SigningKey>, bool)> {
     let held = held_root_keys(store, root)?;
     let need = root.threshold();
-    if held.len() < need {
-        let names: Vec<&str> = held.iter().map(|k| k.name.as_str()).collect();
-        bail!(
-            "signing {what} needs {need} of the tenant's {} root keys, and this machine holds {}{}. \
-             Signing by several people on different machines is not supported yet (a follow-up): \
-             for now the root threshold must be held in one key store ({})",
-            root.keys.len(),
-            held.len(),
-            if names.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", names.join(", "))
-            },
-            store.dir().display()
-        );
-    }
-    held.iter()
+    let keys = held
+        .iter()
         .take(need)
         .map(|k| unlocker.unlock(store, &k.name))
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let complete = keys.len() >= need;
+    Ok((keys, complete))
+}
+
+/// Sends a statement this machine cannot complete (its signatures so far,
+/// `have` of `need`) as a proposal, and says what the other key holders run.
+/// Returns the proposal id.
+async fn propose(
+    session: &Session,
+    tenant: &str,
+    signed: &Signed,
+    what: &str,
+    have: usize,
+    need: usize,
+    otp: Option<&str>,
+) -> Result<String> {
+    let body = json!({
+        "envelope": base64::engine::general_purpose::STANDARD.encode(signed.to_bytes()),
+    });
+    let reply = session
+        .post_privileged(&trust_path(tenant, "/proposals")?, &body, otp)
+        .await
+        .with_context(|| format!("proposing {what}"))?;
+    let id = reply["id"]
+        .as_str()
+        .context("the server's proposal has no id")?
+        .to_owned();
+    if reply["state"] == "published" {
+        println!("Published {what} for tenant {tenant} (proposal {id}).");
+        return Ok(id);
+    }
+    println!(
+        "{what} for tenant {tenant} needs {need} root key signature(s); this machine holds {have}."
+    );
+    println!(
+        "Proposed as {id} (open for 7 days). Each other root key holder checks and signs it on \
+         their own machine:"
+    );
+    println!("  bulwark trust show {id}");
+    println!("  bulwark trust sign {id}");
+    println!("The server publishes it once the signatures reach the threshold.");
+    Ok(id)
 }
 
 fn refused(what: &'static str) -> impl Fn(Refusal) -> anyhow::Error {
@@ -722,14 +760,14 @@ fn verify_trust(reply: &TrustReply) -> Result<Trust> {
     })
 }
 
-fn trust_path(tenant: &str, what: &str) -> Result<String> {
+pub(crate) fn trust_path(tenant: &str, what: &str) -> Result<String> {
     Ok(format!(
         "/api/v1/tenants/{}/trust{what}",
         path_segment(tenant)?
     ))
 }
 
-async fn fetch_trust(session: &Session, tenant: &str) -> Result<Trust> {
+pub(crate) async fn fetch_trust(session: &Session, tenant: &str) -> Result<Trust> {
     let reply = session.get(&trust_path(tenant, "")?).await?;
     let reply: TrustReply = serde_json::from_value(reply)
         .context("the server's trust reply is not what RFD 0002 describes")?;
@@ -786,11 +824,11 @@ async fn init(args: InitArgs) -> Result<()> {
         "--root-keys must be between 1 and 16"
     );
     ensure!(threshold >= 1, "--threshold must be at least 1");
+    let customer_count = u32::try_from(customer_keys.len()).unwrap_or(u32::MAX);
     ensure!(
-        threshold <= root_keys,
-        "a threshold of {threshold} needs {threshold} root keys on this machine to sign the root \
-         and the first policy, but --root-keys is {root_keys}: raise --root-keys (signing by \
-         several people on different machines is not supported yet)"
+        threshold <= root_keys.saturating_add(customer_count),
+        "a threshold of {threshold} needs at least {threshold} root keys, but there would be \
+         {root_keys} on this machine and {customer_count} held by the customer"
     );
     let mut customers: Vec<(String, PublicKey)> = Vec::new();
     for (i, text) in customer_keys.iter().enumerate() {
@@ -857,14 +895,6 @@ async fn init(args: InitArgs) -> Result<()> {
     let mut root_slots: Vec<RootSlot> = Vec::new();
     match &trust.root {
         Some(root) => {
-            let held = held_root_keys(&store, root)?;
-            ensure!(
-                held.len() >= root.threshold(),
-                "tenant {tenant} already has a trust root, but this machine holds {} of the {} \
-                 root keys needed to sign its first policy",
-                held.len(),
-                root.threshold()
-            );
             if !json {
                 eprintln!(
                     "Tenant {tenant} already has a trust root (version {}): signing its first \
@@ -944,6 +974,37 @@ async fn init(args: InitArgs) -> Result<()> {
                     }
                 }
             }
+            if usize::try_from(threshold).unwrap_or(usize::MAX) > signers.len() {
+                // The first root must be signed by its own threshold, and
+                // this machine does not hold it: the other holders co-sign
+                // it, then this command, run again, signs the first policy
+                // (a proposal too).
+                let root = first_root(&tenant_id, threshold, &signers, &customers);
+                let mut signed = Signed::new(&root);
+                for (_, key) in &signers {
+                    signed.sign(key);
+                }
+                let id = propose(
+                    &session,
+                    &tenant,
+                    &signed,
+                    "Trust root version 1",
+                    signers.len(),
+                    root.threshold(),
+                    otp,
+                )
+                .await?;
+                println!();
+                println!(
+                    "Root fingerprint (agents pin it at enrolment; compare it with the customer's copy):"
+                );
+                println!("  {}", grouped_hex(&root_fingerprint(&signed)));
+                println!(
+                    "Once proposal {id} is published, run `bulwark tenant init --tenant {tenant}` \
+                     again here: it signs the first policy, which needs the same co-signers."
+                );
+                return Ok(());
+            }
             let genesis = genesis(
                 &tenant_id,
                 threshold,
@@ -963,9 +1024,34 @@ async fn init(args: InitArgs) -> Result<()> {
                 )?;
         }
         Some(root) => {
-            let keys = root_signing_keys(&store, root, &mut unlocker, "the first policy")?;
+            let (keys, complete) = held_signing_keys(&store, root, &mut unlocker)?;
             let keys: Vec<&SigningKey> = keys.iter().collect();
             let policy = default_policy(&tenant_id, policy_operators, now);
+            if !complete {
+                let mut signed = Signed::new(&policy);
+                for key in &keys {
+                    signed.sign(key);
+                }
+                for info in &operators {
+                    if let Err(error) = keys::register(&session, info).await {
+                        eprintln!(
+                            "warning: {error:#}; run `bulwark keys register --name {}`",
+                            info.name
+                        );
+                    }
+                }
+                propose(
+                    &session,
+                    &tenant,
+                    &signed,
+                    "Policy version 1",
+                    keys.len(),
+                    root.threshold(),
+                    otp,
+                )
+                .await?;
+                return Ok(());
+            }
             let signed = sign_policy(root, None, &policy, &keys, now)?;
             post_envelope(&session, &tenant, "policy", &signed, otp)
                 .await
@@ -1138,8 +1224,28 @@ async fn publish_policy(
     let warnings = policy_warnings(policy, now);
     let store = KeyStore::open_default()?;
     let mut unlocker = Unlocker::new();
-    let keys = root_signing_keys(&store, root, &mut unlocker, "a policy")?;
+    let (keys, complete) = held_signing_keys(&store, root, &mut unlocker)?;
     let keys: Vec<&SigningKey> = keys.iter().collect();
+    if !complete {
+        let mut signed = Signed::new(policy);
+        for key in &keys {
+            signed.sign(key);
+        }
+        propose(
+            session,
+            tenant,
+            &signed,
+            &format!("Policy version {}", policy.version),
+            keys.len(),
+            root.threshold(),
+            otp,
+        )
+        .await?;
+        for warning in warnings {
+            println!("Note: {warning}.");
+        }
+        return Ok(());
+    }
     let signed = sign_policy(root, trust.policy.as_ref(), policy, &keys, now)?;
     post_envelope(session, tenant, "policy", &signed, otp)
         .await
@@ -1193,14 +1299,36 @@ async fn kill_switch(
                     root.threshold()
                 );
             }
-            vec![unlocker.unlock(&store, name)?]
+            (vec![unlocker.unlock(&store, name)?], true)
         }
-        None => {
-            let what = if frozen { "a freeze" } else { "an unfreeze" };
-            root_signing_keys(&store, root, &mut unlocker, what)?
-        }
+        None => held_signing_keys(&store, root, &mut unlocker)?,
     };
+    let (keys, complete) = keys;
     let keys: Vec<&SigningKey> = keys.iter().collect();
+    if !complete {
+        let statement = FreezeStatement {
+            tenant: root.tenant.clone(),
+            sequence: current.sequence + 1,
+            frozen,
+            reason,
+        };
+        let mut signed = Signed::new(&statement);
+        for key in &keys {
+            signed.sign(key);
+        }
+        let what = if frozen { "A freeze" } else { "An unfreeze" };
+        propose(
+            &session,
+            tenant,
+            &signed,
+            &format!("{what} (sequence {})", statement.sequence),
+            keys.len(),
+            root.threshold(),
+            otp,
+        )
+        .await?;
+        return Ok(());
+    }
     let (statement, signed) = sign_freeze(root, current, frozen, reason, &keys)?;
     post_envelope(&session, tenant, "freeze", &signed, otp)
         .await
@@ -1908,7 +2036,7 @@ async fn rotate_root(args: RotateRootArgs) -> Result<()> {
 // Showing trust
 // ---------------------------------------------------------------------------
 
-fn holder_name(holder: Holder) -> &'static str {
+pub(crate) fn holder_name(holder: Holder) -> &'static str {
     match holder {
         Holder::Msp => "msp",
         Holder::Customer => "customer",
@@ -1923,7 +2051,7 @@ fn parse_holder(text: &str) -> Result<Holder> {
     }
 }
 
-fn public_hex(key: &PublicKey) -> String {
+pub(crate) fn public_hex(key: &PublicKey) -> String {
     match key {
         PublicKey::Ed25519(bytes) => hex::encode(bytes),
         // A passkey: as `GET /api/v1/passkeys` gives it, marked so the
@@ -2009,7 +2137,7 @@ pub(crate) fn grouped_hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
-fn date_text(secs: u64) -> String {
+pub(crate) fn date_text(secs: u64) -> String {
     i64::try_from(secs)
         .ok()
         .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())

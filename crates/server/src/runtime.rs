@@ -276,6 +276,21 @@ async fn expire_jobs(store: Store, mut shutdown: watch::Receiver<bool>) {
                     }
                     Err(error) => tracing::warn!(%error, "Cannot expire jobs."),
                 }
+                match store.expire_trust_proposals(crate::now_millis()).await {
+                    Ok(expired) => {
+                        for (id, tenant_id) in expired {
+                            let event = bulwark_store::NewAuditEvent::new(
+                                crate::now_millis(),
+                                "server",
+                                "trust.proposal_expired",
+                                &id,
+                            )
+                            .in_tenant(Some(&tenant_id));
+                            crate::state::record_audit(&store, event).await;
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "Cannot expire trust proposals."),
+                }
             }
             _ = shutdown.changed() => break,
         }

@@ -229,6 +229,31 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/tenants/{tenant}/trust/freeze",
         Tenant(&[Owner, SecurityOfficer, TenantAuditor], 400),
     ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/trust/proposals",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    // An envelope that does not decode: 400 after the widest role check
+    // (a freeze may be proposed by the customer's auditor).
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/trust/proposals",
+        Tenant(&[Owner, SecurityOfficer, TenantAuditor], 400),
+    ),
+    // The unsigned policy proposal made at start-up in each tenant.
+    (
+        "GET",
+        "/api/v1/trust-proposals/{id}",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    // A malformed key id: 400 after the widest role check (a customer
+    // root key's holder may co-sign as tenant auditor).
+    (
+        "POST",
+        "/api/v1/trust-proposals/{id}/signatures",
+        Tenant(&[Owner, SecurityOfficer, TenantAuditor], 400),
+    ),
     // A fresh Ed25519 public key each time.
     ("POST", "/api/v1/signing-keys", Global(EVERY_ROLE, 201)),
     ("GET", "/api/v1/signing-keys", Global(EVERY_ROLE, 200)),
@@ -305,6 +330,8 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("POST", "/api/v1/tenants/{tenant}/trust/roots"),
     ("POST", "/api/v1/tenants/{tenant}/trust/policy"),
     ("POST", "/api/v1/tenants/{tenant}/trust/freeze"),
+    ("POST", "/api/v1/tenants/{tenant}/trust/proposals"),
+    ("POST", "/api/v1/trust-proposals/{id}/signatures"),
     ("POST", "/api/v1/jobs/{id}/approvals"),
     ("POST", "/api/v1/jobs/{id}/reject"),
     ("POST", "/api/v1/passkeys/registration/options"),
@@ -422,6 +449,8 @@ struct Harness {
     expired: String,
     devices: BTreeMap<&'static str, String>,
     jobs: BTreeMap<&'static str, String>,
+    /// An open (unsigned) policy proposal per tenant.
+    proposals: BTreeMap<&'static str, String>,
     counter: u32,
     _dir: tempfile::TempDir,
 }
@@ -683,8 +712,16 @@ impl Harness {
                 "POST",
                 "/api/v1/tenants/{tenant}/trust/roots"
                 | "/api/v1/tenants/{tenant}/trust/policy"
-                | "/api/v1/tenants/{tenant}/trust/freeze",
+                | "/api/v1/tenants/{tenant}/trust/freeze"
+                | "/api/v1/tenants/{tenant}/trust/proposals",
             ) => (path, Some(json!({"envelope": "AAAA"}))),
+            ("GET", "/api/v1/trust-proposals/{id}") => {
+                (path.replace("{id}", &self.proposals[tenant]), None)
+            }
+            ("POST", "/api/v1/trust-proposals/{id}/signatures") => (
+                path.replace("{id}", &self.proposals[tenant]),
+                Some(json!({"key_id": "not hex", "signature": "AAAA"})),
+            ),
             ("POST", "/api/v1/signing-keys") => {
                 let name = self.unique("key");
                 let key = SigningKey::generate(&mut rand::rngs::OsRng);
@@ -1016,6 +1053,7 @@ async fn start() -> Harness {
         expired: String::new(),
         devices: BTreeMap::new(),
         jobs: BTreeMap::new(),
+        proposals: BTreeMap::new(),
         counter: 0,
         _dir: dir,
     };
@@ -1083,7 +1121,7 @@ async fn start() -> Harness {
             .await;
         let tenant_id = trust["tenant_id"].as_str().expect("tenant id").to_owned();
         let (root, policy) = trust_statements(&tenant_id, &root_key, &operator_key);
-        for (kind, envelope) in [("roots", root), ("policy", policy)] {
+        for (kind, envelope) in [("roots", root), ("policy", policy.clone())] {
             h.ok(
                 "POST",
                 &format!("/api/v1/tenants/{tenant}/trust/{kind}"),
@@ -1092,6 +1130,22 @@ async fn start() -> Harness {
             )
             .await;
         }
+        // An unsigned policy v2: it stays open.
+        let mut next: bulwark_policy::Policy = policy
+            .statement(&bulwark_policy::Limits::default())
+            .expect("policy");
+        next.version = 2;
+        let proposal = h
+            .ok(
+                "POST",
+                &format!("/api/v1/tenants/{tenant}/trust/proposals"),
+                Some(h.owner()),
+                Some(&json!({"envelope": B64.encode(Signed::new(&next).to_bytes())})),
+            )
+            .await;
+        assert_eq!(proposal["state"], "open", "{proposal}");
+        h.proposals
+            .insert(tenant, proposal["id"].as_str().expect("id").to_owned());
         let device = h.enrol_device(tenant).await;
         let job = job_envelope(&tenant_id, &device, &operator_key);
         let created = h

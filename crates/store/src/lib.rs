@@ -37,6 +37,7 @@ pub mod testing;
 mod throttle;
 mod translog;
 mod trust;
+mod trust_proposals;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -65,6 +66,7 @@ pub use translog::{
     AuditLeaf, LogAppend, LogCheckpoint, LogEntry, LogHash, LogHead, MSP_LOG, audit_log_id,
 };
 pub use trust::{DeviceTrust, TrustKind, TrustSet};
+pub use trust_proposals::{NewTrustProposal, ProposalState, TrustProposal};
 
 /// A point in time: milliseconds since the Unix epoch.
 pub type Millis = i64;

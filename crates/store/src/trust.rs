@@ -9,8 +9,8 @@
 //! every earlier one of its kind, so "the latest" is always the highest
 //! version.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
 use crate::error::unique_or_missing;
 use crate::{Millis, Store, StoreError, TenantScope, in_scope};
@@ -96,6 +96,79 @@ fn device_trust_from_row(row: &AnyRow) -> Result<DeviceTrust, StoreError> {
     })
 }
 
+/// Inserts a verified statement inside `tx`, checking the order its kind
+/// needs (see [`Store::add_trust_statement`] for the answers).
+pub(crate) async fn insert_trust_statement(
+    tx: &mut Transaction<'_, Any>,
+    tenant_id: &str,
+    kind: TrustKind,
+    version: u64,
+    envelope: &[u8],
+    created_by: Option<&str>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let version = to_db(version, "trust statement version out of range")?;
+    // A write first: concurrent additions to one tenant serialise here
+    // (the write lock on SQLite; on PostgreSQL the same key waits for
+    // the other insert and then conflicts).
+    sqlx::query(
+        "INSERT INTO trust_statements (tenant_id, kind, version, envelope, created_by, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant_id)
+    .bind(kind.as_str())
+    .bind(version)
+    .bind(envelope)
+    .bind(created_by)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(unique_or_missing("trust statement version already exists"))?;
+    let row = sqlx::query(
+        "SELECT COUNT(*) AS others, COALESCE(MAX(version), -1) AS highest \
+         FROM trust_statements WHERE tenant_id = $1 AND kind = $2 AND version <> $3",
+    )
+    .bind(tenant_id)
+    .bind(kind.as_str())
+    .bind(version)
+    .fetch_one(&mut **tx)
+    .await?;
+    let others: i64 = row.try_get("others")?;
+    let highest: i64 = row.try_get("highest")?;
+    match kind {
+        TrustKind::Root => {
+            let follows = if others == 0 {
+                version == 1
+            } else {
+                highest.checked_add(1) == Some(version)
+            };
+            if !follows {
+                return Err(StoreError::Conflict(
+                    "root version must follow the latest root",
+                ));
+            }
+        }
+        TrustKind::Policy | TrustKind::Freeze => {
+            if highest > version {
+                return Err(StoreError::Conflict(
+                    "trust statement is older than the latest",
+                ));
+            }
+        }
+    }
+    // Open proposals this statement overtakes could never be published.
+    sqlx::query(
+        "UPDATE trust_proposals SET state = 'withdrawn' \
+         WHERE tenant_id = $1 AND kind = $2 AND state = 'open' AND version <= $3",
+    )
+    .bind(tenant_id)
+    .bind(kind.as_str())
+    .bind(version)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Stores a trust statement the server has verified, in one transaction.
     ///
@@ -107,6 +180,9 @@ impl Store {
     ///   or freeze statement below the latest of its kind;
     /// - `Invalid` for a version above `i64::MAX`, `NotFound` for an unknown tenant.
     ///
+    /// Open proposals of the same kind at or below this version (which
+    /// could never be published now) are withdrawn in the same transaction.
+    ///
     /// On any error nothing is stored.
     pub async fn add_trust_statement(
         &self,
@@ -117,56 +193,9 @@ impl Store {
         created_by: Option<&str>,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let version = to_db(version, "trust statement version out of range")?;
         let mut tx = self.pool.begin().await?;
-        // A write first: concurrent additions to one tenant serialise here
-        // (the write lock on SQLite; on PostgreSQL the same key waits for
-        // the other insert and then conflicts).
-        sqlx::query(
-            "INSERT INTO trust_statements (tenant_id, kind, version, envelope, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(tenant_id)
-        .bind(kind.as_str())
-        .bind(version)
-        .bind(envelope)
-        .bind(created_by)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(unique_or_missing("trust statement version already exists"))?;
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS others, COALESCE(MAX(version), -1) AS highest \
-             FROM trust_statements WHERE tenant_id = $1 AND kind = $2 AND version <> $3",
-        )
-        .bind(tenant_id)
-        .bind(kind.as_str())
-        .bind(version)
-        .fetch_one(&mut *tx)
-        .await?;
-        let others: i64 = row.try_get("others")?;
-        let highest: i64 = row.try_get("highest")?;
-        match kind {
-            TrustKind::Root => {
-                let follows = if others == 0 {
-                    version == 1
-                } else {
-                    highest.checked_add(1) == Some(version)
-                };
-                if !follows {
-                    return Err(StoreError::Conflict(
-                        "root version must follow the latest root",
-                    ));
-                }
-            }
-            TrustKind::Policy | TrustKind::Freeze => {
-                if highest > version {
-                    return Err(StoreError::Conflict(
-                        "trust statement is older than the latest",
-                    ));
-                }
-            }
-        }
+        insert_trust_statement(&mut tx, tenant_id, kind, version, envelope, created_by, now)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

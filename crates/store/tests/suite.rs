@@ -12,6 +12,7 @@ use bulwark_store::{
     SigningKeyKind, Store, StoreError, TargetCounts, TargetState, TenantScope, ThrottleCounter,
     TrustKind, TrustSet,
 };
+use bulwark_store::{NewTrustProposal, ProposalState};
 
 /// Runs each named body on both backends. `store:` bodies take an open
 /// `Store`; `url:` bodies take the database URL and open it themselves.
@@ -85,6 +86,7 @@ suite! {
         recovery_codes,
         api_tokens,
         trust_statements,
+        trust_proposals,
         device_trust,
         signing_keys,
         jobs_tenant_scope,
@@ -2273,6 +2275,214 @@ async fn trust_statements(store: Store) {
             .await
             .unwrap(),
         TrustSet::default()
+    );
+}
+
+fn proposal(
+    id: &str,
+    tenant_id: &str,
+    kind: TrustKind,
+    version: u64,
+    by: &str,
+) -> NewTrustProposal {
+    NewTrustProposal {
+        id: id.to_owned(),
+        tenant_id: tenant_id.to_owned(),
+        kind,
+        version,
+        envelope: format!("{id}-0").into_bytes(),
+        proposed_by: by.to_owned(),
+        created_at: T0,
+        expires_at: T0 + 1000,
+    }
+}
+
+async fn trust_proposals(store: Store) {
+    let (a, _) = tenant_with_devices(&store, "tenant-a", 1, &[]).await;
+    let (b, _) = tenant_with_devices(&store, "tenant-b", 2, &[]).await;
+    let op = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    store.grant_tenant(&op.id, &a, "read_only").await.unwrap();
+    let scope = TenantScope::Operator(op.id.clone());
+    store
+        .add_trust_statement(&a, TrustKind::Root, 1, b"root-1", None, T0)
+        .await
+        .unwrap();
+
+    let p1 = store
+        .create_trust_proposal(&proposal("p1", &a, TrustKind::Policy, 1, &op.id))
+        .await
+        .unwrap();
+    store
+        .create_trust_proposal(&proposal("p2", &a, TrustKind::Policy, 1, &op.id))
+        .await
+        .unwrap();
+    store
+        .create_trust_proposal(&proposal("p3", &a, TrustKind::Freeze, 1, &op.id))
+        .await
+        .unwrap();
+    store
+        .create_trust_proposal(&proposal("pb", &b, TrustKind::Policy, 1, &op.id))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .create_trust_proposal(&proposal("p1", &a, TrustKind::Policy, 2, &op.id))
+            .await,
+        "proposal already exists",
+    );
+    assert_not_found(
+        store
+            .create_trust_proposal(&proposal(
+                "px",
+                "no-such-tenant",
+                TrustKind::Policy,
+                1,
+                &op.id,
+            ))
+            .await,
+    );
+    // Scope: another tenant's proposals are not there.
+    let open = store.open_trust_proposals(&scope, &a, T0).await.unwrap();
+    assert_eq!(
+        open.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["p1", "p2", "p3"]
+    );
+    assert!(
+        store
+            .open_trust_proposals(&scope, &b, T0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.trust_proposal(&scope, "pb", T0).await.unwrap(), None);
+    assert_eq!(
+        store.trust_proposal(&scope, "p1", T0).await.unwrap(),
+        Some(p1.clone())
+    );
+
+    // Signatures: compare and swap on the envelope read.
+    store
+        .add_proposal_signature("p1", b"p1-0", b"p1-1", T0 + 1)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .add_proposal_signature("p1", b"p1-0", b"p1-1b", T0 + 1)
+            .await,
+        "proposal changed since it was read",
+    );
+    assert_not_found(store.add_proposal_signature("nope", b"x", b"y", T0).await);
+
+    // Publishing stores the statement and withdraws what it overtakes.
+    let published = store
+        .publish_trust_proposal("p1", b"p1-2", T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(published.version, 1);
+    assert_eq!(
+        store.trust_statements(&scope, &a).await.unwrap().policy,
+        Some((1, b"p1-2".to_vec()))
+    );
+    let p1 = store
+        .trust_proposal(&scope, "p1", T0 + 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p1.state, ProposalState::Published);
+    assert_eq!(p1.published_at, Some(T0 + 2));
+    assert_eq!(p1.envelope, b"p1-2");
+    let p2 = store
+        .trust_proposal(&scope, "p2", T0 + 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p2.state, ProposalState::Withdrawn);
+    assert_conflict(
+        store.publish_trust_proposal("p1", b"p1-2", T0 + 3).await,
+        "proposal is not open",
+    );
+    assert_conflict(
+        store
+            .add_proposal_signature("p2", b"p2-0", b"p2-1", T0 + 3)
+            .await,
+        "proposal is not open",
+    );
+    // A statement that does not follow: nothing changes.
+    store
+        .create_trust_proposal(&proposal("r3", &a, TrustKind::Root, 3, &op.id))
+        .await
+        .unwrap();
+    assert_conflict(
+        store.publish_trust_proposal("r3", b"r3", T0 + 3).await,
+        "root version must follow the latest root",
+    );
+    assert_eq!(
+        store
+            .trust_proposal(&scope, "r3", T0 + 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ProposalState::Open
+    );
+
+    // A statement published directly withdraws the proposals it overtakes.
+    store
+        .create_trust_proposal(&proposal("q4", &a, TrustKind::Policy, 4, &op.id))
+        .await
+        .unwrap();
+    store
+        .add_trust_statement(&a, TrustKind::Policy, 4, b"policy-4", None, T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .trust_proposal(&scope, "q4", T0 + 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ProposalState::Withdrawn
+    );
+
+    // Expiry: shown at once, stored by the sweep.
+    assert_eq!(
+        store
+            .trust_proposal(&scope, "p3", T0 + 1000)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ProposalState::Expired
+    );
+    assert!(
+        store
+            .open_trust_proposals(&scope, &a, T0 + 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_conflict(
+        store.publish_trust_proposal("p3", b"p3", T0 + 1000).await,
+        "proposal is not open",
+    );
+    assert_eq!(
+        store.expire_trust_proposals(T0 + 1000).await.unwrap(),
+        [
+            ("p3".to_owned(), a.clone()),
+            ("pb".to_owned(), b.clone()),
+            ("r3".to_owned(), a.clone()),
+        ]
+    );
+    assert!(
+        store
+            .expire_trust_proposals(T0 + 1000)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

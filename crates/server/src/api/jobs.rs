@@ -38,26 +38,26 @@ use crate::{now_millis, rfc3339};
 /// Largest script a job may carry (the agent's limit is the same).
 pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
 
-fn limits() -> Limits {
+pub(crate) fn limits() -> Limits {
     Limits::default()
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     u64::try_from(now_millis() / 1000).unwrap_or_default()
 }
 
-fn decode_b64(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn decode_b64(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
     B64.decode(text.trim())
         .map_err(|_| ApiError::bad_request(format!("{what} is not valid base64")))
 }
 
-fn decode_envelope(text: &str) -> Result<Signed, ApiError> {
+pub(crate) fn decode_envelope(text: &str) -> Result<Signed, ApiError> {
     let bytes = decode_b64(text, "envelope")?;
     Signed::from_bytes(&bytes, &limits())
         .map_err(|e| ApiError::bad_request(format!("the envelope is not valid: {e}")))
 }
 
-fn refused(what: &str, refusal: &Refusal) -> ApiError {
+pub(crate) fn refused(what: &str, refusal: &Refusal) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "refused",
@@ -189,7 +189,11 @@ impl Trust {
     }
 }
 
-async fn load_trust(state: &AppState, caller: &Caller, tenant: &Tenant) -> Result<Trust, ApiError> {
+pub(crate) async fn load_trust(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+) -> Result<Trust, ApiError> {
     let set = state
         .store
         .trust_statements(&caller.scope(), &tenant.id)
@@ -239,7 +243,7 @@ pub struct TrustView {
 }
 
 impl TrustView {
-    fn new(tenant_id: &str, trust: &Trust) -> Self {
+    pub(crate) fn new(tenant_id: &str, trust: &Trust) -> Self {
         Self {
             tenant_id: tenant_id.to_owned(),
             root_fingerprint: trust.fingerprint().map(hex::encode),
@@ -285,15 +289,94 @@ pub struct EnvelopeRequest {
     pub envelope: String,
 }
 
-async fn store_statement(
+/// The checks a statement must pass before it is stored, whichever way it
+/// came (a publish route, or the last signature on a proposal): the ones an
+/// agent makes. Returns its version and the audit action of publishing it.
+pub(crate) fn check_statement(
+    trust: &Trust,
+    tenant: &Tenant,
+    kind: TrustKind,
+    signed: &Signed,
+) -> Result<(u64, &'static str), ApiError> {
+    let limits = limits();
+    match kind {
+        TrustKind::Root => {
+            let next = match &trust.root {
+                None => {
+                    let root = TrustRoot::verify_pinned(
+                        signed,
+                        &root_fingerprint(signed),
+                        &tenant.id,
+                        &limits,
+                    )
+                    .map_err(|e| refused("root", &e))?;
+                    if root.version != 1 {
+                        return Err(ApiError::bad_request("a tenant's first root is version 1"));
+                    }
+                    root
+                }
+                Some(current) => current
+                    .verify_rotation(signed, &limits)
+                    .map_err(|e| refused("root rotation", &e))?,
+            };
+            Ok((next.version, "trust.root_published"))
+        }
+        TrustKind::Policy => {
+            let root = trust.root.as_ref().ok_or_else(no_root)?;
+            let current = trust.policy.as_ref().map(|(_, p)| p);
+            let policy = Policy::verify_update(root, current, signed, now_secs(), &limits)
+                .map_err(|e| refused("policy", &e))?;
+            Ok((policy.version, "trust.policy_published"))
+        }
+        TrustKind::Freeze => {
+            let root = trust.root.as_ref().ok_or_else(no_root)?;
+            let next = trust
+                .freeze_state
+                .apply(root, signed, &limits)
+                .map_err(|e| refused("freeze statement", &e))?;
+            Ok((
+                next.sequence,
+                if next.frozen {
+                    "trust.frozen"
+                } else {
+                    "trust.unfrozen"
+                },
+            ))
+        }
+    }
+}
+
+/// What follows every publication: the audit event and a nudge to the
+/// tenant's agents.
+pub(crate) async fn after_publish(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    version: u64,
+    action: &str,
+) {
+    audit(
+        state,
+        caller,
+        Some(&tenant.id),
+        action,
+        &format!("{} v{version}", tenant.name),
+    )
+    .await;
+    state.presence.nudge_tenant(&tenant.id);
+}
+
+/// Checks and stores a statement brought to a publish route.
+async fn publish_statement(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
     kind: TrustKind,
-    version: u64,
     signed: &Signed,
-    action: &str,
-) -> Result<(), ApiError> {
+) -> Result<Json<TrustView>, ApiError> {
+    let trust = load_trust(state, caller, tenant).await?;
+    trust.require_intact()?;
+    let (version, action) = check_statement(&trust, tenant, kind, signed)?;
     state
         .store
         .add_trust_statement(
@@ -305,16 +388,9 @@ async fn store_statement(
             now_millis(),
         )
         .await?;
-    audit(
-        state,
-        caller,
-        Some(&tenant.id),
-        action,
-        &format!("{} v{version}", tenant.name),
-    )
-    .await;
-    state.presence.nudge_tenant(&tenant.id);
-    Ok(())
+    after_publish(state, caller, tenant, version, action).await;
+    let trust = load_trust(state, caller, tenant).await?;
+    Ok(Json(TrustView::new(&tenant.id, &trust)))
 }
 
 /// Publishes a tenant's first root (self-signed by its threshold) or a root
@@ -331,38 +407,8 @@ pub async fn publish_root(
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::ManageTrust).await?;
     let signed = decode_envelope(&req.envelope)?;
-    let trust = load_trust(&state, &caller, &tenant).await?;
-    trust.require_intact()?;
-    let limits = limits();
-    let next = match &trust.root {
-        None => {
-            let root =
-                TrustRoot::verify_pinned(&signed, &root_fingerprint(&signed), &tenant.id, &limits)
-                    .map_err(|e| refused("root", &e))?;
-            if root.version != 1 {
-                return Err(ApiError::bad_request("a tenant's first root is version 1"));
-            }
-            root
-        }
-        Some(current) => current
-            .verify_rotation(&signed, &limits)
-            .map_err(|e| refused("root rotation", &e))?,
-    };
-    store_statement(
-        &state,
-        &caller,
-        &tenant,
-        TrustKind::Root,
-        next.version,
-        &signed,
-        "trust.root_published",
-    )
-    .await?;
-    let trust = load_trust(&state, &caller, &tenant).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TrustView::new(&tenant.id, &trust)),
-    ))
+    let view = publish_statement(&state, &caller, &tenant, TrustKind::Root, &signed).await?;
+    Ok((StatusCode::CREATED, view))
 }
 
 /// Publishes a new policy, signed by the root threshold; versions only move forward.
@@ -378,30 +424,11 @@ pub async fn publish_policy(
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::ManageTrust).await?;
     let signed = decode_envelope(&req.envelope)?;
-    let trust = load_trust(&state, &caller, &tenant).await?;
-    trust.require_intact()?;
-    let root = trust.root.as_ref().ok_or_else(no_root)?;
-    let current = trust.policy.as_ref().map(|(_, p)| p);
-    let policy = Policy::verify_update(root, current, &signed, now_secs(), &limits())
-        .map_err(|e| refused("policy", &e))?;
-    store_statement(
-        &state,
-        &caller,
-        &tenant,
-        TrustKind::Policy,
-        policy.version,
-        &signed,
-        "trust.policy_published",
-    )
-    .await?;
-    let trust = load_trust(&state, &caller, &tenant).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TrustView::new(&tenant.id, &trust)),
-    ))
+    let view = publish_statement(&state, &caller, &tenant, TrustKind::Policy, &signed).await?;
+    Ok((StatusCode::CREATED, view))
 }
 
-fn no_root() -> ApiError {
+pub(crate) fn no_root() -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "no_trust_root",
@@ -423,32 +450,8 @@ pub async fn publish_freeze(
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::FreezeTenant).await?;
     let signed = decode_envelope(&req.envelope)?;
-    let trust = load_trust(&state, &caller, &tenant).await?;
-    trust.require_intact()?;
-    let root = trust.root.as_ref().ok_or_else(no_root)?;
-    let next = trust
-        .freeze_state
-        .apply(root, &signed, &limits())
-        .map_err(|e| refused("freeze statement", &e))?;
-    store_statement(
-        &state,
-        &caller,
-        &tenant,
-        TrustKind::Freeze,
-        next.sequence,
-        &signed,
-        if next.frozen {
-            "trust.frozen"
-        } else {
-            "trust.unfrozen"
-        },
-    )
-    .await?;
-    let trust = load_trust(&state, &caller, &tenant).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(TrustView::new(&tenant.id, &trust)),
-    ))
+    let view = publish_statement(&state, &caller, &tenant, TrustKind::Freeze, &signed).await?;
+    Ok((StatusCode::CREATED, view))
 }
 
 // ---- operators' public signing keys ----

@@ -21,6 +21,7 @@ pub mod error;
 pub mod jobs;
 pub mod operators;
 pub mod passkeys;
+pub mod trust;
 pub mod views;
 
 use std::convert::Infallible;
@@ -135,6 +136,9 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::publish_root))
         .routes(routes!(jobs::publish_policy))
         .routes(routes!(jobs::publish_freeze))
+        .routes(routes!(trust::list_proposals, trust::create_proposal))
+        .routes(routes!(trust::get_proposal))
+        .routes(routes!(trust::sign_proposal))
         .routes(routes!(jobs::register_signing_key, jobs::list_signing_keys))
         .routes(routes!(jobs::list_jobs))
         .routes(routes!(jobs::get_job))

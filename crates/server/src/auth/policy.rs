@@ -85,6 +85,11 @@ pub enum Action {
     /// Pull the kill switch or release it (signed elsewhere): the customer's
     /// own auditor may, without asking the MSP.
     FreezeTenant,
+    /// Add the signature of a customer-held root key to a proposed trust
+    /// statement (privileged): the customer's own person co-signs with the
+    /// customer's own key. Which signature needs which action is
+    /// [`trust_signature_action`].
+    SignTrustAsCustomer,
     /// See a tenant's jobs, their scripts and results.
     ViewJobs,
     /// Submit a job an operator signed.
@@ -122,6 +127,7 @@ impl Action {
                 | Action::ViewTrust
                 | Action::ManageTrust
                 | Action::FreezeTenant
+                | Action::SignTrustAsCustomer
                 | Action::ViewJobs
                 | Action::RequestJob
                 | Action::ApproveJob
@@ -175,6 +181,7 @@ impl Action {
                 | Action::CreateApiToken
                 | Action::ManageTrust
                 | Action::FreezeTenant
+                | Action::SignTrustAsCustomer
                 | Action::ApproveJob
                 | Action::AddPasskey
                 | Action::RemovePasskey
@@ -209,6 +216,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ViewTrust
                 | ManageTrust
                 | FreezeTenant
+                | SignTrustAsCustomer
                 | ViewJobs
                 | RequestJob
                 | ApproveJob
@@ -244,8 +252,24 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ViewJobs
                     | ApproveJob
                     | FreezeTenant
+                    | SignTrustAsCustomer
             )
         }
+    }
+}
+
+/// The action adding one signature to a proposed trust statement needs:
+/// for a freeze or unfreeze, [`Action::FreezeTenant`] (the customer's
+/// auditor may pull the kill switch); with a customer-held root key,
+/// [`Action::SignTrustAsCustomer`] (the customer's person co-signs with the
+/// customer's key); anything else [`Action::ManageTrust`]. With
+/// `customer_key: true` it is the widest action a statement of that kind
+/// may take, checked before the key is known.
+pub fn trust_signature_action(freeze: bool, customer_key: bool) -> Action {
+    match (freeze, customer_key) {
+        (true, _) => Action::FreezeTenant,
+        (false, true) => Action::SignTrustAsCustomer,
+        (false, false) => Action::ManageTrust,
     }
 }
 
@@ -846,6 +870,33 @@ mod tests {
         assert!(code_step_up_allowed(false, true));
         assert!(code_step_up_allowed(true, false));
         assert!(!code_step_up_allowed(true, true));
+    }
+
+    #[test]
+    fn trust_signatures_need_the_action_of_their_key() {
+        let auditor = granted(&[("a", Role::TenantAuditor)]);
+        let officer = granted(&[("a", Role::SecurityOfficer)]);
+        let tech = granted(&[("a", Role::Technician)]);
+        let may = |standing: &Standing, freeze, customer| {
+            authorize_in(
+                standing,
+                trust_signature_action(freeze, customer),
+                Some("a"),
+            )
+        };
+        // The customer's person co-signs any statement with a customer key,
+        // and a freeze with any key; never a statement with an MSP key.
+        assert!(may(&auditor, false, true));
+        assert!(may(&auditor, true, false));
+        assert!(!may(&auditor, false, false));
+        for freeze in [false, true] {
+            for customer in [false, true] {
+                assert!(may(&officer, freeze, customer));
+                assert!(may(&Standing::Owner, freeze, customer));
+                assert!(!may(&tech, freeze, customer));
+                assert!(trust_signature_action(freeze, customer).privileged());
+            }
+        }
     }
 
     #[test]

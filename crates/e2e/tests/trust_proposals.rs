@@ -1,0 +1,421 @@
+//! Trust statements signed by several people on different machines (RFD
+//! 0002, "Proposals"): tenant `acme`'s root is 2 of 2, one key on the MSP's
+//! machine and one on the customer's. Neither signs anything alone but the
+//! customer's freeze; everything else is a proposal the other co-signs with
+//! `bulwark trust sign` from their own configuration directory, and the
+//! agent holds nothing new until the threshold is reached.
+//!
+//! The first root must be signed by its own threshold, so `tenant init`
+//! proposes root v1 too; once it is published, `tenant init` run again
+//! proposes the first policy (the simpler correct path: no threshold-1
+//! root ever exists). Needs the `sqlite3` tool (what the agent reports
+//! holding is read from `device_trust`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use bulwark_e2e::{
+    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, bulwark_bin, id_of, run_command,
+    wait_for,
+};
+use serde_json::{Value, json};
+
+const PASSPHRASE: &str = "e2e trust proposals: a long passphrase nobody guesses";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Setup {
+    up: UpProcess,
+    api: Api,
+    /// The MSP owner's CLI configuration (and key store).
+    msp: PathBuf,
+    /// The customer's person (tenant auditor of acme), on another machine.
+    customer: PathBuf,
+    work: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn cli_in(&self, config: &Path, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
+        let mut command = tokio::process::Command::new(bulwark_bin()?);
+        command
+            .args(args)
+            .env("BULWARK_CONFIG_DIR", config)
+            .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE)
+            .env("NO_COLOR", "1")
+            .env_remove("BULWARK_SERVER");
+        run_command(command, stdin, Duration::from_secs(120)).await
+    }
+
+    async fn msp(&self, args: &[&str]) -> Result<Finished> {
+        self.cli_in(&self.msp, args, None).await?.ok()
+    }
+
+    async fn customer(&self, args: &[&str]) -> Result<Finished> {
+        self.cli_in(&self.customer, args, None).await?.ok()
+    }
+
+    fn sql(&self, sql: &str) -> Result<String> {
+        let db = self.up.data_dir().join("bulwark.db");
+        let out = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .args(["-cmd", ".timeout 10000"])
+            .arg(sql)
+            .output()
+            .context("running sqlite3")?;
+        ensure!(
+            out.status.success(),
+            "sqlite3 {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// What the agent last reported holding: "root policy frozen".
+    fn agent_holds(&self, device: &str) -> Result<String> {
+        self.sql(&format!(
+            "SELECT root_version || ' ' || policy_version || ' ' || frozen FROM device_trust \
+             WHERE device_id = '{}'",
+            device.replace('\'', "''")
+        ))
+    }
+
+    async fn wait_agent_holds(&self, device: &str, want: &str) -> Result<()> {
+        wait_for(
+            WAIT,
+            &format!("agent {device} to hold (root policy frozen) {want}"),
+            async || Ok((self.agent_holds(device)? == want).then_some(())),
+        )
+        .await
+    }
+
+    /// The one open proposal of acme: (id, kind).
+    async fn open_proposal(&self) -> Result<(String, String)> {
+        let list = self
+            .api
+            .get_json("/api/v1/tenants/acme/trust/proposals")
+            .await?;
+        let list = list.as_array().context("proposals is not a list")?;
+        ensure!(list.len() == 1, "expected one open proposal: {list:?}");
+        Ok((
+            list[0]["id"].as_str().context("no id")?.to_owned(),
+            list[0]["kind"].as_str().context("no kind")?.to_owned(),
+        ))
+    }
+
+    async fn trust(&self) -> Result<Value> {
+        self.api.get_json("/api/v1/tenants/acme/trust").await
+    }
+
+    /// The customer checks and co-signs the open proposal; it is published.
+    async fn customer_cosigns(&self, kind: &str, shows: &str) -> Result<()> {
+        let (id, found) = self.open_proposal().await?;
+        ensure!(
+            found == kind,
+            "the open proposal is a {found}, not a {kind}"
+        );
+        let shown = self.customer(&["trust", "show", &id]).await?.stdout;
+        ensure!(
+            shown.contains(shows),
+            "`trust show` lacks {shows:?}:\n{shown}"
+        );
+        let signed = self
+            .customer(&["trust", "sign", &id, "--key", "customer", "--yes"])
+            .await?
+            .stdout;
+        ensure!(signed.contains("is published"), "not published:\n{signed}");
+        let view = self
+            .api
+            .get_json(&format!("/api/v1/trust-proposals/{id}"))
+            .await?;
+        ensure!(view["state"] == "published", "{view}");
+        ensure!(
+            self.api
+                .get_json("/api/v1/tenants/acme/trust/proposals")
+                .await?
+                .as_array()
+                .is_some_and(Vec::is_empty),
+            "a proposal is still open"
+        );
+        Ok(())
+    }
+
+    fn script(&self, name: &str) -> Result<(String, PathBuf)> {
+        let marker = self.work.path().join(format!("{name}.marker"));
+        let script = self.work.path().join(format!("{name}.sh"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\ntouch '{}'\necho 'hello from {name}'\n",
+                marker.display()
+            ),
+        )?;
+        Ok((script.display().to_string(), marker))
+    }
+
+    /// Runs a job on `device` (the MSP's operator key, quorum 1) and returns
+    /// its target once final.
+    async fn job(&self, device: &str, name: &str) -> Result<(Value, PathBuf)> {
+        let (script, marker) = self.script(name)?;
+        let out = self
+            .msp(&[
+                "job",
+                "run",
+                "--tenant",
+                "acme",
+                "--targets",
+                device,
+                "--script",
+                &script,
+                "--reason",
+                "e2e",
+                "--json",
+                "--no-wait",
+            ])
+            .await?;
+        let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
+        let id = id_of(&view)?;
+        let target = wait_for(WAIT, &format!("job {id} to finish"), async || {
+            let view = self.api.get_json(&format!("/api/v1/jobs/{id}")).await?;
+            Ok(view["targets"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["device_id"] == device))
+                .filter(|t| {
+                    matches!(
+                        t["state"].as_str(),
+                        Some("succeeded" | "failed" | "timed_out" | "refused")
+                    )
+                })
+                .cloned())
+        })
+        .await?;
+        Ok((target, marker))
+    }
+}
+
+async fn login(s_up: &UpProcess, config: &Path, who: &Owner) -> Result<()> {
+    let mut command = tokio::process::Command::new(bulwark_bin()?);
+    command
+        .args([
+            "login",
+            "--server",
+            &s_up.info.console_url,
+            "--username",
+            &who.username,
+            "--password-stdin",
+            "--otp",
+            &who.next_otp().await?,
+        ])
+        .env("BULWARK_CONFIG_DIR", config)
+        .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE)
+        .env("NO_COLOR", "1")
+        .env_remove("BULWARK_SERVER");
+    run_command(command, Some(&format!("{}\n", who.password)), WAIT)
+        .await?
+        .ok()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn statements_co_signed_from_two_machines() -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let msp = work.path().join("msp-config");
+    let customer = work.path().join("customer-config");
+    std::fs::create_dir_all(&msp)?;
+    std::fs::create_dir_all(&customer)?;
+    let up = UpProcess::start(
+        UpOptions::default()
+            .env("BULWARK_CONFIG_DIR", msp.display().to_string())
+            .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE),
+    )
+    .await?;
+    let (owner, api) = Api::bootstrap(&up).await?;
+    login(&up, &msp, &owner).await?;
+    let tenant = api
+        .post_json("/api/v1/tenants", &json!({ "name": "acme" }))
+        .await?;
+    let tenant_id = id_of(&tenant)?;
+
+    // The customer's person: tenant auditor of acme, signed in on their own machine.
+    let password = "customer password, long enough";
+    let invite = api
+        .post_json(
+            "/api/v1/invitations",
+            &json!({ "username": "ciso", "role": "tenant_auditor", "tenants": ["acme"] }),
+        )
+        .await?;
+    let redeemed = api
+        .post_json(
+            "/api/v1/invitations/redeem",
+            &json!({ "token": invite["token"], "password": password }),
+        )
+        .await?;
+    let ciso = Owner::new(
+        "ciso",
+        password,
+        redeemed["totp_secret"].as_str().context("no totp_secret")?,
+    );
+    api.post_json(
+        "/api/v1/invitations/confirm",
+        &json!({ "enrolment_id": redeemed["enrolment_id"], "otp": ciso.next_otp().await? }),
+    )
+    .await?;
+    login(&up, &customer, &ciso).await?;
+    let s = Setup {
+        up,
+        api,
+        msp,
+        customer,
+        work,
+    };
+    let role = format!("root:{tenant_id}");
+    s.customer(&["keys", "new", "--name", "customer", "--role", &role])
+        .await?;
+    let customer_key = s
+        .customer(&["keys", "export", "--name", "customer"])
+        .await?
+        .stdout
+        .trim()
+        .to_owned();
+
+    // 1. Root v1, 2 of 2: the MSP's init proposes it; the customer co-signs.
+    let out = s
+        .msp(&[
+            "tenant",
+            "init",
+            "--tenant",
+            "acme",
+            "--root-keys",
+            "1",
+            "--threshold",
+            "2",
+            "--customer-key",
+            &customer_key,
+        ])
+        .await?
+        .stdout;
+    ensure!(out.contains("bulwark trust sign"), "{out}");
+    ensure!(
+        s.trust().await?["root_version"].is_null(),
+        "root published alone"
+    );
+    s.customer_cosigns("root", "first root of the tenant: 2 of 2 keys")
+        .await?;
+    ensure!(s.trust().await?["root_threshold"] == 2);
+
+    // 2. The first policy: `tenant init` again proposes it; co-signed.
+    s.msp(&["tenant", "init", "--tenant", "acme"]).await?;
+    ensure!(
+        s.trust().await?["policy_version"].is_null(),
+        "policy published alone"
+    );
+    s.customer_cosigns("policy", "first policy of the tenant")
+        .await?;
+    ensure!(s.trust().await?["policy_version"] == 1);
+
+    // 3. An agent of acme holds root v1 and policy v1.
+    let agent = ExtraAgent::start(&s.api, &s.up.info.gateway_url, "acme").await?;
+    let device = agent.device_id.clone();
+    s.wait_agent_holds(&device, "1 1 0").await?;
+
+    // 4. A policy change signed by the MSP alone is a proposal: nothing
+    // changes for the agent until the customer co-signs.
+    let (allowed, _) = s.script("allowed")?;
+    let out = s
+        .msp(&[
+            "policy",
+            "allow-script",
+            "--tenant",
+            "acme",
+            "--script",
+            &allowed,
+        ])
+        .await?
+        .stdout;
+    ensure!(out.contains("Proposed as"), "{out}");
+    let hash = String::from_utf8(
+        std::process::Command::new("sha256sum")
+            .arg(&allowed)
+            .output()?
+            .stdout,
+    )?
+    .split_whitespace()
+    .next()
+    .context("sha256sum")?
+    .to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(s.trust().await?["policy_version"] == 1);
+    ensure!(s.agent_holds(&device)? == "1 1 0", "the agent moved alone");
+    s.customer_cosigns("policy", &format!("+ allow-listed script sha256 {hash}"))
+        .await?;
+    s.wait_agent_holds(&device, "1 2 0").await?;
+
+    // 5. The customer freezes alone (a customer root key may): jobs are refused.
+    s.customer(&[
+        "tenant",
+        "freeze",
+        "--tenant",
+        "acme",
+        "--key",
+        "customer",
+        "--reason",
+        "customer says stop",
+    ])
+    .await?;
+    s.wait_agent_holds(&device, "1 2 1").await?;
+    let (target, marker) = s.job(&device, "while-frozen").await?;
+    ensure!(
+        target["state"] == "refused" && target["refusal_code"] == "frozen",
+        "{target}"
+    );
+    ensure!(!marker.exists(), "the refused job ran");
+
+    // 6. The MSP alone cannot unfreeze: a proposal; the agent stays frozen.
+    let out = s
+        .msp(&[
+            "tenant",
+            "unfreeze",
+            "--tenant",
+            "acme",
+            "--reason",
+            "all clear",
+        ])
+        .await?
+        .stdout;
+    ensure!(out.contains("Proposed as"), "{out}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(s.trust().await?["frozen"] == true);
+    ensure!(
+        s.agent_holds(&device)? == "1 2 1",
+        "the agent unfroze alone"
+    );
+    s.customer_cosigns("freeze", "UNFREEZE").await?;
+    s.wait_agent_holds(&device, "1 2 0").await?;
+    let (target, marker) = s.job(&device, "after-unfreeze").await?;
+    ensure!(
+        target["state"] == "succeeded" && target["exit_code"] == 0,
+        "{target}"
+    );
+    ensure!(marker.exists(), "the job did not run");
+
+    // The audit log names every step.
+    let events = s.api.get_json("/api/v1/tenants/acme/audit").await?;
+    let actions: Vec<&str> = events
+        .as_array()
+        .context("audit")?
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in [
+        "trust.proposed",
+        "trust.proposal_signed",
+        "trust.proposal_published",
+        "trust.root_published",
+        "trust.policy_published",
+        "trust.frozen",
+        "trust.unfrozen",
+    ] {
+        ensure!(actions.contains(&action), "no {action} in {actions:?}");
+    }
+    drop(agent);
+    Ok(())
+}

@@ -1,0 +1,587 @@
+//! Trust statements signed by several people on different machines
+//! (RFD 0002, "Proposals").
+//!
+//! With a root threshold above one, and root keys held by different people
+//! (MSP security officers, the customer), nobody can sign a policy, a root
+//! rotation or an unfreeze alone. One of them proposes the statement with
+//! the signatures they hold; the others add theirs from their own machines.
+//! The server only collects signatures: it never signs, it checks each one
+//! against the tenant's root, and after each it runs the very checks of the
+//! publish routes ([`jobs::check_statement`]). When they pass, it publishes
+//! the statement as those routes would. Agents verify everything again.
+
+use std::collections::BTreeSet;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_policy::envelope::{SignatureEntry, Statement};
+use bulwark_policy::{
+    FreezeStatement, Holder, KeyId, Policy, PublicKey, RootKey, Signed, TrustRoot,
+};
+use bulwark_store::{NewTrustProposal, ProposalState, Tenant, TrustKind, TrustProposal};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, ErrorBody};
+use super::jobs::{
+    EnvelopeRequest, Trust, after_publish, check_statement, decode_b64, decode_envelope, limits,
+    load_trust, refused, tenant_for,
+};
+use super::{ApiJson, audit};
+use crate::auth::policy::trust_signature_action;
+use crate::auth::{Action, Caller};
+use crate::state::AppState;
+use crate::{now_millis, rfc3339};
+
+/// How long a proposal gathers signatures.
+pub const PROPOSAL_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// A proposed statement, decoded (signatures aside).
+struct Proposed {
+    kind: TrustKind,
+    version: u64,
+    /// For a root: the proposed root, whose keys may sign it too.
+    next_root: Option<TrustRoot>,
+    frozen: bool,
+    summary: Value,
+}
+
+fn key_json(key: &PublicKey, name: &str, holder: Holder) -> Value {
+    json!({
+        "key_id": hex::encode(key.id().0),
+        "name": name,
+        "holder": holder_name(holder),
+    })
+}
+
+fn holder_name(holder: Holder) -> &'static str {
+    match holder {
+        Holder::Msp => "msp",
+        Holder::Customer => "customer",
+    }
+}
+
+/// Decodes the statement an envelope carries and checks it is for `tenant`.
+fn decode_statement(signed: &Signed, tenant: &Tenant) -> Result<Proposed, ApiError> {
+    let limits = limits();
+    let bad = |e| refused("proposed statement", &e);
+    let wrong_tenant = || {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused",
+            format!("the statement is for another tenant than {}", tenant.name),
+        )
+    };
+    match signed.payload_type.as_str() {
+        TrustRoot::PAYLOAD_TYPE => {
+            let root: TrustRoot = signed.statement(&limits).map_err(bad)?;
+            if root.tenant != tenant.id {
+                return Err(wrong_tenant());
+            }
+            let summary = json!({
+                "version": root.version,
+                "threshold": root.threshold,
+                "keys": root.keys.iter().map(|k| key_json(&k.key, &k.name, k.holder)).collect::<Vec<_>>(),
+            });
+            Ok(Proposed {
+                kind: TrustKind::Root,
+                version: root.version,
+                next_root: Some(root),
+                frozen: false,
+                summary,
+            })
+        }
+        Policy::PAYLOAD_TYPE => {
+            let policy: Policy = signed.statement(&limits).map_err(bad)?;
+            if policy.tenant != tenant.id {
+                return Err(wrong_tenant());
+            }
+            let summary = json!({
+                "version": policy.version,
+                "expires_at": rfc3339(i64::try_from(policy.expires_at).unwrap_or(i64::MAX / 1000).saturating_mul(1000)),
+                "operators": policy.operators.iter().map(|o| {
+                    let mut key = key_json(&o.key, &o.name, o.holder);
+                    key["classes"] = o.classes.iter().map(|c| c.name()).collect::<Vec<_>>().into();
+                    key
+                }).collect::<Vec<_>>(),
+                "quorums": policy.quorums.iter().map(|q| json!({
+                    "class": q.class.name(),
+                    "signers": q.signers,
+                    "customer_required": q.customer_required,
+                    "in_window_only": q.in_window_only,
+                })).collect::<Vec<_>>(),
+                "fan_out_limit": policy.fan_out_limit,
+                "allowed_scripts": policy.allowed_scripts.iter().map(|h| hex::encode(h.0)).collect::<Vec<_>>(),
+                "maintenance_windows": policy.maintenance_windows.len(),
+            });
+            Ok(Proposed {
+                kind: TrustKind::Policy,
+                version: policy.version,
+                next_root: None,
+                frozen: false,
+                summary,
+            })
+        }
+        FreezeStatement::PAYLOAD_TYPE => {
+            let statement: FreezeStatement = signed.statement(&limits).map_err(bad)?;
+            if statement.tenant != tenant.id {
+                return Err(wrong_tenant());
+            }
+            let summary = json!({
+                "sequence": statement.sequence,
+                "frozen": statement.frozen,
+                "reason": statement.reason,
+            });
+            Ok(Proposed {
+                kind: TrustKind::Freeze,
+                version: statement.sequence,
+                next_root: None,
+                frozen: statement.frozen,
+                summary,
+            })
+        }
+        other => Err(ApiError::bad_request(format!(
+            "{other:?} is not a trust statement (a root, a policy or a freeze statement)"
+        ))),
+    }
+}
+
+/// The root keys that may sign a proposed statement: the current root's,
+/// and for a root, the proposed root's too (a rotation needs both; a first
+/// root only its own).
+fn signer_keys<'a>(trust: &'a Trust, proposed: &'a Proposed) -> Vec<&'a RootKey> {
+    let mut keys: Vec<&RootKey> = Vec::new();
+    for key in trust
+        .root
+        .iter()
+        .flat_map(|r| &r.keys)
+        .chain(proposed.next_root.iter().flat_map(|r| &r.keys))
+    {
+        if !keys.iter().any(|k| k.key == key.key) {
+            keys.push(key);
+        }
+    }
+    keys
+}
+
+/// The statement must be the next one of its kind for this tenant.
+fn check_next(trust: &Trust, proposed: &Proposed) -> Result<(), ApiError> {
+    let (ok, expected) = match proposed.kind {
+        TrustKind::Root => {
+            let next = trust.root.as_ref().map_or(1, |r| r.version + 1);
+            (proposed.version == next, format!("root version {next}"))
+        }
+        TrustKind::Policy => {
+            let current = trust.policy.as_ref().map_or(0, |(_, p)| p.version);
+            (
+                proposed.version > current,
+                format!("a policy version above {current}"),
+            )
+        }
+        TrustKind::Freeze => {
+            let current = trust.freeze_state.sequence;
+            (
+                proposed.version > current,
+                format!("a freeze sequence above {current}"),
+            )
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(format!(
+            "{} version {} is not the next: expected {expected}",
+            proposed.kind, proposed.version
+        )))
+    }
+}
+
+/// Every signature on a proposal verifies, by a distinct key of `keys`.
+fn check_signatures(signed: &Signed, keys: &[&RootKey]) -> Result<(), ApiError> {
+    let tally = signed.tally(keys.iter().map(|k| &k.key));
+    let distinct: BTreeSet<KeyId> = signed.signatures.iter().map(|s| s.key_id).collect();
+    let problem = if tally.unknown > 0 {
+        Some("a signature is by a key that is not a root key of the tenant")
+    } else if tally.bad > 0 {
+        Some("a signature does not verify")
+    } else if distinct.len() != signed.signatures.len() {
+        Some("a key signed twice")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "refused",
+            problem,
+        )),
+        None => Ok(()),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ThresholdView {
+    /// Whose threshold ("root v2", "new root v3", "customer root key").
+    pub what: String,
+    pub have: usize,
+    pub need: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProposalSignerView {
+    pub key_id: String,
+    pub name: String,
+    pub holder: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProposalView {
+    /// 32 hex characters.
+    pub id: String,
+    pub tenant: String,
+    pub tenant_id: String,
+    /// "root", "policy" or "freeze".
+    pub kind: String,
+    /// The statement's version (a freeze statement's sequence).
+    pub version: u64,
+    /// "open", "published", "withdrawn" or "expired".
+    pub state: String,
+    /// Operator id.
+    pub proposed_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub published_at: Option<String>,
+    /// The envelope with every signature so far (base64 of canonical CBOR):
+    /// verify it, then sign its signing bytes.
+    pub envelope: String,
+    pub signed_by: Vec<ProposalSignerView>,
+    /// Signatures so far against each threshold the statement must meet
+    /// (a freeze meets either).
+    pub thresholds: Vec<ThresholdView>,
+    /// The statement, decoded (for people; check the envelope itself).
+    #[schema(value_type = Object)]
+    pub summary: Value,
+}
+
+fn proposal_view(
+    tenant: &Tenant,
+    trust: &Trust,
+    row: &TrustProposal,
+) -> Result<ProposalView, ApiError> {
+    let signed = Signed::from_bytes(&row.envelope, &limits())
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored proposal unreadable: {e}")))?;
+    let proposed = decode_statement(&signed, tenant)?;
+    let keys = signer_keys(trust, &proposed);
+    let valid = signed.tally(keys.iter().map(|k| &k.key)).valid;
+    let signed_by = keys
+        .iter()
+        .filter(|k| valid.contains(&k.key.id()))
+        .map(|k| ProposalSignerView {
+            key_id: hex::encode(k.key.id().0),
+            name: k.name.clone(),
+            holder: holder_name(k.holder).to_owned(),
+        })
+        .collect();
+    let mut thresholds = Vec::new();
+    if let Some(root) = &trust.root {
+        thresholds.push(ThresholdView {
+            what: format!("root v{}", root.version),
+            have: signed.tally(root.public_keys()).valid.len(),
+            need: root.threshold(),
+        });
+        if proposed.frozen {
+            thresholds.push(ThresholdView {
+                what: "customer root key".into(),
+                have: signed.tally(root.customer_keys()).valid.len(),
+                need: 1,
+            });
+        }
+    }
+    if let Some(next) = &proposed.next_root {
+        thresholds.push(ThresholdView {
+            what: format!("new root v{}", next.version),
+            have: signed.tally(next.public_keys()).valid.len(),
+            need: next.threshold(),
+        });
+    }
+    Ok(ProposalView {
+        id: row.id.clone(),
+        tenant: tenant.name.clone(),
+        tenant_id: tenant.id.clone(),
+        kind: row.kind.to_string(),
+        version: row.version,
+        state: row.state.to_string(),
+        proposed_by: row.proposed_by.clone(),
+        created_at: rfc3339(row.created_at),
+        expires_at: rfc3339(row.expires_at),
+        published_at: row.published_at.map(rfc3339),
+        envelope: B64.encode(&row.envelope),
+        signed_by,
+        thresholds,
+        summary: proposed.summary,
+    })
+}
+
+/// Publishes the proposal's statement if it now passes the publish routes'
+/// checks; leaves it open otherwise. Returns whether it was published.
+async fn try_publish(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    trust: &Trust,
+    id: &str,
+    kind: TrustKind,
+    signed: &Signed,
+) -> Result<bool, ApiError> {
+    let Ok((version, action)) = check_statement(trust, tenant, kind, signed) else {
+        return Ok(false);
+    };
+    state
+        .store
+        .publish_trust_proposal(id, &signed.to_bytes(), now_millis())
+        .await?;
+    after_publish(state, caller, tenant, version, action).await;
+    audit(
+        state,
+        caller,
+        Some(&tenant.id),
+        "trust.proposal_published",
+        &format!("{} {kind} v{version} proposal {id}", tenant.name),
+    )
+    .await;
+    Ok(true)
+}
+
+/// Proposes a trust statement (a root, a policy or a freeze statement) that
+/// needs more signatures than its proposer holds. Every signature on it
+/// must verify against a root key; it is published at once if it already
+/// passes the publish route's checks.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/trust/proposals", tag = "trust",
+    params(("tenant" = String, Path, description = "Tenant name")), request_body = EnvelopeRequest,
+    responses((status = 201, body = ProposalView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn create_proposal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(req): ApiJson<EnvelopeRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    // The widest action a proposal may need first, then the one its kind needs.
+    let tenant = tenant_for(&state, &caller, &tenant, Action::FreezeTenant).await?;
+    let signed = decode_envelope(&req.envelope)?;
+    let proposed = decode_statement(&signed, &tenant)?;
+    caller.require_in(
+        if proposed.kind == TrustKind::Freeze {
+            Action::FreezeTenant
+        } else {
+            Action::ManageTrust
+        },
+        &tenant.id,
+    )?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    trust.require_intact()?;
+    check_next(&trust, &proposed)?;
+    check_signatures(&signed, &signer_keys(&trust, &proposed))?;
+    let mut id = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut id);
+    let id = hex::encode(id);
+    let now = now_millis();
+    state
+        .store
+        .create_trust_proposal(&NewTrustProposal {
+            id: id.clone(),
+            tenant_id: tenant.id.clone(),
+            kind: proposed.kind,
+            version: proposed.version,
+            envelope: signed.to_bytes(),
+            proposed_by: caller.operator.id.clone(),
+            created_at: now,
+            expires_at: now + PROPOSAL_TTL_MS,
+        })
+        .await?;
+    audit(
+        &state,
+        &caller,
+        Some(&tenant.id),
+        "trust.proposed",
+        &format!(
+            "{} {} v{} proposal {id}",
+            tenant.name, proposed.kind, proposed.version
+        ),
+    )
+    .await;
+    try_publish(
+        &state,
+        &caller,
+        &tenant,
+        &trust,
+        &id,
+        proposed.kind,
+        &signed,
+    )
+    .await?;
+    let view = single(&state, &caller, &id).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// A tenant's open proposals, with their signatures against each threshold.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/trust/proposals", tag = "trust",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = [ProposalView]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn list_proposals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<Vec<ProposalView>>, ApiError> {
+    let tenant = tenant_for(&state, &caller, &tenant, Action::ViewTrust).await?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    let rows = state
+        .store
+        .open_trust_proposals(&caller.scope(), &tenant.id, now_millis())
+        .await?;
+    let views = rows
+        .iter()
+        .map(|row| proposal_view(&tenant, &trust, row))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(views))
+}
+
+/// A proposal and its tenant, if the caller may see it (404 otherwise).
+async fn proposal_in_scope(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(TrustProposal, Tenant), ApiError> {
+    let row = state
+        .store
+        .trust_proposal(&caller.scope(), id, now_millis())
+        .await?
+        .ok_or_else(|| ApiError::not_found("proposal"))?;
+    let tenant = state
+        .store
+        .list_tenants(&caller.scope())
+        .await?
+        .into_iter()
+        .find(|t| t.id == row.tenant_id)
+        .map(|t| Tenant {
+            id: t.id,
+            name: t.name,
+            created_at: t.created_at,
+        })
+        .ok_or_else(|| ApiError::not_found("proposal"))?;
+    caller.require_in(Action::ViewTrust, &tenant.id)?;
+    Ok((row, tenant))
+}
+
+async fn single(state: &AppState, caller: &Caller, id: &str) -> Result<ProposalView, ApiError> {
+    let (row, tenant) = proposal_in_scope(state, caller, id).await?;
+    let trust = load_trust(state, caller, &tenant).await?;
+    proposal_view(&tenant, &trust, &row)
+}
+
+/// One proposal: its envelope, a decoded summary and the signatures so far.
+#[utoipa::path(get, path = "/api/v1/trust-proposals/{id}", tag = "trust",
+    params(("id" = String, Path, description = "Proposal id")),
+    responses((status = 200, body = ProposalView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn get_proposal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ProposalView>, ApiError> {
+    Ok(Json(single(&state, &caller, &id).await?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProposalSignatureRequest {
+    /// The root key (hex key id, as `bulwark keys list` shows it).
+    pub key_id: String,
+    /// Ed25519 signature over the envelope's signing bytes (base64 of 64 bytes).
+    pub signature: String,
+}
+
+/// Adds one root key's signature to a proposal, made on the signer's own
+/// machine; publishes the statement once it passes the publish route's checks.
+#[utoipa::path(post, path = "/api/v1/trust-proposals/{id}/signatures", tag = "trust",
+    params(("id" = String, Path, description = "Proposal id")), request_body = ProposalSignatureRequest,
+    responses((status = 200, body = ProposalView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn sign_proposal(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ProposalSignatureRequest>,
+) -> Result<Json<ProposalView>, ApiError> {
+    let (row, tenant) = proposal_in_scope(&state, &caller, &id).await?;
+    let freeze = row.kind == TrustKind::Freeze;
+    // The widest action for this kind first (before anything is read from
+    // the body); the signing key's own below.
+    caller.require_in(trust_signature_action(freeze, true), &tenant.id)?;
+    if row.state != ProposalState::Open {
+        return Err(ApiError::conflict(format!("proposal is {}", row.state)));
+    }
+    let key_id: [u8; 32] = hex::decode(req.key_id.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ApiError::bad_request("key_id must be 64 hex characters"))?;
+    let signature: [u8; 64] = decode_b64(&req.signature, "signature")?
+        .try_into()
+        .map_err(|_| ApiError::bad_request("signature must be 64 bytes (Ed25519)"))?;
+    let previous = Signed::from_bytes(&row.envelope, &limits())
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored proposal unreadable: {e}")))?;
+    let proposed = decode_statement(&previous, &tenant)?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    trust.require_intact()?;
+    let keys = signer_keys(&trust, &proposed);
+    let key = keys
+        .iter()
+        .find(|k| k.key.id().0 == key_id)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refused",
+                "the key is not a root key of the tenant (current or proposed)",
+            )
+        })?;
+    caller.require_in(
+        trust_signature_action(freeze, key.holder == Holder::Customer),
+        &tenant.id,
+    )?;
+    if previous.signatures.iter().any(|s| s.key_id.0 == key_id) {
+        return Err(ApiError::conflict("key already signed this proposal"));
+    }
+    let mut signed = previous.clone();
+    signed.signatures.push(SignatureEntry {
+        key_id: key.key.id(),
+        signature,
+        webauthn: None,
+    });
+    check_signatures(&signed, &keys)?;
+    let now = now_millis();
+    state
+        .store
+        .add_proposal_signature(&id, &previous.to_bytes(), &signed.to_bytes(), now)
+        .await?;
+    audit(
+        &state,
+        &caller,
+        Some(&tenant.id),
+        "trust.proposal_signed",
+        &format!(
+            "proposal {id} by key {} ({})",
+            hex::encode(key_id),
+            key.name
+        ),
+    )
+    .await;
+    try_publish(&state, &caller, &tenant, &trust, &id, row.kind, &signed).await?;
+    Ok(Json(single(&state, &caller, &id).await?))
+}
