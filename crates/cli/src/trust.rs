@@ -573,6 +573,24 @@ pub(crate) fn held_root_keys(store: &KeyStore, root: &TrustRoot) -> Result<Vec<K
     Ok(held)
 }
 
+/// Asks once for the passphrase that will encrypt the `keys` this command
+/// creates, and lets `unlocker` try it first from now on.
+fn new_passphrase(
+    unlocker: &mut Unlocker,
+    json: bool,
+    keys: &str,
+) -> Result<zeroize::Zeroizing<String>> {
+    if !json {
+        eprintln!(
+            "Choose a passphrase for the {keys} (it encrypts them on this machine; \
+             nobody can recover it)."
+        );
+    }
+    let passphrase = KeyStore::passphrase(true)?;
+    unlocker.remember(passphrase.clone());
+    Ok(passphrase)
+}
+
 /// The root keys of `root` held here, unlocked: the threshold if this
 /// machine holds it (`true`), else every one it holds (`false`: the
 /// statement becomes a proposal others co-sign).
@@ -929,15 +947,7 @@ async fn init(args: InitArgs) -> Result<()> {
     let creates =
         create_operator.is_some() || root_slots.iter().any(|s| matches!(s, RootSlot::Create(_)));
     let passphrase = if creates {
-        if !json {
-            eprintln!(
-                "Choose a passphrase for the new keys (it encrypts them on this machine; \
-                 nobody can recover it)."
-            );
-        }
-        let passphrase = KeyStore::passphrase(true)?;
-        unlocker.remember(passphrase.clone());
-        Some(passphrase)
+        Some(new_passphrase(&mut unlocker, json, "new keys")?)
     } else {
         None
     };
@@ -1835,15 +1845,7 @@ async fn rotate_root(args: RotateRootArgs) -> Result<()> {
     let mut created: Vec<KeyInfo> = Vec::new();
     let mut unlocked: Vec<(PublicKey, SigningKey)> = Vec::new();
     let passphrase = if slots.iter().any(|s| matches!(s, RootSlot::Create(_))) {
-        if !json {
-            eprintln!(
-                "Choose a passphrase for the new root keys (it encrypts them on this machine; \
-                 nobody can recover it)."
-            );
-        }
-        let passphrase = KeyStore::passphrase(true)?;
-        unlocker.remember(passphrase.clone());
-        Some(passphrase)
+        Some(new_passphrase(&mut unlocker, json, "new root keys")?)
     } else {
         None
     };
@@ -3163,54 +3165,53 @@ mod tests {
             "{text}"
         );
         let existing = [public_of(&c)];
-        let text = error(
-            &RotationAsk {
-                customers: &existing,
-                ..ask
-            },
-            &local,
-        );
-        assert!(text.contains("already root key customer-1"), "{text}");
         let twice = [customer.clone(), customer.clone()];
-        let text = error(
-            &RotationAsk {
-                customers: &twice,
-                ..ask
-            },
-            &local,
-        );
-        assert!(text.contains("twice"), "{text}");
-        let text = error(
-            &RotationAsk {
-                threshold: Some(5),
-                new_root_keys: 1,
-                ..ask
-            },
-            &local,
-        );
-        assert!(text.contains("needs at least 5 keys"), "{text}");
-        let text = error(
-            &RotationAsk {
-                threshold: Some(0),
-                new_root_keys: 1,
-                ..ask
-            },
-            &local,
-        );
-        assert!(text.contains("at least 1"), "{text}");
         let all = s(&["root-acme-1", "root-acme-2", "customer-1"]);
-        let text = error(&RotationAsk { drop: &all, ..ask }, &local);
-        assert!(text.contains("no keys"), "{text}");
-        let text = error(&ask, &local);
-        assert!(text.contains("nothing would change"), "{text}");
-        let text = error(
-            &RotationAsk {
-                new_root_keys: 17,
-                ..ask
-            },
-            &local,
-        );
-        assert!(text.contains("at most 16"), "{text}");
+        let mistakes = [
+            (
+                RotationAsk {
+                    customers: &existing,
+                    ..ask
+                },
+                "already root key customer-1",
+            ),
+            (
+                RotationAsk {
+                    customers: &twice,
+                    ..ask
+                },
+                "twice",
+            ),
+            (
+                RotationAsk {
+                    threshold: Some(5),
+                    new_root_keys: 1,
+                    ..ask
+                },
+                "needs at least 5 keys",
+            ),
+            (
+                RotationAsk {
+                    threshold: Some(0),
+                    new_root_keys: 1,
+                    ..ask
+                },
+                "at least 1",
+            ),
+            (RotationAsk { drop: &all, ..ask }, "no keys"),
+            (RotationAsk { ..ask }, "nothing would change"),
+            (
+                RotationAsk {
+                    new_root_keys: 17,
+                    ..ask
+                },
+                "at most 16",
+            ),
+        ];
+        for (mistake, says) in &mistakes {
+            let text = error(mistake, &local);
+            assert!(text.contains(says), "{says:?}: {text}");
+        }
 
         // The current threshold is not held here: say which keys are missing.
         let text = error(

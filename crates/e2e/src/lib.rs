@@ -19,6 +19,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
 
+mod operator;
+
+pub use operator::{
+    OPERATOR_WAIT, OperatorSetup, decode_hex, marker_script, operator_cli, operator_login,
+    sql_text, sqlite, target_of, wait_job_final,
+};
 pub use reqwest::{Method, StatusCode};
 pub use tempfile::TempDir;
 

@@ -6,148 +6,27 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`cargo xtask test`
 //! installs them); without them the test fails, it does not skip.
 
-use std::path::Path;
+#[path = "support/browser.rs"]
+mod browser;
+
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, ensure};
-use bulwark_e2e::{
-    ExtraAgent, Owner, Proc, TempDir, UpOptions, UpProcess, http_client, id_of, wait_for,
-};
-use fantoccini::{Client, ClientBuilder, Locator};
+use anyhow::{Context, Result, ensure};
+use browser::{Browser, PAGE_TIMEOUT};
+use bulwark_e2e::{ExtraAgent, Owner, UpOptions, UpProcess, http_client, id_of, wait_for};
+use fantoccini::Locator;
 use serde_json::json;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
 const HEARTBEAT_SECS: u64 = 2;
 /// Where the screenshot for the README goes, relative to the workspace root.
 const SCREENSHOT: &str = "docs/screenshots/console.png";
-
-/// ChromeDriver on a free loopback port, and a WebDriver session in a
-/// headless Chromium with a fresh profile.
-struct Browser {
-    client: Option<Client>,
-    _driver: Proc,
-    _profile: TempDir,
-}
-
-impl Browser {
-    async fn start() -> Result<Self> {
-        for path in [CHROMIUM, CHROMEDRIVER] {
-            ensure!(
-                Path::new(path).exists(),
-                "{path} is missing: install Debian's chromium and chromium-driver (`cargo xtask test` does it)"
-            );
-        }
-        let (driver, url) = bulwark_e2e::start_chromedriver(CHROMEDRIVER).await?;
-
-        let profile = tempfile::Builder::new()
-            .prefix("bulwark-chromium-")
-            .tempdir()?;
-        let args = vec![
-            "--headless".to_owned(),
-            "--no-sandbox".to_owned(),
-            "--disable-gpu".to_owned(),
-            "--disable-quic".to_owned(),
-            "--disable-background-networking".to_owned(),
-            "--disable-component-update".to_owned(),
-            "--no-first-run".to_owned(),
-            "--disable-sync".to_owned(),
-            "--disable-dev-shm-usage".to_owned(),
-            "--window-size=1280,800".to_owned(),
-            format!("--user-data-dir={}", profile.path().display()),
-        ];
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert("browserName".into(), json!("chrome"));
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": CHROMIUM, "args": args }),
-        );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        let client = ClientBuilder::new(connector)
-            .capabilities(capabilities)
-            .connect(&url)
-            .await
-            .map_err(|e| anyhow!("starting a Chromium session through chromedriver: {e}"))?;
-        client.set_window_size(1280, 800).await?;
-        Ok(Self {
-            client: Some(client),
-            _driver: driver,
-            _profile: profile,
-        })
-    }
-
-    fn client(&self) -> &Client {
-        // `client` is only taken in `close`, which consumes the browser.
-        #[allow(clippy::unwrap_used)]
-        self.client.as_ref().unwrap()
-    }
-
-    async fn goto(&self, url: &str) -> Result<()> {
-        self.client()
-            .goto(url)
-            .await
-            .with_context(|| format!("opening {url}"))
-    }
-
-    async fn path(&self) -> Result<String> {
-        Ok(self.client().current_url().await?.path().to_owned())
-    }
-
-    async fn wait_path(&self, want: &str) -> Result<()> {
-        wait_for(
-            PAGE_TIMEOUT,
-            &format!("the browser to reach {want}"),
-            async || {
-                let path = self.path().await?;
-                Ok((path == want).then_some(()))
-            },
-        )
-        .await
-    }
-
-    async fn find(&self, css: &str) -> Result<fantoccini::elements::Element> {
-        wait_for(PAGE_TIMEOUT, &format!("an element `{css}`"), async || {
-            Ok(self.client().find(Locator::Css(css)).await.ok())
-        })
-        .await
-    }
-
-    async fn fill(&self, field: &str, value: &str) -> Result<()> {
-        let input = self.find(&format!("[name=\"{field}\"]")).await?;
-        input.clear().await?;
-        input
-            .send_keys(value)
-            .await
-            .with_context(|| format!("typing into `{field}`"))
-    }
-
-    async fn text(&self, css: &str) -> Result<String> {
-        Ok(self.find(css).await?.text().await?.trim().to_owned())
-    }
-
-    async fn screenshot(&self, path: &Path) -> Result<()> {
-        let png = self.client().screenshot().await?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
-    }
-
-    async fn close(mut self) -> Result<()> {
-        if let Some(client) = self.client.take() {
-            client.close().await?;
-        }
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn console_setup_login_and_live_device_list() -> Result<()> {
     let up = UpProcess::start(UpOptions::default().heartbeat_secs(HEARTBEAT_SECS)).await?;
     let code = up.setup_code().await?;
     let base = up.base_url();
-    let browser = Browser::start().await?;
+    let browser = Browser::plain(800).await?;
     let result = walk_through(&browser, &up, &base, &code).await;
     if result.is_err() {
         let shot = std::env::temp_dir().join(format!(

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use browser::Browser;
-use bulwark_e2e::{Owner, Proc, UpOptions, UpProcess, bulwark_bin, run_command};
+use bulwark_e2e::{Proc, UpOptions, UpProcess, bulwark_bin, run_command};
 
 #[tokio::test]
 async fn cli_device_login_approved_with_a_passkey_in_chromium() -> Result<()> {
@@ -41,27 +41,8 @@ async fn walk_through(
     code: &str,
     config: &std::path::Path,
 ) -> Result<()> {
-    let username = bulwark_e2e::OWNER_USERNAME;
-    let password = bulwark_e2e::OWNER_PASSWORD;
-
     // 1. The first owner, signed in, with a passkey named "laptop".
-    browser.goto(&format!("{base}/setup")).await?;
-    browser.fill("code", code).await?;
-    browser.fill("username", username).await?;
-    browser.fill("password", password).await?;
-    browser.fill("password_confirm", password).await?;
-    browser.click("#setup-submit").await?;
-    let secret = browser.text("#totp-secret").await?;
-    let owner = Owner::new(username, password, &secret);
-    browser.fill("otp", &owner.next_otp().await?).await?;
-    browser.click("#totp-submit").await?;
-    browser.click("#recovery-continue").await?;
-    browser.wait_path("/login").await?;
-    browser.fill("username", username).await?;
-    browser.fill("password", password).await?;
-    browser.fill("otp", &owner.next_otp().await?).await?;
-    browser.click("#login-submit").await?;
-    browser.wait_path("/tenants").await?;
+    browser.set_up_owner(base, code).await?;
     browser.goto(&format!("{base}/account")).await?;
     browser.fill("passkey_name", "laptop").await?;
     browser.click("#passkey-add").await?;

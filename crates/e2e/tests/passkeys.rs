@@ -55,23 +55,7 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
     let password = bulwark_e2e::OWNER_PASSWORD;
 
     // 1. The first owner, as a person makes it: setup code, TOTP, sign in.
-    browser.goto(&format!("{base}/setup")).await?;
-    browser.fill("code", code).await?;
-    browser.fill("username", username).await?;
-    browser.fill("password", password).await?;
-    browser.fill("password_confirm", password).await?;
-    browser.click("#setup-submit").await?;
-    let secret = browser.text("#totp-secret").await?;
-    let owner = Owner::new(username, password, &secret);
-    browser.fill("otp", &owner.next_otp().await?).await?;
-    browser.click("#totp-submit").await?;
-    browser.click("#recovery-continue").await?;
-    browser.wait_path("/login").await?;
-    browser.fill("username", username).await?;
-    browser.fill("password", password).await?;
-    browser.fill("otp", &owner.next_otp().await?).await?;
-    browser.click("#login-submit").await?;
-    browser.wait_path("/tenants").await?;
+    let owner = browser.set_up_owner(base, code).await?;
 
     // 2. Add a passkey named "laptop" on the account page.
     browser.goto(&format!("{base}/account")).await?;

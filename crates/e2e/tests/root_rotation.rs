@@ -7,16 +7,13 @@
 //!
 //! Needs the `sqlite3` command-line tool for the tampering.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bulwark_e2e::{
-    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, bulwark_bin, id_of, run_command,
-    spawn_agent, wait_for,
-};
+use bulwark_e2e::{ExtraAgent, OperatorSetup, decode_hex, id_of, sql_text, wait_for};
 use bulwark_policy::{Holder, Limits, Policy, PublicKey, RootKey, Signed, TrustRoot};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
@@ -25,150 +22,20 @@ const PASSPHRASE: &str = "e2e root rotation: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// One `bulwark up`, its owner logged in with the CLI, and a scratch directory
-/// (the parts of `signed_jobs.rs`'s setup this test needs).
-struct Setup {
-    up: UpProcess,
-    owner: Owner,
-    api: Api,
-    config: PathBuf,
-    _config_tmp: tempfile::TempDir,
-    work: tempfile::TempDir,
-    /// The device of the local agent of `up` (tenant `demo`).
-    local: String,
+/// (shared with `signed_jobs.rs`).
+struct Setup(OperatorSetup);
+
+impl std::ops::Deref for Setup {
+    type Target = OperatorSetup;
+
+    fn deref(&self) -> &OperatorSetup {
+        &self.0
+    }
 }
 
 impl Setup {
     async fn start() -> Result<Self> {
-        let config_tmp = tempfile::tempdir()?;
-        let config = config_tmp.path().join("bulwark");
-        std::fs::create_dir_all(&config)?;
-        let up = UpProcess::start(
-            UpOptions::default()
-                .env("BULWARK_CONFIG_DIR", config.display().to_string())
-                .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE),
-        )
-        .await?;
-        let (owner, api) = Api::bootstrap(&up).await?;
-        let local = id_of(&api.wait_single_device_online("demo", WAIT).await?)?;
-        let setup = Self {
-            up,
-            owner,
-            api,
-            config,
-            _config_tmp: config_tmp,
-            work: tempfile::tempdir()?,
-            local,
-        };
-        let otp = setup.owner.next_otp().await?;
-        let server = setup.up.info.console_url.clone();
-        let username = setup.owner.username.clone();
-        let password = format!("{}\n", setup.owner.password);
-        setup
-            .cli(
-                &[
-                    "login",
-                    "--server",
-                    &server,
-                    "--username",
-                    &username,
-                    "--password-stdin",
-                    "--otp",
-                    &otp,
-                ],
-                Some(&password),
-            )
-            .await?
-            .ok()?;
-        setup
-            .cli(&["keys", "register", "--name", "operator"], None)
-            .await?
-            .ok()?;
-        Ok(setup)
-    }
-
-    /// `bulwark ARGS` with this setup's configuration directory and passphrase.
-    async fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
-        let mut command = tokio::process::Command::new(bulwark_bin()?);
-        command
-            .args(args)
-            .env("BULWARK_CONFIG_DIR", &self.config)
-            .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE)
-            .env("NO_COLOR", "1")
-            .env_remove("BULWARK_SERVER");
-        run_command(command, stdin, Duration::from_secs(120)).await
-    }
-
-    async fn cli_json(&self, args: &[&str]) -> Result<Value> {
-        let out = self.cli(args, None).await?.ok()?;
-        serde_json::from_str(&out.stdout)
-            .with_context(|| format!("`bulwark {}` did not print JSON", args.join(" ")))
-    }
-
-    /// Runs SQL on the server's database with the `sqlite3` tool.
-    fn sql(&self, sql: &str) -> Result<String> {
-        let db = self.up.data_dir().join("bulwark.db");
-        let out = std::process::Command::new("sqlite3")
-            .arg(&db)
-            .args(["-cmd", ".timeout 10000"])
-            .arg(sql)
-            .output()
-            .context("running sqlite3")?;
-        ensure!(
-            out.status.success(),
-            "sqlite3 {sql:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("[sqlite3] {}", &sql[..sql.len().min(200)]);
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-
-    /// A correct job of a script printing `hello from NAME` on `device`,
-    /// signed with the CLI and waited for: it must run.
-    async fn good_job_runs(&self, device: &str, name: &str) -> Result<()> {
-        let marker = self.work.path().join(format!("{name}.marker"));
-        let script = self.work.path().join(format!("{name}.sh"));
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\ntouch '{}'\necho 'hello from {name}'\n",
-                marker.display()
-            ),
-        )?;
-        let script = script.display().to_string();
-        let out = self
-            .cli(
-                &[
-                    "job",
-                    "run",
-                    "--tenant",
-                    "demo",
-                    "--targets",
-                    device,
-                    "--script",
-                    &script,
-                    "--reason",
-                    "e2e",
-                    "--json",
-                ],
-                None,
-            )
-            .await?
-            .ok()?;
-        let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
-        let target = view["targets"]
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["device_id"] == device))
-            .with_context(|| format!("no target {device} in {view}"))?;
-        ensure!(
-            target["state"] == "succeeded"
-                && target["exit_code"] == 0
-                && target["stdout"]
-                    .as_str()
-                    .is_some_and(|s| s.contains(&format!("hello from {name}"))),
-            "job {name} did not succeed on {device}: {view}"
-        );
-        ensure!(marker.exists(), "{} was not created", marker.display());
-        Ok(())
+        Ok(Self(OperatorSetup::start(PASSPHRASE).await?))
     }
 
     /// What `device`'s agent last reported holding (`TrustStatus`, stored in
@@ -262,18 +129,6 @@ impl Setup {
     }
 }
 
-fn sql_text(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-fn decode_hex(text: &str) -> Result<Vec<u8>> {
-    ensure!(text.len().is_multiple_of(2), "odd hex");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).context("hex"))
-        .collect()
-}
-
 /// Opens a key file of the CLI's key store (`crates/cli/src/keys.rs`: argon2id,
 /// then ChaCha20-Poly1305 with every other field as associated data), as a
 /// thief holding the file and its passphrase would.
@@ -339,16 +194,6 @@ fn steal_key(path: &Path, passphrase: &str) -> Result<SigningKey> {
         .map_err(|_| anyhow!("cannot open {}", path.display()))?;
     let seed: [u8; 32] = (&*seed).try_into().context("seed")?;
     Ok(SigningKey::from_bytes(&seed))
-}
-
-async fn stop(agent: &mut ExtraAgent) -> Result<()> {
-    agent.proc.terminate().await?;
-    Ok(())
-}
-
-fn start(agent: &mut ExtraAgent) -> Result<()> {
-    agent.proc = spawn_agent(agent.state_dir.path())?;
-    Ok(())
 }
 
 #[tokio::test]
@@ -453,9 +298,9 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
     policy.version = 3;
     let mut forged = Signed::new(&policy);
     forged.sign(&old_key);
-    stop(&mut victim).await?;
+    victim.stop().await?;
     s.insert_statement("policy", 3, &forged)?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_alert(&device, "policy v3", "root_threshold_not_met")
         .await?;
     ensure!(
@@ -506,9 +351,9 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
         reply.status,
         reply.body
     );
-    stop(&mut victim).await?;
+    victim.stop().await?;
     s.insert_statement("root", 3, &forged)?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_alert(&device, "root v3", "root_threshold_not_met")
         .await?;
     ensure!(

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use bulwark_e2e::{
-    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, bulwark_bin, id_of, run_command,
-    spawn_agent, wait_for,
+    ExtraAgent, OperatorSetup, Owner, decode_hex, id_of, sql_text, target_of, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -21,172 +20,19 @@ const PASSPHRASE: &str = "e2e signed jobs: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(30);
 
 /// One `bulwark up`, its owner logged in with the CLI, and a scratch directory.
-struct Setup {
-    up: UpProcess,
-    owner: Owner,
-    api: Api,
-    config: PathBuf,
-    _config_tmp: tempfile::TempDir,
-    work: tempfile::TempDir,
-    /// The device of the local agent of `up` (tenant `demo`).
-    local: String,
+struct Setup(OperatorSetup);
+
+impl std::ops::Deref for Setup {
+    type Target = OperatorSetup;
+
+    fn deref(&self) -> &OperatorSetup {
+        &self.0
+    }
 }
 
 impl Setup {
     async fn start() -> Result<Self> {
-        let config_tmp = tempfile::tempdir()?;
-        let config = config_tmp.path().join("bulwark");
-        std::fs::create_dir_all(&config)?;
-        let up = UpProcess::start(
-            UpOptions::default()
-                .env("BULWARK_CONFIG_DIR", config.display().to_string())
-                .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE),
-        )
-        .await?;
-        let (owner, api) = Api::bootstrap(&up).await?;
-        let local = id_of(&api.wait_single_device_online("demo", WAIT).await?)?;
-        let setup = Self {
-            up,
-            owner,
-            api,
-            config,
-            _config_tmp: config_tmp,
-            work: tempfile::tempdir()?,
-            local,
-        };
-        let otp = setup.owner.next_otp().await?;
-        let server = setup.up.info.console_url.clone();
-        let username = setup.owner.username.clone();
-        let password = format!("{}\n", setup.owner.password);
-        setup
-            .cli(
-                &[
-                    "login",
-                    "--server",
-                    &server,
-                    "--username",
-                    &username,
-                    "--password-stdin",
-                    "--otp",
-                    &otp,
-                ],
-                Some(&password),
-            )
-            .await?
-            .ok()?;
-        setup
-            .cli(&["keys", "register", "--name", "operator"], None)
-            .await?
-            .ok()?;
-        Ok(setup)
-    }
-
-    /// `bulwark ARGS` with this setup's configuration directory and passphrase.
-    async fn cli(&self, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
-        self.cli_in(&self.config, args, stdin).await
-    }
-
-    async fn cli_in(&self, config: &Path, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
-        let mut command = tokio::process::Command::new(bulwark_bin()?);
-        command
-            .args(args)
-            .env("BULWARK_CONFIG_DIR", config)
-            .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE)
-            .env("NO_COLOR", "1")
-            .env_remove("BULWARK_SERVER");
-        run_command(command, stdin, Duration::from_secs(120)).await
-    }
-
-    async fn cli_json(&self, args: &[&str]) -> Result<Value> {
-        let out = self.cli(args, None).await?.ok()?;
-        serde_json::from_str(&out.stdout)
-            .with_context(|| format!("`bulwark {}` did not print JSON", args.join(" ")))
-    }
-
-    /// Runs SQL on the server's database with the `sqlite3` tool (foreign
-    /// keys not enforced: an attacker with the file is not bound by them).
-    fn sql(&self, sql: &str) -> Result<String> {
-        let db = self.up.data_dir().join("bulwark.db");
-        let out = std::process::Command::new("sqlite3")
-            .arg(&db)
-            .args(["-cmd", ".timeout 10000"])
-            .arg(sql)
-            .output()
-            .context("running sqlite3")?;
-        ensure!(
-            out.status.success(),
-            "sqlite3 {sql:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        eprintln!("[sqlite3] {sql}");
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-
-    /// A script that touches `NAME.marker` in the scratch directory and
-    /// prints `hello from NAME`; returns (script, marker).
-    fn script(&self, name: &str) -> Result<(PathBuf, PathBuf)> {
-        let marker = self.work.path().join(format!("{name}.marker"));
-        let script = self.work.path().join(format!("{name}.sh"));
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\ntouch '{}'\necho 'hello from {name}'\n",
-                marker.display()
-            ),
-        )?;
-        Ok((script, marker))
-    }
-
-    /// `bulwark job run` of script `name` on `device`, with `extra` args;
-    /// returns the JSON printed and the marker path.
-    async fn job(&self, device: &str, name: &str, extra: &[&str]) -> Result<(Finished, PathBuf)> {
-        let (script, marker) = self.script(name)?;
-        let script = script.display().to_string();
-        let mut args = vec![
-            "job",
-            "run",
-            "--tenant",
-            "demo",
-            "--targets",
-            device,
-            "--script",
-            &script,
-            "--reason",
-            "e2e",
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        Ok((self.cli(&args, None).await?, marker))
-    }
-
-    /// A job submitted without waiting (`--no-wait`); returns its id and marker.
-    async fn submit(&self, device: &str, name: &str, extra: &[&str]) -> Result<(String, PathBuf)> {
-        let mut args = vec!["--no-wait"];
-        args.extend_from_slice(extra);
-        let (out, marker) = self.job(device, name, &args).await?;
-        let out = out.ok()?;
-        let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
-        Ok((id_of(&view)?, marker))
-    }
-
-    /// A correct job that must run on `device`, waited for.
-    async fn good_job_runs(&self, device: &str, name: &str) -> Result<Value> {
-        let (out, marker) = self.job(device, name, &[]).await?;
-        let out = out.ok()?;
-        let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
-        let target = target_of(&view, device)?;
-        ensure!(
-            target["state"] == "succeeded" && target["exit_code"] == 0,
-            "job {name} did not succeed: {view}"
-        );
-        ensure!(
-            target["stdout"]
-                .as_str()
-                .is_some_and(|s| s.contains(&format!("hello from {name}"))),
-            "no output in {view}"
-        );
-        ensure!(marker.exists(), "{} was not created", marker.display());
-        Ok(view)
+        Ok(Self(OperatorSetup::start(PASSPHRASE).await?))
     }
 
     /// A console page as the owner sees it (a fresh console sign-in with
@@ -236,28 +82,6 @@ impl Setup {
             .await?;
         ensure!(page.status().is_success(), "GET {path}: {}", page.status());
         Ok(page.text().await?)
-    }
-
-    async fn job_view(&self, id: &str) -> Result<Value> {
-        self.api.get_json(&format!("/api/v1/jobs/{id}")).await
-    }
-
-    /// Waits until `device`'s target of job `id` is in a final state; returns it.
-    async fn wait_final(&self, id: &str, device: &str) -> Result<Value> {
-        wait_for(
-            WAIT,
-            &format!("job {id} to finish on {device}"),
-            async || {
-                let view = self.job_view(id).await?;
-                let target = target_of(&view, device)?;
-                Ok(matches!(
-                    target["state"].as_str(),
-                    Some("succeeded" | "failed" | "timed_out" | "refused")
-                )
-                .then_some(target))
-            },
-        )
-        .await
     }
 
     /// Waits for the refusal of job `id` by `device` with `code`; checks the
@@ -311,9 +135,14 @@ impl Setup {
         .await
     }
 
-    /// An extra agent in `demo` that the test stops and starts.
-    async fn victim(&self) -> Result<ExtraAgent> {
-        ExtraAgent::start(&self.api, &self.up.info.gateway_url, "demo").await
+    /// `bulwark policy add-operator` in demo: `key` names the key
+    /// (`--public-key HEX`, `--passkey NAME`, …), listed as `name`.
+    async fn add_operator(&self, name: &str, key: &[&str]) -> Result<()> {
+        let mut args = vec!["policy", "add-operator", "--tenant", "demo"];
+        args.extend_from_slice(key);
+        args.extend_from_slice(&["--name", name]);
+        self.cli(&args, None).await?.ok()?;
+        Ok(())
     }
 
     /// A new local key in this setup's store, registered with the server as the owner's.
@@ -330,28 +159,6 @@ impl Setup {
             .ok()?;
         Ok(out.stdout.trim().to_owned())
     }
-}
-
-fn target_of(view: &Value, device: &str) -> Result<Value> {
-    view["targets"]
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["device_id"] == device))
-        .cloned()
-        .with_context(|| format!("no target {device} in {view}"))
-}
-
-async fn stop(agent: &mut ExtraAgent) -> Result<()> {
-    agent.proc.terminate().await?;
-    Ok(())
-}
-
-fn start(agent: &mut ExtraAgent) -> Result<()> {
-    agent.proc = spawn_agent(agent.state_dir.path())?;
-    Ok(())
-}
-
-fn sql_text(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 #[tokio::test]
@@ -383,7 +190,7 @@ async fn server_database_rewritten_runs_nothing() -> Result<()> {
 
     // (a) A job signed by a key the policy does not list, marked approved in the database.
     s.new_key("attacker").await?;
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (evil, evil_marker) = s.submit(&device, "evil", &["--key", "attacker"]).await?;
     ensure!(
         s.job_view(&evil).await?["state"] == "pending",
@@ -398,7 +205,7 @@ async fn server_database_rewritten_runs_nothing() -> Result<()> {
     s.sql(
         "UPDATE signing_keys SET public_key = (SELECT public_key FROM signing_keys WHERE name = 'attacker') WHERE name = 'operator'",
     )?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_refused(&evil, &device, "unknown_key", &evil_marker)
         .await?;
     // The server checks a requester's signature against this table: put the
@@ -409,10 +216,10 @@ async fn server_database_rewritten_runs_nothing() -> Result<()> {
 
     // (c) A newer policy row signed by a root the attacker made: refused,
     // and a correct job still runs under the old policy.
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (good, good_marker) = s.submit(&device, "good-after-forgery", &[]).await?;
     forge_policy(&s).await?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_alert("root_threshold_not_met").await?;
     // While the forged row is there the server's own views of demo's jobs
     // fail (it re-verifies the stored policy: HTTP 500), so read the result
@@ -470,14 +277,6 @@ async fn forge_policy(s: &Setup) -> Result<()> {
     Ok(())
 }
 
-fn decode_hex(text: &str) -> Result<Vec<u8>> {
-    ensure!(text.len().is_multiple_of(2), "odd hex");
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).context("hex"))
-        .collect()
-}
-
 #[tokio::test]
 async fn replayed_job_is_refused() -> Result<()> {
     let s = Setup::start().await?;
@@ -497,12 +296,12 @@ async fn replayed_job_is_refused() -> Result<()> {
     s.expect_refused(&id, &device, "replayed", &marker).await?;
 
     // And after the agent restarts (its history is on disk).
-    stop(&mut victim).await?;
+    victim.stop().await?;
     s.sql(&format!(
         "UPDATE job_targets SET state = 'waiting', refusal_code = NULL, refusal_reason = NULL WHERE job_id = {}",
         sql_text(&id)
     ))?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_refused(&id, &device, "replayed", &marker).await?;
     s.good_job_runs(&device, "after-replay").await?;
     Ok(())
@@ -513,7 +312,7 @@ async fn swapped_script_body_is_refused() -> Result<()> {
     let s = Setup::start().await?;
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (id, _) = s.submit(&device, "innocent", &[]).await?;
     let evil_marker = s.work.path().join("swapped.marker");
     let evil = format!("#!/bin/sh\ntouch '{}'\n", evil_marker.display());
@@ -522,7 +321,7 @@ async fn swapped_script_body_is_refused() -> Result<()> {
         sql_text(&evil),
         sql_text(&id)
     ))?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_refused(&id, &device, "script_mismatch", &evil_marker)
         .await?;
     ensure!(
@@ -539,23 +338,9 @@ async fn revoked_key_is_refused() -> Result<()> {
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
     let public = s.new_key("leaver").await?;
-    s.cli(
-        &[
-            "policy",
-            "add-operator",
-            "--tenant",
-            "demo",
-            "--public-key",
-            &public,
-            "--name",
-            "leaver",
-        ],
-        None,
-    )
-    .await?
-    .ok()?;
+    s.add_operator("leaver", &["--public-key", &public]).await?;
     s.good_job_runs(&device, "while-listed").await?;
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (id, marker) = s
         .submit(&device, "leaver-job", &["--key", "leaver"])
         .await?;
@@ -576,7 +361,7 @@ async fn revoked_key_is_refused() -> Result<()> {
         "UPDATE jobs SET state = 'approved' WHERE id = {}",
         sql_text(&id)
     ))?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_refused(&id, &device, "unknown_key", &marker)
         .await?;
     s.good_job_runs(&device, "after-revocation").await?;
@@ -587,21 +372,7 @@ async fn revoked_key_is_refused() -> Result<()> {
 async fn policy_rollback_is_refused() -> Result<()> {
     let s = Setup::start().await?;
     let public = s.new_key("second").await?;
-    s.cli(
-        &[
-            "policy",
-            "add-operator",
-            "--tenant",
-            "demo",
-            "--public-key",
-            &public,
-            "--name",
-            "second",
-        ],
-        None,
-    )
-    .await?
-    .ok()?;
+    s.add_operator("second", &["--public-key", &public]).await?;
     // The local agent takes v2.
     let local = s.local.clone();
     wait_for(WAIT, "the local agent to hold policy v2", async || {
@@ -625,102 +396,13 @@ async fn one_compromised_operator_needs_a_second() -> Result<()> {
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
 
-    // A technician of demo, with a key of their own on their own machine.
-    let tech_password = "technician password, long enough";
-    let invite = s
-        .api
-        .post_json(
-            "/api/v1/invitations",
-            &json!({ "username": "tech", "role": "technician", "tenants": ["demo"] }),
-        )
-        .await?;
-    let token = invite["token"].as_str().context("no invitation token")?;
-    let redeemed = s
-        .api
-        .post_json(
-            "/api/v1/invitations/redeem",
-            &json!({ "token": token, "password": tech_password }),
-        )
-        .await?;
-    let tech = Owner::new(
-        "tech",
-        tech_password,
-        redeemed["totp_secret"].as_str().context("no totp_secret")?,
-    );
-    s.api
-        .post_json(
-            "/api/v1/invitations/confirm",
-            &json!({ "enrolment_id": redeemed["enrolment_id"], "otp": tech.next_otp().await? }),
-        )
-        .await?;
-    let tech_config = s.work.path().join("tech-config");
-    std::fs::create_dir_all(&tech_config)?;
-    let otp = tech.next_otp().await?;
-    let server = s.up.info.console_url.clone();
-    s.cli_in(
-        &tech_config,
-        &[
-            "login",
-            "--server",
-            &server,
-            "--username",
-            "tech",
-            "--password-stdin",
-            "--otp",
-            &otp,
-        ],
-        Some(&format!("{tech_password}\n")),
-    )
-    .await?
-    .ok()?;
-    s.cli_in(&tech_config, &["keys", "new", "--name", "tech"], None)
-        .await?
-        .ok()?;
-    s.cli_in(&tech_config, &["keys", "register", "--name", "tech"], None)
-        .await?
-        .ok()?;
-    let public = s
-        .cli_in(&tech_config, &["keys", "export", "--name", "tech"], None)
-        .await?
-        .ok()?
-        .stdout
-        .trim()
-        .to_owned();
-
-    // The owner lists the technician's key and makes run-script need two signers.
-    s.cli(
-        &[
-            "policy",
-            "add-operator",
-            "--tenant",
-            "demo",
-            "--public-key",
-            &public,
-            "--name",
-            "tech",
-        ],
-        None,
-    )
-    .await?
-    .ok()?;
-    let toml = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
-    let toml = needs_two(&toml)?;
-    let file = s.work.path().join("policy.toml");
-    std::fs::write(&file, &toml)?;
-    let file = file.display().to_string();
-    s.cli(
-        &["policy", "sign", "--tenant", "demo", "--file", &file],
-        None,
-    )
-    .await?
-    .ok()?;
+    // A technician of demo, with a key of their own on their own machine,
+    // listed by the owner; run-script needs two signers.
+    let tech_config = listed_technician(&s).await?;
+    require_two_signers(&s).await?;
 
     // One signature, forced to approved in the database: refused.
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (id, marker) = s.submit(&device, "one-signer", &[]).await?;
     let view = s.job_view(&id).await?;
     ensure!(
@@ -731,12 +413,12 @@ async fn one_compromised_operator_needs_a_second() -> Result<()> {
         "UPDATE jobs SET state = 'approved' WHERE id = {}",
         sql_text(&id)
     ))?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_refused(&id, &device, "too_few_signers", &marker)
         .await?;
 
     // The technician's signature makes a new job run.
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (id, marker) = s.submit(&device, "two-signers", &[]).await?;
     s.cli_in(
         &tech_config,
@@ -750,7 +432,7 @@ async fn one_compromised_operator_needs_a_second() -> Result<()> {
         view["state"] == "approved",
         "two signatures did not approve the job: {view}"
     );
-    start(&mut victim)?;
+    victim.resume()?;
     let target = s.wait_final(&id, &device).await?;
     ensure!(
         target["state"] == "succeeded" && marker.exists(),
@@ -797,7 +479,7 @@ async fn frozen_tenant_refuses_until_unfrozen() -> Result<()> {
     let s = Setup::start().await?;
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (id, marker) = s.submit(&device, "while-frozen", &[]).await?;
     s.cli(
         &[
@@ -807,7 +489,7 @@ async fn frozen_tenant_refuses_until_unfrozen() -> Result<()> {
     )
     .await?
     .ok()?;
-    start(&mut victim)?;
+    victim.resume()?;
     s.expect_refused(&id, &device, "frozen", &marker).await?;
     s.cli(
         &["tenant", "unfreeze", "--tenant", "demo", "--reason", "ok"],
@@ -832,8 +514,8 @@ async fn cross_tenant_job_is_refused() -> Result<()> {
     let other_device = other.device_id.clone();
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
-    stop(&mut victim).await?;
-    stop(&mut other).await?;
+    victim.stop().await?;
+    other.stop().await?;
     let (id, marker) = s.submit(&device, "demo-only", &[]).await?;
     // The demo job, also targeted at the other tenant's device (foreign keys off).
     s.sql(&format!(
@@ -843,11 +525,11 @@ async fn cross_tenant_job_is_refused() -> Result<()> {
         sql_text(&other_device),
         sql_text(&id)
     ))?;
-    start(&mut other)?;
+    other.resume()?;
     s.expect_refused(&id, &other_device, "wrong_tenant", &marker)
         .await?;
     // Both agents still run their own tenant's correct jobs.
-    start(&mut victim)?;
+    victim.resume()?;
     let target = s.wait_final(&id, &device).await?;
     ensure!(
         target["state"] == "succeeded" && marker.exists(),
@@ -922,21 +604,7 @@ async fn listed_technician(s: &Setup) -> Result<PathBuf> {
         .stdout
         .trim()
         .to_owned();
-    s.cli(
-        &[
-            "policy",
-            "add-operator",
-            "--tenant",
-            "demo",
-            "--public-key",
-            &public,
-            "--name",
-            "tech",
-        ],
-        None,
-    )
-    .await?
-    .ok()?;
+    s.add_operator("tech", &["--public-key", &public]).await?;
     Ok(config)
 }
 
@@ -1007,21 +675,8 @@ async fn approve_in_browser(s: &Setup, browser: &browser::Browser, base: &str) -
 
     // The owner lists it in demo's policy (read from GET /api/v1/passkeys by
     // name), and run-script needs two signers.
-    s.cli(
-        &[
-            "policy",
-            "add-operator",
-            "--tenant",
-            "demo",
-            "--passkey",
-            "laptop",
-            "--name",
-            "owner passkey",
-        ],
-        None,
-    )
-    .await?
-    .ok()?;
+    s.add_operator("owner passkey", &["--passkey", "laptop"])
+        .await?;
     require_two_signers(s).await?;
 
     // The technician's job, signed once: pending.
@@ -1236,24 +891,11 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
     let unlisted_key = unlisted.public_key()?;
     let encoded = base64::engine::general_purpose::STANDARD
         .encode(bulwark_protocol::codec::to_canonical(&listed_key));
-    s.cli(
-        &[
-            "policy",
-            "add-operator",
-            "--tenant",
-            "demo",
-            "--passkey-public-key",
-            &encoded,
-            "--name",
-            "listed passkey",
-        ],
-        None,
-    )
-    .await?
-    .ok()?;
+    s.add_operator("listed passkey", &["--passkey-public-key", &encoded])
+        .await?;
     require_two_signers(&s).await?;
 
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (other, _) = s.submit(&device, "other-job", &[]).await?;
     let other_challenge = challenge_of(&s.job_view(&other).await?)?;
     let mut forged = Vec::new();
@@ -1281,7 +923,7 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
         forged.push((id, marker, code));
     }
     // Delivered on the next connection; the other job stays pending.
-    start(&mut victim)?;
+    victim.resume()?;
     for (id, marker, code) in &forged {
         s.expect_refused(id, &device, code, marker).await?;
         let target = target_of(&s.job_view(id).await?, &device)?;
@@ -1303,7 +945,7 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
 
     // A correct passkey approval (the listed credential, this job's
     // challenge, user verified) makes a job run: the agent alone decides.
-    stop(&mut victim).await?;
+    victim.stop().await?;
     let (good, marker) = s.submit(&device, "passkey-approved", &[]).await?;
     let challenge = challenge_of(&s.job_view(&good).await?)?;
     add_forged_approval(
@@ -1312,7 +954,7 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
         &listed_key,
         listed.assert(&challenge, FLAG_UP | FLAG_UV)?,
     )?;
-    start(&mut victim)?;
+    victim.resume()?;
     let target = s.wait_final(&good, &device).await?;
     ensure!(
         target["state"] == "succeeded" && marker.exists(),

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use bulwark_e2e::{
-    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, bulwark_bin, id_of, run_command,
-    wait_for,
+    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, id_of, marker_script, operator_cli,
+    operator_login, sqlite, wait_for, wait_job_final,
 };
 use serde_json::{Value, json};
 
@@ -36,14 +36,7 @@ struct Setup {
 
 impl Setup {
     async fn cli_in(&self, config: &Path, args: &[&str], stdin: Option<&str>) -> Result<Finished> {
-        let mut command = tokio::process::Command::new(bulwark_bin()?);
-        command
-            .args(args)
-            .env("BULWARK_CONFIG_DIR", config)
-            .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE)
-            .env("NO_COLOR", "1")
-            .env_remove("BULWARK_SERVER");
-        run_command(command, stdin, Duration::from_secs(120)).await
+        operator_cli(config, PASSPHRASE, args, stdin).await
     }
 
     async fn msp(&self, args: &[&str]) -> Result<Finished> {
@@ -55,19 +48,7 @@ impl Setup {
     }
 
     fn sql(&self, sql: &str) -> Result<String> {
-        let db = self.up.data_dir().join("bulwark.db");
-        let out = std::process::Command::new("sqlite3")
-            .arg(&db)
-            .args(["-cmd", ".timeout 10000"])
-            .arg(sql)
-            .output()
-            .context("running sqlite3")?;
-        ensure!(
-            out.status.success(),
-            "sqlite3 {sql:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        sqlite(&self.up, sql)
     }
 
     /// What the agent last reported holding: "root policy frozen".
@@ -140,15 +121,7 @@ impl Setup {
     }
 
     fn script(&self, name: &str) -> Result<(String, PathBuf)> {
-        let marker = self.work.path().join(format!("{name}.marker"));
-        let script = self.work.path().join(format!("{name}.sh"));
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\ntouch '{}'\necho 'hello from {name}'\n",
-                marker.display()
-            ),
-        )?;
+        let (script, marker) = marker_script(self.work.path(), name)?;
         Ok((script.display().to_string(), marker))
     }
 
@@ -173,46 +146,9 @@ impl Setup {
             ])
             .await?;
         let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
-        let id = id_of(&view)?;
-        let target = wait_for(WAIT, &format!("job {id} to finish"), async || {
-            let view = self.api.get_json(&format!("/api/v1/jobs/{id}")).await?;
-            Ok(view["targets"]
-                .as_array()
-                .and_then(|t| t.iter().find(|t| t["device_id"] == device))
-                .filter(|t| {
-                    matches!(
-                        t["state"].as_str(),
-                        Some("succeeded" | "failed" | "timed_out" | "refused")
-                    )
-                })
-                .cloned())
-        })
-        .await?;
+        let target = wait_job_final(&self.api, &id_of(&view)?, device).await?;
         Ok((target, marker))
     }
-}
-
-async fn login(s_up: &UpProcess, config: &Path, who: &Owner) -> Result<()> {
-    let mut command = tokio::process::Command::new(bulwark_bin()?);
-    command
-        .args([
-            "login",
-            "--server",
-            &s_up.info.console_url,
-            "--username",
-            &who.username,
-            "--password-stdin",
-            "--otp",
-            &who.next_otp().await?,
-        ])
-        .env("BULWARK_CONFIG_DIR", config)
-        .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE)
-        .env("NO_COLOR", "1")
-        .env_remove("BULWARK_SERVER");
-    run_command(command, Some(&format!("{}\n", who.password)), WAIT)
-        .await?
-        .ok()?;
-    Ok(())
 }
 
 #[tokio::test]
@@ -229,7 +165,7 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     )
     .await?;
     let (owner, api) = Api::bootstrap(&up).await?;
-    login(&up, &msp, &owner).await?;
+    operator_login(&up, &msp, PASSPHRASE, &owner).await?;
     let tenant = api
         .post_json("/api/v1/tenants", &json!({ "name": "acme" }))
         .await?;
@@ -259,7 +195,7 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
         &json!({ "enrolment_id": redeemed["enrolment_id"], "otp": ciso.next_otp().await? }),
     )
     .await?;
-    login(&up, &customer, &ciso).await?;
+    operator_login(&up, &customer, PASSPHRASE, &ciso).await?;
     let s = Setup {
         up,
         api,

@@ -9,7 +9,8 @@
 #[path = "support/soft_passkey.rs"]
 mod soft_passkey;
 
-use std::time::Duration;
+#[path = "support/live_server.rs"]
+mod live_server;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
@@ -19,14 +20,13 @@ use bulwark_policy::{
     TrustRoot,
 };
 use bulwark_protocol::token::EnrollToken;
-use bulwark_server::{RunningServer, ServerConfig, now_millis};
+use bulwark_server::now_millis;
 use ed25519_dalek::SigningKey;
+use live_server::{PASSWORD, Reply};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use soft_passkey::{SoftPasskey, UP, with};
 use totp_rs::{Algorithm, Secret, TOTP};
-
-const PASSWORD: &str = "correct horse battery staple 42";
 
 fn now_secs() -> u64 {
     u64::try_from(now_millis() / 1000).unwrap()
@@ -37,77 +37,30 @@ fn totp_code(secret: &str, at_secs: u64) -> String {
     TOTP::new_unchecked(Algorithm::SHA1, 6, 1, 30, bytes, None, String::new()).generate(at_secs)
 }
 
-struct Server {
-    server: RunningServer,
-    origin: String,
-    http: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
+/// The shared in-process server, with bearer tokens as `&str` ("" for none).
+struct Server(live_server::Server);
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
+impl std::ops::Deref for Server {
+    type Target = live_server::Server;
+
+    fn deref(&self) -> &live_server::Server {
+        &self.0
+    }
 }
 
 impl Server {
     async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig::quickstart(
-            dir.path().join("data"),
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        );
-        let server = bulwark_server::start(config).await.unwrap();
-        let origin = server.console_url.trim_end_matches('/').to_owned();
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap();
-        Self {
-            server,
-            origin,
-            http,
-            _dir: dir,
-        }
+        Self(live_server::Server::start().await)
     }
 
     async fn send(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Reply {
-        let url = format!("{}{path}", self.origin.replace("localhost", "127.0.0.1"));
-        let mut request = self.http.request(method, url);
-        if !token.is_empty() {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let bytes = response.bytes().await.unwrap();
-        Reply {
-            status,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        let token = (!token.is_empty()).then_some(token);
+        self.0.send(method, path, token, body).await
     }
 
     async fn ok(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Value {
-        let reply = self.send(method.clone(), path, token, body).await;
-        assert!(
-            reply.status.is_success(),
-            "{method} {path}: {} {}",
-            reply.status,
-            reply.body
-        );
-        reply.body
+        let token = (!token.is_empty()).then_some(token);
+        self.0.ok(method, path, token, body).await
     }
 
     /// Confirms an enrolment with the code of now and signs in with the

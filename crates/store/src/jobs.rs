@@ -904,14 +904,23 @@ impl Store {
     /// expires while pending gets `decided_at = now`. Returns the (job id,
     /// tenant id) of each job it expired.
     pub async fn expire_jobs(&self, now: Millis) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query(
+        self.expire_returning(
             "UPDATE jobs SET state = 'expired', decided_at = COALESCE(decided_at, $1) \
              WHERE state IN ('pending', 'approved') AND expires_at <= $1 \
              RETURNING id, tenant_id",
+            now,
         )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
+        .await
+    }
+
+    /// Runs an `UPDATE ... RETURNING id, tenant_id` that expires rows as of
+    /// `now` (bound as `$1`); returns the (id, tenant id) pairs, sorted.
+    pub(crate) async fn expire_returning(
+        &self,
+        sql: &'static str,
+        now: Millis,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(sql).bind(now).fetch_all(&self.pool).await?;
         let mut expired = rows
             .iter()
             .map(|row| Ok((row.try_get("id")?, row.try_get("tenant_id")?)))

@@ -287,18 +287,11 @@ impl Store {
         &self,
         now: Millis,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query(
+        self.expire_returning(
             "UPDATE trust_proposals SET state = 'expired' \
              WHERE state = 'open' AND expires_at <= $1 RETURNING id, tenant_id",
+            now,
         )
-        .bind(now)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut expired = rows
-            .iter()
-            .map(|row| Ok((row.try_get("id")?, row.try_get("tenant_id")?)))
-            .collect::<Result<Vec<(String, String)>, StoreError>>()?;
-        expired.sort();
-        Ok(expired)
+        .await
     }
 }

@@ -1,5 +1,5 @@
-//! Headless Chromium through ChromeDriver with a virtual authenticator (the
-//! WebDriver WebAuthn extension), shared by the browser tests.
+//! Headless Chromium through ChromeDriver, with a virtual authenticator (the
+//! WebDriver WebAuthn extension) or without one, shared by the browser tests.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; without them a test
 //! fails, it does not skip.
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
-use bulwark_e2e::{Proc, TempDir, http_client, wait_for};
+use bulwark_e2e::{Owner, Proc, TempDir, http_client, wait_for};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
@@ -19,18 +19,29 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// ChromeDriver on a free loopback port, a WebDriver session in a headless
-/// Chromium with a fresh profile, and a virtual authenticator in it.
+/// Chromium with a fresh profile, and (unless started `plain`) a virtual
+/// authenticator in it.
 pub struct Browser {
     client: Option<Client>,
     driver_url: String,
     session: String,
-    authenticator: String,
+    authenticator: Option<String>,
     _driver: Proc,
     _profile: TempDir,
 }
 
 impl Browser {
+    /// A 1280x900 window with a virtual authenticator.
     pub async fn start() -> Result<Self> {
+        Self::launch(900, true).await
+    }
+
+    /// A 1280x`height` window without an authenticator.
+    pub async fn plain(height: u32) -> Result<Self> {
+        Self::launch(height, false).await
+    }
+
+    async fn launch(height: u32, with_authenticator: bool) -> Result<Self> {
         for path in [CHROMIUM, CHROMEDRIVER] {
             ensure!(
                 Path::new(path).exists(),
@@ -53,7 +64,7 @@ impl Browser {
             "--no-first-run".to_owned(),
             "--disable-sync".to_owned(),
             "--disable-dev-shm-usage".to_owned(),
-            "--window-size=1280,900".to_owned(),
+            format!("--window-size=1280,{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let mut capabilities = serde_json::Map::new();
@@ -68,7 +79,7 @@ impl Browser {
             .connect(&driver_url)
             .await
             .map_err(|e| anyhow!("starting a Chromium session through chromedriver: {e}"))?;
-        client.set_window_size(1280, 900).await?;
+        client.set_window_size(1280, height).await?;
         let session = client
             .session_id()
             .await?
@@ -77,6 +88,16 @@ impl Browser {
         // A platform authenticator with a PIN or biometric that always
         // verifies the user and consents (WebDriver WebAuthn extension,
         // https://www.w3.org/TR/webauthn-2/#sctn-automation-add-virtual-authenticator).
+        if !with_authenticator {
+            return Ok(Self {
+                client: Some(client),
+                driver_url,
+                session,
+                authenticator: None,
+                _driver: driver,
+                _profile: profile,
+            });
+        }
         let added: Value = http
             .post(format!(
                 "{driver_url}/session/{session}/webauthn/authenticator"
@@ -101,7 +122,7 @@ impl Browser {
             client: Some(client),
             driver_url,
             session,
-            authenticator,
+            authenticator: Some(authenticator),
             _driver: driver,
             _profile: profile,
         })
@@ -115,10 +136,14 @@ impl Browser {
 
     /// The credentials the virtual authenticator holds.
     pub async fn credentials(&self) -> Result<Vec<Value>> {
+        let authenticator = self
+            .authenticator
+            .as_deref()
+            .context("this browser has no virtual authenticator")?;
         let listed: Value = http_client()?
             .get(format!(
                 "{}/session/{}/webauthn/authenticator/{}/credentials",
-                self.driver_url, self.session, self.authenticator
+                self.driver_url, self.session, authenticator
             ))
             .send()
             .await?
@@ -195,6 +220,40 @@ impl Browser {
             },
         )
         .await
+    }
+
+    pub async fn screenshot(&self, path: &Path) -> Result<()> {
+        let png = self.client().screenshot().await?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Makes the first owner as a person does (setup `code`, TOTP enrolment,
+    /// recovery codes), then signs in with password and TOTP; ends on
+    /// `/tenants`.
+    pub async fn set_up_owner(&self, base: &str, code: &str) -> Result<Owner> {
+        let username = bulwark_e2e::OWNER_USERNAME;
+        let password = bulwark_e2e::OWNER_PASSWORD;
+        self.goto(&format!("{base}/setup")).await?;
+        self.fill("code", code).await?;
+        self.fill("username", username).await?;
+        self.fill("password", password).await?;
+        self.fill("password_confirm", password).await?;
+        self.click("#setup-submit").await?;
+        let secret = self.text("#totp-secret").await?;
+        let owner = Owner::new(username, password, &secret);
+        self.fill("otp", &owner.next_otp().await?).await?;
+        self.click("#totp-submit").await?;
+        self.click("#recovery-continue").await?;
+        self.wait_path("/login").await?;
+        self.fill("username", username).await?;
+        self.fill("password", password).await?;
+        self.fill("otp", &owner.next_otp().await?).await?;
+        self.click("#login-submit").await?;
+        self.wait_path("/tenants").await?;
+        Ok(owner)
     }
 
     pub async fn sign_out(&self) -> Result<()> {

@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bulwark_policy::chain::{freeze_state, pinned_fingerprint, verify_root_chain};
 use bulwark_policy::envelope::SignatureEntry;
 use bulwark_policy::root::root_fingerprint;
@@ -1011,34 +1010,25 @@ pub struct WebAuthnApproval {
     pub signature: String,
 }
 
-/// Base64url (padding tolerated, as browsers and scripts vary) of at most `max` bytes.
-fn decode_b64url(text: &str, what: &str, max: usize) -> Result<Vec<u8>, ApiError> {
-    let text = text.trim().trim_end_matches('=');
-    if text.len() > max.div_ceil(3) * 4 {
-        return Err(ApiError::bad_request(format!(
-            "{what} is longer than {max} bytes"
-        )));
-    }
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| ApiError::bad_request(format!("{what} is not base64url")))
-}
-
 impl WebAuthnApproval {
     fn decode(&self) -> Result<WebAuthnSignature, ApiError> {
         use bulwark_policy::webauthn as w;
         Ok(WebAuthnSignature {
-            authenticator_data: decode_b64url(
-                &self.authenticator_data,
+            authenticator_data: crate::auth::passkey::decode_b64(
                 "authenticator_data",
+                &self.authenticator_data,
                 w::MAX_AUTHENTICATOR_DATA,
             )?,
-            client_data_json: decode_b64url(
-                &self.client_data_json,
+            client_data_json: crate::auth::passkey::decode_b64(
                 "client_data_json",
+                &self.client_data_json,
                 w::MAX_CLIENT_DATA_JSON,
             )?,
-            signature: decode_b64url(&self.signature, "signature", w::MAX_SIGNATURE)?,
+            signature: crate::auth::passkey::decode_b64(
+                "signature",
+                &self.signature,
+                w::MAX_SIGNATURE,
+            )?,
         })
     }
 }

@@ -345,9 +345,10 @@ fn request_options(rp_id: &str, challenge: &[u8; 32], allow: Vec<Vec<u8>>) -> Re
 
 // ------------------------------------------------------------ browser answers
 
-/// Base64url (padding tolerated) of at most `max` decoded bytes.
-fn decode_b64(what: &str, text: &str, max: usize) -> Result<Vec<u8>, ApiError> {
-    let text = text.trim_end_matches('=');
+/// Base64url (padding and surrounding whitespace tolerated, as browsers and
+/// scripts vary) of at most `max` decoded bytes.
+pub(crate) fn decode_b64(what: &str, text: &str, max: usize) -> Result<Vec<u8>, ApiError> {
+    let text = text.trim().trim_end_matches('=');
     if text.len() > max.div_ceil(3) * 4 {
         return Err(ApiError::bad_request(format!(
             "{what} is longer than {max} bytes"
