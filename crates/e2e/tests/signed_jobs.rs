@@ -179,6 +179,17 @@ async fn signed_job_runs_on_the_local_agent() -> Result<()> {
         "job show: {shown}"
     );
     ensure!(shown["state"] == "approved", "job show: {shown}");
+    // The device page tells which trust statements the agent holds.
+    let device = s
+        .api
+        .get_json(&format!("/api/v1/devices/{}", s.local))
+        .await?;
+    ensure!(
+        device["trust"]["root_version"] == 1
+            && device["trust"]["policy_version"] == 1
+            && device["trust"]["frozen"] == false,
+        "device trust: {device}"
+    );
     Ok(())
 }
 

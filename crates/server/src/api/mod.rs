@@ -521,11 +521,13 @@ pub async fn device_view(
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
     caller.require_in(Action::ViewDevices, &device.tenant_id)?;
-    Ok(DeviceView::new(
-        &device,
-        state.presence.is_online(&device.id),
-        true,
-    ))
+    let mut view = DeviceView::new(&device, state.presence.is_online(&device.id), true);
+    view.trust = state
+        .store
+        .device_trust(&caller.scope(), &device.id)
+        .await?
+        .map(Into::into);
+    Ok(view)
 }
 
 /// One device with its inventory.

@@ -31,6 +31,32 @@ pub struct DeviceView {
     /// Present on `GET /api/v1/devices/{id}` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inventory: Option<InventoryView>,
+    /// What the agent last reported holding (on `GET /api/v1/devices/{id}`
+    /// only; absent until it reported).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust: Option<DeviceTrustView>,
+}
+
+/// The trust statements an agent holds, as it reported them.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceTrustView {
+    pub root_version: u64,
+    pub policy_version: u64,
+    pub freeze_sequence: u64,
+    pub frozen: bool,
+    pub reported_at: String,
+}
+
+impl From<bulwark_store::DeviceTrust> for DeviceTrustView {
+    fn from(t: bulwark_store::DeviceTrust) -> Self {
+        Self {
+            root_version: t.root_version,
+            policy_version: t.policy_version,
+            freeze_sequence: t.freeze_sequence,
+            frozen: t.frozen,
+            reported_at: rfc3339(t.updated_at),
+        }
+    }
 }
 
 impl DeviceView {
@@ -54,6 +80,7 @@ impl DeviceView {
             } else {
                 None
             },
+            trust: None,
         }
     }
 }
