@@ -120,6 +120,8 @@ struct Checked {
     signers: Vec<RootKey>,
     /// The keys among them that signed already.
     signed_by: Vec<RootKey>,
+    /// A root rotation's companions, checked: ("policy" or "freeze", envelope).
+    companions: Vec<(&'static str, Signed)>,
 }
 
 async fn fetch(session: &Session, id: &str) -> Result<Checked> {
@@ -137,7 +139,26 @@ async fn fetch(session: &Session, id: &str) -> Result<Checked> {
     let signed = Signed::from_bytes(&envelope, &limits)
         .map_err(|r| anyhow!("the proposal's envelope does not decode: {r}"))?;
     let trust = fetch_trust(session, &tenant).await?;
-    let (title, changes, signers) = examine(&trust, &signed, unix_now())?;
+    let (title, mut changes, signers) = examine(&trust, &signed, unix_now())?;
+    let mut companions = Vec::new();
+    for (field, kind) in [("policy_envelope", "policy"), ("freeze_envelope", "freeze")] {
+        let Some(text) = reply[field].as_str() else {
+            continue;
+        };
+        let bytes = B64
+            .decode(text)
+            .with_context(|| format!("the proposal's {field} is not base64"))?;
+        let companion = Signed::from_bytes(&bytes, &limits)
+            .map_err(|r| anyhow!("the proposal's {field} does not decode: {r}"))?;
+        changes.push(examine_companion(&trust, &signed, kind, &companion)?);
+        let tally = companion.tally(signers.iter().map(|k| &k.key));
+        ensure!(
+            tally.bad == 0 && tally.unknown == 0,
+            "a signature on proposal {id}'s {kind} companion does not verify against tenant \
+             {tenant}'s root keys: do not sign it"
+        );
+        companions.push((kind, companion));
+    }
     let tally = signed.tally(signers.iter().map(|k| &k.key));
     ensure!(
         tally.bad == 0 && tally.unknown == 0,
@@ -157,7 +178,73 @@ async fn fetch(session: &Session, id: &str) -> Result<Checked> {
         changes,
         signers,
         signed_by,
+        companions,
     })
+}
+
+/// A root rotation's companion must be the tenant's current policy (or
+/// kill switch) unchanged but for its version: nothing else rides along.
+fn examine_companion(
+    trust: &Trust,
+    root: &Signed,
+    kind: &str,
+    companion: &Signed,
+) -> Result<String> {
+    let limits = Limits::default();
+    ensure!(
+        root.payload_type == TrustRoot::PAYLOAD_TYPE && trust.root.is_some(),
+        "only a root rotation carries a {kind} with it"
+    );
+    let bad = |r| anyhow!("the {kind} companion does not decode: {r}");
+    if kind == "policy" {
+        ensure!(
+            companion.payload_type == Policy::PAYLOAD_TYPE,
+            "the policy companion is not a policy"
+        );
+        let policy: Policy = companion.statement(&limits).map_err(bad)?;
+        let current = trust
+            .policy
+            .as_ref()
+            .context("the tenant has no policy to re-sign")?;
+        let mut same = policy.clone();
+        same.version = current.version;
+        ensure!(
+            same == *current && policy.version == current.version + 1,
+            "the policy companion is not the current policy (version {}) re-signed as version \
+             {}: {}; do not sign it",
+            current.version,
+            current.version + 1,
+            policy_diff(Some(current), &policy).join("; ")
+        );
+        Ok(format!(
+            "policy version {}: the current policy (version {}) unchanged, re-signed so the new \
+             root vouches for it",
+            policy.version, current.version
+        ))
+    } else {
+        ensure!(
+            companion.payload_type == FreezeStatement::PAYLOAD_TYPE,
+            "the freeze companion is not a freeze statement"
+        );
+        let statement: FreezeStatement = companion.statement(&limits).map_err(bad)?;
+        let (sequence, frozen) = trust
+            .freeze
+            .as_ref()
+            .map_or((0, false), |f| (f.statement.sequence, f.statement.frozen));
+        ensure!(
+            statement.tenant == trust.tenant_id
+                && statement.sequence == sequence + 1
+                && statement.frozen == frozen,
+            "the freeze companion does not keep the kill switch as it is (sequence {sequence}, \
+             {}): do not sign it",
+            if frozen { "frozen" } else { "not frozen" }
+        );
+        Ok(format!(
+            "freeze sequence {}: the kill switch unchanged ({}), re-signed for the new root",
+            statement.sequence,
+            if frozen { "frozen" } else { "not frozen" }
+        ))
+    }
 }
 
 /// Decodes the statement and checks it is the next of its kind for the
@@ -208,7 +295,23 @@ fn examine(
                 "root version {} is not the next one ({next})",
                 root.version
             );
-            let changes = root_diff(trust.root.as_ref(), &root);
+            let mut changes = root_diff(trust.root.as_ref(), &root);
+            changes.push(format!(
+                "new root version {}: {} of {} keys must sign a policy or a new root: {}",
+                root.version,
+                root.threshold,
+                root.keys.len(),
+                root.keys
+                    .iter()
+                    .map(|k| format!(
+                        "{} ({}, key {})",
+                        k.name,
+                        holder_name(k.holder),
+                        key_text(&k.key)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
             let mut signers = current_keys;
             for key in &root.keys {
                 if !signers.iter().any(|k| k.key == key.key) {
@@ -534,10 +637,21 @@ async fn sign(id: &str, key: Option<&str>, otp: Option<&str>, yes: bool) -> Resu
     let mut signed = checked.signed.clone();
     signed.sign(&signing_key);
     let entry = signed.signatures.last().context("no signature")?;
-    let body = json!({
+    // The same key signs each companion: the rotation publishes with them.
+    let mut companions = Vec::new();
+    for (kind, companion) in &checked.companions {
+        let mut companion = companion.clone();
+        companion.sign(&signing_key);
+        let entry = companion.signatures.last().context("no signature")?;
+        companions.push(json!({ "kind": kind, "signature": B64.encode(entry.signature) }));
+    }
+    let mut body = json!({
         "key_id": hex::encode(entry.key_id.0),
         "signature": B64.encode(entry.signature),
     });
+    if !companions.is_empty() {
+        body["companions"] = companions.into();
+    }
     let reply = session
         .post_privileged(
             &format!("/api/v1/trust-proposals/{}/signatures", path_segment(id)?),

@@ -333,6 +333,47 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     );
     ensure!(marker.exists(), "the job did not run");
 
+    // 7. The MSP rotates the root to add a second MSP key, keeping 2 of
+    // now 3: it holds one key of root v1, so the rotation (with the policy
+    // re-signed as version 3) is a proposal; the agent stays at root v1.
+    let out = s
+        .msp(&[
+            "tenant",
+            "rotate-root",
+            "--tenant",
+            "acme",
+            "--new-root-keys",
+            "1",
+        ])
+        .await?
+        .stdout;
+    ensure!(
+        out.contains("Proposed as") && out.contains("bulwark trust sign"),
+        "{out}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ensure!(s.trust().await?["root_version"] == 1, "rotated alone");
+    ensure!(s.trust().await?["policy_version"] == 2);
+    ensure!(s.agent_holds(&device)? == "1 2 0", "the agent moved alone");
+    // The customer checks (the new key set, the policy unchanged) and
+    // co-signs the root and its policy companion in one `trust sign`.
+    s.customer_cosigns("root", "new root version 2: 2 of 3 keys")
+        .await?;
+    ensure!(s.trust().await?["root_version"] == 2);
+    ensure!(s.trust().await?["policy_version"] == 3);
+    s.wait_agent_holds(&device, "2 3 0").await?;
+    let view = s.api.get_json(&format!("/api/v1/devices/{device}")).await?;
+    ensure!(
+        view["trust"]["root_version"] == 2 && view["trust"]["policy_version"] == 3,
+        "{view}"
+    );
+    let (target, marker) = s.job(&device, "after-rotation").await?;
+    ensure!(
+        target["state"] == "succeeded" && target["exit_code"] == 0,
+        "{target}"
+    );
+    ensure!(marker.exists(), "the job did not run after the rotation");
+
     // The audit log names every step.
     let events = s.api.get_json("/api/v1/tenants/acme/audit").await?;
     let actions: Vec<&str> = events

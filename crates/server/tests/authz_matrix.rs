@@ -2134,3 +2134,90 @@ async fn revoking_a_session_ends_its_event_stream() {
         "the event stream outlived its revoked session"
     );
 }
+
+/// A root rotation that would leave the stored policy unverifiable is
+/// refused: new agents would get no policy and every later change would be
+/// blocked. The same rotation passes once the policy is re-signed under both
+/// roots.
+#[tokio::test]
+async fn a_rotation_that_orphans_the_policy_is_refused() {
+    use bulwark_policy::{Holder, Policy, PublicKey, RootKey, TrustRoot};
+    let h = start().await;
+    let root_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let new_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let operator = SigningKey::generate(&mut rand::rngs::OsRng);
+    let created = h
+        .ok(
+            "POST",
+            "/api/v1/tenants",
+            Some(h.owner()),
+            Some(&json!({"name": "rotating"})),
+        )
+        .await;
+    let tenant_id = created["id"].as_str().expect("id").to_owned();
+    let (root, policy) = trust_statements(&tenant_id, &root_key, &operator);
+    for (kind, envelope) in [("roots", &root), ("policy", &policy)] {
+        h.ok(
+            "POST",
+            &format!("/api/v1/tenants/rotating/trust/{kind}"),
+            Some(h.owner()),
+            Some(&json!({"envelope": B64.encode(envelope.to_bytes())})),
+        )
+        .await;
+    }
+    // Root v2: only the new key, signed by the old and the new threshold.
+    let next = TrustRoot {
+        tenant: tenant_id.clone(),
+        version: 2,
+        threshold: 1,
+        keys: vec![RootKey {
+            key: PublicKey::Ed25519(new_key.verifying_key().to_bytes()),
+            holder: Holder::Msp,
+            name: "new".into(),
+        }],
+    };
+    let mut rotation = Signed::new(&next);
+    rotation.sign(&root_key);
+    rotation.sign(&new_key);
+    let body = json!({"envelope": B64.encode(rotation.to_bytes())});
+    let path = "/api/v1/tenants/rotating/trust/roots";
+    let refused = h.send("POST", path, Some(h.owner()), Some(&body)).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.body["error"]["code"], "rotation_orphans_trust");
+    let trust = h
+        .ok(
+            "GET",
+            "/api/v1/tenants/rotating/trust",
+            Some(h.owner()),
+            None,
+        )
+        .await;
+    assert_eq!(trust["root_version"], 1, "nothing changed: {trust}");
+
+    // The policy re-signed by both roots first, then the same rotation passes.
+    let mut statement: Policy = policy
+        .statement(&bulwark_policy::Limits::default())
+        .expect("policy");
+    statement.version = 2;
+    let mut resigned = Signed::new(&statement);
+    resigned.sign(&root_key);
+    resigned.sign(&new_key);
+    h.ok(
+        "POST",
+        "/api/v1/tenants/rotating/trust/policy",
+        Some(h.owner()),
+        Some(&json!({"envelope": B64.encode(resigned.to_bytes())})),
+    )
+    .await;
+    h.ok("POST", path, Some(h.owner()), Some(&body)).await;
+    let trust = h
+        .ok(
+            "GET",
+            "/api/v1/tenants/rotating/trust",
+            Some(h.owner()),
+            None,
+        )
+        .await;
+    assert_eq!(trust["root_version"], 2, "{trust}");
+    assert_eq!(trust["problems"], json!([]), "{trust}");
+}

@@ -66,7 +66,7 @@ pub use translog::{
     AuditLeaf, LogAppend, LogCheckpoint, LogEntry, LogHash, LogHead, MSP_LOG, audit_log_id,
 };
 pub use trust::{DeviceTrust, TrustKind, TrustSet};
-pub use trust_proposals::{NewTrustProposal, ProposalState, TrustProposal};
+pub use trust_proposals::{Companions, NewTrustProposal, ProposalState, TrustProposal};
 
 /// A point in time: milliseconds since the Unix epoch.
 pub type Millis = i64;

@@ -56,6 +56,18 @@ impl std::fmt::Display for ProposalState {
     }
 }
 
+/// A root rotation's companion envelopes (RFD 0002, "Proposals"): the
+/// current policy re-signed as `policy_version`, the freeze statement
+/// re-signed as `freeze_sequence`. `None`: no such companion (the versions
+/// are then unused).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Companions {
+    pub policy: Option<Vec<u8>>,
+    pub policy_version: u64,
+    pub freeze: Option<Vec<u8>>,
+    pub freeze_sequence: u64,
+}
+
 /// A new proposal, as the server checked it.
 #[derive(Debug, Clone)]
 pub struct NewTrustProposal {
@@ -65,6 +77,10 @@ pub struct NewTrustProposal {
     pub kind: TrustKind,
     pub version: u64,
     pub envelope: Vec<u8>,
+    /// A root rotation's companions: the current policy re-signed as the
+    /// next version, the freeze statement re-signed as the next sequence.
+    pub policy_envelope: Option<Vec<u8>>,
+    pub freeze_envelope: Option<Vec<u8>>,
     pub proposed_by: String,
     pub created_at: Millis,
     pub expires_at: Millis,
@@ -78,6 +94,10 @@ pub struct TrustProposal {
     pub version: u64,
     /// The envelope with every signature gathered so far.
     pub envelope: Vec<u8>,
+    /// A root rotation's companions (migration 0010), each with every
+    /// signature gathered so far; published with the root.
+    pub policy_envelope: Option<Vec<u8>>,
+    pub freeze_envelope: Option<Vec<u8>>,
     pub proposed_by: String,
     pub created_at: Millis,
     pub expires_at: Millis,
@@ -87,8 +107,8 @@ pub struct TrustProposal {
     pub published_at: Option<Millis>,
 }
 
-const COLUMNS: &str = "p.id, p.tenant_id, p.kind, p.version, p.envelope, p.proposed_by, \
-     p.created_at, p.expires_at, p.state, p.published_at";
+const COLUMNS: &str = "p.id, p.tenant_id, p.kind, p.version, p.envelope, p.policy_envelope, \
+     p.freeze_envelope, p.proposed_by, p.created_at, p.expires_at, p.state, p.published_at";
 
 fn proposal_from_row(row: &AnyRow, now: Millis) -> Result<TrustProposal, StoreError> {
     let kind: String = row.try_get("kind")?;
@@ -106,6 +126,8 @@ fn proposal_from_row(row: &AnyRow, now: Millis) -> Result<TrustProposal, StoreEr
             .ok_or_else(|| StoreError::Corrupt(format!("trust kind {kind:?}")))?,
         version: from_db(row, "version")?,
         envelope: row.try_get("envelope")?,
+        policy_envelope: row.try_get("policy_envelope")?,
+        freeze_envelope: row.try_get("freeze_envelope")?,
         proposed_by: row.try_get("proposed_by")?,
         created_at: row.try_get("created_at")?,
         expires_at,
@@ -124,8 +146,8 @@ impl Store {
     ) -> Result<TrustProposal, StoreError> {
         sqlx::query(
             "INSERT INTO trust_proposals (id, tenant_id, kind, version, envelope, proposed_by, \
-             created_at, expires_at, state, published_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', NULL)",
+             created_at, expires_at, state, published_at, policy_envelope, freeze_envelope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', NULL, $9, $10)",
         )
         .bind(&new.id)
         .bind(&new.tenant_id)
@@ -135,6 +157,8 @@ impl Store {
         .bind(&new.proposed_by)
         .bind(new.created_at)
         .bind(new.expires_at)
+        .bind(new.policy_envelope.as_deref())
+        .bind(new.freeze_envelope.as_deref())
         .execute(&self.pool)
         .await
         .map_err(unique_or_missing("proposal already exists"))?;
@@ -144,6 +168,8 @@ impl Store {
             kind: new.kind,
             version: new.version,
             envelope: new.envelope.clone(),
+            policy_envelope: new.policy_envelope.clone(),
+            freeze_envelope: new.freeze_envelope.clone(),
             proposed_by: new.proposed_by.clone(),
             created_at: new.created_at,
             expires_at: new.expires_at,
@@ -201,21 +227,28 @@ impl Store {
     /// unknown proposal; `Conflict("proposal is not open")` once published,
     /// withdrawn or expired; `Conflict("proposal changed since it was read")`
     /// if another signature landed meanwhile (read it again and retry).
+    /// `companions`: a root rotation's policy and freeze envelopes with the
+    /// same signer's signature added (stored as given; `None` for none).
     pub async fn add_proposal_signature(
         &self,
         id: &str,
         previous_envelope: &[u8],
         new_envelope: &[u8],
+        companions: &Companions,
         now: Millis,
     ) -> Result<(), StoreError> {
+        // Every signature lands on the root envelope, so comparing it alone
+        // tells whether anything changed since it was read.
         let done = sqlx::query(
-            "UPDATE trust_proposals SET envelope = $2 \
+            "UPDATE trust_proposals SET envelope = $2, policy_envelope = $5, freeze_envelope = $6 \
              WHERE id = $1 AND envelope = $3 AND state = 'open' AND expires_at > $4",
         )
         .bind(id)
         .bind(new_envelope)
         .bind(previous_envelope)
         .bind(now)
+        .bind(companions.policy.as_deref())
+        .bind(companions.freeze.as_deref())
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
@@ -245,20 +278,29 @@ impl Store {
     /// marks the proposal published, and withdraws the tenant's other open
     /// proposals of the same kind that it overtakes. `Conflict("proposal is
     /// not open")` if it is no longer open; nothing changes on any error.
+    ///
+    /// A root rotation's `companions` (verified too) are stored first, the
+    /// policy (`policy_version`) then the freeze statement
+    /// (`freeze_sequence`), so at no moment does the latest root lack a
+    /// policy and freeze statement it verifies.
     pub async fn publish_trust_proposal(
         &self,
         id: &str,
         envelope: &[u8],
+        companions: &Companions,
         now: Millis,
     ) -> Result<TrustProposal, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
-            "UPDATE trust_proposals SET state = 'published', published_at = $2, envelope = $3 \
+            "UPDATE trust_proposals SET state = 'published', published_at = $2, envelope = $3, \
+             policy_envelope = $4, freeze_envelope = $5 \
              WHERE id = $1 AND state = 'open' AND expires_at > $2",
         )
         .bind(id)
         .bind(now)
         .bind(envelope)
+        .bind(companions.policy.as_deref())
+        .bind(companions.freeze.as_deref())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
@@ -267,6 +309,31 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM trust_proposals p WHERE p.id = $1");
         let row = sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?;
         let proposal = proposal_from_row(&row, now)?;
+        for (kind, version, companion) in [
+            (
+                TrustKind::Policy,
+                companions.policy_version,
+                &companions.policy,
+            ),
+            (
+                TrustKind::Freeze,
+                companions.freeze_sequence,
+                &companions.freeze,
+            ),
+        ] {
+            if let Some(bytes) = companion {
+                insert_trust_statement(
+                    &mut tx,
+                    &proposal.tenant_id,
+                    kind,
+                    version,
+                    bytes,
+                    Some(&proposal.proposed_by),
+                    now,
+                )
+                .await?;
+            }
+        }
         insert_trust_statement(
             &mut tx,
             &proposal.tenant_id,

@@ -12,7 +12,7 @@ use bulwark_store::{
     SigningKeyKind, Store, StoreError, TargetCounts, TargetState, TenantScope, ThrottleCounter,
     TrustKind, TrustSet,
 };
-use bulwark_store::{NewTrustProposal, ProposalState};
+use bulwark_store::{Companions, NewTrustProposal, ProposalState};
 
 /// Runs each named body on both backends. `store:` bodies take an open
 /// `Store`; `url:` bodies take the database URL and open it themselves.
@@ -87,6 +87,7 @@ suite! {
         api_tokens,
         trust_statements,
         trust_proposals,
+        trust_proposal_companions,
         device_trust,
         signing_keys,
         jobs_tenant_scope,
@@ -2291,6 +2292,8 @@ fn proposal(
         kind,
         version,
         envelope: format!("{id}-0").into_bytes(),
+        policy_envelope: None,
+        freeze_envelope: None,
         proposed_by: by.to_owned(),
         created_at: T0,
         expires_at: T0 + 1000,
@@ -2365,20 +2368,24 @@ async fn trust_proposals(store: Store) {
 
     // Signatures: compare and swap on the envelope read.
     store
-        .add_proposal_signature("p1", b"p1-0", b"p1-1", T0 + 1)
+        .add_proposal_signature("p1", b"p1-0", b"p1-1", &Companions::default(), T0 + 1)
         .await
         .unwrap();
     assert_conflict(
         store
-            .add_proposal_signature("p1", b"p1-0", b"p1-1b", T0 + 1)
+            .add_proposal_signature("p1", b"p1-0", b"p1-1b", &Companions::default(), T0 + 1)
             .await,
         "proposal changed since it was read",
     );
-    assert_not_found(store.add_proposal_signature("nope", b"x", b"y", T0).await);
+    assert_not_found(
+        store
+            .add_proposal_signature("nope", b"x", b"y", &Companions::default(), T0)
+            .await,
+    );
 
     // Publishing stores the statement and withdraws what it overtakes.
     let published = store
-        .publish_trust_proposal("p1", b"p1-2", T0 + 2)
+        .publish_trust_proposal("p1", b"p1-2", &Companions::default(), T0 + 2)
         .await
         .unwrap();
     assert_eq!(published.version, 1);
@@ -2401,12 +2408,14 @@ async fn trust_proposals(store: Store) {
         .unwrap();
     assert_eq!(p2.state, ProposalState::Withdrawn);
     assert_conflict(
-        store.publish_trust_proposal("p1", b"p1-2", T0 + 3).await,
+        store
+            .publish_trust_proposal("p1", b"p1-2", &Companions::default(), T0 + 3)
+            .await,
         "proposal is not open",
     );
     assert_conflict(
         store
-            .add_proposal_signature("p2", b"p2-0", b"p2-1", T0 + 3)
+            .add_proposal_signature("p2", b"p2-0", b"p2-1", &Companions::default(), T0 + 3)
             .await,
         "proposal is not open",
     );
@@ -2416,7 +2425,9 @@ async fn trust_proposals(store: Store) {
         .await
         .unwrap();
     assert_conflict(
-        store.publish_trust_proposal("r3", b"r3", T0 + 3).await,
+        store
+            .publish_trust_proposal("r3", b"r3", &Companions::default(), T0 + 3)
+            .await,
         "root version must follow the latest root",
     );
     assert_eq!(
@@ -2466,7 +2477,9 @@ async fn trust_proposals(store: Store) {
             .is_empty()
     );
     assert_conflict(
-        store.publish_trust_proposal("p3", b"p3", T0 + 1000).await,
+        store
+            .publish_trust_proposal("p3", b"p3", &Companions::default(), T0 + 1000)
+            .await,
         "proposal is not open",
     );
     assert_eq!(
@@ -2483,6 +2496,115 @@ async fn trust_proposals(store: Store) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A root rotation's companions (migration 0010): stored with the proposal,
+/// replaced with each signature, published before the root in one
+/// transaction; nothing is stored if any of them does not follow.
+async fn trust_proposal_companions(store: Store) {
+    let (a, _) = tenant_with_devices(&store, "tenant-a", 1, &[]).await;
+    let op = store
+        .create_operator(&new_operator("erin"), "operator", "test", T0)
+        .await
+        .unwrap();
+    store.grant_tenant(&op.id, &a, "read_only").await.unwrap();
+    let scope = TenantScope::Operator(op.id.clone());
+    for (kind, version, bytes) in [
+        (TrustKind::Root, 1, &b"root-1"[..]),
+        (TrustKind::Policy, 3, b"policy-3"),
+        (TrustKind::Freeze, 5, b"freeze-5"),
+    ] {
+        store
+            .add_trust_statement(&a, kind, version, bytes, None, T0)
+            .await
+            .unwrap();
+    }
+    let created = store
+        .create_trust_proposal(&NewTrustProposal {
+            policy_envelope: Some(b"policy-4-0".to_vec()),
+            freeze_envelope: Some(b"freeze-6-0".to_vec()),
+            ..proposal("r2", &a, TrustKind::Root, 2, &op.id)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.trust_proposal(&scope, "r2", T0).await.unwrap(),
+        Some(created)
+    );
+    // Without companions the columns stay NULL.
+    store
+        .create_trust_proposal(&proposal("r2b", &a, TrustKind::Root, 2, &op.id))
+        .await
+        .unwrap();
+    let plain = store
+        .trust_proposal(&scope, "r2b", T0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((plain.policy_envelope, plain.freeze_envelope), (None, None));
+
+    // A signature replaces the companions with the root envelope.
+    let signed = Companions {
+        policy: Some(b"policy-4-1".to_vec()),
+        policy_version: 4,
+        freeze: Some(b"freeze-6-1".to_vec()),
+        freeze_sequence: 6,
+    };
+    store
+        .add_proposal_signature("r2", b"r2-0", b"r2-1", &signed, T0 + 1)
+        .await
+        .unwrap();
+    let row = store
+        .trust_proposal(&scope, "r2", T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.envelope, b"r2-1");
+    assert_eq!(row.policy_envelope.as_deref(), Some(&b"policy-4-1"[..]));
+    assert_eq!(row.freeze_envelope.as_deref(), Some(&b"freeze-6-1"[..]));
+
+    // A companion that does not follow: nothing is stored.
+    let stale = Companions {
+        freeze_sequence: 4,
+        ..signed.clone()
+    };
+    assert_conflict(
+        store
+            .publish_trust_proposal("r2", b"r2-2", &stale, T0 + 2)
+            .await,
+        "trust statement is older than the latest",
+    );
+    let held = store.trust_statements(&scope, &a).await.unwrap();
+    assert_eq!(held.policy, Some((3, b"policy-3".to_vec())));
+    assert_eq!(held.roots.len(), 1);
+    assert_eq!(
+        store
+            .trust_proposal(&scope, "r2", T0 + 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ProposalState::Open
+    );
+
+    // Published: the companions and the root, together.
+    let published = store
+        .publish_trust_proposal("r2", b"r2-2", &signed, T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(published.state, ProposalState::Published);
+    let held = store.trust_statements(&scope, &a).await.unwrap();
+    assert_eq!(held.policy, Some((4, b"policy-4-1".to_vec())));
+    assert_eq!(held.roots.len(), 2);
+    assert_eq!(
+        store
+            .trust_proposal(&scope, "r2b", T0 + 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ProposalState::Withdrawn
     );
 }
 

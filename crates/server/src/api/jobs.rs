@@ -406,8 +406,61 @@ pub async fn publish_root(
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::ManageTrust).await?;
     let signed = decode_envelope(&req.envelope)?;
+    let trust = load_trust(&state, &caller, &tenant).await?;
+    // A forged or under-signed rotation is refused as such first.
+    check_statement(&trust, &tenant, TrustKind::Root, &signed)?;
+    refuse_orphaning_rotation(&trust, &signed, false, false)?;
     let view = publish_statement(&state, &caller, &tenant, TrustKind::Root, &signed).await?;
     Ok((StatusCode::CREATED, view))
+}
+
+/// A root rotation must not leave the stored policy or freeze statement
+/// unverifiable under the new root: new agents would get no policy, and the
+/// server would refuse every later change (`trust_broken`). They are
+/// re-signed under both roots first (`bulwark tenant rotate-root` does it),
+/// or travel with the rotation as a proposal's companions.
+pub(crate) fn refuse_orphaning_rotation(
+    trust: &Trust,
+    rotation: &Signed,
+    policy_companion: bool,
+    freeze_companion: bool,
+) -> Result<(), ApiError> {
+    let limits = limits();
+    let (Some(_), Ok(next)) = (&trust.root, rotation.statement::<TrustRoot>(&limits)) else {
+        return Ok(()); // a first root, or not a root: other checks answer
+    };
+    let threshold_of_next = |signed: &Signed| {
+        signed
+            .tally(next.public_keys())
+            .require(next.threshold())
+            .is_ok()
+    };
+    let orphaned_policy = !policy_companion
+        && trust
+            .policy
+            .as_ref()
+            .is_some_and(|(signed, _)| !threshold_of_next(signed));
+    let orphaned_freeze = !freeze_companion
+        && trust
+            .freeze
+            .as_ref()
+            .is_some_and(|signed| freeze_state(&next, Some(signed), &limits).is_err());
+    if orphaned_policy || orphaned_freeze {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "rotation_orphans_trust",
+            format!(
+                "root v{} would not verify the tenant's current {}: re-sign it under both the                  current and the new root first (`bulwark tenant rotate-root` does this)",
+                next.version,
+                if orphaned_policy {
+                    "policy"
+                } else {
+                    "freeze statement"
+                }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Publishes a new policy, signed by the root threshold; versions only move forward.

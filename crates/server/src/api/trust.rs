@@ -22,7 +22,9 @@ use bulwark_policy::envelope::{SignatureEntry, Statement};
 use bulwark_policy::{
     FreezeStatement, Holder, KeyId, Policy, PublicKey, RootKey, Signed, TrustRoot,
 };
-use bulwark_store::{NewTrustProposal, ProposalState, Tenant, TrustKind, TrustProposal};
+use bulwark_store::{
+    Companions, NewTrustProposal, ProposalState, Tenant, TrustKind, TrustProposal,
+};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -30,8 +32,8 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{
-    EnvelopeRequest, Trust, after_publish, check_statement, decode_b64, decode_envelope, limits,
-    load_trust, refused, tenant_for,
+    Trust, after_publish, check_statement, decode_b64, decode_envelope, limits, load_trust,
+    now_secs, refused, tenant_for,
 };
 use super::{ApiJson, audit};
 use crate::auth::policy::trust_signature_action;
@@ -225,6 +227,137 @@ fn check_signatures(signed: &Signed, keys: &[&RootKey]) -> Result<(), ApiError> 
     }
 }
 
+/// A root rotation's companions, decoded: the current policy re-signed as
+/// the next version and the freeze statement re-signed as the next
+/// sequence, which must verify under the new root once it is published.
+#[derive(Default)]
+struct Companion {
+    policy: Option<(Signed, Policy)>,
+    freeze: Option<(Signed, FreezeStatement)>,
+}
+
+impl Companion {
+    fn envelopes(&self) -> impl Iterator<Item = &Signed> {
+        self.policy
+            .iter()
+            .map(|(s, _)| s)
+            .chain(self.freeze.iter().map(|(s, _)| s))
+    }
+
+    fn to_store(&self) -> Companions {
+        Companions {
+            policy: self.policy.as_ref().map(|(s, _)| s.to_bytes()),
+            policy_version: self.policy.as_ref().map_or(0, |(_, p)| p.version),
+            freeze: self.freeze.as_ref().map(|(s, _)| s.to_bytes()),
+            freeze_sequence: self.freeze.as_ref().map_or(0, |(_, f)| f.sequence),
+        }
+    }
+}
+
+/// Decodes a root rotation's companions and checks each is the next of its
+/// kind for the tenant (signatures aside).
+fn decode_companions(
+    trust: &Trust,
+    tenant: &Tenant,
+    proposed: &Proposed,
+    policy: Option<Signed>,
+    freeze: Option<Signed>,
+) -> Result<Companion, ApiError> {
+    if policy.is_none() && freeze.is_none() {
+        return Ok(Companion::default());
+    }
+    if proposed.kind != TrustKind::Root || trust.root.is_none() {
+        return Err(ApiError::bad_request(
+            "only a root rotation carries a policy or freeze statement with it",
+        ));
+    }
+    let limits = limits();
+    let policy = match policy {
+        None => None,
+        Some(signed) => {
+            let statement: Policy = match signed.payload_type.as_str() {
+                Policy::PAYLOAD_TYPE => signed
+                    .statement(&limits)
+                    .map_err(|e| refused("policy companion", &e))?,
+                _ => return Err(ApiError::bad_request("policy_envelope is not a policy")),
+            };
+            let current = trust.policy.as_ref().map_or(0, |(_, p)| p.version);
+            if statement.tenant != tenant.id || statement.version != current + 1 {
+                return Err(ApiError::conflict(format!(
+                    "the policy companion must be this tenant's policy version {}",
+                    current + 1
+                )));
+            }
+            Some((signed, statement))
+        }
+    };
+    let freeze = match freeze {
+        None => None,
+        Some(signed) => {
+            let statement: FreezeStatement = match signed.payload_type.as_str() {
+                FreezeStatement::PAYLOAD_TYPE => signed
+                    .statement(&limits)
+                    .map_err(|e| refused("freeze companion", &e))?,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "freeze_envelope is not a freeze statement",
+                    ));
+                }
+            };
+            let current = trust.freeze_state;
+            if statement.tenant != tenant.id
+                || statement.sequence != current.sequence + 1
+                || statement.frozen != current.frozen
+            {
+                return Err(ApiError::conflict(format!(
+                    "the freeze companion must be this tenant's kill switch as it is ({}), \
+                     sequence {}",
+                    if current.frozen {
+                        "frozen"
+                    } else {
+                        "not frozen"
+                    },
+                    current.sequence + 1
+                )));
+            }
+            Some((signed, statement))
+        }
+    };
+    Ok(Companion { policy, freeze })
+}
+
+/// Whether each companion verifies both under the current root and under
+/// the proposed one (so it is valid when stored and after the rotation).
+fn companions_verify(trust: &Trust, proposed: &Proposed, companion: &Companion) -> bool {
+    let (Some(current), Some(next)) = (&trust.root, &proposed.next_root) else {
+        return companion.policy.is_none() && companion.freeze.is_none();
+    };
+    let limits = limits();
+    let now = now_secs();
+    let held = trust.policy.as_ref().map(|(_, p)| p);
+    let policy_ok = companion.policy.as_ref().is_none_or(|(signed, _)| {
+        [current, next]
+            .iter()
+            .all(|root| Policy::verify_update(root, held, signed, now, &limits).is_ok())
+    });
+    let freeze_ok = companion.freeze.as_ref().is_none_or(|(signed, _)| {
+        [current, next]
+            .iter()
+            .all(|root| trust.freeze_state.apply(root, signed, &limits).is_ok())
+    });
+    policy_ok && freeze_ok
+}
+
+fn stored_envelope(bytes: &Option<Vec<u8>>) -> Result<Option<Signed>, ApiError> {
+    bytes
+        .as_deref()
+        .map(|b| {
+            Signed::from_bytes(b, &limits())
+                .map_err(|e| ApiError::internal(anyhow::anyhow!("stored proposal unreadable: {e}")))
+        })
+        .transpose()
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct ThresholdView {
     /// Whose threshold ("root v2", "new root v3", "customer root key").
@@ -260,6 +393,12 @@ pub struct ProposalView {
     /// The envelope with every signature so far (base64 of canonical CBOR):
     /// verify it, then sign its signing bytes.
     pub envelope: String,
+    /// A root rotation's companion: the current policy re-signed as the
+    /// next version, with every signature so far (base64 of canonical CBOR).
+    pub policy_envelope: Option<String>,
+    /// A root rotation's companion: the freeze statement re-signed as the
+    /// next sequence, with every signature so far.
+    pub freeze_envelope: Option<String>,
     pub signed_by: Vec<ProposalSignerView>,
     /// Signatures so far against each threshold the statement must meet
     /// (a freeze meets either).
@@ -322,6 +461,8 @@ fn proposal_view(
         expires_at: rfc3339(row.expires_at),
         published_at: row.published_at.map(rfc3339),
         envelope: B64.encode(&row.envelope),
+        policy_envelope: row.policy_envelope.as_ref().map(|b| B64.encode(b)),
+        freeze_envelope: row.freeze_envelope.as_ref().map(|b| B64.encode(b)),
         signed_by,
         thresholds,
         summary: proposed.summary,
@@ -329,23 +470,48 @@ fn proposal_view(
 }
 
 /// Publishes the proposal's statement if it now passes the publish routes'
-/// checks; leaves it open otherwise. Returns whether it was published.
+/// checks (and a rotation's companions pass theirs under both roots);
+/// leaves it open otherwise. Returns whether it was published.
+#[allow(clippy::too_many_arguments)]
 async fn try_publish(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
     trust: &Trust,
     id: &str,
-    kind: TrustKind,
+    proposed: &Proposed,
     signed: &Signed,
+    companion: &Companion,
 ) -> Result<bool, ApiError> {
+    let kind = proposed.kind;
     let Ok((version, action)) = check_statement(trust, tenant, kind, signed) else {
         return Ok(false);
     };
+    if !companions_verify(trust, proposed, companion) {
+        return Ok(false);
+    }
     state
         .store
-        .publish_trust_proposal(id, &signed.to_bytes(), now_millis())
+        .publish_trust_proposal(id, &signed.to_bytes(), &companion.to_store(), now_millis())
         .await?;
+    if let Some((_, policy)) = &companion.policy {
+        after_publish(
+            state,
+            caller,
+            tenant,
+            policy.version,
+            "trust.policy_published",
+        )
+        .await;
+    }
+    if let Some((_, freeze)) = &companion.freeze {
+        let action = if freeze.frozen {
+            "trust.frozen"
+        } else {
+            "trust.unfrozen"
+        };
+        after_publish(state, caller, tenant, freeze.sequence, action).await;
+    }
     after_publish(state, caller, tenant, version, action).await;
     audit(
         state,
@@ -361,16 +527,18 @@ async fn try_publish(
 /// Proposes a trust statement (a root, a policy or a freeze statement) that
 /// needs more signatures than its proposer holds. Every signature on it
 /// must verify against a root key; it is published at once if it already
-/// passes the publish route's checks.
+/// passes the publish route's checks. A root rotation may carry the current
+/// policy and freeze statement re-signed (`policy_envelope`,
+/// `freeze_envelope`): they are published with it, first.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/trust/proposals", tag = "trust",
-    params(("tenant" = String, Path, description = "Tenant name")), request_body = EnvelopeRequest,
+    params(("tenant" = String, Path, description = "Tenant name")), request_body = ProposalRequest,
     responses((status = 201, body = ProposalView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn create_proposal(
     State(state): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
-    ApiJson(req): ApiJson<EnvelopeRequest>,
+    ApiJson(req): ApiJson<ProposalRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     // The widest action a proposal may need first, then the one its kind needs.
     let tenant = tenant_for(&state, &caller, &tenant, Action::FreezeTenant).await?;
@@ -387,7 +555,33 @@ pub async fn create_proposal(
     let trust = load_trust(&state, &caller, &tenant).await?;
     trust.require_intact()?;
     check_next(&trust, &proposed)?;
-    check_signatures(&signed, &signer_keys(&trust, &proposed))?;
+    let keys = signer_keys(&trust, &proposed);
+    check_signatures(&signed, &keys)?;
+    let companion = decode_companions(
+        &trust,
+        &tenant,
+        &proposed,
+        req.policy_envelope
+            .as_deref()
+            .map(decode_envelope)
+            .transpose()?,
+        req.freeze_envelope
+            .as_deref()
+            .map(decode_envelope)
+            .transpose()?,
+    )?;
+    for envelope in companion.envelopes() {
+        check_signatures(envelope, &keys)?;
+    }
+    if proposed.kind == TrustKind::Root {
+        super::jobs::refuse_orphaning_rotation(
+            &trust,
+            &signed,
+            companion.policy.is_some(),
+            companion.freeze.is_some(),
+        )?;
+    }
+    let stored = companion.to_store();
     let mut id = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut id);
     let id = hex::encode(id);
@@ -400,6 +594,8 @@ pub async fn create_proposal(
             kind: proposed.kind,
             version: proposed.version,
             envelope: signed.to_bytes(),
+            policy_envelope: stored.policy,
+            freeze_envelope: stored.freeze,
             proposed_by: caller.operator.id.clone(),
             created_at: now,
             expires_at: now + PROPOSAL_TTL_MS,
@@ -417,13 +613,7 @@ pub async fn create_proposal(
     )
     .await;
     try_publish(
-        &state,
-        &caller,
-        &tenant,
-        &trust,
-        &id,
-        proposed.kind,
-        &signed,
+        &state, &caller, &tenant, &trust, &id, &proposed, &signed, &companion,
     )
     .await?;
     let view = single(&state, &caller, &id).await?;
@@ -501,10 +691,39 @@ pub async fn get_proposal(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct ProposalRequest {
+    /// The signed statement: base64 of its canonical CBOR envelope.
+    pub envelope: String,
+    /// A root rotation only: the current policy re-signed as the next
+    /// version (base64 of its envelope), published before the root.
+    #[serde(default)]
+    pub policy_envelope: Option<String>,
+    /// A root rotation only: the freeze statement re-signed as the next
+    /// sequence, as it is (frozen or not), published before the root.
+    #[serde(default)]
+    pub freeze_envelope: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProposalSignatureRequest {
     /// The root key (hex key id, as `bulwark keys list` shows it).
     pub key_id: String,
     /// Ed25519 signature over the envelope's signing bytes (base64 of 64 bytes).
+    pub signature: String,
+    /// The same key's signature over each companion of a root rotation
+    /// (one per companion the proposal carries; none otherwise).
+    #[serde(default)]
+    pub companions: Vec<CompanionSignature>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompanionSignature {
+    /// "policy" or "freeze".
+    pub kind: String,
+    /// Ed25519 signature over that companion envelope's signing bytes
+    /// (base64 of 64 bytes).
     pub signature: String,
 }
 
@@ -532,9 +751,21 @@ pub async fn sign_proposal(
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| ApiError::bad_request("key_id must be 64 hex characters"))?;
-    let signature: [u8; 64] = decode_b64(&req.signature, "signature")?
-        .try_into()
-        .map_err(|_| ApiError::bad_request("signature must be 64 bytes (Ed25519)"))?;
+    let signature = signature_bytes(&req.signature)?;
+    let mut companion_signatures: Vec<(TrustKind, [u8; 64])> = Vec::new();
+    for c in &req.companions {
+        let kind = match c.kind.as_str() {
+            "policy" => TrustKind::Policy,
+            "freeze" => TrustKind::Freeze,
+            _ => return Err(ApiError::bad_request("a companion is a policy or a freeze")),
+        };
+        if companion_signatures.iter().any(|(k, _)| *k == kind) {
+            return Err(ApiError::bad_request(format!(
+                "two {kind} companion signatures"
+            )));
+        }
+        companion_signatures.push((kind, signature_bytes(&c.signature)?));
+    }
     let previous = Signed::from_bytes(&row.envelope, &limits())
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored proposal unreadable: {e}")))?;
     let proposed = decode_statement(&previous, &tenant)?;
@@ -558,17 +789,66 @@ pub async fn sign_proposal(
     if previous.signatures.iter().any(|s| s.key_id.0 == key_id) {
         return Err(ApiError::conflict("key already signed this proposal"));
     }
-    let mut signed = previous.clone();
-    signed.signatures.push(SignatureEntry {
+    let entry = |signature| SignatureEntry {
         key_id: key.key.id(),
         signature,
         webauthn: None,
-    });
+    };
+    let mut signed = previous.clone();
+    signed.signatures.push(entry(signature));
     check_signatures(&signed, &keys)?;
+    // The same key signs each companion, in the same call: the rotation
+    // publishes only when all of them reach their thresholds.
+    let mut companion = decode_companions(
+        &trust,
+        &tenant,
+        &proposed,
+        stored_envelope(&row.policy_envelope)?,
+        stored_envelope(&row.freeze_envelope)?,
+    )?;
+    let wanted: Vec<TrustKind> = companion
+        .policy
+        .iter()
+        .map(|_| TrustKind::Policy)
+        .chain(companion.freeze.iter().map(|_| TrustKind::Freeze))
+        .collect();
+    let given: BTreeSet<&str> = companion_signatures
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if given != wanted.iter().map(|k| k.as_str()).collect() {
+        return Err(ApiError::bad_request(format!(
+            "this proposal needs a signature on each of its companions: [{}]",
+            wanted
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    for (kind, signature) in companion_signatures {
+        let envelope = match kind {
+            TrustKind::Policy => companion.policy.as_mut().map(|(s, _)| s),
+            _ => companion.freeze.as_mut().map(|(s, _)| s),
+        };
+        if let Some(envelope) = envelope {
+            if envelope.signatures.iter().any(|s| s.key_id.0 == key_id) {
+                return Err(ApiError::conflict("key already signed this proposal"));
+            }
+            envelope.signatures.push(entry(signature));
+            check_signatures(envelope, &keys)?;
+        }
+    }
     let now = now_millis();
     state
         .store
-        .add_proposal_signature(&id, &previous.to_bytes(), &signed.to_bytes(), now)
+        .add_proposal_signature(
+            &id,
+            &previous.to_bytes(),
+            &signed.to_bytes(),
+            &companion.to_store(),
+            now,
+        )
         .await?;
     audit(
         &state,
@@ -582,6 +862,15 @@ pub async fn sign_proposal(
         ),
     )
     .await;
-    try_publish(&state, &caller, &tenant, &trust, &id, row.kind, &signed).await?;
+    try_publish(
+        &state, &caller, &tenant, &trust, &id, &proposed, &signed, &companion,
+    )
+    .await?;
     Ok(Json(single(&state, &caller, &id).await?))
+}
+
+fn signature_bytes(text: &str) -> Result<[u8; 64], ApiError> {
+    decode_b64(text, "signature")?
+        .try_into()
+        .map_err(|_| ApiError::bad_request("signature must be 64 bytes (Ed25519)"))
 }
