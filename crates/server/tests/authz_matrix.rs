@@ -2221,3 +2221,117 @@ async fn a_rotation_that_orphans_the_policy_is_refused() {
     assert_eq!(trust["root_version"], 2, "{trust}");
     assert_eq!(trust["problems"], json!([]), "{trust}");
 }
+
+/// The customer's person (a tenant auditor) co-signs trust statements only
+/// with a customer root key: a valid signature by an MSP root key (a stolen
+/// copy) on the same proposal is refused, though it would complete the
+/// threshold; the customer's own key is accepted.
+#[tokio::test]
+async fn a_tenant_auditor_cannot_sign_with_an_msp_root_key() {
+    use bulwark_policy::{Holder, Policy, PublicKey, RootKey, TrustRoot};
+    let h = start().await;
+    let msp_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let customer_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let operator = SigningKey::generate(&mut rand::rngs::OsRng);
+    let created = h
+        .ok(
+            "POST",
+            "/api/v1/tenants",
+            Some(h.owner()),
+            Some(&json!({"name": "shared-root"})),
+        )
+        .await;
+    let tenant_id = created["id"].as_str().expect("id").to_owned();
+    // Root v1: 2 of 2, one MSP key and one customer key; policy v1 by both.
+    let root = TrustRoot {
+        tenant: tenant_id.clone(),
+        version: 1,
+        threshold: 2,
+        keys: vec![
+            RootKey {
+                key: PublicKey::Ed25519(msp_key.verifying_key().to_bytes()),
+                holder: Holder::Msp,
+                name: "msp".into(),
+            },
+            RootKey {
+                key: PublicKey::Ed25519(customer_key.verifying_key().to_bytes()),
+                holder: Holder::Customer,
+                name: "customer".into(),
+            },
+        ],
+    };
+    let (_, policy_v1) = trust_statements(&tenant_id, &msp_key, &operator);
+    let mut root_signed = Signed::new(&root);
+    root_signed.sign(&msp_key);
+    root_signed.sign(&customer_key);
+    let mut policy: Policy = policy_v1
+        .statement(&bulwark_policy::Limits::default())
+        .expect("policy");
+    let mut policy_signed = Signed::new(&policy);
+    policy_signed.sign(&msp_key);
+    policy_signed.sign(&customer_key);
+    for (kind, envelope) in [("roots", &root_signed), ("policy", &policy_signed)] {
+        h.ok(
+            "POST",
+            &format!("/api/v1/tenants/shared-root/trust/{kind}"),
+            Some(h.owner()),
+            Some(&json!({"envelope": B64.encode(envelope.to_bytes())})),
+        )
+        .await;
+    }
+    // The auditor's one grant moves to this tenant.
+    h.ok(
+        "PUT",
+        &format!(
+            "/api/v1/operators/{}/grants",
+            h.operator_ids[&TenantAuditor]
+        ),
+        Some(h.owner()),
+        Some(&json!({"grants": [{"tenant": "shared-root", "role": "tenant_auditor"}]})),
+    )
+    .await;
+    // Policy v2, proposed unsigned by the owner.
+    policy.version = 2;
+    let proposed = Signed::new(&policy);
+    let proposal = h
+        .ok(
+            "POST",
+            "/api/v1/tenants/shared-root/trust/proposals",
+            Some(h.owner()),
+            Some(&json!({"envelope": B64.encode(proposed.to_bytes())})),
+        )
+        .await;
+    let id = proposal["id"].as_str().expect("proposal id").to_owned();
+    let signature = |key: &SigningKey| {
+        let mut signed = proposed.clone();
+        signed.sign(key);
+        let entry = signed.signatures.last().expect("signed").clone();
+        json!({
+            "key_id": hex::encode(entry.key_id.0),
+            "signature": B64.encode(entry.signature),
+        })
+    };
+    let auditor = &h.sessions[&TenantAuditor];
+    let path = format!("/api/v1/trust-proposals/{id}/signatures");
+    let refused = h
+        .send("POST", &path, Some(auditor), Some(&signature(&msp_key)))
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let view = h
+        .ok(
+            "GET",
+            &format!("/api/v1/trust-proposals/{id}"),
+            Some(h.owner()),
+            None,
+        )
+        .await;
+    assert_eq!(view["state"], "open", "{view}");
+    // The customer's own key is the auditor's to use.
+    h.ok(
+        "POST",
+        &path,
+        Some(auditor),
+        Some(&signature(&customer_key)),
+    )
+    .await;
+}
