@@ -40,11 +40,15 @@ const SECOND_CRYPTO_CRATES: &[&str] = &[
 ];
 
 /// Debian packages the end-to-end tests use (the browser tests; the signed
-/// jobs tests tamper with the server's SQLite file), and the file each provides.
+/// jobs tests tamper with the server's SQLite file; the SIEM export test
+/// sends RFC 5424 over TLS to a real rsyslog), and the file each provides.
 const DEBIAN_PREREQUISITES: &[(&str, &str)] = &[
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
     ("sqlite3", "/usr/bin/sqlite3"),
+    ("rsyslog", "/usr/sbin/rsyslogd"),
+    ("rsyslog-gnutls", "/usr/share/doc/rsyslog-gnutls/copyright"),
+    ("gnutls-bin", "/usr/bin/certtool"),
 ];
 
 const POSTGRES_ADDR: &str = "127.0.0.1:5432";

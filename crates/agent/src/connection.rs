@@ -272,6 +272,7 @@ pub async fn session(
         device_id: device_id.clone(),
         agent_version: AGENT_VERSION.to_owned(),
         signature: statement.sign(key),
+        log_size: options.jobs.as_ref().and_then(JobsHandle::log_size),
     };
     send(&mut ws, &AgentMessage::Hello(hello)).await?;
     let welcome: Welcome = match receive(&mut ws, &limits).await? {

@@ -40,6 +40,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bulwark_policy::log::{JobLogProof, verify_job_entry, verify_log_head};
 use bulwark_policy::{
     AgentContext, JobHistory, JobStatement, Limits, Refusal, Signed, VerifiedJob, verify_job,
 };
@@ -538,25 +539,71 @@ impl JobRunner {
     }
 
     /// Invariant 1: may this agent run this job now, under what it trusts?
-    fn verify(&self, signed: &Signed, script: &[u8]) -> Result<VerifiedJob, Refusal> {
-        let trust = lock(&self.trust);
-        let (Some((_, root)), Some((_, policy))) = (&trust.root, &trust.policy) else {
+    /// Steps 1 to 12 are `verify_job`; step 13 (the job is in the tenant's
+    /// log under a signed tree head that extends the one held) is
+    /// `bulwark_policy::log`, whose head check runs first so that a valid
+    /// head is kept even when the job is refused for another reason.
+    fn verify(
+        &self,
+        signed: &Signed,
+        job_id: &[u8; 16],
+        job: &Job,
+    ) -> Result<VerifiedJob, Refusal> {
+        let mut trust = lock(&self.trust);
+        let Some(tenant) = trust.tenant().map(str::to_owned) else {
+            return Err(Refusal::NoPolicy);
+        };
+        // 13a–c. A tree head signed by the pinned log key, extending ours.
+        //        A job that comes without one goes through 1–12 first, so
+        //        that a forged job is reported for what is wrong with it.
+        let proof = job.log.as_ref().map(|wire| JobLogProof {
+            leaf: &wire.leaf,
+            index: wire.index,
+            checkpoint: &wire.checkpoint,
+            inclusion: &wire.inclusion,
+            consistency_from: wire.consistency_from,
+            consistency: &wire.consistency,
+        });
+        let head = match (&trust.log_key, &proof) {
+            (Some(log_key), Some(proof)) => {
+                let held = trust.log_head.as_ref().map(|(_, head)| head);
+                let head = verify_log_head(log_key, &tenant, held, proof)?;
+                if let Err(error) =
+                    trust.accept_log_head(&self.state_dir, proof.checkpoint, head.clone())
+                {
+                    error!(%error, "Cannot store the log's tree head; refusing the job.");
+                    return Err(Refusal::Malformed(format!(
+                        "cannot store the tree head: {error}"
+                    )));
+                }
+                Some(head)
+            }
+            _ => None,
+        };
+        // 1–12.
+        let Some((_, policy)) = &trust.policy else {
             return Err(Refusal::NoPolicy);
         };
         let agent = AgentContext {
-            tenant: &root.tenant,
+            tenant: &tenant,
             device_id: &self.device_id,
             policy,
             freeze: trust.freeze,
         };
-        verify_job(
+        let verified = verify_job(
             signed,
-            script,
+            &job.script,
             agent,
             &self.history,
             now_secs(),
             &self.limits,
-        )
+        )?;
+        // 13d–f. The entry is in that tree, and it releases this very job.
+        let (Some(head), Some(proof)) = (head, proof) else {
+            return Err(Refusal::LogProofMissing);
+        };
+        verify_job_entry(&head, &tenant, job_id, signed, &proof)?;
+        Ok(verified)
     }
 
     /// Verifies `job`, runs it if it passes, and spools the result (a
@@ -578,10 +625,14 @@ impl JobRunner {
             })
             .ok()?;
         let id = hex::encode(job_id);
-        let outcome = match self.verify(&signed, &job.script) {
+        let outcome = match self.verify(&signed, &job_id, job) {
             Err(Refusal::Replayed) if self.spool.contains(&job_id) => {
                 info!(job_id = %id, "This job already ran; its result is spooled and will be sent again.");
                 return None;
+            }
+            Err(refusal) if refusal.is_log_alarm() => {
+                error!(job_id = %id, code = refusal.code(), reason = %refusal, "SECURITY: refused a job because the transparency log does not vouch for it (withheld, forked, truncated or rewritten); reporting it as an alert.");
+                refused(job_id, refusal.code(), &refusal.to_string()).outcome
             }
             Err(refusal) => {
                 warn!(job_id = %id, code = refusal.code(), reason = %refusal, "Refused a job.");
@@ -756,5 +807,10 @@ impl JobsHandle {
 
     pub fn trust_status(&self) -> TrustStatus {
         lock(&self.trust).status()
+    }
+
+    /// The size of the log tree head this agent holds (sent in `Hello`).
+    pub fn log_size(&self) -> Option<u64> {
+        lock(&self.trust).log_size()
     }
 }

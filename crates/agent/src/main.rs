@@ -90,6 +90,20 @@ fn main() -> anyhow::Result<()> {
             match TrustState::load(state_dir.path(), &bulwark_policy::Limits::default()) {
                 Ok(trust) => {
                     println!("root pin: {}", fingerprint_text(&trust.pinned));
+                    match (&trust.log_key, &trust.log_head) {
+                        (None, _) => println!(
+                            "log key:  none (enrolled before the transparency log: enrol again)"
+                        ),
+                        (Some(key), None) => {
+                            println!("log key:  {}\nlog head: none yet", key.to_vkey())
+                        }
+                        (Some(key), Some((_, head))) => println!(
+                            "log key:  {}\nlog head: {} entries of {}",
+                            key.to_vkey(),
+                            head.size(),
+                            head.origin()
+                        ),
+                    }
                     let status = trust.status();
                     let or_none =
                         |v: Option<u64>| v.map_or_else(|| "none".to_owned(), |v| v.to_string());
@@ -153,6 +167,8 @@ async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow:
     state_dir.create()?;
     TrustState::pin(state_dir.path(), &token.root_fingerprint)
         .context("cannot store the pinned trust root")?;
+    TrustState::pin_log_key(state_dir.path(), &enrolled.log_key)
+        .context("cannot store the pinned log key")?;
     state_dir.save(&state, &key)?;
     println!(
         "Enrolled as device {} in tenant {}.",

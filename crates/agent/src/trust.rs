@@ -9,6 +9,11 @@
 //!   latest accepted envelopes, in their canonical encoding. The freeze
 //!   state (sequence, frozen) is derived from `freeze.signed` at load; it
 //!   has no file of its own, so the two cannot disagree.
+//! * `trust/log.vkey`: the transparency log's key, pinned at enrolment (Go
+//!   signed-note verifier key text);
+//! * `trust/log.head`: the last tree head of the tenant's log this agent
+//!   accepted (a signed C2SP checkpoint). Every later head must extend it
+//!   (`bulwark_policy::log`); it only ever grows.
 //!
 //! The server relays statements; it cannot make them. [`TrustState::apply`]
 //! checks every one with `bulwark_policy` and keeps only what verifies.
@@ -20,6 +25,7 @@ use bulwark_policy::{
     FreezeState, FreezeStatement, Limits, Policy, Refusal, Signed, TrustRoot, envelope::Statement,
 };
 use bulwark_protocol::message::{Trust, TrustRefused, TrustStatus};
+use bulwark_translog::{Checkpoint, NoteVerifier, verify_note};
 use tracing::{info, warn};
 
 use crate::files::{private_dir, read_optional, write_atomic};
@@ -97,6 +103,11 @@ pub struct TrustState {
     pub freeze: FreezeState,
     /// The freeze or unfreeze statement `freeze` comes from.
     pub freeze_signed: Option<Signed>,
+    /// The log key pinned at enrolment; `None` for an agent enrolled before
+    /// the transparency log (it refuses every job: enrol it again).
+    pub log_key: Option<NoteVerifier>,
+    /// The last accepted tree head of the tenant's log, as signed.
+    pub log_head: Option<(String, Checkpoint)>,
 }
 
 fn trust_dir(state_dir: &Path) -> PathBuf {
@@ -111,6 +122,8 @@ const PINNED: &str = "pinned-root";
 const ROOT: &str = "root.signed";
 const POLICY: &str = "policy.signed";
 const FREEZE: &str = "freeze.signed";
+const LOG_KEY: &str = "log.vkey";
+const LOG_HEAD: &str = "log.head";
 
 /// Reads an envelope and the statement it carries.
 fn open<T: Statement>(bytes: &[u8], limits: &Limits) -> Result<(Signed, T), Refusal> {
@@ -128,7 +141,44 @@ impl TrustState {
             policy: None,
             freeze: FreezeState::default(),
             freeze_signed: None,
+            log_key: None,
+            log_head: None,
         }
+    }
+
+    /// Records the transparency log's key from the enrolment answer.
+    pub fn pin_log_key(state_dir: &Path, vkey: &str) -> anyhow::Result<()> {
+        NoteVerifier::from_vkey(vkey)
+            .map_err(|e| anyhow::anyhow!("the server's log key is not valid: {e}"))?;
+        private_dir(&trust_dir(state_dir))?;
+        write_atomic(
+            &file(state_dir, LOG_KEY),
+            format!("{vkey}\n").as_bytes(),
+            0o600,
+        )?;
+        Ok(())
+    }
+
+    /// The size of the held tree head (what the agent tells the server).
+    pub fn log_size(&self) -> Option<u64> {
+        self.log_head.as_ref().map(|(_, head)| head.size())
+    }
+
+    /// Keeps `head` (already checked by `bulwark_policy::log::verify_log_head`)
+    /// if it is larger than the held one, on disk first.
+    pub fn accept_log_head(
+        &mut self,
+        state_dir: &Path,
+        note: &str,
+        head: Checkpoint,
+    ) -> std::io::Result<()> {
+        if self.log_size().is_some_and(|held| held >= head.size()) {
+            return Ok(());
+        }
+        private_dir(&trust_dir(state_dir))?;
+        write_atomic(&file(state_dir, LOG_HEAD), note.as_bytes(), 0o600)?;
+        self.log_head = Some((note.to_owned(), head));
+        Ok(())
     }
 
     /// Records the root fingerprint from the enrolment token (at enrolment,
@@ -199,6 +249,21 @@ impl TrustState {
                 ));
             }
             state.policy = Some((signed, policy));
+        }
+        if let Some(bytes) = read(LOG_KEY)? {
+            let text = String::from_utf8(bytes).map_err(|e| corrupt(LOG_KEY, &e))?;
+            state.log_key =
+                Some(NoteVerifier::from_vkey(text.trim()).map_err(|e| corrupt(LOG_KEY, &e))?);
+        }
+        if let Some(bytes) = read(LOG_HEAD)? {
+            let key = state
+                .log_key
+                .as_ref()
+                .ok_or_else(|| corrupt(LOG_HEAD, &"there is no log key to check it with"))?;
+            let note = String::from_utf8(bytes).map_err(|e| corrupt(LOG_HEAD, &e))?;
+            let head = verify_note(&note, key, &bulwark_translog::Limits::default())
+                .map_err(|e| corrupt(LOG_HEAD, &e))?;
+            state.log_head = Some((note, head));
         }
         if let Some(bytes) = read(FREEZE)? {
             let (signed, freeze) =

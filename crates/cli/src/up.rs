@@ -31,6 +31,9 @@ pub struct UpArgs {
     /// Agent heartbeat interval in seconds (an agent silent for three is offline).
     #[arg(long, default_value_t = 30)]
     heartbeat_secs: u32,
+    /// Days the audit logs keep an entry in the database (minimum 180).
+    #[arg(long, default_value_t = bulwark_server::config::DEFAULT_RETENTION_DAYS)]
+    retention_days: u32,
     /// The `bulwark-agent` binary (default: next to this one, built on first use).
     #[arg(long)]
     agent_bin: Option<PathBuf>,
@@ -62,6 +65,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     );
     config.database_url = args.database_url.clone();
     config.heartbeat_secs = args.heartbeat_secs;
+    config.retention_days = args.retention_days;
     let server = bulwark_server::start(config).await?;
     let now = bulwark_server::now_millis();
     let demo = server.store.ensure_tenant("demo", now).await?;

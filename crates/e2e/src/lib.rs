@@ -1183,6 +1183,127 @@ pub async fn start_chromedriver(binary: &str) -> Result<(Proc, String)> {
     Err(last)
 }
 
+// ---------------------------------------------------------------------------
+// `bulwark server` (HTTPS, TOML configuration)
+// ---------------------------------------------------------------------------
+
+impl Api {
+    /// Like [`Api::new`], for a server whose certificate chains to the PEM
+    /// CA certificate `ca_pem` (a `bulwark server`'s `DATA_DIR/tls/ca.pem`).
+    pub fn with_ca(base_url: &str, ca_pem: &str) -> Result<Self> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.context("the CA file is not PEM")?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            http,
+            token: None,
+        })
+    }
+}
+
+/// A running `bulwark server --config FILE`.
+pub struct ServerProcess {
+    proc: Proc,
+    config: PathBuf,
+    data_dir: PathBuf,
+    pub info: ServerInfo,
+}
+
+impl ServerProcess {
+    /// Starts `bulwark server --config config` and waits (up to
+    /// [`START_TIMEOUT`]) for `data_dir/server.json`.
+    pub async fn start(config: &Path, data_dir: &Path) -> Result<Self> {
+        let mut command = Command::new(bulwark_bin()?);
+        command.arg("server").arg("--config").arg(config).env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        );
+        let server_json = data_dir.join("server.json");
+        let mut proc = Proc::spawn("bulwark server", &mut command)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        let info = loop {
+            if let Some(status) = proc.try_wait()? {
+                bail!(
+                    "bulwark server exited ({status}) before writing server.json\nstderr:\n{}",
+                    proc.stderr.text()
+                );
+            }
+            if let Ok(text) = std::fs::read_to_string(&server_json)
+                && let Ok(info) = ServerInfo::parse(&text)
+                && info.pid == u64::from(proc.pid())
+            {
+                break info;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "bulwark server did not write {} within {START_TIMEOUT:?}\nstderr:\n{}",
+                    server_json.display(),
+                    proc.stderr.text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        Ok(Self {
+            proc,
+            config: config.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            info,
+        })
+    }
+
+    /// An API client trusting the server's CA.
+    pub fn api(&self) -> Result<Api> {
+        let ca = std::fs::read_to_string(self.data_dir.join("tls").join("ca.pem"))?;
+        Api::with_ca(&self.info.console_url, &ca)
+    }
+
+    /// The one-time setup code printed on stdout (waits up to 10 s).
+    pub async fn setup_code(&self) -> Result<String> {
+        let lines = self.proc.stdout.clone();
+        wait_for(
+            Duration::from_secs(10),
+            "`Setup code:` on stdout of bulwark server",
+            async || Ok(lines.value_after("Setup code:")),
+        )
+        .await
+    }
+
+    /// SIGTERM; expects a clean exit (code 0).
+    pub async fn stop(&mut self) -> Result<()> {
+        let status = self.proc.stop_with("TERM").await?;
+        ensure!(
+            status.success(),
+            "bulwark server exited with {status} after SIGTERM\nstderr:\n{}",
+            self.proc.stderr.text()
+        );
+        Ok(())
+    }
+
+    /// Stops and starts again with the same configuration.
+    pub async fn restart(mut self) -> Result<Self> {
+        self.stop().await?;
+        Self::start(&self.config.clone(), &self.data_dir.clone()).await
+    }
+
+    pub fn stderr(&self) -> String {
+        self.proc.stderr.text()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

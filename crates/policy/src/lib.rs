@@ -29,6 +29,7 @@ pub mod freeze;
 pub mod job;
 pub mod keys;
 pub mod limits;
+pub mod log;
 pub mod policy;
 pub mod root;
 pub mod webauthn;
@@ -99,11 +100,30 @@ pub enum Refusal {
     NotPinnedRoot,
     #[error("the agent holds no policy for its tenant yet")]
     NoPolicy,
+    /// Step 13: the job came without a proof that it is in the log, or the
+    /// agent holds no log key to check one with.
+    #[error("the job comes without a proof that it is in the tenant's log")]
+    LogProofMissing,
+    #[error("the tree head is not signed by the pinned log key: {0}")]
+    LogHeadUnsigned(String),
+    /// A forked, truncated or rewritten log.
+    #[error("the log is not consistent with the tree head this agent holds: {0}")]
+    LogInconsistent(String),
+    #[error("the job is not in the log under the tree head given: {0}")]
+    NotInLog(String),
+    #[error("the log entry given is not this job's release: {0}")]
+    LogEntryMismatch(String),
 }
 
 impl Refusal {
     /// A stable snake_case name, reported over the wire and shown in the
     /// console next to the human message.
+    /// Whether this refusal means the log was tampered with or withheld:
+    /// reported as a security alert, not only as a failed job.
+    pub fn is_log_alarm(&self) -> bool {
+        self.code().starts_with("log_")
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::Malformed(_) => "malformed",
@@ -128,6 +148,11 @@ impl Refusal {
             Refusal::RootThresholdNotMet => "root_threshold_not_met",
             Refusal::NotPinnedRoot => "not_pinned_root",
             Refusal::NoPolicy => "no_policy",
+            Refusal::LogProofMissing => "log_proof_missing",
+            Refusal::LogHeadUnsigned(_) => "log_head_unsigned",
+            Refusal::LogInconsistent(_) => "log_inconsistent",
+            Refusal::NotInLog(_) => "log_not_included",
+            Refusal::LogEntryMismatch(_) => "log_entry_mismatch",
         }
     }
 }

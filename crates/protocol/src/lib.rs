@@ -12,6 +12,7 @@
 //!   encoding), one payload type per statement kind.
 //! * [`token`]: the enrolment token format.
 
+pub mod audit_leaf;
 pub mod codec;
 pub mod envelope;
 pub mod inventory;

@@ -31,6 +31,10 @@ pub struct Limits {
     /// Most bytes of stdout, and of stderr, in one job result (the agent
     /// keeps the first bytes and hashes all of them). Default 64 KiB.
     pub max_output_bytes: usize,
+    /// Longest transparency-log leaf carried with a job.
+    pub max_log_leaf_bytes: usize,
+    /// Longest signed tree head (C2SP checkpoint note) carried with a job.
+    pub max_log_note_bytes: usize,
 }
 
 impl Default for Limits {
@@ -47,6 +51,8 @@ impl Default for Limits {
             max_script_bytes: 256 * 1024,
             max_trust_roots: 64,
             max_output_bytes: 64 * 1024,
+            max_log_leaf_bytes: crate::audit_leaf::MAX_LEAF_BYTES,
+            max_log_note_bytes: 16 * 1024,
         }
     }
 }

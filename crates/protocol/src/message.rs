@@ -146,6 +146,11 @@ pub struct Hello {
     /// Signature by the device key over [`crate::envelope::HelloStatement`].
     #[cbor(n(2), with = "minicbor::bytes")]
     pub signature: [u8; 64],
+    /// The size of the last tree head of its tenant's log the agent
+    /// accepted (absent: none yet), so that the server proves consistency
+    /// from there.
+    #[n(3)]
+    pub log_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -155,6 +160,10 @@ pub struct Enrolled {
     pub device_id: DeviceId,
     #[n(1)]
     pub tenant: String,
+    /// The transparency log's key (Go signed-note verifier key text), which
+    /// the agent pins: every job must come under a tree head it signed.
+    #[n(2)]
+    pub log_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -284,6 +293,34 @@ pub struct Job {
     /// The script body; its SHA-256 is in the signed statement.
     #[cbor(n(1), with = "minicbor::bytes")]
     pub script: Vec<u8>,
+    /// Proof that the job is in its tenant's transparency log; a job
+    /// without one is refused.
+    #[n(2)]
+    pub log: Option<LogProof>,
+}
+
+/// A job's place in its tenant's log, under a signed tree head, and that
+/// head's consistency with the one the agent holds (`bulwark_policy::log`).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct LogProof {
+    /// The job's `job.released` entry, its exact leaf bytes.
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub leaf: Vec<u8>,
+    #[n(1)]
+    pub index: u64,
+    /// A C2SP checkpoint signed by the log key.
+    #[n(2)]
+    pub checkpoint: String,
+    /// Inclusion proof: 32-byte hashes, concatenated.
+    #[cbor(n(3), with = "minicbor::bytes")]
+    pub inclusion: Vec<u8>,
+    /// The tree size the consistency proof starts from (the agent's `log_size`).
+    #[n(4)]
+    pub consistency_from: u64,
+    /// Consistency proof: 32-byte hashes, concatenated.
+    #[cbor(n(5), with = "minicbor::bytes")]
+    pub consistency: Vec<u8>,
 }
 
 /// The server stored the result of this job; the agent drops it from its spool.
@@ -428,7 +465,8 @@ impl Validate for ServerMessage {
             ServerMessage::Challenge(m) => l.text("server_version", &m.server_version),
             ServerMessage::Enrolled(m) => {
                 DeviceId::parse(m.device_id.as_str())?;
-                l.text("tenant", &m.tenant)
+                l.text("tenant", &m.tenant)?;
+                l.text("log_key", &m.log_key)
             }
             ServerMessage::Welcome(m) => {
                 DeviceId::parse(m.device_id.as_str())?;
@@ -451,7 +489,15 @@ impl Validate for ServerMessage {
             }
             ServerMessage::Job(m) => {
                 l.envelope("envelope", &m.envelope)?;
-                check_len("script", m.script.len(), l.max_script_bytes)
+                check_len("script", m.script.len(), l.max_script_bytes)?;
+                if let Some(log) = &m.log {
+                    check_len("log.leaf", log.leaf.len(), l.max_log_leaf_bytes)?;
+                    check_len("log.checkpoint", log.checkpoint.len(), l.max_log_note_bytes)?;
+                    // 64 hashes: the longest proof in any tree this side of 2^63 entries.
+                    check_len("log.inclusion", log.inclusion.len(), 64 * 32)?;
+                    check_len("log.consistency", log.consistency.len(), 64 * 32)?;
+                }
+                Ok(())
             }
             ServerMessage::ResultAck(_) => Ok(()),
         }

@@ -22,8 +22,8 @@ use bulwark_protocol::inventory::{
 };
 use bulwark_protocol::message::{
     Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Heartbeat, Hello,
-    InventoryReport, Job, JobOutcome, JobRefused, JobResult, JobRun, RefusalCode, Refused,
-    ResultAck, ServerMessage, Trust, TrustRefused, TrustStatus, Welcome,
+    InventoryReport, Job, JobOutcome, JobRefused, JobResult, JobRun, LogProof, RefusalCode,
+    Refused, ResultAck, ServerMessage, Trust, TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{
     Limits, PROTOCOL_VERSION, ProtocolError, decode_agent_frame, decode_server_frame,
@@ -227,13 +227,20 @@ fn agent_message() -> BoxedStrategy<AgentMessage> {
                 })
             }
         ),
-        (device_id(), text(), bytes64()).prop_map(|(device_id, agent_version, signature)| {
-            AgentMessage::Hello(Hello {
-                device_id,
-                agent_version,
-                signature,
-            })
-        }),
+        (
+            device_id(),
+            text(),
+            bytes64(),
+            proptest::option::of(uint64())
+        )
+            .prop_map(|(device_id, agent_version, signature, log_size)| {
+                AgentMessage::Hello(Hello {
+                    device_id,
+                    agent_version,
+                    signature,
+                    log_size,
+                })
+            }),
         uint64().prop_map(|seq| AgentMessage::Heartbeat(Heartbeat { seq })),
         (uint64(), any::<bool>(), inventory()).prop_map(|(seq, full, inventory)| {
             AgentMessage::Inventory(InventoryReport {
@@ -327,10 +334,13 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
                 server_version
             }
         )),
-        (device_id(), text()).prop_map(|(device_id, tenant)| ServerMessage::Enrolled(Enrolled {
-            device_id,
-            tenant
-        })),
+        (device_id(), text(), text()).prop_map(|(device_id, tenant, log_key)| {
+            ServerMessage::Enrolled(Enrolled {
+                device_id,
+                tenant,
+                log_key,
+            })
+        }),
         (device_id(), text(), uint32()).prop_map(|(device_id, tenant, heartbeat_secs)| {
             ServerMessage::Welcome(Welcome {
                 device_id,
@@ -351,8 +361,27 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
                 policy,
                 freeze
             })),
-        (bytes(), bytes())
-            .prop_map(|(envelope, script)| ServerMessage::Job(Job { envelope, script })),
+        (
+            bytes(),
+            bytes(),
+            proptest::option::of((bytes(), uint64(), text(), bytes(), uint64(), bytes()))
+        )
+            .prop_map(|(envelope, script, log)| ServerMessage::Job(Job {
+                envelope,
+                script,
+                log: log.map(
+                    |(leaf, index, checkpoint, inclusion, consistency_from, consistency)| {
+                        LogProof {
+                            leaf,
+                            index,
+                            checkpoint,
+                            inclusion,
+                            consistency_from,
+                            consistency,
+                        }
+                    }
+                ),
+            })),
         bytes16().prop_map(|job_id| ServerMessage::ResultAck(ResultAck { job_id })),
     ]
     .boxed()
@@ -901,6 +930,7 @@ fn agent_field_cases() -> Vec<AgentCase> {
                 device_id: DeviceId::from_random_bytes([9; 16]),
                 agent_version: text_of(n),
                 signature: [0; 64],
+                log_size: None,
             })
         }),
         ("system.hostname", l.max_text, |n| {
@@ -1052,6 +1082,7 @@ fn each_server_field_is_accepted_at_its_limit_and_refused_over_it() {
             ServerMessage::Enrolled(Enrolled {
                 device_id: DeviceId::from_random_bytes([5; 16]),
                 tenant: text_of(n),
+                log_key: String::new(),
             })
         }),
         ("tenant", l.max_text, |n| {
@@ -1083,12 +1114,42 @@ fn each_server_field_is_accepted_at_its_limit_and_refused_over_it() {
             ServerMessage::Job(Job {
                 envelope: vec![7; n],
                 script: Vec::new(),
+                log: None,
             })
         }),
         ("script", l.max_script_bytes, |n| {
             ServerMessage::Job(Job {
                 envelope: Vec::new(),
                 script: vec![b'#'; n],
+                log: None,
+            })
+        }),
+        ("log.leaf", l.max_log_leaf_bytes, |n| {
+            ServerMessage::Job(Job {
+                envelope: Vec::new(),
+                script: Vec::new(),
+                log: Some(LogProof {
+                    leaf: vec![7; n],
+                    index: 0,
+                    checkpoint: String::new(),
+                    inclusion: Vec::new(),
+                    consistency_from: 0,
+                    consistency: Vec::new(),
+                }),
+            })
+        }),
+        ("log.checkpoint", l.max_log_note_bytes, |n| {
+            ServerMessage::Job(Job {
+                envelope: Vec::new(),
+                script: Vec::new(),
+                log: Some(LogProof {
+                    leaf: Vec::new(),
+                    index: 0,
+                    checkpoint: "a".repeat(n),
+                    inclusion: Vec::new(),
+                    consistency_from: 0,
+                    consistency: Vec::new(),
+                }),
             })
         }),
     ];
@@ -1117,6 +1178,7 @@ fn device_ids_must_be_canonical_uuids() {
         device_id: id.clone(),
         agent_version: "1".into(),
         signature: [0; 64],
+        log_size: None,
     });
     let frame = encode_agent_frame(&hello);
     let lower = id.as_str().as_bytes();

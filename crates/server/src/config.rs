@@ -38,12 +38,31 @@ pub struct ServerConfig {
     /// Most agent connections held at once (each costs one file descriptor).
     #[serde(default = "default_max_agent_connections")]
     pub max_agent_connections: usize,
+    /// Days the transparency logs keep an entry in the database (at least
+    /// [`MIN_RETENTION_DAYS`]; older entries are archived to files first).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Where the transparency logs are exported (RFD 0003, "SIEM export");
+    /// `[[siem]]` tables, each with a unique `name`.
+    #[serde(default)]
+    pub siem: Vec<SiemSink>,
     #[serde(skip, default = "default_mode")]
     pub mode: ServeMode,
 }
 
 fn default_heartbeat_secs() -> u32 {
     30
+}
+
+/// DESIGN.md invariant 4: the most important logs are kept at least six
+/// months, and no configuration can lower that.
+pub const MIN_RETENTION_DAYS: u32 = 180;
+
+/// Default for `retention_days`: a year.
+pub const DEFAULT_RETENTION_DAYS: u32 = 365;
+
+fn default_retention_days() -> u32 {
+    DEFAULT_RETENTION_DAYS
 }
 
 fn default_max_agent_connections() -> usize {
@@ -65,6 +84,8 @@ impl ServerConfig {
             public_hostnames: Vec::new(),
             heartbeat_secs: default_heartbeat_secs(),
             max_agent_connections: default_max_agent_connections(),
+            retention_days: default_retention_days(),
+            siem: Vec::new(),
             mode: ServeMode::LoopbackHttp,
         }
     }
@@ -84,6 +105,20 @@ impl ServerConfig {
                 self.heartbeat_secs
             );
         }
+        if self.retention_days < MIN_RETENTION_DAYS {
+            anyhow::bail!(
+                "retention_days = {} is below the minimum of {MIN_RETENTION_DAYS} days: audit logs are kept \
+                 at least six months (DESIGN.md invariant 4); set {MIN_RETENTION_DAYS} or more",
+                self.retention_days
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for sink in &self.siem {
+            sink.validate()?;
+            if !names.insert(sink.name()) {
+                anyhow::bail!("two SIEM sinks are named {:?}", sink.name());
+            }
+        }
         Ok(())
     }
 
@@ -95,5 +130,250 @@ impl ServerConfig {
                 self.data_dir.join("bulwark.db").display()
             ),
         }
+    }
+}
+
+/// One SIEM export destination (`[[siem]]` in the configuration file).
+/// Its `name` keys its delivery cursors in the database: renaming a sink
+/// makes it start again from the first entry of every log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SiemSink {
+    /// RFC 5424 messages over TLS (RFC 5425, octet-counting framing).
+    Syslog(SyslogSink),
+    /// One JSON object per line, appended to a local file.
+    NdjsonFile(NdjsonFileSink),
+    /// Batches of JSON lines, POSTed as `application/x-ndjson`.
+    NdjsonHttp(NdjsonHttpSink),
+}
+
+/// `type = "syslog"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogSink {
+    pub name: String,
+    /// `host:port` of the receiver (6514 is the registered port).
+    pub address: String,
+    /// The name the receiver's certificate must carry (DNS name or IP address).
+    pub server_name: String,
+    /// PEM file of the CA certificate(s) the receiver's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// `"audit"` (facility 13, log audit; the default) or `"authpriv"` (10).
+    #[serde(default)]
+    pub facility: SyslogFacility,
+    /// The HOSTNAME field; default: this machine's host name.
+    #[serde(default)]
+    pub hostname: Option<String>,
+}
+
+/// The syslog facility of exported messages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyslogFacility {
+    /// 13, "log audit".
+    #[default]
+    Audit,
+    /// 10, "security/authorization messages (private)".
+    Authpriv,
+}
+
+impl SyslogFacility {
+    /// The facility's number (RFC 5424 §6.2.1).
+    pub fn code(self) -> u8 {
+        match self {
+            SyslogFacility::Audit => 13,
+            SyslogFacility::Authpriv => 10,
+        }
+    }
+}
+
+/// `type = "ndjson_file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NdjsonFileSink {
+    pub name: String,
+    /// The file lines are appended to (created if missing, mode 0600).
+    pub path: PathBuf,
+}
+
+/// `type = "ndjson_http"`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NdjsonHttpSink {
+    pub name: String,
+    /// `http://` or `https://` URL the batches are POSTed to.
+    pub url: String,
+    /// PEM CA certificate(s) trusted for an `https` URL, besides the public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Sent as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for NdjsonHttpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NdjsonHttpSink")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("ca_file", &self.ca_file)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Longest sink name (it is stored with each cursor).
+pub const MAX_SIEM_SINK_NAME: usize = 64;
+
+impl SiemSink {
+    pub fn name(&self) -> &str {
+        match self {
+            SiemSink::Syslog(s) => &s.name,
+            SiemSink::NdjsonFile(s) => &s.name,
+            SiemSink::NdjsonHttp(s) => &s.name,
+        }
+    }
+
+    /// Refuses a sink that could not work (checked at start-up, before
+    /// anything is sent).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let name = self.name();
+        if name.is_empty()
+            || name.len() > MAX_SIEM_SINK_NAME
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            anyhow::bail!(
+                "SIEM sink name {name:?} must be 1 to {MAX_SIEM_SINK_NAME} letters, digits, `-`, `_` or `.`"
+            );
+        }
+        match self {
+            SiemSink::Syslog(s) => {
+                let Some((host, port)) = s.address.rsplit_once(':') else {
+                    anyhow::bail!("SIEM sink {name}: address {:?} is not host:port", s.address);
+                };
+                if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+                    anyhow::bail!("SIEM sink {name}: address {:?} is not host:port", s.address);
+                }
+                if rustls::pki_types::ServerName::try_from(s.server_name.as_str()).is_err() {
+                    anyhow::bail!(
+                        "SIEM sink {name}: server_name {:?} is not a DNS name or IP address",
+                        s.server_name
+                    );
+                }
+                if let Some(hostname) = &s.hostname
+                    && (hostname.is_empty()
+                        || hostname.len() > 255
+                        || !hostname.bytes().all(|b| (33..=126).contains(&b)))
+                {
+                    anyhow::bail!(
+                        "SIEM sink {name}: hostname must be 1 to 255 printable ASCII characters"
+                    );
+                }
+            }
+            SiemSink::NdjsonFile(s) => {
+                if s.path.as_os_str().is_empty() {
+                    anyhow::bail!("SIEM sink {name}: path is empty");
+                }
+            }
+            SiemSink::NdjsonHttp(s) => {
+                if !(s.url.starts_with("https://") || s.url.starts_with("http://")) {
+                    anyhow::bail!("SIEM sink {name}: url must start with https:// or http://");
+                }
+                if let Some(token) = &s.token
+                    && (token.is_empty() || !token.bytes().all(|b| (33..=126).contains(&b)))
+                {
+                    anyhow::bail!("SIEM sink {name}: token must be printable ASCII without spaces");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn with_sinks(sinks: serde_json::Value) -> anyhow::Result<ServerConfig> {
+        let config: ServerConfig = serde_json::from_value(serde_json::json!({
+            "data_dir": "/tmp/x",
+            "listen": "127.0.0.1:0",
+            "gateway_listen": "127.0.0.1:0",
+            "siem": sinks,
+        }))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn retention_below_six_months_is_refused_naming_the_minimum() {
+        let with = |days: Option<u32>| -> anyhow::Result<ServerConfig> {
+            let mut value = serde_json::json!({
+                "data_dir": "/tmp/x",
+                "listen": "127.0.0.1:0",
+                "gateway_listen": "127.0.0.1:0",
+            });
+            if let Some(days) = days {
+                value["retention_days"] = days.into();
+            }
+            let config: ServerConfig = serde_json::from_value(value)?;
+            config.validate()?;
+            Ok(config)
+        };
+        assert_eq!(with(None).unwrap().retention_days, 365);
+        assert_eq!(with(Some(180)).unwrap().retention_days, 180);
+        let error = with(Some(179)).unwrap_err().to_string();
+        assert!(error.contains("minimum of 180 days"), "{error}");
+        assert!(with(Some(0)).is_err());
+    }
+
+    #[test]
+    fn siem_sinks_parse_and_validate() {
+        let config = with_sinks(serde_json::json!([
+            {"type": "syslog", "name": "soc", "address": "siem.example:6514",
+             "server_name": "siem.example", "ca_file": "/etc/ca.pem", "facility": "authpriv"},
+            {"type": "ndjson_file", "name": "archive", "path": "/var/log/a.ndjson"},
+            {"type": "ndjson_http", "name": "hec", "url": "https://h.example/in", "token": "t0k"},
+        ]))
+        .unwrap();
+        assert_eq!(config.siem.len(), 3);
+        assert!(matches!(&config.siem[0], SiemSink::Syslog(s) if s.facility.code() == 10));
+        // The token never appears in debug output.
+        assert!(!format!("{:?}", config.siem[2]).contains("t0k"));
+
+        let file =
+            |name: &str| serde_json::json!({"type": "ndjson_file", "name": name, "path": "/x"});
+        // Unique names.
+        assert!(with_sinks(serde_json::json!([file("a"), file("a")])).is_err());
+        // Names: 1 to 64 of [A-Za-z0-9._-].
+        assert!(with_sinks(serde_json::json!([file("")])).is_err());
+        assert!(with_sinks(serde_json::json!([file("a b")])).is_err());
+        assert!(with_sinks(serde_json::json!([file(&"a".repeat(65))])).is_err());
+        assert!(with_sinks(serde_json::json!([file(&"a".repeat(64))])).is_ok());
+        // Unknown fields and kinds are refused.
+        assert!(
+            with_sinks(
+                serde_json::json!([{"type": "ndjson_file", "name": "a", "path": "/x", "extra": 1}])
+            )
+            .is_err()
+        );
+        assert!(with_sinks(serde_json::json!([{"type": "kafka", "name": "a"}])).is_err());
+        // Addresses, URLs, server names.
+        let syslog = |address: &str, server_name: &str| {
+            serde_json::json!([{"type": "syslog", "name": "s", "address": address,
+                "server_name": server_name, "ca_file": "/ca.pem"}])
+        };
+        assert!(with_sinks(syslog("h:6514", "h")).is_ok());
+        assert!(with_sinks(syslog("h", "h")).is_err());
+        assert!(with_sinks(syslog("h:0", "h")).is_err());
+        assert!(with_sinks(syslog("h:6514", "bad name!")).is_err());
+        assert!(
+            with_sinks(serde_json::json!([{"type": "ndjson_http", "name": "h", "url": "ftp://x"}]))
+                .is_err()
+        );
     }
 }

@@ -18,8 +18,8 @@ use bulwark_protocol::envelope::{
 };
 use bulwark_protocol::message::{
     Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Hello, Job, JobOutcome,
-    JobResult, RefusalCode, Refused, ResultAck, ServerMessage, Trust, TrustRefused, TrustStatus,
-    Welcome,
+    JobResult, LogProof, RefusalCode, Refused, ResultAck, ServerMessage, Trust, TrustRefused,
+    TrustStatus, Welcome,
 };
 use bulwark_protocol::{Limits, decode_agent_frame, encode_server_frame};
 use bulwark_store::{NewDevice, Store, StoreError};
@@ -47,6 +47,8 @@ pub struct GatewayState {
     pub limits: Limits,
     pub heartbeat: Duration,
     pub slots: Arc<Semaphore>,
+    /// Signs the tree heads that jobs are delivered under.
+    pub log: Arc<crate::checkpoints::LogSigner>,
 }
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
@@ -59,6 +61,8 @@ struct Session {
     tenant_id: String,
     tenant: String,
     peer: SocketAddr,
+    /// The size of the last tree head of its tenant's log the agent accepted.
+    log_size: Option<u64>,
 }
 
 /// Why a connection ends before it is authenticated.
@@ -234,6 +238,7 @@ async fn handshake(
                         tenant_id,
                         tenant,
                         peer,
+                        log_size: hello.log_size,
                     }))
                 }
                 Err((code, reason)) => Err(refuse(&mut ws, code, reason).await),
@@ -299,6 +304,7 @@ async fn enroll_device(
             Ok(Enrolled {
                 device_id,
                 tenant: device.tenant_name,
+                log_key: state.log.vkey(),
             })
         }
         Err(StoreError::NotFound) => Err((
@@ -370,6 +376,7 @@ async fn run_session(
         tenant_id,
         tenant,
         peer,
+        mut log_size,
     } = session;
     let now = now_millis();
     if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
@@ -384,7 +391,7 @@ async fn run_session(
     let reason = loop {
         tokio::select! {
             _ = registration.work.notified() => {
-                if let Err(error) = Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id)).await {
+                if let Err(error) = Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id, &mut log_size)).await {
                     warn!(%device_id, %error, "Cannot send work to the agent.");
                     break "transport error";
                 }
@@ -468,13 +475,16 @@ async fn run_session(
 }
 
 /// Sends the tenant's trust statements, then every approved job waiting for
-/// this device. The agent ignores what it already holds and refuses
-/// replays, so sending again after a reconnect is safe.
+/// this device, each with its proof of being in the tenant's log. The agent
+/// ignores what it already holds and refuses replays, so sending again after
+/// a reconnect is safe. `log_size` is the size of the tree head the agent
+/// holds; it follows what this connection sent.
 async fn send_work(
     state: &GatewayState,
     ws: &mut Ws,
     device_id: &str,
     tenant_id: &str,
+    log_size: &mut Option<u64>,
 ) -> anyhow::Result<()> {
     let set = state.store.trust_for_device_tenant(tenant_id).await?;
     if !set.roots.is_empty() {
@@ -487,14 +497,57 @@ async fn send_work(
             .await?;
     }
     let now = now_millis();
-    for (job, _) in state
+    let jobs = state
         .store
         .deliverable_jobs_for_device(device_id, now)
-        .await?
-    {
+        .await?;
+    // One tree head for the batch: it covers every job's entry and, if it
+    // can, the head the agent holds.
+    let needed = jobs
+        .iter()
+        .filter_map(|(job, _)| job.release_log_idx.map(|idx| idx + 1))
+        .chain(*log_size)
+        .max();
+    let checkpoint = match needed {
+        Some(min_size) => {
+            match state
+                .log
+                .checkpoint_covering(&state.store, tenant_id, min_size, now)
+                .await
+            {
+                Ok(checkpoint) => Some(checkpoint),
+                // The log is shorter than the agent's head: truncated or
+                // rolled back. Deliver under the latest head anyway; the
+                // agent refuses it and raises the alarm.
+                Err(StoreError::Invalid(_)) => {
+                    warn!(%device_id, tenant = %tenant_id, ?log_size, "The tenant's log is shorter than the tree head the agent holds.");
+                    state.log.sign_head(&state.store, tenant_id, now).await?
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        None => None,
+    };
+    for (job, _) in jobs {
+        let log = match (job.release_log_idx, &checkpoint) {
+            (Some(idx), Some(checkpoint)) => {
+                Some(job_log_proof(state, tenant_id, idx, checkpoint, *log_size).await?)
+            }
+            _ => {
+                warn!(%device_id, job = %job.id, "Job has no log entry; delivered without proof (the agent refuses it).");
+                None
+            }
+        };
+        // The agent moves to this head if it is consistent with its own.
+        if let (Some(proof), Some(checkpoint)) = (&log, &checkpoint)
+            && proof.consistency_from <= checkpoint.size
+        {
+            *log_size = Some(checkpoint.size);
+        }
         let message = ServerMessage::Job(Job {
             envelope: job.envelope,
             script: job.script,
+            log,
         });
         ws.send(Message::Binary(encode_server_frame(&message).into()))
             .await?;
@@ -505,6 +558,57 @@ async fn send_work(
         debug!(%device_id, job = %job.id, "Job delivered.");
     }
     Ok(())
+}
+
+/// A job's entry, its inclusion proof under `checkpoint`, and the
+/// consistency proof from the head the agent holds (empty when there is
+/// none to give: the agent then refuses if it holds a head).
+async fn job_log_proof(
+    state: &GatewayState,
+    tenant_id: &str,
+    idx: u64,
+    checkpoint: &bulwark_store::LogCheckpoint,
+    held: Option<u64>,
+) -> anyhow::Result<LogProof> {
+    let leaf = state
+        .store
+        .log_entries(tenant_id, idx, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|entry| entry.leaf)
+        .unwrap_or_default();
+    let inclusion = match state
+        .store
+        .inclusion_proof(tenant_id, idx, checkpoint.size)
+        .await
+    {
+        Ok(proof) => proof,
+        Err(StoreError::Invalid(_)) => Vec::new(),
+        Err(other) => return Err(other.into()),
+    };
+    let from = held.unwrap_or(0);
+    let consistency = if from == 0 || from >= checkpoint.size {
+        Vec::new()
+    } else {
+        match state
+            .store
+            .consistency_proof(tenant_id, from, checkpoint.size)
+            .await
+        {
+            Ok(proof) => proof,
+            Err(StoreError::Invalid(_)) => Vec::new(),
+            Err(other) => return Err(other.into()),
+        }
+    };
+    Ok(LogProof {
+        leaf,
+        index: idx,
+        checkpoint: checkpoint.note.clone(),
+        inclusion: inclusion.concat(),
+        consistency_from: from,
+        consistency: consistency.concat(),
+    })
 }
 
 async fn record_result(
@@ -555,6 +659,9 @@ async fn record_result(
         bulwark_store::JobOutcome::Ran { .. } => "job.result",
         bulwark_store::JobOutcome::Refused { .. } => "job.refused_by_agent",
     };
+    // The transparency log did not vouch for the job (withheld, forked,
+    // truncated or rewritten): a security alert, not a failed job.
+    let log_alarm = matches!(&outcome, bulwark_store::JobOutcome::Refused { code, .. } if code.starts_with("log_"));
     let recorded = match state
         .store
         .record_result(&job_id, device_id, &outcome, now_millis())
@@ -579,8 +686,20 @@ async fn record_result(
         let actor = format!("agent:{device_id}");
         let event = bulwark_store::NewAuditEvent::new(now_millis(), &actor, action, &job_id)
             .in_tenant(Some(tenant_id))
-            .with_detail(detail);
+            .with_detail(detail.clone());
         crate::state::record_audit(&state.store, event).await;
+        if log_alarm {
+            warn!(%device_id, job = %job_id, %detail, "SECURITY ALERT: an agent refused a job because the transparency log does not vouch for it.");
+            let event = bulwark_store::NewAuditEvent::new(
+                now_millis(),
+                &actor,
+                "alert.log_refused",
+                &job_id,
+            )
+            .in_tenant(Some(tenant_id))
+            .with_detail(detail);
+            crate::state::record_audit(&state.store, event).await;
+        }
     }
     Ok(())
 }

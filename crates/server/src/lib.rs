@@ -7,12 +7,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod checkpoints;
 pub mod config;
 pub mod console;
 pub mod datadir;
 pub mod gateway;
 pub mod presence;
 pub mod runtime;
+pub mod siem;
 pub mod state;
 pub mod tls;
 

@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tracing::{info, warn};
 
+use crate::checkpoints::LogSigner;
 use crate::config::{ServeMode, ServerConfig};
 use crate::datadir::{DataDirLock, write_private_file};
 use crate::gateway::{self, GatewayState};
@@ -102,6 +103,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .context("cannot open the database")?;
     let tls = ServerTls::load_or_create(&config.data_dir, &config.public_hostnames)?;
+    let log = Arc::new(LogSigner::load_or_create(
+        &config.data_dir,
+        &config.public_hostnames,
+    )?);
     let setup_code = crate::auth::flows::issue_setup_code(&store).await?;
 
     let http_listener = TcpListener::bind(config.listen)
@@ -129,6 +134,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         rp_id: crate::auth::passkey::rp_id_for(config.mode, &config.public_hostnames),
         passkeys: Default::default(),
         device_flows: Default::default(),
+        log: log.clone(),
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -141,6 +147,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         limits: Limits::default(),
         heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
         slots: Arc::new(Semaphore::new(config.max_agent_connections)),
+        log: log.clone(),
     });
     tasks.spawn(gateway::serve(
         gateway_listener,
@@ -149,6 +156,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     ));
 
     tasks.spawn(expire_jobs(store.clone(), shutdown_rx.clone()));
+    tasks.spawn(crate::checkpoints::sign_grown_logs(
+        log.clone(),
+        store.clone(),
+        shutdown_rx.clone(),
+    ));
+    crate::siem::spawn(&store, &config.siem, &shutdown_rx, &mut tasks)?;
 
     let https = (config.mode == ServeMode::Https).then_some(acceptor);
     tasks.spawn(serve_http(http_listener, https, app(state), shutdown_rx));

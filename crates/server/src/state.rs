@@ -25,6 +25,8 @@ pub struct Inner {
     pub passkeys: crate::auth::passkey::Ceremonies,
     /// `bulwark login --device` sign-ins waiting for approval (RFC 8628).
     pub device_flows: crate::auth::device::DeviceFlows,
+    /// The transparency log's key: signs tree heads.
+    pub log: Arc<crate::checkpoints::LogSigner>,
 }
 
 impl AppState {

@@ -281,6 +281,62 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/jobs/{id}/reject",
         Tenant(&[Owner, SecurityOfficer, Technician, TenantAuditor], 409),
     ),
+    // The transparency logs (read-only): the key is for everyone with a
+    // role; a tenant's log for every role on that tenant; the MSP log for
+    // owners and security officers.
+    ("GET", "/api/v1/log/key", Global(EVERY_ROLE, 200)),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/log",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/log/entries",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/log/checkpoints",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    // index=0&tree_size=1: every tenant's log holds its creation.
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/log/proof/inclusion",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    // from=1&to=1.
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/log/proof/consistency",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "GET",
+        "/api/v1/msp/log",
+        Global(&[Owner, SecurityOfficer], 200),
+    ),
+    (
+        "GET",
+        "/api/v1/msp/log/entries",
+        Global(&[Owner, SecurityOfficer], 200),
+    ),
+    (
+        "GET",
+        "/api/v1/msp/log/checkpoints",
+        Global(&[Owner, SecurityOfficer], 200),
+    ),
+    (
+        "GET",
+        "/api/v1/msp/log/proof/inclusion",
+        Global(&[Owner, SecurityOfficer], 200),
+    ),
+    (
+        "GET",
+        "/api/v1/msp/log/proof/consistency",
+        Global(&[Owner, SecurityOfficer], 200),
+    ),
     // A CLI's device sign-in (RFC 8628): anyone may start one.
     ("POST", "/api/v1/auth/device", Public(200)),
     // An unknown device code: RFC 8628's `invalid_grant`.
@@ -937,6 +993,15 @@ impl Harness {
                     .then(|| json!({"grants": [{"tenant": OWN, "role": "read_only"}]}));
                 (path.replace("{id}", &operator.id), body)
             }
+            (
+                "GET",
+                "/api/v1/tenants/{tenant}/log/proof/inclusion" | "/api/v1/msp/log/proof/inclusion",
+            ) => (format!("{path}?index=0&tree_size=1"), None),
+            (
+                "GET",
+                "/api/v1/tenants/{tenant}/log/proof/consistency"
+                | "/api/v1/msp/log/proof/consistency",
+            ) => (format!("{path}?from=1&to=1"), None),
             (_, _) if method == "POST" => (path, Some(json!({}))),
             _ => (path, None),
         };

@@ -262,6 +262,7 @@ async fn a_hello_signed_by_another_key_is_refused() {
         device_id: honest.device_id.clone(),
         agent_version: "x".into(),
         signature: statement.sign(&thief),
+        log_size: None,
     };
     ws.send(Message::Binary(
         encode_agent_frame(&AgentMessage::Hello(hello)).into(),
@@ -294,6 +295,7 @@ async fn a_hello_replayed_on_another_connection_is_refused() {
         device_id: honest.device_id.clone(),
         agent_version: "x".into(),
         signature: statement.sign(&honest.key),
+        log_size: None,
     }));
     drop(first);
     let (mut second, _) = raw_connect(&h).await;
@@ -325,6 +327,7 @@ async fn an_unknown_device_is_refused() {
         device_id,
         agent_version: "x".into(),
         signature: statement.sign(&key),
+        log_size: None,
     };
     ws.send(Message::Binary(
         encode_agent_frame(&AgentMessage::Hello(hello)).into(),
@@ -456,6 +459,10 @@ async fn an_idle_connection_task_stays_small() {
         limits: Limits::default(),
         heartbeat: Duration::from_secs(30),
         slots: Arc::new(tokio::sync::Semaphore::new(1)),
+        log: Arc::new(
+            bulwark_server::checkpoints::LogSigner::load_or_create(dir.path(), &[])
+                .expect("log key"),
+        ),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

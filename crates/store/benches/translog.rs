@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
-use bulwark_store::{AuditLeaf, NewAuditEvent, Store};
+use bulwark_store::{NewAuditEvent, Store};
 use bulwark_translog::{Hash, leaf_hash, verify_consistency, verify_inclusion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -37,7 +37,7 @@ fn audit_leaf(i: usize) -> Vec<u8> {
     )
     .in_tenant(Some(LOG))
     .with_detail("approvals=2/2 class=run-script");
-    AuditLeaf::from_event(&event).encode()
+    event.leaf().encode()
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

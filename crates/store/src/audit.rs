@@ -31,6 +31,18 @@ pub struct NewAuditEvent {
 }
 
 impl NewAuditEvent {
+    /// This event as its transparency-log leaf (RFD 0003).
+    pub fn leaf(&self) -> bulwark_protocol::audit_leaf::AuditLeaf {
+        bulwark_protocol::audit_leaf::AuditLeaf::new(
+            self.at,
+            self.tenant_id.clone(),
+            self.actor.as_str(),
+            self.action.as_str(),
+            self.target.as_str(),
+            self.detail.as_str(),
+        )
+    }
+
     /// An event that belongs to no tenant, with no detail; see the builders below.
     pub fn new(at: Millis, actor: &str, action: &str, target: &str) -> Self {
         Self {

@@ -11,6 +11,9 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use bulwark_protocol::audit_leaf::{JOB_RELEASED, job_released_detail};
+
+use crate::audit::{NewAuditEvent, insert_audit};
 use crate::error::{unique, unique_or_missing};
 use crate::{Millis, Store, StoreError, TenantScope, in_scope};
 
@@ -171,6 +174,9 @@ pub struct NewJob {
     pub script_sha256: [u8; 32],
     /// The Signed envelope as submitted.
     pub envelope: Vec<u8>,
+    /// SHA-256 of what its signers sign (`Signed::challenge`): named by the
+    /// job's `job.released` log entry.
+    pub signed_sha256: [u8; 32],
     pub not_before: Millis,
     pub expires_at: Millis,
     /// `Pending`, or `Approved` when the signatures it arrives with already
@@ -207,6 +213,9 @@ pub struct Job {
     pub decided_by: Option<String>,
     pub decision_note: Option<String>,
     pub targets: TargetCounts,
+    /// The index of its `job.released` entry in the tenant's log, once
+    /// approved (none for jobs from before the log).
+    pub release_log_idx: Option<u64>,
 }
 
 /// One target device of a job, with its result once there is one.
@@ -353,7 +362,7 @@ macro_rules! job_columns {
         "j.id, j.tenant_id, t.name AS tenant_name, j.requested_by, \
          o.username AS requested_by_username, j.class, j.reason, j.script, j.script_sha256, \
          j.envelope, j.state, j.not_before, j.expires_at, j.created_at, j.decided_at, \
-         j.decided_by, j.decision_note, \
+         j.decided_by, j.decision_note, j.release_log_idx, \
          (SELECT COUNT(*) FROM job_targets c WHERE c.job_id = j.id AND c.state = 'waiting') AS n_waiting, \
          (SELECT COUNT(*) FROM job_targets c WHERE c.job_id = j.id AND c.state = 'delivered') AS n_delivered, \
          (SELECT COUNT(*) FROM job_targets c WHERE c.job_id = j.id AND c.state = 'succeeded') AS n_succeeded, \
@@ -413,6 +422,12 @@ fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
         decided_at: row.try_get("decided_at")?,
         decided_by: row.try_get("decided_by")?,
         decision_note: row.try_get("decision_note")?,
+        release_log_idx: row
+            .try_get::<Option<i64>, _>("release_log_idx")?
+            .map(|idx| {
+                u64::try_from(idx).map_err(|_| StoreError::Corrupt("negative log index".into()))
+            })
+            .transpose()?,
         targets: TargetCounts {
             waiting: row.try_get("n_waiting")?,
             delivered: row.try_get("n_delivered")?,
@@ -449,6 +464,39 @@ fn target_from_row(row: &AnyRow) -> Result<JobTarget, StoreError> {
 }
 
 /// The job with this id, unscoped, on a caller's connection.
+/// Appends a job's `job.released` entry to its tenant's log and records its
+/// index on the job, in the caller's transaction (the one that approves it):
+/// an approved job is always in the log, and an agent runs nothing that is not.
+async fn release_in_log(
+    conn: &mut sqlx::AnyConnection,
+    job_id: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT tenant_id, signed_sha256 FROM jobs WHERE id = $1")
+        .bind(job_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let tenant_id: String = row.try_get("tenant_id")?;
+    let signed: Option<Vec<u8>> = row.try_get("signed_sha256")?;
+    let signed = hash32(
+        signed.ok_or_else(|| StoreError::Corrupt(format!("job {job_id} has no signed hash")))?,
+        "signed hash",
+    )?;
+    let event = NewAuditEvent::new(now, "server", JOB_RELEASED, job_id)
+        .in_tenant(Some(&tenant_id))
+        .with_detail(job_released_detail(&signed));
+    let seq = insert_audit(conn, &event).await?;
+    sqlx::query(
+        "UPDATE jobs SET release_log_idx = (SELECT log_idx FROM audit_events WHERE seq = $2) \
+         WHERE id = $1",
+    )
+    .bind(job_id)
+    .bind(seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn fetch_job(conn: &mut sqlx::AnyConnection, id: &str) -> Result<Job, StoreError> {
     const SQL: &str = concat!(job_select!(), " WHERE j.id = $1");
     let row = sqlx::query(SQL).bind(id).fetch_one(&mut *conn).await?;
@@ -490,8 +538,9 @@ impl Store {
         // 1.
         sqlx::query(
             "INSERT INTO jobs (id, tenant_id, requested_by, class, reason, script, script_sha256, \
-             envelope, state, not_before, expires_at, created_at, decided_at, decided_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+             envelope, state, not_before, expires_at, created_at, decided_at, decided_by, \
+             signed_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&new.id)
         .bind(&new.tenant_id)
@@ -507,6 +556,7 @@ impl Store {
         .bind(now)
         .bind(decided.then_some(now))
         .bind(decided.then_some(new.requested_by.as_str()))
+        .bind(&new.signed_sha256[..])
         .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("job already exists"))?;
@@ -543,6 +593,10 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(StoreError::Conflict("signing key unknown or revoked"));
             }
+        }
+        // 4. An approved job is released into its tenant's log now.
+        if decided {
+            release_in_log(&mut tx, &new.id, now).await?;
         }
         let job = fetch_job(&mut tx, &new.id).await?;
         tx.commit().await?;
@@ -780,6 +834,9 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(unique_or_missing("rejection already recorded"))?;
+        }
+        if state == JobState::Approved {
+            release_in_log(&mut tx, job_id, now).await?;
         }
         tx.commit().await?;
         Ok(true)

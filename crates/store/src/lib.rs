@@ -31,6 +31,7 @@ mod passkeys;
 mod recovery;
 mod sessions;
 mod setup;
+mod siem;
 mod signing_keys;
 mod tenants;
 pub mod testing;

@@ -22,19 +22,18 @@
 
 use std::collections::HashMap;
 
+pub use bulwark_protocol::audit_leaf::AuditLeaf;
 use bulwark_translog::proof::{ProofPlan, consistency_plan, inclusion_plan};
 use bulwark_translog::tree::{Frontier, NodeId, frontier_nodes};
 use bulwark_translog::{HASH_LEN, Hash, ProofError, leaf_hash};
-use minicbor::{Decode, Encode};
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::audit::NewAuditEvent;
 use crate::error::unique;
 use crate::{Millis, Store, StoreError};
 
-/// The log id of the MSP-wide log (events that belong to no tenant). Every
-/// other log id is a tenant id (a UUID), so the two never collide.
-pub const MSP_LOG: &str = "msp";
+/// The log id of the MSP-wide log (events that belong to no tenant).
+pub use bulwark_protocol::audit_leaf::MSP_LOG;
 
 /// A tree hash as stored: a root, a subtree hash or a proof component.
 pub type LogHash = [u8; HASH_LEN];
@@ -88,72 +87,6 @@ pub struct LogCheckpoint {
     /// The C2SP checkpoint, as a signed note.
     pub note: String,
     pub at: Millis,
-}
-
-/// The leaf of an audit event, version 1 (RFD 0003): canonical CBOR
-/// (RFC 8949 §4.2.1) of a map with integer keys
-/// `{0: 1, 1: at, 2: tenant (absent for the MSP log), 3: actor,
-///   4: action, 5: target, 6: detail}`.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-#[cbor(map)]
-pub struct AuditLeaf {
-    #[n(0)]
-    version: u16,
-    /// Unix milliseconds.
-    #[n(1)]
-    pub at: i64,
-    /// The tenant id; `None` for MSP-wide events.
-    #[n(2)]
-    pub tenant: Option<String>,
-    #[n(3)]
-    pub actor: String,
-    #[n(4)]
-    pub action: String,
-    #[n(5)]
-    pub target: String,
-    #[n(6)]
-    pub detail: String,
-}
-
-impl AuditLeaf {
-    /// The only leaf version this build writes and reads.
-    pub const VERSION: u16 = 1;
-
-    pub fn from_event(event: &NewAuditEvent) -> Self {
-        Self {
-            version: Self::VERSION,
-            at: event.at,
-            tenant: event.tenant_id.clone(),
-            actor: event.actor.clone(),
-            action: event.action.clone(),
-            target: event.target.clone(),
-            detail: event.detail.clone(),
-        }
-    }
-
-    /// The leaf bytes.
-    pub fn encode(&self) -> Vec<u8> {
-        bulwark_protocol::codec::to_canonical(self)
-    }
-
-    /// Reads leaf bytes, accepting only the canonical encoding of version 1.
-    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let leaf: Self = bulwark_protocol::codec::from_canonical(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("audit leaf: {e}")))?;
-        if leaf.version != Self::VERSION {
-            return Err(StoreError::Corrupt(format!(
-                "audit leaf version {} is not {}",
-                leaf.version,
-                Self::VERSION
-            )));
-        }
-        Ok(leaf)
-    }
-
-    /// The log this event belongs to: its tenant's, else [`MSP_LOG`].
-    pub fn log_id(&self) -> &str {
-        self.tenant.as_deref().unwrap_or(MSP_LOG)
-    }
 }
 
 /// The log an audit event belongs to: its tenant's, else [`MSP_LOG`].
@@ -358,7 +291,7 @@ pub(crate) async fn append_audit_leaf(
     conn: &mut AnyConnection,
     event: &NewAuditEvent,
 ) -> Result<u64, StoreError> {
-    let leaf = AuditLeaf::from_event(event).encode();
+    let leaf = event.leaf().encode();
     let appended = append_leaves(conn, audit_log_id(event), &[leaf], event.at).await?;
     Ok(appended.first_idx)
 }
@@ -554,6 +487,50 @@ impl Store {
         Ok(bulwark_translog::tree::fold_frontier(&hashes).0)
     }
 
+    /// Logs that grew since their last checkpoint (or have none): what the
+    /// server signs a new tree head for.
+    pub async fn logs_without_current_checkpoint(&self) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar(
+            "SELECT h.log_id FROM log_heads h WHERE h.size > \
+             COALESCE((SELECT MAX(c.size) FROM log_checkpoints c WHERE c.log_id = h.log_id), -1) \
+             ORDER BY h.log_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids)
+    }
+
+    /// Every log that has a head, ordered by id.
+    pub async fn log_ids(&self) -> Result<Vec<String>, StoreError> {
+        let ids = sqlx::query_scalar("SELECT log_id FROM log_heads ORDER BY log_id")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(ids)
+    }
+
+    /// The signed tree heads of `log_id` with `size >= from_size`, smallest
+    /// first, at most `limit`.
+    pub async fn checkpoints(
+        &self,
+        log_id: &str,
+        from_size: u64,
+        limit: u32,
+    ) -> Result<Vec<LogCheckpoint>, StoreError> {
+        let Ok(from) = i64::try_from(from_size) else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(
+            "SELECT size, note, at FROM log_checkpoints WHERE log_id = $1 AND size >= $2 \
+             ORDER BY size LIMIT $3",
+        )
+        .bind(log_id)
+        .bind(from)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| checkpoint(log_id, row)).collect()
+    }
+
     /// Stores a signed tree head of `log_id` at `size` (the note as
     /// signed; the store checks no signature). `Invalid` if the log holds
     /// fewer than `size` entries; `Conflict` if one is stored for that size.
@@ -660,61 +637,5 @@ mod tests {
         );
         assert!(!plan.iter().any(|l| l.starts_with("SCAN n")), "{plan:?}");
         store.close().await;
-    }
-
-    #[test]
-    fn audit_leaf_is_canonical_cbor_with_integer_keys() {
-        let event = NewAuditEvent::new(1_700_000_000_000, "alice", "job.created", "job-1")
-            .in_tenant(Some("t1"))
-            .with_detail("x");
-        let bytes = AuditLeaf::from_event(&event).encode();
-        // a7 (map of 7) 00 01 (version 1) 01 1b.. (at) 02 62 "t1" 03 65 "alice"
-        // 04 6b "job.created" 05 65 "job-1" 06 61 "x"
-        let expected = [
-            &[0xa7, 0x00, 0x01, 0x01, 0x1b][..],
-            &1_700_000_000_000u64.to_be_bytes(),
-            &[0x02, 0x62],
-            b"t1",
-            &[0x03, 0x65],
-            b"alice",
-            &[0x04, 0x6b],
-            b"job.created",
-            &[0x05, 0x65],
-            b"job-1",
-            &[0x06, 0x61],
-            b"x",
-        ]
-        .concat();
-        assert_eq!(bytes, expected);
-        let leaf = AuditLeaf::decode(&bytes).expect("decodes");
-        assert_eq!(leaf, AuditLeaf::from_event(&event));
-        assert_eq!(leaf.log_id(), "t1");
-
-        // An MSP-wide event has no key 2 at all.
-        let msp = AuditLeaf::from_event(&NewAuditEvent::new(5, "a", "b", "c")).encode();
-        assert_eq!(
-            msp,
-            [
-                0xa6, 0x00, 0x01, 0x01, 0x05, 0x03, 0x61, b'a', 0x04, 0x61, b'b', 0x05, 0x61, b'c',
-                0x06, 0x60
-            ]
-        );
-        assert_eq!(AuditLeaf::decode(&msp).expect("decodes").log_id(), MSP_LOG);
-    }
-
-    #[test]
-    fn audit_leaves_of_other_versions_or_encodings_are_refused() {
-        let mut leaf = AuditLeaf::from_event(&NewAuditEvent::new(5, "a", "b", "c"));
-        leaf.version = 2;
-        assert!(matches!(
-            AuditLeaf::decode(&leaf.encode()),
-            Err(StoreError::Corrupt(_))
-        ));
-        // `at` = 5 written in two bytes instead of one: not canonical.
-        let long = [
-            0xa6, 0x00, 0x01, 0x01, 0x18, 0x05, 0x03, 0x61, b'a', 0x04, 0x61, b'b', 0x05, 0x61,
-            b'c', 0x06, 0x60,
-        ];
-        assert!(AuditLeaf::decode(&long).is_err());
     }
 }

@@ -2773,6 +2773,7 @@ fn new_job(n: u8, tenant_id: &str, requested_by: &str) -> NewJob {
         script: format!("echo {n}").into_bytes(),
         script_sha256: hash(n),
         envelope: format!("envelope-{n}").into_bytes(),
+        signed_sha256: hash(n.wrapping_add(100)),
         not_before: T0,
         expires_at: T0 + 60 * MINUTE,
         state: JobState::Pending,

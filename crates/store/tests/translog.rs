@@ -391,24 +391,18 @@ async fn audit_events_are_logged(store: Store) {
     store.append_audit(in_tenant.clone()).await.unwrap();
 
     let leaves = audit_leaves(&store, &tenant.id).await;
-    assert_eq!(
-        leaves,
-        [
-            AuditLeaf::from_event(&in_tenant),
-            AuditLeaf::from_event(&in_tenant)
-        ]
-    );
+    assert_eq!(leaves, [in_tenant.leaf(), in_tenant.leaf()]);
     assert_eq!(leaves[0].tenant.as_deref(), Some(tenant.id.as_str()));
     assert_eq!(leaves[0].detail, "{\"n\":1}");
     let msp = audit_leaves(&store, MSP_LOG).await;
     assert_eq!(msp.len() as u64, msp_before + 1);
-    assert_eq!(msp.last(), Some(&AuditLeaf::from_event(&msp_wide)));
+    assert_eq!(msp.last(), Some(&msp_wide.leaf()));
     assert_eq!(msp.last().unwrap().tenant, None);
 
     // The leaf bytes are exactly the documented encoding, and the tree
     // commits to them.
     let entries = store.log_entries(&tenant.id, 0, 10).await.unwrap();
-    assert_eq!(entries[0].leaf, AuditLeaf::from_event(&in_tenant).encode());
+    assert_eq!(entries[0].leaf, in_tenant.leaf().encode());
     assert_eq!(entries[0].at, T0 + 1);
     let head = store.log_head(&tenant.id).await.unwrap().unwrap();
     assert_eq!(

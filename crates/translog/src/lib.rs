@@ -11,11 +11,15 @@
 //!   (O(log n) reads) and verification, step by step as RFC 9162 writes it.
 //! - [`note`]: signed notes with Ed25519, byte-compatible with Go's
 //!   `golang.org/x/mod/sumdb/note`.
+//! - [`audit`]: the [`LogAuditor`], which streams a whole log's entries
+//!   against its signed heads and names the first deleted, changed or
+//!   truncated entry.
 //! - [`checkpoint`]: signed tree heads, and [`check_extension`], which an
 //!   agent runs to refuse a forked, truncated or rewritten log.
 //!
 //! Pure: no I/O, no clock, no serde. Every cap is in [`Limits`].
 
+pub mod audit;
 pub mod checkpoint;
 pub mod hash;
 pub mod limits;
@@ -23,6 +27,7 @@ pub mod note;
 pub mod proof;
 pub mod tree;
 
+pub use audit::{AuditProblem, AuditSummary, LogAuditor, Pinpoint, pinpoint};
 pub use checkpoint::{Checkpoint, ExtensionError, check_extension, verify_note};
 pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash, root_of, root_of_leaf_hashes};
 pub use limits::Limits;

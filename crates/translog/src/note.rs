@@ -163,6 +163,19 @@ impl NoteSigner {
         self.id
     }
 
+    /// This key in Go's signer key text form (what [`Self::from_skey`]
+    /// reads): a secret, to be stored like one.
+    pub fn to_skey(&self) -> String {
+        let mut raw = vec![SIG_TYPE_ED25519];
+        raw.extend_from_slice(self.key.as_bytes());
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}",
+            self.name,
+            self.id,
+            STANDARD.encode(raw)
+        )
+    }
+
     /// The verifier for this key.
     pub fn verifier(&self) -> NoteVerifier {
         NoteVerifier {

@@ -10,9 +10,13 @@ use bulwark_policy::envelope::Statement;
 use bulwark_policy::policy::{ActionClass, OperatorKey, Policy, Quorum, ScriptHash};
 use bulwark_policy::root::{Holder, RootKey, TrustRoot, root_fingerprint};
 use bulwark_policy::{FreezeStatement, JobStatement, Limits, PublicKey, Refusal, Signed};
-use bulwark_protocol::message::{ByteBuf, Job, Trust};
+use bulwark_protocol::audit_leaf::{AuditLeaf, JOB_RELEASED, job_released_detail};
+use bulwark_protocol::message::{ByteBuf, Job, LogProof, Trust};
+use bulwark_translog::tree::NodeId;
+use bulwark_translog::{Checkpoint, Hash, NoteSigner, ProofError, leaf_hash, root_of_leaf_hashes};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 
 pub const TENANT: &str = "tenant-acme";
 pub const DEVICE: &str = "6f1c2a3b-0000-4000-8000-000000000001";
@@ -167,9 +171,133 @@ pub fn refused(kind: TrustKind, version: u64, refusal: Refusal) -> TrustOutcome 
     }
 }
 
-/// An agent pinned to the fixture's v1 root, nothing accepted yet.
+/// An agent pinned to the fixture's v1 root and log key, nothing accepted yet.
 pub fn fresh(k: &Keys) -> TrustState {
-    TrustState::new(root_fingerprint(&signed_v1(k)))
+    let mut state = TrustState::new(root_fingerprint(&signed_v1(k)));
+    state.log_key = Some(log_signer().verifier());
+    state
+}
+
+/// The fixture's transparency-log key.
+pub fn log_signer() -> NoteSigner {
+    NoteSigner::new("log.test/bulwark-log", key(50)).expect("log key")
+}
+
+/// A tenant log as the server keeps it, in memory: each job gets its
+/// `job.released` entry and a proof under a freshly signed head, with a
+/// consistency proof from the size last handed out (what the agent holds).
+#[derive(Default)]
+pub struct TestLog {
+    pub leaves: Vec<Vec<u8>>,
+    pub agent_size: Option<u64>,
+}
+
+thread_local! {
+    /// The log of the test running on this thread.
+    pub static LOG: RefCell<TestLog> = RefCell::new(TestLog::default());
+}
+
+impl TestLog {
+    pub fn hashes(&self) -> Vec<Hash> {
+        self.leaves.iter().map(|l| leaf_hash(l)).collect()
+    }
+
+    pub fn subtree(hashes: &[Hash], id: NodeId) -> Result<Hash, ProofError> {
+        let first = usize::try_from(id.first_leaf()).expect("small");
+        Ok(root_of_leaf_hashes(
+            &hashes[first..first + (1usize << id.level)],
+        ))
+    }
+
+    /// The signed head of the first `size` entries, by `signer`.
+    pub fn head(&self, size: usize, signer: &NoteSigner, tenant: &str) -> String {
+        let root = root_of_leaf_hashes(&self.hashes()[..size]);
+        Checkpoint::new(
+            bulwark_policy::log::log_origin(signer.name(), tenant),
+            size as u64,
+            root,
+            vec![],
+        )
+        .expect("checkpoint")
+        .sign(signer)
+    }
+
+    /// Appends `leaf` and proves it under a head of the whole log.
+    pub fn append_and_prove(&mut self, leaf: Vec<u8>) -> LogProof {
+        self.leaves.push(leaf);
+        self.prove(self.leaves.len() - 1)
+    }
+
+    /// Proves entry `index` under a head of the whole log.
+    pub fn prove(&mut self, index: usize) -> LogProof {
+        let hashes = self.hashes();
+        let size = hashes.len() as u64;
+        let at = |id| Self::subtree(&hashes, id);
+        let inclusion =
+            bulwark_translog::inclusion_proof(index as u64, size, at).expect("inclusion");
+        let from = self.agent_size.unwrap_or(0);
+        let consistency = if from == 0 || from >= size {
+            Vec::new()
+        } else {
+            bulwark_translog::consistency_proof(from, size, at).expect("consistency")
+        };
+        self.agent_size = Some(size);
+        LogProof {
+            leaf: self.leaves[index].clone(),
+            index: index as u64,
+            checkpoint: self.head(hashes.len(), &log_signer(), TENANT),
+            inclusion: inclusion.iter().flat_map(|h| h.0).collect(),
+            consistency_from: from,
+            consistency: consistency.iter().flat_map(|h| h.0).collect(),
+        }
+    }
+}
+
+/// The `job.released` leaf the server appends for `signed`.
+pub fn release_leaf(signed: &Signed) -> Vec<u8> {
+    let job_id = signed
+        .statement::<JobStatement>(&Limits::default())
+        .map(|j| j.job_id)
+        .unwrap_or([0; 16]);
+    AuditLeaf::new(
+        1_700_000_000_000,
+        Some(TENANT.into()),
+        "server",
+        JOB_RELEASED,
+        hex::encode(job_id),
+        job_released_detail(&signed.challenge()),
+    )
+    .encode()
+}
+
+/// `job` delivered again (after a reconnect): the same entry, proven
+/// afresh from the head the agent now holds.
+pub fn redeliver(job: &Job) -> Job {
+    let leaf = &job.log.as_ref().expect("a logged job").leaf;
+    let proof = LOG.with(|log| {
+        let mut log = log.borrow_mut();
+        let index = log
+            .leaves
+            .iter()
+            .position(|l| l == leaf)
+            .expect("the job is in the log");
+        log.prove(index)
+    });
+    Job {
+        log: Some(proof),
+        ..job.clone()
+    }
+}
+
+/// `signed` and `script` as the server delivers them: released into this
+/// thread's [`LOG`], with the proof.
+pub fn logged(signed: &Signed, script: &[u8]) -> Job {
+    let proof = LOG.with(|log| log.borrow_mut().append_and_prove(release_leaf(signed)));
+    Job {
+        envelope: signed.to_bytes(),
+        script: script.to_vec(),
+        log: Some(proof),
+    }
 }
 
 /// An agent holding root v1 and policy v1.
@@ -208,8 +336,5 @@ pub fn job_statement(k: &Keys, id: u8, script: &[u8], timeout_secs: u32) -> Sign
 }
 
 pub fn job(k: &Keys, id: u8, script: &[u8], timeout_secs: u32) -> Job {
-    Job {
-        envelope: job_statement(k, id, script, timeout_secs).to_bytes(),
-        script: script.to_vec(),
-    }
+    logged(&job_statement(k, id, script, timeout_secs), script)
 }

@@ -854,6 +854,7 @@ pub async fn create_job(
                 script: req.script.as_bytes().to_vec(),
                 script_sha256: job.script_sha256.0,
                 envelope: signed.to_bytes(),
+                signed_sha256: signed.challenge(),
                 state: if approved {
                     JobState::Approved
                 } else {

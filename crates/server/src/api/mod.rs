@@ -19,6 +19,7 @@
 pub mod device;
 pub mod error;
 pub mod jobs;
+pub mod log;
 pub mod operators;
 pub mod passkeys;
 pub mod trust;
@@ -62,7 +63,7 @@ const MAX_TOKEN_TTL_MINUTES: u32 = 7 * 24 * 60;
     info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
-    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"))
+    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "log", description = "The transparency logs, read-only: entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
 )]
 struct ApiDoc;
 
@@ -144,6 +145,17 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::approve_job))
         .routes(routes!(jobs::reject_job))
+        .routes(routes!(log::log_key))
+        .routes(routes!(log::tenant_log_head))
+        .routes(routes!(log::tenant_log_entries))
+        .routes(routes!(log::tenant_log_checkpoints))
+        .routes(routes!(log::tenant_log_inclusion))
+        .routes(routes!(log::tenant_log_consistency))
+        .routes(routes!(log::msp_log_head))
+        .routes(routes!(log::msp_log_entries))
+        .routes(routes!(log::msp_log_checkpoints))
+        .routes(routes!(log::msp_log_inclusion))
+        .routes(routes!(log::msp_log_consistency))
         // A job carries its script: a larger body than anywhere else.
         .merge(
             OpenApiRouter::new()

@@ -113,6 +113,12 @@ pub enum Action {
     /// Approve (or deny) a CLI's device-code sign-in as oneself; anyone
     /// signed in, and each approval needs a fresh passkey assertion of its own.
     ApproveDevice,
+    /// Read the transparency log's public key (what auditors and agents pin).
+    ViewLogKey,
+    /// Read one tenant's transparency log: entries, signed heads, proofs.
+    ViewTenantLog,
+    /// Read the MSP-wide transparency log (events of no tenant).
+    ViewMspLog,
 }
 
 impl Action {
@@ -124,6 +130,7 @@ impl Action {
             Action::ViewDevices
                 | Action::IssueEnrollmentToken
                 | Action::ViewAudit
+                | Action::ViewTenantLog
                 | Action::ViewTrust
                 | Action::ManageTrust
                 | Action::FreezeTenant
@@ -210,6 +217,9 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | IssueEnrollmentToken
                 | WatchPresence
                 | ViewAudit
+                | ViewLogKey
+                | ViewTenantLog
+                | ViewMspLog
                 | ListOperators
                 | ViewLockouts
                 | LiftLockout
@@ -232,11 +242,19 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ViewJobs
                     | RequestJob
                     | ApproveJob
+                    | ViewLogKey
+                    | ViewTenantLog
             )
         }
         Role::ReadOnly => matches!(
             action,
-            ListTenants | ViewDevices | WatchPresence | ViewTrust | ViewJobs
+            ListTenants
+                | ViewDevices
+                | WatchPresence
+                | ViewTrust
+                | ViewJobs
+                | ViewLogKey
+                | ViewTenantLog
         ),
         // The customer's own person: reads everything of its tenant, may
         // co-sign a job where the policy wants a customer key, and may pull
@@ -253,6 +271,8 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ApproveJob
                     | FreezeTenant
                     | SignTrustAsCustomer
+                    | ViewLogKey
+                    | ViewTenantLog
             )
         }
     }
@@ -539,6 +559,69 @@ mod tests {
                 })
                 .collect(),
         )
+    }
+
+    #[test]
+    fn transparency_logs_are_read_by_their_tenants_roles_and_the_msp_log_by_few() {
+        let all = [
+            Role::Owner,
+            Role::SecurityOfficer,
+            Role::Technician,
+            Role::ReadOnly,
+            Role::TenantAuditor,
+        ];
+        // A tenant's log: every role holding a grant on that tenant.
+        for role in all {
+            let standing = granted(&[("a", role)]);
+            assert!(
+                authorize_in(&standing, Action::ViewTenantLog, Some("a")),
+                "{role:?}"
+            );
+            assert!(
+                !authorize_in(&standing, Action::ViewTenantLog, Some("b")),
+                "{role:?} on a tenant it holds nothing on"
+            );
+            // A tenant action: never without its tenant.
+            assert!(!authorize_in(&standing, Action::ViewTenantLog, None));
+            // The log key is public to everyone signed in with a role.
+            assert!(authorize_in(&standing, Action::ViewLogKey, None));
+        }
+        assert!(authorize_in(
+            &Standing::Owner,
+            Action::ViewTenantLog,
+            Some("b")
+        ));
+        // The MSP log: owners and security officers only.
+        assert!(authorize_in(&Standing::Owner, Action::ViewMspLog, None));
+        for role in all.into_iter().skip(1) {
+            let expected = role == Role::SecurityOfficer;
+            assert_eq!(
+                authorize_in(&granted(&[("a", role)]), Action::ViewMspLog, None),
+                expected,
+                "{role:?}"
+            );
+        }
+        // Reading a log is never privileged: an hours-old session, or an
+        // API token, reads it.
+        for action in [
+            Action::ViewLogKey,
+            Action::ViewTenantLog,
+            Action::ViewMspLog,
+        ] {
+            assert!(!action.privileged());
+            assert_eq!(
+                decide(
+                    &granted(&[("a", Role::SecurityOfficer)]),
+                    action,
+                    action.on_tenant().then_some("a"),
+                    Credential::ApiToken,
+                    0
+                ),
+                Decision::Allow
+            );
+        }
+        // An operator with no grant left reads nothing.
+        assert!(!authorize_in(&granted(&[]), Action::ViewLogKey, None));
     }
 
     #[test]

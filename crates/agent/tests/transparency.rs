@@ -1,0 +1,231 @@
+//! Step 13 on the agent, played as the attacker who owns the server and its
+//! log key: a job must be in the tenant's log, under a head signed by the
+//! pinned key, extending the head the agent holds. Each attack leaves no
+//! marker file and is reported with a `log_*` code (a security alert).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+mod common;
+
+use bulwark_agent::jobs::JobRunner;
+use bulwark_agent::trust::TrustState;
+use bulwark_policy::Limits;
+use bulwark_protocol::message::{Job, JobOutcome, JobResult};
+use bulwark_translog::NoteSigner;
+use common::*;
+
+const SCRIPT: &[u8] = b"touch ../../ran\n";
+
+/// An agent whose pins are on disk too (so that it can be loaded again).
+fn runner(state_dir: &Path, state: TrustState) -> JobRunner {
+    if let Some(key) = &state.log_key {
+        TrustState::pin(state_dir, &state.pinned).expect("pin");
+        TrustState::pin_log_key(state_dir, &key.to_vkey()).expect("pin log key");
+    }
+    JobRunner::open(state_dir, DEVICE, Arc::new(Mutex::new(state))).expect("job runner")
+}
+
+async fn refusal(runner: &mut JobRunner, job: &Job) -> String {
+    let result: JobResult = runner.process(job).await.expect("a result");
+    match result.outcome {
+        JobOutcome::Refused(r) => r.code,
+        JobOutcome::Ran(run) => panic!("the job ran: {run:?}"),
+    }
+}
+
+async fn runs(runner: &mut JobRunner, job: &Job) {
+    let result = runner.process(job).await.expect("a result");
+    match result.outcome {
+        JobOutcome::Ran(run) => assert_eq!(run.exit_code, Some(0)),
+        JobOutcome::Refused(r) => panic!("refused: {} ({})", r.reason, r.code),
+    }
+}
+
+fn marker(dir: &Path) -> bool {
+    dir.join("ran").exists()
+}
+
+#[tokio::test]
+async fn a_job_without_a_proof_is_refused() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = runner(dir.path(), ready(&k));
+    let mut job = job(&k, 1, SCRIPT, 30);
+    job.log = None;
+    assert_eq!(refusal(&mut runner, &job).await, "log_proof_missing");
+    assert!(!marker(dir.path()));
+
+    // An agent enrolled before the log (no pinned key) refuses every job.
+    let mut state = ready(&k);
+    state.log_key = None;
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut old = self::runner(other.path(), state);
+    assert_eq!(
+        refusal(&mut old, &common::job(&k, 2, SCRIPT, 30)).await,
+        "log_proof_missing"
+    );
+}
+
+#[tokio::test]
+async fn a_proof_for_another_entry_is_refused() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = runner(dir.path(), ready(&k));
+    // Job 2 is released; job 3 is not, and comes with job 2's proof.
+    let released = job(&k, 2, SCRIPT, 30);
+    let mut unreleased = logged(&job_statement(&k, 3, SCRIPT, 30), SCRIPT);
+    unreleased.log = redeliver(&released).log;
+    assert_eq!(
+        refusal(&mut runner, &unreleased).await,
+        "log_entry_mismatch"
+    );
+
+    // An entry that names the job but another payload (swapped body).
+    let other = job_statement(&k, 4, b"echo other\n", 30);
+    let proof = LOG.with(|log| log.borrow_mut().append_and_prove(release_leaf(&other)));
+    let leaf_for_other_bytes = Job {
+        envelope: job_statement(&k, 4, SCRIPT, 30).to_bytes(),
+        script: SCRIPT.to_vec(),
+        log: Some(proof),
+    };
+    assert_eq!(
+        refusal(&mut runner, &leaf_for_other_bytes).await,
+        "log_entry_mismatch"
+    );
+
+    // The right leaf, with an inclusion proof that does not lead to the root.
+    let mut broken = job(&k, 5, SCRIPT, 30);
+    let log = broken.log.as_mut().expect("proof");
+    if log.inclusion.is_empty() {
+        log.inclusion = vec![0; 32];
+    } else {
+        log.inclusion[0] ^= 1;
+    }
+    assert_eq!(refusal(&mut runner, &broken).await, "log_not_included");
+    assert!(!marker(dir.path()));
+    // The honest path still works.
+    runs(&mut runner, &job(&k, 6, SCRIPT, 30)).await;
+}
+
+#[tokio::test]
+async fn a_head_not_signed_by_the_pinned_key_is_refused() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = runner(dir.path(), ready(&k));
+    let mut job = job(&k, 1, SCRIPT, 30);
+    let size = LOG.with(|log| log.borrow().leaves.len());
+    let stranger = NoteSigner::new("log.test/bulwark-log", key(51)).expect("key");
+    job.log.as_mut().expect("proof").checkpoint =
+        LOG.with(|log| log.borrow().head(size, &stranger, TENANT));
+    assert_eq!(refusal(&mut runner, &job).await, "log_head_unsigned");
+
+    // Signed by the right key, but the head of another tenant's log.
+    let mut job = redeliver(&job);
+    job.log.as_mut().expect("proof").checkpoint =
+        LOG.with(|log| log.borrow().head(size, &log_signer(), "tenant-globex"));
+    assert_eq!(refusal(&mut runner, &job).await, "log_head_unsigned");
+    assert!(!marker(dir.path()));
+}
+
+#[tokio::test]
+async fn a_forked_or_truncated_log_is_refused_even_after_a_restart() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path();
+    let mut runner = self::runner(state_dir, ready(&k));
+    // The agent sees the log grow to 4 entries (two audit events, two jobs).
+    LOG.with(|log| {
+        let mut log = log.borrow_mut();
+        log.leaves.push(b"login alice".to_vec());
+        log.leaves.push(b"policy v1".to_vec());
+    });
+    runs(&mut runner, &job(&k, 1, SCRIPT, 30)).await;
+    std::fs::remove_file(state_dir.join("ran")).expect("reset marker");
+    runs(&mut runner, &job(&k, 2, b"true\n", 30)).await;
+    let held = LOG.with(|log| log.borrow().leaves.len());
+    assert_eq!(held, 4);
+
+    // Restart: the head is on disk.
+    drop(runner);
+    let mut trust = ready(&k);
+    let on_disk = TrustState::load(state_dir, &Limits::default()).expect("load");
+    assert_eq!(on_disk.log_size(), Some(4));
+    trust.log_head = on_disk.log_head;
+    let mut runner = self::runner(state_dir, trust);
+
+    // Rewritten: the attacker erases "login alice", re-signs a history with
+    // the same key and size + 1, and proves consistency from that history.
+    let forked = LOG.with(|log| {
+        let mut log = log.borrow_mut();
+        log.leaves[0] = b"nothing to see".to_vec();
+        log.agent_size = Some(4);
+        log.leaves.truncate(4);
+        log.prove(3)
+    });
+    let rewritten_job = Job {
+        log: Some(forked),
+        ..job(&k, 3, SCRIPT, 30)
+    };
+    assert_eq!(
+        refusal(&mut runner, &rewritten_job).await,
+        "log_inconsistent"
+    );
+
+    // Truncated: a head of 2 entries while the agent holds 4.
+    let truncated = LOG.with(|log| {
+        let mut log = log.borrow_mut();
+        log.leaves.truncate(2);
+        log.agent_size = Some(4);
+        log.append_and_prove(release_leaf(&job_statement(&k, 7, SCRIPT, 30)))
+    });
+    let truncated_job = Job {
+        log: Some(truncated),
+        ..logged(&job_statement(&k, 7, SCRIPT, 30), SCRIPT)
+    };
+    assert_eq!(
+        refusal(&mut runner, &truncated_job).await,
+        "log_inconsistent"
+    );
+
+    // Split view: same size as held, another root.
+    let split = LOG.with(|log| {
+        let mut log = log.borrow_mut();
+        log.leaves.truncate(3);
+        log.agent_size = Some(4);
+        log.append_and_prove(release_leaf(&job_statement(&k, 8, SCRIPT, 30)))
+    });
+    assert_eq!(split.index, 3);
+    let split_job = Job {
+        log: Some(split),
+        ..logged(&job_statement(&k, 8, SCRIPT, 30), SCRIPT)
+    };
+    assert_eq!(refusal(&mut runner, &split_job).await, "log_inconsistent");
+    assert!(!marker(state_dir), "no attack ran its script");
+    assert_eq!(
+        TrustState::load(state_dir, &Limits::default())
+            .expect("load")
+            .log_size(),
+        Some(4),
+        "the held head never moved to a forged one"
+    );
+}
+
+#[tokio::test]
+async fn a_valid_head_is_kept_even_when_its_job_is_refused() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = runner(dir.path(), ready(&k));
+    let mut one = job_statement(&k, 1, SCRIPT, 30);
+    one.signatures.pop();
+    assert_eq!(
+        refusal(&mut runner, &logged(&one, SCRIPT)).await,
+        "too_few_signers"
+    );
+    assert_eq!(
+        TrustState::load(dir.path(), &Limits::default())
+            .expect("load")
+            .log_size(),
+        LOG.with(|log| Some(log.borrow().leaves.len() as u64))
+    );
+}

@@ -1,0 +1,960 @@
+//! `bulwark audit verify` and `bulwark audit export`: an auditor checks a
+//! tenant's (or the MSP's) transparency log end to end, trusting nothing
+//! but the log key (RFD 0003, "Export format").
+//!
+//! `verify` downloads the log key, every signed tree head and every entry
+//! (or reads them from an export directory, `--from`), and checks:
+//!
+//! 1. the log key is the one pinned on first use
+//!    (`$BULWARK_CONFIG_DIR/log-keys/<server>.vkey`) or given with `--log-key`;
+//! 2. every checkpoint is signed by it and names this log;
+//! 3. every entry decodes as a canonical audit event leaf of this log
+//!    (tenant field = the tenant id; absent in the MSP log);
+//! 4. the entries, replayed in order into an RFC 6962 tree
+//!    (`bulwark_translog::LogAuditor`), have no hole and give every signed
+//!    root at its size, and the log is exactly as long as its latest head;
+//! 5. with `--head FILE`, the log extends the head saved earlier.
+//!
+//! The first problem is printed with the entry index it concerns (a changed
+//! entry is pinpointed with its inclusion proof when online), exit code 1.
+//! Usage, connection and server errors exit with 2.
+
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_protocol::audit_leaf::AuditLeaf;
+use bulwark_translog::{
+    AuditProblem, AuditSummary, Checkpoint, Hash, Limits, LogAuditor, NoteVerifier, Pinpoint,
+    check_extension, pinpoint, verify_note,
+};
+use serde_json::{Value, json};
+
+use crate::operator::{Credentials, Session, path_segment};
+
+/// Entries (and checkpoints) per request: the API's largest page.
+const PAGE: u64 = 1000;
+/// Largest range whose bad entry is pinpointed with per-entry inclusion proofs.
+const MAX_PINPOINT: u64 = 20_000;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Verify a transparency log end to end: signatures, every entry, every
+    /// root; exit 1 on the first problem (with the index of the entry), 2 on
+    /// usage or connection errors.
+    Verify(VerifyArgs),
+    /// Write a log (key, entries, signed heads, consistency proofs) to a
+    /// directory, for offline verification (`bulwark audit verify --from DIR`)
+    /// or archiving.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogChoice {
+    /// The tenant (name or id) whose log to read.
+    #[arg(long, conflicts_with = "msp")]
+    tenant: Option<String>,
+    /// The MSP-wide log (owners and security officers).
+    #[arg(long)]
+    msp: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    log: LogChoice,
+    /// The log key (Go verifier key text) to trust, instead of the one
+    /// pinned on first use.
+    #[arg(long, value_name = "VKEY")]
+    log_key: Option<String>,
+    /// A checkpoint note saved earlier (`--save-head`): the log must extend it.
+    #[arg(long, value_name = "FILE")]
+    head: Option<PathBuf>,
+    /// Write the latest verified checkpoint note here, for the next `--head`.
+    #[arg(long, value_name = "FILE")]
+    save_head: Option<PathBuf>,
+    /// Verify an export or archive directory (`bulwark audit export`)
+    /// offline instead of downloading.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["tenant", "msp"])]
+    from: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    log: LogChoice,
+    /// The directory to write (created; existing files are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Runs an `audit` command and exits: 0 good, 1 a bad log, 2 anything else.
+pub async fn run(command: AuditCommand) -> Result<()> {
+    let code = match command {
+        AuditCommand::Verify(args) => {
+            let json = args.json;
+            match verify(args).await {
+                Ok(code) => code,
+                Err(error) => {
+                    if json {
+                        println!("{}", json!({"ok": false, "error": format!("{error:#}")}));
+                    }
+                    eprintln!("error: {error:#}");
+                    2
+                }
+            }
+        }
+        AuditCommand::Export(args) => match export(args).await {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                2
+            }
+        },
+    };
+    std::process::exit(code)
+}
+
+/// The first thing wrong with a log.
+#[derive(Debug)]
+struct Bad {
+    /// The first entry concerned, if the problem is in the entries.
+    index: Option<u64>,
+    /// The size of the tree head concerned, if the problem is in a head.
+    head_size: Option<u64>,
+    code: &'static str,
+    message: String,
+}
+
+impl Bad {
+    fn entry(index: u64, code: &'static str, message: String) -> Self {
+        Self {
+            index: Some(index),
+            head_size: None,
+            code,
+            message,
+        }
+    }
+
+    fn head(size: u64, code: &'static str, message: String) -> Self {
+        Self {
+            index: None,
+            head_size: Some(size),
+            code,
+            message,
+        }
+    }
+
+    fn from_problem(problem: &AuditProblem) -> Self {
+        let message = problem.to_string();
+        match problem {
+            AuditProblem::ConflictingHeads { size } => Self::head(*size, problem.code(), message),
+            AuditProblem::RootMismatch { size, .. } => Self {
+                index: Some(problem.index()),
+                head_size: Some(*size),
+                code: problem.code(),
+                message,
+            },
+            AuditProblem::OriginMismatch { .. } | AuditProblem::BadEmptyRoot => Self {
+                index: None,
+                head_size: None,
+                code: problem.code(),
+                message,
+            },
+            _ => Self::entry(problem.index(), problem.code(), message),
+        }
+    }
+}
+
+/// Where the log comes from.
+enum Source {
+    Online { session: Session, base: String },
+    Offline { dir: PathBuf },
+}
+
+/// The log's checked parts, fed entry by entry.
+struct Checker {
+    auditor: LogAuditor,
+    tenant: Option<String>,
+    log_id: String,
+}
+
+impl Checker {
+    fn feed(&mut self, index: u64, leaf: &[u8]) -> Result<(), Bad> {
+        let event = AuditLeaf::decode(leaf).map_err(|e| {
+            Bad::entry(
+                index,
+                "bad_leaf",
+                format!("entry {index} is not a canonical audit event leaf: {e}"),
+            )
+        })?;
+        if event.tenant != self.tenant {
+            return Err(Bad::entry(
+                index,
+                "foreign_leaf",
+                format!(
+                    "entry {index} is an event of log {:?}, not of this log {:?}",
+                    event.log_id(),
+                    self.log_id
+                ),
+            ));
+        }
+        self.auditor
+            .push(index, leaf)
+            .map_err(|p| Bad::from_problem(&p))
+    }
+}
+
+fn decode_leaf(entry: &Value) -> Result<(u64, Vec<u8>)> {
+    let index = entry["index"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("an entry without an index: {entry}"))?;
+    let leaf = entry["leaf"]
+        .as_str()
+        .ok_or_else(|| anyhow!("entry {index} has no leaf"))?;
+    let leaf = B64
+        .decode(leaf)
+        .with_context(|| format!("entry {index}'s leaf is not base64"))?;
+    Ok((index, leaf))
+}
+
+fn decode_hashes(value: &Value) -> Result<Vec<Hash>> {
+    value
+        .as_array()
+        .ok_or_else(|| anyhow!("a proof without hashes"))?
+        .iter()
+        .map(|h| {
+            let bytes = B64
+                .decode(h.as_str().unwrap_or_default())
+                .context("a proof hash is not base64")?;
+            Hash::try_from(bytes.as_slice()).map_err(|_| anyhow!("a proof hash is not 32 bytes"))
+        })
+        .collect()
+}
+
+fn log_path(choice: &LogChoice) -> Result<String> {
+    match (&choice.tenant, choice.msp) {
+        (Some(tenant), false) => Ok(format!("/api/v1/tenants/{}/log", path_segment(tenant)?)),
+        (None, true) => Ok("/api/v1/msp/log".to_owned()),
+        _ => bail!("name the log: --tenant NAME or --msp"),
+    }
+}
+
+/// `<server>` as a file name: scheme dropped, anything odd replaced.
+fn server_file_name(server: &str) -> String {
+    let bare = server
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    bare.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The log key to trust: `--log-key`, else the key pinned for this server
+/// (pinned now on first use). A served key that differs is an error.
+fn trusted_key(
+    served: &str,
+    given: Option<&str>,
+    server: Option<&str>,
+    quiet: bool,
+) -> Result<(NoteVerifier, String)> {
+    let served = served.trim();
+    if let Some(given) = given {
+        let given = given.trim();
+        ensure!(
+            given == served,
+            "the log key served ({served}) is not the one given with --log-key ({given})"
+        );
+        let verifier =
+            NoteVerifier::from_vkey(given).map_err(|e| anyhow!("--log-key is unusable: {e}"))?;
+        return Ok((verifier, "given with --log-key".to_owned()));
+    }
+    let verifier = NoteVerifier::from_vkey(served)
+        .map_err(|e| anyhow!("the server's log key is unusable: {e}"))?;
+    let Some(server) = server else {
+        if !quiet {
+            eprintln!(
+                "warning: trusting the log key in the export ({served}); compare it out of band \
+                 or pass --log-key"
+            );
+        }
+        return Ok((verifier, "taken from the export (not pinned)".to_owned()));
+    };
+    let dir = Credentials::dir()?.join("log-keys");
+    let path = dir.join(format!("{}.vkey", server_file_name(server)));
+    match std::fs::read_to_string(&path) {
+        Ok(pinned) => {
+            ensure!(
+                pinned.trim() == served,
+                "the server's log key changed: {} pins {}, the server now serves {served}. \
+                 A different key means a different log history; if the change is expected \
+                 (confirm out of band), delete that file",
+                path.display(),
+                pinned.trim()
+            );
+            Ok((verifier, format!("pinned in {}", path.display())))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            std::fs::write(&path, format!("{served}\n"))
+                .with_context(|| format!("writing {}", path.display()))?;
+            if !quiet {
+                eprintln!(
+                    "First use: pinned the log key {served}\n  in {}. Compare it with the MSP out of band.",
+                    path.display()
+                );
+            }
+            Ok((
+                verifier,
+                format!("pinned now in {} (first use)", path.display()),
+            ))
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn progress(total: u64, what: &'static str) -> indicatif::ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Every stored checkpoint of the log, smallest first.
+async fn fetch_checkpoints(session: &Session, base: &str) -> Result<Vec<(u64, String)>> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let page = session
+            .get(&format!("{base}/checkpoints?from_size={from}&limit={PAGE}"))
+            .await?;
+        let list = page["checkpoints"]
+            .as_array()
+            .ok_or_else(|| anyhow!("the server's checkpoint list is malformed"))?;
+        for c in list {
+            let size = c["size"]
+                .as_u64()
+                .ok_or_else(|| anyhow!("a checkpoint without a size"))?;
+            let note = c["note"]
+                .as_str()
+                .ok_or_else(|| anyhow!("a checkpoint without a note"))?;
+            out.push((size, note.to_owned()));
+            from = size + 1;
+        }
+        if (list.len() as u64) < PAGE {
+            return Ok(out);
+        }
+    }
+}
+
+async fn fetch_entries(session: &Session, base: &str, start: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+    let page = session
+        .get(&format!("{base}/entries?start={start}&limit={PAGE}"))
+        .await?;
+    page["entries"]
+        .as_array()
+        .ok_or_else(|| anyhow!("the server's entry list is malformed"))?
+        .iter()
+        .map(decode_leaf)
+        .collect()
+}
+
+/// Opens every checkpoint with the key; the log id from their origin.
+fn open_checkpoints(
+    notes: &[(u64, String)],
+    key: &NoteVerifier,
+    log_id: &str,
+) -> Result<Vec<Checkpoint>, Bad> {
+    let limits = Limits::default();
+    let origin = format!("{}/{log_id}", key.name());
+    notes
+        .iter()
+        .map(|(size, note)| {
+            let head = verify_note(note, key, &limits).map_err(|e| {
+                Bad::head(
+                    *size,
+                    "bad_signature",
+                    format!("the tree head of size {size} is not signed by the log key: {e}"),
+                )
+            })?;
+            if head.size() != *size {
+                return Err(Bad::head(
+                    *size,
+                    "bad_checkpoint",
+                    format!("the tree head listed as size {size} says {}", head.size()),
+                ));
+            }
+            if head.origin() != origin {
+                return Err(Bad::head(
+                    *size,
+                    "origin_mismatch",
+                    format!(
+                        "the tree head of size {size} is of log {:?}, not {origin:?}",
+                        head.origin()
+                    ),
+                ));
+            }
+            Ok(head)
+        })
+        .collect()
+}
+
+fn read_saved_head(path: &Path, key: &NoteVerifier) -> Result<Result<Checkpoint, Bad>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(
+        verify_note(&text, key, &Limits::default()).map_err(|e| Bad {
+            index: None,
+            head_size: None,
+            code: "bad_saved_head",
+            message: format!(
+                "the saved head {} is not a checkpoint signed by the log key: {e}",
+                path.display()
+            ),
+        }),
+    )
+}
+
+struct Verified {
+    summary: AuditSummary,
+    latest_note: Option<String>,
+}
+
+async fn verify(args: VerifyArgs) -> Result<i32> {
+    let started = Instant::now();
+    let quiet = args.json;
+    // 1. The key, the log id and the checkpoints.
+    let (source, served_key, log_id, notes, server) = match &args.from {
+        Some(dir) => {
+            let vkey = std::fs::read_to_string(dir.join("log.vkey"))
+                .with_context(|| format!("reading {}", dir.join("log.vkey").display()))?;
+            let notes = read_ndjson(&dir.join("checkpoints.ndjson"))?
+                .iter()
+                .map(|c| {
+                    Ok((
+                        c["size"].as_u64().context("a checkpoint without a size")?,
+                        c["note"]
+                            .as_str()
+                            .context("a checkpoint without a note")?
+                            .to_owned(),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let key = NoteVerifier::from_vkey(vkey.trim())
+                .map_err(|e| anyhow!("log.vkey is unusable: {e}"))?;
+            // The log id is what the checkpoints' origin names after the key name.
+            let log_id = notes
+                .first()
+                .and_then(|(_, note)| note.lines().next())
+                .and_then(|origin| origin.strip_prefix(&format!("{}/", key.name())))
+                .map(str::to_owned)
+                .context("the export holds no checkpoint of this key's logs")?;
+            (
+                Source::Offline { dir: dir.clone() },
+                vkey,
+                log_id,
+                notes,
+                None,
+            )
+        }
+        None => {
+            let session = Session::load()?;
+            let base = log_path(&args.log)?;
+            let key = session.get("/api/v1/log/key").await?;
+            let vkey = key["vkey"]
+                .as_str()
+                .context("the server sent no log key")?
+                .to_owned();
+            // Reading the head makes the server sign one covering the whole log.
+            let head = session.get(&base).await?;
+            let log_id = head["log_id"]
+                .as_str()
+                .context("the server sent no log id")?
+                .to_owned();
+            let notes = fetch_checkpoints(&session, &base).await?;
+            let server = session.server().to_owned();
+            (
+                Source::Online { session, base },
+                vkey,
+                log_id,
+                notes,
+                Some(server),
+            )
+        }
+    };
+    let (key, key_status) = trusted_key(
+        &served_key,
+        args.log_key.as_deref(),
+        server.as_deref(),
+        quiet,
+    )?;
+    let saved = match &args.head {
+        Some(path) => Some(read_saved_head(path, &key)?),
+        None => None,
+    };
+
+    let outcome = check(&source, &key, &log_id, &notes, saved, quiet).await?;
+    let elapsed = started.elapsed();
+    match outcome {
+        Ok(verified) => {
+            if let (Some(path), Some(note)) = (&args.save_head, &verified.latest_note) {
+                std::fs::write(path, note)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let s = &verified.summary;
+            let rate = s.size as f64 / elapsed.as_secs_f64().max(1e-9);
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": true,
+                        "log_id": log_id,
+                        "size": s.size,
+                        "root": B64.encode(s.root.0),
+                        "heads_checked": s.heads_checked,
+                        "saved_head_checked": s.saved_head_checked,
+                        "log_key": served_key.trim(),
+                        "seconds": elapsed.as_secs_f64(),
+                        "entries_per_second": rate,
+                    })
+                );
+            } else {
+                println!("Log {log_id}: OK");
+                println!("  log key:       {} ({key_status})", served_key.trim());
+                println!("  entries:       {}", s.size);
+                println!("  root:          {}", B64.encode(s.root.0));
+                println!("  signed heads:  {} checked", s.heads_checked);
+                if s.saved_head_checked {
+                    println!("  saved head:    the log extends it");
+                }
+                if let Some(path) = &args.save_head {
+                    println!("  head saved to: {}", path.display());
+                }
+                println!("  time:          {elapsed:.2?} ({rate:.0} entries/s)");
+            }
+            Ok(0)
+        }
+        Err(bad) => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": false,
+                        "log_id": log_id,
+                        "index": bad.index,
+                        "head_size": bad.head_size,
+                        "problem": bad.code,
+                        "message": bad.message,
+                    })
+                );
+            } else {
+                println!("Log {log_id}: FAILED");
+                if let Some(index) = bad.index {
+                    println!("  first bad index: {index}");
+                }
+                if let Some(size) = bad.head_size {
+                    println!("  tree head size:  {size}");
+                }
+                println!("  problem:         {} ({})", bad.message, bad.code);
+            }
+            Ok(1)
+        }
+    }
+}
+
+/// Steps 2 to 5. `Err`: could not check (exit 2); `Ok(Err)`: a bad log.
+async fn check(
+    source: &Source,
+    key: &NoteVerifier,
+    log_id: &str,
+    notes: &[(u64, String)],
+    saved: Option<Result<Checkpoint, Bad>>,
+    quiet: bool,
+) -> Result<Result<Verified, Bad>> {
+    let heads = match open_checkpoints(notes, key, log_id) {
+        Ok(heads) => heads,
+        Err(bad) => return Ok(Err(bad)),
+    };
+    let saved = match saved.transpose() {
+        Ok(saved) => saved,
+        Err(bad) => return Ok(Err(bad)),
+    };
+    let auditor = match LogAuditor::new(&heads, saved.as_ref()) {
+        Ok(auditor) => auditor,
+        Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+    };
+    let expected = auditor.expected_size().unwrap_or(0);
+    let mut checker = Checker {
+        auditor,
+        tenant: (log_id != bulwark_protocol::audit_leaf::MSP_LOG).then(|| log_id.to_owned()),
+        log_id: log_id.to_owned(),
+    };
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress(expected, "verifying entries")
+    };
+    let fed = match source {
+        Source::Online { session, base } => {
+            let mut next = 0u64;
+            let mut result = Ok(());
+            'pages: while next < expected {
+                let page = fetch_entries(session, base, next).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for (index, leaf) in page {
+                    // Entries appended after the latest head: not ours to check.
+                    if index >= expected {
+                        break 'pages;
+                    }
+                    if let Err(bad) = checker.feed(index, &leaf) {
+                        result = Err(bad);
+                        break 'pages;
+                    }
+                    next = index + 1;
+                }
+                bar.set_position(next);
+            }
+            result
+        }
+        Source::Offline { dir } => {
+            let path = dir.join("entries.ndjson");
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            let mut result = Ok(());
+            for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line = line.with_context(|| format!("reading {}", path.display()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let entry: Value = serde_json::from_str(&line)
+                    .with_context(|| format!("{} line {} is not JSON", path.display(), n + 1))?;
+                let (index, leaf) = decode_leaf(&entry)?;
+                if let Err(bad) = checker.feed(index, &leaf) {
+                    result = Err(bad);
+                    break;
+                }
+                if index % 1024 == 0 {
+                    bar.set_position(index);
+                }
+            }
+            result
+        }
+    };
+    bar.finish_and_clear();
+    if let Err(mut bad) = fed {
+        // A range that does not give its signed root: find the entry.
+        if let (Some(AuditProblem::RootMismatch { from, size }), Source::Online { session, base }) =
+            (checker.auditor.problem(), source)
+        {
+            let head = heads
+                .iter()
+                .find(|h| h.size() == *size)
+                .expect("the auditor names a head it was given");
+            if size - from <= MAX_PINPOINT {
+                bad = pinpoint_online(session, base, head, *from).await?;
+            }
+        }
+        return Ok(Err(bad));
+    }
+    let summary = match checker.auditor.finish() {
+        Ok(summary) => summary,
+        Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+    };
+    // Offline: the consistency proofs of the export must hold too (they
+    // are what a verifier without the entries would check).
+    if let Source::Offline { dir } = source {
+        let path = dir.join("proofs.ndjson");
+        if path.exists() {
+            for proof in read_ndjson(&path)? {
+                let from = proof["from"].as_u64().context("a proof without from")?;
+                let to = proof["to"].as_u64().context("a proof without to")?;
+                let (Some(old), Some(new)) = (
+                    heads.iter().find(|h| h.size() == from),
+                    heads.iter().find(|h| h.size() == to),
+                ) else {
+                    bail!("proofs.ndjson names sizes {from} and {to}, not both signed heads");
+                };
+                if let Err(e) = check_extension(old, new, &decode_hashes(&proof["hashes"])?) {
+                    return Ok(Err(Bad::head(
+                        to,
+                        "inconsistent_heads",
+                        format!(
+                            "the tree head of size {to} does not extend the one of size {from}: {e}"
+                        ),
+                    )));
+                }
+            }
+        }
+    }
+    let latest_note = notes
+        .iter()
+        .find(|(size, _)| *size == summary.size)
+        .map(|(_, note)| note.clone());
+    Ok(Ok(Verified {
+        summary,
+        latest_note,
+    }))
+}
+
+/// Which entry of `from..head.size()` is not in the signed head: each
+/// entry's inclusion proof from the server, checked against the head.
+async fn pinpoint_online(
+    session: &Session,
+    base: &str,
+    head: &Checkpoint,
+    from: u64,
+) -> Result<Bad> {
+    let size = head.size();
+    let mut leaves: Vec<(u64, Vec<u8>, Vec<Hash>)> = Vec::new();
+    let mut next = from;
+    while next < size {
+        let page = fetch_entries(session, base, next).await?;
+        if page.is_empty() {
+            break;
+        }
+        for (index, leaf) in page {
+            if index >= size {
+                break;
+            }
+            next = index + 1;
+            let proof = session
+                .get(&format!(
+                    "{base}/proof/inclusion?index={index}&tree_size={size}"
+                ))
+                .await?;
+            leaves.push((index, leaf, decode_hashes(&proof["hashes"])?));
+        }
+    }
+    let found = pinpoint(
+        head,
+        leaves
+            .iter()
+            .map(|(i, l, p)| (*i, l.as_slice(), p.as_slice())),
+    );
+    Ok(match found {
+        Pinpoint::Entry(index) => Bad {
+            index: Some(index),
+            head_size: Some(size),
+            code: "changed_entry",
+            message: format!(
+                "entry {index} is not the entry the signed tree head of size {size} holds at \
+                 that index: it was changed (or entries before it were removed or inserted)"
+            ),
+        },
+        Pinpoint::Head => Bad {
+            index: Some(from),
+            head_size: Some(size),
+            code: "forged_head",
+            message: format!(
+                "no entry from {from} to {} is in the signed tree head of size {size}: that \
+                 head was not made from this log (a second, forked tree head for size {size}), \
+                 or every one of those entries was changed",
+                size - 1
+            ),
+        },
+        Pinpoint::None => Bad {
+            index: Some(from),
+            head_size: Some(size),
+            code: "root_mismatch",
+            message: format!(
+                "entries {from} to {} do not give the root of the signed tree head of size \
+                 {size}, yet each is included in it: entries were removed or inserted",
+                size - 1
+            ),
+        },
+    })
+}
+
+fn read_ndjson(path: &Path) -> Result<Vec<Value>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(&line)
+                .with_context(|| format!("{} line {} is not JSON", path.display(), n + 1))?,
+        );
+    }
+    Ok(out)
+}
+
+const README: &str = "\
+Bulwark transparency log export
+===============================
+
+This directory holds one Bulwark transparency log (RFD 0003): every entry,
+every signed tree head, and the consistency proofs between consecutive
+heads. It can be verified offline, without the server:
+
+    bulwark audit verify --from DIR [--log-key VKEY] [--head SAVED-HEAD]
+
+Compare the key in log.vkey with the one the MSP gives you out of band (or
+pass it with --log-key): everything else is checked against it.
+
+Files
+-----
+log.vkey           The log key: a Go signed-note verifier key
+                   (<name>+<key id>+<base64 of 0x01 || Ed25519 public key>).
+entries.ndjson     One JSON object per line, in index order from 0:
+                   {\"index\": N, \"leaf\": \"<base64>\", \"at\": <unix ms>}
+                   leaf: standard base64 (padded) of the exact leaf bytes.
+                   The Merkle tree (RFC 6962 / RFC 9162, SHA-256) holds
+                   SHA-256(0x00 || leaf); audit events are the canonical CBOR
+                   map of RFD 0003, \"Audit event leaf, version 1\".
+                   at: when the entry was appended (not part of the leaf).
+checkpoints.ndjson One JSON object per line, smallest size first:
+                   {\"size\": N, \"note\": \"<signed checkpoint>\"}
+                   note: the C2SP checkpoint (origin <key name>/<log id>,
+                   size, base64 root) signed by log.vkey, verbatim.
+proofs.ndjson      One JSON object per line, for each pair of consecutive
+                   checkpoints (sizes above 0):
+                   {\"from\": A, \"to\": B, \"hashes\": [\"<base64>\", ...]}
+                   the RFC 9162 2.1.4 consistency proof from size A to B.
+
+What verification checks
+------------------------
+Every checkpoint is signed by log.vkey and names this log; every leaf is a
+canonical audit event of this log; the entries, replayed in order, have no
+missing index and give each checkpoint's root at its size; the log ends at
+the latest checkpoint; each consistency proof holds; and, with --head, the
+log extends a checkpoint you saved earlier (bulwark audit verify
+--save-head FILE). Keep a saved head outside the MSP's reach: a log
+truncated or rewritten after you saved it cannot match it again.
+";
+
+async fn export(args: ExportArgs) -> Result<()> {
+    let started = Instant::now();
+    let session = Session::load()?;
+    let base = log_path(&args.log)?;
+    let key = session.get("/api/v1/log/key").await?;
+    let vkey = key["vkey"]
+        .as_str()
+        .context("the server sent no log key")?
+        .to_owned();
+    let head = session.get(&base).await?;
+    let log_id = head["log_id"].as_str().unwrap_or_default().to_owned();
+    let notes = fetch_checkpoints(&session, &base).await?;
+    let size = notes.last().map_or(0, |(size, _)| *size);
+
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let create = |name: &str| -> Result<BufWriter<std::fs::File>> {
+        let path = args.out.join(name);
+        Ok(BufWriter::new(
+            std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?,
+        ))
+    };
+    std::fs::write(args.out.join("log.vkey"), format!("{}\n", vkey.trim()))?;
+    std::fs::write(args.out.join("README.txt"), README)?;
+
+    let mut file = create("checkpoints.ndjson")?;
+    for (size, note) in &notes {
+        writeln!(file, "{}", json!({"size": size, "note": note}))?;
+    }
+    file.flush()?;
+
+    let mut file = create("proofs.ndjson")?;
+    for pair in notes.windows(2) {
+        let (from, to) = (pair[0].0, pair[1].0);
+        if from == 0 {
+            continue;
+        }
+        let proof = session
+            .get(&format!("{base}/proof/consistency?from={from}&to={to}"))
+            .await?;
+        writeln!(
+            file,
+            "{}",
+            json!({"from": from, "to": to, "hashes": proof["hashes"]})
+        )?;
+    }
+    file.flush()?;
+
+    let bar = progress(size, "exporting entries");
+    let mut file = create("entries.ndjson")?;
+    let mut next = 0u64;
+    while next < size {
+        let page = session
+            .get(&format!("{base}/entries?start={next}&limit={PAGE}"))
+            .await?;
+        let entries = page["entries"]
+            .as_array()
+            .ok_or_else(|| anyhow!("the server's entry list is malformed"))?;
+        if entries.is_empty() {
+            break;
+        }
+        for entry in entries {
+            let index = entry["index"]
+                .as_u64()
+                .context("an entry without an index")?;
+            if index >= size {
+                next = size;
+                break;
+            }
+            writeln!(
+                file,
+                "{}",
+                json!({"index": index, "leaf": entry["leaf"], "at": entry["at"]})
+            )?;
+            next = index + 1;
+        }
+        bar.set_position(next);
+    }
+    file.flush()?;
+    bar.finish_and_clear();
+    println!(
+        "Exported log {log_id}: {next} entries, {} signed heads, to {} in {:.2?}.",
+        notes.len(),
+        args.out.display(),
+        started.elapsed()
+    );
+    println!(
+        "Verify it offline with: bulwark audit verify --from {}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_become_file_names() {
+        assert_eq!(server_file_name("http://localhost:8080"), "localhost_8080");
+        assert_eq!(
+            server_file_name("https://bulwark.example.net/"),
+            "bulwark.example.net"
+        );
+        assert_eq!(server_file_name("https://a/../b"), "a_.._b");
+    }
+}

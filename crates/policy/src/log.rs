@@ -1,0 +1,125 @@
+//! Step 13 of [`crate::job::verify_job`]'s contract (DESIGN.md invariant 1):
+//! a job runs only if it is in its tenant's transparency log, under a tree
+//! head signed by the log key the agent pinned at enrolment, and that head
+//! extends every head the agent accepted before. A forked, truncated or
+//! rewritten log, or a job the log does not hold, is refused; the agent
+//! reports the refusal as a security alert.
+//!
+//! Two calls, because the tree head is worth keeping even when the job is
+//! refused for another reason: [`verify_log_head`] first (the agent stores
+//! the head it returns), then [`verify_job_entry`] once the job itself has
+//! passed steps 1 to 12.
+
+use bulwark_protocol::audit_leaf::{AuditLeaf, JOB_RELEASED, job_released_detail};
+use bulwark_translog::proof::parse_concatenated_proof;
+use bulwark_translog::{
+    Checkpoint, ExtensionError, NoteVerifier, check_extension, leaf_hash, verify_inclusion,
+    verify_note,
+};
+
+use crate::Refusal;
+use crate::envelope::Signed;
+
+/// The origin line of a log's checkpoints: the log key's name, then the
+/// log id (a tenant id, or `msp`).
+pub fn log_origin(key_name: &str, log_id: &str) -> String {
+    format!("{key_name}/{log_id}")
+}
+
+/// What comes with a job to prove it is in the log (the wire form is
+/// `bulwark_protocol::message::LogProof`).
+#[derive(Debug, Clone, Copy)]
+pub struct JobLogProof<'a> {
+    /// The entry's exact leaf bytes.
+    pub leaf: &'a [u8],
+    /// The entry's index in the log.
+    pub index: u64,
+    /// A signed C2SP checkpoint covering the entry.
+    pub checkpoint: &'a str,
+    /// Inclusion proof of `index` in the checkpoint's tree, hashes concatenated.
+    pub inclusion: &'a [u8],
+    /// The size of the tree head the server believes the agent holds.
+    pub consistency_from: u64,
+    /// Consistency proof from `consistency_from` to the checkpoint's size.
+    pub consistency: &'a [u8],
+}
+
+/// 13a–13c: the tree head is signed by the pinned log key, is the tenant's
+/// log, and extends `held` (the last head the agent accepted). Returns the
+/// new head, which the agent keeps if it is larger.
+pub fn verify_log_head(
+    log_key: &NoteVerifier,
+    tenant: &str,
+    held: Option<&Checkpoint>,
+    proof: &JobLogProof<'_>,
+) -> Result<Checkpoint, Refusal> {
+    let limits = bulwark_translog::Limits::default();
+    // 13a. Signed by the log key pinned at enrolment.
+    let head = verify_note(proof.checkpoint, log_key, &limits)
+        .map_err(|e| Refusal::LogHeadUnsigned(e.to_string()))?;
+    // 13b. This tenant's log, not another tenant's or the MSP's.
+    let origin = log_origin(log_key.name(), tenant);
+    if head.origin() != origin {
+        return Err(Refusal::LogHeadUnsigned(format!(
+            "the tree head is of log {:?}, not {origin:?}",
+            head.origin()
+        )));
+    }
+    // 13c. Consistent with the head held: never shorter, and the held tree
+    //      a prefix of the new one.
+    if let Some(held) = held {
+        if proof.consistency_from != held.size() {
+            return Err(Refusal::LogInconsistent(format!(
+                "the consistency proof starts at size {}, the agent holds size {}",
+                proof.consistency_from,
+                held.size()
+            )));
+        }
+        let hashes = parse_concatenated_proof(proof.consistency, &limits)
+            .map_err(|e| Refusal::LogInconsistent(e.to_string()))?;
+        check_extension(held, &head, &hashes)
+            .map_err(|e: ExtensionError| Refusal::LogInconsistent(e.to_string()))?;
+    }
+    Ok(head)
+}
+
+/// 13d–13f: the entry at `proof.index` is in `head`'s tree, and it is this
+/// job's release entry: this tenant, action `job.released`, the job id, and
+/// the SHA-256 of exactly the bytes its signers signed.
+pub fn verify_job_entry(
+    head: &Checkpoint,
+    tenant: &str,
+    job_id: &[u8; 16],
+    signed: &Signed,
+    proof: &JobLogProof<'_>,
+) -> Result<(), Refusal> {
+    let limits = bulwark_translog::Limits::default();
+    // 13d. The entry is in the tree the head commits to.
+    let hashes = parse_concatenated_proof(proof.inclusion, &limits)
+        .map_err(|e| Refusal::NotInLog(e.to_string()))?;
+    verify_inclusion(
+        &leaf_hash(proof.leaf),
+        proof.index,
+        head.size(),
+        &hashes,
+        head.root(),
+    )
+    .map_err(|e| Refusal::NotInLog(e.to_string()))?;
+    // 13e. The entry is a well-formed leaf of this tenant's log.
+    let leaf = AuditLeaf::decode(proof.leaf)
+        .map_err(|e| Refusal::LogEntryMismatch(format!("the entry is not a leaf: {e}")))?;
+    if leaf.tenant.as_deref() != Some(tenant) {
+        return Err(Refusal::LogEntryMismatch(
+            "the entry belongs to another log".into(),
+        ));
+    }
+    // 13f. It releases this very job: same id, same signed bytes.
+    let detail = job_released_detail(&signed.challenge());
+    if leaf.action != JOB_RELEASED || leaf.target != hex::encode(job_id) || leaf.detail != detail {
+        return Err(Refusal::LogEntryMismatch(format!(
+            "the entry is {} of {:?}, not the release of this job",
+            leaf.action, leaf.target
+        )));
+    }
+    Ok(())
+}

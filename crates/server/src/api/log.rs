@@ -1,0 +1,504 @@
+//! The auditor's read-only view of the transparency logs (RFD 0003): the
+//! log key, each log's signed head, its entries, its stored signed heads
+//! and inclusion and consistency proofs, enough for an outside verifier to
+//! check the whole log with nothing but this API and the log key.
+//!
+//! A tenant's log (log id = tenant id) is read by every role holding a
+//! grant on that tenant ([`Action::ViewTenantLog`]; a foreign tenant is a
+//! 404 like everywhere); the MSP-wide log (`msp`) by owners and security
+//! officers ([`Action::ViewMspLog`]). Nothing here changes the log; reading
+//! a head may sign a new checkpoint of it, so that an auditor always gets a
+//! signed head of the whole log.
+//!
+//! Encodings, for outside verifiers:
+//! - `leaf`: standard base64 (RFC 4648 §4, padded) of the exact leaf bytes;
+//!   the tree holds their RFC 6962 leaf hash `SHA-256(0x00 || leaf)`.
+//! - `root` and proof `hashes`: standard base64 of 32-byte SHA-256 values;
+//!   proofs as RFC 9162 §2.1.3 (inclusion) and §2.1.4 (consistency).
+//! - `note`: the C2SP checkpoint (`tlog-checkpoint`), signed as a Go
+//!   signed note (`sumdb/note`, Ed25519) by the key of `GET /api/v1/log/key`,
+//!   verbatim.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_store::{LogCheckpoint, MSP_LOG};
+use bulwark_translog::Hash;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::{ApiError, ErrorBody};
+use crate::auth::{Action, Caller};
+use crate::now_millis;
+use crate::state::AppState;
+
+/// Most entries or checkpoints in one page.
+pub const MAX_PAGE: u32 = 1000;
+
+#[derive(Serialize, ToSchema)]
+pub struct LogKeyView {
+    /// The log's public key as a Go signed-note verifier key
+    /// (`<name>+<key id, 8 hex digits>+<base64 of 0x01 || Ed25519 public key>`):
+    /// every checkpoint `note` is signed by it. Pin it, and compare it out of band.
+    pub vkey: String,
+    /// The key's name: each log's checkpoint origin is `<key_name>/<log id>`.
+    pub key_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointView {
+    /// The tree size this checkpoint signs.
+    pub size: u64,
+    /// The signed C2SP checkpoint, verbatim: the lines `<origin>`, `<size>`,
+    /// `<base64 root>`, a blank line, then Go signed-note signature lines
+    /// (`— <key name> <base64 of 4-byte key id || 64-byte Ed25519 signature>`).
+    /// Verify it with the key of `GET /api/v1/log/key`.
+    pub note: String,
+    /// When it was signed (unix milliseconds).
+    pub signed_at: i64,
+}
+
+impl From<LogCheckpoint> for CheckpointView {
+    fn from(c: LogCheckpoint) -> Self {
+        Self {
+            size: c.size,
+            note: c.note,
+            signed_at: c.at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogHeadView {
+    /// `msp`, or the tenant's id (never its name).
+    pub log_id: String,
+    /// The checkpoints' origin line: `<key name>/<log id>`.
+    pub origin: String,
+    /// Entries in the log.
+    pub size: u64,
+    /// Standard base64 of the 32-byte RFC 6962 root of those entries
+    /// (of the empty tree, SHA-256 of nothing, for an empty log).
+    pub root: String,
+    /// A signed head covering at least `size` entries (signed on request
+    /// if none did); `null` only for a log that never held an entry.
+    pub checkpoint: Option<CheckpointView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogEntryView {
+    /// The entry's index, from 0.
+    pub index: u64,
+    /// Standard base64 (padded) of the exact leaf bytes; the tree holds
+    /// `SHA-256(0x00 || leaf)`. For audit events, the canonical CBOR of
+    /// RFD 0003's "Audit event leaf, version 1".
+    pub leaf: String,
+    /// When it was appended (unix milliseconds; not part of the leaf).
+    pub at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogEntriesView {
+    /// Up to `limit` entries from `start`, in index order (fewer at the end
+    /// of the log).
+    pub entries: Vec<LogEntryView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogCheckpointsView {
+    /// Stored signed heads with `size >= from_size`, smallest first.
+    pub checkpoints: Vec<CheckpointView>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InclusionProofView {
+    pub index: u64,
+    pub tree_size: u64,
+    /// The RFC 9162 §2.1.3 inclusion path, each hash standard base64 of 32 bytes.
+    pub hashes: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConsistencyProofView {
+    pub from: u64,
+    pub to: u64,
+    /// The RFC 9162 §2.1.4 consistency path, each hash standard base64 of 32 bytes.
+    pub hashes: Vec<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EntriesQuery {
+    /// First index (default 0).
+    start: Option<u64>,
+    /// At most this many entries, 1 to 1000 (default 1000).
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CheckpointsQuery {
+    /// Smallest tree size (default 0).
+    from_size: Option<u64>,
+    /// At most this many checkpoints, 1 to 1000 (default 1000).
+    limit: Option<u32>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InclusionQuery {
+    /// The entry's index; below `tree_size`.
+    index: u64,
+    /// The size of the tree to prove inclusion in; at most the log's size.
+    tree_size: u64,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConsistencyQuery {
+    /// The older tree size, at least 1.
+    from: u64,
+    /// The newer tree size, at least `from` and at most the log's size.
+    to: u64,
+}
+
+fn b64(hash: &[u8]) -> String {
+    B64.encode(hash)
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|rejection| ApiError::bad_request(format!("bad query: {}", rejection.body_text())))
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+    match limit.unwrap_or(MAX_PAGE) {
+        n @ 1..=MAX_PAGE => Ok(n),
+        n => Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}, not {n}"
+        ))),
+    }
+}
+
+/// The tenant named (by name or id) in the path, in the caller's scope, with
+/// [`Action::ViewTenantLog`] checked on it: its log id.
+async fn tenant_log(state: &AppState, caller: &Caller, tenant: &str) -> Result<String, ApiError> {
+    let scope = caller.scope();
+    let id = match state.store.tenant_by_name(&scope, tenant).await? {
+        Some(found) => found.id,
+        None => state
+            .store
+            .list_tenants(&scope)
+            .await?
+            .into_iter()
+            .find(|t| t.id == tenant)
+            .map(|t| t.id)
+            .ok_or_else(|| ApiError::not_found("tenant"))?,
+    };
+    caller.require_in(Action::ViewTenantLog, &id)?;
+    Ok(id)
+}
+
+fn msp_log(caller: &Caller) -> Result<String, ApiError> {
+    caller.require(Action::ViewMspLog)?;
+    Ok(MSP_LOG.to_owned())
+}
+
+async fn log_size(state: &AppState, log_id: &str) -> Result<u64, ApiError> {
+    Ok(state.store.log_head(log_id).await?.map_or(0, |h| h.size))
+}
+
+async fn head(state: &AppState, log_id: String) -> Result<LogHeadView, ApiError> {
+    let (size, root) = match state.store.log_head(&log_id).await? {
+        Some(head) => (head.size, head.root),
+        None => (0, Hash::empty_tree().0),
+    };
+    let checkpoint = if size == 0 {
+        state.store.latest_checkpoint(&log_id).await?
+    } else {
+        Some(
+            state
+                .log
+                .checkpoint_covering(&state.store, &log_id, size, now_millis())
+                .await?,
+        )
+    };
+    Ok(LogHeadView {
+        origin: state.log.origin(&log_id),
+        log_id,
+        size,
+        root: b64(&root),
+        checkpoint: checkpoint.map(Into::into),
+    })
+}
+
+async fn entries(
+    state: &AppState,
+    log_id: &str,
+    q: EntriesQuery,
+) -> Result<LogEntriesView, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let rows = state
+        .store
+        .log_entries(log_id, q.start.unwrap_or(0), limit)
+        .await?;
+    Ok(LogEntriesView {
+        entries: rows
+            .into_iter()
+            .map(|e| LogEntryView {
+                index: e.idx,
+                leaf: B64.encode(&e.leaf),
+                at: e.at,
+            })
+            .collect(),
+    })
+}
+
+async fn checkpoints(
+    state: &AppState,
+    log_id: &str,
+    q: CheckpointsQuery,
+) -> Result<LogCheckpointsView, ApiError> {
+    let limit = page_limit(q.limit)?;
+    let rows = state
+        .store
+        .checkpoints(log_id, q.from_size.unwrap_or(0), limit)
+        .await?;
+    Ok(LogCheckpointsView {
+        checkpoints: rows.into_iter().map(Into::into).collect(),
+    })
+}
+
+async fn inclusion(
+    state: &AppState,
+    log_id: &str,
+    q: InclusionQuery,
+) -> Result<InclusionProofView, ApiError> {
+    if q.index >= q.tree_size {
+        return Err(ApiError::bad_request(format!(
+            "index {} is not in a tree of size {} (index must be below tree_size)",
+            q.index, q.tree_size
+        )));
+    }
+    let size = log_size(state, log_id).await?;
+    if q.tree_size > size {
+        return Err(ApiError::bad_request(format!(
+            "tree_size {} is beyond the log's {size} entries",
+            q.tree_size
+        )));
+    }
+    let hashes = state
+        .store
+        .inclusion_proof(log_id, q.index, q.tree_size)
+        .await?;
+    Ok(InclusionProofView {
+        index: q.index,
+        tree_size: q.tree_size,
+        hashes: hashes.iter().map(|h| b64(h)).collect(),
+    })
+}
+
+async fn consistency(
+    state: &AppState,
+    log_id: &str,
+    q: ConsistencyQuery,
+) -> Result<ConsistencyProofView, ApiError> {
+    if q.from == 0 {
+        return Err(ApiError::bad_request(
+            "from must be at least 1 (every tree extends the empty tree; RFC 9162 defines no proof from it)",
+        ));
+    }
+    if q.from > q.to {
+        return Err(ApiError::bad_request(format!(
+            "from ({}) must not be larger than to ({})",
+            q.from, q.to
+        )));
+    }
+    let size = log_size(state, log_id).await?;
+    if q.to > size {
+        return Err(ApiError::bad_request(format!(
+            "to ({}) is beyond the log's {size} entries",
+            q.to
+        )));
+    }
+    let hashes = state.store.consistency_proof(log_id, q.from, q.to).await?;
+    Ok(ConsistencyProofView {
+        from: q.from,
+        to: q.to,
+        hashes: hashes.iter().map(|h| b64(h)).collect(),
+    })
+}
+
+/// The transparency log's public key: pin it (and compare it out of band)
+/// to verify every checkpoint `note` of every log.
+#[utoipa::path(get, path = "/api/v1/log/key", tag = "log",
+    responses((status = 200, body = LogKeyView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn log_key(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<LogKeyView>, ApiError> {
+    caller.require(Action::ViewLogKey)?;
+    Ok(Json(LogKeyView {
+        vkey: state.log.vkey(),
+        key_name: state.log.verifier().name().to_owned(),
+    }))
+}
+
+/// A tenant's log head: size, root, and a signed checkpoint covering it
+/// (signed now if the latest does not). Every role with a grant on the tenant.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/log", tag = "log",
+    params(("tenant" = String, Path, description = "Tenant name or id")),
+    responses((status = 200, body = LogHeadView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn tenant_log_head(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<LogHeadView>, ApiError> {
+    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    Ok(Json(head(&state, log_id).await?))
+}
+
+/// A tenant's log entries from `start`, in index order.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/log/entries", tag = "log",
+    params(("tenant" = String, Path, description = "Tenant name or id"), EntriesQuery),
+    responses((status = 200, body = LogEntriesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn tenant_log_entries(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    q: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Result<Json<LogEntriesView>, ApiError> {
+    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let q = query(q)?;
+    Ok(Json(entries(&state, &log_id, q).await?))
+}
+
+/// A tenant's stored signed heads from `from_size`, smallest first.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/log/checkpoints", tag = "log",
+    params(("tenant" = String, Path, description = "Tenant name or id"), CheckpointsQuery),
+    responses((status = 200, body = LogCheckpointsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn tenant_log_checkpoints(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    q: Result<Query<CheckpointsQuery>, QueryRejection>,
+) -> Result<Json<LogCheckpointsView>, ApiError> {
+    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let q = query(q)?;
+    Ok(Json(checkpoints(&state, &log_id, q).await?))
+}
+
+/// The inclusion proof of entry `index` in the tree of the first
+/// `tree_size` entries of a tenant's log.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/log/proof/inclusion", tag = "log",
+    params(("tenant" = String, Path, description = "Tenant name or id"), InclusionQuery),
+    responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn tenant_log_inclusion(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Result<Json<InclusionProofView>, ApiError> {
+    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let q = query(q)?;
+    Ok(Json(inclusion(&state, &log_id, q).await?))
+}
+
+/// The consistency proof from the tree of `from` entries of a tenant's log
+/// to the tree of `to`.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/log/proof/consistency", tag = "log",
+    params(("tenant" = String, Path, description = "Tenant name or id"), ConsistencyQuery),
+    responses((status = 200, body = ConsistencyProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn tenant_log_consistency(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<ConsistencyProofView>, ApiError> {
+    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let q = query(q)?;
+    Ok(Json(consistency(&state, &log_id, q).await?))
+}
+
+/// The MSP-wide log's head (owners and security officers).
+#[utoipa::path(get, path = "/api/v1/msp/log", tag = "log",
+    responses((status = 200, body = LogHeadView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn msp_log_head(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<LogHeadView>, ApiError> {
+    let log_id = msp_log(&caller)?;
+    Ok(Json(head(&state, log_id).await?))
+}
+
+/// The MSP-wide log's entries from `start`, in index order.
+#[utoipa::path(get, path = "/api/v1/msp/log/entries", tag = "log",
+    params(EntriesQuery),
+    responses((status = 200, body = LogEntriesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn msp_log_entries(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<EntriesQuery>, QueryRejection>,
+) -> Result<Json<LogEntriesView>, ApiError> {
+    let log_id = msp_log(&caller)?;
+    let q = query(q)?;
+    Ok(Json(entries(&state, &log_id, q).await?))
+}
+
+/// The MSP-wide log's stored signed heads from `from_size`, smallest first.
+#[utoipa::path(get, path = "/api/v1/msp/log/checkpoints", tag = "log",
+    params(CheckpointsQuery),
+    responses((status = 200, body = LogCheckpointsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn msp_log_checkpoints(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<CheckpointsQuery>, QueryRejection>,
+) -> Result<Json<LogCheckpointsView>, ApiError> {
+    let log_id = msp_log(&caller)?;
+    let q = query(q)?;
+    Ok(Json(checkpoints(&state, &log_id, q).await?))
+}
+
+/// An inclusion proof in the MSP-wide log.
+#[utoipa::path(get, path = "/api/v1/msp/log/proof/inclusion", tag = "log",
+    params(InclusionQuery),
+    responses((status = 200, body = InclusionProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn msp_log_inclusion(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<InclusionQuery>, QueryRejection>,
+) -> Result<Json<InclusionProofView>, ApiError> {
+    let log_id = msp_log(&caller)?;
+    let q = query(q)?;
+    Ok(Json(inclusion(&state, &log_id, q).await?))
+}
+
+/// A consistency proof in the MSP-wide log.
+#[utoipa::path(get, path = "/api/v1/msp/log/proof/consistency", tag = "log",
+    params(ConsistencyQuery),
+    responses((status = 200, body = ConsistencyProofView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn msp_log_consistency(
+    State(state): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ConsistencyQuery>, QueryRejection>,
+) -> Result<Json<ConsistencyProofView>, ApiError> {
+    let log_id = msp_log(&caller)?;
+    let q = query(q)?;
+    Ok(Json(consistency(&state, &log_id, q).await?))
+}
