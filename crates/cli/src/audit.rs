@@ -15,6 +15,11 @@
 //!    root at its size, and the log is exactly as long as its latest head;
 //! 5. with `--head FILE`, the log extends the head saved earlier.
 //!
+//! Entries the server archived (past the retention period; RFD 0003,
+//! "Retention and archives") come from `--archive DIR`s; without them the
+//! rest is checked from the server's compact range of the archived prefix
+//! and the prefix is reported as archived and not checked (exit 3).
+//!
 //! The first problem is printed with the entry index it concerns (a changed
 //! entry is pinpointed with its inclusion proof when online), exit code 1.
 //! Usage, connection and server errors exit with 2.
@@ -28,8 +33,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_protocol::audit_leaf::AuditLeaf;
 use bulwark_translog::{
-    AuditProblem, AuditSummary, Checkpoint, Hash, Limits, LogAuditor, NoteVerifier, Pinpoint,
-    check_extension, pinpoint, verify_note,
+    AuditProblem, AuditSummary, Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier,
+    Pinpoint, check_extension, pinpoint, verify_note,
 };
 use serde_json::{Value, json};
 
@@ -76,10 +81,18 @@ pub struct VerifyArgs {
     /// Write the latest verified checkpoint note here, for the next `--head`.
     #[arg(long, value_name = "FILE")]
     save_head: Option<PathBuf>,
-    /// Verify an export or archive directory (`bulwark audit export`)
+    /// Verify an export or archive directory (`bulwark audit export`, or
+    /// one of the server's `data_dir/archive/<log>/<first>-<last>/`)
     /// offline instead of downloading.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["tenant", "msp"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["tenant", "msp", "archive"])]
     from: Option<PathBuf>,
+    /// An archive directory (copied from the server's
+    /// `data_dir/archive/<log id>/`) supplying entries the server no longer
+    /// holds (past the retention period). Repeat it for consecutive
+    /// archives: together they must cover entries 0 to the log's
+    /// `archived_below`; the rest is downloaded.
+    #[arg(long, value_name = "DIR")]
+    archive: Vec<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -94,7 +107,13 @@ pub struct ExportArgs {
     out: PathBuf,
 }
 
-/// Runs an `audit` command and exits: 0 good, 1 a bad log, 2 anything else.
+/// Exit code of `verify` when what it could read is good but entries
+/// `0..archived_below` are archived and were not checked (no `--archive`).
+pub const EXIT_ARCHIVED_UNCHECKED: i32 = 3;
+
+/// Runs an `audit` command and exits: 0 good, 1 a bad log, 2 anything
+/// else, 3 ([`EXIT_ARCHIVED_UNCHECKED`]) good but with an archived prefix
+/// not checked.
 pub async fn run(command: AuditCommand) -> Result<()> {
     let code = match command {
         AuditCommand::Verify(args) => {
@@ -174,8 +193,120 @@ impl Bad {
 
 /// Where the log comes from.
 enum Source {
-    Online { session: Session, base: String },
-    Offline { dir: PathBuf },
+    Online {
+        session: Session,
+        base: String,
+        /// Entries below this were archived by the server (410 Gone).
+        archived_below: u64,
+        /// The server's compact range of `[0, archived_below)`.
+        archived_frontier: Vec<Hash>,
+        /// Archive directories supplying `[0, archived_below)`, in order.
+        archives: Vec<EntryFile>,
+    },
+    Offline {
+        dir: PathBuf,
+        entries: EntryFile,
+        /// The compact range of the entries before the first one (from the
+        /// checkpoint line of that size), when they do not start at 0.
+        start: Option<Frontier>,
+    },
+}
+
+/// An `entries.ndjson` and the indices it holds, `[first, below)`.
+#[derive(Debug, Clone)]
+struct EntryFile {
+    dir: PathBuf,
+    first: u64,
+    below: u64,
+}
+
+impl EntryFile {
+    /// Reads the first and last index of `dir/entries.ndjson`.
+    fn scan(dir: &Path) -> Result<Self> {
+        let path = dir.join("entries.ndjson");
+        let file =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut first = None;
+        let mut last = None;
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let entry: Value = serde_json::from_str(&line)
+                .with_context(|| format!("{} line {} is not JSON", path.display(), n + 1))?;
+            let index = entry["index"].as_u64().with_context(|| {
+                format!(
+                    "{} line {}: an entry without an index",
+                    path.display(),
+                    n + 1
+                )
+            })?;
+            first.get_or_insert(index);
+            last = Some(index);
+        }
+        let first = first.unwrap_or(0);
+        Ok(Self {
+            dir: dir.to_owned(),
+            first,
+            below: last.map_or(first, |l| l + 1),
+        })
+    }
+
+    /// Feeds every entry of the file to `checker`; `Ok(Err)` at the first
+    /// bad one.
+    fn feed(&self, checker: &mut Checker, bar: &indicatif::ProgressBar) -> Result<Result<(), Bad>> {
+        let path = self.dir.join("entries.ndjson");
+        let file =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let entry: Value = serde_json::from_str(&line)
+                .with_context(|| format!("{} line {} is not JSON", path.display(), n + 1))?;
+            let (index, leaf) = decode_leaf(&entry)?;
+            if let Err(bad) = checker.feed(index, &leaf) {
+                return Ok(Err(bad));
+            }
+            if index % 1024 == 0 {
+                bar.set_position(index);
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// The leaves of `[from, below)` this file holds.
+    fn leaves(&self, from: u64, below: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for entry in read_ndjson(&self.dir.join("entries.ndjson"))? {
+            let (index, leaf) = decode_leaf(&entry)?;
+            if (from..below).contains(&index) {
+                out.push((index, leaf));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The compact range given on the checkpoint line of size `size` of an
+/// export or archive (`"frontier"`), if any.
+fn frontier_of(dir: &Path, size: u64) -> Result<Option<Frontier>> {
+    for line in read_ndjson(&dir.join("checkpoints.ndjson"))? {
+        if line["size"].as_u64() == Some(size)
+            && let Some(hashes) = line.get("frontier")
+        {
+            let frontier = Frontier::from_parts(size, decode_hashes(hashes)?).map_err(|e| {
+                anyhow!(
+                    "{}: the compact range at size {size} is malformed: {e}",
+                    dir.display()
+                )
+            })?;
+            return Ok(Some(frontier));
+        }
+    }
+    Ok(None)
 }
 
 /// The log's checked parts, fed entry by entry.
@@ -442,6 +573,49 @@ fn read_saved_head(path: &Path, key: &NoteVerifier) -> Result<Result<Checkpoint,
 struct Verified {
     summary: AuditSummary,
     latest_note: Option<String>,
+    /// Offline, a directory holding only entries `[first, below)` of a log
+    /// whose latest head in it has size `latest` (an archive).
+    partial: Option<(u64, u64, u64)>,
+}
+
+/// The `--archive` directories, checked to be of this key and to chain
+/// from 0 up to at least `archived_below`, in order.
+fn archive_chain(dirs: &[PathBuf], vkey: &str, archived_below: u64) -> Result<Vec<EntryFile>> {
+    let mut chain = Vec::new();
+    for dir in dirs {
+        let key = std::fs::read_to_string(dir.join("log.vkey"))
+            .with_context(|| format!("reading {}", dir.join("log.vkey").display()))?;
+        ensure!(
+            key.trim() == vkey.trim(),
+            "the archive {} is signed by another log key ({}), not the server's ({})",
+            dir.display(),
+            key.trim(),
+            vkey.trim()
+        );
+        chain.push(EntryFile::scan(dir)?);
+    }
+    chain.sort_by_key(|a| a.first);
+    let mut next = 0u64;
+    for archive in &chain {
+        ensure!(
+            archive.first == next,
+            "the archives do not follow each other: {} starts at entry {}, where entry {next} \
+             was due",
+            archive.dir.display(),
+            archive.first
+        );
+        next = archive.below;
+    }
+    if !chain.is_empty() {
+        ensure!(
+            next >= archived_below,
+            "the archives given hold entries 0 to {}, but the server archived entries up to {}: \
+             pass the archive directories of the rest too",
+            next.saturating_sub(1),
+            archived_below.saturating_sub(1)
+        );
+    }
+    Ok(chain)
 }
 
 async fn verify(args: VerifyArgs) -> Result<i32> {
@@ -473,8 +647,26 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                 .and_then(|origin| origin.strip_prefix(&format!("{}/", key.name())))
                 .map(str::to_owned)
                 .context("the export holds no checkpoint of this key's logs")?;
+            let entries = EntryFile::scan(dir)?;
+            let start = if entries.first > 0 {
+                Some(frontier_of(dir, entries.first)?.with_context(|| {
+                    format!(
+                        "the entries of {} start at {} and checkpoints.ndjson gives no compact \
+                         range (\"frontier\") of the entries before them: nothing to check \
+                         them from",
+                        dir.display(),
+                        entries.first
+                    )
+                })?)
+            } else {
+                None
+            };
             (
-                Source::Offline { dir: dir.clone() },
+                Source::Offline {
+                    dir: dir.clone(),
+                    entries,
+                    start,
+                },
                 vkey,
                 log_id,
                 notes,
@@ -497,8 +689,20 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                 .to_owned();
             let notes = fetch_checkpoints(&session, &base).await?;
             let server = session.server().to_owned();
+            let archived_below = head["archived_below"].as_u64().unwrap_or(0);
+            let archived_frontier = match head.get("archived_frontier") {
+                Some(hashes) if archived_below > 0 => decode_hashes(hashes)?,
+                _ => Vec::new(),
+            };
+            let archives = archive_chain(&args.archive, &vkey, archived_below)?;
             (
-                Source::Online { session, base },
+                Source::Online {
+                    session,
+                    base,
+                    archived_below,
+                    archived_frontier,
+                    archives,
+                },
                 vkey,
                 log_id,
                 notes,
@@ -526,7 +730,13 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             let s = &verified.summary;
-            let rate = s.size as f64 / elapsed.as_secs_f64().max(1e-9);
+            let checked = s.size - s.start;
+            let rate = checked as f64 / elapsed.as_secs_f64().max(1e-9);
+            // Online without the archive: entries [0, start) were not checked.
+            let unchecked = (s.start > 0 && verified.partial.is_none()).then_some(s.start);
+            let archive = verified
+                .partial
+                .map(|(first, below, latest)| json!({"first": first, "below": below, "latest_head": latest}));
             if args.json {
                 println!(
                     "{}",
@@ -534,8 +744,13 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                         "ok": true,
                         "log_id": log_id,
                         "size": s.size,
+                        "first_checked": s.start,
+                        "entries_checked": checked,
+                        "archived_unchecked_below": unchecked,
+                        "archive": archive,
                         "root": B64.encode(s.root.0),
                         "heads_checked": s.heads_checked,
+                        "heads_skipped": s.heads_skipped,
                         "saved_head_checked": s.saved_head_checked,
                         "log_key": served_key.trim(),
                         "seconds": elapsed.as_secs_f64(),
@@ -543,20 +758,83 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                     })
                 );
             } else {
-                println!("Log {log_id}: OK");
+                match (unchecked, verified.partial) {
+                    (Some(n), _) => println!(
+                        "Log {log_id}: OK from entry {n} on; entries 0 to {} are ARCHIVED and \
+                         were NOT checked",
+                        n - 1
+                    ),
+                    (None, Some((first, below, latest))) if below < latest => println!(
+                        "Log {log_id}: archive of entries {first} to {} OK (the log had {latest} \
+                         entries when it was written)",
+                        below.saturating_sub(1)
+                    ),
+                    (None, Some((first, below, _))) => println!(
+                        "Log {log_id}: entries {first} to {} OK; entries 0 to {} are not in this \
+                         directory (archived)",
+                        below.saturating_sub(1),
+                        first.saturating_sub(1)
+                    ),
+                    (None, None) => println!("Log {log_id}: OK"),
+                }
                 println!("  log key:       {} ({key_status})", served_key.trim());
-                println!("  entries:       {}", s.size);
-                println!("  root:          {}", B64.encode(s.root.0));
+                println!(
+                    "  entries:       {checked} checked, {} to {}",
+                    s.start,
+                    s.size.saturating_sub(1)
+                );
+                if let Some(n) = unchecked {
+                    println!(
+                        "  archived:      entries 0 to {} left the server (past the retention \
+                         period); the server's subtree hashes of them give the signed head of size \
+                         {n}, and earlier heads are consistent with it, but their contents were \
+                         not checked: pass --archive DIR (the server's data_dir/archive/{log_id}/...)",
+                        n - 1
+                    );
+                }
+                if let Some((first, below, latest)) = verified.partial {
+                    if first > 0 {
+                        println!(
+                            "  start:         from the compact range of entries 0 to {} given \
+                             with the signed head of size {first}",
+                            first - 1
+                        );
+                    }
+                    if latest > below {
+                        println!(
+                            "  not here:      entries {below} to {} (checked only that the signed \
+                             head of size {latest} extends the one of size {below})",
+                            latest - 1
+                        );
+                    }
+                }
+                println!(
+                    "  root:          {} (size {})",
+                    B64.encode(s.root.0),
+                    s.size
+                );
                 println!("  signed heads:  {} checked", s.heads_checked);
+                if s.heads_skipped > 0 {
+                    println!(
+                        "  earlier heads: {} below entry {}, checked only by consistency proofs",
+                        s.heads_skipped, s.start
+                    );
+                }
                 if s.saved_head_checked {
                     println!("  saved head:    the log extends it");
+                } else if args.head.is_some() {
+                    println!("  saved head:    NOT checked (it is within the archived entries)");
                 }
                 if let Some(path) = &args.save_head {
                     println!("  head saved to: {}", path.display());
                 }
                 println!("  time:          {elapsed:.2?} ({rate:.0} entries/s)");
             }
-            Ok(0)
+            Ok(if unchecked.is_some() {
+                EXIT_ARCHIVED_UNCHECKED
+            } else {
+                0
+            })
         }
         Err(bad) => {
             if args.json {
@@ -603,9 +881,96 @@ async fn check(
         Ok(saved) => saved,
         Err(bad) => return Ok(Err(bad)),
     };
-    let auditor = match LogAuditor::new(&heads, saved.as_ref()) {
-        Ok(auditor) => auditor,
-        Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+    // Where replay starts and which heads it can check.
+    let (auditor, partial) = match source {
+        Source::Online {
+            session,
+            base,
+            archived_below,
+            archived_frontier,
+            archives,
+        } if *archived_below > 0 && archives.is_empty() => {
+            // The archived prefix is not here: start from the server's
+            // compact range of it, which must give the signed root at its
+            // size, and check the heads below it by consistency proofs.
+            let n = *archived_below;
+            let Some(at_n) = heads.iter().find(|h| h.size() == n) else {
+                bail!(
+                    "entries 0 to {} are archived and the server holds no signed head of size \
+                     {n}: the rest cannot be checked without the archive (pass --archive DIR)",
+                    n - 1
+                );
+            };
+            for head in heads.iter().filter(|h| h.size() > 0 && h.size() < n) {
+                let proof = session
+                    .get(&format!(
+                        "{base}/proof/consistency?from={}&to={n}",
+                        head.size()
+                    ))
+                    .await?;
+                if let Err(e) = check_extension(head, at_n, &decode_hashes(&proof["hashes"])?) {
+                    return Ok(Err(Bad::head(
+                        n,
+                        "inconsistent_heads",
+                        format!(
+                            "the tree head of size {n} does not extend the one of size {}: {e}",
+                            head.size()
+                        ),
+                    )));
+                }
+            }
+            let start = Frontier::from_parts(n, archived_frontier.clone())
+                .map_err(|e| anyhow!("the server's compact range of the archived entries: {e}"))?;
+            match LogAuditor::resume(&heads, saved.as_ref(), start) {
+                Ok(auditor) => (auditor, None),
+                Err(problem) => {
+                    let mut bad = Bad::from_problem(&problem);
+                    bad.message = format!(
+                        "the server's compact range of the archived entries 0 to {} does not \
+                         give the signed root at size {n}: {problem}",
+                        n - 1
+                    );
+                    return Ok(Err(bad));
+                }
+            }
+        }
+        Source::Offline { entries, start, .. } => {
+            // An archive holds a range of the log, checked against the
+            // signed heads up to its end; later heads only by the
+            // consistency proofs below.
+            let latest = heads.iter().map(Checkpoint::size).max().unwrap_or(0);
+            let partial = (entries.first > 0 || entries.below < latest).then_some((
+                entries.first,
+                entries.below,
+                latest,
+            ));
+            let covered: Vec<Checkpoint> = heads
+                .iter()
+                .filter(|h| h.size() <= entries.below.max(entries.first))
+                .cloned()
+                .collect();
+            if let Some(saved) = &saved
+                && saved.size() > entries.below.max(entries.first)
+            {
+                bail!(
+                    "the saved head (size {}) is beyond the entries of this directory (up to {})",
+                    saved.size(),
+                    entries.below
+                );
+            }
+            let made = match start {
+                Some(start) => LogAuditor::resume(&covered, saved.as_ref(), start.clone()),
+                None => LogAuditor::new(&covered, saved.as_ref()),
+            };
+            match made {
+                Ok(auditor) => (auditor, partial),
+                Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+            }
+        }
+        Source::Online { .. } => match LogAuditor::new(&heads, saved.as_ref()) {
+            Ok(auditor) => (auditor, None),
+            Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+        },
     };
     let expected = auditor.expected_size().unwrap_or(0);
     let mut checker = Checker {
@@ -619,10 +984,21 @@ async fn check(
         progress(expected, "verifying entries")
     };
     let fed = match source {
-        Source::Online { session, base } => {
-            let mut next = 0u64;
+        Source::Online {
+            session,
+            base,
+            archives,
+            ..
+        } => {
             let mut result = Ok(());
-            'pages: while next < expected {
+            for archive in archives {
+                result = archive.feed(&mut checker, &bar)?;
+                if result.is_err() {
+                    break;
+                }
+            }
+            let mut next = checker.auditor.size();
+            'pages: while result.is_ok() && next < expected {
                 let page = fetch_entries(session, base, next).await?;
                 if page.is_empty() {
                     break;
@@ -642,42 +1018,27 @@ async fn check(
             }
             result
         }
-        Source::Offline { dir } => {
-            let path = dir.join("entries.ndjson");
-            let file = std::fs::File::open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
-            let mut result = Ok(());
-            for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-                let line = line.with_context(|| format!("reading {}", path.display()))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let entry: Value = serde_json::from_str(&line)
-                    .with_context(|| format!("{} line {} is not JSON", path.display(), n + 1))?;
-                let (index, leaf) = decode_leaf(&entry)?;
-                if let Err(bad) = checker.feed(index, &leaf) {
-                    result = Err(bad);
-                    break;
-                }
-                if index % 1024 == 0 {
-                    bar.set_position(index);
-                }
-            }
-            result
-        }
+        Source::Offline { entries, .. } => entries.feed(&mut checker, &bar)?,
     };
     bar.finish_and_clear();
     if let Err(mut bad) = fed {
         // A range that does not give its signed root: find the entry.
-        if let (Some(AuditProblem::RootMismatch { from, size }), Source::Online { session, base }) =
-            (checker.auditor.problem(), source)
+        if let (
+            Some(AuditProblem::RootMismatch { from, size }),
+            Source::Online {
+                session,
+                base,
+                archives,
+                ..
+            },
+        ) = (checker.auditor.problem(), source)
         {
             let head = heads
                 .iter()
                 .find(|h| h.size() == *size)
                 .expect("the auditor names a head it was given");
             if size - from <= MAX_PINPOINT {
-                bad = pinpoint_online(session, base, head, *from).await?;
+                bad = pinpoint_online(session, base, archives, head, *from).await?;
             }
         }
         return Ok(Err(bad));
@@ -688,7 +1049,7 @@ async fn check(
     };
     // Offline: the consistency proofs of the export must hold too (they
     // are what a verifier without the entries would check).
-    if let Source::Offline { dir } = source {
+    if let Source::Offline { dir, .. } = source {
         let path = dir.join("proofs.ndjson");
         if path.exists() {
             for proof in read_ndjson(&path)? {
@@ -719,6 +1080,7 @@ async fn check(
     Ok(Ok(Verified {
         summary,
         latest_note,
+        partial,
     }))
 }
 
@@ -727,12 +1089,29 @@ async fn check(
 async fn pinpoint_online(
     session: &Session,
     base: &str,
+    archives: &[EntryFile],
     head: &Checkpoint,
     from: u64,
 ) -> Result<Bad> {
     let size = head.size();
     let mut leaves: Vec<(u64, Vec<u8>, Vec<Hash>)> = Vec::new();
     let mut next = from;
+    // Archived entries from the archives (their proofs still come from the
+    // server, which keeps every subtree hash).
+    for archive in archives {
+        if archive.below <= next || archive.first >= size {
+            continue;
+        }
+        for (index, leaf) in archive.leaves(next, size)? {
+            let proof = session
+                .get(&format!(
+                    "{base}/proof/inclusion?index={index}&tree_size={size}"
+                ))
+                .await?;
+            leaves.push((index, leaf, decode_hashes(&proof["hashes"])?));
+            next = index + 1;
+        }
+    }
     while next < size {
         let page = fetch_entries(session, base, next).await?;
         if page.is_empty() {
@@ -864,6 +1243,17 @@ async fn export(args: ExportArgs) -> Result<()> {
     let log_id = head["log_id"].as_str().unwrap_or_default().to_owned();
     let notes = fetch_checkpoints(&session, &base).await?;
     let size = notes.last().map_or(0, |(size, _)| *size);
+    // Entries below `archived_below` left the server (retention): the
+    // export starts there, from the compact range of the archived ones.
+    let archived_below = head["archived_below"].as_u64().unwrap_or(0).min(size);
+    if archived_below > 0 {
+        ensure!(
+            notes.iter().any(|(s, _)| *s == archived_below),
+            "entries 0 to {} are archived and the server holds no signed head of size \
+             {archived_below} to start the export from",
+            archived_below - 1
+        );
+    }
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
@@ -878,7 +1268,11 @@ async fn export(args: ExportArgs) -> Result<()> {
 
     let mut file = create("checkpoints.ndjson")?;
     for (size, note) in &notes {
-        writeln!(file, "{}", json!({"size": size, "note": note}))?;
+        let mut line = json!({"size": size, "note": note});
+        if archived_below > 0 && *size == archived_below {
+            line["frontier"] = head["archived_frontier"].clone();
+        }
+        writeln!(file, "{line}")?;
     }
     file.flush()?;
 
@@ -901,7 +1295,7 @@ async fn export(args: ExportArgs) -> Result<()> {
 
     let bar = progress(size, "exporting entries");
     let mut file = create("entries.ndjson")?;
-    let mut next = 0u64;
+    let mut next = archived_below;
     while next < size {
         let page = session
             .get(&format!("{base}/entries?start={next}&limit={PAGE}"))
@@ -932,11 +1326,20 @@ async fn export(args: ExportArgs) -> Result<()> {
     file.flush()?;
     bar.finish_and_clear();
     println!(
-        "Exported log {log_id}: {next} entries, {} signed heads, to {} in {:.2?}.",
+        "Exported log {log_id}: {} entries, {} signed heads, to {} in {:.2?}.",
+        next - archived_below,
         notes.len(),
         args.out.display(),
         started.elapsed()
     );
+    if archived_below > 0 {
+        println!(
+            "Entries 0 to {} are archived (past the retention period) and not in this export: \
+             it starts at {archived_below}, from the compact range of those entries (the \
+             server's data_dir/archive/{log_id}/ holds them).",
+            archived_below - 1
+        );
+    }
     println!(
         "Verify it offline with: bulwark audit verify --from {}",
         args.out.display()

@@ -955,7 +955,11 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
     );
 
     // A correct passkey approval (the listed credential, this job's
-    // challenge, user verified) makes a job run: the agent alone decides.
+    // challenge, user verified) passes steps 1 to 12: the agent alone
+    // decides. Written into the database behind the server's back, the job
+    // is in no log, so it still does not run: the refusal comes from step
+    // 13, after every signature check passed. (The console's real approval
+    // path runs it: `job_approved_with_a_passkey_in_the_console`.)
     victim.stop().await?;
     let (good, marker) = s.submit(&device, "passkey-approved", &[]).await?;
     let challenge = challenge_of(&s.job_view(&good).await?)?;
@@ -966,10 +970,7 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
         listed.assert(&challenge, FLAG_UP | FLAG_UV)?,
     )?;
     victim.resume()?;
-    let target = s.wait_final(&good, &device).await?;
-    ensure!(
-        target["state"] == "succeeded" && marker.exists(),
-        "the job with a correct passkey approval did not run: {target}"
-    );
+    s.expect_refused(&good, &device, "log_proof_missing", &marker)
+        .await?;
     Ok(())
 }

@@ -115,4 +115,8 @@ pub fn fuzz_decode(bytes: &[u8]) {
     if let Ok(m) = decode_server_frame(bytes, &limits) {
         assert_eq!(encode_server_frame(&m), bytes);
     }
+    // Transparency-log leaves, as agents and auditors read them.
+    if let Ok(leaf) = crate::audit_leaf::AuditLeaf::decode(bytes) {
+        assert_eq!(leaf.encode(), bytes);
+    }
 }

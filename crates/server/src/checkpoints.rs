@@ -125,6 +125,35 @@ impl LogSigner {
         }
         store.checkpoint_at(log_id, head.size).await
     }
+
+    /// Signs and stores a tree head of `log_id` at exactly `size` (at most
+    /// the log's size; its root from the stored subtrees), unless one of
+    /// that size exists (then returns it). Retention signs one at the end of
+    /// each archived range, so an archive is checked against a head of its
+    /// own size.
+    pub async fn sign_head_at(
+        &self,
+        store: &Store,
+        log_id: &str,
+        size: u64,
+        now: i64,
+    ) -> Result<LogCheckpoint, StoreError> {
+        if let Some(existing) = store.checkpoint_at(log_id, size).await? {
+            return Ok(existing);
+        }
+        let root = store.log_root_at(log_id, size).await?;
+        let checkpoint = Checkpoint::new(self.origin(log_id), size, Hash(root), vec![])
+            .map_err(|e| StoreError::Invalid(leak_reason(e)))?;
+        let note = checkpoint.sign(&self.signer);
+        match store.add_checkpoint(log_id, size, &note, now).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(other) => return Err(other),
+        }
+        store
+            .checkpoint_at(log_id, size)
+            .await?
+            .ok_or(StoreError::Corrupt("a checkpoint vanished".to_owned()))
+    }
 }
 
 fn leak_reason(error: bulwark_translog::NoteError) -> &'static str {

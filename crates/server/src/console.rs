@@ -26,11 +26,13 @@ use crate::auth::session::{CookieCaller, clear_cookie, session_cookie};
 use crate::auth::{Action, Caller, Standing};
 use crate::state::AppState;
 
+mod audit;
 mod identity;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(identity::router())
+        .merge(audit::router())
         .route("/", get(home))
         .route("/setup", get(setup_page).post(setup_submit))
         .route("/setup/totp", post(setup_totp_submit))
@@ -128,6 +130,8 @@ struct UserBar {
     operators: bool,
     /// Show the security settings page in the navigation.
     settings: bool,
+    /// Show the MSP-wide audit log in the navigation.
+    msp_log: bool,
 }
 
 impl UserBar {
@@ -138,6 +142,7 @@ impl UserBar {
             csrf: caller.csrf_token.clone(),
             operators: caller.require(Action::ListOperators).is_ok(),
             settings: caller.require(Action::ViewPasskeyPolicy).is_ok(),
+            msp_log: caller.require(Action::ViewMspLog).is_ok(),
         })
     }
 }

@@ -544,6 +544,10 @@ async fn send_work(
         {
             *log_size = Some(checkpoint.size);
         }
+        let entry = log
+            .as_ref()
+            .map(|l| format!(", log entry {}", l.index))
+            .unwrap_or_default();
         let message = ServerMessage::Job(Job {
             envelope: job.envelope,
             script: job.script,
@@ -551,9 +555,14 @@ async fn send_work(
         });
         ws.send(Message::Binary(encode_server_frame(&message).into()))
             .await?;
+        // The first delivery is recorded, with its audit event, at once.
+        let delivered =
+            bulwark_store::NewAuditEvent::new(now_millis(), "server", "job.delivered", &job.id)
+                .in_tenant(Some(tenant_id))
+                .with_detail(format!("to {device_id}{entry}"));
         state
             .store
-            .mark_delivered(&job.id, device_id, now_millis())
+            .mark_delivered(&job.id, device_id, now_millis(), &[delivered])
             .await?;
         debug!(%device_id, job = %job.id, "Job delivered.");
     }
@@ -622,8 +631,11 @@ async fn record_result(
     let (outcome, detail) = match result.outcome {
         JobOutcome::Ran(run) => {
             let detail = format!(
-                "{job_id} on {device_id}: exit {:?}{} output sha256 {}",
-                run.exit_code,
+                "{job_id} on {device_id}: {}{} output sha256 {}",
+                run.exit_code.map_or_else(
+                    || "no exit status (killed)".to_owned(),
+                    |c| format!("exit {c}")
+                ),
                 if run.timed_out { " (timed out)" } else { "" },
                 hex::encode(run.output_sha256)
             );
@@ -662,50 +674,43 @@ async fn record_result(
     // The transparency log did not vouch for the job (withheld, forked,
     // truncated or rewritten): a security alert, not a failed job.
     let log_alarm = matches!(&outcome, bulwark_store::JobOutcome::Refused { code, .. } if code.starts_with("log_"));
-    let recorded = match state
+    // The device acts; the job is what it acted on. The result, its audit
+    // event and, for a log refusal, the security alert commit together.
+    let actor = format!("agent:{device_id}");
+    let now = now_millis();
+    let mut events = vec![
+        bulwark_store::NewAuditEvent::new(now, &actor, action, &job_id)
+            .in_tenant(Some(tenant_id))
+            .with_detail(detail.clone()),
+    ];
+    if log_alarm {
+        warn!(%device_id, job = %job_id, %detail, "SECURITY ALERT: an agent refused a job because the transparency log does not vouch for it.");
+        events.push(
+            bulwark_store::NewAuditEvent::new(now, &actor, "alert.log_refused", &job_id)
+                .in_tenant(Some(tenant_id))
+                .with_detail(detail),
+        );
+    }
+    match state
         .store
-        .record_result(&job_id, device_id, &outcome, now_millis())
+        .record_result(&job_id, device_id, &outcome, now, &events)
         .await
     {
-        Ok(recorded) => recorded,
+        Ok(_) => {}
         // A different second report for the same job: the first one stands,
         // and the agent must still drop it from its spool.
         Err(StoreError::Conflict(what)) => {
             warn!(%device_id, job = %job_id, what, "A second, different result was ignored.");
-            false
         }
         // Not a target of this job (a forged or stray report): nothing to keep.
         Err(StoreError::NotFound) => {
             warn!(%device_id, job = %job_id, "A result for a job this device was not sent was ignored.");
-            false
         }
         Err(error) => return Err(error.into()),
-    };
-    if recorded {
-        // The device acts; the job is what it acted on.
-        let actor = format!("agent:{device_id}");
-        let event = bulwark_store::NewAuditEvent::new(now_millis(), &actor, action, &job_id)
-            .in_tenant(Some(tenant_id))
-            .with_detail(detail.clone());
-        crate::state::record_audit(&state.store, event).await;
-        if log_alarm {
-            warn!(%device_id, job = %job_id, %detail, "SECURITY ALERT: an agent refused a job because the transparency log does not vouch for it.");
-            let event = bulwark_store::NewAuditEvent::new(
-                now_millis(),
-                &actor,
-                "alert.log_refused",
-                &job_id,
-            )
-            .in_tenant(Some(tenant_id))
-            .with_detail(detail);
-            crate::state::record_audit(&state.store, event).await;
-        }
     }
     Ok(())
 }
 
-/// A refused root, policy or freeze statement is a security alert: either an
-/// operator mistake or someone replaying or forging trust statements.
 async fn record_trust_refusal(
     state: &GatewayState,
     device_id: &str,

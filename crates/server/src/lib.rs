@@ -13,6 +13,7 @@ pub mod console;
 pub mod datadir;
 pub mod gateway;
 pub mod presence;
+pub mod retention;
 pub mod runtime;
 pub mod siem;
 pub mod state;

@@ -161,6 +161,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         store.clone(),
         shutdown_rx.clone(),
     ));
+    tasks.spawn(crate::retention::archive_old_entries(
+        log.clone(),
+        store.clone(),
+        config.data_dir.clone(),
+        config.retention_days,
+        shutdown_rx.clone(),
+    ));
     crate::siem::spawn(&store, &config.siem, &shutdown_rx, &mut tasks)?;
 
     let https = (config.mode == ServeMode::Https).then_some(acceptor);
@@ -274,35 +281,12 @@ async fn expire_jobs(store: Store, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                match store.expire_jobs(crate::now_millis()).await {
-                    Ok(expired) => {
-                        for (job_id, tenant_id) in expired {
-                            let event = bulwark_store::NewAuditEvent::new(
-                                crate::now_millis(),
-                                "server",
-                                "job.expired",
-                                &job_id,
-                            )
-                            .in_tenant(Some(&tenant_id));
-                            crate::state::record_audit(&store, event).await;
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "Cannot expire jobs."),
+                // Each expiry is audited by the store in its own transaction.
+                if let Err(error) = store.expire_jobs(crate::now_millis()).await {
+                    tracing::warn!(%error, "Cannot expire jobs.");
                 }
-                match store.expire_trust_proposals(crate::now_millis()).await {
-                    Ok(expired) => {
-                        for (id, tenant_id) in expired {
-                            let event = bulwark_store::NewAuditEvent::new(
-                                crate::now_millis(),
-                                "server",
-                                "trust.proposal_expired",
-                                &id,
-                            )
-                            .in_tenant(Some(&tenant_id));
-                            crate::state::record_audit(&store, event).await;
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "Cannot expire trust proposals."),
+                if let Err(error) = store.expire_trust_proposals(crate::now_millis()).await {
+                    tracing::warn!(%error, "Cannot expire trust proposals.");
                 }
             }
             _ = shutdown.changed() => break,

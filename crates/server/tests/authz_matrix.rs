@@ -2400,3 +2400,240 @@ async fn a_tenant_auditor_cannot_sign_with_an_msp_root_key() {
     )
     .await;
 }
+
+/// A browser session of `role`'s operator, made in the store: its cookie.
+async fn console_cookie(h: &Harness, role: Role) -> String {
+    let now = now_millis();
+    let (token, hash) = new_token();
+    let (csrf_token, _) = new_token();
+    h.server
+        .store
+        .create_session(NewSession {
+            id_hash: hash,
+            operator_id: h.operator_ids[&role].clone(),
+            kind: SessionKind::Browser,
+            csrf_token,
+            created_at: now,
+            expires_at: now + 600_000,
+            mfa_at: now,
+            ip: None,
+            user_agent: None,
+        })
+        .await
+        .expect("session");
+    format!("bulwark_session={token}")
+}
+
+async fn console_get(h: &Harness, cookie: &str, path: &str) -> (StatusCode, String) {
+    let page = h
+        .http
+        .get(format!("{}{path}", h.base))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("page");
+    let status = page.status();
+    (status, page.text().await.expect("html"))
+}
+
+/// The console's audit-log pages: shown to exactly who reads the log through
+/// the API (a tenant's to every role holding a grant on it, a foreign one is
+/// a 404; the MSP log to owners and security officers), rows read from the
+/// leaves with every text escaped, a leaf that does not decode shown in red
+/// whatever the filters, and the filters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_audit_pages_show_the_log_to_its_readers() {
+    let h = start().await;
+    let head = h
+        .ok(
+            "GET",
+            &format!("/api/v1/tenants/{OWN}/log"),
+            Some(h.owner()),
+            None,
+        )
+        .await;
+    let own_id = head["log_id"].as_str().expect("log id").to_owned();
+    let device = h.devices[OWN].clone();
+    let now = now_millis();
+    h.server
+        .store
+        .append_audit(bulwark_store::NewAuditEvent {
+            at: now,
+            tenant_id: Some(own_id.clone()),
+            actor: "<script>alert(1)</script>".to_owned(),
+            action: "alert.console_test".to_owned(),
+            target: device.clone(),
+            detail: "<b>bold</b> & \"quoted\"".to_owned(),
+        })
+        .await
+        .expect("event");
+    let garbage = h
+        .server
+        .store
+        .append_log_entries(&own_id, &[b"not an audit event".to_vec()], now)
+        .await
+        .expect("leaf");
+
+    for role in ROLES {
+        let cookie = console_cookie(&h, role).await;
+        let (status, html) = console_get(&h, &cookie, &format!("/tenants/{OWN}/audit")).await;
+        assert_eq!(status, StatusCode::OK, "{role:?}: {html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)&#60;/script&#62;")
+                && !html.contains("<script>alert(1)")
+                && html.contains("&#60;b&#62;bold&#60;/b&#62; &#38; &#34;quoted&#34;"),
+            "escaped: {html}"
+        );
+        assert!(html.contains("job.released"), "{html}");
+        assert!(
+            html.contains(&format!("data-index=\"{}\"", garbage.first_idx))
+                && html.contains("does not decode as an audit event"),
+            "{html}"
+        );
+        assert!(
+            html.contains(&format!("data-api=\"/api/v1/tenants/{own_id}/log\""))
+                && html.contains(&format!("/{own_id}</code>"))
+                && html.contains("id=\"head-root\"")
+                && html.contains("class=\"chart-alert\"")
+                && html.contains("src=\"/assets/audit.js\""),
+            "{html}"
+        );
+        let msp_reader = matches!(role, Owner | SecurityOfficer);
+        assert_eq!(
+            html.contains("id=\"msp-audit-link\""),
+            msp_reader,
+            "{role:?}"
+        );
+
+        let (status, _) = console_get(&h, &cookie, &format!("/tenants/{FOREIGN}/audit")).await;
+        let want = if role == Owner {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(status, want, "{role:?} on the foreign tenant");
+        let (status, html) = console_get(&h, &cookie, "/audit/msp").await;
+        let want = if msp_reader {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, want, "{role:?} on the MSP log: {html}");
+        if msp_reader {
+            // The owner's setup and the invitations are MSP events.
+            assert!(
+                html.contains("data-api=\"/api/v1/msp/log\"") && html.contains("invitation"),
+                "{html}"
+            );
+        }
+        // The API agrees.
+        let token = &h.sessions[&role];
+        let reply = h.send("GET", "/api/v1/msp/log", Some(token), None).await;
+        assert_eq!(reply.status == StatusCode::OK, msp_reader, "{role:?}");
+    }
+
+    // The tenant page links to its audit log.
+    let auditor = console_cookie(&h, TenantAuditor).await;
+    let (_, html) = console_get(&h, &auditor, &format!("/tenants/{OWN}")).await;
+    assert!(
+        html.contains(&format!("href=\"/tenants/{OWN}/audit\"")),
+        "{html}"
+    );
+
+    // Filters: the action prefix, the actor, the device; a leaf that does
+    // not decode stays whatever they say.
+    let path = format!("/tenants/{OWN}/audit");
+    let (status, html) = console_get(&h, &auditor, &format!("{path}?what=job.&who=")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("job.released")
+            && !html.contains("alert.console_test")
+            && html.contains("does not decode"),
+        "{html}"
+    );
+    let (_, html) = console_get(&h, &auditor, &format!("{path}?who=%3Cscript")).await;
+    assert!(
+        html.contains("alert.console_test") && !html.contains("job.released"),
+        "{html}"
+    );
+    let (_, html) = console_get(&h, &auditor, &format!("{path}?device={device}")).await;
+    assert!(
+        html.contains("alert.console_test") && !html.contains("tenant.created"),
+        "{html}"
+    );
+    let (_, html) = console_get(
+        &h,
+        &auditor,
+        &format!("{path}?what=alert.&from=2000-01-01&to=2000-01-02"),
+    )
+    .await;
+    assert!(
+        !html.contains("alert.console_test") && html.contains("does not decode"),
+        "{html}"
+    );
+    // Pages: the page before the garbage leaf no longer holds it.
+    let (_, html) = console_get(
+        &h,
+        &auditor,
+        &format!("{path}?before={}", garbage.first_idx),
+    )
+    .await;
+    assert!(
+        !html.contains("does not decode")
+            && html.contains("alert.console_test")
+            && html.contains("id=\"newest-page\""),
+        "{html}"
+    );
+    let (status, _) = console_get(&h, &auditor, &format!("{path}?from=2020-13-01")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = console_get(&h, &auditor, &format!("{path}?before=x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // A filter search stops after SCAN_CAP entries and says so, with a link
+    // that goes on below where it stopped.
+    let noise: Vec<Vec<u8>> = (0..50_100)
+        .map(|i| {
+            bulwark_store::AuditLeaf::new(
+                now,
+                Some(own_id.clone()),
+                "bulk",
+                "bulk.noise",
+                format!("n{i}"),
+                "",
+            )
+            .encode()
+        })
+        .collect();
+    for chunk in noise.chunks(10_000) {
+        h.server
+            .store
+            .append_log_entries(&own_id, chunk, now)
+            .await
+            .expect("noise");
+    }
+    let (status, html) = console_get(&h, &auditor, &format!("{path}?what=job.")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("id=\"scan-capped\"")
+            && html.contains("The chart counts only the newest")
+            && !html.contains("job.released"),
+        "{html}"
+    );
+    let older = html_text_after(&html, "<a href=\"/tenants/own-tenant/audit?before=")
+        .split('"')
+        .next()
+        .expect("link")
+        .replace("&amp;", "&")
+        .replace("&#38;", "&");
+    let (status, html) = console_get(
+        &h,
+        &auditor,
+        &format!("/tenants/own-tenant/audit?before={older}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{older}");
+    assert!(
+        html.contains("job.released") && !html.contains("bulk.noise"),
+        "{html}"
+    );
+}

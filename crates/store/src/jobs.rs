@@ -464,6 +464,18 @@ fn target_from_row(row: &AnyRow) -> Result<JobTarget, StoreError> {
 }
 
 /// The job with this id, unscoped, on a caller's connection.
+/// Records `events` (and their log entries) in the caller's transaction:
+/// the audit trail of a change commits with the change, or not at all.
+async fn record_events(
+    conn: &mut sqlx::AnyConnection,
+    events: &[NewAuditEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        insert_audit(conn, event).await?;
+    }
+    Ok(())
+}
+
 /// Appends a job's `job.released` entry to its tenant's log and records its
 /// index on the job, in the caller's transaction (the one that approves it):
 /// an approved job is always in the log, and an agent runs nothing that is not.
@@ -516,6 +528,9 @@ impl Store {
     ///    (`Conflict("signing key unknown or revoked")` if one is not a
     ///    registered, unrevoked key).
     ///
+    /// `events` (the request, and its approval if it arrives approved) are
+    /// recorded in the same transaction, before the `job.released` entry.
+    ///
     /// `Invalid` for an empty target list or a state other than `Pending`
     /// and `Approved`. On any error nothing is stored.
     pub async fn create_job(
@@ -523,6 +538,7 @@ impl Store {
         new: &NewJob,
         targets: &[String],
         now: Millis,
+        events: &[NewAuditEvent],
     ) -> Result<Job, StoreError> {
         if targets.is_empty() {
             return Err(StoreError::Invalid("a job needs at least one target"));
@@ -594,7 +610,9 @@ impl Store {
                 return Err(StoreError::Conflict("signing key unknown or revoked"));
             }
         }
-        // 4. An approved job is released into its tenant's log now.
+        // 4. The events that record it, and an approved job's release into
+        //    its tenant's log.
+        record_events(&mut tx, events).await?;
         if decided {
             release_in_log(&mut tx, &new.id, now).await?;
         }
@@ -718,10 +736,15 @@ impl Store {
     /// (read the job again and append to the new envelope), so no signature
     /// is ever lost to a concurrent approval.
     ///
+    /// `events` (the signature's audit event) commit with the approval.
+    ///
     /// Other answers: `NotFound` for an unknown job;
     /// `Conflict("job is not pending")` for a job approved, rejected,
     /// expired or past `expires_at`; `Conflict("signing key is not the
     /// operator's or is revoked")`; `Conflict("key already signed this job")`.
+    // One argument per column it checks or writes, plus the events: a
+    // struct for this one call would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_approval(
         &self,
         job_id: &str,
@@ -730,6 +753,7 @@ impl Store {
         previous_envelope: &[u8],
         new_envelope: &[u8],
         now: Millis,
+        events: &[NewAuditEvent],
     ) -> Result<Job, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -777,6 +801,7 @@ impl Store {
                 "signing key is not the operator's or is revoked",
             ));
         }
+        record_events(&mut tx, events).await?;
         let job = fetch_job(&mut tx, job_id).await?;
         tx.commit().await?;
         Ok(job)
@@ -786,7 +811,8 @@ impl Store {
     /// recording when, by whom and why; a rejection by an operator is also
     /// recorded in the job's approvals, in the same transaction. Returns
     /// whether the job changed: false if it is no longer pending, or (for
-    /// `Approved`) past `expires_at`. `NotFound` for an unknown job;
+    /// `Approved`) past `expires_at`. `events` are recorded in the same
+    /// transaction, only if the job changed. `NotFound` for an unknown job;
     /// `Invalid` for `Pending`.
     pub async fn set_job_state(
         &self,
@@ -795,6 +821,7 @@ impl Store {
         decided_by: Option<&str>,
         note: Option<&str>,
         now: Millis,
+        events: &[NewAuditEvent],
     ) -> Result<bool, StoreError> {
         if state == JobState::Pending {
             return Err(StoreError::Invalid("a job cannot return to pending"));
@@ -835,6 +862,7 @@ impl Store {
             .await
             .map_err(unique_or_missing("rejection already recorded"))?;
         }
+        record_events(&mut tx, events).await?;
         if state == JobState::Approved {
             release_in_log(&mut tx, job_id, now).await?;
         }
@@ -878,13 +906,16 @@ impl Store {
     }
 
     /// Records that a job was sent to a device. Returns true the first time
-    /// (waiting to delivered); later deliveries change nothing.
+    /// (waiting to delivered), recording `events` in the same transaction;
+    /// later deliveries change and record nothing.
     pub async fn mark_delivered(
         &self,
         job_id: &str,
         device_id: &str,
         now: Millis,
+        events: &[NewAuditEvent],
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE job_targets SET state = 'delivered', delivered_at = $3 \
              WHERE job_id = $1 AND device_id = $2 AND state = 'waiting'",
@@ -892,15 +923,21 @@ impl Store {
         .bind(job_id)
         .bind(device_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        record_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Stores a device's result for a job, whatever the job's state now (a
     /// job may expire while it runs; nothing is lost). Returns true if it
     /// was stored now, false if the same result was already stored (a resend
-    /// after a lost acknowledgement: acknowledge it again).
+    /// after a lost acknowledgement: acknowledge it again). `events` are
+    /// recorded in the same transaction, only when the result is stored now.
     ///
     /// `NotFound` if the device is not a target of the job;
     /// `Conflict("a different result is already stored")` if the target
@@ -911,8 +948,10 @@ impl Store {
         device_id: &str,
         outcome: &JobOutcome,
         now: Millis,
+        events: &[NewAuditEvent],
     ) -> Result<bool, StoreError> {
         let result = ResultColumns::of(outcome);
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE job_targets SET state = $3, exit_code = $4, refusal_code = $5, \
              refusal_reason = $6, stdout = $7, stderr = $8, output_sha256 = $9, \
@@ -931,9 +970,11 @@ impl Store {
         .bind(result.started_at)
         .bind(result.finished_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
+            record_events(&mut tx, events).await?;
+            tx.commit().await?;
             return Ok(true);
         }
         // Already finished (or not a target): compare with what is stored.
@@ -944,7 +985,7 @@ impl Store {
         let row = sqlx::query(SQL)
             .bind(job_id)
             .bind(device_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
             return Err(StoreError::NotFound);
@@ -965,6 +1006,7 @@ impl Store {
             "UPDATE jobs SET state = 'expired', decided_at = COALESCE(decided_at, $1) \
              WHERE state IN ('pending', 'approved') AND expires_at <= $1 \
              RETURNING id, tenant_id",
+            "job.expired",
             now,
         )
         .await
@@ -975,14 +1017,22 @@ impl Store {
     pub(crate) async fn expire_returning(
         &self,
         sql: &'static str,
+        action: &str,
         now: Millis,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let rows = sqlx::query(sql).bind(now).fetch_all(&self.pool).await?;
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(sql).bind(now).fetch_all(&mut *tx).await?;
         let mut expired = rows
             .iter()
             .map(|row| Ok((row.try_get("id")?, row.try_get("tenant_id")?)))
             .collect::<Result<Vec<(String, String)>, StoreError>>()?;
         expired.sort();
+        // Each expiry is recorded, by the server, in the same transaction.
+        for (id, tenant_id) in &expired {
+            let event = NewAuditEvent::new(now, "server", action, id).in_tenant(Some(tenant_id));
+            insert_audit(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
         Ok(expired)
     }
 }

@@ -64,7 +64,8 @@ pub use signing_keys::{NewSigningKey, SigningKey, SigningKeyKind};
 pub use tenants::{Tenant, TenantSummary};
 pub use throttle::{Lockout, ThrottleCounter};
 pub use translog::{
-    AuditLeaf, LogAppend, LogCheckpoint, LogEntry, LogHash, LogHead, MSP_LOG, audit_log_id,
+    ArchiveCandidates, AuditLeaf, LogAppend, LogCheckpoint, LogEntry, LogHash, LogHead, MSP_LOG,
+    audit_log_id,
 };
 pub use trust::{DeviceTrust, TrustKind, TrustSet};
 pub use trust_proposals::{Companions, NewTrustProposal, ProposalState, TrustProposal};

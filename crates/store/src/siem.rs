@@ -127,7 +127,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<LogHead>, StoreError> {
         let rows = sqlx::query(
-            "SELECT log_id, size, root, updated_at FROM log_heads WHERE log_id > $1 \
+            "SELECT log_id, size, root, updated_at, archived_below FROM log_heads WHERE log_id > $1 \
              ORDER BY log_id LIMIT $2",
         )
         .bind(after.unwrap_or(""))
@@ -147,6 +147,8 @@ impl Store {
                         .try_into()
                         .map_err(|_| StoreError::Corrupt("log root is not 32 bytes".into()))?,
                     updated_at: row.try_get("updated_at")?,
+                    archived_below: u64::try_from(row.try_get::<i64, _>("archived_below")?)
+                        .map_err(|_| StoreError::Corrupt("negative archived_below".into()))?,
                 })
             })
             .collect()

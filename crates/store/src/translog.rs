@@ -57,6 +57,22 @@ pub struct LogHead {
     pub root: LogHash,
     /// When the last append committed.
     pub updated_at: Millis,
+    /// Entries `[0, archived_below)` were archived and left `log_entries`
+    /// (RFD 0003, "Retention and archives"); their subtree hashes stay.
+    pub archived_below: u64,
+}
+
+/// The entries of a log that may be archived next (see
+/// [`Store::archive_candidates`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveCandidates {
+    /// Entries below this index are already archived.
+    pub archived_below: u64,
+    /// The log's size.
+    pub size: u64,
+    /// Entries from `archived_below` on appended before the cutoff, in
+    /// index order; the caller archives a contiguous prefix of them.
+    pub entries: Vec<LogEntry>,
 }
 
 /// One entry, as the API serves it.
@@ -336,10 +352,12 @@ impl Store {
     /// The head of `log_id`; `None` while nothing was ever appended to it
     /// (the empty tree).
     pub async fn log_head(&self, log_id: &str) -> Result<Option<LogHead>, StoreError> {
-        let row = sqlx::query("SELECT size, root, updated_at FROM log_heads WHERE log_id = $1")
-            .bind(log_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT size, root, updated_at, archived_below FROM log_heads WHERE log_id = $1",
+        )
+        .bind(log_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|row| {
             let root: Vec<u8> = row.try_get("root")?;
             Ok(LogHead {
@@ -347,9 +365,129 @@ impl Store {
                 size: to_u64(row.try_get("size")?, "log size")?,
                 root: to_hash(&root, "log root")?.0,
                 updated_at: row.try_get("updated_at")?,
+                archived_below: to_u64(row.try_get("archived_below")?, "archived_below")?,
             })
         })
         .transpose()
+    }
+
+    /// The entries of `log_id` that may be archived next: from the first
+    /// entry not yet archived, those appended before `cutoff`, in index
+    /// order, at most `limit`. `None` for a log with no head.
+    pub async fn archive_candidates(
+        &self,
+        log_id: &str,
+        cutoff: Millis,
+        limit: u32,
+    ) -> Result<Option<ArchiveCandidates>, StoreError> {
+        let Some(head) = self.log_head(log_id).await? else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT idx, leaf, at FROM log_entries WHERE log_id = $1 AND idx >= $2 AND at < $3 \
+             ORDER BY idx LIMIT $4",
+        )
+        .bind(log_id)
+        .bind(to_i64(head.archived_below, "archived_below")?)
+        .bind(cutoff)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let entries = rows
+            .iter()
+            .map(|row| {
+                Ok(LogEntry {
+                    idx: to_u64(row.try_get("idx")?, "entry index")?,
+                    leaf: row.try_get("leaf")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(ArchiveCandidates {
+            archived_below: head.archived_below,
+            size: head.size,
+            entries,
+        }))
+    }
+
+    /// Removes entries `[from, below)` of `log_id` from `log_entries` once
+    /// they are archived, moves the log's `archived_below` from `from` to
+    /// `below`, and records `event` (e.g. `log.archived`, in the MSP log),
+    /// all in one transaction. The subtree hashes, the head and the signed
+    /// heads stay, so every proof still works. `Conflict` if the log's
+    /// `archived_below` is not `from` (another pruner moved it); `Invalid`
+    /// if `below` is not above `from` or beyond the log. Returns how many
+    /// entry rows were deleted.
+    pub async fn prune_log_entries(
+        &self,
+        log_id: &str,
+        from: u64,
+        below: u64,
+        event: &NewAuditEvent,
+    ) -> Result<u64, StoreError> {
+        if below <= from {
+            return Err(StoreError::Invalid(
+                "an archived range must hold at least one entry",
+            ));
+        }
+        let from_i = to_i64(from, "archive start beyond the log")?;
+        let below_i = to_i64(below, "archive end beyond the log")?;
+        let mut tx = self.pool.begin().await?;
+        // The first statement writes: it takes the head's lock, so appends
+        // to this log wait until the prune commits.
+        let moved = sqlx::query(
+            "UPDATE log_heads SET archived_below = $3 \
+             WHERE log_id = $1 AND archived_below = $2 AND size >= $3",
+        )
+        .bind(log_id)
+        .bind(from_i)
+        .bind(below_i)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 0 {
+            let head = sqlx::query("SELECT size, archived_below FROM log_heads WHERE log_id = $1")
+                .bind(log_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            return match head {
+                None => Err(StoreError::Invalid("no such log")),
+                Some(row) => {
+                    let size = to_u64(row.try_get("size")?, "log size")?;
+                    if size < below {
+                        Err(StoreError::Invalid("archive end beyond the log"))
+                    } else {
+                        Err(StoreError::Conflict(
+                            "the log's archived prefix moved meanwhile",
+                        ))
+                    }
+                }
+            };
+        }
+        let deleted =
+            sqlx::query("DELETE FROM log_entries WHERE log_id = $1 AND idx >= $2 AND idx < $3")
+                .bind(log_id)
+                .bind(from_i)
+                .bind(below_i)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        crate::audit::insert_audit(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// The compact range of the first `tree_size` entries of `log_id`:
+    /// the hashes of the complete subtrees covering `[0, tree_size)`,
+    /// largest first (what a verifier resumes from when entries below
+    /// `tree_size` are archived). `Invalid` if the log is shorter.
+    pub async fn log_frontier_at(
+        &self,
+        log_id: &str,
+        tree_size: u64,
+    ) -> Result<Vec<LogHash>, StoreError> {
+        let ids = frontier_nodes(tree_size);
+        let hashes = self.subtree_hashes(log_id, tree_size, &ids).await?;
+        Ok(hashes.into_iter().map(|h| h.0).collect())
     }
 
     /// Up to `limit` entries of `log_id` from index `from`, in order.

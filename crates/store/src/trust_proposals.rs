@@ -357,6 +357,7 @@ impl Store {
         self.expire_returning(
             "UPDATE trust_proposals SET state = 'expired' \
              WHERE state = 'open' AND expires_at <= $1 RETURNING id, tenant_id",
+            "trust.proposal_expired",
             now,
         )
         .await

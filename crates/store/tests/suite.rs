@@ -93,6 +93,7 @@ suite! {
         jobs_tenant_scope,
         job_targets_of_foreign_tenant_refused,
         job_results_idempotent,
+        job_changes_commit_with_their_audit_events,
         jobs_deliverable_when_approved_and_unexpired,
         job_approvals_replace_envelope,
         job_state_transitions,
@@ -2826,6 +2827,7 @@ async fn jobs_tenant_scope(store: Store) {
             },
             &ids(&a_devices),
             T0,
+            &[],
         )
         .await
         .unwrap();
@@ -2849,11 +2851,16 @@ async fn jobs_tenant_scope(store: Store) {
         )
     );
     store
-        .create_job(&new_job(2, &a, &owner.id), &ids(&a_devices[..1]), T0 + 1)
+        .create_job(
+            &new_job(2, &a, &owner.id),
+            &ids(&a_devices[..1]),
+            T0 + 1,
+            &[],
+        )
         .await
         .unwrap();
     let job_b = store
-        .create_job(&new_job(3, &b, &owner.id), &ids(&b_devices), T0)
+        .create_job(&new_job(3, &b, &owner.id), &ids(&b_devices), T0, &[])
         .await
         .unwrap();
 
@@ -2967,7 +2974,7 @@ async fn job_targets_of_foreign_tenant_refused(store: Store) {
         "no-such-device".to_owned(),
     ];
     match store
-        .create_job(&new_job(1, &a, &owner.id), &mixed, T0)
+        .create_job(&new_job(1, &a, &owner.id), &mixed, T0, &[])
         .await
     {
         Err(StoreError::ForeignTarget(device)) => assert_eq!(device, b_devices[0].id),
@@ -2979,6 +2986,7 @@ async fn job_targets_of_foreign_tenant_refused(store: Store) {
             &new_job(1, &a, &owner.id),
             &[a_devices[1].id.clone(), "no-such-device".to_owned()],
             T0,
+            &[],
         )
         .await
     {
@@ -2992,12 +3000,15 @@ async fn job_targets_of_foreign_tenant_refused(store: Store) {
                 &new_job(1, &a, &owner.id),
                 &[a_devices[0].id.clone(), a_devices[0].id.clone()],
                 T0,
+                &[],
             )
             .await,
         "device named twice as a target",
     );
     assert!(matches!(
-        store.create_job(&new_job(1, &a, &owner.id), &[], T0).await,
+        store
+            .create_job(&new_job(1, &a, &owner.id), &[], T0, &[])
+            .await,
         Err(StoreError::Invalid(_))
     ));
     assert_conflict(
@@ -3009,13 +3020,19 @@ async fn job_targets_of_foreign_tenant_refused(store: Store) {
                 },
                 &ids(&a_devices),
                 T0,
+                &[],
             )
             .await,
         "signing key unknown or revoked",
     );
     assert_not_found(
         store
-            .create_job(&new_job(1, &a, "no-such-operator"), &ids(&a_devices), T0)
+            .create_job(
+                &new_job(1, &a, "no-such-operator"),
+                &ids(&a_devices),
+                T0,
+                &[],
+            )
             .await,
     );
     nothing_stored(store.clone(), a.clone()).await;
@@ -3029,13 +3046,14 @@ async fn job_targets_of_foreign_tenant_refused(store: Store) {
             },
             &ids(&a_devices),
             T0,
+            &[],
         )
         .await
         .unwrap();
     assert_eq!(job.targets.total(), 2);
     assert_conflict(
         store
-            .create_job(&new_job(1, &a, &owner.id), &ids(&a_devices), T0)
+            .create_job(&new_job(1, &a, &owner.id), &ids(&a_devices), T0, &[])
             .await,
         "job already exists",
     );
@@ -3049,16 +3067,125 @@ async fn approved_job(store: &Store, hostnames: &[&str]) -> (Job, Vec<Device>, S
         .await
         .unwrap();
     let job = store
-        .create_job(&new_job(1, &a, &owner.id), &ids(&devices), T0)
+        .create_job(&new_job(1, &a, &owner.id), &ids(&devices), T0, &[])
         .await
         .unwrap();
     assert!(
         store
-            .set_job_state(&job.id, JobState::Approved, Some(&owner.id), None, T0)
+            .set_job_state(&job.id, JobState::Approved, Some(&owner.id), None, T0, &[])
             .await
             .unwrap()
     );
     (job, devices, owner.id)
+}
+
+/// Invariant 4: a job's state change, its audit events and its log entries
+/// commit together, or not at all.
+async fn job_changes_commit_with_their_audit_events(store: Store) {
+    let (a, devices) = tenant_with_devices(&store, "tenant-a", 1, &["a-1"]).await;
+    let (_, foreign) = tenant_with_devices(&store, "tenant-b", 10, &["b-1"]).await;
+    let owner = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let size = |store: Store, a: String| async move {
+        store.log_head(&a).await.unwrap().map_or(0, |h| h.size)
+    };
+    let event =
+        |action: &str| NewAuditEvent::new(T0, "olivia", action, &job_id(1)).in_tenant(Some(&a));
+    let before = size(store.clone(), a.clone()).await;
+
+    // A refused job leaves no event behind.
+    assert!(
+        store
+            .create_job(
+                &new_job(1, &a, &owner.id),
+                &ids(&foreign),
+                T0,
+                &[event("job.requested")]
+            )
+            .await
+            .is_err()
+    );
+    assert_eq!(size(store.clone(), a.clone()).await, before);
+
+    let job = store
+        .create_job(
+            &new_job(1, &a, &owner.id),
+            &ids(&devices),
+            T0,
+            &[event("job.requested")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(job.release_log_idx, None, "a pending job is not released");
+    assert_eq!(size(store.clone(), a.clone()).await, before + 1);
+
+    // Approval: the event, then the release entry naming the signed bytes.
+    assert!(
+        store
+            .set_job_state(
+                &job.id,
+                JobState::Approved,
+                Some(&owner.id),
+                None,
+                T0,
+                &[event("job.approved")]
+            )
+            .await
+            .unwrap()
+    );
+    let entries = store.log_entries(&a, before, 10).await.unwrap();
+    let actions: Vec<String> = entries
+        .iter()
+        .map(|e| bulwark_store::AuditLeaf::decode(&e.leaf).unwrap().action)
+        .collect();
+    assert_eq!(actions, ["job.requested", "job.approved", "job.released"]);
+    let released = bulwark_store::AuditLeaf::decode(&entries[2].leaf).unwrap();
+    assert_eq!(released.target, job.id);
+    assert_eq!(
+        released.detail,
+        bulwark_protocol::audit_leaf::job_released_detail(&hash(101))
+    );
+    let stored = store
+        .job(&TenantScope::All, &job.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.release_log_idx, Some(before + 2));
+
+    // No change, no event.
+    assert!(
+        !store
+            .set_job_state(
+                &job.id,
+                JobState::Rejected,
+                Some(&owner.id),
+                Some("late"),
+                T0,
+                &[event("job.rejected")]
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(size(store.clone(), a.clone()).await, before + 3);
+
+    // A result is recorded once with its event; a resend records nothing.
+    let outcome = ran(Some(0), false, "ok");
+    let result_event = || vec![event("job.result")];
+    assert!(
+        store
+            .record_result(&job.id, &devices[0].id, &outcome, T0, &result_event())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_result(&job.id, &devices[0].id, &outcome, T0, &result_event())
+            .await
+            .unwrap()
+    );
+    assert_eq!(size(store.clone(), a.clone()).await, before + 4);
 }
 
 async fn job_results_idempotent(store: Store) {
@@ -3069,63 +3196,82 @@ async fn job_results_idempotent(store: Store) {
         reason: "not now".to_owned(),
     };
 
-    assert!(store.mark_delivered(&job.id, &d1, T0 + 1).await.unwrap());
-    assert!(!store.mark_delivered(&job.id, &d1, T0 + 2).await.unwrap());
+    assert!(
+        store
+            .mark_delivered(&job.id, &d1, T0 + 1, &[])
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .mark_delivered(&job.id, &d1, T0 + 2, &[])
+            .await
+            .unwrap()
+    );
     let success = ran(Some(0), false, "ok");
     assert!(
         store
-            .record_result(&job.id, &d1, &success, T0 + 30)
+            .record_result(&job.id, &d1, &success, T0 + 30, &[])
             .await
             .unwrap()
     );
     // A resend after a lost acknowledgement: Ok, nothing changes.
     assert!(
         !store
-            .record_result(&job.id, &d1, &success, T0 + 40)
+            .record_result(&job.id, &d1, &success, T0 + 40, &[])
             .await
             .unwrap()
     );
     // A different result for the same target: refused, the first stands.
     assert_conflict(
         store
-            .record_result(&job.id, &d1, &ran(Some(1), false, "no"), T0 + 50)
+            .record_result(&job.id, &d1, &ran(Some(1), false, "no"), T0 + 50, &[])
             .await,
         "a different result is already stored",
     );
     // Results arrive even for targets never marked delivered.
     assert!(
         store
-            .record_result(&job.id, &d2, &ran(Some(3), false, "bad"), T0 + 30)
+            .record_result(&job.id, &d2, &ran(Some(3), false, "bad"), T0 + 30, &[])
             .await
             .unwrap()
     );
     assert!(
         store
-            .record_result(&job.id, &d3, &ran(None, true, "slow"), T0 + 30)
+            .record_result(&job.id, &d3, &ran(None, true, "slow"), T0 + 30, &[])
             .await
             .unwrap()
     );
     assert!(
         store
-            .record_result(&job.id, &d4, &refused, T0 + 30)
+            .record_result(&job.id, &d4, &refused, T0 + 30, &[])
             .await
             .unwrap()
     );
     assert!(
         !store
-            .record_result(&job.id, &d4, &refused, T0 + 31)
+            .record_result(&job.id, &d4, &refused, T0 + 31, &[])
             .await
             .unwrap()
     );
     // A device that is no target of the job.
     assert_not_found(
         store
-            .record_result(&job.id, "no-such-device", &success, T0)
+            .record_result(&job.id, "no-such-device", &success, T0, &[])
             .await,
     );
-    assert_not_found(store.record_result(&job_id(99), &d1, &success, T0).await);
+    assert_not_found(
+        store
+            .record_result(&job_id(99), &d1, &success, T0, &[])
+            .await,
+    );
     // Delivery after the result changes nothing.
-    assert!(!store.mark_delivered(&job.id, &d1, T0 + 60).await.unwrap());
+    assert!(
+        !store
+            .mark_delivered(&job.id, &d1, T0 + 60, &[])
+            .await
+            .unwrap()
+    );
 
     let targets = store.job_targets(&TenantScope::All, &job.id).await.unwrap();
     let states: Vec<TargetState> = targets.iter().map(|t| t.state).collect();
@@ -3202,7 +3348,7 @@ async fn job_results_idempotent(store: Store) {
     );
     assert!(
         !store
-            .record_result(&job.id, &d1, &success, job.expires_at + 1)
+            .record_result(&job.id, &d1, &success, job.expires_at + 1, &[])
             .await
             .unwrap()
     );
@@ -3230,7 +3376,12 @@ async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
     // Job 1: both devices; job 2: only d-1, valid from T0 + 5 minutes;
     // job 3: d-1, stays pending; job 4: d-1, rejected.
     let job1 = store
-        .create_job(&new_job(1, &a, &owner.id), &[d1.clone(), d2.clone()], T0)
+        .create_job(
+            &new_job(1, &a, &owner.id),
+            &[d1.clone(), d2.clone()],
+            T0,
+            &[],
+        )
         .await
         .unwrap();
     store
@@ -3241,6 +3392,7 @@ async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
             },
             std::slice::from_ref(&d1),
             T0 + 1,
+            &[],
         )
         .await
         .unwrap();
@@ -3249,6 +3401,7 @@ async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
             &new_job(3, &a, &owner.id),
             std::slice::from_ref(&d1),
             T0 + 2,
+            &[],
         )
         .await
         .unwrap();
@@ -3257,6 +3410,7 @@ async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
             &new_job(4, &a, &owner.id),
             std::slice::from_ref(&d1),
             T0 + 3,
+            &[],
         )
         .await
         .unwrap();
@@ -3268,7 +3422,14 @@ async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
     for n in [1, 2] {
         assert!(
             store
-                .set_job_state(&job_id(n), JobState::Approved, Some(&owner.id), None, T0)
+                .set_job_state(
+                    &job_id(n),
+                    JobState::Approved,
+                    Some(&owner.id),
+                    None,
+                    T0,
+                    &[]
+                )
                 .await
                 .unwrap()
         );
@@ -3280,7 +3441,8 @@ async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
                 JobState::Rejected,
                 Some(&owner.id),
                 Some("no"),
-                T0
+                T0,
+                &[]
             )
             .await
             .unwrap()
@@ -3309,7 +3471,7 @@ async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
     // Delivered jobs are delivered again (reconnect) until their result arrives.
     assert!(
         store
-            .mark_delivered(&job1.id, &d1, T0 + MINUTE)
+            .mark_delivered(&job1.id, &d1, T0 + MINUTE, &[])
             .await
             .unwrap()
     );
@@ -3321,7 +3483,13 @@ async fn jobs_deliverable_when_approved_and_unexpired(store: Store) {
         ]
     );
     store
-        .record_result(&job1.id, &d1, &ran(Some(0), false, "ok"), T0 + 2 * MINUTE)
+        .record_result(
+            &job1.id,
+            &d1,
+            &ran(Some(0), false, "ok"),
+            T0 + 2 * MINUTE,
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -3417,6 +3585,7 @@ async fn job_approvals_replace_envelope(store: Store) {
             },
             &ids(&devices),
             T0,
+            &[],
         )
         .await
         .unwrap();
@@ -3431,6 +3600,7 @@ async fn job_approvals_replace_envelope(store: Store) {
             &v1,
             b"envelope-1+tom",
             T0 + 1,
+            &[],
         )
         .await
         .unwrap();
@@ -3446,6 +3616,7 @@ async fn job_approvals_replace_envelope(store: Store) {
                 &v1,
                 b"envelope-1+sam",
                 T0 + 2,
+                &[],
             )
             .await,
         "job changed since it was read",
@@ -3460,6 +3631,7 @@ async fn job_approvals_replace_envelope(store: Store) {
                 b"envelope-1+tom",
                 b"x",
                 T0 + 2,
+                &[],
             )
             .await,
         "signing key is not the operator's or is revoked",
@@ -3473,6 +3645,7 @@ async fn job_approvals_replace_envelope(store: Store) {
                 b"envelope-1+tom",
                 b"envelope-1+tom+tom",
                 T0 + 2,
+                &[],
             )
             .await,
         "key already signed this job",
@@ -3490,13 +3663,14 @@ async fn job_approvals_replace_envelope(store: Store) {
                 b"envelope-1+tom",
                 b"x",
                 T0 + 3,
+                &[],
             )
             .await,
         "signing key is not the operator's or is revoked",
     );
     assert_not_found(
         store
-            .record_approval(&job_id(99), &tom.id, &k_tom.key_id, b"", b"x", T0)
+            .record_approval(&job_id(99), &tom.id, &k_tom.key_id, b"", b"x", T0, &[])
             .await,
     );
     let stored = store
@@ -3528,7 +3702,14 @@ async fn job_approvals_replace_envelope(store: Store) {
     // Quorum met: approved; later approvals are refused.
     assert!(
         store
-            .set_job_state(&job.id, JobState::Approved, Some(&tom.id), None, T0 + 4)
+            .set_job_state(
+                &job.id,
+                JobState::Approved,
+                Some(&tom.id),
+                None,
+                T0 + 4,
+                &[]
+            )
             .await
             .unwrap()
     );
@@ -3545,13 +3726,14 @@ async fn job_approvals_replace_envelope(store: Store) {
                 b"envelope-1+tom",
                 b"x",
                 T0 + 5,
+                &[],
             )
             .await,
         "job is not pending",
     );
     // A pending job past its expiry takes no more signatures.
     let job2 = store
-        .create_job(&new_job(2, &a, &olivia.id), &ids(&devices), T0)
+        .create_job(&new_job(2, &a, &olivia.id), &ids(&devices), T0, &[])
         .await
         .unwrap();
     assert_conflict(
@@ -3563,6 +3745,7 @@ async fn job_approvals_replace_envelope(store: Store) {
                 &job2.envelope,
                 b"x",
                 job2.expires_at,
+                &[],
             )
             .await,
         "job is not pending",
@@ -3577,7 +3760,7 @@ async fn job_state_transitions(store: Store) {
         .unwrap();
     for n in 1..=3 {
         store
-            .create_job(&new_job(n, &a, &olivia.id), &ids(&devices), T0)
+            .create_job(&new_job(n, &a, &olivia.id), &ids(&devices), T0, &[])
             .await
             .unwrap();
     }
@@ -3589,7 +3772,8 @@ async fn job_state_transitions(store: Store) {
                 JobState::Rejected,
                 Some(&olivia.id),
                 Some("wrong host"),
-                T0 + 1
+                T0 + 1,
+                &[]
             )
             .await
             .unwrap()
@@ -3634,7 +3818,8 @@ async fn job_state_transitions(store: Store) {
                 JobState::Approved,
                 Some(&olivia.id),
                 None,
-                T0 + 2
+                T0 + 2,
+                &[]
             )
             .await
             .unwrap()
@@ -3646,7 +3831,8 @@ async fn job_state_transitions(store: Store) {
                 JobState::Approved,
                 Some(&olivia.id),
                 None,
-                T0 + 2
+                T0 + 2,
+                &[]
             )
             .await
             .unwrap()
@@ -3658,7 +3844,8 @@ async fn job_state_transitions(store: Store) {
                 JobState::Rejected,
                 Some(&olivia.id),
                 None,
-                T0 + 3
+                T0 + 3,
+                &[]
             )
             .await
             .unwrap()
@@ -3670,14 +3857,15 @@ async fn job_state_transitions(store: Store) {
                 JobState::Approved,
                 Some(&olivia.id),
                 None,
-                T0 + 3
+                T0 + 3,
+                &[]
             )
             .await
             .unwrap()
     );
     assert!(matches!(
         store
-            .set_job_state(&job_id(3), JobState::Pending, None, None, T0)
+            .set_job_state(&job_id(3), JobState::Pending, None, None, T0, &[])
             .await,
         Err(StoreError::Invalid(_))
     ));
@@ -3694,14 +3882,22 @@ async fn job_state_transitions(store: Store) {
                 JobState::Approved,
                 Some(&olivia.id),
                 None,
-                job3.expires_at
+                job3.expires_at,
+                &[]
             )
             .await
             .unwrap()
     );
     assert_not_found(
         store
-            .set_job_state(&job_id(99), JobState::Rejected, Some(&olivia.id), None, T0)
+            .set_job_state(
+                &job_id(99),
+                JobState::Rejected,
+                Some(&olivia.id),
+                None,
+                T0,
+                &[],
+            )
             .await,
     );
     // A job whose first signatures meet the quorum is approved at creation.
@@ -3713,6 +3909,7 @@ async fn job_state_transitions(store: Store) {
             },
             &ids(&devices),
             T0 + 4,
+            &[],
         )
         .await
         .unwrap();
@@ -3739,6 +3936,7 @@ async fn job_state_transitions(store: Store) {
                     },
                     &ids(&devices),
                     T0,
+                    &[],
                 )
                 .await,
             Err(StoreError::Invalid(_))
@@ -3783,7 +3981,7 @@ async fn job_approvals_and_results_concurrent(store: Store) {
     }
     for round in 1..=5u8 {
         let job = store
-            .create_job(&new_job(round, &a, &olivia.id), &ids(&devices), T0)
+            .create_job(&new_job(round, &a, &olivia.id), &ids(&devices), T0, &[])
             .await
             .unwrap();
         // Two approvers append to the same envelope at once: one wins, the
@@ -3798,7 +3996,7 @@ async fn job_approvals_and_results_concurrent(store: Store) {
                     let new = [&job.envelope[..], key.as_bytes()].concat();
                     barrier.wait().await;
                     store
-                        .record_approval(&job.id, &operator, &key, &job.envelope, &new, T0 + 1)
+                        .record_approval(&job.id, &operator, &key, &job.envelope, &new, T0 + 1, &[])
                         .await
                         .map(|job| job.envelope)
                 })
@@ -3831,7 +4029,14 @@ async fn job_approvals_and_results_concurrent(store: Store) {
         // The same result sent twice at once: stored once, both answered Ok.
         assert!(
             store
-                .set_job_state(&job.id, JobState::Approved, Some(&olivia.id), None, T0 + 2)
+                .set_job_state(
+                    &job.id,
+                    JobState::Approved,
+                    Some(&olivia.id),
+                    None,
+                    T0 + 2,
+                    &[]
+                )
                 .await
                 .unwrap()
         );
@@ -3843,7 +4048,7 @@ async fn job_approvals_and_results_concurrent(store: Store) {
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store
-                        .record_result(&job_id, &device, &ran(Some(0), false, "ok"), T0 + 3)
+                        .record_result(&job_id, &device, &ran(Some(0), false, "ok"), T0 + 3, &[])
                         .await
                 })
             })

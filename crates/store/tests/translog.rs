@@ -60,6 +60,7 @@ suite! {
     log_checkpoints,
     audit_events_are_logged,
     audit_log_entry_rolls_back_with_its_change,
+    log_archive_prunes_a_prefix,
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -500,4 +501,125 @@ async fn audit_log_entry_rolls_back_with_its_change(store: Store) {
     assert_eq!(AuditLeaf::decode(&leaves[1].leaf).unwrap().action, "kept");
     assert_eq!(leaves[2].leaf, b"change");
     assert!(seq > 0);
+}
+
+/// Archiving removes a prefix of entries and nothing else: the head, every
+/// subtree hash and every signed head stay, so proofs of archived entries
+/// still verify; the prune moves `archived_below` only from where it was,
+/// and records its event in the same transaction.
+async fn log_archive_prunes_a_prefix(store: Store) {
+    let log = "tenant-archive";
+    let mut leaves = Vec::new();
+    append(&store, log, &mut leaves, &[10, 7]).await;
+    // Entries 0..10 at T0, 10..17 at T0 + 10 (see `append`).
+    let head = store.log_head(log).await.unwrap().unwrap();
+    assert_eq!(head.archived_below, 0);
+    let root = head.root;
+    store.add_checkpoint(log, 17, "note 17", T0).await.unwrap();
+
+    // Candidates: from archived_below, appended before the cutoff.
+    let c = store
+        .archive_candidates(log, T0 + 5, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.archived_below, c.size), (0, 17));
+    assert_eq!(
+        c.entries.iter().map(|e| e.idx).collect::<Vec<_>>(),
+        (0..10).collect::<Vec<u64>>()
+    );
+    assert_eq!(c.entries[3].leaf, leaves[3]);
+    let limited = store
+        .archive_candidates(log, T0 + 5, 4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(limited.entries.len(), 4);
+    assert_eq!(
+        store
+            .archive_candidates("no-such-log", T0, 4)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Bad ranges change nothing.
+    let event = |n: u64| {
+        NewAuditEvent::new(T0 + 100, "server", "log.archived", log)
+            .with_detail(format!("entries 0..{n}"))
+    };
+    assert!(matches!(
+        store.prune_log_entries(log, 0, 0, &event(0)).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.prune_log_entries(log, 0, 18, &event(18)).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.prune_log_entries(log, 3, 6, &event(6)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.log_entries(log, 0, 100).await.unwrap().len(), 17);
+
+    let msp_before = store.log_head(MSP_LOG).await.unwrap().map_or(0, |h| h.size);
+    assert_eq!(
+        store.prune_log_entries(log, 0, 6, &event(6)).await.unwrap(),
+        6
+    );
+    let head = store.log_head(log).await.unwrap().unwrap();
+    assert_eq!((head.size, head.archived_below, head.root), (17, 6, root));
+    let rest = store.log_entries(log, 0, 100).await.unwrap();
+    assert_eq!(rest.first().unwrap().idx, 6);
+    assert_eq!(rest.len(), 11);
+    // The event is in the MSP log, in the same transaction.
+    let msp = audit_leaves(&store, MSP_LOG).await;
+    assert_eq!(msp.len() as u64, msp_before + 1);
+    assert_eq!(msp.last().unwrap().action, "log.archived");
+
+    // Proofs of archived entries still verify; the root at any size and
+    // the frontier at the archived size are still there.
+    for idx in 0..17 {
+        check_inclusion(&store, log, &leaves, idx, 17).await;
+    }
+    let proof: Vec<Hash> = store
+        .consistency_proof(log, 6, 17)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Hash)
+        .collect();
+    verify_consistency(6, 17, &root_of(&leaves[..6]), &root_of(&leaves), &proof).unwrap();
+    let frontier = store.log_frontier_at(log, 6).await.unwrap();
+    assert_eq!(frontier.len(), 2); // 6 = 4 + 2
+    assert_eq!(
+        bulwark_translog::tree::fold_frontier(&frontier.into_iter().map(Hash).collect::<Vec<_>>()),
+        root_of(&leaves[..6])
+    );
+    assert!(store.checkpoint_at(log, 17).await.unwrap().is_some());
+
+    // The next prune starts where the last ended; candidates too.
+    let c = store
+        .archive_candidates(log, T0 + 5, 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.archived_below, 6);
+    assert_eq!(c.entries.first().unwrap().idx, 6);
+    assert!(matches!(
+        store.prune_log_entries(log, 0, 8, &event(8)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .prune_log_entries(log, 6, 10, &event(10))
+            .await
+            .unwrap(),
+        4
+    );
+    // Appends go on after a prune.
+    append(&store, log, &mut leaves, &[3]).await;
+    let head = store.log_head(log).await.unwrap().unwrap();
+    assert_eq!((head.size, head.archived_below), (20, 10));
+    check_inclusion(&store, log, &leaves, 2, 20).await;
 }

@@ -176,6 +176,12 @@ pub struct AuditSummary {
     pub heads_checked: usize,
     /// Whether a saved head was checked.
     pub saved_head_checked: bool,
+    /// The first entry replayed: 0, or where [`LogAuditor::resume`]
+    /// started (entries below it were not replayed, e.g. archived).
+    pub start: u64,
+    /// Signed tree heads smaller than `start`, whose roots could not be
+    /// checked by replay.
+    pub heads_skipped: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,6 +203,11 @@ pub struct LogAuditor {
     /// The last size at which a signed head matched.
     last_good: u64,
     heads_checked: usize,
+    /// Where the replay started (see [`LogAuditor::resume`]).
+    start: u64,
+    heads_skipped: usize,
+    /// A saved head below `start`: not checked.
+    saved_skipped: bool,
     failed: Option<AuditProblem>,
 }
 
@@ -256,8 +267,69 @@ impl LogAuditor {
             saved_size: saved.map(Checkpoint::size),
             last_good: 0,
             heads_checked,
+            start: 0,
+            heads_skipped: 0,
+            saved_skipped: false,
             failed: None,
         })
+    }
+
+    /// An auditor that does not replay the entries below `start.size()`
+    /// (e.g. archived ones, whose leaves it does not have) but starts from
+    /// `start`, the compact range of those entries (the hashes of the
+    /// complete subtrees covering them, as [`Frontier::from_parts`] takes
+    /// them): the next entry pushed must be `start.size()`.
+    ///
+    /// A signed head of exactly that size must have the start's root
+    /// ([`AuditProblem::RootMismatch`] from 0 otherwise: the compact range is
+    /// not of the signed log); that is what makes the start trustworthy, so
+    /// the caller should make sure one exists. Heads smaller than the start
+    /// cannot be checked by replay and are counted in
+    /// [`AuditSummary::heads_skipped`]; a saved head smaller than it is not
+    /// checked ([`AuditSummary::saved_head_checked`] false).
+    pub fn resume(
+        checkpoints: &[Checkpoint],
+        saved: Option<&Checkpoint>,
+        start: Frontier,
+    ) -> Result<Self, AuditProblem> {
+        let mut auditor = Self::new(checkpoints, saved)?;
+        let size = start.size();
+        let below: Vec<(u64, Hash, Target)> = auditor
+            .targets
+            .range(..=size)
+            .map(|(s, (root, kind))| (*s, *root, *kind))
+            .collect();
+        for (head_size, root, kind) in below {
+            auditor.targets.remove(&head_size);
+            if head_size < size {
+                if kind != Target::Saved {
+                    auditor.heads_skipped += 1;
+                }
+                if kind != Target::Signed {
+                    auditor.saved_skipped = true;
+                }
+                continue;
+            }
+            if start.root() != root {
+                return Err(match kind {
+                    Target::Saved => AuditProblem::Rewritten {
+                        from: 0,
+                        size: head_size,
+                    },
+                    Target::Signed | Target::Both => AuditProblem::RootMismatch {
+                        from: 0,
+                        size: head_size,
+                    },
+                });
+            }
+            if kind != Target::Saved {
+                auditor.heads_checked += 1;
+            }
+        }
+        auditor.last_good = size;
+        auditor.start = size;
+        auditor.frontier = start;
+        Ok(auditor)
     }
 
     /// Entries fed so far.
@@ -356,7 +428,9 @@ impl LogAuditor {
             size,
             root: self.frontier.root(),
             heads_checked: self.heads_checked,
-            saved_head_checked: self.saved_size.is_some(),
+            saved_head_checked: self.saved_size.is_some() && !self.saved_skipped,
+            start: self.start,
+            heads_skipped: self.heads_skipped,
         })
     }
 }
@@ -509,6 +583,61 @@ mod tests {
             audit(&[], &[], None).expect("test data is valid").size,
             0,
             "nothing to check, nothing wrong"
+        );
+    }
+
+    /// Resuming from the compact range of an archived prefix checks the
+    /// rest against the signed heads; a wrong compact range, or an edited
+    /// entry after it, fails.
+    #[test]
+    fn resume_from_an_archived_prefix() {
+        let log = leaves(13, 0);
+        let t = tree(&log);
+        let start = |n: u64| {
+            let hashes = crate::tree::frontier_nodes(n)
+                .into_iter()
+                .map(|id| t.nodes[&id])
+                .collect();
+            Frontier::from_parts(n, hashes).expect("test data is valid")
+        };
+        let heads = [head(&t, 2), head(&t, 6), head(&t, 9), head(&t, 13)];
+        let mut auditor =
+            LogAuditor::resume(&heads, Some(&head(&t, 3)), start(6)).expect("test data is valid");
+        assert_eq!(auditor.size(), 6);
+        for (i, leaf) in indexed(&log).into_iter().skip(6) {
+            auditor.push(i, &leaf).expect("test data is valid");
+        }
+        let summary = auditor.finish().expect("test data is valid");
+        assert_eq!((summary.size, summary.start), (13, 6));
+        assert_eq!(summary.root, t.roots[13]);
+        // 6 (the start), 9 and 13 checked; 2 below the start skipped.
+        assert_eq!((summary.heads_checked, summary.heads_skipped), (3, 1));
+        assert!(!summary.saved_head_checked, "the saved head was archived");
+
+        // A start that is not the signed head's tree.
+        let forged = Frontier::from_parts(6, vec![Hash([7; 32]), Hash([8; 32])])
+            .expect("test data is valid");
+        assert_eq!(
+            LogAuditor::resume(&heads, None, forged).err(),
+            Some(AuditProblem::RootMismatch { from: 0, size: 6 })
+        );
+        // An entry after the start edited: the range since the start.
+        let mut auditor = LogAuditor::resume(&heads, None, start(6)).expect("test data is valid");
+        let mut edited = indexed(&log);
+        edited[7].1 = b"edited".to_vec();
+        let failed = edited
+            .into_iter()
+            .skip(6)
+            .try_for_each(|(i, leaf)| auditor.push(i, &leaf));
+        assert_eq!(failed, Err(AuditProblem::RootMismatch { from: 6, size: 9 }));
+        // Entries must go on from the start.
+        let mut auditor = LogAuditor::resume(&heads, None, start(6)).expect("test data is valid");
+        assert_eq!(
+            auditor.push(0, &log[0]),
+            Err(AuditProblem::OutOfOrder {
+                expected: 6,
+                got: 0
+            })
         );
     }
 

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::{ApiJson, audit};
+use super::{ApiJson, audit, audit_event};
 use crate::auth::{Action, Caller};
 use crate::state::AppState;
 use crate::{now_millis, rfc3339};
@@ -842,6 +842,16 @@ pub async fn create_job(
     }
     let approved = quorum_met(&signed, &job, policy);
     let id = hex::encode(job.job_id);
+    let mut events = vec![
+        audit_event(&caller, Some(&tenant.id), "job.requested", &id).with_detail(format!(
+            "{} on {} device(s)",
+            job.class.name(),
+            job.targets.len()
+        )),
+    ];
+    if approved {
+        events.push(audit_event(&caller, Some(&tenant.id), "job.approved", &id));
+    }
     let created = state
         .store
         .create_job(
@@ -866,6 +876,7 @@ pub async fn create_job(
             },
             &job.targets,
             now_millis(),
+            &events,
         )
         .await;
     match created {
@@ -877,20 +888,7 @@ pub async fn create_job(
         }
         Err(e) => return Err(e.into()),
     }
-    audit(
-        &state,
-        &caller,
-        Some(&tenant.id),
-        "job.requested",
-        &format!(
-            "{id} {} on {} device(s)",
-            job.class.name(),
-            job.targets.len()
-        ),
-    )
-    .await;
     if approved {
-        audit(&state, &caller, Some(&tenant.id), "job.approved", &id).await;
         for target in &job.targets {
             state.presence.nudge_device(target);
         }
@@ -1199,9 +1197,14 @@ pub async fn approve_job(
             &job.envelope,
             &signed.to_bytes(),
             now_millis(),
+            &[audit_event(
+                &caller,
+                Some(&tenant_id),
+                "job.signed",
+                &job.id,
+            )],
         )
         .await?;
-    audit(&state, &caller, Some(&tenant_id), "job.signed", &job.id).await;
     if quorum_met(&signed, &statement, policy)
         && state
             .store
@@ -1211,10 +1214,15 @@ pub async fn approve_job(
                 Some(&caller.operator.id),
                 None,
                 now_millis(),
+                &[audit_event(
+                    &caller,
+                    Some(&tenant_id),
+                    "job.approved",
+                    &job.id,
+                )],
             )
             .await?
     {
-        audit(&state, &caller, Some(&tenant_id), "job.approved", &job.id).await;
         for target in &statement.targets {
             state.presence.nudge_device(target);
         }
@@ -1316,12 +1324,17 @@ pub async fn reject(
             Some(&caller.operator.id),
             Some(reason),
             now_millis(),
+            &[audit_event(
+                caller,
+                Some(&tenant_id),
+                "job.rejected",
+                &job.id,
+            )],
         )
         .await?
     {
         return Err(ApiError::conflict(format!("the job is {}", job.state)));
     }
-    audit(state, caller, Some(&tenant_id), "job.rejected", &job.id).await;
     single_job(state, caller, &job.id).await
 }
 

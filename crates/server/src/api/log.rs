@@ -22,6 +22,7 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_store::{LogCheckpoint, MSP_LOG};
@@ -84,6 +85,18 @@ pub struct LogHeadView {
     /// A signed head covering at least `size` entries (signed on request
     /// if none did); `null` only for a log that never held an entry.
     pub checkpoint: Option<CheckpointView>,
+    /// Entries `0` to `archived_below - 1` are past the retention period:
+    /// they were archived on the server (`data_dir/archive/<log id>/`, in
+    /// the export format) and `…/entries` answers 410 Gone for them. Their
+    /// subtree hashes stay, so inclusion and consistency proofs still work.
+    /// 0: nothing archived.
+    pub archived_below: u64,
+    /// When `archived_below > 0`: the compact range of the archived entries,
+    /// i.e. the hashes (standard base64) of the complete subtrees covering
+    /// `[0, archived_below)`, largest first. Their RFC 9162 fold is the root
+    /// at size `archived_below` (a signed head of that size exists), so a
+    /// verifier without the archive checks the rest of the log from here.
+    pub archived_frontier: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -131,7 +144,7 @@ pub struct ConsistencyProofView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
-    /// First index (default 0).
+    /// First index (default 0). Below the head's `archived_below`: 410 Gone.
     start: Option<u64>,
     /// At most this many entries, 1 to 1000 (default 1000).
     limit: Option<u32>,
@@ -214,9 +227,20 @@ async fn log_size(state: &AppState, log_id: &str) -> Result<u64, ApiError> {
 }
 
 async fn head(state: &AppState, log_id: String) -> Result<LogHeadView, ApiError> {
-    let (size, root) = match state.store.log_head(&log_id).await? {
-        Some(head) => (head.size, head.root),
-        None => (0, Hash::empty_tree().0),
+    let (size, root, archived_below) = match state.store.log_head(&log_id).await? {
+        Some(head) => (head.size, head.root, head.archived_below),
+        None => (0, Hash::empty_tree().0, 0),
+    };
+    let archived_frontier = if archived_below > 0 {
+        state
+            .store
+            .log_frontier_at(&log_id, archived_below)
+            .await?
+            .iter()
+            .map(|h| b64(h))
+            .collect()
+    } else {
+        Vec::new()
     };
     let checkpoint = if size == 0 {
         state.store.latest_checkpoint(&log_id).await?
@@ -234,6 +258,8 @@ async fn head(state: &AppState, log_id: String) -> Result<LogHeadView, ApiError>
         size,
         root: b64(&root),
         checkpoint: checkpoint.map(Into::into),
+        archived_below,
+        archived_frontier,
     })
 }
 
@@ -243,10 +269,25 @@ async fn entries(
     q: EntriesQuery,
 ) -> Result<LogEntriesView, ApiError> {
     let limit = page_limit(q.limit)?;
-    let rows = state
+    let start = q.start.unwrap_or(0);
+    let archived_below = state
         .store
-        .log_entries(log_id, q.start.unwrap_or(0), limit)
-        .await?;
+        .log_head(log_id)
+        .await?
+        .map_or(0, |h| h.archived_below);
+    if start < archived_below {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "archived",
+            format!(
+                "entries 0 to {} of log {log_id} are archived (past the retention period; on the \
+                 server in data_dir/archive/{log_id}/, in the export format): this log serves \
+                 entries from {archived_below} on",
+                archived_below - 1
+            ),
+        ));
+    }
+    let rows = state.store.log_entries(log_id, start, limit).await?;
     Ok(LogEntriesView {
         entries: rows
             .into_iter()
@@ -365,10 +406,14 @@ pub async fn tenant_log_head(
     Ok(Json(head(&state, log_id).await?))
 }
 
-/// A tenant's log entries from `start`, in index order.
+/// A tenant's log entries from `start`, in index order. Entries below the
+/// head's `archived_below` were archived (past the retention period): a
+/// `start` below it is answered 410 Gone, code `archived`, with a message
+/// naming the archived range.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/log/entries", tag = "log",
     params(("tenant" = String, Path, description = "Tenant name or id"), EntriesQuery),
-    responses((status = 200, body = LogEntriesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = LogEntriesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 410, description = "`start` is below the log's `archived_below`: those entries are archived (code `archived`; the message names the range)", body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn tenant_log_entries(
     State(state): State<AppState>,
@@ -443,10 +488,12 @@ pub async fn msp_log_head(
     Ok(Json(head(&state, log_id).await?))
 }
 
-/// The MSP-wide log's entries from `start`, in index order.
+/// The MSP-wide log's entries from `start`, in index order; 410 Gone
+/// (code `archived`) for a `start` below the head's `archived_below`.
 #[utoipa::path(get, path = "/api/v1/msp/log/entries", tag = "log",
     params(EntriesQuery),
-    responses((status = 200, body = LogEntriesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = LogEntriesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 410, description = "`start` is below the log's `archived_below`: those entries are archived (code `archived`; the message names the range)", body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn msp_log_entries(
     State(state): State<AppState>,

@@ -401,9 +401,21 @@ pub async fn audit(
     action: &str,
     target: &str,
 ) {
-    let event =
-        bulwark_store::NewAuditEvent::new(now_millis(), &caller.operator.username, action, target);
-    state.audit(event.in_tenant(tenant_id)).await;
+    state
+        .audit(audit_event(caller, tenant_id, action, target))
+        .await;
+}
+
+/// The audit event of `caller` doing `action` on `target`, for a store
+/// method that records it in the change's own transaction.
+pub fn audit_event(
+    caller: &Caller,
+    tenant_id: Option<&str>,
+    action: &str,
+    target: &str,
+) -> bulwark_store::NewAuditEvent {
+    bulwark_store::NewAuditEvent::new(now_millis(), &caller.operator.username, action, target)
+        .in_tenant(tenant_id)
 }
 
 #[derive(Deserialize, ToSchema, Default)]
