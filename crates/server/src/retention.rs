@@ -93,6 +93,7 @@ pub async fn archive_old_entries(
     store: Store,
     data_dir: PathBuf,
     retention_days: u32,
+    siem_sinks: Vec<String>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(RETENTION_INTERVAL);
@@ -103,7 +104,7 @@ pub async fn archive_old_entries(
         tokio::select! {
             _ = tick.tick() => {
                 let started = Instant::now();
-                match archive_due(&signer, &store, &data_dir, retention_days, crate::now_millis()).await {
+                match archive_due(&signer, &store, &data_dir, retention_days, &siem_sinks, crate::now_millis()).await {
                     Ok(done) => {
                         for a in &done {
                             tracing::info!(
@@ -130,12 +131,16 @@ fn safe_log_id(log_id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Archives, verifies and prunes every log's entries past their retention.
+/// Archives, verifies and prunes every log's entries past their retention,
+/// but never an entry a configured SIEM sink (`siem_sinks`, by name) has
+/// not acknowledged yet: a SIEM outage must not lose what the archive
+/// removes from the database.
 pub async fn archive_due(
     signer: &LogSigner,
     store: &Store,
     data_dir: &Path,
     retention_days: u32,
+    siem_sinks: &[String],
     now: i64,
 ) -> Result<Vec<Archived>> {
     let cutoff = retention_cutoff(retention_days, now);
@@ -154,8 +159,11 @@ pub async fn archive_due(
             };
             let times: Vec<(u64, i64)> = candidates.entries.iter().map(|e| (e.idx, e.at)).collect();
             let from = candidates.archived_below;
-            let below = archivable_below(from, &times, retention_days, now);
-            if below == from {
+            let mut below = archivable_below(from, &times, retention_days, now);
+            for sink in siem_sinks {
+                below = below.min(store.siem_cursor(sink, &log_id).await?);
+            }
+            if below <= from {
                 break;
             }
             let entries = &candidates.entries[..(below - from) as usize];

@@ -166,6 +166,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         store.clone(),
         config.data_dir.clone(),
         config.retention_days,
+        config
+            .siem
+            .iter()
+            .map(|sink| sink.name().to_owned())
+            .collect(),
         shutdown_rx.clone(),
     ));
     crate::siem::spawn(&store, &config.siem, &shutdown_rx, &mut tasks)?;

@@ -43,13 +43,13 @@ async fn a_due_prefix_is_archived_verified_and_pruned() {
     fill(&store, OLD, 1000, T0 + 300 * DAY).await;
 
     // Nothing is due yet at T0 + 364 days.
-    let none = archive_due(&signer, &store, dir.path(), 365, T0 + 364 * DAY)
+    let none = archive_due(&signer, &store, dir.path(), 365, &[], T0 + 364 * DAY)
         .await
         .expect("archive");
     assert!(none.is_empty());
 
     let started = Instant::now();
-    let done = archive_due(&signer, &store, dir.path(), 365, T0 + 400 * DAY)
+    let done = archive_due(&signer, &store, dir.path(), 365, &[], T0 + 400 * DAY)
         .await
         .expect("archive");
     let elapsed = started.elapsed();
@@ -101,7 +101,7 @@ async fn a_due_prefix_is_archived_verified_and_pruned() {
     );
 
     // Run again at the same time: nothing more is due.
-    let again = archive_due(&signer, &store, dir.path(), 365, T0 + 400 * DAY)
+    let again = archive_due(&signer, &store, dir.path(), 365, &[], T0 + 400 * DAY)
         .await
         .expect("archive");
     assert!(again.is_empty());
@@ -117,7 +117,7 @@ async fn an_archive_that_cannot_be_written_removes_nothing() {
     fill(&store, 0, 50, T0).await;
     // `archive` is a file, not a directory.
     std::fs::write(dir.path().join("archive"), b"in the way").expect("write");
-    let failed = archive_due(&signer(), &store, dir.path(), 180, T0 + 400 * DAY).await;
+    let failed = archive_due(&signer(), &store, dir.path(), 180, &[], T0 + 400 * DAY).await;
     assert!(failed.is_err());
     let head = store.log_head(LOG).await.expect("head").expect("a log");
     assert_eq!(head.archived_below, 0);
@@ -125,5 +125,45 @@ async fn an_archive_that_cannot_be_written_removes_nothing() {
         store.log_entries(LOG, 0, 100).await.expect("entries").len(),
         50
     );
+    store.close().await;
+}
+
+/// A SIEM sink that has not acknowledged an entry holds it in the database,
+/// however old: archiving stops at the slowest configured sink's cursor.
+#[tokio::test]
+async fn entries_not_yet_exported_to_a_siem_stay() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = Store::open(&sqlite_test_url(dir.path()))
+        .await
+        .expect("open");
+    let signer = signer();
+    fill(&store, 0, 100, T0).await;
+    let sinks = ["soc".to_owned(), "archive".to_owned()];
+    store
+        .advance_siem_cursor("soc", LOG, 60, T0)
+        .await
+        .expect("cursor");
+    store
+        .advance_siem_cursor("archive", LOG, 40, T0)
+        .await
+        .expect("cursor");
+
+    let done = archive_due(&signer, &store, dir.path(), 365, &sinks, T0 + 400 * DAY)
+        .await
+        .expect("archive");
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].from, done[0].below), (0, 40));
+
+    // Once both sinks caught up, the rest goes too.
+    for sink in &sinks {
+        store
+            .advance_siem_cursor(sink, LOG, 100, T0)
+            .await
+            .expect("cursor");
+    }
+    let done = archive_due(&signer, &store, dir.path(), 365, &sinks, T0 + 400 * DAY)
+        .await
+        .expect("archive");
+    assert_eq!((done[0].from, done[0].below), (40, 100));
     store.close().await;
 }
