@@ -198,23 +198,28 @@ fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-/// The tenant named (by name or id) in the path, in the caller's scope, with
-/// [`Action::ViewTenantLog`] checked on it: its log id.
-async fn tenant_log(state: &AppState, caller: &Caller, tenant: &str) -> Result<String, ApiError> {
+/// The tenant named (by name or id) in the path, in the caller's scope
+/// (else 404), with [`Action::ViewTenantLog`] checked on it: its log id
+/// (the tenant id) and name. The console's audit page finds it the same way.
+pub(crate) async fn tenant_log(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &str,
+) -> Result<(String, String), ApiError> {
     let scope = caller.scope();
-    let id = match state.store.tenant_by_name(&scope, tenant).await? {
-        Some(found) => found.id,
+    let (id, name) = match state.store.tenant_by_name(&scope, tenant).await? {
+        Some(found) => (found.id, found.name),
         None => state
             .store
             .list_tenants(&scope)
             .await?
             .into_iter()
             .find(|t| t.id == tenant)
-            .map(|t| t.id)
+            .map(|t| (t.id, t.name))
             .ok_or_else(|| ApiError::not_found("tenant"))?,
     };
     caller.require_in(Action::ViewTenantLog, &id)?;
-    Ok(id)
+    Ok((id, name))
 }
 
 fn msp_log(caller: &Caller) -> Result<String, ApiError> {
@@ -402,7 +407,7 @@ pub async fn tenant_log_head(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<Json<LogHeadView>, ApiError> {
-    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
     Ok(Json(head(&state, log_id).await?))
 }
 
@@ -421,7 +426,7 @@ pub async fn tenant_log_entries(
     Path(tenant): Path<String>,
     q: Result<Query<EntriesQuery>, QueryRejection>,
 ) -> Result<Json<LogEntriesView>, ApiError> {
-    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
     let q = query(q)?;
     Ok(Json(entries(&state, &log_id, q).await?))
 }
@@ -437,7 +442,7 @@ pub async fn tenant_log_checkpoints(
     Path(tenant): Path<String>,
     q: Result<Query<CheckpointsQuery>, QueryRejection>,
 ) -> Result<Json<LogCheckpointsView>, ApiError> {
-    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
     let q = query(q)?;
     Ok(Json(checkpoints(&state, &log_id, q).await?))
 }
@@ -454,7 +459,7 @@ pub async fn tenant_log_inclusion(
     Path(tenant): Path<String>,
     q: Result<Query<InclusionQuery>, QueryRejection>,
 ) -> Result<Json<InclusionProofView>, ApiError> {
-    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
     let q = query(q)?;
     Ok(Json(inclusion(&state, &log_id, q).await?))
 }
@@ -471,7 +476,7 @@ pub async fn tenant_log_consistency(
     Path(tenant): Path<String>,
     q: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Json<ConsistencyProofView>, ApiError> {
-    let log_id = tenant_log(&state, &caller, &tenant).await?;
+    let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
     let q = query(q)?;
     Ok(Json(consistency(&state, &log_id, q).await?))
 }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 
 use super::{UserBar, error_page, render};
 use crate::api::error::ApiError;
+use crate::api::log::tenant_log;
 use crate::auth::session::CookieCaller;
 use crate::auth::{Action, Caller};
 use crate::now_millis;
@@ -613,30 +614,6 @@ async fn page(
         scan_cap: SCAN_CAP,
         archived_below,
     }))
-}
-
-/// The tenant named (by name or id) in the path, in the caller's scope
-/// (else 404), with [`Action::ViewTenantLog`] checked on it, as the log
-/// API finds it: (id, name).
-async fn tenant_log(
-    state: &AppState,
-    caller: &Caller,
-    tenant: &str,
-) -> Result<(String, String), ApiError> {
-    let scope = caller.scope();
-    let (id, name) = match state.store.tenant_by_name(&scope, tenant).await? {
-        Some(found) => (found.id, found.name),
-        None => state
-            .store
-            .list_tenants(&scope)
-            .await?
-            .into_iter()
-            .find(|t| t.id == tenant)
-            .map(|t| (t.id, t.name))
-            .ok_or_else(|| ApiError::not_found("tenant"))?,
-    };
-    caller.require_in(Action::ViewTenantLog, &id)?;
-    Ok((id, name))
 }
 
 fn query(q: Result<Query<AuditQuery>, QueryRejection>) -> Result<AuditQuery, ApiError> {
