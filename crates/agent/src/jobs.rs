@@ -48,6 +48,7 @@ use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::message::{
     Job, JobOutcome, JobRefused, JobResult, JobRun, Trust, TrustRefused, TrustStatus,
 };
+use bulwark_translog::Checkpoint;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
@@ -491,6 +492,40 @@ fn recover_interrupted(run_dir: &Path, spool: &ResultSpool, max_output: usize) -
     Ok(())
 }
 
+fn job_log_proof(wire: &bulwark_protocol::message::LogProof) -> JobLogProof<'_> {
+    JobLogProof {
+        leaf: &wire.leaf,
+        index: wire.index,
+        checkpoint: &wire.checkpoint,
+        inclusion: &wire.inclusion,
+        consistency_from: wire.consistency_from,
+        consistency: &wire.consistency,
+    }
+}
+
+/// Step 13a–c: checks the tree head a job came under against the pinned
+/// log key and the held head, and keeps it (on disk first) if it is larger.
+/// `None` when the agent has no log key (it then refuses the job later).
+fn accept_log_head(
+    trust: &mut TrustState,
+    state_dir: &Path,
+    tenant: &str,
+    proof: &JobLogProof<'_>,
+) -> Result<Option<Checkpoint>, Refusal> {
+    let Some(log_key) = &trust.log_key else {
+        return Ok(None);
+    };
+    let held = trust.log_head.as_ref().map(|(_, head)| head);
+    let head = verify_log_head(log_key, tenant, held, proof)?;
+    if let Err(error) = trust.accept_log_head(state_dir, proof.checkpoint, head.clone()) {
+        error!(%error, "Cannot store the log's tree head; refusing the job.");
+        return Err(Refusal::Malformed(format!(
+            "cannot store the tree head: {error}"
+        )));
+    }
+    Ok(Some(head))
+}
+
 /// Verifies and runs jobs, one at a time; owns the history and the spool.
 pub struct JobRunner {
     state_dir: PathBuf,
@@ -556,29 +591,10 @@ impl JobRunner {
         // 13a–c. A tree head signed by the pinned log key, extending ours.
         //        A job that comes without one goes through 1–12 first, so
         //        that a forged job is reported for what is wrong with it.
-        let proof = job.log.as_ref().map(|wire| JobLogProof {
-            leaf: &wire.leaf,
-            index: wire.index,
-            checkpoint: &wire.checkpoint,
-            inclusion: &wire.inclusion,
-            consistency_from: wire.consistency_from,
-            consistency: &wire.consistency,
-        });
-        let head = match (&trust.log_key, &proof) {
-            (Some(log_key), Some(proof)) => {
-                let held = trust.log_head.as_ref().map(|(_, head)| head);
-                let head = verify_log_head(log_key, &tenant, held, proof)?;
-                if let Err(error) =
-                    trust.accept_log_head(&self.state_dir, proof.checkpoint, head.clone())
-                {
-                    error!(%error, "Cannot store the log's tree head; refusing the job.");
-                    return Err(Refusal::Malformed(format!(
-                        "cannot store the tree head: {error}"
-                    )));
-                }
-                Some(head)
-            }
-            _ => None,
+        let proof = job.log.as_ref().map(job_log_proof);
+        let head = match &proof {
+            Some(proof) => accept_log_head(&mut trust, &self.state_dir, &tenant, proof)?,
+            None => None,
         };
         // 1–12.
         let Some((_, policy)) = &trust.policy else {
@@ -751,6 +767,18 @@ impl JobsHandle {
     }
 
     fn refuse_now(&self, job: &Job, code: &str, reason: &str) {
+        // A job refused unread still moves the agent to its tree head (if
+        // valid), as the server assumes: else the next job's consistency
+        // proof would start from a size the agent does not hold.
+        if let Some(wire) = &job.log {
+            let mut trust = lock(&self.trust);
+            if let Some(tenant) = trust.tenant().map(str::to_owned)
+                && let Err(refusal) =
+                    accept_log_head(&mut trust, &self.state_dir, &tenant, &job_log_proof(wire))
+            {
+                warn!(code = refusal.code(), reason = %refusal, "The tree head of a job refused unread does not verify.");
+            }
+        }
         let Some(job_id) = job_id_of(job, &self.limits) else {
             warn!(code, reason, "Dropped a job whose envelope cannot be read.");
             return;

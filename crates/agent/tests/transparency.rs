@@ -229,3 +229,33 @@ async fn a_valid_head_is_kept_even_when_its_job_is_refused() {
         LOG.with(|log| Some(log.borrow().leaves.len() as u64))
     );
 }
+
+/// A job refused unread (the queue is full) still moves the agent to its
+/// tree head, as the server assumes it does: else the next job's
+/// consistency proof would start from a size the agent does not hold and be
+/// a false alarm.
+#[tokio::test]
+async fn a_job_refused_as_busy_still_moves_the_head() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runner = runner(dir.path(), ready(&k));
+    // The worker never runs: the queue fills up.
+    let (handle, _worker) = bulwark_agent::jobs::start(runner);
+    for id in 1..=bulwark_agent::jobs::MAX_QUEUED_JOBS as u8 {
+        handle.submit(job(&k, id, SCRIPT, 30));
+    }
+    let busy = job(&k, 100, SCRIPT, 30);
+    let size = busy
+        .log
+        .as_ref()
+        .map(|_| LOG.with(|l| l.borrow().leaves.len() as u64));
+    handle.submit(busy);
+    assert_eq!(handle.log_size(), size);
+    assert_eq!(
+        TrustState::load(dir.path(), &Limits::default())
+            .expect("load")
+            .log_size(),
+        size
+    );
+    assert!(!marker(dir.path()));
+}
