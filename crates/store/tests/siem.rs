@@ -4,47 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
-use bulwark_store::{Backend, MSP_LOG, NewAuditEvent, Store, StoreError};
+use bulwark_store::{MSP_LOG, NewAuditEvent, Store, StoreError};
 
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = Store::open(&sqlite_test_url(dir.path())).await.unwrap();
-                    assert_eq!(store.backend(), Backend::Sqlite);
-                    super::$test(store.clone()).await;
-                    store.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let (url, guard) = postgres_test_url().await.unwrap_or_else(|error| {
-                        panic!(
-                            "PostgreSQL is required for these tests (set BULWARK_TEST_POSTGRES_URL; \
-                             default postgres://postgres@127.0.0.1:5432/test): {error:?}"
-                        )
-                    });
-                    let store = Store::open(&url).await.unwrap();
-                    assert_eq!(store.backend(), Backend::Postgres);
-                    super::$test(store.clone()).await;
-                    store.close().await;
-                    guard.drop().await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod support;
 
-suite! {
+both_backends! {
     cursors_start_at_zero_and_only_move_forward,
     cursors_are_per_sink_and_per_log,
     cursor_cannot_pass_the_log_head,

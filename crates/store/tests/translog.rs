@@ -6,53 +6,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
 use bulwark_store::{
-    AuditLeaf, Backend, LogCheckpoint, LogEntry, MSP_LOG, NewAuditEvent, Store, StoreError,
-    TenantScope,
+    AuditLeaf, LogCheckpoint, LogEntry, MSP_LOG, NewAuditEvent, Store, StoreError, TenantScope,
 };
 use bulwark_translog::{Hash, leaf_hash, root_of, verify_consistency, verify_inclusion};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-macro_rules! suite {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = Store::open(&sqlite_test_url(dir.path())).await.unwrap();
-                    assert_eq!(store.backend(), Backend::Sqlite);
-                    super::$test(store.clone()).await;
-                    store.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let (url, guard) = postgres_test_url().await.unwrap_or_else(|error| {
-                        panic!(
-                            "PostgreSQL is required for these tests (set BULWARK_TEST_POSTGRES_URL; \
-                             default postgres://postgres@127.0.0.1:5432/test): {error:?}"
-                        )
-                    });
-                    let store = Store::open(&url).await.unwrap();
-                    assert_eq!(store.backend(), Backend::Postgres);
-                    super::$test(store.clone()).await;
-                    store.close().await;
-                    guard.drop().await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod support;
 
-suite! {
+both_backends! {
     log_appends_and_inclusion_proofs,
     log_consistency_proofs,
     log_concurrent_appenders,
