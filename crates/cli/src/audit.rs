@@ -23,6 +23,13 @@
 //! The first problem is printed with the entry index it concerns (a changed
 //! entry is pinpointed with its inclusion proof when online), exit code 1.
 //! Usage, connection and server errors exit with 2.
+//!
+//! Online, both commands announce what they read right after fetching the
+//! head (`POST …/log/exports` with the purpose and the head's size): the
+//! server records a `log.exported` event in that log, after that head, so
+//! the run's own check is unchanged (RFD 0003, "Auditor's API"). If the
+//! server does not record it, the command stops with exit 2. `--from DIR`
+//! reads nothing from a server and announces nothing.
 
 use std::io::{BufRead, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -369,6 +376,30 @@ fn decode_hashes(value: &Value) -> Result<Vec<Hash>> {
         .collect()
 }
 
+/// Announces to the server that this tool is about to read the log at
+/// `base` up to the head of size `tree_size` (`purpose`: `verify` or
+/// `export`): the server records a `log.exported` event in that log, after
+/// that head, so it is not part of what this run checks or writes. A
+/// refusal is an error (exit 2): the log is not read unannounced.
+async fn announce(session: &Session, base: &str, purpose: &str, head: &Value) -> Result<()> {
+    let tree_size = head["size"]
+        .as_u64()
+        .context("the server sent a head without a size")?;
+    session
+        .post(
+            &format!("{base}/exports"),
+            &json!({"purpose": purpose, "tree_size": tree_size}),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "the server did not record this {purpose} of the log (POST {base}/exports); \
+                 stopped before reading its entries"
+            )
+        })?;
+    Ok(())
+}
+
 fn log_path(choice: &LogChoice) -> Result<String> {
     match (&choice.tenant, choice.msp) {
         (Some(tenant), false) => Ok(format!("/api/v1/tenants/{}/log", path_segment(tenant)?)),
@@ -683,6 +714,7 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                 .to_owned();
             // Reading the head makes the server sign one covering the whole log.
             let head = session.get(&base).await?;
+            announce(&session, &base, "verify", &head).await?;
             let log_id = head["log_id"]
                 .as_str()
                 .context("the server sent no log id")?
@@ -1240,6 +1272,7 @@ async fn export(args: ExportArgs) -> Result<()> {
         .context("the server sent no log key")?
         .to_owned();
     let head = session.get(&base).await?;
+    announce(&session, &base, "export", &head).await?;
     let log_id = head["log_id"].as_str().unwrap_or_default().to_owned();
     let notes = fetch_checkpoints(&session, &base).await?;
     let size = notes.last().map_or(0, |(size, _)| *size);

@@ -11,8 +11,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bulwark_protocol::token::{EnrollToken, fingerprint_text};
+use bulwark_store::NewAuditEvent;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
+
+/// Who the audit log names for what `bulwark up` sets up itself (the demo
+/// tenant, its trust root and policy, the local agent's enrolment token).
+const UP_ACTOR: &str = "bulwark up";
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -68,7 +73,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.retention_days = args.retention_days;
     let server = bulwark_server::start(config).await?;
     let now = bulwark_server::now_millis();
-    let demo = server.store.ensure_tenant("demo", now).await?;
+    let demo = server.store.ensure_tenant("demo", UP_ACTOR, now).await?;
     let demo_root = match ensure_demo_trust(&server, &demo.id).await {
         Ok(pin) => pin,
         Err(error) => {
@@ -259,7 +264,18 @@ async fn enroll(
     let now = bulwark_server::now_millis();
     server
         .store
-        .create_enrollment_token(token.secret_hash(), tenant_id, None, now, now + 10 * 60_000)
+        .create_enrollment_token(
+            token.secret_hash(),
+            tenant_id,
+            None,
+            now,
+            now + 10 * 60_000,
+            &[
+                NewAuditEvent::new(now, UP_ACTOR, "enrollment_token.issued", "demo")
+                    .in_tenant(Some(tenant_id))
+                    .with_detail("the local demo agent"),
+            ],
+        )
         .await?;
     let output = Command::new(binary)
         .arg("enroll")
@@ -344,6 +360,10 @@ async fn ensure_demo_trust(
             &genesis.root.to_bytes(),
             None,
             now_ms,
+            &[
+                NewAuditEvent::new(now_ms, UP_ACTOR, "trust.root_published", "demo v1")
+                    .in_tenant(Some(tenant_id)),
+            ],
         )
         .await?;
     server
@@ -355,6 +375,10 @@ async fn ensure_demo_trust(
             &genesis.policy.to_bytes(),
             None,
             now_ms,
+            &[
+                NewAuditEvent::new(now_ms, UP_ACTOR, "trust.policy_published", "demo v1")
+                    .in_tenant(Some(tenant_id)),
+            ],
         )
         .await?;
     println!(

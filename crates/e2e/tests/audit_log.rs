@@ -82,6 +82,26 @@ fn leaf_at(s: &OperatorSetup, log: &str, idx: u64) -> Result<Vec<u8>> {
     ))?)
 }
 
+/// The `log.exported` events of the tenant's log, with their indexes, read
+/// through the auditor's API.
+async fn exported_events(s: &OperatorSetup) -> Result<Vec<(u64, AuditLeaf)>> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let page = s
+        .api
+        .get_json(&format!("/api/v1/tenants/{TENANT}/log/entries?start=0"))
+        .await?;
+    let mut out = Vec::new();
+    for entry in page["entries"].as_array().context("entries")? {
+        let leaf = B64.decode(entry["leaf"].as_str().context("leaf")?)?;
+        let leaf = AuditLeaf::decode(&leaf).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if leaf.action == "log.exported" {
+            out.push((entry["index"].as_u64().context("index")?, leaf));
+        }
+    }
+    Ok(out)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
@@ -170,19 +190,95 @@ async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
     ] {
         ensure!(export.join(file).exists(), "{file} missing");
     }
+    // The export covers the latest signed head when it ran: the verify's
+    // own `log.exported` event (entry `size`) is in it, and it extends the
+    // head that verify saved.
     let offline = s
         .cli_json(&[
             "audit",
             "verify",
             "--from",
             &export.display().to_string(),
+            "--head",
+            &head2.display().to_string(),
             "--json",
         ])
         .await?;
     ensure!(
-        offline["ok"] == true && offline["size"] == size && offline["root"] == out["root"],
+        offline["ok"] == true
+            && offline["size"].as_u64() > Some(size)
+            && offline["saved_head_checked"] == true,
         "{offline}"
     );
+
+    // Each online run announced itself: one `log.exported` event in the
+    // tenant's log per run, by the operator the CLI is signed in as, right
+    // after the head the run read (so never part of what it checked).
+    let exported = exported_events(&s).await?;
+    let runs: Vec<(u64, &str, &str)> = exported
+        .iter()
+        .map(|(i, l)| (*i, l.actor.as_str(), l.detail.as_str()))
+        .collect();
+    ensure!(runs.len() == 3, "{runs:?}");
+    let by_owner = s.owner.username.as_str();
+    ensure!(
+        runs.iter().all(|(_, actor, _)| *actor == by_owner)
+            && exported
+                .iter()
+                .all(|(_, l)| l.target == log && l.tenant.as_deref() == Some(log.as_str())),
+        "{exported:?}"
+    );
+    let export_detail = format!("export up to size {} (session)", size + 1);
+    ensure!(
+        runs[1]
+            == (
+                size,
+                by_owner,
+                format!("verify up to size {size} (session)").as_str()
+            )
+            && runs[2] == (size + 1, by_owner, export_detail.as_str()),
+        "{runs:?}"
+    );
+    // If the server cannot record the announcement, the CLI stops (exit 2)
+    // and nothing is appended: the event's transaction failed whole.
+    s.sql(
+        "CREATE TRIGGER no_exports BEFORE INSERT ON audit_events \
+         WHEN NEW.action = 'log.exported' BEGIN SELECT RAISE(ABORT, 'no exports'); END;",
+    )?;
+    let before = s.sql(&format!(
+        "SELECT size FROM log_heads WHERE log_id = {}",
+        sql_text(&log)
+    ))?;
+    for args in [
+        vec!["audit", "verify", "--tenant", TENANT],
+        vec![
+            "audit",
+            "export",
+            "--tenant",
+            TENANT,
+            "--out",
+            &work.join("export-refused").display().to_string(),
+        ],
+    ] {
+        let out = s.cli(&args, None).await?;
+        ensure!(
+            out.status.code() == Some(2)
+                && out.stderr.contains("did not record")
+                && !out.stdout.contains(": OK"),
+            "{args:?}: {}",
+            out.all_output()
+        );
+    }
+    ensure!(
+        !work.join("export-refused").join("entries.ndjson").exists(),
+        "an export went on without its announcement"
+    );
+    let after = s.sql(&format!(
+        "SELECT size FROM log_heads WHERE log_id = {}",
+        sql_text(&log)
+    ))?;
+    ensure!(before == after, "{before} then {after}");
+    s.sql("DROP TRIGGER no_exports;")?;
     // Another log key than the pinned one is refused (a usage error, 2).
     let other = NoteSigner::new(
         "elsewhere/bulwark-log",
@@ -301,11 +397,17 @@ async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
         root = hex(&frontier.root().0),
     ))?;
     verify(&s, &[]).await?.ok()?;
-    let out = verify(&s, &["--head", &head2.display().to_string()]).await?;
-    refused(
-        &out,
-        &[format!("first bad index: {cut}"), "truncated".into()],
-    )?;
+    // That verify's announcement went onto the truncated log (entry `cut`,
+    // under a head the server signed): the log now ends one entry later,
+    // still short of the saved head.
+    let out = verify(&s, &["--head", &head2.display().to_string(), "--json"]).await?;
+    ensure!(out.status.code() == Some(1), "{}", out.all_output());
+    let reply: Value = serde_json::from_str(&out.stdout)?;
+    ensure!(
+        reply["problem"] == "truncated"
+            && reply["index"].as_u64().is_some_and(|i| i > cut && i < size),
+        "{reply}"
+    );
     restore(&s, &log)?;
     verify(&s, &["--head", &head2.display().to_string()])
         .await?

@@ -78,11 +78,14 @@ async fn main() {
 
     // Setup through the store: a tenant, 50 devices, the operators.
     let now = now_millis();
-    let tenant = store.create_tenant("bench", now).await.unwrap();
+    let tenant = store
+        .create_tenant("bench", now, |_| Vec::new())
+        .await
+        .unwrap();
     for i in 0..50u8 {
         let secret = Sha256::digest([i, 1]).into();
         store
-            .create_enrollment_token(secret, &tenant.id, None, now, now + 60_000)
+            .create_enrollment_token(secret, &tenant.id, None, now, now + 60_000, &[])
             .await
             .unwrap();
         store

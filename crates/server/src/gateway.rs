@@ -729,7 +729,7 @@ async fn record_trust_refusal(
         bulwark_store::NewAuditEvent::new(now_millis(), &actor, "alert.trust_refused", &target)
             .in_tenant(Some(tenant_id))
             .with_detail(detail);
-    crate::state::record_audit(&state.store, event).await;
+    crate::state::record_event(&state.store, event).await;
 }
 
 async fn record_trust_status(

@@ -36,19 +36,19 @@ impl AppState {
 }
 
 impl AppState {
-    /// The one way a handler records an audit event. A failure to record is
-    /// logged loudly; the transparency-log issue makes the append part of
-    /// the change's own transaction.
-    pub async fn audit(&self, event: bulwark_store::NewAuditEvent) {
-        record_audit(&self.store, event).await;
+    /// See [`record_event`].
+    pub async fn record_event(&self, event: bulwark_store::NewAuditEvent) {
+        record_event(&self.store, event).await;
     }
 }
 
-/// Records an audit event (the API through [`AppState::audit`], the agent
-/// gateway directly). A failure to record is logged loudly; the
-/// transparency-log issue makes the append part of the change's own
-/// transaction.
-pub async fn record_audit(store: &Store, event: bulwark_store::NewAuditEvent) {
+/// Records an audit event that comes with no other change: a failed
+/// attempt (a wrong password, a refused step-up or approval) or an alarm (a
+/// refused trust statement, a failing SIEM sink). The event is the whole
+/// change, in a transaction of its own. A change's own events go to the
+/// store method that makes it, in the same transaction (invariant 4). A
+/// failure to record is logged loudly: the attempt fails either way.
+pub async fn record_event(store: &Store, event: bulwark_store::NewAuditEvent) {
     let action = event.action.clone();
     if let Err(error) = store.append_audit(event).await {
         tracing::error!(%error, %action, "Cannot record audit event.");

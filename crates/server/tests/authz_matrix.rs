@@ -312,6 +312,13 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/tenants/{tenant}/log/proof/consistency",
         Tenant(EVERY_ROLE, 200),
     ),
+    // Announcing an export (the one write): exactly who may read the log.
+    // {"purpose": "export", "tree_size": 1}.
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/log/exports",
+        Tenant(EVERY_ROLE, 201),
+    ),
     (
         "GET",
         "/api/v1/msp/log",
@@ -336,6 +343,11 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "GET",
         "/api/v1/msp/log/proof/consistency",
         Global(&[Owner, SecurityOfficer], 200),
+    ),
+    (
+        "POST",
+        "/api/v1/msp/log/exports",
+        Global(&[Owner, SecurityOfficer], 201),
     ),
     // A CLI's device sign-in (RFC 8628): anyone may start one.
     ("POST", "/api/v1/auth/device", Public(200)),
@@ -636,17 +648,21 @@ impl Harness {
         let session = self
             .server
             .store
-            .create_session(NewSession {
-                id_hash: hash,
-                operator_id: operator_id.to_owned(),
-                kind: SessionKind::Cli,
-                csrf_token,
-                created_at,
-                expires_at,
-                mfa_at,
-                ip: None,
-                user_agent: None,
-            })
+            .create_session(
+                NewSession {
+                    id_hash: hash,
+                    operator_id: operator_id.to_owned(),
+                    kind: SessionKind::Cli,
+                    csrf_token,
+                    created_at,
+                    expires_at,
+                    mfa_at,
+                    ip: None,
+                    user_agent: None,
+                    passkey_id: None,
+                },
+                &[],
+            )
             .await
             .expect("session stored");
         (token, session.public_id)
@@ -1002,6 +1018,9 @@ impl Harness {
                 "/api/v1/tenants/{tenant}/log/proof/consistency"
                 | "/api/v1/msp/log/proof/consistency",
             ) => (format!("{path}?from=1&to=1"), None),
+            ("POST", "/api/v1/tenants/{tenant}/log/exports" | "/api/v1/msp/log/exports") => {
+                (path, Some(json!({"purpose": "export", "tree_size": 1})))
+            }
             (_, _) if method == "POST" => (path, Some(json!({}))),
             _ => (path, None),
         };
@@ -1664,17 +1683,21 @@ async fn invitations_are_one_time_expiring_and_owner_only() {
         let (csrf_token, _) = new_token();
         h.server
             .store
-            .create_session(NewSession {
-                id_hash: hash,
-                operator_id: h.operator_ids[&role].clone(),
-                kind: SessionKind::Browser,
-                csrf_token,
-                created_at: now,
-                expires_at: now + 60_000,
-                mfa_at: now,
-                ip: None,
-                user_agent: None,
-            })
+            .create_session(
+                NewSession {
+                    id_hash: hash,
+                    operator_id: h.operator_ids[&role].clone(),
+                    kind: SessionKind::Browser,
+                    csrf_token,
+                    created_at: now,
+                    expires_at: now + 60_000,
+                    mfa_at: now,
+                    ip: None,
+                    user_agent: None,
+                    passkey_id: None,
+                },
+                &[],
+            )
             .await
             .expect("session");
         let page = h
@@ -1932,17 +1955,21 @@ async fn console_asks_for_step_up_and_lists_sessions() {
     let csrf = "console-csrf-token".to_owned();
     h.server
         .store
-        .create_session(NewSession {
-            id_hash: hash,
-            operator_id: h.operator_ids[&Owner].clone(),
-            kind: SessionKind::Browser,
-            csrf_token: csrf.clone(),
-            created_at: now - 600_000,
-            expires_at: now + 3_600_000,
-            mfa_at: now - 600_000,
-            ip: Some("192.0.2.9".to_owned()),
-            user_agent: Some("Console <Test>".to_owned()),
-        })
+        .create_session(
+            NewSession {
+                id_hash: hash,
+                operator_id: h.operator_ids[&Owner].clone(),
+                kind: SessionKind::Browser,
+                csrf_token: csrf.clone(),
+                created_at: now - 600_000,
+                expires_at: now + 3_600_000,
+                mfa_at: now - 600_000,
+                ip: Some("192.0.2.9".to_owned()),
+                user_agent: Some("Console <Test>".to_owned()),
+                passkey_id: None,
+            },
+            &[],
+        )
         .await
         .expect("session");
     let cookie = format!("bulwark_session={token}");
@@ -2408,17 +2435,21 @@ async fn console_cookie(h: &Harness, role: Role) -> String {
     let (csrf_token, _) = new_token();
     h.server
         .store
-        .create_session(NewSession {
-            id_hash: hash,
-            operator_id: h.operator_ids[&role].clone(),
-            kind: SessionKind::Browser,
-            csrf_token,
-            created_at: now,
-            expires_at: now + 600_000,
-            mfa_at: now,
-            ip: None,
-            user_agent: None,
-        })
+        .create_session(
+            NewSession {
+                id_hash: hash,
+                operator_id: h.operator_ids[&role].clone(),
+                kind: SessionKind::Browser,
+                csrf_token,
+                created_at: now,
+                expires_at: now + 600_000,
+                mfa_at: now,
+                ip: None,
+                user_agent: None,
+                passkey_id: None,
+            },
+            &[],
+        )
         .await
         .expect("session");
     format!("bulwark_session={token}")

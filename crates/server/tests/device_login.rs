@@ -345,17 +345,21 @@ async fn grant_changes_apply_on_the_next_request() {
     let now = now_millis();
     s.server
         .store
-        .create_session(NewSession {
-            id_hash: hash,
-            operator_id: owner_id.clone(),
-            kind: SessionKind::Browser,
-            csrf_token: "csrf-token".to_owned(),
-            created_at: now,
-            expires_at: now + 3_600_000,
-            mfa_at: now,
-            ip: None,
-            user_agent: None,
-        })
+        .create_session(
+            NewSession {
+                id_hash: hash,
+                operator_id: owner_id.clone(),
+                kind: SessionKind::Browser,
+                csrf_token: "csrf-token".to_owned(),
+                created_at: now,
+                expires_at: now + 3_600_000,
+                mfa_at: now,
+                ip: None,
+                user_agent: None,
+                passkey_id: None,
+            },
+            &[],
+        )
         .await
         .unwrap();
     let page = s

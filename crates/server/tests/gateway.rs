@@ -38,7 +38,7 @@ async fn start() -> Harness {
     let server = bulwark_server::start(config).await.expect("server starts");
     let tenant = server
         .store
-        .ensure_tenant("demo", now_millis())
+        .ensure_tenant("demo", "test", now_millis())
         .await
         .expect("tenant");
     Harness {
@@ -71,6 +71,7 @@ impl Harness {
                 None,
                 now,
                 now + ttl_ms,
+                &[],
             )
             .await
             .expect("token stored");

@@ -467,3 +467,304 @@ async fn a_larger_log_streams_through_the_auditor() {
         summary.size as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// The actions of every leaf of a log, read through the store.
+async fn leaves_of(s: &Server, log_id: &str) -> Vec<AuditLeaf> {
+    let size = s.server.store.log_head(log_id).await.unwrap().unwrap().size;
+    let mut out = Vec::new();
+    while (out.len() as u64) < size {
+        let page = s
+            .server
+            .store
+            .log_entries(log_id, out.len() as u64, 1000)
+            .await
+            .unwrap();
+        assert!(!page.is_empty());
+        out.extend(page.iter().map(|e| AuditLeaf::decode(&e.leaf).unwrap()));
+    }
+    out
+}
+
+async fn log_size(s: &Server, log_id: &str) -> u64 {
+    s.server.store.log_head(log_id).await.unwrap().unwrap().size
+}
+
+/// Announcing an export (`POST …/log/exports`) appends exactly one
+/// `log.exported` event to the log read, after the announced head, so a
+/// whole-log verify still passes; a bad announcement records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_export_is_recorded_in_the_log_read() {
+    let s = Server::start().await;
+    let (_totp, owner) = s.owner().await;
+    s.ok(
+        Method::POST,
+        "/api/v1/tenants",
+        Some(&owner),
+        Some(json!({"name": "acme"})),
+    )
+    .await;
+    let head = s
+        .ok(Method::GET, "/api/v1/tenants/acme/log", Some(&owner), None)
+        .await;
+    let acme_id = head["log_id"].as_str().unwrap().to_owned();
+    let size = head["size"].as_u64().unwrap();
+    let msp_size = log_size(&s, "msp").await;
+
+    // Bad announcements: 400, and neither log changes.
+    for (body, needle) in [
+        (json!({"purpose": "steal", "tree_size": 1}), "purpose"),
+        (
+            json!({"purpose": "verify", "tree_size": 1, "reason": "x"}),
+            "reason",
+        ),
+        (json!({"purpose": "verify"}), "tree_size"),
+        (json!({"tree_size": 1}), "purpose"),
+        (json!({"purpose": "verify", "tree_size": -1}), "tree_size"),
+        (json!("verify"), ""),
+        (
+            json!({"purpose": "verify", "tree_size": size + 1}),
+            "beyond",
+        ),
+        (
+            json!({"purpose": "export", "tree_size": u64::MAX}),
+            "beyond",
+        ),
+    ] {
+        let reply = s
+            .post(
+                "/api/v1/tenants/acme/log/exports",
+                Some(&owner),
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.body
+        );
+        let message = reply.body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let reply = s
+        .post(
+            "/api/v1/msp/log/exports",
+            Some(&owner),
+            json!({"purpose": "export", "tree_size": msp_size + 1}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    // Not JSON at all.
+    let reply = s
+        .http
+        .post(s.url("/api/v1/tenants/acme/log/exports"))
+        .bearer_auth(&owner)
+        .header("content-type", "application/json")
+        .body("{\"purpose\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(log_size(&s, &acme_id).await, size);
+    assert_eq!(log_size(&s, "msp").await, msp_size);
+    assert!(
+        !s.audit().await.iter().any(|(a, _)| a == "log.exported"),
+        "{:?}",
+        s.audit().await
+    );
+
+    // A good one: 201, one event at index `size` of acme's log.
+    let reply = s
+        .post(
+            "/api/v1/tenants/acme/log/exports",
+            Some(&owner),
+            json!({"purpose": "verify", "tree_size": size}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(
+        reply.body,
+        json!({"action": "log.exported", "tree_size": size})
+    );
+    let leaves = leaves_of(&s, &acme_id).await;
+    assert_eq!(leaves.len() as u64, size + 1);
+    let exported: Vec<&AuditLeaf> = leaves
+        .iter()
+        .filter(|l| l.action == "log.exported")
+        .collect();
+    assert_eq!(exported.len(), 1, "{leaves:?}");
+    let event = exported[0];
+    assert_eq!(event, &leaves[size as usize]);
+    assert_eq!(event.actor, "olivia");
+    assert_eq!(event.tenant.as_deref(), Some(acme_id.as_str()));
+    assert_eq!(event.target, acme_id);
+    assert_eq!(event.detail, format!("verify up to size {size} (session)"));
+    // Nothing in the MSP log.
+    assert_eq!(log_size(&s, "msp").await, msp_size);
+
+    // The MSP log: its own event, without a tenant.
+    let reply = s
+        .post(
+            "/api/v1/msp/log/exports",
+            Some(&owner),
+            json!({"purpose": "export", "tree_size": msp_size}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let msp = leaves_of(&s, "msp").await;
+    assert_eq!(msp.len() as u64, msp_size + 1);
+    let last = msp.last().unwrap();
+    assert_eq!(
+        (
+            last.action.as_str(),
+            last.actor.as_str(),
+            last.target.as_str(),
+            last.tenant.as_deref(),
+            last.detail.as_str()
+        ),
+        (
+            "log.exported",
+            "olivia",
+            "msp",
+            None,
+            format!("export up to size {msp_size} (session)").as_str()
+        )
+    );
+    assert_eq!(log_size(&s, &acme_id).await, size + 1);
+
+    // A browser session must carry its CSRF token like every other write.
+    let cookie = s.session_with_mfa_at("olivia", now_millis()).await;
+    let send = |csrf: Option<&str>| {
+        let mut request = s
+            .http
+            .post(s.url("/api/v1/tenants/acme/log/exports"))
+            .header("cookie", format!("bulwark_session={cookie}"))
+            .json(&json!({"purpose": "export", "tree_size": 1}));
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        request.send()
+    };
+    let refused = send(None).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "csrf", "{body}");
+    assert_eq!(log_size(&s, &acme_id).await, size + 1);
+    let accepted = send(Some("unused")).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::CREATED);
+    assert_eq!(log_size(&s, &acme_id).await, size + 2);
+
+    // An API token says so in the detail.
+    let token = s
+        .ok(
+            Method::POST,
+            "/api/v1/api-tokens",
+            Some(&owner),
+            Some(json!({"name": "siem", "role": "tenant_auditor", "tenants": ["acme"]})),
+        )
+        .await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = s
+        .post(
+            "/api/v1/tenants/acme/log/exports",
+            Some(&token),
+            json!({"purpose": "export", "tree_size": 3}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let last = leaves_of(&s, &acme_id).await.pop().unwrap();
+    assert_eq!(last.detail, "export up to size 3 (api token)");
+
+    // Another tenant's auditor: acme's log is a 404 (nothing recorded),
+    // the MSP log a 403; its own tenant's log records it.
+    let mut totp = s
+        .operator(&owner, "audrey", "tenant_auditor", "globex")
+        .await;
+    let audrey = s.login_totp("audrey", &mut totp).await;
+    let acme_size = log_size(&s, &acme_id).await;
+    let msp_size = log_size(&s, "msp").await;
+    for path in [
+        "/api/v1/tenants/acme/log/exports".to_owned(),
+        format!("/api/v1/tenants/{acme_id}/log/exports"),
+    ] {
+        let reply = s
+            .post(
+                &path,
+                Some(&audrey),
+                json!({"purpose": "export", "tree_size": 1}),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            reply.body
+        );
+        // A bad body does not tell a foreign tenant apart either.
+        let reply = s
+            .post(&path, Some(&audrey), json!({"purpose": "steal"}))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            reply.body
+        );
+    }
+    let reply = s
+        .post(
+            "/api/v1/msp/log/exports",
+            Some(&audrey),
+            json!({"purpose": "export", "tree_size": 1}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    assert_eq!(log_size(&s, &acme_id).await, acme_size);
+    assert_eq!(log_size(&s, "msp").await, msp_size);
+    let globex = s
+        .ok(
+            Method::GET,
+            "/api/v1/tenants/globex/log",
+            Some(&audrey),
+            None,
+        )
+        .await;
+    let globex_id = globex["log_id"].as_str().unwrap().to_owned();
+    let reply = s
+        .post(
+            "/api/v1/tenants/globex/log/exports",
+            Some(&audrey),
+            json!({"purpose": "verify", "tree_size": globex["size"]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let last = leaves_of(&s, &globex_id).await.pop().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.actor.as_str()),
+        ("log.exported", "audrey")
+    );
+
+    // The whole logs, export events included, still verify.
+    let key = s
+        .ok(Method::GET, "/api/v1/log/key", Some(&owner), None)
+        .await;
+    let verifier = NoteVerifier::from_vkey(key["vkey"].as_str().unwrap()).unwrap();
+    let leaves = verify_log(
+        &s,
+        &owner,
+        "/api/v1/tenants/acme/log",
+        &verifier,
+        Some(&acme_id),
+    )
+    .await;
+    assert_eq!(
+        leaves
+            .iter()
+            .filter(|l| AuditLeaf::decode(l).unwrap().action == "log.exported")
+            .count(),
+        3
+    );
+    verify_log(&s, &owner, "/api/v1/msp/log", &verifier, None).await;
+}

@@ -66,6 +66,18 @@ impl NewAuditEvent {
     }
 }
 
+/// Records `events` (and their log entries) in the caller's transaction:
+/// the audit trail of a change commits with the change, or not at all.
+pub(crate) async fn insert_events(
+    conn: &mut sqlx::AnyConnection,
+    events: &[NewAuditEvent],
+) -> Result<(), StoreError> {
+    for event in events {
+        insert_audit(conn, event).await?;
+    }
+    Ok(())
+}
+
 /// Appends an event inside a caller's transaction, and its leaf to its log
 /// (locking that log's head until the transaction ends); returns its `seq`.
 pub(crate) async fn insert_audit(

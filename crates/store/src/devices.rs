@@ -76,8 +76,9 @@ fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
 }
 
 impl Store {
-    /// Stores the hash of a one-time enrolment token for `tenant_id`.
-    /// `NotFound` if the tenant does not exist.
+    /// Stores the hash of a one-time enrolment token for `tenant_id`, and
+    /// `events` in the same transaction. `NotFound` if the tenant does not
+    /// exist.
     pub async fn create_enrollment_token(
         &self,
         secret_hash: [u8; 32],
@@ -85,7 +86,9 @@ impl Store {
         created_by: Option<&str>,
         now: Millis,
         expires_at: Millis,
+        events: &[crate::NewAuditEvent],
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO enrollment_tokens (secret_hash, tenant_id, created_by, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -95,9 +98,11 @@ impl Store {
         .bind(created_by)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("enrollment token already exists"))?;
+        crate::audit::insert_events(&mut tx, events).await?;
+        tx.commit().await?;
         Ok(())
     }
 

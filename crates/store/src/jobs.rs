@@ -13,7 +13,7 @@ use sqlx::any::AnyRow;
 
 use bulwark_protocol::audit_leaf::{JOB_RELEASED, job_released_detail};
 
-use crate::audit::{NewAuditEvent, insert_audit};
+use crate::audit::{NewAuditEvent, insert_audit, insert_events};
 use crate::error::{unique, unique_or_missing};
 use crate::{Millis, Store, StoreError, TenantScope, in_scope};
 
@@ -463,19 +463,6 @@ fn target_from_row(row: &AnyRow) -> Result<JobTarget, StoreError> {
     })
 }
 
-/// The job with this id, unscoped, on a caller's connection.
-/// Records `events` (and their log entries) in the caller's transaction:
-/// the audit trail of a change commits with the change, or not at all.
-async fn record_events(
-    conn: &mut sqlx::AnyConnection,
-    events: &[NewAuditEvent],
-) -> Result<(), StoreError> {
-    for event in events {
-        insert_audit(conn, event).await?;
-    }
-    Ok(())
-}
-
 /// Appends a job's `job.released` entry to its tenant's log and records its
 /// index on the job, in the caller's transaction (the one that approves it):
 /// an approved job is always in the log, and an agent runs nothing that is not.
@@ -612,7 +599,7 @@ impl Store {
         }
         // 4. The events that record it, and an approved job's release into
         //    its tenant's log.
-        record_events(&mut tx, events).await?;
+        insert_events(&mut tx, events).await?;
         if decided {
             release_in_log(&mut tx, &new.id, now).await?;
         }
@@ -801,7 +788,7 @@ impl Store {
                 "signing key is not the operator's or is revoked",
             ));
         }
-        record_events(&mut tx, events).await?;
+        insert_events(&mut tx, events).await?;
         let job = fetch_job(&mut tx, job_id).await?;
         tx.commit().await?;
         Ok(job)
@@ -862,7 +849,7 @@ impl Store {
             .await
             .map_err(unique_or_missing("rejection already recorded"))?;
         }
-        record_events(&mut tx, events).await?;
+        insert_events(&mut tx, events).await?;
         if state == JobState::Approved {
             release_in_log(&mut tx, job_id, now).await?;
         }
@@ -928,7 +915,7 @@ impl Store {
         if done.rows_affected() != 1 {
             return Ok(false);
         }
-        record_events(&mut tx, events).await?;
+        insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -973,7 +960,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
-            record_events(&mut tx, events).await?;
+            insert_events(&mut tx, events).await?;
             tx.commit().await?;
             return Ok(true);
         }

@@ -280,26 +280,6 @@ impl Store {
         Ok(passkey)
     }
 
-    /// Records that the session hashed `session_hash` was signed in with
-    /// `passkey_id`. `NotFound` for an unknown or revoked session.
-    pub async fn set_session_passkey(
-        &self,
-        session_hash: [u8; 32],
-        passkey_id: &str,
-    ) -> Result<(), StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET passkey_id = $2 WHERE id_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(&session_hash[..])
-        .bind(passkey_id)
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
     /// The passkey the session hashed `session_hash` was signed in with
     /// (`None`: a one-time code, a recovery code, or no such session).
     pub async fn session_passkey(

@@ -49,13 +49,19 @@ impl Store {
 
     /// Spends the unused recovery code hashed `hash` of `operator_id`: true
     /// only the first time (one atomic update, so two logins with the same
-    /// code cannot both pass).
-    pub async fn use_recovery_code(
+    /// code cannot both pass). When it is spent, `events(codes_left)` are
+    /// recorded in the same transaction.
+    pub async fn use_recovery_code<F>(
         &self,
         operator_id: &str,
         hash: [u8; 32],
         now: Millis,
-    ) -> Result<bool, StoreError> {
+        events: F,
+    ) -> Result<bool, StoreError>
+    where
+        F: FnOnce(i64) -> Vec<crate::NewAuditEvent> + Send,
+    {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE recovery_codes SET used_at = $3 \
              WHERE operator_id = $1 AND code_hash = $2 AND used_at IS NULL",
@@ -63,9 +69,20 @@ impl Store {
         .bind(operator_id)
         .bind(&hash[..])
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let left: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recovery_codes WHERE operator_id = $1 AND used_at IS NULL",
+        )
+        .bind(operator_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        crate::audit::insert_events(&mut tx, &events(left)).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// How many unused recovery codes `operator_id` has.

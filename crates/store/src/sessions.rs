@@ -4,7 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::audit::insert_audit;
+use crate::audit::{insert_audit, insert_events};
 use crate::error::unique_or_missing;
 use crate::operators::{operator_columns, operator_from_row};
 use crate::{Millis, NewAuditEvent, Operator, Store, StoreError};
@@ -66,6 +66,9 @@ pub struct NewSession {
     pub mfa_at: Millis,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The passkey the session was signed in with (`None`: a one-time or
+    /// recovery code).
+    pub passkey_id: Option<String>,
 }
 
 macro_rules! session_columns {
@@ -98,14 +101,20 @@ fn session_from_row(row: &AnyRow) -> Result<Session, StoreError> {
 }
 
 impl Store {
-    /// `Conflict` if the id hash exists, `NotFound` if the operator does not.
-    /// The session gets a fresh public id (UUID v4).
-    pub async fn create_session(&self, new: NewSession) -> Result<Session, StoreError> {
+    /// `Conflict` if the id hash exists, `NotFound` if the operator (or the
+    /// passkey) does not. The session gets a fresh public id (UUID v4).
+    /// `events` (the sign-in) are recorded in the same transaction.
+    pub async fn create_session(
+        &self,
+        new: NewSession,
+        events: &[NewAuditEvent],
+    ) -> Result<Session, StoreError> {
         let public_id = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO sessions (id_hash, operator_id, kind, csrf_token, created_at, last_seen_at, \
-             expires_at, mfa_at, ip, user_agent, public_id) \
-             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10)",
+             expires_at, mfa_at, ip, user_agent, public_id, passkey_id) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&new.id_hash[..])
         .bind(&new.operator_id)
@@ -117,9 +126,12 @@ impl Store {
         .bind(new.ip.as_deref())
         .bind(new.user_agent.as_deref())
         .bind(&public_id)
-        .execute(&self.pool)
+        .bind(new.passkey_id.as_deref())
+        .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("session already exists"))?;
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
         Ok(Session {
             id_hash: new.id_hash,
             public_id,
@@ -170,19 +182,28 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes a session (idempotent: the first revocation time is kept);
+    /// Revokes a session (idempotent: the first revocation time is kept)
+    /// and records `events` (the sign-out) in the same transaction;
     /// `NotFound` if there is no such session.
-    pub async fn revoke_session(&self, id_hash: [u8; 32], now: Millis) -> Result<(), StoreError> {
+    pub async fn revoke_session(
+        &self,
+        id_hash: [u8; 32],
+        now: Millis,
+        events: &[NewAuditEvent],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = COALESCE(revoked_at, $2) WHERE id_hash = $1",
         )
         .bind(&id_hash[..])
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -272,23 +293,28 @@ impl Store {
         Ok(count)
     }
 
-    /// Records a passed MFA check (step-up) on a live session.
-    /// `NotFound` for an unknown or revoked session.
+    /// Records a passed MFA check (step-up) on a live session, and
+    /// `events` in the same transaction. `NotFound` for an unknown or
+    /// revoked session.
     pub async fn refresh_session_mfa(
         &self,
         id_hash: [u8; 32],
         now: Millis,
+        events: &[NewAuditEvent],
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE sessions SET mfa_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL",
         )
         .bind(&id_hash[..])
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

@@ -95,11 +95,13 @@ impl Store {
     /// Registers a key. `Conflict("signing key already registered")` if the
     /// key id exists (for any operator, revoked or not),
     /// `Conflict("signing key name already used")` if the operator has a key
-    /// of that name, `NotFound` for an unknown operator.
+    /// of that name, `NotFound` for an unknown operator. `events` are
+    /// recorded in the same transaction.
     pub async fn add_signing_key(
         &self,
         new: &NewSigningKey,
         now: Millis,
+        events: &[crate::NewAuditEvent],
     ) -> Result<SigningKey, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -134,6 +136,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let key = signing_key_from_row(&row)?;
+        crate::audit::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(key)
     }

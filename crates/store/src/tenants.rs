@@ -29,32 +29,63 @@ fn tenant_from_row(row: &AnyRow) -> Result<Tenant, StoreError> {
 }
 
 impl Store {
-    /// Creates a tenant; `Conflict` if the name is taken.
-    pub async fn create_tenant(&self, name: &str, now: Millis) -> Result<Tenant, StoreError> {
+    /// Creates a tenant and records `events(&tenant)` (its creation, the
+    /// first entry of its log) in the same transaction; `Conflict` if the
+    /// name is taken.
+    pub async fn create_tenant<F>(
+        &self,
+        name: &str,
+        now: Millis,
+        events: F,
+    ) -> Result<Tenant, StoreError>
+    where
+        F: FnOnce(&Tenant) -> Vec<crate::NewAuditEvent> + Send,
+    {
         let tenant = Tenant {
             id: uuid::Uuid::new_v4().to_string(),
             name: name.to_owned(),
             created_at: now,
         };
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(&tenant.id)
             .bind(&tenant.name)
             .bind(tenant.created_at)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(unique("tenant name already exists"))?;
+        crate::audit::insert_events(&mut tx, &events(&tenant)).await?;
+        tx.commit().await?;
         Ok(tenant)
     }
 
-    /// Returns the tenant called `name`, creating it first if there is none.
-    /// Idempotent, and safe when several callers race to create the same name.
-    pub async fn ensure_tenant(&self, name: &str, now: Millis) -> Result<Tenant, StoreError> {
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(name)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+    /// Returns the tenant called `name`, creating it first if there is none
+    /// and then recording `tenant.created` by `actor` in the same
+    /// transaction. Idempotent, and safe when several callers race to
+    /// create the same name.
+    pub async fn ensure_tenant(
+        &self,
+        name: &str,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Tenant, StoreError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.pool.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if created.rows_affected() == 1 {
+            let event =
+                crate::NewAuditEvent::new(now, actor, "tenant.created", name).in_tenant(Some(&id));
+            crate::audit::insert_audit(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
         self.tenant_by_name(&TenantScope::All, name)
             .await?
             .ok_or(StoreError::NotFound)

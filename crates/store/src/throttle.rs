@@ -140,18 +140,31 @@ impl Store {
             .collect()
     }
 
-    /// Forgets a key's counters and lock (one statement). Returns whether
-    /// the key was locked at `now`; `NotFound` if it had no counters at all.
-    pub async fn clear_throttle(&self, key: &str, now: Millis) -> Result<bool, StoreError> {
+    /// Forgets a key's counters and lock, and records `events(was_locked)`
+    /// in the same transaction. Returns whether the key was locked at
+    /// `now`; `NotFound` if it had no counters at all.
+    pub async fn clear_throttle<F>(
+        &self,
+        key: &str,
+        now: Millis,
+        events: F,
+    ) -> Result<bool, StoreError>
+    where
+        F: FnOnce(bool) -> Vec<crate::NewAuditEvent> + Send,
+    {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query("DELETE FROM login_throttle WHERE key = $1 RETURNING locked_until")
             .bind(key)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
             return Err(StoreError::NotFound);
         };
         let locked_until: Option<Millis> = row.try_get("locked_until")?;
-        Ok(locked_until.is_some_and(|until| until > now))
+        let was_locked = locked_until.is_some_and(|until| until > now);
+        crate::audit::insert_events(&mut tx, &events(was_locked)).await?;
+        tx.commit().await?;
+        Ok(was_locked)
     }
 
     /// Deletes counters whose last failure is before `before` and which hold

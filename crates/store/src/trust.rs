@@ -184,6 +184,8 @@ impl Store {
     /// could never be published now) are withdrawn in the same transaction.
     ///
     /// On any error nothing is stored.
+    // One argument per column, plus the events (as `record_approval`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn add_trust_statement(
         &self,
         tenant_id: &str,
@@ -192,10 +194,12 @@ impl Store {
         envelope: &[u8],
         created_by: Option<&str>,
         now: Millis,
+        events: &[crate::NewAuditEvent],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         insert_trust_statement(&mut tx, tenant_id, kind, version, envelope, created_by, now)
             .await?;
+        crate::audit::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
     }

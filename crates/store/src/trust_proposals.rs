@@ -143,7 +143,9 @@ impl Store {
     pub async fn create_trust_proposal(
         &self,
         new: &NewTrustProposal,
+        events: &[crate::NewAuditEvent],
     ) -> Result<TrustProposal, StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO trust_proposals (id, tenant_id, kind, version, envelope, proposed_by, \
              created_at, expires_at, state, published_at, policy_envelope, freeze_envelope) \
@@ -159,9 +161,11 @@ impl Store {
         .bind(new.expires_at)
         .bind(new.policy_envelope.as_deref())
         .bind(new.freeze_envelope.as_deref())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("proposal already exists"))?;
+        crate::audit::insert_events(&mut tx, events).await?;
+        tx.commit().await?;
         Ok(TrustProposal {
             id: new.id.clone(),
             tenant_id: new.tenant_id.clone(),
@@ -236,9 +240,11 @@ impl Store {
         new_envelope: &[u8],
         companions: &Companions,
         now: Millis,
+        events: &[crate::NewAuditEvent],
     ) -> Result<(), StoreError> {
         // Every signature lands on the root envelope, so comparing it alone
         // tells whether anything changed since it was read.
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
             "UPDATE trust_proposals SET envelope = $2, policy_envelope = $5, freeze_envelope = $6 \
              WHERE id = $1 AND envelope = $3 AND state = 'open' AND expires_at > $4",
@@ -249,14 +255,16 @@ impl Store {
         .bind(now)
         .bind(companions.policy.as_deref())
         .bind(companions.freeze.as_deref())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
+            crate::audit::insert_events(&mut tx, events).await?;
+            tx.commit().await?;
             return Ok(());
         }
         let row = sqlx::query("SELECT state, expires_at FROM trust_proposals WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else {
             return Err(StoreError::NotFound);
@@ -289,6 +297,7 @@ impl Store {
         envelope: &[u8],
         companions: &Companions,
         now: Millis,
+        events: &[crate::NewAuditEvent],
     ) -> Result<TrustProposal, StoreError> {
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query(
@@ -344,6 +353,7 @@ impl Store {
             now,
         )
         .await?;
+        crate::audit::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(proposal)
     }

@@ -312,24 +312,48 @@ async fn sessions_remember_their_passkey(store: Store) {
         mfa_at: T0,
         ip: None,
         user_agent: None,
+        passkey_id: None,
     };
-    store.create_session(session(1)).await.unwrap();
-    store.create_session(session(2)).await.unwrap();
-    assert_eq!(store.session_passkey([1; 32]).await.unwrap(), None);
+    let signed_in = |passkey: &str| {
+        NewAuditEvent::new(T0, "dave", "login.succeeded", "dave").with_detail(passkey.to_owned())
+    };
     store
-        .set_session_passkey([1; 32], "passkey-a")
+        .create_session(
+            NewSession {
+                passkey_id: Some("passkey-a".into()),
+                ..session(1)
+            },
+            &[signed_in("passkey-a")],
+        )
         .await
         .unwrap();
+    store.create_session(session(2), &[]).await.unwrap();
     assert_eq!(
         store.session_passkey([1; 32]).await.unwrap().as_deref(),
         Some("passkey-a")
     );
     assert_eq!(store.session_passkey([2; 32]).await.unwrap(), None);
     assert_eq!(store.session_passkey([3; 32]).await.unwrap(), None);
-    assert_not_found(store.set_session_passkey([3; 32], "passkey-a").await);
-    // A revoked session is not marked any more.
-    store.revoke_session([2; 32], T0 + MINUTE).await.unwrap();
-    assert_not_found(store.set_session_passkey([2; 32], "passkey-a").await);
+    // A session that cannot be stored (its id is taken) records no sign-in.
+    let before = store
+        .list_audit(&TenantScope::All, None, 100)
+        .await
+        .unwrap()
+        .len();
+    assert!(matches!(
+        store
+            .create_session(session(1), &[signed_in("one-time code")])
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .list_audit(&TenantScope::All, None, 100)
+            .await
+            .unwrap()
+            .len(),
+        before
+    );
     // The session row itself reads as before.
     let (read, _) = store.session([1; 32]).await.unwrap().unwrap();
     assert_eq!(read.csrf_token, "csrf-1");

@@ -62,7 +62,10 @@ async fn cursors_start_at_zero_and_only_move_forward(store: Store) {
 }
 
 async fn cursors_are_per_sink_and_per_log(store: Store) {
-    let tenant = store.create_tenant("Acme", T0).await.unwrap();
+    let tenant = store
+        .create_tenant("Acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     // Tenant creation is itself audited, in the tenant's log or the MSP log;
     // add entries to both so each has some.
     fill(&store, MSP_LOG, 5).await;

@@ -94,6 +94,7 @@ suite! {
         job_targets_of_foreign_tenant_refused,
         job_results_idempotent,
         job_changes_commit_with_their_audit_events,
+        changes_fail_when_their_events_cannot_be_logged,
         jobs_deliverable_when_approved_and_unexpired,
         job_approvals_replace_envelope,
         job_state_transitions,
@@ -177,17 +178,27 @@ async fn login_throttle(store: Store) {
         .update_throttle(&[addr], |_| (vec![ThrottleCounter::default()], ()))
         .await
         .unwrap();
-    assert_not_found(store.clear_throttle(addr, T0).await);
+    assert_not_found(store.clear_throttle(addr, T0, |_| Vec::new()).await);
 
     // Clearing says whether a lock was in force, and forgets everything.
-    assert!(store.clear_throttle(user, T0 + 3).await.unwrap());
+    assert!(
+        store
+            .clear_throttle(user, T0 + 3, |_| Vec::new())
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.throttle_counter(user).await.unwrap(),
         ThrottleCounter::default()
     );
-    assert_not_found(store.clear_throttle(user, T0 + 3).await);
+    assert_not_found(store.clear_throttle(user, T0 + 3, |_| Vec::new()).await);
     add_failure(&store, &[user], T0).await;
-    assert!(!store.clear_throttle(user, T0).await.unwrap());
+    assert!(
+        !store
+            .clear_throttle(user, T0, |_| Vec::new())
+            .await
+            .unwrap()
+    );
 
     // Pruning drops idle, unlocked counters only.
     add_failure(&store, &["user:idle"], T0).await;
@@ -306,13 +317,13 @@ async fn tenant_with_devices(
     first_key: u8,
     hostnames: &[&str],
 ) -> (String, Vec<Device>) {
-    let tenant = store.create_tenant(name, T0).await.unwrap();
+    let tenant = store.create_tenant(name, T0, |_| Vec::new()).await.unwrap();
     let mut devices = Vec::new();
     for (i, hostname) in hostnames.iter().enumerate() {
         let key = first_key + i as u8;
         let token = hash(key);
         store
-            .create_enrollment_token(token, &tenant.id, None, T0, T0 + MINUTE)
+            .create_enrollment_token(token, &tenant.id, None, T0, T0 + MINUTE, &[])
             .await
             .unwrap();
         devices.push(
@@ -341,7 +352,10 @@ fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str
 
 async fn migrations_idempotent(url: String) {
     let store = Store::open(&url).await.unwrap();
-    store.create_tenant("acme", T0).await.unwrap();
+    store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     store.close().await;
 
     // Open again: the migrations are recorded and do not run twice.
@@ -364,19 +378,28 @@ async fn migrations_idempotent(url: String) {
 }
 
 async fn tenants_create_ensure_conflict(store: Store) {
-    let acme = store.create_tenant("acme", T0).await.unwrap();
+    let acme = store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     assert_eq!((acme.name.as_str(), acme.created_at), ("acme", T0));
     assert_conflict(
-        store.create_tenant("acme", T0 + 1).await,
+        store.create_tenant("acme", T0 + 1, |_| Vec::new()).await,
         "tenant name already exists",
     );
 
     // ensure_tenant returns the existing tenant unchanged...
-    assert_eq!(store.ensure_tenant("acme", T0 + 2).await.unwrap(), acme);
+    assert_eq!(
+        store.ensure_tenant("acme", "test", T0 + 2).await.unwrap(),
+        acme
+    );
     // ...or creates it, once.
-    let demo = store.ensure_tenant("demo", T0 + 3).await.unwrap();
+    let demo = store.ensure_tenant("demo", "test", T0 + 3).await.unwrap();
     assert_eq!(demo.created_at, T0 + 3);
-    assert_eq!(store.ensure_tenant("demo", T0 + 4).await.unwrap(), demo);
+    assert_eq!(
+        store.ensure_tenant("demo", "test", T0 + 4).await.unwrap(),
+        demo
+    );
 
     assert_eq!(
         store
@@ -394,11 +417,17 @@ async fn tenants_create_ensure_conflict(store: Store) {
     );
 
     // Byte order, whatever the database's locale; device counts included.
-    store.create_tenant("Zeta", T0).await.unwrap();
-    store.create_tenant("beta", T0).await.unwrap();
+    store
+        .create_tenant("Zeta", T0, |_| Vec::new())
+        .await
+        .unwrap();
+    store
+        .create_tenant("beta", T0, |_| Vec::new())
+        .await
+        .unwrap();
     let token = hash(1);
     store
-        .create_enrollment_token(token, &demo.id, None, T0, T0 + MINUTE)
+        .create_enrollment_token(token, &demo.id, None, T0, T0 + MINUTE, &[])
         .await
         .unwrap();
     store
@@ -420,7 +449,7 @@ async fn ensure_tenant_concurrently(store: Store) {
     let tasks: Vec<_> = (0..8)
         .map(|i| {
             let store = store.clone();
-            tokio::spawn(async move { store.ensure_tenant("racy", T0 + i).await })
+            tokio::spawn(async move { store.ensure_tenant("racy", "test", T0 + i).await })
         })
         .collect();
     let mut ids = Vec::new();
@@ -667,8 +696,9 @@ async fn sessions(store: Store) {
         mfa_at: T0,
         ip: Some("192.0.2.7".to_owned()),
         user_agent: None,
+        passkey_id: None,
     };
-    let created = store.create_session(new.clone()).await.unwrap();
+    let created = store.create_session(new.clone(), &[]).await.unwrap();
     assert_eq!(created.last_seen_at, T0);
     assert_eq!(
         store.session(hash(7)).await.unwrap(),
@@ -682,7 +712,7 @@ async fn sessions(store: Store) {
         ip: None,
         ..new.clone()
     };
-    store.create_session(cli).await.unwrap();
+    store.create_session(cli, &[]).await.unwrap();
     assert_eq!(
         store.session(hash(8)).await.unwrap().unwrap().0.kind,
         SessionKind::Cli
@@ -702,11 +732,11 @@ async fn sessions(store: Store) {
     store.touch_session(hash(9), T0).await.unwrap(); // unknown: a no-op
 
     store
-        .revoke_session(hash(7), T0 + 2 * MINUTE)
+        .revoke_session(hash(7), T0 + 2 * MINUTE, &[])
         .await
         .unwrap();
     store
-        .revoke_session(hash(7), T0 + 3 * MINUTE)
+        .revoke_session(hash(7), T0 + 3 * MINUTE, &[])
         .await
         .unwrap();
     let (session, _) = store.session(hash(7)).await.unwrap().unwrap();
@@ -726,7 +756,7 @@ async fn sessions(store: Store) {
             .last_seen_at,
         T0 + MINUTE
     );
-    assert_not_found(store.revoke_session(hash(9), T0).await);
+    assert_not_found(store.revoke_session(hash(9), T0, &[]).await);
 
     // Unknown operator.
     let orphan = NewSession {
@@ -734,27 +764,30 @@ async fn sessions(store: Store) {
         operator_id: "no-such-operator".to_owned(),
         ..new
     };
-    assert_not_found(store.create_session(orphan).await);
+    assert_not_found(store.create_session(orphan, &[]).await);
 }
 
 async fn enrollment_tokens(store: Store) {
-    let tenant = store.create_tenant("acme", T0).await.unwrap();
+    let tenant = store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     let (token, expired, used) = (hash(1), hash(2), hash(3));
     store
-        .create_enrollment_token(token, &tenant.id, Some("op-1"), T0, T0 + MINUTE)
+        .create_enrollment_token(token, &tenant.id, Some("op-1"), T0, T0 + MINUTE, &[])
         .await
         .unwrap();
     store
-        .create_enrollment_token(expired, &tenant.id, None, T0, T0 + MINUTE)
+        .create_enrollment_token(expired, &tenant.id, None, T0, T0 + MINUTE, &[])
         .await
         .unwrap();
     store
-        .create_enrollment_token(used, &tenant.id, None, T0, T0 + MINUTE)
+        .create_enrollment_token(used, &tenant.id, None, T0, T0 + MINUTE, &[])
         .await
         .unwrap();
     assert_not_found(
         store
-            .create_enrollment_token(hash(4), "no-such-tenant", None, T0, T0 + MINUTE)
+            .create_enrollment_token(hash(4), "no-such-tenant", None, T0, T0 + MINUTE, &[])
             .await,
     );
 
@@ -892,11 +925,14 @@ async fn enrollment_tokens(store: Store) {
 }
 
 async fn enrollment_token_used_concurrently(store: Store) {
-    let tenant = store.create_tenant("acme", T0).await.unwrap();
+    let tenant = store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     for round in 0..5u8 {
         let token = hash(100 + round);
         store
-            .create_enrollment_token(token, &tenant.id, None, T0, T0 + MINUTE)
+            .create_enrollment_token(token, &tenant.id, None, T0, T0 + MINUTE, &[])
             .await
             .unwrap();
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
@@ -1240,7 +1276,10 @@ async fn tenant_scope(store: Store) {
 }
 
 async fn audit_log(store: Store) {
-    let tenant = store.create_tenant("acme", T0).await.unwrap();
+    let tenant = store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     let mut seqs = Vec::new();
     for i in 0..5 {
         let event = NewAuditEvent {
@@ -1298,9 +1337,12 @@ async fn audit_log(store: Store) {
 }
 
 async fn unique_violations_are_conflicts(store: Store) {
-    store.create_tenant("acme", T0).await.unwrap();
+    store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     assert_conflict(
-        store.create_tenant("acme", T0).await,
+        store.create_tenant("acme", T0, |_| Vec::new()).await,
         "tenant name already exists",
     );
 
@@ -1316,14 +1358,14 @@ async fn unique_violations_are_conflicts(store: Store) {
     );
     assert_eq!(store.operator_count().await.unwrap(), 1);
 
-    let tenant = store.ensure_tenant("acme", T0).await.unwrap();
+    let tenant = store.ensure_tenant("acme", "test", T0).await.unwrap();
     store
-        .create_enrollment_token(hash(1), &tenant.id, None, T0, T0 + MINUTE)
+        .create_enrollment_token(hash(1), &tenant.id, None, T0, T0 + MINUTE, &[])
         .await
         .unwrap();
     assert_conflict(
         store
-            .create_enrollment_token(hash(1), &tenant.id, None, T0, T0 + MINUTE)
+            .create_enrollment_token(hash(1), &tenant.id, None, T0, T0 + MINUTE, &[])
             .await,
         "enrollment token already exists",
     );
@@ -1349,10 +1391,11 @@ async fn unique_violations_are_conflicts(store: Store) {
         mfa_at: T0,
         ip: None,
         user_agent: None,
+        passkey_id: None,
     };
-    store.create_session(session.clone()).await.unwrap();
+    store.create_session(session.clone(), &[]).await.unwrap();
     assert_conflict(
-        store.create_session(session).await,
+        store.create_session(session, &[]).await,
         "session already exists",
     );
 
@@ -1375,7 +1418,10 @@ async fn postgres_test_schema_is_isolated() {
     let (url, guard) = postgres().await;
     let schema = guard.schema().to_owned();
     let store = Store::open(&url).await.unwrap();
-    store.create_tenant("isolated", T0).await.unwrap();
+    store
+        .create_tenant("isolated", T0, |_| Vec::new())
+        .await
+        .unwrap();
     store.close().await;
 
     let base = std::env::var("BULWARK_TEST_POSTGRES_URL")
@@ -1415,7 +1461,10 @@ async fn open_sqlite_creates_the_file() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let store = Store::open_sqlite(&path).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
-    store.create_tenant("acme", T0).await.unwrap();
+    store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     store.close().await;
     assert!(path.exists(), "the file is where it was asked for");
     let store = Store::open_sqlite(&path).await.unwrap();
@@ -1496,8 +1545,16 @@ async fn audit_actions(store: &Store) -> Vec<String> {
 }
 
 async fn invitations(store: Store) {
-    let a = store.create_tenant("tenant-a", T0).await.unwrap().id;
-    let b = store.create_tenant("tenant-b", T0).await.unwrap().id;
+    let a = store
+        .create_tenant("tenant-a", T0, |_| Vec::new())
+        .await
+        .unwrap()
+        .id;
+    let b = store
+        .create_tenant("tenant-b", T0, |_| Vec::new())
+        .await
+        .unwrap()
+        .id;
     store
         .create_operator(&new_operator("olivia"), "owner", "test", T0)
         .await
@@ -1746,7 +1803,11 @@ async fn invitations(store: Store) {
 }
 
 async fn invitation_accepted_concurrently(store: Store) {
-    let a = store.create_tenant("tenant-a", T0).await.unwrap().id;
+    let a = store
+        .create_tenant("tenant-a", T0, |_| Vec::new())
+        .await
+        .unwrap()
+        .id;
     let invited = store
         .create_invitation(
             &invitation(1, "ivan", &[(&a, "technician")], T0 + 60 * MINUTE),
@@ -1787,6 +1848,7 @@ fn session_for(operator_id: &str, n: u8, created_at: i64) -> NewSession {
         mfa_at: created_at,
         ip: Some("192.0.2.1".to_owned()),
         user_agent: Some("test agent".to_owned()),
+        passkey_id: None,
     }
 }
 
@@ -1800,19 +1862,19 @@ async fn sessions_listed_and_revoked(store: Store) {
         .await
         .unwrap();
     let a = store
-        .create_session(session_for(&dave.id, 1, T0))
+        .create_session(session_for(&dave.id, 1, T0), &[])
         .await
         .unwrap();
     let b = store
-        .create_session(session_for(&dave.id, 2, T0 + MINUTE))
+        .create_session(session_for(&dave.id, 2, T0 + MINUTE), &[])
         .await
         .unwrap();
     let c = store
-        .create_session(session_for(&dave.id, 3, T0 + 2 * MINUTE))
+        .create_session(session_for(&dave.id, 3, T0 + 2 * MINUTE), &[])
         .await
         .unwrap();
     let other = store
-        .create_session(session_for(&erin.id, 4, T0))
+        .create_session(session_for(&erin.id, 4, T0), &[])
         .await
         .unwrap();
     // Public ids are fresh and unrelated to the token hash.
@@ -1880,7 +1942,7 @@ async fn sessions_listed_and_revoked(store: Store) {
     // All others: a and c go, the kept one and erin's stay.
     let mut d = session_for(&dave.id, 5, T0);
     d.id_hash = hash(5);
-    store.create_session(d).await.unwrap();
+    store.create_session(d, &[]).await.unwrap();
     let revoked = store
         .revoke_other_sessions(&dave.id, hash(3), "dave", T0 + 4 * MINUTE)
         .await
@@ -1898,15 +1960,15 @@ async fn sessions_listed_and_revoked(store: Store) {
 
     // Step-up refreshes mfa_at on live sessions only.
     store
-        .refresh_session_mfa(hash(3), T0 + 5 * MINUTE)
+        .refresh_session_mfa(hash(3), T0 + 5 * MINUTE, &[])
         .await
         .unwrap();
     assert_eq!(
         store.session(hash(3)).await.unwrap().unwrap().0.mfa_at,
         T0 + 5 * MINUTE
     );
-    assert_not_found(store.refresh_session_mfa(hash(2), T0).await);
-    assert_not_found(store.refresh_session_mfa(hash(99), T0).await);
+    assert_not_found(store.refresh_session_mfa(hash(2), T0, &[]).await);
+    assert_not_found(store.refresh_session_mfa(hash(99), T0, &[]).await);
 
     let actions = audit_actions(&store).await;
     assert!(
@@ -1925,11 +1987,11 @@ async fn operator_disabled(store: Store) {
         .await
         .unwrap();
     store
-        .create_session(session_for(&dave.id, 1, T0))
+        .create_session(session_for(&dave.id, 1, T0), &[])
         .await
         .unwrap();
     store
-        .create_session(session_for(&dave.id, 2, T0))
+        .create_session(session_for(&dave.id, 2, T0), &[])
         .await
         .unwrap();
     let disabled = store
@@ -1986,20 +2048,20 @@ async fn recovery_codes(store: Store) {
     assert_eq!(store.recovery_codes_left(&dave.id).await.unwrap(), 3);
     assert!(
         !store
-            .use_recovery_code(&dave.id, hash(4), T0)
+            .use_recovery_code(&dave.id, hash(4), T0, |_| Vec::new())
             .await
             .unwrap(),
         "erin's code"
     );
     assert!(
         store
-            .use_recovery_code(&dave.id, hash(1), T0)
+            .use_recovery_code(&dave.id, hash(1), T0, |_| Vec::new())
             .await
             .unwrap()
     );
     assert!(
         !store
-            .use_recovery_code(&dave.id, hash(1), T0)
+            .use_recovery_code(&dave.id, hash(1), T0, |_| Vec::new())
             .await
             .unwrap(),
         "used once"
@@ -2011,7 +2073,12 @@ async fn recovery_codes(store: Store) {
         .map(|_| {
             let store = store.clone();
             let id = dave.id.clone();
-            tokio::spawn(async move { store.use_recovery_code(&id, hash(2), T0).await.unwrap() })
+            tokio::spawn(async move {
+                store
+                    .use_recovery_code(&id, hash(2), T0, |_| Vec::new())
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut wins = 0;
@@ -2027,7 +2094,7 @@ async fn recovery_codes(store: Store) {
         .unwrap();
     assert!(
         !store
-            .use_recovery_code(&dave.id, hash(3), T0)
+            .use_recovery_code(&dave.id, hash(3), T0, |_| Vec::new())
             .await
             .unwrap()
     );
@@ -2049,8 +2116,14 @@ async fn api_tokens(store: Store) {
         .create_operator(&new_operator("erin"), "operator", "test", T0)
         .await
         .unwrap();
-    let acme = store.create_tenant("acme", T0).await.unwrap();
-    let beta = store.create_tenant("beta", T0).await.unwrap();
+    let acme = store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
+    let beta = store
+        .create_tenant("beta", T0, |_| Vec::new())
+        .await
+        .unwrap();
     let new = NewApiToken {
         token_hash: hash(1),
         operator_id: dave.id.clone(),
@@ -2196,7 +2269,7 @@ async fn trust_statements(store: Store) {
         let (store, tenant, envelope) = (store.clone(), tenant.to_owned(), envelope.to_vec());
         async move {
             store
-                .add_trust_statement(&tenant, kind, version, &envelope, Some("someone"), T0)
+                .add_trust_statement(&tenant, kind, version, &envelope, Some("someone"), T0, &[])
                 .await
         }
     };
@@ -2311,41 +2384,38 @@ async fn trust_proposals(store: Store) {
     store.grant_tenant(&op.id, &a, "read_only").await.unwrap();
     let scope = TenantScope::Operator(op.id.clone());
     store
-        .add_trust_statement(&a, TrustKind::Root, 1, b"root-1", None, T0)
+        .add_trust_statement(&a, TrustKind::Root, 1, b"root-1", None, T0, &[])
         .await
         .unwrap();
 
     let p1 = store
-        .create_trust_proposal(&proposal("p1", &a, TrustKind::Policy, 1, &op.id))
+        .create_trust_proposal(&proposal("p1", &a, TrustKind::Policy, 1, &op.id), &[])
         .await
         .unwrap();
     store
-        .create_trust_proposal(&proposal("p2", &a, TrustKind::Policy, 1, &op.id))
+        .create_trust_proposal(&proposal("p2", &a, TrustKind::Policy, 1, &op.id), &[])
         .await
         .unwrap();
     store
-        .create_trust_proposal(&proposal("p3", &a, TrustKind::Freeze, 1, &op.id))
+        .create_trust_proposal(&proposal("p3", &a, TrustKind::Freeze, 1, &op.id), &[])
         .await
         .unwrap();
     store
-        .create_trust_proposal(&proposal("pb", &b, TrustKind::Policy, 1, &op.id))
+        .create_trust_proposal(&proposal("pb", &b, TrustKind::Policy, 1, &op.id), &[])
         .await
         .unwrap();
     assert_conflict(
         store
-            .create_trust_proposal(&proposal("p1", &a, TrustKind::Policy, 2, &op.id))
+            .create_trust_proposal(&proposal("p1", &a, TrustKind::Policy, 2, &op.id), &[])
             .await,
         "proposal already exists",
     );
     assert_not_found(
         store
-            .create_trust_proposal(&proposal(
-                "px",
-                "no-such-tenant",
-                TrustKind::Policy,
-                1,
-                &op.id,
-            ))
+            .create_trust_proposal(
+                &proposal("px", "no-such-tenant", TrustKind::Policy, 1, &op.id),
+                &[],
+            )
             .await,
     );
     // Scope: another tenant's proposals are not there.
@@ -2369,24 +2439,24 @@ async fn trust_proposals(store: Store) {
 
     // Signatures: compare and swap on the envelope read.
     store
-        .add_proposal_signature("p1", b"p1-0", b"p1-1", &Companions::default(), T0 + 1)
+        .add_proposal_signature("p1", b"p1-0", b"p1-1", &Companions::default(), T0 + 1, &[])
         .await
         .unwrap();
     assert_conflict(
         store
-            .add_proposal_signature("p1", b"p1-0", b"p1-1b", &Companions::default(), T0 + 1)
+            .add_proposal_signature("p1", b"p1-0", b"p1-1b", &Companions::default(), T0 + 1, &[])
             .await,
         "proposal changed since it was read",
     );
     assert_not_found(
         store
-            .add_proposal_signature("nope", b"x", b"y", &Companions::default(), T0)
+            .add_proposal_signature("nope", b"x", b"y", &Companions::default(), T0, &[])
             .await,
     );
 
     // Publishing stores the statement and withdraws what it overtakes.
     let published = store
-        .publish_trust_proposal("p1", b"p1-2", &Companions::default(), T0 + 2)
+        .publish_trust_proposal("p1", b"p1-2", &Companions::default(), T0 + 2, &[])
         .await
         .unwrap();
     assert_eq!(published.version, 1);
@@ -2410,24 +2480,24 @@ async fn trust_proposals(store: Store) {
     assert_eq!(p2.state, ProposalState::Withdrawn);
     assert_conflict(
         store
-            .publish_trust_proposal("p1", b"p1-2", &Companions::default(), T0 + 3)
+            .publish_trust_proposal("p1", b"p1-2", &Companions::default(), T0 + 3, &[])
             .await,
         "proposal is not open",
     );
     assert_conflict(
         store
-            .add_proposal_signature("p2", b"p2-0", b"p2-1", &Companions::default(), T0 + 3)
+            .add_proposal_signature("p2", b"p2-0", b"p2-1", &Companions::default(), T0 + 3, &[])
             .await,
         "proposal is not open",
     );
     // A statement that does not follow: nothing changes.
     store
-        .create_trust_proposal(&proposal("r3", &a, TrustKind::Root, 3, &op.id))
+        .create_trust_proposal(&proposal("r3", &a, TrustKind::Root, 3, &op.id), &[])
         .await
         .unwrap();
     assert_conflict(
         store
-            .publish_trust_proposal("r3", b"r3", &Companions::default(), T0 + 3)
+            .publish_trust_proposal("r3", b"r3", &Companions::default(), T0 + 3, &[])
             .await,
         "root version must follow the latest root",
     );
@@ -2443,11 +2513,11 @@ async fn trust_proposals(store: Store) {
 
     // A statement published directly withdraws the proposals it overtakes.
     store
-        .create_trust_proposal(&proposal("q4", &a, TrustKind::Policy, 4, &op.id))
+        .create_trust_proposal(&proposal("q4", &a, TrustKind::Policy, 4, &op.id), &[])
         .await
         .unwrap();
     store
-        .add_trust_statement(&a, TrustKind::Policy, 4, b"policy-4", None, T0 + 3)
+        .add_trust_statement(&a, TrustKind::Policy, 4, b"policy-4", None, T0 + 3, &[])
         .await
         .unwrap();
     assert_eq!(
@@ -2479,7 +2549,7 @@ async fn trust_proposals(store: Store) {
     );
     assert_conflict(
         store
-            .publish_trust_proposal("p3", b"p3", &Companions::default(), T0 + 1000)
+            .publish_trust_proposal("p3", b"p3", &Companions::default(), T0 + 1000, &[])
             .await,
         "proposal is not open",
     );
@@ -2517,16 +2587,19 @@ async fn trust_proposal_companions(store: Store) {
         (TrustKind::Freeze, 5, b"freeze-5"),
     ] {
         store
-            .add_trust_statement(&a, kind, version, bytes, None, T0)
+            .add_trust_statement(&a, kind, version, bytes, None, T0, &[])
             .await
             .unwrap();
     }
     let created = store
-        .create_trust_proposal(&NewTrustProposal {
-            policy_envelope: Some(b"policy-4-0".to_vec()),
-            freeze_envelope: Some(b"freeze-6-0".to_vec()),
-            ..proposal("r2", &a, TrustKind::Root, 2, &op.id)
-        })
+        .create_trust_proposal(
+            &NewTrustProposal {
+                policy_envelope: Some(b"policy-4-0".to_vec()),
+                freeze_envelope: Some(b"freeze-6-0".to_vec()),
+                ..proposal("r2", &a, TrustKind::Root, 2, &op.id)
+            },
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2535,7 +2608,7 @@ async fn trust_proposal_companions(store: Store) {
     );
     // Without companions the columns stay NULL.
     store
-        .create_trust_proposal(&proposal("r2b", &a, TrustKind::Root, 2, &op.id))
+        .create_trust_proposal(&proposal("r2b", &a, TrustKind::Root, 2, &op.id), &[])
         .await
         .unwrap();
     let plain = store
@@ -2553,7 +2626,7 @@ async fn trust_proposal_companions(store: Store) {
         freeze_sequence: 6,
     };
     store
-        .add_proposal_signature("r2", b"r2-0", b"r2-1", &signed, T0 + 1)
+        .add_proposal_signature("r2", b"r2-0", b"r2-1", &signed, T0 + 1, &[])
         .await
         .unwrap();
     let row = store
@@ -2572,7 +2645,7 @@ async fn trust_proposal_companions(store: Store) {
     };
     assert_conflict(
         store
-            .publish_trust_proposal("r2", b"r2-2", &stale, T0 + 2)
+            .publish_trust_proposal("r2", b"r2-2", &stale, T0 + 2, &[])
             .await,
         "trust statement is older than the latest",
     );
@@ -2591,7 +2664,7 @@ async fn trust_proposal_companions(store: Store) {
 
     // Published: the companions and the root, together.
     let published = store
-        .publish_trust_proposal("r2", b"r2-2", &signed, T0 + 2)
+        .publish_trust_proposal("r2", b"r2-2", &signed, T0 + 2, &[])
         .await
         .unwrap();
     assert_eq!(published.state, ProposalState::Published);
@@ -2682,7 +2755,7 @@ async fn signing_keys(store: Store) {
         .await
         .unwrap();
     let laptop = store
-        .add_signing_key(&new_signing_key(&dave.id, 1, "laptop"), T0)
+        .add_signing_key(&new_signing_key(&dave.id, 1, "laptop"), T0, &[])
         .await
         .unwrap();
     assert_eq!(
@@ -2696,24 +2769,24 @@ async fn signing_keys(store: Store) {
     );
     assert_conflict(
         store
-            .add_signing_key(&new_signing_key(&erin.id, 1, "mine"), T0)
+            .add_signing_key(&new_signing_key(&erin.id, 1, "mine"), T0, &[])
             .await,
         "signing key already registered",
     );
     assert_conflict(
         store
-            .add_signing_key(&new_signing_key(&dave.id, 2, "laptop"), T0)
+            .add_signing_key(&new_signing_key(&dave.id, 2, "laptop"), T0, &[])
             .await,
         "signing key name already used",
     );
     assert_not_found(
         store
-            .add_signing_key(&new_signing_key("no-such-operator", 3, "x"), T0)
+            .add_signing_key(&new_signing_key("no-such-operator", 3, "x"), T0, &[])
             .await,
     );
     // Another operator may use the same name.
     store
-        .add_signing_key(&new_signing_key(&erin.id, 4, "laptop"), T0)
+        .add_signing_key(&new_signing_key(&erin.id, 4, "laptop"), T0, &[])
         .await
         .unwrap();
     let token = store
@@ -2723,6 +2796,7 @@ async fn signing_keys(store: Store) {
                 ..new_signing_key(&dave.id, 5, "token")
             },
             T0 + 1,
+            &[],
         )
         .await
         .unwrap();
@@ -2815,7 +2889,7 @@ async fn jobs_tenant_scope(store: Store) {
         .unwrap();
     store.grant_tenant(&op.id, &a, "technician").await.unwrap();
     let key = store
-        .add_signing_key(&new_signing_key(&owner.id, 1, "laptop"), T0)
+        .add_signing_key(&new_signing_key(&owner.id, 1, "laptop"), T0, &[])
         .await
         .unwrap();
 
@@ -2943,7 +3017,7 @@ async fn job_targets_of_foreign_tenant_refused(store: Store) {
         .await
         .unwrap();
     let key = store
-        .add_signing_key(&new_signing_key(&owner.id, 1, "laptop"), T0)
+        .add_signing_key(&new_signing_key(&owner.id, 1, "laptop"), T0, &[])
         .await
         .unwrap();
     let nothing_stored = |store: Store, a: String| async move {
@@ -3566,15 +3640,15 @@ async fn job_approvals_replace_envelope(store: Store) {
         .await
         .unwrap();
     let k_olivia = store
-        .add_signing_key(&new_signing_key(&olivia.id, 1, "laptop"), T0)
+        .add_signing_key(&new_signing_key(&olivia.id, 1, "laptop"), T0, &[])
         .await
         .unwrap();
     let k_tom = store
-        .add_signing_key(&new_signing_key(&tom.id, 2, "laptop"), T0)
+        .add_signing_key(&new_signing_key(&tom.id, 2, "laptop"), T0, &[])
         .await
         .unwrap();
     let k_sam = store
-        .add_signing_key(&new_signing_key(&sam.id, 3, "laptop"), T0)
+        .add_signing_key(&new_signing_key(&sam.id, 3, "laptop"), T0, &[])
         .await
         .unwrap();
     let job = store
@@ -3714,7 +3788,7 @@ async fn job_approvals_replace_envelope(store: Store) {
             .unwrap()
     );
     let k_sam2 = store
-        .add_signing_key(&new_signing_key(&sam.id, 4, "phone"), T0)
+        .add_signing_key(&new_signing_key(&sam.id, 4, "phone"), T0, &[])
         .await
         .unwrap();
     assert_conflict(
@@ -3974,7 +4048,7 @@ async fn job_approvals_and_results_concurrent(store: Store) {
             .await
             .unwrap();
         let key = store
-            .add_signing_key(&new_signing_key(&op.id, n, "laptop"), T0)
+            .add_signing_key(&new_signing_key(&op.id, n, "laptop"), T0, &[])
             .await
             .unwrap();
         approvers.push((op.id, key.key_id));
@@ -4061,4 +4135,292 @@ async fn job_approvals_and_results_concurrent(store: Store) {
         }
         assert_eq!(stored_now, 1, "round {round}: the result is stored once");
     }
+}
+
+/// Installs (or removes) a trigger that refuses every audit event, as a
+/// full disk or a broken log would: a change must then not happen at all.
+async fn refuse_audit_events(store: &Store, refuse: bool) {
+    let statements: &[&str] = match (store.backend(), refuse) {
+        (Backend::Sqlite, true) => &["CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END"],
+        (Backend::Sqlite, false) => &["DROP TRIGGER refuse_audit"],
+        (Backend::Postgres, true) => &[
+            "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'audit log unavailable'; END $$",
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_audit()",
+        ],
+        (Backend::Postgres, false) => &[
+            "DROP TRIGGER refuse_audit ON audit_events",
+            "DROP FUNCTION refuse_audit()",
+        ],
+    };
+    let mut tx = store.begin().await.unwrap();
+    for sql in statements {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+/// Every change that records an event does so in its own transaction:
+/// when the event cannot be written, the change does not happen either,
+/// and once it can, change and event land together.
+async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
+    let owner = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let tenant = store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
+    store
+        .create_session(session_for(&owner.id, 1, T0), &[])
+        .await
+        .unwrap();
+    store
+        .replace_recovery_codes(&owner.id, &[hash(40)], "olivia", T0)
+        .await
+        .unwrap();
+    store
+        .update_throttle(&["user:olivia"], |_| {
+            (
+                vec![ThrottleCounter {
+                    failures: 1,
+                    window_start: T0,
+                    last_failure_at: T0,
+                    locked_until: Some(T0 + MINUTE),
+                }],
+                (),
+            )
+        })
+        .await
+        .unwrap();
+    let event = |action: &str| NewAuditEvent::new(T0, "olivia", action, "x");
+    let in_acme = |action: &str| event(action).in_tenant(Some(&tenant.id));
+    let actions_before = audit_actions(&store).await;
+    let acme_log = tenant.id.clone();
+    let acme_size = store
+        .log_head(&acme_log)
+        .await
+        .unwrap()
+        .map_or(0, |h| h.size);
+
+    refuse_audit_events(&store, true).await;
+    assert!(
+        store
+            .create_tenant("newco", T0, |t| vec![
+                in_acme("tenant.created").in_tenant(Some(&t.id))
+            ])
+            .await
+            .is_err()
+    );
+    assert!(store.ensure_tenant("newco", "test", T0).await.is_err());
+    assert!(
+        store
+            .create_session(session_for(&owner.id, 2, T0), &[event("login.succeeded")])
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .revoke_session(hash(1), T0 + 1, &[event("logout")])
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .refresh_session_mfa(hash(1), T0 + 2, &[event("step_up.succeeded")])
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .use_recovery_code(&owner.id, hash(40), T0, |_| vec![event(
+                "login.recovery_code_used"
+            )])
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .clear_throttle("user:olivia", T0, |_| vec![event("login.unlocked")])
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .create_enrollment_token(
+                hash(50),
+                &tenant.id,
+                None,
+                T0,
+                T0 + MINUTE,
+                &[in_acme("enrollment_token.issued")]
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .add_signing_key(
+                &new_signing_key(&owner.id, 1, "laptop"),
+                T0,
+                &[event("signing_key.registered")]
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .add_trust_statement(
+                &tenant.id,
+                TrustKind::Root,
+                1,
+                b"root-1",
+                None,
+                T0,
+                &[in_acme("trust.root_published")]
+            )
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .create_trust_proposal(
+                &proposal("p-1", &tenant.id, TrustKind::Root, 1, &owner.id),
+                &[in_acme("trust.proposed")]
+            )
+            .await
+            .is_err()
+    );
+
+    // Nothing changed: not the state, not the audit events, not the log.
+    assert!(
+        store
+            .tenant_by_name(&TenantScope::All, "newco")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.session(hash(2)).await.unwrap().is_none());
+    let (session, _) = store.session(hash(1)).await.unwrap().unwrap();
+    assert_eq!((session.revoked_at, session.mfa_at), (None, T0));
+    assert_eq!(store.recovery_codes_left(&owner.id).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .throttle_counter("user:olivia")
+            .await
+            .unwrap()
+            .locked_until,
+        Some(T0 + MINUTE)
+    );
+    assert!(
+        store
+            .signing_key(&new_signing_key(&owner.id, 1, "laptop").key_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .trust_statements(&TenantScope::All, &tenant.id)
+            .await
+            .unwrap(),
+        TrustSet::default()
+    );
+    assert!(
+        store
+            .trust_proposal(&TenantScope::All, "p-1", T0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(audit_actions(&store).await, actions_before);
+    assert_eq!(
+        store
+            .log_head(&acme_log)
+            .await
+            .unwrap()
+            .map_or(0, |h| h.size),
+        acme_size
+    );
+
+    // With the log writable again, each change lands with its event.
+    refuse_audit_events(&store, false).await;
+    let newco = store
+        .create_tenant("newco", T0, |t| {
+            vec![event("tenant.created").in_tenant(Some(&t.id))]
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.log_head(&newco.id).await.unwrap().map(|h| h.size),
+        Some(1),
+        "a tenant's creation is the first entry of its log"
+    );
+    store
+        .revoke_session(hash(1), T0 + 1, &[event("logout")])
+        .await
+        .unwrap();
+    let mut left = None;
+    assert!(
+        store
+            .use_recovery_code(&owner.id, hash(40), T0, |n| {
+                left = Some(n);
+                vec![event("login.recovery_code_used")]
+            })
+            .await
+            .unwrap()
+    );
+    assert_eq!(left, Some(0));
+    // A spent code records nothing the second time.
+    assert!(
+        !store
+            .use_recovery_code(&owner.id, hash(40), T0, |_| vec![event("never")])
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .clear_throttle("user:olivia", T0, |was_locked| {
+                assert!(was_locked);
+                vec![event("login.unlocked")]
+            })
+            .await
+            .unwrap()
+    );
+    store
+        .add_trust_statement(
+            &tenant.id,
+            TrustKind::Root,
+            1,
+            b"root-1",
+            None,
+            T0,
+            &[in_acme("trust.root_published")],
+        )
+        .await
+        .unwrap();
+    let mut added = audit_actions(&store).await;
+    added.truncate(added.len() - actions_before.len());
+    added.reverse();
+    assert_eq!(
+        added,
+        [
+            "tenant.created",
+            "logout",
+            "login.recovery_code_used",
+            "login.unlocked",
+            "trust.root_published"
+        ]
+    );
+    assert_eq!(
+        store
+            .log_head(&acme_log)
+            .await
+            .unwrap()
+            .map_or(0, |h| h.size),
+        acme_size + 1
+    );
 }

@@ -344,7 +344,10 @@ async fn audit_leaves(store: &Store, log: &str) -> Vec<AuditLeaf> {
 }
 
 async fn audit_events_are_logged(store: Store) {
-    let tenant = store.create_tenant("acme", T0).await.unwrap();
+    let tenant = store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     let msp_before = store.log_head(MSP_LOG).await.unwrap().map_or(0, |h| h.size);
 
     let in_tenant = NewAuditEvent::new(T0 + 1, "alice", "job.created", "job-1")
@@ -409,7 +412,10 @@ async fn audit_events_are_logged(store: Store) {
 }
 
 async fn audit_log_entry_rolls_back_with_its_change(store: Store) {
-    let tenant = store.create_tenant("acme", T0).await.unwrap();
+    let tenant = store
+        .create_tenant("acme", T0, |_| Vec::new())
+        .await
+        .unwrap();
     let log = tenant.id.as_str();
     store
         .append_audit(NewAuditEvent::new(T0, "alice", "first", "x").in_tenant(Some(log)))

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::{ApiJson, audit, audit_event};
+use super::{ApiJson, audit_event};
 use crate::auth::{Action, Caller};
 use crate::state::AppState;
 use crate::{now_millis, rfc3339};
@@ -345,24 +345,19 @@ pub(crate) fn check_statement(
     }
 }
 
-/// What follows every publication: the audit event and a nudge to the
-/// tenant's agents.
-pub(crate) async fn after_publish(
-    state: &AppState,
+/// The audit event of a publication, recorded with the statement.
+pub(crate) fn published_event(
     caller: &Caller,
     tenant: &Tenant,
     version: u64,
     action: &str,
-) {
-    audit(
-        state,
+) -> bulwark_store::NewAuditEvent {
+    audit_event(
         caller,
         Some(&tenant.id),
         action,
         &format!("{} v{version}", tenant.name),
     )
-    .await;
-    state.presence.nudge_tenant(&tenant.id);
 }
 
 /// Checks and stores a statement brought to a publish route.
@@ -385,9 +380,10 @@ async fn publish_statement(
             &signed.to_bytes(),
             Some(&caller.operator.id),
             now_millis(),
+            &[published_event(caller, tenant, version, action)],
         )
         .await?;
-    after_publish(state, caller, tenant, version, action).await;
+    state.presence.nudge_tenant(&tenant.id);
     let trust = load_trust(state, caller, tenant).await?;
     Ok(Json(TrustView::new(&tenant.id, &trust)))
 }
@@ -577,9 +573,14 @@ pub async fn register_signing_key(
                 public_key: bulwark_protocol::codec::to_canonical(&key),
             },
             now_millis(),
+            &[audit_event(
+                &caller,
+                None,
+                "signing_key.registered",
+                &key_id,
+            )],
         )
         .await?;
-    audit(&state, &caller, None, "signing_key.registered", &key_id).await;
     Ok((StatusCode::CREATED, Json(SigningKeyView::from(row))))
 }
 
@@ -1257,13 +1258,11 @@ async fn register_passkey_signer(
                     public_key: bulwark_protocol::codec::to_canonical(key),
                 },
                 now_millis(),
+                &[audit_event(caller, None, "signing_key.registered", &key_id)],
             )
             .await;
         match added {
-            Ok(_) => {
-                audit(state, caller, None, "signing_key.registered", &key_id).await;
-                return Ok(());
-            }
+            Ok(_) => return Ok(()),
             // The name is taken by another of the operator's keys: add the key id.
             Err(StoreError::Conflict(m)) if m.contains("name") && attempt == 0 => {
                 name = format!("passkey {} {}", passkey.name, &key_id[..8]);

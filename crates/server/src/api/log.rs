@@ -6,9 +6,13 @@
 //! A tenant's log (log id = tenant id) is read by every role holding a
 //! grant on that tenant ([`Action::ViewTenantLog`]; a foreign tenant is a
 //! 404 like everywhere); the MSP-wide log (`msp`) by owners and security
-//! officers ([`Action::ViewMspLog`]). Nothing here changes the log; reading
-//! a head may sign a new checkpoint of it, so that an auditor always gets a
-//! signed head of the whole log.
+//! officers ([`Action::ViewMspLog`]). Reading changes nothing in the log;
+//! reading a head may sign a new checkpoint of it, so that an auditor
+//! always gets a signed head of the whole log. The one write is the
+//! announcement of an export (`POST …/log/exports`, same authorisation as
+//! reading): a `log.exported` event in the log being read, appended after
+//! the head the reader announced, so it never breaks that reader's check.
+//! Reading is not blocked without it: it records honest tools' exports.
 //!
 //! Encodings, for outside verifiers:
 //! - `leaf`: standard base64 (RFC 4648 §4, padded) of the exact leaf bytes;
@@ -30,7 +34,9 @@ use bulwark_translog::Hash;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::ApiJson;
 use super::error::{ApiError, ErrorBody};
+use crate::auth::policy::Credential;
 use crate::auth::{Action, Caller};
 use crate::now_millis;
 use crate::state::AppState;
@@ -180,6 +186,46 @@ pub struct ConsistencyQuery {
     to: u64,
 }
 
+/// Why the caller reads the log.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportPurpose {
+    /// `bulwark audit verify`, or any check of the log.
+    Verify,
+    /// `bulwark audit export`, or any copy of the log.
+    Export,
+}
+
+impl ExportPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Verify => "verify",
+            Self::Export => "export",
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// `verify` or `export`.
+    pub purpose: ExportPurpose,
+    /// The size of the head the caller is about to read (the `size` of
+    /// `GET …/log`); at most the log's current size.
+    pub tree_size: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportRecorded {
+    /// Always `log.exported`: the action of the event now in the log.
+    pub action: &'static str,
+    /// The announced size.
+    pub tree_size: u64,
+}
+
+/// The action of the event an export announcement appends.
+pub const EXPORTED_ACTION: &str = "log.exported";
+
 fn b64(hash: &[u8]) -> String {
     B64.encode(hash)
 }
@@ -229,6 +275,49 @@ fn msp_log(caller: &Caller) -> Result<String, ApiError> {
 
 async fn log_size(state: &AppState, log_id: &str) -> Result<u64, ApiError> {
     Ok(state.store.log_head(log_id).await?.map_or(0, |h| h.size))
+}
+
+/// Records `caller` announcing an export of the log `log_id` (in
+/// `tenant_id`; `None` for the MSP log) up to `req.tree_size`: one
+/// `log.exported` event in that log, or nothing (400) for a size beyond
+/// the log. An event that cannot be recorded is a 500: the caller is never
+/// told it was recorded when it was not.
+async fn record_export(
+    state: &AppState,
+    caller: &Caller,
+    log_id: &str,
+    tenant_id: Option<&str>,
+    req: ExportRequest,
+) -> Result<(StatusCode, Json<ExportRecorded>), ApiError> {
+    let size = log_size(state, log_id).await?;
+    if req.tree_size > size {
+        return Err(ApiError::bad_request(format!(
+            "tree_size {} is beyond the log's {size} entries",
+            req.tree_size
+        )));
+    }
+    let via = match caller.credential {
+        Credential::ApiToken => "api token",
+        Credential::Session { .. } | Credential::NeedsPasskey { .. } => "session",
+    };
+    let event =
+        super::audit_event(caller, tenant_id, EXPORTED_ACTION, log_id).with_detail(format!(
+            "{} up to size {} ({via})",
+            req.purpose.as_str(),
+            req.tree_size
+        ));
+    state
+        .store
+        .append_audit(event)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ExportRecorded {
+            action: EXPORTED_ACTION,
+            tree_size: req.tree_size,
+        }),
+    ))
 }
 
 async fn head(state: &AppState, log_id: String) -> Result<LogHeadView, ApiError> {
@@ -481,6 +570,28 @@ pub async fn tenant_log_consistency(
     Ok(Json(consistency(&state, &log_id, q).await?))
 }
 
+/// Announces that the caller is about to read (verify or export) a
+/// tenant's log up to `tree_size`: appends one `log.exported` event (actor
+/// the caller, target the log id, detail the purpose and size) to that
+/// log, after the announced head, so the reader's own check is unchanged.
+/// Same authorisation as reading the log. Reading is not blocked without
+/// it: the event records the exports of tools that announce them.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant}/log/exports", tag = "log",
+    params(("tenant" = String, Path, description = "Tenant name or id")),
+    request_body = ExportRequest,
+    responses((status = 201, body = ExportRecorded), (status = 400, description = "A malformed body, an unknown field or purpose, or a `tree_size` beyond the log: nothing recorded", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn tenant_log_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    body: Result<ApiJson<ExportRequest>, ApiError>,
+) -> Result<(StatusCode, Json<ExportRecorded>), ApiError> {
+    let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
+    let ApiJson(req) = body?;
+    record_export(&state, &caller, &log_id, Some(&log_id), req).await
+}
+
 /// The MSP-wide log's head (owners and security officers).
 #[utoipa::path(get, path = "/api/v1/msp/log", tag = "log",
     responses((status = 200, body = LogHeadView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -553,4 +664,21 @@ pub async fn msp_log_consistency(
     let log_id = msp_log(&caller)?;
     let q = query(q)?;
     Ok(Json(consistency(&state, &log_id, q).await?))
+}
+
+/// Announces that the caller is about to read (verify or export) the
+/// MSP-wide log up to `tree_size`: one `log.exported` event in the MSP log
+/// (owners and security officers, like reading it).
+#[utoipa::path(post, path = "/api/v1/msp/log/exports", tag = "log",
+    request_body = ExportRequest,
+    responses((status = 201, body = ExportRecorded), (status = 400, description = "A malformed body, an unknown field or purpose, or a `tree_size` beyond the log: nothing recorded", body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn msp_log_export(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<ApiJson<ExportRequest>, ApiError>,
+) -> Result<(StatusCode, Json<ExportRecorded>), ApiError> {
+    let log_id = msp_log(&caller)?;
+    let ApiJson(req) = body?;
+    record_export(&state, &caller, &log_id, None, req).await
 }

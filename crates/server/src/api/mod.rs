@@ -63,7 +63,7 @@ const MAX_TOKEN_TTL_MINUTES: u32 = 7 * 24 * 60;
     info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
-    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "log", description = "The transparency logs, read-only: entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
+    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
 )]
 struct ApiDoc;
 
@@ -151,11 +151,13 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(log::tenant_log_checkpoints))
         .routes(routes!(log::tenant_log_inclusion))
         .routes(routes!(log::tenant_log_consistency))
+        .routes(routes!(log::tenant_log_export))
         .routes(routes!(log::msp_log_head))
         .routes(routes!(log::msp_log_entries))
         .routes(routes!(log::msp_log_checkpoints))
         .routes(routes!(log::msp_log_inclusion))
         .routes(routes!(log::msp_log_consistency))
+        .routes(routes!(log::msp_log_export))
         // A job carries its script: a larger body than anywhere else.
         .merge(
             OpenApiRouter::new()
@@ -374,15 +376,17 @@ async fn create_tenant(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Action::CreateTenant)?;
     check_tenant_name(&req.name)?;
-    let tenant = state.store.create_tenant(&req.name, now_millis()).await?;
-    audit(
-        &state,
-        &caller,
-        Some(&tenant.id),
-        "tenant.created",
-        &tenant.name,
-    )
-    .await;
+    let tenant = state
+        .store
+        .create_tenant(&req.name, now_millis(), |tenant| {
+            vec![audit_event(
+                &caller,
+                Some(&tenant.id),
+                "tenant.created",
+                &tenant.name,
+            )]
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(TenantView {
@@ -392,18 +396,6 @@ async fn create_tenant(
             online_count: 0,
         }),
     ))
-}
-
-pub async fn audit(
-    state: &AppState,
-    caller: &Caller,
-    tenant_id: Option<&str>,
-    action: &str,
-    target: &str,
-) {
-    state
-        .audit(audit_event(caller, tenant_id, action, target))
-        .await;
 }
 
 /// The audit event of `caller` doing `action` on `target`, for a store
@@ -469,16 +461,14 @@ pub async fn issue_enrollment_token(
             Some(&caller.operator.id),
             now,
             expires_at,
+            &[audit_event(
+                caller,
+                Some(&tenant.id),
+                "enrollment_token.issued",
+                &tenant.name,
+            )],
         )
         .await?;
-    audit(
-        state,
-        caller,
-        Some(&tenant.id),
-        "enrollment_token.issued",
-        &tenant.name,
-    )
-    .await;
     Ok(EnrollmentTokenView {
         token: token.to_string(),
         tenant: tenant.name,
@@ -686,18 +676,22 @@ async fn lift_lockout(
     if !crate::auth::throttle::valid_key(&key) {
         return Err(ApiError::not_found("lockout"));
     }
-    let was_locked = match state.store.clear_throttle(&key, now_millis()).await {
-        Ok(was_locked) => was_locked,
-        Err(bulwark_store::StoreError::NotFound) => return Err(ApiError::not_found("lockout")),
-        Err(error) => return Err(error.into()),
-    };
-    let action = if was_locked {
-        "login.unlocked"
-    } else {
-        "login.throttle_cleared"
-    };
-    audit(&state, &caller, None, action, &key).await;
-    Ok(StatusCode::NO_CONTENT)
+    let lifted = state
+        .store
+        .clear_throttle(&key, now_millis(), |was_locked| {
+            let action = if was_locked {
+                "login.unlocked"
+            } else {
+                "login.throttle_cleared"
+            };
+            vec![audit_event(&caller, None, action, &key)]
+        })
+        .await;
+    match lifted {
+        Ok(_) => Ok(StatusCode::NO_CONTENT),
+        Err(bulwark_store::StoreError::NotFound) => Err(ApiError::not_found("lockout")),
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[derive(Serialize, ToSchema)]

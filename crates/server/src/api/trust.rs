@@ -32,10 +32,10 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{
-    Trust, after_publish, check_statement, decode_b64, decode_envelope, limits, load_trust,
-    now_secs, refused, tenant_for,
+    Trust, check_statement, decode_b64, decode_envelope, limits, load_trust, now_secs,
+    published_event, refused, tenant_for,
 };
-use super::{ApiJson, audit};
+use super::{ApiJson, audit_event};
 use crate::auth::policy::trust_signature_action;
 use crate::auth::{Action, Caller};
 use crate::state::AppState;
@@ -490,19 +490,15 @@ async fn try_publish(
     if !companions_verify(trust, proposed, companion) {
         return Ok(false);
     }
-    state
-        .store
-        .publish_trust_proposal(id, &signed.to_bytes(), &companion.to_store(), now_millis())
-        .await?;
+    // Each statement's event, companions first (the order they are stored).
+    let mut events = Vec::new();
     if let Some((_, policy)) = &companion.policy {
-        after_publish(
-            state,
+        events.push(published_event(
             caller,
             tenant,
             policy.version,
             "trust.policy_published",
-        )
-        .await;
+        ));
     }
     if let Some((_, freeze)) = &companion.freeze {
         let action = if freeze.frozen {
@@ -510,17 +506,26 @@ async fn try_publish(
         } else {
             "trust.unfrozen"
         };
-        after_publish(state, caller, tenant, freeze.sequence, action).await;
+        events.push(published_event(caller, tenant, freeze.sequence, action));
     }
-    after_publish(state, caller, tenant, version, action).await;
-    audit(
-        state,
+    events.push(published_event(caller, tenant, version, action));
+    events.push(audit_event(
         caller,
         Some(&tenant.id),
         "trust.proposal_published",
         &format!("{} {kind} v{version} proposal {id}", tenant.name),
-    )
-    .await;
+    ));
+    state
+        .store
+        .publish_trust_proposal(
+            id,
+            &signed.to_bytes(),
+            &companion.to_store(),
+            now_millis(),
+            &events,
+        )
+        .await?;
+    state.presence.nudge_tenant(&tenant.id);
     Ok(true)
 }
 
@@ -588,30 +593,30 @@ pub async fn create_proposal(
     let now = now_millis();
     state
         .store
-        .create_trust_proposal(&NewTrustProposal {
-            id: id.clone(),
-            tenant_id: tenant.id.clone(),
-            kind: proposed.kind,
-            version: proposed.version,
-            envelope: signed.to_bytes(),
-            policy_envelope: stored.policy,
-            freeze_envelope: stored.freeze,
-            proposed_by: caller.operator.id.clone(),
-            created_at: now,
-            expires_at: now + PROPOSAL_TTL_MS,
-        })
+        .create_trust_proposal(
+            &NewTrustProposal {
+                id: id.clone(),
+                tenant_id: tenant.id.clone(),
+                kind: proposed.kind,
+                version: proposed.version,
+                envelope: signed.to_bytes(),
+                policy_envelope: stored.policy,
+                freeze_envelope: stored.freeze,
+                proposed_by: caller.operator.id.clone(),
+                created_at: now,
+                expires_at: now + PROPOSAL_TTL_MS,
+            },
+            &[audit_event(
+                &caller,
+                Some(&tenant.id),
+                "trust.proposed",
+                &format!(
+                    "{} {} v{} proposal {id}",
+                    tenant.name, proposed.kind, proposed.version
+                ),
+            )],
+        )
         .await?;
-    audit(
-        &state,
-        &caller,
-        Some(&tenant.id),
-        "trust.proposed",
-        &format!(
-            "{} {} v{} proposal {id}",
-            tenant.name, proposed.kind, proposed.version
-        ),
-    )
-    .await;
     try_publish(
         &state, &caller, &tenant, &trust, &id, &proposed, &signed, &companion,
     )
@@ -848,20 +853,18 @@ pub async fn sign_proposal(
             &signed.to_bytes(),
             &companion.to_store(),
             now,
+            &[audit_event(
+                &caller,
+                Some(&tenant.id),
+                "trust.proposal_signed",
+                &format!(
+                    "proposal {id} by key {} ({})",
+                    hex::encode(key_id),
+                    key.name
+                ),
+            )],
         )
         .await?;
-    audit(
-        &state,
-        &caller,
-        Some(&tenant.id),
-        "trust.proposal_signed",
-        &format!(
-            "proposal {id} by key {} ({})",
-            hex::encode(key_id),
-            key.name
-        ),
-    )
-    .await;
     try_publish(
         &state, &caller, &tenant, &trust, &id, &proposed, &signed, &companion,
     )

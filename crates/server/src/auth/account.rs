@@ -75,7 +75,7 @@ pub async fn regenerate_recovery_codes(
 async fn audit(state: &AppState, caller: &Caller, action: &str, detail: String) {
     let who = &caller.operator.username;
     state
-        .audit(
+        .record_event(
             bulwark_store::NewAuditEvent::new(now_millis(), who, action, who).with_detail(detail),
         )
         .await;
@@ -195,17 +195,16 @@ pub async fn step_up_with(
             (vec![user, addr], ())
         })
         .await?;
+    let who = &caller.operator.username;
+    let stepped_up = bulwark_store::NewAuditEvent::new(now, who, "step_up.succeeded", who)
+        .with_detail(format!(
+            "session {}; {why}; from {}",
+            caller.session_id, client.ip
+        ));
     state
         .store
-        .refresh_session_mfa(caller.session_hash, now)
+        .refresh_session_mfa(caller.session_hash, now, &[stepped_up])
         .await?;
-    audit(
-        state,
-        caller,
-        "step_up.succeeded",
-        format!("session {}; {why}; from {}", caller.session_id, client.ip),
-    )
-    .await;
     Ok(())
 }
 

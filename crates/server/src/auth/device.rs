@@ -379,7 +379,7 @@ pub async fn approval_options(
 
 async fn audit(state: &AppState, caller: &Caller, action: &str, detail: String) {
     state
-        .audit(
+        .record_event(
             NewAuditEvent::new(
                 now_millis(),
                 &caller.operator.username,
@@ -502,39 +502,36 @@ pub async fn poll(
     let (token, token_hash) = session::new_token();
     let (csrf_token, _) = session::new_token();
     let expires_at = now + state.session_policy.absolute_lifetime_ms;
+    let signed_in = NewAuditEvent::new(
+        now,
+        &operator.username,
+        "login.succeeded",
+        &operator.username,
+    )
+    .with_detail(format!(
+        "cli session from {} by device code (approved in the console with a passkey)",
+        client.ip
+    ));
     state
         .store
-        .create_session(NewSession {
-            id_hash: token_hash,
-            operator_id: operator.id.clone(),
-            kind: SessionKind::Cli,
-            csrf_token,
-            created_at: now,
-            expires_at,
-            mfa_at: approved_at,
-            ip: Some(client.ip.clone()),
-            user_agent: Some(client.user_agent.clone()),
-        })
-        .await?;
-    // Signed in with the passkey that approved it (the passkey policy sees so).
-    state
-        .store
-        .set_session_passkey(token_hash, &passkey_id)
-        .await?;
-    state
-        .audit(
-            NewAuditEvent::new(
-                now,
-                &operator.username,
-                "login.succeeded",
-                &operator.username,
-            )
-            .with_detail(format!(
-                "cli session from {} by device code (approved in the console with a passkey)",
-                client.ip
-            )),
+        .create_session(
+            NewSession {
+                id_hash: token_hash,
+                operator_id: operator.id.clone(),
+                kind: SessionKind::Cli,
+                csrf_token,
+                created_at: now,
+                expires_at,
+                mfa_at: approved_at,
+                ip: Some(client.ip.clone()),
+                user_agent: Some(client.user_agent.clone()),
+                // Signed in with the passkey that approved it (the passkey
+                // policy sees so).
+                passkey_id: Some(passkey_id),
+            },
+            &[signed_in],
         )
-        .await;
+        .await?;
     Ok(Ok(NewLogin {
         token,
         expires_at,

@@ -43,7 +43,7 @@ pub struct ClientInfo {
 
 async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
     state
-        .audit(NewAuditEvent::new(now_millis(), actor, action, target).with_detail(detail))
+        .record_event(NewAuditEvent::new(now_millis(), actor, action, target).with_detail(detail))
         .await;
 }
 
@@ -187,9 +187,23 @@ pub async fn login_with(
     // A recovery code stands in for the TOTP code (each once).
     let recovery = account::looks_like_recovery_code(otp);
     let accepted = if recovery {
+        // The spent code is recorded with the code's use, not with the
+        // session: a login refused later still spent it.
+        let username = operator.username.clone();
+        let ip = client.ip.clone();
         state
             .store
-            .use_recovery_code(&operator.id, account::recovery_code_hash(otp), now)
+            .use_recovery_code(
+                &operator.id,
+                account::recovery_code_hash(otp),
+                now,
+                move |left| {
+                    vec![
+                        NewAuditEvent::new(now, &username, "login.recovery_code_used", &username)
+                            .with_detail(format!("{left} recovery codes left; from {ip}")),
+                    ]
+                },
+            )
             .await?
     } else {
         let now_secs = u64::try_from(now / 1000).unwrap_or_default();
@@ -198,17 +212,6 @@ pub async fn login_with(
             None => false,
         }
     };
-    if accepted && recovery {
-        let left = state.store.recovery_codes_left(&operator.id).await?;
-        audit(
-            state,
-            username,
-            "login.recovery_code_used",
-            username,
-            &format!("{left} recovery codes left; from {}", client.ip),
-        )
-        .await;
-    }
     if !accepted {
         audit(
             state,
@@ -316,30 +319,9 @@ async fn open_session(
     let (token, hash) = session::new_token();
     let (csrf_token, _) = session::new_token();
     let expires_at = now + state.session_policy.absolute_lifetime_ms;
-    state
-        .store
-        .create_session(NewSession {
-            id_hash: hash,
-            operator_id: operator.id.clone(),
-            kind,
-            csrf_token,
-            created_at: now,
-            expires_at,
-            mfa_at: now,
-            ip: Some(client.ip.chars().take(64).collect()),
-            user_agent: Some(client.user_agent.chars().take(256).collect()),
-        })
-        .await?;
-    if let Some(used) = &used_passkey {
-        state.store.set_session_passkey(hash, &used.id).await?;
-    }
     let passkey_enrolment_only = outcome == LoginOutcome::PasskeyEnrolmentOnly;
-    audit(
-        state,
-        &operator.username,
-        "login.succeeded",
-        &operator.username,
-        &format!(
+    let signed_in =
+        NewAuditEvent::new(now, username, "login.succeeded", username).with_detail(format!(
             "{} session from {}; {}{}",
             kind.as_str(),
             client.ip,
@@ -352,9 +334,25 @@ async fn open_session(
             } else {
                 ""
             }
-        ),
-    )
-    .await;
+        ));
+    state
+        .store
+        .create_session(
+            NewSession {
+                id_hash: hash,
+                operator_id: operator.id.clone(),
+                kind,
+                csrf_token,
+                created_at: now,
+                expires_at,
+                mfa_at: now,
+                ip: Some(client.ip.chars().take(64).collect()),
+                user_agent: Some(client.user_agent.chars().take(256).collect()),
+                passkey_id: used_passkey.as_ref().map(|used| used.id.clone()),
+            },
+            &[signed_in],
+        )
+        .await?;
     Ok(NewLogin {
         token,
         expires_at,
@@ -371,18 +369,16 @@ pub async fn logout(state: &AppState, caller: &session::Caller) -> Result<(), Ap
             "an API token is not a session: revoke it with DELETE /api/v1/api-tokens/{id}",
         ));
     }
+    let now = now_millis();
+    let who = &caller.operator.username;
     state
         .store
-        .revoke_session(caller.session_hash, now_millis())
+        .revoke_session(
+            caller.session_hash,
+            now,
+            &[NewAuditEvent::new(now, who, "logout", who)],
+        )
         .await?;
-    audit(
-        state,
-        &caller.operator.username,
-        "logout",
-        &caller.operator.username,
-        "",
-    )
-    .await;
     Ok(())
 }
 

@@ -438,7 +438,7 @@ async fn verify_with(
     };
     if !counter_acceptable(passkey.sign_count, info.sign_count) {
         state
-            .audit(
+            .record_event(
                 NewAuditEvent::new(
                     now,
                     &operator.username,

@@ -320,7 +320,7 @@ impl Exporter {
                     &self.sink.name,
                 )
                 .with_detail(detail);
-                crate::state::record_audit(&self.store, event).await;
+                crate::state::record_event(&self.store, event).await;
             }
             let wait = self.backoff;
             self.backoff = (self.backoff * 2).min(BACKOFF_CAP);

@@ -312,17 +312,21 @@ impl Server {
         let (token, hash) = new_token();
         self.server
             .store
-            .create_session(NewSession {
-                id_hash: hash,
-                operator_id: self.operator_id(username).await,
-                kind: SessionKind::Cli,
-                csrf_token: "unused".to_owned(),
-                created_at: now - 600_000,
-                expires_at: now + 3_600_000,
-                mfa_at,
-                ip: None,
-                user_agent: None,
-            })
+            .create_session(
+                NewSession {
+                    id_hash: hash,
+                    operator_id: self.operator_id(username).await,
+                    kind: SessionKind::Cli,
+                    csrf_token: "unused".to_owned(),
+                    created_at: now - 600_000,
+                    expires_at: now + 3_600_000,
+                    mfa_at,
+                    ip: None,
+                    user_agent: None,
+                    passkey_id: None,
+                },
+                &[],
+            )
             .await
             .unwrap();
         token
