@@ -1,7 +1,8 @@
 //! The transparency log against an attacker who owns the server's database
 //! (issue 6): the agent holds the last tree head it accepted, so erasing the
 //! tenant's log to hide what was done makes the next job fail with a
-//! security alert instead of running. (Forks, rewrites and split views with
+//! security alert instead of running, until the endpoint's own
+//! administrator resets the agent's head (docs/server.md). (Forks, rewrites and split views with
 //! the real log key are played against the agent in
 //! crates/agent/tests/transparency.rs; `audit verify` in audit_log.rs.)
 //!
@@ -17,7 +18,7 @@ const PASSPHRASE: &str = "e2e log attacks: a long passphrase nobody guesses";
 #[tokio::test]
 async fn an_erased_log_makes_the_agent_refuse_and_raise_an_alert() -> Result<()> {
     let s = OperatorSetup::start(PASSPHRASE).await?;
-    let victim = s.victim().await?;
+    let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
     // The agent accepts a tree head with this job.
     s.good_job_runs(&device, "before").await?;
@@ -67,6 +68,29 @@ async fn an_erased_log_makes_the_agent_refuse_and_raise_an_alert() -> Result<()>
         Ok(found.then_some(()))
     })
     .await?;
+
+    // Recovery, as docs/server.md tells it. The agent's own head shows the
+    // auditor where the server's log parts from what the agent saw...
+    let held = victim.state_dir.path().join("trust").join("log.head");
+    let held_text = held.display().to_string();
+    let diagnosis = s
+        .cli(
+            &["audit", "verify", "--tenant", "demo", "--head", &held_text],
+            None,
+        )
+        .await?;
+    ensure!(
+        diagnosis.status.code() == Some(1) && diagnosis.all_output().contains("truncated"),
+        "verify against the agent's head: {}",
+        diagnosis.all_output()
+    );
+    // ...and only the endpoint's administrator can make the agent start
+    // over: with its head moved aside, it accepts the current log again.
+    victim.proc.terminate().await?;
+    std::fs::rename(&held, held.with_extension("head.lost"))?;
+    victim.proc = bulwark_e2e::spawn_agent(victim.state_dir.path())?;
+    s.good_job_runs(&device, "after-reset").await?;
+    ensure!(held.exists(), "the agent keeps its new head");
     Ok(())
 }
 

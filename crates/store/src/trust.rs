@@ -248,7 +248,11 @@ impl Store {
         self.trust_statements(&TenantScope::All, tenant_id).await
     }
 
-    /// Records what a device reports holding (insert or replace).
+    /// Records what a device reports holding (insert or replace). When
+    /// that differs from its last report (or is its first), appends
+    /// `device.trust_applied` to its tenant's log in the same transaction,
+    /// so an auditor sees when each device took each root, policy and
+    /// freeze statement. Returns whether it changed.
     /// `NotFound` for an unknown device, `Invalid` for a number above `i64::MAX`.
     pub async fn set_device_trust(
         &self,
@@ -258,7 +262,39 @@ impl Store {
         freeze_sequence: u64,
         frozen: bool,
         now: Millis,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
+        let held = |root: i64, policy: i64, freeze: i64, frozen: bool| {
+            format!(
+                "root v{root}, policy v{policy}, freeze statement {freeze} ({})",
+                if frozen { "frozen" } else { "not frozen" }
+            )
+        };
+        let reported = (
+            to_db(root_version, "root version out of range")?,
+            to_db(policy_version, "policy version out of range")?,
+            to_db(freeze_sequence, "freeze sequence out of range")?,
+            frozen,
+        );
+        let mut tx = self.pool.begin().await?;
+        // A write first (it takes the row or write lock), returning the last
+        // report.
+        let before = sqlx::query(
+            "UPDATE device_trust SET updated_at = $2 WHERE device_id = $1 \
+             RETURNING root_version, policy_version, freeze_sequence, frozen",
+        )
+        .bind(device_id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let before = match before {
+            Some(row) => Some((
+                row.try_get::<i64, _>("root_version")?,
+                row.try_get::<i64, _>("policy_version")?,
+                row.try_get::<i64, _>("freeze_sequence")?,
+                row.try_get::<i64, _>("frozen")? != 0,
+            )),
+            None => None,
+        };
         sqlx::query(
             "INSERT INTO device_trust (device_id, root_version, policy_version, freeze_sequence, frozen, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -267,15 +303,38 @@ impl Store {
              frozen = excluded.frozen, updated_at = excluded.updated_at",
         )
         .bind(device_id)
-        .bind(to_db(root_version, "root version out of range")?)
-        .bind(to_db(policy_version, "policy version out of range")?)
-        .bind(to_db(freeze_sequence, "freeze sequence out of range")?)
+        .bind(reported.0)
+        .bind(reported.1)
+        .bind(reported.2)
         .bind(i64::from(frozen))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("device trust already exists"))?;
-        Ok(())
+        let changed = before != Some(reported);
+        if changed {
+            let tenant_id: String =
+                sqlx::query_scalar("SELECT tenant_id FROM devices WHERE id = $1")
+                    .bind(device_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let now_holds = held(reported.0, reported.1, reported.2, reported.3);
+            let detail = match before {
+                Some((r, p, f, z)) => format!("{now_holds}; was {}", held(r, p, f, z)),
+                None => now_holds,
+            };
+            let event = crate::NewAuditEvent::new(
+                now,
+                &format!("device:{device_id}"),
+                "device.trust_applied",
+                device_id,
+            )
+            .in_tenant(Some(&tenant_id))
+            .with_detail(detail);
+            crate::audit::insert_audit(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
     }
 
     /// What a device last reported holding, if the device is in scope and

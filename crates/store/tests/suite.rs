@@ -2733,6 +2733,48 @@ async fn device_trust(store: Store) {
             .unwrap()
             .is_some()
     );
+
+    // Each change a device reports is in its tenant's log, once.
+    assert!(
+        !store
+            .set_device_trust(a1, 2, 3, 4, true, T0 + 2)
+            .await
+            .unwrap(),
+        "the same report again is no change"
+    );
+    let applied = |tenant: String| {
+        let store = store.clone();
+        async move {
+            store
+                .list_audit(&TenantScope::All, Some(&tenant), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == "device.trust_applied")
+                .map(|e| (e.actor, e.target, e.detail))
+                .collect::<Vec<_>>()
+        }
+    };
+    let actor = format!("device:{a1}");
+    assert_eq!(
+        applied(a.clone()).await,
+        [
+            (
+                actor.clone(),
+                a1.clone(),
+                "root v2, policy v3, freeze statement 4 (frozen); \
+                 was root v1, policy v2, freeze statement 0 (not frozen)"
+                    .to_owned()
+            ),
+            (
+                actor,
+                a1.clone(),
+                "root v1, policy v2, freeze statement 0 (not frozen)".to_owned()
+            ),
+        ]
+    );
+    let b = b_devices[0].tenant_id.clone();
+    assert_eq!(applied(b).await.len(), 1);
 }
 
 fn new_signing_key(operator_id: &str, n: u8, name: &str) -> NewSigningKey {
