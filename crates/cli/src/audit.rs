@@ -24,8 +24,10 @@
 //! entry is pinpointed with its inclusion proof when online), exit code 1.
 //! Usage, connection and server errors exit with 2.
 //!
-//! Online, both commands announce what they read right after fetching the
-//! head (`POST …/log/exports` with the purpose and the head's size): the
+//! Online, both commands announce what they read before reading any entry
+//! (`verify` once its local checks of the key, the saved head and the
+//! archives passed; `POST …/log/exports` with the purpose and the head's
+//! size): the
 //! server records a `log.exported` event in that log, after that head, so
 //! the run's own check is unchanged (RFD 0003, "Auditor's API"). If the
 //! server does not record it, the command stops with exit 2. `--from DIR`
@@ -653,7 +655,7 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
     let started = Instant::now();
     let quiet = args.json;
     // 1. The key, the log id and the checkpoints.
-    let (source, served_key, log_id, notes, server) = match &args.from {
+    let (source, served_key, log_id, notes, server, head) = match &args.from {
         Some(dir) => {
             let vkey = std::fs::read_to_string(dir.join("log.vkey"))
                 .with_context(|| format!("reading {}", dir.join("log.vkey").display()))?;
@@ -702,6 +704,7 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                 log_id,
                 notes,
                 None,
+                None,
             )
         }
         None => {
@@ -714,7 +717,6 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                 .to_owned();
             // Reading the head makes the server sign one covering the whole log.
             let head = session.get(&base).await?;
-            announce(&session, &base, "verify", &head).await?;
             let log_id = head["log_id"]
                 .as_str()
                 .context("the server sent no log id")?
@@ -739,6 +741,7 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                 log_id,
                 notes,
                 Some(server),
+                Some(head),
             )
         }
     };
@@ -752,6 +755,10 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
         Some(path) => Some(read_saved_head(path, &key)?),
         None => None,
     };
+    // Announced once the local checks passed, before any entry is read.
+    if let (Source::Online { session, base, .. }, Some(head)) = (&source, &head) {
+        announce(session, base, "verify", head).await?;
+    }
 
     let outcome = check(&source, &key, &log_id, &notes, saved, quiet).await?;
     let elapsed = started.elapsed();

@@ -286,8 +286,14 @@ async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
     )?
     .verifier()
     .to_vkey();
+    let announced = exported_events(&s).await?.len();
     let wrong = verify(&s, &["--log-key", &other]).await?;
     ensure!(wrong.status.code() == Some(2), "{}", wrong.all_output());
+    // A run that stops at its local checks announced nothing.
+    ensure!(
+        exported_events(&s).await?.len() == announced,
+        "a verify refused for its key was recorded as an export"
+    );
 
     backup(&s, &log)?;
 
