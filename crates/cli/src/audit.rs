@@ -402,6 +402,42 @@ async fn announce(session: &Session, base: &str, purpose: &str, head: &Value) ->
     Ok(())
 }
 
+/// What an online `verify` or `export` starts from.
+struct ServedLog {
+    session: Session,
+    /// The log's API path.
+    base: String,
+    /// The log key the server serves (checked against the pinned one later).
+    vkey: String,
+    /// The log's head, as `GET {base}` answers.
+    head: Value,
+    log_id: String,
+}
+
+/// Signs in from the saved credentials and reads the log key and the
+/// head. Reading the head makes the server sign one covering the whole log.
+async fn served_log(choice: &LogChoice) -> Result<ServedLog> {
+    let session = Session::load()?;
+    let base = log_path(choice)?;
+    let key = session.get("/api/v1/log/key").await?;
+    let vkey = key["vkey"]
+        .as_str()
+        .context("the server sent no log key")?
+        .to_owned();
+    let head = session.get(&base).await?;
+    let log_id = head["log_id"]
+        .as_str()
+        .context("the server sent no log id")?
+        .to_owned();
+    Ok(ServedLog {
+        session,
+        base,
+        vkey,
+        head,
+        log_id,
+    })
+}
+
 fn log_path(choice: &LogChoice) -> Result<String> {
     match (&choice.tenant, choice.msp) {
         (Some(tenant), false) => Ok(format!("/api/v1/tenants/{}/log", path_segment(tenant)?)),
@@ -708,19 +744,13 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
             )
         }
         None => {
-            let session = Session::load()?;
-            let base = log_path(&args.log)?;
-            let key = session.get("/api/v1/log/key").await?;
-            let vkey = key["vkey"]
-                .as_str()
-                .context("the server sent no log key")?
-                .to_owned();
-            // Reading the head makes the server sign one covering the whole log.
-            let head = session.get(&base).await?;
-            let log_id = head["log_id"]
-                .as_str()
-                .context("the server sent no log id")?
-                .to_owned();
+            let ServedLog {
+                session,
+                base,
+                vkey,
+                head,
+                log_id,
+            } = served_log(&args.log).await?;
             let notes = fetch_checkpoints(&session, &base).await?;
             let server = session.server().to_owned();
             let archived_below = head["archived_below"].as_u64().unwrap_or(0);
@@ -1271,16 +1301,14 @@ truncated or rewritten after you saved it cannot match it again.
 
 async fn export(args: ExportArgs) -> Result<()> {
     let started = Instant::now();
-    let session = Session::load()?;
-    let base = log_path(&args.log)?;
-    let key = session.get("/api/v1/log/key").await?;
-    let vkey = key["vkey"]
-        .as_str()
-        .context("the server sent no log key")?
-        .to_owned();
-    let head = session.get(&base).await?;
+    let ServedLog {
+        session,
+        base,
+        vkey,
+        head,
+        log_id,
+    } = served_log(&args.log).await?;
     announce(&session, &base, "export", &head).await?;
-    let log_id = head["log_id"].as_str().unwrap_or_default().to_owned();
     let notes = fetch_checkpoints(&session, &base).await?;
     let size = notes.last().map_or(0, |(size, _)| *size);
     // Entries below `archived_below` left the server (retention): the
