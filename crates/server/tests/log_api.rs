@@ -170,22 +170,31 @@ async fn verify_log(
     leaves
 }
 
+/// Creates tenant `name` as `owner`; returns its log's head.
+async fn new_tenant_log(s: &Server, owner: &str, name: &str) -> Value {
+    s.ok(
+        Method::POST,
+        "/api/v1/tenants",
+        Some(owner),
+        Some(json!({"name": name})),
+    )
+    .await;
+    s.ok(
+        Method::GET,
+        &format!("/api/v1/tenants/{name}/log"),
+        Some(owner),
+        None,
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auditor_verifies_every_log_over_the_api() {
     let s = Server::start().await;
     let (_totp, owner) = s.owner().await;
     // Events in tenant acme's log: its creation, then 15 events recorded
     // the way every store change records them.
-    s.ok(
-        Method::POST,
-        "/api/v1/tenants",
-        Some(&owner),
-        Some(json!({"name": "acme"})),
-    )
-    .await;
-    let acme_id = s
-        .ok(Method::GET, "/api/v1/tenants/acme/log", Some(&owner), None)
-        .await["log_id"]
+    let acme_id = new_tenant_log(&s, &owner, "acme").await["log_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -367,16 +376,7 @@ async fn a_larger_log_streams_through_the_auditor() {
     const N: usize = 20_000;
     let s = Server::start().await;
     let (_totp, owner) = s.owner().await;
-    s.ok(
-        Method::POST,
-        "/api/v1/tenants",
-        Some(&owner),
-        Some(json!({"name": "big"})),
-    )
-    .await;
-    let id = s
-        .ok(Method::GET, "/api/v1/tenants/big/log", Some(&owner), None)
-        .await["log_id"]
+    let id = new_tenant_log(&s, &owner, "big").await["log_id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -496,16 +496,7 @@ async fn log_size(s: &Server, log_id: &str) -> u64 {
 async fn an_announced_export_is_recorded_in_the_log_read() {
     let s = Server::start().await;
     let (_totp, owner) = s.owner().await;
-    s.ok(
-        Method::POST,
-        "/api/v1/tenants",
-        Some(&owner),
-        Some(json!({"name": "acme"})),
-    )
-    .await;
-    let head = s
-        .ok(Method::GET, "/api/v1/tenants/acme/log", Some(&owner), None)
-        .await;
+    let head = new_tenant_log(&s, &owner, "acme").await;
     let acme_id = head["log_id"].as_str().unwrap().to_owned();
     let size = head["size"].as_u64().unwrap();
     let msp_size = log_size(&s, "msp").await;
