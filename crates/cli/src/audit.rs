@@ -43,7 +43,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_protocol::audit_leaf::AuditLeaf;
 use bulwark_translog::{
     AuditProblem, AuditSummary, Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier,
-    Pinpoint, check_extension, pinpoint, verify_note,
+    Pinpoint, check_extension, pinpoint, pinpoint_by_leaf_hashes, verify_note,
 };
 use serde_json::{Value, json};
 
@@ -161,6 +161,19 @@ struct Bad {
 }
 
 impl Bad {
+    /// Entry `index` is not what the signed head of size `size` holds there.
+    fn changed_entry(index: u64, size: u64) -> Self {
+        Self {
+            index: Some(index),
+            head_size: Some(size),
+            code: "changed_entry",
+            message: format!(
+                "entry {index} is not the entry the signed tree head of size {size} holds at \
+                 that index: it was changed (or entries before it were removed or inserted)"
+            ),
+        }
+    }
+
     fn entry(index: u64, code: &'static str, message: String) -> Self {
         Self {
             index: Some(index),
@@ -284,6 +297,56 @@ impl EntryFile {
             }
         }
         Ok(Ok(()))
+    }
+
+    /// Which entry below `head`'s size is not the one the signed tree holds,
+    /// from the leaf hashes the file lists beside its entries (`"hash"`):
+    /// [`pinpoint_by_leaf_hashes`], streamed. `start`: the compact range
+    /// before the file's first entry. An entry without a listed hash (an
+    /// older export) ends the search: [`Pinpoint::None`].
+    fn pinpoint(&self, head: &Checkpoint, start: Frontier) -> Result<Pinpoint> {
+        let path = self.dir.join("entries.ndjson");
+        let file =
+            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let mut lines = std::io::BufReader::new(file).lines();
+        let mut failure = None;
+        let entries = std::iter::from_fn(|| {
+            loop {
+                let line = match lines.next()? {
+                    Ok(line) => line,
+                    Err(e) => {
+                        failure = Some(anyhow!(e).context(format!("reading {}", path.display())));
+                        return None;
+                    }
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let parsed = serde_json::from_str::<Value>(&line)
+                    .context("an entry is not JSON")
+                    .and_then(|entry| {
+                        let (index, leaf) = decode_leaf(&entry)?;
+                        Ok(match entry.get("hash") {
+                            Some(hash) if !hash.is_null() => {
+                                Some((index, leaf, decode_hashes(&json!([hash]))?[0]))
+                            }
+                            _ => None,
+                        })
+                    });
+                return match parsed {
+                    Ok(found) => found,
+                    Err(e) => {
+                        failure = Some(e.context(format!("reading {}", path.display())));
+                        None
+                    }
+                };
+            }
+        });
+        let found = pinpoint_by_leaf_hashes(head, start, entries);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(found),
+        }
     }
 
     /// The leaves of `[from, below)` this file holds.
@@ -1092,22 +1155,28 @@ async fn check(
     bar.finish_and_clear();
     if let Err(mut bad) = fed {
         // A range that does not give its signed root: find the entry.
-        if let (
-            Some(AuditProblem::RootMismatch { from, size }),
-            Source::Online {
-                session,
-                base,
-                archives,
-                ..
-            },
-        ) = (checker.auditor.problem(), source)
-        {
+        if let Some(AuditProblem::RootMismatch { from, size }) = checker.auditor.problem() {
             let head = heads
                 .iter()
                 .find(|h| h.size() == *size)
                 .expect("the auditor names a head it was given");
-            if size - from <= MAX_PINPOINT {
-                bad = pinpoint_online(session, base, archives, head, *from).await?;
+            match source {
+                Source::Online {
+                    session,
+                    base,
+                    archives,
+                    ..
+                } => {
+                    if size - from <= MAX_PINPOINT {
+                        bad = pinpoint_online(session, base, archives, head, *from).await?;
+                    }
+                }
+                Source::Offline { entries, start, .. } => {
+                    let start = start.clone().unwrap_or_else(Frontier::new);
+                    if let Pinpoint::Entry(index) = entries.pinpoint(head, start)? {
+                        bad = Bad::changed_entry(index, *size);
+                    }
+                }
             }
         }
         return Ok(Err(bad));
@@ -1206,15 +1275,7 @@ async fn pinpoint_online(
             .map(|(i, l, p)| (*i, l.as_slice(), p.as_slice())),
     );
     Ok(match found {
-        Pinpoint::Entry(index) => Bad {
-            index: Some(index),
-            head_size: Some(size),
-            code: "changed_entry",
-            message: format!(
-                "entry {index} is not the entry the signed tree head of size {size} holds at \
-                 that index: it was changed (or entries before it were removed or inserted)"
-            ),
-        },
+        Pinpoint::Entry(index) => Bad::changed_entry(index, size),
         Pinpoint::Head => Bad {
             index: Some(from),
             head_size: Some(size),
@@ -1273,12 +1334,17 @@ Files
 log.vkey           The log key: a Go signed-note verifier key
                    (<name>+<key id>+<base64 of 0x01 || Ed25519 public key>).
 entries.ndjson     One JSON object per line, in index order from 0:
-                   {\"index\": N, \"leaf\": \"<base64>\", \"at\": <unix ms>}
+                   {\"index\": N, \"leaf\": \"<base64>\", \"at\": <unix ms>,
+                    \"hash\": \"<base64>\"}
                    leaf: standard base64 (padded) of the exact leaf bytes.
                    The Merkle tree (RFC 6962 / RFC 9162, SHA-256) holds
                    SHA-256(0x00 || leaf); audit events are the canonical CBOR
                    map of RFD 0003, \"Audit event leaf, version 1\".
                    at: when the entry was appended (not part of the leaf).
+                   hash: the leaf hash the server's tree held at that index,
+                   stored apart from the leaf. When the hashes give a signed
+                   head's root, an entry whose own hash differs was changed:
+                   verify names it.
 checkpoints.ndjson One JSON object per line, smallest size first:
                    {\"size\": N, \"note\": \"<signed checkpoint>\"}
                    note: the C2SP checkpoint (origin <key name>/<log id>,
@@ -1385,7 +1451,7 @@ async fn export(args: ExportArgs) -> Result<()> {
             writeln!(
                 file,
                 "{}",
-                json!({"index": index, "leaf": entry["leaf"], "at": entry["at"]})
+                json!({"index": index, "leaf": entry["leaf"], "at": entry["at"], "hash": entry["hash"]})
             )?;
             next = index + 1;
         }

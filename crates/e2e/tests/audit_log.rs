@@ -311,7 +311,7 @@ async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
         &out,
         &[format!("first bad index: {edited}"), "changed_entry".into()],
     )?;
-    // Offline, from an export of the changed log: the range holding it.
+    // Offline, from an export of the changed log.
     let bad_export = work.join("export-a");
     s.cli(
         &[
@@ -326,6 +326,40 @@ async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
     )
     .await?
     .ok()?;
+    let out = s
+        .cli(
+            &[
+                "audit",
+                "verify",
+                "--from",
+                &bad_export.display().to_string(),
+                "--json",
+            ],
+            None,
+        )
+        .await?;
+    ensure!(out.status.code() == Some(1), "{}", out.all_output());
+    let reply: Value = serde_json::from_str(&out.stdout)?;
+    // The export lists the leaf hash the tree holds beside each entry: the
+    // edited entry is named offline too.
+    ensure!(
+        reply["index"] == edited && reply["problem"] == "changed_entry",
+        "{reply}"
+    );
+    // Without those hashes (an export made before them), the range holding it.
+    let entries_file = bad_export.join("entries.ndjson");
+    let without_hashes: String = std::fs::read_to_string(&entries_file)?
+        .lines()
+        .map(|line| {
+            let mut entry: Value = serde_json::from_str(line)?;
+            entry
+                .as_object_mut()
+                .context("an entry is an object")?
+                .remove("hash");
+            Ok(format!("{entry}\n"))
+        })
+        .collect::<Result<_>>()?;
+    std::fs::write(&entries_file, without_hashes)?;
     let out = s
         .cli(
             &[

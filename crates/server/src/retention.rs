@@ -306,7 +306,7 @@ fn write_archive(dir: &Path, files: &ArchiveFiles, entries: &[LogEntry]) -> Resu
             writeln!(
                 out,
                 "{}",
-                json!({"index": e.idx, "leaf": B64.encode(&e.leaf), "at": e.at})
+                json!({"index": e.idx, "leaf": B64.encode(&e.leaf), "at": e.at, "hash": B64.encode(e.hash.0)})
             )?;
         }
         Ok(())
@@ -458,7 +458,8 @@ of `bulwark audit export` (see its README and RFD 0003, \"Export format\"):
 
 log.vkey           The log key (Go signed-note verifier key).
 entries.ndjson     The archived entries, in index order:
-                   {\"index\": N, \"leaf\": \"<base64>\", \"at\": <unix ms>}
+                   {\"index\": N, \"leaf\": \"<base64>\", \"at\": <unix ms>,
+                    \"hash\": \"<base64>\"} (hash: the tree's leaf hash there)
 checkpoints.ndjson Signed tree heads, smallest first: one at exactly the end
                    of the archived range, and the log's latest when the
                    archive was written. When the range does not start at 0,

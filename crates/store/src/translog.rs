@@ -82,6 +82,10 @@ pub struct LogEntry {
     /// The exact leaf bytes; the tree commits to `SHA-256(0x00 || leaf)`.
     pub leaf: Vec<u8>,
     pub at: Millis,
+    /// The leaf hash the tree holds at this index (its level-0 node), read
+    /// apart from `leaf`: when an entry's bytes were changed behind the
+    /// log's back, the two disagree, and this one is what heads sign.
+    pub hash: Hash,
 }
 
 /// What an append did.
@@ -116,6 +120,32 @@ fn to_i64(value: u64, what: &'static str) -> Result<i64, StoreError> {
 
 fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative {what}")))
+}
+
+/// The columns [`entry_from_row`] reads: an entry (`e`) and its leaf node (`n`).
+macro_rules! entry_columns {
+    () => {
+        "e.idx, e.leaf, e.at, n.hash"
+    };
+}
+
+/// Joins each entry `e` to its leaf node `n` (the tree's level 0).
+macro_rules! leaf_node_join {
+    () => {
+        "LEFT JOIN log_nodes n ON n.log_id = e.log_id AND n.level = 0 AND n.idx = e.idx"
+    };
+}
+
+fn entry_from_row(row: &sqlx::any::AnyRow) -> Result<LogEntry, StoreError> {
+    let hash: Option<Vec<u8>> = row.try_get("hash")?;
+    let hash =
+        hash.ok_or_else(|| StoreError::Corrupt("a log entry without its leaf node".into()))?;
+    Ok(LogEntry {
+        idx: to_u64(row.try_get("idx")?, "entry index")?,
+        leaf: row.try_get("leaf")?,
+        at: row.try_get("at")?,
+        hash: to_hash(&hash, "leaf node")?,
+    })
 }
 
 fn to_hash(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
@@ -383,10 +413,13 @@ impl Store {
         let Some(head) = self.log_head(log_id).await? else {
             return Ok(None);
         };
-        let rows = sqlx::query(
-            "SELECT idx, leaf, at FROM log_entries WHERE log_id = $1 AND idx >= $2 AND at < $3 \
-             ORDER BY idx LIMIT $4",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM log_entries e ",
+            leaf_node_join!(),
+            " WHERE e.log_id = $1 AND e.idx >= $2 AND e.at < $3 ORDER BY e.idx LIMIT $4"
+        ))
         .bind(log_id)
         .bind(to_i64(head.archived_below, "archived_below")?)
         .bind(cutoff)
@@ -395,13 +428,7 @@ impl Store {
         .await?;
         let entries = rows
             .iter()
-            .map(|row| {
-                Ok(LogEntry {
-                    idx: to_u64(row.try_get("idx")?, "entry index")?,
-                    leaf: row.try_get("leaf")?,
-                    at: row.try_get("at")?,
-                })
-            })
+            .map(entry_from_row)
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some(ArchiveCandidates {
             archived_below: head.archived_below,
@@ -500,24 +527,19 @@ impl Store {
         let Ok(from) = i64::try_from(from) else {
             return Ok(Vec::new());
         };
-        let rows = sqlx::query(
-            "SELECT idx, leaf, at FROM log_entries WHERE log_id = $1 AND idx >= $2 \
-             ORDER BY idx LIMIT $3",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM log_entries e ",
+            leaf_node_join!(),
+            " WHERE e.log_id = $1 AND e.idx >= $2 ORDER BY e.idx LIMIT $3"
+        ))
         .bind(log_id)
         .bind(from)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(LogEntry {
-                    idx: to_u64(row.try_get("idx")?, "entry index")?,
-                    leaf: row.try_get("leaf")?,
-                    at: row.try_get("at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(entry_from_row).collect()
     }
 
     /// The hashes of complete subtrees `ids` of `log_id`, in that order, in

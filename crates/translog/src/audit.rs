@@ -480,6 +480,40 @@ where
     }
 }
 
+/// Finds the changed entry offline, from the leaf hashes an export lists
+/// beside its entries (what the server's tree held at each index; RFD
+/// 0003, "Export format"). `start` is the compact range of the entries
+/// before the first one given (empty from index 0); `entries` are (index,
+/// exact leaf bytes, listed leaf hash) in index order, up to `head`'s size.
+///
+/// Only when the listed hashes, appended to `start`, give `head`'s root are
+/// they the signed tree's leaves; then the first entry whose own hash is
+/// not the listed one is the changed entry. Otherwise (the hashes were
+/// changed too, or are missing) nothing can be said ([`Pinpoint::None`]).
+pub fn pinpoint_by_leaf_hashes<I, L>(head: &Checkpoint, start: Frontier, entries: I) -> Pinpoint
+where
+    I: IntoIterator<Item = (u64, L, Hash)>,
+    L: AsRef<[u8]>,
+{
+    let mut tree = start;
+    let mut first_bad = None;
+    for (index, leaf, listed) in entries {
+        if index >= head.size() {
+            break;
+        }
+        if index != tree.size() || tree.append(listed).is_err() {
+            return Pinpoint::None;
+        }
+        if first_bad.is_none() && leaf_hash(leaf.as_ref()) != listed {
+            first_bad = Some(index);
+        }
+    }
+    if tree.size() != head.size() || tree.root() != *head.root() {
+        return Pinpoint::None;
+    }
+    first_bad.map_or(Pinpoint::None, Pinpoint::Entry)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -783,6 +817,42 @@ mod tests {
             };
             prop_assert!(from <= k as u64 && (k as u64) < size, "{from}..{size} misses {k}");
             prop_assert_eq!(pin(&t, &edited, from, size), Pinpoint::Entry(k as u64));
+        }
+
+        /// Offline, the leaf hashes an export lists name the edited entry;
+        /// listed hashes edited as well name nothing.
+        #[test]
+        fn an_edited_entry_is_pinpointed_by_listed_leaf_hashes((n, sizes, _saved, k) in scenario()) {
+            let log = leaves(n, 0);
+            let t = tree(&log);
+            let mut heads: Vec<Checkpoint> = sizes.iter().map(|&s| head(&t, s)).collect();
+            heads.push(head(&t, n as u64));
+            let mut edited = indexed(&log);
+            edited[k].1.push(b'!');
+            let AuditProblem::RootMismatch { size, .. } = audit(&edited, &heads, None).expect_err("a problem") else {
+                return Err(TestCaseError::fail("not a root mismatch"));
+            };
+            let listed: Vec<Hash> = (0..n as u64).map(|i| t.nodes[&NodeId::new(0, i)]).collect();
+            let with = |hashes: &[Hash]| {
+                pinpoint_by_leaf_hashes(
+                    &head(&t, size),
+                    Frontier::new(),
+                    edited.iter().map(|(i, l)| (*i, l.as_slice(), hashes[*i as usize])),
+                )
+            };
+            prop_assert_eq!(with(&listed), Pinpoint::Entry(k as u64));
+            let mut covered = listed.clone();
+            covered[k] = leaf_hash(&edited[k].1);
+            prop_assert_eq!(with(&covered), Pinpoint::None);
+            // An untouched log with its hashes: nothing to name.
+            prop_assert_eq!(
+                pinpoint_by_leaf_hashes(
+                    &head(&t, n as u64),
+                    Frontier::new(),
+                    indexed(&log).iter().map(|(i, l)| (*i, l.as_slice(), listed[*i as usize])),
+                ),
+                Pinpoint::None
+            );
         }
 
         #[test]

@@ -27,7 +27,9 @@ pub mod note;
 pub mod proof;
 pub mod tree;
 
-pub use audit::{AuditProblem, AuditSummary, LogAuditor, Pinpoint, pinpoint};
+pub use audit::{
+    AuditProblem, AuditSummary, LogAuditor, Pinpoint, pinpoint, pinpoint_by_leaf_hashes,
+};
 pub use checkpoint::{Checkpoint, ExtensionError, check_extension, verify_note};
 pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash, root_of, root_of_leaf_hashes};
 pub use limits::Limits;

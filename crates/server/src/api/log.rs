@@ -115,6 +115,11 @@ pub struct LogEntryView {
     pub leaf: String,
     /// When it was appended (unix milliseconds; not part of the leaf).
     pub at: i64,
+    /// Standard base64 of the 32-byte leaf hash the tree holds at this
+    /// index, stored apart from `leaf`: `SHA-256(0x00 || leaf)` for an
+    /// intact entry. Exports keep it, so that an entry changed later is
+    /// named offline (RFD 0003, "Export format").
+    pub hash: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -389,6 +394,7 @@ async fn entries(
                 index: e.idx,
                 leaf: B64.encode(&e.leaf),
                 at: e.at,
+                hash: B64.encode(e.hash.0),
             })
             .collect(),
     })
