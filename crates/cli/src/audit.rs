@@ -242,28 +242,31 @@ struct EntryFile {
     below: u64,
 }
 
+/// The entries of `dir/entries.ndjson`, one JSON value per non-blank
+/// line, streamed; an unreadable or non-JSON line is an error naming it.
+fn entry_lines(dir: &Path) -> Result<impl Iterator<Item = Result<Value>>> {
+    let path = dir.join("entries.ndjson");
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    Ok(std::io::BufReader::new(file)
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
+        .map(move |(n, line)| {
+            let line = line.with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&line)
+                .with_context(|| format!("{} line {} is not JSON", path.display(), n + 1))
+        }))
+}
+
 impl EntryFile {
     /// Reads the first and last index of `dir/entries.ndjson`.
     fn scan(dir: &Path) -> Result<Self> {
-        let path = dir.join("entries.ndjson");
-        let file =
-            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let mut first = None;
         let mut last = None;
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let entry: Value = serde_json::from_str(&line)
-                .with_context(|| format!("{} line {} is not JSON", path.display(), n + 1))?;
-            let index = entry["index"].as_u64().with_context(|| {
-                format!(
-                    "{} line {}: an entry without an index",
-                    path.display(),
-                    n + 1
-                )
-            })?;
+        for entry in entry_lines(dir)? {
+            let index = entry?["index"]
+                .as_u64()
+                .with_context(|| format!("{}: an entry without an index", dir.display()))?;
             first.get_or_insert(index);
             last = Some(index);
         }
@@ -278,17 +281,8 @@ impl EntryFile {
     /// Feeds every entry of the file to `checker`; `Ok(Err)` at the first
     /// bad one.
     fn feed(&self, checker: &mut Checker, bar: &indicatif::ProgressBar) -> Result<Result<(), Bad>> {
-        let path = self.dir.join("entries.ndjson");
-        let file =
-            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.with_context(|| format!("reading {}", path.display()))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let entry: Value = serde_json::from_str(&line)
-                .with_context(|| format!("{} line {} is not JSON", path.display(), n + 1))?;
-            let (index, leaf) = decode_leaf(&entry)?;
+        for entry in entry_lines(&self.dir)? {
+            let (index, leaf) = decode_leaf(&entry?)?;
             if let Err(bad) = checker.feed(index, &leaf) {
                 return Ok(Err(bad));
             }
@@ -305,48 +299,24 @@ impl EntryFile {
     /// before the file's first entry. An entry without a listed hash (an
     /// older export) ends the search: [`Pinpoint::None`].
     fn pinpoint(&self, head: &Checkpoint, start: Frontier) -> Result<Pinpoint> {
-        let path = self.dir.join("entries.ndjson");
-        let file =
-            std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut lines = std::io::BufReader::new(file).lines();
         let mut failure = None;
-        let entries = std::iter::from_fn(|| {
-            loop {
-                let line = match lines.next()? {
-                    Ok(line) => line,
-                    Err(e) => {
-                        failure = Some(anyhow!(e).context(format!("reading {}", path.display())));
-                        return None;
+        let entries = entry_lines(&self.dir)?.map_while(|entry| {
+            let listed = entry.and_then(|entry| {
+                let (index, leaf) = decode_leaf(&entry)?;
+                Ok(match entry.get("hash") {
+                    Some(hash) if !hash.is_null() => {
+                        Some((index, leaf, decode_hashes(&json!([hash]))?[0]))
                     }
-                };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let parsed = serde_json::from_str::<Value>(&line)
-                    .context("an entry is not JSON")
-                    .and_then(|entry| {
-                        let (index, leaf) = decode_leaf(&entry)?;
-                        Ok(match entry.get("hash") {
-                            Some(hash) if !hash.is_null() => {
-                                Some((index, leaf, decode_hashes(&json!([hash]))?[0]))
-                            }
-                            _ => None,
-                        })
-                    });
-                return match parsed {
-                    Ok(found) => found,
-                    Err(e) => {
-                        failure = Some(e.context(format!("reading {}", path.display())));
-                        None
-                    }
-                };
-            }
+                    _ => None,
+                })
+            });
+            listed.unwrap_or_else(|e| {
+                failure = Some(e);
+                None
+            })
         });
         let found = pinpoint_by_leaf_hashes(head, start, entries);
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(found),
-        }
+        failure.map_or(Ok(found), Err)
     }
 
     /// The leaves of `[from, below)` this file holds.
