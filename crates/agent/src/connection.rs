@@ -303,6 +303,13 @@ pub async fn session(
     .await?;
     let mut in_flight: Option<(u64, Inventory)> = Some((report_seq, snapshot));
 
+    // A verified inventory-refresh job asks for a full snapshot.
+    let mut refresh = options.jobs.as_ref().map(|jobs| {
+        let mut r = jobs.subscribe_refresh();
+        r.mark_unchanged();
+        r
+    });
+
     // Results the server has not acknowledged yet, from earlier sessions too.
     let mut results = options.jobs.as_ref().map(ResultSender::new);
     if let Some(results) = &mut results {
@@ -331,6 +338,13 @@ pub async fn session(
                 if let Some(results) = &mut results {
                     results.send_new(&mut ws).await?;
                 }
+            }
+            () = refresh_requested(&mut refresh) => {
+                let current = collector.collect();
+                let s = next_seq();
+                info!(seq = s, "Sending a full inventory snapshot (inventory-refresh job).");
+                send(&mut ws, &AgentMessage::Inventory(InventoryReport { seq: s, full: true, inventory: current.clone() })).await?;
+                in_flight = Some((s, current));
             }
             _ = inventory.tick() => {
                 if in_flight.is_some() {
@@ -424,6 +438,17 @@ impl ResultSender {
         }
         Ok(())
     }
+}
+
+/// Resolves when an inventory refresh was asked for; never for an agent
+/// without jobs (or once the job runner has stopped).
+async fn refresh_requested(refresh: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(r) = refresh
+        && r.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
 }
 
 /// Resolves when a new result was spooled; never for an agent without jobs

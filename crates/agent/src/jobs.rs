@@ -20,9 +20,12 @@
 //!   still there when the agent starts was interrupted by a crash or a stop:
 //!   the agent reports it with what it had written and no exit code.
 //!
-//! A script runs with `/bin/bash` if its first line is `#!/bin/bash` or
-//! `#!/usr/bin/env bash` (options on that line are not applied: use `set`),
-//! otherwise with `/bin/sh`; in a process group of its own, stdin from
+//! What a job does is its signed, typed action (RFD 0005): an inventory
+//! refresh makes the session send a full snapshot and runs nothing; a script
+//! runs with the interpreter its signers chose (`/bin/sh`, `/bin/bash` or
+//! `/usr/bin/python3`; options on a `#!` line are not applied: use `set`);
+//! any other action is refused as `action_not_supported` until this agent
+//! carries it out. A script runs in a process group of its own, stdin from
 //! `/dev/null`, and an environment of `PATH`, `HOME`, `LANG` and
 //! `BULWARK_JOB_ID` only. At the signed timeout the whole group is killed,
 //! and whatever the script leaves running in its group when it exits is
@@ -42,7 +45,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bulwark_policy::log::{JobLogProof, verify_job_entry, verify_log_head};
 use bulwark_policy::{
-    AgentContext, JobHistory, JobStatement, Limits, Refusal, Signed, VerifiedJob, verify_job,
+    AgentContext, Interpreter, JobAction, JobHistory, JobStatement, Limits, Refusal, Signed,
+    VerifiedJob, device_key_fingerprint, verify_job,
 };
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::message::{
@@ -246,19 +250,19 @@ pub fn disabled_result(job: &Job) -> Option<JobResult> {
     ))
 }
 
-/// Which shell runs `script`.
-pub fn interpreter(script: &[u8]) -> &'static str {
-    let first = script.split(|b| *b == b'\n').next().unwrap_or_default();
-    let is = |shebang: &[u8]| {
-        first
-            .strip_prefix(shebang)
-            .is_some_and(|rest| rest.first().is_none_or(u8::is_ascii_whitespace))
-    };
-    if is(b"#!/bin/bash") || is(b"#!/usr/bin/env bash") {
-        "/bin/bash"
-    } else {
-        "/bin/sh"
+/// The program that runs a script with the signed interpreter.
+pub fn interpreter_path(interpreter: Interpreter) -> &'static str {
+    match interpreter {
+        Interpreter::Sh => "/bin/sh",
+        Interpreter::Bash => "/bin/bash",
+        Interpreter::Python3 => "/usr/bin/python3",
     }
+}
+
+/// This machine's host name as the system says it now (a job names the
+/// host it was chosen by, and the agent compares the two at every job).
+pub fn current_hostname() -> String {
+    sysinfo::System::host_name().unwrap_or_else(|| "unknown".into())
 }
 
 /// The files of one run in `jobs/run/`.
@@ -360,13 +364,23 @@ pub async fn run_script(
     run_dir: &Path,
     job_id: &[u8; 16],
     script: &[u8],
+    interpreter: Interpreter,
     timeout: Duration,
     max_output: usize,
 ) -> io::Result<JobRun> {
     private_dir(run_dir)?;
     let name = hex::encode(job_id);
     let files = RunFiles::new(run_dir, &name);
-    let result = run_in(run_dir, &name, &files, script, timeout, max_output).await;
+    let result = run_in(
+        run_dir,
+        &name,
+        &files,
+        script,
+        interpreter,
+        timeout,
+        max_output,
+    )
+    .await;
     // Reached unless the agent stops mid-run; then the files stay, and the
     // next start reports the job as interrupted.
     files.remove();
@@ -378,13 +392,14 @@ async fn run_in(
     name: &str,
     files: &RunFiles,
     script: &[u8],
+    interpreter: Interpreter,
     timeout: Duration,
     max_output: usize,
 ) -> io::Result<JobRun> {
     create_file(&files.script, 0o700)?.write_all(script)?;
     let stdout = create_file(&files.stdout, 0o600)?;
     let stderr = create_file(&files.stderr, 0o600)?;
-    let mut command = tokio::process::Command::new(interpreter(script));
+    let mut command = tokio::process::Command::new(interpreter_path(interpreter));
     command
         .arg(&files.script)
         .current_dir(run_dir)
@@ -534,6 +549,10 @@ pub struct JobRunner {
     spool: ResultSpool,
     trust: Arc<Mutex<TrustState>>,
     device_id: String,
+    /// SHA-256 of this device's public key, as jobs name it.
+    device_key: [u8; 32],
+    /// Bumped when a verified inventory refresh asks for a full snapshot.
+    refresh: Arc<watch::Sender<u64>>,
     limits: Limits,
     max_output: usize,
 }
@@ -543,6 +562,7 @@ impl JobRunner {
     pub fn open(
         state_dir: &Path,
         device_id: &str,
+        device_public_key: &[u8; 32],
         trust: Arc<Mutex<TrustState>>,
     ) -> io::Result<Self> {
         let dir = state_dir.join("jobs");
@@ -560,6 +580,8 @@ impl JobRunner {
             spool,
             trust,
             device_id: device_id.to_owned(),
+            device_key: device_key_fingerprint(device_public_key),
+            refresh: Arc::new(watch::Sender::new(0)),
             limits: Limits::default(),
             max_output,
         })
@@ -600,9 +622,12 @@ impl JobRunner {
         let Some((_, policy)) = &trust.policy else {
             return Err(Refusal::NoPolicy);
         };
+        let hostname = current_hostname();
         let agent = AgentContext {
             tenant: &tenant,
             device_id: &self.device_id,
+            hostname: &hostname,
+            device_key: &self.device_key,
             policy,
             freeze: trust.freeze,
         };
@@ -665,6 +690,17 @@ impl JobRunner {
 
     async fn run(&mut self, id: &str, verified: VerifiedJob, script: &[u8]) -> JobOutcome {
         let job = &verified.statement;
+        // An action this agent does not carry out yet is refused before it
+        // is recorded: a later agent may run the same signed job.
+        let interpreter = match &job.action {
+            JobAction::InventoryRefresh => None,
+            JobAction::RunScript { interpreter, .. } => Some(*interpreter),
+            _ => {
+                let refusal = Refusal::ActionNotSupported(verified.class);
+                warn!(job_id = %id, code = refusal.code(), reason = %refusal, "Refused a job.");
+                return refused(job.job_id, refusal.code(), &refusal.to_string()).outcome;
+            }
+        };
         // Never twice, even across a crash: on disk before it starts.
         if let Err(error) = self.history.record(&job.job_id, &job.nonce) {
             error!(job_id = %id, %error, "Cannot record the job in the history; not running it.");
@@ -677,14 +713,40 @@ impl JobRunner {
         }
         info!(
             job_id = %id,
-            class = ?job.class,
+            class = verified.class.name(),
+            action = %job.action.describe(),
             signers = verified.signers.len(),
             timeout_secs = job.timeout_secs,
             reason = %job.reason,
             "Running a verified job."
         );
+        let Some(interpreter) = interpreter else {
+            // Inventory refresh: the session sends a full snapshot next.
+            let started_at_ms = now_ms();
+            self.refresh.send_modify(|n| *n = n.wrapping_add(1));
+            let stdout =
+                b"A full inventory snapshot was requested; the agent sends it now.\n".to_vec();
+            return JobOutcome::Ran(JobRun {
+                exit_code: Some(0),
+                timed_out: false,
+                output_sha256: Sha256::digest(&stdout).into(),
+                stdout,
+                stderr: Vec::new(),
+                started_at_ms,
+                finished_at_ms: now_ms(),
+            });
+        };
         let timeout = Duration::from_secs(u64::from(job.timeout_secs));
-        match run_script(&self.run_dir, &job.job_id, script, timeout, self.max_output).await {
+        match run_script(
+            &self.run_dir,
+            &job.job_id,
+            script,
+            interpreter,
+            timeout,
+            self.max_output,
+        )
+        .await
+        {
             Ok(run) => {
                 info!(
                     job_id = %id,
@@ -713,6 +775,7 @@ impl JobRunner {
 pub struct JobsHandle {
     queue: mpsc::Sender<Job>,
     spooled: Arc<watch::Sender<u64>>,
+    refresh: Arc<watch::Sender<u64>>,
     trust: Arc<Mutex<TrustState>>,
     spool: ResultSpool,
     state_dir: PathBuf,
@@ -735,6 +798,7 @@ pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + S
     let handle = JobsHandle {
         queue,
         spooled: spooled.clone(),
+        refresh: runner.refresh.clone(),
         trust: runner.trust.clone(),
         spool: runner.spool.clone(),
         state_dir: runner.state_dir.clone(),
@@ -831,6 +895,11 @@ impl JobsHandle {
     /// Changes whenever a result is spooled.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.spooled.subscribe()
+    }
+
+    /// Changes whenever a verified inventory-refresh job asks for a full snapshot.
+    pub fn subscribe_refresh(&self) -> watch::Receiver<u64> {
+        self.refresh.subscribe()
     }
 
     pub fn trust_status(&self) -> TrustStatus {

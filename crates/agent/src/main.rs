@@ -123,7 +123,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn hostname() -> String {
-    sysinfo::System::host_name().unwrap_or_else(|| "unknown".into())
+    jobs::current_hostname()
 }
 
 async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow::Result<()> {
@@ -233,6 +233,7 @@ async fn run(
     let runner = JobRunner::open(
         state_dir.path(),
         &state.device_id,
+        &endpoint.key.verifying_key().to_bytes(),
         std::sync::Arc::new(std::sync::Mutex::new(trust)),
     )
     .with_context(|| {

@@ -166,8 +166,13 @@ async fn trust_jobs_and_results_over_a_real_session() {
     TrustState::pin(&state_dir, &root_fingerprint(&signed_v1(&k))).expect("pin");
     TrustState::pin_log_key(&state_dir, &log_signer().verifier().to_vkey()).expect("pin log key");
     let held = TrustState::load(&state_dir, &bulwark_policy::Limits::default()).expect("trust");
-    let runner =
-        JobRunner::open(&state_dir, DEVICE, Arc::new(Mutex::new(held))).expect("job runner");
+    let runner = JobRunner::open(
+        &state_dir,
+        DEVICE,
+        &DEVICE_PUBLIC_KEY,
+        Arc::new(Mutex::new(held)),
+    )
+    .expect("job runner");
     let (handle, worker) = jobs::start(runner);
     tokio::spawn(worker);
     let endpoint = Endpoint {

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use bulwark_agent::jobs::{History, JobRunner, interpreter, run_script};
+use bulwark_agent::jobs::{History, JobRunner, run_script};
 use bulwark_agent::trust::{TrustKind, TrustOutcome, TrustState};
 use bulwark_policy::root::{Holder, root_fingerprint};
-use bulwark_policy::{JobHistory, JobStatement, Limits, Refusal};
+use bulwark_policy::{Interpreter, JobAction, JobHistory, JobStatement, Limits, Refusal};
 use bulwark_protocol::message::{ByteBuf, Job, JobOutcome, JobResult, JobRun, Trust};
 use common::*;
 use sha2::{Digest, Sha256};
@@ -390,7 +390,13 @@ fn the_history_survives_a_restart_and_drops_a_torn_record() {
 // ---------------------------------------------------------------------------
 
 fn runner(state_dir: &Path, state: TrustState) -> JobRunner {
-    JobRunner::open(state_dir, DEVICE, Arc::new(Mutex::new(state))).expect("job runner")
+    JobRunner::open(
+        state_dir,
+        DEVICE,
+        &DEVICE_PUBLIC_KEY,
+        Arc::new(Mutex::new(state)),
+    )
+    .expect("job runner")
 }
 
 fn ran(result: &JobResult) -> &JobRun {
@@ -606,6 +612,7 @@ async fn the_timeout_kills_the_whole_process_group() {
         &dir.path().join("run"),
         &[8; 16],
         script,
+        Interpreter::Sh,
         Duration::from_secs(1),
         64 * 1024,
     )
@@ -634,6 +641,7 @@ async fn what_a_finished_script_leaves_running_is_killed() {
         &dir.path().join("run"),
         &[9; 16],
         script,
+        Interpreter::Sh,
         Duration::from_secs(60),
         64 * 1024,
     )
@@ -661,6 +669,7 @@ async fn output_is_truncated_but_hashed_in_full() {
         &dir.path().join("run"),
         &[10; 16],
         script,
+        Interpreter::Sh,
         Duration::from_secs(60),
         64 * 1024,
     )
@@ -704,13 +713,130 @@ async fn an_interrupted_job_is_reported_at_the_next_start() {
 }
 
 #[test]
-fn the_shell_follows_the_first_line() {
-    assert_eq!(interpreter(b"#!/bin/bash\necho"), "/bin/bash");
-    assert_eq!(interpreter(b"#!/bin/bash -e\necho"), "/bin/bash");
-    assert_eq!(interpreter(b"#!/usr/bin/env bash\r\necho"), "/bin/bash");
-    assert_eq!(interpreter(b"#!/usr/bin/env bash"), "/bin/bash");
-    assert_eq!(interpreter(b"#!/bin/bashful\n"), "/bin/sh");
-    assert_eq!(interpreter(b"#!/bin/sh\n"), "/bin/sh");
-    assert_eq!(interpreter(b"echo hi\n#!/bin/bash\n"), "/bin/sh");
-    assert_eq!(interpreter(b""), "/bin/sh");
+fn the_proposed_interpreter_follows_the_first_line() {
+    let check = |script: &[u8], expect| assert_eq!(Interpreter::from_shebang(script), expect);
+    check(b"#!/bin/bash\necho", Interpreter::Bash);
+    check(b"#!/bin/bash -e\necho", Interpreter::Bash);
+    check(b"#!/usr/bin/env bash\r\necho", Interpreter::Bash);
+    check(b"#!/usr/bin/env bash", Interpreter::Bash);
+    check(b"#!/usr/bin/env python3\nprint(1)", Interpreter::Python3);
+    check(b"#!/bin/bashful\n", Interpreter::Sh);
+    check(b"#!/bin/sh\n", Interpreter::Sh);
+    check(b"echo hi\n#!/bin/bash\n", Interpreter::Sh);
+    check(b"", Interpreter::Sh);
+}
+
+/// The signed interpreter runs the script, whatever its first line says.
+#[tokio::test]
+async fn the_signed_interpreter_runs_the_script() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = runner(dir.path(), ready(&k));
+    // Bash syntax under a `#!/bin/sh` line, signed as bash.
+    let script = b"#!/bin/sh\necho ${BASH_VERSION:+bash}\n";
+    let mut statement = script_statement(40, script, 30);
+    statement.action = JobAction::RunScript {
+        interpreter: Interpreter::Bash,
+        script_sha256: bulwark_policy::policy::ScriptHash(Sha256::digest(script).into()),
+    };
+    let result = runner
+        .process(&logged(&signed(&statement, &[&k.alice, &k.bob]), script))
+        .await
+        .expect("a result");
+    assert_eq!(ran(&result).stdout, b"bash\n");
+}
+
+/// A verified inventory refresh runs no script and asks the session for a
+/// full snapshot; a script body sent with it is refused.
+#[tokio::test]
+async fn an_inventory_refresh_runs_nothing_and_asks_for_a_snapshot() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runner = runner(dir.path(), ready(&k));
+    let (handle, worker) = bulwark_agent::jobs::start(runner);
+    let mut refresh = handle.subscribe_refresh();
+    refresh.mark_unchanged();
+    tokio::spawn(worker);
+    let mut statement = script_statement(41, b"", 30);
+    statement.class = bulwark_policy::ActionClass::InventoryRefresh;
+    statement.action = JobAction::InventoryRefresh;
+    let envelope = signed(&statement, &[&k.alice, &k.bob]);
+    handle.submit(logged(&envelope, b""));
+    tokio::time::timeout(Duration::from_secs(10), refresh.changed())
+        .await
+        .expect("a refresh in time")
+        .expect("runner alive");
+    let results = handle.pending_results();
+    assert_eq!(results.len(), 1);
+    assert_eq!(ran(&results[0]).exit_code, Some(0));
+    assert!(
+        !dir.path()
+            .join("jobs/run")
+            .read_dir()
+            .expect("run dir")
+            .any(|_| true)
+    );
+
+    // The same action with a script body smuggled beside it.
+    let mut smuggled = statement.clone();
+    smuggled.job_id = [42; 16];
+    smuggled.nonce = [43; 16];
+    let mut runner = runner_again(dir.path(), &k);
+    let result = runner
+        .process(&logged(
+            &signed(&smuggled, &[&k.alice, &k.bob]),
+            b"touch /tmp/x\n",
+        ))
+        .await
+        .expect("a result");
+    assert_eq!(refusal_code(&result), "script_mismatch");
+}
+
+fn runner_again(state_dir: &Path, k: &Keys) -> JobRunner {
+    runner(state_dir, ready(k))
+}
+
+/// Actions this agent does not carry out yet are refused, and not recorded:
+/// a later agent may run the same signed job.
+#[tokio::test]
+async fn an_action_not_carried_out_yet_is_refused() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = runner(dir.path(), ready(&k));
+    let mut statement = script_statement(44, b"", 30);
+    statement.class = bulwark_policy::ActionClass::InstallPatches;
+    statement.action = JobAction::InstallPatches {
+        packages: vec!["openssl".into()],
+    };
+    let result = runner
+        .process(&logged(&signed(&statement, &[&k.alice, &k.bob]), b""))
+        .await
+        .expect("a result");
+    assert_eq!(refusal_code(&result), "action_not_supported");
+}
+
+/// The job names the device as the operator chose it; this machine's real
+/// host name must be the one named.
+#[tokio::test]
+async fn a_job_naming_another_host_is_refused() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = runner(dir.path(), ready(&k));
+    let marker = dir.path().join("ran");
+    let script = format!("touch {}\n", marker.display()).into_bytes();
+    let mut statement = script_statement(45, &script, 30);
+    statement.targets[0].hostname = format!("not-{}", statement.targets[0].hostname);
+    let result = runner
+        .process(&logged(&signed(&statement, &[&k.alice, &k.bob]), &script))
+        .await
+        .expect("a result");
+    assert_eq!(refusal_code(&result), "target_mismatch");
+    statement.targets[0].hostname = bulwark_agent::jobs::current_hostname();
+    statement.targets[0].device_key = Some([7; 32]);
+    let result = runner
+        .process(&logged(&signed(&statement, &[&k.alice, &k.bob]), &script))
+        .await
+        .expect("a result");
+    assert_eq!(refusal_code(&result), "target_mismatch");
+    assert!(!marker.exists());
 }

@@ -23,7 +23,13 @@ fn runner(state_dir: &Path, state: TrustState) -> JobRunner {
         TrustState::pin(state_dir, &state.pinned).expect("pin");
         TrustState::pin_log_key(state_dir, &key.to_vkey()).expect("pin log key");
     }
-    JobRunner::open(state_dir, DEVICE, Arc::new(Mutex::new(state))).expect("job runner")
+    JobRunner::open(
+        state_dir,
+        DEVICE,
+        &DEVICE_PUBLIC_KEY,
+        Arc::new(Mutex::new(state)),
+    )
+    .expect("job runner")
 }
 
 async fn refusal(runner: &mut JobRunner, job: &Job) -> String {

@@ -2,9 +2,11 @@
 //! jobs by signing them, and follow per-device results.
 //!
 //! The private key stays in the local key store (`bulwark keys`); the
-//! server receives the signed envelope and relays it. Approvers are shown
-//! exactly what will run, and the CLI checks that the script shown is the
-//! one whose hash they sign.
+//! server receives the signed envelope and relays it. What a person signs
+//! is rendered here from the statement's own bytes (RFD 0005): tenant,
+//! action and class, each target with the host name it was chosen by,
+//! validity, reason and signers, and the script whose hash is signed. The
+//! server's JSON is used for lists and results only.
 
 use std::time::Duration;
 
@@ -12,7 +14,9 @@ use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_policy::policy::ScriptHash;
-use bulwark_policy::{JobStatement, Limits, Signed};
+use bulwark_policy::{
+    ActionClass, Interpreter, JobAction, JobStatement, JobTarget, Limits, Policy, Signed,
+};
 use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -24,23 +28,31 @@ use crate::operator::{
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
-    /// Sign a script as a job for some devices of a tenant, submit it and follow the results.
+    /// Sign a job for some devices of a tenant (a script, a command or an
+    /// inventory refresh), submit it and follow the results. The action
+    /// class, and so the quorum, follows from what the job does.
+    #[command(group(clap::ArgGroup::new("action").required(true).args(["script", "command", "inventory_refresh"])))]
     Run {
         #[arg(long)]
         tenant: String,
         /// Device ids or hostnames, comma separated.
         #[arg(long, value_delimiter = ',', required = true)]
         targets: Vec<String>,
-        /// The script to run (sh, or bash with a `#!/bin/bash` first line).
+        /// A script file to run.
         #[arg(long, value_name = "FILE")]
-        script: std::path::PathBuf,
+        script: Option<std::path::PathBuf>,
+        /// A one-line command to run with sh (a script of one line).
+        #[arg(long, value_name = "TEXT")]
+        command: Option<String>,
+        /// Collect and send a full inventory now (runs no script).
+        #[arg(long)]
+        inventory_refresh: bool,
+        /// sh, bash or python3; by default the script's `#!` line, else sh.
+        #[arg(long)]
+        interpreter: Option<String>,
         /// Why: shown to approvers, agents' logs and auditors.
         #[arg(long, default_value = "")]
         reason: String,
-        /// Action class: run-script, run-allow-listed-script, inventory-refresh,
-        /// install-patches, change-agent-settings, update-agent, restore-backup.
-        #[arg(long, default_value = "run-script")]
-        class: String,
         /// The local signing key to sign with.
         #[arg(long, default_value = "operator")]
         key: String,
@@ -102,8 +114,10 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             tenant,
             targets,
             script,
+            command,
+            inventory_refresh,
+            interpreter,
             reason,
-            class,
             key,
             timeout,
             valid_for,
@@ -111,11 +125,35 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             json,
         } => {
             let session = Session::load()?;
-            let body = std::fs::read(&script)
-                .with_context(|| format!("cannot read {}", script.display()))?;
-            let body = String::from_utf8(body).context("the script is not UTF-8 text")?;
-            let class = crate::trust::parse_class(&class)?;
-            let tenant_id = tenant_id(&session, &tenant).await?;
+            let body = match (&script, &command) {
+                (Some(path), _) => {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    String::from_utf8(bytes).context("the script is not UTF-8 text")?
+                }
+                (None, Some(command)) => format!("{}\n", command.trim_end()),
+                (None, None) => String::new(),
+            };
+            let action = if inventory_refresh {
+                ensure!(
+                    interpreter.is_none(),
+                    "an inventory refresh runs no script: drop --interpreter"
+                );
+                JobAction::InventoryRefresh
+            } else {
+                let interpreter = match &interpreter {
+                    Some(name) => Interpreter::from_name(name).with_context(|| {
+                        format!("unknown interpreter {name:?}: sh, bash or python3")
+                    })?,
+                    None => Interpreter::from_shebang(body.as_bytes()),
+                };
+                JobAction::RunScript {
+                    interpreter,
+                    script_sha256: ScriptHash(Sha256::digest(body.as_bytes()).into()),
+                }
+            };
+            let trust = crate::trust::fetch_trust(&session, &tenant).await?;
+            let class = class_under(&action, trust.policy.as_ref());
             let targets = resolve_targets(&session, &tenant, &targets).await?;
             let now = unix_now();
             let mut job_id = [0u8; 16];
@@ -123,18 +161,22 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             rand::rngs::OsRng.fill_bytes(&mut job_id);
             rand::rngs::OsRng.fill_bytes(&mut nonce);
             let statement = JobStatement {
-                tenant: tenant_id,
+                tenant: trust.tenant_id.clone(),
                 job_id,
                 targets,
                 class,
-                script_sha256: ScriptHash(Sha256::digest(body.as_bytes()).into()),
+                action,
                 // A minute of slack for clocks that disagree a little.
                 not_before: now.saturating_sub(60),
                 expires_at: now + u64::from(valid_for.max(1)) * 60,
                 nonce,
                 reason,
                 timeout_secs: timeout,
+                tenant_name: tenant.clone(),
             };
+            statement
+                .validate(&Limits::default())
+                .map_err(|e| anyhow::anyhow!("the job is not valid: {e}"))?;
             let mut signed = Signed::new(&statement);
             let store = KeyStore::open_default()?;
             let signing_key = store.load_signing_key(&key, &crate::keys::passphrase(false)?)?;
@@ -228,18 +270,49 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
         } => {
             let session = Session::load()?;
             let view = session.get(&job_path(&id)?).await?;
-            // What the approver signs is what they saw: the envelope's hash
-            // must be the hash of the script shown.
+            // What the approver signs is what they saw, and what they see is
+            // rendered from the statement's bytes, never from the server's
+            // description of it. The script shown must hash to the signed hash.
             let signed = envelope_of(&view)?;
             let statement: JobStatement = signed
                 .statement(&Limits::default())
                 .map_err(|e| anyhow::anyhow!("the job's envelope is not valid: {e}"))?;
-            let script = view["script"].as_str().unwrap_or_default();
+            statement
+                .validate(&Limits::default())
+                .map_err(|e| anyhow::anyhow!("the job's statement is not valid: {e}"))?;
             ensure!(
-                <[u8; 32]>::from(Sha256::digest(script.as_bytes())) == statement.script_sha256.0,
-                "the script the server shows does not match the signed hash: refusing to approve"
+                hex::encode(statement.job_id) == id.trim().to_ascii_lowercase(),
+                "the server answered job {id} with the statement of job {}: refusing to approve",
+                hex::encode(statement.job_id)
             );
-            print_job(&view, true);
+            let script = view["script"].as_str().unwrap_or_default();
+            match statement.action.script_sha256() {
+                Some(hash) => ensure!(
+                    <[u8; 32]>::from(Sha256::digest(script.as_bytes())) == hash.0,
+                    "the script the server shows does not match the signed hash: refusing to approve"
+                ),
+                None => ensure!(
+                    script.is_empty(),
+                    "the server shows a script for a job that runs none: refusing to approve"
+                ),
+            }
+            // Signer names come from the tenant's policy as this machine
+            // verified it (the root chain replayed here), not the server's list.
+            let trust = crate::trust::fetch_trust(&session, &statement.tenant_name).await?;
+            ensure!(
+                trust.tenant_id == statement.tenant,
+                "tenant {:?} is {} per its trust root, but the job is for tenant id {}: refusing to approve",
+                statement.tenant_name,
+                trust.tenant_id,
+                statement.tenant
+            );
+            print!(
+                "{}",
+                render_statement(&statement, &signed, trust.policy.as_ref(), unix_now())
+            );
+            if !script.is_empty() {
+                println!("\n--- script (sha256 verified) ---\n{script}\n--- end of script ---");
+            }
             if !yes {
                 let answer =
                     crate::operator::prompt_line("\nSign and approve this job? Type yes: ")?;
@@ -331,22 +404,124 @@ fn envelope_of(view: &Value) -> Result<Signed> {
         .map_err(|e| anyhow::anyhow!("the job's envelope is not valid: {e}"))
 }
 
-/// The tenant's id: statements name tenants by id, people by name.
-pub async fn tenant_id(session: &Session, name: &str) -> Result<String> {
-    let tenants = session.get("/api/v1/tenants").await?;
-    items(&tenants)?
-        .iter()
-        .find(|t| t["name"] == name)
-        .and_then(|t| t["id"].as_str().map(str::to_owned))
-        .with_context(|| format!("no tenant named {name:?} among yours"))
+/// The class `action` is under the tenant's verified policy (the agent
+/// derives it the same way); without a policy, as under an empty one.
+fn class_under(action: &JobAction, policy: Option<&Policy>) -> ActionClass {
+    match policy {
+        Some(policy) => action.class(policy),
+        None => match action {
+            JobAction::RunScript { .. } => ActionClass::RunScript,
+            other => other.class(&empty_policy()),
+        },
+    }
 }
 
-/// Device ids for the given ids or hostnames, each of them a device of the tenant.
+fn empty_policy() -> Policy {
+    Policy {
+        tenant: String::new(),
+        version: 0,
+        expires_at: 0,
+        operators: Vec::new(),
+        quorums: Vec::new(),
+        fan_out_limit: 0,
+        allowed_scripts: Vec::new(),
+        maintenance_windows: Vec::new(),
+        tenant_name: None,
+    }
+}
+
+/// What an approver reads before signing, from the statement's own bytes
+/// and the policy this machine verified: nothing here is the server's text.
+pub(crate) fn render_statement(
+    job: &JobStatement,
+    signed: &Signed,
+    policy: Option<&Policy>,
+    now: u64,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let derived = policy.map(|p| job.action.class(p));
+    let _ = writeln!(out, "Job        {}", hex::encode(job.job_id));
+    let _ = writeln!(out, "Tenant     {} (id {})", job.tenant_name, job.tenant);
+    let _ = writeln!(out, "Action     {}", job.action.describe());
+    match derived {
+        Some(class) if class != job.class => {
+            let _ = writeln!(
+                out,
+                "Class      {} -- BUT THE ACTION IS {}: agents will refuse this job",
+                job.class.name(),
+                class.name()
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "Class      {}", job.class.name());
+        }
+    }
+    let _ = writeln!(out, "Reason     {}", job.reason);
+    let _ = writeln!(
+        out,
+        "Valid      {} to {}{}",
+        crate::trust::date_text(job.not_before),
+        crate::trust::date_text(job.expires_at),
+        if now >= job.expires_at {
+            " (EXPIRED)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(out, "Timeout    {} s", job.timeout_secs);
+    let _ = writeln!(out, "Targets    {} device(s):", job.targets.len());
+    for t in &job.targets {
+        let _ = writeln!(
+            out,
+            "  {:<24} {}{}",
+            t.hostname,
+            t.device_id,
+            t.device_key
+                .map(|k| format!("  key {}", &hex::encode(k)[..16]))
+                .unwrap_or_default()
+        );
+    }
+    for entry in &signed.signatures {
+        let name = policy
+            .and_then(|p| p.operators.iter().find(|o| o.key.id() == entry.key_id))
+            .map_or("(not in the tenant's verified policy)", |o| o.name.as_str());
+        let _ = writeln!(
+            out,
+            "Signed by  {name} ({}){}",
+            &hex::encode(entry.key_id.0)[..16],
+            if entry.webauthn.is_some() {
+                ", passkey"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(progress) = policy.and_then(|p| bulwark_policy::quorum_progress(signed, job, p)) {
+        let _ = writeln!(
+            out,
+            "Quorum     {} of {} signatures{}",
+            progress.have,
+            progress.need,
+            if progress.customer_required && !progress.customer_signed {
+                ", a customer signature is still needed"
+            } else {
+                ""
+            }
+        );
+    }
+    out
+}
+
+/// The targets for the given ids or hostnames, each a device of the tenant,
+/// named with the host name and key it was chosen by: an agent runs the job
+/// only if they describe it, so a server that maps a name to another device
+/// gets a refusal, not a run.
 async fn resolve_targets(
     session: &Session,
     tenant: &str,
     wanted: &[String],
-) -> Result<Vec<String>> {
+) -> Result<Vec<JobTarget>> {
     let devices = session
         .get(&format!(
             "/api/v1/tenants/{}/devices",
@@ -361,13 +536,28 @@ async fn resolve_targets(
             .filter(|d| d["id"] == want || d["hostname"] == want)
             .collect();
         match matches.as_slice() {
-            [one] => ids.push(text(&one["id"])),
+            [one] => {
+                let hostname = text(&one["hostname"]);
+                ensure!(
+                    want == one["id"] || want.eq_ignore_ascii_case(&hostname),
+                    "the server answered {want:?} with device {} called {hostname:?}",
+                    text(&one["id"])
+                );
+                ids.push(JobTarget {
+                    device_id: text(&one["id"]),
+                    hostname,
+                    device_key: one["key_fingerprint"]
+                        .as_str()
+                        .and_then(|h| hex::decode(h).ok())
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok()),
+                })
+            }
             [] => bail!("no device {want:?} in tenant {tenant}"),
             _ => bail!("several devices are called {want:?}: name them by id"),
         }
     }
     ids.sort();
-    ids.dedup();
+    ids.dedup_by(|a, b| a.device_id == b.device_id);
     ensure!(!ids.is_empty(), "no targets given");
     Ok(ids)
 }

@@ -684,6 +684,7 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             tenant: "t".into(),
+            tenant_name: Some("t".into()),
             version: 1,
             expires_at: 2_000_000_000,
             operators: vec![OperatorKey {

@@ -240,7 +240,7 @@ pub async fn run_policy(command: PolicyCommand) -> Result<()> {
             let session = Session::load()?;
             let trust = fetch_trust(&session, &tenant).await?;
             let version = trust.policy.as_ref().map_or(0, |p| p.version) + 1;
-            let policy = doc_to_policy(&doc, &trust.tenant_id, version, unix_now())
+            let policy = doc_to_policy(&doc, &trust.tenant_id, &tenant, version, unix_now())
                 .with_context(|| format!("in {}", file.display()))?;
             publish_policy(&session, &tenant, &trust, &policy, otp.as_deref()).await
         }
@@ -372,9 +372,15 @@ pub(crate) fn msp_operator(name: &str, key: PublicKey) -> OperatorKey {
 }
 
 /// Version 1 of a tenant's policy, with the defaults above, for a year.
-pub(crate) fn default_policy(tenant_id: &str, operators: Vec<OperatorKey>, now: u64) -> Policy {
+pub(crate) fn default_policy(
+    tenant_id: &str,
+    tenant_name: &str,
+    operators: Vec<OperatorKey>,
+    now: u64,
+) -> Policy {
     Policy {
         tenant: tenant_id.to_owned(),
+        tenant_name: Some(tenant_name.to_owned()),
         version: 1,
         expires_at: now + DEFAULT_POLICY_DAYS * DAY,
         operators,
@@ -505,6 +511,7 @@ fn first_root(
 /// Pure: `tenant init` publishes the result; `up` may store it directly.
 pub(crate) fn genesis(
     tenant_id: &str,
+    tenant_name: &str,
     threshold: u32,
     msp_root: &[(String, SigningKey)],
     customers: &[(String, PublicKey)],
@@ -530,7 +537,7 @@ pub(crate) fn genesis(
     let policy = sign_policy(
         &root,
         None,
-        &default_policy(tenant_id, operators, now),
+        &default_policy(tenant_id, tenant_name, operators, now),
         &signers,
         now,
     )?;
@@ -1030,6 +1037,7 @@ async fn init(args: InitArgs) -> Result<()> {
             }
             let genesis = genesis(
                 &tenant_id,
+                &tenant,
                 threshold,
                 &signers,
                 &customers,
@@ -1049,7 +1057,7 @@ async fn init(args: InitArgs) -> Result<()> {
         Some(root) => {
             let (keys, complete) = held_signing_keys(&store, root, &mut unlocker)?;
             let keys: Vec<&SigningKey> = keys.iter().collect();
-            let policy = default_policy(&tenant_id, policy_operators, now);
+            let policy = default_policy(&tenant_id, &tenant, policy_operators, now);
             if !complete {
                 let mut signed = Signed::new(&policy);
                 for key in &keys {
@@ -1228,6 +1236,8 @@ fn next_policy(trust: &Trust, tenant: &str) -> Result<Policy> {
         date_text(policy.expires_at)
     );
     policy.version += 1;
+    // Agents refuse jobs that name the tenant otherwise (RFD 0005).
+    policy.tenant_name = Some(tenant.to_owned());
     Ok(policy)
 }
 
@@ -2589,6 +2599,7 @@ pub(crate) fn policy_to_doc(policy: &Policy, now: u64) -> PolicyDoc {
 pub(crate) fn doc_to_policy(
     doc: &PolicyDoc,
     tenant_id: &str,
+    tenant_name: &str,
     version: u64,
     now: u64,
 ) -> Result<Policy> {
@@ -2671,6 +2682,7 @@ pub(crate) fn doc_to_policy(
     }
     Ok(Policy {
         tenant: tenant_id.to_owned(),
+        tenant_name: Some(tenant_name.to_owned()),
         version,
         expires_at: now + doc.expires_in_days * DAY,
         operators,
@@ -2765,6 +2777,7 @@ mod tests {
     fn rich_policy() -> Policy {
         let mut policy = default_policy(
             "0b6e0c8e-0000-4000-8000-000000000001",
+            "acme",
             vec![msp_operator("alice", public_of(&key()))],
             NOW,
         );
@@ -2805,7 +2818,12 @@ mod tests {
     #[test]
     fn the_default_policy_is_what_a_security_officer_would_pick() {
         let operator = public_of(&key());
-        let policy = default_policy("t-1", vec![msp_operator("operator", operator.clone())], NOW);
+        let policy = default_policy(
+            "t-1",
+            "acme",
+            vec![msp_operator("operator", operator.clone())],
+            NOW,
+        );
         assert_eq!(policy.tenant, "t-1");
         assert_eq!(policy.version, 1);
         assert_eq!(policy.expires_at, NOW + 365 * DAY);
@@ -2858,6 +2876,7 @@ mod tests {
         let operator = public_of(&key());
         let g = genesis(
             "tenant-id",
+            "acme",
             2,
             &root_keys,
             &[("customer-1".to_owned(), customer.clone())],
@@ -2907,7 +2926,7 @@ mod tests {
         assert!(verify_trust(&other_tenant).is_err());
 
         // Too high a threshold for the keys held here is refused.
-        assert!(genesis("tenant-id", 3, &root_keys, &[], vec![], NOW).is_err());
+        assert!(genesis("tenant-id", "acme", 3, &root_keys, &[], vec![], NOW).is_err());
     }
 
     #[test]
@@ -2924,10 +2943,11 @@ mod tests {
         );
         assert!(text.contains("start = \"22:30\""), "{text}");
         assert!(text.contains("\"sun\""), "{text}");
-        let back = doc_to_policy(&doc, &policy.tenant, policy.version, NOW).expect("policy");
+        let back =
+            doc_to_policy(&doc, &policy.tenant, "acme", policy.version, NOW).expect("policy");
         assert_eq!(back, policy);
         // Signed as the next version, later.
-        let next = doc_to_policy(&doc, &policy.tenant, 2, NOW + 10).expect("policy");
+        let next = doc_to_policy(&doc, &policy.tenant, "acme", 2, NOW + 10).expect("policy");
         assert_eq!(next.version, 2);
         assert_eq!(next.expires_at, policy.expires_at + 10);
     }
@@ -2939,7 +2959,7 @@ mod tests {
         let check = |edit: &dyn Fn(&mut PolicyDoc), expected: &str| {
             let mut doc = base.clone();
             edit(&mut doc);
-            let error = doc_to_policy(&doc, tenant, 2, NOW).expect_err(expected);
+            let error = doc_to_policy(&doc, tenant, "acme", 2, NOW).expect_err(expected);
             assert!(format!("{error:#}").contains(expected), "{error:#}");
         };
         check(&|d| d.expires_in_days = 0, "expires_in_days");
@@ -3288,6 +3308,7 @@ mod tests {
         let old = key();
         let g = genesis(
             "tenant-id",
+            "acme",
             1,
             &[("root-acme-1".to_owned(), old.clone())],
             &[],

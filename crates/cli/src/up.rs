@@ -344,6 +344,7 @@ async fn ensure_demo_trust(
     let now = u64::try_from(bulwark_server::now_millis() / 1000).unwrap_or_default();
     let genesis = crate::trust::genesis(
         tenant_id,
+        "demo",
         1,
         &[(root_name.clone(), root_key)],
         &[],

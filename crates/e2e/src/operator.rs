@@ -5,12 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
 use crate::{
     Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, bulwark_bin, id_of, run_command,
-    spawn_agent, wait_for,
+    wait_for,
 };
 
 /// How long the operator tests wait for an agent or a job.
@@ -148,7 +148,7 @@ impl ExtraAgent {
 
     /// Runs the agent again from its state directory.
     pub fn resume(&mut self) -> Result<()> {
-        self.proc = spawn_agent(self.state_dir.path())?;
+        self.proc = crate::spawn_agent_as(self.hostname.as_deref(), self.state_dir.path())?;
         Ok(())
     }
 }
@@ -303,8 +303,62 @@ impl OperatorSetup {
         wait_job_final(&self.api, id, device).await
     }
 
+    /// run-script needs two signers from the next policy version on (policy
+    /// show --toml, edit, policy sign: passkey keys round-trip through the TOML).
+    pub async fn require_two_signers(&self) -> Result<()> {
+        let toml = self
+            .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
+            .await?
+            .ok()?
+            .stdout;
+        let toml = needs_two(&toml)?;
+        let file = self.work.path().join("policy.toml");
+        std::fs::write(&file, &toml)?;
+        let file = file.display().to_string();
+        self.cli(
+            &["policy", "sign", "--tenant", "demo", "--file", &file],
+            None,
+        )
+        .await?
+        .ok()?;
+        Ok(())
+    }
+
     /// An extra agent in `demo` that the test stops and starts.
     pub async fn victim(&self) -> Result<ExtraAgent> {
         ExtraAgent::start(&self.api, &self.up.info.gateway_url, "demo").await
     }
+}
+
+/// The policy TOML with `signers = 2` for run-script.
+pub fn needs_two(toml: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut in_run_script = false;
+    let mut changed = false;
+    for line in toml.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_run_script = trimmed.contains("run-script") && !trimmed.contains("allow-listed");
+        }
+        if in_run_script && trimmed.starts_with("signers") {
+            out.push_str("signers = 2\n");
+            changed = true;
+            continue;
+        }
+        // An inline table: `run-script = { signers = 1, … }`.
+        if (trimmed.starts_with("run-script") || trimmed.starts_with("\"run-script\""))
+            && trimmed.contains("signers = 1")
+        {
+            out.push_str(&line.replacen("signers = 1", "signers = 2", 1));
+            out.push('\n');
+            changed = true;
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !changed {
+        bail!("no run-script quorum in the policy TOML:\n{toml}");
+    }
+    Ok(out)
 }

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use bulwark_e2e::{
     ExtraAgent, OperatorSetup, Owner, decode_hex, id_of, sql_text, target_of, wait_for,
 };
@@ -410,7 +410,7 @@ async fn one_compromised_operator_needs_a_second() -> Result<()> {
     // A technician of demo, with a key of their own on their own machine,
     // listed by the owner; run-script needs two signers.
     let tech_config = listed_technician(&s).await?;
-    require_two_signers(&s).await?;
+    s.require_two_signers().await?;
 
     // One signature, forced to approved in the database: refused.
     victim.stop().await?;
@@ -450,39 +450,6 @@ async fn one_compromised_operator_needs_a_second() -> Result<()> {
         "the job with two signatures did not run: {target}"
     );
     Ok(())
-}
-
-/// The policy TOML with `signers = 2` for run-script.
-fn needs_two(toml: &str) -> Result<String> {
-    let mut out = String::new();
-    let mut in_run_script = false;
-    let mut changed = false;
-    for line in toml.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            in_run_script = trimmed.contains("run-script") && !trimmed.contains("allow-listed");
-        }
-        if in_run_script && trimmed.starts_with("signers") {
-            out.push_str("signers = 2\n");
-            changed = true;
-            continue;
-        }
-        // An inline table: `run-script = { signers = 1, … }`.
-        if (trimmed.starts_with("run-script") || trimmed.starts_with("\"run-script\""))
-            && trimmed.contains("signers = 1")
-        {
-            out.push_str(&line.replacen("signers = 1", "signers = 2", 1));
-            out.push('\n');
-            changed = true;
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    if !changed {
-        bail!("no run-script quorum in the policy TOML:\n{toml}");
-    }
-    Ok(out)
 }
 
 #[tokio::test]
@@ -619,27 +586,6 @@ async fn listed_technician(s: &Setup) -> Result<PathBuf> {
     Ok(config)
 }
 
-/// run-script needs two signers from the next policy version on (policy
-/// show --toml, edit, policy sign: passkey keys round-trip through the TOML).
-async fn require_two_signers(s: &Setup) -> Result<()> {
-    let toml = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
-    let toml = needs_two(&toml)?;
-    let file = s.work.path().join("policy.toml");
-    std::fs::write(&file, &toml)?;
-    let file = file.display().to_string();
-    s.cli(
-        &["policy", "sign", "--tenant", "demo", "--file", &file],
-        None,
-    )
-    .await?
-    .ok()?;
-    Ok(())
-}
-
 #[path = "support/browser.rs"]
 mod browser;
 
@@ -688,7 +634,7 @@ async fn approve_in_browser(s: &Setup, browser: &browser::Browser, base: &str) -
     // name), and run-script needs two signers.
     s.add_operator("owner passkey", &["--passkey", "laptop"])
         .await?;
-    require_two_signers(s).await?;
+    s.require_two_signers().await?;
 
     // The technician's job, signed once: pending.
     let (script, marker) = s.script("console-approved")?;
@@ -904,7 +850,7 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
         .encode(bulwark_protocol::codec::to_canonical(&listed_key));
     s.add_operator("listed passkey", &["--passkey-public-key", &encoded])
         .await?;
-    require_two_signers(&s).await?;
+    s.require_two_signers().await?;
 
     victim.stop().await?;
     let (other, _) = s.submit(&device, "other-job", &[]).await?;

@@ -57,6 +57,7 @@ fn policy(operators: Vec<OperatorKey>, signers: u32) -> Policy {
         fan_out_limit: 25,
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
+        tenant_name: Some("Acme".into()),
     }
 }
 
@@ -64,14 +65,22 @@ fn job() -> JobStatement {
     JobStatement {
         tenant: "acme".into(),
         job_id: [7; 16],
-        targets: vec![DEVICE.into()],
+        targets: vec![bulwark_policy::JobTarget {
+            device_id: DEVICE.into(),
+            hostname: "ws-042".into(),
+            device_key: Some([0x42; 32]),
+        }],
         class: ActionClass::RunScript,
-        script_sha256: ScriptHash(Sha256::digest(SCRIPT).into()),
+        action: bulwark_policy::JobAction::RunScript {
+            interpreter: bulwark_policy::Interpreter::Sh,
+            script_sha256: ScriptHash(Sha256::digest(SCRIPT).into()),
+        },
         not_before: NOW - 60,
         expires_at: NOW + 3600,
         nonce: [9; 16],
         reason: "monthly patching".into(),
         timeout_secs: 600,
+        tenant_name: "Acme".into(),
     }
 }
 
@@ -106,6 +115,8 @@ fn measure(name: &str, signed: &Signed, policy: &Policy, per_batch: u32) {
         let agent = AgentContext {
             tenant: "acme",
             device_id: DEVICE,
+            hostname: "ws-042",
+            device_key: &[0x42; 32],
             policy,
             freeze: FreezeState::default(),
         };

@@ -37,8 +37,9 @@ pub mod webauthn;
 pub use envelope::{SignatureEntry, Signed};
 pub use freeze::{FreezeState, FreezeStatement};
 pub use job::{
-    AgentContext, JobHistory, JobStatement, QuorumProgress, VerifiedJob, check_quorum,
-    quorum_progress, verify_job,
+    AgentContext, AgentSetting, Interpreter, JobAction, JobHistory, JobStatement, JobTarget,
+    QuorumProgress, VerifiedJob, check_quorum, derive_class, device_key_fingerprint,
+    quorum_progress, same_hostname, verify_job,
 };
 pub use keys::{KeyId, PublicKey};
 pub use limits::Limits;
@@ -70,6 +71,22 @@ pub enum Refusal {
     WrongTenant,
     #[error("this device is not among the job's targets")]
     NotATarget,
+    /// The job's entry for this device describes another host (the server
+    /// swapped hostnames or device ids).
+    #[error("the job's entry for this device names another device: {0}")]
+    TargetMismatch(String),
+    /// The label beside the payload is not the class the payload is.
+    #[error(
+        "the job is labelled {} but its payload is {}: the class comes from what the job does",
+        .declared.name(), .derived.name()
+    )]
+    ClassMismatch {
+        declared: ActionClass,
+        derived: ActionClass,
+    },
+    /// A typed action this agent does not carry out yet.
+    #[error("this agent does not carry out {} jobs yet", .0.name())]
+    ActionNotSupported(ActionClass),
     #[error("the job is not valid yet")]
     NotYetValid,
     #[error("the job has expired")]
@@ -134,6 +151,9 @@ impl Refusal {
             Refusal::MissingCustomerCosigner => "missing_customer_cosigner",
             Refusal::WrongTenant => "wrong_tenant",
             Refusal::NotATarget => "not_a_target",
+            Refusal::TargetMismatch(_) => "target_mismatch",
+            Refusal::ClassMismatch { .. } => "class_mismatch",
+            Refusal::ActionNotSupported(_) => "action_not_supported",
             Refusal::NotYetValid => "not_yet_valid",
             Refusal::Expired => "expired",
             Refusal::ValidityTooLong => "validity_too_long",

@@ -160,6 +160,11 @@ pub struct Policy {
     pub allowed_scripts: Vec<ScriptHash>,
     #[n(7)]
     pub maintenance_windows: Vec<MaintenanceWindow>,
+    /// The tenant's name as its root holders signed it. Jobs name the
+    /// tenant they were chosen for, and an agent refuses a job that names
+    /// another; `None` in policies signed before names were (no check).
+    #[n(8)]
+    pub tenant_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
@@ -173,6 +178,9 @@ impl Statement for Policy {
 impl Policy {
     fn validate(&self, limits: &Limits) -> Result<(), Refusal> {
         cap(self.tenant.len(), limits.max_text, "tenant")?;
+        if let Some(name) = &self.tenant_name {
+            cap(name.len(), limits.max_text, "tenant name")?;
+        }
         cap(
             self.operators.len(),
             limits.max_operator_keys,

@@ -6,7 +6,9 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 
 use bulwark_policy::freeze::{FreezeState, FreezeStatement};
-use bulwark_policy::job::{AgentContext, JobHistory, JobStatement, verify_job};
+use bulwark_policy::job::{
+    AgentContext, Interpreter, JobAction, JobHistory, JobStatement, JobTarget, verify_job,
+};
 use bulwark_policy::policy::{
     ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum, ScriptHash,
 };
@@ -19,6 +21,8 @@ const NOW: u64 = 1_800_000_000; // a Friday, 08:00 UTC
 const DEVICE: &str = "6f1c2a3b-0000-4000-8000-000000000001";
 const OTHER_DEVICE: &str = "6f1c2a3b-0000-4000-8000-000000000002";
 const SCRIPT: &[u8] = b"#!/bin/sh\nuptime\n";
+const HOST: &str = "ws-042";
+const DEVICE_KEY: [u8; 32] = [0x42; 32];
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
@@ -144,6 +148,42 @@ fn policy(k: &Keys, version: u64) -> Policy {
             start_minute: 22 * 60,
             duration_minutes: 240,
         }],
+        tenant_name: Some("Acme".into()),
+    }
+}
+
+/// The payload a class is: a script for the two script classes.
+fn action(class: ActionClass, script: &[u8]) -> JobAction {
+    match class {
+        ActionClass::InventoryRefresh => JobAction::InventoryRefresh,
+        ActionClass::RunScript | ActionClass::RunAllowListedScript => JobAction::RunScript {
+            interpreter: Interpreter::Sh,
+            script_sha256: ScriptHash(Sha256::digest(script).into()),
+        },
+        ActionClass::InstallPatches => JobAction::InstallPatches {
+            packages: Vec::new(),
+        },
+        ActionClass::OpenShell => JobAction::OpenShell,
+        ActionClass::OpenAdminShell => JobAction::OpenAdminShell,
+        ActionClass::ChangeAgentSettings => JobAction::ChangeAgentSettings {
+            settings: Vec::new(),
+        },
+        ActionClass::UpdateAgent => JobAction::UpdateAgent {
+            version: "0.2.0".into(),
+            binary_sha256: [1; 32],
+        },
+        ActionClass::RestoreBackup => JobAction::RestoreBackup {
+            snapshot: "abc".into(),
+            path: "/".into(),
+        },
+    }
+}
+
+fn target(device_id: &str) -> JobTarget {
+    JobTarget {
+        device_id: device_id.to_owned(),
+        hostname: HOST.into(),
+        device_key: None,
     }
 }
 
@@ -151,14 +191,23 @@ fn job(class: ActionClass, targets: &[&str], script: &[u8]) -> JobStatement {
     JobStatement {
         tenant: "acme".into(),
         job_id: [7; 16],
-        targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+        targets: targets.iter().map(|t| target(t)).collect(),
         class,
-        script_sha256: ScriptHash(Sha256::digest(script).into()),
+        action: action(class, script),
         not_before: NOW - 60,
         expires_at: NOW + 3600,
         nonce: [9; 16],
         reason: "ticket 4711".into(),
         timeout_secs: 300,
+        tenant_name: "Acme".into(),
+    }
+}
+
+/// The body that travels with a job: the script for a script action, none otherwise.
+fn body<'a>(envelope: &Signed, script: &'a [u8]) -> &'a [u8] {
+    match envelope.statement::<JobStatement>(&Limits::default()) {
+        Ok(job) if job.action.script_sha256().is_none() => b"",
+        _ => script,
     }
 }
 
@@ -194,6 +243,8 @@ fn agent(policy: &Policy) -> AgentContext<'_> {
     AgentContext {
         tenant: "acme",
         device_id: DEVICE,
+        hostname: HOST,
+        device_key: &DEVICE_KEY,
         policy,
         freeze: FreezeState::default(),
     }
@@ -202,7 +253,7 @@ fn agent(policy: &Policy) -> AgentContext<'_> {
 fn check(envelope: &Signed, script: &[u8], policy: &Policy, now: u64) -> Result<(), Refusal> {
     verify_job(
         envelope,
-        script,
+        body(envelope, script),
         agent(policy),
         &History::default(),
         now,
@@ -311,7 +362,8 @@ fn fan_out_beyond_the_limit_needs_one_more_signer() {
         &[&k.alice, &k.bob],
     );
     assert_eq!(check(&two, SCRIPT, &p, NOW), Ok(()));
-    // Padding the target list with duplicates does not lower the bar either.
+    // A target list padded with duplicates is malformed (each device is
+    // named once, with what it was chosen by).
     let padded = signed(
         &job(
             ActionClass::InventoryRefresh,
@@ -320,7 +372,10 @@ fn fan_out_beyond_the_limit_needs_one_more_signer() {
         ),
         &[&k.alice],
     );
-    assert_eq!(check(&padded, SCRIPT, &p, NOW), Ok(()));
+    assert!(matches!(
+        check(&padded, SCRIPT, &p, NOW),
+        Err(Refusal::Malformed(_))
+    ));
 }
 
 #[test]
@@ -330,10 +385,10 @@ fn replayed_job() {
     let statement = job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT);
     let env = signed(&statement, &[&k.alice]);
     let history = History::default();
-    verify_job(&env, SCRIPT, agent(&p), &history, NOW, &Limits::default()).expect("first run");
+    verify_job(&env, b"", agent(&p), &history, NOW, &Limits::default()).expect("first run");
     history.record(&statement);
     assert_eq!(
-        verify_job(&env, SCRIPT, agent(&p), &history, NOW, &Limits::default()).map(|_| ()),
+        verify_job(&env, b"", agent(&p), &history, NOW, &Limits::default()).map(|_| ()),
         Err(Refusal::Replayed)
     );
     // A fresh job id with the same nonce is a replay too.
@@ -341,7 +396,7 @@ fn replayed_job() {
     again.job_id = [8; 16];
     let env = signed(&again, &[&k.alice]);
     assert_eq!(
-        verify_job(&env, SCRIPT, agent(&p), &history, NOW, &Limits::default()).map(|_| ()),
+        verify_job(&env, b"", agent(&p), &history, NOW, &Limits::default()).map(|_| ()),
         Err(Refusal::Replayed)
     );
 }
@@ -707,6 +762,130 @@ fn envelopes_round_trip_canonically_and_refuse_trailing_bytes() {
     assert!(Signed::from_bytes(&longer, &Limits::default()).is_err());
 }
 
+/// Drill attack 1 (RFD 0005): a script labelled inventory-refresh to run
+/// under that class's quorum of one.
+#[test]
+fn a_script_relabelled_as_another_class() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let mut relabelled = job(ActionClass::RunScript, &[DEVICE], SCRIPT);
+    relabelled.class = ActionClass::InventoryRefresh;
+    let env = signed(&relabelled, &[&k.alice]);
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::ClassMismatch {
+            declared: ActionClass::InventoryRefresh,
+            derived: ActionClass::RunScript,
+        })
+    );
+    // Every other label on a script is refused the same way.
+    for label in ActionClass::ALL {
+        if matches!(
+            label,
+            ActionClass::RunScript | ActionClass::RunAllowListedScript
+        ) {
+            continue;
+        }
+        relabelled.class = label;
+        let env = signed(&relabelled, &[&k.alice, &k.bob, &k.carol]);
+        assert_eq!(
+            check(&env, SCRIPT, &p, NOW).map_err(|r| r.code()),
+            Err("class_mismatch"),
+            "{label:?}"
+        );
+    }
+    // An allow-listed script labelled run-script is refused too: the class
+    // is what the payload is under the policy, whatever the label says.
+    let listed = b"#!/bin/sh\nsystemctl restart app\n";
+    let env = signed(
+        &job(ActionClass::RunScript, &[DEVICE], listed),
+        &[&k.alice, &k.bob],
+    );
+    assert_eq!(
+        check(&env, listed, &p, NOW),
+        Err(Refusal::ClassMismatch {
+            declared: ActionClass::RunScript,
+            derived: ActionClass::RunAllowListedScript,
+        })
+    );
+}
+
+#[test]
+fn an_action_without_a_script_comes_without_one() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let env = signed(
+        &job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT),
+        &[&k.alice],
+    );
+    assert_eq!(check(&env, b"", &p, NOW), Ok(()));
+    let verified = verify_job(
+        &env,
+        SCRIPT,
+        agent(&p),
+        &History::default(),
+        NOW,
+        &Limits::default(),
+    );
+    assert_eq!(verified.map(|_| ()), Err(Refusal::ScriptMismatch));
+}
+
+/// Drill attack 5: the server swaps hostnames (or device ids) so that a
+/// job signed for ws-042 reaches another endpoint.
+#[test]
+fn a_job_for_another_host_under_this_device_id() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let mut statement = job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT);
+    statement.targets[0].hostname = "ws-099".into();
+    let env = signed(&statement, &[&k.alice]);
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW).map_err(|r| r.code()),
+        Err("target_mismatch")
+    );
+    // Host names compare without ASCII case.
+    statement.targets[0].hostname = "WS-042".into();
+    let env = signed(&statement, &[&k.alice]);
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Ok(()));
+    // A device key, where the operator's software knew it, must be this device's.
+    statement.targets[0].device_key = Some([0x43; 32]);
+    let env = signed(&statement, &[&k.alice]);
+    assert_eq!(
+        check(&env, SCRIPT, &p, NOW).map_err(|r| r.code()),
+        Err("target_mismatch")
+    );
+    statement.targets[0].device_key = Some(DEVICE_KEY);
+    let env = signed(&statement, &[&k.alice]);
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Ok(()));
+    // The same device named twice is malformed, not a choice between entries.
+    statement.targets.push(JobTarget {
+        hostname: "ws-099".into(),
+        ..statement.targets[0].clone()
+    });
+    let env = signed(&statement, &[&k.alice]);
+    assert!(matches!(
+        check(&env, SCRIPT, &p, NOW),
+        Err(Refusal::Malformed(_))
+    ));
+}
+
+/// A job chosen for tenant "Globex" that a server routed to Acme's id.
+#[test]
+fn a_job_naming_another_tenant() {
+    let k = keys();
+    let p = policy(&k, 1);
+    let mut statement = job(ActionClass::InventoryRefresh, &[DEVICE], SCRIPT);
+    statement.tenant_name = "Globex".into();
+    let env = signed(&statement, &[&k.alice]);
+    assert_eq!(check(&env, SCRIPT, &p, NOW), Err(Refusal::WrongTenant));
+    // A policy signed before names were carries none: only the id is checked.
+    let unnamed = Policy {
+        tenant_name: None,
+        ..policy(&k, 1)
+    };
+    assert_eq!(check(&env, SCRIPT, &unnamed, NOW), Ok(()));
+}
+
 fn arb_job() -> impl proptest::strategy::Strategy<Value = JobStatement> {
     use proptest::prelude::*;
     (
@@ -737,14 +916,22 @@ fn arb_job() -> impl proptest::strategy::Strategy<Value = JobStatement> {
                 JobStatement {
                     tenant,
                     job_id,
-                    targets,
+                    targets: targets
+                        .iter()
+                        .map(|t| JobTarget {
+                            device_id: t.clone(),
+                            hostname: format!("h-{}", &t[..4]),
+                            device_key: (hash[0] % 2 == 0).then_some(hash),
+                        })
+                        .collect(),
                     class: ActionClass::ALL[class],
-                    script_sha256: ScriptHash(hash),
+                    action: action(ActionClass::ALL[class], &hash),
                     not_before,
                     expires_at,
                     nonce,
                     reason,
                     timeout_secs,
+                    tenant_name: "Acme".into(),
                 }
             },
         )
@@ -814,5 +1001,46 @@ proptest::proptest! {
         proptest::prop_assert_eq!(tally.valid.len(), expected.len());
         proptest::prop_assert_eq!(tally.unknown, picks.iter().filter(|i| **i >= 3).count());
         proptest::prop_assert_eq!(tally.bad, 0);
+    }
+}
+
+proptest::proptest! {
+    /// The class an agent applies is a function of the payload alone: a job
+    /// whose label differs from [`JobAction::class`] never passes, and one
+    /// whose label agrees is never refused for its label.
+    #[test]
+    fn the_class_comes_from_the_payload(
+        kind in 0usize..9,
+        label in 0usize..9,
+        listed in proptest::prelude::any::<bool>(),
+    ) {
+        let k = keys();
+        let p = policy(&k, 1);
+        let script: &[u8] = if listed { b"#!/bin/sh\nsystemctl restart app\n" } else { SCRIPT };
+        let mut statement = job(ActionClass::ALL[kind], &[DEVICE], script);
+        statement.class = ActionClass::ALL[label];
+        let derived = statement.action.class(&p);
+        let env = signed(&statement, &[&k.alice, &k.bob, &k.carol]);
+        let outcome = verify_job(
+            &env,
+            body(&env, script),
+            agent(&p),
+            &History::default(),
+            NOW,
+            &Limits::default(),
+        );
+        if statement.class == derived {
+            let relabel_refused = matches!(outcome, Err(Refusal::ClassMismatch { .. }));
+            proptest::prop_assert!(!relabel_refused);
+            if let Ok(verified) = outcome {
+                proptest::prop_assert_eq!(verified.class, derived);
+            }
+        } else {
+            let refused = matches!(
+                outcome,
+                Err(Refusal::ClassMismatch { .. } | Refusal::ScriptNotAllowListed)
+            );
+            proptest::prop_assert!(refused, "{:?}", outcome);
+        }
     }
 }

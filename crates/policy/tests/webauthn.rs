@@ -289,6 +289,7 @@ fn fixture() -> Fixture {
         fan_out_limit: 10,
         allowed_scripts: vec![],
         maintenance_windows: vec![],
+        tenant_name: Some("Acme".into()),
     };
     Fixture {
         alice,
@@ -303,14 +304,26 @@ fn job(class: ActionClass, job_id: u8) -> JobStatement {
     JobStatement {
         tenant: "acme".into(),
         job_id: [job_id; 16],
-        targets: vec![DEVICE.into()],
+        targets: vec![bulwark_policy::JobTarget {
+            device_id: DEVICE.into(),
+            hostname: "ws-042".into(),
+            device_key: None,
+        }],
         class,
-        script_sha256: ScriptHash(Sha256::digest(SCRIPT).into()),
+        action: if class == ActionClass::InventoryRefresh {
+            bulwark_policy::JobAction::InventoryRefresh
+        } else {
+            bulwark_policy::JobAction::RunScript {
+                interpreter: bulwark_policy::Interpreter::Sh,
+                script_sha256: ScriptHash(Sha256::digest(SCRIPT).into()),
+            }
+        },
         not_before: NOW - 60,
         expires_at: NOW + 3600,
         nonce: [job_id; 16],
         reason: "ticket 4711".into(),
         timeout_secs: 300,
+        tenant_name: "Acme".into(),
     }
 }
 
@@ -326,10 +339,16 @@ fn verdict(envelope: &Signed, policy: &Policy) -> Result<usize, Refusal> {
     let agent = AgentContext {
         tenant: "acme",
         device_id: DEVICE,
+        hostname: "ws-042",
+        device_key: &[0; 32],
         policy,
         freeze: FreezeState::default(),
     };
-    verify_job(envelope, SCRIPT, agent, &NoHistory, NOW, &Limits::default())
+    let script = match envelope.statement::<JobStatement>(&Limits::default()) {
+        Ok(job) if job.action.script_sha256().is_none() => &b""[..],
+        _ => SCRIPT,
+    };
+    verify_job(envelope, script, agent, &NoHistory, NOW, &Limits::default())
         .map(|v| v.signers.len())
 }
 

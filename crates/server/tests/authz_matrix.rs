@@ -1067,6 +1067,7 @@ fn trust_statements(
         fan_out_limit: 10,
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
+        tenant_name: None,
     };
     let mut root_signed = Signed::new(&root);
     root_signed.sign(root_key);
@@ -1075,7 +1076,7 @@ fn trust_statements(
     (root_signed, policy_signed)
 }
 
-fn job_envelope(tenant_id: &str, device: &str, operator: &SigningKey) -> Signed {
+fn job_envelope(tenant_id: &str, tenant_name: &str, device: &str, operator: &SigningKey) -> Signed {
     use sha2::Digest;
     let now = now_secs();
     let mut job_id = [0u8; 16];
@@ -1083,14 +1084,22 @@ fn job_envelope(tenant_id: &str, device: &str, operator: &SigningKey) -> Signed 
     let statement = bulwark_policy::JobStatement {
         tenant: tenant_id.to_owned(),
         job_id,
-        targets: vec![device.to_owned()],
+        targets: vec![bulwark_policy::JobTarget {
+            device_id: device.to_owned(),
+            hostname: format!("host-{tenant_name}"),
+            device_key: None,
+        }],
         class: bulwark_policy::ActionClass::RunScript,
-        script_sha256: bulwark_policy::policy::ScriptHash(sha2::Sha256::digest(b"true").into()),
+        action: bulwark_policy::JobAction::RunScript {
+            interpreter: bulwark_policy::Interpreter::Sh,
+            script_sha256: bulwark_policy::policy::ScriptHash(sha2::Sha256::digest(b"true").into()),
+        },
         not_before: now - 60,
         expires_at: now + 3600,
         nonce: job_id,
         reason: "authorisation matrix".into(),
         timeout_secs: 60,
+        tenant_name: tenant_name.to_owned(),
     };
     let mut signed = Signed::new(&statement);
     signed.sign(operator);
@@ -1231,7 +1240,7 @@ async fn start() -> Harness {
         h.proposals
             .insert(tenant, proposal["id"].as_str().expect("id").to_owned());
         let device = h.enrol_device(tenant).await;
-        let job = job_envelope(&tenant_id, &device, &operator_key);
+        let job = job_envelope(&tenant_id, tenant, &device, &operator_key);
         let created = h
             .ok(
                 "POST",

@@ -137,7 +137,7 @@ fn approval(key: &mut SoftPasskey, key_id: &str, challenge_hex: &str) -> Value {
     })
 }
 
-fn job_envelope(tenant_id: &str, device: &str, operator: &SigningKey) -> Signed {
+fn job_envelope(tenant_id: &str, tenant_name: &str, device: &str, operator: &SigningKey) -> Signed {
     use sha2::Digest;
     let now = now_secs();
     let mut job_id = [0u8; 16];
@@ -145,14 +145,22 @@ fn job_envelope(tenant_id: &str, device: &str, operator: &SigningKey) -> Signed 
     let statement = JobStatement {
         tenant: tenant_id.to_owned(),
         job_id,
-        targets: vec![device.to_owned()],
+        targets: vec![bulwark_policy::JobTarget {
+            device_id: device.to_owned(),
+            hostname: format!("host-{tenant_name}"),
+            device_key: None,
+        }],
         class: ActionClass::RunScript,
-        script_sha256: bulwark_policy::policy::ScriptHash(sha2::Sha256::digest(b"true").into()),
+        action: bulwark_policy::JobAction::RunScript {
+            interpreter: bulwark_policy::Interpreter::Sh,
+            script_sha256: bulwark_policy::policy::ScriptHash(sha2::Sha256::digest(b"true").into()),
+        },
         not_before: now - 60,
         expires_at: now + 3600,
         nonce: job_id,
         reason: "passkey approvals".into(),
         timeout_secs: 60,
+        tenant_name: tenant_name.to_owned(),
     };
     let mut signed = Signed::new(&statement);
     signed.sign(operator);
@@ -273,6 +281,7 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
         fan_out_limit: 10,
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
+        tenant_name: None,
     };
     for (kind, statement) in [
         ("roots", Signed::new(&root)),
@@ -291,7 +300,7 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
     let device = s.enrol_device(&owner, "acme").await;
     let mut jobs = Vec::new();
     for _ in 0..2 {
-        let envelope = job_envelope(&tenant_id, &device, &operator_key);
+        let envelope = job_envelope(&tenant_id, "acme", &device, &operator_key);
         let job = s
             .ok(
                 Method::POST,

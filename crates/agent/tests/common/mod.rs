@@ -9,7 +9,10 @@ use bulwark_agent::trust::{TrustKind, TrustOutcome, TrustState};
 use bulwark_policy::envelope::Statement;
 use bulwark_policy::policy::{ActionClass, OperatorKey, Policy, Quorum, ScriptHash};
 use bulwark_policy::root::{Holder, RootKey, TrustRoot, root_fingerprint};
-use bulwark_policy::{FreezeStatement, JobStatement, Limits, PublicKey, Refusal, Signed};
+use bulwark_policy::{
+    FreezeStatement, Interpreter, JobAction, JobStatement, JobTarget, Limits, PublicKey, Refusal,
+    Signed, device_key_fingerprint,
+};
 use bulwark_protocol::audit_leaf::{AuditLeaf, JOB_RELEASED, job_released_detail};
 use bulwark_protocol::message::{ByteBuf, Job, LogProof, Trust};
 use bulwark_translog::tree::NodeId;
@@ -20,6 +23,9 @@ use std::cell::RefCell;
 
 pub const TENANT: &str = "tenant-acme";
 pub const DEVICE: &str = "6f1c2a3b-0000-4000-8000-000000000001";
+pub const TENANT_NAME: &str = "Acme";
+/// The test device's public key (only its fingerprint is ever compared).
+pub const DEVICE_PUBLIC_KEY: [u8; 32] = [0x42; 32];
 
 pub fn now() -> u64 {
     SystemTime::now()
@@ -123,18 +129,30 @@ pub fn policy(k: &Keys, version: u64) -> Policy {
                 key: public(key),
                 name: name.into(),
                 holder: Holder::Msp,
-                classes: vec![ActionClass::RunScript],
+                classes: vec![
+                    ActionClass::InventoryRefresh,
+                    ActionClass::RunScript,
+                    ActionClass::InstallPatches,
+                ],
             })
             .collect(),
-        quorums: vec![Quorum {
-            class: ActionClass::RunScript,
+        quorums: [
+            ActionClass::InventoryRefresh,
+            ActionClass::RunScript,
+            ActionClass::InstallPatches,
+        ]
+        .into_iter()
+        .map(|class| Quorum {
+            class,
             signers: 2,
             customer_required: false,
             in_window_only: false,
-        }],
+        })
+        .collect(),
         fan_out_limit: 10,
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
+        tenant_name: Some(TENANT_NAME.into()),
     }
 }
 
@@ -319,20 +337,36 @@ pub fn ready(k: &Keys) -> TrustState {
     state
 }
 
-pub fn job_statement(k: &Keys, id: u8, script: &[u8], timeout_secs: u32) -> Signed {
-    let statement = JobStatement {
+/// A script job for this device as an operator would choose it: by this
+/// machine's host name and the device key, signed by alice and bob.
+pub fn script_statement(id: u8, script: &[u8], timeout_secs: u32) -> JobStatement {
+    JobStatement {
         tenant: TENANT.into(),
         job_id: [id; 16],
-        targets: vec![DEVICE.into()],
+        targets: vec![JobTarget {
+            device_id: DEVICE.into(),
+            hostname: bulwark_agent::jobs::current_hostname(),
+            device_key: Some(device_key_fingerprint(&DEVICE_PUBLIC_KEY)),
+        }],
         class: ActionClass::RunScript,
-        script_sha256: ScriptHash(Sha256::digest(script).into()),
+        action: JobAction::RunScript {
+            interpreter: Interpreter::from_shebang(script),
+            script_sha256: ScriptHash(Sha256::digest(script).into()),
+        },
         not_before: now() - 60,
         expires_at: now() + 3600,
         nonce: [id ^ 0x80; 16],
         reason: "ticket 4711".into(),
         timeout_secs,
-    };
-    signed(&statement, &[&k.alice, &k.bob])
+        tenant_name: TENANT_NAME.into(),
+    }
+}
+
+pub fn job_statement(k: &Keys, id: u8, script: &[u8], timeout_secs: u32) -> Signed {
+    signed(
+        &script_statement(id, script, timeout_secs),
+        &[&k.alice, &k.bob],
+    )
 }
 
 pub fn job(k: &Keys, id: u8, script: &[u8], timeout_secs: u32) -> Job {

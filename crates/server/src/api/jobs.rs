@@ -18,7 +18,7 @@ use bulwark_policy::root::root_fingerprint;
 use bulwark_policy::webauthn::WebAuthnSignature;
 use bulwark_policy::{
     FreezeState, JobStatement, KeyId, Limits, Policy, PublicKey, Refusal, Signed, TrustRoot,
-    check_quorum, quorum_progress,
+    check_quorum, derive_class, quorum_progress, same_hostname,
 };
 use bulwark_store::{
     Job as JobRow, JobState, JobTarget as JobTargetRow, NewJob, NewSigningKey, SigningKeyKind,
@@ -648,6 +648,8 @@ pub struct JobView {
     pub id: String,
     pub tenant: String,
     pub class: String,
+    /// What the job does, from its signed statement ("run a bash script, sha256 …").
+    pub action: Option<String>,
     pub reason: String,
     pub requested_by: String,
     pub script_sha256: String,
@@ -719,6 +721,7 @@ pub fn job_view(
         id: job.id.clone(),
         tenant: job.tenant_name.clone(),
         class: job.class.clone(),
+        action: statement.as_ref().map(|j| j.action.describe()),
         reason: job.reason.clone(),
         requested_by: job.requested_by_username.clone(),
         script_sha256: hex::encode(job.script_sha256),
@@ -785,6 +788,8 @@ pub async fn create_job(
     let job: JobStatement = signed
         .statement(&limits)
         .map_err(|e| ApiError::bad_request(format!("not a job statement: {e}")))?;
+    job.validate(&limits)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if req.script.len() > MAX_SCRIPT_BYTES {
         return Err(ApiError::bad_request(format!(
             "the script is larger than {MAX_SCRIPT_BYTES} bytes"
@@ -795,12 +800,27 @@ pub async fn create_job(
             "the statement names another tenant (statements name the tenant id)",
         ));
     }
-    if <[u8; 32]>::from(Sha256::digest(req.script.as_bytes())) != job.script_sha256.0 {
-        return Err(ApiError::bad_request(
-            "the script does not match the signed script_sha256",
-        ));
+    if job.tenant_name != tenant.name {
+        return Err(ApiError::bad_request(format!(
+            "the statement names tenant {:?}, this is {:?}",
+            job.tenant_name, tenant.name
+        )));
     }
-    if job.targets.is_empty() || job.targets.len() > limits.max_targets {
+    let script_sha256: [u8; 32] = Sha256::digest(req.script.as_bytes()).into();
+    match job.action.script_sha256() {
+        Some(hash) if hash.0 != script_sha256 => {
+            return Err(ApiError::bad_request(
+                "the script does not match the signed script_sha256",
+            ));
+        }
+        None if !req.script.is_empty() => {
+            return Err(ApiError::bad_request(
+                "this action runs no script: send an empty script",
+            ));
+        }
+        _ => {}
+    }
+    if job.targets.is_empty() {
         return Err(ApiError::bad_request(format!(
             "a job needs 1 to {} targets",
             limits.max_targets
@@ -841,13 +861,21 @@ pub async fn create_job(
             "the tenant has no policy yet: run `bulwark tenant init`",
         ));
     }
+    // The agents check these again; refusing here saves a round trip.
+    let class = policy
+        .map(|p| derive_class(&job, p))
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?
+        .unwrap_or(job.class);
+    check_targets(&state, &caller, &tenant, &job).await?;
     let approved = quorum_met(&signed, &job, policy);
     let id = hex::encode(job.job_id);
     let mut events = vec![
         audit_event(&caller, Some(&tenant.id), "job.requested", &id).with_detail(format!(
-            "{} on {} device(s)",
-            job.class.name(),
-            job.targets.len()
+            "{} on {} device(s): {}",
+            class.name(),
+            job.targets.len(),
+            job.action.describe()
         )),
     ];
     if approved {
@@ -860,10 +888,10 @@ pub async fn create_job(
                 id: id.clone(),
                 tenant_id: tenant.id.clone(),
                 requested_by: caller.operator.id.clone(),
-                class: job.class.name().to_owned(),
+                class: class.name().to_owned(),
                 reason: job.reason.clone(),
                 script: req.script.as_bytes().to_vec(),
-                script_sha256: job.script_sha256.0,
+                script_sha256,
                 envelope: signed.to_bytes(),
                 signed_sha256: signed.challenge(),
                 state: if approved {
@@ -875,7 +903,7 @@ pub async fn create_job(
                 expires_at: secs_to_ms(job.expires_at),
                 signed_with,
             },
-            &job.targets,
+            &job.device_ids().map(str::to_owned).collect::<Vec<_>>(),
             now_millis(),
             &events,
         )
@@ -890,12 +918,49 @@ pub async fn create_job(
         Err(e) => return Err(e.into()),
     }
     if approved {
-        for target in &job.targets {
+        for target in job.device_ids() {
             state.presence.nudge_device(target);
         }
     }
     let view = single_job(&state, &caller, &id).await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Each target names a device of this tenant by its current host name and
+/// (where given) its key: what the agent will check, told at the desk.
+async fn check_targets(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    job: &JobStatement,
+) -> Result<(), ApiError> {
+    let devices = state
+        .store
+        .list_devices(&caller.scope(), &tenant.id)
+        .await?;
+    for target in &job.targets {
+        let Some(device) = devices.iter().find(|d| d.id == target.device_id) else {
+            return Err(ApiError::bad_request(format!(
+                "{} is not a device of this tenant",
+                target.device_id
+            )));
+        };
+        if !same_hostname(&device.hostname, &target.hostname) {
+            return Err(ApiError::bad_request(format!(
+                "device {} is called {:?}, not {:?}: its agent would refuse the job",
+                device.id, device.hostname, target.hostname
+            )));
+        }
+        if let Some(key) = target.device_key
+            && <[u8; 32]>::from(Sha256::digest(&device.public_key)) != key
+        {
+            return Err(ApiError::bad_request(format!(
+                "device {} has another key than the job names",
+                device.id
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn secs_to_ms(secs: u64) -> i64 {
@@ -1224,7 +1289,7 @@ pub async fn approve_job(
             )
             .await?
     {
-        for target in &statement.targets {
+        for target in statement.device_ids() {
             state.presence.nudge_device(target);
         }
     }

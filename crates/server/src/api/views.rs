@@ -4,6 +4,7 @@
 use bulwark_protocol::inventory as wire;
 use bulwark_store::Device;
 use serde::Serialize;
+use sha2::Digest as _;
 use utoipa::ToSchema;
 
 use crate::rfc3339;
@@ -21,6 +22,8 @@ pub struct DeviceView {
     pub id: String,
     pub tenant: String,
     pub hostname: String,
+    /// SHA-256 of the device's public key (hex), as signed jobs name it.
+    pub key_fingerprint: String,
     pub agent_version: String,
     pub online: bool,
     /// RFC 3339; null until the agent first connects.
@@ -70,6 +73,7 @@ impl DeviceView {
             id: device.id.clone(),
             tenant: device.tenant_name.clone(),
             hostname: device.hostname.clone(),
+            key_fingerprint: hex::encode(sha2::Sha256::digest(&device.public_key)),
             agent_version: device.agent_version.clone(),
             online,
             last_seen_at: device.last_seen_at.map(rfc3339),

@@ -1,0 +1,394 @@
+//! The attacks of issue 12 (RFD 0005) with the real binaries, each played by
+//! someone who owns the server: its SQLite database, and its own code (the
+//! store, which writes a job and its `job.released` log entry in one
+//! transaction, so the log vouches for whatever the attacker puts there).
+//! Each test checks that nothing ran (no marker file) and that a correct
+//! job still runs afterwards.
+//!
+//! Agents that must be told apart by host name run in UTS namespaces of
+//! their own (`unshare --uts`, as root), like machines on a network.
+//!
+//! Needs the `sqlite3` command-line tool for the tampering.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_e2e::{ExtraAgent, OperatorSetup, id_of, sql_text, target_of};
+use bulwark_policy::policy::ScriptHash;
+use bulwark_policy::{
+    ActionClass, Interpreter, JobAction, JobStatement, JobTarget, Limits, Signed,
+};
+use bulwark_store::{JobState, NewJob, Store};
+use ed25519_dalek::SigningKey;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const PASSPHRASE: &str = "e2e owned server: a long passphrase nobody guesses";
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system's random numbers");
+    bytes
+}
+
+/// One operator's key, stolen: listed in demo's policy for every class by
+/// the root holders (with the CLI) and registered to the owner's account.
+async fn stolen_operator_key(s: &OperatorSetup) -> Result<SigningKey> {
+    let key = SigningKey::from_bytes(&random::<32>());
+    let public = hex::encode(key.verifying_key().to_bytes());
+    s.cli(
+        &[
+            "policy",
+            "add-operator",
+            "--tenant",
+            "demo",
+            "--public-key",
+            &public,
+            "--name",
+            "mallory",
+        ],
+        None,
+    )
+    .await?
+    .ok()?;
+    s.api
+        .post_json(
+            "/api/v1/signing-keys",
+            &json!({ "name": "mallory", "public_key": B64.encode(key.verifying_key().to_bytes()) }),
+        )
+        .await?;
+    Ok(key)
+}
+
+/// A device as the server lists it now.
+async fn device_view(s: &OperatorSetup, tenant: &str, id: &str) -> Result<Value> {
+    s.api
+        .devices(tenant)
+        .await?
+        .into_iter()
+        .find(|d| d["id"] == id)
+        .with_context(|| format!("no device {id} in {tenant}"))
+}
+
+/// What the attacker does with the server's own code: stores `envelope`
+/// as an approved job for `device`, which appends its `job.released`
+/// entry to the tenant's log in the same transaction. The server then
+/// delivers it with a valid inclusion proof under a head its key signs.
+async fn release_as_owned_server(
+    s: &OperatorSetup,
+    envelope: &Signed,
+    script: &[u8],
+    device: &str,
+) -> Result<String> {
+    let job: JobStatement = envelope
+        .statement(&Limits::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open_sqlite(&s.up.data_dir().join("bulwark.db")).await?;
+    let id = hex::encode(job.job_id);
+    let ms = |secs: u64| i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000;
+    store
+        .create_job(
+            &NewJob {
+                id: id.clone(),
+                tenant_id: job.tenant.clone(),
+                requested_by: s.sql("SELECT id FROM operators LIMIT 1")?,
+                class: job.class.name().to_owned(),
+                reason: job.reason.clone(),
+                script: script.to_vec(),
+                script_sha256: Sha256::digest(script).into(),
+                envelope: envelope.to_bytes(),
+                signed_sha256: envelope.challenge(),
+                not_before: ms(job.not_before),
+                expires_at: ms(job.expires_at),
+                state: JobState::Approved,
+                signed_with: Vec::new(),
+            },
+            &[device.to_owned()],
+            ms(now_secs()),
+            &[],
+        )
+        .await?;
+    store.close().await;
+    Ok(id)
+}
+
+/// Waits for `device`'s refusal of job `id` with `code`; the script did not run.
+async fn expect_refused(
+    s: &OperatorSetup,
+    id: &str,
+    device: &str,
+    code: &str,
+    marker: &Path,
+) -> Result<()> {
+    let target = s.wait_final(id, device).await?;
+    ensure!(
+        target["state"] == "refused" && target["refusal_code"] == code,
+        "expected job {id} refused with {code} on {device}, got {target}"
+    );
+    ensure!(
+        !marker.exists(),
+        "the refused job ran: {} exists",
+        marker.display()
+    );
+    Ok(())
+}
+
+/// `bulwark job run --no-wait` of the marker script `name` on `targets`.
+async fn submit_to(
+    s: &OperatorSetup,
+    tenant: &str,
+    targets: &str,
+    name: &str,
+) -> Result<(String, std::path::PathBuf)> {
+    let (script, marker) = s.script(name)?;
+    let script = script.display().to_string();
+    let out = s
+        .cli(
+            &[
+                "job",
+                "run",
+                "--tenant",
+                tenant,
+                "--targets",
+                targets,
+                "--script",
+                &script,
+                "--reason",
+                "e2e",
+                "--no-wait",
+                "--json",
+            ],
+            None,
+        )
+        .await?
+        .ok()?;
+    let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
+    Ok((id_of(&view)?, marker))
+}
+
+/// Drill attack 1: a script labelled `inventory-refresh` (quorum 1) while
+/// run-script needs two signers. The server's own check refuses it at the
+/// desk; written into the database and the log by the owned server, the
+/// agent derives the class from the payload and refuses it.
+#[tokio::test]
+async fn a_relabelled_class_runs_nothing() -> Result<()> {
+    let s = OperatorSetup::start(PASSPHRASE).await?;
+    let mut victim = s.victim().await?;
+    let device = victim.device_id.clone();
+    s.require_two_signers().await?;
+    let mallory = stolen_operator_key(&s).await?;
+    let hostname = device_view(&s, "demo", &device).await?["hostname"]
+        .as_str()
+        .context("hostname")?
+        .to_owned();
+    let (script_path, marker) = s.script("relabelled")?;
+    let script = std::fs::read(&script_path)?;
+    let now = now_secs();
+    let statement = JobStatement {
+        tenant: s.sql("SELECT id FROM tenants WHERE name = 'demo'")?,
+        job_id: random(),
+        targets: vec![JobTarget {
+            device_id: device.clone(),
+            hostname,
+            device_key: None,
+        }],
+        class: ActionClass::InventoryRefresh,
+        action: JobAction::RunScript {
+            interpreter: Interpreter::Sh,
+            script_sha256: ScriptHash(Sha256::digest(&script).into()),
+        },
+        not_before: now - 60,
+        expires_at: now + 3600,
+        nonce: random(),
+        reason: "routine inventory".into(),
+        timeout_secs: 60,
+        tenant_name: "demo".into(),
+    };
+    let mut envelope = Signed::new(&statement);
+    envelope.sign(&mallory);
+
+    let reply = s
+        .api
+        .call(
+            Method::POST,
+            "/api/v1/tenants/demo/jobs",
+            Some(&json!({
+                "envelope": B64.encode(envelope.to_bytes()),
+                "script": String::from_utf8(script.clone())?,
+            })),
+        )
+        .await?;
+    ensure!(
+        reply.status == 400 && reply.body.to_string().contains("run-script"),
+        "the server accepted a relabelled job: {} {}",
+        reply.status,
+        reply.body
+    );
+
+    victim.stop().await?;
+    let id = release_as_owned_server(&s, &envelope, &script, &device).await?;
+    victim.resume()?;
+    expect_refused(&s, &id, &device, "class_mismatch", &marker).await?;
+
+    // A correct job still runs: an inventory refresh (no script, quorum 1).
+    let out = s
+        .cli(
+            &[
+                "job",
+                "run",
+                "--tenant",
+                "demo",
+                "--targets",
+                &device,
+                "--inventory-refresh",
+                "--reason",
+                "e2e",
+                "--json",
+            ],
+            None,
+        )
+        .await?
+        .ok()?;
+    let view: Value = serde_json::from_str(&out.stdout)?;
+    let target = target_of(&view, &device)?;
+    ensure!(
+        target["state"] == "succeeded" && view["class"] == "inventory-refresh",
+        "the inventory refresh did not succeed: {view}"
+    );
+    Ok(())
+}
+
+/// Drill attack 5: the server swaps two devices' host names, so the
+/// operator's `--targets ws-alpha` resolves to ws-bravo's device id. The
+/// signed target names ws-alpha; ws-bravo's agent refuses it.
+#[tokio::test]
+async fn swapped_hostnames_run_nothing() -> Result<()> {
+    let s = OperatorSetup::start(PASSPHRASE).await?;
+    let gateway = s.up.info.gateway_url.clone();
+    let alpha = ExtraAgent::start_as(Some("ws-alpha"), &s.api, &gateway, "demo").await?;
+    let bravo = ExtraAgent::start_as(Some("ws-bravo"), &s.api, &gateway, "demo").await?;
+    ensure!(
+        device_view(&s, "demo", &alpha.device_id).await?["hostname"] == "ws-alpha",
+        "the agent in its own UTS namespace did not enrol as ws-alpha"
+    );
+    let swap = "UPDATE devices SET hostname = CASE hostname WHEN 'ws-alpha' THEN 'ws-bravo' \
+                ELSE 'ws-alpha' END WHERE hostname IN ('ws-alpha', 'ws-bravo')";
+    s.sql(swap)?;
+
+    let (id, marker) = submit_to(&s, "demo", "ws-alpha", "for-alpha").await?;
+    let view = s.job_view(&id).await?;
+    ensure!(
+        view["targets"].as_array().is_some_and(|t| t.len() == 1)
+            && target_of(&view, &bravo.device_id).is_ok(),
+        "the swapped name did not send the job to ws-bravo's device: {view}"
+    );
+    expect_refused(&s, &id, &bravo.device_id, "target_mismatch", &marker).await?;
+
+    // Names put back: the operator's job for ws-alpha runs on ws-alpha.
+    s.sql(swap)?;
+    let (id, marker) = submit_to(&s, "demo", "ws-alpha", "alpha-after").await?;
+    let target = s.wait_final(&id, &alpha.device_id).await?;
+    ensure!(
+        target["state"] == "succeeded" && marker.exists(),
+        "the correct job did not run on ws-alpha: {target}"
+    );
+    Ok(())
+}
+
+/// The server swaps two tenants' names, so the operator's `--tenant demo`
+/// resolves to another customer's tenant (where the same operator key is
+/// listed) and a device of the same host name there. The job names tenant
+/// "demo"; the other tenant's agent holds a policy signed for "other".
+#[tokio::test]
+async fn a_job_naming_another_tenant_runs_nothing() -> Result<()> {
+    let s = OperatorSetup::start(PASSPHRASE).await?;
+    let gateway = s.up.info.gateway_url.clone();
+    s.api
+        .post_json("/api/v1/tenants", &json!({ "name": "other" }))
+        .await?;
+    s.cli(&["tenant", "init", "--tenant", "other"], None)
+        .await?
+        .ok()?;
+    let theirs = ExtraAgent::start_as(Some("ws-shared"), &s.api, &gateway, "other").await?;
+    let ours = ExtraAgent::start_as(Some("ws-shared"), &s.api, &gateway, "demo").await?;
+    let swap = "UPDATE tenants SET name = 'swapping' WHERE name = 'demo'; \
+                UPDATE tenants SET name = 'demo' WHERE name = 'other'; \
+                UPDATE tenants SET name = 'other' WHERE name = 'swapping';";
+    s.sql(swap)?;
+
+    let (id, marker) = submit_to(&s, "demo", "ws-shared", "for-demo").await?;
+    expect_refused(&s, &id, &theirs.device_id, "wrong_tenant", &marker).await?;
+
+    s.sql(swap)?;
+    let (id, marker) = submit_to(&s, "demo", "ws-shared", "demo-after").await?;
+    let target = s.wait_final(&id, &ours.device_id).await?;
+    ensure!(
+        target["state"] == "succeeded" && marker.exists(),
+        "the correct job did not run on demo's ws-shared: {target}"
+    );
+    Ok(())
+}
+
+/// `bulwark job approve` shows what it signs from the statement's bytes:
+/// the server's JSON says "inventory-refresh", a harmless reason and
+/// another host name; the approver reads the signed class, reason and host.
+#[tokio::test]
+async fn job_approve_shows_the_statement_not_the_servers_json() -> Result<()> {
+    let s = OperatorSetup::start(PASSPHRASE).await?;
+    let mut victim = s.victim().await?;
+    let device = victim.device_id.clone();
+    let hostname = device_view(&s, "demo", &device).await?["hostname"]
+        .as_str()
+        .context("hostname")?
+        .to_owned();
+    s.require_two_signers().await?;
+    victim.stop().await?;
+    let (id, _marker) = s.submit(&device, "needs-review", &[]).await?;
+    s.sql(&format!(
+        "UPDATE jobs SET reason = 'harmless printer check', class = 'inventory-refresh' WHERE id = {}",
+        sql_text(&id)
+    ))?;
+    s.sql(&format!(
+        "UPDATE devices SET hostname = 'printer-7' WHERE id = {}",
+        sql_text(&device)
+    ))?;
+    let lied = s.job_view(&id).await?;
+    ensure!(
+        lied["reason"] == "harmless printer check",
+        "the tampering did not reach the API: {lied}"
+    );
+    // The requester may not approve their own job: the server refuses the
+    // signature, after the CLI has shown what it signs.
+    let out = s.cli(&["job", "approve", &id, "--yes"], None).await?;
+    let shown = out.stdout.clone();
+    for expected in [
+        "Reason     e2e",
+        "Class      run-script",
+        "run a sh script",
+        hostname.as_str(),
+    ] {
+        ensure!(
+            shown.contains(expected),
+            "`job approve` did not show {expected:?}:\n{shown}"
+        );
+    }
+    for lie in ["harmless", "printer-7", "inventory-refresh"] {
+        ensure!(
+            !shown.contains(lie),
+            "`job approve` showed the server's {lie:?}:\n{shown}"
+        );
+    }
+    Ok(())
+}
