@@ -11,7 +11,7 @@ use bulwark_agent::inventory::Collector;
 use bulwark_agent::jobs::{self, JobRunner};
 use bulwark_agent::trust::TrustState;
 use bulwark_protocol::message::DeviceId;
-use bulwark_protocol::token::{EnrollToken, fingerprint_text};
+use bulwark_protocol::token::{EnrollToken, fingerprint_text, parse_fingerprint};
 use clap::{Parser, Subcommand};
 use ed25519_dalek::SigningKey;
 use rand::Rng;
@@ -42,6 +42,14 @@ enum Command {
         /// The one-time enrolment token (it names the server CA to pin).
         #[arg(long, env = "BULWARK_ENROLL_TOKEN", hide_env_values = true)]
         token: String,
+        /// The tenant's root fingerprint as the operator's own `bulwark` pinned
+        /// it (`SHA256:AB:CD:…` or hex): a token naming another root is refused.
+        #[arg(long, value_name = "FINGERPRINT")]
+        root: Option<String>,
+        /// The transparency log's key as the operator's `bulwark` pinned it
+        /// (`name+id+key`): a server serving another log key is refused.
+        #[arg(long, value_name = "VKEY")]
+        log_key: Option<String>,
     },
     /// Connect and stay connected until stopped (SIGINT or SIGTERM).
     Run {
@@ -72,7 +80,18 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let state_dir = StateDir::new(cli.state_dir);
     match cli.command {
-        Command::Enroll { server, token } => runtime.block_on(enroll(&state_dir, &server, &token)),
+        Command::Enroll {
+            server,
+            token,
+            root,
+            log_key,
+        } => runtime.block_on(enroll(
+            &state_dir,
+            &server,
+            &token,
+            root.as_deref(),
+            log_key.as_deref(),
+        )),
         Command::Run {
             server,
             inventory_secs,
@@ -126,8 +145,34 @@ fn hostname() -> String {
     jobs::current_hostname()
 }
 
-async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow::Result<()> {
+async fn enroll(
+    state_dir: &StateDir,
+    server: &str,
+    token_text: &str,
+    root: Option<&str>,
+    log_key: Option<&str>,
+) -> anyhow::Result<()> {
     let token = EnrollToken::parse(token_text).context("the enrolment token is not valid")?;
+    // The operator's own software pinned the tenant's root; the token came
+    // from the server. They must agree before anything is sent.
+    match root {
+        Some(root) => {
+            let expected = parse_fingerprint(root).context("--root is not a fingerprint")?;
+            if expected != token.root_fingerprint {
+                bail!(
+                    "the token names trust root {}, but --root is {}: this token was not issued \
+                     for the tenant root you pinned (a server serving another root?). Nothing was \
+                     sent and nothing was stored",
+                    fingerprint_text(&token.root_fingerprint),
+                    fingerprint_text(&expected)
+                );
+            }
+        }
+        None => eprintln!(
+            "warning: no --root given; the root the token names is pinned without a check \
+             against the one your `bulwark tenant enroll-token` printed"
+        ),
+    }
     if state_dir.is_enrolled() {
         let (state, _) = state_dir.load()?;
         bail!(
@@ -162,6 +207,16 @@ async fn enroll(state_dir: &StateDir, server: &str, token_text: &str) -> anyhow:
         tenant: enrolled.tenant.clone(),
         ca_fingerprint: hex_encode(&token.ca_fingerprint),
     };
+    if let Some(expected) = log_key
+        && expected.trim() != enrolled.log_key.trim()
+    {
+        bail!(
+            "the server's log key is {}, but --log-key is {}: refusing to pin it. The server \
+             has recorded this device; remove it there. Nothing was stored here",
+            enrolled.log_key.trim(),
+            expected.trim()
+        );
+    }
     // The pin before the identity: `agent.json` is written last, so a crash
     // in between leaves the agent not enrolled rather than enrolled unpinned.
     state_dir.create()?;

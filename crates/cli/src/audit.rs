@@ -47,7 +47,7 @@ use bulwark_translog::{
 };
 use serde_json::{Value, json};
 
-use crate::operator::{Credentials, Session, path_segment};
+use crate::operator::{Session, path_segment};
 
 /// Entries (and checkpoints) per request: the API's largest page.
 const PAGE: u64 = 1000;
@@ -479,23 +479,6 @@ fn log_path(choice: &LogChoice) -> Result<String> {
     }
 }
 
-/// `<server>` as a file name: scheme dropped, anything odd replaced.
-fn server_file_name(server: &str) -> String {
-    let bare = server
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    bare.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// The log key to trust: `--log-key`, else the key pinned for this server
 /// (pinned now on first use). A served key that differs is an error.
 fn trusted_key(
@@ -526,36 +509,16 @@ fn trusted_key(
         }
         return Ok((verifier, "taken from the export (not pinned)".to_owned()));
     };
-    let dir = Credentials::dir()?.join("log-keys");
-    let path = dir.join(format!("{}.vkey", server_file_name(server)));
-    match std::fs::read_to_string(&path) {
-        Ok(pinned) => {
-            ensure!(
-                pinned.trim() == served,
-                "the server's log key changed: {} pins {}, the server now serves {served}. \
-                 A different key means a different log history; if the change is expected \
-                 (confirm out of band), delete that file",
-                path.display(),
-                pinned.trim()
-            );
-            Ok((verifier, format!("pinned in {}", path.display())))
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            std::fs::write(&path, format!("{served}\n"))
-                .with_context(|| format!("writing {}", path.display()))?;
+    match crate::pins::check_log_key(server, served)? {
+        (path, None) => Ok((verifier, format!("pinned in {path}"))),
+        (path, Some(_)) => {
             if !quiet {
                 eprintln!(
-                    "First use: pinned the log key {served}\n  in {}. Compare it with the MSP out of band.",
-                    path.display()
+                    "First use: pinned the log key {served}\n  in {path}. Compare it with the MSP out of band."
                 );
             }
-            Ok((
-                verifier,
-                format!("pinned now in {} (first use)", path.display()),
-            ))
+            Ok((verifier, format!("pinned now in {path} (first use)")))
         }
-        Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
     }
 }
 
@@ -1449,19 +1412,4 @@ async fn export(args: ExportArgs) -> Result<()> {
         args.out.display()
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn server_names_become_file_names() {
-        assert_eq!(server_file_name("http://localhost:8080"), "localhost_8080");
-        assert_eq!(
-            server_file_name("https://bulwark.example.net/"),
-            "bulwark.example.net"
-        );
-        assert_eq!(server_file_name("https://a/../b"), "a_.._b");
-    }
 }

@@ -5,6 +5,7 @@ mod audit;
 mod jobs;
 mod keys;
 mod operator;
+mod pins;
 mod proposals;
 mod trust;
 mod up;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use bulwark_protocol::token::fingerprint_text;
 use bulwark_server::console::human_bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -179,11 +180,16 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
                 "/api/v1/tenants/{}/enrollment-tokens",
                 path_segment(&tenant)?
             );
-            let token = Session::load()?.post(&path, &body).await?;
+            let session = Session::load()?;
+            let mut reply = session.post(&path, &body).await?;
+            let pinned = pinned_enrolment(&session, &tenant, &reply).await?;
             if json {
-                print_json(&token)
+                reply["root_fingerprint"] = json!(fingerprint_text(&pinned.root));
+                reply["log_key"] = json!(pinned.log_key);
+                reply["install_command"] = json!(pinned.install_command(&reply)?);
+                print_json(&reply)
             } else {
-                print_enroll_token(&token)
+                print_enroll_token(&reply, &pinned)
             }
         }
         OperatorCommand::Device {
@@ -958,7 +964,69 @@ fn print_devices(devices: &Value) -> Result<()> {
     Ok(())
 }
 
-fn print_enroll_token(reply: &Value) -> Result<()> {
+/// The trust anchors an enrolment carries, from this machine's pins.
+struct PinnedEnrolment {
+    root: [u8; 32],
+    log_key: String,
+}
+
+impl PinnedEnrolment {
+    fn install_command(&self, reply: &Value) -> Result<String> {
+        let token = reply["token"]
+            .as_str()
+            .context("the server's reply has no token")?;
+        Ok(format!(
+            "bulwark-agent enroll --server https://GATEWAY:PORT --token {token} --root {} --log-key {}",
+            hex::encode(self.root),
+            self.log_key
+        ))
+    }
+}
+
+/// The token's root must be the root this machine pinned for the tenant,
+/// and the server's log key the one pinned for the server: the install
+/// command then carries the pins, and the agent refuses a token or a
+/// server that disagrees with them.
+async fn pinned_enrolment(
+    session: &Session,
+    tenant: &str,
+    reply: &Value,
+) -> Result<PinnedEnrolment> {
+    let token = bulwark_protocol::token::EnrollToken::parse(
+        reply["token"]
+            .as_str()
+            .context("the server's reply has no token")?,
+    )
+    .context("the server's token is malformed")?;
+    let trust = crate::trust::fetch_trust(session, tenant).await?;
+    let root = trust
+        .fingerprint
+        .with_context(|| format!("tenant {tenant} has no trust root yet"))?;
+    ensure!(
+        token.root_fingerprint == root,
+        "STOP: the server issued a token that pins trust root {}, but tenant {tenant}'s root is {} \
+         (pinned on this machine). An agent enrolled with it would obey another root: do not use it",
+        fingerprint_text(&token.root_fingerprint),
+        fingerprint_text(&root)
+    );
+    let served = session.get("/api/v1/log/key").await?;
+    let served = served["vkey"]
+        .as_str()
+        .context("the server's log key reply has no vkey")?
+        .trim()
+        .to_owned();
+    if let (path, Some(_)) = crate::pins::check_log_key(session.server(), &served)? {
+        eprintln!(
+            "First use: pinned the log key {served}\n  in {path}. Compare it with the MSP out of band."
+        );
+    }
+    Ok(PinnedEnrolment {
+        root,
+        log_key: served,
+    })
+}
+
+fn print_enroll_token(reply: &Value, pinned: &PinnedEnrolment) -> Result<()> {
     let token = reply["token"]
         .as_str()
         .context("the server's reply has no token")?;
@@ -970,9 +1038,17 @@ fn print_enroll_token(reply: &Value) -> Result<()> {
     println!();
     println!("  {token}");
     println!();
-    println!("Server CA fingerprint: {}", text(&reply["ca_fingerprint"]));
+    println!(
+        "Server CA fingerprint:   {}",
+        text(&reply["ca_fingerprint"])
+    );
+    println!(
+        "Tenant root (pinned):    {}",
+        fingerprint_text(&pinned.root)
+    );
+    println!("Log key (pinned):        {}", pinned.log_key);
     println!("On the device, run:");
-    println!("  bulwark-agent enroll --server https://GATEWAY:PORT --token {token}");
+    println!("  {}", pinned.install_command(reply)?);
     Ok(())
 }
 

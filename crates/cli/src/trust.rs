@@ -20,6 +20,7 @@ use bulwark_policy::{
     ActionClass, FreezeState, FreezeStatement, Holder, Limits, MaintenanceWindow, OperatorKey,
     Policy, PublicKey, Quorum, Refusal, RootKey, Signed, TrustRoot, chain,
 };
+use bulwark_protocol::token::fingerprint_text;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -805,11 +806,43 @@ pub(crate) fn trust_path(tenant: &str, what: &str) -> Result<String> {
     ))
 }
 
+/// A tenant's trust as the server serves it, verified here (the root chain
+/// replayed, the policy checked against the latest root) and compared with
+/// this machine's pin of the tenant (pinned now on first contact).
 pub(crate) async fn fetch_trust(session: &Session, tenant: &str) -> Result<Trust> {
     let reply = session.get(&trust_path(tenant, "")?).await?;
     let reply: TrustReply = serde_json::from_value(reply)
         .context("the server's trust reply is not what RFD 0002 describes")?;
-    verify_trust(&reply)
+    let trust = verify_trust(&reply)?;
+    match trust.fingerprint {
+        Some(root) => {
+            let served = crate::pins::TenantPin {
+                tenant_id: trust.tenant_id.clone(),
+                root,
+            };
+            if let crate::pins::PinCheck::FirstUse(path) =
+                crate::pins::check_tenant(session.server(), tenant, &served)?
+            {
+                eprintln!(
+                    "First contact with tenant {tenant}: pinned id {} and trust root\n  {}\n  in {}. \
+                     Compare the root with its holders out of band.",
+                    trust.tenant_id,
+                    fingerprint_text(&root),
+                    path.display()
+                );
+            }
+        }
+        None => {
+            if let Some(pinned) = crate::pins::tenant_pin(session.server(), tenant)? {
+                bail!(
+                    "STOP: the server says tenant {tenant:?} has no trust root, but this machine \
+                     pinned root {} for it: the server lost or withholds it",
+                    fingerprint_text(&pinned.root)
+                );
+            }
+        }
+    }
+    Ok(trust)
 }
 
 /// `POST /tenants/{tenant}/trust/{what}` (a privileged action: the server
@@ -1048,6 +1081,20 @@ async fn init(args: InitArgs) -> Result<()> {
             post_envelope(&session, &tenant, "roots", &genesis.root, otp)
                 .await
                 .context("publishing the trust root")?;
+            // The root signed here is this machine's pin of the tenant.
+            let path = crate::pins::record_tenant(
+                session.server(),
+                &tenant,
+                &crate::pins::TenantPin {
+                    tenant_id: tenant_id.clone(),
+                    root: genesis.fingerprint,
+                },
+            )?;
+            println!(
+                "Pinned tenant {tenant} with trust root {} in {}.",
+                fingerprint_text(&genesis.fingerprint),
+                path.display()
+            );
             post_envelope(&session, &tenant, "policy", &genesis.policy, otp)
                 .await
                 .context(

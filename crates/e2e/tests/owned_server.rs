@@ -309,8 +309,10 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
 
 /// The server swaps two tenants' names, so the operator's `--tenant demo`
 /// resolves to another customer's tenant (where the same operator key is
-/// listed) and a device of the same host name there. The job names tenant
-/// "demo"; the other tenant's agent holds a policy signed for "other".
+/// listed) and a device of the same host name there. An operator whose CLI
+/// pinned demo is stopped by the pin; one meeting demo for the first time
+/// during the attack signs a job that names tenant "demo", which the other
+/// tenant's agent refuses (its policy is signed for "other").
 #[tokio::test]
 async fn a_job_naming_another_tenant_runs_nothing() -> Result<()> {
     let s = OperatorSetup::start(PASSPHRASE).await?;
@@ -321,6 +323,9 @@ async fn a_job_naming_another_tenant_runs_nothing() -> Result<()> {
     s.cli(&["tenant", "init", "--tenant", "other"], None)
         .await?
         .ok()?;
+    s.cli(&["policy", "show", "--tenant", "demo"], None)
+        .await?
+        .ok()?;
     let theirs = ExtraAgent::start_as(Some("ws-shared"), &s.api, &gateway, "other").await?;
     let ours = ExtraAgent::start_as(Some("ws-shared"), &s.api, &gateway, "demo").await?;
     let swap = "UPDATE tenants SET name = 'swapping' WHERE name = 'demo'; \
@@ -328,10 +333,39 @@ async fn a_job_naming_another_tenant_runs_nothing() -> Result<()> {
                 UPDATE tenants SET name = 'other' WHERE name = 'swapping';";
     s.sql(swap)?;
 
-    let (id, marker) = submit_to(&s, "demo", "ws-shared", "for-demo").await?;
+    // The operator's pins stop the CLI before it signs anything.
+    let (script, marker) = s.script("for-demo")?;
+    let script = script.display().to_string();
+    let stopped = s
+        .cli(
+            &[
+                "job",
+                "run",
+                "--tenant",
+                "demo",
+                "--targets",
+                "ws-shared",
+                "--script",
+                &script,
+                "--no-wait",
+                "--json",
+            ],
+            None,
+        )
+        .await?;
+    ensure!(
+        !stopped.success() && stopped.stderr.contains("another customer's tenant"),
+        "the CLI signed for a tenant its pin does not name:\n{}",
+        stopped.stderr
+    );
+
+    // An operator meeting demo for the first time, during the attack.
+    std::fs::remove_dir_all(s.config.join("pins"))?;
+    let (id, _) = submit_to(&s, "demo", "ws-shared", "for-demo").await?;
     expect_refused(&s, &id, &theirs.device_id, "wrong_tenant", &marker).await?;
 
     s.sql(swap)?;
+    std::fs::remove_dir_all(s.config.join("pins"))?;
     let (id, marker) = submit_to(&s, "demo", "ws-shared", "demo-after").await?;
     let target = s.wait_final(&id, &ours.device_id).await?;
     ensure!(
@@ -390,5 +424,147 @@ async fn job_approve_shows_the_statement_not_the_servers_json() -> Result<()> {
             "`job approve` showed the server's {lie:?}:\n{shown}"
         );
     }
+    Ok(())
+}
+
+/// Drill attack 4: the owned server serves demo with a root and policy of
+/// the attacker's (self-consistent, so they verify as a chain) and issues
+/// tokens naming that root. The operator's CLI pinned demo on first
+/// contact and stops; an agent given the pinned `--root` refuses the token.
+/// With the root put back, the CLI's install command (root and log key
+/// from its pins) enrols an agent that runs a correct job.
+#[tokio::test]
+async fn an_enrolment_token_for_another_root_is_refused() -> Result<()> {
+    let s = OperatorSetup::start(PASSPHRASE).await?;
+    // First contact pins demo on the operator's machine.
+    s.cli(&["policy", "show", "--tenant", "demo"], None)
+        .await?
+        .ok()?;
+    let demo = s.sql("SELECT id FROM tenants WHERE name = 'demo'")?;
+    let original_root = s.sql(&format!(
+        "SELECT hex(envelope) FROM trust_statements WHERE tenant_id = {} AND kind = 'root' AND version = 1",
+        sql_text(&demo)
+    ))?;
+    let limits = Limits::default();
+    let honest_root = Signed::from_bytes(&bulwark_e2e::decode_hex(&original_root)?, &limits)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pinned = hex::encode(bulwark_policy::root::root_fingerprint(&honest_root));
+
+    // The attacker's root v1 for demo's id, and a newer policy it signs.
+    let attacker = SigningKey::from_bytes(&random::<32>());
+    let root = bulwark_policy::TrustRoot {
+        tenant: demo.clone(),
+        version: 1,
+        threshold: 1,
+        keys: vec![bulwark_policy::RootKey {
+            key: bulwark_policy::PublicKey::Ed25519(attacker.verifying_key().to_bytes()),
+            holder: bulwark_policy::Holder::Msp,
+            name: "not yours".into(),
+        }],
+    };
+    let mut forged_root = Signed::new(&root);
+    forged_root.sign(&attacker);
+    let latest_policy = s.sql(&format!(
+        "SELECT hex(envelope) FROM trust_statements WHERE tenant_id = {} AND kind = 'policy' ORDER BY version DESC LIMIT 1",
+        sql_text(&demo)
+    ))?;
+    let mut policy: bulwark_policy::Policy =
+        Signed::from_bytes(&bulwark_e2e::decode_hex(&latest_policy)?, &limits)
+            .and_then(|p| p.statement(&limits))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    policy.version += 1;
+    let mut forged_policy = Signed::new(&policy);
+    forged_policy.sign(&attacker);
+    s.sql(&format!(
+        "UPDATE trust_statements SET envelope = X'{}' WHERE tenant_id = {} AND kind = 'root' AND version = 1; \
+         INSERT INTO trust_statements (tenant_id, kind, version, envelope, created_by, created_at) \
+         VALUES ({}, 'policy', {}, X'{}', NULL, 0);",
+        hex::encode(forged_root.to_bytes()),
+        sql_text(&demo),
+        sql_text(&demo),
+        policy.version,
+        hex::encode(forged_policy.to_bytes()),
+    ))?;
+
+    // The operator's CLI stops: the served root is not the pinned one.
+    let refused = s
+        .cli(&["tenant", "enroll-token", "--tenant", "demo"], None)
+        .await?;
+    ensure!(
+        !refused.success()
+            && refused.stderr.contains("STOP")
+            && refused.stderr.contains("trust root"),
+        "enroll-token did not stop on another root:\n{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    // A token the owned server issues names the attacker's root; the agent,
+    // given the root the operator pinned, refuses it before sending anything.
+    let token = s.api.issue_token("demo").await?;
+    let state_dir = tempfile::tempdir()?;
+    let mut enroll = tokio::process::Command::new(bulwark_e2e::agent_bin()?);
+    enroll
+        .args([
+            "enroll",
+            "--server",
+            &s.up.info.gateway_url,
+            "--token",
+            &token,
+        ])
+        .args(["--root", &pinned])
+        .arg("--state-dir")
+        .arg(state_dir.path());
+    let out = bulwark_e2e::run_command(enroll, None, std::time::Duration::from_secs(60)).await?;
+    ensure!(
+        !out.success() && out.stderr.contains("--root"),
+        "the agent enrolled with a token naming another root:\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    ensure!(
+        !state_dir.path().join("agent.json").exists(),
+        "the refused enrolment left an identity behind"
+    );
+
+    // Root and policy put back: the CLI's install command enrols an agent.
+    s.sql(&format!(
+        "UPDATE trust_statements SET envelope = X'{original_root}' WHERE tenant_id = {} AND kind = 'root' AND version = 1; \
+         DELETE FROM trust_statements WHERE tenant_id = {} AND kind = 'policy' AND version = {};",
+        sql_text(&demo),
+        sql_text(&demo),
+        policy.version
+    ))?;
+    let issued = s
+        .cli(
+            &["tenant", "enroll-token", "--tenant", "demo", "--json"],
+            None,
+        )
+        .await?
+        .ok()?;
+    let issued: Value = serde_json::from_str(&issued.stdout)?;
+    let command = issued["install_command"]
+        .as_str()
+        .context("install_command")?;
+    ensure!(
+        command.contains(&format!("--root {pinned}")) && command.contains("--log-key "),
+        "the install command does not carry the pins: {command}"
+    );
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let mut enroll = tokio::process::Command::new(bulwark_e2e::agent_bin()?);
+    for arg in &args {
+        enroll.arg(arg.replace("https://GATEWAY:PORT", &s.up.info.gateway_url));
+    }
+    enroll.arg("--state-dir").arg(state_dir.path());
+    bulwark_e2e::run_command(enroll, None, std::time::Duration::from_secs(60))
+        .await?
+        .ok()?;
+    let _agent = bulwark_e2e::spawn_agent(state_dir.path())?;
+    let device: String = serde_json::from_str::<Value>(&std::fs::read_to_string(
+        state_dir.path().join("agent.json"),
+    )?)?["device_id"]
+        .as_str()
+        .context("device_id")?
+        .to_owned();
+    s.good_job_runs(&device, "after-enrolment").await?;
     Ok(())
 }

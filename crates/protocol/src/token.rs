@@ -99,6 +99,53 @@ pub fn fingerprint_text(fingerprint: &[u8; 32]) -> String {
     format!("SHA256:{}", pairs.join(":"))
 }
 
+/// Longest fingerprint text accepted: `SHA256:` and 32 colon-separated pairs.
+const MAX_FINGERPRINT_TEXT: usize = 7 + 32 * 3 + 16;
+
+/// Reads a SHA-256 fingerprint as people copy it: [`fingerprint_text`]'s
+/// `SHA256:AB:CD:…`, or 64 hex digits with or without `:`, spaces or
+/// dashes between them, in either case.
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], ProtocolError> {
+    let text = text.trim();
+    if text.len() > MAX_FINGERPRINT_TEXT {
+        return Err(ProtocolError::BadToken("fingerprint too long"));
+    }
+    let body = text
+        .strip_prefix("SHA256:")
+        .or_else(|| text.strip_prefix("sha256:"))
+        .unwrap_or(text);
+    let digits: String = body
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect();
+    if digits.len() != 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(ProtocolError::BadToken(
+            "a fingerprint is 64 hex digits (SHA256:AB:CD:… as printed)",
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16)
+            .map_err(|_| ProtocolError::BadToken("not hex"))?;
+    }
+    Ok(out)
+}
+
+/// Entry point for the `enroll_token` fuzz target: token and fingerprint
+/// text never panic, and what parses prints back to itself.
+#[cfg(fuzzing)]
+pub fn fuzz_token(text: &str) {
+    if let Ok(token) = EnrollToken::parse(text) {
+        assert_eq!(EnrollToken::parse(&token.to_string()), Ok(token));
+    }
+    if let Ok(fingerprint) = parse_fingerprint(text) {
+        assert_eq!(
+            parse_fingerprint(&fingerprint_text(&fingerprint)),
+            Ok(fingerprint)
+        );
+    }
+}
+
 fn decode32(text: &str) -> Result<[u8; 32], ProtocolError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(text)
@@ -111,6 +158,35 @@ fn decode32(text: &str) -> Result<[u8; 32], ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_read_as_people_copy_them() {
+        let fp: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 7).unwrap_or(0));
+        let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
+        for text in [
+            fingerprint_text(&fp),
+            fingerprint_text(&fp).to_lowercase(),
+            hex.clone(),
+            hex.to_uppercase(),
+            format!("  {hex}\n"),
+            fp.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ] {
+            assert_eq!(parse_fingerprint(&text), Ok(fp), "{text:?}");
+        }
+        for bad in [
+            "",
+            "SHA256:",
+            &hex[..62],
+            &format!("{hex}00"),
+            &hex.replace('0', "g"),
+            &"a".repeat(500),
+        ] {
+            assert!(parse_fingerprint(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn round_trips_and_rejects_tampering() {
