@@ -2,7 +2,7 @@
 //! authorize, not the server).
 //!
 //! A job arrives from the server as an envelope and a script. The agent runs
-//! it only if `bulwark_policy::verify_job` accepts it against the trust this
+//! it only if `bulwark_policy::log::decide_job` accepts it against the trust this
 //! agent holds ([`crate::trust`]) and its own memory of past jobs; otherwise
 //! it reports why it refused. Jobs run one at a time, in the order received,
 //! on a task of their own ([`start`]), so heartbeats go on while a script runs.
@@ -43,10 +43,10 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bulwark_policy::log::{JobLogProof, verify_job_entry, verify_log_head};
+use bulwark_policy::log::{JobLogProof, LogContext, decide_job, verify_log_head};
 use bulwark_policy::{
     AgentContext, Interpreter, JobAction, JobHistory, JobStatement, Limits, Refusal, Signed,
-    VerifiedJob, device_key_fingerprint, verify_job,
+    VerifiedJob, device_key_fingerprint,
 };
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::message::{
@@ -596,55 +596,47 @@ impl JobRunner {
     }
 
     /// Invariant 1: may this agent run this job now, under what it trusts?
-    /// Steps 1 to 12 are `verify_job`; step 13 (the job is in the tenant's
-    /// log under a signed tree head that extends the one held) is
-    /// `bulwark_policy::log`, whose head check runs first so that a valid
-    /// head is kept even when the job is refused for another reason.
-    fn verify(
-        &self,
-        signed: &Signed,
-        job_id: &[u8; 16],
-        job: &Job,
-    ) -> Result<VerifiedJob, Refusal> {
+    /// The decision is `bulwark_policy::log::decide_job` (steps 1 to 13);
+    /// this keeps the tree head it returns (on disk first) and nothing else.
+    fn verify(&self, signed: &Signed, job: &Job) -> Result<VerifiedJob, Refusal> {
         let mut trust = lock(&self.trust);
         let Some(tenant) = trust.tenant().map(str::to_owned) else {
             return Err(Refusal::NoPolicy);
         };
-        // 13a–c. A tree head signed by the pinned log key, extending ours.
-        //        A job that comes without one goes through 1–12 first, so
-        //        that a forged job is reported for what is wrong with it.
-        let proof = job.log.as_ref().map(job_log_proof);
-        let head = match &proof {
-            Some(proof) => accept_log_head(&mut trust, &self.state_dir, &tenant, proof)?,
-            None => None,
-        };
-        // 1–12.
         let Some((_, policy)) = &trust.policy else {
             return Err(Refusal::NoPolicy);
         };
+        let proof = job.log.as_ref().map(job_log_proof);
         let hostname = current_hostname();
-        let agent = AgentContext {
-            tenant: &tenant,
-            device_id: &self.device_id,
-            hostname: &hostname,
-            device_key: &self.device_key,
-            policy,
-            freeze: trust.freeze,
-        };
-        let verified = verify_job(
+        let decision = decide_job(
             signed,
             &job.script,
-            agent,
+            proof.as_ref(),
+            AgentContext {
+                tenant: &tenant,
+                device_id: &self.device_id,
+                hostname: &hostname,
+                device_key: &self.device_key,
+                policy,
+                freeze: trust.freeze,
+            },
+            LogContext {
+                key: trust.log_key.as_ref(),
+                held: trust.log_head.as_ref().map(|(_, head)| head),
+            },
             &self.history,
             now_secs(),
             &self.limits,
-        )?;
-        // 13d–f. The entry is in that tree, and it releases this very job.
-        let (Some(head), Some(proof)) = (head, proof) else {
-            return Err(Refusal::LogProofMissing);
-        };
-        verify_job_entry(&head, &tenant, job_id, signed, &proof)?;
-        Ok(verified)
+        );
+        if let (Some(head), Some(proof)) = (decision.new_head, &proof)
+            && let Err(error) = trust.accept_log_head(&self.state_dir, proof.checkpoint, head)
+        {
+            error!(%error, "Cannot store the log's tree head; refusing the job.");
+            return Err(Refusal::Malformed(format!(
+                "cannot store the tree head: {error}"
+            )));
+        }
+        decision.verdict
     }
 
     /// Verifies `job`, runs it if it passes, and spools the result (a
@@ -666,7 +658,7 @@ impl JobRunner {
             })
             .ok()?;
         let id = hex::encode(job_id);
-        let outcome = match self.verify(&signed, &job_id, job) {
+        let outcome = match self.verify(&signed, job) {
             Err(Refusal::Replayed) if self.spool.contains(&job_id) => {
                 info!(job_id = %id, "This job already ran; its result is spooled and will be sent again.");
                 return None;

@@ -150,6 +150,7 @@ fn an_older_policy_is_a_rollback() {
             TrustKind::Policy,
             1,
             Refusal::Rollback {
+                what: "policy version",
                 accepted: 2,
                 offered: 1
             }
@@ -165,6 +166,7 @@ fn an_older_policy_is_a_rollback() {
             TrustKind::Policy,
             2,
             Refusal::Rollback {
+                what: "policy version",
                 accepted: 2,
                 offered: 2
             }
@@ -177,6 +179,7 @@ fn an_older_policy_is_a_rollback() {
         TrustKind::Policy,
         1,
         Refusal::Rollback {
+            what: "policy version",
             accepted: 2,
             offered: 1,
         },
@@ -186,7 +189,13 @@ fn an_older_policy_is_a_rollback() {
     assert_eq!(report.kind, "policy");
     assert_eq!(report.code, "rollback");
     assert_eq!(report.version, 1);
-    assert!(report.reason.contains("not newer"), "{}", report.reason);
+    assert!(
+        report
+            .reason
+            .contains("policy version 1 is refused after the accepted 2"),
+        "{}",
+        report.reason
+    );
 }
 
 #[test]
@@ -225,7 +234,15 @@ fn the_customer_freezes_alone_and_only_the_root_unfreezes() {
     // The old freeze cannot be replayed after the unfreeze (nor the other way).
     assert_eq!(
         state.apply(&trust(&[], None, Some(&frozen)), now(), &l),
-        vec![refused(TrustKind::Freeze, 1, Refusal::Replayed)]
+        vec![refused(
+            TrustKind::Freeze,
+            1,
+            Refusal::Rollback {
+                what: "freeze sequence",
+                accepted: 2,
+                offered: 1
+            }
+        )]
     );
     assert_eq!(state.status().freeze_sequence, 2);
 }
@@ -329,6 +346,7 @@ fn trust_state_survives_a_restart() {
             TrustKind::Policy,
             0,
             Refusal::Rollback {
+                what: "policy version",
                 accepted: 1,
                 offered: 0
             }

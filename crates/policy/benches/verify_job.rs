@@ -1,5 +1,8 @@
-//! How long an agent takes to verify one job (issue 5's figure), with
-//! Ed25519 signers and with a passkey (WebAuthn ES256) approval.
+//! How long an agent takes to decide on one job, steps 1 to 13
+//! (`log::decide_job`: the statement, the quorum, and the job's inclusion
+//! under a signed tree head consistent with the one held, in a log of
+//! 65,536 entries), with Ed25519 signers and with a passkey (WebAuthn
+//! ES256) approval.
 //!
 //! `cargo bench -p bulwark-policy --bench verify_job`. A plain harness
 //! (median of many timed batches) keeps criterion out of the build.
@@ -9,11 +12,17 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use bulwark_policy::job::{AgentContext, JobHistory, JobStatement, verify_job};
+use bulwark_policy::job::{AgentContext, JobHistory, JobStatement};
+use bulwark_policy::log::{JobLogProof, LogContext, decide_job, log_origin};
 use bulwark_policy::policy::ScriptHash;
 use bulwark_policy::webauthn::{CoseKey, WebAuthnCredential, WebAuthnSignature};
 use bulwark_policy::{
     ActionClass, FreezeState, Holder, Limits, OperatorKey, Policy, PublicKey, Quorum, Signed,
+};
+use bulwark_protocol::audit_leaf::{AuditLeaf, JOB_RELEASED, job_released_detail};
+use bulwark_translog::tree::NodeId;
+use bulwark_translog::{
+    Checkpoint, Hash, NoteSigner, NoteVerifier, ProofError, leaf_hash, root_of_leaf_hashes,
 };
 use ed25519_dalek::SigningKey;
 use ring::rand::SystemRandom;
@@ -108,9 +117,93 @@ fn passkey_assertion(pair: &EcdsaKeyPair, signed: &Signed) -> WebAuthnSignature 
     }
 }
 
-/// Median time per verification over 31 batches of `per_batch`.
+/// A tenant log of 65,536 entries whose last is `signed`'s release, the
+/// signed head of the whole log, and the head of 1,000 entries fewer that
+/// the agent holds (so a consistency proof is checked too).
+struct LogFixture {
+    leaf: Vec<u8>,
+    index: u64,
+    note: String,
+    inclusion: Vec<u8>,
+    held: Checkpoint,
+    consistency: Vec<u8>,
+    key: NoteVerifier,
+}
+
+const LOG_SIZE: u64 = 1 << 16;
+const HELD_SIZE: u64 = LOG_SIZE - 1000;
+
+fn log_fixture(signed: &Signed) -> LogFixture {
+    let job_id = signed
+        .statement::<JobStatement>(&Limits::default())
+        .expect("job")
+        .job_id;
+    let leaf = AuditLeaf::new(
+        i64::try_from(NOW * 1000).expect("small"),
+        Some("acme".into()),
+        "server",
+        JOB_RELEASED,
+        hex::encode(job_id),
+        job_released_detail(&signed.challenge()),
+    )
+    .encode();
+    let mut hashes: Vec<Hash> = (0..LOG_SIZE - 1)
+        .map(|i| leaf_hash(&i.to_be_bytes()))
+        .collect();
+    hashes.push(leaf_hash(&leaf));
+    let at = |id: NodeId| -> Result<Hash, ProofError> {
+        let first = usize::try_from(id.first_leaf()).expect("small");
+        Ok(root_of_leaf_hashes(
+            &hashes[first..first + (1usize << id.level)],
+        ))
+    };
+    let signer = NoteSigner::new("log.example/bulwark-log", SigningKey::from_bytes(&[50; 32]))
+        .expect("log key");
+    let sign = |size: u64| {
+        Checkpoint::new(
+            log_origin(signer.name(), "acme"),
+            size,
+            root_of_leaf_hashes(&hashes[..usize::try_from(size).expect("small")]),
+            vec![],
+        )
+        .expect("checkpoint")
+        .sign(&signer)
+    };
+    let key = signer.verifier();
+    let held =
+        bulwark_translog::verify_note(&sign(HELD_SIZE), &key, &bulwark_translog::Limits::default())
+            .expect("held head");
+    LogFixture {
+        leaf,
+        index: LOG_SIZE - 1,
+        note: sign(LOG_SIZE),
+        inclusion: bulwark_translog::inclusion_proof(LOG_SIZE - 1, LOG_SIZE, at)
+            .expect("inclusion")
+            .iter()
+            .flat_map(|h| h.0)
+            .collect(),
+        held,
+        consistency: bulwark_translog::consistency_proof(HELD_SIZE, LOG_SIZE, at)
+            .expect("consistency")
+            .iter()
+            .flat_map(|h| h.0)
+            .collect(),
+        key,
+    }
+}
+
+/// Median time per decision over 31 batches of `per_batch`.
 fn measure(name: &str, signed: &Signed, policy: &Policy, per_batch: u32) {
     let limits = Limits::default();
+    let log = log_fixture(signed);
+    let proof = JobLogProof {
+        leaf: &log.leaf,
+        index: log.index,
+        checkpoint: &log.note,
+        inclusion: &log.inclusion,
+        consistency_from: HELD_SIZE,
+        consistency: &log.consistency,
+    };
     let run = || {
         let agent = AgentContext {
             tenant: "acme",
@@ -120,7 +213,22 @@ fn measure(name: &str, signed: &Signed, policy: &Policy, per_batch: u32) {
             policy,
             freeze: FreezeState::default(),
         };
-        verify_job(black_box(signed), SCRIPT, agent, &NoHistory, NOW, &limits).expect("verifies")
+        let context = LogContext {
+            key: Some(&log.key),
+            held: Some(&log.held),
+        };
+        decide_job(
+            black_box(signed),
+            SCRIPT,
+            Some(&proof),
+            agent,
+            context,
+            &NoHistory,
+            NOW,
+            &limits,
+        )
+        .verdict
+        .expect("verifies")
     };
     for _ in 0..per_batch {
         black_box(run());

@@ -33,6 +33,19 @@ pub fn verify_root_chain(
     Ok(root)
 }
 
+/// The latest policy as storage holds it, under the latest root: signed by
+/// the root's threshold, for the root's tenant, well formed. Its expiry is
+/// left to the caller (an expired policy is shown, flagged, and replaced).
+/// The server and the CLI read a stored policy with this, the agent applies
+/// each new one with [`Policy::verify_update`], which this calls.
+pub fn stored_policy(
+    root: &TrustRoot,
+    signed: &Signed,
+    limits: &Limits,
+) -> Result<Policy, Refusal> {
+    Policy::verify_update(root, None, signed, 0, limits)
+}
+
 /// The fingerprint a tenant's agents pin: that of its first root.
 pub fn pinned_fingerprint(roots: &[Signed]) -> Option<[u8; 32]> {
     roots.first().map(root_fingerprint)

@@ -12,9 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::Refusal;
 use crate::keys::{KeyId, PublicKey};
 use crate::limits::{Limits, cap};
-use crate::webauthn::{
-    MAX_AUTHENTICATOR_DATA, MAX_CLIENT_DATA_JSON, MAX_SIGNATURE, WebAuthnSignature,
-};
+use crate::webauthn::WebAuthnSignature;
 
 /// A statement kind: its DSSE payload type keeps signatures of one kind from
 /// ever verifying as another.
@@ -51,11 +49,6 @@ pub struct SignatureEntry {
     #[n(2)]
     pub webauthn: Option<WebAuthnSignature>,
 }
-
-/// The largest encoded signature entry: key id, the 64-byte field and an
-/// assertion at its caps, plus CBOR headers.
-const MAX_ENTRY_BYTES: usize =
-    128 + MAX_AUTHENTICATOR_DATA + MAX_CLIENT_DATA_JSON + MAX_SIGNATURE + 32;
 
 /// The outcome of checking an envelope's signatures against a set of keys.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -170,9 +163,13 @@ impl Signed {
     }
 
     pub fn from_bytes(bytes: &[u8], limits: &Limits) -> Result<Self, Refusal> {
+        // The same cap as the agent's frame check (`bulwark_protocol::Limits::max_envelope_bytes`).
         cap(
             bytes.len(),
-            limits.max_payload_bytes + limits.max_signatures * MAX_ENTRY_BYTES + 256,
+            bulwark_protocol::limits::statement::envelope_cap(
+                limits.max_payload_bytes,
+                limits.max_signatures,
+            ),
             "envelope",
         )?;
         from_canonical(bytes).map_err(|e| Refusal::Malformed(e.to_string()))

@@ -52,7 +52,11 @@ impl FreezeState {
         }
         // 2. Newer than anything seen: an old statement cannot be replayed.
         if statement.sequence <= self.sequence {
-            return Err(Refusal::Replayed);
+            return Err(Refusal::Rollback {
+                what: "freeze sequence",
+                accepted: self.sequence,
+                offered: statement.sequence,
+            });
         }
         // 3. Who may sign: any customer root key freezes; the root threshold does anything.
         let by_threshold = signed

@@ -107,8 +107,17 @@ pub enum Refusal {
         "the tenant is frozen by its customer: every job is refused until the root unfreezes it"
     )]
     Frozen,
-    #[error("policy version {offered} is not newer than the accepted version {accepted}")]
-    Rollback { accepted: u64, offered: u64 },
+    /// A trust statement that does not move forward: an older or equal
+    /// policy version or freeze sequence, or a root version that is not the
+    /// next one. `what` names which.
+    #[error(
+        "{what} {offered} is refused after the accepted {accepted}: policies and freezes only move forward, roots one version at a time"
+    )]
+    Rollback {
+        what: &'static str,
+        accepted: u64,
+        offered: u64,
+    },
     #[error("the policy has expired")]
     PolicyExpired,
     #[error("the root threshold has not signed this statement")]

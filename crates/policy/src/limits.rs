@@ -25,8 +25,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_payload_bytes: 256 * 1024,
-            max_signatures: 32,
+            max_payload_bytes: bulwark_protocol::limits::statement::MAX_PAYLOAD_BYTES,
+            max_signatures: bulwark_protocol::limits::statement::MAX_SIGNATURES,
             max_root_keys: 32,
             max_operator_keys: 1024,
             max_targets: 10_000,

@@ -123,3 +123,72 @@ pub fn verify_job_entry(
     }
     Ok(())
 }
+
+/// What an agent knows of its tenant's log: the key pinned at enrolment
+/// (`None` for an agent enrolled before there was one) and the last tree
+/// head it accepted.
+#[derive(Debug, Clone, Copy)]
+pub struct LogContext<'a> {
+    pub key: Option<&'a NoteVerifier>,
+    pub held: Option<&'a Checkpoint>,
+}
+
+/// The agent's whole decision on one job: the verdict of steps 1 to 13,
+/// and the tree head to keep (a valid head larger than the held one is
+/// kept even when the job is refused for another reason, so the next
+/// consistency proof starts from where the server believes the agent is).
+#[derive(Debug, Clone)]
+pub struct JobDecision {
+    pub verdict: Result<crate::job::VerifiedJob, Refusal>,
+    pub new_head: Option<Checkpoint>,
+}
+
+/// Invariant 1 of DESIGN.md in one pure function: may this agent run this
+/// job now, and which tree head does it hold afterwards? The agent only
+/// stores the head and acts on the verdict.
+#[allow(clippy::too_many_arguments)]
+pub fn decide_job(
+    signed: &Signed,
+    script: &[u8],
+    proof: Option<&JobLogProof<'_>>,
+    agent: crate::job::AgentContext<'_>,
+    log: LogContext<'_>,
+    history: &impl crate::job::JobHistory,
+    now: u64,
+    limits: &crate::Limits,
+) -> JobDecision {
+    // 13a–c first: a tree head signed by the pinned key, extending the held
+    // one. A job without a proof goes through 1–12 first, so a forged job
+    // is reported for what is wrong with it.
+    let head = match (proof, log.key) {
+        (Some(proof), Some(key)) => match verify_log_head(key, agent.tenant, log.held, proof) {
+            Ok(head) => Some(head),
+            Err(refusal) => {
+                return JobDecision {
+                    verdict: Err(refusal),
+                    new_head: None,
+                };
+            }
+        },
+        _ => None,
+    };
+    let new_head = head
+        .clone()
+        .filter(|h| log.held.is_none_or(|held| h.size() > held.size()));
+    // 1–12, then 13d–f: the entry is in that tree and releases this job.
+    let verdict =
+        crate::job::verify_job(signed, script, agent, history, now, limits).and_then(|verified| {
+            let (Some(head), Some(proof)) = (&head, proof) else {
+                return Err(Refusal::LogProofMissing);
+            };
+            verify_job_entry(
+                head,
+                agent.tenant,
+                &verified.statement.job_id,
+                signed,
+                proof,
+            )?;
+            Ok(verified)
+        });
+    JobDecision { verdict, new_head }
+}

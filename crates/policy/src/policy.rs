@@ -270,6 +270,7 @@ impl Policy {
             && policy.version <= current.version
         {
             return Err(Refusal::Rollback {
+                what: "policy version",
                 accepted: current.version,
                 offered: policy.version,
             });

@@ -134,6 +134,7 @@ impl TrustRoot {
         // 2. Exactly the next version: no skipping, no rollback.
         if next.version != self.version.saturating_add(1) {
             return Err(Refusal::Rollback {
+                what: "root version",
                 accepted: self.version,
                 offered: next.version,
             });

@@ -23,9 +23,10 @@ use minicbor::{Decode, Decoder, Encode};
 use sha2::{Digest, Sha256};
 
 /// Longest clientDataJSON accepted (browsers send about 150 bytes).
-pub const MAX_CLIENT_DATA_JSON: usize = 4096;
+pub const MAX_CLIENT_DATA_JSON: usize = bulwark_protocol::limits::statement::MAX_CLIENT_DATA_JSON;
 /// Longest assertion authenticator data (37 bytes plus extensions).
-pub const MAX_AUTHENTICATOR_DATA: usize = 1024;
+pub const MAX_AUTHENTICATOR_DATA: usize =
+    bulwark_protocol::limits::statement::MAX_AUTHENTICATOR_DATA;
 /// Longest registration authenticator data: it also carries the credential
 /// id (up to 1023 bytes) and the public key.
 pub const MAX_REGISTRATION_AUTHENTICATOR_DATA: usize = 2048;
@@ -33,7 +34,7 @@ pub const MAX_REGISTRATION_AUTHENTICATOR_DATA: usize = 2048;
 pub const MAX_ATTESTATION_OBJECT: usize = 16 * 1024;
 /// Longest signature: a DER ECDSA P-256 signature is at most 72 bytes,
 /// an Ed25519 one exactly 64.
-pub const MAX_SIGNATURE: usize = 72;
+pub const MAX_SIGNATURE: usize = bulwark_protocol::limits::statement::MAX_WEBAUTHN_SIGNATURE;
 /// Longest credential id (WebAuthn Level 3 §7.1 step 23).
 pub const MAX_CREDENTIAL_ID: usize = 1023;
 /// Longest relying party id: a DNS name.

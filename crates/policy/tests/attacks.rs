@@ -642,7 +642,11 @@ fn frozen_tenant_and_the_kill_switch() {
             &signed(&freeze(2, false), &[&k.root_a, &k.root_b]),
             &limits
         ),
-        Err(Refusal::Replayed)
+        Err(Refusal::Rollback {
+            what: "freeze sequence",
+            accepted: 3,
+            offered: 2
+        })
     );
 }
 
@@ -663,6 +667,7 @@ fn policy_rollback_and_underthreshold_policies() {
     assert_eq!(
         Policy::verify_update(&r, Some(&v2), &v1, NOW, &limits),
         Err(Refusal::Rollback {
+            what: "policy version",
             accepted: 2,
             offered: 1
         })
@@ -671,6 +676,7 @@ fn policy_rollback_and_underthreshold_policies() {
     assert_eq!(
         Policy::verify_update(&r, Some(&v2), &same, NOW, &limits),
         Err(Refusal::Rollback {
+            what: "policy version",
             accepted: 2,
             offered: 2
         })
@@ -742,6 +748,7 @@ fn root_rotation_needs_both_the_old_and_the_new_threshold() {
     assert_eq!(
         r1.verify_rotation(&signed(&r3, &[&k.root_a, &k.root_b, &attacker]), &limits),
         Err(Refusal::Rollback {
+            what: "root version",
             accepted: 1,
             offered: 3
         })
@@ -1043,4 +1050,86 @@ proptest::proptest! {
             proptest::prop_assert!(refused, "{:?}", outcome);
         }
     }
+}
+
+/// The largest envelope the server accepts (every cap at once: a 256 KiB
+/// payload and 32 passkey approvals of the largest size) decodes on the
+/// agent, and the job frame carrying it with the largest script and log
+/// proof fits the agent's frame limit: a job that passes the server is
+/// never one the agent drops unread (and is sent again, forever).
+#[test]
+fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
+    use bulwark_policy::webauthn::{
+        MAX_AUTHENTICATOR_DATA, MAX_CLIENT_DATA_JSON, MAX_SIGNATURE, WebAuthnSignature,
+    };
+    use bulwark_protocol::message::{Job, LogProof, ServerMessage};
+    let limits = Limits::default();
+    let wire = bulwark_protocol::Limits::default();
+    let mut envelope = Signed {
+        payload_type: <JobStatement as bulwark_policy::envelope::Statement>::PAYLOAD_TYPE.into(),
+        payload: vec![0xa5; limits.max_payload_bytes],
+        signatures: Vec::new(),
+    };
+    for i in 0..limits.max_signatures {
+        envelope.add_webauthn(
+            bulwark_policy::KeyId([u8::try_from(i).unwrap_or(0); 32]),
+            WebAuthnSignature {
+                authenticator_data: vec![0xff; MAX_AUTHENTICATOR_DATA],
+                client_data_json: vec![b'{'; MAX_CLIENT_DATA_JSON],
+                signature: vec![0x30; MAX_SIGNATURE],
+            },
+        );
+    }
+    let bytes = envelope.to_bytes();
+    assert_eq!(Signed::from_bytes(&bytes, &limits), Ok(envelope));
+    assert!(
+        bytes.len() <= wire.max_envelope_bytes,
+        "{} > {}",
+        bytes.len(),
+        wire.max_envelope_bytes
+    );
+    let job = ServerMessage::Job(Job {
+        envelope: bytes,
+        script: vec![b'#'; wire.max_script_bytes],
+        log: Some(LogProof {
+            leaf: vec![7; wire.max_log_leaf_bytes],
+            index: u64::MAX,
+            checkpoint: "a".repeat(wire.max_log_note_bytes),
+            inclusion: vec![1; 64 * 32],
+            consistency_from: u64::MAX,
+            consistency: vec![2; 64 * 32],
+        }),
+    });
+    let frame = bulwark_protocol::encode_server_frame(&job);
+    assert!(
+        frame.len() <= wire.max_frame_bytes,
+        "{} > {}",
+        frame.len(),
+        wire.max_frame_bytes
+    );
+    assert_eq!(
+        bulwark_protocol::decode_server_frame(&frame, &wire),
+        Ok(job)
+    );
+}
+
+/// The server and the CLI read a stored policy with the agent's own rules:
+/// a policy signed by this root's threshold for another tenant is refused
+/// (the server's own replay once skipped that check).
+#[test]
+fn a_stored_policy_for_another_tenant_is_refused() {
+    let k = keys();
+    let r = root(&k);
+    let limits = Limits::default();
+    let ours = signed(&policy(&k, 1), &[&k.root_a, &k.root_b]);
+    assert!(bulwark_policy::chain::stored_policy(&r, &ours, &limits).is_ok());
+    let theirs = Policy {
+        tenant: "globex".into(),
+        ..policy(&k, 1)
+    };
+    let theirs = signed(&theirs, &[&k.root_a, &k.root_b]);
+    assert_eq!(
+        bulwark_policy::chain::stored_policy(&r, &theirs, &limits),
+        Err(Refusal::WrongTenant)
+    );
 }

@@ -117,16 +117,8 @@ impl Trust {
         let policy = match (&set.policy, &root) {
             (Some((_, bytes)), Some(root)) => {
                 parse(bytes, "policy", &mut problems).and_then(|signed| {
-                    // Checked as if new (no current); expiry is the agent's call.
-                    signed
-                        .statement::<Policy>(&limits)
-                        .and_then(|p| {
-                            signed
-                                .tally(root.public_keys())
-                                .require(root.threshold())
-                                .map(|()| p)
-                                .map_err(|_| Refusal::RootThresholdNotMet)
-                        })
+                    // The CLI's and the agent's rules; expiry is the agent's call.
+                    bulwark_policy::chain::stored_policy(root, &signed, &limits)
                         .map_err(|e| {
                             problems.push(format!("the stored policy does not verify: {e}"))
                         })
@@ -1184,6 +1176,13 @@ pub async fn approve_job(
     })?;
     if signed.signatures.iter().any(|e| e.key_id == key_id) {
         return Err(ApiError::conflict("this key has already signed the job"));
+    }
+    // One more would make an envelope the agents refuse as too large.
+    if signed.signatures.len() >= limits.max_signatures {
+        return Err(ApiError::conflict(format!(
+            "the job already carries {} signatures, the most an envelope may hold",
+            limits.max_signatures
+        )));
     }
     match (&req.signature, &req.webauthn, &signer.key, &signer.passkey) {
         (Some(signature), None, PublicKey::Ed25519(_), _) => {
