@@ -87,8 +87,13 @@ pub enum JobCommand {
     /// Approve a pending job by signing it with a local key.
     Approve {
         id: String,
+        /// The local Ed25519 key to sign with.
         #[arg(long, default_value = "operator")]
         key: String,
+        /// Approve with this machine's approval passkey instead (`bulwark keys
+        /// add-passkey`), in a page this `bulwark` serves on this machine.
+        #[arg(long, value_name = "NAME")]
+        passkey: Option<String>,
         /// Do not ask for confirmation after showing the job.
         #[arg(long)]
         yes: bool,
@@ -264,6 +269,7 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
         JobCommand::Approve {
             id,
             key,
+            passkey,
             yes,
             otp,
             json,
@@ -306,10 +312,8 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                 trust.tenant_id,
                 statement.tenant
             );
-            print!(
-                "{}",
-                render_statement(&statement, &signed, trust.policy.as_ref(), unix_now())
-            );
+            let summary = render_statement(&statement, &signed, trust.policy.as_ref(), unix_now());
+            print!("{summary}");
             if !script.is_empty() {
                 println!("\n--- script (sha256 verified) ---\n{script}\n--- end of script ---");
             }
@@ -318,19 +322,40 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                     crate::operator::prompt_line("\nSign and approve this job? Type yes: ")?;
                 ensure!(answer.trim() == "yes", "not approved");
             }
-            let store = KeyStore::open_default()?;
-            let signing_key = store.load_signing_key(&key, &crate::keys::passphrase(false)?)?;
-            ensure_registered(&session, &key, &signing_key).await?;
-            let mut signed = signed;
-            signed.sign(&signing_key);
-            let entry = signed.signatures.last().context("signature added")?;
+            let body = match passkey {
+                Some(name) => {
+                    let passkey = crate::passkeys::load(&name)?;
+                    let assertion =
+                        crate::passkeys::approve(&passkey, &signed, summary, script.to_owned())
+                            .await?;
+                    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+                    json!({
+                        "key_id": hex::encode(passkey.key().id().0),
+                        "webauthn": {
+                            "authenticator_data": b64(&assertion.authenticator_data),
+                            "client_data_json": b64(&assertion.client_data_json),
+                            "signature": b64(&assertion.signature),
+                        },
+                    })
+                }
+                None => {
+                    let store = KeyStore::open_default()?;
+                    let signing_key =
+                        store.load_signing_key(&key, &crate::keys::passphrase(false)?)?;
+                    ensure_registered(&session, &key, &signing_key).await?;
+                    let mut signed = signed;
+                    signed.sign(&signing_key);
+                    let entry = signed.signatures.last().context("signature added")?;
+                    json!({
+                        "key_id": hex::encode(entry.key_id.0),
+                        "signature": B64.encode(entry.signature),
+                    })
+                }
+            };
             let reply = session
                 .post_privileged(
                     &format!("{}/approvals", job_path(&id)?),
-                    &json!({
-                        "key_id": hex::encode(entry.key_id.0),
-                        "signature": B64.encode(entry.signature),
-                    }),
+                    &body,
                     otp.as_deref(),
                 )
                 .await?;

@@ -86,6 +86,13 @@ pub enum KeysCommand {
         #[arg(long)]
         name: String,
     },
+    /// Create a passkey that approves jobs, in a page this `bulwark` serves on
+    /// this machine (RP id bulwark-approve.localhost), and register its public key.
+    AddPasskey {
+        /// A name for the passkey: letters, digits, '.', '_' or '-' (at most 64).
+        #[arg(long)]
+        name: String,
+    },
 }
 
 pub async fn run(command: KeysCommand) -> Result<()> {
@@ -141,6 +148,7 @@ pub async fn run(command: KeysCommand) -> Result<()> {
             println!("{}", info.public_hex());
             Ok(())
         }
+        KeysCommand::AddPasskey { name } => crate::passkeys::add(&name).await,
     }
 }
 
@@ -799,7 +807,7 @@ fn aead_key(key: &[u8; 32]) -> Result<ring::aead::LessSafeKey> {
 }
 
 /// Key names become file names: keep them plain.
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     ensure!(

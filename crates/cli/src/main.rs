@@ -1,10 +1,12 @@
 //! `bulwark`: the quickstart (`up`), the production server (`server`) and the
 //! operator CLI (everything else, over the same HTTP API as the console).
 
+mod approval_page;
 mod audit;
 mod jobs;
 mod keys;
 mod operator;
+mod passkeys;
 mod pins;
 mod proposals;
 mod trust;

@@ -179,12 +179,12 @@ pub enum PolicyCommand {
         /// The operator's Ed25519 public key, hex (`bulwark keys export`).
         #[arg(long, value_name = "HEX", required_unless_present_any = ["passkey_public_key", "passkey"], conflicts_with_all = ["passkey_public_key", "passkey"])]
         public_key: Option<String>,
-        /// A passkey as a job signer: its `policy_public_key` from `GET
-        /// /api/v1/passkeys` (base64 of the policy key's canonical CBOR).
+        /// An approval passkey as a job signer: base64 of its policy key's
+        /// canonical CBOR (RP id bulwark-approve.localhost).
         #[arg(long, value_name = "BASE64", conflicts_with = "passkey")]
         passkey_public_key: Option<String>,
-        /// One of your own passkeys, by the name you gave it in the console
-        /// (read from the server, whose answer is shown for you to check).
+        /// One of this machine's approval passkeys (`bulwark keys add-passkey`),
+        /// by name: its public key as the authenticator gave it, not the server.
         #[arg(long, value_name = "NAME")]
         passkey: Option<String>,
         #[arg(long)]
@@ -2195,22 +2195,26 @@ pub(crate) fn public_hex(key: &PublicKey) -> String {
 /// How the policy TOML writes a passkey's public key.
 const PASSKEY_PREFIX: &str = "webauthn:";
 
-/// A passkey's policy key: base64 of the canonical CBOR of
-/// `PublicKey::WebAuthn` (the `policy_public_key` of `GET /api/v1/passkeys`).
+/// An approval passkey's policy key: base64 of the canonical CBOR of
+/// `PublicKey::WebAuthn`, under the approval RP id (agents accept no other).
 pub(crate) fn parse_passkey_key(text: &str) -> Result<PublicKey> {
     let text = text.trim();
     let text = text.strip_prefix(PASSKEY_PREFIX).unwrap_or(text);
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text)
-        .context(
-            "a passkey public key is base64 (the policy_public_key of GET /api/v1/passkeys)",
-        )?;
+        .context("a passkey public key is base64 of its policy key's canonical CBOR")?;
     let key: PublicKey = bulwark_protocol::codec::from_canonical(&bytes)
         .map_err(|e| anyhow!("not a policy public key: {e}"))?;
-    ensure!(
-        matches!(key, PublicKey::WebAuthn(_)),
-        "that is not a passkey's key: use --public-key for an Ed25519 key"
-    );
+    match &key {
+        PublicKey::WebAuthn(credential) => ensure!(
+            credential.rp_id == bulwark_policy::APPROVAL_RP_ID,
+            "that passkey is bound to {:?}: only approval passkeys ({}, made by `bulwark keys \
+             add-passkey`) approve jobs; a console sign-in passkey never does",
+            credential.rp_id,
+            bulwark_policy::APPROVAL_RP_ID
+        ),
+        _ => anyhow::bail!("that is not a passkey's key: use --public-key for an Ed25519 key"),
+    }
     Ok(key)
 }
 
@@ -2223,22 +2227,10 @@ fn parse_operator_key(text: &str) -> Result<PublicKey> {
     }
 }
 
-/// One of the caller's passkeys, by name, as the server lists it.
+/// One of this machine's approval passkeys, by name: the public key the
+/// authenticator gave at `bulwark keys add-passkey`, never the server's word.
 async fn own_passkey_key(name: &str) -> Result<PublicKey> {
-    let session = Session::load()?;
-    let listed = session.get("/api/v1/passkeys").await?;
-    let found = listed
-        .as_array()
-        .context("the server's passkey list is not a list")?
-        .iter()
-        .find(|p| p["name"] == name)
-        .with_context(|| {
-            format!("you have no passkey named {name:?} (add one on the console's account page)")
-        })?;
-    let text = found["policy_public_key"]
-        .as_str()
-        .context("the server gave no policy key for that passkey")?;
-    let key = parse_passkey_key(text)?;
+    let key = crate::passkeys::load(name)?.key();
     eprintln!("Passkey {name:?}: key id {}", grouped_hex(&key.id().0));
     Ok(key)
 }

@@ -109,7 +109,7 @@ async fn release_as_owned_server(
                 script: script.to_vec(),
                 script_sha256: Sha256::digest(script).into(),
                 envelope: envelope.to_bytes(),
-                signed_sha256: envelope.challenge(),
+                signed_sha256: envelope.digest(),
                 not_before: ms(job.not_before),
                 expires_at: ms(job.expires_at),
                 state: JobState::Approved,

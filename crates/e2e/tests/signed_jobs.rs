@@ -591,21 +591,75 @@ mod browser;
 
 /// Where the job page's screenshot goes, relative to the workspace root.
 const JOB_SCREENSHOT: &str = "docs/screenshots/job.png";
+/// And the approval page's, which the approver's own `bulwark` serves.
+const APPROVAL_SCREENSHOT: &str = "docs/screenshots/approval.png";
 
-/// The owner adds a passkey in the console and lists it in demo's policy
-/// with the CLI; run-script needs two signers; a technician's job, signed
-/// once on the command line, waits as pending; the owner reads it in the
-/// console and approves it with the passkey; the local agent runs it.
+/// `bulwark ARGS` in the background: it serves its approval page until the
+/// person uses it.
+fn cli_background(s: &Setup, args: &[&str]) -> Result<bulwark_e2e::Proc> {
+    let mut command = std::process::Command::new(bulwark_e2e::bulwark_bin()?);
+    command
+        .args(args)
+        .env("BULWARK_CONFIG_DIR", &s.config)
+        .env("BULWARK_KEY_PASSPHRASE", PASSPHRASE)
+        .env("NO_COLOR", "1")
+        .env_remove("BULWARK_SERVER")
+        .env_remove("BROWSER");
+    bulwark_e2e::Proc::spawn(&format!("bulwark {}", args.join(" ")), &mut command)
+}
+
+/// The address of the approval page a background `bulwark` printed.
+async fn page_url(proc: &bulwark_e2e::Proc) -> Result<String> {
+    wait_for(WAIT, "the approval page's address", async || {
+        Ok(proc
+            .stderr
+            .text()
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("http://bulwark-approve.localhost:"))
+            .map(str::to_owned))
+    })
+    .await
+}
+
+/// Uses the page of a background `bulwark` in the browser (its passkey, with
+/// the virtual authenticator) and waits for the command to succeed.
+async fn use_page(
+    browser: &browser::Browser,
+    mut proc: bulwark_e2e::Proc,
+    expect: &str,
+) -> Result<String> {
+    let url = page_url(&proc).await?;
+    browser.goto(&url).await?;
+    browser.click("#go").await?;
+    browser.wait_text("#status", expect).await?;
+    let status = proc
+        .wait_timeout(WAIT)
+        .await?
+        .context("the command did not finish after the page was used")?;
+    ensure!(
+        status.success(),
+        "the command failed ({status}):\n{}\n{}",
+        proc.stdout.text(),
+        proc.stderr.text()
+    );
+    Ok(proc.stdout.text())
+}
+
+/// The owner makes an approval passkey in the page their own `bulwark`
+/// serves, and lists it in demo's policy with the public key the
+/// authenticator gave; run-script needs two signers; a technician's job,
+/// signed once on the command line, waits as pending. The console shows the
+/// job but has no approve button; `bulwark job approve --passkey` shows
+/// the job from its statement in its own page, the passkey signs, and the
+/// local agent runs it. A console page cannot even ask the authenticator
+/// for an approval credential.
 #[tokio::test]
-async fn job_approved_with_a_passkey_in_the_console() -> Result<()> {
+async fn job_approved_with_a_passkey_on_the_approvers_machine() -> Result<()> {
     let s = Setup::start().await?;
     let base = s.up.base_url();
-    ensure!(
-        base.starts_with("http://localhost:"),
-        "the console must be at localhost (the passkeys' relying party id): {base}"
-    );
     let browser = browser::Browser::start().await?;
-    let result = approve_in_browser(&s, &browser, &base).await;
+    let result = approve_with_passkey(&s, &browser, &base).await;
     if result.is_err()
         && let Ok(source) = browser.client().source().await
     {
@@ -615,29 +669,27 @@ async fn job_approved_with_a_passkey_in_the_console() -> Result<()> {
     result
 }
 
-async fn approve_in_browser(s: &Setup, browser: &browser::Browser, base: &str) -> Result<()> {
+async fn approve_with_passkey(s: &Setup, browser: &browser::Browser, base: &str) -> Result<()> {
     let tech_config = listed_technician(s).await?;
 
-    // The owner signs in to the console (password and TOTP) and adds a passkey.
-    browser.goto(&format!("{base}/login")).await?;
-    browser.fill("username", &s.owner.username).await?;
-    browser.fill("password", &s.owner.password).await?;
-    browser.fill("otp", &s.owner.next_otp().await?).await?;
-    browser.click("#login-submit").await?;
-    browser.wait_path("/tenants").await?;
-    browser.goto(&format!("{base}/account")).await?;
-    browser.fill("passkey_name", "laptop").await?;
-    browser.click("#passkey-add").await?;
-    browser.wait_text("#passkeys tbody", "laptop").await?;
-
-    // The owner lists it in demo's policy (read from GET /api/v1/passkeys by
-    // name), and run-script needs two signers.
+    // The owner creates an approval passkey in the page of their bulwark.
+    let adding = cli_background(s, &["keys", "add-passkey", "--name", "laptop"])?;
+    let out = use_page(browser, adding, "Created").await?;
+    ensure!(out.contains("Registered it with your account"), "{out}");
+    ensure!(
+        browser
+            .credentials()
+            .await?
+            .iter()
+            .any(|c| c["rpId"] == "bulwark-approve.localhost"),
+        "the authenticator holds no approval credential"
+    );
     s.add_operator("owner passkey", &["--passkey", "laptop"])
         .await?;
     s.require_two_signers().await?;
 
     // The technician's job, signed once: pending.
-    let (script, marker) = s.script("console-approved")?;
+    let (script, marker) = s.script("passkey-approved")?;
     let script = script.display().to_string();
     let out = s
         .cli_in(
@@ -666,35 +718,70 @@ async fn approve_in_browser(s: &Setup, browser: &browser::Browser, base: &str) -
     let view = s.job_view(&id).await?;
     ensure!(view["state"] == "pending", "one signature of two: {view}");
 
-    // The owner finds it in the console and sees what will run.
-    browser.goto(&format!("{base}/tenants/demo")).await?;
-    browser.click("#jobs-link").await?;
-    browser.wait_path("/tenants/demo/jobs").await?;
-    // Pending jobs are highlighted (badges read upper case on screen).
-    browser
-        .find(&format!("#jobs tr.row-pending[data-job-id=\"{id}\"]"))
-        .await?;
-    browser
-        .click(&format!("#jobs tr[data-job-id=\"{id}\"] a"))
-        .await?;
-    browser.wait_path(&format!("/jobs/{id}")).await?;
+    // The owner finds it in the console: what will run, and how to approve
+    // it, but no button (a page the server serves cannot approve).
+    browser.goto(&format!("{base}/login")).await?;
+    browser.fill("username", &s.owner.username).await?;
+    browser.fill("password", &s.owner.password).await?;
+    browser.fill("otp", &s.owner.next_otp().await?).await?;
+    browser.click("#login-submit").await?;
+    browser.wait_path("/tenants").await?;
+    browser.goto(&format!("{base}/jobs/{id}")).await?;
     browser
         .wait_text("#script", &format!("touch '{}'", marker.display()))
         .await?;
-    let sha = view["script_sha256"].as_str().context("script_sha256")?;
-    let shown = browser.find("#script-sha256").await?;
-    ensure!(
-        shown.attr("title").await?.as_deref() == Some(sha),
-        "the page shows another hash than {sha}"
-    );
     browser.wait_text("#quorum-have", "1").await?;
-    browser.wait_text("#job-reason", "ticket 4711").await?;
+    browser
+        .wait_text(
+            "#approve-command",
+            &format!("bulwark job approve {id} --passkey"),
+        )
+        .await?;
+    ensure!(
+        browser.find("#approve-passkey").await.is_err(),
+        "the console still offers a passkey approval"
+    );
     let pending_shot = browser.client().screenshot().await?;
+    // A console page asking for an approval credential: the browser refuses.
+    let answer = browser
+        .client()
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             navigator.credentials.get({ publicKey: { rpId: 'bulwark-approve.localhost',\
+               challenge: new Uint8Array(32), userVerification: 'required', timeout: 5000 } })\
+             .then(() => done('an assertion'), (e) => done(e.name));",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        answer == json!("SecurityError"),
+        "a console page asked for an approval credential and got: {answer}"
+    );
 
-    // Approve with the passkey: the page reloads, and follows the job until
-    // the local agent reports.
-    browser.click("#approve-passkey").await?;
-    browser.wait_text("p.notice", "signature was added").await?;
+    // The approval, on the owner's machine.
+    let approving = cli_background(s, &["job", "approve", &id, "--passkey", "laptop", "--yes"])?;
+    let url = page_url(&approving).await?;
+    browser.goto(&url).await?;
+    browser.wait_text("#statement", "ticket 4711").await?;
+    browser
+        .wait_text("#statement", "Class      run-script")
+        .await?;
+    browser
+        .wait_text("#script", &format!("touch '{}'", marker.display()))
+        .await?;
+    let approval_shot = browser.client().screenshot().await?;
+    browser.click("#go").await?;
+    browser.wait_text("#status", "Approved").await?;
+    let mut approving = approving;
+    let status = approving
+        .wait_timeout(WAIT)
+        .await?
+        .context("job approve did not finish")?;
+    ensure!(
+        status.success(),
+        "job approve failed:\n{}",
+        approving.stderr.text()
+    );
     let target = s.wait_final(&id, &s.local).await?;
     ensure!(
         target["state"] == "succeeded" && marker.exists(),
@@ -707,29 +794,14 @@ async fn approve_in_browser(s: &Setup, browser: &browser::Browser, base: &str) -
             .is_some_and(|a| a.iter().any(|s| s["name"] == "owner passkey")),
         "the passkey is not among the signers: {view}"
     );
-    wait_for(WAIT, "the job page to show the result", async || {
-        Ok(browser
-            .text("#targets .target-state")
-            .await
-            .ok()
-            .filter(|t| t.to_lowercase().contains("succeeded"))
-            .map(|_| ()))
-    })
-    .await?;
-    browser
-        .wait_text("#targets", "hello from console-approved")
-        .await?;
-    let done_shot = browser.client().screenshot().await?;
     let screenshot = bulwark_e2e::workspace_root().join(JOB_SCREENSHOT);
     std::fs::create_dir_all(screenshot.parent().context("screenshot path")?)?;
     std::fs::write(&screenshot, &pending_shot)
         .with_context(|| format!("writing {}", screenshot.display()))?;
-    let target_dir = bulwark_e2e::bin_dir()?
-        .parent()
-        .context("target dir")?
-        .join("screenshots");
-    std::fs::create_dir_all(&target_dir)?;
-    std::fs::write(target_dir.join("job-succeeded.png"), &done_shot)?;
+    std::fs::write(
+        bulwark_e2e::workspace_root().join(APPROVAL_SCREENSHOT),
+        &approval_shot,
+    )?;
     Ok(())
 }
 
@@ -749,7 +821,7 @@ impl TestPasskey {
         Ok(Self { pair })
     }
 
-    /// The policy key: this credential for the console at localhost.
+    /// The policy key: this credential as an approval passkey.
     fn public_key(&self) -> Result<bulwark_policy::PublicKey> {
         use ring::signature::KeyPair as _;
         let sec1: [u8; 65] = self
@@ -760,7 +832,7 @@ impl TestPasskey {
             .context("P-256 point")?;
         Ok(bulwark_policy::PublicKey::WebAuthn(
             bulwark_policy::webauthn::WebAuthnCredential {
-                rp_id: "localhost".to_owned(),
+                rp_id: bulwark_policy::APPROVAL_RP_ID.to_owned(),
                 key: bulwark_policy::webauthn::CoseKey::Es256 { sec1 },
             },
         ))
@@ -775,11 +847,13 @@ impl TestPasskey {
         use base64::Engine as _;
         use ring::digest::{SHA256, digest};
         let client_data = format!(
-            r#"{{"type":"webauthn.get","challenge":"{}","origin":"http://localhost:8080","crossOrigin":false}}"#,
+            r#"{{"type":"webauthn.get","challenge":"{}","origin":"http://bulwark-approve.localhost:41234","crossOrigin":false}}"#,
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(challenge)
         )
         .into_bytes();
-        let mut auth_data = digest(&SHA256, b"localhost").as_ref().to_vec();
+        let mut auth_data = digest(&SHA256, bulwark_policy::APPROVAL_RP_ID.as_bytes())
+            .as_ref()
+            .to_vec();
         auth_data.push(flags);
         auth_data.extend_from_slice(&7u32.to_be_bytes());
         let mut message = auth_data.clone();
@@ -828,8 +902,15 @@ fn add_forged_approval(
     Ok(())
 }
 
+/// What an approval passkey signs for the job `view` shows: the approval
+/// challenge of its envelope's statement.
 fn challenge_of(view: &Value) -> Result<Vec<u8>> {
-    decode_hex(view["challenge"].as_str().context("no challenge")?)
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(view["envelope"].as_str().context("no envelope")?)?;
+    let signed = bulwark_policy::Signed::from_bytes(&bytes, &bulwark_policy::Limits::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(signed.approval_challenge().to_vec())
 }
 
 /// Attack 8 of issue 5: passkey approvals forged in the database (for

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 const NOW: u64 = 1_800_000_000;
 const DEVICE: &str = "6f1c2b2e-8a49-4d4b-9f0e-0c2b8b5a1d3e";
 const SCRIPT: &[u8] = b"#!/bin/sh\napt-get -y upgrade\n";
-const RP_ID: &str = "console.example.com";
+const RP_ID: &str = bulwark_policy::APPROVAL_RP_ID;
 
 struct NoHistory;
 
@@ -99,8 +99,8 @@ fn passkey_assertion(pair: &EcdsaKeyPair, signed: &Signed) -> WebAuthnSignature 
     authenticator_data.push(0x05); // UP | UV
     authenticator_data.extend_from_slice(&1u32.to_be_bytes());
     let client_data_json = format!(
-        r#"{{"type":"webauthn.get","challenge":"{}","origin":"https://{RP_ID}","crossOrigin":false}}"#,
-        URL_SAFE_NO_PAD.encode(signed.challenge())
+        r#"{{"type":"webauthn.get","challenge":"{}","origin":"http://{RP_ID}:41234","crossOrigin":false}}"#,
+        URL_SAFE_NO_PAD.encode(signed.approval_challenge())
     )
     .into_bytes();
     let mut message = authenticator_data.clone();
@@ -144,7 +144,7 @@ fn log_fixture(signed: &Signed) -> LogFixture {
         "server",
         JOB_RELEASED,
         hex::encode(job_id),
-        job_released_detail(&signed.challenge()),
+        job_released_detail(&signed.digest()),
     )
     .encode();
     let mut hashes: Vec<Hash> = (0..LOG_SIZE - 1)

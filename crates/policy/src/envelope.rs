@@ -45,9 +45,23 @@ pub struct SignatureEntry {
     /// Ed25519 over the PAE bytes; zero in a WebAuthn entry.
     #[cbor(n(1), with = "minicbor::bytes")]
     pub signature: [u8; 64],
-    /// A passkey's assertion over SHA-256 of the PAE bytes ([`Signed::challenge`]).
+    /// A passkey's assertion over [`Signed::approval_challenge`].
     #[n(2)]
     pub webauthn: Option<WebAuthnSignature>,
+}
+
+/// Domain separation of passkey approvals: no other ceremony's challenge
+/// (a sign-in's, a step-up's, a device approval's: random nonces the server
+/// picks) can be this hash of a statement unless SHA-256 collides.
+pub const APPROVAL_CHALLENGE_TAG: &[u8] = b"bulwark job approval v1\n";
+
+/// The challenge a passkey signs to approve the statement whose DSSE
+/// signing bytes are `signing_bytes`.
+pub fn approval_challenge(signing_bytes: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(APPROVAL_CHALLENGE_TAG);
+    hasher.update(signing_bytes);
+    hasher.finalize().into()
 }
 
 /// The outcome of checking an envelope's signatures against a set of keys.
@@ -94,10 +108,16 @@ impl Signed {
         pae(&self.payload_type, &self.payload)
     }
 
-    /// What a passkey signs: SHA-256 of [`Self::signing_bytes`], the
-    /// `challenge` the console passes to `navigator.credentials.get`.
-    pub fn challenge(&self) -> [u8; 32] {
+    /// SHA-256 of [`Self::signing_bytes`]: what the job's `job.released`
+    /// log entry names (the statement, whoever signed it).
+    pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.signing_bytes()).into()
+    }
+
+    /// What a passkey approval signs: [`approval_challenge`] of the signing
+    /// bytes. Only operator-side software asks for it (RFD 0005).
+    pub fn approval_challenge(&self) -> [u8; 32] {
+        approval_challenge(&self.signing_bytes())
     }
 
     /// Adds an Ed25519 signature (done on the signer's own machine, never the server).
@@ -112,7 +132,7 @@ impl Signed {
     }
 
     /// Adds a passkey approval as the browser returned it (an assertion over
-    /// [`Self::challenge`]). Not checked here: [`Self::tally`] checks it.
+    /// [`Self::approval_challenge`]). Not checked here: [`Self::tally`] checks it.
     pub fn add_webauthn(&mut self, key_id: KeyId, assertion: WebAuthnSignature) {
         self.signatures.push(SignatureEntry {
             key_id,

@@ -3,8 +3,8 @@
 use minicbor::{Decode, Encode};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::SignatureEntry;
-use crate::webauthn::WebAuthnCredential;
+use crate::envelope::{SignatureEntry, approval_challenge};
+use crate::webauthn::{APPROVAL_RP_ID, WebAuthnCredential};
 
 /// A public key that may sign statements: an Ed25519 key on the signer's
 /// machine, or a passkey / security key used through the console.
@@ -32,10 +32,14 @@ impl PublicKey {
     /// Does `entry` hold this key's signature over `message` (the PAE bytes)?
     ///
     /// Ed25519: strict verification of the 64-byte signature over `message`.
-    /// WebAuthn: the assertion's challenge must be SHA-256(`message`) and the
-    /// user verified (a PIN or biometric, not a mere touch), and the unused
-    /// 64-byte field zero, so each approval has one encoding. An entry of the
-    /// other kind than its key never verifies.
+    /// WebAuthn (RFD 0005): the credential is an approval credential (RP id
+    /// [`APPROVAL_RP_ID`], which no page a server serves can use), the
+    /// assertion was made on that exact host, its challenge is
+    /// [`approval_challenge`]`(message)` (domain-separated from every other
+    /// ceremony), the user verified (a PIN or biometric, not a mere touch),
+    /// and the unused 64-byte field zero, so each approval has one encoding.
+    /// A console credential (sign-in, step-up) never approves anything. An
+    /// entry of the other kind than its key never verifies.
     pub fn verify(&self, message: &[u8], entry: &SignatureEntry) -> bool {
         match (self, &entry.webauthn) {
             (PublicKey::Ed25519(bytes), None) => ed25519_dalek::VerifyingKey::from_bytes(bytes)
@@ -48,8 +52,9 @@ impl PublicKey {
                 }),
             (PublicKey::WebAuthn(credential), Some(assertion)) => {
                 entry.signature == [0; 64]
+                    && credential.rp_id == APPROVAL_RP_ID
                     && assertion
-                        .verify(credential, &Sha256::digest(message), true)
+                        .verify(credential, &approval_challenge(message), true)
                         .is_ok()
             }
             _ => false,

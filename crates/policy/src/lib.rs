@@ -10,12 +10,15 @@
 //! the server can still not make an agent act (DESIGN.md invariants 1, 2, 5).
 //!
 //! A signer's key is Ed25519 (kept on the operator's machine) or a WebAuthn
-//! credential (a passkey or security key used in the console's browser).
-//! A passkey signs [`Signed::challenge`], SHA-256 of the same bytes an
-//! Ed25519 key signs, and the agent checks the assertion itself with user
-//! verification required ([`webauthn`]); the server holds nothing that can
-//! sign either way. The [`webauthn`] module also serves passkey login on the
-//! server (registration and assertion checks, with a server nonce as challenge).
+//! credential under the approval RP id [`webauthn::APPROVAL_RP_ID`], which
+//! only a page the operator's own `bulwark` serves on this machine can use.
+//! A passkey signs [`Signed::approval_challenge`], a domain-separated hash of
+//! the same bytes an Ed25519 key signs, and the agent checks the assertion
+//! itself with user verification required ([`webauthn`]); the server holds
+//! nothing that can sign either way, and no credential of its console (RP id
+//! of the console's host) ever counts. The [`webauthn`] module also serves
+//! passkey login on the server (registration and assertion checks, with a
+//! server nonce as challenge).
 //!
 //! Pure: no I/O, no clock (time is an argument, in seconds since the Unix
 //! epoch), no serde in any format it defines (serde_json only reads the
@@ -34,7 +37,7 @@ pub mod policy;
 pub mod root;
 pub mod webauthn;
 
-pub use envelope::{SignatureEntry, Signed};
+pub use envelope::{SignatureEntry, Signed, approval_challenge};
 pub use freeze::{FreezeState, FreezeStatement};
 pub use job::{
     AgentContext, AgentSetting, Interpreter, JobAction, JobHistory, JobStatement, JobTarget,
@@ -46,8 +49,8 @@ pub use limits::Limits;
 pub use policy::{ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum};
 pub use root::{Holder, RootKey, TrustRoot};
 pub use webauthn::{
-    AssertionInfo, CoseKey, RegisteredCredential, WebAuthnCredential, WebAuthnError,
-    WebAuthnSignature, parse_registration, verify_assertion,
+    APPROVAL_RP_ID, AssertionInfo, CoseKey, RegisteredCredential, WebAuthnCredential,
+    WebAuthnError, WebAuthnSignature, parse_registration, verify_assertion,
 };
 
 /// Why an agent refuses a statement. Each variant is a reason the agent
@@ -199,11 +202,11 @@ pub fn fuzz_signed(bytes: &[u8]) {
         let _ = signed.statement::<JobStatement>(&limits);
         let _ = signed.tally(std::iter::empty());
         // No fuzzed key id names a known key, so reach the passkey checks directly.
-        let challenge = signed.challenge();
+        let challenge = signed.approval_challenge();
         let mut base_point = [0x66; 32];
         base_point[0] = 0x58;
         let credential = WebAuthnCredential {
-            rp_id: "localhost".into(),
+            rp_id: webauthn::APPROVAL_RP_ID.into(),
             key: CoseKey::Ed25519(base_point),
         };
         for assertion in signed.signatures.iter().filter_map(|e| e.webauthn.as_ref()) {

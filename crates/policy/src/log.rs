@@ -114,7 +114,7 @@ pub fn verify_job_entry(
         ));
     }
     // 13f. It releases this very job: same id, same signed bytes.
-    let detail = job_released_detail(&signed.challenge());
+    let detail = job_released_detail(&signed.digest());
     if leaf.action != JOB_RELEASED || leaf.target != hex::encode(job_id) || leaf.detail != detail {
         return Err(Refusal::LogEntryMismatch(format!(
             "the entry is {} of {:?}, not the release of this job",

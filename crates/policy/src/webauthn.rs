@@ -39,6 +39,14 @@ pub const MAX_SIGNATURE: usize = bulwark_protocol::limits::statement::MAX_WEBAUT
 pub const MAX_CREDENTIAL_ID: usize = 1023;
 /// Longest relying party id: a DNS name.
 pub const MAX_RP_ID: usize = 253;
+/// The relying party id of passkeys that approve jobs (RFD 0005). Browsers
+/// resolve every `*.localhost` name to this machine, so only a page served
+/// on the operator's own machine (the `bulwark` CLI's approval page) can
+/// use it: a page of the console, served from the MSP's host or from
+/// `localhost`, cannot claim it, and an agent accepts no other RP id for
+/// an approval (nor any origin but `http(s)://bulwark-approve.localhost[:port]`).
+pub const APPROVAL_RP_ID: &str = "bulwark-approve.localhost";
+
 /// Shortest challenge: WebAuthn asks for at least 16 random bytes (§13.4.3).
 pub const MIN_CHALLENGE: usize = 16;
 
@@ -476,8 +484,10 @@ fn check_client_data(
 /// The origins a credential bound to `rp_id` may be used from:
 ///
 /// - `https://<rp_id>` or `https://<rp_id>:<port>`;
-/// - for `rp_id` `localhost` only, also `http://localhost[:<port>]` (browsers
-///   treat it as a secure context; `bulwark up` serves the console there).
+/// - for `rp_id` `localhost` or a name under `.localhost`, also
+///   `http://<rp_id>[:<port>]` (browsers resolve these to this machine and
+///   treat them as secure contexts; `bulwark up` serves the console on
+///   `localhost`, the CLI its approval page on [`APPROVAL_RP_ID`]).
 ///
 /// `<port>` is 1 to 65535 in decimal without leading zeros, as browsers
 /// serialise origins. The host must BE the RP id: unlike WebAuthn, which
@@ -487,10 +497,12 @@ fn check_client_data(
 fn origin_allowed(origin: &str, rp_id: &str) -> bool {
     let rest = match origin.strip_prefix("https://") {
         Some(rest) => rest,
-        None if rp_id == "localhost" => match origin.strip_prefix("http://") {
-            Some(rest) => rest,
-            None => return false,
-        },
+        None if rp_id == "localhost" || rp_id.ends_with(".localhost") => {
+            match origin.strip_prefix("http://") {
+                Some(rest) => rest,
+                None => return false,
+            }
+        }
         None => return false,
     };
     match rest.strip_prefix(rp_id) {

@@ -14,8 +14,8 @@ use bulwark_policy::policy::{ActionClass, OperatorKey, Policy, Quorum, ScriptHas
 use bulwark_policy::root::Holder;
 use bulwark_policy::webauthn::Flags;
 use bulwark_policy::{
-    CoseKey, KeyId, Limits, PublicKey, Refusal, Signed, WebAuthnCredential, WebAuthnError,
-    WebAuthnSignature, parse_registration, verify_assertion,
+    APPROVAL_RP_ID, CoseKey, KeyId, Limits, PublicKey, Refusal, Signed, WebAuthnCredential,
+    WebAuthnError, WebAuthnSignature, parse_registration, verify_assertion,
 };
 use ed25519_dalek::{Signer as _, SigningKey};
 use minicbor::Encoder;
@@ -42,11 +42,15 @@ enum Key {
     Ed25519(SigningKey),
 }
 
-/// A security key or passkey provider, registered for `RP_ID`.
+/// A security key or passkey provider, registered for `rp_id`.
 struct Authenticator {
     key: Key,
     counter: Cell<u32>,
+    rp_id: &'static str,
 }
+
+/// The approval page's origin, as the operator's `bulwark` serves it.
+const APPROVAL_ORIGIN: &str = "http://bulwark-approve.localhost:41234";
 
 /// What the browser and authenticator are asked to do, and what they write.
 #[derive(Clone)]
@@ -69,6 +73,15 @@ impl Ceremony {
             rp_id: RP_ID.into(),
             flags: UP | UV,
             cross_origin: false,
+        }
+    }
+
+    /// An approval in the operator's own approval page.
+    fn approval(challenge: &[u8]) -> Self {
+        Ceremony {
+            origin: APPROVAL_ORIGIN.into(),
+            rp_id: APPROVAL_RP_ID.into(),
+            ..Ceremony::get(challenge)
         }
     }
 
@@ -110,6 +123,7 @@ impl Authenticator {
         Authenticator {
             key: Key::P256(pair),
             counter: Cell::new(0),
+            rp_id: RP_ID,
         }
     }
 
@@ -117,6 +131,15 @@ impl Authenticator {
         Authenticator {
             key: Key::Ed25519(SigningKey::from_bytes(&[seed; 32])),
             counter: Cell::new(0),
+            rp_id: RP_ID,
+        }
+    }
+
+    /// The same kind of authenticator, registered for job approvals.
+    fn approver(self) -> Self {
+        Authenticator {
+            rp_id: APPROVAL_RP_ID,
+            ..self
         }
     }
 
@@ -131,7 +154,7 @@ impl Authenticator {
 
     fn credential(&self) -> WebAuthnCredential {
         WebAuthnCredential {
-            rp_id: RP_ID.into(),
+            rp_id: self.rp_id.into(),
             key: self.cose_key(),
         }
     }
@@ -255,9 +278,9 @@ struct Fixture {
 /// refresh, two a script.
 fn fixture() -> Fixture {
     let alice = SigningKey::from_bytes(&[10; 32]);
-    let dana = Authenticator::p256();
-    let erin = Authenticator::ed25519(13);
-    let mallory = Authenticator::p256();
+    let dana = Authenticator::p256().approver();
+    let erin = Authenticator::ed25519(13).approver();
+    let mallory = Authenticator::p256().approver();
     let operator = |key, name: &str| OperatorKey {
         key,
         name: name.into(),
@@ -363,7 +386,9 @@ fn a_passkey_approval_counts_in_tally_and_runs_a_job() {
         verdict(&env, &f.policy),
         Err(Refusal::TooFewSigners { have: 1, need: 2 })
     );
-    let approval = f.dana.assert(&Ceremony::get(&env.challenge()));
+    let approval = f
+        .dana
+        .assert(&Ceremony::approval(&env.approval_challenge()));
     env.add_webauthn(f.dana.id(), approval);
     let tally = env.tally(f.policy.operators.iter().map(|o| &o.key));
     assert!(tally.valid.contains(&f.dana.id()));
@@ -380,9 +405,9 @@ fn a_passkey_approval_counts_in_tally_and_runs_a_job() {
 fn two_passkeys_approve_without_any_ed25519_key() {
     let f = fixture();
     let mut env = Signed::new(&job(ActionClass::RunScript, 1));
-    let challenge = env.challenge();
-    env.add_webauthn(f.dana.id(), f.dana.assert(&Ceremony::get(&challenge)));
-    env.add_webauthn(f.erin.id(), f.erin.assert(&Ceremony::get(&challenge)));
+    let challenge = env.approval_challenge();
+    env.add_webauthn(f.dana.id(), f.dana.assert(&Ceremony::approval(&challenge)));
+    env.add_webauthn(f.erin.id(), f.erin.assert(&Ceremony::approval(&challenge)));
     assert_eq!(verdict(&env, &f.policy), Ok(2));
 }
 
@@ -390,9 +415,9 @@ fn two_passkeys_approve_without_any_ed25519_key() {
 fn one_passkey_approving_twice_counts_once() {
     let f = fixture();
     let mut env = Signed::new(&job(ActionClass::RunScript, 1));
-    let challenge = env.challenge();
-    env.add_webauthn(f.dana.id(), f.dana.assert(&Ceremony::get(&challenge)));
-    env.add_webauthn(f.dana.id(), f.dana.assert(&Ceremony::get(&challenge)));
+    let challenge = env.approval_challenge();
+    env.add_webauthn(f.dana.id(), f.dana.assert(&Ceremony::approval(&challenge)));
+    env.add_webauthn(f.dana.id(), f.dana.assert(&Ceremony::approval(&challenge)));
     assert_eq!(
         verdict(&env, &f.policy),
         Err(Refusal::TooFewSigners { have: 1, need: 2 })
@@ -400,11 +425,108 @@ fn one_passkey_approving_twice_counts_once() {
 }
 
 #[test]
-fn the_challenge_is_sha256_of_the_pae_bytes() {
+fn the_approval_challenge_is_a_domain_separated_hash_of_the_pae_bytes() {
     let env = Signed::new(&job(ActionClass::RunScript, 1));
     let pae = bulwark_protocol::envelope::pae(&env.payload_type, &env.payload);
     assert_eq!(env.signing_bytes(), pae);
-    assert_eq!(env.challenge(), <[u8; 32]>::from(Sha256::digest(&pae)));
+    // What the log's job.released entry names.
+    assert_eq!(env.digest(), <[u8; 32]>::from(Sha256::digest(&pae)));
+    // What a passkey approval signs: another hash, so that no ceremony with
+    // the digest as its challenge (what a sign-in was given) approves.
+    let mut tagged = b"bulwark job approval v1\n".to_vec();
+    tagged.extend_from_slice(&pae);
+    assert_eq!(
+        env.approval_challenge(),
+        <[u8; 32]>::from(Sha256::digest(&tagged))
+    );
+    assert_ne!(env.approval_challenge(), env.digest());
+}
+
+/// Drill attack 2 (RFD 0005): an owned server hands the owner's sign-in or
+/// step-up ceremony a challenge of its choosing, and relays the assertion
+/// as an approval. A console credential never approves, whatever it signed;
+/// an approval credential's assertion over the plain digest (a sign-in
+/// given the job's digest), or made on another origin, does not count.
+#[test]
+fn sign_in_and_step_up_assertions_never_approve() {
+    let f = fixture();
+    let console = Authenticator::p256();
+    let mut policy = f.policy.clone();
+    policy.operators.push(OperatorKey {
+        key: console.public(),
+        name: "owner's console passkey".into(),
+        holder: Holder::Msp,
+        classes: vec![ActionClass::RunScript],
+    });
+    let base = {
+        let mut env = Signed::new(&job(ActionClass::RunScript, 1));
+        env.sign(&f.alice);
+        env
+    };
+    let check = |key_id: KeyId, assertion: WebAuthnSignature| {
+        let mut env = base.clone();
+        env.add_webauthn(key_id, assertion);
+        verdict(&env, &policy)
+    };
+    // The console's own ceremonies (its RP id, its origin), over either challenge.
+    for challenge in [base.digest(), base.approval_challenge()] {
+        assert_eq!(
+            check(console.id(), console.assert(&Ceremony::get(&challenge))),
+            Err(Refusal::BadSignature)
+        );
+    }
+    // An approval credential used for a sign-in-style challenge (the digest).
+    assert_eq!(
+        check(
+            f.dana.id(),
+            f.dana.assert(&Ceremony::approval(&base.digest()))
+        ),
+        Err(Refusal::BadSignature)
+    );
+    // Or from a page that is not the approval page (the console, a subdomain).
+    for origin in [
+        "http://localhost:8080",
+        "https://console.example.com",
+        "http://evil.bulwark-approve.localhost:41234",
+    ] {
+        let ceremony = Ceremony {
+            origin: origin.into(),
+            ..Ceremony::approval(&base.approval_challenge())
+        };
+        assert_eq!(
+            check(f.dana.id(), f.dana.assert(&ceremony)),
+            Err(Refusal::BadSignature),
+            "{origin}"
+        );
+    }
+    // The approval page's own ceremony counts.
+    assert_eq!(
+        check(
+            f.dana.id(),
+            f.dana
+                .assert(&Ceremony::approval(&base.approval_challenge()))
+        ),
+        Ok(2)
+    );
+}
+
+proptest::proptest! {
+    /// The approval challenge binds the statement: any other statement (one
+    /// byte of payload or payload type changed) has another challenge, and
+    /// an approval of one never verifies for the other.
+    #[test]
+    fn an_approval_is_bound_to_its_statement(flip in 0usize..4096, bit in 0u8..8) {
+        let f = fixture();
+        let env = Signed::new(&job(ActionClass::RunScript, 1));
+        let approval = f.dana.assert(&Ceremony::approval(&env.approval_challenge()));
+        let mut other = env.clone();
+        let i = flip % other.payload.len();
+        other.payload[i] ^= 1 << bit;
+        proptest::prop_assert_ne!(other.approval_challenge(), env.approval_challenge());
+        let mut signed = other.clone();
+        signed.add_webauthn(f.dana.id(), approval);
+        proptest::prop_assert!(signed.tally([f.dana.public()].iter()).valid.is_empty());
+    }
 }
 
 #[test]
@@ -428,9 +550,9 @@ fn ed25519_entries_and_key_ids_keep_their_encoding() {
 fn forged_passkey_approval() {
     let f = fixture();
     let statement = job(ActionClass::InventoryRefresh, 1);
-    let challenge = Signed::new(&statement).challenge();
-    let other_challenge = Signed::new(&job(ActionClass::InventoryRefresh, 2)).challenge();
-    let honest = Ceremony::get(&challenge);
+    let challenge = Signed::new(&statement).approval_challenge();
+    let other_challenge = Signed::new(&job(ActionClass::InventoryRefresh, 2)).approval_challenge();
+    let honest = Ceremony::approval(&challenge);
     let good = || f.dana.assert(&honest);
     let with = |change: &dyn Fn(&mut Ceremony)| {
         let mut c = honest.clone();
@@ -441,7 +563,7 @@ fn forged_passkey_approval() {
     let wrong_origin = |o: &str| {
         Some(WebAuthnError::WrongOrigin {
             origin: o.into(),
-            rp_id: RP_ID.into(),
+            rp_id: APPROVAL_RP_ID.into(),
         })
     };
 
@@ -607,7 +729,8 @@ fn forged_passkey_approval() {
     env.sign(&f.alice);
     env.add_webauthn(
         f.mallory.id(),
-        f.mallory.assert(&Ceremony::get(&env.challenge())),
+        f.mallory
+            .assert(&Ceremony::approval(&env.approval_challenge())),
     );
     assert_eq!(
         verdict(&env, &f.policy),

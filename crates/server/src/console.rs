@@ -1536,15 +1536,6 @@ async fn jobs_page(
     })
 }
 
-/// One of the caller's passkeys, offered for the approval.
-struct ApproverPasskey {
-    name: String,
-    credential_id: String,
-    key_id: String,
-    /// The tenant's current policy lists it (else its signature counts for nothing).
-    listed: bool,
-}
-
 struct TargetRow {
     t: crate::api::jobs::JobTargetView,
     exit: String,
@@ -1565,18 +1556,11 @@ struct JobPage {
     can_decide: bool,
     /// The caller asked for this job (and may not approve it).
     own_request: bool,
-    /// Base64url of the job's challenge (what a passkey signs).
-    challenge: String,
-    rp_id: String,
-    passkeys: Vec<ApproverPasskey>,
-    /// Whether any passkey of the caller is listed in the current policy.
-    any_listed: bool,
     /// Unfinished: the page watches for changes.
     live: bool,
     /// The job's state and its targets' states, to notice changes.
     progress: String,
     csrf: String,
-    next: String,
     notice: Option<String>,
 }
 
@@ -1610,30 +1594,6 @@ async fn job_page_with(
     notice: Option<String>,
 ) -> Result<Response, ApiError> {
     let (j, tenant_id) = crate::api::jobs::job_for_console(state, caller, id).await?;
-    let listed = crate::api::jobs::policy_key_ids(state, caller, &tenant_id).await?;
-    let passkeys: Vec<ApproverPasskey> = state
-        .store
-        .passkeys_of(&caller.operator.id)
-        .await?
-        .into_iter()
-        .filter_map(|p| {
-            let key = crate::api::jobs::passkey_public_key(&p)?;
-            let key_id = hex::encode(key.id().0);
-            Some(ApproverPasskey {
-                name: p.name,
-                credential_id: base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(&p.credential_id),
-                listed: listed.contains(&key_id),
-                key_id,
-            })
-        })
-        .collect();
-    let challenge = j
-        .challenge
-        .as_deref()
-        .and_then(|h| hex::decode(h).ok())
-        .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
-        .unwrap_or_default();
     let own_request = j.requested_by == caller.operator.username;
     let pending = j.state == "pending";
     let live =
@@ -1686,14 +1646,9 @@ async fn job_page_with(
         targets,
         can_decide: pending && caller.allows_in(Action::ApproveJob, &tenant_id),
         own_request,
-        challenge,
-        rp_id: state.rp_id.clone().unwrap_or_default(),
-        any_listed: passkeys.iter().any(|p| p.listed),
-        passkeys,
         live,
         progress,
         csrf: caller.csrf_token.clone(),
-        next: format!("/jobs/{}", j.id),
         notice,
         j,
     }))

@@ -1,8 +1,11 @@
-//! Approving a job with a passkey (issue 5), over real HTTP against a real
-//! server: a software P-256 passkey's assertion over the job's challenge
-//! counts toward the quorum; an assertion over another job's challenge,
-//! from a passkey the caller does not own, or without user verification is
-//! refused with 400 and changes nothing.
+//! Approving a job with an approval passkey (issue 5, RFD 0005), over real
+//! HTTP against a real server: a software P-256 passkey registered for the
+//! approval RP id (`bulwark-approve.localhost`, as `bulwark keys
+//! add-passkey` registers it) signs the job's approval challenge in the
+//! approval page's origin, and counts toward the quorum; an assertion over
+//! another job's challenge, from a passkey the caller does not own, without
+//! user verification, or made by a console sign-in passkey is refused with
+//! 400 and changes nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -123,9 +126,19 @@ impl Server {
     }
 }
 
-/// The assertion body of an approval of `job` (a JobView) by `key`.
-fn approval(key: &mut SoftPasskey, key_id: &str, challenge_hex: &str) -> Value {
-    let challenge = URL_SAFE_NO_PAD.encode(hex::decode(challenge_hex).unwrap());
+/// The approval challenge of `job` (a JobView): what an approval signs.
+fn approval_challenge(job: &Value) -> Vec<u8> {
+    let envelope = Signed::from_bytes(
+        &B64.decode(job["envelope"].as_str().unwrap()).unwrap(),
+        &bulwark_policy::Limits::default(),
+    )
+    .unwrap();
+    envelope.approval_challenge().to_vec()
+}
+
+/// The assertion body of an approval by `key` over `challenge`.
+fn approval(key: &mut SoftPasskey, key_id: &str, challenge: &[u8]) -> Value {
+    let challenge = URL_SAFE_NO_PAD.encode(challenge);
     let got = key.get(&json!({"ceremony": "unused", "publicKey": {"challenge": challenge}}));
     json!({
         "key_id": key_id,
@@ -210,23 +223,48 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
         .confirm_and_login("/api/v1/invitations/confirm", &redeemed, "tess")
         .await;
 
-    // Passkeys: tess's ("laptop") and the owner's (which tess does not own).
-    let mut tess_key = SoftPasskey::new(&s.origin);
-    s.register_passkey(&tess, &tess_key, "laptop").await;
-    let mut owner_key = SoftPasskey::new(&s.origin);
-    s.register_passkey(&owner, &owner_key, "owner key").await;
-    let listed = s.ok(Method::GET, "/api/v1/passkeys", &tess, None).await;
-    let listed = &listed[0];
-    let policy_key: PublicKey = bulwark_protocol::codec::from_canonical(
-        &B64.decode(listed["policy_public_key"].as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    assert!(matches!(policy_key, PublicKey::WebAuthn(_)));
-    let tess_key_id = listed["key_id"].as_str().unwrap().to_owned();
+    // Approval passkeys: tess's ("laptop") and the owner's (which tess does
+    // not own), registered as `bulwark keys add-passkey` does; and tess's
+    // console sign-in passkey, which never approves.
+    const APPROVAL_ORIGIN: &str = "http://bulwark-approve.localhost:41234";
+    let register = |token: String, key: &SoftPasskey, name: &str| {
+        let credential = key.webauthn_credential();
+        let body = json!({
+            "name": name,
+            "webauthn_credential": B64.encode(bulwark_protocol::codec::to_canonical(&credential)),
+        });
+        let s = &s;
+        async move {
+            s.ok(Method::POST, "/api/v1/signing-keys", &token, Some(body))
+                .await
+        }
+    };
+    let mut tess_key = SoftPasskey::new(APPROVAL_ORIGIN);
+    let registered = register(tess.clone(), &tess_key, "tess laptop").await;
+    let tess_key_id = registered["key_id"].as_str().unwrap().to_owned();
+    let policy_key = PublicKey::WebAuthn(tess_key.webauthn_credential());
     assert_eq!(tess_key_id, hex::encode(policy_key.id().0));
-    let owner_listed = s.ok(Method::GET, "/api/v1/passkeys", &owner, None).await;
-    let owner_key_id = owner_listed[0]["key_id"].as_str().unwrap().to_owned();
+    let mut owner_key = SoftPasskey::new(APPROVAL_ORIGIN);
+    let owner_key_id = register(owner.clone(), &owner_key, "owner key").await["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut console_key = SoftPasskey::new(&s.origin);
+    s.register_passkey(&tess, &console_key, "console").await;
+    let console_public = PublicKey::WebAuthn(console_key.webauthn_credential());
+    // The server refuses a console credential as a signing key.
+    let reply = s
+        .send(
+            Method::POST,
+            "/api/v1/signing-keys",
+            &tess,
+            Some(json!({
+                "name": "console as signer",
+                "webauthn_credential": B64.encode(bulwark_protocol::codec::to_canonical(&console_key.webauthn_credential())),
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
 
     // acme: a root, a policy with the owner's Ed25519 key and tess's passkey,
     // run-script needing both.
@@ -271,6 +309,8 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
                 "owner laptop",
             ),
             operator(policy_key, "tess laptop"),
+            // Listed by deceit: it still never counts.
+            operator(console_public.clone(), "tess console"),
         ],
         quorums: vec![Quorum {
             class: ActionClass::RunScript,
@@ -316,7 +356,7 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
     let (job, other) = (&jobs[0], &jobs[1]);
     let id = job["id"].as_str().unwrap();
     let path = format!("/api/v1/jobs/{id}/approvals");
-    let challenge = job["challenge"].as_str().unwrap();
+    let challenge = approval_challenge(job);
 
     let refused = |reply: Reply, what: &str| {
         assert_eq!(
@@ -331,25 +371,21 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
             .to_owned()
     };
     // (a) An assertion over another job's challenge.
-    let body = approval(
-        &mut tess_key,
-        &tess_key_id,
-        other["challenge"].as_str().unwrap(),
-    );
+    let body = approval(&mut tess_key, &tess_key_id, &approval_challenge(other));
     let message = refused(
         s.send(Method::POST, &path, &tess, Some(body)).await,
         "another job's challenge",
     );
     assert!(message.contains("another challenge"), "{message}");
     // (b) A passkey tess does not own (the owner's), named as such ...
-    let body = approval(&mut owner_key, &owner_key_id, challenge);
+    let body = approval(&mut owner_key, &owner_key_id, &challenge);
     let message = refused(
         s.send(Method::POST, &path, &tess, Some(body)).await,
         "someone else's passkey",
     );
     assert!(message.contains("not one of your"), "{message}");
     // ... or passed off as tess's own.
-    let body = approval(&mut owner_key, &tess_key_id, challenge);
+    let body = approval(&mut owner_key, &tess_key_id, &challenge);
     let message = refused(
         s.send(Method::POST, &path, &tess, Some(body)).await,
         "an assertion by another credential under tess's key id",
@@ -357,7 +393,7 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
     assert!(message.contains("does not verify"), "{message}");
     // (c) Without user verification.
     tess_key.flags = UP;
-    let body = approval(&mut tess_key, &tess_key_id, challenge);
+    let body = approval(&mut tess_key, &tess_key_id, &challenge);
     let message = refused(
         s.send(Method::POST, &path, &tess, Some(body)).await,
         "no user verification",
@@ -370,13 +406,34 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
     assert_eq!(unchanged["state"], "pending");
     assert_eq!(unchanged["signers"].as_array().unwrap().len(), 1);
 
+    // (d) tess's console sign-in passkey, over the approval challenge or
+    // over the digest a server could have given a sign-in ceremony.
+    let console_id = hex::encode(console_public.id().0);
+    let digest = hex::decode(job["challenge"].as_str().unwrap()).unwrap();
+    for signed_over in [&challenge, &digest] {
+        let body = approval(&mut console_key, &console_id, signed_over);
+        let message = refused(
+            s.send(Method::POST, &path, &tess, Some(body)).await,
+            "a console sign-in passkey",
+        );
+        assert!(message.contains("not one of your"), "{message}");
+    }
+    // (e) An approval passkey's assertion over the digest (what a sign-in
+    // ceremony could have been given), not the approval challenge.
+    let body = approval(&mut tess_key, &tess_key_id, &digest);
+    let message = refused(
+        s.send(Method::POST, &path, &tess, Some(body)).await,
+        "the plain digest",
+    );
+    assert!(message.contains("another challenge"), "{message}");
+
     // The requester cannot approve with a passkey either.
-    let body = approval(&mut owner_key, &owner_key_id, challenge);
+    let body = approval(&mut owner_key, &owner_key_id, &challenge);
     let reply = s.send(Method::POST, &path, &owner, Some(body)).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
 
     // The real approval counts: two of two, approved, signed by "tess laptop".
-    let body = approval(&mut tess_key, &tess_key_id, challenge);
+    let body = approval(&mut tess_key, &tess_key_id, &challenge);
     let approved = s.ok(Method::POST, &path, &tess, Some(body)).await;
     assert_eq!(approved["state"], "approved", "{approved}");
     assert_eq!(approved["quorum"]["have"], 2, "{approved}");
@@ -398,7 +455,7 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
         .statement(&bulwark_policy::Limits::default())
         .unwrap();
     bulwark_policy::check_quorum(&envelope, &statement, &policy, now_secs()).unwrap();
-    // The passkey is now one of tess's signing keys (kind webauthn).
+    // The approval passkey is one of tess's signing keys (kind webauthn).
     let keys = s.ok(Method::GET, "/api/v1/signing-keys", &tess, None).await;
     assert!(
         keys.as_array()
@@ -408,7 +465,7 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
         "{keys}"
     );
     // Approving twice is a conflict, not a second signature.
-    let body = approval(&mut tess_key, &tess_key_id, challenge);
+    let body = approval(&mut tess_key, &tess_key_id, &challenge);
     let reply = s.send(Method::POST, &path, &tess, Some(body)).await;
     assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
 }

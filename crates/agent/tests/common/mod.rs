@@ -283,7 +283,7 @@ pub fn release_leaf(signed: &Signed) -> Vec<u8> {
         "server",
         JOB_RELEASED,
         hex::encode(job_id),
-        job_released_detail(&signed.challenge()),
+        job_released_detail(&signed.digest()),
     )
     .encode()
 }

@@ -17,8 +17,8 @@ use bulwark_policy::envelope::SignatureEntry;
 use bulwark_policy::root::root_fingerprint;
 use bulwark_policy::webauthn::WebAuthnSignature;
 use bulwark_policy::{
-    FreezeState, JobStatement, KeyId, Limits, Policy, PublicKey, Refusal, Signed, TrustRoot,
-    check_quorum, derive_class, quorum_progress, same_hostname,
+    APPROVAL_RP_ID, FreezeState, JobStatement, KeyId, Limits, Policy, PublicKey, Refusal, Signed,
+    TrustRoot, check_quorum, derive_class, quorum_progress, same_hostname,
 };
 use bulwark_store::{
     Job as JobRow, JobState, JobTarget as JobTargetRow, NewJob, NewSigningKey, SigningKeyKind,
@@ -502,7 +502,12 @@ pub struct SigningKeyRequest {
     /// A name the operator recognises ("laptop").
     pub name: String,
     /// Ed25519 public key, base64 of its 32 bytes.
-    pub public_key: String,
+    pub public_key: Option<String>,
+    /// Or an approval passkey: base64 of the canonical CBOR of its
+    /// `WebAuthnCredential` (RP id `bulwark-approve.localhost`, public key),
+    /// as the operator's `bulwark keys add-passkey` read it from the
+    /// authenticator.
+    pub webauthn_credential: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -546,13 +551,39 @@ pub async fn register_signing_key(
     if name.is_empty() || name.len() > 64 {
         return Err(ApiError::bad_request("name must be 1 to 64 characters"));
     }
-    let bytes: [u8; 32] = decode_b64(&req.public_key, "public_key")?
-        .try_into()
-        .map_err(|_| ApiError::bad_request("public_key must be 32 bytes (Ed25519)"))?;
-    if ed25519_dalek::VerifyingKey::from_bytes(&bytes).is_err() {
-        return Err(ApiError::bad_request("public_key is not an Ed25519 point"));
-    }
-    let key = PublicKey::Ed25519(bytes);
+    let (key, kind) = match (&req.public_key, &req.webauthn_credential) {
+        (Some(public_key), None) => {
+            let bytes: [u8; 32] = decode_b64(public_key, "public_key")?
+                .try_into()
+                .map_err(|_| ApiError::bad_request("public_key must be 32 bytes (Ed25519)"))?;
+            if ed25519_dalek::VerifyingKey::from_bytes(&bytes).is_err() {
+                return Err(ApiError::bad_request("public_key is not an Ed25519 point"));
+            }
+            (PublicKey::Ed25519(bytes), SigningKeyKind::Ed25519)
+        }
+        (None, Some(credential)) => {
+            let bytes = decode_b64(credential, "webauthn_credential")?;
+            let credential = bulwark_protocol::codec::from_canonical::<
+                bulwark_policy::webauthn::WebAuthnCredential,
+            >(&bytes)
+            .map_err(|e| {
+                ApiError::bad_request(format!("webauthn_credential is not a credential: {e}"))
+            })?;
+            if credential.rp_id != APPROVAL_RP_ID {
+                return Err(ApiError::bad_request(format!(
+                    "an approval passkey has RP id {APPROVAL_RP_ID:?} (made by `bulwark keys \
+                     add-passkey`), not {:?}",
+                    credential.rp_id
+                )));
+            }
+            (PublicKey::WebAuthn(credential), SigningKeyKind::Webauthn)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "send exactly one of `public_key` (Ed25519) and `webauthn_credential` (an approval passkey)",
+            ));
+        }
+    };
     let key_id = hex::encode(key.id().0);
     let row = state
         .store
@@ -561,7 +592,7 @@ pub async fn register_signing_key(
                 key_id: key_id.clone(),
                 operator_id: caller.operator.id.clone(),
                 name: name.to_owned(),
-                kind: SigningKeyKind::Ed25519,
+                kind,
                 public_key: bulwark_protocol::codec::to_canonical(&key),
             },
             now_millis(),
@@ -662,7 +693,7 @@ pub struct JobView {
     /// Only on a single job: the envelope with every signature (base64).
     pub envelope: Option<String>,
     /// Only on a single job: SHA-256 of the envelope's signing bytes (hex),
-    /// the challenge a passkey approval signs.
+    /// which the job's `job.released` log entry names.
     pub challenge: Option<String>,
 }
 
@@ -749,7 +780,7 @@ pub fn job_view(
         script: full.then(|| String::from_utf8_lossy(&job.script).into_owned()),
         envelope: full.then(|| B64.encode(&job.envelope)),
         challenge: if full {
-            signed.as_ref().map(|s| hex::encode(s.challenge()))
+            signed.as_ref().map(|s| hex::encode(s.digest()))
         } else {
             None
         },
@@ -885,7 +916,7 @@ pub async fn create_job(
                 script: req.script.as_bytes().to_vec(),
                 script_sha256,
                 envelope: signed.to_bytes(),
-                signed_sha256: signed.challenge(),
+                signed_sha256: signed.digest(),
                 state: if approved {
                     JobState::Approved
                 } else {
@@ -961,59 +992,21 @@ fn secs_to_ms(secs: u64) -> i64 {
         .saturating_mul(1000)
 }
 
-/// A key the caller may sign with: a registered Ed25519 key, or one of the
-/// caller's passkeys (its policy key `PublicKey::WebAuthn`).
-pub struct OwnSigner {
-    pub key: PublicKey,
-    pub passkey: Option<bulwark_store::Passkey>,
-}
-
-async fn own_keys(state: &AppState, caller: &Caller) -> Result<Vec<PublicKey>, ApiError> {
-    Ok(own_signers(state, caller)
-        .await?
-        .into_iter()
-        .map(|s| s.key)
-        .collect())
-}
-
-/// The caller's unrevoked Ed25519 signing keys and current passkeys. A
-/// passkey's signing-key row, once written, may revoke it; the passkeys
-/// table says whether the operator still holds it.
-pub async fn own_signers(state: &AppState, caller: &Caller) -> Result<Vec<OwnSigner>, ApiError> {
+/// The caller's unrevoked signing keys: Ed25519 keys and approval passkeys
+/// (RP id [`APPROVAL_RP_ID`]), both registered by the operator's `bulwark`
+/// (`keys register`, `keys add-passkey`). The console's sign-in passkeys
+/// are not among them: no credential a server page can use approves a job.
+pub async fn own_keys(state: &AppState, caller: &Caller) -> Result<Vec<PublicKey>, ApiError> {
     let registered = state.store.signing_keys_of(&caller.operator.id).await?;
-    let mut own: Vec<OwnSigner> = registered
+    Ok(registered
         .iter()
-        .filter(|k| k.revoked_at.is_none() && k.kind == SigningKeyKind::Ed25519)
+        .filter(|k| k.revoked_at.is_none())
         .filter_map(|k| bulwark_protocol::codec::from_canonical::<PublicKey>(&k.public_key).ok())
-        .map(|key| OwnSigner { key, passkey: None })
-        .collect();
-    for passkey in state.store.passkeys_of(&caller.operator.id).await? {
-        let Some(key) = passkey_public_key(&passkey) else {
-            continue;
-        };
-        let id = hex::encode(key.id().0);
-        if registered
-            .iter()
-            .any(|k| k.key_id == id && k.revoked_at.is_some())
-        {
-            continue;
-        }
-        own.push(OwnSigner {
-            key,
-            passkey: Some(passkey),
-        });
-    }
-    Ok(own)
-}
-
-/// A passkey as a tenant policy lists it: `PublicKey::WebAuthn` of its
-/// stored credential (RP id and public key).
-pub fn passkey_public_key(passkey: &bulwark_store::Passkey) -> Option<PublicKey> {
-    bulwark_protocol::codec::from_canonical::<bulwark_policy::webauthn::WebAuthnCredential>(
-        &passkey.credential,
-    )
-    .ok()
-    .map(PublicKey::WebAuthn)
+        .filter(|key| match key {
+            PublicKey::WebAuthn(credential) => credential.rp_id == APPROVAL_RP_ID,
+            _ => true,
+        })
+        .collect())
 }
 
 async fn single_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobView, ApiError> {
@@ -1098,15 +1091,15 @@ pub async fn get_job(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalRequest {
-    /// The signing key (hex key id, as `bulwark keys list` or `GET
-    /// /api/v1/passkeys` shows it).
+    /// The signing key (hex key id, as `bulwark keys list` shows it).
     pub key_id: String,
     /// Ed25519 signature over the envelope's signing bytes (base64 of 64
     /// bytes). Either this or `webauthn`.
     #[serde(default)]
     pub signature: Option<String>,
-    /// A passkey's assertion over the job's `challenge`, as the browser
-    /// returned it. Either this or `signature`.
+    /// An approval passkey's assertion over the job's approval challenge
+    /// (made in the page of the approver's own `bulwark`, RFD 0005), as the
+    /// browser returned it. Either this or `signature`.
     #[serde(default)]
     pub webauthn: Option<WebAuthnApproval>,
 }
@@ -1143,10 +1136,9 @@ impl WebAuthnApproval {
     }
 }
 
-/// Adds the caller's signature to a pending job: an Ed25519 signature made
-/// by `bulwark job approve`, or a passkey assertion made in the console
-/// (its challenge is the job's `challenge`). The job goes out once the
-/// policy's quorum is met.
+/// Adds the caller's signature to a pending job: an Ed25519 signature or an
+/// approval passkey's assertion, both made by the approver's own `bulwark
+/// job approve`. The job goes out once the policy's quorum is met.
 #[utoipa::path(post, path = "/api/v1/jobs/{id}/approvals", tag = "jobs",
     params(("id" = String, Path, description = "Job id (32 hex characters)")), request_body = ApprovalRequest,
     responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -1170,9 +1162,12 @@ pub async fn approve_job(
     let mut signed = Signed::from_bytes(&job.envelope, &limits).map_err(ApiError::internal)?;
     let statement: JobStatement = signed.statement(&limits).map_err(ApiError::internal)?;
     let key_id = parse_key_id(&req.key_id)?;
-    let own = own_signers(&state, &caller).await?;
-    let signer = own.iter().find(|k| k.key.id() == key_id).ok_or_else(|| {
-        ApiError::bad_request("key_id is not one of your registered signing keys or passkeys")
+    let own = own_keys(&state, &caller).await?;
+    let signer = own.iter().find(|k| k.id() == key_id).ok_or_else(|| {
+        ApiError::bad_request(
+            "key_id is not one of your registered signing keys or approval passkeys \
+             (console sign-in passkeys never approve jobs)",
+        )
     })?;
     if signed.signatures.iter().any(|e| e.key_id == key_id) {
         return Err(ApiError::conflict("this key has already signed the job"));
@@ -1184,8 +1179,8 @@ pub async fn approve_job(
             limits.max_signatures
         )));
     }
-    match (&req.signature, &req.webauthn, &signer.key, &signer.passkey) {
-        (Some(signature), None, PublicKey::Ed25519(_), _) => {
+    match (&req.signature, &req.webauthn, signer) {
+        (Some(signature), None, PublicKey::Ed25519(_)) => {
             let signature: [u8; 64] = decode_b64(signature, "signature")?
                 .try_into()
                 .map_err(|_| ApiError::bad_request("signature must be 64 bytes"))?;
@@ -1195,40 +1190,23 @@ pub async fn approve_job(
                 webauthn: None,
             });
         }
-        (None, Some(webauthn), PublicKey::WebAuthn(credential), Some(passkey)) => {
+        (None, Some(webauthn), PublicKey::WebAuthn(credential)) => {
             // The agent checks all of this again; this check only keeps a
-            // bad approval from being stored and counted here.
+            // bad approval from being stored and counted here, and says why.
             let assertion = webauthn.decode()?;
-            let info = assertion
-                .verify(credential, &signed.challenge(), true)
+            assertion
+                .verify(credential, &signed.approval_challenge(), true)
                 .map_err(|e| {
                     ApiError::bad_request(format!("the passkey approval does not verify: {e}"))
                 })?;
-            if !crate::auth::passkey::counter_acceptable(passkey.sign_count, info.sign_count)
-                || !state
-                    .store
-                    .record_passkey_use(
-                        &passkey.id,
-                        passkey.sign_count,
-                        info.sign_count,
-                        now_millis(),
-                    )
-                    .await?
-            {
-                return Err(ApiError::bad_request(format!(
-                    "passkey {:?}: signature counter {} after {} (a cloned authenticator, or \
-                     used by another request at the same time)",
-                    passkey.name, info.sign_count, passkey.sign_count
-                )));
-            }
             signed.add_webauthn(key_id, assertion);
         }
-        (Some(_), None, _, _) => {
+        (Some(_), None, _) => {
             return Err(ApiError::bad_request(
                 "key_id names a passkey: send `webauthn` (an assertion), not `signature`",
             ));
         }
-        (None, Some(_), _, _) => {
+        (None, Some(_), _) => {
             return Err(ApiError::bad_request(
                 "key_id names an Ed25519 key: send `signature`, not `webauthn`",
             ));
@@ -1239,13 +1217,10 @@ pub async fn approve_job(
             ));
         }
     }
-    if signed.tally(std::iter::once(&signer.key)).valid.is_empty() {
+    if signed.tally(std::iter::once(signer)).valid.is_empty() {
         return Err(ApiError::bad_request(
             "the signature does not verify over this job's envelope",
         ));
-    }
-    if let Some(passkey) = &signer.passkey {
-        register_passkey_signer(&state, &caller, passkey, &signer.key).await?;
     }
     let set = state
         .store
@@ -1293,50 +1268,6 @@ pub async fn approve_job(
         }
     }
     Ok(Json(single_job(&state, &caller, &job.id).await?))
-}
-
-/// A passkey's first job signature also lists it among the operator's
-/// signing keys (kind webauthn), so approvals name it like any other key.
-/// Which passkeys the operator holds is still decided by the passkeys
-/// table ([`own_signers`]): a removed passkey signs nothing more.
-async fn register_passkey_signer(
-    state: &AppState,
-    caller: &Caller,
-    passkey: &bulwark_store::Passkey,
-    key: &PublicKey,
-) -> Result<(), ApiError> {
-    let key_id = hex::encode(key.id().0);
-    if state.store.signing_key(&key_id).await?.is_some() {
-        return Ok(());
-    }
-    let mut name = format!("passkey {}", passkey.name);
-    for attempt in 0..2 {
-        let added = state
-            .store
-            .add_signing_key(
-                &NewSigningKey {
-                    key_id: key_id.clone(),
-                    operator_id: caller.operator.id.clone(),
-                    name: name.clone(),
-                    kind: SigningKeyKind::Webauthn,
-                    public_key: bulwark_protocol::codec::to_canonical(key),
-                },
-                now_millis(),
-                &[audit_event(caller, None, "signing_key.registered", &key_id)],
-            )
-            .await;
-        match added {
-            Ok(_) => return Ok(()),
-            // The name is taken by another of the operator's keys: add the key id.
-            Err(StoreError::Conflict(m)) if m.contains("name") && attempt == 0 => {
-                name = format!("passkey {} {}", passkey.name, &key_id[..8]);
-            }
-            // Registered meanwhile by a concurrent approval: fine.
-            Err(StoreError::Conflict(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 fn parse_key_id(text: &str) -> Result<KeyId, ApiError> {
@@ -1410,27 +1341,4 @@ pub async fn job_for_console(
 ) -> Result<(JobView, String), ApiError> {
     let (_, tenant_id) = job_in_scope(state, caller, id, Action::ViewJobs).await?;
     Ok((single_job(state, caller, id).await?, tenant_id))
-}
-
-/// The key ids (hex) the tenant's current policy lists, for the console to
-/// say whether a passkey's signature would count.
-pub async fn policy_key_ids(
-    state: &AppState,
-    caller: &Caller,
-    tenant_id: &str,
-) -> Result<Vec<String>, ApiError> {
-    let set = state
-        .store
-        .trust_statements(&caller.scope(), tenant_id)
-        .await?;
-    let trust = Trust::load(tenant_id, &set);
-    Ok(trust
-        .policy
-        .map(|(_, p)| {
-            p.operators
-                .iter()
-                .map(|o| hex::encode(o.key.id().0))
-                .collect()
-        })
-        .unwrap_or_default())
 }

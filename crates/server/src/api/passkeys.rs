@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -33,27 +33,16 @@ pub struct PasskeyView {
     pub last_used_at: Option<String>,
     /// A syncable passkey (true) or a credential bound to one device.
     pub backup_eligible: bool,
-    /// The passkey as a tenant policy lists a job signer: base64 of the
-    /// canonical CBOR of `PublicKey::WebAuthn` (RP id and public key), for
-    /// `bulwark policy add-operator --passkey-public-key`.
-    pub policy_public_key: Option<String>,
-    /// The policy key id of that key (hex): how a job signature names it.
-    pub key_id: Option<String>,
     /// The credential id (base64url), for `allowCredentials`.
     pub credential_id: String,
 }
 
 impl From<bulwark_store::Passkey> for PasskeyView {
     fn from(p: bulwark_store::Passkey) -> Self {
-        let key = super::jobs::passkey_public_key(&p);
         Self {
             created_at: crate::rfc3339(p.created_at),
             last_used_at: p.last_used_at.map(crate::rfc3339),
             backup_eligible: p.backup_eligible,
-            policy_public_key: key
-                .as_ref()
-                .map(|k| B64.encode(bulwark_protocol::codec::to_canonical(k))),
-            key_id: key.as_ref().map(|k| hex::encode(k.id().0)),
             credential_id: URL_SAFE_NO_PAD.encode(&p.credential_id),
             id: p.id,
             name: p.name,

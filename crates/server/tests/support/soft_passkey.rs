@@ -86,6 +86,21 @@ impl SoftPasskey {
         }
     }
 
+    /// The credential as a policy lists it (its RP id and P-256 key).
+    pub fn webauthn_credential(&self) -> bulwark_policy::webauthn::WebAuthnCredential {
+        bulwark_policy::webauthn::WebAuthnCredential {
+            rp_id: self.rp_id.clone(),
+            key: bulwark_policy::webauthn::CoseKey::Es256 {
+                sec1: self
+                    .pair
+                    .public_key()
+                    .as_ref()
+                    .try_into()
+                    .expect("65 bytes"),
+            },
+        }
+    }
+
     pub fn credential_id_b64(&self) -> String {
         b64(&self.credential_id)
     }
