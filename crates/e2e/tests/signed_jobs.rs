@@ -684,8 +684,34 @@ async fn approve_with_passkey(s: &Setup, browser: &browser::Browser, base: &str)
             .any(|c| c["rpId"] == "bulwark-approve.localhost"),
         "the authenticator holds no approval credential"
     );
+    // Drill attack 3: the server's copy of the passkey's public key swapped
+    // for an attacker's. The policy lists the key the authenticator gave
+    // this machine, not the server's.
+    let local_key_id = out
+        .lines()
+        .find_map(|l| l.split("(key id ").nth(1))
+        .and_then(|rest| rest.split(')').next())
+        .context("add-passkey printed no key id")?
+        .to_owned();
+    let stored = s.sql("SELECT hex(public_key) FROM signing_keys WHERE name = 'laptop'")?;
+    let attacker = TestPasskey::new()?.public_key()?;
+    s.sql(&format!(
+        "UPDATE signing_keys SET public_key = X'{}' WHERE name = 'laptop'",
+        hex::encode(bulwark_protocol::codec::to_canonical(&attacker))
+    ))?;
     s.add_operator("owner passkey", &["--passkey", "laptop"])
         .await?;
+    let listed = s
+        .cli_json(&["policy", "show", "--tenant", "demo", "--json"])
+        .await?;
+    ensure!(
+        listed.to_string().contains(&local_key_id)
+            && !listed.to_string().contains(&hex::encode(attacker.id().0)),
+        "the policy lists another key than the authenticator's {local_key_id}: {listed}"
+    );
+    s.sql(&format!(
+        "UPDATE signing_keys SET public_key = X'{stored}' WHERE name = 'laptop'"
+    ))?;
     s.require_two_signers().await?;
 
     // The technician's job, signed once: pending.
