@@ -40,6 +40,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_policy::Signed;
+use bulwark_policy::replay::{ReplayProblem, Statements, TrustReplay};
 use bulwark_protocol::audit_leaf::AuditLeaf;
 use bulwark_translog::{
     AuditProblem, AuditSummary, Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier,
@@ -356,6 +358,17 @@ struct Checker {
     auditor: LogAuditor,
     tenant: Option<String>,
     log_id: String,
+    /// The meaning of a tenant log's entries, replayed from entry 0.
+    replay: Option<Replay>,
+}
+
+/// A tenant log's trust history and jobs, replayed with the agents' rules
+/// (`bulwark_policy::replay`); the first problem is kept and reported once
+/// the tree itself verified, so a rewritten entry is named as such first.
+struct Replay {
+    replay: TrustReplay,
+    statements: Statements,
+    problem: Option<ReplayProblem>,
 }
 
 impl Checker {
@@ -380,8 +393,74 @@ impl Checker {
         }
         self.auditor
             .push(index, leaf)
-            .map_err(|p| Bad::from_problem(&p))
+            .map_err(|p| Bad::from_problem(&p))?;
+        if let Some(replay) = &mut self.replay
+            && replay.problem.is_none()
+            && let Err(problem) = replay.replay.feed(index, &event, &replay.statements)
+        {
+            replay.problem = Some(problem);
+        }
+        Ok(())
     }
+}
+
+/// What replaying a tenant's log needs, from the server: every statement
+/// and job envelope (`GET …/log/statements`) and the root this machine
+/// pinned for the tenant (or, unpinned, the server's first root, said so).
+async fn replay_for(session: &Session, base: &str, tenant_id: &str, quiet: bool) -> Result<Replay> {
+    let reply = session.get(&format!("{base}/statements")).await?;
+    let limits = bulwark_policy::Limits::default();
+    let envelope = |value: &Value| -> Result<Signed> {
+        let bytes = B64
+            .decode(value.as_str().unwrap_or_default())
+            .context("a statement is not base64")?;
+        Signed::from_bytes(&bytes, &limits)
+            .map_err(|e| anyhow!("a statement is not an envelope: {e}"))
+    };
+    let mut statements = Statements::default();
+    for item in reply["trust"].as_array().context("no trust statements")? {
+        let version = item["version"]
+            .as_u64()
+            .context("a statement without a version")?;
+        let signed = envelope(&item["envelope"])?;
+        match item["kind"].as_str() {
+            Some("root") => statements.roots.insert(version, signed),
+            Some("policy") => statements.policies.insert(version, signed),
+            Some("freeze") => statements.freezes.insert(version, signed),
+            other => bail!("a trust statement of kind {other:?}"),
+        };
+    }
+    for item in reply["jobs"].as_array().context("no jobs")? {
+        let id = item["id"]
+            .as_str()
+            .context("a job without an id")?
+            .to_owned();
+        statements.jobs.insert(id, envelope(&item["envelope"])?);
+    }
+    let pinned = match crate::pins::pin_by_tenant_id(session.server(), tenant_id)? {
+        Some(pin) => pin.root,
+        None => {
+            let first = statements
+                .roots
+                .get(&1)
+                .map(bulwark_policy::root::root_fingerprint)
+                .unwrap_or_default();
+            if !quiet {
+                eprintln!(
+                    "warning: this machine pinned no root for tenant {tenant_id}: its history is \
+                     replayed from the server's first root {}. Pin it with `bulwark policy show \
+                     --tenant NAME` and compare it out of band.",
+                    bulwark_protocol::token::fingerprint_text(&first)
+                );
+            }
+            first
+        }
+    };
+    Ok(Replay {
+        replay: TrustReplay::new(tenant_id, pinned),
+        statements,
+        problem: None,
+    })
 }
 
 fn decode_leaf(entry: &Value) -> Result<(u64, Vec<u8>)> {
@@ -1038,10 +1117,20 @@ async fn check(
         },
     };
     let expected = auditor.expected_size().unwrap_or(0);
+    // The meaning of a tenant's log is replayed online, from entry 0.
+    let replay = match source {
+        Source::Online { session, base, .. }
+            if log_id != bulwark_protocol::audit_leaf::MSP_LOG && auditor.size() == 0 =>
+        {
+            Some(replay_for(session, base, log_id, quiet).await?)
+        }
+        _ => None,
+    };
     let mut checker = Checker {
         auditor,
         tenant: (log_id != bulwark_protocol::audit_leaf::MSP_LOG).then(|| log_id.to_owned()),
         log_id: log_id.to_owned(),
+        replay,
     };
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
@@ -1118,6 +1207,24 @@ async fn check(
         Ok(summary) => summary,
         Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
     };
+    // The tree holds; does what it records hold too?
+    if let Some(Replay {
+        problem: Some(problem),
+        ..
+    }) = &checker.replay
+    {
+        return Ok(Err(Bad::entry(
+            problem.index,
+            problem.code,
+            problem.message.clone(),
+        )));
+    }
+    if !quiet && let Some(replay) = &checker.replay {
+        eprintln!(
+            "Replayed the trust history and {} released job(s) with the agents' rules.",
+            replay.replay.released
+        );
+    }
     // Offline: the consistency proofs of the export must hold too (they
     // are what a verifier without the entries would check).
     if let Source::Offline { dir, .. } = source {

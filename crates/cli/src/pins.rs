@@ -113,6 +113,31 @@ pub(crate) fn tenant_pin(server: &str, tenant: &str) -> Result<Option<TenantPin>
     }
 }
 
+/// The pin of the tenant whose id is `tenant_id` on `server`, whatever
+/// name it was pinned under.
+pub(crate) fn pin_by_tenant_id(server: &str, tenant_id: &str) -> Result<Option<TenantPin>> {
+    let dir = Credentials::dir()?
+        .join("pins")
+        .join(server_file_name(server));
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "pin") {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let pin = decode(&text).with_context(|| format!("{} is corrupt", path.display()))?;
+            if pin.tenant_id == tenant_id {
+                return Ok(Some(pin));
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn write_pin(server: &str, tenant: &str, pin: &TenantPin) -> Result<PathBuf> {
     let path = tenant_pin_path(server, tenant)?;
     if let Some(dir) = path.parent() {

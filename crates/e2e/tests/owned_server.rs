@@ -237,10 +237,26 @@ async fn a_relabelled_class_runs_nothing() -> Result<()> {
         reply.body
     );
 
+    // Before the attack, the log's meaning replays: every statement and
+    // every released job as the agents' rules accept them.
+    s.cli(&["audit", "verify", "--tenant", "demo"], None)
+        .await?
+        .ok()?;
     victim.stop().await?;
     let id = release_as_owned_server(&s, &envelope, &script, &device).await?;
     victim.resume()?;
     expect_refused(&s, &id, &device, "class_mismatch", &marker).await?;
+    // The tree is sound (the owned server signed it), but an auditor who
+    // replays it finds a job released that no one requested.
+    let audit = s
+        .cli(&["audit", "verify", "--tenant", "demo"], None)
+        .await?;
+    ensure!(
+        !audit.success() && format!("{}{}", audit.stdout, audit.stderr).contains("never requested"),
+        "audit verify passed a release without a request:\n{}\n{}",
+        audit.stdout,
+        audit.stderr
+    );
 
     // A correct job still runs: an inventory refresh (no script, quorum 1).
     let out = s

@@ -365,5 +365,10 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
     // The tenant works as before under root v2.
     s.good_job_runs(&device, "after-attacks").await?;
     s.good_job_runs(&s.local, "after-attacks-local").await?;
+    // And its log's meaning replays: the rotation and its companions, in
+    // the order the log records them, and every job released under them.
+    s.cli(&["audit", "verify", "--tenant", "demo"], None)
+        .await?
+        .ok()?;
     Ok(())
 }

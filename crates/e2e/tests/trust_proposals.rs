@@ -393,6 +393,9 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     ] {
         ensure!(actions.contains(&action), "no {action} in {actions:?}");
     }
+    // Co-signed statements, a freeze and its unfreeze, a rotation and a
+    // job: the log's meaning replays with the agents' rules.
+    s.msp(&["audit", "verify", "--tenant", "acme"]).await?;
     drop(agent);
     Ok(())
 }

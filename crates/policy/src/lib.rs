@@ -34,6 +34,7 @@ pub mod keys;
 pub mod limits;
 pub mod log;
 pub mod policy;
+pub mod replay;
 pub mod root;
 pub mod webauthn;
 

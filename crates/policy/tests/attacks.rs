@@ -1133,3 +1133,132 @@ fn a_stored_policy_for_another_tenant_is_refused() {
         Err(Refusal::WrongTenant)
     );
 }
+
+/// What an auditor replays (issue 12): each trust statement the log says
+/// was published, with the agents' rules from the pinned root, and each
+/// released job against the policy in force then. A log whose tree is
+/// sound but whose entries say what no agent would accept names the entry.
+#[test]
+fn auditors_replay_what_the_log_records() {
+    use bulwark_policy::replay::{Statements, TrustReplay};
+    use bulwark_protocol::audit_leaf::{AuditLeaf, JOB_RELEASED, job_released_detail};
+    let k = keys();
+    let limits = Limits::default();
+    let leaf = |action: &str, target: &str, detail: &str| {
+        AuditLeaf::new(
+            i64::try_from(NOW * 1000).unwrap_or(0),
+            Some("acme".into()),
+            "operator",
+            action,
+            target,
+            detail,
+        )
+    };
+    let root_env = signed(&root(&k), &[&k.root_a, &k.root_b]);
+    let pin = root_fingerprint(&root_env);
+    let two = signed(
+        &job(ActionClass::RunScript, &[DEVICE], SCRIPT),
+        &[&k.alice, &k.bob],
+    );
+    let mut once = job(ActionClass::RunScript, &[DEVICE], SCRIPT);
+    once.job_id = [8; 16];
+    once.nonce = [8; 16];
+    let once = signed(&once, &[&k.alice]);
+    let id = |s: &Signed| {
+        hex::encode(
+            s.statement::<JobStatement>(&limits)
+                .map(|j| j.job_id)
+                .unwrap_or_default(),
+        )
+    };
+    let mut statements = Statements::default();
+    statements.roots.insert(1, root_env);
+    statements
+        .policies
+        .insert(1, signed(&policy(&k, 1), &[&k.root_a, &k.root_b]));
+    statements.jobs.insert(id(&two), two.clone());
+    statements.jobs.insert(id(&once), once.clone());
+    let released = |s: &Signed| leaf(JOB_RELEASED, &id(s), &job_released_detail(&s.digest()));
+    let trust = [
+        leaf("trust.root_published", "Acme v1", ""),
+        leaf("trust.policy_published", "Acme v1", ""),
+    ];
+    let run = |pin: [u8; 32], statements: &Statements, more: Vec<AuditLeaf>| {
+        let mut replay = TrustReplay::new("acme", pin);
+        for (i, entry) in trust.iter().chain(more.iter()).enumerate() {
+            replay
+                .feed(i as u64, entry, statements)
+                .map_err(|p| (p.index, p.code))?;
+        }
+        Ok(replay.released)
+    };
+    let requested = |s: &Signed| leaf("job.requested", &id(s), "");
+    assert_eq!(
+        run(pin, &statements, vec![requested(&two), released(&two)]),
+        Ok(1)
+    );
+    // Released without ever being requested.
+    assert_eq!(
+        run(pin, &statements, vec![released(&two)]),
+        Err((2, "release_without_request"))
+    );
+    // Released with one signature where the policy asks two.
+    assert_eq!(
+        run(pin, &statements, vec![requested(&once), released(&once)]),
+        Err((3, "quorum_not_met"))
+    );
+    // A release naming other signed bytes than the job's envelope.
+    let mut other = released(&two);
+    other.detail = job_released_detail(&once.digest());
+    assert_eq!(
+        run(pin, &statements, vec![requested(&two), other]),
+        Err((3, "release_mismatch"))
+    );
+    // A history from a root the auditor did not pin.
+    assert_eq!(run([0; 32], &statements, vec![]), Err((0, "root_refused")));
+    // A policy the root threshold did not sign.
+    let mut forged = statements.clone();
+    forged
+        .policies
+        .insert(1, signed(&policy(&k, 1), &[&k.root_a]));
+    assert_eq!(run(pin, &forged, vec![]), Err((1, "policy_refused")));
+    // A freeze by the customer replays; an unfreeze by the customer alone
+    // does not (only the root threshold unfreezes). A release while frozen
+    // is no forgery: the server releases, every agent refuses.
+    let freeze = |sequence, frozen| FreezeStatement {
+        tenant: "acme".into(),
+        sequence,
+        frozen,
+        reason: "incident".into(),
+    };
+    let mut frozen = statements.clone();
+    frozen
+        .freezes
+        .insert(1, signed(&freeze(1, true), &[&k.root_customer]));
+    frozen
+        .freezes
+        .insert(2, signed(&freeze(2, false), &[&k.root_customer]));
+    assert_eq!(
+        run(
+            pin,
+            &frozen,
+            vec![
+                leaf("trust.frozen", "Acme v1", ""),
+                requested(&two),
+                released(&two)
+            ]
+        ),
+        Ok(1)
+    );
+    assert_eq!(
+        run(
+            pin,
+            &frozen,
+            vec![
+                leaf("trust.frozen", "Acme v1", ""),
+                leaf("trust.unfrozen", "Acme v2", ""),
+            ]
+        ),
+        Err((3, "freeze_refused"))
+    );
+}

@@ -300,6 +300,11 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/tenants/{tenant}/log/checkpoints",
         Tenant(EVERY_ROLE, 200),
     ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/log/statements",
+        Tenant(EVERY_ROLE, 200),
+    ),
     // index=0&tree_size=1: every tenant's log holds its creation.
     (
         "GET",

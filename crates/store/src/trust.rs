@@ -241,6 +241,36 @@ impl Store {
         Ok(set)
     }
 
+    /// Every trust statement a tenant in scope ever published (roots,
+    /// policies, freezes; oldest version first per kind), for auditors who
+    /// replay its log.
+    pub async fn trust_history(
+        &self,
+        scope: &TenantScope,
+        tenant_id: &str,
+    ) -> Result<Vec<(TrustKind, u64, Vec<u8>)>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT s.kind, s.version, s.envelope FROM trust_statements s WHERE ",
+            in_scope!("s.tenant_id"),
+            " AND s.tenant_id = $3 ORDER BY s.kind, s.version"
+        );
+        let (all, operator) = scope.args();
+        let rows = sqlx::query(SQL)
+            .bind(all)
+            .bind(operator)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let kind = TrustKind::parse(&kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("trust kind {kind:?}")))?;
+                Ok((kind, from_db(row, "version")?, row.try_get("envelope")?))
+            })
+            .collect()
+    }
+
     /// The trust statements of a device's tenant, for the agent gateway.
     /// Unscoped: the caller is a device, not an operator; the gateway
     /// passes the tenant of the device it authenticated.

@@ -506,6 +506,70 @@ pub async fn tenant_log_head(
     Ok(Json(head(&state, log_id).await?))
 }
 
+/// A trust statement as published (base64 of its envelope).
+#[derive(Serialize, ToSchema)]
+pub struct TrustStatementView {
+    /// root, policy or freeze.
+    pub kind: String,
+    /// The root or policy version, or the freeze sequence.
+    pub version: u64,
+    pub envelope: String,
+}
+
+/// A job's envelope with every signature it gathered (base64).
+#[derive(Serialize, ToSchema)]
+pub struct JobEnvelopeView {
+    pub id: String,
+    pub envelope: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogStatementsView {
+    pub trust: Vec<TrustStatementView>,
+    pub jobs: Vec<JobEnvelopeView>,
+}
+
+/// Every trust statement and job envelope of a tenant: what an auditor
+/// needs to replay the meaning of its log (`bulwark audit verify` checks
+/// each published statement with the agents' rules and each released job
+/// against the policy in force then). The server's word, checked by the
+/// auditor against the log's entries and the pinned root. Every role with
+/// a grant on the tenant.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/log/statements", tag = "log",
+    params(("tenant" = String, Path, description = "Tenant name or id")),
+    responses((status = 200, body = LogStatementsView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn tenant_log_statements(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<LogStatementsView>, ApiError> {
+    let (tenant_id, _) = tenant_log(&state, &caller, &tenant).await?;
+    let scope = caller.scope();
+    let trust = state
+        .store
+        .trust_history(&scope, &tenant_id)
+        .await?
+        .into_iter()
+        .map(|(kind, version, envelope)| TrustStatementView {
+            kind: kind.to_string(),
+            version,
+            envelope: B64.encode(envelope),
+        })
+        .collect();
+    let jobs = state
+        .store
+        .list_jobs(&scope, &tenant_id, i64::MAX)
+        .await?
+        .into_iter()
+        .map(|job| JobEnvelopeView {
+            id: job.id,
+            envelope: B64.encode(&job.envelope),
+        })
+        .collect();
+    Ok(Json(LogStatementsView { trust, jobs }))
+}
+
 /// A tenant's log entries from `start`, in index order. Entries below the
 /// head's `archived_below` were archived (past the retention period): a
 /// `start` below it is answered 410 Gone, code `archived`, with a message

@@ -147,6 +147,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::reject_job))
         .routes(routes!(log::log_key))
         .routes(routes!(log::tenant_log_head))
+        .routes(routes!(log::tenant_log_statements))
         .routes(routes!(log::tenant_log_entries))
         .routes(routes!(log::tenant_log_checkpoints))
         .routes(routes!(log::tenant_log_inclusion))
