@@ -405,10 +405,22 @@ impl Checker {
 }
 
 /// What replaying a tenant's log needs, from the server: every statement
-/// and job envelope (`GET …/log/statements`) and the root this machine
-/// pinned for the tenant (or, unpinned, the server's first root, said so).
+/// and job envelope (`GET …/log/statements`), and the root this machine
+/// pinned for the tenant.
 async fn replay_for(session: &Session, base: &str, tenant_id: &str, quiet: bool) -> Result<Replay> {
     let reply = session.get(&format!("{base}/statements")).await?;
+    let pin = crate::pins::pin_by_tenant_id(session.server(), tenant_id)?.map(|p| p.root);
+    replay_from(&reply, tenant_id, pin, quiet)
+}
+
+/// A replay over `reply` (the statements, as served or exported) from the
+/// pinned root, or, unpinned, from the statements' first root (said so).
+fn replay_from(
+    reply: &Value,
+    tenant_id: &str,
+    pin: Option<[u8; 32]>,
+    quiet: bool,
+) -> Result<Replay> {
     let limits = bulwark_policy::Limits::default();
     let envelope = |value: &Value| -> Result<Signed> {
         let bytes = B64
@@ -437,8 +449,8 @@ async fn replay_for(session: &Session, base: &str, tenant_id: &str, quiet: bool)
             .to_owned();
         statements.jobs.insert(id, envelope(&item["envelope"])?);
     }
-    let pinned = match crate::pins::pin_by_tenant_id(session.server(), tenant_id)? {
-        Some(pin) => pin.root,
+    let pinned = match pin {
+        Some(pin) => pin,
         None => {
             let first = statements
                 .roots
@@ -448,8 +460,8 @@ async fn replay_for(session: &Session, base: &str, tenant_id: &str, quiet: bool)
             if !quiet {
                 eprintln!(
                     "warning: this machine pinned no root for tenant {tenant_id}: its history is \
-                     replayed from the server's first root {}. Pin it with `bulwark policy show \
-                     --tenant NAME` and compare it out of band.",
+                     replayed from the statements' first root {}. Pin it with `bulwark policy \
+                     show --tenant NAME` and compare it out of band.",
                     bulwark_protocol::token::fingerprint_text(&first)
                 );
             }
@@ -720,6 +732,8 @@ struct Verified {
     /// Offline, a directory holding only entries `[first, below)` of a log
     /// whose latest head in it has size `latest` (an archive).
     partial: Option<(u64, u64, u64)>,
+    /// The log's meaning was replayed: the released jobs checked.
+    replayed: Option<u64>,
 }
 
 /// The `--archive` directories, checked to be of this key and to chain
@@ -896,6 +910,8 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                         "heads_checked": s.heads_checked,
                         "heads_skipped": s.heads_skipped,
                         "saved_head_checked": s.saved_head_checked,
+                        "meaning_replayed": verified.replayed.is_some(),
+                        "released_jobs_checked": verified.replayed,
                         "log_key": served_key.trim(),
                         "seconds": elapsed.as_secs_f64(),
                         "entries_per_second": rate,
@@ -958,6 +974,14 @@ async fn verify(args: VerifyArgs) -> Result<i32> {
                     s.size
                 );
                 println!("  signed heads:  {} checked", s.heads_checked);
+                match verified.replayed {
+                    Some(jobs) => println!(
+                        "  meaning:       trust history and {jobs} released job(s) replayed with the agents' rules"
+                    ),
+                    None => println!(
+                        "  meaning:       NOT replayed (the MSP log, a log read from an archived start, or an export without {STATEMENTS})"
+                    ),
+                }
                 if s.heads_skipped > 0 {
                     println!(
                         "  earlier heads: {} below entry {}, checked only by consistency proofs",
@@ -1118,11 +1142,22 @@ async fn check(
     };
     let expected = auditor.expected_size().unwrap_or(0);
     // The meaning of a tenant's log is replayed online, from entry 0.
+    let tenant_log = log_id != bulwark_protocol::audit_leaf::MSP_LOG;
     let replay = match source {
-        Source::Online { session, base, .. }
-            if log_id != bulwark_protocol::audit_leaf::MSP_LOG && auditor.size() == 0 =>
-        {
+        Source::Online { session, base, .. } if tenant_log && auditor.size() == 0 => {
             Some(replay_for(session, base, log_id, quiet).await?)
+        }
+        Source::Offline { dir, .. }
+            if tenant_log && auditor.size() == 0 && dir.join(STATEMENTS).exists() =>
+        {
+            let path = dir.join(STATEMENTS);
+            let reply: Value = serde_json::from_str(
+                &std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+            let pin = crate::pins::pin_by_tenant_id_anywhere(log_id)?.map(|p| p.root);
+            Some(replay_from(&reply, log_id, pin, quiet)?)
         }
         _ => None,
     };
@@ -1219,12 +1254,7 @@ async fn check(
             problem.message.clone(),
         )));
     }
-    if !quiet && let Some(replay) = &checker.replay {
-        eprintln!(
-            "Replayed the trust history and {} released job(s) with the agents' rules.",
-            replay.replay.released
-        );
-    }
+    let replayed = checker.replay.as_ref().map(|r| r.replay.released);
     // Offline: the consistency proofs of the export must hold too (they
     // are what a verifier without the entries would check).
     if let Source::Offline { dir, .. } = source {
@@ -1259,6 +1289,7 @@ async fn check(
         summary,
         latest_note,
         partial,
+        replayed,
     }))
 }
 
@@ -1356,6 +1387,9 @@ fn read_ndjson(path: &Path) -> Result<Vec<Value>> {
     Ok(out)
 }
 
+/// The export's statements file (tenant logs).
+const STATEMENTS: &str = "statements.json";
+
 const README: &str = "\
 Bulwark transparency log export
 ===============================
@@ -1385,6 +1419,12 @@ entries.ndjson     One JSON object per line, in index order from 0:
                    stored apart from the leaf. When the hashes give a signed
                    head's root, an entry whose own hash differs was changed:
                    verify names it.
+statements.json    A tenant log's trust statements and job envelopes:
+                   {\"trust\": [{\"kind\", \"version\", \"envelope\"}],
+                    \"jobs\": [{\"id\", \"envelope\"}]} (envelopes base64).
+                   verify replays the log's meaning with them: each
+                   published statement with the agents' rules from the
+                   pinned root, each released job against its policy.
 checkpoints.ndjson One JSON object per line, smallest size first:
                    {\"size\": N, \"note\": \"<signed checkpoint>\"}
                    note: the C2SP checkpoint (origin <key name>/<log id>,
@@ -1439,6 +1479,13 @@ async fn export(args: ExportArgs) -> Result<()> {
     };
     std::fs::write(args.out.join("log.vkey"), format!("{}\n", vkey.trim()))?;
     std::fs::write(args.out.join("README.txt"), README)?;
+    if log_id != bulwark_protocol::audit_leaf::MSP_LOG {
+        let statements = session.get(&format!("{base}/statements")).await?;
+        std::fs::write(
+            args.out.join(STATEMENTS),
+            serde_json::to_string(&statements)?,
+        )?;
+    }
 
     let mut file = create("checkpoints.ndjson")?;
     for (size, note) in &notes {

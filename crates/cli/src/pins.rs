@@ -138,6 +138,36 @@ pub(crate) fn pin_by_tenant_id(server: &str, tenant_id: &str) -> Result<Option<T
     Ok(None)
 }
 
+/// The pin of the tenant `tenant_id` under any server (an offline check
+/// knows the tenant, not the server's address).
+pub(crate) fn pin_by_tenant_id_anywhere(tenant_id: &str) -> Result<Option<TenantPin>> {
+    let dir = Credentials::dir()?.join("pins");
+    let servers = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for server in servers {
+        let path = server?.path();
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries {
+            let file = entry?.path();
+            if file.extension().is_some_and(|e| e == "pin") {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let pin =
+                    decode(&text).with_context(|| format!("{} is corrupt", file.display()))?;
+                if pin.tenant_id == tenant_id {
+                    return Ok(Some(pin));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 fn write_pin(server: &str, tenant: &str, pin: &TenantPin) -> Result<PathBuf> {
     let path = tenant_pin_path(server, tenant)?;
     if let Some(dir) = path.parent() {

@@ -150,7 +150,7 @@ async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
         ])
         .await?;
     ensure!(
-        out["ok"] == true && out["saved_head_checked"] == true,
+        out["ok"] == true && out["saved_head_checked"] == true && out["meaning_replayed"] == true,
         "{out}"
     );
     let log = out["log_id"].as_str().context("log id")?.to_owned();
@@ -186,6 +186,7 @@ async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
         "entries.ndjson",
         "checkpoints.ndjson",
         "proofs.ndjson",
+        "statements.json",
         "README.txt",
     ] {
         ensure!(export.join(file).exists(), "{file} missing");
@@ -207,7 +208,8 @@ async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
     ensure!(
         offline["ok"] == true
             && offline["size"].as_u64() > Some(size)
-            && offline["saved_head_checked"] == true,
+            && offline["saved_head_checked"] == true
+            && offline["meaning_replayed"] == true,
         "{offline}"
     );
 
