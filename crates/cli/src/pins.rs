@@ -116,52 +116,46 @@ pub(crate) fn tenant_pin(server: &str, tenant: &str) -> Result<Option<TenantPin>
 /// The pin of the tenant whose id is `tenant_id` on `server`, whatever
 /// name it was pinned under.
 pub(crate) fn pin_by_tenant_id(server: &str, tenant_id: &str) -> Result<Option<TenantPin>> {
-    let dir = Credentials::dir()?
-        .join("pins")
-        .join(server_file_name(server));
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for entry in entries {
-        let path = entry?.path();
+    find_in(
+        &Credentials::dir()?
+            .join("pins")
+            .join(server_file_name(server)),
+        tenant_id,
+    )
+}
+
+/// The pin of the tenant `tenant_id` under any server (an offline check
+/// knows the tenant, not the server's address).
+pub(crate) fn pin_by_tenant_id_anywhere(tenant_id: &str) -> Result<Option<TenantPin>> {
+    for server in read_dir_if_any(&Credentials::dir()?.join("pins"))? {
+        if let Some(pin) = find_in(&server, tenant_id)? {
+            return Ok(Some(pin));
+        }
+    }
+    Ok(None)
+}
+
+/// The entries of `dir`, none if it does not exist.
+fn read_dir_if_any(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| Ok(e?.path()))
+            .collect::<std::io::Result<_>>()
+            .with_context(|| format!("reading {}", dir.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", dir.display())),
+    }
+}
+
+/// The pin in `dir` (one server's pins) whose tenant id is `tenant_id`.
+fn find_in(dir: &std::path::Path, tenant_id: &str) -> Result<Option<TenantPin>> {
+    for path in read_dir_if_any(dir)? {
         if path.extension().is_some_and(|e| e == "pin") {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let pin = decode(&text).with_context(|| format!("{} is corrupt", path.display()))?;
             if pin.tenant_id == tenant_id {
                 return Ok(Some(pin));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// The pin of the tenant `tenant_id` under any server (an offline check
-/// knows the tenant, not the server's address).
-pub(crate) fn pin_by_tenant_id_anywhere(tenant_id: &str) -> Result<Option<TenantPin>> {
-    let dir = Credentials::dir()?.join("pins");
-    let servers = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    for server in servers {
-        let path = server?.path();
-        let Ok(entries) = std::fs::read_dir(&path) else {
-            continue;
-        };
-        for entry in entries {
-            let file = entry?.path();
-            if file.extension().is_some_and(|e| e == "pin") {
-                let text = std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?;
-                let pin =
-                    decode(&text).with_context(|| format!("{} is corrupt", file.display()))?;
-                if pin.tenant_id == tenant_id {
-                    return Ok(Some(pin));
-                }
             }
         }
     }

@@ -324,6 +324,28 @@ impl OperatorSetup {
         Ok(())
     }
 
+    /// Waits for the refusal of job `id` by `device` with `code`; checks the
+    /// script did not run.
+    pub async fn expect_refused(
+        &self,
+        id: &str,
+        device: &str,
+        code: &str,
+        marker: &Path,
+    ) -> Result<()> {
+        let target = self.wait_final(id, device).await?;
+        ensure!(
+            target["state"] == "refused" && target["refusal_code"] == code,
+            "expected job {id} refused with {code} on {device}, got {target}"
+        );
+        ensure!(
+            !marker.exists(),
+            "the refused job ran: {} exists",
+            marker.display()
+        );
+        Ok(())
+    }
+
     /// An extra agent in `demo` that the test stops and starts.
     pub async fn victim(&self) -> Result<ExtraAgent> {
         ExtraAgent::start(&self.api, &self.up.info.gateway_url, "demo").await

@@ -10,7 +10,6 @@
 //!
 //! Needs the `sqlite3` command-line tool for the tampering.
 
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
@@ -124,27 +123,6 @@ async fn release_as_owned_server(
     Ok(id)
 }
 
-/// Waits for `device`'s refusal of job `id` with `code`; the script did not run.
-async fn expect_refused(
-    s: &OperatorSetup,
-    id: &str,
-    device: &str,
-    code: &str,
-    marker: &Path,
-) -> Result<()> {
-    let target = s.wait_final(id, device).await?;
-    ensure!(
-        target["state"] == "refused" && target["refusal_code"] == code,
-        "expected job {id} refused with {code} on {device}, got {target}"
-    );
-    ensure!(
-        !marker.exists(),
-        "the refused job ran: {} exists",
-        marker.display()
-    );
-    Ok(())
-}
-
 /// `bulwark job run --no-wait` of the marker script `name` on `targets`.
 async fn submit_to(
     s: &OperatorSetup,
@@ -245,7 +223,8 @@ async fn a_relabelled_class_runs_nothing() -> Result<()> {
     victim.stop().await?;
     let id = release_as_owned_server(&s, &envelope, &script, &device).await?;
     victim.resume()?;
-    expect_refused(&s, &id, &device, "class_mismatch", &marker).await?;
+    s.expect_refused(&id, &device, "class_mismatch", &marker)
+        .await?;
     // The tree is sound (the owned server signed it), but an auditor who
     // replays it finds a job released that no one requested.
     let audit = s
@@ -310,7 +289,8 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
             && target_of(&view, &bravo.device_id).is_ok(),
         "the swapped name did not send the job to ws-bravo's device: {view}"
     );
-    expect_refused(&s, &id, &bravo.device_id, "target_mismatch", &marker).await?;
+    s.expect_refused(&id, &bravo.device_id, "target_mismatch", &marker)
+        .await?;
 
     // Names put back: the operator's job for ws-alpha runs on ws-alpha.
     s.sql(swap)?;
@@ -378,7 +358,8 @@ async fn a_job_naming_another_tenant_runs_nothing() -> Result<()> {
     // An operator meeting demo for the first time, during the attack.
     std::fs::remove_dir_all(s.config.join("pins"))?;
     let (id, _) = submit_to(&s, "demo", "ws-shared", "for-demo").await?;
-    expect_refused(&s, &id, &theirs.device_id, "wrong_tenant", &marker).await?;
+    s.expect_refused(&id, &theirs.device_id, "wrong_tenant", &marker)
+        .await?;
 
     s.sql(swap)?;
     std::fs::remove_dir_all(s.config.join("pins"))?;

@@ -7,7 +7,7 @@
 //!
 //! Needs the `sqlite3` command-line tool for the tampering.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -82,28 +82,6 @@ impl Setup {
             .await?;
         ensure!(page.status().is_success(), "GET {path}: {}", page.status());
         Ok(page.text().await?)
-    }
-
-    /// Waits for the refusal of job `id` by `device` with `code`; checks the
-    /// script did not run.
-    async fn expect_refused(
-        &self,
-        id: &str,
-        device: &str,
-        code: &str,
-        marker: &Path,
-    ) -> Result<()> {
-        let target = self.wait_final(id, device).await?;
-        ensure!(
-            target["state"] == "refused" && target["refusal_code"] == code,
-            "expected job {id} refused with {code} on {device}, got {target}"
-        );
-        ensure!(
-            !marker.exists(),
-            "the refused job ran: {} exists",
-            marker.display()
-        );
-        Ok(())
     }
 
     async fn alerts(&self) -> Result<Vec<String>> {

@@ -507,8 +507,6 @@ pub fn check_quorum(
 /// How far a job's signatures are from its quorum (for people, not for the agent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuorumProgress {
-    /// The class derived from the job's action.
-    pub class: ActionClass,
     /// Distinct valid signers authorised for the class.
     pub have: usize,
     /// How many the class needs for this many targets.
@@ -528,7 +526,6 @@ pub fn quorum_progress(
     let class = derive_class(job, policy).ok()?;
     let quorum = policy.quorum(class)?;
     Some(QuorumProgress {
-        class,
         have: signed.tally(policy.signers_for(class, None)).valid.len(),
         need: signers_needed(quorum, job, policy),
         customer_required: quorum.customer_required,
