@@ -526,12 +526,13 @@ fn accept_log_head(
     state_dir: &Path,
     tenant: &str,
     proof: &JobLogProof<'_>,
+    limits: &Limits,
 ) -> Result<Option<Checkpoint>, Refusal> {
     let Some(log_key) = &trust.log_key else {
         return Ok(None);
     };
     let held = trust.log_head.as_ref().map(|(_, head)| head);
-    let head = verify_log_head(log_key, tenant, held, proof)?;
+    let head = verify_log_head(log_key, tenant, held, proof, limits)?;
     if let Err(error) = trust.accept_log_head(state_dir, proof.checkpoint, head.clone()) {
         error!(%error, "Cannot store the log's tree head; refusing the job.");
         return Err(Refusal::Malformed(format!(
@@ -603,7 +604,7 @@ impl JobRunner {
         let Some(tenant) = trust.tenant().map(str::to_owned) else {
             return Err(Refusal::NoPolicy);
         };
-        let Some((_, policy)) = &trust.policy else {
+        let Some(policy) = trust.history.policy() else {
             return Err(Refusal::NoPolicy);
         };
         let proof = job.log.as_ref().map(job_log_proof);
@@ -618,7 +619,7 @@ impl JobRunner {
                 hostname: &hostname,
                 device_key: &self.device_key,
                 policy,
-                freeze: trust.freeze,
+                freeze: trust.history.freeze(),
             },
             LogContext {
                 key: trust.log_key.as_ref(),
@@ -829,8 +830,13 @@ impl JobsHandle {
         if let Some(wire) = &job.log {
             let mut trust = lock(&self.trust);
             if let Some(tenant) = trust.tenant().map(str::to_owned)
-                && let Err(refusal) =
-                    accept_log_head(&mut trust, &self.state_dir, &tenant, &job_log_proof(wire))
+                && let Err(refusal) = accept_log_head(
+                    &mut trust,
+                    &self.state_dir,
+                    &tenant,
+                    &job_log_proof(wire),
+                    &self.limits,
+                )
             {
                 warn!(code = refusal.code(), reason = %refusal, "The tree head of a job refused unread does not verify.");
             }
@@ -860,7 +866,7 @@ impl JobsHandle {
         }
         let refusals = outcomes
             .iter()
-            .filter_map(TrustOutcome::refused_message)
+            .filter_map(crate::trust::refusal_report)
             .collect();
         (refusals, trust.status())
     }

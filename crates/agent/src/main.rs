@@ -108,7 +108,7 @@ fn main() -> anyhow::Result<()> {
             println!("key:      {}", hex_encode(&key.verifying_key().to_bytes()));
             match TrustState::load(state_dir.path(), &bulwark_policy::Limits::default()) {
                 Ok(trust) => {
-                    println!("root pin: {}", fingerprint_text(&trust.pinned));
+                    println!("root pin: {}", fingerprint_text(trust.history.pinned()));
                     match (&trust.log_key, &trust.log_head) {
                         (None, _) => println!(
                             "log key:  none (enrolled before the transparency log: enrol again)"

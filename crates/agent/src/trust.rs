@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bulwark_policy::{
-    FreezeState, FreezeStatement, Limits, Policy, Refusal, Signed, TrustRoot, envelope::Statement,
+    FreezeState, FreezeStatement, Limits, Policy, Refusal, Signed, TrustHistory, TrustRoot,
+    envelope::Statement,
 };
 use bulwark_protocol::message::{Trust, TrustRefused, TrustStatus};
 use bulwark_translog::{Checkpoint, NoteVerifier, verify_note};
@@ -30,61 +31,25 @@ use tracing::{info, warn};
 
 use crate::files::{private_dir, read_optional, write_atomic};
 
-/// Which kind of trust statement an outcome is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrustKind {
-    Root,
-    Policy,
-    Freeze,
-}
+pub use bulwark_policy::{TrustKind, TrustOutcome};
 
-impl TrustKind {
-    /// The name used on the wire (`TrustRefused::kind`) and in logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrustKind::Root => "root",
-            TrustKind::Policy => "policy",
-            TrustKind::Freeze => "freeze",
-        }
-    }
-}
-
-/// What became of one statement of a `Trust` message. Statements the agent
-/// already holds produce no outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrustOutcome {
-    Accepted {
-        kind: TrustKind,
-        /// Root or policy version, or freeze sequence.
-        version: u64,
-    },
-    Refused {
-        kind: TrustKind,
-        /// What the statement claims (0 when it could not be read).
-        version: u64,
-        refusal: Refusal,
-    },
-}
-
-impl TrustOutcome {
-    /// The report a refusal becomes (`None` for an accepted statement).
-    pub fn refused_message(&self) -> Option<TrustRefused> {
-        match self {
-            TrustOutcome::Accepted { .. } => None,
-            TrustOutcome::Refused {
-                kind,
-                version,
-                refusal,
-            } => Some(TrustRefused {
-                kind: kind.as_str().to_owned(),
-                version: *version,
-                code: refusal.code().to_owned(),
-                reason: crate::connection::truncate(
-                    &refusal.to_string(),
-                    bulwark_protocol::Limits::default().max_long_text,
-                ),
-            }),
-        }
+/// The report a refused statement becomes (`None` for an accepted one).
+pub fn refusal_report(outcome: &TrustOutcome) -> Option<TrustRefused> {
+    match outcome {
+        TrustOutcome::Accepted { .. } => None,
+        TrustOutcome::Refused {
+            kind,
+            version,
+            refusal,
+        } => Some(TrustRefused {
+            kind: kind.as_str().to_owned(),
+            version: *version,
+            code: refusal.code().to_owned(),
+            reason: crate::connection::truncate(
+                &refusal.to_string(),
+                bulwark_protocol::Limits::default().max_long_text,
+            ),
+        }),
     }
 }
 
@@ -92,17 +57,9 @@ impl TrustOutcome {
 /// it was accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrustState {
-    /// Fingerprint of the tenant's first root, from the enrolment token.
-    pub pinned: [u8; 32],
-    /// The latest accepted root. Its `tenant` is the tenant id this agent
-    /// obeys: the agent learns it from the root it pinned.
-    pub root: Option<(Signed, TrustRoot)>,
-    /// The latest accepted policy.
-    pub policy: Option<(Signed, Policy)>,
-    /// The kill switch, as of `freeze_signed`.
-    pub freeze: FreezeState,
-    /// The freeze or unfreeze statement `freeze` comes from.
-    pub freeze_signed: Option<Signed>,
+    /// The root pinned at enrolment and the root, policy and freeze
+    /// statement accepted since: `bulwark_policy`'s one trust replay.
+    pub history: TrustHistory,
     /// The log key pinned at enrolment; `None` for an agent enrolled before
     /// the transparency log (it refuses every job: enrol it again).
     pub log_key: Option<NoteVerifier>,
@@ -136,11 +93,7 @@ impl TrustState {
     /// Nothing accepted yet, only the pin.
     pub fn new(pinned: [u8; 32]) -> Self {
         Self {
-            pinned,
-            root: None,
-            policy: None,
-            freeze: FreezeState::default(),
-            freeze_signed: None,
+            history: TrustHistory::new(pinned, None),
             log_key: None,
             log_head: None,
         }
@@ -215,6 +168,7 @@ impl TrustState {
             .and_then(|b| b.try_into().ok())
             .with_context(|| format!("{} is corrupt", pinned_path.display()))?;
         let mut state = Self::new(pinned);
+        let (mut held_root, mut policy, mut freeze) = (None, None, None);
 
         let read = |name: &str| -> anyhow::Result<Option<Vec<u8>>> {
             let path = file(state_dir, name);
@@ -236,19 +190,20 @@ impl TrustState {
                     .require(root.threshold())
                     .map_err(|e| corrupt(ROOT, &e))?;
             }
-            state.root = Some((signed, root));
+            held_root = Some((signed, root));
         }
-        let tenant = state.root.as_ref().map(|(_, r)| r.tenant.clone());
+        let tenant = held_root
+            .as_ref()
+            .map(|(_, r): &(Signed, TrustRoot)| r.tenant.clone());
         if let Some(bytes) = read(POLICY)? {
-            let (signed, policy) =
-                open::<Policy>(&bytes, limits).map_err(|e| corrupt(POLICY, &e))?;
-            if tenant.as_deref() != Some(policy.tenant.as_str()) {
+            let (signed, held) = open::<Policy>(&bytes, limits).map_err(|e| corrupt(POLICY, &e))?;
+            if tenant.as_deref() != Some(held.tenant.as_str()) {
                 return Err(corrupt(
                     POLICY,
                     &"it is not for the tenant of the held root",
                 ));
             }
-            state.policy = Some((signed, policy));
+            policy = Some((signed, held));
         }
         if let Some(bytes) = read(LOG_KEY)? {
             let text = String::from_utf8(bytes).map_err(|e| corrupt(LOG_KEY, &e))?;
@@ -261,25 +216,25 @@ impl TrustState {
                 .as_ref()
                 .ok_or_else(|| corrupt(LOG_HEAD, &"there is no log key to check it with"))?;
             let note = String::from_utf8(bytes).map_err(|e| corrupt(LOG_HEAD, &e))?;
-            let head = verify_note(&note, key, &bulwark_translog::Limits::default())
-                .map_err(|e| corrupt(LOG_HEAD, &e))?;
+            let head = verify_note(&note, key, limits).map_err(|e| corrupt(LOG_HEAD, &e))?;
             state.log_head = Some((note, head));
         }
         if let Some(bytes) = read(FREEZE)? {
-            let (signed, freeze) =
+            let (signed, held) =
                 open::<FreezeStatement>(&bytes, limits).map_err(|e| corrupt(FREEZE, &e))?;
-            if tenant.as_deref() != Some(freeze.tenant.as_str()) {
+            if tenant.as_deref() != Some(held.tenant.as_str()) {
                 return Err(corrupt(
                     FREEZE,
                     &"it is not for the tenant of the held root",
                 ));
             }
-            state.freeze = FreezeState {
-                sequence: freeze.sequence,
-                frozen: freeze.frozen,
+            let held = FreezeState {
+                sequence: held.sequence,
+                frozen: held.frozen,
             };
-            state.freeze_signed = Some(signed);
+            freeze = Some((signed, held));
         }
+        state.history = TrustHistory::resume(pinned, held_root, policy, freeze);
         Ok(state)
     }
 
@@ -288,13 +243,13 @@ impl TrustState {
     /// with a newer root, which is a state the agent could have been in.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         private_dir(&trust_dir(state_dir))?;
-        if let Some((signed, _)) = &self.root {
+        if let Some(signed) = self.history.root_signed() {
             write_atomic(&file(state_dir, ROOT), &signed.to_bytes(), 0o600)?;
         }
-        if let Some((signed, _)) = &self.policy {
+        if let Some(signed) = self.history.policy_signed() {
             write_atomic(&file(state_dir, POLICY), &signed.to_bytes(), 0o600)?;
         }
-        if let Some(signed) = &self.freeze_signed {
+        if let Some(signed) = self.history.freeze_signed() {
             write_atomic(&file(state_dir, FREEZE), &signed.to_bytes(), 0o600)?;
         }
         Ok(())
@@ -302,16 +257,16 @@ impl TrustState {
 
     /// The tenant id this agent obeys (its root's), once it holds a root.
     pub fn tenant(&self) -> Option<&str> {
-        self.root.as_ref().map(|(_, r)| r.tenant.as_str())
+        self.history.tenant()
     }
 
     /// What the agent holds, as reported to the server.
     pub fn status(&self) -> TrustStatus {
         TrustStatus {
-            root_version: self.root.as_ref().map(|(_, r)| r.version),
-            policy_version: self.policy.as_ref().map(|(_, p)| p.version),
-            freeze_sequence: self.freeze.sequence,
-            frozen: self.freeze.frozen,
+            root_version: self.history.root().map(|r| r.version),
+            policy_version: self.history.policy().map(|p| p.version),
+            freeze_sequence: self.history.freeze().sequence,
+            frozen: self.history.freeze().frozen,
         }
     }
 
@@ -323,12 +278,48 @@ impl TrustState {
     /// after an `Accepted` outcome.
     pub fn apply(&mut self, update: &Trust, now: u64, limits: &Limits) -> Vec<TrustOutcome> {
         let mut outcomes = Vec::new();
-        self.apply_roots(update, limits, &mut outcomes);
+        let mut offer = |kind: TrustKind, bytes: &[u8], outcomes: &mut Vec<TrustOutcome>| {
+            let signed = match Signed::from_bytes(bytes, limits) {
+                Ok(signed) => signed,
+                Err(refusal) => {
+                    outcomes.push(TrustOutcome::Refused {
+                        kind,
+                        version: 0,
+                        refusal,
+                    });
+                    return false;
+                }
+            };
+            if self.history.holds(kind, &signed, limits) {
+                return true;
+            }
+            if kind != TrustKind::Root && self.history.root().is_none() {
+                warn!(
+                    kind = kind.as_str(),
+                    "A statement arrived before any trust root was accepted; ignored."
+                );
+                return false;
+            }
+            let outcome = match kind {
+                TrustKind::Root => self.history.apply_root(&signed, limits),
+                TrustKind::Policy => self.history.apply_policy(&signed, Some(now), limits),
+                TrustKind::Freeze => self.history.apply_freeze(&signed, limits),
+            };
+            let ok = outcome.refusal().is_none();
+            outcomes.push(outcome);
+            ok
+        };
+        // Later roots chain from earlier ones: stop at the first refusal.
+        for bytes in &update.roots {
+            if !offer(TrustKind::Root, bytes, &mut outcomes) {
+                break;
+            }
+        }
         if let Some(bytes) = &update.policy {
-            self.apply_policy(bytes, now, limits, &mut outcomes);
+            offer(TrustKind::Policy, bytes, &mut outcomes);
         }
         if let Some(bytes) = &update.freeze {
-            self.apply_freeze(bytes, limits, &mut outcomes);
+            offer(TrustKind::Freeze, bytes, &mut outcomes);
         }
         for outcome in &outcomes {
             match outcome {
@@ -349,141 +340,5 @@ impl TrustState {
             }
         }
         outcomes
-    }
-
-    fn apply_roots(&mut self, update: &Trust, limits: &Limits, out: &mut Vec<TrustOutcome>) {
-        for bytes in &update.roots {
-            let refuse = |version, refusal| TrustOutcome::Refused {
-                kind: TrustKind::Root,
-                version,
-                refusal,
-            };
-            let (signed, offered) = match open::<TrustRoot>(bytes, limits) {
-                Ok(opened) => opened,
-                Err(refusal) => {
-                    out.push(refuse(0, refusal));
-                    return;
-                }
-            };
-            let verified = match &self.root {
-                // The first root: the one whose fingerprint the enrolment
-                // token carried. Its tenant is, by definition, this agent's.
-                None => TrustRoot::verify_pinned(&signed, &self.pinned, &offered.tenant, limits),
-                Some((held_signed, held)) => {
-                    // Versions already held (the server sends the whole chain).
-                    if offered.version < held.version
-                        || (offered.version == held.version
-                            && signed.payload == held_signed.payload)
-                    {
-                        continue;
-                    }
-                    held.verify_rotation(&signed, limits)
-                }
-            };
-            match verified {
-                // A policy and a freeze statement signed under the old root
-                // stay in force until newer ones arrive, as in TUF: rotating
-                // the root does not by itself withdraw what the old root
-                // signed (a freeze in particular must survive a rotation).
-                Ok(root) => {
-                    out.push(TrustOutcome::Accepted {
-                        kind: TrustKind::Root,
-                        version: root.version,
-                    });
-                    self.root = Some((signed, root));
-                }
-                // Later roots chain from this one: stop at the first refusal.
-                Err(refusal) => {
-                    out.push(refuse(offered.version, refusal));
-                    return;
-                }
-            }
-        }
-    }
-
-    fn apply_policy(
-        &mut self,
-        bytes: &[u8],
-        now: u64,
-        limits: &Limits,
-        out: &mut Vec<TrustOutcome>,
-    ) {
-        let Some((_, root)) = &self.root else {
-            warn!("A policy arrived before any trust root was accepted; ignored.");
-            return;
-        };
-        let (signed, offered) = match open::<Policy>(bytes, limits) {
-            Ok(opened) => opened,
-            Err(refusal) => {
-                out.push(TrustOutcome::Refused {
-                    kind: TrustKind::Policy,
-                    version: 0,
-                    refusal,
-                });
-                return;
-            }
-        };
-        // The very statement held (perhaps with other signatures): nothing new.
-        if let Some((held, _)) = &self.policy
-            && held.payload == signed.payload
-        {
-            return;
-        }
-        let current = self.policy.as_ref().map(|(_, p)| p);
-        match Policy::verify_update(root, current, &signed, now, limits) {
-            Ok(policy) => {
-                out.push(TrustOutcome::Accepted {
-                    kind: TrustKind::Policy,
-                    version: policy.version,
-                });
-                self.policy = Some((signed, policy));
-            }
-            Err(refusal) => out.push(TrustOutcome::Refused {
-                kind: TrustKind::Policy,
-                version: offered.version,
-                refusal,
-            }),
-        }
-    }
-
-    fn apply_freeze(&mut self, bytes: &[u8], limits: &Limits, out: &mut Vec<TrustOutcome>) {
-        let Some((_, root)) = &self.root else {
-            warn!("A freeze statement arrived before any trust root was accepted; ignored.");
-            return;
-        };
-        let (signed, offered) = match open::<FreezeStatement>(bytes, limits) {
-            Ok(opened) => opened,
-            Err(refusal) => {
-                out.push(TrustOutcome::Refused {
-                    kind: TrustKind::Freeze,
-                    version: 0,
-                    refusal,
-                });
-                return;
-            }
-        };
-        // The statement held (same sequence, same content): nothing new. A
-        // different statement with the same sequence is refused by
-        // `FreezeState::apply` (sequences only move forward).
-        if let Some(held) = &self.freeze_signed
-            && held.payload == signed.payload
-        {
-            return;
-        }
-        match self.freeze.apply(root, &signed, limits) {
-            Ok(state) => {
-                out.push(TrustOutcome::Accepted {
-                    kind: TrustKind::Freeze,
-                    version: state.sequence,
-                });
-                self.freeze = state;
-                self.freeze_signed = Some(signed);
-            }
-            Err(refusal) => out.push(TrustOutcome::Refused {
-                kind: TrustKind::Freeze,
-                version: offered.sequence,
-                refusal,
-            }),
-        }
     }
 }

@@ -38,7 +38,7 @@ fn the_pinned_root_is_accepted_and_no_other() {
         state.apply(&trust(&[&forged], None, None), now(), &l),
         vec![refused(TrustKind::Root, 1, Refusal::NotPinnedRoot)]
     );
-    assert_eq!(state.root, None);
+    assert_eq!(state.history.root(), None);
     assert_eq!(state.tenant(), None);
 
     // The pinned root, but not signed by its own threshold.
@@ -51,7 +51,7 @@ fn the_pinned_root_is_accepted_and_no_other() {
     // Without a root, a policy cannot be checked: it is ignored.
     let p = signed(&policy(&k, 1), &[&k.root_a, &k.root_b]);
     assert_eq!(state.apply(&trust(&[], Some(&p), None), now(), &l), vec![]);
-    assert_eq!(state.policy, None);
+    assert_eq!(state.history.policy(), None);
 
     // The real one; the agent learns its tenant id from it.
     assert_eq!(
@@ -175,7 +175,7 @@ fn an_older_policy_is_a_rollback() {
     assert_eq!(state.status().policy_version, Some(2));
 
     // Refusals become reports with the stable code.
-    let report = refused(
+    let report = bulwark_agent::trust::refusal_report(&refused(
         TrustKind::Policy,
         1,
         Refusal::Rollback {
@@ -183,8 +183,7 @@ fn an_older_policy_is_a_rollback() {
             accepted: 2,
             offered: 1,
         },
-    )
-    .refused_message()
+    ))
     .expect("a refusal");
     assert_eq!(report.kind, "policy");
     assert_eq!(report.code, "rollback");

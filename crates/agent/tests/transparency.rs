@@ -20,7 +20,7 @@ const SCRIPT: &[u8] = b"touch ../../ran\n";
 /// An agent whose pins are on disk too (so that it can be loaded again).
 fn runner(state_dir: &Path, state: TrustState) -> JobRunner {
     if let Some(key) = &state.log_key {
-        TrustState::pin(state_dir, &state.pinned).expect("pin");
+        TrustState::pin(state_dir, state.history.pinned()).expect("pin");
         TrustState::pin_log_key(state_dir, &key.to_vkey()).expect("pin log key");
     }
     JobRunner::open(

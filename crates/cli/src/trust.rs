@@ -18,7 +18,8 @@ use bulwark_policy::policy::ScriptHash;
 use bulwark_policy::root::root_fingerprint;
 use bulwark_policy::{
     ActionClass, FreezeState, FreezeStatement, Holder, Limits, MaintenanceWindow, OperatorKey,
-    Policy, PublicKey, Quorum, Refusal, RootKey, Signed, TrustRoot, chain,
+    Policy, PublicKey, Quorum, Refusal, RootKey, Signed, TrustHistory, TrustKind, TrustOutcome,
+    TrustRoot,
 };
 use bulwark_protocol::token::fingerprint_text;
 use ed25519_dalek::SigningKey;
@@ -742,9 +743,19 @@ fn verify_trust(reply: &TrustReply) -> Result<Trust> {
         .enumerate()
         .map(|(i, r)| decode_envelope(r, &format!("root {}", i + 1)))
         .collect::<Result<Vec<_>>>()?;
-    let Some(pinned) = chain::pinned_fingerprint(&roots) else {
+    let policy = reply
+        .policy
+        .as_deref()
+        .map(|text| decode_envelope(text, "policy"))
+        .transpose()?;
+    let freeze = reply
+        .freeze
+        .as_deref()
+        .map(|text| decode_envelope(text, "freeze statement"))
+        .transpose()?;
+    let Some(pinned) = roots.first().map(root_fingerprint) else {
         ensure!(
-            reply.policy.is_none() && reply.freeze.is_none(),
+            policy.is_none() && freeze.is_none(),
             "the server has a policy or freeze for this tenant but no trust root"
         );
         return Ok(Trust {
@@ -762,39 +773,40 @@ fn verify_trust(reply: &TrustReply) -> Result<Trust> {
             hex::encode(pinned)
         );
     }
-    let root = chain::verify_root_chain(&roots, &pinned, &reply.tenant_id, &limits)
-        .map_err(refused("the tenant's trust root"))?;
-    let policy = match &reply.policy {
-        None => None,
-        Some(text) => {
-            let signed = decode_envelope(text, "policy")?;
-            // Verified without the clock first: an expired policy is still
-            // shown (and replaced), flagged as expired.
-            let policy = chain::stored_policy(&root, &signed, &limits)
-                .map_err(refused("the tenant's policy"))?;
-            Some(policy)
+    // The agents' replay. An expired policy is still shown (and replaced),
+    // flagged as expired; a freeze that does not verify is shown as such.
+    let (history, refusals) = TrustHistory::replay(
+        &reply.tenant_id,
+        Some(pinned),
+        &roots,
+        policy.as_ref(),
+        freeze.as_ref(),
+        &limits,
+    );
+    for outcome in &refusals {
+        if let TrustOutcome::Refused { kind, refusal, .. } = outcome {
+            match kind {
+                TrustKind::Root => return Err(refused("the tenant's trust root")(refusal.clone())),
+                TrustKind::Policy => return Err(refused("the tenant's policy")(refusal.clone())),
+                TrustKind::Freeze => {}
+            }
         }
-    };
-    let freeze = match &reply.freeze {
+    }
+    let freeze = match freeze {
         None => None,
-        Some(text) => {
-            let signed = decode_envelope(text, "freeze statement")?;
-            let statement: FreezeStatement = signed
+        Some(signed) => Some(FreezeView {
+            statement: signed
                 .statement(&limits)
-                .map_err(refused("the tenant's freeze statement"))?;
-            let verified = chain::freeze_state(&root, Some(&signed), &limits).is_ok();
-            Some(FreezeView {
-                statement,
-                signed,
-                verified,
-            })
-        }
+                .map_err(refused("the tenant's freeze statement"))?,
+            verified: history.freeze_signed().is_some(),
+            signed,
+        }),
     };
     Ok(Trust {
         tenant_id: reply.tenant_id.clone(),
         fingerprint: Some(pinned),
-        root: Some(root),
-        policy,
+        root: history.root().cloned(),
+        policy: history.policy().cloned(),
         freeze,
     })
 }
@@ -1749,7 +1761,11 @@ fn sign_rotation_with(
     };
 
     let freeze = match freeze {
-        Some(view) if chain::freeze_state(next, Some(&view.signed), &limits).is_err() => {
+        Some(view)
+            if FreezeState::default()
+                .apply(next, &view.signed, &limits)
+                .is_err() =>
+        {
             let held = FreezeState {
                 sequence: view.statement.sequence,
                 frozen: view.statement.frozen,
@@ -3102,7 +3118,9 @@ mod tests {
         assert_eq!((statement.sequence, statement.frozen), (2, false));
         // What `policy show` makes of it.
         assert_eq!(
-            chain::freeze_state(&root, Some(&signed), &Limits::default()).map(|s| s.sequence),
+            FreezeState::default()
+                .apply(&root, &signed, &Limits::default())
+                .map(|s| s.sequence),
             Ok(2)
         );
     }
@@ -3418,13 +3436,16 @@ mod tests {
         )
         .expect("rotation");
         // An agent's view: the chain from the pinned root, then the policy and freeze.
-        let root = chain::verify_root_chain(
-            &[g.root.clone(), rotation.root.clone()],
-            &g.fingerprint,
+        let (history, refused) = TrustHistory::replay(
             "tenant-id",
+            Some(g.fingerprint),
+            &[g.root.clone(), rotation.root.clone()],
+            None,
+            None,
             &limits,
-        )
-        .expect("chain");
+        );
+        assert_eq!(refused, vec![]);
+        let root = history.root().expect("chain").clone();
         assert_eq!(root, next);
         let (resigned, signed) = rotation.policy.expect("policy re-signed");
         assert_eq!(resigned.version, 2);
@@ -3446,7 +3467,7 @@ mod tests {
         let (statement, freeze) = rotation.freeze.expect("freeze re-signed");
         assert_eq!((statement.sequence, statement.frozen), (2, true));
         assert_eq!(
-            chain::freeze_state(&root, Some(&freeze), &limits),
+            FreezeState::default().apply(&root, &freeze, &limits),
             Ok(FreezeState {
                 sequence: 2,
                 frozen: true

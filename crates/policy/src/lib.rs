@@ -26,9 +26,9 @@
 //! DSSE payload type (see `bulwark_protocol::envelope`). Verification reads
 //! like the spec: each step is numbered in the code.
 
-pub mod chain;
 pub mod envelope;
 pub mod freeze;
+pub mod history;
 pub mod job;
 pub mod keys;
 pub mod limits;
@@ -38,8 +38,10 @@ pub mod replay;
 pub mod root;
 pub mod webauthn;
 
+pub use bulwark_protocol::message::TrustKind;
 pub use envelope::{SignatureEntry, Signed, approval_challenge};
 pub use freeze::{FreezeState, FreezeStatement};
+pub use history::{TrustHistory, TrustOutcome};
 pub use job::{
     AgentContext, AgentSetting, Interpreter, JobAction, JobHistory, JobStatement, JobTarget,
     QuorumProgress, VerifiedJob, check_quorum, derive_class, device_key_fingerprint,
@@ -128,6 +130,8 @@ pub enum Refusal {
     RootThresholdNotMet,
     #[error("the trust root is not the one pinned at enrolment")]
     NotPinnedRoot,
+    #[error("no trust root is in force yet")]
+    NoRoot,
     #[error("the agent holds no policy for its tenant yet")]
     NoPolicy,
     /// Step 13: the job came without a proof that it is in the log, or the
@@ -180,6 +184,7 @@ impl Refusal {
             Refusal::PolicyExpired => "policy_expired",
             Refusal::RootThresholdNotMet => "root_threshold_not_met",
             Refusal::NotPinnedRoot => "not_pinned_root",
+            Refusal::NoRoot => "no_root",
             Refusal::NoPolicy => "no_policy",
             Refusal::LogProofMissing => "log_proof_missing",
             Refusal::LogHeadUnsigned(_) => "log_head_unsigned",

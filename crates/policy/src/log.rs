@@ -19,6 +19,7 @@ use bulwark_translog::{
 
 use crate::Refusal;
 use crate::envelope::Signed;
+use crate::limits::Limits;
 
 /// The origin line of a log's checkpoints: the log key's name, then the
 /// log id (a tenant id, or `msp`).
@@ -52,10 +53,10 @@ pub fn verify_log_head(
     tenant: &str,
     held: Option<&Checkpoint>,
     proof: &JobLogProof<'_>,
+    limits: &Limits,
 ) -> Result<Checkpoint, Refusal> {
-    let limits = bulwark_translog::Limits::default();
     // 13a. Signed by the log key pinned at enrolment.
-    let head = verify_note(proof.checkpoint, log_key, &limits)
+    let head = verify_note(proof.checkpoint, log_key, limits)
         .map_err(|e| Refusal::LogHeadUnsigned(e.to_string()))?;
     // 13b. This tenant's log, not another tenant's or the MSP's.
     let origin = log_origin(log_key.name(), tenant);
@@ -75,7 +76,7 @@ pub fn verify_log_head(
                 held.size()
             )));
         }
-        let hashes = parse_concatenated_proof(proof.consistency, &limits)
+        let hashes = parse_concatenated_proof(proof.consistency, limits)
             .map_err(|e| Refusal::LogInconsistent(e.to_string()))?;
         check_extension(held, &head, &hashes)
             .map_err(|e: ExtensionError| Refusal::LogInconsistent(e.to_string()))?;
@@ -92,10 +93,10 @@ pub fn verify_job_entry(
     job_id: &[u8; 16],
     signed: &Signed,
     proof: &JobLogProof<'_>,
+    limits: &Limits,
 ) -> Result<(), Refusal> {
-    let limits = bulwark_translog::Limits::default();
     // 13d. The entry is in the tree the head commits to.
-    let hashes = parse_concatenated_proof(proof.inclusion, &limits)
+    let hashes = parse_concatenated_proof(proof.inclusion, limits)
         .map_err(|e| Refusal::NotInLog(e.to_string()))?;
     verify_inclusion(
         &leaf_hash(proof.leaf),
@@ -155,21 +156,23 @@ pub fn decide_job(
     log: LogContext<'_>,
     history: &impl crate::job::JobHistory,
     now: u64,
-    limits: &crate::Limits,
+    limits: &Limits,
 ) -> JobDecision {
     // 13a–c first: a tree head signed by the pinned key, extending the held
     // one. A job without a proof goes through 1–12 first, so a forged job
     // is reported for what is wrong with it.
     let head = match (proof, log.key) {
-        (Some(proof), Some(key)) => match verify_log_head(key, agent.tenant, log.held, proof) {
-            Ok(head) => Some(head),
-            Err(refusal) => {
-                return JobDecision {
-                    verdict: Err(refusal),
-                    new_head: None,
-                };
+        (Some(proof), Some(key)) => {
+            match verify_log_head(key, agent.tenant, log.held, proof, limits) {
+                Ok(head) => Some(head),
+                Err(refusal) => {
+                    return JobDecision {
+                        verdict: Err(refusal),
+                        new_head: None,
+                    };
+                }
             }
-        },
+        }
         _ => None,
     };
     let new_head = head
@@ -187,6 +190,7 @@ pub fn decide_job(
                 &verified.statement.job_id,
                 signed,
                 proof,
+                limits,
             )?;
             Ok(verified)
         });

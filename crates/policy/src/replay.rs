@@ -15,13 +15,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bulwark_protocol::audit_leaf::{AuditLeaf, JOB_RELEASED, job_released_detail};
+use bulwark_protocol::message::TrustKind;
 
 use crate::envelope::Signed;
-use crate::freeze::FreezeState;
+use crate::history::TrustHistory;
 use crate::job::{JobStatement, check_quorum};
 use crate::limits::Limits;
-use crate::policy::Policy;
-use crate::root::TrustRoot;
 
 /// The statements a replay may need, as the caller obtained them.
 #[derive(Debug, Default, Clone)]
@@ -46,10 +45,7 @@ pub struct ReplayProblem {
 #[derive(Debug)]
 pub struct TrustReplay {
     tenant: String,
-    pinned: [u8; 32],
-    root: Option<TrustRoot>,
-    policy: Option<Policy>,
-    freeze: FreezeState,
+    history: TrustHistory,
     requested: HashSet<String>,
     /// Jobs released, for the summary.
     pub released: u64,
@@ -66,10 +62,7 @@ impl TrustReplay {
     pub fn new(tenant: &str, pinned: [u8; 32]) -> Self {
         Self {
             tenant: tenant.to_owned(),
-            pinned,
-            root: None,
-            policy: None,
-            freeze: FreezeState::default(),
+            history: TrustHistory::new(pinned, Some(tenant)),
             requested: HashSet::new(),
             released: 0,
         }
@@ -91,66 +84,38 @@ impl TrustReplay {
         };
         let now = u64::try_from(leaf.at / 1000).unwrap_or(0);
         match leaf.action.as_str() {
-            "trust.root_published" => {
+            "trust.root_published"
+            | "trust.policy_published"
+            | "trust.frozen"
+            | "trust.unfrozen" => {
                 let version = named_version(&leaf.target)
                     .ok_or_else(|| problem("trust_unreadable", "names no version".into()))?;
-                let signed = statements.roots.get(&version).ok_or_else(|| {
+                let (kind, held) = match leaf.action.as_str() {
+                    "trust.root_published" => (TrustKind::Root, &statements.roots),
+                    "trust.policy_published" => (TrustKind::Policy, &statements.policies),
+                    _ => (TrustKind::Freeze, &statements.freezes),
+                };
+                let signed = held.get(&version).ok_or_else(|| {
                     problem(
                         "statement_missing",
-                        format!("root v{version} is not among the statements"),
+                        format!("{} {version} is not among the statements", kind.as_str()),
                     )
                 })?;
-                let root = match &self.root {
-                    None => TrustRoot::verify_pinned(signed, &self.pinned, &self.tenant, &limits)
-                        .and_then(|r| {
-                            if r.version == 1 {
-                                Ok(r)
-                            } else {
-                                Err(crate::Refusal::Malformed(
-                                    "the first root must be version 1".into(),
-                                ))
-                            }
-                        }),
-                    Some(current) => current.verify_rotation(signed, &limits),
+                let outcome = match kind {
+                    TrustKind::Root => self.history.apply_root(signed, &limits),
+                    TrustKind::Policy => self.history.apply_policy(signed, Some(now), &limits),
+                    TrustKind::Freeze => self.history.apply_freeze(signed, &limits),
+                };
+                if let Some(e) = outcome.refusal() {
+                    return Err(problem(
+                        match kind {
+                            TrustKind::Root => "root_refused",
+                            TrustKind::Policy => "policy_refused",
+                            TrustKind::Freeze => "freeze_refused",
+                        },
+                        format!("{e} ({})", e.code()),
+                    ));
                 }
-                .map_err(|e| problem("root_refused", format!("{e} ({})", e.code())))?;
-                self.root = Some(root);
-            }
-            "trust.policy_published" => {
-                let version = named_version(&leaf.target)
-                    .ok_or_else(|| problem("trust_unreadable", "names no version".into()))?;
-                let root = self
-                    .root
-                    .as_ref()
-                    .ok_or_else(|| problem("policy_refused", "a policy before any root".into()))?;
-                let signed = statements.policies.get(&version).ok_or_else(|| {
-                    problem(
-                        "statement_missing",
-                        format!("policy v{version} is not among the statements"),
-                    )
-                })?;
-                let policy =
-                    Policy::verify_update(root, self.policy.as_ref(), signed, now, &limits)
-                        .map_err(|e| problem("policy_refused", format!("{e} ({})", e.code())))?;
-                self.policy = Some(policy);
-            }
-            "trust.frozen" | "trust.unfrozen" => {
-                let sequence = named_version(&leaf.target)
-                    .ok_or_else(|| problem("trust_unreadable", "names no sequence".into()))?;
-                let root = self
-                    .root
-                    .as_ref()
-                    .ok_or_else(|| problem("freeze_refused", "a freeze before any root".into()))?;
-                let signed = statements.freezes.get(&sequence).ok_or_else(|| {
-                    problem(
-                        "statement_missing",
-                        format!("freeze statement {sequence} is not among the statements"),
-                    )
-                })?;
-                self.freeze = self
-                    .freeze
-                    .apply(root, signed, &limits)
-                    .map_err(|e| problem("freeze_refused", format!("{e} ({})", e.code())))?;
             }
             "job.requested" => {
                 self.requested.insert(leaf.target.clone());
@@ -186,8 +151,8 @@ impl TrustReplay {
                 // A release while the tenant is frozen is not a forgery: the
                 // server releases, every agent refuses (step 1).
                 let policy = self
-                    .policy
-                    .as_ref()
+                    .history
+                    .policy()
                     .ok_or_else(|| problem("job_refused", "released before any policy".into()))?;
                 check_quorum(signed, &job, policy, now).map_err(|e| {
                     problem(

@@ -13,7 +13,7 @@ use bulwark_policy::policy::{
     ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum, ScriptHash,
 };
 use bulwark_policy::root::{Holder, RootKey, TrustRoot, root_fingerprint};
-use bulwark_policy::{Limits, PublicKey, Refusal, Signed};
+use bulwark_policy::{Limits, PublicKey, Refusal, Signed, TrustHistory, TrustKind, TrustOutcome};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
@@ -1094,7 +1094,7 @@ fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
         log: Some(LogProof {
             leaf: vec![7; wire.max_log_leaf_bytes],
             index: u64::MAX,
-            checkpoint: "a".repeat(wire.max_log_note_bytes),
+            checkpoint: "a".repeat(wire.max_note_bytes),
             inclusion: vec![1; 64 * 32],
             consistency_from: u64::MAX,
             consistency: vec![2; 64 * 32],
@@ -1113,25 +1113,54 @@ fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
     );
 }
 
-/// The server and the CLI read a stored policy with the agent's own rules:
-/// a policy signed by this root's threshold for another tenant is refused
-/// (the server's own replay once skipped that check).
+/// The server and the CLI replay a stored history with the agent's own
+/// rules: a policy signed by this root's threshold for another tenant is
+/// refused (the server's own replay once skipped that check), and so is a
+/// first root for another tenant than the one asked for.
 #[test]
-fn a_stored_policy_for_another_tenant_is_refused() {
+fn a_stored_history_for_another_tenant_is_refused() {
     let k = keys();
-    let r = root(&k);
     let limits = Limits::default();
+    let first = signed(&root(&k), &[&k.root_a, &k.root_b]);
     let ours = signed(&policy(&k, 1), &[&k.root_a, &k.root_b]);
-    assert!(bulwark_policy::chain::stored_policy(&r, &ours, &limits).is_ok());
+    let (history, refused) = TrustHistory::replay(
+        "acme",
+        None,
+        std::slice::from_ref(&first),
+        Some(&ours),
+        None,
+        &limits,
+    );
+    assert_eq!(refused, vec![]);
+    assert_eq!(history.policy().map(|p| p.version), Some(1));
     let theirs = Policy {
         tenant: "globex".into(),
         ..policy(&k, 1)
     };
     let theirs = signed(&theirs, &[&k.root_a, &k.root_b]);
-    assert_eq!(
-        bulwark_policy::chain::stored_policy(&r, &theirs, &limits),
-        Err(Refusal::WrongTenant)
+    let (history, refused) = TrustHistory::replay(
+        "acme",
+        None,
+        std::slice::from_ref(&first),
+        Some(&theirs),
+        None,
+        &limits,
     );
+    assert_eq!(history.policy(), None);
+    assert_eq!(
+        refused,
+        vec![TrustOutcome::Refused {
+            kind: TrustKind::Policy,
+            version: 1,
+            refusal: Refusal::WrongTenant
+        }]
+    );
+    let (history, refused) =
+        TrustHistory::replay("globex", None, &[first], Some(&ours), None, &limits);
+    assert_eq!(history.root(), None);
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0].refusal(), Some(&Refusal::WrongTenant));
+    assert_eq!(refused[1].refusal(), Some(&Refusal::NoRoot));
 }
 
 /// What an auditor replays (issue 12): each trust statement the log says

@@ -1,6 +1,7 @@
-//! Every size and count cap of the protocol, in one struct with documented
-//! defaults, so that an audit can check them in one place and so that no
-//! decoder can be made to hold unbounded data.
+//! Every size and count cap of the trust path, in one struct with documented
+//! defaults: frames (this crate), signed statements (`bulwark_policy`) and
+//! the transparency log (`bulwark_translog`), so that an audit can check
+//! them in one place and no decoder can be made to hold unbounded data.
 
 /// Size caps of signed statements. Their rules live in `bulwark_policy`;
 /// their sizes live here, so that the envelope a server accepts, the
@@ -29,12 +30,14 @@ pub mod statement {
     }
 }
 
-/// Caps applied to every frame before and after decoding.
+/// Every cap, with its default. Tough's `Limits` is the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    // ---- frames (checked before and after decoding) ----
     /// Largest frame (one WebSocket message) accepted, in bytes. Default 1 MiB.
     pub max_frame_bytes: usize,
-    /// Longest short text field (names, versions, addresses), in bytes. Default 256.
+    /// Longest short text field (names, versions, addresses, tenant and
+    /// device ids in statements), in bytes. Default 256.
     pub max_text: usize,
     /// Longest free-text field (messages, OS descriptions), in bytes. Default 4096.
     pub max_long_text: usize,
@@ -46,12 +49,6 @@ pub struct Limits {
     pub max_addresses: usize,
     /// Most logged-in user sessions in one inventory. Default 1024.
     pub max_users: usize,
-    /// Largest signed envelope (a trust root, policy, freeze or job
-    /// statement with its signatures), in bytes: the cap
-    /// `bulwark_policy::Signed::from_bytes` applies,
-    /// [`statement::envelope_cap`] of a 256 KiB payload and 32 signatures
-    /// each as large as a passkey assertion may be. Default 433,664.
-    pub max_envelope_bytes: usize,
     /// Largest job script body, in bytes. Default 256 KiB.
     pub max_script_bytes: usize,
     /// Most root envelopes in one `Trust` message. Default 64.
@@ -61,8 +58,47 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Longest transparency-log leaf carried with a job.
     pub max_log_leaf_bytes: usize,
-    /// Longest signed tree head (C2SP checkpoint note) carried with a job.
-    pub max_log_note_bytes: usize,
+
+    // ---- signed statements (bulwark_policy) ----
+    /// Largest signed envelope (a trust root, policy, freeze or job
+    /// statement with its signatures), in bytes: [`statement::envelope_cap`]
+    /// of the largest payload with the most signatures, each as large as a
+    /// passkey assertion may be. Default 433,664. Frames carrying envelopes
+    /// are checked against it, so what a server accepts an agent decodes.
+    pub max_envelope_bytes: usize,
+    /// Largest statement payload, in bytes. Default 256 KiB.
+    pub max_payload_bytes: usize,
+    /// Most signatures on one envelope. Default 32.
+    pub max_signatures: usize,
+    /// Most keys in a trust root. Default 32.
+    pub max_root_keys: usize,
+    /// Most operator keys in a policy. Default 1024.
+    pub max_operator_keys: usize,
+    /// Most targets of one job (and packages of one patch job). Default 10 000.
+    pub max_targets: usize,
+    /// Most script hashes on the allow-list. Default 10 000.
+    pub max_allowed_scripts: usize,
+    /// Most maintenance windows. Default 64.
+    pub max_windows: usize,
+    /// Longest a job may stay valid, in seconds. Default 7 days.
+    pub max_job_validity_secs: u64,
+
+    // ---- the transparency log (bulwark_translog) ----
+    /// Largest signed note (checkpoint) accepted, in bytes, alone or
+    /// carried with a job. Default 16 KiB: a checkpoint body is ~100 bytes
+    /// and each signature line ~100 more, room for a hundred cosignatures.
+    pub max_note_bytes: usize,
+    /// Most lines in a note, text and signature lines together. Default 128.
+    pub max_note_lines: usize,
+    /// Most signature lines in a note. Default 32 (the signed-note spec asks
+    /// verifiers to accept at least 16).
+    pub max_note_signatures: usize,
+    /// Longest checkpoint origin (and key name), in bytes. Default 256.
+    pub max_origin_bytes: usize,
+    /// Most hashes in one inclusion or consistency proof. Default 64: no
+    /// inclusion proof in a tree of at most `u64::MAX` leaves is longer, nor
+    /// any consistency proof in a tree of fewer than 2^63 leaves.
+    pub max_proof_hashes: usize,
 }
 
 impl Default for Limits {
@@ -75,15 +111,27 @@ impl Default for Limits {
             max_interfaces: 256,
             max_addresses: 64,
             max_users: 1024,
-            max_envelope_bytes: statement::envelope_cap(
-                statement::MAX_PAYLOAD_BYTES,
-                statement::MAX_SIGNATURES,
-            ),
             max_script_bytes: 256 * 1024,
             max_trust_roots: 64,
             max_output_bytes: 64 * 1024,
             max_log_leaf_bytes: crate::audit_leaf::MAX_LEAF_BYTES,
-            max_log_note_bytes: 16 * 1024,
+            max_envelope_bytes: statement::envelope_cap(
+                statement::MAX_PAYLOAD_BYTES,
+                statement::MAX_SIGNATURES,
+            ),
+            max_payload_bytes: statement::MAX_PAYLOAD_BYTES,
+            max_signatures: statement::MAX_SIGNATURES,
+            max_root_keys: 32,
+            max_operator_keys: 1024,
+            max_targets: 10_000,
+            max_allowed_scripts: 10_000,
+            max_windows: 64,
+            max_job_validity_secs: 7 * 24 * 3600,
+            max_note_bytes: 16 * 1024,
+            max_note_lines: 128,
+            max_note_signatures: 32,
+            max_origin_bytes: 256,
+            max_proof_hashes: 64,
         }
     }
 }

@@ -85,6 +85,41 @@ pub enum AgentMessage {
     TrustStatus(#[n(0)] TrustStatus),
 }
 
+/// The kind of a trust statement: what `TrustRefused::kind` names, what
+/// storage files it under, what a trust history replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrustKind {
+    /// A `TrustRoot` (versions 1, 2, ... without gaps).
+    Root,
+    /// A root-signed `Policy`.
+    Policy,
+    /// A `FreezeStatement` (freeze or unfreeze); its version is the sequence.
+    Freeze,
+}
+
+impl std::fmt::Display for TrustKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TrustKind {
+    /// The name on the wire and in storage: "root", "policy" or "freeze".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustKind::Root => "root",
+            TrustKind::Policy => "policy",
+            TrustKind::Freeze => "freeze",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TrustKind> {
+        [TrustKind::Root, TrustKind::Policy, TrustKind::Freeze]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
 /// What the server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum ServerMessage {
@@ -492,7 +527,7 @@ impl Validate for ServerMessage {
                 check_len("script", m.script.len(), l.max_script_bytes)?;
                 if let Some(log) = &m.log {
                     check_len("log.leaf", log.leaf.len(), l.max_log_leaf_bytes)?;
-                    check_len("log.checkpoint", log.checkpoint.len(), l.max_log_note_bytes)?;
+                    check_len("log.checkpoint", log.checkpoint.len(), l.max_note_bytes)?;
                     // 64 hashes: the longest proof in any tree this side of 2^63 entries.
                     check_len("log.inclusion", log.inclusion.len(), 64 * 32)?;
                     check_len("log.consistency", log.consistency.len(), 64 * 32)?;

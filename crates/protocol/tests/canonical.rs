@@ -1138,7 +1138,7 @@ fn each_server_field_is_accepted_at_its_limit_and_refused_over_it() {
                 }),
             })
         }),
-        ("log.checkpoint", l.max_log_note_bytes, |n| {
+        ("log.checkpoint", l.max_note_bytes, |n| {
             ServerMessage::Job(Job {
                 envelope: Vec::new(),
                 script: Vec::new(),

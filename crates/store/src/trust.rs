@@ -15,42 +15,7 @@ use sqlx::{Any, Row, Transaction};
 use crate::error::unique_or_missing;
 use crate::{Millis, Store, StoreError, TenantScope, in_scope};
 
-/// The kind of a trust statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TrustKind {
-    /// A `TrustRoot` (versions 1, 2, ... without gaps).
-    Root,
-    /// A root-signed `Policy`.
-    Policy,
-    /// A `FreezeStatement` (freeze or unfreeze); its version is the sequence.
-    Freeze,
-}
-
-impl std::fmt::Display for TrustKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl TrustKind {
-    /// The stored name: "root", "policy" or "freeze".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrustKind::Root => "root",
-            TrustKind::Policy => "policy",
-            TrustKind::Freeze => "freeze",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<TrustKind> {
-        match text {
-            "root" => Some(TrustKind::Root),
-            "policy" => Some(TrustKind::Policy),
-            "freeze" => Some(TrustKind::Freeze),
-            _ => None,
-        }
-    }
-}
+pub use bulwark_protocol::message::TrustKind;
 
 /// What a tenant's agents must hold: every root envelope (v1 first), the
 /// latest policy and the latest freeze statement, each with its version.

@@ -13,8 +13,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::Limits;
 use crate::hash::Hash;
-use crate::limits::Limits;
 use crate::note::{NoteError, NoteSigner, NoteVerifier, open_note};
 use crate::proof::{ProofError, verify_consistency};
 

@@ -22,7 +22,6 @@
 pub mod audit;
 pub mod checkpoint;
 pub mod hash;
-pub mod limits;
 pub mod note;
 pub mod proof;
 pub mod tree;
@@ -30,9 +29,11 @@ pub mod tree;
 pub use audit::{
     AuditProblem, AuditSummary, LogAuditor, Pinpoint, pinpoint, pinpoint_by_leaf_hashes,
 };
+/// Every cap of the trust path, this crate's among them (`max_note_*`,
+/// `max_origin_bytes`, `max_proof_hashes`).
+pub use bulwark_protocol::Limits;
 pub use checkpoint::{Checkpoint, ExtensionError, check_extension, verify_note};
 pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash, root_of, root_of_leaf_hashes};
-pub use limits::Limits;
 pub use note::{NoteError, NoteSigner, NoteVerifier, open_note};
 pub use proof::{
     ProofError, consistency_proof, inclusion_proof, parse_proof, verify_consistency,

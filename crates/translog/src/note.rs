@@ -21,7 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::limits::Limits;
+use crate::Limits;
 
 /// The signature type byte of Ed25519 in the signed-note spec.
 pub const SIG_TYPE_ED25519: u8 = 0x01;
@@ -285,7 +285,7 @@ pub fn open_note<'a>(
         });
     };
     let lines: Vec<&str> = signatures.split('\n').collect();
-    if lines.len() > limits.max_signatures {
+    if lines.len() > limits.max_note_signatures {
         return Err(NoteError::TooLarge("signatures"));
     }
     let mut verified = 0usize;

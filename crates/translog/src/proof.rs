@@ -18,8 +18,8 @@
 
 use std::ops::Range;
 
+use crate::Limits;
 use crate::hash::{HASH_LEN, Hash, node_hash};
-use crate::limits::Limits;
 use crate::tree::{NodeId, range_nodes};
 
 /// Why a proof is refused, or cannot be made.

@@ -12,13 +12,13 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use bulwark_policy::chain::{freeze_state, pinned_fingerprint, verify_root_chain};
 use bulwark_policy::envelope::SignatureEntry;
 use bulwark_policy::root::root_fingerprint;
 use bulwark_policy::webauthn::WebAuthnSignature;
 use bulwark_policy::{
     APPROVAL_RP_ID, FreezeState, JobStatement, KeyId, Limits, Policy, PublicKey, Refusal, Signed,
-    TrustRoot, check_quorum, derive_class, quorum_progress, same_hostname,
+    TrustHistory, TrustOutcome, TrustRoot, check_quorum, derive_class, quorum_progress,
+    same_hostname,
 };
 use bulwark_store::{
     Job as JobRow, JobState, JobTarget as JobTargetRow, NewJob, NewSigningKey, SigningKeyKind,
@@ -80,16 +80,27 @@ pub async fn tenant_for(
     Ok(tenant)
 }
 
-/// A tenant's trust history as verified envelopes.
+/// A tenant's trust as storage holds it, replayed with the agents' rules.
 pub struct Trust {
     pub roots: Vec<Signed>,
-    pub root: Option<TrustRoot>,
-    pub policy: Option<(Signed, Policy)>,
+    /// What verifies of it: the one replay agents, the CLI and auditors use.
+    pub history: TrustHistory,
+    /// The latest freeze statement as stored (shown even if it does not verify).
     pub freeze: Option<Signed>,
+    /// The kill switch as shown: a stored freeze that does not verify shows
+    /// the tenant frozen, the safe side.
     pub freeze_state: FreezeState,
     /// What in storage no longer verifies (a row edited behind the server's
     /// back). Shown to people, never used: agents refuse it too.
     pub problems: Vec<String>,
+}
+
+impl std::ops::Deref for Trust {
+    type Target = TrustHistory;
+
+    fn deref(&self) -> &TrustHistory {
+        &self.history
+    }
 }
 
 impl Trust {
@@ -99,7 +110,7 @@ impl Trust {
     pub fn load(tenant_id: &str, set: &TrustSet) -> Trust {
         let limits = limits();
         let mut problems = Vec::new();
-        let parse = |bytes: &[u8], what: &str, problems: &mut Vec<String>| {
+        let mut parse = |bytes: &[u8], what: &str| {
             Signed::from_bytes(bytes, &limits)
                 .map_err(|e| problems.push(format!("the stored {what} is unreadable: {e}")))
                 .ok()
@@ -107,43 +118,45 @@ impl Trust {
         let roots: Vec<Signed> = set
             .roots
             .iter()
-            .filter_map(|b| parse(b, "trust root", &mut problems))
+            .filter_map(|b| parse(b, "trust root"))
             .collect();
-        let root = pinned_fingerprint(&roots).and_then(|pin| {
-            verify_root_chain(&roots, &pin, tenant_id, &limits)
-                .map_err(|e| problems.push(format!("the stored trust roots do not verify: {e}")))
-                .ok()
-        });
-        let policy = match (&set.policy, &root) {
-            (Some((_, bytes)), Some(root)) => {
-                parse(bytes, "policy", &mut problems).and_then(|signed| {
-                    // The CLI's and the agent's rules; expiry is the agent's call.
-                    bulwark_policy::chain::stored_policy(root, &signed, &limits)
-                        .map_err(|e| {
-                            problems.push(format!("the stored policy does not verify: {e}"))
-                        })
-                        .ok()
-                        .map(|p| (signed, p))
-                })
-            }
-            _ => None,
-        };
+        let policy = set.policy.as_ref().and_then(|(_, b)| parse(b, "policy"));
         let freeze = set
             .freeze
             .as_ref()
-            .and_then(|(_, b)| parse(b, "freeze statement", &mut problems));
-        let freeze_state = match &root {
-            Some(root) => freeze_state(root, freeze.as_ref(), &limits)
-                .map_err(|e| {
-                    problems.push(format!("the stored freeze statement does not verify: {e}"))
-                })
-                // A freeze we cannot verify: show the tenant frozen, the safe side.
-                .unwrap_or(FreezeState {
-                    sequence: 0,
-                    frozen: true,
-                }),
-            None => FreezeState::default(),
-        };
+            .and_then(|(_, b)| parse(b, "freeze statement"));
+        let (history, refused) = TrustHistory::replay(
+            tenant_id,
+            None,
+            &roots,
+            policy.as_ref(),
+            freeze.as_ref(),
+            &limits,
+        );
+        let mut freeze_state = history.freeze();
+        for outcome in &refused {
+            if let TrustOutcome::Refused { kind, refusal, .. } = outcome {
+                // A policy or freeze left unchecked for want of a root is
+                // named by the root's own problem.
+                if *refusal == Refusal::NoRoot && !roots.is_empty() {
+                    continue;
+                }
+                problems.push(format!(
+                    "the stored {} does not verify: {refusal}",
+                    match kind {
+                        TrustKind::Root => "trust roots",
+                        TrustKind::Policy => "policy",
+                        TrustKind::Freeze => "freeze statement",
+                    }
+                ));
+            }
+        }
+        if freeze.is_some() && history.freeze_signed().is_none() && history.root().is_some() {
+            freeze_state = FreezeState {
+                sequence: 0,
+                frozen: true,
+            };
+        }
         for problem in &problems {
             tracing::warn!(
                 tenant_id,
@@ -153,8 +166,7 @@ impl Trust {
         }
         Trust {
             roots,
-            root,
-            policy,
+            history,
             freeze,
             freeze_state,
             problems,
@@ -176,7 +188,7 @@ impl Trust {
     }
 
     pub fn fingerprint(&self) -> Option<[u8; 32]> {
-        pinned_fingerprint(&self.roots)
+        self.roots.first().map(root_fingerprint)
     }
 }
 
@@ -238,12 +250,12 @@ impl TrustView {
         Self {
             tenant_id: tenant_id.to_owned(),
             root_fingerprint: trust.fingerprint().map(hex::encode),
-            root_version: trust.root.as_ref().map(|r| r.version),
-            root_threshold: trust.root.as_ref().map(|r| r.threshold),
-            policy_version: trust.policy.as_ref().map(|(_, p)| p.version),
-            policy_expires_at: trust.policy.as_ref().map(|(_, p)| {
-                rfc3339(i64::try_from(p.expires_at).unwrap_or(i64::MAX / 1000) * 1000)
-            }),
+            root_version: trust.root().map(|r| r.version),
+            root_threshold: trust.root().map(|r| r.threshold),
+            policy_version: trust.policy().map(|p| p.version),
+            policy_expires_at: trust
+                .policy()
+                .map(|p| rfc3339(i64::try_from(p.expires_at).unwrap_or(i64::MAX / 1000) * 1000)),
             frozen: trust.freeze_state.frozen,
             freeze_sequence: trust.freeze_state.sequence,
             roots: trust
@@ -251,7 +263,7 @@ impl TrustView {
                 .iter()
                 .map(|s| B64.encode(s.to_bytes()))
                 .collect(),
-            policy: trust.policy.as_ref().map(|(s, _)| B64.encode(s.to_bytes())),
+            policy: trust.policy_signed().map(|s| B64.encode(s.to_bytes())),
             freeze: trust.freeze.as_ref().map(|s| B64.encode(s.to_bytes())),
             problems: trust.problems.clone(),
         }
@@ -290,50 +302,42 @@ pub(crate) fn check_statement(
     signed: &Signed,
 ) -> Result<(u64, &'static str), ApiError> {
     let limits = limits();
-    match kind {
-        TrustKind::Root => {
-            let next = match &trust.root {
-                None => {
-                    let root = TrustRoot::verify_pinned(
-                        signed,
-                        &root_fingerprint(signed),
-                        &tenant.id,
-                        &limits,
-                    )
-                    .map_err(|e| refused("root", &e))?;
-                    if root.version != 1 {
-                        return Err(ApiError::bad_request("a tenant's first root is version 1"));
-                    }
-                    root
-                }
-                Some(current) => current
-                    .verify_rotation(signed, &limits)
-                    .map_err(|e| refused("root rotation", &e))?,
-            };
-            Ok((next.version, "trust.root_published"))
+    let mut next = match trust.root() {
+        // The first root pins itself: whoever publishes it is trusted once
+        // (the CLI that made it pinned its fingerprint at `tenant init`).
+        None if kind == TrustKind::Root => {
+            TrustHistory::new(root_fingerprint(signed), Some(&tenant.id))
         }
-        TrustKind::Policy => {
-            let root = trust.root.as_ref().ok_or_else(no_root)?;
-            let current = trust.policy.as_ref().map(|(_, p)| p);
-            let policy = Policy::verify_update(root, current, signed, now_secs(), &limits)
-                .map_err(|e| refused("policy", &e))?;
-            Ok((policy.version, "trust.policy_published"))
-        }
-        TrustKind::Freeze => {
-            let root = trust.root.as_ref().ok_or_else(no_root)?;
-            let next = trust
-                .freeze_state
-                .apply(root, signed, &limits)
-                .map_err(|e| refused("freeze statement", &e))?;
-            Ok((
-                next.sequence,
-                if next.frozen {
-                    "trust.frozen"
-                } else {
-                    "trust.unfrozen"
-                },
-            ))
-        }
+        _ => trust.history.clone(),
+    };
+    let outcome = match kind {
+        TrustKind::Root => next.apply_root(signed, &limits),
+        TrustKind::Policy => next.apply_policy(signed, Some(now_secs()), &limits),
+        TrustKind::Freeze => next.apply_freeze(signed, &limits),
+    };
+    match outcome {
+        TrustOutcome::Accepted { version, .. } => Ok((
+            version,
+            match kind {
+                TrustKind::Root => "trust.root_published",
+                TrustKind::Policy => "trust.policy_published",
+                TrustKind::Freeze if next.freeze().frozen => "trust.frozen",
+                TrustKind::Freeze => "trust.unfrozen",
+            },
+        )),
+        TrustOutcome::Refused {
+            refusal: Refusal::NoRoot,
+            ..
+        } => Err(no_root()),
+        TrustOutcome::Refused { refusal, .. } => Err(refused(
+            match (kind, trust.root()) {
+                (TrustKind::Root, None) => "root",
+                (TrustKind::Root, Some(_)) => "root rotation",
+                (TrustKind::Policy, _) => "policy",
+                (TrustKind::Freeze, _) => "freeze statement",
+            },
+            &refusal,
+        )),
     }
 }
 
@@ -414,7 +418,7 @@ pub(crate) fn refuse_orphaning_rotation(
     freeze_companion: bool,
 ) -> Result<(), ApiError> {
     let limits = limits();
-    let (Some(_), Ok(next)) = (&trust.root, rotation.statement::<TrustRoot>(&limits)) else {
+    let (Some(_), Ok(next)) = (trust.root(), rotation.statement::<TrustRoot>(&limits)) else {
         return Ok(()); // a first root, or not a root: other checks answer
     };
     let threshold_of_next = |signed: &Signed| {
@@ -425,14 +429,14 @@ pub(crate) fn refuse_orphaning_rotation(
     };
     let orphaned_policy = !policy_companion
         && trust
-            .policy
-            .as_ref()
-            .is_some_and(|(signed, _)| !threshold_of_next(signed));
+            .policy_signed()
+            .is_some_and(|signed| !threshold_of_next(signed));
     let orphaned_freeze = !freeze_companion
-        && trust
-            .freeze
-            .as_ref()
-            .is_some_and(|signed| freeze_state(&next, Some(signed), &limits).is_err());
+        && trust.freeze.as_ref().is_some_and(|signed| {
+            FreezeState::default()
+                .apply(&next, signed, &limits)
+                .is_err()
+        });
     if orphaned_policy || orphaned_freeze {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -876,7 +880,7 @@ pub async fn create_job(
     }
     let trust = load_trust(&state, &caller, &tenant).await?;
     trust.require_intact()?;
-    let policy = trust.policy.as_ref().map(|(_, p)| p);
+    let policy = trust.policy();
     if policy.is_none() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -1017,12 +1021,7 @@ async fn single_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobVi
         .trust_statements(&caller.scope(), &tenant_id)
         .await?;
     let trust = Trust::load(&tenant_id, &set);
-    Ok(job_view(
-        &job,
-        &targets,
-        trust.policy.as_ref().map(|(_, p)| p),
-        true,
-    ))
+    Ok(job_view(&job, &targets, trust.policy(), true))
 }
 
 async fn job_in_scope(
@@ -1065,7 +1064,7 @@ pub async fn job_views(
 ) -> Result<Vec<JobView>, ApiError> {
     let scope = caller.scope();
     let trust = load_trust(state, caller, tenant).await?;
-    let policy = trust.policy.as_ref().map(|(_, p)| p);
+    let policy = trust.policy();
     let jobs = state.store.list_jobs(&scope, &tenant.id, 200).await?;
     let mut views = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -1227,7 +1226,7 @@ pub async fn approve_job(
         .trust_statements(&caller.scope(), &tenant_id)
         .await?;
     let trust = Trust::load(&tenant_id, &set);
-    let policy = trust.policy.as_ref().map(|(_, p)| p);
+    let policy = trust.policy();
     state
         .store
         .record_approval(

@@ -160,8 +160,8 @@ fn decode_statement(signed: &Signed, tenant: &Tenant) -> Result<Proposed, ApiErr
 fn signer_keys<'a>(trust: &'a Trust, proposed: &'a Proposed) -> Vec<&'a RootKey> {
     let mut keys: Vec<&RootKey> = Vec::new();
     for key in trust
-        .root
-        .iter()
+        .root()
+        .into_iter()
         .flat_map(|r| &r.keys)
         .chain(proposed.next_root.iter().flat_map(|r| &r.keys))
     {
@@ -176,11 +176,11 @@ fn signer_keys<'a>(trust: &'a Trust, proposed: &'a Proposed) -> Vec<&'a RootKey>
 fn check_next(trust: &Trust, proposed: &Proposed) -> Result<(), ApiError> {
     let (ok, expected) = match proposed.kind {
         TrustKind::Root => {
-            let next = trust.root.as_ref().map_or(1, |r| r.version + 1);
+            let next = trust.root().map_or(1, |r| r.version + 1);
             (proposed.version == next, format!("root version {next}"))
         }
         TrustKind::Policy => {
-            let current = trust.policy.as_ref().map_or(0, |(_, p)| p.version);
+            let current = trust.policy().map_or(0, |p| p.version);
             (
                 proposed.version > current,
                 format!("a policy version above {current}"),
@@ -266,7 +266,7 @@ fn decode_companions(
     if policy.is_none() && freeze.is_none() {
         return Ok(Companion::default());
     }
-    if proposed.kind != TrustKind::Root || trust.root.is_none() {
+    if proposed.kind != TrustKind::Root || trust.root().is_none() {
         return Err(ApiError::bad_request(
             "only a root rotation carries a policy or freeze statement with it",
         ));
@@ -281,7 +281,7 @@ fn decode_companions(
                     .map_err(|e| refused("policy companion", &e))?,
                 _ => return Err(ApiError::bad_request("policy_envelope is not a policy")),
             };
-            let current = trust.policy.as_ref().map_or(0, |(_, p)| p.version);
+            let current = trust.policy().map_or(0, |p| p.version);
             if statement.tenant != tenant.id || statement.version != current + 1 {
                 return Err(ApiError::conflict(format!(
                     "the policy companion must be this tenant's policy version {}",
@@ -329,12 +329,12 @@ fn decode_companions(
 /// Whether each companion verifies both under the current root and under
 /// the proposed one (so it is valid when stored and after the rotation).
 fn companions_verify(trust: &Trust, proposed: &Proposed, companion: &Companion) -> bool {
-    let (Some(current), Some(next)) = (&trust.root, &proposed.next_root) else {
+    let (Some(current), Some(next)) = (trust.root(), &proposed.next_root) else {
         return companion.policy.is_none() && companion.freeze.is_none();
     };
     let limits = limits();
     let now = now_secs();
-    let held = trust.policy.as_ref().map(|(_, p)| p);
+    let held = trust.policy();
     let policy_ok = companion.policy.as_ref().is_none_or(|(signed, _)| {
         [current, next]
             .iter()
@@ -428,7 +428,7 @@ fn proposal_view(
         })
         .collect();
     let mut thresholds = Vec::new();
-    if let Some(root) = &trust.root {
+    if let Some(root) = trust.root() {
         thresholds.push(ThresholdView {
             what: format!("root v{}", root.version),
             have: signed.tally(root.public_keys()).valid.len(),
