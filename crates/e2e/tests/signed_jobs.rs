@@ -909,12 +909,7 @@ fn add_forged_approval(
 /// What an approval passkey signs for the job `view` shows: the approval
 /// challenge of its envelope's statement.
 fn challenge_of(view: &Value) -> Result<Vec<u8>> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(view["envelope"].as_str().context("no envelope")?)?;
-    let signed = bulwark_policy::Signed::from_bytes(&bytes, &bulwark_policy::Limits::default())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(signed.approval_challenge().to_vec())
+    Ok(envelope_of(view)?.approval_challenge().to_vec())
 }
 
 /// Attack 8 of issue 5: passkey approvals forged in the database (for
@@ -1004,4 +999,338 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
     s.expect_refused(&good, &device, "log_proof_missing", &marker)
         .await?;
     Ok(())
+}
+
+#[path = "support/key_file.rs"]
+mod key_file;
+
+/// The drill's "sign-in ceremony accepted as an approval" (issue 12, RFD
+/// 0005), with a real browser and authenticator. The attacker owns the
+/// server, so it serves the console's JavaScript and picks the challenge of
+/// every console ceremony.
+///
+/// The owner signs in to the console and adds a console passkey there (RP
+/// id: the console's host). A technician's job waits for a second signer.
+/// On a console page, the server's script calls `navigator.credentials.get`
+/// with rpId = the console's host, the owner's console passkey, and as
+/// challenge the job's approval challenge (`Signed::approval_challenge`),
+/// or the plain `Signed::digest` an older design had passkeys sign. (The
+/// test runs that script through WebDriver.) The authenticator gives a
+/// real, user-verified assertion, which verifies for the console's RP id.
+/// The server adds it to the job's envelope as an approval and marks the
+/// job approved, naming as its key:
+///
+/// 1. the console credential itself, listed in demo's policy by root
+///    holders who went around the CLI (which refuses to list it);
+/// 2. the same public key relabelled as an approval passkey (the CLI lists
+///    that: it cannot tell whose key it is);
+/// 3. another listed approval passkey.
+///
+/// The agent refuses each with `bad_signature` (a listed key whose
+/// signature does not count: console RP id, console origin), the refusal
+/// reaches the server, no script runs, and a correctly approved job still
+/// runs. Had the agent counted an assertion, the quorum would be met and
+/// the job, which is in no log, refused with `log_proof_missing` instead.
+#[tokio::test]
+async fn console_passkey_ceremony_does_not_approve_a_job() -> Result<()> {
+    let s = Setup::start().await?;
+    let browser = browser::Browser::start().await?;
+    let result = console_ceremony_as_approval(&s, &browser).await;
+    if result.is_err()
+        && let Ok(source) = browser.client().source().await
+    {
+        eprintln!("[console ceremony] page source at the failure:\n{source}");
+    }
+    browser.close().await?;
+    result
+}
+
+async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> Result<()> {
+    use base64::Engine as _;
+    use bulwark_policy::webauthn::WebAuthnCredential;
+    use bulwark_policy::{APPROVAL_RP_ID, PublicKey};
+    let base = s.up.base_url();
+    let console_host = reqwest::Url::parse(&base)?
+        .host_str()
+        .context("the console URL has no host")?
+        .to_owned();
+    let mut victim = s.victim().await?;
+    let device = victim.device_id.clone();
+    // A second signer, so that a correct job can still be approved at the end.
+    let tech_config = listed_technician(s).await?;
+
+    // The owner's console passkey, added on the account page.
+    browser.goto(&format!("{base}/login")).await?;
+    browser.fill("username", &s.owner.username).await?;
+    browser.fill("password", &s.owner.password).await?;
+    browser.fill("otp", &s.owner.next_otp().await?).await?;
+    browser.click("#login-submit").await?;
+    browser.wait_path("/tenants").await?;
+    browser.goto(&format!("{base}/account")).await?;
+    browser.fill("passkey_name", "laptop").await?;
+    browser.click("#passkey-add").await?;
+    browser.wait_text("#passkeys tbody", "laptop").await?;
+    let held = browser.credentials().await?;
+    ensure!(
+        held.len() == 1 && held[0]["rpId"] == console_host.as_str(),
+        "the authenticator should hold one console credential for {console_host}: {held:?}"
+    );
+    // Its public key as the server stored it (the assertions below verify
+    // under it, so it is the authenticator's).
+    let stored = s.sql("SELECT hex(credential) FROM passkeys WHERE name = 'laptop'")?;
+    let console: WebAuthnCredential =
+        bulwark_protocol::codec::from_canonical(&decode_hex(&stored)?)
+            .map_err(|e| anyhow::anyhow!("the stored console credential: {e}"))?;
+    ensure!(
+        console.rp_id == console_host,
+        "the console passkey is bound to {:?}, not the console's host {console_host}",
+        console.rp_id
+    );
+    let console_key = PublicKey::WebAuthn(console.clone());
+    let relabelled = PublicKey::WebAuthn(WebAuthnCredential {
+        rp_id: APPROVAL_RP_ID.to_owned(),
+        key: console.key.clone(),
+    });
+    let other_key = TestPasskey::new()?.public_key()?;
+    let encoded = |key: &PublicKey| {
+        base64::engine::general_purpose::STANDARD.encode(bulwark_protocol::codec::to_canonical(key))
+    };
+
+    // The CLI will not list a console credential in a policy...
+    let refused = s
+        .cli(
+            &[
+                "policy",
+                "add-operator",
+                "--tenant",
+                "demo",
+                "--passkey-public-key",
+                &encoded(&console_key),
+                "--name",
+                "owner console passkey",
+            ],
+            None,
+        )
+        .await?;
+    ensure!(
+        !refused.success()
+            && refused
+                .stderr
+                .contains("a console sign-in passkey never does"),
+        "policy add-operator listed a console credential:\n{}",
+        refused.all_output()
+    );
+    // ...but lists its key relabelled, and any approval passkey key.
+    s.add_operator(
+        "console key as approval passkey",
+        &["--passkey-public-key", &encoded(&relabelled)],
+    )
+    .await?;
+    s.add_operator(
+        "listed passkey",
+        &["--passkey-public-key", &encoded(&other_key)],
+    )
+    .await?;
+    s.require_two_signers().await?;
+    // Root holders who go around the CLI list the console credential.
+    let version = list_by_hand(s, &console_key, "owner console passkey").await?;
+
+    // Six pending jobs, each "approved" with a console ceremony over its own
+    // challenge (approval challenge or digest) under one of the three keys.
+    victim.stop().await?;
+    let mut forged = Vec::new();
+    for (key_name, key) in [
+        ("console-credential", &console_key),
+        ("relabelled", &relabelled),
+        ("other-passkey", &other_key),
+    ] {
+        for challenge_kind in ["approval-challenge", "digest"] {
+            let name = format!("{key_name}-{challenge_kind}");
+            let (id, marker) = s.submit(&device, &name, &[]).await?;
+            let view = s.job_view(&id).await?;
+            ensure!(view["state"] == "pending", "one signer of two: {view}");
+            let envelope = envelope_of(&view)?;
+            let challenge = match challenge_kind {
+                "approval-challenge" => envelope.approval_challenge(),
+                _ => envelope.digest(),
+            };
+            // The server's script, on the job's console page.
+            browser.goto(&format!("{base}/jobs/{id}")).await?;
+            let assertion = console_assertion(browser, &console_host, &challenge).await?;
+            // A real sign-in assertion: it verifies for the console, user verified.
+            assertion
+                .verify(&console, &challenge, true)
+                .map_err(|e| anyhow::anyhow!("the console assertion for {name}: {e}"))?;
+            add_forged_approval(s, &id, key, assertion)?;
+            forged.push((id, marker));
+        }
+    }
+    ensure!(
+        browser
+            .credentials()
+            .await?
+            .first()
+            .and_then(|c| c["signCount"].as_u64())
+            .is_some_and(|n| n >= 6),
+        "the authenticator did not sign the six ceremonies"
+    );
+
+    victim.resume()?;
+    for (id, marker) in &forged {
+        s.expect_refused(id, &device, "bad_signature", marker)
+            .await?;
+        let target = target_of(&s.job_view(id).await?, &device)?;
+        ensure!(
+            target["refusal_reason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "the refusal reason did not reach the server: {target}"
+        );
+    }
+    // Refused under the policy that lists the console credential, and logged.
+    wait_for(
+        WAIT,
+        &format!("the victim to hold policy v{version}"),
+        async || {
+            Ok((s.sql(&format!(
+                "SELECT policy_version FROM device_trust WHERE device_id = {}",
+                sql_text(&device)
+            ))? == version.to_string())
+            .then_some(()))
+        },
+    )
+    .await?;
+    let audit = s.api.get_json("/api/v1/tenants/demo/audit").await?;
+    for (id, _) in &forged {
+        ensure!(
+            audit
+                .as_array()
+                .is_some_and(|events| events.iter().any(|e| {
+                    e["action"] == "job.refused_by_agent"
+                        && e["target"] == id.as_str()
+                        && e["detail"]
+                            .as_str()
+                            .is_some_and(|d| d.contains("(bad_signature)"))
+                })),
+            "no job.refused_by_agent (bad_signature) for {id} in the audit log"
+        );
+    }
+
+    // A correct job, signed by the owner and approved by the technician, runs.
+    victim.stop().await?;
+    let (id, marker) = s.submit(&device, "after-console-ceremony", &[]).await?;
+    s.cli_in(
+        &tech_config,
+        &["job", "approve", &id, "--key", "tech", "--yes"],
+        None,
+    )
+    .await?
+    .ok()?;
+    victim.resume()?;
+    let target = s.wait_final(&id, &device).await?;
+    ensure!(
+        target["state"] == "succeeded" && marker.exists(),
+        "the correct job did not run after the forgeries: {target}"
+    );
+    Ok(())
+}
+
+/// The envelope of the job `view` shows.
+fn envelope_of(view: &Value) -> Result<bulwark_policy::Signed> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(view["envelope"].as_str().context("no envelope")?)?;
+    bulwark_policy::Signed::from_bytes(&bytes, &bulwark_policy::Limits::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// What a console page's script gets from `navigator.credentials.get` with
+/// `rp_id` and `challenge`, sent back base64url as a page would post it.
+async fn console_assertion(
+    browser: &browser::Browser,
+    rp_id: &str,
+    challenge: &[u8],
+) -> Result<bulwark_policy::webauthn::WebAuthnSignature> {
+    use base64::Engine as _;
+    let answer = browser
+        .client()
+        .execute_async(
+            "const [challenge, rpId, done] = arguments;\
+             const b64u = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)))\
+               .replace(/\\+/g, '-').replace(/\\//g, '_').replace(/=+$/, '');\
+             navigator.credentials.get({ publicKey: { rpId, challenge: new Uint8Array(challenge),\
+               userVerification: 'required', timeout: 10000 } })\
+             .then((c) => done({ authenticatorData: b64u(c.response.authenticatorData),\
+                                 clientDataJSON: b64u(c.response.clientDataJSON),\
+                                 signature: b64u(c.response.signature) }),\
+                   (e) => done({ error: e.name + ': ' + e.message }));",
+            vec![json!(challenge), json!(rp_id)],
+        )
+        .await?;
+    let field = |name: &str| -> Result<Vec<u8>> {
+        let text = answer[name]
+            .as_str()
+            .with_context(|| format!("the console ceremony gave no {name}: {answer}"))?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text)?)
+    };
+    Ok(bulwark_policy::webauthn::WebAuthnSignature {
+        authenticator_data: field("authenticatorData")?,
+        client_data_json: field("clientDataJSON")?,
+        signature: field("signature")?,
+    })
+}
+
+/// Publishes demo's next policy with `key` listed for run-script, signed
+/// with the root keys this machine holds (opened from their files, not
+/// through the CLI, which would refuse), through the API with a fresh MFA
+/// check. Returns the new version.
+async fn list_by_hand(s: &Setup, key: &bulwark_policy::PublicKey, name: &str) -> Result<u64> {
+    use base64::Engine as _;
+    use bulwark_policy::{ActionClass, Holder, Limits, OperatorKey, Policy, Signed};
+    let shown = s
+        .cli_json(&["policy", "show", "--tenant", "demo", "--json"])
+        .await?;
+    let hex = s.sql(
+        "SELECT hex(envelope) FROM trust_statements WHERE kind = 'policy' \
+         AND tenant_id = (SELECT id FROM tenants WHERE name = 'demo') ORDER BY version DESC LIMIT 1",
+    )?;
+    let limits = Limits::default();
+    let mut policy: Policy = Signed::from_bytes(&decode_hex(&hex)?, &limits)
+        .and_then(|signed| signed.statement(&limits))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    policy.version += 1;
+    policy.operators.push(OperatorKey {
+        key: key.clone(),
+        name: name.to_owned(),
+        holder: Holder::Msp,
+        classes: vec![ActionClass::RunScript],
+    });
+    let mut signed = Signed::new(&policy);
+    for root_key in shown["root"]["keys"].as_array().context("no root keys")? {
+        let local = root_key["local_key"]
+            .as_str()
+            .with_context(|| format!("a root key this machine does not hold: {root_key}"))?;
+        let file = s.config.join("keys").join(format!("{local}.key"));
+        signed.sign(&key_file::steal_key(&file, PASSPHRASE)?);
+    }
+    let path = "/api/v1/tenants/demo/trust/policy";
+    let body = json!({
+        "envelope": base64::engine::general_purpose::STANDARD.encode(signed.to_bytes()),
+    });
+    let mut reply = s.api.call(reqwest::Method::POST, path, Some(&body)).await?;
+    if reply.error_code().ok().as_deref() == Some("step_up_required") {
+        let otp = s.owner.next_otp().await?;
+        s.api
+            .post_json("/api/v1/auth/step-up", &json!({ "otp": otp }))
+            .await?;
+        reply = s.api.call(reqwest::Method::POST, path, Some(&body)).await?;
+    }
+    ensure!(
+        reply.status.is_success(),
+        "publishing policy v{}: {} {}",
+        policy.version,
+        reply.status,
+        reply.body
+    );
+    Ok(policy.version)
 }
