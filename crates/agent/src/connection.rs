@@ -272,7 +272,7 @@ pub async fn session(
         device_id: device_id.clone(),
         agent_version: AGENT_VERSION.to_owned(),
         signature: statement.sign(key),
-        log_size: options.jobs.as_ref().and_then(JobsHandle::log_size),
+        log_size: options.jobs.as_ref().and_then(JobsHandle::begin_session),
     };
     send(&mut ws, &AgentMessage::Hello(hello)).await?;
     let welcome: Welcome = match receive(&mut ws, &limits).await? {
@@ -383,7 +383,11 @@ pub async fn session(
                         None => debug!("Trust statements ignored: this agent runs no jobs."),
                     },
                     Ok(Ok(ServerMessage::Job(job))) => match &options.jobs {
-                        Some(jobs) => jobs.submit(job),
+                        Some(jobs) => {
+                            if let Some(busy) = jobs.submit(job) {
+                                send(&mut ws, &AgentMessage::JobResult(busy)).await?;
+                            }
+                        }
                         None => {
                             if let Some(result) = crate::jobs::disabled_result(&job) {
                                 send(&mut ws, &AgentMessage::JobResult(result)).await?;
@@ -393,6 +397,9 @@ pub async fn session(
                     Ok(Ok(ServerMessage::ResultAck(ack))) => {
                         if let Some(jobs) = &options.jobs {
                             jobs.acknowledge(&ack.job_id);
+                        }
+                        if let Some(results) = &mut results {
+                            results.acknowledged(&ack.job_id);
                         }
                     }
                     Ok(Ok(other)) => warn!(?other, "Unexpected message from the server; ignored."),
@@ -407,13 +414,14 @@ pub async fn session(
 }
 
 /// Sends spooled job results, each once per session (all of them again
-/// after a reconnect, until the server acknowledges them). A result replaced
-/// in the spool (a job refused as `agent_busy`, delivered again and run) is
-/// new: results are told apart by the hash of their encoding.
+/// after a reconnect, until the server acknowledges them). A result spooled
+/// again after its acknowledgement (the recorded answer to a job delivered
+/// again after it ran) goes again.
 struct ResultSender {
     jobs: JobsHandle,
     changed: tokio::sync::watch::Receiver<u64>,
-    sent: std::collections::HashSet<[u8; 32]>,
+    /// The hash of the result sent for each job in this session.
+    sent: std::collections::HashMap<[u8; 16], [u8; 32]>,
 }
 
 impl ResultSender {
@@ -423,20 +431,27 @@ impl ResultSender {
         Self {
             jobs: jobs.clone(),
             changed,
-            sent: std::collections::HashSet::new(),
+            sent: std::collections::HashMap::new(),
         }
     }
 
     async fn send_new(&mut self, ws: &mut Ws) -> anyhow::Result<()> {
         for result in self.jobs.pending_results() {
+            let job_id = result.job_id;
             let message = AgentMessage::JobResult(result);
             let digest: [u8; 32] =
                 sha2::Sha256::digest(bulwark_protocol::codec::to_canonical(&message)).into();
-            if self.sent.insert(digest) {
+            if self.sent.insert(job_id, digest) != Some(digest) {
                 send(ws, &message).await?;
             }
         }
         Ok(())
+    }
+
+    /// The server stored `job_id`'s result: if it is spooled again (the
+    /// answer to the job delivered again after it ran), it goes again.
+    fn acknowledged(&mut self, job_id: &[u8; 16]) {
+        self.sent.remove(job_id);
     }
 }
 

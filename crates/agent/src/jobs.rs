@@ -15,10 +15,21 @@
 //! * `jobs/results/<job id hex>.cbor`: results not yet acknowledged by the
 //!   server (canonical CBOR of [`JobResult`], replaced atomically), sent
 //!   again after every reconnect;
+//! * `jobs/done/<job id hex>.cbor`: the last [`DONE_KEPT`] acknowledged
+//!   results, so that a job delivered again after it ran is answered with
+//!   what it did, never with a refusal;
 //! * `jobs/run/`: the running script (`<job id hex>`, 0700) and its output
-//!   (`<job id hex>.out`, `.err`), the script's working directory. A script
-//!   still there when the agent starts was interrupted by a crash or a stop:
-//!   the agent reports it with what it had written and no exit code.
+//!   (`<job id hex>.out`, `.err`), the script's working directory. They are
+//!   removed only once the result is spooled: files still there when the
+//!   agent starts mean a crash or a stop came first, and the agent reports
+//!   the job with what it had written and no exit code.
+//!
+//! A job's life on the agent, each step durable before the next: received
+//! (queued in memory, once per job id), verified, recorded in the history,
+//! started (its files in `jobs/run/`), finished (result spooled), cleaned
+//! up, acknowledged (moved to `jobs/done/`). A job delivered again at any
+//! step is not run again and not refused: it is ignored while queued or
+//! running, and answered from the spool or `jobs/done/` after.
 //!
 //! What a job does is its signed, typed action (RFD 0005): an inventory
 //! refresh makes the session send a full snapshot and runs nothing; a script
@@ -33,13 +44,14 @@
 //! service manager). Output is kept to the first 64 KiB of stdout and of
 //! stderr, and hashed in full.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -49,6 +61,7 @@ use bulwark_policy::{
     VerifiedJob, device_key_fingerprint,
 };
 use bulwark_protocol::codec::{from_canonical, to_canonical};
+pub use bulwark_protocol::message::JOB_BUSY;
 use bulwark_protocol::message::{
     Job, JobOutcome, JobRefused, JobResult, JobRun, Trust, TrustRefused, TrustStatus,
 };
@@ -61,14 +74,16 @@ use tracing::{debug, error, info, warn};
 use crate::files::{private_dir, sync_dir, write_atomic};
 use crate::trust::{TrustOutcome, TrustState};
 
+/// How many acknowledged results `jobs/done/` keeps.
+pub const DONE_KEPT: usize = 1024;
+
 /// `PATH` of every script.
 pub const JOB_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
-/// Jobs waiting behind the running one; more are refused (`agent_busy`).
+/// Jobs waiting behind the running one; more are answered [`JOB_BUSY`]
+/// (not a result: the server sends them again).
 pub const MAX_QUEUED_JOBS: usize = 16;
 /// Refusal code: the agent could not record, start or watch the job.
 pub const AGENT_ERROR: &str = "agent_error";
-/// Refusal code: too many jobs are waiting.
-pub const AGENT_BUSY: &str = "agent_busy";
 /// Refusal code: this agent takes no jobs (the simulator's virtual devices).
 pub const JOBS_DISABLED: &str = "jobs_disabled";
 
@@ -95,6 +110,7 @@ pub struct History {
     file: File,
     ids: HashSet<[u8; 16]>,
     nonces: HashSet<[u8; 16]>,
+    records: HashSet<[u8; RECORD]>,
 }
 
 impl History {
@@ -126,12 +142,19 @@ impl History {
         }
         let mut ids = HashSet::new();
         let mut nonces = HashSet::new();
+        let mut records = HashSet::new();
         for record in bytes[..whole].chunks_exact(RECORD) {
             let (id, nonce) = record.split_at(16);
             ids.insert(id.try_into().unwrap_or_default());
             nonces.insert(nonce.try_into().unwrap_or_default());
+            records.insert(record.try_into().unwrap_or([0; RECORD]));
         }
-        Ok(Self { file, ids, nonces })
+        Ok(Self {
+            file,
+            ids,
+            nonces,
+            records,
+        })
     }
 
     /// Appends a record and waits until it is on disk.
@@ -143,7 +166,19 @@ impl History {
         self.file.sync_data()?;
         self.ids.insert(*job_id);
         self.nonces.insert(*nonce);
+        self.records.insert(record);
         Ok(())
+    }
+}
+
+impl History {
+    /// Whether this very job (its id with its nonce) was accepted before: a
+    /// redelivery, as opposed to a replay (another job reusing either).
+    pub fn ran(&self, job_id: &[u8; 16], nonce: &[u8; 16]) -> bool {
+        let mut record = [0u8; RECORD];
+        record[..16].copy_from_slice(job_id);
+        record[16..].copy_from_slice(nonce);
+        self.records.contains(&record)
     }
 }
 
@@ -153,16 +188,53 @@ impl JobHistory for History {
     }
 }
 
-/// Results not yet acknowledged, over `jobs/results/`.
+/// Results not yet acknowledged, over `jobs/results/`, and the last
+/// acknowledged ones, over `jobs/done/`.
 #[derive(Debug, Clone)]
 pub struct ResultSpool {
     dir: PathBuf,
+    done: PathBuf,
 }
 
 impl ResultSpool {
+    /// `dir` holds the spool; its sibling `done` the acknowledged results.
     pub fn open(dir: PathBuf) -> io::Result<Self> {
         private_dir(&dir)?;
-        Ok(Self { dir })
+        let done = dir.with_file_name("done");
+        private_dir(&done)?;
+        Ok(Self { dir, done })
+    }
+
+    /// The recorded result of a job whose result was acknowledged.
+    pub fn done(&self, job_id: &[u8; 16]) -> Option<JobResult> {
+        let bytes = std::fs::read(self.done.join(format!("{}.cbor", hex::encode(job_id)))).ok()?;
+        from_canonical::<JobResult>(&bytes)
+            .ok()
+            .filter(|r| r.job_id == *job_id)
+    }
+
+    /// Moves an acknowledged result to `done/` (keeping the newest
+    /// [`DONE_KEPT`]); `false` if there was none.
+    pub fn acknowledge(&self, job_id: &[u8; 16]) -> io::Result<bool> {
+        let name = format!("{}.cbor", hex::encode(job_id));
+        match std::fs::rename(self.dir.join(&name), self.done.join(&name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        sync_dir(&self.done)?;
+        sync_dir(&self.dir)?;
+        let mut kept: Vec<(SystemTime, PathBuf)> = std::fs::read_dir(&self.done)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .collect();
+        if kept.len() > DONE_KEPT {
+            kept.sort();
+            for (_, path) in &kept[..kept.len() - DONE_KEPT] {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        Ok(true)
     }
 
     fn path(&self, job_id: &[u8; 16]) -> PathBuf {
@@ -176,18 +248,6 @@ impl ResultSpool {
 
     pub fn contains(&self, job_id: &[u8; 16]) -> bool {
         self.path(job_id).exists()
-    }
-
-    /// Drops an acknowledged result; `false` if there was none.
-    pub fn remove(&self, job_id: &[u8; 16]) -> io::Result<bool> {
-        match std::fs::remove_file(self.path(job_id)) {
-            Ok(()) => {
-                sync_dir(&self.dir)?;
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     /// Every spooled result, by job id. A file that does not decode is
@@ -371,7 +431,7 @@ pub async fn run_script(
     private_dir(run_dir)?;
     let name = hex::encode(job_id);
     let files = RunFiles::new(run_dir, &name);
-    let result = run_in(
+    run_in(
         run_dir,
         &name,
         &files,
@@ -380,11 +440,13 @@ pub async fn run_script(
         timeout,
         max_output,
     )
-    .await;
-    // Reached unless the agent stops mid-run; then the files stay, and the
-    // next start reports the job as interrupted.
-    files.remove();
-    result
+    .await
+}
+
+/// Removes a run's files: only once its result is spooled, so that a crash
+/// in between leaves them for [`recover_interrupted`] to report.
+pub fn remove_run_files(run_dir: &Path, job_id: &[u8; 16]) {
+    RunFiles::new(run_dir, &hex::encode(job_id)).remove();
 }
 
 async fn run_in(
@@ -452,31 +514,39 @@ async fn run_in(
     })
 }
 
-/// Reports the jobs a crash or a stop interrupted (their script is still in
-/// `jobs/run/`) with the output they had written and no exit code, then
-/// empties the directory. Such a job is in the history: it never runs again.
+/// Reports the jobs a crash or a stop interrupted (their files are still in
+/// `jobs/run/`: the script, or only its output if cleanup had begun) with
+/// the output they had written and no exit code, unless their result was
+/// spooled before the crash; then empties the directory. Such a job is in
+/// the history: it never runs again.
 fn recover_interrupted(run_dir: &Path, spool: &ResultSpool, max_output: usize) -> io::Result<()> {
+    let mut interrupted = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(run_dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let Some(job_id) = name
+        let Some(job_id) = entry
+            .file_name()
             .to_str()
+            .and_then(|n| n.get(..32))
             .and_then(|n| hex::decode(n).ok())
             .and_then(|b| <[u8; 16]>::try_from(b).ok())
         else {
             continue;
         };
-        if spool.contains(&job_id) {
-            continue;
-        }
-        let files = RunFiles::new(run_dir, &hex::encode(job_id));
-        let started_at_ms = entry
+        let modified = entry
             .metadata()
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or_default();
+        let started: &mut u64 = interrupted.entry(job_id).or_insert(u64::MAX);
+        *started = (*started).min(modified);
+    }
+    for (job_id, started_at_ms) in interrupted {
+        if spool.contains(&job_id) {
+            continue; // finished and spooled; only the cleanup was cut short
+        }
+        let files = RunFiles::new(run_dir, &hex::encode(job_id));
         let (stdout, stderr, output_sha256) =
             collect_output(&files.stdout, &files.stderr, max_output)?;
         warn!(
@@ -554,6 +624,8 @@ pub struct JobRunner {
     device_key: [u8; 32],
     /// Bumped when a verified inventory refresh asks for a full snapshot.
     refresh: Arc<watch::Sender<u64>>,
+    /// The connection that delivers jobs now (see [`JobsHandle::begin_session`]).
+    session: Arc<AtomicU64>,
     limits: Limits,
     max_output: usize,
 }
@@ -583,6 +655,7 @@ impl JobRunner {
             device_id: device_id.to_owned(),
             device_key: device_key_fingerprint(device_public_key),
             refresh: Arc::new(watch::Sender::new(0)),
+            session: Arc::new(AtomicU64::new(0)),
             limits: Limits::default(),
             max_output,
         })
@@ -599,13 +672,24 @@ impl JobRunner {
     /// Invariant 1: may this agent run this job now, under what it trusts?
     /// The decision is `bulwark_policy::log::decide_job` (steps 1 to 13);
     /// this keeps the tree head it returns (on disk first) and nothing else.
-    fn verify(&self, signed: &Signed, job: &Job) -> Result<VerifiedJob, Refusal> {
+    /// `None` when the job came from a session that has ended: checked
+    /// under the trust lock, which [`JobsHandle::begin_session`] takes to
+    /// read the head it announces, so the two cannot interleave.
+    fn verify(
+        &self,
+        signed: &Signed,
+        job: &Job,
+        session: u64,
+    ) -> Option<Result<VerifiedJob, Refusal>> {
         let mut trust = lock(&self.trust);
+        if self.session.load(Ordering::SeqCst) != session {
+            return None;
+        }
         let Some(tenant) = trust.tenant().map(str::to_owned) else {
-            return Err(Refusal::NoPolicy);
+            return Some(Err(Refusal::NoPolicy));
         };
         let Some(policy) = trust.history.policy() else {
-            return Err(Refusal::NoPolicy);
+            return Some(Err(Refusal::NoPolicy));
         };
         let proof = job.log.as_ref().map(job_log_proof);
         let hostname = current_hostname();
@@ -633,22 +717,30 @@ impl JobRunner {
             && let Err(error) = trust.accept_log_head(&self.state_dir, proof.checkpoint, head)
         {
             error!(%error, "Cannot store the log's tree head; refusing the job.");
-            return Err(Refusal::Malformed(format!(
+            return Some(Err(Refusal::Malformed(format!(
                 "cannot store the tree head: {error}"
-            )));
+            ))));
         }
-        decision.verdict
+        Some(decision.verdict)
     }
 
     /// Verifies `job`, runs it if it passes, and spools the result (a
     /// refusal is a result too). `None` when there is nothing to report: the
-    /// envelope names no job id, or this job already ran and its result is
-    /// still spooled (it is sent again after the next reconnect).
+    /// envelope names no job id, or this job was accepted before (its result
+    /// is spooled and sent again after the next reconnect).
     pub async fn process(&mut self, job: &Job) -> Option<JobResult> {
-        let (signed, job_id) = Signed::from_bytes(&job.envelope, &self.limits)
+        let session = self.session.load(Ordering::SeqCst);
+        self.process_from(job, session).await
+    }
+
+    /// [`JobRunner::process`] for a job delivered by session `session`: if
+    /// another session has begun since, the job is dropped unread (that
+    /// session sends it again, with a proof from the tree head held now).
+    async fn process_from(&mut self, job: &Job, session: u64) -> Option<JobResult> {
+        let (signed, job_id, nonce) = Signed::from_bytes(&job.envelope, &self.limits)
             .and_then(|s| {
-                let id = s.statement::<JobStatement>(&self.limits)?.job_id;
-                Ok((s, id))
+                let statement = s.statement::<JobStatement>(&self.limits)?;
+                Ok((s, statement.job_id, statement.nonce))
             })
             .inspect_err(|refusal| {
                 warn!(
@@ -659,24 +751,42 @@ impl JobRunner {
             })
             .ok()?;
         let id = hex::encode(job_id);
-        let outcome = match self.verify(&signed, job) {
-            Err(Refusal::Replayed) if self.spool.contains(&job_id) => {
-                info!(job_id = %id, "This job already ran; its result is spooled and will be sent again.");
+        let outcome = match self.verify(&signed, job, session) {
+            None => {
+                info!(job_id = %id, "Dropped a job delivered by an earlier connection; the server sends it again.");
                 return None;
             }
-            Err(refusal) if refusal.is_log_alarm() => {
+            // This very job again (a redelivery, not a replay): never run
+            // twice, never refused; answered with what it did.
+            Some(Err(Refusal::Replayed)) if self.history.ran(&job_id, &nonce) => {
+                if self.spool.contains(&job_id) {
+                    info!(job_id = %id, "This job already ran; its result is spooled and will be sent again.");
+                    return None;
+                }
+                let Some(done) = self.spool.done(&job_id) else {
+                    info!(job_id = %id, "This job already ran and its result was acknowledged.");
+                    return None;
+                };
+                info!(job_id = %id, "This job already ran; sending its recorded result again.");
+                done.outcome
+            }
+            Some(Err(refusal)) if refusal.is_log_alarm() => {
                 error!(job_id = %id, code = refusal.code(), reason = %refusal, "SECURITY: refused a job because the transparency log does not vouch for it (withheld, forked, truncated or rewritten); reporting it as an alert.");
                 refused(job_id, refusal.code(), &refusal.to_string()).outcome
             }
-            Err(refusal) => {
+            Some(Err(refusal)) => {
                 warn!(job_id = %id, code = refusal.code(), reason = %refusal, "Refused a job.");
                 refused(job_id, refusal.code(), &refusal.to_string()).outcome
             }
-            Ok(verified) => self.run(&id, verified, &job.script).await,
+            Some(Ok(verified)) => self.run(&id, verified, &job.script).await,
         };
         let result = JobResult { job_id, outcome };
-        if let Err(error) = self.spool.put(&result) {
-            error!(job_id = %id, %error, "Cannot spool a job result; it is lost if the connection drops before it is sent.");
+        match self.spool.put(&result) {
+            // Durable: now the run's files may go.
+            Ok(()) => remove_run_files(&self.run_dir, &job_id),
+            Err(error) => {
+                error!(job_id = %id, %error, "Cannot spool a job result; its files stay, and the next start reports it as interrupted.");
+            }
         }
         Some(result)
     }
@@ -762,11 +872,22 @@ impl JobRunner {
     }
 }
 
+/// A job waiting for the runner, with the session that delivered it.
+struct Queued {
+    job: Job,
+    session: u64,
+    job_id: Option<[u8; 16]>,
+}
+
 /// The session's side of the job runner: queue jobs, apply trust, read and
 /// acknowledge results. Cheap to clone.
 #[derive(Clone)]
 pub struct JobsHandle {
-    queue: mpsc::Sender<Job>,
+    queue: mpsc::Sender<Queued>,
+    /// Job ids queued or running, with the session that delivered them: a
+    /// second delivery in the same session is ignored.
+    held: Arc<Mutex<HashMap<[u8; 16], u64>>>,
+    session: Arc<AtomicU64>,
     spooled: Arc<watch::Sender<u64>>,
     refresh: Arc<watch::Sender<u64>>,
     trust: Arc<Mutex<TrustState>>,
@@ -783,13 +904,20 @@ impl std::fmt::Debug for JobsHandle {
     }
 }
 
+fn held_ids(held: &Mutex<HashMap<[u8; 16], u64>>) -> MutexGuard<'_, HashMap<[u8; 16], u64>> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Starts the job runner: returns the handle sessions use and the task to
 /// spawn (it ends when every handle is dropped).
 pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + Send + 'static) {
-    let (queue, mut jobs) = mpsc::channel::<Job>(MAX_QUEUED_JOBS);
+    let (queue, mut jobs) = mpsc::channel::<Queued>(MAX_QUEUED_JOBS);
     let spooled = Arc::new(watch::Sender::new(0u64));
+    let held = Arc::new(Mutex::new(HashMap::new()));
     let handle = JobsHandle {
         queue,
+        held: held.clone(),
+        session: runner.session.clone(),
         spooled: spooled.clone(),
         refresh: runner.refresh.clone(),
         trust: runner.trust.clone(),
@@ -798,8 +926,15 @@ pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + S
         limits: runner.limits.clone(),
     };
     let worker = async move {
-        while let Some(job) = jobs.recv().await {
-            if runner.process(&job).await.is_some() {
+        while let Some(queued) = jobs.recv().await {
+            let result = runner.process_from(&queued.job, queued.session).await;
+            if let Some(id) = &queued.job_id {
+                let mut held = held_ids(&held);
+                if held.get(id) == Some(&queued.session) {
+                    held.remove(id);
+                }
+            }
+            if result.is_some() {
                 spooled.send_modify(|n| *n = n.wrapping_add(1));
             }
         }
@@ -808,25 +943,68 @@ pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + S
 }
 
 impl JobsHandle {
-    /// Queues a job behind the running one (refused at once if too many wait).
-    pub fn submit(&self, job: Job) {
-        match self.queue.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(job)) => self.refuse_now(
-                &job,
-                AGENT_BUSY,
-                &format!("{MAX_QUEUED_JOBS} jobs are already waiting; this one was not run"),
-            ),
-            Err(TrySendError::Closed(job)) => {
-                self.refuse_now(&job, AGENT_ERROR, "the agent's job runner has stopped")
+    /// A new connection: jobs queued by earlier ones are dropped unread
+    /// (the server sends them again, with proofs from the head held now).
+    /// Returns the size of the tree head held, which the `Hello` announces;
+    /// read under the lock that verification takes, so no job of an earlier
+    /// connection moves the head after it is announced.
+    pub fn begin_session(&self) -> Option<u64> {
+        let trust = lock(&self.trust);
+        self.session.fetch_add(1, Ordering::SeqCst);
+        trust.log_size()
+    }
+
+    /// Queues a job behind the running one. A job already queued or running
+    /// is ignored. `Some` is an answer to send now, not spooled: the queue
+    /// is full, and the server sends the job again after the next result.
+    pub fn submit(&self, job: Job) -> Option<JobResult> {
+        let job_id = job_id_of(&job, &self.limits);
+        let session = self.session.load(Ordering::SeqCst);
+        // A copy from an ended session is dropped unread: this one replaces it.
+        if let Some(id) = &job_id
+            && held_ids(&self.held).insert(*id, session) == Some(session)
+        {
+            debug!(job_id = %hex::encode(id), "This job is already queued or running; the second delivery is ignored.");
+            return None;
+        }
+        let queued = Queued {
+            job,
+            session,
+            job_id,
+        };
+        match self.queue.try_send(queued) {
+            Ok(()) => None,
+            Err(TrySendError::Full(queued)) => {
+                if let Some(id) = &queued.job_id {
+                    let mut held = held_ids(&self.held);
+                    if held.get(id) == Some(&queued.session) {
+                        held.remove(id);
+                    }
+                }
+                self.move_to_head_of(&queued.job);
+                let id = queued.job_id?;
+                info!(job_id = %hex::encode(id), "{MAX_QUEUED_JOBS} jobs are already waiting; the server sends this one again later.");
+                Some(refused(
+                    id,
+                    JOB_BUSY,
+                    &format!("{MAX_QUEUED_JOBS} jobs are already waiting; this one was not read"),
+                ))
+            }
+            Err(TrySendError::Closed(queued)) => {
+                self.refuse_now(
+                    &queued.job,
+                    AGENT_ERROR,
+                    "the agent's job runner has stopped",
+                );
+                None
             }
         }
     }
 
-    fn refuse_now(&self, job: &Job, code: &str, reason: &str) {
-        // A job refused unread still moves the agent to its tree head (if
-        // valid), as the server assumes: else the next job's consistency
-        // proof would start from a size the agent does not hold.
+    /// A job refused unread still moves the agent to its tree head (if
+    /// valid), as the server assumes: else the next job's consistency proof
+    /// would start from a size the agent does not hold.
+    fn move_to_head_of(&self, job: &Job) {
         if let Some(wire) = &job.log {
             let mut trust = lock(&self.trust);
             if let Some(tenant) = trust.tenant().map(str::to_owned)
@@ -841,6 +1019,10 @@ impl JobsHandle {
                 warn!(code = refusal.code(), reason = %refusal, "The tree head of a job refused unread does not verify.");
             }
         }
+    }
+
+    fn refuse_now(&self, job: &Job, code: &str, reason: &str) {
+        self.move_to_head_of(job);
         let Some(job_id) = job_id_of(job, &self.limits) else {
             warn!(code, reason, "Dropped a job whose envelope cannot be read.");
             return;
@@ -873,7 +1055,7 @@ impl JobsHandle {
 
     /// The server stored this result.
     pub fn acknowledge(&self, job_id: &[u8; 16]) {
-        match self.spool.remove(job_id) {
+        match self.spool.acknowledge(job_id) {
             Ok(true) => debug!(job_id = %hex::encode(job_id), "Job result acknowledged."),
             Ok(false) => {
                 debug!(job_id = %hex::encode(job_id), "Acknowledgement for a result not in the spool.")

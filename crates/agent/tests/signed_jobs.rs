@@ -479,14 +479,14 @@ async fn a_script_runs_and_its_result_is_spooled_until_acknowledged() {
     drop(runner);
     let runner = self::runner(state_dir, ready(&k));
     assert_eq!(runner.spool().all().expect("spool"), vec![result]);
-    assert!(runner.spool().remove(&[1; 16]).expect("ack"));
+    assert!(runner.spool().acknowledge(&[1; 16]).expect("ack"));
     assert!(!spooled.exists());
     assert_eq!(runner.spool().all().expect("spool"), vec![]);
-    assert!(!runner.spool().remove(&[1; 16]).expect("second ack"));
+    assert!(!runner.spool().acknowledge(&[1; 16]).expect("second ack"));
 }
 
 #[tokio::test]
-async fn a_replay_is_refused_across_restarts() {
+async fn a_job_runs_once_and_a_replay_is_refused_across_restarts() {
     let k = keys();
     let dir = tempfile::tempdir().expect("tempdir");
     let state_dir = dir.path();
@@ -500,14 +500,21 @@ async fn a_replay_is_refused_across_restarts() {
     // Delivered again before the result was acknowledged: the spooled
     // result stands (it is sent again), nothing runs.
     assert_eq!(runner.process(&redeliver(&first)).await, None);
-    assert_eq!(runner.spool().all().expect("spool"), vec![result]);
-    runner.spool().remove(&[2; 16]).expect("ack");
+    assert_eq!(runner.spool().all().expect("spool"), vec![result.clone()]);
+    assert!(runner.spool().acknowledge(&[2; 16]).expect("ack"));
+    assert_eq!(runner.spool().all().expect("spool"), vec![]);
 
-    // After a restart and the acknowledgement: a replay, refused and reported.
+    // After a restart and the acknowledgement (a server restored from a
+    // backup delivers it again): answered with what it did, not refused.
     drop(runner);
     let mut runner = self::runner(state_dir, ready(&k));
-    let replay = runner.process(&redeliver(&first)).await.expect("result");
-    assert_eq!(refusal_code(&replay), "replayed");
+    let again = runner.process(&redeliver(&first)).await.expect("result");
+    assert_eq!(again, result, "answered with the recorded result");
+    assert!(runner.spool().acknowledge(&[2; 16]).expect("ack"));
+    // With the record gone too, nothing to say, and still nothing runs.
+    std::fs::remove_file(state_dir.join(format!("jobs/done/{}.cbor", hex::encode([2u8; 16]))))
+        .expect("forget");
+    assert_eq!(runner.process(&redeliver(&first)).await, None);
     // Another job id with the same nonce is a replay too.
     let mut statement: JobStatement = job_statement(&k, 2, script, 30)
         .statement(&Limits::default())
@@ -726,6 +733,44 @@ async fn an_interrupted_job_is_reported_at_the_next_start() {
         run.output_sha256,
         <[u8; 32]>::from(Sha256::digest(b"started\n"))
     );
+    assert_eq!(std::fs::read_dir(&run_dir).expect("run dir").count(), 0);
+}
+
+/// A crash during cleanup (issue 19): the script file was removed, its
+/// output not yet. Without a spooled result the job is still reported as
+/// interrupted; with one, the spooled result stands and nothing is added.
+#[tokio::test]
+async fn a_crash_during_cleanup_loses_nothing() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path();
+    let run_dir = state_dir.join("jobs/run");
+    std::fs::create_dir_all(&run_dir).expect("mkdir");
+    let lost = hex::encode([12u8; 16]);
+    std::fs::write(run_dir.join(format!("{lost}.out")), b"half\n").expect("out");
+    std::fs::write(run_dir.join(format!("{lost}.err")), b"").expect("err");
+    let runner = runner(state_dir, ready(&k));
+    let results = runner.spool().all().expect("spool");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].job_id, [12; 16]);
+    assert_eq!(ran(&results[0]).exit_code, None);
+    assert_eq!(ran(&results[0]).stdout, b"half\n");
+    drop(runner);
+
+    // Finished and spooled, then the crash before the files went.
+    let mut runner = self::runner(state_dir, ready(&k));
+    let result = runner
+        .process(&job(&k, 13, b"echo done; exit 7\n", 30))
+        .await
+        .expect("a result");
+    assert_eq!(ran(&result).exit_code, Some(7));
+    let kept = hex::encode([13u8; 16]);
+    std::fs::write(run_dir.join(format!("{kept}.out")), b"done\n").expect("out");
+    drop(runner);
+    let runner = self::runner(state_dir, ready(&k));
+    let spooled = runner.spool().all().expect("spool");
+    assert_eq!(spooled.len(), 2);
+    assert!(spooled.contains(&result), "the true result stands");
     assert_eq!(std::fs::read_dir(&run_dir).expect("run dir").count(), 0);
 }
 

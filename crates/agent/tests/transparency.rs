@@ -245,17 +245,25 @@ async fn a_job_refused_as_busy_still_moves_the_head() {
     let k = keys();
     let dir = tempfile::tempdir().expect("tempdir");
     let runner = runner(dir.path(), ready(&k));
-    // The worker never runs: the queue fills up.
+    // The worker never runs: the queue fills up. A second delivery of a
+    // queued job takes no slot and gets no answer (issue 19: duplicates
+    // once filled the queue and a valid job was refused for good).
     let (handle, _worker) = bulwark_agent::jobs::start(runner);
     for id in 1..=bulwark_agent::jobs::MAX_QUEUED_JOBS as u8 {
-        handle.submit(job(&k, id, SCRIPT, 30));
+        assert_eq!(handle.submit(job(&k, id, SCRIPT, 30)), None);
+        assert_eq!(handle.submit(job(&k, id, SCRIPT, 30)), None, "a duplicate");
     }
     let busy = job(&k, 100, SCRIPT, 30);
     let size = busy
         .log
         .as_ref()
         .map(|_| LOG.with(|l| l.borrow().leaves.len() as u64));
-    handle.submit(busy);
+    // Busy is an answer to send now, not a result: nothing is spooled.
+    let answer = handle.submit(busy).expect("a busy answer");
+    assert_eq!(answer.job_id, [100; 16]);
+    assert!(matches!(&answer.outcome,
+        bulwark_protocol::message::JobOutcome::Refused(r) if r.code == bulwark_agent::jobs::JOB_BUSY));
+    assert_eq!(handle.pending_results(), vec![]);
     assert_eq!(handle.log_size(), size);
     assert_eq!(
         TrustState::load(dir.path(), &Limits::default())
@@ -264,4 +272,35 @@ async fn a_job_refused_as_busy_still_moves_the_head() {
         size
     );
     assert!(!marker(dir.path()));
+}
+
+/// A job queued by a connection that has since ended is dropped unread:
+/// the new connection announced the head held then, and the server sends
+/// the job again with a proof from it (issue 19: a stale job moved the head
+/// after the announcement, and the next job raised a false log alarm).
+#[tokio::test]
+async fn a_job_from_an_ended_connection_is_dropped_unread() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runner = runner(dir.path(), ready(&k));
+    let (handle, worker) = bulwark_agent::jobs::start(runner);
+    let stale = job(&k, 7, SCRIPT, 30);
+    assert_eq!(handle.submit(stale.clone()), None);
+    let announced = handle.begin_session();
+    let mut done = handle.subscribe();
+    tokio::spawn(worker);
+    // Delivered again in the new session: it runs, once.
+    assert_eq!(handle.submit(stale), None);
+    tokio::time::timeout(std::time::Duration::from_secs(10), done.changed())
+        .await
+        .expect("a result in time")
+        .expect("runner alive");
+    let results = handle.pending_results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(matches!(
+        &results[0].outcome,
+        bulwark_protocol::message::JobOutcome::Ran(run) if run.exit_code == Some(0)
+    ));
+    assert!(marker(dir.path()));
+    assert!(handle.log_size() >= announced);
 }

@@ -392,6 +392,10 @@ pub struct UpOptions {
     pub data_dir: Option<Arc<TempDir>>,
     /// Extra environment variables (e.g. `BULWARK_CONFIG_DIR`, `BULWARK_KEY_PASSPHRASE`).
     pub env: Vec<(String, String)>,
+    /// `--listen` and `--gateway-listen`; `127.0.0.1:0` (chosen at start)
+    /// otherwise. A test that restarts the server fixes them, so that its
+    /// agents and API client find it again.
+    pub listen: Option<(String, String)>,
 }
 
 impl UpOptions {
@@ -410,6 +414,16 @@ impl UpOptions {
         self
     }
 
+    /// Fixed addresses, on ports free now, kept over restarts.
+    pub fn fixed_ports(mut self) -> Result<Self> {
+        let free = || -> Result<String> {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            Ok(listener.local_addr()?.to_string())
+        };
+        self.listen = Some((free()?, free()?));
+        Ok(self)
+    }
+
     /// Sets an environment variable for `bulwark up` (and so its local agent).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
@@ -423,7 +437,10 @@ impl UpOptions {
             .arg("up")
             .arg("--data-dir")
             .arg(dir)
-            .args(["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"])
+            .args(match &self.listen {
+                Some((api, gateway)) => ["--listen", api, "--gateway-listen", gateway],
+                None => ["--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"],
+            })
             .arg("--agent-bin")
             .arg(agent_bin()?)
             .env(
@@ -534,6 +551,19 @@ impl UpProcess {
             info,
             options,
         })
+    }
+
+    /// Kills `bulwark up` (and its local agent) with SIGKILL, as a crash or
+    /// an OOM kill would, and starts it again on the same data directory
+    /// and addresses (set [`UpOptions::fixed_ports`]) after `down`.
+    pub async fn crash_and_restart(&mut self, down: Duration) -> Result<()> {
+        self.proc.kill9().await?;
+        // A crash leaves server.json behind; the new process writes its own.
+        let _ = std::fs::remove_file(self.data_dir().join("server.json"));
+        tokio::time::sleep(down).await;
+        let options = self.options.clone().data_dir(self.data_dir.clone());
+        *self = Self::start(options).await?;
+        Ok(())
     }
 
     /// Starts `bulwark up` again on this instance's data directory, after it stopped.

@@ -171,11 +171,16 @@ impl OperatorSetup {
     /// Starts `bulwark up` with the CLI's configuration directory and key
     /// passphrase in its environment, then logs the owner in with the CLI.
     pub async fn start(passphrase: &'static str) -> Result<Self> {
+        Self::start_with(passphrase, UpOptions::default()).await
+    }
+
+    /// [`OperatorSetup::start`] with `bulwark up` started with `options`.
+    pub async fn start_with(passphrase: &'static str, options: UpOptions) -> Result<Self> {
         let config_tmp = tempfile::tempdir()?;
         let config = config_tmp.path().join("bulwark");
         std::fs::create_dir_all(&config)?;
         let up = UpProcess::start(
-            UpOptions::default()
+            options
                 .env("BULWARK_CONFIG_DIR", config.display().to_string())
                 .env("BULWARK_KEY_PASSPHRASE", passphrase),
         )

@@ -266,32 +266,48 @@ async fn forge_policy(s: &Setup) -> Result<()> {
     Ok(())
 }
 
+/// A job delivered again after it ran (the attacker rewinds its target to
+/// waiting) does not run again and is not refused: the agent answers with
+/// the result it recorded, the same output and times (issue 19: it used to
+/// answer "replayed", which hid what the job had done).
 #[tokio::test]
-async fn replayed_job_is_refused() -> Result<()> {
+async fn replayed_job_runs_once() -> Result<()> {
     let s = Setup::start().await?;
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
     let view = s.good_job_runs(&device, "once").await?;
     let id = id_of(&view)?;
+    let first = target_of(&view, &device)?;
     let marker = s.work.path().join("once.marker");
     std::fs::remove_file(&marker)?;
+    let rewind = |columns: &str| {
+        s.sql(&format!(
+            "UPDATE job_targets SET state = 'waiting', {columns} WHERE job_id = {}",
+            sql_text(&id)
+        ))
+    };
+    let answered_as_before = async || -> Result<()> {
+        let again = s.wait_final(&id, &device).await?;
+        for field in ["state", "exit_code", "stdout", "started_at", "finished_at"] {
+            ensure!(
+                again[field] == first[field],
+                "{field} differs from the first run: {again} vs {first}"
+            );
+        }
+        ensure!(!marker.exists(), "the job ran again");
+        Ok(())
+    };
 
     // Back to waiting, delivered again on the next nudge (another job).
-    s.sql(&format!(
-        "UPDATE job_targets SET state = 'waiting', exit_code = NULL, stdout = NULL, stderr = NULL, output_sha256 = NULL WHERE job_id = {}",
-        sql_text(&id)
-    ))?;
+    rewind("exit_code = NULL, stdout = NULL, stderr = NULL, output_sha256 = NULL")?;
     s.good_job_runs(&device, "nudge").await?;
-    s.expect_refused(&id, &device, "replayed", &marker).await?;
+    answered_as_before().await?;
 
-    // And after the agent restarts (its history is on disk).
+    // And after the agent restarts (its history and results are on disk).
     victim.stop().await?;
-    s.sql(&format!(
-        "UPDATE job_targets SET state = 'waiting', refusal_code = NULL, refusal_reason = NULL WHERE job_id = {}",
-        sql_text(&id)
-    ))?;
+    rewind("exit_code = NULL, stdout = NULL, stderr = NULL, output_sha256 = NULL")?;
     victim.resume()?;
-    s.expect_refused(&id, &device, "replayed", &marker).await?;
+    answered_as_before().await?;
     s.good_job_runs(&device, "after-replay").await?;
     Ok(())
 }

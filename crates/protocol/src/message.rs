@@ -414,11 +414,16 @@ pub struct JobRun {
     pub finished_at_ms: u64,
 }
 
+/// The one refusal that is not an answer: the agent's queue is full and the
+/// job was not read. The server does not record it; it delivers the job
+/// again once the agent reports another result.
+pub const JOB_BUSY: &str = "agent_busy";
+
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct JobRefused {
     /// A stable snake_case name (`bulwark_policy::Refusal::code`, or one of
-    /// the agent's own: `agent_error`, `agent_busy`, `jobs_disabled`).
+    /// the agent's own: `agent_error`, [`JOB_BUSY`], `jobs_disabled`).
     #[n(0)]
     pub code: String,
     /// The human explanation.

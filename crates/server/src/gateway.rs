@@ -9,6 +9,7 @@
 //! encoding, field limits); the first bad frame ends that connection and no
 //! other.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,9 @@ use bulwark_protocol::envelope::{
     CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement,
 };
 use bulwark_protocol::message::{
-    Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Hello, Job, JobOutcome,
-    JobResult, LogProof, RefusalCode, Refused, ResultAck, ServerMessage, Trust, TrustRefused,
-    TrustStatus, Welcome,
+    Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Hello, JOB_BUSY, Job,
+    JobOutcome, JobResult, LogProof, RefusalCode, Refused, ResultAck, ServerMessage, Trust,
+    TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{Limits, decode_agent_frame, encode_server_frame};
 use bulwark_store::{NewDevice, Store, StoreError};
@@ -387,11 +388,16 @@ async fn run_session(
         .register(&device_id, &tenant_id, &tenant, rfc3339(now));
     // Trust statements and approved jobs waiting for this device.
     registration.work.notify_one();
+    // Jobs sent in this session and not answered yet: each is sent once per
+    // session (a nudge sends only what is new), again only after the agent
+    // said it was too busy to read it.
+    let mut sent: HashSet<String> = HashSet::new();
+    let mut busy_returned = false;
     let silence = state.heartbeat * 3;
     let reason = loop {
         tokio::select! {
             _ = registration.work.notified() => {
-                if let Err(error) = Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id, &mut log_size)).await {
+                if let Err(error) = Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id, &mut log_size, &mut sent)).await {
                     warn!(%device_id, %error, "Cannot send work to the agent.");
                     break "transport error";
                 }
@@ -429,8 +435,25 @@ async fn run_session(
                     }
                     Ok(AgentMessage::JobResult(result)) => {
                         let job_id = result.job_id;
+                        let id = hex::encode(job_id);
+                        if matches!(&result.outcome, JobOutcome::Refused(r) if r.code == JOB_BUSY) {
+                            // Not an answer: sent again after the next one.
+                            info!(%device_id, job = %id, "The agent's queue is full; the job will be sent again.");
+                            sent.remove(&id);
+                            busy_returned = true;
+                            let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                            if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                break "transport error";
+                            }
+                            continue;
+                        }
                         match Box::pin(record_result(&state, &device_id, &tenant_id, result)).await {
                             Ok(()) => {
+                                sent.remove(&id);
+                                // A slot is free: what was refused as busy goes now.
+                                if std::mem::take(&mut busy_returned) {
+                                    registration.work.notify_one();
+                                }
                                 let ack = ServerMessage::ResultAck(ResultAck { job_id });
                                 if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
                                     break "transport error";
@@ -485,6 +508,7 @@ async fn send_work(
     device_id: &str,
     tenant_id: &str,
     log_size: &mut Option<u64>,
+    sent: &mut HashSet<String>,
 ) -> anyhow::Result<()> {
     let set = state.store.trust_for_device_tenant(tenant_id).await?;
     if !set.roots.is_empty() {
@@ -497,10 +521,11 @@ async fn send_work(
             .await?;
     }
     let now = now_millis();
-    let jobs = state
+    let mut jobs = state
         .store
         .deliverable_jobs_for_device(device_id, now)
         .await?;
+    jobs.retain(|(job, _)| !sent.contains(&job.id));
     // One tree head for the batch: it covers every job's entry and, if it
     // can, the head the agent holds.
     let needed = jobs
@@ -555,6 +580,7 @@ async fn send_work(
         });
         ws.send(Message::Binary(encode_server_frame(&message).into()))
             .await?;
+        sent.insert(job.id.clone());
         // The first delivery is recorded, with its audit event, at once.
         let delivered =
             bulwark_store::NewAuditEvent::new(now_millis(), "server", "job.delivered", &job.id)

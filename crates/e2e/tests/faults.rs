@@ -1,0 +1,190 @@
+//! Nothing lost under kill -9 (issue 19, DESIGN.md invariant 8), with the
+//! real binaries: what ran is recorded once with its true exit code, nothing
+//! runs twice, no valid job ends refused, and no security alert is raised
+//! when nothing was attacked.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use bulwark_e2e::{OperatorSetup, UpOptions, id_of, target_of, wait_for};
+use serde_json::Value;
+
+const PASSPHRASE: &str = "e2e faults: a long passphrase nobody guesses";
+const WAIT: Duration = Duration::from_secs(90);
+/// `bulwark_agent::jobs::MAX_QUEUED_JOBS`: jobs an agent holds behind the running one.
+const AGENT_QUEUE: usize = 16;
+
+/// Writes `body` as a script in the setup's scratch directory.
+fn script(s: &OperatorSetup, name: &str, body: &str) -> Result<PathBuf> {
+    let path = s.work.path().join(format!("{name}.sh"));
+    std::fs::write(&path, body)?;
+    Ok(path)
+}
+
+/// `bulwark job run --script PATH --no-wait` on `device`; returns the job id.
+async fn submit(s: &OperatorSetup, device: &str, script: &Path) -> Result<String> {
+    let script = script.display().to_string();
+    let out = s
+        .cli(
+            &[
+                "job",
+                "run",
+                "--tenant",
+                "demo",
+                "--targets",
+                device,
+                "--script",
+                &script,
+                "--reason",
+                "e2e faults",
+                "--no-wait",
+                "--json",
+            ],
+            None,
+        )
+        .await?
+        .ok()?;
+    id_of(&serde_json::from_str(&out.stdout).context("job run --json")?)
+}
+
+/// The target of job `id` on `device` once final (within [`WAIT`]).
+async fn final_target(s: &OperatorSetup, id: &str, device: &str) -> Result<Value> {
+    wait_for(
+        WAIT,
+        &format!("job {id} to finish on {device}"),
+        async || {
+            let target = target_of(&s.job_view(id).await?, device)?;
+            Ok(matches!(
+                target["state"].as_str(),
+                Some("succeeded" | "failed" | "timed_out" | "refused")
+            )
+            .then_some(target))
+        },
+    )
+    .await
+}
+
+/// Fails on any security alert in demo's log: nothing here is an attack.
+async fn no_alerts(s: &OperatorSetup) -> Result<()> {
+    let events = s.api.get_json("/api/v1/tenants/demo/audit").await?;
+    let alerts: Vec<&Value> = events
+        .as_array()
+        .context("audit is not an array")?
+        .iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("alert."))
+        })
+        .collect();
+    ensure!(alerts.is_empty(), "false alarms: {alerts:?}");
+    Ok(())
+}
+
+/// kill -9 of the agent just after its script exits, at the moment it
+/// cleans up: a killer outside the script's process group waits for the
+/// run's script file to go and kills the agent at once. The result (exit 7
+/// and the output) was spooled before the files went, so the restarted
+/// agent sends it; before issue 19 the files went first and the redelivered
+/// job was stored as "refused: replayed".
+#[tokio::test]
+async fn a_result_outlives_an_agent_killed_as_its_script_ends() -> Result<()> {
+    let s = OperatorSetup::start(PASSPHRASE).await?;
+    let mut victim = s.victim().await?;
+    let device = victim.device_id.clone();
+    let ran = s.work.path().join("ran.log");
+    let path = script(
+        &s,
+        "exit-7",
+        // The killer leaves the script's process group (which the agent
+        // kills when the script exits) before the script goes on.
+        &format!(
+            "echo ran >> '{ran}'\n\
+             setsid sh -c 'touch \"$3\"; while [ -e \"$1\" ]; do :; done; kill -9 \"$2\"' \
+               killer \"$0\" \"$PPID\" '{ready}' </dev/null >/dev/null 2>&1 &\n\
+             while [ ! -e '{ready}' ]; do :; done\n\
+             echo finished\n\
+             exit 7\n",
+            ran = ran.display(),
+            ready = s.work.path().join("killer.ready").display(),
+        ),
+    )?;
+    let id = submit(&s, &device, &path).await?;
+    wait_for(
+        WAIT,
+        "the agent to be killed by the script's killer",
+        async || Ok(victim.proc.try_wait()?.map(|_| ())),
+    )
+    .await?;
+    victim.resume()?;
+    let target = final_target(&s, &id, &device).await?;
+    ensure!(
+        target["state"] == "failed"
+            && target["exit_code"] == 7
+            && target["stdout"]
+                .as_str()
+                .is_some_and(|o| o.contains("finished")),
+        "the job's true result was lost: {target}"
+    );
+    ensure!(
+        std::fs::read_to_string(&ran)? == "ran\n",
+        "the script did not run exactly once"
+    );
+    // The agent goes on: a correct job runs.
+    s.good_job_runs(&device, "after-the-kill").await?;
+    no_alerts(&s).await
+}
+
+/// More jobs than the agent queues, delivered at once, then kill -9 of the
+/// server while the first runs and a two-second outage: the agent reconnects
+/// with its queue full of jobs from the dead connection. Every job runs
+/// once and succeeds; none is refused as busy or for the log; no alarm.
+/// (Before issue 19: duplicates filled the queue and a valid job ended
+/// "refused: agent_busy"; jobs from the dead session moved the agent's tree
+/// head behind the new session's back and the next ones raised false
+/// `log_inconsistent` alarms.)
+#[tokio::test]
+async fn queued_jobs_survive_a_server_crash_without_refusals_or_alarms() -> Result<()> {
+    let mut s = OperatorSetup::start_with(PASSPHRASE, UpOptions::default().fixed_ports()?).await?;
+    let mut victim = s.victim().await?;
+    let device = victim.device_id.clone();
+    let ran = s.work.path().join("ran.log");
+    victim.stop().await?;
+    let count = AGENT_QUEUE + 5;
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let body = if n == 0 {
+            format!("echo 0 >> '{}'\nsleep 4\n", ran.display())
+        } else {
+            format!("echo {n} >> '{}'\n", ran.display())
+        };
+        ids.push(submit(&s, &device, &script(&s, &format!("job-{n}"), &body)?).await?);
+    }
+    victim.resume()?;
+    wait_for(WAIT, "the first job to start", async || {
+        Ok(std::fs::read_to_string(&ran)
+            .is_ok_and(|t| t.starts_with("0\n"))
+            .then_some(()))
+    })
+    .await?;
+    s.up.crash_and_restart(Duration::from_secs(2)).await?;
+
+    for (n, id) in ids.iter().enumerate() {
+        let target = final_target(&s, id, &device).await?;
+        ensure!(
+            target["state"] == "succeeded",
+            "job {n} did not succeed: {target}"
+        );
+    }
+    let mut lines: Vec<usize> = std::fs::read_to_string(&ran)?
+        .lines()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    lines.sort_unstable();
+    ensure!(
+        lines == (0..count).collect::<Vec<_>>(),
+        "each job must run exactly once: {lines:?}"
+    );
+    no_alerts(&s).await
+}
