@@ -18,11 +18,14 @@
 //! * `jobs/done/<job id hex>.cbor`: the last [`DONE_KEPT`] acknowledged
 //!   results, so that a job delivered again after it ran is answered with
 //!   what it did, never with a refusal;
-//! * `jobs/run/`: the running script (`<job id hex>`, 0700) and its output
-//!   (`<job id hex>.out`, `.err`), the script's working directory. They are
+//! * `jobs/run/`: the running script (`<job id hex>`, 0700), its output
+//!   (`.out`, `.err`) and its supervisor's files (`.pid`, `.pgid`, `.exit`:
+//!   [`crate::supervisor`]), the script's working directory. They are
 //!   removed only once the result is spooled: files still there when the
 //!   agent starts mean a crash or a stop came first, and the agent reports
-//!   the job with what it had written and no exit code.
+//!   the job from its supervisor's exit record (waiting for a supervisor
+//!   that still runs), or with what it had written and no exit code if the
+//!   supervisor died too.
 //!
 //! A job's life on the agent, each step durable before the next: received
 //! (queued in memory, once per job id), verified, recorded in the history,
@@ -72,13 +75,16 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::files::{private_dir, sync_dir, write_atomic};
+use crate::supervisor::{Exit, RunFiles, kill_group, read_pid, supervisor_alive};
 use crate::trust::{TrustOutcome, TrustState};
 
 /// How many acknowledged results `jobs/done/` keeps.
 pub const DONE_KEPT: usize = 1024;
 
-/// `PATH` of every script.
-pub const JOB_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+pub use crate::supervisor::JOB_PATH;
+
+/// How long past a job's timeout the agent waits for its supervisor.
+const SUPERVISOR_GRACE: Duration = Duration::from_secs(60);
 /// Jobs waiting behind the running one; more are answered [`JOB_BUSY`]
 /// (not a result: the server sends them again).
 pub const MAX_QUEUED_JOBS: usize = 16;
@@ -325,33 +331,6 @@ pub fn current_hostname() -> String {
     sysinfo::System::host_name().unwrap_or_else(|| "unknown".into())
 }
 
-/// The files of one run in `jobs/run/`.
-struct RunFiles {
-    script: PathBuf,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl RunFiles {
-    fn new(run_dir: &Path, name: &str) -> Self {
-        Self {
-            script: run_dir.join(name),
-            stdout: run_dir.join(format!("{name}.out")),
-            stderr: run_dir.join(format!("{name}.err")),
-        }
-    }
-
-    fn remove(&self) {
-        for path in [&self.script, &self.stdout, &self.stderr] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(error) => warn!(path = %path.display(), %error, "Cannot remove a job file."),
-            }
-        }
-    }
-}
-
 fn create_file(path: &Path, mode: u32) -> io::Result<File> {
     let file = OpenOptions::new()
         .create(true)
@@ -364,20 +343,38 @@ fn create_file(path: &Path, mode: u32) -> io::Result<File> {
     Ok(file)
 }
 
-/// Kills a job's process group when dropped: at the timeout, when the
-/// script exits (what it left behind), and when the agent stops mid-run.
-struct ProcessGroup(Option<rustix::process::Pid>);
-
-impl ProcessGroup {
-    fn kill(&self) {
-        if let Some(pid) = self.0 {
-            // ESRCH (the group is already gone) is the usual answer.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+/// Removes a run's files (each may be missing).
+fn remove_files(files: &RunFiles) {
+    for path in files.all() {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => warn!(path = %path.display(), %error, "Cannot remove a job file."),
         }
     }
 }
 
-impl Drop for ProcessGroup {
+/// Kills a run's script group and its supervisor when dropped before the
+/// run is over: the agent stops cleanly mid-run (a crash leaves the
+/// supervisor to finish the job and record it).
+struct RunGuard {
+    /// `None` once the run is over (a group id may be reused after).
+    files: Option<RunFiles>,
+    supervisor: Option<i32>,
+}
+
+impl RunGuard {
+    fn kill(&mut self) {
+        if let Some(pgid) = self.files.take().and_then(|f| read_pid(&f.pgid)) {
+            kill_group(pgid);
+        }
+        if let Some(pid) = self.supervisor.take() {
+            kill_group(pid);
+        }
+    }
+}
+
+impl Drop for RunGuard {
     fn drop(&mut self) {
         self.kill();
     }
@@ -416,10 +413,12 @@ fn collect_output(
     Ok((out, err, hasher.finalize().into()))
 }
 
-/// Runs `script` in `run_dir` until it exits or `timeout` passes (then its
-/// whole process group is killed), and reports what it did. Output goes to
-/// files, not pipes: a grandchild holding a pipe open cannot stall the
-/// agent, and the hash covers everything however much was written.
+/// Runs `script` in `run_dir` under a supervisor (`supervisor` is the
+/// `bulwark-agent` binary: see [`crate::supervisor`]) until it exits or
+/// `timeout` passes (then its whole process group is killed), and reports
+/// what it did. Output goes to files, not pipes: a grandchild holding a
+/// pipe open cannot stall the agent, and the hash covers everything however
+/// much was written. The files stay until [`remove_run_files`].
 pub async fn run_script(
     run_dir: &Path,
     job_id: &[u8; 16],
@@ -427,135 +426,99 @@ pub async fn run_script(
     interpreter: Interpreter,
     timeout: Duration,
     max_output: usize,
+    supervisor: &Path,
 ) -> io::Result<JobRun> {
     private_dir(run_dir)?;
     let name = hex::encode(job_id);
     let files = RunFiles::new(run_dir, &name);
-    run_in(
-        run_dir,
-        &name,
-        &files,
-        script,
-        interpreter,
-        timeout,
-        max_output,
-    )
-    .await
-}
-
-/// Removes a run's files: only once its result is spooled, so that a crash
-/// in between leaves them for [`recover_interrupted`] to report.
-pub fn remove_run_files(run_dir: &Path, job_id: &[u8; 16]) {
-    RunFiles::new(run_dir, &hex::encode(job_id)).remove();
-}
-
-async fn run_in(
-    run_dir: &Path,
-    name: &str,
-    files: &RunFiles,
-    script: &[u8],
-    interpreter: Interpreter,
-    timeout: Duration,
-    max_output: usize,
-) -> io::Result<JobRun> {
     create_file(&files.script, 0o700)?.write_all(script)?;
-    let stdout = create_file(&files.stdout, 0o600)?;
-    let stderr = create_file(&files.stderr, 0o600)?;
-    let mut command = tokio::process::Command::new(interpreter_path(interpreter));
-    command
-        .arg(&files.script)
-        .current_dir(run_dir)
+    create_file(&files.stdout, 0o600)?;
+    create_file(&files.stderr, 0o600)?;
+    let mut child = tokio::process::Command::new(supervisor)
+        .arg("supervise")
+        .arg(run_dir)
+        .arg(&name)
+        .arg(interpreter_path(interpreter))
+        .arg(timeout.as_secs().max(1).to_string())
         .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .env_clear()
-        .env("PATH", JOB_PATH)
-        .env("BULWARK_JOB_ID", name)
+        .stdout(Stdio::null())
+        // Its own group: a signal to the agent's group does not reach it.
         .process_group(0)
-        .kill_on_drop(true);
-    for var in ["HOME", "LANG"] {
-        if let Some(value) = std::env::var_os(var) {
-            command.env(var, value);
-        }
-    }
-    let started_at_ms = now_ms();
-    let mut child = command.spawn()?;
-    let group = ProcessGroup(
-        child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .and_then(rustix::process::Pid::from_raw),
-    );
-    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => (status?, false),
+        .spawn()?;
+    let mut guard = RunGuard {
+        files: Some(files.clone()),
+        supervisor: child.id().and_then(|id| i32::try_from(id).ok()),
+    };
+    // The supervisor enforces the timeout; this only guards against a
+    // supervisor that hangs.
+    let status = match tokio::time::timeout(timeout + SUPERVISOR_GRACE, child.wait()).await {
+        Ok(status) => status?,
         Err(_) => {
-            group.kill();
-            (child.wait().await?, true)
+            guard.kill();
+            child.wait().await?
         }
     };
-    // What the script left running in its group goes with it, before its
-    // output is read. (The group id cannot be reused while any of its
-    // processes lives; if none does, ESRCH.)
-    drop(group);
-    let finished_at_ms = now_ms();
+    guard.supervisor = None;
+    guard.files = None;
+    let Some(exit) = Exit::read(&files.exit) else {
+        return Err(io::Error::other(format!(
+            "the job supervisor ended ({status}) without recording the script's exit"
+        )));
+    };
     let (out, err) = (files.stdout.clone(), files.stderr.clone());
     let (stdout, stderr, output_sha256) =
         tokio::task::spawn_blocking(move || collect_output(&out, &err, max_output))
             .await
             .map_err(io::Error::other)??;
     Ok(JobRun {
-        exit_code: status.code(),
-        timed_out,
+        exit_code: exit.code,
+        timed_out: exit.timed_out,
         stdout,
         stderr,
         output_sha256,
-        started_at_ms,
-        finished_at_ms,
+        started_at_ms: exit.started_at_ms,
+        finished_at_ms: exit.finished_at_ms,
     })
 }
 
-/// Reports the jobs a crash or a stop interrupted (their files are still in
-/// `jobs/run/`: the script, or only its output if cleanup had begun) with
-/// the output they had written and no exit code, unless their result was
-/// spooled before the crash; then empties the directory. Such a job is in
-/// the history: it never runs again.
-fn recover_interrupted(run_dir: &Path, spool: &ResultSpool, max_output: usize) -> io::Result<()> {
-    let mut interrupted = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(run_dir)? {
-        let entry = entry?;
-        let Some(job_id) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.get(..32))
-            .and_then(|n| hex::decode(n).ok())
-            .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        else {
-            continue;
-        };
-        let modified = entry
-            .metadata()
+/// Removes a run's files: only once its result is spooled, so that a crash
+/// in between leaves them for the next start to report.
+pub fn remove_run_files(run_dir: &Path, job_id: &[u8; 16]) {
+    remove_files(&RunFiles::new(run_dir, &hex::encode(job_id)));
+}
+
+/// What the files of a run that no agent watched say: the supervisor's
+/// record if it finished, else cut short with no exit code; `None` if the
+/// script never started (no supervisor pid file).
+fn result_from_files(run_dir: &Path, job_id: [u8; 16], max_output: usize) -> io::Result<JobResult> {
+    let files = RunFiles::new(run_dir, &hex::encode(job_id));
+    let (stdout, stderr, output_sha256) = collect_output(&files.stdout, &files.stderr, max_output)?;
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or_default();
-        let started: &mut u64 = interrupted.entry(job_id).or_insert(u64::MAX);
-        *started = (*started).min(modified);
-    }
-    for (job_id, started_at_ms) in interrupted {
-        if spool.contains(&job_id) {
-            continue; // finished and spooled; only the cleanup was cut short
+    };
+    let outcome = match (Exit::read(&files.exit), modified(&files.pid)) {
+        (Some(exit), _) => {
+            info!(job_id = %hex::encode(job_id), exit_code = ?exit.code, "A job finished while the agent was down; reporting what its supervisor recorded.");
+            JobOutcome::Ran(JobRun {
+                exit_code: exit.code,
+                timed_out: exit.timed_out,
+                stdout,
+                stderr,
+                output_sha256,
+                started_at_ms: exit.started_at_ms,
+                finished_at_ms: exit.finished_at_ms,
+            })
         }
-        let files = RunFiles::new(run_dir, &hex::encode(job_id));
-        let (stdout, stderr, output_sha256) =
-            collect_output(&files.stdout, &files.stderr, max_output)?;
-        warn!(
-            job_id = %hex::encode(job_id),
-            "A job was interrupted (the agent stopped while it ran); reporting it without an exit code. It will not run again."
-        );
-        spool.put(&JobResult {
-            job_id,
-            outcome: JobOutcome::Ran(JobRun {
+        (None, Some(started_at_ms)) => {
+            warn!(
+                job_id = %hex::encode(job_id),
+                "A job was interrupted (its supervisor stopped while it ran); reporting it without an exit code. It will not run again."
+            );
+            JobOutcome::Ran(JobRun {
                 exit_code: None,
                 timed_out: false,
                 stdout,
@@ -563,18 +526,65 @@ fn recover_interrupted(run_dir: &Path, spool: &ResultSpool, max_output: usize) -
                 output_sha256,
                 started_at_ms,
                 finished_at_ms: now_ms(),
-            }),
-        })?;
-    }
+            })
+        }
+        (None, None) => {
+            warn!(job_id = %hex::encode(job_id), "The agent stopped before a job's script started; it did not run and will not run again.");
+            return Ok(refused(
+                job_id,
+                AGENT_ERROR,
+                "the agent stopped before the script started; it did not run",
+            ));
+        }
+    };
+    Ok(JobResult { job_id, outcome })
+}
+
+/// The runs a crash or a stop left in `jobs/run/`, by job id: reported
+/// from their files unless their result was spooled before the crash, and
+/// their files removed. A run whose supervisor still runs (the agent died,
+/// the script did not) is returned, to be watched until it ends. Such jobs
+/// are in the history: they never run again.
+fn recover_interrupted(
+    run_dir: &Path,
+    spool: &ResultSpool,
+    max_output: usize,
+) -> io::Result<Vec<[u8; 16]>> {
+    let mut ids = std::collections::BTreeSet::new();
     for entry in std::fs::read_dir(run_dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            std::fs::remove_dir_all(&path)?;
+        let entry = entry?;
+        if let Some(job_id) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.get(..32))
+            .and_then(|n| hex::decode(n).ok())
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        {
+            ids.insert(job_id);
         } else {
-            std::fs::remove_file(&path)?;
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path)?;
+            } else {
+                std::fs::remove_file(&path)?;
+            }
         }
     }
-    Ok(())
+    let mut running = Vec::new();
+    for job_id in ids {
+        let name = hex::encode(job_id);
+        let files = RunFiles::new(run_dir, &name);
+        if !spool.contains(&job_id) {
+            if supervisor_alive(&files, &name) {
+                info!(job_id = %name, "A job's script outlived the agent; waiting for its supervisor.");
+                running.push(job_id);
+                continue;
+            }
+            spool.put(&result_from_files(run_dir, job_id, max_output)?)?;
+        }
+        remove_files(&files);
+    }
+    Ok(running)
 }
 
 fn job_log_proof(wire: &bulwark_protocol::message::LogProof) -> JobLogProof<'_> {
@@ -628,6 +638,10 @@ pub struct JobRunner {
     session: Arc<AtomicU64>,
     limits: Limits,
     max_output: usize,
+    /// The `bulwark-agent` binary, run as each script's supervisor.
+    supervisor: PathBuf,
+    /// Jobs whose script outlived an earlier agent: watched first.
+    outlived: Vec<[u8; 16]>,
 }
 
 impl JobRunner {
@@ -645,7 +659,7 @@ impl JobRunner {
         let run_dir = dir.join("run");
         private_dir(&run_dir)?;
         let max_output = bulwark_protocol::Limits::default().max_output_bytes;
-        recover_interrupted(&run_dir, &spool, max_output)?;
+        let outlived = recover_interrupted(&run_dir, &spool, max_output)?;
         Ok(Self {
             state_dir: state_dir.to_owned(),
             run_dir,
@@ -658,7 +672,45 @@ impl JobRunner {
             session: Arc::new(AtomicU64::new(0)),
             limits: Limits::default(),
             max_output,
+            supervisor: std::env::current_exe()?,
+            outlived,
         })
+    }
+
+    /// Runs scripts under `bulwark_agent` binary (tests: this is not it).
+    pub fn with_supervisor(mut self, agent_binary: PathBuf) -> Self {
+        self.supervisor = agent_binary;
+        self
+    }
+
+    /// Waits for the supervisors of scripts that outlived an earlier agent
+    /// and spools what they recorded; returns how many results it spooled.
+    pub async fn finish_outlived(&mut self) -> usize {
+        let mut spooled = 0;
+        for job_id in std::mem::take(&mut self.outlived) {
+            let name = hex::encode(job_id);
+            let files = RunFiles::new(&self.run_dir, &name);
+            while supervisor_alive(&files, &name) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let (run_dir, max_output) = (self.run_dir.clone(), self.max_output);
+            let result = tokio::task::spawn_blocking(move || {
+                result_from_files(&run_dir, job_id, max_output)
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r);
+            match result.and_then(|result| self.spool.put(&result)) {
+                Ok(()) => {
+                    remove_files(&files);
+                    spooled += 1;
+                }
+                Err(error) => {
+                    error!(job_id = %name, %error, "Cannot report a job that outlived the agent; the next start tries again.");
+                }
+            }
+        }
+        spooled
     }
 
     pub fn spool(&self) -> &ResultSpool {
@@ -847,6 +899,7 @@ impl JobRunner {
             interpreter,
             timeout,
             self.max_output,
+            &self.supervisor,
         )
         .await
         {
@@ -926,6 +979,9 @@ pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + S
         limits: runner.limits.clone(),
     };
     let worker = async move {
+        if runner.finish_outlived().await > 0 {
+            spooled.send_modify(|n| *n = n.wrapping_add(1));
+        }
         while let Some(queued) = jobs.recv().await {
             let result = runner.process_from(&queued.job, queued.session).await;
             if let Some(id) = &queued.job_id {

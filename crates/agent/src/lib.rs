@@ -13,6 +13,7 @@ pub mod identity;
 pub mod inventory;
 pub mod jobs;
 pub mod pinning;
+pub mod supervisor;
 pub mod trust;
 pub mod utmp;
 

@@ -63,10 +63,35 @@ enum Command {
     },
     /// Print this agent's identity.
     Status,
+    /// Supervise one job's script (the agent runs this itself; see
+    /// `bulwark_agent::supervisor`).
+    #[command(hide = true)]
+    Supervise {
+        run_dir: PathBuf,
+        name: String,
+        interpreter: PathBuf,
+        timeout_secs: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Supervise {
+        run_dir,
+        name,
+        interpreter,
+        timeout_secs,
+    } = &cli.command
+    {
+        // No runtime, no logging setup: a small process that waits.
+        bulwark_agent::supervisor::supervise(
+            run_dir,
+            name,
+            interpreter,
+            Duration::from_secs(*timeout_secs),
+        )?;
+        return Ok(());
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -96,6 +121,8 @@ fn main() -> anyhow::Result<()> {
             server,
             inventory_secs,
         } => runtime.block_on(run(&state_dir, server, Duration::from_secs(inventory_secs))),
+        // Handled before anything else is set up.
+        Command::Supervise { .. } => Ok(()),
         Command::Status => {
             let (state, key) = state_dir.load()?;
             println!("device:   {}", state.device_id);

@@ -172,7 +172,8 @@ async fn trust_jobs_and_results_over_a_real_session() {
         &DEVICE_PUBLIC_KEY,
         Arc::new(Mutex::new(held)),
     )
-    .expect("job runner");
+    .expect("job runner")
+    .with_supervisor(env!("CARGO_BIN_EXE_bulwark-agent").into());
     let (handle, worker) = jobs::start(runner);
     tokio::spawn(worker);
     let endpoint = Endpoint {

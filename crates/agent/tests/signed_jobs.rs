@@ -414,6 +414,7 @@ fn runner(state_dir: &Path, state: TrustState) -> JobRunner {
         Arc::new(Mutex::new(state)),
     )
     .expect("job runner")
+    .with_supervisor(env!("CARGO_BIN_EXE_bulwark-agent").into())
 }
 
 fn ran(result: &JobResult) -> &JobRun {
@@ -639,6 +640,7 @@ async fn the_timeout_kills_the_whole_process_group() {
         Interpreter::Sh,
         Duration::from_secs(1),
         64 * 1024,
+        Path::new(env!("CARGO_BIN_EXE_bulwark-agent")),
     )
     .await
     .expect("run");
@@ -668,6 +670,7 @@ async fn what_a_finished_script_leaves_running_is_killed() {
         Interpreter::Sh,
         Duration::from_secs(60),
         64 * 1024,
+        Path::new(env!("CARGO_BIN_EXE_bulwark-agent")),
     )
     .await
     .expect("run");
@@ -696,6 +699,7 @@ async fn output_is_truncated_but_hashed_in_full() {
         Interpreter::Sh,
         Duration::from_secs(60),
         64 * 1024,
+        Path::new(env!("CARGO_BIN_EXE_bulwark-agent")),
     )
     .await
     .expect("run");
@@ -715,16 +719,21 @@ async fn an_interrupted_job_is_reported_at_the_next_start() {
     let k = keys();
     let dir = tempfile::tempdir().expect("tempdir");
     let state_dir = dir.path();
-    // What a crash mid-run leaves: the script and its output so far.
+    // What a crash mid-run leaves when the supervisor died too (a reboot):
+    // the script, its output so far, a pid file naming no live supervisor.
     let run_dir = state_dir.join("jobs/run");
     std::fs::create_dir_all(&run_dir).expect("mkdir");
     let name = hex::encode([11u8; 16]);
     std::fs::write(run_dir.join(&name), b"echo started; sleep 100\n").expect("script");
     std::fs::write(run_dir.join(format!("{name}.out")), b"started\n").expect("out");
+    std::fs::write(run_dir.join(format!("{name}.pid")), b"999999999\n").expect("pid");
+    // And a job recorded but never started (no supervisor pid file).
+    let never = hex::encode([14u8; 16]);
+    std::fs::write(run_dir.join(&never), b"echo never\n").expect("script");
 
     let runner = runner(state_dir, ready(&k));
     let results = runner.spool().all().expect("spool");
-    assert_eq!(results.len(), 1);
+    assert_eq!(results.len(), 2);
     assert_eq!(results[0].job_id, [11; 16]);
     let run = ran(&results[0]);
     assert_eq!(run.exit_code, None);
@@ -733,12 +742,14 @@ async fn an_interrupted_job_is_reported_at_the_next_start() {
         run.output_sha256,
         <[u8; 32]>::from(Sha256::digest(b"started\n"))
     );
+    assert_eq!(results[1].job_id, [14; 16]);
+    assert_eq!(refusal_code(&results[1]), "agent_error");
     assert_eq!(std::fs::read_dir(&run_dir).expect("run dir").count(), 0);
 }
 
-/// A crash during cleanup (issue 19): the script file was removed, its
-/// output not yet. Without a spooled result the job is still reported as
-/// interrupted; with one, the spooled result stands and nothing is added.
+/// A crash between the script's end and the spool, or during cleanup
+/// (issue 19): the supervisor's record gives the true result; a spooled
+/// result stands and nothing is added.
 #[tokio::test]
 async fn a_crash_during_cleanup_loses_nothing() {
     let k = keys();
@@ -746,15 +757,30 @@ async fn a_crash_during_cleanup_loses_nothing() {
     let state_dir = dir.path();
     let run_dir = state_dir.join("jobs/run");
     std::fs::create_dir_all(&run_dir).expect("mkdir");
+    // The script file already gone; the output, pid and exit record left.
     let lost = hex::encode([12u8; 16]);
     std::fs::write(run_dir.join(format!("{lost}.out")), b"half\n").expect("out");
     std::fs::write(run_dir.join(format!("{lost}.err")), b"").expect("err");
+    std::fs::write(run_dir.join(format!("{lost}.pid")), b"999999999\n").expect("pid");
+    std::fs::write(
+        run_dir.join(format!("{lost}.exit")),
+        b"exit 5\ntimed_out 0\nstarted 10\nfinished 20\n",
+    )
+    .expect("exit");
     let runner = runner(state_dir, ready(&k));
     let results = runner.spool().all().expect("spool");
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].job_id, [12; 16]);
-    assert_eq!(ran(&results[0]).exit_code, None);
-    assert_eq!(ran(&results[0]).stdout, b"half\n");
+    let run = ran(&results[0]);
+    assert_eq!(
+        (
+            run.exit_code,
+            run.stdout.as_slice(),
+            run.started_at_ms,
+            run.finished_at_ms
+        ),
+        (Some(5), b"half\n".as_slice(), 10, 20)
+    );
     drop(runner);
 
     // Finished and spooled, then the crash before the files went.
@@ -772,6 +798,64 @@ async fn a_crash_during_cleanup_loses_nothing() {
     assert_eq!(spooled.len(), 2);
     assert!(spooled.contains(&result), "the true result stands");
     assert_eq!(std::fs::read_dir(&run_dir).expect("run dir").count(), 0);
+}
+
+/// A script that outlives its agent (kill -9 of the agent mid-run): the
+/// supervisor keeps it under its timeout and records its exit; the next
+/// agent waits for it and reports the true result (issue 19, case 5).
+#[tokio::test]
+async fn a_script_outliving_its_agent_is_reported_when_it_ends() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path();
+    let run_dir = state_dir.join("jobs/run");
+    std::fs::create_dir_all(&run_dir).expect("mkdir");
+    // What a running agent leaves: the script and its files, and its
+    // supervisor, started as the agent starts it.
+    let name = hex::encode([15u8; 16]);
+    std::fs::write(run_dir.join(&name), b"sleep 1; echo late; exit 4\n").expect("script");
+    std::fs::write(run_dir.join(format!("{name}.out")), b"").expect("out");
+    std::fs::write(run_dir.join(format!("{name}.err")), b"").expect("err");
+    let mut supervisor = std::process::Command::new(env!("CARGO_BIN_EXE_bulwark-agent"))
+        .arg("supervise")
+        .arg(&run_dir)
+        .arg(&name)
+        .arg("/bin/sh")
+        .arg("30")
+        .spawn()
+        .expect("supervisor");
+    bulwark_agent_wait(&run_dir.join(format!("{name}.pgid"))).await;
+
+    let runner = runner(state_dir, ready(&k));
+    assert_eq!(
+        runner.spool().all().expect("spool"),
+        vec![],
+        "still running"
+    );
+    let (handle, worker) = bulwark_agent::jobs::start(runner);
+    let mut done = handle.subscribe();
+    tokio::spawn(worker);
+    tokio::time::timeout(Duration::from_secs(20), done.changed())
+        .await
+        .expect("reported in time")
+        .expect("runner alive");
+    let results = handle.pending_results();
+    assert_eq!(results.len(), 1);
+    assert_eq!(ran(&results[0]).exit_code, Some(4));
+    assert_eq!(ran(&results[0]).stdout, b"late\n");
+    assert!(supervisor.wait().expect("supervisor").success());
+    assert_eq!(std::fs::read_dir(&run_dir).expect("run dir").count(), 0);
+}
+
+/// Waits until `path` exists.
+async fn bulwark_agent_wait(path: &Path) {
+    for _ in 0..200 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{} did not appear", path.display());
 }
 
 #[test]

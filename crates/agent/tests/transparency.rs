@@ -30,6 +30,7 @@ fn runner(state_dir: &Path, state: TrustState) -> JobRunner {
         Arc::new(Mutex::new(state)),
     )
     .expect("job runner")
+    .with_supervisor(env!("CARGO_BIN_EXE_bulwark-agent").into())
 }
 
 async fn refusal(runner: &mut JobRunner, job: &Job) -> String {

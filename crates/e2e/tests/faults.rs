@@ -97,12 +97,14 @@ async fn a_result_outlives_an_agent_killed_as_its_script_ends() -> Result<()> {
     let path = script(
         &s,
         "exit-7",
-        // The killer leaves the script's process group (which the agent
-        // kills when the script exits) before the script goes on.
+        // The script's parent is its supervisor; the agent is the
+        // supervisor's. The killer leaves the script's process group (which
+        // is killed when the script exits) before the script goes on.
         &format!(
             "echo ran >> '{ran}'\n\
+             agent=$(awk '{{print $4}}' /proc/$PPID/stat)\n\
              setsid sh -c 'touch \"$3\"; while [ -e \"$1\" ]; do :; done; kill -9 \"$2\"' \
-               killer \"$0\" \"$PPID\" '{ready}' </dev/null >/dev/null 2>&1 &\n\
+               killer \"$0\" \"$agent\" '{ready}' </dev/null >/dev/null 2>&1 &\n\
              while [ ! -e '{ready}' ]; do :; done\n\
              echo finished\n\
              exit 7\n",
@@ -132,6 +134,50 @@ async fn a_result_outlives_an_agent_killed_as_its_script_ends() -> Result<()> {
         "the script did not run exactly once"
     );
     // The agent goes on: a correct job runs.
+    s.good_job_runs(&device, "after-the-kill").await?;
+    no_alerts(&s).await
+}
+
+/// kill -9 of the agent (and its process group) while a script runs: the
+/// script's supervisor is not in that group, so the script finishes under
+/// its timeout, and the restarted agent waits for it and reports its true
+/// exit code (before issue 19 the script finished unobserved and the job
+/// was reported as killed with no exit status).
+#[tokio::test]
+async fn a_script_outlives_its_killed_agent_and_its_result_is_kept() -> Result<()> {
+    let s = OperatorSetup::start(PASSPHRASE).await?;
+    let mut victim = s.victim().await?;
+    let device = victim.device_id.clone();
+    let ran = s.work.path().join("ran.log");
+    let path = script(
+        &s,
+        "outlives",
+        &format!(
+            "echo start >> '{ran}'\nsleep 3\necho end >> '{ran}'\necho late\nexit 4\n",
+            ran = ran.display()
+        ),
+    )?;
+    let id = submit(&s, &device, &path).await?;
+    wait_for(WAIT, "the script to start", async || {
+        Ok(std::fs::read_to_string(&ran)
+            .is_ok_and(|t| t.contains("start"))
+            .then_some(()))
+    })
+    .await?;
+    victim.proc.kill9().await?;
+    victim.resume()?;
+    let target = final_target(&s, &id, &device).await?;
+    ensure!(
+        target["exit_code"] == 4
+            && target["stdout"]
+                .as_str()
+                .is_some_and(|o| o.contains("late")),
+        "the true result of the script that outlived its agent was lost: {target}"
+    );
+    ensure!(
+        std::fs::read_to_string(&ran)? == "start\nend\n",
+        "the script did not run exactly once, to its end"
+    );
     s.good_job_runs(&device, "after-the-kill").await?;
     no_alerts(&s).await
 }

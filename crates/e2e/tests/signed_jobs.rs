@@ -1036,17 +1036,20 @@ mod key_file;
 /// The server adds it to the job's envelope as an approval and marks the
 /// job approved, naming as its key:
 ///
-/// 1. the console credential itself, listed in demo's policy by root
-///    holders who went around the CLI (which refuses to list it);
-/// 2. the same public key relabelled as an approval passkey (the CLI lists
+/// 1. the same public key relabelled as an approval passkey (the CLI lists
 ///    that: it cannot tell whose key it is);
-/// 3. another listed approval passkey.
+/// 2. another listed approval passkey.
 ///
 /// The agent refuses each with `bad_signature` (a listed key whose
 /// signature does not count: console RP id, console origin), the refusal
 /// reaches the server, no script runs, and a correctly approved job still
 /// runs. Had the agent counted an assertion, the quorum would be met and
 /// the job, which is in no log, refused with `log_proof_missing` instead.
+///
+/// The console credential itself cannot be listed: `policy add-operator`
+/// refuses it, and a policy that root holders sign around the CLI is
+/// malformed (`Policy::verify_update`), so the server refuses to store it
+/// and, written into the database, the agent refuses it and keeps its own.
 #[tokio::test]
 async fn console_passkey_ceremony_does_not_approve_a_job() -> Result<()> {
     let s = Setup::start().await?;
@@ -1148,18 +1151,15 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
     )
     .await?;
     s.require_two_signers().await?;
-    // Root holders who go around the CLI list the console credential.
-    let version = list_by_hand(s, &console_key, "owner console passkey").await?;
+    // Root holders who go around the CLI list the console credential: the
+    // server will not store that policy (it is malformed: see the end).
+    let (version, listing) = list_by_hand(s, &console_key, "owner console passkey").await?;
 
-    // Six pending jobs, each "approved" with a console ceremony over its own
-    // challenge (approval challenge or digest) under one of the three keys.
+    // Four pending jobs, each "approved" with a console ceremony over its own
+    // challenge (approval challenge or digest) under one of the two keys.
     victim.stop().await?;
     let mut forged = Vec::new();
-    for (key_name, key) in [
-        ("console-credential", &console_key),
-        ("relabelled", &relabelled),
-        ("other-passkey", &other_key),
-    ] {
+    for (key_name, key) in [("relabelled", &relabelled), ("other-passkey", &other_key)] {
         for challenge_kind in ["approval-challenge", "digest"] {
             let name = format!("{key_name}-{challenge_kind}");
             let (id, marker) = s.submit(&device, &name, &[]).await?;
@@ -1187,8 +1187,8 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
             .await?
             .first()
             .and_then(|c| c["signCount"].as_u64())
-            .is_some_and(|n| n >= 6),
-        "the authenticator did not sign the six ceremonies"
+            .is_some_and(|n| n >= 4),
+        "the authenticator did not sign the four ceremonies"
     );
 
     victim.resume()?;
@@ -1203,19 +1203,6 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
             "the refusal reason did not reach the server: {target}"
         );
     }
-    // Refused under the policy that lists the console credential, and logged.
-    wait_for(
-        WAIT,
-        &format!("the victim to hold policy v{version}"),
-        async || {
-            Ok((s.sql(&format!(
-                "SELECT policy_version FROM device_trust WHERE device_id = {}",
-                sql_text(&device)
-            ))? == version.to_string())
-            .then_some(()))
-        },
-    )
-    .await?;
     let audit = s.api.get_json("/api/v1/tenants/demo/audit").await?;
     for (id, _) in &forged {
         ensure!(
@@ -1247,6 +1234,30 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
     ensure!(
         target["state"] == "succeeded" && marker.exists(),
         "the correct job did not run after the forgeries: {target}"
+    );
+
+    // The policy listing the console credential, written into the database
+    // as an owned server would: the agent refuses it and stays on its own.
+    victim.stop().await?;
+    s.sql(&format!(
+        "INSERT INTO trust_statements (tenant_id, kind, version, envelope, created_by, created_at) \
+         VALUES ((SELECT id FROM tenants WHERE name = 'demo'), 'policy', {version}, X'{}', NULL, 0)",
+        hex::encode(listing.to_bytes())
+    ))?;
+    victim.resume()?;
+    let alert = s.expect_alert("malformed").await?;
+    ensure!(
+        alert.contains("only approval passkeys"),
+        "the agent refused the policy for another reason: {alert}"
+    );
+    let held = s.sql(&format!(
+        "SELECT policy_version FROM device_trust WHERE device_id = {}",
+        sql_text(&device)
+    ))?;
+    ensure!(
+        held == (version - 1).to_string(),
+        "the victim holds policy v{held}, not v{}",
+        version - 1
     );
     Ok(())
 }
@@ -1296,11 +1307,15 @@ async fn console_assertion(
     })
 }
 
-/// Publishes demo's next policy with `key` listed for run-script, signed
-/// with the root keys this machine holds (opened from their files, not
-/// through the CLI, which would refuse), through the API with a fresh MFA
-/// check. Returns the new version.
-async fn list_by_hand(s: &Setup, key: &bulwark_policy::PublicKey, name: &str) -> Result<u64> {
+/// Demo's next policy with `key` listed for run-script, signed with the
+/// root keys this machine holds (opened from their files, not through the
+/// CLI, which would refuse), offered to the API with a fresh MFA check: the
+/// server refuses to store it. Returns its version and envelope.
+async fn list_by_hand(
+    s: &Setup,
+    key: &bulwark_policy::PublicKey,
+    name: &str,
+) -> Result<(u64, bulwark_policy::Signed)> {
     use base64::Engine as _;
     use bulwark_policy::{ActionClass, Holder, Limits, OperatorKey, Policy, Signed};
     let shown = s
@@ -1342,11 +1357,12 @@ async fn list_by_hand(s: &Setup, key: &bulwark_policy::PublicKey, name: &str) ->
         reply = s.api.call(reqwest::Method::POST, path, Some(&body)).await?;
     }
     ensure!(
-        reply.status.is_success(),
-        "publishing policy v{}: {} {}",
+        reply.status == reqwest::StatusCode::UNPROCESSABLE_ENTITY
+            && reply.body.to_string().contains("only approval passkeys"),
+        "the server should refuse policy v{} listing a console credential: {} {}",
         policy.version,
         reply.status,
         reply.body
     );
-    Ok(policy.version)
+    Ok((policy.version, signed))
 }

@@ -200,6 +200,18 @@ impl Policy {
         for o in &self.operators {
             cap(o.name.len(), limits.max_text, "operator name")?;
             cap(o.classes.len(), 64, "operator classes")?;
+            // A passkey approves only under the approval RP id: one a
+            // console credential (sign-in, step-up) can never be listed as.
+            if let PublicKey::WebAuthn(credential) = &o.key
+                && credential.rp_id != crate::webauthn::APPROVAL_RP_ID
+            {
+                return Err(Refusal::Malformed(format!(
+                    "operator {:?}'s passkey is bound to {:?}: only approval passkeys ({}) approve jobs",
+                    o.name,
+                    credential.rp_id,
+                    crate::webauthn::APPROVAL_RP_ID
+                )));
+            }
         }
         let ids: BTreeSet<KeyId> = self.operators.iter().map(|o| o.key.id()).collect();
         if ids.len() != self.operators.len() {

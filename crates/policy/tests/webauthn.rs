@@ -447,6 +447,45 @@ fn the_approval_challenge_is_a_domain_separated_hash_of_the_pae_bytes() {
 /// as an approval. A console credential never approves, whatever it signed;
 /// an approval credential's assertion over the plain digest (a sign-in
 /// given the job's digest), or made on another origin, does not count.
+/// A policy that lists a console credential (RP id of the console's host)
+/// is malformed, whoever signed it: the server will not store it, the CLI
+/// will not co-sign it, and an agent refuses it (issue 12: root holders who
+/// went around `policy add-operator` could list one before).
+#[test]
+fn a_policy_listing_a_console_credential_is_refused() {
+    use bulwark_policy::root::{RootKey, TrustRoot};
+    let f = fixture();
+    let officer = SigningKey::from_bytes(&[77; 32]);
+    let root = TrustRoot {
+        tenant: "acme".into(),
+        version: 1,
+        threshold: 1,
+        keys: vec![RootKey {
+            key: PublicKey::Ed25519(officer.verifying_key().to_bytes()),
+            holder: Holder::Msp,
+            name: "officer".into(),
+        }],
+    };
+    let signed = |policy: &Policy| {
+        let mut env = Signed::new(policy);
+        env.sign(&officer);
+        env
+    };
+    let limits = bulwark_policy::Limits::default();
+    assert!(Policy::verify_update(&root, None, &signed(&f.policy), NOW, &limits).is_ok());
+    let mut listed = f.policy.clone();
+    listed.operators.push(OperatorKey {
+        key: Authenticator::p256().public(),
+        name: "owner's console passkey".into(),
+        holder: Holder::Msp,
+        classes: vec![ActionClass::RunScript],
+    });
+    assert!(matches!(
+        Policy::verify_update(&root, None, &signed(&listed), NOW, &limits),
+        Err(Refusal::Malformed(reason)) if reason.contains("only approval passkeys")
+    ));
+}
+
 #[test]
 fn sign_in_and_step_up_assertions_never_approve() {
     let f = fixture();
