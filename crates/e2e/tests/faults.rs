@@ -234,3 +234,48 @@ async fn queued_jobs_survive_a_server_crash_without_refusals_or_alarms() -> Resu
     );
     no_alerts(&s).await
 }
+
+/// SIGSTOP of the server for five seconds while an agent works through a
+/// queue, then SIGCONT: the frozen server neither reads nor acknowledges;
+/// afterwards every job has run once and succeeded, nothing is refused and
+/// no alarm is raised.
+#[tokio::test]
+async fn a_stopped_server_loses_nothing() -> Result<()> {
+    let mut s = OperatorSetup::start(PASSPHRASE).await?;
+    let mut victim = s.victim().await?;
+    let device = victim.device_id.clone();
+    let ran = s.work.path().join("ran.log");
+    victim.stop().await?;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let body = format!("echo {n} >> '{}'\nsleep 1\n", ran.display());
+        ids.push(submit(&s, &device, &script(&s, &format!("job-{n}"), &body)?).await?);
+    }
+    victim.resume()?;
+    wait_for(WAIT, "the first job to start", async || {
+        Ok(std::fs::read_to_string(&ran)
+            .is_ok_and(|t| t.starts_with("0\n"))
+            .then_some(()))
+    })
+    .await?;
+    s.up.process().signal("STOP")?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    s.up.process().signal("CONT")?;
+    for (n, id) in ids.iter().enumerate() {
+        let target = final_target(&s, id, &device).await?;
+        ensure!(
+            target["state"] == "succeeded",
+            "job {n} did not succeed: {target}"
+        );
+    }
+    let mut lines: Vec<usize> = std::fs::read_to_string(&ran)?
+        .lines()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    lines.sort_unstable();
+    ensure!(
+        lines == (0..6).collect::<Vec<_>>(),
+        "each job must run exactly once: {lines:?}"
+    );
+    no_alerts(&s).await
+}

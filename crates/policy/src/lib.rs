@@ -150,14 +150,14 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// A stable snake_case name, reported over the wire and shown in the
-    /// console next to the human message.
     /// Whether this refusal means the log was tampered with or withheld:
     /// reported as a security alert, not only as a failed job.
     pub fn is_log_alarm(&self) -> bool {
-        self.code().starts_with("log_")
+        is_log_alarm_code(self.code())
     }
 
+    /// A stable snake_case name, reported over the wire and shown in the
+    /// console next to the human message.
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::Malformed(_) => "malformed",
@@ -193,6 +193,12 @@ impl Refusal {
             Refusal::LogEntryMismatch(_) => "log_entry_mismatch",
         }
     }
+}
+
+/// Whether a refusal code an agent reported means the log was tampered
+/// with or withheld (the server raises `alert.log_refused` for these).
+pub fn is_log_alarm_code(code: &str) -> bool {
+    code.starts_with("log_")
 }
 
 /// Entry point for the `signed_statement` fuzz target: decodes an envelope

@@ -699,7 +699,7 @@ async fn record_result(
     };
     // The transparency log did not vouch for the job (withheld, forked,
     // truncated or rewritten): a security alert, not a failed job.
-    let log_alarm = matches!(&outcome, bulwark_store::JobOutcome::Refused { code, .. } if code.starts_with("log_"));
+    let log_alarm = matches!(&outcome, bulwark_store::JobOutcome::Refused { code, .. } if bulwark_policy::is_log_alarm_code(code));
     // The device acts; the job is what it acted on. The result, its audit
     // event and, for a log refusal, the security alert commit together.
     let actor = format!("agent:{device_id}");

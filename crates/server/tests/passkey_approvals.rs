@@ -309,8 +309,6 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
                 "owner laptop",
             ),
             operator(policy_key, "tess laptop"),
-            // Listed by deceit: it still never counts.
-            operator(console_public.clone(), "tess console"),
         ],
         quorums: vec![Quorum {
             class: ActionClass::RunScript,
@@ -323,20 +321,50 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
         maintenance_windows: Vec::new(),
         tenant_name: None,
     };
-    for (kind, statement) in [
-        ("roots", Signed::new(&root)),
-        ("policy", Signed::new(&policy)),
-    ] {
+    // Listed by deceit (root holders who went around the CLI), a console
+    // credential makes the policy malformed: the server does not store it.
+    let mut deceit = policy.clone();
+    deceit
+        .operators
+        .push(operator(console_public.clone(), "tess console"));
+    let signed = |statement: Signed| {
         let mut statement = statement;
         statement.sign(&root_key);
-        s.ok(
+        json!({"envelope": B64.encode(statement.to_bytes())})
+    };
+    s.ok(
+        Method::POST,
+        "/api/v1/tenants/acme/trust/roots",
+        &owner,
+        Some(signed(Signed::new(&root))),
+    )
+    .await;
+    let reply = s
+        .send(
             Method::POST,
-            &format!("/api/v1/tenants/acme/trust/{kind}"),
+            "/api/v1/tenants/acme/trust/policy",
             &owner,
-            Some(json!({"envelope": B64.encode(statement.to_bytes())})),
+            Some(signed(Signed::new(&deceit))),
         )
         .await;
-    }
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.to_string().contains("only approval passkeys"),
+        "{}",
+        reply.body
+    );
+    s.ok(
+        Method::POST,
+        "/api/v1/tenants/acme/trust/policy",
+        &owner,
+        Some(signed(Signed::new(&policy))),
+    )
+    .await;
     let device = s.enrol_device(&owner, "acme").await;
     let mut jobs = Vec::new();
     for _ in 0..2 {
