@@ -202,6 +202,9 @@ fn examine_companion(
             "the policy companion is not a policy"
         );
         let policy: Policy = companion.statement(&limits).map_err(bad)?;
+        policy
+            .validate(&limits)
+            .map_err(|r| anyhow!("the policy companion is malformed: do not sign it: {r}"))?;
         let current = trust
             .policy
             .as_ref()
@@ -260,6 +263,11 @@ fn examine(
     match signed.payload_type.as_str() {
         Policy::PAYLOAD_TYPE => {
             let policy: Policy = signed.statement(&limits).map_err(bad)?;
+            // Agents would refuse it whoever signs it (a console passkey
+            // listed, a key listed twice, ...): nothing to co-sign.
+            policy
+                .validate(&limits)
+                .map_err(|r| anyhow!("the proposed policy is malformed: do not sign it: {r}"))?;
             ensure!(
                 policy.tenant == trust.tenant_id,
                 "the policy is for another tenant"
@@ -703,6 +711,37 @@ mod tests {
             allowed_scripts: vec![ScriptHash([1; 32])],
             maintenance_windows: Vec::new(),
         }
+    }
+
+    /// A proposal from an owned server listing a console passkey (or any
+    /// policy an agent would refuse) is not offered for signing.
+    #[test]
+    fn a_malformed_proposed_policy_is_not_signed() {
+        use bulwark_policy::webauthn::{CoseKey, WebAuthnCredential};
+        let trust = Trust {
+            tenant_id: "t".into(),
+            fingerprint: None,
+            root: None,
+            policy: None,
+            freeze: None,
+        };
+        let mut proposed = policy();
+        proposed.operators.push(OperatorKey {
+            key: PublicKey::WebAuthn(WebAuthnCredential {
+                rp_id: "rmm.example.com".into(),
+                key: CoseKey::Ed25519([9; 32]),
+            }),
+            name: "owner's console passkey".into(),
+            holder: Holder::Msp,
+            classes: vec![ActionClass::RunScript],
+        });
+        let error = examine(&trust, &Signed::new(&proposed), 1_900_000_000)
+            .expect_err("a console passkey in a proposed policy")
+            .to_string();
+        assert!(
+            error.contains("malformed") && error.contains("only approval passkeys"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -176,7 +176,11 @@ impl Statement for Policy {
 }
 
 impl Policy {
-    fn validate(&self, limits: &Limits) -> Result<(), Refusal> {
+    /// What makes a policy well formed, whoever signed it (step 1 of
+    /// [`Policy::verify_update`]): within `limits`, no key listed twice, no
+    /// class with two quorums or a quorum of zero, passkeys only under the
+    /// approval RP id. Root holders check it before they sign.
+    pub fn validate(&self, limits: &Limits) -> Result<(), Refusal> {
         cap(self.tenant.len(), limits.max_text, "tenant")?;
         if let Some(name) = &self.tenant_name {
             cap(name.len(), limits.max_text, "tenant name")?;
