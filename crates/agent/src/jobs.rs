@@ -466,11 +466,18 @@ pub async fn run_script(
         )));
     };
     let (out, err) = (files.stdout.clone(), files.stderr.clone());
-    let (stdout, stderr, output_sha256) =
-        tokio::task::spawn_blocking(move || collect_output(&out, &err, max_output))
-            .await
-            .map_err(io::Error::other)??;
-    Ok(JobRun {
+    let output = tokio::task::spawn_blocking(move || collect_output(&out, &err, max_output))
+        .await
+        .map_err(io::Error::other)??;
+    Ok(recorded_run(exit, output))
+}
+
+/// A run as its supervisor recorded it, with its output.
+fn recorded_run(
+    exit: Exit,
+    (stdout, stderr, output_sha256): (Vec<u8>, Vec<u8>, [u8; 32]),
+) -> JobRun {
+    JobRun {
         exit_code: exit.code,
         timed_out: exit.timed_out,
         stdout,
@@ -478,7 +485,7 @@ pub async fn run_script(
         output_sha256,
         started_at_ms: exit.started_at_ms,
         finished_at_ms: exit.finished_at_ms,
-    })
+    }
 }
 
 /// Removes a run's files: only once its result is spooled, so that a crash
@@ -488,11 +495,11 @@ pub fn remove_run_files(run_dir: &Path, job_id: &[u8; 16]) {
 }
 
 /// What the files of a run that no agent watched say: the supervisor's
-/// record if it finished, else cut short with no exit code; `None` if the
-/// script never started (no supervisor pid file).
+/// record if it finished, else cut short with no exit code; a refusal
+/// (`agent_error`) if the script never started (no supervisor pid file).
 fn result_from_files(run_dir: &Path, job_id: [u8; 16], max_output: usize) -> io::Result<JobResult> {
     let files = RunFiles::new(run_dir, &hex::encode(job_id));
-    let (stdout, stderr, output_sha256) = collect_output(&files.stdout, &files.stderr, max_output)?;
+    let output = collect_output(&files.stdout, &files.stderr, max_output)?;
     let modified = |path: &Path| {
         std::fs::metadata(path)
             .and_then(|m| m.modified())
@@ -503,30 +510,20 @@ fn result_from_files(run_dir: &Path, job_id: [u8; 16], max_output: usize) -> io:
     let outcome = match (Exit::read(&files.exit), modified(&files.pid)) {
         (Some(exit), _) => {
             info!(job_id = %hex::encode(job_id), exit_code = ?exit.code, "A job finished while the agent was down; reporting what its supervisor recorded.");
-            JobOutcome::Ran(JobRun {
-                exit_code: exit.code,
-                timed_out: exit.timed_out,
-                stdout,
-                stderr,
-                output_sha256,
-                started_at_ms: exit.started_at_ms,
-                finished_at_ms: exit.finished_at_ms,
-            })
+            JobOutcome::Ran(recorded_run(exit, output))
         }
         (None, Some(started_at_ms)) => {
             warn!(
                 job_id = %hex::encode(job_id),
                 "A job was interrupted (its supervisor stopped while it ran); reporting it without an exit code. It will not run again."
             );
-            JobOutcome::Ran(JobRun {
-                exit_code: None,
+            let cut_short = Exit {
+                code: None,
                 timed_out: false,
-                stdout,
-                stderr,
-                output_sha256,
                 started_at_ms,
                 finished_at_ms: now_ms(),
-            })
+            };
+            JobOutcome::Ran(recorded_run(cut_short, output))
         }
         (None, None) => {
             warn!(job_id = %hex::encode(job_id), "The agent stopped before a job's script started; it did not run and will not run again.");

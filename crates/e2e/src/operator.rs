@@ -246,6 +246,17 @@ impl OperatorSetup {
         extra: &[&str],
     ) -> Result<(Finished, PathBuf)> {
         let (script, marker) = self.script(name)?;
+        Ok((self.run_script(device, &script, extra).await?, marker))
+    }
+
+    /// `bulwark job run --json` in `demo` of the script file `script` on
+    /// `device`, with `extra` args.
+    pub async fn run_script(
+        &self,
+        device: &str,
+        script: &Path,
+        extra: &[&str],
+    ) -> Result<Finished> {
         let script = script.display().to_string();
         let mut args = vec![
             "job",
@@ -261,7 +272,7 @@ impl OperatorSetup {
             "--json",
         ];
         args.extend_from_slice(extra);
-        Ok((self.cli(&args, None).await?, marker))
+        self.cli(&args, None).await
     }
 
     /// A job submitted without waiting (`--no-wait`); returns its id and marker.

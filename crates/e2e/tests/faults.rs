@@ -24,27 +24,7 @@ fn script(s: &OperatorSetup, name: &str, body: &str) -> Result<PathBuf> {
 
 /// `bulwark job run --script PATH --no-wait` on `device`; returns the job id.
 async fn submit(s: &OperatorSetup, device: &str, script: &Path) -> Result<String> {
-    let script = script.display().to_string();
-    let out = s
-        .cli(
-            &[
-                "job",
-                "run",
-                "--tenant",
-                "demo",
-                "--targets",
-                device,
-                "--script",
-                &script,
-                "--reason",
-                "e2e faults",
-                "--no-wait",
-                "--json",
-            ],
-            None,
-        )
-        .await?
-        .ok()?;
+    let out = s.run_script(device, script, &["--no-wait"]).await?.ok()?;
     id_of(&serde_json::from_str(&out.stdout).context("job run --json")?)
 }
 
@@ -63,6 +43,55 @@ async fn final_target(s: &OperatorSetup, id: &str, device: &str) -> Result<Value
         },
     )
     .await
+}
+
+/// `count` jobs queued for `device` while its agent is stopped, each
+/// appending its number to `ran` and then running `tail` (shell); the
+/// agent is started again and this returns once job 0 has started.
+async fn queue_and_start(
+    s: &OperatorSetup,
+    victim: &mut bulwark_e2e::ExtraAgent,
+    ran: &Path,
+    count: usize,
+    tail: impl Fn(usize) -> String,
+) -> Result<Vec<String>> {
+    victim.stop().await?;
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let body = format!("echo {n} >> '{}'\n{}\n", ran.display(), tail(n));
+        let path = script(s, &format!("job-{n}"), &body)?;
+        ids.push(submit(s, &victim.device_id, &path).await?);
+    }
+    victim.resume()?;
+    wait_for(WAIT, "the first job to start", async || {
+        Ok(std::fs::read_to_string(ran)
+            .is_ok_and(|t| t.starts_with("0\n"))
+            .then_some(()))
+    })
+    .await?;
+    Ok(ids)
+}
+
+/// Every job of `ids` succeeded on `device`, each ran exactly once (its
+/// number in `ran` once), and no alarm was raised.
+async fn each_ran_once(s: &OperatorSetup, device: &str, ids: &[String], ran: &Path) -> Result<()> {
+    for (n, id) in ids.iter().enumerate() {
+        let target = final_target(s, id, device).await?;
+        ensure!(
+            target["state"] == "succeeded",
+            "job {n} did not succeed: {target}"
+        );
+    }
+    let mut lines: Vec<usize> = std::fs::read_to_string(ran)?
+        .lines()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    lines.sort_unstable();
+    ensure!(
+        lines == (0..ids.len()).collect::<Vec<_>>(),
+        "each job must run exactly once: {lines:?}"
+    );
+    no_alerts(s).await
 }
 
 /// Fails on any security alert in demo's log: nothing here is an attack.
@@ -196,43 +225,12 @@ async fn queued_jobs_survive_a_server_crash_without_refusals_or_alarms() -> Resu
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
     let ran = s.work.path().join("ran.log");
-    victim.stop().await?;
-    let count = AGENT_QUEUE + 5;
-    let mut ids = Vec::new();
-    for n in 0..count {
-        let body = if n == 0 {
-            format!("echo 0 >> '{}'\nsleep 4\n", ran.display())
-        } else {
-            format!("echo {n} >> '{}'\n", ran.display())
-        };
-        ids.push(submit(&s, &device, &script(&s, &format!("job-{n}"), &body)?).await?);
-    }
-    victim.resume()?;
-    wait_for(WAIT, "the first job to start", async || {
-        Ok(std::fs::read_to_string(&ran)
-            .is_ok_and(|t| t.starts_with("0\n"))
-            .then_some(()))
+    let ids = queue_and_start(&s, &mut victim, &ran, AGENT_QUEUE + 5, |n| {
+        if n == 0 { "sleep 4" } else { "" }.to_owned()
     })
     .await?;
     s.up.crash_and_restart(Duration::from_secs(2)).await?;
-
-    for (n, id) in ids.iter().enumerate() {
-        let target = final_target(&s, id, &device).await?;
-        ensure!(
-            target["state"] == "succeeded",
-            "job {n} did not succeed: {target}"
-        );
-    }
-    let mut lines: Vec<usize> = std::fs::read_to_string(&ran)?
-        .lines()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    lines.sort_unstable();
-    ensure!(
-        lines == (0..count).collect::<Vec<_>>(),
-        "each job must run exactly once: {lines:?}"
-    );
-    no_alerts(&s).await
+    each_ran_once(&s, &device, &ids, &ran).await
 }
 
 /// SIGSTOP of the server for five seconds while an agent works through a
@@ -245,37 +243,9 @@ async fn a_stopped_server_loses_nothing() -> Result<()> {
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
     let ran = s.work.path().join("ran.log");
-    victim.stop().await?;
-    let mut ids = Vec::new();
-    for n in 0..6 {
-        let body = format!("echo {n} >> '{}'\nsleep 1\n", ran.display());
-        ids.push(submit(&s, &device, &script(&s, &format!("job-{n}"), &body)?).await?);
-    }
-    victim.resume()?;
-    wait_for(WAIT, "the first job to start", async || {
-        Ok(std::fs::read_to_string(&ran)
-            .is_ok_and(|t| t.starts_with("0\n"))
-            .then_some(()))
-    })
-    .await?;
+    let ids = queue_and_start(&s, &mut victim, &ran, 6, |_| "sleep 1".to_owned()).await?;
     s.up.process().signal("STOP")?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     s.up.process().signal("CONT")?;
-    for (n, id) in ids.iter().enumerate() {
-        let target = final_target(&s, id, &device).await?;
-        ensure!(
-            target["state"] == "succeeded",
-            "job {n} did not succeed: {target}"
-        );
-    }
-    let mut lines: Vec<usize> = std::fs::read_to_string(&ran)?
-        .lines()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    lines.sort_unstable();
-    ensure!(
-        lines == (0..6).collect::<Vec<_>>(),
-        "each job must run exactly once: {lines:?}"
-    );
-    no_alerts(&s).await
+    each_ran_once(&s, &device, &ids, &ran).await
 }
