@@ -6,6 +6,9 @@
 //! * `cargo xtask tidy` runs only the tidy checks: the agent links no server
 //!   crates, and rustls with ring is the only crypto provider.
 //! * `cargo xtask fuzz [--seconds N]` runs every cargo-fuzz target briefly.
+//! * `cargo xtask faults [--seed N] ...` runs the long randomised fault run
+//!   (`bulwark-fault-storm`, issue 19) and prints its tally; the processes'
+//!   logs go to a file.
 //!
 //! Only `std` and `anyhow`: this crate must build fast and before anything else.
 
@@ -62,6 +65,11 @@ commands:
   tidy                  only the tidy checks (dependency rules)
   fuzz [--seconds N]    run every target in fuzz/fuzz_targets for N seconds each
                         (default 30)
+  faults [--seed N] [--jobs N] [--faults N] [--agents N]
+                        the long randomised fault run with the real binaries
+                        (kill -9 and SIGSTOP of server and agents): prints the
+                        tally of jobs ran, ran twice, lost, wrong, unfinished
+                        and false alarms (defaults: 120 jobs, 20 faults, 3 agents)
 ";
 
 fn main() -> ExitCode {
@@ -70,6 +78,7 @@ fn main() -> ExitCode {
         Some("test") if args.len() == 1 => test(),
         Some("tidy") if args.len() == 1 => tidy(&workspace_root()),
         Some("fuzz") => parse_fuzz_seconds(&args[1..]).and_then(fuzz),
+        Some("faults") => faults(&args[1..]),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())
@@ -366,6 +375,23 @@ fn fuzz(seconds: u64) -> Result<()> {
     })();
     steps.print_summary();
     result
+}
+
+/// Builds the binaries and runs `bulwark-fault-storm` with `args`; the
+/// servers' and agents' logs go to `target/fault-storm.log`.
+fn faults(args: &[String]) -> Result<()> {
+    let root = workspace_root();
+    cargo(&root, ["build", "--workspace", "--bins"])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let log = target.join("fault-storm.log");
+    println!("The processes' logs go to {}.", log.display());
+    let log_file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let mut command = Command::new(target.join("debug").join("bulwark-fault-storm"));
+    command.current_dir(&root).args(args).stderr(log_file);
+    run(&mut command)
 }
 
 fn install_cargo_fuzz() -> Result<()> {

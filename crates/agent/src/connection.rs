@@ -436,6 +436,9 @@ impl ResultSender {
     }
 
     async fn send_new(&mut self, ws: &mut Ws) -> anyhow::Result<()> {
+        for answer in self.jobs.take_answers() {
+            send(ws, &AgentMessage::JobResult(answer)).await?;
+        }
         for result in self.jobs.pending_results() {
             let job_id = result.job_id;
             let message = AgentMessage::JobResult(result);

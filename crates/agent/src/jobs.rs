@@ -64,7 +64,7 @@ use bulwark_policy::{
     VerifiedJob, device_key_fingerprint,
 };
 use bulwark_protocol::codec::{from_canonical, to_canonical};
-pub use bulwark_protocol::message::JOB_BUSY;
+pub use bulwark_protocol::message::{JOB_BUSY, LOG_HEAD_STALE};
 use bulwark_protocol::message::{
     Job, JobOutcome, JobRefused, JobResult, JobRun, Trust, TrustRefused, TrustStatus,
 };
@@ -302,7 +302,30 @@ pub fn refused(job_id: [u8; 16], code: &str, reason: &str) -> JobResult {
                 reason,
                 bulwark_protocol::Limits::default().max_long_text,
             ),
+            log_size: None,
         }),
+    }
+}
+
+/// Answers that are sent once, to the session that delivered the job, and
+/// never spooled.
+#[derive(Clone, Default)]
+struct Answers(Arc<Mutex<Vec<(u64, JobResult)>>>);
+
+impl Answers {
+    fn push(&self, session: u64, answer: JobResult) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((session, answer));
+    }
+
+    /// The answers for `session`; those for ended sessions are dropped.
+    fn take(&self, session: u64) -> Vec<JobResult> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+            .into_iter()
+            .filter_map(|(s, answer)| (s == session).then_some(answer))
+            .collect()
     }
 }
 
@@ -633,6 +656,9 @@ pub struct JobRunner {
     refresh: Arc<watch::Sender<u64>>,
     /// The connection that delivers jobs now (see [`JobsHandle::begin_session`]).
     session: Arc<AtomicU64>,
+    /// Temporary answers ([`LOG_HEAD_STALE`]) for the session that sent the
+    /// job, not spooled: a later session announces its head in its `Hello`.
+    answers: Answers,
     limits: Limits,
     max_output: usize,
     /// The `bulwark-agent` binary, run as each script's supervisor.
@@ -667,6 +693,7 @@ impl JobRunner {
             device_key: device_key_fingerprint(device_public_key),
             refresh: Arc::new(watch::Sender::new(0)),
             session: Arc::new(AtomicU64::new(0)),
+            answers: Answers::default(),
             limits: Limits::default(),
             max_output,
             supervisor: std::env::current_exe()?,
@@ -819,6 +846,23 @@ impl JobRunner {
                 info!(job_id = %id, "This job already ran; sending its recorded result again.");
                 done.outcome
             }
+            // The server's idea of this agent's head drifted: not an alarm
+            // and not a result. It proves from the size named and sends again.
+            Some(Err(Refusal::LogHeadStale { held, from })) => {
+                info!(job_id = %id, held, from, "The job's consistency proof starts from a tree size this agent does not hold; the server sends it again from the size held.");
+                let mut answer = refused(
+                    job_id,
+                    LOG_HEAD_STALE,
+                    &format!(
+                        "the consistency proof starts at size {from}, the agent holds size {held}"
+                    ),
+                );
+                if let JobOutcome::Refused(r) = &mut answer.outcome {
+                    r.log_size = Some(held);
+                }
+                self.answers.push(session, answer.clone());
+                return Some(answer);
+            }
             Some(Err(refusal)) if refusal.is_log_alarm() => {
                 error!(job_id = %id, code = refusal.code(), reason = %refusal, "SECURITY: refused a job because the transparency log does not vouch for it (withheld, forked, truncated or rewritten); reporting it as an alert.");
                 refused(job_id, refusal.code(), &refusal.to_string()).outcome
@@ -938,6 +982,7 @@ pub struct JobsHandle {
     /// second delivery in the same session is ignored.
     held: Arc<Mutex<HashMap<[u8; 16], u64>>>,
     session: Arc<AtomicU64>,
+    answers: Answers,
     spooled: Arc<watch::Sender<u64>>,
     refresh: Arc<watch::Sender<u64>>,
     trust: Arc<Mutex<TrustState>>,
@@ -968,6 +1013,7 @@ pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + S
         queue,
         held: held.clone(),
         session: runner.session.clone(),
+        answers: runner.answers.clone(),
         spooled: spooled.clone(),
         refresh: runner.refresh.clone(),
         trust: runner.trust.clone(),
@@ -1069,7 +1115,8 @@ impl JobsHandle {
                     &self.limits,
                 )
             {
-                warn!(code = refusal.code(), reason = %refusal, "The tree head of a job refused unread does not verify.");
+                // A stale proof start is corrected when the job comes again.
+                warn!(code = refusal.code(), reason = %refusal, "The tree head of a job refused unread is not taken.");
             }
         }
     }
@@ -1125,7 +1172,13 @@ impl JobsHandle {
         })
     }
 
-    /// Changes whenever a result is spooled.
+    /// Temporary answers ([`LOG_HEAD_STALE`]) for this session, each
+    /// returned once: sent now, never spooled.
+    pub fn take_answers(&self) -> Vec<JobResult> {
+        self.answers.take(self.session.load(Ordering::SeqCst))
+    }
+
+    /// Changes whenever a result is spooled or an answer waits.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.spooled.subscribe()
     }

@@ -305,3 +305,93 @@ async fn a_job_from_an_ended_connection_is_dropped_unread() {
     assert!(marker(dir.path()));
     assert!(handle.log_size() >= announced);
 }
+
+/// The server's idea of the agent's head drifted (it assumed the agent took
+/// a head it never saw): the proof starts from a size the agent does not
+/// hold. That shows nothing inconsistent, so it is no alarm and no result:
+/// the agent answers `log_head_stale` with the size it holds, once, to this
+/// connection only, and runs the job when it comes again proven from there
+/// (issue 19: one such drift refused every later job as a security alert).
+#[tokio::test]
+async fn a_proof_from_a_size_the_agent_does_not_hold_is_answered_not_alarmed() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runner = runner(dir.path(), ready(&k));
+    let (handle, worker) = bulwark_agent::jobs::start(runner);
+    let mut done = handle.subscribe();
+    tokio::spawn(worker);
+    let first = job(&k, 1, b"true\n", 30);
+    assert_eq!(handle.submit(first), None);
+    tokio::time::timeout(std::time::Duration::from_secs(10), done.changed())
+        .await
+        .expect("a result in time")
+        .expect("runner alive");
+    let held = handle.log_size();
+    assert_eq!(held, Some(1));
+
+    // A head handed out that never reached the agent: the log believes the
+    // agent holds size 2.
+    LOG.with(|log| {
+        let mut log = log.borrow_mut();
+        log.leaves.push(b"lost in transit".to_vec());
+        log.agent_size = Some(2);
+    });
+    let drifted = job(&k, 2, SCRIPT, 30);
+    assert_eq!(drifted.log.as_ref().map(|l| l.consistency_from), Some(2));
+    assert_eq!(handle.submit(drifted.clone()), None);
+    tokio::time::timeout(std::time::Duration::from_secs(10), done.changed())
+        .await
+        .expect("an answer in time")
+        .expect("runner alive");
+    let answers = handle.take_answers();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].job_id, [2; 16]);
+    assert!(matches!(&answers[0].outcome,
+        JobOutcome::Refused(r) if r.code == bulwark_agent::jobs::LOG_HEAD_STALE && r.log_size == held));
+    assert!(!bulwark_policy::is_log_alarm_code(
+        bulwark_agent::jobs::LOG_HEAD_STALE
+    ));
+    assert_eq!(handle.take_answers(), vec![], "an answer goes once");
+    assert_eq!(
+        handle.pending_results().len(),
+        1,
+        "the answer is not spooled"
+    );
+    assert_eq!(handle.log_size(), held, "the head did not move");
+    assert!(!marker(dir.path()));
+
+    // Proven again from the size the agent named: it runs, and the head moves.
+    LOG.with(|log| log.borrow_mut().agent_size = held);
+    assert_eq!(handle.submit(redeliver(&drifted)), None);
+    tokio::time::timeout(std::time::Duration::from_secs(10), done.changed())
+        .await
+        .expect("a result in time")
+        .expect("runner alive");
+    let results = handle.pending_results();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results.iter().any(|r| r.job_id == [2; 16]
+        && matches!(&r.outcome, JobOutcome::Ran(run) if run.exit_code == Some(0))));
+    assert!(marker(dir.path()));
+    assert_eq!(handle.log_size(), Some(3));
+}
+
+/// A stale answer is for the connection that delivered the job: a newer
+/// connection announced its head in its `Hello` and never sees it.
+#[tokio::test]
+async fn a_stale_answer_is_not_sent_to_a_later_connection() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut runner = runner(dir.path(), ready(&k));
+    runs(&mut runner, &job(&k, 1, b"true\n", 30)).await;
+    LOG.with(|log| log.borrow_mut().agent_size = Some(7));
+    let answer = runner
+        .process(&job(&k, 2, SCRIPT, 30))
+        .await
+        .expect("an answer");
+    assert!(matches!(&answer.outcome,
+        JobOutcome::Refused(r) if r.code == bulwark_agent::jobs::LOG_HEAD_STALE && r.log_size == Some(1)));
+    let (handle, _worker) = bulwark_agent::jobs::start(runner);
+    handle.begin_session();
+    assert_eq!(handle.take_answers(), vec![]);
+    assert!(!marker(dir.path()));
+}

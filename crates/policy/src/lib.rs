@@ -140,6 +140,13 @@ pub enum Refusal {
     LogProofMissing,
     #[error("the tree head is not signed by the pinned log key: {0}")]
     LogHeadUnsigned(String),
+    /// The consistency proof starts from a size the agent does not hold:
+    /// the server's idea of the agent's head is out of date. Nothing is
+    /// shown to be inconsistent, so this is no alarm; the agent names the
+    /// size it holds and the server proves from there
+    /// (`bulwark_protocol::message::LOG_HEAD_STALE`).
+    #[error("the consistency proof starts at size {from}, the agent holds size {held}")]
+    LogHeadStale { held: u64, from: u64 },
     /// A forked, truncated or rewritten log.
     #[error("the log is not consistent with the tree head this agent holds: {0}")]
     LogInconsistent(String),
@@ -188,6 +195,7 @@ impl Refusal {
             Refusal::NoPolicy => "no_policy",
             Refusal::LogProofMissing => "log_proof_missing",
             Refusal::LogHeadUnsigned(_) => "log_head_unsigned",
+            Refusal::LogHeadStale { .. } => bulwark_protocol::message::LOG_HEAD_STALE,
             Refusal::LogInconsistent(_) => "log_inconsistent",
             Refusal::NotInLog(_) => "log_not_included",
             Refusal::LogEntryMismatch(_) => "log_entry_mismatch",
@@ -197,8 +205,16 @@ impl Refusal {
 
 /// Whether a refusal code an agent reported means the log was tampered
 /// with or withheld (the server raises `alert.log_refused` for these).
+/// A stale proof start (`log_head_stale`) is not one: it shows nothing.
 pub fn is_log_alarm_code(code: &str) -> bool {
-    code.starts_with("log_")
+    matches!(
+        code,
+        "log_proof_missing"
+            | "log_head_unsigned"
+            | "log_inconsistent"
+            | "log_not_included"
+            | "log_entry_mismatch"
+    )
 }
 
 /// Entry point for the `signed_statement` fuzz target: decodes an envelope

@@ -70,11 +70,10 @@ pub fn verify_log_head(
     //      a prefix of the new one.
     if let Some(held) = held {
         if proof.consistency_from != held.size() {
-            return Err(Refusal::LogInconsistent(format!(
-                "the consistency proof starts at size {}, the agent holds size {}",
-                proof.consistency_from,
-                held.size()
-            )));
+            return Err(Refusal::LogHeadStale {
+                held: held.size(),
+                from: proof.consistency_from,
+            });
         }
         let hashes = parse_concatenated_proof(proof.consistency, limits)
             .map_err(|e| Refusal::LogInconsistent(e.to_string()))?;

@@ -419,6 +419,13 @@ pub struct JobRun {
 /// again once the agent reports another result.
 pub const JOB_BUSY: &str = "agent_busy";
 
+/// The other refusal that is not an answer: the job's consistency proof
+/// starts from a tree size the agent does not hold (the server's belief of
+/// the agent's head drifted). Not an alarm: nothing was shown to be
+/// inconsistent. The agent names the size it holds in
+/// [`JobRefused::log_size`]; the server proves from there and sends again.
+pub const LOG_HEAD_STALE: &str = "log_head_stale";
+
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct JobRefused {
@@ -429,6 +436,10 @@ pub struct JobRefused {
     /// The human explanation.
     #[n(1)]
     pub reason: String,
+    /// With [`LOG_HEAD_STALE`]: the size of the tree head the agent holds
+    /// (absent: none).
+    #[n(2)]
+    pub log_size: Option<u64>,
 }
 
 /// The agent refused a trust statement (the server records a security alert).

@@ -307,8 +307,13 @@ fn job_outcome() -> BoxedStrategy<JobOutcome> {
                     finished_at_ms,
                 })
             ),
-        (text(), long_text())
-            .prop_map(|(code, reason)| JobOutcome::Refused(JobRefused { code, reason })),
+        (text(), long_text(), proptest::option::of(any::<u64>())).prop_map(
+            |(code, reason, log_size)| JobOutcome::Refused(JobRefused {
+                code,
+                reason,
+                log_size
+            })
+        ),
     ]
     .boxed()
 }
@@ -733,6 +738,7 @@ fn frame_vectors() {
             outcome: JobOutcome::Refused(JobRefused {
                 code: "replayed".into(),
                 reason: "r".into(),
+                log_size: None,
             }),
         }),
         JOB_REFUSED,
@@ -1027,7 +1033,11 @@ fn ran(f: impl FnOnce(&mut JobRun)) -> AgentMessage {
 fn job_refused(code: String, reason: String) -> AgentMessage {
     AgentMessage::JobResult(JobResult {
         job_id: [1; 16],
-        outcome: JobOutcome::Refused(JobRefused { code, reason }),
+        outcome: JobOutcome::Refused(JobRefused {
+            code,
+            reason,
+            log_size: None,
+        }),
     })
 }
 

@@ -19,8 +19,8 @@ use bulwark_protocol::envelope::{
 };
 use bulwark_protocol::message::{
     Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Hello, JOB_BUSY, Job,
-    JobOutcome, JobResult, LogProof, RefusalCode, Refused, ResultAck, ServerMessage, Trust,
-    TrustRefused, TrustStatus, Welcome,
+    JobOutcome, JobResult, LOG_HEAD_STALE, LogProof, RefusalCode, Refused, ResultAck,
+    ServerMessage, Trust, TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{Limits, decode_agent_frame, encode_server_frame};
 use bulwark_store::{NewDevice, Store, StoreError};
@@ -40,6 +40,9 @@ use crate::{now_millis, rfc3339};
 
 /// Time allowed for TLS, the upgrade and authentication together.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many [`LOG_HEAD_STALE`] answers one connection resends at once;
+/// past that the jobs wait for the next connection's `Hello`.
+const MAX_STALE_ANSWERS: u32 = 64;
 
 pub struct GatewayState {
     pub store: Store,
@@ -393,6 +396,7 @@ async fn run_session(
     // said it was too busy to read it.
     let mut sent: HashSet<String> = HashSet::new();
     let mut busy_returned = false;
+    let mut stale_answers = 0u32;
     let silence = state.heartbeat * 3;
     let reason = loop {
         tokio::select! {
@@ -436,6 +440,27 @@ async fn run_session(
                     Ok(AgentMessage::JobResult(result)) => {
                         let job_id = result.job_id;
                         let id = hex::encode(job_id);
+                        if let JobOutcome::Refused(r) = &result.outcome
+                            && r.code == LOG_HEAD_STALE
+                        {
+                            // Not an answer: this session's idea of the
+                            // agent's head was wrong. Prove from the size it
+                            // holds, and send again now (a bounded number of
+                            // times: an agent that keeps answering this is
+                            // not helped by more).
+                            warn!(%device_id, job = %id, believed = ?log_size, held = ?r.log_size, "The agent holds another tree head than this connection assumed; the job will be sent again with a proof from it.");
+                            log_size = r.log_size;
+                            sent.remove(&id);
+                            stale_answers += 1;
+                            if stale_answers <= MAX_STALE_ANSWERS {
+                                registration.work.notify_one();
+                            }
+                            let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                            if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                break "transport error";
+                            }
+                            continue;
+                        }
                         if matches!(&result.outcome, JobOutcome::Refused(r) if r.code == JOB_BUSY) {
                             // Not an answer: sent again after the next one.
                             info!(%device_id, job = %id, "The agent's queue is full; the job will be sent again.");

@@ -7,14 +7,18 @@ use std::time::Duration;
 
 use bulwark_agent::connection::{self, Endpoint, ServerAddress, SessionError, SessionOptions};
 use bulwark_agent::inventory::Collector;
+use bulwark_policy::Refusal;
+use bulwark_policy::log::{JobLogProof, log_origin, verify_log_head};
 use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, HelloStatement, Statement};
 use bulwark_protocol::message::{
-    AgentMessage, DeviceId, Heartbeat, Hello, RefusalCode, ServerMessage,
+    AgentMessage, DeviceId, Heartbeat, Hello, Job, JobOutcome, JobRefused, JobResult,
+    LOG_HEAD_STALE, LogProof, RefusalCode, ServerMessage,
 };
 use bulwark_protocol::token::EnrollToken;
 use bulwark_protocol::{Limits, decode_server_frame, encode_agent_frame};
 use bulwark_server::{RunningServer, ServerConfig, now_millis};
-use bulwark_store::TenantScope;
+use bulwark_store::{JobState, NewAuditEvent, NewJob, TargetState, TenantScope};
+use bulwark_translog::{Checkpoint, Hash, NoteVerifier};
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
 use rand::RngCore;
@@ -480,4 +484,232 @@ async fn an_idle_connection_task_stays_small() {
         "an agent connection's task is {size} bytes"
     );
     drop(client);
+}
+
+/// The server's belief of the agent's tree head drifted: the agent said it
+/// held one size at `Hello`, but by the time a job comes it holds another
+/// (it accepted a larger head meanwhile), so the job's consistency proof
+/// starts from a size it does not hold. A real agent refuses that as
+/// `log_head_stale`, naming the size it holds. That is no answer and no
+/// alarm: the gateway acknowledges it, records no result and no security
+/// alert, and sends the same job again on the same connection, proven from
+/// the size the agent named — a proof the agent's own check accepts.
+#[tokio::test]
+async fn a_job_proven_from_a_stale_tree_head_comes_again_proven_from_the_head_the_agent_holds() {
+    let h = start().await;
+    let store = &h.server.store;
+    let customer = h.tenant_id.clone();
+
+    // The customer's workstation enrols and pins the log key, as an agent does.
+    let device_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    let token = h.token(60_000).await;
+    let enrolled = connection::enroll(&h.address(), &token, &device_key, "front-desk")
+        .await
+        .expect("enrol");
+    let log_key = NoteVerifier::from_vkey(&enrolled.log_key).expect("the pinned log key");
+    let device_id = enrolled.device_id;
+
+    // Some history in the customer's log, so that it has several tree sizes.
+    for n in 0..5 {
+        store
+            .append_audit(
+                NewAuditEvent::new(now_millis(), "test", "ticket.noted", &format!("ticket {n}"))
+                    .in_tenant(Some(&customer)),
+            )
+            .await
+            .expect("audit event");
+    }
+
+    // The agent connects and says it holds the head of size 2.
+    let said_at_hello = 2;
+    let (mut ws, binding) = raw_connect(&h).await;
+    let nonce = nonce(&mut ws).await;
+    let statement = HelloStatement {
+        nonce,
+        channel_binding: binding,
+        device_id: device_id.clone(),
+    };
+    let hello = Hello {
+        device_id: device_id.clone(),
+        agent_version: "x".into(),
+        signature: statement.sign(&device_key),
+        log_size: Some(said_at_hello),
+    };
+    ws.send(Message::Binary(
+        encode_agent_frame(&AgentMessage::Hello(hello)).into(),
+    ))
+    .await
+    .expect("send");
+    match next_message(&mut ws).await {
+        Some(ServerMessage::Welcome(_)) => {}
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+
+    // A technician's job for that workstation is approved: released into the
+    // customer's log, and the gateway is told, as the API does.
+    let job_id: [u8; 16] = rand::random();
+    let job_hex = hex::encode(job_id);
+    let technician = store
+        .create_operator(
+            &bulwark_store::NewOperator {
+                username: "technician".to_owned(),
+                password_hash: "$argon2id$unused".to_owned(),
+                totp_secret: "UNUSED".to_owned(),
+            },
+            "operator",
+            "test",
+            now_millis(),
+        )
+        .await
+        .expect("operator");
+    let now = now_millis();
+    // The gateway sends what is stored; only the agent checks signatures.
+    let envelope = b"the job's signed envelope".to_vec();
+    let job = store
+        .create_job(
+            &NewJob {
+                id: job_hex.clone(),
+                tenant_id: customer.clone(),
+                requested_by: technician.id.clone(),
+                class: "diagnostics".to_owned(),
+                reason: "printer queue stuck".to_owned(),
+                script: b"Restart-Service Spooler".to_vec(),
+                script_sha256: [1; 32],
+                envelope: envelope.clone(),
+                signed_sha256: [2; 32],
+                not_before: now - 1_000,
+                expires_at: now + 600_000,
+                state: JobState::Approved,
+                signed_with: Vec::new(),
+            },
+            &[device_id.to_string()],
+            now,
+            &[
+                NewAuditEvent::new(now, &technician.id, "job.requested", &job_hex)
+                    .in_tenant(Some(&customer)),
+                NewAuditEvent::new(now, &technician.id, "job.approved", &job_hex)
+                    .in_tenant(Some(&customer)),
+            ],
+        )
+        .await
+        .expect("job stored");
+    let released_at = job.release_log_idx.expect("the job is in the log");
+    h.server.presence.nudge_device(device_id.as_str());
+
+    // First delivery: proven from the size said at Hello.
+    let first = tokio::time::timeout(Duration::from_secs(5), next_job(&mut ws))
+        .await
+        .expect("the job is delivered");
+    assert_eq!(first.envelope, envelope);
+    let first_proof = first.log.expect("delivered with its log proof");
+    assert_eq!(first_proof.index, released_at);
+    assert_eq!(first_proof.consistency_from, said_at_hello);
+
+    // But the agent holds the head of size 4 by now (4 <= the log's size,
+    // != 2). Its own check refuses the proof as stale, naming that size.
+    let held_size = 4;
+    let held = Checkpoint::new(
+        log_origin(log_key.name(), &customer),
+        held_size,
+        Hash(store.log_root_at(&customer, held_size).await.expect("root")),
+        vec![],
+    )
+    .expect("held head");
+    let limits = Limits::default();
+    assert!(
+        matches!(
+            verify_log_head(
+                &log_key,
+                &customer,
+                Some(&held),
+                &as_policy_proof(&first_proof),
+                &limits
+            ),
+            Err(Refusal::LogHeadStale { held: 4, from: 2 })
+        ),
+        "a real agent holding size {held_size} answers this proof with log_head_stale"
+    );
+    let stale = AgentMessage::JobResult(JobResult {
+        job_id,
+        outcome: JobOutcome::Refused(JobRefused {
+            code: LOG_HEAD_STALE.into(),
+            reason: "the consistency proof starts at size 2, the agent holds size 4".into(),
+            log_size: Some(held_size),
+        }),
+    });
+    ws.send(Message::Binary(encode_agent_frame(&stale).into()))
+        .await
+        .expect("send");
+
+    // Acknowledged (the agent drops it from its spool)...
+    match next_message(&mut ws).await {
+        Some(ServerMessage::ResultAck(ack)) => assert_eq!(ack.job_id, job_id),
+        other => panic!("expected the stale answer to be acknowledged, got {other:?}"),
+    }
+    // ...and the same job comes again on this connection, proven from the
+    // head the agent holds, with a proof its check accepts.
+    let again = tokio::time::timeout(Duration::from_secs(5), next_job(&mut ws))
+        .await
+        .expect("the job comes again on the same connection, proven from the head the agent holds");
+    assert_eq!(again.envelope, envelope, "the same job");
+    let proof = again.log.expect("sent again with its log proof");
+    assert_eq!(proof.index, released_at);
+    assert_eq!(proof.consistency_from, held_size);
+    let head = verify_log_head(
+        &log_key,
+        &customer,
+        Some(&held),
+        &as_policy_proof(&proof),
+        &limits,
+    )
+    .expect("the agent's check accepts the new proof");
+    assert!(head.size() > released_at);
+
+    // Not recorded as the workstation's answer, and no alarm raised.
+    let targets = store
+        .job_targets(&TenantScope::All, &job_hex)
+        .await
+        .expect("targets");
+    assert_eq!(targets.len(), 1);
+    assert_eq!(
+        targets[0].state,
+        TargetState::Delivered,
+        "still waiting for its answer"
+    );
+    assert_eq!(targets[0].refusal_code, None);
+    assert_eq!(targets[0].reported_at, None);
+    let events = store
+        .list_audit(&TenantScope::All, Some(&customer), 1_000)
+        .await
+        .expect("audit");
+    for action in ["job.refused_by_agent", "alert.log_refused"] {
+        assert!(
+            !events.iter().any(|e| e.action == action),
+            "no {action} may be recorded for a stale tree head"
+        );
+    }
+    h.server.shutdown().await;
+}
+
+/// The next job the server sends (trust statements skipped).
+async fn next_job(ws: &mut Ws) -> Job {
+    loop {
+        match next_message(ws).await {
+            Some(ServerMessage::Job(job)) => return job,
+            Some(ServerMessage::Trust(_)) => continue,
+            other => panic!("expected a job, got {other:?}"),
+        }
+    }
+}
+
+/// A wire log proof as the agent's check reads it.
+fn as_policy_proof(proof: &LogProof) -> JobLogProof<'_> {
+    JobLogProof {
+        leaf: &proof.leaf,
+        index: proof.index,
+        checkpoint: &proof.checkpoint,
+        inclusion: &proof.inclusion,
+        consistency_from: proof.consistency_from,
+        consistency: &proof.consistency,
+    }
 }
