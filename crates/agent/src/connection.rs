@@ -193,7 +193,7 @@ pub async fn enroll(
     let message = Enroll {
         token_secret: token.secret,
         device_key,
-        hostname: truncate(hostname, limits.max_text),
+        hostname: crate::text::clipped(hostname, limits.max_text),
         agent_version: AGENT_VERSION.to_owned(),
         signature: statement.sign(key),
     };
@@ -204,15 +204,6 @@ pub async fn enroll(
         ServerMessage::Enrolled(enrolled) => Ok(enrolled),
         other => Err(anyhow!("unexpected reply to enrolment: {other:?}").into()),
     }
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a char boundary.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 /// Session settings; tests shorten the intervals.
@@ -510,11 +501,5 @@ mod tests {
         assert!(ServerAddress::parse("http://127.0.0.1:8443").is_err());
         assert!(ServerAddress::parse("https://:1").is_err());
         assert!(ServerAddress::parse("https://h:99999").is_err());
-    }
-
-    #[test]
-    fn truncation_respects_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
     }
 }

@@ -24,7 +24,8 @@ use bulwark_protocol::inventory::{
 };
 use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
 
-use crate::utmp::{self, truncate_at_char_boundary};
+use crate::text::clip;
+use crate::utmp;
 
 /// Bytes of a frame not taken by the inventory itself: the frame map,
 /// version, message variant and the report's `seq` and `full` fields take
@@ -267,7 +268,7 @@ fn shorter_mount_point(a: &DiskInfo, b: &DiskInfo) -> bool {
 /// encoding is still too large, the longest list is halved: users first, then
 /// interface addresses, interfaces and disks.
 pub fn fit_to_limits(inventory: &mut Inventory, limits: &Limits) {
-    let text = |s: &mut String| truncate_at_char_boundary(s, limits.max_text);
+    let text = |s: &mut String| clip(s, limits.max_text);
     if let Some(s) = &mut inventory.system {
         for field in [
             &mut s.hostname,
@@ -287,7 +288,7 @@ pub fn fit_to_limits(inventory: &mut Inventory, limits: &Limits) {
         disks.truncate(limits.max_disks);
         for d in disks {
             text(&mut d.name);
-            truncate_at_char_boundary(&mut d.mount_point, limits.max_long_text);
+            clip(&mut d.mount_point, limits.max_long_text);
             text(&mut d.file_system);
         }
     }

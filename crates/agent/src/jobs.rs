@@ -297,11 +297,8 @@ pub fn refused(job_id: [u8; 16], code: &str, reason: &str) -> JobResult {
     JobResult {
         job_id,
         outcome: JobOutcome::Refused(JobRefused {
-            code: crate::connection::truncate(code, bulwark_protocol::Limits::default().max_text),
-            reason: crate::connection::truncate(
-                reason,
-                bulwark_protocol::Limits::default().max_long_text,
-            ),
+            code: crate::text::clipped(code, bulwark_protocol::Limits::default().max_text),
+            reason: crate::text::clipped(reason, bulwark_protocol::Limits::default().max_long_text),
             log_size: None,
         }),
     }

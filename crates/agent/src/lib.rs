@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod pinning;
 pub mod supervisor;
+mod text;
 pub mod trust;
 pub mod utmp;
 

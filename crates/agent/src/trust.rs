@@ -45,7 +45,7 @@ pub fn refusal_report(outcome: &TrustOutcome) -> Option<TrustRefused> {
             kind: kind.as_str().to_owned(),
             version: *version,
             code: refusal.code().to_owned(),
-            reason: crate::connection::truncate(
+            reason: crate::text::clipped(
                 &refusal.to_string(),
                 bulwark_protocol::Limits::default().max_long_text,
             ),

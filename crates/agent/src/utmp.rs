@@ -84,19 +84,8 @@ fn parse_record(record: &[u8], limits: &Limits) -> Option<LoggedInUser> {
 fn text(field: &[u8], max: usize) -> String {
     let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
     let mut s = String::from_utf8_lossy(&field[..end]).into_owned();
-    truncate_at_char_boundary(&mut s, max);
+    crate::text::clip(&mut s, max);
     s
-}
-
-/// Cuts `s` to at most `max` bytes without splitting a char.
-pub(crate) fn truncate_at_char_boundary(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
 }
 
 /// The user sessions in this machine's utmp; empty when there is none.
@@ -253,18 +242,6 @@ mod tests {
         let one = record(USER_PROCESS, b"pts/0", b"alice", b"", 1);
         let bytes = one.repeat(max + 5);
         assert_eq!(parse(&bytes).len(), max);
-    }
-
-    #[test]
-    fn truncation_never_splits_a_char() {
-        let mut s = "aé".repeat(10); // 30 bytes, 'é' at odd offsets
-        truncate_at_char_boundary(&mut s, 2);
-        assert_eq!(s, "a");
-        let mut s = "abc".to_string();
-        truncate_at_char_boundary(&mut s, 3);
-        assert_eq!(s, "abc");
-        truncate_at_char_boundary(&mut s, 0);
-        assert_eq!(s, "");
     }
 
     #[test]
