@@ -1,10 +1,11 @@
 //! The audit table, and the audit leaf appended to the transparency log
-//! (`crate::translog`) in the same transaction as each event: the tenant's
+//! (`crate::transparency_log`) in the same transaction as each event: the tenant's
 //! log for an event with a tenant, the MSP log otherwise. The table stays
 //! as the queryable index; the log is what auditors verify.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
+use crate::transparency_log::{self, MSP_LOG, append_leaves};
 use crate::{Millis, Store, StoreError, TenantScope, in_scope};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +85,7 @@ pub(crate) async fn insert_audit(
     conn: &mut sqlx::AnyConnection,
     event: &NewAuditEvent,
 ) -> Result<i64, StoreError> {
-    let log_idx = crate::translog::append_audit_leaf(conn, event).await?;
+    let log_idx = append_audit_leaf(conn, event).await?;
     let seq = sqlx::query_scalar(
         "INSERT INTO audit_events (at, tenant_id, actor, action, target, detail, log_idx) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
@@ -102,7 +103,43 @@ pub(crate) async fn insert_audit(
     Ok(seq)
 }
 
+/// The log an audit event belongs to: its tenant's, else [`MSP_LOG`].
+pub fn audit_log_id(event: &NewAuditEvent) -> &str {
+    event.tenant_id.as_deref().unwrap_or(MSP_LOG)
+}
+
+/// Appends an audit event's leaf to its log inside the caller's
+/// transaction; returns its index in that log.
+pub(crate) async fn append_audit_leaf(
+    conn: &mut AnyConnection,
+    event: &NewAuditEvent,
+) -> Result<u64, StoreError> {
+    let leaf = event.leaf().encode();
+    let appended = append_leaves(conn, audit_log_id(event), &[leaf], event.at).await?;
+    Ok(appended.first_idx)
+}
+
 impl Store {
+    /// Removes entries `[from, below)` of `log_id` once they are archived
+    /// and records `event` (e.g. `log.archived`, in the MSP log), in one
+    /// transaction (`transparency_log::prune_entries` says what stays and
+    /// what it refuses). Returns how many entry rows were deleted.
+    pub async fn prune_log_entries(
+        &self,
+        log_id: &str,
+        from: u64,
+        below: u64,
+        event: &NewAuditEvent,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The prune writes first: it takes the head's lock, so appends to
+        // this log wait until it commits.
+        let deleted = transparency_log::prune_entries(&mut tx, log_id, from, below).await?;
+        insert_audit(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     /// Appends an event, and its leaf to its log, in one transaction;
     /// returns its `seq`.
     pub async fn append_audit(&self, event: NewAuditEvent) -> Result<i64, StoreError> {

@@ -18,7 +18,7 @@
 //!   server verified; the store checks no signature.
 //! - Every audit event is appended to its transparency log (the tenant's,
 //!   or the MSP-wide one) in the same transaction as the event and the
-//!   change it records (`translog`, RFD 0003).
+//!   change it records (`transparency_log`, RFD 0003).
 
 mod api_tokens;
 mod audit;
@@ -36,7 +36,7 @@ mod signing_keys;
 mod tenants;
 pub mod testing;
 mod throttle;
-mod translog;
+mod transparency_log;
 mod trust;
 mod trust_proposals;
 
@@ -47,7 +47,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use api_tokens::{ApiToken, NewApiToken};
-pub use audit::{AuditEvent, NewAuditEvent};
+pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
 pub use devices::{Device, DeviceKey, NewDevice};
 pub use error::StoreError;
 pub use invitations::{
@@ -63,9 +63,8 @@ pub use setup::SetupEnrolment;
 pub use signing_keys::{NewSigningKey, SigningKey, SigningKeyKind};
 pub use tenants::{Tenant, TenantSummary};
 pub use throttle::{Lockout, ThrottleCounter};
-pub use translog::{
+pub use transparency_log::{
     ArchiveCandidates, AuditLeaf, LogAppend, LogCheckpoint, LogEntry, LogHash, LogHead, MSP_LOG,
-    audit_log_id,
 };
 pub use trust::{DeviceTrust, TrustKind, TrustSet};
 pub use trust_proposals::{Companions, NewTrustProposal, ProposalState, TrustProposal};

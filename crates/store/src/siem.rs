@@ -9,7 +9,7 @@
 
 use sqlx::Row;
 
-use crate::translog::LogHead;
+use crate::transparency_log::LogHead;
 use crate::{Millis, Store, StoreError};
 
 /// Longest sink name or log id the cursor table accepts (a log id is a

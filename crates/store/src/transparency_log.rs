@@ -28,7 +28,6 @@ use bulwark_translog::tree::{Frontier, NodeId, frontier_nodes};
 use bulwark_translog::{HASH_LEN, Hash, ProofError, leaf_hash};
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use crate::audit::NewAuditEvent;
 use crate::error::unique;
 use crate::{Millis, Store, StoreError};
 
@@ -107,11 +106,6 @@ pub struct LogCheckpoint {
     /// The C2SP checkpoint, as a signed note.
     pub note: String,
     pub at: Millis,
-}
-
-/// The log an audit event belongs to: its tenant's, else [`MSP_LOG`].
-pub fn audit_log_id(event: &NewAuditEvent) -> &str {
-    event.tenant_id.as_deref().unwrap_or(MSP_LOG)
 }
 
 fn to_i64(value: u64, what: &'static str) -> Result<i64, StoreError> {
@@ -331,15 +325,65 @@ fn persistent(rows: usize, chunk: usize) -> bool {
     rows == chunk || rows <= 32
 }
 
-/// Appends an audit event's leaf to its log inside the caller's
-/// transaction; returns its index in that log.
-pub(crate) async fn append_audit_leaf(
+/// Removes entries `[from, below)` of `log_id` from `log_entries` inside
+/// the caller's transaction and moves the log's `archived_below` from
+/// `from` to `below`. The subtree hashes, the head and the signed heads
+/// stay, so every proof still works. `Conflict` if the log's
+/// `archived_below` is not `from` (another pruner moved it); `Invalid` if
+/// `below` is not above `from` or beyond the log. Returns how many entry
+/// rows were deleted.
+pub(crate) async fn prune_entries(
     conn: &mut AnyConnection,
-    event: &NewAuditEvent,
+    log_id: &str,
+    from: u64,
+    below: u64,
 ) -> Result<u64, StoreError> {
-    let leaf = event.leaf().encode();
-    let appended = append_leaves(conn, audit_log_id(event), &[leaf], event.at).await?;
-    Ok(appended.first_idx)
+    if below <= from {
+        return Err(StoreError::Invalid(
+            "an archived range must hold at least one entry",
+        ));
+    }
+    let from_i = to_i64(from, "archive start beyond the log")?;
+    let below_i = to_i64(below, "archive end beyond the log")?;
+    // The first statement writes: it takes the head's lock, so appends
+    // to this log wait until the prune commits.
+    let moved = sqlx::query(
+        "UPDATE log_heads SET archived_below = $3 \
+         WHERE log_id = $1 AND archived_below = $2 AND size >= $3",
+    )
+    .bind(log_id)
+    .bind(from_i)
+    .bind(below_i)
+    .execute(&mut *conn)
+    .await?;
+    if moved.rows_affected() == 0 {
+        let head = sqlx::query("SELECT size, archived_below FROM log_heads WHERE log_id = $1")
+            .bind(log_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return match head {
+            None => Err(StoreError::Invalid("no such log")),
+            Some(row) => {
+                let size = to_u64(row.try_get("size")?, "log size")?;
+                if size < below {
+                    Err(StoreError::Invalid("archive end beyond the log"))
+                } else {
+                    Err(StoreError::Conflict(
+                        "the log's archived prefix moved meanwhile",
+                    ))
+                }
+            }
+        };
+    }
+    let deleted =
+        sqlx::query("DELETE FROM log_entries WHERE log_id = $1 AND idx >= $2 AND idx < $3")
+            .bind(log_id)
+            .bind(from_i)
+            .bind(below_i)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok(deleted)
 }
 
 impl Store {
@@ -435,72 +479,6 @@ impl Store {
             size: head.size,
             entries,
         }))
-    }
-
-    /// Removes entries `[from, below)` of `log_id` from `log_entries` once
-    /// they are archived, moves the log's `archived_below` from `from` to
-    /// `below`, and records `event` (e.g. `log.archived`, in the MSP log),
-    /// all in one transaction. The subtree hashes, the head and the signed
-    /// heads stay, so every proof still works. `Conflict` if the log's
-    /// `archived_below` is not `from` (another pruner moved it); `Invalid`
-    /// if `below` is not above `from` or beyond the log. Returns how many
-    /// entry rows were deleted.
-    pub async fn prune_log_entries(
-        &self,
-        log_id: &str,
-        from: u64,
-        below: u64,
-        event: &NewAuditEvent,
-    ) -> Result<u64, StoreError> {
-        if below <= from {
-            return Err(StoreError::Invalid(
-                "an archived range must hold at least one entry",
-            ));
-        }
-        let from_i = to_i64(from, "archive start beyond the log")?;
-        let below_i = to_i64(below, "archive end beyond the log")?;
-        let mut tx = self.pool.begin().await?;
-        // The first statement writes: it takes the head's lock, so appends
-        // to this log wait until the prune commits.
-        let moved = sqlx::query(
-            "UPDATE log_heads SET archived_below = $3 \
-             WHERE log_id = $1 AND archived_below = $2 AND size >= $3",
-        )
-        .bind(log_id)
-        .bind(from_i)
-        .bind(below_i)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() == 0 {
-            let head = sqlx::query("SELECT size, archived_below FROM log_heads WHERE log_id = $1")
-                .bind(log_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            return match head {
-                None => Err(StoreError::Invalid("no such log")),
-                Some(row) => {
-                    let size = to_u64(row.try_get("size")?, "log size")?;
-                    if size < below {
-                        Err(StoreError::Invalid("archive end beyond the log"))
-                    } else {
-                        Err(StoreError::Conflict(
-                            "the log's archived prefix moved meanwhile",
-                        ))
-                    }
-                }
-            };
-        }
-        let deleted =
-            sqlx::query("DELETE FROM log_entries WHERE log_id = $1 AND idx >= $2 AND idx < $3")
-                .bind(log_id)
-                .bind(from_i)
-                .bind(below_i)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        crate::audit::insert_audit(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(deleted)
     }
 
     /// The compact range of the first `tree_size` entries of `log_id`:
