@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use bulwark_protocol::envelope::{
-    CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement,
+    CHANNEL_BINDING_LABEL, DeviceStatement, EnrollStatement, HelloStatement,
 };
 use bulwark_protocol::inventory::Inventory;
 use bulwark_protocol::message::{

@@ -42,8 +42,10 @@ pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A statement that can be signed: it names its payload type.
-pub trait Statement: Encode<()> {
+/// A statement a device signs with its own key, alone (the handshake's
+/// `Hello` and `Enroll`). Not `bulwark_policy::envelope::Statement`, which
+/// travels in an envelope with a quorum of signatures.
+pub trait DeviceStatement: Encode<()> {
     const PAYLOAD_TYPE: &'static str;
 
     fn signing_bytes(&self) -> Vec<u8> {
@@ -75,7 +77,7 @@ pub struct HelloStatement {
     pub device_id: DeviceId,
 }
 
-impl Statement for HelloStatement {
+impl DeviceStatement for HelloStatement {
     const PAYLOAD_TYPE: &'static str = HELLO_PAYLOAD_TYPE;
 }
 
@@ -94,7 +96,7 @@ pub struct EnrollStatement {
     pub token_hash: [u8; 32],
 }
 
-impl Statement for EnrollStatement {
+impl DeviceStatement for EnrollStatement {
     const PAYLOAD_TYPE: &'static str = ENROLL_PAYLOAD_TYPE;
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_protocol::envelope::{
-    CHANNEL_BINDING_LABEL, EnrollStatement, HelloStatement, Statement,
+    CHANNEL_BINDING_LABEL, DeviceStatement, EnrollStatement, HelloStatement,
 };
 use bulwark_protocol::message::{
     Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Hello, JOB_BUSY, Job,

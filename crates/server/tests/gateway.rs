@@ -9,7 +9,7 @@ use bulwark_agent::connection::{self, Endpoint, ServerAddress, SessionError, Ses
 use bulwark_agent::inventory::Collector;
 use bulwark_policy::Refusal;
 use bulwark_policy::log::{JobLogProof, log_origin, verify_log_head};
-use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, HelloStatement, Statement};
+use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, DeviceStatement, HelloStatement};
 use bulwark_protocol::message::{
     AgentMessage, DeviceId, Heartbeat, Hello, Job, JobOutcome, JobRefused, JobResult,
     LOG_HEAD_STALE, LogProof, RefusalCode, ServerMessage,
