@@ -8,13 +8,14 @@ use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, is_error, refusal, with_headers};
 use crate::api::views::{DeviceView, InventoryView};
 use crate::api::{
     ApiTokenView, EnrollmentTokenView, InvitationView, OperatorSummary, SessionView, client_info,
@@ -22,14 +23,30 @@ use crate::api::{
 };
 use crate::auth::flows::{self, SessionKind};
 use crate::auth::invite;
-use crate::auth::session::{CookieCaller, clear_cookie, session_cookie};
+use crate::auth::session::{CookieCaller, clear_cookie, cross_origin_write, session_cookie};
 use crate::auth::{Action, Caller, Standing};
 use crate::state::AppState;
 
 mod audit;
 mod identity;
 
+/// The console's routes. Two things hold for all of them:
+///
+/// - a form posted from another site is refused before its handler runs
+///   ([`same_origin_forms`]), those needing no session too: `POST /login`,
+///   `POST /setup`, `POST /setup/totp`, `POST /invite/{token}` and
+///   `POST /invite/totp` (login CSRF); the signed-in ones (`/logout`,
+///   `/device`, `/account/...`, `/operators/...`, ...) as well, besides their
+///   own CSRF field;
+/// - every error is an HTML page ([`html_errors`]), a 405 too.
 pub fn router() -> Router<AppState> {
+    pages()
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(same_origin_forms))
+        .layer(axum::middleware::map_response(html_errors))
+}
+
+fn pages() -> Router<AppState> {
     Router::new()
         .merge(identity::router())
         .merge(audit::router())
@@ -108,6 +125,48 @@ pub fn router() -> Router<AppState> {
             "/assets/favicon.svg",
             get(|| asset("image/svg+xml", include_str!("../assets/favicon.svg"))),
         )
+}
+
+/// Login CSRF: an unsafe-method request from a page of another site is
+/// refused with a 403 page, and nothing happens (no session, no cookie, no
+/// throttle charge, no audit event). The decision is
+/// [`crate::auth::session::cross_origin_write`], the one the API's session
+/// check makes.
+async fn same_origin_forms(request: axum::extract::Request, next: Next) -> Response {
+    if cross_origin_write(request.method(), request.headers()) {
+        return error_page(ApiError::cross_origin(), None);
+    }
+    next.run(request).await
+}
+
+/// An error response that is not a page yet (an extractor's rejection, a
+/// handler's or extractor's [`ApiError`]) becomes the error page.
+async fn html_errors(response: Response) -> Response {
+    let is_html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html || !is_error(response.status()) {
+        return response;
+    }
+    let (error, headers) = refusal(response).await;
+    with_headers(error_page(error, None), headers)
+}
+
+async fn method_not_allowed(method: Method) -> Response {
+    error_page(
+        ApiError::rejected(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("this page does not take {method}"),
+        ),
+        None,
+    )
+}
+
+/// The page for a path no route has.
+pub fn not_found_page() -> Response {
+    error_page(ApiError::not_found("page"), None)
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {

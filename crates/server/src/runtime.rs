@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit};
-use axum::http::{HeaderValue, header};
-use axum::response::Response;
+use axum::http::{HeaderValue, Uri, header};
+use axum::response::{IntoResponse, Response};
 use bulwark_protocol::Limits;
 use bulwark_store::Store;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -61,8 +61,9 @@ async fn security_headers(mut response: Response) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Not "no-referrer": under it browsers send `Origin: null` with a
     // form POST (Fetch §3.1, "append a request Origin header"), which the
-    // session check's origin test refuses. "same-origin" still sends
-    // nothing to other sites.
+    // origin test (`auth::session::cross_origin_write`: the session check
+    // and every console form, the login form too) refuses. "same-origin"
+    // still sends nothing to other sites.
     headers.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
@@ -77,22 +78,36 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// The whole HTTP surface: API, OpenAPI document and console.
+/// The whole HTTP surface: API, OpenAPI document and console. Every error
+/// has its side's shape: JSON under `/api/` (`api::with_api_errors`), an
+/// HTML page on the console's routes (`console::router`), and so for a path
+/// neither has ([`not_found`]).
 pub fn app(state: AppState) -> Router {
     let (api, openapi) = crate::api::router();
     let openapi = Arc::new(openapi);
-    api.route(
+    let api = api.route(
         "/api/v1/openapi.json",
         axum::routing::get(move || {
             let openapi = openapi.clone();
             async move { axum::Json(openapi.as_ref().clone()) }
         }),
-    )
-    .merge(crate::console::router())
-    .fallback(|| async { crate::api::error::ApiError::not_found("route") })
-    .layer(DefaultBodyLimit::max(crate::api::MAX_BODY_BYTES))
-    .layer(axum::middleware::map_response(security_headers))
-    .with_state(state)
+    );
+    crate::api::with_api_errors(api)
+        .merge(crate::console::router())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(crate::api::MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+/// No route has this path: a JSON 404 for the API's paths, a page otherwise.
+async fn not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    if path == "/api" || path.starts_with("/api/") {
+        crate::api::error::ApiError::not_found("route").into_response()
+    } else {
+        crate::console::not_found_page()
+    }
 }
 
 /// Starts the server described by `config`; returns once both listeners are bound.

@@ -22,7 +22,7 @@ pub struct Inner {
     /// passkeys (see `auth::passkey::rp_id_for`).
     pub rp_id: Option<String>,
     /// Passkey challenges waiting for their answer.
-    pub passkeys: crate::auth::passkey::Ceremonies,
+    pub passkeys: crate::auth::ceremonies::Ceremonies,
     /// `bulwark login --device` sign-ins waiting for approval (RFC 8628).
     pub device_flows: crate::auth::device::DeviceFlows,
     /// The transparency log's key: signs tree heads.

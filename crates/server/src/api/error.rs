@@ -3,14 +3,16 @@
 //! detail goes to the log only.
 
 use axum::Json;
-use axum::extract::rejection::{FormRejection, JsonRejection};
-use axum::http::StatusCode;
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bulwark_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-#[derive(Debug)]
+/// Also put in the extensions of the response it makes, so a layer that
+/// shows errors differently (the console's HTML pages) finds it there.
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
@@ -86,6 +88,18 @@ impl ApiError {
         )
     }
 
+    /// An unsafe-method request from a page of another site (its `Origin`,
+    /// or `Sec-Fetch-Site` when it sends none): see
+    /// [`crate::auth::session::cross_origin_write`].
+    pub fn cross_origin() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "this request came from another site, so nothing was done: open the console \
+             at its own address and try again",
+        )
+    }
+
     /// Also what a foreign tenant's object looks like: its existence is not revealed.
     pub fn not_found(what: &str) -> Self {
         Self::new(
@@ -97,6 +111,35 @@ impl ApiError {
 
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// A request refused before (or instead of) a handler: an extractor's
+    /// rejection, a method the route lacks, any bare error axum answers.
+    /// The one mapping from such a refusal to the API's codes: the status
+    /// stays, but a body that parses and does not fit the schema (axum's
+    /// 422) is a 400 like any other bad request; a server-side failure is
+    /// [`ApiError::internal`] (its detail goes to the log only).
+    pub fn rejected(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::UNAUTHORIZED => "unauthenticated",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::UNPROCESSABLE_ENTITY => return Self::bad_request(message),
+            status if status.is_client_error() => "bad_request",
+            _ => {
+                let mut error = Self::internal(message.into());
+                if status.is_server_error() {
+                    error.status = status;
+                }
+                return error;
+            }
+        };
+        Self::new(status, code, message)
     }
 
     pub fn internal(error: impl std::fmt::Display) -> Self {
@@ -115,11 +158,70 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
-                message: self.message,
+                message: self.message.clone(),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(self);
+        response
     }
+}
+
+/// The API router's last layer: an error response that is not JSON yet
+/// (the rejection of an extractor a handler did not wrap, such as a bare
+/// `Path` meeting `%80`) is given the API's shape. Everything else passes
+/// untouched.
+pub async fn json_errors(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json || !is_error(response.status()) {
+        return response;
+    }
+    let (error, headers) = refusal(response).await;
+    with_headers(error.into_response(), headers)
+}
+
+pub fn is_error(status: StatusCode) -> bool {
+    status.is_client_error() || status.is_server_error()
+}
+
+/// What an error response means: the [`ApiError`] that made it, or else
+/// (axum refused the request itself) [`ApiError::rejected`] with its status
+/// and its text as the message. Also its headers, for [`with_headers`].
+pub async fn refusal(response: Response) -> (ApiError, HeaderMap) {
+    const LONGEST: usize = 2048;
+    let (parts, body) = response.into_parts();
+    if let Some(error) = parts.extensions.get::<ApiError>() {
+        return (error.clone(), parts.headers);
+    }
+    let text = axum::body::to_bytes(body, LONGEST)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let message = text.unwrap_or_else(|| {
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_lowercase()
+    });
+    (ApiError::rejected(parts.status, message), parts.headers)
+}
+
+/// `response` (a restyled error) with the headers of the one it replaces
+/// (`Allow`, `Retry-After`, `WWW-Authenticate`, ...) but its own body's.
+pub fn with_headers(mut response: Response, mut headers: HeaderMap) -> Response {
+    headers.remove(header::CONTENT_TYPE);
+    headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in &headers {
+        response.headers_mut().append(name, value.clone());
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {
@@ -144,28 +246,18 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        let status = rejection.status();
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            _ => "bad_request",
-        };
-        // A body that parses but does not fit the schema is a 400 like any other bad body.
-        let status = match status {
-            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE => status,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError::new(status, code, rejection.body_text())
+        ApiError::rejected(rejection.status(), rejection.body_text())
     }
 }
 
 impl From<FormRejection> for ApiError {
     fn from(rejection: FormRejection) -> Self {
-        let status = if rejection.status().is_client_error() {
-            rejection.status()
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        ApiError::new(status, "bad_request", rejection.body_text())
+        ApiError::rejected(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::rejected(rejection.status(), rejection.body_text())
     }
 }

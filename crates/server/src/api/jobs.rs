@@ -7,7 +7,7 @@
 //! courtesy: every agent checks again and trusts nothing the server says.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use base64::Engine;
@@ -29,7 +29,8 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::{ApiJson, audit_event};
+use super::refusals::{base64_field, base64url_field};
+use super::{ApiJson, ApiPath, audit_event};
 use crate::auth::{Action, Caller};
 use crate::state::AppState;
 use crate::{now_millis, rfc3339};
@@ -45,13 +46,8 @@ pub(crate) fn now_secs() -> u64 {
     u64::try_from(now_millis() / 1000).unwrap_or_default()
 }
 
-pub(crate) fn decode_b64(text: &str, what: &str) -> Result<Vec<u8>, ApiError> {
-    B64.decode(text.trim())
-        .map_err(|_| ApiError::bad_request(format!("{what} is not valid base64")))
-}
-
 pub(crate) fn decode_envelope(text: &str) -> Result<Signed, ApiError> {
-    let bytes = decode_b64(text, "envelope")?;
+    let bytes = base64_field("envelope", text)?;
     Signed::from_bytes(&bytes, &limits())
         .map_err(|e| ApiError::bad_request(format!("the envelope is not valid: {e}")))
 }
@@ -278,7 +274,7 @@ impl TrustView {
 pub async fn get_trust(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<TrustView>, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::ViewTrust).await?;
     let trust = load_trust(&state, &caller, &tenant).await?;
@@ -393,7 +389,7 @@ async fn publish_statement(
 pub async fn publish_root(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(req): ApiJson<EnvelopeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::ManageTrust).await?;
@@ -463,7 +459,7 @@ pub(crate) fn refuse_orphaning_rotation(
 pub async fn publish_policy(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(req): ApiJson<EnvelopeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::ManageTrust).await?;
@@ -489,7 +485,7 @@ pub(crate) fn no_root() -> ApiError {
 pub async fn publish_freeze(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(req): ApiJson<EnvelopeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::FreezeTenant).await?;
@@ -557,7 +553,7 @@ pub async fn register_signing_key(
     }
     let (key, kind) = match (&req.public_key, &req.webauthn_credential) {
         (Some(public_key), None) => {
-            let bytes: [u8; 32] = decode_b64(public_key, "public_key")?
+            let bytes: [u8; 32] = base64_field("public_key", public_key)?
                 .try_into()
                 .map_err(|_| ApiError::bad_request("public_key must be 32 bytes (Ed25519)"))?;
             if ed25519_dalek::VerifyingKey::from_bytes(&bytes).is_err() {
@@ -566,7 +562,7 @@ pub async fn register_signing_key(
             (PublicKey::Ed25519(bytes), SigningKeyKind::Ed25519)
         }
         (None, Some(credential)) => {
-            let bytes = decode_b64(credential, "webauthn_credential")?;
+            let bytes = base64_field("webauthn_credential", credential)?;
             let credential = bulwark_protocol::codec::from_canonical::<
                 bulwark_policy::webauthn::WebAuthnCredential,
             >(&bytes)
@@ -806,7 +802,7 @@ fn quorum_met(signed: &Signed, job: &JobStatement, policy: Option<&Policy>) -> b
 pub async fn create_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(req): ApiJson<JobRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::RequestJob).await?;
@@ -1051,7 +1047,7 @@ async fn job_in_scope(
 pub async fn list_jobs(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<Vec<JobView>>, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::ViewJobs).await?;
     Ok(Json(job_views(&state, &caller, &tenant).await?))
@@ -1082,7 +1078,7 @@ pub async fn job_views(
 pub async fn get_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobView>, ApiError> {
     Ok(Json(single_job(&state, &caller, &id).await?))
 }
@@ -1116,21 +1112,17 @@ impl WebAuthnApproval {
     fn decode(&self) -> Result<WebAuthnSignature, ApiError> {
         use bulwark_policy::webauthn as w;
         Ok(WebAuthnSignature {
-            authenticator_data: crate::auth::passkey::decode_b64(
+            authenticator_data: base64url_field(
                 "authenticator_data",
                 &self.authenticator_data,
                 w::MAX_AUTHENTICATOR_DATA,
             )?,
-            client_data_json: crate::auth::passkey::decode_b64(
+            client_data_json: base64url_field(
                 "client_data_json",
                 &self.client_data_json,
                 w::MAX_CLIENT_DATA_JSON,
             )?,
-            signature: crate::auth::passkey::decode_b64(
-                "signature",
-                &self.signature,
-                w::MAX_SIGNATURE,
-            )?,
+            signature: base64url_field("signature", &self.signature, w::MAX_SIGNATURE)?,
         })
     }
 }
@@ -1145,7 +1137,7 @@ impl WebAuthnApproval {
 pub async fn approve_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ApprovalRequest>,
 ) -> Result<Json<JobView>, ApiError> {
     let (job, tenant_id) = job_in_scope(&state, &caller, &id, Action::ApproveJob).await?;
@@ -1180,7 +1172,7 @@ pub async fn approve_job(
     }
     match (&req.signature, &req.webauthn, signer) {
         (Some(signature), None, PublicKey::Ed25519(_)) => {
-            let signature: [u8; 64] = decode_b64(signature, "signature")?
+            let signature: [u8; 64] = base64_field("signature", signature)?
                 .try_into()
                 .map_err(|_| ApiError::bad_request("signature must be 64 bytes"))?;
             signed.signatures.push(SignatureEntry {
@@ -1291,7 +1283,7 @@ pub struct RejectRequest {
 pub async fn reject_job(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<RejectRequest>,
 ) -> Result<Json<JobView>, ApiError> {
     Ok(Json(reject(&state, &caller, &id, &req.reason).await?))

@@ -25,7 +25,7 @@
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -34,8 +34,8 @@ use bulwark_translog::Hash;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::ApiJson;
 use super::error::{ApiError, ErrorBody};
+use super::{ApiJson, ApiPath};
 use crate::auth::policy::Credential;
 use crate::auth::{Action, Caller};
 use crate::now_millis;
@@ -500,7 +500,7 @@ pub async fn log_key(
 pub async fn tenant_log_head(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<LogHeadView>, ApiError> {
     let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
     Ok(Json(head(&state, log_id).await?))
@@ -542,7 +542,7 @@ pub struct LogStatementsView {
 pub async fn tenant_log_statements(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<LogStatementsView>, ApiError> {
     let (tenant_id, _) = tenant_log(&state, &caller, &tenant).await?;
     let scope = caller.scope();
@@ -582,7 +582,7 @@ pub async fn tenant_log_statements(
 pub async fn tenant_log_entries(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     q: Result<Query<EntriesQuery>, QueryRejection>,
 ) -> Result<Json<LogEntriesView>, ApiError> {
     let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
@@ -598,7 +598,7 @@ pub async fn tenant_log_entries(
 pub async fn tenant_log_checkpoints(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     q: Result<Query<CheckpointsQuery>, QueryRejection>,
 ) -> Result<Json<LogCheckpointsView>, ApiError> {
     let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
@@ -615,7 +615,7 @@ pub async fn tenant_log_checkpoints(
 pub async fn tenant_log_inclusion(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     q: Result<Query<InclusionQuery>, QueryRejection>,
 ) -> Result<Json<InclusionProofView>, ApiError> {
     let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
@@ -632,7 +632,7 @@ pub async fn tenant_log_inclusion(
 pub async fn tenant_log_consistency(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     q: Result<Query<ConsistencyQuery>, QueryRejection>,
 ) -> Result<Json<ConsistencyProofView>, ApiError> {
     let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;
@@ -654,7 +654,7 @@ pub async fn tenant_log_consistency(
 pub async fn tenant_log_export(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     body: Result<ApiJson<ExportRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<ExportRecorded>), ApiError> {
     let (log_id, _) = tenant_log(&state, &caller, &tenant).await?;

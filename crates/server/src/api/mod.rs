@@ -22,13 +22,16 @@ pub mod jobs;
 pub mod log;
 pub mod operators;
 pub mod passkeys;
+pub mod refusals;
 pub mod trust;
 pub mod views;
+
+pub use refusals::{ApiJson, ApiPath, with_api_errors};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequest, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -60,7 +63,7 @@ const MAX_TOKEN_TTL_MINUTES: u32 = 7 * 24 * 60;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs."),
+    info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs. Every error answers `application/json` in the `ErrorBody` shape, including a 404 for a path no route has and a 405 (with `Allow`) for a method a path does not take; the one exception is `POST /api/v1/auth/device/token`, whose RFC 8628 answers (400) are a `DeviceTokenError`."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
     tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
@@ -87,7 +90,7 @@ impl Modify for SecurityAddon {
 
 /// The API router and its OpenAPI document, built from the same handler list.
 pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(setup_start))
         .routes(routes!(setup_confirm))
@@ -165,13 +168,10 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .routes(routes!(jobs::create_job))
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY_BYTES)),
         )
-        .split_for_parts()
+        .split_for_parts();
+    refusals::RefusedRequests.modify(&mut doc);
+    (router, doc)
 }
-
-/// JSON body extractor whose rejections use the API's error shape.
-#[derive(FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
-pub struct ApiJson<T>(pub T);
 
 pub fn client_info(addr: Option<SocketAddr>, headers: &HeaderMap) -> ClientInfo {
     ClientInfo {
@@ -487,7 +487,7 @@ pub async fn issue_enrollment_token(
 async fn create_enrollment_token(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(req): ApiJson<EnrollmentTokenRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let view =
@@ -517,7 +517,7 @@ pub async fn device_views(
 async fn list_devices(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<Vec<DeviceView>>, ApiError> {
     Ok(Json(device_views(&state, &caller, &tenant).await?))
 }
@@ -553,7 +553,7 @@ pub async fn device_view(
 async fn get_device(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DeviceView>, ApiError> {
     Ok(Json(device_view(&state, &caller, &id).await?))
 }
@@ -671,7 +671,7 @@ async fn list_lockouts(
 async fn lift_lockout(
     State(state): State<AppState>,
     caller: Caller,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Action::LiftLockout)?;
     if !crate::auth::throttle::valid_key(&key) {
@@ -716,7 +716,7 @@ const AUDIT_PAGE: i64 = 200;
 async fn list_audit(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<Vec<AuditEventView>>, ApiError> {
     let scope = caller.scope();
     let tenant = state
@@ -920,7 +920,7 @@ async fn list_invitations(
 async fn revoke_invitation(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     crate::auth::invite::revoke(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -1024,7 +1024,7 @@ async fn list_sessions(
 async fn revoke_session(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     crate::auth::account::revoke_session(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -1055,7 +1055,7 @@ async fn revoke_other_sessions(
 async fn disable_operator(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     crate::auth::account::disable_operator(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -1200,7 +1200,7 @@ async fn list_api_tokens(
 async fn revoke_api_token(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     crate::auth::account::revoke_api_token(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)

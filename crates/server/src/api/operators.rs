@@ -2,13 +2,13 @@
 //! is `auth::grants`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::{ApiJson, GrantView};
+use super::{ApiJson, ApiPath, GrantView};
 use crate::auth::Caller;
 use crate::auth::grants::{self, GrantRequest};
 use crate::state::AppState;
@@ -45,7 +45,7 @@ pub struct GrantsChanged {
 pub async fn set_operator_grants(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<GrantsRequest>,
 ) -> Result<Json<GrantsChanged>, ApiError> {
     let requested: Vec<GrantRequest> = req
@@ -72,7 +72,7 @@ pub async fn set_operator_grants(
 pub async fn reset_operator_passkeys(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     grants::reset_passkeys(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)

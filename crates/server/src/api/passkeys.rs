@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use base64::Engine as _;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::{ApiJson, client_info};
+use super::{ApiJson, ApiPath, client_info};
 use crate::auth::flows::{self, SecondFactor, SessionKind};
 use crate::auth::passkey::{self, Assertion, AssertionCeremony, RegistrationCeremony};
 use crate::auth::{Action, Caller};
@@ -64,7 +64,7 @@ pub async fn list_passkeys(
 
 /// Starts registering a passkey (step-up required): options for `navigator.credentials.create`.
 #[utoipa::path(post, path = "/api/v1/passkeys/registration/options", tag = "auth",
-    responses((status = 200, body = RegistrationCeremony), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = RegistrationCeremony), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn registration_options(
     State(state): State<AppState>,
@@ -125,7 +125,7 @@ pub struct RenameRequest {
 pub async fn rename_passkey(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<RenameRequest>,
 ) -> Result<Json<PasskeyView>, ApiError> {
     let renamed = passkey::rename(&state, &caller, &id, &req.name).await?;
@@ -141,7 +141,7 @@ pub async fn rename_passkey(
 pub async fn remove_passkey(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     passkey::remove(&state, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -154,14 +154,19 @@ pub struct LoginOptionsRequest {
 }
 
 /// Starts a passkey login: options for `navigator.credentials.get`. Reveals nothing about the
-/// account (an unknown one gets options too); the password is checked with the answer.
+/// account (an unknown one gets options too); the password is checked with the answer. Pending
+/// login ceremonies are capped per client address and per username: past a cap the oldest one
+/// stops working, so asking again always gives a working ceremony.
 #[utoipa::path(post, path = "/api/v1/auth/passkey/options", tag = "auth", request_body = LoginOptionsRequest,
-    responses((status = 200, body = AssertionCeremony), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = AssertionCeremony), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn login_options(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<LoginOptionsRequest>,
 ) -> Result<Json<AssertionCeremony>, ApiError> {
-    Ok(Json(passkey::login_options(&state, &req.username).await?))
+    Ok(Json(
+        passkey::login_options(&state, &req.username, peer.ip()).await?,
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -226,7 +231,7 @@ pub async fn passkey_login(
 
 /// Starts a step-up with one of the caller's passkeys (409 if it holds none).
 #[utoipa::path(post, path = "/api/v1/auth/step-up/passkey/options", tag = "auth",
-    responses((status = 200, body = AssertionCeremony), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, body = AssertionCeremony), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn step_up_options(
     State(state): State<AppState>,

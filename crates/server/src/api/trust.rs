@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use base64::Engine;
@@ -32,10 +32,11 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::jobs::{
-    Trust, check_statement, decode_b64, decode_envelope, limits, load_trust, now_secs,
-    published_event, refused, tenant_for,
+    Trust, check_statement, decode_envelope, limits, load_trust, now_secs, published_event,
+    refused, tenant_for,
 };
-use super::{ApiJson, audit_event};
+use super::refusals::base64_field;
+use super::{ApiJson, ApiPath, audit_event};
 use crate::auth::policy::trust_signature_action;
 use crate::auth::{Action, Caller};
 use crate::state::AppState;
@@ -542,7 +543,7 @@ async fn try_publish(
 pub async fn create_proposal(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
     ApiJson(req): ApiJson<ProposalRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     // The widest action a proposal may need first, then the one its kind needs.
@@ -633,7 +634,7 @@ pub async fn create_proposal(
 pub async fn list_proposals(
     State(state): State<AppState>,
     caller: Caller,
-    Path(tenant): Path<String>,
+    ApiPath(tenant): ApiPath<String>,
 ) -> Result<Json<Vec<ProposalView>>, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::ViewTrust).await?;
     let trust = load_trust(&state, &caller, &tenant).await?;
@@ -689,7 +690,7 @@ async fn single(state: &AppState, caller: &Caller, id: &str) -> Result<ProposalV
 pub async fn get_proposal(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ProposalView>, ApiError> {
     Ok(Json(single(&state, &caller, &id).await?))
 }
@@ -741,7 +742,7 @@ pub struct CompanionSignature {
 pub async fn sign_proposal(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ProposalSignatureRequest>,
 ) -> Result<Json<ProposalView>, ApiError> {
     let (row, tenant) = proposal_in_scope(&state, &caller, &id).await?;
@@ -873,7 +874,7 @@ pub async fn sign_proposal(
 }
 
 fn signature_bytes(text: &str) -> Result<[u8; 64], ApiError> {
-    decode_b64(text, "signature")?
+    base64_field("signature", text)?
         .try_into()
         .map_err(|_| ApiError::bad_request("signature must be 64 bytes (Ed25519)"))
 }

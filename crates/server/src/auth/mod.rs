@@ -5,6 +5,7 @@
 //! runtime), secrets and the axum extractor [`Caller`].
 
 pub mod account;
+pub mod ceremonies;
 pub mod device;
 pub mod flows;
 pub mod grants;

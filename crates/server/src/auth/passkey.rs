@@ -7,10 +7,12 @@
 //! verification required and the origin rule written there (the console's
 //! host, exactly). This module adds what needs state:
 //!
-//! - **Challenges** live in server memory ([`Ceremonies`]): 32 random bytes,
+//! - **Challenges** live in server memory ([`Ceremonies`], in
+//!   [`super::ceremonies`] with the budgets that bound them): 32 random bytes,
 //!   single use (taken out on the first answer, right or wrong), bound to
 //!   their purpose (the session registering or stepping up, or the username
-//!   signing in), and gone after [`CEREMONY_TTL_MS`]. A restart simply
+//!   signing in), and gone after
+//!   [`super::ceremonies::CEREMONY_TTL_MS`]. A restart simply
 //!   invalidates ceremonies in flight; nothing about them needs to persist.
 //! - **The signature counter** ([`counter_acceptable`], WebAuthn §7.2 step
 //!   21): when either the stored or the received counter is non-zero, the
@@ -34,9 +36,7 @@
 //! `settings.passkey_policy_changed`, and the login and step-up events of
 //! [`super::flows`] and [`super::account`].
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 
 use axum::http::StatusCode;
 use base64::Engine as _;
@@ -44,25 +44,20 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bulwark_policy::webauthn::{WebAuthnCredential, parse_registration, verify_assertion};
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_store::{LastPasskey, NewAuditEvent, NewPasskey, Operator, Passkey, StoreError};
-use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use super::ceremonies::{Owner, Purpose};
 use super::policy::{self, Action, Credential, Role, Standing};
-use super::session::{self, Caller};
+use super::session::Caller;
 use crate::api::error::ApiError;
+use crate::api::refusals::base64url_field;
 use crate::config::ServeMode;
 use crate::now_millis;
 use crate::state::AppState;
 
-/// How long a ceremony (its challenge) may be answered.
-pub const CEREMONY_TTL_MS: i64 = 3 * 60 * 1000;
 /// What the browser is told (`timeout`): a little less than the TTL.
 pub const CEREMONY_TIMEOUT_MS: u64 = 2 * 60 * 1000;
-/// Most ceremonies waiting at once. Starting a login ceremony needs no
-/// session, so this caps the memory anyone can make the server hold.
-pub const MAX_CEREMONIES: usize = 10_000;
 /// Most passkeys one operator may hold (bounds `excludeCredentials` and
 /// `allowCredentials`).
 pub const MAX_PASSKEYS: usize = 20;
@@ -121,115 +116,6 @@ pub fn login_code_refused() -> ApiError {
         "your role requires signing in with a passkey: choose \"Sign in with a passkey\" \
          (a one-time code is not enough)",
     )
-}
-
-// ------------------------------------------------------------------ ceremonies
-
-/// What a challenge was issued for; an answer for anything else fails.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Purpose {
-    /// Registration by the session whose token hashes to this.
-    Register { session: [u8; 32] },
-    /// Login as this username.
-    Login { username: String },
-    /// Step-up by this session.
-    StepUp { session: [u8; 32] },
-    /// Approval of the CLI sign-in with this user code, by this session.
-    DeviceApproval {
-        session: [u8; 32],
-        user_code: String,
-    },
-}
-
-struct Pending {
-    challenge: [u8; 32],
-    purpose: Purpose,
-    expires_at: i64,
-}
-
-/// Challenges waiting for their answer, in memory (see the module notes).
-pub struct Ceremonies {
-    pending: Mutex<HashMap<[u8; 32], Pending>>,
-    /// Makes the stand-in credential ids of accounts without passkeys (see
-    /// [`login_options`]); per process.
-    decoy_key: [u8; 32],
-}
-
-impl Default for Ceremonies {
-    fn default() -> Self {
-        let mut decoy_key = [0; 32];
-        rand::rngs::OsRng.fill_bytes(&mut decoy_key);
-        Self {
-            pending: Mutex::new(HashMap::new()),
-            decoy_key,
-        }
-    }
-}
-
-impl Ceremonies {
-    /// A new challenge for `purpose`: its public id and the challenge.
-    fn start(&self, purpose: Purpose, now: i64) -> Result<(String, [u8; 32]), ApiError> {
-        let (id, id_hash) = session::new_token();
-        let mut challenge = [0; 32];
-        rand::rngs::OsRng.fill_bytes(&mut challenge);
-        // A poisoned lock only means another request panicked mid-insert;
-        // the map is still a map.
-        let mut pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if pending.len() >= MAX_CEREMONIES {
-            pending.retain(|_, p| p.expires_at > now);
-        }
-        if pending.len() >= MAX_CEREMONIES {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many passkey ceremonies are in progress; try again in a minute",
-            ));
-        }
-        pending.insert(
-            id_hash,
-            Pending {
-                challenge,
-                purpose,
-                expires_at: now + CEREMONY_TTL_MS,
-            },
-        );
-        Ok((id, challenge))
-    }
-
-    /// The challenge of ceremony `id` if it was issued for `purpose` and has
-    /// not expired. The ceremony is gone afterwards whatever the answer.
-    fn finish(&self, id: &str, purpose: &Purpose, now: i64) -> Option<[u8; 32]> {
-        if id.is_empty() || id.len() > 128 {
-            return None;
-        }
-        let found = self
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&session::hash_token(id))?;
-        (found.purpose == *purpose && now < found.expires_at).then_some(found.challenge)
-    }
-
-    /// Stand-in credential ids for a username with no passkey (or no
-    /// account): the same for the same name while the server runs, so that
-    /// the login options do not tell which accounts exist or hold passkeys.
-    fn decoy_credential(&self, username: &str) -> Vec<u8> {
-        let mut hash = Sha256::new();
-        hash.update(self.decoy_key);
-        hash.update(username.as_bytes());
-        hash.finalize().to_vec()
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-    }
 }
 
 // ------------------------------------------------------- WebAuthn JSON options
@@ -345,20 +231,6 @@ fn request_options(rp_id: &str, challenge: &[u8; 32], allow: Vec<Vec<u8>>) -> Re
 
 // ------------------------------------------------------------ browser answers
 
-/// Base64url (padding and surrounding whitespace tolerated, as browsers and
-/// scripts vary) of at most `max` decoded bytes.
-pub(crate) fn decode_b64(what: &str, text: &str, max: usize) -> Result<Vec<u8>, ApiError> {
-    let text = text.trim().trim_end_matches('=');
-    if text.len() > max.div_ceil(3) * 4 {
-        return Err(ApiError::bad_request(format!(
-            "{what} is longer than {max} bytes"
-        )));
-    }
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .map_err(|_| ApiError::bad_request(format!("{what} is not base64url")))
-}
-
 /// What `navigator.credentials.get` returned, decoded.
 #[derive(Debug, Clone)]
 pub struct Assertion {
@@ -382,18 +254,18 @@ impl Assertion {
         use bulwark_policy::webauthn as w;
         Ok(Self {
             ceremony: ceremony.to_owned(),
-            credential_id: decode_b64("credentialId", credential_id, w::MAX_CREDENTIAL_ID)?,
-            authenticator_data: decode_b64(
+            credential_id: base64url_field("credentialId", credential_id, w::MAX_CREDENTIAL_ID)?,
+            authenticator_data: base64url_field(
                 "authenticatorData",
                 authenticator_data,
                 w::MAX_AUTHENTICATOR_DATA,
             )?,
-            client_data_json: decode_b64(
+            client_data_json: base64url_field(
                 "clientDataJSON",
                 client_data_json,
                 w::MAX_CLIENT_DATA_JSON,
             )?,
-            signature: decode_b64("signature", signature, w::MAX_SIGNATURE)?,
+            signature: base64url_field("signature", signature, w::MAX_SIGNATURE)?,
         })
     }
 }
@@ -620,8 +492,9 @@ pub async fn registration_options(
         Purpose::Register {
             session: caller.session_hash,
         },
+        Owner::Session(caller.session_hash),
         now_millis(),
-    )?;
+    );
     let user_handle = uuid::Uuid::parse_str(&caller.operator.id)
         .map(|u| u.as_bytes().to_vec())
         .unwrap_or_else(|_| caller.operator.id.as_bytes().to_vec());
@@ -715,12 +588,12 @@ pub async fn register(
             )
         })?;
     use bulwark_policy::webauthn as w;
-    let attestation = decode_b64(
+    let attestation = base64url_field(
         "attestationObject",
         registration.attestation_object,
         w::MAX_ATTESTATION_OBJECT,
     )?;
-    let client_data = decode_b64(
+    let client_data = base64url_field(
         "clientDataJSON",
         registration.client_data_json,
         w::MAX_CLIENT_DATA_JSON,
@@ -828,9 +701,14 @@ pub async fn remove(state: &AppState, caller: &Caller, id: &str) -> Result<(), A
 /// passkeys, gets a stand-in credential id (stable per name), and the
 /// password is checked only with the answer, in one step with the passkey
 /// ([`super::flows::login_with`]), exactly as with a one-time code.
+///
+/// The ceremony counts against the budgets of `client` (the address asking)
+/// and of `username`; when one is full its oldest ceremony gives way (see
+/// the module notes), so this never answers "busy".
 pub async fn login_options(
     state: &AppState,
     username: &str,
+    client: IpAddr,
 ) -> Result<AssertionCeremony, ApiError> {
     let rp_id = rp_id(state)?;
     if username.is_empty() || username.len() > 64 {
@@ -853,12 +731,7 @@ pub async fn login_options(
     if allow.is_empty() {
         allow.push(state.passkeys.decoy_credential(username));
     }
-    let (ceremony, challenge) = state.passkeys.start(
-        Purpose::Login {
-            username: username.to_owned(),
-        },
-        now_millis(),
-    )?;
+    let (ceremony, challenge) = state.passkeys.start_login(username, client, now_millis());
     Ok(AssertionCeremony {
         ceremony,
         public_key: request_options(rp_id, &challenge, allow),
@@ -975,7 +848,10 @@ async fn own_assertion_options(
             _ => "you hold no passkey: confirm with a one-time code instead",
         }));
     }
-    let (ceremony, challenge) = state.passkeys.start(purpose, now_millis())?;
+    let (ceremony, challenge) =
+        state
+            .passkeys
+            .start(purpose, Owner::Session(caller.session_hash), now_millis());
     Ok(AssertionCeremony {
         ceremony,
         public_key: request_options(rp_id, &challenge, allow),
@@ -1088,64 +964,17 @@ mod tests {
     }
 
     #[test]
-    fn ceremonies_are_single_use_bound_and_expiring() {
-        let c = Ceremonies::default();
-        let login = |u: &str| Purpose::Login {
-            username: u.to_owned(),
-        };
-        let (id, challenge) = c.start(login("dana"), 1_000).expect("start");
-        assert_eq!(c.finish(&id, &login("dana"), 1_001), Some(challenge));
-        assert_eq!(c.finish(&id, &login("dana"), 1_002), None, "used once");
-
-        let (id, _) = c.start(login("dana"), 1_000).expect("start");
-        assert_eq!(c.finish(&id, &login("erin"), 1_001), None, "another name");
-        assert_eq!(
-            c.finish(&id, &login("dana"), 1_001),
-            None,
-            "burnt by the try"
-        );
-
-        let session = Purpose::Register { session: [1; 32] };
-        let (id, _) = c.start(session.clone(), 1_000).expect("start");
-        assert_eq!(
-            c.finish(&id, &Purpose::StepUp { session: [1; 32] }, 1_001),
-            None,
-            "another purpose"
-        );
-        let (id, _) = c.start(session.clone(), 1_000).expect("start");
-        assert_eq!(
-            c.finish(&id, &session, 1_000 + CEREMONY_TTL_MS),
-            None,
-            "expired"
-        );
-        assert_eq!(c.finish("", &session, 1_000), None);
-        assert_eq!(c.len(), 0);
-
-        // Full: expired ones make room, live ones do not.
-        for _ in 0..MAX_CEREMONIES {
-            c.start(session.clone(), 0).expect("start");
-        }
-        assert!(c.start(session.clone(), 1).is_err());
-        assert!(c.start(session.clone(), CEREMONY_TTL_MS).is_ok());
-        assert_eq!(c.len(), 1);
-
-        assert_eq!(c.decoy_credential("x"), c.decoy_credential("x"));
-        assert_ne!(c.decoy_credential("x"), c.decoy_credential("y"));
-        assert_ne!(
-            Ceremonies::default().decoy_credential("x"),
-            c.decoy_credential("x")
-        );
-    }
-
-    #[test]
     fn names_and_base64() {
         assert_eq!(check_name("  laptop ").expect("ok"), "laptop");
         assert!(check_name("").is_err());
         assert!(check_name("a\u{7}b").is_err());
         assert!(check_name(&"x".repeat(65)).is_err());
-        assert_eq!(decode_b64("x", "AQID", 3).expect("ok"), [1, 2, 3]);
-        assert_eq!(decode_b64("x", "AQ==", 3).expect("padding"), [1]);
-        assert!(decode_b64("x", "AQIDBA", 3).is_err(), "too long");
-        assert!(decode_b64("x", "A+/=", 3).is_err(), "standard alphabet");
+        assert_eq!(base64url_field("x", "AQID", 3).expect("ok"), [1, 2, 3]);
+        assert_eq!(base64url_field("x", "AQ==", 3).expect("padding"), [1]);
+        assert!(base64url_field("x", "AQIDBA", 3).is_err(), "too long");
+        assert!(
+            base64url_field("x", "A+/=", 3).is_err(),
+            "standard alphabet"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{Method, header};
+use axum::http::{HeaderMap, Method, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -331,18 +331,40 @@ fn unsafe_method(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// A cross-site request names another origin; SameSite=Strict already keeps
-/// the cookie off it, this is the second lock.
-fn foreign_origin(parts: &Parts) -> bool {
-    let Some(origin) = parts
-        .headers
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
+/// A write a page of another site made the browser send: an unsafe method
+/// from a foreign origin. Refused everywhere a browser's request acts: by
+/// [`Caller`] for a cookie session, by [`CookieCaller`], and by the
+/// console's router for every form, those of people not signed in yet too
+/// (login, first-owner setup, invitation redemption: a foreign page posting
+/// valid credentials there would sign the browser in as the attacker's
+/// account, a login CSRF).
+pub fn cross_origin_write(method: &Method, headers: &HeaderMap) -> bool {
+    unsafe_method(method) && foreign_origin(headers)
+}
+
+/// Does the request come from another origin than this server's? The one
+/// origin decision; SameSite=Strict already keeps the cookie off a
+/// cross-site request, this is the second lock, and the only one for a
+/// form that needs no session.
+///
+/// `Origin` names another host than `Host`: foreign. So is `Origin: null`
+/// (an opaque origin: a sandboxed frame, a `no-referrer` page; the
+/// console's own pages say `Referrer-Policy: same-origin` so that browsers
+/// send their real origin with a form post, see `runtime.rs`) and an
+/// `Origin` that is not text. Without `Origin`, `Sec-Fetch-Site` decides:
+/// `cross-site` or `same-site` (a sibling host: another origin too) is
+/// foreign. A request with neither header (a non-browser client, a browser
+/// too old to send them) is not: there is no browser page to forge it.
+fn foreign_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return headers
+            .get(SEC_FETCH_SITE)
+            .is_some_and(|site| site == "cross-site" || site == "same-site");
     };
-    let host = parts
-        .headers
+    let Ok(origin) = origin.to_str() else {
+        return true;
+    };
+    let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
@@ -350,8 +372,11 @@ fn foreign_origin(parts: &Parts) -> bool {
         .split_once("://")
         .map(|(_, rest)| rest)
         .unwrap_or(origin);
-    origin_host != host
+    host.is_empty() || !origin_host.eq_ignore_ascii_case(host)
 }
+
+/// Fetch Metadata: where the browser says the request was started.
+const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -369,7 +394,7 @@ impl FromRequestParts<AppState> for Caller {
                 .get(CSRF_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            if foreign_origin(parts) {
+            if foreign_origin(&parts.headers) {
                 return Err(ApiError::csrf());
             }
             caller.check_csrf(header)?;
@@ -417,8 +442,8 @@ impl FromRequestParts<AppState> for CookieCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        if unsafe_method(&parts.method) && foreign_origin(parts) {
-            return Err(ConsoleRejection::Error(ApiError::csrf()));
+        if cross_origin_write(&parts.method, &parts.headers) {
+            return Err(ConsoleRejection::Error(ApiError::cross_origin()));
         }
         match authenticate(parts, state).await {
             Ok(Some(caller)) if caller.via == Via::Cookie => Ok(CookieCaller(caller)),
