@@ -393,12 +393,16 @@ fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
-/// Lines of code: up to the first `#[cfg(test)]`, without blank lines and
-/// `//` comments.
+/// Lines of code: up to the test module (`#[cfg(test)]` then `mod`),
+/// without blank lines and `//` comments.
 fn code_lines(text: &str) -> usize {
-    text.lines()
-        .take_while(|line| line.trim() != "#[cfg(test)]")
-        .map(str::trim)
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let end = lines
+        .windows(2)
+        .position(|pair| pair[0] == "#[cfg(test)]" && pair[1].starts_with("mod "))
+        .unwrap_or(lines.len());
+    lines[..end]
+        .iter()
         .filter(|line| !line.is_empty() && !line.starts_with("//"))
         .count()
 }
@@ -586,8 +590,8 @@ mod tests {
 
     #[test]
     fn counts_code_lines_and_reasons() {
-        let text = "//! A module.\n//! This file is long because it is a table.\n\nfn a() {}\n// note\n  let x = 1;\n#[cfg(test)]\nmod tests {}\n";
-        assert_eq!(code_lines(text), 2);
+        let text = "//! A module.\n//! This file is long because it is a table.\n\nfn a() {}\n// note\n  let x = 1;\n#[cfg(test)]\nfn helper() {}\n#[cfg(test)]\nmod tests {}\n";
+        assert_eq!(code_lines(text), 4);
         assert!(says_why_long(text));
         assert!(!says_why_long(
             "//! A module.\nfn a() {}\n// This file is long because no\n"
