@@ -49,7 +49,7 @@ use bulwark_translog::{
 };
 use serde_json::{Value, json};
 
-use crate::operator::{Session, path_segment};
+use crate::client::{Session, path_segment};
 
 /// Entries (and checkpoints) per request: the API's largest page.
 const PAGE: u64 = 1000;

@@ -21,10 +21,9 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::client::{Session, path_segment};
 use crate::keys::KeyStore;
-use crate::operator::{
-    Cell, Session, items, path_segment, print_json, render_table, text, unix_now, use_colour,
-};
+use crate::output::{Cell, items, print_json, render_table, text, unix_now, use_colour};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
@@ -318,8 +317,7 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                 println!("\n--- script (sha256 verified) ---\n{script}\n--- end of script ---");
             }
             if !yes {
-                let answer =
-                    crate::operator::prompt_line("\nSign and approve this job? Type yes: ")?;
+                let answer = crate::output::prompt_line("\nSign and approve this job? Type yes: ")?;
                 ensure!(answer.trim() == "yes", "not approved");
             }
             let body = match passkey {

@@ -102,7 +102,7 @@ pub async fn run(command: KeysCommand) -> Result<()> {
             store.create(&name, &role)?;
             let info = store.info(&name)?;
             if json {
-                crate::operator::print_json(&info.to_json())
+                crate::output::print_json(&info.to_json())
             } else {
                 println!("Created key {} ({}).", info.name, info.role);
                 println!("  Public key  {}", info.public_hex());
@@ -117,7 +117,7 @@ pub async fn run(command: KeysCommand) -> Result<()> {
         KeysCommand::List { json } => {
             let keys = KeyStore::open_default()?.list()?;
             if json {
-                crate::operator::print_json(&serde_json::Value::Array(
+                crate::output::print_json(&serde_json::Value::Array(
                     keys.iter().map(KeyInfo::to_json).collect(),
                 ))
             } else {
@@ -127,7 +127,7 @@ pub async fn run(command: KeysCommand) -> Result<()> {
         }
         KeysCommand::Register { name } => {
             let info = KeyStore::open_default()?.info(&name)?;
-            let session = crate::operator::Session::load()?;
+            let session = crate::client::Session::load()?;
             match register(&session, &info).await? {
                 Registered::New(reply) => {
                     let id = reply["key_id"]
@@ -157,7 +157,7 @@ fn print_key_table(keys: &[KeyInfo]) {
         println!("No keys. Create one with `bulwark keys new --name NAME`.");
         return;
     }
-    let rows: Vec<Vec<crate::operator::Cell>> = keys
+    let rows: Vec<Vec<crate::output::Cell>> = keys
         .iter()
         .map(|k| {
             vec![
@@ -171,7 +171,7 @@ fn print_key_table(keys: &[KeyInfo]) {
         .collect();
     print!(
         "{}",
-        crate::operator::render_table(
+        crate::output::render_table(
             &["NAME", "ROLE", "KEY ID", "CREATED", "PUBLIC KEY"],
             &rows,
             false
@@ -188,7 +188,7 @@ pub(crate) enum Registered {
 
 /// Registers a key's public half with the server (`POST /api/v1/signing-keys`).
 pub(crate) async fn register(
-    session: &crate::operator::Session,
+    session: &crate::client::Session,
     info: &KeyInfo,
 ) -> Result<Registered> {
     let PublicKey::Ed25519(bytes) = &info.public_key else {
@@ -202,7 +202,7 @@ pub(crate) async fn register(
         Ok(reply) => Ok(Registered::New(reply)),
         Err(error)
             if error
-                .downcast_ref::<crate::operator::ApiError>()
+                .downcast_ref::<crate::client::ApiError>()
                 .is_some_and(|e| e.status == reqwest::StatusCode::CONFLICT) =>
         {
             Ok(Registered::Already)
@@ -316,7 +316,7 @@ pub struct KeyStore {
 impl KeyStore {
     /// `$BULWARK_CONFIG_DIR/keys` (the directory `bulwark login` uses, plus `keys`).
     pub fn open_default() -> Result<Self> {
-        Self::open(crate::operator::Credentials::dir()?.join("keys"))
+        Self::open(crate::client::Credentials::dir()?.join("keys"))
     }
 
     /// A store in `dir`, created with mode 0700 (an existing one is tightened).

@@ -3,9 +3,12 @@
 
 mod approval_page;
 mod audit;
+mod client;
 mod jobs;
 mod keys;
+mod login;
 mod operator;
+mod output;
 mod passkeys;
 mod pins;
 mod proposals;

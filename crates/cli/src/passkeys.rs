@@ -36,7 +36,7 @@ impl ApprovalPasskey {
 }
 
 fn dir() -> Result<PathBuf> {
-    Ok(crate::operator::Credentials::dir()?.join("passkeys"))
+    Ok(crate::client::Credentials::dir()?.join("passkeys"))
 }
 
 fn path_of(name: &str) -> Result<PathBuf> {
@@ -162,7 +162,7 @@ pub(crate) async fn add(name: &str) -> Result<()> {
         "Created approval passkey {name} (key id {key_id}) in {}.",
         path.display()
     );
-    let session = crate::operator::Session::load()?;
+    let session = crate::client::Session::load()?;
     session
         .post(
             "/api/v1/signing-keys",

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail, ensure};
 use bulwark_protocol::token::{fingerprint_text, parse_fingerprint};
 
-use crate::operator::Credentials;
+use crate::client::Credentials;
 
 /// A tenant as this machine knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,9 @@ use bulwark_policy::{
 };
 use serde_json::{Value, json};
 
+use crate::client::{Session, path_segment};
 use crate::keys::{KeyStore, Unlocker};
-use crate::operator::{Session, path_segment, print_json, unix_now};
+use crate::output::{print_json, unix_now};
 use crate::trust::{Trust, date_text, fetch_trust, holder_name, trust_path};
 
 /// `bulwark trust …`.
@@ -73,7 +74,7 @@ async fn list(tenant: &str, json: bool) -> Result<()> {
     if json {
         return print_json(&reply);
     }
-    let items = crate::operator::items(&reply)?;
+    let items = crate::output::items(&reply)?;
     if items.is_empty() {
         println!("Tenant {tenant} has no open proposals.");
         return Ok(());
@@ -634,10 +635,8 @@ async fn sign(id: &str, key: Option<&str>, otp: Option<&str>, yes: bool) -> Resu
     );
     print!("{}", render(&checked));
     if !yes {
-        let answer = crate::operator::prompt_line(&format!(
-            "\nSign this with key {}? Type yes: ",
-            info.name
-        ))?;
+        let answer =
+            crate::output::prompt_line(&format!("\nSign this with key {}? Type yes: ", info.name))?;
         ensure!(answer.trim() == "yes", "not signed");
     }
     let mut unlocker = Unlocker::new();

@@ -27,8 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::client::{Session, path_segment};
 use crate::keys::{self, KeyInfo, KeyStore, Registered, Unlocker};
-use crate::operator::{Cell, Session, path_segment, print_json, render_table, unix_now};
+use crate::output::{Cell, print_json, render_table, unix_now};
 
 const DAY: u64 = 86_400;
 /// How long the first policy (and a default edit) stays in force.

@@ -273,7 +273,7 @@ pub(super) fn render_policy(out: &mut String, policy: &Policy, local: &[KeyInfo]
     let remaining = if policy.expires_at > now {
         format!(
             "in {}",
-            crate::operator::human_duration(policy.expires_at - now)
+            crate::output::human_duration(policy.expires_at - now)
         )
     } else {
         "EXPIRED: agents refuse every job".to_owned()

@@ -199,7 +199,7 @@ pub(super) async fn post_envelope(
 
 pub(super) async fn lookup_tenant_id(session: &Session, tenant: &str) -> Result<String> {
     let tenants = session.get("/api/v1/tenants").await?;
-    crate::operator::items(&tenants)?
+    crate::output::items(&tenants)?
         .iter()
         .find(|t| t["name"].as_str() == Some(tenant))
         .and_then(|t| t["id"].as_str())

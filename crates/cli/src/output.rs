@@ -1,0 +1,181 @@
+//! What the CLI prints and asks on the terminal: JSON, tables with colour
+//! when the terminal takes it, human durations, and prompts.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+pub(crate) fn prompt_line(prompt: &str) -> Result<String> {
+    let mut stderr = std::io::stderr();
+    write!(stderr, "{prompt}")?;
+    stderr.flush()?;
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading from the terminal")?;
+    Ok(line.trim().to_owned())
+}
+
+pub(crate) fn print_json(value: &Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Whether to colour stdout: a terminal, and NO_COLOR unset.
+pub(crate) fn use_colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// A table cell: its text, and an optional ANSI colour applied after padding
+/// so that alignment counts only visible characters.
+pub(crate) struct Cell {
+    pub(crate) text: String,
+    pub(crate) colour: Option<&'static str>,
+}
+
+impl From<String> for Cell {
+    fn from(text: String) -> Self {
+        Self { text, colour: None }
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            colour: None,
+        }
+    }
+}
+
+pub(crate) const GREEN: &str = "\x1b[32m";
+
+pub(crate) const RED: &str = "\x1b[31m";
+
+pub(crate) const RESET: &str = "\x1b[0m";
+
+pub(crate) fn render_table(headers: &[&str], rows: &[Vec<Cell>], colour: bool) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(width) = widths.get_mut(i) {
+                *width = (*width).max(cell.text.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<Cell> = headers.iter().map(|h| Cell::from(*h)).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let width = widths.get(i).copied().unwrap_or(0);
+            let last = i + 1 == row.len();
+            let padded = if last {
+                cell.text.clone()
+            } else {
+                format!("{:<width$}  ", cell.text)
+            };
+            match (colour, cell.colour) {
+                (true, Some(code)) => {
+                    let (text, pad) = padded.split_at(cell.text.len());
+                    let _ = write!(line, "{code}{text}{RESET}{pad}");
+                }
+                _ => line.push_str(&padded),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Text of a JSON scalar for a table cell (`-` when absent).
+pub(crate) fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn items(value: &Value) -> Result<&Vec<Value>> {
+    value
+        .as_array()
+        .with_context(|| format!("expected a JSON list from the server, got {value}"))
+}
+
+pub(crate) fn indented_table(out: &mut String, headers: &[&str], rows: &[Vec<Cell>]) {
+    if rows.is_empty() {
+        let _ = writeln!(out, "  (none)");
+        return;
+    }
+    for line in render_table(headers, rows, false).lines() {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+/// 93 → "1 min", 7200 → "2 h", 200000 → "2 d 7 h".
+pub(crate) fn human_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_on_visible_text() {
+        let rows = vec![
+            vec![
+                Cell::from("a"),
+                Cell {
+                    text: "online".into(),
+                    colour: Some(GREEN),
+                },
+                Cell::from("x"),
+            ],
+            vec![
+                Cell::from("long-name"),
+                Cell {
+                    text: "offline".into(),
+                    colour: Some(RED),
+                },
+                Cell::from("y"),
+            ],
+        ];
+        let plain = render_table(&["NAME", "STATUS", "Z"], &rows, false);
+        assert_eq!(
+            plain,
+            "NAME       STATUS   Z\na          online   x\nlong-name  offline  y\n"
+        );
+        let coloured = render_table(&["NAME", "STATUS", "Z"], &rows, true);
+        assert_eq!(
+            coloured
+                .replace(GREEN, "")
+                .replace(RED, "")
+                .replace(RESET, ""),
+            plain
+        );
+    }
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(human_duration(5), "5 s");
+        assert_eq!(human_duration(93), "1 min");
+        assert_eq!(human_duration(7260), "2 h 1 min");
+        assert_eq!(human_duration(200_000), "2 d 7 h");
+    }
+}
