@@ -1,0 +1,265 @@
+//! The queue between connections and the one job runner: one copy of a job
+//! per session, stale sessions dropped, and the answers that are not results
+//! (`agent_busy`, `log_head_stale`).
+
+use super::*;
+
+/// Jobs waiting behind the running one; more are answered [`JOB_BUSY`]
+/// (not a result: the server sends them again).
+pub const MAX_QUEUED_JOBS: usize = 16;
+
+/// Answers that are sent once, to the session that delivered the job, and
+/// never spooled.
+#[derive(Clone, Default)]
+pub(super) struct Answers(Arc<Mutex<Vec<(u64, JobResult)>>>);
+
+impl Answers {
+    pub(super) fn push(&self, session: u64, answer: JobResult) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((session, answer));
+    }
+
+    /// The answers for `session`; those for ended sessions are dropped.
+    pub(super) fn take(&self, session: u64) -> Vec<JobResult> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+            .into_iter()
+            .filter_map(|(s, answer)| (s == session).then_some(answer))
+            .collect()
+    }
+}
+
+/// A job waiting for the runner, with the session that delivered it.
+pub(super) struct Queued {
+    pub(super) job: Job,
+    pub(super) session: u64,
+    pub(super) job_id: Option<[u8; 16]>,
+}
+
+/// The session's side of the job runner: queue jobs, apply trust, read and
+/// acknowledge results. Cheap to clone.
+#[derive(Clone)]
+pub struct JobsHandle {
+    pub(super) queue: mpsc::Sender<Queued>,
+    /// Job ids queued or running, with the session that delivered them: a
+    /// second delivery in the same session is ignored.
+    pub(super) held: Arc<Mutex<HashMap<[u8; 16], u64>>>,
+    pub(super) session: Arc<AtomicU64>,
+    pub(super) answers: Answers,
+    pub(super) spooled: Arc<watch::Sender<u64>>,
+    pub(super) refresh: Arc<watch::Sender<u64>>,
+    pub(super) trust: Arc<Mutex<TrustState>>,
+    pub(super) spool: ResultSpool,
+    pub(super) state_dir: PathBuf,
+    pub(super) limits: Limits,
+}
+
+impl std::fmt::Debug for JobsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobsHandle")
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn held_ids(
+    held: &Mutex<HashMap<[u8; 16], u64>>,
+) -> MutexGuard<'_, HashMap<[u8; 16], u64>> {
+    held.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Starts the job runner: returns the handle sessions use and the task to
+/// spawn (it ends when every handle is dropped).
+pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + Send + 'static) {
+    let (queue, mut jobs) = mpsc::channel::<Queued>(MAX_QUEUED_JOBS);
+    let spooled = Arc::new(watch::Sender::new(0u64));
+    let held = Arc::new(Mutex::new(HashMap::new()));
+    let handle = JobsHandle {
+        queue,
+        held: held.clone(),
+        session: runner.session.clone(),
+        answers: runner.answers.clone(),
+        spooled: spooled.clone(),
+        refresh: runner.refresh.clone(),
+        trust: runner.trust.clone(),
+        spool: runner.spool.clone(),
+        state_dir: runner.state_dir.clone(),
+        limits: runner.limits.clone(),
+    };
+    let worker = async move {
+        if runner.finish_outlived().await > 0 {
+            spooled.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        while let Some(queued) = jobs.recv().await {
+            let result = runner.process_from(&queued.job, queued.session).await;
+            if let Some(id) = &queued.job_id {
+                let mut held = held_ids(&held);
+                if held.get(id) == Some(&queued.session) {
+                    held.remove(id);
+                }
+            }
+            if result.is_some() {
+                spooled.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    };
+    (handle, worker)
+}
+
+impl JobsHandle {
+    /// A new connection: jobs queued by earlier ones are dropped unread
+    /// (the server sends them again, with proofs from the head held now).
+    /// Returns the size of the tree head held, which the `Hello` announces;
+    /// read under the lock that verification takes, so no job of an earlier
+    /// connection moves the head after it is announced.
+    pub fn begin_session(&self) -> Option<u64> {
+        let trust = lock(&self.trust);
+        self.session.fetch_add(1, Ordering::SeqCst);
+        trust.log_size()
+    }
+
+    /// Queues a job behind the running one. A job already queued or running
+    /// is ignored. `Some` is an answer to send now, not spooled: the queue
+    /// is full, and the server sends the job again after the next result.
+    pub fn submit(&self, job: Job) -> Option<JobResult> {
+        let job_id = job_id_of(&job, &self.limits);
+        let session = self.session.load(Ordering::SeqCst);
+        // A copy from an ended session is dropped unread: this one replaces it.
+        if let Some(id) = &job_id
+            && held_ids(&self.held).insert(*id, session) == Some(session)
+        {
+            debug!(job_id = %hex::encode(id), "This job is already queued or running; the second delivery is ignored.");
+            return None;
+        }
+        let queued = Queued {
+            job,
+            session,
+            job_id,
+        };
+        match self.queue.try_send(queued) {
+            Ok(()) => None,
+            Err(TrySendError::Full(queued)) => {
+                if let Some(id) = &queued.job_id {
+                    let mut held = held_ids(&self.held);
+                    if held.get(id) == Some(&queued.session) {
+                        held.remove(id);
+                    }
+                }
+                self.move_to_head_of(&queued.job);
+                let id = queued.job_id?;
+                info!(job_id = %hex::encode(id), "{MAX_QUEUED_JOBS} jobs are already waiting; the server sends this one again later.");
+                Some(refused(
+                    id,
+                    JOB_BUSY,
+                    &format!("{MAX_QUEUED_JOBS} jobs are already waiting; this one was not read"),
+                ))
+            }
+            Err(TrySendError::Closed(queued)) => {
+                self.refuse_now(
+                    &queued.job,
+                    AGENT_ERROR,
+                    "the agent's job runner has stopped",
+                );
+                None
+            }
+        }
+    }
+
+    /// A job refused unread still moves the agent to its tree head (if
+    /// valid), as the server assumes: else the next job's consistency proof
+    /// would start from a size the agent does not hold.
+    pub(super) fn move_to_head_of(&self, job: &Job) {
+        if let Some(wire) = &job.log {
+            let mut trust = lock(&self.trust);
+            if let Some(tenant) = trust.tenant().map(str::to_owned)
+                && let Err(refusal) = accept_log_head(
+                    &mut trust,
+                    &self.state_dir,
+                    &tenant,
+                    &job_log_proof(wire),
+                    &self.limits,
+                )
+            {
+                // A stale proof start is corrected when the job comes again.
+                warn!(code = refusal.code(), reason = %refusal, "The tree head of a job refused unread is not taken.");
+            }
+        }
+    }
+
+    pub(super) fn refuse_now(&self, job: &Job, code: &str, reason: &str) {
+        self.move_to_head_of(job);
+        let Some(job_id) = job_id_of(job, &self.limits) else {
+            warn!(code, reason, "Dropped a job whose envelope cannot be read.");
+            return;
+        };
+        warn!(job_id = %hex::encode(job_id), code, reason, "Refused a job.");
+        match self.spool.put(&refused(job_id, code, reason)) {
+            Ok(()) => self.spooled.send_modify(|n| *n = n.wrapping_add(1)),
+            Err(error) => error!(%error, "Cannot spool a job result."),
+        }
+    }
+
+    /// Applies a `Trust` message and saves what was accepted; returns the
+    /// refusals to report and the status to send.
+    pub fn apply_trust(&self, update: &Trust) -> (Vec<TrustRefused>, TrustStatus) {
+        let mut trust = lock(&self.trust);
+        let outcomes = trust.apply(update, now_secs(), &self.limits);
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, TrustOutcome::Accepted { .. }))
+            && let Err(error) = trust.save(&self.state_dir)
+        {
+            error!(%error, "Cannot save the accepted trust statements; they hold until the agent restarts.");
+        }
+        let refusals = outcomes
+            .iter()
+            .filter_map(crate::trust::refusal_report)
+            .collect();
+        (refusals, trust.status())
+    }
+
+    /// The server stored this result.
+    pub fn acknowledge(&self, job_id: &[u8; 16]) {
+        match self.spool.acknowledge(job_id) {
+            Ok(true) => debug!(job_id = %hex::encode(job_id), "Job result acknowledged."),
+            Ok(false) => {
+                debug!(job_id = %hex::encode(job_id), "Acknowledgement for a result not in the spool.")
+            }
+            Err(error) => warn!(%error, "Cannot remove an acknowledged job result."),
+        }
+    }
+
+    /// Every result waiting for an acknowledgement.
+    pub fn pending_results(&self) -> Vec<JobResult> {
+        self.spool.all().unwrap_or_else(|error| {
+            warn!(%error, "Cannot read the job result spool.");
+            Vec::new()
+        })
+    }
+
+    /// Temporary answers ([`LOG_HEAD_STALE`]) for this session, each
+    /// returned once: sent now, never spooled.
+    pub fn take_answers(&self) -> Vec<JobResult> {
+        self.answers.take(self.session.load(Ordering::SeqCst))
+    }
+
+    /// Changes whenever a result is spooled or an answer waits.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.spooled.subscribe()
+    }
+
+    /// Changes whenever a verified inventory-refresh job asks for a full snapshot.
+    pub fn subscribe_refresh(&self) -> watch::Receiver<u64> {
+        self.refresh.subscribe()
+    }
+
+    pub fn trust_status(&self) -> TrustStatus {
+        lock(&self.trust).status()
+    }
+
+    /// The size of the log tree head this agent holds (sent in `Hello`).
+    pub fn log_size(&self) -> Option<u64> {
+        lock(&self.trust).log_size()
+    }
+}
