@@ -1,0 +1,166 @@
+//! One device's page (`/devices/{id}`): the device (key fingerprint, agent,
+//! last seen) and its latest inventory (system, CPU, memory, disks,
+//! network, logged-in users), in the units people read.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+
+use super::{UserBar, error_page, human_bytes, human_duration, pct_step, render};
+use crate::api::device_view;
+use crate::api::views::{DeviceView, InventoryView};
+use crate::auth::session::CookieCaller;
+use crate::state::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/devices/{id}", get(device_page))
+}
+
+struct DiskRow {
+    mount: String,
+    name: String,
+    fs: String,
+    size: String,
+    free: String,
+    used_pct: u64,
+    used_pct_step: u64,
+}
+
+struct NetRow {
+    name: String,
+    mac: String,
+    addresses: String,
+}
+
+struct UserRow {
+    name: String,
+    terminal: String,
+    host: String,
+}
+
+struct InventoryPage {
+    os: String,
+    kernel: String,
+    arch: String,
+    uptime: String,
+    cpu: String,
+    memory: String,
+    memory_pct_step: u64,
+    swap: String,
+    disks: Vec<DiskRow>,
+    network: Vec<NetRow>,
+    users: Vec<UserRow>,
+}
+
+#[derive(Template)]
+#[template(path = "device.html")]
+struct DevicePage {
+    user: Option<UserBar>,
+    version: &'static str,
+    d: DeviceView,
+    inv: Option<InventoryPage>,
+}
+
+fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
+    let not_reported = || "not reported".to_owned();
+    let system = inv.system.as_ref();
+    let (memory, memory_pct_step, swap) = match &inv.memory {
+        Some(m) => {
+            let used = m.total_bytes.saturating_sub(m.available_bytes);
+            (
+                format!(
+                    "{} used of {}",
+                    human_bytes(used),
+                    human_bytes(m.total_bytes)
+                ),
+                pct_step(used, m.total_bytes),
+                format!(
+                    "{} free of {}",
+                    human_bytes(m.swap_free_bytes),
+                    human_bytes(m.swap_total_bytes)
+                ),
+            )
+        }
+        None => (not_reported(), 0, not_reported()),
+    };
+    InventoryPage {
+        os: system.map_or_else(not_reported, |s| format!("{} {}", s.os_name, s.os_version)),
+        kernel: system.map_or_else(not_reported, |s| s.kernel_version.clone()),
+        arch: system.map_or_else(not_reported, |s| s.architecture.clone()),
+        uptime: system.map_or_else(not_reported, |s| {
+            human_duration(now_secs.saturating_sub(s.boot_time))
+        }),
+        cpu: inv
+            .cpu
+            .as_ref()
+            .map_or_else(not_reported, |c| match c.physical_cores {
+                Some(p) => format!("{} · {} cores ({} physical)", c.model, c.logical_cores, p),
+                None => format!("{} · {} cores", c.model, c.logical_cores),
+            }),
+        memory,
+        memory_pct_step,
+        swap,
+        disks: inv
+            .disks
+            .iter()
+            .flatten()
+            .map(|d| {
+                let used = d.total_bytes.saturating_sub(d.available_bytes);
+                DiskRow {
+                    mount: d.mount_point.clone(),
+                    name: d.name.clone(),
+                    fs: d.file_system.clone(),
+                    size: human_bytes(d.total_bytes),
+                    free: human_bytes(d.available_bytes),
+                    used_pct: used
+                        .saturating_mul(100)
+                        .checked_div(d.total_bytes)
+                        .unwrap_or(0),
+                    used_pct_step: pct_step(used, d.total_bytes),
+                }
+            })
+            .collect(),
+        network: inv
+            .network
+            .iter()
+            .flatten()
+            .map(|n| NetRow {
+                name: n.name.clone(),
+                mac: n.mac.clone(),
+                addresses: n.addresses.join(", "),
+            })
+            .collect(),
+        users: inv
+            .users
+            .iter()
+            .flatten()
+            .map(|u| UserRow {
+                name: u.name.clone(),
+                terminal: u.terminal.clone(),
+                host: u.host.clone(),
+            })
+            .collect(),
+    }
+}
+
+async fn device_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+) -> Response {
+    match device_view(&state, &caller, &id).await {
+        Ok(mut d) => {
+            let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
+            let inv = d.inventory.take().map(|i| inventory_page(&i, now_secs));
+            render(DevicePage {
+                user: UserBar::of(&caller),
+                version: crate::VERSION,
+                d,
+                inv,
+            })
+        }
+        Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}

@@ -1,0 +1,147 @@
+//! The tenants an operator sees (`/tenants`, with how many of their
+//! devices are online) and one tenant's page: its devices and, for those
+//! who may, a new enrolment token.
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use super::{CsrfForm, UserBar, error_page, error_page_back, pct_step, render};
+use crate::api::views::DeviceView;
+use crate::api::{EnrollmentTokenView, device_views, issue_enrollment_token};
+use crate::auth::session::CookieCaller;
+use crate::auth::{Action, Caller, Standing};
+use crate::state::AppState;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/tenants", get(tenants_page))
+        .route("/tenants/{tenant}", get(tenant_page))
+        .route(
+            "/tenants/{tenant}/enrollment-tokens",
+            post(tenant_issue_token),
+        )
+}
+
+struct TenantRow {
+    name: String,
+    device_count: i64,
+    online_count: i64,
+    online_pct_step: i64,
+}
+
+#[derive(Template)]
+#[template(path = "tenants.html")]
+struct TenantsPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    tenants: Vec<TenantRow>,
+}
+
+async fn tenants_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+) -> Response {
+    if let Err(e) = caller.require(Action::ListTenants) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let tenants = match state.store.list_tenants(&caller.scope()).await {
+        Ok(t) => t,
+        Err(e) => return error_page(e.into(), UserBar::of(&caller)),
+    };
+    let tenants = tenants
+        .into_iter()
+        .map(|t| {
+            let online = i64::try_from(state.presence.online_in_tenant(&t.id)).unwrap_or_default();
+            let step = pct_step(
+                u64::try_from(online).unwrap_or_default(),
+                u64::try_from(t.device_count).unwrap_or_default(),
+            );
+            TenantRow {
+                name: t.name,
+                device_count: t.device_count,
+                online_count: online,
+                online_pct_step: i64::try_from(step).unwrap_or_default(),
+            }
+        })
+        .collect();
+    render(TenantsPage {
+        user: UserBar::of(&caller),
+        version: crate::VERSION,
+        tenants,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "tenant.html")]
+struct TenantPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    tenant: String,
+    devices: Vec<DeviceView>,
+    online: usize,
+    token: Option<EnrollmentTokenView>,
+    gateway_url: String,
+    can_enroll: bool,
+    csrf: String,
+}
+
+/// Whether the page offers enrolment tokens on `tenant` (a name already shown
+/// to the caller); the API call behind the button checks again.
+fn can_enroll(caller: &Caller, tenant: &str) -> bool {
+    match &caller.standing {
+        Standing::Owner => true,
+        Standing::Granted(grants) => grants
+            .iter()
+            .find(|g| g.tenant_name == tenant)
+            .is_some_and(|g| caller.allows_in(Action::IssueEnrollmentToken, &g.tenant_id)),
+    }
+}
+
+async fn tenant_page_with(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &str,
+    token: Option<EnrollmentTokenView>,
+) -> Response {
+    match device_views(state, caller, tenant).await {
+        Ok(devices) => render(TenantPage {
+            can_enroll: can_enroll(caller, tenant),
+            user: UserBar::of(caller),
+            version: crate::VERSION,
+            tenant: tenant.to_owned(),
+            online: devices.iter().filter(|d| d.online).count(),
+            devices,
+            token,
+            gateway_url: state.gateway_url.clone(),
+            csrf: caller.csrf_token.clone(),
+        }),
+        Err(e) => error_page(e, UserBar::of(caller)),
+    }
+}
+
+async fn tenant_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(tenant): Path<String>,
+) -> Response {
+    tenant_page_with(&state, &caller, &tenant, None).await
+}
+
+async fn tenant_issue_token(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(tenant): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match issue_enrollment_token(&state, &caller, &tenant, 60).await {
+        Ok(token) => tenant_page_with(&state, &caller, &tenant, Some(token)).await,
+        Err(e) => error_page_back(e, UserBar::of(&caller), &format!("/tenants/{tenant}")),
+    }
+}
