@@ -25,6 +25,7 @@ mod audit;
 mod devices;
 mod error;
 mod invitations;
+mod job_delivery;
 mod jobs;
 mod operators;
 mod passkeys;
@@ -53,8 +54,9 @@ pub use error::StoreError;
 pub use invitations::{
     ACCOUNT_OPERATOR, ACCOUNT_OWNER, Grant, Invitation, InvitationEnrolment, NewInvitation,
 };
+pub use job_delivery::JobOutcome;
 pub use jobs::{
-    Decision, Job, JobApproval, JobOutcome, JobState, JobTarget, NewJob, TargetCounts, TargetState,
+    Decision, Job, JobApproval, JobState, JobTarget, NewJob, TargetCounts, TargetState,
 };
 pub use operators::{NewOperator, Operator};
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};

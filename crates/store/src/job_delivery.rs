@@ -1,0 +1,285 @@
+//! An approved job on its way to devices: what each device is sent, the
+//! record of its delivery, its result (stored once: a later answer of the
+//! same job never replaces it), and the expiry of what was never answered.
+//! The job itself, its targets and approvals are in `jobs`.
+
+use sqlx::Row;
+
+use crate::audit::{NewAuditEvent, insert_audit, insert_events};
+use crate::jobs::{
+    Job, JobTarget, TargetState, job_columns, job_from, job_from_row, target_from_row,
+    target_select,
+};
+use crate::{Millis, Store, StoreError};
+
+/// What an agent reported for a job (`JobResult.outcome`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    Ran {
+        /// None when the process did not exit normally (signal, timeout).
+        exit_code: Option<i64>,
+        timed_out: bool,
+        stdout: Vec<u8>,
+        stderr: Vec<u8>,
+        output_sha256: [u8; 32],
+        /// The agent's clock.
+        started_at: Millis,
+        finished_at: Millis,
+    },
+    Refused {
+        /// `Refusal::code()`.
+        code: String,
+        reason: String,
+    },
+}
+
+impl JobOutcome {
+    /// The target state this outcome leads to.
+    pub fn state(&self) -> TargetState {
+        match self {
+            JobOutcome::Refused { .. } => TargetState::Refused,
+            JobOutcome::Ran {
+                timed_out: true, ..
+            } => TargetState::TimedOut,
+            JobOutcome::Ran {
+                exit_code: Some(0), ..
+            } => TargetState::Succeeded,
+            JobOutcome::Ran { .. } => TargetState::Failed,
+        }
+    }
+}
+
+/// The result columns of a `job_targets` row, to compare a resent result
+/// with the stored one.
+#[derive(Debug, PartialEq, Eq)]
+struct ResultColumns {
+    state: TargetState,
+    exit_code: Option<i64>,
+    refusal_code: Option<String>,
+    refusal_reason: Option<String>,
+    stdout: Option<Vec<u8>>,
+    stderr: Option<Vec<u8>>,
+    output_sha256: Option<[u8; 32]>,
+    started_at: Option<Millis>,
+    finished_at: Option<Millis>,
+}
+
+impl ResultColumns {
+    fn of(outcome: &JobOutcome) -> ResultColumns {
+        let state = outcome.state();
+        match outcome {
+            JobOutcome::Ran {
+                exit_code,
+                timed_out: _,
+                stdout,
+                stderr,
+                output_sha256,
+                started_at,
+                finished_at,
+            } => ResultColumns {
+                state,
+                exit_code: *exit_code,
+                refusal_code: None,
+                refusal_reason: None,
+                stdout: Some(stdout.clone()),
+                stderr: Some(stderr.clone()),
+                output_sha256: Some(*output_sha256),
+                started_at: Some(*started_at),
+                finished_at: Some(*finished_at),
+            },
+            JobOutcome::Refused { code, reason } => ResultColumns {
+                state,
+                exit_code: None,
+                refusal_code: Some(code.clone()),
+                refusal_reason: Some(reason.clone()),
+                stdout: None,
+                stderr: None,
+                output_sha256: None,
+                started_at: None,
+                finished_at: None,
+            },
+        }
+    }
+
+    fn of_target(target: JobTarget) -> ResultColumns {
+        ResultColumns {
+            state: target.state,
+            exit_code: target.exit_code,
+            refusal_code: target.refusal_code,
+            refusal_reason: target.refusal_reason,
+            stdout: target.stdout,
+            stderr: target.stderr,
+            output_sha256: target.output_sha256,
+            started_at: target.started_at,
+            finished_at: target.finished_at,
+        }
+    }
+}
+
+impl Store {
+    /// The jobs to send to a device now: approved, `not_before <= now <
+    /// expires_at`, and its target row still `waiting` or `delivered` (a
+    /// job is sent again after a reconnect until its result arrives: the
+    /// agent refuses replays). Oldest first, with the target's state.
+    /// Unscoped: for the agent gateway.
+    pub async fn deliverable_jobs_for_device(
+        &self,
+        device_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(Job, TargetState)>, StoreError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            job_columns!(),
+            ", jt.state AS target_state",
+            job_from!(),
+            " JOIN job_targets jt ON jt.job_id = j.id",
+            " WHERE jt.device_id = $1 AND jt.state IN ('waiting', 'delivered')",
+            " AND j.state = 'approved' AND j.not_before <= $2 AND j.expires_at > $2",
+            " ORDER BY j.created_at, j.id"
+        );
+        let rows = sqlx::query(SQL)
+            .bind(device_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("target_state")?;
+                let state = TargetState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("job target state {state:?}")))?;
+                Ok((job_from_row(row)?, state))
+            })
+            .collect()
+    }
+
+    /// Records that a job was sent to a device. Returns true the first time
+    /// (waiting to delivered), recording `events` in the same transaction;
+    /// later deliveries change and record nothing.
+    pub async fn mark_delivered(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        now: Millis,
+        events: &[NewAuditEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE job_targets SET state = 'delivered', delivered_at = $3 \
+             WHERE job_id = $1 AND device_id = $2 AND state = 'waiting'",
+        )
+        .bind(job_id)
+        .bind(device_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_events(&mut tx, events).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Stores a device's result for a job, whatever the job's state now (a
+    /// job may expire while it runs; nothing is lost). Returns true if it
+    /// was stored now, false if the same result was already stored (a resend
+    /// after a lost acknowledgement: acknowledge it again). `events` are
+    /// recorded in the same transaction, only when the result is stored now.
+    ///
+    /// `NotFound` if the device is not a target of the job;
+    /// `Conflict("a different result is already stored")` if the target
+    /// already has another result (the first one stands).
+    pub async fn record_result(
+        &self,
+        job_id: &str,
+        device_id: &str,
+        outcome: &JobOutcome,
+        now: Millis,
+        events: &[NewAuditEvent],
+    ) -> Result<bool, StoreError> {
+        let result = ResultColumns::of(outcome);
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE job_targets SET state = $3, exit_code = $4, refusal_code = $5, \
+             refusal_reason = $6, stdout = $7, stderr = $8, output_sha256 = $9, \
+             started_at = $10, finished_at = $11, reported_at = $12 \
+             WHERE job_id = $1 AND device_id = $2 AND state IN ('waiting', 'delivered')",
+        )
+        .bind(job_id)
+        .bind(device_id)
+        .bind(result.state.as_str())
+        .bind(result.exit_code)
+        .bind(result.refusal_code.as_deref())
+        .bind(result.refusal_reason.as_deref())
+        .bind(result.stdout.as_deref())
+        .bind(result.stderr.as_deref())
+        .bind(result.output_sha256.as_ref().map(|hash| &hash[..]))
+        .bind(result.started_at)
+        .bind(result.finished_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            insert_events(&mut tx, events).await?;
+            tx.commit().await?;
+            return Ok(true);
+        }
+        // Already finished (or not a target): compare with what is stored.
+        const SQL: &str = concat!(
+            target_select!(),
+            " WHERE jt.job_id = $1 AND jt.device_id = $2"
+        );
+        let row = sqlx::query(SQL)
+            .bind(job_id)
+            .bind(device_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound);
+        };
+        if ResultColumns::of_target(target_from_row(&row)?) == result {
+            Ok(false)
+        } else {
+            Err(StoreError::Conflict("a different result is already stored"))
+        }
+    }
+
+    /// Marks pending and approved jobs whose `expires_at` has passed as
+    /// expired (their unfinished targets keep their state). A job that
+    /// expires while pending gets `decided_at = now`. Returns the (job id,
+    /// tenant id) of each job it expired.
+    pub async fn expire_jobs(&self, now: Millis) -> Result<Vec<(String, String)>, StoreError> {
+        self.expire_returning(
+            "UPDATE jobs SET state = 'expired', decided_at = COALESCE(decided_at, $1) \
+             WHERE state IN ('pending', 'approved') AND expires_at <= $1 \
+             RETURNING id, tenant_id",
+            "job.expired",
+            now,
+        )
+        .await
+    }
+
+    /// Runs an `UPDATE ... RETURNING id, tenant_id` that expires rows as of
+    /// `now` (bound as `$1`); returns the (id, tenant id) pairs, sorted.
+    pub(crate) async fn expire_returning(
+        &self,
+        sql: &'static str,
+        action: &str,
+        now: Millis,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(sql).bind(now).fetch_all(&mut *tx).await?;
+        let mut expired = rows
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("tenant_id")?)))
+            .collect::<Result<Vec<(String, String)>, StoreError>>()?;
+        expired.sort();
+        // Each expiry is recorded, by the server, in the same transaction.
+        for (id, tenant_id) in &expired {
+            let event = NewAuditEvent::new(now, "server", action, id).in_tenant(Some(tenant_id));
+            insert_audit(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+}
