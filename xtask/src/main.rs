@@ -1,7 +1,8 @@
 //! `cargo xtask`: the project's own automation (rust-analyzer style).
 //!
 //! * `cargo xtask test` installs what the test suites need (Debian's Chromium
-//!   and ChromeDriver, a running PostgreSQL), builds every binary, runs the
+//!   and ChromeDriver, a running PostgreSQL, schemathesis from PyPI in a
+//!   virtual environment), builds every binary, runs the
 //!   tidy checks and then `cargo test --workspace`, with nothing skipped.
 //! * `cargo xtask tidy` runs only the tidy checks: the agent links no server
 //!   crates, cargo-deny's rules in deny.toml hold (rustls with ring the only
@@ -23,6 +24,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+mod schemathesis;
 
 /// Crates that must never be linked into the agent: it runs on every managed
 /// endpoint, so it carries no web server, templates, database or password hashing.
@@ -67,7 +70,6 @@ const LONG_FILE_LINES: usize = 800;
 /// and then taken off this list.
 const LONG_FILE_DEBT: &[(&str, usize)] = &[
     ("crates/server/src/api/jobs.rs", 1_180),
-    ("crates/e2e/src/lib.rs", 1_110),
     ("crates/server/src/api/mod.rs", 1_060),
 ];
 
@@ -205,7 +207,66 @@ fn install_prerequisites() -> Result<()> {
             }
         }
     }
+    install_schemathesis()?;
     ensure_postgres()
+}
+
+/// The API fuzzing test (`crates/e2e/tests/schemathesis.rs`) runs
+/// schemathesis, pinned, from its own Python virtual environment: made with
+/// `python3 -m venv` and filled by its `pip` from PyPI, unless it already
+/// holds that version.
+fn install_schemathesis() -> Result<()> {
+    use schemathesis::{
+        SCHEMATHESIS_VERSION, schemathesis_bin, schemathesis_venv, schemathesis_version_line,
+    };
+    let st = schemathesis_bin();
+    let installed = || {
+        Command::new(&st)
+            .arg("--version")
+            .output()
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout).trim() == schemathesis_version_line()
+            })
+    };
+    if installed() {
+        println!(
+            "schemathesis {SCHEMATHESIS_VERSION} is installed in {}.",
+            schemathesis_venv().display()
+        );
+        return Ok(());
+    }
+    let venv = schemathesis_venv();
+    let pip = venv.join("bin").join("pip");
+    if !pip.is_file() {
+        println!(
+            "Creating the Python virtual environment {}.",
+            venv.display()
+        );
+        let mut make = Command::new("python3");
+        make.args(["-m", "venv"]).arg(&venv);
+        if run(&mut make).is_err() {
+            // Debian's python3 makes virtual environments only with python3-venv.
+            println!("python3 -m venv failed; installing Debian's python3-venv and retrying.");
+            apt_get(&["update"])?;
+            apt_get(&["install", "-y", "--no-install-recommends", "python3-venv"])?;
+            let _ = std::fs::remove_dir_all(&venv);
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+    }
+    println!("Installing schemathesis {SCHEMATHESIS_VERSION} from PyPI.");
+    run(Command::new(&pip).args([
+        "install",
+        "--disable-pip-version-check",
+        &format!("schemathesis=={SCHEMATHESIS_VERSION}"),
+    ]))?;
+    if !installed() {
+        bail!(
+            "{} --version does not print `{}` after installing",
+            st.display(),
+            schemathesis_version_line()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `apt-get` as root, directly when we are root, else through `sudo -n`.

@@ -1,0 +1,137 @@
+//! Enrolling and running real `bulwark-agent` processes.
+
+use crate::*;
+
+/// `bulwark-agent enroll --server URL --token TOKEN --state-dir DIR`, run to completion.
+pub async fn enroll_agent(gateway_url: &str, token: &str, state_dir: &Path) -> Result<Finished> {
+    enroll_agent_as(None, gateway_url, token, state_dir).await
+}
+
+/// The agent binary, run with `hostname` as its machine's host name: in a
+/// UTS namespace of its own (`unshare --uts`, as root), so that several
+/// real agents on this machine are told apart by host name as on a network.
+pub(crate) fn agent_program(hostname: Option<&str>) -> Result<(PathBuf, Vec<std::ffi::OsString>)> {
+    let agent = agent_bin()?;
+    Ok(match hostname {
+        None => (agent, Vec::new()),
+        Some(name) => (
+            PathBuf::from("unshare"),
+            vec![
+                "--uts".into(),
+                "--".into(),
+                "/bin/sh".into(),
+                "-c".into(),
+                "hostname \"$1\" && shift && exec \"$@\"".into(),
+                "sh".into(),
+                name.into(),
+                agent.into_os_string(),
+            ],
+        ),
+    })
+}
+
+/// [`enroll_agent`] on a machine called `hostname` (see [`agent_program`]).
+pub async fn enroll_agent_as(
+    hostname: Option<&str>,
+    gateway_url: &str,
+    token: &str,
+    state_dir: &Path,
+) -> Result<Finished> {
+    let (program, prefix) = agent_program(hostname)?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(prefix)
+        .arg("enroll")
+        .args(["--server", gateway_url, "--token", token])
+        .arg("--state-dir")
+        .arg(state_dir);
+    run_command(command, None, Duration::from_secs(60)).await
+}
+
+/// `bulwark-agent run --state-dir DIR`, in the background.
+pub fn spawn_agent(state_dir: &Path) -> Result<Proc> {
+    spawn_agent_as(None, state_dir)
+}
+
+/// [`spawn_agent`] on a machine called `hostname` (see [`agent_program`]).
+pub fn spawn_agent_as(hostname: Option<&str>, state_dir: &Path) -> Result<Proc> {
+    let (program, prefix) = agent_program(hostname)?;
+    let mut command = Command::new(program);
+    command.args(prefix);
+    command.arg("run").arg("--state-dir").arg(state_dir).env(
+        "RUST_LOG",
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+    );
+    Proc::spawn("bulwark-agent run", &mut command)
+}
+
+/// A second agent, enrolled into `tenant` with a fresh token and running.
+pub struct ExtraAgent {
+    // Fields drop in order: the process stops before its state directory goes.
+    pub proc: Proc,
+    pub state_dir: TempDir,
+    pub device_id: String,
+    /// The host name it runs under, if not this machine's.
+    pub hostname: Option<String>,
+}
+
+impl ExtraAgent {
+    /// Issues a token, enrols a new agent with its own state directory, runs
+    /// it and waits until its device is online. `known` are the device ids
+    /// that existed before, so the new one can be told apart.
+    pub async fn start(api: &Api, gateway_url: &str, tenant: &str) -> Result<Self> {
+        Self::start_as(None, api, gateway_url, tenant).await
+    }
+
+    /// [`ExtraAgent::start`] on a machine called `hostname`.
+    pub async fn start_as(
+        hostname: Option<&str>,
+        api: &Api,
+        gateway_url: &str,
+        tenant: &str,
+    ) -> Result<Self> {
+        let before: Vec<String> = api
+            .devices(tenant)
+            .await?
+            .iter()
+            .filter_map(device_id)
+            .collect();
+        let token = api.issue_token(tenant).await?;
+        let state_dir = tempfile::Builder::new()
+            .prefix("bulwark-agent-")
+            .tempdir()?;
+        enroll_agent_as(hostname, gateway_url, &token, state_dir.path())
+            .await?
+            .ok()?;
+        let proc = spawn_agent_as(hostname, state_dir.path())?;
+        let device_id = wait_for(
+            Duration::from_secs(20),
+            "the new agent's device to be online",
+            async || {
+                let devices = api.devices(tenant).await?;
+                Ok(devices
+                    .iter()
+                    .find(|d| {
+                        device_id(d).is_some_and(|id| !before.contains(&id))
+                            && d["online"] == json!(true)
+                    })
+                    .and_then(device_id))
+            },
+        )
+        .await?;
+        Ok(Self {
+            state_dir,
+            proc,
+            device_id,
+            hostname: hostname.map(str::to_owned),
+        })
+    }
+}
+
+pub(crate) fn device_id(device: &Value) -> Option<String> {
+    match &device["id"] {
+        Value::String(id) => Some(id.clone()),
+        Value::Number(id) => Some(id.to_string()),
+        _ => None,
+    }
+}
