@@ -7,6 +7,9 @@ use std::io::{IsTerminal, Write};
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+/// The console's, so both show a duration alike.
+pub(crate) use bulwark_server::console::human_duration;
+
 pub(crate) fn prompt_line(prompt: &str) -> Result<String> {
     let mut stderr = std::io::stderr();
     write!(stderr, "{prompt}")?;
@@ -116,16 +119,6 @@ pub(crate) fn indented_table(out: &mut String, headers: &[&str], rows: &[Vec<Cel
     }
 }
 
-/// 93 → "1 min", 7200 → "2 h", 200000 → "2 d 7 h".
-pub(crate) fn human_duration(secs: u64) -> String {
-    match secs {
-        0..60 => format!("{secs} s"),
-        60..3600 => format!("{} min", secs / 60),
-        3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
-        _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
-    }
-}
-
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -169,13 +162,5 @@ mod tests {
                 .replace(RESET, ""),
             plain
         );
-    }
-
-    #[test]
-    fn durations_are_human() {
-        assert_eq!(human_duration(5), "5 s");
-        assert_eq!(human_duration(93), "1 min");
-        assert_eq!(human_duration(7260), "2 h 1 min");
-        assert_eq!(human_duration(200_000), "2 d 7 h");
     }
 }

@@ -275,14 +275,14 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// 5 → "5 s", 93 → "1 min", 7260 → "2 h 1 min", 200000 → "2 d 7 h": the
+/// one way the console and the CLI show a duration.
 pub fn human_duration(secs: u64) -> String {
-    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    if d > 0 {
-        format!("{d} d {h} h")
-    } else if h > 0 {
-        format!("{h} h {m} min")
-    } else {
-        format!("{m} min")
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min", secs / 60),
+        3600..86400 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        _ => format!("{} d {} h", secs / 86400, secs % 86400 / 3600),
     }
 }
 
@@ -296,6 +296,10 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(8 * 1024 * 1024 * 1024), "8.0 GiB");
         assert_eq!(human_duration(90_061), "1 d 1 h");
+        assert_eq!(human_duration(5), "5 s");
+        assert_eq!(human_duration(93), "1 min");
+        assert_eq!(human_duration(7260), "2 h 1 min");
+        assert_eq!(human_duration(200_000), "2 d 7 h");
         assert_eq!(pct_step(5, 10), 5);
         assert_eq!(pct_step(1, 0), 0);
     }
