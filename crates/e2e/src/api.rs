@@ -119,6 +119,24 @@ impl Api {
         self.send(request).await
     }
 
+    /// The security alerts (`alert.*` events) in `tenant`'s audit trail.
+    pub async fn security_alerts(&self, tenant: &str) -> Result<Vec<Value>> {
+        let events = self
+            .get_json(&format!("/api/v1/tenants/{tenant}/audit"))
+            .await?;
+        Ok(events
+            .as_array()
+            .context("the audit trail is not a list")?
+            .iter()
+            .filter(|e| {
+                e["action"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with("alert."))
+            })
+            .cloned()
+            .collect())
+    }
+
     /// GET, expecting 200 and JSON.
     pub async fn get_json(&self, path: &str) -> Result<Value> {
         let reply = self.call(Method::GET, path, None).await?;

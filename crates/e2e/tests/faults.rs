@@ -96,17 +96,7 @@ async fn each_ran_once(s: &OperatorSetup, device: &str, ids: &[String], ran: &Pa
 
 /// Fails on any security alert in demo's log: nothing here is an attack.
 async fn no_alerts(s: &OperatorSetup) -> Result<()> {
-    let events = s.api.get_json("/api/v1/tenants/demo/audit").await?;
-    let alerts: Vec<&Value> = events
-        .as_array()
-        .context("audit is not an array")?
-        .iter()
-        .filter(|e| {
-            e["action"]
-                .as_str()
-                .is_some_and(|a| a.starts_with("alert."))
-        })
-        .collect();
+    let alerts = s.api.security_alerts("demo").await?;
     ensure!(alerts.is_empty(), "false alarms: {alerts:?}");
     Ok(())
 }

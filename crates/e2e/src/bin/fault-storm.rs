@@ -415,17 +415,7 @@ async fn settle(
 
 /// Security alerts in `demo`'s audit log: nothing in a storm is an attack.
 async fn alerts(s: &OperatorSetup) -> Result<usize> {
-    let events = s.api.get_json("/api/v1/tenants/demo/audit").await?;
-    let alerts: Vec<&Value> = events
-        .as_array()
-        .context("audit is not an array")?
-        .iter()
-        .filter(|e| {
-            e["action"]
-                .as_str()
-                .is_some_and(|a| a.starts_with("alert."))
-        })
-        .collect();
+    let alerts = s.api.security_alerts("demo").await?;
     for alert in &alerts {
         println!("false alarm: {} {}", alert["action"], alert["detail"]);
     }
