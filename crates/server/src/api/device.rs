@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -78,8 +79,10 @@ pub async fn device_authorization(
 pub struct DeviceTokenRequest {
     /// From `POST /api/v1/auth/device`.
     device_code: String,
-    /// `urn:ietf:params:oauth:grant-type:device_code`, if given.
+    /// `urn:ietf:params:oauth:grant-type:device_code`, if given (any other
+    /// is answered `unsupported_grant_type`).
     #[serde(default)]
+    #[schema(pattern = "^urn:ietf:params:oauth:grant-type:device_code$")]
     grant_type: Option<String>,
 }
 
@@ -99,7 +102,11 @@ pub struct DeviceToken {
 #[derive(Serialize, ToSchema)]
 pub struct DeviceTokenError {
     /// `authorization_pending`, `slow_down`, `access_denied`, `expired_token`,
-    /// `invalid_grant` or `unsupported_grant_type`.
+    /// `invalid_grant`, `unsupported_grant_type`, or `invalid_request` for a
+    /// body that is not JSON of this request's schema.
+    #[schema(
+        pattern = "^(authorization_pending|slow_down|access_denied|expired_token|invalid_grant|unsupported_grant_type|invalid_request)$"
+    )]
     error: String,
     error_description: String,
 }
@@ -117,13 +124,26 @@ fn token_error(code: &str, description: &str) -> Response {
 }
 
 /// Polled by the CLI (RFC 8628 device access token request): 400 with an RFC 8628 error
-/// until approved, then (once) the new CLI session's token.
+/// until approved, then (once) the new CLI session's token. A body that is
+/// not JSON of this schema is an RFC 6749 `invalid_request` too, in the same
+/// shape; only a body too large (413) or not `application/json` (415) gets
+/// the API's usual `ErrorBody`.
 #[utoipa::path(post, path = "/api/v1/auth/device/token", tag = "auth", request_body = DeviceTokenRequest,
-    responses((status = 200, body = DeviceToken), (status = 400, body = DeviceTokenError), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+    responses((status = 200, body = DeviceToken), (status = 400, description = "RFC 8628 §3.5: not approved (yet), or refused; or (`invalid_request`) a body that is not this schema", body = DeviceTokenError), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 pub async fn device_token(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<DeviceTokenRequest>,
+    req: Result<Json<DeviceTokenRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let req = match req {
+        Ok(Json(req)) => req,
+        Err(rejection) => {
+            let error = ApiError::from(rejection);
+            if error.status != StatusCode::BAD_REQUEST {
+                return Err(error);
+            }
+            return Ok(token_error("invalid_request", &error.message));
+        }
+    };
     if req
         .grant_type
         .as_deref()
@@ -156,6 +176,9 @@ pub async fn device_token(
 #[serde(deny_unknown_fields)]
 pub struct UserCodeRequest {
     /// The code the CLI printed (case, spaces and dashes do not matter).
+    #[schema(
+        pattern = "^[BCDFGHJKLMNPQRSTVWXZbcdfghjklmnpqrstvwxz]{4}-?[BCDFGHJKLMNPQRSTVWXZbcdfghjklmnpqrstvwxz]{4}$"
+    )]
     user_code: String,
 }
 
@@ -177,6 +200,10 @@ pub async fn device_approval_options(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceApprovalRequest {
+    /// The code the CLI printed (case, spaces and dashes do not matter).
+    #[schema(
+        pattern = "^[BCDFGHJKLMNPQRSTVWXZbcdfghjklmnpqrstvwxz]{4}-?[BCDFGHJKLMNPQRSTVWXZbcdfghjklmnpqrstvwxz]{4}$"
+    )]
     user_code: String,
     /// From the options.
     ceremony: String,

@@ -499,7 +499,12 @@ pub async fn publish_freeze(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SigningKeyRequest {
-    /// A name the operator recognises ("laptop").
+    /// A name the operator recognises ("laptop"): at most 64 characters, no
+    /// control characters, not only spaces.
+    #[schema(
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// Ed25519 public key, base64 of its 32 bytes.
     pub public_key: Option<String>,
@@ -548,8 +553,10 @@ pub async fn register_signing_key(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Action::ManageOwnSigningKeys)?;
     let name = req.name.trim();
-    if name.is_empty() || name.len() > 64 {
-        return Err(ApiError::bad_request("name must be 1 to 64 characters"));
+    if name.is_empty() || req.name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "name must be 1 to 64 printable characters",
+        ));
     }
     let (key, kind) = match (&req.public_key, &req.webauthn_credential) {
         (Some(public_key), None) => {

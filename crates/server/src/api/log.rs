@@ -156,8 +156,10 @@ pub struct ConsistencyProofView {
 #[into_params(parameter_in = Query)]
 pub struct EntriesQuery {
     /// First index (default 0). Below the head's `archived_below`: 410 Gone.
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     start: Option<u64>,
     /// At most this many entries, 1 to 1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -166,8 +168,10 @@ pub struct EntriesQuery {
 #[into_params(parameter_in = Query)]
 pub struct CheckpointsQuery {
     /// Smallest tree size (default 0).
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     from_size: Option<u64>,
     /// At most this many checkpoints, 1 to 1000 (default 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -176,8 +180,11 @@ pub struct CheckpointsQuery {
 #[into_params(parameter_in = Query)]
 pub struct InclusionQuery {
     /// The entry's index; below `tree_size`.
+    #[param(maximum = 9_223_372_036_854_775_807_u64)]
     index: u64,
-    /// The size of the tree to prove inclusion in; at most the log's size.
+    /// The size of the tree to prove inclusion in; at least 1 and at most
+    /// the log's size.
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     tree_size: u64,
 }
 
@@ -186,8 +193,10 @@ pub struct InclusionQuery {
 #[into_params(parameter_in = Query)]
 pub struct ConsistencyQuery {
     /// The older tree size, at least 1.
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     from: u64,
     /// The newer tree size, at least `from` and at most the log's size.
+    #[param(minimum = 1, maximum = 9_223_372_036_854_775_807_u64)]
     to: u64,
 }
 
@@ -217,6 +226,7 @@ pub struct ExportRequest {
     pub purpose: ExportPurpose,
     /// The size of the head the caller is about to read (the `size` of
     /// `GET …/log`); at most the log's current size.
+    #[serde(deserialize_with = "super::refusals::whole_number")]
     pub tree_size: u64,
 }
 
@@ -238,6 +248,20 @@ fn b64(hash: &[u8]) -> String {
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q)
         .map_err(|rejection| ApiError::bad_request(format!("bad query: {}", rejection.body_text())))
+}
+
+/// The largest index or tree size a query may name: storage counts in
+/// `i64`, and the document says so (`maximum`), so a larger one is refused
+/// rather than read as an empty page.
+const MAX_POSITION: u64 = i64::MAX as u64;
+
+fn position(name: &str, value: u64) -> Result<u64, ApiError> {
+    if value > MAX_POSITION {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be at most {MAX_POSITION}, not {value}"
+        )));
+    }
+    Ok(value)
 }
 
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
@@ -368,7 +392,7 @@ async fn entries(
     q: EntriesQuery,
 ) -> Result<LogEntriesView, ApiError> {
     let limit = page_limit(q.limit)?;
-    let start = q.start.unwrap_or(0);
+    let start = position("start", q.start.unwrap_or(0))?;
     let archived_below = state
         .store
         .log_head(log_id)
@@ -406,10 +430,8 @@ async fn checkpoints(
     q: CheckpointsQuery,
 ) -> Result<LogCheckpointsView, ApiError> {
     let limit = page_limit(q.limit)?;
-    let rows = state
-        .store
-        .checkpoints(log_id, q.from_size.unwrap_or(0), limit)
-        .await?;
+    let from_size = position("from_size", q.from_size.unwrap_or(0))?;
+    let rows = state.store.checkpoints(log_id, from_size, limit).await?;
     Ok(LogCheckpointsView {
         checkpoints: rows.into_iter().map(Into::into).collect(),
     })

@@ -348,6 +348,7 @@ async fn list_tenants(
 #[serde(deny_unknown_fields)]
 struct CreateTenantRequest {
     /// Short name: lower-case letters, digits and '-', 2 to 63 characters.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{1,62}$")]
     name: String,
 }
 
@@ -415,6 +416,8 @@ pub fn audit_event(
 #[serde(deny_unknown_fields)]
 struct EnrollmentTokenRequest {
     /// Lifetime in minutes (default 60, at most 10080).
+    #[schema(minimum = 1, maximum = 10080)]
+    #[serde(default, deserialize_with = "refusals::optional_whole_number")]
     ttl_minutes: Option<u32>,
 }
 
@@ -815,13 +818,18 @@ async fn list_operators(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct InvitationRequest {
+    /// 2 to 64 letters, digits, '.', '_', '-' or '@'.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{2,64}$")]
     username: String,
     /// `owner`, `security_officer`, `technician`, `read_only` or `tenant_auditor`.
+    #[schema(value_type = crate::auth::Role)]
     role: String,
     /// Tenant names the role is granted on: none for an owner, exactly one for a tenant auditor.
     #[serde(default)]
     tenants: Vec<String>,
     /// Lifetime of the link in hours (default 72, at most 168).
+    #[schema(minimum = 1, maximum = 168)]
+    #[serde(default, deserialize_with = "refusals::optional_whole_number")]
     ttl_hours: Option<u32>,
 }
 
@@ -1132,14 +1140,23 @@ impl From<bulwark_store::ApiToken> for ApiTokenView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ApiTokenRequest {
-    /// What the token is for, e.g. "PSA sync".
+    /// What the token is for, e.g. "PSA sync": at most 64 characters, no
+    /// control characters, not only spaces.
+    #[schema(
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
     /// `security_officer`, `technician`, `read_only` or `tenant_auditor`:
     /// one you hold on every tenant named (owners: any).
+    #[schema(pattern = "^(security_officer|technician|read_only|tenant_auditor)$")]
     role: String,
-    /// Tenant names the role applies to.
+    /// Tenant names the role applies to (1 to 256).
+    #[schema(min_items = 1, max_items = 256)]
     tenants: Vec<String>,
     /// Lifetime in days (default 90, at most 365).
+    #[schema(minimum = 1, maximum = 365)]
+    #[serde(default, deserialize_with = "refusals::optional_whole_number")]
     ttl_days: Option<u32>,
 }
 

@@ -78,7 +78,12 @@ pub async fn registration_options(
 pub struct RegistrationRequest {
     /// From the options.
     ceremony: String,
-    /// What to call it ("laptop"), unique among the caller's passkeys.
+    /// What to call it ("laptop"), unique among the caller's passkeys: at
+    /// most 64 characters, no control characters, not only spaces.
+    #[schema(
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
     /// `response.attestationObject`, base64url.
     #[serde(rename = "attestationObject")]
@@ -114,6 +119,11 @@ pub async fn register_passkey(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenameRequest {
+    /// At most 64 characters, no control characters, not only spaces.
+    #[schema(
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
 }
 
@@ -150,6 +160,7 @@ pub async fn remove_passkey(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginOptionsRequest {
+    #[schema(min_length = 1, max_length = 64)]
     username: String,
 }
 
@@ -289,6 +300,7 @@ pub struct PasskeyPolicy {
     /// Roles whose holders must sign in with a passkey (any of `owner`,
     /// `security_officer`, `technician`, `read_only`, `tenant_auditor`). An
     /// account holding such a role on any tenant is covered.
+    #[schema(value_type = Vec<crate::auth::Role>)]
     roles: Vec<String>,
 }
 

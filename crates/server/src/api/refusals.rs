@@ -17,7 +17,8 @@ use crate::state::AppState;
 /// The refusals axum answers before a handler runs, added to the document
 /// where an operation can meet them and its annotation does not list them
 /// (most do): a JSON body may be refused 400 (not JSON, or not the schema),
-/// 413 or 415, and a path or query parameter 400 (e.g. not UTF-8). All in
+/// 413 or 415, a path or query parameter 400 (e.g. not UTF-8), and an
+/// operation needing a caller 401 and 403 (`passkey_required`, `csrf`). All in
 /// the `ErrorBody` shape ([`with_api_errors`]); so are a 405 for a method a
 /// path does not take and a 404 for a path no route has, which the
 /// document's description says since no operation can list them.
@@ -48,6 +49,22 @@ impl Modify for RefusedRequests {
                 }
                 if operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
                     refusals.push(("400", "A parameter does not decode (e.g. not UTF-8)."));
+                }
+                // What the `Caller` extractor answers before the handler.
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    refusals.extend([
+                        (
+                            "401",
+                            "No session or API token, or an expired or revoked one.",
+                        ),
+                        (
+                            "403",
+                            "Refused before the action: a session of a role that must sign in \
+                             with a passkey but did not (`passkey_required`: it may only \
+                             register one), or a console session's write without its CSRF \
+                             token (`csrf`).",
+                        ),
+                    ]);
                 }
                 for (status, description) in refusals {
                     operation
@@ -107,6 +124,45 @@ async fn method_not_allowed(method: Method) -> ApiError {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("this route does not take {method}; `Allow` lists the methods it takes"),
     )
+}
+
+/// An integer field of a JSON body: `1800` or `1800.0`, one number in
+/// JSON (RFC 8259) and an `integer` to the document's JSON Schema, so both
+/// are read; a fraction, a negative number or one out of `T`'s range is
+/// refused (400) like any body that is not the schema.
+pub(crate) fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    /// Past 2^53 a float no longer spells one integer.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=EXACT).contains(f))
+                // In range and whole: the conversion is exact.
+                .map(|f| f as u64)
+        })
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range")))
+}
+
+/// [`whole_number`] for an optional field (`null` or absent: `None`).
+pub(crate) fn optional_whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    #[derive(serde::Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole_number")] T);
+    use serde::Deserialize as _;
+    Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|Whole(n)| n))
 }
 
 /// A standard-base64 field of a request (keys, envelopes, signatures); the

@@ -340,7 +340,7 @@ pub async fn create_api_token(
 ) -> Result<(String, bulwark_store::ApiToken), ApiError> {
     caller.require(Action::CreateApiToken)?;
     let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    if name.is_empty() || request.name.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "a token name is 1 to 64 printable characters",
         ));

@@ -532,10 +532,11 @@ pub async fn registration_options(
     })
 }
 
-/// A passkey name: 1 to 64 printable characters, trimmed.
+/// A passkey name: at most 64 characters as typed (the document's
+/// `maxLength`), none a control character, not only spaces; trimmed.
 pub fn check_name(name: &str) -> Result<&str, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    let (typed, name) = (name, name.trim());
+    if name.is_empty() || typed.chars().count() > 64 || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "a passkey name is 1 to 64 printable characters",
         ));
@@ -711,7 +712,7 @@ pub async fn login_options(
     client: IpAddr,
 ) -> Result<AssertionCeremony, ApiError> {
     let rp_id = rp_id(state)?;
-    if username.is_empty() || username.len() > 64 {
+    if username.is_empty() || username.chars().count() > 64 {
         return Err(ApiError::bad_request("give the username to sign in as"));
     }
     let operator = state.store.operator_by_username(username).await?;

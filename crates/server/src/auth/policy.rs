@@ -7,7 +7,8 @@
 /// An operator's role. Owners act on every tenant; every other role is held
 /// per tenant (a grant), so one operator can be technician on A and B,
 /// tenant auditor nowhere, and nothing at all on C.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
 pub enum Role {
     Owner,
     SecurityOfficer,
