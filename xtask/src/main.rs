@@ -350,7 +350,7 @@ fn tidy(root: &Path) -> Result<()> {
         AGENT_FORBIDDEN_CRATES.join(", ")
     );
 
-    install_cargo_tool("cargo-deny", CARGO_DENY_VERSION)?;
+    install_cargo_tool("cargo-deny", Some(CARGO_DENY_VERSION))?;
     // Offline: the advisories check needs the RustSec database from GitHub,
     // which the build machine may not reach (deny.toml says where to run it).
     run(Command::new(cargo_bin()).current_dir(root).args([
@@ -542,7 +542,9 @@ fn fuzz(seconds: u64) -> Result<()> {
 
     let mut steps = Steps::default();
     let result = (|| {
-        steps.run("install cargo-fuzz", install_cargo_fuzz)?;
+        steps.run("install cargo-fuzz", || {
+            install_cargo_tool("cargo-fuzz", None)
+        })?;
         for target in &targets {
             steps.run(&format!("fuzz {target}"), || {
                 let mut command = Command::new(cargo_bin());
@@ -582,36 +584,32 @@ fn faults(args: &[String]) -> Result<()> {
     run(&mut command)
 }
 
-/// Installs `tool` at `version` from crates.io unless that version is there.
-fn install_cargo_tool(tool: &str, version: &str) -> Result<()> {
+/// Installs `tool` from crates.io (at `version`, if given) unless it, at
+/// that version, is there already.
+fn install_cargo_tool(tool: &str, version: Option<&str>) -> Result<()> {
     let subcommand = tool.trim_start_matches("cargo-");
     let installed = Command::new(cargo_bin())
         .args([subcommand, "--version"])
         .stderr(Stdio::null())
         .output()
         .is_ok_and(|out| {
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains(version)
+            out.status.success()
+                && version.is_none_or(|v| String::from_utf8_lossy(&out.stdout).contains(v))
         });
     if installed {
+        println!("{tool} is installed.");
         return Ok(());
     }
-    println!("Installing {tool} {version} from crates.io.");
-    run(Command::new(cargo_bin()).args(["install", "--locked", tool, "--version", version]))
-}
-
-fn install_cargo_fuzz() -> Result<()> {
-    let installed = Command::new(cargo_bin())
-        .args(["fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if installed {
-        println!("cargo-fuzz is installed.");
-        return Ok(());
+    println!(
+        "Installing {tool} {} from crates.io.",
+        version.unwrap_or("(latest)")
+    );
+    let mut install = Command::new(cargo_bin());
+    install.args(["install", "--locked", tool]);
+    if let Some(version) = version {
+        install.args(["--version", version]);
     }
-    println!("Installing cargo-fuzz from crates.io.");
-    run(Command::new(cargo_bin()).args(["install", "--locked", "cargo-fuzz"]))
+    run(&mut install)
 }
 
 fn cargo<const N: usize>(root: &Path, args: [&str; N]) -> Result<()> {

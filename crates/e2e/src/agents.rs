@@ -135,3 +135,18 @@ pub(crate) fn device_id(device: &Value) -> Option<String> {
         _ => None,
     }
 }
+
+/// Shell lines for a job's script that kill its agent (kill -9) the moment
+/// the run's script file is gone, i.e. just after the script exits and the
+/// agent cleans up. The script's parent is its supervisor and the agent is
+/// the supervisor's; the killer leaves the script's process group (killed
+/// when the script exits) and the script waits until `ready` shows it runs.
+pub fn kill_agent_after_exit(ready: &Path) -> String {
+    format!(
+        "agent=$(awk '{{print $4}}' /proc/$PPID/stat)\n\
+         setsid sh -c 'touch \"$3\"; while [ -e \"$1\" ]; do :; done; kill -9 \"$2\"' \
+           killer \"$0\" \"$agent\" '{ready}' </dev/null >/dev/null 2>&1 &\n\
+         while [ ! -e '{ready}' ]; do :; done\n",
+        ready = ready.display(),
+    )
+}

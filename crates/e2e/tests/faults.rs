@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulwark_e2e::{OperatorSetup, UpOptions, id_of, target_of, wait_for};
+use bulwark_e2e::{OperatorSetup, UpOptions, id_of, kill_agent_after_exit, target_of, wait_for};
 use serde_json::Value;
 
 const PASSPHRASE: &str = "e2e faults: a long passphrase nobody guesses";
@@ -116,19 +116,10 @@ async fn a_result_outlives_an_agent_killed_as_its_script_ends() -> Result<()> {
     let path = script(
         &s,
         "exit-7",
-        // The script's parent is its supervisor; the agent is the
-        // supervisor's. The killer leaves the script's process group (which
-        // is killed when the script exits) before the script goes on.
         &format!(
-            "echo ran >> '{ran}'\n\
-             agent=$(awk '{{print $4}}' /proc/$PPID/stat)\n\
-             setsid sh -c 'touch \"$3\"; while [ -e \"$1\" ]; do :; done; kill -9 \"$2\"' \
-               killer \"$0\" \"$agent\" '{ready}' </dev/null >/dev/null 2>&1 &\n\
-             while [ ! -e '{ready}' ]; do :; done\n\
-             echo finished\n\
-             exit 7\n",
+            "echo ran >> '{ran}'\n{killer}echo finished\nexit 7\n",
             ran = ran.display(),
-            ready = s.work.path().join("killer.ready").display(),
+            killer = kill_agent_after_exit(&s.work.path().join("killer.ready")),
         ),
     )?;
     let id = submit(&s, &device, &path).await?;

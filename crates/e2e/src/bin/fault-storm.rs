@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bulwark_e2e::{ExtraAgent, OperatorSetup, UpOptions, id_of, target_of};
+use bulwark_e2e::{ExtraAgent, OperatorSetup, UpOptions, id_of, kill_agent_after_exit, target_of};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -234,14 +234,7 @@ async fn submit(
     let exit_code = i64::try_from(n % 4)?;
     let sleep = f64::from(rng.gen_range(0u32..2500)) / 1000.0;
     let killer = if kill_agent {
-        // The script's parent is its supervisor; the agent is the supervisor's.
-        format!(
-            "agent=$(awk '{{print $4}}' /proc/$PPID/stat)\n\
-             setsid sh -c 'touch \"$3\"; while [ -e \"$1\" ]; do sleep 0.001; done; kill -9 \"$2\"' \
-               killer \"$0\" \"$agent\" '{ready}' </dev/null >/dev/null 2>&1 &\n\
-             while [ ! -e '{ready}' ]; do sleep 0.01; done\n",
-            ready = s.work.path().join(format!("killer-{n}.ready")).display(),
-        )
+        kill_agent_after_exit(&s.work.path().join(format!("killer-{n}.ready")))
     } else {
         String::new()
     };
