@@ -65,13 +65,11 @@ const TRUST_PATH_BUDGET: usize = 4_700;
 /// Code lines above which a source file must say why it is one file (a
 /// first-comment line starting "This file is long because").
 const LONG_FILE_LINES: usize = 800;
-/// Files that were over [`LONG_FILE_LINES`] when the rule came in, with the
-/// size they may not grow past; each is to be split by concept (issue 13)
-/// and then taken off this list.
-const LONG_FILE_DEBT: &[(&str, usize)] = &[
-    ("crates/server/src/api/jobs.rs", 1_180),
-    ("crates/server/src/api/mod.rs", 1_060),
-];
+/// Files over [`LONG_FILE_LINES`] allowed for now, with the size they may
+/// not grow past (a split planned, not yet made). Empty since issue 13 split
+/// the last two (`api/jobs.rs`, `api/mod.rs`); an entry that fits under the
+/// rule again fails tidy, so the list cannot go stale.
+const LONG_FILE_DEBT: &[(&str, usize)] = &[];
 
 const USAGE: &str = "\
 usage: cargo xtask <command>

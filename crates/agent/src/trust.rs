@@ -44,7 +44,7 @@ pub fn refusal_report(outcome: &TrustOutcome) -> Option<TrustRefused> {
         } => Some(TrustRefused {
             kind: kind.as_str().to_owned(),
             version: *version,
-            code: refusal.code().to_owned(),
+            code: refusal.code(),
             reason: crate::text::clipped(
                 &refusal.to_string(),
                 bulwark_protocol::Limits::default().max_long_text,
@@ -333,7 +333,7 @@ impl TrustState {
                 } => warn!(
                     kind = kind.as_str(),
                     version,
-                    code = refusal.code(),
+                    code = %refusal.code(),
                     reason = %refusal,
                     "Refused a trust statement relayed by the server."
                 ),

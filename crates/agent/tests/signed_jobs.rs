@@ -16,7 +16,9 @@ use bulwark_agent::jobs::{History, JobRunner, run_script};
 use bulwark_agent::trust::{TrustKind, TrustOutcome, TrustState};
 use bulwark_policy::root::{Holder, root_fingerprint};
 use bulwark_policy::{Interpreter, JobAction, JobHistory, JobStatement, Limits, Refusal};
-use bulwark_protocol::message::{ByteBuf, Job, JobOutcome, JobResult, JobRun, Trust};
+use bulwark_protocol::message::{
+    AgentRefusalCode, ByteBuf, Job, JobOutcome, JobResult, JobRun, Trust,
+};
 use common::*;
 use sha2::{Digest, Sha256};
 
@@ -186,7 +188,7 @@ fn an_older_policy_is_a_rollback() {
     ))
     .expect("a refusal");
     assert_eq!(report.kind, "policy");
-    assert_eq!(report.code, "rollback");
+    assert_eq!(report.code.as_str(), "rollback");
     assert_eq!(report.version, 1);
     assert!(
         report
@@ -257,7 +259,7 @@ fn garbage_statements_are_refused_as_malformed() {
         freeze: Some(vec![0xa0]),
     };
     let outcomes = state.apply(&update, now(), &l);
-    let codes: Vec<(TrustKind, &str)> = outcomes
+    let codes: Vec<(TrustKind, AgentRefusalCode)> = outcomes
         .iter()
         .map(|o| match o {
             TrustOutcome::Refused { kind, refusal, .. } => (*kind, refusal.code()),
@@ -267,10 +269,10 @@ fn garbage_statements_are_refused_as_malformed() {
     assert_eq!(
         codes,
         vec![
-            (TrustKind::Root, "malformed"),
+            (TrustKind::Root, AgentRefusalCode::Malformed),
             // A freeze statement offered as a policy: wrong payload type.
-            (TrustKind::Policy, "malformed"),
-            (TrustKind::Freeze, "malformed"),
+            (TrustKind::Policy, AgentRefusalCode::Malformed),
+            (TrustKind::Freeze, AgentRefusalCode::Malformed),
         ]
     );
     assert_eq!(state, ready(&k), "nothing changed");
@@ -426,7 +428,7 @@ fn ran(result: &JobResult) -> &JobRun {
 
 fn refusal_code(result: &JobResult) -> &str {
     match &result.outcome {
-        JobOutcome::Refused(r) => &r.code,
+        JobOutcome::Refused(r) => r.code.as_str(),
         JobOutcome::Ran(run) => panic!("ran: {run:?}"),
     }
 }

@@ -11,7 +11,7 @@ mod common;
 use bulwark_agent::jobs::JobRunner;
 use bulwark_agent::trust::TrustState;
 use bulwark_policy::Limits;
-use bulwark_protocol::message::{Job, JobOutcome, JobResult};
+use bulwark_protocol::message::{AgentRefusalCode, Job, JobOutcome, JobResult};
 use bulwark_translog::NoteSigner;
 use common::*;
 
@@ -36,7 +36,7 @@ fn runner(state_dir: &Path, state: TrustState) -> JobRunner {
 async fn refusal(runner: &mut JobRunner, job: &Job) -> String {
     let result: JobResult = runner.process(job).await.expect("a result");
     match result.outcome {
-        JobOutcome::Refused(r) => r.code,
+        JobOutcome::Refused(r) => r.code.to_string(),
         JobOutcome::Ran(run) => panic!("the job ran: {run:?}"),
     }
 }
@@ -263,7 +263,7 @@ async fn a_job_refused_as_busy_still_moves_the_head() {
     let answer = handle.submit(busy).expect("a busy answer");
     assert_eq!(answer.job_id, [100; 16]);
     assert!(matches!(&answer.outcome,
-        bulwark_protocol::message::JobOutcome::Refused(r) if r.code == bulwark_agent::jobs::JOB_BUSY));
+        bulwark_protocol::message::JobOutcome::Refused(r) if r.code == AgentRefusalCode::AgentBusy));
     assert_eq!(handle.pending_results(), vec![]);
     assert_eq!(handle.log_size(), size);
     assert_eq!(
@@ -347,10 +347,8 @@ async fn a_proof_from_a_size_the_agent_does_not_hold_is_answered_not_alarmed() {
     assert_eq!(answers.len(), 1, "{answers:?}");
     assert_eq!(answers[0].job_id, [2; 16]);
     assert!(matches!(&answers[0].outcome,
-        JobOutcome::Refused(r) if r.code == bulwark_agent::jobs::LOG_HEAD_STALE && r.log_size == held));
-    assert!(!bulwark_policy::is_log_alarm_code(
-        bulwark_agent::jobs::LOG_HEAD_STALE
-    ));
+        JobOutcome::Refused(r) if r.code == AgentRefusalCode::LogHeadStale && r.log_size == held));
+    assert!(!AgentRefusalCode::LogHeadStale.is_log_alarm());
     assert_eq!(handle.take_answers(), vec![], "an answer goes once");
     assert_eq!(
         handle.pending_results().len(),
@@ -389,7 +387,7 @@ async fn a_stale_answer_is_not_sent_to_a_later_connection() {
         .await
         .expect("an answer");
     assert!(matches!(&answer.outcome,
-        JobOutcome::Refused(r) if r.code == bulwark_agent::jobs::LOG_HEAD_STALE && r.log_size == Some(1)));
+        JobOutcome::Refused(r) if r.code == AgentRefusalCode::LogHeadStale && r.log_size == Some(1)));
     let (handle, _worker) = bulwark_agent::jobs::start(runner);
     handle.begin_session();
     assert_eq!(handle.take_answers(), vec![]);

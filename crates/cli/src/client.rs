@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, ensure};
+use bulwark_api::error::ErrorCode;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::output::prompt_line;
 
@@ -118,23 +119,29 @@ impl Session {
             .bearer_auth(&self.credentials.token)
     }
 
-    pub(crate) async fn get(&self, path: &str) -> Result<Value> {
+    /// `GET path`, its reply decoded as the `bulwark-api` type the route
+    /// answers with.
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         self.authed(send(self.request(reqwest::Method::GET, path), path).await)
     }
 
-    pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+    pub(crate) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
         self.authed(send(self.request(reqwest::Method::POST, path).json(body), path).await)
     }
 
     /// A privileged action: when the server asks for a fresh MFA check
     /// (403 `step_up_required`), confirm a TOTP code (`otp`, or prompted on a
     /// terminal) and try once more.
-    pub(crate) async fn post_privileged(
+    pub(crate) async fn post_privileged<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
-        body: &Value,
+        body: &B,
         otp: Option<&str>,
-    ) -> Result<Value> {
+    ) -> Result<T> {
         match self.post(path, body).await {
             Err(error) if is_step_up_required(&error) => {
                 let code = match otp {
@@ -148,7 +155,10 @@ impl Session {
                         );
                     }
                 };
-                self.post_empty_json("/api/v1/auth/step-up", &json!({ "otp": code.trim() }))
+                let step_up = bulwark_api::account::StepUpRequest {
+                    otp: code.trim().to_owned(),
+                };
+                self.post::<_, ()>("/api/v1/auth/step-up", &step_up)
                     .await
                     .context("the MFA check failed")?;
                 self.post(path, body).await
@@ -157,19 +167,12 @@ impl Session {
         }
     }
 
-    pub(crate) async fn post_empty_json(&self, path: &str, body: &Value) -> Result<()> {
-        self.authed(send(self.request(reqwest::Method::POST, path).json(body), path).await)
-            .map(drop)
-    }
-
     pub(crate) async fn post_empty(&self, path: &str) -> Result<()> {
-        send(self.request(reqwest::Method::POST, path), path)
-            .await
-            .map(drop)
+        send(self.request(reqwest::Method::POST, path), path).await
     }
 
     /// Turns a 401 into advice to log in again.
-    pub(crate) fn authed(&self, result: Result<Value>) -> Result<Value> {
+    pub(crate) fn authed<T>(&self, result: Result<T>) -> Result<T> {
         result.map_err(|error| {
             if is_unauthorized(&error) {
                 error.context(format!(
@@ -208,9 +211,9 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 pub(crate) fn is_step_up_required(error: &anyhow::Error) -> bool {
-    error
-        .downcast_ref::<ApiError>()
-        .is_some_and(|api| api.code.as_deref() == Some("step_up_required"))
+    error.downcast_ref::<ApiError>().is_some_and(|api| {
+        api.code.as_deref().and_then(ErrorCode::parse) == Some(ErrorCode::StepUpRequired)
+    })
 }
 
 pub(crate) fn is_unauthorized(error: &anyhow::Error) -> bool {
@@ -219,9 +222,15 @@ pub(crate) fn is_unauthorized(error: &anyhow::Error) -> bool {
         .is_some_and(|api| api.status == reqwest::StatusCode::UNAUTHORIZED)
 }
 
-/// Sends a request; a 2xx reply is returned as JSON (`null` when empty),
-/// anything else becomes an [`ApiError`] carrying the server's message.
-pub(crate) async fn send(request: reqwest::RequestBuilder, what: &str) -> Result<Value> {
+/// Sends a request; a 2xx reply is decoded as `T` (an empty one as JSON
+/// `null`, which `()` and `Option` take), anything else becomes an
+/// [`ApiError`] carrying the server's message. A reply that is not `T`
+/// (a renamed or missing field) is an error naming the route, never a
+/// silent blank.
+pub(crate) async fn send<T: DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<T> {
     let response = request.send().await.map_err(|error| {
         let mut text = error.to_string();
         let mut source = std::error::Error::source(&error);
@@ -237,26 +246,23 @@ pub(crate) async fn send(request: reqwest::RequestBuilder, what: &str) -> Result
         .await
         .with_context(|| format!("reading the server's reply ({what})"))?;
     if status.is_success() {
-        if body.is_empty() {
-            return Ok(Value::Null);
-        }
-        return serde_json::from_slice(&body)
-            .with_context(|| format!("the server's reply ({what}) is not JSON"));
+        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        return serde_json::from_slice(body)
+            .with_context(|| format!("the server's reply ({what}) is not what this CLI expects"));
     }
-    let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-    let error = parsed.as_ref().map(|value| &value["error"]);
+    let error = serde_json::from_slice::<bulwark_api::ErrorBody>(&body)
+        .ok()
+        .map(|body| body.error);
     let message = error
-        .and_then(|error| error["message"].as_str())
-        .map(str::to_owned)
+        .as_ref()
+        .map(|error| error.message.clone())
         .unwrap_or_else(|| {
             status
                 .canonical_reason()
                 .unwrap_or("request failed")
                 .to_owned()
         });
-    let code = error
-        .and_then(|error| error["code"].as_str())
-        .map(str::to_owned);
+    let code = error.map(|error| error.code);
     Err(ApiError {
         status,
         code,

@@ -2,17 +2,10 @@
 //! operator CLI (everything else, over the same HTTP API as the console).
 
 mod approval_page;
-mod audit;
 mod client;
-mod jobs;
-mod keys;
-mod login;
-mod operator;
+mod commands;
 mod output;
-mod passkeys;
 mod pins;
-mod proposals;
-mod trust;
 mod up;
 
 use std::path::PathBuf;
@@ -45,7 +38,7 @@ enum Command {
         retention_days: Option<u32>,
     },
     #[command(flatten)]
-    Operator(operator::OperatorCommand),
+    Operator(commands::OperatorCommand),
 }
 
 fn init_logging() {
@@ -103,7 +96,7 @@ fn main() -> anyhow::Result<()> {
             init_logging();
             runtime.block_on(server(config, retention_days))
         }
-        Command::Operator(command) => runtime.block_on(operator::run(command)),
+        Command::Operator(command) => runtime.block_on(commands::run(command)),
     }
 }
 

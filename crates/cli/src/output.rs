@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
 use anyhow::{Context, Result};
-use serde_json::Value;
 
 /// The console's, so both show a duration alike.
 pub(crate) use bulwark_server::console::human_duration;
@@ -21,9 +20,15 @@ pub(crate) fn prompt_line(prompt: &str) -> Result<String> {
     Ok(line.trim().to_owned())
 }
 
-pub(crate) fn print_json(value: &Value) -> Result<()> {
+/// `--json`: the server's reply as the API types it, pretty-printed.
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// An optional value as a table cell shows it: `-` when absent.
+pub(crate) fn or_dash<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
 }
 
 /// Whether to colour stdout: a terminal, and NO_COLOR unset.
@@ -92,21 +97,6 @@ pub(crate) fn render_table(headers: &[&str], rows: &[Vec<Cell>], colour: bool) -
         out.push('\n');
     }
     out
-}
-
-/// Text of a JSON scalar for a table cell (`-` when absent).
-pub(crate) fn text(value: &Value) -> String {
-    match value {
-        Value::Null => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-pub(crate) fn items(value: &Value) -> Result<&Vec<Value>> {
-    value
-        .as_array()
-        .with_context(|| format!("expected a JSON list from the server, got {value}"))
 }
 
 pub(crate) fn indented_table(out: &mut String, headers: &[&str], rows: &[Vec<Cell>]) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bulwark_protocol::token::{EnrollToken, fingerprint_text};
-use bulwark_store::NewAuditEvent;
+use bulwark_store::{AuditAction, NewAuditEvent};
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
@@ -271,7 +271,7 @@ async fn enroll(
             now,
             now + 10 * 60_000,
             &[
-                NewAuditEvent::new(now, UP_ACTOR, "enrollment_token.issued", "demo")
+                NewAuditEvent::new(now, UP_ACTOR, AuditAction::EnrollmentTokenIssued, "demo")
                     .in_tenant(Some(tenant_id))
                     .with_detail("the local demo agent"),
             ],
@@ -321,7 +321,7 @@ async fn ensure_demo_trust(
             "signing keys need a passphrase: run `bulwark up` in a terminal, or set BULWARK_KEY_PASSPHRASE"
         );
     }
-    let store = crate::keys::KeyStore::open_default()?;
+    let store = crate::commands::keys::KeyStore::open_default()?;
     println!();
     println!(
         "Creating the demo tenant's trust root and your signing key in {}",
@@ -330,7 +330,7 @@ async fn ensure_demo_trust(
     println!(
         "(your machine, not the server's data directory: the server never holds a key that can sign)."
     );
-    let passphrase = crate::keys::passphrase(true)?;
+    let passphrase = crate::commands::keys::passphrase(true)?;
     let root_name = format!("root-demo-{}", &tenant_id[..8.min(tenant_id.len())]);
     let (_, root_key) = store.create_with(&root_name, &format!("root:{tenant_id}"), &passphrase)?;
     let operator = if store.exists("operator")? {
@@ -342,13 +342,13 @@ async fn ensure_demo_trust(
             .public_key
     };
     let now = u64::try_from(bulwark_server::now_millis() / 1000).unwrap_or_default();
-    let genesis = crate::trust::genesis(
+    let genesis = crate::commands::trust::genesis(
         tenant_id,
         "demo",
         1,
         &[(root_name.clone(), root_key)],
         &[],
-        vec![crate::trust::msp_operator("operator", operator)],
+        vec![crate::commands::trust::msp_operator("operator", operator)],
         now,
     )?;
     let now_ms = bulwark_server::now_millis();
@@ -362,7 +362,7 @@ async fn ensure_demo_trust(
             None,
             now_ms,
             &[
-                NewAuditEvent::new(now_ms, UP_ACTOR, "trust.root_published", "demo v1")
+                NewAuditEvent::new(now_ms, UP_ACTOR, AuditAction::TrustRootPublished, "demo v1")
                     .in_tenant(Some(tenant_id)),
             ],
         )
@@ -376,15 +376,18 @@ async fn ensure_demo_trust(
             &genesis.policy.to_bytes(),
             None,
             now_ms,
-            &[
-                NewAuditEvent::new(now_ms, UP_ACTOR, "trust.policy_published", "demo v1")
-                    .in_tenant(Some(tenant_id)),
-            ],
+            &[NewAuditEvent::new(
+                now_ms,
+                UP_ACTOR,
+                AuditAction::TrustPolicyPublished,
+                "demo v1",
+            )
+            .in_tenant(Some(tenant_id))],
         )
         .await?;
     println!(
         "Demo trust root {} (key {root_name}); your signing key is `operator`.",
-        crate::trust::grouped_hex(&genesis.fingerprint)
+        crate::commands::trust::grouped_hex(&genesis.fingerprint)
     );
     Ok(Some(genesis.fingerprint))
 }

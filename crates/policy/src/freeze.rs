@@ -59,10 +59,7 @@ impl FreezeState {
             });
         }
         // 3. Who may sign: any customer root key freezes; the root threshold does anything.
-        let by_threshold = signed
-            .tally(root.public_keys())
-            .require(root.threshold())
-            .is_ok();
+        let by_threshold = root.require_threshold(signed).is_ok();
         let by_customer = signed.tally(root.customer_keys()).require(1).is_ok();
         let allowed = if statement.frozen {
             by_threshold || by_customer

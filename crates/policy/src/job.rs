@@ -493,12 +493,7 @@ pub fn check_quorum(
     let tally = signed.tally(policy.signers_for(class, None));
     tally.require(need)?;
     // 12. A customer-held key among them, where the policy demands it.
-    if quorum.customer_required
-        && signed
-            .tally(policy.signers_for(class, Some(Holder::Customer)))
-            .valid
-            .is_empty()
-    {
+    if quorum.customer_required && !customer_signed(signed, policy, class) {
         return Err(Refusal::MissingCustomerCosigner);
     }
     Ok((class, tally.valid))
@@ -529,11 +524,14 @@ pub fn quorum_progress(
         have: signed.tally(policy.signers_for(class, None)).valid.len(),
         need: signers_needed(quorum, job, policy),
         customer_required: quorum.customer_required,
-        customer_signed: !signed
-            .tally(policy.signers_for(class, Some(Holder::Customer)))
-            .valid
-            .is_empty(),
+        customer_signed: customer_signed(signed, policy, class),
     })
+}
+
+/// Whether a customer-held key authorised for `class` signed.
+fn customer_signed(signed: &Signed, policy: &Policy, class: ActionClass) -> bool {
+    let customer = signed.tally(policy.signers_for(class, Some(Holder::Customer)));
+    !customer.valid.is_empty()
 }
 
 /// The class's quorum, plus one signer when the job targets more distinct

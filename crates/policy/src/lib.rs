@@ -38,7 +38,7 @@ pub mod replay;
 pub mod root;
 pub mod webauthn;
 
-pub use bulwark_protocol::message::TrustKind;
+pub use bulwark_protocol::message::{AgentRefusalCode, TrustKind};
 pub use envelope::{SignatureEntry, Signed, approval_challenge};
 pub use freeze::{FreezeState, FreezeStatement};
 pub use history::{TrustHistory, TrustOutcome};
@@ -144,7 +144,7 @@ pub enum Refusal {
     /// the server's idea of the agent's head is out of date. Nothing is
     /// shown to be inconsistent, so this is no alarm; the agent names the
     /// size it holds and the server proves from there
-    /// (`bulwark_protocol::message::LOG_HEAD_STALE`).
+    /// (`AgentRefusalCode::LogHeadStale`).
     #[error("the consistency proof starts at size {from}, the agent holds size {held}")]
     LogHeadStale { held: u64, from: u64 },
     /// A forked, truncated or rewritten log.
@@ -157,64 +157,29 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Whether this refusal means the log was tampered with or withheld:
-    /// reported as a security alert, not only as a failed job.
-    pub fn is_log_alarm(&self) -> bool {
-        is_log_alarm_code(self.code())
-    }
-
-    /// A stable snake_case name, reported over the wire and shown in the
-    /// console next to the human message.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Refusal::Malformed(_) => "malformed",
-            Refusal::TooLarge(_) => "too_large",
-            Refusal::BadSignature => "bad_signature",
-            Refusal::UnknownKey => "unknown_key",
-            Refusal::TooFewSigners { .. } => "too_few_signers",
-            Refusal::MissingCustomerCosigner => "missing_customer_cosigner",
-            Refusal::WrongTenant => "wrong_tenant",
-            Refusal::NotATarget => "not_a_target",
-            Refusal::TargetMismatch(_) => "target_mismatch",
-            Refusal::ClassMismatch { .. } => "class_mismatch",
-            Refusal::ActionNotSupported(_) => "action_not_supported",
-            Refusal::NotYetValid => "not_yet_valid",
-            Refusal::Expired => "expired",
-            Refusal::ValidityTooLong => "validity_too_long",
-            Refusal::OutsideMaintenanceWindow => "outside_maintenance_window",
-            Refusal::Replayed => "replayed",
-            Refusal::ScriptMismatch => "script_mismatch",
-            Refusal::ScriptNotAllowListed => "script_not_allow_listed",
-            Refusal::ClassNotPermitted => "class_not_permitted",
-            Refusal::Frozen => "frozen",
-            Refusal::Rollback { .. } => "rollback",
-            Refusal::PolicyExpired => "policy_expired",
-            Refusal::RootThresholdNotMet => "root_threshold_not_met",
-            Refusal::NotPinnedRoot => "not_pinned_root",
-            Refusal::NoRoot => "no_root",
-            Refusal::NoPolicy => "no_policy",
-            Refusal::LogProofMissing => "log_proof_missing",
-            Refusal::LogHeadUnsigned(_) => "log_head_unsigned",
-            Refusal::LogHeadStale { .. } => bulwark_protocol::message::LOG_HEAD_STALE,
-            Refusal::LogInconsistent(_) => "log_inconsistent",
-            Refusal::NotInLog(_) => "log_not_included",
-            Refusal::LogEntryMismatch(_) => "log_entry_mismatch",
+    /// The stable code reported over the wire and shown in the console next
+    /// to the human message: the [`AgentRefusalCode`] of the same name (only
+    /// [`Refusal::NotInLog`] is `log_not_included`). Whether it raises an
+    /// alarm is [`AgentRefusalCode::is_log_alarm`]. The match is exhaustive:
+    /// a new refusal does not build until it has a code.
+    pub fn code(&self) -> AgentRefusalCode {
+        macro_rules! same_name {
+            ($($variant:ident,)*) => {
+                match self {
+                    Refusal::NotInLog(_) => AgentRefusalCode::LogNotIncluded,
+                    $(Refusal::$variant { .. } => AgentRefusalCode::$variant,)*
+                }
+            };
+        }
+        same_name! {
+            Malformed, TooLarge, BadSignature, UnknownKey, TooFewSigners,
+            MissingCustomerCosigner, WrongTenant, NotATarget, TargetMismatch, ClassMismatch,
+            ActionNotSupported, NotYetValid, Expired, ValidityTooLong, OutsideMaintenanceWindow,
+            Replayed, ScriptMismatch, ScriptNotAllowListed, ClassNotPermitted, Frozen, Rollback,
+            PolicyExpired, RootThresholdNotMet, NotPinnedRoot, NoRoot, NoPolicy,
+            LogProofMissing, LogHeadUnsigned, LogHeadStale, LogInconsistent, LogEntryMismatch,
         }
     }
-}
-
-/// Whether a refusal code an agent reported means the log was tampered
-/// with or withheld (the server raises `alert.log_refused` for these).
-/// A stale proof start (`log_head_stale`) is not one: it shows nothing.
-pub fn is_log_alarm_code(code: &str) -> bool {
-    matches!(
-        code,
-        "log_proof_missing"
-            | "log_head_unsigned"
-            | "log_inconsistent"
-            | "log_not_included"
-            | "log_entry_mismatch"
-    )
 }
 
 /// Entry point for the `signed_statement` fuzz target: decodes an envelope

@@ -277,10 +277,7 @@ impl Policy {
             return Err(Refusal::WrongTenant);
         }
         // 3. Signed by the root threshold (distinct root keys).
-        signed
-            .tally(root.public_keys())
-            .require(root.threshold())
-            .map_err(|_| Refusal::RootThresholdNotMet)?;
+        root.require_threshold(signed)?;
         // 4. Strictly newer: an older, still validly signed policy is a rollback.
         if let Some(current) = current
             && policy.version <= current.version

@@ -116,10 +116,7 @@ impl TrustRoot {
             return Err(Refusal::WrongTenant);
         }
         // 3. Self-signed by its threshold.
-        signed
-            .tally(root.public_keys())
-            .require(root.threshold())
-            .map_err(|_| Refusal::RootThresholdNotMet)?;
+        root.require_threshold(signed)?;
         Ok(root)
     }
 
@@ -140,15 +137,18 @@ impl TrustRoot {
             });
         }
         // 3. The old threshold consents.
+        self.require_threshold(signed)?;
+        // 4. The new threshold consents (its keys exist and are held).
+        next.require_threshold(signed)?;
+        Ok(next)
+    }
+
+    /// `signed` carries signatures of this root's threshold of distinct keys
+    /// (a root, a rotation, a policy, an unfreeze).
+    pub(crate) fn require_threshold(&self, signed: &Signed) -> Result<(), Refusal> {
         signed
             .tally(self.public_keys())
             .require(self.threshold())
-            .map_err(|_| Refusal::RootThresholdNotMet)?;
-        // 4. The new threshold consents (its keys exist and are held).
-        signed
-            .tally(next.public_keys())
-            .require(next.threshold())
-            .map_err(|_| Refusal::RootThresholdNotMet)?;
-        Ok(next)
+            .map_err(|_| Refusal::RootThresholdNotMet)
     }
 }

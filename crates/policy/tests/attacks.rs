@@ -13,7 +13,9 @@ use bulwark_policy::policy::{
     ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum, ScriptHash,
 };
 use bulwark_policy::root::{Holder, RootKey, TrustRoot, root_fingerprint};
-use bulwark_policy::{Limits, PublicKey, Refusal, Signed, TrustHistory, TrustKind, TrustOutcome};
+use bulwark_policy::{
+    AgentRefusalCode, Limits, PublicKey, Refusal, Signed, TrustHistory, TrustKind, TrustOutcome,
+};
 use ed25519_dalek::SigningKey;
 use sha2::{Digest, Sha256};
 
@@ -797,7 +799,7 @@ fn a_script_relabelled_as_another_class() {
         let env = signed(&relabelled, &[&k.alice, &k.bob, &k.carol]);
         assert_eq!(
             check(&env, SCRIPT, &p, NOW).map_err(|r| r.code()),
-            Err("class_mismatch"),
+            Err(AgentRefusalCode::ClassMismatch),
             "{label:?}"
         );
     }
@@ -848,7 +850,7 @@ fn a_job_for_another_host_under_this_device_id() {
     let env = signed(&statement, &[&k.alice]);
     assert_eq!(
         check(&env, SCRIPT, &p, NOW).map_err(|r| r.code()),
-        Err("target_mismatch")
+        Err(AgentRefusalCode::TargetMismatch)
     );
     // Host names compare without ASCII case.
     statement.targets[0].hostname = "WS-042".into();
@@ -859,7 +861,7 @@ fn a_job_for_another_host_under_this_device_id() {
     let env = signed(&statement, &[&k.alice]);
     assert_eq!(
         check(&env, SCRIPT, &p, NOW).map_err(|r| r.code()),
-        Err("target_mismatch")
+        Err(AgentRefusalCode::TargetMismatch)
     );
     statement.targets[0].device_key = Some(DEVICE_KEY);
     let env = signed(&statement, &[&k.alice]);

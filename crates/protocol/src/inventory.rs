@@ -133,24 +133,12 @@ impl Inventory {
             network,
             users,
         } = delta;
-        if system.is_some() {
-            self.system = system;
-        }
-        if cpu.is_some() {
-            self.cpu = cpu;
-        }
-        if memory.is_some() {
-            self.memory = memory;
-        }
-        if disks.is_some() {
-            self.disks = disks;
-        }
-        if network.is_some() {
-            self.network = network;
-        }
-        if users.is_some() {
-            self.users = users;
-        }
+        self.system = system.or(self.system.take());
+        self.cpu = cpu.or(self.cpu.take());
+        self.memory = memory.or(self.memory.take());
+        self.disks = disks.or(self.disks.take());
+        self.network = network.or(self.network.take());
+        self.users = users.or(self.users.take());
     }
 
     /// The sections of `self` that differ from `previous`: applying the result

@@ -60,11 +60,18 @@ impl DeviceId {
     }
 }
 
-impl std::fmt::Display for DeviceId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+/// `Display` is the name on the wire.
+macro_rules! display_as_str {
+    ($($name:ty),*) => {$(
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
 }
+
+display_as_str!(DeviceId, TrustKind, AgentRefusalCode);
 
 /// What an agent sends.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -95,12 +102,6 @@ pub enum TrustKind {
     Policy,
     /// A `FreezeStatement` (freeze or unfreeze); its version is the sequence.
     Freeze,
-}
-
-impl std::fmt::Display for TrustKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl TrustKind {
@@ -414,29 +415,136 @@ pub struct JobRun {
     pub finished_at_ms: u64,
 }
 
-/// The one refusal that is not an answer: the agent's queue is full and the
-/// job was not read. The server does not record it; it delivers the job
-/// again once the agent reports another result.
-pub const JOB_BUSY: &str = "agent_busy";
+/// Defines [`AgentRefusalCode`] from one table: each variant and its name.
+macro_rules! agent_refusal_codes {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// Why an agent refused a job or a trust statement ([`JobRefused::code`],
+        /// [`TrustRefused::code`]): `bulwark_policy::Refusal::code`, or one of
+        /// the agent's own. On the wire, in storage and in the console it is
+        /// its stable snake_case name, a CBOR text string.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum AgentRefusalCode {
+            $($(#[doc = $doc])* $variant,)*
+            /// A name this build does not know (a newer agent's), kept as
+            /// sent so it is shown and stored unchanged. Never a known name:
+            /// [`AgentRefusalCode::parse`] gives the variant for those.
+            Unknown(String),
+        }
 
-/// The other refusal that is not an answer: the job's consistency proof
-/// starts from a tree size the agent does not hold (the server's belief of
-/// the agent's head drifted). Not an alarm: nothing was shown to be
-/// inconsistent. The agent names the size it holds in
-/// [`JobRefused::log_size`]; the server proves from there and sends again.
-pub const LOG_HEAD_STALE: &str = "log_head_stale";
+        impl AgentRefusalCode {
+            /// Every code this build knows.
+            pub const KNOWN: &'static [AgentRefusalCode] = &[$(AgentRefusalCode::$variant,)*];
+
+            /// The stable snake_case name.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(AgentRefusalCode::$variant => $name,)*
+                    AgentRefusalCode::Unknown(name) => name,
+                }
+            }
+
+            /// The code of this name: a known one, else [`AgentRefusalCode::Unknown`].
+            pub fn parse(name: &str) -> Self {
+                match name {
+                    $($name => AgentRefusalCode::$variant,)*
+                    other => AgentRefusalCode::Unknown(other.to_owned()),
+                }
+            }
+        }
+    };
+}
+
+agent_refusal_codes! {
+    // The verdicts of `bulwark_policy` (see `Refusal` for each).
+    Malformed = "malformed",
+    TooLarge = "too_large",
+    BadSignature = "bad_signature",
+    UnknownKey = "unknown_key",
+    TooFewSigners = "too_few_signers",
+    MissingCustomerCosigner = "missing_customer_cosigner",
+    WrongTenant = "wrong_tenant",
+    NotATarget = "not_a_target",
+    TargetMismatch = "target_mismatch",
+    ClassMismatch = "class_mismatch",
+    ActionNotSupported = "action_not_supported",
+    NotYetValid = "not_yet_valid",
+    Expired = "expired",
+    ValidityTooLong = "validity_too_long",
+    OutsideMaintenanceWindow = "outside_maintenance_window",
+    Replayed = "replayed",
+    ScriptMismatch = "script_mismatch",
+    ScriptNotAllowListed = "script_not_allow_listed",
+    ClassNotPermitted = "class_not_permitted",
+    Frozen = "frozen",
+    Rollback = "rollback",
+    PolicyExpired = "policy_expired",
+    RootThresholdNotMet = "root_threshold_not_met",
+    NotPinnedRoot = "not_pinned_root",
+    NoRoot = "no_root",
+    NoPolicy = "no_policy",
+    LogProofMissing = "log_proof_missing",
+    LogHeadUnsigned = "log_head_unsigned",
+    /// Not an answer (like [`AgentRefusalCode::AgentBusy`]): the job's
+    /// consistency proof starts from a tree size the agent does not hold (the server's belief
+    /// of the agent's head drifted). Not an alarm: nothing was shown to be
+    /// inconsistent. The agent names the size it holds in
+    /// [`JobRefused::log_size`]; the server proves from there and sends again.
+    LogHeadStale = "log_head_stale",
+    LogInconsistent = "log_inconsistent",
+    LogNotIncluded = "log_not_included",
+    LogEntryMismatch = "log_entry_mismatch",
+    // The agent's own.
+    /// The agent could not record, start or watch the job.
+    AgentError = "agent_error",
+    /// Not an answer (like [`AgentRefusalCode::LogHeadStale`]): the agent's
+    /// queue is full and the job was not read. The server does not record it; it delivers the
+    /// job again once the agent reports another result.
+    AgentBusy = "agent_busy",
+    /// This agent takes no jobs (the simulator's virtual devices).
+    JobsDisabled = "jobs_disabled",
+}
+
+impl AgentRefusalCode {
+    /// Whether the code means the transparency log was tampered with or
+    /// withheld: the agent logs a security event and the server raises
+    /// `alert.log_refused`, not only a failed job. A stale proof start
+    /// ([`AgentRefusalCode::LogHeadStale`]) is not one: it shows nothing.
+    pub fn is_log_alarm(&self) -> bool {
+        use AgentRefusalCode::*;
+        matches!(
+            self,
+            LogProofMissing | LogHeadUnsigned | LogInconsistent | LogNotIncluded | LogEntryMismatch
+        )
+    }
+}
+
+/// Exactly a text string, as when the field was one: every frame decodes
+/// and re-encodes to the same bytes.
+impl<C> Encode<C> for AgentRefusalCode {
+    fn encode<W: minicbor::encode::Write>(
+        &self,
+        e: &mut minicbor::Encoder<W>,
+        _: &mut C,
+    ) -> Result<(), minicbor::encode::Error<W::Error>> {
+        e.str(self.as_str())?.ok()
+    }
+}
+
+impl<'b, C> Decode<'b, C> for AgentRefusalCode {
+    fn decode(d: &mut minicbor::Decoder<'b>, _: &mut C) -> Result<Self, minicbor::decode::Error> {
+        d.str().map(AgentRefusalCode::parse)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct JobRefused {
-    /// A stable snake_case name (`bulwark_policy::Refusal::code`, or one of
-    /// the agent's own: `agent_error`, [`JOB_BUSY`], `jobs_disabled`).
     #[n(0)]
-    pub code: String,
+    pub code: AgentRefusalCode,
     /// The human explanation.
     #[n(1)]
     pub reason: String,
-    /// With [`LOG_HEAD_STALE`]: the size of the tree head the agent holds
+    /// With [`AgentRefusalCode::LogHeadStale`]: the size of the tree head the agent holds
     /// (absent: none).
     #[n(2)]
     pub log_size: Option<u64>,
@@ -453,9 +561,8 @@ pub struct TrustRefused {
     /// 0 when it could not be read.
     #[n(1)]
     pub version: u64,
-    /// `bulwark_policy::Refusal::code`.
     #[n(2)]
-    pub code: String,
+    pub code: AgentRefusalCode,
     #[n(3)]
     pub reason: String,
 }
@@ -496,13 +603,13 @@ impl Validate for AgentMessage {
                     check_len("stderr", r.stderr.len(), l.max_output_bytes)
                 }
                 JobOutcome::Refused(r) => {
-                    l.text("code", &r.code)?;
+                    l.text("code", r.code.as_str())?;
                     l.long_text("reason", &r.reason)
                 }
             },
             AgentMessage::TrustRefused(m) => {
                 l.text("kind", &m.kind)?;
-                l.text("code", &m.code)?;
+                l.text("code", m.code.as_str())?;
                 l.long_text("reason", &m.reason)
             }
             AgentMessage::TrustStatus(_) => Ok(()),

@@ -21,8 +21,8 @@ use bulwark_protocol::inventory::{
     CpuInfo, DiskInfo, Inventory, LoggedInUser, MemoryInfo, NetworkInterface, SystemInfo,
 };
 use bulwark_protocol::message::{
-    Ack, AgentMessage, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Heartbeat, Hello,
-    InventoryReport, Job, JobOutcome, JobRefused, JobResult, JobRun, LogProof, RefusalCode,
+    Ack, AgentMessage, AgentRefusalCode, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Heartbeat,
+    Hello, InventoryReport, Job, JobOutcome, JobRefused, JobResult, JobRun, LogProof, RefusalCode,
     Refused, ResultAck, ServerMessage, Trust, TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{
@@ -47,6 +47,14 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 /// Long text: at most 1024 bytes (`max_long_text` is 4096).
+/// A known code, or any text (which a newer agent may send).
+fn agent_refusal_code() -> impl Strategy<Value = AgentRefusalCode> {
+    prop_oneof![
+        proptest::sample::select(AgentRefusalCode::KNOWN),
+        text().prop_map(|name| AgentRefusalCode::parse(&name)),
+    ]
+}
+
 fn long_text() -> impl Strategy<Value = String> {
     prop_oneof![
         "[ -~]{0,80}",
@@ -251,14 +259,16 @@ fn agent_message() -> BoxedStrategy<AgentMessage> {
         }),
         (bytes16(), job_outcome())
             .prop_map(|(job_id, outcome)| AgentMessage::JobResult(JobResult { job_id, outcome })),
-        (text(), uint64(), text(), long_text()).prop_map(|(kind, version, code, reason)| {
-            AgentMessage::TrustRefused(TrustRefused {
-                kind,
-                version,
-                code,
-                reason,
-            })
-        }),
+        (text(), uint64(), agent_refusal_code(), long_text()).prop_map(
+            |(kind, version, code, reason)| {
+                AgentMessage::TrustRefused(TrustRefused {
+                    kind,
+                    version,
+                    code,
+                    reason,
+                })
+            }
+        ),
         (
             proptest::option::of(uint64()),
             proptest::option::of(uint64()),
@@ -307,13 +317,16 @@ fn job_outcome() -> BoxedStrategy<JobOutcome> {
                     finished_at_ms,
                 })
             ),
-        (text(), long_text(), proptest::option::of(any::<u64>())).prop_map(
-            |(code, reason, log_size)| JobOutcome::Refused(JobRefused {
+        (
+            agent_refusal_code(),
+            long_text(),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(code, reason, log_size)| JobOutcome::Refused(JobRefused {
                 code,
                 reason,
                 log_size
-            })
-        ),
+            })),
     ]
     .boxed()
 }
@@ -736,7 +749,7 @@ fn frame_vectors() {
         AgentMessage::JobResult(JobResult {
             job_id: [0x22; 16],
             outcome: JobOutcome::Refused(JobRefused {
-                code: "replayed".into(),
+                code: AgentRefusalCode::Replayed,
                 reason: "r".into(),
                 log_size: None,
             }),
@@ -1034,7 +1047,7 @@ fn job_refused(code: String, reason: String) -> AgentMessage {
     AgentMessage::JobResult(JobResult {
         job_id: [1; 16],
         outcome: JobOutcome::Refused(JobRefused {
-            code,
+            code: AgentRefusalCode::parse(&code),
             reason,
             log_size: None,
         }),
@@ -1045,7 +1058,7 @@ fn trust_refused(kind: String, code: String, reason: String) -> AgentMessage {
     AgentMessage::TrustRefused(TrustRefused {
         kind,
         version: 1,
-        code,
+        code: AgentRefusalCode::parse(&code),
         reason,
     })
 }
@@ -1177,6 +1190,172 @@ fn each_server_field_is_accepted_at_its_limit_and_refused_over_it() {
             "{field} over its limit of {limit}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Refusal codes: typed in this build, a text string on the wire as before.
+// ---------------------------------------------------------------------------
+
+/// The agent's refusals as they were encoded while `code` was a `String`.
+mod string_codes {
+    use minicbor::Encode;
+
+    #[derive(Encode)]
+    #[cbor(map)]
+    pub struct Frame<M> {
+        #[n(0)]
+        pub version: u16,
+        #[n(1)]
+        pub message: M,
+    }
+
+    #[derive(Encode)]
+    pub enum AgentMessage {
+        #[n(4)]
+        JobResult(#[n(0)] JobResult),
+        #[n(5)]
+        TrustRefused(#[n(0)] TrustRefused),
+    }
+
+    #[derive(Encode)]
+    #[cbor(map)]
+    pub struct JobResult {
+        #[cbor(n(0), with = "minicbor::bytes")]
+        pub job_id: [u8; 16],
+        #[n(1)]
+        pub outcome: JobOutcome,
+    }
+
+    #[derive(Encode)]
+    pub enum JobOutcome {
+        #[n(1)]
+        Refused(#[n(0)] JobRefused),
+    }
+
+    #[derive(Encode)]
+    #[cbor(map)]
+    pub struct JobRefused {
+        #[n(0)]
+        pub code: String,
+        #[n(1)]
+        pub reason: String,
+        #[n(2)]
+        pub log_size: Option<u64>,
+    }
+
+    #[derive(Encode)]
+    #[cbor(map)]
+    pub struct TrustRefused {
+        #[n(0)]
+        pub kind: String,
+        #[n(1)]
+        pub version: u64,
+        #[n(2)]
+        pub code: String,
+        #[n(3)]
+        pub reason: String,
+    }
+
+    pub fn frame(message: AgentMessage) -> Vec<u8> {
+        minicbor::to_vec(Frame {
+            version: bulwark_protocol::PROTOCOL_VERSION,
+            message,
+        })
+        .expect("encodes")
+    }
+}
+
+#[test]
+fn a_frame_with_a_string_code_decodes_to_the_enum_and_re_encodes_byte_identically() {
+    let job = |code: &str, log_size| {
+        string_codes::frame(string_codes::AgentMessage::JobResult(
+            string_codes::JobResult {
+                job_id: [7; 16],
+                outcome: string_codes::JobOutcome::Refused(string_codes::JobRefused {
+                    code: code.into(),
+                    reason: "why".into(),
+                    log_size,
+                }),
+            },
+        ))
+    };
+    let trust = |code: &str| {
+        string_codes::frame(string_codes::AgentMessage::TrustRefused(
+            string_codes::TrustRefused {
+                kind: "root".into(),
+                version: 2,
+                code: code.into(),
+                reason: "why".into(),
+            },
+        ))
+    };
+    let cases = [
+        (job("agent_busy", None), AgentRefusalCode::AgentBusy),
+        (
+            job("log_head_stale", Some(3)),
+            AgentRefusalCode::LogHeadStale,
+        ),
+        (
+            job("log_not_included", None),
+            AgentRefusalCode::LogNotIncluded,
+        ),
+        // A newer agent's code: kept as sent.
+        (
+            job("from_a_newer_agent", None),
+            AgentRefusalCode::Unknown("from_a_newer_agent".into()),
+        ),
+        (
+            trust("root_threshold_not_met"),
+            AgentRefusalCode::RootThresholdNotMet,
+        ),
+        (trust(""), AgentRefusalCode::Unknown(String::new())),
+    ];
+    for (bytes, expected) in cases {
+        let decoded = decode_agent(&bytes).expect("an old frame decodes");
+        let code = match &decoded {
+            AgentMessage::JobResult(JobResult {
+                outcome: JobOutcome::Refused(r),
+                ..
+            }) => &r.code,
+            AgentMessage::TrustRefused(r) => &r.code,
+            other => panic!("decoded {other:?}"),
+        };
+        assert_eq!(code, &expected);
+        assert_eq!(encode_agent_frame(&decoded), bytes, "{expected}");
+    }
+}
+
+#[test]
+fn every_known_code_is_its_own_name_and_unknown_names_are_kept() {
+    let mut names = std::collections::HashSet::new();
+    for code in AgentRefusalCode::KNOWN {
+        assert!(!matches!(code, AgentRefusalCode::Unknown(_)));
+        assert!(names.insert(code.as_str()), "{code} named twice");
+        assert_eq!(&AgentRefusalCode::parse(code.as_str()), code);
+        assert_eq!(code.to_string(), code.as_str());
+        assert!(code.as_str().len() <= Limits::default().max_text);
+    }
+    let newer = AgentRefusalCode::parse("a_newer_code");
+    assert_eq!(newer, AgentRefusalCode::Unknown("a_newer_code".into()));
+    assert_eq!(newer.to_string(), "a_newer_code");
+    assert!(!newer.is_log_alarm());
+    // The alarm rule: the five codes that show the log tampered with or
+    // withheld; a stale proof start is not one.
+    let alarms: Vec<&str> = AgentRefusalCode::KNOWN
+        .iter()
+        .filter(|c| c.is_log_alarm())
+        .map(AgentRefusalCode::as_str)
+        .collect();
+    assert_eq!(
+        alarms,
+        [
+            "log_proof_missing",
+            "log_head_unsigned",
+            "log_inconsistent",
+            "log_not_included",
+            "log_entry_mismatch"
+        ]
+    );
 }
 
 #[test]

@@ -6,9 +6,10 @@
 //! brings its own routes), the signed-in header (`UserBar`), the error
 //! pages, the cross-site form check, the assets and the units pages show
 //! (bytes, durations, bar steps). Each family of pages is a module of its
-//! own: `sign_in`, `tenants`, `devices`, `jobs`, `operators`, `identity`,
+//! own: `sign_in`, `tenants`, `devices`, `jobs`, `operators`, `cli_sign_in`,
 //! `account`, `settings` and `audit`.
 
+use bulwark_api::error::ErrorCode;
 use askama::Template;
 use axum::Router;
 use axum::http::{Method, StatusCode, header};
@@ -24,8 +25,8 @@ use crate::state::AppState;
 
 mod account;
 mod audit;
+mod cli_sign_in;
 mod devices;
-mod identity;
 mod jobs;
 mod operators;
 mod settings;
@@ -55,7 +56,7 @@ fn pages() -> Router<AppState> {
         .merge(devices::router())
         .merge(jobs::router())
         .merge(operators::router())
-        .merge(identity::router())
+        .merge(cli_sign_in::router())
         .merge(account::router())
         .merge(settings::router())
         .merge(audit::router())
@@ -192,7 +193,7 @@ fn error_page(error: ApiError, user: Option<UserBar>) -> Response {
 /// which returns to `next` (the page the action was on) once passed.
 fn error_page_back(error: ApiError, user: Option<UserBar>, next: &str) -> Response {
     let status = error.status;
-    let step_up = error.code == "step_up_required" && user.is_some();
+    let step_up = error.code == ErrorCode::StepUpRequired && user.is_some();
     let csrf = user.as_ref().map(|u| u.csrf.clone()).unwrap_or_default();
     let title = if step_up {
         "Confirm it is you"
@@ -204,7 +205,7 @@ fn error_page_back(error: ApiError, user: Option<UserBar>, next: &str) -> Respon
             _ => "Request refused",
         }
     };
-    let passkey_required = error.code == "passkey_required" && user.is_some();
+    let passkey_required = error.code == ErrorCode::PasskeyRequired && user.is_some();
     let mut response = render(ErrorPage {
         user,
         version: crate::VERSION,

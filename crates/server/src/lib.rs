@@ -7,17 +7,15 @@
 
 pub mod api;
 pub mod auth;
-pub mod checkpoints;
 pub mod config;
 pub mod console;
 pub mod datadir;
 pub mod gateway;
 pub mod presence;
-pub mod retention;
 pub mod runtime;
-pub mod siem;
 pub mod state;
 pub mod tls;
+pub mod transparency_log;
 
 pub use config::{ServeMode, ServerConfig};
 pub use runtime::{RunningServer, start};

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tracing::{info, warn};
 
-use crate::checkpoints::LogSigner;
+use crate::transparency_log::checkpoints::LogSigner;
 use crate::config::{ServeMode, ServerConfig};
 use crate::datadir::{DataDirLock, write_private_file};
 use crate::gateway::{self, GatewayState};
@@ -143,13 +143,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let state = AppState::new(Inner {
         store: store.clone(),
         presence: presence.clone(),
-        session_policy: Default::default(),
         ca_fingerprint: tls.ca_fingerprint,
         gateway_url: gateway_url.clone(),
-        rp_id: crate::auth::passkey::rp_id_for(config.mode, &config.public_hostnames),
-        passkeys: Default::default(),
-        device_flows: Default::default(),
         log: log.clone(),
+        auth: crate::auth::Auth {
+            store: store.clone(),
+            session_policy: Default::default(),
+            rp_id: crate::auth::passkey::rp_id_for(config.mode, &config.public_hostnames),
+            passkeys: Default::default(),
+            device_flows: Default::default(),
+        },
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -171,12 +174,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     ));
 
     tasks.spawn(expire_jobs(store.clone(), shutdown_rx.clone()));
-    tasks.spawn(crate::checkpoints::sign_grown_logs(
+    tasks.spawn(crate::transparency_log::checkpoints::sign_grown_logs(
         log.clone(),
         store.clone(),
         shutdown_rx.clone(),
     ));
-    tasks.spawn(crate::retention::archive_old_entries(
+    tasks.spawn(crate::transparency_log::retention::archive_old_entries(
         log.clone(),
         store.clone(),
         config.data_dir.clone(),
@@ -188,7 +191,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .collect(),
         shutdown_rx.clone(),
     ));
-    crate::siem::spawn(&store, &config.siem, &shutdown_rx, &mut tasks)?;
+    crate::transparency_log::siem::spawn(&store, &config.siem, &shutdown_rx, &mut tasks)?;
 
     let https = (config.mode == ServeMode::Https).then_some(acceptor);
     tasks.spawn(serve_http(http_listener, https, app(state), shutdown_rx));

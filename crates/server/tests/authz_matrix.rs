@@ -2506,7 +2506,7 @@ async fn console_audit_pages_show_the_log_to_its_readers() {
             at: now,
             tenant_id: Some(own_id.clone()),
             actor: "<script>alert(1)</script>".to_owned(),
-            action: "alert.console_test".to_owned(),
+            action: bulwark_store::AuditAction::AlertLogRefused,
             target: device.clone(),
             detail: "<b>bold</b> & \"quoted\"".to_owned(),
         })
@@ -2592,18 +2592,18 @@ async fn console_audit_pages_show_the_log_to_its_readers() {
     assert_eq!(status, StatusCode::OK);
     assert!(
         html.contains("job.released")
-            && !html.contains("alert.console_test")
+            && !html.contains("alert.log_refused")
             && html.contains("does not decode"),
         "{html}"
     );
     let (_, html) = console_get(&h, &auditor, &format!("{path}?who=%3Cscript")).await;
     assert!(
-        html.contains("alert.console_test") && !html.contains("job.released"),
+        html.contains("alert.log_refused") && !html.contains("job.released"),
         "{html}"
     );
     let (_, html) = console_get(&h, &auditor, &format!("{path}?device={device}")).await;
     assert!(
-        html.contains("alert.console_test") && !html.contains("tenant.created"),
+        html.contains("alert.log_refused") && !html.contains("tenant.created"),
         "{html}"
     );
     let (_, html) = console_get(
@@ -2613,7 +2613,7 @@ async fn console_audit_pages_show_the_log_to_its_readers() {
     )
     .await;
     assert!(
-        !html.contains("alert.console_test") && html.contains("does not decode"),
+        !html.contains("alert.log_refused") && html.contains("does not decode"),
         "{html}"
     );
     // Pages: the page before the garbage leaf no longer holds it.
@@ -2625,7 +2625,7 @@ async fn console_audit_pages_show_the_log_to_its_readers() {
     .await;
     assert!(
         !html.contains("does not decode")
-            && html.contains("alert.console_test")
+            && html.contains("alert.log_refused")
             && html.contains("id=\"newest-page\""),
         "{html}"
     );

@@ -2,6 +2,7 @@
 //! loopback port) and clients that play a malicious agent or a network
 //! attacker. Each test names the attack it plays.
 
+use bulwark_store::AuditAction;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,8 @@ use bulwark_policy::Refusal;
 use bulwark_policy::log::{JobLogProof, log_origin, verify_log_head};
 use bulwark_protocol::envelope::{CHANNEL_BINDING_LABEL, DeviceStatement, HelloStatement};
 use bulwark_protocol::message::{
-    AgentMessage, DeviceId, Heartbeat, Hello, Job, JobOutcome, JobRefused, JobResult,
-    LOG_HEAD_STALE, LogProof, RefusalCode, ServerMessage,
+    AgentMessage, AgentRefusalCode, DeviceId, Heartbeat, Hello, Job, JobOutcome, JobRefused,
+    JobResult, LogProof, RefusalCode, ServerMessage,
 };
 use bulwark_protocol::token::EnrollToken;
 use bulwark_protocol::{Limits, decode_server_frame, encode_agent_frame};
@@ -465,7 +466,7 @@ async fn an_idle_connection_task_stays_small() {
         heartbeat: Duration::from_secs(30),
         slots: Arc::new(tokio::sync::Semaphore::new(1)),
         log: Arc::new(
-            bulwark_server::checkpoints::LogSigner::load_or_create(dir.path(), &[])
+            bulwark_server::transparency_log::checkpoints::LogSigner::load_or_create(dir.path(), &[])
                 .expect("log key"),
         ),
     });
@@ -513,8 +514,13 @@ async fn a_job_proven_from_a_stale_tree_head_comes_again_proven_from_the_head_th
     for n in 0..5 {
         store
             .append_audit(
-                NewAuditEvent::new(now_millis(), "test", "ticket.noted", &format!("ticket {n}"))
-                    .in_tenant(Some(&customer)),
+                NewAuditEvent::new(
+                    now_millis(),
+                    "test",
+                    AuditAction::TenantCreated,
+                    &format!("ticket {n}"),
+                )
+                .in_tenant(Some(&customer)),
             )
             .await
             .expect("audit event");
@@ -585,9 +591,9 @@ async fn a_job_proven_from_a_stale_tree_head_comes_again_proven_from_the_head_th
             &[device_id.to_string()],
             now,
             &[
-                NewAuditEvent::new(now, &technician.id, "job.requested", &job_hex)
+                NewAuditEvent::new(now, &technician.id, AuditAction::JobRequested, &job_hex)
                     .in_tenant(Some(&customer)),
-                NewAuditEvent::new(now, &technician.id, "job.approved", &job_hex)
+                NewAuditEvent::new(now, &technician.id, AuditAction::JobApproved, &job_hex)
                     .in_tenant(Some(&customer)),
             ],
         )
@@ -632,7 +638,7 @@ async fn a_job_proven_from_a_stale_tree_head_comes_again_proven_from_the_head_th
     let stale = AgentMessage::JobResult(JobResult {
         job_id,
         outcome: JobOutcome::Refused(JobRefused {
-            code: LOG_HEAD_STALE.into(),
+            code: AgentRefusalCode::LogHeadStale,
             reason: "the consistency proof starts at size 2, the agent holds size 4".into(),
             log_size: Some(held_size),
         }),

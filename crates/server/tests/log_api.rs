@@ -206,7 +206,7 @@ async fn an_auditor_verifies_every_log_over_the_api() {
                     at: now_millis(),
                     tenant_id: Some(acme_id.clone()),
                     actor: "olivia".into(),
-                    action: "test.event".into(),
+                    action: bulwark_store::AuditAction::JobResult,
                     target: format!("round {round}"),
                     detail: format!("event {n}"),
                 })
@@ -246,7 +246,7 @@ async fn an_auditor_verifies_every_log_over_the_api() {
         .map(|l| AuditLeaf::decode(l).unwrap().action)
         .collect();
     assert!(
-        actions.iter().filter(|a| *a == "test.event").count() == 15
+        actions.iter().filter(|a| *a == "job.result").count() == 15
             && actions[0] == "tenant.created",
         "{actions:?}"
     );

@@ -4,8 +4,8 @@
 
 use std::time::Instant;
 
-use bulwark_server::checkpoints::LogSigner;
-use bulwark_server::retention::{ARCHIVE_README, archive_due};
+use bulwark_server::transparency_log::checkpoints::LogSigner;
+use bulwark_server::transparency_log::retention::{ARCHIVE_README, archive_due};
 use bulwark_store::testing::sqlite_test_url;
 use bulwark_store::{MSP_LOG, Store};
 use bulwark_translog::NoteSigner;

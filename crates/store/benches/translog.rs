@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use bulwark_store::AuditAction;
 use std::time::{Duration, Instant};
 
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
@@ -32,7 +33,7 @@ fn audit_leaf(i: usize) -> Vec<u8> {
     let event = NewAuditEvent::new(
         T0 + i as i64,
         "3f2a1b0c-9d8e-4f7a-6b5c-4d3e2f1a0b9c",
-        "job.approved",
+        AuditAction::JobApproved,
         &format!("job-{i:08}-6b5c-4d3e-2f1a0b9c8d7e"),
     )
     .in_tenant(Some(LOG))
@@ -75,8 +76,13 @@ async fn measure(store: &Store, entries: usize) -> Figures {
     for i in 0..SINGLE_APPENDS {
         store
             .append_audit(
-                NewAuditEvent::new(T0 + i as i64, "bench", "bench.event", "target")
-                    .in_tenant(Some("audit-bench")),
+                NewAuditEvent::new(
+                    T0 + i as i64,
+                    "bench",
+                    bulwark_store::AuditAction::JobResult,
+                    "target",
+                )
+                .in_tenant(Some("audit-bench")),
             )
             .await
             .unwrap();

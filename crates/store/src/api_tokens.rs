@@ -2,6 +2,7 @@
 //! expiry; only the SHA-256 of the secret is kept. The server decides what
 //! a token may do (its grants, cut to what its operator still holds).
 
+use crate::AuditAction;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -76,7 +77,7 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a token and records "api_token.created" by `actor`, in one
+    /// Stores a token and records [`AuditAction::ApiTokenCreated`] by `actor`, in one
     /// transaction. `NotFound` if the operator or a tenant does not exist.
     pub async fn create_api_token(
         &self,
@@ -113,7 +114,7 @@ impl Store {
                 at: new.created_at,
                 tenant_id: None,
                 actor: actor.to_owned(),
-                action: "api_token.created".to_owned(),
+                action: AuditAction::ApiTokenCreated,
                 target: id.clone(),
                 detail: format!(
                     "name={} role={} tenants={}",
@@ -197,7 +198,7 @@ impl Store {
         Ok(())
     }
 
-    /// Revokes one of `operator_id`'s tokens and records "api_token.revoked"
+    /// Revokes one of `operator_id`'s tokens and records [`AuditAction::ApiTokenRevoked`]
     /// by `actor`, in one transaction. `NotFound` for an unknown, already
     /// revoked or another operator's token.
     pub async fn revoke_api_token(
@@ -222,7 +223,7 @@ impl Store {
         }
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(now, actor, "api_token.revoked", id),
+            &NewAuditEvent::new(now, actor, AuditAction::ApiTokenRevoked, id),
         )
         .await?;
         tx.commit().await?;

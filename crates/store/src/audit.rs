@@ -6,7 +6,7 @@
 use sqlx::{AnyConnection, Row};
 
 use crate::transparency_log::{self, MSP_LOG, append_leaves};
-use crate::{Millis, Store, StoreError, TenantScope, in_scope};
+use crate::{AuditAction, Millis, Store, StoreError, TenantScope, in_scope};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -26,7 +26,7 @@ pub struct NewAuditEvent {
     pub at: Millis,
     pub tenant_id: Option<String>,
     pub actor: String,
-    pub action: String,
+    pub action: AuditAction,
     pub target: String,
     pub detail: String,
 }
@@ -45,12 +45,12 @@ impl NewAuditEvent {
     }
 
     /// An event that belongs to no tenant, with no detail; see the builders below.
-    pub fn new(at: Millis, actor: &str, action: &str, target: &str) -> Self {
+    pub fn new(at: Millis, actor: &str, action: AuditAction, target: &str) -> Self {
         Self {
             at,
             tenant_id: None,
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action,
             target: target.to_owned(),
             detail: String::new(),
         }
@@ -93,7 +93,7 @@ pub(crate) async fn insert_audit(
     .bind(event.at)
     .bind(event.tenant_id.as_deref())
     .bind(&event.actor)
-    .bind(&event.action)
+    .bind(event.action.as_str())
     .bind(&event.target)
     .bind(&event.detail)
     // Below `i64::MAX`: the append checked the log's new size.
@@ -147,6 +147,19 @@ impl Store {
         let seq = insert_audit(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(seq)
+    }
+
+    /// Records an audit event that comes with no other change: a failed
+    /// attempt (a wrong password, a refused step-up or approval) or an alarm
+    /// (a refused trust statement, a failing SIEM sink). The event is the
+    /// whole change, in a transaction of its own. A change's own events go to
+    /// the store method that makes it, in the same transaction (invariant 4).
+    /// A failure to record is logged loudly: the attempt fails either way.
+    pub async fn record_event(&self, event: NewAuditEvent) {
+        let action = event.action;
+        if let Err(error) = self.append_audit(event).await {
+            tracing::error!(%error, %action, "Cannot record audit event.");
+        }
     }
 
     /// [`Store::append_audit`] inside the caller's transaction (see

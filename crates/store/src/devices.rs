@@ -1,5 +1,6 @@
 //! Enrolment tokens and devices.
 
+use crate::AuditAction;
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::inventory::Inventory;
 use sqlx::Row;
@@ -115,7 +116,7 @@ impl Store {
     /// 2. insert the device in the token's tenant (a public key that is
     ///    already enrolled gives `Conflict`, and the rollback leaves the
     ///    token unused);
-    /// 3. append "device.enrolled" to the audit log.
+    /// 3. append [`AuditAction::DeviceEnrolled`] to the audit log.
     pub async fn enroll_device(
         &self,
         secret_hash: [u8; 32],
@@ -160,7 +161,7 @@ impl Store {
                 at: now,
                 tenant_id: Some(tenant_id.clone()),
                 actor: format!("device:{}", new.id),
-                action: "device.enrolled".to_owned(),
+                action: AuditAction::DeviceEnrolled,
                 target: new.id.clone(),
                 detail: format!(
                     "hostname={} agent_version={} token_created_by={}",

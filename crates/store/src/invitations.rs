@@ -10,6 +10,7 @@
 //! `operators.role` is `owner` (every tenant) or `operator` (only the tenants
 //! in `operator_grants`, with the role held on each).
 
+use crate::AuditAction;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -138,7 +139,7 @@ impl Store {
             .collect()
     }
 
-    /// Stores an invitation and records "operator.invited" by `actor`, in
+    /// Stores an invitation and records [`AuditAction::OperatorInvited`] by `actor`, in
     /// one transaction. `Conflict` if an operator already has the username
     /// (or the token hash exists), `NotFound` if a granted tenant does not exist.
     pub async fn create_invitation(
@@ -187,7 +188,7 @@ impl Store {
                 at: new.created_at,
                 tenant_id: None,
                 actor: actor.to_owned(),
-                action: "operator.invited".to_owned(),
+                action: AuditAction::OperatorInvited,
                 target: id.clone(),
                 detail: format!(
                     "username={} role={} grants={} expires_at={}",
@@ -250,7 +251,7 @@ impl Store {
         Ok(Some(invitation_from_row(&row, grants)?))
     }
 
-    /// Revokes a pending invitation and records "invitation.revoked" by
+    /// Revokes a pending invitation and records [`AuditAction::InvitationRevoked`] by
     /// `actor`, in one transaction. `NotFound` unless it is pending at `now`.
     pub async fn revoke_invitation(
         &self,
@@ -273,7 +274,7 @@ impl Store {
         let username: String = row.try_get("username")?;
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(now, actor, "invitation.revoked", id)
+            &NewAuditEvent::new(now, actor, AuditAction::InvitationRevoked, id)
                 .with_detail(format!("username={username}")),
         )
         .await?;
@@ -351,7 +352,7 @@ impl Store {
     ///    username gives `Conflict("username already taken")`);
     /// 4. copy the invitation's grants to `operator_grants`;
     /// 5. delete the invitation's other enrolments;
-    /// 6. append "operator.created" to the audit log.
+    /// 6. append [`AuditAction::OperatorCreated`] to the audit log.
     ///
     /// On any error nothing changes.
     pub async fn accept_invitation(
@@ -423,7 +424,7 @@ impl Store {
                 at: now,
                 tenant_id: None,
                 actor: operator.username.clone(),
-                action: "operator.created".to_owned(),
+                action: AuditAction::OperatorCreated,
                 target: operator.id.clone(),
                 detail: format!(
                     "username={} role={} grants={} invitation={invitation_id} invited_by={created_by}",
@@ -468,7 +469,7 @@ fn invitation_from_row(row: &AnyRow, grants: Vec<Grant>) -> Result<Invitation, S
 impl Store {
     /// Replaces every grant of the non-owner operator `operator_id` with
     /// `grants` ((tenant id, role) pairs) and records
-    /// "operator.grants_changed" by `actor` with the grants before and
+    /// [`AuditAction::OperatorGrantsChanged`] by `actor` with the grants before and
     /// after, in one transaction. Returns (before, after). `NotFound` for an
     /// unknown operator or an owner (owners hold every tenant, no grants),
     /// or a tenant id that does not exist. Sessions cache nothing: the
@@ -530,13 +531,12 @@ impl Store {
         )?;
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(now, actor, "operator.grants_changed", operator_id).with_detail(
-                format!(
+            &NewAuditEvent::new(now, actor, AuditAction::OperatorGrantsChanged, operator_id)
+                .with_detail(format!(
                     "before=[{}] after=[{}]",
                     grants_detail(&before),
                     grants_detail(&after)
-                ),
-            ),
+                )),
         )
         .await?;
         tx.commit().await?;

@@ -3,6 +3,7 @@
 //! same job never replaces it), and the expiry of what was never answered.
 //! The job itself, its targets and approvals are in `jobs`.
 
+use crate::AuditAction;
 use sqlx::Row;
 
 use crate::audit::{NewAuditEvent, insert_audit, insert_events};
@@ -12,9 +13,10 @@ use crate::jobs::{
 };
 use crate::{Millis, Store, StoreError};
 
-/// What an agent reported for a job (`JobResult.outcome`).
+/// What one target device reported for a job, as stored (the wire
+/// `bulwark_protocol::message::JobOutcome`, decoded and bounded).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobOutcome {
+pub enum TargetOutcome {
     Ran {
         /// None when the process did not exit normally (signal, timeout).
         exit_code: Option<i64>,
@@ -33,18 +35,18 @@ pub enum JobOutcome {
     },
 }
 
-impl JobOutcome {
+impl TargetOutcome {
     /// The target state this outcome leads to.
     pub fn state(&self) -> TargetState {
         match self {
-            JobOutcome::Refused { .. } => TargetState::Refused,
-            JobOutcome::Ran {
+            TargetOutcome::Refused { .. } => TargetState::Refused,
+            TargetOutcome::Ran {
                 timed_out: true, ..
             } => TargetState::TimedOut,
-            JobOutcome::Ran {
+            TargetOutcome::Ran {
                 exit_code: Some(0), ..
             } => TargetState::Succeeded,
-            JobOutcome::Ran { .. } => TargetState::Failed,
+            TargetOutcome::Ran { .. } => TargetState::Failed,
         }
     }
 }
@@ -65,10 +67,10 @@ struct ResultColumns {
 }
 
 impl ResultColumns {
-    fn of(outcome: &JobOutcome) -> ResultColumns {
+    fn of(outcome: &TargetOutcome) -> ResultColumns {
         let state = outcome.state();
         match outcome {
-            JobOutcome::Ran {
+            TargetOutcome::Ran {
                 exit_code,
                 timed_out: _,
                 stdout,
@@ -87,7 +89,7 @@ impl ResultColumns {
                 started_at: Some(*started_at),
                 finished_at: Some(*finished_at),
             },
-            JobOutcome::Refused { code, reason } => ResultColumns {
+            TargetOutcome::Refused { code, reason } => ResultColumns {
                 state,
                 exit_code: None,
                 refusal_code: Some(code.clone()),
@@ -193,7 +195,7 @@ impl Store {
         &self,
         job_id: &str,
         device_id: &str,
-        outcome: &JobOutcome,
+        outcome: &TargetOutcome,
         now: Millis,
         events: &[NewAuditEvent],
     ) -> Result<bool, StoreError> {
@@ -253,7 +255,7 @@ impl Store {
             "UPDATE jobs SET state = 'expired', decided_at = COALESCE(decided_at, $1) \
              WHERE state IN ('pending', 'approved') AND expires_at <= $1 \
              RETURNING id, tenant_id",
-            "job.expired",
+            AuditAction::JobExpired,
             now,
         )
         .await
@@ -264,7 +266,7 @@ impl Store {
     pub(crate) async fn expire_returning(
         &self,
         sql: &'static str,
-        action: &str,
+        action: AuditAction,
         now: Millis,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut tx = self.pool.begin().await?;

@@ -11,7 +11,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use bulwark_protocol::audit_leaf::{JOB_RELEASED, job_released_detail};
+use bulwark_protocol::audit_leaf::job_released_detail;
 
 use crate::audit::{NewAuditEvent, insert_audit, insert_events};
 use crate::error::{unique, unique_or_missing};
@@ -380,7 +380,7 @@ async fn release_in_log(
         signed.ok_or_else(|| StoreError::Corrupt(format!("job {job_id} has no signed hash")))?,
         "signed hash",
     )?;
-    let event = NewAuditEvent::new(now, "server", JOB_RELEASED, job_id)
+    let event = NewAuditEvent::new(now, "server", crate::AuditAction::JobReleased, job_id)
         .in_tenant(Some(&tenant_id))
         .with_detail(job_released_detail(&signed));
     let seq = insert_audit(conn, &event).await?;

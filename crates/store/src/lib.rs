@@ -22,6 +22,7 @@
 
 mod api_tokens;
 mod audit;
+mod audit_action;
 mod devices;
 mod error;
 mod invitations;
@@ -49,12 +50,13 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
+pub use audit_action::AuditAction;
 pub use devices::{Device, DeviceKey, NewDevice};
 pub use error::StoreError;
 pub use invitations::{
     ACCOUNT_OPERATOR, ACCOUNT_OWNER, Grant, Invitation, InvitationEnrolment, NewInvitation,
 };
-pub use job_delivery::JobOutcome;
+pub use job_delivery::TargetOutcome;
 pub use jobs::{
     Decision, Job, JobApproval, JobState, JobTarget, NewJob, TargetCounts, TargetState,
 };

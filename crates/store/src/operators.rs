@@ -1,3 +1,4 @@
+use crate::AuditAction;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -117,7 +118,7 @@ impl Store {
         row.as_ref().map(operator_from_row).transpose()
     }
 
-    /// Creates an operator with `role` and records "operator.created" by
+    /// Creates an operator with `role` and records [`AuditAction::OperatorCreated`] by
     /// `actor`, in one transaction. `Conflict` if the username is taken.
     pub async fn create_operator(
         &self,
@@ -134,7 +135,7 @@ impl Store {
                 at: now,
                 tenant_id: None,
                 actor: actor.to_owned(),
-                action: "operator.created".to_owned(),
+                action: AuditAction::OperatorCreated,
                 target: operator.id.clone(),
                 detail: format!("username={} role={}", operator.username, operator.role),
             },
@@ -160,7 +161,7 @@ impl Store {
     }
 
     /// Disables an operator and revokes every session and API token it holds, recording
-    /// "operator.disabled" by `actor`, in one transaction. Its next request
+    /// [`AuditAction::OperatorDisabled`] by `actor`, in one transaction. Its next request
     /// fails whatever credential it carries. `NotFound` for an unknown or
     /// already disabled operator.
     pub async fn disable_operator(
@@ -211,7 +212,7 @@ impl Store {
                 at: now,
                 tenant_id: None,
                 actor: actor.to_owned(),
-                action: "operator.disabled".to_owned(),
+                action: AuditAction::OperatorDisabled,
                 target: operator.id.clone(),
                 detail: format!("username={}; {revoked} sessions revoked", operator.username),
             },

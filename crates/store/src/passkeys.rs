@@ -7,6 +7,7 @@
 //! is atomicity: a counter only moves from the value the server saw, and
 //! "never remove the last passkey" holds against concurrent removals.
 
+use crate::AuditAction;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -77,7 +78,7 @@ fn passkey_from_row(row: &AnyRow) -> Result<Passkey, StoreError> {
 }
 
 impl Store {
-    /// Stores a passkey and records "passkey.added" by `actor`, in one
+    /// Stores a passkey and records [`AuditAction::PasskeyAdded`] by `actor`, in one
     /// transaction. `Conflict` if the operator has a passkey of that name or
     /// the credential is registered already (to anyone); `NotFound` if the
     /// operator does not exist.
@@ -113,12 +114,16 @@ impl Store {
         ))?;
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(new.created_at, actor, "passkey.added", &passkey.id).with_detail(
-                format!(
-                    "operator={} name={} backup_eligible={}",
-                    passkey.operator_id, passkey.name, passkey.backup_eligible
-                ),
-            ),
+            &NewAuditEvent::new(
+                new.created_at,
+                actor,
+                AuditAction::PasskeyAdded,
+                &passkey.id,
+            )
+            .with_detail(format!(
+                "operator={} name={} backup_eligible={}",
+                passkey.operator_id, passkey.name, passkey.backup_eligible
+            )),
         )
         .await?;
         tx.commit().await?;
@@ -186,7 +191,7 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Renames one of `operator_id`'s passkeys and records "passkey.renamed"
+    /// Renames one of `operator_id`'s passkeys and records [`AuditAction::PasskeyRenamed`]
     /// by `actor`, in one transaction. `NotFound` for an unknown passkey or
     /// another operator's; `Conflict` if the name is taken.
     pub async fn rename_passkey(
@@ -212,7 +217,7 @@ impl Store {
         let passkey = passkey_from_row(&sqlx::query(&sql).bind(id).fetch_one(&mut *tx).await?)?;
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(now, actor, "passkey.renamed", id)
+            &NewAuditEvent::new(now, actor, AuditAction::PasskeyRenamed, id)
                 .with_detail(format!("operator={operator_id} name={name}")),
         )
         .await?;
@@ -220,7 +225,7 @@ impl Store {
         Ok(passkey)
     }
 
-    /// Removes one of `operator_id`'s passkeys and records "passkey.removed"
+    /// Removes one of `operator_id`'s passkeys and records [`AuditAction::PasskeyRemoved`]
     /// by `actor`, in one transaction. `NotFound` for an unknown passkey or
     /// another operator's. With [`LastPasskey::Keep`], `Conflict` if it is
     /// the operator's last one; two concurrent removals cannot both pass
@@ -272,7 +277,7 @@ impl Store {
             .await?;
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(now, actor, "passkey.removed", id)
+            &NewAuditEvent::new(now, actor, AuditAction::PasskeyRemoved, id)
                 .with_detail(format!("operator={operator_id} name={}", passkey.name)),
         )
         .await?;
@@ -333,7 +338,7 @@ impl Store {
 impl Store {
     /// Removes every passkey of `operator_id` and revokes its sessions (one
     /// of them may have been signed in with the lost authenticator),
-    /// recording "operator.passkeys_reset" by `actor`, in one transaction.
+    /// recording [`AuditAction::OperatorPasskeysReset`] by `actor`, in one transaction.
     /// Returns how many passkeys were removed. `NotFound` for an unknown
     /// operator.
     pub async fn reset_passkeys(
@@ -370,12 +375,11 @@ impl Store {
         .rows_affected();
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(now, actor, "operator.passkeys_reset", operator_id).with_detail(
-                format!(
+            &NewAuditEvent::new(now, actor, AuditAction::OperatorPasskeysReset, operator_id)
+                .with_detail(format!(
                     "removed {removed} passkeys [{}]; {revoked} sessions revoked",
                     names.join(", ")
-                ),
-            ),
+                )),
         )
         .await?;
         tx.commit().await?;

@@ -2,11 +2,12 @@
 //! store keeps only the hashes it is given; making and checking codes is the
 //! server's.
 
+use crate::AuditAction;
 use crate::{Millis, Store, StoreError};
 
 impl Store {
     /// Replaces every recovery code of `operator_id` (used or not) with
-    /// `hashes`, and records "recovery_codes.generated" by `actor`, in one
+    /// `hashes`, and records [`AuditAction::RecoveryCodesGenerated`] by `actor`, in one
     /// transaction.
     pub async fn replace_recovery_codes(
         &self,
@@ -37,7 +38,7 @@ impl Store {
                 at: now,
                 tenant_id: None,
                 actor: actor.to_owned(),
-                action: "recovery_codes.generated".to_owned(),
+                action: AuditAction::RecoveryCodesGenerated,
                 target: operator_id.to_owned(),
                 detail: format!("{} codes", hashes.len()),
             },

@@ -1,6 +1,7 @@
 //! Operator sessions, stored under the hash of their id. The store keeps the
 //! rows; the server decides what expiry and idle limits mean.
 
+use crate::AuditAction;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -230,7 +231,7 @@ impl Store {
     }
 
     /// Revokes one of `operator_id`'s own live sessions by its public id and
-    /// records "session.revoked" by `actor`, in one transaction. `NotFound`
+    /// records [`AuditAction::SessionRevoked`] by `actor`, in one transaction. `NotFound`
     /// for an unknown, already revoked or another operator's session (the
     /// caller answers all three alike).
     pub async fn revoke_own_session(
@@ -255,7 +256,7 @@ impl Store {
         }
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(now, actor, "session.revoked", public_id),
+            &NewAuditEvent::new(now, actor, AuditAction::SessionRevoked, public_id),
         )
         .await?;
         tx.commit().await?;
@@ -263,7 +264,7 @@ impl Store {
     }
 
     /// Revokes every live session of `operator_id` but the one hashed
-    /// `keep`, and records "session.revoked_others" with the count, in one
+    /// `keep`, and records [`AuditAction::SessionRevokedOthers`] with the count, in one
     /// transaction. Returns how many were revoked.
     pub async fn revoke_other_sessions(
         &self,
@@ -285,7 +286,7 @@ impl Store {
         let count = done.rows_affected();
         insert_audit(
             &mut tx,
-            &NewAuditEvent::new(now, actor, "session.revoked_others", operator_id)
+            &NewAuditEvent::new(now, actor, AuditAction::SessionRevokedOthers, operator_id)
                 .with_detail(format!("{count} sessions")),
         )
         .await?;

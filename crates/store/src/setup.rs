@@ -1,5 +1,6 @@
 //! First-run setup: the one-time setup code and the first owner's enrolment.
 
+use crate::AuditAction;
 use sqlx::Row;
 
 use crate::audit::insert_audit;
@@ -125,7 +126,7 @@ impl Store {
     ///    started with this same code, else `NotFound`);
     /// 3. refuse if any operator exists (`Conflict("an owner already exists")`);
     /// 4. insert the operator with role "owner";
-    /// 5. append "operator.created" to the audit log.
+    /// 5. append [`AuditAction::OperatorCreated`] to the audit log.
     ///
     /// On any error nothing changes (the code and enrolment stay as they were).
     /// Consuming the code first takes its row lock (PostgreSQL) or the write
@@ -180,7 +181,7 @@ impl Store {
                 at: now,
                 tenant_id: None,
                 actor: operator.username.clone(),
-                action: "operator.created".to_owned(),
+                action: AuditAction::OperatorCreated,
                 target: operator.id.clone(),
                 detail: format!("username={} role=owner first_owner=1", operator.username),
             },

@@ -1,3 +1,4 @@
+use crate::AuditAction;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -81,8 +82,8 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if created.rows_affected() == 1 {
-            let event =
-                crate::NewAuditEvent::new(now, actor, "tenant.created", name).in_tenant(Some(&id));
+            let event = crate::NewAuditEvent::new(now, actor, AuditAction::TenantCreated, name)
+                .in_tenant(Some(&id));
             crate::audit::insert_audit(&mut tx, &event).await?;
         }
         tx.commit().await?;

@@ -9,6 +9,7 @@
 //! every earlier one of its kind, so "the latest" is always the highest
 //! version.
 
+use crate::AuditAction;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
@@ -321,7 +322,7 @@ impl Store {
             let event = crate::NewAuditEvent::new(
                 now,
                 &format!("device:{device_id}"),
-                "device.trust_applied",
+                AuditAction::DeviceTrustApplied,
                 device_id,
             )
             .in_tenant(Some(&tenant_id))

@@ -8,6 +8,7 @@
 //! transaction. Open proposals of a kind that a newer statement has
 //! overtaken are withdrawn then too: they could never be published.
 
+use crate::AuditAction;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -367,7 +368,7 @@ impl Store {
         self.expire_returning(
             "UPDATE trust_proposals SET state = 'expired' \
              WHERE state = 'open' AND expires_at <= $1 RETURNING id, tenant_id",
-            "trust.proposal_expired",
+            AuditAction::TrustProposalExpired,
             now,
         )
         .await

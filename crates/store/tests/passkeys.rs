@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use bulwark_store::AuditAction;
 use bulwark_store::{
     LastPasskey, NewAuditEvent, NewOperator, NewPasskey, NewSession, Operator, SessionKind, Store,
     StoreError, TenantScope,
@@ -315,7 +316,8 @@ async fn sessions_remember_their_passkey(store: Store) {
         passkey_id: None,
     };
     let signed_in = |passkey: &str| {
-        NewAuditEvent::new(T0, "dave", "login.succeeded", "dave").with_detail(passkey.to_owned())
+        NewAuditEvent::new(T0, "dave", AuditAction::LoginSucceeded, "dave")
+            .with_detail(passkey.to_owned())
     };
     store
         .create_session(
@@ -365,7 +367,7 @@ async fn settings_are_upserted_and_audited(store: Store) {
         NewAuditEvent::new(
             at,
             "olivia",
-            "settings.passkey_policy",
+            AuditAction::SettingsPasskeyPolicyChanged,
             "passkey_required_roles",
         )
         .with_detail(detail)
@@ -404,7 +406,7 @@ async fn settings_are_upserted_and_audited(store: Store) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|e| e.action == "settings.passkey_policy")
+        .filter(|e| e.action == AuditAction::SettingsPasskeyPolicyChanged.as_str())
         .collect();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.tenant_id.is_none()));

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use bulwark_store::AuditAction;
 use bulwark_store::{MSP_LOG, NewAuditEvent, Store, StoreError};
 
 #[macro_use]
@@ -148,7 +149,12 @@ async fn log_heads_list_every_log_in_pages(store: Store) {
     }
     // An audit event makes (or extends) its log too.
     store
-        .append_audit(NewAuditEvent::new(T0, "tester", "test.event", "x"))
+        .append_audit(NewAuditEvent::new(
+            T0,
+            "tester",
+            AuditAction::TenantCreated,
+            "x",
+        ))
         .await
         .unwrap();
     let mut seen = Vec::new();

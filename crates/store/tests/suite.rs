@@ -5,9 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 use bulwark_protocol::inventory::{CpuInfo, Inventory, MemoryInfo, SystemInfo};
+use bulwark_store::AuditAction;
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
 use bulwark_store::{
-    Backend, Decision, Device, Job, JobOutcome, JobState, Lockout, NewApiToken, NewAuditEvent,
+    Backend, Decision, Device, Job, TargetOutcome, JobState, Lockout, NewApiToken, NewAuditEvent,
     NewDevice, NewJob, NewOperator, NewSession, NewSigningKey, SessionKind, SetupEnrolment,
     SigningKeyKind, Store, StoreError, TargetCounts, TargetState, TenantScope, ThrottleCounter,
     TrustKind, TrustSet,
@@ -1286,7 +1287,7 @@ async fn audit_log(store: Store) {
             at: T0 + i,
             tenant_id: (i % 2 == 0).then(|| tenant.id.clone()),
             actor: "op".to_owned(),
-            action: format!("test.{i}"),
+            action: AuditAction::ALL[usize::try_from(i).unwrap()],
             target: "t".to_owned(),
             detail: "<script>\"quoted\"</script>".to_owned(),
         };
@@ -1299,9 +1300,11 @@ async fn audit_log(store: Store) {
         .await
         .unwrap();
     let actions: Vec<&str> = all.iter().map(|e| e.action.as_str()).collect();
+    let recorded_at = |i: usize| AuditAction::ALL[i].as_str();
+    let recorded: Vec<&str> = (0..5).map(recorded_at).collect();
     assert_eq!(
         actions,
-        ["test.4", "test.3", "test.2", "test.1", "test.0"],
+        recorded.into_iter().rev().collect::<Vec<_>>(),
         "newest first"
     );
     assert_eq!(all[0].seq, seqs[4]);
@@ -1314,7 +1317,7 @@ async fn audit_log(store: Store) {
             .iter()
             .map(|e| e.action.as_str())
             .collect::<Vec<_>>(),
-        ["test.4", "test.3"]
+        [recorded_at(4), recorded_at(3)]
     );
     let of_tenant = store
         .list_audit(&TenantScope::All, Some(&tenant.id), 100)
@@ -1325,7 +1328,7 @@ async fn audit_log(store: Store) {
             .iter()
             .map(|e| e.action.as_str())
             .collect::<Vec<_>>(),
-        ["test.4", "test.2", "test.0"]
+        [recorded_at(4), recorded_at(2), recorded_at(0)]
     );
     assert!(
         store
@@ -2902,8 +2905,8 @@ fn ids(devices: &[Device]) -> Vec<String> {
     devices.iter().map(|d| d.id.clone()).collect()
 }
 
-fn ran(exit_code: Option<i64>, timed_out: bool, out: &str) -> JobOutcome {
-    JobOutcome::Ran {
+fn ran(exit_code: Option<i64>, timed_out: bool, out: &str) -> TargetOutcome {
+    TargetOutcome::Ran {
         exit_code,
         timed_out,
         stdout: out.as_bytes().to_vec(),
@@ -3207,8 +3210,9 @@ async fn job_changes_commit_with_their_audit_events(store: Store) {
     let size = |store: Store, a: String| async move {
         store.log_head(&a).await.unwrap().map_or(0, |h| h.size)
     };
-    let event =
-        |action: &str| NewAuditEvent::new(T0, "olivia", action, &job_id(1)).in_tenant(Some(&a));
+    let event = |action: AuditAction| {
+        NewAuditEvent::new(T0, "olivia", action, &job_id(1)).in_tenant(Some(&a))
+    };
     let before = size(store.clone(), a.clone()).await;
 
     // A refused job leaves no event behind.
@@ -3218,7 +3222,7 @@ async fn job_changes_commit_with_their_audit_events(store: Store) {
                 &new_job(1, &a, &owner.id),
                 &ids(&foreign),
                 T0,
-                &[event("job.requested")]
+                &[event(AuditAction::JobRequested)]
             )
             .await
             .is_err()
@@ -3230,7 +3234,7 @@ async fn job_changes_commit_with_their_audit_events(store: Store) {
             &new_job(1, &a, &owner.id),
             &ids(&devices),
             T0,
-            &[event("job.requested")],
+            &[event(AuditAction::JobRequested)],
         )
         .await
         .unwrap();
@@ -3246,7 +3250,7 @@ async fn job_changes_commit_with_their_audit_events(store: Store) {
                 Some(&owner.id),
                 None,
                 T0,
-                &[event("job.approved")]
+                &[event(AuditAction::JobApproved)]
             )
             .await
             .unwrap()
@@ -3279,7 +3283,7 @@ async fn job_changes_commit_with_their_audit_events(store: Store) {
                 Some(&owner.id),
                 Some("late"),
                 T0,
-                &[event("job.rejected")]
+                &[event(AuditAction::JobRejected)]
             )
             .await
             .unwrap()
@@ -3288,7 +3292,7 @@ async fn job_changes_commit_with_their_audit_events(store: Store) {
 
     // A result is recorded once with its event; a resend records nothing.
     let outcome = ran(Some(0), false, "ok");
-    let result_event = || vec![event("job.result")];
+    let result_event = || vec![event(AuditAction::JobResult)];
     assert!(
         store
             .record_result(&job.id, &devices[0].id, &outcome, T0, &result_event())
@@ -3307,7 +3311,7 @@ async fn job_changes_commit_with_their_audit_events(store: Store) {
 async fn job_results_idempotent(store: Store) {
     let (job, devices, _) = approved_job(&store, &["d-1", "d-2", "d-3", "d-4"]).await;
     let [d1, d2, d3, d4] = [0, 1, 2, 3].map(|i| devices[i].id.clone());
-    let refused = JobOutcome::Refused {
+    let refused = TargetOutcome::Refused {
         code: "outside_maintenance_window".to_owned(),
         reason: "not now".to_owned(),
     };
@@ -4238,8 +4242,8 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
         })
         .await
         .unwrap();
-    let event = |action: &str| NewAuditEvent::new(T0, "olivia", action, "x");
-    let in_acme = |action: &str| event(action).in_tenant(Some(&tenant.id));
+    let event = |action: AuditAction| NewAuditEvent::new(T0, "olivia", action, "x");
+    let in_acme = |action: AuditAction| event(action).in_tenant(Some(&tenant.id));
     let actions_before = audit_actions(&store).await;
     let acme_log = tenant.id.clone();
     let acme_size = store
@@ -4252,7 +4256,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
     assert!(
         store
             .create_tenant("newco", T0, |t| vec![
-                in_acme("tenant.created").in_tenant(Some(&t.id))
+                in_acme(AuditAction::TenantCreated).in_tenant(Some(&t.id))
             ])
             .await
             .is_err()
@@ -4260,33 +4264,38 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
     assert!(store.ensure_tenant("newco", "test", T0).await.is_err());
     assert!(
         store
-            .create_session(session_for(&owner.id, 2, T0), &[event("login.succeeded")])
+            .create_session(
+                session_for(&owner.id, 2, T0),
+                &[event(AuditAction::LoginSucceeded)]
+            )
             .await
             .is_err()
     );
     assert!(
         store
-            .revoke_session(hash(1), T0 + 1, &[event("logout")])
+            .revoke_session(hash(1), T0 + 1, &[event(AuditAction::Logout)])
             .await
             .is_err()
     );
     assert!(
         store
-            .refresh_session_mfa(hash(1), T0 + 2, &[event("step_up.succeeded")])
+            .refresh_session_mfa(hash(1), T0 + 2, &[event(AuditAction::StepUpSucceeded)])
             .await
             .is_err()
     );
     assert!(
         store
             .use_recovery_code(&owner.id, hash(40), T0, |_| vec![event(
-                "login.recovery_code_used"
+                AuditAction::LoginRecoveryCodeUsed
             )])
             .await
             .is_err()
     );
     assert!(
         store
-            .clear_throttle("user:olivia", T0, |_| vec![event("login.unlocked")])
+            .clear_throttle("user:olivia", T0, |_| vec![event(
+                AuditAction::LoginUnlocked
+            )])
             .await
             .is_err()
     );
@@ -4298,7 +4307,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
                 None,
                 T0,
                 T0 + MINUTE,
-                &[in_acme("enrollment_token.issued")]
+                &[in_acme(AuditAction::EnrollmentTokenIssued)]
             )
             .await
             .is_err()
@@ -4308,7 +4317,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
             .add_signing_key(
                 &new_signing_key(&owner.id, 1, "laptop"),
                 T0,
-                &[event("signing_key.registered")]
+                &[event(AuditAction::SigningKeyRegistered)]
             )
             .await
             .is_err()
@@ -4322,7 +4331,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
                 b"root-1",
                 None,
                 T0,
-                &[in_acme("trust.root_published")]
+                &[in_acme(AuditAction::TrustRootPublished)]
             )
             .await
             .is_err()
@@ -4331,7 +4340,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
         store
             .create_trust_proposal(
                 &proposal("p-1", &tenant.id, TrustKind::Root, 1, &owner.id),
-                &[in_acme("trust.proposed")]
+                &[in_acme(AuditAction::TrustProposed)]
             )
             .await
             .is_err()
@@ -4392,7 +4401,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
     refuse_audit_events(&store, false).await;
     let newco = store
         .create_tenant("newco", T0, |t| {
-            vec![event("tenant.created").in_tenant(Some(&t.id))]
+            vec![event(AuditAction::TenantCreated).in_tenant(Some(&t.id))]
         })
         .await
         .unwrap();
@@ -4402,7 +4411,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
         "a tenant's creation is the first entry of its log"
     );
     store
-        .revoke_session(hash(1), T0 + 1, &[event("logout")])
+        .revoke_session(hash(1), T0 + 1, &[event(AuditAction::Logout)])
         .await
         .unwrap();
     let mut left = None;
@@ -4410,7 +4419,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
         store
             .use_recovery_code(&owner.id, hash(40), T0, |n| {
                 left = Some(n);
-                vec![event("login.recovery_code_used")]
+                vec![event(AuditAction::LoginRecoveryCodeUsed)]
             })
             .await
             .unwrap()
@@ -4419,7 +4428,9 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
     // A spent code records nothing the second time.
     assert!(
         !store
-            .use_recovery_code(&owner.id, hash(40), T0, |_| vec![event("never")])
+            .use_recovery_code(&owner.id, hash(40), T0, |_| vec![event(
+                AuditAction::LoginRecoveryCodeUsed
+            )])
             .await
             .unwrap()
     );
@@ -4427,7 +4438,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
         store
             .clear_throttle("user:olivia", T0, |was_locked| {
                 assert!(was_locked);
-                vec![event("login.unlocked")]
+                vec![event(AuditAction::LoginUnlocked)]
             })
             .await
             .unwrap()
@@ -4440,7 +4451,7 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
             b"root-1",
             None,
             T0,
-            &[in_acme("trust.root_published")],
+            &[in_acme(AuditAction::TrustRootPublished)],
         )
         .await
         .unwrap();

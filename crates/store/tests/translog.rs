@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use bulwark_store::AuditAction;
 use bulwark_store::{
     AuditLeaf, LogCheckpoint, LogEntry, MSP_LOG, NewAuditEvent, Store, StoreError, TenantScope,
 };
@@ -350,10 +351,10 @@ async fn audit_events_are_logged(store: Store) {
         .unwrap();
     let msp_before = store.log_head(MSP_LOG).await.unwrap().map_or(0, |h| h.size);
 
-    let in_tenant = NewAuditEvent::new(T0 + 1, "alice", "job.created", "job-1")
+    let in_tenant = NewAuditEvent::new(T0 + 1, "alice", AuditAction::JobCreated, "job-1")
         .in_tenant(Some(&tenant.id))
         .with_detail("{\"n\":1}");
-    let msp_wide = NewAuditEvent::new(T0 + 2, "bob", "login.succeeded", "bob");
+    let msp_wide = NewAuditEvent::new(T0 + 2, "bob", AuditAction::LoginSucceeded, "bob");
     store.append_audit(in_tenant.clone()).await.unwrap();
     store.append_audit(msp_wide.clone()).await.unwrap();
     store.append_audit(in_tenant.clone()).await.unwrap();
@@ -418,7 +419,9 @@ async fn audit_log_entry_rolls_back_with_its_change(store: Store) {
         .unwrap();
     let log = tenant.id.as_str();
     store
-        .append_audit(NewAuditEvent::new(T0, "alice", "first", "x").in_tenant(Some(log)))
+        .append_audit(
+            NewAuditEvent::new(T0, "alice", AuditAction::TenantCreated, "x").in_tenant(Some(log)),
+        )
         .await
         .unwrap();
     let before = store.log_head(log).await.unwrap().unwrap();
@@ -429,7 +432,7 @@ async fn audit_log_entry_rolls_back_with_its_change(store: Store) {
         let mut tx = store.begin().await?;
         Store::append_audit_tx(
             &mut tx,
-            &NewAuditEvent::new(T0 + 1, "alice", "doomed", "x").in_tenant(Some(log)),
+            &NewAuditEvent::new(T0 + 1, "alice", AuditAction::JobCreated, "x").in_tenant(Some(log)),
         )
         .await?;
         // The change itself, refused.
@@ -447,13 +450,13 @@ async fn audit_log_entry_rolls_back_with_its_change(store: Store) {
         .into_iter()
         .map(|e| e.action)
         .collect();
-    assert_eq!(actions, ["first"]);
+    assert_eq!(actions, ["tenant.created"]);
 
     // The same change, succeeding: both commit together.
     let mut tx = store.begin().await.unwrap();
     let seq = Store::append_audit_tx(
         &mut tx,
-        &NewAuditEvent::new(T0 + 2, "alice", "kept", "x").in_tenant(Some(log)),
+        &NewAuditEvent::new(T0 + 2, "alice", AuditAction::JobApproved, "x").in_tenant(Some(log)),
     )
     .await
     .unwrap();
@@ -468,7 +471,10 @@ async fn audit_log_entry_rolls_back_with_its_change(store: Store) {
     assert_eq!(head.size, 3);
     assert_eq!(head.root, appended.root);
     let leaves = store.log_entries(log, 0, 10).await.unwrap();
-    assert_eq!(AuditLeaf::decode(&leaves[1].leaf).unwrap().action, "kept");
+    assert_eq!(
+        AuditLeaf::decode(&leaves[1].leaf).unwrap().action,
+        "job.approved"
+    );
     assert_eq!(leaves[2].leaf, b"change");
     assert!(seq > 0);
 }
@@ -515,7 +521,7 @@ async fn log_archive_prunes_a_prefix(store: Store) {
 
     // Bad ranges change nothing.
     let event = |n: u64| {
-        NewAuditEvent::new(T0 + 100, "server", "log.archived", log)
+        NewAuditEvent::new(T0 + 100, "server", AuditAction::LogArchived, log)
             .with_detail(format!("entries 0..{n}"))
     };
     assert!(matches!(

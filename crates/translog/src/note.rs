@@ -89,6 +89,13 @@ fn check_text(text: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
+/// `<name>+<8 hex digits>+<base64(0x01 || 32 bytes)>`: a key as Go writes it.
+fn key_text(name: &str, id: u32, key: &[u8; 32]) -> String {
+    let mut raw = vec![SIG_TYPE_ED25519];
+    raw.extend_from_slice(key);
+    format!("{name}+{id:08x}+{}", STANDARD.encode(raw))
+}
+
 /// Parses `<name>+<8 hex digits>+<base64(0x01 || 32 bytes)>`, checking the key ID.
 fn parse_key_text(text: &str) -> Result<(String, u32, [u8; 32]), NoteError> {
     let (name, rest) = text
@@ -166,14 +173,8 @@ impl NoteSigner {
     /// This key in Go's signer key text form (what [`Self::from_skey`]
     /// reads): a secret, to be stored like one.
     pub fn to_skey(&self) -> String {
-        let mut raw = vec![SIG_TYPE_ED25519];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!(
-            "PRIVATE+KEY+{}+{:08x}+{}",
-            self.name,
-            self.id,
-            STANDARD.encode(raw)
-        )
+        let key = key_text(&self.name, self.id, self.key.as_bytes());
+        format!("PRIVATE+KEY+{key}")
     }
 
     /// The verifier for this key.
@@ -237,9 +238,7 @@ impl NoteVerifier {
 
     /// This key in Go's verifier key text form, for other tooling.
     pub fn to_vkey(&self) -> String {
-        let mut raw = vec![SIG_TYPE_ED25519];
-        raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{:08x}+{}", self.name, self.id, STANDARD.encode(raw))
+        key_text(&self.name, self.id, self.key.as_bytes())
     }
 
     pub fn name(&self) -> &str {

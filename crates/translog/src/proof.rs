@@ -171,15 +171,7 @@ pub fn inclusion_plan(index: u64, size: u64) -> Result<ProofPlan, ProofError> {
 /// Which subtrees make up the consistency proof from `old_size` to `new_size`.
 /// Empty for equal sizes; an error from size 0.
 pub fn consistency_plan(old_size: u64, new_size: u64) -> Result<ProofPlan, ProofError> {
-    if old_size == 0 {
-        return Err(ProofError::OldSizeZero);
-    }
-    if old_size > new_size {
-        return Err(ProofError::OldSizeLarger {
-            old: old_size,
-            new: new_size,
-        });
-    }
+    check_sizes(old_size, new_size)?;
     if old_size == new_size {
         return Ok(ProofPlan {
             ids: Vec::new(),
@@ -197,6 +189,20 @@ pub fn consistency_plan(old_size: u64, new_size: u64) -> Result<ProofPlan, Proof
         plan.ephemeral = plan.ephemeral.start + 1..plan.ephemeral.end + 1;
     }
     Ok(plan)
+}
+
+/// The preconditions of a consistency proof (RFC 9162 §2.1.4.2): 0 < first <= second.
+fn check_sizes(old_size: u64, new_size: u64) -> Result<(), ProofError> {
+    if old_size == 0 {
+        return Err(ProofError::OldSizeZero);
+    }
+    if old_size > new_size {
+        return Err(ProofError::OldSizeLarger {
+            old: old_size,
+            new: new_size,
+        });
+    }
+    Ok(())
 }
 
 /// The inclusion proof of leaf `index` in the tree of `size` leaves, from a
@@ -295,15 +301,7 @@ pub fn verify_consistency(
     proof: &[Hash],
 ) -> Result<(), ProofError> {
     // Preconditions of §2.1.4.2: 0 < first <= second.
-    if old_size == 0 {
-        return Err(ProofError::OldSizeZero);
-    }
-    if old_size > new_size {
-        return Err(ProofError::OldSizeLarger {
-            old: old_size,
-            new: new_size,
-        });
-    }
+    check_sizes(old_size, new_size)?;
     // §2.1.4.1: the proof between equal sizes is empty, and the roots match.
     if old_size == new_size {
         if !proof.is_empty() {

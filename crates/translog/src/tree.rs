@@ -82,13 +82,9 @@ pub fn fold_frontier(hashes: &[Hash]) -> Hash {
 /// hashes: `size.count_ones()` reads, at most 64.
 pub fn root_from_store<E>(
     size: u64,
-    mut hash_at: impl FnMut(NodeId) -> Result<Hash, E>,
+    hash_at: impl FnMut(NodeId) -> Result<Hash, E>,
 ) -> Result<Hash, E> {
-    let hashes = frontier_nodes(size)
-        .into_iter()
-        .map(&mut hash_at)
-        .collect::<Result<Vec<_>, E>>()?;
-    Ok(fold_frontier(&hashes))
+    Ok(Frontier::from_store(size, hash_at)?.root())
 }
 
 /// The log already holds `u64::MAX` leaves.

@@ -64,9 +64,9 @@ use bulwark_policy::{
     VerifiedJob, device_key_fingerprint,
 };
 use bulwark_protocol::codec::{from_canonical, to_canonical};
-pub use bulwark_protocol::message::{JOB_BUSY, LOG_HEAD_STALE};
 use bulwark_protocol::message::{
-    Job, JobOutcome, JobRefused, JobResult, JobRun, Trust, TrustRefused, TrustStatus,
+    AgentRefusalCode, Job, JobOutcome, JobRefused, JobResult, JobRun, Trust, TrustRefused,
+    TrustStatus,
 };
 use bulwark_translog::Checkpoint;
 use sha2::{Digest, Sha256};
@@ -87,11 +87,6 @@ mod run;
 pub use queue::*;
 pub use records::*;
 pub use run::*;
-
-/// Refusal code: the agent could not record, start or watch the job.
-pub const AGENT_ERROR: &str = "agent_error";
-/// Refusal code: this agent takes no jobs (the simulator's virtual devices).
-pub const JOBS_DISABLED: &str = "jobs_disabled";
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -116,11 +111,11 @@ pub fn job_id_of(job: &Job, limits: &Limits) -> Option<[u8; 16]> {
 }
 
 /// A refusal as a result.
-pub fn refused(job_id: [u8; 16], code: &str, reason: &str) -> JobResult {
+pub fn refused(job_id: [u8; 16], code: AgentRefusalCode, reason: &str) -> JobResult {
     JobResult {
         job_id,
         outcome: JobOutcome::Refused(JobRefused {
-            code: crate::text::clipped(code, bulwark_protocol::Limits::default().max_text),
+            code,
             reason: crate::text::clipped(reason, bulwark_protocol::Limits::default().max_long_text),
             log_size: None,
         }),
@@ -132,7 +127,7 @@ pub fn disabled_result(job: &Job) -> Option<JobResult> {
     let job_id = job_id_of(job, &Limits::default())?;
     Some(refused(
         job_id,
-        JOBS_DISABLED,
+        AgentRefusalCode::JobsDisabled,
         "this agent does not run jobs",
     ))
 }
@@ -192,8 +187,9 @@ pub struct JobRunner {
     refresh: Arc<watch::Sender<u64>>,
     /// The connection that delivers jobs now (see [`JobsHandle::begin_session`]).
     session: Arc<AtomicU64>,
-    /// Temporary answers ([`LOG_HEAD_STALE`]) for the session that sent the
-    /// job, not spooled: a later session announces its head in its `Hello`.
+    /// Temporary answers ([`AgentRefusalCode::LogHeadStale`]) for the
+    /// session that sent the job, not spooled: a later session announces its
+    /// head in its `Hello`.
     answers: Answers,
     limits: Limits,
     max_output: usize,
@@ -356,7 +352,7 @@ impl JobRunner {
             })
             .inspect_err(|refusal| {
                 warn!(
-                    code = refusal.code(),
+                    code = %refusal.code(),
                     reason = %refusal,
                     "Refused a job whose envelope cannot be read (no job id to report it under)."
                 )
@@ -388,7 +384,7 @@ impl JobRunner {
                 info!(job_id = %id, held, from, "The job's consistency proof starts from a tree size this agent does not hold; the server sends it again from the size held.");
                 let mut answer = refused(
                     job_id,
-                    LOG_HEAD_STALE,
+                    AgentRefusalCode::LogHeadStale,
                     &format!(
                         "the consistency proof starts at size {from}, the agent holds size {held}"
                     ),
@@ -399,12 +395,12 @@ impl JobRunner {
                 self.answers.push(session, answer.clone());
                 return Some(answer);
             }
-            Some(Err(refusal)) if refusal.is_log_alarm() => {
-                error!(job_id = %id, code = refusal.code(), reason = %refusal, "SECURITY: refused a job because the transparency log does not vouch for it (withheld, forked, truncated or rewritten); reporting it as an alert.");
+            Some(Err(refusal)) if refusal.code().is_log_alarm() => {
+                error!(job_id = %id, code = %refusal.code(), reason = %refusal, "SECURITY: refused a job because the transparency log does not vouch for it (withheld, forked, truncated or rewritten); reporting it as an alert.");
                 refused(job_id, refusal.code(), &refusal.to_string()).outcome
             }
             Some(Err(refusal)) => {
-                warn!(job_id = %id, code = refusal.code(), reason = %refusal, "Refused a job.");
+                warn!(job_id = %id, code = %refusal.code(), reason = %refusal, "Refused a job.");
                 refused(job_id, refusal.code(), &refusal.to_string()).outcome
             }
             Some(Ok(verified)) => self.run(&id, verified, &job.script).await,
@@ -429,7 +425,7 @@ impl JobRunner {
             JobAction::RunScript { interpreter, .. } => Some(*interpreter),
             _ => {
                 let refusal = Refusal::ActionNotSupported(verified.class);
-                warn!(job_id = %id, code = refusal.code(), reason = %refusal, "Refused a job.");
+                warn!(job_id = %id, code = %refusal.code(), reason = %refusal, "Refused a job.");
                 return refused(job.job_id, refusal.code(), &refusal.to_string()).outcome;
             }
         };
@@ -438,7 +434,7 @@ impl JobRunner {
             error!(job_id = %id, %error, "Cannot record the job in the history; not running it.");
             return refused(
                 job.job_id,
-                AGENT_ERROR,
+                AgentRefusalCode::AgentError,
                 &format!("cannot record the job before running it: {error}"),
             )
             .outcome;
@@ -493,7 +489,7 @@ impl JobRunner {
                 error!(job_id = %id, %error, "Cannot run the job.");
                 refused(
                     job.job_id,
-                    AGENT_ERROR,
+                    AgentRefusalCode::AgentError,
                     &format!("cannot run the script: {error}"),
                 )
                 .outcome

@@ -4,8 +4,9 @@
 
 use super::*;
 
-/// Jobs waiting behind the running one; more are answered [`JOB_BUSY`]
-/// (not a result: the server sends them again).
+/// Jobs waiting behind the running one; more are answered
+/// [`AgentRefusalCode::AgentBusy`] (not a result: the server sends them
+/// again).
 pub const MAX_QUEUED_JOBS: usize = 16;
 
 /// Answers that are sent once, to the session that delivered the job, and
@@ -151,14 +152,14 @@ impl JobsHandle {
                 info!(job_id = %hex::encode(id), "{MAX_QUEUED_JOBS} jobs are already waiting; the server sends this one again later.");
                 Some(refused(
                     id,
-                    JOB_BUSY,
+                    AgentRefusalCode::AgentBusy,
                     &format!("{MAX_QUEUED_JOBS} jobs are already waiting; this one was not read"),
                 ))
             }
             Err(TrySendError::Closed(queued)) => {
                 self.refuse_now(
                     &queued.job,
-                    AGENT_ERROR,
+                    AgentRefusalCode::AgentError,
                     "the agent's job runner has stopped",
                 );
                 None
@@ -182,18 +183,18 @@ impl JobsHandle {
                 )
             {
                 // A stale proof start is corrected when the job comes again.
-                warn!(code = refusal.code(), reason = %refusal, "The tree head of a job refused unread is not taken.");
+                warn!(code = %refusal.code(), reason = %refusal, "The tree head of a job refused unread is not taken.");
             }
         }
     }
 
-    pub(super) fn refuse_now(&self, job: &Job, code: &str, reason: &str) {
+    pub(super) fn refuse_now(&self, job: &Job, code: AgentRefusalCode, reason: &str) {
         self.move_to_head_of(job);
         let Some(job_id) = job_id_of(job, &self.limits) else {
-            warn!(code, reason, "Dropped a job whose envelope cannot be read.");
+            warn!(%code, reason, "Dropped a job whose envelope cannot be read.");
             return;
         };
-        warn!(job_id = %hex::encode(job_id), code, reason, "Refused a job.");
+        warn!(job_id = %hex::encode(job_id), %code, reason, "Refused a job.");
         match self.spool.put(&refused(job_id, code, reason)) {
             Ok(()) => self.spooled.send_modify(|n| *n = n.wrapping_add(1)),
             Err(error) => error!(%error, "Cannot spool a job result."),
@@ -238,8 +239,8 @@ impl JobsHandle {
         })
     }
 
-    /// Temporary answers ([`LOG_HEAD_STALE`]) for this session, each
-    /// returned once: sent now, never spooled.
+    /// Temporary answers ([`AgentRefusalCode::LogHeadStale`]) for this
+    /// session, each returned once: sent now, never spooled.
     pub fn take_answers(&self) -> Vec<JobResult> {
         self.answers.take(self.session.load(Ordering::SeqCst))
     }

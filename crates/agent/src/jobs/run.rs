@@ -217,7 +217,7 @@ pub(super) fn result_from_files(
             warn!(job_id = %hex::encode(job_id), "The agent stopped before a job's script started; it did not run and will not run again.");
             return Ok(refused(
                 job_id,
-                AGENT_ERROR,
+                AgentRefusalCode::AgentError,
                 "the agent stopped before the script started; it did not run",
             ));
         }

@@ -2,39 +2,25 @@
 //! right status. Server-side failures get a generic message and an id; the
 //! detail goes to the log only.
 
+use bulwark_api::error::ErrorCode;
 use axum::Json;
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bulwark_api::error::{ErrorBody, ErrorDetail};
 use bulwark_store::StoreError;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 /// Also put in the extensions of the response it makes, so a layer that
 /// shows errors differently (the console's HTML pages) finds it there.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-/// The body of every error response.
-#[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code, e.g. `not_found`.
-    pub code: String,
-    /// A sentence for people.
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -43,13 +29,13 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
     pub fn unauthenticated() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthenticated",
+            ErrorCode::Unauthenticated,
             "sign in first: this route needs a session or an API token",
         )
     }
@@ -57,7 +43,7 @@ impl ApiError {
     pub fn login_failed() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "login_failed",
+            ErrorCode::LoginFailed,
             "the username, password or one-time code is wrong",
         )
     }
@@ -65,7 +51,7 @@ impl ApiError {
     pub fn forbidden() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "your role does not allow this action",
         )
     }
@@ -75,7 +61,7 @@ impl ApiError {
     pub fn step_up_required() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
-            "step_up_required",
+            ErrorCode::StepUpRequired,
             "this action needs a fresh one-time code: confirm it (step up) and try again",
         )
     }
@@ -83,7 +69,7 @@ impl ApiError {
     pub fn csrf() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
-            "csrf",
+            ErrorCode::Csrf,
             "the request did not carry this session's CSRF token",
         )
     }
@@ -94,7 +80,7 @@ impl ApiError {
     pub fn cross_origin() -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
-            "csrf",
+            ErrorCode::Csrf,
             "this request came from another site, so nothing was done: open the console \
              at its own address and try again",
         )
@@ -104,13 +90,13 @@ impl ApiError {
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("no such {what}"),
         )
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
     }
 
     /// A request refused before (or instead of) a handler: an extractor's
@@ -121,16 +107,16 @@ impl ApiError {
     /// [`ApiError::internal`] (its detail goes to the log only).
     pub fn rejected(status: StatusCode, message: impl Into<String>) -> Self {
         let code = match status {
-            StatusCode::UNAUTHORIZED => "unauthenticated",
-            StatusCode::FORBIDDEN => "forbidden",
-            StatusCode::NOT_FOUND => "not_found",
-            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-            StatusCode::CONFLICT => "conflict",
-            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-            StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
+            StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::CONFLICT => ErrorCode::Conflict,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::TooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::TooManyRequests,
             StatusCode::UNPROCESSABLE_ENTITY => return Self::bad_request(message),
-            status if status.is_client_error() => "bad_request",
+            status if status.is_client_error() => ErrorCode::BadRequest,
             _ => {
                 let mut error = Self::internal(message.into());
                 if status.is_server_error() {
@@ -147,7 +133,7 @@ impl ApiError {
         tracing::error!(error_id = %id, %error, "Request failed.");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("internal error (id {id}); see the server log"),
         )
     }
@@ -157,7 +143,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code.as_str().to_owned(),
                 message: self.message.clone(),
             },
         };

@@ -7,48 +7,25 @@
 //! `clientDataJSON`, ...); the options are the WebAuthn JSON forms a script
 //! hands to `navigator.credentials.create`/`get` after decoding them.
 
+use bulwark_api::error::ErrorBody;
+use bulwark_api::passkeys::{
+    AssertionCeremony, AssertionRequest, LoginOptionsRequest, PasskeyLoginRequest,
+    PasskeyLoginResponse, PasskeyPolicy, PasskeyView, RegistrationCeremony, RegistrationRequest,
+    RenameRequest,
+};
 use std::net::SocketAddr;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::{ApiJson, ApiPath, client_info};
 use crate::auth::flows::{self, SecondFactor, SessionKind};
-use crate::auth::passkey::{self, Assertion, AssertionCeremony, RegistrationCeremony};
+use crate::auth::passkey::{self, Assertion};
 use crate::auth::{Action, Caller};
 use crate::state::AppState;
-
-#[derive(Serialize, ToSchema)]
-pub struct PasskeyView {
-    pub id: String,
-    pub name: String,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    /// A syncable passkey (true) or a credential bound to one device.
-    pub backup_eligible: bool,
-    /// The credential id (base64url), for `allowCredentials`.
-    pub credential_id: String,
-}
-
-impl From<bulwark_store::Passkey> for PasskeyView {
-    fn from(p: bulwark_store::Passkey) -> Self {
-        Self {
-            created_at: crate::rfc3339(p.created_at),
-            last_used_at: p.last_used_at.map(crate::rfc3339),
-            backup_eligible: p.backup_eligible,
-            credential_id: URL_SAFE_NO_PAD.encode(&p.credential_id),
-            id: p.id,
-            name: p.name,
-        }
-    }
-}
 
 /// The caller's passkeys, oldest first.
 #[utoipa::path(get, path = "/api/v1/passkeys", tag = "auth",
@@ -58,8 +35,13 @@ pub async fn list_passkeys(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<PasskeyView>>, ApiError> {
-    let passkeys = passkey::list(&state, &caller).await?;
-    Ok(Json(passkeys.into_iter().map(PasskeyView::from).collect()))
+    let passkeys = passkey::list(&state.auth, &caller).await?;
+    Ok(Json(
+        passkeys
+            .into_iter()
+            .map(crate::api::views::passkey)
+            .collect(),
+    ))
 }
 
 /// Starts registering a passkey (step-up required): options for `navigator.credentials.create`.
@@ -70,27 +52,9 @@ pub async fn registration_options(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<RegistrationCeremony>, ApiError> {
-    Ok(Json(passkey::registration_options(&state, &caller).await?))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegistrationRequest {
-    /// From the options.
-    ceremony: String,
-    /// What to call it ("laptop"), unique among the caller's passkeys: at
-    /// most 64 characters, no control characters, not only spaces.
-    #[schema(
-        max_length = 64,
-        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
-    )]
-    name: String,
-    /// `response.attestationObject`, base64url.
-    #[serde(rename = "attestationObject")]
-    attestation_object: String,
-    /// `response.clientDataJSON`, base64url.
-    #[serde(rename = "clientDataJSON")]
-    client_data_json: String,
+    Ok(Json(
+        passkey::registration_options(&state.auth, &caller).await?,
+    ))
 }
 
 /// Completes a registration this session started (step-up required). Audited as `passkey.added`.
@@ -103,7 +67,7 @@ pub async fn register_passkey(
     ApiJson(req): ApiJson<RegistrationRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let added = passkey::register(
-        &state,
+        &state.auth,
         &caller,
         passkey::Registration {
             ceremony: &req.ceremony,
@@ -113,18 +77,7 @@ pub async fn register_passkey(
         },
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(PasskeyView::from(added))))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RenameRequest {
-    /// At most 64 characters, no control characters, not only spaces.
-    #[schema(
-        max_length = 64,
-        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000][^\\u0000-\\u001f\\u007f-\\u009f]*$"
-    )]
-    name: String,
+    Ok((StatusCode::CREATED, Json(crate::api::views::passkey(added))))
 }
 
 /// Renames one of the caller's passkeys (another operator's is a 404). Audited as `passkey.renamed`.
@@ -138,8 +91,8 @@ pub async fn rename_passkey(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<RenameRequest>,
 ) -> Result<Json<PasskeyView>, ApiError> {
-    let renamed = passkey::rename(&state, &caller, &id, &req.name).await?;
-    Ok(Json(renamed.into()))
+    let renamed = passkey::rename(&state.auth, &caller, &id, &req.name).await?;
+    Ok(Json(crate::api::views::passkey(renamed)))
 }
 
 /// Removes one of the caller's passkeys (step-up required; another operator's is a 404). The
@@ -153,15 +106,8 @@ pub async fn remove_passkey(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    passkey::remove(&state, &caller, &id).await?;
+    passkey::remove(&state.auth, &caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LoginOptionsRequest {
-    #[schema(min_length = 1, max_length = 64)]
-    username: String,
 }
 
 /// Starts a passkey login: options for `navigator.credentials.get`. Reveals nothing about the
@@ -176,35 +122,8 @@ pub async fn login_options(
     ApiJson(req): ApiJson<LoginOptionsRequest>,
 ) -> Result<Json<AssertionCeremony>, ApiError> {
     Ok(Json(
-        passkey::login_options(&state, &req.username, peer.ip()).await?,
+        passkey::login_options(&state.auth, &req.username, peer.ip()).await?,
     ))
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct PasskeyLoginResponse {
-    /// Send as `Authorization: Bearer <token>`.
-    token: String,
-    expires_at: String,
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PasskeyLoginRequest {
-    username: String,
-    password: String,
-    /// From the options.
-    ceremony: String,
-    /// `rawId`, base64url.
-    #[serde(rename = "credentialId")]
-    credential_id: String,
-    /// `response.authenticatorData`, base64url.
-    #[serde(rename = "authenticatorData")]
-    authenticator_data: String,
-    /// `response.clientDataJSON`, base64url.
-    #[serde(rename = "clientDataJSON")]
-    client_data_json: String,
-    /// `response.signature`, base64url.
-    signature: String,
 }
 
 /// Signs in with password and passkey, in one step like `POST /api/v1/auth/login`; returns a
@@ -226,7 +145,7 @@ pub async fn passkey_login(
         &req.signature,
     )?;
     let login = flows::login_with(
-        &state,
+        &state.auth,
         &req.username,
         &req.password,
         SecondFactor::Passkey(&assertion),
@@ -248,25 +167,7 @@ pub async fn step_up_options(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<AssertionCeremony>, ApiError> {
-    Ok(Json(passkey::step_up_options(&state, &caller).await?))
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AssertionRequest {
-    /// From the options.
-    ceremony: String,
-    /// `rawId`, base64url.
-    #[serde(rename = "credentialId")]
-    credential_id: String,
-    /// `response.authenticatorData`, base64url.
-    #[serde(rename = "authenticatorData")]
-    authenticator_data: String,
-    /// `response.clientDataJSON`, base64url.
-    #[serde(rename = "clientDataJSON")]
-    client_data_json: String,
-    /// `response.signature`, base64url.
-    signature: String,
+    Ok(Json(passkey::step_up_options(&state.auth, &caller).await?))
 }
 
 /// Confirms a passkey: privileged actions are allowed on this session for five minutes.
@@ -289,19 +190,14 @@ pub async fn step_up_passkey(
         &req.client_data_json,
         &req.signature,
     )?;
-    crate::auth::account::step_up_with(&state, &caller, SecondFactor::Passkey(&assertion), &client)
-        .await?;
+    crate::auth::account::step_up_with(
+        &state.auth,
+        &caller,
+        SecondFactor::Passkey(&assertion),
+        &client,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PasskeyPolicy {
-    /// Roles whose holders must sign in with a passkey (any of `owner`,
-    /// `security_officer`, `technician`, `read_only`, `tenant_auditor`). An
-    /// account holding such a role on any tenant is covered.
-    #[schema(value_type = Vec<crate::auth::Role>)]
-    roles: Vec<String>,
 }
 
 /// Which roles must sign in with a passkey (owners only).
@@ -313,7 +209,7 @@ pub async fn get_passkey_policy(
     caller: Caller,
 ) -> Result<Json<PasskeyPolicy>, ApiError> {
     caller.require(Action::ViewPasskeyPolicy)?;
-    let roles = passkey::required_roles(&state).await?;
+    let roles = passkey::required_roles(&state.auth).await?;
     Ok(Json(PasskeyPolicy {
         roles: roles.into_iter().map(|r| r.as_str().to_owned()).collect(),
     }))
@@ -330,7 +226,7 @@ pub async fn set_passkey_policy(
     caller: Caller,
     ApiJson(req): ApiJson<PasskeyPolicy>,
 ) -> Result<Json<PasskeyPolicy>, ApiError> {
-    let roles = passkey::set_required_roles(&state, &caller, &req.roles).await?;
+    let roles = passkey::set_required_roles(&state.auth, &caller, &req.roles).await?;
     Ok(Json(PasskeyPolicy {
         roles: roles.into_iter().map(|r| r.as_str().to_owned()).collect(),
     }))

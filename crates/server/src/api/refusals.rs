@@ -126,45 +126,6 @@ async fn method_not_allowed(method: Method) -> ApiError {
     )
 }
 
-/// An integer field of a JSON body: `1800` or `1800.0`, one number in
-/// JSON (RFC 8259) and an `integer` to the document's JSON Schema, so both
-/// are read; a fraction, a negative number or one out of `T`'s range is
-/// refused (400) like any body that is not the schema.
-pub(crate) fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<u64>,
-{
-    use serde::Deserialize as _;
-    use serde::de::Error as _;
-    /// Past 2^53 a float no longer spells one integer.
-    const EXACT: f64 = 9_007_199_254_740_992.0;
-    let number = serde_json::Number::deserialize(deserializer)?;
-    number
-        .as_u64()
-        .or_else(|| {
-            number
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && (0.0..=EXACT).contains(f))
-                // In range and whole: the conversion is exact.
-                .map(|f| f as u64)
-        })
-        .and_then(|n| T::try_from(n).ok())
-        .ok_or_else(|| D::Error::custom(format!("{number} is not a whole number in range")))
-}
-
-/// [`whole_number`] for an optional field (`null` or absent: `None`).
-pub(crate) fn optional_whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: TryFrom<u64>,
-{
-    #[derive(serde::Deserialize)]
-    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole_number")] T);
-    use serde::Deserialize as _;
-    Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|Whole(n)| n))
-}
-
 /// A standard-base64 field of a request (keys, envelopes, signatures); the
 /// body limit bounds its size.
 pub(crate) fn base64_field(what: &str, text: &str) -> Result<Vec<u8>, ApiError> {

@@ -1,75 +1,32 @@
-//! What the API returns: the server's own serialisable views of stored data
-//! (the wire types in `bulwark-protocol` stay free of serde).
+//! Stored and server-side data as the API shows it: the conversions into
+//! `bulwark-api`'s types (which know nothing of storage).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use bulwark_api::account::{ApiTokenView, SessionView};
+use bulwark_api::devices::{
+    CpuView, DeviceTrustView, DeviceView, DiskView, InventoryView, LoggedInUserView, MemoryView,
+    NetworkInterfaceView, SystemView,
+};
+use bulwark_api::log::CheckpointView;
+use bulwark_api::operators::{GrantView, InvitationView};
+use bulwark_api::passkeys::PasskeyView;
+use bulwark_api::signing_keys::SigningKeyView;
 use bulwark_protocol::inventory as wire;
-use bulwark_store::Device;
-use serde::Serialize;
+use bulwark_store::{Device, LogCheckpoint};
 use sha2::Digest as _;
-use utoipa::ToSchema;
 
 use crate::rfc3339;
 
-#[derive(Serialize, ToSchema)]
-pub struct TenantView {
-    pub id: String,
-    pub name: String,
-    pub device_count: i64,
-    pub online_count: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct DeviceView {
-    pub id: String,
-    pub tenant: String,
-    pub hostname: String,
-    /// SHA-256 of the device's public key (hex), as signed jobs name it.
-    pub key_fingerprint: String,
-    pub agent_version: String,
-    pub online: bool,
-    /// RFC 3339; null until the agent first connects.
-    pub last_seen_at: Option<String>,
-    pub enrolled_at: String,
-    /// Operating system name and version, once the agent has reported it.
-    pub os: Option<String>,
-    /// Present on `GET /api/v1/devices/{id}` only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inventory: Option<InventoryView>,
-    /// What the agent last reported holding (on `GET /api/v1/devices/{id}`
-    /// only; absent until it reported).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub trust: Option<DeviceTrustView>,
-}
-
-/// The trust statements an agent holds, as it reported them.
-#[derive(Serialize, ToSchema)]
-pub struct DeviceTrustView {
-    pub root_version: u64,
-    pub policy_version: u64,
-    pub freeze_sequence: u64,
-    pub frozen: bool,
-    pub reported_at: String,
-}
-
-impl From<bulwark_store::DeviceTrust> for DeviceTrustView {
-    fn from(t: bulwark_store::DeviceTrust) -> Self {
-        Self {
-            root_version: t.root_version,
-            policy_version: t.policy_version,
-            freeze_sequence: t.freeze_sequence,
-            frozen: t.frozen,
-            reported_at: rfc3339(t.updated_at),
-        }
-    }
-}
-
-impl DeviceView {
-    pub fn new(device: &Device, online: bool, with_inventory: bool) -> Self {
+/// A device as the API lists it; `with_inventory` for `GET /api/v1/devices/{id}`.
+pub fn device(device: &Device, online: bool, with_inventory: bool) -> DeviceView {
+    {
         let os = device
             .inventory
             .as_ref()
             .and_then(|i| i.system.as_ref())
             .map(|s| format!("{} {}", s.os_name, s.os_version).trim().to_owned());
-        Self {
+        DeviceView {
             id: device.id.clone(),
             tenant: device.tenant_name.clone(),
             hostname: device.hostname.clone(),
@@ -80,7 +37,7 @@ impl DeviceView {
             enrolled_at: rfc3339(device.enrolled_at),
             os,
             inventory: if with_inventory {
-                device.inventory.as_ref().map(InventoryView::from)
+                device.inventory.as_ref().map(inventory)
             } else {
                 None
             },
@@ -89,123 +46,144 @@ impl DeviceView {
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct InventoryView {
-    pub system: Option<SystemView>,
-    pub cpu: Option<CpuView>,
-    pub memory: Option<MemoryView>,
-    pub disks: Option<Vec<DiskView>>,
-    pub network: Option<Vec<NetworkInterfaceView>>,
-    pub users: Option<Vec<LoggedInUserView>>,
+pub fn grant(g: bulwark_store::Grant) -> GrantView {
+    GrantView {
+        tenant: g.tenant_name,
+        role: g.role,
+    }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct SystemView {
-    pub hostname: String,
-    pub os_name: String,
-    pub os_version: String,
-    pub kernel_version: String,
-    pub architecture: String,
-    /// Seconds since the Unix epoch.
-    pub boot_time: u64,
-    pub agent_version: String,
+pub fn invitation(i: bulwark_store::Invitation) -> InvitationView {
+    InvitationView {
+        role: i
+            .grants
+            .first()
+            .map_or_else(|| i.account_role.clone(), |g| g.role.clone()),
+        id: i.id,
+        username: i.username,
+        grants: i.grants.into_iter().map(grant).collect(),
+        created_at: crate::rfc3339(i.created_at),
+        expires_at: crate::rfc3339(i.expires_at),
+    }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct CpuView {
-    pub model: String,
-    pub logical_cores: u32,
-    pub physical_cores: Option<u32>,
+pub fn session(s: crate::auth::account::SessionInfo) -> SessionView {
+    SessionView {
+        id: s.id,
+        kind: s.kind.as_str().to_owned(),
+        created_at: crate::rfc3339(s.created_at),
+        last_seen_at: crate::rfc3339(s.last_seen_at),
+        expires_at: crate::rfc3339(s.expires_at),
+        ip: s.ip,
+        user_agent: s.user_agent,
+        current: s.current,
+    }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct MemoryView {
-    pub total_bytes: u64,
-    pub available_bytes: u64,
-    pub swap_total_bytes: u64,
-    pub swap_free_bytes: u64,
+pub fn api_token(t: bulwark_store::ApiToken) -> ApiTokenView {
+    ApiTokenView {
+        id: t.id,
+        name: t.name,
+        role: t.role,
+        tenants: t.grants.into_iter().map(|g| g.tenant_name).collect(),
+        created_at: crate::rfc3339(t.created_at),
+        expires_at: crate::rfc3339(t.expires_at),
+        last_used_at: t.last_used_at.map(crate::rfc3339),
+    }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct DiskView {
-    pub name: String,
-    pub mount_point: String,
-    pub file_system: String,
-    pub total_bytes: u64,
-    pub available_bytes: u64,
-    pub removable: bool,
+pub fn passkey(p: bulwark_store::Passkey) -> PasskeyView {
+    PasskeyView {
+        created_at: crate::rfc3339(p.created_at),
+        last_used_at: p.last_used_at.map(crate::rfc3339),
+        backup_eligible: p.backup_eligible,
+        credential_id: URL_SAFE_NO_PAD.encode(&p.credential_id),
+        id: p.id,
+        name: p.name,
+    }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct NetworkInterfaceView {
-    pub name: String,
-    pub mac: String,
-    pub addresses: Vec<String>,
+pub fn signing_key(k: bulwark_store::SigningKey) -> SigningKeyView {
+    SigningKeyView {
+        key_id: k.key_id,
+        name: k.name,
+        kind: k.kind.to_string(),
+        public_key: B64.encode(&k.public_key),
+        created_at: rfc3339(k.created_at),
+        revoked_at: k.revoked_at.map(rfc3339),
+    }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct LoggedInUserView {
-    pub name: String,
-    pub terminal: String,
-    pub host: String,
-    /// Seconds since the Unix epoch.
-    pub login_time: u64,
+pub fn checkpoint(c: LogCheckpoint) -> CheckpointView {
+    CheckpointView {
+        size: c.size,
+        note: c.note,
+        signed_at: c.at,
+    }
 }
 
-impl From<&wire::Inventory> for InventoryView {
-    fn from(i: &wire::Inventory) -> Self {
-        Self {
-            system: i.system.as_ref().map(|s| SystemView {
-                hostname: s.hostname.clone(),
-                os_name: s.os_name.clone(),
-                os_version: s.os_version.clone(),
-                kernel_version: s.kernel_version.clone(),
-                architecture: s.architecture.clone(),
-                boot_time: s.boot_time,
-                agent_version: s.agent_version.clone(),
-            }),
-            cpu: i.cpu.as_ref().map(|c| CpuView {
-                model: c.model.clone(),
-                logical_cores: c.logical_cores,
-                physical_cores: c.physical_cores,
-            }),
-            memory: i.memory.as_ref().map(|m| MemoryView {
-                total_bytes: m.total_bytes,
-                available_bytes: m.available_bytes,
-                swap_total_bytes: m.swap_total_bytes,
-                swap_free_bytes: m.swap_free_bytes,
-            }),
-            disks: i.disks.as_ref().map(|ds| {
-                ds.iter()
-                    .map(|d| DiskView {
-                        name: d.name.clone(),
-                        mount_point: d.mount_point.clone(),
-                        file_system: d.file_system.clone(),
-                        total_bytes: d.total_bytes,
-                        available_bytes: d.available_bytes,
-                        removable: d.removable,
-                    })
-                    .collect()
-            }),
-            network: i.network.as_ref().map(|ns| {
-                ns.iter()
-                    .map(|n| NetworkInterfaceView {
-                        name: n.name.clone(),
-                        mac: n.mac.clone(),
-                        addresses: n.addresses.clone(),
-                    })
-                    .collect()
-            }),
-            users: i.users.as_ref().map(|us| {
-                us.iter()
-                    .map(|u| LoggedInUserView {
-                        name: u.name.clone(),
-                        terminal: u.terminal.clone(),
-                        host: u.host.clone(),
-                        login_time: u.login_time,
-                    })
-                    .collect()
-            }),
-        }
+pub fn device_trust(t: bulwark_store::DeviceTrust) -> DeviceTrustView {
+    DeviceTrustView {
+        root_version: t.root_version,
+        policy_version: t.policy_version,
+        freeze_sequence: t.freeze_sequence,
+        frozen: t.frozen,
+        reported_at: rfc3339(t.updated_at),
+    }
+}
+
+pub fn inventory(i: &wire::Inventory) -> InventoryView {
+    InventoryView {
+        system: i.system.as_ref().map(|s| SystemView {
+            hostname: s.hostname.clone(),
+            os_name: s.os_name.clone(),
+            os_version: s.os_version.clone(),
+            kernel_version: s.kernel_version.clone(),
+            architecture: s.architecture.clone(),
+            boot_time: s.boot_time,
+            agent_version: s.agent_version.clone(),
+        }),
+        cpu: i.cpu.as_ref().map(|c| CpuView {
+            model: c.model.clone(),
+            logical_cores: c.logical_cores,
+            physical_cores: c.physical_cores,
+        }),
+        memory: i.memory.as_ref().map(|m| MemoryView {
+            total_bytes: m.total_bytes,
+            available_bytes: m.available_bytes,
+            swap_total_bytes: m.swap_total_bytes,
+            swap_free_bytes: m.swap_free_bytes,
+        }),
+        disks: i.disks.as_ref().map(|ds| {
+            ds.iter()
+                .map(|d| DiskView {
+                    name: d.name.clone(),
+                    mount_point: d.mount_point.clone(),
+                    file_system: d.file_system.clone(),
+                    total_bytes: d.total_bytes,
+                    available_bytes: d.available_bytes,
+                    removable: d.removable,
+                })
+                .collect()
+        }),
+        network: i.network.as_ref().map(|ns| {
+            ns.iter()
+                .map(|n| NetworkInterfaceView {
+                    name: n.name.clone(),
+                    mac: n.mac.clone(),
+                    addresses: n.addresses.clone(),
+                })
+                .collect()
+        }),
+        users: i.users.as_ref().map(|us| {
+            us.iter()
+                .map(|u| LoggedInUserView {
+                    name: u.name.clone(),
+                    terminal: u.terminal.clone(),
+                    host: u.host.clone(),
+                    login_time: u.login_time,
+                })
+                .collect()
+        }),
     }
 }

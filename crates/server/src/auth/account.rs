@@ -12,8 +12,11 @@
 //! gain. Passwords are argon2id because people choose them; these codes
 //! are chosen by the server.
 
+use bulwark_api::error::ErrorCode;
+use bulwark_store::AuditAction;
 use bulwark_store::{Operator, SessionKind, StoreError};
 
+use super::Auth;
 use super::flows::{ClientInfo, SecondFactor, new_setup_code, setup_code_hash};
 use super::policy::{Action, SessionState, session_state};
 use super::session::Caller;
@@ -21,7 +24,6 @@ use super::throttle::{self, Decision, ThrottlePolicy};
 use super::{passkey, totp};
 use crate::api::error::ApiError;
 use crate::now_millis;
-use crate::state::AppState;
 
 /// How many recovery codes an operator holds after enrolment or regeneration.
 pub const RECOVERY_CODES: usize = 10;
@@ -51,7 +53,7 @@ pub fn looks_like_recovery_code(text: &str) -> bool {
 /// Replaces `operator`'s recovery codes with new ones and returns them (the
 /// only time they are shown). Audited as `recovery_codes.generated`.
 pub async fn issue_recovery_codes(
-    state: &AppState,
+    state: &Auth,
     operator: &Operator,
     actor: &str,
 ) -> Result<Vec<String>, ApiError> {
@@ -65,16 +67,17 @@ pub async fn issue_recovery_codes(
 
 /// `POST /api/v1/auth/recovery-codes`: new codes for the caller (step-up required).
 pub async fn regenerate_recovery_codes(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
 ) -> Result<Vec<String>, ApiError> {
     caller.require(Action::RegenerateRecoveryCodes)?;
     issue_recovery_codes(state, &caller.operator, &caller.operator.username).await
 }
 
-async fn audit(state: &AppState, caller: &Caller, action: &str, detail: String) {
+async fn audit(state: &Auth, caller: &Caller, action: AuditAction, detail: String) {
     let who = &caller.operator.username;
     state
+        .store
         .record_event(
             bulwark_store::NewAuditEvent::new(now_millis(), who, action, who).with_detail(detail),
         )
@@ -84,7 +87,7 @@ async fn audit(state: &AppState, caller: &Caller, action: &str, detail: String) 
 fn step_up_failed() -> ApiError {
     ApiError::new(
         axum::http::StatusCode::BAD_REQUEST,
-        "step_up_failed",
+        ErrorCode::StepUpFailed,
         "the one-time code or passkey was not accepted (each code works once): wait for the \
          next code, or use the passkey again",
     )
@@ -92,7 +95,7 @@ fn step_up_failed() -> ApiError {
 
 /// Step-up with a TOTP code: [`step_up_with`] a [`SecondFactor::Code`].
 pub async fn step_up(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     otp: &str,
     client: &ClientInfo,
@@ -108,7 +111,7 @@ pub async fn step_up(
 /// ([`super::policy::code_step_up_allowed`]). Recovery codes are for login
 /// only.
 pub async fn step_up_with(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     factor: SecondFactor<'_>,
     client: &ClientInfo,
@@ -121,7 +124,7 @@ pub async fn step_up_with(
             audit(
                 state,
                 caller,
-                "step_up.failed",
+                AuditAction::StepUpFailed,
                 format!(
                     "one-time code refused: the role requires a passkey; from {}",
                     client.ip
@@ -130,7 +133,7 @@ pub async fn step_up_with(
             .await;
             return Err(ApiError::new(
                 axum::http::StatusCode::BAD_REQUEST,
-                "step_up_failed",
+                ErrorCode::StepUpFailed,
                 "your role requires a passkey: confirm with your passkey, not a one-time code",
             ));
         }
@@ -182,7 +185,7 @@ pub async fn step_up_with(
         audit(
             state,
             caller,
-            "step_up.failed",
+            AuditAction::StepUpFailed,
             format!("{why}; from {}", client.ip),
         )
         .await;
@@ -196,11 +199,10 @@ pub async fn step_up_with(
         })
         .await?;
     let who = &caller.operator.username;
-    let stepped_up = bulwark_store::NewAuditEvent::new(now, who, "step_up.succeeded", who)
-        .with_detail(format!(
-            "session {}; {why}; from {}",
-            caller.session_id, client.ip
-        ));
+    let stepped_up =
+        bulwark_store::NewAuditEvent::new(now, who, AuditAction::StepUpSucceeded, who).with_detail(
+            format!("session {}; {why}; from {}", caller.session_id, client.ip),
+        );
     state
         .store
         .refresh_session_mfa(caller.session_hash, now, &[stepped_up])
@@ -221,7 +223,7 @@ pub struct SessionInfo {
 }
 
 /// The caller's sessions that still work (not revoked, idle or expired), newest first.
-pub async fn sessions(state: &AppState, caller: &Caller) -> Result<Vec<SessionInfo>, ApiError> {
+pub async fn sessions(state: &Auth, caller: &Caller) -> Result<Vec<SessionInfo>, ApiError> {
     caller.require(Action::ManageOwnSessions)?;
     let now = now_millis();
     let sessions = state.store.list_sessions(&caller.operator.id, now).await?;
@@ -252,7 +254,7 @@ pub async fn sessions(state: &AppState, caller: &Caller) -> Result<Vec<SessionIn
 
 /// Ends one of the caller's own sessions (another operator's, or an unknown
 /// id: the same 404). Audited as `session.revoked`.
-pub async fn revoke_session(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+pub async fn revoke_session(state: &Auth, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require(Action::ManageOwnSessions)?;
     if id.is_empty() || id.len() > 64 {
         return Err(ApiError::not_found("session"));
@@ -274,7 +276,7 @@ pub async fn revoke_session(state: &AppState, caller: &Caller, id: &str) -> Resu
 
 /// Ends every session of the caller but the one it calls from. Audited as
 /// `session.revoked_others`.
-pub async fn revoke_other_sessions(state: &AppState, caller: &Caller) -> Result<u64, ApiError> {
+pub async fn revoke_other_sessions(state: &Auth, caller: &Caller) -> Result<u64, ApiError> {
     caller.require(Action::ManageOwnSessions)?;
     Ok(state
         .store
@@ -291,7 +293,7 @@ pub async fn revoke_other_sessions(state: &AppState, caller: &Caller) -> Result<
 /// holds ends at once, and the session check refuses disabled operators
 /// anyway. Audited as `operator.disabled`.
 pub async fn disable_operator(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     operator_id: &str,
 ) -> Result<Operator, ApiError> {
@@ -334,7 +336,7 @@ pub struct ApiTokenRequest {
 /// caller holds on each named tenant (owners: any non-owner role). The
 /// secret is in the result only; audited as `api_token.created`.
 pub async fn create_api_token(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     request: ApiTokenRequest,
 ) -> Result<(String, bulwark_store::ApiToken), ApiError> {
@@ -376,7 +378,7 @@ pub async fn create_api_token(
         if !caller.is_owner() && caller.standing.role_on(&tenant.id) != Some(role) {
             return Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 "a token can only hold a role you hold yourself on each of its tenants",
             ));
         }
@@ -407,7 +409,7 @@ pub async fn create_api_token(
 
 /// The caller's API tokens still in force, newest first.
 pub async fn api_tokens(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
 ) -> Result<Vec<bulwark_store::ApiToken>, ApiError> {
     caller.require(Action::ManageOwnApiTokens)?;
@@ -418,7 +420,7 @@ pub async fn api_tokens(
 }
 
 /// Revokes one of the caller's API tokens (another's: the same 404).
-pub async fn revoke_api_token(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+pub async fn revoke_api_token(state: &Auth, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require(Action::ManageOwnApiTokens)?;
     if id.is_empty() || id.len() > 64 {
         return Err(ApiError::not_found("API token"));

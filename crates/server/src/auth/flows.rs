@@ -1,16 +1,18 @@
 //! The login and first-owner setup flows, shared by the API and the console.
 
+use bulwark_api::error::ErrorCode;
+use bulwark_store::AuditAction;
 pub use bulwark_store::SessionKind;
 use bulwark_store::{NewAuditEvent, NewSession, Operator, SetupEnrolment, StoreError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::Auth;
 use super::policy::LoginOutcome;
 use super::throttle::{self, Decision, ThrottlePolicy};
 use super::{account, passkey, password, session, totp};
 use crate::api::error::ApiError;
 use crate::now_millis;
-use crate::state::AppState;
 
 /// How long a setup code stays valid.
 pub const SETUP_CODE_TTL_MS: i64 = 24 * 60 * 60 * 1000;
@@ -41,14 +43,15 @@ pub struct ClientInfo {
     pub user_agent: String,
 }
 
-async fn audit(state: &AppState, actor: &str, action: &str, target: &str, detail: &str) {
+async fn audit(state: &Auth, actor: &str, action: AuditAction, target: &str, detail: &str) {
     state
+        .store
         .record_event(NewAuditEvent::new(now_millis(), actor, action, target).with_detail(detail))
         .await;
 }
 
 async fn audit_locked(
-    state: &AppState,
+    state: &Auth,
     username: &str,
     key: &str,
     charged: &throttle::Charged,
@@ -62,7 +65,7 @@ async fn audit_locked(
     audit(
         state,
         username,
-        "login.locked",
+        AuditAction::LoginLocked,
         key,
         &format!(
             "{} failures; locked until {until}; last from {}",
@@ -74,7 +77,7 @@ async fn audit_locked(
 
 /// Password and TOTP, both always: [`login_with`] a [`SecondFactor::Code`].
 pub async fn login(
-    state: &AppState,
+    state: &Auth,
     username: &str,
     password_text: &str,
     otp: &str,
@@ -101,7 +104,7 @@ pub async fn login(
 /// answer, without hashing anything. Then the owner's passkey policy
 /// decides what a verified login yields ([`super::policy::login_outcome`]).
 pub async fn login_with(
-    state: &AppState,
+    state: &Auth,
     username: &str,
     password_text: &str,
     factor: SecondFactor<'_>,
@@ -140,7 +143,7 @@ pub async fn login_with(
         audit(
             state,
             username,
-            "login.failed",
+            AuditAction::LoginFailed,
             username,
             &format!("throttled ({why}); from {}", client.ip),
         )
@@ -167,7 +170,7 @@ pub async fn login_with(
             audit(
                 state,
                 username,
-                "login.failed",
+                AuditAction::LoginFailed,
                 username,
                 &format!("password; from {}", client.ip),
             )
@@ -199,8 +202,13 @@ pub async fn login_with(
                 now,
                 move |left| {
                     vec![
-                        NewAuditEvent::new(now, &username, "login.recovery_code_used", &username)
-                            .with_detail(format!("{left} recovery codes left; from {ip}")),
+                        NewAuditEvent::new(
+                            now,
+                            &username,
+                            AuditAction::LoginRecoveryCodeUsed,
+                            &username,
+                        )
+                        .with_detail(format!("{left} recovery codes left; from {ip}")),
                     ]
                 },
             )
@@ -216,7 +224,7 @@ pub async fn login_with(
         audit(
             state,
             username,
-            "login.failed",
+            AuditAction::LoginFailed,
             username,
             &format!(
                 "{}; from {}",
@@ -239,7 +247,7 @@ pub async fn login_with(
 
 /// The passkey half of [`login_with`], once the password has passed.
 async fn finish_passkey_login(
-    state: &AppState,
+    state: &Auth,
     operator: Operator,
     challenge: Option<[u8; 32]>,
     assertion: &passkey::Assertion,
@@ -254,7 +262,7 @@ async fn finish_passkey_login(
             audit(
                 state,
                 username,
-                "login.failed",
+                AuditAction::LoginFailed,
                 username,
                 &format!("{reason}; from {}", client.ip),
             )
@@ -271,7 +279,7 @@ async fn finish_passkey_login(
 /// A login whose password and second factor passed (`used_passkey`: the one
 /// used, if any): the owner's passkey policy, then a fresh session.
 async fn open_session(
-    state: &AppState,
+    state: &Auth,
     operator: Operator,
     used_passkey: Option<bulwark_store::Passkey>,
     kind: SessionKind,
@@ -286,7 +294,7 @@ async fn open_session(
         audit(
             state,
             username,
-            "login.failed",
+            AuditAction::LoginFailed,
             username,
             &format!(
                 "one-time code refused: the role requires a passkey; from {}",
@@ -320,8 +328,8 @@ async fn open_session(
     let (csrf_token, _) = session::new_token();
     let expires_at = now + state.session_policy.absolute_lifetime_ms;
     let passkey_enrolment_only = outcome == LoginOutcome::PasskeyEnrolmentOnly;
-    let signed_in =
-        NewAuditEvent::new(now, username, "login.succeeded", username).with_detail(format!(
+    let signed_in = NewAuditEvent::new(now, username, AuditAction::LoginSucceeded, username)
+        .with_detail(format!(
             "{} session from {}; {}{}",
             kind.as_str(),
             client.ip,
@@ -361,11 +369,11 @@ async fn open_session(
     })
 }
 
-pub async fn logout(state: &AppState, caller: &session::Caller) -> Result<(), ApiError> {
+pub async fn logout(state: &Auth, caller: &session::Caller) -> Result<(), ApiError> {
     if caller.credential == super::policy::Credential::ApiToken {
         return Err(ApiError::new(
             axum::http::StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "an API token is not a session: revoke it with DELETE /api/v1/api-tokens/{id}",
         ));
     }
@@ -376,7 +384,7 @@ pub async fn logout(state: &AppState, caller: &session::Caller) -> Result<(), Ap
         .revoke_session(
             caller.session_hash,
             now,
-            &[NewAuditEvent::new(now, who, "logout", who)],
+            &[NewAuditEvent::new(now, who, AuditAction::Logout, who)],
         )
         .await?;
     Ok(())
@@ -431,7 +439,7 @@ pub struct SetupStarted {
 /// Step 1 of creating the first owner: setup code, username and password.
 /// Nothing usable exists until [`setup_confirm`] proves the TOTP enrolment.
 pub async fn setup_start(
-    state: &AppState,
+    state: &Auth,
     code: &str,
     username: &str,
     password_text: &str,
@@ -446,7 +454,7 @@ pub async fn setup_start(
     if !state.store.setup_code_valid(code_hash, now).await? {
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
-            "bad_setup_code",
+            ErrorCode::BadSetupCode,
             "the setup code is wrong or expired; `bulwark up` prints a new one at each start",
         ));
     }
@@ -485,7 +493,7 @@ pub async fn setup_start(
 /// then is the owner created (and the setup code consumed). Returns the
 /// owner and its recovery codes (shown this once).
 pub async fn setup_confirm(
-    state: &AppState,
+    state: &Auth,
     enrolment_id: &str,
     otp: &str,
 ) -> Result<(Operator, Vec<String>), ApiError> {

@@ -10,11 +10,11 @@
 
 use bulwark_store::{Grant, StoreError};
 
+use super::Auth;
 use super::policy::{Action, Role};
 use super::session::Caller;
 use crate::api::error::ApiError;
 use crate::now_millis;
-use crate::state::AppState;
 
 /// Most grants one operator may hold.
 pub const MAX_GRANTS: usize = 256;
@@ -38,7 +38,7 @@ fn check_operator_id(id: &str) -> Result<(), ApiError> {
 /// (409); a tenant auditor's grant must be its only one (the customer's own
 /// person); one tenant is named once.
 pub async fn set_grants(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     operator_id: &str,
     requested: &[GrantRequest],
@@ -104,7 +104,7 @@ pub async fn set_grants(
 /// in with password and one-time code and registers a new one. Returns how
 /// many passkeys were removed.
 pub async fn reset_passkeys(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     operator_id: &str,
 ) -> Result<u64, ApiError> {

@@ -10,13 +10,13 @@ use bulwark_store::{
     Operator, StoreError,
 };
 
+use super::Auth;
 use super::flows::{SetupStarted, check_username};
 use super::policy::{Action, Role};
 use super::session::{self, Caller};
 use super::{password, totp};
 use crate::api::error::ApiError;
 use crate::now_millis;
-use crate::state::AppState;
 
 /// Lifetime of an invitation link when the owner names none.
 pub const DEFAULT_TTL_HOURS: u32 = 72;
@@ -50,7 +50,7 @@ pub fn invite_path(token: &str) -> String {
 
 /// Stores an invitation (owners only); audited as `operator.invited`.
 pub async fn invite(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     request: InviteRequest,
 ) -> Result<Issued, ApiError> {
@@ -120,13 +120,13 @@ pub async fn invite(
 }
 
 /// Invitations still waiting to be redeemed (owners only).
-pub async fn pending(state: &AppState, caller: &Caller) -> Result<Vec<Invitation>, ApiError> {
+pub async fn pending(state: &Auth, caller: &Caller) -> Result<Vec<Invitation>, ApiError> {
     caller.require(Action::ManageInvitations)?;
     Ok(state.store.pending_invitations(now_millis()).await?)
 }
 
 /// Revokes a pending invitation (owners only); audited as `invitation.revoked`.
-pub async fn revoke(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+pub async fn revoke(state: &Auth, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require(Action::ManageInvitations)?;
     match state
         .store
@@ -143,7 +143,7 @@ fn no_invitation() -> ApiError {
 }
 
 /// The pending invitation a link token names.
-pub async fn lookup(state: &AppState, token: &str) -> Result<Invitation, ApiError> {
+pub async fn lookup(state: &Auth, token: &str) -> Result<Invitation, ApiError> {
     if token.is_empty() || token.len() > 128 {
         return Err(no_invitation());
     }
@@ -157,7 +157,7 @@ pub async fn lookup(state: &AppState, token: &str) -> Result<Invitation, ApiErro
 /// Step 1 of redeeming: the link token and a password. Nothing usable
 /// exists until [`confirm`] proves the TOTP enrolment.
 pub async fn redeem(
-    state: &AppState,
+    state: &Auth,
     token: &str,
     password_text: &str,
 ) -> Result<SetupStarted, ApiError> {
@@ -194,10 +194,7 @@ pub async fn redeem(
 }
 
 /// The enrolment a redemption started, while it and its invitation are usable.
-pub async fn enrolment(
-    state: &AppState,
-    enrolment_id: &str,
-) -> Result<InvitationEnrolment, ApiError> {
+pub async fn enrolment(state: &Auth, enrolment_id: &str) -> Result<InvitationEnrolment, ApiError> {
     state
         .store
         .invitation_enrolment(session::hash_token(enrolment_id), now_millis())
@@ -213,7 +210,7 @@ pub async fn enrolment(
 /// then is the operator created with its grants and the invitation consumed.
 /// Also returns its recovery codes (shown this once).
 pub async fn confirm(
-    state: &AppState,
+    state: &Auth,
     enrolment_id: &str,
     otp: &str,
 ) -> Result<(Operator, Vec<Grant>, Vec<String>), ApiError> {

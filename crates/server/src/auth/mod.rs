@@ -6,7 +6,7 @@
 
 pub mod account;
 pub mod ceremonies;
-pub mod device;
+pub mod cli_sign_in;
 pub mod flows;
 pub mod grants;
 pub mod invite;
@@ -19,3 +19,19 @@ pub mod totp;
 
 pub use policy::{Action, Role, Standing, TenantRole, authorize, authorize_in};
 pub use session::{Caller, CookieCaller};
+
+/// What authentication needs from the server, handed in by it: the store,
+/// the session rules and the ceremonies in flight. The auth code never sees
+/// the rest of the server's state (the agent gateway, presence, the log key),
+/// so nothing here can reach an agent.
+pub struct Auth {
+    pub store: bulwark_store::Store,
+    pub session_policy: policy::SessionPolicy,
+    /// The WebAuthn relying party id (the console's host); `None`: no
+    /// passkeys (see [`passkey::rp_id_for`]).
+    pub rp_id: Option<String>,
+    /// Passkey challenges waiting for their answer.
+    pub passkeys: ceremonies::Ceremonies,
+    /// `bulwark login --device` sign-ins waiting for approval (RFC 8628).
+    pub device_flows: cli_sign_in::DeviceFlows,
+}

@@ -36,6 +36,12 @@
 //! `settings.passkey_policy_changed`, and the login and step-up events of
 //! [`super::flows`] and [`super::account`].
 
+use bulwark_api::error::ErrorCode;
+use bulwark_api::passkeys::{
+    AssertionCeremony, AuthenticatorSelection, CreationOptions, CredentialDescriptor,
+    CredentialParameter, RegistrationCeremony, RelyingParty, RequestOptions, UserEntity,
+};
+use bulwark_store::AuditAction;
 use std::net::IpAddr;
 
 use axum::http::StatusCode;
@@ -44,9 +50,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bulwark_policy::webauthn::{WebAuthnCredential, parse_registration, verify_assertion};
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_store::{LastPasskey, NewAuditEvent, NewPasskey, Operator, Passkey, StoreError};
-use serde::Serialize;
-use utoipa::ToSchema;
 
+use super::Auth;
 use super::ceremonies::{Owner, Purpose};
 use super::policy::{self, Action, Credential, Role, Standing};
 use super::session::Caller;
@@ -54,7 +59,6 @@ use crate::api::error::ApiError;
 use crate::api::refusals::base64url_field;
 use crate::config::ServeMode;
 use crate::now_millis;
-use crate::state::AppState;
 
 /// What the browser is told (`timeout`): a little less than the TTL.
 pub const CEREMONY_TIMEOUT_MS: u64 = 2 * 60 * 1000;
@@ -86,11 +90,11 @@ pub fn rp_id_for(mode: ServeMode, public_hostnames: &[String]) -> Option<String>
     }
 }
 
-fn rp_id(state: &AppState) -> Result<&str, ApiError> {
+fn rp_id(state: &Auth) -> Result<&str, ApiError> {
     state.rp_id.as_deref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "passkeys_unavailable",
+            ErrorCode::PasskeysUnavailable,
             "passkeys need the console served under a DNS name: set public_hostnames in the \
              server configuration (the first one is the relying party id)",
         )
@@ -102,7 +106,7 @@ fn rp_id(state: &AppState) -> Result<&str, ApiError> {
 pub fn passkey_required() -> ApiError {
     ApiError::new(
         StatusCode::FORBIDDEN,
-        "passkey_required",
+        ErrorCode::PasskeyRequired,
         "your role requires signing in with a passkey: add one on your account page, \
          then sign out and sign in with it",
     )
@@ -112,7 +116,7 @@ pub fn passkey_required() -> ApiError {
 pub fn login_code_refused() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "passkey_required",
+        ErrorCode::PasskeyRequired,
         "your role requires signing in with a passkey: choose \"Sign in with a passkey\" \
          (a one-time code is not enough)",
     )
@@ -120,100 +124,13 @@ pub fn login_code_refused() -> ApiError {
 
 // ------------------------------------------------------- WebAuthn JSON options
 
-/// A credential named in `excludeCredentials` or `allowCredentials`.
-#[derive(Serialize, ToSchema)]
-pub struct CredentialDescriptor {
-    /// Always `public-key`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The credential id, base64url without padding.
-    pub id: String,
-}
-
-impl CredentialDescriptor {
-    fn of(credential_id: &[u8]) -> Self {
-        Self {
+fn credential_descriptor(credential_id: &[u8]) -> CredentialDescriptor {
+    {
+        CredentialDescriptor {
             kind: "public-key".to_owned(),
             id: URL_SAFE_NO_PAD.encode(credential_id),
         }
     }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RelyingParty {
-    pub id: String,
-    pub name: String,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UserEntity {
-    /// The user handle, base64url: the operator's id (a random UUID, stable
-    /// for the account's life, nothing personal in it).
-    pub id: String,
-    pub name: String,
-    pub display_name: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CredentialParameter {
-    /// Always `public-key`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// COSE algorithm: -7 (ES256) or -8 (EdDSA).
-    pub alg: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuthenticatorSelection {
-    pub resident_key: String,
-    pub user_verification: String,
-}
-
-/// `PublicKeyCredentialCreationOptions` as JSON (binary fields base64url).
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CreationOptions {
-    pub challenge: String,
-    pub rp: RelyingParty,
-    pub user: UserEntity,
-    pub pub_key_cred_params: Vec<CredentialParameter>,
-    /// Milliseconds.
-    pub timeout: u64,
-    pub exclude_credentials: Vec<CredentialDescriptor>,
-    pub authenticator_selection: AuthenticatorSelection,
-    pub attestation: String,
-}
-
-/// `PublicKeyCredentialRequestOptions` as JSON (binary fields base64url).
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RequestOptions {
-    pub challenge: String,
-    pub rp_id: String,
-    /// Milliseconds.
-    pub timeout: u64,
-    pub allow_credentials: Vec<CredentialDescriptor>,
-    pub user_verification: String,
-}
-
-/// A registration ceremony: give `publicKey` to `navigator.credentials.create`,
-/// then send the result with `ceremony`.
-#[derive(Serialize, ToSchema)]
-pub struct RegistrationCeremony {
-    pub ceremony: String,
-    #[serde(rename = "publicKey")]
-    pub public_key: CreationOptions,
-}
-
-/// A login or step-up ceremony: give `publicKey` to `navigator.credentials.get`,
-/// then send the assertion with `ceremony`.
-#[derive(Serialize, ToSchema)]
-pub struct AssertionCeremony {
-    pub ceremony: String,
-    #[serde(rename = "publicKey")]
-    pub public_key: RequestOptions,
 }
 
 fn request_options(rp_id: &str, challenge: &[u8; 32], allow: Vec<Vec<u8>>) -> RequestOptions {
@@ -221,10 +138,7 @@ fn request_options(rp_id: &str, challenge: &[u8; 32], allow: Vec<Vec<u8>>) -> Re
         challenge: URL_SAFE_NO_PAD.encode(challenge),
         rp_id: rp_id.to_owned(),
         timeout: CEREMONY_TIMEOUT_MS,
-        allow_credentials: allow
-            .iter()
-            .map(|id| CredentialDescriptor::of(id))
-            .collect(),
+        allow_credentials: allow.iter().map(|id| credential_descriptor(id)).collect(),
         user_verification: "required".to_owned(),
     }
 }
@@ -282,7 +196,7 @@ pub fn counter_acceptable(stored: u32, received: u32) -> bool {
 /// server issued, then moves its counter. `Ok(Err(reason))` is a refusal
 /// (the reason is for the audit log, never for the client).
 async fn verify_with(
-    state: &AppState,
+    state: &Auth,
     operator: &Operator,
     passkey: &Passkey,
     challenge: &[u8; 32],
@@ -310,11 +224,12 @@ async fn verify_with(
     };
     if !counter_acceptable(passkey.sign_count, info.sign_count) {
         state
+            .store
             .record_event(
                 NewAuditEvent::new(
                     now,
                     &operator.username,
-                    "passkey.counter_regressed",
+                    AuditAction::PasskeyCounterRegressed,
                     &passkey.id,
                 )
                 .with_detail(format!(
@@ -343,7 +258,7 @@ async fn verify_with(
 
 /// The operator's passkey for `credential_id` (another's, or none: `None`).
 async fn own_passkey(
-    state: &AppState,
+    state: &Auth,
     operator: &Operator,
     credential_id: &[u8],
 ) -> Result<Option<Passkey>, ApiError> {
@@ -358,7 +273,7 @@ async fn own_passkey(
 
 /// The roles that must sign in with a passkey (none unless an owner said so).
 /// A name this build does not know is skipped: it matches no account.
-pub async fn required_roles(state: &AppState) -> Result<Vec<Role>, ApiError> {
+pub async fn required_roles(state: &Auth) -> Result<Vec<Role>, ApiError> {
     let value = state.store.setting(REQUIRED_ROLES_SETTING).await?;
     Ok(value
         .as_deref()
@@ -369,13 +284,13 @@ pub async fn required_roles(state: &AppState) -> Result<Vec<Role>, ApiError> {
 }
 
 /// Does the owner's passkey policy cover an account with this standing?
-pub async fn required_for(state: &AppState, standing: &Standing) -> Result<bool, ApiError> {
+pub async fn required_for(state: &Auth, standing: &Standing) -> Result<bool, ApiError> {
     let required = required_roles(state).await?;
     Ok(!required.is_empty() && policy::passkey_required(&policy::roles_of(standing), &required))
 }
 
 /// The standing of `operator` (owner, or its grants).
-async fn standing_of(state: &AppState, operator: &Operator) -> Result<Standing, ApiError> {
+async fn standing_of(state: &Auth, operator: &Operator) -> Result<Standing, ApiError> {
     Ok(match operator.role.as_str() {
         bulwark_store::ACCOUNT_OWNER => Standing::Owner,
         _ => Standing::Granted(
@@ -401,7 +316,7 @@ async fn standing_of(state: &AppState, operator: &Operator) -> Result<Standing, 
 /// one is [`Credential::NeedsPasskey`] (decided again on every request, so a
 /// policy change applies to sessions already open).
 pub async fn session_credential(
-    state: &AppState,
+    state: &Auth,
     standing: &Standing,
     session_hash: [u8; 32],
     mfa_at: i64,
@@ -420,7 +335,7 @@ pub async fn session_credential(
 /// those roles that signed in without a passkey are restricted from their
 /// next request on.
 pub async fn set_required_roles(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     names: &[String],
 ) -> Result<Vec<Role>, ApiError> {
@@ -464,7 +379,7 @@ pub async fn set_required_roles(
             &NewAuditEvent::new(
                 now,
                 &caller.operator.username,
-                "settings.passkey_policy_changed",
+                AuditAction::SettingsPasskeyPolicyChanged,
                 REQUIRED_ROLES_SETTING,
             )
             .with_detail(format!("roles=[{value}] before=[{}]", text(&before))),
@@ -477,7 +392,7 @@ pub async fn set_required_roles(
 
 /// Registration options for the caller (step-up required).
 pub async fn registration_options(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
 ) -> Result<RegistrationCeremony, ApiError> {
     caller.require(Action::AddPasskey)?;
@@ -521,7 +436,7 @@ pub async fn registration_options(
             timeout: CEREMONY_TIMEOUT_MS,
             exclude_credentials: existing
                 .iter()
-                .map(|p| CredentialDescriptor::of(&p.credential_id))
+                .map(|p| credential_descriptor(&p.credential_id))
                 .collect(),
             authenticator_selection: AuthenticatorSelection {
                 resident_key: "preferred".to_owned(),
@@ -557,7 +472,7 @@ pub struct Registration<'a> {
 fn registration_refused(reason: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
-        "passkey_rejected",
+        ErrorCode::PasskeyRejected,
         format!("the passkey was not registered: {reason}"),
     )
 }
@@ -565,7 +480,7 @@ fn registration_refused(reason: impl std::fmt::Display) -> ApiError {
 /// Completes a registration started by this very session (step-up
 /// required, again). Audited as `passkey.added` (by the store).
 pub async fn register(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     registration: Registration<'_>,
 ) -> Result<Passkey, ApiError> {
@@ -631,7 +546,7 @@ pub async fn register(
 }
 
 /// The caller's passkeys, oldest first.
-pub async fn list(state: &AppState, caller: &Caller) -> Result<Vec<Passkey>, ApiError> {
+pub async fn list(state: &Auth, caller: &Caller) -> Result<Vec<Passkey>, ApiError> {
     caller.require(Action::ManageOwnPasskeys)?;
     Ok(state.store.passkeys_of(&caller.operator.id).await?)
 }
@@ -645,7 +560,7 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 
 /// Renames one of the caller's passkeys (another's: the same 404).
 pub async fn rename(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     id: &str,
     name: &str,
@@ -671,7 +586,7 @@ pub async fn rename(
 
 /// Removes one of the caller's passkeys (step-up required; another's: the
 /// same 404). The last one stays while the caller's role requires one.
-pub async fn remove(state: &AppState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+pub async fn remove(state: &Auth, caller: &Caller, id: &str) -> Result<(), ApiError> {
     caller.require(Action::RemovePasskey)?;
     check_id(id)?;
     let last = if required_for(state, &caller.standing).await? {
@@ -707,7 +622,7 @@ pub async fn remove(state: &AppState, caller: &Caller, id: &str) -> Result<(), A
 /// and of `username`; when one is full its oldest ceremony gives way (see
 /// the module notes), so this never answers "busy".
 pub async fn login_options(
-    state: &AppState,
+    state: &Auth,
     username: &str,
     client: IpAddr,
 ) -> Result<AssertionCeremony, ApiError> {
@@ -741,7 +656,7 @@ pub async fn login_options(
 
 /// The challenge of a login ceremony for `username`, taken out (single use)
 /// before the password is checked, so one answer is never tried twice.
-pub fn take_login_challenge(state: &AppState, ceremony: &str, username: &str) -> Option<[u8; 32]> {
+pub fn take_login_challenge(state: &Auth, ceremony: &str, username: &str) -> Option<[u8; 32]> {
     state.passkeys.finish(
         ceremony,
         &Purpose::Login {
@@ -755,7 +670,7 @@ pub fn take_login_challenge(state: &AppState, ceremony: &str, username: &str) ->
 /// [`take_login_challenge`]). `Ok(Err(reason))` is a refusal, for the audit
 /// log; the client gets the generic login failure.
 pub async fn verify_login(
-    state: &AppState,
+    state: &Auth,
     operator: &Operator,
     challenge: Option<[u8; 32]>,
     assertion: &Assertion,
@@ -783,7 +698,7 @@ pub async fn verify_login(
 }
 
 /// Whether `operator` must sign in with a passkey, and whether it holds one.
-pub async fn login_policy(state: &AppState, operator: &Operator) -> Result<(bool, bool), ApiError> {
+pub async fn login_policy(state: &Auth, operator: &Operator) -> Result<(bool, bool), ApiError> {
     let standing = standing_of(state, operator).await?;
     let required = required_for(state, &standing).await?;
     let holds = state.store.passkey_count(&operator.id).await? > 0;
@@ -793,10 +708,7 @@ pub async fn login_policy(state: &AppState, operator: &Operator) -> Result<(bool
 // -------------------------------------------------------------------- step-up
 
 /// Step-up options for the caller's own passkeys (409 if it holds none).
-pub async fn step_up_options(
-    state: &AppState,
-    caller: &Caller,
-) -> Result<AssertionCeremony, ApiError> {
+pub async fn step_up_options(state: &Auth, caller: &Caller) -> Result<AssertionCeremony, ApiError> {
     caller.require(Action::StepUp)?;
     own_assertion_options(
         state,
@@ -812,7 +724,7 @@ pub async fn step_up_options(
 /// caller's own passkeys (409 if it holds none): a ceremony bound to this
 /// session and that code ([`super::device`]).
 pub async fn device_approval_options(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     user_code: &str,
 ) -> Result<AssertionCeremony, ApiError> {
@@ -829,7 +741,7 @@ pub async fn device_approval_options(
 }
 
 async fn own_assertion_options(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     purpose: Purpose,
 ) -> Result<AssertionCeremony, ApiError> {
@@ -862,7 +774,7 @@ async fn own_assertion_options(
 /// Checks an assertion approving the CLI sign-in `user_code`, made for this
 /// very session and code. `Ok(Err(reason))` is a refusal, for the audit log.
 pub async fn verify_device_approval(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     user_code: &str,
     assertion: &Assertion,
@@ -882,7 +794,7 @@ pub async fn verify_device_approval(
 /// Checks a step-up assertion made for this very session. `Ok(Err(reason))`
 /// is a refusal, for the audit log.
 pub async fn verify_step_up(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     assertion: &Assertion,
 ) -> Result<Result<Passkey, String>, ApiError> {
@@ -898,7 +810,7 @@ pub async fn verify_step_up(
 }
 
 async fn verify_own(
-    state: &AppState,
+    state: &Auth,
     caller: &Caller,
     purpose: &Purpose,
     assertion: &Assertion,

@@ -4,46 +4,7 @@
 //! and in every storage query (through [`bulwark_store::TenantScope`]), so a
 //! handler that forgets a check still cannot read a foreign tenant's rows.
 
-/// An operator's role. Owners act on every tenant; every other role is held
-/// per tenant (a grant), so one operator can be technician on A and B,
-/// tenant auditor nowhere, and nothing at all on C.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum Role {
-    Owner,
-    SecurityOfficer,
-    Technician,
-    ReadOnly,
-    TenantAuditor,
-}
-
-impl Role {
-    pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "owner" => Role::Owner,
-            "security_officer" => Role::SecurityOfficer,
-            "technician" => Role::Technician,
-            "read_only" => Role::ReadOnly,
-            "tenant_auditor" => Role::TenantAuditor,
-            _ => return None,
-        })
-    }
-
-    /// A role that can be granted on one tenant: every role but owner.
-    pub fn parse_grant(text: &str) -> Option<Self> {
-        Self::parse(text).filter(|r| *r != Role::Owner)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::SecurityOfficer => "security_officer",
-            Role::Technician => "technician",
-            Role::ReadOnly => "read_only",
-            Role::TenantAuditor => "tenant_auditor",
-        }
-    }
-}
+pub use bulwark_api::operators::Role;
 
 /// Everything a route can do, named in the MSP's language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,13 +11,13 @@ use bulwark_store::{Operator, TenantScope};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
+use super::Auth;
 use super::policy::{
     Action, Credential, Decision, Role, SessionState, Standing, TenantRole, authorize_in, decide,
     session_state,
 };
 use crate::api::error::ApiError;
 use crate::now_millis;
-use crate::state::AppState;
 
 pub const COOKIE_NAME: &str = "bulwark_session";
 /// Header a cookie-authenticated API call must echo the session's CSRF token in.
@@ -164,7 +164,7 @@ fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 }
 
 /// Finds and checks the caller's session. `None` when there is no valid one.
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<Option<Caller>, ApiError> {
+async fn authenticate(parts: &Parts, state: &Auth) -> Result<Option<Caller>, ApiError> {
     let bearer = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -243,7 +243,7 @@ impl Caller {
     /// Is the credential this caller came with still good? Long-lived
     /// responses (the event stream) ask this periodically, so revoking a
     /// session or token, or disabling its operator, ends them too.
-    pub async fn still_valid(&self, state: &AppState) -> Result<bool, ApiError> {
+    pub async fn still_valid(&self, state: &Auth) -> Result<bool, ApiError> {
         let now = now_millis();
         if self.credential == Credential::ApiToken {
             return Ok(match state.store.api_token(self.session_hash).await? {
@@ -278,10 +278,7 @@ pub const API_TOKEN_PREFIX: &str = "bwk_";
 /// operator enabled. Its standing is its role on its tenants, cut to the
 /// tenants where its operator still holds that very role (or all of them
 /// for an owner's token): a demotion shrinks the token with it.
-async fn authenticate_api_token(
-    state: &AppState,
-    secret: &str,
-) -> Result<Option<Caller>, ApiError> {
+async fn authenticate_api_token(state: &Auth, secret: &str) -> Result<Option<Caller>, ApiError> {
     let hash = hash_token(secret);
     let Some((token, operator)) = state.store.api_token(hash).await? else {
         return Ok(None);
@@ -378,14 +375,11 @@ fn foreign_origin(headers: &HeaderMap) -> bool {
 /// Fetch Metadata: where the browser says the request was started.
 const SEC_FETCH_SITE: &str = "sec-fetch-site";
 
-impl FromRequestParts<AppState> for Caller {
+impl<S: AsRef<Auth> + Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(parts, state)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state.as_ref())
             .await?
             .ok_or_else(ApiError::unauthenticated)?;
         if caller.via == Via::Cookie && unsafe_method(&parts.method) {
@@ -421,31 +415,28 @@ impl IntoResponse for ConsoleRejection {
     }
 }
 
-impl axum::extract::OptionalFromRequestParts<AppState> for CookieCaller {
+impl<S: AsRef<Auth> + Send + Sync> axum::extract::OptionalFromRequestParts<S> for CookieCaller {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        state: &AppState,
+        state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(match authenticate(parts, state).await {
+        Ok(match authenticate(parts, state.as_ref()).await {
             Ok(Some(caller)) if caller.via == Via::Cookie => Some(CookieCaller(caller)),
             _ => None,
         })
     }
 }
 
-impl FromRequestParts<AppState> for CookieCaller {
+impl<S: AsRef<Auth> + Send + Sync> FromRequestParts<S> for CookieCaller {
     type Rejection = ConsoleRejection;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         if cross_origin_write(&parts.method, &parts.headers) {
             return Err(ConsoleRejection::Error(ApiError::cross_origin()));
         }
-        match authenticate(parts, state).await {
+        match authenticate(parts, state.as_ref()).await {
             Ok(Some(caller)) if caller.via == Via::Cookie => Ok(CookieCaller(caller)),
             Ok(_) => Err(ConsoleRejection::Login),
             Err(e) => Err(ConsoleRejection::Error(e)),

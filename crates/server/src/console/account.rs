@@ -3,6 +3,8 @@
 //! (new codes, a new token) are shown once, on a page no cache keeps. The
 //! logic is `auth::account` and `auth::passkey`.
 
+use bulwark_api::error::ErrorCode;
+use bulwark_api::account::{ApiTokenView, SessionView};
 use std::net::SocketAddr;
 
 use askama::Template;
@@ -15,8 +17,8 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::{CsrfForm, UserBar, error_page, error_page_back, render};
+use crate::api::client_info;
 use crate::api::error::ApiError;
-use crate::api::{ApiTokenView, SessionView, client_info};
 use crate::auth::Caller;
 use crate::auth::session::CookieCaller;
 use crate::state::AppState;
@@ -58,7 +60,7 @@ struct AccountPage {
     error: Option<String>,
     csrf: String,
     next: &'static str,
-    passkeys: Vec<crate::api::passkeys::PasskeyView>,
+    passkeys: Vec<bulwark_api::passkeys::PasskeyView>,
     /// This session may only register a passkey (the role requires one).
     passkey_only: bool,
     /// The account holds a passkey (step-up offers it).
@@ -75,13 +77,13 @@ struct AccountExtras {
 }
 
 async fn account_page_with(state: &AppState, caller: &Caller, extras: AccountExtras) -> Response {
-    let sessions = match crate::auth::account::sessions(state, caller).await {
-        Ok(s) => s.into_iter().map(SessionView::from).collect(),
+    let sessions = match crate::auth::account::sessions(&state.auth, caller).await {
+        Ok(s) => s.into_iter().map(crate::api::views::session).collect(),
         Err(e) => return error_page(e, UserBar::of(caller)),
     };
-    let passkeys: Vec<crate::api::passkeys::PasskeyView> =
-        match crate::auth::passkey::list(state, caller).await {
-            Ok(p) => p.into_iter().map(Into::into).collect(),
+    let passkeys: Vec<bulwark_api::passkeys::PasskeyView> =
+        match crate::auth::passkey::list(&state.auth, caller).await {
+            Ok(p) => p.into_iter().map(crate::api::views::passkey).collect(),
             Err(e) => return error_page(e, UserBar::of(caller)),
         };
     // A session restricted by the passkey policy sees only what it may use.
@@ -92,8 +94,8 @@ async fn account_page_with(state: &AppState, caller: &Caller, extras: AccountExt
     let tokens = if passkey_only {
         Vec::new()
     } else {
-        match crate::auth::account::api_tokens(state, caller).await {
-            Ok(t) => t.into_iter().map(ApiTokenView::from).collect(),
+        match crate::auth::account::api_tokens(&state.auth, caller).await {
+            Ok(t) => t.into_iter().map(crate::api::views::api_token).collect(),
             Err(e) => return error_page(e, UserBar::of(caller)),
         }
     };
@@ -168,7 +170,7 @@ async fn account_remove_passkey(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    match crate::auth::passkey::remove(&state, &caller, &id).await {
+    match crate::auth::passkey::remove(&state.auth, &caller, &id).await {
         Ok(()) => Redirect::to("/account").into_response(),
         Err(e) if e.status == StatusCode::CONFLICT => {
             let extras = AccountExtras {
@@ -190,7 +192,7 @@ async fn account_revoke(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    match crate::auth::account::revoke_session(&state, &caller, &id).await {
+    match crate::auth::account::revoke_session(&state.auth, &caller, &id).await {
         Ok(()) => Redirect::to("/account").into_response(),
         Err(e) => error_page_back(e, UserBar::of(&caller), "/account"),
     }
@@ -204,7 +206,7 @@ async fn account_revoke_others(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    match crate::auth::account::revoke_other_sessions(&state, &caller).await {
+    match crate::auth::account::revoke_other_sessions(&state.auth, &caller).await {
         Ok(n) => {
             let extras = AccountExtras {
                 notice: Some(format!("{n} other sessions signed out.")),
@@ -245,9 +247,9 @@ async fn account_step_up(
     }
     let client = client_info(Some(peer), &headers);
     let next = local_path(&form.next);
-    match crate::auth::account::step_up(&state, &caller, &form.otp, &client).await {
+    match crate::auth::account::step_up(&state.auth, &caller, &form.otp, &client).await {
         Ok(()) => Redirect::to(next).into_response(),
-        Err(e) if e.code == "step_up_failed" => {
+        Err(e) if e.code == ErrorCode::StepUpFailed => {
             let message = e.message.clone();
             let mut again = ApiError::step_up_required();
             again.message = message;
@@ -267,7 +269,7 @@ async fn account_recovery_codes(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    match crate::auth::account::regenerate_recovery_codes(&state, &caller).await {
+    match crate::auth::account::regenerate_recovery_codes(&state.auth, &caller).await {
         Ok(codes) => {
             let extras = AccountExtras {
                 codes,
@@ -312,7 +314,7 @@ async fn account_create_token(
             .collect(),
         ttl_days: Some(ttl_days),
     };
-    match crate::auth::account::create_api_token(&state, &caller, request).await {
+    match crate::auth::account::create_api_token(&state.auth, &caller, request).await {
         Ok((secret, _)) => {
             let extras = AccountExtras {
                 new_token: Some(secret),
@@ -320,7 +322,7 @@ async fn account_create_token(
             };
             account_page_with(&state, &caller, extras).await
         }
-        Err(e) if e.code == "step_up_required" => {
+        Err(e) if e.code == ErrorCode::StepUpRequired => {
             error_page_back(e, UserBar::of(&caller), "/account")
         }
         Err(e) if e.status.is_client_error() => {
@@ -343,7 +345,7 @@ async fn account_revoke_token(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    match crate::auth::account::revoke_api_token(&state, &caller, &id).await {
+    match crate::auth::account::revoke_api_token(&state.auth, &caller, &id).await {
         Ok(()) => Redirect::to("/account").into_response(),
         Err(e) => error_page_back(e, UserBar::of(&caller), "/account"),
     }

@@ -7,10 +7,10 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
+use bulwark_api::devices::{DeviceView, InventoryView};
 
 use super::{UserBar, error_page, human_bytes, human_duration, pct_step, render};
-use crate::api::device_view;
-use crate::api::views::{DeviceView, InventoryView};
+use crate::api::devices::device_view;
 use crate::auth::session::CookieCaller;
 use crate::state::AppState;
 

@@ -58,11 +58,11 @@ async fn jobs_page(
     CookieCaller(caller): CookieCaller,
     Path(tenant): Path<String>,
 ) -> Response {
-    let views = match crate::api::jobs::tenant_for(&state, &caller, &tenant, Action::ViewJobs).await
-    {
-        Ok(t) => crate::api::jobs::job_views(&state, &caller, &t).await,
-        Err(e) => Err(e),
-    };
+    let views =
+        match crate::api::tenants::tenant_for(&state, &caller, &tenant, Action::ViewJobs).await {
+            Ok(t) => crate::api::jobs::job_views(&state, &caller, &t).await,
+            Err(e) => Err(e),
+        };
     let views = match views {
         Ok(v) => v,
         Err(e) => return error_page(e, UserBar::of(&caller)),
@@ -92,7 +92,7 @@ async fn jobs_page(
 }
 
 struct TargetRow {
-    t: crate::api::jobs::JobTargetView,
+    t: bulwark_api::jobs::JobTargetView,
     exit: String,
 }
 
@@ -101,7 +101,7 @@ struct TargetRow {
 struct JobPage {
     user: Option<UserBar>,
     version: &'static str,
-    j: crate::api::jobs::JobView,
+    j: bulwark_api::jobs::JobView,
     short_id: String,
     sha_grouped: String,
     script_lines: usize,
@@ -174,7 +174,7 @@ async fn job_page_with(
         .targets
         .iter()
         .map(|t| TargetRow {
-            t: crate::api::jobs::JobTargetView {
+            t: bulwark_api::jobs::JobTargetView {
                 device_id: t.device_id.clone(),
                 hostname: t.hostname.clone(),
                 state: t.state.clone(),

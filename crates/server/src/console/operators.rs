@@ -1,7 +1,8 @@
 //! The MSP's operators (`/operators`): who they are and their roles,
 //! inviting a new one (the link is shown once), revoking a pending
-//! invitation and disabling an operator. An operator's grants and passkey
-//! reset are in `identity`.
+//! invitation and disabling an operator, and one operator's grants page
+//! (owners edit the role held per tenant, or reset the operator's
+//! passkeys; the logic is `auth::grants`).
 
 use askama::Template;
 use axum::Form;
@@ -10,10 +11,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use bulwark_api::operators::{InvitationView, OperatorSummary};
 
 use super::{CsrfForm, UserBar, error_page, error_page_back, render};
 use crate::api::error::ApiError;
-use crate::api::{InvitationView, OperatorSummary, operator_summaries};
+use crate::api::operators::operator_summaries;
+use crate::auth::grants::{self, GrantRequest};
 use crate::auth::invite;
 use crate::auth::session::CookieCaller;
 use crate::auth::{Action, Caller};
@@ -25,6 +28,11 @@ pub(super) fn router() -> Router<AppState> {
         .route("/operators/invitations", post(operators_invite))
         .route("/operators/invitations/{id}/revoke", post(operators_revoke))
         .route("/operators/{id}/disable", post(operators_disable))
+        .route(
+            "/operators/{id}/grants",
+            get(grants_page).post(grants_submit),
+        )
+        .route("/operators/{id}/passkeys/reset", post(passkeys_reset))
 }
 
 /// A new invitation's link, shown once.
@@ -62,8 +70,8 @@ async fn operators_page_with(
     };
     let can_invite = caller.allows(Action::InviteOperator);
     let (invitations, tenants) = if can_invite {
-        let invitations = match invite::pending(state, caller).await {
-            Ok(i) => i.into_iter().map(InvitationView::from).collect(),
+        let invitations = match invite::pending(&state.auth, caller).await {
+            Ok(i) => i.into_iter().map(crate::api::views::invitation).collect(),
             Err(e) => return error_page(e, UserBar::of(caller)),
         };
         let tenants = match state.store.list_tenants(&caller.scope()).await {
@@ -136,7 +144,7 @@ async fn operators_invite(
             return operators_page_with(&state, &caller, None, Some(e)).await;
         }
     };
-    match invite::invite(&state, &caller, request).await {
+    match invite::invite(&state.auth, &caller, request).await {
         Ok(issued) => {
             let link = LinkShown {
                 username: issued.invitation.username.clone(),
@@ -161,7 +169,7 @@ async fn operators_revoke(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    match invite::revoke(&state, &caller, &id).await {
+    match invite::revoke(&state.auth, &caller, &id).await {
         Ok(()) => Redirect::to("/operators").into_response(),
         Err(e) => error_page(e, UserBar::of(&caller)),
     }
@@ -176,8 +184,141 @@ async fn operators_disable(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    match crate::auth::account::disable_operator(&state, &caller, &id).await {
+    match crate::auth::account::disable_operator(&state.auth, &caller, &id).await {
         Ok(_) => Redirect::to("/operators").into_response(),
         Err(e) => error_page_back(e, UserBar::of(&caller), "/operators"),
     }
+}
+
+/// One tenant's row on the grants page.
+struct TenantChoice {
+    name: String,
+    /// The role held there now ("" for none).
+    role: String,
+}
+
+#[derive(Template)]
+#[template(path = "operator_grants.html")]
+struct GrantsPage {
+    user: Option<UserBar>,
+    version: &'static str,
+    csrf: String,
+    id: String,
+    username: String,
+    tenants: Vec<TenantChoice>,
+    passkeys: usize,
+    notice: Option<String>,
+}
+
+async fn grants_page_with(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    notice: Option<String>,
+) -> Response {
+    if !caller.allows(Action::ManageGrants) {
+        return error_page(ApiError::forbidden(), UserBar::of(caller));
+    }
+    let target = match state.store.operator_by_id(id).await {
+        Ok(Some(o)) if o.role != bulwark_store::ACCOUNT_OWNER => o,
+        Ok(_) => return error_page(ApiError::not_found("operator"), UserBar::of(caller)),
+        Err(e) => return error_page(e.into(), UserBar::of(caller)),
+    };
+    let scope = caller.scope();
+    let (held, tenants, passkeys) = match tokio::try_join!(
+        state.store.operator_grants(&target.id),
+        state.store.list_tenants(&scope),
+        state.store.passkey_count(&target.id),
+    ) {
+        Ok(found) => found,
+        Err(e) => return error_page(e.into(), UserBar::of(caller)),
+    };
+    let tenants = tenants
+        .into_iter()
+        .map(|t| TenantChoice {
+            role: held
+                .iter()
+                .find(|g| g.tenant_id == t.id)
+                .map(|g| g.role.clone())
+                .unwrap_or_default(),
+            name: t.name,
+        })
+        .collect();
+    render(GrantsPage {
+        user: UserBar::of(caller),
+        version: crate::VERSION,
+        csrf: caller.csrf_token.clone(),
+        id: target.id,
+        username: target.username,
+        tenants,
+        passkeys: usize::try_from(passkeys).unwrap_or_default(),
+        notice,
+    })
+}
+
+async fn grants_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+) -> Response {
+    grants_page_with(&state, &caller, &id, None).await
+}
+
+/// The form: `csrf`, then `role:<tenant>` = a role or "" (none).
+async fn grants_submit(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let csrf = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default();
+    if let Err(e) = caller.check_csrf(csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let requested: Vec<GrantRequest> = fields
+        .iter()
+        .filter_map(|(k, v)| {
+            let tenant = k.strip_prefix("role:")?;
+            (!v.is_empty()).then(|| GrantRequest {
+                tenant: tenant.to_owned(),
+                role: v.clone(),
+            })
+        })
+        .collect();
+    let back = format!("/operators/{id}/grants");
+    match grants::set_grants(&state.auth, &caller, &id, &requested).await {
+        Ok(_) => grants_page_with(&state, &caller, &id, Some("Grants saved.".to_owned())).await,
+        Err(e) => error_page_back(e, UserBar::of(&caller), &back),
+    }
+}
+
+async fn passkeys_reset(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    let back = format!("/operators/{id}/grants");
+    match grants::reset_passkeys(&state.auth, &caller, &id).await {
+        Ok(n) => {
+            grants_page_with(
+                &state,
+                &caller,
+                &id,
+                Some(format!(
+                    "{n} passkeys removed and the operator's sessions ended."
+                )),
+            )
+            .await
+        }
+        Err(e) => error_page_back(e, UserBar::of(&caller), &back),
+    }
+    .into_response()
 }

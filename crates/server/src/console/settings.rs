@@ -40,7 +40,7 @@ async fn settings_page_with(state: &AppState, caller: &Caller, notice: Option<St
     if let Err(e) = caller.require(Action::ViewPasskeyPolicy) {
         return error_page(e, UserBar::of(caller));
     }
-    let required = match crate::auth::passkey::required_roles(state).await {
+    let required = match crate::auth::passkey::required_roles(&state.auth).await {
         Ok(r) => r,
         Err(e) => return error_page(e, UserBar::of(caller)),
     };
@@ -94,7 +94,7 @@ async fn settings_passkey_policy(
         .filter(|(k, _)| k == "role")
         .map(|(_, v)| v.clone())
         .collect();
-    match crate::auth::passkey::set_required_roles(&state, &caller, &roles).await {
+    match crate::auth::passkey::set_required_roles(&state.auth, &caller, &roles).await {
         Ok(_) => settings_page_with(&state, &caller, Some("Saved.".to_owned())).await,
         Err(e) => error_page_back(e, UserBar::of(&caller), "/settings"),
     }

@@ -99,7 +99,7 @@ async fn setup_submit(State(state): State<AppState>, Form(form): Form<SetupForm>
     if form.password != form.password_confirm {
         return again("the two passwords differ".into());
     }
-    match flows::setup_start(&state, &form.code, &form.username, &form.password).await {
+    match flows::setup_start(&state.auth, &form.code, &form.username, &form.password).await {
         Ok(started) => render(SetupTotpPage {
             user: None,
             version: crate::VERSION,
@@ -125,7 +125,7 @@ async fn setup_totp_submit(
     State(state): State<AppState>,
     Form(form): Form<SetupTotpForm>,
 ) -> Response {
-    match flows::setup_confirm(&state, &form.enrolment, &form.otp).await {
+    match flows::setup_confirm(&state.auth, &form.enrolment, &form.otp).await {
         Ok((_, codes)) => recovery_codes_page(codes),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             // Show the same secret again so the person can retry.
@@ -242,7 +242,7 @@ async fn login_submit(
     let result = match factor {
         Ok(factor) => {
             flows::login_with(
-                &state,
+                &state.auth,
                 &form.username,
                 &form.password,
                 factor,
@@ -255,7 +255,7 @@ async fn login_submit(
     };
     match result {
         Ok(login) => {
-            let max_age = state.session_policy.absolute_lifetime_ms / 1000;
+            let max_age = state.auth.session_policy.absolute_lifetime_ms / 1000;
             // A session that may only register a passkey starts where it can.
             let to = if login.passkey_enrolment_only {
                 "/account"
@@ -291,7 +291,7 @@ async fn logout(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    if let Err(e) = flows::logout(&state, &caller).await {
+    if let Err(e) = flows::logout(&state.auth, &caller).await {
         return error_page(e, UserBar::of(&caller));
     }
     let mut response = Redirect::to("/login").into_response();
@@ -330,7 +330,7 @@ fn grants_summary(invitation: &bulwark_store::Invitation) -> String {
 }
 
 async fn invite_page_with(state: &AppState, token: String, error: Option<String>) -> Response {
-    match invite::lookup(state, &token).await {
+    match invite::lookup(&state.auth, &token).await {
         Ok(invitation) => {
             let failed = error.is_some();
             let mut r = render(InvitePage {
@@ -368,7 +368,7 @@ async fn invite_submit(
     if form.password != form.password_confirm {
         return invite_page_with(&state, token, Some("the two passwords differ".into())).await;
     }
-    match invite::redeem(&state, &token, &form.password).await {
+    match invite::redeem(&state.auth, &token, &form.password).await {
         Ok(started) => render(SetupTotpPage {
             user: None,
             version: crate::VERSION,
@@ -389,11 +389,11 @@ async fn invite_totp_submit(
     State(state): State<AppState>,
     Form(form): Form<SetupTotpForm>,
 ) -> Response {
-    match invite::confirm(&state, &form.enrolment, &form.otp).await {
+    match invite::confirm(&state.auth, &form.enrolment, &form.otp).await {
         Ok((_, _, codes)) => recovery_codes_page(codes),
         Err(e) if e.status == StatusCode::BAD_REQUEST => {
             // Show the same secret again so the person can retry.
-            match invite::enrolment(&state, &form.enrolment).await {
+            match invite::enrolment(&state.auth, &form.enrolment).await {
                 Ok(pending) => {
                     let url =
                         crate::auth::totp::otpauth_url(&pending.totp_secret, &pending.username);

@@ -8,10 +8,12 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
+use bulwark_api::devices::DeviceView;
+use bulwark_api::tenants::EnrollmentTokenView;
 
 use super::{CsrfForm, UserBar, error_page, error_page_back, pct_step, render};
-use crate::api::views::DeviceView;
-use crate::api::{EnrollmentTokenView, device_views, issue_enrollment_token};
+use crate::api::devices::device_views;
+use crate::api::tenants::issue_enrollment_token;
 use crate::auth::session::CookieCaller;
 use crate::auth::{Action, Caller, Standing};
 use crate::state::AppState;

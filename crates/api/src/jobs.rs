@@ -1,0 +1,111 @@
+//! Signed jobs: submitting one, the approvals it gathers, and what each
+//! targeted device answered.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobRequest {
+    /// The signed job statement: base64 of its canonical CBOR envelope.
+    pub envelope: String,
+    /// The script body whose SHA-256 the statement names.
+    pub script: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QuorumView {
+    pub have: usize,
+    pub need: usize,
+    pub customer_required: bool,
+    pub customer_signed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SignerView {
+    pub key_id: String,
+    /// The policy's name for the key, when the current policy lists it.
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobTargetView {
+    pub device_id: String,
+    pub hostname: String,
+    /// waiting, delivered, succeeded, failed, timed_out or refused.
+    pub state: String,
+    pub exit_code: Option<i32>,
+    pub refusal_code: Option<String>,
+    pub refusal_reason: Option<String>,
+    pub output_sha256: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    /// When the server first sent the job to the device.
+    pub delivered_at: Option<String>,
+    /// The agent's clock: when the script started and ended.
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// The job id (32 hex characters).
+    pub id: String,
+    pub tenant: String,
+    pub class: String,
+    /// What the job does, from its signed statement ("run a bash script, sha256 …").
+    pub action: Option<String>,
+    pub reason: String,
+    pub requested_by: String,
+    pub script_sha256: String,
+    /// pending, approved, rejected or expired.
+    pub state: String,
+    pub quorum: Option<QuorumView>,
+    pub signers: Vec<SignerView>,
+    pub not_before: String,
+    pub expires_at: String,
+    pub created_at: String,
+    /// When the quorum was met (or the job rejected or expired).
+    pub decided_at: Option<String>,
+    pub timeout_secs: u32,
+    pub decision_note: Option<String>,
+    pub targets: Vec<JobTargetView>,
+    /// Only on a single job: the exact script text.
+    pub script: Option<String>,
+    /// Only on a single job: the envelope with every signature (base64).
+    pub envelope: Option<String>,
+    /// Only on a single job: SHA-256 of the envelope's signing bytes (hex),
+    /// which the job's `job.released` log entry names.
+    pub challenge: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// The signing key (hex key id, as `bulwark keys list` shows it).
+    pub key_id: String,
+    /// Ed25519 signature over the envelope's signing bytes (base64 of 64
+    /// bytes). Either this or `webauthn`.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// An approval passkey's assertion over the job's approval challenge
+    /// (made in the page of the approver's own `bulwark`, RFD 0005), as the
+    /// browser returned it. Either this or `signature`.
+    #[serde(default)]
+    pub webauthn: Option<WebAuthnApproval>,
+}
+
+/// `navigator.credentials.get`'s response fields, base64url (padding tolerated).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebAuthnApproval {
+    pub authenticator_data: String,
+    pub client_data_json: String,
+    pub signature: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectRequest {
+    pub reason: String,
+}

@@ -1,0 +1,235 @@
+//! `bulwark audit verify` and `bulwark audit export`: an auditor checks a
+//! tenant's (or the MSP's) transparency log end to end, trusting nothing
+//! but the log key (RFD 0003, "Export format").
+//!
+//! `verify` downloads the log key, every signed tree head and every entry
+//! (or reads them from an export directory, `--from`), and checks:
+//!
+//! 1. the log key is the one pinned on first use
+//!    (`$BULWARK_CONFIG_DIR/log-keys/<server>.vkey`) or given with `--log-key`;
+//! 2. every checkpoint is signed by it and names this log;
+//! 3. every entry decodes as a canonical audit event leaf of this log
+//!    (tenant field = the tenant id; absent in the MSP log);
+//! 4. the entries, replayed in order into an RFC 6962 tree
+//!    (`bulwark_translog::LogAuditor`), have no hole and give every signed
+//!    root at its size, and the log is exactly as long as its latest head;
+//! 5. with `--head FILE`, the log extends the head saved earlier.
+//!
+//! Entries the server archived (past the retention period; RFD 0003,
+//! "Retention and archives") come from `--archive DIR`s; without them the
+//! rest is checked from the server's compact range of the archived prefix
+//! and the prefix is reported as archived and not checked (exit 3).
+//!
+//! The first problem is printed with the entry index it concerns (a changed
+//! entry is pinpointed with its inclusion proof when online), exit code 1.
+//! Usage, connection and server errors exit with 2.
+//!
+//! Online, both commands announce what they read before reading any entry
+//! (`verify` once its local checks of the key, the saved head and the
+//! archives passed; `POST …/log/exports` with the purpose and the head's
+//! size): the
+//! server records a `log.exported` event in that log, after that head, so
+//! the run's own check is unchanged (RFD 0003, "Auditor's API"). If the
+//! server does not record it, the command stops with exit 2. `--from DIR`
+//! reads nothing from a server and announces nothing.
+
+use std::io::{BufRead, BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_api::log::{
+    CheckpointsQuery, ConsistencyProofView, ConsistencyQuery, EntriesQuery, ExportPurpose,
+    ExportRecorded, ExportRequest, InclusionProofView, InclusionQuery, LogCheckpointsView,
+    LogEntriesView, LogEntryView, LogHeadView, LogKeyView, LogStatementsView,
+};
+use bulwark_policy::Signed;
+use bulwark_policy::replay::{ReplayProblem, Statements, TrustReplay};
+use bulwark_protocol::audit_leaf::AuditLeaf;
+use bulwark_translog::{
+    AuditProblem, AuditSummary, Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier,
+    Pinpoint, check_extension, pinpoint, pinpoint_by_leaf_hashes, verify_note,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::client::{Session, path_segment, send};
+
+mod export;
+mod files;
+mod replay;
+mod server;
+mod verify;
+
+use export::*;
+use files::*;
+use replay::*;
+use server::*;
+use verify::*;
+
+/// Entries (and checkpoints) per request: the API's largest page.
+const PAGE: u32 = 1000;
+/// Largest range whose bad entry is pinpointed with per-entry inclusion proofs.
+const MAX_PINPOINT: u64 = 20_000;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Verify a transparency log end to end: signatures, every entry, every
+    /// root; exit 1 on the first problem (with the index of the entry), 2 on
+    /// usage or connection errors.
+    Verify(VerifyArgs),
+    /// Write a log (key, entries, signed heads, consistency proofs) to a
+    /// directory, for offline verification (`bulwark audit verify --from DIR`)
+    /// or archiving.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogChoice {
+    /// The tenant (name or id) whose log to read.
+    #[arg(long, conflicts_with = "msp")]
+    tenant: Option<String>,
+    /// The MSP-wide log (owners and security officers).
+    #[arg(long)]
+    msp: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    log: LogChoice,
+    /// The log key (Go verifier key text) to trust, instead of the one
+    /// pinned on first use.
+    #[arg(long, value_name = "VKEY")]
+    log_key: Option<String>,
+    /// A checkpoint note saved earlier (`--save-head`): the log must extend it.
+    #[arg(long, value_name = "FILE")]
+    head: Option<PathBuf>,
+    /// Write the latest verified checkpoint note here, for the next `--head`.
+    #[arg(long, value_name = "FILE")]
+    save_head: Option<PathBuf>,
+    /// Verify an export or archive directory (`bulwark audit export`, or
+    /// one of the server's `data_dir/archive/<log>/<first>-<last>/`)
+    /// offline instead of downloading.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["tenant", "msp", "archive"])]
+    from: Option<PathBuf>,
+    /// An archive directory (copied from the server's
+    /// `data_dir/archive/<log id>/`) supplying entries the server no longer
+    /// holds (past the retention period). Repeat it for consecutive
+    /// archives: together they must cover entries 0 to the log's
+    /// `archived_below`; the rest is downloaded.
+    #[arg(long, value_name = "DIR")]
+    archive: Vec<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    log: LogChoice,
+    /// The directory to write (created; existing files are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+/// Exit code of `verify` when what it could read is good but entries
+/// `0..archived_below` are archived and were not checked (no `--archive`).
+pub const EXIT_ARCHIVED_UNCHECKED: i32 = 3;
+
+/// Runs an `audit` command and exits: 0 good, 1 a bad log, 2 anything
+/// else, 3 ([`EXIT_ARCHIVED_UNCHECKED`]) good but with an archived prefix
+/// not checked.
+pub async fn run(command: AuditCommand) -> Result<()> {
+    let code = match command {
+        AuditCommand::Verify(args) => {
+            let json = args.json;
+            match verify(args).await {
+                Ok(code) => code,
+                Err(error) => {
+                    if json {
+                        println!("{}", json!({"ok": false, "error": format!("{error:#}")}));
+                    }
+                    eprintln!("error: {error:#}");
+                    2
+                }
+            }
+        }
+        AuditCommand::Export(args) => match export(args).await {
+            Ok(()) => 0,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                2
+            }
+        },
+    };
+    std::process::exit(code)
+}
+
+/// The first thing wrong with a log.
+#[derive(Debug)]
+struct Bad {
+    /// The first entry concerned, if the problem is in the entries.
+    index: Option<u64>,
+    /// The size of the tree head concerned, if the problem is in a head.
+    head_size: Option<u64>,
+    code: &'static str,
+    message: String,
+}
+
+impl Bad {
+    /// Entry `index` is not what the signed head of size `size` holds there.
+    fn changed_entry(index: u64, size: u64) -> Self {
+        Self {
+            index: Some(index),
+            head_size: Some(size),
+            code: "changed_entry",
+            message: format!(
+                "entry {index} is not the entry the signed tree head of size {size} holds at \
+                 that index: it was changed (or entries before it were removed or inserted)"
+            ),
+        }
+    }
+
+    fn entry(index: u64, code: &'static str, message: String) -> Self {
+        Self {
+            index: Some(index),
+            head_size: None,
+            code,
+            message,
+        }
+    }
+
+    fn head(size: u64, code: &'static str, message: String) -> Self {
+        Self {
+            index: None,
+            head_size: Some(size),
+            code,
+            message,
+        }
+    }
+
+    fn from_problem(problem: &AuditProblem) -> Self {
+        let message = problem.to_string();
+        match problem {
+            AuditProblem::ConflictingHeads { size } => Self::head(*size, problem.code(), message),
+            AuditProblem::RootMismatch { size, .. } => Self {
+                index: Some(problem.index()),
+                head_size: Some(*size),
+                code: problem.code(),
+                message,
+            },
+            AuditProblem::OriginMismatch { .. } | AuditProblem::BadEmptyRoot => Self {
+                index: None,
+                head_size: None,
+                code: problem.code(),
+                message,
+            },
+            _ => Self::entry(problem.index(), problem.code(), message),
+        }
+    }
+}

@@ -1,0 +1,640 @@
+//! `bulwark audit verify`: the checks, in order, and pinpointing a changed entry.
+
+use super::*;
+
+/// Opens every checkpoint with the key; the log id from their origin.
+pub(super) fn open_checkpoints(
+    notes: &[(u64, String)],
+    key: &NoteVerifier,
+    log_id: &str,
+) -> Result<Vec<Checkpoint>, Bad> {
+    let limits = Limits::default();
+    let origin = format!("{}/{log_id}", key.name());
+    notes
+        .iter()
+        .map(|(size, note)| {
+            let head = verify_note(note, key, &limits).map_err(|e| {
+                Bad::head(
+                    *size,
+                    "bad_signature",
+                    format!("the tree head of size {size} is not signed by the log key: {e}"),
+                )
+            })?;
+            if head.size() != *size {
+                return Err(Bad::head(
+                    *size,
+                    "bad_checkpoint",
+                    format!("the tree head listed as size {size} says {}", head.size()),
+                ));
+            }
+            if head.origin() != origin {
+                return Err(Bad::head(
+                    *size,
+                    "origin_mismatch",
+                    format!(
+                        "the tree head of size {size} is of log {:?}, not {origin:?}",
+                        head.origin()
+                    ),
+                ));
+            }
+            Ok(head)
+        })
+        .collect()
+}
+
+pub(super) struct Verified {
+    pub(super) summary: AuditSummary,
+    pub(super) latest_note: Option<String>,
+    /// Offline, a directory holding only entries `[first, below)` of a log
+    /// whose latest head in it has size `latest` (an archive).
+    pub(super) partial: Option<(u64, u64, u64)>,
+    /// The log's meaning was replayed: the released jobs checked.
+    pub(super) replayed: Option<u64>,
+}
+
+pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
+    let started = Instant::now();
+    let quiet = args.json;
+    // 1. The key, the log id and the checkpoints.
+    let (source, served_key, log_id, notes, server, head) = match &args.from {
+        Some(dir) => {
+            let vkey = std::fs::read_to_string(dir.join("log.vkey"))
+                .with_context(|| format!("reading {}", dir.join("log.vkey").display()))?;
+            let notes = read_ndjson(&dir.join("checkpoints.ndjson"))?
+                .iter()
+                .map(|c| {
+                    Ok((
+                        c["size"].as_u64().context("a checkpoint without a size")?,
+                        c["note"]
+                            .as_str()
+                            .context("a checkpoint without a note")?
+                            .to_owned(),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let key = NoteVerifier::from_vkey(vkey.trim())
+                .map_err(|e| anyhow!("log.vkey is unusable: {e}"))?;
+            // The log id is what the checkpoints' origin names after the key name.
+            let log_id = notes
+                .first()
+                .and_then(|(_, note)| note.lines().next())
+                .and_then(|origin| origin.strip_prefix(&format!("{}/", key.name())))
+                .map(str::to_owned)
+                .context("the export holds no checkpoint of this key's logs")?;
+            let entries = EntryFile::scan(dir)?;
+            let start = if entries.first > 0 {
+                Some(frontier_of(dir, entries.first)?.with_context(|| {
+                    format!(
+                        "the entries of {} start at {} and checkpoints.ndjson gives no compact \
+                         range (\"frontier\") of the entries before them: nothing to check \
+                         them from",
+                        dir.display(),
+                        entries.first
+                    )
+                })?)
+            } else {
+                None
+            };
+            (
+                Source::Offline {
+                    dir: dir.clone(),
+                    entries,
+                    start,
+                },
+                vkey,
+                log_id,
+                notes,
+                None,
+                None,
+            )
+        }
+        None => {
+            let ServedLog {
+                session,
+                base,
+                vkey,
+                head,
+                log_id,
+            } = served_log(&args.log).await?;
+            let notes = fetch_checkpoints(&session, &base).await?;
+            let server = session.server().to_owned();
+            let archived_below = head.archived_below;
+            let archived_frontier = if archived_below > 0 {
+                decode_hashes(&head.archived_frontier)?
+            } else {
+                Vec::new()
+            };
+            let archives = archive_chain(&args.archive, &vkey, archived_below)?;
+            (
+                Source::Online {
+                    session,
+                    base,
+                    archived_below,
+                    archived_frontier,
+                    archives,
+                },
+                vkey,
+                log_id,
+                notes,
+                Some(server),
+                Some(head),
+            )
+        }
+    };
+    let (key, key_status) = trusted_key(
+        &served_key,
+        args.log_key.as_deref(),
+        server.as_deref(),
+        quiet,
+    )?;
+    let saved = match &args.head {
+        Some(path) => Some(read_saved_head(path, &key)?),
+        None => None,
+    };
+    // Announced once the local checks passed, before any entry is read.
+    if let (Source::Online { session, base, .. }, Some(head)) = (&source, &head) {
+        announce(session, base, ExportPurpose::Verify, head).await?;
+    }
+
+    let outcome = check(&source, &key, &log_id, &notes, saved, quiet).await?;
+    let elapsed = started.elapsed();
+    match outcome {
+        Ok(verified) => {
+            if let (Some(path), Some(note)) = (&args.save_head, &verified.latest_note) {
+                std::fs::write(path, note)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let s = &verified.summary;
+            let checked = s.size - s.start;
+            let rate = checked as f64 / elapsed.as_secs_f64().max(1e-9);
+            // Online without the archive: entries [0, start) were not checked.
+            let unchecked = (s.start > 0 && verified.partial.is_none()).then_some(s.start);
+            let archive = verified
+                .partial
+                .map(|(first, below, latest)| json!({"first": first, "below": below, "latest_head": latest}));
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": true,
+                        "log_id": log_id,
+                        "size": s.size,
+                        "first_checked": s.start,
+                        "entries_checked": checked,
+                        "archived_unchecked_below": unchecked,
+                        "archive": archive,
+                        "root": B64.encode(s.root.0),
+                        "heads_checked": s.heads_checked,
+                        "heads_skipped": s.heads_skipped,
+                        "saved_head_checked": s.saved_head_checked,
+                        "meaning_replayed": verified.replayed.is_some(),
+                        "released_jobs_checked": verified.replayed,
+                        "log_key": served_key.trim(),
+                        "seconds": elapsed.as_secs_f64(),
+                        "entries_per_second": rate,
+                    })
+                );
+            } else {
+                match (unchecked, verified.partial) {
+                    (Some(n), _) => println!(
+                        "Log {log_id}: OK from entry {n} on; entries 0 to {} are ARCHIVED and \
+                         were NOT checked",
+                        n - 1
+                    ),
+                    (None, Some((first, below, latest))) if below < latest => println!(
+                        "Log {log_id}: archive of entries {first} to {} OK (the log had {latest} \
+                         entries when it was written)",
+                        below.saturating_sub(1)
+                    ),
+                    (None, Some((first, below, _))) => println!(
+                        "Log {log_id}: entries {first} to {} OK; entries 0 to {} are not in this \
+                         directory (archived)",
+                        below.saturating_sub(1),
+                        first.saturating_sub(1)
+                    ),
+                    (None, None) => println!("Log {log_id}: OK"),
+                }
+                println!("  log key:       {} ({key_status})", served_key.trim());
+                println!(
+                    "  entries:       {checked} checked, {} to {}",
+                    s.start,
+                    s.size.saturating_sub(1)
+                );
+                if let Some(n) = unchecked {
+                    println!(
+                        "  archived:      entries 0 to {} left the server (past the retention \
+                         period); the server's subtree hashes of them give the signed head of size \
+                         {n}, and earlier heads are consistent with it, but their contents were \
+                         not checked: pass --archive DIR (the server's data_dir/archive/{log_id}/...)",
+                        n - 1
+                    );
+                }
+                if let Some((first, below, latest)) = verified.partial {
+                    if first > 0 {
+                        println!(
+                            "  start:         from the compact range of entries 0 to {} given \
+                             with the signed head of size {first}",
+                            first - 1
+                        );
+                    }
+                    if latest > below {
+                        println!(
+                            "  not here:      entries {below} to {} (checked only that the signed \
+                             head of size {latest} extends the one of size {below})",
+                            latest - 1
+                        );
+                    }
+                }
+                println!(
+                    "  root:          {} (size {})",
+                    B64.encode(s.root.0),
+                    s.size
+                );
+                println!("  signed heads:  {} checked", s.heads_checked);
+                match verified.replayed {
+                    Some(jobs) => println!(
+                        "  meaning:       trust history and {jobs} released job(s) replayed with the agents' rules"
+                    ),
+                    None => println!(
+                        "  meaning:       NOT replayed (the MSP log, a log read from an archived start, or an export without {STATEMENTS})"
+                    ),
+                }
+                if s.heads_skipped > 0 {
+                    println!(
+                        "  earlier heads: {} below entry {}, checked only by consistency proofs",
+                        s.heads_skipped, s.start
+                    );
+                }
+                if s.saved_head_checked {
+                    println!("  saved head:    the log extends it");
+                } else if args.head.is_some() {
+                    println!("  saved head:    NOT checked (it is within the archived entries)");
+                }
+                if let Some(path) = &args.save_head {
+                    println!("  head saved to: {}", path.display());
+                }
+                println!("  time:          {elapsed:.2?} ({rate:.0} entries/s)");
+            }
+            Ok(if unchecked.is_some() {
+                EXIT_ARCHIVED_UNCHECKED
+            } else {
+                0
+            })
+        }
+        Err(bad) => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": false,
+                        "log_id": log_id,
+                        "index": bad.index,
+                        "head_size": bad.head_size,
+                        "problem": bad.code,
+                        "message": bad.message,
+                    })
+                );
+            } else {
+                println!("Log {log_id}: FAILED");
+                if let Some(index) = bad.index {
+                    println!("  first bad index: {index}");
+                }
+                if let Some(size) = bad.head_size {
+                    println!("  tree head size:  {size}");
+                }
+                println!("  problem:         {} ({})", bad.message, bad.code);
+            }
+            Ok(1)
+        }
+    }
+}
+
+/// Steps 2 to 5. `Err`: could not check (exit 2); `Ok(Err)`: a bad log.
+pub(super) async fn check(
+    source: &Source,
+    key: &NoteVerifier,
+    log_id: &str,
+    notes: &[(u64, String)],
+    saved: Option<Result<Checkpoint, Bad>>,
+    quiet: bool,
+) -> Result<Result<Verified, Bad>> {
+    let heads = match open_checkpoints(notes, key, log_id) {
+        Ok(heads) => heads,
+        Err(bad) => return Ok(Err(bad)),
+    };
+    let saved = match saved.transpose() {
+        Ok(saved) => saved,
+        Err(bad) => return Ok(Err(bad)),
+    };
+    // Where replay starts and which heads it can check.
+    let (auditor, partial) = match source {
+        Source::Online {
+            session,
+            base,
+            archived_below,
+            archived_frontier,
+            archives,
+        } if *archived_below > 0 && archives.is_empty() => {
+            // The archived prefix is not here: start from the server's
+            // compact range of it, which must give the signed root at its
+            // size, and check the heads below it by consistency proofs.
+            let n = *archived_below;
+            let Some(at_n) = heads.iter().find(|h| h.size() == n) else {
+                bail!(
+                    "entries 0 to {} are archived and the server holds no signed head of size \
+                     {n}: the rest cannot be checked without the archive (pass --archive DIR)",
+                    n - 1
+                );
+            };
+            for head in heads.iter().filter(|h| h.size() > 0 && h.size() < n) {
+                let proof = consistency_proof(session, base, head.size(), n).await?;
+                if let Err(e) = check_extension(head, at_n, &decode_hashes(&proof.hashes)?) {
+                    return Ok(Err(Bad::head(
+                        n,
+                        "inconsistent_heads",
+                        format!(
+                            "the tree head of size {n} does not extend the one of size {}: {e}",
+                            head.size()
+                        ),
+                    )));
+                }
+            }
+            let start = Frontier::from_parts(n, archived_frontier.clone())
+                .map_err(|e| anyhow!("the server's compact range of the archived entries: {e}"))?;
+            match LogAuditor::resume(&heads, saved.as_ref(), start) {
+                Ok(auditor) => (auditor, None),
+                Err(problem) => {
+                    let mut bad = Bad::from_problem(&problem);
+                    bad.message = format!(
+                        "the server's compact range of the archived entries 0 to {} does not \
+                         give the signed root at size {n}: {problem}",
+                        n - 1
+                    );
+                    return Ok(Err(bad));
+                }
+            }
+        }
+        Source::Offline { entries, start, .. } => {
+            // An archive holds a range of the log, checked against the
+            // signed heads up to its end; later heads only by the
+            // consistency proofs below.
+            let latest = heads.iter().map(Checkpoint::size).max().unwrap_or(0);
+            let partial = (entries.first > 0 || entries.below < latest).then_some((
+                entries.first,
+                entries.below,
+                latest,
+            ));
+            let covered: Vec<Checkpoint> = heads
+                .iter()
+                .filter(|h| h.size() <= entries.below.max(entries.first))
+                .cloned()
+                .collect();
+            if let Some(saved) = &saved
+                && saved.size() > entries.below.max(entries.first)
+            {
+                bail!(
+                    "the saved head (size {}) is beyond the entries of this directory (up to {})",
+                    saved.size(),
+                    entries.below
+                );
+            }
+            let made = match start {
+                Some(start) => LogAuditor::resume(&covered, saved.as_ref(), start.clone()),
+                None => LogAuditor::new(&covered, saved.as_ref()),
+            };
+            match made {
+                Ok(auditor) => (auditor, partial),
+                Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+            }
+        }
+        Source::Online { .. } => match LogAuditor::new(&heads, saved.as_ref()) {
+            Ok(auditor) => (auditor, None),
+            Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+        },
+    };
+    let expected = auditor.expected_size().unwrap_or(0);
+    // The meaning of a tenant's log is replayed online, from entry 0.
+    let tenant_log = log_id != bulwark_protocol::audit_leaf::MSP_LOG;
+    let replay = match source {
+        Source::Online { session, base, .. } if tenant_log && auditor.size() == 0 => {
+            Some(replay_for(session, base, log_id, quiet).await?)
+        }
+        Source::Offline { dir, .. }
+            if tenant_log && auditor.size() == 0 && dir.join(STATEMENTS).exists() =>
+        {
+            let path = dir.join(STATEMENTS);
+            let reply: Value = serde_json::from_str(
+                &std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+            // What `export` saved of `GET …/log/statements`.
+            let reply: LogStatementsView = serde_json::from_value(reply).with_context(|| {
+                format!("{} does not hold the log's statements", path.display())
+            })?;
+            let pin = crate::pins::pin_by_tenant_id_anywhere(log_id)?.map(|p| p.root);
+            Some(replay_from(&reply, log_id, pin, quiet)?)
+        }
+        _ => None,
+    };
+    let mut checker = Checker {
+        auditor,
+        tenant: (log_id != bulwark_protocol::audit_leaf::MSP_LOG).then(|| log_id.to_owned()),
+        log_id: log_id.to_owned(),
+        replay,
+    };
+    let bar = if quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        progress(expected, "verifying entries")
+    };
+    let fed = match source {
+        Source::Online {
+            session,
+            base,
+            archives,
+            ..
+        } => {
+            let mut result = Ok(());
+            for archive in archives {
+                result = archive.feed(&mut checker, &bar)?;
+                if result.is_err() {
+                    break;
+                }
+            }
+            let mut next = checker.auditor.size();
+            'pages: while result.is_ok() && next < expected {
+                let page = fetch_entries(session, base, next).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for (index, leaf) in page {
+                    // Entries appended after the latest head: not ours to check.
+                    if index >= expected {
+                        break 'pages;
+                    }
+                    if let Err(bad) = checker.feed(index, &leaf) {
+                        result = Err(bad);
+                        break 'pages;
+                    }
+                    next = index + 1;
+                }
+                bar.set_position(next);
+            }
+            result
+        }
+        Source::Offline { entries, .. } => entries.feed(&mut checker, &bar)?,
+    };
+    bar.finish_and_clear();
+    if let Err(mut bad) = fed {
+        // A range that does not give its signed root: find the entry.
+        if let Some(AuditProblem::RootMismatch { from, size }) = checker.auditor.problem() {
+            let head = heads
+                .iter()
+                .find(|h| h.size() == *size)
+                .expect("the auditor names a head it was given");
+            match source {
+                Source::Online {
+                    session,
+                    base,
+                    archives,
+                    ..
+                } => {
+                    if size - from <= MAX_PINPOINT {
+                        bad = pinpoint_online(session, base, archives, head, *from).await?;
+                    }
+                }
+                Source::Offline { entries, start, .. } => {
+                    let start = start.clone().unwrap_or_else(Frontier::new);
+                    if let Pinpoint::Entry(index) = entries.pinpoint(head, start)? {
+                        bad = Bad::changed_entry(index, *size);
+                    }
+                }
+            }
+        }
+        return Ok(Err(bad));
+    }
+    let summary = match checker.auditor.finish() {
+        Ok(summary) => summary,
+        Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+    };
+    // The tree holds; does what it records hold too?
+    if let Some(Replay {
+        problem: Some(problem),
+        ..
+    }) = &checker.replay
+    {
+        return Ok(Err(Bad::entry(
+            problem.index,
+            problem.code,
+            problem.message.clone(),
+        )));
+    }
+    let replayed = checker.replay.as_ref().map(|r| r.replay.released);
+    // Offline: the consistency proofs of the export must hold too (they
+    // are what a verifier without the entries would check).
+    if let Source::Offline { dir, .. } = source {
+        let path = dir.join("proofs.ndjson");
+        if path.exists() {
+            for proof in read_ndjson(&path)? {
+                let from = proof["from"].as_u64().context("a proof without from")?;
+                let to = proof["to"].as_u64().context("a proof without to")?;
+                let (Some(old), Some(new)) = (
+                    heads.iter().find(|h| h.size() == from),
+                    heads.iter().find(|h| h.size() == to),
+                ) else {
+                    bail!("proofs.ndjson names sizes {from} and {to}, not both signed heads");
+                };
+                if let Err(e) = check_extension(old, new, &decode_hash_list(&proof["hashes"])?) {
+                    return Ok(Err(Bad::head(
+                        to,
+                        "inconsistent_heads",
+                        format!(
+                            "the tree head of size {to} does not extend the one of size {from}: {e}"
+                        ),
+                    )));
+                }
+            }
+        }
+    }
+    let latest_note = notes
+        .iter()
+        .find(|(size, _)| *size == summary.size)
+        .map(|(_, note)| note.clone());
+    Ok(Ok(Verified {
+        summary,
+        latest_note,
+        partial,
+        replayed,
+    }))
+}
+
+/// Which entry of `from..head.size()` is not in the signed head: each
+/// entry's inclusion proof from the server, checked against the head.
+pub(super) async fn pinpoint_online(
+    session: &Session,
+    base: &str,
+    archives: &[EntryFile],
+    head: &Checkpoint,
+    from: u64,
+) -> Result<Bad> {
+    let size = head.size();
+    let mut leaves: Vec<(u64, Vec<u8>, Vec<Hash>)> = Vec::new();
+    let mut next = from;
+    // Archived entries from the archives (their proofs still come from the
+    // server, which keeps every subtree hash).
+    for archive in archives {
+        if archive.below <= next || archive.first >= size {
+            continue;
+        }
+        for (index, leaf) in archive.leaves(next, size)? {
+            let proof = inclusion_proof(session, base, index, size).await?;
+            leaves.push((index, leaf, proof));
+            next = index + 1;
+        }
+    }
+    while next < size {
+        let page = fetch_entries(session, base, next).await?;
+        if page.is_empty() {
+            break;
+        }
+        for (index, leaf) in page {
+            if index >= size {
+                break;
+            }
+            next = index + 1;
+            let proof = inclusion_proof(session, base, index, size).await?;
+            leaves.push((index, leaf, proof));
+        }
+    }
+    let found = pinpoint(
+        head,
+        leaves
+            .iter()
+            .map(|(i, l, p)| (*i, l.as_slice(), p.as_slice())),
+    );
+    Ok(match found {
+        Pinpoint::Entry(index) => Bad::changed_entry(index, size),
+        Pinpoint::Head => Bad {
+            index: Some(from),
+            head_size: Some(size),
+            code: "forged_head",
+            message: format!(
+                "no entry from {from} to {} is in the signed tree head of size {size}: that \
+                 head was not made from this log (a second, forked tree head for size {size}), \
+                 or every one of those entries was changed",
+                size - 1
+            ),
+        },
+        Pinpoint::None => Bad {
+            index: Some(from),
+            head_size: Some(size),
+            code: "root_mismatch",
+            message: format!(
+                "entries {from} to {} do not give the root of the signed tree head of size \
+                 {size}, yet each is included in it: entries were removed or inserted",
+                size - 1
+            ),
+        },
+    })
+}

@@ -1,0 +1,114 @@
+//! The operator commands, one module per noun (`tenants`, `devices`,
+//! `jobs`, `keys`, `passkeys`, `trust` for roots, policies and freezes,
+//! `proposals`, `audit`, and `login`), and the dispatcher of them all. They
+//! speak the same JSON API as the console (`/api/v1/…`, typed by
+//! `bulwark-api`) through [`crate::client`] and print through
+//! [`crate::output`].
+
+pub mod audit;
+pub mod devices;
+pub mod jobs;
+pub mod keys;
+pub mod login;
+pub mod passkeys;
+pub mod proposals;
+pub mod tenants;
+pub mod trust;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::commands::login::*;
+
+/// Operator commands, flattened into the top-level `bulwark` command.
+#[derive(Debug, clap::Subcommand)]
+pub enum OperatorCommand {
+    /// Log in to a Bulwark server: password and TOTP code (MFA is always
+    /// required), or `--device`: a code approved in the console with a passkey.
+    Login {
+        /// Server URL, e.g. https://bulwark.example.net or http://localhost:8080.
+        #[arg(long, env = "BULWARK_SERVER", value_name = "URL")]
+        server: String,
+        /// Account name; prompted for when stdin is a terminal.
+        #[arg(long)]
+        username: Option<String>,
+        /// Read the password from stdin (for automation; requires --otp).
+        #[arg(long)]
+        password_stdin: bool,
+        /// The current TOTP code from the authenticator app.
+        #[arg(long, value_name = "CODE")]
+        otp: Option<String>,
+        /// PEM file with a CA certificate to trust for https (a private CA).
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+        /// Sign in with a code approved in the console with a passkey (RFC 8628 device
+        /// flow): prints a code and a URL, then waits for the approval.
+        #[arg(long, conflicts_with_all = ["username", "password_stdin", "otp"])]
+        device: bool,
+    },
+    /// End the session on the server and forget the stored token.
+    Logout,
+    /// Tenants (customers).
+    Tenant {
+        #[command(subcommand)]
+        command: tenants::TenantCommand,
+    },
+    /// Managed devices.
+    Device {
+        #[command(subcommand)]
+        command: devices::DeviceCommand,
+    },
+    /// Signing keys held on this machine (never sent to the server).
+    Keys {
+        #[command(subcommand)]
+        command: crate::commands::keys::KeysCommand,
+    },
+    /// A tenant's signed policy: who may sign which jobs, quorums, allow-list.
+    Policy {
+        #[command(subcommand)]
+        command: crate::commands::trust::PolicyCommand,
+    },
+    /// Trust statements signed by several people: list, check and sign proposals.
+    Trust {
+        #[command(subcommand)]
+        command: crate::commands::proposals::TrustCommand,
+    },
+    /// Signed jobs: run a script on devices, approve, follow results.
+    Job {
+        #[command(subcommand)]
+        command: crate::commands::jobs::JobCommand,
+    },
+    /// Transparency logs: verify one end to end, or export it for offline checks.
+    Audit {
+        #[command(subcommand)]
+        command: crate::commands::audit::AuditCommand,
+    },
+}
+
+pub async fn run(cmd: OperatorCommand) -> Result<()> {
+    match cmd {
+        OperatorCommand::Login {
+            server,
+            username,
+            password_stdin,
+            otp,
+            ca_cert,
+            device,
+        } => {
+            if device {
+                login_device(server, ca_cert).await
+            } else {
+                login(server, username, password_stdin, otp, ca_cert).await
+            }
+        }
+        OperatorCommand::Logout => logout().await,
+        OperatorCommand::Keys { command } => crate::commands::keys::run(command).await,
+        OperatorCommand::Policy { command } => crate::commands::trust::run_policy(command).await,
+        OperatorCommand::Tenant { command } => tenants::run(command).await,
+        OperatorCommand::Device { command } => devices::run(command).await,
+        OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
+        OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,
+        OperatorCommand::Trust { command } => crate::commands::proposals::run(command).await,
+    }
+}

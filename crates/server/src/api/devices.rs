@@ -1,0 +1,148 @@
+//! Devices: listing a tenant's, one with its inventory and the trust it
+//! reported, and the live presence stream (server-sent events).
+
+use super::ApiPath;
+use super::error::ApiError;
+use crate::auth::{Action, Caller};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use bulwark_api::devices::DeviceView;
+use bulwark_api::error::ErrorBody;
+use futures_util::Stream;
+use std::convert::Infallible;
+
+pub async fn device_views(
+    state: &AppState,
+    caller: &Caller,
+    tenant_name: &str,
+) -> Result<Vec<DeviceView>, ApiError> {
+    let scope = caller.scope();
+    let tenant =
+        super::tenants::tenant_for(state, caller, tenant_name, Action::ViewDevices).await?;
+    let devices = state.store.list_devices(&scope, &tenant.id).await?;
+    Ok(devices
+        .iter()
+        .map(|d| crate::api::views::device(d, state.presence.is_online(&d.id), false))
+        .collect())
+}
+
+/// Devices of a tenant with their online status.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant}/devices", tag = "devices",
+    params(("tenant" = String, Path, description = "Tenant name")),
+    responses((status = 200, body = [DeviceView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn list_devices(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+) -> Result<Json<Vec<DeviceView>>, ApiError> {
+    Ok(Json(device_views(&state, &caller, &tenant).await?))
+}
+
+pub async fn device_view(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<DeviceView, ApiError> {
+    if uuid::Uuid::try_parse(id).is_err() {
+        return Err(ApiError::not_found("device"));
+    }
+    let device = state
+        .store
+        .device(&caller.scope(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    caller.require_in(Action::ViewDevices, &device.tenant_id)?;
+    let mut view = crate::api::views::device(&device, state.presence.is_online(&device.id), true);
+    view.trust = state
+        .store
+        .device_trust(&caller.scope(), &device.id)
+        .await?
+        .map(crate::api::views::device_trust);
+    Ok(view)
+}
+
+/// One device with its inventory.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices",
+    params(("id" = String, Path, description = "Device id (UUID)")),
+    responses((status = 200, body = DeviceView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn get_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<DeviceView>, ApiError> {
+    Ok(Json(device_view(&state, &caller, &id).await?))
+}
+
+/// Live presence changes (server-sent events, `event: presence`) for the tenants the caller may see.
+#[utoipa::path(get, path = "/api/v1/events", tag = "devices",
+    responses((status = 200, description = "text/event-stream of presence events", content_type = "text/event-stream"), (status = 401, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    caller.require(Action::WatchPresence)?;
+    let visible = visible_tenants(&state, &caller).await?;
+    let watch = Watch {
+        events: state.presence.subscribe(),
+        recheck: tokio::time::interval_at(
+            tokio::time::Instant::now() + EVENTS_RECHECK,
+            EVENTS_RECHECK,
+        ),
+        visible,
+        state,
+        caller,
+    };
+    // Ends when the session or token is revoked or expires, or its operator
+    // is disabled (checked every EVENTS_RECHECK); grants are re-read then too.
+    let stream = futures_util::stream::unfold(watch, |mut watch| async move {
+        loop {
+            tokio::select! {
+                received = watch.events.recv() => match received {
+                    Ok(event) if watch.visible.contains(&event.tenant) => {
+                        if let Ok(event) = Event::default().event("presence").json_data(&event) {
+                            return Some((Ok(event), watch));
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = watch.recheck.tick() => {
+                    if !matches!(watch.caller.still_valid(&watch.state.auth).await, Ok(true)) {
+                        return None;
+                    }
+                    watch.visible = visible_tenants(&watch.state, &watch.caller).await.ok()?;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// How often a live event stream re-checks its caller's credential and grants.
+const EVENTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+struct Watch {
+    events: tokio::sync::broadcast::Receiver<crate::presence::PresenceEvent>,
+    recheck: tokio::time::Interval,
+    visible: std::collections::HashSet<String>,
+    state: AppState,
+    caller: Caller,
+}
+
+pub async fn visible_tenants(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    Ok(state
+        .store
+        .list_tenants(&caller.scope())
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect())
+}

@@ -1,0 +1,167 @@
+//! Delivery: the tenant's trust statements and the approved jobs waiting for
+//! a device, each job with its proof of being in the tenant's log (inclusion
+//! under a signed tree head, consistency from the head the agent holds).
+//! The session calls it when presence is nudged, and again with the agent's
+//! own head size after a `log_head_stale` answer.
+
+use bulwark_store::AuditAction;
+use std::collections::HashSet;
+
+use bulwark_protocol::encode_server_frame;
+use bulwark_protocol::message::{ByteBuf, Job, LogProof, ServerMessage, Trust};
+use bulwark_store::StoreError;
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, warn};
+
+use super::{GatewayState, Ws};
+use crate::now_millis;
+
+/// Sends the tenant's trust statements, then every approved job waiting for
+/// this device, each with its proof of being in the tenant's log. The agent
+/// ignores what it already holds and refuses replays, so sending again after
+/// a reconnect is safe. `log_size` is the size of the tree head the agent
+/// holds; it follows what this connection sent.
+pub(super) async fn send_work(
+    state: &GatewayState,
+    ws: &mut Ws,
+    device_id: &str,
+    tenant_id: &str,
+    log_size: &mut Option<u64>,
+    sent: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    let set = state.store.trust_for_device_tenant(tenant_id).await?;
+    if !set.roots.is_empty() {
+        let trust = ServerMessage::Trust(Trust {
+            roots: set.roots.into_iter().map(ByteBuf::from).collect(),
+            policy: set.policy.map(|(_, bytes)| bytes),
+            freeze: set.freeze.map(|(_, bytes)| bytes),
+        });
+        ws.send(Message::Binary(encode_server_frame(&trust).into()))
+            .await?;
+    }
+    let now = now_millis();
+    let mut jobs = state
+        .store
+        .deliverable_jobs_for_device(device_id, now)
+        .await?;
+    jobs.retain(|(job, _)| !sent.contains(&job.id));
+    // One tree head for the batch: it covers every job's entry and, if it
+    // can, the head the agent holds.
+    let needed = jobs
+        .iter()
+        .filter_map(|(job, _)| job.release_log_idx.map(|idx| idx + 1))
+        .chain(*log_size)
+        .max();
+    let checkpoint = match needed {
+        Some(min_size) => {
+            match state
+                .log
+                .checkpoint_covering(&state.store, tenant_id, min_size, now)
+                .await
+            {
+                Ok(checkpoint) => Some(checkpoint),
+                // The log is shorter than the agent's head: truncated or
+                // rolled back. Deliver under the latest head anyway; the
+                // agent refuses it and raises the alarm.
+                Err(StoreError::Invalid(_)) => {
+                    warn!(%device_id, tenant = %tenant_id, ?log_size, "The tenant's log is shorter than the tree head the agent holds.");
+                    state.log.sign_head(&state.store, tenant_id, now).await?
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        None => None,
+    };
+    for (job, _) in jobs {
+        let log = match (job.release_log_idx, &checkpoint) {
+            (Some(idx), Some(checkpoint)) => {
+                Some(job_log_proof(state, tenant_id, idx, checkpoint, *log_size).await?)
+            }
+            _ => {
+                warn!(%device_id, job = %job.id, "Job has no log entry; delivered without proof (the agent refuses it).");
+                None
+            }
+        };
+        // The agent moves to this head if it is consistent with its own.
+        if let (Some(proof), Some(checkpoint)) = (&log, &checkpoint)
+            && proof.consistency_from <= checkpoint.size
+        {
+            *log_size = Some(checkpoint.size);
+        }
+        let entry = log
+            .as_ref()
+            .map(|l| format!(", log entry {}", l.index))
+            .unwrap_or_default();
+        let message = ServerMessage::Job(Job {
+            envelope: job.envelope,
+            script: job.script,
+            log,
+        });
+        ws.send(Message::Binary(encode_server_frame(&message).into()))
+            .await?;
+        sent.insert(job.id.clone());
+        // The first delivery is recorded, with its audit event, at once.
+        let delivered =
+            bulwark_store::NewAuditEvent::new(now_millis(), "server", AuditAction::JobDelivered, &job.id)
+                .in_tenant(Some(tenant_id))
+                .with_detail(format!("to {device_id}{entry}"));
+        state
+            .store
+            .mark_delivered(&job.id, device_id, now_millis(), &[delivered])
+            .await?;
+        debug!(%device_id, job = %job.id, "Job delivered.");
+    }
+    Ok(())
+}
+
+/// A job's entry, its inclusion proof under `checkpoint`, and the
+/// consistency proof from the head the agent holds (empty when there is
+/// none to give: the agent then refuses if it holds a head).
+async fn job_log_proof(
+    state: &GatewayState,
+    tenant_id: &str,
+    idx: u64,
+    checkpoint: &bulwark_store::LogCheckpoint,
+    held: Option<u64>,
+) -> anyhow::Result<LogProof> {
+    let leaf = state
+        .store
+        .log_entries(tenant_id, idx, 1)
+        .await?
+        .into_iter()
+        .next()
+        .map(|entry| entry.leaf)
+        .unwrap_or_default();
+    let inclusion = match state
+        .store
+        .inclusion_proof(tenant_id, idx, checkpoint.size)
+        .await
+    {
+        Ok(proof) => proof,
+        Err(StoreError::Invalid(_)) => Vec::new(),
+        Err(other) => return Err(other.into()),
+    };
+    let from = held.unwrap_or(0);
+    let consistency = if from == 0 || from >= checkpoint.size {
+        Vec::new()
+    } else {
+        match state
+            .store
+            .consistency_proof(tenant_id, from, checkpoint.size)
+            .await
+        {
+            Ok(proof) => proof,
+            Err(StoreError::Invalid(_)) => Vec::new(),
+            Err(other) => return Err(other.into()),
+        }
+    };
+    Ok(LogProof {
+        leaf,
+        index: idx,
+        checkpoint: checkpoint.note.clone(),
+        inclusion: inclusion.concat(),
+        consistency_from: from,
+        consistency: consistency.concat(),
+    })
+}

@@ -1,0 +1,125 @@
+//! The agent gateway: TLS 1.3, then one WebSocket per agent, authenticated by
+//! a challenge signed with the device key and bound to the TLS session.
+//!
+//! A connection goes through two phases. The handshake (TLS, WebSocket
+//! upgrade, challenge, enrol or hello: [`handshake`]) runs as its own boxed
+//! future under a deadline, so its buffers are gone before the long-lived
+//! phase starts and each idle connection costs only its session loop
+//! ([`session`], which sends work through [`delivery`]). Every frame passes
+//! through [`bulwark_protocol::decode_agent_frame`] (size cap, canonical
+//! encoding, field limits); the first bad frame ends that connection and no
+//! other.
+//!
+//! This module holds the entry point: the listener, the connection slots,
+//! and what ties the two phases together.
+
+mod delivery;
+mod handshake;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_protocol::Limits;
+use bulwark_store::Store;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, warn};
+
+use crate::presence::Presence;
+use handshake::{HandshakeError, handshake};
+use session::run_session;
+
+/// Time allowed for TLS, the upgrade and authentication together.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct GatewayState {
+    pub store: Store,
+    pub presence: Presence,
+    pub acceptor: TlsAcceptor,
+    pub limits: Limits,
+    pub heartbeat: Duration,
+    pub slots: Arc<Semaphore>,
+    /// Signs the tree heads that jobs are delivered under.
+    pub log: Arc<crate::transparency_log::checkpoints::LogSigner>,
+}
+
+type Ws = WebSocketStream<TlsStream<TcpStream>>;
+
+/// Accepts agent connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<GatewayState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(error) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        warn!(%error, "Agent gateway accept failed.");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = state.slots.clone().try_acquire_owned() else {
+                    warn!(%peer, "Agent connection refused: connection limit reached.");
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                let state = state.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    connection(state, tcp, peer, shutdown).await;
+                    drop(permit);
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn connection(
+    state: Arc<GatewayState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let handshake = Box::pin(tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(state.clone(), tcp, peer),
+    ));
+    let session = match handshake.await {
+        Ok(Ok(Some(session))) => session,
+        Ok(Ok(None)) => return, // enrolment done
+        Ok(Err(HandshakeError::Transport(error))) => {
+            debug!(%peer, %error, "Agent handshake failed.");
+            return;
+        }
+        Ok(Err(HandshakeError::Refused(code, reason))) => {
+            warn!(%peer, ?code, %reason, "Agent refused.");
+            return;
+        }
+        Err(_) => {
+            debug!(%peer, "Agent handshake timed out.");
+            return;
+        }
+    };
+    run_session(state, session, shutdown).await;
+}
+
+/// What one idle agent connection's task costs, before TLS and WebSocket buffers.
+pub fn session_task_size(
+    state: Arc<GatewayState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> usize {
+    std::mem::size_of_val(&connection(state, tcp, peer, shutdown))
+}

@@ -1,0 +1,338 @@
+//! A connected agent's session: the loop that reads its frames (heartbeats,
+//! inventory, job results, trust refusals and trust status), records each,
+//! acknowledges what it stored, and sends work when presence is nudged.
+//! An `agent_busy` or `log_head_stale` answer is not a result: the job goes
+//! again ([`super::delivery`]).
+
+use bulwark_store::AuditAction;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bulwark_protocol::message::{
+    Ack, AgentMessage, AgentRefusalCode, JobOutcome, JobResult, RefusalCode, Refused, ResultAck,
+    ServerMessage, TrustRefused, TrustStatus,
+};
+use bulwark_protocol::{decode_agent_frame, encode_server_frame};
+use bulwark_store::StoreError;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{info, warn};
+
+use super::delivery::send_work;
+use super::{GatewayState, Ws};
+use crate::{now_millis, rfc3339};
+
+/// How many [`AgentRefusalCode::LogHeadStale`] answers one connection resends at once;
+/// past that the jobs wait for the next connection's `Hello`.
+const MAX_STALE_ANSWERS: u32 = 64;
+
+/// An authenticated agent connection.
+pub(super) struct Session {
+    pub(super) ws: Ws,
+    pub(super) device_id: String,
+    pub(super) agent_version: String,
+    pub(super) tenant_id: String,
+    pub(super) tenant: String,
+    pub(super) peer: SocketAddr,
+    /// The size of the last tree head of its tenant's log the agent accepted.
+    pub(super) log_size: Option<u64>,
+}
+
+// Storage calls inside the session are boxed: their futures are large
+// (sqlx) and would otherwise be part of every idle connection's state.
+pub(super) async fn run_session(
+    state: Arc<GatewayState>,
+    session: Session,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Session {
+        mut ws,
+        device_id,
+        agent_version,
+        tenant_id,
+        tenant,
+        peer,
+        mut log_size,
+    } = session;
+    let now = now_millis();
+    if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
+        warn!(%device_id, %error, "Cannot record device as seen.");
+    }
+    let registration = state
+        .presence
+        .register(&device_id, &tenant_id, &tenant, rfc3339(now));
+    // Trust statements and approved jobs waiting for this device.
+    registration.work.notify_one();
+    // Jobs sent in this session and not answered yet: each is sent once per
+    // session (a nudge sends only what is new), again only after the agent
+    // said it was too busy to read it.
+    let mut sent: HashSet<String> = HashSet::new();
+    let mut busy_returned = false;
+    let mut stale_answers = 0u32;
+    let silence = state.heartbeat * 3;
+    let reason = loop {
+        tokio::select! {
+            _ = registration.work.notified() => {
+                if let Err(error) = Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id, &mut log_size, &mut sent)).await {
+                    warn!(%device_id, %error, "Cannot send work to the agent.");
+                    break "transport error";
+                }
+            }
+            next = tokio::time::timeout(silence, ws.next()) => {
+                let bytes = match next {
+                    Err(_) => break "silent for three heartbeat intervals",
+                    Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break "closed by agent",
+                    Ok(Some(Err(_))) => break "transport error",
+                    Ok(Some(Ok(Message::Binary(bytes)))) => bytes,
+                    Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                    Ok(Some(Ok(_))) => {
+                        let _ = ws.send(refused(RefusalCode::Malformed, "expected a binary frame")).await;
+                        break "text frame";
+                    }
+                };
+                match decode_agent_frame(&bytes, &state.limits) {
+                    Ok(AgentMessage::Heartbeat(_)) => {
+                        if let Err(error) = Box::pin(state.store.device_seen(&device_id, now_millis(), &agent_version)).await {
+                            warn!(%device_id, %error, "Cannot record heartbeat.");
+                        }
+                    }
+                    Ok(AgentMessage::Inventory(report)) => {
+                        let seq = report.seq;
+                        match Box::pin(state.store.update_inventory(&device_id, report.full, report.inventory, now_millis())).await {
+                            Ok(_) => {
+                                let ack = ServerMessage::Ack(Ack { seq });
+                                if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                    break "transport error";
+                                }
+                            }
+                            // Not acknowledged: the agent sends it again after reconnecting.
+                            Err(error) => warn!(%device_id, %error, "Cannot store inventory."),
+                        }
+                    }
+                    Ok(AgentMessage::JobResult(result)) => {
+                        let job_id = result.job_id;
+                        let id = hex::encode(job_id);
+                        if let JobOutcome::Refused(r) = &result.outcome
+                            && r.code == AgentRefusalCode::LogHeadStale
+                        {
+                            // Not an answer: this session's idea of the
+                            // agent's head was wrong. Prove from the size it
+                            // holds, and send again now (a bounded number of
+                            // times: an agent that keeps answering this is
+                            // not helped by more).
+                            warn!(%device_id, job = %id, believed = ?log_size, held = ?r.log_size, "The agent holds another tree head than this connection assumed; the job will be sent again with a proof from it.");
+                            log_size = r.log_size;
+                            sent.remove(&id);
+                            stale_answers += 1;
+                            if stale_answers <= MAX_STALE_ANSWERS {
+                                registration.work.notify_one();
+                            }
+                            let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                            if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                break "transport error";
+                            }
+                            continue;
+                        }
+                        if matches!(&result.outcome, JobOutcome::Refused(r) if r.code == AgentRefusalCode::AgentBusy) {
+                            // Not an answer: sent again after the next one.
+                            info!(%device_id, job = %id, "The agent's queue is full; the job will be sent again.");
+                            sent.remove(&id);
+                            busy_returned = true;
+                            let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                            if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                break "transport error";
+                            }
+                            continue;
+                        }
+                        match Box::pin(record_result(&state, &device_id, &tenant_id, result)).await {
+                            Ok(()) => {
+                                sent.remove(&id);
+                                // A slot is free: what was refused as busy goes now.
+                                if std::mem::take(&mut busy_returned) {
+                                    registration.work.notify_one();
+                                }
+                                let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                                if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                    break "transport error";
+                                }
+                            }
+                            // Not acknowledged: the agent sends it again after reconnecting.
+                            Err(error) => warn!(%device_id, %error, "Cannot store a job result."),
+                        }
+                    }
+                    Ok(AgentMessage::TrustRefused(refusal)) => {
+                        Box::pin(record_trust_refusal(&state, &device_id, &tenant_id, refusal)).await;
+                    }
+                    Ok(AgentMessage::TrustStatus(status)) => {
+                        if let Err(error) = Box::pin(record_trust_status(&state, &device_id, status)).await {
+                            warn!(%device_id, %error, "Cannot record the agent's trust status.");
+                        }
+                    }
+                    Ok(_) => {
+                        let _ = ws.send(refused(RefusalCode::UnexpectedMessage, "already authenticated")).await;
+                        break "unexpected message";
+                    }
+                    Err(error) => {
+                        warn!(%device_id, %peer, %error, "Malformed frame from agent; closing its connection.");
+                        let _ = ws.send(refused(RefusalCode::Malformed, &error.to_string())).await;
+                        break "malformed frame";
+                    }
+                }
+            }
+            _ = registration.kicked.notified() => break "replaced by a newer connection",
+            _ = shutdown.changed() => break "server shutting down",
+        }
+    };
+    let _ = ws.close(None).await;
+    let now = now_millis();
+    if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
+        warn!(%device_id, %error, "Cannot record device as seen.");
+    }
+    state
+        .presence
+        .unregister(&registration, &tenant, rfc3339(now));
+    info!(%device_id, %peer, reason, "Agent disconnected.");
+}
+
+async fn record_result(
+    state: &GatewayState,
+    device_id: &str,
+    tenant_id: &str,
+    result: JobResult,
+) -> anyhow::Result<()> {
+    let job_id = hex::encode(result.job_id);
+    let to_ms = |ms: u64| i64::try_from(ms).unwrap_or(i64::MAX);
+    // The transparency log did not vouch for the job (withheld, forked,
+    // truncated or rewritten): a security alert, not a failed job.
+    let log_alarm = matches!(&result.outcome, JobOutcome::Refused(r) if r.code.is_log_alarm());
+    let (outcome, detail) = match result.outcome {
+        JobOutcome::Ran(run) => {
+            let detail = format!(
+                "{job_id} on {device_id}: {}{} output sha256 {}",
+                run.exit_code.map_or_else(
+                    || "no exit status (killed)".to_owned(),
+                    |c| format!("exit {c}")
+                ),
+                if run.timed_out { " (timed out)" } else { "" },
+                hex::encode(run.output_sha256)
+            );
+            (
+                bulwark_store::TargetOutcome::Ran {
+                    exit_code: run.exit_code.map(i64::from),
+                    timed_out: run.timed_out,
+                    stdout: run.stdout,
+                    stderr: run.stderr,
+                    output_sha256: run.output_sha256,
+                    started_at: to_ms(run.started_at_ms),
+                    finished_at: to_ms(run.finished_at_ms),
+                },
+                detail,
+            )
+        }
+        JobOutcome::Refused(refused) => {
+            warn!(%device_id, job = %job_id, code = %refused.code, reason = %refused.reason, "Agent refused a job.");
+            let detail = format!(
+                "{job_id} on {device_id}: refused ({}) {}",
+                refused.code, refused.reason
+            );
+            (
+                bulwark_store::TargetOutcome::Refused {
+                    code: refused.code.as_str().to_owned(),
+                    reason: refused.reason,
+                },
+                detail,
+            )
+        }
+    };
+    let action = match outcome {
+        bulwark_store::TargetOutcome::Ran { .. } => AuditAction::JobResult,
+        bulwark_store::TargetOutcome::Refused { .. } => AuditAction::JobRefusedByAgent,
+    };
+    // The device acts; the job is what it acted on. The result, its audit
+    // event and, for a log refusal, the security alert commit together.
+    let actor = format!("agent:{device_id}");
+    let now = now_millis();
+    let mut events = vec![
+        bulwark_store::NewAuditEvent::new(now, &actor, action, &job_id)
+            .in_tenant(Some(tenant_id))
+            .with_detail(detail.clone()),
+    ];
+    if log_alarm {
+        warn!(%device_id, job = %job_id, %detail, "SECURITY ALERT: an agent refused a job because the transparency log does not vouch for it.");
+        events.push(
+            bulwark_store::NewAuditEvent::new(now, &actor, AuditAction::AlertLogRefused, &job_id)
+                .in_tenant(Some(tenant_id))
+                .with_detail(detail),
+        );
+    }
+    match state
+        .store
+        .record_result(&job_id, device_id, &outcome, now, &events)
+        .await
+    {
+        Ok(_) => {}
+        // A different second report for the same job: the first one stands,
+        // and the agent must still drop it from its spool.
+        Err(StoreError::Conflict(what)) => {
+            warn!(%device_id, job = %job_id, what, "A second, different result was ignored.");
+        }
+        // Not a target of this job (a forged or stray report): nothing to keep.
+        Err(StoreError::NotFound) => {
+            warn!(%device_id, job = %job_id, "A result for a job this device was not sent was ignored.");
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(())
+}
+
+async fn record_trust_refusal(
+    state: &GatewayState,
+    device_id: &str,
+    tenant_id: &str,
+    refusal: TrustRefused,
+) {
+    warn!(%device_id, kind = %refusal.kind, version = refusal.version, code = %refusal.code, reason = %refusal.reason,
+        "SECURITY ALERT: an agent refused a trust statement.");
+    let detail = format!(
+        "{device_id} refused {} v{} ({}): {}",
+        refusal.kind, refusal.version, refusal.code, refusal.reason
+    );
+    let actor = format!("agent:{device_id}");
+    let target = format!("{} v{}", refusal.kind, refusal.version);
+    let event =
+        bulwark_store::NewAuditEvent::new(now_millis(), &actor, AuditAction::AlertTrustRefused, &target)
+            .in_tenant(Some(tenant_id))
+            .with_detail(detail);
+    state.store.record_event(event).await;
+}
+
+async fn record_trust_status(
+    state: &GatewayState,
+    device_id: &str,
+    status: TrustStatus,
+) -> anyhow::Result<()> {
+    state
+        .store
+        .set_device_trust(
+            device_id,
+            status.root_version.unwrap_or_default(),
+            status.policy_version.unwrap_or_default(),
+            status.freeze_sequence,
+            status.frozen,
+            now_millis(),
+        )
+        .await?;
+    Ok(())
+}
+
+fn refused(code: RefusalCode, message: &str) -> Message {
+    Message::Binary(
+        encode_server_frame(&ServerMessage::Refused(Refused {
+            code,
+            message: message.to_owned(),
+        }))
+        .into(),
+    )
+}
