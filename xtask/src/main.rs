@@ -349,6 +349,13 @@ fn tidy(root: &Path) -> Result<()> {
     );
 
     install_cargo_tool("cargo-deny", Some(CARGO_DENY_VERSION))?;
+    // cargo-deny reads the metadata of every package in Cargo.lock, for
+    // every platform; the build only fetched this platform's, and cargo
+    // may have cleaned older downloads from its cache since. From
+    // crates.io, like any build.
+    run(Command::new(cargo_bin())
+        .current_dir(root)
+        .args(["fetch", "--locked"]))?;
     // Offline: the advisories check needs the RustSec database from GitHub,
     // which the build machine may not reach (deny.toml says where to run it).
     run(Command::new(cargo_bin()).current_dir(root).args([
