@@ -59,9 +59,11 @@ const CARGO_DENY_VERSION: &str = "0.20.2";
 /// The trust path: the crates an auditor reads to believe what an agent runs.
 const TRUST_PATH_CRATES: &[&str] = &["protocol", "policy", "translog"];
 /// Code lines (no comments, no blank lines, no `#[cfg(test)]` modules) the
-/// trust path may hold. A ratchet: lower it when the path shrinks; the aim
-/// is 3,000 (issue 13).
-const TRUST_PATH_BUDGET: usize = 4_700;
+/// trust path may hold. A ratchet: lower it when the path shrinks; raise it
+/// only for verification an agent must run, saying what (the aim is 3,000,
+/// issue 13). 4,700 after issue 13; +170 for witness cosignatures (RFD 0006,
+/// `translog::cosignature`, which agents will check for every job).
+const TRUST_PATH_BUDGET: usize = 4_870;
 /// Code lines above which a source file must say why it is one file (a
 /// first-comment line starting "This file is long because").
 const LONG_FILE_LINES: usize = 800;

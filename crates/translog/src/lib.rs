@@ -21,6 +21,7 @@
 
 pub mod audit;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod hash;
 pub mod note;
 pub mod proof;

@@ -26,7 +26,7 @@ use crate::Limits;
 /// The signature type byte of Ed25519 in the signed-note spec.
 pub const SIG_TYPE_ED25519: u8 = 0x01;
 
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 
 /// Why a note (or a key, or a checkpoint body) is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,9 +58,15 @@ pub enum NoteError {
 
 /// The signed-note key ID of an Ed25519 key.
 pub fn key_id(name: &str, key: &VerifyingKey) -> u32 {
+    typed_key_id(SIG_TYPE_ED25519, name, key)
+}
+
+/// The key ID of `key` under signature type `sig_type` (0x01 a note
+/// signature, 0x04 a witness cosignature).
+pub(crate) fn typed_key_id(sig_type: u8, name: &str, key: &VerifyingKey) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([b'\n', SIG_TYPE_ED25519]);
+    h.update([b'\n', sig_type]);
     h.update(key.as_bytes());
     let d = h.finalize();
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
@@ -68,7 +74,7 @@ pub fn key_id(name: &str, key: &VerifyingKey) -> u32 {
 
 /// Key names (and checkpoint origins used as key names) are non-empty and
 /// hold neither Unicode spaces nor '+'.
-fn check_key_name(name: &str) -> Result<(), NoteError> {
+pub(crate) fn check_key_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty()
         || name.contains('+')
         || name.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -89,15 +95,19 @@ fn check_text(text: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
-/// `<name>+<8 hex digits>+<base64(0x01 || 32 bytes)>`: a key as Go writes it.
-fn key_text(name: &str, id: u32, key: &[u8; 32]) -> String {
-    let mut raw = vec![SIG_TYPE_ED25519];
+/// `<name>+<8 hex digits>+<base64(type || 32 bytes)>`: a key as Go writes it.
+pub(crate) fn key_text(sig_type: u8, name: &str, id: u32, key: &[u8; 32]) -> String {
+    let mut raw = vec![sig_type];
     raw.extend_from_slice(key);
     format!("{name}+{id:08x}+{}", STANDARD.encode(raw))
 }
 
-/// Parses `<name>+<8 hex digits>+<base64(0x01 || 32 bytes)>`, checking the key ID.
-fn parse_key_text(text: &str) -> Result<(String, u32, [u8; 32]), NoteError> {
+/// Parses `<name>+<8 hex digits>+<base64(type || 32 bytes)>` of signature
+/// type `sig_type`; the caller checks the key ID.
+pub(crate) fn parse_key_text(
+    sig_type: u8,
+    text: &str,
+) -> Result<(String, u32, [u8; 32]), NoteError> {
     let (name, rest) = text
         .split_once('+')
         .ok_or(NoteError::MalformedKey("expected <name>+<key id>+<key>"))?;
@@ -113,8 +123,8 @@ fn parse_key_text(text: &str) -> Result<(String, u32, [u8; 32]), NoteError> {
     let raw = STANDARD
         .decode(material)
         .map_err(|_| NoteError::MalformedKey("the key is not base64"))?;
-    let Some((&SIG_TYPE_ED25519, key)) = raw.split_first() else {
-        return Err(NoteError::MalformedKey("not an Ed25519 (type 0x01) key"));
+    let Some((_, key)) = raw.split_first().filter(|(t, _)| **t == sig_type) else {
+        return Err(NoteError::MalformedKey("not a key of this signature type"));
     };
     let key: [u8; 32] = key
         .try_into()
@@ -154,7 +164,7 @@ impl NoteSigner {
             .ok_or(NoteError::MalformedKey(
                 "a signer key starts with PRIVATE+KEY+",
             ))?;
-        let (name, id, seed) = parse_key_text(rest)?;
+        let (name, id, seed) = parse_key_text(SIG_TYPE_ED25519, rest)?;
         let signer = Self::new(&name, SigningKey::from_bytes(&seed))?;
         if signer.id != id {
             return Err(NoteError::MalformedKey("the key id does not match the key"));
@@ -173,7 +183,7 @@ impl NoteSigner {
     /// This key in Go's signer key text form (what [`Self::from_skey`]
     /// reads): a secret, to be stored like one.
     pub fn to_skey(&self) -> String {
-        let key = key_text(&self.name, self.id, self.key.as_bytes());
+        let key = key_text(SIG_TYPE_ED25519, &self.name, self.id, self.key.as_bytes());
         format!("PRIVATE+KEY+{key}")
     }
 
@@ -226,7 +236,7 @@ impl NoteVerifier {
 
     /// Parses Go's verifier key text, `<name>+<hex id>+<base64(0x01 || public key)>`.
     pub fn from_vkey(vkey: &str) -> Result<Self, NoteError> {
-        let (name, id, key) = parse_key_text(vkey)?;
+        let (name, id, key) = parse_key_text(SIG_TYPE_ED25519, vkey)?;
         let key = VerifyingKey::from_bytes(&key)
             .map_err(|_| NoteError::MalformedKey("not a valid Ed25519 public key"))?;
         let verifier = Self::new(&name, key)?;
@@ -238,7 +248,7 @@ impl NoteVerifier {
 
     /// This key in Go's verifier key text form, for other tooling.
     pub fn to_vkey(&self) -> String {
-        key_text(&self.name, self.id, self.key.as_bytes())
+        key_text(SIG_TYPE_ED25519, &self.name, self.id, self.key.as_bytes())
     }
 
     pub fn name(&self) -> &str {
@@ -259,6 +269,41 @@ pub fn open_note<'a>(
     verifier: &NoteVerifier,
     limits: &Limits,
 ) -> Result<&'a str, NoteError> {
+    let (text, lines) = split_note(note, limits)?;
+    let mut verified = 0usize;
+    for (i, line) in lines.iter().enumerate() {
+        let (name, id, blob) = parse_signature_line(i + 1, line, limits)?;
+        // 7. Ignore unknown keys; a known key's signature must verify.
+        if name != verifier.name || id != verifier.id {
+            continue;
+        }
+        let signature = <[u8; 64]>::try_from(&blob[4..]).map_err(|_| NoteError::BadSignature {
+            name: name.to_owned(),
+        })?;
+        verifier
+            .key
+            .verify_strict(text.as_bytes(), &Signature::from_bytes(&signature))
+            .map_err(|_| NoteError::BadSignature {
+                name: name.to_owned(),
+            })?;
+        verified += 1;
+    }
+    // 8. At least one signature from the trusted key.
+    if verified == 0 {
+        return Err(NoteError::NoTrustedSignature {
+            name: verifier.name.clone(),
+            key_id: verifier.id,
+        });
+    }
+    Ok(text)
+}
+
+/// A note's text (with its final newline) and its signature lines, checked
+/// for syntax within `limits` (steps 1 to 4 of [`open_note`]).
+pub(crate) fn split_note<'a>(
+    note: &'a str,
+    limits: &Limits,
+) -> Result<(&'a str, Vec<&'a str>), NoteError> {
     // 1. Caps first, before any work proportional to the input.
     if note.len() > limits.max_note_bytes {
         return Err(NoteError::TooLarge("note bytes"));
@@ -287,53 +332,39 @@ pub fn open_note<'a>(
     if lines.len() > limits.max_note_signatures {
         return Err(NoteError::TooLarge("signatures"));
     }
-    let mut verified = 0usize;
-    for (i, line) in lines.iter().enumerate() {
-        let line_no = i + 1;
-        let malformed = |reason| NoteError::MalformedSignatureLine {
-            line: line_no,
-            reason,
-        };
-        // 5. `— <key name> <base64 signature>`.
-        let rest = line
-            .strip_prefix(SIG_PREFIX)
-            .ok_or_else(|| malformed("it does not start with an em dash and a space"))?;
-        let (name, b64) = rest
-            .split_once(' ')
-            .ok_or_else(|| malformed("expected a key name, a space and a signature"))?;
-        if name.len() > limits.max_origin_bytes {
-            return Err(NoteError::TooLarge("key name"));
-        }
-        check_key_name(name)?;
-        let blob = STANDARD
-            .decode(b64)
-            .map_err(|_| malformed("the signature is not base64"))?;
-        // 6. Four bytes of key ID, then at least one byte of signature.
-        if blob.len() < 5 {
-            return Err(malformed("the signature is too short"));
-        }
-        let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
-        // 7. Ignore unknown keys; a known key's signature must verify.
-        if name != verifier.name || id != verifier.id {
-            continue;
-        }
-        let signature = <[u8; 64]>::try_from(&blob[4..]).map_err(|_| NoteError::BadSignature {
-            name: name.to_owned(),
-        })?;
-        verifier
-            .key
-            .verify_strict(text.as_bytes(), &Signature::from_bytes(&signature))
-            .map_err(|_| NoteError::BadSignature {
-                name: name.to_owned(),
-            })?;
-        verified += 1;
+    Ok((text, lines))
+}
+
+/// One signature line, `— <key name> <base64(key ID || signature)>`
+/// (steps 5 and 6 of [`open_note`]): the name, the key ID and the bytes
+/// after it.
+pub(crate) fn parse_signature_line<'a>(
+    line_no: usize,
+    line: &'a str,
+    limits: &Limits,
+) -> Result<(&'a str, u32, Vec<u8>), NoteError> {
+    let malformed = |reason| NoteError::MalformedSignatureLine {
+        line: line_no,
+        reason,
+    };
+    // 5. `— <key name> <base64 signature>`.
+    let rest = line
+        .strip_prefix(SIG_PREFIX)
+        .ok_or_else(|| malformed("it does not start with an em dash and a space"))?;
+    let (name, b64) = rest
+        .split_once(' ')
+        .ok_or_else(|| malformed("expected a key name, a space and a signature"))?;
+    if name.len() > limits.max_origin_bytes {
+        return Err(NoteError::TooLarge("key name"));
     }
-    // 8. At least one signature from the trusted key.
-    if verified == 0 {
-        return Err(NoteError::NoTrustedSignature {
-            name: verifier.name.clone(),
-            key_id: verifier.id,
-        });
+    check_key_name(name)?;
+    let blob = STANDARD
+        .decode(b64)
+        .map_err(|_| malformed("the signature is not base64"))?;
+    // 6. Four bytes of key ID, then at least one byte of signature.
+    if blob.len() < 5 {
+        return Err(malformed("the signature is too short"));
     }
-    Ok(text)
+    let id = u32::from_be_bytes([blob[0], blob[1], blob[2], blob[3]]);
+    Ok((name, id, blob))
 }
