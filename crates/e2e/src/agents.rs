@@ -93,8 +93,8 @@ impl ExtraAgent {
         let before: Vec<String> = api
             .devices(tenant)
             .await?
-            .iter()
-            .filter_map(device_id)
+            .into_iter()
+            .map(|d| d.id)
             .collect();
         let token = api.issue_token(tenant).await?;
         let state_dir = tempfile::Builder::new()
@@ -110,12 +110,9 @@ impl ExtraAgent {
             async || {
                 let devices = api.devices(tenant).await?;
                 Ok(devices
-                    .iter()
-                    .find(|d| {
-                        device_id(d).is_some_and(|id| !before.contains(&id))
-                            && d["online"] == json!(true)
-                    })
-                    .and_then(device_id))
+                    .into_iter()
+                    .find(|d| !before.contains(&d.id) && d.online)
+                    .map(|d| d.id))
             },
         )
         .await?;
@@ -125,14 +122,6 @@ impl ExtraAgent {
             device_id,
             hostname: hostname.map(str::to_owned),
         })
-    }
-}
-
-pub(crate) fn device_id(device: &Value) -> Option<String> {
-    match &device["id"] {
-        Value::String(id) => Some(id.clone()),
-        Value::Number(id) => Some(id.to_string()),
-        _ => None,
     }
 }
 

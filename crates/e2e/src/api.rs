@@ -1,5 +1,14 @@
 //! The HTTP API as an operator's client sees it.
 
+use bulwark_api::account::LoginResponse;
+use bulwark_api::devices::DeviceView;
+use bulwark_api::jobs::JobView;
+use bulwark_api::setup::{OperatorView, SetupResponse};
+use bulwark_api::tenants::{AuditEventView, EnrollmentTokenView, TenantView};
+use bulwark_api::trust::TrustView;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
 use crate::*;
 
 /// A reqwest client using rustls with the ring provider (the workspace builds
@@ -35,6 +44,12 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body as the API type `T` (a normal reply; errors and deliberately
+    /// malformed exchanges are read from [`Reply::body`] as they are).
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        decode_body(&self.body).with_context(|| format!("a reply with HTTP {}", self.status))
+    }
+
     /// Asserts the contract's error shape `{"error":{"code","message"}}` and
     /// returns the code.
     pub fn error_code(&self) -> Result<String> {
@@ -119,21 +134,19 @@ impl Api {
         self.send(request).await
     }
 
+    /// `tenant`'s audit trail as the API lists it.
+    pub async fn audit(&self, tenant: &str) -> Result<Vec<AuditEventView>> {
+        self.get_as(&format!("/api/v1/tenants/{tenant}/audit"))
+            .await
+    }
+
     /// The security alerts (`alert.*` events) in `tenant`'s audit trail.
-    pub async fn security_alerts(&self, tenant: &str) -> Result<Vec<Value>> {
-        let events = self
-            .get_json(&format!("/api/v1/tenants/{tenant}/audit"))
-            .await?;
-        Ok(events
-            .as_array()
-            .context("the audit trail is not a list")?
-            .iter()
-            .filter(|e| {
-                e["action"]
-                    .as_str()
-                    .is_some_and(|a| a.starts_with("alert."))
-            })
-            .cloned()
+    pub async fn security_alerts(&self, tenant: &str) -> Result<Vec<AuditEventView>> {
+        Ok(self
+            .audit(tenant)
+            .await?
+            .into_iter()
+            .filter(|e| e.action.starts_with("alert."))
             .collect())
     }
 
@@ -161,6 +174,30 @@ impl Api {
         Ok(reply.body)
     }
 
+    /// GET, expecting 200 and the API type `T`.
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let body = self.get_json(path).await?;
+        decode_body(&body).with_context(|| format!("GET {path}"))
+    }
+
+    /// POST `body` as JSON, expecting a 2xx status and the API type `T`.
+    pub async fn post_as<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let reply = self
+            .send(self.request(Method::POST, path).json(body))
+            .await?;
+        ensure!(
+            reply.status.is_success(),
+            "POST {path}: expected 2xx, got {} {}",
+            reply.status,
+            reply.body
+        );
+        reply.decode().with_context(|| format!("POST {path}"))
+    }
+
     /// Redeems the setup code and enrols TOTP: the first owner account.
     pub async fn create_owner(&self, setup_code: &str) -> Result<Owner> {
         let path = "/api/v1/setup";
@@ -173,19 +210,11 @@ impl Api {
             reply.status,
             reply.body
         );
-        let enrolment_id = reply.body["enrolment_id"].clone();
-        ensure!(
-            !enrolment_id.is_null(),
-            "POST {path}: no enrolment_id in {}",
-            reply.body
-        );
-        let secret = reply.body["totp_secret"]
-            .as_str()
-            .with_context(|| format!("POST {path}: no totp_secret in {}", reply.body))?;
-        let owner = Owner::new(OWNER_USERNAME, OWNER_PASSWORD, secret);
+        let setup: SetupResponse = reply.decode().with_context(|| format!("POST {path}"))?;
+        let owner = Owner::new(OWNER_USERNAME, OWNER_PASSWORD, &setup.totp_secret);
 
         let path = "/api/v1/setup/confirm";
-        let body = json!({ "enrolment_id": enrolment_id, "otp": owner.next_otp().await? });
+        let body = json!({ "enrolment_id": setup.enrolment_id, "otp": owner.next_otp().await? });
         let reply = self.call(Method::POST, path, Some(&body)).await?;
         ensure!(
             reply.status == StatusCode::CREATED,
@@ -193,8 +222,9 @@ impl Api {
             reply.status,
             reply.body
         );
+        let operator: OperatorView = reply.decode().with_context(|| format!("POST {path}"))?;
         ensure!(
-            reply.body["username"] == json!(OWNER_USERNAME),
+            operator.username == OWNER_USERNAME,
             "POST {path}: expected username {OWNER_USERNAME:?}, got {}",
             reply.body
         );
@@ -212,10 +242,8 @@ impl Api {
             reply.status,
             reply.body
         );
-        reply.body["token"]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("POST {path}: no token in {}", reply.body))
+        let login: LoginResponse = reply.decode().with_context(|| format!("POST {path}"))?;
+        Ok(login.token)
     }
 
     /// Setup code → owner → login: an authenticated client for a fresh server.
@@ -226,24 +254,33 @@ impl Api {
         Ok((owner, api.with_token(&token)))
     }
 
-    pub async fn tenants(&self) -> Result<Vec<Value>> {
-        as_array(self.get_json("/api/v1/tenants").await?)
+    pub async fn tenants(&self) -> Result<Vec<TenantView>> {
+        self.get_as("/api/v1/tenants").await
     }
 
-    pub async fn devices(&self, tenant: &str) -> Result<Vec<Value>> {
-        as_array(
-            self.get_json(&format!("/api/v1/tenants/{tenant}/devices"))
-                .await?,
-        )
+    pub async fn devices(&self, tenant: &str) -> Result<Vec<DeviceView>> {
+        self.get_as(&format!("/api/v1/tenants/{tenant}/devices"))
+            .await
     }
 
-    pub async fn device(&self, id: &str) -> Result<Value> {
-        self.get_json(&format!("/api/v1/devices/{id}")).await
+    pub async fn device(&self, id: &str) -> Result<DeviceView> {
+        self.get_as(&format!("/api/v1/devices/{id}")).await
+    }
+
+    /// Job `id` as the API shows one job (with its script and envelope).
+    pub async fn job(&self, id: &str) -> Result<JobView> {
+        self.get_as(&format!("/api/v1/jobs/{id}")).await
+    }
+
+    /// `tenant`'s trust state as the server replays it.
+    pub async fn trust(&self, tenant: &str) -> Result<TrustView> {
+        self.get_as(&format!("/api/v1/tenants/{tenant}/trust"))
+            .await
     }
 
     /// A new enrolment token for `tenant` (the whole reply).
-    pub async fn issue_token_reply(&self, tenant: &str) -> Result<Value> {
-        self.post_json(
+    pub async fn issue_token_reply(&self, tenant: &str) -> Result<EnrollmentTokenView> {
+        self.post_as(
             &format!("/api/v1/tenants/{tenant}/enrollment-tokens"),
             &json!({}),
         )
@@ -251,11 +288,7 @@ impl Api {
     }
 
     pub async fn issue_token(&self, tenant: &str) -> Result<String> {
-        let reply = self.issue_token_reply(tenant).await?;
-        reply["token"]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("no token in {reply}"))
+        Ok(self.issue_token_reply(tenant).await?.token)
     }
 
     /// Waits until `tenant` has exactly one device and it is online; returns it.
@@ -263,7 +296,7 @@ impl Api {
         &self,
         tenant: &str,
         timeout: Duration,
-    ) -> Result<Value> {
+    ) -> Result<DeviceView> {
         wait_for(
             timeout,
             &format!("the one device of tenant {tenant} to be online"),
@@ -273,7 +306,7 @@ impl Api {
                     devices.len() <= 1,
                     "expected at most one device in {tenant}, got {devices:?}"
                 );
-                Ok(devices.into_iter().find(|d| d["online"] == json!(true)))
+                Ok(devices.into_iter().find(|d| d.online))
             },
         )
         .await
@@ -285,29 +318,28 @@ impl Api {
         id: &str,
         want: bool,
         timeout: Duration,
-    ) -> Result<Value> {
+    ) -> Result<DeviceView> {
         let what = format!(
             "device {id} to be {}",
             if want { "online" } else { "offline" }
         );
         wait_for(timeout, &what, async || {
             let device = self.device(id).await?;
-            Ok((device["online"] == json!(want)).then_some(device))
+            Ok((device.online == want).then_some(device))
         })
         .await
     }
 }
 
-pub(crate) fn as_array(value: Value) -> Result<Vec<Value>> {
-    match value {
-        Value::Array(items) => Ok(items),
-        other => bail!("expected a JSON array, got {other}"),
-    }
+/// A JSON body as the API type `T`, or an error naming the type and the body.
+pub fn decode_body<T: DeserializeOwned>(body: &Value) -> Result<T> {
+    T::deserialize(body).with_context(|| format!("not a {}: {body}", std::any::type_name::<T>()))
 }
 
-/// The `id` of a device (or any object) as a string.
-pub fn id_of(value: &Value) -> Result<String> {
-    device_id(value).with_context(|| format!("no id in {value}"))
+/// JSON text (a `bulwark ... --json` output, say) as the API type `T`.
+pub fn decode_json<T: DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .with_context(|| format!("not a {}: {text}", std::any::type_name::<T>()))
 }
 
 impl Api {

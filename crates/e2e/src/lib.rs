@@ -35,8 +35,8 @@ pub use server::*;
 pub use waiting::*;
 
 pub use operator::{
-    OPERATOR_WAIT, OperatorSetup, decode_hex, marker_script, operator_cli, operator_login,
-    sql_text, sqlite, target_of, wait_job_final,
+    OPERATOR_WAIT, OperatorSetup, decode_hex, is_final, marker_script, operator_cli,
+    operator_login, sql_text, sqlite, target_of, wait_job_final,
 };
 pub use reqwest::{Method, StatusCode};
 pub use tempfile::TempDir;

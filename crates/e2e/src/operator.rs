@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use bulwark_api::jobs::{JobTargetView, JobView};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::{
-    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, bulwark_bin, id_of, run_command,
+    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, bulwark_bin, decode_json, run_command,
     wait_for,
 };
 
@@ -113,27 +115,30 @@ pub fn marker_script(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
 }
 
 /// `device`'s target in a job view.
-pub fn target_of(view: &Value, device: &str) -> Result<Value> {
-    view["targets"]
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["device_id"] == device))
+pub fn target_of(view: &JobView, device: &str) -> Result<JobTargetView> {
+    view.targets
+        .iter()
+        .find(|t| t.device_id == device)
         .cloned()
-        .with_context(|| format!("no target {device} in {view}"))
+        .with_context(|| format!("no target {device} in {view:?}"))
+}
+
+/// A target's state is final: the agent answered (or the job timed out).
+pub fn is_final(target: &JobTargetView) -> bool {
+    matches!(
+        target.state.as_str(),
+        "succeeded" | "failed" | "timed_out" | "refused"
+    )
 }
 
 /// Waits until `device`'s target of job `id` is in a final state; returns it.
-pub async fn wait_job_final(api: &Api, id: &str, device: &str) -> Result<Value> {
+pub async fn wait_job_final(api: &Api, id: &str, device: &str) -> Result<JobTargetView> {
     wait_for(
         OPERATOR_WAIT,
         &format!("job {id} to finish on {device}"),
         async || {
-            let view = api.get_json(&format!("/api/v1/jobs/{id}")).await?;
-            let target = target_of(&view, device)?;
-            Ok(matches!(
-                target["state"].as_str(),
-                Some("succeeded" | "failed" | "timed_out" | "refused")
-            )
-            .then_some(target))
+            let target = target_of(&api.job(id).await?, device)?;
+            Ok(is_final(&target).then_some(target))
         },
     )
     .await
@@ -186,7 +191,10 @@ impl OperatorSetup {
         )
         .await?;
         let (owner, api) = Api::bootstrap(&up).await?;
-        let local = id_of(&api.wait_single_device_online("demo", OPERATOR_WAIT).await?)?;
+        let local = api
+            .wait_single_device_online("demo", OPERATOR_WAIT)
+            .await?
+            .id;
         let setup = Self {
             up,
             owner,
@@ -225,6 +233,14 @@ impl OperatorSetup {
         let out = self.cli(args, None).await?.ok()?;
         serde_json::from_str(&out.stdout)
             .with_context(|| format!("`bulwark {}` did not print JSON", args.join(" ")))
+    }
+
+    /// `bulwark ARGS` that must succeed and print the API type `T` as JSON
+    /// (the `--json` of a command that prints a server reply).
+    pub async fn cli_as<T: DeserializeOwned>(&self, args: &[&str]) -> Result<T> {
+        let out = self.cli(args, None).await?.ok()?;
+        decode_json(&out.stdout)
+            .with_context(|| format!("`bulwark {}` did not print its reply", args.join(" ")))
     }
 
     /// Runs SQL on the server's database (see [`sqlite`]).
@@ -286,36 +302,37 @@ impl OperatorSetup {
         args.extend_from_slice(extra);
         let (out, marker) = self.job(device, name, &args).await?;
         let out = out.ok()?;
-        let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
-        Ok((id_of(&view)?, marker))
+        let view: JobView = decode_json(&out.stdout).context("job run --json")?;
+        Ok((view.id, marker))
     }
 
     /// A correct job that must run on `device`, waited for.
-    pub async fn good_job_runs(&self, device: &str, name: &str) -> Result<Value> {
+    pub async fn good_job_runs(&self, device: &str, name: &str) -> Result<JobView> {
         let (out, marker) = self.job(device, name, &[]).await?;
         let out = out.ok()?;
-        let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
+        let view: JobView = decode_json(&out.stdout).context("job run --json")?;
         let target = target_of(&view, device)?;
         ensure!(
-            target["state"] == "succeeded" && target["exit_code"] == 0,
-            "job {name} did not succeed on {device}: {view}"
+            target.state == "succeeded" && target.exit_code == Some(0),
+            "job {name} did not succeed on {device}: {view:?}"
         );
         ensure!(
-            target["stdout"]
-                .as_str()
+            target
+                .stdout
+                .as_deref()
                 .is_some_and(|s| s.contains(&format!("hello from {name}"))),
-            "no output in {view}"
+            "no output in {view:?}"
         );
         ensure!(marker.exists(), "{} was not created", marker.display());
         Ok(view)
     }
 
-    pub async fn job_view(&self, id: &str) -> Result<Value> {
-        self.api.get_json(&format!("/api/v1/jobs/{id}")).await
+    pub async fn job_view(&self, id: &str) -> Result<JobView> {
+        self.api.job(id).await
     }
 
     /// Waits until `device`'s target of job `id` is in a final state; returns it.
-    pub async fn wait_final(&self, id: &str, device: &str) -> Result<Value> {
+    pub async fn wait_final(&self, id: &str, device: &str) -> Result<JobTargetView> {
         wait_job_final(&self.api, id, device).await
     }
 
@@ -351,8 +368,8 @@ impl OperatorSetup {
     ) -> Result<()> {
         let target = self.wait_final(id, device).await?;
         ensure!(
-            target["state"] == "refused" && target["refusal_code"] == code,
-            "expected job {id} refused with {code} on {device}, got {target}"
+            target.state == "refused" && target.refusal_code.as_deref() == Some(code),
+            "expected job {id} refused with {code} on {device}, got {target:?}"
         );
         ensure!(
             !marker.exists(),

@@ -7,6 +7,8 @@
 //! database. Needs the `sqlite3` tool.
 
 use anyhow::{Context, Result, ensure};
+use bulwark_api::log::LogEntriesView;
+use bulwark_api::tenants::TenantView;
 use bulwark_e2e::{Finished, OperatorSetup, decode_hex, sql_text};
 use bulwark_protocol::audit_leaf::AuditLeaf;
 use bulwark_translog::{Checkpoint, Frontier, Hash, NoteSigner, leaf_hash};
@@ -18,12 +20,7 @@ const TABLES: [&str; 4] = ["log_entries", "log_nodes", "log_heads", "log_checkpo
 
 async fn events(s: &OperatorSetup, n: usize) -> Result<()> {
     for _ in 0..n {
-        s.api
-            .post_json(
-                &format!("/api/v1/tenants/{TENANT}/enrollment-tokens"),
-                &json!({}),
-            )
-            .await?;
+        s.api.issue_token_reply(TENANT).await?;
     }
     Ok(())
 }
@@ -87,16 +84,16 @@ fn leaf_at(s: &OperatorSetup, log: &str, idx: u64) -> Result<Vec<u8>> {
 async fn exported_events(s: &OperatorSetup) -> Result<Vec<(u64, AuditLeaf)>> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD as B64;
-    let page = s
+    let page: LogEntriesView = s
         .api
-        .get_json(&format!("/api/v1/tenants/{TENANT}/log/entries?start=0"))
+        .get_as(&format!("/api/v1/tenants/{TENANT}/log/entries?start=0"))
         .await?;
     let mut out = Vec::new();
-    for entry in page["entries"].as_array().context("entries")? {
-        let leaf = B64.decode(entry["leaf"].as_str().context("leaf")?)?;
+    for entry in page.entries {
+        let leaf = B64.decode(&entry.leaf)?;
         let leaf = AuditLeaf::decode(&leaf).map_err(|e| anyhow::anyhow!("{e}"))?;
         if leaf.action == "log.exported" {
-            out.push((entry["index"].as_u64().context("index")?, leaf));
+            out.push((entry.index, leaf));
         }
     }
     Ok(out)
@@ -109,8 +106,9 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn audit_verify_catches_every_rewrite_of_the_log() -> Result<()> {
     let s = OperatorSetup::start(PASSPHRASE).await?;
-    s.api
-        .post_json("/api/v1/tenants", &json!({ "name": TENANT }))
+    let _: TenantView = s
+        .api
+        .post_as("/api/v1/tenants", &json!({ "name": TENANT }))
         .await?;
     s.cli(&["tenant", "init", "--tenant", TENANT], None)
         .await?

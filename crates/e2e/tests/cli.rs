@@ -6,7 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulwark_e2e::{Api, Finished, Owner, UpOptions, UpProcess, bulwark_bin, id_of, run_command};
+use bulwark_api::devices::DeviceView;
+use bulwark_api::tenants::{EnrollmentTokenView, TenantView};
+use bulwark_e2e::{
+    Api, Finished, Owner, UpOptions, UpProcess, bulwark_bin, decode_body, run_command,
+};
 use serde_json::Value;
 
 const ONLINE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -150,34 +154,38 @@ async fn operator_cli_logs_in_lists_and_logs_out() -> Result<()> {
         "credentials.json has no token: {stored}"
     );
 
-    let tenants = bulwark_json(&config_dir, &["tenant", "list", "--json"]).await?;
-    let demo = tenants
-        .as_array()
-        .and_then(|t| t.iter().find(|t| t["name"] == "demo"))
-        .with_context(|| format!("no tenant demo in {tenants}"))?;
-    ensure!(
-        demo["device_count"].is_number(),
-        "tenant without device_count: {demo}"
-    );
+    // Typed: a tenant without a numeric `device_count` does not decode.
+    let tenants: Vec<TenantView> =
+        decode_body(&bulwark_json(&config_dir, &["tenant", "list", "--json"]).await?)
+            .context("tenant list --json")?;
+    tenants
+        .iter()
+        .find(|t| t.name == "demo")
+        .with_context(|| format!("no tenant demo in {tenants:?}"))?;
 
     // The local agent's device, through the CLI.
     let api = up.api();
     let api = api.with_token(stored["token"].as_str().context("token")?);
     api.wait_single_device_online("demo", ONLINE_TIMEOUT)
         .await?;
-    let devices = bulwark_json(
-        &config_dir,
-        &["device", "list", "--tenant", "demo", "--json"],
+    let devices: Vec<DeviceView> = decode_body(
+        &bulwark_json(
+            &config_dir,
+            &["device", "list", "--tenant", "demo", "--json"],
+        )
+        .await?,
     )
-    .await?;
+    .context("device list --json")?;
     let device = devices
-        .as_array()
-        .and_then(|d| d.first())
-        .with_context(|| format!("no device in {devices}"))?;
-    let id = id_of(device)?;
+        .first()
+        .with_context(|| format!("no device in {devices:?}"))?;
+    let id = device.id.clone();
+    // The raw JSON too: the field must be there (the typed view reads an
+    // absent one as null).
     let shown = bulwark_json(&config_dir, &["device", "show", &id, "--json"]).await?;
+    let shown_view: DeviceView = decode_body(&shown).context("device show --json")?;
     ensure!(
-        shown["id"] == device["id"],
+        shown_view.id == device.id,
         "device show returned another device: {shown}"
     );
     ensure!(
@@ -189,7 +197,7 @@ async fn operator_cli_logs_in_lists_and_logs_out() -> Result<()> {
     let table = bulwark(&config_dir, &["device", "list", "--tenant", "demo"], None)
         .await?
         .ok()?;
-    let hostname = device["hostname"].as_str().context("hostname")?;
+    let hostname = device.hostname.as_str();
     ensure!(
         table.stdout.contains("HOSTNAME") && table.stdout.contains(hostname),
         "device table:\n{}",
@@ -222,35 +230,36 @@ async fn operator_cli_logs_in_lists_and_logs_out() -> Result<()> {
         table.stdout
     );
 
-    let token = bulwark_json(
-        &config_dir,
-        &["tenant", "enroll-token", "--tenant", "demo", "--json"],
+    let token: EnrollmentTokenView = decode_body(
+        &bulwark_json(
+            &config_dir,
+            &["tenant", "enroll-token", "--tenant", "demo", "--json"],
+        )
+        .await?,
     )
-    .await?;
+    .context("tenant enroll-token --json")?;
+    ensure!(token.token.starts_with("bwe1."), "enroll-token: {token:?}");
     ensure!(
-        token["token"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("bwe1.")),
-        "enroll-token: {token}"
+        token.tenant == "demo",
+        "enroll-token for another tenant: {token:?}"
     );
-    ensure!(
-        token["tenant"] == "demo",
-        "enroll-token for another tenant: {token}"
-    );
-    let token = bulwark_json(
-        &config_dir,
-        &[
-            "tenant",
-            "enroll-token",
-            "--tenant",
-            "demo",
-            "--ttl-minutes",
-            "5",
-            "--json",
-        ],
+    // Typed: a reply whose `expires_at` is not a string does not decode.
+    let _: EnrollmentTokenView = decode_body(
+        &bulwark_json(
+            &config_dir,
+            &[
+                "tenant",
+                "enroll-token",
+                "--tenant",
+                "demo",
+                "--ttl-minutes",
+                "5",
+                "--json",
+            ],
+        )
+        .await?,
     )
-    .await?;
-    ensure!(token["expires_at"].is_string(), "enroll-token: {token}");
+    .context("tenant enroll-token --ttl-minutes 5 --json")?;
     let out = bulwark(
         &config_dir,
         &["device", "list", "--tenant", "no-such-tenant"],

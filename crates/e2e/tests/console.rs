@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use browser::{Browser, PAGE_TIMEOUT};
-use bulwark_e2e::{ExtraAgent, Owner, UpOptions, UpProcess, http_client, id_of, wait_for};
+use bulwark_e2e::{ExtraAgent, Owner, UpOptions, UpProcess, http_client, wait_for};
 use fantoccini::Locator;
 use serde_json::json;
 
@@ -104,7 +104,7 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
     let local = api
         .wait_single_device_online("demo", Duration::from_secs(15))
         .await?;
-    let local_id = id_of(&local)?;
+    let local_id = local.id.clone();
     let mut extra = ExtraAgent::start(&api, &up.info.gateway_url, "demo").await?;
 
     // 4. Tenants → demo → devices, both online.
@@ -152,16 +152,17 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
         format!("#devices tr[data-device-id=\"{local_id}\"] a[href=\"/devices/{local_id}\"]");
     browser.find(&row_link).await?.click().await?;
     browser.wait_path(&format!("/devices/{local_id}")).await?;
-    let hostname = local["hostname"].as_str().context("hostname")?;
+    let hostname = local.hostname.as_str();
     ensure!(
         browser.text("h1").await? == hostname,
         "the device page's h1 is not the hostname {hostname}"
     );
     let detail = api.device(&local_id).await?;
-    let os_name = detail["inventory"]["system"]["os_name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let os_name = detail
+        .inventory
+        .and_then(|i| i.system)
+        .map(|s| s.os_name)
+        .unwrap_or_default();
     let inventory = wait_for(
         PAGE_TIMEOUT,
         "the inventory section to show the OS",

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use bulwark_e2e::{Api, Method, StatusCode, UpOptions, UpProcess};
+use bulwark_api::account::{LockoutView, LoginResponse};
+use bulwark_e2e::{Api, Method, StatusCode, UpOptions, UpProcess, decode_body};
 use bulwark_store::{Store, TenantScope};
 use serde_json::{Value, json};
 
@@ -91,13 +92,8 @@ async fn try_login(
 }
 
 async fn lockout_keys(admin: &Api) -> Result<Vec<String>> {
-    let list = admin.get_json("/api/v1/lockouts").await?;
-    Ok(list
-        .as_array()
-        .context("lockouts is not an array")?
-        .iter()
-        .filter_map(|l| l["key"].as_str().map(str::to_owned))
-        .collect())
+    let list: Vec<LockoutView> = admin.get_as("/api/v1/lockouts").await?;
+    Ok(list.into_iter().map(|l| l.key).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -204,7 +200,7 @@ async fn credential_stuffing_locks_usernames_and_addresses() -> Result<()> {
     // From a clean address: the owner is back.
     let (status, body) = try_login(&clean, &owner.username, &owner.password, &otp).await?;
     ensure!(
-        status == StatusCode::OK && body["token"].is_string(),
+        status == StatusCode::OK && decode_body::<LoginResponse>(&body).is_ok(),
         "owner login after lifting: {status} {body}"
     );
 

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulwark_e2e::{OperatorSetup, UpOptions, id_of, kill_agent_after_exit, target_of, wait_for};
-use serde_json::Value;
+use bulwark_api::jobs::{JobTargetView, JobView};
+use bulwark_e2e::{
+    OperatorSetup, UpOptions, decode_json, is_final, kill_agent_after_exit, target_of, wait_for,
+};
 
 const PASSPHRASE: &str = "e2e faults: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(90);
@@ -25,21 +27,19 @@ fn script(s: &OperatorSetup, name: &str, body: &str) -> Result<PathBuf> {
 /// `bulwark job run --script PATH --no-wait` on `device`; returns the job id.
 async fn submit(s: &OperatorSetup, device: &str, script: &Path) -> Result<String> {
     let out = s.run_script(device, script, &["--no-wait"]).await?.ok()?;
-    id_of(&serde_json::from_str(&out.stdout).context("job run --json")?)
+    Ok(decode_json::<JobView>(&out.stdout)
+        .context("job run --json")?
+        .id)
 }
 
 /// The target of job `id` on `device` once final (within [`WAIT`]).
-async fn final_target(s: &OperatorSetup, id: &str, device: &str) -> Result<Value> {
+async fn final_target(s: &OperatorSetup, id: &str, device: &str) -> Result<JobTargetView> {
     wait_for(
         WAIT,
         &format!("job {id} to finish on {device}"),
         async || {
             let target = target_of(&s.job_view(id).await?, device)?;
-            Ok(matches!(
-                target["state"].as_str(),
-                Some("succeeded" | "failed" | "timed_out" | "refused")
-            )
-            .then_some(target))
+            Ok(is_final(&target).then_some(target))
         },
     )
     .await
@@ -78,8 +78,8 @@ async fn each_ran_once(s: &OperatorSetup, device: &str, ids: &[String], ran: &Pa
     for (n, id) in ids.iter().enumerate() {
         let target = final_target(s, id, device).await?;
         ensure!(
-            target["state"] == "succeeded",
-            "job {n} did not succeed: {target}"
+            target.state == "succeeded",
+            "job {n} did not succeed: {target:?}"
         );
     }
     let mut lines: Vec<usize> = std::fs::read_to_string(ran)?
@@ -132,12 +132,13 @@ async fn a_result_outlives_an_agent_killed_as_its_script_ends() -> Result<()> {
     victim.resume()?;
     let target = final_target(&s, &id, &device).await?;
     ensure!(
-        target["state"] == "failed"
-            && target["exit_code"] == 7
-            && target["stdout"]
-                .as_str()
+        target.state == "failed"
+            && target.exit_code == Some(7)
+            && target
+                .stdout
+                .as_deref()
                 .is_some_and(|o| o.contains("finished")),
-        "the job's true result was lost: {target}"
+        "the job's true result was lost: {target:?}"
     );
     ensure!(
         std::fs::read_to_string(&ran)? == "ran\n",
@@ -178,11 +179,8 @@ async fn a_script_outlives_its_killed_agent_and_its_result_is_kept() -> Result<(
     victim.resume()?;
     let target = final_target(&s, &id, &device).await?;
     ensure!(
-        target["exit_code"] == 4
-            && target["stdout"]
-                .as_str()
-                .is_some_and(|o| o.contains("late")),
-        "the true result of the script that outlived its agent was lost: {target}"
+        target.exit_code == Some(4) && target.stdout.as_deref().is_some_and(|o| o.contains("late")),
+        "the true result of the script that outlived its agent was lost: {target:?}"
     );
     ensure!(
         std::fs::read_to_string(&ran)? == "start\nend\n",

@@ -46,25 +46,24 @@ async fn an_erased_log_makes_the_agent_refuse_and_raise_an_alert() -> Result<()>
     let (id, marker) = s.submit(&device, "after-erasure", &[]).await?;
     let target = s.wait_final(&id, &device).await?;
     ensure!(
-        target["state"] == "refused" && target["refusal_code"] == "log_inconsistent",
-        "expected log_inconsistent, got {target}"
+        target.state == "refused" && target.refusal_code.as_deref() == Some("log_inconsistent"),
+        "expected log_inconsistent, got {target:?}"
     );
     ensure!(!marker.exists(), "the job ran on an erased log");
     ensure!(
-        target["refusal_reason"]
-            .as_str()
+        target
+            .refusal_reason
+            .as_deref()
             .is_some_and(|r| r.contains("truncated or rolled back")),
-        "the reason names the truncation: {target}"
+        "the reason names the truncation: {target:?}"
     );
 
     // The refusal is a security alert in the tenant's audit log.
     wait_for(Duration::from_secs(10), "the alert", async || {
-        let events = s.api.get_json("/api/v1/tenants/demo/audit").await?;
+        let events = s.api.audit("demo").await?;
         let found = events
-            .as_array()
-            .context("audit is not an array")?
             .iter()
-            .any(|e| e["action"] == "alert.log_refused" && e["target"] == id.as_str());
+            .any(|e| e.action == "alert.log_refused" && e.target == id);
         Ok(found.then_some(()))
     })
     .await?;

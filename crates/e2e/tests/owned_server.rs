@@ -15,7 +15,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use bulwark_e2e::{ExtraAgent, OperatorSetup, id_of, sql_text, target_of};
+use bulwark_api::devices::DeviceView;
+use bulwark_api::jobs::JobView;
+use bulwark_api::signing_keys::SigningKeyView;
+use bulwark_api::tenants::TenantView;
+use bulwark_e2e::{ExtraAgent, OperatorSetup, decode_json, sql_text, target_of};
 use bulwark_policy::policy::ScriptHash;
 use bulwark_policy::{
     ActionClass, Interpreter, JobAction, JobStatement, JobTarget, Limits, Signed,
@@ -62,8 +66,9 @@ async fn stolen_operator_key(s: &OperatorSetup) -> Result<SigningKey> {
     )
     .await?
     .ok()?;
-    s.api
-        .post_json(
+    let _: SigningKeyView = s
+        .api
+        .post_as(
             "/api/v1/signing-keys",
             &json!({ "name": "mallory", "public_key": B64.encode(key.verifying_key().to_bytes()) }),
         )
@@ -72,12 +77,12 @@ async fn stolen_operator_key(s: &OperatorSetup) -> Result<SigningKey> {
 }
 
 /// A device as the server lists it now.
-async fn device_view(s: &OperatorSetup, tenant: &str, id: &str) -> Result<Value> {
+async fn device_view(s: &OperatorSetup, tenant: &str, id: &str) -> Result<DeviceView> {
     s.api
         .devices(tenant)
         .await?
         .into_iter()
-        .find(|d| d["id"] == id)
+        .find(|d| d.id == id)
         .with_context(|| format!("no device {id} in {tenant}"))
 }
 
@@ -152,8 +157,8 @@ async fn submit_to(
         )
         .await?
         .ok()?;
-    let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
-    Ok((id_of(&view)?, marker))
+    let view: JobView = decode_json(&out.stdout).context("job run --json")?;
+    Ok((view.id, marker))
 }
 
 /// Drill attack 1: a script labelled `inventory-refresh` (quorum 1) while
@@ -167,10 +172,7 @@ async fn a_relabelled_class_runs_nothing() -> Result<()> {
     let device = victim.device_id.clone();
     s.require_two_signers().await?;
     let mallory = stolen_operator_key(&s).await?;
-    let hostname = device_view(&s, "demo", &device).await?["hostname"]
-        .as_str()
-        .context("hostname")?
-        .to_owned();
+    let hostname = device_view(&s, "demo", &device).await?.hostname;
     let (script_path, marker) = s.script("relabelled")?;
     let script = std::fs::read(&script_path)?;
     let now = now_secs();
@@ -256,11 +258,11 @@ async fn a_relabelled_class_runs_nothing() -> Result<()> {
         )
         .await?
         .ok()?;
-    let view: Value = serde_json::from_str(&out.stdout)?;
+    let view: JobView = decode_json(&out.stdout).context("job run --json")?;
     let target = target_of(&view, &device)?;
     ensure!(
-        target["state"] == "succeeded" && view["class"] == "inventory-refresh",
-        "the inventory refresh did not succeed: {view}"
+        target.state == "succeeded" && view.class == "inventory-refresh",
+        "the inventory refresh did not succeed: {view:?}"
     );
     Ok(())
 }
@@ -275,7 +277,7 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
     let alpha = ExtraAgent::start_as(Some("ws-alpha"), &s.api, &gateway, "demo").await?;
     let bravo = ExtraAgent::start_as(Some("ws-bravo"), &s.api, &gateway, "demo").await?;
     ensure!(
-        device_view(&s, "demo", &alpha.device_id).await?["hostname"] == "ws-alpha",
+        device_view(&s, "demo", &alpha.device_id).await?.hostname == "ws-alpha",
         "the agent in its own UTS namespace did not enrol as ws-alpha"
     );
     let swap = "UPDATE devices SET hostname = CASE hostname WHEN 'ws-alpha' THEN 'ws-bravo' \
@@ -285,9 +287,8 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
     let (id, marker) = submit_to(&s, "demo", "ws-alpha", "for-alpha").await?;
     let view = s.job_view(&id).await?;
     ensure!(
-        view["targets"].as_array().is_some_and(|t| t.len() == 1)
-            && target_of(&view, &bravo.device_id).is_ok(),
-        "the swapped name did not send the job to ws-bravo's device: {view}"
+        view.targets.len() == 1 && target_of(&view, &bravo.device_id).is_ok(),
+        "the swapped name did not send the job to ws-bravo's device: {view:?}"
     );
     s.expect_refused(&id, &bravo.device_id, "target_mismatch", &marker)
         .await?;
@@ -297,8 +298,8 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
     let (id, marker) = submit_to(&s, "demo", "ws-alpha", "alpha-after").await?;
     let target = s.wait_final(&id, &alpha.device_id).await?;
     ensure!(
-        target["state"] == "succeeded" && marker.exists(),
-        "the correct job did not run on ws-alpha: {target}"
+        target.state == "succeeded" && marker.exists(),
+        "the correct job did not run on ws-alpha: {target:?}"
     );
     Ok(())
 }
@@ -313,8 +314,9 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
 async fn a_job_naming_another_tenant_runs_nothing() -> Result<()> {
     let s = OperatorSetup::start(PASSPHRASE).await?;
     let gateway = s.up.info.gateway_url.clone();
-    s.api
-        .post_json("/api/v1/tenants", &json!({ "name": "other" }))
+    let _: TenantView = s
+        .api
+        .post_as("/api/v1/tenants", &json!({ "name": "other" }))
         .await?;
     s.cli(&["tenant", "init", "--tenant", "other"], None)
         .await?
@@ -366,8 +368,8 @@ async fn a_job_naming_another_tenant_runs_nothing() -> Result<()> {
     let (id, marker) = submit_to(&s, "demo", "ws-shared", "demo-after").await?;
     let target = s.wait_final(&id, &ours.device_id).await?;
     ensure!(
-        target["state"] == "succeeded" && marker.exists(),
-        "the correct job did not run on demo's ws-shared: {target}"
+        target.state == "succeeded" && marker.exists(),
+        "the correct job did not run on demo's ws-shared: {target:?}"
     );
     Ok(())
 }
@@ -380,10 +382,7 @@ async fn job_approve_shows_the_statement_not_the_servers_json() -> Result<()> {
     let s = OperatorSetup::start(PASSPHRASE).await?;
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
-    let hostname = device_view(&s, "demo", &device).await?["hostname"]
-        .as_str()
-        .context("hostname")?
-        .to_owned();
+    let hostname = device_view(&s, "demo", &device).await?.hostname;
     s.require_two_signers().await?;
     victim.stop().await?;
     let (id, _marker) = s.submit(&device, "needs-review", &[]).await?;
@@ -397,8 +396,8 @@ async fn job_approve_shows_the_statement_not_the_servers_json() -> Result<()> {
     ))?;
     let lied = s.job_view(&id).await?;
     ensure!(
-        lied["reason"] == "harmless printer check",
-        "the tampering did not reach the API: {lied}"
+        lied.reason == "harmless printer check",
+        "the tampering did not reach the API: {lied:?}"
     );
     // The requester may not approve their own job: the server refuses the
     // signature, after the CLI has shown what it signs.

@@ -14,6 +14,8 @@ mod browser;
 
 use anyhow::{Context, Result, ensure};
 use browser::Browser;
+use bulwark_api::operators::InvitationCreated;
+use bulwark_api::setup::SetupResponse;
 use bulwark_e2e::{Api, Owner, UpOptions, UpProcess};
 use serde_json::json;
 
@@ -110,28 +112,24 @@ async fn walk_through(browser: &Browser, up: &UpProcess, base: &str, code: &str)
     // owners are not required to use passkeys).
     let api = up.api();
     let api = api.with_token(&api.login(&owner).await?);
-    let invited = api
-        .post_json(
+    let invited: InvitationCreated = api
+        .post_as(
             "/api/v1/invitations",
             &json!({"username": "tess", "role": "technician", "tenants": ["demo"]}),
         )
         .await?;
     let anonymous = Api::new(base);
-    let redeemed = anonymous
-        .post_json(
+    let redeemed: SetupResponse = anonymous
+        .post_as(
             "/api/v1/invitations/redeem",
-            &json!({"token": invited["token"], "password": password}),
+            &json!({"token": invited.token, "password": password}),
         )
         .await?;
-    let tess = Owner::new(
-        "tess",
-        password,
-        redeemed["totp_secret"].as_str().context("totp_secret")?,
-    );
+    let tess = Owner::new("tess", password, &redeemed.totp_secret);
     anonymous
         .post_json(
             "/api/v1/invitations/confirm",
-            &json!({"enrolment_id": redeemed["enrolment_id"], "otp": tess.next_otp().await?}),
+            &json!({"enrolment_id": redeemed.enrolment_id, "otp": tess.next_otp().await?}),
         )
         .await?;
 

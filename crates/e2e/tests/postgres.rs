@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use bulwark_e2e::{Api, UpOptions, UpProcess, id_of};
-use serde_json::json;
+use bulwark_e2e::{Api, UpOptions, UpProcess};
 
 const ONLINE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -30,11 +29,10 @@ async fn scenario(url: &str) -> Result<()> {
     let device = api
         .wait_single_device_online("demo", ONLINE_TIMEOUT)
         .await?;
-    let id = id_of(&device)?;
-    let detail = api.device(&id).await?;
+    let detail = api.device(&device.id).await?;
     ensure!(
-        detail["hostname"] == device["hostname"],
-        "device detail disagrees with the listing: {detail}"
+        detail.hostname == device.hostname,
+        "device detail disagrees with the listing: {detail:?}"
     );
 
     let up = up.restart().await?;
@@ -44,19 +42,19 @@ async fn scenario(url: &str) -> Result<()> {
         .wait_single_device_online("demo", ONLINE_TIMEOUT)
         .await?;
     ensure!(
-        again["id"] == device["id"],
+        again.id == device.id,
         "device id changed over a restart: {} → {}",
-        device["id"],
-        again["id"]
+        device.id,
+        again.id
     );
     let tenants = api.tenants().await?;
     let demo = tenants
         .iter()
-        .find(|t| t["name"] == "demo")
+        .find(|t| t.name == "demo")
         .context("no tenant demo after restart")?;
     ensure!(
-        demo["device_count"] == json!(1),
-        "device count changed over a restart: {demo}"
+        demo.device_count == 1,
+        "device count changed over a restart: {demo:?}"
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_api::log::{LogEntriesView, LogHeadView};
 use bulwark_e2e::{Finished, OperatorSetup, UpProcess, operator_login, sql_text, wait_for};
 use bulwark_e2e::{Method, StatusCode};
 use bulwark_protocol::audit_leaf::AuditLeaf;
@@ -85,20 +86,15 @@ async fn age_and_restart(
         Duration::from_secs(30),
         "archived_below in the log head",
         async || {
-            let head = s
+            let head: LogHeadView = s
                 .api
-                .get_json(&format!("/api/v1/tenants/{TENANT}/log"))
+                .get_as(&format!("/api/v1/tenants/{TENANT}/log"))
                 .await?;
-            Ok((head["archived_below"] == below).then_some(head))
+            Ok((head.archived_below == below).then_some(head))
         },
     )
     .await?;
-    ensure!(
-        head["archived_frontier"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty()),
-        "{head}"
-    );
+    ensure!(!head.archived_frontier.is_empty(), "{head:?}");
     Ok(archive)
 }
 
@@ -106,12 +102,7 @@ async fn age_and_restart(
 async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     let mut s = OperatorSetup::start(PASSPHRASE).await?;
     for _ in 0..25 {
-        s.api
-            .post_json(
-                &format!("/api/v1/tenants/{TENANT}/enrollment-tokens"),
-                &json!({}),
-            )
-            .await?;
+        s.api.issue_token_reply(TENANT).await?;
     }
     let before = s
         .cli_json(&["audit", "verify", "--tenant", TENANT, "--json"])
@@ -172,11 +163,14 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
         .await?;
     ensure!(reply.status == StatusCode::GONE, "{:?}", reply.status);
     ensure!(reply.error_code()? == "archived", "{:?}", reply.status);
-    let page = s
+    let page: LogEntriesView = s
         .api
-        .get_json(&format!("{head_path}/entries?start={K}&limit=2"))
+        .get_as(&format!("{head_path}/entries?start={K}&limit=2"))
         .await?;
-    ensure!(page["entries"][0]["index"] == K, "{page}");
+    ensure!(
+        page.entries.first().is_some_and(|e| e.index == K),
+        "{page:?}"
+    );
 
     // 1. The whole log with the archive (copied out of the data directory).
     let work = s.work.path().to_owned();

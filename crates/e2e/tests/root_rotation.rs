@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, ensure};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bulwark_e2e::{ExtraAgent, OperatorSetup, decode_hex, id_of, sql_text, wait_for};
+use bulwark_e2e::{ExtraAgent, OperatorSetup, decode_hex, sql_text, wait_for};
 use bulwark_policy::{Holder, Limits, Policy, PublicKey, RootKey, Signed, TrustRoot};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
@@ -68,15 +68,14 @@ impl Setup {
             WAIT,
             &format!("an alert.trust_refused: {needle}"),
             async || {
-                let events = self.api.get_json("/api/v1/tenants/demo/audit").await?;
-                Ok(events
-                    .as_array()
-                    .context("audit is not an array")?
-                    .iter()
-                    .filter(|e| e["action"] == "alert.trust_refused")
-                    .filter_map(|e| e["detail"].as_str())
-                    .find(|d| d.contains(&needle))
-                    .map(str::to_owned))
+                Ok(self
+                    .api
+                    .audit("demo")
+                    .await?
+                    .into_iter()
+                    .filter(|e| e.action == "alert.trust_refused")
+                    .map(|e| e.detail)
+                    .find(|d| d.contains(&needle)))
             },
         )
         .await
@@ -183,14 +182,14 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
         "rotate-root: {rotated}"
     );
     // The server's view, replayed from the first root.
-    let trust = s.api.get_json("/api/v1/tenants/demo/trust").await?;
+    let trust = s.api.trust("demo").await?;
     ensure!(
-        trust["root_version"] == 2
-            && trust["root_threshold"] == 2
-            && trust["policy_version"] == 2
-            && trust["roots"].as_array().map(Vec::len) == Some(2)
-            && trust["problems"].as_array().is_some_and(Vec::is_empty),
-        "GET trust after the rotation: {trust}"
+        trust.root_version == Some(2)
+            && trust.root_threshold == Some(2)
+            && trust.policy_version == Some(2)
+            && trust.roots.len() == 2
+            && trust.problems.is_empty(),
+        "GET trust after the rotation: {trust:?}"
     );
     // A second rotation with nothing new to say is refused before anything is made.
     let nothing = s
@@ -206,7 +205,7 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
     s.wait_agent_holds(&s.local, 2, 2).await?;
     s.wait_agent_holds(&device, 2, 2).await?;
     let devices = s.api.devices("demo").await?;
-    let mut ids: Vec<String> = devices.iter().map(id_of).collect::<Result<_>>()?;
+    let mut ids: Vec<String> = devices.iter().map(|d| d.id.clone()).collect();
     ids.sort();
     let mut expected = vec![s.local.clone(), device.clone()];
     expected.sort();

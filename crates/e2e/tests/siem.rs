@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
+use bulwark_api::tenants::TenantView;
 use bulwark_e2e::{Api, Method, Proc, ServerProcess, StatusCode};
 use bulwark_store::{MSP_LOG, NewAuditEvent, Store};
 use serde_json::{Value, json};
@@ -305,8 +306,8 @@ async fn generate(api: Api, owner_api: Api, prefix: &str, stop: Arc<AtomicBool>)
             reply.body
         );
         if n.is_multiple_of(10) {
-            owner_api
-                .post_json(
+            let _: TenantView = owner_api
+                .post_as(
                     "/api/v1/tenants",
                     &json!({ "name": format!("{prefix}-{n}") }),
                 )
@@ -420,7 +421,7 @@ token = "{HTTP_TOKEN}"
         let event = NewAuditEvent::new(
             1_764_000_000_000 + i64::try_from(i)?,
             "backlog",
-            "test.backlog",
+            bulwark_store::AuditAction::JobResult,
             &format!("entry {i}"),
         )
         .with_detail("recorded before the server started, to measure the export");

@@ -11,10 +11,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use bulwark_api::jobs::JobView;
+use bulwark_api::operators::InvitationCreated;
+use bulwark_api::setup::SetupResponse;
+use bulwark_api::tenants::TenantView;
 use bulwark_e2e::{
-    ExtraAgent, OperatorSetup, Owner, decode_hex, id_of, sql_text, target_of, wait_for,
+    ExtraAgent, OperatorSetup, Owner, decode_hex, decode_json, sql_text, target_of, wait_for,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PASSPHRASE: &str = "e2e signed jobs: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(30);
@@ -85,14 +89,14 @@ impl Setup {
     }
 
     async fn alerts(&self) -> Result<Vec<String>> {
-        let events = self.api.get_json("/api/v1/tenants/demo/audit").await?;
-        Ok(events
-            .as_array()
-            .context("audit is not an array")?
-            .iter()
-            .filter(|e| e["action"] == "alert.trust_refused")
+        Ok(self
+            .api
+            .audit("demo")
+            .await?
+            .into_iter()
+            .filter(|e| e.action == "alert.trust_refused")
             // Target: the statement ("policy v2"); detail: the agent's reason.
-            .map(|e| e["detail"].as_str().unwrap_or_default().to_owned())
+            .map(|e| e.detail)
             .collect())
     }
 
@@ -143,30 +147,29 @@ impl Setup {
 async fn signed_job_runs_on_the_local_agent() -> Result<()> {
     let s = Setup::start().await?;
     let view = s.good_job_runs(&s.local, "happy").await?;
-    let id = id_of(&view)?;
-    let shown = s.cli_json(&["job", "show", &id, "--json"]).await?;
+    let id = view.id;
+    let shown: JobView = s.cli_as(&["job", "show", &id, "--json"]).await?;
     let target = target_of(&shown, &s.local)?;
     ensure!(
-        target["state"] == "succeeded" && target["exit_code"] == 0,
-        "job show: {shown}"
+        target.state == "succeeded" && target.exit_code == Some(0),
+        "job show: {shown:?}"
     );
     ensure!(
-        target["stdout"]
-            .as_str()
+        target
+            .stdout
+            .as_deref()
             .is_some_and(|o| o.contains("hello from happy")),
-        "job show: {shown}"
+        "job show: {shown:?}"
     );
-    ensure!(shown["state"] == "approved", "job show: {shown}");
+    ensure!(shown.state == "approved", "job show: {shown:?}");
     // The device page tells which trust statements the agent holds.
-    let device = s
-        .api
-        .get_json(&format!("/api/v1/devices/{}", s.local))
-        .await?;
+    let device = s.api.device(&s.local).await?;
     ensure!(
-        device["trust"]["root_version"] == 1
-            && device["trust"]["policy_version"] == 1
-            && device["trust"]["frozen"] == false,
-        "device trust: {device}"
+        device
+            .trust
+            .as_ref()
+            .is_some_and(|t| t.root_version == 1 && t.policy_version == 1 && !t.frozen),
+        "device trust: {device:?}"
     );
     Ok(())
 }
@@ -182,7 +185,7 @@ async fn server_database_rewritten_runs_nothing() -> Result<()> {
     victim.stop().await?;
     let (evil, evil_marker) = s.submit(&device, "evil", &["--key", "attacker"]).await?;
     ensure!(
-        s.job_view(&evil).await?["state"] == "pending",
+        s.job_view(&evil).await?.state == "pending",
         "the server approved a job signed by a key outside the policy"
     );
     s.sql(&format!(
@@ -228,8 +231,8 @@ async fn server_database_rewritten_runs_nothing() -> Result<()> {
     s.sql("DELETE FROM trust_statements WHERE kind = 'policy' AND version = 2")?;
     let target = s.wait_final(&good, &device).await?;
     ensure!(
-        target["state"] == "succeeded" && good_marker.exists(),
-        "the correct job did not run under the old policy: {target}"
+        target.state == "succeeded" && good_marker.exists(),
+        "the correct job did not run under the old policy: {target:?}"
     );
     Ok(())
 }
@@ -276,7 +279,7 @@ async fn replayed_job_runs_once() -> Result<()> {
     let mut victim = s.victim().await?;
     let device = victim.device_id.clone();
     let view = s.good_job_runs(&device, "once").await?;
-    let id = id_of(&view)?;
+    let id = view.id.clone();
     let first = target_of(&view, &device)?;
     let marker = s.work.path().join("once.marker");
     std::fs::remove_file(&marker)?;
@@ -288,10 +291,16 @@ async fn replayed_job_runs_once() -> Result<()> {
     };
     let answered_as_before = async || -> Result<()> {
         let again = s.wait_final(&id, &device).await?;
-        for field in ["state", "exit_code", "stdout", "started_at", "finished_at"] {
+        for (field, same) in [
+            ("state", again.state == first.state),
+            ("exit_code", again.exit_code == first.exit_code),
+            ("stdout", again.stdout == first.stdout),
+            ("started_at", again.started_at == first.started_at),
+            ("finished_at", again.finished_at == first.finished_at),
+        ] {
             ensure!(
-                again[field] == first[field],
-                "{field} differs from the first run: {again} vs {first}"
+                same,
+                "{field} differs from the first run: {again:?} vs {first:?}"
             );
         }
         ensure!(!marker.exists(), "the job ran again");
@@ -411,8 +420,8 @@ async fn one_compromised_operator_needs_a_second() -> Result<()> {
     let (id, marker) = s.submit(&device, "one-signer", &[]).await?;
     let view = s.job_view(&id).await?;
     ensure!(
-        view["state"] == "pending",
-        "one signature approved a 2-signer job: {view}"
+        view.state == "pending",
+        "one signature approved a 2-signer job: {view:?}"
     );
     s.sql(&format!(
         "UPDATE jobs SET state = 'approved' WHERE id = {}",
@@ -434,14 +443,14 @@ async fn one_compromised_operator_needs_a_second() -> Result<()> {
     .ok()?;
     let view = s.job_view(&id).await?;
     ensure!(
-        view["state"] == "approved",
-        "two signatures did not approve the job: {view}"
+        view.state == "approved",
+        "two signatures did not approve the job: {view:?}"
     );
     victim.resume()?;
     let target = s.wait_final(&id, &device).await?;
     ensure!(
-        target["state"] == "succeeded" && marker.exists(),
-        "the job with two signatures did not run: {target}"
+        target.state == "succeeded" && marker.exists(),
+        "the job with two signatures did not run: {target:?}"
     );
     Ok(())
 }
@@ -476,8 +485,9 @@ async fn frozen_tenant_refuses_until_unfrozen() -> Result<()> {
 #[tokio::test]
 async fn cross_tenant_job_is_refused() -> Result<()> {
     let s = Setup::start().await?;
-    s.api
-        .post_json("/api/v1/tenants", &json!({ "name": "other" }))
+    let _: TenantView = s
+        .api
+        .post_as("/api/v1/tenants", &json!({ "name": "other" }))
         .await?;
     s.cli(&["tenant", "init", "--tenant", "other"], None)
         .await?
@@ -504,8 +514,8 @@ async fn cross_tenant_job_is_refused() -> Result<()> {
     victim.resume()?;
     let target = s.wait_final(&id, &device).await?;
     ensure!(
-        target["state"] == "succeeded" && marker.exists(),
-        "demo's own job did not run on demo's device: {target}"
+        target.state == "succeeded" && marker.exists(),
+        "demo's own job did not run on demo's device: {target:?}"
     );
     s.good_job_runs(&device, "demo-after").await?;
     Ok(())
@@ -518,30 +528,25 @@ async fn cross_tenant_job_is_refused() -> Result<()> {
 /// listed in demo's policy. Returns its configuration directory.
 async fn listed_technician(s: &Setup) -> Result<PathBuf> {
     let tech_password = "technician password, long enough";
-    let invite = s
+    let invite: InvitationCreated = s
         .api
-        .post_json(
+        .post_as(
             "/api/v1/invitations",
             &json!({ "username": "tech", "role": "technician", "tenants": ["demo"] }),
         )
         .await?;
-    let token = invite["token"].as_str().context("no invitation token")?;
-    let redeemed = s
+    let redeemed: SetupResponse = s
         .api
-        .post_json(
+        .post_as(
             "/api/v1/invitations/redeem",
-            &json!({ "token": token, "password": tech_password }),
+            &json!({ "token": invite.token, "password": tech_password }),
         )
         .await?;
-    let tech = Owner::new(
-        "tech",
-        tech_password,
-        redeemed["totp_secret"].as_str().context("no totp_secret")?,
-    );
+    let tech = Owner::new("tech", tech_password, &redeemed.totp_secret);
     s.api
         .post_json(
             "/api/v1/invitations/confirm",
-            &json!({ "enrolment_id": redeemed["enrolment_id"], "otp": tech.next_otp().await? }),
+            &json!({ "enrolment_id": redeemed.enrolment_id, "otp": tech.next_otp().await? }),
         )
         .await?;
     let config = s.work.path().join("tech-config");
@@ -734,9 +739,11 @@ async fn approve_with_passkey(s: &Setup, browser: &browser::Browser, base: &str)
         )
         .await?
         .ok()?;
-    let id = id_of(&serde_json::from_str(&out.stdout).context("job run --json")?)?;
+    let id = decode_json::<JobView>(&out.stdout)
+        .context("job run --json")?
+        .id;
     let view = s.job_view(&id).await?;
-    ensure!(view["state"] == "pending", "one signature of two: {view}");
+    ensure!(view.state == "pending", "one signature of two: {view:?}");
 
     // The owner finds it in the console: what will run, and how to approve
     // it, but no button (a page the server serves cannot approve).
@@ -804,15 +811,15 @@ async fn approve_with_passkey(s: &Setup, browser: &browser::Browser, base: &str)
     );
     let target = s.wait_final(&id, &s.local).await?;
     ensure!(
-        target["state"] == "succeeded" && marker.exists(),
-        "the job approved with a passkey did not run: {target}"
+        target.state == "succeeded" && marker.exists(),
+        "the job approved with a passkey did not run: {target:?}"
     );
     let view = s.job_view(&id).await?;
     ensure!(
-        view["signers"]
-            .as_array()
-            .is_some_and(|a| a.iter().any(|s| s["name"] == "owner passkey")),
-        "the passkey is not among the signers: {view}"
+        view.signers
+            .iter()
+            .any(|s| s.name.as_deref() == Some("owner passkey")),
+        "the passkey is not among the signers: {view:?}"
     );
     let screenshot = bulwark_e2e::workspace_root().join(JOB_SCREENSHOT);
     std::fs::create_dir_all(screenshot.parent().context("screenshot path")?)?;
@@ -924,7 +931,7 @@ fn add_forged_approval(
 
 /// What an approval passkey signs for the job `view` shows: the approval
 /// challenge of its envelope's statement.
-fn challenge_of(view: &Value) -> Result<Vec<u8>> {
+fn challenge_of(view: &JobView) -> Result<Vec<u8>> {
     Ok(envelope_of(view)?.approval_challenge().to_vec())
 }
 
@@ -959,7 +966,7 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
     ] {
         let (id, marker) = s.submit(&device, name, &[]).await?;
         let view = s.job_view(&id).await?;
-        ensure!(view["state"] == "pending", "one signer of two: {view}");
+        ensure!(view.state == "pending", "one signer of two: {view:?}");
         let challenge = challenge_of(&view)?;
         let (key, assertion) = match name {
             "another-jobs-hash" => (
@@ -981,10 +988,11 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
         s.expect_refused(id, &device, code, marker).await?;
         let target = target_of(&s.job_view(id).await?, &device)?;
         ensure!(
-            target["refusal_reason"]
-                .as_str()
+            target
+                .refusal_reason
+                .as_deref()
                 .is_some_and(|r| !r.is_empty()),
-            "the refusal reason did not reach the server: {target}"
+            "the refusal reason did not reach the server: {target:?}"
         );
     }
 
@@ -1164,7 +1172,7 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
             let name = format!("{key_name}-{challenge_kind}");
             let (id, marker) = s.submit(&device, &name, &[]).await?;
             let view = s.job_view(&id).await?;
-            ensure!(view["state"] == "pending", "one signer of two: {view}");
+            ensure!(view.state == "pending", "one signer of two: {view:?}");
             let envelope = envelope_of(&view)?;
             let challenge = match challenge_kind {
                 "approval-challenge" => envelope.approval_challenge(),
@@ -1197,24 +1205,21 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
             .await?;
         let target = target_of(&s.job_view(id).await?, &device)?;
         ensure!(
-            target["refusal_reason"]
-                .as_str()
+            target
+                .refusal_reason
+                .as_deref()
                 .is_some_and(|r| !r.is_empty()),
-            "the refusal reason did not reach the server: {target}"
+            "the refusal reason did not reach the server: {target:?}"
         );
     }
-    let audit = s.api.get_json("/api/v1/tenants/demo/audit").await?;
+    let audit = s.api.audit("demo").await?;
     for (id, _) in &forged {
         ensure!(
-            audit
-                .as_array()
-                .is_some_and(|events| events.iter().any(|e| {
-                    e["action"] == "job.refused_by_agent"
-                        && e["target"] == id.as_str()
-                        && e["detail"]
-                            .as_str()
-                            .is_some_and(|d| d.contains("(bad_signature)"))
-                })),
+            audit.iter().any(|e| {
+                e.action == "job.refused_by_agent"
+                    && e.target == *id
+                    && e.detail.contains("(bad_signature)")
+            }),
             "no job.refused_by_agent (bad_signature) for {id} in the audit log"
         );
     }
@@ -1232,8 +1237,8 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
     victim.resume()?;
     let target = s.wait_final(&id, &device).await?;
     ensure!(
-        target["state"] == "succeeded" && marker.exists(),
-        "the correct job did not run after the forgeries: {target}"
+        target.state == "succeeded" && marker.exists(),
+        "the correct job did not run after the forgeries: {target:?}"
     );
 
     // The policy listing the console credential, written into the database
@@ -1263,10 +1268,10 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
 }
 
 /// The envelope of the job `view` shows.
-fn envelope_of(view: &Value) -> Result<bulwark_policy::Signed> {
+fn envelope_of(view: &JobView) -> Result<bulwark_policy::Signed> {
     use base64::Engine as _;
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(view["envelope"].as_str().context("no envelope")?)?;
+        .decode(view.envelope.as_deref().context("no envelope")?)?;
     bulwark_policy::Signed::from_bytes(&bytes, &bulwark_policy::Limits::default())
         .map_err(|e| anyhow::anyhow!("{e}"))
 }

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use bulwark_api::devices::DeviceView;
+use bulwark_api::tenants::TenantView;
 use bulwark_e2e::{
-    Api, ExtraAgent, Method, StatusCode, UpOptions, UpProcess, enroll_agent, id_of, run_command,
+    Api, ExtraAgent, Method, StatusCode, UpOptions, UpProcess, enroll_agent, run_command,
     spawn_agent,
 };
 use bulwark_protocol::token::EnrollToken;
@@ -77,14 +79,21 @@ async fn up_shows_the_local_agent_online_with_inventory() -> Result<()> {
     let tenants = api.tenants().await?;
     let demo = tenants
         .iter()
-        .find(|t| t["name"] == "demo")
+        .find(|t| t.name == "demo")
         .with_context(|| format!("no tenant demo in {tenants:?}"))?;
-    ensure!(!demo["id"].is_null(), "tenant without id: {demo}");
+    ensure!(!demo.id.is_empty(), "tenant without id: {demo:?}");
 
     let device = api
         .wait_single_device_online("demo", ONLINE_TIMEOUT)
         .await?;
-    let id = id_of(&device)?;
+    let id = device.id.clone();
+    // The listing's shape, as JSON: every field there, null or not (the
+    // typed view reads an absent optional field as null).
+    let listing = api.get_json("/api/v1/tenants/demo/devices").await?;
+    let raw = listing
+        .as_array()
+        .and_then(|devices| devices.iter().find(|d| d["id"] == id.as_str()))
+        .with_context(|| format!("device {id} not in the listing {listing}"))?;
     for field in [
         "id",
         "tenant",
@@ -96,61 +105,64 @@ async fn up_shows_the_local_agent_online_with_inventory() -> Result<()> {
         "os",
     ] {
         ensure!(
-            device.get(field).is_some(),
-            "device listing lacks `{field}`: {device}"
+            raw.get(field).is_some(),
+            "device listing lacks `{field}`: {raw}"
         );
     }
     ensure!(
-        device["hostname"] == json!(machine_hostname()),
+        device.hostname == machine_hostname(),
         "device hostname {} is not this machine's",
-        device["hostname"]
+        device.hostname
     );
     ensure!(
-        device["last_seen_at"].is_string(),
-        "an online device has no last_seen_at: {device}"
+        device.last_seen_at.is_some(),
+        "an online device has no last_seen_at: {device:?}"
     );
 
     let detail = wait_for_inventory(&api, &id).await?;
-    let inventory = &detail["inventory"];
-    let system = &inventory["system"];
+    let inventory = detail.inventory.as_ref().context("no inventory")?;
+    let system = inventory.system.as_ref().context("no inventory.system")?;
     ensure!(
-        system["hostname"] == json!(machine_hostname()),
-        "inventory hostname: {system}"
+        system.hostname == machine_hostname(),
+        "inventory hostname: {system:?}"
     );
-    for field in ["os_name", "kernel_version", "architecture", "agent_version"] {
+    for (field, value) in [
+        ("os_name", &system.os_name),
+        ("kernel_version", &system.kernel_version),
+        ("architecture", &system.architecture),
+        ("agent_version", &system.agent_version),
+    ] {
         ensure!(
-            system[field].as_str().is_some_and(|v| !v.is_empty()),
-            "inventory.system.{field} is empty: {system}"
+            !value.is_empty(),
+            "inventory.system.{field} is empty: {system:?}"
         );
     }
     ensure!(
-        inventory["cpu"].is_object(),
-        "inventory has no cpu: {inventory}"
+        inventory.cpu.is_some(),
+        "inventory has no cpu: {inventory:?}"
     );
+    let memory = inventory
+        .memory
+        .as_ref()
+        .with_context(|| format!("inventory has no memory: {inventory:?}"))?;
     ensure!(
-        inventory["memory"].is_object(),
-        "inventory has no memory: {inventory}"
+        memory.total_bytes > 0,
+        "inventory.memory.total_bytes is not positive: {memory:?}"
     );
-    ensure!(
-        inventory["memory"]["total_bytes"]
-            .as_u64()
-            .is_some_and(|b| b > 0),
-        "inventory.memory.total_bytes is not positive: {}",
-        inventory["memory"]
-    );
-    let disks = inventory["disks"]
-        .as_array()
-        .with_context(|| format!("inventory.disks is not a list: {inventory}"))?;
-    ensure!(!disks.is_empty(), "inventory.disks is empty: {inventory}");
+    let disks = inventory
+        .disks
+        .as_ref()
+        .with_context(|| format!("inventory.disks is not a list: {inventory:?}"))?;
+    ensure!(!disks.is_empty(), "inventory.disks is empty: {inventory:?}");
 
     let tenants = api.tenants().await?;
     let demo = tenants
         .iter()
-        .find(|t| t["name"] == "demo")
+        .find(|t| t.name == "demo")
         .context("tenant demo vanished")?;
     ensure!(
-        demo["device_count"] == json!(1) && demo["online_count"] == json!(1),
-        "tenant demo counts: {demo}"
+        demo.device_count == 1 && demo.online_count == 1,
+        "tenant demo counts: {demo:?}"
     );
 
     // The owner can log in again (with the next unused TOTP step).
@@ -158,13 +170,17 @@ async fn up_shows_the_local_agent_online_with_inventory() -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_inventory(api: &Api, id: &str) -> Result<Value> {
+async fn wait_for_inventory(api: &Api, id: &str) -> Result<DeviceView> {
     bulwark_e2e::wait_for(
         ONLINE_TIMEOUT,
         &format!("device {id} to report its inventory"),
         async || {
             let device = api.device(id).await?;
-            Ok(device["inventory"]["system"].is_object().then_some(device))
+            let reported = device
+                .inventory
+                .as_ref()
+                .is_some_and(|i| i.system.is_some());
+            Ok(reported.then_some(device))
         },
     )
     .await
@@ -180,7 +196,7 @@ async fn a_killed_agent_is_shown_offline_and_comes_back() -> Result<()> {
     let local = api
         .wait_single_device_online("demo", ONLINE_TIMEOUT)
         .await?;
-    let local_id = id_of(&local)?;
+    let local_id = local.id;
 
     let mut extra = ExtraAgent::start(&api, &up.info.gateway_url, "demo").await?;
     ensure!(
@@ -197,17 +213,17 @@ async fn a_killed_agent_is_shown_offline_and_comes_back() -> Result<()> {
         .await
         .context("a SIGKILLed agent must be shown offline within a few heartbeats")?;
     ensure!(
-        api.device(&local_id).await?["online"] == json!(true),
+        api.device(&local_id).await?.online,
         "the local agent went offline too"
     );
     let tenants = api.tenants().await?;
     let demo = tenants
         .iter()
-        .find(|t| t["name"] == "demo")
+        .find(|t| t.name == "demo")
         .context("no tenant demo")?;
     ensure!(
-        demo["device_count"] == json!(2) && demo["online_count"] == json!(1),
-        "tenant demo counts: {demo}"
+        demo.device_count == 2 && demo.online_count == 1,
+        "tenant demo counts: {demo:?}"
     );
 
     // Same state directory → same device, online again, still two devices.
@@ -246,16 +262,16 @@ async fn a_restart_keeps_owner_tenant_and_device() -> Result<()> {
         .wait_single_device_online("demo", ONLINE_TIMEOUT)
         .await?;
     ensure!(
-        again["id"] == device["id"],
+        again.id == device.id,
         "device id changed over a restart: {} → {}",
-        device["id"],
-        again["id"]
+        device.id,
+        again.id
     );
     let tenants_after = api.tenants().await?;
-    let ids = |tenants: &[Value]| {
+    let ids = |tenants: &[TenantView]| {
         tenants
             .iter()
-            .map(|t| (t["id"].clone(), t["name"].clone()))
+            .map(|t| (t.id.clone(), t.name.clone()))
             .collect::<Vec<_>>()
     };
     ensure!(
@@ -264,11 +280,11 @@ async fn a_restart_keeps_owner_tenant_and_device() -> Result<()> {
     );
     let demo = tenants_after
         .iter()
-        .find(|t| t["name"] == "demo")
+        .find(|t| t.name == "demo")
         .context("no tenant demo")?;
     ensure!(
-        demo["device_count"] == json!(1),
-        "device count changed over a restart: {demo}"
+        demo.device_count == 1,
+        "device count changed over a restart: {demo:?}"
     );
     Ok(())
 }
@@ -322,21 +338,16 @@ async fn enrolment_refuses_bad_tokens() -> Result<()> {
     let gateway = up.info.gateway_url.clone();
 
     // A good token enrols, and the agent prints the CA fingerprint it pinned.
+    // Typed: `token`, `expires_at` and `ca_fingerprint` are strings, or the
+    // reply does not decode.
     let reply = api.issue_token_reply("demo").await?;
     ensure!(
-        reply["tenant"] == json!("demo"),
+        reply.tenant == "demo",
         "token reply names tenant {}",
-        reply["tenant"]
+        reply.tenant
     );
-    ensure!(
-        reply["expires_at"].is_string(),
-        "token reply has no expires_at: {reply}"
-    );
-    let token = reply["token"].as_str().context("no token")?.to_owned();
-    let fingerprint = reply["ca_fingerprint"]
-        .as_str()
-        .context("no ca_fingerprint")?
-        .to_owned();
+    let token = reply.token;
+    let fingerprint = reply.ca_fingerprint;
     let dir = tempfile::tempdir()?;
     let enrolled = enroll_agent(&gateway, &token, dir.path()).await?.ok()?;
     ensure!(
@@ -433,7 +444,7 @@ async fn the_api_rejects_bad_input_and_requires_auth() -> Result<()> {
     let device = api
         .wait_single_device_online("demo", ONLINE_TIMEOUT)
         .await?;
-    let device_id = id_of(&device)?;
+    let device_id = device.id;
     let anon = up.api();
 
     let login = "/api/v1/auth/login";

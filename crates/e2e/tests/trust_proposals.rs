@@ -15,11 +15,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use bulwark_api::jobs::{JobTargetView, JobView};
+use bulwark_api::operators::InvitationCreated;
+use bulwark_api::proposals::ProposalView;
+use bulwark_api::setup::SetupResponse;
+use bulwark_api::tenants::TenantView;
+use bulwark_api::trust::TrustView;
 use bulwark_e2e::{
-    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, id_of, marker_script, operator_cli,
-    operator_login, sqlite, wait_for, wait_job_final,
+    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, decode_json, marker_script,
+    operator_cli, operator_login, sqlite, wait_for, wait_job_final,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PASSPHRASE: &str = "e2e trust proposals: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(30);
@@ -71,20 +77,17 @@ impl Setup {
 
     /// The one open proposal of acme: (id, kind).
     async fn open_proposal(&self) -> Result<(String, String)> {
-        let list = self
+        let list: Vec<ProposalView> = self
             .api
-            .get_json("/api/v1/tenants/acme/trust/proposals")
+            .get_as("/api/v1/tenants/acme/trust/proposals")
             .await?;
-        let list = list.as_array().context("proposals is not a list")?;
         ensure!(list.len() == 1, "expected one open proposal: {list:?}");
-        Ok((
-            list[0]["id"].as_str().context("no id")?.to_owned(),
-            list[0]["kind"].as_str().context("no kind")?.to_owned(),
-        ))
+        let proposal = list.into_iter().next().context("no proposal")?;
+        Ok((proposal.id, proposal.kind))
     }
 
-    async fn trust(&self) -> Result<Value> {
-        self.api.get_json("/api/v1/tenants/acme/trust").await
+    async fn trust(&self) -> Result<TrustView> {
+        self.api.trust("acme").await
     }
 
     /// The customer checks and co-signs the open proposal; it is published.
@@ -104,17 +107,16 @@ impl Setup {
             .await?
             .stdout;
         ensure!(signed.contains("is published"), "not published:\n{signed}");
-        let view = self
+        let view: ProposalView = self
             .api
-            .get_json(&format!("/api/v1/trust-proposals/{id}"))
+            .get_as(&format!("/api/v1/trust-proposals/{id}"))
             .await?;
-        ensure!(view["state"] == "published", "{view}");
+        ensure!(view.state == "published", "{view:?}");
         ensure!(
             self.api
-                .get_json("/api/v1/tenants/acme/trust/proposals")
+                .get_as::<Vec<ProposalView>>("/api/v1/tenants/acme/trust/proposals")
                 .await?
-                .as_array()
-                .is_some_and(Vec::is_empty),
+                .is_empty(),
             "a proposal is still open"
         );
         Ok(())
@@ -127,7 +129,7 @@ impl Setup {
 
     /// Runs a job on `device` (the MSP's operator key, quorum 1) and returns
     /// its target once final.
-    async fn job(&self, device: &str, name: &str) -> Result<(Value, PathBuf)> {
+    async fn job(&self, device: &str, name: &str) -> Result<(JobTargetView, PathBuf)> {
         let (script, marker) = self.script(name)?;
         let out = self
             .msp(&[
@@ -145,8 +147,8 @@ impl Setup {
                 "--no-wait",
             ])
             .await?;
-        let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
-        let target = wait_job_final(&self.api, &id_of(&view)?, device).await?;
+        let view: JobView = decode_json(&out.stdout).context("job run --json")?;
+        let target = wait_job_final(&self.api, &view.id, device).await?;
         Ok((target, marker))
     }
 }
@@ -166,33 +168,29 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     .await?;
     let (owner, api) = Api::bootstrap(&up).await?;
     operator_login(&up, &msp, PASSPHRASE, &owner).await?;
-    let tenant = api
-        .post_json("/api/v1/tenants", &json!({ "name": "acme" }))
+    let tenant: TenantView = api
+        .post_as("/api/v1/tenants", &json!({ "name": "acme" }))
         .await?;
-    let tenant_id = id_of(&tenant)?;
+    let tenant_id = tenant.id;
 
     // The customer's person: tenant auditor of acme, signed in on their own machine.
     let password = "customer password, long enough";
-    let invite = api
-        .post_json(
+    let invite: InvitationCreated = api
+        .post_as(
             "/api/v1/invitations",
             &json!({ "username": "ciso", "role": "tenant_auditor", "tenants": ["acme"] }),
         )
         .await?;
-    let redeemed = api
-        .post_json(
+    let redeemed: SetupResponse = api
+        .post_as(
             "/api/v1/invitations/redeem",
-            &json!({ "token": invite["token"], "password": password }),
+            &json!({ "token": invite.token, "password": password }),
         )
         .await?;
-    let ciso = Owner::new(
-        "ciso",
-        password,
-        redeemed["totp_secret"].as_str().context("no totp_secret")?,
-    );
+    let ciso = Owner::new("ciso", password, &redeemed.totp_secret);
     api.post_json(
         "/api/v1/invitations/confirm",
-        &json!({ "enrolment_id": redeemed["enrolment_id"], "otp": ciso.next_otp().await? }),
+        &json!({ "enrolment_id": redeemed.enrolment_id, "otp": ciso.next_otp().await? }),
     )
     .await?;
     operator_login(&up, &customer, PASSPHRASE, &ciso).await?;
@@ -231,22 +229,22 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
         .stdout;
     ensure!(out.contains("bulwark trust sign"), "{out}");
     ensure!(
-        s.trust().await?["root_version"].is_null(),
+        s.trust().await?.root_version.is_none(),
         "root published alone"
     );
     s.customer_cosigns("root", "first root of the tenant: 2 of 2 keys")
         .await?;
-    ensure!(s.trust().await?["root_threshold"] == 2);
+    ensure!(s.trust().await?.root_threshold == Some(2));
 
     // 2. The first policy: `tenant init` again proposes it; co-signed.
     s.msp(&["tenant", "init", "--tenant", "acme"]).await?;
     ensure!(
-        s.trust().await?["policy_version"].is_null(),
+        s.trust().await?.policy_version.is_none(),
         "policy published alone"
     );
     s.customer_cosigns("policy", "first policy of the tenant")
         .await?;
-    ensure!(s.trust().await?["policy_version"] == 1);
+    ensure!(s.trust().await?.policy_version == Some(1));
 
     // 3. An agent of acme holds root v1 and policy v1.
     let agent = ExtraAgent::start(&s.api, &s.up.info.gateway_url, "acme").await?;
@@ -279,7 +277,7 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     .context("sha256sum")?
     .to_owned();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    ensure!(s.trust().await?["policy_version"] == 1);
+    ensure!(s.trust().await?.policy_version == Some(1));
     ensure!(s.agent_holds(&device)? == "1 1 0", "the agent moved alone");
     s.customer_cosigns("policy", &format!("+ allow-listed script sha256 {hash}"))
         .await?;
@@ -300,8 +298,8 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     s.wait_agent_holds(&device, "1 2 1").await?;
     let (target, marker) = s.job(&device, "while-frozen").await?;
     ensure!(
-        target["state"] == "refused" && target["refusal_code"] == "frozen",
-        "{target}"
+        target.state == "refused" && target.refusal_code.as_deref() == Some("frozen"),
+        "{target:?}"
     );
     ensure!(!marker.exists(), "the refused job ran");
 
@@ -319,7 +317,7 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
         .stdout;
     ensure!(out.contains("Proposed as"), "{out}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    ensure!(s.trust().await?["frozen"] == true);
+    ensure!(s.trust().await?.frozen);
     ensure!(
         s.agent_holds(&device)? == "1 2 1",
         "the agent unfroze alone"
@@ -328,8 +326,8 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     s.wait_agent_holds(&device, "1 2 0").await?;
     let (target, marker) = s.job(&device, "after-unfreeze").await?;
     ensure!(
-        target["state"] == "succeeded" && target["exit_code"] == 0,
-        "{target}"
+        target.state == "succeeded" && target.exit_code == Some(0),
+        "{target:?}"
     );
     ensure!(marker.exists(), "the job did not run");
 
@@ -352,36 +350,33 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
         "{out}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    ensure!(s.trust().await?["root_version"] == 1, "rotated alone");
-    ensure!(s.trust().await?["policy_version"] == 2);
+    ensure!(s.trust().await?.root_version == Some(1), "rotated alone");
+    ensure!(s.trust().await?.policy_version == Some(2));
     ensure!(s.agent_holds(&device)? == "1 2 0", "the agent moved alone");
     // The customer checks (the new key set, the policy unchanged) and
     // co-signs the root and its policy companion in one `trust sign`.
     s.customer_cosigns("root", "new root version 2: 2 of 3 keys")
         .await?;
-    ensure!(s.trust().await?["root_version"] == 2);
-    ensure!(s.trust().await?["policy_version"] == 3);
+    ensure!(s.trust().await?.root_version == Some(2));
+    ensure!(s.trust().await?.policy_version == Some(3));
     s.wait_agent_holds(&device, "2 3 0").await?;
-    let view = s.api.get_json(&format!("/api/v1/devices/{device}")).await?;
+    let view = s.api.device(&device).await?;
     ensure!(
-        view["trust"]["root_version"] == 2 && view["trust"]["policy_version"] == 3,
-        "{view}"
+        view.trust
+            .as_ref()
+            .is_some_and(|t| t.root_version == 2 && t.policy_version == 3),
+        "{view:?}"
     );
     let (target, marker) = s.job(&device, "after-rotation").await?;
     ensure!(
-        target["state"] == "succeeded" && target["exit_code"] == 0,
-        "{target}"
+        target.state == "succeeded" && target.exit_code == Some(0),
+        "{target:?}"
     );
     ensure!(marker.exists(), "the job did not run after the rotation");
 
     // The audit log names every step.
-    let events = s.api.get_json("/api/v1/tenants/acme/audit").await?;
-    let actions: Vec<&str> = events
-        .as_array()
-        .context("audit")?
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let events = s.api.audit("acme").await?;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
     for action in [
         "trust.proposed",
         "trust.proposal_signed",

@@ -17,10 +17,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use bulwark_e2e::{ExtraAgent, OperatorSetup, UpOptions, id_of, kill_agent_after_exit, target_of};
+use bulwark_api::jobs::{JobTargetView, JobView};
+use bulwark_e2e::{
+    ExtraAgent, OperatorSetup, UpOptions, decode_json, is_final, kill_agent_after_exit, target_of,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 
 const PASSPHRASE: &str = "fault storm: a long passphrase nobody guesses";
 const USAGE: &str = "usage: bulwark-fault-storm [--seed N] [--jobs N] [--faults N] [--agents N]";
@@ -249,10 +251,10 @@ async fn submit(
     for _ in 0..20 {
         match s.run_script(&agent.device_id, &path, &["--no-wait"]).await {
             Ok(out) if out.success() => {
-                let view: Value = serde_json::from_str(&out.stdout).context("job run --json")?;
+                let view: JobView = decode_json(&out.stdout).context("job run --json")?;
                 return Ok(Submitted {
                     n,
-                    id: id_of(&view)?,
+                    id: view.id,
                     device: agent.device_id.clone(),
                     exit_code,
                     ran,
@@ -325,7 +327,7 @@ async fn settle(
     tally: &mut Tally,
 ) -> Result<()> {
     let deadline = Instant::now() + SETTLE;
-    let mut targets: Vec<Option<Value>> = vec![None; submitted.len()];
+    let mut targets: Vec<Option<JobTargetView>> = vec![None; submitted.len()];
     loop {
         revive_dead_agents(agents)?;
         for (job, target) in submitted.iter().zip(targets.iter_mut()) {
@@ -336,10 +338,7 @@ async fn settle(
                 continue;
             };
             let t = target_of(&view, &job.device)?;
-            if matches!(
-                t["state"].as_str(),
-                Some("succeeded" | "failed" | "timed_out" | "refused")
-            ) {
+            if is_final(&t) {
                 *target = Some(t);
             }
         }
@@ -366,7 +365,7 @@ async fn settle(
             println!("job {} ({}) never reached a final state", job.n, job.id);
             continue;
         };
-        let state = target["state"].as_str().unwrap_or_default();
+        let state = target.state.as_str();
         let recorded_run = matches!(state, "succeeded" | "failed" | "timed_out");
         if state == "refused" {
             tally.refused += 1;
@@ -376,30 +375,31 @@ async fn settle(
             println!(
                 "job {} was refused ({}: {}){}",
                 job.n,
-                target["refusal_code"],
-                target["refusal_reason"],
+                target.refusal_code.as_deref().unwrap_or("null"),
+                target.refusal_reason.as_deref().unwrap_or("null"),
                 if begun > 0 { " although it ran" } else { "" }
             );
         } else if recorded_run && ended > 0 {
-            let output_ok = target["stdout"]
-                .as_str()
+            let output_ok = target
+                .stdout
+                .as_deref()
                 .is_some_and(|o| o.contains(&format!("out-{}", job.n)));
-            if target["exit_code"] != job.exit_code || !output_ok {
+            if target.exit_code.map(i64::from) != Some(job.exit_code) || !output_ok {
                 tally.wrong_results += 1;
                 println!(
-                    "job {} recorded {state}, exit {}, stdout {}: the script exited {}",
-                    job.n, target["exit_code"], target["stdout"], job.exit_code
+                    "job {} recorded {state}, exit {:?}, stdout {:?}: the script exited {}",
+                    job.n, target.exit_code, target.stdout, job.exit_code
                 );
             }
-        } else if recorded_run && target["exit_code"].is_null() {
+        } else if recorded_run && target.exit_code.is_none() {
             // A clean agent stop ends the script it runs (as systemd's stop
             // of the unit would): the truth is "killed, no exit status".
             tally.stopped_with_agent += 1;
         } else if recorded_run {
             tally.wrong_results += 1;
             println!(
-                "job {} recorded {state}, exit {}, but its script did not finish",
-                job.n, target["exit_code"]
+                "job {} recorded {state}, exit {:?}, but its script did not finish",
+                job.n, target.exit_code
             );
         }
     }
@@ -410,7 +410,7 @@ async fn settle(
 async fn alerts(s: &OperatorSetup) -> Result<usize> {
     let alerts = s.api.security_alerts("demo").await?;
     for alert in &alerts {
-        println!("false alarm: {} {}", alert["action"], alert["detail"]);
+        println!("false alarm: {} {}", alert.action, alert.detail);
     }
     Ok(alerts.len())
 }
