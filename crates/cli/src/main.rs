@@ -7,6 +7,7 @@ mod commands;
 mod output;
 mod pins;
 mod up;
+mod witness;
 
 use std::path::PathBuf;
 
@@ -36,6 +37,11 @@ enum Command {
         /// overrides `retention_days` in the file; default 365).
         #[arg(long)]
         retention_days: Option<u32>,
+    },
+    /// Run a transparency-log witness: cosign tenants' checkpoints that extend what it cosigned (RFD 0006).
+    Witness {
+        #[command(subcommand)]
+        command: witness::WitnessCommand,
     },
     #[command(flatten)]
     Operator(commands::OperatorCommand),
@@ -95,6 +101,10 @@ fn main() -> anyhow::Result<()> {
         } => {
             init_logging();
             runtime.block_on(server(config, retention_days))
+        }
+        Command::Witness { command } => {
+            init_logging();
+            runtime.block_on(witness::run(command))
         }
         Command::Operator(command) => runtime.block_on(commands::run(command)),
     }
