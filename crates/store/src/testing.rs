@@ -47,6 +47,18 @@ pub fn sqlite_test_url(dir: &Path) -> String {
     crate::sqlite_url(&path).unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", path.display()))
 }
 
+/// Runs one SQL statement (no parameters) on `store`'s database behind the
+/// store's back, as whoever holds the database can: for tests that play
+/// that attacker (e.g. editing `log_entries.at` to make fresh entries look
+/// due for archiving). Returns how many rows it changed. Nothing but tests
+/// calls this.
+pub async fn tamper(store: &crate::Store, sql: &str) -> Result<u64, StoreError> {
+    Ok(sqlx::raw_sql(sql)
+        .execute(&store.pool)
+        .await?
+        .rows_affected())
+}
+
 /// Owns a test schema made by [`postgres_test_url`].
 ///
 /// Call [`SchemaGuard::drop`] (async) at the end of a test, after closing

@@ -69,8 +69,8 @@ pub struct ArchiveCandidates {
     pub archived_below: u64,
     /// The log's size.
     pub size: u64,
-    /// Entries from `archived_below` on appended before the cutoff, in
-    /// index order; the caller archives a contiguous prefix of them.
+    /// Entries from `archived_below` on whose `at` column is before the
+    /// cutoff, in index order (see [`Store::archive_candidates`]).
     pub entries: Vec<LogEntry>,
 }
 
@@ -445,9 +445,14 @@ impl Store {
         .transpose()
     }
 
-    /// The entries of `log_id` that may be archived next: from the first
-    /// entry not yet archived, those appended before `cutoff`, in index
-    /// order, at most `limit`. `None` for a log with no head.
+    /// The entries of `log_id` from the first entry not yet archived whose
+    /// `at` column is before `cutoff`, in index order, at most `limit`.
+    /// `None` for a log with no head.
+    ///
+    /// Not what decides archiving: `at` is no part of the leaf, and whoever
+    /// holds the database can change it. The server's retention reads each
+    /// entry's time from its leaf bytes (RFD 0003, "Retention and
+    /// archives") and pages through [`Store::log_entries`] instead.
     pub async fn archive_candidates(
         &self,
         log_id: &str,

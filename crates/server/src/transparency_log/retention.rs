@@ -1,8 +1,9 @@
 //! Retention with archives (RFD 0003, "Retention and archives").
 //!
 //! At start and then every [`RETENTION_INTERVAL`], for each log, the
-//! entries appended more than `retention_days` ago (a prefix of the log:
-//! the archived part is always `[0, archived_below)`) are
+//! entries whose own signed time is more than `retention_days` ago (a
+//! prefix of the log: the archived part is always `[0, archived_below)`)
+//! are
 //!
 //! 1. written to `data_dir/archive/<log id>/<first>-<last>/` in the export
 //!    format (`log.vkey`, `entries.ndjson`, `checkpoints.ndjson` with a
@@ -18,7 +19,9 @@
 //!
 //! Subtree hashes, heads and signed heads stay: every proof still works,
 //! only leaf bytes leave. Which prefix may go is the pure
-//! [`archivable_below`].
+//! [`archivable_below`], over each entry's [`leaf_time`]: the time inside
+//! the leaf bytes the tree commits to, never the `log_entries.at` column,
+//! which whoever holds the database can change.
 
 use bulwark_store::AuditAction;
 use std::io::{BufRead, Write};
@@ -29,52 +32,142 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use bulwark_store::{LogEntry, NewAuditEvent, Store};
+use bulwark_store::{AuditLeaf, LogEntry, NewAuditEvent, Store};
 use bulwark_translog::{
-    Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier, check_extension, verify_note,
+    Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier, check_extension, leaf_hash,
+    verify_note,
 };
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::transparency_log::checkpoints::LogSigner;
 use crate::config::MIN_RETENTION_DAYS;
+use crate::transparency_log::checkpoints::LogSigner;
 
 /// How often the archiver looks for entries past their retention.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 /// Most entries in one archive directory (a longer due prefix becomes
 /// several consecutive directories).
 pub const ARCHIVE_BATCH: u32 = 100_000;
+/// Entries read at first from where a log's archived part ends (most runs
+/// stop at the first entry, not yet due); each further page doubles, up to
+/// [`MAX_PAGE`].
+const FIRST_PAGE: u32 = 64;
+const MAX_PAGE: u32 = 4096;
 const DAY_MS: i64 = 86_400_000;
 
-/// Entries appended before this time are past their retention.
+/// Entries signed before this time are past their retention.
 /// `retention_days` below the minimum counts as the minimum.
 pub fn retention_cutoff(retention_days: u32, now: i64) -> i64 {
     let days = i64::from(retention_days.max(MIN_RETENTION_DAYS));
     now.saturating_sub(days.saturating_mul(DAY_MS))
 }
 
+/// What retention knows of one entry's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeafTime {
+    /// The time inside the leaf bytes (an audit event leaf's `at`, unix
+    /// milliseconds): the tree commits to it, and every signed head with it.
+    Signed(i64),
+    /// A leaf of a kind that carries no time. None exists yet (every leaf
+    /// the server writes is an audit event leaf); such an entry goes only
+    /// with a later entry whose signed time is due (see
+    /// [`archivable_below`]).
+    Untimed,
+    /// A leaf this build cannot read, or whose bytes are not the ones the
+    /// tree holds at its index: nothing at or past it may go.
+    Unreadable(String),
+}
+
+/// The time an entry of `log_id` carries, from its leaf bytes alone: an
+/// audit event leaf (version 1, canonical, of this log) whose bytes hash to
+/// the leaf hash the tree holds at that index gives its `at`; anything else
+/// is [`LeafTime::Unreadable`]. The entry's `at` column is not read.
+pub fn leaf_time(log_id: &str, entry: &LogEntry) -> LeafTime {
+    if leaf_hash(&entry.leaf) != entry.hash {
+        return LeafTime::Unreadable(
+            "its bytes are not the leaf the tree holds at this index".to_owned(),
+        );
+    }
+    match AuditLeaf::decode(&entry.leaf) {
+        Ok(leaf) if leaf.log_id() == log_id => LeafTime::Signed(leaf.at),
+        Ok(leaf) => {
+            LeafTime::Unreadable(format!("an audit event of another log ({})", leaf.log_id()))
+        }
+        Err(error) => LeafTime::Unreadable(format!("not an audit event leaf: {error}")),
+    }
+}
+
+/// Why [`archivable_below`] stopped where it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The entries given ran out (later ones may be due too).
+    End,
+    /// The entry at this index is not due yet, by its signed time.
+    NotDue(u64),
+    /// The entry at this index is missing from those given.
+    Missing(u64),
+    /// The entry at this index cannot be read (why): nothing at or past it
+    /// may go until it is repaired.
+    Unreadable(u64, String),
+}
+
+/// What [`archivable_below`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archivable {
+    /// Entries below this index may go.
+    pub below: u64,
+    pub stop: Stop,
+}
+
 /// The pure decision: how far a log's archived prefix may move. Given where
-/// it ends now (`archived_below`) and the (index, append time) of the
+/// it ends now (`archived_below`) and the index and [`LeafTime`] of the
 /// entries from there on in index order, the new end is past the longest
-/// run of consecutive indices from `archived_below` all appended before
-/// [`retention_cutoff`]. An entry not yet due (or a missing index) stops the
-/// run, even if later ones are older (a clock that went back): the archived
-/// part stays a prefix. Returns `archived_below` when nothing may go.
+/// run of consecutive indices from `archived_below` that are due:
+///
+/// - an entry whose signed time is before [`retention_cutoff`] is due;
+/// - an untimed entry is due only once a later entry of the run, with a
+///   signed time, is due (it goes with it, never alone: trailing untimed
+///   entries wait);
+/// - an entry signed at or after the cutoff stops the run, even if later
+///   ones are older (a clock that went back): the archived part stays a
+///   prefix;
+/// - a missing index or an unreadable leaf stops it too, and is reported.
+///
+/// Returns `archived_below` as `below` when nothing may go.
 pub fn archivable_below(
     archived_below: u64,
-    entries: &[(u64, i64)],
+    entries: &[(u64, LeafTime)],
     retention_days: u32,
     now: i64,
-) -> u64 {
+) -> Archivable {
     let cutoff = retention_cutoff(retention_days, now);
     let mut below = archived_below;
-    for &(idx, at) in entries {
-        if idx != below || at >= cutoff {
-            break;
-        }
-        below += 1;
+    let mut next = archived_below;
+    for (idx, time) in entries {
+        let stop = if *idx != next {
+            Stop::Missing(next)
+        } else {
+            match time {
+                LeafTime::Signed(at) if *at < cutoff => {
+                    // Due, and so is every untimed entry before it.
+                    below = idx + 1;
+                    next = below;
+                    continue;
+                }
+                LeafTime::Untimed => {
+                    next = idx + 1;
+                    continue;
+                }
+                LeafTime::Signed(_) => Stop::NotDue(*idx),
+                LeafTime::Unreadable(why) => Stop::Unreadable(*idx, why.clone()),
+            }
+        };
+        return Archivable { below, stop };
     }
-    below
+    Archivable {
+        below,
+        stop: Stop::End,
+    }
 }
 
 /// One archive written and pruned.
@@ -85,6 +178,23 @@ pub struct Archived {
     pub from: u64,
     pub below: u64,
     pub dir: PathBuf,
+}
+
+/// An entry that stopped a log's archiving because it cannot be trusted:
+/// nothing at or past it is archived while it stays (logged as an error at
+/// every run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub log_id: String,
+    pub idx: u64,
+    pub reason: String,
+}
+
+/// What one [`archive_due`] run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionRun {
+    pub archived: Vec<Archived>,
+    pub refused: Vec<Refused>,
 }
 
 /// Runs [`archive_due`] at start and every [`RETENTION_INTERVAL`] until
@@ -106,8 +216,9 @@ pub async fn archive_old_entries(
             _ = tick.tick() => {
                 let started = Instant::now();
                 match archive_due(&signer, &store, &data_dir, retention_days, &siem_sinks, crate::now_millis()).await {
-                    Ok(done) => {
-                        for a in &done {
+                    // Refusals were logged as they were found.
+                    Ok(run) => {
+                        for a in &run.archived {
                             tracing::info!(
                                 log = %a.log_id, from = a.from, below = a.below,
                                 dir = %a.dir.display(), seconds = started.elapsed().as_secs_f64(),
@@ -132,10 +243,42 @@ fn safe_log_id(log_id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// Archives, verifies and prunes every log's entries past their retention,
-/// but never an entry a configured SIEM sink (`siem_sinks`, by name) has
-/// not acknowledged yet: a SIEM outage must not lose what the archive
-/// removes from the database.
+/// Reads the entries of `log_id` from `from` on, in growing pages, until
+/// [`archivable_below`] stops or [`ARCHIVE_BATCH`] entries were read; returns
+/// them and the decision over them.
+async fn due_prefix(
+    store: &Store,
+    log_id: &str,
+    from: u64,
+    retention_days: u32,
+    now: i64,
+) -> Result<(Vec<LogEntry>, Archivable)> {
+    let mut entries: Vec<LogEntry> = Vec::new();
+    let mut times: Vec<(u64, LeafTime)> = Vec::new();
+    let mut page = FIRST_PAGE;
+    loop {
+        let want = page.min(ARCHIVE_BATCH - entries.len() as u32);
+        let read = store
+            .log_entries(log_id, from + entries.len() as u64, want)
+            .await?;
+        let short = read.len() < want as usize;
+        times.extend(read.iter().map(|e| (e.idx, leaf_time(log_id, e))));
+        entries.extend(read);
+        let decision = archivable_below(from, &times, retention_days, now);
+        if decision.stop != Stop::End || short || entries.len() >= ARCHIVE_BATCH as usize {
+            return Ok((entries, decision));
+        }
+        page = page.saturating_mul(2).min(MAX_PAGE);
+    }
+}
+
+/// Archives, verifies and prunes every log's entries past their retention
+/// by the time signed inside each leaf ([`leaf_time`]; the `log_entries.at`
+/// column is not read), but never an entry a configured SIEM sink
+/// (`siem_sinks`, by name) has not acknowledged yet: a SIEM outage must not
+/// lose what the archive removes from the database. An entry whose leaf
+/// cannot be read, or is missing, stops its log there: it is logged as an
+/// error and returned in [`RetentionRun::refused`].
 pub async fn archive_due(
     signer: &LogSigner,
     store: &Store,
@@ -143,31 +286,46 @@ pub async fn archive_due(
     retention_days: u32,
     siem_sinks: &[String],
     now: i64,
-) -> Result<Vec<Archived>> {
-    let cutoff = retention_cutoff(retention_days, now);
-    let mut done = Vec::new();
+) -> Result<RetentionRun> {
+    let mut run = RetentionRun::default();
     for log_id in store.log_ids().await? {
         if !safe_log_id(&log_id) {
             tracing::error!(log = %log_id, "A log id unfit for a directory name: not archived.");
             continue;
         }
         loop {
-            let Some(candidates) = store
-                .archive_candidates(&log_id, cutoff, ARCHIVE_BATCH)
-                .await?
-            else {
+            let Some(head) = store.log_head(&log_id).await? else {
                 break;
             };
-            let times: Vec<(u64, i64)> = candidates.entries.iter().map(|e| (e.idx, e.at)).collect();
-            let from = candidates.archived_below;
-            let mut below = archivable_below(from, &times, retention_days, now);
+            let from = head.archived_below;
+            let (entries, decision) = due_prefix(store, &log_id, from, retention_days, now).await?;
+            let refused = match &decision.stop {
+                Stop::Unreadable(idx, reason) => Some((*idx, reason.clone())),
+                // A later entry was read, so this one was deleted.
+                Stop::Missing(idx) => {
+                    Some((*idx, "the entry is missing from the database".to_owned()))
+                }
+                _ => None,
+            };
+            if let Some((idx, reason)) = refused {
+                tracing::error!(
+                    log = %log_id, index = idx, reason = %reason,
+                    "A log entry cannot be trusted: nothing at or past it is archived."
+                );
+                run.refused.push(Refused {
+                    log_id: log_id.clone(),
+                    idx,
+                    reason,
+                });
+            }
+            let mut below = decision.below;
             for sink in siem_sinks {
                 below = below.min(store.siem_cursor(sink, &log_id).await?);
             }
             if below <= from {
                 break;
             }
-            let entries = &candidates.entries[..(below - from) as usize];
+            let entries = &entries[..(below - from) as usize];
             let dir = archive_range(signer, store, data_dir, &log_id, entries, now)
                 .await
                 .with_context(|| format!("archiving entries {from}..{below} of log {log_id}"))?;
@@ -181,18 +339,19 @@ pub async fn archive_due(
                 .prune_log_entries(&log_id, from, below, &event)
                 .await
                 .with_context(|| format!("pruning entries {from}..{below} of log {log_id}"))?;
-            done.push(Archived {
+            run.archived.push(Archived {
                 log_id: log_id.clone(),
                 from,
                 below,
                 dir,
             });
-            if candidates.entries.len() < ARCHIVE_BATCH as usize {
+            // Only a full batch, all due, may be followed by more.
+            if decision.stop != Stop::End || entries.len() < ARCHIVE_BATCH as usize {
                 break;
             }
         }
     }
-    Ok(done)
+    Ok(run)
 }
 
 /// The archive's files, as written and as read back.
@@ -492,46 +651,181 @@ mod tests {
         n * DAY_MS
     }
 
+    fn signed(entries: &[(u64, i64)]) -> Vec<(u64, LeafTime)> {
+        entries
+            .iter()
+            .map(|&(idx, at)| (idx, LeafTime::Signed(at)))
+            .collect()
+    }
+
+    fn below(archived_below: u64, entries: &[(u64, LeafTime)], days: u32, now: i64) -> u64 {
+        archivable_below(archived_below, entries, days, now).below
+    }
+
     #[test]
-    fn only_a_prefix_older_than_the_retention_may_go() {
+    fn only_a_prefix_signed_before_the_retention_may_go() {
         let old = NOW - days(400);
         let new = NOW - days(10);
         // Nothing due.
-        assert_eq!(archivable_below(0, &[(0, new), (1, new)], 365, NOW), 0);
-        assert_eq!(archivable_below(0, &[], 365, NOW), 0);
+        let none = archivable_below(0, &signed(&[(0, new), (1, new)]), 365, NOW);
+        assert_eq!(
+            none,
+            Archivable {
+                below: 0,
+                stop: Stop::NotDue(0)
+            }
+        );
+        assert_eq!(
+            archivable_below(0, &[], 365, NOW),
+            Archivable {
+                below: 0,
+                stop: Stop::End
+            }
+        );
         // The old prefix.
         assert_eq!(
-            archivable_below(0, &[(0, old), (1, old), (2, new), (3, old)], 365, NOW),
-            2,
+            archivable_below(
+                0,
+                &signed(&[(0, old), (1, old), (2, new), (3, old)]),
+                365,
+                NOW
+            ),
+            Archivable {
+                below: 2,
+                stop: Stop::NotDue(2)
+            },
             "an entry not yet due stops the prefix, even if later ones are older"
         );
         // From where the archived part ends; a missing index stops it.
-        assert_eq!(archivable_below(5, &[(5, old), (6, old)], 365, NOW), 7);
-        assert_eq!(archivable_below(5, &[(6, old), (7, old)], 365, NOW), 5);
-        assert_eq!(archivable_below(5, &[(5, old), (7, old)], 365, NOW), 6);
+        assert_eq!(
+            archivable_below(5, &signed(&[(5, old), (6, old)]), 365, NOW),
+            Archivable {
+                below: 7,
+                stop: Stop::End
+            }
+        );
+        assert_eq!(
+            archivable_below(5, &signed(&[(6, old), (7, old)]), 365, NOW),
+            Archivable {
+                below: 5,
+                stop: Stop::Missing(5)
+            }
+        );
+        assert_eq!(
+            archivable_below(5, &signed(&[(5, old), (7, old)]), 365, NOW),
+            Archivable {
+                below: 6,
+                stop: Stop::Missing(6)
+            }
+        );
         // Exactly at the cutoff is not past it.
         let cutoff = NOW - days(365);
         assert_eq!(
-            archivable_below(0, &[(0, cutoff - 1), (1, cutoff)], 365, NOW),
+            below(0, &signed(&[(0, cutoff - 1), (1, cutoff)]), 365, NOW),
             1
         );
     }
 
     #[test]
+    fn an_unreadable_leaf_lets_nothing_past_it_go() {
+        let old = NOW - days(400);
+        let bad = LeafTime::Unreadable("not an audit event leaf".to_owned());
+        let entries = [
+            (0, LeafTime::Signed(old)),
+            (1, bad.clone()),
+            (2, LeafTime::Signed(old)),
+        ];
+        assert_eq!(
+            archivable_below(0, &entries, 365, NOW),
+            Archivable {
+                below: 1,
+                stop: Stop::Unreadable(1, "not an audit event leaf".to_owned())
+            }
+        );
+        assert_eq!(
+            below(0, &[(0, bad), (1, LeafTime::Signed(old))], 365, NOW),
+            0
+        );
+    }
+
+    #[test]
+    fn an_untimed_leaf_goes_only_with_a_later_signed_one() {
+        let old = NOW - days(400);
+        let new = NOW - days(10);
+        let u = || LeafTime::Untimed;
+        let s = LeafTime::Signed;
+        // Between two due entries: it goes.
+        assert_eq!(
+            below(0, &[(0, s(old)), (1, u()), (2, u()), (3, s(old))], 365, NOW),
+            4
+        );
+        // Followed by nothing (yet): it waits.
+        assert_eq!(
+            archivable_below(0, &[(0, s(old)), (1, u()), (2, u())], 365, NOW),
+            Archivable {
+                below: 1,
+                stop: Stop::End
+            }
+        );
+        // Followed by an entry not yet due, a gap or an unreadable leaf: it
+        // stays.
+        assert_eq!(below(0, &[(0, u()), (1, s(new))], 365, NOW), 0);
+        assert_eq!(below(0, &[(0, u()), (2, s(old))], 365, NOW), 0);
+        let bad = LeafTime::Unreadable("x".to_owned());
+        assert_eq!(below(0, &[(0, u()), (1, bad)], 365, NOW), 0);
+        assert_eq!(below(0, &[(0, u()), (1, u())], 365, NOW), 0);
+    }
+
+    #[test]
     fn the_retention_never_goes_below_the_minimum() {
         let at = NOW - days(100);
-        assert_eq!(archivable_below(0, &[(0, at)], 30, NOW), 0);
-        assert_eq!(archivable_below(0, &[(0, at)], 0, NOW), 0);
+        assert_eq!(below(0, &signed(&[(0, at)]), 30, NOW), 0);
+        assert_eq!(below(0, &signed(&[(0, at)]), 0, NOW), 0);
         assert_eq!(
             retention_cutoff(0, NOW),
             NOW - days(i64::from(MIN_RETENTION_DAYS))
         );
         let at = NOW - days(181);
-        assert_eq!(archivable_below(0, &[(0, at)], 180, NOW), 1);
+        assert_eq!(below(0, &signed(&[(0, at)]), 180, NOW), 1);
         // No overflow at the edges of time.
         assert_eq!(retention_cutoff(u32::MAX, i64::MIN), i64::MIN);
-        assert_eq!(archivable_below(0, &[(0, i64::MIN)], u32::MAX, 0), 1);
-        assert_eq!(archivable_below(0, &[(0, i64::MIN)], u32::MAX, i64::MIN), 0);
+        assert_eq!(below(0, &signed(&[(0, i64::MIN)]), u32::MAX, 0), 1);
+        assert_eq!(below(0, &signed(&[(0, i64::MIN)]), u32::MAX, i64::MIN), 0);
+    }
+
+    fn entry(idx: u64, leaf: Vec<u8>) -> LogEntry {
+        LogEntry {
+            idx,
+            hash: leaf_hash(&leaf),
+            leaf,
+            // The column: never read.
+            at: i64::MIN,
+        }
+    }
+
+    #[test]
+    fn the_time_is_read_from_the_leaf_the_tree_holds() {
+        let log = "4f8c7f1e-0000-4000-8000-000000000001";
+        let leaf = |tenant: Option<&str>| {
+            AuditLeaf::new(NOW, tenant.map(str::to_owned), "a", "b", "c", "").encode()
+        };
+        assert_eq!(
+            leaf_time(log, &entry(3, leaf(Some(log)))),
+            LeafTime::Signed(NOW)
+        );
+        assert_eq!(
+            leaf_time("msp", &entry(3, leaf(None))),
+            LeafTime::Signed(NOW)
+        );
+        let unreadable = |time: LeafTime| matches!(time, LeafTime::Unreadable(_));
+        // Not an audit event leaf, or one of another log.
+        assert!(unreadable(leaf_time(log, &entry(3, b"entry 3".to_vec()))));
+        assert!(unreadable(leaf_time(log, &entry(3, leaf(None)))));
+        assert!(unreadable(leaf_time("msp", &entry(3, leaf(Some(log))))));
+        // Bytes that are not the ones the tree holds at the index.
+        let mut swapped = entry(3, leaf(Some(log)));
+        swapped.leaf = AuditLeaf::new(0, Some(log.to_owned()), "a", "b", "c", "").encode();
+        assert!(unreadable(leaf_time(log, &swapped)));
     }
 
     #[test]
