@@ -34,6 +34,13 @@ entries.ndjson     One JSON object per line, in index order from 0:
                    stored apart from the leaf. When the hashes give a signed
                    head's root, an entry whose own hash differs was changed:
                    verify names it.
+head.json          The head this export was made up to:
+                   {\"log_id\", \"size\": N, \"note\": \"<signed checkpoint>\",
+                    \"archived_below\": A}
+                   entries.ndjson holds entries A to N-1 (A > 0: entries
+                   0 to A-1 were archived by the server, past its retention
+                   period; the checkpoint line of size A gives their compact
+                   range, \"frontier\").
 statements.json    A tenant log's trust statements and job envelopes:
                    {\"trust\": [{\"kind\", \"version\", \"envelope\"}],
                     \"jobs\": [{\"id\", \"envelope\"}]} (envelopes base64).
@@ -51,13 +58,20 @@ proofs.ndjson      One JSON object per line, for each pair of consecutive
 
 What verification checks
 ------------------------
-Every checkpoint is signed by log.vkey and names this log; every leaf is a
-canonical audit event of this log; the entries, replayed in order, have no
-missing index and give each checkpoint's root at its size; the log ends at
-the latest checkpoint; each consistency proof holds; and, with --head, the
-log extends a checkpoint you saved earlier (bulwark audit verify
---save-head FILE). Keep a saved head outside the MSP's reach: a log
-truncated or rewritten after you saved it cannot match it again.
+Every checkpoint (and the head in head.json) is signed by log.vkey and
+names this log; every leaf is a canonical audit event of this log; the
+entries, replayed in order, have no missing index and give each
+checkpoint's root at its size; they reach the newest checkpoint and the
+head in head.json, and go no further (entries cut from the end, or an empty
+entries.ndjson, fail and are counted); each consistency proof holds; and,
+with --head, the log extends a checkpoint you saved earlier (bulwark audit
+verify --save-head FILE). Keep a saved head outside the MSP's reach: a log
+truncated or rewritten after you saved it cannot match it again, and an
+export cut back together with its later heads falls short of it.
+
+Exit codes: 0 verified, 1 the log fails verification (the problem and the
+first entry concerned are printed), 2 it could not be checked (usage, an
+unreadable or malformed file).
 ";
 
 pub(super) async fn export(args: ExportArgs) -> Result<()> {
@@ -100,6 +114,24 @@ pub(super) async fn export(args: ExportArgs) -> Result<()> {
         std::fs::write(
             args.out.join(STATEMENTS),
             serde_json::to_string(&serde_json::to_value(&statements)?)?,
+        )?;
+    }
+
+    // The head this export is made up to, where its entries start, and
+    // that it is an export: `verify --from` holds it to every entry of
+    // that head (a file cut back to an earlier head fails).
+    if let Some((size, note)) = notes.last() {
+        std::fs::write(
+            args.out.join(RECORDED_HEAD),
+            format!(
+                "{}\n",
+                json!({
+                    "log_id": log_id,
+                    "size": size,
+                    "note": note,
+                    "archived_below": archived_below,
+                })
+            ),
         )?;
     }
 

@@ -17,10 +17,21 @@ pub(super) enum Source {
     },
     Offline {
         dir: PathBuf,
+        /// Its entries; when it holds none, `[n, n)` with `n` where they
+        /// would start (the largest compact range it gives, or 0).
         entries: EntryFile,
         /// The compact range of the entries before the first one (from the
         /// checkpoint line of that size), when they do not start at 0.
         start: Option<Frontier>,
+        /// An export (complete up to its newest head) or a server archive.
+        kind: DirKind,
+        /// The sizes of the checkpoint lines that give a compact range.
+        frontiers: Vec<u64>,
+        /// Where the export recorded that its entries start (`head.json`).
+        recorded_start: Option<u64>,
+        /// The largest size checkpoints.ndjson lists (the recorded head may
+        /// be beyond it).
+        listed_newest: u64,
     },
 }
 

@@ -12,7 +12,10 @@
 //!    (tenant field = the tenant id; absent in the MSP log);
 //! 4. the entries, replayed in order into an RFC 6962 tree
 //!    (`bulwark_translog::LogAuditor`), have no hole and give every signed
-//!    root at its size, and the log is exactly as long as its latest head;
+//!    root at its size, and the log is exactly as long as its latest head
+//!    (an export read with `--from`: as its newest signed head and the head
+//!    it recorded in `head.json`; entries cut from its end, or all of them,
+//!    are counted as missing, see `complete`);
 //! 5. with `--head FILE`, the log extends the head saved earlier.
 //!
 //! Entries the server archived (past the retention period; RFD 0003,
@@ -21,8 +24,11 @@
 //! and the prefix is reported as archived and not checked (exit 3).
 //!
 //! The first problem is printed with the entry index it concerns (a changed
-//! entry is pinpointed with its inclusion proof when online), exit code 1.
-//! Usage, connection and server errors exit with 2.
+//! entry is pinpointed with its inclusion proof when online), exit code 1:
+//! every way the log fails verification, with or without `--head`, online
+//! or offline. Exit 2 means it could not be checked: usage, connection and
+//! server errors, unreadable or malformed files. [`VERIFY_EXIT_CODES`] is
+//! the list `--help` prints.
 //!
 //! Online, both commands announce what they read before reading any entry
 //! (`verify` once its local checks of the key, the saved head and the
@@ -58,12 +64,14 @@ use serde_json::{Value, json};
 
 use crate::client::{Session, path_segment, send};
 
+mod complete;
 mod export;
 mod files;
 mod replay;
 mod server;
 mod verify;
 
+use complete::*;
 use export::*;
 use files::*;
 use replay::*;
@@ -78,8 +86,9 @@ const MAX_PINPOINT: u64 = 20_000;
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// Verify a transparency log end to end: signatures, every entry, every
-    /// root; exit 1 on the first problem (with the index of the entry), 2 on
-    /// usage or connection errors.
+    /// root; exit 1 on the first problem (with the index of the entry), 2 if
+    /// it could not be checked (see the exit codes in --help).
+    #[command(after_help = VERIFY_EXIT_CODES)]
     Verify(VerifyArgs),
     /// Write a log (key, entries, signed heads, consistency proofs) to a
     /// directory, for offline verification (`bulwark audit verify --from DIR`)
@@ -113,7 +122,8 @@ pub struct VerifyArgs {
     save_head: Option<PathBuf>,
     /// Verify an export or archive directory (`bulwark audit export`, or
     /// one of the server's `data_dir/archive/<log>/<first>-<last>/`)
-    /// offline instead of downloading.
+    /// offline instead of downloading. An export must hold every entry up
+    /// to its newest signed head; an archive, its range.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["tenant", "msp", "archive"])]
     from: Option<PathBuf>,
     /// An archive directory (copied from the server's
@@ -137,13 +147,36 @@ pub struct ExportArgs {
     out: PathBuf,
 }
 
+/// Exit code of `verify` when the log fails verification.
+pub const EXIT_BAD_LOG: i32 = 1;
+/// Exit code of `verify` (and `export`) when it could not check (or write).
+pub const EXIT_NOT_CHECKED: i32 = 2;
 /// Exit code of `verify` when what it could read is good but entries
 /// `0..archived_below` are archived and were not checked (no `--archive`).
 pub const EXIT_ARCHIVED_UNCHECKED: i32 = 3;
 
-/// Runs an `audit` command and exits: 0 good, 1 a bad log, 2 anything
-/// else, 3 ([`EXIT_ARCHIVED_UNCHECKED`]) good but with an archived prefix
-/// not checked.
+/// `verify`'s exit codes, as `--help` prints them.
+pub const VERIFY_EXIT_CODES: &str = "\
+Exit codes:
+  0  The log verified: every entry up to its newest signed head (and, with
+     --head, the saved head), or, for a server archive read with --from, the
+     archive's range.
+  1  The log fails verification, online or offline, with or without --head:
+     a changed, deleted, reordered or foreign entry; entries missing (a log
+     or an export cut short of its newest signed head, of the head the
+     export recorded or of the saved head, or an empty entries.ndjson); a
+     head forged, forked or not signed by the log key; entries no signed
+     head covers. The problem and the first entry (or head size) concerned
+     are printed (--json: \"problem\", \"index\", \"head_size\").
+  2  It could not be checked: usage, connection or server errors, a log key
+     other than the pinned or given one, unreadable or malformed files.
+  3  What could be read verified, but entries 0 to N-1 are archived on the
+     server and were not checked (pass --archive DIR).";
+
+/// Runs an `audit` command and exits: 0 good, 1 ([`EXIT_BAD_LOG`]) a bad
+/// log, 2 ([`EXIT_NOT_CHECKED`]) anything else, 3
+/// ([`EXIT_ARCHIVED_UNCHECKED`]) good but with an archived prefix not
+/// checked.
 pub async fn run(command: AuditCommand) -> Result<()> {
     let code = match command {
         AuditCommand::Verify(args) => {
@@ -155,7 +188,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
                         println!("{}", json!({"ok": false, "error": format!("{error:#}")}));
                     }
                     eprintln!("error: {error:#}");
-                    2
+                    EXIT_NOT_CHECKED
                 }
             }
         }
@@ -163,7 +196,7 @@ pub async fn run(command: AuditCommand) -> Result<()> {
             Ok(()) => 0,
             Err(error) => {
                 eprintln!("error: {error:#}");
-                2
+                EXIT_NOT_CHECKED
             }
         },
     };

@@ -50,6 +50,8 @@ pub(super) struct Verified {
     pub(super) partial: Option<(u64, u64, u64)>,
     /// The log's meaning was replayed: the released jobs checked.
     pub(super) replayed: Option<u64>,
+    /// Offline, what the directory is (what it had to hold).
+    pub(super) directory: Option<DirKind>,
 }
 
 pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
@@ -60,7 +62,8 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
         Some(dir) => {
             let vkey = std::fs::read_to_string(dir.join("log.vkey"))
                 .with_context(|| format!("reading {}", dir.join("log.vkey").display()))?;
-            let notes = read_ndjson(&dir.join("checkpoints.ndjson"))?
+            let lines = read_ndjson(&dir.join("checkpoints.ndjson"))?;
+            let mut notes = lines
                 .iter()
                 .map(|c| {
                     Ok((
@@ -72,6 +75,22 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                     ))
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let listed: Vec<(u64, bool)> = notes
+                .iter()
+                .zip(&lines)
+                .map(|((size, _), line)| (*size, line.get("frontier").is_some()))
+                .collect();
+            let frontiers: Vec<u64> = listed
+                .iter()
+                .filter_map(|&(size, frontier)| frontier.then_some(size))
+                .collect();
+            // The head the export recorded is one more signed head it must
+            // reach (checked with the others: signature, log, size).
+            let recorded = read_recorded_head(dir)?;
+            if let Some(recorded) = &recorded {
+                notes.push((recorded.size, recorded.note.clone()));
+                notes.sort_by_key(|(size, _)| *size);
+            }
             let key = NoteVerifier::from_vkey(vkey.trim())
                 .map_err(|e| anyhow!("log.vkey is unusable: {e}"))?;
             // The log id is what the checkpoints' origin names after the key name.
@@ -81,17 +100,30 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                 .and_then(|origin| origin.strip_prefix(&format!("{}/", key.name())))
                 .map(str::to_owned)
                 .context("the export holds no checkpoint of this key's logs")?;
-            let entries = EntryFile::scan(dir)?;
+            let mut entries = EntryFile::scan(dir)?;
+            let readme = std::fs::read_to_string(dir.join("README.txt")).ok();
+            let kind = dir_kind(&DirFacts {
+                readme_title: readme.as_deref().and_then(|text| text.lines().next()),
+                export_files: recorded.is_some() || dir.join(STATEMENTS).exists(),
+                entries: (entries.below > entries.first).then_some((entries.first, entries.below)),
+                heads: &listed,
+            });
+            if entries.below == entries.first {
+                // None: they would start at the largest compact range given
+                // (an export of a wholly archived log holds no entries).
+                let newest = notes.iter().map(|(size, _)| *size).max().unwrap_or(0);
+                let at = frontiers
+                    .iter()
+                    .copied()
+                    .filter(|&size| size <= newest)
+                    .max()
+                    .unwrap_or(0);
+                (entries.first, entries.below) = (at, at);
+            }
+            // Without a compact range at the first entry, nothing to replay
+            // from: `check` names the entries missing before it.
             let start = if entries.first > 0 {
-                Some(frontier_of(dir, entries.first)?.with_context(|| {
-                    format!(
-                        "the entries of {} start at {} and checkpoints.ndjson gives no compact \
-                         range (\"frontier\") of the entries before them: nothing to check \
-                         them from",
-                        dir.display(),
-                        entries.first
-                    )
-                })?)
+                frontier_of(dir, entries.first)?
             } else {
                 None
             };
@@ -100,6 +132,10 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                     dir: dir.clone(),
                     entries,
                     start,
+                    kind,
+                    frontiers,
+                    recorded_start: recorded.map(|r| r.archived_below),
+                    listed_newest: listed.iter().map(|&(size, _)| size).max().unwrap_or(0),
                 },
                 vkey,
                 log_id,
@@ -183,6 +219,7 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                         "entries_checked": checked,
                         "archived_unchecked_below": unchecked,
                         "archive": archive,
+                        "directory": verified.directory.map(DirKind::as_str),
                         "root": B64.encode(s.root.0),
                         "heads_checked": s.heads_checked,
                         "heads_skipped": s.heads_skipped,
@@ -205,6 +242,11 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                         "Log {log_id}: archive of entries {first} to {} OK (the log had {latest} \
                          entries when it was written)",
                         below.saturating_sub(1)
+                    ),
+                    (None, Some((first, below, _))) if below == first => println!(
+                        "Log {log_id}: OK; entries 0 to {} are not in this directory (archived), \
+                         and it holds no later ones",
+                        first.saturating_sub(1)
                     ),
                     (None, Some((first, below, _))) => println!(
                         "Log {log_id}: entries {first} to {} OK; entries 0 to {} are not in this \
@@ -304,12 +346,13 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                 }
                 println!("  problem:         {} ({})", bad.message, bad.code);
             }
-            Ok(1)
+            Ok(EXIT_BAD_LOG)
         }
     }
 }
 
-/// Steps 2 to 5. `Err`: could not check (exit 2); `Ok(Err)`: a bad log.
+/// Steps 2 to 5. `Err`: could not check (exit 2); `Ok(Err)`: a bad log
+/// (exit 1): every failure of the log itself must come back this way.
 pub(super) async fn check(
     source: &Source,
     key: &NoteVerifier,
@@ -374,7 +417,13 @@ pub(super) async fn check(
                 }
             }
         }
-        Source::Offline { entries, start, .. } => {
+        Source::Offline {
+            dir,
+            entries,
+            start,
+            kind: DirKind::Archive,
+            ..
+        } => {
             // An archive holds a range of the log, checked against the
             // signed heads up to its end; later heads only by the
             // consistency proofs below.
@@ -386,21 +435,57 @@ pub(super) async fn check(
             ));
             let covered: Vec<Checkpoint> = heads
                 .iter()
-                .filter(|h| h.size() <= entries.below.max(entries.first))
+                .filter(|h| h.size() <= entries.below)
                 .cloned()
                 .collect();
             if let Some(saved) = &saved
-                && saved.size() > entries.below.max(entries.first)
+                && saved.size() > entries.below
             {
                 bail!(
-                    "the saved head (size {}) is beyond the entries of this directory (up to {})",
+                    "the saved head (size {}) is beyond the entries of this archive (up to {}): \
+                     an archive holds a range of the log, so check the saved head against the \
+                     whole log (--tenant or --msp, with --archive {})",
                     saved.size(),
-                    entries.below
+                    entries.below.saturating_sub(1),
+                    dir.display()
                 );
             }
             let made = match start {
                 Some(start) => LogAuditor::resume(&covered, saved.as_ref(), start.clone()),
                 None => LogAuditor::new(&covered, saved.as_ref()),
+            };
+            match made {
+                Ok(auditor) => (auditor, partial),
+                Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
+            }
+        }
+        Source::Offline {
+            dir,
+            entries,
+            start,
+            kind: DirKind::Export,
+            frontiers,
+            recorded_start,
+            ..
+        } => {
+            // An export holds every entry from its start (0, or after an
+            // archived prefix given by its compact range) up to its newest
+            // signed head: checked against every head, and, once replayed,
+            // for entries missing at its end.
+            if let Some(bad) = missing_at_start(entries.first, frontiers, *recorded_start) {
+                return Ok(Err(bad));
+            }
+            let latest = heads.iter().map(Checkpoint::size).max().unwrap_or(0);
+            let partial = (entries.first > 0).then_some((entries.first, entries.below, latest));
+            let made = match start {
+                Some(start) => LogAuditor::resume(&heads, saved.as_ref(), start.clone()),
+                None if entries.first == 0 => LogAuditor::new(&heads, saved.as_ref()),
+                None => bail!(
+                    "the entries of {} start at {} and checkpoints.ndjson gives no compact \
+                     range (\"frontier\") of the entries before them",
+                    dir.display(),
+                    entries.first
+                ),
             };
             match made {
                 Ok(auditor) => (auditor, partial),
@@ -514,6 +599,26 @@ pub(super) async fn check(
         }
         return Ok(Err(bad));
     }
+    // An export must reach its newest signed head, and the saved head.
+    if let Source::Offline {
+        kind: DirKind::Export,
+        entries,
+        listed_newest,
+        ..
+    } = source
+    {
+        let below = checker.auditor.size();
+        let newest = checker.auditor.expected_size().unwrap_or(0);
+        let recorded_only = newest > *listed_newest;
+        let short = missing_at_end(entries.first, below, newest, recorded_only).or_else(|| {
+            saved
+                .as_ref()
+                .and_then(|saved| short_of_saved_head(below, newest, saved.size()))
+        });
+        if let Some(bad) = short {
+            return Ok(Err(bad));
+        }
+    }
     let summary = match checker.auditor.finish() {
         Ok(summary) => summary,
         Err(problem) => return Ok(Err(Bad::from_problem(&problem))),
@@ -543,7 +648,20 @@ pub(super) async fn check(
                     heads.iter().find(|h| h.size() == from),
                     heads.iter().find(|h| h.size() == to),
                 ) else {
-                    bail!("proofs.ndjson names sizes {from} and {to}, not both signed heads");
+                    let size = if heads.iter().any(|h| h.size() == from) {
+                        to
+                    } else {
+                        from
+                    };
+                    return Ok(Err(Bad::head(
+                        size,
+                        "missing_head",
+                        format!(
+                            "proofs.ndjson holds a consistency proof from size {from} to size \
+                             {to}, but checkpoints.ndjson holds no signed tree head of size \
+                             {size}: a head was removed from the directory"
+                        ),
+                    )));
                 };
                 if let Err(e) = check_extension(old, new, &decode_hash_list(&proof["hashes"])?) {
                     return Ok(Err(Bad::head(
@@ -561,11 +679,16 @@ pub(super) async fn check(
         .iter()
         .find(|(size, _)| *size == summary.size)
         .map(|(_, note)| note.clone());
+    let directory = match source {
+        Source::Offline { kind, .. } => Some(*kind),
+        Source::Online { .. } => None,
+    };
     Ok(Ok(Verified {
         summary,
         latest_note,
         partial,
         replayed,
+        directory,
     }))
 }
 
