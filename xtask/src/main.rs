@@ -41,10 +41,13 @@ const AGENT_FORBIDDEN_CRATES: &[&str] = &[
 
 /// Debian packages the end-to-end tests use (the browser tests; the signed
 /// jobs tests tamper with the server's SQLite file; the SIEM export test
-/// sends RFC 5424 over TLS to a real rsyslog), and the file each provides.
+/// sends RFC 5424 over TLS to a real rsyslog; the retention test runs the
+/// server with its clock set back and forward by libfaketime), and the file
+/// each provides.
 const DEBIAN_PREREQUISITES: &[(&str, &str)] = &[
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
+    ("faketime", "/usr/bin/faketime"),
     ("sqlite3", "/usr/bin/sqlite3"),
     ("rsyslog", "/usr/sbin/rsyslogd"),
     ("rsyslog-gnutls", "/usr/share/doc/rsyslog-gnutls/copyright"),

@@ -32,6 +32,9 @@ pub struct Api {
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
     pub(crate) token: Option<String>,
+    /// How far the server's clock is from this machine's, in seconds (see
+    /// [`UpOptions::clock_offset_days`]): TOTP codes are made for its time.
+    pub(crate) clock_offset_secs: i64,
 }
 
 /// A response as the tests inspect it: status, headers and the body (JSON
@@ -76,6 +79,16 @@ impl Api {
             base: base_url.trim_end_matches('/').to_owned(),
             http,
             token: None,
+            clock_offset_secs: 0,
+        }
+    }
+
+    /// The same server, whose clock is `secs` from this machine's (in the
+    /// past if negative): the TOTP codes this client sends follow it.
+    pub fn with_clock_offset_secs(self, secs: i64) -> Self {
+        Self {
+            clock_offset_secs: secs,
+            ..self
         }
     }
 
@@ -214,7 +227,7 @@ impl Api {
         let owner = Owner::new(OWNER_USERNAME, OWNER_PASSWORD, &setup.totp_secret);
 
         let path = "/api/v1/setup/confirm";
-        let body = json!({ "enrolment_id": setup.enrolment_id, "otp": owner.next_otp().await? });
+        let body = json!({ "enrolment_id": setup.enrolment_id, "otp": owner.next_otp_skewed(self.clock_offset_secs).await? });
         let reply = self.call(Method::POST, path, Some(&body)).await?;
         ensure!(
             reply.status == StatusCode::CREATED,
@@ -234,7 +247,7 @@ impl Api {
     /// Logs in with password and a fresh TOTP code; returns the bearer token.
     pub async fn login(&self, owner: &Owner) -> Result<String> {
         let path = "/api/v1/auth/login";
-        let body = json!({ "username": owner.username, "password": owner.password, "otp": owner.next_otp().await? });
+        let body = json!({ "username": owner.username, "password": owner.password, "otp": owner.next_otp_skewed(self.clock_offset_secs).await? });
         let reply = self.call(Method::POST, path, Some(&body)).await?;
         ensure!(
             reply.status == StatusCode::OK,
@@ -366,6 +379,7 @@ impl Api {
             base: base_url.trim_end_matches('/').to_owned(),
             http,
             token: None,
+            clock_offset_secs: 0,
         })
     }
 }

@@ -44,7 +44,9 @@ pub async fn operator_login(
     passphrase: &str,
     who: &Owner,
 ) -> Result<()> {
-    let otp = who.next_otp().await?;
+    let otp = who
+        .next_otp_skewed(up.options().clock_offset_secs())
+        .await?;
     let password = format!("{}\n", who.password);
     operator_cli(
         config,

@@ -33,8 +33,17 @@ impl Owner {
     /// Near the end of a step the previous one is skipped, since it may have
     /// fallen out of the window by the time the server checks it.
     pub async fn next_otp(&self) -> Result<String> {
+        self.next_otp_skewed(0).await
+    }
+
+    /// [`Owner::next_otp`] for a server whose clock is `offset_secs` from
+    /// this machine's (behind if negative; [`UpOptions::clock_offset_days`]):
+    /// the code of the server's current step. The server's clock may move
+    /// forward between calls (a restart with a later clock), never back:
+    /// the steps it accepted stay used.
+    pub async fn next_otp_skewed(&self, offset_secs: i64) -> Result<String> {
         loop {
-            let now = unix_now();
+            let now = unix_now().saturating_add_signed(offset_secs);
             let now_step = now / TOTP_STEP_SECS;
             let oldest_safe = if now % TOTP_STEP_SECS >= TOTP_STEP_SECS - 5 {
                 now_step
@@ -50,6 +59,12 @@ impl Owner {
                 if candidate <= now_step + 1 {
                     *last = candidate;
                     Some(candidate)
+                } else if *last > now_step + 1 {
+                    bail!(
+                        "TOTP step {} was used with a server clock ahead of this one (step {now_step}): \
+                         a server's clock may only move forward between logins",
+                        *last
+                    );
                 } else {
                     None
                 }

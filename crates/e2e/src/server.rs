@@ -18,6 +18,10 @@ pub struct UpOptions {
     /// otherwise. A test that restarts the server fixes them, so that its
     /// agents and API client find it again.
     pub listen: Option<(String, String)>,
+    /// Days the clock of `bulwark up` (and of its local agent) is set from
+    /// this machine's, by libfaketime: negative in the past, 0 (the
+    /// default) the real clock. See [`UpOptions::clock_offset_days`].
+    pub clock_offset_days: i64,
 }
 
 impl UpOptions {
@@ -44,6 +48,29 @@ impl UpOptions {
         };
         self.listen = Some((free()?, free()?));
         Ok(self)
+    }
+
+    /// Runs `bulwark up` (and so its local agent) with its clock `days` from
+    /// this machine's (in the past if negative; 0: the real clock), as
+    /// `faketime -f "<days>d"` would: libfaketime preloaded with `FAKETIME`,
+    /// the monotonic clock untouched (`FAKETIME_DONT_FAKE_MONOTONIC`, so
+    /// tokio's timers run normally) and file times not faked. Everything the
+    /// server signs and stores then carries that time: no clock override in
+    /// the server. The library is preloaded directly rather than through the
+    /// `faketime` wrapper, which runs the program in a child it forks and
+    /// passes no signal on: `bulwark up` would then be neither the process
+    /// the harness started and stops nor the pid `server.json` must name.
+    /// Needs the Debian package `faketime`. API clients from
+    /// [`UpProcess::api`] and [`operator_login`](crate::operator_login) make
+    /// their TOTP codes for the server's clock.
+    pub fn clock_offset_days(mut self, days: i64) -> Self {
+        self.clock_offset_days = days;
+        self
+    }
+
+    /// [`UpOptions::clock_offset_days`] in seconds.
+    pub fn clock_offset_secs(&self) -> i64 {
+        self.clock_offset_days.saturating_mul(86_400)
     }
 
     /// Sets an environment variable for `bulwark up` (and so its local agent).
@@ -83,8 +110,34 @@ impl UpOptions {
         for (key, value) in &self.env {
             command.env(key, value);
         }
+        if self.clock_offset_days != 0 {
+            command
+                .env("LD_PRELOAD", libfaketime()?)
+                .env("FAKETIME", format!("{:+}d", self.clock_offset_days))
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("NO_FAKE_STAT", "1");
+        }
         Ok(command)
     }
+}
+
+/// The library `faketime` preloads (Debian package `libfaketime`, a
+/// dependency of `faketime`): `/usr/lib/<multiarch triplet>/faketime/`, or
+/// `/usr/local/lib/faketime/` when built from source.
+pub fn libfaketime() -> Result<PathBuf> {
+    const NAME: &str = "faketime/libfaketime.so.1";
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join(NAME))
+        .collect();
+    candidates.sort();
+    candidates.extend(["/usr/lib", "/usr/local/lib"].map(|dir| Path::new(dir).join(NAME)));
+    candidates.into_iter().find(|path| path.is_file()).context(
+        "a test that sets the server's clock needs libfaketime: install the Debian package \
+             `faketime` (`apt-get install faketime`, or run `cargo xtask test`, which does it)",
+    )
 }
 
 /// The passphrase of the signing keys `bulwark up` makes in tests.
@@ -219,8 +272,10 @@ impl UpProcess {
         self.info.console_url.trim_end_matches('/').to_owned()
     }
 
+    /// An API client; its TOTP codes follow the server's clock
+    /// ([`UpOptions::clock_offset_days`]).
     pub fn api(&self) -> Api {
-        Api::new(&self.base_url())
+        Api::new(&self.base_url()).with_clock_offset_secs(self.options.clock_offset_secs())
     }
 
     /// Everything printed to stdout so far.

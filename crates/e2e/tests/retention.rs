@@ -1,11 +1,18 @@
 //! Retention with archives (RFD 0003, "Retention and archives") against
-//! the real binaries: entries of the demo tenant's log are aged past the
-//! retention period in `bulwark up`'s SQLite file, the server archives them
-//! at its next start (files under `data_dir/archive/<log>/`, verified, then
-//! removed from the database), and an auditor verifies the whole log with
-//! the archive, the rest without it (told that the prefix is archived), the
-//! archive alone offline, and catches an archive with one edited leaf.
-//! Needs the `sqlite3` tool.
+//! the real binaries. Retention goes by the time signed inside each leaf,
+//! so entries are made genuinely old: `bulwark up` runs with its clock set
+//! by libfaketime, 400 days back, then 200 days back, then on the real
+//! clock, then 200 days ahead (retention is 365 days). At the third start
+//! the first run's entries of the demo tenant's log are past retention and
+//! the second run's are not: the server archives exactly the first ones
+//! (files under `data_dir/archive/<log>/`, verified, then removed from the
+//! database), and an auditor verifies the whole log with the archive, the
+//! rest without it (told that the prefix is archived), the archive alone
+//! offline, and catches an archive with one edited leaf. At the fourth
+//! start the second run's entries go too: a second archive, chained to the
+//! first. (Editing the `log_entries.at` column, as an attacker with the
+//! database could, ages nothing: `crates/server/tests/retention.rs`.)
+//! Needs the `sqlite3` tool and libfaketime (Debian package `faketime`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,16 +21,23 @@ use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::log::{LogEntriesView, LogHeadView};
-use bulwark_e2e::{Finished, OperatorSetup, UpProcess, operator_login, sql_text, wait_for};
+use bulwark_e2e::{
+    Finished, OperatorSetup, UpOptions, UpProcess, operator_login, sql_text, wait_for,
+};
 use bulwark_e2e::{Method, StatusCode};
 use bulwark_protocol::audit_leaf::AuditLeaf;
 use serde_json::{Value, json};
 
 const PASSPHRASE: &str = "e2e retention: a passphrase nobody guesses";
 const TENANT: &str = "demo";
-/// Entries aged past the retention period, then the next ones.
-const K: u64 = 12;
-const K2: u64 = 20;
+/// The clock of each run of `up`, in days from this machine's. Retention
+/// is 365 days: at the third run (the real clock) the first run's entries
+/// are past it and the second's are not; at the fourth, the second's are
+/// and the third's are not. No run finds anything due before that.
+const FIRST_RUN_DAYS: i64 = -400;
+const SECOND_RUN_DAYS: i64 = -200;
+const THIRD_RUN_DAYS: i64 = 0;
+const FOURTH_RUN_DAYS: i64 = 200;
 
 fn code(out: &Finished) -> Option<i32> {
     out.status.code()
@@ -44,24 +58,48 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Stops `up`, ages entries `[from, below)` of `log` by 400 days, starts
-/// it again (the archiver runs at start), waits for the archive directory
-/// and for the head to say `archived_below = below`, and logs the CLI and
-/// the API in again (the port changed). Returns the archive directory.
-async fn age_and_restart(
-    s: &mut OperatorSetup,
-    log: &str,
-    from: u64,
-    below: u64,
-) -> Result<PathBuf> {
+/// Enrolment tokens issued in the demo tenant: one log entry each, signed
+/// with the server's clock.
+async fn issue_tokens(s: &OperatorSetup, count: usize) -> Result<()> {
+    for _ in 0..count {
+        s.api.issue_token_reply(TENANT).await?;
+    }
+    Ok(())
+}
+
+/// Stops `up` and starts it again on the same data directory with its
+/// clock `clock_offset_days` from this machine's, and logs the CLI and the
+/// API in again (the port changed). Returns the size `log` had when `up`
+/// stopped: its entries below that were signed by the earlier runs.
+async fn restart(s: &mut OperatorSetup, log: &str, clock_offset_days: i64) -> Result<u64> {
     s.up.stop().await?;
-    s.sql(&format!(
-        "UPDATE log_entries SET at = at - 400 * 86400000 WHERE log_id = {} AND idx >= {from} AND idx < {below}",
-        sql_text(log)
-    ))?;
-    let options = s.up.options().clone().data_dir(s.up.shared_data_dir());
-    let started = Instant::now();
+    let size = s
+        .sql(&format!(
+            "SELECT size FROM log_heads WHERE log_id = {}",
+            sql_text(log)
+        ))?
+        .parse()
+        .context("the log's size")?;
+    let options =
+        s.up.options()
+            .clone()
+            .data_dir(s.up.shared_data_dir())
+            .clock_offset_days(clock_offset_days);
     s.up = UpProcess::start(options).await?;
+    s.api = {
+        let api = s.up.api();
+        api.with_token(&api.login(&s.owner).await?)
+    };
+    operator_login(&s.up, &s.config, PASSPHRASE, &s.owner).await?;
+    Ok(size)
+}
+
+/// Waits for the archive of exactly entries `[from, below)` of `log`, which
+/// the archiver writes at start, and for the head to say `archived_below =
+/// below`. Returns the archive directory.
+async fn archived(s: &OperatorSetup, log: &str, from: u64, below: u64) -> Result<PathBuf> {
+    ensure!(below > from, "no entries to archive: {from}..{below}");
+    let started = Instant::now();
     let archive =
         s.up.data_dir()
             .join("archive")
@@ -74,14 +112,9 @@ async fn age_and_restart(
     )
     .await?;
     eprintln!(
-        "archive of entries {from}..{below} written {:.2?} after the restart began",
+        "archive of entries {from}..{below} there {:.2?} after the restart and login",
         started.elapsed()
     );
-    s.api = {
-        let api = s.up.api();
-        api.with_token(&api.login(&s.owner).await?)
-    };
-    operator_login(&s.up, &s.config, PASSPHRASE, &s.owner).await?;
     let head = wait_for(
         Duration::from_secs(30),
         "archived_below in the log head",
@@ -100,24 +133,44 @@ async fn age_and_restart(
 
 #[tokio::test]
 async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
-    let mut s = OperatorSetup::start(PASSPHRASE).await?;
-    for _ in 0..25 {
-        s.api.issue_token_reply(TENANT).await?;
-    }
+    // The first run, 400 days ago: every entry it writes (the demo tenant,
+    // its trust root and policy, the local agent's enrolment, the tokens
+    // issued here) is signed then.
+    let first_run = UpOptions::default().clock_offset_days(FIRST_RUN_DAYS);
+    let mut s = OperatorSetup::start_with(PASSPHRASE, first_run).await?;
+    issue_tokens(&s, 10).await?;
+    let first = s
+        .cli_json(&["audit", "verify", "--tenant", TENANT, "--json"])
+        .await?;
+    let log = first["log_id"].as_str().context("log id")?.to_owned();
+
+    // The second run, 200 days ago: its entries are within retention even
+    // now. Reading the head signs one over them, so the archive of the
+    // first run's entries is followed by a later head.
+    let k = restart(&mut s, &log, SECOND_RUN_DAYS).await?;
+    issue_tokens(&s, 8).await?;
     let before = s
         .cli_json(&["audit", "verify", "--tenant", TENANT, "--json"])
         .await?;
-    let log = before["log_id"].as_str().context("log id")?.to_owned();
     let size = before["size"].as_u64().context("size")?;
-    ensure!(size > K + 10, "{before}");
+    ensure!(before["first_checked"] == 0, "archived too early: {before}");
 
-    // Stop, age the first K entries by 400 days, start again.
-    let archive = age_and_restart(&mut s, &log, 0, K).await?;
+    // The third run, on the real clock: the first `k` entries, all of the
+    // first run's, are past retention and go; the second run's stay.
+    let k2 = restart(&mut s, &log, THIRD_RUN_DAYS).await?;
+    let archive = archived(&s, &log, 0, k).await?;
+    let bad = 5u64;
+    ensure!(
+        k > bad && size > k && k2 >= size,
+        "{k} and {k2} entries after the first and second runs, {before}"
+    );
+    // Entries signed now, which stay through the fourth run too.
+    issue_tokens(&s, 5).await?;
     let head_path = format!("/api/v1/tenants/{TENANT}/log");
 
     // What left the database, what stayed, and the event.
     let left = s.sql(&format!(
-        "SELECT count(*) FROM log_entries WHERE log_id = {} AND idx < {K}",
+        "SELECT count(*) FROM log_entries WHERE log_id = {} AND idx < {k}",
         sql_text(&log)
     ))?;
     ensure!(
@@ -125,11 +178,11 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
         "archived entries still in the database: {left}"
     );
     let nodes = s.sql(&format!(
-        "SELECT count(*) FROM log_nodes WHERE log_id = {} AND level = 0 AND idx < {K}",
+        "SELECT count(*) FROM log_nodes WHERE log_id = {} AND level = 0 AND idx < {k}",
         sql_text(&log)
     ))?;
     ensure!(
-        nodes.trim() == K.to_string(),
+        nodes.trim() == k.to_string(),
         "leaf hashes must stay: {nodes}"
     );
     let events = s.sql(&format!(
@@ -137,7 +190,7 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
         sql_text(&log)
     ))?;
     ensure!(
-        events.contains(&format!("entries 0..{}", K - 1)),
+        events.contains(&format!("entries 0..{}", k - 1)),
         "log.archived event: {events:?}"
     );
     for file in [
@@ -165,10 +218,10 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     ensure!(reply.error_code()? == "archived", "{:?}", reply.status);
     let page: LogEntriesView = s
         .api
-        .get_as(&format!("{head_path}/entries?start={K}&limit=2"))
+        .get_as(&format!("{head_path}/entries?start={k}&limit=2"))
         .await?;
     ensure!(
-        page.entries.first().is_some_and(|e| e.index == K),
+        page.entries.first().is_some_and(|e| e.index == k),
         "{page:?}"
     );
 
@@ -202,7 +255,7 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     ensure!(
         without.stdout.contains(&format!(
             "entries 0 to {} are ARCHIVED and were NOT checked",
-            K - 1
+            k - 1
         )),
         "{}",
         without.stdout
@@ -220,7 +273,7 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     ensure!(
         alone
             .stdout
-            .contains(&format!("archive of entries 0 to {} OK", K - 1)),
+            .contains(&format!("archive of entries 0 to {} OK", k - 1)),
         "{}",
         alone.stdout
     );
@@ -234,11 +287,11 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let bad = 5usize;
-    let leaf = B64.decode(lines[bad]["leaf"].as_str().context("leaf")?)?;
+    let index = usize::try_from(bad)?;
+    let leaf = B64.decode(lines[index]["leaf"].as_str().context("leaf")?)?;
     let mut event = AuditLeaf::decode(&leaf).map_err(|e| anyhow::anyhow!("{e}"))?;
     event.actor = "someone-else".to_owned();
-    lines[bad]["leaf"] = json!(B64.encode(event.encode()));
+    lines[index]["leaf"] = json!(B64.encode(event.encode()));
     std::fs::write(
         &path,
         lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
@@ -263,14 +316,16 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     let offline = verify(&s, &["--from", &tampered.display().to_string()]).await?;
     ensure!(code(&offline) == Some(1), "{}", offline.all_output());
 
-    // 5. A second archive, of the entries after the first: it starts from
-    //    the compact range of entries 0..K, verifies alone, and chains
-    //    with the first.
-    let second = age_and_restart(&mut s, &log, K, K2).await?;
+    // 5. A second archive, of the entries after the first: `up` starts 200
+    //    days in the future, so the second run's entries are past retention
+    //    and go, and the third's stay. It starts from the compact range of
+    //    entries 0..`k`, verifies alone, and chains with the first.
+    restart(&mut s, &log, FOURTH_RUN_DAYS).await?;
+    let second = archived(&s, &log, k, k2).await?;
     let first_line = std::fs::read_to_string(second.join("checkpoints.ndjson"))?;
     let first_line: Value = serde_json::from_str(first_line.lines().next().context("a head")?)?;
     ensure!(
-        first_line["size"] == K && first_line["frontier"].is_array(),
+        first_line["size"] == k && first_line["frontier"].is_array(),
         "{first_line}"
     );
     let second_copy = work.join("archive-copy-2");
@@ -295,7 +350,7 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     ensure!(
         alone
             .stdout
-            .contains(&format!("archive of entries {K} to {} OK", K2 - 1)),
+            .contains(&format!("archive of entries {k} to {} OK", k2 - 1)),
         "{}",
         alone.stdout
     );
@@ -321,7 +376,7 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     ensure!(
         without
             .stdout
-            .contains(&format!("entries 0 to {} are ARCHIVED", K2 - 1)),
+            .contains(&format!("entries 0 to {} are ARCHIVED", k2 - 1)),
         "{}",
         without.stdout
     );
@@ -348,15 +403,34 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     ensure!(
         offline.stdout.contains(&format!(
             "entries 0 to {} are not in this directory",
-            K2 - 1
+            k2 - 1
         )),
         "{}",
         offline.stdout
     );
 
-    // The MSP log, holding the log.archived events, still verifies.
-    let msp = s.cli_json(&["audit", "verify", "--msp", "--json"]).await?;
-    ensure!(msp["ok"] == true, "{msp}");
+    // The MSP log, holding the log.archived events, still verifies: its
+    // entries aged with the tenant's and were archived by the same
+    // restarts, so with its archives.
+    let msp_dir = s.up.data_dir().join("archive").join("msp");
+    let mut msp_archives = Vec::new();
+    for entry in std::fs::read_dir(&msp_dir)? {
+        let path = entry?.path();
+        if path.join("README.txt").exists() {
+            msp_archives.push(path.display().to_string());
+        }
+    }
+    ensure!(
+        msp_archives.len() == 2,
+        "MSP log archives in {}: {msp_archives:?}",
+        msp_dir.display()
+    );
+    let mut args = vec!["audit", "verify", "--msp", "--json"];
+    for dir in &msp_archives {
+        args.extend(["--archive", dir.as_str()]);
+    }
+    let msp = s.cli_json(&args).await?;
+    ensure!(msp["ok"] == true && msp["first_checked"] == 0, "{msp}");
     s.up.stop().await?;
     Ok(())
 }
