@@ -2,11 +2,11 @@
 //! right status. Server-side failures get a generic message and an id; the
 //! detail goes to the log only.
 
-use bulwark_api::error::ErrorCode;
 use axum::Json;
 use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bulwark_api::error::ErrorCode;
 use bulwark_api::error::{ErrorBody, ErrorDetail};
 use bulwark_store::StoreError;
 

@@ -6,7 +6,6 @@
 //! caught at the desk and not on a thousand endpoints, but its checks are a
 //! courtesy: every agent checks again and trusts nothing the server says.
 
-use bulwark_api::error::ErrorCode;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +13,7 @@ use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::error::ErrorBody;
+use bulwark_api::error::ErrorCode;
 use bulwark_api::jobs::{
     ApprovalRequest, JobRequest, JobTargetView, JobView, QuorumView, RejectRequest, SignerView,
     WebAuthnApproval,

@@ -23,7 +23,6 @@
 //!   signed note (`sumdb/note`, Ed25519) by the key of `GET /api/v1/log/key`,
 //!   verbatim.
 
-use bulwark_api::error::ErrorCode;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -31,6 +30,7 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::error::ErrorBody;
+use bulwark_api::error::ErrorCode;
 use bulwark_api::log::{
     CheckpointsQuery, ConsistencyProofView, ConsistencyQuery, EntriesQuery, ExportRecorded,
     ExportRequest, InclusionProofView, InclusionQuery, JobEnvelopeView, LogCheckpointsView,

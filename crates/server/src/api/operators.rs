@@ -181,12 +181,7 @@ pub async fn redeem_invitation(
     let started = crate::auth::invite::redeem(&state.auth, &req.token, &req.password).await?;
     Ok((
         StatusCode::CREATED,
-        Json(SetupResponse {
-            enrolment_id: started.enrolment_id,
-            totp_secret: started.totp_secret,
-            otpauth_url: started.otpauth_url,
-            qr_svg: started.qr_svg,
-        }),
+        Json(super::views::totp_enrolment(started)),
     ))
 }
 
@@ -201,12 +196,7 @@ pub async fn confirm_invitation(
         crate::auth::invite::confirm(&state.auth, &req.enrolment_id, &req.otp).await?;
     Ok((
         StatusCode::CREATED,
-        Json(OperatorView {
-            id: operator.id,
-            username: operator.username,
-            role: operator.role,
-            recovery_codes,
-        }),
+        Json(super::views::created_operator(operator, recovery_codes)),
     ))
 }
 

@@ -10,8 +10,8 @@
 //! publish routes ([`trust::check_statement`]). When they pass, it publishes
 //! the statement as those routes would. Agents verify everything again.
 
-use bulwark_api::error::ErrorCode;
 use bulwark_api::error::ErrorBody;
+use bulwark_api::error::ErrorCode;
 use bulwark_api::proposals::{
     ProposalRequest, ProposalSignatureRequest, ProposalSignerView, ProposalView, ThresholdView,
 };
@@ -38,7 +38,8 @@ use super::error::ApiError;
 use super::refusals::base64_field;
 use super::tenants::tenant_for;
 use super::trust::{
-    TenantTrust, check_statement, decode_envelope, limits, load_trust, now_secs, published_event, refused,
+    TenantTrust, check_statement, decode_envelope, limits, load_trust, now_secs, published_event,
+    refused,
 };
 use super::{ApiJson, ApiPath, audit_event};
 use crate::auth::policy::trust_signature_action;

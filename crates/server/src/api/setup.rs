@@ -22,12 +22,7 @@ pub async fn setup_start(
     let started = flows::setup_start(&state.auth, &req.code, &req.username, &req.password).await?;
     Ok((
         StatusCode::CREATED,
-        Json(SetupResponse {
-            enrolment_id: started.enrolment_id,
-            totp_secret: started.totp_secret,
-            otpauth_url: started.otpauth_url,
-            qr_svg: started.qr_svg,
-        }),
+        Json(super::views::totp_enrolment(started)),
     ))
 }
 
@@ -42,11 +37,6 @@ pub async fn setup_confirm(
         flows::setup_confirm(&state.auth, &req.enrolment_id, &req.otp).await?;
     Ok((
         StatusCode::CREATED,
-        Json(OperatorView {
-            id: operator.id,
-            username: operator.username,
-            role: operator.role,
-            recovery_codes,
-        }),
+        Json(super::views::created_operator(operator, recovery_codes)),
     ))
 }

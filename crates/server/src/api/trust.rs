@@ -6,7 +6,6 @@
 //! caught at the desk and not on a thousand endpoints, but its checks are a
 //! courtesy: every agent checks again and trusts nothing the server says.
 
-use bulwark_api::error::ErrorCode;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,6 +13,7 @@ use axum::response::IntoResponse;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::error::ErrorBody;
+use bulwark_api::error::ErrorCode;
 use bulwark_api::trust::{EnvelopeRequest, TrustView};
 use bulwark_policy::root::root_fingerprint;
 use bulwark_policy::{FreezeState, Limits, Refusal, Signed, TrustHistory, TrustOutcome, TrustRoot};

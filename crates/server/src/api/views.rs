@@ -11,6 +11,7 @@ use bulwark_api::devices::{
 use bulwark_api::log::CheckpointView;
 use bulwark_api::operators::{GrantView, InvitationView};
 use bulwark_api::passkeys::PasskeyView;
+use bulwark_api::setup::{OperatorView, SetupResponse};
 use bulwark_api::signing_keys::SigningKeyView;
 use bulwark_protocol::inventory as wire;
 use bulwark_store::{Device, LogCheckpoint};
@@ -185,5 +186,28 @@ pub fn inventory(i: &wire::Inventory) -> InventoryView {
                 })
                 .collect()
         }),
+    }
+}
+
+/// A TOTP enrolment begun (first owner, or an invited operator).
+pub fn totp_enrolment(started: crate::auth::flows::SetupStarted) -> SetupResponse {
+    SetupResponse {
+        enrolment_id: started.enrolment_id,
+        totp_secret: started.totp_secret,
+        otpauth_url: started.otpauth_url,
+        qr_svg: started.qr_svg,
+    }
+}
+
+/// An operator just created, with its recovery codes (shown this once).
+pub fn created_operator(
+    operator: bulwark_store::Operator,
+    recovery_codes: Vec<String>,
+) -> OperatorView {
+    OperatorView {
+        id: operator.id,
+        username: operator.username,
+        role: operator.role,
+        recovery_codes,
     }
 }
