@@ -9,13 +9,13 @@
 //! own: `sign_in`, `tenants`, `devices`, `jobs`, `operators`, `cli_sign_in`,
 //! `account`, `settings` and `audit`.
 
-use bulwark_api::error::ErrorCode;
 use askama::Template;
 use axum::Router;
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use bulwark_api::error::ErrorCode;
 use serde::Deserialize;
 
 use crate::api::error::{ApiError, is_error, refusal, with_headers};

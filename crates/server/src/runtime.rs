@@ -21,13 +21,13 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tracing::{info, warn};
 
-use crate::transparency_log::checkpoints::LogSigner;
 use crate::config::{ServeMode, ServerConfig};
 use crate::datadir::{DataDirLock, write_private_file};
 use crate::gateway::{self, GatewayState};
 use crate::presence::Presence;
 use crate::state::{AppState, Inner};
 use crate::tls::ServerTls;
+use crate::transparency_log::checkpoints::LogSigner;
 
 /// A started server. Dropping it does not stop it: call [`RunningServer::shutdown`].
 pub struct RunningServer {

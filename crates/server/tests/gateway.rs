@@ -466,8 +466,11 @@ async fn an_idle_connection_task_stays_small() {
         heartbeat: Duration::from_secs(30),
         slots: Arc::new(tokio::sync::Semaphore::new(1)),
         log: Arc::new(
-            bulwark_server::transparency_log::checkpoints::LogSigner::load_or_create(dir.path(), &[])
-                .expect("log key"),
+            bulwark_server::transparency_log::checkpoints::LogSigner::load_or_create(
+                dir.path(),
+                &[],
+            )
+            .expect("log key"),
         ),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -8,9 +8,9 @@ use bulwark_protocol::inventory::{CpuInfo, Inventory, MemoryInfo, SystemInfo};
 use bulwark_store::AuditAction;
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
 use bulwark_store::{
-    Backend, Decision, Device, Job, TargetOutcome, JobState, Lockout, NewApiToken, NewAuditEvent,
-    NewDevice, NewJob, NewOperator, NewSession, NewSigningKey, SessionKind, SetupEnrolment,
-    SigningKeyKind, Store, StoreError, TargetCounts, TargetState, TenantScope, ThrottleCounter,
+    Backend, Decision, Device, Job, JobState, Lockout, NewApiToken, NewAuditEvent, NewDevice,
+    NewJob, NewOperator, NewSession, NewSigningKey, SessionKind, SetupEnrolment, SigningKeyKind,
+    Store, StoreError, TargetCounts, TargetOutcome, TargetState, TenantScope, ThrottleCounter,
     TrustKind, TrustSet,
 };
 use bulwark_store::{Companions, NewTrustProposal, ProposalState};

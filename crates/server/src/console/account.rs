@@ -3,8 +3,8 @@
 //! (new codes, a new token) are shown once, on a page no cache keeps. The
 //! logic is `auth::account` and `auth::passkey`.
 
-use bulwark_api::error::ErrorCode;
 use bulwark_api::account::{ApiTokenView, SessionView};
+use bulwark_api::error::ErrorCode;
 use std::net::SocketAddr;
 
 use askama::Template;

@@ -102,10 +102,14 @@ pub(super) async fn send_work(
             .await?;
         sent.insert(job.id.clone());
         // The first delivery is recorded, with its audit event, at once.
-        let delivered =
-            bulwark_store::NewAuditEvent::new(now_millis(), "server", AuditAction::JobDelivered, &job.id)
-                .in_tenant(Some(tenant_id))
-                .with_detail(format!("to {device_id}{entry}"));
+        let delivered = bulwark_store::NewAuditEvent::new(
+            now_millis(),
+            "server",
+            AuditAction::JobDelivered,
+            &job.id,
+        )
+        .in_tenant(Some(tenant_id))
+        .with_detail(format!("to {device_id}{entry}"));
         state
             .store
             .mark_delivered(&job.id, device_id, now_millis(), &[delivered])

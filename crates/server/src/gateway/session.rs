@@ -301,10 +301,14 @@ async fn record_trust_refusal(
     );
     let actor = format!("agent:{device_id}");
     let target = format!("{} v{}", refusal.kind, refusal.version);
-    let event =
-        bulwark_store::NewAuditEvent::new(now_millis(), &actor, AuditAction::AlertTrustRefused, &target)
-            .in_tenant(Some(tenant_id))
-            .with_detail(detail);
+    let event = bulwark_store::NewAuditEvent::new(
+        now_millis(),
+        &actor,
+        AuditAction::AlertTrustRefused,
+        &target,
+    )
+    .in_tenant(Some(tenant_id))
+    .with_detail(detail);
     state.store.record_event(event).await;
 }
 
