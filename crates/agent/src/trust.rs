@@ -26,7 +26,7 @@ use bulwark_policy::{
     envelope::Statement,
 };
 use bulwark_protocol::message::{Trust, TrustRefused, TrustStatus};
-use bulwark_translog::{Checkpoint, NoteVerifier, verify_note};
+use bulwark_translog::{Checkpoint, NoteVerifier, verify_log_note};
 use tracing::{info, warn};
 
 use crate::files::{private_dir, read_optional, write_atomic};
@@ -216,7 +216,7 @@ impl TrustState {
                 .as_ref()
                 .ok_or_else(|| corrupt(LOG_HEAD, &"there is no log key to check it with"))?;
             let note = String::from_utf8(bytes).map_err(|e| corrupt(LOG_HEAD, &e))?;
-            let head = verify_note(&note, key, limits).map_err(|e| corrupt(LOG_HEAD, &e))?;
+            let head = verify_log_note(&note, key, limits).map_err(|e| corrupt(LOG_HEAD, &e))?;
             state.log_head = Some((note, head));
         }
         if let Some(bytes) = read(FREEZE)? {

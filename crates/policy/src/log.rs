@@ -14,7 +14,7 @@ use bulwark_protocol::audit_leaf::{AuditLeaf, JOB_RELEASED, job_released_detail}
 use bulwark_translog::proof::parse_concatenated_proof;
 use bulwark_translog::{
     Checkpoint, ExtensionError, NoteVerifier, check_extension, leaf_hash, verify_inclusion,
-    verify_note,
+    verify_log_note,
 };
 
 use crate::Refusal;
@@ -56,7 +56,7 @@ pub fn verify_log_head(
     limits: &Limits,
 ) -> Result<Checkpoint, Refusal> {
     // 13a. Signed by the log key pinned at enrolment.
-    let head = verify_note(proof.checkpoint, log_key, limits)
+    let head = verify_log_note(proof.checkpoint, log_key, limits)
         .map_err(|e| Refusal::LogHeadUnsigned(e.to_string()))?;
     // 13b. This tenant's log, not another tenant's or the MSP's.
     let origin = log_origin(log_key.name(), tenant);

@@ -152,13 +152,22 @@
   }
 
   // "ok", or "unchecked" when this browser has no WebCrypto Ed25519.
+  // The log key signs each log's heads under the origin as key name (as
+  // C2SP asks); heads signed before that carry the key's own name.
   async function checkSignature(note, key) {
-    const prefix = "\u2014 " + key.name + " ";
+    const originDigest = await sha256(concat(encoder.encode(note.origin), [0x0a, 0x01], key.raw));
+    const names = [
+      { name: note.origin, id: toHex(originDigest.slice(0, 4)) },
+      { name: key.name, id: key.id },
+    ];
     let signature = null;
-    for (const line of note.signatureLines) {
-      if (!line.startsWith(prefix)) continue;
-      const blob = b64ToBytes(line.slice(prefix.length), "a signature");
-      if (blob.length === 68 && toHex(blob.slice(0, 4)) === key.id) signature = blob.slice(4);
+    for (const { name, id } of names) {
+      const prefix = "\u2014 " + name + " ";
+      for (const line of note.signatureLines) {
+        if (signature !== null || !line.startsWith(prefix)) continue;
+        const blob = b64ToBytes(line.slice(prefix.length), "a signature");
+        if (blob.length === 68 && toHex(blob.slice(0, 4)) === id) signature = blob.slice(4);
+      }
     }
     if (signature === null) fail("the tree head carries no signature by the log key " + key.name);
     let publicKey;

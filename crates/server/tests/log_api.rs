@@ -21,7 +21,7 @@ use bulwark_server::now_millis;
 use bulwark_store::NewAuditEvent;
 use bulwark_translog::{
     Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier, check_extension, leaf_hash,
-    verify_consistency, verify_inclusion, verify_note,
+    verify_consistency, verify_inclusion, verify_log_note,
 };
 use live_server::Server;
 use reqwest::{Method, StatusCode};
@@ -53,7 +53,8 @@ async fn verify_log(
     let size = head["size"].as_u64().unwrap();
     assert!(size > 0);
     // The head's checkpoint: signed by the log key, of this log, covering it.
-    let signed = verify_note(head["checkpoint"]["note"].as_str().unwrap(), key, &limits).unwrap();
+    let signed =
+        verify_log_note(head["checkpoint"]["note"].as_str().unwrap(), key, &limits).unwrap();
     assert_eq!(signed.origin(), origin);
     assert_eq!(signed.size(), head["checkpoint"]["size"].as_u64().unwrap());
     assert!(signed.size() >= size);
@@ -131,7 +132,7 @@ async fn verify_log(
         .unwrap()
         .iter()
         .map(|c| {
-            let head = verify_note(c["note"].as_str().unwrap(), key, &limits).unwrap();
+            let head = verify_log_note(c["note"].as_str().unwrap(), key, &limits).unwrap();
             assert_eq!(head.size(), c["size"].as_u64().unwrap());
             assert!(c["signed_at"].as_i64().unwrap() > 0);
             head
@@ -408,7 +409,7 @@ async fn a_larger_log_streams_through_the_auditor() {
     let head = s
         .ok(Method::GET, "/api/v1/tenants/big/log", Some(&owner), None)
         .await;
-    let signed = verify_note(
+    let signed = verify_log_note(
         head["checkpoint"]["note"].as_str().unwrap(),
         &verifier,
         &Limits::default(),

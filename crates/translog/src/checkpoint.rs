@@ -105,6 +105,13 @@ impl Checkpoint {
         signer.sign_checked(&self.to_note_body())
     }
 
+    /// The full signed note as a log's head: signed by `log_key` under the
+    /// checkpoint's origin (`<log key name>/<log id>`), the key name C2SP
+    /// asks a checkpoint's signature to have.
+    pub fn sign_as_log(&self, log_key: &NoteSigner) -> Result<String, NoteError> {
+        Ok(self.sign(&log_key.renamed(&self.origin)?))
+    }
+
     /// Parses a checkpoint body strictly (the text of an opened note).
     pub fn parse_body(text: &str, limits: &Limits) -> Result<Self, NoteError> {
         // 1. At least three non-empty lines, each ending in a newline.
@@ -145,6 +152,33 @@ impl Checkpoint {
         // 5. Extension lines, if any: non-empty (and the origin rules of `new`).
         let extensions = lines.map(str::to_owned).collect();
         Self::new(origin, size, root, extensions)
+    }
+}
+
+/// Opens a log's head signed with the log key `log_key` (named `<name>`):
+/// the origin must be `<name>/<log id>`, and the signature is looked for
+/// under the origin as key name ([`Checkpoint::sign_as_log`]), or, for
+/// heads signed before this server did so, under `<name>` (the same key).
+pub fn verify_log_note(
+    note: &str,
+    log_key: &NoteVerifier,
+    limits: &Limits,
+) -> Result<Checkpoint, NoteError> {
+    let origin = note.split('\n').next().unwrap_or_default();
+    if origin.len() > limits.max_origin_bytes {
+        return Err(NoteError::TooLarge("origin"));
+    }
+    if !origin
+        .strip_prefix(log_key.name())
+        .is_some_and(|log_id| log_id.len() > 1 && log_id.starts_with('/'))
+    {
+        return Err(NoteError::MalformedCheckpoint(
+            "the origin is not <log key name>/<log id>",
+        ));
+    }
+    match verify_note(note, &log_key.renamed(origin)?, limits) {
+        Err(NoteError::NoTrustedSignature { .. }) => verify_note(note, log_key, limits),
+        opened => opened,
     }
 }
 

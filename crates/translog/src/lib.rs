@@ -33,7 +33,7 @@ pub use audit::{
 /// Every cap of the trust path, this crate's among them (`max_note_*`,
 /// `max_origin_bytes`, `max_proof_hashes`).
 pub use bulwark_protocol::Limits;
-pub use checkpoint::{Checkpoint, ExtensionError, check_extension, verify_note};
+pub use checkpoint::{Checkpoint, ExtensionError, check_extension, verify_log_note, verify_note};
 pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash, root_of, root_of_leaf_hashes};
 pub use note::{NoteError, NoteSigner, NoteVerifier, open_note};
 pub use proof::{

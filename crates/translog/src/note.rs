@@ -187,6 +187,12 @@ impl NoteSigner {
         format!("PRIVATE+KEY+{key}")
     }
 
+    /// The same key under another name: a log signs each log's heads
+    /// under its origin, as C2SP asks ([`crate::checkpoint::Checkpoint::sign_as_log`]).
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        Self::new(name, self.key.clone())
+    }
+
     /// The verifier for this key.
     pub fn verifier(&self) -> NoteVerifier {
         NoteVerifier {
@@ -244,6 +250,11 @@ impl NoteVerifier {
             return Err(NoteError::MalformedKey("the key id does not match the key"));
         }
         Ok(verifier)
+    }
+
+    /// The same key under another name (see [`NoteSigner::renamed`]).
+    pub fn renamed(&self, name: &str) -> Result<Self, NoteError> {
+        Self::new(name, self.key)
     }
 
     /// This key in Go's verifier key text form, for other tooling.

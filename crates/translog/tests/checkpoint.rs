@@ -2,7 +2,9 @@
 //! our own golden checkpoint, and each malformed or forged note refused
 //! with its own error.
 
-use bulwark_translog::checkpoint::{Checkpoint, ExtensionError, check_extension, verify_note};
+use bulwark_translog::checkpoint::{
+    Checkpoint, ExtensionError, check_extension, verify_log_note, verify_note,
+};
 use bulwark_translog::note::{NoteError, NoteSigner, NoteVerifier, key_id, open_note};
 use bulwark_translog::{Hash, Limits, ProofError, consistency_proof, root_of_leaf_hashes};
 use ed25519_dalek::SigningKey;
@@ -468,4 +470,32 @@ fn an_agent_refuses_a_forked_truncated_or_rewritten_log() {
         check_extension(&empty, &new, &proof(7, 20)),
         Err(ExtensionError::NotAnExtension(ProofError::TooManyHashes))
     );
+}
+
+#[test]
+fn a_logs_head_is_signed_under_its_origin_and_read_either_way() {
+    let log = log_signer();
+    let key = log.verifier();
+    let origin = format!("{}/tenant-1", log.name());
+    let cp = Checkpoint::new(origin.as_str(), 5, Hash([1; 32]), vec![]).expect("checkpoint");
+    // C2SP: the signature's key name is the origin.
+    let note = cp.sign_as_log(&log).expect("signed");
+    assert!(note.contains(&format!("\n\u{2014} {origin} ")), "{note}");
+    assert_eq!(verify_log_note(&note, &key, &limits()), Ok(cp.clone()));
+    // A head signed before, under the key's own name, still opens.
+    assert_eq!(
+        verify_log_note(&cp.sign(&log), &key, &limits()),
+        Ok(cp.clone())
+    );
+    // Not under some third name, and not a head of another key's logs.
+    let other_name = log.renamed("elsewhere/tenant-1").expect("renamed");
+    assert!(matches!(
+        verify_log_note(&cp.sign(&other_name), &key, &limits()),
+        Err(NoteError::NoTrustedSignature { .. })
+    ));
+    let foreign = Checkpoint::new("elsewhere/tenant-1", 5, Hash([1; 32]), vec![]).expect("cp");
+    assert!(matches!(
+        verify_log_note(&foreign.sign(&log), &key, &limits()),
+        Err(NoteError::MalformedCheckpoint(_))
+    ));
 }

@@ -5,7 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bulwark_translog::Limits;
-use bulwark_translog::checkpoint::{Checkpoint, verify_note};
+use bulwark_translog::checkpoint::{Checkpoint, verify_log_note};
 use bulwark_translog::hash::Hash;
 use bulwark_translog::note::{NoteError, NoteVerifier};
 use bulwark_translog::proof::verify_consistency;
@@ -145,7 +145,7 @@ pub fn check(
     cosigned: Option<&Cosigned>,
     limits: &Limits,
 ) -> Result<Checkpoint, Refusal> {
-    let checkpoint = verify_note(&request.note, log_key, limits).map_err(|e| match e {
+    let checkpoint = verify_log_note(&request.note, log_key, limits).map_err(|e| match e {
         NoteError::BadSignature { .. } | NoteError::NoTrustedSignature { .. } => {
             Refusal::Forbidden(e.to_string())
         }

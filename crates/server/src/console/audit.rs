@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use bulwark_store::{AuditLeaf, LogEntry, MSP_LOG};
-use bulwark_translog::{Limits, leaf_hash, verify_note};
+use bulwark_translog::{Limits, leaf_hash, verify_log_note};
 use serde::Deserialize;
 
 use super::{UserBar, error_page, render};
@@ -483,7 +483,7 @@ async fn head_view(
     let key_name = verifier.name().to_owned();
     let signed_at = utc(checkpoint.at);
     Ok(Some(
-        match verify_note(&checkpoint.note, &verifier, &Limits::default()) {
+        match verify_log_note(&checkpoint.note, &verifier, &Limits::default()) {
             Ok(opened) => {
                 let root_hex = hex::encode(opened.root().0);
                 HeadView {

@@ -116,7 +116,9 @@ impl LogSigner {
         }
         let checkpoint = Checkpoint::new(self.origin(log_id), head.size, Hash(head.root), vec![])
             .map_err(|e| StoreError::Invalid(leak_reason(e)))?;
-        let note = checkpoint.sign(&self.signer);
+        let note = checkpoint
+            .sign_as_log(&self.signer)
+            .map_err(|e| StoreError::Invalid(leak_reason(e)))?;
         match store.add_checkpoint(log_id, head.size, &note, now).await {
             Ok(()) => {}
             // Another task signed the same size first: same tree, keep theirs.
@@ -144,7 +146,9 @@ impl LogSigner {
         let root = store.log_root_at(log_id, size).await?;
         let checkpoint = Checkpoint::new(self.origin(log_id), size, Hash(root), vec![])
             .map_err(|e| StoreError::Invalid(leak_reason(e)))?;
-        let note = checkpoint.sign(&self.signer);
+        let note = checkpoint
+            .sign_as_log(&self.signer)
+            .map_err(|e| StoreError::Invalid(leak_reason(e)))?;
         match store.add_checkpoint(log_id, size, &note, now).await {
             Ok(()) | Err(StoreError::Conflict(_)) => {}
             Err(other) => return Err(other),

@@ -35,7 +35,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_store::{AuditLeaf, LogEntry, NewAuditEvent, Store};
 use bulwark_translog::{
     Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier, check_extension, leaf_hash,
-    verify_note,
+    verify_log_note,
 };
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -548,7 +548,7 @@ fn verify_archive(
         let note = line["note"]
             .as_str()
             .context("a checkpoint without a note")?;
-        let head = verify_note(note, key, &limits).map_err(|e| anyhow!("a bad head: {e}"))?;
+        let head = verify_log_note(note, key, &limits).map_err(|e| anyhow!("a bad head: {e}"))?;
         ensure!(head.origin() == origin, "a head of another log");
         ensure!(
             Some(head.size()) == line["size"].as_u64(),

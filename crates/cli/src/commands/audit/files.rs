@@ -182,7 +182,7 @@ pub(super) fn read_saved_head(path: &Path, key: &NoteVerifier) -> Result<Result<
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(
-        verify_note(&text, key, &Limits::default()).map_err(|e| Bad {
+        verify_log_note(&text, key, &Limits::default()).map_err(|e| Bad {
             index: None,
             head_size: None,
             code: "bad_saved_head",

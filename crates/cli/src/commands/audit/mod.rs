@@ -56,7 +56,7 @@ use bulwark_policy::replay::{ReplayProblem, Statements, TrustReplay};
 use bulwark_protocol::audit_leaf::AuditLeaf;
 use bulwark_translog::{
     AuditProblem, AuditSummary, Checkpoint, Frontier, Hash, Limits, LogAuditor, NoteVerifier,
-    Pinpoint, check_extension, pinpoint, pinpoint_by_leaf_hashes, verify_note,
+    Pinpoint, check_extension, pinpoint, pinpoint_by_leaf_hashes, verify_log_note,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -13,7 +13,7 @@ pub(super) fn open_checkpoints(
     notes
         .iter()
         .map(|(size, note)| {
-            let head = verify_note(note, key, &limits).map_err(|e| {
+            let head = verify_log_note(note, key, &limits).map_err(|e| {
                 Bad::head(
                     *size,
                     "bad_signature",
