@@ -1,10 +1,11 @@
-//! `bulwark device …`: a tenant's devices, and one device with its
-//! inventory, as their agents reported them.
+//! `bulwark device …`: a tenant's devices, and one device (by id or host
+//! name) with its inventory, as their agents reported them.
 
 use std::fmt::Write as _;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use bulwark_api::devices::{DeviceView, InventoryView};
+use bulwark_api::tenants::TenantView;
 use bulwark_server::console::human_bytes;
 
 use crate::client::*;
@@ -22,8 +23,18 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
                 print_devices(&devices)
             }
         }
-        DeviceCommand::Show { id, json } => {
-            let device: DeviceView = Session::load()?
+        DeviceCommand::Show {
+            device,
+            tenant,
+            json,
+        } => {
+            let session = Session::load()?;
+            let id = if looks_like_device_id(&device) {
+                device
+            } else {
+                find_by_hostname(&session, &device, tenant.as_deref()).await?
+            };
+            let device: DeviceView = session
                 .get(&format!("/api/v1/devices/{}", path_segment(&id)?))
                 .await?;
             if json {
@@ -47,12 +58,71 @@ pub enum DeviceCommand {
     },
     /// Show one device with its inventory.
     Show {
-        /// Device id (from `bulwark device list`).
-        id: String,
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only (default: every
+        /// tenant you may see).
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// A device id is a UUID (`8-4-4-4-12` hex digits); anything else is a
+/// host name.
+fn looks_like_device_id(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The one device named `hostname` (case-insensitively, as DNS does) among
+/// `devices`; a name two devices share is refused with their ids, so the
+/// operator picks one rather than the CLI guessing.
+fn choose_by_hostname<'a>(hostname: &str, devices: &'a [DeviceView]) -> Result<&'a DeviceView> {
+    let matching: Vec<&DeviceView> = devices
+        .iter()
+        .filter(|d| d.hostname.eq_ignore_ascii_case(hostname))
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("no device is named {hostname:?} in the tenants you may see"),
+        several => bail!(
+            "{} devices are named {hostname:?}; name one by id: {}",
+            several.len(),
+            several
+                .iter()
+                .map(|d| format!("{} (tenant {})", d.id, d.tenant))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+async fn find_by_hostname(
+    session: &Session,
+    hostname: &str,
+    tenant: Option<&str>,
+) -> Result<String> {
+    let tenants = match tenant {
+        Some(name) => vec![name.to_owned()],
+        None => session
+            .get::<Vec<TenantView>>("/api/v1/tenants")
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .collect(),
+    };
+    let mut devices = Vec::new();
+    for tenant in tenants {
+        let path = format!("/api/v1/tenants/{}/devices", path_segment(&tenant)?);
+        devices.extend(session.get::<Vec<DeviceView>>(&path).await?);
+    }
+    Ok(choose_by_hostname(hostname, &devices)?.id.clone())
 }
 
 fn status_cell(online: bool) -> Cell {
@@ -242,6 +312,48 @@ fn render_inventory(out: &mut String, inventory: &InventoryView, now: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn device(id: &str, tenant: &str, hostname: &str) -> DeviceView {
+        DeviceView {
+            id: id.to_owned(),
+            tenant: tenant.to_owned(),
+            hostname: hostname.to_owned(),
+            key_fingerprint: String::new(),
+            agent_version: "0.1.0".to_owned(),
+            online: true,
+            last_seen_at: None,
+            enrolled_at: "2026-12-06T00:00:00Z".to_owned(),
+            os: None,
+            inventory: None,
+            trust: None,
+        }
+    }
+
+    #[test]
+    fn a_device_is_named_by_id_or_by_one_host_name() {
+        assert!(looks_like_device_id("0f7c2a8e-1b2c-4d3e-8f9a-0b1c2d3e4f5a"));
+        assert!(!looks_like_device_id("ws-042"));
+        assert!(!looks_like_device_id("0f7c2a8e-1b2c-4d3e-8f9a-0b1c2d3e4f5"));
+        let devices = [
+            device("a", "acme", "ws-042"),
+            device("b", "acme", "WS-043"),
+            device("c", "globex", "ws-043"),
+        ];
+        assert_eq!(
+            choose_by_hostname("WS-042", &devices)
+                .map(|d| d.id.as_str())
+                .ok(),
+            Some("a")
+        );
+        let shared = choose_by_hostname("ws-043", &devices).expect_err("two share it");
+        assert!(
+            shared
+                .to_string()
+                .contains("b (tenant acme), c (tenant globex)"),
+            "{shared}"
+        );
+        assert!(choose_by_hostname("ws-999", &devices).is_err());
+    }
 
     #[test]
     fn inventory_is_readable() {

@@ -1,10 +1,12 @@
-//! `bulwark tenant …`: listing tenants, enrolment tokens for their devices
+//! `bulwark tenant …`: listing and creating tenants, enrolment tokens for their devices
 //! (carrying this machine's pins to the agent), and the trust commands
 //! (`tenant init`, `freeze`, … in [`super::trust`]).
 
 use anyhow::{Context, Result, ensure};
 use bulwark_api::log::LogKeyView;
-use bulwark_api::tenants::{EnrollmentTokenRequest, EnrollmentTokenView, TenantView};
+use bulwark_api::tenants::{
+    CreateTenantRequest, EnrollmentTokenRequest, EnrollmentTokenView, TenantView,
+};
 use bulwark_protocol::token::fingerprint_text;
 
 use crate::client::*;
@@ -19,6 +21,20 @@ pub async fn run(command: TenantCommand) -> Result<()> {
                 print_json(&tenants)
             } else {
                 print_tenants(&tenants)
+            }
+        }
+        TenantCommand::Create { name, json } => {
+            let body = CreateTenantRequest { name };
+            let tenant: TenantView = Session::load()?.post("/api/v1/tenants", &body).await?;
+            if json {
+                print_json(&tenant)
+            } else {
+                println!("Created tenant {} (id {}).", tenant.name, tenant.id);
+                println!(
+                    "Next: its trust root, signed on this machine with the customer's key:\n  bulwark tenant init --tenant {} --customer-key HEX",
+                    tenant.name
+                );
+                Ok(())
             }
         }
         TenantCommand::EnrollToken {
@@ -55,6 +71,13 @@ pub enum TenantCommand {
     /// List the tenants with their device counts.
     List {
         /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create a tenant (a customer): 2 to 63 lower-case letters, digits or '-'.
+    Create {
+        name: String,
+        /// Print the API's JSON instead of text.
         #[arg(long)]
         json: bool,
     },
