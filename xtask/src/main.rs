@@ -51,6 +51,8 @@ const DEBIAN_PREREQUISITES: &[(&str, &str)] = &[
     ("sqlite3", "/usr/bin/sqlite3"),
     ("rsyslog", "/usr/sbin/rsyslogd"),
     ("rsyslog-gnutls", "/usr/share/doc/rsyslog-gnutls/copyright"),
+    // imrelp, for the RELP SIEM sink's test (crates/e2e/tests/siem_relp.rs).
+    ("rsyslog-relp", "/usr/share/doc/rsyslog-relp/copyright"),
     ("gnutls-bin", "/usr/bin/certtool"),
 ];
 

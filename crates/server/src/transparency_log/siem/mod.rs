@@ -7,11 +7,19 @@
 //!
 //! - `ndjson_file`: the lines are written and the file `fsync`ed;
 //! - `ndjson_http`: the POST was answered 2xx;
+//! - `relp` (RFC 5424 over RELP over TLS, [`relp`]): each message is a
+//!   RELP `syslog` command that the receiver answers `rsp 200`; the cursor
+//!   moves past exactly the entries answered `200` (after each window of
+//!   [`relp::WINDOW`] messages, and before giving up on a failed one). No
+//!   answer within [`relp::ACK_TIMEOUT`] is a failure. The recommended
+//!   syslog sink;
 //! - `syslog` (RFC 5424 over TLS, RFC 5425 framing): the protocol has no
 //!   acknowledgement, so a batch counts once it was written and flushed
 //!   *and* the connection was still open [`SYSLOG_SETTLE`] later (checked
 //!   before each pass). A receiver that went away in between shows up as
-//!   end-of-stream or a reset, and the batch is sent again.
+//!   end-of-stream or a reset, and the batch is sent again. A receiver
+//!   that froze (stopped reading but kept the connection) and was then
+//!   killed loses what it had not yet read: nothing tells the sender.
 //!
 //! On any failure the task drops the connection, waits (exponential
 //! backoff, capped at [`BACKOFF_CAP`]) and starts again from the stored
@@ -26,6 +34,7 @@
 //! `siem.sink_failed` is recorded once per outage of a sink.
 
 pub mod format;
+pub mod relp;
 
 use bulwark_store::AuditAction;
 use std::collections::HashMap;
@@ -78,14 +87,18 @@ struct Prepared {
     kind: Kind,
 }
 
+/// A syslog receiver over TLS (plain RFC 5425 or RELP).
+struct TlsTarget {
+    address: String,
+    server_name: rustls::pki_types::ServerName<'static>,
+    connector: TlsConnector,
+    facility: u8,
+    hostname: String,
+}
+
 enum Kind {
-    Syslog {
-        address: String,
-        server_name: rustls::pki_types::ServerName<'static>,
-        connector: TlsConnector,
-        facility: u8,
-        hostname: String,
-    },
+    Syslog(TlsTarget),
+    Relp(TlsTarget),
     File {
         path: PathBuf,
     },
@@ -126,7 +139,8 @@ pub fn spawn(
 impl Kind {
     fn label(&self) -> &'static str {
         match self {
-            Kind::Syslog { .. } => "syslog",
+            Kind::Syslog(_) => "syslog",
+            Kind::Relp(_) => "relp",
             Kind::File { .. } => "ndjson_file",
             Kind::Http { .. } => "ndjson_http",
         }
@@ -137,7 +151,8 @@ fn prepare(sink: &SiemSink) -> anyhow::Result<Prepared> {
     sink.validate()?;
     let name = sink.name().to_owned();
     let kind = match sink {
-        SiemSink::Syslog(s) => prepare_syslog(s)?,
+        SiemSink::Syslog(s) => Kind::Syslog(prepare_syslog(s)?),
+        SiemSink::Relp(s) => Kind::Relp(prepare_syslog(s)?),
         SiemSink::NdjsonFile(NdjsonFileSink { path, .. }) => Kind::File { path: path.clone() },
         SiemSink::NdjsonHttp(s) => prepare_http(s)?,
     };
@@ -182,7 +197,7 @@ fn roots_from(path: &Path) -> anyhow::Result<rustls::RootCertStore> {
     Ok(roots)
 }
 
-fn prepare_syslog(s: &SyslogSink) -> anyhow::Result<Kind> {
+fn prepare_syslog(s: &SyslogSink) -> anyhow::Result<TlsTarget> {
     let roots = roots_from(&s.ca_file)?;
     let config = rustls::ClientConfig::builder_with_provider(ring())
         .with_safe_default_protocol_versions()
@@ -195,7 +210,7 @@ fn prepare_syslog(s: &SyslogSink) -> anyhow::Result<Kind> {
         Some(h) => format::hostname_field(h),
         None => format::hostname_field(&machine_hostname()),
     };
-    Ok(Kind::Syslog {
+    Ok(TlsTarget {
         address: s.address.clone(),
         server_name,
         connector: TlsConnector::from(Arc::new(config)),
@@ -247,6 +262,24 @@ fn prepare_http(s: &NdjsonHttpSink) -> anyhow::Result<Kind> {
     })
 }
 
+impl TlsTarget {
+    async fn connect(&self) -> anyhow::Result<TlsStream<TcpStream>> {
+        let address = &self.address;
+        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(address.as_str()))
+            .await
+            .context("connecting timed out")?
+            .with_context(|| format!("cannot connect to {address}"))?;
+        tcp.set_nodelay(true)?;
+        tokio::time::timeout(
+            IO_TIMEOUT,
+            self.connector.connect(self.server_name.clone(), tcp),
+        )
+        .await
+        .context("TLS handshake timed out")?
+        .with_context(|| format!("TLS handshake with {address} failed"))
+    }
+}
+
 /// One sink's export loop.
 struct Exporter {
     store: Store,
@@ -266,6 +299,11 @@ enum Conn {
         /// Flushed batches waiting to settle: (log id, next index, when).
         pending: Vec<(String, u64, Instant)>,
     },
+    Relp {
+        client: Box<relp::Client<TlsStream<TcpStream>>>,
+        facility: u8,
+        hostname: String,
+    },
     File {
         file: tokio::fs::File,
     },
@@ -282,6 +320,8 @@ enum Sent {
     Acknowledged,
     /// Written, waiting to settle (syslog).
     InFlight,
+    /// Acknowledged, and the cursor already moved (RELP).
+    Recorded,
 }
 
 impl Exporter {
@@ -377,29 +417,26 @@ impl Exporter {
 
     async fn connect(&self) -> anyhow::Result<Conn> {
         match &self.sink.kind {
-            Kind::Syslog {
-                address,
-                server_name,
-                connector,
-                facility,
-                hostname,
-            } => {
-                let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(address.as_str()))
-                    .await
-                    .context("connecting timed out")?
-                    .with_context(|| format!("cannot connect to {address}"))?;
-                tcp.set_nodelay(true)?;
-                let stream =
-                    tokio::time::timeout(IO_TIMEOUT, connector.connect(server_name.clone(), tcp))
-                        .await
-                        .context("TLS handshake timed out")?
-                        .with_context(|| format!("TLS handshake with {address} failed"))?;
-                info!(sink = %self.sink.name, %address, "Connected to the syslog receiver.");
+            Kind::Syslog(target) => {
+                let stream = target.connect().await?;
+                info!(sink = %self.sink.name, address = %target.address, "Connected to the syslog receiver.");
                 Ok(Conn::Syslog {
                     stream: Box::new(stream),
-                    facility: *facility,
-                    hostname: hostname.clone(),
+                    facility: target.facility,
+                    hostname: target.hostname.clone(),
                     pending: Vec::new(),
+                })
+            }
+            Kind::Relp(target) => {
+                let stream = target.connect().await?;
+                let client = relp::Client::open(stream)
+                    .await
+                    .with_context(|| format!("opening a RELP session with {}", target.address))?;
+                info!(sink = %self.sink.name, address = %target.address, "Connected to the RELP receiver.");
+                Ok(Conn::Relp {
+                    client: Box::new(client),
+                    facility: target.facility,
+                    hostname: target.hostname.clone(),
                 })
             }
             Kind::File { path } => {
@@ -516,6 +553,8 @@ impl Exporter {
             return Ok(None);
         };
         let mut body: Vec<u8> = Vec::new();
+        // RELP: one message per entry.
+        let mut messages: Vec<String> = Vec::new();
         let mut next = first.idx;
         for entry in entries {
             if entry.idx != next {
@@ -538,6 +577,14 @@ impl Exporter {
                     let message = format::syslog_message(&record, *facility, hostname);
                     format::octet_frame(&message, &mut body);
                 }
+                Conn::Relp {
+                    facility, hostname, ..
+                } => {
+                    let message = format::syslog_message(&record, *facility, hostname);
+                    // Counted in `body` for the batch size limit only.
+                    body.resize(body.len() + message.len() + 32, 0);
+                    messages.push(message);
+                }
                 Conn::File { .. } | Conn::Http { .. } => {
                     body.extend_from_slice(format::ndjson_line(&record).as_bytes());
                 }
@@ -558,6 +605,43 @@ impl Exporter {
                 .context("writing to the syslog receiver failed")?;
                 pending.push((log_id.to_owned(), next, Instant::now()));
                 Sent::InFlight
+            }
+            Conn::Relp { client, .. } => {
+                let refs: Vec<&[u8]> = messages.iter().map(String::as_bytes).collect();
+                let start = first.idx;
+                let mut moved = start;
+                let mut shutdown = self.shutdown.clone();
+                let this = &mut *self;
+                let sending = client.send_all(&refs, |acked| {
+                    // Only past the entries answered `200`.
+                    let to = start + acked as u64;
+                    let advance = to > moved;
+                    moved = to;
+                    let store = this.store.clone();
+                    let sink = this.sink.name.clone();
+                    let log = log_id.to_owned();
+                    async move {
+                        if advance {
+                            store
+                                .advance_siem_cursor(&sink, &log, to, crate::now_millis())
+                                .await?;
+                        }
+                        Ok(())
+                    }
+                });
+                let result = tokio::select! {
+                    result = sending => result,
+                    // Unanswered messages are sent again after the restart.
+                    _ = shutdown.changed() => return Ok(None),
+                };
+                let acked = result?;
+                self.backoff = BACKOFF_START;
+                if self.failing {
+                    self.failing = false;
+                    info!(sink = %self.sink.name, "SIEM export recovered.");
+                }
+                debug_assert_eq!(start + acked as u64, next);
+                Sent::Recorded
             }
             Conn::File { file } => {
                 let before = file.metadata().await?.len();
@@ -655,6 +739,9 @@ impl Exporter {
         }
         if let Conn::Syslog { stream, .. } = conn {
             let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        }
+        if let Conn::Relp { client, .. } = conn {
+            client.close().await;
         }
     }
 }
