@@ -54,7 +54,12 @@ pub fn fuzz_checkpoint(bytes: &[u8]) {
     };
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = verify_note(text, &verifier, &limits);
+        let _ = verify_log_note(text, &verifier, &limits);
         let _ = Checkpoint::parse_body(text, &limits);
+        let seed = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        if let Ok(w) = cosignature::Cosigner::new("w.example/w", seed) {
+            let _ = cosignature::cosignature_times(text, &[w.verifier()], &limits);
+        }
     }
     if let Ok(proof) = proof::parse_concatenated_proof(bytes, &limits) {
         let leaf = leaf_hash(b"fuzz");

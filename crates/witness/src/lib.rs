@@ -13,3 +13,27 @@
 pub mod add_checkpoint;
 pub mod serve;
 pub mod state;
+
+/// Entry point for the `witness_request` fuzz target: an `add-checkpoint`
+/// body from anyone on the network, parsed and checked against a log key
+/// and a recorded state. Must never panic.
+#[cfg(fuzzing)]
+pub fn fuzz_add_checkpoint(bytes: &[u8]) {
+    use bulwark_translog::Limits;
+    use bulwark_translog::hash::Hash;
+    use bulwark_translog::note::NoteVerifier;
+    let limits = Limits::default();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let Ok(log_key) = NoteVerifier::new("log.example", key) else {
+        return;
+    };
+    if let Ok(request) = add_checkpoint::parse_request(bytes, &limits) {
+        let _ = add_checkpoint::origin(&request.note);
+        let held = add_checkpoint::Cosigned {
+            size: 3,
+            root: Hash([1; 32]),
+        };
+        let _ = add_checkpoint::check(&request, &log_key, None, &limits);
+        let _ = add_checkpoint::check(&request, &log_key, Some(&held), &limits);
+    }
+}

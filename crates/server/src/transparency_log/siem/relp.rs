@@ -181,6 +181,18 @@ pub fn parse_rsp(data: &[u8]) -> Result<(u16, &[u8], &[u8]), FrameError> {
     Ok((code, human, rest))
 }
 
+/// Entry point for the `relp_response` fuzz target: bytes from a RELP
+/// receiver (which may be anyone on the path) read as frames and answers.
+/// Must never panic.
+#[cfg(fuzzing)]
+pub fn fuzz_response(mut bytes: &[u8]) {
+    while let Ok(Some((frame, used))) = parse_frame(bytes) {
+        let _ = parse_rsp(&frame.data);
+        let _ = offers(&frame.data);
+        bytes = &bytes[used.max(1).min(bytes.len())..];
+    }
+}
+
 /// Appends one frame from the client.
 pub fn encode_frame(txnr: u32, command: &str, data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(txnr.to_string().as_bytes());
