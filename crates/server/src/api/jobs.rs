@@ -423,22 +423,20 @@ pub async fn get_job(
 
 /// The approval passkey's assertion, decoded and size-capped.
 fn decode_webauthn_approval(approval: &WebAuthnApproval) -> Result<WebAuthnSignature, ApiError> {
-    {
-        use bulwark_policy::webauthn as w;
-        Ok(WebAuthnSignature {
-            authenticator_data: base64url_field(
-                "authenticator_data",
-                &approval.authenticator_data,
-                w::MAX_AUTHENTICATOR_DATA,
-            )?,
-            client_data_json: base64url_field(
-                "client_data_json",
-                &approval.client_data_json,
-                w::MAX_CLIENT_DATA_JSON,
-            )?,
-            signature: base64url_field("signature", &approval.signature, w::MAX_SIGNATURE)?,
-        })
-    }
+    use bulwark_policy::webauthn as w;
+    Ok(WebAuthnSignature {
+        authenticator_data: base64url_field(
+            "authenticator_data",
+            &approval.authenticator_data,
+            w::MAX_AUTHENTICATOR_DATA,
+        )?,
+        client_data_json: base64url_field(
+            "client_data_json",
+            &approval.client_data_json,
+            w::MAX_CLIENT_DATA_JSON,
+        )?,
+        signature: base64url_field("signature", &approval.signature, w::MAX_SIGNATURE)?,
+    })
 }
 
 /// Adds the caller's signature to a pending job: an Ed25519 signature or an

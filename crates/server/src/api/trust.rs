@@ -197,27 +197,25 @@ pub async fn root_fingerprint_for(
 
 /// A tenant's trust state as the API shows it.
 pub(crate) fn trust_view(tenant_id: &str, trust: &TenantTrust) -> TrustView {
-    {
-        TrustView {
-            tenant_id: tenant_id.to_owned(),
-            root_fingerprint: trust.fingerprint().map(hex::encode),
-            root_version: trust.root().map(|r| r.version),
-            root_threshold: trust.root().map(|r| r.threshold),
-            policy_version: trust.policy().map(|p| p.version),
-            policy_expires_at: trust
-                .policy()
-                .map(|p| rfc3339(i64::try_from(p.expires_at).unwrap_or(i64::MAX / 1000) * 1000)),
-            frozen: trust.freeze_state.frozen,
-            freeze_sequence: trust.freeze_state.sequence,
-            roots: trust
-                .roots
-                .iter()
-                .map(|s| B64.encode(s.to_bytes()))
-                .collect(),
-            policy: trust.policy_signed().map(|s| B64.encode(s.to_bytes())),
-            freeze: trust.freeze.as_ref().map(|s| B64.encode(s.to_bytes())),
-            problems: trust.problems.clone(),
-        }
+    TrustView {
+        tenant_id: tenant_id.to_owned(),
+        root_fingerprint: trust.fingerprint().map(hex::encode),
+        root_version: trust.root().map(|r| r.version),
+        root_threshold: trust.root().map(|r| r.threshold),
+        policy_version: trust.policy().map(|p| p.version),
+        policy_expires_at: trust
+            .policy()
+            .map(|p| rfc3339(i64::try_from(p.expires_at).unwrap_or(i64::MAX / 1000) * 1000)),
+        frozen: trust.freeze_state.frozen,
+        freeze_sequence: trust.freeze_state.sequence,
+        roots: trust
+            .roots
+            .iter()
+            .map(|s| B64.encode(s.to_bytes()))
+            .collect(),
+        policy: trust.policy_signed().map(|s| B64.encode(s.to_bytes())),
+        freeze: trust.freeze.as_ref().map(|s| B64.encode(s.to_bytes())),
+        problems: trust.problems.clone(),
     }
 }
 

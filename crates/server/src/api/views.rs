@@ -21,29 +21,27 @@ use crate::rfc3339;
 
 /// A device as the API lists it; `with_inventory` for `GET /api/v1/devices/{id}`.
 pub fn device(device: &Device, online: bool, with_inventory: bool) -> DeviceView {
-    {
-        let os = device
-            .inventory
-            .as_ref()
-            .and_then(|i| i.system.as_ref())
-            .map(|s| format!("{} {}", s.os_name, s.os_version).trim().to_owned());
-        DeviceView {
-            id: device.id.clone(),
-            tenant: device.tenant_name.clone(),
-            hostname: device.hostname.clone(),
-            key_fingerprint: hex::encode(sha2::Sha256::digest(&device.public_key)),
-            agent_version: device.agent_version.clone(),
-            online,
-            last_seen_at: device.last_seen_at.map(rfc3339),
-            enrolled_at: rfc3339(device.enrolled_at),
-            os,
-            inventory: if with_inventory {
-                device.inventory.as_ref().map(inventory)
-            } else {
-                None
-            },
-            trust: None,
-        }
+    let os = device
+        .inventory
+        .as_ref()
+        .and_then(|i| i.system.as_ref())
+        .map(|s| format!("{} {}", s.os_name, s.os_version).trim().to_owned());
+    DeviceView {
+        id: device.id.clone(),
+        tenant: device.tenant_name.clone(),
+        hostname: device.hostname.clone(),
+        key_fingerprint: hex::encode(sha2::Sha256::digest(&device.public_key)),
+        agent_version: device.agent_version.clone(),
+        online,
+        last_seen_at: device.last_seen_at.map(rfc3339),
+        enrolled_at: rfc3339(device.enrolled_at),
+        os,
+        inventory: if with_inventory {
+            device.inventory.as_ref().map(inventory)
+        } else {
+            None
+        },
+        trust: None,
     }
 }
 

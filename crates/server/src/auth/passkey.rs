@@ -125,11 +125,9 @@ pub fn login_code_refused() -> ApiError {
 // ------------------------------------------------------- WebAuthn JSON options
 
 fn credential_descriptor(credential_id: &[u8]) -> CredentialDescriptor {
-    {
-        CredentialDescriptor {
-            kind: "public-key".to_owned(),
-            id: URL_SAFE_NO_PAD.encode(credential_id),
-        }
+    CredentialDescriptor {
+        kind: "public-key".to_owned(),
+        id: URL_SAFE_NO_PAD.encode(credential_id),
     }
 }
 
