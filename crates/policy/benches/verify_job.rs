@@ -70,6 +70,7 @@ fn policy(operators: Vec<OperatorKey>, signers: u32) -> Policy {
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
         tenant_name: Some("Acme".into()),
+        witnessing: None,
     }
 }
 

@@ -37,6 +37,7 @@ pub mod policy;
 pub mod replay;
 pub mod root;
 pub mod webauthn;
+pub mod witness;
 
 pub use bulwark_protocol::message::{AgentRefusalCode, TrustKind};
 pub use envelope::{SignatureEntry, Signed, approval_challenge};
@@ -51,6 +52,7 @@ pub use keys::{KeyId, PublicKey};
 pub use limits::Limits;
 pub use policy::{ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum};
 pub use root::{Holder, RootKey, TrustRoot};
+pub use witness::{WitnessKey, Witnessing};
 pub use webauthn::{
     APPROVAL_RP_ID, AssertionInfo, CoseKey, RegisteredCredential, WebAuthnCredential,
     WebAuthnError, WebAuthnSignature, parse_registration, verify_assertion,
@@ -154,6 +156,17 @@ pub enum Refusal {
     NotInLog(String),
     #[error("the log entry given is not this job's release: {0}")]
     LogEntryMismatch(String),
+    /// Step 13g: the tree head lacks `k` fresh cosignatures of the policy's
+    /// witnesses: the log may have been rewritten, the witnesses stopped
+    /// cosigning (a freeze given to them), or they are unreachable.
+    #[error(
+        "{fresh} of the policy's witnesses cosigned the tree head within the last {window_secs} s, {need} needed"
+    )]
+    WitnessCosignaturesMissing {
+        fresh: usize,
+        need: usize,
+        window_secs: u64,
+    },
 }
 
 impl Refusal {
@@ -178,6 +191,7 @@ impl Refusal {
             Replayed, ScriptMismatch, ScriptNotAllowListed, ClassNotPermitted, Frozen, Rollback,
             PolicyExpired, RootThresholdNotMet, NotPinnedRoot, NoRoot, NoPolicy,
             LogProofMissing, LogHeadUnsigned, LogHeadStale, LogInconsistent, LogEntryMismatch,
+            WitnessCosignaturesMissing,
         }
     }
 }

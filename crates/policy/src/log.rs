@@ -5,6 +5,10 @@
 //! rewritten log, or a job the log does not hold, is refused; the agent
 //! reports the refusal as a security alert.
 //!
+//! With witnesses in the policy (RFD 0006), the head must also carry fresh
+//! cosignatures of `k` of them (13g, [`crate::witness::verify_witnessed`]):
+//! a history re-signed with a stolen log key gathers none.
+//!
 //! Two calls, because the tree head is worth keeping even when the job is
 //! refused for another reason: [`verify_log_head`] first (the agent stores
 //! the head it returns), then [`verify_job_entry`] once the job itself has
@@ -191,6 +195,11 @@ pub fn decide_job(
                 proof,
                 limits,
             )?;
+            // 13g. Witnessed: k of the policy's witnesses cosigned this very
+            //      head recently, by this agent's clock.
+            if let Some(witnessing) = &agent.policy.witnessing {
+                crate::witness::verify_witnessed(proof.checkpoint, witnessing, now, limits)?;
+            }
             Ok(verified)
         });
     JobDecision { verdict, new_head }

@@ -165,6 +165,10 @@ pub struct Policy {
     /// another; `None` in policies signed before names were (no check).
     #[n(8)]
     pub tenant_name: Option<String>,
+    /// The witnesses whose fresh cosignatures a job's tree head needs
+    /// (RFD 0006); `None` in policies that ask for none.
+    #[n(9)]
+    pub witnessing: Option<crate::witness::Witnessing>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
@@ -227,6 +231,9 @@ impl Policy {
         }
         if self.quorums.iter().any(|q| q.signers == 0) {
             return Err(Refusal::Malformed("a quorum of zero signers".into()));
+        }
+        if let Some(witnessing) = &self.witnessing {
+            witnessing.validate(limits)?;
         }
         if self
             .maintenance_windows

@@ -151,6 +151,7 @@ fn policy(k: &Keys, version: u64) -> Policy {
             duration_minutes: 240,
         }],
         tenant_name: Some("Acme".into()),
+        witnessing: None,
     }
 }
 
@@ -890,6 +891,7 @@ fn a_job_naming_another_tenant() {
     // A policy signed before names were carries none: only the id is checked.
     let unnamed = Policy {
         tenant_name: None,
+        witnessing: None,
         ..policy(&k, 1)
     };
     assert_eq!(check(&env, SCRIPT, &unnamed, NOW), Ok(()));

@@ -313,6 +313,7 @@ fn fixture() -> Fixture {
         allowed_scripts: vec![],
         maintenance_windows: vec![],
         tenant_name: Some("Acme".into()),
+        witnessing: None,
     };
     Fixture {
         alice,

@@ -493,6 +493,9 @@ agent_refusal_codes! {
     LogInconsistent = "log_inconsistent",
     LogNotIncluded = "log_not_included",
     LogEntryMismatch = "log_entry_mismatch",
+    /// Fewer than the policy's threshold of witnesses cosigned the tree
+    /// head recently (RFD 0006).
+    WitnessCosignaturesMissing = "witness_cosignatures_missing",
     // The agent's own.
     /// The agent could not record, start or watch the job.
     AgentError = "agent_error",
@@ -513,7 +516,12 @@ impl AgentRefusalCode {
         use AgentRefusalCode::*;
         matches!(
             self,
-            LogProofMissing | LogHeadUnsigned | LogInconsistent | LogNotIncluded | LogEntryMismatch
+            LogProofMissing
+                | LogHeadUnsigned
+                | LogInconsistent
+                | LogNotIncluded
+                | LogEntryMismatch
+                | WitnessCosignaturesMissing
         )
     }
 }

@@ -1073,6 +1073,7 @@ fn trust_statements(
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
         tenant_name: None,
+        witnessing: None,
     };
     let mut root_signed = Signed::new(&root);
     root_signed.sign(root_key);

@@ -159,6 +159,11 @@ impl CosignatureVerifier {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// The Ed25519 public key, to tell two names for one key apart.
+    pub fn key_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
 }
 
 /// The time of each witness's valid cosignature on a checkpoint note (the

@@ -458,6 +458,7 @@ fn empty_policy() -> Policy {
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
         tenant_name: None,
+        witnessing: None,
     }
 }
 

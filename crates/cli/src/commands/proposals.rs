@@ -464,6 +464,10 @@ pub(crate) fn policy_diff(old: Option<&Policy>, new: &Policy) -> Vec<String> {
             new.maintenance_windows.len()
         ));
     }
+    out.extend(witness_diff(
+        old.witnessing.as_ref(),
+        new.witnessing.as_ref(),
+    ));
     if old.expires_at != new.expires_at {
         out.push(format!(
             "~ expires {} -> {}",
@@ -473,6 +477,53 @@ pub(crate) fn policy_diff(old: Option<&Policy>, new: &Policy) -> Vec<String> {
     }
     if out.is_empty() {
         out.push("no change but the version".into());
+    }
+    out
+}
+
+/// What a root holder must see before signing: a witness removed or a
+/// lower threshold weakens the log's protection as much as a new operator
+/// key widens who may act.
+fn witness_diff(
+    old: Option<&bulwark_policy::Witnessing>,
+    new: Option<&bulwark_policy::Witnessing>,
+) -> Vec<String> {
+    let summary = |w: Option<&bulwark_policy::Witnessing>| match w {
+        None => "none".to_owned(),
+        Some(w) => format!(
+            "{} of {} within {} s",
+            w.threshold,
+            w.witnesses.len(),
+            w.freshness_secs
+        ),
+    };
+    let mut out = Vec::new();
+    if summary(old) != summary(new) {
+        out.push(format!(
+            "~ witnesses required: {} -> {}",
+            summary(old),
+            summary(new)
+        ));
+    }
+    let keys = |w: Option<&bulwark_policy::Witnessing>| {
+        w.map(|w| w.witnesses.clone()).unwrap_or_default()
+    };
+    let (old, new) = (keys(old), keys(new));
+    for k in &new {
+        if !old.iter().any(|o| o.vkey == k.vkey) {
+            out.push(format!("+ witness {}", k.vkey));
+        } else if !old.contains(k) {
+            out.push(format!(
+                "~ witness {} now reached at {}",
+                k.vkey,
+                k.url.as_deref().unwrap_or("-")
+            ));
+        }
+    }
+    for k in &old {
+        if !new.iter().any(|n| n.vkey == k.vkey) {
+            out.push(format!("- witness {}", k.vkey));
+        }
     }
     out
 }
@@ -671,6 +722,7 @@ mod tests {
         Policy {
             tenant: "t".into(),
             tenant_name: Some("t".into()),
+            witnessing: None,
             version: 1,
             expires_at: 2_000_000_000,
             operators: vec![OperatorKey {

@@ -22,7 +22,7 @@ use bulwark_policy::root::root_fingerprint;
 use bulwark_policy::{
     ActionClass, FreezeState, FreezeStatement, Holder, Limits, MaintenanceWindow, OperatorKey,
     Policy, PublicKey, Quorum, Refusal, RootKey, Signed, TrustHistory, TrustKind, TrustOutcome,
-    TrustRoot,
+    TrustRoot, WitnessKey, Witnessing,
 };
 use bulwark_protocol::token::fingerprint_text;
 use ed25519_dalek::SigningKey;

@@ -19,6 +19,29 @@ pub(crate) struct PolicyDoc {
     pub quorums: BTreeMap<String, QuorumDoc>,
     #[serde(default)]
     pub operators: Vec<OperatorDoc>,
+    /// The witnesses a job's tree head needs (RFD 0006); absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witnesses: Option<WitnessesDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WitnessesDoc {
+    /// How many of them must have cosigned (k of n).
+    pub required: u32,
+    /// How old a cosignature may be, by the agent's clock.
+    pub freshness_secs: u64,
+    pub list: Vec<WitnessDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WitnessDoc {
+    /// What `bulwark witness init` printed: `<name>+<id>+<key>`.
+    pub vkey: String,
+    /// Where the server reaches its add-checkpoint endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +120,18 @@ pub(crate) fn policy_to_doc(policy: &Policy, now: u64) -> PolicyDoc {
                     .collect(),
             })
             .collect(),
+        witnesses: policy.witnessing.as_ref().map(|w| WitnessesDoc {
+            required: w.threshold,
+            freshness_secs: w.freshness_secs,
+            list: w
+                .witnesses
+                .iter()
+                .map(|k| WitnessDoc {
+                    vkey: k.vkey.clone(),
+                    url: k.url.clone(),
+                })
+                .collect(),
+        }),
     }
 }
 
@@ -194,6 +229,18 @@ pub(crate) fn doc_to_policy(
         fan_out_limit: doc.fan_out_limit,
         allowed_scripts,
         maintenance_windows,
+        witnessing: doc.witnesses.as_ref().map(|w| Witnessing {
+            witnesses: w
+                .list
+                .iter()
+                .map(|k| WitnessKey {
+                    vkey: k.vkey.trim().to_owned(),
+                    url: k.url.clone(),
+                })
+                .collect(),
+            threshold: w.required,
+            freshness_secs: w.freshness_secs,
+        }),
     })
 }
 

@@ -169,6 +169,11 @@ pub(super) fn trust_json(tenant: &str, trust: &Trust, local: &[KeyInfo], now: u6
                 "start": minute_text(w.start_minute),
                 "duration_minutes": w.duration_minutes,
             })).collect::<Vec<_>>(),
+            "witnesses": p.witnessing.as_ref().map(|w| json!({
+                "required": w.threshold,
+                "freshness_secs": w.freshness_secs,
+                "list": w.witnesses.iter().map(|k| json!({"vkey": k.vkey, "url": k.url})).collect::<Vec<_>>(),
+            })),
             "warnings": policy_warnings(p, now),
         })
     });
@@ -365,6 +370,26 @@ pub(super) fn render_policy(out: &mut String, policy: &Policy, local: &[KeyInfo]
                 minute_text(w.start_minute),
                 w.duration_minutes
             );
+        }
+    }
+    match &policy.witnessing {
+        None => {
+            let _ = writeln!(
+                out,
+                "Witnesses: none (a tree head signed by the log key alone is enough)"
+            );
+        }
+        Some(w) => {
+            let _ = writeln!(
+                out,
+                "Witnesses: {} of {} must have cosigned a job's tree head within {} s:",
+                w.threshold,
+                w.witnesses.len(),
+                w.freshness_secs
+            );
+            for k in &w.witnesses {
+                let _ = writeln!(out, "  {}  {}", k.vkey, k.url.as_deref().unwrap_or("-"));
+            }
         }
     }
     for warning in policy_warnings(policy, now) {

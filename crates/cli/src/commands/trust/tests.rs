@@ -44,6 +44,19 @@ fn rich_policy() -> Policy {
         },
     ];
     policy.fan_out_limit = 7;
+    let witness = bulwark_translog::Cosigner::new(
+        "witness.example/acme",
+        SigningKey::from_bytes(&[5; 32]),
+    )
+    .expect("witness");
+    policy.witnessing = Some(Witnessing {
+        witnesses: vec![WitnessKey {
+            vkey: witness.verifier().to_vkey(),
+            url: Some("https://witness.example/acme".into()),
+        }],
+        threshold: 1,
+        freshness_secs: 900,
+    });
     policy
 }
 
