@@ -158,6 +158,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut tasks = JoinSet::new();
 
     let acceptor = TlsAcceptor::from(tls.rustls_config.clone());
+    let witnesses = Arc::new(crate::transparency_log::witnessing::WitnessClient::new()?);
     let gateway_state = Arc::new(GatewayState {
         store: store.clone(),
         presence: presence.clone(),
@@ -166,6 +167,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
         slots: Arc::new(Semaphore::new(config.max_agent_connections)),
         log: log.clone(),
+        witnesses: witnesses.clone(),
     });
     tasks.spawn(gateway::serve(
         gateway_listener,
@@ -176,6 +178,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     tasks.spawn(expire_jobs(store.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::transparency_log::checkpoints::sign_grown_logs(
         log.clone(),
+        store.clone(),
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(crate::transparency_log::witnessing::witness_logs(
+        log.clone(),
+        witnesses,
         store.clone(),
         shutdown_rx.clone(),
     ));

@@ -472,6 +472,10 @@ async fn an_idle_connection_task_stays_small() {
             )
             .expect("log key"),
         ),
+        witnesses: Arc::new(
+            bulwark_server::transparency_log::witnessing::WitnessClient::new()
+                .expect("witness client"),
+        ),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

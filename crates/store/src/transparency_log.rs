@@ -702,6 +702,30 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces the note of `log_id`'s checkpoint at `size` with `new_note`
+    /// if it is still `old_note` (the server adds witnesses' cosignature
+    /// lines to the note it signed; the store reads neither). Returns
+    /// whether it replaced it: `false` if another task changed it first.
+    pub async fn replace_checkpoint_note(
+        &self,
+        log_id: &str,
+        size: u64,
+        old_note: &str,
+        new_note: &str,
+    ) -> Result<bool, StoreError> {
+        let size = to_i64(size, "tree size beyond the log")?;
+        let updated = sqlx::query(
+            "UPDATE log_checkpoints SET note = $4 WHERE log_id = $1 AND size = $2 AND note = $3",
+        )
+        .bind(log_id)
+        .bind(size)
+        .bind(old_note)
+        .bind(new_note)
+        .execute(&self.pool)
+        .await?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     /// The checkpoint of `log_id` with the largest size.
     pub async fn latest_checkpoint(
         &self,

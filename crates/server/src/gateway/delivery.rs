@@ -73,6 +73,10 @@ pub(super) async fn send_work(
         }
         None => None,
     };
+    let checkpoint = match checkpoint {
+        Some(checkpoint) => Some(witnessed(state, tenant_id, checkpoint).await),
+        None => None,
+    };
     for (job, _) in jobs {
         let log = match (job.release_log_idx, &checkpoint) {
             (Some(idx), Some(checkpoint)) => {
@@ -117,6 +121,38 @@ pub(super) async fn send_work(
         debug!(%device_id, job = %job.id, "Job delivered.");
     }
     Ok(())
+}
+
+/// `checkpoint` with fresh cosignatures of the tenant's witnesses, if its
+/// policy names any (RFD 0006). Delivered as it is when they cannot be had:
+/// the agent then refuses with `witness_cosignatures_missing`, which is
+/// what an operator must see.
+async fn witnessed(
+    state: &GatewayState,
+    tenant_id: &str,
+    checkpoint: bulwark_store::LogCheckpoint,
+) -> bulwark_store::LogCheckpoint {
+    let witnessing =
+        match crate::transparency_log::witnessing::witnessing_of(&state.store, tenant_id).await {
+            Ok(Some(witnessing)) => witnessing,
+            Ok(None) => return checkpoint,
+            Err(error) => {
+                warn!(tenant = %tenant_id, "Cannot read the tenant's witnesses: {error:#}");
+                return checkpoint;
+            }
+        };
+    let now_secs = u64::try_from(now_millis() / 1000).unwrap_or(0);
+    match state
+        .witnesses
+        .witness(&state.store, &state.log, &witnessing, &checkpoint, now_secs)
+        .await
+    {
+        Ok(witnessed) => witnessed,
+        Err(error) => {
+            warn!(tenant = %tenant_id, size = checkpoint.size, "Cannot have the tree head witnessed: {error:#}");
+            checkpoint
+        }
+    }
 }
 
 /// A job's entry, its inclusion proof under `checkpoint`, and the

@@ -46,6 +46,8 @@ pub struct GatewayState {
     pub slots: Arc<Semaphore>,
     /// Signs the tree heads that jobs are delivered under.
     pub log: Arc<crate::transparency_log::checkpoints::LogSigner>,
+    /// Has those heads cosigned by the tenant's witnesses first.
+    pub witnesses: Arc<crate::transparency_log::witnessing::WitnessClient>,
 }
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;

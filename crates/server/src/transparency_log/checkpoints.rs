@@ -73,6 +73,11 @@ impl LogSigner {
         self.signer.verifier().to_vkey()
     }
 
+    /// The log key's name (origins are `<name>/<log id>`).
+    pub fn name(&self) -> &str {
+        self.signer.name()
+    }
+
     /// The origin line of `log_id`'s checkpoints.
     pub fn origin(&self, log_id: &str) -> String {
         log_origin(self.signer.name(), log_id)
