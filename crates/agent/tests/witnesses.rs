@@ -140,11 +140,7 @@ async fn a_head_without_k_fresh_cosignatures_is_refused_as_an_alarm() {
     let note = &mut moved.log.as_mut().expect("proof").checkpoint;
     let mut lines = note.lines();
     let (origin, _size, root) = (lines.next(), lines.next(), lines.next());
-    let other_body = format!(
-        "{}\n99\n{}\n",
-        origin.expect("origin"),
-        root.expect("root")
-    );
+    let other_body = format!("{}\n99\n{}\n", origin.expect("origin"), root.expect("root"));
     note.push_str(&b.cosign(&other_body, t).expect("cosign"));
     assert_eq!(
         refusal(&mut runner, &moved).await,

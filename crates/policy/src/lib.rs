@@ -52,11 +52,11 @@ pub use keys::{KeyId, PublicKey};
 pub use limits::Limits;
 pub use policy::{ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum};
 pub use root::{Holder, RootKey, TrustRoot};
-pub use witness::{WitnessKey, Witnessing};
 pub use webauthn::{
     APPROVAL_RP_ID, AssertionInfo, CoseKey, RegisteredCredential, WebAuthnCredential,
     WebAuthnError, WebAuthnSignature, parse_registration, verify_assertion,
 };
+pub use witness::{WitnessKey, Witnessing};
 
 /// Why an agent refuses a statement. Each variant is a reason the agent
 /// reports back and logs locally; none of them is ever ignored.

@@ -223,10 +223,7 @@ mod tests {
             .expect("checkpoint")
             .sign(&NoteSigner::new("log.example", SigningKey::from_bytes(&[9; 32])).expect("log"));
         let other_body = &other[..other.find("\n\n").expect("body") + 1];
-        let moved = with(&[
-            line(&a, NOW),
-            b.cosign(other_body, NOW).expect("cosign"),
-        ]);
+        let moved = with(&[line(&a, NOW), b.cosign(other_body, NOW).expect("cosign")]);
         assert!(matches!(
             verify_witnessed(&moved, &w, NOW, &limits),
             Err(Refusal::LogHeadUnsigned(_))

@@ -153,6 +153,7 @@ pub fn policy(k: &Keys, version: u64) -> Policy {
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
         tenant_name: Some(TENANT_NAME.into()),
+        witnessing: None,
     }
 }
 
