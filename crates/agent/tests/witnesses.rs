@@ -12,7 +12,8 @@ mod common;
 
 use bulwark_agent::jobs::JobRunner;
 use bulwark_agent::trust::TrustState;
-use bulwark_policy::{Limits, WitnessKey, Witnessing};
+use bulwark_policy::{ActionClass, Limits, MassActionDelay, WitnessKey, Witnessing};
+use bulwark_protocol::message::ByteBuf;
 use bulwark_protocol::message::{AgentRefusalCode, Job, JobOutcome};
 use bulwark_translog::Cosigner;
 use common::*;
@@ -26,8 +27,18 @@ fn cosigner(name: &str, seed: u8) -> Cosigner {
 
 /// An agent holding a v2 policy that wants 2 of `witnesses` within WINDOW.
 fn witnessed_runner(dir: &Path, k: &Keys, witnesses: &[&Cosigner]) -> JobRunner {
+    runner_with(dir, k, witnesses, None)
+}
+
+fn runner_with(
+    dir: &Path,
+    k: &Keys,
+    witnesses: &[&Cosigner],
+    delay: Option<MassActionDelay>,
+) -> JobRunner {
     let mut state = ready(k);
     let mut policy = policy(k, 2);
+    policy.mass_action_delay = delay;
     policy.witnessing = Some(Witnessing {
         witnesses: witnesses
             .iter()
@@ -150,6 +161,94 @@ async fn a_head_without_k_fresh_cosignatures_is_refused_as_an_alarm() {
 
     // Two listed witnesses, fresh: it runs.
     let honest = cosigned(&redeliver(&bare), &[(&a, t - WINDOW + 30), (&c, t)]);
+    match runner.process(&honest).await.expect("a result").outcome {
+        JobOutcome::Ran(run) => assert_eq!(run.exit_code, Some(0)),
+        JobOutcome::Refused(r) => panic!("refused: {} ({})", r.reason, r.code),
+    }
+    assert!(dir.path().join("ran").exists());
+}
+
+/// Step 13h: a script job is a mass action under this policy and waits
+/// DELAY after two witnesses first saw it in the log.
+#[tokio::test]
+async fn a_mass_action_runs_only_after_the_witnesses_saw_it_for_the_delay() {
+    const DELAY: u64 = 1800;
+    let k = keys();
+    let (a, b) = (
+        cosigner("witness-a.test", 61),
+        cosigner("witness-b.test", 62),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rule = MassActionDelay {
+        more_than_targets: None,
+        classes: vec![ActionClass::RunScript],
+        delay_secs: DELAY,
+    };
+    let mut runner = runner_with(dir.path(), &k, &[&a, &b], Some(rule));
+    let t = now();
+    let late = AgentRefusalCode::MassActionDelayNotElapsed;
+    assert!(late.is_log_alarm());
+
+    // Fresh cosignatures only: the server rushed it.
+    let job = job(&k, 1, SCRIPT, 30);
+    assert_eq!(
+        refusal(&mut runner, &cosigned(&job, &[(&a, t), (&b, t)])).await,
+        late
+    );
+    // One witness saw it long ago, the other only now.
+    assert_eq!(
+        refusal(
+            &mut runner,
+            &cosigned(&redeliver(&job), &[(&a, t - DELAY), (&a, t), (&b, t)])
+        )
+        .await,
+        late
+    );
+
+    // An earlier head claimed to be witnessed long ago, but of another
+    // history: the consistency proof to the job's head fails.
+    let index = job.log.as_ref().expect("proof").index as usize;
+    let mut forked = cosigned(&redeliver(&job), &[(&a, t), (&b, t)]);
+    let fork_note = {
+        let mut other = common::TestLog {
+            leaves: LOG.with(|log| log.borrow().leaves.clone()),
+            ..Default::default()
+        };
+        other.leaves[0] = b"rewritten".to_vec();
+        other.head(index + 1, &log_signer(), TENANT)
+    };
+    let body = fork_note[..fork_note.find("\n\n").expect("body") + 1].to_owned();
+    let old_fork = format!(
+        "{fork_note}{}{}",
+        a.cosign(&body, t - DELAY).expect("cosign"),
+        b.cosign(&body, t - DELAY).expect("cosign")
+    );
+    let size = LOG.with(|log| log.borrow().leaves.len());
+    let proof = forked.log.as_mut().expect("proof");
+    proof.witnessed_since = Some(old_fork);
+    proof.witnessed_since_consistency = Some(ByteBuf(
+        LOG.with(|log| log.borrow().consistency(index + 1, size)),
+    ));
+    assert_eq!(
+        refusal(&mut runner, &forked).await,
+        AgentRefusalCode::LogInconsistent
+    );
+    assert!(!dir.path().join("ran").exists());
+
+    // The real earlier head, first cosigned DELAY ago by both: it runs.
+    let since_note = LOG.with(|log| log.borrow().head(index + 1, &log_signer(), TENANT));
+    let body = since_note[..since_note.find("\n\n").expect("body") + 1].to_owned();
+    let since = format!(
+        "{since_note}{}{}",
+        a.cosign(&body, t - DELAY - 5).expect("cosign"),
+        b.cosign(&body, t - DELAY).expect("cosign")
+    );
+    let mut honest = cosigned(&redeliver(&job), &[(&a, t), (&b, t)]);
+    let proof = honest.log.as_mut().expect("proof");
+    proof.witnessed_since = Some(since);
+    proof.witnessed_since_consistency = Some(ByteBuf(
+        LOG.with(|log| log.borrow().consistency(index + 1, size)),
+    ));
     match runner.process(&honest).await.expect("a result").outcome {
         JobOutcome::Ran(run) => assert_eq!(run.exit_code, Some(0)),
         JobOutcome::Refused(r) => panic!("refused: {} ({})", r.reason, r.code),

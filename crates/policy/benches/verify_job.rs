@@ -71,6 +71,7 @@ fn policy(operators: Vec<OperatorKey>, signers: u32) -> Policy {
         maintenance_windows: Vec::new(),
         tenant_name: Some("Acme".into()),
         witnessing: None,
+        mass_action_delay: None,
     }
 }
 
@@ -207,6 +208,8 @@ fn measure(name: &str, signed: &Signed, policy: &Policy, per_batch: u32) {
         inclusion: &log.inclusion,
         consistency_from: HELD_SIZE,
         consistency: &log.consistency,
+        witnessed_since: None,
+        witnessed_since_consistency: &[],
     };
     let run = || {
         let agent = AgentContext {

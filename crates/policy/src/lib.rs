@@ -26,6 +26,7 @@
 //! DSSE payload type (see `bulwark_protocol::envelope`). Verification reads
 //! like the spec: each step is numbered in the code.
 
+pub mod delay;
 pub mod envelope;
 pub mod freeze;
 pub mod history;
@@ -40,6 +41,7 @@ pub mod webauthn;
 pub mod witness;
 
 pub use bulwark_protocol::message::{AgentRefusalCode, TrustKind};
+pub use delay::MassActionDelay;
 pub use envelope::{SignatureEntry, Signed, approval_challenge};
 pub use freeze::{FreezeState, FreezeStatement};
 pub use history::{TrustHistory, TrustOutcome};
@@ -167,6 +169,16 @@ pub enum Refusal {
         need: usize,
         window_secs: u64,
     },
+    /// Step 13h: a mass action the witnesses have not yet seen in the log
+    /// for the policy's delay (the server delivered it early).
+    #[error(
+        "the policy delays this mass action {delay_secs} s after it entered the witnessed log; witnessed for {}",
+        .witnessed_secs.map_or("no time yet".to_owned(), |s| format!("{s} s"))
+    )]
+    MassActionDelayNotElapsed {
+        delay_secs: u64,
+        witnessed_secs: Option<u64>,
+    },
 }
 
 impl Refusal {
@@ -191,7 +203,7 @@ impl Refusal {
             Replayed, ScriptMismatch, ScriptNotAllowListed, ClassNotPermitted, Frozen, Rollback,
             PolicyExpired, RootThresholdNotMet, NotPinnedRoot, NoRoot, NoPolicy,
             LogProofMissing, LogHeadUnsigned, LogHeadStale, LogInconsistent, LogEntryMismatch,
-            WitnessCosignaturesMissing,
+            WitnessCosignaturesMissing, MassActionDelayNotElapsed,
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct JobLogProof<'a> {
     pub consistency_from: u64,
     /// Consistency proof from `consistency_from` to the checkpoint's size.
     pub consistency: &'a [u8],
+    /// For a delayed mass action: an earlier checkpoint covering the entry
+    /// (`None`: `checkpoint` itself) and the consistency proof from it to
+    /// `checkpoint`.
+    pub witnessed_since: Option<&'a str>,
+    pub witnessed_since_consistency: &'a [u8],
 }
 
 /// 13a–13c: the tree head is signed by the pinned log key, is the tenant's
@@ -128,6 +133,32 @@ pub fn verify_job_entry(
     Ok(())
 }
 
+/// 13h's checkpoint: `proof.witnessed_since` if given (signed by the log
+/// key, the same log, covering the entry, and a prefix of `head`), else
+/// `head`'s own note.
+fn witnessed_since<'a>(
+    log_key: &NoteVerifier,
+    head: &Checkpoint,
+    proof: &JobLogProof<'a>,
+    limits: &Limits,
+) -> Result<&'a str, Refusal> {
+    let Some(note) = proof.witnessed_since else {
+        return Ok(proof.checkpoint);
+    };
+    let since = verify_log_note(note, log_key, limits)
+        .map_err(|e| Refusal::LogHeadUnsigned(e.to_string()))?;
+    if since.origin() != head.origin() || since.size() <= proof.index {
+        return Err(Refusal::LogHeadUnsigned(
+            "the earlier tree head is of another log or does not cover the entry".into(),
+        ));
+    }
+    let hashes = parse_concatenated_proof(proof.witnessed_since_consistency, limits)
+        .map_err(|e| Refusal::LogInconsistent(e.to_string()))?;
+    check_extension(&since, head, &hashes)
+        .map_err(|e: ExtensionError| Refusal::LogInconsistent(e.to_string()))?;
+    Ok(note)
+}
+
 /// What an agent knows of its tenant's log: the key pinned at enrolment
 /// (`None` for an agent enrolled before there was one) and the last tree
 /// head it accepted.
@@ -199,6 +230,14 @@ pub fn decide_job(
             //      head recently, by this agent's clock.
             if let Some(witnessing) = &agent.policy.witnessing {
                 crate::witness::verify_witnessed(proof.checkpoint, witnessing, now, limits)?;
+                // 13h. A mass action: the witnesses saw it in the log at
+                //      least the policy's delay ago.
+                if let (Some(rule), Some(key)) = (&agent.policy.mass_action_delay, log.key)
+                    && rule.applies(&verified.statement, verified.class)
+                {
+                    let since = witnessed_since(key, head, proof, limits)?;
+                    crate::delay::verify_delay_elapsed(since, witnessing, rule, now, limits)?;
+                }
             }
             Ok(verified)
         });

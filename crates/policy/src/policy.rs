@@ -169,6 +169,9 @@ pub struct Policy {
     /// (RFD 0006); `None` in policies that ask for none.
     #[n(9)]
     pub witnessing: Option<crate::witness::Witnessing>,
+    /// Which jobs wait after they enter the witnessed log, and how long.
+    #[n(10)]
+    pub mass_action_delay: Option<crate::delay::MassActionDelay>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
@@ -234,6 +237,9 @@ impl Policy {
         }
         if let Some(witnessing) = &self.witnessing {
             witnessing.validate(limits)?;
+        }
+        if let Some(delay) = &self.mass_action_delay {
+            delay.validate(self.witnessing.as_ref())?;
         }
         if self
             .maintenance_windows

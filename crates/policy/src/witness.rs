@@ -17,8 +17,9 @@ use crate::Refusal;
 use crate::limits::{Limits, cap};
 
 /// Most witnesses a policy lists: a note holds at most
-/// `Limits::max_note_signatures` (32) lines, the log's own among them.
-pub const MAX_WITNESSES: usize = 16;
+/// `Limits::max_note_signatures` (32) lines: the log's own, and two of
+/// each witness (its first cosignature of the head and its latest).
+pub const MAX_WITNESSES: usize = 15;
 
 /// How far ahead of the agent's clock a cosignature's time may be: clocks
 /// of honest machines differ by seconds, not minutes.

@@ -152,6 +152,7 @@ fn policy(k: &Keys, version: u64) -> Policy {
         }],
         tenant_name: Some("Acme".into()),
         witnessing: None,
+        mass_action_delay: None,
     }
 }
 
@@ -892,6 +893,7 @@ fn a_job_naming_another_tenant() {
     let unnamed = Policy {
         tenant_name: None,
         witnessing: None,
+        mass_action_delay: None,
         ..policy(&k, 1)
     };
     assert_eq!(check(&env, SCRIPT, &unnamed, NOW), Ok(()));
@@ -1102,6 +1104,8 @@ fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
             inclusion: vec![1; 64 * 32],
             consistency_from: u64::MAX,
             consistency: vec![2; 64 * 32],
+            witnessed_since: Some("b".repeat(wire.max_note_bytes)),
+            witnessed_since_consistency: Some(vec![3; 64 * 32].into()),
         }),
     });
     let frame = bulwark_protocol::encode_server_frame(&job);

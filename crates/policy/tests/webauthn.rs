@@ -314,6 +314,7 @@ fn fixture() -> Fixture {
         maintenance_windows: vec![],
         tenant_name: Some("Acme".into()),
         witnessing: None,
+        mass_action_delay: None,
     };
     Fixture {
         alice,

@@ -357,6 +357,14 @@ pub struct LogProof {
     /// Consistency proof: 32-byte hashes, concatenated.
     #[cbor(n(5), with = "minicbor::bytes")]
     pub consistency: Vec<u8>,
+    /// For a job the policy delays (RFD 0006): the earliest witnessed
+    /// checkpoint covering the entry, whose cosignature times show since
+    /// when the witnesses have seen it; `None` when `checkpoint` shows it.
+    #[n(6)]
+    pub witnessed_since: Option<String>,
+    /// Consistency proof from `witnessed_since` to `checkpoint`.
+    #[n(7)]
+    pub witnessed_since_consistency: Option<ByteBuf>,
 }
 
 /// The server stored the result of this job; the agent drops it from its spool.
@@ -496,6 +504,9 @@ agent_refusal_codes! {
     /// Fewer than the policy's threshold of witnesses cosigned the tree
     /// head recently (RFD 0006).
     WitnessCosignaturesMissing = "witness_cosignatures_missing",
+    /// A mass action delivered before the witnesses saw it in the log for
+    /// the policy's delay (RFD 0006).
+    MassActionDelayNotElapsed = "mass_action_delay_not_elapsed",
     // The agent's own.
     /// The agent could not record, start or watch the job.
     AgentError = "agent_error",
@@ -522,6 +533,7 @@ impl AgentRefusalCode {
                 | LogNotIncluded
                 | LogEntryMismatch
                 | WitnessCosignaturesMissing
+                | MassActionDelayNotElapsed
         )
     }
 }
@@ -662,6 +674,12 @@ impl Validate for ServerMessage {
                     // 64 hashes: the longest proof in any tree this side of 2^63 entries.
                     check_len("log.inclusion", log.inclusion.len(), 64 * 32)?;
                     check_len("log.consistency", log.consistency.len(), 64 * 32)?;
+                    if let Some(since) = &log.witnessed_since {
+                        check_len("log.witnessed_since", since.len(), l.max_note_bytes)?;
+                    }
+                    if let Some(proof) = &log.witnessed_since_consistency {
+                        check_len("log.witnessed_since_consistency", proof.len(), 64 * 32)?;
+                    }
                 }
                 Ok(())
             }

@@ -382,13 +382,19 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
         (
             bytes(),
             bytes(),
-            proptest::option::of((bytes(), uint64(), text(), bytes(), uint64(), bytes()))
+            proptest::option::of((
+                (bytes(), uint64(), text(), bytes(), uint64(), bytes()),
+                proptest::option::of((text(), bytes())),
+            ))
         )
             .prop_map(|(envelope, script, log)| ServerMessage::Job(Job {
                 envelope,
                 script,
                 log: log.map(
-                    |(leaf, index, checkpoint, inclusion, consistency_from, consistency)| {
+                    |(
+                        (leaf, index, checkpoint, inclusion, consistency_from, consistency),
+                        since,
+                    )| {
                         LogProof {
                             leaf,
                             index,
@@ -396,6 +402,8 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
                             inclusion,
                             consistency_from,
                             consistency,
+                            witnessed_since: since.as_ref().map(|(note, _)| note.clone()),
+                            witnessed_since_consistency: since.map(|(_, proof)| proof.into()),
                         }
                     }
                 ),
@@ -1158,6 +1166,24 @@ fn each_server_field_is_accepted_at_its_limit_and_refused_over_it() {
                     inclusion: Vec::new(),
                     consistency_from: 0,
                     consistency: Vec::new(),
+                    witnessed_since: None,
+                    witnessed_since_consistency: None,
+                }),
+            })
+        }),
+        ("log.witnessed_since", l.max_note_bytes, |n| {
+            ServerMessage::Job(Job {
+                envelope: Vec::new(),
+                script: Vec::new(),
+                log: Some(LogProof {
+                    leaf: Vec::new(),
+                    index: 0,
+                    checkpoint: String::new(),
+                    inclusion: Vec::new(),
+                    consistency_from: 0,
+                    consistency: Vec::new(),
+                    witnessed_since: Some("a".repeat(n)),
+                    witnessed_since_consistency: None,
                 }),
             })
         }),
@@ -1172,6 +1198,8 @@ fn each_server_field_is_accepted_at_its_limit_and_refused_over_it() {
                     inclusion: Vec::new(),
                     consistency_from: 0,
                     consistency: Vec::new(),
+                    witnessed_since: None,
+                    witnessed_since_consistency: None,
                 }),
             })
         }),
@@ -1339,8 +1367,8 @@ fn every_known_code_is_its_own_name_and_unknown_names_are_kept() {
     assert_eq!(newer, AgentRefusalCode::Unknown("a_newer_code".into()));
     assert_eq!(newer.to_string(), "a_newer_code");
     assert!(!newer.is_log_alarm());
-    // The alarm rule: the five codes that show the log tampered with or
-    // withheld; a stale proof start is not one.
+    // The alarm rule: the codes that show the log tampered with, withheld
+    // or unwitnessed, or a mass action rushed; a stale proof start is not one.
     let alarms: Vec<&str> = AgentRefusalCode::KNOWN
         .iter()
         .filter(|c| c.is_log_alarm())
@@ -1353,7 +1381,9 @@ fn every_known_code_is_its_own_name_and_unknown_names_are_kept() {
             "log_head_unsigned",
             "log_inconsistent",
             "log_not_included",
-            "log_entry_mismatch"
+            "log_entry_mismatch",
+            "witness_cosignatures_missing",
+            "mass_action_delay_not_elapsed"
         ]
     );
 }

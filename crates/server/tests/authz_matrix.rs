@@ -1074,6 +1074,7 @@ fn trust_statements(
         maintenance_windows: Vec::new(),
         tenant_name: None,
         witnessing: None,
+        mass_action_delay: None,
     };
     let mut root_signed = Signed::new(&root);
     root_signed.sign(root_key);

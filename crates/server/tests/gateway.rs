@@ -724,5 +724,7 @@ fn as_policy_proof(proof: &LogProof) -> JobLogProof<'_> {
         inclusion: &proof.inclusion,
         consistency_from: proof.consistency_from,
         consistency: &proof.consistency,
+        witnessed_since: None,
+        witnessed_since_consistency: &[],
     }
 }

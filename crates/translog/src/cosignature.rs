@@ -172,14 +172,31 @@ impl CosignatureVerifier {
 /// or `None` if the note holds no cosignature of its key. A line that names
 /// a witness's key but does not verify is an error (the note was altered);
 /// lines of other keys are ignored. The log's own signature is the caller's
-/// to check ([`crate::checkpoint::verify_note`]).
+/// to check ([`crate::checkpoint::verify_note`]). Of two lines of one
+/// witness, the newer counts.
 pub fn cosignature_times(
     note: &str,
     witnesses: &[CosignatureVerifier],
     limits: &Limits,
 ) -> Result<Vec<Option<u64>>, NoteError> {
+    let ranges = cosignature_time_ranges(note, witnesses, limits)?;
+    Ok(ranges
+        .into_iter()
+        .map(|r| r.map(|(_, last)| last))
+        .collect())
+}
+
+/// As [`cosignature_times`], with each witness's earliest and latest
+/// cosignature time: a note may carry a witness's first cosignature of a
+/// tree head (since when it has seen it) beside its latest (that it still
+/// does).
+pub fn cosignature_time_ranges(
+    note: &str,
+    witnesses: &[CosignatureVerifier],
+    limits: &Limits,
+) -> Result<Vec<Option<(u64, u64)>>, NoteError> {
     let (body, lines) = split_note(note, limits)?;
-    let mut times = vec![None; witnesses.len()];
+    let mut times: Vec<Option<(u64, u64)>> = vec![None; witnesses.len()];
     for (i, line) in lines.iter().enumerate() {
         let (name, id, blob) = parse_signature_line(i + 1, line, limits)?;
         let Some(w) = witnesses.iter().position(|w| w.name == name && w.id == id) else {
@@ -201,8 +218,10 @@ pub fn cosignature_times(
                 &Signature::from_bytes(&signature),
             )
             .map_err(|_| bad())?;
-        // Two lines of one witness: the newer time counts.
-        times[w] = times[w].max(Some(timestamp));
+        times[w] = Some(match times[w] {
+            None => (timestamp, timestamp),
+            Some((first, last)) => (first.min(timestamp), last.max(timestamp)),
+        });
     }
     Ok(times)
 }

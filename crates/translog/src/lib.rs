@@ -34,7 +34,7 @@ pub use audit::{
 /// `max_origin_bytes`, `max_proof_hashes`).
 pub use bulwark_protocol::Limits;
 pub use checkpoint::{Checkpoint, ExtensionError, check_extension, verify_log_note, verify_note};
-pub use cosignature::{Cosigner, CosignatureVerifier, cosignature_times};
+pub use cosignature::{CosignatureVerifier, Cosigner, cosignature_time_ranges, cosignature_times};
 pub use hash::{HASH_LEN, Hash, leaf_hash, node_hash, root_of, root_of_leaf_hashes};
 pub use note::{NoteError, NoteSigner, NoteVerifier, open_note};
 pub use proof::{

@@ -146,6 +146,11 @@ fn job_log_proof(wire: &bulwark_protocol::message::LogProof) -> JobLogProof<'_> 
         inclusion: &wire.inclusion,
         consistency_from: wire.consistency_from,
         consistency: &wire.consistency,
+        witnessed_since: wire.witnessed_since.as_deref(),
+        witnessed_since_consistency: wire
+            .witnessed_since_consistency
+            .as_ref()
+            .map_or(&[], |b| b.0.as_slice()),
     }
 }
 

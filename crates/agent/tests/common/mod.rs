@@ -154,6 +154,7 @@ pub fn policy(k: &Keys, version: u64) -> Policy {
         maintenance_windows: Vec::new(),
         tenant_name: Some(TENANT_NAME.into()),
         witnessing: None,
+        mass_action_delay: None,
     }
 }
 
@@ -268,7 +269,22 @@ impl TestLog {
             inclusion: inclusion.iter().flat_map(|h| h.0).collect(),
             consistency_from: from,
             consistency: consistency.iter().flat_map(|h| h.0).collect(),
+            witnessed_since: None,
+            witnessed_since_consistency: None,
         }
+    }
+
+    /// The consistency proof between two sizes of this log, concatenated.
+    pub fn consistency(&self, old: usize, new: usize) -> Vec<u8> {
+        let hashes = self.hashes();
+        if old == new {
+            return Vec::new();
+        }
+        bulwark_translog::consistency_proof(old as u64, new as u64, |id| Self::subtree(&hashes, id))
+            .expect("consistency")
+            .iter()
+            .flat_map(|h| h.0)
+            .collect()
     }
 }
 

@@ -459,6 +459,7 @@ fn empty_policy() -> Policy {
         maintenance_windows: Vec::new(),
         tenant_name: None,
         witnessing: None,
+        mass_action_delay: None,
     }
 }
 

@@ -723,6 +723,7 @@ mod tests {
             tenant: "t".into(),
             tenant_name: Some("t".into()),
             witnessing: None,
+            mass_action_delay: None,
             version: 1,
             expires_at: 2_000_000_000,
             operators: vec![OperatorKey {

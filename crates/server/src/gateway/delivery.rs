@@ -14,14 +14,19 @@ use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, warn};
 
+use super::mass_action::{Hold, mass_action_hold};
 use super::{GatewayState, Ws};
 use crate::now_millis;
+use crate::transparency_log::witnessing::policy_of;
+use bulwark_policy::Witnessing;
+use std::time::Duration;
 
 /// Sends the tenant's trust statements, then every approved job waiting for
 /// this device, each with its proof of being in the tenant's log. The agent
 /// ignores what it already holds and refuses replays, so sending again after
 /// a reconnect is safe. `log_size` is the size of the tree head the agent
-/// holds; it follows what this connection sent.
+/// holds; it follows what this connection sent. Returns when to look
+/// again if a delayed mass action is held back ([`super::mass_action`]).
 pub(super) async fn send_work(
     state: &GatewayState,
     ws: &mut Ws,
@@ -29,7 +34,7 @@ pub(super) async fn send_work(
     tenant_id: &str,
     log_size: &mut Option<u64>,
     sent: &mut HashSet<String>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Duration>> {
     let set = state.store.trust_for_device_tenant(tenant_id).await?;
     if !set.roots.is_empty() {
         let trust = ServerMessage::Trust(Trust {
@@ -73,14 +78,50 @@ pub(super) async fn send_work(
         }
         None => None,
     };
-    let checkpoint = match checkpoint {
-        Some(checkpoint) => Some(witnessed(state, tenant_id, checkpoint).await),
-        None => None,
+    let policy = match policy_of(&state.store, tenant_id).await {
+        Ok(policy) => policy,
+        Err(error) => {
+            warn!(tenant = %tenant_id, "Cannot read the tenant's policy: {error:#}");
+            None
+        }
     };
+    let checkpoint = match (
+        checkpoint,
+        policy.as_ref().and_then(|p| p.witnessing.as_ref()),
+    ) {
+        (Some(checkpoint), Some(witnessing)) => {
+            Some(witnessed(state, tenant_id, witnessing, checkpoint).await)
+        }
+        (checkpoint, _) => checkpoint,
+    };
+    let now_secs = u64::try_from(now_millis() / 1000).unwrap_or(0);
+    let mut look_again: Option<Duration> = None;
     for (job, _) in jobs {
+        let hold = mass_action_hold(
+            &state.store,
+            tenant_id,
+            &job,
+            policy.as_ref(),
+            checkpoint.as_ref(),
+            now_secs,
+        )
+        .await?;
+        let since = match hold {
+            Hold::Deliver(since) => since,
+            Hold::Wait(wait) => {
+                debug!(%device_id, job = %job.id, ?wait, "Mass action held for the policy's delay.");
+                look_again = Some(look_again.map_or(wait, |w| w.min(wait)));
+                continue;
+            }
+        };
         let log = match (job.release_log_idx, &checkpoint) {
             (Some(idx), Some(checkpoint)) => {
-                Some(job_log_proof(state, tenant_id, idx, checkpoint, *log_size).await?)
+                let mut proof = job_log_proof(state, tenant_id, idx, checkpoint, *log_size).await?;
+                if let Some((note, consistency)) = since {
+                    proof.witnessed_since = Some(note);
+                    proof.witnessed_since_consistency = Some(ByteBuf(consistency));
+                }
+                Some(proof)
             }
             _ => {
                 warn!(%device_id, job = %job.id, "Job has no log entry; delivered without proof (the agent refuses it).");
@@ -120,7 +161,7 @@ pub(super) async fn send_work(
             .await?;
         debug!(%device_id, job = %job.id, "Job delivered.");
     }
-    Ok(())
+    Ok(look_again)
 }
 
 /// `checkpoint` with fresh cosignatures of the tenant's witnesses, if its
@@ -130,21 +171,13 @@ pub(super) async fn send_work(
 async fn witnessed(
     state: &GatewayState,
     tenant_id: &str,
+    witnessing: &Witnessing,
     checkpoint: bulwark_store::LogCheckpoint,
 ) -> bulwark_store::LogCheckpoint {
-    let witnessing =
-        match crate::transparency_log::witnessing::witnessing_of(&state.store, tenant_id).await {
-            Ok(Some(witnessing)) => witnessing,
-            Ok(None) => return checkpoint,
-            Err(error) => {
-                warn!(tenant = %tenant_id, "Cannot read the tenant's witnesses: {error:#}");
-                return checkpoint;
-            }
-        };
     let now_secs = u64::try_from(now_millis() / 1000).unwrap_or(0);
     match state
         .witnesses
-        .witness(&state.store, &state.log, &witnessing, &checkpoint, now_secs)
+        .witness(&state.store, &state.log, witnessing, &checkpoint, now_secs)
         .await
     {
         Ok(witnessed) => witnessed,
@@ -203,5 +236,7 @@ async fn job_log_proof(
         inclusion: inclusion.concat(),
         consistency_from: from,
         consistency: consistency.concat(),
+        witnessed_since: None,
+        witnessed_since_consistency: None,
     })
 }

@@ -15,6 +15,7 @@
 
 mod delivery;
 mod handshake;
+mod mass_action;
 mod session;
 
 use std::net::SocketAddr;

@@ -23,6 +23,10 @@ use tracing::{info, warn};
 use super::delivery::send_work;
 use super::{GatewayState, Ws};
 use crate::{now_millis, rfc3339};
+use std::time::Duration;
+
+/// "Not before anything happens" for the session's look-again timer.
+const FAR_FUTURE: Duration = Duration::from_secs(24 * 3600);
 
 /// How many [`AgentRefusalCode::LogHeadStale`] answers one connection resends at once;
 /// past that the jobs wait for the next connection's `Hello`.
@@ -72,13 +76,23 @@ pub(super) async fn run_session(
     let mut busy_returned = false;
     let mut stale_answers = 0u32;
     let silence = state.heartbeat * 3;
+    // When to look for work again unprompted: a mass action held for the
+    // policy's delay becomes deliverable with no event to nudge it.
+    let mut look_again = tokio::time::Instant::now() + FAR_FUTURE;
     let reason = loop {
         tokio::select! {
             _ = registration.work.notified() => {
-                if let Err(error) = Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id, &mut log_size, &mut sent)).await {
-                    warn!(%device_id, %error, "Cannot send work to the agent.");
-                    break "transport error";
+                match Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id, &mut log_size, &mut sent)).await {
+                    Ok(wait) => look_again = tokio::time::Instant::now() + wait.unwrap_or(FAR_FUTURE),
+                    Err(error) => {
+                        warn!(%device_id, %error, "Cannot send work to the agent.");
+                        break "transport error";
+                    }
                 }
+            }
+            _ = tokio::time::sleep_until(look_again) => {
+                look_again = tokio::time::Instant::now() + FAR_FUTURE;
+                registration.work.notify_one();
             }
             next = tokio::time::timeout(silence, ws.next()) => {
                 let bytes = match next {

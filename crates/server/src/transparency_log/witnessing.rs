@@ -208,9 +208,9 @@ impl WitnessClient {
     }
 }
 
-/// The tenant's witness section, from the policy the server holds (checked
-/// against the root when it was published).
-pub async fn witnessing_of(store: &Store, tenant_id: &str) -> anyhow::Result<Option<Witnessing>> {
+/// The tenant's policy as the server holds it (checked against the root
+/// when it was published; agents check it again).
+pub async fn policy_of(store: &Store, tenant_id: &str) -> anyhow::Result<Option<Policy>> {
     let set = store.trust_for_device_tenant(tenant_id).await?;
     let Some((_, bytes)) = set.policy else {
         return Ok(None);
@@ -218,7 +218,7 @@ pub async fn witnessing_of(store: &Store, tenant_id: &str) -> anyhow::Result<Opt
     let limits = Limits::default();
     let signed = Signed::from_bytes(&bytes, &limits).map_err(|e| anyhow!("{e}"))?;
     let policy: Policy = signed.statement(&limits).map_err(|e| anyhow!("{e}"))?;
-    Ok(policy.witnessing)
+    Ok(Some(policy))
 }
 
 /// `add-checkpoint`'s body: `old N`, the proof hashes in base64, a blank
@@ -263,15 +263,32 @@ fn own_line(answer: &str, name: &str) -> Option<String> {
         .map(|line| format!("{line}\n"))
 }
 
-/// `note` with `line` as the only cosignature line of witness `name`.
+/// `note` with `line` as the latest cosignature line of witness `name`,
+/// keeping that witness's earliest line: the first says since when the
+/// witness has seen this head (what a delayed mass action waits on), the
+/// latest that it still stands by it (what every job needs).
 fn with_cosignature(note: &str, name: &str, line: &str) -> String {
     let prefix = format!("{SIG_PREFIX}{name} ");
     let Some((body, lines)) = note.split_once("\n\n") else {
         return note.to_owned();
     };
+    let time = |l: &str| {
+        let blob = STANDARD.decode(l.get(prefix.len()..)?.trim()).ok()?;
+        Some(u64::from_be_bytes(blob.get(4..12)?.try_into().ok()?))
+    };
+    let first = lines
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .min_by_key(|l| time(l).unwrap_or(u64::MAX));
     let mut out = format!("{body}\n\n");
     for kept in lines.lines().filter(|l| !l.starts_with(&prefix)) {
         out.push_str(kept);
+        out.push('\n');
+    }
+    if let Some(first) = first
+        && time(first) < time(line.trim_end())
+    {
+        out.push_str(first);
         out.push('\n');
     }
     out.push_str(line);
@@ -306,7 +323,7 @@ async fn witness_round(
     store: &Store,
 ) -> anyhow::Result<()> {
     for log_id in store.log_ids().await? {
-        let Some(witnessing) = witnessing_of(store, &log_id).await? else {
+        let Some(witnessing) = policy_of(store, &log_id).await?.and_then(|p| p.witnessing) else {
             continue;
         };
         let now = crate::now_millis();
@@ -331,16 +348,43 @@ mod tests {
     const NOTE: &str =
         "log.example/bulwark-log/t1\n3\nAAAA\n\n\u{2014} log.example/bulwark-log/t1 sig1\n";
 
+    fn line(name: &str, time: u64) -> String {
+        let mut blob = vec![0u8; 4];
+        blob.extend_from_slice(&time.to_be_bytes());
+        blob.extend_from_slice(&[0u8; 64]);
+        format!("{SIG_PREFIX}{name} {}\n", STANDARD.encode(blob))
+    }
+
     #[test]
-    fn a_witness_line_is_added_once_and_replaced() {
-        let once = with_cosignature(NOTE, "w1", "\u{2014} w1 first\n");
-        assert_eq!(once, format!("{NOTE}\u{2014} w1 first\n"));
-        let twice = with_cosignature(&once, "w2", "\u{2014} w2 x\n");
-        let again = with_cosignature(&twice, "w1", "\u{2014} w1 second\n");
-        assert_eq!(again, format!("{NOTE}\u{2014} w2 x\n\u{2014} w1 second\n"));
+    fn a_witness_keeps_its_first_and_latest_line() {
+        let once = with_cosignature(NOTE, "w1", &line("w1", 10));
+        assert_eq!(once, format!("{NOTE}{}", line("w1", 10)));
+        let other = with_cosignature(&once, "w2", &line("w2", 11));
+        let twice = with_cosignature(&other, "w1", &line("w1", 20));
+        assert_eq!(
+            twice,
+            format!(
+                "{NOTE}{}{}{}",
+                line("w2", 11),
+                line("w1", 10),
+                line("w1", 20)
+            )
+        );
+        // A third: the first stays, the middle one goes.
+        let thrice = with_cosignature(&twice, "w1", &line("w1", 30));
+        assert_eq!(
+            thrice,
+            format!(
+                "{NOTE}{}{}{}",
+                line("w2", 11),
+                line("w1", 10),
+                line("w1", 30)
+            )
+        );
         // A witness whose name is a prefix of another's leaves that one alone.
-        let prefixed = with_cosignature(&again, "w", "\u{2014} w y\n");
-        assert!(prefixed.contains("\u{2014} w1 second\n"));
+        let prefixed = with_cosignature(&thrice, "w", &line("w", 40));
+        assert!(prefixed.contains(&line("w1", 30)));
+        assert!(prefixed.contains(&line("w2", 11)));
     }
 
     #[test]

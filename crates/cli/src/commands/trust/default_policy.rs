@@ -54,6 +54,7 @@ pub(crate) fn default_policy(
         tenant: tenant_id.to_owned(),
         tenant_name: Some(tenant_name.to_owned()),
         witnessing: None,
+        mass_action_delay: None,
         version: 1,
         expires_at: now + DEFAULT_POLICY_DAYS * DAY,
         operators,

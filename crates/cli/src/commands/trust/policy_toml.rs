@@ -22,6 +22,22 @@ pub(crate) struct PolicyDoc {
     /// The witnesses a job's tree head needs (RFD 0006); absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witnesses: Option<WitnessesDoc>,
+    /// Which jobs wait after entering the witnessed log (RFD 0006).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mass_action_delay: Option<MassActionDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MassActionDoc {
+    /// A job reaching more devices than this waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more_than_targets: Option<u32>,
+    /// Jobs of these classes wait, however many devices they reach.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// How long, in seconds, after the witnesses first saw the job in the log.
+    pub delay_secs: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +148,11 @@ pub(crate) fn policy_to_doc(policy: &Policy, now: u64) -> PolicyDoc {
                 })
                 .collect(),
         }),
+        mass_action_delay: policy.mass_action_delay.as_ref().map(|d| MassActionDoc {
+            more_than_targets: d.more_than_targets,
+            classes: d.classes.iter().map(|c| class_name(*c).to_owned()).collect(),
+            delay_secs: d.delay_secs,
+        }),
     }
 }
 
@@ -219,6 +240,21 @@ pub(crate) fn doc_to_policy(
             duration_minutes: w.duration_minutes,
         });
     }
+    let mass_action_delay = match &doc.mass_action_delay {
+        None => None,
+        Some(d) => Some(MassActionDelay {
+            more_than_targets: d.more_than_targets,
+            classes: d
+                .classes
+                .iter()
+                .map(|name| {
+                    ActionClass::from_name(name)
+                        .with_context(|| format!("unknown class {name:?} in mass_action_delay"))
+                })
+                .collect::<Result<_>>()?,
+            delay_secs: d.delay_secs,
+        }),
+    };
     Ok(Policy {
         tenant: tenant_id.to_owned(),
         tenant_name: Some(tenant_name.to_owned()),
@@ -241,6 +277,7 @@ pub(crate) fn doc_to_policy(
             threshold: w.required,
             freshness_secs: w.freshness_secs,
         }),
+        mass_action_delay,
     })
 }
 
