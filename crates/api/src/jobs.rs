@@ -77,6 +77,20 @@ pub struct JobView {
     /// Only on a single job: SHA-256 of the envelope's signing bytes (hex),
     /// which the job's `job.released` log entry names.
     pub challenge: Option<String>,
+    /// Set when the tenant's policy calls this job a mass action: it waits
+    /// after entering the witnessed log, and the tenant can freeze meanwhile.
+    #[serde(default)]
+    pub mass_action_delay: Option<MassActionDelayView>,
+}
+
+/// A delayed mass action's wait (RFD 0006). Agents time it from the
+/// witnesses' cosignatures; `runs_from` is the server's estimate.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MassActionDelayView {
+    pub delay_secs: u64,
+    /// RFC 3339: approval plus the delay (none while pending).
+    pub runs_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -15,8 +15,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::error::ErrorBody;
 use bulwark_api::error::ErrorCode;
 use bulwark_api::jobs::{
-    ApprovalRequest, JobRequest, JobTargetView, JobView, QuorumView, RejectRequest, SignerView,
-    WebAuthnApproval,
+    ApprovalRequest, JobRequest, JobTargetView, JobView, MassActionDelayView, QuorumView,
+    RejectRequest, SignerView, WebAuthnApproval,
 };
 use bulwark_policy::envelope::SignatureEntry;
 use bulwark_policy::webauthn::WebAuthnSignature;
@@ -88,7 +88,25 @@ pub fn job_view(
                 .collect()
         })
         .unwrap_or_default();
+    let mass_action_delay = match (&statement, policy) {
+        (Some(j), Some(p)) => p.mass_action_delay.as_ref().and_then(|rule| {
+            let class = derive_class(j, p).unwrap_or(j.class);
+            rule.applies(j, class).then(|| MassActionDelayView {
+                delay_secs: rule.delay_secs,
+                runs_from: job
+                    .decided_at
+                    .filter(|_| job.state == JobState::Approved)
+                    .map(|at| {
+                        rfc3339(at.saturating_add(
+                            i64::try_from(rule.delay_secs * 1000).unwrap_or(i64::MAX),
+                        ))
+                    }),
+            })
+        }),
+        _ => None,
+    };
     JobView {
+        mass_action_delay,
         id: job.id.clone(),
         tenant: job.tenant_name.clone(),
         class: job.class.clone(),
