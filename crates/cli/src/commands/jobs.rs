@@ -667,6 +667,17 @@ fn print_job(view: &JobView, with_script: bool) {
     println!("Quorum     {}", quorum_text(view.quorum.as_ref()));
     println!("Valid      {} to {}", view.not_before, view.expires_at);
     println!("Timeout    {} s", view.timeout_secs);
+    if let Some(delay) = &view.mass_action_delay {
+        let from = delay
+            .runs_from
+            .as_deref()
+            .map(|at| format!(", not before about {at}"))
+            .unwrap_or_default();
+        println!(
+            "Held       a mass action: waits {} s after it enters the witnessed log{from}; the tenant can freeze meanwhile",
+            delay.delay_secs
+        );
+    }
     println!("Script     sha256 {}", view.script_sha256);
     for s in &view.signers {
         let name = s.name.as_deref().unwrap_or("(not in the current policy)");
