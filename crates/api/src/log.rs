@@ -4,6 +4,27 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+/// The detail of a `log.archived` entry, in the MSP log and in the archived
+/// log itself: the range of entries archived and the root of the tree that
+/// ends with it, which the archive's files must reproduce. An auditor of
+/// the log reads it back with [`parse_archived_detail`] to tell archived
+/// entries from deleted ones.
+pub fn archived_detail(from: u64, below: u64, root: &[u8; 32]) -> String {
+    format!("archived [{from}, {below}) root {}", hex::encode(root))
+}
+
+/// The range `[from, below)` and root of a `log.archived` entry's detail.
+pub fn parse_archived_detail(detail: &str) -> Option<(u64, u64, [u8; 32])> {
+    let rest = detail.strip_prefix("archived [")?;
+    let (from, rest) = rest.split_once(", ")?;
+    let (below, rest) = rest.split_once(") root ")?;
+    let root = rest.split(' ').next()?;
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(root, &mut bytes).ok()?;
+    let (from, below): (u64, u64) = (from.parse().ok()?, below.parse().ok()?);
+    (from < below).then_some((from, below, bytes))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LogKeyView {
     /// The log's public key as a Go signed-note verifier key
@@ -209,4 +230,23 @@ pub struct JobEnvelopeView {
 pub struct LogStatementsView {
     pub trust: Vec<TrustStatementView>,
     pub jobs: Vec<JobEnvelopeView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archived_details_read_back() {
+        let detail = format!(
+            "{} (older than 180 days) to /x",
+            archived_detail(3, 9, &[7; 32])
+        );
+        assert_eq!(parse_archived_detail(&detail), Some((3, 9, [7; 32])));
+        assert_eq!(parse_archived_detail("entries 0..5 archived to /x"), None);
+        assert_eq!(
+            parse_archived_detail(&archived_detail(9, 9, &[7; 32])),
+            None
+        );
+    }
 }

@@ -102,7 +102,8 @@ async fn a_due_prefix_is_archived_verified_and_pruned() {
     let head = store.log_head(LOG).await.expect("head").expect("a log");
     assert_eq!(
         (head.size, head.archived_below),
-        (OLD as u64 + 1000, OLD as u64)
+        (OLD as u64 + 1001, OLD as u64),
+        "the archived log gained its own log.archived entry"
     );
     assert_eq!(
         store.log_entries(LOG, 0, 1).await.expect("entries")[0].idx,
@@ -122,10 +123,24 @@ async fn a_due_prefix_is_archived_verified_and_pruned() {
         (event.action.as_str(), event.target.as_str()),
         ("log.archived", LOG)
     );
-    assert!(
-        event.detail.contains(&format!("entries 0..{}", OLD - 1)),
+    let root = store.log_root_at(LOG, OLD as u64).await.expect("root");
+    assert_eq!(
+        bulwark_api::log::parse_archived_detail(&event.detail),
+        Some((0, OLD as u64, root)),
         "{}",
         event.detail
+    );
+    // The same entry in the archived log itself, for its own auditor.
+    let own = store
+        .log_entries(LOG, OLD as u64 + 1000, 1)
+        .await
+        .expect("own log");
+    let own = bulwark_store::AuditLeaf::decode(&own[0].leaf).expect("an audit leaf");
+    assert_eq!(own.action, "log.archived");
+    assert_eq!(own.tenant.as_deref(), Some(LOG));
+    assert_eq!(
+        bulwark_api::log::parse_archived_detail(&own.detail),
+        Some((0, OLD as u64, root))
     );
 
     // Run again at the same time: nothing more is due.
@@ -303,7 +318,8 @@ async fn fresh_entries_made_to_look_old_in_the_database_stay(store: &Store, data
     assert_eq!(first_held(store, LOG).await, Some(20));
     assert_eq!(
         store.log_entries(LOG, 0, 100).await.expect("entries").len(),
-        30
+        31,
+        "30 kept, and the log's own log.archived entry"
     );
     assert_eq!(archived_below(store, OTHER).await, 0);
     assert_eq!(
@@ -323,13 +339,14 @@ async fn fresh_entries_made_to_look_old_in_the_database_stay(store: &Store, data
     assert_eq!(again, RetentionRun::default());
 
     // A year later, by their own signed times, the rest goes (and the
-    // `log.archived` event the first run appended to the MSP log).
+    // `log.archived` events the first run appended to the MSP log and to
+    // the archived log itself, its entry 50).
     let later = archive_due(&signer, store, data_dir, 365, &[], NOW + 400 * DAY)
         .await
         .expect("archive");
     assert_eq!(
         sorted(ranges(&later)),
-        sorted(vec![(LOG, 20, 50), (OTHER, 0, 10), (MSP_LOG, 0, 1)])
+        sorted(vec![(LOG, 20, 51), (OTHER, 0, 10), (MSP_LOG, 0, 1)])
     );
     assert!(later.refused.is_empty(), "{:?}", later.refused);
 }
@@ -353,7 +370,8 @@ async fn old_entries_made_to_look_fresh_in_the_database_still_go(store: &Store, 
         .expect("archive");
     assert_eq!(ranges(&run), [(LOG, 0, 20)]);
     assert!(run.refused.is_empty(), "{:?}", run.refused);
-    assert_eq!(first_held(store, LOG).await, None);
+    // Only the log's own log.archived entry is left.
+    assert_eq!(first_held(store, LOG).await, Some(20));
 }
 
 /// An entry retention cannot trust stops its log there, loudly (logged and

@@ -121,21 +121,24 @@ pub(crate) async fn append_audit_leaf(
 
 impl Store {
     /// Removes entries `[from, below)` of `log_id` once they are archived
-    /// and records `event` (e.g. `log.archived`, in the MSP log), in one
-    /// transaction (`transparency_log::prune_entries` says what stays and
-    /// what it refuses). Returns how many entry rows were deleted.
+    /// and records `events` (`log.archived` in the MSP log and in the
+    /// archived log itself), in one transaction
+    /// (`transparency_log::prune_entries` says what stays and what it
+    /// refuses). Returns how many entry rows were deleted.
     pub async fn prune_log_entries(
         &self,
         log_id: &str,
         from: u64,
         below: u64,
-        event: &NewAuditEvent,
+        events: &[NewAuditEvent],
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         // The prune writes first: it takes the head's lock, so appends to
         // this log wait until it commits.
         let deleted = transparency_log::prune_entries(&mut tx, log_id, from, below).await?;
-        insert_audit(&mut tx, event).await?;
+        for event in events {
+            insert_audit(&mut tx, event).await?;
+        }
         tx.commit().await?;
         Ok(deleted)
     }

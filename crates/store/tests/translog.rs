@@ -525,22 +525,25 @@ async fn log_archive_prunes_a_prefix(store: Store) {
             .with_detail(format!("entries 0..{n}"))
     };
     assert!(matches!(
-        store.prune_log_entries(log, 0, 0, &event(0)).await,
+        store.prune_log_entries(log, 0, 0, &[event(0)]).await,
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
-        store.prune_log_entries(log, 0, 18, &event(18)).await,
+        store.prune_log_entries(log, 0, 18, &[event(18)]).await,
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
-        store.prune_log_entries(log, 3, 6, &event(6)).await,
+        store.prune_log_entries(log, 3, 6, &[event(6)]).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.log_entries(log, 0, 100).await.unwrap().len(), 17);
 
     let msp_before = store.log_head(MSP_LOG).await.unwrap().map_or(0, |h| h.size);
     assert_eq!(
-        store.prune_log_entries(log, 0, 6, &event(6)).await.unwrap(),
+        store
+            .prune_log_entries(log, 0, 6, &[event(6)])
+            .await
+            .unwrap(),
         6
     );
     let head = store.log_head(log).await.unwrap().unwrap();
@@ -583,12 +586,12 @@ async fn log_archive_prunes_a_prefix(store: Store) {
     assert_eq!(c.archived_below, 6);
     assert_eq!(c.entries.first().unwrap().idx, 6);
     assert!(matches!(
-        store.prune_log_entries(log, 0, 8, &event(8)).await,
+        store.prune_log_entries(log, 0, 8, &[event(8)]).await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(
         store
-            .prune_log_entries(log, 6, 10, &event(10))
+            .prune_log_entries(log, 6, 10, &[event(10)])
             .await
             .unwrap(),
         4

@@ -15,7 +15,9 @@
 //!    the range's end, and the consistency proof from it to the latest;
 //! 3. only then removed from `log_entries`, in the transaction that moves
 //!    the log's `archived_below` and appends `log.archived` to the MSP log
-//!    ([`Store::prune_log_entries`]).
+//!    and to the archived log itself ([`Store::prune_log_entries`]): its
+//!    detail, `archived [from, below) root <base64>`, lets the tenant's own
+//!    auditor tell archived entries from deleted ones.
 //!
 //! Subtree hashes, heads and signed heads stay: every proof still works,
 //! only leaf bytes leave. Which prefix may go is the pure
@@ -329,14 +331,28 @@ pub async fn archive_due(
             let dir = archive_range(signer, store, data_dir, &log_id, entries, now)
                 .await
                 .with_context(|| format!("archiving entries {from}..{below} of log {log_id}"))?;
-            let event = NewAuditEvent::new(now, "server", AuditAction::LogArchived, &log_id)
-                .with_detail(format!(
-                    "entries {from}..{} (older than {retention_days} days) archived to {}",
-                    below - 1,
-                    dir.display()
-                ));
+            let detail = bulwark_api::log::archived_detail(
+                from,
+                below,
+                &store.log_root_at(&log_id, below).await?,
+            );
+            let event = |tenant: Option<&str>| {
+                NewAuditEvent::new(now, "server", AuditAction::LogArchived, &log_id)
+                    .in_tenant(tenant)
+                    .with_detail(format!(
+                        "{detail} (older than {retention_days} days) to {}",
+                        dir.display()
+                    ))
+            };
+            // In the MSP log for the MSP, and in the archived log itself,
+            // so that its own auditor (who cannot read the MSP log) can tell
+            // archived entries from deleted ones.
+            let mut events = vec![event(None)];
+            if log_id != bulwark_store::MSP_LOG {
+                events.push(event(Some(&log_id)));
+            }
             store
-                .prune_log_entries(&log_id, from, below, &event)
+                .prune_log_entries(&log_id, from, below, &events)
                 .await
                 .with_context(|| format!("pruning entries {from}..{below} of log {log_id}"))?;
             run.archived.push(Archived {
