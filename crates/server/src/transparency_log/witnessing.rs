@@ -30,6 +30,9 @@ use super::checkpoints::LogSigner;
 pub const WITNESS_TICK: Duration = Duration::from_secs(5);
 /// How long one witness may take to answer.
 const WITNESS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a witness that failed is left alone, so that one that drops
+/// packets does not hold every delivery up for [`WITNESS_TIMEOUT`].
+const WITNESS_BACKOFF: Duration = Duration::from_secs(10);
 /// The C2SP signature-line prefix.
 const SIG_PREFIX: &str = "\u{2014} ";
 
@@ -41,6 +44,8 @@ pub struct WitnessClient {
     held: Mutex<HashMap<(String, String), u64>>,
     /// One submission round per log at a time.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When each witness (by log and vkey) last failed.
+    failed: Mutex<HashMap<(String, String), std::time::Instant>>,
 }
 
 impl std::fmt::Debug for WitnessClient {
@@ -72,6 +77,7 @@ impl WitnessClient {
             http,
             held: Mutex::default(),
             locks: Mutex::default(),
+            failed: Mutex::default(),
         })
     }
 
@@ -109,20 +115,35 @@ impl WitnessClient {
         let times = cosignature_times(&note, &verifiers, &limits)
             .unwrap_or_else(|_| vec![None; verifiers.len()]);
         let refresh_after = witnessing.freshness_secs / 3;
-        for ((witness, verifier), time) in witnessing.witnesses.iter().zip(&verifiers).zip(times) {
-            let Some(url) = &witness.url else { continue };
-            if time.is_some_and(|t| t.saturating_add(refresh_after) > now_secs) {
-                continue;
-            }
-            match self
-                .add_checkpoint(store, log_id, current.size, &log_note, url, verifier)
-                .await
-            {
+        let (log_note, size) = (log_note.as_str(), current.size);
+        // Every witness due is asked at once: one slow witness costs one
+        // timeout, not one per witness.
+        let asks = witnessing
+            .witnesses
+            .iter()
+            .zip(&verifiers)
+            .zip(times)
+            .filter_map(|((witness, verifier), time)| {
+                let url = witness.url.as_deref()?;
+                let fresh = time.is_some_and(|t| t.saturating_add(refresh_after) > now_secs);
+                (!fresh && !self.backing_off(log_id, verifier)).then_some((url, verifier))
+            })
+            .map(|(url, verifier)| async move {
+                let answer = self
+                    .add_checkpoint(store, log_id, size, log_note, url, verifier)
+                    .await;
+                (url, verifier, answer)
+            });
+        for (url, verifier, answer) in futures_util::future::join_all(asks).await {
+            match answer {
                 Ok(line) => note = with_cosignature(&note, verifier.name(), &line),
-                Err(error) => tracing::warn!(
-                    log = %log_id, size = current.size, witness = %verifier.name(), %url,
-                    "The witness did not cosign: {error:#}"
-                ),
+                Err(error) => {
+                    self.note_failure(log_id, verifier);
+                    tracing::warn!(
+                        log = %log_id, size = current.size, witness = %verifier.name(), %url,
+                        "The witness did not cosign: {error:#}"
+                    );
+                }
             }
         }
         if note != current.note
@@ -195,6 +216,21 @@ impl WitnessClient {
             }
         }
         bail!("the witness's size kept changing")
+    }
+
+    fn backing_off(&self, log_id: &str, verifier: &CosignatureVerifier) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed
+            .get(&(log_id.to_owned(), verifier.to_vkey()))
+            .is_some_and(|at| at.elapsed() < WITNESS_BACKOFF)
+    }
+
+    fn note_failure(&self, log_id: &str, verifier: &CosignatureVerifier) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.insert(
+            (log_id.to_owned(), verifier.to_vkey()),
+            std::time::Instant::now(),
+        );
     }
 
     fn held_size(&self, key: &(String, String)) -> u64 {
