@@ -468,6 +468,23 @@ pub(crate) fn policy_diff(old: Option<&Policy>, new: &Policy) -> Vec<String> {
         old.witnessing.as_ref(),
         new.witnessing.as_ref(),
     ));
+    if old.mass_action_delay != new.mass_action_delay {
+        let summary = |d: Option<&bulwark_policy::MassActionDelay>| match d {
+            None => "none".to_owned(),
+            Some(d) => {
+                let mut jobs: Vec<String> = d.classes.iter().map(|c| c.name().to_owned()).collect();
+                if let Some(n) = d.more_than_targets {
+                    jobs.push(format!("more than {n} devices"));
+                }
+                format!("{} wait {} s", jobs.join(" or "), d.delay_secs)
+            }
+        };
+        out.push(format!(
+            "~ mass-action delay: {} -> {}",
+            summary(old.mass_action_delay.as_ref()),
+            summary(new.mass_action_delay.as_ref())
+        ));
+    }
     if old.expires_at != new.expires_at {
         out.push(format!(
             "~ expires {} -> {}",
@@ -505,9 +522,8 @@ fn witness_diff(
             summary(new)
         ));
     }
-    let keys = |w: Option<&bulwark_policy::Witnessing>| {
-        w.map(|w| w.witnesses.clone()).unwrap_or_default()
-    };
+    let keys =
+        |w: Option<&bulwark_policy::Witnessing>| w.map(|w| w.witnesses.clone()).unwrap_or_default();
     let (old, new) = (keys(old), keys(new));
     for k in &new {
         if !old.iter().any(|o| o.vkey == k.vkey) {

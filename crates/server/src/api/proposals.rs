@@ -127,6 +127,16 @@ fn decode_statement(signed: &Signed, tenant: &Tenant) -> Result<Proposed, ApiErr
                 "fan_out_limit": policy.fan_out_limit,
                 "allowed_scripts": policy.allowed_scripts.iter().map(|h| hex::encode(h.0)).collect::<Vec<_>>(),
                 "maintenance_windows": policy.maintenance_windows.len(),
+                "witnesses": policy.witnessing.as_ref().map(|w| json!({
+                    "required": w.threshold,
+                    "freshness_secs": w.freshness_secs,
+                    "vkeys": w.witnesses.iter().map(|k| k.vkey.as_str()).collect::<Vec<_>>(),
+                })),
+                "mass_action_delay": policy.mass_action_delay.as_ref().map(|d| json!({
+                    "more_than_targets": d.more_than_targets,
+                    "classes": d.classes.iter().map(|c| c.name()).collect::<Vec<_>>(),
+                    "delay_secs": d.delay_secs,
+                })),
             });
             Ok(Proposed {
                 kind: TrustKind::Policy,

@@ -150,7 +150,11 @@ pub(crate) fn policy_to_doc(policy: &Policy, now: u64) -> PolicyDoc {
         }),
         mass_action_delay: policy.mass_action_delay.as_ref().map(|d| MassActionDoc {
             more_than_targets: d.more_than_targets,
-            classes: d.classes.iter().map(|c| class_name(*c).to_owned()).collect(),
+            classes: d
+                .classes
+                .iter()
+                .map(|c| class_name(*c).to_owned())
+                .collect(),
             delay_secs: d.delay_secs,
         }),
     }

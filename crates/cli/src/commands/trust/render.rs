@@ -174,6 +174,11 @@ pub(super) fn trust_json(tenant: &str, trust: &Trust, local: &[KeyInfo], now: u6
                 "freshness_secs": w.freshness_secs,
                 "list": w.witnesses.iter().map(|k| json!({"vkey": k.vkey, "url": k.url})).collect::<Vec<_>>(),
             })),
+            "mass_action_delay": p.mass_action_delay.as_ref().map(|d| json!({
+                "more_than_targets": d.more_than_targets,
+                "classes": d.classes.iter().map(|c| class_name(*c)).collect::<Vec<_>>(),
+                "delay_secs": d.delay_secs,
+            })),
             "warnings": policy_warnings(p, now),
         })
     });
@@ -391,6 +396,22 @@ pub(super) fn render_policy(out: &mut String, policy: &Policy, local: &[KeyInfo]
                 let _ = writeln!(out, "  {}  {}", k.vkey, k.url.as_deref().unwrap_or("-"));
             }
         }
+    }
+    if let Some(d) = &policy.mass_action_delay {
+        let mut jobs: Vec<String> = d
+            .classes
+            .iter()
+            .map(|c| class_name(*c).to_owned())
+            .collect();
+        if let Some(n) = d.more_than_targets {
+            jobs.push(format!("jobs on more than {n} devices"));
+        }
+        let _ = writeln!(
+            out,
+            "Mass actions ({}) wait {} s after the witnesses first see them in the log",
+            jobs.join(", "),
+            d.delay_secs
+        );
     }
     for warning in policy_warnings(policy, now) {
         let _ = writeln!(out, "Note: {warning}.");

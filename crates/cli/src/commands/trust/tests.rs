@@ -44,11 +44,9 @@ fn rich_policy() -> Policy {
         },
     ];
     policy.fan_out_limit = 7;
-    let witness = bulwark_translog::Cosigner::new(
-        "witness.example/acme",
-        SigningKey::from_bytes(&[5; 32]),
-    )
-    .expect("witness");
+    let witness =
+        bulwark_translog::Cosigner::new("witness.example/acme", SigningKey::from_bytes(&[5; 32]))
+            .expect("witness");
     policy.witnessing = Some(Witnessing {
         witnesses: vec![WitnessKey {
             vkey: witness.verifier().to_vkey(),
