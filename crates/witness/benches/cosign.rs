@@ -72,7 +72,9 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let cosigner = WitnessDir::init(dir.path(), "bench.example/witness").unwrap();
         let (witness, _) = WitnessDir::open(dir.path()).unwrap();
-        witness.add_log(ORIGIN, &log.verifier().to_vkey()).unwrap();
+        witness
+            .add_log(ORIGIN, &log.verifier().to_vkey(), None)
+            .unwrap();
         let key = log.verifier();
         let mut held: Option<Cosigned> = None;
         let started = Instant::now();

@@ -47,6 +47,11 @@ pub enum Refusal {
     Conflict { size: u64 },
     /// 422: the checkpoint does not extend what this witness cosigned.
     Inconsistent(String),
+    /// 423 (a Bulwark rule, RFD 0006): the log's tenant is frozen by its
+    /// customer and the grace has passed; nothing of it is cosigned until a
+    /// root-signed unfreeze. Not 403 or 409, which the spec gives other
+    /// meanings (a 409 body is read as a size).
+    Frozen(String),
 }
 
 impl Refusal {
@@ -57,6 +62,7 @@ impl Refusal {
             Refusal::UnknownOrigin(_) => 404,
             Refusal::Conflict { .. } => 409,
             Refusal::Inconsistent(_) => 422,
+            Refusal::Frozen(_) => 423,
         }
     }
 
@@ -68,7 +74,8 @@ impl Refusal {
             Refusal::BadRequest(m)
             | Refusal::Forbidden(m)
             | Refusal::UnknownOrigin(m)
-            | Refusal::Inconsistent(m) => format!("{m}\n"),
+            | Refusal::Inconsistent(m)
+            | Refusal::Frozen(m) => format!("{m}\n"),
         }
     }
 }

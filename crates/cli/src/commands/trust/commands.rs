@@ -535,22 +535,28 @@ pub(super) async fn kill_switch(
         return Ok(());
     }
     let (statement, signed) = sign_freeze(root, current, frozen, reason, &keys)?;
-    post_envelope(&session, tenant, "freeze", &signed, otp)
+    // The root chain the witnesses check it from, read before the server
+    // hears of the statement (RFD 0006).
+    let chain = witness_freeze::root_chain(&session, tenant, &trust).await;
+    let published = post_envelope(&session, tenant, "freeze", &signed, otp)
         .await
-        .context("publishing the freeze statement")?;
-    if frozen {
+        .context("publishing the freeze statement");
+    if published.is_ok() && frozen {
         println!(
             "Tenant {tenant} is frozen (sequence {}): its agents refuse every job from the moment \
              they receive this, until the root threshold unfreezes it.",
             statement.sequence
         );
-    } else {
+    } else if published.is_ok() {
         println!(
             "Tenant {tenant} is unfrozen (sequence {}): its agents accept jobs again under the policy.",
             statement.sequence
         );
     }
-    Ok(())
+    // Whatever the server did: a server that refuses or drops the freeze
+    // must not keep it from the witnesses.
+    witness_freeze::give_to_witnesses(tenant, &trust, chain, &signed, frozen).await;
+    published
 }
 
 /// The next freeze (or unfreeze) statement after `current`, signed by

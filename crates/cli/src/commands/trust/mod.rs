@@ -20,9 +20,9 @@ use bulwark_api::trust::{EnvelopeRequest, TrustView};
 use bulwark_policy::policy::ScriptHash;
 use bulwark_policy::root::root_fingerprint;
 use bulwark_policy::{
-    ActionClass, FreezeState, FreezeStatement, Holder, Limits, MaintenanceWindow,
-    MassActionDelay, OperatorKey, Policy, PublicKey, Quorum, Refusal, RootKey, Signed,
-    TrustHistory, TrustKind, TrustOutcome, TrustRoot, WitnessKey, Witnessing,
+    ActionClass, FreezeState, FreezeStatement, Holder, Limits, MaintenanceWindow, MassActionDelay,
+    OperatorKey, Policy, PublicKey, Quorum, Refusal, RootKey, Signed, TrustHistory, TrustKind,
+    TrustOutcome, TrustRoot, WitnessKey, Witnessing,
 };
 use bulwark_protocol::token::fingerprint_text;
 use ed25519_dalek::SigningKey;
@@ -339,6 +339,7 @@ mod render;
 mod rotation;
 mod signing;
 mod verified;
+mod witness_freeze;
 
 use commands::*;
 pub(crate) use default_policy::*;
