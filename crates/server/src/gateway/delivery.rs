@@ -51,6 +51,9 @@ pub(super) async fn send_work(
         .deliverable_jobs_for_device(device_id, now)
         .await?;
     jobs.retain(|(job, _)| !sent.contains(&job.id));
+    if jobs.is_empty() {
+        return Ok(None);
+    }
     // One tree head for the batch: it covers every job's entry and, if it
     // can, the head the agent holds.
     let needed = jobs
