@@ -5,11 +5,15 @@
 //! signed size, emptied, cut together with the later heads, and dressed up
 //! as a server archive. `bulwark audit verify --from DIR` must refuse each
 //! with exit 1 and name the missing entries, with and without `--head`.
+//! Last, the first entries are deleted from the database and
+//! `archived_below` raised by hand: with no `log.archived` entry in the log
+//! for them, `verify` (online, and of an export) names them missing (exit
+//! 1), not archived (exit 3).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use bulwark_e2e::{Finished, OperatorSetup};
+use bulwark_e2e::{Finished, OperatorSetup, sql_text};
 use serde_json::Value;
 
 const PASSPHRASE: &str = "e2e export completeness: a passphrase nobody guesses";
@@ -312,5 +316,58 @@ async fn an_export_cut_short_of_its_newest_head_fails_verification() -> Result<(
             .await?
             .ok()?;
     }
+
+    // 6. Whoever holds the database deletes the first entries and raises
+    //    archived_below by hand, so that the server serves them as
+    //    archived (410, and the compact range of the prefix from the
+    //    subtree hashes, which match the signed head of that size). The log
+    //    holds no log.archived entry for them: entries missing (exit 1),
+    //    not "archived, not checked" (exit 3), online and in an export.
+    let log = sql_text(whole["log_id"].as_str().context("log id")?);
+    s.sql(&format!(
+        "DELETE FROM log_entries WHERE log_id = {log} AND idx < {earlier}; \
+         UPDATE log_heads SET archived_below = {earlier} WHERE log_id = {log};"
+    ))?;
+    let needles = [
+        format!(
+            "entries 0 to {} ({earlier} entries) are missing",
+            earlier - 1
+        ),
+        "removed without a record of archiving in this log".to_owned(),
+        "older than these records".to_owned(),
+        "first bad index: 0".to_owned(),
+    ];
+    refused(
+        "the first entries deleted, archived_below raised",
+        &verify(&s, &["--tenant", TENANT]).await?,
+        &needles,
+    )?;
+    let reply = refused_json(
+        "the first entries deleted, --json",
+        &verify(&s, &["--tenant", TENANT, "--json"]).await?,
+    )?;
+    ensure!(
+        reply["problem"] == "deleted_entry" && reply["index"] == 0,
+        "{reply}"
+    );
+    let deleted_export = work.join("deleted-export");
+    s.cli(
+        &[
+            "audit",
+            "export",
+            "--tenant",
+            TENANT,
+            "--out",
+            &text(&deleted_export),
+        ],
+        None,
+    )
+    .await?
+    .ok()?;
+    refused(
+        "an export of the log whose first entries were deleted",
+        &verify(&s, &["--from", &text(&deleted_export)]).await?,
+        &needles,
+    )?;
     Ok(())
 }

@@ -10,8 +10,12 @@
 //! rest without it (told that the prefix is archived), the archive alone
 //! offline, and catches an archive with one edited leaf. At the fourth
 //! start the second run's entries go too: a second archive, chained to the
-//! first. (Editing the `log_entries.at` column, as an attacker with the
-//! database could, ages nothing: `crates/server/tests/retention.rs`.)
+//! first. Each archive is recorded in the archived log itself
+//! (`log.archived`), which is what tells the auditor the prefix was
+//! archived; entries then removed from the database by hand, with
+//! `archived_below` raised, are reported missing (exit 1). (Editing the
+//! `log_entries.at` column, as an attacker with the database could, ages
+//! nothing: `crates/server/tests/retention.rs`.)
 //! Needs the `sqlite3` tool and libfaketime (Debian package `faketime`).
 
 use std::path::{Path, PathBuf};
@@ -386,6 +390,19 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
         "{}",
         without.stdout
     );
+    // Archived, not deleted: the log itself records both archives, each
+    // with the whole prefix archived by then and the root of the signed
+    // head at its end.
+    ensure!(
+        without.stdout.contains(&format!(
+            "archiving:     recorded in this log: log.archived at index {k2} (entries 0 to {})",
+            k - 1
+        )) && without
+            .stdout
+            .contains(&format!("(entries 0 to {})", k2 - 1)),
+        "{}",
+        without.stdout
+    );
 
     // An export of the log now starts at the archived prefix's end, from
     // its compact range, and verifies offline.
@@ -437,6 +454,51 @@ async fn old_entries_are_archived_and_the_archive_verifies() -> Result<()> {
     }
     let msp = s.cli_json(&args).await?;
     ensure!(msp["ok"] == true && msp["first_checked"] == 0, "{msp}");
+    // Without them: archived, not checked (exit 3), by its own records.
+    let msp = verify(&s, &["--msp", "--json"]).await?;
+    ensure!(code(&msp) == Some(3), "{}", msp.all_output());
+    let msp: Value = serde_json::from_str(&msp.stdout)?;
+    ensure!(
+        msp["archiving"]["records"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{msp}"
+    );
+
+    // 6. Whoever holds the database removes more entries, after the
+    //    archived ones, and raises archived_below by hand, up to a signed
+    //    head (so that the server serves them as archived, with a compact
+    //    range that gives that head). No log.archived entry names them
+    //    (the newest record covers the whole prefix archived before, so
+    //    only the entries removed by hand are missing): exit 1, not
+    //    archived.
+    let cut: u64 = s
+        .sql(&format!(
+            "SELECT min(size) FROM log_checkpoints WHERE log_id = {} AND size > {k2}",
+            sql_text(&log)
+        ))?
+        .parse()
+        .context("a signed head after the archives")?;
+    s.sql(&format!(
+        "DELETE FROM log_entries WHERE log_id = {log} AND idx < {cut}; \
+         UPDATE log_heads SET archived_below = {cut} WHERE log_id = {log};",
+        log = sql_text(&log)
+    ))?;
+    let removed = verify(&s, &["--tenant", TENANT]).await?;
+    eprintln!("{}", removed.stdout);
+    ensure!(code(&removed) == Some(1), "{}", removed.all_output());
+    let named = match cut - k2 {
+        1 => format!("entry {k2} is missing"),
+        n => format!("entries {k2} to {} ({n} entries) are missing", cut - 1),
+    };
+    ensure!(
+        removed.stdout.contains(&named)
+            && removed
+                .stdout
+                .contains("removed without a record of archiving in this log"),
+        "{}",
+        removed.stdout
+    );
     s.up.stop().await?;
     Ok(())
 }

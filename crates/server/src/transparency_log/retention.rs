@@ -16,8 +16,8 @@
 //! 3. only then removed from `log_entries`, in the transaction that moves
 //!    the log's `archived_below` and appends `log.archived` to the MSP log
 //!    and to the archived log itself ([`Store::prune_log_entries`]): its
-//!    detail, `archived [from, below) root <base64>`, lets the tenant's own
-//!    auditor tell archived entries from deleted ones.
+//!    detail, `archived [0, below) root <hex>` (the whole archived prefix),
+//!    lets the tenant's own auditor tell archived entries from deleted ones.
 //!
 //! Subtree hashes, heads and signed heads stay: every proof still works,
 //! only leaf bytes leave. Which prefix may go is the pure
@@ -331,8 +331,11 @@ pub async fn archive_due(
             let dir = archive_range(signer, store, data_dir, &log_id, entries, now)
                 .await
                 .with_context(|| format!("archiving entries {from}..{below} of log {log_id}"))?;
+            // The whole archived prefix, not only this run's range: the
+            // record of an earlier run may itself be archived by now, and the
+            // newest record must still cover everything below it.
             let detail = bulwark_api::log::archived_detail(
-                from,
+                0,
                 below,
                 &store.log_root_at(&log_id, below).await?,
             );
@@ -340,7 +343,8 @@ pub async fn archive_due(
                 NewAuditEvent::new(now, "server", AuditAction::LogArchived, &log_id)
                     .in_tenant(tenant)
                     .with_detail(format!(
-                        "{detail} (older than {retention_days} days) to {}",
+                        "{detail} (this run: entries {from}..{}, older than {retention_days} days, to {})",
+                        below - 1,
                         dir.display()
                     ))
             };

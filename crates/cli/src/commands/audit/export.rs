@@ -14,9 +14,14 @@ every signed tree head, and the consistency proofs between consecutive
 heads. It can be verified offline, without the server:
 
     bulwark audit verify --from DIR [--log-key VKEY] [--head SAVED-HEAD]
+                         [--witness WITNESS-VKEY ...]
 
 Compare the key in log.vkey with the one the MSP gives you out of band (or
-pass it with --log-key): everything else is checked against it.
+pass it with --log-key): everything else is checked against it. That key
+sits on the MSP's server, so whoever owns the server can sign a rewritten
+history with it; the keys of the tenant's witnesses (--witness, or those
+named by the tenant's policy in statements.json) show such a history: the
+newest head must carry their cosignatures, which no witness gives a fork.
 
 Files
 -----
@@ -50,7 +55,8 @@ statements.json    A tenant log's trust statements and job envelopes:
 checkpoints.ndjson One JSON object per line, smallest size first:
                    {\"size\": N, \"note\": \"<signed checkpoint>\"}
                    note: the C2SP checkpoint (origin <key name>/<log id>,
-                   size, base64 root) signed by log.vkey, verbatim.
+                   size, base64 root) signed by log.vkey, verbatim, with
+                   any witness cosignature lines (C2SP tlog-cosignature).
 proofs.ndjson      One JSON object per line, for each pair of consecutive
                    checkpoints (sizes above 0):
                    {\"from\": A, \"to\": B, \"hashes\": [\"<base64>\", ...]}
@@ -71,7 +77,8 @@ export cut back together with its later heads falls short of it.
 
 Exit codes: 0 verified, 1 the log fails verification (the problem and the
 first entry concerned are printed), 2 it could not be checked (usage, an
-unreadable or malformed file).
+unreadable or malformed file), 4 the log verifies against log.vkey but its
+newest head lacks the cosignatures of the witnesses required.
 ";
 
 pub(super) async fn export(args: ExportArgs) -> Result<()> {

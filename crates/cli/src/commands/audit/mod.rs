@@ -16,18 +16,31 @@
 //!    (an export read with `--from`: as its newest signed head and the head
 //!    it recorded in `head.json`; entries cut from its end, or all of them,
 //!    are counted as missing, see `complete`);
-//! 5. with `--head FILE`, the log extends the head saved earlier.
+//! 5. with `--head FILE`, the log extends the head saved earlier;
+//! 6. with witnesses (`--witness VKEY`, or the witness section of the
+//!    tenant's policy in force at the end of the replayed log; RFD 0006),
+//!    the newest head the entries are checked against carries valid
+//!    cosignatures of `k` distinct listed witnesses (`witnesses`). The log
+//!    key sits in the server's data directory, so only this shows a history
+//!    the server rewrote and re-signed to an auditor who saved no head.
 //!
 //! Entries the server archived (past the retention period; RFD 0003,
 //! "Retention and archives") come from `--archive DIR`s; without them the
 //! rest is checked from the server's compact range of the archived prefix
-//! and the prefix is reported as archived and not checked (exit 3).
+//! and the prefix is reported as archived and not checked (exit 3), but
+//! only if the entries checked record its archiving: `log.archived` entries
+//! of this log naming its ranges, each with the root of the signed head at
+//! its end (`archiving`). Entries absent without such a record (deleted,
+//! with `archived_below` raised by hand) are missing (exit 1); so is an
+//! export's absent prefix.
 //!
 //! The first problem is printed with the entry index it concerns (a changed
 //! entry is pinpointed with its inclusion proof when online), exit code 1:
 //! every way the log fails verification, with or without `--head`, online
-//! or offline. Exit 2 means it could not be checked: usage, connection and
-//! server errors, unreadable or malformed files. [`VERIFY_EXIT_CODES`] is
+//! or offline, a witness cosignature that does not verify among them. Exit
+//! 2 means it could not be checked: usage, connection and server errors,
+//! unreadable or malformed files. Exit 4: everything else verified, but the
+//! newest head lacks the witnesses' cosignatures. [`VERIFY_EXIT_CODES`] is
 //! the list `--help` prints.
 //!
 //! Online, both commands announce what they read before reading any entry
@@ -64,19 +77,23 @@ use serde_json::{Value, json};
 
 use crate::client::{Session, path_segment, send};
 
+mod archiving;
 mod complete;
 mod export;
 mod files;
 mod replay;
 mod server;
 mod verify;
+mod witnesses;
 
+use archiving::*;
 use complete::*;
 use export::*;
 use files::*;
 use replay::*;
 use server::*;
 use verify::*;
+use witnesses::*;
 
 /// Entries (and checkpoints) per request: the API's largest page.
 const PAGE: u32 = 1000;
@@ -86,8 +103,9 @@ const MAX_PINPOINT: u64 = 20_000;
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// Verify a transparency log end to end: signatures, every entry, every
-    /// root; exit 1 on the first problem (with the index of the entry), 2 if
-    /// it could not be checked (see the exit codes in --help).
+    /// root, and witness cosignatures on the newest head; exit 1 on the
+    /// first problem (with the index of the entry), 2 if it could not be
+    /// checked, 4 if not witnessed (see the exit codes in --help).
     #[command(after_help = VERIFY_EXIT_CODES)]
     Verify(VerifyArgs),
     /// Write a log (key, entries, signed heads, consistency proofs) to a
@@ -133,6 +151,18 @@ pub struct VerifyArgs {
     /// `archived_below`; the rest is downloaded.
     #[arg(long, value_name = "DIR")]
     archive: Vec<PathBuf>,
+    /// A witness's cosignature key (`<name>+<key id>+<base64>`, as `bulwark
+    /// witness init` prints it; RFD 0006). Repeat it for each witness. The
+    /// newest head the log is checked against must carry valid
+    /// cosignatures of --witnesses-required of them (any time: a rewritten,
+    /// re-signed history gathers none); else exit 4. Without it, the
+    /// witnesses of the tenant's policy in force are used, if it names any.
+    #[arg(long, value_name = "VKEY")]
+    witness: Vec<String>,
+    /// How many distinct --witness keys must have cosigned (default: all of
+    /// them).
+    #[arg(long, value_name = "K", requires = "witness")]
+    witnesses_required: Option<u32>,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -155,28 +185,43 @@ pub const EXIT_NOT_CHECKED: i32 = 2;
 /// `0..archived_below` are archived and were not checked (no `--archive`).
 pub const EXIT_ARCHIVED_UNCHECKED: i32 = 3;
 
+/// Exit code of `verify` when the log verified but the newest head it is
+/// checked against lacks the cosignatures of the required witnesses.
+pub const EXIT_NOT_WITNESSED: i32 = 4;
+
 /// `verify`'s exit codes, as `--help` prints them.
 pub const VERIFY_EXIT_CODES: &str = "\
 Exit codes:
   0  The log verified: every entry up to its newest signed head (and, with
      --head, the saved head), or, for a server archive read with --from, the
-     archive's range.
+     archive's range; with witnesses (--witness, or the tenant's policy),
+     the newest head carries enough of their cosignatures.
   1  The log fails verification, online or offline, with or without --head:
      a changed, deleted, reordered or foreign entry; entries missing (a log
      or an export cut short of its newest signed head, of the head the
-     export recorded or of the saved head, or an empty entries.ndjson); a
+     export recorded or of the saved head, or an empty entries.ndjson;
+     first entries the server calls archived but no log.archived entry of
+     the log itself records, with the signed root at the range's end); a
      head forged, forked or not signed by the log key; entries no signed
-     head covers. The problem and the first entry (or head size) concerned
+     head covers; a witness cosignature (of a listed witness) that does not
+     verify. The problem and the first entry (or head size) concerned
      are printed (--json: \"problem\", \"index\", \"head_size\").
   2  It could not be checked: usage, connection or server errors, a log key
      other than the pinned or given one, unreadable or malformed files.
   3  What could be read verified, but entries 0 to N-1 are archived on the
-     server and were not checked (pass --archive DIR).";
+     server (as the log's own log.archived entries record) and were not
+     checked (pass --archive DIR).
+  4  Not witnessed: the log verified against its heads, but the newest one
+     carries valid cosignatures of fewer than the required witnesses
+     (--witness and --witnesses-required, else the tenant's policy): a
+     history rewritten and re-signed with the log key looks like this.
+     Who cosigned is printed (--json: \"problem\": \"not_witnessed\",
+     \"witnesses\"). Takes precedence over 3.";
 
 /// Runs an `audit` command and exits: 0 good, 1 ([`EXIT_BAD_LOG`]) a bad
 /// log, 2 ([`EXIT_NOT_CHECKED`]) anything else, 3
 /// ([`EXIT_ARCHIVED_UNCHECKED`]) good but with an archived prefix not
-/// checked.
+/// checked, 4 ([`EXIT_NOT_WITNESSED`]) good but not witnessed.
 pub async fn run(command: AuditCommand) -> Result<()> {
     let code = match command {
         AuditCommand::Verify(args) => {

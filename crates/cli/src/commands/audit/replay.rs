@@ -10,6 +10,9 @@ pub(super) struct Checker {
     pub(super) log_id: String,
     /// The meaning of a tenant log's entries, replayed from entry 0.
     pub(super) replay: Option<Replay>,
+    /// The `log.archived` entries about this log among those fed: what
+    /// accounts for an absent prefix (`archiving`).
+    pub(super) archive_records: Vec<ArchiveRecord>,
 }
 
 /// A tenant log's trust history and jobs, replayed with the agents' rules
@@ -19,6 +22,34 @@ pub(super) struct Replay {
     pub(super) replay: TrustReplay,
     pub(super) statements: Statements,
     pub(super) problem: Option<ReplayProblem>,
+    /// The replay started from the root this machine pinned (else from the
+    /// statements' own first root).
+    pub(super) pinned: bool,
+    /// The version of the policy in force after the entries fed so far
+    /// (the last one the log published and the replay accepted).
+    pub(super) policy: Option<u64>,
+}
+
+impl Replay {
+    /// The witnesses of the policy in force at the end of the replay, if
+    /// the replay found no problem and that policy names witnesses.
+    pub(super) fn witnesses(&self) -> Result<Option<Witnesses>> {
+        let (None, Some(version)) = (&self.problem, self.policy) else {
+            return Ok(None);
+        };
+        let signed = self
+            .statements
+            .policies
+            .get(&version)
+            .with_context(|| format!("policy v{version} is not among the statements"))?;
+        policy_witnesses(signed, self.pinned, &bulwark_policy::Limits::default())
+    }
+}
+
+/// The version a trust event names: its target ends in ` v<N>` (as
+/// `bulwark_policy::replay` reads it).
+fn named_version(target: &str) -> Option<u64> {
+    target.rsplit_once(" v").and_then(|(_, v)| v.parse().ok())
 }
 
 impl Checker {
@@ -44,11 +75,20 @@ impl Checker {
         self.auditor
             .push(index, leaf)
             .map_err(|p| Bad::from_problem(&p))?;
+        if let Some(record) = ArchiveRecord::read(index, &event, &self.log_id) {
+            self.archive_records.push(record);
+        }
         if let Some(replay) = &mut self.replay
             && replay.problem.is_none()
-            && let Err(problem) = replay.replay.feed(index, &event, &replay.statements)
         {
-            replay.problem = Some(problem);
+            match replay.replay.feed(index, &event, &replay.statements) {
+                Err(problem) => replay.problem = Some(problem),
+                // Accepted: this policy is the one in force from here on.
+                Ok(()) if event.action == "trust.policy_published" => {
+                    replay.policy = named_version(&event.target);
+                }
+                Ok(()) => {}
+            }
         }
         Ok(())
     }
@@ -120,5 +160,7 @@ pub(super) fn replay_from(
         replay: TrustReplay::new(tenant_id, pinned),
         statements,
         problem: None,
+        pinned: pin.is_some(),
+        policy: None,
     })
 }

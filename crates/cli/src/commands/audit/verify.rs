@@ -52,11 +52,24 @@ pub(super) struct Verified {
     pub(super) replayed: Option<u64>,
     /// Offline, what the directory is (what it had to hold).
     pub(super) directory: Option<DirKind>,
+    /// The newest head the entries are tied to: the latest head checked,
+    /// or, for an archive, the newest head its consistency proofs reach
+    /// from there. Witnesses must have cosigned it.
+    pub(super) witnessed_size: u64,
+    /// The version of the tenant's policy in force at the end of the
+    /// replayed log, and its witnesses if it names any.
+    pub(super) policy: Option<u64>,
+    pub(super) policy_witnesses: Option<Witnesses>,
+    /// The log's own records of archiving its absent prefix, if it has one
+    /// (checked: a prefix removed without them fails as missing).
+    pub(super) archiving: Option<Archiving>,
 }
 
 pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
     let started = Instant::now();
     let quiet = args.json;
+    // Witnesses given on the command line: a usage error stops here.
+    let flag_witnesses = witnesses_from_flags(&args.witness, args.witnesses_required)?;
     // 1. The key, the log id and the checkpoints.
     let (source, served_key, log_id, notes, server, head) = match &args.from {
         Some(dir) => {
@@ -152,7 +165,16 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                 head,
                 log_id,
             } = served_log(&args.log).await?;
-            let notes = fetch_checkpoints(&session, &base).await?;
+            let mut notes = fetch_checkpoints(&session, &base).await?;
+            // The head the server handed out is checked with the others
+            // (signature, log, size): it may carry witness cosignatures
+            // the stored copy lacks.
+            if let Some(served) = &head.checkpoint
+                && !notes.iter().any(|(_, note)| *note == served.note)
+            {
+                notes.push((served.size, served.note.clone()));
+                notes.sort_by_key(|(size, _)| *size);
+            }
             let server = session.server().to_owned();
             let archived_below = head.archived_below;
             let archived_frontier = if archived_below > 0 {
@@ -193,9 +215,52 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
     }
 
     let outcome = check(&source, &key, &log_id, &notes, saved, quiet).await?;
+    // 6. The witnesses' cosignatures, once the log verified against its
+    // heads: the flags, else the policy in force at the end of the log.
+    let outcome = outcome.and_then(|verified| {
+        let witnesses = flag_witnesses.or_else(|| verified.policy_witnesses.clone());
+        let report = witnesses
+            .map(|w| check_cosignatures(&notes, &w, verified.witnessed_size))
+            .transpose()?;
+        Ok((verified, report))
+    });
     let elapsed = started.elapsed();
     match outcome {
-        Ok(verified) => {
+        Ok((verified, Some(report))) if !report.ok() => {
+            // Not witnessed: no head is saved for a later --head.
+            let bad = report.shortfall();
+            if args.json {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": false,
+                        "log_id": log_id,
+                        "index": bad.index,
+                        "head_size": bad.head_size,
+                        "problem": bad.code,
+                        "message": bad.message,
+                        "size": verified.summary.size,
+                        "witnesses": report.to_json(),
+                    })
+                );
+            } else {
+                println!("Log {log_id}: NOT WITNESSED");
+                println!("  tree head size:  {}", report.head_size);
+                println!(
+                    "  log:             entries {} to {} verified against heads signed by the \
+                     log key alone",
+                    verified.summary.start,
+                    verified.summary.size.saturating_sub(1)
+                );
+                println!("  witnesses:       {}", report.summary());
+                for line in report.lines() {
+                    println!("                     {line}");
+                }
+                println!("  problem:         {} ({})", bad.message, bad.code);
+            }
+            Ok(EXIT_NOT_WITNESSED)
+        }
+        Ok((verified, report)) => {
             if let (Some(path), Some(note)) = (&args.save_head, &verified.latest_note) {
                 std::fs::write(path, note)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -218,6 +283,7 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                         "first_checked": s.start,
                         "entries_checked": checked,
                         "archived_unchecked_below": unchecked,
+                        "archiving": verified.archiving.as_ref().map(Archiving::to_json),
                         "archive": archive,
                         "directory": verified.directory.map(DirKind::as_str),
                         "root": B64.encode(s.root.0),
@@ -227,6 +293,7 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                         "meaning_replayed": verified.replayed.is_some(),
                         "released_jobs_checked": verified.replayed,
                         "log_key": served_key.trim(),
+                        "witnesses": witness_json(report.as_ref(), &verified),
                         "seconds": elapsed.as_secs_f64(),
                         "entries_per_second": rate,
                     })
@@ -287,6 +354,9 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                         );
                     }
                 }
+                if let Some(archiving) = &verified.archiving {
+                    println!("  archiving:     {}", archiving.summary());
+                }
                 println!(
                     "  root:          {} (size {})",
                     B64.encode(s.root.0),
@@ -299,6 +369,19 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                     ),
                     None => println!(
                         "  meaning:       NOT replayed (the MSP log, a log read from an archived start, or an export without {STATEMENTS})"
+                    ),
+                }
+                match &report {
+                    Some(report) => {
+                        println!("  witnesses:     {}", report.summary());
+                        for line in report.lines() {
+                            println!("                   {line}");
+                        }
+                    }
+                    None => println!(
+                        "  witnesses:     NOT checked ({}): a history rewritten and re-signed \
+                         with the log key would pass; pass --witness VKEY",
+                        unchecked_reason(verified.policy, verified.replayed.is_some())
                     ),
                 }
                 if s.heads_skipped > 0 {
@@ -348,6 +431,17 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
             }
             Ok(EXIT_BAD_LOG)
         }
+    }
+}
+
+/// The `"witnesses"` of a verified log's JSON: the report, or why none.
+fn witness_json(report: Option<&WitnessReport>, verified: &Verified) -> Value {
+    match report {
+        Some(report) => report.to_json(),
+        None => json!({
+            "checked": false,
+            "reason": unchecked_reason(verified.policy, verified.replayed.is_some()),
+        }),
     }
 }
 
@@ -527,6 +621,7 @@ pub(super) async fn check(
         tenant: (log_id != bulwark_protocol::audit_leaf::MSP_LOG).then(|| log_id.to_owned()),
         log_id: log_id.to_owned(),
         replay,
+        archive_records: Vec::new(),
     };
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
@@ -638,6 +733,7 @@ pub(super) async fn check(
     let replayed = checker.replay.as_ref().map(|r| r.replay.released);
     // Offline: the consistency proofs of the export must hold too (they
     // are what a verifier without the entries would check).
+    let mut proven: Vec<(u64, u64)> = Vec::new();
     if let Source::Offline { dir, .. } = source {
         let path = dir.join("proofs.ndjson");
         if path.exists() {
@@ -672,6 +768,7 @@ pub(super) async fn check(
                         ),
                     )));
                 }
+                proven.push((from, to));
             }
         }
     }
@@ -683,12 +780,59 @@ pub(super) async fn check(
         Source::Offline { kind, .. } => Some(*kind),
         Source::Online { .. } => None,
     };
+    // Entries the log (online without --archive, or an export) no longer
+    // holds, `[0, start)`: its own log.archived records must account for
+    // them, else they are missing. (An archive holds a range by design.)
+    let archiving = if summary.start > 0 && directory != Some(DirKind::Archive) {
+        let checked = match source {
+            // Online, every head was tied to the entries checked: those
+            // below the start by consistency proofs to the head at it.
+            Source::Online { .. } => check_archiving(
+                log_id,
+                summary.start,
+                &checker.archive_records,
+                &heads,
+                |_| true,
+            ),
+            // An export's heads below its start: by its proofs.
+            Source::Offline { .. } => check_archiving(
+                log_id,
+                summary.start,
+                &checker.archive_records,
+                &heads,
+                |size| proven_to(size, summary.start, &proven),
+            ),
+        };
+        match checked {
+            Ok(archiving) => Some(archiving),
+            Err(bad) => return Ok(Err(bad)),
+        }
+    } else {
+        None
+    };
+    // The head witnesses must have cosigned: the newest one the entries
+    // gave (an export or the server: the newest of all), or, for an
+    // archive, the newest its consistency proofs tie to its end (the
+    // head at exactly its end was signed after the fact, and witnesses
+    // never cosign a smaller tree than they already did).
+    let witnessed_size = match directory {
+        Some(DirKind::Archive) => proven_reach(summary.size, &proven),
+        _ => summary.size,
+    };
+    let (policy, policy_witnesses) = match &checker.replay {
+        Some(replay) => (replay.policy, replay.witnesses()?),
+        None => (None, None),
+    };
     Ok(Ok(Verified {
         summary,
         latest_note,
         partial,
         replayed,
         directory,
+        witnessed_size,
+        policy,
+        policy_witnesses,
+        archiving,
     }))
 }
 
