@@ -212,6 +212,13 @@ impl WitnessClient {
                         .map_err(|_| anyhow!("a 409 without a size: {text:?}"))?;
                     self.set_held_size(key.clone(), old);
                 }
+                // The witness holds the tenant's freeze (RFD 0006): agents
+                // stop once the last cosignature ages out. Expected while
+                // frozen; said as such so nobody debugs the witness.
+                423 => bail!(
+                    "it holds the customer's freeze of this tenant and cosigns nothing more until an unfreeze: {}",
+                    text.trim()
+                ),
                 _ => bail!("status {status}: {}", text.trim()),
             }
         }
