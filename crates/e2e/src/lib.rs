@@ -26,6 +26,7 @@ mod owner;
 mod process;
 mod server;
 mod waiting;
+mod witness;
 
 pub use agents::*;
 pub use api::*;
@@ -33,6 +34,7 @@ pub use owner::*;
 pub use process::*;
 pub use server::*;
 pub use waiting::*;
+pub use witness::*;
 
 pub use operator::{
     OPERATOR_WAIT, OperatorSetup, decode_hex, is_final, marker_script, operator_cli,

@@ -419,3 +419,55 @@ pub fn needs_two(toml: &str) -> Result<String> {
     }
     Ok(out)
 }
+
+impl OperatorSetup {
+    /// A console page as the owner sees it (a fresh console sign-in with
+    /// password and TOTP, then the page with that session's cookie): what
+    /// the console shows is checked as a person would see it.
+    pub async fn console_page(&self, path: &str) -> Result<String> {
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let body = format!(
+            "username={}&password={}&otp={}",
+            encode(&self.owner.username),
+            encode(&self.owner.password),
+            self.owner.next_otp().await?
+        );
+        let http = crate::http_client()?;
+        let base = self.up.base_url();
+        let login = http
+            .post(format!("{base}/login"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        let cookie = login
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ensure!(
+            !cookie.is_empty(),
+            "the console login set no cookie ({})",
+            login.status()
+        );
+        let page = http
+            .get(format!("{base}{path}"))
+            .header("Cookie", cookie)
+            .send()
+            .await?;
+        ensure!(page.status().is_success(), "GET {path}: {}", page.status());
+        Ok(page.text().await?)
+    }
+}

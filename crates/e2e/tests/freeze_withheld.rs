@@ -26,7 +26,6 @@
 //! command-line tool.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
@@ -35,11 +34,11 @@ use base64::engine::general_purpose::STANDARD;
 use bulwark_api::jobs::{JobTargetView, JobView};
 use bulwark_api::log::{LogCheckpointsView, LogHeadView, LogKeyView};
 use bulwark_e2e::{
-    ExtraAgent, OperatorSetup, Proc, bulwark_bin, decode_json, is_final, sql_text, target_of,
-    wait_for,
+    ExtraAgent, OperatorSetup, WitnessProcess, decode_json, is_final, sql_text, target_of,
+    wait_for, witnesses_section,
 };
 use bulwark_policy::{FreezeStatement, Limits, PublicKey, Signed, TrustRoot};
-use bulwark_translog::cosignature::{CosignatureVerifier, cosignature_times};
+use bulwark_translog::cosignature::cosignature_times;
 use bulwark_witness::freeze::request_body;
 use ed25519_dalek::SigningKey;
 
@@ -71,138 +70,15 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A `bulwark witness` with its own directory, listening on a port the OS chose.
-struct Witness {
-    dir: tempfile::TempDir,
-    verifier: CosignatureVerifier,
-    process: Option<Proc>,
-    url: String,
-}
-
-impl Witness {
-    fn init(name: &str) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let out = witness_command(dir.path(), &["init", "--name", name])?;
-        let vkey = out.lines().last().context("init prints the vkey")?.trim();
-        Ok(Self {
-            verifier: CosignatureVerifier::from_vkey(vkey)
-                .with_context(|| format!("init printed {out:?}"))?,
-            dir,
-            process: None,
-            url: String::new(),
-        })
-    }
-
-    /// `bulwark witness add-log`, pinning the tenant's first root.
-    fn add_log(&self, origin: &str, log_vkey: &str, root_fingerprint: &str) -> Result<String> {
-        witness_command(
-            self.dir.path(),
-            &[
-                "add-log",
-                "--origin",
-                origin,
-                "--vkey",
-                log_vkey,
-                "--root-fingerprint",
-                root_fingerprint,
-            ],
-        )
-    }
-
-    /// `bulwark witness serve --freeze-grace-secs GRACE_SECS`, waited for
-    /// until it listens.
-    async fn start(&mut self) -> Result<()> {
-        let mut command = Command::new(bulwark_bin()?);
-        command
-            .args(["witness", "serve", "--listen", "127.0.0.1:0"])
-            .args(["--freeze-grace-secs", &GRACE_SECS.to_string(), "--dir"])
-            .arg(self.dir.path());
-        let process = Proc::spawn("witness", &mut command)?;
-        self.url = wait_for(
-            Duration::from_secs(20),
-            "the witness to listen",
-            async || Ok(process.stdout.value_after("Witness listening on ")),
-        )
-        .await?;
-        self.process = Some(process);
-        Ok(())
-    }
-
-    async fn stop(&mut self) -> Result<()> {
-        if let Some(mut process) = self.process.take() {
-            process.terminate().await?;
-        }
-        Ok(())
-    }
-}
-
-fn witness_command(dir: &Path, args: &[&str]) -> Result<String> {
-    let output = Command::new(bulwark_bin()?)
-        .arg("witness")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    ensure!(
-        output.status.success(),
-        "bulwark witness {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(stdout)
-}
-
-/// The policy TOML without its `[witnesses]` section (and list), with
-/// `section` instead.
-fn with_witnesses(toml: &str, section: &str) -> String {
-    let mut out = String::new();
-    let mut in_witnesses = false;
-    for line in toml.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            let header = trimmed.trim_start_matches('[').trim_end_matches(']').trim();
-            in_witnesses = header == "witnesses" || header.starts_with("witnesses.");
-        }
-        if !in_witnesses {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out.push('\n');
-    out.push_str(section);
-    out
-}
-
 /// Signs demo's next policy version needing `witness` (`policy show
 /// --toml`, edit, `policy sign`); returns the version the server holds.
-async fn sign_witness_policy(s: &OperatorSetup, witness: &Witness) -> Result<u64> {
-    let section = format!(
-        "[witnesses]\nrequired = 1\nfreshness_secs = {FRESHNESS_SECS}\n\n\
-         [[witnesses.list]]\nvkey = \"{}\"\nurl = \"{}\"\n",
-        witness.verifier.to_vkey(),
-        witness.url
-    );
-    let toml = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
-    let path = s.work.path().join("policy-witnessed.toml");
-    std::fs::write(&path, with_witnesses(&toml, &section))?;
-    let path = path.display().to_string();
-    s.cli(
-        &["policy", "sign", "--tenant", "demo", "--file", &path],
-        None,
-    )
-    .await?
-    .ok()?;
+async fn sign_witness_policy(s: &OperatorSetup, witness: &WitnessProcess) -> Result<u64> {
+    let section = witnesses_section(1, FRESHNESS_SECS, &[witness]);
     let shown = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
+        .sign_policy_sections(&["witnesses"], &section, "policy-witnessed.toml")
+        .await?;
     ensure!(
-        shown.contains("required = 1") && shown.contains(&witness.verifier.to_vkey()),
+        shown.contains("required = 1") && shown.contains(&witness.vkey()),
         "the signed policy does not name the witness:\n{shown}"
     );
     s.api
@@ -464,8 +340,9 @@ async fn a_freeze_the_server_withholds_stops_every_agent_within_the_bound() -> R
         .context("tenant demo has a trust root")?;
     let log_key: LogKeyView = s.api.get_as("/api/v1/log/key").await?;
     let head: LogHeadView = s.api.get_as("/api/v1/tenants/demo/log").await?;
-    let mut witness = Witness::init("witness.test/freeze-withheld")?;
-    witness.add_log(&head.origin, &log_key.vkey, &fingerprint)?;
+    let mut witness =
+        WitnessProcess::init("witness.test/freeze-withheld")?.with_freeze_grace(GRACE_SECS);
+    witness.add_log(&head.origin, &log_key.vkey, Some(&fingerprint))?;
     witness.start().await?;
     let policy_version = sign_witness_policy(&s, &witness).await?;
     for (device, _) in &everyone {
@@ -539,7 +416,7 @@ async fn a_freeze_the_server_withholds_stops_every_agent_within_the_bound() -> R
     let t = Instant::now();
     let t_wall = now_secs();
     let reply = bulwark_e2e::http_client()?
-        .post(format!("{}/bulwark/v1/freeze", witness.url))
+        .post(format!("{}/bulwark/v1/freeze", witness.url()))
         .header("content-type", "text/plain; charset=utf-8")
         .body(body)
         .send()
@@ -684,7 +561,7 @@ async fn a_freeze_the_server_withholds_stops_every_agent_within_the_bound() -> R
         .rev()
         .find_map(|c| {
             let times =
-                cosignature_times(&c.note, std::slice::from_ref(&witness.verifier), &limits)
+                cosignature_times(&c.note, std::slice::from_ref(witness.verifier()), &limits)
                     .ok()?;
             Some((c.size, times[0]?))
         })
@@ -752,7 +629,7 @@ async fn a_freeze_the_server_withholds_stops_every_agent_within_the_bound() -> R
         now_kept.size == kept
             && cosignature_times(
                 &now_kept.note,
-                std::slice::from_ref(&witness.verifier),
+                std::slice::from_ref(witness.verifier()),
                 &limits
             )? == [Some(cosigned_at)],
         "the kept head changed: {now_kept:?}"

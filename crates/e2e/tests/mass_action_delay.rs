@@ -13,14 +13,14 @@
 //! while the first is held, and the freeze comes after the first ran, still
 //! well inside the second's delay (checked).
 
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
 use bulwark_api::jobs::{JobTargetView, JobView};
 use bulwark_api::log::{LogHeadView, LogKeyView};
-use bulwark_e2e::{OperatorSetup, Proc, bulwark_bin, decode_json, target_of, wait_for, wait_until};
-use bulwark_translog::cosignature::CosignatureVerifier;
+use bulwark_e2e::{
+    OperatorSetup, WitnessProcess, decode_json, target_of, wait_for, witnesses_section,
+};
 
 const PASSPHRASE: &str = "e2e mass action delay: a long passphrase nobody guesses";
 /// The policy's witness freshness window (the smallest allowed).
@@ -80,200 +80,27 @@ fn unix_ms(text: &str) -> Result<i64> {
     Ok(((days * 86_400 + hh * 3_600 + mm * 60 + ss) * 1_000) + millis)
 }
 
-/// A `bulwark witness` with its own directory, on a port the OS picks.
-struct Witness {
-    dir: tempfile::TempDir,
-    verifier: CosignatureVerifier,
-    url: String,
-    process: Option<Proc>,
-}
-
-impl Witness {
-    /// `bulwark witness init --name NAME`: its key, and its vkey from what
-    /// init prints.
-    fn init(name: &str) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let out = witness_command(dir.path(), &["init", "--name", name])?;
-        let vkey = out.lines().last().context("init prints the vkey")?.trim();
-        let verifier = CosignatureVerifier::from_vkey(vkey)
-            .with_context(|| format!("init printed {out:?}"))?;
-        Ok(Self {
-            dir,
-            verifier,
-            url: String::new(),
-            process: None,
-        })
-    }
-
-    /// `bulwark witness add-log`: follow the log of `origin`, signed by
-    /// `log_vkey`, with the tenant's first root pinned (so that it takes
-    /// the tenant's freeze).
-    fn add_log(&self, origin: &str, log_vkey: &str, root_fingerprint: &str) -> Result<()> {
-        witness_command(
-            self.dir.path(),
-            &[
-                "add-log",
-                "--origin",
-                origin,
-                "--vkey",
-                log_vkey,
-                "--root-fingerprint",
-                root_fingerprint,
-            ],
-        )?;
-        Ok(())
-    }
-
-    /// `bulwark witness serve`, waited for until it listens.
-    async fn start(&mut self) -> Result<()> {
-        let mut command = Command::new(bulwark_bin()?);
-        command
-            .args(["witness", "serve", "--listen", "127.0.0.1:0", "--dir"])
-            .arg(self.dir.path());
-        let process = Proc::spawn("witness", &mut command)?;
-        wait_until(Duration::from_secs(20), || {
-            std::future::ready(
-                process
-                    .stdout
-                    .value_after("Witness listening on ")
-                    .is_some(),
-            )
-        })
-        .await
-        .context("the witness did not start listening")?;
-        self.url = process
-            .stdout
-            .value_after("Witness listening on ")
-            .context("the witness's address")?;
-        self.process = Some(process);
-        Ok(())
-    }
-}
-
-fn witness_command(dir: &std::path::Path, args: &[&str]) -> Result<String> {
-    let output = Command::new(bulwark_bin()?)
-        .arg("witness")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    ensure!(
-        output.status.success(),
-        "bulwark witness {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(stdout)
-}
-
-/// The policy TOML without its `[witnesses]` and `[mass_action_delay]`
-/// sections, with `sections` instead.
-fn with_sections(toml: &str, sections: &str) -> String {
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in toml.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            let header = trimmed.trim_start_matches('[').trim_end_matches(']').trim();
-            skipping = header == "witnesses"
-                || header.starts_with("witnesses.")
-                || header == "mass_action_delay";
-        }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out.push('\n');
-    out.push_str(sections);
-    out
-}
-
 /// Signs the next policy version of `demo`: `witness` required, run-script
 /// jobs delayed by [`DELAY_SECS`]; checks the server holds it.
-async fn sign_delay_policy(s: &OperatorSetup, witness: &Witness) -> Result<()> {
+async fn sign_delay_policy(s: &OperatorSetup, witness: &WitnessProcess) -> Result<()> {
     let sections = format!(
-        "[witnesses]\nrequired = 1\nfreshness_secs = {FRESHNESS_SECS}\n\n\
-         [[witnesses.list]]\nvkey = \"{}\"\nurl = \"{}\"\n\n\
-         [mass_action_delay]\nclasses = [\"run-script\"]\ndelay_secs = {DELAY_SECS}\n",
-        witness.verifier.to_vkey(),
-        witness.url,
+        "{}\n[mass_action_delay]\nclasses = [\"run-script\"]\ndelay_secs = {DELAY_SECS}\n",
+        witnesses_section(1, FRESHNESS_SECS, &[witness]),
     );
-    let toml = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
-    let path = s.work.path().join("policy-delay.toml");
-    std::fs::write(&path, with_sections(&toml, &sections))?;
-    let path = path.display().to_string();
-    s.cli(
-        &["policy", "sign", "--tenant", "demo", "--file", &path],
-        None,
-    )
-    .await?
-    .ok()?;
     let shown = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
+        .sign_policy_sections(
+            &["witnesses", "mass_action_delay"],
+            &sections,
+            "policy-delay.toml",
+        )
+        .await?;
     ensure!(
         shown.contains("[mass_action_delay]")
             && shown.contains(&format!("delay_secs = {DELAY_SECS}"))
-            && shown.contains(&witness.verifier.to_vkey()),
+            && shown.contains(&witness.vkey()),
         "the signed policy does not hold the witness and the delay:\n{shown}"
     );
     Ok(())
-}
-
-/// A console page as the owner sees it (a console sign-in with password
-/// and TOTP, then the page with that session's cookie).
-async fn console_page(s: &OperatorSetup, path: &str) -> Result<String> {
-    let encode = |text: &str| -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
-                    char::from(b).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    let body = format!(
-        "username={}&password={}&otp={}",
-        encode(&s.owner.username),
-        encode(&s.owner.password),
-        s.owner.next_otp().await?
-    );
-    let http = bulwark_e2e::http_client()?;
-    let base = s.up.base_url();
-    let login = http
-        .post(format!("{base}/login"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await?;
-    let cookie = login
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next())
-        .collect::<Vec<_>>()
-        .join("; ");
-    ensure!(
-        !cookie.is_empty(),
-        "the console login set no cookie ({})",
-        login.status()
-    );
-    let page = http
-        .get(format!("{base}{path}"))
-        .header("Cookie", cookie)
-        .send()
-        .await?;
-    ensure!(page.status().is_success(), "GET {path}: {}", page.status());
-    Ok(page.text().await?)
 }
 
 /// The job's view, checked to be held: approved, its target on `device`
@@ -346,8 +173,8 @@ async fn mass_actions_wait_for_the_witnessed_delay_and_a_freeze_meanwhile_stops_
         .await?
         .root_fingerprint
         .context("tenant demo has a trust root")?;
-    let mut witness = Witness::init(WITNESS)?;
-    witness.add_log(&head.origin, &log_key.vkey, &fingerprint)?;
+    let mut witness = WitnessProcess::init(WITNESS)?;
+    witness.add_log(&head.origin, &log_key.vkey, Some(&fingerprint))?;
     witness.start().await?;
     sign_delay_policy(&s, &witness).await?;
     eprintln!("[test] set up in {:?}", started.elapsed());
@@ -416,7 +243,7 @@ async fn mass_actions_wait_for_the_witnessed_delay_and_a_freeze_meanwhile_stops_
 
     // The console's job page shows B held, with the command to freeze (its
     // sign-in may wait for a fresh TOTP step: done while A waits anyway).
-    let page = console_page(&s, &format!("/jobs/{id_b}")).await?;
+    let page = s.console_page(&format!("/jobs/{id_b}")).await?;
     ensure!(
         page.contains("id=\"mass-action-delay\"")
             && page.contains("Mass action: waits 1 min 1 s after it enters the witnessed log")
@@ -545,9 +372,7 @@ async fn mass_actions_wait_for_the_witnessed_delay_and_a_freeze_meanwhile_stops_
         target_b.refusal_code
     );
 
-    if let Some(mut process) = witness.process.take() {
-        process.terminate().await?;
-    }
+    witness.stop().await?;
     eprintln!("[test] took {:?}", started.elapsed());
     Ok(())
 }

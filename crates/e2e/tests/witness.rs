@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use bulwark_e2e::{Proc, bulwark_bin, wait_until};
+use bulwark_e2e::{Proc, WitnessAnswer, add_checkpoint, bulwark_bin, wait_until, witness_command};
 use bulwark_translog::Limits;
 use bulwark_translog::checkpoint::Checkpoint;
 use bulwark_translog::cosignature::{CosignatureVerifier, cosignature_times};
@@ -74,48 +74,6 @@ fn body(old: usize, proof: &[Hash], note: &str) -> String {
     body
 }
 
-struct Answer {
-    status: u16,
-    content_type: String,
-    text: String,
-}
-
-async fn add_checkpoint(url: &str, body: String) -> Result<Answer> {
-    let reply = bulwark_e2e::http_client()?
-        .post(format!("{url}/add-checkpoint"))
-        .body(body)
-        .send()
-        .await?;
-    let status = reply.status().as_u16();
-    let content_type = reply
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    Ok(Answer {
-        status,
-        content_type,
-        text: reply.text().await?,
-    })
-}
-
-fn witness_command(dir: &std::path::Path, args: &[&str]) -> Result<String> {
-    let output = Command::new(bulwark_bin()?)
-        .arg("witness")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    ensure!(
-        output.status.success(),
-        "bulwark witness {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(stdout)
-}
-
 async fn start(dir: &std::path::Path, crash_after_record: bool) -> Result<(Proc, String)> {
     let mut command = Command::new(bulwark_bin()?);
     command
@@ -149,7 +107,7 @@ fn now() -> u64 {
 }
 
 /// The cosignature's time, checked over `note` with the witness's vkey.
-fn cosigned_at(witness: &CosignatureVerifier, note: &str, answer: &Answer) -> Result<u64> {
+fn cosigned_at(witness: &CosignatureVerifier, note: &str, answer: &WitnessAnswer) -> Result<u64> {
     ensure!(
         answer.status == 200,
         "not cosigned: {} {}",

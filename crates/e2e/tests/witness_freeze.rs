@@ -7,20 +7,19 @@
 //! against a real server gives the freeze to the policy's witnesses and
 //! says how many hold it.
 
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bulwark_api::log::{LogHeadView, LogKeyView};
-use bulwark_e2e::{OperatorSetup, Proc, bulwark_bin, wait_until};
+use bulwark_e2e::{OperatorSetup, WitnessAnswer, WitnessProcess, add_checkpoint, witness_post};
 use bulwark_policy::root::root_fingerprint;
 use bulwark_policy::{FreezeStatement, Holder, PublicKey, RootKey, Signed, TrustRoot};
 use bulwark_protocol::token::fingerprint_text;
 use bulwark_translog::Limits;
 use bulwark_translog::checkpoint::Checkpoint;
-use bulwark_translog::cosignature::{CosignatureVerifier, cosignature_times};
+use bulwark_translog::cosignature::cosignature_times;
 use bulwark_translog::hash::{Hash, leaf_hash, root_of_leaf_hashes};
 use bulwark_translog::note::NoteSigner;
 use bulwark_translog::proof::{ProofError, consistency_proof};
@@ -137,95 +136,45 @@ fn log_key() -> NoteSigner {
     NoteSigner::new(KEY_NAME, key(99)).expect("log key")
 }
 
-struct Answer {
-    status: u16,
-    text: String,
+/// The witness under test, with what the test asks of it.
+struct Witness(WitnessProcess);
+
+impl std::ops::Deref for Witness {
+    type Target = WitnessProcess;
+
+    fn deref(&self) -> &WitnessProcess {
+        &self.0
+    }
 }
 
-async fn post(url: &str, path: &str, body: String) -> Result<Answer> {
-    let reply = bulwark_e2e::http_client()?
-        .post(format!("{url}{path}"))
-        .body(body)
-        .send()
-        .await?;
-    Ok(Answer {
-        status: reply.status().as_u16(),
-        text: reply.text().await?,
-    })
-}
-
-struct Witness {
-    dir: tempfile::TempDir,
-    vkey: CosignatureVerifier,
-    process: Option<Proc>,
-    url: String,
+impl std::ops::DerefMut for Witness {
+    fn deref_mut(&mut self) -> &mut WitnessProcess {
+        &mut self.0
+    }
 }
 
 impl Witness {
     fn init(name: &str) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let init = witness_command(dir.path(), &["init", "--name", name])?;
-        let vkey = init.lines().last().context("init prints the vkey")?.trim();
-        Ok(Self {
-            vkey: CosignatureVerifier::from_vkey(vkey)?,
-            dir,
-            process: None,
-            url: String::new(),
-        })
+        Ok(Self(WitnessProcess::init(name)?.with_freeze_grace(GRACE)))
     }
 
-    fn add_log(&self, origin: &str, vkey: &str, root_fingerprint: Option<&str>) -> Result<String> {
-        let mut args = vec!["add-log", "--origin", origin, "--vkey", vkey];
-        if let Some(fingerprint) = root_fingerprint {
-            args.extend(["--root-fingerprint", fingerprint]);
-        }
-        witness_command(self.dir.path(), &args)
-    }
-
-    async fn start(&mut self) -> Result<()> {
-        let mut command = Command::new(bulwark_bin()?);
-        command
-            .args(["witness", "serve", "--listen", "127.0.0.1:0"])
-            .args(["--freeze-grace-secs", &GRACE.to_string(), "--dir"])
-            .arg(self.dir.path());
-        let process = Proc::spawn("witness", &mut command)?;
-        wait_until(Duration::from_secs(20), || {
-            std::future::ready(
-                process
-                    .stdout
-                    .value_after("Witness listening on ")
-                    .is_some(),
-            )
-        })
+    async fn freeze(&self, roots: &[Signed], freeze: &Signed) -> Result<WitnessAnswer> {
+        witness_post(
+            self.url(),
+            "/bulwark/v1/freeze",
+            request_body(roots, freeze),
+        )
         .await
-        .context("the witness did not start listening")?;
-        self.url = process
-            .stdout
-            .value_after("Witness listening on ")
-            .context("the witness's address")?;
-        self.process = Some(process);
-        Ok(())
-    }
-
-    async fn restart(&mut self) -> Result<()> {
-        if let Some(mut process) = self.process.take() {
-            process.terminate().await?;
-        }
-        self.start().await
-    }
-
-    async fn freeze(&self, roots: &[Signed], freeze: &Signed) -> Result<Answer> {
-        post(&self.url, "/bulwark/v1/freeze", request_body(roots, freeze)).await
     }
 
     /// Asks for a cosignature of `log` at `size`: 200 (checked, and the
     /// witness's held size moves) or the refusal's status.
-    async fn cosign(&self, log: &mut Log, size: usize) -> Result<Answer> {
-        let answer = post(&self.url, "/add-checkpoint", log.body(size)).await?;
+    async fn cosign(&self, log: &mut Log, size: usize) -> Result<WitnessAnswer> {
+        let answer = add_checkpoint(self.url(), log.body(size)).await?;
         if answer.status == 200 {
             let times = cosignature_times(
                 &format!("{}{}", log.note(size), answer.text),
-                std::slice::from_ref(&self.vkey),
+                std::slice::from_ref(self.verifier()),
                 &Limits::default(),
             )?;
             ensure!(times[0].is_some(), "no valid cosignature: {}", answer.text);
@@ -235,29 +184,13 @@ impl Witness {
     }
 }
 
-fn witness_command(dir: &std::path::Path, args: &[&str]) -> Result<String> {
-    let output = Command::new(bulwark_bin()?)
-        .arg("witness")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    ensure!(
-        output.status.success(),
-        "bulwark witness {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(stdout)
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-async fn expect(answer: Result<Answer>, status: u16, what: &str) -> Result<String> {
+async fn expect(answer: Result<WitnessAnswer>, status: u16, what: &str) -> Result<String> {
     let answer = answer?;
     ensure!(
         answer.status == status,
@@ -316,7 +249,7 @@ async fn a_frozen_tenant_gets_no_cosignature_after_the_grace() -> Result<()> {
     let chain_a = [a_v1.clone(), a_v2.clone()];
     for (answer, status, what) in [
         (
-            post(&witness.url, "/bulwark/v1/freeze", "hello\n".into()).await,
+            witness_post(witness.url(), "/bulwark/v1/freeze", "hello\n".into()).await,
             400,
             "garbage",
         ),
@@ -413,7 +346,7 @@ async fn a_frozen_tenant_gets_no_cosignature_after_the_grace() -> Result<()> {
     // From the grace on: nothing for A, B as before.
     let wait = (frozen_by + GRACE + 1).saturating_sub(now());
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    let refused = post(&witness.url, "/add-checkpoint", log_a.body(8)).await?;
+    let refused = add_checkpoint(witness.url(), log_a.body(8)).await?;
     ensure!(
         refused.status == 423 && refused.text.contains("froze"),
         "A after the grace: {} {:?}",
@@ -476,9 +409,7 @@ async fn a_frozen_tenant_gets_no_cosignature_after_the_grace() -> Result<()> {
     )
     .await?;
     expect(witness.cosign(&mut log_b, 32).await, 200, "B at the end").await?;
-    if let Some(mut process) = witness.process.take() {
-        process.terminate().await?;
-    }
+    witness.stop().await?;
     Ok(())
 }
 
@@ -503,30 +434,16 @@ async fn tenant_freeze_gives_the_freeze_to_the_policys_witnesses() -> Result<()>
     let away = Witness::init("witness.test/away")?;
 
     // The policy names both (k = 1 of 2, so 2 must hold a freeze).
-    let toml = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
-    let policy = s.work.path().join("policy.toml");
-    std::fs::write(
-        &policy,
-        format!(
-            "{toml}\n[witnesses]\nrequired = 1\nfreshness_secs = 60\n\n\
-             [[witnesses.list]]\nvkey = \"{}\"\nurl = \"{}\"\n\n\
-             [[witnesses.list]]\nvkey = \"{}\"\nurl = \"http://127.0.0.1:9\"\n",
-            witness.vkey.to_vkey(),
-            witness.url,
-            away.vkey.to_vkey(),
-        ),
-    )?;
-    let path = policy.display().to_string();
-    s.cli(
-        &["policy", "sign", "--tenant", "demo", "--file", &path],
-        None,
-    )
-    .await?
-    .ok()?;
+    let section = format!(
+        "[witnesses]\nrequired = 1\nfreshness_secs = 60\n\n\
+         [[witnesses.list]]\nvkey = \"{}\"\nurl = \"{}\"\n\n\
+         [[witnesses.list]]\nvkey = \"{}\"\nurl = \"http://127.0.0.1:9\"\n",
+        witness.vkey(),
+        witness.url(),
+        away.vkey(),
+    );
+    s.sign_policy_sections(&["witnesses"], &section, "policy.toml")
+        .await?;
 
     let out = s
         .cli(
@@ -548,7 +465,7 @@ async fn tenant_freeze_gives_the_freeze_to_the_policys_witnesses() -> Result<()>
     let add = |old: u64| format!("old {old}\n\n{}", checkpoint.note);
     let wait = (frozen_by + GRACE + 1).saturating_sub(now());
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    let refused = post(&witness.url, "/add-checkpoint", add(0)).await?;
+    let refused = add_checkpoint(witness.url(), add(0)).await?;
     ensure!(
         refused.status == 423,
         "demo's log after the grace: {} {}",
@@ -570,15 +487,13 @@ async fn tenant_freeze_gives_the_freeze_to_the_policys_witnesses() -> Result<()>
         "the unfreeze's report: {out}"
     );
     // Cosigned again (a 409 would mean the server asked first: not frozen either).
-    let answer = post(&witness.url, "/add-checkpoint", add(0)).await?;
+    let answer = add_checkpoint(witness.url(), add(0)).await?;
     ensure!(
         answer.status == 200 || answer.status == 409,
         "demo's log after the unfreeze: {} {}",
         answer.status,
         answer.text
     );
-    if let Some(mut process) = witness.process.take() {
-        process.terminate().await?;
-    }
+    witness.stop().await?;
     Ok(())
 }

@@ -10,12 +10,11 @@
 //!
 //! Needs the `sqlite3` command-line tool for the tampering.
 
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use bulwark_api::log::{CheckpointView, LogCheckpointsView, LogHeadView, LogKeyView};
-use bulwark_e2e::{OperatorSetup, Proc, TempDir, bulwark_bin, sql_text, wait_for};
+use bulwark_e2e::{OperatorSetup, WitnessProcess, sql_text, wait_for, witnesses_section};
 use bulwark_translog::Limits;
 use bulwark_translog::checkpoint::verify_log_note;
 use bulwark_translog::cosignature::{CosignatureVerifier, cosignature_times};
@@ -37,189 +36,19 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// A port nothing listens on right now (bound by the OS, then released).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// A `bulwark witness` with its own directory, listening (when started) on
-/// a loopback port fixed up front, so that it comes back at the address the
-/// policy names.
-struct Witness {
-    dir: TempDir,
-    verifier: CosignatureVerifier,
-    port: u16,
-    url: String,
-    process: Option<Proc>,
-}
-
-impl Witness {
-    /// `bulwark witness init --name NAME`: its key, and its vkey from what
-    /// init prints.
-    fn init(name: &str) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let out = witness_command(dir.path(), &["init", "--name", name])?;
-        let vkey = out.lines().last().context("init prints the vkey")?.trim();
-        let verifier = CosignatureVerifier::from_vkey(vkey)
-            .with_context(|| format!("init printed {out:?}"))?;
-        ensure!(
-            verifier.name() == name,
-            "the vkey names {}",
-            verifier.name()
-        );
-        let port = free_port()?;
-        Ok(Self {
-            dir,
-            verifier,
-            port,
-            url: format!("http://127.0.0.1:{port}"),
-            process: None,
-        })
-    }
-
-    fn vkey(&self) -> String {
-        self.verifier.to_vkey()
-    }
-
-    /// `bulwark witness add-log`: follow the log of `origin`, signed by `log_vkey`.
-    fn add_log(&self, origin: &str, log_vkey: &str) -> Result<()> {
-        witness_command(
-            self.dir.path(),
-            &["add-log", "--origin", origin, "--vkey", log_vkey],
-        )?;
-        Ok(())
-    }
-
-    /// `bulwark witness serve` on its port, waited for until it listens. A
-    /// port another process took in the meantime fails (the policy names
-    /// this address); one still being released is retried for a moment.
-    async fn start(&mut self) -> Result<()> {
-        ensure!(self.process.is_none(), "the witness already runs");
-        let listen = format!("127.0.0.1:{}", self.port);
-        let expected = format!("Witness listening on {}", self.url);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut command = Command::new(bulwark_bin()?);
-            command
-                .args(["witness", "serve", "--listen", &listen, "--dir"])
-                .arg(self.dir.path());
-            let mut process = Proc::spawn("witness", &mut command)?;
-            let started = wait_for(
-                Duration::from_secs(20),
-                "the witness to listen or exit",
-                async || {
-                    if process.stdout.text().contains(&expected) {
-                        return Ok(Some(true));
-                    }
-                    Ok(process.try_wait()?.map(|_| false))
-                },
-            )
-            .await?;
-            if started {
-                self.process = Some(process);
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                bail!(
-                    "the witness cannot listen on {listen}: {}",
-                    process.stderr.text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-
-    /// SIGTERM, waited for: the address answers nothing afterwards.
-    async fn stop(&mut self) -> Result<()> {
-        if let Some(mut process) = self.process.take() {
-            process.terminate().await?;
-        }
-        Ok(())
-    }
-}
-
-fn witness_command(dir: &std::path::Path, args: &[&str]) -> Result<String> {
-    let output = Command::new(bulwark_bin()?)
-        .arg("witness")
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    ensure!(
-        output.status.success(),
-        "bulwark witness {args:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(stdout)
-}
-
-/// The policy TOML without its `[witnesses]` section (and list), with
-/// `section` instead.
-fn with_witnesses(toml: &str, section: &str) -> String {
-    let mut out = String::new();
-    let mut in_witnesses = false;
-    for line in toml.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            let header = trimmed.trim_start_matches('[').trim_end_matches(']').trim();
-            in_witnesses = header == "witnesses" || header.starts_with("witnesses.");
-        }
-        if !in_witnesses {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out.push('\n');
-    out.push_str(section);
-    out
-}
-
-/// A `[witnesses]` section needing `required` of `witnesses`.
-fn witnesses_section(required: u32, witnesses: &[&Witness]) -> String {
-    let mut section =
-        format!("[witnesses]\nrequired = {required}\nfreshness_secs = {FRESHNESS_SECS}\n");
-    for w in witnesses {
-        section.push_str(&format!(
-            "\n[[witnesses.list]]\nvkey = \"{}\"\nurl = \"{}\"\n",
-            w.vkey(),
-            w.url
-        ));
-    }
-    section
-}
-
 /// Signs the next policy version of `demo` needing `required` of
 /// `witnesses` (`policy show --toml`, edit, `policy sign`), and checks the
 /// server holds it.
 async fn sign_witnesses(
     s: &OperatorSetup,
     required: u32,
-    witnesses: &[&Witness],
+    witnesses: &[&WitnessProcess],
     file: &str,
 ) -> Result<()> {
-    let section = witnesses_section(required, witnesses);
-    let toml = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
-    let path = s.work.path().join(file);
-    std::fs::write(&path, with_witnesses(&toml, &section))?;
-    let path = path.display().to_string();
-    s.cli(
-        &["policy", "sign", "--tenant", "demo", "--file", &path],
-        None,
-    )
-    .await?
-    .ok()?;
+    let section = witnesses_section(required, FRESHNESS_SECS, witnesses);
     let shown = s
-        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
-        .await?
-        .ok()?
-        .stdout;
+        .sign_policy_sections(&["witnesses"], &section, file)
+        .await?;
     ensure!(
         shown.contains(&format!("required = {required}"))
             && witnesses.iter().all(|w| shown.contains(&w.vkey())),
@@ -317,8 +146,8 @@ async fn jobs_run_only_under_fresh_cosignatures_of_the_policys_witnesses() -> Re
     let log_key: LogKeyView = s.api.get_as("/api/v1/log/key").await?;
     let log_verifier = NoteVerifier::from_vkey(&log_key.vkey)?;
     let head: LogHeadView = s.api.get_as("/api/v1/tenants/demo/log").await?;
-    let mut w1 = Witness::init("witness.test/w1")?;
-    w1.add_log(&head.origin, &log_key.vkey)?;
+    let mut w1 = WitnessProcess::init("witness.test/w1")?.with_fixed_port()?;
+    w1.add_log(&head.origin, &log_key.vkey, None)?;
     w1.start().await?;
     let before_policy = now();
     sign_witnesses(&s, 1, &[&w1], "policy-w1.toml").await?;
@@ -327,7 +156,7 @@ async fn jobs_run_only_under_fresh_cosignatures_of_the_policys_witnesses() -> Re
     //    cosignature, verified with its key (not a name on a line).
     s.good_job_runs(&device, "witnessed").await?;
     let (cosigned, at) =
-        latest_head_cosigned(&s, &log_verifier, &w1.verifier, before_policy).await?;
+        latest_head_cosigned(&s, &log_verifier, w1.verifier(), before_policy).await?;
     ensure!(at <= now() + 1, "cosigned in the future: {at}");
     eprintln!("[test] head {} cosigned at {at}", cosigned.size);
     // An idle log stays acceptable: the server's background round asks
@@ -350,7 +179,8 @@ async fn jobs_run_only_under_fresh_cosignatures_of_the_policys_witnesses() -> Re
                 "no head of size {}",
                 cosigned.size
             );
-            let times = cosignature_times(&same.note, std::slice::from_ref(&w1.verifier), &limits)?;
+            let times =
+                cosignature_times(&same.note, std::slice::from_ref(w1.verifier()), &limits)?;
             Ok(times[0].filter(|&t| t >= at + FRESHNESS_SECS / 3))
         },
     )
@@ -389,8 +219,8 @@ async fn jobs_run_only_under_fresh_cosignatures_of_the_policys_witnesses() -> Re
         .rev()
         .find_map(|c| {
             let times =
-                cosignature_times(&c.note, std::slice::from_ref(&w1.verifier), &limits).ok()?;
-            Some((c.size, cosignature_line(&c.note, &w1.verifier)?, times[0]?))
+                cosignature_times(&c.note, std::slice::from_ref(w1.verifier()), &limits).ok()?;
+            Some((c.size, cosignature_line(&c.note, w1.verifier())?, times[0]?))
         })
         .context("no stored head carries a valid cosignature of the witness")?;
     ensure!(
@@ -444,7 +274,7 @@ async fn jobs_run_only_under_fresh_cosignatures_of_the_policys_witnesses() -> Re
         tampered.note
     );
     ensure!(
-        cosignature_times(&tampered.note, std::slice::from_ref(&w1.verifier), &limits).is_err(),
+        cosignature_times(&tampered.note, std::slice::from_ref(w1.verifier()), &limits).is_err(),
         "the copied cosignature verifies over another head"
     );
     s.sql("DROP TRIGGER stolen_cosignature;")?;
@@ -453,11 +283,11 @@ async fn jobs_run_only_under_fresh_cosignatures_of_the_policys_witnesses() -> Re
     //    background round has the latest head cosigned again, and a job runs.
     let back = now();
     w1.start().await?;
-    latest_head_cosigned(&s, &log_verifier, &w1.verifier, back).await?;
+    latest_head_cosigned(&s, &log_verifier, w1.verifier(), back).await?;
     s.good_job_runs(&device, "witness-back").await?;
 
     // 5. Two witnesses required, one of them never running: refused.
-    let w2 = Witness::init("witness.test/w2")?;
+    let w2 = WitnessProcess::init("witness.test/w2")?.with_fixed_port()?;
     sign_witnesses(&s, 2, &[&w1, &w2], "policy-w2.toml").await?;
     let (id, marker) = s.submit(&device, "one-of-two", &[]).await?;
     refused_with_alert(

@@ -132,6 +132,37 @@ fn pem_to_der(pem: &str) -> anyhow::Result<Vec<u8>> {
     Ok(cert.to_vec())
 }
 
+/// The HTTPS client the server uses to reach others (SIEM receivers,
+/// witnesses): rustls with ring, the public roots plus `extra_roots`, no
+/// redirects (a receiver that redirects is misconfigured or hostile), and
+/// `timeout` for connecting and for the whole exchange.
+pub fn https_client(
+    extra_roots: Vec<CertificateDer<'static>>,
+    user_agent: &'static str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<reqwest::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots.add(cert).context("an unusable CA certificate")?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .context("configuring TLS")?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .user_agent(user_agent)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
+        .timeout(timeout)
+        .build()
+        .context("building the HTTP client")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,23 +56,12 @@ impl std::fmt::Debug for WitnessClient {
 
 impl WitnessClient {
     pub fn new() -> anyhow::Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .context("configuring TLS")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .user_agent(concat!("bulwark-server/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(WITNESS_TIMEOUT)
-            .timeout(WITNESS_TIMEOUT)
-            .build()
-            .context("building the witness HTTP client")?;
+        let http = crate::tls::https_client(
+            Vec::new(),
+            concat!("bulwark-server/", env!("CARGO_PKG_VERSION")),
+            WITNESS_TIMEOUT,
+        )
+        .context("building the witness HTTP client")?;
         Ok(Self {
             http,
             held: Mutex::default(),
@@ -216,7 +205,7 @@ impl WitnessClient {
                 // stop once the last cosignature ages out. Expected while
                 // frozen; said as such so nobody debugs the witness.
                 423 => bail!(
-                    "it holds the customer's freeze of this tenant and cosigns nothing more until an unfreeze: {}",
+                    "status 423: it holds the customer's freeze of this tenant and cosigns nothing more until an unfreeze: {}",
                     text.trim()
                 ),
                 _ => bail!("status {status}: {}", text.trim()),

@@ -233,28 +233,15 @@ fn machine_hostname() -> String {
 }
 
 fn prepare_http(s: &NdjsonHttpSink) -> anyhow::Result<Kind> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &s.ca_file {
-        for cert in read_ca_file(path)? {
-            roots
-                .add(cert)
-                .with_context(|| format!("{} holds an unusable certificate", path.display()))?;
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(ring())
-        .with_safe_default_protocol_versions()
-        .context("configuring TLS")?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .user_agent(concat!("bulwark-siem/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(IO_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
+    let extra = match &s.ca_file {
+        Some(path) => read_ca_file(path)?,
+        None => Vec::new(),
+    };
+    let client = crate::tls::https_client(
+        extra,
+        concat!("bulwark-siem/", env!("CARGO_PKG_VERSION")),
+        IO_TIMEOUT,
+    )?;
     Ok(Kind::Http {
         url: s.url.clone(),
         token: s.token.clone(),
