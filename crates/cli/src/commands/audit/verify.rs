@@ -231,19 +231,10 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
             // Not witnessed: no head is saved for a later --head.
             let bad = report.shortfall();
             if args.json {
-                println!(
-                    "{}",
-                    json!({
-                        "ok": false,
-                        "log_id": log_id,
-                        "index": bad.index,
-                        "head_size": bad.head_size,
-                        "problem": bad.code,
-                        "message": bad.message,
-                        "size": verified.summary.size,
-                        "witnesses": report.to_json(),
-                    })
-                );
+                let mut out = failure_json(&log_id, &bad);
+                out["size"] = json!(verified.summary.size);
+                out["witnesses"] = report.to_json();
+                println!("{out}");
             } else {
                 println!("Log {log_id}: NOT WITNESSED");
                 println!("  tree head size:  {}", report.head_size);
@@ -409,17 +400,7 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
         }
         Err(bad) => {
             if args.json {
-                println!(
-                    "{}",
-                    json!({
-                        "ok": false,
-                        "log_id": log_id,
-                        "index": bad.index,
-                        "head_size": bad.head_size,
-                        "problem": bad.code,
-                        "message": bad.message,
-                    })
-                );
+                println!("{}", failure_json(&log_id, &bad));
             } else {
                 println!("Log {log_id}: FAILED");
                 if let Some(index) = bad.index {
@@ -433,6 +414,18 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
             Ok(EXIT_BAD_LOG)
         }
     }
+}
+
+/// The `--json` of a log that failed: where, and why.
+fn failure_json(log_id: &str, bad: &Bad) -> Value {
+    json!({
+        "ok": false,
+        "log_id": log_id,
+        "index": bad.index,
+        "head_size": bad.head_size,
+        "problem": bad.code,
+        "message": bad.message,
+    })
 }
 
 /// The `"witnesses"` of a verified log's JSON: the report, or why none.
