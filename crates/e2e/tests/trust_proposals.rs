@@ -10,20 +10,29 @@
 //! proposes the first policy (the simpler correct path: no threshold-1
 //! root ever exists). Needs the `sqlite3` tool (what the agent reports
 //! holding is read from `device_trust`).
+//!
+//! Once the policy names the customer's witness, the kill switch goes to
+//! it as well, from whichever machine completes it: the customer's freeze
+//! alone, and the MSP's unfreeze proposal when the customer's `trust sign`
+//! reaches the threshold. An unfreeze the witness never got would leave
+//! every job uncosigned, so the job after it runs only if `trust sign`
+//! gave it (RFD 0006).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use bulwark_api::jobs::{JobTargetView, JobView};
+use bulwark_api::log::{LogHeadView, LogKeyView};
 use bulwark_api::operators::InvitationCreated;
 use bulwark_api::proposals::ProposalView;
 use bulwark_api::setup::SetupResponse;
 use bulwark_api::tenants::TenantView;
 use bulwark_api::trust::TrustView;
 use bulwark_e2e::{
-    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, decode_json, marker_script,
-    operator_cli, operator_login, sqlite, wait_for, wait_job_final,
+    Api, ExtraAgent, Finished, Owner, UpOptions, UpProcess, WitnessProcess, decode_json,
+    marker_script, operator_cli, operator_login, replace_policy_sections, sqlite, wait_for,
+    wait_job_final, witnesses_section,
 };
 use serde_json::json;
 
@@ -283,19 +292,73 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
         .await?;
     s.wait_agent_holds(&device, "1 2 0").await?;
 
-    // 5. The customer freezes alone (a customer root key may): jobs are refused.
-    s.customer(&[
-        "tenant",
-        "freeze",
-        "--tenant",
-        "acme",
-        "--key",
-        "customer",
-        "--reason",
-        "customer says stop",
-    ])
-    .await?;
-    s.wait_agent_holds(&device, "1 2 1").await?;
+    // 4b. The customer's witness (freeze grace 1 s) joins the policy,
+    // co-signed: every job from now on needs its fresh cosignature.
+    let fingerprint = s
+        .trust()
+        .await?
+        .root_fingerprint
+        .context("acme has a root")?;
+    let log_key: LogKeyView = s.api.get_as("/api/v1/log/key").await?;
+    let head: LogHeadView = s.api.get_as("/api/v1/tenants/acme/log").await?;
+    let mut witness = WitnessProcess::init("witness.test/acme")?.with_freeze_grace(1);
+    witness.add_log(&head.origin, &log_key.vkey, Some(&fingerprint))?;
+    witness.start().await?;
+    let toml = s
+        .msp(&["policy", "show", "--tenant", "acme", "--toml"])
+        .await?
+        .stdout;
+    let file = s.work.path().join("witnessed.toml");
+    std::fs::write(
+        &file,
+        replace_policy_sections(
+            &toml,
+            &["witnesses"],
+            &witnesses_section(1, 60, &[&witness]),
+        ),
+    )?;
+    let out = s
+        .msp(&[
+            "policy",
+            "sign",
+            "--tenant",
+            "acme",
+            "--file",
+            &file.display().to_string(),
+        ])
+        .await?
+        .stdout;
+    ensure!(out.contains("Proposed as"), "{out}");
+    s.customer_cosigns("policy", &format!("+ witness {}", witness.vkey()))
+        .await?;
+    s.wait_agent_holds(&device, "1 3 0").await?;
+    let (target, _) = s.job(&device, "witnessed").await?;
+    ensure!(
+        target.state == "succeeded",
+        "a job under the witnessed policy: {target:?}"
+    );
+
+    // 5. The customer freezes alone (a customer root key may): jobs are
+    // refused, and the witness holds the freeze.
+    let out = s
+        .customer(&[
+            "tenant",
+            "freeze",
+            "--tenant",
+            "acme",
+            "--key",
+            "customer",
+            "--reason",
+            "customer says stop",
+        ])
+        .await?
+        .stdout;
+    ensure!(
+        out.contains("witness.test/acme  accepted:")
+            && out.contains("1 of the policy's 1 witnesses hold the freeze"),
+        "the freeze's report: {out}"
+    );
+    s.wait_agent_holds(&device, "1 3 1").await?;
     let (target, marker) = s.job(&device, "while-frozen").await?;
     ensure!(
         target.state == "refused" && target.refusal_code.as_deref() == Some("frozen"),
@@ -319,11 +382,23 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     ensure!(s.trust().await?.frozen);
     ensure!(
-        s.agent_holds(&device)? == "1 2 1",
+        s.agent_holds(&device)? == "1 3 1",
         "the agent unfroze alone"
     );
-    s.customer_cosigns("freeze", "UNFREEZE").await?;
-    s.wait_agent_holds(&device, "1 2 0").await?;
+    // The customer's signature completes it: `trust sign` gives the
+    // unfreeze to the witness, which has refused to cosign since its grace.
+    let (id, _) = s.open_proposal().await?;
+    let out = s
+        .customer(&["trust", "sign", &id, "--key", "customer", "--yes"])
+        .await?
+        .stdout;
+    ensure!(
+        out.contains("is published")
+            && out.contains("witness.test/acme  accepted:")
+            && out.contains("1 of the policy's 1 witnesses hold the unfreeze"),
+        "the co-signed unfreeze's report: {out}"
+    );
+    s.wait_agent_holds(&device, "1 3 0").await?;
     let (target, marker) = s.job(&device, "after-unfreeze").await?;
     ensure!(
         target.state == "succeeded" && target.exit_code == Some(0),
@@ -333,7 +408,7 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
 
     // 7. The MSP rotates the root to add a second MSP key, keeping 2 of
     // now 3: it holds one key of root v1, so the rotation (with the policy
-    // re-signed as version 3) is a proposal; the agent stays at root v1.
+    // re-signed as version 4) is a proposal; the agent stays at root v1.
     let out = s
         .msp(&[
             "tenant",
@@ -351,20 +426,20 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     ensure!(s.trust().await?.root_version == Some(1), "rotated alone");
-    ensure!(s.trust().await?.policy_version == Some(2));
-    ensure!(s.agent_holds(&device)? == "1 2 0", "the agent moved alone");
+    ensure!(s.trust().await?.policy_version == Some(3));
+    ensure!(s.agent_holds(&device)? == "1 3 0", "the agent moved alone");
     // The customer checks (the new key set, the policy unchanged) and
     // co-signs the root and its policy companion in one `trust sign`.
     s.customer_cosigns("root", "new root version 2: 2 of 3 keys")
         .await?;
     ensure!(s.trust().await?.root_version == Some(2));
-    ensure!(s.trust().await?.policy_version == Some(3));
-    s.wait_agent_holds(&device, "2 3 0").await?;
+    ensure!(s.trust().await?.policy_version == Some(4));
+    s.wait_agent_holds(&device, "2 4 0").await?;
     let view = s.api.device(&device).await?;
     ensure!(
         view.trust
             .as_ref()
-            .is_some_and(|t| t.root_version == 2 && t.policy_version == 3),
+            .is_some_and(|t| t.root_version == 2 && t.policy_version == 4),
         "{view:?}"
     );
     let (target, marker) = s.job(&device, "after-rotation").await?;
@@ -389,8 +464,21 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
         ensure!(actions.contains(&action), "no {action} in {actions:?}");
     }
     // Co-signed statements, a freeze and its unfreeze, a rotation and a
-    // job: the log's meaning replays with the agents' rules.
-    s.msp(&["audit", "verify", "--tenant", "acme"]).await?;
+    // job: the log's meaning replays with the agents' rules, and its
+    // newest head carries the witness's cosignature (the server asks for
+    // it within seconds of the last entry: until then verify exits 4).
+    wait_for(WAIT, "a witnessed audit verify", async || {
+        let out = s
+            .cli_in(&s.msp, &["audit", "verify", "--tenant", "acme"], None)
+            .await?;
+        match out.status.code() {
+            Some(0) => Ok(Some(())),
+            Some(4) => Ok(None),
+            _ => anyhow::bail!("audit verify: {out:?}"),
+        }
+    })
+    .await?;
+    witness.stop().await?;
     drop(agent);
     Ok(())
 }

@@ -19,7 +19,9 @@ use serde_json::json;
 
 use crate::client::{Session, path_segment};
 use crate::commands::keys::{KeyStore, Unlocker};
-use crate::commands::trust::{Trust, date_text, fetch_trust, holder_name, trust_path};
+use crate::commands::trust::{
+    Trust, date_text, fetch_trust, holder_name, trust_path, witness_freeze,
+};
 use crate::output::{print_json, unix_now};
 
 /// `bulwark trust …`.
@@ -113,6 +115,8 @@ struct Checked {
     signed_by: Vec<RootKey>,
     /// A root rotation's companions, checked: ("policy" or "freeze", envelope).
     companions: Vec<(&'static str, Signed)>,
+    /// The tenant's trust as this machine verified it from the pinned root.
+    trust: Trust,
 }
 
 async fn fetch(session: &Session, id: &str) -> Result<Checked> {
@@ -170,6 +174,7 @@ async fn fetch(session: &Session, id: &str) -> Result<Checked> {
         signers,
         signed_by,
         companions,
+        trust,
     })
 }
 
@@ -705,14 +710,29 @@ async fn sign(id: &str, key: Option<&str>, otp: Option<&str>, yes: bool) -> Resu
         signature: B64.encode(entry.signature),
         companions,
     };
-    let reply: ProposalView = session
+    // A freeze or unfreeze this signature completes goes to the tenant's
+    // witnesses whatever the server answers (RFD 0006): judged from the
+    // signatures here, not from the state the server reports.
+    let kill_switch = completed_kill_switch(&checked, &signed);
+    let chain = match kill_switch {
+        Some(_) => {
+            Some(witness_freeze::root_chain(&session, &checked.tenant, &checked.trust).await)
+        }
+        None => None,
+    };
+    let reply: Result<ProposalView> = session
         .post_privileged(
             &format!("/api/v1/trust-proposals/{}/signatures", path_segment(id)?),
             &body,
             otp,
         )
         .await
-        .context("adding the signature")?;
+        .context("adding the signature");
+    if let (Some(frozen), Some(chain)) = (kill_switch, chain) {
+        witness_freeze::give_to_witnesses(&checked.tenant, &checked.trust, chain, &signed, frozen)
+            .await;
+    }
+    let reply = reply?;
     match reply.state.as_str() {
         "published" => println!(
             "Signed with key {}: the signatures reach the threshold and {} is published; \
@@ -725,6 +745,18 @@ async fn sign(id: &str, key: Option<&str>, otp: Option<&str>, yes: bool) -> Resu
         ),
     }
     Ok(())
+}
+
+/// `Some(frozen)` when `signed` is the tenant's next freeze (or unfreeze)
+/// and carries the current root's threshold of valid signatures.
+fn completed_kill_switch(checked: &Checked, signed: &Signed) -> Option<bool> {
+    if signed.payload_type != FreezeStatement::PAYLOAD_TYPE {
+        return None;
+    }
+    let root = checked.trust.root.as_ref()?;
+    let statement: FreezeStatement = signed.statement(&Limits::default()).ok()?;
+    let tally = signed.tally(root.keys.iter().map(|k| &k.key));
+    (tally.bad == 0 && tally.valid.len() >= root.threshold()).then_some(statement.frozen)
 }
 
 #[cfg(test)]

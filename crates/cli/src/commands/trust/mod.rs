@@ -339,7 +339,7 @@ mod render;
 mod rotation;
 mod signing;
 mod verified;
-mod witness_freeze;
+pub(crate) mod witness_freeze;
 
 use commands::*;
 pub(crate) use default_policy::*;

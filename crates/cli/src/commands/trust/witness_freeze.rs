@@ -22,7 +22,7 @@ const MAX_ANSWER_CHARS: usize = 400;
 /// The root chain from version 1 that witnesses replay the freeze from: the
 /// server's copy, replayed here from the tenant's pinned first root, and
 /// leading to the root `trust` verified (the one that signs the freeze).
-pub(super) async fn root_chain(
+pub(crate) async fn root_chain(
     session: &Session,
     tenant: &str,
     trust: &Trust,
@@ -133,7 +133,7 @@ pub(super) fn summary(witnessing: &Witnessing, held: usize, frozen: bool) -> Str
 /// each did and how many hold it. A chain that could not be read is
 /// reported and the statement given alone: a witness that learnt the roots
 /// with an earlier freeze still takes it.
-pub(super) async fn give_to_witnesses(
+pub(crate) async fn give_to_witnesses(
     tenant: &str,
     trust: &Trust,
     chain: Result<Vec<Signed>>,
