@@ -11,6 +11,7 @@
 //! those).
 
 pub mod account;
+pub mod alerts;
 pub mod cli_sign_in;
 pub mod devices;
 pub mod error;

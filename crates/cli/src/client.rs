@@ -125,6 +125,15 @@ impl Session {
         self.authed(send(self.request(reqwest::Method::GET, path), path).await)
     }
 
+    /// `GET path?query`, the query encoded from `(name, value)` pairs.
+    pub(crate) async fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T> {
+        self.authed(send(self.request(reqwest::Method::GET, path).query(query), path).await)
+    }
+
     pub(crate) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -142,7 +151,23 @@ impl Session {
         body: &B,
         otp: Option<&str>,
     ) -> Result<T> {
-        match self.post(path, body).await {
+        self.with_step_up(otp, || self.post(path, body)).await
+    }
+
+    /// `DELETE path`, a privileged action (see [`Session::post_privileged`]).
+    pub(crate) async fn delete_privileged(&self, path: &str, otp: Option<&str>) -> Result<()> {
+        self.with_step_up(otp, || async {
+            self.authed(send(self.request(reqwest::Method::DELETE, path), path).await)
+        })
+        .await
+    }
+
+    async fn with_step_up<T, F, Fut>(&self, otp: Option<&str>, attempt: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        match attempt().await {
             Err(error) if is_step_up_required(&error) => {
                 let code = match otp {
                     Some(code) => code.to_owned(),
@@ -161,7 +186,7 @@ impl Session {
                 self.post::<_, ()>("/api/v1/auth/step-up", &step_up)
                     .await
                     .context("the MFA check failed")?;
-                self.post(path, body).await
+                attempt().await
             }
             other => other,
         }

@@ -45,6 +45,15 @@ pub struct UpArgs {
     /// Start only the server, without the local agent.
     #[arg(long)]
     no_agent: bool,
+    /// The SMTP relay alert e-mail goes through (host:port; STARTTLS required).
+    #[arg(long, env = "BULWARK_SMTP_RELAY", value_name = "HOST:PORT")]
+    smtp_relay: Option<String>,
+    /// The sender of alert e-mail.
+    #[arg(long, env = "BULWARK_SMTP_FROM", default_value = "bulwark@localhost")]
+    smtp_from: String,
+    /// A PEM file of CA certificates to trust for the relay (a private CA).
+    #[arg(long, env = "BULWARK_SMTP_CA_FILE", value_name = "FILE")]
+    smtp_ca_file: Option<PathBuf>,
 }
 
 pub async fn wait_for_signal() {
@@ -71,6 +80,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.database_url = args.database_url.clone();
     config.heartbeat_secs = args.heartbeat_secs;
     config.retention_days = args.retention_days;
+    config.smtp = args
+        .smtp_relay
+        .clone()
+        .map(|relay| bulwark_server::config::SmtpRelay {
+            relay,
+            from: args.smtp_from.clone(),
+            server_name: None,
+            ca_file: args.smtp_ca_file.clone(),
+            security: bulwark_server::config::SmtpSecurity::Starttls,
+            username: None,
+            password: None,
+        });
     let server = bulwark_server::start(config).await?;
     let now = bulwark_server::now_millis();
     let demo = server.store.ensure_tenant("demo", UP_ACTOR, now).await?;

@@ -46,6 +46,10 @@ pub struct ServerConfig {
     /// `[[siem]]` tables, each with a unique `name`.
     #[serde(default)]
     pub siem: Vec<SiemSink>,
+    /// The relay alert e-mail goes through (`[smtp]`; RFD 0007). Without
+    /// one, e-mail channels queue their messages and say why they wait.
+    #[serde(default)]
+    pub smtp: Option<SmtpRelay>,
     #[serde(skip, default = "default_mode")]
     pub mode: ServeMode,
 }
@@ -86,6 +90,7 @@ impl ServerConfig {
             max_agent_connections: default_max_agent_connections(),
             retention_days: default_retention_days(),
             siem: Vec::new(),
+            smtp: None,
             mode: ServeMode::LoopbackHttp,
         }
     }
@@ -112,6 +117,9 @@ impl ServerConfig {
                 self.retention_days
             );
         }
+        if let Some(smtp) = &self.smtp {
+            smtp.validate()?;
+        }
         let mut names = std::collections::HashSet::new();
         for sink in &self.siem {
             sink.validate()?;
@@ -130,6 +138,98 @@ impl ServerConfig {
                 self.data_dir.join("bulwark.db").display()
             ),
         }
+    }
+}
+
+/// The SMTP relay for alert e-mail (`[smtp]`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpRelay {
+    /// `host:port` of the relay (submission, usually port 587).
+    pub relay: String,
+    /// The sender address, e.g. `bulwark@msp.example`.
+    pub from: String,
+    /// The name the relay's certificate must carry (default: the host).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// A PEM file of CA certificates to trust for the relay, instead of the
+    /// public roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `starttls` (the default: refuse a relay that does not offer it) or
+    /// `none`, allowed only for a relay on a loopback address.
+    #[serde(default = "default_smtp_security")]
+    pub security: SmtpSecurity,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for SmtpRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpRelay")
+            .field("relay", &self.relay)
+            .field("from", &self.from)
+            .field("server_name", &self.server_name)
+            .field("ca_file", &self.ca_file)
+            .field("security", &self.security)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// How alert e-mail is protected on its way to the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    Starttls,
+    None,
+}
+
+fn default_smtp_security() -> SmtpSecurity {
+    SmtpSecurity::Starttls
+}
+
+impl SmtpRelay {
+    /// The relay's host and port.
+    pub fn host_port(&self) -> anyhow::Result<(String, u16)> {
+        let (host, port) = self
+            .relay
+            .rsplit_once(':')
+            .ok_or_else(|| anyhow::anyhow!("smtp relay {:?} is not host:port", self.relay))?;
+        let port = port
+            .parse()
+            .map_err(|_| anyhow::anyhow!("smtp relay {:?}: bad port", self.relay))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        anyhow::ensure!(!host.is_empty(), "smtp relay {:?} has no host", self.relay);
+        Ok((host.to_owned(), port))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let (host, _) = self.host_port()?;
+        anyhow::ensure!(
+            self.from.contains('@') && !self.from.contains(['\r', '\n']),
+            "smtp from {:?} is not an e-mail address",
+            self.from
+        );
+        if self.security == SmtpSecurity::None {
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            anyhow::ensure!(
+                loopback,
+                "smtp security = \"none\" is allowed only for a relay on a loopback address, \
+                 not {host}: alert e-mail names customers and their incidents"
+            );
+        }
+        anyhow::ensure!(
+            self.username.is_some() == self.password.is_some(),
+            "smtp username and password go together"
+        );
+        Ok(())
     }
 }
 

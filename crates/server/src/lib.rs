@@ -5,6 +5,7 @@
 //! run anything (DESIGN.md invariants 1-3). Decisions live in pure modules
 //! ([`auth::policy`]); sockets, files and the database stay at the edges.
 
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod config;

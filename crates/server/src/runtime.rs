@@ -200,6 +200,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         shutdown_rx.clone(),
     ));
     crate::transparency_log::siem::spawn(&store, &config.siem, &shutdown_rx, &mut tasks)?;
+    let notifier = Arc::new(crate::alerts::notify::Notifier::new(
+        store.clone(),
+        config.smtp.as_ref(),
+        console_url.clone(),
+    )?);
+    tasks.spawn(crate::alerts::notify::run(
+        notifier.clone(),
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(crate::alerts::raise_alerts(
+        store.clone(),
+        notifier,
+        shutdown_rx.clone(),
+    ));
 
     let https = (config.mode == ServeMode::Https).then_some(acceptor);
     tasks.spawn(serve_http(http_listener, https, app(state), shutdown_rx));

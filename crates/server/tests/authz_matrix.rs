@@ -382,6 +382,36 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/operators/{id}/passkeys",
         Global(&[Owner], 204),
     ),
+    // Alerts: seen by every role (the store's scope keeps them to the
+    // caller's tenants), handled by those who run the tenant; e-mail
+    // channels also by the customer's auditor.
+    ("GET", "/api/v1/alerts", Global(EVERY_ROLE, 200)),
+    ("GET", "/api/v1/alerts/{id}", Tenant(EVERY_ROLE, 200)),
+    (
+        "POST",
+        "/api/v1/alerts/{id}/acknowledge",
+        Tenant(&[Owner, SecurityOfficer, Technician], 200),
+    ),
+    (
+        "POST",
+        "/api/v1/alerts/{id}/resolve",
+        Tenant(&[Owner, SecurityOfficer, Technician], 200),
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/alert-channels",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/alert-channels",
+        Tenant(&[Owner, SecurityOfficer, TenantAuditor], 201),
+    ),
+    (
+        "DELETE",
+        "/api/v1/alert-channels/{id}",
+        Tenant(&[Owner, SecurityOfficer, TenantAuditor], 204),
+    ),
     // Keep last: a stale-MFA session calling it signs out the role's main session.
     (
         "POST",
@@ -413,6 +443,8 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("PUT", "/api/v1/settings/passkey-policy"),
     ("PUT", "/api/v1/operators/{id}/grants"),
     ("DELETE", "/api/v1/operators/{id}/passkeys"),
+    ("POST", "/api/v1/tenants/{tenant}/alert-channels"),
+    ("DELETE", "/api/v1/alert-channels/{id}"),
 ];
 
 /// The expected status and error code (for 401, 403 and 404 answers).
@@ -524,6 +556,7 @@ struct Harness {
     jobs: BTreeMap<&'static str, String>,
     /// An open (unsigned) policy proposal per tenant.
     proposals: BTreeMap<&'static str, String>,
+    tenant_ids: BTreeMap<&'static str, String>,
     counter: u32,
     _dir: tempfile::TempDir,
 }
@@ -588,6 +621,55 @@ impl Harness {
     fn unique(&mut self, prefix: &str) -> String {
         self.counter += 1;
         format!("{prefix}-{}", self.counter)
+    }
+
+    /// A new open alert of `tenant`, raised in the store as the log raiser
+    /// would: each handling request gets its own.
+    async fn alert(&mut self, tenant: &str) -> String {
+        let key = self.unique("alert");
+        let raised = self
+            .server
+            .store
+            .raise_alert(
+                &bulwark_store::NewAlert {
+                    tenant_id: Some(self.tenant_ids[tenant].clone()),
+                    device_id: None,
+                    kind: "alert.log_refused".to_owned(),
+                    severity: bulwark_store::Severity::Critical,
+                    dedup_key: key,
+                    summary: "an agent refused a job".to_owned(),
+                    detail: String::new(),
+                    log_id: self.tenant_ids[tenant].clone(),
+                    log_idx: 0,
+                },
+                now_millis(),
+            )
+            .await
+            .expect("alert");
+        match raised {
+            bulwark_store::Raised::Opened { id, .. } => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A new e-mail channel of `tenant`.
+    async fn channel(&mut self, tenant: &str) -> String {
+        let target = format!("{}@example.com", self.unique("soc"));
+        self.server
+            .store
+            .add_notification_channel(
+                &bulwark_store::NewChannel {
+                    tenant_id: Some(self.tenant_ids[tenant].clone()),
+                    kind: bulwark_store::ChannelKind::Email,
+                    target,
+                    min_severity: bulwark_store::Severity::Warning,
+                    created_by: "olivia".to_owned(),
+                },
+                now_millis(),
+            )
+            .await
+            .expect("channel")
+            .id
     }
 
     /// A new pending invitation: (id, link token).
@@ -813,6 +895,23 @@ impl Harness {
                 (path, Some(json!({"envelope": "AAAA", "script": "true"})))
             }
             ("GET", "/api/v1/jobs/{id}") => (path.replace("{id}", &self.jobs[tenant]), None),
+            (
+                "GET" | "POST",
+                "/api/v1/alerts/{id}"
+                | "/api/v1/alerts/{id}/acknowledge"
+                | "/api/v1/alerts/{id}/resolve",
+            ) => {
+                let id = self.alert(tenant).await;
+                (path.replace("{id}", &id), None)
+            }
+            ("POST", "/api/v1/tenants/{tenant}/alert-channels") => (
+                path,
+                Some(json!({"kind": "email", "target": "soc@customer.example"})),
+            ),
+            ("DELETE", "/api/v1/alert-channels/{id}") => {
+                let id = self.channel(tenant).await;
+                (path.replace("{id}", &id), None)
+            }
             ("POST", "/api/v1/jobs/{id}/approvals") => (
                 path.replace("{id}", &self.jobs[tenant]),
                 Some(json!({"key_id": "00".repeat(32), "signature": "AAAA"})),
@@ -1154,6 +1253,7 @@ async fn start() -> Harness {
         devices: BTreeMap::new(),
         jobs: BTreeMap::new(),
         proposals: BTreeMap::new(),
+        tenant_ids: BTreeMap::new(),
         counter: 0,
         _dir: dir,
     };
@@ -1260,6 +1360,7 @@ async fn start() -> Harness {
         h.jobs
             .insert(tenant, created["id"].as_str().expect("id").to_owned());
         h.devices.insert(tenant, device);
+        h.tenant_ids.insert(tenant, tenant_id);
     }
 
     // Every other role, invited on the own tenant only, through the real flow.

@@ -94,6 +94,13 @@ audit_actions! {
     LogExported => "log.exported",
     LogArchived => "log.archived",
     SiemSinkFailed => "siem.sink_failed",
+    // Alerts as people handle them (RFD 0007), and where they are sent.
+    AlertAcknowledged => "alerting.acknowledged",
+    AlertResolved => "alerting.resolved",
+    NotificationChannelAdded => "notification_channel.added",
+    NotificationChannelRemoved => "notification_channel.removed",
+    /// A notification given up on after its last attempt.
+    NotificationFailed => "notification.failed",
     // Security alerts: raised for people to look at now.
     AlertLoginBurst => "alert.login_burst",
     AlertTrustRefused => "alert.trust_refused",

@@ -20,6 +20,7 @@
 //!   or the MSP-wide one) in the same transaction as the event and the
 //!   change it records (`transparency_log`, RFD 0003).
 
+mod alerts;
 mod api_tokens;
 mod audit;
 mod audit_action;
@@ -48,6 +49,11 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
+pub use alerts::MAX_TARGET as MAX_CHANNEL_TARGET;
+pub use alerts::{
+    Alert, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel, NotificationChannel,
+    Raised, Severity,
+};
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
 pub use audit_action::AuditAction;

@@ -5,6 +5,7 @@
 //! `bulwark-api`) through [`crate::client`] and print through
 //! [`crate::output`].
 
+pub mod alerts;
 pub mod audit;
 pub mod devices;
 pub mod jobs;
@@ -79,6 +80,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::commands::jobs::JobCommand,
     },
+    /// Alerts: list, acknowledge, resolve, and where a tenant's are sent.
+    Alert {
+        #[command(subcommand)]
+        command: alerts::AlertCommand,
+    },
     /// Transparency logs: verify one end to end, or export it for offline checks.
     Audit {
         #[command(subcommand)]
@@ -108,6 +114,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Tenant { command } => tenants::run(command).await,
         OperatorCommand::Device { command } => devices::run(command).await,
         OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
+        OperatorCommand::Alert { command } => alerts::run(command).await,
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,
         OperatorCommand::Trust { command } => crate::commands::proposals::run(command).await,
     }

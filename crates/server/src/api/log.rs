@@ -57,7 +57,7 @@ fn b64(hash: &[u8]) -> String {
     B64.encode(hash)
 }
 
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q)
         .map_err(|rejection| ApiError::bad_request(format!("bad query: {}", rejection.body_text())))
 }

@@ -81,6 +81,17 @@ pub enum Action {
     ViewTenantLog,
     /// Read the MSP-wide transparency log (events of no tenant).
     ViewMspLog,
+    /// See alerts (the store's scope limits them to the caller's tenants;
+    /// MSP-wide alerts are for owners).
+    ViewAlerts,
+    /// Acknowledge or resolve a tenant's alert.
+    HandleAlerts,
+    /// Add or remove where a tenant's alerts go, webhooks included (privileged).
+    ManageAlertChannels,
+    /// Add or remove an e-mail address for a tenant's alerts (privileged):
+    /// the customer's own auditor may, so that the customer hears of a
+    /// mass action without asking the MSP.
+    ManageAlertEmail,
 }
 
 impl Action {
@@ -100,6 +111,9 @@ impl Action {
                 | Action::ViewJobs
                 | Action::RequestJob
                 | Action::ApproveJob
+                | Action::HandleAlerts
+                | Action::ManageAlertChannels
+                | Action::ManageAlertEmail
         )
     }
 
@@ -157,6 +171,8 @@ impl Action {
                 | Action::SetPasskeyPolicy
                 | Action::ManageGrants
                 | Action::ResetPasskeys
+                | Action::ManageAlertChannels
+                | Action::ManageAlertEmail
         )
     }
 }
@@ -192,6 +208,10 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ViewJobs
                 | RequestJob
                 | ApproveJob
+                | ViewAlerts
+                | HandleAlerts
+                | ManageAlertChannels
+                | ManageAlertEmail
         ),
         Role::Technician => {
             matches!(
@@ -206,6 +226,8 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ApproveJob
                     | ViewLogKey
                     | ViewTenantLog
+                    | ViewAlerts
+                    | HandleAlerts
             )
         }
         Role::ReadOnly => matches!(
@@ -217,6 +239,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ViewJobs
                 | ViewLogKey
                 | ViewTenantLog
+                | ViewAlerts
         ),
         // The customer's own person: reads everything of its tenant, may
         // co-sign a job where the policy wants a customer key, and may pull
@@ -235,6 +258,8 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | SignTrustAsCustomer
                     | ViewLogKey
                     | ViewTenantLog
+                    | ViewAlerts
+                    | ManageAlertEmail
             )
         }
     }

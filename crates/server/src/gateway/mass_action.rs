@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use bulwark_policy::{Limits, Policy, Signed, derive_class, job::JobStatement};
+use bulwark_policy::{Limits, MassActionDelay, Policy, Signed, derive_class, job::JobStatement};
 use bulwark_store::{Job, LogCheckpoint, Store, StoreError};
 use bulwark_translog::cosignature_time_ranges;
 
@@ -24,6 +24,23 @@ pub(super) enum Hold {
     Wait(Duration),
 }
 
+/// The policy's mass-action delay if it applies to the job signed in
+/// `envelope` (with its statement); `None` for any other job, and for one
+/// that does not decode (the agent refuses that for what it is).
+pub(crate) fn delayed_by<'p>(
+    policy: &'p Policy,
+    envelope: &[u8],
+) -> Option<(&'p MassActionDelay, JobStatement)> {
+    let rule = policy.mass_action_delay.as_ref()?;
+    policy.witnessing.as_ref()?;
+    let limits = Limits::default();
+    let statement = Signed::from_bytes(envelope, &limits)
+        .and_then(|signed| signed.statement::<JobStatement>(&limits))
+        .ok()?;
+    let class = derive_class(&statement, policy).unwrap_or(statement.class);
+    rule.applies(&statement, class).then_some((rule, statement))
+}
+
 /// Whether `job` waits, and if not, what shows the agent it waited.
 pub(super) async fn mass_action_hold(
     store: &Store,
@@ -36,19 +53,13 @@ pub(super) async fn mass_action_hold(
     let (Some(policy), Some(head), Some(idx)) = (policy, head, job.release_log_idx) else {
         return Ok(Hold::Deliver(None));
     };
-    let (Some(rule), Some(witnessing)) = (&policy.mass_action_delay, &policy.witnessing) else {
+    let Some((rule, _)) = delayed_by(policy, &job.envelope) else {
+        return Ok(Hold::Deliver(None));
+    };
+    let Some(witnessing) = &policy.witnessing else {
         return Ok(Hold::Deliver(None));
     };
     let limits = Limits::default();
-    let Ok(statement) = Signed::from_bytes(&job.envelope, &limits)
-        .and_then(|signed| signed.statement::<JobStatement>(&limits))
-    else {
-        return Ok(Hold::Deliver(None)); // the agent refuses it for what it is
-    };
-    let class = derive_class(&statement, policy).unwrap_or(statement.class);
-    if !rule.applies(&statement, class) {
-        return Ok(Hold::Deliver(None));
-    }
     // The smallest witnessed head covering the entry: the earliest proof
     // that the witnesses have seen it.
     let verifiers = witnessing.verifiers();

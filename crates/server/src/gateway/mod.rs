@@ -15,7 +15,7 @@
 
 mod delivery;
 mod handshake;
-mod mass_action;
+pub(crate) mod mass_action;
 mod session;
 
 use std::net::SocketAddr;

@@ -1,0 +1,278 @@
+//! `bulwark alert …`: the alerts of the tenants you may see, handling them,
+//! and where a tenant's alerts are sent (RFD 0007).
+//!
+//! An alert is the server speaking: it says where to look (a job, a
+//! device, a log entry), and the commands that verify (`job show`, `audit
+//! verify`) say what is true.
+
+use anyhow::Result;
+use bulwark_api::alerts::{AlertView, ChannelRequest, ChannelView};
+
+use crate::client::*;
+use crate::output::*;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AlertCommand {
+    /// Alerts, newest first (unresolved ones unless --state says otherwise).
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// open, acknowledged, resolved, unresolved (the default) or all.
+        #[arg(long, default_value = "unresolved")]
+        state: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One alert: what raised it, and where it was sent.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an open alert: you are on it.
+    Ack { id: String },
+    /// Resolve an alert: its source raises a new one from now on.
+    Resolve { id: String },
+    /// Where a tenant's alerts are sent.
+    Channels {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a tenant's alerts to an e-mail address or a webhook.
+    #[command(group(clap::ArgGroup::new("to").required(true).args(["email", "webhook"])))]
+    AddChannel {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
+        /// An https:// URL (Slack and Teams incoming webhooks read its `text`).
+        #[arg(long, value_name = "URL")]
+        webhook: Option<String>,
+        /// info, warning (the default) or critical.
+        #[arg(long, default_value = "warning")]
+        min_severity: String,
+        /// The current TOTP code, if the server asks for a fresh MFA check.
+        #[arg(long, value_name = "CODE")]
+        otp: Option<String>,
+    },
+    /// Stop sending alerts to a channel.
+    RemoveChannel {
+        id: String,
+        #[arg(long, value_name = "CODE")]
+        otp: Option<String>,
+    },
+}
+
+pub async fn run(command: AlertCommand) -> Result<()> {
+    let session = Session::load()?;
+    match command {
+        AlertCommand::List {
+            tenant,
+            state,
+            json,
+        } => {
+            let mut query = vec![("limit", "1000".to_owned())];
+            if state != "all" {
+                query.push(("state", state));
+            }
+            if let Some(tenant) = tenant {
+                query.push(("tenant", tenant));
+            }
+            let alerts: Vec<AlertView> = session.get_query("/api/v1/alerts", &query).await?;
+            if json {
+                return print_json(&alerts);
+            }
+            print_alerts(&alerts);
+            Ok(())
+        }
+        AlertCommand::Show { id, json } => {
+            let alert: AlertView = session
+                .get(&format!("/api/v1/alerts/{}", path_segment(&id)?))
+                .await?;
+            if json {
+                return print_json(&alert);
+            }
+            print!("{}", alert_text(&alert));
+            Ok(())
+        }
+        AlertCommand::Ack { id } => handle(&session, &id, "acknowledge").await,
+        AlertCommand::Resolve { id } => handle(&session, &id, "resolve").await,
+        AlertCommand::Channels { tenant, json } => {
+            let channels: Vec<ChannelView> = session
+                .get(&format!(
+                    "/api/v1/tenants/{}/alert-channels",
+                    path_segment(&tenant)?
+                ))
+                .await?;
+            if json {
+                return print_json(&channels);
+            }
+            if channels.is_empty() {
+                println!(
+                    "Tenant {tenant}'s alerts go nowhere but the console: add an address with \
+                     `bulwark alert add-channel --tenant {tenant} --email ADDRESS`."
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<Cell>> = channels
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.id.as_str().into(),
+                        c.kind.as_str().into(),
+                        c.target.as_str().into(),
+                        format!("{} and up", c.min_severity).into(),
+                        c.created_by.as_str().into(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render_table(
+                    &["ID", "KIND", "TARGET", "SEVERITY", "ADDED BY"],
+                    &rows,
+                    use_colour()
+                )
+            );
+            Ok(())
+        }
+        AlertCommand::AddChannel {
+            tenant,
+            email,
+            webhook,
+            min_severity,
+            otp,
+        } => {
+            let (kind, target) = match (email, webhook) {
+                (Some(address), _) => ("email", address),
+                (None, Some(url)) => ("webhook", url),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let request = ChannelRequest {
+                kind: kind.to_owned(),
+                target,
+                min_severity: Some(min_severity),
+            };
+            let channel: ChannelView = session
+                .post_privileged(
+                    &format!("/api/v1/tenants/{}/alert-channels", path_segment(&tenant)?),
+                    &request,
+                    otp.as_deref(),
+                )
+                .await?;
+            println!(
+                "Tenant {tenant}'s {} alerts and up now go to {} {} (channel {}).",
+                channel.min_severity, channel.kind, channel.target, channel.id
+            );
+            Ok(())
+        }
+        AlertCommand::RemoveChannel { id, otp } => {
+            session
+                .delete_privileged(
+                    &format!("/api/v1/alert-channels/{}", path_segment(&id)?),
+                    otp.as_deref(),
+                )
+                .await?;
+            println!("Channel {id} removed: nothing more is sent to it.");
+            Ok(())
+        }
+    }
+}
+
+async fn handle(session: &Session, id: &str, verb: &str) -> Result<()> {
+    let alert: AlertView = session
+        .post(
+            &format!("/api/v1/alerts/{}/{verb}", path_segment(id)?),
+            &serde_json::json!({}),
+        )
+        .await?;
+    println!("Alert {} is {}: {}", alert.id, alert.state, alert.summary);
+    Ok(())
+}
+
+fn severity_cell(severity: &str) -> Cell {
+    Cell {
+        text: severity.to_owned(),
+        colour: match severity {
+            "critical" => Some(RED),
+            _ => None,
+        },
+    }
+}
+
+fn print_alerts(alerts: &[AlertView]) {
+    if alerts.is_empty() {
+        println!("No alerts.");
+        return;
+    }
+    let rows: Vec<Vec<Cell>> = alerts
+        .iter()
+        .map(|a| {
+            vec![
+                a.id.as_str().into(),
+                severity_cell(&a.severity),
+                a.state.as_str().into(),
+                or_dash(a.tenant.as_deref()).into(),
+                a.opened_at.as_str().into(),
+                a.occurrences.to_string().into(),
+                a.summary.as_str().into(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        render_table(
+            &[
+                "ID", "SEVERITY", "STATE", "TENANT", "OPENED", "TIMES", "SUMMARY"
+            ],
+            &rows,
+            use_colour()
+        )
+    );
+}
+
+fn alert_text(a: &AlertView) -> String {
+    let mut out = format!("{}\n\n", a.summary);
+    let mut line = |k: &str, v: &str| out.push_str(&format!("{k:<14}{v}\n"));
+    line("Alert", &a.id);
+    line("Tenant", a.tenant.as_deref().unwrap_or("(MSP-wide)"));
+    line("Severity", &a.severity);
+    line("State", &a.state);
+    line("Kind", &a.kind);
+    line("Opened", &a.opened_at);
+    line(
+        "Last seen",
+        &format!("{} ({} times)", a.last_seen_at, a.occurrences),
+    );
+    if let Some(device) = &a.device_id {
+        line("Device", device);
+    }
+    if let (Some(by), Some(at)) = (&a.acknowledged_by, &a.acknowledged_at) {
+        line("Acknowledged", &format!("{at} by {by}"));
+    }
+    if let (Some(by), Some(at)) = (&a.resolved_by, &a.resolved_at) {
+        line("Resolved", &format!("{at} by {by}"));
+    }
+    line("Log entry", &format!("{} #{}", a.log_id, a.log_idx));
+    for n in &a.notifications {
+        let error = n
+            .last_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        line(
+            "Sent to",
+            &format!(
+                "{} {}: {} after {} attempts{error}",
+                n.channel, n.target, n.state, n.attempts
+            ),
+        );
+    }
+    out.push('\n');
+    out.push_str(&a.detail);
+    out.push('\n');
+    out
+}

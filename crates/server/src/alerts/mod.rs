@@ -1,0 +1,125 @@
+//! Alerts (RFD 0007): raised from the transparency logs, handled by
+//! people, sent to the channels of their tenant.
+//!
+//! The raiser reads every log from its own cursor (`siem_cursors` under
+//! the name [`CURSOR`], which no SIEM sink can take) and asks [`rules`]
+//! what each entry raises; [`bulwark_store::Store::raise_alert`] opens the
+//! alert and queues its notifications in one transaction, and [`notify`]
+//! sends them. Raising is at least once: a crash between raising and
+//! moving the cursor raises the same entries again, which the alert's
+//! dedup key turns into one more occurrence.
+//!
+//! Everything here is the server speaking: an owned server can drop an
+//! alert or send a false one. What it cannot do is make an agent run a
+//! job the log, the witnesses and the policy do not vouch for; alerts
+//! tell people to look, the CLI's own checks tell them what is true.
+
+pub mod notify;
+pub mod rules;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_protocol::audit_leaf::AuditLeaf;
+use bulwark_store::{Raised, Store, TenantScope};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use rules::{At, Classified};
+
+/// The raiser's cursor name (SIEM sink names cannot hold `:`).
+pub const CURSOR: &str = "bulwark:alerts";
+/// Entries read at a time.
+const BATCH: u32 = 500;
+/// How often the logs are read once caught up.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Raises what one entry raises; whether a notification was queued.
+async fn raise_from(
+    store: &Store,
+    log_id: &str,
+    idx: u64,
+    leaf: &AuditLeaf,
+) -> anyhow::Result<bool> {
+    let at = At { log_id, idx };
+    let now = crate::now_millis();
+    let alert = match rules::classify(at, leaf, now) {
+        Classified::Nothing => return Ok(false),
+        Classified::Raise(alert) => alert,
+        Classified::Released { job_id } => {
+            let Some(job) = store.job(&TenantScope::All, &job_id).await? else {
+                return Ok(false);
+            };
+            let Some(policy) =
+                crate::transparency_log::witnessing::policy_of(store, &job.tenant_id).await?
+            else {
+                return Ok(false);
+            };
+            let Some((rule, statement)) =
+                crate::gateway::mass_action::delayed_by(&policy, &job.envelope)
+            else {
+                return Ok(false);
+            };
+            rules::mass_action_alert(at, leaf, &statement, rule)
+        }
+    };
+    match store.raise_alert(&alert, now).await? {
+        Raised::Opened { id, queued } => {
+            info!(alert = %id, kind = %alert.kind, severity = alert.severity.as_str(), queued, "Alert opened.");
+            Ok(queued > 0)
+        }
+        Raised::Repeated { .. } => Ok(false),
+    }
+}
+
+/// One pass over every log; whether any log had more than a batch left.
+async fn pass(store: &Store, nudge: &tokio::sync::Notify) -> anyhow::Result<bool> {
+    let mut more = false;
+    for log_id in store.log_ids().await? {
+        let from = store.siem_cursor(CURSOR, &log_id).await?;
+        let entries = store.log_entries(&log_id, from, BATCH).await?;
+        let Some(last) = entries.last().map(|e| e.idx) else {
+            continue;
+        };
+        let mut queued = false;
+        for entry in &entries {
+            // A leaf this server cannot read raises nothing (the log's
+            // verifier reports it); the cursor still moves past it.
+            if let Ok(leaf) = AuditLeaf::decode(&entry.leaf) {
+                queued |= raise_from(store, &log_id, entry.idx, &leaf).await?;
+            }
+        }
+        if queued {
+            nudge.notify_one();
+        }
+        store
+            .advance_siem_cursor(CURSOR, &log_id, last + 1, crate::now_millis())
+            .await?;
+        more |= entries.len() == BATCH as usize;
+    }
+    Ok(more)
+}
+
+/// The raiser's task.
+pub async fn raise_alerts(
+    store: Store,
+    notifier: Arc<notify::Notifier>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let more = match pass(&store, &notifier.nudge).await {
+            Ok(more) => more,
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "Raising alerts from the logs failed; trying again.");
+                false
+            }
+        };
+        if more {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Sending the outbox (RFD 0007): e-mail through the configured SMTP relay
+//! (STARTTLS required unless the relay is on loopback), webhooks as a JSON
+//! POST (Slack- and Teams-compatible `text`, and the alert itself). A
+//! notification counts as sent only when the receiver accepted it (SMTP
+//! `250` after the message, HTTP 2xx); otherwise it is tried again with a
+//! growing wait, and given up (recorded as `notification.failed`) after
+//! [`MAX_ATTEMPTS`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bulwark_store::{Alert, ChannelKind, DueNotification, Store};
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::config::{SmtpRelay, SmtpSecurity};
+
+/// Attempts before a notification is given up.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// Wait after the first failure; doubled after each, capped at [`RETRY_CAP`].
+pub const RETRY_START: Duration = Duration::from_secs(10);
+pub const RETRY_CAP: Duration = Duration::from_secs(3600);
+/// How often the outbox is looked at when nothing nudges it.
+const POLL: Duration = Duration::from_secs(2);
+/// Notifications sent per pass.
+const BATCH: u32 = 20;
+/// Connect, TLS and whole-exchange timeout for one notification.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When to try again after `attempts` failed attempts (counting this one),
+/// or `None` to give up.
+pub fn retry_after(attempts: u32) -> Option<Duration> {
+    if attempts >= MAX_ATTEMPTS {
+        return None;
+    }
+    let factor = 1u32 << attempts.saturating_sub(1).min(16);
+    Some((RETRY_START * factor).min(RETRY_CAP))
+}
+
+/// A header-safe line: no control characters, at most `max` characters.
+fn one_line(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect()
+}
+
+/// The e-mail subject: `[Bulwark] CRITICAL acme: …`.
+pub fn subject(alert: &Alert) -> String {
+    let tenant = alert.tenant_name.as_deref().unwrap_or("MSP");
+    one_line(
+        &format!(
+            "[Bulwark] {} {tenant}: {}",
+            alert.severity.as_str().to_uppercase(),
+            alert.summary
+        ),
+        200,
+    )
+}
+
+/// The plain-text body: what happened, where to look, and why the mail
+/// itself is not proof of anything.
+pub fn body(alert: &Alert, console_url: &str) -> String {
+    let mut text = format!("{}\n\n", alert.summary);
+    let tenant = alert.tenant_name.as_deref().unwrap_or("(MSP-wide)");
+    text.push_str(&format!("Tenant:    {tenant}\n"));
+    text.push_str(&format!("Severity:  {}\n", alert.severity.as_str()));
+    text.push_str(&format!("Opened:    {}\n", crate::rfc3339(alert.opened_at)));
+    if let Some(device) = &alert.device_id {
+        text.push_str(&format!("Device:    {device}\n"));
+    }
+    text.push_str(&format!("Log entry: {} #{}\n", alert.log_id, alert.log_idx));
+    text.push_str(&format!("Alert:     {console_url}alerts/{}\n\n", alert.id));
+    text.push_str(&alert.detail);
+    text.push_str(
+        "\n\n-- \nThis message comes from the Bulwark server. It can tell you that something \
+         is wrong; it cannot prove that nothing is. Check what it names with the bulwark CLI on \
+         your own machine: it verifies signatures and the transparency log itself.\n",
+    );
+    text
+}
+
+/// The webhook body: `text` for Slack and Teams, the alert for the rest.
+pub fn webhook_json(alert: &Alert, console_url: &str) -> serde_json::Value {
+    serde_json::json!({
+        "text": format!("{}\n{console_url}alerts/{}", subject(alert), alert.id),
+        "alert": {
+            "id": alert.id,
+            "tenant": alert.tenant_name,
+            "device_id": alert.device_id,
+            "kind": alert.kind,
+            "severity": alert.severity.as_str(),
+            "state": alert.state.as_str(),
+            "summary": alert.summary,
+            "detail": alert.detail,
+            "opened_at": crate::rfc3339(alert.opened_at),
+            "log_id": alert.log_id,
+            "log_idx": alert.log_idx,
+        }
+    })
+}
+
+/// What sends notifications.
+pub struct Notifier {
+    store: Store,
+    smtp: Option<(AsyncSmtpTransport<Tokio1Executor>, lettre::message::Mailbox)>,
+    http: reqwest::Client,
+    console_url: String,
+    /// Woken when notifications are queued.
+    pub nudge: Arc<Notify>,
+}
+
+fn smtp_transport(
+    relay: &SmtpRelay,
+) -> anyhow::Result<(AsyncSmtpTransport<Tokio1Executor>, lettre::message::Mailbox)> {
+    let (host, port) = relay.host_port()?;
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&host)
+        .port(port)
+        .timeout(Some(IO_TIMEOUT));
+    builder = match relay.security {
+        SmtpSecurity::Starttls => {
+            let name = relay.server_name.clone().unwrap_or_else(|| host.clone());
+            let mut tls = TlsParameters::builder(name);
+            if let Some(path) = &relay.ca_file {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading smtp ca_file {}", path.display()))?;
+                let cert = Certificate::from_pem(&pem).with_context(|| {
+                    format!("smtp ca_file {} is not a PEM certificate", path.display())
+                })?;
+                tls = tls.add_root_certificate(cert);
+            }
+            builder.tls(Tls::Required(
+                tls.build_rustls().context("SMTP TLS settings")?,
+            ))
+        }
+        SmtpSecurity::None => builder.tls(Tls::None),
+    };
+    if let (Some(user), Some(password)) = (&relay.username, &relay.password) {
+        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+    }
+    let from = relay
+        .from
+        .parse()
+        .with_context(|| format!("smtp from {:?}", relay.from))?;
+    Ok((builder.build(), from))
+}
+
+impl Notifier {
+    pub fn new(
+        store: Store,
+        smtp: Option<&SmtpRelay>,
+        console_url: String,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            store,
+            smtp: smtp.map(smtp_transport).transpose()?,
+            http: crate::tls::https_client(Vec::new(), "bulwark-alerts", IO_TIMEOUT)?,
+            console_url,
+            nudge: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn send(&self, due: &DueNotification) -> anyhow::Result<()> {
+        match due.channel.kind {
+            ChannelKind::Email => {
+                let Some((transport, from)) = &self.smtp else {
+                    bail!("no SMTP relay is configured ([smtp] in the server configuration)");
+                };
+                let to = due.channel.target.parse().with_context(|| {
+                    format!("{:?} is not an e-mail address", due.channel.target)
+                })?;
+                let message = Message::builder()
+                    .from(from.clone())
+                    .to(to)
+                    .subject(subject(&due.alert))
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(body(&due.alert, &self.console_url))
+                    .context("building the message")?;
+                transport.send(message).await.context("the SMTP relay")?;
+            }
+            ChannelKind::Webhook => {
+                let answer = self
+                    .http
+                    .post(&due.channel.target)
+                    .json(&webhook_json(&due.alert, &self.console_url))
+                    .send()
+                    .await
+                    .context("the webhook")?;
+                let status = answer.status();
+                if !status.is_success() {
+                    bail!("the webhook answered {status}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is due now; returns how many were looked at.
+    pub async fn pass(&self) -> anyhow::Result<usize> {
+        let now = crate::now_millis();
+        let due = self.store.due_notifications(now, BATCH).await?;
+        for n in &due {
+            match self.send(n).await {
+                Ok(()) => {
+                    info!(alert = %n.alert.id, channel = %n.channel.id, kind = n.channel.kind.as_str(), "Alert notification sent.");
+                    self.store
+                        .notification_sent(&n.id, crate::now_millis())
+                        .await?;
+                }
+                Err(error) => {
+                    let attempts = n.attempts.saturating_add(1);
+                    let retry = retry_after(attempts).map(|wait| {
+                        crate::now_millis()
+                            .saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))
+                    });
+                    warn!(alert = %n.alert.id, channel = %n.channel.id, attempts, error = %format!("{error:#}"), "Alert notification failed.");
+                    self.store
+                        .notification_attempt_failed(
+                            n,
+                            &format!("{error:#}"),
+                            retry,
+                            crate::now_millis(),
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(due.len())
+    }
+}
+
+/// The notifier's task: a pass whenever nudged or every [`POLL`].
+pub async fn run(notifier: Arc<Notifier>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let more = match notifier.pass().await {
+            Ok(n) => n == BATCH as usize,
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "The alert notifier could not read its outbox.");
+                false
+            }
+        };
+        if more {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = notifier.nudge.notified() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_grow_and_stop() {
+        assert_eq!(retry_after(1), Some(Duration::from_secs(10)));
+        assert_eq!(retry_after(2), Some(Duration::from_secs(20)));
+        assert_eq!(retry_after(9), Some(Duration::from_secs(2560)));
+        assert_eq!(retry_after(MAX_ATTEMPTS), None);
+    }
+
+    #[test]
+    fn a_subject_cannot_carry_headers() {
+        let alert = Alert {
+            id: "a1".into(),
+            tenant_id: Some("t".into()),
+            tenant_name: Some("acme".into()),
+            device_id: None,
+            kind: "alert.log_refused".into(),
+            severity: bulwark_store::Severity::Critical,
+            summary: "x\r\nBcc: evil@example.com".into(),
+            detail: String::new(),
+            state: bulwark_store::AlertState::Open,
+            opened_at: 0,
+            last_seen_at: 0,
+            occurrences: 1,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            resolved_by: None,
+            resolved_at: None,
+            log_id: "t".into(),
+            log_idx: 0,
+        };
+        let s = subject(&alert);
+        assert!(s.starts_with("[Bulwark] CRITICAL acme: x  Bcc"), "{s}");
+        assert!(!s.contains(['\r', '\n']));
+    }
+}

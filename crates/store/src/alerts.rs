@@ -1,0 +1,646 @@
+//! Alerts, the channels they go to, and the outbox of notifications
+//! (migration 0016, RFD 0007 "Alerts").
+//!
+//! [`Store::raise_alert`] opens an alert and, in the same transaction,
+//! queues one notification per matching channel; while an alert with the
+//! same `dedup_key` is unresolved it only counts another occurrence, so a
+//! flapping source sends one message, not fifty. The notifier takes due
+//! rows from the outbox and records each attempt.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::audit::insert_audit;
+use crate::error::unique_or_missing;
+use crate::{AuditAction, Millis, NewAuditEvent, Store, StoreError, TenantScope, in_scope};
+
+/// How urgent an alert is; channels choose a minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 3] = [Severity::Info, Severity::Warning, Severity::Critical];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertState {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Open => "open",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Open, Self::Acknowledged, Self::Resolved]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// An alert to raise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAlert {
+    pub tenant_id: Option<String>,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub severity: Severity,
+    pub dedup_key: String,
+    pub summary: String,
+    pub detail: String,
+    /// The log entry it comes from.
+    pub log_id: String,
+    pub log_idx: u64,
+}
+
+/// A stored alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    pub tenant_name: Option<String>,
+    pub device_id: Option<String>,
+    pub kind: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub detail: String,
+    pub state: AlertState,
+    pub opened_at: Millis,
+    pub last_seen_at: Millis,
+    pub occurrences: i64,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<Millis>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<Millis>,
+    pub log_id: String,
+    pub log_idx: u64,
+}
+
+/// What [`Store::raise_alert`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raised {
+    /// A new alert, with this many notifications queued.
+    Opened { id: String, queued: usize },
+    /// An unresolved alert with the same key counted one more occurrence.
+    Repeated { id: String },
+}
+
+/// Channel kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    Email,
+    Webhook,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Email => "email",
+            ChannelKind::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Email, Self::Webhook]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// A channel to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChannel {
+    /// `None`: every alert, MSP-wide ones included.
+    pub tenant_id: Option<String>,
+    pub kind: ChannelKind,
+    pub target: String,
+    pub min_severity: Severity,
+    pub created_by: String,
+}
+
+/// A stored channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotificationChannel {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    pub kind: ChannelKind,
+    pub target: String,
+    pub min_severity: Severity,
+    pub created_by: String,
+    pub created_at: Millis,
+}
+
+/// A notification whose time has come, with what it needs to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueNotification {
+    pub id: String,
+    pub attempts: u32,
+    pub alert: Alert,
+    pub channel: NotificationChannel,
+}
+
+/// Longest summary and detail kept (the texts come partly from agents).
+pub const MAX_SUMMARY: usize = 300;
+pub const MAX_DETAIL: usize = 4000;
+/// Longest channel target (an address or a URL).
+pub const MAX_TARGET: usize = 512;
+
+const ALERT_COLUMNS: &str = "a.id, a.tenant_id, t.name AS tenant_name, a.device_id, a.kind, \
+     a.severity, a.summary, a.detail, a.state, a.opened_at, a.last_seen_at, a.occurrences, \
+     a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.log_id, a.log_idx";
+
+const CHANNEL_COLUMNS: &str =
+    "c.id, c.tenant_id, c.kind, c.target, c.min_severity, c.created_by, c.created_at";
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("alerts: {what}"))
+}
+
+fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
+    let severity: String = row.try_get("severity")?;
+    let state: String = row.try_get("state")?;
+    let log_idx: i64 = row.try_get("log_idx")?;
+    Ok(Alert {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        tenant_name: row.try_get("tenant_name")?,
+        device_id: row.try_get("device_id")?,
+        kind: row.try_get("kind")?,
+        severity: Severity::parse(&severity).ok_or_else(|| corrupt("severity"))?,
+        summary: row.try_get("summary")?,
+        detail: row.try_get("detail")?,
+        state: AlertState::parse(&state).ok_or_else(|| corrupt("state"))?,
+        opened_at: row.try_get("opened_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        occurrences: row.try_get("occurrences")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+        acknowledged_at: row.try_get("acknowledged_at")?,
+        resolved_by: row.try_get("resolved_by")?,
+        resolved_at: row.try_get("resolved_at")?,
+        log_id: row.try_get("log_id")?,
+        log_idx: u64::try_from(log_idx).map_err(|_| corrupt("log index"))?,
+    })
+}
+
+fn channel_from_row(row: &AnyRow) -> Result<NotificationChannel, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let min: String = row.try_get("min_severity")?;
+    Ok(NotificationChannel {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        kind: ChannelKind::parse(&kind).ok_or_else(|| corrupt("channel kind"))?,
+        target: row.try_get("target")?,
+        min_severity: Severity::parse(&min).ok_or_else(|| corrupt("channel severity"))?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+impl Store {
+    /// Opens `new`, queueing a notification for every channel of its
+    /// tenant (and every MSP-wide channel) whose minimum it reaches, or,
+    /// when an alert with its key is unresolved, counts one more occurrence.
+    pub async fn raise_alert(&self, new: &NewAlert, now: Millis) -> Result<Raised, StoreError> {
+        let log_idx = i64::try_from(new.log_idx).map_err(|_| StoreError::Invalid("log index"))?;
+        let mut tx = self.pool.begin().await?;
+        let repeated: Option<String> = sqlx::query_scalar(
+            "UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = $2 \
+             WHERE dedup_key = $1 AND state <> 'resolved' RETURNING id",
+        )
+        .bind(&new.dedup_key)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = repeated {
+            tx.commit().await?;
+            return Ok(Raised::Repeated { id });
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        sqlx::query(
+            "INSERT INTO alerts (id, tenant_id, device_id, kind, severity, dedup_key, summary, \
+             detail, state, opened_at, last_seen_at, occurrences, log_id, log_idx) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $9, 1, $10, $11)",
+        )
+        .bind(&id)
+        .bind(new.tenant_id.as_deref())
+        .bind(new.device_id.as_deref())
+        .bind(&new.kind)
+        .bind(new.severity.as_str())
+        .bind(&new.dedup_key)
+        .bind(bounded(&new.summary, MAX_SUMMARY))
+        .bind(bounded(&new.detail, MAX_DETAIL))
+        .bind(now)
+        .bind(&new.log_id)
+        .bind(log_idx)
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_or_missing("an unresolved alert with this key"))?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CHANNEL_COLUMNS} FROM notification_channels c \
+             WHERE c.removed_at IS NULL AND (c.tenant_id IS NULL OR c.tenant_id = $1)"
+        ))
+        .bind(new.tenant_id.as_deref())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut queued = 0;
+        for row in &rows {
+            let channel = channel_from_row(row)?;
+            if new.severity < channel.min_severity {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO notifications (id, alert_id, channel_id, state, attempts, \
+                 next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&id)
+            .bind(&channel.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            queued += 1;
+        }
+        tx.commit().await?;
+        Ok(Raised::Opened { id, queued })
+    }
+
+    /// Alerts inside `scope` (MSP-wide ones only for [`TenantScope::All`]),
+    /// newest first: of one tenant if given, in one state if given.
+    pub async fn alerts(
+        &self,
+        scope: &TenantScope,
+        tenant_id: Option<&str>,
+        state: Option<AlertState>,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError> {
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN tenants t ON t.id = a.tenant_id \
+             WHERE {} AND ($3 = '' OR a.tenant_id = $3) AND ($4 = '' OR a.state = $4) \
+             ORDER BY a.opened_at DESC, a.id LIMIT $5",
+            in_scope!("a.tenant_id")
+        );
+        let (all, operator) = scope.args();
+        let rows = sqlx::query(&sql)
+            .bind(all)
+            .bind(operator)
+            .bind(tenant_id.unwrap_or(""))
+            .bind(state.map_or("", AlertState::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    /// One alert inside `scope`.
+    pub async fn alert(&self, scope: &TenantScope, id: &str) -> Result<Option<Alert>, StoreError> {
+        let sql = format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts a LEFT JOIN tenants t ON t.id = a.tenant_id \
+             WHERE {} AND a.id = $3",
+            in_scope!("a.tenant_id")
+        );
+        let (all, operator) = scope.args();
+        let row = sqlx::query(&sql)
+            .bind(all)
+            .bind(operator)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(alert_from_row).transpose()
+    }
+
+    /// Moves alert `id` to `to` (acknowledged from open; resolved from open
+    /// or acknowledged) as `actor`, recording it in the audit log in the
+    /// same transaction. `Conflict` when it is not in a state that allows it.
+    pub async fn set_alert_state(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+        to: AlertState,
+        actor: &str,
+        now: Millis,
+    ) -> Result<Alert, StoreError> {
+        let alert = self.alert(scope, id).await?.ok_or(StoreError::NotFound)?;
+        let (sql, action) = match to {
+            AlertState::Acknowledged => (
+                "UPDATE alerts SET state = 'acknowledged', acknowledged_by = $2, \
+                 acknowledged_at = $3 WHERE id = $1 AND state = 'open'",
+                AuditAction::AlertAcknowledged,
+            ),
+            AlertState::Resolved => (
+                "UPDATE alerts SET state = 'resolved', resolved_by = $2, resolved_at = $3 \
+                 WHERE id = $1 AND state <> 'resolved'",
+                AuditAction::AlertResolved,
+            ),
+            AlertState::Open => return Err(StoreError::Invalid("an alert cannot be reopened")),
+        };
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(sql)
+            .bind(id)
+            .bind(actor)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(
+                "the alert is not in a state that allows this",
+            ));
+        }
+        let event = NewAuditEvent::new(now, actor, action, id)
+            .in_tenant(alert.tenant_id.as_deref())
+            .with_detail(format!("{} {}", alert.kind, alert.summary));
+        insert_audit(&mut tx, &event).await?;
+        tx.commit().await?;
+        self.alert(scope, id).await?.ok_or(StoreError::NotFound)
+    }
+
+    /// Adds a channel, recorded in the audit log.
+    pub async fn add_notification_channel(
+        &self,
+        new: &NewChannel,
+        now: Millis,
+    ) -> Result<NotificationChannel, StoreError> {
+        if new.target.is_empty() || new.target.len() > MAX_TARGET {
+            return Err(StoreError::Invalid("channel target length"));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO notification_channels (id, tenant_id, kind, target, min_severity, \
+             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(new.tenant_id.as_deref())
+        .bind(new.kind.as_str())
+        .bind(&new.target)
+        .bind(new.min_severity.as_str())
+        .bind(&new.created_by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_or_missing("notification channel"))?;
+        let event = NewAuditEvent::new(
+            now,
+            &new.created_by,
+            AuditAction::NotificationChannelAdded,
+            &id,
+        )
+        .in_tenant(new.tenant_id.as_deref())
+        .with_detail(format!(
+            "{} {} from {}",
+            new.kind.as_str(),
+            new.target,
+            new.min_severity.as_str()
+        ));
+        insert_audit(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(NotificationChannel {
+            id,
+            tenant_id: new.tenant_id.clone(),
+            kind: new.kind,
+            target: new.target.clone(),
+            min_severity: new.min_severity,
+            created_by: new.created_by.clone(),
+            created_at: now,
+        })
+    }
+
+    /// The channels in use of one tenant (`Some`) or the MSP-wide ones
+    /// (`None`, owners only: the scope must be [`TenantScope::All`]).
+    pub async fn notification_channels(
+        &self,
+        scope: &TenantScope,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<NotificationChannel>, StoreError> {
+        let sql = format!(
+            "SELECT {CHANNEL_COLUMNS} FROM notification_channels c WHERE c.removed_at IS NULL \
+             AND {} AND (($3 = '' AND c.tenant_id IS NULL) OR c.tenant_id = $3) \
+             ORDER BY c.created_at, c.id",
+            in_scope!("c.tenant_id")
+        );
+        let (all, operator) = scope.args();
+        let rows = sqlx::query(&sql)
+            .bind(all)
+            .bind(operator)
+            .bind(tenant_id.unwrap_or(""))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(channel_from_row).collect()
+    }
+
+    /// One channel in use inside `scope`.
+    pub async fn notification_channel(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Option<NotificationChannel>, StoreError> {
+        let sql = format!(
+            "SELECT {CHANNEL_COLUMNS} FROM notification_channels c WHERE c.removed_at IS NULL \
+             AND {} AND c.id = $3",
+            in_scope!("c.tenant_id")
+        );
+        let (all, operator) = scope.args();
+        let row = sqlx::query(&sql)
+            .bind(all)
+            .bind(operator)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(channel_from_row).transpose()
+    }
+
+    /// Stops using a channel (its pending notifications are not sent),
+    /// recorded in the audit log.
+    pub async fn remove_notification_channel(
+        &self,
+        channel: &NotificationChannel,
+        actor: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE notification_channels SET removed_at = $2 WHERE id = $1 AND removed_at IS NULL",
+        )
+        .bind(&channel.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query(
+            "UPDATE notifications SET state = 'failed', last_error = 'channel removed' \
+             WHERE channel_id = $1 AND state = 'pending'",
+        )
+        .bind(&channel.id)
+        .execute(&mut *tx)
+        .await?;
+        let event = NewAuditEvent::new(
+            now,
+            actor,
+            AuditAction::NotificationChannelRemoved,
+            &channel.id,
+        )
+        .in_tenant(channel.tenant_id.as_deref())
+        .with_detail(format!("{} {}", channel.kind.as_str(), channel.target));
+        insert_audit(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` pending notifications due at `now`, oldest first.
+    pub async fn due_notifications(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> Result<Vec<DueNotification>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT n.id, n.attempts, n.alert_id, n.channel_id FROM notifications n \
+             WHERE n.state = 'pending' AND n.next_attempt_at <= $1 \
+             ORDER BY n.next_attempt_at, n.id LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let alert_id: String = row.try_get("alert_id")?;
+            let channel_id: String = row.try_get("channel_id")?;
+            let attempts: i64 = row.try_get("attempts")?;
+            let alert = self
+                .alert(&TenantScope::All, &alert_id)
+                .await?
+                .ok_or_else(|| corrupt("notification of no alert"))?;
+            let channel = sqlx::query(&format!(
+                "SELECT {CHANNEL_COLUMNS} FROM notification_channels c WHERE c.id = $1"
+            ))
+            .bind(&channel_id)
+            .fetch_one(&self.pool)
+            .await?;
+            due.push(DueNotification {
+                id: row.try_get("id")?,
+                attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
+                alert,
+                channel: channel_from_row(&channel)?,
+            });
+        }
+        Ok(due)
+    }
+
+    /// Records that notification `id` was sent (the receiver accepted it).
+    pub async fn notification_sent(&self, id: &str, now: Millis) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notifications SET state = 'sent', sent_at = $2, attempts = attempts + 1, \
+             last_error = NULL WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: tried again at `retry_at`, or given up
+    /// (`None`), which the audit log records.
+    pub async fn notification_attempt_failed(
+        &self,
+        due: &DueNotification,
+        error: &str,
+        retry_at: Option<Millis>,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let error = bounded(error, 500);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE notifications SET attempts = attempts + 1, last_error = $2, \
+             next_attempt_at = $3, state = $4 WHERE id = $1 AND state = 'pending'",
+        )
+        .bind(&due.id)
+        .bind(&error)
+        .bind(retry_at.unwrap_or(now))
+        .bind(if retry_at.is_some() {
+            "pending"
+        } else {
+            "failed"
+        })
+        .execute(&mut *tx)
+        .await?;
+        if retry_at.is_none() {
+            let event = NewAuditEvent::new(
+                now,
+                "bulwark",
+                AuditAction::NotificationFailed,
+                &due.alert.id,
+            )
+            .in_tenant(due.alert.tenant_id.as_deref())
+            .with_detail(format!(
+                "{} {}: {error}",
+                due.channel.kind.as_str(),
+                due.channel.target
+            ));
+            insert_audit(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The notifications of one alert: (channel kind, target, state,
+    /// attempts, last error), for the alert's page.
+    pub async fn alert_notifications(
+        &self,
+        alert_id: &str,
+    ) -> Result<Vec<(String, String, String, i64, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.kind, c.target, n.state, n.attempts, n.last_error FROM notifications n \
+             JOIN notification_channels c ON c.id = n.channel_id WHERE n.alert_id = $1 \
+             ORDER BY n.created_at, n.id",
+        )
+        .bind(alert_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("kind")?,
+                    row.try_get("target")?,
+                    row.try_get("state")?,
+                    row.try_get("attempts")?,
+                    row.try_get("last_error")?,
+                ))
+            })
+            .collect()
+    }
+}
