@@ -115,7 +115,10 @@ fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
                 // df's figures when the agent sent them; older agents: size - free.
                 let (used, whole) = match d.used_bytes {
                     Some(used) => (used, used.saturating_add(d.available_bytes)),
-                    None => (d.total_bytes.saturating_sub(d.available_bytes), d.total_bytes),
+                    None => (
+                        d.total_bytes.saturating_sub(d.available_bytes),
+                        d.total_bytes,
+                    ),
                 };
                 DiskRow {
                     mount: d.mount_point.clone(),
