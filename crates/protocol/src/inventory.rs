@@ -234,15 +234,11 @@ impl Validate for Inventory {
         if let Some(packages) = &self.packages {
             check_len("packages", packages.len(), l.max_packages)?;
             for p in packages {
-                for field in [
-                    &p.name,
-                    &p.version,
-                    &p.architecture,
-                    &p.source,
-                    &p.source_version,
-                ] {
-                    l.text("packages", field)?;
-                }
+                l.text("packages.name", &p.name)?;
+                l.text("packages.version", &p.version)?;
+                l.text("packages.architecture", &p.architecture)?;
+                l.text("packages.source", &p.source)?;
+                l.text("packages.source_version", &p.source_version)?;
             }
         }
         Ok(())

@@ -1047,7 +1047,7 @@ fn agent_field_cases() -> Vec<AgentCase> {
         ("packages", l.max_packages, |n| {
             with(|i| i.packages = Some(vec![InstalledPackage::default(); n]))
         }),
-        ("packages", l.max_text, |n| {
+        ("packages.source_version", l.max_text, |n| {
             with(|i| {
                 i.packages = Some(vec![InstalledPackage {
                     source_version: text_of(n),
