@@ -11,19 +11,27 @@
 //! sorted, so an unchanged machine gives an identical inventory and sends no
 //! delta.
 //!
-//! The sysinfo calls are the only I/O here; deciding what to keep
-//! ([`keep_disk`], [`select_disks`], [`fit_to_limits`]) is pure and tested
+//! Disk space is counted the way `df` counts it ([`df_space`], from
+//! `statvfs` of each kept mount point): "used" is what the file system holds,
+//! not size minus what an unprivileged user may still write (which would
+//! count the root-reserved blocks as used).
+//!
+//! The sysinfo, statvfs and dpkg database reads are the only I/O here;
+//! deciding what to keep ([`keep_disk`], [`select_disks`], [`fit_to_limits`],
+//! [`df_space`], [`crate::packages::parse_dpkg_status`]) is pure and tested
 //! without a machine.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use bulwark_protocol::Limits;
 use bulwark_protocol::codec::to_canonical;
 use bulwark_protocol::inventory::{
-    CpuInfo, DiskInfo, Inventory, MemoryInfo, NetworkInterface, SystemInfo,
+    CpuInfo, DiskInfo, InstalledPackage, Inventory, MemoryInfo, NetworkInterface, SystemInfo,
 };
 use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
 
+use crate::packages::{DPKG_STATUS, PackageLimits, read_installed};
 use crate::text::clip;
 use crate::utmp;
 
@@ -47,6 +55,38 @@ pub struct Collector {
     networks: Networks,
     /// Read once: the CPU model and core counts do not change at run time.
     cpu: CpuInfo,
+    packages: PackageCache,
+}
+
+/// The installed packages as last parsed, kept until the dpkg database is
+/// replaced (dpkg writes it anew and renames it over the old one): parsing
+/// megabytes every minute would cost more than the rest of the inventory.
+struct PackageCache {
+    path: PathBuf,
+    /// Inode, size and modification time of the file last parsed.
+    seen: Option<(u64, u64, Option<std::time::SystemTime>)>,
+    packages: Option<Vec<InstalledPackage>>,
+}
+
+impl PackageCache {
+    fn current(&mut self) -> Option<Vec<InstalledPackage>> {
+        use std::os::unix::fs::MetadataExt as _;
+        let stamp = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.modified().ok()));
+        if stamp.is_none() || stamp != self.seen {
+            self.seen = stamp;
+            self.packages = match read_installed(&self.path, &PackageLimits::default()) {
+                Ok(packages) => packages,
+                Err(error) => {
+                    // Reported once per version of the file, not every minute.
+                    tracing::warn!(%error, "Installed packages left out of the inventory.");
+                    None
+                }
+            };
+        }
+        self.packages.clone()
+    }
 }
 
 impl Collector {
@@ -62,6 +102,11 @@ impl Collector {
             disks: Disks::new(),
             networks: Networks::new(),
             cpu,
+            packages: PackageCache {
+                path: PathBuf::from(DPKG_STATUS),
+                seen: None,
+                packages: None,
+            },
         }
     }
 
@@ -74,6 +119,7 @@ impl Collector {
             disks: Some(self.disk_info()),
             network: Some(self.network_info()),
             users: Some(utmp::read_logged_in_users()),
+            packages: self.packages.current(),
         };
         fit_to_limits(&mut inventory, &self.limits);
         inventory
@@ -114,8 +160,19 @@ impl Collector {
             total_bytes: d.total_space(),
             available_bytes: d.available_space(),
             removable: d.is_removable(),
+            used_bytes: None,
         });
-        select_disks(raw)
+        let mut disks = select_disks(raw);
+        for disk in &mut disks {
+            if let Ok(fs) = rustix::fs::statvfs(disk.mount_point.as_str()) {
+                let (total, used, available) =
+                    df_space(fs.f_frsize, fs.f_blocks, fs.f_bfree, fs.f_bavail);
+                disk.total_bytes = total;
+                disk.used_bytes = Some(used);
+                disk.available_bytes = available;
+            }
+        }
+        disks
     }
 
     fn network_info(&mut self) -> Vec<NetworkInterface> {
@@ -255,6 +312,19 @@ pub fn select_disks(raw: impl IntoIterator<Item = DiskInfo>) -> Vec<DiskInfo> {
     disks
 }
 
+/// Total, used and available bytes as `df` computes them from `statvfs`:
+/// used = (blocks - free) x fragment size, available = blocks available to
+/// unprivileged users x fragment size (so used + available < total when the
+/// file system reserves blocks for root). Saturating: a lying kernel
+/// module cannot make it overflow.
+pub fn df_space(frsize: u64, blocks: u64, free: u64, available: u64) -> (u64, u64, u64) {
+    (
+        blocks.saturating_mul(frsize),
+        blocks.saturating_sub(free).saturating_mul(frsize),
+        available.saturating_mul(frsize),
+    )
+}
+
 /// Whether `a` is mounted closer to the root than `b` (ties: alphabetical).
 fn shorter_mount_point(a: &DiskInfo, b: &DiskInfo) -> bool {
     (a.mount_point.len(), &a.mount_point) < (b.mount_point.len(), &b.mount_point)
@@ -266,7 +336,8 @@ fn shorter_mount_point(a: &DiskInfo, b: &DiskInfo) -> bool {
 /// The caps on single fields allow more than one frame can carry (1024 users
 /// of 768 bytes each alone are 786 KiB), so after cutting fields, while the
 /// encoding is still too large, the longest list is halved: users first, then
-/// interface addresses, interfaces and disks.
+/// interface addresses, interfaces, disks and packages (a package list
+/// that alone outgrows a frame is cut, sorted by name, rather than dropped).
 pub fn fit_to_limits(inventory: &mut Inventory, limits: &Limits) {
     let text = |s: &mut String| clip(s, limits.max_text);
     if let Some(s) = &mut inventory.system {
@@ -309,6 +380,20 @@ pub fn fit_to_limits(inventory: &mut Inventory, limits: &Limits) {
             text(&mut u.host);
         }
     }
+    if let Some(packages) = &mut inventory.packages {
+        packages.truncate(limits.max_packages);
+        for p in packages {
+            for field in [
+                &mut p.name,
+                &mut p.version,
+                &mut p.architecture,
+                &mut p.source,
+                &mut p.source_version,
+            ] {
+                text(field);
+            }
+        }
+    }
 
     let budget = limits.max_frame_bytes.saturating_sub(FRAME_OVERHEAD);
     while to_canonical(inventory).len() > budget {
@@ -338,10 +423,18 @@ fn halve_largest_list(inventory: &mut Inventory) -> bool {
         Some(n) if !n.is_empty() => to_canonical(n).len(),
         _ => 0,
     };
-    if users == 0 && disks == 0 && network == 0 {
+    let packages = match &inventory.packages {
+        Some(p) if !p.is_empty() => to_canonical(p).len(),
+        _ => 0,
+    };
+    if users == 0 && disks == 0 && network == 0 && packages == 0 {
         return false;
     }
-    if users >= disks && users >= network {
+    if packages > users && packages > disks && packages > network {
+        if let Some(packages) = &mut inventory.packages {
+            halve(packages);
+        }
+    } else if users >= disks && users >= network {
         if let Some(users) = &mut inventory.users {
             halve(users);
         }
@@ -380,6 +473,7 @@ mod tests {
             total_bytes,
             available_bytes: total_bytes / 2,
             removable: false,
+            used_bytes: None,
         }
     }
 
@@ -517,10 +611,20 @@ mod tests {
                 LoggedInUser {
                     name: long.clone(),
                     terminal: long.clone(),
-                    host: long,
+                    host: long.clone(),
                     login_time: 1
                 };
                 2000
+            ]),
+            packages: Some(vec![
+                InstalledPackage {
+                    name: long.clone(),
+                    version: long.clone(),
+                    architecture: long.clone(),
+                    source: long.clone(),
+                    source_version: long.clone(),
+                };
+                12_000
             ]),
         }
     }
@@ -543,8 +647,68 @@ mod tests {
         assert!(!inventory.disks.as_ref().expect("disks kept").is_empty());
         assert!(!inventory.network.as_ref().expect("network kept").is_empty());
         assert!(
+            !inventory
+                .packages
+                .as_ref()
+                .expect("packages kept")
+                .is_empty()
+        );
+        assert!(
             to_canonical(&inventory).len() > l.max_frame_bytes / 4,
             "not cut more than needed"
+        );
+    }
+
+    #[test]
+    fn disk_space_is_counted_like_df() {
+        // ext4 with 5% reserved: 1000 blocks, 700 free, 650 available.
+        assert_eq!(
+            df_space(4096, 1000, 700, 650),
+            (4_096_000, 1_228_800, 2_662_400)
+        );
+        assert_eq!(df_space(u64::MAX, 3, 5, 2), (u64::MAX, 0, u64::MAX));
+    }
+
+    /// `df -B1 --output=target,used,avail` on this machine gives the same
+    /// figures for every mount point the agent reports (within what was
+    /// written between the two reads).
+    #[test]
+    fn disk_figures_agree_with_df_on_this_machine() {
+        let disks = Collector::new("0.1.0-test").disk_info();
+        let output = std::process::Command::new("df")
+            .args(["-B1", "--output=target,used,avail"])
+            .output()
+            .expect("df runs");
+        let df = String::from_utf8_lossy(&output.stdout);
+        let mut compared = 0;
+        for disk in &disks {
+            let Some(row) = df.lines().skip(1).find_map(|line| {
+                let mut words = line.split_whitespace().rev();
+                let avail: u64 = words.next()?.parse().ok()?;
+                let used: u64 = words.next()?.parse().ok()?;
+                let target: Vec<&str> = words.rev().collect();
+                (target.join(" ") == disk.mount_point).then_some((used, avail))
+            }) else {
+                continue;
+            };
+            let used = disk.used_bytes.expect("statvfs read");
+            let slack = 64 * 1024 * 1024;
+            assert!(
+                used.abs_diff(row.0) < slack,
+                "{}: used {used} vs df {}",
+                disk.mount_point,
+                row.0
+            );
+            assert!(
+                disk.available_bytes.abs_diff(row.1) < slack,
+                "{}: available",
+                disk.mount_point
+            );
+            compared += 1;
+        }
+        assert!(
+            compared > 0,
+            "no mount point in common with df: {disks:?}\n{df}"
         );
     }
 
@@ -606,6 +770,7 @@ mod tests {
             interfaces in 0..300usize,
             addresses in 0..100usize,
             users in 0..1500usize,
+            packages in 0..12000usize,
         ) {
             let s = |i: usize| strings[i % strings.len()].clone();
             let mut inventory = Inventory {
@@ -615,6 +780,7 @@ mod tests {
                 disks: Some(vec![disk(&s(0), &s(1).repeat(20), &s(2), 0); disks]),
                 network: Some(vec![NetworkInterface { name: s(3), mac: s(4), addresses: vec![s(5); addresses] }; interfaces]),
                 users: Some(vec![LoggedInUser { name: s(6), terminal: s(7), host: s(0), login_time: 0 }; users]),
+                packages: Some(vec![InstalledPackage { name: s(1), version: s(2), architecture: s(3), source: s(4), source_version: s(5) }; packages]),
             };
             fit_to_limits(&mut inventory, &Limits::default());
             let m = AgentMessage::Inventory(InventoryReport { seq: u64::MAX, full: true, inventory });

@@ -12,6 +12,7 @@ pub mod files;
 pub mod identity;
 pub mod inventory;
 pub mod jobs;
+pub mod packages;
 pub mod pinning;
 pub mod supervisor;
 mod text;

@@ -2,7 +2,7 @@
 //! the trust statements they hold.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceView {
@@ -25,6 +25,47 @@ pub struct DeviceView {
     /// only; absent until it reported).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust: Option<DeviceTrustView>,
+    /// How many installed packages the agent reported (on
+    /// `GET /api/v1/devices/{id}` only); the list is
+    /// `GET /api/v1/devices/{id}/packages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_count: Option<u64>,
+}
+
+/// A package the device's agent reported installed. Every text is the
+/// agent's own, untrusted: show it escaped.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PackageView {
+    pub name: String,
+    pub version: String,
+    pub architecture: String,
+    /// The source package it was built from (vulnerability data names these).
+    pub source: String,
+    pub source_version: String,
+}
+
+/// `GET /api/v1/devices/{id}/packages`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DevicePackagesView {
+    pub device_id: String,
+    pub hostname: String,
+    /// How many packages match the filter (all of them without one).
+    pub total: u64,
+    /// The matching packages by name and architecture, at most
+    /// [`MAX_PACKAGES_LISTED`]; fewer than `total` when there are more.
+    pub packages: Vec<PackageView>,
+}
+
+/// The most packages one answer lists (a device may report up to 10,000).
+pub const MAX_PACKAGES_LISTED: usize = 10_000;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PackagesQuery {
+    /// Only packages whose name contains this text (any case).
+    #[param(max_length = 256)]
+    pub q: Option<String>,
 }
 
 /// The trust statements an agent holds, as it reported them.
@@ -82,6 +123,19 @@ pub struct DiskView {
     pub total_bytes: u64,
     pub available_bytes: u64,
     pub removable: bool,
+    /// Bytes in use as `df` counts them; null from agents that predate it.
+    #[serde(default)]
+    pub used_bytes: Option<u64>,
+}
+
+impl DiskView {
+    /// `df`'s Use%: used / (used + available), rounded up; `None` without
+    /// the agent's used figure or on an empty file system.
+    pub fn use_percent(&self) -> Option<u64> {
+        let used = u128::from(self.used_bytes?);
+        let whole = used + u128::from(self.available_bytes);
+        (whole > 0).then(|| u64::try_from((used * 100).div_ceil(whole)).unwrap_or(100))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -98,4 +152,32 @@ pub struct LoggedInUserView {
     pub host: String,
     /// Seconds since the Unix epoch.
     pub login_time: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DiskView;
+
+    fn check(used: Option<u64>, available: u64, expect: Option<u64>) {
+        let disk = DiskView {
+            name: String::new(),
+            mount_point: "/".into(),
+            file_system: "ext4".into(),
+            total_bytes: 0,
+            available_bytes: available,
+            removable: false,
+            used_bytes: used,
+        };
+        assert_eq!(disk.use_percent(), expect);
+    }
+
+    #[test]
+    fn use_percent_is_dfs() {
+        check(Some(17), 83, Some(17));
+        check(Some(1), 999, Some(1)); // rounded up, like df
+        check(Some(171), 829, Some(18));
+        check(Some(0), 0, None);
+        check(None, 10, None);
+        check(Some(u64::MAX), u64::MAX, Some(50));
+    }
 }

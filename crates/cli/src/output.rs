@@ -43,16 +43,28 @@ pub(crate) struct Cell {
     pub(crate) colour: Option<&'static str>,
 }
 
+/// Table text comes from agents and the server, both untrusted: a control
+/// character (an ANSI escape that recolours or rewrites the terminal, a
+/// carriage return that hides a cell) is shown as U+FFFD.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 impl From<String> for Cell {
     fn from(text: String) -> Self {
-        Self { text, colour: None }
+        Self {
+            text: printable(&text),
+            colour: None,
+        }
     }
 }
 
 impl From<&str> for Cell {
     fn from(text: &str) -> Self {
         Self {
-            text: text.to_owned(),
+            text: printable(text),
             colour: None,
         }
     }

@@ -27,6 +27,10 @@ pub struct Inventory {
     pub network: Option<Vec<NetworkInterface>>,
     #[n(5)]
     pub users: Option<Vec<LoggedInUser>>,
+    /// Installed software, sorted by name and architecture; sent whole
+    /// whenever it changed (the server replaces the device's set).
+    #[n(6)]
+    pub packages: Option<Vec<InstalledPackage>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
@@ -91,6 +95,27 @@ pub struct DiskInfo {
     pub available_bytes: u64,
     #[n(5)]
     pub removable: bool,
+    /// Bytes in use as `df` counts them: (blocks - free blocks) x fragment
+    /// size; absent from agents that predate it.
+    #[n(6)]
+    pub used_bytes: Option<u64>,
+}
+
+/// A package the system's package manager lists as installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+#[cbor(map)]
+pub struct InstalledPackage {
+    #[n(0)]
+    pub name: String,
+    #[n(1)]
+    pub version: String,
+    #[n(2)]
+    pub architecture: String,
+    /// The source package it was built from (its own name when it names none).
+    #[n(3)]
+    pub source: String,
+    #[n(4)]
+    pub source_version: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
@@ -132,6 +157,7 @@ impl Inventory {
             disks,
             network,
             users,
+            packages,
         } = delta;
         self.system = system.or(self.system.take());
         self.cpu = cpu.or(self.cpu.take());
@@ -139,6 +165,7 @@ impl Inventory {
         self.disks = disks.or(self.disks.take());
         self.network = network.or(self.network.take());
         self.users = users.or(self.users.take());
+        self.packages = packages.or(self.packages.take());
     }
 
     /// The sections of `self` that differ from `previous`: applying the result
@@ -154,6 +181,7 @@ impl Inventory {
             disks: changed(&self.disks, &previous.disks),
             network: changed(&self.network, &previous.network),
             users: changed(&self.users, &previous.users),
+            packages: changed(&self.packages, &previous.packages),
         }
     }
 
@@ -201,6 +229,16 @@ impl Validate for Inventory {
                 l.text("users.name", &u.name)?;
                 l.text("users.terminal", &u.terminal)?;
                 l.text("users.host", &u.host)?;
+            }
+        }
+        if let Some(packages) = &self.packages {
+            check_len("packages", packages.len(), l.max_packages)?;
+            for p in packages {
+                l.text("packages.name", &p.name)?;
+                l.text("packages.version", &p.version)?;
+                l.text("packages.architecture", &p.architecture)?;
+                l.text("packages.source", &p.source)?;
+                l.text("packages.source_version", &p.source_version)?;
             }
         }
         Ok(())

@@ -49,6 +49,9 @@ pub struct Limits {
     pub max_addresses: usize,
     /// Most logged-in user sessions in one inventory. Default 1024.
     pub max_users: usize,
+    /// Most installed packages in one inventory. Default 10,000 (a Debian
+    /// desktop has 2,000 to 4,000, about 100 bytes each on the wire).
+    pub max_packages: usize,
     /// Largest job script body, in bytes. Default 256 KiB.
     pub max_script_bytes: usize,
     /// Most root envelopes in one `Trust` message. Default 64.
@@ -111,6 +114,7 @@ impl Default for Limits {
             max_interfaces: 256,
             max_addresses: 64,
             max_users: 1024,
+            max_packages: 10_000,
             max_script_bytes: 256 * 1024,
             max_trust_roots: 64,
             max_output_bytes: 64 * 1024,

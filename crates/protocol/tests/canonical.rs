@@ -18,7 +18,8 @@
 
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::inventory::{
-    CpuInfo, DiskInfo, Inventory, LoggedInUser, MemoryInfo, NetworkInterface, SystemInfo,
+    CpuInfo, DiskInfo, InstalledPackage, Inventory, LoggedInUser, MemoryInfo, NetworkInterface,
+    SystemInfo,
 };
 use bulwark_protocol::message::{
     Ack, AgentMessage, AgentRefusalCode, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Heartbeat,
@@ -149,17 +150,41 @@ fn disk_info() -> impl Strategy<Value = DiskInfo> {
         uint64(),
         uint64(),
         any::<bool>(),
+        proptest::option::of(uint64()),
     )
         .prop_map(
-            |(name, mount_point, file_system, total_bytes, available_bytes, removable)| DiskInfo {
+            |(
                 name,
                 mount_point,
                 file_system,
                 total_bytes,
                 available_bytes,
                 removable,
+                used_bytes,
+            )| {
+                DiskInfo {
+                    name,
+                    mount_point,
+                    file_system,
+                    total_bytes,
+                    available_bytes,
+                    removable,
+                    used_bytes,
+                }
             },
         )
+}
+
+fn installed_package() -> impl Strategy<Value = InstalledPackage> {
+    (text(), text(), text(), text(), text()).prop_map(
+        |(name, version, architecture, source, source_version)| InstalledPackage {
+            name,
+            version,
+            architecture,
+            source,
+            source_version,
+        },
+    )
 }
 
 fn network_interface() -> impl Strategy<Value = NetworkInterface> {
@@ -189,15 +214,19 @@ fn inventory() -> impl Strategy<Value = Inventory> {
         of(vec(disk_info(), 0..4)),
         of(vec(network_interface(), 0..4)),
         of(vec(logged_in_user(), 0..4)),
+        of(vec(installed_package(), 0..4)),
     )
-        .prop_map(|(system, cpu, memory, disks, network, users)| Inventory {
-            system,
-            cpu,
-            memory,
-            disks,
-            network,
-            users,
-        })
+        .prop_map(
+            |(system, cpu, memory, disks, network, users, packages)| Inventory {
+                system,
+                cpu,
+                memory,
+                disks,
+                network,
+                users,
+                packages,
+            },
+        )
 }
 
 /// An inventory with every section present (a snapshot).
@@ -209,15 +238,19 @@ fn full_inventory() -> impl Strategy<Value = Inventory> {
         vec(disk_info(), 0..4),
         vec(network_interface(), 0..4),
         vec(logged_in_user(), 0..4),
+        vec(installed_package(), 0..4),
     )
-        .prop_map(|(system, cpu, memory, disks, network, users)| Inventory {
-            system: Some(system),
-            cpu: Some(cpu),
-            memory: Some(memory),
-            disks: Some(disks),
-            network: Some(network),
-            users: Some(users),
-        })
+        .prop_map(
+            |(system, cpu, memory, disks, network, users, packages)| Inventory {
+                system: Some(system),
+                cpu: Some(cpu),
+                memory: Some(memory),
+                disks: Some(disks),
+                network: Some(network),
+                users: Some(users),
+                packages: Some(packages),
+            },
+        )
 }
 
 /// Boxed (here and for server messages): the unboxed strategy tree of every
@@ -901,6 +934,7 @@ fn full_snapshot() -> Inventory {
             ..NetworkInterface::default()
         }]),
         users: Some(vec![LoggedInUser::default()]),
+        packages: Some(vec![InstalledPackage::default()]),
     }
 }
 
@@ -1010,6 +1044,17 @@ fn agent_field_cases() -> Vec<AgentCase> {
             user(|u| u.terminal = text_of(n))
         }),
         ("users.host", l.max_text, |n| user(|u| u.host = text_of(n))),
+        ("packages", l.max_packages, |n| {
+            with(|i| i.packages = Some(vec![InstalledPackage::default(); n]))
+        }),
+        ("packages.source_version", l.max_text, |n| {
+            with(|i| {
+                i.packages = Some(vec![InstalledPackage {
+                    source_version: text_of(n),
+                    ..InstalledPackage::default()
+                }])
+            })
+        }),
         ("stdout", l.max_output_bytes, |n| {
             ran(|r| r.stdout = vec![b'o'; n])
         }),

@@ -119,6 +119,11 @@ const TABLE: &[(&str, &str, Rule)] = &[
         Tenant(EVERY_ROLE, 200),
     ),
     ("GET", "/api/v1/devices/{id}", Tenant(EVERY_ROLE, 200)),
+    (
+        "GET",
+        "/api/v1/devices/{id}/packages",
+        Tenant(EVERY_ROLE, 200),
+    ),
     ("GET", "/api/v1/events", Global(EVERY_ROLE, 200)),
     (
         "GET",
@@ -866,7 +871,9 @@ impl Harness {
                 (path, Some(json!({"name": name})))
             }
             ("POST", "/api/v1/tenants/{tenant}/enrollment-tokens") => (path, Some(json!({}))),
-            ("GET", "/api/v1/devices/{id}") => (path.replace("{id}", &self.devices[tenant]), None),
+            ("GET", "/api/v1/devices/{id}" | "/api/v1/devices/{id}/packages") => {
+                (path.replace("{id}", &self.devices[tenant]), None)
+            }
             (
                 "POST",
                 "/api/v1/tenants/{tenant}/trust/roots"

@@ -265,14 +265,18 @@ impl Store {
     /// Stores an inventory report, in one transaction: a `full` report
     /// replaces the stored inventory; otherwise `delta` is merged into it with
     /// [`Inventory::apply`]. The hostname follows `system.hostname` when the
-    /// result has a non-empty one. Returns the stored inventory.
+    /// result has a non-empty one. Installed packages go to their own table
+    /// (`device_packages`), replaced whenever the report carries them (and
+    /// emptied by a full report without them); the stored inventory never
+    /// holds them. Returns the stored inventory.
     pub async fn update_inventory(
         &self,
         id: &str,
         full: bool,
-        delta: Inventory,
+        mut delta: Inventory,
         now: Millis,
     ) -> Result<Inventory, StoreError> {
+        let packages = delta.packages.take();
         let mut tx = self.pool.begin().await?;
         // Write first: this takes the row lock (PostgreSQL) or the write lock
         // (SQLite) before the read, so concurrent merges cannot lose updates.
@@ -283,6 +287,10 @@ impl Store {
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
+        }
+        if full || packages.is_some() {
+            crate::packages::replace_packages_tx(&mut tx, id, &packages.unwrap_or_default())
+                .await?;
         }
         let inventory = if full {
             delta

@@ -30,6 +30,7 @@ mod invitations;
 mod job_delivery;
 mod jobs;
 mod operators;
+mod packages;
 mod passkeys;
 mod recovery;
 mod sessions;
@@ -67,6 +68,7 @@ pub use jobs::{
     Decision, Job, JobApproval, JobState, JobTarget, NewJob, TargetCounts, TargetState,
 };
 pub use operators::{NewOperator, Operator};
+pub use packages::MAX_PACKAGES_PER_DEVICE;
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};
 pub use sessions::{NewSession, Session, SessionKind};
 pub use setup::SetupEnrolment;

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bulwark_protocol::inventory::{CpuInfo, Inventory, MemoryInfo, SystemInfo};
+use bulwark_protocol::inventory::{CpuInfo, InstalledPackage, Inventory, MemoryInfo, SystemInfo};
 use bulwark_store::AuditAction;
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
 use bulwark_store::{
@@ -75,6 +75,7 @@ suite! {
         enrollment_token_used_concurrently,
         inventory_full_and_delta,
         inventory_concurrent_deltas,
+        device_packages,
         tenant_scope,
         audit_log,
         unique_violations_are_conflicts,
@@ -1094,6 +1095,186 @@ async fn inventory_full_and_delta(store: Store) {
         store
             .update_inventory("no-such-device", true, Inventory::default(), T0)
             .await,
+    );
+}
+
+fn package(name: &str, version: &str) -> InstalledPackage {
+    InstalledPackage {
+        name: name.to_owned(),
+        version: version.to_owned(),
+        architecture: "amd64".to_owned(),
+        source: name.to_owned(),
+        source_version: version.to_owned(),
+    }
+}
+
+/// Packages live in their own table: replaced by a report that carries
+/// them, kept by a delta without them, emptied by a full report without
+/// them; never in the inventory blob; read only within the caller's scope.
+async fn device_packages(store: Store) {
+    let (_, devices) = tenant_with_devices(&store, "acme", 1, &["web-1"]).await;
+    let (_, foreign) = tenant_with_devices(&store, "globex", 10, &["gx-1"]).await;
+    let id = &devices[0].id;
+    let stranger = store
+        .create_operator(&new_operator("mallory"), "technician", "test", T0)
+        .await
+        .unwrap();
+    let strangers = TenantScope::Operator(stranger.id);
+    let names = |list: &[InstalledPackage]| -> Vec<String> {
+        list.iter().map(|p| p.name.clone()).collect()
+    };
+
+    // Hostile text, a duplicate and a NUL store on both dialects.
+    let first = vec![
+        package("libc6", "2.36-9"),
+        package("<script>alert(1)</script>", "1"),
+        package("libc6", "2.36-9"),
+        package("nul\0byte", "1\0"),
+        package("50%_off", "1"),
+    ];
+    let stored = store
+        .update_inventory(
+            id,
+            true,
+            Inventory {
+                packages: Some(first),
+                ..Inventory::default()
+            },
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.packages, None, "the blob never holds packages");
+    let (all, total) = store
+        .device_packages(&TenantScope::All, id, "", 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(total, 4);
+    assert_eq!(
+        names(&all),
+        [
+            "50%_off",
+            "<script>alert(1)</script>",
+            "libc6",
+            "nul\u{fffd}byte"
+        ]
+    );
+    assert_eq!(all[3].version, "1\u{fffd}");
+    let (hits, total) = store
+        .device_packages(&TenantScope::All, id, "LIBC", 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((names(&hits), total), (vec!["libc6".to_owned()], 1));
+    // LIKE wildcards in the filter are literal text.
+    let (hits, _) = store
+        .device_packages(&TenantScope::All, id, "%_", 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(names(&hits), ["50%_off"]);
+    let (page, total) = store
+        .device_packages(&TenantScope::All, id, "", 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((page.len(), total), (2, 4));
+
+    // A delta without packages keeps them; one with packages replaces them.
+    store
+        .update_inventory(
+            id,
+            false,
+            Inventory {
+                system: Some(system("web-1")),
+                ..Inventory::default()
+            },
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .device_packages(&TenantScope::All, id, "", 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        4
+    );
+    store
+        .update_inventory(
+            id,
+            false,
+            Inventory {
+                packages: Some(vec![package("bash", "5.2")]),
+                ..Inventory::default()
+            },
+            T0 + 3,
+        )
+        .await
+        .unwrap();
+    let (all, _) = store
+        .device_packages(&TenantScope::All, id, "", 100)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(names(&all), ["bash"]);
+
+    // Outside the scope: no answer at all, not an empty list.
+    assert_eq!(
+        store
+            .device_packages(&strangers, id, "", 100)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .device_packages(&TenantScope::All, &foreign[0].id, "", 100)
+            .await
+            .unwrap()
+            .map(|p| p.1),
+        Some(0)
+    );
+
+    // More than the cap: the first MAX_PACKAGES_PER_DEVICE are kept.
+    let many: Vec<InstalledPackage> = (0..bulwark_store::MAX_PACKAGES_PER_DEVICE + 5)
+        .map(|n| package(&format!("p{n:05}"), "1"))
+        .collect();
+    store
+        .update_inventory(
+            id,
+            false,
+            Inventory {
+                packages: Some(many),
+                ..Inventory::default()
+            },
+            T0 + 4,
+        )
+        .await
+        .unwrap();
+    let (_, total) = store
+        .device_packages(&TenantScope::All, id, "", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(total, bulwark_store::MAX_PACKAGES_PER_DEVICE as u64);
+
+    // A full report without the section empties the list.
+    store
+        .update_inventory(id, true, Inventory::default(), T0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .device_packages(&TenantScope::All, id, "", 100)
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        0
     );
 }
 

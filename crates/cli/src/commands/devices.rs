@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
-use bulwark_api::devices::{DeviceView, InventoryView};
+use bulwark_api::devices::{DevicePackagesView, DeviceView, InventoryView};
 use bulwark_api::tenants::TenantView;
 use bulwark_server::console::human_bytes;
 
@@ -43,7 +43,81 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
                 print_device(&device)
             }
         }
+        DeviceCommand::Packages {
+            device,
+            tenant,
+            search,
+            json,
+        } => {
+            let session = Session::load()?;
+            let id = if looks_like_device_id(&device) {
+                device
+            } else {
+                find_by_hostname(&session, &device, tenant.as_deref()).await?
+            };
+            let mut path = format!("/api/v1/devices/{}/packages", path_segment(&id)?);
+            if let Some(search) = &search {
+                path.push_str("?q=");
+                path.push_str(&query_value(search));
+            }
+            let packages: DevicePackagesView = session.get(&path).await?;
+            if json {
+                print_json(&packages)
+            } else {
+                print!("{}", render_packages(&packages, search.as_deref()));
+                Ok(())
+            }
+        }
     }
+}
+
+/// `text` percent-encoded for a query string value.
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn render_packages(view: &DevicePackagesView, search: Option<&str>) -> String {
+    let mut out = String::new();
+    let what = match search {
+        Some(text) => format!("{} packages matching {text:?}", view.total),
+        None => format!("{} packages installed", view.total),
+    };
+    let _ = writeln!(out, "{}: {}", Cell::from(view.hostname.as_str()).text, what);
+    let rows: Vec<Vec<Cell>> = view
+        .packages
+        .iter()
+        .map(|p| {
+            let source = if p.source == p.name && p.source_version == p.version {
+                "-".to_owned()
+            } else {
+                format!("{} {}", p.source, p.source_version)
+            };
+            vec![
+                p.name.as_str().into(),
+                p.version.as_str().into(),
+                p.architecture.as_str().into(),
+                source.into(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str(&render_table(
+            &["NAME", "VERSION", "ARCH", "SOURCE"],
+            &rows,
+            false,
+        ));
+    }
+    if (view.packages.len() as u64) < view.total {
+        let _ = writeln!(out, "(first {} shown)", view.packages.len());
+    }
+    out
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -65,6 +139,20 @@ pub enum DeviceCommand {
         #[arg(long)]
         tenant: Option<String>,
         /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the software installed on one device, as its agent reported it.
+    Packages {
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only packages whose name contains this text (any case).
+        #[arg(long)]
+        search: Option<String>,
+        /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -185,6 +273,7 @@ fn print_device(device: &DeviceView) -> Result<()> {
         ("Agent", device.agent_version.clone()),
         ("Enrolled", device.enrolled_at.clone()),
         ("Last seen", or_dash(device.last_seen_at.as_deref())),
+        ("Packages", or_dash(device.package_count)),
     ];
     for (name, value) in fields {
         let _ = writeln!(out, "  {name:<10} {value}");
@@ -248,16 +337,18 @@ fn render_inventory(out: &mut String, inventory: &InventoryView, now: u64) {
         let rows: Vec<Vec<Cell>> = disks
             .iter()
             .map(|d| {
-                let used = (d.total_bytes.saturating_sub(d.available_bytes) * 100)
-                    .checked_div(d.total_bytes)
-                    .map_or_else(|| "-".to_owned(), |percent| format!("{percent}%"));
+                // As df shows them: used and available apart (root's
+                // reserve is neither), Use% = used / (used + available).
                 vec![
                     d.mount_point.as_str().into(),
                     d.name.as_str().into(),
                     d.file_system.as_str().into(),
                     human_bytes(d.total_bytes).into(),
+                    d.used_bytes
+                        .map_or_else(|| "-".to_owned(), human_bytes)
+                        .into(),
                     human_bytes(d.available_bytes).into(),
-                    used.into(),
+                    or_dash(d.use_percent().map(|p| format!("{p}%"))).into(),
                 ]
             })
             .collect();
@@ -266,8 +357,9 @@ fn render_inventory(out: &mut String, inventory: &InventoryView, now: u64) {
             "DEVICE",
             "FILE SYSTEM",
             "SIZE",
-            "FREE",
             "USED",
+            "AVAIL",
+            "USE%",
         ];
         indented_table(out, &headers, &rows);
     }
@@ -326,6 +418,7 @@ mod tests {
             os: None,
             inventory: None,
             trust: None,
+            package_count: None,
         }
     }
 
@@ -365,6 +458,9 @@ mod tests {
             "memory": {"total_bytes": 4096, "available_bytes": 1024,
                        "swap_total_bytes": 0, "swap_free_bytes": 0},
             "disks": [{"name": "/dev/vda", "mount_point": "/", "file_system": "ext4",
+                       "total_bytes": 2048, "available_bytes": 1024, "removable": false,
+                       "used_bytes": 512},
+                      {"name": "/dev/vdb", "mount_point": "/old", "file_system": "xfs",
                        "total_bytes": 2048, "available_bytes": 1024, "removable": false}],
             "network": [{"name": "lo", "mac": "", "addresses": ["127.0.0.1/8", "::1/128"]}],
             "users": []
@@ -385,8 +481,9 @@ CPU and memory
   Swap       0 B used of 0 B
 
 Disks
-  MOUNT POINT  DEVICE    FILE SYSTEM  SIZE     FREE     USED
-  /            /dev/vda  ext4         2.0 KiB  1.0 KiB  50%
+  MOUNT POINT  DEVICE    FILE SYSTEM  SIZE     USED   AVAIL    USE%
+  /            /dev/vda  ext4         2.0 KiB  512 B  1.0 KiB  34%
+  /old         /dev/vdb  xfs          2.0 KiB  -      1.0 KiB  -
 
 Network
   INTERFACE  MAC  ADDRESSES
@@ -396,5 +493,29 @@ Logged-in users
   Nobody is logged in.
 ";
         assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn packages_are_listed_and_hostile_text_is_defused() {
+        let view: DevicePackagesView = serde_json::from_value(serde_json::json!({
+            "device_id": "d", "hostname": "web\u{1b}[2J-1", "total": 3,
+            "packages": [
+                {"name": "bsdutils", "version": "1:2.38.1-5", "architecture": "amd64",
+                 "source": "util-linux", "source_version": "2.38.1-5"},
+                {"name": "evil\u{1b}]0;pwned\u{7}", "version": "1\r", "architecture": "all",
+                 "source": "evil\u{1b}]0;pwned\u{7}", "source_version": "1\r"}
+            ]
+        }))
+        .expect("packages as the API serves them");
+        let out = render_packages(&view, Some("e"));
+        assert!(!out.contains('\u{1b}') && !out.contains('\r'), "{out:?}");
+        let expected = "web\u{fffd}[2J-1: 3 packages matching \"e\"
+NAME            VERSION     ARCH   SOURCE
+bsdutils        1:2.38.1-5  amd64  util-linux 2.38.1-5
+evil\u{fffd}]0;pwned\u{fffd}  1\u{fffd}          all    -
+(first 2 shown)
+";
+        assert_eq!(out, expected);
+        assert_eq!(query_value("lib c+6/%"), "lib%20c%2B6%2F%25");
     }
 }

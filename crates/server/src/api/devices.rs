@@ -6,9 +6,11 @@ use super::error::ApiError;
 use crate::auth::{Action, Caller};
 use crate::state::AppState;
 use axum::Json;
+use axum::extract::Query;
 use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use bulwark_api::devices::DeviceView;
+use bulwark_api::devices::{DevicePackagesView, DeviceView, MAX_PACKAGES_LISTED, PackagesQuery};
 use bulwark_api::error::ErrorBody;
 use futures_util::Stream;
 use std::convert::Infallible;
@@ -61,7 +63,67 @@ pub async fn device_view(
         .device_trust(&caller.scope(), &device.id)
         .await?
         .map(crate::api::views::device_trust);
+    view.package_count = state
+        .store
+        .device_packages(&caller.scope(), &device.id, "", 0)
+        .await?
+        .map(|(_, total)| total);
     Ok(view)
+}
+
+/// The installed packages of a device the caller may see: the device is
+/// found in the caller's scope first (foreign or missing: the same 404),
+/// then `require_in(ViewDevices)`, as for the device itself.
+pub async fn packages_view(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    name_contains: &str,
+) -> Result<DevicePackagesView, ApiError> {
+    if name_contains.len() > 256 {
+        return Err(ApiError::bad_request("q: at most 256 bytes"));
+    }
+    let device = device_view(state, caller, id).await?;
+    let (packages, total) = state
+        .store
+        .device_packages(
+            &caller.scope(),
+            &device.id,
+            name_contains,
+            MAX_PACKAGES_LISTED,
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    Ok(DevicePackagesView {
+        device_id: device.id,
+        hostname: device.hostname,
+        total,
+        packages: packages
+            .into_iter()
+            .map(crate::api::views::package)
+            .collect(),
+    })
+}
+
+/// The software a device's agent reported installed (from its package
+/// manager's database), by name; `q` filters by name. Texts are the agent's.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/packages", tag = "devices",
+    params(("id" = String, Path, description = "Device id (UUID)"), PackagesQuery),
+    responses((status = 200, body = DevicePackagesView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn device_packages(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    q: Result<Query<PackagesQuery>, QueryRejection>,
+) -> Result<Json<DevicePackagesView>, ApiError> {
+    let Query(q) = q.map_err(|rejection| {
+        ApiError::bad_request(format!("bad query: {}", rejection.body_text()))
+    })?;
+    let name_contains = q.q.unwrap_or_default();
+    Ok(Json(
+        packages_view(&state, &caller, &id, &name_contains).await?,
+    ))
 }
 
 /// One device with its inventory.

@@ -97,6 +97,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::create_enrollment_token))
         .routes(routes!(devices::list_devices))
         .routes(routes!(devices::get_device))
+        .routes(routes!(devices::device_packages))
         .routes(routes!(devices::events))
         .routes(routes!(account::list_lockouts))
         .routes(routes!(account::lift_lockout))

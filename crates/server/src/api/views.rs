@@ -42,6 +42,17 @@ pub fn device(device: &Device, online: bool, with_inventory: bool) -> DeviceView
             None
         },
         trust: None,
+        package_count: None,
+    }
+}
+
+pub fn package(p: wire::InstalledPackage) -> bulwark_api::devices::PackageView {
+    bulwark_api::devices::PackageView {
+        name: p.name,
+        version: p.version,
+        architecture: p.architecture,
+        source: p.source,
+        source_version: p.source_version,
     }
 }
 
@@ -162,6 +173,7 @@ pub fn inventory(i: &wire::Inventory) -> InventoryView {
                     total_bytes: d.total_bytes,
                     available_bytes: d.available_bytes,
                     removable: d.removable,
+                    used_bytes: d.used_bytes,
                 })
                 .collect()
         }),

@@ -1,16 +1,18 @@
 //! One device's page (`/devices/{id}`): the device (key fingerprint, agent,
 //! last seen) and its latest inventory (system, CPU, memory, disks,
-//! network, logged-in users), in the units people read.
+//! network, logged-in users, installed software with a name search), in the
+//! units people read. Disk use is df's (used / (used + available)). Every
+//! text an agent reported is untrusted and goes through askama's escaping.
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
-use bulwark_api::devices::{DeviceView, InventoryView};
+use bulwark_api::devices::{DevicePackagesView, DeviceView, InventoryView, PackagesQuery};
 
 use super::{UserBar, error_page, human_bytes, human_duration, pct_step, render};
-use crate::api::devices::device_view;
+use crate::api::devices::{device_view, packages_view};
 use crate::auth::session::CookieCaller;
 use crate::state::AppState;
 
@@ -23,6 +25,7 @@ struct DiskRow {
     name: String,
     fs: String,
     size: String,
+    used: String,
     free: String,
     used_pct: u64,
     used_pct_step: u64,
@@ -61,6 +64,8 @@ struct DevicePage {
     version: &'static str,
     d: DeviceView,
     inv: Option<InventoryPage>,
+    packages: Option<DevicePackagesView>,
+    q: String,
 }
 
 fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
@@ -107,18 +112,25 @@ fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
             .iter()
             .flatten()
             .map(|d| {
-                let used = d.total_bytes.saturating_sub(d.available_bytes);
+                // df's figures when the agent sent them; older agents: size - free.
+                let (used, whole) = match d.used_bytes {
+                    Some(used) => (used, used.saturating_add(d.available_bytes)),
+                    None => (
+                        d.total_bytes.saturating_sub(d.available_bytes),
+                        d.total_bytes,
+                    ),
+                };
                 DiskRow {
                     mount: d.mount_point.clone(),
                     name: d.name.clone(),
                     fs: d.file_system.clone(),
                     size: human_bytes(d.total_bytes),
+                    used: human_bytes(used),
                     free: human_bytes(d.available_bytes),
-                    used_pct: used
-                        .saturating_mul(100)
-                        .checked_div(d.total_bytes)
-                        .unwrap_or(0),
-                    used_pct_step: pct_step(used, d.total_bytes),
+                    used_pct: d.use_percent().unwrap_or_else(|| {
+                        used.saturating_mul(100).checked_div(whole).unwrap_or(0)
+                    }),
+                    used_pct_step: pct_step(used, whole),
                 }
             })
             .collect(),
@@ -149,16 +161,26 @@ async fn device_page(
     State(state): State<AppState>,
     CookieCaller(caller): CookieCaller,
     Path(id): Path<String>,
+    query: Result<Query<PackagesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    match device_view(&state, &caller, &id).await {
-        Ok(mut d) => {
+    // A malformed query shows the whole list rather than an error page.
+    let q = query.ok().and_then(|Query(q)| q.q).unwrap_or_default();
+    let page = async {
+        let mut d = device_view(&state, &caller, &id).await?;
+        let packages = packages_view(&state, &caller, &id, &q).await?;
+        Ok::<_, crate::api::error::ApiError>((d.inventory.take(), d, packages))
+    };
+    match page.await {
+        Ok((inventory, d, packages)) => {
             let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
-            let inv = d.inventory.take().map(|i| inventory_page(&i, now_secs));
+            let inv = inventory.map(|i| inventory_page(&i, now_secs));
             render(DevicePage {
                 user: UserBar::of(&caller),
                 version: crate::VERSION,
+                packages: (d.package_count.unwrap_or(0) > 0).then_some(packages),
                 d,
                 inv,
+                q,
             })
         }
         Err(e) => error_page(e, UserBar::of(&caller)),
