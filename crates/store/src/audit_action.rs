@@ -94,6 +94,9 @@ audit_actions! {
     LogExported => "log.exported",
     LogArchived => "log.archived",
     SiemSinkFailed => "siem.sink_failed",
+    // The vulnerability database.
+    /// An owner switched a new OSV import in (issue 17).
+    VulnDbImported => "vulndb.imported",
     // Security alerts: raised for people to look at now.
     AlertLoginBurst => "alert.login_burst",
     AlertTrustRefused => "alert.trust_refused",
