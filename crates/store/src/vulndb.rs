@@ -48,6 +48,7 @@ pub struct VulnSeverity {
 /// A stored package entry of the current generation, with its advisory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VulnCandidate {
+    pub generation: i64,
     pub advisory_id: String,
     pub modified: String,
     pub published: Option<String>,
@@ -303,7 +304,7 @@ impl Store {
         package: &str,
     ) -> Result<Vec<VulnCandidate>, StoreError> {
         let rows = sqlx::query(
-            "SELECT v.id AS id, v.modified AS modified, v.published AS published, \
+            "SELECT a.generation AS generation, v.id AS id, v.modified AS modified, v.published AS published, \
              v.aliases AS aliases, v.summary AS summary, a.ecosystem AS ecosystem, \
              a.package AS package, a.ranges AS ranges, a.severity_kind AS severity_kind, \
              a.severity_vector AS severity_vector, a.score_tenths AS score_tenths, \
@@ -332,6 +333,7 @@ impl Store {
                     }),
                 };
                 Ok(VulnCandidate {
+                    generation: row.try_get("generation")?,
                     advisory_id: row.try_get("id")?,
                     modified: row.try_get("modified")?,
                     published: row.try_get("published")?,

@@ -14,6 +14,7 @@ pub mod passkeys;
 pub mod proposals;
 pub mod tenants;
 pub mod trust;
+pub mod vulndb;
 
 use std::path::PathBuf;
 
@@ -84,6 +85,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::commands::audit::AuditCommand,
     },
+    /// The offline vulnerability database: import OSV data, status, check a package version.
+    Vulndb {
+        #[command(subcommand)]
+        command: vulndb::VulnDbCommand,
+    },
 }
 
 pub async fn run(cmd: OperatorCommand) -> Result<()> {
@@ -110,5 +116,6 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,
         OperatorCommand::Trust { command } => crate::commands::proposals::run(command).await,
+        OperatorCommand::Vulndb { command } => vulndb::run(command).await,
     }
 }

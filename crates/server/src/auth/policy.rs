@@ -81,6 +81,15 @@ pub enum Action {
     ViewTenantLog,
     /// Read the MSP-wide transparency log (events of no tenant).
     ViewMspLog,
+    /// See the vulnerability database's status and check a package version
+    /// against it (public advisory data, no tenant's).
+    ViewVulnDb,
+    /// Start an import of OSV data into the vulnerability database (owners
+    /// only; privileged: the data decides which vulnerabilities people see).
+    ImportVulnDb,
+    /// Upload batches into an import already started, and switch it in
+    /// (owners only; not privileged, so a long import outlives the MFA window).
+    UploadVulnDbRecords,
 }
 
 impl Action {
@@ -157,6 +166,7 @@ impl Action {
                 | Action::SetPasskeyPolicy
                 | Action::ManageGrants
                 | Action::ResetPasskeys
+                | Action::ImportVulnDb
         )
     }
 }
@@ -175,6 +185,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
         Role::SecurityOfficer => matches!(
             action,
             ListTenants
+                | ViewVulnDb
                 | ViewDevices
                 | IssueEnrollmentToken
                 | WatchPresence
@@ -197,6 +208,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
             matches!(
                 action,
                 ListTenants
+                    | ViewVulnDb
                     | ViewDevices
                     | IssueEnrollmentToken
                     | WatchPresence
@@ -211,6 +223,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
         Role::ReadOnly => matches!(
             action,
             ListTenants
+                | ViewVulnDb
                 | ViewDevices
                 | WatchPresence
                 | ViewTrust
@@ -225,6 +238,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
             matches!(
                 action,
                 ListTenants
+                    | ViewVulnDb
                     | ViewDevices
                     | WatchPresence
                     | ViewAudit
