@@ -168,9 +168,7 @@ impl Source {
                     let mut entry = archive
                         .by_index(i)
                         .with_context(|| format!("{}: entry {i} does not open", path.display()))?;
-                    let entry_name = entry.name().map(|n| n.into_owned()).with_context(|| {
-                        format!("{}: entry {i} has no usable name", path.display())
-                    })?;
+                    let entry_name = entry.name().to_owned();
                     if !entry.is_file() || !entry_name.ends_with(".json") {
                         continue;
                     }
