@@ -25,5 +25,6 @@ pub mod setup;
 pub mod signing_keys;
 pub mod tenants;
 pub mod trust;
+pub mod vulndb;
 
 pub use error::{ErrorBody, ErrorDetail};

@@ -290,6 +290,21 @@ const TABLE: &[(&str, &str, Rule)] = &[
     // role; a tenant's log for every role on that tenant; the MSP log for
     // owners and security officers.
     ("GET", "/api/v1/log/key", Global(EVERY_ROLE, 200)),
+    // The vulnerability database: public advisory data for every role;
+    // imports for owners only (no such import: 404 after the role check).
+    ("GET", "/api/v1/vulndb", Global(EVERY_ROLE, 200)),
+    ("GET", "/api/v1/vulndb/check", Global(EVERY_ROLE, 200)),
+    ("POST", "/api/v1/vulndb/imports", Global(&[Owner], 201)),
+    (
+        "POST",
+        "/api/v1/vulndb/imports/{generation}/records",
+        Global(&[Owner], 404),
+    ),
+    (
+        "POST",
+        "/api/v1/vulndb/imports/{generation}/switch",
+        Global(&[Owner], 404),
+    ),
     (
         "GET",
         "/api/v1/tenants/{tenant}/log",
@@ -450,6 +465,7 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/operators/{id}/passkeys"),
     ("POST", "/api/v1/tenants/{tenant}/alert-channels"),
     ("DELETE", "/api/v1/alert-channels/{id}"),
+    ("POST", "/api/v1/vulndb/imports"),
 ];
 
 /// The expected status and error code (for 401, 403 and 404 answers).
@@ -1131,6 +1147,17 @@ impl Harness {
             ) => (format!("{path}?from=1&to=1"), None),
             ("POST", "/api/v1/tenants/{tenant}/log/exports" | "/api/v1/msp/log/exports") => {
                 (path, Some(json!({"purpose": "export", "tree_size": 1})))
+            }
+            ("GET", "/api/v1/vulndb/check") => (
+                format!("{path}?ecosystem=Debian%3A12&package=openssl&version=3.0.11-1"),
+                None,
+            ),
+            ("POST", "/api/v1/vulndb/imports/{generation}/records") => (
+                path.replace("{generation}", "999999"),
+                Some(json!({"records": []})),
+            ),
+            ("POST", "/api/v1/vulndb/imports/{generation}/switch") => {
+                (path.replace("{generation}", "999999"), None)
             }
             (_, _) if method == "POST" => (path, Some(json!({}))),
             _ => (path, None),

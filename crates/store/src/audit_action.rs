@@ -101,6 +101,9 @@ audit_actions! {
     NotificationChannelRemoved => "notification_channel.removed",
     /// A notification given up on after its last attempt.
     NotificationFailed => "notification.failed",
+    // The vulnerability database.
+    /// An owner switched a new OSV import in (issue 17).
+    VulnDbImported => "vulndb.imported",
     // Security alerts: raised for people to look at now.
     AlertLoginBurst => "alert.login_burst",
     AlertTrustRefused => "alert.trust_refused",

@@ -43,6 +43,7 @@ mod throttle;
 mod transparency_log;
 mod trust;
 mod trust_proposals;
+mod vulndb;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -80,6 +81,10 @@ pub use transparency_log::{
 };
 pub use trust::{DeviceTrust, TrustKind, TrustSet};
 pub use trust_proposals::{Companions, NewTrustProposal, ProposalState, TrustProposal};
+pub use vulndb::{
+    NewVulnAdvisory, NewVulnAffected, VulnCandidate, VulnDbStatus, VulnEcosystemCount,
+    VulnGeneration, VulnSeverity,
+};
 
 /// A point in time: milliseconds since the Unix epoch.
 pub type Millis = i64;

@@ -15,6 +15,7 @@ pub mod passkeys;
 pub mod proposals;
 pub mod tenants;
 pub mod trust;
+pub mod vulndb;
 
 use std::path::PathBuf;
 
@@ -90,6 +91,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::commands::audit::AuditCommand,
     },
+    /// The offline vulnerability database: import OSV data, status, check a package version.
+    Vulndb {
+        #[command(subcommand)]
+        command: vulndb::VulnDbCommand,
+    },
 }
 
 pub async fn run(cmd: OperatorCommand) -> Result<()> {
@@ -117,5 +123,6 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Alert { command } => alerts::run(command).await,
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,
         OperatorCommand::Trust { command } => crate::commands::proposals::run(command).await,
+        OperatorCommand::Vulndb { command } => vulndb::run(command).await,
     }
 }

@@ -92,6 +92,15 @@ pub enum Action {
     /// the customer's own auditor may, so that the customer hears of a
     /// mass action without asking the MSP.
     ManageAlertEmail,
+    /// See the vulnerability database's status and check a package version
+    /// against it (public advisory data, no tenant's).
+    ViewVulnDb,
+    /// Start an import of OSV data into the vulnerability database (owners
+    /// only; privileged: the data decides which vulnerabilities people see).
+    ImportVulnDb,
+    /// Upload batches into an import already started, and switch it in
+    /// (owners only; not privileged, so a long import outlives the MFA window).
+    UploadVulnDbRecords,
 }
 
 impl Action {
@@ -173,6 +182,7 @@ impl Action {
                 | Action::ResetPasskeys
                 | Action::ManageAlertChannels
                 | Action::ManageAlertEmail
+                | Action::ImportVulnDb
         )
     }
 }
@@ -191,6 +201,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
         Role::SecurityOfficer => matches!(
             action,
             ListTenants
+                | ViewVulnDb
                 | ViewDevices
                 | IssueEnrollmentToken
                 | WatchPresence
@@ -217,6 +228,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
             matches!(
                 action,
                 ListTenants
+                    | ViewVulnDb
                     | ViewDevices
                     | IssueEnrollmentToken
                     | WatchPresence
@@ -233,6 +245,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
         Role::ReadOnly => matches!(
             action,
             ListTenants
+                | ViewVulnDb
                 | ViewDevices
                 | WatchPresence
                 | ViewTrust
@@ -248,6 +261,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
             matches!(
                 action,
                 ListTenants
+                    | ViewVulnDb
                     | ViewDevices
                     | WatchPresence
                     | ViewAudit
