@@ -221,6 +221,7 @@ fn install_prerequisites() -> Result<()> {
         }
     }
     install_schemathesis()?;
+    install_aiosmtpd()?;
     ensure_postgres()
 }
 
@@ -278,6 +279,37 @@ fn install_schemathesis() -> Result<()> {
             st.display(),
             schemathesis_version_line()
         );
+    }
+    Ok(())
+}
+
+/// The alert e-mail tests' SMTP server, aiosmtpd, pinned, into the same
+/// virtual environment as schemathesis (made just before).
+fn install_aiosmtpd() -> Result<()> {
+    use schemathesis::{AIOSMTPD_VERSION, schemathesis_venv, venv_python};
+    let installed = || {
+        Command::new(venv_python())
+            .args(["-c", "import aiosmtpd; print(aiosmtpd.__version__)"])
+            .output()
+            .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == AIOSMTPD_VERSION)
+    };
+    if installed() {
+        println!(
+            "aiosmtpd {AIOSMTPD_VERSION} is installed in {}.",
+            schemathesis_venv().display()
+        );
+        return Ok(());
+    }
+    println!("Installing aiosmtpd {AIOSMTPD_VERSION} from PyPI.");
+    run(
+        Command::new(schemathesis_venv().join("bin").join("pip")).args([
+            "install",
+            "--disable-pip-version-check",
+            &format!("aiosmtpd=={AIOSMTPD_VERSION}"),
+        ]),
+    )?;
+    if !installed() {
+        bail!("aiosmtpd {AIOSMTPD_VERSION} does not import after installing");
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
-//! Where schemathesis lives: `cargo xtask test` installs it there and the
-//! end-to-end test `crates/e2e/tests/schemathesis.rs` runs it from there.
+//! Where schemathesis (and aiosmtpd, the SMTP server of the alert tests)
+//! live: `cargo xtask test` installs them there and the end-to-end tests
+//! (`crates/e2e/tests/schemathesis.rs`, the mail receiver in the e2e
+//! library) run them from there.
 //! Both compile this one file (`#[path]`), so it uses `std` only.
 
 use std::path::PathBuf;
@@ -29,4 +31,13 @@ pub fn schemathesis_bin() -> PathBuf {
 /// The version line `st --version` prints for [`SCHEMATHESIS_VERSION`].
 pub fn schemathesis_version_line() -> String {
     format!("st, version {SCHEMATHESIS_VERSION}")
+}
+
+/// The aiosmtpd release the alert e-mail tests use (PyPI): a real SMTP
+/// server with STARTTLS that a test starts on a loopback port.
+pub const AIOSMTPD_VERSION: &str = "1.4.6";
+
+/// The Python interpreter of [`schemathesis_venv`], which also holds aiosmtpd.
+pub fn venv_python() -> PathBuf {
+    schemathesis_venv().join("bin").join("python")
 }

@@ -21,15 +21,21 @@ use serde_json::{Value, json};
 
 mod agents;
 mod api;
+mod mail;
 mod operator;
 mod owner;
 mod process;
+/// Where `cargo xtask test` installs the Python tools the tests run
+/// (schemathesis, aiosmtpd): the one file both compile.
+#[path = "../../../xtask/src/schemathesis.rs"]
+pub mod python_tools;
 mod server;
 mod waiting;
 mod witness;
 
 pub use agents::*;
 pub use api::*;
+pub use mail::*;
 pub use owner::*;
 pub use process::*;
 pub use server::*;

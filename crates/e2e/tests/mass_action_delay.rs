@@ -9,6 +9,12 @@
 //! own clock, runs it. A second such job, whose tenant is frozen during its
 //! delay, never runs.
 //!
+//! The customer hears of a held job while it waits: the tenant's e-mail
+//! channel (added with `bulwark alert add-channel`) gets a message from
+//! the server through a real SMTP relay (aiosmtpd, STARTTLS required)
+//! that names the job and the freeze command, and `bulwark alert list`
+//! shows the alert, which `bulwark alert ack` acknowledges.
+//!
 //! The two jobs overlap to keep the run short: the second is submitted
 //! while the first is held, and the freeze comes after the first ran, still
 //! well inside the second's delay (checked).
@@ -16,10 +22,12 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
+use bulwark_api::alerts::AlertView;
 use bulwark_api::jobs::{JobTargetView, JobView};
 use bulwark_api::log::{LogHeadView, LogKeyView};
 use bulwark_e2e::{
-    OperatorSetup, WitnessProcess, decode_json, target_of, wait_for, witnesses_section,
+    MailServer, OperatorSetup, UpOptions, WitnessProcess, decode_json, target_of, wait_for,
+    witnesses_section,
 };
 
 const PASSPHRASE: &str = "e2e mass action delay: a long passphrase nobody guesses";
@@ -38,6 +46,8 @@ const SLACK_MS: i64 = 1_000;
 const LATE_MS: i64 = 20_000;
 /// The witness's name.
 const WITNESS: &str = "witness.test/delay";
+/// The customer's address on demo's alert channel.
+const CONTACT: &str = "ciso@customer.example";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -158,7 +168,14 @@ async fn final_within(
 async fn mass_actions_wait_for_the_witnessed_delay_and_a_freeze_meanwhile_stops_them() -> Result<()>
 {
     let started = Instant::now();
-    let s = OperatorSetup::start(PASSPHRASE).await?;
+    let mail = MailServer::start().await?;
+    let s = OperatorSetup::start_with(
+        PASSPHRASE,
+        UpOptions::default()
+            .env("BULWARK_SMTP_RELAY", &mail.relay)
+            .env("BULWARK_SMTP_CA_FILE", mail.ca_file.display().to_string()),
+    )
+    .await?;
     let victim = s.victim().await?;
     let device = victim.device_id.clone();
 
@@ -177,6 +194,23 @@ async fn mass_actions_wait_for_the_witnessed_delay_and_a_freeze_meanwhile_stops_
     witness.add_log(&head.origin, &log_key.vkey, Some(&fingerprint))?;
     witness.start().await?;
     sign_delay_policy(&s, &witness).await?;
+    // The customer's security contact hears of demo's warnings.
+    let added = s
+        .cli(
+            &[
+                "alert",
+                "add-channel",
+                "--tenant",
+                "demo",
+                "--email",
+                CONTACT,
+            ],
+            None,
+        )
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(added.contains(CONTACT), "{added}");
     eprintln!("[test] set up in {:?}", started.elapsed());
 
     // 2. Job A, a script: approved at once (one signer), then held.
@@ -194,6 +228,59 @@ async fn mass_actions_wait_for_the_witnessed_delay_and_a_freeze_meanwhile_stops_
             ))
             && l.contains("not before about")),
         "`bulwark job show` has no Held line:\n{shown}"
+    );
+
+    // The customer is told while A waits, by e-mail through the relay.
+    let mail_a = mail
+        .wait_message(
+            Duration::from_secs(30),
+            &[
+                &format!("To: {CONTACT}"),
+                "Subject: [Bulwark] WARNING demo: Mass action",
+                &id_a,
+                "bulwark tenant freeze --tenant demo",
+            ],
+        )
+        .await?;
+    let told_a = now_ms();
+    eprintln!(
+        "[test] the mass-action e-mail for A arrived {} ms after its approval:\n{mail_a}",
+        told_a - approved_a
+    );
+    ensure!(
+        told_a < approved_a + i64::try_from(DELAY_SECS)? * 1_000,
+        "the e-mail came after the delay"
+    );
+    let alerts = s
+        .cli(&["alert", "list", "--tenant", "demo", "--json"], None)
+        .await?
+        .ok()?
+        .stdout;
+    let alerts: Vec<AlertView> = decode_json(&alerts).context("alert list --json")?;
+    let alert = alerts
+        .iter()
+        .find(|a| a.kind == "mass_action.delayed" && a.detail.contains(&id_a))
+        .with_context(|| format!("no mass-action alert for A: {alerts:?}"))?;
+    ensure!(
+        alert.severity == "warning" && alert.state == "open",
+        "{alert:?}"
+    );
+    let acked = s
+        .cli(&["alert", "ack", &alert.id], None)
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(acked.contains("is acknowledged"), "{acked}");
+    let shown = s
+        .cli(&["alert", "show", &alert.id], None)
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(
+        shown.contains(&format!(
+            "Sent to       email {CONTACT}: sent after 1 attempt"
+        )) && shown.contains("Acknowledged"),
+        "`bulwark alert show`:\n{shown}"
     );
 
     // 4. Meanwhile a job of another class is not held: an inventory

@@ -14,17 +14,14 @@
 //! installs; without it the test fails with the command that installs it,
 //! it does not skip.
 
-#[path = "../../../xtask/src/schemathesis.rs"]
-mod schemathesis;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use bulwark_e2e::{Api, Finished, UpOptions, UpProcess, run_command};
-use schemathesis::{
+use bulwark_e2e::python_tools::{
     SCHEMATHESIS_VERSION, schemathesis_bin, schemathesis_venv, schemathesis_version_line,
 };
+use bulwark_e2e::{Api, Finished, UpOptions, UpProcess, run_command};
 
 /// The seed of the test command's runs.
 const SEED: &str = "20261206";

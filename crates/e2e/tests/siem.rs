@@ -38,37 +38,6 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// A CA and a server certificate for `localhost`/127.0.0.1 signed by it,
-/// written as PEM files into `dir`: (ca, cert, key).
-fn make_certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "bulwark e2e SIEM CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse()?));
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca, &ca_key)?;
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem())?;
-    std::fs::write(&paths.1, cert.pem())?;
-    std::fs::write(&paths.2, key.serialize_pem())?;
-    Ok(paths)
-}
-
 /// An rsyslog of its own: imtcp over gtls (anonymous clients) on one
 /// loopback port, `omfile` writing each raw message on a line. No
 /// imuxsock (the system's /dev/log is never touched), no default
@@ -363,7 +332,7 @@ async fn wait_complete(
 async fn siem_export_survives_receiver_and_server_restarts() -> Result<()> {
     let test_started = Instant::now();
     let dir = tempfile::Builder::new().prefix("bulwark-siem-").tempdir()?;
-    let certs = make_certificates(dir.path())?;
+    let certs = bulwark_e2e::test_certificates(dir.path(), "bulwark e2e SIEM CA")?;
 
     let rsyslog_dir = dir.path().join("rsyslog");
     std::fs::create_dir_all(&rsyslog_dir)?;

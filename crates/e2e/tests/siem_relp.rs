@@ -35,37 +35,6 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// A CA and a certificate for `localhost`/127.0.0.1 signed by it, as PEM
-/// files in `dir`: (ca, cert, key).
-fn make_certificates(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "bulwark e2e RELP CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key)?;
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()])?;
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse()?));
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let cert = params.signed_by(&key, &ca, &ca_key)?;
-    let paths = (
-        dir.join("ca.pem"),
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-    );
-    std::fs::write(&paths.0, ca.pem())?;
-    std::fs::write(&paths.1, cert.pem())?;
-    std::fs::write(&paths.2, key.serialize_pem())?;
-    Ok(paths)
-}
-
 /// An rsyslog of its own on one loopback port, writing each raw message
 /// on a line of `received.log` (appended across restarts). `Direct`
 /// queues: a message is written before imrelp answers it.
@@ -304,7 +273,7 @@ async fn relp_sink_loses_nothing_when_the_receiver_freezes_and_dies() -> Result<
     let dir = tempfile::Builder::new()
         .prefix("bulwark-siem-relp-")
         .tempdir()?;
-    let certs = make_certificates(dir.path())?;
+    let certs = bulwark_e2e::test_certificates(dir.path(), "bulwark e2e RELP CA")?;
     let mut relp = Rsyslog::new(&dir.path().join("relp"), true, &certs)?;
     let mut plain = Rsyslog::new(&dir.path().join("plain"), false, &certs)?;
     relp.start().await?;

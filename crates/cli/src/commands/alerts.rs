@@ -276,3 +276,12 @@ fn alert_text(a: &AlertView) -> String {
     out.push('\n');
     out
 }
+
+/// "1 attempt", "3 attempts".
+fn counted(n: i64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}

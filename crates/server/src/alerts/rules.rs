@@ -125,8 +125,9 @@ pub fn mass_action_alert(
         severity: Severity::Warning,
         dedup_key: format!("mass_action.delayed:{job_id}"),
         summary: format!(
-            "Mass action: a {} job for {devices} devices waits {delay} before any agent runs it",
-            job.class.name()
+            "Mass action: a {} job for {devices} device{} waits {delay} before any agent runs it",
+            job.class.name(),
+            if devices == 1 { "" } else { "s" }
         ),
         detail: format!(
             "Job {job_id} entered tenant {tenant}'s log at {entered} and is held by the policy's \
