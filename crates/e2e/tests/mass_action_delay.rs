@@ -278,7 +278,7 @@ async fn mass_actions_wait_for_the_witnessed_delay_and_a_freeze_meanwhile_stops_
         .stdout;
     ensure!(
         shown.contains(&format!(
-            "Sent to       email {CONTACT}: sent after 1 attempt"
+            "Sent to       email {CONTACT}: sent after 1 attempt\n"
         )) && shown.contains("Acknowledged"),
         "`bulwark alert show`:\n{shown}"
     );

@@ -245,7 +245,7 @@ fn alert_text(a: &AlertView) -> String {
     line("Opened", &a.opened_at);
     line(
         "Last seen",
-        &format!("{} ({} times)", a.last_seen_at, a.occurrences),
+        &format!("{} ({})", a.last_seen_at, counted(a.occurrences, "time")),
     );
     if let Some(device) = &a.device_id {
         line("Device", device);
@@ -266,8 +266,11 @@ fn alert_text(a: &AlertView) -> String {
         line(
             "Sent to",
             &format!(
-                "{} {}: {} after {} attempts{error}",
-                n.channel, n.target, n.state, n.attempts
+                "{} {}: {} after {}{error}",
+                n.channel,
+                n.target,
+                n.state,
+                counted(n.attempts, "attempt")
             ),
         );
     }
