@@ -234,6 +234,15 @@ impl Store {
     /// tenant (and every MSP-wide channel) whose minimum it reaches, or,
     /// when an alert with its key is unresolved, counts one more occurrence.
     pub async fn raise_alert(&self, new: &NewAlert, now: Millis) -> Result<Raised, StoreError> {
+        match self.raise_alert_once(new, now).await {
+            // Another raiser opened the same key between our look and our
+            // insert: it is now a repeat.
+            Err(StoreError::Conflict(_)) => self.raise_alert_once(new, now).await,
+            other => other,
+        }
+    }
+
+    async fn raise_alert_once(&self, new: &NewAlert, now: Millis) -> Result<Raised, StoreError> {
         let log_idx = i64::try_from(new.log_idx).map_err(|_| StoreError::Invalid("log index"))?;
         let mut tx = self.pool.begin().await?;
         let repeated: Option<String> = sqlx::query_scalar(

@@ -51,11 +51,11 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
-pub use alerts::MAX_TARGET as MAX_CHANNEL_TARGET;
 pub use alerts::{
     Alert, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel, NotificationChannel,
     Raised, Severity,
 };
+pub use alerts::{MAX_DETAIL as MAX_ALERT_DETAIL, MAX_TARGET as MAX_CHANNEL_TARGET};
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
 pub use audit_action::AuditAction;

@@ -1,0 +1,313 @@
+//! Alerts, channels and the outbox (RFD 0007): each body runs against
+//! SQLite and PostgreSQL (a fresh schema per test), like `siem.rs`.
+
+#![allow(clippy::unwrap_used)]
+
+use bulwark_store::{
+    AlertState, ChannelKind, NewAlert, NewChannel, NewOperator, Raised, Severity, Store,
+    StoreError, TenantScope,
+};
+
+#[macro_use]
+mod support;
+
+both_backends! {
+    an_unresolved_alert_counts_repeats_and_a_resolved_one_reopens,
+    notifications_go_to_matching_channels_only,
+    alerts_stay_inside_the_callers_scope,
+    the_outbox_retries_and_gives_up_on_the_record,
+    concurrent_raises_open_one_alert,
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+fn alert(tenant: Option<&str>, key: &str, severity: Severity) -> NewAlert {
+    NewAlert {
+        tenant_id: tenant.map(str::to_owned),
+        device_id: Some("d1".into()),
+        kind: "alert.log_refused".into(),
+        severity,
+        dedup_key: key.into(),
+        summary: "an agent refused job j1".into(),
+        detail: "x".repeat(10_000),
+        log_id: tenant.unwrap_or("msp").into(),
+        log_idx: 3,
+    }
+}
+
+fn email(tenant: Option<&str>, target: &str, min: Severity) -> NewChannel {
+    NewChannel {
+        tenant_id: tenant.map(str::to_owned),
+        kind: ChannelKind::Email,
+        target: target.into(),
+        min_severity: min,
+        created_by: "olivia".into(),
+    }
+}
+
+async fn opened(store: &Store, new: &NewAlert, now: i64) -> (String, usize) {
+    match store.raise_alert(new, now).await.unwrap() {
+        Raised::Opened { id, queued } => (id, queued),
+        other => panic!("not opened: {other:?}"),
+    }
+}
+
+async fn an_unresolved_alert_counts_repeats_and_a_resolved_one_reopens(store: Store) {
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    let new = alert(Some(&acme.id), "k1", Severity::Critical);
+    let (id, _) = opened(&store, &new, T0).await;
+    for i in 1..=3 {
+        assert_eq!(
+            store.raise_alert(&new, T0 + i).await.unwrap(),
+            Raised::Repeated { id: id.clone() }
+        );
+    }
+    let stored = store.alert(&TenantScope::All, &id).await.unwrap().unwrap();
+    assert_eq!((stored.occurrences, stored.last_seen_at), (4, T0 + 3));
+    assert_eq!(stored.tenant_name.as_deref(), Some("acme"));
+    // Agent text is bounded.
+    assert_eq!(stored.detail.len(), bulwark_store::MAX_ALERT_DETAIL);
+    // Acknowledged still deduplicates; resolved does not.
+    let acked = store
+        .set_alert_state(
+            &TenantScope::All,
+            &id,
+            AlertState::Acknowledged,
+            "bob",
+            T0 + 5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(acked.acknowledged_by.as_deref(), Some("bob"));
+    assert!(matches!(
+        store.raise_alert(&new, T0 + 6).await.unwrap(),
+        Raised::Repeated { .. }
+    ));
+    assert!(matches!(
+        store
+            .set_alert_state(
+                &TenantScope::All,
+                &id,
+                AlertState::Acknowledged,
+                "bob",
+                T0 + 7
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .set_alert_state(&TenantScope::All, &id, AlertState::Resolved, "bob", T0 + 8)
+        .await
+        .unwrap();
+    let (again, _) = opened(&store, &new, T0 + 9).await;
+    assert_ne!(again, id);
+    // Each handling is in the audit log.
+    let actions: Vec<String> = store
+        .list_audit(&TenantScope::All, Some(&acme.id), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&"alerting.acknowledged".to_owned()));
+    assert!(actions.contains(&"alerting.resolved".to_owned()));
+}
+
+async fn notifications_go_to_matching_channels_only(store: Store) {
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    let other = store.ensure_tenant("other", "test", T0).await.unwrap();
+    let critical_only = store
+        .add_notification_channel(&email(Some(&acme.id), "a@x.test", Severity::Critical), T0)
+        .await
+        .unwrap();
+    store
+        .add_notification_channel(&email(Some(&acme.id), "b@x.test", Severity::Warning), T0)
+        .await
+        .unwrap();
+    store
+        .add_notification_channel(&email(Some(&other.id), "c@x.test", Severity::Info), T0)
+        .await
+        .unwrap();
+    store
+        .add_notification_channel(&email(None, "noc@msp.test", Severity::Info), T0)
+        .await
+        .unwrap();
+    // A warning of acme: acme's warning channel and the MSP-wide one.
+    let (_, queued) = opened(&store, &alert(Some(&acme.id), "w", Severity::Warning), T0).await;
+    assert_eq!(queued, 2);
+    // A critical one: all three of acme's and the MSP's.
+    let (_, queued) = opened(&store, &alert(Some(&acme.id), "c", Severity::Critical), T0).await;
+    assert_eq!(queued, 3);
+    // A removed channel gets nothing more, and its pending ones are dropped.
+    store
+        .remove_notification_channel(&critical_only, "olivia", T0 + 1)
+        .await
+        .unwrap();
+    let (_, queued) = opened(&store, &alert(Some(&acme.id), "c2", Severity::Critical), T0).await;
+    assert_eq!(queued, 2);
+    let due = store.due_notifications(T0 + 1, 100).await.unwrap();
+    assert!(due.iter().all(|n| n.channel.id != critical_only.id));
+    assert_eq!(due.len(), 2 + 2 + 2);
+    // Listing: a tenant's own; the MSP-wide ones only for owners.
+    let mine = store
+        .notification_channels(&TenantScope::All, Some(&acme.id))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    let msp = store
+        .notification_channels(&TenantScope::All, None)
+        .await
+        .unwrap();
+    assert_eq!(msp.len(), 1);
+    assert!(
+        store
+            .notification_channels(&TenantScope::Operator("nobody".into()), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .remove_notification_channel(&critical_only, "olivia", T0 + 2)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn alerts_stay_inside_the_callers_scope(store: Store) {
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    let other = store.ensure_tenant("other", "test", T0).await.unwrap();
+    let (mine, _) = opened(&store, &alert(Some(&acme.id), "m", Severity::Warning), T0).await;
+    let (theirs, _) = opened(&store, &alert(Some(&other.id), "t", Severity::Warning), T0).await;
+    let (msp, _) = opened(&store, &alert(None, "msp", Severity::Warning), T0).await;
+    let operator = store
+        .create_operator(
+            &NewOperator {
+                username: "tech".into(),
+                password_hash: "$argon2id$unused".into(),
+                totp_secret: "UNUSED".into(),
+            },
+            "operator",
+            "test",
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .grant_tenant(&operator.id, &acme.id, "technician")
+        .await
+        .unwrap();
+    let scope = TenantScope::Operator(operator.id.clone());
+    let seen: Vec<String> = store
+        .alerts(&scope, None, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(seen, vec![mine.clone()]);
+    assert!(store.alert(&scope, &theirs).await.unwrap().is_none());
+    assert!(store.alert(&scope, &msp).await.unwrap().is_none());
+    assert!(matches!(
+        store
+            .set_alert_state(&scope, &theirs, AlertState::Resolved, "tech", T0)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let all = store
+        .alerts(&TenantScope::All, None, Some(AlertState::Open), 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    let only_other = store
+        .alerts(&TenantScope::All, Some(&other.id), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(only_other.len(), 1);
+}
+
+async fn the_outbox_retries_and_gives_up_on_the_record(store: Store) {
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    store
+        .add_notification_channel(&email(Some(&acme.id), "a@x.test", Severity::Info), T0)
+        .await
+        .unwrap();
+    let (id, _) = opened(&store, &alert(Some(&acme.id), "o", Severity::Warning), T0).await;
+    let due = store.due_notifications(T0, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].attempts, due[0].alert.id.as_str()),
+        (0, id.as_str())
+    );
+    // A failure with a retry: not due before it.
+    store
+        .notification_attempt_failed(&due[0], "relay down", Some(T0 + 10_000), T0)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_notifications(T0 + 9_999, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = store.due_notifications(T0 + 10_000, 10).await.unwrap();
+    assert_eq!(due[0].attempts, 1);
+    // Given up: recorded, and never due again.
+    store
+        .notification_attempt_failed(&due[0], "relay down", None, T0 + 10_000)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .due_notifications(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let sent = store.alert_notifications(&id).await.unwrap();
+    assert_eq!(sent[0].2, "failed");
+    assert_eq!(sent[0].3, 2);
+    let actions: Vec<String> = store
+        .list_audit(&TenantScope::All, Some(&acme.id), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&"notification.failed".to_owned()));
+    // A sent one is done.
+    let (id2, _) = opened(&store, &alert(Some(&acme.id), "o2", Severity::Warning), T0).await;
+    let due = store.due_notifications(T0, 10).await.unwrap();
+    store.notification_sent(&due[0].id, T0 + 1).await.unwrap();
+    assert!(
+        store
+            .due_notifications(i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.alert_notifications(&id2).await.unwrap()[0].2, "sent");
+}
+
+async fn concurrent_raises_open_one_alert(store: Store) {
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    let new = alert(Some(&acme.id), "race", Severity::Critical);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (store, new) = (store.clone(), new.clone());
+        tasks.spawn(async move { store.raise_alert(&new, T0 + i).await.unwrap() });
+    }
+    let mut opened = 0;
+    while let Some(raised) = tasks.join_next().await {
+        if matches!(raised.unwrap(), Raised::Opened { .. }) {
+            opened += 1;
+        }
+    }
+    assert_eq!(opened, 1);
+    let all = store
+        .alerts(&TenantScope::All, None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!((all.len(), all[0].occurrences), (1, 8));
+}
