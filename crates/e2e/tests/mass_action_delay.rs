@@ -283,6 +283,18 @@ async fn mass_actions_wait_for_the_witnessed_delay_and_a_freeze_meanwhile_stops_
         "`bulwark alert show`:\n{shown}"
     );
 
+    // The console's alert page lists it, acknowledged, with a Resolve
+    // button for the owner and no second Acknowledge.
+    let page = s.console_page("/alerts").await?;
+    ensure!(
+        page.contains(&format!("data-alert-id=\"{}\"", alert.id))
+            && page.contains("Mass action: a run-script job for 1 device waits 1 min 1 s")
+            && page.contains("badge-alert-acknowledged")
+            && page.contains(&format!("action=\"/alerts/{}/resolve\"", alert.id))
+            && !page.contains(&format!("action=\"/alerts/{}/acknowledge\"", alert.id)),
+        "the console's alert page:\n{page}"
+    );
+
     // 4. Meanwhile a job of another class is not held: an inventory
     //    refresh runs on the same device while A waits.
     let inventory = s

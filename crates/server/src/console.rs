@@ -24,6 +24,7 @@ use crate::auth::{Action, Caller};
 use crate::state::AppState;
 
 mod account;
+mod alerts;
 mod audit;
 mod cli_sign_in;
 mod devices;
@@ -55,6 +56,7 @@ fn pages() -> Router<AppState> {
         .merge(tenants::router())
         .merge(devices::router())
         .merge(jobs::router())
+        .merge(alerts::router())
         .merge(operators::router())
         .merge(cli_sign_in::router())
         .merge(account::router())
