@@ -439,6 +439,45 @@ mod tests {
     }
 
     #[test]
+    fn an_smtp_relay_needs_starttls_off_loopback() {
+        let relay = |relay: &str, security: SmtpSecurity| SmtpRelay {
+            relay: relay.to_owned(),
+            from: "bulwark@msp.example".to_owned(),
+            server_name: None,
+            ca_file: None,
+            security,
+            username: Some("bulwark".to_owned()),
+            password: Some("s3cret".to_owned()),
+        };
+        assert!(
+            relay("smtp.example:587", SmtpSecurity::Starttls)
+                .validate()
+                .is_ok()
+        );
+        assert!(relay("127.0.0.1:25", SmtpSecurity::None).validate().is_ok());
+        assert!(relay("[::1]:25", SmtpSecurity::None).validate().is_ok());
+        let plain = relay("smtp.example:25", SmtpSecurity::None).validate();
+        assert!(format!("{:#}", plain.unwrap_err()).contains("loopback"));
+        assert!(
+            relay("smtp.example", SmtpSecurity::Starttls)
+                .validate()
+                .is_err()
+        );
+        let mut bad_from = relay("smtp.example:587", SmtpSecurity::Starttls);
+        bad_from.from = "x@y\r\nBcc: z@w".to_owned();
+        assert!(bad_from.validate().is_err());
+        let mut lone_user = relay("smtp.example:587", SmtpSecurity::Starttls);
+        lone_user.password = None;
+        assert!(lone_user.validate().is_err());
+        assert!(!format!("{:?}", relay("a:1", SmtpSecurity::Starttls)).contains("s3cret"));
+        let parsed: SmtpRelay = serde_json::from_value(
+            serde_json::json!({"relay": "smtp.example:587", "from": "b@x.example"}),
+        )
+        .unwrap();
+        assert_eq!(parsed.security, SmtpSecurity::Starttls);
+    }
+
+    #[test]
     fn siem_sinks_parse_and_validate() {
         let config = with_sinks(serde_json::json!([
             {"type": "syslog", "name": "soc", "address": "siem.example:6514",
