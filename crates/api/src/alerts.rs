@@ -28,9 +28,10 @@ pub struct AlertView {
     pub resolved_by: Option<String>,
     pub resolved_at: Option<String>,
     /// The log entry that raised it: `GET /api/v1/tenants/{tenant}/log`
-    /// (or the MSP log) proves it.
-    pub log_id: String,
-    pub log_idx: u64,
+    /// (or the MSP log) proves it. Null for what the server observed
+    /// itself (`device.offline`).
+    pub log_id: Option<String>,
+    pub log_idx: Option<u64>,
     /// Where it was sent (on `GET /api/v1/alerts/{id}` only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<NotificationView>,

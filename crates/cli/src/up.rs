@@ -45,6 +45,10 @@ pub struct UpArgs {
     /// Start only the server, without the local agent.
     #[arg(long)]
     no_agent: bool,
+    /// A device silent this many seconds raises an offline alert (never
+    /// less than three heartbeats).
+    #[arg(long, env = "BULWARK_OFFLINE_ALERT_SECS", default_value_t = 300)]
+    offline_alert_secs: u32,
     /// The SMTP relay alert e-mail goes through (host:port; STARTTLS required).
     #[arg(long, env = "BULWARK_SMTP_RELAY", value_name = "HOST:PORT")]
     smtp_relay: Option<String>,
@@ -80,6 +84,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     config.database_url = args.database_url.clone();
     config.heartbeat_secs = args.heartbeat_secs;
     config.retention_days = args.retention_days;
+    config.offline_alert_secs = args.offline_alert_secs;
     config.smtp = args
         .smtp_relay
         .clone()

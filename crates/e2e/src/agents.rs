@@ -10,6 +10,8 @@ pub async fn enroll_agent(gateway_url: &str, token: &str, state_dir: &Path) -> R
 /// The agent binary, run with `hostname` as its machine's host name: in a
 /// UTS namespace of its own (`unshare --uts`, as root), so that several
 /// real agents on this machine are told apart by host name as on a network.
+/// The name is written to the kernel directly, not through `hostname(1)`,
+/// which refuses what a hostile endpoint could still set (HTML, spaces).
 pub(crate) fn agent_program(hostname: Option<&str>) -> Result<(PathBuf, Vec<std::ffi::OsString>)> {
     let agent = agent_bin()?;
     Ok(match hostname {
@@ -21,7 +23,7 @@ pub(crate) fn agent_program(hostname: Option<&str>) -> Result<(PathBuf, Vec<std:
                 "--".into(),
                 "/bin/sh".into(),
                 "-c".into(),
-                "hostname \"$1\" && shift && exec \"$@\"".into(),
+                "printf %s \"$1\" > /proc/sys/kernel/hostname && shift && exec \"$@\"".into(),
                 "sh".into(),
                 name.into(),
                 agent.into_os_string(),

@@ -46,12 +46,21 @@ pub struct ServerConfig {
     /// `[[siem]]` tables, each with a unique `name`.
     #[serde(default)]
     pub siem: Vec<SiemSink>,
+    /// A device silent this long, and not connected, raises a
+    /// `device.offline` alert (RFD 0007); never less than 3 heartbeats
+    /// (see [`ServerConfig::offline_after`]).
+    #[serde(default = "default_offline_alert_secs")]
+    pub offline_alert_secs: u32,
     /// The relay alert e-mail goes through (`[smtp]`; RFD 0007). Without
     /// one, e-mail channels queue their messages and say why they wait.
     #[serde(default)]
     pub smtp: Option<SmtpRelay>,
     #[serde(skip, default = "default_mode")]
     pub mode: ServeMode,
+}
+
+fn default_offline_alert_secs() -> u32 {
+    300
 }
 
 fn default_heartbeat_secs() -> u32 {
@@ -91,6 +100,7 @@ impl ServerConfig {
             retention_days: default_retention_days(),
             siem: Vec::new(),
             smtp: None,
+            offline_alert_secs: default_offline_alert_secs(),
             mode: ServeMode::LoopbackHttp,
         }
     }
@@ -120,6 +130,12 @@ impl ServerConfig {
         if let Some(smtp) = &self.smtp {
             smtp.validate()?;
         }
+        if self.offline_alert_secs > 7 * 24 * 3600 {
+            anyhow::bail!(
+                "offline_alert_secs = {} is more than 7 days",
+                self.offline_alert_secs
+            );
+        }
         let mut names = std::collections::HashSet::new();
         for sink in &self.siem {
             sink.validate()?;
@@ -128,6 +144,16 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// How long a device must be silent to raise an offline alert: the
+    /// configured time, but at least the 3 heartbeats after which its
+    /// connection counts as dead.
+    pub fn offline_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(
+            self.offline_alert_secs
+                .max(self.heartbeat_secs.saturating_mul(3)),
+        ))
     }
 
     pub fn database_url(&self) -> String {

@@ -209,6 +209,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         notifier.clone(),
         shutdown_rx.clone(),
     ));
+    tasks.spawn(crate::alerts::watch_offline(
+        store.clone(),
+        presence.clone(),
+        config.offline_after(),
+        notifier.clone(),
+        shutdown_rx.clone(),
+    ));
     tasks.spawn(crate::alerts::raise_alerts(
         store.clone(),
         notifier,

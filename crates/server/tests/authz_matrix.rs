@@ -660,8 +660,8 @@ impl Harness {
                     dedup_key: key,
                     summary: "an agent refused a job".to_owned(),
                     detail: String::new(),
-                    log_id: self.tenant_ids[tenant].clone(),
-                    log_idx: 0,
+                    log_id: Some(self.tenant_ids[tenant].clone()),
+                    log_idx: Some(0),
                 },
                 now_millis(),
             )

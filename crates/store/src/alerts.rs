@@ -72,9 +72,10 @@ pub struct NewAlert {
     pub dedup_key: String,
     pub summary: String,
     pub detail: String,
-    /// The log entry it comes from.
-    pub log_id: String,
-    pub log_idx: u64,
+    /// The log entry it comes from (none for what the server observed
+    /// itself, such as a device gone silent).
+    pub log_id: Option<String>,
+    pub log_idx: Option<u64>,
 }
 
 /// A stored alert.
@@ -96,8 +97,8 @@ pub struct Alert {
     pub acknowledged_at: Option<Millis>,
     pub resolved_by: Option<String>,
     pub resolved_at: Option<Millis>,
-    pub log_id: String,
-    pub log_idx: u64,
+    pub log_id: Option<String>,
+    pub log_idx: Option<u64>,
 }
 
 /// What [`Store::raise_alert`] did.
@@ -163,6 +164,9 @@ pub struct DueNotification {
     pub channel: NotificationChannel,
 }
 
+/// The dedup key of a device's offline alert is this and the device id.
+pub const OFFLINE_KEY_PREFIX: &str = "device.offline:";
+
 /// Longest summary and detail kept (the texts come partly from agents).
 pub const MAX_SUMMARY: usize = 300;
 pub const MAX_DETAIL: usize = 4000;
@@ -183,7 +187,7 @@ fn corrupt(what: &str) -> StoreError {
 fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
     let severity: String = row.try_get("severity")?;
     let state: String = row.try_get("state")?;
-    let log_idx: i64 = row.try_get("log_idx")?;
+    let log_idx: Option<i64> = row.try_get("log_idx")?;
     Ok(Alert {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
@@ -202,7 +206,10 @@ fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
         resolved_by: row.try_get("resolved_by")?,
         resolved_at: row.try_get("resolved_at")?,
         log_id: row.try_get("log_id")?,
-        log_idx: u64::try_from(log_idx).map_err(|_| corrupt("log index"))?,
+        log_idx: log_idx
+            .map(u64::try_from)
+            .transpose()
+            .map_err(|_| corrupt("log index"))?,
     })
 }
 
@@ -243,7 +250,11 @@ impl Store {
     }
 
     async fn raise_alert_once(&self, new: &NewAlert, now: Millis) -> Result<Raised, StoreError> {
-        let log_idx = i64::try_from(new.log_idx).map_err(|_| StoreError::Invalid("log index"))?;
+        let log_idx = new
+            .log_idx
+            .map(i64::try_from)
+            .transpose()
+            .map_err(|_| StoreError::Invalid("log index"))?;
         let mut tx = self.pool.begin().await?;
         let repeated: Option<String> = sqlx::query_scalar(
             "UPDATE alerts SET occurrences = occurrences + 1, last_seen_at = $2 \
@@ -272,7 +283,7 @@ impl Store {
         .bind(bounded(&new.summary, MAX_SUMMARY))
         .bind(bounded(&new.detail, MAX_DETAIL))
         .bind(now)
-        .bind(&new.log_id)
+        .bind(new.log_id.as_deref())
         .bind(log_idx)
         .execute(&mut *tx)
         .await
@@ -527,6 +538,52 @@ impl Store {
         insert_audit(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Devices last heard of in `[since, until)` that are not known to be
+    /// back and have no unresolved `device.offline` alert: (device id,
+    /// tenant id, host name, last seen), at most `limit`.
+    pub async fn devices_gone_silent(
+        &self,
+        since: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> Result<Vec<(String, String, String, Millis)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.tenant_id, d.hostname, d.last_seen_at FROM devices d \
+             WHERE d.last_seen_at >= $1 AND d.last_seen_at < $2 AND NOT EXISTS ( \
+               SELECT 1 FROM alerts a WHERE a.dedup_key = $3 || d.id AND a.state <> 'resolved') \
+             ORDER BY d.last_seen_at, d.id LIMIT $4",
+        )
+        .bind(since)
+        .bind(until)
+        .bind(OFFLINE_KEY_PREFIX)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id")?,
+                    row.try_get("tenant_id")?,
+                    row.try_get("hostname")?,
+                    row.try_get("last_seen_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The unresolved `device.offline` alerts: (alert id, device id).
+    pub async fn unresolved_offline_alerts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, device_id FROM alerts WHERE kind = 'device.offline' \
+             AND state <> 'resolved' AND device_id IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("device_id")?)))
+            .collect()
     }
 
     /// Up to `limit` pending notifications due at `now`, oldest first.

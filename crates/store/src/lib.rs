@@ -55,7 +55,9 @@ pub use alerts::{
     Alert, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel, NotificationChannel,
     Raised, Severity,
 };
-pub use alerts::{MAX_DETAIL as MAX_ALERT_DETAIL, MAX_TARGET as MAX_CHANNEL_TARGET};
+pub use alerts::{
+    MAX_DETAIL as MAX_ALERT_DETAIL, MAX_TARGET as MAX_CHANNEL_TARGET, OFFLINE_KEY_PREFIX,
+};
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
 pub use audit_action::AuditAction;

@@ -30,8 +30,8 @@ fn alert(tenant: Option<&str>, key: &str, severity: Severity) -> NewAlert {
         dedup_key: key.into(),
         summary: "an agent refused job j1".into(),
         detail: "x".repeat(10_000),
-        log_id: tenant.unwrap_or("msp").into(),
-        log_idx: 3,
+        log_id: Some(tenant.unwrap_or("msp").into()),
+        log_idx: Some(3),
     }
 }
 

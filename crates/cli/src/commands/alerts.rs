@@ -256,7 +256,9 @@ fn alert_text(a: &AlertView) -> String {
     if let (Some(by), Some(at)) = (&a.resolved_by, &a.resolved_at) {
         line("Resolved", &format!("{at} by {by}"));
     }
-    line("Log entry", &format!("{} #{}", a.log_id, a.log_idx));
+    if let (Some(log), Some(idx)) = (&a.log_id, a.log_idx) {
+        line("Log entry", &format!("{log} #{idx}"));
+    }
     for n in &a.notifications {
         let error = n
             .last_error

@@ -100,6 +100,77 @@ async fn pass(store: &Store, nudge: &tokio::sync::Notify) -> anyhow::Result<bool
     Ok(more)
 }
 
+/// Devices silent for longer than this are raised again only if they went
+/// silent within it: a server started after a week away pages once for
+/// yesterday's silences, not for every machine retired last year.
+const OFFLINE_LOOKBACK_MS: i64 = 24 * 3600 * 1000;
+
+/// One look at the fleet: an alert for each device silent for
+/// `offline_after` that is not connected, and the offline alerts of
+/// devices that came back resolved (by `bulwark`, in the audit log).
+pub async fn watch_offline_once(
+    store: &Store,
+    presence: &crate::presence::Presence,
+    offline_after: Duration,
+    nudge: &tokio::sync::Notify,
+) -> anyhow::Result<()> {
+    let now = crate::now_millis();
+    let after_ms = i64::try_from(offline_after.as_millis()).unwrap_or(i64::MAX);
+    let silent = store
+        .devices_gone_silent(now - OFFLINE_LOOKBACK_MS, now - after_ms, 500)
+        .await?;
+    for (device, tenant, hostname, last_seen) in silent {
+        if presence.is_online(&device) {
+            continue;
+        }
+        let alert = rules::offline_alert(&device, &tenant, &hostname, last_seen, offline_after);
+        if let Raised::Opened { id, queued } = store.raise_alert(&alert, now).await? {
+            info!(alert = %id, %device, %hostname, queued, "Device offline: alert opened.");
+            if queued > 0 {
+                nudge.notify_one();
+            }
+        }
+    }
+    for (alert, device) in store.unresolved_offline_alerts().await? {
+        if presence.is_online(&device) {
+            store
+                .set_alert_state(
+                    &TenantScope::All,
+                    &alert,
+                    bulwark_store::AlertState::Resolved,
+                    "bulwark",
+                    crate::now_millis(),
+                )
+                .await?;
+            info!(%alert, %device, "Device back online: its offline alert resolved.");
+        }
+    }
+    Ok(())
+}
+
+/// The offline watcher's task: a look every quarter of `offline_after`
+/// (between 1 and 30 s).
+pub async fn watch_offline(
+    store: Store,
+    presence: crate::presence::Presence,
+    offline_after: Duration,
+    notifier: Arc<notify::Notifier>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let every = (offline_after / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        if let Err(error) =
+            watch_offline_once(&store, &presence, offline_after, &notifier.nudge).await
+        {
+            warn!(error = %format!("{error:#}"), "Looking for offline devices failed; trying again.");
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// The raiser's task.
 pub async fn raise_alerts(
     store: Store,

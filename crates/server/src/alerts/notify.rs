@@ -74,7 +74,9 @@ pub fn body(alert: &Alert, console_url: &str) -> String {
     if let Some(device) = &alert.device_id {
         text.push_str(&format!("Device:    {device}\n"));
     }
-    text.push_str(&format!("Log entry: {} #{}\n", alert.log_id, alert.log_idx));
+    if let (Some(log), Some(idx)) = (&alert.log_id, alert.log_idx) {
+        text.push_str(&format!("Log entry: {log} #{idx}\n"));
+    }
     text.push_str(&format!("Alert:     {console_url}alerts/{}\n\n", alert.id));
     text.push_str(&alert.detail);
     text.push_str(
@@ -286,8 +288,8 @@ mod tests {
             acknowledged_at: None,
             resolved_by: None,
             resolved_at: None,
-            log_id: "t".into(),
-            log_idx: 0,
+            log_id: None,
+            log_idx: None,
         };
         let s = subject(&alert);
         assert!(s.starts_with("[Bulwark] CRITICAL acme: x  Bcc"), "{s}");

@@ -88,8 +88,8 @@ pub fn classify(at: At<'_>, leaf: &AuditLeaf, now: i64) -> Classified {
         dedup_key,
         summary,
         detail: leaf.detail.clone(),
-        log_id: at.log_id.to_owned(),
-        log_idx: at.idx,
+        log_id: Some(at.log_id.to_owned()),
+        log_idx: Some(at.idx),
     })
 }
 
@@ -144,8 +144,35 @@ pub fn mass_action_alert(
                 job.reason.as_str()
             },
         ),
-        log_id: at.log_id.to_owned(),
-        log_idx: at.idx,
+        log_id: Some(at.log_id.to_owned()),
+        log_idx: Some(at.idx),
+    }
+}
+
+/// The alert for a device silent for `after` and not connected. The
+/// server observed it; no log entry raised it.
+pub fn offline_alert(
+    device_id: &str,
+    tenant_id: &str,
+    hostname: &str,
+    last_seen: i64,
+    after: std::time::Duration,
+) -> NewAlert {
+    NewAlert {
+        tenant_id: Some(tenant_id.to_owned()),
+        device_id: Some(device_id.to_owned()),
+        kind: "device.offline".to_owned(),
+        severity: Severity::Warning,
+        dedup_key: format!("{}{device_id}", bulwark_store::OFFLINE_KEY_PREFIX),
+        summary: format!("Device {hostname} is offline"),
+        detail: format!(
+            "Device {hostname} ({device_id}) was last heard of at {} and has been silent for \
+             more than {}. The alert resolves itself when the device connects again.",
+            crate::rfc3339(last_seen),
+            duration_text(after.as_secs())
+        ),
+        log_id: None,
+        log_idx: None,
     }
 }
 
@@ -181,7 +208,7 @@ mod tests {
         assert_eq!(a.severity, Severity::Critical);
         assert_eq!(a.device_id.as_deref(), Some("d1"));
         assert_eq!(a.dedup_key, b.dedup_key);
-        assert_eq!((a.log_id.as_str(), a.log_idx), ("t1", 7));
+        assert_eq!((a.log_id.as_deref(), a.log_idx), (Some("t1"), Some(7)));
     }
 
     #[test]

@@ -25,9 +25,10 @@ CREATE TABLE alerts (
     acknowledged_at BIGINT,
     resolved_by     TEXT,
     resolved_at     BIGINT,
-    -- The log entry that raised it first: where an auditor checks it.
-    log_id          TEXT    NOT NULL,
-    log_idx         BIGINT NOT NULL
+    -- The log entry that raised it first: where an auditor checks it
+    -- (NULL for what the server observed itself: a device gone silent).
+    log_id          TEXT,
+    log_idx         BIGINT
 );
 CREATE UNIQUE INDEX alerts_unresolved ON alerts (dedup_key) WHERE state <> 'resolved';
 CREATE INDEX alerts_by_tenant ON alerts (tenant_id, state, opened_at);

@@ -1,0 +1,209 @@
+//! Alerts with real parts (RFD 0007): `bulwark up` (heartbeat 1 s, a
+//! device silent 3 s is offline), a real agent killed with SIGKILL, a real
+//! SMTP relay (aiosmtpd, STARTTLS required) and a webhook receiver on
+//! loopback. The tenant's e-mail and webhook channels, added with the CLI,
+//! each get the `device.offline` alert once; the agent comes back and the
+//! alert resolves itself, recorded as resolved by `bulwark`. A hostile
+//! host name (HTML, a header line) reaches the mail and the console as
+//! text.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use bulwark_api::alerts::AlertView;
+use bulwark_e2e::{
+    ExtraAgent, MailServer, OperatorSetup, UpOptions, decode_json, spawn_agent_as, wait_for,
+};
+use serde_json::Value;
+
+const PASSPHRASE: &str = "e2e alerts: a long passphrase nobody guesses";
+const CONTACT: &str = "noc@msp.example";
+/// What the endpoint calls itself: the server must treat it as text.
+const HOSTILE: &str = "db<b>01</b>";
+
+type Received = Arc<Mutex<Vec<Value>>>;
+
+async fn hook(
+    axum::extract::State(received): axum::extract::State<Received>,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::http::StatusCode {
+    received.lock().expect("lock").push(body);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+/// A webhook receiver on loopback: its URL and what it was sent.
+async fn webhook_receiver() -> Result<(String, Received)> {
+    let received = Received::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(received.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((url, received))
+}
+
+async fn offline_alert(s: &OperatorSetup, device: &str) -> Result<Option<AlertView>> {
+    let out = s
+        .cli(
+            &[
+                "alert", "list", "--tenant", "demo", "--state", "all", "--json",
+            ],
+            None,
+        )
+        .await?
+        .ok()?
+        .stdout;
+    let alerts: Vec<AlertView> = decode_json(&out).context("alert list --json")?;
+    Ok(alerts
+        .into_iter()
+        .find(|a| a.kind == "device.offline" && a.device_id.as_deref() == Some(device)))
+}
+
+#[tokio::test]
+async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_back() -> Result<()> {
+    let mail = MailServer::start().await?;
+    let (hook_url, hooked) = webhook_receiver().await?;
+    let s = OperatorSetup::start_with(
+        PASSPHRASE,
+        UpOptions::default()
+            .heartbeat_secs(1)
+            .env("BULWARK_OFFLINE_ALERT_SECS", "3")
+            .env("BULWARK_SMTP_RELAY", &mail.relay)
+            .env("BULWARK_SMTP_CA_FILE", mail.ca_file.display().to_string()),
+    )
+    .await?;
+    for channel in [
+        vec!["--email", CONTACT],
+        vec!["--webhook", hook_url.as_str(), "--min-severity", "info"],
+    ] {
+        let mut args = vec!["alert", "add-channel", "--tenant", "demo"];
+        args.extend(channel);
+        s.cli(&args, None).await?.ok()?;
+    }
+    // A plain-HTTP webhook off loopback is refused, and nothing is added.
+    let refused = s
+        .cli(
+            &[
+                "alert",
+                "add-channel",
+                "--tenant",
+                "demo",
+                "--webhook",
+                "http://hooks.example/x",
+            ],
+            None,
+        )
+        .await?;
+    ensure!(
+        !refused.success() && refused.stderr.contains("https://"),
+        "{refused:?}"
+    );
+    let channels = s
+        .cli(&["alert", "channels", "--tenant", "demo"], None)
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(
+        channels.contains(CONTACT)
+            && channels.contains(&hook_url)
+            && !channels.contains("hooks.example"),
+        "{channels}"
+    );
+
+    let mut agent =
+        ExtraAgent::start_as(Some(HOSTILE), &s.api, &s.up.info.gateway_url, "demo").await?;
+    let device = agent.device_id.clone();
+    ensure!(
+        offline_alert(&s, &device).await?.is_none(),
+        "offline while online"
+    );
+
+    // Gone without a word.
+    agent.proc.kill9().await?;
+    let killed = Instant::now();
+    let message = mail
+        .wait_message(
+            Duration::from_secs(30),
+            &[&format!("To: {CONTACT}"), "is offline", &device],
+        )
+        .await?;
+    let mailed = killed.elapsed();
+    ensure!(
+        message.contains(&format!(
+            "Subject: [Bulwark] WARNING demo: Device {HOSTILE} is offline"
+        )),
+        "the offline mail:\n{message}"
+    );
+    let hooked_body = wait_for(Duration::from_secs(30), "the webhook", async || {
+        Ok(hooked
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|b| b["alert"]["kind"] == "device.offline")
+            .cloned())
+    })
+    .await?;
+    ensure!(
+        hooked_body["alert"]["device_id"] == device.as_str()
+            && hooked_body["alert"]["severity"] == "warning"
+            && hooked_body["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("is offline")),
+        "{hooked_body}"
+    );
+    let open = offline_alert(&s, &device)
+        .await?
+        .context("no offline alert in the API")?;
+    ensure!(
+        open.state == "open" && open.log_id.is_none() && open.occurrences == 1,
+        "{open:?}"
+    );
+    eprintln!("[alerts] offline alert mailed {mailed:?} after the agent was killed");
+    // The console shows the host name as text.
+    let page = s.console_page("/alerts").await?;
+    ensure!(
+        page.contains("Device db&#60;b&#62;01&#60;/b&#62; is offline") && !page.contains(HOSTILE),
+        "the console's alerts page does not escape the host name:\n{page}"
+    );
+
+    // It stays one alert while the device stays away.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ensure!(
+        hooked
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|b| b["alert"]["kind"] == "device.offline")
+            .count()
+            == 1,
+        "more than one webhook call for one outage"
+    );
+    ensure!(mail.messages()?.len() == 1, "more than one mail");
+
+    // Back: resolved by bulwark itself.
+    agent.proc = spawn_agent_as(Some(HOSTILE), agent.state_dir.path())?;
+    let resolved = wait_for(
+        Duration::from_secs(30),
+        "the alert to resolve",
+        async || {
+            Ok(offline_alert(&s, &device)
+                .await?
+                .filter(|a| a.state == "resolved"))
+        },
+    )
+    .await?;
+    ensure!(
+        resolved.resolved_by.as_deref() == Some("bulwark"),
+        "{resolved:?}"
+    );
+    let audit = s.api.audit("demo").await?;
+    ensure!(
+        audit.iter().any(|e| e.action == "alerting.resolved"
+            && e.actor == "bulwark"
+            && e.target == resolved.id),
+        "no alerting.resolved by bulwark in the audit log"
+    );
+    Ok(())
+}
