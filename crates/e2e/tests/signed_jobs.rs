@@ -122,6 +122,51 @@ async fn signed_job_runs_on_the_local_agent() -> Result<()> {
             .is_some_and(|t| t.root_version == 1 && t.policy_version == 1 && !t.frozen),
         "device trust: {device:?}"
     );
+    // `--all`: every device of the tenant (here the one), a one-line command.
+    let all: JobView = s
+        .cli_as(&[
+            "job",
+            "run",
+            "--tenant",
+            "demo",
+            "--all",
+            "--command",
+            "echo hello to all",
+            "--reason",
+            "e2e",
+            "--json",
+        ])
+        .await?;
+    let target = target_of(&all, &s.local)?;
+    ensure!(
+        all.targets.len() == 1
+            && target.state == "succeeded"
+            && target
+                .stdout
+                .as_deref()
+                .is_some_and(|o| o.contains("hello to all")),
+        "job run --all: {all:?}"
+    );
+    let both = s
+        .cli(
+            &[
+                "job",
+                "run",
+                "--tenant",
+                "demo",
+                "--all",
+                "--targets",
+                &s.local,
+                "--command",
+                "true",
+            ],
+            None,
+        )
+        .await?;
+    ensure!(
+        !both.success() && both.stderr.contains("cannot be used with"),
+        "--all with --targets: {both:?}"
+    );
     Ok(())
 }
 

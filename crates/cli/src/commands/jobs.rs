@@ -40,8 +40,13 @@ pub enum JobCommand {
         #[arg(long)]
         tenant: String,
         /// Device ids or hostnames, comma separated.
-        #[arg(long, value_delimiter = ',', required = true)]
+        #[arg(long, value_delimiter = ',', required_unless_present = "all")]
         targets: Vec<String>,
+        /// Every device of the tenant (each named in the signed job by host
+        /// name and key, like any target; the tenant's mass-action delay
+        /// applies).
+        #[arg(long, conflicts_with = "targets")]
+        all: bool,
         /// A script file to run.
         #[arg(long, value_name = "FILE")]
         script: Option<std::path::PathBuf>,
@@ -122,6 +127,7 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
         JobCommand::Run {
             tenant,
             targets,
+            all,
             script,
             command,
             inventory_refresh,
@@ -163,7 +169,16 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             };
             let trust = crate::commands::trust::fetch_trust(&session, &tenant).await?;
             let class = class_under(&action, trust.policy.as_ref());
-            let targets = resolve_targets(&session, &tenant, &targets).await?;
+            let targets = resolve_targets(
+                &session,
+                &tenant,
+                if all {
+                    Targets::All
+                } else {
+                    Targets::Named(&targets)
+                },
+            )
+            .await?;
             let now = unix_now();
             let mut job_id = [0u8; 16];
             let mut nonce = [0u8; 16];
@@ -546,6 +561,14 @@ pub(crate) fn render_statement(
     out
 }
 
+/// Which devices a job is for.
+enum Targets<'a> {
+    /// By id or host name.
+    Named(&'a [String]),
+    /// Every device the tenant has.
+    All,
+}
+
 /// The targets for the given ids or hostnames, each a device of the tenant,
 /// named with the host name and key it was chosen by: an agent runs the job
 /// only if they describe it, so a server that maps a name to another device
@@ -553,7 +576,7 @@ pub(crate) fn render_statement(
 async fn resolve_targets(
     session: &Session,
     tenant: &str,
-    wanted: &[String],
+    wanted: Targets<'_>,
 ) -> Result<Vec<JobTarget>> {
     let devices: Vec<DeviceView> = session
         .get(&format!(
@@ -561,6 +584,16 @@ async fn resolve_targets(
             path_segment(tenant)?
         ))
         .await?;
+    let every: Vec<String>;
+    let wanted = match wanted {
+        Targets::Named(names) => names,
+        Targets::All => {
+            every = devices.iter().map(|d| d.id.clone()).collect();
+            ensure!(!every.is_empty(), "tenant {tenant} has no devices");
+            eprintln!("All {} devices of tenant {tenant}.", every.len());
+            &every
+        }
+    };
     let mut ids = Vec::new();
     for want in wanted.iter().map(|w| w.trim()).filter(|w| !w.is_empty()) {
         let matches: Vec<&DeviceView> = devices
