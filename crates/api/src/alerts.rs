@@ -49,16 +49,46 @@ pub struct NotificationView {
     pub last_error: Option<String>,
 }
 
+/// Which alerts a list shows, by state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStateFilter {
+    Open,
+    Acknowledged,
+    Resolved,
+    /// Open or acknowledged.
+    Unresolved,
+}
+
 /// Filters of `GET /api/v1/alerts`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AlertQuery {
     /// Only this tenant's (by name).
     pub tenant: Option<String>,
-    /// `open`, `acknowledged` or `resolved`; `unresolved` for the first two.
-    pub state: Option<String>,
-    /// At most this many (default 200, at most 1000).
+    /// Every state when absent.
+    #[param(inline)]
+    pub state: Option<AlertStateFilter>,
+    /// At most this many (default 200).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// A channel's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKindView {
+    Email,
+    Webhook,
+}
+
+/// An alert's severity, as a channel's minimum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SeverityView {
+    Info,
+    Warning,
+    Critical,
 }
 
 /// A channel: where a tenant's alerts (or every alert) go.
@@ -81,10 +111,12 @@ pub struct ChannelView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelRequest {
-    /// `email` or `webhook`.
-    pub kind: String,
+    pub kind: ChannelKindView,
+    /// An e-mail address for `email`; an `https://` URL (`http://` only to
+    /// a loopback address) for `webhook`.
+    #[schema(min_length = 1, max_length = 512)]
     pub target: String,
-    /// `info`, `warning` (the default) or `critical`.
+    /// `warning` when absent.
     #[serde(default)]
-    pub min_severity: Option<String>,
+    pub min_severity: Option<SeverityView>,
 }

@@ -89,6 +89,13 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // auditor exactly one).
     ("create_invitation", "a role that does not fit its tenants"),
     ("create_api_token", "a role that does not fit its tenants"),
+    // An alert channel's target is an e-mail address or a URL depending on
+    // its kind, and a URL must be https:// unless it names a loopback host.
+    ("add_channel", "a target that does not fit its kind"),
+    // A version must parse by dpkg's rules and an ecosystem name an OSV
+    // Debian or Ubuntu release; uploaded records must be OSV records.
+    ("check", "a version or ecosystem dpkg or OSV would not take"),
+    ("add_records", "a record that is not an OSV record"),
 ];
 
 #[tokio::test]

@@ -6,7 +6,7 @@
 //! verify`) say what is true.
 
 use anyhow::Result;
-use bulwark_api::alerts::{AlertView, ChannelRequest, ChannelView};
+use bulwark_api::alerts::{AlertView, ChannelKindView, ChannelRequest, ChannelView, SeverityView};
 
 use crate::client::*;
 use crate::output::*;
@@ -147,12 +147,18 @@ pub async fn run(command: AlertCommand) -> Result<()> {
             otp,
         } => {
             let (kind, target) = match (email, webhook) {
-                (Some(address), _) => ("email", address),
-                (None, Some(url)) => ("webhook", url),
-                (None, None) => unreachable!("clap requires one"),
+                (Some(address), _) => (ChannelKindView::Email, address),
+                (None, Some(url)) => (ChannelKindView::Webhook, url),
+                (None, None) => anyhow::bail!("give --email or --webhook"),
+            };
+            let min_severity = match min_severity.as_str() {
+                "info" => SeverityView::Info,
+                "warning" => SeverityView::Warning,
+                "critical" => SeverityView::Critical,
+                other => anyhow::bail!("--min-severity {other:?}: info, warning or critical"),
             };
             let request = ChannelRequest {
-                kind: kind.to_owned(),
+                kind,
                 target,
                 min_severity: Some(min_severity),
             };

@@ -6,7 +6,10 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use bulwark_api::alerts::{AlertQuery, AlertView, ChannelRequest, ChannelView, NotificationView};
+use bulwark_api::alerts::{
+    AlertQuery, AlertStateFilter, AlertView, ChannelKindView, ChannelRequest, ChannelView,
+    NotificationView, SeverityView,
+};
 use bulwark_api::error::ErrorBody;
 use bulwark_store::{Alert, AlertState, ChannelKind, NewChannel, NotificationChannel, Severity};
 
@@ -70,17 +73,19 @@ pub async fn alert_views(
         ),
         None => None,
     };
-    let (state_filter, unresolved) = match q.state.as_deref() {
-        None | Some("") => (None, false),
-        Some("unresolved") => (None, true),
-        Some(text) => (
-            Some(AlertState::parse(text).ok_or_else(|| {
-                ApiError::bad_request("state is open, acknowledged, resolved or unresolved")
-            })?),
-            false,
-        ),
+    let (state_filter, unresolved) = match q.state {
+        None => (None, false),
+        Some(AlertStateFilter::Unresolved) => (None, true),
+        Some(AlertStateFilter::Open) => (Some(AlertState::Open), false),
+        Some(AlertStateFilter::Acknowledged) => (Some(AlertState::Acknowledged), false),
+        Some(AlertStateFilter::Resolved) => (Some(AlertState::Resolved), false),
     };
-    let limit = q.limit.unwrap_or(200).clamp(1, MAX_LIST);
+    let limit = q.limit.unwrap_or(200);
+    if !(1..=MAX_LIST).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIST}"
+        )));
+    }
     let alerts = state
         .store
         .alerts(&caller.scope(), tenant_id.as_deref(), state_filter, limit)
@@ -295,13 +300,15 @@ pub async fn add_channel(
     ApiPath(tenant): ApiPath<String>,
     ApiJson(req): ApiJson<ChannelRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let kind = ChannelKind::parse(&req.kind)
-        .ok_or_else(|| ApiError::bad_request("kind is email or webhook"))?;
+    let kind = match req.kind {
+        ChannelKindView::Email => ChannelKind::Email,
+        ChannelKindView::Webhook => ChannelKind::Webhook,
+    };
     let tenant = super::tenants::tenant_for(&state, &caller, &tenant, channel_action(kind)).await?;
-    let min_severity = match req.min_severity.as_deref() {
-        None => Severity::Warning,
-        Some(text) => Severity::parse(text)
-            .ok_or_else(|| ApiError::bad_request("min_severity is info, warning or critical"))?,
+    let min_severity = match req.min_severity {
+        None | Some(SeverityView::Warning) => Severity::Warning,
+        Some(SeverityView::Info) => Severity::Info,
+        Some(SeverityView::Critical) => Severity::Critical,
     };
     let target = req.target.trim().to_owned();
     check_target(kind, &target)?;

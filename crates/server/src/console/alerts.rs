@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use bulwark_api::alerts::{AlertQuery, AlertView};
+use bulwark_api::alerts::{AlertQuery, AlertStateFilter, AlertView};
 use bulwark_store::AlertState;
 use serde::Deserialize;
 
@@ -58,7 +58,13 @@ async fn alerts_page(
     let filter = q.state.unwrap_or_else(|| "unresolved".to_owned());
     let query = AlertQuery {
         tenant: q.tenant.clone().filter(|t| !t.is_empty()),
-        state: (filter != "all").then(|| filter.clone()),
+        state: match filter.as_str() {
+            "all" => None,
+            "open" => Some(AlertStateFilter::Open),
+            "acknowledged" => Some(AlertStateFilter::Acknowledged),
+            "resolved" => Some(AlertStateFilter::Resolved),
+            _ => Some(AlertStateFilter::Unresolved),
+        },
         limit: Some(500),
     };
     let views = match crate::api::alerts::alert_views(&state, &caller, &query).await {
