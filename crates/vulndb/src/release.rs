@@ -27,7 +27,7 @@ pub fn ecosystem_release(os_name: &str, os_version: &str) -> Option<String> {
         }
         let year: u32 = year.parse().ok()?;
         // Long-term support: the April release of even years.
-        let lts = year % 2 == 0 && month == "04";
+        let lts = year.is_multiple_of(2) && month == "04";
         return Some(if lts {
             format!("Ubuntu:{year}.{month}:LTS")
         } else {
