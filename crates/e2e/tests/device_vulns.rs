@@ -3,7 +3,8 @@
 //! (this machine is Debian 12); OSV records written here name one of its
 //! real source packages, are imported through `bulwark vulndb import`, and
 //! `bulwark device vulns` shows the one fixed above the installed version,
-//! not the one fixed below it. `bulwark tenant vulns` ranks it.
+//! not the one fixed below it. `bulwark tenant vulns` ranks it, and the
+//! console's device page shows it.
 
 use std::time::Duration;
 
@@ -135,5 +136,16 @@ async fn this_machines_packages_show_the_advisory_fixed_above_them() -> Result<(
         .ok()?
         .stdout;
     ensure!(text.contains("1 open advisories"), "{text}");
+
+    // The console's device page: the card, the advisory, its fix; no script.
+    let page = s.console_page(&format!("/devices/{}", s.local)).await?;
+    ensure!(
+        page.contains("<h2>Vulnerabilities</h2>")
+            && page.contains("DEBIAN-CVE-2099-0001")
+            && page.contains("1 critical")
+            && !page.contains("DEBIAN-CVE-1999-0001"),
+        "{page}"
+    );
+    ensure!(!page.contains("<script>"), "no inline script");
     Ok(())
 }
