@@ -247,6 +247,30 @@ async fn open_vulnerabilities_follow_dpkg_order_release_and_scope(store: Store) 
         .await
         .unwrap();
     assert_eq!((none.devices, none.total), (0, 0));
+    // Granted acme only: acme's device answers, globex's does not.
+    store
+        .grant_tenant(&stranger.id, &acme.id, "technician")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .device_vulnerabilities(&strangers, &old.id, 100)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .device_vulnerabilities(&strangers, &foreign.id, 100)
+            .await
+            .unwrap(),
+        None
+    );
+    let none = store
+        .tenant_vulnerabilities(&strangers, &globex.id, 100)
+        .await
+        .unwrap();
+    assert_eq!((none.devices, none.total), (0, 0));
 
     // The tenant's ranking: score, then devices; globex's device not counted.
     let ranked = store
@@ -274,5 +298,4 @@ async fn open_vulnerabilities_follow_dpkg_order_release_and_scope(store: Store) 
         .await
         .unwrap();
     assert_eq!(globex_ranked.vulnerabilities[1].devices, 1);
-    let _ = foreign;
 }
