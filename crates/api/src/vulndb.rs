@@ -115,3 +115,82 @@ pub struct VulnDbSwitched {
     pub generation: i64,
     pub records: i64,
 }
+
+/// Most advisories one device or tenant answer lists (ranked, so the rest
+/// are the least severe).
+pub const MAX_VULNERABILITIES_LISTED: usize = 2_000;
+
+/// A source package of the device an advisory affects.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VulnerablePackageView {
+    /// The source package name (the agent's report, matched to the data).
+    pub package: String,
+    /// The installed source version.
+    pub installed: String,
+    /// The version that fixes it; none when the data names no fix yet.
+    pub fixed: Option<String>,
+}
+
+/// One open advisory on a device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceVulnerabilityView {
+    pub advisory: String,
+    /// CVE ids and others.
+    pub aliases: Vec<String>,
+    pub summary: String,
+    /// CVSS v3 base score, where the data has one.
+    pub score: Option<f64>,
+    /// `low`, `medium`, `high`, `critical` (or the data's own word).
+    pub rating: Option<String>,
+    pub vector: Option<String>,
+    pub packages: Vec<VulnerablePackageView>,
+}
+
+/// `GET /api/v1/devices/{id}/vulnerabilities`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeviceVulnerabilitiesView {
+    pub device_id: String,
+    pub hostname: String,
+    /// The release matched (`Debian:12`), from what the agent reported;
+    /// none when it is not a release the data names: nothing was matched,
+    /// which is not the same as nothing open.
+    pub ecosystem: Option<String>,
+    /// The generation matched against; none before the first import.
+    pub generation: Option<i64>,
+    /// How many advisories are open in all.
+    pub total: u64,
+    /// Some candidates were not read (too many): the list may be incomplete.
+    pub truncated: bool,
+    /// Highest score first, at most [`MAX_VULNERABILITIES_LISTED`].
+    pub vulnerabilities: Vec<DeviceVulnerabilityView>,
+}
+
+/// One advisory across a tenant's devices.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantVulnerabilityView {
+    pub advisory: String,
+    pub aliases: Vec<String>,
+    pub summary: String,
+    /// The highest CVSS v3 base score among its entries.
+    pub score: Option<f64>,
+    pub rating: Option<String>,
+    /// How many of the tenant's devices it affects.
+    pub devices: u64,
+    /// The source packages it affects.
+    pub packages: Vec<String>,
+}
+
+/// `GET /api/v1/tenants/{tenant}/vulnerabilities`: what to patch first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantVulnerabilitiesView {
+    pub tenant: String,
+    pub generation: Option<i64>,
+    /// The tenant's devices.
+    pub devices: u64,
+    /// Devices whose release is not known, by hostname: not matched.
+    pub unmatched_devices: Vec<String>,
+    pub total: u64,
+    pub truncated: bool,
+    /// By score, then how many devices, at most [`MAX_VULNERABILITIES_LISTED`].
+    pub vulnerabilities: Vec<TenantVulnerabilityView>,
+}

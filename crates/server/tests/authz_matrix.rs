@@ -124,6 +124,16 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/devices/{id}/packages",
         Tenant(EVERY_ROLE, 200),
     ),
+    (
+        "GET",
+        "/api/v1/devices/{id}/vulnerabilities",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/vulnerabilities",
+        Tenant(EVERY_ROLE, 200),
+    ),
     ("GET", "/api/v1/events", Global(EVERY_ROLE, 200)),
     (
         "GET",
@@ -887,9 +897,12 @@ impl Harness {
                 (path, Some(json!({"name": name})))
             }
             ("POST", "/api/v1/tenants/{tenant}/enrollment-tokens") => (path, Some(json!({}))),
-            ("GET", "/api/v1/devices/{id}" | "/api/v1/devices/{id}/packages") => {
-                (path.replace("{id}", &self.devices[tenant]), None)
-            }
+            (
+                "GET",
+                "/api/v1/devices/{id}"
+                | "/api/v1/devices/{id}/packages"
+                | "/api/v1/devices/{id}/vulnerabilities",
+            ) => (path.replace("{id}", &self.devices[tenant]), None),
             (
                 "POST",
                 "/api/v1/tenants/{tenant}/trust/roots"

@@ -24,6 +24,7 @@ mod alerts;
 mod api_tokens;
 mod audit;
 mod audit_action;
+mod device_vulns;
 mod devices;
 mod error;
 mod invitations;
@@ -43,6 +44,7 @@ mod throttle;
 mod transparency_log;
 mod trust;
 mod trust_proposals;
+mod vuln_findings;
 mod vulndb;
 
 use std::path::Path;
@@ -61,6 +63,7 @@ pub use alerts::{
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
 pub use audit_action::AuditAction;
+pub use device_vulns::{DeviceVulnerabilities, MAX_CANDIDATE_ROWS, TenantVulnerabilities};
 pub use devices::{Device, DeviceKey, NewDevice};
 pub use error::StoreError;
 pub use invitations::{
@@ -83,6 +86,7 @@ pub use transparency_log::{
 };
 pub use trust::{DeviceTrust, TrustKind, TrustSet};
 pub use trust_proposals::{Companions, NewTrustProposal, ProposalState, TrustProposal};
+pub use vuln_findings::{DeviceVulnerability, TenantVulnerability, VulnerablePackage};
 pub use vulndb::{
     NewVulnAdvisory, NewVulnAffected, VulnCandidate, VulnDbStatus, VulnEcosystemCount,
     VulnGeneration, VulnSeverity,

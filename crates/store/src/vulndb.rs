@@ -88,7 +88,7 @@ fn join_aliases(aliases: &[String]) -> String {
     aliases.join("\n")
 }
 
-fn split_aliases(text: &str) -> Vec<String> {
+pub(crate) fn split_aliases(text: &str) -> Vec<String> {
     text.lines()
         .filter(|a| !a.is_empty())
         .map(str::to_owned)

@@ -4,6 +4,7 @@
 //! * [`cvss`]: CVSS v3.0/v3.1 base scores from vectors.
 //! * [`osv`]: OSV records (Debian and Ubuntu ecosystems) within [`osv::Limits`].
 //! * [`matching`]: which advisories affect an installed source version.
+//! * [`release`]: a device's ecosystem release (`Debian:12`) from its OS.
 //! * [`stored`]: the compact text form in which the store keeps a package's
 //!   ranges, read back into the same types.
 //!
@@ -14,6 +15,7 @@
 pub mod cvss;
 pub mod matching;
 pub mod osv;
+pub mod release;
 pub mod stored;
 pub mod version;
 

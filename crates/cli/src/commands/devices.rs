@@ -68,6 +68,26 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
                 Ok(())
             }
         }
+        DeviceCommand::Vulns {
+            device,
+            tenant,
+            json,
+        } => {
+            let session = Session::load()?;
+            let id = if looks_like_device_id(&device) {
+                device
+            } else {
+                find_by_hostname(&session, &device, tenant.as_deref()).await?
+            };
+            let path = format!("/api/v1/devices/{}/vulnerabilities", path_segment(&id)?);
+            let view: bulwark_api::vulndb::DeviceVulnerabilitiesView = session.get(&path).await?;
+            if json {
+                print_json(&view)
+            } else {
+                print!("{}", super::vulns::render_device(&view));
+                Ok(())
+            }
+        }
     }
 }
 
@@ -152,6 +172,18 @@ pub enum DeviceCommand {
         /// Only packages whose name contains this text (any case).
         #[arg(long)]
         search: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a device's open vulnerabilities (its packages against the
+    /// imported database), highest score first.
+    Vulns {
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,

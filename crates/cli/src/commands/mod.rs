@@ -16,6 +16,7 @@ pub mod proposals;
 pub mod tenants;
 pub mod trust;
 pub mod vulndb;
+pub mod vulns;
 
 use std::path::PathBuf;
 

@@ -62,6 +62,17 @@ pub async fn run(command: TenantCommand) -> Result<()> {
                 print_enroll_token(&reply, &pinned)
             }
         }
+        TenantCommand::Vulns { tenant, json } => {
+            let path = format!("/api/v1/tenants/{}/vulnerabilities", path_segment(&tenant)?);
+            let view: bulwark_api::vulndb::TenantVulnerabilitiesView =
+                Session::load()?.get(&path).await?;
+            if json {
+                print_json(&view)
+            } else {
+                print!("{}", super::vulns::render_tenant(&view));
+                Ok(())
+            }
+        }
         TenantCommand::Trust(command) => super::trust::run_tenant(command).await,
     }
 }
@@ -89,6 +100,15 @@ pub enum TenantCommand {
         #[arg(long, value_name = "MINUTES")]
         ttl_minutes: Option<u32>,
         /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What to patch first: the open vulnerabilities across a tenant's
+    /// devices, by score then how many devices.
+    Vulns {
+        #[arg(long)]
+        tenant: String,
+        /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
     },

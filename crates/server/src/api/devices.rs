@@ -43,11 +43,14 @@ pub async fn list_devices(
     Ok(Json(device_views(&state, &caller, &tenant).await?))
 }
 
-pub async fn device_view(
+/// The device with this id if the caller may view it: found in the
+/// caller's scope (foreign or missing: the same 404), then
+/// `require_in(ViewDevices)`. Every per-device read starts here.
+pub async fn visible_device(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> Result<DeviceView, ApiError> {
+) -> Result<bulwark_store::Device, ApiError> {
     if uuid::Uuid::try_parse(id).is_err() {
         return Err(ApiError::not_found("device"));
     }
@@ -57,6 +60,15 @@ pub async fn device_view(
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
     caller.require_in(Action::ViewDevices, &device.tenant_id)?;
+    Ok(device)
+}
+
+pub async fn device_view(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<DeviceView, ApiError> {
+    let device = visible_device(state, caller, id).await?;
     let mut view = crate::api::views::device(&device, state.presence.is_online(&device.id), true);
     view.trust = state
         .store

@@ -1,6 +1,7 @@
 //! One device's page (`/devices/{id}`): the device (key fingerprint, agent,
 //! last seen) and its latest inventory (system, CPU, memory, disks,
-//! network, logged-in users, installed software with a name search), in the
+//! network, logged-in users, open vulnerabilities ranked by score, installed
+//! software with a name search), in the
 //! units people read. Disk use is df's (used / (used + available)). Every
 //! text an agent reported is untrusted and goes through askama's escaping.
 
@@ -10,8 +11,10 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use bulwark_api::devices::{DevicePackagesView, DeviceView, InventoryView, PackagesQuery};
+use bulwark_api::vulndb::DeviceVulnerabilitiesView;
 
 use super::{UserBar, error_page, human_bytes, human_duration, pct_step, render};
+use crate::api::device_vulns::device_vulnerabilities_view;
 use crate::api::devices::{device_view, packages_view};
 use crate::auth::session::CookieCaller;
 use crate::state::AppState;
@@ -43,6 +46,86 @@ struct UserRow {
     host: String,
 }
 
+/// Most vulnerability rows on the page (ranked: the rest score lower).
+const VULN_ROWS_SHOWN: usize = 200;
+
+struct VulnRow {
+    rating: String,
+    /// A class of the stylesheet's, chosen here from a fixed set.
+    badge: &'static str,
+    score: String,
+    advisory: String,
+    cves: String,
+    package: String,
+    installed: String,
+    fixed: String,
+}
+
+struct VulnCard {
+    /// `Debian:12`; none: the release is not known, nothing matched.
+    ecosystem: Option<String>,
+    imported: bool,
+    total: u64,
+    /// (rating, count, badge class), most severe first.
+    counts: Vec<(String, u64, &'static str)>,
+    rows: Vec<VulnRow>,
+    more: bool,
+}
+
+fn badge(rating: &str) -> &'static str {
+    match rating {
+        "critical" => "critical",
+        "high" | "medium" => "warning",
+        _ => "info",
+    }
+}
+
+fn vuln_card(view: &DeviceVulnerabilitiesView) -> VulnCard {
+    const ORDER: [&str; 6] = ["critical", "high", "medium", "low", "none", "unrated"];
+    let mut counts: Vec<(String, u64, &'static str)> = ORDER
+        .iter()
+        .map(|r| ((*r).to_owned(), 0, badge(r)))
+        .collect();
+    let mut rows = Vec::new();
+    for v in &view.vulnerabilities {
+        let rating = v
+            .rating
+            .as_deref()
+            .map_or("unrated", |r| r)
+            .to_ascii_lowercase();
+        match counts.iter_mut().find(|(r, _, _)| *r == rating) {
+            Some((_, n, _)) => *n += 1,
+            None => counts.push((rating.clone(), 1, badge(&rating))),
+        }
+        for p in &v.packages {
+            if rows.len() < VULN_ROWS_SHOWN {
+                rows.push(VulnRow {
+                    badge: badge(&rating),
+                    rating: rating.clone(),
+                    score: v
+                        .score
+                        .map_or_else(|| "-".to_owned(), |s| format!("{s:.1}")),
+                    advisory: v.advisory.clone(),
+                    cves: v.aliases.join(", "),
+                    package: p.package.clone(),
+                    installed: p.installed.clone(),
+                    fixed: p.fixed.clone().unwrap_or_else(|| "no fix yet".to_owned()),
+                });
+            }
+        }
+    }
+    counts.retain(|(_, n, _)| *n > 0);
+    let listed: usize = view.vulnerabilities.iter().map(|v| v.packages.len()).sum();
+    VulnCard {
+        ecosystem: view.ecosystem.clone(),
+        imported: view.generation.is_some(),
+        total: view.total,
+        counts,
+        more: listed > rows.len() || (view.vulnerabilities.len() as u64) < view.total,
+        rows,
+    }
+}
+
 struct InventoryPage {
     os: String,
     kernel: String,
@@ -65,6 +148,7 @@ struct DevicePage {
     d: DeviceView,
     inv: Option<InventoryPage>,
     packages: Option<DevicePackagesView>,
+    vulns: VulnCard,
     q: String,
 }
 
@@ -168,21 +252,62 @@ async fn device_page(
     let page = async {
         let mut d = device_view(&state, &caller, &id).await?;
         let packages = packages_view(&state, &caller, &id, &q).await?;
-        Ok::<_, crate::api::error::ApiError>((d.inventory.take(), d, packages))
+        let vulns = device_vulnerabilities_view(&state, &caller, &id).await?;
+        Ok::<_, crate::api::error::ApiError>((d.inventory.take(), d, packages, vulns))
     };
     match page.await {
-        Ok((inventory, d, packages)) => {
+        Ok((inventory, d, packages, vulns)) => {
             let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
             let inv = inventory.map(|i| inventory_page(&i, now_secs));
             render(DevicePage {
                 user: UserBar::of(&caller),
                 version: crate::VERSION,
                 packages: (d.package_count.unwrap_or(0) > 0).then_some(packages),
+                vulns: vuln_card(&vulns),
                 d,
                 inv,
                 q,
             })
         }
         Err(e) => error_page(e, UserBar::of(&caller)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vulnerabilities_are_counted_by_rating_and_badges_are_fixed_classes() {
+        let view: DeviceVulnerabilitiesView = serde_json::from_value(serde_json::json!({
+            "device_id": "d", "hostname": "h", "ecosystem": "Debian:12", "generation": 1,
+            "total": 3, "truncated": false,
+            "vulnerabilities": [
+                {"advisory": "A", "aliases": ["CVE-1"], "summary": "", "score": 9.8,
+                 "rating": "critical", "vector": null,
+                 "packages": [{"package": "openssl", "installed": "1", "fixed": "2"}]},
+                {"advisory": "B", "aliases": [], "summary": "", "score": 7.5,
+                 "rating": "\"><script>", "vector": null,
+                 "packages": [{"package": "zlib", "installed": "1", "fixed": null}]},
+                {"advisory": "C", "aliases": [], "summary": "", "score": null,
+                 "rating": null, "vector": null,
+                 "packages": [{"package": "bash", "installed": "1", "fixed": null}]}
+            ]
+        }))
+        .expect("as the API serves it");
+        let card = vuln_card(&view);
+        let counts: Vec<(&str, u64)> = card
+            .counts
+            .iter()
+            .map(|(r, n, _)| (r.as_str(), *n))
+            .collect();
+        assert_eq!(
+            counts,
+            [("critical", 1), ("unrated", 1), ("\"><script>", 1)]
+        );
+        assert_eq!(card.rows[0].badge, "critical");
+        assert_eq!(card.rows[1].badge, "info");
+        assert_eq!(card.rows[1].fixed, "no fix yet");
+        assert!(!card.more);
     }
 }
