@@ -118,14 +118,15 @@ impl Store {
     /// newer import supersedes it, and its next batch finds nothing.
     pub async fn vulndb_begin_import(&self, now: Millis, actor: &str) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // A write first (the crate's rule), so concurrent starts serialise:
+        // a SQLite transaction that read first cannot always become a writer.
+        sqlx::query("UPDATE vulndb_generations SET records = records WHERE state = 'staging'")
+            .execute(&mut *tx)
+            .await?;
         let stale: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM vulndb_generations WHERE state = 'staging'")
                 .fetch_all(&mut *tx)
                 .await?;
-        // A write first (the crate's rule), so concurrent starts serialise.
-        sqlx::query("UPDATE vulndb_generations SET records = records WHERE state = 'staging'")
-            .execute(&mut *tx)
-            .await?;
         // Ids are never reused (a superseded import's late batch must not
         // land in this one): the next id is taken before stale ones go.
         let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM vulndb_generations")
@@ -229,8 +230,14 @@ impl Store {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let records = records.ok_or(StoreError::NotFound)?;
+        let Some(records) = records else {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound);
+        };
         if records == 0 {
+            // Released now, not when the connection next runs: the caller
+            // may start another import at once.
+            tx.rollback().await?;
             return Err(StoreError::Invalid("an import with no advisories"));
         }
         let previous: Vec<i64> =
