@@ -29,11 +29,7 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
             json,
         } => {
             let session = Session::load()?;
-            let id = if looks_like_device_id(&device) {
-                device
-            } else {
-                find_by_hostname(&session, &device, tenant.as_deref()).await?
-            };
+            let id = device_id(&session, device, tenant.as_deref()).await?;
             let device: DeviceView = session
                 .get(&format!("/api/v1/devices/{}", path_segment(&id)?))
                 .await?;
@@ -50,11 +46,7 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
             json,
         } => {
             let session = Session::load()?;
-            let id = if looks_like_device_id(&device) {
-                device
-            } else {
-                find_by_hostname(&session, &device, tenant.as_deref()).await?
-            };
+            let id = device_id(&session, device, tenant.as_deref()).await?;
             let mut path = format!("/api/v1/devices/{}/packages", path_segment(&id)?);
             if let Some(search) = &search {
                 path.push_str("?q=");
@@ -74,11 +66,7 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
             json,
         } => {
             let session = Session::load()?;
-            let id = if looks_like_device_id(&device) {
-                device
-            } else {
-                find_by_hostname(&session, &device, tenant.as_deref()).await?
-            };
+            let id = device_id(&session, device, tenant.as_deref()).await?;
             let path = format!("/api/v1/devices/{}/vulnerabilities", path_segment(&id)?);
             let view: bulwark_api::vulndb::DeviceVulnerabilitiesView = session.get(&path).await?;
             if json {
@@ -220,6 +208,16 @@ fn choose_by_hostname<'a>(hostname: &str, devices: &'a [DeviceView]) -> Result<&
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+/// The id of the device named `device` (an id, or a host name looked up
+/// in `tenant` or every tenant the caller may see).
+async fn device_id(session: &Session, device: String, tenant: Option<&str>) -> Result<String> {
+    if looks_like_device_id(&device) {
+        Ok(device)
+    } else {
+        find_by_hostname(session, &device, tenant).await
     }
 }
 
