@@ -3,7 +3,8 @@
 //! SMTP relay (aiosmtpd, STARTTLS required) and a webhook receiver on
 //! loopback. The tenant's e-mail and webhook channels, added with the CLI,
 //! each get the `device.offline` alert once; the agent comes back and the
-//! alert resolves itself, recorded as resolved by `bulwark`. A hostile
+//! alert resolves itself, recorded as resolved by `bulwark`; the server's
+//! Prometheus metrics count the open alert meanwhile. A hostile
 //! host name (HTML, a header line) reaches the mail and the console as
 //! text.
 
@@ -161,6 +162,21 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
         "{open:?}"
     );
     eprintln!("[alerts] offline alert mailed {mailed:?} after the agent was killed");
+    // The server's own metrics count it (owner's token; Prometheus format).
+    let metrics = s
+        .api
+        .request(bulwark_e2e::Method::GET, "/api/v1/metrics")
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    ensure!(
+        metrics.contains("bulwark_alerts_unresolved{severity=\"warning\"} 1\n")
+            && metrics.contains("bulwark_agents_connected 1\n")
+            && metrics.contains("bulwark_notifications{state=\"pending\"} 0\n"),
+        "/api/v1/metrics:\n{metrics}"
+    );
     // The console shows the host name as text.
     let page = s.console_page("/alerts").await?;
     ensure!(

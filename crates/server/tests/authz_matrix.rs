@@ -416,6 +416,12 @@ const TABLE: &[(&str, &str, Rule)] = &[
     // caller's tenants), handled by those who run the tenant; e-mail
     // channels also by the customer's auditor.
     ("GET", "/api/v1/alerts", Global(EVERY_ROLE, 200)),
+    // Bulwark's own health, for the MSP's Prometheus.
+    (
+        "GET",
+        "/api/v1/metrics",
+        Global(&[Owner, SecurityOfficer], 200),
+    ),
     ("GET", "/api/v1/alerts/{id}", Tenant(EVERY_ROLE, 200)),
     (
         "POST",

@@ -110,6 +110,14 @@ pub enum Raised {
     Repeated { id: String },
 }
 
+/// What [`Store::alert_counts`] counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertCounts {
+    pub unresolved: Vec<(Severity, i64)>,
+    pub notifications_pending: i64,
+    pub notifications_failed: i64,
+}
+
 /// Channel kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelKind {
@@ -584,6 +592,37 @@ impl Store {
         rows.iter()
             .map(|row| Ok((row.try_get("id")?, row.try_get("device_id")?)))
             .collect()
+    }
+
+    /// For the server's own metrics: unresolved alerts by severity, and
+    /// notifications pending and given up.
+    pub async fn alert_counts(&self) -> Result<AlertCounts, StoreError> {
+        let mut counts = AlertCounts::default();
+        let rows = sqlx::query(
+            "SELECT severity, COUNT(*) AS n FROM alerts WHERE state <> 'resolved' GROUP BY severity",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let severity: String = row.try_get("severity")?;
+            let n: i64 = row.try_get("n")?;
+            let severity = Severity::parse(&severity).ok_or_else(|| corrupt("severity"))?;
+            counts.unresolved.push((severity, n));
+        }
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM notifications WHERE state <> 'sent' GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in &rows {
+            let state: String = row.try_get("state")?;
+            let n: i64 = row.try_get("n")?;
+            match state.as_str() {
+                "pending" => counts.notifications_pending = n,
+                _ => counts.notifications_failed = n,
+            }
+        }
+        Ok(counts)
     }
 
     /// Up to `limit` pending notifications due at `now`, oldest first.

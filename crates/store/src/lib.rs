@@ -54,8 +54,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use alerts::{
-    Alert, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel, NotificationChannel,
-    Raised, Severity,
+    Alert, AlertCounts, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel,
+    NotificationChannel, Raised, Severity,
 };
 pub use alerts::{
     MAX_DETAIL as MAX_ALERT_DETAIL, MAX_TARGET as MAX_CHANNEL_TARGET, OFFLINE_KEY_PREFIX,

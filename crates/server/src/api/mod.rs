@@ -24,6 +24,7 @@ pub mod devices;
 pub mod error;
 pub mod jobs;
 pub mod log;
+pub mod metrics;
 pub mod operators;
 pub mod passkeys;
 pub mod proposals;
@@ -147,6 +148,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::resolve_alert))
         .routes(routes!(alerts::list_channels, alerts::add_channel))
         .routes(routes!(alerts::remove_channel))
+        .routes(routes!(metrics::metrics))
         .routes(routes!(trust::get_trust))
         .routes(routes!(trust::publish_root))
         .routes(routes!(trust::publish_policy))

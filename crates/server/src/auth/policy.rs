@@ -81,6 +81,8 @@ pub enum Action {
     ViewTenantLog,
     /// Read the MSP-wide transparency log (events of no tenant).
     ViewMspLog,
+    /// Read Bulwark's own health metrics (no tenant's data in them).
+    ViewMetrics,
     /// See alerts (the store's scope limits them to the caller's tenants;
     /// MSP-wide alerts are for owners).
     ViewAlerts,
@@ -223,6 +225,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | HandleAlerts
                 | ManageAlertChannels
                 | ManageAlertEmail
+                | ViewMetrics
         ),
         Role::Technician => {
             matches!(
