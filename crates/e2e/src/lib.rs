@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 mod agents;
 mod api;
+mod export;
 mod mail;
 mod operator;
 mod owner;
@@ -35,6 +36,7 @@ mod witness;
 
 pub use agents::*;
 pub use api::*;
+pub use export::*;
 pub use mail::*;
 pub use owner::*;
 pub use process::*;

@@ -10,10 +10,10 @@
 //! for them, `verify` (online, and of an export) names them missing (exit
 //! 1), not archived (exit 3).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
-use bulwark_e2e::{Finished, OperatorSetup, sql_text};
+use bulwark_e2e::{Finished, OperatorSetup, copy_dir, json_lines, sql_text, write_json_lines};
 use serde_json::Value;
 
 const PASSPHRASE: &str = "e2e export completeness: a passphrase nobody guesses";
@@ -34,31 +34,6 @@ async fn verify(s: &OperatorSetup, extra: &[&str]) -> Result<Finished> {
 
 fn text(path: &Path) -> String {
     path.display().to_string()
-}
-
-/// A copy of the export directory `from`, to tamper with.
-fn copy_dir(from: &Path, to: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-    }
-    Ok(to.to_owned())
-}
-
-/// The JSON lines of `dir/name`.
-fn lines(dir: &Path, name: &str) -> Result<Vec<Value>> {
-    std::fs::read_to_string(dir.join(name))?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("{name}: {l}")))
-        .collect()
-}
-
-fn write_lines(dir: &Path, name: &str, lines: &[Value]) -> Result<()> {
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(dir.join(name), body)?;
-    Ok(())
 }
 
 /// `verify` refused the log (exit 1, `FAILED`), with every needle in its
@@ -148,7 +123,7 @@ async fn an_export_cut_short_of_its_newest_head_fails_verification() -> Result<(
         whole["ok"] == true && whole["first_checked"] == 0,
         "{whole}"
     );
-    let sizes: Vec<u64> = lines(&export, "checkpoints.ndjson")?
+    let sizes: Vec<u64> = json_lines(&export, "checkpoints.ndjson")?
         .iter()
         .map(|c| c["size"].as_u64().context("a checkpoint's size"))
         .collect::<Result<_>>()?;
@@ -169,13 +144,13 @@ async fn an_export_cut_short_of_its_newest_head_fails_verification() -> Result<(
         .parse()?;
     ensure!(older_size <= earlier, "{older_size} > {earlier}");
     eprintln!("export: {newest} entries, heads {sizes:?}; cut back to {earlier}");
-    let entries = lines(&export, "entries.ndjson")?;
+    let entries = json_lines(&export, "entries.ndjson")?;
     ensure!(entries.len() as u64 == newest, "{}", entries.len());
 
     // 1. The last entries cut, back to the earlier signed size: what is
     //    left matches the head of that size, but not the newest.
     let cut = copy_dir(&export, &work.join("cut"))?;
-    write_lines(&cut, "entries.ndjson", &entries[..earlier as usize])?;
+    write_json_lines(&cut, "entries.ndjson", &entries[..earlier as usize])?;
     let missing = newest - earlier;
     let needle = format!(
         "entries {earlier} to {} ({missing} entries) are missing",
@@ -230,16 +205,16 @@ async fn an_export_cut_short_of_its_newest_head_fails_verification() -> Result<(
     // 3. Cut, with the later heads and their proofs removed too: the head
     //    the export recorded (head.json) still says how far it reaches.
     let recorded = copy_dir(&cut, &work.join("cut-and-heads"))?;
-    let heads: Vec<Value> = lines(&recorded, "checkpoints.ndjson")?
+    let heads: Vec<Value> = json_lines(&recorded, "checkpoints.ndjson")?
         .into_iter()
         .filter(|c| c["size"].as_u64().is_some_and(|n| n <= earlier))
         .collect();
-    write_lines(&recorded, "checkpoints.ndjson", &heads)?;
-    let proofs: Vec<Value> = lines(&recorded, "proofs.ndjson")?
+    write_json_lines(&recorded, "checkpoints.ndjson", &heads)?;
+    let proofs: Vec<Value> = json_lines(&recorded, "proofs.ndjson")?
         .into_iter()
         .filter(|p| p["to"].as_u64().is_some_and(|n| n <= earlier))
         .collect();
-    write_lines(&recorded, "proofs.ndjson", &proofs)?;
+    write_json_lines(&recorded, "proofs.ndjson", &proofs)?;
     ensure!(
         recorded.join("head.json").exists(),
         "the export records its head"

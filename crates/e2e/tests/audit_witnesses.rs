@@ -11,13 +11,13 @@
 //! The witnesses are played by the test (`Cosigner`): the server has no
 //! way to obtain their cosignatures, so every head it hands out lacks them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::tenants::TenantView;
-use bulwark_e2e::{Finished, OperatorSetup};
+use bulwark_e2e::{Finished, OperatorSetup, copy_dir, json_lines, write_json_lines};
 use bulwark_protocol::audit_leaf::AuditLeaf;
 use bulwark_translog::proof::{ProofError, consistency_proof};
 use bulwark_translog::{Checkpoint, Cosigner, Hash, NoteSigner, leaf_hash, root_of_leaf_hashes};
@@ -41,29 +41,6 @@ fn text(path: &Path) -> String {
     path.display().to_string()
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-    }
-    Ok(to.to_owned())
-}
-
-fn lines(dir: &Path, name: &str) -> Result<Vec<Value>> {
-    std::fs::read_to_string(dir.join(name))?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).with_context(|| format!("{name}: {l}")))
-        .collect()
-}
-
-fn write_lines(dir: &Path, name: &str, lines: &[Value]) -> Result<()> {
-    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(dir.join(name), body)?;
-    Ok(())
-}
-
 fn head_json(dir: &Path) -> Result<Value> {
     Ok(serde_json::from_str(&std::fs::read_to_string(
         dir.join("head.json"),
@@ -79,12 +56,12 @@ fn body(note: &str) -> Result<&str> {
 /// head of the directory: its last `checkpoints.ndjson` line and
 /// `head.json`, which are the same head.
 fn cosign_newest(dir: &Path, witness: &Cosigner, over: Option<&str>) -> Result<()> {
-    let mut checkpoints = lines(dir, "checkpoints.ndjson")?;
+    let mut checkpoints = json_lines(dir, "checkpoints.ndjson")?;
     let last = checkpoints.last_mut().context("no checkpoints")?;
     let note = last["note"].as_str().context("note")?.to_owned();
     let line = witness.cosign(over.unwrap_or(body(&note)?), COSIGNED_AT)?;
     last["note"] = json!(format!("{note}{line}"));
-    write_lines(dir, "checkpoints.ndjson", &checkpoints)?;
+    write_json_lines(dir, "checkpoints.ndjson", &checkpoints)?;
     let mut head = head_json(dir)?;
     let note = head["note"].as_str().context("head note")?.to_owned();
     head["note"] = json!(format!("{note}{line}"));
@@ -99,7 +76,7 @@ fn cosign_newest(dir: &Path, witness: &Cosigner, over: Option<&str>) -> Result<(
 /// the consistency proofs recomputed. Returns the entry rewritten.
 fn rewrite(export: &Path, to: &Path, signer: &NoteSigner) -> Result<u64> {
     let dir = copy_dir(export, to)?;
-    let mut entries = lines(&dir, "entries.ndjson")?;
+    let mut entries = json_lines(&dir, "entries.ndjson")?;
     let mut leaves: Vec<Vec<u8>> = entries
         .iter()
         .map(|e| Ok(B64.decode(e["leaf"].as_str().context("leaf")?)?))
@@ -117,7 +94,7 @@ fn rewrite(export: &Path, to: &Path, signer: &NoteSigner) -> Result<u64> {
     let hashes: Vec<Hash> = leaves.iter().map(|l| leaf_hash(l)).collect();
     entries[target]["leaf"] = json!(B64.encode(&leaves[target]));
     entries[target]["hash"] = json!(B64.encode(hashes[target].0));
-    write_lines(&dir, "entries.ndjson", &entries)?;
+    write_json_lines(&dir, "entries.ndjson", &entries)?;
 
     let resign = |note: &str, size: u64| -> Result<String> {
         let origin = note.lines().next().context("origin")?;
@@ -130,19 +107,19 @@ fn rewrite(export: &Path, to: &Path, signer: &NoteSigner) -> Result<u64> {
         )?
         .sign(signer))
     };
-    let mut checkpoints = lines(&dir, "checkpoints.ndjson")?;
+    let mut checkpoints = json_lines(&dir, "checkpoints.ndjson")?;
     for line in &mut checkpoints {
         let size = line["size"].as_u64().context("size")?;
         let note = resign(line["note"].as_str().context("note")?, size)?;
         line["note"] = json!(note);
     }
-    write_lines(&dir, "checkpoints.ndjson", &checkpoints)?;
+    write_json_lines(&dir, "checkpoints.ndjson", &checkpoints)?;
     let mut head = head_json(&dir)?;
     let size = head["size"].as_u64().context("size")?;
     head["note"] = json!(resign(head["note"].as_str().context("note")?, size)?);
     std::fs::write(dir.join("head.json"), format!("{head}\n"))?;
 
-    let mut proofs = lines(&dir, "proofs.ndjson")?;
+    let mut proofs = json_lines(&dir, "proofs.ndjson")?;
     for line in &mut proofs {
         let from = line["from"].as_u64().context("from")?;
         let to = line["to"].as_u64().context("to")?;
@@ -154,7 +131,7 @@ fn rewrite(export: &Path, to: &Path, signer: &NoteSigner) -> Result<u64> {
         })?;
         line["hashes"] = json!(proof.iter().map(|h| B64.encode(h.0)).collect::<Vec<_>>());
     }
-    write_lines(&dir, "proofs.ndjson", &proofs)?;
+    write_json_lines(&dir, "proofs.ndjson", &proofs)?;
     Ok(u64::try_from(target)?)
 }
 
@@ -237,7 +214,7 @@ async fn witnesses_expose_a_history_rewritten_and_re_signed_with_the_log_key() -
     )
     .await?
     .ok()?;
-    let honest_newest = lines(&export, "checkpoints.ndjson")?
+    let honest_newest = json_lines(&export, "checkpoints.ndjson")?
         .last()
         .and_then(|l| l["note"].as_str().map(str::to_owned))
         .context("newest head")?;
@@ -265,7 +242,7 @@ async fn witnesses_expose_a_history_rewritten_and_re_signed_with_the_log_key() -
             "{r}"
         );
     }
-    let changed = lines(&forged, "entries.ndjson")?;
+    let changed = json_lines(&forged, "entries.ndjson")?;
     let leaf = B64.decode(
         changed[usize::try_from(rewritten)?]["leaf"]
             .as_str()

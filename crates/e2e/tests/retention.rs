@@ -18,7 +18,7 @@
 //! nothing: `crates/server/tests/retention.rs`.)
 //! Needs the `sqlite3` tool and libfaketime (Debian package `faketime`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -26,7 +26,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::log::{LogEntriesView, LogHeadView};
 use bulwark_e2e::{
-    Finished, OperatorSetup, UpOptions, UpProcess, operator_login, sql_text, wait_for,
+    Finished, OperatorSetup, UpOptions, UpProcess, copy_dir, operator_login, sql_text, wait_for,
 };
 use bulwark_e2e::{Method, StatusCode};
 use bulwark_protocol::audit_leaf::AuditLeaf;
@@ -51,15 +51,6 @@ async fn verify(s: &OperatorSetup, extra: &[&str]) -> Result<Finished> {
     let mut args = vec!["audit", "verify"];
     args.extend_from_slice(extra);
     s.cli(&args, None).await
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
-    }
-    Ok(())
 }
 
 /// Enrolment tokens issued in the demo tenant: one log entry each, signed
