@@ -406,6 +406,16 @@ async fn statements_co_signed_from_two_machines() -> Result<()> {
         "the co-signed unfreeze's report: {out}"
     );
     s.wait_agent_holds(&device, "1 3 0").await?;
+    // Agents run jobs again once the witness cosigns the log again (as the
+    // unfreeze's report says): the server re-asks it within its backoff.
+    wait_for(WAIT, "the witness to cosign acme's log again", async || {
+        let head: LogHeadView = s.api.get_as("/api/v1/tenants/acme/log").await?;
+        let cosigned = head
+            .checkpoint
+            .is_some_and(|c| c.note.contains("\u{2014} witness.test/acme "));
+        Ok(cosigned.then_some(()))
+    })
+    .await?;
     let (target, marker) = s.job(&device, "after-unfreeze").await?;
     ensure!(
         target.state == "succeeded" && target.exit_code == Some(0),
