@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info, warn};
 
 use crate::AGENT_VERSION;
+use crate::checks::ChecksHandle;
 use crate::inventory::Collector;
 use crate::jobs::JobsHandle;
 
@@ -215,6 +216,11 @@ pub struct SessionOptions {
     /// simulator's virtual devices): it ignores `Trust` and answers every
     /// `Job` with a `jobs_disabled` refusal.
     pub jobs: Option<JobsHandle>,
+    /// The policy's checks (RFD 0008), whose states the session reports;
+    /// `None` for an agent that runs none (the simulator's devices).
+    pub checks: Option<ChecksHandle>,
+    /// How often new check values (not states: those go at once) are sent.
+    pub check_values_interval: Duration,
 }
 
 impl Default for SessionOptions {
@@ -222,6 +228,8 @@ impl Default for SessionOptions {
         Self {
             inventory_interval: Duration::from_secs(60),
             jobs: None,
+            checks: None,
+            check_values_interval: Duration::from_secs(60),
         }
     }
 }
@@ -301,6 +309,21 @@ pub async fn session(
         r
     });
 
+    // Every check's state now, then changes: a report the server has not
+    // acknowledged when the next one is due is replaced by a full one.
+    let mut check_changes = options.checks.as_ref().map(ChecksHandle::subscribe);
+    let mut checks_in_flight: Option<u64> = None;
+    if let Some(checks) = &options.checks
+        && let Some(report) = checks.full_report(next_seq())
+    {
+        checks_in_flight = Some(report.seq);
+        send(&mut ws, &AgentMessage::Checks(report)).await?;
+    }
+    let mut check_values = tokio::time::interval_at(
+        tokio::time::Instant::now() + options.check_values_interval,
+        options.check_values_interval,
+    );
+
     // Results the server has not acknowledged yet, from earlier sessions too.
     let mut results = options.jobs.as_ref().map(ResultSender::new);
     if let Some(results) = &mut results {
@@ -324,6 +347,27 @@ pub async fn session(
             _ = heartbeat.tick() => {
                 let s = next_seq();
                 send(&mut ws, &AgentMessage::Heartbeat(Heartbeat { seq: s })).await?;
+            }
+            () = checks_changed(&mut check_changes) => {
+                if let Some(checks) = &options.checks {
+                    let s = next_seq();
+                    let report = if checks_in_flight.is_some() { checks.full_report(s) } else { checks.changes(s, false) };
+                    if let Some(report) = report {
+                        debug!(seq = s, checks = report.checks.len(), "Sending check states.");
+                        checks_in_flight = Some(s);
+                        send(&mut ws, &AgentMessage::Checks(report)).await?;
+                    }
+                }
+            }
+            _ = check_values.tick() => {
+                if let Some(checks) = &options.checks {
+                    let s = next_seq();
+                    let report = if checks_in_flight.is_some() { checks.full_report(s) } else { checks.changes(s, true) };
+                    if let Some(report) = report {
+                        checks_in_flight = Some(s);
+                        send(&mut ws, &AgentMessage::Checks(report)).await?;
+                    }
+                }
             }
             () = spooled(&mut results) => {
                 if let Some(results) = &mut results {
@@ -355,6 +399,9 @@ pub async fn session(
                     Err(_) => return Err(anyhow!("the server has been silent for {silence:?}").into()),
                     Ok(Err(e)) => return Err(e),
                     Ok(Ok(ServerMessage::Ack(ack))) => {
+                        if checks_in_flight == Some(ack.seq) {
+                            checks_in_flight = None;
+                        }
                         if let Some((s, sent)) = in_flight.take() {
                             if s == ack.seq {
                                 acknowledged = sent;
@@ -453,6 +500,16 @@ impl ResultSender {
 /// without jobs (or once the job runner has stopped).
 async fn refresh_requested(refresh: &mut Option<tokio::sync::watch::Receiver<u64>>) {
     if let Some(r) = refresh
+        && r.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+/// Resolves when a check's state changed; never for an agent without checks.
+async fn checks_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    if let Some(r) = changes
         && r.changed().await.is_ok()
     {
         return;

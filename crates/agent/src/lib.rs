@@ -4,9 +4,11 @@
 //! server, no templates, no database driver. It holds the device key, pins
 //! the server CA and the tenant trust root named in its enrolment token,
 //! keeps one authenticated connection, reports inventory, and runs the jobs
-//! that its tenant's policy authorises ([`trust`], [`jobs`]).
+//! that its tenant's policy authorises ([`trust`], [`jobs`]), and runs the
+//! monitoring checks that policy defines ([`checks`]).
 
 pub mod backoff;
+pub mod checks;
 pub mod connection;
 pub mod files;
 pub mod identity;

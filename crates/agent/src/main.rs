@@ -60,9 +60,20 @@ enum Command {
         /// Seconds between inventory checks (changes only are sent).
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         inventory_secs: u64,
+        /// Seconds between reports of check values (a changed state is
+        /// reported at once).
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+        check_values_secs: u64,
     },
     /// Print this agent's identity.
     Status,
+    /// Print this agent's own record of check state changes (the last
+    /// ones first), to compare with the alerts the server shows.
+    Checks {
+        /// How many changes to print.
+        #[arg(long, default_value_t = 50)]
+        last: usize,
+    },
     /// Supervise one job's script (the agent runs this itself; see
     /// `bulwark_agent::supervisor`).
     #[command(hide = true)]
@@ -120,7 +131,19 @@ fn main() -> anyhow::Result<()> {
         Command::Run {
             server,
             inventory_secs,
-        } => runtime.block_on(run(&state_dir, server, Duration::from_secs(inventory_secs))),
+            check_values_secs,
+        } => runtime.block_on(run(
+            &state_dir,
+            server,
+            Duration::from_secs(inventory_secs),
+            Duration::from_secs(check_values_secs),
+        )),
+        Command::Checks { last } => {
+            for line in bulwark_agent::checks::journal_lines(state_dir.path(), last)? {
+                println!("{line}");
+            }
+            Ok(())
+        }
         // Handled before anything else is set up.
         Command::Supervise { .. } => Ok(()),
         Command::Status => {
@@ -282,6 +305,7 @@ async fn run(
     state_dir: &StateDir,
     server: Option<String>,
     inventory_interval: Duration,
+    check_values_interval: Duration,
 ) -> anyhow::Result<()> {
     let (mut state, key) = state_dir.load()?;
     if let Some(server) = server {
@@ -324,13 +348,19 @@ async fn run(
             state_dir.path().display()
         )
     })?;
+    let trust = runner.trust().clone();
     let (jobs, worker) = jobs::start(runner);
     tokio::spawn(worker);
+    // The verified policy's checks, on a task of their own.
+    let (checks, checks_task) = bulwark_agent::checks::start(trust, state_dir.path());
+    tokio::spawn(checks_task);
 
     let mut collector = Collector::new(bulwark_agent::AGENT_VERSION);
     let options = SessionOptions {
         inventory_interval,
         jobs: Some(jobs),
+        checks: Some(checks),
+        check_values_interval,
     };
     let backoff = Backoff::default();
     let mut attempt: u32 = 0;

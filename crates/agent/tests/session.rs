@@ -188,6 +188,7 @@ async fn trust_jobs_and_results_over_a_real_session() {
     let options = SessionOptions {
         inventory_interval: Duration::from_secs(3600),
         jobs: Some(handle),
+        ..SessionOptions::default()
     };
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(async move {

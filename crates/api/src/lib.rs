@@ -12,6 +12,7 @@
 
 pub mod account;
 pub mod alerts;
+pub mod checks;
 pub mod cli_sign_in;
 pub mod devices;
 pub mod error;

@@ -32,6 +32,7 @@ mod process;
 pub mod python_tools;
 mod server;
 mod waiting;
+mod webhook;
 mod witness;
 
 pub use agents::*;
@@ -42,6 +43,7 @@ pub use owner::*;
 pub use process::*;
 pub use server::*;
 pub use waiting::*;
+pub use webhook::*;
 pub use witness::*;
 
 pub use operator::{

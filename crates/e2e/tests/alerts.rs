@@ -8,42 +8,19 @@
 //! host name (HTML, a header line) reaches the mail and the console as
 //! text.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use bulwark_api::alerts::AlertView;
 use bulwark_e2e::{
     ExtraAgent, MailServer, OperatorSetup, UpOptions, decode_json, spawn_agent_as, wait_for,
+    webhook_receiver,
 };
-use serde_json::Value;
 
 const PASSPHRASE: &str = "e2e alerts: a long passphrase nobody guesses";
 const CONTACT: &str = "noc@msp.example";
 /// What the endpoint calls itself: the server must treat it as text.
 const HOSTILE: &str = "db<b>01</b>";
-
-type Received = Arc<Mutex<Vec<Value>>>;
-
-async fn hook(
-    axum::extract::State(received): axum::extract::State<Received>,
-    axum::Json(body): axum::Json<Value>,
-) -> axum::http::StatusCode {
-    received.lock().expect("lock").push(body);
-    axum::http::StatusCode::NO_CONTENT
-}
-
-/// A webhook receiver on loopback: its URL and what it was sent.
-async fn webhook_receiver() -> Result<(String, Received)> {
-    let received = Received::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(hook))
-        .with_state(received.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((url, received))
-}
 
 async fn offline_alert(s: &OperatorSetup, device: &str) -> Result<Option<AlertView>> {
     let out = s

@@ -72,6 +72,7 @@ fn policy(operators: Vec<OperatorKey>, signers: u32) -> Policy {
         tenant_name: Some("Acme".into()),
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
     }
 }
 

@@ -26,6 +26,7 @@
 //! DSSE payload type (see `bulwark_protocol::envelope`). Verification reads
 //! like the spec: each step is numbered in the code.
 
+pub mod checks;
 pub mod delay;
 pub mod envelope;
 pub mod freeze;
@@ -41,6 +42,7 @@ pub mod webauthn;
 pub mod witness;
 
 pub use bulwark_protocol::message::{AgentRefusalCode, TrustKind};
+pub use checks::{CheckDefinition, CheckState, Probe};
 pub use delay::MassActionDelay;
 pub use envelope::{SignatureEntry, Signed, approval_challenge};
 pub use freeze::{FreezeState, FreezeStatement};

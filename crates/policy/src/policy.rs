@@ -172,6 +172,10 @@ pub struct Policy {
     /// Which jobs wait after they enter the witnessed log, and how long.
     #[n(10)]
     pub mass_action_delay: Option<crate::delay::MassActionDelay>,
+    /// What every agent of the tenant monitors (RFD 0008); `None` in
+    /// policies that define no checks.
+    #[n(11)]
+    pub checks: Option<Vec<crate::checks::CheckDefinition>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
@@ -241,6 +245,9 @@ impl Policy {
         if let Some(delay) = &self.mass_action_delay {
             delay.validate(self.witnessing.as_ref())?;
         }
+        if let Some(checks) = &self.checks {
+            crate::checks::validate_checks(checks, limits)?;
+        }
         if self
             .maintenance_windows
             .iter()
@@ -267,6 +274,11 @@ impl Policy {
             .iter()
             .filter(move |o| o.classes.contains(&class) && holder.is_none_or(|h| o.holder == h))
             .map(|o| &o.key)
+    }
+
+    /// The checks agents run under this policy.
+    pub fn checks(&self) -> &[crate::checks::CheckDefinition] {
+        self.checks.as_deref().unwrap_or_default()
     }
 
     pub fn in_window(&self, now: u64) -> bool {

@@ -153,6 +153,7 @@ fn policy(k: &Keys, version: u64) -> Policy {
         tenant_name: Some("Acme".into()),
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
     }
 }
 
@@ -894,6 +895,7 @@ fn a_job_naming_another_tenant() {
         tenant_name: None,
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
         ..policy(&k, 1)
     };
     assert_eq!(check(&env, SCRIPT, &unnamed, NOW), Ok(()));

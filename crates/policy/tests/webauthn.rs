@@ -315,6 +315,7 @@ fn fixture() -> Fixture {
         tenant_name: Some("Acme".into()),
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
     };
     Fixture {
         alice,

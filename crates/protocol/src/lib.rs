@@ -11,8 +11,10 @@
 //! * [`envelope`]: domain-separated Ed25519 signatures (DSSE pre-authentication
 //!   encoding), one payload type per statement kind.
 //! * [`token`]: the enrolment token format.
+//! * [`checks`]: the states of the policy's monitoring checks an agent reports.
 
 pub mod audit_leaf;
+pub mod checks;
 pub mod codec;
 pub mod envelope;
 pub mod inventory;

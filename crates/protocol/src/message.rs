@@ -90,6 +90,9 @@ pub enum AgentMessage {
     TrustRefused(#[n(0)] TrustRefused),
     #[n(6)]
     TrustStatus(#[n(0)] TrustStatus),
+    /// The states of the policy's checks (RFD 0008); acknowledged with `Ack`.
+    #[n(7)]
+    Checks(#[n(0)] crate::checks::CheckReport),
 }
 
 /// The kind of a trust statement: what `TrustRefused::kind` names, what
@@ -633,6 +636,7 @@ impl Validate for AgentMessage {
                 l.long_text("reason", &m.reason)
             }
             AgentMessage::TrustStatus(_) => Ok(()),
+            AgentMessage::Checks(m) => m.validate(l),
         }
     }
 }

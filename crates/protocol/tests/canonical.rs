@@ -16,6 +16,7 @@
 //! file, independent of minicbor, so the tests do not trust the code under test
 //! to tell them where the heads are.
 
+use bulwark_protocol::checks::{CheckReport, CheckState, CheckStatus};
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::inventory::{
     CpuInfo, DiskInfo, InstalledPackage, Inventory, LoggedInUser, MemoryInfo, NetworkInterface,
@@ -314,6 +315,42 @@ fn agent_message() -> BoxedStrategy<AgentMessage> {
                     policy_version,
                     freeze_sequence,
                     frozen,
+                })
+            }),
+        (
+            uint64(),
+            any::<bool>(),
+            uint64(),
+            vec(
+                (
+                    text(),
+                    proptest::sample::select(CheckState::ALL.to_vec()),
+                    proptest::option::of(uint64()),
+                    text(),
+                    uint64(),
+                    uint64()
+                ),
+                0..4
+            )
+        )
+            .prop_map(|(seq, full, policy_version, checks)| {
+                AgentMessage::Checks(CheckReport {
+                    seq,
+                    full,
+                    policy_version,
+                    checks: checks
+                        .into_iter()
+                        .map(
+                            |(name, state, value, summary, since, measured_at)| CheckStatus {
+                                name,
+                                state,
+                                value,
+                                summary,
+                                since,
+                                measured_at,
+                            },
+                        )
+                        .collect(),
                 })
             }),
     ]

@@ -159,6 +159,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 
     let acceptor = TlsAcceptor::from(tls.rustls_config.clone());
     let witnesses = Arc::new(crate::transparency_log::witnessing::WitnessClient::new()?);
+    let notifier = Arc::new(crate::alerts::notify::Notifier::new(
+        store.clone(),
+        config.smtp.as_ref(),
+        console_url.clone(),
+    )?);
     let gateway_state = Arc::new(GatewayState {
         store: store.clone(),
         presence: presence.clone(),
@@ -168,6 +173,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         slots: Arc::new(Semaphore::new(config.max_agent_connections)),
         log: log.clone(),
         witnesses: witnesses.clone(),
+        alert_nudge: notifier.nudge.clone(),
     });
     tasks.spawn(gateway::serve(
         gateway_listener,
@@ -200,11 +206,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         shutdown_rx.clone(),
     ));
     crate::transparency_log::siem::spawn(&store, &config.siem, &shutdown_rx, &mut tasks)?;
-    let notifier = Arc::new(crate::alerts::notify::Notifier::new(
-        store.clone(),
-        config.smtp.as_ref(),
-        console_url.clone(),
-    )?);
     tasks.spawn(crate::alerts::notify::run(
         notifier.clone(),
         shutdown_rx.clone(),

@@ -131,6 +131,11 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ),
     (
         "GET",
+        "/api/v1/devices/{id}/checks",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "GET",
         "/api/v1/tenants/{tenant}/vulnerabilities",
         Tenant(EVERY_ROLE, 200),
     ),
@@ -907,6 +912,7 @@ impl Harness {
                 "GET",
                 "/api/v1/devices/{id}"
                 | "/api/v1/devices/{id}/packages"
+                | "/api/v1/devices/{id}/checks"
                 | "/api/v1/devices/{id}/vulnerabilities",
             ) => (path.replace("{id}", &self.devices[tenant]), None),
             (
@@ -1227,6 +1233,7 @@ fn trust_statements(
         tenant_name: None,
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
     };
     let mut root_signed = Signed::new(&root);
     root_signed.sign(root_key);

@@ -115,6 +115,7 @@ impl Harness {
             let options = SessionOptions {
                 inventory_interval: Duration::from_secs(1),
                 jobs: None,
+                ..SessionOptions::default()
             };
             let _ = connection::session(
                 &endpoint,
@@ -476,6 +477,7 @@ async fn an_idle_connection_task_stays_small() {
             bulwark_server::transparency_log::witnessing::WitnessClient::new()
                 .expect("witness client"),
         ),
+        alert_nudge: Arc::new(tokio::sync::Notify::new()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -322,6 +322,7 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
         tenant_name: None,
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
     };
     // Listed by deceit (root holders who went around the CLI), a console
     // credential makes the policy malformed: the server does not store it.

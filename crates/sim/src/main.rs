@@ -410,6 +410,7 @@ async fn connect_all(
         inventory_interval: Duration::from_secs(args.inventory_secs),
         // Virtual devices run no jobs: they refuse each with `jobs_disabled`.
         jobs: None,
+        ..SessionOptions::default()
     };
     let started = Instant::now();
 

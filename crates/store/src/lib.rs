@@ -24,6 +24,7 @@ mod alerts;
 mod api_tokens;
 mod audit;
 mod audit_action;
+mod device_checks;
 mod device_vulns;
 mod devices;
 mod error;
@@ -63,6 +64,7 @@ pub use alerts::{
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
 pub use audit_action::AuditAction;
+pub use device_checks::{CheckTransition, DeviceCheck, MAX_CHECKS_PER_DEVICE};
 pub use device_vulns::{DeviceVulnerabilities, MAX_CANDIDATE_ROWS, TenantVulnerabilities};
 pub use devices::{Device, DeviceKey, NewDevice};
 pub use error::StoreError;

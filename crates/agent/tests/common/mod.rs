@@ -155,6 +155,7 @@ pub fn policy(k: &Keys, version: u64) -> Policy {
         tenant_name: Some(TENANT_NAME.into()),
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
     }
 }
 

@@ -60,6 +60,32 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
                 Ok(())
             }
         }
+        DeviceCommand::Checks {
+            device,
+            tenant,
+            json,
+        } => {
+            let session = Session::load()?;
+            let id = device_id(&session, device, tenant.as_deref()).await?;
+            let path = format!("/api/v1/devices/{}/checks", path_segment(&id)?);
+            let view: bulwark_api::checks::DeviceChecksView = session.get(&path).await?;
+            if json {
+                return print_json(&view);
+            }
+            // The list of checks is the verified policy's, not the server's.
+            let trust = crate::commands::trust::fetch_trust(&session, &view.tenant).await?;
+            let policy = trust.policy.as_ref();
+            print!(
+                "{}",
+                super::checks::render(
+                    policy.map(|p| p.version),
+                    policy.map(|p| p.checks()).unwrap_or_default(),
+                    &view,
+                    use_colour()
+                )
+            );
+            Ok(())
+        }
         DeviceCommand::Vulns {
             device,
             tenant,
@@ -161,6 +187,18 @@ pub enum DeviceCommand {
         #[arg(long)]
         search: Option<String>,
         /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a device's monitoring checks: those of the tenant's policy,
+    /// verified here against its root, with the states its agent reported.
+    Checks {
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the API's JSON (the server's answer only) instead.
         #[arg(long)]
         json: bool,
     },

@@ -475,6 +475,7 @@ fn empty_policy() -> Policy {
         tenant_name: None,
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
     }
 }
 

@@ -490,6 +490,28 @@ pub(crate) fn policy_diff(old: Option<&Policy>, new: &Policy) -> Vec<String> {
             summary(new.mass_action_delay.as_ref())
         ));
     }
+    for check in new.checks() {
+        match old.checks().iter().find(|c| c.name == check.name) {
+            None => out.push(format!(
+                "+ check {}",
+                crate::commands::trust::check_line(check)
+            )),
+            Some(before) if before != check => out.push(format!(
+                "~ check {} (was {})",
+                crate::commands::trust::check_line(check),
+                crate::commands::trust::check_line(before)
+            )),
+            Some(_) => {}
+        }
+    }
+    for check in old.checks() {
+        if !new.checks().iter().any(|c| c.name == check.name) {
+            out.push(format!(
+                "- check {}",
+                crate::commands::trust::check_line(check)
+            ));
+        }
+    }
     if old.expires_at != new.expires_at {
         out.push(format!(
             "~ expires {} -> {}",
@@ -772,6 +794,7 @@ mod tests {
             tenant_name: Some("t".into()),
             witnessing: None,
             mass_action_delay: None,
+            checks: None,
             version: 1,
             expires_at: 2_000_000_000,
             operators: vec![OperatorKey {

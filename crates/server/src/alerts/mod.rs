@@ -14,6 +14,7 @@
 //! job the log, the witnesses and the policy do not vouch for; alerts
 //! tell people to look, the CLI's own checks tell them what is true.
 
+pub mod checks;
 pub mod notify;
 pub mod rules;
 

@@ -19,6 +19,7 @@
 pub mod account;
 pub mod alerts;
 pub mod cli_sign_in;
+pub mod device_checks;
 pub mod device_vulns;
 pub mod devices;
 pub mod error;
@@ -101,6 +102,7 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(devices::list_devices))
         .routes(routes!(devices::get_device))
         .routes(routes!(devices::device_packages))
+        .routes(routes!(device_checks::device_checks))
         .routes(routes!(device_vulns::device_vulnerabilities))
         .routes(routes!(device_vulns::tenant_vulnerabilities))
         .routes(routes!(devices::events))

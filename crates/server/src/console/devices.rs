@@ -149,7 +149,45 @@ struct DevicePage {
     inv: Option<InventoryPage>,
     packages: Option<DevicePackagesView>,
     vulns: VulnCard,
+    checks: Vec<CheckRow>,
     q: String,
+}
+
+/// One check on the device page: what the server says the agent reported.
+struct CheckRow {
+    name: String,
+    state: &'static str,
+    summary: String,
+    since: String,
+}
+
+fn check_rows(view: &bulwark_api::checks::DeviceChecksView) -> Vec<CheckRow> {
+    use bulwark_api::checks::CheckStateView;
+    let mut rows: Vec<CheckRow> = view
+        .checks
+        .iter()
+        .map(|c| CheckRow {
+            name: c.name.clone(),
+            // Fixed strings: also the badge's CSS class.
+            state: match c.state {
+                CheckStateView::Ok => "ok",
+                CheckStateView::Unknown => "unknown",
+                CheckStateView::Warning => "warning",
+                CheckStateView::Critical => "critical",
+            },
+            summary: c.summary.clone(),
+            since: c.since.clone(),
+        })
+        .collect();
+    // Worst first, then by name.
+    let rank = |s: &str| match s {
+        "critical" => 0,
+        "warning" => 1,
+        "unknown" => 2,
+        _ => 3,
+    };
+    rows.sort_by(|a, b| rank(a.state).cmp(&rank(b.state)).then(a.name.cmp(&b.name)));
+    rows
 }
 
 fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
@@ -253,10 +291,11 @@ async fn device_page(
         let mut d = device_view(&state, &caller, &id).await?;
         let packages = packages_view(&state, &caller, &id, &q).await?;
         let vulns = device_vulnerabilities_view(&state, &caller, &id).await?;
-        Ok::<_, crate::api::error::ApiError>((d.inventory.take(), d, packages, vulns))
+        let checks = crate::api::device_checks::device_checks_view(&state, &caller, &id).await?;
+        Ok::<_, crate::api::error::ApiError>((d.inventory.take(), d, packages, vulns, checks))
     };
     match page.await {
-        Ok((inventory, d, packages, vulns)) => {
+        Ok((inventory, d, packages, vulns, checks)) => {
             let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
             let inv = inventory.map(|i| inventory_page(&i, now_secs));
             render(DevicePage {
@@ -264,6 +303,7 @@ async fn device_page(
                 version: crate::VERSION,
                 packages: (d.package_count.unwrap_or(0) > 0).then_some(packages),
                 vulns: vuln_card(&vulns),
+                checks: check_rows(&checks),
                 d,
                 inv,
                 q,

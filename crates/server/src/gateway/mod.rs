@@ -49,6 +49,8 @@ pub struct GatewayState {
     pub log: Arc<crate::transparency_log::checkpoints::LogSigner>,
     /// Has those heads cosigned by the tenant's witnesses first.
     pub witnesses: Arc<crate::transparency_log::witnessing::WitnessClient>,
+    /// Wakes the alert notifier when a check report opened an alert.
+    pub alert_nudge: Arc<tokio::sync::Notify>,
 }
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;

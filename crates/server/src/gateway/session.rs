@@ -179,6 +179,19 @@ pub(super) async fn run_session(
                     Ok(AgentMessage::TrustRefused(refusal)) => {
                         Box::pin(record_trust_refusal(&state, &device_id, &tenant_id, refusal)).await;
                     }
+                    Ok(AgentMessage::Checks(report)) => {
+                        let seq = report.seq;
+                        match Box::pin(crate::alerts::checks::record(&state.store, &state.alert_nudge, &device_id, &tenant_id, &report)).await {
+                            Ok(()) => {
+                                let ack = ServerMessage::Ack(Ack { seq });
+                                if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
+                                    break "transport error";
+                                }
+                            }
+                            // Not acknowledged: the agent sends every state again.
+                            Err(error) => warn!(%device_id, error = %format!("{error:#}"), "Cannot store check states."),
+                        }
+                    }
                     Ok(AgentMessage::TrustStatus(status)) => {
                         if let Err(error) = Box::pin(record_trust_status(&state, &device_id, status)).await {
                             warn!(%device_id, %error, "Cannot record the agent's trust status.");

@@ -55,6 +55,7 @@ pub(crate) fn default_policy(
         tenant_name: Some(tenant_name.to_owned()),
         witnessing: None,
         mass_action_delay: None,
+        checks: None,
         version: 1,
         expires_at: now + DEFAULT_POLICY_DAYS * DAY,
         operators,

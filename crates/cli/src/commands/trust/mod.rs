@@ -332,6 +332,7 @@ pub async fn run_policy(command: PolicyCommand) -> Result<()> {
     }
 }
 
+mod checks_toml;
 mod commands;
 mod default_policy;
 mod policy_toml;
@@ -341,6 +342,7 @@ mod signing;
 mod verified;
 pub(crate) mod witness_freeze;
 
+pub(crate) use checks_toml::*;
 use commands::*;
 pub(crate) use default_policy::*;
 pub(crate) use policy_toml::*;

@@ -25,6 +25,9 @@ pub(crate) struct PolicyDoc {
     /// Which jobs wait after entering the witnessed log (RFD 0006).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mass_action_delay: Option<MassActionDoc>,
+    /// What every agent of the tenant monitors (RFD 0008).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckDoc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +160,7 @@ pub(crate) fn policy_to_doc(policy: &Policy, now: u64) -> PolicyDoc {
                 .collect(),
             delay_secs: d.delay_secs,
         }),
+        checks: policy.checks().iter().map(check_to_doc).collect(),
     }
 }
 
@@ -259,6 +263,11 @@ pub(crate) fn doc_to_policy(
             delay_secs: d.delay_secs,
         }),
     };
+    let checks = doc
+        .checks
+        .iter()
+        .map(doc_to_check)
+        .collect::<Result<Vec<_>>>()?;
     Ok(Policy {
         tenant: tenant_id.to_owned(),
         tenant_name: Some(tenant_name.to_owned()),
@@ -282,6 +291,7 @@ pub(crate) fn doc_to_policy(
             freshness_secs: w.freshness_secs,
         }),
         mass_action_delay,
+        checks: (!checks.is_empty()).then_some(checks),
     })
 }
 

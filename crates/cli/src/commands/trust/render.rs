@@ -179,6 +179,16 @@ pub(super) fn trust_json(tenant: &str, trust: &Trust, local: &[KeyInfo], now: u6
                 "classes": d.classes.iter().map(|c| class_name(*c)).collect::<Vec<_>>(),
                 "delay_secs": d.delay_secs,
             })),
+            "checks": p.checks().iter().map(|c| json!({
+                "name": c.name,
+                "kind": c.probe.kind(),
+                "target": c.probe.target(),
+                "interval_secs": c.interval_secs,
+                "warning": c.warning,
+                "critical": c.critical,
+                "for_secs": c.for_secs,
+                "timeout_secs": c.timeout_secs,
+            })).collect::<Vec<_>>(),
             "warnings": policy_warnings(p, now),
         })
     });
@@ -412,6 +422,14 @@ pub(super) fn render_policy(out: &mut String, policy: &Policy, local: &[KeyInfo]
             jobs.join(", "),
             d.delay_secs
         );
+    }
+    if policy.checks().is_empty() {
+        let _ = writeln!(out, "Checks: none");
+    } else {
+        let _ = writeln!(out, "Checks (every agent runs them):");
+        for check in policy.checks() {
+            let _ = writeln!(out, "  {}", check_line(check));
+        }
     }
     for warning in policy_warnings(policy, now) {
         let _ = writeln!(out, "Note: {warning}.");

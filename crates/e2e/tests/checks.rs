@@ -1,0 +1,293 @@
+//! Checks in the signed policy with real parts (RFD 0008): `bulwark up`
+//! with a real SMTP relay (aiosmtpd, STARTTLS) and a webhook receiver, a
+//! real agent, and the tenant's policy signed with the CLI holding two
+//! checks: a file's hash (reported at once) and a TCP port on loopback
+//! that the test opens and closes (ten seconds before a state counts).
+//!
+//! 1. The port closed: after ten seconds one critical alert, mailed and
+//!    hooked; then the port flaps (open six seconds, closed four): still
+//!    one alert, never resolved, no second mail.
+//! 2. The file changed: a critical alert, mailed; the time from the
+//!    agent's measurement to the mail is printed.
+//! 3. `bulwark device checks` lists the verified policy's checks with the
+//!    states; a check the server leaves out is still listed.
+//! 4. The attacker with the database puts a newer policy without checks,
+//!    signed by a key of theirs, in the server's store. The agent refuses
+//!    it (a `trust_refused` alert reaches the customer), keeps checking:
+//!    the file put back resolves the file alert, and the agent's own
+//!    journal (`bulwark-agent checks`) holds every change.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use bulwark_api::alerts::AlertView;
+use bulwark_e2e::{
+    ExtraAgent, MailServer, OperatorSetup, UpOptions, decode_json, hooked, sql_text, wait_for,
+    webhook_receiver,
+};
+use sha2::{Digest, Sha256};
+
+const PASSPHRASE: &str = "e2e checks: a long passphrase nobody guesses";
+const CONTACT: &str = "noc@msp.example";
+const HOST: &str = "checked-host";
+
+async fn check_alerts(s: &OperatorSetup, device: &str, check: &str) -> Result<Vec<AlertView>> {
+    let out = s
+        .cli(
+            &[
+                "alert", "list", "--tenant", "demo", "--state", "all", "--json",
+            ],
+            None,
+        )
+        .await?
+        .ok()?
+        .stdout;
+    let alerts: Vec<AlertView> = decode_json(&out).context("alert list --json")?;
+    Ok(alerts
+        .into_iter()
+        .filter(|a| {
+            a.kind == "check.failed"
+                && a.device_id.as_deref() == Some(device)
+                && a.summary.contains(&format!("Check {check} "))
+        })
+        .collect())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Opens or closes a listener on `port` of loopback.
+async fn set_port(
+    listener: &mut Option<tokio::net::TcpListener>,
+    port: u16,
+    open: bool,
+) -> Result<()> {
+    if open && listener.is_none() {
+        *listener = Some(tokio::net::TcpListener::bind(("127.0.0.1", port)).await?);
+    } else if !open {
+        *listener = None;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -> Result<()> {
+    let mail = MailServer::start().await?;
+    let (hook_url, hooks) = webhook_receiver().await?;
+    let s = OperatorSetup::start_with(
+        PASSPHRASE,
+        UpOptions::default()
+            .heartbeat_secs(1)
+            .env("BULWARK_SMTP_RELAY", &mail.relay)
+            .env("BULWARK_SMTP_CA_FILE", mail.ca_file.display().to_string()),
+    )
+    .await?;
+    for channel in [
+        vec!["--email", CONTACT],
+        vec!["--webhook", hook_url.as_str()],
+    ] {
+        let mut args = vec!["alert", "add-channel", "--tenant", "demo"];
+        args.extend(channel);
+        s.cli(&args, None).await?.ok()?;
+    }
+    let mut agent =
+        ExtraAgent::start_as(Some(HOST), &s.api, &s.up.info.gateway_url, "demo").await?;
+    let device = agent.device_id.clone();
+
+    // The watched file, and a port nobody listens on yet.
+    let watched = s.work.path().join("watched.conf");
+    std::fs::write(&watched, b"PermitRootLogin no\n")?;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?.port()
+    };
+    let mut listener: Option<tokio::net::TcpListener> = None;
+    let sections = format!(
+        "[[checks]]\nname = \"sshd-config\"\nkind = \"file-hash\"\npath = \"{}\"\nsha256 = \"{}\"\ninterval_secs = 5\n\n\
+         [[checks]]\nname = \"app-port\"\nkind = \"tcp-port\"\nhost = \"127.0.0.1\"\nport = {port}\ninterval_secs = 5\nfor_secs = 10\n",
+        watched.display(),
+        sha256_hex(b"PermitRootLogin no\n"),
+    );
+    let shown = s
+        .sign_policy_sections(&["checks"], &sections, "policy-checks.toml")
+        .await?;
+    ensure!(
+        shown.contains("name = \"sshd-config\"") && shown.contains("for_secs = 10"),
+        "the signed policy does not hold the checks:\n{shown}"
+    );
+
+    // 1. The port closed for ten seconds: one critical alert.
+    let alerted = wait_for(
+        Duration::from_secs(60),
+        "the closed port's alert",
+        async || Ok(check_alerts(&s, &device, "app-port").await?.pop()),
+    )
+    .await?;
+    ensure!(
+        alerted.severity == "critical" && alerted.state == "open",
+        "{alerted:?}"
+    );
+    mail.wait_message(
+        Duration::from_secs(30),
+        &[
+            &format!("To: {CONTACT}"),
+            "app-port is critical on checked-host",
+        ],
+    )
+    .await?;
+    // The port flaps, each state shorter than the ten seconds: nothing
+    // changes, however many samples see it open.
+    for _ in 0..2 {
+        set_port(&mut listener, port, true).await?;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        set_port(&mut listener, port, false).await?;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    let port_alerts = check_alerts(&s, &device, "app-port").await?;
+    ensure!(
+        port_alerts.len() == 1 && port_alerts[0].state == "open",
+        "flapping input gave {} alerts: {port_alerts:?}",
+        port_alerts.len()
+    );
+    // (The server's own agent runs the tenant's checks too: count this device's.)
+    let port_hooks: Vec<_> = hooked(&hooks, "check.failed", &device)
+        .into_iter()
+        .filter(|b| b.to_string().contains("app-port"))
+        .collect();
+    ensure!(
+        port_hooks.len() == 1,
+        "the webhook was called {} times for one alert: {port_hooks:?}",
+        port_hooks.len()
+    );
+
+    // 2. The file changed: critical at the next measurement.
+    std::fs::write(&watched, b"PermitRootLogin yes\n")?;
+    let changed = Instant::now();
+    let message = mail
+        .wait_message(
+            Duration::from_secs(30),
+            &[
+                &format!("To: {CONTACT}"),
+                "sshd-config is critical on checked-host",
+            ],
+        )
+        .await?;
+    let mailed = changed.elapsed();
+    ensure!(message.contains("changed: sha256"), "{message}");
+    let view: bulwark_api::checks::DeviceChecksView = s
+        .api
+        .get_as(&format!("/api/v1/devices/{device}/checks"))
+        .await?;
+    let measured = view
+        .checks
+        .iter()
+        .find(|c| c.name == "sshd-config")
+        .context("no sshd-config state")?;
+    eprintln!(
+        "[checks] file changed -> mail received in {mailed:?} (probe interval 5 s; measured at {:?})",
+        measured.measured_at
+    );
+
+    // 3. The CLI lists the verified policy's checks, even one the server drops.
+    let demo = s.sql("SELECT id FROM tenants WHERE name = 'demo'")?;
+    s.sql(&format!(
+        "DELETE FROM device_checks WHERE device_id = {} AND name = 'app-port'",
+        sql_text(&device)
+    ))?;
+    let listed = s.cli(&["device", "checks", HOST], None).await?.ok()?.stdout;
+    ensure!(
+        listed.contains("sshd-config")
+            && listed.contains("CRITICAL")
+            && listed.contains("app-port")
+            && listed.contains("NOT REPORTED"),
+        "device checks:\n{listed}"
+    );
+
+    // 4. A newer policy without checks, signed by the attacker's key.
+    let latest = s.sql(&format!(
+        "SELECT hex(envelope) FROM trust_statements WHERE tenant_id = {} AND kind = 'policy' \
+         ORDER BY version DESC LIMIT 1",
+        sql_text(&demo)
+    ))?;
+    let limits = bulwark_policy::Limits::default();
+    let mut policy: bulwark_policy::Policy =
+        bulwark_policy::Signed::from_bytes(&bulwark_e2e::decode_hex(&latest)?, &limits)
+            .and_then(|p| p.statement(&limits))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let honest_version = policy.version;
+    policy.version += 1;
+    policy.checks = None;
+    let attacker = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+    let mut forged = bulwark_policy::Signed::new(&policy);
+    forged.sign(&attacker);
+    s.sql(&format!(
+        "INSERT INTO trust_statements (tenant_id, kind, version, envelope, created_by, created_at) \
+         VALUES ({}, 'policy', {}, X'{}', NULL, 0)",
+        sql_text(&demo),
+        policy.version,
+        hex::encode(forged.to_bytes()),
+    ))?;
+    // The agent reconnects and is handed the forged policy.
+    agent.stop().await?;
+    agent.resume()?;
+    mail.wait_message(
+        Duration::from_secs(30),
+        &[&format!("To: {CONTACT}"), "refused the trust statement"],
+    )
+    .await
+    .context("the customer was not told of the refused policy")?;
+    // Still checking under the honest policy: the file put back resolves.
+    std::fs::write(&watched, b"PermitRootLogin no\n")?;
+    let resolved = wait_for(
+        Duration::from_secs(30),
+        "the file alert to resolve",
+        async || {
+            Ok(check_alerts(&s, &device, "sshd-config")
+                .await?
+                .into_iter()
+                .find(|a| a.state == "resolved"))
+        },
+    )
+    .await?;
+    ensure!(
+        resolved.resolved_by.as_deref() == Some("bulwark"),
+        "{resolved:?}"
+    );
+    let trust = s
+        .api
+        .device(&device)
+        .await?
+        .trust
+        .context("no trust status")?;
+    ensure!(
+        trust.policy_version == honest_version,
+        "the agent holds policy v{} (the honest one is v{honest_version})",
+        trust.policy_version
+    );
+
+    // The agent's own record of every change it reported.
+    let mut journal = tokio::process::Command::new(bulwark_e2e::agent_bin()?);
+    journal
+        .arg("--state-dir")
+        .arg(agent.state_dir.path())
+        .arg("checks");
+    let out = bulwark_e2e::run_command(journal, None, Duration::from_secs(30)).await?;
+    ensure!(out.success(), "bulwark-agent checks: {}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    for expected in [
+        ("sshd-config", "ok"),
+        ("sshd-config", "critical"),
+        ("app-port", "critical"),
+    ] {
+        ensure!(
+            lines
+                .iter()
+                .any(|l| l.contains(expected.0) && l.contains(&format!(" {} ", expected.1))),
+            "the agent's journal lacks {expected:?}:\n{}",
+            out.stdout
+        );
+    }
+    drop(listener);
+    Ok(())
+}

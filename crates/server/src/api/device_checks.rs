@@ -1,0 +1,67 @@
+//! The states of the policy's checks on a device (RFD 0008): the device's
+//! own authorisation (`ViewDevices`), found in the caller's scope first, so
+//! a foreign device is the same 404 as everywhere else.
+
+use super::ApiPath;
+use super::error::ApiError;
+use crate::auth::Caller;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use bulwark_api::checks::{CheckStateView, CheckView, DeviceChecksView};
+use bulwark_api::error::ErrorBody;
+use bulwark_protocol::checks::CheckState;
+
+pub fn state_view(state: CheckState) -> CheckStateView {
+    match state {
+        CheckState::Ok => CheckStateView::Ok,
+        CheckState::Unknown => CheckStateView::Unknown,
+        CheckState::Warning => CheckStateView::Warning,
+        CheckState::Critical => CheckStateView::Critical,
+    }
+}
+
+pub async fn device_checks_view(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<DeviceChecksView, ApiError> {
+    let device = super::devices::visible_device(state, caller, id).await?;
+    let checks = state
+        .store
+        .device_checks(&caller.scope(), &device.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("device"))?;
+    Ok(DeviceChecksView {
+        device_id: device.id,
+        hostname: device.hostname,
+        tenant: device.tenant_name,
+        checks: checks
+            .into_iter()
+            .map(|c| CheckView {
+                name: c.name,
+                state: state_view(c.state),
+                value: c.value,
+                summary: c.summary,
+                since: crate::rfc3339(c.since),
+                measured_at: (c.measured_at > 0).then(|| crate::rfc3339(c.measured_at)),
+                policy_version: c.policy_version,
+                reported_at: crate::rfc3339(c.reported_at),
+            })
+            .collect(),
+    })
+}
+
+/// The states of the tenant policy's checks on a device, as its agent
+/// reported them (it applies the root-signed thresholds itself).
+#[utoipa::path(get, path = "/api/v1/devices/{id}/checks", tag = "devices",
+    params(("id" = String, Path, description = "Device id (UUID)")),
+    responses((status = 200, body = DeviceChecksView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn device_checks(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<DeviceChecksView>, ApiError> {
+    Ok(Json(device_checks_view(&state, &caller, &id).await?))
+}
