@@ -16,6 +16,7 @@
 mod delivery;
 mod handshake;
 pub(crate) mod mass_action;
+mod rate;
 mod session;
 
 use std::net::SocketAddr;

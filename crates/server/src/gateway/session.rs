@@ -44,6 +44,11 @@ pub(super) struct Session {
     pub(super) log_size: Option<u64>,
 }
 
+/// Check reports one connection may send: a burst (a policy change makes
+/// every check report at once, in one report) and then one a second.
+const CHECK_REPORT_BURST: u32 = 30;
+const CHECK_REPORTS_PER_MINUTE: u32 = 60;
+
 // Storage calls inside the session are boxed: their futures are large
 // (sqlx) and would otherwise be part of every idle connection's state.
 pub(super) async fn run_session(
@@ -75,6 +80,9 @@ pub(super) async fn run_session(
     let mut sent: HashSet<String> = HashSet::new();
     let mut busy_returned = false;
     let mut stale_answers = 0u32;
+    let mut check_reports =
+        super::rate::Bucket::new(CHECK_REPORT_BURST, CHECK_REPORTS_PER_MINUTE, now);
+    let mut check_flood_logged = false;
     let silence = state.heartbeat * 3;
     // When to look for work again unprompted: a mass action held for the
     // policy's delay becomes deliverable with no event to nudge it.
@@ -180,6 +188,14 @@ pub(super) async fn run_session(
                         Box::pin(record_trust_refusal(&state, &device_id, &tenant_id, refusal)).await;
                     }
                     Ok(AgentMessage::Checks(report)) => {
+                        // Over its rate: dropped, not acknowledged; the
+                        // agent sends every state again later.
+                        if !check_reports.take(now_millis()) {
+                            if !std::mem::replace(&mut check_flood_logged, true) {
+                                warn!(%device_id, "The agent sends check reports faster than {CHECK_REPORTS_PER_MINUTE} a minute; dropping the excess.");
+                            }
+                            continue;
+                        }
                         let seq = report.seq;
                         match Box::pin(crate::alerts::checks::record(&state.store, &state.alert_nudge, &device_id, &tenant_id, &report)).await {
                             Ok(()) => {
