@@ -216,7 +216,7 @@ pub struct SessionOptions {
     /// simulator's virtual devices): it ignores `Trust` and answers every
     /// `Job` with a `jobs_disabled` refusal.
     pub jobs: Option<JobsHandle>,
-    /// The policy's checks (RFD 0008), whose states the session reports;
+    /// The policy's checks (RFD 0009), whose states the session reports;
     /// `None` for an agent that runs none (the simulator's devices).
     pub checks: Option<ChecksHandle>,
     /// How often new check values (not states: those go at once) are sent.

@@ -32,6 +32,10 @@ pub struct AlertView {
     /// itself (`device.offline`).
     pub log_id: Option<String>,
     pub log_idx: Option<u64>,
+    /// Why it was sent nowhere (opened in a maintenance window); null when
+    /// its channels were told.
+    #[serde(default)]
+    pub silenced: Option<String>,
     /// Where it was sent (on `GET /api/v1/alerts/{id}` only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<NotificationView>,
@@ -105,6 +109,10 @@ pub struct ChannelView {
     pub min_severity: String,
     pub created_by: String,
     pub created_at: String,
+    /// An escalation channel: told only of alerts still open this many
+    /// seconds after they opened.
+    #[serde(default)]
+    pub escalate_after_secs: Option<u64>,
 }
 
 /// `POST /api/v1/tenants/{tenant}/alert-channels` (and the MSP-wide route).
@@ -119,4 +127,9 @@ pub struct ChannelRequest {
     /// `warning` when absent.
     #[serde(default)]
     pub min_severity: Option<SeverityView>,
+    /// Makes it an escalation channel: told only of alerts nobody
+    /// acknowledged this many seconds (1 to 7 days) after they opened.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 604800)]
+    pub escalate_after_secs: Option<u64>,
 }

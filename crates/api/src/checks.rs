@@ -1,4 +1,4 @@
-//! The states of the policy's checks on a device (RFD 0008).
+//! The states of the policy's checks on a device (RFD 0009).
 //!
 //! What the server says an agent reported: the checks themselves and their
 //! thresholds are in the tenant's root-signed policy, which `bulwark device

@@ -1,4 +1,4 @@
-//! Checks in the signed policy with real parts (RFD 0008): `bulwark up`
+//! Checks in the signed policy with real parts (RFD 0009): `bulwark up`
 //! with a real SMTP relay (aiosmtpd, STARTTLS) and a webhook receiver, a
 //! real agent, and the tenant's policy signed with the CLI holding two
 //! checks: a file's hash (reported at once) and a TCP port on loopback
@@ -11,11 +11,16 @@
 //!    agent's measurement to the mail is printed.
 //! 3. `bulwark device checks` lists the verified policy's checks with the
 //!    states; a check the server leaves out is still listed.
-//! 4. The attacker with the database puts a newer policy without checks,
+//! 4. An escalation channel (`--escalate-after 8s`) is told of the port's
+//!    alert, which nobody acknowledged, and never of the file's, which was
+//!    acknowledged at once.
+//! 5. The attacker with the database puts a newer policy without checks,
 //!    signed by a key of theirs, in the server's store. The agent refuses
 //!    it (a `trust_refused` alert reaches the customer), keeps checking:
 //!    the file put back resolves the file alert, and the agent's own
 //!    journal (`bulwark-agent checks`) holds every change.
+//! 6. A maintenance window in the next policy: the file changed again
+//!    opens a silenced alert, recorded and sent nowhere.
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +80,7 @@ async fn set_port(
 async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -> Result<()> {
     let mail = MailServer::start().await?;
     let (hook_url, hooks) = webhook_receiver().await?;
+    let (escalation_url, escalations) = webhook_receiver().await?;
     let s = OperatorSetup::start_with(
         PASSPHRASE,
         UpOptions::default()
@@ -86,6 +92,12 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
     for channel in [
         vec!["--email", CONTACT],
         vec!["--webhook", hook_url.as_str()],
+        vec![
+            "--webhook",
+            escalation_url.as_str(),
+            "--escalate-after",
+            "8s",
+        ],
     ] {
         let mut args = vec!["alert", "add-channel", "--tenant", "demo"];
         args.extend(channel);
@@ -175,6 +187,12 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         .await?;
     let mailed = changed.elapsed();
     ensure!(message.contains("changed: sha256"), "{message}");
+    // Acknowledged at once: the escalation is not needed.
+    let file_alert = check_alerts(&s, &device, "sshd-config")
+        .await?
+        .pop()
+        .context("no sshd-config alert")?;
+    s.cli(&["alert", "ack", &file_alert.id], None).await?.ok()?;
     let view: bulwark_api::checks::DeviceChecksView = s
         .api
         .get_as(&format!("/api/v1/devices/{device}/checks"))
@@ -188,6 +206,14 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         "[checks] file changed -> mail received in {mailed:?} (probe interval 5 s; measured at {:?})",
         measured.measured_at
     );
+
+    // 4. The port's alert, open and unacknowledged, reached the escalation.
+    wait_for(
+        Duration::from_secs(20),
+        "the port alert's escalation",
+        async || Ok((!hooked(&escalations, "check.failed", &device).is_empty()).then_some(())),
+    )
+    .await?;
 
     // 3. The CLI lists the verified policy's checks, even one the server drops.
     let demo = s.sql("SELECT id FROM tenants WHERE name = 'demo'")?;
@@ -204,7 +230,7 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         "device checks:\n{listed}"
     );
 
-    // 4. A newer policy without checks, signed by the attacker's key.
+    // 5. A newer policy without checks, signed by the attacker's key.
     let latest = s.sql(&format!(
         "SELECT hex(envelope) FROM trust_statements WHERE tenant_id = {} AND kind = 'policy' \
          ORDER BY version DESC LIMIT 1",
@@ -288,6 +314,91 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
             out.stdout
         );
     }
+    let escalated = hooked(&escalations, "check.failed", &device);
+    ensure!(
+        escalated.len() == 1 && escalated[0].to_string().contains("app-port"),
+        "the escalation channel got {escalated:?}"
+    );
+
+    // 6. The forged row removed, the next policy has a maintenance window
+    //    around the clock: a new failure is recorded, silenced, sent nowhere.
+    s.sql(&format!(
+        "DELETE FROM trust_statements WHERE tenant_id = {} AND kind = 'policy' AND version = {}",
+        sql_text(&demo),
+        policy.version
+    ))?;
+    let toml = s
+        .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
+        .await?
+        .ok()?
+        .stdout
+        .replace("maintenance_windows = []\n", "");
+    let windowed = bulwark_e2e::replace_policy_sections(
+        &toml,
+        &["checks", "maintenance_windows"],
+        &format!(
+            "{sections}\n[[maintenance_windows]]\ndays = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\", \"sun\"]\nstart = \"00:00\"\nduration_minutes = 1440\n"
+        ),
+    );
+    let path = s.work.path().join("policy-window.toml");
+    std::fs::write(&path, windowed)?;
+    s.cli(
+        &[
+            "policy",
+            "sign",
+            "--tenant",
+            "demo",
+            "--file",
+            &path.display().to_string(),
+        ],
+        None,
+    )
+    .await?
+    .ok()?;
+    wait_for(
+        Duration::from_secs(30),
+        "the agent to take the windowed policy",
+        async || {
+            let trust = s.api.device(&device).await?.trust;
+            Ok(trust
+                .filter(|t| t.policy_version > honest_version)
+                .map(|_| ()))
+        },
+    )
+    .await?;
+    let mails_before = mail.messages()?.len();
+    std::fs::write(&watched, b"PermitRootLogin prohibit-password\n")?;
+    let silenced = wait_for(
+        Duration::from_secs(30),
+        "a silenced file alert",
+        async || {
+            Ok(check_alerts(&s, &device, "sshd-config")
+                .await?
+                .into_iter()
+                .find(|a| a.state == "open"))
+        },
+    )
+    .await?;
+    ensure!(
+        silenced
+            .silenced
+            .as_deref()
+            .is_some_and(|why| why.contains("maintenance window")),
+        "{silenced:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mails = mail.messages()?;
+    ensure!(
+        mails.len() == mails_before,
+        "a silenced alert was mailed: {:?}",
+        &mails[mails_before..]
+    );
+    let shown = s
+        .cli(&["alert", "show", &silenced.id], None)
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(shown.contains("Silenced"), "{shown}");
     drop(listener);
     Ok(())
 }

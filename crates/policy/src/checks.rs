@@ -1,4 +1,4 @@
-//! Monitoring checks in the signed policy (RFD 0008): what every agent of
+//! Monitoring checks in the signed policy (RFD 0009): what every agent of
 //! the tenant measures, how often, and at which thresholds it calls the
 //! result a warning or critical.
 //!
@@ -16,7 +16,7 @@ use minicbor::{Decode, Encode};
 use crate::Refusal;
 use crate::limits::{Limits, cap};
 
-/// Most checks one policy defines (RFD 0008's budget: 50 checks every
+/// Most checks one policy defines (RFD 0009's budget: 50 checks every
 /// minute is the figure the agent is measured at).
 pub const MAX_CHECKS: usize = 256;
 /// Shortest and longest interval between two runs of one check.

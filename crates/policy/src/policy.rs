@@ -172,7 +172,7 @@ pub struct Policy {
     /// Which jobs wait after they enter the witnessed log, and how long.
     #[n(10)]
     pub mass_action_delay: Option<crate::delay::MassActionDelay>,
-    /// What every agent of the tenant monitors (RFD 0008); `None` in
+    /// What every agent of the tenant monitors (RFD 0009); `None` in
     /// policies that define no checks.
     #[n(11)]
     pub checks: Option<Vec<crate::checks::CheckDefinition>>,

@@ -1,4 +1,4 @@
-//! Check results (RFD 0008): what an agent reports about the checks of the
+//! Check results (RFD 0009): what an agent reports about the checks of the
 //! policy it verified.
 //!
 //! The agent sends every check's state on connect (`full`) and afterwards

@@ -90,7 +90,7 @@ pub enum AgentMessage {
     TrustRefused(#[n(0)] TrustRefused),
     #[n(6)]
     TrustStatus(#[n(0)] TrustStatus),
-    /// The states of the policy's checks (RFD 0008); acknowledged with `Ack`.
+    /// The states of the policy's checks (RFD 0009); acknowledged with `Ack`.
     #[n(7)]
     Checks(#[n(0)] crate::checks::CheckReport),
 }

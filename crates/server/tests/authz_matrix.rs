@@ -683,6 +683,7 @@ impl Harness {
                     detail: String::new(),
                     log_id: Some(self.tenant_ids[tenant].clone()),
                     log_idx: Some(0),
+                    silenced: None,
                 },
                 now_millis(),
             )
@@ -706,6 +707,7 @@ impl Harness {
                     target,
                     min_severity: bulwark_store::Severity::Warning,
                     created_by: "olivia".to_owned(),
+                    escalate_after_ms: None,
                 },
                 now_millis(),
             )

@@ -76,6 +76,9 @@ pub struct NewAlert {
     /// itself, such as a device gone silent).
     pub log_id: Option<String>,
     pub log_idx: Option<u64>,
+    /// Why nobody is told (a maintenance window): the alert is recorded
+    /// and shown, and no notification is queued.
+    pub silenced: Option<String>,
 }
 
 /// A stored alert.
@@ -99,6 +102,7 @@ pub struct Alert {
     pub resolved_at: Option<Millis>,
     pub log_id: Option<String>,
     pub log_idx: Option<u64>,
+    pub silenced: Option<String>,
 }
 
 /// What [`Store::raise_alert`] did.
@@ -149,6 +153,9 @@ pub struct NewChannel {
     pub target: String,
     pub min_severity: Severity,
     pub created_by: String,
+    /// Told only of alerts still open (unacknowledged) this long after
+    /// they opened: the next line of an escalation.
+    pub escalate_after_ms: Option<i64>,
 }
 
 /// A stored channel.
@@ -161,6 +168,7 @@ pub struct NotificationChannel {
     pub min_severity: Severity,
     pub created_by: String,
     pub created_at: Millis,
+    pub escalate_after_ms: Option<i64>,
 }
 
 /// A notification whose time has come, with what it needs to be sent.
@@ -183,10 +191,11 @@ pub const MAX_TARGET: usize = 512;
 
 const ALERT_COLUMNS: &str = "a.id, a.tenant_id, t.name AS tenant_name, a.device_id, a.kind, \
      a.severity, a.summary, a.detail, a.state, a.opened_at, a.last_seen_at, a.occurrences, \
-     a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.log_id, a.log_idx";
+     a.acknowledged_by, a.acknowledged_at, a.resolved_by, a.resolved_at, a.log_id, a.log_idx, \
+     a.silenced";
 
-const CHANNEL_COLUMNS: &str =
-    "c.id, c.tenant_id, c.kind, c.target, c.min_severity, c.created_by, c.created_at";
+const CHANNEL_COLUMNS: &str = "c.id, c.tenant_id, c.kind, c.target, c.min_severity, c.created_by, c.created_at, \
+     c.escalate_after_ms";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("alerts: {what}"))
@@ -218,6 +227,7 @@ fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
             .map(u64::try_from)
             .transpose()
             .map_err(|_| corrupt("log index"))?,
+        silenced: row.try_get("silenced")?,
     })
 }
 
@@ -232,6 +242,7 @@ fn channel_from_row(row: &AnyRow) -> Result<NotificationChannel, StoreError> {
         min_severity: Severity::parse(&min).ok_or_else(|| corrupt("channel severity"))?,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
+        escalate_after_ms: row.try_get("escalate_after_ms")?,
     })
 }
 
@@ -279,8 +290,8 @@ impl Store {
         let id = uuid::Uuid::new_v4().to_string();
         sqlx::query(
             "INSERT INTO alerts (id, tenant_id, device_id, kind, severity, dedup_key, summary, \
-             detail, state, opened_at, last_seen_at, occurrences, log_id, log_idx) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $9, 1, $10, $11)",
+             detail, state, opened_at, last_seen_at, occurrences, log_id, log_idx, silenced) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9, $9, 1, $10, $11, $12)",
         )
         .bind(&id)
         .bind(new.tenant_id.as_deref())
@@ -293,9 +304,14 @@ impl Store {
         .bind(now)
         .bind(new.log_id.as_deref())
         .bind(log_idx)
+        .bind(new.silenced.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("an unresolved alert with this key"))?;
+        if new.silenced.is_some() {
+            tx.commit().await?;
+            return Ok(Raised::Opened { id, queued: 0 });
+        }
         let rows = sqlx::query(&format!(
             "SELECT {CHANNEL_COLUMNS} FROM notification_channels c \
              WHERE c.removed_at IS NULL AND (c.tenant_id IS NULL OR c.tenant_id = $1)"
@@ -306,7 +322,8 @@ impl Store {
         let mut queued = 0;
         for row in &rows {
             let channel = channel_from_row(row)?;
-            if new.severity < channel.min_severity {
+            // Escalation channels are queued later, if nobody acknowledges.
+            if new.severity < channel.min_severity || channel.escalate_after_ms.is_some() {
                 continue;
             }
             sqlx::query(
@@ -427,7 +444,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO notification_channels (id, tenant_id, kind, target, min_severity, \
-             created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             created_by, created_at, escalate_after_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(new.tenant_id.as_deref())
@@ -436,6 +453,7 @@ impl Store {
         .bind(new.min_severity.as_str())
         .bind(&new.created_by)
         .bind(now)
+        .bind(new.escalate_after_ms)
         .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("notification channel"))?;
@@ -447,10 +465,13 @@ impl Store {
         )
         .in_tenant(new.tenant_id.as_deref())
         .with_detail(format!(
-            "{} {} from {}",
+            "{} {} from {}{}",
             new.kind.as_str(),
             new.target,
-            new.min_severity.as_str()
+            new.min_severity.as_str(),
+            new.escalate_after_ms
+                .map(|ms| format!(", escalation after {} s", ms / 1000))
+                .unwrap_or_default()
         ));
         insert_audit(&mut tx, &event).await?;
         tx.commit().await?;
@@ -462,7 +483,51 @@ impl Store {
             min_severity: new.min_severity,
             created_by: new.created_by.clone(),
             created_at: now,
+            escalate_after_ms: new.escalate_after_ms,
         })
+    }
+
+    /// Queues, due now, a notification to every escalation channel for
+    /// each open (unacknowledged, not silenced) alert of its tenant, of its
+    /// severity or above, open for its delay, that it was not told of;
+    /// returns how many. The notifier runs this on every pass.
+    pub async fn escalate_due(&self, now: Millis) -> Result<usize, StoreError> {
+        const RANK: &str = "CASE {} WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END";
+        let rank = |column: &str| RANK.replace("{}", column);
+        let rows = sqlx::query(&format!(
+            "SELECT a.id AS alert_id, c.id AS channel_id FROM alerts a \
+             JOIN notification_channels c ON (c.tenant_id IS NULL OR c.tenant_id = a.tenant_id) \
+             WHERE a.state = 'open' AND a.silenced IS NULL AND c.removed_at IS NULL \
+             AND c.escalate_after_ms IS NOT NULL AND a.opened_at + c.escalate_after_ms <= $1 \
+             AND {} >= {} \
+             AND NOT EXISTS (SELECT 1 FROM notifications n \
+                             WHERE n.alert_id = a.id AND n.channel_id = c.id) \
+             ORDER BY a.opened_at, a.id LIMIT 500",
+            rank("a.severity"),
+            rank("c.min_severity")
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut queued = 0;
+        for row in &rows {
+            let alert_id: String = row.try_get("alert_id")?;
+            let channel_id: String = row.try_get("channel_id")?;
+            // A concurrent pass may have queued it: the unique key decides.
+            let done = sqlx::query(
+                "INSERT INTO notifications (id, alert_id, channel_id, state, attempts, \
+                 next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4) \
+                 ON CONFLICT (alert_id, channel_id) DO NOTHING",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&alert_id)
+            .bind(&channel_id)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            queued += usize::try_from(done.rows_affected()).unwrap_or(0);
+        }
+        Ok(queued)
     }
 
     /// The channels in use of one tenant (`Some`) or the MSP-wide ones

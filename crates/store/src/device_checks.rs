@@ -1,5 +1,5 @@
 //! The states of the policy's checks per device (`device_checks`,
-//! migration 0025, RFD 0008).
+//! migration 0025, RFD 0009).
 //!
 //! What an agent reports is untrusted: names and summaries are bounded and
 //! NUL-free before they are stored, and a report lists at most

@@ -17,6 +17,7 @@ both_backends! {
     alerts_stay_inside_the_callers_scope,
     the_outbox_retries_and_gives_up_on_the_record,
     concurrent_raises_open_one_alert,
+    escalation_tells_late_channels_of_unacknowledged_alerts_only,
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -32,6 +33,7 @@ fn alert(tenant: Option<&str>, key: &str, severity: Severity) -> NewAlert {
         detail: "x".repeat(10_000),
         log_id: Some(tenant.unwrap_or("msp").into()),
         log_idx: Some(3),
+        silenced: None,
     }
 }
 
@@ -42,6 +44,7 @@ fn email(tenant: Option<&str>, target: &str, min: Severity) -> NewChannel {
         target: target.into(),
         min_severity: min,
         created_by: "olivia".into(),
+        escalate_after_ms: None,
     }
 }
 
@@ -310,4 +313,75 @@ async fn concurrent_raises_open_one_alert(store: Store) {
         .await
         .unwrap();
     assert_eq!((all.len(), all[0].occurrences), (1, 8));
+}
+
+async fn escalation_tells_late_channels_of_unacknowledged_alerts_only(store: Store) {
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    let other = store.ensure_tenant("other", "test", T0).await.unwrap();
+    store
+        .add_notification_channel(
+            &email(Some(&acme.id), "first@x.test", Severity::Warning),
+            T0,
+        )
+        .await
+        .unwrap();
+    let late = store
+        .add_notification_channel(
+            &NewChannel {
+                escalate_after_ms: Some(60_000),
+                ..email(Some(&acme.id), "boss@x.test", Severity::Critical)
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.escalate_after_ms, Some(60_000));
+    store
+        .add_notification_channel(
+            &NewChannel {
+                escalate_after_ms: Some(1),
+                ..email(Some(&other.id), "theirs@x.test", Severity::Info)
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    // At first only the first line is told.
+    let (acked, queued) = opened(&store, &alert(Some(&acme.id), "a", Severity::Critical), T0).await;
+    assert_eq!(queued, 1);
+    let (open, _) = opened(&store, &alert(Some(&acme.id), "b", Severity::Critical), T0).await;
+    let (warning, _) = opened(&store, &alert(Some(&acme.id), "c", Severity::Warning), T0).await;
+    let silenced = NewAlert {
+        silenced: Some("maintenance window".into()),
+        ..alert(Some(&acme.id), "d", Severity::Critical)
+    };
+    let (quiet, queued) = opened(&store, &silenced, T0).await;
+    assert_eq!(queued, 0, "a silenced alert is sent nowhere");
+    let stored = store
+        .alert(&TenantScope::All, &quiet)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.silenced.as_deref(), Some("maintenance window"));
+    store
+        .set_alert_state(
+            &TenantScope::All,
+            &acked,
+            AlertState::Acknowledged,
+            "bob",
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    // Not yet due.
+    assert_eq!(store.escalate_due(T0 + 59_999).await.unwrap(), 0);
+    // Due: only the open, critical, unsilenced one of acme; once.
+    assert_eq!(store.escalate_due(T0 + 60_000).await.unwrap(), 1);
+    assert_eq!(store.escalate_due(T0 + 120_000).await.unwrap(), 0);
+    let due = store.due_notifications(T0 + 120_000, 100).await.unwrap();
+    let escalated: Vec<_> = due.iter().filter(|n| n.channel.id == late.id).collect();
+    assert_eq!(escalated.len(), 1);
+    assert_eq!(escalated[0].alert.id, open);
+    assert!(due.iter().all(|n| n.alert.id != quiet));
+    assert!(due.iter().any(|n| n.alert.id == warning));
 }

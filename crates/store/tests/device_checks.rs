@@ -1,4 +1,4 @@
-//! Check states per device (RFD 0008): each body runs against SQLite and
+//! Check states per device (RFD 0009): each body runs against SQLite and
 //! PostgreSQL (a fresh schema per test).
 
 #![allow(clippy::unwrap_used)]

@@ -1,5 +1,5 @@
 //! The policy's monitoring checks, run by the agent on its own schedule
-//! (RFD 0008).
+//! (RFD 0009).
 //!
 //! The checks are those of the newest policy this agent verified against
 //! its tenant's root ([`crate::trust`]): an owned server can neither switch
@@ -14,7 +14,9 @@
 //! Every reported change is also appended to `checks/journal` in the state
 //! directory (JSON lines, the last 1 MiB and the one before it), the
 //! agent's own record: a server that drops a critical check's report can
-//! be caught by comparing its alerts with what the endpoint says.
+//! be caught by comparing its alerts with what the endpoint says. A
+//! restarted agent resumes each check from its last journaled state, so a
+//! restart neither resolves an open alert nor raises a second one.
 
 pub mod probes;
 pub mod tracker;
@@ -146,6 +148,8 @@ fn now_secs() -> u64 {
 async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: Journal) {
     let mut probes = Probes::new();
     let mut running: HashMap<String, Running> = HashMap::new();
+    // What this agent last reported before it (re)started.
+    let mut resumed = journal.last_states();
     let mut version = 0u64;
     let (done_tx, mut done) = mpsc::channel::<(String, u64, Measurement)>(64);
     let mut policy_poll = tokio::time::interval(POLICY_POLL);
@@ -167,7 +171,7 @@ async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: J
                 {
                     info!(policy_version = v, checks = definitions.len(), "Running the checks of a newly verified policy.");
                     version = v;
-                    adopt(&mut running, definitions, &handle, v);
+                    adopt(&mut running, definitions, &handle, v, &mut resumed);
                 }
             }
             () = tokio::time::sleep_until(next_due) => {
@@ -217,19 +221,40 @@ fn adopt(
     definitions: Vec<CheckDefinition>,
     handle: &ChecksHandle,
     version: u64,
+    resumed: &mut HashMap<String, Resumed>,
 ) {
     let now = now_secs();
     let mut kept = HashMap::new();
+    let mut first_statuses = Vec::new();
     for definition in definitions {
         let name = definition.name.clone();
         let entry = match running.remove(&name) {
             Some(r) if r.definition == definition => r,
-            _ => Running {
-                definition,
-                tracker: Tracker::new(now),
-                next: Instant::now(),
-                in_flight: false,
-            },
+            _ => {
+                let tracker = match resumed.remove(&name) {
+                    Some(last) => {
+                        first_statuses.push(CheckStatus {
+                            name: name.clone(),
+                            state: last.state,
+                            value: last.value,
+                            summary: crate::text::clipped(
+                                &format!("{} (before the agent restarted)", last.summary),
+                                256,
+                            ),
+                            since: last.since,
+                            measured_at: 0,
+                        });
+                        Tracker::resume(last.state, last.since)
+                    }
+                    None => Tracker::new(now),
+                };
+                Running {
+                    definition,
+                    tracker,
+                    next: Instant::now(),
+                    in_flight: false,
+                }
+            }
         };
         kept.insert(name, entry);
     }
@@ -237,6 +262,9 @@ fn adopt(
     let mut board = handle.board();
     board.policy_version = version;
     board.statuses.retain(|name, _| running.contains_key(name));
+    for status in first_statuses {
+        board.statuses.insert(status.name.clone(), status);
+    }
     for (name, r) in running.iter() {
         board
             .statuses
@@ -318,6 +346,43 @@ struct Journal {
     path: PathBuf,
 }
 
+/// A check's last journaled state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Resumed {
+    state: CheckState,
+    since: u64,
+    value: Option<u64>,
+    summary: String,
+}
+
+#[derive(serde::Deserialize)]
+struct JournalEntry {
+    at: u64,
+    policy_version: u64,
+    check: String,
+    state: String,
+    #[serde(default)]
+    value: Option<u64>,
+    summary: String,
+}
+
+/// The journal's files, oldest first, as entries (unreadable lines skipped).
+fn read_journal(dir: &Path) -> anyhow::Result<Vec<Result<JournalEntry, String>>> {
+    let mut entries = Vec::new();
+    for path in [dir.join("journal.1"), dir.join("journal")] {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+        };
+        entries.extend(
+            text.lines()
+                .map(|raw| serde_json::from_str::<JournalEntry>(raw).map_err(|_| raw.to_owned())),
+        );
+    }
+    Ok(entries)
+}
+
 #[derive(Serialize)]
 struct JournalLine<'a> {
     at: u64,
@@ -337,6 +402,33 @@ impl Journal {
         Self {
             path: dir.join("journal"),
         }
+    }
+
+    /// Each check's last journaled state.
+    fn last_states(&self) -> HashMap<String, Resumed> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let mut last = HashMap::new();
+        match read_journal(dir) {
+            Ok(entries) => {
+                for entry in entries.into_iter().flatten() {
+                    if let Some(state) = CheckState::parse(&entry.state) {
+                        last.insert(
+                            entry.check,
+                            Resumed {
+                                state,
+                                since: entry.at,
+                                value: entry.value,
+                                summary: entry.summary,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(error) => {
+                warn!(%error, "Cannot read the checks journal; every check starts afresh.")
+            }
+        }
+        last
     }
 
     fn append(&mut self, policy_version: u64, status: &CheckStatus) {
@@ -369,34 +461,17 @@ impl Journal {
 
 /// The last `count` journaled changes, newest first, as lines for people.
 pub fn journal_lines(state_dir: &Path, count: usize) -> anyhow::Result<Vec<String>> {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        at: u64,
-        policy_version: u64,
-        check: String,
-        state: String,
-        summary: String,
-    }
-    let dir = state_dir.join("checks");
-    let mut lines = Vec::new();
-    for path in [dir.join("journal"), dir.join("journal.1")] {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
-        };
-        for raw in text.lines().rev() {
-            if lines.len() == count {
-                return Ok(lines);
-            }
-            match serde_json::from_str::<Line>(raw) {
-                Ok(l) => lines.push(format!(
-                    "{}  {:<24} {:<8} policy v{}  {}",
-                    l.at, l.check, l.state, l.policy_version, l.summary
-                )),
-                Err(_) => lines.push(format!("(unreadable line) {raw}")),
-            }
-        }
-    }
-    Ok(lines)
+    let entries = read_journal(&state_dir.join("checks"))?;
+    Ok(entries
+        .iter()
+        .rev()
+        .take(count)
+        .map(|entry| match entry {
+            Ok(l) => format!(
+                "{}  {:<24} {:<8} policy v{}  {}",
+                l.at, l.check, l.state, l.policy_version, l.summary
+            ),
+            Err(raw) => format!("(unreadable line) {raw}"),
+        })
+        .collect())
 }

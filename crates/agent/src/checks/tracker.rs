@@ -49,6 +49,16 @@ impl Tracker {
         }
     }
 
+    /// A check that reported `state` since `since` before the agent
+    /// restarted: it goes on from there, so a restart neither resolves an
+    /// open alert nor raises a second one.
+    pub fn resume(state: CheckState, since: u64) -> Self {
+        Self {
+            reported: state,
+            ..Self::new(since)
+        }
+    }
+
     pub fn reported(&self) -> CheckState {
         self.reported
     }

@@ -54,6 +54,10 @@ pub enum AlertCommand {
         /// info, warning (the default) or critical.
         #[arg(long, default_value = "warning")]
         min_severity: String,
+        /// An escalation: tell this channel only of alerts nobody
+        /// acknowledged this long after they opened (90s, 15m, 2h; at most 7d).
+        #[arg(long, value_name = "DURATION", value_parser = parse_delay)]
+        escalate_after: Option<u64>,
         /// The current TOTP code, if the server asks for a fresh MFA check.
         #[arg(long, value_name = "CODE")]
         otp: Option<String>,
@@ -124,7 +128,15 @@ pub async fn run(command: AlertCommand) -> Result<()> {
                         c.id.as_str().into(),
                         c.kind.as_str().into(),
                         c.target.as_str().into(),
-                        format!("{} and up", c.min_severity).into(),
+                        match c.escalate_after_secs {
+                            None => format!("{} and up", c.min_severity),
+                            Some(secs) => format!(
+                                "{} and up, unacknowledged after {}",
+                                c.min_severity,
+                                delay_text(secs)
+                            ),
+                        }
+                        .into(),
                         c.created_by.as_str().into(),
                     ]
                 })
@@ -144,6 +156,7 @@ pub async fn run(command: AlertCommand) -> Result<()> {
             email,
             webhook,
             min_severity,
+            escalate_after,
             otp,
         } => {
             let (kind, target) = match (email, webhook) {
@@ -161,6 +174,7 @@ pub async fn run(command: AlertCommand) -> Result<()> {
                 kind,
                 target,
                 min_severity: Some(min_severity),
+                escalate_after_secs: escalate_after,
             };
             let channel: ChannelView = session
                 .post_privileged(
@@ -169,10 +183,20 @@ pub async fn run(command: AlertCommand) -> Result<()> {
                     otp.as_deref(),
                 )
                 .await?;
-            println!(
-                "Tenant {tenant}'s {} alerts and up now go to {} {} (channel {}).",
-                channel.min_severity, channel.kind, channel.target, channel.id
-            );
+            match channel.escalate_after_secs {
+                None => println!(
+                    "Tenant {tenant}'s {} alerts and up now go to {} {} (channel {}).",
+                    channel.min_severity, channel.kind, channel.target, channel.id
+                ),
+                Some(secs) => println!(
+                    "Tenant {tenant}'s {} alerts and up nobody acknowledges within {} now go to {} {} (channel {}).",
+                    channel.min_severity,
+                    delay_text(secs),
+                    channel.kind,
+                    channel.target,
+                    channel.id
+                ),
+            }
             Ok(())
         }
         AlertCommand::RemoveChannel { id, otp } => {
@@ -199,6 +223,38 @@ async fn handle(session: &Session, id: &str, verb: &str) -> Result<()> {
     Ok(())
 }
 
+/// "90s", "15m", "2h", "1d" as seconds, 1 s to 7 days.
+fn parse_delay(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: a number and a unit, like 90s, 15m, 2h or 1d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" | "" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    if (1..=604_800).contains(&secs) {
+        Ok(secs)
+    } else {
+        Err(format!("{text:?}: from 1s to 7d"))
+    }
+}
+
+fn delay_text(secs: u64) -> String {
+    match secs {
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 fn severity_cell(severity: &str) -> Cell {
     Cell {
         text: severity.to_owned(),
@@ -220,7 +276,11 @@ fn print_alerts(alerts: &[AlertView]) {
             vec![
                 a.id.as_str().into(),
                 severity_cell(&a.severity),
-                a.state.as_str().into(),
+                if a.silenced.is_some() {
+                    format!("{} (silenced)", a.state).into()
+                } else {
+                    a.state.as_str().into()
+                },
                 or_dash(a.tenant.as_deref()).into(),
                 a.opened_at.as_str().into(),
                 a.occurrences.to_string().into(),
@@ -247,6 +307,9 @@ fn alert_text(a: &AlertView) -> String {
     line("Tenant", a.tenant.as_deref().unwrap_or("(MSP-wide)"));
     line("Severity", &a.severity);
     line("State", &a.state);
+    if let Some(why) = &a.silenced {
+        line("Silenced", &format!("{why}: sent to no channel"));
+    }
     line("Kind", &a.kind);
     line("Opened", &a.opened_at);
     line(
@@ -294,5 +357,25 @@ fn counted(n: i64, noun: &str) -> String {
         format!("1 {noun}")
     } else {
         format!("{n} {noun}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_take_a_unit_and_stay_within_a_week() {
+        assert_eq!(parse_delay("90s"), Ok(90));
+        assert_eq!(parse_delay("15m"), Ok(900));
+        assert_eq!(parse_delay("15"), Ok(900));
+        assert_eq!(parse_delay("2h"), Ok(7200));
+        assert_eq!(parse_delay("7d"), Ok(604_800));
+        for bad in ["0s", "8d", "m", "1w", "-1s", "1.5h", ""] {
+            assert!(parse_delay(bad).is_err(), "{bad}");
+        }
+        assert_eq!(delay_text(900), "15 min");
+        assert_eq!(delay_text(7200), "2 h");
+        assert_eq!(delay_text(8), "8 s");
     }
 }

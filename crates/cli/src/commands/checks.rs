@@ -1,5 +1,5 @@
 //! `bulwark device checks HOST`: a device's checks, the verified policy's
-//! next to what the server says its agent reported (RFD 0008).
+//! next to what the server says its agent reported (RFD 0009).
 //!
 //! The server could hide a failing check by not listing it, or list one
 //! the policy does not have. So the list of checks comes from the tenant's

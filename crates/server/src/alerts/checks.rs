@@ -1,4 +1,4 @@
-//! Alerts from the policy's checks (RFD 0008): an agent reports a check's
+//! Alerts from the policy's checks (RFD 0009): an agent reports a check's
 //! state after the policy's thresholds and "for N seconds"; a warning or
 //! critical state opens an alert of that severity (one per device, check
 //! and severity, however often it is reported), and a check back to ok
@@ -57,6 +57,7 @@ pub fn check_alert(
         ),
         log_id: None,
         log_idx: None,
+        silenced: None,
     })
 }
 
@@ -95,9 +96,11 @@ pub async fn record(
                 .await?;
             info!(alert = %id, device = %device_id, check = %t.name, state = t.to.as_str(), "Check alert resolved.");
         }
-        if let Some(alert) = keep
-            && let Raised::Opened { id, queued } = store.raise_alert(&alert, now).await?
-        {
+        if let Some(mut alert) = keep {
+            alert.silenced = crate::alerts::maintenance_silence(store, tenant_id, now).await;
+            let Raised::Opened { id, queued } = store.raise_alert(&alert, now).await? else {
+                continue;
+            };
             info!(alert = %id, device = %device_id, check = %t.name, queued, "Check alert opened.");
             if queued > 0 {
                 nudge.notify_one();

@@ -124,7 +124,8 @@ pub async fn watch_offline_once(
         if presence.is_online(&device) {
             continue;
         }
-        let alert = rules::offline_alert(&device, &tenant, &hostname, last_seen, offline_after);
+        let mut alert = rules::offline_alert(&device, &tenant, &hostname, last_seen, offline_after);
+        alert.silenced = maintenance_silence(store, &tenant, now).await;
         if let Raised::Opened { id, queued } = store.raise_alert(&alert, now).await? {
             info!(alert = %id, %device, %hostname, queued, "Device offline: alert opened.");
             if queued > 0 {
@@ -147,6 +148,25 @@ pub async fn watch_offline_once(
         }
     }
     Ok(())
+}
+
+/// Why an alert opened now for `tenant_id` is told to nobody: the tenant's
+/// policy is in one of its maintenance windows (reboots and failing
+/// services are expected then). Only device and check alerts are
+/// silenced; security alerts never are. The alert is still recorded.
+pub async fn maintenance_silence(store: &Store, tenant_id: &str, now_ms: i64) -> Option<String> {
+    let now_secs = u64::try_from(now_ms / 1000).unwrap_or_default();
+    match crate::transparency_log::witnessing::policy_of(store, tenant_id).await {
+        Ok(Some(policy)) if policy.in_window(now_secs) => Some(format!(
+            "opened in a maintenance window of policy v{}",
+            policy.version
+        )),
+        Ok(_) => None,
+        Err(error) => {
+            warn!(error = %format!("{error:#}"), %tenant_id, "Cannot read the tenant's policy for its maintenance windows; the alert is not silenced.");
+            None
+        }
+    }
 }
 
 /// The offline watcher's task: a look every quarter of `offline_after`

@@ -205,6 +205,13 @@ impl Notifier {
     /// Sends what is due now; returns how many were looked at.
     pub async fn pass(&self) -> anyhow::Result<usize> {
         let now = crate::now_millis();
+        let escalated = self.store.escalate_due(now).await?;
+        if escalated > 0 {
+            info!(
+                escalated,
+                "Alerts nobody acknowledged in time: escalation channels told."
+            );
+        }
         let due = self.store.due_notifications(now, BATCH).await?;
         for n in &due {
             match self.send(n).await {
@@ -290,6 +297,7 @@ mod tests {
             resolved_at: None,
             log_id: None,
             log_idx: None,
+            silenced: None,
         };
         let s = subject(&alert);
         assert!(s.starts_with("[Bulwark] CRITICAL acme: x  Bcc"), "{s}");

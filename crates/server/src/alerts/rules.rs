@@ -90,6 +90,7 @@ pub fn classify(at: At<'_>, leaf: &AuditLeaf, now: i64) -> Classified {
         detail: leaf.detail.clone(),
         log_id: Some(at.log_id.to_owned()),
         log_idx: Some(at.idx),
+        silenced: None,
     })
 }
 
@@ -146,6 +147,7 @@ pub fn mass_action_alert(
         ),
         log_id: Some(at.log_id.to_owned()),
         log_idx: Some(at.idx),
+        silenced: None,
     }
 }
 
@@ -173,6 +175,7 @@ pub fn offline_alert(
         ),
         log_id: None,
         log_idx: None,
+        silenced: None,
     }
 }
 

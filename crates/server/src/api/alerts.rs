@@ -42,6 +42,7 @@ fn view(alert: Alert) -> AlertView {
         resolved_at: alert.resolved_at.map(rfc3339),
         log_id: alert.log_id,
         log_idx: alert.log_idx,
+        silenced: alert.silenced,
         notifications: Vec::new(),
     }
 }
@@ -55,6 +56,9 @@ fn channel_view(channel: NotificationChannel, tenant: Option<String>) -> Channel
         min_severity: channel.min_severity.as_str().to_owned(),
         created_by: channel.created_by,
         created_at: rfc3339(channel.created_at),
+        escalate_after_secs: channel
+            .escalate_after_ms
+            .and_then(|ms| u64::try_from(ms / 1000).ok()),
     }
 }
 
@@ -312,6 +316,15 @@ pub async fn add_channel(
     };
     let target = req.target.trim().to_owned();
     check_target(kind, &target)?;
+    let escalate_after_ms = match req.escalate_after_secs {
+        None => None,
+        Some(secs @ 1..=604_800) => Some(i64::try_from(secs * 1000).unwrap_or(i64::MAX)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "escalate_after_secs: 1 to 604800 (7 days)",
+            ));
+        }
+    };
     let channel = state
         .store
         .add_notification_channel(
@@ -321,6 +334,7 @@ pub async fn add_channel(
                 target,
                 min_severity,
                 created_by: caller.operator.username.clone(),
+                escalate_after_ms,
             },
             now_millis(),
         )

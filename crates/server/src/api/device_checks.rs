@@ -1,4 +1,4 @@
-//! The states of the policy's checks on a device (RFD 0008): the device's
+//! The states of the policy's checks on a device (RFD 0009): the device's
 //! own authorisation (`ViewDevices`), found in the caller's scope first, so
 //! a foreign device is the same 404 as everywhere else.
 

@@ -1,5 +1,5 @@
 -- Bulwark schema, version 25, PostgreSQL dialect: the states of the policy's
--- monitoring checks per device (RFD 0008).
+-- monitoring checks per device (RFD 0009).
 --
 -- Keep this file in step with ../sqlite/0025_device_checks.sql.
 -- (Versions 0017 to 0024 may be absent in a checkout: sqlx accepts gaps.)

@@ -1,4 +1,4 @@
-//! The `[[checks]]` tables of the editable policy (RFD 0008).
+//! The `[[checks]]` tables of the editable policy (RFD 0009).
 
 use bulwark_policy::checks::{CheckDefinition, Probe};
 

@@ -25,7 +25,7 @@ pub(crate) struct PolicyDoc {
     /// Which jobs wait after entering the witnessed log (RFD 0006).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mass_action_delay: Option<MassActionDoc>,
-    /// What every agent of the tenant monitors (RFD 0008).
+    /// What every agent of the tenant monitors (RFD 0009).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDoc>,
 }
