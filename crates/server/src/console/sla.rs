@@ -20,12 +20,15 @@ pub(super) fn router() -> Router<AppState> {
     Router::new().route("/tenants/{tenant}/sla", get(sla_page))
 }
 
-/// The chart's drawing area, in SVG user units.
-const CHART_W: u32 = 640;
-const CHART_H: u32 = 160;
-/// Left margin for the percent labels, bottom for the week labels.
-const LEFT: u32 = 40;
-const BOTTOM: u32 = 20;
+/// The chart's drawing area, in SVG user units (about the card's width in
+/// pixels, so text is drawn at its size).
+const CHART_W: u32 = 1080;
+const CHART_H: u32 = 200;
+/// Margins: the percent labels left, the week labels below, room above
+/// for the top label.
+const LEFT: u32 = 44;
+const BOTTOM: u32 = 22;
+const TOP: u32 = 8;
 
 /// One bar: a severity's attainment in one week.
 struct Bar {
@@ -65,7 +68,7 @@ struct Chart {
 const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
 
 fn chart(report: &SlaReport) -> Chart {
-    let plot_h = CHART_H - BOTTOM;
+    let plot_h = CHART_H - BOTTOM - TOP;
     let plot_w = CHART_W - LEFT;
     let weeks = u32::try_from(report.weeks.len().max(1)).unwrap_or(1);
     let slot = plot_w / weeks;
@@ -74,7 +77,7 @@ fn chart(report: &SlaReport) -> Chart {
     let y_of = |percent: f64| {
         let p = percent.clamp(0.0, 100.0);
         // Rounded to whole units: pixels, and the template stays integer.
-        plot_h - (p * f64::from(plot_h) / 100.0).round() as u32
+        TOP + plot_h - (p * f64::from(plot_h) / 100.0).round() as u32
     };
     let mut bars = Vec::new();
     let mut gaps = Vec::new();
@@ -97,12 +100,13 @@ fn chart(report: &SlaReport) -> Chart {
             match s.attainment_percent {
                 Some(p) => {
                     drawn += 1;
-                    let y = y_of(p);
+                    let y = y_of(p).min(TOP + plot_h - 3);
                     bars.push(Bar {
                         x,
                         y,
                         width: bar,
-                        height: (plot_h - y).max(1),
+                        // 0 % still shows, as a sliver of its colour.
+                        height: (TOP + plot_h - y).max(3),
                         severity,
                         label: format!(
                             "week of {}, {severity}: {:.0} % ({} met, {} breached{})",
@@ -125,12 +129,16 @@ fn chart(report: &SlaReport) -> Chart {
     Chart {
         width: CHART_W,
         height: CHART_H,
-        plot_bottom: plot_h,
+        plot_bottom: TOP + plot_h,
         left: LEFT,
         bars,
         gaps,
         ticks,
-        grid: vec![(0, "100 %"), (plot_h / 2, "50 %"), (plot_h, "0 %")],
+        grid: vec![
+            (TOP, "100 %"),
+            (TOP + plot_h / 2, "50 %"),
+            (TOP + plot_h, "0 %"),
+        ],
         summary: format!(
             "Weekly SLA attainment by severity, {} weeks, {drawn} weeks with decided alerts",
             report.weeks.len()
@@ -146,6 +154,36 @@ fn minutes(m: Option<u64>) -> String {
         Some(m) if m % 60 == 0 => format!("{} h", m / 60),
         Some(m) => format!("{} h {} min", m / 60, m % 60),
     }
+}
+
+/// A week's hours as people write them: `mon–fri 09:00–17:00, sat
+/// 10:00–14:00` (runs of days with the same hours joined).
+fn week_text(hours: &[bulwark_api::sla::BusinessHoursView]) -> String {
+    let index = |h: &bulwark_api::sla::BusinessHoursView| {
+        bulwark_api::sla::WeekdayView::ALL
+            .iter()
+            .position(|d| *d == h.day)
+            .unwrap_or_default()
+    };
+    let mut runs: Vec<(usize, usize, &str, &str)> = Vec::new();
+    for h in hours {
+        let i = index(h);
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == i && run.2 == h.start && run.3 == h.end => run.1 = i,
+            _ => runs.push((i, i, &h.start, &h.end)),
+        }
+    }
+    let name = |i: usize| bulwark_api::sla::WeekdayView::ALL[i].as_str();
+    runs.iter()
+        .map(|&(first, last, start, end)| {
+            if first == last {
+                format!("{} {start}–{end}", name(first))
+            } else {
+                format!("{}–{} {start}–{end}", name(first), name(last))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn percent(p: Option<f64>) -> String {
@@ -214,13 +252,7 @@ async fn sla_page(
             Ok(r) => r,
             Err(e) => return error_page(e, UserBar::of(&caller)),
         };
-    let hours = sla
-        .settings
-        .business_hours
-        .iter()
-        .map(|h| format!("{} {}–{}", h.day.as_str(), h.start, h.end))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let hours = week_text(&sla.settings.business_hours);
     let rows = report
         .severities
         .iter()
@@ -276,5 +308,22 @@ mod tests {
         assert_eq!(minutes(Some(90)), "1 h 30 min");
         assert_eq!(minutes(None), "no target");
         assert_eq!(percent(Some(96.25)), "96.2 %");
+        let day = |day, start: &str, end: &str| bulwark_api::sla::BusinessHoursView {
+            day,
+            start: start.to_owned(),
+            end: end.to_owned(),
+        };
+        use bulwark_api::sla::WeekdayView::*;
+        let week = [
+            day(Mon, "09:00", "17:00"),
+            day(Tue, "09:00", "17:00"),
+            day(Wed, "09:00", "17:00"),
+            day(Thu, "09:00", "12:00"),
+            day(Sat, "10:00", "14:00"),
+        ];
+        assert_eq!(
+            week_text(&week),
+            "mon–wed 09:00–17:00, thu 09:00–12:00, sat 10:00–14:00"
+        );
     }
 }
