@@ -60,10 +60,10 @@ impl WeekdayView {
 pub struct BusinessHoursView {
     pub day: WeekdayView,
     /// `HH:MM`, e.g. `09:00`.
-    #[schema(example = "09:00")]
+    #[schema(example = "09:00", pattern = "^[0-9]{2}:[0-9]{2}$")]
     pub start: String,
     /// `HH:MM`, after `start`; `24:00` for the end of the day.
-    #[schema(example = "17:00")]
+    #[schema(example = "17:00", pattern = "^[0-9]{2}:[0-9]{2}$")]
     pub end: String,
 }
 
@@ -86,7 +86,12 @@ pub struct SlaTargetView {
 #[serde(deny_unknown_fields)]
 pub struct SlaSettingsView {
     /// An IANA time zone name, e.g. `Europe/Berlin`.
-    #[schema(example = "Europe/Berlin", min_length = 1, max_length = 64)]
+    #[schema(
+        example = "Europe/Berlin",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9/_+-]+$"
+    )]
     pub time_zone: String,
     /// At most one entry per weekday; days not listed are closed. At
     /// least one day.
