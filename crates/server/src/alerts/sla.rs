@@ -58,26 +58,23 @@ pub fn measure(
     target_minutes: Option<i64>,
     now: i64,
 ) -> Outcome {
+    if target_minutes.is_none() {
+        return Outcome::NoTarget;
+    }
+    let taken = calendar.between(opened, done.unwrap_or(now));
+    judge(taken, done.is_some(), target_minutes)
+}
+
+/// The outcome of `taken` business milliseconds, done or still open.
+fn judge(taken: i64, done: bool, target_minutes: Option<i64>) -> Outcome {
     let Some(target) = target_minutes.map(|m| m.saturating_mul(MINUTE)) else {
         return Outcome::NoTarget;
     };
-    match done {
-        Some(done) => {
-            let taken = calendar.between(opened, done);
-            if taken <= target {
-                Outcome::Met { taken }
-            } else {
-                Outcome::Breached { taken, open: false }
-            }
-        }
-        None => {
-            let taken = calendar.between(opened, now);
-            if taken > target {
-                Outcome::Breached { taken, open: true }
-            } else {
-                Outcome::Pending { taken }
-            }
-        }
+    match (done, taken <= target) {
+        (true, true) => Outcome::Met { taken },
+        (true, false) => Outcome::Breached { taken, open: false },
+        (false, false) => Outcome::Breached { taken, open: true },
+        (false, true) => Outcome::Pending { taken },
     }
 }
 
@@ -208,27 +205,44 @@ pub fn attainment(
             (Some(a), Some(r)) => Some(a.min(r)),
             (a, r) => a.or(r),
         };
+        // Both measures of an alert still open end at `now`: one count.
+        let (ack_end, resolve_end) = (
+            acknowledged.unwrap_or(now),
+            alert.resolved_at.unwrap_or(now),
+        );
+        let (ack_wanted, resolve_wanted) = (
+            target.acknowledge_minutes.is_some(),
+            target.resolve_minutes.is_some(),
+        );
+        let ack_taken = if ack_wanted {
+            calendar.between(alert.opened_at, ack_end)
+        } else {
+            0
+        };
+        let resolve_taken = if !resolve_wanted {
+            0
+        } else if ack_wanted && resolve_end == ack_end {
+            ack_taken
+        } else {
+            calendar.between(alert.opened_at, resolve_end)
+        };
         let outcomes = [
             (
                 Measure::Acknowledge,
                 target.acknowledge_minutes,
-                measure(
-                    calendar,
-                    alert.opened_at,
-                    acknowledged,
+                judge(
+                    ack_taken,
+                    acknowledged.is_some(),
                     target.acknowledge_minutes,
-                    now,
                 ),
             ),
             (
                 Measure::Resolve,
                 target.resolve_minutes,
-                measure(
-                    calendar,
-                    alert.opened_at,
-                    alert.resolved_at,
+                judge(
+                    resolve_taken,
+                    alert.resolved_at.is_some(),
                     target.resolve_minutes,
-                    now,
                 ),
             ),
         ];
