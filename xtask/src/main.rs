@@ -54,6 +54,8 @@ const DEBIAN_PREREQUISITES: &[(&str, &str)] = &[
     // imrelp, for the RELP SIEM sink's test (crates/e2e/tests/siem_relp.rs).
     ("rsyslog-relp", "/usr/share/doc/rsyslog-relp/copyright"),
     ("gnutls-bin", "/usr/bin/certtool"),
+    // The system tzdb the server reads SLA time zones from (RFD 0008).
+    ("tzdata", "/usr/share/zoneinfo/Europe/Berlin"),
 ];
 
 const POSTGRES_ADDR: &str = "127.0.0.1:5432";

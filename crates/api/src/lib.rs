@@ -24,6 +24,7 @@ pub mod passkeys;
 pub mod proposals;
 pub mod setup;
 pub mod signing_keys;
+pub mod sla;
 pub mod tenants;
 pub mod trust;
 pub mod vulndb;

@@ -142,6 +142,24 @@ impl Session {
         self.authed(send(self.request(reqwest::Method::POST, path).json(body), path).await)
     }
 
+    pub(crate) async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.authed(send(self.request(reqwest::Method::PUT, path).json(body), path).await)
+    }
+
+    /// `PUT path`, a privileged action (see [`Session::post_privileged`]).
+    pub(crate) async fn put_privileged<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        otp: Option<&str>,
+    ) -> Result<T> {
+        self.with_step_up(otp, || self.put(path, body)).await
+    }
+
     /// A privileged action: when the server asks for a fresh MFA check
     /// (403 `step_up_required`), confirm a TOTP code (`otp`, or prompted on a
     /// terminal) and try once more.

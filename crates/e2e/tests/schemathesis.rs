@@ -96,6 +96,9 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // Debian or Ubuntu release; uploaded records must be OSV records.
     ("check", "a version or ecosystem dpkg or OSV would not take"),
     ("add_records", "a record that is not an OSV record"),
+    // An SLA's time zone must be in the server's tzdb, its times HH:MM with
+    // each day's start before its end, its holidays real dates, given once.
+    ("put_sla", "a zone, time or date that does not exist"),
 ];
 
 #[tokio::test]

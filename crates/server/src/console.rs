@@ -7,7 +7,7 @@
 //! pages, the cross-site form check, the assets and the units pages show
 //! (bytes, durations, bar steps). Each family of pages is a module of its
 //! own: `sign_in`, `tenants`, `devices`, `jobs`, `operators`, `cli_sign_in`,
-//! `account`, `settings` and `audit`.
+//! `account`, `settings`, `audit` and `sla`.
 
 use askama::Template;
 use axum::Router;
@@ -32,6 +32,7 @@ mod jobs;
 mod operators;
 mod settings;
 mod sign_in;
+mod sla;
 mod tenants;
 
 /// The console's routes. Two things hold for all of them:
@@ -57,6 +58,7 @@ fn pages() -> Router<AppState> {
         .merge(devices::router())
         .merge(jobs::router())
         .merge(alerts::router())
+        .merge(sla::router())
         .merge(operators::router())
         .merge(cli_sign_in::router())
         .merge(account::router())

@@ -453,6 +453,19 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/alert-channels/{id}",
         Tenant(&[Owner, SecurityOfficer, TenantAuditor], 204),
     ),
+    // SLAs: read by everyone who sees the tenant's alerts (the customer's
+    // auditor too), set by owners only.
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/sla",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    ("PUT", "/api/v1/tenants/{tenant}/sla", Tenant(&[Owner], 200)),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/sla/report",
+        Tenant(EVERY_ROLE, 200),
+    ),
     // Keep last: a stale-MFA session calling it signs out the role's main session.
     (
         "POST",
@@ -486,6 +499,7 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("DELETE", "/api/v1/operators/{id}/passkeys"),
     ("POST", "/api/v1/tenants/{tenant}/alert-channels"),
     ("DELETE", "/api/v1/alert-channels/{id}"),
+    ("PUT", "/api/v1/tenants/{tenant}/sla"),
     ("POST", "/api/v1/vulndb/imports"),
 ];
 
@@ -957,6 +971,16 @@ impl Harness {
             ("POST", "/api/v1/tenants/{tenant}/alert-channels") => (
                 path,
                 Some(json!({"kind": "email", "target": "soc@customer.example"})),
+            ),
+            ("PUT", "/api/v1/tenants/{tenant}/sla") => (
+                path,
+                Some(json!({
+                    "time_zone": "Europe/Berlin",
+                    "business_hours": [{"day": "mon", "start": "09:00", "end": "17:00"}],
+                    "holidays": ["2026-12-25"],
+                    "targets": [{"severity": "critical", "acknowledge_minutes": 30, "resolve_minutes": 240}],
+                    "patch_critical_days": 14
+                })),
             ),
             ("DELETE", "/api/v1/alert-channels/{id}") => {
                 let id = self.channel(tenant).await;
@@ -2740,6 +2764,24 @@ async fn console_audit_pages_show_the_log_to_its_readers() {
         let token = &h.sessions[&role];
         let reply = h.send("GET", "/api/v1/msp/log", Some(token), None).await;
         assert_eq!(reply.status == StatusCode::OK, msp_reader, "{role:?}");
+    }
+
+    // The SLA page: every role on its own tenant, a foreign one is a 404.
+    for role in ROLES {
+        let cookie = console_cookie(&h, role).await;
+        let (status, html) = console_get(&h, &cookie, &format!("/tenants/{OWN}/sla")).await;
+        assert_eq!(status, StatusCode::OK, "{role:?}: {html}");
+        assert!(
+            html.contains("id=\"sla-chart\"") && html.contains("No SLA is set"),
+            "{role:?}: {html}"
+        );
+        let (status, _) = console_get(&h, &cookie, &format!("/tenants/{FOREIGN}/sla")).await;
+        let want = if role == Owner {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(status, want, "{role:?} on the foreign tenant's SLA");
     }
 
     // The tenant page links to its audit log.

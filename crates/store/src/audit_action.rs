@@ -101,6 +101,8 @@ audit_actions! {
     NotificationChannelRemoved => "notification_channel.removed",
     /// A notification given up on after its last attempt.
     NotificationFailed => "notification.failed",
+    /// A tenant's SLA targets or business calendar changed (RFD 0008).
+    SlaChanged => "sla.changed",
     // The vulnerability database.
     /// An owner switched a new OSV import in (issue 17).
     VulnDbImported => "vulndb.imported",

@@ -39,6 +39,7 @@ mod sessions;
 mod setup;
 mod siem;
 mod signing_keys;
+mod sla;
 mod tenants;
 pub mod testing;
 mod throttle;
@@ -81,6 +82,7 @@ pub use passkeys::{LastPasskey, NewPasskey, Passkey};
 pub use sessions::{NewSession, Session, SessionKind};
 pub use setup::SetupEnrolment;
 pub use signing_keys::{NewSigningKey, SigningKey, SigningKeyKind};
+pub use sla::{SeverityTargets, SlaAlert, SlaSettings};
 pub use tenants::{Tenant, TenantSummary};
 pub use throttle::{Lockout, ThrottleCounter};
 pub use transparency_log::{

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod login;
 pub mod passkeys;
 pub mod proposals;
+pub mod sla;
 pub mod tenants;
 pub mod trust;
 pub mod vulndb;
@@ -88,6 +89,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: alerts::AlertCommand,
     },
+    /// SLAs: a tenant's targets in business hours, and how its alerts did.
+    Sla {
+        #[command(subcommand)]
+        command: sla::SlaCommand,
+    },
     /// Transparency logs: verify one end to end, or export it for offline checks.
     Audit {
         #[command(subcommand)]
@@ -123,6 +129,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Device { command } => devices::run(command).await,
         OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
         OperatorCommand::Alert { command } => alerts::run(command).await,
+        OperatorCommand::Sla { command } => sla::run(command).await,
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,
         OperatorCommand::Trust { command } => crate::commands::proposals::run(command).await,
         OperatorCommand::Vulndb { command } => vulndb::run(command).await,

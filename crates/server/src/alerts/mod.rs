@@ -15,8 +15,10 @@
 //! tell people to look, the CLI's own checks tell them what is true.
 
 pub mod checks;
+pub mod business_time;
 pub mod notify;
 pub mod rules;
+pub mod sla;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -32,6 +32,7 @@ pub mod proposals;
 pub mod refusals;
 pub mod setup;
 pub mod signing_keys;
+pub mod sla;
 pub mod tenants;
 pub mod trust;
 pub mod views;
@@ -67,7 +68,7 @@ pub const MAX_JOB_BODY_BYTES: usize = 3 * jobs::MAX_SCRIPT_BYTES;
     info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs. Every error answers `application/json` in the `ErrorBody` shape, including a 404 for a path no route has and a 405 (with `Allow`) for a method a path does not take; the one exception is `POST /api/v1/auth/device/token`, whose RFC 8628 answers (400) are a `DeviceTokenError`."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
-    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "alerts", description = "Alerts raised from the transparency logs (an agent's refusal, a mass action entering its delay), their handling, and where they are sent (RFD 0007)."), (name = "vulndb", description = "The offline vulnerability database: OSV advisories for Debian and Ubuntu releases, imported by owners (`bulwark vulndb import`) into a new generation that is switched in atomically, and matched with dpkg's version ordering."), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
+    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "alerts", description = "Alerts raised from the transparency logs (an agent's refusal, a mass action entering its delay), their handling, where they are sent (RFD 0007), and a tenant's SLA: targets in business time and attainment (RFD 0008)."), (name = "vulndb", description = "The offline vulnerability database: OSV advisories for Debian and Ubuntu releases, imported by owners (`bulwark vulndb import`) into a new generation that is switched in atomically, and matched with dpkg's version ordering."), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
 )]
 struct ApiDoc;
 
@@ -150,6 +151,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::resolve_alert))
         .routes(routes!(alerts::list_channels, alerts::add_channel))
         .routes(routes!(alerts::remove_channel))
+        .routes(routes!(sla::get_sla, sla::put_sla))
+        .routes(routes!(sla::get_sla_report))
         .routes(routes!(metrics::metrics))
         .routes(routes!(trust::get_trust))
         .routes(routes!(trust::publish_root))

@@ -94,6 +94,12 @@ pub enum Action {
     /// the customer's own auditor may, so that the customer hears of a
     /// mass action without asking the MSP.
     ManageAlertEmail,
+    /// See a tenant's SLA targets and how its alerts did against them:
+    /// whoever sees its alerts, the customer's auditor included.
+    ViewSla,
+    /// Set a tenant's SLA targets and business calendar (owners only;
+    /// privileged: loosening a target hides breaches from the customer).
+    ManageSla,
     /// See the vulnerability database's status and check a package version
     /// against it (public advisory data, no tenant's).
     ViewVulnDb,
@@ -125,6 +131,8 @@ impl Action {
                 | Action::HandleAlerts
                 | Action::ManageAlertChannels
                 | Action::ManageAlertEmail
+                | Action::ViewSla
+                | Action::ManageSla
         )
     }
 
@@ -184,6 +192,7 @@ impl Action {
                 | Action::ResetPasskeys
                 | Action::ManageAlertChannels
                 | Action::ManageAlertEmail
+                | Action::ManageSla
                 | Action::ImportVulnDb
         )
     }
@@ -222,6 +231,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | RequestJob
                 | ApproveJob
                 | ViewAlerts
+                | ViewSla
                 | HandleAlerts
                 | ManageAlertChannels
                 | ManageAlertEmail
@@ -242,6 +252,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ViewLogKey
                     | ViewTenantLog
                     | ViewAlerts
+                    | ViewSla
                     | HandleAlerts
             )
         }
@@ -256,6 +267,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ViewLogKey
                 | ViewTenantLog
                 | ViewAlerts
+                | ViewSla
         ),
         // The customer's own person: reads everything of its tenant, may
         // co-sign a job where the policy wants a customer key, and may pull
@@ -276,6 +288,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ViewLogKey
                     | ViewTenantLog
                     | ViewAlerts
+                    | ViewSla
                     | ManageAlertEmail
             )
         }
@@ -984,6 +997,34 @@ mod tests {
                 assert!(trust_signature_action(freeze, customer).privileged());
             }
         }
+    }
+
+    #[test]
+    fn sla_reports_are_read_like_alerts_and_set_by_owners() {
+        for role in [
+            Role::Owner,
+            Role::SecurityOfficer,
+            Role::Technician,
+            Role::ReadOnly,
+            Role::TenantAuditor,
+        ] {
+            assert_eq!(
+                authorize(role, Action::ViewSla),
+                authorize(role, Action::ViewAlerts),
+                "{role:?}"
+            );
+            assert_eq!(
+                authorize(role, Action::ManageSla),
+                role == Role::Owner,
+                "{role:?}"
+            );
+        }
+        assert!(authorize(Role::TenantAuditor, Action::ViewSla));
+        assert!(Action::ViewSla.on_tenant() && Action::ManageSla.on_tenant());
+        assert!(Action::ManageSla.privileged() && !Action::ViewSla.privileged());
+        let auditor = granted(&[("t1", Role::TenantAuditor)]);
+        assert!(authorize_in(&auditor, Action::ViewSla, Some("t1")));
+        assert!(!authorize_in(&auditor, Action::ViewSla, Some("t2")));
     }
 
     #[test]
