@@ -14,8 +14,8 @@
 //! job the log, the witnesses and the policy do not vouch for; alerts
 //! tell people to look, the CLI's own checks tell them what is true.
 
-pub mod checks;
 pub mod business_time;
+pub mod checks;
 pub mod notify;
 pub mod rules;
 pub mod sla;
