@@ -120,6 +120,10 @@ impl Collector {
             network: Some(self.network_info()),
             users: Some(utmp::read_logged_in_users()),
             packages: self.packages.current(),
+            listening_ports: None,
+            local_admins: None,
+            services: None,
+            processes: None,
         };
         fit_to_limits(&mut inventory, &self.limits);
         inventory
@@ -395,6 +399,48 @@ pub fn fit_to_limits(inventory: &mut Inventory, limits: &Limits) {
         }
     }
 
+    if let Some(ports) = &mut inventory.listening_ports {
+        ports.truncate(limits.max_listening_ports);
+        for p in ports {
+            text(&mut p.protocol);
+            text(&mut p.address);
+            p.process.iter_mut().for_each(text);
+        }
+    }
+    if let Some(admins) = &mut inventory.local_admins {
+        admins.truncate(limits.max_local_admins);
+        for a in admins {
+            text(&mut a.name);
+            a.grants.truncate(limits.max_admin_grants);
+            for g in &mut a.grants {
+                text(&mut g.kind);
+                text(&mut g.via);
+            }
+        }
+    }
+    if let Some(services) = &mut inventory.services {
+        services.units.truncate(limits.max_services);
+        for u in &mut services.units {
+            for field in [
+                &mut u.name,
+                &mut u.load_state,
+                &mut u.active_state,
+                &mut u.sub_state,
+                &mut u.enabled_state,
+            ] {
+                text(field);
+            }
+        }
+    }
+    if let Some(processes) = &mut inventory.processes {
+        processes.truncate(limits.max_processes);
+        for p in processes {
+            text(&mut p.name);
+            text(&mut p.user);
+            text(&mut p.command_line);
+        }
+    }
+
     let budget = limits.max_frame_bytes.saturating_sub(FRAME_OVERHEAD);
     while to_canonical(inventory).len() > budget {
         if !halve_largest_list(inventory) {
@@ -411,35 +457,40 @@ fn halve_largest_list(inventory: &mut Inventory) -> bool {
     fn halve<T>(list: &mut Vec<T>) {
         list.truncate(list.len() / 2);
     }
-    let users = match &inventory.users {
-        Some(u) if !u.is_empty() => to_canonical(u).len(),
-        _ => 0,
-    };
-    let disks = match &inventory.disks {
-        Some(d) if !d.is_empty() => to_canonical(d).len(),
-        _ => 0,
-    };
-    let network = match &inventory.network {
-        Some(n) if !n.is_empty() => to_canonical(n).len(),
-        _ => 0,
-    };
-    let packages = match &inventory.packages {
-        Some(p) if !p.is_empty() => to_canonical(p).len(),
-        _ => 0,
-    };
-    if users == 0 && disks == 0 && network == 0 && packages == 0 {
-        return false;
+    macro_rules! size {
+        ($list:expr) => {
+            match &$list {
+                Some(l) if !l.is_empty() => to_canonical(l).len(),
+                _ => 0,
+            }
+        };
     }
-    if packages > users && packages > disks && packages > network {
-        if let Some(packages) = &mut inventory.packages {
-            halve(packages);
-        }
-    } else if users >= disks && users >= network {
-        if let Some(users) = &mut inventory.users {
-            halve(users);
-        }
-    } else if network >= disks {
-        if let Some(network) = &mut inventory.network {
+    let services = match &inventory.services {
+        Some(s) if !s.units.is_empty() => to_canonical(&s.units).len(),
+        _ => 0,
+    };
+    // In the order lists are cut on a tie: users first, packages last.
+    let sizes = [
+        size!(inventory.users),
+        size!(inventory.network),
+        size!(inventory.disks),
+        size!(inventory.processes),
+        services,
+        size!(inventory.listening_ports),
+        size!(inventory.local_admins),
+        size!(inventory.packages),
+    ];
+    let Some((largest, _)) = sizes
+        .iter()
+        .enumerate()
+        .filter(|(_, size)| **size > 0)
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+    else {
+        return false;
+    };
+    match largest {
+        0 => inventory.users.as_mut().map(halve),
+        1 => inventory.network.as_mut().map(|network| {
             // Many addresses per interface: halve the addresses of every
             // interface before dropping interfaces.
             let most = network.iter().map(|n| n.addresses.len()).max().unwrap_or(0);
@@ -450,17 +501,23 @@ fn halve_largest_list(inventory: &mut Inventory) -> bool {
             } else {
                 halve(network);
             }
-        }
-    } else if let Some(disks) = &mut inventory.disks {
-        halve(disks);
-    }
+        }),
+        2 => inventory.disks.as_mut().map(halve),
+        3 => inventory.processes.as_mut().map(halve),
+        4 => inventory.services.as_mut().map(|s| halve(&mut s.units)),
+        5 => inventory.listening_ports.as_mut().map(halve),
+        6 => inventory.local_admins.as_mut().map(halve),
+        _ => inventory.packages.as_mut().map(halve),
+    };
     true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bulwark_protocol::inventory::LoggedInUser;
+    use bulwark_protocol::inventory::{
+        AdminGrant, ListeningPort, LocalAdmin, LoggedInUser, ProcessInfo, ServiceUnit, Services,
+    };
     use bulwark_protocol::message::{AgentMessage, InventoryReport};
     use bulwark_protocol::{decode_agent_frame, encode_agent_frame};
     use proptest::prelude::*;
@@ -626,6 +683,53 @@ mod tests {
                 };
                 12_000
             ]),
+            listening_ports: Some(vec![
+                ListeningPort {
+                    protocol: long.clone(),
+                    address: long.clone(),
+                    port: 1,
+                    process: Some(long.clone()),
+                    pid: Some(1),
+                };
+                5_000
+            ]),
+            local_admins: Some(vec![
+                LocalAdmin {
+                    name: long.clone(),
+                    grants: vec![
+                        AdminGrant {
+                            kind: long.clone(),
+                            via: long.clone()
+                        };
+                        40
+                    ],
+                };
+                2_000
+            ]),
+            services: Some(Services {
+                systemd_running: true,
+                units: vec![
+                    ServiceUnit {
+                        name: long.clone(),
+                        load_state: long.clone(),
+                        active_state: long.clone(),
+                        sub_state: long.clone(),
+                        enabled_state: long.clone(),
+                    };
+                    5_000
+                ],
+            }),
+            processes: Some(vec![
+                ProcessInfo {
+                    name: long.clone(),
+                    pid: 1,
+                    user: long.clone(),
+                    command_line: long.clone(),
+                    memory_bytes: 1,
+                    count: 1,
+                };
+                300
+            ]),
         }
     }
 
@@ -771,6 +875,10 @@ mod tests {
             addresses in 0..100usize,
             users in 0..1500usize,
             packages in 0..12000usize,
+            ports in 0..5000usize,
+            admins in 0..1100usize,
+            services in 0..5000usize,
+            processes in 0..300usize,
         ) {
             let s = |i: usize| strings[i % strings.len()].clone();
             let mut inventory = Inventory {
@@ -781,6 +889,10 @@ mod tests {
                 network: Some(vec![NetworkInterface { name: s(3), mac: s(4), addresses: vec![s(5); addresses] }; interfaces]),
                 users: Some(vec![LoggedInUser { name: s(6), terminal: s(7), host: s(0), login_time: 0 }; users]),
                 packages: Some(vec![InstalledPackage { name: s(1), version: s(2), architecture: s(3), source: s(4), source_version: s(5) }; packages]),
+                listening_ports: Some(vec![ListeningPort { protocol: s(2), address: s(3), port: 1, process: Some(s(4)), pid: None }; ports]),
+                local_admins: Some(vec![LocalAdmin { name: s(5), grants: vec![AdminGrant { kind: s(6), via: s(7) }; 40] }; admins]),
+                services: Some(Services { systemd_running: false, units: vec![ServiceUnit { name: s(0), load_state: s(1), active_state: s(2), sub_state: s(3), enabled_state: s(4) }; services] }),
+                processes: Some(vec![ProcessInfo { name: s(5), pid: 0, user: s(6), command_line: s(7), memory_bytes: 0, count: 0 }; processes]),
             };
             fit_to_limits(&mut inventory, &Limits::default());
             let m = AgentMessage::Inventory(InventoryReport { seq: u64::MAX, full: true, inventory });

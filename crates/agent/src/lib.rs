@@ -6,6 +6,7 @@
 //! keeps one authenticated connection, reports inventory, and runs the jobs
 //! that its tenant's policy authorises ([`trust`], [`jobs`]).
 
+pub mod admins;
 pub mod backoff;
 pub mod connection;
 pub mod files;
@@ -14,6 +15,7 @@ pub mod inventory;
 pub mod jobs;
 pub mod packages;
 pub mod pinning;
+pub mod ports;
 pub mod supervisor;
 mod text;
 pub mod trust;
