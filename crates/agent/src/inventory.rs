@@ -16,7 +16,14 @@
 //! not size minus what an unprivileged user may still write (which would
 //! count the root-reserved blocks as used).
 //!
-//! The sysinfo, statvfs and dpkg database reads are the only I/O here;
+//! Listening ports, local administrators and services are read every
+//! time, by their modules' thin readers over pure parsers
+//! ([`crate::ports`], [`crate::admins`], [`crate::services`]); the socket
+//! owners only when the set of listening sockets changed. Processes are a
+//! snapshot taken every [`PROCESS_EVERY`] ([`crate::processes`]): between
+//! two, the section is unchanged and is not sent again.
+//!
+//! The sysinfo, statvfs and file reads are the only I/O here;
 //! deciding what to keep ([`keep_disk`], [`select_disks`], [`fit_to_limits`],
 //! [`df_space`], [`crate::packages::parse_dpkg_status`]) is pure and tested
 //! without a machine.
@@ -27,11 +34,16 @@ use std::path::PathBuf;
 use bulwark_protocol::Limits;
 use bulwark_protocol::codec::to_canonical;
 use bulwark_protocol::inventory::{
-    CpuInfo, DiskInfo, InstalledPackage, Inventory, MemoryInfo, NetworkInterface, SystemInfo,
+    CpuInfo, DiskInfo, InstalledPackage, Inventory, ListeningPort, LocalAdmin, MemoryInfo,
+    NetworkInterface, ProcessInfo, SystemInfo,
 };
 use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
 
+use crate::admins::{AdminLimits, read_local_admins};
 use crate::packages::{DPKG_STATUS, PackageLimits, read_installed};
+use crate::ports::{PortLimits, read_listening_sockets, read_socket_owners};
+use crate::processes::{MAX_PROCESSES, PROCESS_EVERY, RawProcess, snapshot, uid_names};
+use crate::services::{ServiceLimits, read_services};
 use crate::text::clip;
 use crate::utmp;
 
@@ -56,6 +68,19 @@ pub struct Collector {
     /// Read once: the CPU model and core counts do not change at run time.
     cpu: CpuInfo,
     packages: PackageCache,
+    ports: PortCache,
+    /// The process snapshot and when it was taken (see [`crate::processes`]).
+    processes: Option<(std::time::Instant, Vec<ProcessInfo>)>,
+    /// The last error of each section read every minute, logged only when it changes.
+    errors: HashMap<&'static str, String>,
+}
+
+/// Socket owners as last found: scanning every process's descriptors is
+/// done again only when the set of listening sockets changed.
+#[derive(Default)]
+struct PortCache {
+    inodes: std::collections::HashSet<u64>,
+    owners: HashMap<u64, crate::ports::Owner>,
 }
 
 /// The installed packages as last parsed, kept until the dpkg database is
@@ -107,6 +132,9 @@ impl Collector {
                 seen: None,
                 packages: None,
             },
+            ports: PortCache::default(),
+            processes: None,
+            errors: HashMap::new(),
         }
     }
 
@@ -120,13 +148,109 @@ impl Collector {
             network: Some(self.network_info()),
             users: Some(utmp::read_logged_in_users()),
             packages: self.packages.current(),
-            listening_ports: None,
-            local_admins: None,
-            services: None,
-            processes: None,
+            listening_ports: self.listening_ports(),
+            local_admins: self.local_admins(),
+            services: Some(read_services(
+                std::path::Path::new("/"),
+                &ServiceLimits::default(),
+            )),
+            processes: Some(self.processes()),
         };
         fit_to_limits(&mut inventory, &self.limits);
         inventory
+    }
+
+    /// Logs `error` for `section` unless it is the one logged last time, so
+    /// a lasting problem is one line, not one a minute.
+    fn left_out(&mut self, section: &'static str, error: Option<String>) {
+        match error {
+            Some(error) if self.errors.get(section) != Some(&error) => {
+                tracing::warn!(section, %error, "Inventory section left out.");
+                self.errors.insert(section, error);
+            }
+            Some(_) => {}
+            None => {
+                self.errors.remove(section);
+            }
+        }
+    }
+
+    fn listening_ports(&mut self) -> Option<Vec<ListeningPort>> {
+        let limits = PortLimits::default();
+        let sockets = match read_listening_sockets(&limits) {
+            Ok(sockets) => sockets?,
+            Err(error) => {
+                self.left_out("listening_ports", Some(error.to_string()));
+                return None;
+            }
+        };
+        self.left_out("listening_ports", None);
+        let inodes: std::collections::HashSet<u64> = sockets.iter().map(|s| s.inode).collect();
+        if inodes != self.ports.inodes {
+            self.ports.owners = read_socket_owners(&inodes, &limits);
+            self.ports.inodes = inodes;
+        }
+        Some(crate::ports::assemble(&sockets, &self.ports.owners))
+    }
+
+    fn local_admins(&mut self) -> Option<Vec<LocalAdmin>> {
+        match read_local_admins(std::path::Path::new("/"), &AdminLimits::default()) {
+            Ok(admins) => {
+                self.left_out("local_admins", None);
+                Some(admins)
+            }
+            Err(error) => {
+                self.left_out("local_admins", Some(error.to_string()));
+                None
+            }
+        }
+    }
+
+    /// The snapshot of [`crate::processes`], taken again every [`PROCESS_EVERY`].
+    fn processes(&mut self) -> Vec<ProcessInfo> {
+        if let Some((taken, list)) = &self.processes
+            && taken.elapsed() < PROCESS_EVERY
+        {
+            return list.clone();
+        }
+        use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, UpdateKind};
+        // A table of its own, dropped after: the agent does not keep every
+        // process's command line in memory between snapshots.
+        let mut sys = System::new();
+        sys.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            ProcessRefreshKind::nothing()
+                .with_memory()
+                .with_cmd(UpdateKind::Always)
+                .with_user(UpdateKind::Always),
+        );
+        let passwd = crate::ports::read_bounded(
+            std::path::Path::new("/etc/passwd"),
+            AdminLimits::default().max_input_bytes,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let raw = sys
+            .processes()
+            .values()
+            .filter(|p| p.thread_kind().is_none())
+            .map(|p| RawProcess {
+                pid: p.pid().as_u32(),
+                name: p.name().to_string_lossy().into_owned(),
+                uid: p.user_id().map(|uid| **uid),
+                command_line: p
+                    .cmd()
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                memory_bytes: p.memory(),
+            });
+        let list = snapshot(raw, &uid_names(&passwd), MAX_PROCESSES);
+        self.processes = Some((std::time::Instant::now(), list.clone()));
+        list
     }
 
     fn system_info(&self) -> SystemInfo {
@@ -856,6 +980,13 @@ mod tests {
                 .unwrap_or_default()
         };
         assert_eq!(names(&first), names(&second));
+        // The process snapshot is not retaken within its cadence.
+        assert!(!first.processes.as_ref().expect("processes").is_empty());
+        assert_eq!(first.processes, second.processes);
+        let admins = first.local_admins.as_ref().expect("local admins");
+        assert!(admins.iter().any(|a| a.name == "root"));
+        assert!(first.listening_ports.is_some());
+        assert!(first.services.is_some());
         assert_eq!(collect("0.1.0-test").cpu, first.cpu);
     }
 

@@ -16,6 +16,8 @@ pub mod jobs;
 pub mod packages;
 pub mod pinning;
 pub mod ports;
+pub mod processes;
+pub mod services;
 pub mod supervisor;
 mod text;
 pub mod trust;
