@@ -27,6 +27,7 @@ mod audit_action;
 mod device_vulns;
 mod devices;
 mod error;
+mod inventory_sections;
 mod invitations;
 mod job_delivery;
 mod jobs;
@@ -66,6 +67,7 @@ pub use audit_action::AuditAction;
 pub use device_vulns::{DeviceVulnerabilities, MAX_CANDIDATE_ROWS, TenantVulnerabilities};
 pub use devices::{Device, DeviceKey, NewDevice};
 pub use error::StoreError;
+pub use inventory_sections::SecurityChanges;
 pub use invitations::{
     ACCOUNT_OPERATOR, ACCOUNT_OWNER, Grant, Invitation, InvitationEnrolment, NewInvitation,
 };
