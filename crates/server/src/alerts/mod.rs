@@ -14,6 +14,7 @@
 //! job the log, the witnesses and the policy do not vouch for; alerts
 //! tell people to look, the CLI's own checks tell them what is true.
 
+pub mod inventory;
 pub mod notify;
 pub mod rules;
 
@@ -69,6 +70,26 @@ async fn raise_from(
             Ok(queued > 0)
         }
         Raised::Repeated { .. } => Ok(false),
+    }
+}
+
+/// Raises what a stored inventory report changed ([`inventory`]); a
+/// failure is logged, not returned: the report is stored either way.
+pub async fn raise_inventory_alerts(
+    store: &Store,
+    device_id: &str,
+    tenant_id: &str,
+    hostname: &str,
+    changes: &bulwark_store::SecurityChanges,
+) {
+    for alert in inventory::inventory_alerts(device_id, tenant_id, hostname, changes) {
+        match store.raise_alert(&alert, crate::now_millis()).await {
+            Ok(Raised::Opened { id, queued }) => {
+                info!(alert = %id, %device_id, kind = %alert.kind, queued, "Inventory change: alert opened.");
+            }
+            Ok(Raised::Repeated { .. }) => {}
+            Err(error) => warn!(%device_id, %error, "Cannot raise an inventory alert."),
+        }
     }
 }
 
