@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod device_sections;
 pub mod devices;
 pub mod jobs;
 pub mod keys;
