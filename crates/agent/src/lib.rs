@@ -17,6 +17,7 @@ pub mod packages;
 pub mod pinning;
 pub mod ports;
 pub mod processes;
+pub mod rpm;
 pub mod services;
 pub mod supervisor;
 mod text;
