@@ -73,6 +73,19 @@ pub struct Collector {
     processes: Option<(std::time::Instant, Vec<ProcessInfo>)>,
     /// The last error of each section read every minute, logged only when it changes.
     errors: HashMap<&'static str, String>,
+    host_sections: HostSections,
+}
+
+/// Whether a collector reads listening ports, administrators, services and
+/// processes. A real agent does; the fleet simulator's thousands of virtual
+/// devices in one process would each scan the same `/proc` (its own file
+/// descriptors, one socket per device, included) and keep a process
+/// snapshot of its own, measuring the simulator instead of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostSections {
+    #[default]
+    Collect,
+    Skip,
 }
 
 /// Socket owners as last found: scanning every process's descriptors is
@@ -116,6 +129,11 @@ impl PackageCache {
 
 impl Collector {
     pub fn new(agent_version: &str) -> Self {
+        Self::with_host_sections(agent_version, HostSections::Collect)
+    }
+
+    /// A collector that reads the host sections or not ([`HostSections`]).
+    pub fn with_host_sections(agent_version: &str, host_sections: HostSections) -> Self {
         let mut sys = System::new();
         // Fills the CPU list with model names; usage is never asked for.
         sys.refresh_cpu_list(CpuRefreshKind::nothing());
@@ -135,6 +153,7 @@ impl Collector {
             ports: PortCache::default(),
             processes: None,
             errors: HashMap::new(),
+            host_sections,
         }
     }
 
@@ -148,14 +167,20 @@ impl Collector {
             network: Some(self.network_info()),
             users: Some(utmp::read_logged_in_users()),
             packages: self.packages.current(),
-            listening_ports: self.listening_ports(),
-            local_admins: self.local_admins(),
-            services: Some(read_services(
+            listening_ports: None,
+            local_admins: None,
+            services: None,
+            processes: None,
+        };
+        if self.host_sections == HostSections::Collect {
+            inventory.listening_ports = self.listening_ports();
+            inventory.local_admins = self.local_admins();
+            inventory.services = Some(read_services(
                 std::path::Path::new("/"),
                 &ServiceLimits::default(),
-            )),
-            processes: Some(self.processes()),
-        };
+            ));
+            inventory.processes = Some(self.processes());
+        }
         fit_to_limits(&mut inventory, &self.limits);
         inventory
     }
