@@ -73,9 +73,30 @@ async fn raise_from(
     }
 }
 
-/// Raises what a stored inventory report changed ([`inventory`]); a
-/// failure is logged, not returned: the report is stored either way.
-pub async fn raise_inventory_alerts(
+/// Stores an agent's inventory report, then raises what it changed in
+/// listening ports and administrators ([`inventory`]). A failure to raise
+/// is logged, not returned: the report is stored either way. One future
+/// for both, so an idle session's task holds neither the stored inventory
+/// nor the changes.
+pub async fn store_inventory(
+    store: &Store,
+    device_id: &str,
+    tenant_id: &str,
+    full: bool,
+    report: bulwark_protocol::inventory::Inventory,
+) -> Result<(), bulwark_store::StoreError> {
+    let (stored, changes) = store
+        .update_inventory_with_changes(device_id, full, report, crate::now_millis())
+        .await?;
+    if changes != bulwark_store::SecurityChanges::default() {
+        let hostname = stored.system.map(|s| s.hostname).unwrap_or_default();
+        raise_inventory_alerts(store, device_id, tenant_id, &hostname, &changes).await;
+    }
+    Ok(())
+}
+
+/// Raises what a stored inventory report changed ([`inventory`]).
+async fn raise_inventory_alerts(
     store: &Store,
     device_id: &str,
     tenant_id: &str,

@@ -114,15 +114,11 @@ pub(super) async fn run_session(
                     }
                     Ok(AgentMessage::Inventory(report)) => {
                         let seq = report.seq;
-                        match Box::pin(state.store.update_inventory_with_changes(&device_id, report.full, report.inventory, now_millis())).await {
-                            Ok((stored, changes)) => {
+                        match Box::pin(crate::alerts::store_inventory(&state.store, &device_id, &tenant_id, report.full, report.inventory)).await {
+                            Ok(()) => {
                                 let ack = ServerMessage::Ack(Ack { seq });
                                 if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
                                     break "transport error";
-                                }
-                                if changes != bulwark_store::SecurityChanges::default() {
-                                    let hostname = stored.system.map(|s| s.hostname).unwrap_or_default();
-                                    Box::pin(crate::alerts::raise_inventory_alerts(&state.store, &device_id, &tenant_id, &hostname, &changes)).await;
                                 }
                             }
                             // Not acknowledged: the agent sends it again after reconnecting.
