@@ -77,8 +77,10 @@ const TRUST_PATH_CRATES: &[&str] = &["protocol", "policy", "translog"];
 /// with the wire limits of their proof); +28 for the installed-package and
 /// df-style disk fields of the inventory (`protocol::inventory`): not
 /// verification, but the frame decoder must bound what an agent sends, and
-/// one crate owns the wire format.
-const TRUST_PATH_BUDGET: usize = 5_198;
+/// one crate owns the wire format; +142 for the listening ports, local
+/// administrators, services and process snapshot of the inventory (issue
+/// 15), bounded by the frame decoder for the same reason.
+const TRUST_PATH_BUDGET: usize = 5_340;
 /// Code lines above which a source file must say why it is one file (a
 /// first-comment line starting "This file is long because").
 const LONG_FILE_LINES: usize = 800;

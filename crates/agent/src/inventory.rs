@@ -16,7 +16,14 @@
 //! not size minus what an unprivileged user may still write (which would
 //! count the root-reserved blocks as used).
 //!
-//! The sysinfo, statvfs and dpkg database reads are the only I/O here;
+//! Listening ports, local administrators and services are read every
+//! time, by their modules' thin readers over pure parsers
+//! ([`crate::ports`], [`crate::admins`], [`crate::services`]); the socket
+//! owners only when the set of listening sockets changed. Processes are a
+//! snapshot taken every [`PROCESS_EVERY`] ([`crate::processes`]): between
+//! two, the section is unchanged and is not sent again.
+//!
+//! The sysinfo, statvfs and file reads are the only I/O here;
 //! deciding what to keep ([`keep_disk`], [`select_disks`], [`fit_to_limits`],
 //! [`df_space`], [`crate::packages::parse_dpkg_status`]) is pure and tested
 //! without a machine.
@@ -27,11 +34,16 @@ use std::path::PathBuf;
 use bulwark_protocol::Limits;
 use bulwark_protocol::codec::to_canonical;
 use bulwark_protocol::inventory::{
-    CpuInfo, DiskInfo, InstalledPackage, Inventory, MemoryInfo, NetworkInterface, SystemInfo,
+    CpuInfo, DiskInfo, InstalledPackage, Inventory, ListeningPort, LocalAdmin, MemoryInfo,
+    NetworkInterface, ProcessInfo, SystemInfo,
 };
 use sysinfo::{CpuRefreshKind, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, System};
 
+use crate::admins::{AdminLimits, read_local_admins};
 use crate::packages::{DPKG_STATUS, PackageLimits, read_installed};
+use crate::ports::{PortLimits, read_listening_sockets, read_socket_owners};
+use crate::processes::{MAX_PROCESSES, PROCESS_EVERY, RawProcess, snapshot, uid_names};
+use crate::services::{ServiceLimits, read_services};
 use crate::text::clip;
 use crate::utmp;
 
@@ -56,6 +68,32 @@ pub struct Collector {
     /// Read once: the CPU model and core counts do not change at run time.
     cpu: CpuInfo,
     packages: PackageCache,
+    ports: PortCache,
+    /// The process snapshot and when it was taken (see [`crate::processes`]).
+    processes: Option<(std::time::Instant, Vec<ProcessInfo>)>,
+    /// The last error of each section read every minute, logged only when it changes.
+    errors: HashMap<&'static str, String>,
+    host_sections: HostSections,
+}
+
+/// Whether a collector reads listening ports, administrators, services and
+/// processes. A real agent does; the fleet simulator's thousands of virtual
+/// devices in one process would each scan the same `/proc` (its own file
+/// descriptors, one socket per device, included) and keep a process
+/// snapshot of its own, measuring the simulator instead of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostSections {
+    #[default]
+    Collect,
+    Skip,
+}
+
+/// Socket owners as last found: scanning every process's descriptors is
+/// done again only when the set of listening sockets changed.
+#[derive(Default)]
+struct PortCache {
+    inodes: std::collections::HashSet<u64>,
+    owners: HashMap<u64, crate::ports::Owner>,
 }
 
 /// The installed packages as last parsed, kept until the dpkg database is
@@ -91,6 +129,11 @@ impl PackageCache {
 
 impl Collector {
     pub fn new(agent_version: &str) -> Self {
+        Self::with_host_sections(agent_version, HostSections::Collect)
+    }
+
+    /// A collector that reads the host sections or not ([`HostSections`]).
+    pub fn with_host_sections(agent_version: &str, host_sections: HostSections) -> Self {
         let mut sys = System::new();
         // Fills the CPU list with model names; usage is never asked for.
         sys.refresh_cpu_list(CpuRefreshKind::nothing());
@@ -107,6 +150,10 @@ impl Collector {
                 seen: None,
                 packages: None,
             },
+            ports: PortCache::default(),
+            processes: None,
+            errors: HashMap::new(),
+            host_sections,
         }
     }
 
@@ -120,9 +167,115 @@ impl Collector {
             network: Some(self.network_info()),
             users: Some(utmp::read_logged_in_users()),
             packages: self.packages.current(),
+            listening_ports: None,
+            local_admins: None,
+            services: None,
+            processes: None,
         };
+        if self.host_sections == HostSections::Collect {
+            inventory.listening_ports = self.listening_ports();
+            inventory.local_admins = self.local_admins();
+            inventory.services = Some(read_services(
+                std::path::Path::new("/"),
+                &ServiceLimits::default(),
+            ));
+            inventory.processes = Some(self.processes());
+        }
         fit_to_limits(&mut inventory, &self.limits);
         inventory
+    }
+
+    /// Logs `error` for `section` unless it is the one logged last time, so
+    /// a lasting problem is one line, not one a minute.
+    fn left_out(&mut self, section: &'static str, error: Option<String>) {
+        match error {
+            Some(error) if self.errors.get(section) != Some(&error) => {
+                tracing::warn!(section, %error, "Inventory section left out.");
+                self.errors.insert(section, error);
+            }
+            Some(_) => {}
+            None => {
+                self.errors.remove(section);
+            }
+        }
+    }
+
+    fn listening_ports(&mut self) -> Option<Vec<ListeningPort>> {
+        let limits = PortLimits::default();
+        let sockets = match read_listening_sockets(&limits) {
+            Ok(sockets) => sockets?,
+            Err(error) => {
+                self.left_out("listening_ports", Some(error.to_string()));
+                return None;
+            }
+        };
+        self.left_out("listening_ports", None);
+        let inodes: std::collections::HashSet<u64> = sockets.iter().map(|s| s.inode).collect();
+        if inodes != self.ports.inodes {
+            self.ports.owners = read_socket_owners(&inodes, &limits);
+            self.ports.inodes = inodes;
+        }
+        Some(crate::ports::assemble(&sockets, &self.ports.owners))
+    }
+
+    fn local_admins(&mut self) -> Option<Vec<LocalAdmin>> {
+        match read_local_admins(std::path::Path::new("/"), &AdminLimits::default()) {
+            Ok(admins) => {
+                self.left_out("local_admins", None);
+                Some(admins)
+            }
+            Err(error) => {
+                self.left_out("local_admins", Some(error.to_string()));
+                None
+            }
+        }
+    }
+
+    /// The snapshot of [`crate::processes`], taken again every [`PROCESS_EVERY`].
+    fn processes(&mut self) -> Vec<ProcessInfo> {
+        if let Some((taken, list)) = &self.processes
+            && taken.elapsed() < PROCESS_EVERY
+        {
+            return list.clone();
+        }
+        use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, UpdateKind};
+        // A table of its own, dropped after: the agent does not keep every
+        // process's command line in memory between snapshots.
+        let mut sys = System::new();
+        sys.refresh_processes_specifics(
+            ProcessesToUpdate::All,
+            true,
+            ProcessRefreshKind::nothing()
+                .with_memory()
+                .with_cmd(UpdateKind::Always)
+                .with_user(UpdateKind::Always),
+        );
+        let passwd = crate::ports::read_bounded(
+            std::path::Path::new("/etc/passwd"),
+            AdminLimits::default().max_input_bytes,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let raw = sys
+            .processes()
+            .values()
+            .filter(|p| p.thread_kind().is_none())
+            .map(|p| RawProcess {
+                pid: p.pid().as_u32(),
+                name: p.name().to_string_lossy().into_owned(),
+                uid: p.user_id().map(|uid| **uid),
+                command_line: p
+                    .cmd()
+                    .iter()
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                memory_bytes: p.memory(),
+            });
+        let list = snapshot(raw, &uid_names(&passwd), MAX_PROCESSES);
+        self.processes = Some((std::time::Instant::now(), list.clone()));
+        list
     }
 
     fn system_info(&self) -> SystemInfo {
@@ -395,6 +548,48 @@ pub fn fit_to_limits(inventory: &mut Inventory, limits: &Limits) {
         }
     }
 
+    if let Some(ports) = &mut inventory.listening_ports {
+        ports.truncate(limits.max_listening_ports);
+        for p in ports {
+            text(&mut p.protocol);
+            text(&mut p.address);
+            p.process.iter_mut().for_each(text);
+        }
+    }
+    if let Some(admins) = &mut inventory.local_admins {
+        admins.truncate(limits.max_local_admins);
+        for a in admins {
+            text(&mut a.name);
+            a.grants.truncate(limits.max_admin_grants);
+            for g in &mut a.grants {
+                text(&mut g.kind);
+                text(&mut g.via);
+            }
+        }
+    }
+    if let Some(services) = &mut inventory.services {
+        services.units.truncate(limits.max_services);
+        for u in &mut services.units {
+            for field in [
+                &mut u.name,
+                &mut u.load_state,
+                &mut u.active_state,
+                &mut u.sub_state,
+                &mut u.enabled_state,
+            ] {
+                text(field);
+            }
+        }
+    }
+    if let Some(processes) = &mut inventory.processes {
+        processes.truncate(limits.max_processes);
+        for p in processes {
+            text(&mut p.name);
+            text(&mut p.user);
+            text(&mut p.command_line);
+        }
+    }
+
     let budget = limits.max_frame_bytes.saturating_sub(FRAME_OVERHEAD);
     while to_canonical(inventory).len() > budget {
         if !halve_largest_list(inventory) {
@@ -411,35 +606,40 @@ fn halve_largest_list(inventory: &mut Inventory) -> bool {
     fn halve<T>(list: &mut Vec<T>) {
         list.truncate(list.len() / 2);
     }
-    let users = match &inventory.users {
-        Some(u) if !u.is_empty() => to_canonical(u).len(),
-        _ => 0,
-    };
-    let disks = match &inventory.disks {
-        Some(d) if !d.is_empty() => to_canonical(d).len(),
-        _ => 0,
-    };
-    let network = match &inventory.network {
-        Some(n) if !n.is_empty() => to_canonical(n).len(),
-        _ => 0,
-    };
-    let packages = match &inventory.packages {
-        Some(p) if !p.is_empty() => to_canonical(p).len(),
-        _ => 0,
-    };
-    if users == 0 && disks == 0 && network == 0 && packages == 0 {
-        return false;
+    macro_rules! size {
+        ($list:expr) => {
+            match &$list {
+                Some(l) if !l.is_empty() => to_canonical(l).len(),
+                _ => 0,
+            }
+        };
     }
-    if packages > users && packages > disks && packages > network {
-        if let Some(packages) = &mut inventory.packages {
-            halve(packages);
-        }
-    } else if users >= disks && users >= network {
-        if let Some(users) = &mut inventory.users {
-            halve(users);
-        }
-    } else if network >= disks {
-        if let Some(network) = &mut inventory.network {
+    let services = match &inventory.services {
+        Some(s) if !s.units.is_empty() => to_canonical(&s.units).len(),
+        _ => 0,
+    };
+    // In the order lists are cut on a tie: users first, packages last.
+    let sizes = [
+        size!(inventory.users),
+        size!(inventory.network),
+        size!(inventory.disks),
+        size!(inventory.processes),
+        services,
+        size!(inventory.listening_ports),
+        size!(inventory.local_admins),
+        size!(inventory.packages),
+    ];
+    let Some((largest, _)) = sizes
+        .iter()
+        .enumerate()
+        .filter(|(_, size)| **size > 0)
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+    else {
+        return false;
+    };
+    match largest {
+        0 => inventory.users.as_mut().map(halve),
+        1 => inventory.network.as_mut().map(|network| {
             // Many addresses per interface: halve the addresses of every
             // interface before dropping interfaces.
             let most = network.iter().map(|n| n.addresses.len()).max().unwrap_or(0);
@@ -450,17 +650,23 @@ fn halve_largest_list(inventory: &mut Inventory) -> bool {
             } else {
                 halve(network);
             }
-        }
-    } else if let Some(disks) = &mut inventory.disks {
-        halve(disks);
-    }
+        }),
+        2 => inventory.disks.as_mut().map(halve),
+        3 => inventory.processes.as_mut().map(halve),
+        4 => inventory.services.as_mut().map(|s| halve(&mut s.units)),
+        5 => inventory.listening_ports.as_mut().map(halve),
+        6 => inventory.local_admins.as_mut().map(halve),
+        _ => inventory.packages.as_mut().map(halve),
+    };
     true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bulwark_protocol::inventory::LoggedInUser;
+    use bulwark_protocol::inventory::{
+        AdminGrant, ListeningPort, LocalAdmin, LoggedInUser, ProcessInfo, ServiceUnit, Services,
+    };
     use bulwark_protocol::message::{AgentMessage, InventoryReport};
     use bulwark_protocol::{decode_agent_frame, encode_agent_frame};
     use proptest::prelude::*;
@@ -626,6 +832,53 @@ mod tests {
                 };
                 12_000
             ]),
+            listening_ports: Some(vec![
+                ListeningPort {
+                    protocol: long.clone(),
+                    address: long.clone(),
+                    port: 1,
+                    process: Some(long.clone()),
+                    pid: Some(1),
+                };
+                5_000
+            ]),
+            local_admins: Some(vec![
+                LocalAdmin {
+                    name: long.clone(),
+                    grants: vec![
+                        AdminGrant {
+                            kind: long.clone(),
+                            via: long.clone()
+                        };
+                        40
+                    ],
+                };
+                2_000
+            ]),
+            services: Some(Services {
+                systemd_running: true,
+                units: vec![
+                    ServiceUnit {
+                        name: long.clone(),
+                        load_state: long.clone(),
+                        active_state: long.clone(),
+                        sub_state: long.clone(),
+                        enabled_state: long.clone(),
+                    };
+                    5_000
+                ],
+            }),
+            processes: Some(vec![
+                ProcessInfo {
+                    name: long.clone(),
+                    pid: 1,
+                    user: long.clone(),
+                    command_line: long.clone(),
+                    memory_bytes: 1,
+                    count: 1,
+                };
+                300
+            ]),
         }
     }
 
@@ -752,6 +1005,13 @@ mod tests {
                 .unwrap_or_default()
         };
         assert_eq!(names(&first), names(&second));
+        // The process snapshot is not retaken within its cadence.
+        assert!(!first.processes.as_ref().expect("processes").is_empty());
+        assert_eq!(first.processes, second.processes);
+        let admins = first.local_admins.as_ref().expect("local admins");
+        assert!(admins.iter().any(|a| a.name == "root"));
+        assert!(first.listening_ports.is_some());
+        assert!(first.services.is_some());
         assert_eq!(collect("0.1.0-test").cpu, first.cpu);
     }
 
@@ -771,6 +1031,10 @@ mod tests {
             addresses in 0..100usize,
             users in 0..1500usize,
             packages in 0..12000usize,
+            ports in 0..5000usize,
+            admins in 0..1100usize,
+            services in 0..5000usize,
+            processes in 0..300usize,
         ) {
             let s = |i: usize| strings[i % strings.len()].clone();
             let mut inventory = Inventory {
@@ -781,6 +1045,10 @@ mod tests {
                 network: Some(vec![NetworkInterface { name: s(3), mac: s(4), addresses: vec![s(5); addresses] }; interfaces]),
                 users: Some(vec![LoggedInUser { name: s(6), terminal: s(7), host: s(0), login_time: 0 }; users]),
                 packages: Some(vec![InstalledPackage { name: s(1), version: s(2), architecture: s(3), source: s(4), source_version: s(5) }; packages]),
+                listening_ports: Some(vec![ListeningPort { protocol: s(2), address: s(3), port: 1, process: Some(s(4)), pid: None }; ports]),
+                local_admins: Some(vec![LocalAdmin { name: s(5), grants: vec![AdminGrant { kind: s(6), via: s(7) }; 40] }; admins]),
+                services: Some(Services { systemd_running: false, units: vec![ServiceUnit { name: s(0), load_state: s(1), active_state: s(2), sub_state: s(3), enabled_state: s(4) }; services] }),
+                processes: Some(vec![ProcessInfo { name: s(5), pid: 0, user: s(6), command_line: s(7), memory_bytes: 0, count: 0 }; processes]),
             };
             fit_to_limits(&mut inventory, &Limits::default());
             let m = AgentMessage::Inventory(InventoryReport { seq: u64::MAX, full: true, inventory });

@@ -7,6 +7,7 @@
 //! that its tenant's policy authorises ([`trust`], [`jobs`]), and runs the
 //! monitoring checks that policy defines ([`checks`]).
 
+pub mod admins;
 pub mod backoff;
 pub mod checks;
 pub mod connection;
@@ -16,6 +17,10 @@ pub mod inventory;
 pub mod jobs;
 pub mod packages;
 pub mod pinning;
+pub mod ports;
+pub mod processes;
+pub mod rpm;
+pub mod services;
 pub mod supervisor;
 mod text;
 pub mod trust;

@@ -9,7 +9,9 @@
 //!
 //! RPM systems report no packages: the rpm database is SQLite (or Berkeley
 //! DB on older systems), and reading it would put a database engine into
-//! the agent, whose footprint is on every endpoint.
+//! the agent, whose footprint is on every endpoint. The headers it holds
+//! can be parsed already ([`crate::rpm::parse_header`]); reading the file
+//! is what is left.
 
 use std::io::Read;
 use std::path::Path;

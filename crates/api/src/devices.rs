@@ -86,6 +86,79 @@ pub struct InventoryView {
     pub disks: Option<Vec<DiskView>>,
     pub network: Option<Vec<NetworkInterfaceView>>,
     pub users: Option<Vec<LoggedInUserView>>,
+    /// Sockets waiting for connections, by protocol, port and address
+    /// (absent until the agent reports them; older agents never do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listening_ports: Option<Vec<ListeningPortView>>,
+    /// Accounts that can act as root, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_admins: Option<Vec<LocalAdminView>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<ServicesView>,
+    /// What runs: one entry per process name, largest memory first, a
+    /// snapshot the agent takes every 15 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<Vec<ProcessView>>,
+}
+
+/// A TCP socket in LISTEN state or a bound, unconnected UDP socket. Texts
+/// are the agent's, untrusted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListeningPortView {
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub address: String,
+    pub port: u16,
+    /// The owning process, when the agent could see it.
+    pub process: Option<String>,
+    pub pid: Option<u32>,
+}
+
+/// An account that can act as root, and every way it can.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LocalAdminView {
+    pub name: String,
+    pub grants: Vec<AdminGrantView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AdminGrantView {
+    /// `group` (sudo, wheel or admin), `uid0`, `gid0` or `sudoers`.
+    pub kind: String,
+    /// The group, or the sudoers file and line.
+    pub via: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServicesView {
+    /// False when systemd is not the device's running init: units come
+    /// from disk and their active state is `unknown`.
+    pub systemd_running: bool,
+    pub units: Vec<ServiceUnitView>,
+}
+
+/// A systemd service, in systemctl's words.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServiceUnitView {
+    pub name: String,
+    pub load_state: String,
+    pub active_state: String,
+    pub sub_state: String,
+    pub enabled_state: String,
+}
+
+/// The processes of one name on a device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProcessView {
+    pub name: String,
+    /// The largest process of that name.
+    pub pid: u32,
+    pub user: String,
+    pub command_line: String,
+    /// Resident memory of every process of that name together.
+    pub memory_bytes: u64,
+    /// How many processes have that name.
+    pub count: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

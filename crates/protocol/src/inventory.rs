@@ -31,6 +31,18 @@ pub struct Inventory {
     /// whenever it changed (the server replaces the device's set).
     #[n(6)]
     pub packages: Option<Vec<InstalledPackage>>,
+    /// Sockets waiting for connections, sorted by protocol, port and address.
+    #[n(7)]
+    pub listening_ports: Option<Vec<ListeningPort>>,
+    /// Accounts that can act as root, sorted by name.
+    #[n(8)]
+    pub local_admins: Option<Vec<LocalAdmin>>,
+    #[n(9)]
+    pub services: Option<Services>,
+    /// A bounded snapshot of what runs (largest memory first), refreshed at
+    /// a slow cadence by the agent: not a change stream.
+    #[n(10)]
+    pub processes: Option<Vec<ProcessInfo>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
@@ -118,6 +130,107 @@ pub struct InstalledPackage {
     pub source_version: String,
 }
 
+/// A TCP socket in LISTEN state or a bound, unconnected UDP socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ListeningPort {
+    /// `tcp` or `udp`.
+    #[n(0)]
+    pub protocol: String,
+    /// Local address, e.g. "0.0.0.0", "127.0.0.1", "::".
+    #[n(1)]
+    pub address: String,
+    #[n(2)]
+    pub port: u16,
+    /// The owning process, when the agent could see it.
+    #[n(3)]
+    pub process: Option<String>,
+    #[n(4)]
+    pub pid: Option<u32>,
+}
+
+/// An account that can act as root, and every way it can.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct LocalAdmin {
+    #[n(0)]
+    pub name: String,
+    /// Sorted; at least one.
+    #[n(1)]
+    pub grants: Vec<AdminGrant>,
+}
+
+/// One reason an account is an administrator.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+#[cbor(map)]
+pub struct AdminGrant {
+    /// `group` (member of sudo, wheel or admin), `uid0`, `gid0` (primary
+    /// group root) or `sudoers` (a rule granting ALL); a name a newer agent
+    /// sends is kept as is.
+    #[n(0)]
+    pub kind: String,
+    /// The group's name, or the sudoers file and line ("/etc/sudoers:27").
+    #[n(1)]
+    pub via: String,
+}
+
+/// The service manager's units.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct Services {
+    /// False when systemd is not the running init (a container, another
+    /// init): units are then read from disk, with no active state.
+    #[n(0)]
+    pub systemd_running: bool,
+    /// Sorted by name.
+    #[n(1)]
+    pub units: Vec<ServiceUnit>,
+}
+
+/// A systemd service unit, in systemctl's words.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ServiceUnit {
+    /// e.g. "ssh.service".
+    #[n(0)]
+    pub name: String,
+    /// `loaded`, `masked` or `not-found`.
+    #[n(1)]
+    pub load_state: String,
+    /// `active`, `inactive` or `unknown`.
+    #[n(2)]
+    pub active_state: String,
+    /// `running`, `dead` or `unknown`.
+    #[n(3)]
+    pub sub_state: String,
+    /// `enabled`, `disabled`, `static`, `masked`, `alias` or `indirect`.
+    #[n(4)]
+    pub enabled_state: String,
+}
+
+/// A process, or the processes of one name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ProcessInfo {
+    #[n(0)]
+    pub name: String,
+    /// The largest process of that name.
+    #[n(1)]
+    pub pid: u32,
+    /// Its user name (or uid as text when the name is unknown).
+    #[n(2)]
+    pub user: String,
+    /// Its command line, cut to the protocol's short text.
+    #[n(3)]
+    pub command_line: String,
+    /// Resident memory of every process of that name together.
+    #[n(4)]
+    pub memory_bytes: u64,
+    /// How many processes have that name.
+    #[n(5)]
+    pub count: u32,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
 pub struct NetworkInterface {
@@ -158,6 +271,10 @@ impl Inventory {
             network,
             users,
             packages,
+            listening_ports,
+            local_admins,
+            services,
+            processes,
         } = delta;
         self.system = system.or(self.system.take());
         self.cpu = cpu.or(self.cpu.take());
@@ -166,6 +283,10 @@ impl Inventory {
         self.network = network.or(self.network.take());
         self.users = users.or(self.users.take());
         self.packages = packages.or(self.packages.take());
+        self.listening_ports = listening_ports.or(self.listening_ports.take());
+        self.local_admins = local_admins.or(self.local_admins.take());
+        self.services = services.or(self.services.take());
+        self.processes = processes.or(self.processes.take());
     }
 
     /// The sections of `self` that differ from `previous`: applying the result
@@ -182,6 +303,10 @@ impl Inventory {
             network: changed(&self.network, &previous.network),
             users: changed(&self.users, &previous.users),
             packages: changed(&self.packages, &previous.packages),
+            listening_ports: changed(&self.listening_ports, &previous.listening_ports),
+            local_admins: changed(&self.local_admins, &previous.local_admins),
+            services: changed(&self.services, &previous.services),
+            processes: changed(&self.processes, &previous.processes),
         }
     }
 
@@ -239,6 +364,50 @@ impl Validate for Inventory {
                 l.text("packages.architecture", &p.architecture)?;
                 l.text("packages.source", &p.source)?;
                 l.text("packages.source_version", &p.source_version)?;
+            }
+        }
+        if let Some(ports) = &self.listening_ports {
+            check_len("listening_ports", ports.len(), l.max_listening_ports)?;
+            for p in ports {
+                l.text("listening_ports.protocol", &p.protocol)?;
+                l.text("listening_ports.address", &p.address)?;
+                l.text(
+                    "listening_ports.process",
+                    p.process.as_deref().unwrap_or(""),
+                )?;
+            }
+        }
+        if let Some(admins) = &self.local_admins {
+            check_len("local_admins", admins.len(), l.max_local_admins)?;
+            for a in admins {
+                l.text("local_admins.name", &a.name)?;
+                check_len("local_admins.grants", a.grants.len(), l.max_admin_grants)?;
+                for g in &a.grants {
+                    l.text("local_admins.grants.kind", &g.kind)?;
+                    l.text("local_admins.grants.via", &g.via)?;
+                }
+            }
+        }
+        if let Some(services) = &self.services {
+            check_len("services.units", services.units.len(), l.max_services)?;
+            for u in &services.units {
+                for text in [
+                    &u.name,
+                    &u.load_state,
+                    &u.active_state,
+                    &u.sub_state,
+                    &u.enabled_state,
+                ] {
+                    l.text("services.units", text)?;
+                }
+            }
+        }
+        if let Some(processes) = &self.processes {
+            check_len("processes", processes.len(), l.max_processes)?;
+            for p in processes {
+                l.text("processes.name", &p.name)?;
+                l.text("processes.user", &p.user)?;
+                l.text("processes.command_line", &p.command_line)?;
             }
         }
         Ok(())

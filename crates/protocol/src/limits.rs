@@ -52,6 +52,17 @@ pub struct Limits {
     /// Most installed packages in one inventory. Default 10,000 (a Debian
     /// desktop has 2,000 to 4,000, about 100 bytes each on the wire).
     pub max_packages: usize,
+    /// Most listening sockets in one inventory. Default 4096.
+    pub max_listening_ports: usize,
+    /// Most local administrators in one inventory. Default 1024.
+    pub max_local_admins: usize,
+    /// Most grants (reasons) per administrator. Default 32.
+    pub max_admin_grants: usize,
+    /// Most service units in one inventory. Default 4096 (a Debian server
+    /// has 150 to 400 on disk).
+    pub max_services: usize,
+    /// Most entries of the process snapshot. Default 256 (the agent sends 100).
+    pub max_processes: usize,
     /// Largest job script body, in bytes. Default 256 KiB.
     pub max_script_bytes: usize,
     /// Most root envelopes in one `Trust` message. Default 64.
@@ -115,6 +126,11 @@ impl Default for Limits {
             max_addresses: 64,
             max_users: 1024,
             max_packages: 10_000,
+            max_listening_ports: 4096,
+            max_local_admins: 1024,
+            max_admin_grants: 32,
+            max_services: 4096,
+            max_processes: 256,
             max_script_bytes: 256 * 1024,
             max_trust_roots: 64,
             max_output_bytes: 64 * 1024,

@@ -19,8 +19,8 @@
 use bulwark_protocol::checks::{CheckReport, CheckState, CheckStatus};
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::inventory::{
-    CpuInfo, DiskInfo, InstalledPackage, Inventory, LoggedInUser, MemoryInfo, NetworkInterface,
-    SystemInfo,
+    AdminGrant, CpuInfo, DiskInfo, InstalledPackage, Inventory, ListeningPort, LocalAdmin,
+    LoggedInUser, MemoryInfo, NetworkInterface, ProcessInfo, ServiceUnit, Services, SystemInfo,
 };
 use bulwark_protocol::message::{
     Ack, AgentMessage, AgentRefusalCode, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Heartbeat,
@@ -188,6 +188,63 @@ fn installed_package() -> impl Strategy<Value = InstalledPackage> {
     )
 }
 
+fn listening_port() -> impl Strategy<Value = ListeningPort> {
+    (
+        text(),
+        text(),
+        any::<u16>(),
+        proptest::option::of(text()),
+        proptest::option::of(any::<u32>()),
+    )
+        .prop_map(|(protocol, address, port, process, pid)| ListeningPort {
+            protocol,
+            address,
+            port,
+            process,
+            pid,
+        })
+}
+
+fn local_admin() -> impl Strategy<Value = LocalAdmin> {
+    (
+        text(),
+        vec(
+            (text(), text()).prop_map(|(kind, via)| AdminGrant { kind, via }),
+            0..3,
+        ),
+    )
+        .prop_map(|(name, grants)| LocalAdmin { name, grants })
+}
+
+fn services() -> impl Strategy<Value = Services> {
+    let unit = (text(), text(), text(), text(), text()).prop_map(
+        |(name, load_state, active_state, sub_state, enabled_state)| ServiceUnit {
+            name,
+            load_state,
+            active_state,
+            sub_state,
+            enabled_state,
+        },
+    );
+    (any::<bool>(), vec(unit, 0..3)).prop_map(|(systemd_running, units)| Services {
+        systemd_running,
+        units,
+    })
+}
+
+fn process_info() -> impl Strategy<Value = ProcessInfo> {
+    (text(), any::<u32>(), text(), text(), uint64(), any::<u32>()).prop_map(
+        |(name, pid, user, command_line, memory_bytes, count)| ProcessInfo {
+            name,
+            pid,
+            user,
+            command_line,
+            memory_bytes,
+            count,
+        },
+    )
+}
+
 fn network_interface() -> impl Strategy<Value = NetworkInterface> {
     (text(), text(), vec(text(), 0..4)).prop_map(|(name, mac, addresses)| NetworkInterface {
         name,
@@ -216,9 +273,13 @@ fn inventory() -> impl Strategy<Value = Inventory> {
         of(vec(network_interface(), 0..4)),
         of(vec(logged_in_user(), 0..4)),
         of(vec(installed_package(), 0..4)),
+        of(vec(listening_port(), 0..3)),
+        of(vec(local_admin(), 0..3)),
+        of(services()),
+        of(vec(process_info(), 0..3)),
     )
         .prop_map(
-            |(system, cpu, memory, disks, network, users, packages)| Inventory {
+            |(
                 system,
                 cpu,
                 memory,
@@ -226,6 +287,22 @@ fn inventory() -> impl Strategy<Value = Inventory> {
                 network,
                 users,
                 packages,
+                listening_ports,
+                local_admins,
+                services,
+                processes,
+            )| Inventory {
+                system,
+                cpu,
+                memory,
+                disks,
+                network,
+                users,
+                packages,
+                listening_ports,
+                local_admins,
+                services,
+                processes,
             },
         )
 }
@@ -240,9 +317,24 @@ fn full_inventory() -> impl Strategy<Value = Inventory> {
         vec(network_interface(), 0..4),
         vec(logged_in_user(), 0..4),
         vec(installed_package(), 0..4),
+        (
+            vec(listening_port(), 0..3),
+            vec(local_admin(), 0..3),
+            services(),
+            vec(process_info(), 0..3),
+        ),
     )
         .prop_map(
-            |(system, cpu, memory, disks, network, users, packages)| Inventory {
+            |(
+                system,
+                cpu,
+                memory,
+                disks,
+                network,
+                users,
+                packages,
+                (listening_ports, local_admins, services, processes),
+            )| Inventory {
                 system: Some(system),
                 cpu: Some(cpu),
                 memory: Some(memory),
@@ -250,6 +342,10 @@ fn full_inventory() -> impl Strategy<Value = Inventory> {
                 network: Some(network),
                 users: Some(users),
                 packages: Some(packages),
+                listening_ports: Some(listening_ports),
+                local_admins: Some(local_admins),
+                services: Some(services),
+                processes: Some(processes),
             },
         )
 }
@@ -972,6 +1068,16 @@ fn full_snapshot() -> Inventory {
         }]),
         users: Some(vec![LoggedInUser::default()]),
         packages: Some(vec![InstalledPackage::default()]),
+        listening_ports: Some(vec![ListeningPort::default()]),
+        local_admins: Some(vec![LocalAdmin {
+            name: String::new(),
+            grants: vec![AdminGrant::default()],
+        }]),
+        services: Some(Services {
+            systemd_running: true,
+            units: vec![ServiceUnit::default()],
+        }),
+        processes: Some(vec![ProcessInfo::default()]),
     }
 }
 
@@ -1089,6 +1195,69 @@ fn agent_field_cases() -> Vec<AgentCase> {
                 i.packages = Some(vec![InstalledPackage {
                     source_version: text_of(n),
                     ..InstalledPackage::default()
+                }])
+            })
+        }),
+        ("listening_ports", l.max_listening_ports, |n| {
+            with(|i| i.listening_ports = Some(vec![ListeningPort::default(); n]))
+        }),
+        ("listening_ports.process", l.max_text, |n| {
+            with(|i| {
+                i.listening_ports = Some(vec![ListeningPort {
+                    process: Some(text_of(n)),
+                    ..ListeningPort::default()
+                }])
+            })
+        }),
+        ("local_admins", l.max_local_admins, |n| {
+            with(|i| i.local_admins = Some(vec![LocalAdmin::default(); n]))
+        }),
+        ("local_admins.grants", l.max_admin_grants, |n| {
+            with(|i| {
+                i.local_admins = Some(vec![LocalAdmin {
+                    name: String::new(),
+                    grants: vec![AdminGrant::default(); n],
+                }])
+            })
+        }),
+        ("local_admins.grants.via", l.max_text, |n| {
+            with(|i| {
+                i.local_admins = Some(vec![LocalAdmin {
+                    name: String::new(),
+                    grants: vec![AdminGrant {
+                        kind: String::new(),
+                        via: text_of(n),
+                    }],
+                }])
+            })
+        }),
+        ("services.units", l.max_services, |n| {
+            with(|i| {
+                i.services = Some(Services {
+                    systemd_running: false,
+                    units: vec![ServiceUnit::default(); n],
+                })
+            })
+        }),
+        ("services.units", l.max_text, |n| {
+            with(|i| {
+                i.services = Some(Services {
+                    systemd_running: false,
+                    units: vec![ServiceUnit {
+                        sub_state: text_of(n),
+                        ..ServiceUnit::default()
+                    }],
+                })
+            })
+        }),
+        ("processes", l.max_processes, |n| {
+            with(|i| i.processes = Some(vec![ProcessInfo::default(); n]))
+        }),
+        ("processes.command_line", l.max_text, |n| {
+            with(|i| {
+                i.processes = Some(vec![ProcessInfo {
+                    command_line: text_of(n),
+                    ..ProcessInfo::default()
                 }])
             })
         }),

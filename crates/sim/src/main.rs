@@ -514,7 +514,12 @@ impl VirtualDevice {
             stats,
             started,
         } = self;
-        let mut collector = Collector::new(bulwark_agent::AGENT_VERSION);
+        // Without the host sections: every virtual device would scan this
+        // process's thousands of sockets (see `HostSections`).
+        let mut collector = Collector::with_host_sections(
+            bulwark_agent::AGENT_VERSION,
+            bulwark_agent::inventory::HostSections::Skip,
+        );
         let backoff = Backoff::default();
         let mut attempt: u32 = 0;
         let mut first = true;

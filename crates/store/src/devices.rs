@@ -273,10 +273,29 @@ impl Store {
         &self,
         id: &str,
         full: bool,
-        mut delta: Inventory,
+        delta: Inventory,
         now: Millis,
     ) -> Result<Inventory, StoreError> {
+        Ok(self
+            .update_inventory_with_changes(id, full, delta, now)
+            .await?
+            .0)
+    }
+
+    /// [`Store::update_inventory`], also saying what the report changed in
+    /// the device's listening ports and administrators. Those sections,
+    /// with services and processes, go to `device_inventory_sections`
+    /// (migration 0018), never into the stored inventory; a full report
+    /// without them removes them.
+    pub async fn update_inventory_with_changes(
+        &self,
+        id: &str,
+        full: bool,
+        mut delta: Inventory,
+        now: Millis,
+    ) -> Result<(Inventory, crate::SecurityChanges), StoreError> {
         let packages = delta.packages.take();
+        let sections = crate::inventory_sections::take_sections(&mut delta);
         let mut tx = self.pool.begin().await?;
         // Write first: this takes the row lock (PostgreSQL) or the write lock
         // (SQLite) before the read, so concurrent merges cannot lose updates.
@@ -292,6 +311,8 @@ impl Store {
             crate::packages::replace_packages_tx(&mut tx, id, &packages.unwrap_or_default())
                 .await?;
         }
+        let changes =
+            crate::inventory_sections::store_sections_tx(&mut tx, id, full, &sections, now).await?;
         let inventory = if full {
             delta
         } else {
@@ -321,6 +342,6 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(inventory)
+        Ok((inventory, changes))
     }
 }

@@ -28,6 +28,7 @@ mod device_checks;
 mod device_vulns;
 mod devices;
 mod error;
+mod inventory_sections;
 mod invitations;
 mod job_delivery;
 mod jobs;
@@ -69,6 +70,7 @@ pub use device_checks::{CheckTransition, DeviceCheck, MAX_CHECKS_PER_DEVICE};
 pub use device_vulns::{DeviceVulnerabilities, MAX_CANDIDATE_ROWS, TenantVulnerabilities};
 pub use devices::{Device, DeviceKey, NewDevice};
 pub use error::StoreError;
+pub use inventory_sections::SecurityChanges;
 pub use invitations::{
     ACCOUNT_OPERATOR, ACCOUNT_OWNER, Grant, Invitation, InvitationEnrolment, NewInvitation,
 };

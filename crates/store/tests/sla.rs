@@ -129,6 +129,7 @@ fn alert(tenant: Option<&str>, key: &str, severity: Severity) -> NewAlert {
         detail: String::new(),
         log_id: None,
         log_idx: None,
+        silenced: None,
     }
 }
 

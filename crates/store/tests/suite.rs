@@ -4,7 +4,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bulwark_protocol::inventory::{CpuInfo, InstalledPackage, Inventory, MemoryInfo, SystemInfo};
+use bulwark_protocol::inventory::{
+    AdminGrant, CpuInfo, InstalledPackage, Inventory, ListeningPort, LocalAdmin, MemoryInfo,
+    ProcessInfo, ServiceUnit, Services, SystemInfo,
+};
 use bulwark_store::AuditAction;
 use bulwark_store::testing::{postgres_test_url, sqlite_test_url};
 use bulwark_store::{
@@ -76,6 +79,7 @@ suite! {
         inventory_full_and_delta,
         inventory_concurrent_deltas,
         device_packages,
+        inventory_sections,
         tenant_scope,
         audit_log,
         unique_violations_are_conflicts,
@@ -1275,6 +1279,151 @@ async fn device_packages(store: Store) {
             .unwrap()
             .1,
         0
+    );
+}
+
+fn port(port: u16, process: &str) -> ListeningPort {
+    ListeningPort {
+        protocol: "tcp".into(),
+        address: "0.0.0.0".into(),
+        port,
+        process: Some(process.into()),
+        pid: Some(7),
+    }
+}
+
+fn admin(name: &str) -> LocalAdmin {
+    LocalAdmin {
+        name: name.into(),
+        grants: vec![AdminGrant {
+            kind: "group".into(),
+            via: "sudo".into(),
+        }],
+    }
+}
+
+async fn inventory_sections(store: Store) {
+    let (_, devices) = tenant_with_devices(&store, "acme", 1, &["web-1"]).await;
+    let (_, foreign) = tenant_with_devices(&store, "globex", 10, &["gx-1"]).await;
+    let id = &devices[0].id;
+    let services = Services {
+        systemd_running: true,
+        units: vec![ServiceUnit {
+            name: "ssh.service".into(),
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            enabled_state: "enabled".into(),
+        }],
+    };
+    let processes = vec![ProcessInfo {
+        name: "nul\0<b>".into(),
+        pid: 1,
+        user: "root".into(),
+        command_line: "/sbin/init".into(),
+        memory_bytes: 1 << 20,
+        count: 1,
+    }];
+    let full = Inventory {
+        system: Some(system("web-1")),
+        listening_ports: Some(vec![port(22, "sshd")]),
+        local_admins: Some(vec![admin("root")]),
+        services: Some(services.clone()),
+        processes: Some(processes.clone()),
+        ..Inventory::default()
+    };
+    // A first report changes nothing: there was nothing before.
+    let (stored, changes) = store
+        .update_inventory_with_changes(id, true, full, T0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(changes, bulwark_store::SecurityChanges::default());
+    assert_eq!(stored.listening_ports, None, "the blob never holds them");
+    assert_eq!(stored.services, None);
+    let sections = store
+        .device_inventory_sections(&TenantScope::All, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sections.listening_ports, Some(vec![port(22, "sshd")]));
+    assert_eq!(sections.local_admins, Some(vec![admin("root")]));
+    assert_eq!(sections.services, Some(services.clone()));
+    assert_eq!(sections.processes, Some(processes));
+    assert_eq!(sections.system, None);
+
+    // A new port and the same administrators: only the ports changed.
+    let delta = Inventory {
+        listening_ports: Some(vec![port(22, "sshd"), port(4444, "nc")]),
+        local_admins: Some(vec![admin("root")]),
+        ..Inventory::default()
+    };
+    let (_, changes) = store
+        .update_inventory_with_changes(id, false, delta, T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        changes.listening_ports,
+        Some((
+            vec![port(22, "sshd")],
+            vec![port(22, "sshd"), port(4444, "nc")]
+        ))
+    );
+    assert_eq!(changes.local_admins, None);
+    let delta = Inventory {
+        local_admins: Some(vec![admin("eve"), admin("root")]),
+        ..Inventory::default()
+    };
+    let (_, changes) = store
+        .update_inventory_with_changes(id, false, delta, T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        changes.local_admins,
+        Some((vec![admin("root")], vec![admin("eve"), admin("root")]))
+    );
+    let sections = store
+        .device_inventory_sections(&TenantScope::All, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sections.listening_ports.map(|p| p.len()), Some(2));
+    assert_eq!(
+        sections.services,
+        Some(services),
+        "kept by a delta without it"
+    );
+
+    // Another tenant's operator sees no device.
+    let stranger = store
+        .create_operator(&new_operator("mallory"), "technician", "test", T0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .device_inventory_sections(&TenantScope::Operator(stranger.id), id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .device_inventory_sections(&TenantScope::All, &foreign[0].id)
+            .await
+            .unwrap(),
+        Some(Inventory::default())
+    );
+
+    // A full report without them removes them.
+    store
+        .update_inventory(id, true, Inventory::default(), T0 + 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .device_inventory_sections(&TenantScope::All, id)
+            .await
+            .unwrap(),
+        Some(Inventory::default())
     );
 }
 

@@ -9,6 +9,7 @@ use bulwark_api::tenants::TenantView;
 use bulwark_server::console::human_bytes;
 
 use crate::client::*;
+use crate::commands::device_sections::{Section, render as render_section};
 use crate::output::*;
 
 /// `bulwark device …`.
@@ -86,6 +87,26 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
             );
             Ok(())
         }
+        DeviceCommand::Ports {
+            device,
+            tenant,
+            json,
+        } => print_section(device, tenant, json, Section::Ports).await,
+        DeviceCommand::Admins {
+            device,
+            tenant,
+            json,
+        } => print_section(device, tenant, json, Section::Admins).await,
+        DeviceCommand::Services {
+            device,
+            tenant,
+            json,
+        } => print_section(device, tenant, json, Section::Services).await,
+        DeviceCommand::Processes {
+            device,
+            tenant,
+            json,
+        } => print_section(device, tenant, json, Section::Processes).await,
         DeviceCommand::Vulns {
             device,
             tenant,
@@ -103,6 +124,39 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
             }
         }
     }
+}
+
+/// One section of a device's inventory (`bulwark device ports` and its
+/// siblings); `--json` prints the section as the API gives it.
+async fn print_section(
+    device: String,
+    tenant: Option<String>,
+    json: bool,
+    section: Section,
+) -> Result<()> {
+    let session = Session::load()?;
+    let id = device_id(&session, device, tenant.as_deref()).await?;
+    let view: DeviceView = session
+        .get(&format!("/api/v1/devices/{}", path_segment(&id)?))
+        .await?;
+    let inventory = view.inventory.as_ref();
+    if json {
+        let value = match section {
+            Section::Ports => {
+                serde_json::to_value(inventory.and_then(|i| i.listening_ports.as_ref()))?
+            }
+            Section::Admins => {
+                serde_json::to_value(inventory.and_then(|i| i.local_admins.as_ref()))?
+            }
+            Section::Services => serde_json::to_value(inventory.and_then(|i| i.services.as_ref()))?,
+            Section::Processes => {
+                serde_json::to_value(inventory.and_then(|i| i.processes.as_ref()))?
+            }
+        };
+        return print_json(&value);
+    }
+    print!("{}", render_section(&view.hostname, inventory, section));
+    Ok(())
 }
 
 /// `text` percent-encoded for a query string value.
@@ -186,6 +240,53 @@ pub enum DeviceCommand {
         /// Only packages whose name contains this text (any case).
         #[arg(long)]
         search: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the ports a device listens on (TCP and UDP), with the process
+    /// behind each, as its agent reported them.
+    Ports {
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the accounts that can act as root on a device (uid 0, groups
+    /// sudo, wheel and admin, sudoers rules) and how.
+    Admins {
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a device's systemd services and their states.
+    Services {
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List what runs on a device: the largest programs by memory, from a
+    /// snapshot its agent takes every 15 minutes.
+    Processes {
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -465,6 +566,36 @@ fn render_inventory(out: &mut String, inventory: &InventoryView, now: u64) {
                 })
                 .collect();
             indented_table(out, &["USER", "TERMINAL", "FROM", "SINCE"], &rows);
+        }
+    }
+    if let Some(admins) = &inventory.local_admins {
+        let names: Vec<&str> = admins.iter().map(|a| a.name.as_str()).collect();
+        let _ = writeln!(out, "\nLocal administrators (bulwark device admins)");
+        let _ = writeln!(out, "  {}", Cell::from(names.join(", ")).text);
+    }
+    let counts = [
+        (
+            "listening ports",
+            "ports",
+            inventory.listening_ports.as_ref().map(Vec::len),
+        ),
+        (
+            "services",
+            "services",
+            inventory.services.as_ref().map(|s| s.units.len()),
+        ),
+        (
+            "processes",
+            "processes",
+            inventory.processes.as_ref().map(Vec::len),
+        ),
+    ];
+    if counts.iter().any(|(_, _, count)| count.is_some()) {
+        let _ = writeln!(out, "\nMore");
+    }
+    for (what, command, count) in counts {
+        if let Some(count) = count {
+            let _ = writeln!(out, "  {count} {what}: bulwark device {command}");
         }
     }
 }

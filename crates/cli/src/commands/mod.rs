@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod checks;
+pub mod device_sections;
 pub mod devices;
 pub mod jobs;
 pub mod keys;

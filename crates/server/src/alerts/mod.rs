@@ -16,6 +16,7 @@
 
 pub mod business_time;
 pub mod checks;
+pub mod inventory;
 pub mod notify;
 pub mod rules;
 pub mod sla;
@@ -72,6 +73,47 @@ async fn raise_from(
             Ok(queued > 0)
         }
         Raised::Repeated { .. } => Ok(false),
+    }
+}
+
+/// Stores an agent's inventory report, then raises what it changed in
+/// listening ports and administrators ([`inventory`]). A failure to raise
+/// is logged, not returned: the report is stored either way. One future
+/// for both, so an idle session's task holds neither the stored inventory
+/// nor the changes.
+pub async fn store_inventory(
+    store: &Store,
+    device_id: &str,
+    tenant_id: &str,
+    full: bool,
+    report: bulwark_protocol::inventory::Inventory,
+) -> Result<(), bulwark_store::StoreError> {
+    let (stored, changes) = store
+        .update_inventory_with_changes(device_id, full, report, crate::now_millis())
+        .await?;
+    if changes != bulwark_store::SecurityChanges::default() {
+        let hostname = stored.system.map(|s| s.hostname).unwrap_or_default();
+        raise_inventory_alerts(store, device_id, tenant_id, &hostname, &changes).await;
+    }
+    Ok(())
+}
+
+/// Raises what a stored inventory report changed ([`inventory`]).
+async fn raise_inventory_alerts(
+    store: &Store,
+    device_id: &str,
+    tenant_id: &str,
+    hostname: &str,
+    changes: &bulwark_store::SecurityChanges,
+) {
+    for alert in inventory::inventory_alerts(device_id, tenant_id, hostname, changes) {
+        match store.raise_alert(&alert, crate::now_millis()).await {
+            Ok(Raised::Opened { id, queued }) => {
+                info!(alert = %id, %device_id, kind = %alert.kind, queued, "Inventory change: alert opened.");
+            }
+            Ok(Raised::Repeated { .. }) => {}
+            Err(error) => warn!(%device_id, %error, "Cannot raise an inventory alert."),
+        }
     }
 }
 

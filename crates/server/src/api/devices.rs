@@ -70,6 +70,18 @@ pub async fn device_view(
 ) -> Result<DeviceView, ApiError> {
     let device = visible_device(state, caller, id).await?;
     let mut view = crate::api::views::device(&device, state.presence.is_online(&device.id), true);
+    // Ports, administrators, services and processes are stored beside the
+    // inventory (migration 0018): merged into its view here.
+    let sections = state
+        .store
+        .device_inventory_sections(&caller.scope(), &device.id)
+        .await?
+        .unwrap_or_default();
+    if !sections.is_empty() {
+        let mut inventory = device.inventory.clone().unwrap_or_default();
+        inventory.apply(sections);
+        view.inventory = Some(crate::api::views::inventory(&inventory));
+    }
     view.trust = state
         .store
         .device_trust(&caller.scope(), &device.id)

@@ -5,8 +5,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
 use bulwark_api::account::{ApiTokenView, SessionView};
 use bulwark_api::devices::{
-    CpuView, DeviceTrustView, DeviceView, DiskView, InventoryView, LoggedInUserView, MemoryView,
-    NetworkInterfaceView, SystemView,
+    AdminGrantView, CpuView, DeviceTrustView, DeviceView, DiskView, InventoryView,
+    ListeningPortView, LocalAdminView, LoggedInUserView, MemoryView, NetworkInterfaceView,
+    ProcessView, ServiceUnitView, ServicesView, SystemView,
 };
 use bulwark_api::log::CheckpointView;
 use bulwark_api::operators::{GrantView, InvitationView};
@@ -193,6 +194,59 @@ pub fn inventory(i: &wire::Inventory) -> InventoryView {
                     terminal: u.terminal.clone(),
                     host: u.host.clone(),
                     login_time: u.login_time,
+                })
+                .collect()
+        }),
+        listening_ports: i.listening_ports.as_ref().map(|ps| {
+            ps.iter()
+                .map(|p| ListeningPortView {
+                    protocol: p.protocol.clone(),
+                    address: p.address.clone(),
+                    port: p.port,
+                    process: p.process.clone(),
+                    pid: p.pid,
+                })
+                .collect()
+        }),
+        local_admins: i.local_admins.as_ref().map(|admins| {
+            admins
+                .iter()
+                .map(|a| LocalAdminView {
+                    name: a.name.clone(),
+                    grants: a
+                        .grants
+                        .iter()
+                        .map(|g| AdminGrantView {
+                            kind: g.kind.clone(),
+                            via: g.via.clone(),
+                        })
+                        .collect(),
+                })
+                .collect()
+        }),
+        services: i.services.as_ref().map(|s| ServicesView {
+            systemd_running: s.systemd_running,
+            units: s
+                .units
+                .iter()
+                .map(|u| ServiceUnitView {
+                    name: u.name.clone(),
+                    load_state: u.load_state.clone(),
+                    active_state: u.active_state.clone(),
+                    sub_state: u.sub_state.clone(),
+                    enabled_state: u.enabled_state.clone(),
+                })
+                .collect(),
+        }),
+        processes: i.processes.as_ref().map(|ps| {
+            ps.iter()
+                .map(|p| ProcessView {
+                    name: p.name.clone(),
+                    pid: p.pid,
+                    user: p.user.clone(),
+                    command_line: p.command_line.clone(),
+                    memory_bytes: p.memory_bytes,
+                    count: p.count,
                 })
                 .collect()
         }),

@@ -1,7 +1,8 @@
 //! One device's page (`/devices/{id}`): the device (key fingerprint, agent,
 //! last seen) and its latest inventory (system, CPU, memory, disks,
-//! network, logged-in users, open vulnerabilities ranked by score, installed
-//! software with a name search), in the
+//! network, logged-in users, listening ports, local administrators,
+//! services, the process snapshot, open vulnerabilities ranked by score,
+//! installed software with a name search), in the
 //! units people read. Disk use is df's (used / (used + available)). Every
 //! text an agent reported is untrusted and goes through askama's escaping.
 
@@ -126,6 +127,114 @@ fn vuln_card(view: &DeviceVulnerabilitiesView) -> VulnCard {
     }
 }
 
+struct PortRow {
+    protocol: String,
+    /// `0.0.0.0:22`, `[::]:22`.
+    endpoint: String,
+    process: String,
+}
+
+struct AdminRow {
+    name: String,
+    how: String,
+}
+
+struct ServiceRow {
+    name: String,
+    load: String,
+    active: String,
+    sub: String,
+    enabled: String,
+}
+
+struct ProcessRow {
+    name: String,
+    count: u32,
+    memory: String,
+    pid: u32,
+    user: String,
+    command_line: String,
+}
+
+/// Listening ports, administrators, services and processes; each `None`
+/// until the agent reports it (older agents never do).
+struct SecurityCards {
+    ports: Option<Vec<PortRow>>,
+    admins: Option<Vec<AdminRow>>,
+    /// Whether systemd runs, and the units.
+    services: Option<(bool, Vec<ServiceRow>)>,
+    processes: Option<Vec<ProcessRow>>,
+}
+
+fn security_cards(inv: &InventoryView) -> SecurityCards {
+    SecurityCards {
+        ports: inv.listening_ports.as_ref().map(|ports| {
+            ports
+                .iter()
+                .map(|p| PortRow {
+                    protocol: p.protocol.clone(),
+                    endpoint: if p.address.contains(':') {
+                        format!("[{}]:{}", p.address, p.port)
+                    } else {
+                        format!("{}:{}", p.address, p.port)
+                    },
+                    process: match (&p.process, p.pid) {
+                        (Some(name), Some(pid)) => format!("{name} ({pid})"),
+                        (Some(name), None) => name.clone(),
+                        (None, _) => "-".to_owned(),
+                    },
+                })
+                .collect()
+        }),
+        admins: inv.local_admins.as_ref().map(|admins| {
+            admins
+                .iter()
+                .map(|a| AdminRow {
+                    name: a.name.clone(),
+                    how: a
+                        .grants
+                        .iter()
+                        .map(|g| match g.kind.as_str() {
+                            "uid0" => "uid 0".to_owned(),
+                            "gid0" => "primary group root".to_owned(),
+                            "group" => format!("member of {}", g.via),
+                            "sudoers" => format!("sudoers {}", g.via),
+                            other => format!("{other} {}", g.via),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+                .collect()
+        }),
+        services: inv.services.as_ref().map(|s| {
+            let units = s
+                .units
+                .iter()
+                .map(|u| ServiceRow {
+                    name: u.name.clone(),
+                    load: u.load_state.clone(),
+                    active: u.active_state.clone(),
+                    sub: u.sub_state.clone(),
+                    enabled: u.enabled_state.clone(),
+                })
+                .collect();
+            (s.systemd_running, units)
+        }),
+        processes: inv.processes.as_ref().map(|ps| {
+            ps.iter()
+                .map(|p| ProcessRow {
+                    name: p.name.clone(),
+                    count: p.count,
+                    memory: human_bytes(p.memory_bytes),
+                    pid: p.pid,
+                    user: p.user.clone(),
+                    command_line: p.command_line.clone(),
+                })
+                .collect()
+        }),
+    }
+}
+
 struct InventoryPage {
     os: String,
     kernel: String,
@@ -138,6 +247,7 @@ struct InventoryPage {
     disks: Vec<DiskRow>,
     network: Vec<NetRow>,
     users: Vec<UserRow>,
+    security: SecurityCards,
 }
 
 #[derive(Template)]
@@ -213,6 +323,7 @@ fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
         None => (not_reported(), 0, not_reported()),
     };
     InventoryPage {
+        security: security_cards(inv),
         os: system.map_or_else(not_reported, |s| format!("{} {}", s.os_name, s.os_version)),
         kernel: system.map_or_else(not_reported, |s| s.kernel_version.clone()),
         arch: system.map_or_else(not_reported, |s| s.architecture.clone()),
@@ -316,6 +427,39 @@ async fn device_page(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_cards_read_like_people_say_them() {
+        let inv: InventoryView = serde_json::from_value(serde_json::json!({
+            "system": null, "cpu": null, "memory": null, "disks": null, "network": null, "users": null,
+            "listening_ports": [
+                {"protocol": "tcp", "address": "::", "port": 22, "process": "sshd", "pid": 612},
+                {"protocol": "udp", "address": "0.0.0.0", "port": 53, "process": null, "pid": null}
+            ],
+            "local_admins": [{"name": "<b>eve</b>", "grants": [
+                {"kind": "sudoers", "via": "/etc/sudoers.d/x:1"}, {"kind": "uid0", "via": ""}]}],
+            "services": {"systemd_running": false, "units": []}
+        }))
+        .expect("as the API serves it");
+        let cards = security_cards(&inv);
+        let ports: Vec<(String, String)> = cards
+            .ports
+            .expect("reported")
+            .into_iter()
+            .map(|p| (p.endpoint, p.process))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("[::]:22".to_owned(), "sshd (612)".to_owned()),
+                ("0.0.0.0:53".to_owned(), "-".to_owned())
+            ]
+        );
+        let admins = cards.admins.expect("reported");
+        assert_eq!(admins[0].how, "sudoers /etc/sudoers.d/x:1, uid 0");
+        assert_eq!(cards.services.map(|(running, _)| running), Some(false));
+        assert!(cards.processes.is_none(), "not reported is not empty");
+    }
 
     #[test]
     fn vulnerabilities_are_counted_by_rating_and_badges_are_fixed_classes() {

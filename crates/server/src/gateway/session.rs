@@ -122,8 +122,8 @@ pub(super) async fn run_session(
                     }
                     Ok(AgentMessage::Inventory(report)) => {
                         let seq = report.seq;
-                        match Box::pin(state.store.update_inventory(&device_id, report.full, report.inventory, now_millis())).await {
-                            Ok(_) => {
+                        match Box::pin(crate::alerts::store_inventory(&state.store, &device_id, &tenant_id, report.full, report.inventory)).await {
+                            Ok(()) => {
                                 let ack = ServerMessage::Ack(Ack { seq });
                                 if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
                                     break "transport error";
