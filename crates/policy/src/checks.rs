@@ -104,15 +104,6 @@ impl Probe {
         }
     }
 
-    pub fn unit(&self) -> &'static str {
-        match self {
-            Probe::Cpu | Probe::Memory | Probe::Disk { .. } => "%",
-            Probe::Load => "load/core x100",
-            Probe::Service { .. } | Probe::Process { .. } | Probe::FileHash { .. } => "",
-            Probe::TcpPort { .. } => "ms",
-        }
-    }
-
     /// Is a probe that cannot measure critical (the port refused, the file
     /// gone) rather than unknown (no systemd, no permission)?
     pub fn failure_is_critical(&self) -> bool {
@@ -129,18 +120,6 @@ impl Probe {
             Probe::Service { .. } | Probe::Process { .. } | Probe::FileHash { .. } => {
                 Direction::PassFail
             }
-        }
-    }
-
-    /// What the check looks at, for people: "/var", "sshd.service", ….
-    pub fn target(&self) -> String {
-        match self {
-            Probe::Cpu | Probe::Memory | Probe::Load => String::new(),
-            Probe::Disk { mount } => mount.clone(),
-            Probe::Service { unit } => unit.clone(),
-            Probe::Process { name } => name.clone(),
-            Probe::TcpPort { host, port } => format!("{host}:{port}"),
-            Probe::FileHash { path, .. } => path.clone(),
         }
     }
 }

@@ -149,15 +149,37 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
     })
 }
 
+/// The unit of a probe's value, for people.
+pub(crate) fn probe_unit(probe: &Probe) -> &'static str {
+    match probe {
+        Probe::Cpu | Probe::Memory | Probe::Disk { .. } => "%",
+        Probe::Load => " load/core x100",
+        Probe::Service { .. } | Probe::Process { .. } | Probe::FileHash { .. } => "",
+        Probe::TcpPort { .. } => " ms",
+    }
+}
+
+/// What a check looks at, for people: "/var", "sshd.service", ….
+pub(crate) fn probe_target(probe: &Probe) -> String {
+    match probe {
+        Probe::Cpu | Probe::Memory | Probe::Load => String::new(),
+        Probe::Disk { mount } => mount.clone(),
+        Probe::Service { unit } => unit.clone(),
+        Probe::Process { name } => name.clone(),
+        Probe::TcpPort { host, port } => format!("{host}:{port}"),
+        Probe::FileHash { path, .. } => path.clone(),
+    }
+}
+
 /// One line per check for `policy show` and proposal summaries.
 pub(crate) fn check_line(check: &CheckDefinition) -> String {
-    let target = check.probe.target();
+    let target = probe_target(&check.probe);
     let what = if target.is_empty() {
         check.probe.kind().to_owned()
     } else {
         format!("{} {target}", check.probe.kind())
     };
-    let unit = check.probe.unit();
+    let unit = probe_unit(&check.probe);
     let threshold = |label: &str, v: Option<u64>| v.map(|v| format!(" {label} >= {v}{unit}"));
     let thresholds: String = [
         threshold("warning", check.warning),

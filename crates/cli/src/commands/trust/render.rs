@@ -182,7 +182,7 @@ pub(super) fn trust_json(tenant: &str, trust: &Trust, local: &[KeyInfo], now: u6
             "checks": p.checks().iter().map(|c| json!({
                 "name": c.name,
                 "kind": c.probe.kind(),
-                "target": c.probe.target(),
+                "target": probe_target(&c.probe),
                 "interval_secs": c.interval_secs,
                 "warning": c.warning,
                 "critical": c.critical,
