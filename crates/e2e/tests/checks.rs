@@ -21,6 +21,10 @@
 //!    journal (`bulwark-agent checks`) holds every change.
 //! 6. A maintenance window in the next policy: the file changed again
 //!    opens a silenced alert, recorded and sent nowhere.
+//! 7. The device page in headless Chromium shows the checks, worst first.
+
+#[path = "support/browser.rs"]
+mod browser;
 
 use std::time::{Duration, Instant};
 
@@ -399,6 +403,37 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         .ok()?
         .stdout;
     ensure!(shown.contains("Silenced"), "{shown}");
+
+    // 7. The console's device page.
+    let browser = browser::Browser::plain(1100).await?;
+    let result = device_page(&browser, &s, &device).await;
+    browser.close().await?;
+    result?;
     drop(listener);
+    Ok(())
+}
+
+async fn device_page(browser: &browser::Browser, s: &OperatorSetup, device: &str) -> Result<()> {
+    let base = s.up.base_url();
+    browser.goto(&format!("{base}/login")).await?;
+    browser.fill("username", &s.owner.username).await?;
+    browser.fill("password", &s.owner.password).await?;
+    browser.fill("otp", &s.owner.next_otp().await?).await?;
+    browser.click("#login-submit").await?;
+    browser.wait_path("/tenants").await?;
+    browser.goto(&format!("{base}/devices/{device}")).await?;
+    let first = browser.text("#checks tbody tr").await?;
+    ensure!(
+        first.to_lowercase().contains("critical"),
+        "the worst check is not first: {first}"
+    );
+    let card = browser.text("#checks").await?;
+    ensure!(
+        card.contains("sshd-config") && card.contains("app-port"),
+        "{card}"
+    );
+    let shot = std::env::temp_dir().join("bulwark-device-checks.png");
+    browser.screenshot(&shot).await?;
+    eprintln!("[checks] screenshot: {}", shot.display());
     Ok(())
 }
