@@ -74,12 +74,7 @@ fn hex_upper(bytes: &[u8]) -> String {
 async fn walk_through(browser: &Browser, s: &OperatorSetup) -> Result<()> {
     let base = s.up.base_url();
     // Sign in as the owner.
-    browser.goto(&format!("{base}/login")).await?;
-    browser.fill("username", &s.owner.username).await?;
-    browser.fill("password", &s.owner.password).await?;
-    browser.fill("otp", &s.owner.next_otp().await?).await?;
-    browser.click("#login-submit").await?;
-    browser.wait_path("/tenants").await?;
+    browser.sign_in(&base, &s.owner).await?;
 
     // The tenant page links to its audit log.
     browser.goto(&format!("{base}/tenants/demo")).await?;

@@ -415,12 +415,7 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
 
 async fn device_page(browser: &browser::Browser, s: &OperatorSetup, device: &str) -> Result<()> {
     let base = s.up.base_url();
-    browser.goto(&format!("{base}/login")).await?;
-    browser.fill("username", &s.owner.username).await?;
-    browser.fill("password", &s.owner.password).await?;
-    browser.fill("otp", &s.owner.next_otp().await?).await?;
-    browser.click("#login-submit").await?;
-    browser.wait_path("/tenants").await?;
+    browser.sign_in(&base, &s.owner).await?;
     browser.goto(&format!("{base}/devices/{device}")).await?;
     let first = browser.text("#checks tbody tr").await?;
     ensure!(

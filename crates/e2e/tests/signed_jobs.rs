@@ -743,12 +743,7 @@ async fn approve_with_passkey(s: &Setup, browser: &browser::Browser, base: &str)
 
     // The owner finds it in the console: what will run, and how to approve
     // it, but no button (a page the server serves cannot approve).
-    browser.goto(&format!("{base}/login")).await?;
-    browser.fill("username", &s.owner.username).await?;
-    browser.fill("password", &s.owner.password).await?;
-    browser.fill("otp", &s.owner.next_otp().await?).await?;
-    browser.click("#login-submit").await?;
-    browser.wait_path("/tenants").await?;
+    browser.sign_in(base, &s.owner).await?;
     browser.goto(&format!("{base}/jobs/{id}")).await?;
     browser
         .wait_text("#script", &format!("touch '{}'", marker.display()))
@@ -1083,12 +1078,7 @@ async fn console_ceremony_as_approval(s: &Setup, browser: &browser::Browser) -> 
     let tech_config = listed_technician(s).await?;
 
     // The owner's console passkey, added on the account page.
-    browser.goto(&format!("{base}/login")).await?;
-    browser.fill("username", &s.owner.username).await?;
-    browser.fill("password", &s.owner.password).await?;
-    browser.fill("otp", &s.owner.next_otp().await?).await?;
-    browser.click("#login-submit").await?;
-    browser.wait_path("/tenants").await?;
+    browser.sign_in(&base, &s.owner).await?;
     browser.goto(&format!("{base}/account")).await?;
     browser.fill("passkey_name", "laptop").await?;
     browser.click("#passkey-add").await?;

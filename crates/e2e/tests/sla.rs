@@ -238,12 +238,7 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
 
 async fn in_the_console(browser: &Browser, s: &OperatorSetup, breach: &str) -> Result<()> {
     let base = s.up.base_url();
-    browser.goto(&format!("{base}/login")).await?;
-    browser.fill("username", &s.owner.username).await?;
-    browser.fill("password", &s.owner.password).await?;
-    browser.fill("otp", &s.owner.next_otp().await?).await?;
-    browser.click("#login-submit").await?;
-    browser.wait_path("/tenants").await?;
+    browser.sign_in(&base, &s.owner).await?;
     browser.goto(&format!("{base}/tenants/demo")).await?;
     browser.click("#sla-link").await?;
     browser.wait_path("/tenants/demo/sla").await?;

@@ -233,6 +233,16 @@ impl Browser {
     /// Makes the first owner as a person does (setup `code`, TOTP enrolment,
     /// recovery codes), then signs in with password and TOTP; ends on
     /// `/tenants`.
+    /// Signs `who` in with password and TOTP, on to the tenant list.
+    pub async fn sign_in(&self, base: &str, who: &Owner) -> Result<()> {
+        self.goto(&format!("{base}/login")).await?;
+        self.fill("username", &who.username).await?;
+        self.fill("password", &who.password).await?;
+        self.fill("otp", &who.next_otp().await?).await?;
+        self.click("#login-submit").await?;
+        self.wait_path("/tenants").await
+    }
+
     pub async fn set_up_owner(&self, base: &str, code: &str) -> Result<Owner> {
         let username = bulwark_e2e::OWNER_USERNAME;
         let password = bulwark_e2e::OWNER_PASSWORD;
