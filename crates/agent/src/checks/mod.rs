@@ -469,7 +469,11 @@ pub fn journal_lines(state_dir: &Path, count: usize) -> anyhow::Result<Vec<Strin
         .map(|entry| match entry {
             Ok(l) => format!(
                 "{}  {:<24} {:<8} policy v{}  {}",
-                l.at, l.check, l.state, l.policy_version, l.summary
+                crate::text::utc_text(l.at),
+                l.check,
+                l.state,
+                l.policy_version,
+                l.summary
             ),
             Err(raw) => format!("(unreadable line) {raw}"),
         })
