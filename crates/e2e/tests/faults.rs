@@ -47,7 +47,7 @@ async fn final_target(s: &OperatorSetup, id: &str, device: &str) -> Result<JobTa
 
 /// `count` jobs queued for `device` while its agent is stopped, each
 /// appending its number to `ran` and then running `tail` (shell); the
-/// agent is started again and this returns once job 0 has started.
+/// agent is started again and this returns once a job has started.
 async fn queue_and_start(
     s: &OperatorSetup,
     victim: &mut bulwark_e2e::ExtraAgent,
@@ -63,9 +63,12 @@ async fn queue_and_start(
         ids.push(submit(s, &victim.device_id, &path).await?);
     }
     victim.resume()?;
-    wait_for(WAIT, "the first job to start", async || {
+    // Usually job 0 runs first; not always: a job whose proof started from
+    // a head the agent does not hold is answered `log_head_stale` and sent
+    // again after those already on their way (RFD 0003).
+    wait_for(WAIT, "a job to start", async || {
         Ok(std::fs::read_to_string(ran)
-            .is_ok_and(|t| t.starts_with("0\n"))
+            .is_ok_and(|t| !t.is_empty())
             .then_some(()))
     })
     .await?;
