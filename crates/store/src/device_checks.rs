@@ -29,7 +29,8 @@ pub struct DeviceCheck {
     pub reported_at: Millis,
 }
 
-/// A check whose stored state a report changed.
+/// A check whose stored state a report changed (or that a full report no
+/// longer lists: `to` ok, so its alerts resolve).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckTransition {
     pub name: String,
@@ -117,6 +118,24 @@ impl Store {
                     to: status.state,
                     summary,
                     since: secs(status.since),
+                });
+            }
+        }
+        // A full report that no longer lists a check: the policy the agent
+        // runs dropped it. It reads as back to ok, so its alerts resolve.
+        if report.full {
+            let mut gone: Vec<(&String, &Option<CheckState>)> = before
+                .iter()
+                .filter(|(name, _)| !seen.contains(*name))
+                .collect();
+            gone.sort();
+            for (name, from) in gone {
+                transitions.push(CheckTransition {
+                    name: name.clone(),
+                    from: *from,
+                    to: CheckState::Ok,
+                    summary: "no longer in the policy the agent runs".to_owned(),
+                    since: now,
                 });
             }
         }

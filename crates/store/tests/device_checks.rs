@@ -115,8 +115,8 @@ async fn reports_store_states_and_return_what_changed(store: Store) {
         ]
     );
     assert_eq!(stored[0].policy_version, 3);
-    // A full report drops the checks it does not list.
-    store
+    // A full report drops the checks it does not list: they read as ok.
+    let dropped = store
         .record_check_report(
             &d.id,
             &report(true, vec![status("sshd", CheckState::Ok, "active")]),
@@ -124,6 +124,17 @@ async fn reports_store_states_and_return_what_changed(store: Store) {
         )
         .await
         .unwrap();
+    assert_eq!(
+        dropped
+            .iter()
+            .map(|t| (t.name.as_str(), t.from, t.to))
+            .collect::<Vec<_>>(),
+        vec![
+            ("sshd", Some(CheckState::Critical), CheckState::Ok),
+            ("disk-root", Some(CheckState::Warning), CheckState::Ok),
+        ]
+    );
+    assert_eq!(dropped[1].summary, "no longer in the policy the agent runs");
     let stored = store
         .device_checks(&TenantScope::All, &d.id)
         .await
