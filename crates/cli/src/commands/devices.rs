@@ -73,6 +73,18 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
             if json {
                 return print_json(&view);
             }
+            // Which tenant a device is in is the server's word: when the
+            // operator named the tenant, a device the server files under
+            // another one is refused, not shown against that one's policy.
+            if let Some(asked) = tenant.as_deref()
+                && asked != view.tenant
+            {
+                bail!(
+                    "the server says device {} is in tenant {:?}, not {asked:?}",
+                    view.device_id,
+                    view.tenant
+                );
+            }
             // The list of checks is the verified policy's, not the server's.
             let trust = crate::commands::trust::fetch_trust(&session, &view.tenant).await?;
             let policy = trust.policy.as_ref();
