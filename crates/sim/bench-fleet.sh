@@ -21,7 +21,8 @@
 # Environment: RAMP (starts per second, default 500), HEARTBEAT (seconds,
 # default 30, the server default), HOLD_SECS (idle CPU window, default 60),
 # AGENT_IDLE_SECS (60), AGENT_CPU_SECS (300), SKIP_AGENT=1 to skip part 2,
-# SKIP_STARTUP=1 to skip part 3, NO_BUILD=1 to use the release binaries as
+# SKIP_STARTUP=1 to skip part 3, SKIP_STORM=1 to skip the reconnect storm
+# (kill -9 of the fleet's server and a restart on the same ports), NO_BUILD=1 to use the release binaries as
 # they are, KEEP=1 to keep the work directory.
 # Needs curl, jq and python3 (TOTP codes).
 set -euo pipefail
@@ -101,7 +102,8 @@ start_up() {
     local dir=$1
     shift
     rm -f "$dir/server.json"
-    "$BIN/bulwark" up --data-dir "$dir" --listen 127.0.0.1:0 --gateway-listen 127.0.0.1:0 \
+    "$BIN/bulwark" up --data-dir "$dir" --listen "127.0.0.1:${LISTEN_PORT:-0}" \
+        --gateway-listen "127.0.0.1:${GATEWAY_PORT:-0}" \
         --heartbeat-secs "$HEARTBEAT" "$@" >>"$dir.stdout" 2>>"$dir.stderr" &
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
@@ -263,6 +265,35 @@ CPU1=$(cpu_ticks "$FLEET_SERVER")
 RSS_HOLD=$(rss_kib "$FLEET_SERVER")
 ONLINE_AFTER_HOLD=$(online_count)
 
+# Reconnect storm: kill -9 the server and start it again on the same
+# ports; the simulator reports when every device is back (its STORM line,
+# Unix milliseconds) and the session errors meanwhile.
+if [[ ${SKIP_STORM:-0} != 1 ]]; then
+    LISTEN_PORT=$(sed 's#.*:\([0-9]*\)/$#\1#' <<<"$CONSOLE")
+    GATEWAY_PORT=${GATEWAY##*:}
+    say "reconnect storm: kill -9 the server (pid $FLEET_SERVER) and start it again"
+    KILL_MS=$(now_ms)
+    kill -KILL "$FLEET_SERVER"
+    wait "$FLEET_SERVER" 2>/dev/null || true
+    start_up "$DIR" --no-agent
+    wait_up "$DIR"
+    READY_MS=$(now_ms)
+    FLEET_SERVER=$SERVER_PID
+    unset LISTEN_PORT GATEWAY_PORT
+    for ((i = 0; i < 3000; i++)); do
+        grep -q '^STORM ' "$WORK/sim.log" && break
+        kill -0 "$SIM_PID" 2>/dev/null || { cat "$WORK/sim.log" >&2; die "bulwark-sim exited during the storm"; }
+        sleep 0.1
+    done
+    STORM_LINE=$(grep '^STORM ' "$WORK/sim.log" | head -1)
+    [[ -n $STORM_LINE ]] || die "the fleet was not back 300 s after the restart"
+    BACK_MS=$(sed 's/.*back_at_unix_ms=\([0-9]*\).*/\1/' <<<"$STORM_LINE")
+    STORM_ERRORS=$(sed -n '/^STORM /,/^[^ ]/p' "$WORK/sim.log" | grep '^    ' || true)
+    sleep 5
+    RSS_STORM=$(rss_kib "$FLEET_SERVER")
+    say "all $N back $((BACK_MS - READY_MS)) ms after the restarted server was ready ($((BACK_MS - KILL_MS)) ms after kill -9)"
+fi
+
 stop_pid "$SIM_PID"
 sleep 5
 RSS_AFTER=$(rss_kib "$FLEET_SERVER")
@@ -345,6 +376,11 @@ echo "per agent (RSS_N - RSS_0) / N:      $(awk -v a="$RSS_N" -v b="$RSS_0" -v n
 echo "per connection (RSS_N - RSS_E) / N: $(awk -v a="$RSS_N" -v b="$RSS_E" -v n="$N" 'BEGIN {printf "%.1f", (a - b) / n}') KiB (connection only)"
 echo "server RSS after ${HOLD_SECS} s idle:       $RSS_HOLD KiB (online: $ONLINE_AFTER_HOLD)"
 echo "server CPU, ${HOLD_SECS} s idle, $N sessions: ${cpu_ms} ms ($(awk -v c="$cpu_ms" -v s="$HOLD_SECS" 'BEGIN {printf "%.2f", c / (s * 10)}')% of one core)"
+if [[ ${SKIP_STORM:-0} != 1 ]]; then
+    echo "reconnect storm (kill -9, restart on the same ports): all $N back $((BACK_MS - READY_MS)) ms after the new server was ready, $((BACK_MS - KILL_MS)) ms after the kill; server start took $((READY_MS - KILL_MS)) ms"
+    echo "session errors during the storm:   ${STORM_ERRORS:-none}"
+    echo "server RSS 5 s after the storm:     $RSS_STORM KiB ($(awk -v a="$RSS_STORM" -v n="$N" 'BEGIN {printf "%.1f", a / n}') KiB per agent, everything included)"
+fi
 echo "server RSS 5 s after the fleet left: $RSS_AFTER KiB (online: $ONLINE_AFTER_STOP)"
 echo "API showed $N online after:         $FLEET_ONLINE_MS ms (from the simulator's start, enrolment included, its 6 s pause not)"
 echo "simulator RSS with $N sessions:     $SIM_RSS KiB"

@@ -35,9 +35,11 @@ pub struct ServerConfig {
     /// Agent heartbeat interval; a connection silent for 3 intervals is closed.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u32,
-    /// Most agent connections held at once (each costs one file descriptor).
-    #[serde(default = "default_max_agent_connections")]
-    pub max_agent_connections: usize,
+    /// Most agent connections held at once (each costs one file
+    /// descriptor). Default: the open-file limit less a reserve
+    /// ([`crate::open_files::agent_cap`]); a larger number is lowered to that.
+    #[serde(default)]
+    pub max_agent_connections: Option<usize>,
     /// Days the transparency logs keep an entry in the database (at least
     /// [`MIN_RETENTION_DAYS`]; older entries are archived to files first).
     #[serde(default = "default_retention_days")]
@@ -78,10 +80,6 @@ fn default_retention_days() -> u32 {
     DEFAULT_RETENTION_DAYS
 }
 
-fn default_max_agent_connections() -> usize {
-    16_000
-}
-
 fn default_mode() -> ServeMode {
     ServeMode::Https
 }
@@ -96,7 +94,7 @@ impl ServerConfig {
             gateway_listen,
             public_hostnames: Vec::new(),
             heartbeat_secs: default_heartbeat_secs(),
-            max_agent_connections: default_max_agent_connections(),
+            max_agent_connections: None,
             retention_days: default_retention_days(),
             siem: Vec::new(),
             smtp: None,

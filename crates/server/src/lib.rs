@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod datadir;
 pub mod gateway;
+pub mod open_files;
 pub mod presence;
 pub mod runtime;
 pub mod state;

@@ -166,6 +166,11 @@ impl Presence {
             .count()
     }
 
+    /// The devices connected to this node now.
+    pub fn online_devices(&self) -> Vec<String> {
+        self.lock().online.keys().cloned().collect()
+    }
+
     pub fn online_count(&self) -> usize {
         self.lock().online.len()
     }

@@ -127,8 +127,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let http_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let gateway_listener = TcpListener::bind(config.gateway_listen)
-        .await
+    let gateway_listener = gateway::listen(config.gateway_listen)
         .with_context(|| format!("cannot listen on {} (agent gateway)", config.gateway_listen))?;
     let http_addr = http_listener.local_addr()?;
     let gateway_addr = gateway_listener.local_addr()?;
@@ -138,6 +137,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         ServeMode::Https => format!("https://{}/", host_for(&config, http_addr)),
     };
     let gateway_url = format!("https://{}", host_for(&config, gateway_addr));
+
+    let cap = crate::open_files::agent_cap(
+        crate::open_files::raise_to_hard_limit(),
+        config.max_agent_connections,
+    );
+    info!(
+        connections = cap.connections,
+        "Agent connections capped: {}.", cap.reason
+    );
 
     let presence = Presence::new();
     let state = AppState::new(Inner {
@@ -170,7 +178,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         acceptor: acceptor.clone(),
         limits: Limits::default(),
         heartbeat: Duration::from_secs(u64::from(config.heartbeat_secs)),
-        slots: Arc::new(Semaphore::new(config.max_agent_connections)),
+        slots: Arc::new(Semaphore::new(cap.connections)),
         log: log.clone(),
         witnesses: witnesses.clone(),
         alert_nudge: notifier.nudge.clone(),
@@ -181,6 +189,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         shutdown_rx.clone(),
     ));
 
+    tasks.spawn(gateway::record_connected(
+        store.clone(),
+        presence.clone(),
+        Duration::from_secs(u64::from(config.heartbeat_secs)),
+        shutdown_rx.clone(),
+    ));
     tasks.spawn(expire_jobs(store.clone(), shutdown_rx.clone()));
     tasks.spawn(crate::transparency_log::checkpoints::sign_grown_logs(
         log.clone(),

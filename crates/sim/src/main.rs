@@ -595,6 +595,9 @@ async fn hold(stats: &Stats, hold_secs: Option<u64>, mut signalled: watch::Recei
     let mut status = tokio::time::interval(Duration::from_secs(30));
     status.set_missed_tick_behavior(MissedTickBehavior::Delay);
     status.tick().await;
+    let mut watch = tokio::time::interval(Duration::from_millis(20));
+    watch.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut storm = StormWatch::new(stats.online.load(Ordering::Relaxed));
     loop {
         let end = async {
             match until {
@@ -611,8 +614,94 @@ async fn hold(stats: &Stats, hold_secs: Option<u64>, mut signalled: watch::Recei
                 stats.dropped.load(Ordering::Relaxed),
                 stats.failed_attempts.load(Ordering::Relaxed),
             ),
+            _ = watch.tick() => storm.look(stats),
         }
     }
+}
+
+/// Reconnect storms while the fleet is held: when the online count falls
+/// (the server was killed), the time from the first drop until every
+/// device is back, and the session errors meanwhile. Times are printed as
+/// Unix milliseconds too, so a script that knows when the server came back
+/// can subtract.
+struct StormWatch {
+    fleet: usize,
+    current: Option<Storm>,
+}
+
+struct Storm {
+    dropped_at: Instant,
+    dropped_at_unix_ms: u128,
+    lowest: usize,
+    errors_before: BTreeMap<String, usize>,
+}
+
+impl StormWatch {
+    fn new(fleet: usize) -> Self {
+        Self {
+            fleet,
+            current: None,
+        }
+    }
+
+    fn look(&mut self, stats: &Stats) {
+        let online = stats.online.load(Ordering::Relaxed);
+        match &mut self.current {
+            None if online < self.fleet => {
+                println!(
+                    "storm: {online} of {} online; waiting for the fleet to come back",
+                    self.fleet
+                );
+                self.current = Some(Storm {
+                    dropped_at: Instant::now(),
+                    dropped_at_unix_ms: unix_ms(),
+                    lowest: online,
+                    errors_before: stats
+                        .errors
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone(),
+                });
+            }
+            None => {}
+            Some(storm) if online < self.fleet => storm.lowest = storm.lowest.min(online),
+            Some(storm) => {
+                let took = storm.dropped_at.elapsed();
+                println!(
+                    "STORM fleet={} lowest_online={} dropped_at_unix_ms={} back_at_unix_ms={} back_after_ms={}",
+                    self.fleet,
+                    storm.lowest,
+                    storm.dropped_at_unix_ms,
+                    unix_ms(),
+                    took.as_millis()
+                );
+                let errors = stats
+                    .errors
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                let during: BTreeMap<String, usize> = errors
+                    .into_iter()
+                    .filter_map(|(message, count)| {
+                        let before = storm.errors_before.get(&message).copied().unwrap_or(0);
+                        (count > before).then(|| (message, count - before))
+                    })
+                    .collect();
+                if during.is_empty() {
+                    println!("  no session errors during the storm");
+                }
+                print_errors("session errors during the storm", &during);
+                self.current = None;
+            }
+        }
+    }
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------

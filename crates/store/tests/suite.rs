@@ -928,6 +928,20 @@ async fn enrollment_tokens(store: Store) {
         (Some(T0 + 5), "0.2.0")
     );
     assert_not_found(store.device_seen("no-such-device", T0, "0.2.0").await);
+
+    // Connected devices, written in batches: unknown ids are skipped and a
+    // later time already recorded is kept.
+    let ids = vec![device.id.clone(), "no-such-device".to_owned()];
+    assert_eq!(store.devices_seen(&ids, T0 + 60).await.unwrap(), 1);
+    assert_eq!(store.devices_seen(&ids, T0 + 30).await.unwrap(), 0);
+    let seen = store
+        .device(&TenantScope::All, &device.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.last_seen_at, Some(T0 + 60));
+    let many: Vec<String> = (0..1200).map(|n| format!("absent-{n}")).collect();
+    assert_eq!(store.devices_seen(&many, T0 + 90).await.unwrap(), 0);
 }
 
 async fn enrollment_token_used_concurrently(store: Store) {

@@ -56,6 +56,26 @@ pub struct GatewayState {
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
+/// Connections the kernel queues before the gateway accepts them. A
+/// restarted node is met by its whole fleet at once; with the usual 128 or
+/// 1,024 the rest of the SYNs are dropped and retried by the clients' kernels
+/// only after 1, 3, 7 s. The kernel caps this at `net.core.somaxconn`.
+const ACCEPT_BACKLOG: u32 = 8192;
+
+/// The gateway's listening socket.
+pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A node restarted after a crash binds again while the old
+    // connections sit in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// Accepts agent connections until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
@@ -118,6 +138,35 @@ async fn connection(
         }
     };
     run_session(state, session, shutdown).await;
+}
+
+/// Writes the last-seen time of every agent connected to this node, once
+/// per heartbeat interval, in a few statements; until `shutdown`. A session
+/// writes its own time when it starts and when it ends, so the stored time
+/// of a connected device is at most one interval old and that of a
+/// disconnected one exact.
+pub async fn record_connected(
+    store: Store,
+    presence: Presence,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let connected = presence.online_devices();
+        if connected.is_empty() {
+            continue;
+        }
+        if let Err(error) = store.devices_seen(&connected, crate::now_millis()).await {
+            warn!(%error, devices = connected.len(), "Cannot record the connected devices as seen.");
+        }
+    }
 }
 
 /// What one idle agent connection's task costs, before TLS and WebSocket buffers.

@@ -115,11 +115,9 @@ pub(super) async fn run_session(
                     }
                 };
                 match decode_agent_frame(&bytes, &state.limits) {
-                    Ok(AgentMessage::Heartbeat(_)) => {
-                        if let Err(error) = Box::pin(state.store.device_seen(&device_id, now_millis(), &agent_version)).await {
-                            warn!(%device_id, %error, "Cannot record heartbeat.");
-                        }
-                    }
+                    // Last-seen times of connected devices are written in
+                    // batches ([`super::record_connected`]), not per heartbeat.
+                    Ok(AgentMessage::Heartbeat(_)) => {}
                     Ok(AgentMessage::Inventory(report)) => {
                         let seq = report.seq;
                         match Box::pin(crate::alerts::store_inventory(&state.store, &device_id, &tenant_id, report.full, report.inventory)).await {
