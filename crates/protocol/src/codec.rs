@@ -148,6 +148,28 @@ pub fn decode_server_frame(
     decode(bytes, limits)
 }
 
+/// Entry point for the `frame_decoder` fuzz target: must never panic.
+#[cfg(fuzzing)]
+pub fn fuzz_decode(bytes: &[u8]) {
+    let limits = Limits::default();
+    if let Ok(f) = decode_agent_frame(bytes, &limits) {
+        assert_eq!(
+            encode_agent_frame(f.version, &f.message).ok().as_deref(),
+            Some(bytes)
+        );
+    }
+    if let Ok(f) = decode_server_frame(bytes, &limits) {
+        assert_eq!(
+            encode_server_frame(f.version, &f.message).ok().as_deref(),
+            Some(bytes)
+        );
+    }
+    // Transparency-log leaves, as agents and auditors read them.
+    if let Ok(leaf) = crate::audit_leaf::AuditLeaf::decode(bytes) {
+        assert_eq!(leaf.encode(), bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,27 +261,5 @@ mod tests {
             })
         );
         assert_eq!(frame.in_version(PROTOCOL_VERSION), Ok(Probe::Old(1)));
-    }
-}
-
-/// Entry point for the `frame_decoder` fuzz target: must never panic.
-#[cfg(fuzzing)]
-pub fn fuzz_decode(bytes: &[u8]) {
-    let limits = Limits::default();
-    if let Ok(f) = decode_agent_frame(bytes, &limits) {
-        assert_eq!(
-            encode_agent_frame(f.version, &f.message).ok().as_deref(),
-            Some(bytes)
-        );
-    }
-    if let Ok(f) = decode_server_frame(bytes, &limits) {
-        assert_eq!(
-            encode_server_frame(f.version, &f.message).ok().as_deref(),
-            Some(bytes)
-        );
-    }
-    // Transparency-log leaves, as agents and auditors read them.
-    if let Ok(leaf) = crate::audit_leaf::AuditLeaf::decode(bytes) {
-        assert_eq!(leaf.encode(), bytes);
     }
 }
