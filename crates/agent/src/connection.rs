@@ -14,7 +14,9 @@ use bulwark_protocol::message::{
     Welcome,
 };
 use bulwark_protocol::token::EnrollToken;
-use bulwark_protocol::{Limits, decode_server_frame, encode_agent_frame};
+use bulwark_protocol::{
+    Frame, Limits, PROTOCOL_VERSION, ProtocolError, decode_server_frame, encode_agent_frame,
+};
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
 use sha2::Digest;
@@ -23,7 +25,8 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tracing::{debug, info, warn};
 
 use crate::AGENT_VERSION;
@@ -136,26 +139,37 @@ async fn connect(
     Ok((ws, binding))
 }
 
-async fn send(ws: &mut Ws, message: &AgentMessage) -> anyhow::Result<()> {
-    ws.send(Message::Binary(encode_agent_frame(message).into()))
+/// Sends `message` in the connection's protocol `version`.
+async fn send(ws: &mut Ws, version: u16, message: &AgentMessage) -> anyhow::Result<()> {
+    let frame = encode_agent_frame(version, message)
+        .with_context(|| format!("cannot send in protocol version {version}"))?;
+    ws.send(Message::Binary(frame.into()))
         .await
         .context("cannot send to the server")
 }
 
-/// The next protocol message; pings and pongs are handled by the library.
-async fn receive(ws: &mut Ws, limits: &Limits) -> Result<ServerMessage, SessionError> {
+/// Closes a connection whose server broke the protocol, with a close frame
+/// saying why (the server's log shows it), and says so.
+async fn protocol_violation(ws: &mut Ws, error: &ProtocolError) -> SessionError {
+    let reason = crate::text::clipped(&error.to_string(), 120);
+    let close = CloseFrame {
+        code: CloseCode::Protocol,
+        reason: reason.into(),
+    };
+    let _ = ws.close(Some(close)).await;
+    anyhow!("bad frame from server: {error}; connection closed").into()
+}
+
+/// The next frame, of any version this agent speaks; pings and pongs are
+/// handled by the library.
+async fn receive_frame(ws: &mut Ws, limits: &Limits) -> Result<Frame<ServerMessage>, SessionError> {
     loop {
         match ws.next().await {
             Some(Ok(Message::Binary(bytes))) => {
-                let message = decode_server_frame(&bytes, limits)
-                    .map_err(|e| anyhow!("bad frame from server: {e}"))?;
-                if let ServerMessage::Refused(r) = message {
-                    return Err(SessionError::Refused {
-                        code: r.code,
-                        message: r.message,
-                    });
-                }
-                return Ok(message);
+                return match decode_server_frame(&bytes, limits) {
+                    Ok(frame) => Ok(frame),
+                    Err(error) => Err(protocol_violation(ws, &error).await),
+                };
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(_))) | None => {
@@ -167,10 +181,78 @@ async fn receive(ws: &mut Ws, limits: &Limits) -> Result<ServerMessage, SessionE
     }
 }
 
-async fn challenge(ws: &mut Ws, limits: &Limits) -> Result<[u8; 32], SessionError> {
-    match receive(ws, limits).await? {
-        ServerMessage::Challenge(c) => Ok(c.nonce),
-        other => Err(anyhow!("expected a challenge, got {other:?}").into()),
+fn refused(message: ServerMessage) -> Result<ServerMessage, SessionError> {
+    match message {
+        ServerMessage::Refused(r) => Err(SessionError::Refused {
+            code: r.code,
+            message: r.message,
+        }),
+        message => Ok(message),
+    }
+}
+
+/// The next protocol message, which must be in the connection's `version`:
+/// a server that switches versions mid-session is refused.
+async fn receive(
+    ws: &mut Ws,
+    version: u16,
+    limits: &Limits,
+) -> Result<ServerMessage, SessionError> {
+    let frame = receive_frame(ws, limits).await?;
+    match frame.in_version(version) {
+        Ok(message) => refused(message),
+        Err(error) => Err(protocol_violation(ws, &error).await),
+    }
+}
+
+/// Connects, reads the challenge (in any version this agent speaks: it
+/// comes before any negotiation) and sends the first frame, which `first`
+/// makes from the nonce and the TLS channel binding, in the highest
+/// protocol version this agent speaks (RFD 0010). The connection speaks
+/// that version from then on, and the answer must be in it. One exception:
+/// a server too old for that version refuses it `UnsupportedVersion` in the
+/// newest version it speaks, and the agent tries again in that one on a new
+/// connection (an upgrade may reach agents first). That can never go below
+/// `MIN_PROTOCOL_VERSION` (no frame outside the range is read), and no
+/// version checks less: signatures, policy, log proofs and what an agent
+/// runs do not depend on it.
+async fn greet(
+    address: &ServerAddress,
+    pin: [u8; 32],
+    limits: &Limits,
+    first: impl Fn([u8; 32], [u8; 32]) -> AgentMessage,
+) -> Result<(Ws, u16, ServerMessage), SessionError> {
+    let mut version = PROTOCOL_VERSION;
+    loop {
+        let (mut ws, channel_binding) = connect(address, pin, limits).await?;
+        let nonce = match refused(receive_frame(&mut ws, limits).await?.message)? {
+            ServerMessage::Challenge(c) => c.nonce,
+            other => return Err(anyhow!("expected a challenge, got {other:?}").into()),
+        };
+        send(&mut ws, version, &first(nonce, channel_binding)).await?;
+        let answer = receive_frame(&mut ws, limits).await?;
+        if let ServerMessage::Refused(r) = answer.message {
+            if r.code == RefusalCode::UnsupportedVersion && answer.version < version {
+                warn!(
+                    tried = version,
+                    offered = answer.version,
+                    "The server does not speak this agent's protocol version; trying the one it speaks."
+                );
+                let _ = ws.close(None).await;
+                version = answer.version;
+                continue;
+            }
+            // A refusal ends the connection in any version (a server that
+            // could not read the first frame answers in its oldest).
+            return Err(SessionError::Refused {
+                code: r.code,
+                message: r.message,
+            });
+        }
+        return match answer.in_version(version) {
+            Ok(message) => Ok((ws, version, refused(message)?)),
+            Err(error) => Err(protocol_violation(&mut ws, &error).await),
+        };
     }
 }
 
@@ -182,24 +264,24 @@ pub async fn enroll(
     hostname: &str,
 ) -> Result<Enrolled, SessionError> {
     let limits = Limits::default();
-    let (mut ws, channel_binding) = connect(address, token.ca_fingerprint, &limits).await?;
-    let nonce = challenge(&mut ws, &limits).await?;
     let device_key = key.verifying_key().to_bytes();
-    let statement = EnrollStatement {
-        nonce,
-        channel_binding,
-        device_key,
-        token_hash: token.secret_hash(),
+    let hostname = crate::text::clipped(hostname, limits.max_text);
+    let enroll = |nonce, channel_binding| {
+        let statement = EnrollStatement {
+            nonce,
+            channel_binding,
+            device_key,
+            token_hash: token.secret_hash(),
+        };
+        AgentMessage::Enroll(Enroll {
+            token_secret: token.secret,
+            device_key,
+            hostname: hostname.clone(),
+            agent_version: AGENT_VERSION.to_owned(),
+            signature: statement.sign(key),
+        })
     };
-    let message = Enroll {
-        token_secret: token.secret,
-        device_key,
-        hostname: crate::text::clipped(hostname, limits.max_text),
-        agent_version: AGENT_VERSION.to_owned(),
-        signature: statement.sign(key),
-    };
-    send(&mut ws, &AgentMessage::Enroll(message)).await?;
-    let reply = receive(&mut ws, &limits).await?;
+    let (mut ws, _, reply) = greet(address, token.ca_fingerprint, &limits, enroll).await?;
     let _ = ws.close(None).await;
     match reply {
         ServerMessage::Enrolled(enrolled) => Ok(enrolled),
@@ -260,25 +342,26 @@ pub async fn session(
         key,
     } = endpoint;
     let limits = Limits::default();
-    let (mut ws, channel_binding) = connect(address, *pin, &limits).await?;
-    let nonce = challenge(&mut ws, &limits).await?;
-    let statement = HelloStatement {
-        nonce,
-        channel_binding,
-        device_id: device_id.clone(),
+    let log_size = options.jobs.as_ref().and_then(JobsHandle::begin_session);
+    let hello = |nonce, channel_binding| {
+        let statement = HelloStatement {
+            nonce,
+            channel_binding,
+            device_id: device_id.clone(),
+        };
+        AgentMessage::Hello(Hello {
+            device_id: device_id.clone(),
+            agent_version: AGENT_VERSION.to_owned(),
+            signature: statement.sign(key),
+            log_size,
+        })
     };
-    let hello = Hello {
-        device_id: device_id.clone(),
-        agent_version: AGENT_VERSION.to_owned(),
-        signature: statement.sign(key),
-        log_size: options.jobs.as_ref().and_then(JobsHandle::begin_session),
-    };
-    send(&mut ws, &AgentMessage::Hello(hello)).await?;
-    let welcome: Welcome = match receive(&mut ws, &limits).await? {
+    let (mut ws, version, reply) = greet(address, *pin, &limits, hello).await?;
+    let welcome: Welcome = match reply {
         ServerMessage::Welcome(w) => w,
         other => return Err(anyhow!("expected welcome, got {other:?}").into()),
     };
-    info!(device_id = %welcome.device_id, tenant = %welcome.tenant, "Connected to the server.");
+    info!(device_id = %welcome.device_id, tenant = %welcome.tenant, protocol_version = version, "Connected to the server.");
     connected();
 
     // Full snapshot first; afterwards only sections that changed since the
@@ -293,6 +376,7 @@ pub async fn session(
     let report_seq = next_seq();
     send(
         &mut ws,
+        version,
         &AgentMessage::Inventory(InventoryReport {
             seq: report_seq,
             full: true,
@@ -317,7 +401,7 @@ pub async fn session(
         && let Some(report) = checks.full_report(next_seq())
     {
         checks_in_flight = Some(report.seq);
-        send(&mut ws, &AgentMessage::Checks(report)).await?;
+        send(&mut ws, version, &AgentMessage::Checks(report)).await?;
     }
     let mut check_values = tokio::time::interval_at(
         tokio::time::Instant::now() + options.check_values_interval,
@@ -327,7 +411,7 @@ pub async fn session(
     // Results the server has not acknowledged yet, from earlier sessions too.
     let mut results = options.jobs.as_ref().map(ResultSender::new);
     if let Some(results) = &mut results {
-        results.send_new(&mut ws).await?;
+        results.send_new(&mut ws, version).await?;
     }
 
     let heartbeat_every = Duration::from_secs(u64::from(welcome.heartbeat_secs.clamp(1, 3600)));
@@ -346,7 +430,7 @@ pub async fn session(
         tokio::select! {
             _ = heartbeat.tick() => {
                 let s = next_seq();
-                send(&mut ws, &AgentMessage::Heartbeat(Heartbeat { seq: s })).await?;
+                send(&mut ws, version, &AgentMessage::Heartbeat(Heartbeat { seq: s })).await?;
             }
             () = checks_changed(&mut check_changes) => {
                 if let Some(checks) = &options.checks {
@@ -355,7 +439,7 @@ pub async fn session(
                     if let Some(report) = report {
                         debug!(seq = s, checks = report.checks.len(), "Sending check states.");
                         checks_in_flight = Some(s);
-                        send(&mut ws, &AgentMessage::Checks(report)).await?;
+                        send(&mut ws, version, &AgentMessage::Checks(report)).await?;
                     }
                 }
             }
@@ -365,20 +449,20 @@ pub async fn session(
                     let report = if checks_in_flight.is_some() { checks.full_report(s) } else { checks.changes(s, true) };
                     if let Some(report) = report {
                         checks_in_flight = Some(s);
-                        send(&mut ws, &AgentMessage::Checks(report)).await?;
+                        send(&mut ws, version, &AgentMessage::Checks(report)).await?;
                     }
                 }
             }
             () = spooled(&mut results) => {
                 if let Some(results) = &mut results {
-                    results.send_new(&mut ws).await?;
+                    results.send_new(&mut ws, version).await?;
                 }
             }
             () = refresh_requested(&mut refresh) => {
                 let current = collector.collect();
                 let s = next_seq();
                 info!(seq = s, "Sending a full inventory snapshot (inventory-refresh job).");
-                send(&mut ws, &AgentMessage::Inventory(InventoryReport { seq: s, full: true, inventory: current.clone() })).await?;
+                send(&mut ws, version, &AgentMessage::Inventory(InventoryReport { seq: s, full: true, inventory: current.clone() })).await?;
                 in_flight = Some((s, current));
             }
             _ = inventory.tick() => {
@@ -390,11 +474,11 @@ pub async fn session(
                 if !changes.is_empty() {
                     let s = next_seq();
                     debug!(seq = s, "Sending inventory changes.");
-                    send(&mut ws, &AgentMessage::Inventory(InventoryReport { seq: s, full: false, inventory: changes })).await?;
+                    send(&mut ws, version, &AgentMessage::Inventory(InventoryReport { seq: s, full: false, inventory: changes })).await?;
                     in_flight = Some((s, current));
                 }
             }
-            message = tokio::time::timeout(silence, receive(&mut ws, &limits)) => {
+            message = tokio::time::timeout(silence, receive(&mut ws, version, &limits)) => {
                 match message {
                     Err(_) => return Err(anyhow!("the server has been silent for {silence:?}").into()),
                     Ok(Err(e)) => return Err(e),
@@ -414,21 +498,21 @@ pub async fn session(
                         Some(jobs) => {
                             let (refusals, status) = jobs.apply_trust(&trust);
                             for refusal in refusals {
-                                send(&mut ws, &AgentMessage::TrustRefused(refusal)).await?;
+                                send(&mut ws, version, &AgentMessage::TrustRefused(refusal)).await?;
                             }
-                            send(&mut ws, &AgentMessage::TrustStatus(status)).await?;
+                            send(&mut ws, version, &AgentMessage::TrustStatus(status)).await?;
                         }
                         None => debug!("Trust statements ignored: this agent runs no jobs."),
                     },
                     Ok(Ok(ServerMessage::Job(job))) => match &options.jobs {
                         Some(jobs) => {
                             if let Some(busy) = jobs.submit(job) {
-                                send(&mut ws, &AgentMessage::JobResult(busy)).await?;
+                                send(&mut ws, version, &AgentMessage::JobResult(busy)).await?;
                             }
                         }
                         None => {
                             if let Some(result) = crate::jobs::disabled_result(&job) {
-                                send(&mut ws, &AgentMessage::JobResult(result)).await?;
+                                send(&mut ws, version, &AgentMessage::JobResult(result)).await?;
                             }
                         }
                     },
@@ -473,9 +557,9 @@ impl ResultSender {
         }
     }
 
-    async fn send_new(&mut self, ws: &mut Ws) -> anyhow::Result<()> {
+    async fn send_new(&mut self, ws: &mut Ws, version: u16) -> anyhow::Result<()> {
         for answer in self.jobs.take_answers() {
-            send(ws, &AgentMessage::JobResult(answer)).await?;
+            send(ws, version, &AgentMessage::JobResult(answer)).await?;
         }
         for result in self.jobs.pending_results() {
             let job_id = result.job_id;
@@ -483,7 +567,7 @@ impl ResultSender {
             let digest: [u8; 32] =
                 sha2::Sha256::digest(bulwark_protocol::codec::to_canonical(&message)).into();
             if self.sent.insert(job_id, digest) != Some(digest) {
-                send(ws, &message).await?;
+                send(ws, version, &message).await?;
             }
         }
         Ok(())

@@ -668,8 +668,12 @@ mod tests {
         AdminGrant, ListeningPort, LocalAdmin, LoggedInUser, ProcessInfo, ServiceUnit, Services,
     };
     use bulwark_protocol::message::{AgentMessage, InventoryReport};
-    use bulwark_protocol::{decode_agent_frame, encode_agent_frame};
+    use bulwark_protocol::{PROTOCOL_VERSION, decode_agent_frame};
     use proptest::prelude::*;
+
+    fn encode_agent_frame(m: &AgentMessage) -> Vec<u8> {
+        bulwark_protocol::encode_agent_frame(PROTOCOL_VERSION, m).expect("encodes")
+    }
 
     fn disk(name: &str, mount_point: &str, file_system: &str, total_bytes: u64) -> DiskInfo {
         DiskInfo {
@@ -704,7 +708,7 @@ mod tests {
         });
         let frame = encode_agent_frame(&m);
         assert_eq!(
-            decode_agent_frame(&frame, &Limits::default()),
+            decode_agent_frame(&frame, &Limits::default()).map(|f| f.message),
             Ok(m),
             "frame of {} bytes",
             frame.len()

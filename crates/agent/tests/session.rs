@@ -16,11 +16,13 @@ use bulwark_agent::jobs::{self, JobRunner};
 use bulwark_agent::trust::TrustState;
 use bulwark_policy::root::root_fingerprint;
 use bulwark_protocol::message::{
-    AgentMessage, Challenge, DeviceId, JobOutcome, JobResult, ResultAck, ServerMessage,
-    TrustStatus, Welcome,
+    Ack, AgentMessage, Challenge, DeviceId, Enrolled, JobOutcome, JobResult, RefusalCode, Refused,
+    ResultAck, ServerMessage, TrustStatus, Welcome,
 };
-use bulwark_protocol::token::certificate_fingerprint;
-use bulwark_protocol::{Limits, decode_agent_frame, encode_server_frame};
+use bulwark_protocol::token::{EnrollToken, certificate_fingerprint};
+use bulwark_protocol::{
+    Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, decode_agent_frame, encode_server_frame,
+};
 use common::*;
 use ed25519_dalek::SigningKey;
 use futures_util::{SinkExt, StreamExt};
@@ -30,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 type Ws = WebSocketStream<tokio_rustls::server::TlsStream<TcpStream>>;
 
@@ -74,16 +77,21 @@ impl Gateway {
         self.listener.local_addr().expect("address").port()
     }
 
-    /// The next agent connection, up to and including `Welcome`.
-    async fn accept(&self) -> Ws {
+    /// The next agent connection: TLS and the WebSocket upgrade only.
+    async fn accept_raw(&self) -> Ws {
         let (tcp, _) = tokio::time::timeout(Duration::from_secs(30), self.listener.accept())
             .await
             .expect("the agent connects")
             .expect("accept");
         let tls = self.acceptor.accept(tcp).await.expect("TLS");
-        let mut ws = tokio_tungstenite::accept_async(tls)
+        tokio_tungstenite::accept_async(tls)
             .await
-            .expect("WebSocket");
+            .expect("WebSocket")
+    }
+
+    /// The next agent connection, up to and including `Welcome`.
+    async fn accept(&self) -> Ws {
+        let mut ws = self.accept_raw().await;
         send(
             &mut ws,
             ServerMessage::Challenge(Challenge {
@@ -111,9 +119,12 @@ impl Gateway {
 }
 
 async fn send(ws: &mut Ws, message: ServerMessage) {
-    ws.send(Message::Binary(encode_server_frame(&message).into()))
-        .await
-        .expect("send");
+    send_in(ws, PROTOCOL_VERSION, message).await;
+}
+
+async fn send_in(ws: &mut Ws, version: u16, message: ServerMessage) {
+    let frame = encode_server_frame(version, &message).expect("encodes");
+    ws.send(Message::Binary(frame.into())).await.expect("send");
 }
 
 /// The next agent message other than a heartbeat; counts the heartbeats.
@@ -125,7 +136,9 @@ async fn recv(ws: &mut Ws, heartbeats: &mut u32) -> AgentMessage {
             .expect("the agent closed the connection")
             .expect("frame");
         if let Message::Binary(bytes) = frame {
-            match decode_agent_frame(&bytes, &Limits::default()).expect("a valid frame") {
+            let frame = decode_agent_frame(&bytes, &Limits::default()).expect("a valid frame");
+            assert_eq!(frame.version, PROTOCOL_VERSION, "{frame:?}");
+            match frame.message {
                 AgentMessage::Heartbeat(_) => *heartbeats += 1,
                 message => return message,
             }
@@ -315,4 +328,238 @@ async fn trust_jobs_and_results_over_a_real_session() {
         "the first session ended with the connection"
     );
     assert!(ends[1].is_ok(), "the second ended on request");
+}
+
+// ---------------------------------------------------------------------------
+// Protocol versions (RFD 0010): a server older than the agent, and servers
+// that answer in a version the connection did not negotiate.
+// ---------------------------------------------------------------------------
+
+fn endpoint_of(gateway: &Gateway) -> Endpoint {
+    Endpoint {
+        address: ServerAddress {
+            host: "localhost".into(),
+            port: gateway.port(),
+        },
+        pin: gateway.ca_fingerprint,
+        device_id: DeviceId::parse(DEVICE).expect("device id"),
+        key: SigningKey::from_bytes(&[42; 32]),
+    }
+}
+
+/// One session of an agent that runs no jobs, in the background.
+fn spawn_session(
+    endpoint: Endpoint,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<(), String>>,
+) {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut collector = Collector::new("test");
+        connection::session(
+            &endpoint,
+            &mut collector,
+            &SessionOptions::default(),
+            &mut stopped,
+            &mut || {},
+        )
+        .await
+        .map_err(|e| e.to_string())
+    });
+    (stop, task)
+}
+
+/// The agent's next frame, of any version: (version, message).
+async fn recv_frame(ws: &mut Ws) -> (u16, AgentMessage) {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the agent is silent")
+            .expect("the agent closed the connection")
+            .expect("frame");
+        if let Message::Binary(bytes) = frame {
+            let frame = decode_agent_frame(&bytes, &Limits::default()).expect("a valid frame");
+            return (frame.version, frame.message);
+        }
+    }
+}
+
+fn challenge() -> ServerMessage {
+    ServerMessage::Challenge(Challenge {
+        nonce: [7; 32],
+        server_version: "stand-in".into(),
+    })
+}
+
+fn welcome() -> ServerMessage {
+    ServerMessage::Welcome(Welcome {
+        device_id: DeviceId::parse(DEVICE).expect("device id"),
+        tenant: "acme".into(),
+        heartbeat_secs: 1,
+    })
+}
+
+/// What a server of protocol version 1 answers a frame of a later version:
+/// the refusal it has always sent, in a version 1 frame.
+fn old_servers_refusal() -> ServerMessage {
+    ServerMessage::Refused(Refused {
+        code: RefusalCode::UnsupportedVersion,
+        message: "unsupported protocol version".into(),
+    })
+}
+
+/// The agent closes the connection with a protocol-error close frame whose
+/// reason says what the server did; frames before it are skipped.
+async fn closed_for_protocol_error(ws: &mut Ws) -> String {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("the agent closes in time");
+        match frame {
+            Some(Ok(Message::Close(Some(close)))) => {
+                assert_eq!(close.code, CloseCode::Protocol, "{close:?}");
+                return close.reason.to_string();
+            }
+            Some(Ok(Message::Close(None)) | Err(_)) | None => {
+                panic!("closed without saying why")
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_agent_newer_than_its_server_speaks_the_servers_version() {
+    let gateway = Gateway::start().await;
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 2));
+
+    // Enrolment: refused by an old server in version 1, then done in it.
+    let token = EnrollToken {
+        secret: [9; 32],
+        ca_fingerprint: gateway.ca_fingerprint,
+        root_fingerprint: [0; 32],
+    };
+    let address = endpoint_of(&gateway).address;
+    let enrolling = tokio::spawn(async move {
+        let key = SigningKey::from_bytes(&[42; 32]);
+        connection::enroll(&address, &token, &key, "new-agent").await
+    });
+    let mut ws = gateway.accept_raw().await;
+    send_in(&mut ws, 1, challenge()).await;
+    let (version, first) = recv_frame(&mut ws).await;
+    assert_eq!(
+        version, PROTOCOL_VERSION,
+        "the first try is in the newest version"
+    );
+    assert!(matches!(first, AgentMessage::Enroll(_)), "{first:?}");
+    send_in(&mut ws, 1, old_servers_refusal()).await;
+    let mut ws = gateway.accept_raw().await;
+    send_in(&mut ws, 1, challenge()).await;
+    let (version, first) = recv_frame(&mut ws).await;
+    assert_eq!(
+        version, 1,
+        "then in the version the server's refusal came in"
+    );
+    assert!(matches!(first, AgentMessage::Enroll(_)), "{first:?}");
+    let assigned = Enrolled {
+        device_id: DeviceId::parse(DEVICE).expect("device id"),
+        tenant: "acme".into(),
+        log_key: "unused".into(),
+    };
+    send_in(&mut ws, 1, ServerMessage::Enrolled(assigned.clone())).await;
+    assert_eq!(
+        enrolling
+            .await
+            .expect("task")
+            .expect("enrolled in version 1"),
+        assigned
+    );
+
+    // A session: the same, and every frame after is in version 1.
+    let (stop, session) = spawn_session(endpoint_of(&gateway));
+    let mut ws = gateway.accept_raw().await;
+    send_in(&mut ws, 1, challenge()).await;
+    let (version, hello) = recv_frame(&mut ws).await;
+    assert_eq!(version, PROTOCOL_VERSION);
+    assert!(matches!(hello, AgentMessage::Hello(_)), "{hello:?}");
+    send_in(&mut ws, 1, old_servers_refusal()).await;
+    let mut ws = gateway.accept_raw().await;
+    send_in(&mut ws, 1, challenge()).await;
+    assert!(matches!(
+        recv_frame(&mut ws).await,
+        (1, AgentMessage::Hello(_))
+    ));
+    send_in(&mut ws, 1, welcome()).await;
+    assert!(matches!(
+        recv_frame(&mut ws).await,
+        (1, AgentMessage::Inventory(r)) if r.full
+    ));
+    send_in(&mut ws, 1, ServerMessage::Ack(Ack { seq: 1 })).await;
+    assert!(matches!(
+        recv_frame(&mut ws).await,
+        (1, AgentMessage::Heartbeat(_))
+    ));
+    stop.send(true).expect("stop");
+    assert_eq!(session.await.expect("task"), Ok(()));
+}
+
+#[tokio::test]
+async fn a_server_answering_in_another_version_is_refused_and_closed() {
+    let gateway = Gateway::start().await;
+
+    // welcome-in-another-version: a hello in 2 welcomed in 1.
+    let (_stop, session) = spawn_session(endpoint_of(&gateway));
+    let mut ws = gateway.accept_raw().await;
+    send_in(&mut ws, 1, challenge()).await;
+    assert!(matches!(
+        recv_frame(&mut ws).await,
+        (PROTOCOL_VERSION, AgentMessage::Hello(_))
+    ));
+    send_in(&mut ws, 1, welcome()).await;
+    let reason = closed_for_protocol_error(&mut ws).await;
+    assert!(reason.contains("negotiated version 2"), "{reason}");
+    let error = session.await.expect("task").expect_err("refused");
+    assert!(error.contains("protocol version 1"), "{error}");
+
+    // version-switch-mid-session: welcomed in 2, then an Ack in 1.
+    let (_stop, session) = spawn_session(endpoint_of(&gateway));
+    let mut ws = gateway.accept().await;
+    send_in(&mut ws, 1, ServerMessage::Ack(Ack { seq: 1 })).await;
+    let reason = closed_for_protocol_error(&mut ws).await;
+    assert!(reason.contains("version 1"), "{reason}");
+    assert!(session.await.expect("task").is_err());
+
+    // version-outside-the-range: a frame of version 3, which no encoder
+    // here writes (the version byte is changed by hand).
+    let (_stop, session) = spawn_session(endpoint_of(&gateway));
+    let mut ws = gateway.accept().await;
+    let mut frame = encode_server_frame(PROTOCOL_VERSION, &ServerMessage::Ack(Ack { seq: 1 }))
+        .expect("encodes");
+    frame[2] = 3;
+    ws.send(Message::Binary(frame.into())).await.expect("send");
+    let reason = closed_for_protocol_error(&mut ws).await;
+    assert!(
+        reason.contains("unsupported protocol version 3"),
+        "{reason}"
+    );
+    assert!(session.await.expect("task").is_err());
+
+    // downgrade-below-the-floor: a refusal "in version 0" is not even read.
+    let (_stop, session) = spawn_session(endpoint_of(&gateway));
+    let mut ws = gateway.accept_raw().await;
+    send_in(&mut ws, 1, challenge()).await;
+    assert!(matches!(
+        recv_frame(&mut ws).await,
+        (PROTOCOL_VERSION, AgentMessage::Hello(_))
+    ));
+    let mut frame = encode_server_frame(1, &old_servers_refusal()).expect("encodes");
+    frame[2] = 0;
+    ws.send(Message::Binary(frame.into())).await.expect("send");
+    let reason = closed_for_protocol_error(&mut ws).await;
+    assert!(
+        reason.contains("unsupported protocol version 0"),
+        "{reason}"
+    );
+    assert!(session.await.expect("task").is_err());
 }

@@ -13,6 +13,10 @@ pub struct DeviceView {
     pub key_fingerprint: String,
     pub agent_version: String,
     pub online: bool,
+    /// The agent wire protocol version its connection negotiated (RFD
+    /// 0010); absent while the device is offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_version: Option<u16>,
     /// RFC 3339; null until the agent first connects.
     pub last_seen_at: Option<String>,
     pub enrolled_at: String,

@@ -1110,7 +1110,8 @@ fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
             witnessed_since_consistency: Some(vec![3; 64 * 32].into()),
         }),
     });
-    let frame = bulwark_protocol::encode_server_frame(&job);
+    let frame = bulwark_protocol::encode_server_frame(bulwark_protocol::PROTOCOL_VERSION, &job)
+        .expect("encodes");
     assert!(
         frame.len() <= wire.max_frame_bytes,
         "{} > {}",
@@ -1118,7 +1119,7 @@ fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
         wire.max_frame_bytes
     );
     assert_eq!(
-        bulwark_protocol::decode_server_frame(&frame, &wire),
+        bulwark_protocol::decode_server_frame(&frame, &wire).map(|f| f.message),
         Ok(job)
     );
 }

@@ -108,7 +108,11 @@ impl CheckReport {
 mod tests {
     use super::*;
     use crate::message::AgentMessage;
-    use crate::{decode_agent_frame, encode_agent_frame};
+    use crate::{PROTOCOL_VERSION, decode_agent_frame};
+
+    fn encode_agent_frame(message: &AgentMessage) -> Vec<u8> {
+        crate::encode_agent_frame(PROTOCOL_VERSION, message).expect("encodes")
+    }
 
     fn status(name: &str, summary: &str) -> CheckStatus {
         CheckStatus {
@@ -135,7 +139,9 @@ mod tests {
         let message = report(vec![status("disk-root", "91% used")]);
         let frame = encode_agent_frame(&message);
         assert_eq!(
-            decode_agent_frame(&frame, &Limits::default()).expect("decodes"),
+            decode_agent_frame(&frame, &Limits::default())
+                .expect("decodes")
+                .message,
             message
         );
     }

@@ -13,15 +13,49 @@ use minicbor::{Decode, Encode};
 
 use crate::limits::{Limits, Validate};
 use crate::message::{AgentMessage, ServerMessage};
-use crate::{PROTOCOL_VERSION, ProtocolError};
+use crate::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError};
 
+/// One frame: the protocol version it is written in, and its message.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]
-struct Frame<M> {
+pub struct Frame<M> {
     #[n(0)]
-    version: u16,
+    pub version: u16,
     #[n(1)]
-    message: M,
+    pub message: M,
+}
+
+impl<M> Frame<M> {
+    /// The message, if the frame is in the version its connection
+    /// negotiated: every frame after the agent's first must be (RFD 0010).
+    pub fn in_version(self, negotiated: u16) -> Result<M, ProtocolError> {
+        if self.version != negotiated {
+            return Err(ProtocolError::VersionSwitched {
+                negotiated,
+                got: self.version,
+            });
+        }
+        Ok(self.message)
+    }
+}
+
+/// A message that knows the protocol version that introduced it (RFD 0010):
+/// a frame of an earlier version is never written or read with it.
+pub trait Versioned {
+    /// The version that introduced this message, or the field of it that
+    /// this value carries (a field added later is `Some` only from then on).
+    fn since(&self) -> u16;
+}
+
+/// `version` is one this build speaks and that has a message of `since`.
+fn check_version(version: u16, since: u16) -> Result<(), ProtocolError> {
+    if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
+        return Err(ProtocolError::UnsupportedVersion { got: version });
+    }
+    if since > version {
+        return Err(ProtocolError::NotInVersion { since, version });
+    }
+    Ok(())
 }
 
 /// Canonical encoding of any protocol value (also used for signed statements).
@@ -43,16 +77,15 @@ where
     Ok(value)
 }
 
-fn encode<M: Encode<()>>(message: M) -> Vec<u8> {
-    to_canonical(&Frame {
-        version: PROTOCOL_VERSION,
-        message,
-    })
+/// Refuses (never drops a part of) a message the version does not have.
+fn encode<M: Encode<()> + Versioned>(version: u16, message: &M) -> Result<Vec<u8>, ProtocolError> {
+    check_version(version, message.since())?;
+    Ok(to_canonical(&Frame { version, message }))
 }
 
-fn decode<'b, M>(bytes: &'b [u8], limits: &Limits) -> Result<M, ProtocolError>
+fn decode<'b, M>(bytes: &'b [u8], limits: &Limits) -> Result<Frame<M>, ProtocolError>
 where
-    M: Decode<'b, ()> + Encode<()> + Validate,
+    M: Decode<'b, ()> + Encode<()> + Validate + Versioned,
 {
     // 1. Size before anything is parsed.
     if bytes.len() > limits.max_frame_bytes {
@@ -62,15 +95,13 @@ where
         });
     }
     // 2. Version before the body, so an agent of another version gets a clear answer.
-    let version = peek_version(bytes)?;
-    if version != PROTOCOL_VERSION {
-        return Err(ProtocolError::UnsupportedVersion { got: version });
-    }
-    // 3. The one canonical encoding of a frame.
+    check_version(peek_version(bytes)?, MIN_PROTOCOL_VERSION)?;
+    // 3. The one canonical encoding of a frame, of a message its version has.
     let frame: Frame<M> = from_canonical(bytes)?;
+    check_version(frame.version, frame.message.since())?;
     // 4. Every field within its limit.
     frame.message.validate(limits)?;
-    Ok(frame.message)
+    Ok(frame)
 }
 
 /// Reads field 0 (the version) of a frame without decoding the message.
@@ -87,21 +118,33 @@ fn peek_version(bytes: &[u8]) -> Result<u16, ProtocolError> {
     d.u16().map_err(malformed)
 }
 
-pub fn encode_agent_frame(message: &AgentMessage) -> Vec<u8> {
-    encode(message)
+/// An agent's frame in `version`: the highest this build speaks for its
+/// first frame, then the one its connection negotiated.
+pub fn encode_agent_frame(version: u16, message: &AgentMessage) -> Result<Vec<u8>, ProtocolError> {
+    encode(version, message)
 }
 
-pub fn encode_server_frame(message: &ServerMessage) -> Vec<u8> {
-    encode(message)
+/// A server's frame in `version`: the one the agent's first frame chose.
+pub fn encode_server_frame(
+    version: u16,
+    message: &ServerMessage,
+) -> Result<Vec<u8>, ProtocolError> {
+    encode(version, message)
 }
 
 /// Decodes what an agent sent; the server calls this on every frame.
-pub fn decode_agent_frame(bytes: &[u8], limits: &Limits) -> Result<AgentMessage, ProtocolError> {
+pub fn decode_agent_frame(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Frame<AgentMessage>, ProtocolError> {
     decode(bytes, limits)
 }
 
 /// Decodes what the server sent; the agent calls this on every frame.
-pub fn decode_server_frame(bytes: &[u8], limits: &Limits) -> Result<ServerMessage, ProtocolError> {
+pub fn decode_server_frame(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Frame<ServerMessage>, ProtocolError> {
     decode(bytes, limits)
 }
 
@@ -109,14 +152,114 @@ pub fn decode_server_frame(bytes: &[u8], limits: &Limits) -> Result<ServerMessag
 #[cfg(fuzzing)]
 pub fn fuzz_decode(bytes: &[u8]) {
     let limits = Limits::default();
-    if let Ok(m) = decode_agent_frame(bytes, &limits) {
-        assert_eq!(encode_agent_frame(&m), bytes);
+    if let Ok(f) = decode_agent_frame(bytes, &limits) {
+        assert_eq!(
+            encode_agent_frame(f.version, &f.message).ok().as_deref(),
+            Some(bytes)
+        );
     }
-    if let Ok(m) = decode_server_frame(bytes, &limits) {
-        assert_eq!(encode_server_frame(&m), bytes);
+    if let Ok(f) = decode_server_frame(bytes, &limits) {
+        assert_eq!(
+            encode_server_frame(f.version, &f.message).ok().as_deref(),
+            Some(bytes)
+        );
     }
     // Transparency-log leaves, as agents and auditors read them.
     if let Ok(leaf) = crate::audit_leaf::AuditLeaf::decode(bytes) {
         assert_eq!(leaf.encode(), bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message of a later version than the frame's: each version so far
+    /// has every message, so this one stands in for the next.
+    #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+    enum Probe {
+        #[n(0)]
+        Old(#[n(0)] u8),
+        #[n(1)]
+        New(#[n(0)] u8),
+    }
+
+    impl Versioned for Probe {
+        fn since(&self) -> u16 {
+            match self {
+                Probe::Old(_) => MIN_PROTOCOL_VERSION,
+                Probe::New(_) => MIN_PROTOCOL_VERSION + 1,
+            }
+        }
+    }
+
+    impl Validate for Probe {
+        fn validate(&self, _: &Limits) -> Result<(), ProtocolError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_message_newer_than_the_frame_is_refused_both_ways() {
+        let limits = Limits::default();
+        let (min, max) = (MIN_PROTOCOL_VERSION, PROTOCOL_VERSION);
+        assert_eq!(
+            encode(min, &Probe::New(7)),
+            Err(ProtocolError::NotInVersion {
+                since: min + 1,
+                version: min
+            })
+        );
+        // Written anyway (by hand, as an older or hostile peer could):
+        // the decoder refuses it too.
+        let forged = to_canonical(&Frame {
+            version: min,
+            message: Probe::New(7),
+        });
+        assert_eq!(
+            decode::<Probe>(&forged, &limits),
+            Err(ProtocolError::NotInVersion {
+                since: min + 1,
+                version: min
+            })
+        );
+        for version in min..=max {
+            let old = encode(version, &Probe::Old(1)).expect("every version has it");
+            assert_eq!(
+                decode::<Probe>(&old, &limits).map(|f| (f.version, f.message)),
+                Ok((version, Probe::Old(1)))
+            );
+        }
+        let new = encode(max, &Probe::New(2)).expect("the newest version has it");
+        assert_eq!(
+            decode::<Probe>(&new, &limits).and_then(|f| f.in_version(max)),
+            Ok(Probe::New(2))
+        );
+    }
+
+    #[test]
+    fn versions_outside_the_range_are_refused_at_encode() {
+        for version in [0, MIN_PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1, u16::MAX] {
+            assert_eq!(
+                encode(version, &Probe::Old(1)),
+                Err(ProtocolError::UnsupportedVersion { got: version })
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_in_another_version_than_the_negotiated_one_is_refused() {
+        let frame = Frame {
+            version: PROTOCOL_VERSION,
+            message: Probe::Old(1),
+        };
+        assert_eq!(
+            frame.clone().in_version(MIN_PROTOCOL_VERSION),
+            Err(ProtocolError::VersionSwitched {
+                negotiated: MIN_PROTOCOL_VERSION,
+                got: PROTOCOL_VERSION
+            })
+        );
+        assert_eq!(frame.in_version(PROTOCOL_VERSION), Ok(Probe::Old(1)));
     }
 }

@@ -22,11 +22,22 @@ pub mod limits;
 pub mod message;
 pub mod token;
 
-pub use codec::{decode_agent_frame, decode_server_frame, encode_agent_frame, encode_server_frame};
+pub use codec::{
+    Frame, Versioned, decode_agent_frame, decode_server_frame, encode_agent_frame,
+    encode_server_frame,
+};
 pub use limits::Limits;
 
-/// The protocol version this build speaks. A frame of any other version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this build speaks: an agent's first frame
+/// is in it, and a connection speaks the lower of the two peers' newest
+/// (RFD 0010). Version 2 is version 1 and that negotiation.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The oldest protocol version this build still speaks, so that agents
+/// deployed with it keep working; an agent never speaks below it, whatever
+/// the server asks. A frame outside `MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION`
+/// is refused.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
 
 /// Why a frame, token or signature was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -41,9 +52,20 @@ pub enum ProtocolError {
     /// The bytes decode, but are not the canonical (deterministic) encoding.
     #[error("frame is not in canonical CBOR encoding")]
     NotCanonical,
-    /// The peer speaks another protocol version.
-    #[error("unsupported protocol version {got} (this build speaks {PROTOCOL_VERSION})")]
+    /// The peer speaks a protocol version outside this build's range.
+    #[error(
+        "unsupported protocol version {got} (this build speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
+    )]
     UnsupportedVersion { got: u16 },
+    /// The message came with a later protocol version than the frame's
+    /// (see `AgentMessage::since`).
+    #[error("the message needs protocol version {since}, the frame is version {version}")]
+    NotInVersion { since: u16, version: u16 },
+    /// A frame in another version than the one its connection negotiated.
+    #[error(
+        "a frame of protocol version {got} on a connection that negotiated version {negotiated}"
+    )]
+    VersionSwitched { negotiated: u16, got: u16 },
     /// A field is longer, or a list has more items, than its limit.
     #[error("field `{field}` exceeds its limit of {limit}")]
     FieldTooLarge { field: &'static str, limit: usize },

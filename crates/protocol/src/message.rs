@@ -1,15 +1,19 @@
 //! Messages between an agent and the server's agent gateway.
 //!
-//! One WebSocket binary message carries one frame: a [`crate::PROTOCOL_VERSION`]
-//! and one message, in deterministic CBOR with integer map keys. The
+//! One WebSocket binary message carries one frame: a protocol version and
+//! one message, in deterministic CBOR with integer map keys. The
 //! conversation on a connection is:
 //!
-//! 1. server: [`ServerMessage::Challenge`] (a fresh nonce);
+//! 1. server: [`ServerMessage::Challenge`] (a fresh nonce), in
+//!    [`crate::MIN_PROTOCOL_VERSION`] so that every agent can read it;
 //! 2. agent: [`AgentMessage::Enroll`] (new device, one-time token) or
 //!    [`AgentMessage::Hello`] (known device), each signed by the device key
-//!    over the nonce and the TLS channel binding;
+//!    over the nonce and the TLS channel binding, in the highest version it
+//!    speaks (RFD 0010): every later frame, both ways, is in that version;
 //! 3. server: [`ServerMessage::Enrolled`] (then closes) or
-//!    [`ServerMessage::Welcome`], or [`ServerMessage::Refused`] (then closes);
+//!    [`ServerMessage::Welcome`], or [`ServerMessage::Refused`] (then closes;
+//!    `UnsupportedVersion` in the highest version the server speaks, which
+//!    the agent then tries on a new connection);
 //! 4. after `Welcome`: heartbeats and inventory reports from the agent, each
 //!    acknowledged by sequence number;
 //! 5. signed jobs (RFD 0002): the server relays the tenant's trust statements
@@ -95,6 +99,24 @@ pub enum AgentMessage {
     Checks(#[n(0)] crate::checks::CheckReport),
 }
 
+/// The one place that says which protocol version introduced each message
+/// (RFD 0010). A new message or field states its version here; every
+/// version so far has them all.
+impl crate::codec::Versioned for AgentMessage {
+    fn since(&self) -> u16 {
+        match self {
+            AgentMessage::Enroll(_)
+            | AgentMessage::Hello(_)
+            | AgentMessage::Heartbeat(_)
+            | AgentMessage::Inventory(_)
+            | AgentMessage::JobResult(_)
+            | AgentMessage::TrustRefused(_)
+            | AgentMessage::TrustStatus(_)
+            | AgentMessage::Checks(_) => 1,
+        }
+    }
+}
+
 /// The kind of a trust statement: what `TrustRefused::kind` names, what
 /// storage files it under, what a trust history replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -143,6 +165,22 @@ pub enum ServerMessage {
     Job(#[n(0)] Job),
     #[n(7)]
     ResultAck(#[n(0)] ResultAck),
+}
+
+/// Like [`AgentMessage`]'s: the one place for the server's messages.
+impl crate::codec::Versioned for ServerMessage {
+    fn since(&self) -> u16 {
+        match self {
+            ServerMessage::Challenge(_)
+            | ServerMessage::Enrolled(_)
+            | ServerMessage::Welcome(_)
+            | ServerMessage::Ack(_)
+            | ServerMessage::Refused(_)
+            | ServerMessage::Trust(_)
+            | ServerMessage::Job(_)
+            | ServerMessage::ResultAck(_) => 1,
+        }
+    }
 }
 
 /// First message on every connection: a nonce the agent must sign.

@@ -28,8 +28,8 @@ use bulwark_protocol::message::{
     Refused, ResultAck, ServerMessage, Trust, TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{
-    Limits, PROTOCOL_VERSION, ProtocolError, decode_agent_frame, decode_server_frame,
-    encode_agent_frame, encode_server_frame,
+    Frame, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError, decode_agent_frame,
+    decode_server_frame,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -579,12 +579,44 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
     .boxed()
 }
 
+/// The message of a frame of any version this build speaks.
 fn decode_agent(bytes: &[u8]) -> Result<AgentMessage, ProtocolError> {
-    decode_agent_frame(bytes, &Limits::default())
+    decode_agent_frame(bytes, &Limits::default()).map(|f| f.message)
 }
 
 fn decode_server(bytes: &[u8]) -> Result<ServerMessage, ProtocolError> {
+    decode_server_frame(bytes, &Limits::default()).map(|f| f.message)
+}
+
+/// A frame of the newest version (every message is in it).
+fn encode_agent_frame(m: &AgentMessage) -> Vec<u8> {
+    bulwark_protocol::encode_agent_frame(PROTOCOL_VERSION, m).expect("encodes")
+}
+
+fn encode_server_frame(m: &ServerMessage) -> Vec<u8> {
+    bulwark_protocol::encode_server_frame(PROTOCOL_VERSION, m).expect("encodes")
+}
+
+/// Whole frames, version included, for the tests that mutate bytes: a
+/// flipped version byte may make a valid frame of another version.
+fn decode_agent_whole(bytes: &[u8]) -> Result<Frame<AgentMessage>, ProtocolError> {
+    decode_agent_frame(bytes, &Limits::default())
+}
+
+fn decode_server_whole(bytes: &[u8]) -> Result<Frame<ServerMessage>, ProtocolError> {
     decode_server_frame(bytes, &Limits::default())
+}
+
+fn encode_agent_whole(f: &Frame<AgentMessage>) -> Vec<u8> {
+    bulwark_protocol::encode_agent_frame(f.version, &f.message).expect("encodes")
+}
+
+fn encode_server_whole(f: &Frame<ServerMessage>) -> Vec<u8> {
+    bulwark_protocol::encode_server_frame(f.version, &f.message).expect("encodes")
+}
+
+fn any_version() -> impl Strategy<Value = u16> {
+    MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION
 }
 
 // ---------------------------------------------------------------------------
@@ -594,16 +626,25 @@ fn decode_server(bytes: &[u8]) -> Result<ServerMessage, ProtocolError> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// A frame of each version this build speaks round-trips, version included.
     #[test]
-    fn agent_frames_round_trip(m in agent_message()) {
-        let bytes = encode_agent_frame(&m);
-        prop_assert_eq!(decode_agent(&bytes), Ok(m));
+    fn agent_frames_round_trip(m in agent_message(), version in any_version()) {
+        let bytes = bulwark_protocol::encode_agent_frame(version, &m).expect("every version has every message so far");
+        prop_assert_eq!(decode_agent_frame(&bytes, &Limits::default()), Ok(Frame { version, message: m }));
     }
 
     #[test]
-    fn server_frames_round_trip(m in server_message()) {
-        let bytes = encode_server_frame(&m);
-        prop_assert_eq!(decode_server(&bytes), Ok(m));
+    fn server_frames_round_trip(m in server_message(), version in any_version()) {
+        let bytes = bulwark_protocol::encode_server_frame(version, &m).expect("every version has every message so far");
+        prop_assert_eq!(decode_server_frame(&bytes, &Limits::default()), Ok(Frame { version, message: m }));
+    }
+
+    /// Versions outside the range are refused at encode, both directions.
+    #[test]
+    fn versions_outside_the_range_are_not_written(a in agent_message(), s in server_message(), version in any::<u16>()) {
+        prop_assume!(!(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version));
+        prop_assert_eq!(bulwark_protocol::encode_agent_frame(version, &a), Err(ProtocolError::UnsupportedVersion { got: version }));
+        prop_assert_eq!(bulwark_protocol::encode_server_frame(version, &s), Err(ProtocolError::UnsupportedVersion { got: version }));
     }
 
     #[test]
@@ -677,13 +718,15 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn agent_frames_have_one_encoding(m in agent_message()) {
-        assert_only_one_encoding(&encode_agent_frame(&m), decode_agent, encode_agent_frame)?;
+    fn agent_frames_have_one_encoding(m in agent_message(), version in any_version()) {
+        let frame = Frame { version, message: m };
+        assert_only_one_encoding(&encode_agent_whole(&frame), decode_agent_whole, encode_agent_whole)?;
     }
 
     #[test]
-    fn server_frames_have_one_encoding(m in server_message()) {
-        assert_only_one_encoding(&encode_server_frame(&m), decode_server, encode_server_frame)?;
+    fn server_frames_have_one_encoding(m in server_message(), version in any_version()) {
+        let frame = Frame { version, message: m };
+        assert_only_one_encoding(&encode_server_whole(&frame), decode_server_whole, encode_server_whole)?;
     }
 
     #[test]
@@ -697,22 +740,22 @@ proptest! {
 
     #[test]
     fn flipped_agent_frames_are_refused_or_canonical(m in agent_message(), at in any::<Index>(), mask in 1..=255u8) {
-        assert_flip_is_canonical_or_refused(&encode_agent_frame(&m), at, mask, decode_agent, encode_agent_frame)?;
+        assert_flip_is_canonical_or_refused(&encode_agent_frame(&m), at, mask, decode_agent_whole, encode_agent_whole)?;
     }
 
     #[test]
     fn flipped_server_frames_are_refused_or_canonical(m in server_message(), at in any::<Index>(), mask in 1..=255u8) {
-        assert_flip_is_canonical_or_refused(&encode_server_frame(&m), at, mask, decode_server, encode_server_frame)?;
+        assert_flip_is_canonical_or_refused(&encode_server_frame(&m), at, mask, decode_server_whole, encode_server_whole)?;
     }
 
     /// Arbitrary bytes never panic the decoders, and anything they accept is canonical.
     #[test]
     fn arbitrary_bytes_are_refused_or_canonical(bytes in vec(any::<u8>(), 0..64)) {
-        if let Ok(m) = decode_agent(&bytes) {
-            prop_assert_eq!(encode_agent_frame(&m), bytes.clone());
+        if let Ok(f) = decode_agent_whole(&bytes) {
+            prop_assert_eq!(encode_agent_whole(&f), bytes.clone());
         }
-        if let Ok(m) = decode_server(&bytes) {
-            prop_assert_eq!(encode_server_frame(&m), bytes);
+        if let Ok(f) = decode_server_whole(&bytes) {
+            prop_assert_eq!(encode_server_whole(&f), bytes);
         }
     }
 }
@@ -869,21 +912,40 @@ const JOB_RAN: &str = concat!(
     "061903e8", // key 6: finished_at_ms 1000
 );
 
+/// The vectors are version 1 frames: the bytes every agent deployed before
+/// RFD 0010 sends and reads, unchanged. A version 2 frame differs only in
+/// the version (byte 2).
 #[test]
 fn frame_vectors() {
     let check_agent = |m: AgentMessage, hex: &str| {
-        assert_eq!(hex::encode(encode_agent_frame(&m)), hex);
+        let v1 = bulwark_protocol::encode_agent_frame(1, &m).expect("encodes");
+        assert_eq!(hex::encode(&v1), hex);
+        let bytes = hex::decode(hex).expect("vector is hex");
         assert_eq!(
-            decode_agent(&hex::decode(hex).expect("vector is hex")),
-            Ok(m)
+            decode_agent_frame(&bytes, &Limits::default()),
+            Ok(Frame {
+                version: 1,
+                message: m.clone()
+            })
         );
+        let mut v2 = bytes;
+        v2[2] = 2;
+        assert_eq!(encode_agent_frame(&m), v2);
     };
     let check_server = |m: ServerMessage, hex: &str| {
-        assert_eq!(hex::encode(encode_server_frame(&m)), hex);
+        let v1 = bulwark_protocol::encode_server_frame(1, &m).expect("encodes");
+        assert_eq!(hex::encode(&v1), hex);
+        let bytes = hex::decode(hex).expect("vector is hex");
         assert_eq!(
-            decode_server(&hex::decode(hex).expect("vector is hex")),
-            Ok(m)
+            decode_server_frame(&bytes, &Limits::default()),
+            Ok(Frame {
+                version: 1,
+                message: m.clone()
+            })
         );
+        let mut v2 = bytes;
+        v2[2] = 2;
+        assert_eq!(encode_server_frame(&m), v2);
     };
     check_agent(AgentMessage::Heartbeat(Heartbeat { seq: 1 }), HEARTBEAT_1);
     check_agent(
@@ -1004,9 +1066,10 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
 fn other_versions_are_refused_before_the_body() {
     let frame = heartbeat_frame();
     assert_eq!(&frame[..3], &[0xa2, 0x00, PROTOCOL_VERSION as u8]);
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 2));
     for (version_head, got) in [
         (vec![0x00], 0u16),
-        (vec![0x02], 2),
+        (vec![0x03], 3),
         (vec![0x17], 23),
         (vec![0x19, 0x12, 0x34], 0x1234),
     ] {
@@ -1021,7 +1084,7 @@ fn other_versions_are_refused_before_the_body() {
             decode_server(&mutant),
             Err(ProtocolError::UnsupportedVersion { got })
         );
-        // The body is not looked at: a version-2 frame with a garbage body
+        // The body is not looked at: a version-3 frame with a garbage body
         // still gets the answer that helps the peer.
         let mut garbage_body = vec![0xa2, 0x00];
         garbage_body.extend_from_slice(&version_head);
@@ -1030,6 +1093,12 @@ fn other_versions_are_refused_before_the_body() {
             decode_agent(&garbage_body),
             Err(ProtocolError::UnsupportedVersion { got })
         );
+    }
+    // Every version of the range is read, and says which it was.
+    for version in MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION {
+        let mut older = frame.clone();
+        older[2] = u8::try_from(version).expect("small");
+        assert_eq!(decode_agent_whole(&older).map(|f| f.version), Ok(version));
     }
     // A version too large for u16 is malformed, not a truncated version.
     let mut mutant = vec![0xa2, 0x00, 0x1a, 0x00, 0x01, 0x00, 0x01];

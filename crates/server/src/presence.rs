@@ -23,6 +23,8 @@ pub struct PresenceEvent {
 
 struct Entry {
     connection: u64,
+    /// The wire protocol version the connection negotiated (RFD 0010).
+    protocol_version: u16,
     tenant_id: String,
     kick: Arc<Notify>,
     work: Arc<Notify>,
@@ -81,6 +83,7 @@ impl Presence {
         device_id: &str,
         tenant_id: &str,
         tenant: &str,
+        protocol_version: u16,
         last_seen_at: String,
     ) -> Registration {
         let kick = Arc::new(Notify::new());
@@ -93,6 +96,7 @@ impl Presence {
                 device_id.to_owned(),
                 Entry {
                     connection,
+                    protocol_version,
                     tenant_id: tenant_id.to_owned(),
                     kick: kick.clone(),
                     work: work.clone(),
@@ -158,6 +162,15 @@ impl Presence {
         self.lock().online.contains_key(device_id)
     }
 
+    /// The wire protocol version the device's connection speaks; `None`
+    /// while it is offline.
+    pub fn protocol_version(&self, device_id: &str) -> Option<u16> {
+        self.lock()
+            .online
+            .get(device_id)
+            .map(|e| e.protocol_version)
+    }
+
     pub fn online_in_tenant(&self, tenant_id: &str) -> usize {
         self.lock()
             .online
@@ -187,8 +200,9 @@ mod tests {
     #[test]
     fn a_replaced_connection_does_not_take_the_device_offline() {
         let p = Presence::new();
-        let first = p.register("d1", "t1", "demo", String::new());
-        let second = p.register("d1", "t1", "demo", String::new());
+        let first = p.register("d1", "t1", "demo", 1, String::new());
+        let second = p.register("d1", "t1", "demo", 2, String::new());
+        assert_eq!(p.protocol_version("d1"), Some(2));
         p.unregister(&first, "demo", String::new());
         assert!(p.is_online("d1"));
         p.unregister(&second, "demo", String::new());

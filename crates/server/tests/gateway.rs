@@ -16,7 +16,9 @@ use bulwark_protocol::message::{
     JobResult, LogProof, RefusalCode, ServerMessage,
 };
 use bulwark_protocol::token::EnrollToken;
-use bulwark_protocol::{Limits, decode_server_frame, encode_agent_frame};
+use bulwark_protocol::{
+    Frame, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, decode_server_frame,
+};
 use bulwark_server::{RunningServer, ServerConfig, now_millis};
 use bulwark_store::{JobState, NewAuditEvent, NewJob, TargetState, TenantScope};
 use bulwark_translog::{Checkpoint, Hash, NoteVerifier};
@@ -168,7 +170,12 @@ async fn raw_connect(h: &Harness) -> (Ws, [u8; 32]) {
     (ws, binding)
 }
 
-async fn next_message(ws: &mut Ws) -> Option<ServerMessage> {
+/// A frame in the newest protocol version, as a current agent sends it.
+fn encode_agent_frame(message: &AgentMessage) -> Vec<u8> {
+    bulwark_protocol::encode_agent_frame(PROTOCOL_VERSION, message).expect("encodes")
+}
+
+async fn next_frame(ws: &mut Ws) -> Option<Frame<ServerMessage>> {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -181,6 +188,10 @@ async fn next_message(ws: &mut Ws) -> Option<ServerMessage> {
             _ => return None,
         }
     }
+}
+
+async fn next_message(ws: &mut Ws) -> Option<ServerMessage> {
+    next_frame(ws).await.map(|f| f.message)
 }
 
 async fn nonce(ws: &mut Ws) -> [u8; 32] {
@@ -729,4 +740,142 @@ fn as_policy_proof(proof: &LogProof) -> JobLogProof<'_> {
         witnessed_since: None,
         witnessed_since_consistency: &[],
     }
+}
+
+/// Connects as `endpoint` and sends its hello in protocol `version` (RFD
+/// 0010), as an agent of that version does. The challenge comes in the
+/// oldest version the server speaks, which every agent it serves reads.
+async fn hello_in(h: &Harness, endpoint: &Endpoint, version: u16) -> Ws {
+    let (mut ws, binding) = raw_connect(h).await;
+    let challenge = next_frame(&mut ws).await.expect("a challenge");
+    assert_eq!(challenge.version, MIN_PROTOCOL_VERSION);
+    let ServerMessage::Challenge(challenge) = challenge.message else {
+        panic!("expected a challenge, got {challenge:?}");
+    };
+    let statement = HelloStatement {
+        nonce: challenge.nonce,
+        channel_binding: binding,
+        device_id: endpoint.device_id.clone(),
+    };
+    let hello = AgentMessage::Hello(Hello {
+        device_id: endpoint.device_id.clone(),
+        agent_version: format!("speaks {version}"),
+        signature: statement.sign(&endpoint.key),
+        log_size: None,
+    });
+    let frame = bulwark_protocol::encode_agent_frame(version, &hello).expect("encodes");
+    ws.send(Message::Binary(frame.into())).await.expect("send");
+    ws
+}
+
+fn inventory_report(seq: u64) -> AgentMessage {
+    AgentMessage::Inventory(bulwark_protocol::message::InventoryReport {
+        seq,
+        full: true,
+        inventory: bulwark_protocol::inventory::Inventory::default(),
+    })
+}
+
+#[tokio::test]
+async fn each_connection_speaks_the_version_of_the_agents_first_frame() {
+    let h = start().await;
+    let endpoint = h.enrolled().await;
+    let id = endpoint.device_id.to_string();
+    for version in MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION {
+        let mut ws = hello_in(&h, &endpoint, version).await;
+        let welcome = next_frame(&mut ws).await.expect("a welcome");
+        assert!(
+            matches!(welcome.message, ServerMessage::Welcome(_)),
+            "{welcome:?}"
+        );
+        assert_eq!(
+            welcome.version, version,
+            "the welcome is in the hello's version"
+        );
+        h.wait_online(&id, true).await;
+        assert_eq!(h.server.presence.protocol_version(&id), Some(version));
+        // Reports in that version are stored and acknowledged in it.
+        let frame =
+            bulwark_protocol::encode_agent_frame(version, &inventory_report(1)).expect("encodes");
+        ws.send(Message::Binary(frame.into())).await.expect("send");
+        let ack = next_frame(&mut ws).await.expect("an ack");
+        assert!(matches!(ack.message, ServerMessage::Ack(_)), "{ack:?}");
+        assert_eq!(ack.version, version);
+        let _ = ws.close(None).await;
+        h.wait_online(&id, false).await;
+    }
+    // The agent library speaks the newest.
+    let _stop = h.run_agent(endpoint);
+    h.wait_online(&id, true).await;
+    assert_eq!(
+        h.server.presence.protocol_version(&id),
+        Some(PROTOCOL_VERSION)
+    );
+    h.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_newer_agent_is_told_the_newest_version_and_a_switch_mid_session_is_refused() {
+    let h = start().await;
+    let endpoint = h.enrolled().await;
+    let id = endpoint.device_id.to_string();
+
+    // agent-newer-than-server: a hello in the version after this build's.
+    // The encoder refuses to write one, so the version byte is changed by
+    // hand (the body is the same, as it would be for a message both have).
+    let (mut ws, binding) = raw_connect(&h).await;
+    let nonce = nonce(&mut ws).await;
+    let statement = HelloStatement {
+        nonce,
+        channel_binding: binding,
+        device_id: endpoint.device_id.clone(),
+    };
+    let hello = AgentMessage::Hello(Hello {
+        device_id: endpoint.device_id.clone(),
+        agent_version: "from the future".into(),
+        signature: statement.sign(&endpoint.key),
+        log_size: None,
+    });
+    let mut frame = encode_agent_frame(&hello);
+    assert_eq!(frame[2], u8::try_from(PROTOCOL_VERSION).expect("small"));
+    frame[2] += 1;
+    ws.send(Message::Binary(frame.into())).await.expect("send");
+    let answer = next_frame(&mut ws).await.expect("a refusal");
+    assert_eq!(
+        answer.version, PROTOCOL_VERSION,
+        "the refusal is in the newest version the server speaks: the agent's offer to fall back to"
+    );
+    match answer.message {
+        ServerMessage::Refused(r) => {
+            assert_eq!(r.code, RefusalCode::UnsupportedVersion);
+            assert!(r.message.contains("this server speaks"), "{}", r.message);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(closed(&mut ws).await);
+
+    // version-switch-mid-session: welcomed in the newest version, then a
+    // heartbeat in the oldest.
+    let mut ws = hello_in(&h, &endpoint, PROTOCOL_VERSION).await;
+    assert!(matches!(
+        next_message(&mut ws).await,
+        Some(ServerMessage::Welcome(_))
+    ));
+    h.wait_online(&id, true).await;
+    let old = bulwark_protocol::encode_agent_frame(
+        MIN_PROTOCOL_VERSION,
+        &AgentMessage::Heartbeat(Heartbeat { seq: 1 }),
+    )
+    .expect("encodes");
+    assert_ne!(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION);
+    ws.send(Message::Binary(old.into())).await.expect("send");
+    let answer = next_frame(&mut ws).await.expect("a refusal");
+    assert_eq!(answer.version, PROTOCOL_VERSION, "in the session's version");
+    assert_eq!(
+        refusal(Some(answer.message)),
+        RefusalCode::UnsupportedVersion
+    );
+    assert!(closed(&mut ws).await);
+    h.wait_online(&id, false).await;
+    h.server.shutdown().await;
 }

@@ -26,7 +26,7 @@ pub async fn device_views(
     let devices = state.store.list_devices(&scope, &tenant.id).await?;
     Ok(devices
         .iter()
-        .map(|d| crate::api::views::device(d, state.presence.is_online(&d.id), false))
+        .map(|d| crate::api::views::device(d, state.presence.protocol_version(&d.id), false))
         .collect())
 }
 
@@ -69,7 +69,8 @@ pub async fn device_view(
     id: &str,
 ) -> Result<DeviceView, ApiError> {
     let device = visible_device(state, caller, id).await?;
-    let mut view = crate::api::views::device(&device, state.presence.is_online(&device.id), true);
+    let mut view =
+        crate::api::views::device(&device, state.presence.protocol_version(&device.id), true);
     // Ports, administrators, services and processes are stored beside the
     // inventory (migration 0018): merged into its view here.
     let sections = state

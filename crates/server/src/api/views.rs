@@ -21,7 +21,9 @@ use sha2::Digest as _;
 use crate::rfc3339;
 
 /// A device as the API lists it; `with_inventory` for `GET /api/v1/devices/{id}`.
-pub fn device(device: &Device, online: bool, with_inventory: bool) -> DeviceView {
+/// `protocol_version` is its live connection's (`Presence::protocol_version`),
+/// `None` while offline.
+pub fn device(device: &Device, protocol_version: Option<u16>, with_inventory: bool) -> DeviceView {
     let os = device
         .inventory
         .as_ref()
@@ -33,7 +35,8 @@ pub fn device(device: &Device, online: bool, with_inventory: bool) -> DeviceView
         hostname: device.hostname.clone(),
         key_fingerprint: hex::encode(sha2::Sha256::digest(&device.public_key)),
         agent_version: device.agent_version.clone(),
-        online,
+        online: protocol_version.is_some(),
+        protocol_version,
         last_seen_at: device.last_seen_at.map(rfc3339),
         enrolled_at: rfc3339(device.enrolled_at),
         os,

@@ -30,6 +30,7 @@ use std::time::Duration;
 pub(super) async fn send_work(
     state: &GatewayState,
     ws: &mut Ws,
+    version: u16,
     device_id: &str,
     tenant_id: &str,
     log_size: &mut Option<u64>,
@@ -42,8 +43,10 @@ pub(super) async fn send_work(
             policy: set.policy.map(|(_, bytes)| bytes),
             freeze: set.freeze.map(|(_, bytes)| bytes),
         });
-        ws.send(Message::Binary(encode_server_frame(&trust).into()))
-            .await?;
+        ws.send(Message::Binary(
+            encode_server_frame(version, &trust)?.into(),
+        ))
+        .await?;
     }
     let now = now_millis();
     let mut jobs = state
@@ -146,8 +149,10 @@ pub(super) async fn send_work(
             script: job.script,
             log,
         });
-        ws.send(Message::Binary(encode_server_frame(&message).into()))
-            .await?;
+        ws.send(Message::Binary(
+            encode_server_frame(version, &message)?.into(),
+        ))
+        .await?;
         sent.insert(job.id.clone());
         // The first delivery is recorded, with its audit event, at once.
         let delivered = bulwark_store::NewAuditEvent::new(

@@ -16,7 +16,10 @@ use bulwark_protocol::message::{
     AgentMessage, Challenge, DeviceId, Enroll, Enrolled, Hello, RefusalCode, Refused,
     ServerMessage, Welcome,
 };
-use bulwark_protocol::{Limits, decode_agent_frame, encode_server_frame};
+use bulwark_protocol::{
+    Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError, decode_agent_frame,
+    encode_server_frame,
+};
 use bulwark_store::{NewDevice, StoreError};
 use futures_util::{SinkExt, StreamExt};
 use rand::RngCore;
@@ -48,15 +51,21 @@ fn ws_config(limits: &Limits) -> WebSocketConfig {
         .max_frame_size(Some(limits.max_frame_bytes))
 }
 
-async fn send(ws: &mut Ws, message: &ServerMessage) -> Result<(), HandshakeError> {
-    ws.send(Message::Binary(encode_server_frame(message).into()))
+async fn send(ws: &mut Ws, version: u16, message: &ServerMessage) -> Result<(), HandshakeError> {
+    let frame = encode_server_frame(version, message)
+        .map_err(|e| HandshakeError::Transport(e.to_string()))?;
+    ws.send(Message::Binary(frame.into()))
         .await
         .map_err(|e| HandshakeError::Transport(e.to_string()))
 }
 
-async fn refuse(ws: &mut Ws, code: RefusalCode, message: &str) -> HandshakeError {
+/// Refuses in `version`: the first frame's, or the oldest this server
+/// speaks when it could not be read (every agent reads a refusal in any
+/// version it speaks).
+async fn refuse(ws: &mut Ws, version: u16, code: RefusalCode, message: &str) -> HandshakeError {
     let _ = send(
         ws,
+        version,
         &ServerMessage::Refused(Refused {
             code,
             message: message.to_owned(),
@@ -88,8 +97,11 @@ pub(super) async fn handshake(
 
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
+    // Before the agent said which version it speaks: the oldest, which
+    // every agent this server serves reads.
     send(
         &mut ws,
+        MIN_PROTOCOL_VERSION,
         &ServerMessage::Challenge(Challenge {
             nonce,
             server_version: crate::VERSION.into(),
@@ -100,7 +112,13 @@ pub(super) async fn handshake(
     let first = match ws.next().await {
         Some(Ok(Message::Binary(bytes))) => decode_agent_frame(&bytes, &state.limits),
         Some(Ok(_)) => {
-            return Err(refuse(&mut ws, RefusalCode::Malformed, "expected a binary frame").await);
+            return Err(refuse(
+                &mut ws,
+                MIN_PROTOCOL_VERSION,
+                RefusalCode::Malformed,
+                "expected a binary frame",
+            )
+            .await);
         }
         Some(Err(e)) => return Err(HandshakeError::Transport(e.to_string())),
         None => {
@@ -109,19 +127,44 @@ pub(super) async fn handshake(
             ));
         }
     };
-    match first {
-        Ok(AgentMessage::Enroll(enroll)) => {
+    // The connection speaks the version of the agent's first frame (RFD
+    // 0010): the highest it speaks, or the one it fell back to.
+    let first = match first {
+        Ok(frame) => frame,
+        Err(ProtocolError::UnsupportedVersion { got }) => {
+            // In the newest version this server speaks (the oldest, for an
+            // agent older than that): an agent that speaks it tries again in it.
+            let ours = got.clamp(MIN_PROTOCOL_VERSION, PROTOCOL_VERSION);
+            let message = format!(
+                "unsupported protocol version {got}: this server speaks {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}"
+            );
+            return Err(refuse(&mut ws, ours, RefusalCode::UnsupportedVersion, &message).await);
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let refusal = refuse(
+                &mut ws,
+                MIN_PROTOCOL_VERSION,
+                RefusalCode::Malformed,
+                &reason,
+            );
+            return Err(refusal.await);
+        }
+    };
+    let version = first.version;
+    match first.message {
+        AgentMessage::Enroll(enroll) => {
             let result = enroll_device(&state, enroll, nonce, channel_binding, peer).await;
             match result {
                 Ok(enrolled) => {
-                    send(&mut ws, &ServerMessage::Enrolled(enrolled)).await?;
+                    send(&mut ws, version, &ServerMessage::Enrolled(enrolled)).await?;
                     let _ = ws.close(None).await;
                     Ok(None)
                 }
-                Err((code, reason)) => Err(refuse(&mut ws, code, reason).await),
+                Err((code, reason)) => Err(refuse(&mut ws, version, code, reason).await),
             }
         }
-        Ok(AgentMessage::Hello(hello)) => {
+        AgentMessage::Hello(hello) => {
             match authenticate(&state, &hello, nonce, channel_binding).await {
                 Ok((tenant_id, tenant)) => {
                     let welcome = Welcome {
@@ -129,34 +172,29 @@ pub(super) async fn handshake(
                         tenant: tenant.clone(),
                         heartbeat_secs: u32::try_from(state.heartbeat.as_secs()).unwrap_or(30),
                     };
-                    send(&mut ws, &ServerMessage::Welcome(welcome)).await?;
-                    info!(%peer, device_id = %hello.device_id, agent_version = %hello.agent_version, "Agent connected.");
+                    send(&mut ws, version, &ServerMessage::Welcome(welcome)).await?;
+                    info!(%peer, device_id = %hello.device_id, agent_version = %hello.agent_version, protocol_version = version, "Agent connected.");
                     Ok(Some(Session {
                         ws,
                         device_id: hello.device_id.to_string(),
                         agent_version: hello.agent_version.clone(),
+                        protocol_version: version,
                         tenant_id,
                         tenant,
                         peer,
                         log_size: hello.log_size,
                     }))
                 }
-                Err((code, reason)) => Err(refuse(&mut ws, code, reason).await),
+                Err((code, reason)) => Err(refuse(&mut ws, version, code, reason).await),
             }
         }
-        Ok(_) => Err(refuse(
+        _ => Err(refuse(
             &mut ws,
+            version,
             RefusalCode::UnexpectedMessage,
             "expected enroll or hello",
         )
         .await),
-        Err(bulwark_protocol::ProtocolError::UnsupportedVersion { .. }) => Err(refuse(
-            &mut ws,
-            RefusalCode::UnsupportedVersion,
-            "unsupported protocol version",
-        )
-        .await),
-        Err(e) => Err(refuse(&mut ws, RefusalCode::Malformed, &e.to_string()).await),
     }
 }
 

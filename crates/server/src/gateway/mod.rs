@@ -6,9 +6,10 @@
 //! future under a deadline, so its buffers are gone before the long-lived
 //! phase starts and each idle connection costs only its session loop
 //! ([`session`], which sends work through [`delivery`]). Every frame passes
-//! through [`bulwark_protocol::decode_agent_frame`] (size cap, canonical
-//! encoding, field limits); the first bad frame ends that connection and no
-//! other.
+//! through [`bulwark_protocol::decode_agent_frame`] (size cap, version,
+//! canonical encoding, field limits) and is in the protocol version the
+//! agent's first frame chose (RFD 0010); the first bad frame ends that
+//! connection and no other.
 //!
 //! This module holds the entry point: the listener, the connection slots,
 //! and what ties the two phases together.

@@ -13,11 +13,12 @@ use bulwark_protocol::message::{
     Ack, AgentMessage, AgentRefusalCode, JobOutcome, JobResult, RefusalCode, Refused, ResultAck,
     ServerMessage, TrustRefused, TrustStatus,
 };
-use bulwark_protocol::{decode_agent_frame, encode_server_frame};
+use bulwark_protocol::{ProtocolError, decode_agent_frame, encode_server_frame};
 use bulwark_store::StoreError;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{info, warn};
 
 use super::delivery::send_work;
@@ -37,6 +38,9 @@ pub(super) struct Session {
     pub(super) ws: Ws,
     pub(super) device_id: String,
     pub(super) agent_version: String,
+    /// The protocol version the agent's first frame chose: every frame of
+    /// the session, both ways, is in it (RFD 0010).
+    pub(super) protocol_version: u16,
     pub(super) tenant_id: String,
     pub(super) tenant: String,
     pub(super) peer: SocketAddr,
@@ -60,6 +64,7 @@ pub(super) async fn run_session(
         mut ws,
         device_id,
         agent_version,
+        protocol_version: version,
         tenant_id,
         tenant,
         peer,
@@ -69,9 +74,10 @@ pub(super) async fn run_session(
     if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
         warn!(%device_id, %error, "Cannot record device as seen.");
     }
-    let registration = state
-        .presence
-        .register(&device_id, &tenant_id, &tenant, rfc3339(now));
+    let registration =
+        state
+            .presence
+            .register(&device_id, &tenant_id, &tenant, version, rfc3339(now));
     // Trust statements and approved jobs waiting for this device.
     registration.work.notify_one();
     // Jobs sent in this session and not answered yet: each is sent once per
@@ -90,7 +96,7 @@ pub(super) async fn run_session(
     let reason = loop {
         tokio::select! {
             _ = registration.work.notified() => {
-                match Box::pin(send_work(&state, &mut ws, &device_id, &tenant_id, &mut log_size, &mut sent)).await {
+                match Box::pin(send_work(&state, &mut ws, version, &device_id, &tenant_id, &mut log_size, &mut sent)).await {
                     Ok(wait) => look_again = tokio::time::Instant::now() + wait.unwrap_or(FAR_FUTURE),
                     Err(error) => {
                         warn!(%device_id, %error, "Cannot send work to the agent.");
@@ -105,16 +111,22 @@ pub(super) async fn run_session(
             next = tokio::time::timeout(silence, ws.next()) => {
                 let bytes = match next {
                     Err(_) => break "silent for three heartbeat intervals",
+                    // An agent closes this way when the server broke the
+                    // protocol (a frame in another version, say): its reason shows why.
+                    Ok(Some(Ok(Message::Close(Some(close))))) if close.code == CloseCode::Protocol => {
+                        warn!(%device_id, %peer, reason = %close.reason, "The agent closed its connection: it says the server broke the protocol.");
+                        break "closed by agent: protocol error";
+                    }
                     Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break "closed by agent",
                     Ok(Some(Err(_))) => break "transport error",
                     Ok(Some(Ok(Message::Binary(bytes)))) => bytes,
                     Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
                     Ok(Some(Ok(_))) => {
-                        let _ = ws.send(refused(RefusalCode::Malformed, "expected a binary frame")).await;
+                        let _ = send(&mut ws, version, &refused(RefusalCode::Malformed, "expected a binary frame")).await;
                         break "text frame";
                     }
                 };
-                match decode_agent_frame(&bytes, &state.limits) {
+                match decode_agent_frame(&bytes, &state.limits).and_then(|f| f.in_version(version)) {
                     // Last-seen times of connected devices are written in
                     // batches ([`super::record_connected`]), not per heartbeat.
                     Ok(AgentMessage::Heartbeat(_)) => {}
@@ -123,8 +135,8 @@ pub(super) async fn run_session(
                         match Box::pin(crate::alerts::store_inventory(&state.store, &device_id, &tenant_id, report.full, report.inventory)).await {
                             Ok(()) => {
                                 let ack = ServerMessage::Ack(Ack { seq });
-                                if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
-                                    break "transport error";
+                                if let Err(reason) = send(&mut ws, version, &ack).await {
+                                    break reason;
                                 }
                             }
                             // Not acknowledged: the agent sends it again after reconnecting.
@@ -150,8 +162,8 @@ pub(super) async fn run_session(
                                 registration.work.notify_one();
                             }
                             let ack = ServerMessage::ResultAck(ResultAck { job_id });
-                            if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
-                                break "transport error";
+                            if let Err(reason) = send(&mut ws, version, &ack).await {
+                                break reason;
                             }
                             continue;
                         }
@@ -161,8 +173,8 @@ pub(super) async fn run_session(
                             sent.remove(&id);
                             busy_returned = true;
                             let ack = ServerMessage::ResultAck(ResultAck { job_id });
-                            if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
-                                break "transport error";
+                            if let Err(reason) = send(&mut ws, version, &ack).await {
+                                break reason;
                             }
                             continue;
                         }
@@ -174,8 +186,8 @@ pub(super) async fn run_session(
                                     registration.work.notify_one();
                                 }
                                 let ack = ServerMessage::ResultAck(ResultAck { job_id });
-                                if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
-                                    break "transport error";
+                                if let Err(reason) = send(&mut ws, version, &ack).await {
+                                    break reason;
                                 }
                             }
                             // Not acknowledged: the agent sends it again after reconnecting.
@@ -198,8 +210,8 @@ pub(super) async fn run_session(
                         match Box::pin(crate::alerts::checks::record(&state.store, &state.alert_nudge, &device_id, &tenant_id, &report)).await {
                             Ok(()) => {
                                 let ack = ServerMessage::Ack(Ack { seq });
-                                if ws.send(Message::Binary(encode_server_frame(&ack).into())).await.is_err() {
-                                    break "transport error";
+                                if let Err(reason) = send(&mut ws, version, &ack).await {
+                                    break reason;
                                 }
                             }
                             // Not acknowledged: the agent sends every state again.
@@ -212,12 +224,16 @@ pub(super) async fn run_session(
                         }
                     }
                     Ok(_) => {
-                        let _ = ws.send(refused(RefusalCode::UnexpectedMessage, "already authenticated")).await;
+                        let _ = send(&mut ws, version, &refused(RefusalCode::UnexpectedMessage, "already authenticated")).await;
                         break "unexpected message";
                     }
                     Err(error) => {
                         warn!(%device_id, %peer, %error, "Malformed frame from agent; closing its connection.");
-                        let _ = ws.send(refused(RefusalCode::Malformed, &error.to_string())).await;
+                        let code = match error {
+                            ProtocolError::UnsupportedVersion { .. } | ProtocolError::VersionSwitched { .. } | ProtocolError::NotInVersion { .. } => RefusalCode::UnsupportedVersion,
+                            _ => RefusalCode::Malformed,
+                        };
+                        let _ = send(&mut ws, version, &refused(code, &error.to_string())).await;
                         break "malformed frame";
                     }
                 }
@@ -372,12 +388,21 @@ async fn record_trust_status(
     Ok(())
 }
 
-fn refused(code: RefusalCode, message: &str) -> Message {
-    Message::Binary(
-        encode_server_frame(&ServerMessage::Refused(Refused {
-            code,
-            message: message.to_owned(),
-        }))
-        .into(),
-    )
+fn refused(code: RefusalCode, message: &str) -> ServerMessage {
+    ServerMessage::Refused(Refused {
+        code,
+        message: message.to_owned(),
+    })
+}
+
+/// Sends `message` in the session's protocol version; on failure, why the
+/// session ends.
+async fn send(ws: &mut Ws, version: u16, message: &ServerMessage) -> Result<(), &'static str> {
+    let frame = encode_server_frame(version, message).map_err(|error| {
+        warn!(%error, "A message the agent's protocol version does not have was not sent.");
+        "message not in the agent's protocol version"
+    })?;
+    ws.send(Message::Binary(frame.into()))
+        .await
+        .map_err(|_| "transport error")
 }
