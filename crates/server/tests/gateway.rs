@@ -501,7 +501,8 @@ async fn an_idle_connection_task_stays_small() {
     let size = bulwark_server::gateway::session_task_size(state, server_side, peer, shutdown);
     println!("connection task: {size} bytes");
     assert!(
-        size < 6 * 1024,
+        // 5,528 bytes before frames were handled in their own boxed future.
+        size < 5 * 1024,
         "an agent connection's task is {size} bytes"
     );
     drop(client);

@@ -7,6 +7,7 @@
 use bulwark_store::AuditAction;
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bulwark_protocol::message::{
@@ -48,6 +49,24 @@ pub(super) struct Session {
     pub(super) log_size: Option<u64>,
 }
 
+/// What a session knows and keeps between frames.
+struct Live {
+    device_id: String,
+    tenant_id: String,
+    version: u16,
+    peer: SocketAddr,
+    /// The size of the last tree head of its tenant's log the agent accepted.
+    log_size: Option<u64>,
+    /// Jobs sent in this session and not answered yet: each is sent once per
+    /// session (a nudge sends only what is new), again only after the agent
+    /// said it was too busy to read it.
+    sent: HashSet<String>,
+    busy_returned: bool,
+    stale_answers: u32,
+    check_reports: super::rate::Bucket,
+    check_flood_logged: bool,
+}
+
 /// Check reports one connection may send: a burst (a policy change makes
 /// every check report at once, in one report) and then one a second.
 const CHECK_REPORT_BURST: u32 = 30;
@@ -68,7 +87,7 @@ pub(super) async fn run_session(
         tenant_id,
         tenant,
         peer,
-        mut log_size,
+        log_size,
     } = session;
     let now = now_millis();
     if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
@@ -80,15 +99,18 @@ pub(super) async fn run_session(
             .register(&device_id, &tenant_id, &tenant, version, rfc3339(now));
     // Trust statements and approved jobs waiting for this device.
     registration.work.notify_one();
-    // Jobs sent in this session and not answered yet: each is sent once per
-    // session (a nudge sends only what is new), again only after the agent
-    // said it was too busy to read it.
-    let mut sent: HashSet<String> = HashSet::new();
-    let mut busy_returned = false;
-    let mut stale_answers = 0u32;
-    let mut check_reports =
-        super::rate::Bucket::new(CHECK_REPORT_BURST, CHECK_REPORTS_PER_MINUTE, now);
-    let mut check_flood_logged = false;
+    let mut live = Live {
+        device_id,
+        tenant_id,
+        version,
+        peer,
+        log_size,
+        sent: HashSet::new(),
+        busy_returned: false,
+        stale_answers: 0,
+        check_reports: super::rate::Bucket::new(CHECK_REPORT_BURST, CHECK_REPORTS_PER_MINUTE, now),
+        check_flood_logged: false,
+    };
     let silence = state.heartbeat * 3;
     // When to look for work again unprompted: a mass action held for the
     // policy's delay becomes deliverable with no event to nudge it.
@@ -96,10 +118,10 @@ pub(super) async fn run_session(
     let reason = loop {
         tokio::select! {
             _ = registration.work.notified() => {
-                match Box::pin(send_work(&state, &mut ws, version, &device_id, &tenant_id, &mut log_size, &mut sent)).await {
+                match Box::pin(send_work(&state, &mut ws, version, &live.device_id, &live.tenant_id, &mut live.log_size, &mut live.sent)).await {
                     Ok(wait) => look_again = tokio::time::Instant::now() + wait.unwrap_or(FAR_FUTURE),
                     Err(error) => {
-                        warn!(%device_id, %error, "Cannot send work to the agent.");
+                        warn!(device_id = %live.device_id, %error, "Cannot send work to the agent.");
                         break "transport error";
                     }
                 }
@@ -114,7 +136,7 @@ pub(super) async fn run_session(
                     // An agent closes this way when the server broke the
                     // protocol (a frame in another version, say): its reason shows why.
                     Ok(Some(Ok(Message::Close(Some(close))))) if close.code == CloseCode::Protocol => {
-                        warn!(%device_id, %peer, reason = %close.reason, "The agent closed its connection: it says the server broke the protocol.");
+                        warn!(device_id = %live.device_id, peer = %live.peer, reason = %close.reason, "The agent closed its connection: it says the server broke the protocol.");
                         break "closed by agent: protocol error";
                     }
                     Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break "closed by agent",
@@ -126,116 +148,8 @@ pub(super) async fn run_session(
                         break "text frame";
                     }
                 };
-                match decode_agent_frame(&bytes, &state.limits).and_then(|f| f.in_version(version)) {
-                    // Last-seen times of connected devices are written in
-                    // batches ([`super::record_connected`]), not per heartbeat.
-                    Ok(AgentMessage::Heartbeat(_)) => {}
-                    Ok(AgentMessage::Inventory(report)) => {
-                        let seq = report.seq;
-                        match Box::pin(crate::alerts::store_inventory(&state.store, &device_id, &tenant_id, report.full, report.inventory)).await {
-                            Ok(()) => {
-                                let ack = ServerMessage::Ack(Ack { seq });
-                                if let Err(reason) = send(&mut ws, version, &ack).await {
-                                    break reason;
-                                }
-                            }
-                            // Not acknowledged: the agent sends it again after reconnecting.
-                            Err(error) => warn!(%device_id, %error, "Cannot store inventory."),
-                        }
-                    }
-                    Ok(AgentMessage::JobResult(result)) => {
-                        let job_id = result.job_id;
-                        let id = hex::encode(job_id);
-                        if let JobOutcome::Refused(r) = &result.outcome
-                            && r.code == AgentRefusalCode::LogHeadStale
-                        {
-                            // Not an answer: this session's idea of the
-                            // agent's head was wrong. Prove from the size it
-                            // holds, and send again now (a bounded number of
-                            // times: an agent that keeps answering this is
-                            // not helped by more).
-                            warn!(%device_id, job = %id, believed = ?log_size, held = ?r.log_size, "The agent holds another tree head than this connection assumed; the job will be sent again with a proof from it.");
-                            log_size = r.log_size;
-                            sent.remove(&id);
-                            stale_answers += 1;
-                            if stale_answers <= MAX_STALE_ANSWERS {
-                                registration.work.notify_one();
-                            }
-                            let ack = ServerMessage::ResultAck(ResultAck { job_id });
-                            if let Err(reason) = send(&mut ws, version, &ack).await {
-                                break reason;
-                            }
-                            continue;
-                        }
-                        if matches!(&result.outcome, JobOutcome::Refused(r) if r.code == AgentRefusalCode::AgentBusy) {
-                            // Not an answer: sent again after the next one.
-                            info!(%device_id, job = %id, "The agent's queue is full; the job will be sent again.");
-                            sent.remove(&id);
-                            busy_returned = true;
-                            let ack = ServerMessage::ResultAck(ResultAck { job_id });
-                            if let Err(reason) = send(&mut ws, version, &ack).await {
-                                break reason;
-                            }
-                            continue;
-                        }
-                        match Box::pin(record_result(&state, &device_id, &tenant_id, result)).await {
-                            Ok(()) => {
-                                sent.remove(&id);
-                                // A slot is free: what was refused as busy goes now.
-                                if std::mem::take(&mut busy_returned) {
-                                    registration.work.notify_one();
-                                }
-                                let ack = ServerMessage::ResultAck(ResultAck { job_id });
-                                if let Err(reason) = send(&mut ws, version, &ack).await {
-                                    break reason;
-                                }
-                            }
-                            // Not acknowledged: the agent sends it again after reconnecting.
-                            Err(error) => warn!(%device_id, %error, "Cannot store a job result."),
-                        }
-                    }
-                    Ok(AgentMessage::TrustRefused(refusal)) => {
-                        Box::pin(record_trust_refusal(&state, &device_id, &tenant_id, refusal)).await;
-                    }
-                    Ok(AgentMessage::Checks(report)) => {
-                        // Over its rate: dropped, not acknowledged; the
-                        // agent sends every state again later.
-                        if !check_reports.take(now_millis()) {
-                            if !std::mem::replace(&mut check_flood_logged, true) {
-                                warn!(%device_id, "The agent sends check reports faster than {CHECK_REPORTS_PER_MINUTE} a minute; dropping the excess.");
-                            }
-                            continue;
-                        }
-                        let seq = report.seq;
-                        match Box::pin(crate::alerts::checks::record(&state.store, &state.alert_nudge, &device_id, &tenant_id, &report)).await {
-                            Ok(()) => {
-                                let ack = ServerMessage::Ack(Ack { seq });
-                                if let Err(reason) = send(&mut ws, version, &ack).await {
-                                    break reason;
-                                }
-                            }
-                            // Not acknowledged: the agent sends every state again.
-                            Err(error) => warn!(%device_id, error = %format!("{error:#}"), "Cannot store check states."),
-                        }
-                    }
-                    Ok(AgentMessage::TrustStatus(status)) => {
-                        if let Err(error) = Box::pin(record_trust_status(&state, &device_id, status)).await {
-                            warn!(%device_id, %error, "Cannot record the agent's trust status.");
-                        }
-                    }
-                    Ok(_) => {
-                        let _ = send(&mut ws, version, &refused(RefusalCode::UnexpectedMessage, "already authenticated")).await;
-                        break "unexpected message";
-                    }
-                    Err(error) => {
-                        warn!(%device_id, %peer, %error, "Malformed frame from agent; closing its connection.");
-                        let code = match error {
-                            ProtocolError::UnsupportedVersion { .. } | ProtocolError::VersionSwitched { .. } | ProtocolError::NotInVersion { .. } => RefusalCode::UnsupportedVersion,
-                            _ => RefusalCode::Malformed,
-                        };
-                        let _ = send(&mut ws, version, &refused(code, &error.to_string())).await;
-                        break "malformed frame";
-                    }
+                if let ControlFlow::Break(reason) = Box::pin(handle_frame(&state, &mut live, &mut ws, &registration.work, &bytes)).await {
+                    break reason;
                 }
             }
             _ = registration.kicked.notified() => break "replaced by a newer connection",
@@ -244,13 +158,186 @@ pub(super) async fn run_session(
     };
     let _ = ws.close(None).await;
     let now = now_millis();
-    if let Err(error) = Box::pin(state.store.device_seen(&device_id, now, &agent_version)).await {
-        warn!(%device_id, %error, "Cannot record device as seen.");
+    if let Err(error) = Box::pin(
+        state
+            .store
+            .device_seen(&live.device_id, now, &agent_version),
+    )
+    .await
+    {
+        warn!(device_id = %live.device_id, %error, "Cannot record device as seen.");
     }
     state
         .presence
         .unregister(&registration, &tenant, rfc3339(now));
-    info!(%device_id, %peer, reason, "Agent disconnected.");
+    info!(device_id = %live.device_id, peer = %live.peer, reason, "Agent disconnected.");
+}
+
+/// Handles one frame from the agent: records it, acknowledges what was
+/// stored; `Break` with the reason when the session must end. Boxed by the
+/// caller, so its state (decoded messages, storage and send futures) exists
+/// only while a frame is handled, not in every idle connection.
+async fn handle_frame(
+    state: &GatewayState,
+    live: &mut Live,
+    ws: &mut Ws,
+    work: &tokio::sync::Notify,
+    bytes: &[u8],
+) -> ControlFlow<&'static str> {
+    match decode_agent_frame(bytes, &state.limits).and_then(|f| f.in_version(live.version)) {
+        // Last-seen times of connected devices are written in
+        // batches ([`super::record_connected`]), not per heartbeat.
+        Ok(AgentMessage::Heartbeat(_)) => {}
+        Ok(AgentMessage::Inventory(report)) => {
+            let seq = report.seq;
+            match Box::pin(crate::alerts::store_inventory(
+                &state.store,
+                &live.device_id,
+                &live.tenant_id,
+                report.full,
+                report.inventory,
+            ))
+            .await
+            {
+                Ok(()) => {
+                    let ack = ServerMessage::Ack(Ack { seq });
+                    if let Err(reason) = send(ws, live.version, &ack).await {
+                        return ControlFlow::Break(reason);
+                    }
+                }
+                // Not acknowledged: the agent sends it again after reconnecting.
+                Err(error) => warn!(device_id = %live.device_id, %error, "Cannot store inventory."),
+            }
+        }
+        Ok(AgentMessage::JobResult(result)) => {
+            let job_id = result.job_id;
+            let id = hex::encode(job_id);
+            if let JobOutcome::Refused(r) = &result.outcome
+                && r.code == AgentRefusalCode::LogHeadStale
+            {
+                // Not an answer: this session's idea of the
+                // agent's head was wrong. Prove from the size it
+                // holds, and send again now (a bounded number of
+                // times: an agent that keeps answering this is
+                // not helped by more).
+                warn!(device_id = %live.device_id, job = %id, believed = ?live.log_size, held = ?r.log_size, "The agent holds another tree head than this connection assumed; the job will be sent again with a proof from it.");
+                live.log_size = r.log_size;
+                live.sent.remove(&id);
+                live.stale_answers += 1;
+                if live.stale_answers <= MAX_STALE_ANSWERS {
+                    work.notify_one();
+                }
+                let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                if let Err(reason) = send(ws, live.version, &ack).await {
+                    return ControlFlow::Break(reason);
+                }
+                return ControlFlow::Continue(());
+            }
+            if matches!(&result.outcome, JobOutcome::Refused(r) if r.code == AgentRefusalCode::AgentBusy)
+            {
+                // Not an answer: sent again after the next one.
+                info!(device_id = %live.device_id, job = %id, "The agent's queue is full; the job will be sent again.");
+                live.sent.remove(&id);
+                live.busy_returned = true;
+                let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                if let Err(reason) = send(ws, live.version, &ack).await {
+                    return ControlFlow::Break(reason);
+                }
+                return ControlFlow::Continue(());
+            }
+            match Box::pin(record_result(
+                state,
+                &live.device_id,
+                &live.tenant_id,
+                result,
+            ))
+            .await
+            {
+                Ok(()) => {
+                    live.sent.remove(&id);
+                    // A slot is free: what was refused as busy goes now.
+                    if std::mem::take(&mut live.busy_returned) {
+                        work.notify_one();
+                    }
+                    let ack = ServerMessage::ResultAck(ResultAck { job_id });
+                    if let Err(reason) = send(ws, live.version, &ack).await {
+                        return ControlFlow::Break(reason);
+                    }
+                }
+                // Not acknowledged: the agent sends it again after reconnecting.
+                Err(error) => {
+                    warn!(device_id = %live.device_id, %error, "Cannot store a job result.")
+                }
+            }
+        }
+        Ok(AgentMessage::TrustRefused(refusal)) => {
+            Box::pin(record_trust_refusal(
+                state,
+                &live.device_id,
+                &live.tenant_id,
+                refusal,
+            ))
+            .await;
+        }
+        Ok(AgentMessage::Checks(report)) => {
+            // Over its rate: dropped, not acknowledged; the
+            // agent sends every state again later.
+            if !live.check_reports.take(now_millis()) {
+                if !std::mem::replace(&mut live.check_flood_logged, true) {
+                    warn!(device_id = %live.device_id, "The agent sends check reports faster than {CHECK_REPORTS_PER_MINUTE} a minute; dropping the excess.");
+                }
+                return ControlFlow::Continue(());
+            }
+            let seq = report.seq;
+            match Box::pin(crate::alerts::checks::record(
+                &state.store,
+                &state.alert_nudge,
+                &live.device_id,
+                &live.tenant_id,
+                &report,
+            ))
+            .await
+            {
+                Ok(()) => {
+                    let ack = ServerMessage::Ack(Ack { seq });
+                    if let Err(reason) = send(ws, live.version, &ack).await {
+                        return ControlFlow::Break(reason);
+                    }
+                }
+                // Not acknowledged: the agent sends every state again.
+                Err(error) => {
+                    warn!(device_id = %live.device_id, error = %format!("{error:#}"), "Cannot store check states.")
+                }
+            }
+        }
+        Ok(AgentMessage::TrustStatus(status)) => {
+            if let Err(error) = Box::pin(record_trust_status(state, &live.device_id, status)).await
+            {
+                warn!(device_id = %live.device_id, %error, "Cannot record the agent's trust status.");
+            }
+        }
+        Ok(_) => {
+            let _ = send(
+                ws,
+                live.version,
+                &refused(RefusalCode::UnexpectedMessage, "already authenticated"),
+            )
+            .await;
+            return ControlFlow::Break("unexpected message");
+        }
+        Err(error) => {
+            warn!(device_id = %live.device_id, peer = %live.peer, %error, "Malformed frame from agent; closing its connection.");
+            let code = match error {
+                ProtocolError::UnsupportedVersion { .. }
+                | ProtocolError::VersionSwitched { .. }
+                | ProtocolError::NotInVersion { .. } => RefusalCode::UnsupportedVersion,
+                _ => RefusalCode::Malformed,
+            };
+            let _ = send(ws, live.version, &refused(code, &error.to_string())).await;
+            return ControlFlow::Break("malformed frame");
+        }
+    }
+    ControlFlow::Continue(())
 }
 
 async fn record_result(
