@@ -39,6 +39,11 @@ PASSWORD=$(python3 -c 'import secrets; print("bench-" + secrets.token_urlsafe(24
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bulwark-bench.XXXXXX")
+# `up` makes the demo tenant's trust root (enrolment tokens name it) with
+# keys in the operator's key store: a throwaway one here.
+export BULWARK_CONFIG_DIR=$WORK/operator
+BULWARK_KEY_PASSPHRASE=$(python3 -c 'import secrets; print("bench-key-" + secrets.token_urlsafe(24))')
+export BULWARK_KEY_PASSPHRASE
 CLK_TCK=$(getconf CLK_TCK)
 PIDS=()
 
