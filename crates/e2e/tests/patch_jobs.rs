@@ -262,6 +262,15 @@ async fn a_pending_security_update_is_reported_installed_by_a_signed_job_and_rec
         "{out}"
     );
 
+    // The console's device page lists it, marked as a security update.
+    let page = s.console_page(&format!("/devices/{}", s.local)).await?;
+    ensure!(
+        page.contains("Pending updates")
+            && page.contains("1 pending, 1 from a security suite")
+            && page.contains(PACKAGE),
+        "the device page does not show the pending update"
+    );
+
     // A job naming an option-like package is refused before anything is
     // signed or sent, and the refusal names the grammar.
     let refused = s
