@@ -184,27 +184,35 @@ fn is_version(v: &str) -> bool {
 }
 
 /// Which packages a patch job upgrades: the named ones, or every pending
-/// security update when none is named. Named packages with no pending
-/// update are failures from the start.
+/// security update when none is named. Only installed packages are
+/// upgraded (`--only-upgrade`): a package the upgrade would install anew
+/// (a new kernel) comes in as a dependency of one that is, or not at all.
+/// Named packages with no pending upgrade are failures from the start.
 pub fn select_targets(
     named: &[String],
     pending: &[PendingUpdate],
 ) -> (Vec<PendingUpdate>, Vec<PatchFailure>) {
+    let pending: Vec<&PendingUpdate> = pending
+        .iter()
+        .filter(|u| !u.current_version.is_empty())
+        .collect();
     if named.is_empty() {
-        return (
-            pending.iter().filter(|u| u.security).cloned().collect(),
-            Vec::new(),
-        );
+        let security = pending.into_iter().filter(|u| u.security).cloned();
+        return (security.collect(), Vec::new());
     }
     let mut targets = Vec::new();
     let mut failed = Vec::new();
     for name in named {
         let base = name.split_once(':').map_or(name.as_str(), |(n, _)| n);
-        let found: Vec<_> = pending.iter().filter(|u| u.name == base).cloned().collect();
+        let found: Vec<_> = pending
+            .iter()
+            .filter(|u| u.name == base)
+            .map(|u| (*u).clone())
+            .collect();
         if found.is_empty() {
             failed.push(PatchFailure {
                 name: name.clone(),
-                reason: "no pending update for this package".into(),
+                reason: "no pending upgrade of an installed package of this name".into(),
             });
         }
         targets.extend(found);

@@ -166,6 +166,14 @@ fn an_empty_list_patches_the_security_updates_and_names_patch_what_they_name() {
     assert_eq!(targets, [update("bb", false)]);
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].name, "zz");
+    // A package the upgrade installs anew is never a target itself.
+    let mut kernel = update("linux-image-6.1.0-30-amd64", true);
+    kernel.current_version = String::new();
+    let (targets, _) = select_targets(&[], &[kernel.clone(), update("aa", true)]);
+    assert_eq!(targets, [update("aa", true)]);
+    let (targets, failed) = select_targets(&[kernel.name.clone()], &[kernel]);
+    assert!(targets.is_empty());
+    assert_eq!(failed.len(), 1);
 }
 
 #[test]
