@@ -303,6 +303,9 @@ pub struct SessionOptions {
     pub checks: Option<ChecksHandle>,
     /// How often new check values (not states: those go at once) are sent.
     pub check_values_interval: Duration,
+    /// Changes when new pending updates were read ([`crate::updates`]): the
+    /// inventory changes are then sent at once, not at the next interval.
+    pub updates_read: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 impl Default for SessionOptions {
@@ -312,6 +315,7 @@ impl Default for SessionOptions {
             jobs: None,
             checks: None,
             check_values_interval: Duration::from_secs(60),
+            updates_read: None,
         }
     }
 }
@@ -423,6 +427,10 @@ pub async fn session(
         tokio::time::Instant::now() + options.inventory_interval,
         options.inventory_interval,
     );
+    let mut updates_read = options.updates_read.clone();
+    if let Some(r) = &mut updates_read {
+        r.mark_unchanged();
+    }
     // Three silent heartbeat intervals from the server's side mean the link is dead.
     let silence = heartbeat_every * 3;
 
@@ -457,6 +465,10 @@ pub async fn session(
                 if let Some(results) = &mut results {
                     results.send_new(&mut ws, version).await?;
                 }
+            }
+            () = refresh_requested(&mut updates_read) => {
+                // New pending updates: the changes go now.
+                inventory.reset_immediately();
             }
             () = refresh_requested(&mut refresh) => {
                 let current = collector.collect();
@@ -580,8 +592,9 @@ impl ResultSender {
     }
 }
 
-/// Resolves when an inventory refresh was asked for; never for an agent
-/// without jobs (or once the job runner has stopped).
+/// Resolves when an inventory refresh was asked for (or pending updates
+/// read); never for an agent without jobs (or once the job runner has
+/// stopped).
 async fn refresh_requested(refresh: &mut Option<tokio::sync::watch::Receiver<u64>>) {
     if let Some(r) = refresh
         && r.changed().await.is_ok()

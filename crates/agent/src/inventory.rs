@@ -45,6 +45,7 @@ use crate::ports::{PortLimits, read_listening_sockets, read_socket_owners};
 use crate::processes::{MAX_PROCESSES, PROCESS_EVERY, RawProcess, snapshot, uid_names};
 use crate::services::{ServiceLimits, read_services};
 use crate::text::clip;
+use crate::updates::Updates;
 use crate::utmp;
 
 /// Bytes of a frame not taken by the inventory itself: the frame map,
@@ -74,6 +75,8 @@ pub struct Collector {
     /// The last error of each section read every minute, logged only when it changes.
     errors: HashMap<&'static str, String>,
     host_sections: HostSections,
+    /// Pending updates, read by their own task ([`crate::updates`]).
+    updates: Option<Updates>,
 }
 
 /// Whether a collector reads installed packages, listening ports,
@@ -157,7 +160,14 @@ impl Collector {
             processes: None,
             errors: HashMap::new(),
             host_sections,
+            updates: None,
         }
+    }
+
+    /// Reports the pending updates `updates` last read.
+    pub fn with_updates(mut self, updates: Updates) -> Self {
+        self.updates = Some(updates);
+        self
     }
 
     /// A full snapshot of the device, within the protocol's limits.
@@ -174,6 +184,7 @@ impl Collector {
             local_admins: None,
             services: None,
             processes: None,
+            pending_updates: self.updates.as_ref().and_then(Updates::latest),
         };
         if self.host_sections == HostSections::Collect {
             inventory.packages = self.packages.current();
@@ -594,6 +605,21 @@ pub fn fit_to_limits(inventory: &mut Inventory, limits: &Limits) {
         }
     }
 
+    if let Some(updates) = &mut inventory.pending_updates {
+        updates.truncate(limits.max_packages);
+        for u in updates {
+            for field in [
+                &mut u.name,
+                &mut u.architecture,
+                &mut u.current_version,
+                &mut u.new_version,
+            ] {
+                text(field);
+            }
+            clip(&mut u.origin, limits.max_long_text);
+        }
+    }
+
     let budget = limits.max_frame_bytes.saturating_sub(FRAME_OVERHEAD);
     while to_canonical(inventory).len() > budget {
         if !halve_largest_list(inventory) {
@@ -631,6 +657,7 @@ fn halve_largest_list(inventory: &mut Inventory) -> bool {
         services,
         size!(inventory.listening_ports),
         size!(inventory.local_admins),
+        size!(inventory.pending_updates),
         size!(inventory.packages),
     ];
     let Some((largest, _)) = sizes
@@ -660,6 +687,7 @@ fn halve_largest_list(inventory: &mut Inventory) -> bool {
         4 => inventory.services.as_mut().map(|s| halve(&mut s.units)),
         5 => inventory.listening_ports.as_mut().map(halve),
         6 => inventory.local_admins.as_mut().map(halve),
+        7 => inventory.pending_updates.as_mut().map(halve),
         _ => inventory.packages.as_mut().map(halve),
     };
     true
@@ -669,7 +697,8 @@ fn halve_largest_list(inventory: &mut Inventory) -> bool {
 mod tests {
     use super::*;
     use bulwark_protocol::inventory::{
-        AdminGrant, ListeningPort, LocalAdmin, LoggedInUser, ProcessInfo, ServiceUnit, Services,
+        AdminGrant, ListeningPort, LocalAdmin, LoggedInUser, PendingUpdate, ProcessInfo,
+        ServiceUnit, Services,
     };
     use bulwark_protocol::message::{AgentMessage, InventoryReport};
     use bulwark_protocol::{PROTOCOL_VERSION, decode_agent_frame};
@@ -887,6 +916,17 @@ mod tests {
                 };
                 300
             ]),
+            pending_updates: Some(vec![
+                PendingUpdate {
+                    name: long.clone(),
+                    architecture: long.clone(),
+                    current_version: long.clone(),
+                    new_version: long.clone(),
+                    origin: long.repeat(20),
+                    security: true,
+                };
+                12_000
+            ]),
         }
     }
 
@@ -1043,6 +1083,7 @@ mod tests {
             admins in 0..1100usize,
             services in 0..5000usize,
             processes in 0..300usize,
+            updates in 0..12000usize,
         ) {
             let s = |i: usize| strings[i % strings.len()].clone();
             let mut inventory = Inventory {
@@ -1057,6 +1098,7 @@ mod tests {
                 local_admins: Some(vec![LocalAdmin { name: s(5), grants: vec![AdminGrant { kind: s(6), via: s(7) }; 40] }; admins]),
                 services: Some(Services { systemd_running: false, units: vec![ServiceUnit { name: s(0), load_state: s(1), active_state: s(2), sub_state: s(3), enabled_state: s(4) }; services] }),
                 processes: Some(vec![ProcessInfo { name: s(5), pid: 0, user: s(6), command_line: s(7), memory_bytes: 0, count: 0 }; processes]),
+                pending_updates: Some(vec![PendingUpdate { name: s(0), architecture: s(1), current_version: s(2), new_version: s(3), origin: s(4).repeat(50), security: false }; updates]),
             };
             fit_to_limits(&mut inventory, &Limits::default());
             let m = AgentMessage::Inventory(InventoryReport { seq: u64::MAX, full: true, inventory });

@@ -24,6 +24,7 @@ pub mod services;
 pub mod supervisor;
 mod text;
 pub mod trust;
+pub mod updates;
 pub mod utmp;
 
 /// Version of this agent build, reported to the server.

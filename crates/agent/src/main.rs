@@ -10,6 +10,7 @@ use bulwark_agent::identity::{AgentState, StateDir, hex_encode};
 use bulwark_agent::inventory::Collector;
 use bulwark_agent::jobs::{self, JobRunner};
 use bulwark_agent::trust::TrustState;
+use bulwark_agent::updates::Updates;
 use bulwark_protocol::message::DeviceId;
 use bulwark_protocol::token::{EnrollToken, fingerprint_text, parse_fingerprint};
 use clap::{Parser, Subcommand};
@@ -64,6 +65,15 @@ enum Command {
         /// reported at once).
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3_600))]
         check_values_secs: u64,
+        /// Seconds between reads of the pending updates (a simulated apt
+        /// upgrade; as root, after refreshing the package lists).
+        #[arg(long, default_value_t = 6 * 3600, value_parser = clap::value_parser!(u64).range(1..=7 * 86_400))]
+        updates_secs: u64,
+        /// An apt configuration file given to every apt run as `APT_CONFIG`
+        /// (pending updates, install-patches jobs); default: the system's
+        /// apt. For apt and dpkg confined to another directory (tests).
+        #[arg(long, env = "BULWARK_AGENT_APT_CONFIG", value_name = "FILE")]
+        apt_config: Option<PathBuf>,
     },
     /// Print this agent's identity.
     Status,
@@ -132,11 +142,14 @@ fn main() -> anyhow::Result<()> {
             server,
             inventory_secs,
             check_values_secs,
+            updates_secs,
+            apt_config,
         } => runtime.block_on(run(
             &state_dir,
             server,
             Duration::from_secs(inventory_secs),
             Duration::from_secs(check_values_secs),
+            (Duration::from_secs(updates_secs), apt_config),
         )),
         Command::Checks { last } => {
             for line in bulwark_agent::checks::journal_lines(state_dir.path(), last)? {
@@ -306,6 +319,7 @@ async fn run(
     server: Option<String>,
     inventory_interval: Duration,
     check_values_interval: Duration,
+    (updates_interval, apt_config): (Duration, Option<PathBuf>),
 ) -> anyhow::Result<()> {
     let (mut state, key) = state_dir.load()?;
     if let Some(server) = server {
@@ -348,6 +362,13 @@ async fn run(
             state_dir.path().display()
         )
     })?;
+    // Pending updates, read on a task of their own (apt takes seconds).
+    if let Some(config) = &apt_config {
+        info!(apt_config = %config.display(), "apt runs with this configuration (APT_CONFIG).");
+    }
+    let updates = Updates::new(apt_config);
+    tokio::spawn(updates.clone().run(updates_interval));
+    let runner = runner.with_updates(updates.clone());
     let trust = runner.trust().clone();
     let (jobs, worker) = jobs::start(runner);
     tokio::spawn(worker);
@@ -355,12 +376,14 @@ async fn run(
     let (checks, checks_task) = bulwark_agent::checks::start(trust, state_dir.path());
     tokio::spawn(checks_task);
 
-    let mut collector = Collector::new(bulwark_agent::AGENT_VERSION);
+    let updates_read = updates.subscribe();
+    let mut collector = Collector::new(bulwark_agent::AGENT_VERSION).with_updates(updates);
     let options = SessionOptions {
         inventory_interval,
         jobs: Some(jobs),
         checks: Some(checks),
         check_values_interval,
+        updates_read: Some(updates_read),
     };
     let backoff = Backoff::default();
     let mut attempt: u32 = 0;

@@ -963,6 +963,40 @@ async fn an_action_not_carried_out_yet_is_refused() {
     assert_eq!(refusal_code(&result), "action_not_supported");
 }
 
+/// A package name apt or dpkg could read as an option (or anything else
+/// outside Debian's grammar) is refused at step 2 (`malformed`), before
+/// anything is recorded or apt is run, by an agent that runs patch jobs.
+#[tokio::test]
+async fn a_patch_job_naming_an_option_is_refused() {
+    let k = keys();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // An apt configuration that would fail if apt ever ran with it.
+    let updates = bulwark_agent::updates::Updates::new(Some(dir.path().join("missing.conf")));
+    let mut runner = runner(dir.path(), ready(&k)).with_updates(updates);
+    for (n, name) in [
+        "-oAPT::Update::Pre-Invoke::=touch /tmp/x",
+        "--reinstall",
+        "openssl -y",
+        "OpenSSL",
+        "a",
+        "openssl:",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut statement = script_statement(60 + n as u8, b"", 30);
+        statement.class = bulwark_policy::ActionClass::InstallPatches;
+        statement.action = JobAction::InstallPatches {
+            packages: vec!["openssl".into(), name.into()],
+        };
+        let result = runner
+            .process(&logged(&signed(&statement, &[&k.alice, &k.bob]), b""))
+            .await
+            .expect("a result");
+        assert_eq!(refusal_code(&result), "malformed", "{name}");
+    }
+}
+
 /// The job names the device as the operator chose it; this machine's real
 /// host name must be the one named.
 #[tokio::test]

@@ -103,6 +103,25 @@ pub struct InventoryView {
     /// snapshot the agent takes every 15 minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<Vec<ProcessView>>,
+    /// What apt would upgrade (a simulated upgrade on the agent), security
+    /// updates first, then by name; absent until the agent reports them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_updates: Option<Vec<PendingUpdateView>>,
+}
+
+/// A package version an upgrade would install. Texts are the agent's,
+/// untrusted.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PendingUpdateView {
+    pub name: String,
+    pub architecture: String,
+    /// Empty when the upgrade installs the package anew.
+    pub current_version: String,
+    pub new_version: String,
+    /// The sources apt names ("Debian-Security:12/oldstable-security").
+    pub origin: String,
+    /// From a security suite (`*-security`).
+    pub security: bool,
 }
 
 /// A TCP socket in LISTEN state or a bound, unconnected UDP socket. Texts

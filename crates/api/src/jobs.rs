@@ -45,6 +45,32 @@ pub struct JobTargetView {
     /// The agent's clock: when the script started and ended.
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// What an install-patches job did on this device, as its agent reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patches: Option<PatchReportView>,
+}
+
+/// The result of an install-patches job on one device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PatchReportView {
+    pub installed: Vec<PatchedPackageView>,
+    pub failed: Vec<PatchFailureView>,
+    /// The device asks for a reboot (`/var/run/reboot-required`).
+    pub reboot_required: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PatchedPackageView {
+    pub name: String,
+    /// Empty when the package was not installed before.
+    pub old_version: String,
+    pub new_version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PatchFailureView {
+    pub name: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -129,6 +129,10 @@ pub struct VulnerablePackageView {
     pub installed: String,
     /// The version that fixes it; none when the data names no fix yet.
     pub fixed: Option<String>,
+    /// The source version a pending update of the device would install
+    /// (from the agent's simulated upgrade), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
 }
 
 /// One open advisory on a device.
@@ -144,6 +148,10 @@ pub struct DeviceVulnerabilityView {
     pub rating: Option<String>,
     pub vector: Option<String>,
     pub packages: Vec<VulnerablePackageView>,
+    /// A pending update fixes it: each package it affects has a pending
+    /// version at or past the fixed one (dpkg's ordering).
+    #[serde(default)]
+    pub fixed_by_pending_update: bool,
 }
 
 /// `GET /api/v1/devices/{id}/vulnerabilities`.

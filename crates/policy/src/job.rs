@@ -212,6 +212,11 @@ impl JobAction {
                 cap(packages.len(), limits.max_targets, "packages")?;
                 for p in packages {
                     cap(p.len(), limits.max_text, "package name")?;
+                    if !is_package_name(p) {
+                        return Err(Refusal::Malformed(format!(
+                            "{p:?} is not a Debian package name"
+                        )));
+                    }
                 }
             }
             JobAction::ChangeAgentSettings { settings } => {
@@ -235,6 +240,25 @@ impl JobAction {
         }
         Ok(())
     }
+}
+
+/// Debian's package-name grammar (Policy 5.6.1: lower-case letters,
+/// digits, `+`, `-`, `.`; at least two characters, starting with a letter
+/// or digit), with an optional `:architecture` qualifier: a name that
+/// passes can never be read as an option by apt or dpkg.
+pub fn is_package_name(name: &str) -> bool {
+    let (package, arch) = name.split_once(':').unwrap_or((name, "a"));
+    let starts_well =
+        |s: &str| s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
+    package.len() >= 2
+        && starts_well(package)
+        && package
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c))
+        && starts_well(arch)
+        && arch
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// One device a job is for, as the operator chose it: the device id, the

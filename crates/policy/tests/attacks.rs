@@ -1302,3 +1302,50 @@ fn auditors_replay_what_the_log_records() {
         Err((3, "freeze_refused"))
     );
 }
+
+/// A signed package name reaches apt's command line on the agent: only
+/// Debian's grammar passes (step 2), so none can be an option or two words.
+#[test]
+fn install_patches_names_follow_debians_grammar() {
+    use bulwark_policy::job::is_package_name;
+    for good in [
+        "openssl",
+        "libssl3",
+        "g++",
+        "libc6:i386",
+        "linux-image-6.1.0-30-amd64",
+        "0ad",
+        "x2",
+    ] {
+        assert!(is_package_name(good), "{good}");
+    }
+    for bad in [
+        "",
+        "a",
+        "-y",
+        "--reinstall",
+        "-oAPT::Update::Pre-Invoke::=sh",
+        ".hidden",
+        "+x",
+        "OpenSSL",
+        "open ssl",
+        "openssl;id",
+        "openssl\n",
+        "libc6:",
+        "libc6:-x",
+        "a:b:c",
+        "pkg/stable",
+        "pkg=1.0",
+        "ünicode",
+    ] {
+        assert!(!is_package_name(bad), "{bad:?}");
+    }
+    let mut statement = job(ActionClass::InstallPatches, &[DEVICE], b"");
+    statement.action = JobAction::InstallPatches {
+        packages: vec!["openssl".into(), "-oDpkg::Pre-Invoke::=id".into()],
+    };
+    assert!(matches!(
+        statement.validate(&Limits::default()),
+        Err(Refusal::Malformed(_))
+    ));
+}

@@ -43,6 +43,10 @@ pub struct Inventory {
     /// a slow cadence by the agent: not a change stream.
     #[n(10)]
     pub processes: Option<Vec<ProcessInfo>>,
+    /// What the package manager would upgrade now (a simulated upgrade),
+    /// sorted by name and architecture; refreshed on the agent's schedule.
+    #[n(11)]
+    pub pending_updates: Option<Vec<PendingUpdate>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
@@ -128,6 +132,28 @@ pub struct InstalledPackage {
     pub source: String,
     #[n(4)]
     pub source_version: String,
+}
+
+/// A package version the package manager would install in an upgrade.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+#[cbor(map)]
+pub struct PendingUpdate {
+    #[n(0)]
+    pub name: String,
+    #[n(1)]
+    pub architecture: String,
+    /// The installed version; empty when the upgrade installs it anew.
+    #[n(2)]
+    pub current_version: String,
+    #[n(3)]
+    pub new_version: String,
+    /// Where the new version comes from, as apt names it
+    /// ("Debian-Security:12/oldstable-security"; several joined by ", ").
+    #[n(4)]
+    pub origin: String,
+    /// One of its sources is a security suite (`*-security`).
+    #[n(5)]
+    pub security: bool,
 }
 
 /// A TCP socket in LISTEN state or a bound, unconnected UDP socket.
@@ -275,6 +301,7 @@ impl Inventory {
             local_admins,
             services,
             processes,
+            pending_updates,
         } = delta;
         self.system = system.or(self.system.take());
         self.cpu = cpu.or(self.cpu.take());
@@ -287,6 +314,7 @@ impl Inventory {
         self.local_admins = local_admins.or(self.local_admins.take());
         self.services = services.or(self.services.take());
         self.processes = processes.or(self.processes.take());
+        self.pending_updates = pending_updates.or(self.pending_updates.take());
     }
 
     /// The sections of `self` that differ from `previous`: applying the result
@@ -307,6 +335,7 @@ impl Inventory {
             local_admins: changed(&self.local_admins, &previous.local_admins),
             services: changed(&self.services, &previous.services),
             processes: changed(&self.processes, &previous.processes),
+            pending_updates: changed(&self.pending_updates, &previous.pending_updates),
         }
     }
 
@@ -408,6 +437,15 @@ impl Validate for Inventory {
                 l.text("processes.name", &p.name)?;
                 l.text("processes.user", &p.user)?;
                 l.text("processes.command_line", &p.command_line)?;
+            }
+        }
+        if let Some(updates) = &self.pending_updates {
+            check_len("pending_updates", updates.len(), l.max_packages)?;
+            for u in updates {
+                for text in [&u.name, &u.architecture, &u.current_version, &u.new_version] {
+                    l.text("pending_updates", text)?;
+                }
+                l.long_text("pending_updates.origin", &u.origin)?;
             }
         }
         Ok(())

@@ -462,6 +462,45 @@ pub struct JobRun {
     /// Unix time in milliseconds.
     #[n(6)]
     pub finished_at_ms: u64,
+    /// What an install-patches job did; absent for other actions.
+    #[n(7)]
+    pub patches: Option<PatchReport>,
+}
+
+/// The result of an install-patches job on one device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct PatchReport {
+    /// Sorted by name.
+    #[n(0)]
+    pub installed: Vec<PatchedPackage>,
+    /// Packages asked for (or pending) that were not upgraded, sorted by name.
+    #[n(1)]
+    pub failed: Vec<PatchFailure>,
+    /// The system asks for a reboot (`/var/run/reboot-required`).
+    #[n(2)]
+    pub reboot_required: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct PatchedPackage {
+    #[n(0)]
+    pub name: String,
+    /// Empty when the package was not installed before.
+    #[n(1)]
+    pub old_version: String,
+    #[n(2)]
+    pub new_version: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct PatchFailure {
+    #[n(0)]
+    pub name: String,
+    #[n(1)]
+    pub reason: String,
 }
 
 /// Defines [`AgentRefusalCode`] from one table: each variant and its name.
@@ -661,7 +700,20 @@ impl Validate for AgentMessage {
             AgentMessage::JobResult(m) => match &m.outcome {
                 JobOutcome::Ran(r) => {
                     check_len("stdout", r.stdout.len(), l.max_output_bytes)?;
-                    check_len("stderr", r.stderr.len(), l.max_output_bytes)
+                    check_len("stderr", r.stderr.len(), l.max_output_bytes)?;
+                    let Some(p) = &r.patches else { return Ok(()) };
+                    check_len("patches.installed", p.installed.len(), l.max_packages)?;
+                    check_len("patches.failed", p.failed.len(), l.max_packages)?;
+                    for i in &p.installed {
+                        for text in [&i.name, &i.old_version, &i.new_version] {
+                            l.text("patches.installed", text)?;
+                        }
+                    }
+                    for f in &p.failed {
+                        l.text("patches.failed.name", &f.name)?;
+                        l.long_text("patches.failed.reason", &f.reason)?;
+                    }
+                    Ok(())
                 }
                 JobOutcome::Refused(r) => {
                     l.text("code", r.code.as_str())?;

@@ -20,7 +20,8 @@ use bulwark_protocol::checks::{CheckReport, CheckState, CheckStatus};
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::inventory::{
     AdminGrant, CpuInfo, DiskInfo, InstalledPackage, Inventory, ListeningPort, LocalAdmin,
-    LoggedInUser, MemoryInfo, NetworkInterface, ProcessInfo, ServiceUnit, Services, SystemInfo,
+    LoggedInUser, MemoryInfo, NetworkInterface, PendingUpdate, ProcessInfo, ServiceUnit, Services,
+    SystemInfo,
 };
 use bulwark_protocol::message::{
     Ack, AgentMessage, AgentRefusalCode, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Heartbeat,
@@ -188,6 +189,21 @@ fn installed_package() -> impl Strategy<Value = InstalledPackage> {
     )
 }
 
+fn pending_update() -> BoxedStrategy<PendingUpdate> {
+    (text(), text(), text(), text(), text(), any::<bool>())
+        .prop_map(
+            |(name, architecture, current_version, new_version, origin, security)| PendingUpdate {
+                name,
+                architecture,
+                current_version,
+                new_version,
+                origin,
+                security,
+            },
+        )
+        .boxed()
+}
+
 fn listening_port() -> impl Strategy<Value = ListeningPort> {
     (
         text(),
@@ -263,7 +279,7 @@ fn logged_in_user() -> impl Strategy<Value = LoggedInUser> {
 }
 
 /// An inventory where each section may be absent (a delta).
-fn inventory() -> impl Strategy<Value = Inventory> {
+fn inventory() -> BoxedStrategy<Inventory> {
     use proptest::option::of;
     (
         of(system_info()),
@@ -277,6 +293,7 @@ fn inventory() -> impl Strategy<Value = Inventory> {
         of(vec(local_admin(), 0..3)),
         of(services()),
         of(vec(process_info(), 0..3)),
+        of(vec(pending_update(), 0..3)),
     )
         .prop_map(
             |(
@@ -291,6 +308,7 @@ fn inventory() -> impl Strategy<Value = Inventory> {
                 local_admins,
                 services,
                 processes,
+                pending_updates,
             )| Inventory {
                 system,
                 cpu,
@@ -303,12 +321,14 @@ fn inventory() -> impl Strategy<Value = Inventory> {
                 local_admins,
                 services,
                 processes,
+                pending_updates,
             },
         )
+        .boxed()
 }
 
 /// An inventory with every section present (a snapshot).
-fn full_inventory() -> impl Strategy<Value = Inventory> {
+fn full_inventory() -> BoxedStrategy<Inventory> {
     (
         system_info(),
         cpu_info(),
@@ -322,6 +342,7 @@ fn full_inventory() -> impl Strategy<Value = Inventory> {
             vec(local_admin(), 0..3),
             services(),
             vec(process_info(), 0..3),
+            vec(pending_update(), 0..3),
         ),
     )
         .prop_map(
@@ -333,7 +354,7 @@ fn full_inventory() -> impl Strategy<Value = Inventory> {
                 network,
                 users,
                 packages,
-                (listening_ports, local_admins, services, processes),
+                (listening_ports, local_admins, services, processes, pending_updates),
             )| Inventory {
                 system: Some(system),
                 cpu: Some(cpu),
@@ -346,8 +367,10 @@ fn full_inventory() -> impl Strategy<Value = Inventory> {
                 local_admins: Some(local_admins),
                 services: Some(services),
                 processes: Some(processes),
+                pending_updates: Some(pending_updates),
             },
         )
+        .boxed()
 }
 
 /// Boxed (here and for server messages): the unboxed strategy tree of every
@@ -481,6 +504,7 @@ fn job_outcome() -> BoxedStrategy<JobOutcome> {
                     output_sha256,
                     started_at_ms,
                     finished_at_ms,
+                    patches: None,
                 })
             ),
         (
@@ -1003,6 +1027,7 @@ fn frame_vectors() {
                 output_sha256: [0x33; 32],
                 started_at_ms: 1,
                 finished_at_ms: 1000,
+                patches: None,
             }),
         }),
         JOB_RAN,
@@ -1147,6 +1172,7 @@ fn full_snapshot() -> Inventory {
             units: vec![ServiceUnit::default()],
         }),
         processes: Some(vec![ProcessInfo::default()]),
+        pending_updates: Some(vec![PendingUpdate::default()]),
     }
 }
 
@@ -1363,6 +1389,7 @@ fn ran(f: impl FnOnce(&mut JobRun)) -> AgentMessage {
         output_sha256: [0; 32],
         started_at_ms: 1,
         finished_at_ms: 2,
+        patches: None,
     };
     f(&mut run);
     AgentMessage::JobResult(JobResult {

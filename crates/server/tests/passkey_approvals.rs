@@ -384,6 +384,33 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
         assert_eq!(job["quorum"]["have"], 1, "{job}");
         jobs.push(job);
     }
+    // An install-patches job naming an option-like package: refused as
+    // malformed (`JobStatement::validate`, the agents' step 2), never stored.
+    let mut statement: JobStatement = job_envelope(&tenant_id, "acme", &device, &operator_key)
+        .statement(&bulwark_policy::Limits::default())
+        .unwrap();
+    statement.class = ActionClass::InstallPatches;
+    statement.action = bulwark_policy::JobAction::InstallPatches {
+        packages: vec!["-oAPT::Update::Pre-Invoke::=id".into()],
+    };
+    let mut patch = Signed::new(&statement);
+    patch.sign(&operator_key);
+    let reply = s
+        .send(
+            Method::POST,
+            "/api/v1/tenants/acme/jobs",
+            &owner,
+            Some(json!({"envelope": B64.encode(patch.to_bytes()), "script": ""})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not a Debian package name")),
+        "{}",
+        reply.body
+    );
     let (job, other) = (&jobs[0], &jobs[1]);
     let id = job["id"].as_str().unwrap();
     let path = format!("/api/v1/jobs/{id}/approvals");

@@ -14,7 +14,7 @@ use bulwark_vulndb::release::ecosystem_release;
 use sqlx::Row;
 
 use crate::vuln_findings::{
-    CandidateRow, DeviceVulnerability, TenantVulnerability, assess, rank_across,
+    CandidateRow, DeviceVulnerability, PendingVersions, TenantVulnerability, assess, rank_across,
 };
 use crate::{Device, Store, StoreError, TenantScope, in_scope};
 
@@ -68,7 +68,7 @@ fn candidate_sql(devices: usize) -> String {
     }
     format!(
         concat!(
-            "SELECT DISTINCT p.device_id AS device_id, p.source AS package, p.version AS version, ",
+            "SELECT DISTINCT p.device_id AS device_id, p.source AS package, p.name AS binary_name, p.version AS version, ",
             "p.source_version AS source_version, a.ecosystem AS ecosystem, a.advisory_id AS advisory_id, ",
             "v.aliases AS aliases, v.summary AS summary, a.ranges AS ranges, ",
             "a.severity_vector AS severity_vector, a.score_tenths AS score_tenths, a.rating AS rating ",
@@ -113,6 +113,7 @@ impl Store {
                 rows.push(CandidateRow {
                     device_id: row.try_get("device_id")?,
                     package: row.try_get("package")?,
+                    binary: row.try_get("binary_name")?,
                     version: row.try_get("version")?,
                     source_version: row.try_get("source_version")?,
                     ecosystem: row.try_get("ecosystem")?,
@@ -155,7 +156,18 @@ impl Store {
         let truncated = self
             .vuln_candidates(scope, &ecosystem, &[device.id.as_str()], &mut rows)
             .await?;
-        let mut vulnerabilities = assess(&rows).remove(&device.id).unwrap_or_default();
+        let pending: PendingVersions = self
+            .device_inventory_sections(scope, &device.id)
+            .await?
+            .and_then(|sections| sections.pending_updates)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| (u.name, u.new_version))
+            .collect();
+        let pending = BTreeMap::from([(device.id.clone(), pending)]);
+        let mut vulnerabilities = assess(&rows, &pending)
+            .remove(&device.id)
+            .unwrap_or_default();
         let total = u64::try_from(vulnerabilities.len()).unwrap_or(u64::MAX);
         vulnerabilities.truncate(limit);
         Ok(Some(DeviceVulnerabilities {
@@ -193,7 +205,7 @@ impl Store {
                 break;
             }
         }
-        let mut vulnerabilities = rank_across(&assess(&rows));
+        let mut vulnerabilities = rank_across(&assess(&rows, &BTreeMap::new()));
         let total = u64::try_from(vulnerabilities.len()).unwrap_or(u64::MAX);
         vulnerabilities.truncate(limit);
         Ok(TenantVulnerabilities {

@@ -1,6 +1,6 @@
 //! The inventory sections kept beside a device's inventory
 //! (`device_inventory_sections`, migration 0018): listening ports, local
-//! administrators, services and the process snapshot.
+//! administrators, services, the process snapshot and the pending updates.
 //!
 //! Each row is one section as an [`Inventory`] holding only it, in
 //! canonical CBOR: decoding a device's rows and [`Inventory::apply`]ing
@@ -46,6 +46,15 @@ pub(crate) fn take_sections(inventory: &mut Inventory) -> Vec<(&'static str, Inv
             "services",
             Inventory {
                 services: Some(s),
+                ..Inventory::default()
+            },
+        ));
+    }
+    if let Some(s) = inventory.pending_updates.take() {
+        sections.push((
+            "pending_updates",
+            Inventory {
+                pending_updates: Some(s),
                 ..Inventory::default()
             },
         ));
@@ -126,8 +135,8 @@ pub(crate) async fn store_sections_tx(
 }
 
 impl Store {
-    /// The listening ports, local administrators, services and process
-    /// snapshot of a device in `scope`, as one inventory holding only them
+    /// The listening ports, local administrators, services, process
+    /// snapshot and pending updates of a device in `scope`, as one inventory holding only them
     /// (each absent until reported). `None` when the device is not in scope.
     pub async fn device_inventory_sections(
         &self,

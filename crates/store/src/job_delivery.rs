@@ -4,6 +4,8 @@
 //! The job itself, its targets and approvals are in `jobs`.
 
 use crate::AuditAction;
+use bulwark_protocol::codec::to_canonical;
+use bulwark_protocol::message::PatchReport;
 use sqlx::Row;
 
 use crate::audit::{NewAuditEvent, insert_audit, insert_events};
@@ -27,6 +29,8 @@ pub enum TargetOutcome {
         /// The agent's clock.
         started_at: Millis,
         finished_at: Millis,
+        /// What an install-patches job did.
+        patches: Option<PatchReport>,
     },
     Refused {
         /// `Refusal::code()`.
@@ -64,6 +68,7 @@ struct ResultColumns {
     output_sha256: Option<[u8; 32]>,
     started_at: Option<Millis>,
     finished_at: Option<Millis>,
+    patch_report: Option<Vec<u8>>,
 }
 
 impl ResultColumns {
@@ -78,6 +83,7 @@ impl ResultColumns {
                 output_sha256,
                 started_at,
                 finished_at,
+                patches,
             } => ResultColumns {
                 state,
                 exit_code: *exit_code,
@@ -88,6 +94,7 @@ impl ResultColumns {
                 output_sha256: Some(*output_sha256),
                 started_at: Some(*started_at),
                 finished_at: Some(*finished_at),
+                patch_report: patches.as_ref().map(to_canonical),
             },
             TargetOutcome::Refused { code, reason } => ResultColumns {
                 state,
@@ -99,6 +106,7 @@ impl ResultColumns {
                 output_sha256: None,
                 started_at: None,
                 finished_at: None,
+                patch_report: None,
             },
         }
     }
@@ -114,6 +122,7 @@ impl ResultColumns {
             output_sha256: target.output_sha256,
             started_at: target.started_at,
             finished_at: target.finished_at,
+            patch_report: target.patches.as_ref().map(to_canonical),
         }
     }
 }
@@ -204,7 +213,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE job_targets SET state = $3, exit_code = $4, refusal_code = $5, \
              refusal_reason = $6, stdout = $7, stderr = $8, output_sha256 = $9, \
-             started_at = $10, finished_at = $11, reported_at = $12 \
+             started_at = $10, finished_at = $11, reported_at = $12, patch_report = $13 \
              WHERE job_id = $1 AND device_id = $2 AND state IN ('waiting', 'delivered')",
         )
         .bind(job_id)
@@ -219,6 +228,7 @@ impl Store {
         .bind(result.started_at)
         .bind(result.finished_at)
         .bind(now)
+        .bind(result.patch_report.as_deref())
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {

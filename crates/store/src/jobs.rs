@@ -12,6 +12,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use bulwark_protocol::audit_leaf::job_released_detail;
+use bulwark_protocol::message::PatchReport;
 
 use crate::audit::{NewAuditEvent, insert_audit, insert_events};
 use crate::error::{unique, unique_or_missing};
@@ -237,6 +238,8 @@ pub struct JobTarget {
     /// The server's clock: first delivery, and when the result was stored.
     pub delivered_at: Option<Millis>,
     pub reported_at: Option<Millis>,
+    /// What an install-patches job did (its agent's report).
+    pub patches: Option<PatchReport>,
 }
 
 /// A recorded approval (with a key) or rejection (without one).
@@ -286,7 +289,7 @@ macro_rules! target_select {
     () => {
         "SELECT jt.job_id, jt.device_id, d.hostname, jt.state, jt.exit_code, jt.refusal_code, \
          jt.refusal_reason, jt.stdout, jt.stderr, jt.output_sha256, jt.started_at, jt.finished_at, \
-         jt.delivered_at, jt.reported_at \
+         jt.delivered_at, jt.reported_at, jt.patch_report \
          FROM job_targets jt JOIN devices d ON d.id = jt.device_id"
     };
 }
@@ -359,6 +362,13 @@ pub(crate) fn target_from_row(row: &AnyRow) -> Result<JobTarget, StoreError> {
         finished_at: row.try_get("finished_at")?,
         delivered_at: row.try_get("delivered_at")?,
         reported_at: row.try_get("reported_at")?,
+        patches: row
+            .try_get::<Option<Vec<u8>>, _>("patch_report")?
+            .map(|bytes| {
+                bulwark_protocol::codec::from_canonical(&bytes)
+                    .map_err(|e| StoreError::Corrupt(format!("patch report: {e}")))
+            })
+            .transpose()?,
     })
 }
 

@@ -3258,6 +3258,7 @@ fn ran(exit_code: Option<i64>, timed_out: bool, out: &str) -> TargetOutcome {
         output_sha256: hash(0xee),
         started_at: T0 + 10,
         finished_at: T0 + 20,
+        patches: None,
     }
 }
 
@@ -3672,7 +3673,23 @@ async fn job_results_idempotent(store: Store) {
             .await
             .unwrap()
     );
-    let success = ran(Some(0), false, "ok");
+    // An install-patches result: its report is stored with it.
+    let report = bulwark_protocol::message::PatchReport {
+        installed: vec![bulwark_protocol::message::PatchedPackage {
+            name: "openssl".into(),
+            old_version: "3.0.11-1~deb12u2".into(),
+            new_version: "3.0.15-1~deb12u1".into(),
+        }],
+        failed: vec![bulwark_protocol::message::PatchFailure {
+            name: "libc6".into(),
+            reason: "still pending".into(),
+        }],
+        reboot_required: true,
+    };
+    let mut success = ran(Some(0), false, "ok");
+    if let TargetOutcome::Ran { patches, .. } = &mut success {
+        *patches = Some(report.clone());
+    }
     assert!(
         store
             .record_result(&job.id, &d1, &success, T0 + 30, &[])
@@ -3686,7 +3703,14 @@ async fn job_results_idempotent(store: Store) {
             .await
             .unwrap()
     );
-    // A different result for the same target: refused, the first stands.
+    // A different result for the same target: refused, the first stands
+    // (the same run without its patch report is another result).
+    assert_conflict(
+        store
+            .record_result(&job.id, &d1, &ran(Some(0), false, "ok"), T0 + 50, &[])
+            .await,
+        "a different result is already stored",
+    );
     assert_conflict(
         store
             .record_result(&job.id, &d1, &ran(Some(1), false, "no"), T0 + 50, &[])
@@ -3771,7 +3795,9 @@ async fn job_results_idempotent(store: Store) {
             Some(T0 + 30)
         )
     );
+    assert_eq!(t1.patches.as_ref(), Some(&report));
     assert_eq!(targets[1].exit_code, Some(3));
+    assert_eq!(targets[1].patches, None);
     assert_eq!(targets[2].exit_code, None);
     let t4 = &targets[3];
     assert_eq!(

@@ -77,9 +77,11 @@ use tracing::{debug, error, info, warn};
 use crate::files::{private_dir, sync_dir, write_atomic};
 use crate::supervisor::{Exit, RunFiles, kill_group, read_pid, supervisor_alive};
 use crate::trust::{TrustOutcome, TrustState};
+use crate::updates::Updates;
 
 pub use crate::supervisor::JOB_PATH;
 
+mod patches;
 mod queue;
 mod records;
 mod run;
@@ -202,6 +204,8 @@ pub struct JobRunner {
     supervisor: PathBuf,
     /// Jobs whose script outlived an earlier agent: watched first.
     outlived: Vec<[u8; 16]>,
+    /// apt, for install-patches jobs (refused without it).
+    updates: Option<Updates>,
 }
 
 impl JobRunner {
@@ -235,12 +239,20 @@ impl JobRunner {
             max_output,
             supervisor: std::env::current_exe()?,
             outlived,
+            updates: None,
         })
     }
 
     /// Runs scripts under `bulwark_agent` binary (tests: this is not it).
     pub fn with_supervisor(mut self, agent_binary: PathBuf) -> Self {
         self.supervisor = agent_binary;
+        self
+    }
+
+    /// Runs install-patches jobs with `updates`' apt (and refreshes them
+    /// after each run and on an inventory refresh).
+    pub fn with_updates(mut self, updates: Updates) -> Self {
+        self.updates = Some(updates);
         self
     }
 
@@ -428,6 +440,7 @@ impl JobRunner {
         let interpreter = match &job.action {
             JobAction::InventoryRefresh => None,
             JobAction::RunScript { interpreter, .. } => Some(*interpreter),
+            JobAction::InstallPatches { .. } if self.updates.is_some() => None,
             _ => {
                 let refusal = Refusal::ActionNotSupported(verified.class);
                 warn!(job_id = %id, code = %refusal.code(), reason = %refusal, "Refused a job.");
@@ -453,8 +466,20 @@ impl JobRunner {
             reason = %job.reason,
             "Running a verified job."
         );
+        if let (JobAction::InstallPatches { packages }, Some(updates)) =
+            (&job.action, self.updates.clone())
+        {
+            let timeout = Duration::from_secs(u64::from(job.timeout_secs));
+            return self
+                .install_patches(id, job.job_id, packages, &updates, timeout)
+                .await;
+        }
         let Some(interpreter) = interpreter else {
-            // Inventory refresh: the session sends a full snapshot next.
+            // Inventory refresh: the session sends a full snapshot next,
+            // and the pending updates are read again.
+            if let Some(updates) = &self.updates {
+                updates.refresh_soon();
+            }
             let started_at_ms = now_ms();
             self.refresh.send_modify(|n| *n = n.wrapping_add(1));
             let stdout =
@@ -467,6 +492,7 @@ impl JobRunner {
                 stderr: Vec::new(),
                 started_at_ms,
                 finished_at_ms: now_ms(),
+                patches: None,
             });
         };
         let timeout = Duration::from_secs(u64::from(job.timeout_secs));

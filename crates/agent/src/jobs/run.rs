@@ -169,6 +169,7 @@ pub(super) fn recorded_run(
         output_sha256,
         started_at_ms: exit.started_at_ms,
         finished_at_ms: exit.finished_at_ms,
+        patches: None,
     }
 }
 

@@ -1,5 +1,6 @@
-//! `bulwark device ports|admins|services|processes`: the sections of a
-//! device's inventory that answer "what listens, who is root, what runs",
+//! `bulwark device ports|admins|services|processes|updates`: the sections
+//! of a device's inventory that answer "what listens, who is root, what
+//! runs, what apt would upgrade",
 //! read from `GET /api/v1/devices/{id}` and printed as tables. Every text is
 //! the agent's: each goes through [`Cell`], which defuses control
 //! characters.
@@ -18,6 +19,7 @@ pub enum Section {
     Admins,
     Services,
     Processes,
+    Updates,
 }
 
 /// `hostname`'s `section`, or a line saying its agent has not reported it
@@ -131,6 +133,37 @@ pub fn render(hostname: &str, inventory: Option<&InventoryView>, section: Sectio
             indented_table(
                 &mut out,
                 &["NAME", "COUNT", "MEMORY", "PID", "USER", "COMMAND LINE"],
+                &rows,
+            );
+        }
+        Section::Updates => {
+            let Some(updates) = inventory.and_then(|i| i.pending_updates.as_ref()) else {
+                return not_reported("pending updates");
+            };
+            let security = updates.iter().filter(|u| u.security).count();
+            let _ = writeln!(
+                out,
+                "{host}: {} pending updates, {security} from a security suite",
+                updates.len()
+            );
+            let mut updates: Vec<_> = updates.iter().collect();
+            updates.sort_by(|a, b| (!a.security, &a.name).cmp(&(!b.security, &b.name)));
+            let rows: Vec<Vec<Cell>> = updates
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.name.as_str().into(),
+                        u.architecture.as_str().into(),
+                        or_dash(Some(u.current_version.as_str()).filter(|v| !v.is_empty())).into(),
+                        u.new_version.as_str().into(),
+                        if u.security { "security" } else { "-" }.into(),
+                        u.origin.as_str().into(),
+                    ]
+                })
+                .collect();
+            indented_table(
+                &mut out,
+                &["PACKAGE", "ARCH", "INSTALLED", "NEW", "SECURITY", "FROM"],
                 &rows,
             );
         }

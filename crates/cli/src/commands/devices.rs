@@ -119,6 +119,11 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
             tenant,
             json,
         } => print_section(device, tenant, json, Section::Processes).await,
+        DeviceCommand::Updates {
+            device,
+            tenant,
+            json,
+        } => print_section(device, tenant, json, Section::Updates).await,
         DeviceCommand::Vulns {
             device,
             tenant,
@@ -163,6 +168,9 @@ async fn print_section(
             Section::Services => serde_json::to_value(inventory.and_then(|i| i.services.as_ref()))?,
             Section::Processes => {
                 serde_json::to_value(inventory.and_then(|i| i.processes.as_ref()))?
+            }
+            Section::Updates => {
+                serde_json::to_value(inventory.and_then(|i| i.pending_updates.as_ref()))?
             }
         };
         return print_json(&value);
@@ -294,6 +302,18 @@ pub enum DeviceCommand {
     /// List what runs on a device: the largest programs by memory, from a
     /// snapshot its agent takes every 15 minutes.
     Processes {
+        /// Device id (from `bulwark device list`) or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the updates apt would install on a device (a simulated
+    /// upgrade its agent runs), security updates first.
+    Updates {
         /// Device id (from `bulwark device list`) or host name.
         device: String,
         /// Look for the host name in this tenant only.

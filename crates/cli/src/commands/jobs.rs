@@ -32,10 +32,11 @@ use crate::output::{Cell, or_dash, print_json, render_table, unix_now, use_colou
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
-    /// Sign a job for some devices of a tenant (a script, a command or an
-    /// inventory refresh), submit it and follow the results. The action
-    /// class, and so the quorum, follows from what the job does.
-    #[command(group(clap::ArgGroup::new("action").required(true).args(["script", "command", "inventory_refresh"])))]
+    /// Sign a job for some devices of a tenant (a script, a command, an
+    /// inventory refresh or package updates), submit it and follow the
+    /// results. The action class, and so the quorum, follows from what the
+    /// job does.
+    #[command(group(clap::ArgGroup::new("action").required(true).args(["script", "command", "inventory_refresh", "install_patches"])))]
     Run {
         #[arg(long)]
         tenant: String,
@@ -56,6 +57,14 @@ pub enum JobCommand {
         /// Collect and send a full inventory now (runs no script).
         #[arg(long)]
         inventory_refresh: bool,
+        /// Install package updates with apt (runs no script): the packages
+        /// named with --packages, else every pending security update.
+        #[arg(long)]
+        install_patches: bool,
+        /// With --install-patches: the packages to upgrade, comma separated
+        /// (Debian package names).
+        #[arg(long, value_delimiter = ',', requires = "install_patches")]
+        packages: Vec<String>,
         /// sh, bash or python3; by default the script's `#!` line, else sh.
         #[arg(long)]
         interpreter: Option<String>,
@@ -131,6 +140,8 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             script,
             command,
             inventory_refresh,
+            install_patches,
+            packages,
             interpreter,
             reason,
             key,
@@ -155,6 +166,18 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                     "an inventory refresh runs no script: drop --interpreter"
                 );
                 JobAction::InventoryRefresh
+            } else if install_patches {
+                ensure!(
+                    interpreter.is_none(),
+                    "installing patches runs no script: drop --interpreter"
+                );
+                if let Some(bad) = packages
+                    .iter()
+                    .find(|p| !bulwark_policy::job::is_package_name(p))
+                {
+                    bail!("{bad:?} is not a Debian package name");
+                }
+                JobAction::InstallPatches { packages }
             } else {
                 let interpreter = match &interpreter {
                     Some(name) => Interpreter::from_name(name).with_context(|| {
@@ -744,6 +767,11 @@ fn print_job(view: &JobView, with_script: bool) {
         "{}",
         render_table(&["DEVICE", "STATE", "EXIT", "DETAIL"], &rows, use_colour())
     );
+    for t in &view.targets {
+        if let Some(p) = &t.patches {
+            print!("{}", render_patches(&t.hostname, p));
+        }
+    }
     if with_script {
         for t in &view.targets {
             for (stream, out) in [("stdout", &t.stdout), ("stderr", &t.stderr)] {
@@ -753,6 +781,56 @@ fn print_job(view: &JobView, with_script: bool) {
             }
         }
     }
+}
+
+/// What an install-patches job did on one device: each package installed
+/// (old -> new), each failure, and whether a reboot is pending.
+fn render_patches(hostname: &str, p: &bulwark_api::jobs::PatchReportView) -> String {
+    let mut out = format!(
+        "\n{}: {} installed, {} failed{}\n",
+        Cell::from(hostname).text,
+        p.installed.len(),
+        p.failed.len(),
+        if p.reboot_required {
+            "; a reboot is required"
+        } else {
+            ""
+        }
+    );
+    let mut rows: Vec<Vec<Cell>> = p
+        .installed
+        .iter()
+        .map(|i| {
+            vec![
+                Cell::from(i.name.as_str()),
+                Cell::from("installed"),
+                Cell::from(format!(
+                    "{} -> {}",
+                    if i.old_version.is_empty() {
+                        "(new)"
+                    } else {
+                        &i.old_version
+                    },
+                    i.new_version
+                )),
+            ]
+        })
+        .collect();
+    rows.extend(p.failed.iter().map(|f| {
+        vec![
+            Cell::from(f.name.as_str()),
+            Cell::from("failed"),
+            Cell::from(f.reason.as_str()),
+        ]
+    }));
+    if !rows.is_empty() {
+        out.push_str(&render_table(
+            &["PACKAGE", "RESULT", "DETAIL"],
+            &rows,
+            false,
+        ));
+    }
+    out
 }
 
 fn first_line(value: Option<&str>) -> String {

@@ -59,6 +59,12 @@ pub(crate) fn render_device(view: &DeviceVulnerabilitiesView) -> String {
                 p.package.as_str().into(),
                 p.installed.as_str().into(),
                 p.fixed.as_deref().unwrap_or("(no fix yet)").into(),
+                match (&p.pending, v.fixed_by_pending_update) {
+                    (Some(pending), true) => format!("{pending} (fixes it)"),
+                    (Some(pending), false) => pending.clone(),
+                    (None, _) => "-".to_owned(),
+                }
+                .into(),
             ]);
         }
     }
@@ -71,6 +77,7 @@ pub(crate) fn render_device(view: &DeviceVulnerabilitiesView) -> String {
                 "PACKAGE",
                 "INSTALLED",
                 "FIXED",
+                "PENDING UPDATE",
             ],
             &rows,
             false,

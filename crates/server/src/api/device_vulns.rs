@@ -60,8 +60,10 @@ pub async fn device_vulnerabilities_view(
                         package: p.package,
                         installed: p.installed,
                         fixed: p.fixed,
+                        pending: p.pending,
                     })
                     .collect(),
+                fixed_by_pending_update: v.fixed_by_pending_update,
             })
             .collect(),
     })

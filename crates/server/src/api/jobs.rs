@@ -141,6 +141,7 @@ pub fn job_view(
                 delivered_at: t.delivered_at.map(rfc3339),
                 started_at: t.started_at.map(rfc3339),
                 finished_at: t.finished_at.map(rfc3339),
+                patches: t.patches.as_ref().map(crate::api::views::patch_report),
             })
             .collect(),
         script: full.then(|| String::from_utf8_lossy(&job.script).into_owned()),

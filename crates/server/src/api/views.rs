@@ -253,6 +253,48 @@ pub fn inventory(i: &wire::Inventory) -> InventoryView {
                 })
                 .collect()
         }),
+        pending_updates: i.pending_updates.as_ref().map(|us| {
+            let mut views: Vec<_> = us
+                .iter()
+                .map(|u| bulwark_api::devices::PendingUpdateView {
+                    name: u.name.clone(),
+                    architecture: u.architecture.clone(),
+                    current_version: u.current_version.clone(),
+                    new_version: u.new_version.clone(),
+                    origin: u.origin.clone(),
+                    security: u.security,
+                })
+                .collect();
+            views.sort_by(|a, b| (!a.security, &a.name).cmp(&(!b.security, &b.name)));
+            views
+        }),
+    }
+}
+
+/// What an install-patches job did on one device.
+pub fn patch_report(
+    r: &bulwark_protocol::message::PatchReport,
+) -> bulwark_api::jobs::PatchReportView {
+    use bulwark_api::jobs::{PatchFailureView, PatchReportView, PatchedPackageView};
+    PatchReportView {
+        installed: r
+            .installed
+            .iter()
+            .map(|p| PatchedPackageView {
+                name: p.name.clone(),
+                old_version: p.old_version.clone(),
+                new_version: p.new_version.clone(),
+            })
+            .collect(),
+        failed: r
+            .failed
+            .iter()
+            .map(|f| PatchFailureView {
+                name: f.name.clone(),
+                reason: f.reason.clone(),
+            })
+            .collect(),
+        reboot_required: r.reboot_required,
     }
 }
 

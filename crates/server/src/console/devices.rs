@@ -60,6 +60,9 @@ struct VulnRow {
     package: String,
     installed: String,
     fixed: String,
+    /// The pending update's version, and whether it fixes the advisory.
+    pending: String,
+    pending_fixes: bool,
 }
 
 struct VulnCard {
@@ -111,6 +114,8 @@ fn vuln_card(view: &DeviceVulnerabilitiesView) -> VulnCard {
                     package: p.package.clone(),
                     installed: p.installed.clone(),
                     fixed: p.fixed.clone().unwrap_or_else(|| "no fix yet".to_owned()),
+                    pending: p.pending.clone().unwrap_or_else(|| "-".to_owned()),
+                    pending_fixes: v.fixed_by_pending_update,
                 });
             }
         }
@@ -164,6 +169,9 @@ struct SecurityCards {
     /// Whether systemd runs, and the units.
     services: Option<(bool, Vec<ServiceRow>)>,
     processes: Option<Vec<ProcessRow>>,
+    /// How many pending updates are security updates, and the updates,
+    /// security ones first (the API's order).
+    updates: Option<(usize, Vec<bulwark_api::devices::PendingUpdateView>)>,
 }
 
 fn security_cards(inv: &InventoryView) -> SecurityCards {
@@ -232,6 +240,10 @@ fn security_cards(inv: &InventoryView) -> SecurityCards {
                 })
                 .collect()
         }),
+        updates: inv
+            .pending_updates
+            .as_ref()
+            .map(|us| (us.iter().filter(|u| u.security).count(), us.clone())),
     }
 }
 

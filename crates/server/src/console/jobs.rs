@@ -187,6 +187,7 @@ async fn job_page_with(
                 delivered_at: t.delivered_at.clone(),
                 started_at: t.started_at.clone(),
                 finished_at: t.finished_at.clone(),
+                patches: t.patches.clone(),
             },
             exit: t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
         })

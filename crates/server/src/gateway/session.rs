@@ -371,6 +371,7 @@ async fn record_result(
                     output_sha256: run.output_sha256,
                     started_at: to_ms(run.started_at_ms),
                     finished_at: to_ms(run.finished_at_ms),
+                    patches: run.patches,
                 },
                 detail,
             )
