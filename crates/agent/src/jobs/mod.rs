@@ -482,18 +482,11 @@ impl JobRunner {
             }
             let started_at_ms = now_ms();
             self.refresh.send_modify(|n| *n = n.wrapping_add(1));
-            let stdout =
-                b"A full inventory snapshot was requested; the agent sends it now.\n".to_vec();
-            return JobOutcome::Ran(JobRun {
-                exit_code: Some(0),
-                timed_out: false,
-                output_sha256: Sha256::digest(&stdout).into(),
-                stdout,
-                stderr: Vec::new(),
+            return JobOutcome::Ran(run::done_without_script(
+                b"A full inventory snapshot was requested; the agent sends it now.\n",
                 started_at_ms,
-                finished_at_ms: now_ms(),
-                patches: None,
-            });
+                now_ms(),
+            ));
         };
         let timeout = Duration::from_secs(u64::from(job.timeout_secs));
         match run_script(

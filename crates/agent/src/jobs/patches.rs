@@ -14,8 +14,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bulwark_policy::Interpreter;
-use bulwark_protocol::message::{AgentRefusalCode, JobOutcome, JobRun};
-use sha2::{Digest, Sha256};
+use bulwark_protocol::message::{AgentRefusalCode, JobOutcome};
 use tracing::{error, info};
 
 use super::{JobRunner, now_ms, refused, run_script};
@@ -41,17 +40,7 @@ impl JobRunner {
         };
         let (targets, failed) = select_targets(packages, &before);
         let mut run = if targets.is_empty() {
-            let stdout = b"Nothing to upgrade.\n".to_vec();
-            JobRun {
-                exit_code: Some(0),
-                timed_out: false,
-                output_sha256: Sha256::digest(&stdout).into(),
-                stdout,
-                stderr: Vec::new(),
-                started_at_ms,
-                finished_at_ms: now_ms(),
-                patches: None,
-            }
+            super::run::done_without_script(b"Nothing to upgrade.\n", started_at_ms, now_ms())
         } else {
             let Some(script) = install_script(updates.apt_config(), &targets) else {
                 return agent_error("the apt configuration path cannot be quoted".into());

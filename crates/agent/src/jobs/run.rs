@@ -173,6 +173,25 @@ pub(super) fn recorded_run(
     }
 }
 
+/// A run the agent did itself, without a script: exit 0 and `message` as
+/// its output (an inventory refresh, a patch job with nothing to upgrade).
+pub(super) fn done_without_script(
+    message: &[u8],
+    started_at_ms: u64,
+    finished_at_ms: u64,
+) -> JobRun {
+    JobRun {
+        exit_code: Some(0),
+        timed_out: false,
+        output_sha256: Sha256::digest(message).into(),
+        stdout: message.to_vec(),
+        stderr: Vec::new(),
+        started_at_ms,
+        finished_at_ms,
+        patches: None,
+    }
+}
+
 /// Removes a run's files: only once its result is spooled, so that a crash
 /// in between leaves them for the next start to report.
 pub fn remove_run_files(run_dir: &Path, job_id: &[u8; 16]) {
