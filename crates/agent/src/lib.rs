@@ -13,6 +13,7 @@ pub mod checks;
 pub mod connection;
 pub mod files;
 pub mod identity;
+pub mod install;
 pub mod inventory;
 pub mod jobs;
 pub mod packages;

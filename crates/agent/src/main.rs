@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use bulwark_agent::backoff::Backoff;
 use bulwark_agent::connection::{self, Endpoint, ServerAddress, SessionError, SessionOptions};
 use bulwark_agent::identity::{AgentState, StateDir, hex_encode};
+use bulwark_agent::install::{Layout, Systemd};
 use bulwark_agent::inventory::Collector;
 use bulwark_agent::jobs::{self, JobRunner};
 use bulwark_agent::trust::TrustState;
@@ -75,6 +76,49 @@ enum Command {
         #[arg(long, env = "BULWARK_AGENT_APT_CONFIG", value_name = "FILE")]
         apt_config: Option<PathBuf>,
     },
+    /// Install as a service: copy this binary to /usr/local/bin, write the
+    /// systemd unit, make the state directory (mode 0700), enrol with
+    /// --token unless already enrolled, then enable and start the service
+    /// where systemd runs. Run it again to update; it changes only what differs.
+    Install {
+        /// The agent gateway to enrol with, e.g. https://rmm.example.com:8443
+        #[arg(long, requires = "token")]
+        server: Option<String>,
+        /// A one-time enrolment token (`bulwark tenant enroll-token`).
+        #[arg(
+            long,
+            env = "BULWARK_ENROLL_TOKEN",
+            hide_env_values = true,
+            requires = "server"
+        )]
+        token: Option<String>,
+        /// The tenant's root fingerprint as the operator's `bulwark` pinned it.
+        #[arg(long, value_name = "FINGERPRINT", requires = "token")]
+        root: Option<String>,
+        /// The transparency log's key as the operator's `bulwark` pinned it.
+        #[arg(long, value_name = "VKEY", requires = "token")]
+        log_key: Option<String>,
+        /// Install into this directory instead of `/` (an image being built,
+        /// a test); nothing is started there.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root_dir: PathBuf,
+        /// Write everything but do not enable or start the service.
+        #[arg(long)]
+        no_start: bool,
+        /// An argument for `run` in the unit, e.g. `--run-arg=--inventory-secs=300`.
+        #[arg(long = "run-arg", value_name = "ARG", allow_hyphen_values = true)]
+        run_args: Vec<String>,
+    },
+    /// Stop and remove the service and the installed binary. The state
+    /// directory (the device key) stays unless --purge.
+    Uninstall {
+        /// Also delete the device key and identity (the device must enrol
+        /// again; remove it in the console too).
+        #[arg(long)]
+        purge: bool,
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root_dir: PathBuf,
+    },
     /// Print this agent's identity.
     Status,
     /// Print this agent's own record of check state changes (the last
@@ -124,8 +168,30 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let system_state_dir = cli.state_dir.clone();
     let state_dir = StateDir::new(cli.state_dir);
     match cli.command {
+        Command::Install {
+            server,
+            token,
+            root,
+            log_key,
+            root_dir,
+            no_start,
+            run_args,
+        } => {
+            let layout = Layout::standard(&root_dir, &system_state_dir);
+            let enrolment = server.zip(token).map(|(server, token)| Enrolment {
+                server,
+                token,
+                root,
+                log_key,
+            });
+            runtime.block_on(install(&layout, enrolment, no_start, &run_args))
+        }
+        Command::Uninstall { purge, root_dir } => {
+            uninstall(&Layout::standard(&root_dir, &system_state_dir), purge)
+        }
         Command::Enroll {
             server,
             token,
@@ -202,6 +268,130 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `install`'s enrolment arguments.
+struct Enrolment {
+    server: String,
+    token: String,
+    root: Option<String>,
+    log_key: Option<String>,
+}
+
+fn require_root(layout: &Layout) -> anyhow::Result<()> {
+    if layout.is_live_system() && !rustix::process::geteuid().is_root() {
+        bail!(
+            "installing or removing the service needs root: run it with sudo (or use --root-dir \
+             DIR to lay it out in a directory)"
+        );
+    }
+    Ok(())
+}
+
+async fn install(
+    layout: &Layout,
+    enrolment: Option<Enrolment>,
+    no_start: bool,
+    run_args: &[String],
+) -> anyhow::Result<()> {
+    require_root(layout)?;
+    let source = std::env::current_exe().context("cannot find this program's own file")?;
+    let done = bulwark_agent::install::install(layout, &source, run_args)
+        .context("installation failed")?;
+    let report = |changed: bool, what: &str, path: &std::path::Path| {
+        let verb = if changed { "Installed" } else { "Unchanged" };
+        println!("{verb:<9} {what:<16} {}", layout.under_root(path).display());
+    };
+    report(done.binary_copied, "binary", &layout.binary);
+    report(done.unit_written, "systemd unit", &layout.unit);
+    report(done.state_dir_created, "state directory", &layout.state_dir);
+    let state_dir = StateDir::new(layout.under_root(&layout.state_dir));
+    match enrolment {
+        Some(_) if state_dir.is_enrolled() => {
+            let (state, _) = state_dir.load()?;
+            println!(
+                "Already enrolled as device {} in tenant {}: the token was not used.",
+                state.device_id, state.tenant
+            );
+        }
+        Some(e) => {
+            enroll(
+                &state_dir,
+                &e.server,
+                &e.token,
+                e.root.as_deref(),
+                e.log_key.as_deref(),
+            )
+            .await?
+        }
+        None => {}
+    }
+    let enrolled = state_dir.is_enrolled();
+    let unit = bulwark_agent::install::UNIT_NAME;
+    match Systemd::detect(layout) {
+        Systemd::Running if enrolled && !no_start => {
+            Systemd::systemctl(&["daemon-reload"])?;
+            Systemd::systemctl(&["enable", unit])?;
+            // A restart, not a start: an update must run the new binary.
+            Systemd::systemctl(&["restart", unit])?;
+            println!("Started {unit}; it starts at every boot. Logs: journalctl -u {unit}");
+        }
+        Systemd::Running => {
+            Systemd::systemctl(&["daemon-reload"])?;
+            if enrolled {
+                println!("Not started (--no-start). Start it with: systemctl enable --now {unit}");
+            } else {
+                println!(
+                    "Not enrolled yet, so not started: run `bulwark-agent install` again with \
+                     --server, --token and --root (the console's tenant page prints the command)."
+                );
+            }
+        }
+        Systemd::Absent => println!(
+            "systemd is not running {}: start the agent with `{} --state-dir {} run`.",
+            if layout.is_live_system() {
+                "here"
+            } else {
+                "in a --root-dir"
+            },
+            layout.binary.display(),
+            layout.state_dir.display()
+        ),
+    }
+    Ok(())
+}
+
+fn uninstall(layout: &Layout, purge: bool) -> anyhow::Result<()> {
+    require_root(layout)?;
+    let unit = bulwark_agent::install::UNIT_NAME;
+    let systemd = Systemd::detect(layout);
+    if let Systemd::Running = systemd
+        && let Err(error) = Systemd::systemctl(&["disable", "--now", unit])
+    {
+        warn!("{error}");
+    }
+    let removed = bulwark_agent::install::uninstall(layout, purge).context("uninstall failed")?;
+    if let Systemd::Running = systemd {
+        Systemd::systemctl(&["daemon-reload"])?;
+    }
+    let report = |gone: bool, what: &str, path: &std::path::Path| {
+        let verb = if gone { "Removed" } else { "Absent" };
+        println!("{verb:<8} {what:<16} {}", layout.under_root(path).display());
+    };
+    report(removed.unit, "systemd unit", &layout.unit);
+    report(removed.binary, "binary", &layout.binary);
+    if purge {
+        report(removed.state_dir, "state directory", &layout.state_dir);
+        println!(
+            "The device key is gone: remove the device in the console, and enrol anew to come back."
+        );
+    } else {
+        println!(
+            "Kept {} (the device key and identity): --purge removes it.",
+            layout.under_root(&layout.state_dir).display()
+        );
+    }
+    Ok(())
 }
 
 fn hostname() -> String {

@@ -545,18 +545,21 @@ async fn an_enrolment_token_for_another_root_is_refused() -> Result<()> {
         command.contains(&format!("--root {pinned}")) && command.contains("--log-key "),
         "the install command does not carry the pins: {command}"
     );
-    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
-    let mut enroll = tokio::process::Command::new(bulwark_e2e::agent_bin()?);
+    // `sudo bulwark-agent install ...`, laid out under the temporary
+    // directory (systemd is not the init here).
+    let args: Vec<&str> = command.split_whitespace().skip(2).collect();
+    let mut install = tokio::process::Command::new(bulwark_e2e::agent_bin()?);
     for arg in &args {
-        enroll.arg(arg.replace("https://GATEWAY:PORT", &s.up.info.gateway_url));
+        install.arg(arg.replace("https://GATEWAY:PORT", &s.up.info.gateway_url));
     }
-    enroll.arg("--state-dir").arg(state_dir.path());
-    bulwark_e2e::run_command(enroll, None, std::time::Duration::from_secs(60))
+    install.arg("--root-dir").arg(state_dir.path());
+    bulwark_e2e::run_command(install, None, std::time::Duration::from_secs(60))
         .await?
         .ok()?;
-    let _agent = bulwark_e2e::spawn_agent(state_dir.path())?;
+    let installed = state_dir.path().join("var/lib/bulwark-agent");
+    let _agent = bulwark_e2e::spawn_agent(&installed)?;
     let device: String = serde_json::from_str::<Value>(&std::fs::read_to_string(
-        state_dir.path().join("agent.json"),
+        installed.join("agent.json"),
     )?)?["device_id"]
         .as_str()
         .context("device_id")?

@@ -158,7 +158,7 @@ struct PinnedEnrolment {
 impl PinnedEnrolment {
     fn install_command(&self, reply: &EnrollmentTokenView) -> String {
         format!(
-            "bulwark-agent enroll --server https://GATEWAY:PORT --token {} --root {} --log-key {}",
+            "sudo bulwark-agent install --server https://GATEWAY:PORT --token {} --root {} --log-key {}",
             reply.token,
             hex::encode(self.root),
             self.log_key
