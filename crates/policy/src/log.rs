@@ -78,6 +78,12 @@ pub fn verify_log_head(
     // 13c. Consistent with the head held: never shorter, and the held tree
     //      a prefix of the new one.
     if let Some(held) = held {
+        // The very head held, named again: nothing to prove. A proof from
+        // another size is then the server's drift (a restarted agent
+        // announced an older head), not a fork, and needs no round trip.
+        if head.size() == held.size() && head.root() == held.root() {
+            return Ok(head);
+        }
         if proof.consistency_from != held.size() {
             return Err(Refusal::LogHeadStale {
                 held: held.size(),
@@ -242,4 +248,77 @@ pub fn decide_job(
             Ok(verified)
         });
     JobDecision { verdict, new_head }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_translog::NoteSigner;
+    use ed25519_dalek::SigningKey;
+
+    fn head(signer: &NoteSigner, size: u64, root: u8) -> (String, Checkpoint) {
+        let checkpoint = Checkpoint::new(
+            log_origin(signer.name(), "tenant-a"),
+            size,
+            bulwark_translog::Hash([root; 32]),
+            Vec::new(),
+        )
+        .expect("checkpoint");
+        let note = checkpoint.sign_as_log(signer).expect("signs");
+        (note, checkpoint)
+    }
+
+    fn proof(checkpoint: &str, consistency_from: u64) -> JobLogProof<'_> {
+        JobLogProof {
+            leaf: b"",
+            index: 0,
+            checkpoint,
+            inclusion: b"",
+            consistency_from,
+            consistency: b"",
+            witnessed_since: None,
+            witnessed_since_consistency: b"",
+        }
+    }
+
+    /// A restarted agent may announce an older head than the one it holds
+    /// when the job arrives: the held head named again passes whatever
+    /// size the server proved from, and a head of the same size with
+    /// another root is still not taken without a proof.
+    #[test]
+    fn the_held_head_needs_no_consistency_proof_and_a_fork_of_it_does() {
+        let signer = NoteSigner::new("log.test", SigningKey::from_bytes(&[9; 32])).expect("key");
+        let limits = Limits::default();
+        let (note, held) = head(&signer, 72, 1);
+        let same = verify_log_head(
+            &signer.verifier(),
+            "tenant-a",
+            Some(&held),
+            &proof(&note, 70),
+            &limits,
+        )
+        .expect("the held head again");
+        assert_eq!(same, held);
+        let (forked, _) = head(&signer, 72, 2);
+        assert_eq!(
+            verify_log_head(
+                &signer.verifier(),
+                "tenant-a",
+                Some(&held),
+                &proof(&forked, 70),
+                &limits,
+            ),
+            Err(Refusal::LogHeadStale { held: 72, from: 70 })
+        );
+        assert!(matches!(
+            verify_log_head(
+                &signer.verifier(),
+                "tenant-a",
+                Some(&held),
+                &proof(&forked, 72),
+                &limits,
+            ),
+            Err(Refusal::LogInconsistent(_))
+        ));
+    }
 }
