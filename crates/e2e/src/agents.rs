@@ -60,10 +60,15 @@ pub fn spawn_agent_as(hostname: Option<&str>, state_dir: &Path) -> Result<Proc> 
     let (program, prefix) = agent_program(hostname)?;
     let mut command = Command::new(program);
     command.args(prefix);
-    command.arg("run").arg("--state-dir").arg(state_dir).env(
-        "RUST_LOG",
-        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
-    );
+    command
+        .arg("run")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .env("BULWARK_AGENT_APT_CONFIG", stub_apt_config()?)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        );
     Proc::spawn("bulwark-agent run", &mut command)
 }
 

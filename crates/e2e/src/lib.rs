@@ -104,6 +104,38 @@ pub fn agent_bin() -> Result<PathBuf> {
     binary("bulwark-agent")
 }
 
+/// An apt configuration with no package sources and its own lists and
+/// cache, given to every agent the harness starts (`BULWARK_AGENT_APT_CONFIG`):
+/// an agent runs as root here and would otherwise run `apt-get update`
+/// against this machine's sources and write its lists. Tests of patching
+/// give their own (`patch_jobs.rs`). Made once per test process.
+pub fn stub_apt_config() -> Result<PathBuf> {
+    static CONFIG: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(path) = CONFIG.get() {
+        return Ok(path.clone());
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("bulwark-e2e-apt-")
+        .tempdir()?
+        .keep();
+    for sub in ["sources.list.d", "lists/partial", "cache/archives/partial"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    std::fs::write(dir.join("sources.list"), "")?;
+    let path = dir.join("apt.conf");
+    std::fs::write(
+        &path,
+        format!(
+            "Dir::Etc::sourcelist \"{0}/sources.list\";\n\
+             Dir::Etc::sourceparts \"{0}/sources.list.d\";\n\
+             Dir::State::lists \"{0}/lists\";\n\
+             Dir::Cache \"{0}/cache\";\n",
+            dir.display()
+        ),
+    )?;
+    Ok(CONFIG.get_or_init(|| path).clone())
+}
+
 /// The workspace root (for example to write `docs/screenshots`).
 pub fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));

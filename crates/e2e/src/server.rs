@@ -92,6 +92,7 @@ impl UpOptions {
             })
             .arg("--agent-bin")
             .arg(agent_bin()?)
+            .env("BULWARK_AGENT_APT_CONFIG", stub_apt_config()?)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
