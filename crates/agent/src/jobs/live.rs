@@ -237,6 +237,55 @@ impl<'a> Streamer<'a> {
 mod tests {
     use super::*;
 
+    /// A cancel kills a script but never an apt run (RFD 0012): dpkg stopped
+    /// midway leaves packages half configured.
+    #[test]
+    fn a_cancel_never_kills_a_patch_run() {
+        let link = LiveLink::default();
+        let watch = |cancellable| Watch {
+            link: &link,
+            cancellable,
+            max_bytes: 1024,
+            max_piece: 16,
+        };
+        let script = Streamer::new(watch(true), [1; 16]);
+        let patches = Streamer::new(watch(false), [1; 16]);
+        assert!(!script.kill_requested() && !patches.kill_requested());
+        link.cancel([1; 16]);
+        assert!(script.kill_requested());
+        assert!(!patches.kill_requested());
+        link.forget(&[1; 16]);
+        assert!(!script.kill_requested());
+    }
+
+    /// Without a version 3 connection nothing is queued: the bytes are
+    /// counted as skipped and said with the next piece that goes.
+    #[tokio::test]
+    async fn pieces_that_cannot_go_become_skipped_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = RunFiles::new(dir.path(), "job");
+        std::fs::write(&files.stdout, b"0123456789").expect("write");
+        std::fs::write(&files.stderr, b"").expect("write");
+        let link = LiveLink::default();
+        let mut streamer = Streamer::new(
+            Watch {
+                link: &link,
+                cancellable: true,
+                max_bytes: 1024,
+                max_piece: 4,
+            },
+            [2; 16],
+        );
+        streamer.pump(&files, false);
+        let mut attached = link.attach().await;
+        std::fs::write(&files.stdout, b"0123456789ab").expect("write");
+        streamer.pump(&files, true);
+        let Some(AgentMessage::JobOutput(piece)) = attached.next().await else {
+            panic!("a piece");
+        };
+        assert_eq!((piece.seq, piece.skipped, piece.data.as_slice()), (0, 10, &b"ab"[..]));
+    }
+
     #[test]
     fn pieces_do_not_end_inside_a_character() {
         assert_eq!(utf8_cut(b"abc"), 3);
