@@ -2,7 +2,7 @@
 //! targeted device answered.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::job_status::{JobStatus, TargetStatus};
 
@@ -220,4 +220,15 @@ pub struct JobOutputView {
     /// The device's connection speaks a protocol version without live
     /// output (before 3): only the result shows what it wrote.
     pub agent_too_old: bool,
+}
+
+/// Query of `GET /api/v1/jobs/{id}/output`.
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OutputQuery {
+    /// The target device's id.
+    pub device: String,
+    /// Pieces after this sequence number (none: from the first).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
 }

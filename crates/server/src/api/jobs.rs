@@ -748,31 +748,23 @@ pub async fn cancel(
     single_job(state, caller, &job.id).await
 }
 
-/// Query of [`job_output`].
-#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-pub struct OutputQuery {
-    /// The target device's id.
-    pub device: String,
-    /// Pieces after this sequence number (none: from the first).
-    #[param(minimum = 0)]
-    pub after: Option<i64>,
-}
-
 /// Most pieces one call returns.
 const OUTPUT_PAGE: i64 = 256;
 
 /// A job's live output on one device, after a cursor: poll it while the
 /// job runs (`bulwark job show --follow`, the console's job page).
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/output", tag = "jobs",
-    params(("id" = String, Path, description = "Job id (32 hex characters)"), OutputQuery),
+    params(("id" = String, Path, description = "Job id (32 hex characters)"), bulwark_api::jobs::OutputQuery),
     responses((status = 200, body = JobOutputView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn job_output(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    q: Result<axum::extract::Query<OutputQuery>, axum::extract::rejection::QueryRejection>,
+    q: Result<
+        axum::extract::Query<bulwark_api::jobs::OutputQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
 ) -> Result<Json<JobOutputView>, ApiError> {
     let query = super::log::query(q)?;
     Ok(Json(output(&state, &caller, &id, &query.device, query.after).await?))
