@@ -255,3 +255,53 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
     );
     Ok(())
 }
+
+#[path = "support/browser.rs"]
+mod browser;
+
+/// The console's job page while a job runs: its status, its output
+/// arriving, an agent's HTML shown as text (no element made of it), and
+/// the cancel form. Saves `docs/screenshots/job-live.png`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_live_output_as_text() -> Result<()> {
+    let s = OperatorSetup::start(PASSPHRASE).await?;
+    let local = s.local.clone();
+    let job = submit(
+        &s,
+        &local,
+        "printf '<img src=x onerror=alert(1)><script>alert(2)</script>\\n'; \
+         for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo \"step $i of 12: checking disks\"; sleep 1; done",
+    )
+    .await?;
+    let browser = browser::Browser::plain(900).await?;
+    let result = async {
+        browser.sign_in(&s.up.base_url(), &s.owner).await?;
+        browser
+            .goto(&format!("{}/jobs/{job}", s.up.base_url()))
+            .await?;
+        // The page reloads itself when the target starts running.
+        let text = browser.wait_text("pre.live-output", "step 3 of 12").await?;
+        ensure!(
+            text.starts_with("<img src=x onerror=alert(1)><script>alert(2)</script>"),
+            "{text:?}"
+        );
+        let made = browser
+            .client()
+            .execute(
+                "return document.querySelectorAll('pre.live-output img, pre.live-output script').length",
+                vec![],
+            )
+            .await?;
+        ensure!(made == serde_json::json!(0), "the agent's HTML became elements: {made}");
+        browser.wait_text("#job-state", "running").await?;
+        browser.click("#cancel summary").await?;
+        let root = bulwark_e2e::workspace_root();
+        browser
+            .screenshot(&root.join("docs/screenshots/job-live.png"))
+            .await?;
+        Ok(())
+    }
+    .await;
+    browser.close().await?;
+    result
+}
