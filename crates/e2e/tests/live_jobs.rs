@@ -76,6 +76,16 @@ async fn all_output(s: &OperatorSetup, job: &str, device: &str) -> Result<(Strin
     }
 }
 
+/// Whether a process runs: it exists and is not a zombie (killed, waiting
+/// for init to reap it).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
 async fn wait_status(s: &OperatorSetup, job: &str, want: JobStatus) -> Result<JobView> {
     wait_for(
         Duration::from_secs(60),
@@ -145,10 +155,7 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
         Ok(pid.filter(|_| running))
     })
     .await?;
-    ensure!(
-        std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "the sleeper is not running"
-    );
+    ensure!(alive(pid), "the sleeper is not running");
     let asked = Instant::now();
     s.cli(&["job", "cancel", &job, "--reason", "e2e: stop it"], None)
         .await?
@@ -157,10 +164,7 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
     let took = asked.elapsed();
     let target = target_of(&view, &local)?;
     ensure!(target.status == TargetStatus::Cancelled, "{target:?}");
-    ensure!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "the cancelled job's process {pid} still runs"
-    );
+    ensure!(!alive(pid), "the cancelled job's process {pid} still runs");
     ensure!(took < Duration::from_secs(5), "cancel took {took:?}");
     ensure!(view.cancel_reason.as_deref() == Some("e2e: stop it"), "{view:?}");
     println!("cancel: job cancelled and its process gone {took:?} after `bulwark job cancel`");

@@ -19,6 +19,11 @@ use super::*;
 
 /// Messages waiting for the connection: start notices and output pieces.
 const LIVE_QUEUE: usize = 64;
+/// How long a piece waits for room in the queue before it is counted as
+/// skipped instead.
+const SEND_WAIT: Duration = Duration::from_millis(500);
+/// How long a finished run waits for its last pieces to be taken.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
 /// Shared by the runner (which sends) and the sessions (which take).
 #[derive(Clone)]
@@ -75,9 +80,28 @@ impl LiveLink {
         }
     }
 
-    /// Queues a message if a connection takes them; false if it was not.
-    pub(super) fn send(&self, message: bulwark_protocol::message::AgentMessage) -> bool {
-        self.attached.load(Ordering::SeqCst) && self.tx.try_send(message).is_ok()
+    /// Queues a message if a connection takes them, waiting a little for
+    /// room (the connection's pace); false if it was not queued.
+    pub(super) async fn send(&self, message: bulwark_protocol::message::AgentMessage) -> bool {
+        if !self.attached.load(Ordering::SeqCst) {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(SEND_WAIT, self.tx.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Waits (a little) until the connection took everything queued, so
+    /// that a run's last pieces go before its result.
+    pub(super) async fn flush(&self) {
+        let deadline = tokio::time::Instant::now() + FLUSH_WAIT;
+        while self.attached.load(Ordering::SeqCst)
+            && self.tx.capacity() < self.tx.max_capacity()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub(super) fn cancel(&self, job_id: [u8; 16]) {
@@ -150,11 +174,19 @@ impl<'a> Streamer<'a> {
         }
     }
 
-    pub(super) fn started(&self, started_at_ms: u64) {
-        self.watch.link.send(AgentMessage::JobStarted(JobStarted {
-            job_id: self.job_id,
-            started_at_ms,
-        }));
+    pub(super) async fn started(&self, started_at_ms: u64) {
+        self.watch
+            .link
+            .send(AgentMessage::JobStarted(JobStarted {
+                job_id: self.job_id,
+                started_at_ms,
+            }))
+            .await;
+    }
+
+    /// At the end of a run: its last pieces go before its result.
+    pub(super) async fn flush(&self) {
+        self.watch.link.flush().await;
     }
 
     /// Whether the server cancelled this run and it may be killed.
@@ -165,7 +197,7 @@ impl<'a> Streamer<'a> {
     /// Sends what the files gained since the last call (at most a few
     /// pieces per stream per call); at `last`, also says how much of each
     /// stream was never sent.
-    pub(super) fn pump(&mut self, files: &RunFiles, last: bool) {
+    pub(super) async fn pump(&mut self, files: &RunFiles, last: bool) {
         for (i, (path, stream)) in [
             (&files.stdout, OutputStream::Stdout),
             (&files.stderr, OutputStream::Stderr),
@@ -207,15 +239,15 @@ impl<'a> Streamer<'a> {
                 self.streams[i].offset += cut as u64;
                 self.sent += cut;
                 pieces += 1;
-                self.piece(i, stream, buf);
+                self.piece(i, stream, buf).await;
             }
             if last && self.streams[i].skipped > 0 {
-                self.piece(i, stream, Vec::new());
+                self.piece(i, stream, Vec::new()).await;
             }
         }
     }
 
-    fn piece(&mut self, i: usize, stream: OutputStream, data: Vec<u8>) {
+    async fn piece(&mut self, i: usize, stream: OutputStream, data: Vec<u8>) {
         let len = data.len() as u64;
         let message = AgentMessage::JobOutput(JobOutput {
             job_id: self.job_id,
@@ -224,7 +256,7 @@ impl<'a> Streamer<'a> {
             data,
             skipped: self.streams[i].skipped,
         });
-        if self.watch.link.send(message) {
+        if self.watch.link.send(message).await {
             self.seq += 1;
             self.streams[i].skipped = 0;
         } else {
@@ -276,10 +308,10 @@ mod tests {
             },
             [2; 16],
         );
-        streamer.pump(&files, false);
+        streamer.pump(&files, false).await;
         let mut attached = link.attach().await;
         std::fs::write(&files.stdout, b"0123456789ab").expect("write");
-        streamer.pump(&files, true);
+        streamer.pump(&files, true).await;
         let Some(AgentMessage::JobOutput(piece)) = attached.next().await else {
             panic!("a piece");
         };

@@ -165,7 +165,7 @@ pub(super) async fn run_script_watched(
     };
     let mut streamer = watch.map(|w| live::Streamer::new(w, *job_id));
     if let Some(streamer) = &streamer {
-        streamer.started(now_ms());
+        streamer.started(now_ms()).await;
     }
     // The supervisor enforces the timeout; this only guards against a
     // supervisor that hangs.
@@ -191,10 +191,11 @@ pub(super) async fn run_script_watched(
                 killed_on_cancel = true;
             }
         }
-        streamer.pump(&files, false);
+        streamer.pump(&files, false).await;
     };
     if let Some(streamer) = &mut streamer {
-        streamer.pump(&files, true);
+        streamer.pump(&files, true).await;
+        streamer.flush().await;
     }
     guard.supervisor = None;
     guard.files = None;
