@@ -207,45 +207,172 @@ mod tests {
 
     #[test]
     fn each_device_says_what_happened() {
-        let check = |f: TargetFacts<'_>, want: TargetStatus| assert_eq!(target_status(f), want, "{f:?}");
+        let check =
+            |f: TargetFacts<'_>, want: TargetStatus| assert_eq!(target_status(f), want, "{f:?}");
         check(facts("waiting"), T::Queued);
-        check(TargetFacts { online: Some(true), ..facts("waiting") }, T::Queued);
-        check(TargetFacts { online: Some(false), ..facts("waiting") }, T::WaitingOffline);
-        check(TargetFacts { job_cancelled: true, online: Some(false), ..facts("waiting") }, T::Cancelled);
-        check(TargetFacts { job_state: "expired", ..facts("waiting") }, T::Expired);
+        check(
+            TargetFacts {
+                online: Some(true),
+                ..facts("waiting")
+            },
+            T::Queued,
+        );
+        check(
+            TargetFacts {
+                online: Some(false),
+                ..facts("waiting")
+            },
+            T::WaitingOffline,
+        );
+        check(
+            TargetFacts {
+                job_cancelled: true,
+                online: Some(false),
+                ..facts("waiting")
+            },
+            T::Cancelled,
+        );
+        check(
+            TargetFacts {
+                job_state: "expired",
+                ..facts("waiting")
+            },
+            T::Expired,
+        );
         check(facts("delivered"), T::Delivered);
-        check(TargetFacts { started: true, ..facts("delivered") }, T::Running);
+        check(
+            TargetFacts {
+                started: true,
+                ..facts("delivered")
+            },
+            T::Running,
+        );
         // A cancel was sent; until the agent answers, it still runs.
-        check(TargetFacts { started: true, job_cancelled: true, ..facts("delivered") }, T::Running);
-        check(TargetFacts { exit_code: Some(0), ..facts("succeeded") }, T::Succeeded);
-        check(TargetFacts { exit_code: Some(1), ..facts("failed") }, T::Failed);
+        check(
+            TargetFacts {
+                started: true,
+                job_cancelled: true,
+                ..facts("delivered")
+            },
+            T::Running,
+        );
+        check(
+            TargetFacts {
+                exit_code: Some(0),
+                ..facts("succeeded")
+            },
+            T::Succeeded,
+        );
+        check(
+            TargetFacts {
+                exit_code: Some(1),
+                ..facts("failed")
+            },
+            T::Failed,
+        );
         check(facts("failed"), T::Failed);
-        check(TargetFacts { job_cancelled: true, ..facts("failed") }, T::Cancelled);
+        check(
+            TargetFacts {
+                job_cancelled: true,
+                ..facts("failed")
+            },
+            T::Cancelled,
+        );
         // Exited on its own before the cancel reached it: what it did stands.
-        check(TargetFacts { job_cancelled: true, exit_code: Some(2), ..facts("failed") }, T::Failed);
-        check(TargetFacts { job_cancelled: true, exit_code: Some(0), ..facts("succeeded") }, T::Succeeded);
+        check(
+            TargetFacts {
+                job_cancelled: true,
+                exit_code: Some(2),
+                ..facts("failed")
+            },
+            T::Failed,
+        );
+        check(
+            TargetFacts {
+                job_cancelled: true,
+                exit_code: Some(0),
+                ..facts("succeeded")
+            },
+            T::Succeeded,
+        );
         check(facts("timed_out"), T::TimedOut);
-        check(TargetFacts { refusal_code: Some("expired"), ..facts("refused") }, T::Refused);
-        check(TargetFacts { refusal_code: Some("cancelled"), ..facts("refused") }, T::Cancelled);
+        check(
+            TargetFacts {
+                refusal_code: Some("expired"),
+                ..facts("refused")
+            },
+            T::Refused,
+        );
+        check(
+            TargetFacts {
+                refusal_code: Some("cancelled"),
+                ..facts("refused")
+            },
+            T::Cancelled,
+        );
     }
 
     #[test]
     fn the_job_says_done_failed_partial_running_or_cancelled() {
         let check = |state: &str, cancelled: bool, targets: &[T], want: JobStatus| {
-            assert_eq!(job_status(state, cancelled, targets), want, "{state} {cancelled} {targets:?}")
+            assert_eq!(
+                job_status(state, cancelled, targets),
+                want,
+                "{state} {cancelled} {targets:?}"
+            )
         };
         check("pending", false, &[T::Queued], JobStatus::Pending);
         check("pending", true, &[T::Cancelled], JobStatus::Cancelled);
         check("rejected", false, &[T::Cancelled], JobStatus::Rejected);
-        check("approved", false, &[T::Succeeded, T::Queued], JobStatus::Running);
+        check(
+            "approved",
+            false,
+            &[T::Succeeded, T::Queued],
+            JobStatus::Running,
+        );
         check("approved", false, &[T::WaitingOffline], JobStatus::Running);
-        check("approved", false, &[T::Succeeded, T::Succeeded], JobStatus::Done);
-        check("approved", false, &[T::Failed, T::Refused, T::TimedOut], JobStatus::Failed);
-        check("approved", false, &[T::Succeeded, T::Failed], JobStatus::Partial);
-        check("approved", true, &[T::Running, T::Cancelled], JobStatus::Running);
-        check("approved", true, &[T::Succeeded, T::Cancelled], JobStatus::Cancelled);
-        check("expired", false, &[T::Expired, T::Expired], JobStatus::Expired);
-        check("expired", false, &[T::Succeeded, T::Expired], JobStatus::Partial);
+        check(
+            "approved",
+            false,
+            &[T::Succeeded, T::Succeeded],
+            JobStatus::Done,
+        );
+        check(
+            "approved",
+            false,
+            &[T::Failed, T::Refused, T::TimedOut],
+            JobStatus::Failed,
+        );
+        check(
+            "approved",
+            false,
+            &[T::Succeeded, T::Failed],
+            JobStatus::Partial,
+        );
+        check(
+            "approved",
+            true,
+            &[T::Running, T::Cancelled],
+            JobStatus::Running,
+        );
+        check(
+            "approved",
+            true,
+            &[T::Succeeded, T::Cancelled],
+            JobStatus::Cancelled,
+        );
+        check(
+            "expired",
+            false,
+            &[T::Expired, T::Expired],
+            JobStatus::Expired,
+        );
+        check(
+            "expired",
+            false,
+            &[T::Succeeded, T::Expired],
+            JobStatus::Partial,
+        );
         check("expired", false, &[T::Delivered], JobStatus::Running);
     }
 }

@@ -116,8 +116,7 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
         async || {
             let out = output(&s, &job, &local).await?;
             let text: String = out.chunks.iter().map(|c| c.text.as_str()).collect();
-            Ok((text.contains("line 1") && out.status == TargetStatus::Running)
-                .then_some(text))
+            Ok((text.contains("line 1") && out.status == TargetStatus::Running).then_some(text))
         },
     )
     .await?;
@@ -166,7 +165,10 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
     ensure!(target.status == TargetStatus::Cancelled, "{target:?}");
     ensure!(!alive(pid), "the cancelled job's process {pid} still runs");
     ensure!(took < Duration::from_secs(5), "cancel took {took:?}");
-    ensure!(view.cancel_reason.as_deref() == Some("e2e: stop it"), "{view:?}");
+    ensure!(
+        view.cancel_reason.as_deref() == Some("e2e: stop it"),
+        "{view:?}"
+    );
     println!("cancel: job cancelled and its process gone {took:?} after `bulwark job cancel`");
     let audit = s.api.audit("demo").await?;
     ensure!(
@@ -184,9 +186,11 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
     // 3. An offline device waits (and says so); a failed run makes it partial.
     let mut extra = ExtraAgent::start(&s.api, &s.up.info.gateway_url, "demo").await?;
     extra.stop().await?;
-    wait_for(Duration::from_secs(30), "the extra device offline", async || {
-        Ok((!s.api.device(&extra.device_id).await?.online).then_some(()))
-    })
+    wait_for(
+        Duration::from_secs(30),
+        "the extra device offline",
+        async || Ok((!s.api.device(&extra.device_id).await?.online).then_some(())),
+    )
     .await?;
     let extra_dir = extra.state_dir.path().display().to_string();
     let job = submit(
@@ -195,10 +199,14 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
         &format!("case \"$PWD\" in '{extra_dir}'/*) echo failing here; exit 3;; esac; echo fine"),
     )
     .await?;
-    let view = wait_for(Duration::from_secs(30), "the local target to finish", async || {
-        let view = s.job_view(&job).await?;
-        Ok((target_of(&view, &local)?.status == TargetStatus::Succeeded).then_some(view))
-    })
+    let view = wait_for(
+        Duration::from_secs(30),
+        "the local target to finish",
+        async || {
+            let view = s.job_view(&job).await?;
+            Ok((target_of(&view, &local)?.status == TargetStatus::Succeeded).then_some(view))
+        },
+    )
     .await?;
     ensure!(
         target_of(&view, &extra.device_id)?.status == TargetStatus::WaitingOffline,
@@ -239,12 +247,17 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
         text.len(),
         target.live_truncated
     );
-    ensure!(text.starts_with("<script>alert(1)</script>\x1b[31mRED"), "{:?}", &text[..40]);
+    ensure!(
+        text.starts_with("<script>alert(1)</script>\x1b[31mRED"),
+        "{:?}",
+        &text[..40]
+    );
     let follow = s.cli(&["job", "show", &job, "--follow"], None).await?;
     ensure!(
-        follow
-            .stdout
-            .contains(&format!("[... {} bytes truncated ...]", target.live_truncated)),
+        follow.stdout.contains(&format!(
+            "[... {} bytes truncated ...]",
+            target.live_truncated
+        )),
         "no truncation marker in --follow"
     );
     ensure!(

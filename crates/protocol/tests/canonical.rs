@@ -16,6 +16,7 @@
 //! file, independent of minicbor, so the tests do not trust the code under test
 //! to tell them where the heads are.
 
+use bulwark_protocol::Versioned;
 use bulwark_protocol::checks::{CheckReport, CheckState, CheckStatus};
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::inventory::{
@@ -23,7 +24,6 @@ use bulwark_protocol::inventory::{
     LoggedInUser, MemoryInfo, NetworkInterface, PendingUpdate, ProcessInfo, ServiceUnit, Services,
     SystemInfo,
 };
-use bulwark_protocol::Versioned;
 use bulwark_protocol::message::{
     Ack, AgentMessage, AgentRefusalCode, ByteBuf, CancelJob, Challenge, DeviceId, Enroll, Enrolled,
     Heartbeat, Hello, InventoryReport, Job, JobOutcome, JobOutput, JobRefused, JobResult, JobRun,
@@ -1005,7 +1005,7 @@ fn frame_vectors() {
             })
         );
         let mut v2 = bytes;
-        v2[2] = 2;
+        v2[2] = PROTOCOL_VERSION as u8;
         assert_eq!(encode_agent_frame(&m), v2);
     };
     let check_server = |m: ServerMessage, hex: &str| {
@@ -1020,7 +1020,7 @@ fn frame_vectors() {
             })
         );
         let mut v2 = bytes;
-        v2[2] = 2;
+        v2[2] = PROTOCOL_VERSION as u8;
         assert_eq!(encode_server_frame(&m), v2);
     };
     check_agent(AgentMessage::Heartbeat(Heartbeat { seq: 1 }), HEARTBEAT_1);
@@ -1143,10 +1143,10 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
 fn other_versions_are_refused_before_the_body() {
     let frame = heartbeat_frame();
     assert_eq!(&frame[..3], &[0xa2, 0x00, PROTOCOL_VERSION as u8]);
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 2));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 3));
     for (version_head, got) in [
         (vec![0x00], 0u16),
-        (vec![0x03], 3),
+        (vec![0x04], 4),
         (vec![0x17], 23),
         (vec![0x19, 0x12, 0x34], 0x1234),
     ] {
@@ -1161,7 +1161,7 @@ fn other_versions_are_refused_before_the_body() {
             decode_server(&mutant),
             Err(ProtocolError::UnsupportedVersion { got })
         );
-        // The body is not looked at: a version-3 frame with a garbage body
+        // The body is not looked at: a version-4 frame with a garbage body
         // still gets the answer that helps the peer.
         let mut garbage_body = vec![0xa2, 0x00];
         garbage_body.extend_from_slice(&version_head);

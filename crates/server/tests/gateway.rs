@@ -946,7 +946,10 @@ async fn a_flood_of_live_output_is_capped_and_a_cancel_still_arrives() {
     let flooder = h.enrolled().await;
     let device = flooder.device_id.to_string();
     let mut ws = hello_in(&h, &flooder, 3).await;
-    assert!(matches!(next_message(&mut ws).await, Some(ServerMessage::Welcome(_))));
+    assert!(matches!(
+        next_message(&mut ws).await,
+        Some(ServerMessage::Welcome(_))
+    ));
     let job_id = approved_job_for(&h, &device).await;
     let job_hex = hex::encode(job_id);
     next_job(&mut ws).await;
@@ -972,7 +975,9 @@ async fn a_flood_of_live_output_is_capped_and_a_cancel_still_arrives() {
             data: piece.clone(),
             skipped: 0,
         });
-        ws.send(Message::Binary(send(message).into())).await.expect("send");
+        ws.send(Message::Binary(send(message).into()))
+            .await
+            .expect("send");
     }
     // Still connected, and heard: a heartbeat's frame is read after the flood.
     ws.send(Message::Binary(
@@ -981,8 +986,14 @@ async fn a_flood_of_live_output_is_capped_and_a_cancel_still_arrives() {
     .await
     .expect("send");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(h.server.presence.is_online(&device), "the flooder was disconnected");
-    assert!(h.server.presence.is_online(&honest_id), "the honest agent was hurt");
+    assert!(
+        h.server.presence.is_online(&device),
+        "the flooder was disconnected"
+    );
+    assert!(
+        h.server.presence.is_online(&honest_id),
+        "the honest agent was hurt"
+    );
     let target = store
         .job_targets(&TenantScope::All, &job_hex)
         .await
@@ -998,7 +1009,11 @@ async fn a_flood_of_live_output_is_capped_and_a_cancel_still_arrives() {
         .job_output(&TenantScope::All, &job_hex, Some(&device), None, 10_000)
         .await
         .expect("output");
-    assert!(rows.len() <= 200, "{} pieces stored: the rate did not hold", rows.len());
+    assert!(
+        rows.len() <= 200,
+        "{} pieces stored: the rate did not hold",
+        rows.len()
+    );
     assert!(
         store
             .job_output(&TenantScope::All, &hex::encode([7u8; 16]), None, None, 10)
@@ -1009,7 +1024,13 @@ async fn a_flood_of_live_output_is_capped_and_a_cancel_still_arrives() {
 
     // The operator cancels: the cancel reaches this version 3 connection.
     let cancelled = store
-        .cancel_job(&job_hex, &target_operator(&h, &job_hex).await, "enough", now_millis(), &[])
+        .cancel_job(
+            &job_hex,
+            &target_operator(&h, &job_hex).await,
+            "enough",
+            now_millis(),
+            &[],
+        )
         .await
         .expect("cancel");
     assert_eq!(cancelled.delivered, vec![device.clone()]);
@@ -1031,11 +1052,20 @@ async fn a_flood_of_live_output_is_capped_and_a_cancel_still_arrives() {
     let old = h.enrolled().await;
     let old_id = old.device_id.to_string();
     let mut old_ws = hello_in(&h, &old, 2).await;
-    assert!(matches!(next_message(&mut old_ws).await, Some(ServerMessage::Welcome(_))));
+    assert!(matches!(
+        next_message(&mut old_ws).await,
+        Some(ServerMessage::Welcome(_))
+    ));
     let old_job = hex::encode(approved_job_for(&h, &old_id).await);
     next_job(&mut old_ws).await;
     store
-        .cancel_job(&old_job, &target_operator(&h, &old_job).await, "enough", now_millis(), &[])
+        .cancel_job(
+            &old_job,
+            &target_operator(&h, &old_job).await,
+            "enough",
+            now_millis(),
+            &[],
+        )
         .await
         .expect("cancel");
     h.server.presence.nudge_device(&old_id);

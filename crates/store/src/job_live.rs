@@ -63,31 +63,13 @@ impl Store {
         events: &[NewAuditEvent],
     ) -> Result<Cancelled, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "SELECT state, cancelled_at, \
-             (SELECT COUNT(*) FROM job_targets t WHERE t.job_id = j.id \
-              AND t.state IN ('waiting', 'delivered')) AS unfinished \
-             FROM jobs j WHERE id = $1",
-        )
-        .bind(job_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let state: String = row.try_get("state")?;
-        let cancelled_at: Option<Millis> = row.try_get("cancelled_at")?;
-        let unfinished: i64 = row.try_get("unfinished")?;
-        if cancelled_at.is_some() {
-            return Err(StoreError::Conflict("job already cancelled"));
-        }
-        if state == "rejected" {
-            return Err(StoreError::Conflict("job is rejected"));
-        }
-        if state != "pending" && unfinished == 0 {
-            return Err(StoreError::Conflict("every target has finished"));
-        }
-        sqlx::query(
+        // The write first, so that SQLite takes its write lock before any
+        // read (a read-then-write transaction can fail to upgrade).
+        let done = sqlx::query(
             "UPDATE jobs SET cancelled_at = $2, cancelled_by = $3, cancel_reason = $4 \
-             WHERE id = $1 AND cancelled_at IS NULL",
+             WHERE id = $1 AND cancelled_at IS NULL AND state <> 'rejected' \
+             AND (state = 'pending' OR EXISTS (SELECT 1 FROM job_targets t \
+                  WHERE t.job_id = jobs.id AND t.state IN ('waiting', 'delivered')))",
         )
         .bind(job_id)
         .bind(now)
@@ -95,6 +77,22 @@ impl Store {
         .bind(reason)
         .execute(&mut *tx)
         .await?;
+        if done.rows_affected() == 0 {
+            let row = sqlx::query("SELECT state, cancelled_at FROM jobs WHERE id = $1")
+                .bind(job_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            let state: String = row.try_get("state")?;
+            let cancelled_at: Option<Millis> = row.try_get("cancelled_at")?;
+            return Err(StoreError::Conflict(if cancelled_at.is_some() {
+                "job already cancelled"
+            } else if state == "rejected" {
+                "job is rejected"
+            } else {
+                "every target has finished"
+            }));
+        }
         let rows = sqlx::query(
             "SELECT device_id, state FROM job_targets WHERE job_id = $1 \
              AND state IN ('waiting', 'delivered') ORDER BY device_id",
@@ -180,15 +178,26 @@ impl Store {
         now: Millis,
     ) -> Result<Appended, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
-            "SELECT live_bytes FROM job_targets \
+        // A write first (it changes nothing), so that SQLite takes its write
+        // lock before the read: a read-then-write transaction can fail to
+        // upgrade while another connection writes.
+        let known = sqlx::query(
+            "UPDATE job_targets SET live_bytes = live_bytes \
              WHERE job_id = $1 AND device_id = $2 AND state = 'delivered'",
         )
         .bind(job_id)
         .bind(device_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
+        .execute(&mut *tx)
+        .await?;
+        if known.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let row =
+            sqlx::query("SELECT live_bytes FROM job_targets WHERE job_id = $1 AND device_id = $2")
+                .bind(job_id)
+                .bind(device_id)
+                .fetch_one(&mut *tx)
+                .await?;
         let have: i64 = row.try_get("live_bytes")?;
         let room = usize::try_from(i64::try_from(cap).unwrap_or(i64::MAX).saturating_sub(have))
             .unwrap_or(0);

@@ -4861,7 +4861,12 @@ async fn job_cancel_and_live_output(store: Store) {
         .unwrap();
     let (d1, d2) = (devices[0].id.clone(), devices[1].id.clone());
     let job = store
-        .create_job(&new_job(1, &a, &owner.id), &[d1.clone(), d2.clone()], T0, &[])
+        .create_job(
+            &new_job(1, &a, &owner.id),
+            &[d1.clone(), d2.clone()],
+            T0,
+            &[],
+        )
         .await
         .unwrap();
     assert!(
@@ -4877,9 +4882,17 @@ async fn job_cancel_and_live_output(store: Store) {
             .await,
     );
     assert!(!store.mark_running(&job.id, &d1, T0 + 1).await.unwrap());
-    assert!(store.mark_delivered(&job.id, &d1, T0 + 1, &[]).await.unwrap());
+    assert!(
+        store
+            .mark_delivered(&job.id, &d1, T0 + 1, &[])
+            .await
+            .unwrap()
+    );
     assert!(store.mark_running(&job.id, &d1, T0 + 2).await.unwrap());
-    assert!(!store.mark_running(&job.id, &d1, T0 + 3).await.unwrap(), "once");
+    assert!(
+        !store.mark_running(&job.id, &d1, T0 + 3).await.unwrap(),
+        "once"
+    );
 
     // A cap of 10 bytes: 6 kept, then 4 of the next 6, then none.
     use bulwark_store::Appended;
@@ -4954,7 +4967,9 @@ async fn job_cancel_and_live_output(store: Store) {
     );
     assert!(store.cancels_for_device(&d2).await.unwrap().is_empty());
     assert_conflict(
-        store.cancel_job(&job.id, &owner.id, "again", T0 + 12, &[]).await,
+        store
+            .cancel_job(&job.id, &owner.id, "again", T0 + 12, &[])
+            .await,
         "job already cancelled",
     );
     let stored = store.job(&all, &job.id).await.unwrap().unwrap();
@@ -4976,7 +4991,12 @@ async fn job_cancel_and_live_output(store: Store) {
 
     // A finished job cannot be cancelled.
     let job2 = store
-        .create_job(&new_job(2, &a, &owner.id), std::slice::from_ref(&d1), T0, &[])
+        .create_job(
+            &new_job(2, &a, &owner.id),
+            std::slice::from_ref(&d1),
+            T0,
+            &[],
+        )
         .await
         .unwrap();
     store
@@ -4988,7 +5008,9 @@ async fn job_cancel_and_live_output(store: Store) {
         .await
         .unwrap();
     assert_conflict(
-        store.cancel_job(&job2.id, &owner.id, "late", T0 + 2, &[]).await,
+        store
+            .cancel_job(&job2.id, &owner.id, "late", T0 + 2, &[])
+            .await,
         "every target has finished",
     );
 }

@@ -315,7 +315,10 @@ mod tests {
         let Some(AgentMessage::JobOutput(piece)) = attached.next().await else {
             panic!("a piece");
         };
-        assert_eq!((piece.seq, piece.skipped, piece.data.as_slice()), (0, 10, &b"ab"[..]));
+        assert_eq!(
+            (piece.seq, piece.skipped, piece.data.as_slice()),
+            (0, 10, &b"ab"[..])
+        );
     }
 
     #[test]

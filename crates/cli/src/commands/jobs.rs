@@ -29,9 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::client::{Session, path_segment};
 use crate::commands::keys::KeyStore;
-use crate::output::{
-    Cell, or_dash, print_json, render_table, terminal_text, unix_now, use_colour,
-};
+use crate::output::{Cell, or_dash, print_json, render_table, terminal_text, unix_now, use_colour};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
@@ -309,9 +307,7 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             Ok(())
         }
         JobCommand::Show {
-            id,
-            follow: true,
-            ..
+            id, follow: true, ..
         } => {
             let session = Session::load()?;
             let view = follow_output(&session, &id).await?;

@@ -140,11 +140,7 @@ pub fn job_view(
         requested_by: job.requested_by_username.clone(),
         script_sha256: hex::encode(job.script_sha256),
         state: job.state.to_string(),
-        status: job_status(
-            job.state.as_str(),
-            job.cancelled_at.is_some(),
-            &statuses,
-        ),
+        status: job_status(job.state.as_str(), job.cancelled_at.is_some(), &statuses),
         cancelled_at: job.cancelled_at.map(rfc3339),
         cancelled_by: job.cancelled_by.clone(),
         cancel_reason: job.cancel_reason.clone(),
@@ -767,7 +763,9 @@ pub async fn job_output(
     >,
 ) -> Result<Json<JobOutputView>, ApiError> {
     let query = super::log::query(q)?;
-    Ok(Json(output(&state, &caller, &id, &query.device, query.after).await?))
+    Ok(Json(
+        output(&state, &caller, &id, &query.device, query.after).await?,
+    ))
 }
 
 /// [`job_output`] for the API and the console's JSON.

@@ -233,7 +233,9 @@ async fn job_page_with(
         refusals: targets.iter().filter(|t| t.t.state == "refused").count(),
         targets,
         can_decide: pending && caller.allows_in(Action::ApproveJob, &tenant_id),
-        can_cancel: live && j.cancelled_at.is_none() && caller.allows_in(Action::CancelJob, &tenant_id),
+        can_cancel: live
+            && j.cancelled_at.is_none()
+            && caller.allows_in(Action::CancelJob, &tenant_id),
         own_request,
         live,
         progress,

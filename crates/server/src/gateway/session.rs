@@ -332,9 +332,13 @@ async fn handle_frame(
             let job_id = hex::encode(started.job_id);
             let at = i64::try_from(started.started_at_ms).unwrap_or(i64::MAX);
             match Box::pin(state.store.mark_running(&job_id, &live.device_id, at)).await {
-                Ok(true) => info!(device_id = %live.device_id, job = %job_id, "The agent started a job."),
+                Ok(true) => {
+                    info!(device_id = %live.device_id, job = %job_id, "The agent started a job.")
+                }
                 Ok(false) => {}
-                Err(error) => warn!(device_id = %live.device_id, %error, "Cannot record a job's start."),
+                Err(error) => {
+                    warn!(device_id = %live.device_id, %error, "Cannot record a job's start.")
+                }
             }
         }
         Ok(AgentMessage::JobOutput(piece)) => {
@@ -361,7 +365,9 @@ async fn handle_frame(
                 Ok(_) => {}
                 // Not a job it runs now (late, stray or forged): nothing to keep.
                 Err(StoreError::NotFound) => {}
-                Err(error) => warn!(device_id = %live.device_id, %error, "Cannot store live output."),
+                Err(error) => {
+                    warn!(device_id = %live.device_id, %error, "Cannot store live output.")
+                }
             }
         }
         Ok(AgentMessage::TrustStatus(status)) => {
