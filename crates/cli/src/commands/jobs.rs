@@ -747,9 +747,11 @@ async fn follow_output(session: &Session, id: &str) -> Result<JobView> {
     }
     for t in &view.targets {
         if t.live_truncated > 0 {
-            let who = several
-                .then(|| format!("[{}] ", Cell::from(t.hostname.as_str()).text))
-                .unwrap_or_default();
+            let who = if several {
+                format!("[{}] ", Cell::from(t.hostname.as_str()).text)
+            } else {
+                String::new()
+            };
             println!("{who}[... {} bytes truncated ...]", t.live_truncated);
         }
     }
