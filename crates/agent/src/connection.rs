@@ -433,6 +433,12 @@ pub async fn session(
     }
     // Three silent heartbeat intervals from the server's side mean the link is dead.
     let silence = heartbeat_every * 3;
+    // Protocol version 3 (RFD 0012): job start notices and live output go
+    // while this connection lasts. An older server gets neither.
+    let mut live = match &options.jobs {
+        Some(jobs) if version >= 3 => Some(jobs.attach_live().await),
+        _ => None,
+    };
 
     loop {
         tokio::select! {
@@ -460,6 +466,9 @@ pub async fn session(
                         send(&mut ws, version, &AgentMessage::Checks(report)).await?;
                     }
                 }
+            }
+            Some(message) = live_message(&mut live) => {
+                send(&mut ws, version, &message).await?;
             }
             () = spooled(&mut results) => {
                 if let Some(results) = &mut results {
@@ -528,6 +537,11 @@ pub async fn session(
                             }
                         }
                     },
+                    Ok(Ok(ServerMessage::CancelJob(cancel))) => {
+                        if let Some(jobs) = &options.jobs {
+                            jobs.cancel(&cancel.job_id, &cancel.reason);
+                        }
+                    }
                     Ok(Ok(ServerMessage::ResultAck(ack))) => {
                         if let Some(jobs) = &options.jobs {
                             jobs.acknowledge(&ack.job_id);
@@ -612,6 +626,15 @@ async fn checks_changed(changes: &mut Option<tokio::sync::watch::Receiver<u64>>)
         return;
     }
     std::future::pending().await
+}
+
+/// The next start notice or output piece; never without a version 3
+/// connection's hold on the live link.
+async fn live_message(live: &mut Option<crate::jobs::Attached>) -> Option<AgentMessage> {
+    match live {
+        Some(attached) => attached.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when a new result was spooled; never for an agent without jobs

@@ -2,7 +2,9 @@
 //! targeted device answered.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::job_status::{JobStatus, TargetStatus};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +50,20 @@ pub struct JobTargetView {
     /// What an install-patches job did on this device, as its agent reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patches: Option<PatchReportView>,
+    /// What happened on this device (RFD 0012): `state` with the job's
+    /// cancel, the agent's word that it started, and the device's presence.
+    pub status: TargetStatus,
+    /// The agent's clock: when it said the script started (protocol 3 and later).
+    pub running_at: Option<String>,
+    /// How long the script ran: `finished_at - started_at` of its result.
+    pub duration_ms: Option<i64>,
+    /// The protocol version of the device's connection, while it is
+    /// connected; live output and cancel need 3 or later.
+    pub protocol_version: Option<u16>,
+    /// Live output bytes kept, and bytes not kept (past the cap, or never
+    /// received): `GET /api/v1/jobs/{id}/output`.
+    pub live_bytes: i64,
+    pub live_truncated: i64,
 }
 
 /// The result of an install-patches job on one device.
@@ -84,8 +100,15 @@ pub struct JobView {
     pub reason: String,
     pub requested_by: String,
     pub script_sha256: String,
-    /// pending, approved, rejected or expired.
+    /// pending, approved, rejected or expired: where the job is in its
+    /// approval; `status` says what happened.
     pub state: String,
+    /// What happened to the job as a whole (RFD 0012).
+    pub status: JobStatus,
+    /// When, by whom (username) and why it was cancelled.
+    pub cancelled_at: Option<String>,
+    pub cancelled_by: Option<String>,
+    pub cancel_reason: Option<String>,
     pub quorum: Option<QuorumView>,
     pub signers: Vec<SignerView>,
     pub not_before: String,
@@ -148,4 +171,64 @@ pub struct WebAuthnApproval {
 #[serde(deny_unknown_fields)]
 pub struct RejectRequest {
     pub reason: String,
+}
+
+/// Cancel a job: waiting devices never get it, running ones are told to
+/// stop (agents of protocol version 3 and later).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// Why (1 to 1000 characters), for the audit log and the agents' logs.
+    pub reason: String,
+}
+
+/// Which stream a piece of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStreamView {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of a running job's output on one device, as its agent sent it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OutputChunkView {
+    /// Its number: ask for pieces after the last one seen (`after`).
+    pub seq: i64,
+    pub stream: OutputStreamView,
+    /// The bytes as UTF-8 (invalid sequences replaced). The agent's text:
+    /// escape it before showing it (HTML, terminal control sequences).
+    pub text: String,
+    /// Bytes of this stream missing just before this piece.
+    pub skipped: i64,
+}
+
+/// Live output of one job on one device, after a cursor.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobOutputView {
+    pub job_id: String,
+    pub device_id: String,
+    pub status: TargetStatus,
+    pub job_status: JobStatus,
+    /// At most 256 pieces after `after`, oldest first.
+    pub chunks: Vec<OutputChunkView>,
+    /// The cursor for the next call (the last `seq` returned, or `after`).
+    pub next: Option<i64>,
+    /// Bytes not kept (past the cap, or never received): shown as
+    /// `[... N bytes truncated ...]` after what was kept.
+    pub truncated_bytes: i64,
+    /// The device's connection speaks a protocol version without live
+    /// output (before 3): only the result shows what it wrote.
+    pub agent_too_old: bool,
+}
+
+/// Query of `GET /api/v1/jobs/{id}/output`.
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OutputQuery {
+    /// The target device's id.
+    pub device: String,
+    /// Pieces after this sequence number (none: from the first).
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
 }

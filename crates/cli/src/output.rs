@@ -52,6 +52,21 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// Many lines of agent text (a job's output) for a terminal: as
+/// [`printable`], but line feeds and tabs stay. An escape sequence shows
+/// as U+FFFD and its visible rest, never acts on the terminal.
+pub(crate) fn terminal_text(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 impl From<String> for Cell {
     fn from(text: String) -> Self {
         Self {
@@ -130,6 +145,14 @@ pub(crate) fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_text_cannot_drive_the_terminal() {
+        assert_eq!(
+            terminal_text("ok\n\x1b[2J\x1b]0;pwned\x07\rline\tend"),
+            "ok\n\u{fffd}[2J\u{fffd}]0;pwned\u{fffd}\u{fffd}line\tend"
+        );
+    }
 
     #[test]
     fn tables_align_on_visible_text() {

@@ -143,7 +143,7 @@ async fn a_version_1_agent_keeps_working_beside_one_that_negotiates_2() -> Resul
     let gateway = s.up.info.gateway_url.clone();
 
     // Today's agent (`bulwark up`'s) negotiated the newest version.
-    assert_eq!(PROTOCOL_VERSION, 2);
+    assert_eq!(PROTOCOL_VERSION, 3);
     let local = s.api.device(&s.local).await?;
     ensure!(
         local.protocol_version == Some(PROTOCOL_VERSION),
@@ -241,6 +241,17 @@ async fn a_version_1_agent_keeps_working_beside_one_that_negotiates_2() -> Resul
         .statement(&limits)
         .map_err(|r| anyhow::anyhow!("the statement: {r:?}"))?;
     ensure!(hex::encode(statement.job_id) == job, "another job arrived");
+    // Cancelled while it "runs" there (RFD 0012): a version 1 session has
+    // no cancel message, so none is sent (sending one would have ended the
+    // connection); the old agent's answer is still stored as it came.
+    s.cli(&["job", "cancel", &job, "--reason", "old agent"], None)
+        .await?
+        .ok()?;
+    let view = s.job_view(&job).await?;
+    ensure!(
+        bulwark_e2e::target_of(&view, &id)?.protocol_version == Some(V1),
+        "{view:?}"
+    );
     old.send(&AgentMessage::JobResult(JobResult {
         job_id: statement.job_id,
         outcome: JobOutcome::Refused(JobRefused {

@@ -72,6 +72,13 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Longest transparency-log leaf carried with a job.
     pub max_log_leaf_bytes: usize,
+    /// Most bytes of data in one live output piece (`JobOutput`, RFD 0012).
+    /// Default 16 KiB.
+    pub max_output_chunk_bytes: usize,
+    /// Most bytes of live output of one job on one device, both streams
+    /// together: the agent sends no more, the server stores no more (the
+    /// rest is counted, and shown as truncated). Default 1 MiB.
+    pub max_live_output_bytes: usize,
 
     // ---- signed statements (bulwark_policy) ----
     /// Largest signed envelope (a trust root, policy, freeze or job
@@ -135,6 +142,8 @@ impl Default for Limits {
             max_trust_roots: 64,
             max_output_bytes: 64 * 1024,
             max_log_leaf_bytes: crate::audit_leaf::MAX_LEAF_BYTES,
+            max_output_chunk_bytes: 16 * 1024,
+            max_live_output_bytes: 1024 * 1024,
             max_envelope_bytes: statement::envelope_cap(
                 statement::MAX_PAYLOAD_BYTES,
                 statement::MAX_SIGNATURES,

@@ -97,6 +97,12 @@ pub enum AgentMessage {
     /// The states of the policy's checks (RFD 0009); acknowledged with `Ack`.
     #[n(7)]
     Checks(#[n(0)] crate::checks::CheckReport),
+    /// Version 3 (RFD 0012): a verified job's script started.
+    #[n(8)]
+    JobStarted(#[n(0)] JobStarted),
+    /// Version 3 (RFD 0012): a piece of a running job's output.
+    #[n(9)]
+    JobOutput(#[n(0)] JobOutput),
 }
 
 /// The one place that says which protocol version introduced each message
@@ -113,6 +119,7 @@ impl crate::codec::Versioned for AgentMessage {
             | AgentMessage::TrustRefused(_)
             | AgentMessage::TrustStatus(_)
             | AgentMessage::Checks(_) => 1,
+            AgentMessage::JobStarted(_) | AgentMessage::JobOutput(_) => 3,
         }
     }
 }
@@ -165,6 +172,10 @@ pub enum ServerMessage {
     Job(#[n(0)] Job),
     #[n(7)]
     ResultAck(#[n(0)] ResultAck),
+    /// Version 3 (RFD 0012): stop a job (kill its script if it runs,
+    /// never start it if it waits).
+    #[n(8)]
+    CancelJob(#[n(0)] CancelJob),
 }
 
 /// Like [`AgentMessage`]'s: the one place for the server's messages.
@@ -179,6 +190,7 @@ impl crate::codec::Versioned for ServerMessage {
             | ServerMessage::Trust(_)
             | ServerMessage::Job(_)
             | ServerMessage::ResultAck(_) => 1,
+            ServerMessage::CancelJob(_) => 3,
         }
     }
 }
@@ -416,6 +428,84 @@ pub struct ResultAck {
     pub job_id: [u8; 16],
 }
 
+/// The agent started a verified job (version 3, RFD 0012): the server shows
+/// it running. Sent once, while connected; never spooled (the result that
+/// follows carries the same start time).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct JobStarted {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub job_id: [u8; 16],
+    /// Unix time in milliseconds, the agent's clock.
+    #[n(1)]
+    pub started_at_ms: u64,
+}
+
+/// Which stream a piece of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[cbor(index_only)]
+pub enum OutputStream {
+    #[n(0)]
+    Stdout,
+    #[n(1)]
+    Stderr,
+}
+
+impl OutputStream {
+    /// "stdout" or "stderr": the name in storage and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OutputStream> {
+        match text {
+            "stdout" => Some(OutputStream::Stdout),
+            "stderr" => Some(OutputStream::Stderr),
+            _ => None,
+        }
+    }
+}
+
+/// A piece of a running job's output (version 3, RFD 0012): at most
+/// [`Limits::max_output_chunk_bytes`], best effort (never spooled; the
+/// result stays the record). Pieces of a job are numbered from 0 across
+/// both streams; `skipped` counts the bytes of this stream the agent did
+/// not send just before this piece (past its [`Limits::max_live_output_bytes`],
+/// or dropped while no connection took them), so a reader knows what is
+/// missing and where.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct JobOutput {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub job_id: [u8; 16],
+    #[n(1)]
+    pub seq: u64,
+    #[n(2)]
+    pub stream: OutputStream,
+    #[cbor(n(3), with = "minicbor::bytes")]
+    pub data: Vec<u8>,
+    #[n(4)]
+    pub skipped: u64,
+}
+
+/// The server asks the agent to stop a job (version 3, RFD 0012). It can
+/// only make less run: a waiting job is answered `cancelled` and never
+/// starts; a running script's process group is killed, except an
+/// install-patches run, which finishes (a half-done dpkg run leaves the
+/// system broken). Nothing runs because of it.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct CancelJob {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub job_id: [u8; 16],
+    /// Who cancelled and why, for the agent's log.
+    #[n(1)]
+    pub reason: String,
+}
+
 /// What became of a job on this device. Sent again after every reconnect
 /// until the server answers [`ResultAck`].
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -596,6 +686,9 @@ agent_refusal_codes! {
     AgentBusy = "agent_busy",
     /// This agent takes no jobs (the simulator's virtual devices).
     JobsDisabled = "jobs_disabled",
+    /// The server cancelled the job before it started (RFD 0012); it did
+    /// not run. A text string like every code: older servers show it as sent.
+    Cancelled = "cancelled",
 }
 
 impl AgentRefusalCode {
@@ -727,6 +820,8 @@ impl Validate for AgentMessage {
             }
             AgentMessage::TrustStatus(_) => Ok(()),
             AgentMessage::Checks(m) => m.validate(l),
+            AgentMessage::JobStarted(_) => Ok(()),
+            AgentMessage::JobOutput(m) => check_len("data", m.data.len(), l.max_output_chunk_bytes),
         }
     }
 }
@@ -778,6 +873,7 @@ impl Validate for ServerMessage {
                 Ok(())
             }
             ServerMessage::ResultAck(_) => Ok(()),
+            ServerMessage::CancelJob(m) => l.long_text("reason", &m.reason),
         }
     }
 }

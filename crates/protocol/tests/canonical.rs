@@ -16,6 +16,7 @@
 //! file, independent of minicbor, so the tests do not trust the code under test
 //! to tell them where the heads are.
 
+use bulwark_protocol::Versioned;
 use bulwark_protocol::checks::{CheckReport, CheckState, CheckStatus};
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::inventory::{
@@ -24,9 +25,10 @@ use bulwark_protocol::inventory::{
     SystemInfo,
 };
 use bulwark_protocol::message::{
-    Ack, AgentMessage, AgentRefusalCode, ByteBuf, Challenge, DeviceId, Enroll, Enrolled, Heartbeat,
-    Hello, InventoryReport, Job, JobOutcome, JobRefused, JobResult, JobRun, LogProof, RefusalCode,
-    Refused, ResultAck, ServerMessage, Trust, TrustRefused, TrustStatus, Welcome,
+    Ack, AgentMessage, AgentRefusalCode, ByteBuf, CancelJob, Challenge, DeviceId, Enroll, Enrolled,
+    Heartbeat, Hello, InventoryReport, Job, JobOutcome, JobOutput, JobRefused, JobResult, JobRun,
+    JobStarted, LogProof, OutputStream, RefusalCode, Refused, ResultAck, ServerMessage, Trust,
+    TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{
     Frame, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError, decode_agent_frame,
@@ -472,6 +474,29 @@ fn agent_message() -> BoxedStrategy<AgentMessage> {
                         .collect(),
                 })
             }),
+        // Version 3 (RFD 0012).
+        (bytes16(), uint64()).prop_map(|(job_id, started_at_ms)| AgentMessage::JobStarted(
+            JobStarted {
+                job_id,
+                started_at_ms
+            }
+        )),
+        (
+            bytes16(),
+            uint64(),
+            prop_oneof![Just(OutputStream::Stdout), Just(OutputStream::Stderr)],
+            bytes(),
+            uint64()
+        )
+            .prop_map(|(job_id, seq, stream, data, skipped)| {
+                AgentMessage::JobOutput(JobOutput {
+                    job_id,
+                    seq,
+                    stream,
+                    data,
+                    skipped,
+                })
+            }),
     ]
     .boxed()
 }
@@ -599,6 +624,9 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
                 ),
             })),
         bytes16().prop_map(|job_id| ServerMessage::ResultAck(ResultAck { job_id })),
+        // Version 3 (RFD 0012).
+        (bytes16(), long_text())
+            .prop_map(|(job_id, reason)| ServerMessage::CancelJob(CancelJob { job_id, reason })),
     ]
     .boxed()
 }
@@ -653,13 +681,15 @@ proptest! {
     /// A frame of each version this build speaks round-trips, version included.
     #[test]
     fn agent_frames_round_trip(m in agent_message(), version in any_version()) {
-        let bytes = bulwark_protocol::encode_agent_frame(version, &m).expect("every version has every message so far");
+        let version = version.max(m.since());
+        let bytes = bulwark_protocol::encode_agent_frame(version, &m).expect("every version from its `since` has it");
         prop_assert_eq!(decode_agent_frame(&bytes, &Limits::default()), Ok(Frame { version, message: m }));
     }
 
     #[test]
     fn server_frames_round_trip(m in server_message(), version in any_version()) {
-        let bytes = bulwark_protocol::encode_server_frame(version, &m).expect("every version has every message so far");
+        let version = version.max(m.since());
+        let bytes = bulwark_protocol::encode_server_frame(version, &m).expect("every version from its `since` has it");
         prop_assert_eq!(decode_server_frame(&bytes, &Limits::default()), Ok(Frame { version, message: m }));
     }
 
@@ -679,6 +709,26 @@ proptest! {
 
     /// The two directions never confuse each other: no agent frame is a valid
     /// server frame and no server frame a valid agent frame.
+    /// Live output and cancel (RFD 0012) exist from version 3 only: a
+    /// version 1 or 2 session can neither write them nor read them, even
+    /// written by hand (a hostile or confused peer).
+    #[test]
+    fn version_3_messages_are_refused_in_older_sessions(a in agent_message(), s in server_message(), version in MIN_PROTOCOL_VERSION..3u16) {
+        for since in [a.since(), s.since()] {
+            prop_assert!(since == 1 || since == 3, "a new `since` needs its own test: {since}");
+        }
+        if a.since() == 3 {
+            prop_assert_eq!(bulwark_protocol::encode_agent_frame(version, &a), Err(ProtocolError::NotInVersion { since: 3, version }));
+            let forged = to_canonical(&Frame { version, message: a });
+            prop_assert_eq!(decode_agent_frame(&forged, &Limits::default()), Err(ProtocolError::NotInVersion { since: 3, version }));
+        }
+        if s.since() == 3 {
+            prop_assert_eq!(bulwark_protocol::encode_server_frame(version, &s), Err(ProtocolError::NotInVersion { since: 3, version }));
+            let forged = to_canonical(&Frame { version, message: s });
+            prop_assert_eq!(decode_server_frame(&forged, &Limits::default()), Err(ProtocolError::NotInVersion { since: 3, version }));
+        }
+    }
+
     #[test]
     fn directions_are_not_interchangeable(a in agent_message(), s in server_message()) {
         prop_assert!(decode_server(&encode_agent_frame(&a)).is_err());
@@ -743,12 +793,14 @@ proptest! {
 
     #[test]
     fn agent_frames_have_one_encoding(m in agent_message(), version in any_version()) {
+        let version = version.max(m.since());
         let frame = Frame { version, message: m };
         assert_only_one_encoding(&encode_agent_whole(&frame), decode_agent_whole, encode_agent_whole)?;
     }
 
     #[test]
     fn server_frames_have_one_encoding(m in server_message(), version in any_version()) {
+        let version = version.max(m.since());
         let frame = Frame { version, message: m };
         assert_only_one_encoding(&encode_server_whole(&frame), decode_server_whole, encode_server_whole)?;
     }
@@ -953,7 +1005,7 @@ fn frame_vectors() {
             })
         );
         let mut v2 = bytes;
-        v2[2] = 2;
+        v2[2] = PROTOCOL_VERSION as u8;
         assert_eq!(encode_agent_frame(&m), v2);
     };
     let check_server = |m: ServerMessage, hex: &str| {
@@ -968,7 +1020,7 @@ fn frame_vectors() {
             })
         );
         let mut v2 = bytes;
-        v2[2] = 2;
+        v2[2] = PROTOCOL_VERSION as u8;
         assert_eq!(encode_server_frame(&m), v2);
     };
     check_agent(AgentMessage::Heartbeat(Heartbeat { seq: 1 }), HEARTBEAT_1);
@@ -1091,10 +1143,10 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
 fn other_versions_are_refused_before_the_body() {
     let frame = heartbeat_frame();
     assert_eq!(&frame[..3], &[0xa2, 0x00, PROTOCOL_VERSION as u8]);
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 2));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 3));
     for (version_head, got) in [
         (vec![0x00], 0u16),
-        (vec![0x03], 3),
+        (vec![0x04], 4),
         (vec![0x17], 23),
         (vec![0x19, 0x12, 0x34], 0x1234),
     ] {
@@ -1109,7 +1161,7 @@ fn other_versions_are_refused_before_the_body() {
             decode_server(&mutant),
             Err(ProtocolError::UnsupportedVersion { got })
         );
-        // The body is not looked at: a version-3 frame with a garbage body
+        // The body is not looked at: a version-4 frame with a garbage body
         // still gets the answer that helps the peer.
         let mut garbage_body = vec![0xa2, 0x00];
         garbage_body.extend_from_slice(&version_head);
@@ -1362,6 +1414,15 @@ fn agent_field_cases() -> Vec<AgentCase> {
         ("stderr", l.max_output_bytes, |n| {
             ran(|r| r.stderr = vec![b'e'; n])
         }),
+        ("data", l.max_output_chunk_bytes, |n| {
+            AgentMessage::JobOutput(JobOutput {
+                job_id: [1; 16],
+                seq: 0,
+                stream: OutputStream::Stderr,
+                data: vec![b'x'; n],
+                skipped: 0,
+            })
+        }),
         ("code", l.max_text, |n| {
             job_refused(text_of(n), String::new())
         }),
@@ -1474,6 +1535,12 @@ fn each_server_field_is_accepted_at_its_limit_and_refused_over_it() {
             ServerMessage::Refused(Refused {
                 code: RefusalCode::Unavailable,
                 message: text_of(n),
+            })
+        }),
+        ("reason", l.max_long_text, |n| {
+            ServerMessage::CancelJob(CancelJob {
+                job_id: [1; 16],
+                reason: text_of(n),
             })
         }),
         ("roots", l.max_trust_roots, |n| {

@@ -22,7 +22,7 @@ function watchJob() {
     if (document.hidden) { setTimeout(tick, delay); return; }
     try {
       const job = await getJob(id);
-      const now = job.state + "|" + job.targets.map((t) => t.state).join(",");
+      const now = job.status + "|" + job.targets.map((t) => t.status).join(",");
       if (now !== seen) {
         // Not while someone is typing a rejection reason.
         const typing = document.activeElement && document.activeElement.name === "reason";
@@ -37,6 +37,57 @@ function watchJob() {
   setTimeout(tick, delay);
 }
 
+const FINAL = ["succeeded", "failed", "timed_out", "refused", "cancelled", "expired"];
+
+// A job's live output on one device (RFD 0012): pieces after the last one
+// seen, appended as text (never as HTML: the agent wrote it), every second
+// until the device is done with the job.
+function streamOutput(jobId, pre) {
+  const device = pre.dataset.device;
+  const marker = pre.parentElement.querySelector(".truncated");
+  let after = null;
+  const tick = async () => {
+    let url = "/api/v1/jobs/" + encodeURIComponent(jobId) + "/output?device=" + encodeURIComponent(device);
+    if (after !== null) url += "&after=" + after;
+    let out;
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      out = await response.json();
+    } catch {
+      setTimeout(tick, 5000);
+      return;
+    }
+    for (const piece of out.chunks) {
+      if (piece.skipped > 0) {
+        const gap = document.createElement("span");
+        gap.className = "gap";
+        gap.textContent = "[... " + piece.skipped + " bytes not received ...]\n";
+        pre.appendChild(gap);
+      }
+      const span = document.createElement("span");
+      span.className = piece.stream;
+      span.textContent = piece.text;
+      pre.appendChild(span);
+    }
+    after = out.next;
+    if (marker && out.truncated_bytes > 0) {
+      marker.textContent = "[... " + out.truncated_bytes + " bytes truncated ...]";
+      marker.hidden = false;
+    }
+    if (out.chunks.length >= 256) { tick(); return; }
+    if (!FINAL.includes(out.status)) setTimeout(tick, 1000);
+  };
+  tick();
+}
+
+function streamOutputs() {
+  const head = document.getElementById("job");
+  if (!head) return;
+  for (const pre of document.querySelectorAll("pre.live-output")) streamOutput(head.dataset.jobId, pre);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   watchJob();
+  streamOutputs();
 });

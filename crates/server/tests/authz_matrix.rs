@@ -301,6 +301,15 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/jobs/{id}/reject",
         Tenant(&[Owner, SecurityOfficer, Technician, TenantAuditor], 409),
     ),
+    // Live output of the start-up job on its device (none yet: an empty page).
+    ("GET", "/api/v1/jobs/{id}/output", Tenant(EVERY_ROLE, 200)),
+    // Whoever may run jobs may cancel them; an empty reason: 400 after the
+    // role and MFA checks (the job stays as it is for the next caller).
+    (
+        "POST",
+        "/api/v1/jobs/{id}/cancel",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
     // The transparency logs (read-only): the key is for everyone with a
     // role; a tenant's log for every role on that tenant; the MSP log for
     // owners and security officers.
@@ -491,6 +500,7 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("POST", "/api/v1/trust-proposals/{id}/signatures"),
     ("POST", "/api/v1/jobs/{id}/approvals"),
     ("POST", "/api/v1/jobs/{id}/reject"),
+    ("POST", "/api/v1/jobs/{id}/cancel"),
     ("POST", "/api/v1/passkeys/registration/options"),
     ("POST", "/api/v1/passkeys/registration"),
     ("DELETE", "/api/v1/passkeys/{id}"),
@@ -993,6 +1003,18 @@ impl Harness {
             ("POST", "/api/v1/jobs/{id}/reject") => (
                 path.replace("{id}", &self.jobs[tenant]),
                 Some(json!({"reason": "not today"})),
+            ),
+            ("POST", "/api/v1/jobs/{id}/cancel") => (
+                path.replace("{id}", &self.jobs[tenant]),
+                Some(json!({"reason": ""})),
+            ),
+            ("GET", "/api/v1/jobs/{id}/output") => (
+                format!(
+                    "{}?device={}",
+                    path.replace("{id}", &self.jobs[tenant]),
+                    self.devices[tenant]
+                ),
+                None,
             ),
             ("POST", "/api/v1/invitations") => {
                 let username = self.unique("invited");

@@ -880,3 +880,211 @@ async fn a_newer_agent_is_told_the_newest_version_and_a_switch_mid_session_is_re
     h.wait_online(&id, false).await;
     h.server.shutdown().await;
 }
+
+/// An approved job for `device`, stored as the API stores one, and the
+/// gateway nudged. Returns its id.
+async fn approved_job_for(h: &Harness, device: &str) -> [u8; 16] {
+    let store = &h.server.store;
+    let job_id: [u8; 16] = rand::random();
+    let job_hex = hex::encode(job_id);
+    let technician = store
+        .create_operator(
+            &bulwark_store::NewOperator {
+                username: format!("tech-{}", &job_hex[..8]),
+                password_hash: "$argon2id$unused".to_owned(),
+                totp_secret: "UNUSED".to_owned(),
+            },
+            "operator",
+            "test",
+            now_millis(),
+        )
+        .await
+        .expect("operator");
+    let now = now_millis();
+    store
+        .create_job(
+            &NewJob {
+                id: job_hex.clone(),
+                tenant_id: h.tenant_id.clone(),
+                requested_by: technician.id.clone(),
+                class: "diagnostics".to_owned(),
+                reason: "flood".to_owned(),
+                script: b"yes".to_vec(),
+                script_sha256: [1; 32],
+                envelope: b"envelope".to_vec(),
+                signed_sha256: [2; 32],
+                not_before: now - 1_000,
+                expires_at: now + 600_000,
+                state: JobState::Approved,
+                signed_with: Vec::new(),
+            },
+            &[device.to_owned()],
+            now,
+            &[],
+        )
+        .await
+        .expect("job stored");
+    h.server.presence.nudge_device(device);
+    job_id
+}
+
+/// RFD 0012, a malicious agent: a flood of live output pieces for a job it
+/// runs is cut at its own connection (a rate) and in storage (1 MiB per
+/// target), pieces for a job it was not sent are dropped, its connection
+/// and another agent's go on, and the cancel still reaches it. A version 2
+/// connection is never sent a cancel (it has no such message).
+#[tokio::test]
+async fn a_flood_of_live_output_is_capped_and_a_cancel_still_arrives() {
+    use bulwark_protocol::message::{JobOutput, JobStarted, OutputStream};
+    let h = start().await;
+    let store = &h.server.store;
+    let honest = h.enrolled().await;
+    let honest_id = honest.device_id.to_string();
+    let _stop = h.run_agent(honest);
+    h.wait_online(&honest_id, true).await;
+
+    let flooder = h.enrolled().await;
+    let device = flooder.device_id.to_string();
+    let mut ws = hello_in(&h, &flooder, 3).await;
+    assert!(matches!(
+        next_message(&mut ws).await,
+        Some(ServerMessage::Welcome(_))
+    ));
+    let job_id = approved_job_for(&h, &device).await;
+    let job_hex = hex::encode(job_id);
+    next_job(&mut ws).await;
+    let send = |m: AgentMessage| bulwark_protocol::encode_agent_frame(3, &m).expect("encodes");
+    ws.send(Message::Binary(
+        send(AgentMessage::JobStarted(JobStarted {
+            job_id,
+            started_at_ms: 1,
+        }))
+        .into(),
+    ))
+    .await
+    .expect("send");
+    // 2,000 full pieces (31 MiB) as fast as the socket takes them, and
+    // pieces for a job this device was never sent.
+    let limits = Limits::default();
+    let piece = vec![b'x'; limits.max_output_chunk_bytes];
+    for seq in 0..2_000u64 {
+        let message = AgentMessage::JobOutput(JobOutput {
+            job_id: if seq % 10 == 9 { [7; 16] } else { job_id },
+            seq,
+            stream: OutputStream::Stdout,
+            data: piece.clone(),
+            skipped: 0,
+        });
+        ws.send(Message::Binary(send(message).into()))
+            .await
+            .expect("send");
+    }
+    // Still connected, and heard: a heartbeat's frame is read after the flood.
+    ws.send(Message::Binary(
+        send(AgentMessage::Heartbeat(Heartbeat { seq: 1 })).into(),
+    ))
+    .await
+    .expect("send");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        h.server.presence.is_online(&device),
+        "the flooder was disconnected"
+    );
+    assert!(
+        h.server.presence.is_online(&honest_id),
+        "the honest agent was hurt"
+    );
+    let target = store
+        .job_targets(&TenantScope::All, &job_hex)
+        .await
+        .expect("targets")
+        .remove(0);
+    assert!(target.running_at.is_some());
+    assert!(
+        usize::try_from(target.live_bytes).expect("size") <= limits.max_live_output_bytes,
+        "{} bytes kept",
+        target.live_bytes
+    );
+    let rows = store
+        .job_output(&TenantScope::All, &job_hex, Some(&device), None, 10_000)
+        .await
+        .expect("output");
+    assert!(
+        rows.len() <= 200,
+        "{} pieces stored: the rate did not hold",
+        rows.len()
+    );
+    assert!(
+        store
+            .job_output(&TenantScope::All, &hex::encode([7u8; 16]), None, None, 10)
+            .await
+            .expect("output")
+            .is_empty()
+    );
+
+    // The operator cancels: the cancel reaches this version 3 connection.
+    let cancelled = store
+        .cancel_job(
+            &job_hex,
+            &target_operator(&h, &job_hex).await,
+            "enough",
+            now_millis(),
+            &[],
+        )
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.delivered, vec![device.clone()]);
+    h.server.presence.nudge_device(&device);
+    let cancel = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match next_message(&mut ws).await {
+                Some(ServerMessage::CancelJob(c)) => return c,
+                Some(_) => continue,
+                None => panic!("closed"),
+            }
+        }
+    })
+    .await
+    .expect("a cancel arrives");
+    assert_eq!((cancel.job_id, cancel.reason.as_str()), (job_id, "enough"));
+
+    // A version 2 connection with a cancelled job gets no cancel, and stays.
+    let old = h.enrolled().await;
+    let old_id = old.device_id.to_string();
+    let mut old_ws = hello_in(&h, &old, 2).await;
+    assert!(matches!(
+        next_message(&mut old_ws).await,
+        Some(ServerMessage::Welcome(_))
+    ));
+    let old_job = hex::encode(approved_job_for(&h, &old_id).await);
+    next_job(&mut old_ws).await;
+    store
+        .cancel_job(
+            &old_job,
+            &target_operator(&h, &old_job).await,
+            "enough",
+            now_millis(),
+            &[],
+        )
+        .await
+        .expect("cancel");
+    h.server.presence.nudge_device(&old_id);
+    let next = tokio::time::timeout(Duration::from_secs(2), next_message(&mut old_ws)).await;
+    assert!(
+        !matches!(next, Ok(Some(ServerMessage::CancelJob(_))) | Ok(None)),
+        "{next:?}"
+    );
+    assert!(h.server.presence.is_online(&old_id));
+    h.server.shutdown().await;
+}
+
+/// The operator who requested a job.
+async fn target_operator(h: &Harness, job_hex: &str) -> String {
+    h.server
+        .store
+        .job(&TenantScope::All, job_hex)
+        .await
+        .expect("job")
+        .expect("exists")
+        .requested_by
+}

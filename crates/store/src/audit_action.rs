@@ -85,6 +85,9 @@ audit_actions! {
     JobApproved => "job.approved",
     JobRejected => "job.rejected",
     JobExpired => "job.expired",
+    /// An operator cancelled a job (RFD 0012): waiting targets are never sent,
+    /// running ones are sent a cancel.
+    JobCancelled => "job.cancelled",
     /// The leaf an agent checks before it runs a job (RFD 0003).
     JobReleased => bulwark_protocol::audit_leaf::JOB_RELEASED,
     JobDelivered => "job.delivered",

@@ -145,7 +145,8 @@ impl Store {
             job_from!(),
             " JOIN job_targets jt ON jt.job_id = j.id",
             " WHERE jt.device_id = $1 AND jt.state IN ('waiting', 'delivered')",
-            " AND j.state = 'approved' AND j.not_before <= $2 AND j.expires_at > $2",
+            " AND j.state = 'approved' AND j.cancelled_at IS NULL",
+            " AND j.not_before <= $2 AND j.expires_at > $2",
             " ORDER BY j.created_at, j.id"
         );
         let rows = sqlx::query(SQL)

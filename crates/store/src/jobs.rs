@@ -217,6 +217,10 @@ pub struct Job {
     /// The index of its `job.released` entry in the tenant's log, once
     /// approved (none for jobs from before the log).
     pub release_log_idx: Option<u64>,
+    /// When, by whom (operator username) and why it was cancelled (RFD 0012).
+    pub cancelled_at: Option<Millis>,
+    pub cancelled_by: Option<String>,
+    pub cancel_reason: Option<String>,
 }
 
 /// One target device of a job, with its result once there is one.
@@ -240,6 +244,12 @@ pub struct JobTarget {
     pub reported_at: Option<Millis>,
     /// What an install-patches job did (its agent's report).
     pub patches: Option<PatchReport>,
+    /// The agent's clock: when it said the script started (protocol
+    /// version 3); none before, or from an older agent.
+    pub running_at: Option<Millis>,
+    /// Live output bytes kept, and bytes not kept (RFD 0012).
+    pub live_bytes: i64,
+    pub live_truncated: i64,
 }
 
 /// A recorded approval (with a key) or rejection (without one).
@@ -262,6 +272,8 @@ macro_rules! job_columns {
          o.username AS requested_by_username, j.class, j.reason, j.script, j.script_sha256, \
          j.envelope, j.state, j.not_before, j.expires_at, j.created_at, j.decided_at, \
          j.decided_by, j.decision_note, j.release_log_idx, \
+         j.cancelled_at, j.cancel_reason, \
+         (SELECT cu.username FROM operators cu WHERE cu.id = j.cancelled_by) AS cancelled_by_username, \
          (SELECT COUNT(*) FROM job_targets c WHERE c.job_id = j.id AND c.state = 'waiting') AS n_waiting, \
          (SELECT COUNT(*) FROM job_targets c WHERE c.job_id = j.id AND c.state = 'delivered') AS n_delivered, \
          (SELECT COUNT(*) FROM job_targets c WHERE c.job_id = j.id AND c.state = 'succeeded') AS n_succeeded, \
@@ -289,7 +301,8 @@ macro_rules! target_select {
     () => {
         "SELECT jt.job_id, jt.device_id, d.hostname, jt.state, jt.exit_code, jt.refusal_code, \
          jt.refusal_reason, jt.stdout, jt.stderr, jt.output_sha256, jt.started_at, jt.finished_at, \
-         jt.delivered_at, jt.reported_at, jt.patch_report \
+         jt.delivered_at, jt.reported_at, jt.patch_report, jt.running_at, jt.live_bytes, \
+         jt.live_truncated \
          FROM job_targets jt JOIN devices d ON d.id = jt.device_id"
     };
 }
@@ -330,6 +343,9 @@ pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job, StoreError> {
                 u64::try_from(idx).map_err(|_| StoreError::Corrupt("negative log index".into()))
             })
             .transpose()?,
+        cancelled_at: row.try_get("cancelled_at")?,
+        cancelled_by: row.try_get("cancelled_by_username")?,
+        cancel_reason: row.try_get("cancel_reason")?,
         targets: TargetCounts {
             waiting: row.try_get("n_waiting")?,
             delivered: row.try_get("n_delivered")?,
@@ -369,6 +385,9 @@ pub(crate) fn target_from_row(row: &AnyRow) -> Result<JobTarget, StoreError> {
                     .map_err(|e| StoreError::Corrupt(format!("patch report: {e}")))
             })
             .transpose()?,
+        running_at: row.try_get("running_at")?,
+        live_bytes: row.try_get("live_bytes")?,
+        live_truncated: row.try_get("live_truncated")?,
     })
 }
 

@@ -31,6 +31,7 @@ mod error;
 mod inventory_sections;
 mod invitations;
 mod job_delivery;
+mod job_live;
 mod jobs;
 mod operators;
 mod packages;
@@ -75,6 +76,7 @@ pub use invitations::{
     ACCOUNT_OPERATOR, ACCOUNT_OWNER, Grant, Invitation, InvitationEnrolment, NewInvitation,
 };
 pub use job_delivery::TargetOutcome;
+pub use job_live::{Appended, Cancelled, OutputChunk};
 pub use jobs::{
     Decision, Job, JobApproval, JobState, JobTarget, NewJob, TargetCounts, TargetState,
 };

@@ -105,6 +105,7 @@ suite! {
         job_approvals_replace_envelope,
         job_state_transitions,
         job_approvals_and_results_concurrent,
+        job_cancel_and_live_output,
     ],
     url: [migrations_idempotent],
 }
@@ -4845,5 +4846,171 @@ async fn changes_fail_when_their_events_cannot_be_logged(store: Store) {
             .unwrap()
             .map_or(0, |h| h.size),
         acme_size + 1
+    );
+}
+
+/// RFD 0012: cancelling stops delivery and names the devices to tell; a
+/// start is recorded once, for a delivered target; live output is kept up
+/// to the cap per target, the rest counted, a resent piece ignored, and
+/// nothing is kept for a target that was not sent the job or has finished.
+async fn job_cancel_and_live_output(store: Store) {
+    let (a, devices) = tenant_with_devices(&store, "tenant-a", 1, &["d-1", "d-2"]).await;
+    let owner = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let (d1, d2) = (devices[0].id.clone(), devices[1].id.clone());
+    let job = store
+        .create_job(
+            &new_job(1, &a, &owner.id),
+            &[d1.clone(), d2.clone()],
+            T0,
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_job_state(&job.id, JobState::Approved, Some(&owner.id), None, T0, &[])
+            .await
+            .unwrap()
+    );
+    // Output before delivery: not kept.
+    assert_not_found(
+        store
+            .append_output(&job.id, &d1, 0, "stdout", b"early", 0, 10, T0)
+            .await,
+    );
+    assert!(!store.mark_running(&job.id, &d1, T0 + 1).await.unwrap());
+    assert!(
+        store
+            .mark_delivered(&job.id, &d1, T0 + 1, &[])
+            .await
+            .unwrap()
+    );
+    assert!(store.mark_running(&job.id, &d1, T0 + 2).await.unwrap());
+    assert!(
+        !store.mark_running(&job.id, &d1, T0 + 3).await.unwrap(),
+        "once"
+    );
+
+    // A cap of 10 bytes: 6 kept, then 4 of the next 6, then none.
+    use bulwark_store::Appended;
+    let append = |seq: u64, data: &'static [u8], skipped: u64| {
+        let (store, job, d1) = (store.clone(), job.id.clone(), d1.clone());
+        async move {
+            store
+                .append_output(&job, &d1, seq, "stdout", data, skipped, 10, T0 + 5)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(append(0, b"line1\n", 0).await, Appended::Stored(6));
+    assert_eq!(append(0, b"line1\n", 0).await, Appended::Dropped, "resent");
+    assert_eq!(append(1, b"line2\n", 3).await, Appended::Stored(4));
+    assert_eq!(append(2, b"line3\n", 0).await, Appended::Dropped);
+    let all = TenantScope::All;
+    let chunks = store
+        .job_output(&all, &job.id, Some(&d1), None, 100)
+        .await
+        .unwrap();
+    let kept: Vec<u8> = chunks.iter().flat_map(|c| c.data.clone()).collect();
+    assert_eq!(kept, b"line1\nline");
+    assert_eq!(chunks[1].skipped, 3);
+    let after = store
+        .job_output(&all, &job.id, Some(&d1), Some(0), 100)
+        .await
+        .unwrap();
+    assert_eq!(after.iter().map(|c| c.seq).collect::<Vec<_>>(), [1, 2]);
+    let target = store
+        .job_targets(&all, &job.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.device_id == d1)
+        .unwrap();
+    assert_eq!(target.running_at, Some(T0 + 2));
+    // 2 past the cap in piece 1, 3 skipped by the agent, 6 of piece 2.
+    assert_eq!((target.live_bytes, target.live_truncated), (10, 11));
+    // Another tenant's operator sees none of it.
+    let other = store
+        .create_operator(&new_operator("mallory"), "technician", "test", T0)
+        .await
+        .unwrap();
+    let foreign = TenantScope::Operator(other.id.clone());
+    assert!(
+        store
+            .job_output(&foreign, &job.id, Some(&d1), None, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Cancel: d-1 (delivered) is to be told, d-2 (waiting) is never sent it.
+    let cancelled = store
+        .cancel_job(&job.id, &owner.id, "stop", T0 + 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(cancelled.delivered, vec![d1.clone()]);
+    assert_eq!(cancelled.waiting, 1);
+    assert!(
+        store
+            .deliverable_jobs_for_device(&d2, T0 + 11)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a cancelled job is never delivered"
+    );
+    assert_eq!(
+        store.cancels_for_device(&d1).await.unwrap(),
+        vec![(job.id.clone(), "stop".to_owned())]
+    );
+    assert!(store.cancels_for_device(&d2).await.unwrap().is_empty());
+    assert_conflict(
+        store
+            .cancel_job(&job.id, &owner.id, "again", T0 + 12, &[])
+            .await,
+        "job already cancelled",
+    );
+    let stored = store.job(&all, &job.id).await.unwrap().unwrap();
+    assert_eq!(stored.cancelled_at, Some(T0 + 10));
+    assert_eq!(stored.cancelled_by.as_deref(), Some("olivia"));
+    assert_eq!(stored.cancel_reason.as_deref(), Some("stop"));
+    // The agent's answer ends it; nothing more is kept, no cancel is due.
+    store
+        .record_result(&job.id, &d1, &ran(None, false, ""), T0 + 13, &[])
+        .await
+        .unwrap();
+    assert_not_found(
+        store
+            .append_output(&job.id, &d1, 3, "stdout", b"late", 0, 10, T0 + 14)
+            .await,
+    );
+    assert!(store.cancels_for_device(&d1).await.unwrap().is_empty());
+    assert_not_found(store.cancel_job(&job_id(9), &owner.id, "x", T0, &[]).await);
+
+    // A finished job cannot be cancelled.
+    let job2 = store
+        .create_job(
+            &new_job(2, &a, &owner.id),
+            std::slice::from_ref(&d1),
+            T0,
+            &[],
+        )
+        .await
+        .unwrap();
+    store
+        .set_job_state(&job2.id, JobState::Approved, Some(&owner.id), None, T0, &[])
+        .await
+        .unwrap();
+    store
+        .record_result(&job2.id, &d1, &ran(Some(0), false, "ok"), T0 + 1, &[])
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .cancel_job(&job2.id, &owner.id, "late", T0 + 2, &[])
+            .await,
+        "every target has finished",
     );
 }

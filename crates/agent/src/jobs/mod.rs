@@ -50,7 +50,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -65,8 +65,8 @@ use bulwark_policy::{
 };
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::message::{
-    AgentRefusalCode, Job, JobOutcome, JobRefused, JobResult, JobRun, Trust, TrustRefused,
-    TrustStatus,
+    AgentMessage, AgentRefusalCode, Job, JobOutcome, JobOutput, JobRefused, JobResult, JobRun,
+    JobStarted, OutputStream, Trust, TrustRefused, TrustStatus,
 };
 use bulwark_translog::Checkpoint;
 use sha2::{Digest, Sha256};
@@ -81,11 +81,13 @@ use crate::updates::Updates;
 
 pub use crate::supervisor::JOB_PATH;
 
+mod live;
 mod patches;
 mod queue;
 mod records;
 mod run;
 
+pub use live::{Attached, LiveLink};
 pub use queue::*;
 pub use records::*;
 pub use run::*;
@@ -206,6 +208,8 @@ pub struct JobRunner {
     outlived: Vec<[u8; 16]>,
     /// apt, for install-patches jobs (refused without it).
     updates: Option<Updates>,
+    /// Start notices, output pieces and cancels (protocol version 3).
+    live: LiveLink,
 }
 
 impl JobRunner {
@@ -240,6 +244,7 @@ impl JobRunner {
             supervisor: std::env::current_exe()?,
             outlived,
             updates: None,
+            live: LiveLink::default(),
         })
     }
 
@@ -288,6 +293,17 @@ impl JobRunner {
 
     pub fn spool(&self) -> &ResultSpool {
         &self.spool
+    }
+
+    /// What a run streams to; `cancellable`: killed on a cancel.
+    fn watch(&self, cancellable: bool) -> live::Watch<'_> {
+        let limits = bulwark_protocol::Limits::default();
+        live::Watch {
+            link: &self.live,
+            cancellable,
+            max_bytes: limits.max_live_output_bytes,
+            max_piece: limits.max_output_chunk_bytes,
+        }
     }
 
     pub fn trust(&self) -> &Arc<Mutex<TrustState>> {
@@ -420,6 +436,16 @@ impl JobRunner {
                 warn!(job_id = %id, code = %refusal.code(), reason = %refusal, "Refused a job.");
                 refused(job_id, refusal.code(), &refusal.to_string()).outcome
             }
+            // Cancelled before it started: not run, not recorded as run (RFD 0012).
+            Some(Ok(_)) if self.live.is_cancelled(&job_id) => {
+                info!(job_id = %id, "The server cancelled this job before it started; not running it.");
+                refused(
+                    job_id,
+                    AgentRefusalCode::Cancelled,
+                    "cancelled before it started; it did not run",
+                )
+                .outcome
+            }
             Some(Ok(verified)) => self.run(&id, verified, &job.script).await,
         };
         let result = JobResult { job_id, outcome };
@@ -489,7 +515,7 @@ impl JobRunner {
             ));
         };
         let timeout = Duration::from_secs(u64::from(job.timeout_secs));
-        match run_script(
+        match run::run_script_watched(
             &self.run_dir,
             &job.job_id,
             script,
@@ -497,6 +523,7 @@ impl JobRunner {
             timeout,
             self.max_output,
             &self.supervisor,
+            Some(self.watch(true)),
         )
         .await
         {

@@ -17,7 +17,7 @@ use bulwark_policy::Interpreter;
 use bulwark_protocol::message::{AgentRefusalCode, JobOutcome};
 use tracing::{error, info};
 
-use super::{JobRunner, now_ms, refused, run_script};
+use super::{JobRunner, now_ms, refused};
 use crate::updates::{REBOOT_REQUIRED, Updates, install_script, patch_report, select_targets};
 
 impl JobRunner {
@@ -46,7 +46,9 @@ impl JobRunner {
                 return agent_error("the apt configuration path cannot be quoted".into());
             };
             info!(job_id = %id, packages = targets.len(), "Upgrading packages with apt.");
-            match run_script(
+            // Streamed, but never killed on a cancel: apt and dpkg stopped
+            // midway leave packages half configured (RFD 0012).
+            match super::run::run_script_watched(
                 &self.run_dir,
                 &job_id,
                 script.as_bytes(),
@@ -54,6 +56,7 @@ impl JobRunner {
                 timeout,
                 self.max_output,
                 &self.supervisor,
+                Some(self.watch(false)),
             )
             .await
             {

@@ -54,6 +54,7 @@ pub struct JobsHandle {
     pub(super) spool: ResultSpool,
     pub(super) state_dir: PathBuf,
     pub(super) limits: Limits,
+    pub(super) live: LiveLink,
 }
 
 impl std::fmt::Debug for JobsHandle {
@@ -87,6 +88,7 @@ pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + S
         spool: runner.spool.clone(),
         state_dir: runner.state_dir.clone(),
         limits: runner.limits.clone(),
+        live: runner.live.clone(),
     };
     let worker = async move {
         if runner.finish_outlived().await > 0 {
@@ -98,6 +100,7 @@ pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + S
                 let mut held = held_ids(&held);
                 if held.get(id) == Some(&queued.session) {
                     held.remove(id);
+                    runner.live.forget(id);
                 }
             }
             if result.is_some() {
@@ -237,6 +240,26 @@ impl JobsHandle {
             warn!(%error, "Cannot read the job result spool.");
             Vec::new()
         })
+    }
+
+    /// The server cancelled a job (protocol version 3, RFD 0012). Only a
+    /// job held now (queued or running) is marked: a waiting one is then
+    /// answered `cancelled`, a running script is killed (not an apt run).
+    /// A cancel makes nothing run, so it needs no signature.
+    pub fn cancel(&self, job_id: &[u8; 16], reason: &str) {
+        let id = hex::encode(job_id);
+        if held_ids(&self.held).contains_key(job_id) {
+            info!(job_id = %id, reason, "The server cancelled a job.");
+            self.live.cancel(*job_id);
+        } else {
+            debug!(job_id = %id, "A cancel for a job this agent does not hold; ignored.");
+        }
+    }
+
+    /// A version 3 connection takes start notices and output pieces
+    /// until the returned hold is dropped.
+    pub async fn attach_live(&self) -> Attached {
+        self.live.attach().await
     }
 
     /// Temporary answers ([`AgentRefusalCode::LogHeadStale`]) for this

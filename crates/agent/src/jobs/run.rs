@@ -112,6 +112,36 @@ pub async fn run_script(
     max_output: usize,
     supervisor: &Path,
 ) -> io::Result<JobRun> {
+    run_script_watched(
+        run_dir,
+        job_id,
+        script,
+        interpreter,
+        timeout,
+        max_output,
+        supervisor,
+        None,
+    )
+    .await
+}
+
+/// How often a running script's output is streamed and its cancel looked for.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// [`run_script`], streaming its start and output to `watch`'s link and
+/// killing its process group when the server cancels it (RFD 0012).
+// One argument per thing a run needs, plus its watch.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn run_script_watched(
+    run_dir: &Path,
+    job_id: &[u8; 16],
+    script: &[u8],
+    interpreter: Interpreter,
+    timeout: Duration,
+    max_output: usize,
+    supervisor: &Path,
+    watch: Option<live::Watch<'_>>,
+) -> io::Result<JobRun> {
     private_dir(run_dir)?;
     let name = hex::encode(job_id);
     let files = RunFiles::new(run_dir, &name);
@@ -133,15 +163,40 @@ pub async fn run_script(
         files: Some(files.clone()),
         supervisor: child.id().and_then(|id| i32::try_from(id).ok()),
     };
+    let mut streamer = watch.map(|w| live::Streamer::new(w, *job_id));
+    if let Some(streamer) = &streamer {
+        streamer.started(now_ms()).await;
+    }
     // The supervisor enforces the timeout; this only guards against a
     // supervisor that hangs.
-    let status = match tokio::time::timeout(timeout + SUPERVISOR_GRACE, child.wait()).await {
-        Ok(status) => status?,
-        Err(_) => {
-            guard.kill();
-            child.wait().await?
+    let deadline = tokio::time::Instant::now() + timeout + SUPERVISOR_GRACE;
+    let mut killed_on_cancel = false;
+    let status = loop {
+        // `Child::wait` is cancel safe: a wait cut short loses nothing.
+        if let Ok(status) = tokio::time::timeout(WATCH_EVERY, child.wait()).await {
+            break status?;
         }
+        if tokio::time::Instant::now() >= deadline {
+            guard.kill();
+            break child.wait().await?;
+        }
+        let Some(streamer) = &mut streamer else {
+            continue;
+        };
+        if !killed_on_cancel && streamer.kill_requested() {
+            // The script's group only: its supervisor records how it ended.
+            if let Some(pgid) = read_pid(&files.pgid) {
+                info!(job_id = %name, "The server cancelled this job; killing its script.");
+                kill_group(pgid);
+                killed_on_cancel = true;
+            }
+        }
+        streamer.pump(&files, false).await;
     };
+    if let Some(streamer) = &mut streamer {
+        streamer.pump(&files, true).await;
+        streamer.flush().await;
+    }
     guard.supervisor = None;
     guard.files = None;
     let Some(exit) = Exit::read(&files.exit) else {

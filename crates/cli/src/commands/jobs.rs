@@ -14,9 +14,10 @@ use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::devices::DeviceView;
+use bulwark_api::job_status::TargetStatus;
 use bulwark_api::jobs::{
-    ApprovalRequest, JobRequest, JobTargetView, JobView, QuorumView, RejectRequest,
-    WebAuthnApproval,
+    ApprovalRequest, CancelRequest, JobOutputView, JobRequest, JobTargetView, JobView,
+    OutputStreamView, QuorumView, RejectRequest, WebAuthnApproval,
 };
 use bulwark_api::signing_keys::{SigningKeyRequest, SigningKeyView};
 use bulwark_policy::policy::ScriptHash;
@@ -28,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::client::{Session, path_segment};
 use crate::commands::keys::KeyStore;
-use crate::output::{Cell, or_dash, print_json, render_table, unix_now, use_colour};
+use crate::output::{Cell, or_dash, print_json, render_table, terminal_text, unix_now, use_colour};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
@@ -99,8 +100,22 @@ pub enum JobCommand {
         /// Keep showing until every target has finished.
         #[arg(long)]
         wait: bool,
+        /// Print the output as it arrives (each line prefixed with its
+        /// device when there are several), until the job ends.
+        #[arg(long, conflicts_with_all = ["wait", "json"])]
+        follow: bool,
         #[arg(long)]
         json: bool,
+    },
+    /// Cancel a job: devices not sent it yet never get it, devices running
+    /// it kill its script (agents of protocol version 3 and later; a patch
+    /// run finishes, a half-done apt run would break the system).
+    Cancel {
+        id: String,
+        #[arg(long, default_value = "cancelled by an operator")]
+        reason: String,
+        #[arg(long, value_name = "CODE")]
+        otp: Option<String>,
     },
     /// Approve a pending job by signing it with a local key.
     Approve {
@@ -272,7 +287,7 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                     let total = j.targets.len();
                     vec![
                         Cell::from(j.id.as_str()),
-                        Cell::from(j.state.as_str()),
+                        Cell::from(j.status.as_str()),
                         Cell::from(j.class.as_str()),
                         Cell::from(format!("{done}/{total}")),
                         Cell::from(j.requested_by.as_str()),
@@ -284,14 +299,22 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             print!(
                 "{}",
                 render_table(
-                    &["ID", "STATE", "CLASS", "DONE", "BY", "CREATED", "REASON"],
+                    &["ID", "STATUS", "CLASS", "DONE", "BY", "CREATED", "REASON"],
                     &rows,
                     use_colour()
                 )
             );
             Ok(())
         }
-        JobCommand::Show { id, wait, json } => {
+        JobCommand::Show {
+            id, follow: true, ..
+        } => {
+            let session = Session::load()?;
+            let view = follow_output(&session, &id).await?;
+            print_job(&view, false);
+            exit_status(&view)
+        }
+        JobCommand::Show { id, wait, json, .. } => {
             let session = Session::load()?;
             let view: JobView = if wait {
                 follow(&session, &id, !json).await?
@@ -414,6 +437,27 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                 );
                 Ok(())
             }
+        }
+        JobCommand::Cancel { id, reason, otp } => {
+            let session = Session::load()?;
+            let reply: JobView = session
+                .post_privileged(
+                    &format!("{}/cancel", job_path(&id)?),
+                    &CancelRequest { reason },
+                    otp.as_deref(),
+                )
+                .await?;
+            println!("The job is {}.", reply.status.as_str());
+            for t in &reply.targets {
+                if t.status == TargetStatus::Running && t.protocol_version.is_some_and(|v| v < 3) {
+                    println!(
+                        "{}: its agent is too old to be told (protocol {}); the job runs to its end there.",
+                        Cell::from(t.hostname.as_str()).text,
+                        or_dash(t.protocol_version)
+                    );
+                }
+            }
+            Ok(())
         }
         JobCommand::Reject { id, reason, otp } => {
             let session = Session::load()?;
@@ -650,13 +694,95 @@ async fn resolve_targets(
     Ok(ids)
 }
 
-fn is_final(state: &str) -> bool {
-    matches!(state, "succeeded" | "failed" | "timed_out" | "refused")
+/// How many of the targets are done with the job.
+fn finished(targets: &[JobTargetView]) -> usize {
+    targets.iter().filter(|t| t.status.is_final()).count()
 }
 
-/// How many of the targets have a result.
-fn finished(targets: &[JobTargetView]) -> usize {
-    targets.iter().filter(|t| is_final(&t.state)).count()
+/// `bulwark job show --follow`: prints each device's output as it arrives
+/// (polling the output after the last piece seen), then the truncation
+/// marker of each device whose output was cut, until the job ends.
+async fn follow_output(session: &Session, id: &str) -> Result<JobView> {
+    let path = job_path(id)?;
+    let mut view: JobView = session.get(&path).await?;
+    let mut cursors: std::collections::HashMap<String, Option<i64>> =
+        std::collections::HashMap::new();
+    let mut told_old = std::collections::HashSet::new();
+    let several = view.targets.len() > 1;
+    loop {
+        let ended = view.status.is_final();
+        for t in &view.targets {
+            if t.protocol_version.is_some_and(|v| v < 3) && told_old.insert(t.device_id.clone()) {
+                eprintln!(
+                    "{}: agent too old for live output (protocol {}); its output shows when it ends.",
+                    Cell::from(t.hostname.as_str()).text,
+                    or_dash(t.protocol_version)
+                );
+            }
+            let cursor = cursors.entry(t.device_id.clone()).or_default();
+            loop {
+                let mut url = format!(
+                    "{path}/output?device={}",
+                    crate::client::path_segment(&t.device_id)?
+                );
+                if let Some(after) = cursor {
+                    url.push_str(&format!("&after={after}"));
+                }
+                let out: JobOutputView = session.get(&url).await?;
+                let more = out.chunks.len() >= 256;
+                for chunk in &out.chunks {
+                    print_piece(several.then_some(t.hostname.as_str()), chunk);
+                }
+                *cursor = out.next;
+                if !more {
+                    break;
+                }
+            }
+        }
+        if ended {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        view = session.get(&path).await?;
+    }
+    for t in &view.targets {
+        if t.live_truncated > 0 {
+            let who = if several {
+                format!("[{}] ", Cell::from(t.hostname.as_str()).text)
+            } else {
+                String::new()
+            };
+            println!("{who}[... {} bytes truncated ...]", t.live_truncated);
+        }
+    }
+    Ok(view)
+}
+
+/// One piece of output, escaped for the terminal; stderr goes to stderr.
+fn print_piece(device: Option<&str>, chunk: &bulwark_api::jobs::OutputChunkView) {
+    use std::io::Write;
+    let mut text = String::new();
+    if chunk.skipped > 0 {
+        text.push_str(&format!("[... {} bytes not received ...]\n", chunk.skipped));
+    }
+    text.push_str(&terminal_text(&chunk.text));
+    if let Some(device) = device {
+        let prefix = format!("[{}] ", Cell::from(device).text);
+        text = text
+            .split_inclusive('\n')
+            .map(|line| format!("{prefix}{line}"))
+            .collect();
+    }
+    let _ = match chunk.stream {
+        OutputStreamView::Stdout => {
+            let mut out = std::io::stdout();
+            out.write_all(text.as_bytes()).and_then(|()| out.flush())
+        }
+        OutputStreamView::Stderr => {
+            let mut err = std::io::stderr();
+            err.write_all(text.as_bytes()).and_then(|()| err.flush())
+        }
+    };
 }
 
 /// Polls the job until every target has a result (or the job cannot run),
@@ -678,8 +804,8 @@ async fn follow(session: &Session, id: &str, show_progress: bool) -> Result<JobV
     loop {
         let done = finished(&view.targets);
         bar.set_position(u64::try_from(done).unwrap_or_default());
-        bar.set_message(format!("(job {})", view.state));
-        if done == total || matches!(view.state.as_str(), "rejected" | "expired") {
+        bar.set_message(format!("(job {})", view.status.as_str()));
+        if done == total || view.status.is_final() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -693,9 +819,13 @@ fn exit_status(view: &JobView) -> Result<()> {
     let failed = view
         .targets
         .iter()
-        .filter(|t| t.state != "succeeded")
+        .filter(|t| t.status != TargetStatus::Succeeded)
         .count();
-    ensure!(failed == 0, "{failed} device(s) did not succeed");
+    ensure!(
+        failed == 0,
+        "{failed} device(s) did not succeed (the job is {})",
+        view.status.as_str()
+    );
     Ok(())
 }
 
@@ -717,7 +847,14 @@ fn quorum_text(quorum: Option<&QuorumView>) -> String {
 fn print_job(view: &JobView, with_script: bool) {
     println!("Job        {}", view.id);
     println!("Tenant     {}", view.tenant);
-    println!("State      {}", view.state);
+    println!("Status     {} ({})", view.status.as_str(), view.state);
+    if let Some(at) = &view.cancelled_at {
+        println!(
+            "Cancelled  {at} by {}: {}",
+            Cell::from(or_dash(view.cancelled_by.as_deref())).text,
+            Cell::from(or_dash(view.cancel_reason.as_deref())).text
+        );
+    }
     println!("Class      {}", view.class);
     println!("Asked by   {}", view.requested_by);
     println!("Reason     {}", view.reason);
@@ -754,10 +891,14 @@ fn print_job(view: &JobView, with_script: bool) {
                 None => first_line(t.stdout.as_deref()),
                 Some(code) => format!("{code}: {}", or_dash(t.refusal_reason.as_deref())),
             };
+            let took = t
+                .duration_ms
+                .map(|ms| format!("{}.{:01} s", ms / 1000, (ms % 1000) / 100));
             vec![
                 Cell::from(t.hostname.as_str()),
-                Cell::from(t.state.as_str()),
+                Cell::from(t.status.label()),
                 Cell::from(or_dash(t.exit_code)),
+                Cell::from(or_dash(took)),
                 Cell::from(detail),
             ]
         })
@@ -765,7 +906,11 @@ fn print_job(view: &JobView, with_script: bool) {
     println!();
     print!(
         "{}",
-        render_table(&["DEVICE", "STATE", "EXIT", "DETAIL"], &rows, use_colour())
+        render_table(
+            &["DEVICE", "STATUS", "EXIT", "TOOK", "DETAIL"],
+            &rows,
+            use_colour()
+        )
     );
     for t in &view.targets {
         if let Some(p) = &t.patches {
@@ -776,7 +921,11 @@ fn print_job(view: &JobView, with_script: bool) {
         for t in &view.targets {
             for (stream, out) in [("stdout", &t.stdout), ("stderr", &t.stderr)] {
                 if let Some(out) = out.as_deref().filter(|s| !s.is_empty()) {
-                    println!("\n--- {} {stream} ---\n{}", t.hostname, out.trim_end());
+                    println!(
+                        "\n--- {} {stream} ---\n{}",
+                        Cell::from(t.hostname.as_str()).text,
+                        terminal_text(out.trim_end())
+                    );
                 }
             }
         }

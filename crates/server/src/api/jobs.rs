@@ -14,9 +14,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::error::ErrorBody;
 use bulwark_api::error::ErrorCode;
+use bulwark_api::job_status::{TargetFacts, TargetStatus, job_status, target_status};
 use bulwark_api::jobs::{
-    ApprovalRequest, JobRequest, JobTargetView, JobView, MassActionDelayView, QuorumView,
-    RejectRequest, SignerView, WebAuthnApproval,
+    ApprovalRequest, CancelRequest, JobOutputView, JobRequest, JobTargetView, JobView,
+    MassActionDelayView, OutputChunkView, OutputStreamView, QuorumView, RejectRequest, SignerView,
+    WebAuthnApproval,
 };
 use bulwark_policy::envelope::SignatureEntry;
 use bulwark_policy::webauthn::WebAuthnSignature;
@@ -51,12 +53,35 @@ fn text(bytes: &Option<Vec<u8>>) -> Option<String> {
         .map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
+/// Facts of one stored target for [`target_status`], with its device's
+/// presence (`presence` is `None` when not known).
+fn status_of(
+    job: &JobRow,
+    t: &JobTargetRow,
+    presence: Option<&crate::presence::Presence>,
+) -> TargetStatus {
+    target_status(TargetFacts {
+        state: t.state.as_str(),
+        job_state: job.state.as_str(),
+        job_cancelled: job.cancelled_at.is_some(),
+        refusal_code: t.refusal_code.as_deref(),
+        exit_code: t.exit_code.and_then(|c| i32::try_from(c).ok()),
+        started: t.running_at.is_some(),
+        online: presence.map(|p| p.is_online(&t.device_id)),
+    })
+}
+
 pub fn job_view(
     job: &JobRow,
     targets: &[JobTargetRow],
     policy: Option<&Policy>,
     full: bool,
+    presence: Option<&crate::presence::Presence>,
 ) -> JobView {
+    let statuses: Vec<TargetStatus> = targets
+        .iter()
+        .map(|t| status_of(job, t, presence))
+        .collect();
     let limits = limits();
     let signed = Signed::from_bytes(&job.envelope, &limits).ok();
     let statement = signed
@@ -115,6 +140,10 @@ pub fn job_view(
         requested_by: job.requested_by_username.clone(),
         script_sha256: hex::encode(job.script_sha256),
         state: job.state.to_string(),
+        status: job_status(job.state.as_str(), job.cancelled_at.is_some(), &statuses),
+        cancelled_at: job.cancelled_at.map(rfc3339),
+        cancelled_by: job.cancelled_by.clone(),
+        cancel_reason: job.cancel_reason.clone(),
         quorum,
         signers,
         not_before: rfc3339(job.not_before),
@@ -128,7 +157,17 @@ pub fn job_view(
         decision_note: job.decision_note.clone(),
         targets: targets
             .iter()
-            .map(|t| JobTargetView {
+            .zip(&statuses)
+            .map(|(t, status)| JobTargetView {
+                status: *status,
+                running_at: t.running_at.map(rfc3339),
+                duration_ms: t
+                    .started_at
+                    .zip(t.finished_at)
+                    .map(|(s, f)| f.saturating_sub(s).max(0)),
+                protocol_version: presence.and_then(|p| p.protocol_version(&t.device_id)),
+                live_bytes: t.live_bytes,
+                live_truncated: t.live_truncated,
                 device_id: t.device_id.clone(),
                 hostname: t.hostname.clone(),
                 state: t.state.to_string(),
@@ -374,7 +413,13 @@ async fn single_job(state: &AppState, caller: &Caller, id: &str) -> Result<JobVi
         .trust_statements(&caller.scope(), &tenant_id)
         .await?;
     let trust = TenantTrust::load(&tenant_id, &set);
-    Ok(job_view(&job, &targets, trust.policy(), true))
+    Ok(job_view(
+        &job,
+        &targets,
+        trust.policy(),
+        true,
+        Some(&state.presence),
+    ))
 }
 
 async fn job_in_scope(
@@ -422,7 +467,13 @@ pub async fn job_views(
     let mut views = Vec::with_capacity(jobs.len());
     for job in jobs {
         let targets = state.store.job_targets(&scope, &job.id).await?;
-        views.push(job_view(&job, &targets, policy, false));
+        views.push(job_view(
+            &job,
+            &targets,
+            policy,
+            false,
+            Some(&state.presence),
+        ));
     }
     Ok(views)
 }
@@ -649,4 +700,125 @@ pub async fn job_for_console(
 ) -> Result<(JobView, String), ApiError> {
     let (_, tenant_id) = job_in_scope(state, caller, id, Action::ViewJobs).await?;
     Ok((single_job(state, caller, id).await?, tenant_id))
+}
+
+/// Cancels a job: devices not sent it yet never get it; devices running it
+/// are sent a cancel (protocol version 3 and later: an older agent runs it
+/// to its end). Whoever may run jobs may cancel them; privileged (a fresh
+/// MFA check), recorded in the tenant's log before it takes effect.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (32 hex characters)")), request_body = CancelRequest,
+    responses((status = 200, body = JobView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<CancelRequest>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(cancel(&state, &caller, &id, &req.reason).await?))
+}
+
+/// Cancels a job (the API route and the console's form).
+pub async fn cancel(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    reason: &str,
+) -> Result<JobView, ApiError> {
+    let (job, tenant_id) = job_in_scope(state, caller, id, Action::CancelJob).await?;
+    let reason = reason.trim();
+    if reason.is_empty() || reason.len() > 1000 {
+        return Err(ApiError::bad_request("reason must be 1 to 1000 characters"));
+    }
+    let event = audit_event(caller, Some(&tenant_id), AuditAction::JobCancelled, &job.id)
+        .with_detail(format!("by {}: {reason}", caller.operator.username));
+    let cancelled = state
+        .store
+        .cancel_job(&job.id, &caller.operator.id, reason, now_millis(), &[event])
+        .await?;
+    // Each device running it is told now (its session sends the cancel).
+    for device in &cancelled.delivered {
+        state.presence.nudge_device(device);
+    }
+    single_job(state, caller, &job.id).await
+}
+
+/// Most pieces one call returns.
+const OUTPUT_PAGE: i64 = 256;
+
+/// A job's live output on one device, after a cursor: poll it while the
+/// job runs (`bulwark job show --follow`, the console's job page).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/output", tag = "jobs",
+    params(("id" = String, Path, description = "Job id (32 hex characters)"), bulwark_api::jobs::OutputQuery),
+    responses((status = 200, body = JobOutputView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []), ("session_cookie" = [])))]
+pub async fn job_output(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    q: Result<
+        axum::extract::Query<bulwark_api::jobs::OutputQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Json<JobOutputView>, ApiError> {
+    let query = super::log::query(q)?;
+    Ok(Json(
+        output(&state, &caller, &id, &query.device, query.after).await?,
+    ))
+}
+
+/// [`job_output`] for the API and the console's JSON.
+pub async fn output(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    device: &str,
+    after: Option<i64>,
+) -> Result<JobOutputView, ApiError> {
+    let (job, _) = job_in_scope(state, caller, id, Action::ViewJobs).await?;
+    if after.is_some_and(|a| a < 0) {
+        return Err(ApiError::bad_request("after must be 0 or more"));
+    }
+    let scope = caller.scope();
+    let targets = state.store.job_targets(&scope, &job.id).await?;
+    let statuses: Vec<TargetStatus> = targets
+        .iter()
+        .map(|t| status_of(&job, t, Some(&state.presence)))
+        .collect();
+    let (target, status) = targets
+        .iter()
+        .zip(&statuses)
+        .find(|(t, _)| t.device_id == device)
+        .ok_or_else(|| ApiError::not_found("job target"))?;
+    let chunks = state
+        .store
+        .job_output(&scope, &job.id, Some(device), after, OUTPUT_PAGE)
+        .await?;
+    let next = chunks.last().map(|c| c.seq).or(after);
+    Ok(JobOutputView {
+        job_id: job.id.clone(),
+        device_id: target.device_id.clone(),
+        status: *status,
+        job_status: job_status(job.state.as_str(), job.cancelled_at.is_some(), &statuses),
+        chunks: chunks
+            .into_iter()
+            .map(|c| OutputChunkView {
+                seq: c.seq,
+                stream: if c.stream == "stderr" {
+                    OutputStreamView::Stderr
+                } else {
+                    OutputStreamView::Stdout
+                },
+                text: String::from_utf8_lossy(&c.data).into_owned(),
+                skipped: c.skipped,
+            })
+            .collect(),
+        next,
+        truncated_bytes: target.live_truncated,
+        agent_too_old: state
+            .presence
+            .protocol_version(device)
+            .is_some_and(|v| v < 3),
+    })
 }

@@ -172,6 +172,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::get_job))
         .routes(routes!(jobs::approve_job))
         .routes(routes!(jobs::reject_job))
+        .routes(routes!(jobs::cancel_job))
+        .routes(routes!(jobs::job_output))
         .routes(routes!(log::log_key))
         .routes(routes!(log::tenant_log_head))
         .routes(routes!(log::tenant_log_statements))

@@ -58,6 +58,8 @@ pub enum Action {
     RequestJob,
     /// Add a signature to a pending job, or reject it (privileged).
     ApproveJob,
+    /// Cancel a job (privileged): whoever may run jobs may stop them.
+    CancelJob,
     /// List and rename one's own passkeys; anyone signed in.
     ManageOwnPasskeys,
     /// Register a passkey on one's own account (privileged).
@@ -128,6 +130,7 @@ impl Action {
                 | Action::ViewJobs
                 | Action::RequestJob
                 | Action::ApproveJob
+                | Action::CancelJob
                 | Action::HandleAlerts
                 | Action::ManageAlertChannels
                 | Action::ManageAlertEmail
@@ -185,6 +188,7 @@ impl Action {
                 | Action::FreezeTenant
                 | Action::SignTrustAsCustomer
                 | Action::ApproveJob
+                | Action::CancelJob
                 | Action::AddPasskey
                 | Action::RemovePasskey
                 | Action::SetPasskeyPolicy
@@ -230,6 +234,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ViewJobs
                 | RequestJob
                 | ApproveJob
+                | CancelJob
                 | ViewAlerts
                 | ViewSla
                 | HandleAlerts
@@ -249,6 +254,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ViewJobs
                     | RequestJob
                     | ApproveJob
+                    | CancelJob
                     | ViewLogKey
                     | ViewTenantLog
                     | ViewAlerts

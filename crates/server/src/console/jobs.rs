@@ -23,17 +23,15 @@ pub(super) fn router() -> Router<AppState> {
         .route("/tenants/{tenant}/jobs", get(jobs_page))
         .route("/jobs/{id}", get(job_page))
         .route("/jobs/{id}/reject", post(job_reject))
-}
-
-/// A target state people read at a glance, and whether it is final.
-fn target_final(state: &str) -> bool {
-    matches!(state, "succeeded" | "failed" | "timed_out" | "refused")
+        .route("/jobs/{id}/cancel", post(job_cancel))
 }
 
 struct JobRow {
     id: String,
     short_id: String,
     state: String,
+    /// What happened (`bulwark_api::job_status`).
+    status: &'static str,
     class: String,
     requested_by: String,
     reason: String,
@@ -71,11 +69,12 @@ async fn jobs_page(
         .into_iter()
         .map(|j| JobRow {
             short_id: j.id.chars().take(8).collect(),
-            finished: j.targets.iter().filter(|t| target_final(&t.state)).count(),
+            finished: j.targets.iter().filter(|t| t.status.is_final()).count(),
             refused: j.targets.iter().filter(|t| t.state == "refused").count(),
             targets: j.targets.len(),
             id: j.id,
             state: j.state,
+            status: j.status.as_str(),
             class: j.class,
             requested_by: j.requested_by,
             reason: j.reason,
@@ -94,6 +93,13 @@ async fn jobs_page(
 struct TargetRow {
     t: bulwark_api::jobs::JobTargetView,
     exit: String,
+    status: &'static str,
+    label: &'static str,
+    took: String,
+    /// Connected with a protocol version without live output or cancel.
+    too_old: bool,
+    /// The page loads its live output (`assets/jobs.js`).
+    live_output: bool,
 }
 
 #[derive(Template)]
@@ -113,6 +119,8 @@ struct JobPage {
     own_request: bool,
     /// Unfinished: the page watches for changes.
     live: bool,
+    /// The caller may cancel it, and it is not over.
+    can_cancel: bool,
     /// The job's state and its targets' states, to notice changes.
     progress: String,
     csrf: String,
@@ -123,6 +131,7 @@ struct JobPage {
 struct JobQuery {
     approved: Option<String>,
     rejected: Option<String>,
+    cancelled: Option<String>,
 }
 
 async fn job_page(
@@ -133,6 +142,8 @@ async fn job_page(
 ) -> Response {
     let notice = if q.approved.is_some() {
         Some("Your passkey signature was added to the job.".to_owned())
+    } else if q.cancelled.is_some() {
+        Some("The job was cancelled: devices not sent it yet will never get it; devices running it were told to stop.".to_owned())
     } else {
         q.rejected.map(|_| "The job was rejected.".to_owned())
     };
@@ -151,14 +162,15 @@ async fn job_page_with(
     let (j, tenant_id) = crate::api::jobs::job_for_console(state, caller, id).await?;
     let own_request = j.requested_by == caller.operator.username;
     let pending = j.state == "pending";
-    let live =
-        pending || (j.state == "approved" && j.targets.iter().any(|t| !target_final(&t.state)));
+    let live = !j.status.is_final();
+    // What `assets/jobs.js` compares with the API's answer: the job's
+    // status and each target's.
     let progress = format!(
         "{}|{}",
-        j.state,
+        j.status.as_str(),
         j.targets
             .iter()
-            .map(|t| t.state.as_str())
+            .map(|t| t.status.as_str())
             .collect::<Vec<_>>()
             .join(",")
     );
@@ -188,8 +200,28 @@ async fn job_page_with(
                 started_at: t.started_at.clone(),
                 finished_at: t.finished_at.clone(),
                 patches: t.patches.clone(),
+                status: t.status,
+                running_at: t.running_at.clone(),
+                duration_ms: t.duration_ms,
+                protocol_version: t.protocol_version,
+                live_bytes: t.live_bytes,
+                live_truncated: t.live_truncated,
             },
             exit: t.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            status: t.status.as_str(),
+            label: t.status.label(),
+            took: t
+                .duration_ms
+                .map(|ms| format!("{}.{} s", ms / 1000, (ms % 1000) / 100))
+                .unwrap_or_default(),
+            too_old: !t.status.is_final() && t.protocol_version.is_some_and(|v| v < 3),
+            live_output: t.live_bytes > 0
+                || t.live_truncated > 0
+                || matches!(
+                    t.status,
+                    bulwark_api::job_status::TargetStatus::Running
+                        | bulwark_api::job_status::TargetStatus::Delivered
+                ),
         })
         .collect();
     Ok(render(JobPage {
@@ -201,6 +233,9 @@ async fn job_page_with(
         refusals: targets.iter().filter(|t| t.t.state == "refused").count(),
         targets,
         can_decide: pending && caller.allows_in(Action::ApproveJob, &tenant_id),
+        can_cancel: live
+            && j.cancelled_at.is_none()
+            && caller.allows_in(Action::CancelJob, &tenant_id),
         own_request,
         live,
         progress,
@@ -227,6 +262,27 @@ async fn job_reject(
     }
     match crate::api::jobs::reject(&state, &caller, &id, &form.reason).await {
         Ok(j) => Redirect::to(&format!("/jobs/{}?rejected=1", j.id)).into_response(),
+        Err(e) => error_page_back(e, UserBar::of(&caller), &format!("/jobs/{id}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct CancelForm {
+    csrf: String,
+    reason: String,
+}
+
+async fn job_cancel(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+    Path(id): Path<String>,
+    Form(form): Form<CancelForm>,
+) -> Response {
+    if let Err(e) = caller.check_csrf(&form.csrf) {
+        return error_page(e, UserBar::of(&caller));
+    }
+    match crate::api::jobs::cancel(&state, &caller, &id, &form.reason).await {
+        Ok(j) => Redirect::to(&format!("/jobs/{}?cancelled=1", j.id)).into_response(),
         Err(e) => error_page_back(e, UserBar::of(&caller), &format!("/jobs/{id}")),
     }
 }

@@ -8,7 +8,7 @@ use bulwark_store::AuditAction;
 use std::collections::HashSet;
 
 use bulwark_protocol::encode_server_frame;
-use bulwark_protocol::message::{ByteBuf, Job, LogProof, ServerMessage, Trust};
+use bulwark_protocol::message::{ByteBuf, CancelJob, Job, LogProof, ServerMessage, Trust};
 use bulwark_store::StoreError;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -20,6 +20,42 @@ use crate::now_millis;
 use crate::transparency_log::witnessing::policy_of;
 use bulwark_policy::Witnessing;
 use std::time::Duration;
+
+/// Sends a cancel for each cancelled job this device was sent and has not
+/// answered, once per connection (RFD 0012). Nothing to a connection of a
+/// protocol version before 3: it has no such message, and its agent runs
+/// the job to its end.
+pub(super) async fn send_cancels(
+    state: &GatewayState,
+    ws: &mut Ws,
+    version: u16,
+    device_id: &str,
+    sent: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    if version < 3 {
+        return Ok(());
+    }
+    for (id, reason) in state.store.cancels_for_device(device_id).await? {
+        if sent.contains(&id) {
+            continue;
+        }
+        let Some(job_id) = hex::decode(&id)
+            .ok()
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        else {
+            continue;
+        };
+        let reason = reason.chars().take(1000).collect();
+        let message = ServerMessage::CancelJob(CancelJob { job_id, reason });
+        ws.send(Message::Binary(
+            encode_server_frame(version, &message)?.into(),
+        ))
+        .await?;
+        debug!(%device_id, job = %id, "Cancel sent.");
+        sent.insert(id);
+    }
+    Ok(())
+}
 
 /// Sends the tenant's trust statements, then every approved job waiting for
 /// this device, each with its proof of being in the tenant's log. The agent

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{info, warn};
 
-use super::delivery::send_work;
+use super::delivery::{send_cancels, send_work};
 use super::{GatewayState, Ws};
 use crate::{now_millis, rfc3339};
 use std::time::Duration;
@@ -65,7 +65,18 @@ struct Live {
     stale_answers: u32,
     check_reports: super::rate::Bucket,
     check_flood_logged: bool,
+    /// Live output pieces this connection may send (RFD 0012): a flood is
+    /// dropped here, before storage.
+    output_pieces: super::rate::Bucket,
+    output_flood_logged: bool,
+    /// Cancelled jobs this connection was sent a cancel for (once each).
+    cancels_sent: HashSet<String>,
 }
+
+/// Live output pieces one connection may send: a burst (a job's whole
+/// 1 MiB cap is 64 full pieces) and then ten a second.
+const OUTPUT_PIECE_BURST: u32 = 128;
+const OUTPUT_PIECES_PER_MINUTE: u32 = 600;
 
 /// Check reports one connection may send: a burst (a policy change makes
 /// every check report at once, in one report) and then one a second.
@@ -110,6 +121,9 @@ pub(super) async fn run_session(
         stale_answers: 0,
         check_reports: super::rate::Bucket::new(CHECK_REPORT_BURST, CHECK_REPORTS_PER_MINUTE, now),
         check_flood_logged: false,
+        output_pieces: super::rate::Bucket::new(OUTPUT_PIECE_BURST, OUTPUT_PIECES_PER_MINUTE, now),
+        output_flood_logged: false,
+        cancels_sent: HashSet::new(),
     };
     let silence = state.heartbeat * 3;
     // When to look for work again unprompted: a mass action held for the
@@ -118,6 +132,10 @@ pub(super) async fn run_session(
     let reason = loop {
         tokio::select! {
             _ = registration.work.notified() => {
+                if let Err(error) = Box::pin(send_cancels(&state, &mut ws, version, &live.device_id, &mut live.cancels_sent)).await {
+                    warn!(device_id = %live.device_id, %error, "Cannot send cancels to the agent.");
+                    break "transport error";
+                }
                 match Box::pin(send_work(&state, &mut ws, version, &live.device_id, &live.tenant_id, &mut live.log_size, &mut live.sent)).await {
                     Ok(wait) => look_again = tokio::time::Instant::now() + wait.unwrap_or(FAR_FUTURE),
                     Err(error) => {
@@ -307,6 +325,48 @@ async fn handle_frame(
                 // Not acknowledged: the agent sends every state again.
                 Err(error) => {
                     warn!(device_id = %live.device_id, error = %format!("{error:#}"), "Cannot store check states.")
+                }
+            }
+        }
+        Ok(AgentMessage::JobStarted(started)) => {
+            let job_id = hex::encode(started.job_id);
+            let at = i64::try_from(started.started_at_ms).unwrap_or(i64::MAX);
+            match Box::pin(state.store.mark_running(&job_id, &live.device_id, at)).await {
+                Ok(true) => {
+                    info!(device_id = %live.device_id, job = %job_id, "The agent started a job.")
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(device_id = %live.device_id, %error, "Cannot record a job's start.")
+                }
+            }
+        }
+        Ok(AgentMessage::JobOutput(piece)) => {
+            // Over its rate: dropped; the result stays the record.
+            if !live.output_pieces.take(now_millis()) {
+                if !std::mem::replace(&mut live.output_flood_logged, true) {
+                    warn!(device_id = %live.device_id, "The agent sends live output faster than {OUTPUT_PIECES_PER_MINUTE} pieces a minute; dropping the excess.");
+                }
+                return ControlFlow::Continue(());
+            }
+            let job_id = hex::encode(piece.job_id);
+            match Box::pin(state.store.append_output(
+                &job_id,
+                &live.device_id,
+                piece.seq,
+                piece.stream.as_str(),
+                &piece.data,
+                piece.skipped,
+                state.limits.max_live_output_bytes,
+                now_millis(),
+            ))
+            .await
+            {
+                Ok(_) => {}
+                // Not a job it runs now (late, stray or forged): nothing to keep.
+                Err(StoreError::NotFound) => {}
+                Err(error) => {
+                    warn!(device_id = %live.device_id, %error, "Cannot store live output.")
                 }
             }
         }
