@@ -32,6 +32,8 @@ mod inventory_sections;
 mod invitations;
 mod job_delivery;
 mod jobs;
+mod metrics;
+pub mod metrics_plan;
 mod operators;
 mod packages;
 mod passkeys;
@@ -78,6 +80,7 @@ pub use job_delivery::TargetOutcome;
 pub use jobs::{
     Decision, Job, JobApproval, JobState, JobTarget, NewJob, TargetCounts, TargetState,
 };
+pub use metrics::{Compaction, MAX_SERIES_ROWS, MetricSeries, TenantCounts, TenantPoint};
 pub use operators::{NewOperator, Operator};
 pub use packages::MAX_PACKAGES_PER_DEVICE;
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};
