@@ -327,7 +327,7 @@ mod tests {
                 let delete = over_cap(counts, cap);
                 for (tier, d) in delete.iter().enumerate() {
                     let mut by_age: Vec<_> = tiers[tier].iter().map(|((m, at), b)| (*at, m.clone(), *b)).collect();
-                    by_age.sort();
+                    by_age.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
                     for (at, m, b) in by_age.into_iter().take(*d as usize) {
                         tiers[tier].remove(&(m, at));
                         dropped += b.n;
