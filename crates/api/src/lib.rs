@@ -18,6 +18,7 @@ pub mod devices;
 pub mod error;
 pub mod jobs;
 pub mod log;
+pub mod metrics;
 pub mod numbers;
 pub mod operators;
 pub mod passkeys;

@@ -57,13 +57,23 @@ pub fn spawn_agent(state_dir: &Path) -> Result<Proc> {
 
 /// [`spawn_agent`] on a machine called `hostname` (see [`agent_program`]).
 pub fn spawn_agent_as(hostname: Option<&str>, state_dir: &Path) -> Result<Proc> {
+    spawn_agent_with(hostname, state_dir, &[])
+}
+
+/// [`spawn_agent_as`] with more `run` arguments (`--check-values-secs 1`).
+pub fn spawn_agent_with(hostname: Option<&str>, state_dir: &Path, args: &[&str]) -> Result<Proc> {
     let (program, prefix) = agent_program(hostname)?;
     let mut command = Command::new(program);
     command.args(prefix);
-    command.arg("run").arg("--state-dir").arg(state_dir).env(
-        "RUST_LOG",
-        std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
-    );
+    command
+        .arg("run")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        );
     Proc::spawn("bulwark-agent run", &mut command)
 }
 
@@ -92,6 +102,17 @@ impl ExtraAgent {
         gateway_url: &str,
         tenant: &str,
     ) -> Result<Self> {
+        Self::start_with(hostname, api, gateway_url, tenant, &[]).await
+    }
+
+    /// [`ExtraAgent::start_as`] with more `run` arguments.
+    pub async fn start_with(
+        hostname: Option<&str>,
+        api: &Api,
+        gateway_url: &str,
+        tenant: &str,
+        args: &[&str],
+    ) -> Result<Self> {
         let before: Vec<String> = api
             .devices(tenant)
             .await?
@@ -105,7 +126,7 @@ impl ExtraAgent {
         enroll_agent_as(hostname, gateway_url, &token, state_dir.path())
             .await?
             .ok()?;
-        let proc = spawn_agent_as(hostname, state_dir.path())?;
+        let proc = spawn_agent_with(hostname, state_dir.path(), args)?;
         let device_id = wait_for(
             Duration::from_secs(20),
             "the new agent's device to be online",
