@@ -290,8 +290,11 @@ mod tests {
             100,
         );
         for pair in c.lines[0].points.split(' ') {
-            let (x, y) = pair.split_once(',').unwrap();
-            let (x, y): (i64, i64) = (x.parse().unwrap(), y.parse().unwrap());
+            let (x, y) = pair.split_once(',').expect("test value");
+            let (x, y): (i64, i64) = (
+                x.parse().expect("test value"),
+                y.parse().expect("test value"),
+            );
             assert!(
                 (LEFT..=W).contains(&x) && (TOP..=100).contains(&y),
                 "{pair}"
@@ -313,7 +316,7 @@ mod tests {
             100,
             120,
         );
-        let html = One { chart }.render().unwrap();
+        let html = One { chart }.render().expect("test value");
         assert!(
             !html.contains("<script>") && !html.contains("</text><"),
             "{html}"

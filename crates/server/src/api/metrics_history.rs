@@ -313,13 +313,13 @@ mod tests {
     #[test]
     fn the_tier_follows_the_range_and_bad_ranges_are_refused() {
         let r = |from, to| range(from, to, NOW).map(|r| r.tier);
-        assert_eq!(r(Some(NOW - 3600), None).unwrap(), 0);
-        assert_eq!(r(None, None).unwrap(), 1); // the default: 24 h
-        assert_eq!(r(Some(NOW - 30 * 86_400), None).unwrap(), 1);
-        assert_eq!(r(Some(NOW - 90 * 86_400), None).unwrap(), 2);
+        assert_eq!(r(Some(NOW - 3600), None).expect("test value"), 0);
+        assert_eq!(r(None, None).expect("test value"), 1); // the default: 24 h
+        assert_eq!(r(Some(NOW - 30 * 86_400), None).expect("test value"), 1);
+        assert_eq!(r(Some(NOW - 90 * 86_400), None).expect("test value"), 2);
         // An hour three days ago: raw rows are rolled up by then.
         assert_eq!(
-            r(Some(NOW - 3 * 86_400), Some(NOW - 3 * 86_400 + 3600)).unwrap(),
+            r(Some(NOW - 3 * 86_400), Some(NOW - 3 * 86_400 + 3600)).expect("test value"),
             1
         );
         for (from, to) in [
