@@ -19,6 +19,7 @@ pub mod error;
 pub mod job_status;
 pub mod jobs;
 pub mod log;
+pub mod metrics;
 pub mod numbers;
 pub mod operators;
 pub mod passkeys;

@@ -57,6 +57,11 @@ pub fn spawn_agent(state_dir: &Path) -> Result<Proc> {
 
 /// [`spawn_agent`] on a machine called `hostname` (see [`agent_program`]).
 pub fn spawn_agent_as(hostname: Option<&str>, state_dir: &Path) -> Result<Proc> {
+    spawn_agent_with(hostname, state_dir, &[])
+}
+
+/// [`spawn_agent_as`] with more `run` arguments (`--check-values-secs 1`).
+pub fn spawn_agent_with(hostname: Option<&str>, state_dir: &Path, args: &[&str]) -> Result<Proc> {
     let (program, prefix) = agent_program(hostname)?;
     let mut command = Command::new(program);
     command.args(prefix);
@@ -64,6 +69,7 @@ pub fn spawn_agent_as(hostname: Option<&str>, state_dir: &Path) -> Result<Proc> 
         .arg("run")
         .arg("--state-dir")
         .arg(state_dir)
+        .args(args)
         .env("BULWARK_AGENT_APT_CONFIG", stub_apt_config()?)
         .env(
             "RUST_LOG",
@@ -97,6 +103,17 @@ impl ExtraAgent {
         gateway_url: &str,
         tenant: &str,
     ) -> Result<Self> {
+        Self::start_with(hostname, api, gateway_url, tenant, &[]).await
+    }
+
+    /// [`ExtraAgent::start_as`] with more `run` arguments.
+    pub async fn start_with(
+        hostname: Option<&str>,
+        api: &Api,
+        gateway_url: &str,
+        tenant: &str,
+        args: &[&str],
+    ) -> Result<Self> {
         let before: Vec<String> = api
             .devices(tenant)
             .await?
@@ -110,7 +127,7 @@ impl ExtraAgent {
         enroll_agent_as(hostname, gateway_url, &token, state_dir.path())
             .await?
             .ok()?;
-        let proc = spawn_agent_as(hostname, state_dir.path())?;
+        let proc = spawn_agent_with(hostname, state_dir.path(), args)?;
         let device_id = wait_for(
             Duration::from_secs(20),
             "the new agent's device to be online",

@@ -7,7 +7,8 @@
 //! pages, the cross-site form check, the assets and the units pages show
 //! (bytes, durations, bar steps). Each family of pages is a module of its
 //! own: `sign_in`, `tenants`, `devices`, `jobs`, `operators`, `cli_sign_in`,
-//! `account`, `settings`, `audit` and `sla`.
+//! `account`, `settings`, `audit`, `sla` and `metrics` (charts and the
+//! dashboard).
 
 use askama::Template;
 use axum::Router;
@@ -29,6 +30,7 @@ mod audit;
 mod cli_sign_in;
 mod devices;
 mod jobs;
+mod metrics;
 mod operators;
 mod settings;
 mod sign_in;
@@ -64,6 +66,7 @@ fn pages() -> Router<AppState> {
         .merge(account::router())
         .merge(settings::router())
         .merge(audit::router())
+        .merge(metrics::router())
         .route("/", get(home))
         .route(
             "/assets/app.css",
@@ -240,7 +243,7 @@ struct ErrorPage {
 
 async fn home(caller: Option<CookieCaller>) -> Redirect {
     if caller.is_some() {
-        Redirect::to("/tenants")
+        Redirect::to("/dashboard")
     } else {
         Redirect::to("/login")
     }

@@ -8,10 +8,12 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod chart;
 pub mod config;
 pub mod console;
 pub mod datadir;
 pub mod gateway;
+pub mod metrics_history;
 pub mod open_files;
 pub mod presence;
 pub mod runtime;

@@ -231,6 +231,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         notifier.clone(),
         shutdown_rx.clone(),
     ));
+    tasks.spawn(crate::metrics_history::compact(
+        store.clone(),
+        shutdown_rx.clone(),
+    ));
     tasks.spawn(crate::alerts::raise_alerts(
         store.clone(),
         notifier,

@@ -136,6 +136,17 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ),
     (
         "GET",
+        "/api/v1/devices/{id}/metrics",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/metrics",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    ("GET", "/api/v1/dashboard", Global(EVERY_ROLE, 200)),
+    (
+        "GET",
         "/api/v1/tenants/{tenant}/vulnerabilities",
         Tenant(EVERY_ROLE, 200),
     ),
@@ -939,8 +950,10 @@ impl Harness {
                 "/api/v1/devices/{id}"
                 | "/api/v1/devices/{id}/packages"
                 | "/api/v1/devices/{id}/checks"
+                | "/api/v1/devices/{id}/metrics"
                 | "/api/v1/devices/{id}/vulnerabilities",
             ) => (path.replace("{id}", &self.devices[tenant]), None),
+            ("GET", "/api/v1/tenants/{tenant}/metrics") => (format!("{path}?metric=cpu"), None),
             (
                 "POST",
                 "/api/v1/tenants/{tenant}/trust/roots"
@@ -2910,4 +2923,96 @@ async fn console_audit_pages_show_the_log_to_its_readers() {
         html.contains("job.released") && !html.contains("bulk.noise"),
         "{html}"
     );
+}
+
+/// The dashboard, the device page's charts and the tenant page's charts
+/// (RFD 0014): every role sees its own tenant's row and device, never the
+/// foreign one's (a 404 page for the device, no row on the dashboard); a
+/// metric name the database holds (an owned server writes anything) is
+/// escaped in the chart; a device whose tenant has no numeric check says
+/// there is nothing to chart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_dashboard_and_charts_stay_in_scope() {
+    use bulwark_store::metrics_plan::MetricKind;
+    let h = start().await;
+    let own = h.devices[OWN].clone();
+    let foreign = h.devices[FOREIGN].clone();
+    let now = now_millis();
+    for device in [&own, &foreign] {
+        h.server
+            .store
+            .record_metric_samples(
+                device,
+                &[("<script>x</script>".to_owned(), MetricKind::Cpu, 42)],
+                now,
+            )
+            .await
+            .expect("sample");
+    }
+    for role in ROLES {
+        let cookie = console_cookie(&h, role).await;
+        let (status, html) = console_get(&h, &cookie, "/dashboard").await;
+        assert_eq!(status, StatusCode::OK, "{role:?}: {html}");
+        assert!(
+            html.contains(&format!("data-tenant=\"{OWN}\"")),
+            "{role:?}: {html}"
+        );
+        assert_eq!(
+            html.contains(&format!("data-tenant=\"{FOREIGN}\"")),
+            role == Owner,
+            "{role:?} and the foreign tenant's row"
+        );
+        let (status, html) = console_get(&h, &cookie, &format!("/devices/{own}?range=1h")).await;
+        assert_eq!(status, StatusCode::OK, "{role:?}: {html}");
+        assert!(
+            html.contains("id=\"nothing-to-chart\"") || html.contains("id=\"charts\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("&#60;script&#62;x&#60;/script&#62;") && !html.contains("<script>x"),
+            "{role:?}: {html}"
+        );
+        assert!(html.contains("class=\"range-current\">1h<"), "{html}");
+        let (status, _) = console_get(&h, &cookie, &format!("/devices/{foreign}")).await;
+        let want = if role == Owner {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(status, want, "{role:?} on the foreign device");
+        let (status, html) = console_get(&h, &cookie, &format!("/tenants/{OWN}?range=30d")).await;
+        assert_eq!(status, StatusCode::OK, "{role:?}: {html}");
+        // The API agrees: the foreign device's series is a 404.
+        let token = &h.sessions[&role];
+        let reply = h
+            .send(
+                "GET",
+                &format!("/api/v1/devices/{foreign}/metrics"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status == StatusCode::OK, role == Owner, "{role:?}");
+    }
+    // Bad ranges: a clear 400, the same for every spelling of nonsense.
+    for query in [
+        "from=NaN",
+        "to=inf",
+        "from=1e308",
+        "from=-5",
+        "from=10&to=5",
+        "from=0&to=99999999999",
+        "metric=%3Cx%3E",
+        "bogus=1",
+    ] {
+        let reply = h
+            .send(
+                "GET",
+                &format!("/api/v1/devices/{own}/metrics?{query}"),
+                Some(h.owner()),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+    }
 }

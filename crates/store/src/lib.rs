@@ -33,6 +33,8 @@ mod invitations;
 mod job_delivery;
 mod job_live;
 mod jobs;
+mod metrics;
+pub mod metrics_plan;
 mod operators;
 mod packages;
 mod passkeys;
@@ -80,6 +82,7 @@ pub use job_live::{Appended, Cancelled, OutputChunk};
 pub use jobs::{
     Decision, Job, JobApproval, JobState, JobTarget, NewJob, TargetCounts, TargetState,
 };
+pub use metrics::{Compaction, MAX_SERIES_ROWS, MetricSeries, TenantCounts, TenantPoint};
 pub use operators::{NewOperator, Operator};
 pub use packages::MAX_PACKAGES_PER_DEVICE;
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};

@@ -71,6 +71,7 @@ pub async fn record(
 ) -> anyhow::Result<()> {
     let now = crate::now_millis();
     let transitions = store.record_check_report(device_id, report, now).await?;
+    crate::metrics_history::record(store, device_id, tenant_id, report).await;
     if transitions.is_empty() {
         return Ok(());
     }

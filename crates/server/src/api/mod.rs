@@ -26,6 +26,7 @@ pub mod error;
 pub mod jobs;
 pub mod log;
 pub mod metrics;
+pub mod metrics_history;
 pub mod operators;
 pub mod passkeys;
 pub mod proposals;
@@ -104,6 +105,9 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(devices::get_device))
         .routes(routes!(devices::device_packages))
         .routes(routes!(device_checks::device_checks))
+        .routes(routes!(metrics_history::device_metrics))
+        .routes(routes!(metrics_history::tenant_metrics_route))
+        .routes(routes!(metrics_history::dashboard))
         .routes(routes!(device_vulns::device_vulnerabilities))
         .routes(routes!(device_vulns::tenant_vulnerabilities))
         .routes(routes!(devices::events))

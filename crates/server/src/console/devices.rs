@@ -272,6 +272,7 @@ struct DevicePage {
     packages: Option<DevicePackagesView>,
     vulns: VulnCard,
     checks: Vec<CheckRow>,
+    charts: super::metrics::DeviceChartsCard,
     q: String,
 }
 
@@ -406,19 +407,43 @@ async fn device_page(
     State(state): State<AppState>,
     CookieCaller(caller): CookieCaller,
     Path(id): Path<String>,
-    query: Result<Query<PackagesQuery>, axum::extract::rejection::QueryRejection>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Response {
-    // A malformed query shows the whole list rather than an error page.
-    let q = query.ok().and_then(|Query(q)| q.q).unwrap_or_default();
+    // A malformed query shows the whole list rather than an error page;
+    // `range=` picks the charts' range (and is no package search).
+    let range = super::metrics::ChartRange::from_query(raw.as_deref());
+    let packages_query = raw
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.starts_with("range="))
+        .collect::<Vec<_>>()
+        .join("&");
+    let q = Query::<PackagesQuery>::try_from_uri(
+        &format!("/?{packages_query}")
+            .parse()
+            .unwrap_or_else(|_| axum::http::Uri::from_static("/")),
+    )
+    .ok()
+    .and_then(|Query(q)| q.q)
+    .unwrap_or_default();
     let page = async {
         let mut d = device_view(&state, &caller, &id).await?;
         let packages = packages_view(&state, &caller, &id, &q).await?;
         let vulns = device_vulnerabilities_view(&state, &caller, &id).await?;
         let checks = crate::api::device_checks::device_checks_view(&state, &caller, &id).await?;
-        Ok::<_, crate::api::error::ApiError>((d.inventory.take(), d, packages, vulns, checks))
+        let charts = super::metrics::device_charts_card(&state, &caller, &id, range).await?;
+        Ok::<_, crate::api::error::ApiError>((
+            d.inventory.take(),
+            d,
+            packages,
+            vulns,
+            checks,
+            charts,
+        ))
     };
     match page.await {
-        Ok((inventory, d, packages, vulns, checks)) => {
+        Ok((inventory, d, packages, vulns, checks, charts)) => {
             let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
             let inv = inventory.map(|i| inventory_page(&i, now_secs));
             render(DevicePage {
@@ -427,6 +452,7 @@ async fn device_page(
                 packages: (d.package_count.unwrap_or(0) > 0).then_some(packages),
                 vulns: vuln_card(&vulns),
                 checks: check_rows(&checks),
+                charts,
                 d,
                 inv,
                 q,

@@ -89,6 +89,8 @@ struct TenantPage {
     gateway_url: String,
     can_enroll: bool,
     csrf: String,
+    charts: Vec<crate::chart::Chart>,
+    ranges: Vec<super::metrics::RangeLink>,
 }
 
 /// Whether the page offers enrolment tokens on `tenant` (a name already shown
@@ -108,9 +110,18 @@ async fn tenant_page_with(
     caller: &Caller,
     tenant: &str,
     token: Option<EnrollmentTokenView>,
+    range: super::metrics::ChartRange,
 ) -> Response {
-    match device_views(state, caller, tenant).await {
-        Ok(devices) => render(TenantPage {
+    let page = async {
+        let devices = device_views(state, caller, tenant).await?;
+        let t = crate::api::tenants::tenant_for(state, caller, tenant, Action::ViewDevices).await?;
+        let charts = super::metrics::tenant_charts(state, caller, tenant, &t.id, range).await?;
+        Ok::<_, crate::api::error::ApiError>((devices, charts))
+    };
+    match page.await {
+        Ok((devices, charts)) => render(TenantPage {
+            charts,
+            ranges: super::metrics::range_links(&format!("/tenants/{tenant}"), range),
             can_enroll: can_enroll(caller, tenant),
             user: UserBar::of(caller),
             version: crate::VERSION,
@@ -129,8 +140,10 @@ async fn tenant_page(
     State(state): State<AppState>,
     CookieCaller(caller): CookieCaller,
     Path(tenant): Path<String>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Response {
-    tenant_page_with(&state, &caller, &tenant, None).await
+    let range = super::metrics::ChartRange::from_query(raw.as_deref());
+    tenant_page_with(&state, &caller, &tenant, None, range).await
 }
 
 async fn tenant_issue_token(
@@ -143,7 +156,16 @@ async fn tenant_issue_token(
         return error_page(e, UserBar::of(&caller));
     }
     match issue_enrollment_token(&state, &caller, &tenant, 60).await {
-        Ok(token) => tenant_page_with(&state, &caller, &tenant, Some(token)).await,
+        Ok(token) => {
+            tenant_page_with(
+                &state,
+                &caller,
+                &tenant,
+                Some(token),
+                super::metrics::ChartRange::Day,
+            )
+            .await
+        }
         Err(e) => error_page_back(e, UserBar::of(&caller), &format!("/tenants/{tenant}")),
     }
 }
