@@ -7,7 +7,8 @@
 //! pages, the cross-site form check, the assets and the units pages show
 //! (bytes, durations, bar steps). Each family of pages is a module of its
 //! own: `sign_in`, `tenants`, `devices`, `jobs`, `operators`, `cli_sign_in`,
-//! `account`, `settings`, `audit` and `sla`.
+//! `account`, `settings`, `audit`, `sla` and `scripts` (the script
+//! library and the Run panel).
 
 use askama::Template;
 use axum::Router;
@@ -30,6 +31,7 @@ mod cli_sign_in;
 mod devices;
 mod jobs;
 mod operators;
+mod scripts;
 mod settings;
 mod sign_in;
 mod sla;
@@ -57,6 +59,7 @@ fn pages() -> Router<AppState> {
         .merge(tenants::router())
         .merge(devices::router())
         .merge(jobs::router())
+        .merge(scripts::router())
         .merge(alerts::router())
         .merge(sla::router())
         .merge(operators::router())
@@ -166,6 +169,8 @@ struct UserBar {
     settings: bool,
     /// Show the MSP-wide audit log in the navigation.
     msp_log: bool,
+    /// Show the script library in the navigation.
+    scripts: bool,
 }
 
 impl UserBar {
@@ -177,6 +182,7 @@ impl UserBar {
             operators: caller.require(Action::ListOperators).is_ok(),
             settings: caller.require(Action::ViewPasskeyPolicy).is_ok(),
             msp_log: caller.require(Action::ViewMspLog).is_ok(),
+            scripts: caller.require(Action::ViewScripts).is_ok(),
         })
     }
 }

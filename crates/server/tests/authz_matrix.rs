@@ -274,6 +274,40 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/trust-proposals/{id}/signatures",
         Tenant(&[Owner, SecurityOfficer, TenantAuditor], 400),
     ),
+    // The MSP's script library: no tenant's (the tenant auditor, the
+    // customer's person, sees none of it). Bodies that parse but are
+    // refused, and a script that does not exist: 400 and 404 come only
+    // after the role check.
+    (
+        "GET",
+        "/api/v1/scripts",
+        Global(&[Owner, SecurityOfficer, Technician, ReadOnly], 200),
+    ),
+    (
+        "POST",
+        "/api/v1/scripts",
+        Global(&[Owner, SecurityOfficer, Technician], 400),
+    ),
+    (
+        "GET",
+        "/api/v1/scripts/{name}",
+        Global(&[Owner, SecurityOfficer, Technician, ReadOnly], 404),
+    ),
+    (
+        "POST",
+        "/api/v1/scripts/{name}/versions",
+        Global(&[Owner, SecurityOfficer, Technician], 404),
+    ),
+    (
+        "GET",
+        "/api/v1/scripts/{name}/versions/{version}",
+        Global(&[Owner, SecurityOfficer, Technician, ReadOnly], 404),
+    ),
+    (
+        "POST",
+        "/api/v1/scripts/{name}/versions/{version}/reviews",
+        Global(&[Owner, SecurityOfficer, Technician], 404),
+    ),
     // A fresh Ed25519 public key each time.
     ("POST", "/api/v1/signing-keys", Global(EVERY_ROLE, 201)),
     ("GET", "/api/v1/signing-keys", Global(EVERY_ROLE, 200)),
@@ -958,6 +992,25 @@ impl Harness {
             ("POST", "/api/v1/tenants/{tenant}/jobs") => {
                 (path, Some(json!({"envelope": "AAAA", "script": "true"})))
             }
+            ("POST", "/api/v1/scripts") => (
+                path,
+                Some(json!({"name": "Not A Name", "description": "", "interpreter": "sh",
+                    "params": [], "content": "true", "author_envelope": "AAAA"})),
+            ),
+            ("GET", "/api/v1/scripts/{name}") => (path.replace("{name}", "missing"), None),
+            ("POST", "/api/v1/scripts/{name}/versions") => (
+                path.replace("{name}", "missing"),
+                Some(json!({"version": 2, "interpreter": "sh", "params": [], "content": "true",
+                    "author_envelope": "AAAA"})),
+            ),
+            ("GET", "/api/v1/scripts/{name}/versions/{version}") => (
+                path.replace("{name}", "missing").replace("{version}", "1"),
+                None,
+            ),
+            ("POST", "/api/v1/scripts/{name}/versions/{version}/reviews") => (
+                path.replace("{name}", "missing").replace("{version}", "1"),
+                Some(json!({"envelope": "AAAA"})),
+            ),
             ("GET", "/api/v1/jobs/{id}") => (path.replace("{id}", &self.jobs[tenant]), None),
             (
                 "GET" | "POST",

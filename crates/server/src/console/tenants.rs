@@ -89,6 +89,7 @@ struct TenantPage {
     gateway_url: String,
     can_enroll: bool,
     csrf: String,
+    run: Option<super::scripts::RunPanel>,
 }
 
 /// Whether the page offers enrolment tokens on `tenant` (a name already shown
@@ -109,8 +110,10 @@ async fn tenant_page_with(
     tenant: &str,
     token: Option<EnrollmentTokenView>,
 ) -> Response {
+    let run = super::scripts::run_panel(state, caller, tenant, "").await;
     match device_views(state, caller, tenant).await {
         Ok(devices) => render(TenantPage {
+            run,
             can_enroll: can_enroll(caller, tenant),
             user: UserBar::of(caller),
             version: crate::VERSION,
