@@ -27,6 +27,10 @@ use bulwark_e2e::{
 };
 use serde_json::json;
 
+#[path = "support/browser.rs"]
+mod browser;
+use browser::Browser;
+
 const PASSPHRASE: &str = "e2e script library: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -325,6 +329,23 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
     ensure!(target.state == "succeeded", "{target:?}");
     ensure!(marker.exists(), "the script did not run");
 
+    // 4b. The console: the library, the version's content escaped, and the
+    // Run panel on the device page preparing the command (and refusing a
+    // parameter the version does not have, preparing nothing).
+    let browser = Browser::plain(1000).await?;
+    let result = in_the_console(&browser, &s, &owner, &device).await;
+    if result.is_err() {
+        let shot = std::env::temp_dir().join(format!(
+            "bulwark-scripts-failure-{}.png",
+            std::process::id()
+        ));
+        if browser.screenshot(&shot).await.is_ok() {
+            eprintln!("[scripts] screenshot of the failure: {}", shot.display());
+        }
+    }
+    browser.close().await?;
+    result?;
+
     // 5. The server swaps version 1's content (and its hash column): the CLI
     // refuses, since the author's and the reviewer's statements name the old hash.
     let evil = "#!/bin/sh\necho owned > /tmp/owned\n";
@@ -457,5 +478,61 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
     ensure!(view.class == "run-script", "{view:?}");
     eprintln!("script_library e2e took {:?}", started.elapsed());
     drop(agent);
+    Ok(())
+}
+
+async fn in_the_console(browser: &Browser, s: &Setup, owner: &Owner, device: &str) -> Result<()> {
+    let base = s.up.base_url();
+    browser.sign_in(&base, owner).await?;
+    browser.click("#scripts-link").await?;
+    browser.wait_path("/scripts").await?;
+    // The description's `<marker>` is text, not a tag.
+    browser
+        .wait_text("#scripts tr[data-script=\"touch\"]", "Touches a <marker> file")
+        .await?;
+    let shot = std::env::temp_dir().join("bulwark-scripts.png");
+    browser.screenshot(&shot).await?;
+    eprintln!("[scripts] screenshot: {}", shot.display());
+    browser.click("#scripts a[href=\"/scripts/touch\"]").await?;
+    browser.wait_path("/scripts/touch").await?;
+    browser
+        .wait_text("#version-content", "hello from the library")
+        .await?;
+    browser
+        .wait_text("#review-status", "as the server says")
+        .await?;
+    let shot = std::env::temp_dir().join("bulwark-script.png");
+    browser.screenshot(&shot).await?;
+    eprintln!("[scripts] screenshot: {}", shot.display());
+
+    let hostname = s.api.device(device).await?.hostname;
+    browser.goto(&format!("{base}/devices/{device}")).await?;
+    browser.find("#run-panel").await?;
+    browser.fill("reason", "weekly cleanup").await?;
+    browser.click("#run-prepare").await?;
+    browser.wait_path("/tenants/acme/run").await?;
+    let command = browser.text("#run-command").await?;
+    ensure!(
+        command
+            == format!(
+                "bulwark job run --tenant acme --targets {hostname} --library touch@1 --reason 'weekly cleanup'"
+            ),
+        "{command}"
+    );
+    let shot = std::env::temp_dir().join("bulwark-run.png");
+    browser.screenshot(&shot).await?;
+    eprintln!("[scripts] screenshot: {}", shot.display());
+    // A parameter the version does not have: nothing prepared.
+    let jobs_before = s.job_count()?;
+    browser.fill("params", "path=/etc").await?;
+    browser.click("#run-prepare").await?;
+    browser
+        .wait_text("#prepare-error-text", "has no parameter")
+        .await?;
+    ensure!(
+        browser.client().find(fantoccini::Locator::Css("#run-command")).await.is_err(),
+        "a command was prepared"
+    );
+    ensure!(s.job_count()? == jobs_before, "a job was submitted");
     Ok(())
 }

@@ -78,16 +78,13 @@ async fn checked_version(
     state: &AppState,
     caller: &Caller,
     name: &str,
-    version: u32,
-    interpreter: ScriptInterpreter,
-    params: &[String],
-    content: &str,
-    author_envelope: &str,
+    req: &ScriptVersionRequest,
 ) -> Result<NewScriptVersion, ApiError> {
     let limits = Limits::default();
-    let specs: Vec<ParamSpec> = parse_params(params, &limits).map_err(bad)?;
+    let (version, interpreter, content) = (req.version, req.interpreter, req.content.as_str());
+    let specs: Vec<ParamSpec> = parse_params(&req.params, &limits).map_err(bad)?;
     check_content(content, &limits).map_err(bad)?;
-    let signed = decode_envelope(author_envelope)?;
+    let signed = decode_envelope(&req.author_envelope)?;
     let facts = VersionFacts {
         name,
         version,
@@ -207,17 +204,14 @@ pub async fn create_script(
     let limits = Limits::default();
     check_name(&req.name, &limits).map_err(bad)?;
     check_description(&req.description, &limits).map_err(bad)?;
-    let version = checked_version(
-        &state,
-        &caller,
-        &req.name,
-        1,
-        req.interpreter,
-        &req.params,
-        &req.content,
-        &req.author_envelope,
-    )
-    .await?;
+    let first = ScriptVersionRequest {
+        version: 1,
+        interpreter: req.interpreter,
+        params: req.params.clone(),
+        content: req.content.clone(),
+        author_envelope: req.author_envelope.clone(),
+    };
+    let version = checked_version(&state, &caller, &req.name, &first).await?;
     let script = NewScript {
         id: uuid::Uuid::new_v4().to_string(),
         name: req.name.clone(),
@@ -285,17 +279,7 @@ pub async fn add_version(
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require(Action::ManageScripts)?;
     let script = script_named(&state, &name).await?;
-    let version = checked_version(
-        &state,
-        &caller,
-        &script.name,
-        req.version,
-        req.interpreter,
-        &req.params,
-        &req.content,
-        &req.author_envelope,
-    )
-    .await?;
+    let version = checked_version(&state, &caller, &script.name, &req).await?;
     let event = audit_event(&caller, None, AuditAction::ScriptVersionAdded, &script.name)
         .with_detail(format!(
             "version {} sha256 {}",
