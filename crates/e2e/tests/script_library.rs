@@ -370,11 +370,14 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
             refused.all_output()
         );
     }
-    // Content swapped, hash column left: refused as well.
+    // Content swapped, the hash column left as it was: refused as well.
+    let original_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(content.as_bytes()))
+    };
     s.sql(&format!(
-        "UPDATE script_versions SET sha256 = (SELECT sha256 FROM script_versions WHERE version = 1) \
-         WHERE version = 1; UPDATE script_versions SET content = '{}' WHERE version = 1",
-        "echo swapped"
+        "UPDATE script_versions SET content = 'echo swapped', sha256 = '{original_hash}' \
+         WHERE version = 1"
     ))?;
     let refused = s
         .cli(&s.msp, &["script", "show", "touch@1"])

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use super::*;
 use bulwark_policy::Signed;
 use ed25519_dalek::SigningKey;

@@ -2942,3 +2942,56 @@ async fn console_audit_pages_show_the_log_to_its_readers() {
         "{html}"
     );
 }
+
+/// The console's script library and Run panel: the library for the roles
+/// that see it through the API (not the customer's auditor), the Run page
+/// for the roles that may request jobs on that tenant, a foreign tenant's
+/// Run page a 404 for every non-owner, and what a page shows escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_script_library_and_run_panel_follow_the_roles() {
+    let h = start().await;
+    for role in ROLES {
+        let cookie = console_cookie(&h, role).await;
+        let (status, _) = console_get(&h, &cookie, "/scripts").await;
+        let sees = role != TenantAuditor;
+        assert_eq!(
+            status.as_u16(),
+            if sees { 200 } else { 403 },
+            "{role:?} /scripts"
+        );
+        let (status, html) = console_get(&h, &cookie, &format!("/tenants/{OWN}/run")).await;
+        let runs = matches!(role, Owner | SecurityOfficer | Technician);
+        assert_eq!(
+            status.as_u16(),
+            if runs { 200 } else { 403 },
+            "{role:?} own run"
+        );
+        if runs {
+            assert!(html.contains("id=\"run-panel\""), "{role:?}");
+        }
+        let (status, _) = console_get(&h, &cookie, &format!("/tenants/{FOREIGN}/run")).await;
+        assert_eq!(
+            status.as_u16(),
+            if role == Owner { 200 } else { 404 },
+            "{role:?} foreign run"
+        );
+        // A prepared one-off command is shown escaped.
+        if runs {
+            let (status, html) = console_get(
+                &h,
+                &cookie,
+                &format!(
+                    "/tenants/{OWN}/run?source=command&command=echo+%27%3Cb%3Ex%3C%2Fb%3E%27&targets=h1"
+                ),
+            )
+            .await;
+            assert_eq!(status.as_u16(), 200);
+            assert!(
+                html.contains("id=\"run-command\"")
+                    && html.contains("&lt;b&gt;x&lt;/b&gt;")
+                    && !html.contains("<b>x</b>"),
+                "{html}"
+            );
+        }
+    }
+}
