@@ -359,10 +359,8 @@ pub fn script_with_params(
     if specs.is_empty() {
         return Ok(content.to_owned());
     }
-    let mut prelude = String::from(match interpreter {
-        Interpreter::Python3 => "# Parameters (bulwark script library)\n",
-        Interpreter::Sh | Interpreter::Bash => "# Parameters (bulwark script library)\n",
-    });
+    // A comment line in sh, bash and python3 alike.
+    let mut prelude = String::from("# Parameters (bulwark script library)\n");
     for spec in specs {
         let value = values
             .iter()

@@ -41,7 +41,7 @@ fn version(n: u32, author: &str, content: &str) -> NewScriptVersion {
         interpreter: "sh".into(),
         params: "n:int\nmode:choice=a|b".into(),
         content: content.into(),
-        sha256: format!("{:064x}", n),
+        sha256: format!("{n:064x}"),
         author_id: author.into(),
         author_envelope: vec![1, 2, n as u8],
     }
