@@ -77,7 +77,10 @@ impl Setup {
             .await?
             .ok()?
             .stdout;
-        ensure!(shown.contains(shows), "`trust show` lacks {shows:?}:\n{shown}");
+        ensure!(
+            shown.contains(shows),
+            "`trust show` lacks {shows:?}:\n{shown}"
+        );
         let out = self
             .cli(
                 &self.customer,
@@ -158,9 +161,12 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
 
     // Trust: root 2 of 2 (the MSP's key and the customer's), policy v1.
     let role = format!("root:{}", tenant.id);
-    s.cli(&s.customer, &["keys", "new", "--name", "customer", "--role", &role])
-        .await?
-        .ok()?;
+    s.cli(
+        &s.customer,
+        &["keys", "new", "--name", "customer", "--role", &role],
+    )
+    .await?
+    .ok()?;
     let customer_key = s
         .cli(&s.customer, &["keys", "export", "--name", "customer"])
         .await?
@@ -252,12 +258,22 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
         .cli(
             &s.msp,
             &[
-                "job", "run", "--tenant", "acme", "--targets", &device, "--library", "touch@1",
+                "job",
+                "run",
+                "--tenant",
+                "acme",
+                "--targets",
+                &device,
+                "--library",
+                "touch@1",
             ],
         )
         .await?;
     ensure!(
-        !refused.success() && refused.all_output().contains("no review of this version verifies"),
+        !refused.success()
+            && refused
+                .all_output()
+                .contains("no review of this version verifies"),
         "{}",
         refused.all_output()
     );
@@ -280,8 +296,18 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
     // 2. Reviewed, not allow-listed: a run needs two signers (pending).
     let out = s
         .msp(&[
-            "job", "run", "--tenant", "acme", "--targets", &device, "--library", "touch@1",
-            "--reason", "e2e", "--json", "--no-wait",
+            "job",
+            "run",
+            "--tenant",
+            "acme",
+            "--targets",
+            &device,
+            "--library",
+            "touch@1",
+            "--reason",
+            "e2e",
+            "--json",
+            "--no-wait",
         ])
         .await?;
     let view: JobView = decode_json(&out.stdout)?;
@@ -307,17 +333,31 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
 
     // 4. Run from the library under the allow-list's quorum: one signer.
     // The agent takes the new policy on its connection's next Trust.
-    wait_for(WAIT, "the agent to hold the allow-listing policy", async || {
-        let held = s.sql(&format!(
-            "SELECT policy_version FROM device_trust WHERE device_id = '{device}'"
-        ))?;
-        Ok((held.parse::<u64>().ok() == s.policy_version().await?).then_some(()))
-    })
+    wait_for(
+        WAIT,
+        "the agent to hold the allow-listing policy",
+        async || {
+            let held = s.sql(&format!(
+                "SELECT policy_version FROM device_trust WHERE device_id = '{device}'"
+            ))?;
+            Ok((held.parse::<u64>().ok() == s.policy_version().await?).then_some(()))
+        },
+    )
     .await?;
     let out = s
         .msp(&[
-            "job", "run", "--tenant", "acme", "--targets", &device, "--library", "touch@1",
-            "--reason", "e2e", "--json", "--no-wait",
+            "job",
+            "run",
+            "--tenant",
+            "acme",
+            "--targets",
+            &device,
+            "--library",
+            "touch@1",
+            "--reason",
+            "e2e",
+            "--json",
+            "--no-wait",
         ])
         .await?;
     let view: JobView = decode_json(&out.stdout)?;
@@ -360,7 +400,14 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
     for args in [
         vec!["script", "show", "touch@1", "--tenant", "acme"],
         vec![
-            "job", "run", "--tenant", "acme", "--targets", &device, "--library", "touch@1",
+            "job",
+            "run",
+            "--tenant",
+            "acme",
+            "--targets",
+            &device,
+            "--library",
+            "touch@1",
         ],
     ] {
         let refused = s.cli(&s.msp, &args).await?;
@@ -379,9 +426,7 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
         "UPDATE script_versions SET content = 'echo swapped', sha256 = '{original_hash}' \
          WHERE version = 1"
     ))?;
-    let refused = s
-        .cli(&s.msp, &["script", "show", "touch@1"])
-        .await?;
+    let refused = s.cli(&s.msp, &["script", "show", "touch@1"]).await?;
     ensure!(
         !refused.success() && refused.all_output().contains("hash mismatch"),
         "{}",
@@ -410,12 +455,22 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
         .cli(
             &s.msp,
             &[
-                "job", "run", "--tenant", "acme", "--targets", &device, "--library", "touch@2",
+                "job",
+                "run",
+                "--tenant",
+                "acme",
+                "--targets",
+                &device,
+                "--library",
+                "touch@2",
             ],
         )
         .await?;
     ensure!(
-        !refused.success() && refused.all_output().contains("no review of this version verifies"),
+        !refused.success()
+            && refused
+                .all_output()
+                .contains("no review of this version verifies"),
         "{}",
         refused.all_output()
     );
@@ -424,7 +479,10 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
     // key check passes (another key), the server refuses (same operator).
     s.msp(&["keys", "new", "--name", "second"]).await?;
     let own = s
-        .cli(&s.msp, &["script", "review", "touch@2", "--key", "second", "--yes"])
+        .cli(
+            &s.msp,
+            &["script", "review", "touch@2", "--key", "second", "--yes"],
+        )
         .await?;
     ensure!(
         !own.success() && own.all_output().contains("cannot review"),
@@ -454,8 +512,18 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
         .cli(
             &s.msp,
             &[
-                "job", "run", "--tenant", "acme", "--targets", &device, "--library", "greet@1",
-                "--param", "name=x", "--param", "count=many",
+                "job",
+                "run",
+                "--tenant",
+                "acme",
+                "--targets",
+                &device,
+                "--library",
+                "greet@1",
+                "--param",
+                "name=x",
+                "--param",
+                "count=many",
             ],
         )
         .await?;
@@ -468,8 +536,20 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
     // A valid run: the signed script carries the quoted values.
     let out = s
         .msp(&[
-            "job", "run", "--tenant", "acme", "--targets", &device, "--library", "greet@1",
-            "--param", "name=O'Brien; rm -rf /", "--param", "count=3", "--json", "--no-wait",
+            "job",
+            "run",
+            "--tenant",
+            "acme",
+            "--targets",
+            &device,
+            "--library",
+            "greet@1",
+            "--param",
+            "name=O'Brien; rm -rf /",
+            "--param",
+            "count=3",
+            "--json",
+            "--no-wait",
         ])
         .await?;
     let view: JobView = decode_json(&out.stdout)?;
@@ -491,7 +571,10 @@ async fn in_the_console(browser: &Browser, s: &Setup, owner: &Owner, device: &st
     browser.wait_path("/scripts").await?;
     // The description's `<marker>` is text, not a tag.
     browser
-        .wait_text("#scripts tr[data-script=\"touch\"]", "Touches a <marker> file")
+        .wait_text(
+            "#scripts tr[data-script=\"touch\"]",
+            "Touches a <marker> file",
+        )
         .await?;
     let shot = std::env::temp_dir().join("bulwark-scripts.png");
     browser.screenshot(&shot).await?;
@@ -533,7 +616,11 @@ async fn in_the_console(browser: &Browser, s: &Setup, owner: &Owner, device: &st
         .wait_text("#prepare-error-text", "has no parameter")
         .await?;
     ensure!(
-        browser.client().find(fantoccini::Locator::Css("#run-command")).await.is_err(),
+        browser
+            .client()
+            .find(fantoccini::Locator::Css("#run-command"))
+            .await
+            .is_err(),
         "a command was prepared"
     );
     ensure!(s.job_count()? == jobs_before, "a job was submitted");

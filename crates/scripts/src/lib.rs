@@ -265,10 +265,9 @@ impl ParamSpec {
             ParamType::Bool if matches!(value, "true" | "false") => Ok(()),
             ParamType::Bool => Err(bad(format!("{value:?} is not true or false"))),
             ParamType::Choice(words) if words.iter().any(|w| w == value) => Ok(()),
-            ParamType::Choice(words) => Err(bad(format!(
-                "{value:?} is not one of {}",
-                words.join(", ")
-            ))),
+            ParamType::Choice(words) => {
+                Err(bad(format!("{value:?} is not one of {}", words.join(", "))))
+            }
         }
     }
 }
@@ -280,10 +279,7 @@ pub fn parse_params<S: AsRef<str>>(
     limits: &Limits,
 ) -> Result<Vec<ParamSpec>, ScriptError> {
     if texts.len() > limits.max_params {
-        return Err(invalid(format!(
-            "at most {} parameters",
-            limits.max_params
-        )));
+        return Err(invalid(format!("at most {} parameters", limits.max_params)));
     }
     let mut specs: Vec<ParamSpec> = Vec::with_capacity(texts.len());
     for text in texts {

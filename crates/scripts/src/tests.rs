@@ -87,7 +87,10 @@ fn every_parameter_needs_one_valid_value() {
     assert!(run(&[("n", "1")]).is_err(), "missing m");
     assert!(run(&[("n", "1"), ("m", "c")]).is_err(), "bad choice");
     assert!(run(&[("n", "1"), ("m", "a"), ("n", "2")]).is_err(), "twice");
-    assert!(run(&[("n", "1"), ("m", "a"), ("z", "2")]).is_err(), "unknown");
+    assert!(
+        run(&[("n", "1"), ("m", "a"), ("z", "2")]).is_err(),
+        "unknown"
+    );
     assert_eq!(
         run(&[("m", "a"), ("n", "-3")]).unwrap(),
         "# Parameters (bulwark script library)\nn='-3'\nm='a'\n# End of parameters\necho\n"

@@ -994,14 +994,18 @@ impl Harness {
             }
             ("POST", "/api/v1/scripts") => (
                 path,
-                Some(json!({"name": "Not A Name", "description": "", "interpreter": "sh",
-                    "params": [], "content": "true", "author_envelope": "AAAA"})),
+                Some(
+                    json!({"name": "Not A Name", "description": "", "interpreter": "sh",
+                    "params": [], "content": "true", "author_envelope": "AAAA"}),
+                ),
             ),
             ("GET", "/api/v1/scripts/{name}") => (path.replace("{name}", "missing"), None),
             ("POST", "/api/v1/scripts/{name}/versions") => (
                 path.replace("{name}", "missing"),
-                Some(json!({"version": 2, "interpreter": "sh", "params": [], "content": "true",
-                    "author_envelope": "AAAA"})),
+                Some(
+                    json!({"version": 2, "interpreter": "sh", "params": [], "content": "true",
+                    "author_envelope": "AAAA"}),
+                ),
             ),
             ("GET", "/api/v1/scripts/{name}/versions/{version}") => (
                 path.replace("{name}", "missing").replace("{version}", "1"),

@@ -148,7 +148,10 @@ async fn a_refused_write_changes_nothing(store: Store) {
             &[event(AuditAction::ScriptAdded, "cleanup")],
         )
         .await;
-    assert!(matches!(again, Err(StoreError::Conflict("script name taken"))));
+    assert!(matches!(
+        again,
+        Err(StoreError::Conflict("script name taken"))
+    ));
     // Skipping a number, or rewriting version 1.
     for n in [1, 3] {
         let skipped = store
@@ -197,20 +200,25 @@ async fn reviews_are_one_per_operator_and_version(store: Store) {
     let twice = store
         .add_script_review(&created.id, 1, &bob, &[8], T0 + 6, &[])
         .await;
-    assert!(matches!(twice, Err(StoreError::Conflict("already reviewed"))));
+    assert!(matches!(
+        twice,
+        Err(StoreError::Conflict("already reviewed"))
+    ));
     let missing = store
         .add_script_review(&created.id, 7, &bob, &[8], T0 + 6, &[])
         .await;
-    assert!(
-        matches!(missing, Err(StoreError::NotFound)),
-        "{missing:?}"
-    );
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
     let reviews = store.script_reviews(&created.id, 1).await.unwrap();
     assert_eq!(reviews.len(), 1);
     assert_eq!(reviews[0].reviewer_username, "bob");
     assert_eq!(reviews[0].envelope, vec![9, 9]);
     assert_eq!(
-        store.script_by_name("cleanup").await.unwrap().unwrap().latest_reviews,
+        store
+            .script_by_name("cleanup")
+            .await
+            .unwrap()
+            .unwrap()
+            .latest_reviews,
         1
     );
     assert_eq!(msp_actions(&store).await, vec!["script.reviewed"]);

@@ -280,13 +280,8 @@ pub async fn run(cmd: ScriptCommand) -> Result<()> {
                 own.id() != fetched.author_key,
                 "you signed this version as its author: another operator must review it"
             );
-            let envelope = sign_statement(
-                &session,
-                &key,
-                &fetched.facts(),
-                SignerRole::Reviewer,
-            )
-            .await?;
+            let envelope =
+                sign_statement(&session, &key, &fetched.facts(), SignerRole::Reviewer).await?;
             let _: ScriptVersionView = session
                 .post(
                     &format!("{}/versions/{version}/reviews", script_path(&name)?),
@@ -585,7 +580,10 @@ fn print_version(fetched: &Fetched, policy: Option<&Policy>, tenant: Option<&str
             if check.reviewers.is_empty() {
                 println!("Status      not reviewed (no review verifies)");
             }
-            if policy.allowed_scripts.contains(&content_hash(&fetched.content)) {
+            if policy
+                .allowed_scripts
+                .contains(&content_hash(&fetched.content))
+            {
                 println!("Allow-list  on tenant {tenant}'s allow-list (verified policy)");
             }
         }

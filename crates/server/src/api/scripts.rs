@@ -280,11 +280,10 @@ pub async fn add_version(
     caller.require(Action::ManageScripts)?;
     let script = script_named(&state, &name).await?;
     let version = checked_version(&state, &caller, &script.name, &req).await?;
-    let event = audit_event(&caller, None, AuditAction::ScriptVersionAdded, &script.name)
-        .with_detail(format!(
-            "version {} sha256 {}",
-            version.version, version.sha256
-        ));
+    let event =
+        audit_event(&caller, None, AuditAction::ScriptVersionAdded, &script.name).with_detail(
+            format!("version {} sha256 {}", version.version, version.sha256),
+        );
     let row = state
         .store
         .add_script_version(&script.id, &version, now_millis(), &[event])

@@ -44,7 +44,10 @@ struct ScriptsPage {
     scripts: Vec<ScriptRow>,
 }
 
-async fn scripts_page(State(state): State<AppState>, CookieCaller(caller): CookieCaller) -> Response {
+async fn scripts_page(
+    State(state): State<AppState>,
+    CookieCaller(caller): CookieCaller,
+) -> Response {
     let rows = async {
         caller.require(Action::ViewScripts)?;
         Ok::<_, ApiError>(state.store.list_scripts().await?)
@@ -244,9 +247,9 @@ struct RunPage {
 /// POSIX single quoting for the command shown: a value is one word.
 fn sh_word(value: &str) -> String {
     if !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ',' | '/' | ':' | '='))
+        && value.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ',' | '/' | ':' | '=')
+        })
     {
         value.to_owned()
     } else {
@@ -291,7 +294,13 @@ async fn prepare(
     if library {
         let reference = q.script.as_deref().unwrap_or_default().trim();
         let (name, number) = match reference.split_once('@') {
-            Some((n, v)) => (n, Some(v.parse::<u32>().map_err(|_| "The version after @ is a number.".to_owned())?)),
+            Some((n, v)) => (
+                n,
+                Some(
+                    v.parse::<u32>()
+                        .map_err(|_| "The version after @ is a number.".to_owned())?,
+                ),
+            ),
             None => (reference, None),
         };
         let script = state
@@ -355,8 +364,7 @@ async fn run_page(
     query: Result<Query<RunQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let q = query.map(|Query(q)| q).unwrap_or_default();
-    let found =
-        crate::api::tenants::tenant_for(&state, &caller, &tenant, Action::RequestJob).await;
+    let found = crate::api::tenants::tenant_for(&state, &caller, &tenant, Action::RequestJob).await;
     let tenant_row = match found {
         Ok(t) => t,
         Err(e) => return error_page(e, UserBar::of(&caller)),
