@@ -216,10 +216,7 @@ async fn a_reviewed_allow_listed_library_script_runs_and_a_lying_server_gets_not
         .msp(&["policy", "show", "--tenant", "acme", "--toml"])
         .await?
         .stdout;
-    let stricter = toml.replace(
-        "[quorums.run-script]\nsigners = 1",
-        "[quorums.run-script]\nsigners = 2",
-    );
+    let stricter = toml.replace("run-script = { signers = 1,", "run-script = { signers = 2,");
     ensure!(stricter != toml, "no run-script quorum in:\n{toml}");
     let file = s.file("stricter.toml", &stricter)?;
     s.msp(&["policy", "sign", "--tenant", "acme", "--file", &file])
