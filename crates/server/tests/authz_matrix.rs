@@ -2992,7 +2992,7 @@ async fn console_script_library_and_run_panel_follow_the_roles() {
             assert_eq!(status.as_u16(), 200);
             assert!(
                 html.contains("id=\"run-command\"")
-                    && html.contains("&lt;b&gt;x&lt;/b&gt;")
+                    && html.contains("&#60;b&#62;x&#60;/b&#62;")
                     && !html.contains("<b>x</b>"),
                 "{html}"
             );
