@@ -24,6 +24,7 @@ pub mod numbers;
 pub mod operators;
 pub mod passkeys;
 pub mod proposals;
+pub mod scripts;
 pub mod setup;
 pub mod signing_keys;
 pub mod sla;

@@ -7,8 +7,8 @@
 //! pages, the cross-site form check, the assets and the units pages show
 //! (bytes, durations, bar steps). Each family of pages is a module of its
 //! own: `sign_in`, `tenants`, `devices`, `jobs`, `operators`, `cli_sign_in`,
-//! `account`, `settings`, `audit`, `sla` and `metrics` (charts and the
-//! dashboard).
+//! `account`, `settings`, `audit`, `sla`, `metrics` (charts and the
+//! dashboard) and `scripts` (the script library and the Run panel).
 
 use askama::Template;
 use axum::Router;
@@ -32,6 +32,7 @@ mod devices;
 mod jobs;
 mod metrics;
 mod operators;
+mod scripts;
 mod settings;
 mod sign_in;
 mod sla;
@@ -59,6 +60,7 @@ fn pages() -> Router<AppState> {
         .merge(tenants::router())
         .merge(devices::router())
         .merge(jobs::router())
+        .merge(scripts::router())
         .merge(alerts::router())
         .merge(sla::router())
         .merge(operators::router())
@@ -169,6 +171,8 @@ struct UserBar {
     settings: bool,
     /// Show the MSP-wide audit log in the navigation.
     msp_log: bool,
+    /// Show the script library in the navigation.
+    scripts: bool,
 }
 
 impl UserBar {
@@ -180,6 +184,7 @@ impl UserBar {
             operators: caller.require(Action::ListOperators).is_ok(),
             settings: caller.require(Action::ViewPasskeyPolicy).is_ok(),
             msp_log: caller.require(Action::ViewMspLog).is_ok(),
+            scripts: caller.require(Action::ViewScripts).is_ok(),
         })
     }
 }

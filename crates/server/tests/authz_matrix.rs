@@ -285,6 +285,40 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/trust-proposals/{id}/signatures",
         Tenant(&[Owner, SecurityOfficer, TenantAuditor], 400),
     ),
+    // The MSP's script library: no tenant's (the tenant auditor, the
+    // customer's person, sees none of it). Bodies that parse but are
+    // refused, and a script that does not exist: 400 and 404 come only
+    // after the role check.
+    (
+        "GET",
+        "/api/v1/scripts",
+        Global(&[Owner, SecurityOfficer, Technician, ReadOnly], 200),
+    ),
+    (
+        "POST",
+        "/api/v1/scripts",
+        Global(&[Owner, SecurityOfficer, Technician], 400),
+    ),
+    (
+        "GET",
+        "/api/v1/scripts/{name}",
+        Global(&[Owner, SecurityOfficer, Technician, ReadOnly], 404),
+    ),
+    (
+        "POST",
+        "/api/v1/scripts/{name}/versions",
+        Global(&[Owner, SecurityOfficer, Technician], 404),
+    ),
+    (
+        "GET",
+        "/api/v1/scripts/{name}/versions/{version}",
+        Global(&[Owner, SecurityOfficer, Technician, ReadOnly], 404),
+    ),
+    (
+        "POST",
+        "/api/v1/scripts/{name}/versions/{version}/reviews",
+        Global(&[Owner, SecurityOfficer, Technician], 404),
+    ),
     // A fresh Ed25519 public key each time.
     ("POST", "/api/v1/signing-keys", Global(EVERY_ROLE, 201)),
     ("GET", "/api/v1/signing-keys", Global(EVERY_ROLE, 200)),
@@ -981,6 +1015,29 @@ impl Harness {
             ("POST", "/api/v1/tenants/{tenant}/jobs") => {
                 (path, Some(json!({"envelope": "AAAA", "script": "true"})))
             }
+            ("POST", "/api/v1/scripts") => (
+                path,
+                Some(
+                    json!({"name": "Not A Name", "description": "", "interpreter": "sh",
+                    "params": [], "content": "true", "author_envelope": "AAAA"}),
+                ),
+            ),
+            ("GET", "/api/v1/scripts/{name}") => (path.replace("{name}", "missing"), None),
+            ("POST", "/api/v1/scripts/{name}/versions") => (
+                path.replace("{name}", "missing"),
+                Some(
+                    json!({"version": 2, "interpreter": "sh", "params": [], "content": "true",
+                    "author_envelope": "AAAA"}),
+                ),
+            ),
+            ("GET", "/api/v1/scripts/{name}/versions/{version}") => (
+                path.replace("{name}", "missing").replace("{version}", "1"),
+                None,
+            ),
+            ("POST", "/api/v1/scripts/{name}/versions/{version}/reviews") => (
+                path.replace("{name}", "missing").replace("{version}", "1"),
+                Some(json!({"envelope": "AAAA"})),
+            ),
             ("GET", "/api/v1/jobs/{id}") => (path.replace("{id}", &self.jobs[tenant]), None),
             (
                 "GET" | "POST",
@@ -3014,5 +3071,55 @@ async fn console_dashboard_and_charts_stay_in_scope() {
             )
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+/// The console's script library and Run panel: the library for the roles
+/// that see it through the API (not the customer's auditor), the Run page
+/// for the roles that may request jobs on that tenant, a foreign tenant's
+/// Run page a 404 for every non-owner, and what a page shows escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_script_library_and_run_panel_follow_the_roles() {
+    let h = start().await;
+    for role in ROLES {
+        let cookie = console_cookie(&h, role).await;
+        let (status, _) = console_get(&h, &cookie, "/scripts").await;
+        let sees = role != TenantAuditor;
+        assert_eq!(
+            status.as_u16(),
+            if sees { 200 } else { 403 },
+            "{role:?} /scripts"
+        );
+        let (status, html) = console_get(&h, &cookie, &format!("/tenants/{OWN}/run")).await;
+        let runs = matches!(role, Owner | SecurityOfficer | Technician);
+        assert_eq!(
+            status.as_u16(),
+            if runs { 200 } else { 403 },
+            "{role:?} own run"
+        );
+        if runs {
+            assert!(html.contains("id=\"run-panel\""), "{role:?}");
+        }
+        let (status, _) = console_get(&h, &cookie, &format!("/tenants/{FOREIGN}/run")).await;
+        assert_eq!(
+            status.as_u16(),
+            if role == Owner { 200 } else { 404 },
+            "{role:?} foreign run"
+        );
+        // A prepared one-off command is shown escaped.
+        if runs {
+            let (status, html) = console_get(
+                &h,
+                &cookie,
+                &format!(
+                    "/tenants/{OWN}/run?source=command&command=echo+%27%3Cb%3Ex%3C%2Fb%3E%27&targets=h1"
+                ),
+            )
+            .await;
+            assert_eq!(status.as_u16(), 200);
+            assert!(
+                html.contains("id=\"run-command\"")
+                    && html.contains("&#60;b&#62;x&#60;/b&#62;")
+                    && !html.contains("<b>x</b>"),
+                "{html}"
+            );
+        }
     }
 }

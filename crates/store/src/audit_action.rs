@@ -69,6 +69,10 @@ audit_actions! {
     DeviceEnrolled => "device.enrolled",
     DeviceTrustApplied => "device.trust_applied",
     SigningKeyRegistered => "signing_key.registered",
+    // The script library (MSP-wide, RFD 0013).
+    ScriptAdded => "script.added",
+    ScriptVersionAdded => "script.version_added",
+    ScriptReviewed => "script.reviewed",
     // Trust statements.
     TrustRootPublished => "trust.root_published",
     TrustPolicyPublished => "trust.policy_published",

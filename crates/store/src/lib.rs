@@ -39,6 +39,7 @@ mod operators;
 mod packages;
 mod passkeys;
 mod recovery;
+mod scripts;
 mod sessions;
 mod setup;
 mod siem;
@@ -86,6 +87,7 @@ pub use metrics::{Compaction, MAX_SERIES_ROWS, MetricSeries, TenantCounts, Tenan
 pub use operators::{NewOperator, Operator};
 pub use packages::MAX_PACKAGES_PER_DEVICE;
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};
+pub use scripts::{NewScript, NewScriptVersion, Script, ScriptReview, ScriptVersion};
 pub use sessions::{NewSession, Session, SessionKind};
 pub use setup::SetupEnrolment;
 pub use signing_keys::{NewSigningKey, SigningKey, SigningKeyKind};

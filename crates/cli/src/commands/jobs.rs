@@ -37,7 +37,7 @@ pub enum JobCommand {
     /// inventory refresh or package updates), submit it and follow the
     /// results. The action class, and so the quorum, follows from what the
     /// job does.
-    #[command(group(clap::ArgGroup::new("action").required(true).args(["script", "command", "inventory_refresh", "install_patches"])))]
+    #[command(group(clap::ArgGroup::new("action").required(true).args(["script", "command", "library", "inventory_refresh", "install_patches"])))]
     Run {
         #[arg(long)]
         tenant: String,
@@ -55,6 +55,15 @@ pub enum JobCommand {
         /// A one-line command to run with sh (a script of one line).
         #[arg(long, value_name = "TEXT")]
         command: Option<String>,
+        /// A version of the script library (NAME@V, or NAME for the newest):
+        /// fetched, its content checked against the SHA-256 its author and a
+        /// reviewer signed, the review verified under the tenant's policy.
+        #[arg(long, value_name = "NAME[@V]", conflicts_with = "interpreter")]
+        library: Option<String>,
+        /// A parameter of the library script, name=value (repeat): checked
+        /// against the version's types and signed into the script.
+        #[arg(long = "param", value_name = "NAME=VALUE", requires = "library")]
+        params: Vec<String>,
         /// Collect and send a full inventory now (runs no script).
         #[arg(long)]
         inventory_refresh: bool,
@@ -84,6 +93,11 @@ pub enum JobCommand {
         /// Return as soon as the job is submitted.
         #[arg(long)]
         no_wait: bool,
+        /// Sign without showing the job and asking first (on a terminal,
+        /// `bulwark` shows what it signs, rendered from the statement's own
+        /// bytes, and asks: a command pasted from a page is read once more).
+        #[arg(long)]
+        yes: bool,
         #[arg(long)]
         json: bool,
     },
@@ -154,6 +168,8 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             all,
             script,
             command,
+            library,
+            params,
             inventory_refresh,
             install_patches,
             packages,
@@ -163,17 +179,34 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             timeout,
             valid_for,
             no_wait,
+            yes,
             json,
         } => {
             let session = Session::load()?;
-            let body = match (&script, &command) {
-                (Some(path), _) => {
+            let trust = crate::commands::trust::fetch_trust(&session, &tenant).await?;
+            let (body, interpreter) = match &library {
+                Some(reference) => {
+                    let (body, interpreter) = crate::commands::scripts::library_script(
+                        &session,
+                        &tenant,
+                        trust.policy.as_ref(),
+                        reference,
+                        &params,
+                    )
+                    .await?;
+                    (Some(body), Some(interpreter.name().to_owned()))
+                }
+                None => (None, interpreter),
+            };
+            let body = match (&script, &command, body) {
+                (_, _, Some(body)) => body,
+                (Some(path), _, None) => {
                     let bytes = std::fs::read(path)
                         .with_context(|| format!("cannot read {}", path.display()))?;
                     String::from_utf8(bytes).context("the script is not UTF-8 text")?
                 }
-                (None, Some(command)) => format!("{}\n", command.trim_end()),
-                (None, None) => String::new(),
+                (None, Some(command), None) => format!("{}\n", command.trim_end()),
+                (None, None, None) => String::new(),
             };
             let action = if inventory_refresh {
                 ensure!(
@@ -205,7 +238,6 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                     script_sha256: ScriptHash(Sha256::digest(body.as_bytes()).into()),
                 }
             };
-            let trust = crate::commands::trust::fetch_trust(&session, &tenant).await?;
             let class = class_under(&action, trust.policy.as_ref());
             let targets = resolve_targets(
                 &session,
@@ -240,6 +272,20 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                 .validate(&Limits::default())
                 .map_err(|e| anyhow::anyhow!("the job is not valid: {e}"))?;
             let mut signed = Signed::new(&statement);
+            if !yes && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                println!(
+                    "{}",
+                    render_statement(&statement, &signed, trust.policy.as_ref(), now)
+                );
+                if !body.is_empty() {
+                    println!(
+                        "\n--- script ---\n{}\n--- end of script ---",
+                        crate::commands::scripts::visible(&body)
+                    );
+                }
+                let answer = crate::output::prompt_line("\nSign and submit this job? Type yes: ")?;
+                ensure!(answer.trim() == "yes", "not signed");
+            }
             let store = KeyStore::open_default()?;
             let signing_key =
                 store.load_signing_key(&key, &crate::commands::keys::passphrase(false)?)?;
@@ -477,7 +523,7 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
 /// Registers the public half of `key` with the caller's account the first
 /// time it signs a job (the server accepts jobs only under keys registered
 /// to the person submitting them).
-async fn ensure_registered(
+pub(crate) async fn ensure_registered(
     session: &Session,
     name: &str,
     key: &ed25519_dalek::SigningKey,

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod login;
 pub mod passkeys;
 pub mod proposals;
+pub mod scripts;
 pub mod sla;
 pub mod tenants;
 pub mod trust;
@@ -85,6 +86,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::commands::jobs::JobCommand,
     },
+    /// The MSP's script library: add, version, review, allow-list (run with `job run --library`).
+    Script {
+        #[command(subcommand)]
+        command: scripts::ScriptCommand,
+    },
     /// Alerts: list, acknowledge, resolve, and where a tenant's are sent.
     Alert {
         #[command(subcommand)]
@@ -129,6 +135,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Tenant { command } => tenants::run(command).await,
         OperatorCommand::Device { command } => devices::run(command).await,
         OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
+        OperatorCommand::Script { command } => scripts::run(command).await,
         OperatorCommand::Alert { command } => alerts::run(command).await,
         OperatorCommand::Sla { command } => sla::run(command).await,
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,

@@ -31,6 +31,7 @@ pub mod operators;
 pub mod passkeys;
 pub mod proposals;
 pub mod refusals;
+pub mod scripts;
 pub mod setup;
 pub mod signing_keys;
 pub mod sla;
@@ -69,7 +70,7 @@ pub const MAX_JOB_BODY_BYTES: usize = 3 * jobs::MAX_SCRIPT_BYTES;
     info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs. Every error answers `application/json` in the `ErrorBody` shape, including a 404 for a path no route has and a 405 (with `Allow`) for a method a path does not take; the one exception is `POST /api/v1/auth/device/token`, whose RFC 8628 answers (400) are a `DeviceTokenError`."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
-    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "alerts", description = "Alerts raised from the transparency logs (an agent's refusal, a mass action entering its delay), their handling, where they are sent (RFD 0007), and a tenant's SLA: targets in business time and attainment (RFD 0008)."), (name = "vulndb", description = "The offline vulnerability database: OSV advisories for Debian and Ubuntu releases, imported by owners (`bulwark vulndb import`) into a new generation that is switched in atomically, and matched with dpkg's version ordering."), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
+    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "scripts", description = "The MSP's script library (RFD 0013): scripts, immutable versions with their author's signed statement, and signed reviews. The server's word on a version or a review is not trusted: `bulwark script show` and `bulwark job run --library` check the content's SHA-256 and every signature against a tenant's verified policy."), (name = "alerts", description = "Alerts raised from the transparency logs (an agent's refusal, a mass action entering its delay), their handling, where they are sent (RFD 0007), and a tenant's SLA: targets in business time and attainment (RFD 0008)."), (name = "vulndb", description = "The offline vulnerability database: OSV advisories for Debian and Ubuntu releases, imported by owners (`bulwark vulndb import`) into a new generation that is switched in atomically, and matched with dpkg's version ordering."), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
 )]
 struct ApiDoc;
 
@@ -204,10 +205,16 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                     vulndb::MAX_BATCH_BODY_BYTES,
                 )),
         )
-        // A job carries its script: a larger body than anywhere else.
+        .routes(routes!(scripts::get_script))
+        .routes(routes!(scripts::get_version))
+        .routes(routes!(scripts::review_version))
+        // A job carries its script: a larger body than anywhere else; so
+        // does a library script's new version.
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(jobs::create_job))
+                .routes(routes!(scripts::list_scripts, scripts::create_script))
+                .routes(routes!(scripts::add_version))
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY_BYTES)),
         )
         .split_for_parts();

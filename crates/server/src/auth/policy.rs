@@ -111,6 +111,13 @@ pub enum Action {
     /// Upload batches into an import already started, and switch it in
     /// (owners only; not privileged, so a long import outlives the MFA window).
     UploadVulnDbRecords,
+    /// See the MSP's script library: scripts, versions, content, reviews
+    /// (the MSP's own material, not a tenant's: not the tenant auditor).
+    ViewScripts,
+    /// Add a script or a new version of one, signed by its author.
+    ManageScripts,
+    /// Record one's own signed review of another operator's version.
+    ReviewScript,
 }
 
 impl Action {
@@ -215,7 +222,10 @@ pub fn authorize(role: Role, action: Action) -> bool {
         Role::Owner => true,
         Role::SecurityOfficer => matches!(
             action,
-            ListTenants
+            ViewScripts
+                | ManageScripts
+                | ReviewScript
+                | ListTenants
                 | ViewVulnDb
                 | ViewDevices
                 | IssueEnrollmentToken
@@ -245,7 +255,10 @@ pub fn authorize(role: Role, action: Action) -> bool {
         Role::Technician => {
             matches!(
                 action,
-                ListTenants
+                ViewScripts
+                    | ManageScripts
+                    | ReviewScript
+                    | ListTenants
                     | ViewVulnDb
                     | ViewDevices
                     | IssueEnrollmentToken
@@ -264,7 +277,8 @@ pub fn authorize(role: Role, action: Action) -> bool {
         }
         Role::ReadOnly => matches!(
             action,
-            ListTenants
+            ViewScripts
+                | ListTenants
                 | ViewVulnDb
                 | ViewDevices
                 | WatchPresence

@@ -274,6 +274,7 @@ struct DevicePage {
     checks: Vec<CheckRow>,
     charts: super::metrics::DeviceChartsCard,
     q: String,
+    run: Option<super::scripts::RunPanel>,
 }
 
 /// One check on the device page: what the server says the agent reported.
@@ -446,7 +447,9 @@ async fn device_page(
         Ok((inventory, d, packages, vulns, checks, charts)) => {
             let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
             let inv = inventory.map(|i| inventory_page(&i, now_secs));
+            let run = super::scripts::run_panel(&state, &caller, &d.tenant, &d.hostname).await;
             render(DevicePage {
+                run,
                 user: UserBar::of(&caller),
                 version: crate::VERSION,
                 packages: (d.package_count.unwrap_or(0) > 0).then_some(packages),

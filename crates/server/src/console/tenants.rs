@@ -91,6 +91,7 @@ struct TenantPage {
     csrf: String,
     charts: Vec<crate::chart::Chart>,
     ranges: Vec<super::metrics::RangeLink>,
+    run: Option<super::scripts::RunPanel>,
 }
 
 /// Whether the page offers enrolment tokens on `tenant` (a name already shown
@@ -118,10 +119,12 @@ async fn tenant_page_with(
         let charts = super::metrics::tenant_charts(state, caller, tenant, &t.id, range).await?;
         Ok::<_, crate::api::error::ApiError>((devices, charts))
     };
+    let run = super::scripts::run_panel(state, caller, tenant, "").await;
     match page.await {
         Ok((devices, charts)) => render(TenantPage {
             charts,
             ranges: super::metrics::range_links(&format!("/tenants/{tenant}"), range),
+            run,
             can_enroll: can_enroll(caller, tenant),
             user: UserBar::of(caller),
             version: crate::VERSION,

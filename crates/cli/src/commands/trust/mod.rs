@@ -260,23 +260,8 @@ pub async fn run_policy(command: PolicyCommand) -> Result<()> {
             let hash = ScriptHash(Sha256::digest(&body).into());
             let session = Session::load()?;
             let trust = fetch_trust(&session, &tenant).await?;
-            let mut policy = next_policy(&trust, &tenant)?;
-            if policy.allowed_scripts.contains(&hash) {
-                println!(
-                    "{} (sha256 {}) is already on tenant {tenant}'s allow-list.",
-                    script.display(),
-                    hex::encode(hash.0)
-                );
-                return Ok(());
-            }
-            policy.allowed_scripts.push(hash);
-            publish_policy(&session, &tenant, &trust, &policy, otp.as_deref()).await?;
-            println!(
-                "{} (sha256 {}) is on the allow-list from this version on.",
-                script.display(),
-                hex::encode(hash.0)
-            );
-            Ok(())
+            let label = script.display().to_string();
+            allow_script_hash(&session, &tenant, &trust, hash, &label, otp.as_deref()).await
         }
         PolicyCommand::AddOperator {
             tenant,
@@ -330,6 +315,34 @@ pub async fn run_policy(command: PolicyCommand) -> Result<()> {
             publish_policy(&session, &tenant, &trust, &policy, otp.as_deref()).await
         }
     }
+}
+
+/// Adds `hash` to the tenant's allow-list as the next policy version
+/// (published when this machine holds the root threshold, else proposed
+/// for the other root holders: `publish_policy`). `label` names the script.
+pub(crate) async fn allow_script_hash(
+    session: &Session,
+    tenant: &str,
+    trust: &Trust,
+    hash: ScriptHash,
+    label: &str,
+    otp: Option<&str>,
+) -> Result<()> {
+    let mut policy = next_policy(trust, tenant)?;
+    if policy.allowed_scripts.contains(&hash) {
+        println!(
+            "{label} (sha256 {}) is already on tenant {tenant}'s allow-list.",
+            hex::encode(hash.0)
+        );
+        return Ok(());
+    }
+    policy.allowed_scripts.push(hash);
+    publish_policy(session, tenant, trust, &policy, otp).await?;
+    println!(
+        "{label} (sha256 {}) is on the allow-list of that policy version once it is published.",
+        hex::encode(hash.0)
+    );
+    Ok(())
 }
 
 mod checks_toml;
