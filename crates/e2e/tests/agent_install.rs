@@ -114,7 +114,10 @@ async fn the_install_command_enrols_writes_a_unit_and_the_installed_agent_connec
             .lines()
             .filter(|l| !l.trim().is_empty() && !l.contains("is not executable"))
             .collect();
-        ensure!(complaints.is_empty(), "systemd-analyze verify: {complaints:?}");
+        ensure!(
+            complaints.is_empty(),
+            "systemd-analyze verify: {complaints:?}"
+        );
     }
 
     // Installing again: nothing to do, and the token is not spent twice.

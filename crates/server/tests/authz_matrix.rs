@@ -3071,6 +3071,9 @@ async fn console_dashboard_and_charts_stay_in_scope() {
             )
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
 /// The console's script library and Run panel: the library for the roles
 /// that see it through the API (not the customer's auditor), the Run page
 /// for the roles that may request jobs on that tenant, a foreign tenant's

@@ -7,6 +7,11 @@
 //! action and class, each target with the host name it was chosen by,
 //! validity, reason and signers, and the script whose hash is signed. The
 //! server's JSON is used for lists and results only.
+//!
+//! This file is long because every kind of job is rendered from its signed
+//! bytes, signed and followed here (script, command, library script,
+//! inventory refresh, patches, cancel and live output); the library-script
+//! preparation belongs in `commands::scripts` and moves there next.
 
 use std::time::Duration;
 
