@@ -99,6 +99,17 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // An SLA's time zone must be in the server's tzdb, its times HH:MM with
     // each day's start before its end, its holidays real dates, given once.
     ("put_sla", "a zone, time or date that does not exist"),
+    // A script version is text signed by its author: the signature must
+    // verify over the content's hash, and the number be the next one
+    // (RFD 0013).
+    ("create_script", "an author signature that does not verify"),
+    ("add_version", "an author signature that does not verify"),
+    // The tenant aggregate needs `metric`; the query type is shared with
+    // the device series, where it is optional (to be split: RFD 0014).
+    (
+        "tenant_metrics_route",
+        "a tenant aggregate without `metric`",
+    ),
 ];
 
 #[tokio::test]
