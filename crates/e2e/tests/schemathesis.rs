@@ -49,7 +49,7 @@ const SIGNED_IN_EXCLUDED: &[&str] = &[
     "set_passkey_policy",
 ];
 
-/// Operations that may answer 400 to a request the document's schema
+/// Operations that may answer 400 (or 422, a statement refused) to a request the document's schema
 /// admits, because what makes it wrong is not a shape a JSON Schema can
 /// state: a secret's or a signature's truth, the state of the server, or a
 /// rule tying two fields together. For them (only) schemathesis'
@@ -99,6 +99,15 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // An SLA's time zone must be in the server's tzdb, its times HH:MM with
     // each day's start before its end, its holidays real dates, given once.
     ("put_sla", "a zone, time or date that does not exist"),
+    // A trust statement is a signed envelope for this tenant: random bytes
+    // are not base64, not a statement of the right type, or not signed by
+    // the tenant's root (answered 400 or 422 `refused`). The stateful phase
+    // reaches these with real tenant names since the dashboard lists them.
+    ("publish_freeze", "an envelope that is not a signed freeze"),
+    ("publish_root", "an envelope that is not a signed root"),
+    ("publish_policy", "an envelope that is not a signed policy"),
+    ("sign_proposal", "a signature that does not verify"),
+    ("create_proposal", "a statement for another tenant or type"),
     // A script version is text signed by its author: the signature must
     // verify over the content's hash, and the number be the next one
     // (RFD 0013).
@@ -224,7 +233,7 @@ fn config_toml() -> String {
         "[[operations]]\n\
          include-operation-id = [{}]\n\
          checks.positive_data_acceptance.expected-statuses = \
-         [\"2xx\", \"3xx\", \"400\", \"401\", \"403\", \"404\", \"409\", \"429\"]\n",
+         [\"2xx\", \"3xx\", \"400\", \"401\", \"403\", \"404\", \"409\", \"422\", \"429\"]\n",
         ids.join(", ")
     )
 }
