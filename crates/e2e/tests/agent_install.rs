@@ -62,7 +62,7 @@ async fn the_install_command_enrols_writes_a_unit_and_the_installed_agent_connec
     );
 
     // What the console's tenant page prints, with --root-dir added.
-    let installed = agent(&[
+    let install = [
         "install",
         "--root-dir",
         root,
@@ -73,9 +73,8 @@ async fn the_install_command_enrols_writes_a_unit_and_the_installed_agent_connec
         "--root",
         &token.root_fingerprint,
         "--run-arg=--inventory-secs=300",
-    ])
-    .await?
-    .ok()?;
+    ];
+    let installed = agent(&install).await?.ok()?;
     let out = installed.all_output();
     ensure!(
         out.contains("Installed binary")
@@ -121,20 +120,7 @@ async fn the_install_command_enrols_writes_a_unit_and_the_installed_agent_connec
     }
 
     // Installing again: nothing to do, and the token is not spent twice.
-    let again = agent(&[
-        "install",
-        "--root-dir",
-        root,
-        "--server",
-        &up.info.gateway_url,
-        "--token",
-        &token.token,
-        "--root",
-        &token.root_fingerprint,
-        "--run-arg=--inventory-secs=300",
-    ])
-    .await?
-    .ok()?;
+    let again = agent(&install).await?.ok()?;
     let out = again.all_output();
     ensure!(
         out.contains("Unchanged binary")
