@@ -64,7 +64,7 @@ const POSTGRES_ADDR: &str = "127.0.0.1:5432";
 const CARGO_DENY_VERSION: &str = "0.20.2";
 
 /// The trust path: the crates an auditor reads to believe what an agent runs.
-const TRUST_PATH_CRATES: &[&str] = &["protocol", "policy", "translog"];
+const TRUST_PATH_CRATES: &[&str] = &["protocol", "policy", "translog", "releases"];
 /// Code lines (no comments, no blank lines, no `#[cfg(test)]` modules) the
 /// trust path may hold. A ratchet: lower it when the path shrinks; raise it
 /// only for verification an agent must run, saying what (the aim is 3,000,
@@ -96,8 +96,12 @@ const TRUST_PATH_CRATES: &[&str] = &["protocol", "policy", "translog"];
 /// (RFD 0012: `JobStarted`, `JobOutput`, `CancelJob`, their `since` and
 /// the caps the frame decoder holds live output to; one crate owns the
 /// wire format); +1 for step 13c taking the held tree head named again
-/// without a consistency proof (a restarted agent's drift, not a fork).
-const TRUST_PATH_BUDGET: usize = 5_895;
+/// without a consistency proof (a restarted agent's drift, not a fork);
+/// +762 for `releases` (RFD 0017): the TUF client that decides whether an
+/// agent may replace its own binary (canonical JSON, role thresholds, root
+/// rotation, rollback and freeze checks), hand-written because the
+/// maintained client brings a second crypto stack.
+const TRUST_PATH_BUDGET: usize = 6_657;
 /// Code lines above which a source file must say why it is one file (a
 /// first-comment line starting "This file is long because").
 const LONG_FILE_LINES: usize = 800;
@@ -243,6 +247,7 @@ fn install_prerequisites() -> Result<()> {
     }
     install_schemathesis()?;
     install_aiosmtpd()?;
+    install_python_tuf()?;
     ensure_postgres()
 }
 
@@ -331,6 +336,46 @@ fn install_aiosmtpd() -> Result<()> {
     )?;
     if !installed() {
         bail!("aiosmtpd {AIOSMTPD_VERSION} does not import after installing");
+    }
+    Ok(())
+}
+
+/// python-tuf, pinned, into the same virtual environment: the reference
+/// TUF implementation the agent-release client is checked against.
+fn install_python_tuf() -> Result<()> {
+    use schemathesis::{
+        PYTHON_TUF_VERSION, SECURESYSTEMSLIB_VERSION, schemathesis_venv, venv_python,
+    };
+    let installed = || {
+        Command::new(venv_python())
+            .args([
+                "-c",
+                "import tuf, securesystemslib, cryptography; print(tuf.__version__, securesystemslib.__version__)",
+            ])
+            .output()
+            .is_ok_and(|out| {
+                String::from_utf8_lossy(&out.stdout).trim()
+                    == format!("{PYTHON_TUF_VERSION} {SECURESYSTEMSLIB_VERSION}")
+            })
+    };
+    if installed() {
+        println!(
+            "python-tuf {PYTHON_TUF_VERSION} is installed in {}.",
+            schemathesis_venv().display()
+        );
+        return Ok(());
+    }
+    println!("Installing python-tuf {PYTHON_TUF_VERSION} from PyPI.");
+    run(
+        Command::new(schemathesis_venv().join("bin").join("pip")).args([
+            "install",
+            "--disable-pip-version-check",
+            &format!("tuf=={PYTHON_TUF_VERSION}"),
+            &format!("securesystemslib[crypto]=={SECURESYSTEMSLIB_VERSION}"),
+        ]),
+    )?;
+    if !installed() {
+        bail!("python-tuf {PYTHON_TUF_VERSION} does not import after installing");
     }
     Ok(())
 }

@@ -37,7 +37,14 @@ pub fn schemathesis_version_line() -> String {
 /// server with STARTTLS that a test starts on a loopback port.
 pub const AIOSMTPD_VERSION: &str = "1.4.6";
 
-/// The Python interpreter of [`schemathesis_venv`], which also holds aiosmtpd.
+/// The python-tuf release (PyPI `tuf`, with securesystemslib's crypto
+/// signer) the agent-release client is checked against
+/// (`crates/releases/tests/python_tuf.rs`), in the same environment.
+pub const PYTHON_TUF_VERSION: &str = "7.0.1";
+pub const SECURESYSTEMSLIB_VERSION: &str = "1.6.0";
+
+/// The Python interpreter of [`schemathesis_venv`], which also holds
+/// aiosmtpd and python-tuf.
 pub fn venv_python() -> PathBuf {
     schemathesis_venv().join("bin").join("python")
 }
