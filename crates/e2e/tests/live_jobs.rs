@@ -13,7 +13,10 @@
 //!   the job ends `partial`;
 //! - output past the 1 MiB cap is cut with a `[... N bytes truncated ...]`
 //!   marker, in the API and in `bulwark job show --follow`;
-//! - an agent's HTML and terminal escapes reach `--follow` as inert text.
+//! - an agent's HTML and terminal escapes reach `--follow` as inert text;
+//! - in the console, the job page says `running` while the output grows on
+//!   the same page (no reload), shows the agent's HTML as text, and its
+//!   cancel form stops the run.
 
 use std::time::{Duration, Instant};
 
@@ -276,31 +279,54 @@ async fn jobs_say_what_happened_stream_their_output_and_cancel() -> Result<()> {
 #[path = "support/browser.rs"]
 mod browser;
 
-/// The console's job page while a job runs: its status, its output
-/// arriving, an agent's HTML shown as text (no element made of it), and
-/// the cancel form. Saves `docs/screenshots/job-live.png`.
+/// The console's job page while a job runs: its status says `running`
+/// while the output arrives piece by piece without a reload, an agent's
+/// HTML is shown as text (no element made of it), and the cancel form
+/// stops the run. Saves `docs/screenshots/job-live.png`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_shows_live_output_as_text() -> Result<()> {
     let s = OperatorSetup::start(PASSPHRASE).await?;
     let local = s.local.clone();
-    let job = submit(
-        &s,
-        &local,
-        "printf '<img src=x onerror=alert(1)><script>alert(2)</script>\\n'; \
-         for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo \"step $i of 12: checking disks\"; sleep 1; done",
-    )
-    .await?;
     let browser = browser::Browser::plain(900).await?;
     let result = async {
+        // Signed in first: the job must still be running when the page opens.
         browser.sign_in(&s.up.base_url(), &s.owner).await?;
+        let job = submit(
+            &s,
+            &local,
+            "printf '<img src=x onerror=alert(1)><script>alert(2)</script>\\n'; \
+             for i in $(seq 1 90); do echo \"step $i of 90: checking disks\"; sleep 1; done",
+        )
+        .await?;
         browser
             .goto(&format!("{}/jobs/{job}", s.up.base_url()))
             .await?;
-        // The page reloads itself when the target starts running.
-        let text = browser.wait_text("pre.live-output", "step 3 of 12").await?;
+        // The page reloads itself once when the target starts running.
+        wait_job_state(&browser, "running").await?;
+        let text = browser.wait_text("pre.live-output", "step 2 of 90").await?;
         ensure!(
             text.starts_with("<img src=x onerror=alert(1)><script>alert(2)</script>"),
             "{text:?}"
+        );
+        // From here on the output grows on the same page: a reload would
+        // drop this mark.
+        browser
+            .client()
+            .execute("window.bulwarkSamePage = true; return null", vec![])
+            .await?;
+        let later = browser.wait_text("pre.live-output", "step 6 of 90").await?;
+        ensure!(
+            !later.contains("step 90 of 90"),
+            "the whole run was there: the page did not watch it live"
+        );
+        let same = browser
+            .client()
+            .execute("return window.bulwarkSamePage === true", vec![])
+            .await?;
+        ensure!(same == serde_json::json!(true), "the page reloaded to show output");
+        ensure!(
+            job_state(&browser).await? == "running",
+            "the job's state is not running while it runs"
         );
         let made = browser
             .client()
@@ -312,11 +338,53 @@ async fn the_console_shows_live_output_as_text() -> Result<()> {
         ensure!(made == serde_json::json!(0), "the agent's HTML became elements: {made}");
         let root = bulwark_e2e::workspace_root();
         browser
+            .client()
+            .execute(
+                "document.querySelector('pre.live-output').scrollIntoView({block: 'center'}); return null",
+                vec![],
+            )
+            .await?;
+        browser
             .screenshot(&root.join("docs/screenshots/job-live.png"))
             .await?;
+
+        // Cancelled from the console: the run stops, the page says so.
+        browser.click("#cancel summary").await?;
+        browser.fill("reason", "e2e: stopped from the console").await?;
+        browser.click("#cancel-submit").await?;
+        wait_job_state(&browser, "cancelled").await?;
+        let view = wait_status(&s, &job, JobStatus::Cancelled).await?;
+        ensure!(
+            target_of(&view, &local)?.status == TargetStatus::Cancelled,
+            "{view:?}"
+        );
+        let (text, _) = all_output(&s, &job, &local).await?;
+        ensure!(!text.contains("step 90 of 90"), "the run went on to its end");
         Ok(())
     }
     .await;
     browser.close().await?;
     result
+}
+
+/// The job page's state badge as the page wrote it (the stylesheet shows
+/// it in capitals, which is what WebDriver's rendered text would return).
+async fn job_state(browser: &browser::Browser) -> Result<String> {
+    let text = browser
+        .client()
+        .execute(
+            "const e = document.getElementById('job-state'); return e ? e.textContent.trim() : ''",
+            vec![],
+        )
+        .await?;
+    Ok(text.as_str().unwrap_or_default().to_owned())
+}
+
+async fn wait_job_state(browser: &browser::Browser, want: &str) -> Result<()> {
+    wait_for(
+        Duration::from_secs(30),
+        &format!("the job page to say {want}"),
+        async || Ok((job_state(browser).await? == want).then_some(())),
+    )
+    .await
 }
