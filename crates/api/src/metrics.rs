@@ -19,7 +19,6 @@ pub const MAX_RANGE_SECS: u64 = 400 * 86_400;
 #[into_params(parameter_in = Query)]
 pub struct MetricsQuery {
     /// One metric (the policy check's name); all of the device's otherwise.
-    /// Required for a tenant.
     #[param(min_length = 1, max_length = 64, pattern = "^[a-z0-9._-]+$")]
     pub metric: Option<String>,
     /// Start of the range (Unix seconds); default `to` minus 24 hours.
@@ -29,6 +28,34 @@ pub struct MetricsQuery {
     /// 400 days after it.
     #[param(minimum = 0, maximum = 9_999_999_999_i64)]
     pub to: Option<u64>,
+}
+
+/// `?metric=&from=&to=` for a tenant's aggregate: one metric, required
+/// (a tenant's devices have many; summing them would mean nothing).
+#[derive(Debug, Clone, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TenantMetricsQuery {
+    /// The metric (the policy check's name).
+    #[param(min_length = 1, max_length = 64, pattern = "^[a-z0-9._-]+$")]
+    pub metric: String,
+    /// Start of the range (Unix seconds); default `to` minus 24 hours.
+    #[param(minimum = 0, maximum = 9_999_999_999_i64)]
+    pub from: Option<u64>,
+    /// End of the range (Unix seconds); default now. After `from`, at most
+    /// 400 days after it.
+    #[param(minimum = 0, maximum = 9_999_999_999_i64)]
+    pub to: Option<u64>,
+}
+
+impl From<TenantMetricsQuery> for MetricsQuery {
+    fn from(q: TenantMetricsQuery) -> Self {
+        MetricsQuery {
+            metric: Some(q.metric),
+            from: q.from,
+            to: q.to,
+        }
+    }
 }
 
 /// What a metric measures (the kind of its check in the policy).

@@ -113,12 +113,6 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // (RFD 0013).
     ("create_script", "an author signature that does not verify"),
     ("add_version", "an author signature that does not verify"),
-    // The tenant aggregate needs `metric`; the query type is shared with
-    // the device series, where it is optional (to be split: RFD 0014).
-    (
-        "tenant_metrics_route",
-        "a tenant aggregate without `metric`",
-    ),
 ];
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use bulwark_api::error::ErrorBody;
 use bulwark_api::metrics::{
     AlertCountView, DashboardRowView, DashboardView, DeviceMetricsView, MAX_RANGE_SECS,
     MAX_TIME_SECS, MetricKindView, MetricPointView, MetricSeriesView, MetricsQuery,
-    TenantMetricPointView, TenantMetricsView, TierView,
+    TenantMetricPointView, TenantMetricsQuery, TenantMetricsView, TierView,
 };
 use bulwark_store::metrics_plan::{MetricKind, TIERS};
 
@@ -255,16 +255,16 @@ pub async fn tenant_metrics_view(
 /// One metric (a check of the tenant's policy) over all the tenant's
 /// devices: the average of every sample and the largest, per bucket.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant}/metrics", tag = "devices",
-    params(("tenant" = String, Path, description = "Tenant name"), MetricsQuery),
+    params(("tenant" = String, Path, description = "Tenant name"), TenantMetricsQuery),
     responses((status = 200, body = TenantMetricsView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn tenant_metrics_route(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
-    q: Result<Query<MetricsQuery>, QueryRejection>,
+    q: Result<Query<TenantMetricsQuery>, QueryRejection>,
 ) -> Result<Json<TenantMetricsView>, ApiError> {
-    let q = super::log::query(q)?;
+    let q = MetricsQuery::from(super::log::query(q)?);
     Ok(Json(
         tenant_metrics_view(&state, &caller, &tenant, &q).await?,
     ))
