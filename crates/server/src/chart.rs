@@ -134,15 +134,19 @@ pub fn line_chart(
 /// A group of bars under one label (a tenant, a week).
 pub struct Group {
     pub label: String,
-    /// (class, value, tooltip); the legend names the classes.
-    pub bars: Vec<(&'static str, i64, String)>,
+    /// (class, value, tooltip); the legend names the classes. `None`: no
+    /// value (an SLA week with nothing decided), drawn as a mark on the
+    /// axis in `chart-gap`, so "nothing" never reads as zero.
+    pub bars: Vec<(&'static str, Option<i64>, String)>,
 }
 
 /// Groups of bars side by side, y from 0 to the largest value (at least
-/// `y_max`); each group's label below it. `legend` names the classes in
+/// `y_max`; a percent chart passes 100); `unit` follows each grid label.
+/// Group labels below, thinned to about ten. `legend` names the classes in
 /// order: (class, words).
 pub fn bar_chart(
     title: String,
+    unit: &str,
     groups: Vec<Group>,
     legend: Vec<(&'static str, String)>,
     y_max: i64,
@@ -152,12 +156,16 @@ pub fn bar_chart(
     let plot_w = W - LEFT;
     let top_value = groups
         .iter()
-        .flat_map(|g| g.bars.iter().map(|b| b.1))
+        .flat_map(|g| g.bars.iter().filter_map(|b| b.1))
         .max()
         .unwrap_or(0)
         .max(y_max)
         .max(1);
-    let slot = plot_w / i64::try_from(groups.len().max(1)).unwrap_or(1);
+    let y_of =
+        |v: i64| TOP + plot_h - (i128::from(v) * i128::from(plot_h) / i128::from(top_value)) as i64;
+    let count = i64::try_from(groups.len().max(1)).unwrap_or(1);
+    let slot = plot_w / count;
+    let every = usize::try_from((count / 10).max(1)).unwrap_or(1);
     let per = groups
         .iter()
         .map(|g| g.bars.len())
@@ -167,33 +175,39 @@ pub fn bar_chart(
     let bar_w = (slot / (i64::try_from(per).unwrap_or(1) + 1)).clamp(1, 40);
     let mut bars = Vec::new();
     let mut ticks = Vec::new();
+    let mut values = 0usize;
     for (i, g) in groups.iter().enumerate() {
         let x0 = LEFT + slot * i64::try_from(i).unwrap_or(0) + bar_w / 2;
-        ticks.push((x0, g.label.clone()));
+        if i % every == 0 {
+            ticks.push((x0, g.label.clone()));
+        }
         for (j, (class, value, label)) in g.bars.iter().enumerate() {
-            let h = (i128::from((*value).clamp(0, top_value)) * i128::from(plot_h)
-                / i128::from(top_value)) as i64;
-            let h = if *value > 0 { h.max(2) } else { 1 };
+            let x = x0 + bar_w * i64::try_from(j).unwrap_or(0);
+            let (class, y, h) = match value {
+                Some(v) => {
+                    values += 1;
+                    // A zero still shows, as a sliver of its colour.
+                    let y = y_of((*v).clamp(0, top_value)).min(TOP + plot_h - 2);
+                    (*class, y, TOP + plot_h - y)
+                }
+                None => ("chart-gap", TOP + plot_h - 2, 2),
+            };
             bars.push(Bar {
                 class,
-                x: x0 + bar_w * i64::try_from(j).unwrap_or(0),
-                y: TOP + plot_h - h,
+                x,
+                y,
                 width: bar_w,
                 height: h,
                 label: label.clone(),
             });
         }
     }
-    let grid = [top_value, 0]
+    let grid = [top_value, top_value / 2, 0]
         .into_iter()
-        .map(|v| {
-            let y =
-                TOP + plot_h - (i128::from(v) * i128::from(plot_h) / i128::from(top_value)) as i64;
-            (y, v.to_string())
-        })
+        .map(|v| (y_of(v), format!("{v}{unit}")))
         .collect();
     Chart {
-        summary: format!("{title}: {} groups", groups.len()),
+        summary: format!("{title}: {} groups, {values} values", groups.len()),
         title,
         width: W,
         height,
@@ -256,6 +270,51 @@ mod tests {
             label: label.to_owned(),
             points,
         }
+    }
+
+    #[test]
+    fn bars_scale_to_percent_and_missing_values_are_marks_not_zero() {
+        let c = bar_chart(
+            "SLA".into(),
+            " %",
+            vec![
+                Group {
+                    label: "03-02".into(),
+                    bars: vec![
+                        ("sla-critical", Some(100), "all met".into()),
+                        ("sla-info", Some(0), "none met".into()),
+                    ],
+                },
+                Group {
+                    label: "03-09".into(),
+                    bars: vec![("sla-critical", None, "nothing decided".into())],
+                },
+            ],
+            vec![("sla-critical", "critical".into())],
+            100,
+            200,
+        );
+        let plot_bottom = 200 - BOTTOM;
+        assert_eq!(c.bars[0].y, TOP, "100 % reaches the top");
+        assert_eq!(c.bars[1].height, 2, "0 % is a sliver of its colour");
+        assert_eq!(c.bars[1].class, "sla-info");
+        assert_eq!(
+            (c.bars[2].class, c.bars[2].y),
+            ("chart-gap", plot_bottom - 2)
+        );
+        let labels: Vec<&str> = c.grid.iter().map(|g| g.1.as_str()).collect();
+        assert_eq!(labels, ["100 %", "50 %", "0 %"]);
+        assert_eq!(c.summary, "SLA: 2 groups, 2 values");
+        // Many groups: about ten labels, not one per group.
+        let many = (0..52)
+            .map(|i| Group {
+                label: format!("w{i}"),
+                bars: vec![("sla-info", Some(i), String::new())],
+            })
+            .collect();
+        let c = bar_chart("x".into(), "", many, vec![], 0, 200);
+        assert!((9..=13).contains(&c.ticks.len()), "{}", c.ticks.len());
+        assert!(c.bars.iter().all(|b| b.x + b.width <= W));
     }
 
     #[test]

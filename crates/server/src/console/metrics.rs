@@ -288,6 +288,7 @@ async fn dashboard_page(
     let v = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let chart = bar_chart(
         "Open alerts and failing checks per tenant".to_owned(),
+        "",
         rows.iter()
             .take(40)
             .map(|r| Group {
@@ -295,17 +296,17 @@ async fn dashboard_page(
                 bars: vec![
                     (
                         "sla-critical",
-                        v(r.critical),
+                        Some(v(r.critical)),
                         format!("{}: {} critical alerts", r.tenant, r.critical),
                     ),
                     (
                         "sla-warning",
-                        v(r.warning),
+                        Some(v(r.warning)),
                         format!("{}: {} warning alerts", r.tenant, r.warning),
                     ),
                     (
                         "chart-failing",
-                        v(r.failing_checks),
+                        Some(v(r.failing_checks)),
                         format!("{}: {} failing checks", r.tenant, r.failing_checks),
                     ),
                 ],

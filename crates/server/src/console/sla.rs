@@ -14,136 +14,79 @@ use serde::Deserialize;
 
 use super::{UserBar, error_page, render};
 use crate::auth::session::CookieCaller;
+use crate::chart::{Chart, Group, bar_chart};
 use crate::state::AppState;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/tenants/{tenant}/sla", get(sla_page))
 }
 
-/// The chart's drawing area, in SVG user units (about the card's width in
-/// pixels, so text is drawn at its size).
-const CHART_W: u32 = 1080;
-const CHART_H: u32 = 200;
-/// Margins: the percent labels left, the week labels below, room above
-/// for the top label.
-const LEFT: u32 = 44;
-const BOTTOM: u32 = 22;
-const TOP: u32 = 8;
+const SEVERITIES: [(&str, &str); 3] = [
+    ("critical", "sla-bar sla-critical"),
+    ("warning", "sla-bar sla-warning"),
+    ("info", "sla-bar sla-info"),
+];
 
-/// One bar: a severity's attainment in one week.
-struct Bar {
-    x: u32,
-    y: u32,
-    width: u32,
-    height: u32,
-    severity: &'static str,
-    label: String,
-}
-
-/// A week whose alerts of a severity were all still undecided, or none:
-/// a small mark on the axis, so "no alerts" does not read as 0 %.
-struct Gap {
-    x: u32,
-    width: u32,
-}
-
-struct Tick {
-    x: u32,
-    text: String,
-}
-
-struct Chart {
-    width: u32,
-    height: u32,
-    plot_bottom: u32,
-    left: u32,
-    bars: Vec<Bar>,
-    gaps: Vec<Gap>,
-    ticks: Vec<Tick>,
-    /// Horizontal lines at 0, 50 and 100 % (y, label).
-    grid: Vec<(u32, &'static str)>,
-    summary: String,
-}
-
-const SEVERITIES: [&str; 3] = ["critical", "warning", "info"];
-
+/// Weekly attainment per severity, on the console's one chart module: a
+/// week whose alerts of a severity were all undecided (or none) is a mark
+/// on the axis, not 0 %.
 fn chart(report: &SlaReport) -> Chart {
-    let plot_h = CHART_H - BOTTOM - TOP;
-    let plot_w = CHART_W - LEFT;
-    let weeks = u32::try_from(report.weeks.len().max(1)).unwrap_or(1);
-    let slot = plot_w / weeks;
-    // Three bars and a gap of one bar's width per week.
-    let bar = (slot / 4).max(1);
-    let y_of = |percent: f64| {
-        let p = percent.clamp(0.0, 100.0);
-        // Rounded to whole units: pixels, and the template stays integer.
-        TOP + plot_h - (p * f64::from(plot_h) / 100.0).round() as u32
-    };
-    let mut bars = Vec::new();
-    let mut gaps = Vec::new();
-    let mut ticks = Vec::new();
-    let every = (weeks / 8).max(1);
-    let mut drawn = 0;
-    for (i, week) in report.weeks.iter().enumerate() {
-        let i = u32::try_from(i).unwrap_or_default();
-        let x0 = LEFT + i * slot + bar / 2;
-        if i % every == 0 {
-            ticks.push(Tick {
-                x: x0,
-                text: week.start.get(5..).unwrap_or(&week.start).to_owned(),
-            });
-        }
-        for (j, s) in week.severities.iter().enumerate() {
-            let j = u32::try_from(j).unwrap_or_default();
-            let x = x0 + j * bar;
-            let severity = SEVERITIES.get(j as usize).copied().unwrap_or("info");
-            match s.attainment_percent {
-                Some(p) => {
-                    drawn += 1;
-                    let y = y_of(p).min(TOP + plot_h - 3);
-                    bars.push(Bar {
-                        x,
-                        y,
-                        width: bar,
-                        // 0 % still shows, as a sliver of its colour.
-                        height: (TOP + plot_h - y).max(3),
-                        severity,
-                        label: format!(
-                            "week of {}, {severity}: {:.0} % ({} met, {} breached{})",
-                            week.start,
-                            p,
-                            s.met,
-                            s.breached,
-                            if s.pending > 0 {
-                                format!(", {} pending", s.pending)
-                            } else {
-                                String::new()
-                            }
+    let groups = report
+        .weeks
+        .iter()
+        .map(|week| Group {
+            label: week.start.get(5..).unwrap_or(&week.start).to_owned(),
+            bars: week
+                .severities
+                .iter()
+                .zip(SEVERITIES)
+                .map(|(s, (severity, class))| {
+                    let pending = if s.pending > 0 {
+                        format!(", {} pending", s.pending)
+                    } else {
+                        String::new()
+                    };
+                    match s.attainment_percent {
+                        Some(p) => (
+                            class,
+                            // Whole percent: the SVG stays integer.
+                            Some(p.clamp(0.0, 100.0).round() as i64),
+                            format!(
+                                "week of {}, {severity}: {p:.0} % ({} met, {} breached{pending})",
+                                week.start, s.met, s.breached
+                            ),
                         ),
-                    });
-                }
-                None => gaps.push(Gap { x, width: bar }),
-            }
-        }
-    }
-    Chart {
-        width: CHART_W,
-        height: CHART_H,
-        plot_bottom: TOP + plot_h,
-        left: LEFT,
-        bars,
-        gaps,
-        ticks,
-        grid: vec![
-            (TOP, "100 %"),
-            (TOP + plot_h / 2, "50 %"),
-            (TOP + plot_h, "0 %"),
+                        None => (
+                            class,
+                            None,
+                            format!(
+                                "week of {}, {severity}: nothing decided{pending}",
+                                week.start
+                            ),
+                        ),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let mut chart = bar_chart(
+        "Weekly attainment".to_owned(),
+        " %",
+        groups,
+        vec![
+            ("sla-bar sla-critical", "critical".to_owned()),
+            ("sla-bar sla-warning", "warning".to_owned()),
+            ("sla-bar sla-info", "info".to_owned()),
+            ("chart-gap", "nothing decided".to_owned()),
         ],
-        summary: format!(
-            "Weekly SLA attainment by severity, {} weeks, {drawn} weeks with decided alerts",
-            report.weeks.len()
-        ),
-    }
+        100,
+        200,
+    );
+    chart.summary = format!(
+        "Weekly SLA attainment by severity, {} weeks",
+        report.weeks.len()
+    );
+    chart
 }
 
 /// Minutes as people read a target: `45 min`, `4 h`, `1 h 30 min`.
