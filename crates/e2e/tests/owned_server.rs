@@ -10,7 +10,7 @@
 //!
 //! Needs the `sqlite3` command-line tool for the tampering.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
@@ -19,7 +19,7 @@ use bulwark_api::devices::DeviceView;
 use bulwark_api::jobs::JobView;
 use bulwark_api::signing_keys::SigningKeyView;
 use bulwark_api::tenants::TenantView;
-use bulwark_e2e::{ExtraAgent, OperatorSetup, decode_json, sql_text, target_of};
+use bulwark_e2e::{ExtraAgent, OperatorSetup, decode_json, sql_text, target_of, wait_for};
 use bulwark_policy::policy::ScriptHash;
 use bulwark_policy::{
     ActionClass, Interpreter, JobAction, JobStatement, JobTarget, Limits, Signed,
@@ -280,11 +280,51 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
         device_view(&s, "demo", &alpha.device_id).await?.hostname == "ws-alpha",
         "the agent in its own UTS namespace did not enrol as ws-alpha"
     );
-    let swap = "UPDATE devices SET hostname = CASE hostname WHEN 'ws-alpha' THEN 'ws-bravo' \
-                ELSE 'ws-alpha' END WHERE hostname IN ('ws-alpha', 'ws-bravo')";
-    s.sql(swap)?;
+    // An agent's inventory report writes its hostname back (the server's
+    // record follows the device). The attacker's edit must be in place
+    // when the CLI resolves the name: wait for both first reports, then
+    // redo the edit until the submission saw it.
+    for agent in [&alpha, &bravo] {
+        wait_for(Duration::from_secs(60), "the first inventory", async || {
+            Ok(s.api.device(&agent.device_id).await?.inventory.map(|_| ()))
+        })
+        .await?;
+    }
+    let names = |a: &str, b: &str| {
+        format!(
+            "UPDATE devices SET hostname = CASE id WHEN '{}' THEN '{a}' ELSE '{b}' END \
+             WHERE id IN ('{}', '{}')",
+            alpha.device_id, alpha.device_id, bravo.device_id
+        )
+    };
+    let submit_named = async |name: &str| {
+        wait_for(
+            Duration::from_secs(60),
+            "a submission that saw the edited names",
+            async || {
+                s.sql(&names(
+                    if name.ends_with("after") {
+                        "ws-alpha"
+                    } else {
+                        "ws-bravo"
+                    },
+                    if name.ends_with("after") {
+                        "ws-bravo"
+                    } else {
+                        "ws-alpha"
+                    },
+                ))?;
+                match submit_to(&s, "demo", "ws-alpha", name).await {
+                    Ok(sent) => Ok(Some(sent)),
+                    Err(e) if format!("{e:#}").contains("no device") => Ok(None),
+                    Err(e) => Err(e),
+                }
+            },
+        )
+        .await
+    };
 
-    let (id, marker) = submit_to(&s, "demo", "ws-alpha", "for-alpha").await?;
+    let (id, marker) = submit_named("for-alpha").await?;
     let view = s.job_view(&id).await?;
     ensure!(
         view.targets.len() == 1 && target_of(&view, &bravo.device_id).is_ok(),
@@ -294,8 +334,7 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
         .await?;
 
     // Names put back: the operator's job for ws-alpha runs on ws-alpha.
-    s.sql(swap)?;
-    let (id, marker) = submit_to(&s, "demo", "ws-alpha", "alpha-after").await?;
+    let (id, marker) = submit_named("alpha-after").await?;
     let target = s.wait_final(&id, &alpha.device_id).await?;
     ensure!(
         target.state == "succeeded" && marker.exists(),

@@ -43,7 +43,7 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
         PASSPHRASE,
         UpOptions::default()
             .heartbeat_secs(1)
-            .env("BULWARK_OFFLINE_ALERT_SECS", "3"),
+            .env("BULWARK_OFFLINE_ALERT_SECS", "10"),
     )
     .await?;
 
@@ -141,9 +141,10 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
         .context("no warning row")?;
     if opened.elapsed() < Duration::from_secs(50) {
         ensure!(
-            warning.alerts == 2
+            // At least: another device's warning may be pending too.
+            warning.alerts >= 2
                 && warning.acknowledge.met == 1
-                && warning.acknowledge.pending == 1
+                && warning.acknowledge.pending >= 1
                 && warning.acknowledge.breached == 0
                 && warning.acknowledge.attainment_percent == Some(100.0),
             "{warning:?}"
@@ -157,12 +158,28 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
         .await?
         .ok()?
         .stdout;
+    // On a loaded machine the local agent can miss its heartbeats long
+    // enough to raise an offline warning of its own: then the figures
+    // hold more than this test's two alerts, and only what is true of
+    // those two is checked.
+    let all: Vec<AlertView> = s
+        .cli_as(&[
+            "alert", "list", "--tenant", "demo", "--state", "all", "--json",
+        ])
+        .await?;
+    let noise: Vec<&AlertView> = all
+        .iter()
+        .filter(|a| a.severity == "warning" && a.id != met.id && a.id != open.id)
+        .collect();
+    if !noise.is_empty() {
+        eprintln!("[sla] other warnings in the tenant, checked loosely: {noise:?}");
+    }
+    let quiet = noise.is_empty();
     ensure!(
-        text.contains("Breaches (1)")
-            && text.contains(&open.id)
+        text.contains(&open.id)
             && text.contains("acknowledge (still open)")
-            && text.contains("50.0% (1/2)")
-            && text.contains("not measured yet"),
+            && text.contains("not measured yet")
+            && (!quiet || (text.contains("Breaches (1)") && text.contains("50.0% (1/2)"))),
         "sla report:\n{text}"
     );
     let by_cli: SlaReport = s
@@ -187,20 +204,37 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
             .find(|w| w.severity == "warning")
             .context("no warning row")?;
         ensure!(
-            warning.acknowledge.met == 1
-                && warning.acknowledge.breached == 1
-                && warning.acknowledge.attainment_percent == Some(50.0)
-                && warning.resolve.met == 0
-                && warning.resolve.pending == 2,
+            warning.acknowledge.met >= 1 && warning.acknowledge.breached >= 1,
             "{warning:?}"
         );
         ensure!(
-            report.breaches.len() == 1
-                && report.breaches[0].alert_id == open.id
-                && report.breaches[0].open
-                && report.breaches[0].measure == "acknowledge"
-                && report.breaches[0].target_minutes == 1
-                && report.breaches[0].taken_minutes >= 1,
+            !quiet
+                || (warning.acknowledge.met == 1
+                    && warning.acknowledge.breached == 1
+                    && warning.acknowledge.attainment_percent == Some(50.0)
+                    && warning.resolve.met == 0
+                    && warning.resolve.pending == 2),
+            "{warning:?}"
+        );
+        let ours = report
+            .breaches
+            .iter()
+            .find(|b| b.alert_id == open.id)
+            .context("the forgotten alert is not a breach")?;
+        ensure!(
+            ours.open
+                && ours.measure == "acknowledge"
+                && ours.target_minutes == 1
+                && ours.taken_minutes >= 1,
+            "{ours:?}"
+        );
+        ensure!(
+            !report.breaches.iter().any(|b| b.alert_id == met.id),
+            "the acknowledged alert counted as a breach: {:?}",
+            report.breaches
+        );
+        ensure!(
+            !quiet || report.breaches.len() == 1,
             "{:?}",
             report.breaches
         );
