@@ -158,10 +158,12 @@ pub async fn issue_enrollment_token(
     })
 }
 
-/// Issues a one-time enrolment token for a tenant.
+/// Issues a one-time enrolment token for a tenant. 409 `no_trust_root`: the
+/// tenant has no trust root yet (`bulwark tenant init` first), so a device
+/// could not know what to obey.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant}/enrollment-tokens", tag = "tenants",
     params(("tenant" = String, Path, description = "Tenant name")), request_body = EnrollmentTokenRequest,
-    responses((status = 201, body = EnrollmentTokenView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 201, body = EnrollmentTokenView), (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn create_enrollment_token(
     State(state): State<AppState>,
