@@ -18,8 +18,10 @@
 //! restarted agent resumes each check from its last journaled state, so a
 //! restart neither resolves an open alert nor raises a second one.
 
+pub mod network;
 pub mod probes;
 pub mod tracker;
+pub mod x509;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
