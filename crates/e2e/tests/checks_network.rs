@@ -8,7 +8,7 @@
 //!    answers 500; resolved at 200; critical again once it is stopped.
 //! 2. TLS: the three-day certificate is a warning (days left).
 //! 3. Script: exit 0 is ok, exit 2 a critical alert with the script's
-//!    first line.
+//!    first line. (And a ping of loopback is ok.)
 //! 4. The attacker with the database rewrites the script's content in the
 //!    library (and then its hash column too). A fresh agent asks for the
 //!    script: it refuses the content, runs nothing (the tampered script
@@ -205,6 +205,7 @@ async fn http_tls_and_script_checks_and_a_tampered_script_is_refused() -> Result
     let sections = format!(
         "[[checks]]\nname = \"web\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{http_port}/health\"\ninterval_secs = 5\ntimeout_secs = 3\n\n\
          [[checks]]\nname = \"cert\"\nkind = \"tls-expiry\"\nhost = \"127.0.0.1\"\nport = {tls_port}\nserver_name = \"localhost\"\nca_file = \"{}\"\nwarning = 14\ncritical = 1\ninterval_secs = 5\ntimeout_secs = 3\n\n\
+         [[checks]]\nname = \"loopback\"\nkind = \"ping\"\nhost = \"127.0.0.1\"\ncount = 3\nwarning = 34\ncritical = 100\ninterval_secs = 5\ntimeout_secs = 4\n\n\
          [[checks]]\nname = \"backup-age\"\nkind = \"script\"\nsha256 = \"{hash}\"\ninterpreter = \"sh\"\ninterval_secs = 5\ntimeout_secs = 5\n",
         ca_file.display()
     );
@@ -277,6 +278,17 @@ async fn http_tls_and_script_checks_and_a_tampered_script_is_refused() -> Result
     .await?;
     ensure!(cert.value == Some(3), "{cert:?}");
     wait_alert(&s, &device, "cert", "warning", 0).await?;
+
+    // Ping: loopback answers every echo (the agent is root: a raw socket
+    // where ping_group_range leaves it out).
+    wait_state(
+        &s,
+        &device,
+        "loopback",
+        CheckStateView::Ok,
+        "3 of 3 replies",
+    )
+    .await?;
 
     // 3. Script: exit 0 ok, exit 2 critical with its first line.
     wait_state(

@@ -123,7 +123,20 @@ pub enum Probe {
         #[n(1)]
         interpreter: Interpreter,
     },
+    /// ICMP echo from the agent: percent of `count` requests unanswered
+    /// (thresholds on the loss; the round trip is in the summary); unknown
+    /// when the agent may not open an ICMP socket.
+    #[n(11)]
+    Ping {
+        #[n(0)]
+        host: String,
+        #[n(1)]
+        count: u8,
+    },
 }
+
+/// Most echo requests one ping check sends.
+pub const MAX_PING_COUNT: u8 = 20;
 
 /// An HTTP check's URL, parsed strictly: `http` or `https`, a host name,
 /// IPv4 or bracketed IPv6 address, an optional port, a path of visible
@@ -233,6 +246,7 @@ impl Probe {
             Probe::Http { .. } => "http",
             Probe::TlsExpiry { .. } => "tls-expiry",
             Probe::Script { .. } => "script",
+            Probe::Ping { .. } => "ping",
         }
     }
 
@@ -256,7 +270,8 @@ impl Probe {
             | Probe::Disk { .. }
             | Probe::Load
             | Probe::TcpPort { .. }
-            | Probe::Http { .. } => Direction::Rising,
+            | Probe::Http { .. }
+            | Probe::Ping { .. } => Direction::Rising,
             Probe::Service { .. } | Probe::Process { .. } | Probe::FileHash { .. } => {
                 Direction::PassFail
             }
@@ -367,6 +382,21 @@ impl CheckDefinition {
                 }
                 if let Some(path) = ca_file {
                     text_ok(path, "CA file")?;
+                }
+            }
+            Probe::Ping { host, count } => {
+                text_ok(host, "host")?;
+                if !(1..=MAX_PING_COUNT).contains(count) {
+                    return malformed(format!(
+                        "check {:?}: a ping sends 1 to {MAX_PING_COUNT} requests",
+                        self.name
+                    ));
+                }
+                if self.warning.max(self.critical).is_some_and(|t| t > 100) {
+                    return malformed(format!(
+                        "check {:?}: loss thresholds are percentages",
+                        self.name
+                    ));
                 }
             }
             // A script check runs only a script the same signed policy
@@ -763,5 +793,37 @@ mod tests {
                 CheckState::Unknown
             ]
         );
+    }
+
+    #[test]
+    fn ping_thresholds_are_loss_percentages() {
+        let limits = Limits::default();
+        let ping = |count, warning, critical| {
+            probe_check(
+                Probe::Ping {
+                    host: "192.0.2.1".into(),
+                    count,
+                },
+                warning,
+                critical,
+            )
+        };
+        let check = ping(4, Some(25), Some(100));
+        assert_eq!(check.validate(&limits, &[]), Ok(()));
+        assert_eq!(check.classify(0), CheckState::Ok);
+        assert_eq!(check.classify(25), CheckState::Warning);
+        assert_eq!(check.classify(100), CheckState::Critical);
+        assert!(
+            !check.probe.failure_is_critical(),
+            "no ICMP socket is unknown"
+        );
+        for bad in [
+            ping(0, None, Some(100)),
+            ping(MAX_PING_COUNT + 1, None, Some(100)),
+            ping(4, None, None),
+            ping(4, Some(50), Some(101)),
+        ] {
+            assert!(bad.validate(&limits, &[]).is_err(), "{bad:?}");
+        }
     }
 }

@@ -19,6 +19,7 @@
 //! restart neither resolves an open alert nor raises a second one.
 
 pub mod network;
+pub mod ping;
 pub mod probes;
 pub mod script;
 pub mod tracker;

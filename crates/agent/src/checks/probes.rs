@@ -98,7 +98,8 @@ impl Probes {
             | Probe::FileHash { .. }
             | Probe::Http { .. }
             | Probe::TlsExpiry { .. }
-            | Probe::Script { .. } => return None,
+            | Probe::Script { .. }
+            | Probe::Ping { .. } => return None,
         })
     }
 }
@@ -178,6 +179,7 @@ pub async fn measure_slow(probe: Probe) -> Measurement {
             super::network::tls_expiry(&host, port, server_name.as_deref(), ca_file.as_deref())
                 .await
         }
+        Probe::Ping { host, count } => super::ping::ping(&host, count).await,
         other => Err(format!("{} is not a waiting probe", other.kind())),
     }
 }

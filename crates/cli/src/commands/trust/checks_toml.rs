@@ -39,6 +39,9 @@ pub(crate) struct CheckDoc {
     pub ca_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interpreter: Option<String>,
+    /// Echo requests of a ping check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u8>,
     #[serde(default = "default_interval")]
     pub interval_secs: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +75,7 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
         server_name: None,
         ca_file: None,
         interpreter: None,
+        count: None,
         interval_secs: check.interval_secs,
         warning: check.warning,
         critical: check.critical,
@@ -117,6 +121,10 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
         } => {
             doc.sha256 = Some(hex::encode(sha256.0));
             doc.interpreter = Some(interpreter.name().to_owned());
+        }
+        Probe::Ping { host, count } => {
+            doc.host = Some(host.clone());
+            doc.count = Some(*count);
         }
     }
     doc
@@ -180,8 +188,12 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
                 })?,
             },
         },
+        "ping" => Probe::Ping {
+            host: needs(&doc.host, "host")?,
+            count: doc.count.unwrap_or(4),
+        },
         other => bail!(
-            "check {name:?}: unknown kind {other:?}; use cpu, memory, disk, load, service, process, tcp-port, file-hash, http, tls-expiry or script"
+            "check {name:?}: unknown kind {other:?}; use cpu, memory, disk, load, service, process, tcp-port, file-hash, http, tls-expiry, script or ping"
         ),
     };
     // A field the kind does not use is a mistake worth saying, not ignoring.
@@ -195,6 +207,7 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         Probe::Http { .. } => &["url", "expect_status", "ca_file"],
         Probe::TlsExpiry { .. } => &["host", "port", "server_name", "ca_file"],
         Probe::Script { .. } => &["sha256", "interpreter"],
+        Probe::Ping { .. } => &["host", "count"],
     };
     for (field, set) in [
         ("mount", doc.mount.is_some()),
@@ -209,6 +222,7 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         ("server_name", doc.server_name.is_some()),
         ("ca_file", doc.ca_file.is_some()),
         ("interpreter", doc.interpreter.is_some()),
+        ("count", doc.count.is_some()),
     ] {
         ensure!(
             !set || used.contains(&field),
@@ -238,6 +252,7 @@ pub(crate) fn probe_unit(probe: &Probe) -> &'static str {
         | Probe::Script { .. } => "",
         Probe::TcpPort { .. } | Probe::Http { .. } => " ms",
         Probe::TlsExpiry { .. } => " days",
+        Probe::Ping { .. } => "% lost",
     }
 }
 
@@ -264,6 +279,7 @@ pub(crate) fn probe_target(probe: &Probe) -> String {
             sha256,
             interpreter,
         } => format!("{} sha256 {}", interpreter.name(), hex::encode(sha256.0)),
+        Probe::Ping { host, count } => format!("{host} ({count} requests)"),
     }
 }
 
