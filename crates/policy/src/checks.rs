@@ -133,6 +133,16 @@ pub enum Probe {
         #[n(1)]
         count: u8,
     },
+    /// Lines appended to a log file since the last run that match
+    /// `pattern` (a regular expression, compiled by the agent within size
+    /// limits); the file is followed across rotation and truncation.
+    #[n(12)]
+    LogPattern {
+        #[n(0)]
+        path: String,
+        #[n(1)]
+        pattern: String,
+    },
 }
 
 /// Most echo requests one ping check sends.
@@ -247,6 +257,7 @@ impl Probe {
             Probe::TlsExpiry { .. } => "tls-expiry",
             Probe::Script { .. } => "script",
             Probe::Ping { .. } => "ping",
+            Probe::LogPattern { .. } => "log-pattern",
         }
     }
 
@@ -271,7 +282,8 @@ impl Probe {
             | Probe::Load
             | Probe::TcpPort { .. }
             | Probe::Http { .. }
-            | Probe::Ping { .. } => Direction::Rising,
+            | Probe::Ping { .. }
+            | Probe::LogPattern { .. } => Direction::Rising,
             Probe::Service { .. } | Probe::Process { .. } | Probe::FileHash { .. } => {
                 Direction::PassFail
             }
@@ -397,6 +409,13 @@ impl CheckDefinition {
                         "check {:?}: loss thresholds are percentages",
                         self.name
                     ));
+                }
+            }
+            Probe::LogPattern { path, pattern } => {
+                text_ok(path, "path")?;
+                text_ok(pattern, "pattern")?;
+                if !path.starts_with('/') {
+                    return malformed(format!("check {:?}: a path is absolute", self.name));
                 }
             }
             // A script check runs only a script the same signed policy
@@ -822,6 +841,37 @@ mod tests {
             ping(MAX_PING_COUNT + 1, None, Some(100)),
             ping(4, None, None),
             ping(4, Some(50), Some(101)),
+        ] {
+            assert!(bad.validate(&limits, &[]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn log_patterns_need_an_absolute_path_a_pattern_and_a_threshold() {
+        let limits = Limits::default();
+        let log = |path: &str, pattern: &str, critical| {
+            probe_check(
+                Probe::LogPattern {
+                    path: path.into(),
+                    pattern: pattern.into(),
+                },
+                None,
+                critical,
+            )
+        };
+        let check = log("/var/log/auth.log", "Failed password", Some(10));
+        assert_eq!(check.validate(&limits, &[]), Ok(()));
+        assert_eq!(check.classify(9), CheckState::Ok);
+        assert_eq!(check.classify(10), CheckState::Critical);
+        assert!(
+            !check.probe.failure_is_critical(),
+            "a missing file is unknown"
+        );
+        for bad in [
+            log("auth.log", "x", Some(1)),
+            log("/var/log/auth.log", "", Some(1)),
+            log("/var/log/auth.log", "a\nb", Some(1)),
+            log("/var/log/auth.log", "x", None),
         ] {
             assert!(bad.validate(&limits, &[]).is_err(), "{bad:?}");
         }

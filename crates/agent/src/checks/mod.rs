@@ -18,6 +18,7 @@
 //! restarted agent resumes each check from its last journaled state, so a
 //! restart neither resolves an open alert nor raises a second one.
 
+pub mod logs;
 pub mod network;
 pub mod ping;
 pub mod probes;
@@ -166,6 +167,7 @@ fn now_secs() -> u64 {
 
 async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: Journal) {
     let mut probes = Probes::new();
+    let logs = Arc::new(logs::Follower::default());
     let mut running: HashMap<String, Running> = HashMap::new();
     // What this agent last reported before it (re)started.
     let mut resumed = journal.last_states();
@@ -191,6 +193,8 @@ async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: J
                     info!(policy_version = v, checks = definitions.len(), "Running the checks of a newly verified policy.");
                     version = v;
                     adopt(&mut running, definitions, &handle, v, &mut resumed);
+                    let names: Vec<&str> = running.keys().map(String::as_str).collect();
+                    logs.keep_only(&names);
                 }
             }
             () = tokio::time::sleep_until(next_due) => {
@@ -228,6 +232,14 @@ async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: J
                                             continue;
                                         }
                                     }
+                                }
+                                Probe::LogPattern { path, pattern } => {
+                                    let (logs, name, path, pattern) = (logs.clone(), name.clone(), path.clone(), pattern.clone());
+                                    Box::pin(async move {
+                                        tokio::task::spawn_blocking(move || logs.scan(&name, &path, &pattern))
+                                            .await
+                                            .unwrap_or_else(|e| Err(format!("the log check failed: {e}")))
+                                    })
                                 }
                                 _ => Box::pin(probes::measure_slow(probe)),
                             };

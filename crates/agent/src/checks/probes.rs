@@ -99,7 +99,8 @@ impl Probes {
             | Probe::Http { .. }
             | Probe::TlsExpiry { .. }
             | Probe::Script { .. }
-            | Probe::Ping { .. } => return None,
+            | Probe::Ping { .. }
+            | Probe::LogPattern { .. } => return None,
         })
     }
 }

@@ -39,6 +39,9 @@ pub(crate) struct CheckDoc {
     pub ca_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interpreter: Option<String>,
+    /// A log-pattern check's regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
     /// Echo requests of a ping check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u8>,
@@ -76,6 +79,7 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
         ca_file: None,
         interpreter: None,
         count: None,
+        pattern: None,
         interval_secs: check.interval_secs,
         warning: check.warning,
         critical: check.critical,
@@ -125,6 +129,10 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
         Probe::Ping { host, count } => {
             doc.host = Some(host.clone());
             doc.count = Some(*count);
+        }
+        Probe::LogPattern { path, pattern } => {
+            doc.path = Some(path.clone());
+            doc.pattern = Some(pattern.clone());
         }
     }
     doc
@@ -192,8 +200,18 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
             host: needs(&doc.host, "host")?,
             count: doc.count.unwrap_or(4),
         },
+        "log-pattern" => {
+            let pattern = needs(&doc.pattern, "pattern")?;
+            // The agent compiles it too; a typo is better caught before signing.
+            regex::Regex::new(&pattern)
+                .with_context(|| format!("check {name:?}: the pattern does not compile"))?;
+            Probe::LogPattern {
+                path: needs(&doc.path, "path")?,
+                pattern,
+            }
+        }
         other => bail!(
-            "check {name:?}: unknown kind {other:?}; use cpu, memory, disk, load, service, process, tcp-port, file-hash, http, tls-expiry, script or ping"
+            "check {name:?}: unknown kind {other:?}; use cpu, memory, disk, load, service, process, tcp-port, file-hash, http, tls-expiry, script, ping or log-pattern"
         ),
     };
     // A field the kind does not use is a mistake worth saying, not ignoring.
@@ -208,6 +226,7 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         Probe::TlsExpiry { .. } => &["host", "port", "server_name", "ca_file"],
         Probe::Script { .. } => &["sha256", "interpreter"],
         Probe::Ping { .. } => &["host", "count"],
+        Probe::LogPattern { .. } => &["path", "pattern"],
     };
     for (field, set) in [
         ("mount", doc.mount.is_some()),
@@ -223,6 +242,7 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         ("ca_file", doc.ca_file.is_some()),
         ("interpreter", doc.interpreter.is_some()),
         ("count", doc.count.is_some()),
+        ("pattern", doc.pattern.is_some()),
     ] {
         ensure!(
             !set || used.contains(&field),
@@ -253,6 +273,7 @@ pub(crate) fn probe_unit(probe: &Probe) -> &'static str {
         Probe::TcpPort { .. } | Probe::Http { .. } => " ms",
         Probe::TlsExpiry { .. } => " days",
         Probe::Ping { .. } => "% lost",
+        Probe::LogPattern { .. } => " lines",
     }
 }
 
@@ -280,6 +301,7 @@ pub(crate) fn probe_target(probe: &Probe) -> String {
             interpreter,
         } => format!("{} sha256 {}", interpreter.name(), hex::encode(sha256.0)),
         Probe::Ping { host, count } => format!("{host} ({count} requests)"),
+        Probe::LogPattern { path, pattern } => format!("{path} /{pattern}/"),
     }
 }
 
