@@ -8,7 +8,8 @@
 //!    answers 500; resolved at 200; critical again once it is stopped.
 //! 2. TLS: the three-day certificate is a warning (days left).
 //! 3. Script: exit 0 is ok, exit 2 a critical alert with the script's
-//!    first line. (And a ping of loopback is ok.)
+//!    first line. (And a ping of loopback is ok; four error lines appended
+//!    to a log make a log-pattern check critical.)
 //! 4. The attacker with the database rewrites the script's content in the
 //!    library (and then its hash column too). A fresh agent asks for the
 //!    script: it refuses the content, runs nothing (the tampered script
@@ -202,12 +203,16 @@ async fn http_tls_and_script_checks_and_a_tampered_script_is_refused() -> Result
     .await?
     .ok()?;
 
+    let app_log = s.work.path().join("app.log");
+    std::fs::write(&app_log, "ERROR before the check: not counted\n")?;
     let sections = format!(
         "[[checks]]\nname = \"web\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{http_port}/health\"\ninterval_secs = 5\ntimeout_secs = 3\n\n\
          [[checks]]\nname = \"cert\"\nkind = \"tls-expiry\"\nhost = \"127.0.0.1\"\nport = {tls_port}\nserver_name = \"localhost\"\nca_file = \"{}\"\nwarning = 14\ncritical = 1\ninterval_secs = 5\ntimeout_secs = 3\n\n\
          [[checks]]\nname = \"loopback\"\nkind = \"ping\"\nhost = \"127.0.0.1\"\ncount = 3\nwarning = 34\ncritical = 100\ninterval_secs = 5\ntimeout_secs = 4\n\n\
+         [[checks]]\nname = \"app-errors\"\nkind = \"log-pattern\"\npath = \"{}\"\npattern = \"ERROR|FATAL\"\ncritical = 3\ninterval_secs = 5\n\n\
          [[checks]]\nname = \"backup-age\"\nkind = \"script\"\nsha256 = \"{hash}\"\ninterpreter = \"sh\"\ninterval_secs = 5\ntimeout_secs = 5\n",
-        ca_file.display()
+        ca_file.display(),
+        app_log.display()
     );
     let toml = s
         .cli(&["policy", "show", "--tenant", "demo", "--toml"], None)
@@ -289,6 +294,23 @@ async fn http_tls_and_script_checks_and_a_tampered_script_is_refused() -> Result
         "3 of 3 replies",
     )
     .await?;
+
+    // Log pattern: new matching lines per interval.
+    wait_state(&s, &device, "app-errors", CheckStateView::Ok, "app.log").await?;
+    {
+        use std::io::Write as _;
+        let mut log = std::fs::OpenOptions::new().append(true).open(&app_log)?;
+        log.write_all(b"ok\nERROR one\nFATAL two\nERROR three\nERROR four\n")?;
+    }
+    let errors = wait_state(
+        &s,
+        &device,
+        "app-errors",
+        CheckStateView::Critical,
+        "4 new matching lines",
+    )
+    .await?;
+    ensure!(errors.value == Some(4), "{errors:?}");
 
     // 3. Script: exit 0 ok, exit 2 critical with its first line.
     wait_state(
