@@ -14,6 +14,11 @@
 //!    library (and then its hash column too). A fresh agent asks for the
 //!    script: it refuses the content, runs nothing (the tampered script
 //!    would leave a marker), and its check is critical saying why.
+//! 5. The device page in headless Chromium lists the new kinds' states
+//!    (`docs/screenshots/device-network-checks.png`).
+
+#[path = "support/browser.rs"]
+mod browser;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -375,5 +380,28 @@ async fn http_tls_and_script_checks_and_a_tampered_script_is_refused() -> Result
     )
     .await?;
     ensure!(!marker.exists(), "the tampered script ran");
+
+    // 5. The device page shows the new kinds like the others.
+    let browser = browser::Browser::plain(1100).await?;
+    let result = device_page(&browser, &s, &device).await;
+    browser.close().await?;
+    result
+}
+
+async fn device_page(browser: &browser::Browser, s: &OperatorSetup, device: &str) -> Result<()> {
+    let base = s.up.base_url();
+    browser.sign_in(&base, &s.owner).await?;
+    browser.goto(&format!("{base}/devices/{device}")).await?;
+    let card = browser.text("#checks").await?;
+    for name in ["web", "cert", "loopback", "app-errors", "backup-age"] {
+        ensure!(
+            card.contains(name),
+            "{name} is not on the device page: {card}"
+        );
+    }
+    ensure!(card.contains("expires in 3 days"), "{card}");
+    let shot = bulwark_e2e::workspace_root().join("docs/screenshots/device-network-checks.png");
+    browser.screenshot(&shot).await?;
+    eprintln!("[checks_network] screenshot: {}", shot.display());
     Ok(())
 }
