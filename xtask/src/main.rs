@@ -96,8 +96,14 @@ const TRUST_PATH_CRATES: &[&str] = &["protocol", "policy", "translog"];
 /// (RFD 0012: `JobStarted`, `JobOutput`, `CancelJob`, their `since` and
 /// the caps the frame decoder holds live output to; one crate owns the
 /// wire format); +1 for step 13c taking the held tree head named again
-/// without a consistency proof (a restarted agent's drift, not a fork).
-const TRUST_PATH_BUDGET: usize = 5_895;
+/// without a consistency proof (a restarted agent's drift, not a fork);
+/// +276 for the HTTP, TLS-expiry, script, ping and log-pattern checks of
+/// the signed policy (RFD 0009, `policy::checks`: every agent decodes and
+/// validates them with each policy; `HttpTarget::parse`, the strict URL
+/// parser that decides what an agent dials; a script check's hash must be
+/// on the same policy's allow-list) and protocol version 4
+/// (`CheckScriptWanted`, `CheckScript`, their `since` and the content cap).
+const TRUST_PATH_BUDGET: usize = 6_171;
 /// Code lines above which a source file must say why it is one file (a
 /// first-comment line starting "This file is long because").
 const LONG_FILE_LINES: usize = 800;
