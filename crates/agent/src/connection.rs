@@ -10,8 +10,8 @@ use bulwark_protocol::envelope::{
 };
 use bulwark_protocol::inventory::Inventory;
 use bulwark_protocol::message::{
-    AgentMessage, Enroll, Enrolled, Heartbeat, Hello, InventoryReport, RefusalCode, ServerMessage,
-    Welcome,
+    AgentMessage, CheckScriptWanted, Enroll, Enrolled, Heartbeat, Hello, InventoryReport,
+    RefusalCode, ServerMessage, Welcome,
 };
 use bulwark_protocol::token::EnrollToken;
 use bulwark_protocol::{
@@ -407,6 +407,9 @@ pub async fn session(
         checks_in_flight = Some(report.seq);
         send(&mut ws, version, &AgentMessage::Checks(report)).await?;
     }
+    if let Some(checks) = &options.checks {
+        ask_for_scripts(&mut ws, version, checks).await?;
+    }
     let mut check_values = tokio::time::interval_at(
         tokio::time::Instant::now() + options.check_values_interval,
         options.check_values_interval,
@@ -455,6 +458,7 @@ pub async fn session(
                         checks_in_flight = Some(s);
                         send(&mut ws, version, &AgentMessage::Checks(report)).await?;
                     }
+                    ask_for_scripts(&mut ws, version, checks).await?;
                 }
             }
             _ = check_values.tick() => {
@@ -550,6 +554,11 @@ pub async fn session(
                             results.acknowledged(&ack.job_id);
                         }
                     }
+                    Ok(Ok(ServerMessage::CheckScript(script))) => {
+                        if let Some(checks) = &options.checks {
+                            checks.script_arrived(script.sha256, script.content);
+                        }
+                    }
                     Ok(Ok(other)) => warn!(?other, "Unexpected message from the server; ignored."),
                 }
             }
@@ -616,6 +625,24 @@ async fn refresh_requested(refresh: &mut Option<tokio::sync::watch::Receiver<u64
         return;
     }
     std::future::pending().await
+}
+
+/// Asks the server for the scripts of script checks (protocol version 4;
+/// an older server cannot send them, and those checks say so).
+async fn ask_for_scripts(ws: &mut Ws, version: u16, checks: &ChecksHandle) -> anyhow::Result<()> {
+    if version < 4 {
+        return Ok(());
+    }
+    for sha256 in checks.wanted_scripts() {
+        debug!(sha256 = %hex::encode(sha256), "Asking the server for a check script.");
+        send(
+            ws,
+            version,
+            &AgentMessage::CheckScriptWanted(CheckScriptWanted { sha256 }),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Resolves when a check's state changed; never for an agent without checks.

@@ -14,7 +14,9 @@ use std::collections::BTreeSet;
 use minicbor::{Decode, Encode};
 
 use crate::Refusal;
+use crate::job::Interpreter;
 use crate::limits::{Limits, cap};
+use crate::policy::ScriptHash;
 
 /// Most checks one policy defines (RFD 0009's budget: 50 checks every
 /// minute is the figure the agent is measured at).
@@ -26,6 +28,8 @@ pub const MAX_INTERVAL_SECS: u32 = 24 * 3600;
 pub const MAX_TIMEOUT_SECS: u32 = 300;
 /// Longest a state must hold before the agent reports it.
 pub const MAX_FOR_SECS: u32 = 24 * 3600;
+/// Longest URL an HTTP check may name.
+pub const MAX_URL: usize = 1024;
 
 /// What a check measures. Each probe yields a number in its unit (see
 /// [`Probe::unit`]) or fails (the check is then `unknown`, or critical for
@@ -78,6 +82,150 @@ pub enum Probe {
         #[cbor(n(1), with = "minicbor::bytes")]
         sha256: [u8; 32],
     },
+    /// An HTTP(S) GET from the agent: milliseconds from connect to the
+    /// response head; critical when the status is not the expected one
+    /// (any 2xx or 3xx unless `expect_status`), refused or timed out. The
+    /// body is never read. `ca_file`: a PEM file on the endpoint whose CAs
+    /// alone are trusted (an internal service); else the web's roots.
+    #[n(8)]
+    Http {
+        #[n(0)]
+        url: String,
+        #[n(1)]
+        expect_status: Option<u16>,
+        #[n(2)]
+        ca_file: Option<String>,
+    },
+    /// Days until the notAfter of the certificate a TLS server presents;
+    /// critical when the certificate fails verification (expired, unknown
+    /// issuer, another name), the reason as the summary.
+    #[n(9)]
+    TlsExpiry {
+        #[n(0)]
+        host: String,
+        #[n(1)]
+        port: u16,
+        /// The name to ask for and verify; `host` when absent.
+        #[n(2)]
+        server_name: Option<String>,
+        #[n(3)]
+        ca_file: Option<String>,
+    },
+    /// A script whose SHA-256 the policy allow-lists; its exit code is the
+    /// state (0 ok, 1 warning, 2 critical, anything else unknown: the
+    /// Nagios convention). The agent runs only content that hashes to
+    /// `sha256`; a script it cannot get, refuses or that times out is
+    /// critical, so withholding it silences nothing.
+    #[n(10)]
+    Script {
+        #[n(0)]
+        sha256: ScriptHash,
+        #[n(1)]
+        interpreter: Interpreter,
+    },
+    /// ICMP echo from the agent: percent of `count` requests unanswered
+    /// (thresholds on the loss; the round trip is in the summary); unknown
+    /// when the agent may not open an ICMP socket.
+    #[n(11)]
+    Ping {
+        #[n(0)]
+        host: String,
+        #[n(1)]
+        count: u8,
+    },
+    /// Lines appended to a log file since the last run that match
+    /// `pattern` (a regular expression, compiled by the agent within size
+    /// limits); the file is followed across rotation and truncation.
+    #[n(12)]
+    LogPattern {
+        #[n(0)]
+        path: String,
+        #[n(1)]
+        pattern: String,
+    },
+}
+
+/// Most echo requests one ping check sends.
+pub const MAX_PING_COUNT: u8 = 20;
+
+/// An HTTP check's URL, parsed strictly: `http` or `https`, a host name,
+/// IPv4 or bracketed IPv6 address, an optional port, a path of visible
+/// ASCII; no user info, no fragment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTarget {
+    pub tls: bool,
+    /// Without brackets for IPv6.
+    pub host: String,
+    pub port: u16,
+    /// The path and query, starting with `/`.
+    pub path: String,
+}
+
+impl HttpTarget {
+    pub fn parse(url: &str) -> Result<HttpTarget, String> {
+        if url.len() > MAX_URL {
+            return Err(format!("a URL is at most {MAX_URL} bytes"));
+        }
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err("a URL starts with http:// or https://".into());
+        };
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => {
+                let (addr, after) = v6.split_once(']').ok_or("an IPv6 host needs its ']'")?;
+                addr.parse::<std::net::Ipv6Addr>()
+                    .map_err(|_| "the IPv6 host is not an address")?;
+                (addr, after)
+            }
+            None => match authority.find(':') {
+                Some(i) => authority.split_at(i),
+                None => (authority, ""),
+            },
+        };
+        let host_ok = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+        if host.is_empty() || (!authority.starts_with('[') && !host.bytes().all(host_ok)) {
+            return Err("the host is a name or an address (no user info)".into());
+        }
+        let port = match port.strip_prefix(':') {
+            None if port.is_empty() => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(digits)
+                if !digits.is_empty()
+                    && digits.len() <= 5
+                    && digits.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                match digits.parse::<u16>() {
+                    Ok(p) if p != 0 => p,
+                    _ => return Err("the port is 1 to 65535".into()),
+                }
+            }
+            _ => return Err("the port is 1 to 65535".into()),
+        };
+        if !path.bytes().all(|b| b.is_ascii_graphic()) || path.contains('#') {
+            return Err("the path is visible ASCII without a fragment".into());
+        }
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        Ok(HttpTarget {
+            tls,
+            host: host.to_owned(),
+            port,
+            path,
+        })
+    }
 }
 
 /// Which way a probe's number gets worse.
@@ -87,6 +235,10 @@ pub enum Direction {
     Rising,
     /// The probe is pass or fail: anything but 0 is critical.
     PassFail,
+    /// Lower is worse (days left).
+    Falling,
+    /// The value is an exit code: 0 ok, 1 warning, 2 critical, else unknown.
+    ExitCode,
 }
 
 impl Probe {
@@ -101,13 +253,25 @@ impl Probe {
             Probe::Process { .. } => "process",
             Probe::TcpPort { .. } => "tcp-port",
             Probe::FileHash { .. } => "file-hash",
+            Probe::Http { .. } => "http",
+            Probe::TlsExpiry { .. } => "tls-expiry",
+            Probe::Script { .. } => "script",
+            Probe::Ping { .. } => "ping",
+            Probe::LogPattern { .. } => "log-pattern",
         }
     }
 
     /// Is a probe that cannot measure critical (the port refused, the file
     /// gone) rather than unknown (no systemd, no permission)?
     pub fn failure_is_critical(&self) -> bool {
-        matches!(self, Probe::TcpPort { .. } | Probe::FileHash { .. })
+        matches!(
+            self,
+            Probe::TcpPort { .. }
+                | Probe::FileHash { .. }
+                | Probe::Http { .. }
+                | Probe::TlsExpiry { .. }
+                | Probe::Script { .. }
+        )
     }
 
     pub fn direction(&self) -> Direction {
@@ -116,10 +280,15 @@ impl Probe {
             | Probe::Memory
             | Probe::Disk { .. }
             | Probe::Load
-            | Probe::TcpPort { .. } => Direction::Rising,
+            | Probe::TcpPort { .. }
+            | Probe::Http { .. }
+            | Probe::Ping { .. }
+            | Probe::LogPattern { .. } => Direction::Rising,
             Probe::Service { .. } | Probe::Process { .. } | Probe::FileHash { .. } => {
                 Direction::PassFail
             }
+            Probe::TlsExpiry { .. } => Direction::Falling,
+            Probe::Script { .. } => Direction::ExitCode,
         }
     }
 }
@@ -150,7 +319,7 @@ pub struct CheckDefinition {
 }
 
 impl CheckDefinition {
-    fn validate(&self, limits: &Limits) -> Result<(), Refusal> {
+    fn validate(&self, limits: &Limits, allowed_scripts: &[ScriptHash]) -> Result<(), Refusal> {
         let malformed = |why: String| Err(Refusal::Malformed(why));
         cap(self.name.len(), 64, "check name")?;
         if self.name.is_empty()
@@ -196,6 +365,85 @@ impl CheckDefinition {
                     return malformed(format!("check {:?}: a path is absolute", self.name));
                 }
             }
+            Probe::Http {
+                url,
+                expect_status,
+                ca_file,
+            } => {
+                HttpTarget::parse(url)
+                    .map_err(|why| Refusal::Malformed(format!("check {:?}: {why}", self.name)))?;
+                if expect_status.is_some_and(|s| !(100..=599).contains(&s)) {
+                    return malformed(format!("check {:?}: a status is 100 to 599", self.name));
+                }
+                if let Some(path) = ca_file {
+                    text_ok(path, "CA file")?;
+                }
+            }
+            Probe::TlsExpiry {
+                host,
+                port,
+                server_name,
+                ca_file,
+            } => {
+                text_ok(host, "host")?;
+                if *port == 0 {
+                    return malformed(format!("check {:?}: port 0", self.name));
+                }
+                if let Some(name) = server_name {
+                    text_ok(name, "server name")?;
+                }
+                if let Some(path) = ca_file {
+                    text_ok(path, "CA file")?;
+                }
+            }
+            Probe::Ping { host, count } => {
+                text_ok(host, "host")?;
+                if !(1..=MAX_PING_COUNT).contains(count) {
+                    return malformed(format!(
+                        "check {:?}: a ping sends 1 to {MAX_PING_COUNT} requests",
+                        self.name
+                    ));
+                }
+                if self.warning.max(self.critical).is_some_and(|t| t > 100) {
+                    return malformed(format!(
+                        "check {:?}: loss thresholds are percentages",
+                        self.name
+                    ));
+                }
+            }
+            Probe::LogPattern { path, pattern } => {
+                text_ok(path, "path")?;
+                text_ok(pattern, "pattern")?;
+                if !path.starts_with('/') {
+                    return malformed(format!("check {:?}: a path is absolute", self.name));
+                }
+            }
+            // A script check runs only a script the same signed policy
+            // allow-lists: one list of what may run, for jobs and checks.
+            Probe::Script { sha256, .. } => {
+                if !allowed_scripts.contains(sha256) {
+                    return malformed(format!(
+                        "check {:?}: script {} is not on the policy's allow-list",
+                        self.name,
+                        hex::encode(sha256.0)
+                    ));
+                }
+            }
+        }
+        if let Probe::Http {
+            ca_file: Some(path),
+            ..
+        }
+        | Probe::TlsExpiry {
+            ca_file: Some(path),
+            ..
+        } = &self.probe
+            && !path.starts_with('/')
+        {
+            return malformed(format!(
+                "check {:?}: a CA file is an absolute path",
+                self.name
+            ));
         }
         if !(MIN_INTERVAL_SECS..=MAX_INTERVAL_SECS).contains(&self.interval_secs) {
             return malformed(format!(
@@ -220,8 +468,8 @@ impl CheckDefinition {
         }
         match self.probe.direction() {
             Direction::Rising => {
-                // A port check without thresholds is pass or fail.
-                let pass_fail_ok = matches!(self.probe, Probe::TcpPort { .. });
+                // A port or HTTP check without thresholds is pass or fail.
+                let pass_fail_ok = matches!(self.probe, Probe::TcpPort { .. } | Probe::Http { .. });
                 if self.warning.is_none() && self.critical.is_none() && !pass_fail_ok {
                     return malformed(format!(
                         "check {:?}: a {} check needs a warning or a critical threshold",
@@ -238,7 +486,24 @@ impl CheckDefinition {
                     ));
                 }
             }
-            Direction::PassFail => {
+            Direction::Falling => {
+                if self.warning.is_none() && self.critical.is_none() {
+                    return malformed(format!(
+                        "check {:?}: a {} check needs a warning or a critical threshold",
+                        self.name,
+                        self.probe.kind()
+                    ));
+                }
+                if let (Some(w), Some(c)) = (self.warning, self.critical)
+                    && w < c
+                {
+                    return malformed(format!(
+                        "check {:?}: the warning threshold is below the critical one",
+                        self.name
+                    ));
+                }
+            }
+            Direction::PassFail | Direction::ExitCode => {
                 if self.warning.is_some() || self.critical.is_some() {
                     return malformed(format!(
                         "check {:?}: a {} check passes or fails; it takes no thresholds",
@@ -256,6 +521,21 @@ impl CheckDefinition {
         match self.probe.direction() {
             Direction::PassFail if value == 0 => CheckState::Ok,
             Direction::PassFail => CheckState::Critical,
+            Direction::ExitCode => match value {
+                0 => CheckState::Ok,
+                1 => CheckState::Warning,
+                2 => CheckState::Critical,
+                _ => CheckState::Unknown,
+            },
+            Direction::Falling => {
+                if self.critical.is_some_and(|c| value <= c) {
+                    CheckState::Critical
+                } else if self.warning.is_some_and(|w| value <= w) {
+                    CheckState::Warning
+                } else {
+                    CheckState::Ok
+                }
+            }
             Direction::Rising => {
                 if self.critical.is_some_and(|c| value >= c) {
                     CheckState::Critical
@@ -272,11 +552,15 @@ impl CheckDefinition {
 pub use bulwark_protocol::checks::CheckState;
 
 /// Checks well formed as a set: within the cap, names unique.
-pub(crate) fn validate_checks(checks: &[CheckDefinition], limits: &Limits) -> Result<(), Refusal> {
+pub(crate) fn validate_checks(
+    checks: &[CheckDefinition],
+    limits: &Limits,
+    allowed_scripts: &[ScriptHash],
+) -> Result<(), Refusal> {
     cap(checks.len(), MAX_CHECKS, "checks")?;
     let mut names = BTreeSet::new();
     for check in checks {
-        check.validate(limits)?;
+        check.validate(limits, allowed_scripts)?;
         if !names.insert(check.name.as_str()) {
             return Err(Refusal::Malformed(format!(
                 "check {:?} is defined twice",
@@ -324,7 +608,7 @@ mod tests {
             critical: None,
             ..disk(None, None)
         };
-        assert_eq!(check.validate(&Limits::default()), Ok(()));
+        assert_eq!(check.validate(&Limits::default(), &[]), Ok(()));
         assert_eq!(check.classify(0), CheckState::Ok);
         assert_eq!(check.classify(1), CheckState::Critical);
     }
@@ -335,7 +619,7 @@ mod tests {
         let refused = |check: CheckDefinition| {
             assert!(
                 matches!(
-                    validate_checks(std::slice::from_ref(&check), &limits),
+                    validate_checks(std::slice::from_ref(&check), &limits, &[]),
                     Err(Refusal::Malformed(_) | Refusal::TooLarge(_))
                 ),
                 "{check:?}"
@@ -376,9 +660,220 @@ mod tests {
             ..disk(None, None)
         });
         assert!(matches!(
-            validate_checks(&[disk(Some(1), None), disk(Some(2), None)], &limits),
+            validate_checks(&[disk(Some(1), None), disk(Some(2), None)], &limits, &[]),
             Err(Refusal::Malformed(_))
         ));
-        assert_eq!(validate_checks(&[disk(Some(80), None)], &limits), Ok(()));
+        assert_eq!(
+            validate_checks(&[disk(Some(80), None)], &limits, &[]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn http_urls_are_parsed_strictly() {
+        let ok = |url: &str, tls: bool, host: &str, port: u16, path: &str| {
+            assert_eq!(
+                HttpTarget::parse(url),
+                Ok(HttpTarget {
+                    tls,
+                    host: host.into(),
+                    port,
+                    path: path.into()
+                }),
+                "{url}"
+            );
+        };
+        ok("http://example.com", false, "example.com", 80, "/");
+        ok("https://example.com", true, "example.com", 443, "/");
+        ok(
+            "https://10.0.0.1:8443/health?x=1",
+            true,
+            "10.0.0.1",
+            8443,
+            "/health?x=1",
+        );
+        ok("http://[::1]:8080/", false, "::1", 8080, "/");
+        ok("http://host?q", false, "host", 80, "/?q");
+        for bad in [
+            "ftp://example.com/",
+            "HTTP://example.com/",
+            "http://",
+            "http://user@example.com/",
+            "http://example.com:0/",
+            "http://example.com:65536/",
+            "http://example.com:/",
+            "http://example.com:80x/",
+            "http://exa mple.com/",
+            "http://example.com/a b",
+            "http://example.com/#frag",
+            "http://[::1/",
+            "http://[zz]/",
+            "http://example.com/\u{e9}",
+            "http://ex\u{e9}mple.com/",
+        ] {
+            assert!(HttpTarget::parse(bad).is_err(), "{bad}");
+        }
+        assert!(HttpTarget::parse(&format!("http://h/{}", "a".repeat(MAX_URL))).is_err());
+    }
+
+    fn probe_check(probe: Probe, warning: Option<u64>, critical: Option<u64>) -> CheckDefinition {
+        CheckDefinition {
+            probe,
+            warning,
+            critical,
+            ..disk(None, None)
+        }
+    }
+
+    #[test]
+    fn new_kinds_classify_and_validate() {
+        let limits = Limits::default();
+        let http = |url: &str, expect: Option<u16>| Probe::Http {
+            url: url.into(),
+            expect_status: expect,
+            ca_file: None,
+        };
+        // HTTP: pass/fail without thresholds, latency with them.
+        let check = probe_check(http("https://example.com/", None), None, None);
+        assert_eq!(check.validate(&limits, &[]), Ok(()));
+        let check = probe_check(
+            http("https://example.com/", Some(204)),
+            Some(500),
+            Some(2000),
+        );
+        assert_eq!(check.validate(&limits, &[]), Ok(()));
+        assert_eq!(check.classify(499), CheckState::Ok);
+        assert_eq!(check.classify(500), CheckState::Warning);
+        assert!(check.probe.failure_is_critical());
+        for bad in [
+            probe_check(http("gopher://x/", None), None, None),
+            probe_check(http("https://x/", Some(99)), None, None),
+            probe_check(
+                Probe::Http {
+                    url: "https://x/".into(),
+                    expect_status: None,
+                    ca_file: Some("ca.pem".into()),
+                },
+                None,
+                None,
+            ),
+        ] {
+            assert!(bad.validate(&limits, &[]).is_err(), "{bad:?}");
+        }
+        // TLS expiry: days left, lower is worse.
+        let tls = |warning, critical| {
+            probe_check(
+                Probe::TlsExpiry {
+                    host: "example.com".into(),
+                    port: 443,
+                    server_name: None,
+                    ca_file: None,
+                },
+                warning,
+                critical,
+            )
+        };
+        let check = tls(Some(14), Some(2));
+        assert_eq!(check.validate(&limits, &[]), Ok(()));
+        assert_eq!(check.classify(15), CheckState::Ok);
+        assert_eq!(check.classify(14), CheckState::Warning);
+        assert_eq!(check.classify(2), CheckState::Critical);
+        assert_eq!(check.classify(0), CheckState::Critical);
+        assert!(tls(None, None).validate(&limits, &[]).is_err());
+        assert!(tls(Some(2), Some(14)).validate(&limits, &[]).is_err());
+        // Scripts: the exit code is the state, and only allow-listed ones.
+        let hash = ScriptHash([7; 32]);
+        let script = probe_check(
+            Probe::Script {
+                sha256: hash,
+                interpreter: Interpreter::Sh,
+            },
+            None,
+            None,
+        );
+        assert_eq!(script.validate(&limits, &[hash]), Ok(()));
+        assert!(matches!(
+            script.validate(&limits, &[ScriptHash([8; 32])]),
+            Err(Refusal::Malformed(why)) if why.contains("allow-list")
+        ));
+        assert!(
+            probe_check(script.probe.clone(), Some(1), None)
+                .validate(&limits, &[hash])
+                .is_err()
+        );
+        let states: Vec<CheckState> = (0..5).map(|code| script.classify(code)).collect();
+        assert_eq!(
+            states,
+            [
+                CheckState::Ok,
+                CheckState::Warning,
+                CheckState::Critical,
+                CheckState::Unknown,
+                CheckState::Unknown
+            ]
+        );
+    }
+
+    #[test]
+    fn ping_thresholds_are_loss_percentages() {
+        let limits = Limits::default();
+        let ping = |count, warning, critical| {
+            probe_check(
+                Probe::Ping {
+                    host: "192.0.2.1".into(),
+                    count,
+                },
+                warning,
+                critical,
+            )
+        };
+        let check = ping(4, Some(25), Some(100));
+        assert_eq!(check.validate(&limits, &[]), Ok(()));
+        assert_eq!(check.classify(0), CheckState::Ok);
+        assert_eq!(check.classify(25), CheckState::Warning);
+        assert_eq!(check.classify(100), CheckState::Critical);
+        assert!(
+            !check.probe.failure_is_critical(),
+            "no ICMP socket is unknown"
+        );
+        for bad in [
+            ping(0, None, Some(100)),
+            ping(MAX_PING_COUNT + 1, None, Some(100)),
+            ping(4, None, None),
+            ping(4, Some(50), Some(101)),
+        ] {
+            assert!(bad.validate(&limits, &[]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn log_patterns_need_an_absolute_path_a_pattern_and_a_threshold() {
+        let limits = Limits::default();
+        let log = |path: &str, pattern: &str, critical| {
+            probe_check(
+                Probe::LogPattern {
+                    path: path.into(),
+                    pattern: pattern.into(),
+                },
+                None,
+                critical,
+            )
+        };
+        let check = log("/var/log/auth.log", "Failed password", Some(10));
+        assert_eq!(check.validate(&limits, &[]), Ok(()));
+        assert_eq!(check.classify(9), CheckState::Ok);
+        assert_eq!(check.classify(10), CheckState::Critical);
+        assert!(
+            !check.probe.failure_is_critical(),
+            "a missing file is unknown"
+        );
+        for bad in [
+            log("auth.log", "x", Some(1)),
+            log("/var/log/auth.log", "", Some(1)),
+            log("/var/log/auth.log", "a\nb", Some(1)),
+            log("/var/log/auth.log", "x", None),
+        ] {
+            assert!(bad.validate(&limits, &[]).is_err(), "{bad:?}");
+        }
     }
 }

@@ -246,7 +246,7 @@ impl Policy {
             delay.validate(self.witnessing.as_ref())?;
         }
         if let Some(checks) = &self.checks {
-            crate::checks::validate_checks(checks, limits)?;
+            crate::checks::validate_checks(checks, limits, &self.allowed_scripts)?;
         }
         if self
             .maintenance_windows

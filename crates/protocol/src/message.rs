@@ -103,6 +103,9 @@ pub enum AgentMessage {
     /// Version 3 (RFD 0012): a piece of a running job's output.
     #[n(9)]
     JobOutput(#[n(0)] JobOutput),
+    /// Version 4 (RFD 0009): the content of a script check's script.
+    #[n(10)]
+    CheckScriptWanted(#[n(0)] CheckScriptWanted),
 }
 
 /// The one place that says which protocol version introduced each message
@@ -120,6 +123,7 @@ impl crate::codec::Versioned for AgentMessage {
             | AgentMessage::TrustStatus(_)
             | AgentMessage::Checks(_) => 1,
             AgentMessage::JobStarted(_) | AgentMessage::JobOutput(_) => 3,
+            AgentMessage::CheckScriptWanted(_) => 4,
         }
     }
 }
@@ -176,6 +180,9 @@ pub enum ServerMessage {
     /// never start it if it waits).
     #[n(8)]
     CancelJob(#[n(0)] CancelJob),
+    /// Version 4 (RFD 0009): a script check's content, as the server has it.
+    #[n(9)]
+    CheckScript(#[n(0)] CheckScript),
 }
 
 /// Like [`AgentMessage`]'s: the one place for the server's messages.
@@ -191,8 +198,30 @@ impl crate::codec::Versioned for ServerMessage {
             | ServerMessage::Job(_)
             | ServerMessage::ResultAck(_) => 1,
             ServerMessage::CancelJob(_) => 3,
+            ServerMessage::CheckScript(_) => 4,
         }
     }
+}
+
+/// The agent asks for the content of a script its policy's script check
+/// names (RFD 0009). It runs only content that hashes to `sha256`, which
+/// the root-signed policy allow-lists: the server is a courier.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct CheckScriptWanted {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub sha256: [u8; 32],
+}
+
+/// The server's answer: the script library's content with that hash, or
+/// `None` when it has none.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct CheckScript {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub sha256: [u8; 32],
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub content: Option<Vec<u8>>,
 }
 
 /// First message on every connection: a nonce the agent must sign.
@@ -822,6 +851,7 @@ impl Validate for AgentMessage {
             AgentMessage::Checks(m) => m.validate(l),
             AgentMessage::JobStarted(_) => Ok(()),
             AgentMessage::JobOutput(m) => check_len("data", m.data.len(), l.max_output_chunk_bytes),
+            AgentMessage::CheckScriptWanted(_) => Ok(()),
         }
     }
 }
@@ -874,6 +904,11 @@ impl Validate for ServerMessage {
             }
             ServerMessage::ResultAck(_) => Ok(()),
             ServerMessage::CancelJob(m) => l.long_text("reason", &m.reason),
+            ServerMessage::CheckScript(m) => check_len(
+                "content",
+                m.content.as_ref().map_or(0, Vec::len),
+                l.max_script_bytes,
+            ),
         }
     }
 }

@@ -497,6 +497,10 @@ fn agent_message() -> BoxedStrategy<AgentMessage> {
                     skipped,
                 })
             }),
+        // Version 4 (RFD 0009).
+        bytes32().prop_map(|sha256| AgentMessage::CheckScriptWanted(
+            bulwark_protocol::message::CheckScriptWanted { sha256 }
+        )),
     ]
     .boxed()
 }
@@ -627,6 +631,10 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
         // Version 3 (RFD 0012).
         (bytes16(), long_text())
             .prop_map(|(job_id, reason)| ServerMessage::CancelJob(CancelJob { job_id, reason })),
+        // Version 4 (RFD 0009).
+        (bytes32(), proptest::option::of(bytes())).prop_map(|(sha256, content)| {
+            ServerMessage::CheckScript(bulwark_protocol::message::CheckScript { sha256, content })
+        }),
     ]
     .boxed()
 }
@@ -709,23 +717,26 @@ proptest! {
 
     /// The two directions never confuse each other: no agent frame is a valid
     /// server frame and no server frame a valid agent frame.
-    /// Live output and cancel (RFD 0012) exist from version 3 only: a
-    /// version 1 or 2 session can neither write them nor read them, even
-    /// written by hand (a hostile or confused peer).
+    /// Live output and cancel (RFD 0012) exist from version 3 only, script
+    /// check content (RFD 0009) from version 4: an older session can
+    /// neither write them nor read them, even written by hand (a hostile or
+    /// confused peer).
     #[test]
-    fn version_3_messages_are_refused_in_older_sessions(a in agent_message(), s in server_message(), version in MIN_PROTOCOL_VERSION..3u16) {
+    fn newer_messages_are_refused_in_older_sessions(a in agent_message(), s in server_message(), version in MIN_PROTOCOL_VERSION..PROTOCOL_VERSION) {
         for since in [a.since(), s.since()] {
-            prop_assert!(since == 1 || since == 3, "a new `since` needs its own test: {since}");
+            prop_assert!([1, 3, 4].contains(&since), "a new `since` needs its own test: {since}");
         }
-        if a.since() == 3 {
-            prop_assert_eq!(bulwark_protocol::encode_agent_frame(version, &a), Err(ProtocolError::NotInVersion { since: 3, version }));
+        let since = a.since();
+        if since > version {
+            prop_assert_eq!(bulwark_protocol::encode_agent_frame(version, &a), Err(ProtocolError::NotInVersion { since, version }));
             let forged = to_canonical(&Frame { version, message: a });
-            prop_assert_eq!(decode_agent_frame(&forged, &Limits::default()), Err(ProtocolError::NotInVersion { since: 3, version }));
+            prop_assert_eq!(decode_agent_frame(&forged, &Limits::default()), Err(ProtocolError::NotInVersion { since, version }));
         }
-        if s.since() == 3 {
-            prop_assert_eq!(bulwark_protocol::encode_server_frame(version, &s), Err(ProtocolError::NotInVersion { since: 3, version }));
+        let since = s.since();
+        if since > version {
+            prop_assert_eq!(bulwark_protocol::encode_server_frame(version, &s), Err(ProtocolError::NotInVersion { since, version }));
             let forged = to_canonical(&Frame { version, message: s });
-            prop_assert_eq!(decode_server_frame(&forged, &Limits::default()), Err(ProtocolError::NotInVersion { since: 3, version }));
+            prop_assert_eq!(decode_server_frame(&forged, &Limits::default()), Err(ProtocolError::NotInVersion { since, version }));
         }
     }
 
@@ -1143,10 +1154,10 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
 fn other_versions_are_refused_before_the_body() {
     let frame = heartbeat_frame();
     assert_eq!(&frame[..3], &[0xa2, 0x00, PROTOCOL_VERSION as u8]);
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 3));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 4));
     for (version_head, got) in [
         (vec![0x00], 0u16),
-        (vec![0x04], 4),
+        (vec![0x05], 5),
         (vec![0x17], 23),
         (vec![0x19, 0x12, 0x34], 0x1234),
     ] {
@@ -1161,7 +1172,7 @@ fn other_versions_are_refused_before_the_body() {
             decode_server(&mutant),
             Err(ProtocolError::UnsupportedVersion { got })
         );
-        // The body is not looked at: a version-4 frame with a garbage body
+        // The body is not looked at: a version-5 frame with a garbage body
         // still gets the answer that helps the peer.
         let mut garbage_body = vec![0xa2, 0x00];
         garbage_body.extend_from_slice(&version_head);

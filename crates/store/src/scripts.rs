@@ -274,6 +274,22 @@ impl Store {
         row.as_ref().map(version_from_row).transpose()
     }
 
+    /// The content of a version whose recorded SHA-256 is `sha256` (lowercase
+    /// hex), for a script check's agent (RFD 0009). Not checked here: the
+    /// agent runs only content that hashes to its policy's value.
+    pub async fn script_content_by_sha256(
+        &self,
+        sha256: &str,
+    ) -> Result<Option<String>, StoreError> {
+        const SQL: &str = "SELECT content FROM script_versions WHERE sha256 = $1 \
+                           ORDER BY created_at, script_id, version LIMIT 1";
+        let row = sqlx::query(SQL)
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>("content")).transpose()?)
+    }
+
     /// Records a review. `Conflict("already reviewed")` if this operator
     /// reviewed this version before; `NotFound` for no such version.
     pub async fn add_script_review(

@@ -18,8 +18,13 @@
 //! restarted agent resumes each check from its last journaled state, so a
 //! restart neither resolves an open alert nor raises a second one.
 
+pub mod logs;
+pub mod network;
+pub mod ping;
 pub mod probes;
+pub mod script;
 pub mod tracker;
+pub mod x509;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
@@ -28,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bulwark_policy::checks::{CheckDefinition, CheckState};
+use bulwark_policy::checks::{CheckDefinition, CheckState, Probe};
 use bulwark_protocol::checks::{CheckReport, CheckStatus};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -60,6 +65,7 @@ struct Board {
 pub struct ChecksHandle {
     board: Arc<Mutex<Board>>,
     changed: Arc<watch::Sender<u64>>,
+    scripts: script::Scripts,
 }
 
 impl ChecksHandle {
@@ -72,6 +78,17 @@ impl ChecksHandle {
         let mut r = self.changed.subscribe();
         r.mark_unchanged();
         r
+    }
+
+    /// Script checks' hashes to ask the server for now (protocol version 4).
+    pub fn wanted_scripts(&self) -> Vec<[u8; 32]> {
+        self.scripts.take_unsent()
+    }
+
+    /// The server's answer to a [`ChecksHandle::wanted_scripts`] request:
+    /// kept only if it hashes to the policy's value.
+    pub fn script_arrived(&self, sha256: [u8; 32], content: Option<Vec<u8>>) {
+        self.scripts.arrived(sha256, content);
     }
 
     /// Every check's state: `None` before there is a policy with checks
@@ -121,6 +138,8 @@ struct Running {
     tracker: Tracker,
     next: Instant,
     in_flight: bool,
+    /// A script check waiting for its content since then.
+    script_wait: Option<Instant>,
 }
 
 /// Starts the checks: returns the handle sessions report from and the task
@@ -132,6 +151,7 @@ pub fn start(
     let handle = ChecksHandle {
         board: Arc::new(Mutex::new(Board::default())),
         changed: Arc::new(watch::Sender::new(0)),
+        scripts: script::Scripts::new(state_dir),
     };
     let journal = Journal::new(state_dir);
     let task = run(trust, handle.clone(), journal);
@@ -147,6 +167,7 @@ fn now_secs() -> u64 {
 
 async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: Journal) {
     let mut probes = Probes::new();
+    let logs = Arc::new(logs::Follower::default());
     let mut running: HashMap<String, Running> = HashMap::new();
     // What this agent last reported before it (re)started.
     let mut resumed = journal.last_states();
@@ -172,6 +193,8 @@ async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: J
                     info!(policy_version = v, checks = definitions.len(), "Running the checks of a newly verified policy.");
                     version = v;
                     adopt(&mut running, definitions, &handle, v, &mut resumed);
+                    let names: Vec<&str> = running.keys().map(String::as_str).collect();
+                    logs.keep_only(&names);
                 }
             }
             () = tokio::time::sleep_until(next_due) => {
@@ -189,13 +212,43 @@ async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: J
                             record(check, &name, measurement, version, &handle, &mut journal);
                         }
                         None => {
-                            check.in_flight = true;
                             let probe = check.definition.probe.clone();
+                            let slow: std::pin::Pin<Box<dyn Future<Output = probes::Measurement> + Send>> = match &probe {
+                                Probe::Script { sha256, interpreter } => {
+                                    match handle.scripts.resolve(&sha256.0, &mut check.script_wait, now) {
+                                        script::Resolved::Run(path) => {
+                                            let interpreter = *interpreter;
+                                            Box::pin(async move { script::run(&path, interpreter).await })
+                                        }
+                                        script::Resolved::Wait => {
+                                            // Asked the server (the session sends it); again soon.
+                                            check.next = now + script::ASK_AGAIN;
+                                            handle.changed.send_modify(|n| *n = n.wrapping_add(1));
+                                            continue;
+                                        }
+                                        script::Resolved::Fail(why) => {
+                                            record(check, &name, Err(why), version, &handle, &mut journal);
+                                            handle.changed.send_modify(|n| *n = n.wrapping_add(1));
+                                            continue;
+                                        }
+                                    }
+                                }
+                                Probe::LogPattern { path, pattern } => {
+                                    let (logs, name, path, pattern) = (logs.clone(), name.clone(), path.clone(), pattern.clone());
+                                    Box::pin(async move {
+                                        tokio::task::spawn_blocking(move || logs.scan(&name, &path, &pattern))
+                                            .await
+                                            .unwrap_or_else(|e| Err(format!("the log check failed: {e}")))
+                                    })
+                                }
+                                _ => Box::pin(probes::measure_slow(probe)),
+                            };
+                            check.in_flight = true;
                             let limit = probes::timeout(check.definition.timeout_secs);
                             let done_tx = done_tx.clone();
                             let (name, v) = (name.clone(), version);
                             tokio::spawn(async move {
-                                let measurement = tokio::time::timeout(limit, probes::measure_slow(probe))
+                                let measurement = tokio::time::timeout(limit, slow)
                                     .await
                                     .unwrap_or_else(|_| Err(format!("no answer within {} s", limit.as_secs())));
                                 let _ = done_tx.send((name, v, measurement)).await;
@@ -253,12 +306,21 @@ fn adopt(
                     tracker,
                     next: Instant::now(),
                     in_flight: false,
+                    script_wait: None,
                 }
             }
         };
         kept.insert(name, entry);
     }
     *running = kept;
+    let scripts = running
+        .values()
+        .filter_map(|r| match &r.definition.probe {
+            Probe::Script { sha256, .. } => Some(sha256.0),
+            _ => None,
+        })
+        .collect();
+    handle.scripts.keep_only(&scripts);
     let mut board = handle.board();
     board.policy_version = version;
     board.statuses.retain(|name, _| running.contains_key(name));

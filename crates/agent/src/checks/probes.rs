@@ -93,7 +93,14 @@ impl Probes {
                     Ok((0, format!("{count} running")))
                 }
             }
-            Probe::Service { .. } | Probe::TcpPort { .. } | Probe::FileHash { .. } => return None,
+            Probe::Service { .. }
+            | Probe::TcpPort { .. }
+            | Probe::FileHash { .. }
+            | Probe::Http { .. }
+            | Probe::TlsExpiry { .. }
+            | Probe::Script { .. }
+            | Probe::Ping { .. }
+            | Probe::LogPattern { .. } => return None,
         })
     }
 }
@@ -159,6 +166,21 @@ pub async fn measure_slow(probe: Probe) -> Measurement {
                 .map_err(|e| format!("the file check failed: {e}"))?
         }
         Probe::Service { unit } => service_active(&unit).await,
+        Probe::Http {
+            url,
+            expect_status,
+            ca_file,
+        } => super::network::http(&url, expect_status, ca_file.as_deref()).await,
+        Probe::TlsExpiry {
+            host,
+            port,
+            server_name,
+            ca_file,
+        } => {
+            super::network::tls_expiry(&host, port, server_name.as_deref(), ca_file.as_deref())
+                .await
+        }
+        Probe::Ping { host, count } => super::ping::ping(&host, count).await,
         other => Err(format!("{} is not a waiting probe", other.kind())),
     }
 }

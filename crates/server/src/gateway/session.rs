@@ -11,8 +11,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bulwark_protocol::message::{
-    Ack, AgentMessage, AgentRefusalCode, JobOutcome, JobResult, RefusalCode, Refused, ResultAck,
-    ServerMessage, TrustRefused, TrustStatus,
+    Ack, AgentMessage, AgentRefusalCode, CheckScript, JobOutcome, JobResult, RefusalCode, Refused,
+    ResultAck, ServerMessage, TrustRefused, TrustStatus,
 };
 use bulwark_protocol::{ProtocolError, decode_agent_frame, encode_server_frame};
 use bulwark_store::StoreError;
@@ -71,6 +71,8 @@ struct Live {
     output_flood_logged: bool,
     /// Cancelled jobs this connection was sent a cancel for (once each).
     cancels_sent: HashSet<String>,
+    /// Script check contents this connection may ask for (RFD 0009).
+    script_requests: super::rate::Bucket,
 }
 
 /// Live output pieces one connection may send: a burst (a job's whole
@@ -82,6 +84,11 @@ const OUTPUT_PIECES_PER_MINUTE: u32 = 600;
 /// every check report at once, in one report) and then one a second.
 const CHECK_REPORT_BURST: u32 = 30;
 const CHECK_REPORTS_PER_MINUTE: u32 = 60;
+
+/// Script check contents one connection may ask for: every script check of
+/// a policy at once (a waiting check asks every two seconds), then one a second.
+const SCRIPT_REQUEST_BURST: u32 = 64;
+const SCRIPT_REQUESTS_PER_MINUTE: u32 = 60;
 
 // Storage calls inside the session are boxed: their futures are large
 // (sqlx) and would otherwise be part of every idle connection's state.
@@ -124,6 +131,11 @@ pub(super) async fn run_session(
         output_pieces: super::rate::Bucket::new(OUTPUT_PIECE_BURST, OUTPUT_PIECES_PER_MINUTE, now),
         output_flood_logged: false,
         cancels_sent: HashSet::new(),
+        script_requests: super::rate::Bucket::new(
+            SCRIPT_REQUEST_BURST,
+            SCRIPT_REQUESTS_PER_MINUTE,
+            now,
+        ),
     };
     let silence = state.heartbeat * 3;
     // When to look for work again unprompted: a mass action held for the
@@ -368,6 +380,33 @@ async fn handle_frame(
                 Err(error) => {
                     warn!(device_id = %live.device_id, %error, "Cannot store live output.")
                 }
+            }
+        }
+        Ok(AgentMessage::CheckScriptWanted(wanted)) => {
+            // A courier only: the agent runs what hashes to its policy's
+            // value, whatever is sent. Rate-limited like reports.
+            if !live.script_requests.take(now_millis()) {
+                return ControlFlow::Continue(());
+            }
+            let content = match Box::pin(
+                state
+                    .store
+                    .script_content_by_sha256(&hex::encode(wanted.sha256)),
+            )
+            .await
+            {
+                Ok(content) => content.map(String::into_bytes),
+                Err(error) => {
+                    warn!(device_id = %live.device_id, %error, "Cannot read a check script.");
+                    None
+                }
+            };
+            let answer = ServerMessage::CheckScript(CheckScript {
+                sha256: wanted.sha256,
+                content,
+            });
+            if let Err(reason) = send(ws, live.version, &answer).await {
+                return ControlFlow::Break(reason);
             }
         }
         Ok(AgentMessage::TrustStatus(status)) => {

@@ -1,6 +1,8 @@
 //! The `[[checks]]` tables of the editable policy (RFD 0009).
 
+use bulwark_policy::Interpreter;
 use bulwark_policy::checks::{CheckDefinition, Probe};
+use bulwark_policy::policy::ScriptHash;
 
 use super::*;
 
@@ -10,7 +12,8 @@ use super::*;
 #[serde(deny_unknown_fields)]
 pub(crate) struct CheckDoc {
     pub name: String,
-    /// cpu, memory, disk, load, service, process, tcp-port, file-hash.
+    /// cpu, memory, disk, load, service, process, tcp-port, file-hash,
+    /// http, tls-expiry, script.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mount: Option<String>,
@@ -26,6 +29,22 @@ pub(crate) struct CheckDoc {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
+    /// A log-pattern check's regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Echo requests of a ping check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u8>,
     #[serde(default = "default_interval")]
     pub interval_secs: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +73,13 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
         port: None,
         path: None,
         sha256: None,
+        url: None,
+        expect_status: None,
+        server_name: None,
+        ca_file: None,
+        interpreter: None,
+        count: None,
+        pattern: None,
         interval_secs: check.interval_secs,
         warning: check.warning,
         critical: check.critical,
@@ -73,6 +99,41 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
             doc.path = Some(path.clone());
             doc.sha256 = Some(hex::encode(sha256));
         }
+        Probe::Http {
+            url,
+            expect_status,
+            ca_file,
+        } => {
+            doc.url = Some(url.clone());
+            doc.expect_status = *expect_status;
+            doc.ca_file = ca_file.clone();
+        }
+        Probe::TlsExpiry {
+            host,
+            port,
+            server_name,
+            ca_file,
+        } => {
+            doc.host = Some(host.clone());
+            doc.port = Some(*port);
+            doc.server_name = server_name.clone();
+            doc.ca_file = ca_file.clone();
+        }
+        Probe::Script {
+            sha256,
+            interpreter,
+        } => {
+            doc.sha256 = Some(hex::encode(sha256.0));
+            doc.interpreter = Some(interpreter.name().to_owned());
+        }
+        Probe::Ping { host, count } => {
+            doc.host = Some(host.clone());
+            doc.count = Some(*count);
+        }
+        Probe::LogPattern { path, pattern } => {
+            doc.path = Some(path.clone());
+            doc.pattern = Some(pattern.clone());
+        }
     }
     doc
 }
@@ -83,6 +144,16 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         value
             .clone()
             .with_context(|| format!("check {name:?} of kind {} needs {field}", doc.kind))
+    };
+    let sha256 = || -> Result<[u8; 32]> {
+        hex::decode(needs(&doc.sha256, "sha256")?.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .with_context(|| format!("check {name:?}: sha256 is not a SHA-256 in hex"))
+    };
+    let port = || {
+        doc.port
+            .with_context(|| format!("check {name:?} of kind {} needs port", doc.kind))
     };
     let probe = match doc.kind.trim() {
         "cpu" => Probe::Cpu,
@@ -99,19 +170,48 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         },
         "tcp-port" => Probe::TcpPort {
             host: needs(&doc.host, "host")?,
-            port: doc
-                .port
-                .with_context(|| format!("check {name:?} of kind tcp-port needs port"))?,
+            port: port()?,
         },
         "file-hash" => Probe::FileHash {
             path: needs(&doc.path, "path")?,
-            sha256: hex::decode(needs(&doc.sha256, "sha256")?.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .with_context(|| format!("check {name:?}: sha256 is not a SHA-256 in hex"))?,
+            sha256: sha256()?,
         },
+        "http" => Probe::Http {
+            url: needs(&doc.url, "url")?,
+            expect_status: doc.expect_status,
+            ca_file: doc.ca_file.clone(),
+        },
+        "tls-expiry" => Probe::TlsExpiry {
+            host: needs(&doc.host, "host")?,
+            port: port()?,
+            server_name: doc.server_name.clone(),
+            ca_file: doc.ca_file.clone(),
+        },
+        "script" => Probe::Script {
+            sha256: ScriptHash(sha256()?),
+            interpreter: match &doc.interpreter {
+                None => Interpreter::Sh,
+                Some(i) => Interpreter::from_name(i).with_context(|| {
+                    format!("check {name:?}: interpreter {i:?}; use sh, bash or python3")
+                })?,
+            },
+        },
+        "ping" => Probe::Ping {
+            host: needs(&doc.host, "host")?,
+            count: doc.count.unwrap_or(4),
+        },
+        "log-pattern" => {
+            let pattern = needs(&doc.pattern, "pattern")?;
+            // The agent compiles it too; a typo is better caught before signing.
+            regex::Regex::new(&pattern)
+                .with_context(|| format!("check {name:?}: the pattern does not compile"))?;
+            Probe::LogPattern {
+                path: needs(&doc.path, "path")?,
+                pattern,
+            }
+        }
         other => bail!(
-            "check {name:?}: unknown kind {other:?}; use cpu, memory, disk, load, service, process, tcp-port or file-hash"
+            "check {name:?}: unknown kind {other:?}; use cpu, memory, disk, load, service, process, tcp-port, file-hash, http, tls-expiry, script, ping or log-pattern"
         ),
     };
     // A field the kind does not use is a mistake worth saying, not ignoring.
@@ -122,6 +222,11 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         Probe::Process { .. } => &["process"],
         Probe::TcpPort { .. } => &["host", "port"],
         Probe::FileHash { .. } => &["path", "sha256"],
+        Probe::Http { .. } => &["url", "expect_status", "ca_file"],
+        Probe::TlsExpiry { .. } => &["host", "port", "server_name", "ca_file"],
+        Probe::Script { .. } => &["sha256", "interpreter"],
+        Probe::Ping { .. } => &["host", "count"],
+        Probe::LogPattern { .. } => &["path", "pattern"],
     };
     for (field, set) in [
         ("mount", doc.mount.is_some()),
@@ -131,6 +236,13 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         ("port", doc.port.is_some()),
         ("path", doc.path.is_some()),
         ("sha256", doc.sha256.is_some()),
+        ("url", doc.url.is_some()),
+        ("expect_status", doc.expect_status.is_some()),
+        ("server_name", doc.server_name.is_some()),
+        ("ca_file", doc.ca_file.is_some()),
+        ("interpreter", doc.interpreter.is_some()),
+        ("count", doc.count.is_some()),
+        ("pattern", doc.pattern.is_some()),
     ] {
         ensure!(
             !set || used.contains(&field),
@@ -154,8 +266,14 @@ pub(crate) fn probe_unit(probe: &Probe) -> &'static str {
     match probe {
         Probe::Cpu | Probe::Memory | Probe::Disk { .. } => "%",
         Probe::Load => " load/core x100",
-        Probe::Service { .. } | Probe::Process { .. } | Probe::FileHash { .. } => "",
-        Probe::TcpPort { .. } => " ms",
+        Probe::Service { .. }
+        | Probe::Process { .. }
+        | Probe::FileHash { .. }
+        | Probe::Script { .. } => "",
+        Probe::TcpPort { .. } | Probe::Http { .. } => " ms",
+        Probe::TlsExpiry { .. } => " days",
+        Probe::Ping { .. } => "% lost",
+        Probe::LogPattern { .. } => " lines",
     }
 }
 
@@ -168,6 +286,22 @@ pub(crate) fn probe_target(probe: &Probe) -> String {
         Probe::Process { name } => name.clone(),
         Probe::TcpPort { host, port } => format!("{host}:{port}"),
         Probe::FileHash { path, .. } => path.clone(),
+        Probe::Http { url, .. } => url.clone(),
+        Probe::TlsExpiry {
+            host,
+            port,
+            server_name,
+            ..
+        } => match server_name {
+            Some(name) => format!("{host}:{port} ({name})"),
+            None => format!("{host}:{port}"),
+        },
+        Probe::Script {
+            sha256,
+            interpreter,
+        } => format!("{} sha256 {}", interpreter.name(), hex::encode(sha256.0)),
+        Probe::Ping { host, count } => format!("{host} ({count} requests)"),
+        Probe::LogPattern { path, pattern } => format!("{path} /{pattern}/"),
     }
 }
 
@@ -180,7 +314,12 @@ pub(crate) fn check_line(check: &CheckDefinition) -> String {
         format!("{} {target}", check.probe.kind())
     };
     let unit = probe_unit(&check.probe);
-    let threshold = |label: &str, v: Option<u64>| v.map(|v| format!(" {label} >= {v}{unit}"));
+    let at = if check.probe.direction() == bulwark_policy::checks::Direction::Falling {
+        "<="
+    } else {
+        ">="
+    };
+    let threshold = |label: &str, v: Option<u64>| v.map(|v| format!(" {label} {at} {v}{unit}"));
     let thresholds: String = [
         threshold("warning", check.warning),
         threshold("critical", check.critical),
@@ -188,7 +327,9 @@ pub(crate) fn check_line(check: &CheckDefinition) -> String {
     .into_iter()
     .flatten()
     .collect();
-    let thresholds = if thresholds.is_empty() {
+    let thresholds = if matches!(check.probe, Probe::Script { .. }) {
+        " exit code 0 ok, 1 warning, 2 critical".to_owned()
+    } else if thresholds.is_empty() {
         " pass/fail".to_owned()
     } else {
         thresholds
