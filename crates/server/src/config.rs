@@ -24,6 +24,11 @@ pub struct ServerConfig {
     /// `postgres://...` for PostgreSQL; default: SQLite at `data_dir/bulwark.db`.
     #[serde(default)]
     pub database_url: Option<String>,
+    /// The bus between nodes (RFD 0018): `nats://host:4222` (or `tls://`)
+    /// for several nodes on one PostgreSQL database; default: in process,
+    /// for one node.
+    #[serde(default)]
+    pub bus_url: Option<String>,
     /// Console and API address.
     pub listen: SocketAddr,
     /// Agent gateway address (always TLS).
@@ -90,6 +95,7 @@ impl ServerConfig {
         Self {
             data_dir,
             database_url: None,
+            bus_url: None,
             listen,
             gateway_listen,
             public_hostnames: Vec::new(),
@@ -132,6 +138,17 @@ impl ServerConfig {
             anyhow::bail!(
                 "offline_alert_secs = {} is more than 7 days",
                 self.offline_alert_secs
+            );
+        }
+        if let Some(url) = &self.bus_url
+            && !(url.starts_with("nats://") || url.starts_with("tls://"))
+        {
+            anyhow::bail!("bus_url must start with nats:// or tls://, got {url:?}");
+        }
+        if self.bus_url.is_some() && !self.database_url().starts_with("postgres") {
+            anyhow::bail!(
+                "bus_url is for several nodes on one PostgreSQL database; with SQLite there is one node \
+                 and its bus is in process (set database_url to postgres://...)"
             );
         }
         let mut names = std::collections::HashSet::new();

@@ -147,7 +147,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         "Agent connections capped: {}.", cap.reason
     );
 
-    let presence = Presence::new();
+    let bus = match &config.bus_url {
+        Some(url) => {
+            crate::bus::Bus::connect_nats(url, &hex::encode(&tls.ca_fingerprint[..8])).await?
+        }
+        None => crate::bus::Bus::in_process(),
+    };
+    let presence = Presence::new(bus.clone());
     let state = AppState::new(Inner {
         store: store.clone(),
         presence: presence.clone(),
@@ -193,6 +199,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         store.clone(),
         presence.clone(),
         Duration::from_secs(u64::from(config.heartbeat_secs)),
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(crate::presence::follow_bus(
+        presence.clone(),
         shutdown_rx.clone(),
     ));
     tasks.spawn(expire_jobs(store.clone(), shutdown_rx.clone()));
@@ -253,7 +263,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         &config.data_dir.join("server.json"),
         runtime_file.to_string().as_bytes(),
     )?;
-    info!(%console_url, %gateway_url, backend = ?store.backend(), "Bulwark server started.");
+    info!(%console_url, %gateway_url, backend = ?store.backend(), bus = ?bus.transport(), node = bus.node(), "Bulwark server started.");
 
     Ok(RunningServer {
         console_url,
