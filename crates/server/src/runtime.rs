@@ -123,6 +123,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         &config.public_hostnames,
     )?);
     let setup_code = crate::auth::flows::issue_setup_code(&store).await?;
+    let decoy_key = {
+        use rand::RngCore;
+        let mut candidate = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut candidate);
+        store
+            .shared_secret("login_decoy", candidate, crate::now_millis())
+            .await
+            .context("cannot read the deployment's login decoy key")?
+    };
 
     let http_listener = TcpListener::bind(config.listen)
         .await
@@ -164,7 +173,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             store: store.clone(),
             session_policy: Default::default(),
             rp_id: crate::auth::passkey::rp_id_for(config.mode, &config.public_hostnames),
-            passkeys: Default::default(),
+            passkeys: crate::auth::ceremonies::Ceremonies::with_decoy_key(decoy_key),
             device_flows: Default::default(),
         },
     });
