@@ -63,6 +63,9 @@ pub enum Notice {
         /// RFC 3339.
         last_seen_at: String,
     },
+    /// Node `node` joined (or came back to) the bus: every other node
+    /// tells it, with `Presence` notices, which devices it holds.
+    Announce { node: String },
     /// Notices may have been lost (the bus reconnected, or a subscriber
     /// lagged): look again at everything. Never sent between nodes.
     #[serde(skip)]
@@ -76,6 +79,7 @@ impl Notice {
         match self {
             Notice::DeviceWork { device_id } => ok(device_id),
             Notice::TenantWork { tenant_id } => ok(tenant_id),
+            Notice::Announce { node } => ok(node),
             Notice::Presence {
                 node,
                 device_id,
@@ -249,6 +253,18 @@ impl Bus {
         let _ = self.0.local.send(notice);
     }
 
+    /// [`Bus::publish`] for a burst (the answer to an `Announce`): waits for
+    /// room in the outbox instead of dropping.
+    pub async fn publish_patiently(&self, notice: Notice) {
+        if let Some(outbox) = &self.0.outbox
+            && let Some(bytes) = encode(&self.0.node, &notice)
+            && outbox.send(bytes).await.is_err()
+        {
+            warn!("The NATS bus publisher stopped; a notice was dropped.");
+        }
+        let _ = self.0.local.send(notice);
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.0.local.subscribe()
     }
@@ -297,6 +313,7 @@ mod tests {
             Notice::TenantWork {
                 tenant_id: "t1".into(),
             },
+            Notice::Announce { node: "a".into() },
             presence("a"),
         ] {
             let bytes = encode("a", &notice).expect("encodes");

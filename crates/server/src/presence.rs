@@ -31,6 +31,8 @@ struct Entry {
     /// The wire protocol version the connection negotiated (RFD 0010).
     protocol_version: u16,
     tenant_id: String,
+    /// The tenant's name, for other nodes' live views.
+    tenant: String,
     kick: Arc<Notify>,
     work: Arc<Notify>,
 }
@@ -113,6 +115,7 @@ impl Presence {
                     connection,
                     protocol_version,
                     tenant_id: tenant_id.to_owned(),
+                    tenant: tenant.to_owned(),
                     kick: kick.clone(),
                     work: work.clone(),
                 },
@@ -203,6 +206,26 @@ impl Presence {
                 entry.work.notify_one();
             }
         }
+    }
+
+    /// This node's connections as presence notices (the answer to another
+    /// node's `Announce`).
+    fn announcements(&self) -> Vec<Notice> {
+        let node = self.bus.node().to_owned();
+        self.lock()
+            .online
+            .iter()
+            .map(|(device_id, e)| Notice::Presence {
+                node: node.clone(),
+                device_id: device_id.clone(),
+                tenant_id: e.tenant_id.clone(),
+                tenant: e.tenant.clone(),
+                online: true,
+                connection: e.connection,
+                protocol_version: e.protocol_version,
+                last_seen_at: String::new(),
+            })
+            .collect()
     }
 
     fn wake_all(&self) {
@@ -321,6 +344,13 @@ pub async fn follow_bus(presence: Presence, mut shutdown: watch::Receiver<bool>)
     let every = presence.bus.resync_every();
     let mut resync = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
     resync.tick().await;
+    let announce = || {
+        presence.bus.publish(Notice::Announce {
+            node: presence.bus.node().to_owned(),
+        })
+    };
+    // Ask the nodes already running which devices they hold.
+    announce();
     loop {
         let notice = tokio::select! {
             received = notices.recv() => match received {
@@ -334,6 +364,16 @@ pub async fn follow_bus(presence: Presence, mut shutdown: watch::Receiver<bool>)
         match notice {
             Notice::DeviceWork { device_id } => presence.wake_device(&device_id),
             Notice::TenantWork { tenant_id } => presence.wake_tenant(&tenant_id),
+            Notice::Announce { node } if node == presence.bus.node() => {}
+            Notice::Announce { .. } => {
+                let answer = presence.announcements();
+                let bus = presence.bus.clone();
+                tokio::spawn(async move {
+                    for notice in answer {
+                        bus.publish_patiently(notice).await;
+                    }
+                });
+            }
             Notice::Presence { node, .. } if node == presence.bus.node() => {}
             Notice::Presence {
                 node,
@@ -354,7 +394,12 @@ pub async fn follow_bus(presence: Presence, mut shutdown: watch::Receiver<bool>)
                 protocol_version,
                 last_seen_at,
             ),
-            Notice::Resync => presence.wake_all(),
+            Notice::Resync => {
+                // Notices may have been lost both ways: look again for
+                // work here, and ask the others who they hold.
+                presence.wake_all();
+                announce();
+            }
         }
     }
 }
