@@ -458,6 +458,30 @@ mod tests {
     }
 
     #[test]
+    fn a_bus_needs_nats_and_postgresql() {
+        let with = |bus: &str, database: Option<&str>| -> anyhow::Result<()> {
+            let mut value = serde_json::json!({
+                "data_dir": "/tmp/x",
+                "listen": "127.0.0.1:0",
+                "gateway_listen": "127.0.0.1:0",
+                "bus_url": bus,
+            });
+            if let Some(url) = database {
+                value["database_url"] = url.into();
+            }
+            let config: ServerConfig = serde_json::from_value(value)?;
+            config.validate()
+        };
+        let pg = Some("postgres://127.0.0.1/test");
+        with("nats://127.0.0.1:4222", pg).unwrap();
+        with("tls://nats.example.net:4222", pg).unwrap();
+        let sqlite = with("nats://127.0.0.1:4222", None).unwrap_err().to_string();
+        assert!(sqlite.contains("PostgreSQL"), "{sqlite}");
+        let scheme = with("http://127.0.0.1:4222", pg).unwrap_err().to_string();
+        assert!(scheme.contains("nats://"), "{scheme}");
+    }
+
+    #[test]
     fn retention_below_six_months_is_refused_naming_the_minimum() {
         let with = |days: Option<u32>| -> anyhow::Result<ServerConfig> {
             let mut value = serde_json::json!({
