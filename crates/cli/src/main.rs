@@ -37,6 +37,10 @@ enum Command {
         /// overrides `retention_days` in the file; default 365).
         #[arg(long)]
         retention_days: Option<u32>,
+        /// The bus between nodes, `nats://host:4222` (overrides `bus_url`
+        /// in the file; default: in process, one node). RFD 0018.
+        #[arg(long, env = "BULWARK_BUS_URL", value_name = "URL")]
+        bus: Option<String>,
     },
     /// Run a transparency-log witness: cosign tenants' checkpoints that extend what it cosigned (RFD 0006).
     Witness {
@@ -98,9 +102,10 @@ fn main() -> anyhow::Result<()> {
         Command::Server {
             config,
             retention_days,
+            bus,
         } => {
             init_logging();
-            runtime.block_on(server(config, retention_days))
+            runtime.block_on(server(config, retention_days, bus))
         }
         Command::Witness { command } => {
             init_logging();
@@ -110,13 +115,20 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn server(path: PathBuf, retention_days: Option<u32>) -> anyhow::Result<()> {
+async fn server(
+    path: PathBuf,
+    retention_days: Option<u32>,
+    bus: Option<String>,
+) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut config: bulwark_server::ServerConfig = toml::from_str(&text)
         .with_context(|| format!("invalid configuration in {}", path.display()))?;
     if let Some(days) = retention_days {
         config.retention_days = days;
+    }
+    if bus.is_some() {
+        config.bus_url = bus;
     }
     let server = bulwark_server::start(config).await?;
     println!("Console:    {}", server.console_url);

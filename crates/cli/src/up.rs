@@ -33,6 +33,10 @@ pub struct UpArgs {
     /// Use PostgreSQL instead of the embedded SQLite database.
     #[arg(long, env = "BULWARK_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// The bus between nodes, `nats://host:4222`, for a node that shares
+    /// its PostgreSQL database with others (RFD 0018); default: in process.
+    #[arg(long, env = "BULWARK_BUS_URL", value_name = "URL")]
+    bus: Option<String>,
     /// Agent heartbeat interval in seconds (an agent silent for three is offline).
     #[arg(long, default_value_t = 30)]
     heartbeat_secs: u32,
@@ -82,6 +86,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         args.gateway_listen,
     );
     config.database_url = args.database_url.clone();
+    config.bus_url = args.bus.clone();
     config.heartbeat_secs = args.heartbeat_secs;
     config.retention_days = args.retention_days;
     config.offline_alert_secs = args.offline_alert_secs;

@@ -22,6 +22,8 @@ pub struct UpOptions {
     /// this machine's, by libfaketime: negative in the past, 0 (the
     /// default) the real clock. See [`UpOptions::clock_offset_days`].
     pub clock_offset_days: i64,
+    /// `--no-agent`: the server alone (a second node, say).
+    pub no_agent: bool,
 }
 
 impl UpOptions {
@@ -32,6 +34,12 @@ impl UpOptions {
 
     pub fn database_url(mut self, url: impl Into<String>) -> Self {
         self.database_url = Some(url.into());
+        self
+    }
+
+    /// Starts the server without its local agent (`--no-agent`).
+    pub fn no_agent(mut self) -> Self {
+        self.no_agent = true;
         self
     }
 
@@ -107,6 +115,9 @@ impl UpOptions {
             .env("BULWARK_KEY_PASSPHRASE", TEST_KEY_PASSPHRASE);
         if let Some(url) = &self.database_url {
             command.args(["--database-url", url]);
+        }
+        if self.no_agent {
+            command.arg("--no-agent");
         }
         for (key, value) in &self.env {
             command.env(key, value);

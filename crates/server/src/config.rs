@@ -24,6 +24,11 @@ pub struct ServerConfig {
     /// `postgres://...` for PostgreSQL; default: SQLite at `data_dir/bulwark.db`.
     #[serde(default)]
     pub database_url: Option<String>,
+    /// The bus between nodes (RFD 0018): `nats://host:4222` (or `tls://`)
+    /// for several nodes on one PostgreSQL database; default: in process,
+    /// for one node.
+    #[serde(default)]
+    pub bus_url: Option<String>,
     /// Console and API address.
     pub listen: SocketAddr,
     /// Agent gateway address (always TLS).
@@ -90,6 +95,7 @@ impl ServerConfig {
         Self {
             data_dir,
             database_url: None,
+            bus_url: None,
             listen,
             gateway_listen,
             public_hostnames: Vec::new(),
@@ -132,6 +138,17 @@ impl ServerConfig {
             anyhow::bail!(
                 "offline_alert_secs = {} is more than 7 days",
                 self.offline_alert_secs
+            );
+        }
+        if let Some(url) = &self.bus_url
+            && !(url.starts_with("nats://") || url.starts_with("tls://"))
+        {
+            anyhow::bail!("bus_url must start with nats:// or tls://, got {url:?}");
+        }
+        if self.bus_url.is_some() && !self.database_url().starts_with("postgres") {
+            anyhow::bail!(
+                "bus_url is for several nodes on one PostgreSQL database; with SQLite there is one node \
+                 and its bus is in process (set database_url to postgres://...)"
             );
         }
         let mut names = std::collections::HashSet::new();
@@ -438,6 +455,30 @@ mod tests {
         }))?;
         config.validate()?;
         Ok(config)
+    }
+
+    #[test]
+    fn a_bus_needs_nats_and_postgresql() {
+        let with = |bus: &str, database: Option<&str>| -> anyhow::Result<()> {
+            let mut value = serde_json::json!({
+                "data_dir": "/tmp/x",
+                "listen": "127.0.0.1:0",
+                "gateway_listen": "127.0.0.1:0",
+                "bus_url": bus,
+            });
+            if let Some(url) = database {
+                value["database_url"] = url.into();
+            }
+            let config: ServerConfig = serde_json::from_value(value)?;
+            config.validate()
+        };
+        let pg = Some("postgres://127.0.0.1/test");
+        with("nats://127.0.0.1:4222", pg).unwrap();
+        with("tls://nats.example.net:4222", pg).unwrap();
+        let sqlite = with("nats://127.0.0.1:4222", None).unwrap_err().to_string();
+        assert!(sqlite.contains("PostgreSQL"), "{sqlite}");
+        let scheme = with("http://127.0.0.1:4222", pg).unwrap_err().to_string();
+        assert!(scheme.contains("nats://"), "{scheme}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod bus;
 pub mod chart;
 pub mod config;
 pub mod console;

@@ -123,6 +123,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         &config.public_hostnames,
     )?);
     let setup_code = crate::auth::flows::issue_setup_code(&store).await?;
+    let decoy_key = {
+        use rand::RngCore;
+        let mut candidate = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut candidate);
+        store
+            .shared_secret("login_decoy", candidate, crate::now_millis())
+            .await
+            .context("cannot read the deployment's login decoy key")?
+    };
 
     let http_listener = TcpListener::bind(config.listen)
         .await
@@ -147,7 +156,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         "Agent connections capped: {}.", cap.reason
     );
 
-    let presence = Presence::new();
+    let bus = match &config.bus_url {
+        Some(url) => {
+            crate::bus::Bus::connect_nats(url, &hex::encode(&tls.ca_fingerprint[..8])).await?
+        }
+        None => crate::bus::Bus::in_process(),
+    };
+    let presence = Presence::new(bus.clone());
     let state = AppState::new(Inner {
         store: store.clone(),
         presence: presence.clone(),
@@ -158,7 +173,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             store: store.clone(),
             session_policy: Default::default(),
             rp_id: crate::auth::passkey::rp_id_for(config.mode, &config.public_hostnames),
-            passkeys: Default::default(),
+            passkeys: crate::auth::ceremonies::Ceremonies::with_decoy_key(decoy_key),
             device_flows: Default::default(),
         },
     });
@@ -193,6 +208,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         store.clone(),
         presence.clone(),
         Duration::from_secs(u64::from(config.heartbeat_secs)),
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(crate::presence::follow_bus(
+        presence.clone(),
         shutdown_rx.clone(),
     ));
     tasks.spawn(expire_jobs(store.clone(), shutdown_rx.clone()));
@@ -253,7 +272,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         &config.data_dir.join("server.json"),
         runtime_file.to_string().as_bytes(),
     )?;
-    info!(%console_url, %gateway_url, backend = ?store.backend(), "Bulwark server started.");
+    info!(%console_url, %gateway_url, backend = ?store.backend(), bus = ?bus.transport(), node = bus.node(), "Bulwark server started.");
 
     Ok(RunningServer {
         console_url,

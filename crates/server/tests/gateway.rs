@@ -472,7 +472,7 @@ async fn an_idle_connection_task_stays_small() {
     let tls = bulwark_server::tls::ServerTls::load_or_create(dir.path(), &[]).expect("tls");
     let state = Arc::new(bulwark_server::gateway::GatewayState {
         store,
-        presence: bulwark_server::presence::Presence::new(),
+        presence: bulwark_server::presence::Presence::new(bulwark_server::bus::Bus::in_process()),
         acceptor: tokio_rustls::TlsAcceptor::from(tls.rustls_config.clone()),
         limits: Limits::default(),
         heartbeat: Duration::from_secs(30),

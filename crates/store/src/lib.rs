@@ -40,6 +40,7 @@ mod packages;
 mod passkeys;
 mod recovery;
 mod scripts;
+mod server_secrets;
 mod sessions;
 mod setup;
 mod siem;

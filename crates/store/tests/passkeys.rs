@@ -20,6 +20,7 @@ both_backends! {
     last_passkey_kept_against_concurrent_removals,
     sessions_remember_their_passkey,
     settings_are_upserted_and_audited,
+    the_first_shared_secret_stored_is_the_one_every_node_gets,
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -410,4 +411,21 @@ async fn settings_are_upserted_and_audited(store: Store) {
         .collect();
     assert_eq!(events.len(), 2);
     assert!(events.iter().all(|e| e.tenant_id.is_none()));
+}
+
+/// RFD 0018: the login decoy key is one per deployment, whichever node
+/// asks first, so two nodes answer an unknown name alike.
+async fn the_first_shared_secret_stored_is_the_one_every_node_gets(store: Store) {
+    let first = store
+        .shared_secret("login_decoy", [1; 32], T0)
+        .await
+        .unwrap();
+    let second = store
+        .shared_secret("login_decoy", [2; 32], T0 + MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(first, [1; 32]);
+    assert_eq!(second, [1; 32], "a second node gets the stored secret");
+    let other = store.shared_secret("another", [3; 32], T0).await.unwrap();
+    assert_eq!(other, [3; 32]);
 }

@@ -328,6 +328,16 @@ impl Default for Ceremonies {
 }
 
 impl Ceremonies {
+    /// Ceremonies whose decoy credential ids come from `decoy_key`: the
+    /// deployment's (`Store::shared_secret`), so that every node gives the
+    /// same stand-in ids for a name (RFD 0018).
+    pub fn with_decoy_key(decoy_key: [u8; 32]) -> Self {
+        Self {
+            pool: Mutex::new(Pool::default()),
+            decoy_key,
+        }
+    }
+
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
         // A poisoned lock only means another request panicked mid-change;
         // the worst left behind is an index entry that `Pool::forget` drops.
@@ -377,7 +387,7 @@ impl Ceremonies {
     }
 
     /// Stand-in credential ids for a username with no passkey (or no
-    /// account): the same for the same name while the server runs, so that
+    /// account): the same for the same name on every node, so that
     /// the login options do not tell which accounts exist or hold passkeys.
     pub(super) fn decoy_credential(&self, username: &str) -> Vec<u8> {
         let mut hash = Sha256::new();
