@@ -113,6 +113,12 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // (RFD 0013).
     ("create_script", "an author signature that does not verify"),
     ("add_version", "an author signature that does not verify"),
+    // Tags and group names have rules a schema of a comma-separated list
+    // cannot state (letters, digits, `-_.`; a tag not both added and
+    // removed), and a cursor is one this server gave (RFD 0016).
+    ("search_devices", "a tag, group or cursor that is not one"),
+    ("device_tags", "a tag that is not one"),
+    ("device_group", "a group name that is not one"),
     // The tenant aggregate needs `metric`; the query type is shared with
     // the device series, where it is optional (to be split: RFD 0014).
     (
