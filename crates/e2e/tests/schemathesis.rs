@@ -119,6 +119,12 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     ("search_devices", "a tag, group or cursor that is not one"),
     ("device_tags", "a tag that is not one"),
     ("device_group", "a group name that is not one"),
+    // `from` must be before `to`: now that the device search lists real
+    // device ids, the stateful phase reaches a device's series (RFD 0016).
+    (
+        "device_metrics",
+        "a range whose start is not before its end",
+    ),
     // The tenant aggregate needs `metric`; the query type is shared with
     // the device series, where it is optional (to be split: RFD 0014).
     (
