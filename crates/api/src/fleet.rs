@@ -332,7 +332,7 @@ mod tests {
         assert!(parse_tag(&"x".repeat(32)).is_ok());
         assert!(
             parse_tag("a;b")
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("letters, digits, '-', '_' and '.'")
         );
     }
@@ -365,13 +365,16 @@ mod tests {
             ("status", "online"),
             ("limit", "10"),
         ]))
-        .unwrap();
+        .expect("accepted");
         assert_eq!(search.text.as_deref(), Some("web"));
         assert_eq!(search.tags, ["finance", "server"]);
         assert_eq!(search.group.as_deref(), Some("HQ"));
         assert_eq!(search.status, Some(DeviceStatus::Online));
         assert_eq!(search.limit, 10);
-        assert_eq!(DeviceSearch::from_pairs(&[]).unwrap().limit, DEFAULT_PAGE);
+        assert_eq!(
+            DeviceSearch::from_pairs(&[]).expect("accepted").limit,
+            DEFAULT_PAGE
+        );
         for (bad, says) in [
             (&[("limit", "0")][..], "limit"),
             (&[("limit", "501")], "limit"),
@@ -382,7 +385,7 @@ mod tests {
             (&[("colour", "red")], "unknown parameter"),
             (&[("q", "a"), ("q", "b")], "more than once"),
         ] {
-            let error = DeviceSearch::from_pairs(&pairs(bad)).unwrap_err();
+            let error = DeviceSearch::from_pairs(&pairs(bad)).expect_err("refused");
             assert!(error.contains(says), "{bad:?}: {error}");
         }
         let long = "x".repeat(129);

@@ -29,10 +29,10 @@ async fn devices_page_finds_devices_by_tag_and_group() -> Result<()> {
         .ok()?;
     let browser = Browser::plain(900).await?;
     let result = walk_through(&browser, &s, &web.device_id).await;
-    if result.is_err() {
-        if let Ok(source) = browser.client().source().await {
-            eprintln!("[devices] page source at the failure:\n{source}");
-        }
+    if result.is_err()
+        && let Ok(source) = browser.client().source().await
+    {
+        eprintln!("[devices] page source at the failure:\n{source}");
     }
     browser.close().await?;
     result

@@ -195,7 +195,7 @@ async fn tags_groups_search_and_a_job_by_tag() -> Result<()> {
     {
         let ip = ip.split('/').next().unwrap_or_default().to_owned();
         ensure!(
-            list(&s, &["--search", &ip]).await?.len() >= 1,
+            !list(&s, &["--search", &ip]).await?.is_empty(),
             "no device found by {ip}"
         );
     }

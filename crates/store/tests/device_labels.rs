@@ -203,12 +203,18 @@ async fn search_filters_by_tags_group_and_tenant_inside_the_scope(store: Store) 
         tenant_id: Some(acme.id.clone()),
         ..finance.clone()
     };
-    assert_eq!(search(in_acme, all.clone()).await, [a1.id.clone()]);
+    assert_eq!(
+        search(in_acme, all.clone()).await,
+        std::slice::from_ref(&a1.id)
+    );
     let leeds = LabelFilter {
         group_key: Some("branch leeds".into()),
         ..LabelFilter::default()
     };
-    assert_eq!(search(leeds, all.clone()).await, [a1.id.clone()]);
+    assert_eq!(
+        search(leeds, all.clone()).await,
+        std::slice::from_ref(&a1.id)
+    );
 
     // An operator granted acme only never sees globex's device.
     let operator = store
@@ -229,7 +235,10 @@ async fn search_filters_by_tags_group_and_tenant_inside_the_scope(store: Store) 
         .await
         .unwrap();
     let scope = TenantScope::Operator(operator.id.clone());
-    assert_eq!(search(finance, scope.clone()).await, [a1.id.clone()]);
+    assert_eq!(
+        search(finance, scope.clone()).await,
+        std::slice::from_ref(&a1.id)
+    );
     let labels = store.device_labels(&scope, None).await.unwrap();
     assert!(labels.contains_key(&a1.id) && !labels.contains_key(&g1.id));
     // Nor changes its labels.
