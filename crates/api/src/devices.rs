@@ -34,6 +34,12 @@ pub struct DeviceView {
     /// `GET /api/v1/devices/{id}/packages`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_count: Option<u64>,
+    /// The device's tags, sorted (RFD 0016): the server's word.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The device's group within its tenant, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// A package the device's agent reported installed. Every text is the

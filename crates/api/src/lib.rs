@@ -16,6 +16,7 @@ pub mod checks;
 pub mod cli_sign_in;
 pub mod devices;
 pub mod error;
+pub mod fleet;
 pub mod job_status;
 pub mod jobs;
 pub mod log;

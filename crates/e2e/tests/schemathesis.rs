@@ -113,6 +113,18 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // (RFD 0013).
     ("create_script", "an author signature that does not verify"),
     ("add_version", "an author signature that does not verify"),
+    // Tags and group names have rules a schema of a comma-separated list
+    // cannot state (letters, digits, `-_.`; a tag not both added and
+    // removed), and a cursor is one this server gave (RFD 0016).
+    ("search_devices", "a tag, group or cursor that is not one"),
+    ("device_tags", "a tag that is not one"),
+    ("device_group", "a group name that is not one"),
+    // `from` must be before `to`: now that the device search lists real
+    // device ids, the stateful phase reaches a device's series (RFD 0016).
+    (
+        "device_metrics",
+        "a range whose start is not before its end",
+    ),
 ];
 
 #[tokio::test]

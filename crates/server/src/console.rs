@@ -29,6 +29,7 @@ mod alerts;
 mod audit;
 mod cli_sign_in;
 mod devices;
+mod fleet;
 mod jobs;
 mod metrics;
 mod operators;
@@ -59,6 +60,7 @@ fn pages() -> Router<AppState> {
         .merge(sign_in::router())
         .merge(tenants::router())
         .merge(devices::router())
+        .merge(fleet::router())
         .merge(jobs::router())
         .merge(scripts::router())
         .merge(alerts::router())

@@ -119,6 +119,19 @@ const TABLE: &[(&str, &str, Rule)] = &[
         Tenant(EVERY_ROLE, 200),
     ),
     ("GET", "/api/v1/devices/{id}", Tenant(EVERY_ROLE, 200)),
+    // Searched with `?tenant=` naming the side's tenant (without it: every
+    // tenant in scope, `device_search_stays_in_scope`).
+    ("GET", "/api/v1/devices", Tenant(EVERY_ROLE, 200)),
+    (
+        "POST",
+        "/api/v1/devices/{id}/tags",
+        Tenant(&[Owner, SecurityOfficer, Technician], 200),
+    ),
+    (
+        "PUT",
+        "/api/v1/devices/{id}/group",
+        Tenant(&[Owner, SecurityOfficer, Technician], 200),
+    ),
     (
         "GET",
         "/api/v1/devices/{id}/packages",
@@ -987,6 +1000,15 @@ impl Harness {
                 | "/api/v1/devices/{id}/metrics"
                 | "/api/v1/devices/{id}/vulnerabilities",
             ) => (path.replace("{id}", &self.devices[tenant]), None),
+            ("GET", "/api/v1/devices") => (format!("{path}?tenant={tenant}&tag=matrix"), None),
+            ("POST", "/api/v1/devices/{id}/tags") => (
+                path.replace("{id}", &self.devices[tenant]),
+                Some(json!({"add": ["matrix"], "remove": ["gone"]})),
+            ),
+            ("PUT", "/api/v1/devices/{id}/group") => (
+                path.replace("{id}", &self.devices[tenant]),
+                Some(json!({"group": "Branch Leeds"})),
+            ),
             ("GET", "/api/v1/tenants/{tenant}/metrics") => (format!("{path}?metric=cpu"), None),
             (
                 "POST",
@@ -3124,5 +3146,76 @@ async fn console_script_library_and_run_panel_follow_the_roles() {
                 "{html}"
             );
         }
+    }
+}
+
+/// `GET /api/v1/devices` without `tenant` searches every tenant the caller
+/// may see and no other: a technician of one tenant never finds the other's
+/// device, by tag or by text, even when both carry the tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_search_stays_in_scope() {
+    let h = start().await;
+    let owner = h.sessions[&Owner].clone();
+    for side in [OWN, FOREIGN] {
+        let path = format!("/api/v1/devices/{}/tags", h.devices[side]);
+        let reply = h
+            .send(
+                "POST",
+                &path,
+                Some(&owner),
+                Some(&json!({"add": ["shared"]})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let everything = h
+        .send("GET", "/api/v1/devices?tag=shared", Some(&owner), None)
+        .await;
+    assert_eq!(everything.body["total"], 2, "{}", everything.body);
+    for role in [SecurityOfficer, Technician, ReadOnly, TenantAuditor] {
+        let token = h.sessions[&role].clone();
+        for query in ["", "?tag=shared", "?q=a", "?status=offline&limit=500"] {
+            let reply = h
+                .send(
+                    "GET",
+                    &format!("/api/v1/devices{query}"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "{role:?} {query}: {}",
+                reply.body
+            );
+            let ids: Vec<&str> = reply.body["devices"]
+                .as_array()
+                .expect("devices")
+                .iter()
+                .filter_map(|d| d["id"].as_str())
+                .collect();
+            assert!(
+                !ids.contains(&h.devices[FOREIGN].as_str()),
+                "{role:?} {query} found the foreign device: {}",
+                reply.body
+            );
+        }
+        let reply = h
+            .send("GET", "/api/v1/devices?tag=shared", Some(&token), None)
+            .await;
+        assert_eq!(reply.body["total"], 1, "{role:?}: {}", reply.body);
+        // A bad parameter is a 400 that says which.
+        let bad = h
+            .send("GET", "/api/v1/devices?tag=a%20b", Some(&token), None)
+            .await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        assert!(
+            bad.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("tag:")),
+            "{}",
+            bad.body
+        );
     }
 }

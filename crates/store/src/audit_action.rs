@@ -68,6 +68,10 @@ audit_actions! {
     EnrollmentTokenIssued => "enrollment_token.issued",
     DeviceEnrolled => "device.enrolled",
     DeviceTrustApplied => "device.trust_applied",
+    /// Tags added to or removed from a device (RFD 0016).
+    DeviceTagsChanged => "device.tags_changed",
+    /// A device put into a group, or taken out of one (RFD 0016).
+    DeviceGroupChanged => "device.group_changed",
     SigningKeyRegistered => "signing_key.registered",
     // The script library (MSP-wide, RFD 0013).
     ScriptAdded => "script.added",

@@ -50,13 +50,14 @@ macro_rules! device_select {
          FROM devices d JOIN tenants t ON t.id = d.tenant_id"
     };
 }
+pub(crate) use device_select;
 
 fn decode_inventory(device_id: &str, bytes: &[u8]) -> Result<Inventory, StoreError> {
     from_canonical(bytes)
         .map_err(|error| StoreError::Corrupt(format!("inventory of device {device_id}: {error}")))
 }
 
-fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
+pub(crate) fn device_from_row(row: &AnyRow) -> Result<Device, StoreError> {
     let id: String = row.try_get("id")?;
     let inventory: Option<Vec<u8>> = row.try_get("inventory")?;
     let inventory = inventory

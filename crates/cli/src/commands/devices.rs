@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 use bulwark_api::devices::{DevicePackagesView, DeviceView, InventoryView};
 use bulwark_api::tenants::TenantView;
 use bulwark_server::console::human_bytes;
@@ -15,14 +15,44 @@ use crate::output::*;
 /// `bulwark device …`.
 pub async fn run(command: DeviceCommand) -> Result<()> {
     match command {
-        DeviceCommand::List { tenant, json } => {
-            let path = format!("/api/v1/tenants/{}/devices", path_segment(&tenant)?);
-            let devices: Vec<DeviceView> = Session::load()?.get(&path).await?;
-            if json {
-                print_json(&devices)
-            } else {
-                print_devices(&devices)
-            }
+        DeviceCommand::List {
+            tenant,
+            search,
+            tags,
+            group,
+            online,
+            offline,
+            json,
+        } => {
+            let search = super::fleet::Search {
+                tenant,
+                text: search,
+                tags,
+                group,
+                online: match (online, offline) {
+                    (true, _) => Some(true),
+                    (_, true) => Some(false),
+                    _ => None,
+                },
+            };
+            super::fleet::list(search, json).await
+        }
+        DeviceCommand::Tag {
+            device,
+            tenant,
+            add,
+            remove,
+            json,
+        } => super::fleet::tag(device, tenant, add, remove, json).await,
+        DeviceCommand::Group {
+            device,
+            tenant,
+            group,
+            none,
+            json,
+        } => {
+            ensure!(group.is_some() != none, "name a group, or --none");
+            super::fleet::group(device, tenant, group, json).await
         }
         DeviceCommand::Show {
             device,
@@ -51,7 +81,7 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
             let mut path = format!("/api/v1/devices/{}/packages", path_segment(&id)?);
             if let Some(search) = &search {
                 path.push_str("?q=");
-                path.push_str(&query_value(search));
+                path.push_str(&super::fleet::query_value(search));
             }
             let packages: DevicePackagesView = session.get(&path).await?;
             if json {
@@ -179,18 +209,6 @@ async fn print_section(
     Ok(())
 }
 
-/// `text` percent-encoded for a query string value.
-fn query_value(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn render_packages(view: &DevicePackagesView, search: Option<&str>) -> String {
     let mut out = String::new();
     let what = match search {
@@ -230,11 +248,62 @@ fn render_packages(view: &DevicePackagesView, search: Option<&str>) -> String {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DeviceCommand {
-    /// List the devices of a tenant.
+    /// List devices across every tenant you may see (or one), found by
+    /// text, tags, group and status.
     List {
+        /// Only this tenant's devices.
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
+        /// Text in the host name, OS or an IP address, or the start of the
+        /// device id (any case).
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
+        /// Devices carrying this tag (repeat, or comma separated: all must match).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Devices in this group.
+        #[arg(long)]
+        group: Option<String>,
+        /// Online devices only.
+        #[arg(long, conflicts_with = "offline")]
+        online: bool,
+        /// Offline devices only.
+        #[arg(long)]
+        offline: bool,
         /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add or remove a device's tags (letters, digits, '-', '_', '.').
+    Tag {
+        /// Device id or host name.
+        device: String,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A tag to add (repeat, or comma separated).
+        #[arg(long, value_name = "TAG")]
+        add: Vec<String>,
+        /// A tag to remove (repeat, or comma separated).
+        #[arg(long, value_name = "TAG")]
+        remove: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put a device into a group of its tenant (a site or department), or
+    /// take it out of its group with --none.
+    Group {
+        /// Device id or host name.
+        device: String,
+        /// The group ("HQ", "Branch Leeds").
+        #[arg(conflicts_with = "none")]
+        group: Option<String>,
+        /// Take the device out of its group.
+        #[arg(long)]
+        none: bool,
+        /// Look for the host name in this tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -384,7 +453,11 @@ fn choose_by_hostname<'a>(hostname: &str, devices: &'a [DeviceView]) -> Result<&
 
 /// The id of the device named `device` (an id, or a host name looked up
 /// in `tenant` or every tenant the caller may see).
-async fn device_id(session: &Session, device: String, tenant: Option<&str>) -> Result<String> {
+pub(crate) async fn device_id(
+    session: &Session,
+    device: String,
+    tenant: Option<&str>,
+) -> Result<String> {
     if looks_like_device_id(&device) {
         Ok(device)
     } else {
@@ -426,35 +499,6 @@ fn status_cell(online: bool) -> Cell {
             colour: Some(RED),
         }
     }
-}
-
-fn print_devices(devices: &[DeviceView]) -> Result<()> {
-    if devices.is_empty() {
-        println!("No devices. Enrol one with `bulwark tenant enroll-token --tenant NAME`.");
-        return Ok(());
-    }
-    let rows: Vec<Vec<Cell>> = devices
-        .iter()
-        .map(|d| {
-            vec![
-                d.id.as_str().into(),
-                d.hostname.as_str().into(),
-                status_cell(d.online),
-                or_dash(d.os.as_deref()).into(),
-                d.agent_version.as_str().into(),
-                or_dash(d.last_seen_at.as_deref()).into(),
-            ]
-        })
-        .collect();
-    print!(
-        "{}",
-        render_table(
-            &["ID", "HOSTNAME", "STATUS", "OS", "AGENT", "LAST SEEN"],
-            &rows,
-            use_colour()
-        )
-    );
-    Ok(())
 }
 
 fn print_device(device: &DeviceView) -> Result<()> {
@@ -652,6 +696,8 @@ mod tests {
             inventory: None,
             trust: None,
             package_count: None,
+            tags: Vec::new(),
+            group: None,
         }
     }
 
@@ -749,6 +795,9 @@ evil\u{fffd}]0;pwned\u{fffd}  1\u{fffd}          all    -
 (first 2 shown)
 ";
         assert_eq!(out, expected);
-        assert_eq!(query_value("lib c+6/%"), "lib%20c%2B6%2F%25");
+        assert_eq!(
+            super::super::fleet::query_value("lib c+6/%"),
+            "lib%20c%2B6%2F%25"
+        );
     }
 }

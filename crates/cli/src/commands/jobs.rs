@@ -18,7 +18,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use bulwark_api::devices::DeviceView;
 use bulwark_api::job_status::TargetStatus;
 use bulwark_api::jobs::{
     ApprovalRequest, CancelRequest, JobOutputView, JobRequest, JobTargetView, JobView,
@@ -26,16 +25,17 @@ use bulwark_api::jobs::{
 };
 use bulwark_api::signing_keys::{SigningKeyRequest, SigningKeyView};
 use bulwark_policy::policy::ScriptHash;
-use bulwark_policy::{
-    ActionClass, Interpreter, JobAction, JobStatement, JobTarget, Limits, Policy, Signed,
-};
+use bulwark_policy::{ActionClass, Interpreter, JobAction, JobStatement, Limits, Policy, Signed};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::client::{Session, path_segment};
 use crate::commands::keys::KeyStore;
+use crate::commands::targets::{Targets, resolve_targets};
 use crate::output::{Cell, or_dash, print_json, render_table, terminal_text, unix_now, use_colour};
 
+// Parsed once per process: the size of `Run`'s flags costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub enum JobCommand {
     /// Sign a job for some devices of a tenant (a script, a command, an
@@ -47,13 +47,21 @@ pub enum JobCommand {
         #[arg(long)]
         tenant: String,
         /// Device ids or hostnames, comma separated.
-        #[arg(long, value_delimiter = ',', required_unless_present = "all")]
+        #[arg(long, value_delimiter = ',', required_unless_present_any = ["all", "tags", "group"])]
         targets: Vec<String>,
         /// Every device of the tenant (each named in the signed job by host
         /// name and key, like any target; the tenant's mass-action delay
         /// applies).
-        #[arg(long, conflicts_with = "targets")]
+        #[arg(long, conflicts_with_all = ["targets", "tags", "group"])]
         all: bool,
+        /// The tenant's devices carrying this tag (repeat, or comma
+        /// separated: all must match). The server's answer is listed, host
+        /// name by host name, and signed as those devices.
+        #[arg(long = "tag", value_name = "TAG", conflicts_with = "targets")]
+        tags: Vec<String>,
+        /// The tenant's devices in this group (with --tag: both).
+        #[arg(long, conflicts_with = "targets")]
+        group: Option<String>,
         /// A script file to run.
         #[arg(long, value_name = "FILE")]
         script: Option<std::path::PathBuf>,
@@ -171,6 +179,8 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             tenant,
             targets,
             all,
+            tags,
+            group,
             script,
             command,
             library,
@@ -244,16 +254,17 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                 }
             };
             let class = class_under(&action, trust.policy.as_ref());
-            let targets = resolve_targets(
-                &session,
-                &tenant,
-                if all {
-                    Targets::All
-                } else {
-                    Targets::Named(&targets)
-                },
-            )
-            .await?;
+            let wanted = if all {
+                Targets::All
+            } else if !tags.is_empty() || group.is_some() {
+                Targets::Labelled {
+                    tags: &tags,
+                    group: group.as_deref(),
+                }
+            } else {
+                Targets::Named(&targets)
+            };
+            let targets = resolve_targets(&session, &tenant, wanted).await?;
             let now = unix_now();
             let mut job_id = [0u8; 16];
             let mut nonce = [0u8; 16];
@@ -678,71 +689,6 @@ pub(crate) fn render_statement(
         );
     }
     out
-}
-
-/// Which devices a job is for.
-enum Targets<'a> {
-    /// By id or host name.
-    Named(&'a [String]),
-    /// Every device the tenant has.
-    All,
-}
-
-/// The targets for the given ids or hostnames, each a device of the tenant,
-/// named with the host name and key it was chosen by: an agent runs the job
-/// only if they describe it, so a server that maps a name to another device
-/// gets a refusal, not a run.
-async fn resolve_targets(
-    session: &Session,
-    tenant: &str,
-    wanted: Targets<'_>,
-) -> Result<Vec<JobTarget>> {
-    let devices: Vec<DeviceView> = session
-        .get(&format!(
-            "/api/v1/tenants/{}/devices",
-            path_segment(tenant)?
-        ))
-        .await?;
-    let every: Vec<String>;
-    let wanted = match wanted {
-        Targets::Named(names) => names,
-        Targets::All => {
-            every = devices.iter().map(|d| d.id.clone()).collect();
-            ensure!(!every.is_empty(), "tenant {tenant} has no devices");
-            eprintln!("All {} devices of tenant {tenant}.", every.len());
-            &every
-        }
-    };
-    let mut ids = Vec::new();
-    for want in wanted.iter().map(|w| w.trim()).filter(|w| !w.is_empty()) {
-        let matches: Vec<&DeviceView> = devices
-            .iter()
-            .filter(|d| d.id == want || d.hostname == want)
-            .collect();
-        match matches.as_slice() {
-            [one] => {
-                let hostname = one.hostname.clone();
-                ensure!(
-                    want == one.id || want.eq_ignore_ascii_case(&hostname),
-                    "the server answered {want:?} with device {} called {hostname:?}",
-                    one.id
-                );
-                ids.push(JobTarget {
-                    device_id: one.id.clone(),
-                    hostname,
-                    device_key: hex::decode(&one.key_fingerprint)
-                        .ok()
-                        .and_then(|b| <[u8; 32]>::try_from(b).ok()),
-                })
-            }
-            [] => bail!("no device {want:?} in tenant {tenant}"),
-            _ => bail!("several devices are called {want:?}: name them by id"),
-        }
-    }
-    ids.sort();
-    ids.dedup_by(|a, b| a.device_id == b.device_id);
-    ensure!(!ids.is_empty(), "no targets given");
-    Ok(ids)
 }
 
 /// How many of the targets are done with the job.

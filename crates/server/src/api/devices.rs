@@ -24,9 +24,15 @@ pub async fn device_views(
     let tenant =
         super::tenants::tenant_for(state, caller, tenant_name, Action::ViewDevices).await?;
     let devices = state.store.list_devices(&scope, &tenant.id).await?;
+    let labels = state.store.device_labels(&scope, Some(&tenant.id)).await?;
     Ok(devices
         .iter()
-        .map(|d| crate::api::views::device(d, state.presence.protocol_version(&d.id), false))
+        .map(|d| {
+            super::device_search::with_labels(
+                crate::api::views::device(d, state.presence.protocol_version(&d.id), false),
+                labels.get(&d.id),
+            )
+        })
         .collect())
 }
 
@@ -83,6 +89,11 @@ pub async fn device_view(
         inventory.apply(sections);
         view.inventory = Some(crate::api::views::inventory(&inventory));
     }
+    let labels = state
+        .store
+        .labels_of_device(&caller.scope(), &device.id)
+        .await?;
+    view = super::device_search::with_labels(view, Some(&labels));
     view.trust = state
         .store
         .device_trust(&caller.scope(), &device.id)

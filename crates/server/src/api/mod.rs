@@ -20,6 +20,7 @@ pub mod account;
 pub mod alerts;
 pub mod cli_sign_in;
 pub mod device_checks;
+pub mod device_search;
 pub mod device_vulns;
 pub mod devices;
 pub mod error;
@@ -103,6 +104,9 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(tenants::list_tenants, tenants::create_tenant))
         .routes(routes!(tenants::create_enrollment_token))
         .routes(routes!(devices::list_devices))
+        .routes(routes!(device_search::search_devices))
+        .routes(routes!(device_search::device_tags))
+        .routes(routes!(device_search::device_group))
         .routes(routes!(devices::get_device))
         .routes(routes!(devices::device_packages))
         .routes(routes!(device_checks::device_checks))

@@ -47,6 +47,8 @@ pub fn device(device: &Device, protocol_version: Option<u16>, with_inventory: bo
         },
         trust: None,
         package_count: None,
+        tags: Vec::new(),
+        group: None,
     }
 }
 

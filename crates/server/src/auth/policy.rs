@@ -12,6 +12,8 @@ pub enum Action {
     ListTenants,
     CreateTenant,
     ViewDevices,
+    /// Set and remove a device's tags and group (RFD 0016).
+    LabelDevices,
     IssueEnrollmentToken,
     WatchPresence,
     /// Read one tenant's audit log.
@@ -127,6 +129,7 @@ impl Action {
         matches!(
             self,
             Action::ViewDevices
+                | Action::LabelDevices
                 | Action::IssueEnrollmentToken
                 | Action::ViewAudit
                 | Action::ViewTenantLog
@@ -228,6 +231,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ListTenants
                 | ViewVulnDb
                 | ViewDevices
+                | LabelDevices
                 | IssueEnrollmentToken
                 | WatchPresence
                 | ViewAudit
@@ -261,6 +265,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ListTenants
                     | ViewVulnDb
                     | ViewDevices
+                    | LabelDevices
                     | IssueEnrollmentToken
                     | WatchPresence
                     | ViewTrust

@@ -275,6 +275,8 @@ struct DevicePage {
     charts: super::metrics::DeviceChartsCard,
     q: String,
     run: Option<super::scripts::RunPanel>,
+    /// The CSRF token for the tag and group forms, for those who may set them.
+    label_csrf: Option<String>,
 }
 
 /// One check on the device page: what the server says the agent reported.
@@ -434,7 +436,11 @@ async fn device_page(
         let vulns = device_vulnerabilities_view(&state, &caller, &id).await?;
         let checks = crate::api::device_checks::device_checks_view(&state, &caller, &id).await?;
         let charts = super::metrics::device_charts_card(&state, &caller, &id, range).await?;
+        let tenant_id = crate::api::devices::visible_device(&state, &caller, &id)
+            .await?
+            .tenant_id;
         Ok::<_, crate::api::error::ApiError>((
+            tenant_id,
             d.inventory.take(),
             d,
             packages,
@@ -444,11 +450,16 @@ async fn device_page(
         ))
     };
     match page.await {
-        Ok((inventory, d, packages, vulns, checks, charts)) => {
+        Ok((tenant_id, inventory, d, packages, vulns, checks, charts)) => {
             let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
             let inv = inventory.map(|i| inventory_page(&i, now_secs));
             let run = super::scripts::run_panel(&state, &caller, &d.tenant, &d.hostname).await;
+            let label_csrf = caller
+                .require_in(crate::auth::Action::LabelDevices, &tenant_id)
+                .is_ok()
+                .then(|| caller.csrf_token.clone());
             render(DevicePage {
+                label_csrf,
                 run,
                 user: UserBar::of(&caller),
                 version: crate::VERSION,

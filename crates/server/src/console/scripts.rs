@@ -183,6 +183,9 @@ pub(super) struct RunPanel {
     pub tenant: String,
     /// Prefilled targets (the device's host name on a device page).
     pub targets: String,
+    /// Prefilled tag and group choices (RFD 0016).
+    pub tag: String,
+    pub group: String,
     pub scripts: Vec<String>,
 }
 
@@ -211,6 +214,8 @@ pub(super) async fn run_panel(
     Some(RunPanel {
         tenant: tenant.to_owned(),
         targets: targets.to_owned(),
+        tag: String::new(),
+        group: String::new(),
         scripts,
     })
 }
@@ -224,6 +229,10 @@ struct RunQuery {
     /// `name=value`, one per line.
     params: Option<String>,
     targets: Option<String>,
+    /// Tags (comma separated) and a group: the devices `bulwark` lists
+    /// and signs for (RFD 0016).
+    tag: Option<String>,
+    group: Option<String>,
     all: Option<String>,
     reason: Option<String>,
 }
@@ -275,8 +284,20 @@ async fn prepare(
         .filter(|t| !t.is_empty())
         .collect();
     let all = q.all.is_some();
-    if targets.is_empty() && !all {
-        return Err("Name the targets (host names or device ids, comma separated) or choose the whole tenant.".into());
+    let tags = q
+        .tag
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .map(bulwark_api::fleet::parse_tag)
+        .collect::<Result<Vec<_>, _>>()?;
+    let group = match q.group.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
+        Some(g) => Some(bulwark_api::fleet::parse_group(g)?),
+        None => None,
+    };
+    if targets.is_empty() && !all && tags.is_empty() && group.is_none() {
+        return Err("Name the targets (host names or device ids, comma separated), a tag or a group, or choose the whole tenant.".into());
     }
     let mut words = vec![
         "bulwark".to_owned(),
@@ -287,6 +308,15 @@ async fn prepare(
     ];
     if all {
         words.push("--all".into());
+    } else if !tags.is_empty() || group.is_some() {
+        for tag in &tags {
+            words.push("--tag".into());
+            words.push(sh_word(tag));
+        }
+        if let Some(group) = &group {
+            words.push("--group".into());
+            words.push(sh_word(group));
+        }
     } else {
         words.push("--targets".into());
         words.push(sh_word(&targets.join(",")));
@@ -369,7 +399,7 @@ async fn run_page(
         Ok(t) => t,
         Err(e) => return error_page(e, UserBar::of(&caller)),
     };
-    let Some(run) = run_panel(
+    let Some(mut run) = run_panel(
         &state,
         &caller,
         &tenant_row.name,
@@ -379,6 +409,8 @@ async fn run_page(
     else {
         return error_page(ApiError::forbidden(), UserBar::of(&caller));
     };
+    run.tag = q.tag.clone().unwrap_or_default();
+    run.group = q.group.clone().unwrap_or_default();
     let library = q.source.as_deref() != Some("command");
     let asked = q.source.is_some();
     let prepared = if asked && library && caller.require(Action::ViewScripts).is_err() {
