@@ -677,6 +677,8 @@ agent_refusal_codes! {
     /// A mass action delivered before the witnesses saw it in the log for
     /// the policy's delay (RFD 0006).
     MassActionDelayNotElapsed = "mass_action_delay_not_elapsed",
+    /// A shell grant the server said was revoked (RFD 0015).
+    GrantRevoked = "grant_revoked",
     // The agent's own.
     /// The agent could not record, start or watch the job.
     AgentError = "agent_error",
