@@ -225,6 +225,9 @@ pub fn fuzz_signed(bytes: &[u8]) {
         let _ = signed.statement::<Policy>(&limits);
         let _ = signed.statement::<FreezeStatement>(&limits);
         let _ = signed.statement::<JobStatement>(&limits);
+        let _ = signed.statement::<shell::ShellGrant>(&limits);
+        let _ = signed.statement::<shell::SessionOpen>(&limits);
+        let _ = signed.statement::<shell::SessionAnswer>(&limits);
         let _ = signed.tally(std::iter::empty());
         // No fuzzed key id names a known key, so reach the passkey checks directly.
         let challenge = signed.approval_challenge();

@@ -153,14 +153,14 @@ fn check(grant: &ShellGrant, by: &[&SigningKey]) -> Result<VerifiedGrant, Refusa
 
 #[test]
 fn an_unprivileged_grant_signed_by_the_grantee_is_accepted() {
-    let verified = check(&grant(ShellAccount::Unprivileged), &[&alice()]).unwrap();
+    let verified = check(&grant(ShellAccount::Unprivileged), &[&alice()]).expect("ok");
     assert_eq!(verified.grantee_key, public(&alice()));
     assert_eq!(verified.grant.account.class(), ActionClass::OpenShell);
 }
 
 #[test]
 fn a_grant_signed_by_a_key_the_policy_does_not_list_is_refused() {
-    let refusal = check(&grant(ShellAccount::Unprivileged), &[&mallory()]).unwrap_err();
+    let refusal = check(&grant(ShellAccount::Unprivileged), &[&mallory()]).expect_err("refused");
     assert_eq!(refusal, Refusal::UnknownKey);
 }
 
@@ -168,7 +168,10 @@ fn a_grant_signed_by_a_key_the_policy_does_not_list_is_refused() {
 fn a_grant_for_a_grantee_the_policy_does_not_list_is_refused() {
     let mut g = grant(ShellAccount::Unprivileged);
     g.grantee = public(&mallory()).id();
-    assert_eq!(check(&g, &[&alice()]).unwrap_err(), Refusal::UnknownKey);
+    assert_eq!(
+        check(&g, &[&alice()]).expect_err("refused"),
+        Refusal::UnknownKey
+    );
 }
 
 #[test]
@@ -194,7 +197,7 @@ fn a_grant_edited_after_signing_is_refused() {
         NOW,
         &Limits::default(),
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert_eq!(refusal, Refusal::BadSignature);
 }
 
@@ -208,7 +211,7 @@ fn an_expired_grant_is_refused_on_the_agents_clock() {
         &RevokedGrants::default(),
         g.expires_at,
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert_eq!(refusal, Refusal::Expired);
     let early = check_with(
         &policy(),
@@ -217,7 +220,7 @@ fn an_expired_grant_is_refused_on_the_agents_clock() {
         &RevokedGrants::default(),
         g.not_before - 1,
     );
-    assert_eq!(early.unwrap_err(), Refusal::NotYetValid);
+    assert_eq!(early.expect_err("refused"), Refusal::NotYetValid);
 }
 
 #[test]
@@ -225,12 +228,12 @@ fn a_grant_longer_than_eight_hours_is_refused() {
     let mut g = grant(ShellAccount::Unprivileged);
     g.expires_at = g.not_before + MAX_GRANT_SECS + 1;
     assert_eq!(
-        check(&g, &[&alice()]).unwrap_err(),
+        check(&g, &[&alice()]).expect_err("refused"),
         Refusal::ValidityTooLong
     );
     g.expires_at = g.not_before;
     assert!(matches!(
-        check(&g, &[&alice()]).unwrap_err(),
+        check(&g, &[&alice()]).expect_err("refused"),
         Refusal::Malformed(_)
     ));
 }
@@ -239,20 +242,23 @@ fn a_grant_longer_than_eight_hours_is_refused() {
 fn a_grant_for_another_device_is_refused() {
     let mut g = grant(ShellAccount::Unprivileged);
     g.device.device_id = OTHER_DEVICE.into();
-    assert_eq!(check(&g, &[&alice()]).unwrap_err(), Refusal::NotATarget);
+    assert_eq!(
+        check(&g, &[&alice()]).expect_err("refused"),
+        Refusal::NotATarget
+    );
 
     // The server swapped hostnames: the id is this device's, the name is not.
     let mut g = grant(ShellAccount::Unprivileged);
     g.device.hostname = "db-01".into();
     assert!(matches!(
-        check(&g, &[&alice()]).unwrap_err(),
+        check(&g, &[&alice()]).expect_err("refused"),
         Refusal::TargetMismatch(_)
     ));
 
     let mut g = grant(ShellAccount::Unprivileged);
     g.device.device_key = Some([0xee; 32]);
     assert!(matches!(
-        check(&g, &[&alice()]).unwrap_err(),
+        check(&g, &[&alice()]).expect_err("refused"),
         Refusal::TargetMismatch(_)
     ));
 }
@@ -261,10 +267,16 @@ fn a_grant_for_another_device_is_refused() {
 fn a_grant_for_another_tenant_is_refused() {
     let mut g = grant(ShellAccount::Unprivileged);
     g.tenant = "globex".into();
-    assert_eq!(check(&g, &[&alice()]).unwrap_err(), Refusal::WrongTenant);
+    assert_eq!(
+        check(&g, &[&alice()]).expect_err("refused"),
+        Refusal::WrongTenant
+    );
     let mut g = grant(ShellAccount::Unprivileged);
     g.tenant_name = "Globex".into();
-    assert_eq!(check(&g, &[&alice()]).unwrap_err(), Refusal::WrongTenant);
+    assert_eq!(
+        check(&g, &[&alice()]).expect_err("refused"),
+        Refusal::WrongTenant
+    );
 }
 
 #[test]
@@ -272,21 +284,21 @@ fn a_root_grant_needs_two_operators_whatever_the_policy_says() {
     let g = grant(ShellAccount::Root);
     // The grantee alone: the policy's quorum of one is not enough.
     assert_eq!(
-        check(&g, &[&alice()]).unwrap_err(),
+        check(&g, &[&alice()]).expect_err("refused"),
         Refusal::TooFewSigners { have: 1, need: 2 }
     );
     // The grantee with their own second key: two keys, one person.
     assert_eq!(
-        check(&g, &[&alice(), &alice_laptop()]).unwrap_err(),
+        check(&g, &[&alice(), &alice_laptop()]).expect_err("refused"),
         Refusal::TooFewSigners { have: 1, need: 2 }
     );
     // The same key twice counts once.
     assert_eq!(
-        check(&g, &[&alice(), &alice()]).unwrap_err(),
+        check(&g, &[&alice(), &alice()]).expect_err("refused"),
         Refusal::TooFewSigners { have: 1, need: 2 }
     );
     // Another operator approves: accepted.
-    let verified = check(&g, &[&alice(), &bob()]).unwrap();
+    let verified = check(&g, &[&alice(), &bob()]).expect("ok");
     assert_eq!(verified.grant.account, ShellAccount::Root);
 }
 
@@ -303,7 +315,7 @@ fn a_plain_grant_does_not_open_a_root_shell() {
         &RevokedGrants::default(),
         NOW,
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert_eq!(refusal, Refusal::ClassNotPermitted);
 }
 
@@ -318,7 +330,7 @@ fn an_operator_listed_only_for_plain_shells_gets_no_root_grant() {
         &RevokedGrants::default(),
         NOW,
     )
-    .unwrap_err();
+    .expect_err("refused");
     assert_eq!(refusal, Refusal::UnknownKey);
 }
 
@@ -329,7 +341,10 @@ fn a_customer_cosigner_is_required_where_the_policy_says() {
     p.quorums[1].signers = 2;
     let g = grant(ShellAccount::Root);
     let refusal = check_with(&p, &g, &[&alice(), &bob()], &RevokedGrants::default(), NOW);
-    assert_eq!(refusal.unwrap_err(), Refusal::MissingCustomerCosigner);
+    assert_eq!(
+        refusal.expect_err("refused"),
+        Refusal::MissingCustomerCosigner
+    );
     check_with(
         &p,
         &g,
@@ -337,7 +352,7 @@ fn a_customer_cosigner_is_required_where_the_policy_says() {
         &RevokedGrants::default(),
         NOW,
     )
-    .unwrap();
+    .expect("ok");
 }
 
 #[test]
@@ -362,7 +377,7 @@ fn a_frozen_tenant_opens_no_shell() {
         NOW,
         &Limits::default(),
     );
-    assert_eq!(refusal.unwrap_err(), Refusal::Frozen);
+    assert_eq!(refusal.expect_err("refused"), Refusal::Frozen);
 }
 
 #[test]
@@ -370,12 +385,12 @@ fn a_revoked_grant_is_refused_until_it_expires() {
     let g = grant(ShellAccount::Unprivileged);
     let mut revoked = RevokedGrants::default();
     revoked.revoke(GRANT_ID, g.expires_at, NOW);
-    let refusal = check_with(&policy(), &g, &[&alice()], &revoked, NOW + 10).unwrap_err();
+    let refusal = check_with(&policy(), &g, &[&alice()], &revoked, NOW + 10).expect_err("refused");
     assert_eq!(refusal, Refusal::GrantRevoked);
     assert_eq!(refusal.code(), AgentRefusalCode::GrantRevoked);
     // After its expiry the revocation is forgotten, and the grant refused as expired.
     let later = check_with(&policy(), &g, &[&alice()], &revoked, g.expires_at);
-    assert_eq!(later.unwrap_err(), Refusal::Expired);
+    assert_eq!(later.expect_err("refused"), Refusal::Expired);
     // A server that says a shorter expiry only shortens its own revocation.
     let mut short = RevokedGrants::default();
     short.revoke(GRANT_ID, NOW + 5, NOW);
@@ -415,7 +430,7 @@ fn open(ephemeral: [u8; 32]) -> SessionOpen {
 }
 
 fn verified() -> VerifiedGrant {
-    check(&grant(ShellAccount::Unprivileged), &[&alice()]).unwrap()
+    check(&grant(ShellAccount::Unprivileged), &[&alice()]).expect("ok")
 }
 
 fn check_open(
@@ -436,10 +451,10 @@ fn check_open(
 #[test]
 fn a_session_open_by_the_grantee_is_accepted_once() {
     let mut seen = SeenOpens::default();
-    check_open(&open([1; 32]), &alice(), &mut seen).unwrap();
+    check_open(&open([1; 32]), &alice(), &mut seen).expect("ok");
     // The server replays it (to open a second session it can watch): refused.
     assert_eq!(
-        check_open(&open([1; 32]), &alice(), &mut seen).unwrap_err(),
+        check_open(&open([1; 32]), &alice(), &mut seen).expect_err("refused"),
         Refusal::Replayed
     );
 }
@@ -449,16 +464,16 @@ fn a_session_open_by_anyone_but_the_grantee_is_refused() {
     let mut seen = SeenOpens::default();
     // Another policy operator (who could approve the grant) cannot use it.
     assert_eq!(
-        check_open(&open([1; 32]), &bob(), &mut seen).unwrap_err(),
+        check_open(&open([1; 32]), &bob(), &mut seen).expect_err("refused"),
         Refusal::UnknownKey
     );
     // The server's own key.
     assert_eq!(
-        check_open(&open([1; 32]), &mallory(), &mut seen).unwrap_err(),
+        check_open(&open([1; 32]), &mallory(), &mut seen).expect_err("refused"),
         Refusal::UnknownKey
     );
     // A forged open carries no nonce into the set: the real one still works.
-    check_open(&open([1; 32]), &alice(), &mut seen).unwrap();
+    check_open(&open([1; 32]), &alice(), &mut seen).expect("ok");
 }
 
 #[test]
@@ -475,7 +490,7 @@ fn a_session_open_with_a_swapped_ephemeral_key_is_refused() {
         NOW,
         &Limits::default(),
     );
-    assert_eq!(refusal.unwrap_err(), Refusal::BadSignature);
+    assert_eq!(refusal.expect_err("refused"), Refusal::BadSignature);
 }
 
 #[test]
@@ -484,13 +499,13 @@ fn a_session_open_for_another_device_grant_or_session_is_refused() {
     let mut o = open([1; 32]);
     o.device_id = OTHER_DEVICE.into();
     assert_eq!(
-        check_open(&o, &alice(), &mut seen).unwrap_err(),
+        check_open(&o, &alice(), &mut seen).expect_err("refused"),
         Refusal::NotATarget
     );
     let mut o = open([1; 32]);
     o.grant_id = [8; 16];
     assert!(matches!(
-        check_open(&o, &alice(), &mut seen).unwrap_err(),
+        check_open(&o, &alice(), &mut seen).expect_err("refused"),
         Refusal::Malformed(_)
     ));
     let o = open([1; 32]);
@@ -502,7 +517,10 @@ fn a_session_open_for_another_device_grant_or_session_is_refused() {
         NOW,
         &Limits::default(),
     );
-    assert!(matches!(refusal.unwrap_err(), Refusal::Malformed(_)));
+    assert!(matches!(
+        refusal.expect_err("refused"),
+        Refusal::Malformed(_)
+    ));
 }
 
 #[test]
@@ -511,18 +529,18 @@ fn a_stale_or_future_session_open_is_refused() {
     let mut o = open([1; 32]);
     o.time = NOW - OPEN_SKEW_SECS - 1;
     assert_eq!(
-        check_open(&o, &alice(), &mut seen).unwrap_err(),
+        check_open(&o, &alice(), &mut seen).expect_err("refused"),
         Refusal::Expired
     );
     o.time = NOW + OPEN_SKEW_SECS + 1;
     assert_eq!(
-        check_open(&o, &alice(), &mut seen).unwrap_err(),
+        check_open(&o, &alice(), &mut seen).expect_err("refused"),
         Refusal::NotYetValid
     );
     o.time = NOW;
     o.cols = 0;
     assert!(matches!(
-        check_open(&o, &alice(), &mut seen).unwrap_err(),
+        check_open(&o, &alice(), &mut seen).expect_err("refused"),
         Refusal::Malformed(_)
     ));
 }
@@ -542,7 +560,7 @@ fn an_answer_by_another_key_or_for_another_open_is_refused() {
         &device_public,
         &limits,
     )
-    .unwrap();
+    .expect("ok");
     // The server answers with a key of its own in the device's place.
     assert_eq!(
         verify_answer(
@@ -551,7 +569,7 @@ fn an_answer_by_another_key_or_for_another_open_is_refused() {
             &device_public,
             &limits
         )
-        .unwrap_err(),
+        .expect_err("refused"),
         Refusal::UnknownKey
     );
     // A real answer to another open (replayed from an earlier session).
@@ -563,7 +581,7 @@ fn an_answer_by_another_key_or_for_another_open_is_refused() {
             &device_public,
             &limits
         )
-        .unwrap_err(),
+        .expect_err("refused"),
         Refusal::Malformed(_)
     ));
 }
@@ -577,8 +595,8 @@ struct Pair {
 
 fn pair() -> Pair {
     let rng = SystemRandom::new();
-    let client_eph = Ephemeral::generate(&rng).unwrap();
-    let agent_eph = Ephemeral::generate(&rng).unwrap();
+    let client_eph = Ephemeral::generate(&rng).expect("ok");
+    let agent_eph = Ephemeral::generate(&rng).expect("ok");
     let open_envelope = signed(&open(client_eph.public()), &[&alice()]);
     let answer = signed(
         &SessionAnswer {
@@ -597,7 +615,7 @@ fn pair() -> Pair {
             &open_envelope,
             &answer,
         )
-        .unwrap(),
+        .expect("ok"),
         agent: establish(
             Side::Agent,
             agent_eph,
@@ -605,7 +623,7 @@ fn pair() -> Pair {
             &open_envelope,
             &answer,
         )
-        .unwrap(),
+        .expect("ok"),
     }
 }
 
@@ -613,10 +631,10 @@ fn pair() -> Pair {
 fn frames_go_both_ways_in_order() {
     let mut p = pair();
     for text in [&b"uname -a\r"[..], b"", b"exit\r"] {
-        let sealed = p.client.seal(&ShellInput::Data(text.to_vec())).unwrap();
+        let sealed = p.client.seal(&ShellInput::Data(text.to_vec())).expect("ok");
         assert!(!sealed.windows(text.len().max(1)).any(|w| w == text) || text.is_empty());
         assert_eq!(
-            p.agent.open::<ShellInput>(&sealed).unwrap(),
+            p.agent.open::<ShellInput>(&sealed).expect("ok"),
             ShellInput::Data(text.to_vec())
         );
     }
@@ -626,9 +644,9 @@ fn frames_go_both_ways_in_order() {
             exit_code: Some(0),
             reason: "exit".into(),
         })
-        .unwrap();
+        .expect("ok");
     assert!(matches!(
-        p.client.open::<ShellOutput>(&sealed).unwrap(),
+        p.client.open::<ShellOutput>(&sealed).expect("ok"),
         ShellOutput::Ended {
             exit_code: Some(0),
             ..
@@ -639,18 +657,24 @@ fn frames_go_both_ways_in_order() {
 #[test]
 fn a_replayed_frame_ends_the_channel() {
     let mut p = pair();
-    let first = p.client.seal(&ShellInput::Data(b"ls\r".to_vec())).unwrap();
-    p.agent.open::<ShellInput>(&first).unwrap();
+    let first = p
+        .client
+        .seal(&ShellInput::Data(b"ls\r".to_vec()))
+        .expect("ok");
+    p.agent.open::<ShellInput>(&first).expect("ok");
     assert_eq!(
-        p.agent.open::<ShellInput>(&first).unwrap_err(),
+        p.agent.open::<ShellInput>(&first).expect_err("refused"),
         ChannelError::OutOfOrder {
             expected: 1,
             got: 0
         }
     );
-    let next = p.client.seal(&ShellInput::Data(b"id\r".to_vec())).unwrap();
+    let next = p
+        .client
+        .seal(&ShellInput::Data(b"id\r".to_vec()))
+        .expect("ok");
     assert_eq!(
-        p.agent.open::<ShellInput>(&next).unwrap_err(),
+        p.agent.open::<ShellInput>(&next).expect_err("refused"),
         ChannelError::Ended
     );
 }
@@ -661,17 +685,20 @@ fn a_reordered_or_dropped_frame_ends_the_channel() {
     let first = p
         .client
         .seal(&ShellInput::Data(b"rm -i x\r".to_vec()))
-        .unwrap();
-    let second = p.client.seal(&ShellInput::Data(b"y\r".to_vec())).unwrap();
+        .expect("ok");
+    let second = p
+        .client
+        .seal(&ShellInput::Data(b"y\r".to_vec()))
+        .expect("ok");
     assert_eq!(
-        p.agent.open::<ShellInput>(&second).unwrap_err(),
+        p.agent.open::<ShellInput>(&second).expect_err("refused"),
         ChannelError::OutOfOrder {
             expected: 0,
             got: 1
         }
     );
     assert_eq!(
-        p.agent.open::<ShellInput>(&first).unwrap_err(),
+        p.agent.open::<ShellInput>(&first).expect_err("refused"),
         ChannelError::Ended
     );
 }
@@ -683,27 +710,30 @@ fn an_injected_or_altered_frame_ends_the_channel() {
     let mut forged = 0u64.to_be_bytes().to_vec();
     forged.extend_from_slice(&[0x41; 40]);
     assert_eq!(
-        p.agent.open::<ShellInput>(&forged).unwrap_err(),
+        p.agent.open::<ShellInput>(&forged).expect_err("refused"),
         ChannelError::Forged
     );
 
     // A bit flipped in a real frame.
     let mut p = pair();
-    let mut sealed = p.client.seal(&ShellInput::Data(b"ls\r".to_vec())).unwrap();
+    let mut sealed = p
+        .client
+        .seal(&ShellInput::Data(b"ls\r".to_vec()))
+        .expect("ok");
     let last = sealed.len() - 1;
     sealed[last] ^= 1;
     assert_eq!(
-        p.agent.open::<ShellInput>(&sealed).unwrap_err(),
+        p.agent.open::<ShellInput>(&sealed).expect_err("refused"),
         ChannelError::Forged
     );
 
     // A counter rewritten so a frame passes as another.
     let mut p = pair();
-    p.client.seal(&ShellInput::Close).unwrap();
-    let mut second = p.client.seal(&ShellInput::Data(b"x".to_vec())).unwrap();
+    p.client.seal(&ShellInput::Close).expect("ok");
+    let mut second = p.client.seal(&ShellInput::Data(b"x".to_vec())).expect("ok");
     second[..8].copy_from_slice(&0u64.to_be_bytes());
     assert_eq!(
-        p.agent.open::<ShellInput>(&second).unwrap_err(),
+        p.agent.open::<ShellInput>(&second).expect_err("refused"),
         ChannelError::Forged
     );
 }
@@ -712,9 +742,9 @@ fn an_injected_or_altered_frame_ends_the_channel() {
 fn a_frame_reflected_back_to_its_sender_is_refused() {
     // The server bounces the client's own frame back as agent output.
     let mut p = pair();
-    let sealed = p.client.seal(&ShellInput::Data(b"x".to_vec())).unwrap();
+    let sealed = p.client.seal(&ShellInput::Data(b"x".to_vec())).expect("ok");
     assert_eq!(
-        p.client.open::<ShellOutput>(&sealed).unwrap_err(),
+        p.client.open::<ShellOutput>(&sealed).expect_err("refused"),
         ChannelError::Forged
     );
 }
@@ -725,9 +755,9 @@ fn a_channel_with_a_swapped_ephemeral_key_shares_no_keys() {
     // sign it as the device): even a client that skipped the answer check
     // would not share keys with the agent.
     let rng = SystemRandom::new();
-    let client_eph = Ephemeral::generate(&rng).unwrap();
-    let agent_eph = Ephemeral::generate(&rng).unwrap();
-    let server_eph = Ephemeral::generate(&rng).unwrap();
+    let client_eph = Ephemeral::generate(&rng).expect("ok");
+    let agent_eph = Ephemeral::generate(&rng).expect("ok");
+    let server_eph = Ephemeral::generate(&rng).expect("ok");
     let open_envelope = signed(&open(client_eph.public()), &[&alice()]);
     let answer = signed(
         &SessionAnswer {
@@ -744,7 +774,7 @@ fn a_channel_with_a_swapped_ephemeral_key_shares_no_keys() {
         &open_envelope,
         &answer,
     )
-    .unwrap();
+    .expect("ok");
     let mut agent = establish(
         Side::Agent,
         agent_eph,
@@ -752,10 +782,12 @@ fn a_channel_with_a_swapped_ephemeral_key_shares_no_keys() {
         &open_envelope,
         &answer,
     )
-    .unwrap();
-    let sealed = client.seal(&ShellInput::Data(b"id\r".to_vec())).unwrap();
+    .expect("ok");
+    let sealed = client
+        .seal(&ShellInput::Data(b"id\r".to_vec()))
+        .expect("ok");
     assert_eq!(
-        agent.open::<ShellInput>(&sealed).unwrap_err(),
+        agent.open::<ShellInput>(&sealed).expect_err("refused"),
         ChannelError::Forged
     );
 }
@@ -769,17 +801,17 @@ fn oversized_and_truncated_frames_are_refused() {
                 0;
                 bulwark_policy::shell::channel::MAX_SHELL_FRAME + 1
             ])
-            .unwrap_err(),
+            .expect_err("refused"),
         ChannelError::TooLarge
     );
     assert!(matches!(
-        p.agent.open_bytes(&[0; 10]).unwrap_err(),
+        p.agent.open_bytes(&[0; 10]).expect_err("refused"),
         ChannelError::Malformed(_)
     ));
     let mut p = pair();
     let big = vec![0; bulwark_policy::shell::channel::MAX_SHELL_FRAME + 25];
     assert_eq!(
-        p.agent.open_bytes(&big).unwrap_err(),
+        p.agent.open_bytes(&big).expect_err("refused"),
         ChannelError::TooLarge
     );
 }
@@ -788,7 +820,7 @@ fn oversized_and_truncated_frames_are_refused() {
 fn a_low_order_ephemeral_key_is_refused() {
     // The all-zero point would give every session the same "shared" secret.
     let rng = SystemRandom::new();
-    let eph = Ephemeral::generate(&rng).unwrap();
+    let eph = Ephemeral::generate(&rng).expect("ok");
     let open_envelope = signed(&open([0; 32]), &[&alice()]);
     let answer = signed(
         &SessionAnswer {
@@ -798,5 +830,5 @@ fn a_low_order_ephemeral_key_is_refused() {
         &[&device_key()],
     );
     let refusal = establish(Side::Agent, eph, &[0; 32], &open_envelope, &answer);
-    assert_eq!(refusal.unwrap_err(), ChannelError::KeyExchange);
+    assert_eq!(refusal.expect_err("refused"), ChannelError::KeyExchange);
 }

@@ -32,8 +32,10 @@ pub use limits::Limits;
 /// is in it, and a connection speaks the lower of the two peers' newest
 /// (RFD 0010). Version 2 is version 1 and that negotiation; version 3 adds
 /// live job output and cancel (RFD 0012: `JobStarted`, `JobOutput`,
-/// `CancelJob`).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// `CancelJob`); version 4 adds remote shells (RFD 0015: `ShellOpen`,
+/// `ShellOpened`, `ShellData`, `ShellClose`, `ShellClosed`, `ShellRevoke`,
+/// `ShellRecording`).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The oldest protocol version this build still speaks, so that agents
 /// deployed with it keep working; an agent never speaks below it, whatever

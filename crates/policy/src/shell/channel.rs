@@ -111,6 +111,8 @@ pub struct Channel {
     received: u64,
     send_label: &'static [u8],
     receive_label: &'static [u8],
+    /// A frame failed: nothing more is opened (the sender may still say why).
+    broken: bool,
     ended: bool,
 }
 
@@ -154,6 +156,7 @@ pub fn establish(
         received: 0,
         send_label,
         receive_label,
+        broken: false,
         ended: false,
     })
 }
@@ -199,14 +202,15 @@ impl Channel {
         Ok(frame)
     }
 
-    /// Opens the next frame. Any failure ends the channel for good.
+    /// Opens the next frame. Any failure ends the receiving side for good;
+    /// the sending side may still seal the reason.
     pub fn open_bytes(&mut self, sealed: &[u8]) -> Result<Vec<u8>, ChannelError> {
-        if self.ended {
+        if self.ended || self.broken {
             return Err(ChannelError::Ended);
         }
         let result = self.open_inner(sealed);
         if result.is_err() {
-            self.ended = true;
+            self.broken = true;
         }
         result
     }
@@ -247,7 +251,7 @@ impl Channel {
     ) -> Result<T, ChannelError> {
         let plain = self.open_bytes(sealed)?;
         from_canonical(&plain).map_err(|e| {
-            self.ended = true;
+            self.broken = true;
             ChannelError::Malformed(e.to_string())
         })
     }
@@ -255,5 +259,30 @@ impl Channel {
     /// Ends this side: nothing more is sealed or opened.
     pub fn end(&mut self) {
         self.ended = true;
+    }
+}
+
+/// Entry point for the `shell_frame` fuzz target: frames a relay makes up
+/// must end the channel, never panic, and never open.
+#[cfg(fuzzing)]
+pub fn fuzz_frame(bytes: &[u8]) {
+    let rng = ring::rand::SystemRandom::new();
+    let (Ok(client), Ok(agent)) = (Ephemeral::generate(&rng), Ephemeral::generate(&rng)) else {
+        return;
+    };
+    let (open, answer) = (
+        Signed::new(&crate::shell::SessionAnswer {
+            open_digest: [0; 32],
+            agent_ephemeral: client.public(),
+        }),
+        Signed::new(&crate::shell::SessionAnswer {
+            open_digest: [1; 32],
+            agent_ephemeral: agent.public(),
+        }),
+    );
+    let client_public = client.public();
+    if let Ok(mut channel) = establish(Side::Agent, agent, &client_public, &open, &answer) {
+        assert!(channel.open::<ShellInput>(bytes).is_err());
+        assert!(channel.open_bytes(bytes).is_err());
     }
 }
