@@ -537,6 +537,10 @@ pub async fn session(
                                 send(&mut ws, version, &AgentMessage::TrustRefused(refusal)).await?;
                             }
                             send(&mut ws, version, &AgentMessage::TrustStatus(status)).await?;
+                            // A freeze or a new policy may end live shells.
+                            if let Some(shells) = &mut shells {
+                                shells.recheck();
+                            }
                         }
                         None => debug!("Trust statements ignored: this agent runs no jobs."),
                     },

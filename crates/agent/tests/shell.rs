@@ -34,6 +34,7 @@ fn device_key() -> SigningKey {
 
 struct Agent {
     shells: Shells,
+    trust: Arc<Mutex<bulwark_agent::trust::TrustState>>,
     out: mpsc::Receiver<AgentMessage>,
     _dir: tempfile::TempDir,
 }
@@ -86,8 +87,9 @@ fn agent(k: &Keys) -> Agent {
     )
     .expect("passwd");
     let (tx, out) = mpsc::channel(64);
+    let trust = Arc::new(Mutex::new(state));
     let config = ShellConfig {
-        trust: Arc::new(Mutex::new(state)),
+        trust: trust.clone(),
         device_id: DEVICE.into(),
         device_key: device_key(),
         unprivileged_account: "tester".into(),
@@ -95,6 +97,7 @@ fn agent(k: &Keys) -> Agent {
     };
     Agent {
         shells: Shells::new(config, tx),
+        trust,
         out,
         _dir: dir,
     }
@@ -416,5 +419,36 @@ async fn a_revoked_grant_ends_its_session_and_opens_no_more() {
     assert_eq!(
         refusal(agent.shells.open(request(&grant, &open))),
         "grant_revoked"
+    );
+}
+
+#[tokio::test]
+async fn a_freeze_ends_live_sessions() {
+    let k = keys();
+    let mut agent = agent(&k);
+    let mut channel = connect(&mut agent, &k);
+    // The customer freezes the tenant while the shell is open.
+    {
+        let freeze = signed(&freeze(1, true), &[&k.customer]);
+        let mut trust = agent.trust.lock().expect("trust");
+        trust.apply(
+            &common::trust(&[&signed_v1(&k)], None, Some(&freeze)),
+            now(),
+            &Limits::default(),
+        );
+        assert!(trust.history.freeze().frozen);
+    }
+    agent.shells.recheck();
+    let (ended, closed, _) = ending(&mut agent, &mut channel).await;
+    assert!(matches!(
+        ended,
+        ShellOutput::Ended {
+            exit_code: None,
+            ..
+        }
+    ));
+    assert_eq!(
+        closed.refusal.map(|c| c.to_string()).as_deref(),
+        Some("frozen")
     );
 }

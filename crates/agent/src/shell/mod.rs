@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bulwark_policy::shell::channel::{Ephemeral, Side, establish};
 use bulwark_policy::shell::{
-    RevokedGrants, SeenOpens, SessionAnswer, ShellAccount, verify_grant, verify_open,
+    RevokedGrants, SeenOpens, SessionAnswer, ShellAccount, VerifiedGrant, verify_grant, verify_open,
 };
 use bulwark_policy::{AgentContext, Limits, Refusal, Signed};
 use bulwark_protocol::message::{
@@ -55,6 +55,8 @@ impl std::fmt::Debug for ShellConfig {
 
 struct Live {
     grant_id: [u8; 16],
+    /// The grant as verified at the open, checked again when trust changes.
+    grant: Signed,
     events: mpsc::Sender<session::Event>,
 }
 
@@ -140,37 +142,15 @@ impl Shells {
         let grant_envelope = Signed::from_bytes(&message.grant, &limits).map_err(refused)?;
         let open_envelope = Signed::from_bytes(&message.open, &limits).map_err(refused)?;
         // The grant and the open, verified under the trust jobs use.
-        let (grant, open) = (|| {
-            let trust = self
-                .config
-                .trust
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let tenant = trust.tenant().ok_or(Refusal::NoPolicy)?.to_owned();
-            let policy = trust.history.policy().ok_or(Refusal::NoPolicy)?;
-            let hostname = crate::jobs::current_hostname();
-            let device_key = bulwark_policy::device_key_fingerprint(
-                &self.config.device_key.verifying_key().to_bytes(),
-            );
-            let context = AgentContext {
-                tenant: &tenant,
-                device_id: &self.config.device_id,
-                hostname: &hostname,
-                device_key: &device_key,
-                policy,
-                freeze: trust.history.freeze(),
-            };
-            let grant = verify_grant(&grant_envelope, context, &self.revoked, now, &limits)?;
-            let open = verify_open(
-                &open_envelope,
-                &grant,
-                &message.session_id,
-                &mut self.seen,
-                now,
-                &limits,
-            )?;
-            Ok((grant, open))
-        })()
+        let grant = self.verify(&grant_envelope, now).map_err(refused)?;
+        let open = verify_open(
+            &open_envelope,
+            &grant,
+            &message.session_id,
+            &mut self.seen,
+            now,
+            &limits,
+        )
         .map_err(refused)?;
         let account_name = match grant.grant.account {
             ShellAccount::Root => "root",
@@ -223,9 +203,55 @@ impl Shells {
             answer.to_bytes(),
             Live {
                 grant_id: grant.grant.grant_id,
+                grant: grant_envelope,
                 events,
             },
         ))
+    }
+
+    /// `verify_grant` under the trust state held now.
+    fn verify(&self, grant: &Signed, now: u64) -> Result<VerifiedGrant, Refusal> {
+        let trust = self
+            .config
+            .trust
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let tenant = trust.tenant().ok_or(Refusal::NoPolicy)?.to_owned();
+        let policy = trust.history.policy().ok_or(Refusal::NoPolicy)?;
+        let hostname = crate::jobs::current_hostname();
+        let device_key = bulwark_policy::device_key_fingerprint(
+            &self.config.device_key.verifying_key().to_bytes(),
+        );
+        let context = AgentContext {
+            tenant: &tenant,
+            device_id: &self.config.device_id,
+            hostname: &hostname,
+            device_key: &device_key,
+            policy,
+            freeze: trust.history.freeze(),
+        };
+        verify_grant(grant, context, &self.revoked, now, &Limits::default())
+    }
+
+    /// After the trust state changed (a freeze, a policy that no longer
+    /// lists the grantee or its signers): every live session whose grant no
+    /// longer verifies ends, with the refusal.
+    pub fn recheck(&mut self) {
+        let now = now_secs();
+        let failed: Vec<([u8; 16], Refusal)> = self
+            .sessions
+            .iter()
+            .filter_map(|(id, live)| self.verify(&live.grant, now).err().map(|r| (*id, r)))
+            .collect();
+        for (id, refusal) in failed {
+            if let Some(live) = self.sessions.remove(&id) {
+                warn!(session = %hex::encode(id), %refusal, "A live shell's grant no longer verifies; ending it.");
+                let _ = live.events.try_send(session::Event::End {
+                    refusal: Some(refusal.code()),
+                    reason: refusal.to_string(),
+                });
+            }
+        }
     }
 
     /// A sealed frame from the client; the session checks it. Never waits
