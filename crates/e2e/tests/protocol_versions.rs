@@ -154,7 +154,7 @@ async fn a_version_1_agent_keeps_working_beside_one_that_negotiates_2() -> Resul
         shown
             .stdout
             .lines()
-            .any(|l| l.split_whitespace().eq(["Protocol", "3"])),
+            .any(|l| l.split_whitespace().eq(["Protocol", "4"])),
         "`bulwark device show`:\n{}",
         shown.stdout
     );
