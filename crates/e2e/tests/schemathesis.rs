@@ -108,6 +108,12 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     ("publish_policy", "an envelope that is not a signed policy"),
     ("sign_proposal", "a signature that does not verify"),
     ("create_proposal", "a statement for another tenant or type"),
+    // A job is a signed job statement: the stateful phase can hand it
+    // another statement of the tenant's (a policy envelope it read).
+    (
+        "create_job",
+        "an envelope that is not a signed job statement",
+    ),
     // A script version is text signed by its author: the signature must
     // verify over the content's hash, and the number be the next one
     // (RFD 0013).
