@@ -93,7 +93,64 @@ pub fn binary(name: &str) -> Result<PathBuf> {
             path.display()
         );
     }
+    if let Some(newer) = source_newer_than(&path)? {
+        bail!(
+            "the `{name}` binary at {} is older than {}, one of its sources: `cargo test` does not \
+             rebuild the binaries the end-to-end tests run.\n\
+             Build them first: `cargo build --workspace --bins` (or run everything with `cargo xtask test`).",
+            path.display(),
+            newer.display()
+        );
+    }
     Ok(path)
+}
+
+/// A source file of `binary` changed after it was built, by the dep-info
+/// file cargo writes beside it (`NAME.d`: the binary, a colon, every file
+/// it was built from). No dep-info: nothing to say.
+fn source_newer_than(binary: &Path) -> Result<Option<PathBuf>> {
+    let mut dep_info = binary.as_os_str().to_owned();
+    dep_info.push(".d");
+    let Ok(text) = std::fs::read_to_string(&dep_info) else {
+        return Ok(None);
+    };
+    let built = std::fs::metadata(binary)
+        .and_then(|m| m.modified())
+        .with_context(|| format!("reading the time {} was built", binary.display()))?;
+    let Some((_, sources)) = text.lines().next().and_then(|l| l.split_once(": ")) else {
+        return Ok(None);
+    };
+    Ok(dep_info_paths(sources).into_iter().find(|source| {
+        std::fs::metadata(source)
+            .and_then(|m| m.modified())
+            .is_ok_and(|changed| changed > built)
+    }))
+}
+
+/// The paths of a dep-info line: separated by spaces, a space inside a
+/// path escaped as `\ `.
+fn dep_info_paths(line: &str) -> Vec<PathBuf> {
+    let mut paths = Vec::new();
+    let mut current = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&' ') => {
+                current.push(' ');
+                chars.next();
+            }
+            ' ' => {
+                if !current.is_empty() {
+                    paths.push(PathBuf::from(std::mem::take(&mut current)));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        paths.push(PathBuf::from(current));
+    }
+    paths
 }
 
 pub fn bulwark_bin() -> Result<PathBuf> {
@@ -157,6 +214,37 @@ pub fn workspace_root() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dep_info_paths_keep_escaped_spaces() {
+        assert_eq!(
+            dep_info_paths("/a/src/main.rs /b\\ c/lib.rs  /d.html"),
+            [
+                PathBuf::from("/a/src/main.rs"),
+                PathBuf::from("/b c/lib.rs"),
+                PathBuf::from("/d.html")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_source_newer_than_the_binary_is_named() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let source = dir.path().join("main.rs");
+        let binary = dir.path().join("tool");
+        std::fs::write(&source, "fn main() {}")?;
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&binary, "built")?;
+        std::fs::write(
+            dir.path().join("tool.d"),
+            format!("{}: {}\n", binary.display(), source.display()),
+        )?;
+        assert_eq!(source_newer_than(&binary)?, None);
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&source, "fn main() { changed() }")?;
+        assert_eq!(source_newer_than(&binary)?, Some(source));
+        Ok(())
+    }
 
     #[test]
     fn totp_matches_rfc6238_sha1_vectors() {

@@ -245,6 +245,28 @@ impl OperatorSetup {
             .with_context(|| format!("`bulwark {}` did not print its reply", args.join(" ")))
     }
 
+    /// The `check.failed` alerts of tenant `demo` raised by check `check` on
+    /// `device`, in every state, as `bulwark alert list` shows them.
+    pub async fn check_alerts(
+        &self,
+        device: &str,
+        check: &str,
+    ) -> Result<Vec<bulwark_api::alerts::AlertView>> {
+        let alerts: Vec<bulwark_api::alerts::AlertView> = self
+            .cli_as(&[
+                "alert", "list", "--tenant", "demo", "--state", "all", "--json",
+            ])
+            .await?;
+        Ok(alerts
+            .into_iter()
+            .filter(|a| {
+                a.kind == "check.failed"
+                    && a.device_id.as_deref() == Some(device)
+                    && a.summary.contains(&format!("Check {check} "))
+            })
+            .collect())
+    }
+
     /// Runs SQL on the server's database (see [`sqlite`]).
     pub fn sql(&self, sql: &str) -> Result<String> {
         sqlite(&self.up, sql)

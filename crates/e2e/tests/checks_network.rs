@@ -35,28 +35,6 @@ use tokio::net::TcpListener;
 const PASSPHRASE: &str = "e2e network checks: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn check_alerts(s: &OperatorSetup, device: &str, check: &str) -> Result<Vec<AlertView>> {
-    let out = s
-        .cli(
-            &[
-                "alert", "list", "--tenant", "demo", "--state", "all", "--json",
-            ],
-            None,
-        )
-        .await?
-        .ok()?
-        .stdout;
-    let alerts: Vec<AlertView> = decode_json(&out).context("alert list --json")?;
-    Ok(alerts
-        .into_iter()
-        .filter(|a| {
-            a.kind == "check.failed"
-                && a.device_id.as_deref() == Some(device)
-                && a.summary.contains(&format!("Check {check} "))
-        })
-        .collect())
-}
-
 async fn check_state(s: &OperatorSetup, device: &str, name: &str) -> Result<Option<CheckView>> {
     let view: DeviceChecksView = s
         .api
@@ -93,7 +71,7 @@ async fn wait_alert(
         WAIT,
         &format!("a {severity} alert for {check}"),
         async || {
-            let alerts = check_alerts(s, device, check).await?;
+            let alerts = s.check_alerts(device, check).await?;
             Ok((alerts.len() > seen)
                 .then(|| {
                     alerts
@@ -262,7 +240,7 @@ async fn http_tls_and_script_checks_and_a_tampered_script_is_refused() -> Result
     status.store(200, Ordering::SeqCst);
     wait_state(&s, &device, "web", CheckStateView::Ok, "status 200").await?;
     wait_for(WAIT, "the web alert to resolve", async || {
-        Ok(check_alerts(&s, &device, "web")
+        Ok(s.check_alerts(&device, "web")
             .await?
             .into_iter()
             .find(|a| a.state == "resolved"))

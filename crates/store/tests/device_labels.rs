@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use bulwark_store::{
-    Device, LabelFilter, NewDevice, NewOperator, Store, StoreError, TenantScope, testing,
-};
+use bulwark_store::{Device, LabelFilter, NewOperator, Store, StoreError, TenantScope, testing};
 
 #[macro_use]
 mod support;
@@ -20,23 +18,7 @@ both_backends! {
 const T0: i64 = 1_700_000_000_000;
 
 async fn device(store: &Store, tenant_id: &str, key: u8, hostname: &str) -> Device {
-    store
-        .create_enrollment_token([key; 32], tenant_id, None, T0, T0 + 60_000, &[])
-        .await
-        .unwrap();
-    store
-        .enroll_device(
-            [key; 32],
-            NewDevice {
-                id: uuid::Uuid::new_v4().to_string(),
-                public_key: [key; 32],
-                hostname: hostname.to_owned(),
-                agent_version: "0.1.0".to_owned(),
-            },
-            T0,
-        )
-        .await
-        .unwrap()
+    support::enrolled_device(store, tenant_id, key, hostname, T0).await
 }
 
 fn tags(list: &[&str]) -> Vec<String> {

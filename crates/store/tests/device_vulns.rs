@@ -6,8 +6,8 @@
 
 use bulwark_protocol::inventory::{InstalledPackage, Inventory, SystemInfo};
 use bulwark_store::{
-    AuditAction, Device, NewAuditEvent, NewDevice, NewOperator, NewVulnAdvisory, NewVulnAffected,
-    Store, TenantScope, VulnSeverity,
+    AuditAction, Device, NewAuditEvent, NewOperator, NewVulnAdvisory, NewVulnAffected, Store,
+    TenantScope, VulnSeverity,
 };
 
 #[macro_use]
@@ -58,23 +58,7 @@ async fn device(
     os: (&str, &str),
     packages: Vec<InstalledPackage>,
 ) -> Device {
-    store
-        .create_enrollment_token([key; 32], tenant_id, None, T0, T0 + 60_000, &[])
-        .await
-        .unwrap();
-    let device = store
-        .enroll_device(
-            [key; 32],
-            NewDevice {
-                id: uuid::Uuid::new_v4().to_string(),
-                public_key: [key; 32],
-                hostname: hostname.to_owned(),
-                agent_version: "0.1.0".to_owned(),
-            },
-            T0,
-        )
-        .await
-        .unwrap();
+    let device = support::enrolled_device(store, tenant_id, key, hostname, T0).await;
     let inventory = Inventory {
         system: Some(SystemInfo {
             hostname: hostname.to_owned(),

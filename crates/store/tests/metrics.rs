@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bulwark_store::metrics_plan::{Bucket, MetricKind, RAW_SPACING_MS};
-use bulwark_store::{Device, NewDevice, NewOperator, Store, TenantScope};
+use bulwark_store::{Device, NewOperator, Store, TenantScope};
 
 #[macro_use]
 mod support;
@@ -22,23 +22,7 @@ const HOUR: i64 = 60 * MIN;
 const DAY: i64 = 24 * HOUR;
 
 async fn device(store: &Store, tenant_id: &str, key: u8) -> Device {
-    store
-        .create_enrollment_token([key; 32], tenant_id, None, T0, T0 + 60_000, &[])
-        .await
-        .unwrap();
-    store
-        .enroll_device(
-            [key; 32],
-            NewDevice {
-                id: uuid::Uuid::new_v4().to_string(),
-                public_key: [key; 32],
-                hostname: format!("host-{key}"),
-                agent_version: "0.1.0".to_owned(),
-            },
-            T0,
-        )
-        .await
-        .unwrap()
+    support::enrolled_device(store, tenant_id, key, &format!("host-{key}"), T0).await
 }
 
 fn cpu(v: u64) -> Vec<(String, MetricKind, u64)> {

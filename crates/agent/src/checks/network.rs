@@ -68,7 +68,6 @@ fn provider() -> Arc<CryptoProvider> {
 #[derive(Debug)]
 struct Recording {
     inner: Arc<WebPkiServerVerifier>,
-    provider: Arc<CryptoProvider>,
     seen: Mutex<Option<(Vec<u8>, Option<String>)>>,
 }
 
@@ -94,18 +93,14 @@ impl ServerCertVerifier for Recording {
         verdict
     }
 
+    // The handshake signatures are the web PKI verifier's business too.
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.inner.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -114,18 +109,11 @@ impl ServerCertVerifier for Recording {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.inner.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -163,7 +151,6 @@ fn client_config(
             .map_err(|e| e.to_string())?;
     let recording = Arc::new(Recording {
         inner,
-        provider: provider.clone(),
         seen: Mutex::new(None),
     });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)

@@ -45,3 +45,32 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// A device of `tenant_id` enrolled at `at` with the one-use token and
+/// public key `[key; 32]`.
+#[allow(dead_code)] // Not every test file enrols devices.
+pub async fn enrolled_device(
+    store: &bulwark_store::Store,
+    tenant_id: &str,
+    key: u8,
+    hostname: &str,
+    at: i64,
+) -> bulwark_store::Device {
+    store
+        .create_enrollment_token([key; 32], tenant_id, None, at, at + 60_000, &[])
+        .await
+        .unwrap();
+    store
+        .enroll_device(
+            [key; 32],
+            bulwark_store::NewDevice {
+                id: uuid::Uuid::new_v4().to_string(),
+                public_key: [key; 32],
+                hostname: hostname.to_owned(),
+                agent_version: "0.1.0".to_owned(),
+            },
+            at,
+        )
+        .await
+        .unwrap()
+}
