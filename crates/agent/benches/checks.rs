@@ -44,7 +44,7 @@ fn main() {
         .unwrap_or_default();
 
     let rss_before = rss_kib();
-    let mut probes = Probes::new();
+    let mut probes = Probes::new(None);
     let kinds: Vec<(&str, Probe)> = vec![
         ("cpu", Probe::Cpu),
         ("memory", Probe::Memory),

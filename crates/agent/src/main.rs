@@ -563,7 +563,8 @@ async fn run(
     let (jobs, worker) = jobs::start(runner);
     tokio::spawn(worker);
     // The verified policy's checks, on a task of their own.
-    let (checks, checks_task) = bulwark_agent::checks::start(trust, state_dir.path());
+    let (checks, checks_task) =
+        bulwark_agent::checks::start(trust, state_dir.path(), Some(updates.clone()));
     tokio::spawn(checks_task);
 
     let updates_read = updates.subscribe();

@@ -40,28 +40,6 @@ const PASSPHRASE: &str = "e2e checks: a long passphrase nobody guesses";
 const CONTACT: &str = "noc@msp.example";
 const HOST: &str = "checked-host";
 
-async fn check_alerts(s: &OperatorSetup, device: &str, check: &str) -> Result<Vec<AlertView>> {
-    let out = s
-        .cli(
-            &[
-                "alert", "list", "--tenant", "demo", "--state", "all", "--json",
-            ],
-            None,
-        )
-        .await?
-        .ok()?
-        .stdout;
-    let alerts: Vec<AlertView> = decode_json(&out).context("alert list --json")?;
-    Ok(alerts
-        .into_iter()
-        .filter(|a| {
-            a.kind == "check.failed"
-                && a.device_id.as_deref() == Some(device)
-                && a.summary.contains(&format!("Check {check} "))
-        })
-        .collect())
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -121,7 +99,8 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
     let mut listener: Option<tokio::net::TcpListener> = None;
     let sections = format!(
         "[[checks]]\nname = \"sshd-config\"\nkind = \"file-hash\"\npath = \"{}\"\nsha256 = \"{}\"\ninterval_secs = 5\n\n\
-         [[checks]]\nname = \"app-port\"\nkind = \"tcp-port\"\nhost = \"127.0.0.1\"\nport = {port}\ninterval_secs = 5\nfor_secs = 10\n",
+         [[checks]]\nname = \"app-port\"\nkind = \"tcp-port\"\nhost = \"127.0.0.1\"\nport = {port}\ninterval_secs = 5\nfor_secs = 10\n\n\
+         [[checks]]\nname = \"security-updates\"\nkind = \"posture\"\nitem = \"security-updates\"\nwarning = 1\ninterval_secs = 5\n",
         watched.display(),
         sha256_hex(b"PermitRootLogin no\n"),
     );
@@ -129,15 +108,38 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         .sign_policy_sections(&["checks"], &sections, "policy-checks.toml")
         .await?;
     ensure!(
-        shown.contains("name = \"sshd-config\"") && shown.contains("for_secs = 10"),
+        shown.contains("name = \"sshd-config\"")
+            && shown.contains("for_secs = 10")
+            && shown.contains("item = \"security-updates\""),
         "the signed policy does not hold the checks:\n{shown}"
+    );
+    // A posture check, measured by the agent: its apt knows no sources
+    // here, so no security update is pending.
+    let posture = wait_for(
+        Duration::from_secs(60),
+        "the security-updates posture check",
+        async || {
+            let view: bulwark_api::checks::DeviceChecksView = s
+                .api
+                .get_as(&format!("/api/v1/devices/{device}/checks"))
+                .await?;
+            Ok(view
+                .checks
+                .into_iter()
+                .find(|c| c.name == "security-updates" && c.value.is_some()))
+        },
+    )
+    .await?;
+    ensure!(
+        posture.value == Some(0) && posture.summary == "no security update pending",
+        "{posture:?}"
     );
 
     // 1. The port closed for ten seconds: one critical alert.
     let alerted = wait_for(
         Duration::from_secs(60),
         "the closed port's alert",
-        async || Ok(check_alerts(&s, &device, "app-port").await?.pop()),
+        async || Ok(s.check_alerts(&device, "app-port").await?.pop()),
     )
     .await?;
     ensure!(
@@ -160,7 +162,7 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         set_port(&mut listener, port, false).await?;
         tokio::time::sleep(Duration::from_secs(4)).await;
     }
-    let port_alerts = check_alerts(&s, &device, "app-port").await?;
+    let port_alerts = s.check_alerts(&device, "app-port").await?;
     ensure!(
         port_alerts.len() == 1 && port_alerts[0].state == "open",
         "flapping input gave {} alerts: {port_alerts:?}",
@@ -192,7 +194,8 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
     let mailed = changed.elapsed();
     ensure!(message.contains("changed: sha256"), "{message}");
     // Acknowledged at once: the escalation is not needed.
-    let file_alert = check_alerts(&s, &device, "sshd-config")
+    let file_alert = s
+        .check_alerts(&device, "sshd-config")
         .await?
         .pop()
         .context("no sshd-config alert")?;
@@ -273,7 +276,7 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         Duration::from_secs(30),
         "the file alert to resolve",
         async || {
-            Ok(check_alerts(&s, &device, "sshd-config")
+            Ok(s.check_alerts(&device, "sshd-config")
                 .await?
                 .into_iter()
                 .find(|a| a.state == "resolved"))
@@ -376,7 +379,7 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         Duration::from_secs(30),
         "a silenced file alert",
         async || {
-            Ok(check_alerts(&s, &device, "sshd-config")
+            Ok(s.check_alerts(&device, "sshd-config")
                 .await?
                 .into_iter()
                 .find(|a| a.state == "open"))

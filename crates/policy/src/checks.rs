@@ -143,6 +143,61 @@ pub enum Probe {
         #[n(1)]
         pattern: String,
     },
+    /// A security posture finding read on the endpoint itself: 0 when
+    /// sound, else 1 (for security updates: how many are pending); what
+    /// was found is the summary. Unknown when the endpoint cannot tell.
+    #[n(13)]
+    Posture {
+        #[n(0)]
+        item: PostureItem,
+    },
+}
+
+/// What a posture check looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[cbor(index_only)]
+pub enum PostureItem {
+    /// sshd accepts passwords (`PasswordAuthentication`, or keyboard-
+    /// interactive through PAM).
+    #[n(0)]
+    SshPasswordLogin,
+    /// sshd lets root log in with a password (`PermitRootLogin yes`).
+    #[n(1)]
+    SshRootLogin,
+    /// No firewall is set to load at boot.
+    #[n(2)]
+    Firewall,
+    /// The root filesystem is not on an encrypted (dm-crypt) device.
+    #[n(3)]
+    DiskEncryption,
+    /// Security updates pending (a count).
+    #[n(4)]
+    SecurityUpdates,
+}
+
+impl PostureItem {
+    pub const ALL: [PostureItem; 5] = [
+        Self::SshPasswordLogin,
+        Self::SshRootLogin,
+        Self::Firewall,
+        Self::DiskEncryption,
+        Self::SecurityUpdates,
+    ];
+
+    /// The kebab-case name used in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SshPasswordLogin => "ssh-password-login",
+            Self::SshRootLogin => "ssh-root-login",
+            Self::Firewall => "firewall",
+            Self::DiskEncryption => "disk-encryption",
+            Self::SecurityUpdates => "security-updates",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.as_str() == text)
+    }
 }
 
 /// Most echo requests one ping check sends.
@@ -258,6 +313,7 @@ impl Probe {
             Probe::Script { .. } => "script",
             Probe::Ping { .. } => "ping",
             Probe::LogPattern { .. } => "log-pattern",
+            Probe::Posture { .. } => "posture",
         }
     }
 
@@ -283,7 +339,8 @@ impl Probe {
             | Probe::TcpPort { .. }
             | Probe::Http { .. }
             | Probe::Ping { .. }
-            | Probe::LogPattern { .. } => Direction::Rising,
+            | Probe::LogPattern { .. }
+            | Probe::Posture { .. } => Direction::Rising,
             Probe::Service { .. } | Probe::Process { .. } | Probe::FileHash { .. } => {
                 Direction::PassFail
             }
@@ -344,7 +401,7 @@ impl CheckDefinition {
             Ok(())
         };
         match &self.probe {
-            Probe::Cpu | Probe::Memory | Probe::Load => {}
+            Probe::Cpu | Probe::Memory | Probe::Load | Probe::Posture { .. } => {}
             Probe::Disk { mount } => {
                 text_ok(mount, "mount point")?;
                 if !mount.starts_with('/') {

@@ -42,7 +42,7 @@ pub mod webauthn;
 pub mod witness;
 
 pub use bulwark_protocol::message::{AgentRefusalCode, TrustKind};
-pub use checks::{CheckDefinition, CheckState, Probe};
+pub use checks::{CheckDefinition, CheckState, PostureItem, Probe};
 pub use delay::MassActionDelay;
 pub use envelope::{SignatureEntry, Signed, approval_challenge};
 pub use freeze::{FreezeState, FreezeStatement};

@@ -21,6 +21,7 @@
 pub mod logs;
 pub mod network;
 pub mod ping;
+pub mod posture;
 pub mod probes;
 pub mod script;
 pub mod tracker;
@@ -147,6 +148,7 @@ struct Running {
 pub fn start(
     trust: Arc<Mutex<TrustState>>,
     state_dir: &Path,
+    updates: Option<crate::updates::Updates>,
 ) -> (ChecksHandle, impl Future<Output = ()> + Send + 'static) {
     let handle = ChecksHandle {
         board: Arc::new(Mutex::new(Board::default())),
@@ -154,7 +156,7 @@ pub fn start(
         scripts: script::Scripts::new(state_dir),
     };
     let journal = Journal::new(state_dir);
-    let task = run(trust, handle.clone(), journal);
+    let task = run(trust, handle.clone(), journal, updates);
     (handle, task)
 }
 
@@ -165,8 +167,13 @@ fn now_secs() -> u64 {
         .unwrap_or_default()
 }
 
-async fn run(trust: Arc<Mutex<TrustState>>, handle: ChecksHandle, mut journal: Journal) {
-    let mut probes = Probes::new();
+async fn run(
+    trust: Arc<Mutex<TrustState>>,
+    handle: ChecksHandle,
+    mut journal: Journal,
+    updates: Option<crate::updates::Updates>,
+) {
+    let mut probes = Probes::new(updates);
     let logs = Arc::new(logs::Follower::default());
     let mut running: HashMap<String, Running> = HashMap::new();
     // What this agent last reported before it (re)started.

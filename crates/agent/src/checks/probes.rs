@@ -13,22 +13,24 @@ use sysinfo::{MemoryRefreshKind, ProcessRefreshKind, ProcessesToUpdate, System};
 pub type Measurement = Result<(u64, String), String>;
 
 /// Keeps sysinfo's tables between runs (CPU usage is measured between two
-/// refreshes).
+/// refreshes), and the pending updates the security-updates posture
+/// counts.
 pub struct Probes {
     system: System,
+    updates: Option<crate::updates::Updates>,
 }
 
 impl Default for Probes {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
 impl Probes {
-    pub fn new() -> Self {
+    pub fn new(updates: Option<crate::updates::Updates>) -> Self {
         let mut system = System::new();
         system.refresh_cpu_usage();
-        Self { system }
+        Self { system, updates }
     }
 
     /// Measures what is quick and local here; `None` for the probes that
@@ -101,6 +103,11 @@ impl Probes {
             | Probe::Script { .. }
             | Probe::Ping { .. }
             | Probe::LogPattern { .. } => return None,
+            // Small files and a list in memory: quick enough to read here.
+            Probe::Posture { item } => {
+                let pending = self.updates.as_ref().and_then(|u| u.latest());
+                super::posture::measure(*item, Path::new("/"), pending.as_deref())
+            }
         })
     }
 }

@@ -1,7 +1,7 @@
 //! The `[[checks]]` tables of the editable policy (RFD 0009).
 
 use bulwark_policy::Interpreter;
-use bulwark_policy::checks::{CheckDefinition, Probe};
+use bulwark_policy::checks::{CheckDefinition, PostureItem, Probe};
 use bulwark_policy::policy::ScriptHash;
 
 use super::*;
@@ -42,6 +42,10 @@ pub(crate) struct CheckDoc {
     /// A log-pattern check's regular expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
+    /// A posture check's item: ssh-password-login, ssh-root-login,
+    /// firewall, disk-encryption or security-updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
     /// Echo requests of a ping check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u8>,
@@ -80,6 +84,7 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
         interpreter: None,
         count: None,
         pattern: None,
+        item: None,
         interval_secs: check.interval_secs,
         warning: check.warning,
         critical: check.critical,
@@ -134,6 +139,7 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
             doc.path = Some(path.clone());
             doc.pattern = Some(pattern.clone());
         }
+        Probe::Posture { item } => doc.item = Some(item.as_str().to_owned()),
     }
     doc
 }
@@ -210,8 +216,19 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
                 pattern,
             }
         }
+        "posture" => {
+            let item = needs(&doc.item, "item")?;
+            Probe::Posture {
+                item: PostureItem::parse(&item).with_context(|| {
+                    format!(
+                        "check {name:?}: unknown posture item {item:?}; use {}",
+                        PostureItem::ALL.map(PostureItem::as_str).join(", ")
+                    )
+                })?,
+            }
+        }
         other => bail!(
-            "check {name:?}: unknown kind {other:?}; use cpu, memory, disk, load, service, process, tcp-port, file-hash, http, tls-expiry, script, ping or log-pattern"
+            "check {name:?}: unknown kind {other:?}; use cpu, memory, disk, load, service, process, tcp-port, file-hash, http, tls-expiry, script, ping, log-pattern or posture"
         ),
     };
     // A field the kind does not use is a mistake worth saying, not ignoring.
@@ -227,6 +244,7 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         Probe::Script { .. } => &["sha256", "interpreter"],
         Probe::Ping { .. } => &["host", "count"],
         Probe::LogPattern { .. } => &["path", "pattern"],
+        Probe::Posture { .. } => &["item"],
     };
     for (field, set) in [
         ("mount", doc.mount.is_some()),
@@ -243,6 +261,7 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         ("interpreter", doc.interpreter.is_some()),
         ("count", doc.count.is_some()),
         ("pattern", doc.pattern.is_some()),
+        ("item", doc.item.is_some()),
     ] {
         ensure!(
             !set || used.contains(&field),
@@ -274,6 +293,10 @@ pub(crate) fn probe_unit(probe: &Probe) -> &'static str {
         Probe::TlsExpiry { .. } => " days",
         Probe::Ping { .. } => "% lost",
         Probe::LogPattern { .. } => " lines",
+        Probe::Posture {
+            item: PostureItem::SecurityUpdates,
+        } => " pending",
+        Probe::Posture { .. } => "",
     }
 }
 
@@ -302,6 +325,7 @@ pub(crate) fn probe_target(probe: &Probe) -> String {
         } => format!("{} sha256 {}", interpreter.name(), hex::encode(sha256.0)),
         Probe::Ping { host, count } => format!("{host} ({count} requests)"),
         Probe::LogPattern { path, pattern } => format!("{path} /{pattern}/"),
+        Probe::Posture { item } => item.as_str().to_owned(),
     }
 }
 
