@@ -16,6 +16,8 @@ pub const MAX_HOLIDAYS: usize = 200;
 pub const MAX_REPORT_DAYS: u32 = 366;
 /// Most breaches one report lists (`breaches_total` counts them all).
 pub const MAX_BREACHES_LISTED: usize = 500;
+/// Most uptime targets (groups) one SLA holds.
+pub const MAX_UPTIME_TARGETS: usize = 100;
 
 /// A day of the week.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -82,7 +84,7 @@ pub struct SlaTargetView {
 
 /// A tenant's SLA targets and business calendar: the body of `PUT
 /// /api/v1/tenants/{tenant}/sla`, and what `GET` answers inside [`SlaView`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlaSettingsView {
     /// An IANA time zone name, e.g. `Europe/Berlin`.
@@ -105,11 +107,27 @@ pub struct SlaSettingsView {
     #[serde(default)]
     #[schema(max_items = 3)]
     pub targets: Vec<SlaTargetView>,
-    /// Critical security updates installed within this many days (stored;
-    /// not measured yet: Bulwark records no patch events so far).
+    /// Security updates installed within this many days of first being
+    /// pending (the patch SLA, measured as patch compliance).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 365)]
     pub patch_critical_days: Option<u32>,
+    /// Uptime targets per device group; at most one per group.
+    #[serde(default)]
+    #[schema(max_items = 100)]
+    pub uptime_targets: Vec<UptimeTargetView>,
+}
+
+/// The share of time a device group's devices are to be connected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UptimeTargetView {
+    /// A device group's name (as `PUT /devices/{id}/group` sets it).
+    #[schema(example = "Servers", min_length = 1, max_length = 64)]
+    pub group: String,
+    /// Percent, above 0 and at most 100, with at most two decimals.
+    #[schema(example = 99.9, exclusive_minimum = 0, maximum = 100)]
+    pub percent: f64,
 }
 
 /// `GET /api/v1/tenants/{tenant}/sla`.
@@ -194,12 +212,47 @@ pub struct SlaBreachView {
     pub open: bool,
 }
 
-/// An SLA that is set but not measured, and why.
+/// The patch SLA: devices with no security update pending longer than
+/// the target (patch compliance), now and each day of the period.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct SlaNotMeasuredView {
+pub struct SlaPatchView {
     pub target_days: Option<u32>,
+    /// False without a target, or with no device whose pending updates
+    /// are known.
     pub measured: bool,
+    /// What is measured and how, or why nothing is.
     pub note: String,
+    /// Devices whose pending updates are known.
+    pub devices: u32,
+    /// Of those, devices with no security update pending past the target.
+    pub compliant: u32,
+    /// compliant / devices in percent; null when not measured.
+    pub compliance_percent: Option<f64>,
+    /// Devices past the target now, the longest overdue first (at most 100).
+    pub overdue: Vec<SlaOverdueDeviceView>,
+    /// Compliance at the end of each day of the period, oldest first.
+    pub days: Vec<SlaCompliancePointView>,
+}
+
+/// A device with security updates pending past the patch target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SlaOverdueDeviceView {
+    pub device_id: String,
+    pub hostname: String,
+    /// When the oldest overdue update was first seen pending.
+    pub pending_since: String,
+    pub overdue_updates: u32,
+    /// `package version`, oldest first, at most 10.
+    pub packages: Vec<String>,
+}
+
+/// Patch compliance at one time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SlaCompliancePointView {
+    pub at: String,
+    pub devices: u32,
+    pub compliant: u32,
+    pub compliance_percent: Option<f64>,
 }
 
 /// How a tenant's alerts did against its SLA over a period. Computed by
@@ -222,6 +275,38 @@ pub struct SlaReport {
     /// More alerts were opened in the period than one report reads: the
     /// oldest are counted, the newest not.
     pub alerts_truncated: bool,
-    /// The patch SLA: stored, not measured yet.
-    pub patch_critical: SlaNotMeasuredView,
+    /// The patch SLA: security updates installed within the target.
+    pub patch_critical: SlaPatchView,
+    /// Uptime per device group with a target, over the same period.
+    pub uptime: Vec<SlaUptimeView>,
+    /// More devices or outages than one report reads: uptime is computed
+    /// from the first ones only.
+    pub uptime_truncated: bool,
+}
+
+/// One device group's uptime over the report's period, from its
+/// `device.offline` alerts (those silenced by a maintenance window are
+/// planned and not counted), measured from each device's enrolment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SlaUptimeView {
+    pub group: String,
+    pub target_percent: f64,
+    pub devices: u32,
+    /// Null when nothing was measured (no device in the group).
+    pub uptime_percent: Option<f64>,
+    /// Null when nothing was measured.
+    pub met: Option<bool>,
+    /// All the group's devices together.
+    pub downtime_minutes: u64,
+    /// The devices down longest, longest first (at most 5).
+    pub most_down: Vec<SlaDowntimeView>,
+}
+
+/// One device's downtime in the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SlaDowntimeView {
+    pub device_id: String,
+    pub hostname: String,
+    pub downtime_minutes: u64,
+    pub outages: u32,
 }

@@ -4,6 +4,8 @@
 //! `device.offline` alerts (warning): one acknowledged at once with the
 //! CLI, the other left open past its one-minute acknowledge target. The report, by the CLI and by the API, counts one met and one
 //! open breach; the console's SLA page shows them in headless Chromium.
+//! Both devices are in the group `Branch`, whose 99.9 % uptime target the
+//! outages breach: the report lists the group's uptime and both devices.
 //!
 //! Then, for the screenshot only, twelve weeks of past alerts are written
 //! straight into the SQLite database (no real path makes old alerts), and
@@ -69,11 +71,18 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
                 "critical=15m",
                 "--patch-critical-days",
                 "14",
+                "--uptime",
+                "Branch=99.9",
             ],
             None,
         )
         .await?
         .ok()?;
+    ensure!(
+        set.stdout.contains("Branch 99.9%"),
+        "the uptime target: {}",
+        set.stdout
+    );
     ensure!(
         set.stdout
             .contains("acknowledge within 1m, resolve within 2h"),
@@ -113,6 +122,11 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
         "demo",
     )
     .await?;
+    for host in ["sla-handled", "sla-forgotten"] {
+        s.cli(&["device", "group", host, "Branch"], None)
+            .await?
+            .ok()?;
+    }
     handled.proc.kill9().await?;
     forgotten.proc.kill9().await?;
     let mut alerts = Vec::new();
@@ -178,7 +192,7 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
     ensure!(
         text.contains(&open.id)
             && text.contains("acknowledge (still open)")
-            && text.contains("not measured yet")
+            && text.contains("Patch SLA: security updates within 14 days")
             && (!quiet || (text.contains("Breaches (1)") && text.contains("50.0% (1/2)"))),
         "sla report:\n{text}"
     );
@@ -238,15 +252,44 @@ async fn sla_targets_set_with_the_cli_are_measured_from_real_alerts() -> Result<
             "{:?}",
             report.breaches
         );
+        // The agents' apt knows no sources here: nothing is pending, so
+        // every device that reported its updates is compliant.
+        let patch = &report.patch_critical;
         ensure!(
-            report.patch_critical.target_days == Some(14) && !report.patch_critical.measured,
-            "{:?}",
-            report.patch_critical
+            patch.target_days == Some(14)
+                && patch.overdue.is_empty()
+                && (!patch.measured || patch.compliance_percent == Some(100.0)),
+            "{patch:?}"
         );
     }
     ensure!(
         by_cli.weeks == by_api.weeks && !by_api.weeks.is_empty(),
         "the CLI and the API disagree"
+    );
+    // Uptime of the group: both devices down since their alerts opened,
+    // far below 99.9 % of the minutes since they enrolled.
+    let branch = by_api
+        .uptime
+        .iter()
+        .find(|u| u.group == "Branch")
+        .context("no uptime row for Branch")?;
+    let down: Vec<&str> = branch
+        .most_down
+        .iter()
+        .map(|d| d.hostname.as_str())
+        .collect();
+    ensure!(
+        branch.devices == 2
+            && branch.target_percent == 99.9
+            && branch.met == Some(false)
+            && branch.uptime_percent.is_some_and(|p| p < 99.0)
+            && down.contains(&"sla-handled")
+            && down.contains(&"sla-forgotten"),
+        "{branch:?}"
+    );
+    ensure!(
+        text.contains("Uptime per group") && text.contains("BREACHED"),
+        "sla report:\n{text}"
     );
     // A period the API does not take.
     let bad = s
@@ -289,6 +332,13 @@ async fn in_the_console(browser: &Browser, s: &OperatorSetup, breach: &str) -> R
         .text("#sla-severities tr[data-severity=\"warning\"]")
         .await?;
     ensure!(attainment.contains("50.0 %"), "{attainment}");
+    let uptime = browser
+        .text("#sla-uptime tr[data-group=\"Branch\"]")
+        .await?;
+    ensure!(
+        uptime.to_lowercase().contains("breached") && uptime.contains("99.90 %"),
+        "uptime row: {uptime}"
+    );
 
     // History for the screenshot: twelve weeks of alerts written into the
     // database directly, then office hours.

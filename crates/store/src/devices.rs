@@ -344,6 +344,12 @@ impl Store {
         }
         let changes =
             crate::inventory_sections::store_sections_tx(&mut tx, id, full, &sections, now).await?;
+        if let Some(pending) = sections
+            .iter()
+            .find_map(|(_, section)| section.pending_updates.as_deref())
+        {
+            crate::patch_compliance::track_security_updates_tx(&mut tx, id, pending, now).await?;
+        }
         let inventory = if full {
             delta
         } else {

@@ -39,6 +39,7 @@ pub mod metrics_plan;
 mod operators;
 mod packages;
 mod passkeys;
+mod patch_compliance;
 mod recovery;
 mod scripts;
 mod server_secrets;
@@ -90,11 +91,12 @@ pub use metrics::{Compaction, MAX_SERIES_ROWS, MetricSeries, TenantCounts, Tenan
 pub use operators::{NewOperator, Operator};
 pub use packages::MAX_PACKAGES_PER_DEVICE;
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};
+pub use patch_compliance::{PatchWatch, SecuritySpan};
 pub use scripts::{NewScript, NewScriptVersion, Script, ScriptReview, ScriptVersion};
 pub use sessions::{NewSession, Session, SessionKind};
 pub use setup::SetupEnrolment;
 pub use signing_keys::{NewSigningKey, SigningKey, SigningKeyKind};
-pub use sla::{SeverityTargets, SlaAlert, SlaSettings};
+pub use sla::{Outage, SeverityTargets, SlaAlert, SlaSettings, UptimeDevice, UptimeTarget};
 pub use tenants::{Tenant, TenantSummary};
 pub use throttle::{Lockout, ThrottleCounter};
 pub use transparency_log::{

@@ -37,8 +37,40 @@ pub struct SlaSettings {
     pub info: SeverityTargets,
     /// Critical security updates within this many days (not measured yet).
     pub patch_critical_days: Option<i64>,
+    /// Uptime targets per device group, by group key.
+    pub uptime: Vec<UptimeTarget>,
     pub updated_by: String,
     pub updated_at: Millis,
+}
+
+/// The share of time a device group is to be connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UptimeTarget {
+    /// As devices carry it (`device_groups.group_name`).
+    pub group_name: String,
+    /// Its ASCII lower case, what devices are matched by.
+    pub group_key: String,
+    /// 9990: 99.90 %.
+    pub basis_points: i64,
+}
+
+/// A device of a group with an uptime target: measured from its
+/// enrolment (or the period's start, if later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UptimeDevice {
+    pub device_id: String,
+    pub hostname: String,
+    pub group_key: String,
+    pub enrolled_at: Millis,
+}
+
+/// A span a device was offline: a `device.offline` alert not silenced by
+/// a maintenance window, from its opening to its resolution (or now).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub device_id: String,
+    pub from: Millis,
+    pub until: Option<Millis>,
 }
 
 impl SlaSettings {
@@ -68,8 +100,21 @@ impl SlaSettings {
         })
         .collect::<Vec<_>>()
         .join(", ");
+        let uptime = self
+            .uptime
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} {}.{:02}%",
+                    u.group_name,
+                    u.basis_points / 100,
+                    u.basis_points % 100
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "{} [{}] holidays [{}]; {targets}; patch critical {}",
+            "{} [{}] holidays [{}]; {targets}; patch critical {}; uptime [{uptime}]",
             self.time_zone,
             self.business_hours,
             self.holidays,
@@ -111,6 +156,7 @@ fn settings_from_row(row: &AnyRow) -> Result<SlaSettings, StoreError> {
         warning: pair("ack_warning_minutes", "resolve_warning_minutes")?,
         info: pair("ack_info_minutes", "resolve_info_minutes")?,
         patch_critical_days: row.try_get("patch_critical_days")?,
+        uptime: Vec::new(),
         updated_by: row.try_get("updated_by")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -134,7 +180,11 @@ impl Store {
             .bind(tenant_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(settings_from_row).transpose()
+        let Some(mut settings) = row.as_ref().map(settings_from_row).transpose()? else {
+            return Ok(None);
+        };
+        settings.uptime = uptime_targets(&self.pool, tenant_id).await?;
+        Ok(Some(settings))
     }
 
     /// Replaces a tenant's SLA settings (`updated_by`, `updated_at` from
@@ -145,7 +195,11 @@ impl Store {
         let all_positive = [new.critical, new.warning, new.info]
             .iter()
             .all(|t| positive(t.acknowledge_minutes) && positive(t.resolve_minutes))
-            && positive(new.patch_critical_days);
+            && positive(new.patch_critical_days)
+            && new
+                .uptime
+                .iter()
+                .all(|u| (1..=10_000).contains(&u.basis_points));
         if !all_positive {
             return Err(StoreError::Invalid("SLA targets must be positive"));
         }
@@ -189,6 +243,30 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("tenant"))?;
+        let before = match before {
+            Some(mut before) => {
+                before.uptime = uptime_targets(&mut *tx, &new.tenant_id).await?;
+                Some(before)
+            }
+            None => None,
+        };
+        sqlx::query("DELETE FROM sla_uptime_targets WHERE tenant_id = $1")
+            .bind(&new.tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        for target in &new.uptime {
+            sqlx::query(
+                "INSERT INTO sla_uptime_targets (tenant_id, group_key, group_name, basis_points) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&new.tenant_id)
+            .bind(&target.group_key)
+            .bind(&target.group_name)
+            .bind(target.basis_points)
+            .execute(&mut *tx)
+            .await
+            .map_err(unique_or_missing("uptime target"))?;
+        }
         let detail = match before {
             Some(before) => format!("from {} to {}", before.summary(), new.summary()),
             None => format!("set {}", new.summary()),
@@ -248,5 +326,101 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// A tenant's uptime targets, by group key.
+async fn uptime_targets<'c, E>(
+    executor: E,
+    tenant_id: &str,
+) -> Result<Vec<UptimeTarget>, StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
+    let rows = sqlx::query(
+        "SELECT group_name, group_key, basis_points FROM sla_uptime_targets \
+         WHERE tenant_id = $1 ORDER BY group_key",
+    )
+    .bind(tenant_id)
+    .fetch_all(executor)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(UptimeTarget {
+                group_name: row.try_get("group_name")?,
+                group_key: row.try_get("group_key")?,
+                basis_points: row.try_get("basis_points")?,
+            })
+        })
+        .collect()
+}
+
+impl Store {
+    /// What uptime per group is computed from: the devices of `tenant_id`
+    /// (inside `scope`) in a group with an uptime target, and their
+    /// outages overlapping `[since, until)`, oldest first, at most `limit`.
+    pub async fn sla_uptime_inputs(
+        &self,
+        scope: &TenantScope,
+        tenant_id: &str,
+        since: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> Result<(Vec<UptimeDevice>, Vec<Outage>), StoreError> {
+        let (all, operator) = scope.args();
+        let sql = format!(
+            "SELECT d.id, d.hostname, g.group_key, d.enrolled_at FROM devices d \
+             JOIN device_groups g ON g.device_id = d.id \
+             JOIN sla_uptime_targets u ON u.tenant_id = d.tenant_id AND u.group_key = g.group_key \
+             WHERE {} AND d.tenant_id = $3 ORDER BY g.group_key, d.hostname, d.id LIMIT $4",
+            in_scope!("d.tenant_id")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(all)
+            .bind(operator)
+            .bind(tenant_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let devices = rows
+            .iter()
+            .map(|row| {
+                Ok(UptimeDevice {
+                    device_id: row.try_get("id")?,
+                    hostname: row.try_get("hostname")?,
+                    group_key: row.try_get("group_key")?,
+                    enrolled_at: row.try_get("enrolled_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sql = format!(
+            "SELECT a.device_id, a.opened_at, a.resolved_at FROM alerts a \
+             JOIN device_groups g ON g.device_id = a.device_id \
+             JOIN sla_uptime_targets u ON u.tenant_id = a.tenant_id AND u.group_key = g.group_key \
+             WHERE {} AND a.tenant_id = $3 AND a.kind = 'device.offline' AND a.silenced IS NULL \
+             AND a.opened_at < $5 AND (a.resolved_at IS NULL OR a.resolved_at > $4) \
+             ORDER BY a.opened_at, a.id LIMIT $6",
+            in_scope!("a.tenant_id")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(all)
+            .bind(operator)
+            .bind(tenant_id)
+            .bind(since)
+            .bind(until)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let outages = rows
+            .iter()
+            .map(|row| {
+                Ok(Outage {
+                    device_id: row.try_get("device_id")?,
+                    from: row.try_get("opened_at")?,
+                    until: row.try_get("resolved_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok((devices, outages))
     }
 }

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use bulwark_store::{
-    AlertState, NewAlert, NewOperator, Raised, Severity, SeverityTargets, SlaSettings, Store,
-    StoreError, TenantScope,
+    AlertState, Device, NewAlert, NewOperator, Outage, Raised, Severity, SeverityTargets,
+    SlaSettings, Store, StoreError, TenantScope, UptimeTarget,
 };
 
 #[macro_use]
@@ -15,6 +15,7 @@ mod support;
 both_backends! {
     settings_are_replaced_and_each_change_is_in_the_tenants_log,
     sla_alerts_are_the_tenants_in_the_period_and_inside_the_scope,
+    uptime_targets_and_the_outages_of_their_groups,
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -35,6 +36,11 @@ fn settings(tenant_id: &str, ack: i64, at: i64) -> SlaSettings {
             resolve_minutes: Some(10_000),
         },
         patch_critical_days: Some(14),
+        uptime: vec![UptimeTarget {
+            group_name: "HQ".into(),
+            group_key: "hq".into(),
+            basis_points: 9_990,
+        }],
         updated_by: "olivia".into(),
         updated_at: at,
     }
@@ -62,6 +68,7 @@ async fn settings_are_replaced_and_each_change_is_in_the_tenants_log(store: Stor
         time_zone: "America/New_York".into(),
         holidays: String::new(),
         patch_critical_days: None,
+        uptime: Vec::new(),
         ..settings(&acme.id, 15, T0 + 1)
     };
     store.set_sla_settings(&second).await.unwrap();
@@ -89,6 +96,11 @@ async fn settings_are_replaced_and_each_change_is_in_the_tenants_log(store: Stor
     );
     assert!(changes[0].contains("to America/New_York"), "{}", changes[0]);
     assert!(changes[0].contains("critical ack 15m"), "{}", changes[0]);
+    assert!(
+        changes[0].contains("uptime [HQ 99.90%]") && changes[0].ends_with("uptime []"),
+        "{}",
+        changes[0]
+    );
     assert!(
         changes[1].starts_with("set Europe/Berlin"),
         "{}",
@@ -253,5 +265,157 @@ async fn sla_alerts_are_the_tenants_in_the_period_and_inside_the_scope(store: St
             .unwrap()
             .len(),
         1
+    );
+}
+
+async fn device(store: &Store, tenant_id: &str, key: u8, hostname: &str) -> Device {
+    support::enrolled_device(store, tenant_id, key, hostname, T0).await
+}
+
+fn offline(tenant_id: &str, device: &Device, silenced: Option<&str>) -> NewAlert {
+    NewAlert {
+        device_id: Some(device.id.clone()),
+        silenced: silenced.map(str::to_owned),
+        ..alert(
+            Some(tenant_id),
+            &format!("device.offline:{}", device.id),
+            Severity::Warning,
+        )
+    }
+}
+
+async fn uptime_targets_and_the_outages_of_their_groups(store: Store) {
+    let all = TenantScope::All;
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    let other = store.ensure_tenant("other", "test", T0).await.unwrap();
+    let hq = device(&store, &acme.id, 1, "hq-1").await;
+    let branch = device(&store, &acme.id, 2, "branch-1").await;
+    let loose = device(&store, &acme.id, 3, "no-group").await;
+    let theirs = device(&store, &other.id, 4, "theirs").await;
+    store
+        .set_device_group(&all, &hq.id, Some("HQ"), "olivia", T0)
+        .await
+        .unwrap();
+    store
+        .set_device_group(&all, &branch.id, Some("Branch"), "olivia", T0)
+        .await
+        .unwrap();
+    store
+        .set_device_group(&all, &theirs.id, Some("HQ"), "olivia", T0)
+        .await
+        .unwrap();
+    store
+        .set_sla_settings(&settings(&acme.id, 30, T0))
+        .await
+        .unwrap();
+
+    // Outages: the HQ device's (one resolved, one open), one silenced by a
+    // maintenance window, and devices without a target or of another tenant.
+    let down = opened(&store, &offline(&acme.id, &hq, None), T0 + 100).await;
+    store
+        .set_alert_state(&all, &down, AlertState::Resolved, "agent", T0 + 200)
+        .await
+        .unwrap();
+    opened(&store, &offline(&acme.id, &hq, None), T0 + 500).await;
+    opened(&store, &offline(&acme.id, &branch, None), T0 + 100).await;
+    opened(&store, &offline(&acme.id, &loose, None), T0 + 100).await;
+    opened(&store, &offline(&other.id, &theirs, None), T0 + 100).await;
+
+    let (devices, outages) = store
+        .sla_uptime_inputs(&all, &acme.id, T0, T0 + 1_000, 100)
+        .await
+        .unwrap();
+    let names: Vec<(&str, &str)> = devices
+        .iter()
+        .map(|d| (d.hostname.as_str(), d.group_key.as_str()))
+        .collect();
+    assert_eq!(names, [("hq-1", "hq")]);
+    assert_eq!(devices[0].enrolled_at, T0);
+    assert_eq!(
+        outages,
+        [
+            Outage {
+                device_id: hq.id.clone(),
+                from: T0 + 100,
+                until: Some(T0 + 200),
+            },
+            Outage {
+                device_id: hq.id.clone(),
+                from: T0 + 500,
+                until: None,
+            },
+        ]
+    );
+    // The period clips: an outage resolved before it began is not read.
+    let (_, later) = store
+        .sla_uptime_inputs(&all, &acme.id, T0 + 300, T0 + 1_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(later.len(), 1);
+
+    // A maintenance window's outage is planned: not read.
+    let planned = device(&store, &acme.id, 5, "hq-2").await;
+    store
+        .set_device_group(&all, &planned.id, Some("hq"), "olivia", T0)
+        .await
+        .unwrap();
+    opened(
+        &store,
+        &offline(&acme.id, &planned, Some("maintenance window")),
+        T0 + 100,
+    )
+    .await;
+    let (devices, outages) = store
+        .sla_uptime_inputs(&all, &acme.id, T0, T0 + 1_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(devices.len(), 2);
+    assert_eq!(outages.len(), 2);
+
+    // Outside the caller's scope: nothing.
+    let viewer = store
+        .create_operator(
+            &NewOperator {
+                username: "viewer".into(),
+                password_hash: "$argon2id$unused".into(),
+                totp_secret: "UNUSED".into(),
+            },
+            "operator",
+            "test",
+            T0,
+        )
+        .await
+        .unwrap();
+    store
+        .grant_tenant(&viewer.id, &other.id, "technician")
+        .await
+        .unwrap();
+    let scope = TenantScope::Operator(viewer.id.clone());
+    let (devices, outages) = store
+        .sla_uptime_inputs(&scope, &acme.id, T0, T0 + 1_000, 100)
+        .await
+        .unwrap();
+    assert!(devices.is_empty() && outages.is_empty());
+    let (theirs_seen, _) = store
+        .sla_uptime_inputs(&scope, &other.id, T0, T0 + 1_000, 100)
+        .await
+        .unwrap();
+    assert!(theirs_seen.is_empty(), "other has no uptime target");
+
+    // A target out of range is refused and changes nothing.
+    let mut bad = settings(&acme.id, 30, T0 + 1);
+    bad.uptime[0].basis_points = 10_001;
+    assert!(matches!(
+        store.set_sla_settings(&bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(
+        store
+            .sla_settings(&all, &acme.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .uptime,
+        settings(&acme.id, 30, T0).uptime
     );
 }

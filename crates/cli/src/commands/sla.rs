@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use bulwark_api::alerts::SeverityView;
 use bulwark_api::sla::{
     BusinessHoursView, SlaReport, SlaSettingsView, SlaTallyView, SlaTargetView, SlaView,
-    WeekdayView,
+    UptimeTargetView, WeekdayView,
 };
 
 use crate::client::*;
@@ -50,10 +50,14 @@ pub enum SlaCommand {
         /// Time to resolve, in business time: `critical=4h`. Repeatable.
         #[arg(long, value_name = "SEVERITY=TIME")]
         resolve: Vec<String>,
-        /// Critical security updates within this many days (stored; not
-        /// measured yet); `none` removes it.
+        /// Security updates installed within this many days of first being
+        /// pending (measured as patch compliance); `none` removes it.
         #[arg(long, value_name = "DAYS")]
         patch_critical_days: Option<String>,
+        /// Uptime target of a device group, in percent: `Servers=99.9`;
+        /// `Servers=none` removes it. Repeatable.
+        #[arg(long, value_name = "GROUP=PERCENT")]
+        uptime: Vec<String>,
         /// The current TOTP code, if the server asks for a fresh MFA check.
         #[arg(long, value_name = "CODE")]
         otp: Option<String>,
@@ -88,6 +92,7 @@ pub async fn run(command: SlaCommand) -> Result<()> {
             ack,
             resolve,
             patch_critical_days,
+            uptime,
             otp,
         } => {
             let current: SlaView = session.get(&sla_path(&tenant)?).await?;
@@ -112,6 +117,9 @@ pub async fn run(command: SlaCommand) -> Result<()> {
                 .chain(resolve.iter().map(|s| (s, false)))
             {
                 set_target(&mut settings.targets, spec, acknowledge)?;
+            }
+            for spec in &uptime {
+                set_uptime(&mut settings.uptime_targets, spec)?;
             }
             if let Some(days) = patch_critical_days {
                 settings.patch_critical_days = match days.as_str() {
@@ -242,6 +250,28 @@ fn parse_severity(text: &str) -> Result<SeverityView> {
     })
 }
 
+/// Applies `group=percent` (or `group=none`) to the uptime targets; a
+/// group is named as in `device group`, compared without case.
+fn set_uptime(targets: &mut Vec<UptimeTargetView>, spec: &str) -> Result<()> {
+    let (group, percent) = spec
+        .rsplit_once('=')
+        .with_context(|| format!("--uptime {spec:?}: GROUP=PERCENT, e.g. Servers=99.9"))?;
+    let same = |t: &UptimeTargetView| t.group.eq_ignore_ascii_case(group);
+    targets.retain(|t| !same(t));
+    if percent == "none" {
+        return Ok(());
+    }
+    let percent: f64 = percent
+        .trim_end_matches('%')
+        .parse()
+        .with_context(|| format!("--uptime {spec:?}: the percent is a number such as 99.9"))?;
+    targets.push(UptimeTargetView {
+        group: group.to_owned(),
+        percent,
+    });
+    Ok(())
+}
+
 /// Applies `severity=time` to the acknowledge or resolve target.
 fn set_target(targets: &mut Vec<SlaTargetView>, spec: &str, acknowledge: bool) -> Result<()> {
     let (severity, time) = spec
@@ -327,8 +357,20 @@ fn settings_text(s: &SlaSettingsView) -> String {
     line(
         "Patch (critical)",
         &s.patch_critical_days.map_or("no target".to_owned(), |d| {
-            format!("within {d} days (not measured yet)")
+            format!("security updates within {d} days")
         }),
+    );
+    line(
+        "Uptime",
+        &if s.uptime_targets.is_empty() {
+            "no target".to_owned()
+        } else {
+            s.uptime_targets
+                .iter()
+                .map(|u| format!("{} {}%", u.group, u.percent))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
     );
     out
 }
@@ -458,18 +500,92 @@ fn report_text(r: &SlaReport, colour: bool) -> String {
             "\nMore alerts were opened than one report reads: only the oldest are counted.\n",
         );
     }
-    out.push_str(&format!(
-        "\nPatch SLA: {}.\nUptime targets per group: not available yet (no device groups).\n\
-         Computed by the server from its alert records; `bulwark audit verify` checks the logged \
-         alert handling they rest on.\n",
-        match r.patch_critical.target_days {
-            Some(d) => format!(
-                "critical security updates within {d} days, {}",
-                r.patch_critical.note
-            ),
-            None => "none set".to_owned(),
+    out.push_str("\nUptime per group (offline alerts, maintenance windows left out):\n");
+    if r.uptime.is_empty() {
+        out.push_str("  no uptime target set (`bulwark sla set TENANT --uptime Servers=99.9`)\n");
+    } else {
+        let rows: Vec<Vec<Cell>> = r
+            .uptime
+            .iter()
+            .map(|u| {
+                vec![
+                    u.group.as_str().into(),
+                    format!("{:.2}%", u.target_percent).into(),
+                    u.uptime_percent
+                        .map_or("-".to_owned(), |p| format!("{p:.2}%"))
+                        .into(),
+                    match u.met {
+                        Some(true) => "met",
+                        Some(false) => "BREACHED",
+                        None => "not measured",
+                    }
+                    .into(),
+                    u.devices.to_string().into(),
+                    minutes_text(Some(u.downtime_minutes)).into(),
+                    u.most_down
+                        .iter()
+                        .map(|d| {
+                            format!("{} {}", d.hostname, minutes_text(Some(d.downtime_minutes)))
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        .into(),
+                ]
+            })
+            .collect();
+        out.push_str(&render_table(
+            &[
+                "GROUP",
+                "TARGET",
+                "UPTIME",
+                "",
+                "DEVICES",
+                "DOWN",
+                "DOWN LONGEST",
+            ],
+            &rows,
+            colour,
+        ));
+        if r.uptime_truncated {
+            out.push_str("Only the first devices and outages of the period were read.\n");
         }
-    ));
+    }
+    let p = &r.patch_critical;
+    out.push_str(&match (p.target_days, p.compliance_percent) {
+        (Some(days), Some(percent)) => format!(
+            "\nPatch SLA: security updates within {days} days: {percent:.1}% compliant \
+             ({} of {} devices).\n",
+            p.compliant, p.devices
+        ),
+        (Some(days), None) => format!(
+            "\nPatch SLA: security updates within {days} days: {}.\n",
+            p.note
+        ),
+        (None, _) => "\nPatch SLA: none set.\n".to_owned(),
+    });
+    if !p.overdue.is_empty() {
+        let rows: Vec<Vec<Cell>> = p
+            .overdue
+            .iter()
+            .map(|d| {
+                vec![
+                    d.hostname.as_str().into(),
+                    d.pending_since.as_str().into(),
+                    d.overdue_updates.to_string().into(),
+                    d.packages.join(", ").into(),
+                ]
+            })
+            .collect();
+        out.push_str(&render_table(
+            &["DEVICE", "PENDING SINCE", "OVERDUE", "PACKAGES"],
+            &rows,
+            colour,
+        ));
+    }
+    out.push_str(
+        "Computed by the server from its alert records and the agents' reports; `bulwark audit \
+         verify` checks the logged alert handling they rest on.\n",
+    );
     out
 }
 
@@ -505,6 +621,22 @@ mod tests {
         assert_eq!(parse_minutes("none").ok(), Some(None));
         for bad in ["0m", "30", "h", "1d", "-5m", ""] {
             assert!(parse_minutes(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn uptime_targets_are_set_replaced_and_removed() {
+        let mut targets = Vec::new();
+        set_uptime(&mut targets, "Servers=99.9").expect("set");
+        set_uptime(&mut targets, "Branch Offices=99.5%").expect("set");
+        set_uptime(&mut targets, "servers=99.95").expect("replaced");
+        assert_eq!(targets.len(), 2);
+        assert_eq!(targets[1].group, "servers");
+        assert_eq!(targets[1].percent, 99.95);
+        set_uptime(&mut targets, "SERVERS=none").expect("removed");
+        assert_eq!(targets.len(), 1);
+        for bad in ["Servers", "Servers=high"] {
+            assert!(set_uptime(&mut targets, bad).is_err(), "{bad}");
         }
     }
 

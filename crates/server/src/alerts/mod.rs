@@ -18,8 +18,10 @@ pub mod business_time;
 pub mod checks;
 pub mod inventory;
 pub mod notify;
+pub mod patching;
 pub mod rules;
 pub mod sla;
+pub mod uptime;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,11 +13,12 @@ use bulwark_api::alerts::SeverityView;
 use bulwark_api::error::ErrorBody;
 use bulwark_api::sla::{
     BusinessHoursView, MAX_BREACHES_LISTED, MAX_HOLIDAYS, MAX_PATCH_DAYS, MAX_REPORT_DAYS,
-    MAX_TARGET_MINUTES, SlaBreachView, SlaNotMeasuredView, SlaReport, SlaReportQuery,
-    SlaSettingsView, SlaSeverityView, SlaTallyView, SlaTargetView, SlaView, SlaWeekSeverityView,
-    SlaWeekView, WeekdayView,
+    MAX_TARGET_MINUTES, MAX_UPTIME_TARGETS, SlaBreachView, SlaCompliancePointView, SlaDowntimeView,
+    SlaOverdueDeviceView, SlaPatchView, SlaReport, SlaReportQuery, SlaSettingsView,
+    SlaSeverityView, SlaTallyView, SlaTargetView, SlaUptimeView, SlaView, SlaWeekSeverityView,
+    SlaWeekView, UptimeTargetView, WeekdayView,
 };
-use bulwark_store::{Severity, SeverityTargets, SlaSettings, Tenant};
+use bulwark_store::{Severity, SeverityTargets, SlaSettings, Tenant, UptimeTarget};
 use jiff::tz::TimeZone;
 
 use super::ApiJson;
@@ -26,17 +27,22 @@ use super::error::ApiError;
 use crate::alerts::business_time::{
     self, BusinessCalendar, CalendarError, DayHours, WeekHours, parse_date, parse_time,
 };
+use crate::alerts::patching;
 use crate::alerts::sla::{self, Attainment, MINUTE, Tally};
+use crate::alerts::uptime::{self, GroupUptime};
 use crate::auth::{Action, Caller};
 use crate::state::AppState;
 use crate::{now_millis, rfc3339};
 
 /// Most alerts one report reads.
 const MAX_REPORT_ALERTS: u32 = 10_000;
+/// Most devices, and most outages, one report's uptime reads.
+const MAX_UPTIME_ROWS: u32 = 50_000;
 const DAY_MS: i64 = 24 * 60 * MINUTE;
 /// Time zone names: IANA names are ASCII letters, digits, `/`, `_`, `-`, `+`.
 const MAX_ZONE_NAME: usize = 64;
-const PATCH_NOTE: &str = "not measured yet: Bulwark records no patch installation events so far";
+/// Most overdue devices one report lists.
+const MAX_OVERDUE_LISTED: usize = 100;
 
 fn bad(error: CalendarError) -> ApiError {
     ApiError::bad_request(error.to_string())
@@ -155,6 +161,7 @@ fn check(
         )));
     }
     let [critical, warning, info] = targets.map(Option::unwrap_or_default);
+    let uptime = uptime_targets(&req.uptime_targets)?;
     Ok(SlaSettings {
         tenant_id: tenant_id.to_owned(),
         time_zone: req.time_zone.trim().to_owned(),
@@ -168,9 +175,52 @@ fn check(
         warning,
         info,
         patch_critical_days: req.patch_critical_days.map(i64::from),
+        uptime,
         updated_by: actor.to_owned(),
         updated_at: now,
     })
+}
+
+/// Uptime targets as stored: a group name devices can carry, once each,
+/// and a percent above 0 and at most 100 with at most two decimals.
+fn uptime_targets(views: &[UptimeTargetView]) -> Result<Vec<UptimeTarget>, ApiError> {
+    if views.len() > MAX_UPTIME_TARGETS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_UPTIME_TARGETS} uptime targets"
+        )));
+    }
+    let mut targets: Vec<UptimeTarget> = Vec::with_capacity(views.len());
+    for view in views {
+        let group_name = bulwark_api::fleet::parse_group(&view.group)
+            .map_err(|e| ApiError::bad_request(format!("uptime target: {e}")))?;
+        let group_key = bulwark_api::fleet::group_key(&group_name);
+        let hundredths = view.percent * 100.0;
+        if !(view.percent > 0.0 && view.percent <= 100.0)
+            || (hundredths - hundredths.round()).abs() > 1e-6
+        {
+            return Err(ApiError::bad_request(format!(
+                "the uptime target of {group_name} must be a percent above 0 and at most 100, \
+                 with at most two decimals"
+            )));
+        }
+        if targets.iter().any(|t| t.group_key == group_key) {
+            return Err(ApiError::bad_request(format!(
+                "the group {group_name} has two uptime targets"
+            )));
+        }
+        targets.push(UptimeTarget {
+            group_name,
+            group_key,
+            // In (0, 10000] by the check above.
+            basis_points: hundredths.round() as i64,
+        });
+    }
+    targets.sort_by(|a, b| a.group_key.cmp(&b.group_key));
+    Ok(targets)
+}
+
+fn percent_of(basis_points: i64) -> f64 {
+    basis_points as f64 / 100.0
 }
 
 /// A tenant without an SLA: UTC, Monday to Friday 09:00-17:00, no targets.
@@ -186,6 +236,7 @@ fn defaults(tenant_id: &str) -> SlaSettings {
         warning: SeverityTargets::default(),
         info: SeverityTargets::default(),
         patch_critical_days: None,
+        uptime: Vec::new(),
         updated_by: String::new(),
         updated_at: 0,
     }
@@ -250,6 +301,14 @@ fn settings_view(settings: &SlaSettings) -> Result<SlaSettingsView, ApiError> {
             .collect(),
         targets,
         patch_critical_days: to_u32(settings.patch_critical_days),
+        uptime_targets: settings
+            .uptime
+            .iter()
+            .map(|u| UptimeTargetView {
+                group: u.group_name.clone(),
+                percent: percent_of(u.basis_points),
+            })
+            .collect(),
     })
 }
 
@@ -338,6 +397,8 @@ fn report_view(
     (from, to): (i64, i64),
     attainment: Attainment,
     alerts_truncated: bool,
+    (groups, uptime_truncated): (Vec<GroupUptime>, bool),
+    patch_critical: SlaPatchView,
 ) -> SlaReport {
     let breaches_total = u32::try_from(attainment.breaches.len()).unwrap_or(u32::MAX);
     SlaReport {
@@ -395,11 +456,102 @@ fn report_view(
             .collect(),
         breaches_total,
         alerts_truncated,
-        patch_critical: SlaNotMeasuredView {
-            target_days: to_u32(settings.patch_critical_days),
+        patch_critical,
+        uptime: groups.into_iter().map(uptime_view).collect(),
+        uptime_truncated,
+    }
+}
+
+/// The patch SLA over `[from, now]`: compliance now and at each day's end,
+/// and the devices overdue now.
+async fn patch_view(
+    state: &AppState,
+    caller: &Caller,
+    tenant_id: &str,
+    settings: &SlaSettings,
+    from: i64,
+    now: i64,
+) -> Result<SlaPatchView, ApiError> {
+    let target_days = to_u32(settings.patch_critical_days);
+    let Some(days) = settings.patch_critical_days else {
+        return Ok(SlaPatchView {
+            target_days: None,
             measured: false,
-            note: PATCH_NOTE.to_owned(),
+            note: "no patch target set".to_owned(),
+            devices: 0,
+            compliant: 0,
+            compliance_percent: None,
+            overdue: Vec::new(),
+            days: Vec::new(),
+        });
+    };
+    let grace = days.saturating_mul(patching::DAY);
+    let (watched, spans) = state
+        .store
+        .patch_compliance_inputs(&caller.scope(), tenant_id, from, MAX_UPTIME_ROWS)
+        .await?;
+    let current = patching::compliance_at(&watched, &spans, grace, now);
+    let overdue = patching::overdue_devices(&watched, &spans, grace, now)
+        .into_iter()
+        .take(MAX_OVERDUE_LISTED)
+        .map(|d| SlaOverdueDeviceView {
+            device_id: d.device_id,
+            hostname: d.hostname,
+            pending_since: rfc3339(d.oldest),
+            overdue_updates: d.overdue_count,
+            packages: d.packages,
+        })
+        .collect();
+    let days_view = patching::daily(&watched, &spans, grace, from, now)
+        .into_iter()
+        .map(|(at, c)| SlaCompliancePointView {
+            at: rfc3339(at),
+            devices: c.measured,
+            compliant: c.compliant,
+            compliance_percent: c.percent(),
+        })
+        .collect();
+    Ok(SlaPatchView {
+        target_days,
+        measured: current.measured > 0,
+        note: if current.measured > 0 {
+            format!(
+                "devices with no security update pending more than {days} days, from the \
+                 agents' own simulated upgrades"
+            )
+        } else {
+            "no device has reported its pending updates yet".to_owned()
         },
+        devices: current.measured,
+        compliant: current.compliant,
+        compliance_percent: current.percent(),
+        overdue,
+        days: days_view,
+    })
+}
+
+fn minutes_of(ms: i64) -> u64 {
+    u64::try_from(ms / MINUTE).unwrap_or_default()
+}
+
+fn uptime_view(g: GroupUptime) -> SlaUptimeView {
+    SlaUptimeView {
+        target_percent: percent_of(g.basis_points),
+        devices: g.devices,
+        uptime_percent: g.percent(),
+        met: g.met(),
+        downtime_minutes: minutes_of(g.down_ms),
+        most_down: g
+            .most_down
+            .into_iter()
+            .map(|d| SlaDowntimeView {
+                device_id: d.device_id,
+                hostname: d.hostname,
+                downtime_minutes: minutes_of(d.down_ms),
+                outages: d.outages,
+            })
+            .collect(),
+        group: g.group_name,
     }
 }
 
@@ -432,6 +584,20 @@ pub async fn sla_report(
         )
         .await?;
     let truncated = alerts.len() >= MAX_REPORT_ALERTS as usize;
+    let (devices, outages) = state
+        .store
+        .sla_uptime_inputs(
+            &caller.scope(),
+            &tenant.id,
+            from,
+            now.saturating_add(1),
+            MAX_UPTIME_ROWS,
+        )
+        .await?;
+    let uptime_truncated =
+        devices.len() >= MAX_UPTIME_ROWS as usize || outages.len() >= MAX_UPTIME_ROWS as usize;
+    let groups = uptime::uptime(&settings.uptime, &devices, &outages, from, now);
+    let patch = patch_view(state, caller, &tenant.id, &settings, from, now).await?;
     // Pure and linear in alerts x days: off the async workers.
     let targets = settings.clone();
     let attainment = tokio::task::spawn_blocking(move || {
@@ -447,6 +613,8 @@ pub async fn sla_report(
         (from, now),
         attainment,
         truncated,
+        (groups, uptime_truncated),
+        patch,
     ))
 }
 
@@ -486,6 +654,16 @@ mod tests {
                 resolve_minutes: Some(240),
             }],
             patch_critical_days: Some(14),
+            uptime_targets: vec![
+                UptimeTargetView {
+                    group: "Branch Offices".to_owned(),
+                    percent: 99.5,
+                },
+                UptimeTargetView {
+                    group: "Servers".to_owned(),
+                    percent: 99.95,
+                },
+            ],
         }
     }
 
@@ -506,6 +684,9 @@ mod tests {
         let settings = check("t", &request(), "olivia", 0).expect("accepted");
         assert_eq!(settings.business_hours, "mon 09:00-17:00");
         assert_eq!(settings.critical.acknowledge_minutes, Some(30));
+        let bp: Vec<i64> = settings.uptime.iter().map(|u| u.basis_points).collect();
+        assert_eq!(bp, [9_950, 9_995]);
+        assert_eq!(settings.uptime[1].group_key, "servers");
         assert_eq!(settings_view(&settings).expect("view"), request());
         calendar_of(&settings).expect("calendar");
     }
@@ -532,6 +713,21 @@ mod tests {
             |r| r.targets[0].resolve_minutes = Some(MAX_TARGET_MINUTES + 1),
             |r| r.targets.push(r.targets[0].clone()),
             |r| r.patch_critical_days = Some(0),
+            |r| r.uptime_targets[0].percent = 0.0,
+            |r| r.uptime_targets[0].percent = 100.01,
+            |r| r.uptime_targets[0].percent = 99.999,
+            |r| r.uptime_targets[0].percent = f64::NAN,
+            |r| r.uptime_targets[0].group = " ".to_owned(),
+            |r| r.uptime_targets[0].group = "x".repeat(65),
+            |r| r.uptime_targets[1].group = "branch offices".to_owned(),
+            |r| {
+                r.uptime_targets = (0..=MAX_UPTIME_TARGETS)
+                    .map(|n| UptimeTargetView {
+                        group: format!("g{n}"),
+                        percent: 99.0,
+                    })
+                    .collect()
+            },
         ] {
             assert_eq!(refused(change), "400");
         }

@@ -89,6 +89,51 @@ fn chart(report: &SlaReport) -> Chart {
     chart
 }
 
+/// Patch compliance at each day's end: a day with no device measured is a
+/// mark on the axis, not 0 %.
+fn compliance_chart(report: &SlaReport) -> Option<Chart> {
+    let days = &report.patch_critical.days;
+    if !report.patch_critical.measured || days.is_empty() {
+        return None;
+    }
+    let groups = days
+        .iter()
+        .map(|d| {
+            let date = d.at.get(..10).unwrap_or(&d.at);
+            Group {
+                label: date.get(5..).unwrap_or(date).to_owned(),
+                bars: vec![match d.compliance_percent {
+                    Some(p) => (
+                        "sla-bar patch-compliance",
+                        Some(p.clamp(0.0, 100.0).round() as i64),
+                        format!(
+                            "{date}: {p:.0} % ({} of {} devices)",
+                            d.compliant, d.devices
+                        ),
+                    ),
+                    None => ("chart-gap", None, format!("{date}: no device measured")),
+                }],
+            }
+        })
+        .collect();
+    let mut chart = bar_chart(
+        "Patch compliance".to_owned(),
+        " %",
+        groups,
+        vec![
+            (
+                "sla-bar patch-compliance",
+                "devices with no security update overdue".to_owned(),
+            ),
+            ("chart-gap", "no device measured".to_owned()),
+        ],
+        100,
+        180,
+    );
+    chart.summary = format!("Daily patch compliance, {} days", days.len());
+    Some(chart)
+}
+
 /// Minutes as people read a target: `45 min`, `4 h`, `1 h 30 min`.
 fn minutes(m: Option<u64>) -> String {
     match m {
@@ -144,6 +189,44 @@ struct SeverityRow {
     resolve_counts: String,
 }
 
+struct UptimeRow {
+    group: String,
+    target: String,
+    uptime: String,
+    /// `met`, `breached` or `unmeasured`: the badge.
+    verdict: &'static str,
+    devices: u32,
+    downtime: String,
+    most_down: String,
+}
+
+fn uptime_rows(report: &SlaReport) -> Vec<UptimeRow> {
+    report
+        .uptime
+        .iter()
+        .map(|u| UptimeRow {
+            group: u.group.clone(),
+            target: format!("{:.2} %", u.target_percent),
+            uptime: u
+                .uptime_percent
+                .map_or("–".to_owned(), |p| format!("{p:.2} %")),
+            verdict: match u.met {
+                Some(true) => "met",
+                Some(false) => "breached",
+                None => "unmeasured",
+            },
+            devices: u.devices,
+            downtime: minutes(Some(u.downtime_minutes)),
+            most_down: u
+                .most_down
+                .iter()
+                .map(|d| format!("{} {}", d.hostname, minutes(Some(d.downtime_minutes))))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect()
+}
+
 struct BreachRow {
     b: SlaBreachView,
     taken: String,
@@ -163,6 +246,8 @@ struct SlaPage {
     chart: Chart,
     breaches: Vec<BreachRow>,
     patch: String,
+    uptime: Vec<UptimeRow>,
+    compliance_chart: Option<Chart>,
 }
 
 #[derive(Deserialize)]
@@ -219,12 +304,14 @@ async fn sla_page(
             b: b.clone(),
         })
         .collect();
-    let patch = match report.patch_critical.target_days {
-        Some(days) => format!(
-            "Critical security updates within {days} days: {}.",
-            report.patch_critical.note
+    let p = &report.patch_critical;
+    let patch = match (p.target_days, p.compliance_percent) {
+        (Some(days), Some(percent)) => format!(
+            "Security updates within {days} days: {percent:.1} % compliant ({} of {} devices; {}).",
+            p.compliant, p.devices, p.note
         ),
-        None => "No patch target set.".to_owned(),
+        (Some(days), None) => format!("Security updates within {days} days: {}.", p.note),
+        (None, _) => "No patch target set.".to_owned(),
     };
     render(SlaPage {
         user: UserBar::of(&caller),
@@ -235,6 +322,8 @@ async fn sla_page(
         rows,
         breaches,
         patch,
+        uptime: uptime_rows(&report),
+        compliance_chart: compliance_chart(&report),
         sla,
         report,
     })
