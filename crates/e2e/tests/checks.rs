@@ -29,10 +29,8 @@ mod browser;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use bulwark_api::alerts::AlertView;
 use bulwark_e2e::{
-    ExtraAgent, MailServer, OperatorSetup, UpOptions, decode_json, hooked, sql_text, wait_for,
-    webhook_receiver,
+    ExtraAgent, MailServer, OperatorSetup, UpOptions, hooked, sql_text, wait_for, webhook_receiver,
 };
 use sha2::{Digest, Sha256};
 

@@ -24,10 +24,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use bulwark_api::alerts::AlertView;
 use bulwark_api::checks::{CheckStateView, CheckView, DeviceChecksView};
-use bulwark_e2e::{ExtraAgent, OperatorSetup, UpOptions, decode_json, sql_text, wait_for};
+use bulwark_e2e::{ExtraAgent, OperatorSetup, UpOptions, sql_text, wait_for};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;

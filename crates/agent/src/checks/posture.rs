@@ -250,7 +250,7 @@ pub fn sshd_settings(
         password_authentication: yes("passwordauthentication", true),
         kbd_interactive_authentication: first("kbdinteractiveauthentication")
             .or(first("challengeresponseauthentication"))
-            .map_or(true, |v| v == "yes"),
+            .is_none_or(|v| v == "yes"),
         use_pam: yes("usepam", false),
         permit_root_login: first("permitrootlogin")
             .unwrap_or("prohibit-password")
@@ -426,15 +426,12 @@ fn root_encryption(root: &Path) -> Measurement {
 /// The `major:minor` of the filesystem mounted at `/` (the last mount
 /// there wins: it is the one on top).
 pub fn root_device(mountinfo: &str) -> Option<String> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(' ');
-            let device = fields.nth(2)?;
-            let mount_point = fields.nth(1)?;
-            (mount_point == "/" && device.contains(':')).then(|| device.to_owned())
-        })
-        .last()
+    mountinfo.lines().rev().find_map(|line| {
+        let mut fields = line.split(' ');
+        let device = fields.nth(2)?;
+        let mount_point = fields.nth(1)?;
+        (mount_point == "/" && device.contains(':')).then(|| device.to_owned())
+    })
 }
 
 /// The name of a dm-crypt device at or below the block device at `dev`.

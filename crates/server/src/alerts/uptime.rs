@@ -187,7 +187,7 @@ mod tests {
         );
         let g = &groups[0];
         assert_eq!((g.devices, g.measured_ms, g.down_ms), (2, 2 * DAY, H));
-        let percent = g.percent().unwrap();
+        let percent = g.percent().expect("measured");
         assert!((percent - 100.0 * 47.0 / 48.0).abs() < 1e-9, "{percent}");
         assert_eq!(g.met(), Some(false), "97.9 % misses 99 %");
         assert_eq!(g.most_down.len(), 1);
@@ -265,7 +265,7 @@ mod tests {
                 .count() as i64;
             prop_assert_eq!(g.down_ms, covered);
             prop_assert!(g.down_ms <= g.measured_ms);
-            let percent = g.percent().unwrap();
+            let percent = g.percent().expect("measured");
             prop_assert!((0.0..=100.0).contains(&percent));
             prop_assert_eq!(g.met(), Some(covered == 0));
         }

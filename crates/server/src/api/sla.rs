@@ -390,13 +390,11 @@ fn tally_view(tally: Tally) -> SlaTallyView {
 }
 
 fn report_view(
-    tenant: String,
-    configured: bool,
+    (tenant, configured): (String, bool),
     settings: &SlaSettings,
     days: u32,
     (from, to): (i64, i64),
-    attainment: Attainment,
-    alerts_truncated: bool,
+    (attainment, alerts_truncated): (Attainment, bool),
     (groups, uptime_truncated): (Vec<GroupUptime>, bool),
     patch_critical: SlaPatchView,
 ) -> SlaReport {
@@ -606,13 +604,11 @@ pub async fn sla_report(
     .await
     .map_err(ApiError::internal)?;
     Ok(report_view(
-        tenant.name,
-        configured,
+        (tenant.name, configured),
         &settings,
         days,
         (from, now),
-        attainment,
-        truncated,
+        (attainment, truncated),
         (groups, uptime_truncated),
         patch,
     ))
