@@ -40,8 +40,9 @@ async fn ceremonies_begun_on_one_node_finish_on_the_other_once() {
         .await
         .expect("PostgreSQL at 127.0.0.1:5432 (see TESTING.md)");
     let a = Server::start_node(Some(&url), None).await;
-    let b = Server::start_node(Some(&url), Some(&a)).await;
+    // The owner first: each start issues a new setup code while none exists.
     let (_totp, owner) = a.owner().await;
+    let b = Server::start_node(Some(&url), Some(&a)).await;
 
     // 1. Registration: options from A, the answer to B.
     let mut key = SoftPasskey::new(&a.origin);
