@@ -13,6 +13,7 @@ pub mod chart;
 pub mod config;
 pub mod console;
 pub mod datadir;
+pub mod duties;
 pub mod gateway;
 pub mod metrics_history;
 pub mod open_files;

@@ -43,6 +43,8 @@ struct Remote {
     connection: u64,
     protocol_version: u16,
     tenant_id: String,
+    /// The tenant's name, for the live view when the node dies.
+    tenant: String,
 }
 
 #[derive(Clone)]
@@ -56,7 +58,8 @@ struct Inner {
     next_connection: u64,
     online: HashMap<String, Entry>,
     /// Devices connected to other nodes. A node that dies sends no offline
-    /// notices: its devices stay here until they reconnect somewhere.
+    /// notices: its devices stay here until they reconnect somewhere or
+    /// its heartbeat expires ([`Presence::forget_node`]).
     remote: HashMap<String, Remote>,
 }
 
@@ -263,6 +266,7 @@ impl Presence {
                         connection,
                         protocol_version,
                         tenant_id,
+                        tenant: tenant.clone(),
                     },
                 );
                 true
@@ -285,6 +289,57 @@ impl Presence {
                 last_seen_at,
             });
         }
+    }
+
+    /// This node's name on the bus (and in its heartbeat row).
+    pub fn node(&self) -> &str {
+        self.bus.node()
+    }
+
+    /// Tells every other node again which devices this node holds (after
+    /// they took it for dead).
+    pub fn republish(&self) {
+        let answer = self.announcements();
+        let bus = self.bus.clone();
+        tokio::spawn(async move {
+            for notice in answer {
+                bus.publish_patiently(notice).await;
+            }
+        });
+    }
+
+    /// Forgets the devices `node` held: its heartbeat expired, so it sends
+    /// no offline notices of its own. A device that already reconnected
+    /// elsewhere is held by that node and stays. Returns how many went
+    /// offline; each is shown so in the live view.
+    pub fn forget_node(&self, node: &str) -> usize {
+        let gone: Vec<(String, String)> = {
+            let mut inner = self.lock();
+            let ids: Vec<String> = inner
+                .remote
+                .iter()
+                .filter(|(_, r)| r.node == node)
+                .map(|(id, _)| id.clone())
+                .collect();
+            let mut gone = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(r) = inner.remote.remove(&id)
+                    && !inner.online.contains_key(&id)
+                {
+                    gone.push((id, r.tenant));
+                }
+            }
+            gone
+        };
+        for (device_id, tenant) in &gone {
+            let _ = self.events.send(PresenceEvent {
+                device_id: device_id.clone(),
+                tenant: tenant.clone(),
+                online: false,
+                last_seen_at: String::new(),
+            });
+        }
+        gone.len()
     }
 
     /// Connected to this node or, as far as the bus said, to another.
@@ -446,6 +501,41 @@ mod tests {
                 last_seen_at,
             );
         }
+    }
+
+    #[test]
+    fn a_dead_nodes_devices_go_offline_unless_they_moved() {
+        let p = Presence::new(Bus::in_process());
+        let mut events = p.subscribe();
+        apply(&p, remote("b", 1, true));
+        let mut moved = remote("b", 2, true);
+        if let Notice::Presence { device_id, .. } = &mut moved {
+            *device_id = "d2".into();
+        }
+        apply(&p, moved);
+        // d2 reconnected through node c before b's heartbeat expired.
+        let mut elsewhere = remote("c", 7, true);
+        if let Notice::Presence { device_id, .. } = &mut elsewhere {
+            *device_id = "d2".into();
+        }
+        apply(&p, elsewhere);
+        while events.try_recv().is_ok() {}
+        assert_eq!(p.forget_node("b"), 1);
+        assert!(!p.is_online("d1"));
+        assert!(p.is_online("d2"), "held by node c now");
+        let shown = events.try_recv().expect("an offline event");
+        assert_eq!(
+            (
+                shown.device_id.as_str(),
+                shown.tenant.as_str(),
+                shown.online
+            ),
+            ("d1", "demo", false)
+        );
+        // Forgetting again, or a node with nothing, changes nothing.
+        assert_eq!(p.forget_node("b"), 0);
+        assert_eq!(p.forget_node("zz"), 0);
+        assert_eq!(p.online_in_tenant("t1"), 1);
     }
 
     #[test]

@@ -174,7 +174,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             session_policy: Default::default(),
             rp_id: crate::auth::passkey::rp_id_for(config.mode, &config.public_hostnames),
             passkeys: crate::auth::ceremonies::Ceremonies::with_decoy_key(decoy_key),
-            device_flows: Default::default(),
         },
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -214,51 +213,66 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         presence.clone(),
         shutdown_rx.clone(),
     ));
-    tasks.spawn(expire_jobs(store.clone(), shutdown_rx.clone()));
-    tasks.spawn(crate::transparency_log::checkpoints::sign_grown_logs(
-        log.clone(),
-        store.clone(),
-        shutdown_rx.clone(),
-    ));
-    tasks.spawn(crate::transparency_log::witnessing::witness_logs(
-        log.clone(),
-        witnesses,
-        store.clone(),
-        shutdown_rx.clone(),
-    ));
-    tasks.spawn(crate::transparency_log::retention::archive_old_entries(
-        log.clone(),
-        store.clone(),
-        config.data_dir.clone(),
-        config.retention_days,
-        config
-            .siem
-            .iter()
-            .map(|sink| sink.name().to_owned())
-            .collect(),
-        shutdown_rx.clone(),
-    ));
-    crate::transparency_log::siem::spawn(&store, &config.siem, &shutdown_rx, &mut tasks)?;
-    tasks.spawn(crate::alerts::notify::run(
-        notifier.clone(),
-        shutdown_rx.clone(),
-    ));
-    tasks.spawn(crate::alerts::watch_offline(
+    // Every node heartbeats; each fleet-wide duty runs on one node at a
+    // time (RFD 0018; with SQLite, at once on the only node).
+    tasks.spawn(crate::duties::heartbeat(
         store.clone(),
         presence.clone(),
-        config.offline_after(),
-        notifier.clone(),
         shutdown_rx.clone(),
     ));
-    tasks.spawn(crate::metrics_history::compact(
-        store.clone(),
-        shutdown_rx.clone(),
-    ));
-    tasks.spawn(crate::alerts::raise_alerts(
-        store.clone(),
-        notifier,
-        shutdown_rx.clone(),
-    ));
+    let duties = crate::duties::Duties::new(store.clone(), bus.node(), shutdown_rx.clone());
+    let s = store.clone();
+    duties.spawn(&mut tasks, "expiry", move |stop, _| {
+        expire_jobs(s.clone(), stop)
+    });
+    let (s, l) = (store.clone(), log.clone());
+    duties.spawn(&mut tasks, "checkpoints", move |stop, _| {
+        crate::transparency_log::checkpoints::sign_grown_logs(l.clone(), s.clone(), stop)
+    });
+    let (s, l) = (store.clone(), log.clone());
+    duties.spawn(&mut tasks, "witnessing", move |stop, _| {
+        crate::transparency_log::witnessing::witness_logs(
+            l.clone(),
+            witnesses.clone(),
+            s.clone(),
+            stop,
+        )
+    });
+    let (s, l) = (store.clone(), log.clone());
+    let (data_dir, retention_days) = (config.data_dir.clone(), config.retention_days);
+    let sinks: Vec<String> = config
+        .siem
+        .iter()
+        .map(|sink| sink.name().to_owned())
+        .collect();
+    duties.spawn(&mut tasks, "archiving", move |stop, _| {
+        crate::transparency_log::retention::archive_old_entries(
+            l.clone(),
+            s.clone(),
+            data_dir.clone(),
+            retention_days,
+            sinks.clone(),
+            stop,
+        )
+    });
+    crate::transparency_log::siem::spawn(&store, &config.siem, &duties, &mut tasks)?;
+    let n = notifier.clone();
+    duties.spawn(&mut tasks, "alert-mail", move |stop, fence| {
+        crate::alerts::notify::run(n.clone(), fence, stop)
+    });
+    let (s, p, n) = (store.clone(), presence.clone(), notifier.clone());
+    let offline_after = config.offline_after();
+    duties.spawn(&mut tasks, "offline-watch", move |stop, _| {
+        crate::alerts::watch_offline(s.clone(), p.clone(), offline_after, n.clone(), stop)
+    });
+    let s = store.clone();
+    duties.spawn(&mut tasks, "metrics-compaction", move |stop, _| {
+        crate::metrics_history::compact(s.clone(), stop)
+    });
+    let (s, n) = (store.clone(), notifier);
+    duties.spawn(&mut tasks, "alert-raising", move |stop, _| {
+        crate::alerts::raise_alerts(s.clone(), n.clone(), stop)
+    });
 
     let https = (config.mode == ServeMode::Https).then_some(acceptor);
     tasks.spawn(serve_http(http_listener, https, app(state), shutdown_rx));
@@ -365,7 +379,8 @@ async fn serve_http(
 }
 
 /// Marks jobs past their validity as expired, once a minute. Agents refuse
-/// an expired job anyway; this keeps what people see true.
+/// an expired job anyway; this keeps what people see true. Also drops
+/// expired passkey ceremonies and device sign-ins (RFD 0018).
 async fn expire_jobs(store: Store, mut shutdown: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -377,6 +392,11 @@ async fn expire_jobs(store: Store, mut shutdown: watch::Receiver<bool>) {
                 }
                 if let Err(error) = store.expire_trust_proposals(crate::now_millis()).await {
                     tracing::warn!(%error, "Cannot expire trust proposals.");
+                }
+                let now = crate::now_millis();
+                let forget = now - crate::auth::cli_sign_in::KEEP_EXPIRED_MS;
+                if let Err(error) = store.sweep_sign_in_state(now, forget).await {
+                    tracing::warn!(%error, "Cannot sweep expired sign-in ceremonies.");
                 }
             }
             _ = shutdown.changed() => break,

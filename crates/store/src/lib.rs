@@ -24,8 +24,10 @@ mod alerts;
 mod api_tokens;
 mod audit;
 mod audit_action;
+mod ceremonies;
 mod device_checks;
 mod device_labels;
+mod device_sign_ins;
 mod device_vulns;
 mod devices;
 mod error;
@@ -34,6 +36,7 @@ mod invitations;
 mod job_delivery;
 mod job_live;
 mod jobs;
+mod leases;
 mod metrics;
 pub mod metrics_plan;
 mod operators;
@@ -73,8 +76,10 @@ pub use alerts::{
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
 pub use audit_action::AuditAction;
+pub use ceremonies::{CeremonyBudgets, CeremonyOwner, NewCeremony, TakenCeremony};
 pub use device_checks::{CheckTransition, DeviceCheck, MAX_CHECKS_PER_DEVICE};
 pub use device_labels::{DeviceLabels, LabelFilter, MAX_TAGS_PER_DEVICE};
+pub use device_sign_ins::{DeviceAnswer, DeviceSignIn, DeviceStartRefused};
 pub use device_vulns::{DeviceVulnerabilities, MAX_CANDIDATE_ROWS, TenantVulnerabilities};
 pub use devices::{Device, DeviceKey, NewDevice};
 pub use error::StoreError;
@@ -87,6 +92,7 @@ pub use job_live::{Appended, Cancelled, OutputChunk};
 pub use jobs::{
     Decision, Job, JobApproval, JobState, JobTarget, NewJob, TargetCounts, TargetState,
 };
+pub use leases::{Lease, NodeBeat};
 pub use metrics::{Compaction, MAX_SERIES_ROWS, MetricSeries, TenantCounts, TenantPoint};
 pub use operators::{NewOperator, Operator};
 pub use packages::MAX_PACKAGES_PER_DEVICE;

@@ -202,8 +202,11 @@ impl Notifier {
         Ok(())
     }
 
-    /// Sends what is due now; returns how many were looked at.
-    pub async fn pass(&self) -> anyhow::Result<usize> {
+    /// Sends what is due now; returns how many were looked at. Under a
+    /// lease (`fence`), each is sent only while this node still holds the
+    /// alert mail duty: a node that lost it (paused, cut off) stops
+    /// before sending what the new holder will send.
+    pub async fn pass(&self, fence: Option<&crate::duties::Fence>) -> anyhow::Result<usize> {
         let now = crate::now_millis();
         let escalated = self.store.escalate_due(now).await?;
         if escalated > 0 {
@@ -214,6 +217,15 @@ impl Notifier {
         }
         let due = self.store.due_notifications(now, BATCH).await?;
         for n in &due {
+            if let Some(fence) = fence
+                && !fence.holds().await
+            {
+                warn!(
+                    fencing = fence.token(),
+                    "This node no longer holds the alert mail duty; not sending."
+                );
+                return Ok(0);
+            }
             match self.send(n).await {
                 Ok(()) => {
                     info!(alert = %n.alert.id, channel = %n.channel.id, kind = n.channel.kind.as_str(), "Alert notification sent.");
@@ -244,9 +256,13 @@ impl Notifier {
 }
 
 /// The notifier's task: a pass whenever nudged or every [`POLL`].
-pub async fn run(notifier: Arc<Notifier>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    notifier: Arc<Notifier>,
+    fence: Option<crate::duties::Fence>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
-        let more = match notifier.pass().await {
+        let more = match notifier.pass(fence.as_ref()).await {
             Ok(n) => n == BATCH as usize,
             Err(error) => {
                 warn!(error = %format!("{error:#}"), "The alert notifier could not read its outbox.");

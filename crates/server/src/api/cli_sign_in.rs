@@ -38,7 +38,7 @@ pub async fn device_authorization(
 ) -> Result<Response, ApiError> {
     let _ = req.client_id;
     let client = client_info(Some(peer), &headers);
-    let started = device::start(&state.auth, &client)?;
+    let started = device::start(&state.auth, &client).await?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(DeviceAuthorization {

@@ -27,14 +27,15 @@
 //! [`WRONG_CODE_WINDOW_MS`], then every lookup is refused (429) until the
 //! window ends. A malformed code is refused before any lookup.
 //!
-//! Like passkey ceremonies, requests live in server memory: a restart ends
-//! the sign-ins in flight (the CLI says so and the operator starts again).
+//! Like passkey ceremonies, requests live in the database (RFD 0018,
+//! migration 0035): the CLI may poll one node while the console approves
+//! on another, and a restart does not end the sign-ins in flight. The
+//! wrong-code counts are sign-in throttle rows (`device-code:<operator>`).
 
 use bulwark_api::error::ErrorCode;
 use bulwark_api::passkeys::AssertionCeremony;
 use bulwark_store::AuditAction;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use bulwark_store::{DeviceAnswer, DeviceSignIn, StoreError, ThrottleCounter};
 
 use axum::http::StatusCode;
 use bulwark_store::{NewAuditEvent, NewSession, SessionKind};
@@ -65,109 +66,79 @@ pub const VERIFICATION_PATH: &str = "/device";
 /// RFC 8628 §6.1: consonants only, so no word (and no 0/O, 1/I) appears.
 const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Expired requests are kept this long to answer `expired_token`.
-const KEEP_EXPIRED_MS: i64 = 10 * 60 * 1000;
+pub const KEEP_EXPIRED_MS: i64 = 10 * 60 * 1000;
 
-#[derive(Debug, Clone)]
-enum Answer {
-    Pending,
-    Approved {
-        operator_id: String,
-        passkey_id: String,
-        approved_at: i64,
-    },
-    Denied,
+/// What one poll does (RFC 8628 §3.5), decided from the stored request
+/// and the time alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Answer this, change nothing.
+    Answer(PollError),
+    /// Still pending: record this poll (and the interval, grown after a
+    /// poll too soon), then answer.
+    Record { interval_ms: i64, answer: PollError },
+    /// Answered in the console: take the request out (once) and hand out
+    /// what it holds.
+    Take,
 }
 
-struct Flow {
-    user_code: String,
-    client: ClientInfo,
-    created_at: i64,
-    expires_at: i64,
-    interval_ms: i64,
-    last_poll_at: Option<i64>,
-    answer: Answer,
-}
-
-#[derive(Default)]
-struct Flows {
-    by_device: HashMap<[u8; 32], Flow>,
-    by_user_code: HashMap<String, [u8; 32]>,
-    /// Operator id -> (wrong codes, window start).
-    wrong: HashMap<String, (u32, i64)>,
-}
-
-impl Flows {
-    fn prune(&mut self, now: i64) {
-        self.by_device
-            .retain(|_, f| now < f.expires_at + KEEP_EXPIRED_MS);
-        let live = &self.by_device;
-        self.by_user_code.retain(|_, hash| live.contains_key(hash));
-        self.wrong
-            .retain(|_, (_, since)| now < *since + WRONG_CODE_WINDOW_MS);
+fn step(flow: &DeviceSignIn, now: i64) -> Step {
+    if now >= flow.expires_at {
+        return Step::Answer(PollError::ExpiredToken);
     }
-
-    /// One poll at `now` (RFC 8628 §3.5): an error, or the approval, taken
-    /// out (the code works once): (operator id, passkey id, approval time,
-    /// the CLI's address and user agent).
-    fn poll(
-        &mut self,
-        hash: &[u8; 32],
-        now: i64,
-    ) -> Result<(String, String, i64, ClientInfo), PollError> {
-        let Some(flow) = self.by_device.get_mut(hash) else {
-            return Err(PollError::InvalidGrant);
-        };
-        if now >= flow.expires_at {
-            return Err(PollError::ExpiredToken);
-        }
-        match flow.answer.clone() {
-            Answer::Pending => {
-                let early = flow
-                    .last_poll_at
-                    .is_some_and(|at| now - at < flow.interval_ms);
-                flow.last_poll_at = Some(now);
-                if early {
-                    flow.interval_ms += 5_000;
-                    Err(PollError::SlowDown)
-                } else {
-                    Err(PollError::AuthorizationPending)
+    match flow.answer {
+        DeviceAnswer::Pending => {
+            let early = flow
+                .last_poll_at
+                .is_some_and(|at| now - at < flow.interval_ms);
+            if early {
+                Step::Record {
+                    interval_ms: flow.interval_ms.saturating_add(5_000),
+                    answer: PollError::SlowDown,
+                }
+            } else {
+                Step::Record {
+                    interval_ms: flow.interval_ms,
+                    answer: PollError::AuthorizationPending,
                 }
             }
-            Answer::Denied => {
-                self.remove(hash);
-                Err(PollError::AccessDenied)
-            }
-            Answer::Approved {
-                operator_id,
-                passkey_id,
-                approved_at,
-            } => {
-                let client = self.remove(hash).map(|f| f.client).unwrap_or_default();
-                Ok((operator_id, passkey_id, approved_at, client))
-            }
         }
-    }
-
-    fn remove(&mut self, hash: &[u8; 32]) -> Option<Flow> {
-        let flow = self.by_device.remove(hash)?;
-        self.by_user_code.remove(&flow.user_code);
-        Some(flow)
+        DeviceAnswer::Approved { .. } | DeviceAnswer::Denied => Step::Take,
     }
 }
 
-/// Device sign-ins waiting for approval or for their CLI, in memory.
-#[derive(Default)]
-pub struct DeviceFlows {
-    flows: Mutex<Flows>,
+/// The throttle key counting `operator_id`'s wrong user codes.
+fn wrong_codes_key(operator_id: &str) -> String {
+    format!("device-code:{operator_id}")
 }
 
-impl DeviceFlows {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Flows> {
-        // A poisoned lock only means another request panicked mid-update.
-        self.flows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+/// `operator_id`'s wrong codes in the current window, after adding one if
+/// `wrong`. Kept with the sign-in throttles, so every node counts the same.
+async fn wrong_codes(
+    state: &Auth,
+    operator_id: &str,
+    wrong: bool,
+    now: i64,
+) -> Result<u32, ApiError> {
+    let key = wrong_codes_key(operator_id);
+    let count = state
+        .store
+        .update_throttle(&[&key], |before| {
+            let mut counter = before[0];
+            if now >= counter.window_start.saturating_add(WRONG_CODE_WINDOW_MS) {
+                counter = ThrottleCounter::default();
+            }
+            if wrong {
+                if counter.failures == 0 {
+                    counter.window_start = now;
+                }
+                counter.failures += 1;
+                counter.last_failure_at = now;
+            }
+            (vec![counter], counter.failures)
+        })
+        .await?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
 /// What `POST /api/v1/auth/device` answers.
@@ -280,21 +251,42 @@ fn too_many_wrong_codes() -> ApiError {
 }
 
 /// Starts a device sign-in for the CLI at `client`.
-pub fn start(state: &Auth, client: &ClientInfo) -> Result<Started, ApiError> {
+pub async fn start(state: &Auth, client: &ClientInfo) -> Result<Started, ApiError> {
     let now = now_millis();
     let (device_code, hash) = session::new_token();
-    let mut flows = state.device_flows.lock();
-    flows.prune(now);
-    let live = |f: &&Flow| now < f.expires_at;
-    if flows.by_device.values().filter(live).count() >= MAX_PENDING
-        || flows
-            .by_device
-            .values()
-            .filter(live)
-            .filter(|f| f.client.ip == client.ip)
-            .count()
-            >= MAX_PENDING_PER_ADDRESS
-    {
+    let mut request = DeviceSignIn {
+        device_hash: hash,
+        user_code: new_user_code(),
+        ip: client.ip.chars().take(64).collect(),
+        user_agent: client.user_agent.chars().take(256).collect(),
+        created_at: now,
+        expires_at: now + DEVICE_CODE_TTL_MS,
+        interval_ms: i64::try_from(POLL_INTERVAL_SECS * 1000).unwrap_or(5_000),
+        last_poll_at: None,
+        answer: DeviceAnswer::Pending,
+    };
+    // A user code already waiting: draw another (20^8 codes; a few tries
+    // at most even with the table full).
+    let mut tries = 0;
+    let kept = loop {
+        match state
+            .store
+            .start_device_sign_in(
+                &request,
+                now - KEEP_EXPIRED_MS,
+                MAX_PENDING_PER_ADDRESS as i64,
+                MAX_PENDING as i64,
+            )
+            .await
+        {
+            Err(StoreError::Conflict(_)) if tries < 8 => {
+                tries += 1;
+                request.user_code = new_user_code();
+            }
+            other => break other?,
+        }
+    };
+    if kept.is_err() {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::TooManyRequests,
@@ -302,31 +294,9 @@ pub fn start(state: &Auth, client: &ClientInfo) -> Result<Started, ApiError> {
              expire (10 minutes) first",
         ));
     }
-    let user_code = loop {
-        let code = new_user_code();
-        if !flows.by_user_code.contains_key(&code) {
-            break code;
-        }
-    };
-    flows.by_user_code.insert(user_code.clone(), hash);
-    flows.by_device.insert(
-        hash,
-        Flow {
-            user_code: user_code.clone(),
-            client: ClientInfo {
-                ip: client.ip.chars().take(64).collect(),
-                user_agent: client.user_agent.chars().take(256).collect(),
-            },
-            created_at: now,
-            expires_at: now + DEVICE_CODE_TTL_MS,
-            interval_ms: i64::try_from(POLL_INTERVAL_SECS * 1000).unwrap_or(5_000),
-            last_poll_at: None,
-            answer: Answer::Pending,
-        },
-    );
     Ok(Started {
         device_code,
-        user_code,
+        user_code: request.user_code,
         expires_in: u64::try_from(DEVICE_CODE_TTL_MS / 1000).unwrap_or(600),
         interval: POLL_INTERVAL_SECS,
     })
@@ -334,37 +304,30 @@ pub fn start(state: &Auth, client: &ClientInfo) -> Result<Started, ApiError> {
 
 /// The pending request `typed` names, for `caller` to see before approving.
 /// Counts wrong codes against the caller ([`MAX_WRONG_CODES`]).
-pub fn lookup(state: &Auth, caller: &Caller, typed: &str) -> Result<DeviceRequest, ApiError> {
+pub async fn lookup(state: &Auth, caller: &Caller, typed: &str) -> Result<DeviceRequest, ApiError> {
     caller.require(Action::ApproveDevice)?;
     let user_code = normalize_user_code(typed).ok_or_else(malformed_code)?;
     let now = now_millis();
-    let mut flows = state.device_flows.lock();
-    flows.prune(now);
     let operator = caller.operator.id.clone();
-    if flows
-        .wrong
-        .get(&operator)
-        .is_some_and(|(count, _)| *count >= MAX_WRONG_CODES)
-    {
+    if wrong_codes(state, &operator, false, now).await? >= MAX_WRONG_CODES {
         return Err(too_many_wrong_codes());
     }
-    let found = flows
-        .by_user_code
-        .get(&user_code)
-        .and_then(|hash| flows.by_device.get(hash))
-        .filter(|f| now < f.expires_at && matches!(f.answer, Answer::Pending))
+    let found = state
+        .store
+        .device_sign_in_by_code(&user_code)
+        .await?
+        .filter(|f| now < f.expires_at && f.answer == DeviceAnswer::Pending)
         .map(|f| DeviceRequest {
-            user_code: f.user_code.clone(),
-            ip: f.client.ip.clone(),
-            user_agent: f.client.user_agent.clone(),
+            user_code: f.user_code,
+            ip: f.ip,
+            user_agent: f.user_agent,
             created_at: f.created_at,
             expires_at: f.expires_at,
         });
     match found {
         Some(request) => Ok(request),
         None => {
-            let entry = flows.wrong.entry(operator).or_insert((0, now));
-            entry.0 += 1;
+            wrong_codes(state, &operator, true, now).await?;
             Err(unknown_code())
         }
     }
@@ -376,7 +339,7 @@ pub async fn approval_options(
     caller: &Caller,
     typed: &str,
 ) -> Result<AssertionCeremony, ApiError> {
-    let request = lookup(state, caller, typed)?;
+    let request = lookup(state, caller, typed).await?;
     passkey::device_approval_options(state, caller, &request.user_code).await
 }
 
@@ -403,7 +366,7 @@ pub async fn approve(
     typed: &str,
     assertion: &Assertion,
 ) -> Result<DeviceRequest, ApiError> {
-    let request = lookup(state, caller, typed)?;
+    let request = lookup(state, caller, typed).await?;
     let used = match passkey::verify_device_approval(state, caller, &request.user_code, assertion)
         .await?
     {
@@ -424,20 +387,17 @@ pub async fn approve(
         }
     };
     let now = now_millis();
+    let approved = DeviceAnswer::Approved {
+        operator_id: caller.operator.id.clone(),
+        passkey_id: used.id.clone(),
+        approved_at: now,
+    };
+    if !state
+        .store
+        .answer_device_sign_in(&request.user_code, &approved, now)
+        .await?
     {
-        let mut flows = state.device_flows.lock();
-        let hash = flows.by_user_code.get(&request.user_code).copied();
-        let flow = hash.and_then(|h| flows.by_device.get_mut(&h));
-        match flow {
-            Some(flow) if now < flow.expires_at && matches!(flow.answer, Answer::Pending) => {
-                flow.answer = Answer::Approved {
-                    operator_id: caller.operator.id.clone(),
-                    passkey_id: used.id.clone(),
-                    approved_at: now,
-                };
-            }
-            _ => return Err(unknown_code()),
-        }
+        return Err(unknown_code());
     }
     audit(
         state,
@@ -455,14 +415,13 @@ pub async fn approve(
 /// Denies the pending sign-in `typed`: its next poll is `access_denied`.
 /// Audited as `session.device_denied`.
 pub async fn deny(state: &Auth, caller: &Caller, typed: &str) -> Result<(), ApiError> {
-    let request = lookup(state, caller, typed)?;
+    let request = lookup(state, caller, typed).await?;
+    if !state
+        .store
+        .answer_device_sign_in(&request.user_code, &DeviceAnswer::Denied, now_millis())
+        .await?
     {
-        let mut flows = state.device_flows.lock();
-        let hash = flows.by_user_code.get(&request.user_code).copied();
-        match hash.and_then(|h| flows.by_device.get_mut(&h)) {
-            Some(flow) if matches!(flow.answer, Answer::Pending) => flow.answer = Answer::Denied,
-            _ => return Err(unknown_code()),
-        }
+        return Err(unknown_code());
     }
     audit(
         state,
@@ -488,14 +447,40 @@ pub async fn poll(
     }
     let hash = session::hash_token(device_code);
     let now = now_millis();
-    let approved = {
-        let mut flows = state.device_flows.lock();
-        flows.prune(now);
-        flows.poll(&hash, now)
+    let Some(flow) = state.store.device_sign_in(&hash).await? else {
+        return Ok(Err(PollError::InvalidGrant));
     };
-    let (operator_id, passkey_id, approved_at, client) = match approved {
-        Ok(approved) => approved,
-        Err(e) => return Ok(Err(e)),
+    match step(&flow, now) {
+        Step::Answer(answer) => return Ok(Err(answer)),
+        Step::Record {
+            interval_ms,
+            answer,
+        } => {
+            state
+                .store
+                .record_device_poll(&hash, now, interval_ms)
+                .await?;
+            return Ok(Err(answer));
+        }
+        Step::Take => {}
+    }
+    // One statement takes it out: of two polls at once (on any nodes),
+    // one gets the session.
+    let Some(taken) = state.store.take_device_sign_in(&flow).await? else {
+        return Ok(Err(PollError::InvalidGrant));
+    };
+    let (operator_id, passkey_id, approved_at) = match taken.answer {
+        DeviceAnswer::Approved {
+            operator_id,
+            passkey_id,
+            approved_at,
+        } => (operator_id, passkey_id, approved_at),
+        DeviceAnswer::Denied => return Ok(Err(PollError::AccessDenied)),
+        DeviceAnswer::Pending => return Ok(Err(PollError::InvalidGrant)),
+    };
+    let client = ClientInfo {
+        ip: taken.ip,
+        user_agent: taken.user_agent,
     };
     let Some(operator) = state.store.operator_by_id(&operator_id).await? else {
         return Ok(Err(PollError::AccessDenied));
@@ -563,79 +548,57 @@ mod tests {
         assert_eq!(normalize_user_code(&"B".repeat(40)), None);
     }
 
-    fn flow(now: i64) -> Flow {
-        Flow {
+    fn flow(now: i64, answer: DeviceAnswer) -> DeviceSignIn {
+        DeviceSignIn {
+            device_hash: [7; 32],
             user_code: "BCDF-GHJK".to_owned(),
-            client: ClientInfo::default(),
+            ip: String::new(),
+            user_agent: String::new(),
             created_at: now,
             expires_at: now + DEVICE_CODE_TTL_MS,
             interval_ms: 5_000,
             last_poll_at: None,
-            answer: Answer::Pending,
+            answer,
         }
     }
 
     #[test]
     fn polls_follow_rfc_8628() {
         let now = 1_000_000;
-        let mut flows = Flows::default();
-        let hash = [7; 32];
-        flows.by_device.insert(hash, flow(now));
-        flows.by_user_code.insert("BCDF-GHJK".to_owned(), hash);
-        assert_eq!(
-            flows.poll(&hash, now).err(),
-            Some(PollError::AuthorizationPending)
-        );
-        assert_eq!(
-            flows.poll(&hash, now + 1_000).err(),
-            Some(PollError::SlowDown)
-        );
+        let mut f = flow(now, DeviceAnswer::Pending);
+        let pending = |interval_ms| Step::Record {
+            interval_ms,
+            answer: PollError::AuthorizationPending,
+        };
+        let slow = |interval_ms| Step::Record {
+            interval_ms,
+            answer: PollError::SlowDown,
+        };
+        assert_eq!(step(&f, now), pending(5_000));
+        f.last_poll_at = Some(now);
+        assert_eq!(step(&f, now + 1_000), slow(10_000));
         // The interval grew by 5 s: 9 s after the last poll is still early.
+        f.interval_ms = 10_000;
+        f.last_poll_at = Some(now + 1_000);
+        assert_eq!(step(&f, now + 10_000), slow(15_000));
+        f.interval_ms = 15_000;
+        f.last_poll_at = Some(now + 10_000);
+        assert_eq!(step(&f, now + 30_000), pending(15_000));
+        // Expired: `expired_token`, whatever the answer.
         assert_eq!(
-            flows.poll(&hash, now + 10_000).err(),
-            Some(PollError::SlowDown)
+            step(&f, now + DEVICE_CODE_TTL_MS),
+            Step::Answer(PollError::ExpiredToken)
         );
-        assert_eq!(
-            flows.poll(&hash, now + 30_000).err(),
-            Some(PollError::AuthorizationPending)
-        );
-        // Expired: `expired_token` (kept a while to say so), then gone.
-        assert_eq!(
-            flows.poll(&hash, now + DEVICE_CODE_TTL_MS).err(),
-            Some(PollError::ExpiredToken)
-        );
-        flows.prune(now + DEVICE_CODE_TTL_MS + KEEP_EXPIRED_MS);
-        assert_eq!(
-            flows
-                .poll(&hash, now + DEVICE_CODE_TTL_MS + KEEP_EXPIRED_MS)
-                .err(),
-            Some(PollError::InvalidGrant)
-        );
-        assert!(flows.by_user_code.is_empty());
-
-        // Approved: the session once, then `invalid_grant`.
-        let mut approved = flow(now);
-        approved.answer = Answer::Approved {
+        let approved = DeviceAnswer::Approved {
             operator_id: "op".to_owned(),
             passkey_id: "pk".to_owned(),
             approved_at: now + 5,
         };
-        flows.by_device.insert(hash, approved);
-        let (operator, passkey, at, _) = flows.poll(&hash, now + 10).expect("approved");
+        assert_eq!(step(&flow(now, approved.clone()), now + 10), Step::Take);
         assert_eq!(
-            (operator.as_str(), passkey.as_str(), at),
-            ("op", "pk", now + 5)
+            step(&flow(now, approved), now + DEVICE_CODE_TTL_MS),
+            Step::Answer(PollError::ExpiredToken)
         );
-        assert_eq!(
-            flows.poll(&hash, now + 20).err(),
-            Some(PollError::InvalidGrant)
-        );
-
-        // Denied: `access_denied` once, then `invalid_grant`.
-        let mut denied = flow(now);
-        denied.answer = Answer::Denied;
-        flows.by_device.insert(hash, denied);
-        assert_eq!(flows.poll(&hash, now).err(), Some(PollError::AccessDenied));
-        assert_eq!(flows.poll(&hash, now).err(), Some(PollError::InvalidGrant));
+        assert_eq!(step(&flow(now, DeviceAnswer::Denied), now), Step::Take);
     }
 }

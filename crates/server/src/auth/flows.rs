@@ -115,7 +115,7 @@ pub async fn login_with(
     // A passkey's challenge is taken out first: one answer, one try.
     let challenge = match &factor {
         SecondFactor::Passkey(assertion) => {
-            passkey::take_login_challenge(state, &assertion.ceremony, username)
+            passkey::take_login_challenge(state, &assertion.ceremony, username).await?
         }
         SecondFactor::Code(_) => None,
     };

@@ -30,8 +30,7 @@ pub struct Auth {
     /// The WebAuthn relying party id (the console's host); `None`: no
     /// passkeys (see [`passkey::rp_id_for`]).
     pub rp_id: Option<String>,
-    /// Passkey challenges waiting for their answer.
+    /// The login decoy key (passkey ceremonies and `bulwark login
+    /// --device` sign-ins in flight are in the store, RFD 0018).
     pub passkeys: ceremonies::Ceremonies,
-    /// `bulwark login --device` sign-ins waiting for approval (RFC 8628).
-    pub device_flows: cli_sign_in::DeviceFlows,
 }

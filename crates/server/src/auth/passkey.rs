@@ -7,13 +7,12 @@
 //! verification required and the origin rule written there (the console's
 //! host, exactly). This module adds what needs state:
 //!
-//! - **Challenges** live in server memory ([`Ceremonies`], in
-//!   [`super::ceremonies`] with the budgets that bound them): 32 random bytes,
-//!   single use (taken out on the first answer, right or wrong), bound to
-//!   their purpose (the session registering or stepping up, or the username
-//!   signing in), and gone after
-//!   [`super::ceremonies::CEREMONY_TTL_MS`]. A restart simply
-//!   invalidates ceremonies in flight; nothing about them needs to persist.
+//! - **Challenges** live in the database ([`super::ceremonies`], with the
+//!   budgets that bound them), so any node answers a ceremony another began:
+//!   32 random bytes, single use (taken out on the first answer, right or
+//!   wrong, by one statement), bound to their purpose (the session
+//!   registering or stepping up, or the username signing in), and gone
+//!   after [`super::ceremonies::CEREMONY_TTL_MS`].
 //! - **The signature counter** ([`counter_acceptable`], WebAuthn §7.2 step
 //!   21): when either the stored or the received counter is non-zero, the
 //!   received one must be greater. Otherwise two copies of the credential
@@ -52,7 +51,7 @@ use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_store::{LastPasskey, NewAuditEvent, NewPasskey, Operator, Passkey, StoreError};
 
 use super::Auth;
-use super::ceremonies::{Owner, Purpose};
+use super::ceremonies::{self, Owner, Purpose};
 use super::policy::{self, Action, Credential, Role, Standing};
 use super::session::Caller;
 use crate::api::error::ApiError;
@@ -401,13 +400,15 @@ pub async fn registration_options(
             "you hold {MAX_PASSKEYS} passkeys, the most allowed: remove one first"
         )));
     }
-    let (ceremony, challenge) = state.passkeys.start(
+    let (ceremony, challenge) = ceremonies::start(
+        &state.store,
         Purpose::Register {
             session: caller.session_hash,
         },
         Owner::Session(caller.session_hash),
         now_millis(),
-    );
+    )
+    .await?;
     let user_handle = uuid::Uuid::parse_str(&caller.operator.id)
         .map(|u| u.as_bytes().to_vec())
         .unwrap_or_else(|_| caller.operator.id.as_bytes().to_vec());
@@ -486,21 +487,21 @@ pub async fn register(
     let name = check_name(registration.name)?;
     let rp_id = rp_id(state)?;
     let now = now_millis();
-    let challenge = state
-        .passkeys
-        .finish(
-            registration.ceremony,
-            &Purpose::Register {
-                session: caller.session_hash,
-            },
-            now,
-        )
-        .ok_or_else(|| {
-            registration_refused(
-                "the ceremony is unknown, expired or used already (each works once, for \
+    let challenge = ceremonies::finish(
+        &state.store,
+        registration.ceremony,
+        &Purpose::Register {
+            session: caller.session_hash,
+        },
+        now,
+    )
+    .await?
+    .ok_or_else(|| {
+        registration_refused(
+            "the ceremony is unknown, expired or used already (each works once, for \
                  3 minutes): start again",
-            )
-        })?;
+        )
+    })?;
     use bulwark_policy::webauthn as w;
     let attestation = base64url_field(
         "attestationObject",
@@ -645,7 +646,8 @@ pub async fn login_options(
     if allow.is_empty() {
         allow.push(state.passkeys.decoy_credential(username));
     }
-    let (ceremony, challenge) = state.passkeys.start_login(username, client, now_millis());
+    let (ceremony, challenge) =
+        ceremonies::start_login(&state.store, username, client, now_millis()).await?;
     Ok(AssertionCeremony {
         ceremony,
         public_key: request_options(rp_id, &challenge, allow),
@@ -654,14 +656,20 @@ pub async fn login_options(
 
 /// The challenge of a login ceremony for `username`, taken out (single use)
 /// before the password is checked, so one answer is never tried twice.
-pub fn take_login_challenge(state: &Auth, ceremony: &str, username: &str) -> Option<[u8; 32]> {
-    state.passkeys.finish(
+pub async fn take_login_challenge(
+    state: &Auth,
+    ceremony: &str,
+    username: &str,
+) -> Result<Option<[u8; 32]>, StoreError> {
+    ceremonies::finish(
+        &state.store,
         ceremony,
         &Purpose::Login {
             username: username.to_owned(),
         },
         now_millis(),
     )
+    .await
 }
 
 /// Checks a login assertion for `operator` against `challenge` (from
@@ -759,10 +767,13 @@ async fn own_assertion_options(
             _ => "you hold no passkey: confirm with a one-time code instead",
         }));
     }
-    let (ceremony, challenge) =
-        state
-            .passkeys
-            .start(purpose, Owner::Session(caller.session_hash), now_millis());
+    let (ceremony, challenge) = ceremonies::start(
+        &state.store,
+        purpose,
+        Owner::Session(caller.session_hash),
+        now_millis(),
+    )
+    .await?;
     Ok(AssertionCeremony {
         ceremony,
         public_key: request_options(rp_id, &challenge, allow),
@@ -814,7 +825,9 @@ async fn verify_own(
     assertion: &Assertion,
 ) -> Result<Result<Passkey, String>, ApiError> {
     let now = now_millis();
-    let Some(challenge) = state.passkeys.finish(&assertion.ceremony, purpose, now) else {
+    let Some(challenge) =
+        ceremonies::finish(&state.store, &assertion.ceremony, purpose, now).await?
+    else {
         return Ok(Err(
             "passkey: the ceremony is unknown, expired, used or for another session".to_owned(),
         ));

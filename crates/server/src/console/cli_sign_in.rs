@@ -112,7 +112,7 @@ async fn device_lookup(
     if let Err(e) = caller.check_csrf(&form.csrf) {
         return error_page(e, UserBar::of(&caller));
     }
-    match device::lookup(&state.auth, &caller, &form.user_code) {
+    match device::lookup(&state.auth, &caller, &form.user_code).await {
         Ok(request) => {
             let asking = Asking {
                 user_code: request.user_code,

@@ -75,12 +75,31 @@ pub struct Reply {
 
 impl Server {
     pub async fn start() -> Self {
+        Self::start_node(None, None).await
+    }
+
+    /// A node on `database_url` (default: its own SQLite file) whose agent
+    /// CA and log key are copied from `like`'s data directory, as a
+    /// deployment's second node's are (docs/deployment/two-nodes.md).
+    pub async fn start_node(database_url: Option<&str>, like: Option<&Server>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = ServerConfig::quickstart(
-            dir.path().join("data"),
+        let data = dir.path().join("data");
+        if let Some(like) = like {
+            for (sub, file) in [("tls", "ca.pem"), ("tls", "ca.key"), ("log", "log.skey")] {
+                std::fs::create_dir_all(data.join(sub)).unwrap();
+                std::fs::copy(
+                    like.data_dir().join(sub).join(file),
+                    data.join(sub).join(file),
+                )
+                .unwrap();
+            }
+        }
+        let mut config = ServerConfig::quickstart(
+            data,
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:0".parse().unwrap(),
         );
+        config.database_url = database_url.map(str::to_owned);
         let server = bulwark_server::start(config).await.unwrap();
         let origin = server.console_url.trim_end_matches('/').to_owned();
         assert!(origin.starts_with("http://localhost:"), "{origin}");
@@ -104,6 +123,11 @@ impl Server {
             http,
             _dir: dir,
         }
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
     }
 
     pub fn url(&self, path: &str) -> String {

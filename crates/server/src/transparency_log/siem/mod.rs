@@ -82,12 +82,14 @@ const MAX_FAILURE_DETAIL: usize = 300;
 
 /// A sink ready to run: its configuration checked and its TLS material
 /// loaded.
+#[derive(Clone)]
 struct Prepared {
     name: String,
     kind: Kind,
 }
 
 /// A syslog receiver over TLS (plain RFC 5425 or RELP).
+#[derive(Clone)]
 struct TlsTarget {
     address: String,
     server_name: rustls::pki_types::ServerName<'static>,
@@ -96,6 +98,7 @@ struct TlsTarget {
     hostname: String,
 }
 
+#[derive(Clone)]
 enum Kind {
     Syslog(TlsTarget),
     Relp(TlsTarget),
@@ -110,12 +113,13 @@ enum Kind {
 }
 
 /// Checks every sink and loads what it needs (CA files), then spawns one
-/// export task per sink on `tasks`; they end when `shutdown` turns true.
-/// Fails, starting nothing, if a sink cannot be prepared.
+/// export duty per sink (`siem:<name>`, one node at a time, RFD 0018) on
+/// `tasks`; they end at shutdown. Fails, starting nothing, if a sink
+/// cannot be prepared.
 pub fn spawn(
     store: &Store,
     sinks: &[SiemSink],
-    shutdown: &watch::Receiver<bool>,
+    duties: &crate::duties::Duties,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<()> {
     let prepared = sinks
@@ -124,14 +128,18 @@ pub fn spawn(
         .collect::<anyhow::Result<Vec<_>>>()?;
     for sink in prepared {
         info!(sink = %sink.name, kind = sink.kind.label(), "SIEM export started.");
-        let exporter = Exporter {
-            store: store.clone(),
-            sink,
-            shutdown: shutdown.clone(),
-            backoff: BACKOFF_START,
-            failing: false,
-        };
-        tasks.spawn(exporter.run());
+        let store = store.clone();
+        let duty = format!("siem:{}", sink.name);
+        duties.spawn(tasks, &duty, move |shutdown, _| {
+            Exporter {
+                store: store.clone(),
+                sink: sink.clone(),
+                shutdown,
+                backoff: BACKOFF_START,
+                failing: false,
+            }
+            .run()
+        });
     }
     Ok(())
 }
