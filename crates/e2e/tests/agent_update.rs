@@ -288,6 +288,25 @@ async fn release_as_owned_server(
         )
         .await?;
     store.close().await;
+    // A job the server's own code stored wakes no session: an ordinary
+    // job for the device does, and the session sends every approved one.
+    s.cli(
+        &[
+            "job",
+            "run",
+            "--tenant",
+            "demo",
+            "--targets",
+            &s.local,
+            "--inventory-refresh",
+            "--reason",
+            "e2e nudge",
+            "--no-wait",
+        ],
+        None,
+    )
+    .await?
+    .ok()?;
     Ok(id)
 }
 
