@@ -282,7 +282,7 @@ async fn release_as_owned_server(
                 state: JobState::Approved,
                 signed_with: Vec::new(),
             },
-            &[s.local.clone()],
+            std::slice::from_ref(&s.local),
             ms(now_secs()),
             &[],
         )
