@@ -389,7 +389,7 @@ const TABLE: &[(&str, &str, Rule)] = &[
     ),
     // The agent release mirror (RFD 0017): its metadata is public release
     // data for every role (none imported: 404 after the role check);
-    // imports for owners only (an empty body: 400 after the role check).
+    // imports for owners only (a bad name: 400 after the role check).
     (
         "GET",
         "/api/v1/releases/metadata/{name}",
@@ -1052,6 +1052,10 @@ impl Harness {
                     json!({"name": "Not A Name", "description": "", "interpreter": "sh",
                     "params": [], "content": "true", "author_envelope": "AAAA"}),
                 ),
+            ),
+            ("POST", "/api/v1/releases/files") => (
+                path,
+                Some(json!({"kind": "metadata", "path": "x.json", "content": ""})),
             ),
             ("GET", "/api/v1/releases/metadata/{name}") => {
                 (path.replace("{name}", "timestamp.json"), None)
