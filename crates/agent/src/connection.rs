@@ -306,6 +306,9 @@ pub struct SessionOptions {
     /// Changes when new pending updates were read ([`crate::updates`]): the
     /// inventory changes are then sent at once, not at the next interval.
     pub updates_read: Option<tokio::sync::watch::Receiver<u64>>,
+    /// What `Hello` says this agent runs: its release version and the
+    /// SHA-256 of its binary ([`crate::self_update::Running::reported`]).
+    pub agent_version: String,
 }
 
 impl Default for SessionOptions {
@@ -316,6 +319,7 @@ impl Default for SessionOptions {
             checks: None,
             check_values_interval: Duration::from_secs(60),
             updates_read: None,
+            agent_version: AGENT_VERSION.to_owned(),
         }
     }
 }
@@ -355,7 +359,7 @@ pub async fn session(
         };
         AgentMessage::Hello(Hello {
             device_id: device_id.clone(),
-            agent_version: AGENT_VERSION.to_owned(),
+            agent_version: options.agent_version.clone(),
             signature: statement.sign(key),
             log_size,
         })

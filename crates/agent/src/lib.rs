@@ -21,6 +21,7 @@ pub mod pinning;
 pub mod ports;
 pub mod processes;
 pub mod rpm;
+pub mod self_update;
 pub mod services;
 pub mod supervisor;
 mod text;

@@ -108,6 +108,12 @@ enum Command {
         /// An argument for `run` in the unit, e.g. `--run-arg=--inventory-secs=300`.
         #[arg(long = "run-arg", value_name = "ARG", allow_hyphen_values = true)]
         run_args: Vec<String>,
+        /// The agent release channel's TUF `root.json`, from the release
+        /// publisher (never from the server): pinned in the state directory,
+        /// the start of trust for signed agent updates (RFD 0017). A root
+        /// already pinned is never replaced.
+        #[arg(long, value_name = "FILE")]
+        release_root: Option<PathBuf>,
     },
     /// Stop and remove the service and the installed binary. The state
     /// directory (the device key) stays unless --purge.
@@ -179,8 +185,18 @@ fn main() -> anyhow::Result<()> {
             root_dir,
             no_start,
             run_args,
+            release_root,
         } => {
             let layout = Layout::standard(&root_dir, &system_state_dir);
+            if let Some(file) = &release_root {
+                let root = std::fs::read(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let dir = layout.under_root(&layout.state_dir);
+                bulwark_agent::files::private_dir(&dir)?;
+                if bulwark_agent::self_update::pin_release_root(&dir, &root)? {
+                    println!("Pinned the release root from {}", file.display());
+                }
+            }
             let enrolment = server.zip(token).map(|(server, token)| Enrolment {
                 server,
                 token,
@@ -210,13 +226,19 @@ fn main() -> anyhow::Result<()> {
             check_values_secs,
             updates_secs,
             apt_config,
-        } => runtime.block_on(run(
-            &state_dir,
-            server,
-            Duration::from_secs(inventory_secs),
-            Duration::from_secs(check_values_secs),
-            (Duration::from_secs(updates_secs), apt_config),
-        )),
+        } => {
+            // The launcher: an installed release runs instead of this
+            // binary, or is rolled back (RFD 0017). Returns here only if
+            // this binary is the one to run.
+            bulwark_agent::self_update::launch(state_dir.path())?;
+            runtime.block_on(run(
+                &state_dir,
+                server,
+                Duration::from_secs(inventory_secs),
+                Duration::from_secs(check_values_secs),
+                (Duration::from_secs(updates_secs), apt_config),
+            ))
+        }
         Command::Checks { last } => {
             for line in bulwark_agent::checks::journal_lines(state_dir.path(), last)? {
                 println!("{line}");
@@ -522,7 +544,25 @@ async fn run(
             .context("the device id in agent.json is corrupt")?,
         key,
     };
-    info!(device_id = %endpoint.device_id, tenant = %state.tenant, server = %state.server, "Agent starting.");
+    let running = bulwark_agent::self_update::Running::detect(state_dir.path())
+        .context("cannot read this agent's own binary")?;
+    info!(device_id = %endpoint.device_id, tenant = %state.tenant, server = %state.server, version = %running.version, sha256 = %hex_encode(&running.sha256), "Agent starting.");
+    // A binary started by an update that is not welcomed in time exits,
+    // and its launcher restores the previous one.
+    if let Some(left) = bulwark_agent::self_update::health_deadline(state_dir.path(), &running) {
+        let (dir, me) = (state_dir.path().to_owned(), running.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(left).await;
+            if bulwark_agent::self_update::health_deadline(&dir, &me).is_none() {
+                return; // welcomed in time
+            }
+            error!(
+                "This updated agent was not welcomed by the server in time; exiting so that the previous binary is restored."
+            );
+            bulwark_agent::self_update::flush_logs();
+            std::process::exit(75);
+        });
+    }
 
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -558,9 +598,17 @@ async fn run(
     }
     let updates = Updates::new(apt_config);
     tokio::spawn(updates.clone().run(updates_interval));
-    let runner = runner.with_updates(updates.clone());
+    let runner = runner.with_updates(updates.clone()).with_self_update(
+        bulwark_agent::self_update::SelfUpdate {
+            state_dir: state_dir.path().to_owned(),
+            address: endpoint.address.clone(),
+            pin: endpoint.pin,
+            running: running.clone(),
+        },
+    );
     let trust = runner.trust().clone();
     let (jobs, worker) = jobs::start(runner);
+    let jobs_handle = jobs.clone();
     tokio::spawn(worker);
     // The verified policy's checks, on a task of their own.
     let (checks, checks_task) =
@@ -575,6 +623,7 @@ async fn run(
         checks: Some(checks),
         check_values_interval,
         updates_read: Some(updates_read),
+        agent_version: running.reported(),
     };
     let backoff = Backoff::default();
     let mut attempt: u32 = 0;
@@ -588,6 +637,17 @@ async fn run(
             &mut stopped,
             &mut || {
                 connected_at = Some(Instant::now());
+                // Welcomed: an update that started this binary is done.
+                if let Some(result) =
+                    bulwark_agent::self_update::confirm_healthy(state_dir.path(), &running)
+                {
+                    match jobs_handle.spool_result(&result) {
+                        Ok(()) => bulwark_agent::self_update::finish_update(state_dir.path()),
+                        Err(error) => {
+                            error!(%error, "Cannot record the update's result; trying at the next connection.")
+                        }
+                    }
+                }
             },
         )
         .await;

@@ -4,6 +4,19 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+/// An agent's reported version, `0.2.0+sha256.<hex>` since RFD 0017, as
+/// the version and the binary's SHA-256.
+pub fn split_agent_version(reported: &str) -> (&str, Option<&str>) {
+    match reported.split_once("+sha256.") {
+        Some((version, hash))
+            if hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            (version, Some(hash))
+        }
+        _ => (reported, None),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeviceView {
     pub id: String,
@@ -11,7 +24,13 @@ pub struct DeviceView {
     pub hostname: String,
     /// SHA-256 of the device's public key (hex), as signed jobs name it.
     pub key_fingerprint: String,
+    /// The agent's release version, as it reports it.
     pub agent_version: String,
+    /// SHA-256 (hex) of the agent binary running, as it reports it (RFD
+    /// 0017; absent for agents that do not report it). The device's word,
+    /// like the version: which release runs, not a proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_sha256: Option<String>,
     pub online: bool,
     /// The agent wire protocol version its connection negotiated (RFD
     /// 0010); absent while the device is offline.

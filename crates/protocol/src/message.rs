@@ -718,6 +718,16 @@ agent_refusal_codes! {
     /// The server cancelled the job before it started (RFD 0012); it did
     /// not run. A text string like every code: older servers show it as sent.
     Cancelled = "cancelled",
+    // Agent updates (RFD 0017).
+    /// The release metadata or binary does not verify from the agent's
+    /// pinned release root (too few release keys, rolled back, expired,
+    /// tampered on the mirror), or the agent has no release root.
+    ReleaseNotVerified = "release_not_verified",
+    /// The signed job names a version or SHA-256 the release keys did not
+    /// sign for this platform.
+    ReleaseMismatch = "release_mismatch",
+    /// The version named is not newer than the one running (never a downgrade).
+    Downgrade = "downgrade",
 }
 
 impl AgentRefusalCode {

@@ -196,6 +196,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         log: log.clone(),
         witnesses: witnesses.clone(),
         alert_nudge: notifier.nudge.clone(),
+        downloads: gateway::releases::download_slots(),
     });
     tasks.spawn(gateway::serve(
         gateway_listener,

@@ -387,6 +387,15 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/vulndb/imports/{generation}/switch",
         Global(&[Owner], 404),
     ),
+    // The agent release mirror (RFD 0017): its metadata is public release
+    // data for every role (none imported: 404 after the role check);
+    // imports for owners only (a bad name: 400 after the role check).
+    (
+        "GET",
+        "/api/v1/releases/metadata/{name}",
+        Global(EVERY_ROLE, 404),
+    ),
+    ("POST", "/api/v1/releases/files", Global(&[Owner], 400)),
     (
         "GET",
         "/api/v1/tenants/{tenant}/log",
@@ -1044,6 +1053,13 @@ impl Harness {
                     "params": [], "content": "true", "author_envelope": "AAAA"}),
                 ),
             ),
+            ("POST", "/api/v1/releases/files") => (
+                path,
+                Some(json!({"kind": "metadata", "path": "x.json", "content": ""})),
+            ),
+            ("GET", "/api/v1/releases/metadata/{name}") => {
+                (path.replace("{name}", "timestamp.json"), None)
+            }
             ("GET", "/api/v1/scripts/{name}") => (path.replace("{name}", "missing"), None),
             ("POST", "/api/v1/scripts/{name}/versions") => (
                 path.replace("{name}", "missing"),

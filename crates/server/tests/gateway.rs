@@ -489,6 +489,7 @@ async fn an_idle_connection_task_stays_small() {
                 .expect("witness client"),
         ),
         alert_nudge: Arc::new(tokio::sync::Notify::new()),
+        downloads: bulwark_server::gateway::releases::download_slots(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -117,6 +117,9 @@ audit_actions! {
     // The vulnerability database.
     /// An owner switched a new OSV import in (issue 17).
     VulnDbImported => "vulndb.imported",
+    // Agent releases (RFD 0017).
+    /// An owner imported a release file (TUF metadata or a binary) into the mirror.
+    ReleaseImported => "release.imported",
     // Security alerts: raised for people to look at now.
     AlertLoginBurst => "alert.login_burst",
     AlertTrustRefused => "alert.trust_refused",

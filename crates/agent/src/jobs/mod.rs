@@ -210,6 +210,8 @@ pub struct JobRunner {
     updates: Option<Updates>,
     /// Start notices, output pieces and cancels (protocol version 3).
     live: LiveLink,
+    /// Signed agent updates (RFD 0017; refused without it).
+    self_update: Option<crate::self_update::SelfUpdate>,
 }
 
 impl JobRunner {
@@ -245,6 +247,7 @@ impl JobRunner {
             outlived,
             updates: None,
             live: LiveLink::default(),
+            self_update: None,
         })
     }
 
@@ -258,6 +261,12 @@ impl JobRunner {
     /// after each run and on an inventory refresh).
     pub fn with_updates(mut self, updates: Updates) -> Self {
         self.updates = Some(updates);
+        self
+    }
+
+    /// Carries out update-agent jobs (RFD 0017) with this mirror and root.
+    pub fn with_self_update(mut self, self_update: crate::self_update::SelfUpdate) -> Self {
+        self.self_update = Some(self_update);
         self
     }
 
@@ -467,11 +476,31 @@ impl JobRunner {
             JobAction::InventoryRefresh => None,
             JobAction::RunScript { interpreter, .. } => Some(*interpreter),
             JobAction::InstallPatches { .. } if self.updates.is_some() => None,
+            JobAction::UpdateAgent { .. } if self.self_update.is_some() => None,
             _ => {
                 let refusal = Refusal::ActionNotSupported(verified.class);
                 warn!(job_id = %id, code = %refusal.code(), reason = %refusal, "Refused a job.");
                 return refused(job.job_id, refusal.code(), &refusal.to_string()).outcome;
             }
+        };
+        // An update is verified and downloaded before it is recorded: a
+        // refusal here changes nothing, and the same signed job may be
+        // tried again (a mirror that was missing a file).
+        let prepared = match (&job.action, &self.self_update) {
+            (
+                JobAction::UpdateAgent {
+                    version,
+                    binary_sha256,
+                },
+                Some(update),
+            ) => match update.prepare(version, binary_sha256).await {
+                Ok(prepared) => Some(prepared),
+                Err(refusal) => {
+                    warn!(job_id = %id, code = %refusal.code, reason = %refusal.reason, "Refused an agent update.");
+                    return refused(job.job_id, refusal.code, &refusal.reason).outcome;
+                }
+            },
+            _ => None,
         };
         // Never twice, even across a crash: on disk before it starts.
         if let Err(error) = self.history.record(&job.job_id, &job.nonce) {
@@ -492,6 +521,18 @@ impl JobRunner {
             reason = %job.reason,
             "Running a verified job."
         );
+        if let (Some(prepared), Some(update)) = (&prepared, &self.self_update) {
+            // Replaces this process on success; the result is recorded by
+            // the new binary once healthy, or by the launcher's roll-back.
+            let error = update.install_and_restart(job.job_id, prepared);
+            error!(job_id = %id, error = %format!("{error:#}"), "Cannot install the agent update.");
+            return refused(
+                job.job_id,
+                AgentRefusalCode::AgentError,
+                &format!("cannot install the update: {error:#}"),
+            )
+            .outcome;
+        }
         if let (JobAction::InstallPatches { packages }, Some(updates)) =
             (&job.action, self.updates.clone())
         {

@@ -234,6 +234,14 @@ impl JobsHandle {
         }
     }
 
+    /// Spools a result made outside the job runner (an agent update's
+    /// outcome, known only after the restart) and has it sent.
+    pub fn spool_result(&self, result: &JobResult) -> io::Result<()> {
+        self.spool.put(result)?;
+        self.spooled.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+
     /// Every result waiting for an acknowledgement.
     pub fn pending_results(&self) -> Vec<JobResult> {
         self.spool.all().unwrap_or_else(|error| {

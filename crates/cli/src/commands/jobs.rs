@@ -42,7 +42,7 @@ pub enum JobCommand {
     /// inventory refresh or package updates), submit it and follow the
     /// results. The action class, and so the quorum, follows from what the
     /// job does.
-    #[command(group(clap::ArgGroup::new("action").required(true).args(["script", "command", "library", "inventory_refresh", "install_patches"])))]
+    #[command(group(clap::ArgGroup::new("action").required(true).args(["script", "command", "library", "inventory_refresh", "install_patches", "update_agent"])))]
     Run {
         #[arg(long)]
         tenant: String,
@@ -88,6 +88,17 @@ pub enum JobCommand {
         /// (Debian package names).
         #[arg(long, value_delimiter = ',', requires = "install_patches")]
         packages: Vec<String>,
+        /// Update the agent to this release version (RFD 0017; runs no
+        /// script): the SHA-256 signed into the job is the one the release
+        /// keys signed, verified here from --release-root over the mirror.
+        #[arg(long, value_name = "VERSION", requires = "release_root")]
+        update_agent: Option<String>,
+        /// With --update-agent: the release root (TUF root.json) to verify from.
+        #[arg(long, value_name = "FILE", requires = "update_agent")]
+        release_root: Option<std::path::PathBuf>,
+        /// With --update-agent: the agents' platform (target triple).
+        #[arg(long, default_value = "x86_64-unknown-linux-gnu")]
+        platform: String,
         /// sh, bash or python3; by default the script's `#!` line, else sh.
         #[arg(long)]
         interpreter: Option<String>,
@@ -188,6 +199,9 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
             inventory_refresh,
             install_patches,
             packages,
+            update_agent,
+            release_root,
+            platform,
             interpreter,
             reason,
             key,
@@ -229,6 +243,38 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                     "an inventory refresh runs no script: drop --interpreter"
                 );
                 JobAction::InventoryRefresh
+            } else if let Some(version) = &update_agent {
+                ensure!(
+                    interpreter.is_none(),
+                    "an agent update runs no script: drop --interpreter"
+                );
+                let root_file = release_root
+                    .as_ref()
+                    .context("--update-agent needs --release-root")?;
+                let root = std::fs::read(root_file)
+                    .with_context(|| format!("cannot read {}", root_file.display()))?;
+                let (name, file) = crate::commands::releases::verified_release(
+                    &session, &root, version, &platform,
+                )
+                .await?;
+                let hash = file
+                    .hashes
+                    .get("sha256")
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                let binary_sha256: [u8; 32] = hex::decode(hash)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .with_context(|| format!("{name}: the signed sha256 is not 32 bytes of hex"))?;
+                eprintln!(
+                    "Release {name}: sha256 {hash}, {} bytes (verified from {}).",
+                    file.length,
+                    root_file.display()
+                );
+                JobAction::UpdateAgent {
+                    version: version.clone(),
+                    binary_sha256,
+                }
             } else if install_patches {
                 ensure!(
                     interpreter.is_none(),

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod login;
 pub mod passkeys;
 pub mod proposals;
+pub mod releases;
 pub mod scripts;
 pub mod sla;
 pub mod targets;
@@ -108,6 +109,16 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::commands::audit::AuditCommand,
     },
+    /// Agents: update them to a signed release.
+    Agent {
+        #[command(subcommand)]
+        command: releases::AgentCommand,
+    },
+    /// The agent release mirror: import a TUF repository of agent releases, show a release.
+    Release {
+        #[command(subcommand)]
+        command: releases::ReleaseCommand,
+    },
     /// The offline vulnerability database: import OSV data, status, check a package version.
     Vulndb {
         #[command(subcommand)]
@@ -143,5 +154,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,
         OperatorCommand::Trust { command } => crate::commands::proposals::run(command).await,
         OperatorCommand::Vulndb { command } => vulndb::run(command).await,
+        OperatorCommand::Release { command } => releases::run(command).await,
+        OperatorCommand::Agent { command } => releases::run_agent(command).await,
     }
 }

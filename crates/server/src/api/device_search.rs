@@ -281,6 +281,7 @@ mod tests {
             hostname: hostname.to_owned(),
             key_fingerprint: String::new(),
             agent_version: "0.1.0".to_owned(),
+            agent_sha256: None,
             online,
             protocol_version: None,
             last_seen_at: None,

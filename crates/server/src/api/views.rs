@@ -34,7 +34,12 @@ pub fn device(device: &Device, protocol_version: Option<u16>, with_inventory: bo
         tenant: device.tenant_name.clone(),
         hostname: device.hostname.clone(),
         key_fingerprint: hex::encode(sha2::Sha256::digest(&device.public_key)),
-        agent_version: device.agent_version.clone(),
+        agent_version: bulwark_api::devices::split_agent_version(&device.agent_version)
+            .0
+            .to_owned(),
+        agent_sha256: bulwark_api::devices::split_agent_version(&device.agent_version)
+            .1
+            .map(str::to_owned),
         online: protocol_version.is_some(),
         protocol_version,
         last_seen_at: device.last_seen_at.map(rfc3339),

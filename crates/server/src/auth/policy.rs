@@ -113,6 +113,13 @@ pub enum Action {
     /// Upload batches into an import already started, and switch it in
     /// (owners only; not privileged, so a long import outlives the MFA window).
     UploadVulnDbRecords,
+    /// Read the agent release mirror's metadata (public release data,
+    /// verified by whoever reads it).
+    ViewReleases,
+    /// Import files into the agent release mirror (owners only; not
+    /// privileged: agents verify every file, so the mirror decides
+    /// nothing, and a large import outlives the MFA window).
+    ImportRelease,
     /// See the MSP's script library: scripts, versions, content, reviews
     /// (the MSP's own material, not a tenant's: not the tenant auditor).
     ViewScripts,
@@ -230,6 +237,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ReviewScript
                 | ListTenants
                 | ViewVulnDb
+                | ViewReleases
                 | ViewDevices
                 | LabelDevices
                 | IssueEnrollmentToken
@@ -264,6 +272,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ReviewScript
                     | ListTenants
                     | ViewVulnDb
+                    | ViewReleases
                     | ViewDevices
                     | LabelDevices
                     | IssueEnrollmentToken
@@ -285,6 +294,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
             ViewScripts
                 | ListTenants
                 | ViewVulnDb
+                | ViewReleases
                 | ViewDevices
                 | WatchPresence
                 | ViewTrust
@@ -302,6 +312,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 action,
                 ListTenants
                     | ViewVulnDb
+                    | ViewReleases
                     | ViewDevices
                     | WatchPresence
                     | ViewAudit

@@ -91,6 +91,16 @@ pub(super) async fn handshake(
         .1
         .export_keying_material(&mut channel_binding, CHANNEL_BINDING_LABEL, None)
         .map_err(|e| HandshakeError::Transport(e.to_string()))?;
+    // A release download (RFD 0017) or the agent's WebSocket upgrade.
+    let mut tls = tls;
+    let head = super::releases::read_head(&mut tls)
+        .await
+        .map_err(|e| HandshakeError::Transport(e.to_string()))?;
+    if let Some(request) = super::releases::release_request(&head) {
+        super::releases::serve(state.clone(), tls, request);
+        return Ok(None);
+    }
+    let tls = super::releases::Prefixed::new(tls, head);
     let mut ws = tokio_tungstenite::accept_async_with_config(tls, Some(ws_config(&state.limits)))
         .await
         .map_err(|e| HandshakeError::Transport(e.to_string()))?;

@@ -18,6 +18,7 @@ mod delivery;
 mod handshake;
 pub(crate) mod mass_action;
 mod rate;
+pub mod releases;
 mod session;
 
 use std::net::SocketAddr;
@@ -53,9 +54,11 @@ pub struct GatewayState {
     pub witnesses: Arc<crate::transparency_log::witnessing::WitnessClient>,
     /// Wakes the alert notifier when a check report opened an alert.
     pub alert_nudge: Arc<tokio::sync::Notify>,
+    /// Release downloads served at once ([`releases::MAX_DOWNLOADS`]).
+    pub downloads: Arc<Semaphore>,
 }
 
-type Ws = WebSocketStream<TlsStream<TcpStream>>;
+type Ws = WebSocketStream<releases::Prefixed<TlsStream<TcpStream>>>;
 
 /// Connections the kernel queues before the gateway accepts them. A
 /// restarted node is met by its whole fleet at once; with the usual 128 or
