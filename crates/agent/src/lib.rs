@@ -22,6 +22,7 @@ pub mod ports;
 pub mod processes;
 pub mod rpm;
 pub mod services;
+pub mod shell;
 pub mod supervisor;
 mod text;
 pub mod trust;

@@ -75,6 +75,10 @@ enum Command {
         /// apt. For apt and dpkg confined to another directory (tests).
         #[arg(long, env = "BULWARK_AGENT_APT_CONFIG", value_name = "FILE")]
         apt_config: Option<PathBuf>,
+        /// The account unprivileged remote shells run as (RFD 0015); admin
+        /// shells run as root. A missing account refuses plain shells.
+        #[arg(long, env = "BULWARK_AGENT_SHELL_ACCOUNT", default_value = bulwark_agent::shell::DEFAULT_SHELL_ACCOUNT)]
+        shell_account: String,
     },
     /// Install as a service: copy this binary to /usr/local/bin, write the
     /// systemd unit, make the state directory (mode 0700), enrol with
@@ -210,12 +214,14 @@ fn main() -> anyhow::Result<()> {
             check_values_secs,
             updates_secs,
             apt_config,
+            shell_account,
         } => runtime.block_on(run(
             &state_dir,
             server,
             Duration::from_secs(inventory_secs),
             Duration::from_secs(check_values_secs),
             (Duration::from_secs(updates_secs), apt_config),
+            shell_account,
         )),
         Command::Checks { last } => {
             for line in bulwark_agent::checks::journal_lines(state_dir.path(), last)? {
@@ -510,6 +516,7 @@ async fn run(
     inventory_interval: Duration,
     check_values_interval: Duration,
     (updates_interval, apt_config): (Duration, Option<PathBuf>),
+    shell_account: String,
 ) -> anyhow::Result<()> {
     let (mut state, key) = state_dir.load()?;
     if let Some(server) = server {
@@ -560,6 +567,13 @@ async fn run(
     tokio::spawn(updates.clone().run(updates_interval));
     let runner = runner.with_updates(updates.clone());
     let trust = runner.trust().clone();
+    let shell = bulwark_agent::shell::ShellConfig {
+        trust: trust.clone(),
+        device_id: state.device_id.clone(),
+        device_key: endpoint.key.clone(),
+        unprivileged_account: shell_account,
+        passwd: PathBuf::from("/etc/passwd"),
+    };
     let (jobs, worker) = jobs::start(runner);
     tokio::spawn(worker);
     // The verified policy's checks, on a task of their own.
@@ -574,6 +588,7 @@ async fn run(
         checks: Some(checks),
         check_values_interval,
         updates_read: Some(updates_read),
+        shell: Some(shell),
     };
     let backoff = Backoff::default();
     let mut attempt: u32 = 0;

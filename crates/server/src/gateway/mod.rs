@@ -19,6 +19,7 @@ mod handshake;
 pub(crate) mod mass_action;
 mod rate;
 mod session;
+mod shells;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
