@@ -1,5 +1,5 @@
 //! What agents report of remote shell sessions (RFD 0015, protocol version
-//! 4): how a session ended, with its recording's digest, which goes into
+//! 5): how a session ended, with its recording's digest, which goes into
 //! the tenant's log as `shell.session`, and the recording's pieces.
 //!
 //! Only the agent of the session's device is heard (`Store::
