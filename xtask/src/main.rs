@@ -108,8 +108,14 @@ const TRUST_PATH_CRATES: &[&str] = &["protocol", "policy", "translog", "releases
 /// allow-list) and protocol version 4 (`CheckScriptWanted`, `CheckScript`,
 /// their `since` and the content cap); +3 for the agent-update refusal
 /// codes (RFD 0017: `release_not_verified`, `release_mismatch`,
-/// `downgrade`; one crate owns the wire's code names).
-const TRUST_PATH_BUDGET: usize = 6_936;
+/// `downgrade`; one crate owns the wire's code names); +660 for remote
+/// shells (RFD 0015): `policy::shell` (the grant, its verification beside
+/// `verify_job`'s, revocation and session-open replay sets, the device's
+/// answer: what decides whether a shell opens) and `policy::shell::channel`
+/// (the sealed channel: what keeps an owned server from reading or typing
+/// into a root shell), and protocol version 5's messages and caps. One
+/// crate owns each, so an auditor reads them here.
+const TRUST_PATH_BUDGET: usize = 7_596;
 /// Code lines above which a source file must say why it is one file (a
 /// first-comment line starting "This file is long because").
 const LONG_FILE_LINES: usize = 800;

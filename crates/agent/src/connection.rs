@@ -10,8 +10,8 @@ use bulwark_protocol::envelope::{
 };
 use bulwark_protocol::inventory::Inventory;
 use bulwark_protocol::message::{
-    AgentMessage, CheckScriptWanted, Enroll, Enrolled, Heartbeat, Hello, InventoryReport,
-    RefusalCode, ServerMessage, Welcome,
+    AgentMessage, AgentRefusalCode, CheckScriptWanted, Enroll, Enrolled, Heartbeat, Hello,
+    InventoryReport, RefusalCode, ServerMessage, ShellClosed, Welcome,
 };
 use bulwark_protocol::token::EnrollToken;
 use bulwark_protocol::{
@@ -33,6 +33,7 @@ use crate::AGENT_VERSION;
 use crate::checks::ChecksHandle;
 use crate::inventory::Collector;
 use crate::jobs::JobsHandle;
+use crate::shell::Shells;
 
 type Ws = WebSocketStream<TlsStream<TcpStream>>;
 
@@ -309,6 +310,9 @@ pub struct SessionOptions {
     /// What `Hello` says this agent runs: its release version and the
     /// SHA-256 of its binary ([`crate::self_update::Running::reported`]).
     pub agent_version: String,
+    /// Remote shells (RFD 0015, protocol version 5); `None` for an agent
+    /// that opens none (it refuses each `ShellOpen`).
+    pub shell: Option<crate::shell::ShellConfig>,
 }
 
 impl Default for SessionOptions {
@@ -320,6 +324,7 @@ impl Default for SessionOptions {
             check_values_interval: Duration::from_secs(60),
             updates_read: None,
             agent_version: AGENT_VERSION.to_owned(),
+            shell: None,
         }
     }
 }
@@ -446,6 +451,13 @@ pub async fn session(
         Some(jobs) if version >= 3 => Some(jobs.attach_live().await),
         _ => None,
     };
+    // Protocol version 5 (RFD 0015): shell sessions of this connection,
+    // which end with it (dropping `shells` ends them).
+    let (shell_out, mut shell_messages) = tokio::sync::mpsc::channel(64);
+    let mut shells = match &options.shell {
+        Some(config) if version >= 5 => Some(Shells::new(config.clone(), shell_out)),
+        _ => None,
+    };
 
     loop {
         tokio::select! {
@@ -474,6 +486,9 @@ pub async fn session(
                         send(&mut ws, version, &AgentMessage::Checks(report)).await?;
                     }
                 }
+            }
+            Some(message) = shell_messages.recv() => {
+                send(&mut ws, version, &message).await?;
             }
             Some(message) = live_message(&mut live) => {
                 send(&mut ws, version, &message).await?;
@@ -530,6 +545,10 @@ pub async fn session(
                                 send(&mut ws, version, &AgentMessage::TrustRefused(refusal)).await?;
                             }
                             send(&mut ws, version, &AgentMessage::TrustStatus(status)).await?;
+                            // A freeze or a new policy may end live shells.
+                            if let Some(shells) = &mut shells {
+                                shells.recheck();
+                            }
                         }
                         None => debug!("Trust statements ignored: this agent runs no jobs."),
                     },
@@ -548,6 +567,33 @@ pub async fn session(
                     Ok(Ok(ServerMessage::CancelJob(cancel))) => {
                         if let Some(jobs) = &options.jobs {
                             jobs.cancel(&cancel.job_id, &cancel.reason);
+                        }
+                    }
+                    Ok(Ok(ServerMessage::ShellOpen(open))) => {
+                        let answer = match &mut shells {
+                            Some(shells) => shells.open(open),
+                            None => AgentMessage::ShellClosed(ShellClosed {
+                                session_id: open.session_id,
+                                refusal: Some(AgentRefusalCode::ActionNotSupported),
+                                reason: "this agent opens no shells".into(),
+                                recording: None,
+                            }),
+                        };
+                        send(&mut ws, version, &answer).await?;
+                    }
+                    Ok(Ok(ServerMessage::ShellData(data))) => {
+                        if let Some(shells) = &mut shells {
+                            shells.data(data);
+                        }
+                    }
+                    Ok(Ok(ServerMessage::ShellClose(close))) => {
+                        if let Some(shells) = &mut shells {
+                            shells.close(close);
+                        }
+                    }
+                    Ok(Ok(ServerMessage::ShellRevoke(revoke))) => {
+                        if let Some(shells) = &mut shells {
+                            shells.revoke(revoke);
                         }
                     }
                     Ok(Ok(ServerMessage::ResultAck(ack))) => {

@@ -23,6 +23,7 @@ pub mod processes;
 pub mod rpm;
 pub mod self_update;
 pub mod services;
+pub mod shell;
 pub mod supervisor;
 mod text;
 pub mod trust;

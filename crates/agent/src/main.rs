@@ -75,6 +75,10 @@ enum Command {
         /// apt. For apt and dpkg confined to another directory (tests).
         #[arg(long, env = "BULWARK_AGENT_APT_CONFIG", value_name = "FILE")]
         apt_config: Option<PathBuf>,
+        /// The account unprivileged remote shells run as (RFD 0015); admin
+        /// shells run as root. A missing account refuses plain shells.
+        #[arg(long, env = "BULWARK_AGENT_SHELL_ACCOUNT", default_value = bulwark_agent::shell::DEFAULT_SHELL_ACCOUNT)]
+        shell_account: String,
     },
     /// Install as a service: copy this binary to /usr/local/bin, write the
     /// systemd unit, make the state directory (mode 0700), enrol with
@@ -226,6 +230,7 @@ fn main() -> anyhow::Result<()> {
             check_values_secs,
             updates_secs,
             apt_config,
+            shell_account,
         } => {
             // The launcher: an installed release runs instead of this
             // binary, or is rolled back (RFD 0017). Returns here only if
@@ -237,6 +242,7 @@ fn main() -> anyhow::Result<()> {
                 Duration::from_secs(inventory_secs),
                 Duration::from_secs(check_values_secs),
                 (Duration::from_secs(updates_secs), apt_config),
+                shell_account,
             ))
         }
         Command::Checks { last } => {
@@ -532,6 +538,7 @@ async fn run(
     inventory_interval: Duration,
     check_values_interval: Duration,
     (updates_interval, apt_config): (Duration, Option<PathBuf>),
+    shell_account: String,
 ) -> anyhow::Result<()> {
     let (mut state, key) = state_dir.load()?;
     if let Some(server) = server {
@@ -607,6 +614,13 @@ async fn run(
         },
     );
     let trust = runner.trust().clone();
+    let shell = bulwark_agent::shell::ShellConfig {
+        trust: trust.clone(),
+        device_id: state.device_id.clone(),
+        device_key: endpoint.key.clone(),
+        unprivileged_account: shell_account,
+        passwd: PathBuf::from("/etc/passwd"),
+    };
     let (jobs, worker) = jobs::start(runner);
     let jobs_handle = jobs.clone();
     tokio::spawn(worker);
@@ -624,6 +638,7 @@ async fn run(
         check_values_interval,
         updates_read: Some(updates_read),
         agent_version: running.reported(),
+        shell: Some(shell),
     };
     let backoff = Backoff::default();
     let mut attempt: u32 = 0;

@@ -434,7 +434,7 @@ async fn closed_for_protocol_error(ws: &mut Ws) -> String {
 #[tokio::test]
 async fn an_agent_newer_than_its_server_speaks_the_servers_version() {
     let gateway = Gateway::start().await;
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 4));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 5));
 
     // Enrolment: refused by an old server in version 1, then done in it.
     let token = EnrollToken {
@@ -535,17 +535,17 @@ async fn a_server_answering_in_another_version_is_refused_and_closed() {
     assert!(reason.contains("version 1"), "{reason}");
     assert!(session.await.expect("task").is_err());
 
-    // version-outside-the-range: a frame of version 5, which no encoder
+    // version-outside-the-range: a frame of version 6, which no encoder
     // here writes (the version byte is changed by hand).
     let (_stop, session) = spawn_session(endpoint_of(&gateway));
     let mut ws = gateway.accept().await;
     let mut frame = encode_server_frame(PROTOCOL_VERSION, &ServerMessage::Ack(Ack { seq: 1 }))
         .expect("encodes");
-    frame[2] = 5;
+    frame[2] = 6;
     ws.send(Message::Binary(frame.into())).await.expect("send");
     let reason = closed_for_protocol_error(&mut ws).await;
     assert!(
-        reason.contains("unsupported protocol version 5"),
+        reason.contains("unsupported protocol version 6"),
         "{reason}"
     );
     assert!(session.await.expect("task").is_err());

@@ -553,7 +553,7 @@ pub fn quorum_progress(
 }
 
 /// Whether a customer-held key authorised for `class` signed.
-fn customer_signed(signed: &Signed, policy: &Policy, class: ActionClass) -> bool {
+pub(crate) fn customer_signed(signed: &Signed, policy: &Policy, class: ActionClass) -> bool {
     let customer = signed.tally(policy.signers_for(class, Some(Holder::Customer)));
     !customer.valid.is_empty()
 }

@@ -38,6 +38,7 @@ pub mod log;
 pub mod policy;
 pub mod replay;
 pub mod root;
+pub mod shell;
 pub mod webauthn;
 pub mod witness;
 
@@ -109,6 +110,9 @@ pub enum Refusal {
     OutsideMaintenanceWindow,
     #[error("this job id or nonce has been seen before")]
     Replayed,
+    /// A shell grant the server said was revoked (RFD 0015).
+    #[error("the shell grant was revoked")]
+    GrantRevoked,
     #[error("the script body does not match the signed hash")]
     ScriptMismatch,
     #[error("the script is not on the policy's allow-list")]
@@ -202,7 +206,7 @@ impl Refusal {
             Malformed, TooLarge, BadSignature, UnknownKey, TooFewSigners,
             MissingCustomerCosigner, WrongTenant, NotATarget, TargetMismatch, ClassMismatch,
             ActionNotSupported, NotYetValid, Expired, ValidityTooLong, OutsideMaintenanceWindow,
-            Replayed, ScriptMismatch, ScriptNotAllowListed, ClassNotPermitted, Frozen, Rollback,
+            Replayed, GrantRevoked, ScriptMismatch, ScriptNotAllowListed, ClassNotPermitted, Frozen, Rollback,
             PolicyExpired, RootThresholdNotMet, NotPinnedRoot, NoRoot, NoPolicy,
             LogProofMissing, LogHeadUnsigned, LogHeadStale, LogInconsistent, LogEntryMismatch,
             WitnessCosignaturesMissing, MassActionDelayNotElapsed,
@@ -221,6 +225,9 @@ pub fn fuzz_signed(bytes: &[u8]) {
         let _ = signed.statement::<Policy>(&limits);
         let _ = signed.statement::<FreezeStatement>(&limits);
         let _ = signed.statement::<JobStatement>(&limits);
+        let _ = signed.statement::<shell::ShellGrant>(&limits);
+        let _ = signed.statement::<shell::SessionOpen>(&limits);
+        let _ = signed.statement::<shell::SessionAnswer>(&limits);
         let _ = signed.tally(std::iter::empty());
         // No fuzzed key id names a known key, so reach the passkey checks directly.
         let challenge = signed.approval_challenge();

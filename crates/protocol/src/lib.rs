@@ -33,8 +33,10 @@ pub use limits::Limits;
 /// (RFD 0010). Version 2 is version 1 and that negotiation; version 3 adds
 /// live job output and cancel (RFD 0012: `JobStarted`, `JobOutput`,
 /// `CancelJob`); version 4 the content of script checks (RFD 0009:
-/// `CheckScriptWanted`, `CheckScript`).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// `CheckScriptWanted`, `CheckScript`); version 5 adds remote shells (RFD
+/// 0015: `ShellOpen`, `ShellOpened`, `ShellData`, `ShellClose`,
+/// `ShellClosed`, `ShellRevoke`, `ShellRecording`).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The oldest protocol version this build still speaks, so that agents
 /// deployed with it keep working; an agent never speaks below it, whatever

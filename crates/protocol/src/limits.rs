@@ -79,6 +79,11 @@ pub struct Limits {
     /// together: the agent sends no more, the server stores no more (the
     /// rest is counted, and shown as truncated). Default 1 MiB.
     pub max_live_output_bytes: usize,
+    /// Largest sealed shell frame (`ShellData`, RFD 0015): 16 KiB of plain
+    /// text, an 8-byte counter and a 16-byte tag. Default 16,408.
+    pub max_shell_frame_bytes: usize,
+    /// Most live shell sessions on one agent. Default 2.
+    pub max_shell_sessions: usize,
 
     // ---- signed statements (bulwark_policy) ----
     /// Largest signed envelope (a trust root, policy, freeze or job
@@ -144,6 +149,8 @@ impl Default for Limits {
             max_log_leaf_bytes: crate::audit_leaf::MAX_LEAF_BYTES,
             max_output_chunk_bytes: 16 * 1024,
             max_live_output_bytes: 1024 * 1024,
+            max_shell_frame_bytes: 16 * 1024 + 24,
+            max_shell_sessions: 2,
             max_envelope_bytes: statement::envelope_cap(
                 statement::MAX_PAYLOAD_BYTES,
                 statement::MAX_SIGNATURES,

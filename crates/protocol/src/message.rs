@@ -106,6 +106,21 @@ pub enum AgentMessage {
     /// Version 4 (RFD 0009): the content of a script check's script.
     #[n(10)]
     CheckScriptWanted(#[n(0)] CheckScriptWanted),
+    // Numbered so that no shell message has the shape of the server's
+    // message of the same number: the directions stay apart.
+    /// Version 5 (RFD 0015): a session ended (or was never opened), with
+    /// its recording's hash.
+    #[n(11)]
+    ShellClosed(#[n(0)] ShellClosed),
+    /// Version 5: the device's signed answer to a session-open.
+    #[n(12)]
+    ShellOpened(#[n(0)] ShellOpened),
+    /// Version 5: a sealed frame of a shell session, agent to client.
+    #[n(13)]
+    ShellData(#[n(0)] ShellData),
+    /// Version 5: a piece of a finished session's recording.
+    #[n(14)]
+    ShellRecording(#[n(0)] ShellRecording),
 }
 
 /// The one place that says which protocol version introduced each message
@@ -124,6 +139,10 @@ impl crate::codec::Versioned for AgentMessage {
             | AgentMessage::Checks(_) => 1,
             AgentMessage::JobStarted(_) | AgentMessage::JobOutput(_) => 3,
             AgentMessage::CheckScriptWanted(_) => 4,
+            AgentMessage::ShellOpened(_)
+            | AgentMessage::ShellData(_)
+            | AgentMessage::ShellClosed(_)
+            | AgentMessage::ShellRecording(_) => 5,
         }
     }
 }
@@ -183,6 +202,19 @@ pub enum ServerMessage {
     /// Version 4 (RFD 0009): a script check's content, as the server has it.
     #[n(9)]
     CheckScript(#[n(0)] CheckScript),
+    /// Version 5 (RFD 0015): open a shell session (a grant and a
+    /// session-open the agent verifies itself).
+    #[n(10)]
+    ShellOpen(#[n(0)] ShellOpen),
+    /// Version 5: a sealed frame of a shell session, client to agent.
+    #[n(11)]
+    ShellData(#[n(0)] ShellData),
+    /// Version 5: end a session (the client left or the relay closed).
+    #[n(12)]
+    ShellClose(#[n(0)] ShellClose),
+    /// Version 5: a grant was revoked; end its sessions, open no more.
+    #[n(13)]
+    ShellRevoke(#[n(0)] ShellRevoke),
 }
 
 /// Like [`AgentMessage`]'s: the one place for the server's messages.
@@ -199,6 +231,10 @@ impl crate::codec::Versioned for ServerMessage {
             | ServerMessage::ResultAck(_) => 1,
             ServerMessage::CancelJob(_) => 3,
             ServerMessage::CheckScript(_) => 4,
+            ServerMessage::ShellOpen(_)
+            | ServerMessage::ShellData(_)
+            | ServerMessage::ShellClose(_)
+            | ServerMessage::ShellRevoke(_) => 5,
         }
     }
 }
@@ -535,6 +571,109 @@ pub struct CancelJob {
     pub reason: String,
 }
 
+/// Open a shell session (version 5, RFD 0015). Both envelopes are signed
+/// statements the agent verifies itself (`bulwark_policy::shell`); the
+/// server only relays them.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ShellOpen {
+    /// The relay's name for the session, picked by the client and signed in its open.
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub session_id: [u8; 16],
+    /// A `Signed` shell grant with its approvals.
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub grant: Vec<u8>,
+    /// A `Signed` session-open by the grantee's key.
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub open: Vec<u8>,
+}
+
+/// The agent's answer: a `Signed` session answer by the device key.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ShellOpened {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub session_id: [u8; 16],
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub answer: Vec<u8>,
+}
+
+/// One sealed frame of a session, either way: opaque to the server (a
+/// counter, ChaCha20-Poly1305 ciphertext and tag). Keystrokes, output and
+/// window size changes all travel as these.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ShellData {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub session_id: [u8; 16],
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub sealed: Vec<u8>,
+}
+
+/// The server ends a session: the client left or the relay closed.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ShellClose {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub session_id: [u8; 16],
+    #[n(1)]
+    pub reason: String,
+}
+
+/// A grant was revoked (unsigned: it can only make less happen). The agent
+/// remembers it until `expires_at` (the server's word, which only shortens
+/// its own revocation) and ends the grant's live sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ShellRevoke {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub grant_id: [u8; 16],
+    #[n(1)]
+    pub expires_at: u64,
+}
+
+/// A recording's digest: what the tenant's log keeps of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct RecordingDigest {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub sha256: [u8; 32],
+    #[n(1)]
+    pub len: u64,
+    /// The recording hit its cap and stopped (the session went on).
+    #[n(2)]
+    pub truncated: bool,
+}
+
+/// A session ended, or was refused before it opened (no recording then).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ShellClosed {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub session_id: [u8; 16],
+    /// Why the agent refused or ended the session (a bad grant or open,
+    /// expiry, revocation, a frame that failed the channel); `None` when
+    /// the shell exited or either side closed it.
+    #[n(1)]
+    pub refusal: Option<AgentRefusalCode>,
+    #[n(2)]
+    pub reason: String,
+    #[n(3)]
+    pub recording: Option<RecordingDigest>,
+}
+
+/// A piece of a finished session's asciicast recording, for upload.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ShellRecording {
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub session_id: [u8; 16],
+    #[n(1)]
+    pub offset: u64,
+    #[cbor(n(2), with = "minicbor::bytes")]
+    pub data: Vec<u8>,
+}
+
 /// What became of a job on this device. Sent again after every reconnect
 /// until the server answers [`ResultAck`].
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
@@ -706,6 +845,8 @@ agent_refusal_codes! {
     /// A mass action delivered before the witnesses saw it in the log for
     /// the policy's delay (RFD 0006).
     MassActionDelayNotElapsed = "mass_action_delay_not_elapsed",
+    /// A shell grant the server said was revoked (RFD 0015).
+    GrantRevoked = "grant_revoked",
     // The agent's own.
     /// The agent could not record, start or watch the job.
     AgentError = "agent_error",
@@ -862,6 +1003,19 @@ impl Validate for AgentMessage {
             AgentMessage::JobStarted(_) => Ok(()),
             AgentMessage::JobOutput(m) => check_len("data", m.data.len(), l.max_output_chunk_bytes),
             AgentMessage::CheckScriptWanted(_) => Ok(()),
+            AgentMessage::ShellOpened(m) => l.envelope("answer", &m.answer),
+            AgentMessage::ShellData(m) => {
+                check_len("sealed", m.sealed.len(), l.max_shell_frame_bytes)
+            }
+            AgentMessage::ShellClosed(m) => {
+                if let Some(code) = &m.refusal {
+                    l.text("refusal", code.as_str())?;
+                }
+                l.long_text("reason", &m.reason)
+            }
+            AgentMessage::ShellRecording(m) => {
+                check_len("data", m.data.len(), l.max_output_chunk_bytes)
+            }
         }
     }
 }
@@ -919,6 +1073,15 @@ impl Validate for ServerMessage {
                 m.content.as_ref().map_or(0, Vec::len),
                 l.max_script_bytes,
             ),
+            ServerMessage::ShellOpen(m) => {
+                l.envelope("grant", &m.grant)?;
+                l.envelope("open", &m.open)
+            }
+            ServerMessage::ShellData(m) => {
+                check_len("sealed", m.sealed.len(), l.max_shell_frame_bytes)
+            }
+            ServerMessage::ShellClose(m) => l.long_text("reason", &m.reason),
+            ServerMessage::ShellRevoke(_) => Ok(()),
         }
     }
 }

@@ -27,8 +27,9 @@ use bulwark_protocol::inventory::{
 use bulwark_protocol::message::{
     Ack, AgentMessage, AgentRefusalCode, ByteBuf, CancelJob, Challenge, DeviceId, Enroll, Enrolled,
     Heartbeat, Hello, InventoryReport, Job, JobOutcome, JobOutput, JobRefused, JobResult, JobRun,
-    JobStarted, LogProof, OutputStream, RefusalCode, Refused, ResultAck, ServerMessage, Trust,
-    TrustRefused, TrustStatus, Welcome,
+    JobStarted, LogProof, OutputStream, RecordingDigest, RefusalCode, Refused, ResultAck,
+    ServerMessage, ShellClose, ShellClosed, ShellData, ShellOpen, ShellOpened, ShellRecording,
+    ShellRevoke, Trust, TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{
     Frame, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError, decode_agent_frame,
@@ -501,6 +502,39 @@ fn agent_message() -> BoxedStrategy<AgentMessage> {
         bytes32().prop_map(|sha256| AgentMessage::CheckScriptWanted(
             bulwark_protocol::message::CheckScriptWanted { sha256 }
         )),
+        // Version 5 (RFD 0015).
+        (bytes16(), bytes()).prop_map(|(session_id, answer)| AgentMessage::ShellOpened(
+            ShellOpened { session_id, answer }
+        )),
+        (bytes16(), bytes()).prop_map(|(session_id, sealed)| AgentMessage::ShellData(ShellData {
+            session_id,
+            sealed
+        })),
+        (
+            bytes16(),
+            proptest::option::of(agent_refusal_code()),
+            long_text(),
+            proptest::option::of((bytes32(), uint64(), any::<bool>()))
+        )
+            .prop_map(|(session_id, refusal, reason, recording)| {
+                AgentMessage::ShellClosed(ShellClosed {
+                    session_id,
+                    refusal,
+                    reason,
+                    recording: recording.map(|(sha256, len, truncated)| RecordingDigest {
+                        sha256,
+                        len,
+                        truncated,
+                    }),
+                })
+            }),
+        (bytes16(), uint64(), bytes()).prop_map(|(session_id, offset, data)| {
+            AgentMessage::ShellRecording(ShellRecording {
+                session_id,
+                offset,
+                data,
+            })
+        }),
     ]
     .boxed()
 }
@@ -635,6 +669,27 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
         (bytes32(), proptest::option::of(bytes())).prop_map(|(sha256, content)| {
             ServerMessage::CheckScript(bulwark_protocol::message::CheckScript { sha256, content })
         }),
+        // Version 5 (RFD 0015).
+        (bytes16(), bytes(), bytes()).prop_map(|(session_id, grant, open)| {
+            ServerMessage::ShellOpen(ShellOpen {
+                session_id,
+                grant,
+                open,
+            })
+        }),
+        (bytes16(), bytes()).prop_map(|(session_id, sealed)| ServerMessage::ShellData(ShellData {
+            session_id,
+            sealed
+        })),
+        (bytes16(), long_text()).prop_map(|(session_id, reason)| ServerMessage::ShellClose(
+            ShellClose { session_id, reason }
+        )),
+        (bytes16(), uint64()).prop_map(|(grant_id, expires_at)| ServerMessage::ShellRevoke(
+            ShellRevoke {
+                grant_id,
+                expires_at
+            }
+        )),
     ]
     .boxed()
 }
@@ -718,13 +773,13 @@ proptest! {
     /// The two directions never confuse each other: no agent frame is a valid
     /// server frame and no server frame a valid agent frame.
     /// Live output and cancel (RFD 0012) exist from version 3 only, script
-    /// check content (RFD 0009) from version 4: an older session can
-    /// neither write them nor read them, even written by hand (a hostile or
-    /// confused peer).
+    /// check content (RFD 0009) from version 4, shells (RFD 0015) from
+    /// version 5: an older session can neither write them nor read them,
+    /// even written by hand (a hostile or confused peer).
     #[test]
     fn newer_messages_are_refused_in_older_sessions(a in agent_message(), s in server_message(), version in MIN_PROTOCOL_VERSION..PROTOCOL_VERSION) {
         for since in [a.since(), s.since()] {
-            prop_assert!([1, 3, 4].contains(&since), "a new `since` needs its own test: {since}");
+            prop_assert!([1, 3, 4, 5].contains(&since), "a new `since` needs its own test: {since}");
         }
         let since = a.since();
         if since > version {
@@ -1154,10 +1209,10 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
 fn other_versions_are_refused_before_the_body() {
     let frame = heartbeat_frame();
     assert_eq!(&frame[..3], &[0xa2, 0x00, PROTOCOL_VERSION as u8]);
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 4));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 5));
     for (version_head, got) in [
         (vec![0x00], 0u16),
-        (vec![0x05], 5),
+        (vec![0x06], 6),
         (vec![0x17], 23),
         (vec![0x19, 0x12, 0x34], 0x1234),
     ] {
@@ -1172,7 +1227,7 @@ fn other_versions_are_refused_before_the_body() {
             decode_server(&mutant),
             Err(ProtocolError::UnsupportedVersion { got })
         );
-        // The body is not looked at: a version-5 frame with a garbage body
+        // The body is not looked at: a version-6 frame with a garbage body
         // still gets the answer that helps the peer.
         let mut garbage_body = vec![0xa2, 0x00];
         garbage_body.extend_from_slice(&version_head);

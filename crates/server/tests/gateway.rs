@@ -1089,3 +1089,156 @@ async fn target_operator(h: &Harness, job_hex: &str) -> String {
         .expect("exists")
         .requested_by
 }
+
+/// RFD 0015, a malicious agent reporting shell sessions: its own session's
+/// end goes into the tenant's log with the digest it reported, once; an end
+/// for another device's session is ignored; recording pieces are stored
+/// only in order and within the reported length.
+#[tokio::test]
+async fn shell_session_ends_are_logged_once_and_recordings_stay_in_bounds() {
+    use bulwark_protocol::message::{RecordingDigest, ShellClosed, ShellRecording};
+    use bulwark_store::NewShellGrant;
+    use sha2::Digest;
+    let h = start().await;
+    let store = &h.server.store;
+    let agent = h.enrolled().await;
+    let device = agent.device_id.to_string();
+    let other = h.enrolled().await;
+    let other_device = other.device_id.to_string();
+    let operator = store
+        .create_operator(
+            &bulwark_store::NewOperator {
+                username: "shell-tech".to_owned(),
+                password_hash: "$argon2id$unused".to_owned(),
+                totp_secret: "UNUSED".to_owned(),
+            },
+            "operator",
+            "test",
+            now_millis(),
+        )
+        .await
+        .expect("operator");
+    let now = now_millis();
+    for (grant, on) in [("aa", &device), ("bb", &other_device)] {
+        store
+            .create_shell_grant(
+                &NewShellGrant {
+                    id: grant.repeat(16),
+                    tenant_id: h.tenant_id.clone(),
+                    device_id: on.clone(),
+                    requested_by: operator.id.clone(),
+                    grantee_key: "cd".repeat(32),
+                    account: "unprivileged".to_owned(),
+                    reason: "test".to_owned(),
+                    not_before: now / 1000,
+                    expires_at: now / 1000 + 600,
+                    envelope: vec![1],
+                },
+                now,
+                &[],
+            )
+            .await
+            .expect("grant");
+    }
+    let mine = [0x11; 16];
+    let theirs = [0x22; 16];
+    store
+        .open_shell_session(&hex::encode(mine), &"aa".repeat(16), &operator.id, now, &[])
+        .await
+        .expect("session");
+    store
+        .open_shell_session(
+            &hex::encode(theirs),
+            &"bb".repeat(16),
+            &operator.id,
+            now,
+            &[],
+        )
+        .await
+        .expect("session");
+
+    let mut ws = hello_in(&h, &agent, PROTOCOL_VERSION).await;
+    assert!(matches!(
+        next_message(&mut ws).await,
+        Some(ServerMessage::Welcome(_))
+    ));
+    let recording = b"{\"version\": 2}\n[0.1, \"o\", \"hi\"]\n".to_vec();
+    let digest: [u8; 32] = sha2::Sha256::digest(&recording).into();
+    let closed = |session_id| {
+        AgentMessage::ShellClosed(ShellClosed {
+            session_id,
+            refusal: None,
+            reason: "the shell exited".to_owned(),
+            recording: Some(RecordingDigest {
+                sha256: digest,
+                len: recording.len() as u64,
+                truncated: false,
+            }),
+        })
+    };
+    let piece = |offset: usize, data: &[u8]| {
+        AgentMessage::ShellRecording(ShellRecording {
+            session_id: mine,
+            offset: offset as u64,
+            data: data.to_vec(),
+        })
+    };
+    for message in [
+        closed(theirs),
+        closed(mine),
+        closed(mine),
+        piece(5, &recording[5..]),
+        piece(0, &recording[..10]),
+        piece(10, &recording[10..]),
+        piece(recording.len(), b"more"),
+    ] {
+        ws.send(Message::Binary(encode_agent_frame(&message).into()))
+            .await
+            .expect("send");
+    }
+    // The connection lives on, and every report before this one was
+    // handled: an inventory report after them is acknowledged.
+    ws.send(Message::Binary(
+        encode_agent_frame(&inventory_report(7)).into(),
+    ))
+    .await
+    .expect("send");
+    loop {
+        match next_message(&mut ws).await {
+            Some(ServerMessage::Ack(ack)) if ack.seq == 7 => break,
+            Some(_) => {}
+            None => panic!("the connection closed"),
+        }
+    }
+    let sessions = store
+        .shell_sessions(&TenantScope::All, &device)
+        .await
+        .expect("sessions");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        sessions[0].end.recording_sha256.as_deref(),
+        Some(hex::encode(digest).as_str())
+    );
+    let (_, stored) = store
+        .shell_recording(&TenantScope::All, &hex::encode(mine))
+        .await
+        .expect("recording")
+        .expect("exists");
+    assert_eq!(stored, recording);
+    let theirs_now = store
+        .shell_sessions(&TenantScope::All, &other_device)
+        .await
+        .expect("sessions");
+    assert_eq!(theirs_now[0].closed_at, None, "another device closed it");
+    let logged: Vec<String> = store
+        .log_entries(&h.tenant_id, 0, 1000)
+        .await
+        .expect("log")
+        .iter()
+        .filter_map(|e| bulwark_protocol::audit_leaf::AuditLeaf::decode(&e.leaf).ok())
+        .filter(|l| l.action == AuditAction::ShellSession.as_str())
+        .map(|l| l.detail.to_string())
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].contains(&hex::encode(digest)), "{logged:?}");
+}

@@ -96,6 +96,14 @@ audit_actions! {
     /// An operator cancelled a job (RFD 0012): waiting targets are never sent,
     /// running ones are sent a cancel.
     JobCancelled => "job.cancelled",
+    // Remote shells (RFD 0015).
+    ShellGrantRequested => "shell.grant_requested",
+    ShellGrantApproved => "shell.grant_approved",
+    ShellGrantRevoked => "shell.grant_revoked",
+    ShellSessionOpened => "shell.session_opened",
+    /// A session ended; its detail holds the recording's SHA-256 and length
+    /// as the agent reported them.
+    ShellSession => "shell.session",
     /// The leaf an agent checks before it runs a job (RFD 0003).
     JobReleased => bulwark_protocol::audit_leaf::JOB_RELEASED,
     JobDelivered => "job.delivered",

@@ -20,6 +20,7 @@ pub(crate) mod mass_action;
 mod rate;
 pub mod releases;
 mod session;
+mod shells;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

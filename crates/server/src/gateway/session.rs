@@ -409,6 +409,15 @@ async fn handle_frame(
                 return ControlFlow::Break(reason);
             }
         }
+        // Remote shells (RFD 0015): how a session ended and its recording.
+        Ok(AgentMessage::ShellClosed(closed)) => {
+            super::shells::record_closed(state, &live.device_id, &live.tenant_id, &closed).await;
+        }
+        Ok(AgentMessage::ShellRecording(piece)) => {
+            super::shells::record_piece(state, &live.device_id, &piece).await;
+        }
+        // Sealed bytes for a relay this server does not run yet: dropped.
+        Ok(AgentMessage::ShellOpened(_) | AgentMessage::ShellData(_)) => {}
         Ok(AgentMessage::TrustStatus(status)) => {
             if let Err(error) = Box::pin(record_trust_status(state, &live.device_id, status)).await
             {
