@@ -605,6 +605,7 @@ fn empty_policy() -> Policy {
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
     }
 }
 
