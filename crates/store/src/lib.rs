@@ -40,6 +40,7 @@ mod operators;
 mod packages;
 mod passkeys;
 mod recovery;
+mod schedules;
 mod scripts;
 mod server_secrets;
 mod sessions;
@@ -90,6 +91,7 @@ pub use metrics::{Compaction, MAX_SERIES_ROWS, MetricSeries, TenantCounts, Tenan
 pub use operators::{NewOperator, Operator};
 pub use packages::MAX_PACKAGES_PER_DEVICE;
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};
+pub use schedules::{NewSchedule, Schedule, ScheduleRun};
 pub use scripts::{NewScript, NewScriptVersion, Script, ScriptReview, ScriptVersion};
 pub use sessions::{NewSession, Session, SessionKind};
 pub use setup::SetupEnrolment;
