@@ -25,6 +25,7 @@ pub mod numbers;
 pub mod operators;
 pub mod passkeys;
 pub mod proposals;
+pub mod schedules;
 pub mod scripts;
 pub mod setup;
 pub mod signing_keys;
