@@ -18,9 +18,11 @@ pub const MAX_UPLOAD_BODY_BYTES: usize = MAX_TARGET_BYTES / 3 * 4 + (64 << 10);
 pub struct ReleaseFileUpload {
     /// `metadata` (a file of the repository's `metadata/` folder) or
     /// `target` (a file under `targets/`).
+    #[schema(pattern = "^(metadata|target)$", example = "metadata")]
     pub kind: String,
     /// The file's name under that folder: `timestamp.json`, `2.root.json`;
     /// `bulwark-agent/0.2.0/<sha256>.x86_64-unknown-linux-gnu`.
+    #[schema(example = "timestamp.json", min_length = 1)]
     pub path: String,
     /// The file's bytes, standard base64.
     pub content: String,

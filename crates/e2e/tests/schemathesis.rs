@@ -59,6 +59,12 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // RFC 8628 §3.5: every answer but the token is a 400 (pending, slow
     // down, denied, expired, unknown code).
     ("device_token", "RFC 8628 errors are 400s"),
+    // A release file's name follows TUF's layout and its content is
+    // base64 within the role's size: rules of the repository, not of JSON.
+    (
+        "upload_file",
+        "a file name, base64 or size the mirror refuses",
+    ),
     // A one-time code, a passkey assertion or a ceremony id is right or
     // wrong by a secret, not by its shape.
     ("step_up", "a wrong one-time code"),
