@@ -251,6 +251,7 @@ mod tests {
         check(Some(&held), "a", T0 + 60_000, Some(("a", T0 + 75_000, 1)));
         let taken = Lease {
             holder: "b".into(),
+            expires_at: T0 + 30_000,
             fencing: 2,
             ..held
         };
