@@ -1,7 +1,8 @@
 //! What this operator's machine pinned, per server: each tenant's id and
 //! the fingerprint of its first trust root (`pins/<server>/<tenant>.pin`),
-//! and the server's log key (`log-keys/<server>.vkey`), all under
-//! `$BULWARK_CONFIG_DIR`.
+//! the key of every device a job was signed for
+//! (`pins/<server>/<tenant>.devices`), and the server's log key
+//! (`log-keys/<server>.vkey`), all under `$BULWARK_CONFIG_DIR`.
 //!
 //! Everything the server says is the attacker's word once it is owned
 //! (RFD 0005), so trust anchors reach agents from this side: a tenant is
@@ -242,6 +243,185 @@ pub(crate) fn check_log_key(server: &str, served: &str) -> Result<(String, Optio
     }
 }
 
+/// A device as this machine first signed a job for it: the key is the
+/// device (the agent checks it against its own), the host name is how a
+/// person named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DevicePin {
+    pub device_id: String,
+    /// [`bulwark_policy::device_key_fingerprint`] of the device's key.
+    pub key: [u8; 32],
+    pub hostname: String,
+}
+
+/// How the operator named a device: by host name a pinned name must keep
+/// its device; by id, tag or group only the id's key is held to its pin
+/// (two machines may share a host name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NamedBy {
+    Hostname,
+    Other,
+}
+
+fn device_pins_path(server: &str, tenant: &str) -> Result<PathBuf> {
+    Ok(Credentials::dir()?
+        .join("pins")
+        .join(server_file_name(server))
+        .join(format!("{}.devices", tenant_file_name(tenant))))
+}
+
+/// One line per device: `device <id> <key hex> <host name>`.
+fn encode_device(pin: &DevicePin) -> String {
+    format!(
+        "device {} {} {}\n",
+        pin.device_id,
+        hex::encode(pin.key),
+        pin.hostname
+    )
+}
+
+fn decode_devices(text: &str) -> Result<Vec<DevicePin>> {
+    let mut pins = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut parts = line.splitn(4, ' ');
+        let (Some("device"), Some(id), Some(key), Some(hostname)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            bail!("line {}: not `device <id> <key> <host name>`", n + 1);
+        };
+        pins.push(DevicePin {
+            device_id: id.to_owned(),
+            key: parse_device_key(key).with_context(|| format!("line {}", n + 1))?,
+            hostname: hostname.to_owned(),
+        });
+    }
+    Ok(pins)
+}
+
+/// A device key fingerprint as the server and the pin files write it: 64
+/// hex digits, nothing else.
+pub(crate) fn parse_device_key(text: &str) -> Result<[u8; 32]> {
+    ensure!(
+        text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()),
+        "a device key fingerprint is 64 hex digits, not {:?}",
+        text.chars().take(80).collect::<String>()
+    );
+    let bytes = hex::decode(text).context("hex")?;
+    <[u8; 32]>::try_from(bytes).map_err(|_| anyhow::anyhow!("32 bytes"))
+}
+
+/// The devices this machine pinned for `tenant` on `server`.
+pub(crate) fn device_pins(server: &str, tenant: &str) -> Result<Vec<DevicePin>> {
+    let path = device_pins_path(server, tenant)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => decode_devices(&text).with_context(|| format!("{} is corrupt", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Holds the devices the server resolved a job's targets to against the
+/// pins: a pinned device id served with another key, or a host name the
+/// operator typed that this machine pinned to another device, stops
+/// everything (that is how a server that swapped in a machine it controls
+/// looks). Returns the devices seen for the first time, to pin.
+pub(crate) fn check_devices(
+    pinned: &[DevicePin],
+    chosen: &[(DevicePin, NamedBy)],
+    pin_file: &str,
+) -> Result<Vec<DevicePin>> {
+    let mut first_seen = Vec::new();
+    for (served, named_by) in chosen {
+        if let Some(pin) = pinned.iter().find(|p| p.device_id == served.device_id) {
+            ensure!(
+                pin.key == served.key,
+                "STOP: the server says device {} ({}) has key {}, but this machine pinned key {} \
+                 for it. A device's key never changes; a server that swapped it is steering the job \
+                 to a machine it controls. Nothing was signed. If the device was re-installed \
+                 (compare the key with the `key hash` `bulwark-agent status` prints on the machine), delete its line \
+                 from {pin_file}",
+                served.device_id,
+                served.hostname,
+                hex::encode(served.key),
+                hex::encode(pin.key)
+            );
+            continue;
+        }
+        if *named_by == NamedBy::Hostname
+            && let Some(pin) = pinned
+                .iter()
+                .find(|p| p.hostname.eq_ignore_ascii_case(&served.hostname))
+        {
+            bail!(
+                "STOP: {} is device {} with key {} on this machine, but the server now answers \
+                 device {} with key {}. A re-enrolled machine looks like this, and so does a \
+                 server that put a machine it controls in its place. Nothing was signed. Compare \
+                 the key with the `key hash` `bulwark-agent status` prints on the machine, then delete the old line from \
+                 {pin_file}",
+                served.hostname,
+                pin.device_id,
+                hex::encode(pin.key),
+                served.device_id,
+                hex::encode(served.key)
+            );
+        }
+        if !first_seen
+            .iter()
+            .any(|p: &DevicePin| p.device_id == served.device_id)
+        {
+            first_seen.push(served.clone());
+        }
+    }
+    Ok(first_seen)
+}
+
+/// Checks the chosen devices against this machine's pins for `tenant` and
+/// pins the new ones (printing each, to compare out of band if it matters).
+pub(crate) fn hold_devices(
+    server: &str,
+    tenant: &str,
+    chosen: &[(DevicePin, NamedBy)],
+) -> Result<()> {
+    let path = device_pins_path(server, tenant)?;
+    let pinned = device_pins(server, tenant)?;
+    let new = check_devices(&pinned, chosen, &path.display().to_string())?;
+    if new.is_empty() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut text = String::new();
+    for pin in &new {
+        text.push_str(&encode_device(pin));
+    }
+    use std::io::Write as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    if new.len() <= 5 {
+        for pin in &new {
+            eprintln!(
+                "First use: pinned device {} ({}) with key {}",
+                pin.hostname,
+                pin.device_id,
+                hex::encode(pin.key)
+            );
+        }
+    } else {
+        eprintln!("First use: pinned {} devices' keys", new.len());
+    }
+    eprintln!("  in {}", path.display());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +469,55 @@ mod tests {
         };
         let error = compare("acme", &pin, &other_tenant).expect_err("another tenant");
         assert!(error.to_string().contains("another customer"), "{error}");
+    }
+
+    fn device(id: &str, key: u8, hostname: &str) -> DevicePin {
+        DevicePin {
+            device_id: id.into(),
+            key: [key; 32],
+            hostname: hostname.into(),
+        }
+    }
+
+    #[test]
+    fn device_pins_round_trip() {
+        let pins = vec![device("d1", 1, "db01"), device("d2", 2, "web 01")];
+        let text: String = pins.iter().map(encode_device).collect();
+        assert_eq!(decode_devices(&text).expect("decodes"), pins);
+        assert!(decode_devices("device d1 00 db01\n").is_err());
+        assert!(decode_devices("device d1\n").is_err());
+        assert!(parse_device_key(&"g".repeat(64)).is_err());
+        assert!(parse_device_key("").is_err());
+    }
+
+    #[test]
+    fn a_swapped_device_key_stops_the_job() {
+        let pinned = vec![device("d1", 1, "db01")];
+        // The same device, the same key: nothing new.
+        let same = [(device("d1", 1, "db01"), NamedBy::Hostname)];
+        assert!(check_devices(&pinned, &same, "F").expect("same").is_empty());
+        // A renamed device keeps its pin by key.
+        let renamed = [(device("d1", 1, "db02"), NamedBy::Other)];
+        assert!(
+            check_devices(&pinned, &renamed, "F")
+                .expect("renamed")
+                .is_empty()
+        );
+        // The server swaps the key of a pinned device: stop, however named.
+        for named_by in [NamedBy::Hostname, NamedBy::Other] {
+            let swapped = [(device("d1", 9, "db01"), named_by)];
+            let error = check_devices(&pinned, &swapped, "F").expect_err("swapped key");
+            assert!(error.to_string().contains("STOP"), "{error}");
+        }
+        // The server answers the typed host name with another device.
+        let other = [(device("rogue", 9, "DB01"), NamedBy::Hostname)];
+        let error = check_devices(&pinned, &other, "F").expect_err("another device");
+        assert!(error.to_string().contains("rogue"), "{error}");
+        // Chosen by id or tag, a second machine of the same name is new.
+        let twin = [(device("d3", 3, "db01"), NamedBy::Other)];
+        assert_eq!(
+            check_devices(&pinned, &twin, "F").expect("twin"),
+            vec![device("d3", 3, "db01")]
+        );
     }
 }

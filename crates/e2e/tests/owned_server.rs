@@ -12,7 +12,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bulwark_api::devices::DeviceView;
@@ -333,12 +333,73 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
     s.expect_refused(&id, &bravo.device_id, "target_mismatch", &marker)
         .await?;
 
-    // Names put back: the operator's job for ws-alpha runs on ws-alpha.
+    // An agent's report may write a name back between the edit and the
+    // CLI's reading: redo the edit until the CLI saw it.
+    let submit_after = async |alpha_name: &str, bravo_name: &str, target: &str, script: &str| {
+        for _ in 0..20 {
+            s.sql(&names(alpha_name, bravo_name))?;
+            match submit_to(&s, "demo", target, script).await {
+                Err(e)
+                    if format!("{e:#}").contains("no device")
+                        || format!("{e:#}").contains("several devices") =>
+                {
+                    continue;
+                }
+                other => return Ok(other),
+            }
+        }
+        bail!("the edited names never held long enough for a submission")
+    };
+
+    // Names put back: the CLI met ws-alpha for the first time during the
+    // attack and pinned the device it was shown, so the true answer now
+    // stops it, naming both devices; nothing is signed.
+    let stopped = submit_after("ws-alpha", "ws-bravo", "ws-alpha", "alpha-stopped").await?;
+    let message = format!(
+        "{:#}",
+        stopped.err().context("the CLI signed against its pin")?
+    );
+    ensure!(
+        message.contains("STOP") && message.contains(&alpha.device_id),
+        "the CLI did not stop on a host name pinned to another device: {message}"
+    );
+    // The operator checked the machine's key out of band and forgets the
+    // device pins: the operator's job for ws-alpha runs on ws-alpha.
+    for server in std::fs::read_dir(s.config.join("pins"))? {
+        std::fs::remove_file(server?.path().join("demo.devices"))?;
+    }
     let (id, marker) = submit_named("alpha-after").await?;
     let target = s.wait_final(&id, &alpha.device_id).await?;
     ensure!(
         target.state == "succeeded" && marker.exists(),
         "the correct job did not run on ws-alpha: {target:?}"
+    );
+
+    // With ws-alpha pinned, the same swap stops the CLI before it signs.
+    let message = match submit_after("ws-bravo", "ws-alpha", "ws-alpha", "alpha-pinned").await? {
+        Ok((id, _)) => bail!("the CLI signed job {id} for a swapped host name it had pinned"),
+        Err(e) => format!("{e:#}"),
+    };
+    ensure!(
+        message.contains("STOP") && message.contains(&bravo.device_id),
+        "the CLI did not name the device the server swapped in: {message}"
+    );
+
+    // A device's key swapped in the database (a machine the attacker holds,
+    // under ws-alpha's id) stops the CLI however the device is named.
+    s.sql(&names("ws-alpha", "ws-bravo"))?;
+    s.sql(&format!(
+        "UPDATE devices SET public_key = X'{}' WHERE id = '{}'",
+        "66".repeat(32),
+        alpha.device_id
+    ))?;
+    let message = match submit_to(&s, "demo", &alpha.device_id, "alpha-rekeyed").await {
+        Ok((id, _)) => bail!("the CLI signed job {id} for a device whose key the server swapped"),
+        Err(e) => format!("{e:#}"),
+    };
+    ensure!(
+        message.contains("STOP") && message.contains("this machine pinned key"),
+        "the CLI did not stop on a swapped device key: {message}"
     );
     Ok(())
 }

@@ -5,8 +5,11 @@
 //! freezes in the order the log gives them), and each released job must
 //! have been requested before, be the envelope the release names, and carry
 //! the signatures the policy in force then requires for the class its
-//! action derives to. A tree that verifies but whose entries say something
-//! no agent would have accepted names the first such entry.
+//! action derives to. A released job's targets must carry the key their
+//! device was enrolled with (`device.enrolled` names it), so a server that
+//! steered a job to a key it controls shows in the log. A tree that verifies
+//! but whose entries say something no agent would have accepted names the
+//! first such entry.
 //!
 //! Pure: the statements (envelopes by kind and version, job envelopes by
 //! id) are given by the caller, which fetched them from the server or read
@@ -47,6 +50,8 @@ pub struct TrustReplay {
     tenant: String,
     history: TrustHistory,
     requested: HashSet<String>,
+    /// Each device id's key fingerprint, as its enrolment entry named it.
+    enrolled: HashMap<String, [u8; 32]>,
     /// Jobs released, for the summary.
     pub released: u64,
 }
@@ -64,6 +69,7 @@ impl TrustReplay {
             tenant: tenant.to_owned(),
             history: TrustHistory::new(pinned, Some(tenant)),
             requested: HashSet::new(),
+            enrolled: HashMap::new(),
             released: 0,
         }
     }
@@ -120,6 +126,17 @@ impl TrustReplay {
             "job.requested" => {
                 self.requested.insert(leaf.target.clone());
             }
+            "device.enrolled" => {
+                if let Some(key) = enrolled_key(&leaf.detail)
+                    && let Some(before) = self.enrolled.insert(leaf.target.clone(), key)
+                    && before != key
+                {
+                    return Err(problem(
+                        "device_key_changed",
+                        "the device id was enrolled before with another key".into(),
+                    ));
+                }
+            }
             JOB_RELEASED => {
                 if !self.requested.contains(&leaf.target) {
                     return Err(problem(
@@ -148,6 +165,22 @@ impl TrustReplay {
                         "the envelope is another tenant's or another job's".into(),
                     ));
                 }
+                if let Some(target) = job.targets.iter().find(|t| {
+                    t.device_key.is_some_and(|key| {
+                        self.enrolled
+                            .get(&t.device_id)
+                            .is_some_and(|enrolled| *enrolled != key)
+                    })
+                }) {
+                    return Err(problem(
+                        "target_key_not_enrolled",
+                        format!(
+                            "the job is signed for device {} ({}) with a key that is not the one \
+                             its enrolment entry names",
+                            target.device_id, target.hostname
+                        ),
+                    ));
+                }
                 // A release while the tenant is frozen is not a forgery: the
                 // server releases, every agent refuses (step 1).
                 let policy = self
@@ -169,5 +202,56 @@ impl TrustReplay {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The key fingerprint a `device.enrolled` entry names in its one
+/// ` key=<64 hex> token_created_by=`. The host name and version before it
+/// are the device's own words: a detail where that pattern appears more
+/// than once (a look-alike in a host name) names no key, and its jobs are
+/// not held to one.
+fn enrolled_key(detail: &str) -> Option<[u8; 32]> {
+    const FIELD: &str = " key=";
+    const NEXT: &str = " token_created_by=";
+    let mut found = None;
+    for (at, _) in detail.match_indices(FIELD) {
+        let rest = &detail[at + FIELD.len()..];
+        let (Some(hex_part), Some(tail)) = (rest.get(..64), rest.get(64..)) else {
+            continue;
+        };
+        if !tail.starts_with(NEXT) || !hex_part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            continue;
+        }
+        if found.is_some() {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut key).ok()?;
+        found = Some(key);
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enrolled_key;
+
+    #[test]
+    fn the_enrolment_entry_names_one_key() {
+        let key = "ab".repeat(32);
+        let detail = format!("hostname=db01 agent_version=0.1.0 key={key} token_created_by=alice");
+        assert_eq!(enrolled_key(&detail), Some([0xab; 32]));
+        // Entries written before keys were logged name none.
+        assert_eq!(
+            enrolled_key("hostname=db01 agent_version=0.1.0 token_created_by=alice"),
+            None
+        );
+        // A host name that imitates the field makes the entry name none.
+        let forged = format!(
+            "hostname=x key={} token_created_by=y agent_version=0.1.0 key={key} token_created_by=alice",
+            "cd".repeat(32)
+        );
+        assert_eq!(enrolled_key(&forged), None);
+        assert_eq!(enrolled_key(&format!("hostname=x key={key}")), None);
     }
 }

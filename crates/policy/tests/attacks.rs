@@ -1301,6 +1301,49 @@ fn auditors_replay_what_the_log_records() {
         ),
         Err((3, "freeze_refused"))
     );
+    // A job signed for a device under a key its enrolment entry does not
+    // name: the server steered the operator to a key it controls.
+    let mut keyed = job(ActionClass::RunScript, &[DEVICE], SCRIPT);
+    keyed.job_id = [5; 16];
+    keyed.targets[0].device_key = Some(DEVICE_KEY);
+    let keyed = signed(&keyed, &[&k.alice, &k.bob]);
+    let mut with_keyed = statements.clone();
+    with_keyed.jobs.insert(id(&keyed), keyed.clone());
+    let enrolled = |key: [u8; 32]| {
+        leaf(
+            "device.enrolled",
+            DEVICE,
+            &format!(
+                "hostname={HOST} agent_version=0.1.0 key={} token_created_by=alice",
+                hex::encode(key)
+            ),
+        )
+    };
+    assert_eq!(
+        run(
+            pin,
+            &with_keyed,
+            vec![enrolled(DEVICE_KEY), requested(&keyed), released(&keyed)]
+        ),
+        Ok(1)
+    );
+    assert_eq!(
+        run(
+            pin,
+            &with_keyed,
+            vec![enrolled([0x66; 32]), requested(&keyed), released(&keyed)]
+        ),
+        Err((4, "target_key_not_enrolled"))
+    );
+    // One device id enrolled twice under two keys.
+    assert_eq!(
+        run(
+            pin,
+            &with_keyed,
+            vec![enrolled(DEVICE_KEY), enrolled([0x66; 32])]
+        ),
+        Err((3, "device_key_changed"))
+    );
 }
 
 /// A signed package name reaches apt's command line on the agent: only

@@ -117,7 +117,9 @@ impl Store {
     /// 2. insert the device in the token's tenant (a public key that is
     ///    already enrolled gives `Conflict`, and the rollback leaves the
     ///    token unused);
-    /// 3. append [`AuditAction::DeviceEnrolled`] to the audit log.
+    /// 3. append [`AuditAction::DeviceEnrolled`] to the audit log, naming
+    ///    the key's fingerprint (the SHA-256 jobs name it by), so an auditor
+    ///    can tell which key a device id stood for from the log alone.
     pub async fn enroll_device(
         &self,
         secret_hash: [u8; 32],
@@ -165,9 +167,10 @@ impl Store {
                 action: AuditAction::DeviceEnrolled,
                 target: new.id.clone(),
                 detail: format!(
-                    "hostname={} agent_version={} token_created_by={}",
+                    "hostname={} agent_version={} key={} token_created_by={}",
                     new.hostname,
                     new.agent_version,
+                    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(new.public_key)),
                     created_by.as_deref().unwrap_or("-")
                 ),
             },

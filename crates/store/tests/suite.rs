@@ -875,6 +875,16 @@ async fn enrollment_tokens(store: Store) {
         (events[0].action.as_str(), events[0].target.as_str()),
         ("device.enrolled", device.id.as_str())
     );
+    // The log names the key's fingerprint, as jobs do: an auditor reads
+    // which key a device id stood for without asking the server.
+    let fingerprint = <sha2::Sha256 as sha2::Digest>::digest(new.public_key);
+    assert!(
+        events[0]
+            .detail
+            .contains(&format!("key={}", hex::encode(fingerprint))),
+        "{}",
+        events[0].detail
+    );
 
     // A used token creates nothing.
     assert_not_found(store.enroll_device(used, new_device(2, "b"), T0 + 2).await);

@@ -483,6 +483,25 @@ pub async fn run(cmd: JobCommand) -> Result<()> {
                 trust.tenant_id,
                 statement.tenant
             );
+            // Each target's key is held to this machine's pins too: an
+            // approval never adds weight to a job steered to a swapped key.
+            let keyed: Vec<_> = statement
+                .targets
+                .iter()
+                .filter_map(|t| {
+                    t.device_key.map(|key| {
+                        (
+                            crate::pins::DevicePin {
+                                device_id: t.device_id.clone(),
+                                key,
+                                hostname: t.hostname.clone(),
+                            },
+                            crate::pins::NamedBy::Other,
+                        )
+                    })
+                })
+                .collect();
+            crate::pins::hold_devices(session.server(), &statement.tenant_name, &keyed)?;
             let summary = render_statement(&statement, &signed, trust.policy.as_ref(), unix_now());
             print!("{summary}");
             if !script.is_empty() {

@@ -8,15 +8,20 @@
 //! name with the count, before anything is signed; a device the server
 //! files under another tenant is refused, and the tenant's fan-out and
 //! mass-action rules count exactly the devices listed.
+//!
+//! Each device's key is held to this machine's pin (`pins::hold_devices`):
+//! the server cannot swap a pinned device's key, nor answer a host name the
+//! operator typed with another device, without the job stopping unsigned.
 
 use std::fmt::Write as _;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use bulwark_api::devices::DeviceView;
 use bulwark_policy::JobTarget;
 
 use crate::client::{Session, path_segment};
 use crate::output::Cell;
+use crate::pins::{self, DevicePin, NamedBy};
 
 /// Which devices a job is for.
 pub(crate) enum Targets<'a> {
@@ -119,6 +124,7 @@ pub(crate) async fn resolve_targets(
         }
     };
     let mut ids = Vec::new();
+    let mut chosen_pins = Vec::new();
     for want in wanted.iter().map(|w| w.trim()).filter(|w| !w.is_empty()) {
         let matches: Vec<&DeviceView> = devices
             .iter()
@@ -132,12 +138,31 @@ pub(crate) async fn resolve_targets(
                     "the server answered {want:?} with device {} called {hostname:?}",
                     one.id
                 );
+                // Without its key a job runs on whichever machine answers to
+                // the id and name; the server may not leave it out.
+                let key = pins::parse_device_key(&one.key_fingerprint).with_context(|| {
+                    format!(
+                        "the server listed device {} ({hostname}) without a valid key: refused, nothing signed",
+                        one.id
+                    )
+                })?;
+                let named_by = if want == one.id {
+                    NamedBy::Other
+                } else {
+                    NamedBy::Hostname
+                };
+                chosen_pins.push((
+                    DevicePin {
+                        device_id: one.id.clone(),
+                        key,
+                        hostname: hostname.clone(),
+                    },
+                    named_by,
+                ));
                 ids.push(JobTarget {
                     device_id: one.id.clone(),
                     hostname,
-                    device_key: hex::decode(&one.key_fingerprint)
-                        .ok()
-                        .and_then(|b| <[u8; 32]>::try_from(b).ok()),
+                    device_key: Some(key),
                 })
             }
             [] => bail!("no device {want:?} in tenant {tenant}"),
@@ -147,6 +172,7 @@ pub(crate) async fn resolve_targets(
     ids.sort();
     ids.dedup_by(|a, b| a.device_id == b.device_id);
     ensure!(!ids.is_empty(), "no targets given");
+    pins::hold_devices(session.server(), tenant, &chosen_pins)?;
     Ok(ids)
 }
 
