@@ -263,6 +263,13 @@ fn main() -> anyhow::Result<()> {
                 fingerprint_text(&StateDir::fingerprint(&state)?)
             );
             println!("key:      {}", hex_encode(&key.verifying_key().to_bytes()));
+            // What jobs and the operator's pins name the device by.
+            println!(
+                "key hash: {}",
+                hex_encode(&bulwark_policy::device_key_fingerprint(
+                    &key.verifying_key().to_bytes()
+                ))
+            );
             match TrustState::load(state_dir.path(), &bulwark_policy::Limits::default()) {
                 Ok(trust) => {
                     println!("root pin: {}", fingerprint_text(trust.history.pinned()));
@@ -605,14 +612,15 @@ async fn run(
     }
     let updates = Updates::new(apt_config);
     tokio::spawn(updates.clone().run(updates_interval));
-    let runner = runner.with_updates(updates.clone()).with_self_update(
-        bulwark_agent::self_update::SelfUpdate {
-            state_dir: state_dir.path().to_owned(),
-            address: endpoint.address.clone(),
-            pin: endpoint.pin,
-            running: running.clone(),
-        },
-    );
+    let release = bulwark_agent::self_update::SelfUpdate {
+        state_dir: state_dir.path().to_owned(),
+        address: endpoint.address.clone(),
+        pin: endpoint.pin,
+        running: running.clone(),
+    };
+    let runner = runner
+        .with_updates(updates.clone())
+        .with_self_update(release.clone());
     let trust = runner.trust().clone();
     let shell = bulwark_agent::shell::ShellConfig {
         trust: trust.clone(),
@@ -625,8 +633,12 @@ async fn run(
     let jobs_handle = jobs.clone();
     tokio::spawn(worker);
     // The verified policy's checks, on a task of their own.
-    let (checks, checks_task) =
-        bulwark_agent::checks::start(trust, state_dir.path(), Some(updates.clone()));
+    let (checks, checks_task) = bulwark_agent::checks::start(
+        trust,
+        state_dir.path(),
+        Some(updates.clone()),
+        Some(release),
+    );
     tokio::spawn(checks_task);
 
     let updates_read = updates.subscribe();
