@@ -630,6 +630,75 @@ pub struct SelfUpdate {
     pub running: Running,
 }
 
+/// The agent-integrity posture finding (issue 16), pure: the binary's
+/// hash now against what the release keys signed (`signed`, the verified
+/// target `name` if the targets list it) for the running version. 0 sound,
+/// 1 a finding; an error when the release cannot tell.
+pub fn integrity_finding(
+    name: &str,
+    signed: Option<&TargetFile>,
+    version: &str,
+    binary_sha256: &[u8; 32],
+) -> Result<(u64, String), String> {
+    let Some(file) = signed else {
+        return Ok((
+            1,
+            format!("version {version} is not a release the release keys signed ({name})"),
+        ));
+    };
+    let hash = hex::encode(binary_sha256);
+    match file.hashes.get("sha256") {
+        Some(signed) if *signed == hash => Ok((
+            0,
+            format!(
+                "the binary is the signed release {version} (sha256 {})",
+                &hash[..16]
+            ),
+        )),
+        Some(signed) => Ok((
+            1,
+            format!(
+                "the binary (sha256 {hash}) is not the signed release {version} (sha256 {signed})"
+            ),
+        )),
+        None => Err(format!("the release keys signed no sha256 for {name}")),
+    }
+}
+
+impl SelfUpdate {
+    /// The agent-integrity check: hashes the running binary again, then
+    /// verifies the release metadata from the pinned release root (through
+    /// the server's mirror, which can withhold it but not forge it) and
+    /// compares. Without a pinned release root it cannot tell.
+    pub async fn integrity(&self) -> Result<(u64, String), String> {
+        let paths = Paths::new(&self.state_dir);
+        let root = std::fs::read(&paths.release_root).map_err(|_| {
+            "no release root is pinned on this device (bulwark-agent install --release-root)"
+                .to_owned()
+        })?;
+        let binary = self.running.path.clone();
+        let sha256 = tokio::task::spawn_blocking(move || sha256_file(&binary))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot read {}: {e}", self.running.path.display()))?;
+        let mut mirror = Mirror {
+            address: self.address.clone(),
+            pin: self.pin,
+            paths,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+        let set = tokio::task::spawn_blocking(move || {
+            bulwark_releases::refresh(&root, &mut mirror, ReleaseLimits::default(), now)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("the release metadata does not verify: {e}"))?;
+        let name = target_name(&self.running.version, &platform());
+        integrity_finding(&name, set.target(&name), &self.running.version, &sha256)
+    }
+}
+
 /// A release verified and written to `bin/`, not yet switched to.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -856,6 +925,35 @@ mod tests {
         );
         assert!(ok("HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n", 2).is_err());
         assert!(ok("HTTP/1.1 200 OK\r\nContent-Le", 2).is_err());
+    }
+
+    #[test]
+    fn the_binary_is_held_to_its_signed_release() {
+        let name = target_name("1.2.0", "x86_64-unknown-linux-gnu");
+        let file = |hash: Option<&str>| TargetFile {
+            length: 3,
+            hashes: hash
+                .map(|h| [("sha256".to_owned(), h.to_owned())].into())
+                .unwrap_or_default(),
+            custom: None,
+        };
+        let ours = [0xab; 32];
+        let signed = file(Some(&hex::encode(ours)));
+        assert_eq!(
+            integrity_finding(&name, Some(&signed), "1.2.0", &ours).map(|(v, _)| v),
+            Ok(0)
+        );
+        // A binary changed on disk, or built by someone else.
+        let (value, summary) =
+            integrity_finding(&name, Some(&signed), "1.2.0", &[0xcd; 32]).expect("measured");
+        assert_eq!(value, 1);
+        assert!(summary.contains("is not the signed release"), "{summary}");
+        // A version the release keys never signed.
+        let (value, summary) = integrity_finding(&name, None, "1.2.0", &ours).expect("measured");
+        assert_eq!(value, 1);
+        assert!(summary.contains("not a release"), "{summary}");
+        // Signed without a sha256: the release cannot tell.
+        assert!(integrity_finding(&name, Some(&file(None)), "1.2.0", &ours).is_err());
     }
 
     #[test]

@@ -173,15 +173,21 @@ pub enum PostureItem {
     /// Security updates pending (a count).
     #[n(4)]
     SecurityUpdates,
+    /// The agent's own binary is not the one its release keys signed for
+    /// the version it runs (checked against TUF metadata the agent
+    /// verifies from its pinned release root).
+    #[n(5)]
+    AgentIntegrity,
 }
 
 impl PostureItem {
-    pub const ALL: [PostureItem; 5] = [
+    pub const ALL: [PostureItem; 6] = [
         Self::SshPasswordLogin,
         Self::SshRootLogin,
         Self::Firewall,
         Self::DiskEncryption,
         Self::SecurityUpdates,
+        Self::AgentIntegrity,
     ];
 
     /// The kebab-case name used in policy files.
@@ -192,6 +198,7 @@ impl PostureItem {
             Self::Firewall => "firewall",
             Self::DiskEncryption => "disk-encryption",
             Self::SecurityUpdates => "security-updates",
+            Self::AgentIntegrity => "agent-integrity",
         }
     }
 

@@ -149,6 +149,7 @@ pub fn start(
     trust: Arc<Mutex<TrustState>>,
     state_dir: &Path,
     updates: Option<crate::updates::Updates>,
+    release: Option<crate::self_update::SelfUpdate>,
 ) -> (ChecksHandle, impl Future<Output = ()> + Send + 'static) {
     let handle = ChecksHandle {
         board: Arc::new(Mutex::new(Board::default())),
@@ -156,7 +157,13 @@ pub fn start(
         scripts: script::Scripts::new(state_dir),
     };
     let journal = Journal::new(state_dir);
-    let task = run(trust, handle.clone(), journal, updates);
+    let task = run(
+        trust,
+        handle.clone(),
+        journal,
+        updates,
+        release.map(Arc::new),
+    );
     (handle, task)
 }
 
@@ -172,6 +179,7 @@ async fn run(
     handle: ChecksHandle,
     mut journal: Journal,
     updates: Option<crate::updates::Updates>,
+    release: Option<Arc<crate::self_update::SelfUpdate>>,
 ) {
     let mut probes = Probes::new(updates);
     let logs = Arc::new(logs::Follower::default());
@@ -247,6 +255,14 @@ async fn run(
                                             .await
                                             .unwrap_or_else(|e| Err(format!("the log check failed: {e}")))
                                     })
+                                }
+                                Probe::Posture { item: bulwark_policy::PostureItem::AgentIntegrity } => {
+                                    match release.clone() {
+                                        Some(release) => Box::pin(async move { release.integrity().await }),
+                                        None => Box::pin(async {
+                                            Err("this agent was started without its release settings".to_owned())
+                                        }),
+                                    }
                                 }
                                 _ => Box::pin(probes::measure_slow(probe)),
                             };

@@ -20,6 +20,10 @@
 //!   the device mapper's uuids in sysfs. A root that is no block device
 //!   (a container's overlay) is unknown, not a finding.
 //!
+//! - `agent-integrity`: the agent's own binary against the release its
+//!   release keys signed ([`crate::self_update::SelfUpdate::integrity`]);
+//!   it fetches and verifies metadata, so it runs as a waiting probe.
+//!
 //! The parsers are pure over a `root` directory, so the tests give them a
 //! tree of their own; `fuzz/fuzz_targets/sshd_config.rs` fuzzes
 //! [`sshd_settings`].
@@ -72,6 +76,9 @@ pub fn measure(item: PostureItem, root: &Path, pending: Option<&[PendingUpdate]>
                     format!("{n} security updates pending: {}", names(&security)),
                 ),
             })
+        }
+        PostureItem::AgentIntegrity => {
+            Err("the agent's integrity is checked against its release, not here".to_owned())
         }
     }
 }

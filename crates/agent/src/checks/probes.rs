@@ -104,6 +104,10 @@ impl Probes {
             | Probe::Ping { .. }
             | Probe::LogPattern { .. } => return None,
             // Small files and a list in memory: quick enough to read here.
+            // Fetches and verifies release metadata: a waiting probe.
+            Probe::Posture {
+                item: bulwark_policy::PostureItem::AgentIntegrity,
+            } => return None,
             Probe::Posture { item } => {
                 let pending = self.updates.as_ref().and_then(|u| u.latest());
                 super::posture::measure(*item, Path::new("/"), pending.as_deref())
