@@ -6,7 +6,11 @@
 //! alert resolves itself, recorded as resolved by `bulwark`; the server's
 //! Prometheus metrics count the open alert meanwhile. A hostile
 //! host name (HTML, a header line) reaches the mail and the console as
-//! text.
+//! text. A console page left open in Chromium shows the alert live: the
+//! Alerts link's badge counts it and the alerts page says it changed.
+
+#[path = "support/browser.rs"]
+mod browser;
 
 use std::time::{Duration, Instant};
 
@@ -98,6 +102,12 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
         "offline while online"
     );
 
+    // A technician has the alerts page open, with nothing on it yet.
+    let browser = browser::Browser::plain(700).await?;
+    let base = s.up.base_url();
+    browser.sign_in(&base, &s.owner).await?;
+    browser.goto(&format!("{base}/alerts")).await?;
+
     // Gone without a word.
     agent.proc.kill9().await?;
     let killed = Instant::now();
@@ -154,6 +164,27 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
             && metrics.contains("bulwark_notifications{state=\"pending\"} 0\n"),
         "/api/v1/metrics:\n{metrics}"
     );
+    // The open page learnt of it without a reload (the live stream reads
+    // the database every 3 s).
+    let live = async {
+        browser.wait_text("#alert-badge", "1").await?;
+        let notice = browser.wait_text("#alerts-changed", "1 open").await?;
+        ensure!(notice.contains("changed since"), "{notice}");
+        let shot = std::env::temp_dir().join("bulwark-alerts-live.png");
+        browser.screenshot(&shot).await?;
+        eprintln!("[alerts] screenshot: {}", shot.display());
+        // Loaded again, the page shows the alert and no notice.
+        browser.goto(&format!("{base}/alerts")).await?;
+        browser.wait_text("#alerts", "is offline").await?;
+        ensure!(
+            browser.text("#alerts-changed").await?.is_empty(),
+            "the notice shows on a fresh page"
+        );
+        Ok(())
+    }
+    .await;
+    browser.close().await?;
+    live?;
     // The console shows the host name as text.
     let page = s.console_page("/alerts").await?;
     ensure!(

@@ -1,4 +1,4 @@
-// Live status for the console: presence events over server-sent events.
+// Live status for the console: presence and alert counts over server-sent events.
 // Served from /assets (the Content-Security-Policy forbids inline script).
 "use strict";
 
@@ -35,9 +35,29 @@ function recount() {
   if (counter) counter.textContent = String(document.querySelectorAll("#devices .status-online").length);
 }
 
-function watchPresence() {
-  const watched = document.querySelectorAll("[data-device-id]");
-  if (watched.length === 0) return;
+// The Alerts link's badge (unresolved, red when any is critical) and, on
+// the alerts page, a notice when the alerts changed after it was loaded.
+function showAlerts(pulse) {
+  const badge = document.getElementById("alert-badge");
+  if (badge) {
+    const unresolved = (pulse.open || 0) + (pulse.acknowledged || 0);
+    badge.hidden = unresolved === 0;
+    badge.textContent = String(unresolved);
+    badge.classList.toggle("nav-badge-critical", (pulse.critical || 0) > 0);
+    badge.title = unresolved + " unresolved, " + (pulse.critical || 0) + " critical";
+  }
+  const notice = document.getElementById("alerts-changed");
+  if (notice && (pulse.changed_at || "") !== notice.getAttribute("data-changed-at")) {
+    const counts = notice.querySelector(".live-counts");
+    if (counts) counts.textContent = pulse.open + " open, " + pulse.acknowledged + " acknowledged, " + pulse.critical + " critical";
+    notice.hidden = false;
+  }
+}
+
+function watchLive() {
+  const devices = document.querySelectorAll("[data-device-id]").length > 0;
+  const alerts = document.getElementById("alert-badge") !== null;
+  if (!devices && !alerts) return;
   const source = new EventSource("/api/v1/events");
   source.addEventListener("presence", (message) => {
     let event;
@@ -49,9 +69,14 @@ function watchPresence() {
     }
     recount();
   });
+  source.addEventListener("alerts", (message) => {
+    let pulse;
+    try { pulse = JSON.parse(message.data); } catch { return; }
+    showAlerts(pulse);
+  });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   formatTimes(document);
-  watchPresence();
+  watchLive();
 });

@@ -122,6 +122,19 @@ pub struct AlertCounts {
     pub notifications_failed: i64,
 }
 
+/// What the console's live stream watches of the alerts in a scope
+/// ([`Store::alert_pulse`]): when any of it moves, the pages say so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlertPulse {
+    pub open: i64,
+    pub acknowledged: i64,
+    /// Unresolved critical alerts.
+    pub critical: i64,
+    /// The latest opening, acknowledgement or resolution (0: none); a
+    /// repeat of an unresolved alert only counts an occurrence.
+    pub changed_at: Millis,
+}
+
 /// Channel kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelKind {
@@ -657,6 +670,42 @@ impl Store {
         rows.iter()
             .map(|row| Ok((row.try_get("id")?, row.try_get("device_id")?)))
             .collect()
+    }
+
+    /// The counts and latest change of the alerts inside `scope` (MSP-wide
+    /// ones only for [`TenantScope::All`]), in one indexed scan.
+    pub async fn alert_pulse(&self, scope: &TenantScope) -> Result<AlertPulse, StoreError> {
+        let sql = format!(
+            "SELECT \
+               COALESCE(SUM(CASE WHEN a.state = 'open' THEN 1 ELSE 0 END), 0) AS open_n, \
+               COALESCE(SUM(CASE WHEN a.state = 'acknowledged' THEN 1 ELSE 0 END), 0) AS ack_n, \
+               COALESCE(SUM(CASE WHEN a.state <> 'resolved' AND a.severity = 'critical' \
+                 THEN 1 ELSE 0 END), 0) AS critical_n, \
+               MAX(a.opened_at) AS opened, MAX(a.acknowledged_at) AS acked, \
+               MAX(a.resolved_at) AS resolved \
+             FROM alerts a WHERE {}",
+            in_scope!("a.tenant_id")
+        );
+        let (all, operator) = scope.args();
+        let row = sqlx::query(&sql)
+            .bind(all)
+            .bind(operator)
+            .fetch_one(&self.pool)
+            .await?;
+        let latest = ["opened", "acked", "resolved"]
+            .into_iter()
+            .map(|c| row.try_get::<Option<i64>, _>(c))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0);
+        Ok(AlertPulse {
+            open: row.try_get("open_n")?,
+            acknowledged: row.try_get("ack_n")?,
+            critical: row.try_get("critical_n")?,
+            changed_at: latest,
+        })
     }
 
     /// For the server's own metrics: unresolved alerts by severity, and

@@ -69,7 +69,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use alerts::{
-    Alert, AlertCounts, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel,
+    Alert, AlertCounts, AlertPulse, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel,
     NotificationChannel, Raised, Severity,
 };
 pub use alerts::{

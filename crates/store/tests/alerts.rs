@@ -82,6 +82,12 @@ async fn an_unresolved_alert_counts_repeats_and_a_resolved_one_reopens(store: St
         .await
         .unwrap();
     assert_eq!(acked.acknowledged_by.as_deref(), Some("bob"));
+    // Repeats move nothing the console is told of; an acknowledgement does.
+    let pulse = store.alert_pulse(&TenantScope::All).await.unwrap();
+    assert_eq!(
+        (pulse.open, pulse.acknowledged, pulse.critical, pulse.changed_at),
+        (0, 1, 1, T0 + 5)
+    );
     assert!(matches!(
         store.raise_alert(&new, T0 + 6).await.unwrap(),
         Raised::Repeated { .. }
@@ -209,6 +215,13 @@ async fn alerts_stay_inside_the_callers_scope(store: Store) {
         .map(|a| a.id)
         .collect();
     assert_eq!(seen, vec![mine.clone()]);
+    // The live stream's counts see the same alerts.
+    let pulse = store.alert_pulse(&scope).await.unwrap();
+    assert_eq!(
+        (pulse.open, pulse.acknowledged, pulse.critical, pulse.changed_at),
+        (1, 0, 0, T0)
+    );
+    assert_eq!(store.alert_pulse(&TenantScope::All).await.unwrap().open, 3);
     assert!(store.alert(&scope, &theirs).await.unwrap().is_none());
     assert!(store.alert(&scope, &msp).await.unwrap().is_none());
     assert!(matches!(

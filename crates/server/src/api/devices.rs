@@ -175,9 +175,11 @@ pub async fn get_device(
     Ok(Json(device_view(&state, &caller, &id).await?))
 }
 
-/// Live presence changes (server-sent events, `event: presence`) for the tenants the caller may see.
+/// Live presence changes (server-sent events, `event: presence`) for the tenants the caller may
+/// see, and for callers who may view alerts, the alert counts whenever they move (`event: alerts`:
+/// open, acknowledged, unresolved critical, the latest change).
 #[utoipa::path(get, path = "/api/v1/events", tag = "devices",
-    responses((status = 200, description = "text/event-stream of presence events", content_type = "text/event-stream"), (status = 401, body = ErrorBody)),
+    responses((status = 200, description = "text/event-stream of presence and alert-count events", content_type = "text/event-stream"), (status = 401, body = ErrorBody)),
     security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn events(
     State(state): State<AppState>,
@@ -192,6 +194,15 @@ pub async fn events(
             EVENTS_RECHECK,
         ),
         visible,
+        alerts: caller.require(Action::ViewAlerts).is_ok().then(|| {
+            (
+                tokio::time::interval(ALERTS_POLL),
+                bulwark_store::AlertPulse {
+                    changed_at: -1,
+                    ..Default::default()
+                },
+            )
+        }),
         state,
         caller,
     };
@@ -209,6 +220,26 @@ pub async fn events(
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 },
+                // Read from the database, so an alert raised on any node shows.
+                _ = tick_alerts(&mut watch.alerts) => {
+                    let Ok(pulse) = watch.state.store.alert_pulse(&watch.caller.scope()).await else {
+                        continue;
+                    };
+                    if let Some((_, last)) = &mut watch.alerts
+                        && *last != pulse
+                    {
+                        *last = pulse;
+                        let data = serde_json::json!({
+                            "open": pulse.open,
+                            "acknowledged": pulse.acknowledged,
+                            "critical": pulse.critical,
+                            "changed_at": (pulse.changed_at > 0).then(|| crate::rfc3339(pulse.changed_at)),
+                        });
+                        if let Ok(event) = Event::default().event("alerts").json_data(&data) {
+                            return Some((Ok(event), watch));
+                        }
+                    }
+                }
                 _ = watch.recheck.tick() => {
                     if !matches!(watch.caller.still_valid(&watch.state.auth).await, Ok(true)) {
                         return None;
@@ -221,6 +252,19 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// How often a live event stream looks at the alerts (one indexed query).
+const ALERTS_POLL: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The next look at the alerts; never, for a caller who may not see them.
+async fn tick_alerts(alerts: &mut Option<(tokio::time::Interval, bulwark_store::AlertPulse)>) {
+    match alerts {
+        Some((interval, _)) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// How often a live event stream re-checks its caller's credential and grants.
 const EVENTS_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -228,6 +272,8 @@ struct Watch {
     events: tokio::sync::broadcast::Receiver<crate::presence::PresenceEvent>,
     recheck: tokio::time::Interval,
     visible: std::collections::HashSet<String>,
+    /// For callers who may view alerts: when to look again, and what was sent last.
+    alerts: Option<(tokio::time::Interval, bulwark_store::AlertPulse)>,
     state: AppState,
     caller: Caller,
 }

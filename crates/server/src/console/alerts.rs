@@ -41,6 +41,9 @@ struct AlertsPage {
     filter: String,
     tenant: String,
     critical: usize,
+    /// The latest change of the alerts the caller sees, when the page was
+    /// made: the live stream's later changes show a notice.
+    changed_at: String,
     csrf: String,
 }
 
@@ -87,7 +90,16 @@ async fn alerts_page(
             AlertRow { a, can_handle }
         })
         .collect();
+    let changed_at = state
+        .store
+        .alert_pulse(&caller.scope())
+        .await
+        .ok()
+        .filter(|p| p.changed_at > 0)
+        .map(|p| crate::rfc3339(p.changed_at))
+        .unwrap_or_default();
     render(AlertsPage {
+        changed_at,
         user: UserBar::of(&caller),
         version: crate::VERSION,
         critical: alerts
