@@ -44,7 +44,9 @@ pub fn parse(args: &[String]) -> Result<Options> {
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> Result<u32> {
-            let value = args.next().with_context(|| format!("{name} needs a number"))?;
+            let value = args
+                .next()
+                .with_context(|| format!("{name} needs a number"))?;
             value
                 .parse()
                 .with_context(|| format!("{name} {value}: not a number"))
@@ -117,8 +119,10 @@ mod tests {
 
     #[test]
     fn parses_the_flags() {
-        let options = parse(&args("--agents 10000 --hold-secs 30 --no-build --skip-storm"))
-            .expect("valid");
+        let options = parse(&args(
+            "--agents 10000 --hold-secs 30 --no-build --skip-storm",
+        ))
+        .expect("valid");
         assert_eq!(options.agents, 10_000);
         assert_eq!(options.hold_secs, 30);
         assert!(!options.build);
