@@ -83,7 +83,19 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             "bulwark-sim",
             "--bins",
         ]))?;
+        println!("Building the agent as endpoints get it (the `agent` profile).");
+        super::run(Command::new(super::cargo_bin()).current_dir(root).args([
+            "build",
+            "--profile",
+            "agent",
+            "-p",
+            "bulwark-agent",
+        ]))?;
     }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let agent = target.join("agent").join("bulwark-agent");
     let mut command = Command::new("bash");
     command
         .current_dir(root)
@@ -99,6 +111,14 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         .env("AGENT_IDLE_SECS", "10")
         .env("AGENT_CPU_SECS", "20")
         .env("AGENT_RECONNECTS", "5");
+    if agent.exists() {
+        command.env("AGENT_BIN", &agent);
+    } else {
+        println!(
+            "No {}: measuring the release profile's agent.",
+            agent.display()
+        );
+    }
     // Larger fleets need longer for their first inventories to be stored.
     if options.agents >= 5000 {
         command.env("SETTLE_SECS", "30");
