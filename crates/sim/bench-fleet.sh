@@ -9,7 +9,8 @@
 #    with the N connected (real protocol; the online count checked through
 #    the API): per device (RSS_N - RSS_0) / N, per connection
 #    (RSS_N - RSS_enrolled) / N. Server CPU while the N sessions idle, a
-#    job fan-out to all N (N <= 10,000), a reconnect storm, and RSS once
+#    job fan-out to all N (signed jobs of FANOUT_CHUNK devices), a
+#    reconnect storm, and RSS once
 #    they have gone again.
 # 2. Agent: the real release `bulwark-agent`, enrolled against the same
 #    server: binary size, RSS after AGENT_IDLE_SECS connected, CPU time
@@ -28,7 +29,8 @@
 # (kill -9 of the fleet's server and a restart on the same ports), NO_BUILD=1 to use the release binaries as
 # they are, KEEP=1 to keep the work directory, AGENT_BIN the agent binary to
 # measure (default: the release build's).
-# SKIP_FANOUT=1 skips the job fan-out, AGENT_RECONNECTS (5) sets how often the
+# SKIP_FANOUT=1 skips the job fan-out, FANOUT_CHUNK (2000) devices per job,
+# POLICY_SETTLE_SECS (10) after the policy that allows it, AGENT_RECONNECTS (5) sets how often the
 # real agent sees its server killed and restarted before its last RSS figure.
 # Needs curl, jq, python3 (TOTP codes) and sqlite3 (the fan-out's rows).
 set -euo pipefail
