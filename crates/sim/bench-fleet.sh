@@ -10,9 +10,8 @@
 #    the API): per device (RSS_N - RSS_0) / N, per connection
 #    (RSS_N - RSS_enrolled) / N. Server CPU while the N sessions idle, a
 #    job fan-out to all N (signed jobs of FANOUT_CHUNK devices), a
-#    reconnect storm, and RSS once
-#    they have gone again.
-# 2. Agent: the real release `bulwark-agent`, enrolled against the same
+#    reconnect storm, and RSS once they have gone again.
+# 2. Agent: the real `bulwark-agent` (AGENT_BIN), enrolled against the same
 #    server: binary size, RSS after AGENT_IDLE_SECS connected, CPU time
 #    over the following AGENT_CPU_SECS (utime+stime, and the scheduler's
 #    nanosecond count, since an idle agent uses less than one clock tick),
