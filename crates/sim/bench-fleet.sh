@@ -8,12 +8,14 @@
 #    (VmRSS) idle with no agent, after `bulwark-sim` enrolled N devices, and
 #    with the N connected (real protocol; the online count checked through
 #    the API): per device (RSS_N - RSS_0) / N, per connection
-#    (RSS_N - RSS_enrolled) / N. Server CPU while the N sessions idle, and
-#    RSS once they have gone again.
-# 2. Agent: the real release `bulwark-agent`, enrolled against the same
+#    (RSS_N - RSS_enrolled) / N. Server CPU while the N sessions idle, a
+#    job fan-out to all N (signed jobs of FANOUT_CHUNK devices), a
+#    reconnect storm, and RSS once they have gone again.
+# 2. Agent: the real `bulwark-agent` (AGENT_BIN), enrolled against the same
 #    server: binary size, RSS after AGENT_IDLE_SECS connected, CPU time
 #    over the following AGENT_CPU_SECS (utime+stime, and the scheduler's
-#    nanosecond count, since an idle agent uses less than one clock tick).
+#    nanosecond count, since an idle agent uses less than one clock tick),
+#    then its RSS after AGENT_RECONNECTS kill -9 restarts of its server.
 # 3. Start-up: `bulwark up` (with its local agent) until the local device is
 #    online through the API, polled every 50 ms: a first start on a fresh
 #    data directory (the owner is created meanwhile), then a restart.
@@ -24,8 +26,12 @@
 # AGENT_IDLE_SECS (60), AGENT_CPU_SECS (300), SKIP_AGENT=1 to skip part 2,
 # SKIP_STARTUP=1 to skip part 3, SKIP_STORM=1 to skip the reconnect storm
 # (kill -9 of the fleet's server and a restart on the same ports), NO_BUILD=1 to use the release binaries as
-# they are, KEEP=1 to keep the work directory.
-# Needs curl, jq and python3 (TOTP codes).
+# they are, KEEP=1 to keep the work directory, AGENT_BIN the agent binary to
+# measure (default: the release build's).
+# SKIP_FANOUT=1 skips the job fan-out, FANOUT_CHUNK (2000) devices per job,
+# POLICY_SETTLE_SECS (10) after the policy that allows it, AGENT_RECONNECTS (5) sets how often the
+# real agent sees its server killed and restarted before its last RSS figure.
+# Needs curl, jq, python3 (TOTP codes) and sqlite3 (the fan-out's rows).
 set -euo pipefail
 
 N=${1:-${N:-1000}}
@@ -61,7 +67,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in curl jq python3; do command -v "$tool" >/dev/null || die "$tool is needed"; done
+for tool in curl jq python3 sqlite3; do command -v "$tool" >/dev/null || die "$tool is needed"; done
 
 # One socket per device in the server and in the simulator, plus spares.
 need=$((N + 256))
@@ -75,6 +81,8 @@ say "open-file limit: $(ulimit -n)"
 # ---------------------------------------------------------------------------
 
 now_ms() { date +%s%3N; }
+# The 1-minute load average: CPU and time figures on a shared machine are noisy.
+load_avg() { cut -d' ' -f1 /proc/loadavg; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # utime + stime in clock ticks (fields 14 and 15; the command name may hold spaces).
@@ -148,8 +156,10 @@ create_owner_and_login() {
     reply=$(api POST /api/v1/setup "$(jq -nc --arg c "$code" --arg u "$USERNAME" --arg p "$PASSWORD" \
         '{code: $c, username: $u, password: $p}')")
     secret=$(jq -r .totp_secret <<<"$reply")
+    TOTP_SECRET=$secret
     enrolment=$(jq -c .enrolment_id <<<"$reply")
     now=$(date +%s)
+    LOGIN_T=$now
     api POST /api/v1/setup/confirm "{\"enrolment_id\": $enrolment, \"otp\": \"$(totp "$secret" "$now")\"}" >/dev/null
     # Each step is accepted once per account; the server also takes the next one.
     reply=$(api POST /api/v1/auth/login "$(jq -nc --arg u "$USERNAME" --arg p "$PASSWORD" \
@@ -172,6 +182,18 @@ issue_tokens() {
         curl -sS --fail-with-body -X POST -H 'content-type: application/json' \
             -H "authorization: Bearer $TOKEN" --data '{}' "${urls[@]}" | jq -r .token >>"$file"
     done
+}
+
+# fresh_otp: a TOTP code of a step not used yet (setup used the step of
+# LOGIN_T, login the next one; the server takes the current and next step).
+fresh_otp() {
+    local used=$(((LOGIN_T + 30) / 30)) cur
+    cur=$(($(date +%s) / 30))
+    while ((cur < used)); do
+        sleep 1
+        cur=$(($(date +%s) / 30))
+    done
+    totp "$TOTP_SECRET" $(((cur + 1) * 30))
 }
 
 online_count() { api GET /api/v1/tenants/demo/devices | jq '[.[] | select(.online)] | length'; }
@@ -199,7 +221,10 @@ fi
 # Private copies: the build directory may be shared, and a rebuild during the
 # run must not swap binaries under the measurement. `up` finds the agent next to itself.
 mkdir -p "$WORK/bin"
-cp "$BIN/bulwark" "$BIN/bulwark-agent" "$BIN/bulwark-sim" "$WORK/bin/"
+cp "$BIN/bulwark" "$BIN/bulwark-sim" "$WORK/bin/"
+# The agent as endpoints get it: AGENT_BIN (the `agent` profile's build, from
+# `cargo xtask fleet-bench`), else the release one.
+cp "${AGENT_BIN:-$BIN/bulwark-agent}" "$WORK/bin/bulwark-agent"
 BIN=$WORK/bin
 REVISION=${REVISION:-$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "not a git checkout")}
 
@@ -269,16 +294,90 @@ CPU0=$(cpu_ticks "$FLEET_SERVER")
 say "idling ${HOLD_SECS} s with $N sessions (heartbeat ${HEARTBEAT} s)"
 sleep "$HOLD_SECS"
 CPU1=$(cpu_ticks "$FLEET_SERVER")
+LOAD_IDLE=$(load_avg)
 RSS_HOLD=$(rss_kib "$FLEET_SERVER")
 ONLINE_AFTER_HOLD=$(online_count)
 
-# Reconnect storm: kill -9 the server and start it again on the same
-# ports; the simulator reports when every device is back (its STORM line,
-# Unix milliseconds) and the session errors meanwhile.
-if [[ ${SKIP_STORM:-0} != 1 ]]; then
+# Job fan-out: one signed no-op job (`true`) to every device, signed with
+# the `operator` key `up` made and submitted with the CLI. Virtual devices
+# run no jobs: each answers with a signed-job refusal (`jobs_disabled`),
+# which the server stores as the device's result. From the server's own
+# rows: dispatch (the job decided: quorum met) -> delivered (sent on the
+# device's session) -> acknowledged (its result stored).
+FANOUT=""
+LOAD_FANOUT=-
+if [[ ${SKIP_FANOUT:-0} != 1 ]]; then
+    # A signed job statement is at most 256 KiB (the wire's
+    # MAX_PAYLOAD_BYTES): about 3,700 of these devices' targets (id,
+    # host name, key) fit, well under Limits::max_targets (10,000). The
+    # fleet gets FANOUT_CHUNK (2,000) devices per job, the jobs submitted
+    # one after the other; each target's times count from its own job's
+    # decision.
+    CHUNK=${FANOUT_CHUNK:-2000}
+    ((CHUNK > N)) && CHUNK=$N
+    jq -n --arg s "${CONSOLE%/}" --arg t "$TOKEN" '{server: $s, token: $t}' >"$BULWARK_CONFIG_DIR/credentials.json"
+    chmod 600 "$BULWARK_CONFIG_DIR/credentials.json"
+    # A job to more devices than the policy's fan-out limit (25 by
+    # default) needs one more signer; the bench has one person. A new
+    # policy version, signed with the demo root key `up` made, raises
+    # the limit; every device receives it before the jobs.
+    say "job fan-out: a policy version with fan_out_limit = $CHUNK (signed with the bench's root key)"
+    "$BIN/bulwark" policy show --tenant demo --toml >"$WORK/policy.toml" 2>>"$WORK/job.err" ||
+        die "bulwark policy show failed: $(tail -5 "$WORK/job.err")"
+    sed -i "s/^fan_out_limit = .*/fan_out_limit = $CHUNK/" "$WORK/policy.toml"
+    grep -q "^fan_out_limit = $CHUNK\$" "$WORK/policy.toml" || die "no fan_out_limit in the policy's TOML"
+    "$BIN/bulwark" policy sign --tenant demo --file "$WORK/policy.toml" --otp "$(fresh_otp)" \
+        </dev/null >>"$WORK/job.err" 2>&1 || die "bulwark policy sign failed: $(tail -5 "$WORK/job.err")"
+    sleep "${POLICY_SETTLE_SECS:-10}"
+    api GET /api/v1/tenants/demo/devices | jq -r '.[].id' | split -l "$CHUNK" - "$WORK/fanout-ids."
+    JOBS=0
+    for ids in "$WORK"/fanout-ids.*; do
+        JOBS=$((JOBS + 1))
+        say "job fan-out: job $JOBS, $(wc -l <"$ids") devices"
+        if ! "$BIN/bulwark" job run --tenant demo --targets "$(paste -sd, "$ids")" --command true \
+            --reason "fleet bench fan-out" --yes --no-wait --json </dev/null >"$WORK/job.json" 2>>"$WORK/job.err"; then
+            FANOUT="failed: $(grep '^Error' "$WORK/job.err" | tail -1)"
+            say "job fan-out $FANOUT"
+            break
+        fi
+        jq -e '.quorum == null or .quorum.have >= .quorum.need' "$WORK/job.json" >/dev/null ||
+            die "the job waits for more signers: $(jq -c .quorum "$WORK/job.json")"
+    done
+    if [[ -z $FANOUT ]]; then
+        # Until every target acknowledged, or 120 s.
+        done_count=0
+        fan_deadline=$(($(now_ms) + 120000))
+        while (($(now_ms) < fan_deadline)); do
+            done_count=$(sqlite3 -readonly "$DIR/bulwark.db" \
+                'SELECT count(*) FROM job_targets WHERE reported_at IS NOT NULL' 2>/dev/null || echo 0)
+            ((done_count >= N)) && break
+            sleep 0.1
+        done
+        FANOUT=$(sqlite3 -readonly -separator ' ' "$DIR/bulwark.db" \
+            "SELECT coalesce(t.delivered_at - j.decided_at, 'NULL'), coalesce(t.reported_at - j.decided_at, 'NULL') FROM job_targets t JOIN jobs j ON j.id = t.job_id" |
+            python3 -c '
+import sys
+rows = [(l.split() + ["", ""])[:2] for l in sys.stdin if l.strip()]
+n = int(sys.argv[1])
+def q(xs, p):
+    xs = sorted(xs)
+    return xs[max(0, -(-len(xs) * p // 100) - 1)]
+def line(xs):
+    return "p50 %d ms, p99 %d ms, max %d ms" % (q(xs, 50), q(xs, 99), max(xs)) if xs else "none"
+delivered = [int(a) for a, b in rows if a not in ("", "NULL")]
+acked = [int(b) for a, b in rows if b not in ("", "NULL")]
+print("%d targets in %s jobs; delivered %d (%s); acknowledged %d (%s)" % (len(rows), sys.argv[2], len(delivered), line(delivered), len(acked), line(acked)))
+' "$N" "$JOBS")
+        LOAD_FANOUT=$(load_avg)
+        say "fan-out: $FANOUT"
+    fi
+fi
+
+# restart_fleet_server: kill -9 the fleet's server and start it again on the
+# same ports and data directory; sets FLEET_SERVER, KILL_MS and READY_MS.
+restart_fleet_server() {
     LISTEN_PORT=$(sed 's#.*:\([0-9]*\)/$#\1#' <<<"$CONSOLE")
     GATEWAY_PORT=${GATEWAY##*:}
-    say "reconnect storm: kill -9 the server (pid $FLEET_SERVER) and start it again"
     KILL_MS=$(now_ms)
     kill -KILL "$FLEET_SERVER"
     wait "$FLEET_SERVER" 2>/dev/null || true
@@ -287,11 +386,22 @@ if [[ ${SKIP_STORM:-0} != 1 ]]; then
     READY_MS=$(now_ms)
     FLEET_SERVER=$SERVER_PID
     unset LISTEN_PORT GATEWAY_PORT
+}
+
+# Reconnect storm: kill -9 the server and start it again on the same
+# ports; the simulator reports when every device is back (its STORM line,
+# Unix milliseconds) and the session errors meanwhile.
+if [[ ${SKIP_STORM:-0} != 1 ]]; then
+    say "reconnect storm: kill -9 the server (pid $FLEET_SERVER) and start it again"
+    restart_fleet_server
+    STORM_KILL_MS=$KILL_MS
+    STORM_READY_MS=$READY_MS
     for ((i = 0; i < 3000; i++)); do
         grep -q '^STORM ' "$WORK/sim.log" && break
         kill -0 "$SIM_PID" 2>/dev/null || { cat "$WORK/sim.log" >&2; die "bulwark-sim exited during the storm"; }
         sleep 0.1
     done
+    LOAD_STORM=$(load_avg)
     STORM_LINE=$(grep '^STORM ' "$WORK/sim.log" | head -1)
     [[ -n $STORM_LINE ]] || die "the fleet was not back 300 s after the restart"
     BACK_MS=$(sed 's/.*back_at_unix_ms=\([0-9]*\).*/\1/' <<<"$STORM_LINE")
@@ -335,6 +445,25 @@ if [[ ${SKIP_AGENT:-0} != 1 ]]; then
     A1=$(cpu_ticks "$AGENT_PID")
     S1=$(cpu_ns "$AGENT_PID")
     AGENT_RSS_END=$(rss_kib "$AGENT_PID")
+    # Reconnects: kill -9 the server under the agent and start it again,
+    # AGENT_RECONNECTS times; each time the agent must come back online.
+    for ((r = 1; r <= ${AGENT_RECONNECTS:-5}; r++)); do
+        restart_fleet_server
+        back=0
+        for ((i = 0; i < 1200; i++)); do
+            if [[ $(api GET "/api/v1/devices/$AGENT_DEVICE" 2>/dev/null | jq .online) == true ]]; then
+                back=1
+                break
+            fi
+            sleep 0.05
+        done
+        ((back)) || die "the real agent did not come back after restart $r"
+        say "agent back online after restart $r ($(($(now_ms) - READY_MS)) ms after the server was ready), RSS $(rss_kib "$AGENT_PID") KiB"
+    done
+    sleep 2
+    AGENT_RSS_RECONNECTS=$(rss_kib "$AGENT_PID")
+    AGENT_ANON=$(awk '/^RssAnon:/ {print $2}' "/proc/$AGENT_PID/status")
+    AGENT_FILE=$(awk '/^RssFile:/ {print $2}' "/proc/$AGENT_PID/status")
     stop_pid "$AGENT_PID"
 fi
 stop_pid "$FLEET_SERVER"
@@ -374,6 +503,7 @@ fi
 # ---------------------------------------------------------------------------
 cpu_ms=$(ticks_ms $((CPU1 - CPU0)))
 echo
+echo "(CPU and time figures carry the 1-minute load average when taken: the machine may be shared; memory figures do not depend on it)"
 echo "=== bulwark fleet bench: N=$N, ramp $RAMP/s, heartbeat ${HEARTBEAT} s, $(nproc) cores, $(date -u +%FT%TZ), source $REVISION ==="
 grep -E '^(enrolled|connected|RESULT)' "$WORK/sim.log" | sed 's/^/sim: /'
 echo "server RSS idle, 0 agents:          $RSS_0 KiB"
@@ -381,10 +511,12 @@ echo "server RSS, $N enrolled, 0 connected: $RSS_E KiB"
 echo "server RSS, $N agents connected:    $RSS_N KiB"
 echo "per agent (RSS_N - RSS_0) / N:      $(awk -v a="$RSS_N" -v b="$RSS_0" -v n="$N" 'BEGIN {printf "%.1f", (a - b) / n}') KiB (enrolment and connection)"
 echo "per connection (RSS_N - RSS_E) / N: $(awk -v a="$RSS_N" -v b="$RSS_E" -v n="$N" 'BEGIN {printf "%.1f", (a - b) / n}') KiB (connection only)"
+echo "agent cap (server log):            $(grep -o 'Accepting up to [0-9]* agents[^"]*' "$WORK/fleet.stderr" | sed 's/\x1b\[[0-9;]*m//g' | head -1)"
 echo "server RSS after ${HOLD_SECS} s idle:       $RSS_HOLD KiB (online: $ONLINE_AFTER_HOLD)"
-echo "server CPU, ${HOLD_SECS} s idle, $N sessions: ${cpu_ms} ms ($(awk -v c="$cpu_ms" -v s="$HOLD_SECS" 'BEGIN {printf "%.2f", c / (s * 10)}')% of one core)"
+echo "server CPU, ${HOLD_SECS} s idle, $N sessions: ${cpu_ms} ms ($(awk -v c="$cpu_ms" -v s="$HOLD_SECS" 'BEGIN {printf "%.2f", c / (s * 10)}')% of one core) [load $LOAD_IDLE]"
+echo "job fan-out to $N (dispatch -> delivered, -> acknowledged): ${FANOUT:-skipped} [load $LOAD_FANOUT]"
 if [[ ${SKIP_STORM:-0} != 1 ]]; then
-    echo "reconnect storm (kill -9, restart on the same ports): all $N back $((BACK_MS - READY_MS)) ms after the new server was ready, $((BACK_MS - KILL_MS)) ms after the kill; server start took $((READY_MS - KILL_MS)) ms"
+    echo "reconnect storm (kill -9, restart on the same ports): all $N back $((BACK_MS - STORM_READY_MS)) ms after the new server was ready, $((BACK_MS - STORM_KILL_MS)) ms after the kill; server start took $((STORM_READY_MS - STORM_KILL_MS)) ms [load $LOAD_STORM]"
     echo "session errors during the storm:   ${STORM_ERRORS:-none}"
     echo "server RSS 5 s after the storm:     $RSS_STORM KiB ($(awk -v a="$RSS_STORM" -v n="$N" 'BEGIN {printf "%.1f", a / n}') KiB per agent, everything included)"
 fi
@@ -394,6 +526,7 @@ echo "simulator RSS with $N sessions:     $SIM_RSS KiB"
 echo "bulwark-agent binary (stripped):    $AGENT_SIZE bytes ($(awk -v b="$AGENT_SIZE" 'BEGIN {printf "%.2f", b / 1048576}') MiB)"
 if [[ ${SKIP_AGENT:-0} != 1 ]]; then
     echo "bulwark-agent RSS after ${AGENT_IDLE_SECS} s:      $AGENT_RSS KiB (peak $AGENT_HWM KiB, $AGENT_THREADS threads, $AGENT_FDS fds); $AGENT_RSS_END KiB at the end"
+    echo "bulwark-agent RSS after ${AGENT_RECONNECTS:-5} reconnects (server kill -9 and restart): $AGENT_RSS_RECONNECTS KiB ($AGENT_ANON KiB anonymous, $AGENT_FILE KiB file-backed)"
     echo "bulwark-agent CPU over ${AGENT_CPU_SECS} s:      $(ticks_ms $((A1 - A0))) ms utime+stime (${CLK_TCK} ticks/s); $(awk -v n=$((S1 - S0)) -v s="$AGENT_CPU_SECS" 'BEGIN {printf "%.2f ms on CPU by schedstat, %.4f%% of one core", n / 1e6, n / 1e7 / s}')"
 fi
 if [[ ${SKIP_STARTUP:-0} != 1 ]]; then

@@ -14,6 +14,8 @@
 //! * `cargo xtask faults [--seed N] ...` runs the long randomised fault run
 //!   (`bulwark-fault-storm`, issue 19) and prints its tally; the processes'
 //!   logs go to a file.
+//! * `cargo xtask fleet-bench [--agents N] ...` builds release and prints the
+//!   fleet figures of issue 18 (`crates/sim/bench-fleet.sh`; see README).
 //!
 //! Only `std` and `anyhow`: this crate must build fast and before anything else.
 
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+mod fleet_bench;
 mod schemathesis;
 
 /// Crates that must never be linked into the agent: it runs on every managed
@@ -152,12 +155,14 @@ fn main() -> ExitCode {
         Some("tidy") if args.len() == 1 => tidy(&workspace_root()),
         Some("fuzz") => parse_fuzz_seconds(&args[1..]).and_then(fuzz),
         Some("faults") => faults(&args[1..]),
+        Some("fleet-bench") => fleet_bench::parse(&args[1..])
+            .and_then(|options| fleet_bench::run(&workspace_root(), &options)),
         Some("help" | "--help" | "-h") => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", fleet_bench::USAGE);
             Ok(())
         }
         _ => {
-            eprint!("{USAGE}");
+            eprint!("{USAGE}{}", fleet_bench::USAGE);
             return ExitCode::from(2);
         }
     };

@@ -153,7 +153,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     );
     info!(
         connections = cap.connections,
-        "Agent connections capped: {}.", cap.reason
+        "Accepting up to {} agents: {}.", cap.connections, cap.reason
     );
 
     let bus = match &config.bus_url {
