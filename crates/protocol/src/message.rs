@@ -847,6 +847,17 @@ agent_refusal_codes! {
     MassActionDelayNotElapsed = "mass_action_delay_not_elapsed",
     /// A shell grant the server said was revoked (RFD 0015).
     GrantRevoked = "grant_revoked",
+    /// A scheduled run's time is not an occurrence of its signed expression
+    /// in its signed zone and window (RFD 0019).
+    ScheduleNotAnOccurrence = "schedule_not_an_occurrence",
+    /// A scheduled run delivered before its occurrence by the agent's clock.
+    ScheduleNotDue = "schedule_not_due",
+    /// A scheduled run delivered too long after its occurrence.
+    ScheduleRunMissed = "schedule_run_missed",
+    /// The agent's policy lists the schedule as revoked.
+    ScheduleRevoked = "schedule_revoked",
+    /// The schedule names a time zone the agent's tz database lacks.
+    ScheduleZoneUnknown = "schedule_zone_unknown",
     // The agent's own.
     /// The agent could not record, start or watch the job.
     AgentError = "agent_error",

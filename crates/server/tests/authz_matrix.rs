@@ -1390,6 +1390,7 @@ fn trust_statements(
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
     };
     let mut root_signed = Signed::new(&root);
     root_signed.sign(root_key);
