@@ -368,6 +368,26 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/jobs/{id}/cancel",
         Tenant(&[Owner, SecurityOfficer, Technician], 400),
     ),
+    // Scheduled jobs (RFD 0019): seen as jobs are, created by whoever may
+    // request jobs, revoked by whoever may cancel them (an empty reason:
+    // 400 after the role and MFA checks, the schedule stays).
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/schedules",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/schedules",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
+    // The schedule made at start-up in each tenant.
+    ("GET", "/api/v1/schedules/{id}", Tenant(EVERY_ROLE, 200)),
+    (
+        "POST",
+        "/api/v1/schedules/{id}/revoke",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
     // The transparency logs (read-only): the key is for everyone with a
     // role; a tenant's log for every role on that tenant; the MSP log for
     // owners and security officers.
@@ -568,6 +588,7 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("POST", "/api/v1/jobs/{id}/approvals"),
     ("POST", "/api/v1/jobs/{id}/reject"),
     ("POST", "/api/v1/jobs/{id}/cancel"),
+    ("POST", "/api/v1/schedules/{id}/revoke"),
     ("POST", "/api/v1/passkeys/registration/options"),
     ("POST", "/api/v1/passkeys/registration"),
     ("DELETE", "/api/v1/passkeys/{id}"),
@@ -687,6 +708,7 @@ struct Harness {
     expired: String,
     devices: BTreeMap<&'static str, String>,
     jobs: BTreeMap<&'static str, String>,
+    schedules: BTreeMap<&'static str, String>,
     /// An open (unsigned) policy proposal per tenant.
     proposals: BTreeMap<&'static str, String>,
     tenant_ids: BTreeMap<&'static str, String>,
@@ -1043,9 +1065,16 @@ impl Harness {
                     ),
                 )
             }
-            ("POST", "/api/v1/tenants/{tenant}/jobs") => {
+            ("POST", "/api/v1/tenants/{tenant}/jobs" | "/api/v1/tenants/{tenant}/schedules") => {
                 (path, Some(json!({"envelope": "AAAA", "script": "true"})))
             }
+            ("GET", "/api/v1/schedules/{id}") => {
+                (path.replace("{id}", &self.schedules[tenant]), None)
+            }
+            ("POST", "/api/v1/schedules/{id}/revoke") => (
+                path.replace("{id}", &self.schedules[tenant]),
+                Some(json!({"reason": ""})),
+            ),
             ("POST", "/api/v1/scripts") => (
                 path,
                 Some(
@@ -1429,6 +1458,39 @@ fn job_envelope(tenant_id: &str, tenant_name: &str, device: &str, operator: &Sig
     signed
 }
 
+/// A schedule every minute in UTC for a day, signed once by the operator.
+fn schedule_envelope(
+    tenant_id: &str,
+    tenant_name: &str,
+    device: &str,
+    operator: &SigningKey,
+) -> Signed {
+    let job = job_envelope(tenant_id, tenant_name, device, operator);
+    let job: bulwark_policy::JobStatement = job
+        .statement(&bulwark_policy::Limits::default())
+        .expect("a job");
+    let now = now_secs();
+    let statement = bulwark_policy::schedule::ScheduleStatement {
+        tenant: job.tenant,
+        tenant_name: job.tenant_name,
+        schedule_id: job.job_id,
+        targets: job.targets,
+        class: job.class,
+        action: job.action,
+        cron: "* * * * *".into(),
+        zone: "UTC".into(),
+        window: None,
+        not_before: now - 60,
+        not_after: now + 86_400,
+        nonce: job.nonce,
+        reason: "authorisation matrix".into(),
+        timeout_secs: 60,
+    };
+    let mut signed = Signed::new(&statement);
+    signed.sign(operator);
+    signed
+}
+
 async fn start() -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = ServerConfig::quickstart(
@@ -1469,6 +1531,7 @@ async fn start() -> Harness {
         expired: String::new(),
         devices: BTreeMap::new(),
         jobs: BTreeMap::new(),
+        schedules: BTreeMap::new(),
         proposals: BTreeMap::new(),
         tenant_ids: BTreeMap::new(),
         counter: 0,
@@ -1575,6 +1638,18 @@ async fn start() -> Harness {
             .await;
         assert_eq!(created["state"], "approved", "{created}");
         h.jobs
+            .insert(tenant, created["id"].as_str().expect("id").to_owned());
+        let schedule = schedule_envelope(&tenant_id, tenant, &device, &operator_key);
+        let created = h
+            .ok(
+                "POST",
+                &format!("/api/v1/tenants/{tenant}/schedules"),
+                Some(h.owner()),
+                Some(&json!({"envelope": B64.encode(schedule.to_bytes()), "script": "true"})),
+            )
+            .await;
+        assert_eq!(created["revoked_at"], Value::Null, "{created}");
+        h.schedules
             .insert(tenant, created["id"].as_str().expect("id").to_owned());
         h.devices.insert(tenant, device);
         h.tenant_ids.insert(tenant, tenant_id);
