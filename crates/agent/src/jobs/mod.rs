@@ -86,11 +86,13 @@ mod patches;
 mod queue;
 mod records;
 mod run;
+mod schedule_runs;
 
 pub use live::{Attached, LiveLink};
 pub use queue::*;
 pub use records::*;
 pub use run::*;
+pub use schedule_runs::*;
 
 fn now_ms() -> u64 {
     SystemTime::now()
