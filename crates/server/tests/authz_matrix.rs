@@ -709,6 +709,8 @@ struct Harness {
     devices: BTreeMap<&'static str, String>,
     jobs: BTreeMap<&'static str, String>,
     schedules: BTreeMap<&'static str, String>,
+    /// The owner's registered signing key, listed in each tenant's policy.
+    operator_key: Option<SigningKey>,
     /// An open (unsigned) policy proposal per tenant.
     proposals: BTreeMap<&'static str, String>,
     tenant_ids: BTreeMap<&'static str, String>,
@@ -1532,6 +1534,7 @@ async fn start() -> Harness {
         devices: BTreeMap::new(),
         jobs: BTreeMap::new(),
         schedules: BTreeMap::new(),
+        operator_key: None,
         proposals: BTreeMap::new(),
         tenant_ids: BTreeMap::new(),
         counter: 0,
@@ -1583,6 +1586,7 @@ async fn start() -> Harness {
     // may sign everything alone), a device, and one approved job.
     let root_key = SigningKey::generate(&mut rand::rngs::OsRng);
     let operator_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    h.operator_key = Some(operator_key.clone());
     h.ok(
         "POST",
         "/api/v1/signing-keys",
@@ -3310,4 +3314,144 @@ async fn device_search_stays_in_scope() {
             bad.body
         );
     }
+}
+
+async fn schedule_count(h: &Harness, path: &str) -> usize {
+    let list = h.ok("GET", path, Some(h.owner()), None).await;
+    list.as_array().expect("a list").len()
+}
+
+/// A schedule that agents would refuse is refused at the desk (400) and
+/// nothing is stored; a good one is stored once, shows its next
+/// occurrences, and is revoked once (RFD 0019).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_the_agents_would_refuse_are_refused_and_nothing_is_stored() {
+    use bulwark_policy::schedule::ScheduleStatement;
+    let h = start().await;
+    let key = h.operator_key.clone().expect("the owner's key");
+    let tenant_id = h.tenant_ids[OWN].clone();
+    let device = h.devices[OWN].clone();
+    let path = format!("/api/v1/tenants/{OWN}/schedules");
+    let before = schedule_count(&h, &path).await;
+    let good = schedule_envelope(&tenant_id, OWN, &device, &key);
+    let statement: ScheduleStatement = good
+        .statement(&bulwark_policy::Limits::default())
+        .expect("a schedule");
+    let signed = |s: &ScheduleStatement| {
+        let mut signed = Signed::new(s);
+        signed.sign(&key);
+        signed
+    };
+    let post = |envelope: Signed, script: &'static str| {
+        let path = path.clone();
+        let owner = h.owner().to_owned();
+        let h = &h;
+        async move {
+            h.send(
+                "POST",
+                &path,
+                Some(&owner),
+                Some(&json!({"envelope": B64.encode(envelope.to_bytes()), "script": script})),
+            )
+            .await
+        }
+    };
+    let mut unsigned = good.clone();
+    unsigned.signatures.clear();
+    let mut edited = good.clone();
+    edited.payload = Signed::new(&ScheduleStatement {
+        zone: "America/New_York".into(),
+        ..statement.clone()
+    })
+    .payload;
+    let stranger = SigningKey::generate(&mut rand::rngs::OsRng);
+    let mut by_stranger = Signed::new(&statement);
+    by_stranger.sign(&stranger);
+    let cases: Vec<(&str, Signed, &'static str)> = vec![
+        ("no signature", unsigned, "true"),
+        ("a field edited after signing", edited, "true"),
+        ("a key nobody registered", by_stranger, "true"),
+        (
+            "another script than the signed hash",
+            good.clone(),
+            "rm -rf /",
+        ),
+        (
+            "an unknown zone",
+            signed(&ScheduleStatement {
+                zone: "Mars/Olympus_Mons".into(),
+                ..statement.clone()
+            }),
+            "true",
+        ),
+        (
+            "a life beyond 90 days",
+            signed(&ScheduleStatement {
+                not_after: statement.not_before + 91 * 86_400,
+                ..statement.clone()
+            }),
+            "true",
+        ),
+        (
+            "a cron expression out of range",
+            signed(&ScheduleStatement {
+                cron: "61 * * * *".into(),
+                ..statement.clone()
+            }),
+            "true",
+        ),
+        (
+            "another tenant",
+            signed(&ScheduleStatement {
+                tenant: h.tenant_ids[FOREIGN].clone(),
+                tenant_name: FOREIGN.into(),
+                ..statement.clone()
+            }),
+            "true",
+        ),
+        (
+            "a window with no occurrence left",
+            signed(&ScheduleStatement {
+                not_after: statement.not_before + 30,
+                ..statement.clone()
+            }),
+            "true",
+        ),
+    ];
+    for (what, envelope, script) in cases {
+        let reply = post(envelope, script).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(
+        schedule_count(&h, &path).await,
+        before,
+        "nothing refused was stored"
+    );
+
+    let created = post(good.clone(), "true").await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(created.body["zone"], "UTC");
+    assert_eq!(
+        created.body["next_occurrences"].as_array().map(Vec::len),
+        Some(5)
+    );
+    let again = post(good, "true").await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert_eq!(schedule_count(&h, &path).await, before + 1);
+
+    let revoke = format!("/api/v1/schedules/{id}/revoke");
+    let reason = json!({"reason": "not any more"});
+    let revoked = h.ok("POST", &revoke, Some(h.owner()), Some(&reason)).await;
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    assert_eq!(revoked["next_occurrences"], json!([]));
+    let twice = h
+        .send("POST", &revoke, Some(h.owner()), Some(&reason))
+        .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.body);
 }
