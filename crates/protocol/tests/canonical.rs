@@ -28,8 +28,8 @@ use bulwark_protocol::message::{
     Ack, AgentMessage, AgentRefusalCode, ByteBuf, CancelJob, Challenge, DeviceId, Enroll, Enrolled,
     Heartbeat, Hello, InventoryReport, Job, JobOutcome, JobOutput, JobRefused, JobResult, JobRun,
     JobStarted, LogProof, OutputStream, RecordingDigest, RefusalCode, Refused, ResultAck,
-    ServerMessage, ShellClose, ShellClosed, ShellData, ShellOpen, ShellOpened, ShellRecording,
-    ShellRevoke, Trust, TrustRefused, TrustStatus, Welcome,
+    ScheduledRun, ServerMessage, ShellClose, ShellClosed, ShellData, ShellOpen, ShellOpened,
+    ShellRecording, ShellRevoke, Trust, TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{
     Frame, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError, decode_agent_frame,
@@ -690,6 +690,16 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
                 expires_at
             }
         )),
+        // Version 6 (RFD 0019).
+        (bytes(), bytes(), uint64(), bytes16()).prop_map(
+            |(envelope, script, occurrence, job_id)| ServerMessage::ScheduledRun(ScheduledRun {
+                envelope,
+                script,
+                occurrence,
+                job_id,
+                log: None,
+            })
+        ),
     ]
     .boxed()
 }
@@ -779,7 +789,7 @@ proptest! {
     #[test]
     fn newer_messages_are_refused_in_older_sessions(a in agent_message(), s in server_message(), version in MIN_PROTOCOL_VERSION..PROTOCOL_VERSION) {
         for since in [a.since(), s.since()] {
-            prop_assert!([1, 3, 4, 5].contains(&since), "a new `since` needs its own test: {since}");
+            prop_assert!([1, 3, 4, 5, 6].contains(&since), "a new `since` needs its own test: {since}");
         }
         let since = a.since();
         if since > version {
