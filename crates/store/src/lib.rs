@@ -102,7 +102,7 @@ pub use packages::MAX_PACKAGES_PER_DEVICE;
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};
 pub use patch_compliance::{PatchWatch, SecuritySpan};
 pub use releases::ReleaseFileKind;
-pub use schedules::{NewSchedule, Schedule, ScheduleRun};
+pub use schedules::{Claim, DeliverableRun, NewSchedule, Schedule, ScheduleRun};
 pub use scripts::{NewScript, NewScriptVersion, Script, ScriptReview, ScriptVersion};
 pub use sessions::{NewSession, Session, SessionKind};
 pub use setup::SetupEnrolment;

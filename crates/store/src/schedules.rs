@@ -61,6 +61,35 @@ pub struct ScheduleRun {
     pub claimed_at: Millis,
 }
 
+/// An occurrence a node claims, and the job its run is (RFD 0019).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub schedule_id: &'a str,
+    /// Unix seconds.
+    pub occurrence: i64,
+    /// The run's job id (hex of `run_job_id`).
+    pub job_id: &'a str,
+    /// SHA-256 of the schedule's script (the job row's `script_sha256`).
+    pub script_sha256: &'a [u8],
+    /// The device ids the schedule names; those not of its tenant are skipped.
+    pub targets: &'a [String],
+    /// How long after the occurrence the run may still be delivered.
+    pub run_window_ms: i64,
+}
+
+/// An occurrence to deliver to a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliverableRun {
+    pub job_id: String,
+    pub schedule_id: String,
+    /// Unix seconds.
+    pub occurrence: i64,
+    pub envelope: Vec<u8>,
+    pub script: Vec<u8>,
+    /// The schedule's `schedule.created` entry in its tenant's log.
+    pub log_idx: Option<i64>,
+}
+
 macro_rules! schedule_select {
     () => {
         "SELECT s.id, s.tenant_id, s.created_by, o.username AS created_by_username, s.class, \
@@ -232,15 +261,17 @@ impl Store {
         Ok(stored)
     }
 
-    /// Claims occurrence `occurrence` (Unix seconds) of a live schedule for
-    /// delivery by `node`, recording `events` with the claim. `true` when
-    /// this call made the claim; `false` when it was claimed before (by
-    /// this node or another), or the schedule is revoked: deliver nothing.
+    /// Claims an occurrence of a live schedule for delivery by `node`,
+    /// recording `events` with the claim, and makes the run's job (state
+    /// `approved`, valid from the occurrence for the agents' run window,
+    /// one `waiting` target per device of the schedule's tenant in
+    /// `claim.targets`), in one transaction: its result comes back as a
+    /// job's. `true` when this call made the claim; `false` when it was
+    /// claimed before (by this node or another), or the schedule is
+    /// revoked: deliver nothing.
     pub async fn claim_occurrence(
         &self,
-        schedule_id: &str,
-        occurrence: i64,
-        job_id: &str,
+        claim: &Claim<'_>,
         node: &str,
         now: Millis,
         events: &[NewAuditEvent],
@@ -251,9 +282,9 @@ impl Store {
              claimed_at) SELECT s.id, s.tenant_id, $2, $3, $4, $5 FROM schedules s \
              WHERE s.id = $1 AND s.revoked_at IS NULL ON CONFLICT DO NOTHING",
         )
-        .bind(schedule_id)
-        .bind(occurrence)
-        .bind(job_id)
+        .bind(claim.schedule_id)
+        .bind(claim.occurrence)
+        .bind(claim.job_id)
         .bind(node)
         .bind(now)
         .execute(&mut *tx)
@@ -261,9 +292,77 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
+        let starts = claim.occurrence.saturating_mul(1000);
+        sqlx::query(
+            "INSERT INTO jobs (id, tenant_id, requested_by, class, reason, script, script_sha256, \
+             envelope, state, not_before, expires_at, created_at, decided_at) \
+             SELECT $1, s.tenant_id, s.created_by, s.class, s.reason, s.script, $2, s.envelope, \
+             'approved', $3, $4, $5, $5 FROM schedules s WHERE s.id = $6",
+        )
+        .bind(claim.job_id)
+        .bind(claim.script_sha256)
+        .bind(starts)
+        .bind(starts.saturating_add(claim.run_window_ms))
+        .bind(now)
+        .bind(claim.schedule_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(unique_or_missing("job exists"))?;
+        for device in claim.targets {
+            sqlx::query(
+                "INSERT INTO job_targets (job_id, device_id, tenant_id, state) \
+                 SELECT $1, d.id, d.tenant_id, 'waiting' FROM devices d \
+                 JOIN schedules s ON s.tenant_id = d.tenant_id \
+                 WHERE s.id = $2 AND d.id = $3 ON CONFLICT DO NOTHING",
+            )
+            .bind(claim.job_id)
+            .bind(claim.schedule_id)
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+        }
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The claimed occurrences waiting for (or sent to and not answered
+    /// by) `device_id`, still inside their run window at `now`, of
+    /// schedules not revoked, earliest first, each with the log index of
+    /// its schedule's `schedule.created` entry. Not tenant-scoped: the
+    /// gateway's.
+    pub async fn scheduled_runs_for_device(
+        &self,
+        device_id: &str,
+        now: Millis,
+    ) -> Result<Vec<DeliverableRun>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.job_id, r.schedule_id, r.occurrence, s.envelope, s.script, \
+             (SELECT MIN(e.log_idx) FROM audit_events e WHERE e.tenant_id = s.tenant_id \
+              AND e.action = 'schedule.created' AND e.target = s.id) AS log_idx \
+             FROM schedule_runs r JOIN schedules s ON s.id = r.schedule_id \
+             JOIN jobs j ON j.id = r.job_id \
+             JOIN job_targets jt ON jt.job_id = r.job_id \
+             WHERE jt.device_id = $1 AND jt.state IN ('waiting', 'delivered') \
+             AND j.cancelled_at IS NULL AND j.expires_at > $2 AND s.revoked_at IS NULL \
+             ORDER BY r.occurrence, r.job_id",
+        )
+        .bind(device_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeliverableRun {
+                    job_id: row.try_get("job_id")?,
+                    schedule_id: row.try_get("schedule_id")?,
+                    occurrence: row.try_get("occurrence")?,
+                    envelope: row.try_get("envelope")?,
+                    script: row.try_get("script")?,
+                    log_idx: row.try_get("log_idx")?,
+                })
+            })
+            .collect()
     }
 
     /// The newest `limit` claimed occurrences of a schedule in scope,

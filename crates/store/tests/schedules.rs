@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bulwark_store::{
-    AuditAction, NewAuditEvent, NewOperator, NewSchedule, Store, StoreError, TenantScope,
+    AuditAction, Claim, NewAuditEvent, NewOperator, NewSchedule, Store, StoreError, TenantScope,
 };
 
 #[macro_use]
@@ -16,6 +16,7 @@ both_backends! {
     a_revoked_schedule_is_no_longer_claimed_or_live,
     a_refused_write_changes_nothing,
     other_tenants_and_operators_without_a_grant_see_nothing,
+    a_claimed_occurrence_is_a_job_delivered_as_a_scheduled_run,
 }
 
 const T0: i64 = 1_800_000_000_000;
@@ -129,9 +130,14 @@ async fn an_occurrence_is_claimed_once_whoever_claims_it(store: Store) {
         async move {
             store
                 .claim_occurrence(
-                    &id,
-                    occurrence,
-                    job,
+                    &Claim {
+                        schedule_id: &id,
+                        occurrence,
+                        job_id: job,
+                        script_sha256: &[0; 32],
+                        targets: &[],
+                        run_window_ms: 600_000,
+                    },
                     node,
                     T0,
                     &[event(&acme, AuditAction::ScheduleOccurrenceDelivered, &id)],
@@ -168,9 +174,14 @@ async fn an_occurrence_is_claimed_once_whoever_claims_it(store: Store) {
     // The next occurrence is a claim of its own.
     let next = store
         .claim_occurrence(
-            &new.id,
-            occurrence + 300,
-            "00000000000000000000000000000ccc",
+            &Claim {
+                schedule_id: &new.id,
+                occurrence: occurrence + 300,
+                job_id: "00000000000000000000000000000ccc",
+                script_sha256: &[0; 32],
+                targets: &[],
+                run_window_ms: 600_000,
+            },
             "node-b",
             T0,
             &[],
@@ -206,9 +217,14 @@ async fn a_revoked_schedule_is_no_longer_claimed_or_live(store: Store) {
     assert!(store.live_schedules(T0).await.unwrap().is_empty());
     let claimed = store
         .claim_occurrence(
-            &new.id,
-            T0 / 1000 + 60,
-            "00000000000000000000000000000aaa",
+            &Claim {
+                schedule_id: &new.id,
+                occurrence: T0 / 1000 + 60,
+                job_id: "00000000000000000000000000000aaa",
+                script_sha256: &[0; 32],
+                targets: &[],
+                run_window_ms: 600_000,
+            },
             "node-a",
             T0,
             &[],
@@ -288,9 +304,14 @@ async fn other_tenants_and_operators_without_a_grant_see_nothing(store: Store) {
     store.create_schedule(&new, T0, &[]).await.unwrap();
     store
         .claim_occurrence(
-            &new.id,
-            60,
-            "00000000000000000000000000000aaa",
+            &Claim {
+                schedule_id: &new.id,
+                occurrence: 60,
+                job_id: "00000000000000000000000000000aaa",
+                script_sha256: &[0; 32],
+                targets: &[],
+                run_window_ms: 600_000,
+            },
             "node-a",
             T0,
             &[],
@@ -316,6 +337,89 @@ async fn other_tenants_and_operators_without_a_grant_see_nothing(store: Store) {
     assert!(
         store
             .list_schedules(&TenantScope::All, &other, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_claimed_occurrence_is_a_job_delivered_as_a_scheduled_run(store: Store) {
+    let alice = operator(&store, "alice").await;
+    let acme = tenant(&store, "acme").await;
+    let other = tenant(&store, "other").await;
+    let ws = support::enrolled_device(&store, &acme, 1, "ws", T0).await;
+    let foreign = support::enrolled_device(&store, &other, 2, "foreign", T0).await;
+    let new = schedule(1, &acme, &alice);
+    store
+        .create_schedule(
+            &new,
+            T0,
+            &[event(&acme, AuditAction::ScheduleCreated, &new.id)],
+        )
+        .await
+        .unwrap();
+    let occurrence = T0 / 1000 + 60;
+    let job_id = "000000000000000000000000000000aa";
+    let targets = [ws.id.clone(), foreign.id.clone()];
+    let claim = Claim {
+        schedule_id: &new.id,
+        occurrence,
+        job_id,
+        script_sha256: &[7; 32],
+        targets: &targets,
+        run_window_ms: 600_000,
+    };
+    assert!(
+        store
+            .claim_occurrence(&claim, "node-a", T0, &[])
+            .await
+            .unwrap()
+    );
+    // The run is a job of the tenant, approved, for the tenant's device only.
+    let job = store.job(&TenantScope::All, job_id).await.unwrap().unwrap();
+    assert_eq!(job.tenant_id, acme);
+    assert_eq!(job.state.as_str(), "approved");
+    assert_eq!(job.envelope, new.envelope);
+    let on = store.job_targets(&TenantScope::All, job_id).await.unwrap();
+    assert_eq!(on.len(), 1);
+    assert_eq!(on[0].device_id, ws.id);
+    // Delivered as a scheduled run with its schedule's log entry, never as a job.
+    let at = occurrence * 1000 + 1000;
+    let runs = store.scheduled_runs_for_device(&ws.id, at).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].job_id, job_id);
+    assert_eq!(runs[0].occurrence, occurrence);
+    assert_eq!(runs[0].script, new.script);
+    assert!(runs[0].log_idx.is_some());
+    assert!(
+        store
+            .deliverable_jobs_for_device(&ws.id, at)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .scheduled_runs_for_device(&foreign.id, at)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Past its run window, or once revoked, it is delivered no more.
+    assert!(
+        store
+            .scheduled_runs_for_device(&ws.id, occurrence * 1000 + 600_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .revoke_schedule(&acme, &new.id, &alice, T0, &[])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .scheduled_runs_for_device(&ws.id, at)
             .await
             .unwrap()
             .is_empty()
