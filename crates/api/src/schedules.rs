@@ -37,6 +37,25 @@ pub struct ScheduleRunView {
     pub job_id: String,
     pub claimed_by: String,
     pub claimed_at: String,
+    /// What each target did with it, as its job (`GET /api/v1/jobs/{job_id}`
+    /// has the rest): the state, and the exit status and output or the
+    /// agent's refusal.
+    pub results: Vec<ScheduleRunResultView>,
+}
+
+/// One target's result of one run.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduleRunResultView {
+    pub device_id: String,
+    pub hostname: String,
+    /// waiting, delivered, succeeded, failed, timed_out or refused.
+    pub state: String,
+    pub exit_code: Option<i64>,
+    /// The agent's refusal code (`schedule_not_an_occurrence`, ...).
+    pub refusal_code: Option<String>,
+    pub refusal_reason: Option<String>,
+    /// As the agent sent it (bounded by the agent).
+    pub stdout: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -177,6 +177,21 @@ fn print_schedule(view: &ScheduleView) {
             "Run        {} job {} by {}",
             run.occurrence, run.job_id, run.claimed_by
         );
+        for r in &run.results {
+            let what = match (&r.refusal_code, r.exit_code) {
+                (Some(code), _) => format!(
+                    "refused {code}: {}",
+                    terminal_text(r.refusal_reason.as_deref().unwrap_or(""))
+                ),
+                (None, Some(exit)) => format!("exit {exit}"),
+                (None, None) => String::new(),
+            };
+            println!(
+                "  Result   {} {} {what}",
+                terminal_text(&r.hostname),
+                r.state
+            );
+        }
     }
 }
 

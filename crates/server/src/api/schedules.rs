@@ -13,11 +13,13 @@ use axum::response::IntoResponse;
 use bulwark_api::error::{ErrorBody, ErrorCode};
 use bulwark_api::jobs::QuorumView;
 use bulwark_api::schedules::{
-    RevokeScheduleRequest, ScheduleRequest, ScheduleRunView, ScheduleTargetView, ScheduleView,
+    RevokeScheduleRequest, ScheduleRequest, ScheduleRunResultView, ScheduleRunView,
+    ScheduleTargetView, ScheduleView,
 };
 use bulwark_policy::schedule::{ScheduleStatement, Timetable};
 use bulwark_policy::{Policy, PublicKey, Signed, check_quorum, derive_class, quorum_progress};
-use bulwark_store::{AuditAction, NewSchedule, Schedule, ScheduleRun, StoreError};
+use bulwark_protocol::audit_leaf::job_released_detail;
+use bulwark_store::{AuditAction, JobTarget, NewSchedule, Schedule, ScheduleRun, StoreError};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
@@ -57,7 +59,7 @@ fn statement_of(row: &Schedule) -> Option<(Signed, ScheduleStatement)> {
 
 pub(crate) fn schedule_view(
     row: &Schedule,
-    runs: &[ScheduleRun],
+    runs: &[(ScheduleRun, Vec<JobTarget>)],
     policy: Option<&Policy>,
     now: u64,
 ) -> ScheduleView {
@@ -113,11 +115,26 @@ pub(crate) fn schedule_view(
         next_occurrences,
         runs: runs
             .iter()
-            .map(|r| ScheduleRunView {
+            .map(|(r, targets)| ScheduleRunView {
                 occurrence: rfc3339(r.occurrence.saturating_mul(1000)),
                 job_id: r.job_id.clone(),
                 claimed_by: r.claimed_by.clone(),
                 claimed_at: rfc3339(r.claimed_at),
+                results: targets
+                    .iter()
+                    .map(|t| ScheduleRunResultView {
+                        device_id: t.device_id.clone(),
+                        hostname: t.hostname.clone(),
+                        state: t.state.as_str().to_owned(),
+                        exit_code: t.exit_code,
+                        refusal_code: t.refusal_code.clone(),
+                        refusal_reason: t.refusal_reason.clone(),
+                        stdout: t
+                            .stdout
+                            .as_ref()
+                            .map(|b| String::from_utf8_lossy(b).into_owned()),
+                    })
+                    .collect(),
             })
             .collect(),
     }
@@ -148,10 +165,18 @@ async fn single_schedule(
     caller: &Caller,
     row: &Schedule,
 ) -> Result<ScheduleView, ApiError> {
-    let runs = state
+    let mut runs = Vec::new();
+    for run in state
         .store
         .schedule_runs(&caller.scope(), &row.id, RUNS_SHOWN)
-        .await?;
+        .await?
+    {
+        let targets = state
+            .store
+            .job_targets(&caller.scope(), &run.job_id)
+            .await?;
+        runs.push((run, targets));
+    }
     let set = state
         .store
         .trust_statements(&caller.scope(), &row.tenant_id)
@@ -245,22 +270,11 @@ pub async fn create_schedule(
     })?;
     check_targets(&state, &caller, &tenant, &job).await?;
     let id = hex::encode(schedule.schedule_id);
-    let window = schedule
-        .window
-        .map(|w| format!(" in {w}"))
-        .unwrap_or_default();
+    // The leaf agents check (RFD 0019 step 11): the schedule id and exactly
+    // the signed bytes, as a job's release entry binds a job.
     let events = [
-        audit_event(&caller, Some(&tenant.id), AuditAction::ScheduleCreated, &id).with_detail(
-            format!(
-                "{} on {} device(s), {:?} in {}{window}: {}; signed {}",
-                class.name(),
-                schedule.targets.len(),
-                schedule.cron,
-                schedule.zone,
-                schedule.action.describe(),
-                hex::encode(signed.digest())
-            ),
-        ),
+        audit_event(&caller, Some(&tenant.id), AuditAction::ScheduleCreated, &id)
+            .with_detail(job_released_detail(&signed.digest())),
     ];
     let created = state
         .store
