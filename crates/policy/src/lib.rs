@@ -39,8 +39,8 @@ pub mod log;
 pub mod policy;
 pub mod replay;
 pub mod root;
-pub mod shell;
 pub mod schedule;
+pub mod shell;
 pub mod webauthn;
 pub mod witness;
 
