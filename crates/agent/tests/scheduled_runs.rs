@@ -211,8 +211,13 @@ async fn what_the_server_makes_up_is_refused_and_never_runs() {
     )
     .await;
     // Not in the tenant's log.
-    let mut unlogged = delivered(&s, script, at, [4; 16]);
-    unlogged.log = None;
+    let unlogged = ScheduledRun {
+        envelope: s.to_bytes(),
+        script: script.to_vec(),
+        occurrence: at,
+        job_id: run_job_id(&[4; 16], at),
+        log: None,
+    };
     check(&mut runner, unlogged, "log_proof_missing").await;
     // Under another job id than the occurrence's.
     let s = signed_one(5);

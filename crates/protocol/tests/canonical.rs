@@ -1219,10 +1219,10 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
 fn other_versions_are_refused_before_the_body() {
     let frame = heartbeat_frame();
     assert_eq!(&frame[..3], &[0xa2, 0x00, PROTOCOL_VERSION as u8]);
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 5));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 6));
     for (version_head, got) in [
         (vec![0x00], 0u16),
-        (vec![0x06], 6),
+        (vec![0x07], 7),
         (vec![0x17], 23),
         (vec![0x19, 0x12, 0x34], 0x1234),
     ] {
@@ -1237,7 +1237,7 @@ fn other_versions_are_refused_before_the_body() {
             decode_server(&mutant),
             Err(ProtocolError::UnsupportedVersion { got })
         );
-        // The body is not looked at: a version-6 frame with a garbage body
+        // The body is not looked at: a version-7 frame with a garbage body
         // still gets the answer that helps the peer.
         let mut garbage_body = vec![0xa2, 0x00];
         garbage_body.extend_from_slice(&version_head);
