@@ -1,5 +1,10 @@
 //! Messages between an agent and the server's agent gateway.
 //!
+//! This file is long because every message of both directions is here,
+//! with its bounds and the version that introduced it: the one place an
+//! auditor reads what crosses the wire (protocol version 6 brought it past
+//! 800 code lines with `ScheduledRun`).
+//!
 //! One WebSocket binary message carries one frame: a protocol version and
 //! one message, in deterministic CBOR with integer map keys. The
 //! conversation on a connection is:
