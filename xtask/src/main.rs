@@ -119,10 +119,18 @@ const TRUST_PATH_CRATES: &[&str] = &["protocol", "policy", "translog", "releases
 /// into a root shell), and protocol version 5's messages and caps. One
 /// crate owns each, so an auditor reads them here; +42 for posture checks
 /// (`Probe::Posture`, `PostureItem`: what an agent measures is in the
-/// root-signed policy, issue 16); +54 for the auditor's replay holding
-/// job targets to the keys their devices enrolled with (`policy::replay`,
-/// RFD 0005) and the `agent-integrity` posture item.
-const TRUST_PATH_BUDGET: usize = 7_692;
+/// root-signed policy, issue 16); +574 for scheduled jobs (RFD 0019:
+/// `policy::cron`, the hand-written five-field parser, and
+/// `policy::schedule`, the statement, occurrences in a zone with DST gaps
+/// and folds, and `verify_occurrence`, the agent's check of every run; the
+/// refusal codes, `revoked_schedules` and the lifetime cap); +95 for
+/// scheduled runs on the wire and the agent's decision on each (protocol
+/// version 6's `ScheduledRun` with its bounds, and
+/// `log::decide_occurrence`: the schedule's `schedule.created` entry in the
+/// tenant's log, witnessed, before a run starts); +54 for the auditor's
+/// replay holding job targets to the keys their devices enrolled with
+/// (`policy::replay`, RFD 0005) and the `agent-integrity` posture item.
+const TRUST_PATH_BUDGET: usize = 8_361;
 /// Code lines above which a source file must say why it is one file (a
 /// first-comment line starting "This file is long because").
 const LONG_FILE_LINES: usize = 800;

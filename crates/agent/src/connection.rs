@@ -564,6 +564,21 @@ pub async fn session(
                             }
                         }
                     },
+                    Ok(Ok(ServerMessage::ScheduledRun(run))) => match &options.jobs {
+                        Some(jobs) => {
+                            if let Some(busy) = jobs.submit_scheduled(run) {
+                                send(&mut ws, version, &AgentMessage::JobResult(busy)).await?;
+                            }
+                        }
+                        None => {
+                            let refused = crate::jobs::refused(
+                                run.job_id,
+                                AgentRefusalCode::JobsDisabled,
+                                "this agent does not run jobs",
+                            );
+                            send(&mut ws, version, &AgentMessage::JobResult(refused)).await?;
+                        }
+                    },
                     Ok(Ok(ServerMessage::CancelJob(cancel))) => {
                         if let Some(jobs) = &options.jobs {
                             jobs.cancel(&cancel.job_id, &cancel.reason);

@@ -26,6 +26,7 @@ pub mod operators;
 pub mod passkeys;
 pub mod proposals;
 pub mod releases;
+pub mod schedules;
 pub mod scripts;
 pub mod setup;
 pub mod signing_keys;

@@ -120,6 +120,14 @@ const SEMANTIC_400: &[(&str, &str)] = &[
         "create_job",
         "an envelope that is not a signed job statement",
     ),
+    // A schedule is a signed schedule statement for this tenant with a
+    // script of its hash; a revoke needs a reason of 1 to 1000 characters
+    // (RFD 0019).
+    (
+        "create_schedule",
+        "an envelope that is not a signed schedule statement",
+    ),
+    ("revoke_schedule", "an empty reason"),
     // A script version is text signed by its author: the signature must
     // verify over the content's hash, and the number be the next one
     // (RFD 0013).

@@ -73,6 +73,7 @@ fn policy(operators: Vec<OperatorKey>, signers: u32) -> Policy {
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
     }
 }
 

@@ -27,6 +27,7 @@
 //! like the spec: each step is numbered in the code.
 
 pub mod checks;
+pub mod cron;
 pub mod delay;
 pub mod envelope;
 pub mod freeze;
@@ -38,6 +39,7 @@ pub mod log;
 pub mod policy;
 pub mod replay;
 pub mod root;
+pub mod schedule;
 pub mod shell;
 pub mod webauthn;
 pub mod witness;
@@ -55,7 +57,7 @@ pub use job::{
 };
 pub use keys::{KeyId, PublicKey};
 pub use limits::Limits;
-pub use policy::{ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum};
+pub use policy::{ActionClass, MaintenanceWindow, OperatorKey, Policy, Quorum, ScheduleId};
 pub use root::{Holder, RootKey, TrustRoot};
 pub use webauthn::{
     APPROVAL_RP_ID, AssertionInfo, CoseKey, RegisteredCredential, WebAuthnCredential,
@@ -185,6 +187,22 @@ pub enum Refusal {
         delay_secs: u64,
         witnessed_secs: Option<u64>,
     },
+    /// RFD 0019 step 6: the server asked for a run at a time the signed
+    /// schedule does not name.
+    #[error("{0} is not an occurrence of the schedule in its zone and window")]
+    ScheduleNotAnOccurrence(u64),
+    /// Step 7: delivered early.
+    #[error("occurrence {occurrence} is {early_secs} s in the future by this agent's clock")]
+    ScheduleNotDue { occurrence: u64, early_secs: u64 },
+    /// Step 7: delivered too late; the run is missed, not made up.
+    #[error("occurrence {occurrence} was {late_secs} s ago: missed")]
+    ScheduleRunMissed { occurrence: u64, late_secs: u64 },
+    /// Step 4: the root-signed policy lists the schedule as revoked.
+    #[error("the tenant's policy revokes this schedule")]
+    ScheduleRevoked,
+    /// Step 2: a zone this agent's tz database does not have.
+    #[error("the schedule's time zone {0:?} is unknown to this device")]
+    ScheduleZoneUnknown(String),
 }
 
 impl Refusal {
@@ -210,6 +228,8 @@ impl Refusal {
             PolicyExpired, RootThresholdNotMet, NotPinnedRoot, NoRoot, NoPolicy,
             LogProofMissing, LogHeadUnsigned, LogHeadStale, LogInconsistent, LogEntryMismatch,
             WitnessCosignaturesMissing, MassActionDelayNotElapsed,
+            ScheduleNotAnOccurrence, ScheduleNotDue, ScheduleRunMissed, ScheduleRevoked,
+            ScheduleZoneUnknown,
         }
     }
 }
@@ -228,6 +248,9 @@ pub fn fuzz_signed(bytes: &[u8]) {
         let _ = signed.statement::<shell::ShellGrant>(&limits);
         let _ = signed.statement::<shell::SessionOpen>(&limits);
         let _ = signed.statement::<shell::SessionAnswer>(&limits);
+        if let Ok(schedule) = signed.statement::<schedule::ScheduleStatement>(&limits) {
+            let _ = schedule.validate(&limits);
+        }
         let _ = signed.tally(std::iter::empty());
         // No fuzzed key id names a known key, so reach the passkey checks directly.
         let challenge = signed.approval_challenge();
@@ -240,5 +263,37 @@ pub fn fuzz_signed(bytes: &[u8]) {
         for assertion in signed.signatures.iter().filter_map(|e| e.webauthn.as_ref()) {
             let _ = assertion.verify(&credential, &challenge, true);
         }
+    }
+}
+
+/// Entry point for the `schedule_cron` fuzz target: the first line is a
+/// cron expression, the second a window, then 8 bytes of a start time; the
+/// occurrences found from there (in UTC, whose rules need no files) must
+/// each be an occurrence, in order.
+#[cfg(fuzzing)]
+pub fn fuzz_schedule(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let mut lines = text.splitn(3, '\n');
+    let Ok(cron) = cron::Cron::parse(lines.next().unwrap_or_default()) else {
+        return;
+    };
+    let window = lines
+        .next()
+        .and_then(|w| schedule::LocalWindow::parse(w).ok());
+    let start = bytes
+        .get(bytes.len().saturating_sub(8)..)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, |b| u64::from_be_bytes(b) % 4_000_000_000);
+    let timetable = schedule::Timetable {
+        cron,
+        zone: jiff::tz::TimeZone::UTC,
+        window,
+        not_before: start,
+        not_after: start + 7 * 86_400,
+    };
+    let mut last = start;
+    for at in timetable.upcoming(start, 50) {
+        assert!(at > last && timetable.is_occurrence(at));
+        last = at;
     }
 }

@@ -14,7 +14,9 @@
 //! the head it returns), then [`verify_job_entry`] once the job itself has
 //! passed steps 1 to 12.
 
-use bulwark_protocol::audit_leaf::{AuditLeaf, JOB_RELEASED, job_released_detail};
+use bulwark_protocol::audit_leaf::{
+    AuditLeaf, JOB_RELEASED, SCHEDULE_CREATED, job_released_detail,
+};
 use bulwark_translog::proof::parse_concatenated_proof;
 use bulwark_translog::{
     Checkpoint, ExtensionError, NoteVerifier, check_extension, leaf_hash, verify_inclusion,
@@ -109,6 +111,21 @@ pub fn verify_job_entry(
     proof: &JobLogProof<'_>,
     limits: &Limits,
 ) -> Result<(), Refusal> {
+    let target = hex::encode(job_id);
+    verify_entry(head, tenant, JOB_RELEASED, &target, signed, proof, limits)
+}
+
+/// 13d–f for an entry `action` of `target` binding `signed`'s payload: a
+/// job's release or a schedule's creation (RFD 0019).
+fn verify_entry(
+    head: &Checkpoint,
+    tenant: &str,
+    action: &str,
+    target: &str,
+    signed: &Signed,
+    proof: &JobLogProof<'_>,
+    limits: &Limits,
+) -> Result<(), Refusal> {
     // 13d. The entry is in the tree the head commits to.
     let hashes = parse_concatenated_proof(proof.inclusion, limits)
         .map_err(|e| Refusal::NotInLog(e.to_string()))?;
@@ -130,9 +147,9 @@ pub fn verify_job_entry(
     }
     // 13f. It releases this very job: same id, same signed bytes.
     let detail = job_released_detail(&signed.digest());
-    if leaf.action != JOB_RELEASED || leaf.target != hex::encode(job_id) || leaf.detail != detail {
+    if leaf.action != action || leaf.target != target || leaf.detail != detail {
         return Err(Refusal::LogEntryMismatch(format!(
-            "the entry is {} of {:?}, not the release of this job",
+            "the entry is {} of {:?}, not {action} of {target:?} with these signed bytes",
             leaf.action, leaf.target
         )));
     }
@@ -248,6 +265,67 @@ pub fn decide_job(
             Ok(verified)
         });
     JobDecision { verdict, new_head }
+}
+
+/// The agent's whole decision on one scheduled run (RFD 0019): `decide_job`
+/// for [`crate::schedule::verify_occurrence`], whose step 11 is here: the
+/// schedule's `schedule.created` entry is in the tenant's log under a head
+/// that extends the held one (and is witnessed, if the policy says so).
+pub struct OccurrenceDecision {
+    pub verdict: Result<crate::schedule::VerifiedRun, Refusal>,
+    pub new_head: Option<Checkpoint>,
+}
+
+/// May this agent run this occurrence now, and which head does it keep?
+#[allow(clippy::too_many_arguments)]
+pub fn decide_occurrence(
+    run: crate::schedule::RunRequest<'_>,
+    proof: Option<&JobLogProof<'_>>,
+    agent: crate::job::AgentContext<'_>,
+    log: LogContext<'_>,
+    zones: impl FnOnce(&str) -> Option<jiff::tz::TimeZone>,
+    history: &impl crate::schedule::ScheduleHistory,
+    now: u64,
+    limits: &Limits,
+) -> OccurrenceDecision {
+    let head = match (proof, log.key) {
+        (Some(proof), Some(key)) => {
+            match verify_log_head(key, agent.tenant, log.held, proof, limits) {
+                Ok(head) => Some(head),
+                Err(refusal) => {
+                    return OccurrenceDecision {
+                        verdict: Err(refusal),
+                        new_head: None,
+                    };
+                }
+            }
+        }
+        _ => None,
+    };
+    let new_head = head
+        .clone()
+        .filter(|h| log.held.is_none_or(|held| h.size() > held.size()));
+    let verdict = crate::schedule::verify_occurrence(run, agent, zones, history, now, limits)
+        .and_then(|verified| {
+            let (Some(head), Some(proof)) = (&head, proof) else {
+                return Err(Refusal::LogProofMissing);
+            };
+            let target = hex::encode(verified.schedule.schedule_id);
+            verify_entry(
+                head,
+                agent.tenant,
+                SCHEDULE_CREATED,
+                &target,
+                run.signed,
+                proof,
+                limits,
+            )?;
+            if let Some(witnessing) = &agent.policy.witnessing {
+                crate::witness::verify_witnessed(proof.checkpoint, witnessing, now, limits)?;
+            }
+            Ok(verified)
+        });
+    OccurrenceDecision { verdict, new_head }
 }
 
 #[cfg(test)]

@@ -176,7 +176,16 @@ pub struct Policy {
     /// policies that define no checks.
     #[n(11)]
     pub checks: Option<Vec<crate::checks::CheckDefinition>>,
+    /// Schedules the root holders stopped (RFD 0019): agents refuse every
+    /// run of them, whatever the server delivers. `None` in older policies.
+    #[n(12)]
+    pub revoked_schedules: Option<Vec<ScheduleId>>,
 }
+
+/// A schedule's id, as a policy lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+#[cbor(transparent)]
+pub struct ScheduleId(#[cbor(n(0), with = "minicbor::bytes")] pub [u8; 16]);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
 #[cbor(transparent)]
@@ -212,6 +221,11 @@ impl Policy {
             "maintenance windows",
         )?;
         cap(self.quorums.len(), 64, "quorums")?;
+        cap(
+            self.revoked_schedules().len(),
+            limits.max_revoked_schedules,
+            "revoked schedules",
+        )?;
         for o in &self.operators {
             cap(o.name.len(), limits.max_text, "operator name")?;
             cap(o.classes.len(), 64, "operator classes")?;
@@ -274,6 +288,11 @@ impl Policy {
             .iter()
             .filter(move |o| o.classes.contains(&class) && holder.is_none_or(|h| o.holder == h))
             .map(|o| &o.key)
+    }
+
+    /// The schedules this policy revokes.
+    pub fn revoked_schedules(&self) -> &[ScheduleId] {
+        self.revoked_schedules.as_deref().unwrap_or_default()
     }
 
     /// The checks agents run under this policy.

@@ -93,6 +93,7 @@ fn policy() -> Policy {
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
     }
 }
 

@@ -316,6 +316,7 @@ fn fixture() -> Fixture {
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
     };
     Fixture {
         alice,

@@ -18,6 +18,11 @@ pub const MSP_LOG: &str = "msp";
 /// detail [`job_released_detail`] of the signed payload.
 pub const JOB_RELEASED: &str = "job.released";
 
+/// The action of the entry that puts a schedule in its tenant's log (RFD
+/// 0019); its target is the schedule id in hex and its detail
+/// [`job_released_detail`] of the signed schedule's payload.
+pub const SCHEDULE_CREATED: &str = "schedule.created";
+
 /// Longest leaf a decoder reads (an audit event's texts are capped far
 /// below this by the server).
 pub const MAX_LEAF_BYTES: usize = 64 * 1024;

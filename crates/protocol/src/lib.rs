@@ -35,8 +35,9 @@ pub use limits::Limits;
 /// `CancelJob`); version 4 the content of script checks (RFD 0009:
 /// `CheckScriptWanted`, `CheckScript`); version 5 adds remote shells (RFD
 /// 0015: `ShellOpen`, `ShellOpened`, `ShellData`, `ShellClose`,
-/// `ShellClosed`, `ShellRevoke`, `ShellRecording`).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// `ShellClosed`, `ShellRevoke`, `ShellRecording`); version 6 scheduled
+/// runs (RFD 0019: `ScheduledRun`).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The oldest protocol version this build still speaks, so that agents
 /// deployed with it keep working; an agent never speaks below it, whatever

@@ -108,6 +108,11 @@ pub struct Limits {
     pub max_windows: usize,
     /// Longest a job may stay valid, in seconds. Default 7 days.
     pub max_job_validity_secs: u64,
+    /// Longest a schedule may run, `not_after - not_before`, in seconds
+    /// (RFD 0019): a schedule must be signed again after it. Default 90 days.
+    pub max_schedule_lifetime_secs: u64,
+    /// Most schedule ids a policy lists as revoked. Default 10 000.
+    pub max_revoked_schedules: usize,
 
     // ---- the transparency log (bulwark_translog) ----
     /// Largest signed note (checkpoint) accepted, in bytes, alone or
@@ -163,6 +168,8 @@ impl Default for Limits {
             max_allowed_scripts: 10_000,
             max_windows: 64,
             max_job_validity_secs: 7 * 24 * 3600,
+            max_schedule_lifetime_secs: 90 * 24 * 3600,
+            max_revoked_schedules: 10_000,
             max_note_bytes: 16 * 1024,
             max_note_lines: 128,
             max_note_signatures: 32,

@@ -1,5 +1,10 @@
 //! Messages between an agent and the server's agent gateway.
 //!
+//! This file is long because every message of both directions is here,
+//! with its bounds and the version that introduced it: the one place an
+//! auditor reads what crosses the wire (protocol version 6 brought it past
+//! 800 code lines with `ScheduledRun`).
+//!
 //! One WebSocket binary message carries one frame: a protocol version and
 //! one message, in deterministic CBOR with integer map keys. The
 //! conversation on a connection is:
@@ -215,6 +220,9 @@ pub enum ServerMessage {
     /// Version 5: a grant was revoked; end its sessions, open no more.
     #[n(13)]
     ShellRevoke(#[n(0)] ShellRevoke),
+    /// Version 6 (RFD 0019): run one occurrence of a signed schedule.
+    #[n(14)]
+    ScheduledRun(#[n(0)] ScheduledRun),
 }
 
 /// Like [`AgentMessage`]'s: the one place for the server's messages.
@@ -235,6 +243,7 @@ impl crate::codec::Versioned for ServerMessage {
             | ServerMessage::ShellData(_)
             | ServerMessage::ShellClose(_)
             | ServerMessage::ShellRevoke(_) => 5,
+            ServerMessage::ScheduledRun(_) => 6,
         }
     }
 }
@@ -450,6 +459,30 @@ pub struct Job {
     /// Proof that the job is in its tenant's transparency log; a job
     /// without one is refused.
     #[n(2)]
+    pub log: Option<LogProof>,
+}
+
+/// "Run occurrence `occurrence` of this signed schedule" (RFD 0019). The
+/// agent checks everything itself (`bulwark_policy::log::decide_occurrence`):
+/// the server's word on the time is only a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ScheduledRun {
+    /// A `Signed` schedule statement, signed once.
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub envelope: Vec<u8>,
+    /// The script body; its SHA-256 is in the signed statement.
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub script: Vec<u8>,
+    /// Unix seconds, a whole minute: the occurrence claimed due.
+    #[n(2)]
+    pub occurrence: u64,
+    /// The server's job id for this run, under which the agent reports it;
+    /// a run that runs has the id `run_job_id(schedule, occurrence)`.
+    #[cbor(n(3), with = "minicbor::bytes")]
+    pub job_id: [u8; 16],
+    /// The schedule's `schedule.created` entry in its tenant's log.
+    #[n(4)]
     pub log: Option<LogProof>,
 }
 
@@ -847,6 +880,17 @@ agent_refusal_codes! {
     MassActionDelayNotElapsed = "mass_action_delay_not_elapsed",
     /// A shell grant the server said was revoked (RFD 0015).
     GrantRevoked = "grant_revoked",
+    /// A scheduled run's time is not an occurrence of its signed expression
+    /// in its signed zone and window (RFD 0019).
+    ScheduleNotAnOccurrence = "schedule_not_an_occurrence",
+    /// A scheduled run delivered before its occurrence by the agent's clock.
+    ScheduleNotDue = "schedule_not_due",
+    /// A scheduled run delivered too long after its occurrence.
+    ScheduleRunMissed = "schedule_run_missed",
+    /// The agent's policy lists the schedule as revoked.
+    ScheduleRevoked = "schedule_revoked",
+    /// The schedule names a time zone the agent's tz database lacks.
+    ScheduleZoneUnknown = "schedule_zone_unknown",
     // The agent's own.
     /// The agent could not record, start or watch the job.
     AgentError = "agent_error",
@@ -1020,6 +1064,24 @@ impl Validate for AgentMessage {
     }
 }
 
+impl Validate for LogProof {
+    fn validate(&self, l: &Limits) -> Result<(), ProtocolError> {
+        let log = self;
+        check_len("log.leaf", log.leaf.len(), l.max_log_leaf_bytes)?;
+        check_len("log.checkpoint", log.checkpoint.len(), l.max_note_bytes)?;
+        // 64 hashes: the longest proof in any tree this side of 2^63 entries.
+        check_len("log.inclusion", log.inclusion.len(), 64 * 32)?;
+        check_len("log.consistency", log.consistency.len(), 64 * 32)?;
+        if let Some(since) = &log.witnessed_since {
+            check_len("log.witnessed_since", since.len(), l.max_note_bytes)?;
+        }
+        if let Some(proof) = &log.witnessed_since_consistency {
+            check_len("log.witnessed_since_consistency", proof.len(), 64 * 32)?;
+        }
+        Ok(())
+    }
+}
+
 impl Validate for ServerMessage {
     fn validate(&self, l: &Limits) -> Result<(), ProtocolError> {
         match self {
@@ -1051,20 +1113,12 @@ impl Validate for ServerMessage {
             ServerMessage::Job(m) => {
                 l.envelope("envelope", &m.envelope)?;
                 check_len("script", m.script.len(), l.max_script_bytes)?;
-                if let Some(log) = &m.log {
-                    check_len("log.leaf", log.leaf.len(), l.max_log_leaf_bytes)?;
-                    check_len("log.checkpoint", log.checkpoint.len(), l.max_note_bytes)?;
-                    // 64 hashes: the longest proof in any tree this side of 2^63 entries.
-                    check_len("log.inclusion", log.inclusion.len(), 64 * 32)?;
-                    check_len("log.consistency", log.consistency.len(), 64 * 32)?;
-                    if let Some(since) = &log.witnessed_since {
-                        check_len("log.witnessed_since", since.len(), l.max_note_bytes)?;
-                    }
-                    if let Some(proof) = &log.witnessed_since_consistency {
-                        check_len("log.witnessed_since_consistency", proof.len(), 64 * 32)?;
-                    }
-                }
-                Ok(())
+                m.log.as_ref().map_or(Ok(()), |log| log.validate(l))
+            }
+            ServerMessage::ScheduledRun(m) => {
+                l.envelope("envelope", &m.envelope)?;
+                check_len("script", m.script.len(), l.max_script_bytes)?;
+                m.log.as_ref().map_or(Ok(()), |log| log.validate(l))
             }
             ServerMessage::ResultAck(_) => Ok(()),
             ServerMessage::CancelJob(m) => l.long_text("reason", &m.reason),

@@ -28,8 +28,8 @@ use bulwark_protocol::message::{
     Ack, AgentMessage, AgentRefusalCode, ByteBuf, CancelJob, Challenge, DeviceId, Enroll, Enrolled,
     Heartbeat, Hello, InventoryReport, Job, JobOutcome, JobOutput, JobRefused, JobResult, JobRun,
     JobStarted, LogProof, OutputStream, RecordingDigest, RefusalCode, Refused, ResultAck,
-    ServerMessage, ShellClose, ShellClosed, ShellData, ShellOpen, ShellOpened, ShellRecording,
-    ShellRevoke, Trust, TrustRefused, TrustStatus, Welcome,
+    ScheduledRun, ServerMessage, ShellClose, ShellClosed, ShellData, ShellOpen, ShellOpened,
+    ShellRecording, ShellRevoke, Trust, TrustRefused, TrustStatus, Welcome,
 };
 use bulwark_protocol::{
     Frame, Limits, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, ProtocolError, decode_agent_frame,
@@ -690,6 +690,16 @@ fn server_message() -> BoxedStrategy<ServerMessage> {
                 expires_at
             }
         )),
+        // Version 6 (RFD 0019).
+        (bytes(), bytes(), uint64(), bytes16()).prop_map(
+            |(envelope, script, occurrence, job_id)| ServerMessage::ScheduledRun(ScheduledRun {
+                envelope,
+                script,
+                occurrence,
+                job_id,
+                log: None,
+            })
+        ),
     ]
     .boxed()
 }
@@ -779,7 +789,7 @@ proptest! {
     #[test]
     fn newer_messages_are_refused_in_older_sessions(a in agent_message(), s in server_message(), version in MIN_PROTOCOL_VERSION..PROTOCOL_VERSION) {
         for since in [a.since(), s.since()] {
-            prop_assert!([1, 3, 4, 5].contains(&since), "a new `since` needs its own test: {since}");
+            prop_assert!([1, 3, 4, 5, 6].contains(&since), "a new `since` needs its own test: {since}");
         }
         let since = a.since();
         if since > version {
@@ -1209,10 +1219,10 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
 fn other_versions_are_refused_before_the_body() {
     let frame = heartbeat_frame();
     assert_eq!(&frame[..3], &[0xa2, 0x00, PROTOCOL_VERSION as u8]);
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 5));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 6));
     for (version_head, got) in [
         (vec![0x00], 0u16),
-        (vec![0x06], 6),
+        (vec![0x07], 7),
         (vec![0x17], 23),
         (vec![0x19, 0x12, 0x34], 0x1234),
     ] {
@@ -1227,7 +1237,7 @@ fn other_versions_are_refused_before_the_body() {
             decode_server(&mutant),
             Err(ProtocolError::UnsupportedVersion { got })
         );
-        // The body is not looked at: a version-6 frame with a garbage body
+        // The body is not looked at: a version-7 frame with a garbage body
         // still gets the answer that helps the peer.
         let mut garbage_body = vec![0xa2, 0x00];
         garbage_body.extend_from_slice(&version_head);

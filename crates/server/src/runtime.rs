@@ -274,6 +274,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     duties.spawn(&mut tasks, "alert-raising", move |stop, _| {
         crate::alerts::raise_alerts(s.clone(), n.clone(), stop)
     });
+    let (s, p, node) = (store.clone(), presence.clone(), bus.node().to_owned());
+    duties.spawn(&mut tasks, "scheduler", move |stop, _| {
+        crate::scheduler::run(s.clone(), p.clone(), node.clone(), stop)
+    });
 
     let https = (config.mode == ServeMode::Https).then_some(acceptor);
     tasks.spawn(serve_http(http_listener, https, app(state), shutdown_rx));

@@ -368,6 +368,26 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/jobs/{id}/cancel",
         Tenant(&[Owner, SecurityOfficer, Technician], 400),
     ),
+    // Scheduled jobs (RFD 0019): seen as jobs are, created by whoever may
+    // request jobs, revoked by whoever may cancel them (an empty reason:
+    // 400 after the role and MFA checks, the schedule stays).
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/schedules",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/schedules",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
+    // The schedule made at start-up in each tenant.
+    ("GET", "/api/v1/schedules/{id}", Tenant(EVERY_ROLE, 200)),
+    (
+        "POST",
+        "/api/v1/schedules/{id}/revoke",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
     // The transparency logs (read-only): the key is for everyone with a
     // role; a tenant's log for every role on that tenant; the MSP log for
     // owners and security officers.
@@ -568,6 +588,7 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("POST", "/api/v1/jobs/{id}/approvals"),
     ("POST", "/api/v1/jobs/{id}/reject"),
     ("POST", "/api/v1/jobs/{id}/cancel"),
+    ("POST", "/api/v1/schedules/{id}/revoke"),
     ("POST", "/api/v1/passkeys/registration/options"),
     ("POST", "/api/v1/passkeys/registration"),
     ("DELETE", "/api/v1/passkeys/{id}"),
@@ -687,6 +708,9 @@ struct Harness {
     expired: String,
     devices: BTreeMap<&'static str, String>,
     jobs: BTreeMap<&'static str, String>,
+    schedules: BTreeMap<&'static str, String>,
+    /// The owner's registered signing key, listed in each tenant's policy.
+    operator_key: Option<SigningKey>,
     /// An open (unsigned) policy proposal per tenant.
     proposals: BTreeMap<&'static str, String>,
     tenant_ids: BTreeMap<&'static str, String>,
@@ -1043,9 +1067,16 @@ impl Harness {
                     ),
                 )
             }
-            ("POST", "/api/v1/tenants/{tenant}/jobs") => {
+            ("POST", "/api/v1/tenants/{tenant}/jobs" | "/api/v1/tenants/{tenant}/schedules") => {
                 (path, Some(json!({"envelope": "AAAA", "script": "true"})))
             }
+            ("GET", "/api/v1/schedules/{id}") => {
+                (path.replace("{id}", &self.schedules[tenant]), None)
+            }
+            ("POST", "/api/v1/schedules/{id}/revoke") => (
+                path.replace("{id}", &self.schedules[tenant]),
+                Some(json!({"reason": ""})),
+            ),
             ("POST", "/api/v1/scripts") => (
                 path,
                 Some(
@@ -1390,6 +1421,7 @@ fn trust_statements(
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
     };
     let mut root_signed = Signed::new(&root);
     root_signed.sign(root_key);
@@ -1422,6 +1454,39 @@ fn job_envelope(tenant_id: &str, tenant_name: &str, device: &str, operator: &Sig
         reason: "authorisation matrix".into(),
         timeout_secs: 60,
         tenant_name: tenant_name.to_owned(),
+    };
+    let mut signed = Signed::new(&statement);
+    signed.sign(operator);
+    signed
+}
+
+/// A schedule every minute in UTC for a day, signed once by the operator.
+fn schedule_envelope(
+    tenant_id: &str,
+    tenant_name: &str,
+    device: &str,
+    operator: &SigningKey,
+) -> Signed {
+    let job = job_envelope(tenant_id, tenant_name, device, operator);
+    let job: bulwark_policy::JobStatement = job
+        .statement(&bulwark_policy::Limits::default())
+        .expect("a job");
+    let now = now_secs();
+    let statement = bulwark_policy::schedule::ScheduleStatement {
+        tenant: job.tenant,
+        tenant_name: job.tenant_name,
+        schedule_id: job.job_id,
+        targets: job.targets,
+        class: job.class,
+        action: job.action,
+        cron: "* * * * *".into(),
+        zone: "UTC".into(),
+        window: None,
+        not_before: now - 60,
+        not_after: now + 86_400,
+        nonce: job.nonce,
+        reason: "authorisation matrix".into(),
+        timeout_secs: 60,
     };
     let mut signed = Signed::new(&statement);
     signed.sign(operator);
@@ -1468,6 +1533,8 @@ async fn start() -> Harness {
         expired: String::new(),
         devices: BTreeMap::new(),
         jobs: BTreeMap::new(),
+        schedules: BTreeMap::new(),
+        operator_key: None,
         proposals: BTreeMap::new(),
         tenant_ids: BTreeMap::new(),
         counter: 0,
@@ -1519,6 +1586,7 @@ async fn start() -> Harness {
     // may sign everything alone), a device, and one approved job.
     let root_key = SigningKey::generate(&mut rand::rngs::OsRng);
     let operator_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    h.operator_key = Some(operator_key.clone());
     h.ok(
         "POST",
         "/api/v1/signing-keys",
@@ -1574,6 +1642,18 @@ async fn start() -> Harness {
             .await;
         assert_eq!(created["state"], "approved", "{created}");
         h.jobs
+            .insert(tenant, created["id"].as_str().expect("id").to_owned());
+        let schedule = schedule_envelope(&tenant_id, tenant, &device, &operator_key);
+        let created = h
+            .ok(
+                "POST",
+                &format!("/api/v1/tenants/{tenant}/schedules"),
+                Some(h.owner()),
+                Some(&json!({"envelope": B64.encode(schedule.to_bytes()), "script": "true"})),
+            )
+            .await;
+        assert_eq!(created["revoked_at"], Value::Null, "{created}");
+        h.schedules
             .insert(tenant, created["id"].as_str().expect("id").to_owned());
         h.devices.insert(tenant, device);
         h.tenant_ids.insert(tenant, tenant_id);
@@ -3234,4 +3314,144 @@ async fn device_search_stays_in_scope() {
             bad.body
         );
     }
+}
+
+async fn schedule_count(h: &Harness, path: &str) -> usize {
+    let list = h.ok("GET", path, Some(h.owner()), None).await;
+    list.as_array().expect("a list").len()
+}
+
+/// A schedule that agents would refuse is refused at the desk (400) and
+/// nothing is stored; a good one is stored once, shows its next
+/// occurrences, and is revoked once (RFD 0019).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_the_agents_would_refuse_are_refused_and_nothing_is_stored() {
+    use bulwark_policy::schedule::ScheduleStatement;
+    let h = start().await;
+    let key = h.operator_key.clone().expect("the owner's key");
+    let tenant_id = h.tenant_ids[OWN].clone();
+    let device = h.devices[OWN].clone();
+    let path = format!("/api/v1/tenants/{OWN}/schedules");
+    let before = schedule_count(&h, &path).await;
+    let good = schedule_envelope(&tenant_id, OWN, &device, &key);
+    let statement: ScheduleStatement = good
+        .statement(&bulwark_policy::Limits::default())
+        .expect("a schedule");
+    let signed = |s: &ScheduleStatement| {
+        let mut signed = Signed::new(s);
+        signed.sign(&key);
+        signed
+    };
+    let post = |envelope: Signed, script: &'static str| {
+        let path = path.clone();
+        let owner = h.owner().to_owned();
+        let h = &h;
+        async move {
+            h.send(
+                "POST",
+                &path,
+                Some(&owner),
+                Some(&json!({"envelope": B64.encode(envelope.to_bytes()), "script": script})),
+            )
+            .await
+        }
+    };
+    let mut unsigned = good.clone();
+    unsigned.signatures.clear();
+    let mut edited = good.clone();
+    edited.payload = Signed::new(&ScheduleStatement {
+        zone: "America/New_York".into(),
+        ..statement.clone()
+    })
+    .payload;
+    let stranger = SigningKey::generate(&mut rand::rngs::OsRng);
+    let mut by_stranger = Signed::new(&statement);
+    by_stranger.sign(&stranger);
+    let cases: Vec<(&str, Signed, &'static str)> = vec![
+        ("no signature", unsigned, "true"),
+        ("a field edited after signing", edited, "true"),
+        ("a key nobody registered", by_stranger, "true"),
+        (
+            "another script than the signed hash",
+            good.clone(),
+            "rm -rf /",
+        ),
+        (
+            "an unknown zone",
+            signed(&ScheduleStatement {
+                zone: "Mars/Olympus_Mons".into(),
+                ..statement.clone()
+            }),
+            "true",
+        ),
+        (
+            "a life beyond 90 days",
+            signed(&ScheduleStatement {
+                not_after: statement.not_before + 91 * 86_400,
+                ..statement.clone()
+            }),
+            "true",
+        ),
+        (
+            "a cron expression out of range",
+            signed(&ScheduleStatement {
+                cron: "61 * * * *".into(),
+                ..statement.clone()
+            }),
+            "true",
+        ),
+        (
+            "another tenant",
+            signed(&ScheduleStatement {
+                tenant: h.tenant_ids[FOREIGN].clone(),
+                tenant_name: FOREIGN.into(),
+                ..statement.clone()
+            }),
+            "true",
+        ),
+        (
+            "a window with no occurrence left",
+            signed(&ScheduleStatement {
+                not_after: statement.not_before + 30,
+                ..statement.clone()
+            }),
+            "true",
+        ),
+    ];
+    for (what, envelope, script) in cases {
+        let reply = post(envelope, script).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{what}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(
+        schedule_count(&h, &path).await,
+        before,
+        "nothing refused was stored"
+    );
+
+    let created = post(good.clone(), "true").await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(created.body["zone"], "UTC");
+    assert_eq!(
+        created.body["next_occurrences"].as_array().map(Vec::len),
+        Some(5)
+    );
+    let again = post(good, "true").await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.body);
+    assert_eq!(schedule_count(&h, &path).await, before + 1);
+
+    let revoke = format!("/api/v1/schedules/{id}/revoke");
+    let reason = json!({"reason": "not any more"});
+    let revoked = h.ok("POST", &revoke, Some(h.owner()), Some(&reason)).await;
+    assert!(revoked["revoked_at"].is_string(), "{revoked}");
+    assert_eq!(revoked["next_occurrences"], json!([]));
+    let twice = h
+        .send("POST", &revoke, Some(h.owner()), Some(&reason))
+        .await;
+    assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.body);
 }

@@ -109,6 +109,12 @@ audit_actions! {
     JobDelivered => "job.delivered",
     JobResult => "job.result",
     JobRefusedByAgent => "job.refused_by_agent",
+    // Scheduled jobs (RFD 0019).
+    /// The leaf naming a schedule's signed envelope: what agents check.
+    ScheduleCreated => "schedule.created",
+    ScheduleRevoked => "schedule.revoked",
+    /// A node claimed an occurrence and delivers it.
+    ScheduleOccurrenceDelivered => "schedule.occurrence_delivered",
     // The logs themselves.
     LogExported => "log.exported",
     LogArchived => "log.archived",

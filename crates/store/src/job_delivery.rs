@@ -147,6 +147,8 @@ impl Store {
             " WHERE jt.device_id = $1 AND jt.state IN ('waiting', 'delivered')",
             " AND j.state = 'approved' AND j.cancelled_at IS NULL",
             " AND j.not_before <= $2 AND j.expires_at > $2",
+            // A schedule's run goes as its own message (`scheduled_runs_for_device`).
+            " AND NOT EXISTS (SELECT 1 FROM schedule_runs r WHERE r.job_id = j.id)",
             " ORDER BY j.created_at, j.id"
         );
         let rows = sqlx::query(SQL)

@@ -66,7 +66,7 @@ use bulwark_policy::{
 use bulwark_protocol::codec::{from_canonical, to_canonical};
 use bulwark_protocol::message::{
     AgentMessage, AgentRefusalCode, Job, JobOutcome, JobOutput, JobRefused, JobResult, JobRun,
-    JobStarted, OutputStream, Trust, TrustRefused, TrustStatus,
+    JobStarted, OutputStream, ScheduledRun, Trust, TrustRefused, TrustStatus,
 };
 use bulwark_translog::Checkpoint;
 use sha2::{Digest, Sha256};
@@ -86,11 +86,14 @@ mod patches;
 mod queue;
 mod records;
 mod run;
+mod schedule_runs;
+mod scheduled;
 
 pub use live::{Attached, LiveLink};
 pub use queue::*;
 pub use records::*;
 pub use run::*;
+pub use schedule_runs::*;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -187,6 +190,8 @@ pub struct JobRunner {
     state_dir: PathBuf,
     run_dir: PathBuf,
     history: History,
+    /// The last occurrence run of each schedule (RFD 0019).
+    schedule_runs: ScheduleRuns,
     spool: ResultSpool,
     trust: Arc<Mutex<TrustState>>,
     device_id: String,
@@ -226,6 +231,7 @@ impl JobRunner {
         private_dir(&dir)?;
         let spool = ResultSpool::open(dir.join("results"))?;
         let history = History::open(&dir.join("history"))?;
+        let schedule_runs = ScheduleRuns::open(&dir.join("schedules"))?;
         let run_dir = dir.join("run");
         private_dir(&run_dir)?;
         let max_output = bulwark_protocol::Limits::default().max_output_bytes;
@@ -234,6 +240,7 @@ impl JobRunner {
             state_dir: state_dir.to_owned(),
             run_dir,
             history,
+            schedule_runs,
             spool,
             trust,
             device_id: device_id.to_owned(),

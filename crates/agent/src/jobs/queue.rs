@@ -31,9 +31,32 @@ impl Answers {
     }
 }
 
-/// A job waiting for the runner, with the session that delivered it.
+/// What the runner takes: a job, or an occurrence of a schedule (RFD 0019).
+pub(super) enum Work {
+    Job(Job),
+    Scheduled(ScheduledRun),
+}
+
+impl Work {
+    /// The id its result is reported under, if it can be read at all.
+    fn job_id(&self, limits: &Limits) -> Option<[u8; 16]> {
+        match self {
+            Work::Job(job) => job_id_of(job, limits),
+            Work::Scheduled(run) => Some(run.job_id),
+        }
+    }
+
+    fn log(&self) -> Option<&bulwark_protocol::message::LogProof> {
+        match self {
+            Work::Job(job) => job.log.as_ref(),
+            Work::Scheduled(run) => run.log.as_ref(),
+        }
+    }
+}
+
+/// Work waiting for the runner, with the session that delivered it.
 pub(super) struct Queued {
-    pub(super) job: Job,
+    pub(super) work: Work,
     pub(super) session: u64,
     pub(super) job_id: Option<[u8; 16]>,
 }
@@ -95,7 +118,10 @@ pub fn start(mut runner: JobRunner) -> (JobsHandle, impl Future<Output = ()> + S
             spooled.send_modify(|n| *n = n.wrapping_add(1));
         }
         while let Some(queued) = jobs.recv().await {
-            let result = runner.process_from(&queued.job, queued.session).await;
+            let result = match &queued.work {
+                Work::Job(job) => runner.process_from(job, queued.session).await,
+                Work::Scheduled(run) => runner.process_scheduled(run, queued.session).await,
+            };
             if let Some(id) = &queued.job_id {
                 let mut held = held_ids(&held);
                 if held.get(id) == Some(&queued.session) {
@@ -127,7 +153,16 @@ impl JobsHandle {
     /// is ignored. `Some` is an answer to send now, not spooled: the queue
     /// is full, and the server sends the job again after the next result.
     pub fn submit(&self, job: Job) -> Option<JobResult> {
-        let job_id = job_id_of(&job, &self.limits);
+        self.submit_work(Work::Job(job))
+    }
+
+    /// Queues an occurrence of a schedule (protocol version 6), as a job.
+    pub fn submit_scheduled(&self, run: ScheduledRun) -> Option<JobResult> {
+        self.submit_work(Work::Scheduled(run))
+    }
+
+    fn submit_work(&self, work: Work) -> Option<JobResult> {
+        let job_id = work.job_id(&self.limits);
         let session = self.session.load(Ordering::SeqCst);
         // A copy from an ended session is dropped unread: this one replaces it.
         if let Some(id) = &job_id
@@ -137,7 +172,7 @@ impl JobsHandle {
             return None;
         }
         let queued = Queued {
-            job,
+            work,
             session,
             job_id,
         };
@@ -150,7 +185,7 @@ impl JobsHandle {
                         held.remove(id);
                     }
                 }
-                self.move_to_head_of(&queued.job);
+                self.move_to_head_of(&queued.work);
                 let id = queued.job_id?;
                 info!(job_id = %hex::encode(id), "{MAX_QUEUED_JOBS} jobs are already waiting; the server sends this one again later.");
                 Some(refused(
@@ -161,7 +196,7 @@ impl JobsHandle {
             }
             Err(TrySendError::Closed(queued)) => {
                 self.refuse_now(
-                    &queued.job,
+                    &queued.work,
                     AgentRefusalCode::AgentError,
                     "the agent's job runner has stopped",
                 );
@@ -173,8 +208,8 @@ impl JobsHandle {
     /// A job refused unread still moves the agent to its tree head (if
     /// valid), as the server assumes: else the next job's consistency proof
     /// would start from a size the agent does not hold.
-    pub(super) fn move_to_head_of(&self, job: &Job) {
-        if let Some(wire) = &job.log {
+    pub(super) fn move_to_head_of(&self, work: &Work) {
+        if let Some(wire) = work.log() {
             let mut trust = lock(&self.trust);
             if let Some(tenant) = trust.tenant().map(str::to_owned)
                 && let Err(refusal) = accept_log_head(
@@ -191,9 +226,9 @@ impl JobsHandle {
         }
     }
 
-    pub(super) fn refuse_now(&self, job: &Job, code: AgentRefusalCode, reason: &str) {
-        self.move_to_head_of(job);
-        let Some(job_id) = job_id_of(job, &self.limits) else {
+    pub(super) fn refuse_now(&self, work: &Work, code: AgentRefusalCode, reason: &str) {
+        self.move_to_head_of(work);
+        let Some(job_id) = work.job_id(&self.limits) else {
             warn!(%code, reason, "Dropped a job whose envelope cannot be read.");
             return;
         };

@@ -156,6 +156,7 @@ pub fn policy(k: &Keys, version: u64) -> Policy {
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
     }
 }
 

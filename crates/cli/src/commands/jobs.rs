@@ -670,6 +670,7 @@ fn empty_policy() -> Policy {
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
     }
 }
 

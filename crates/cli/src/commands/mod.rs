@@ -17,6 +17,7 @@ pub mod login;
 pub mod passkeys;
 pub mod proposals;
 pub mod releases;
+pub mod schedules;
 pub mod scripts;
 pub mod sla;
 pub mod targets;
@@ -89,6 +90,11 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::commands::jobs::JobCommand,
     },
+    /// Scheduled jobs: sign a schedule once, list, show, revoke (RFD 0019).
+    Schedule {
+        #[command(subcommand)]
+        command: schedules::ScheduleCommand,
+    },
     /// The MSP's script library: add, version, review, allow-list (run with `job run --library`).
     Script {
         #[command(subcommand)]
@@ -149,6 +155,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Device { command } => devices::run(command).await,
         OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
         OperatorCommand::Script { command } => scripts::run(command).await,
+        OperatorCommand::Schedule { command } => schedules::run(command).await,
         OperatorCommand::Alert { command } => alerts::run(command).await,
         OperatorCommand::Sla { command } => sla::run(command).await,
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,

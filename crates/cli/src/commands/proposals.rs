@@ -795,6 +795,7 @@ mod tests {
             witnessing: None,
             mass_action_delay: None,
             checks: None,
+            revoked_schedules: None,
             version: 1,
             expires_at: 2_000_000_000,
             operators: vec![OperatorKey {

@@ -364,7 +364,7 @@ pub async fn create_job(
 
 /// Each target names a device of this tenant by its current host name and
 /// (where given) its key: what the agent will check, told at the desk.
-async fn check_targets(
+pub(super) async fn check_targets(
     state: &AppState,
     caller: &Caller,
     tenant: &Tenant,
@@ -399,7 +399,7 @@ async fn check_targets(
     Ok(())
 }
 
-fn secs_to_ms(secs: u64) -> i64 {
+pub(super) fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs)
         .unwrap_or(i64::MAX / 1000)
         .saturating_mul(1000)

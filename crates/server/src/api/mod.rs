@@ -33,6 +33,7 @@ pub mod passkeys;
 pub mod proposals;
 pub mod refusals;
 pub mod releases;
+pub mod schedules;
 pub mod scripts;
 pub mod setup;
 pub mod signing_keys;
@@ -72,7 +73,7 @@ pub const MAX_JOB_BODY_BYTES: usize = 3 * jobs::MAX_SCRIPT_BYTES;
     info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs. Every error answers `application/json` in the `ErrorBody` shape, including a 404 for a path no route has and a 405 (with `Allow`) for a method a path does not take; the one exception is `POST /api/v1/auth/device/token`, whose RFC 8628 answers (400) are a `DeviceTokenError`."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
-    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "scripts", description = "The MSP's script library (RFD 0013): scripts, immutable versions with their author's signed statement, and signed reviews. The server's word on a version or a review is not trusted: `bulwark script show` and `bulwark job run --library` check the content's SHA-256 and every signature against a tenant's verified policy."), (name = "alerts", description = "Alerts raised from the transparency logs (an agent's refusal, a mass action entering its delay), their handling, where they are sent (RFD 0007), and a tenant's SLA: targets in business time and attainment (RFD 0008)."), (name = "vulndb", description = "The offline vulnerability database: OSV advisories for Debian and Ubuntu releases, imported by owners (`bulwark vulndb import`) into a new generation that is switched in atomically, and matched with dpkg's version ordering."), (name = "releases", description = "The agent release mirror (RFD 0017): TUF metadata and agent binaries as the release keys' holders published them, imported by owners (`bulwark release import DIR`) and served to agents. Nothing here is trusted: agents and the CLI verify every file with the release root they hold."), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
+    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "schedules", description = "Scheduled jobs (RFD 0019): a schedule is signed once, with its class's quorum, on the operators' machines; every agent verifies each run itself (signatures under its current policy, the occurrence in the signed zone by its own clock, never twice). Revoking here stops delivery; against a server that keeps delivering, the root holders list the schedule in the policy's `revoked_schedules`."), (name = "scripts", description = "The MSP's script library (RFD 0013): scripts, immutable versions with their author's signed statement, and signed reviews. The server's word on a version or a review is not trusted: `bulwark script show` and `bulwark job run --library` check the content's SHA-256 and every signature against a tenant's verified policy."), (name = "alerts", description = "Alerts raised from the transparency logs (an agent's refusal, a mass action entering its delay), their handling, where they are sent (RFD 0007), and a tenant's SLA: targets in business time and attainment (RFD 0008)."), (name = "vulndb", description = "The offline vulnerability database: OSV advisories for Debian and Ubuntu releases, imported by owners (`bulwark vulndb import`) into a new generation that is switched in atomically, and matched with dpkg's version ordering."), (name = "releases", description = "The agent release mirror (RFD 0017): TUF metadata and agent binaries as the release keys' holders published them, imported by owners (`bulwark release import DIR`) and served to agents. Nothing here is trusted: agents and the CLI verify every file with the release root they hold."), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
 )]
 struct ApiDoc;
 
@@ -184,6 +185,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::reject_job))
         .routes(routes!(jobs::cancel_job))
         .routes(routes!(jobs::job_output))
+        .routes(routes!(schedules::get_schedule))
+        .routes(routes!(schedules::revoke_schedule))
         .routes(routes!(log::log_key))
         .routes(routes!(log::tenant_log_head))
         .routes(routes!(log::tenant_log_statements))
@@ -227,6 +230,10 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(jobs::create_job))
+                .routes(routes!(
+                    schedules::list_schedules,
+                    schedules::create_schedule
+                ))
                 .routes(routes!(scripts::list_scripts, scripts::create_script))
                 .routes(routes!(scripts::add_version))
                 .layer(axum::extract::DefaultBodyLimit::max(MAX_JOB_BODY_BYTES)),

@@ -92,6 +92,9 @@ struct TenantPage {
     charts: Vec<crate::chart::Chart>,
     ranges: Vec<super::metrics::RangeLink>,
     run: Option<super::scripts::RunPanel>,
+    /// The tenant's schedules (RFD 0019), as the server holds them; none
+    /// for a caller who may not see jobs.
+    schedules: Vec<bulwark_api::schedules::ScheduleView>,
 }
 
 /// Whether the page offers enrolment tokens on `tenant` (a name already shown
@@ -120,11 +123,15 @@ async fn tenant_page_with(
         Ok::<_, crate::api::error::ApiError>((devices, charts))
     };
     let run = super::scripts::run_panel(state, caller, tenant, "").await;
+    let schedules = crate::api::schedules::schedule_views(state, caller, tenant)
+        .await
+        .unwrap_or_default();
     match page.await {
         Ok((devices, charts)) => render(TenantPage {
             charts,
             ranges: super::metrics::range_links(&format!("/tenants/{tenant}"), range),
             run,
+            schedules,
             can_enroll: can_enroll(caller, tenant),
             user: UserBar::of(caller),
             version: crate::VERSION,

@@ -8,7 +8,9 @@ use bulwark_store::AuditAction;
 use std::collections::HashSet;
 
 use bulwark_protocol::encode_server_frame;
-use bulwark_protocol::message::{ByteBuf, CancelJob, Job, LogProof, ServerMessage, Trust};
+use bulwark_protocol::message::{
+    ByteBuf, CancelJob, Job, LogProof, ScheduledRun, ServerMessage, Trust,
+};
 use bulwark_store::StoreError;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
@@ -100,42 +102,7 @@ pub(super) async fn send_work(
         .filter_map(|(job, _)| job.release_log_idx.map(|idx| idx + 1))
         .chain(*log_size)
         .max();
-    let checkpoint = match needed {
-        Some(min_size) => {
-            match state
-                .log
-                .checkpoint_covering(&state.store, tenant_id, min_size, now)
-                .await
-            {
-                Ok(checkpoint) => Some(checkpoint),
-                // The log is shorter than the agent's head: truncated or
-                // rolled back. Deliver under the latest head anyway; the
-                // agent refuses it and raises the alarm.
-                Err(StoreError::Invalid(_)) => {
-                    warn!(%device_id, tenant = %tenant_id, ?log_size, "The tenant's log is shorter than the tree head the agent holds.");
-                    state.log.sign_head(&state.store, tenant_id, now).await?
-                }
-                Err(other) => return Err(other.into()),
-            }
-        }
-        None => None,
-    };
-    let policy = match policy_of(&state.store, tenant_id).await {
-        Ok(policy) => policy,
-        Err(error) => {
-            warn!(tenant = %tenant_id, "Cannot read the tenant's policy: {error:#}");
-            None
-        }
-    };
-    let checkpoint = match (
-        checkpoint,
-        policy.as_ref().and_then(|p| p.witnessing.as_ref()),
-    ) {
-        (Some(checkpoint), Some(witnessing)) => {
-            Some(witnessed(state, tenant_id, witnessing, checkpoint).await)
-        }
-        (checkpoint, _) => checkpoint,
-    };
+    let (checkpoint, policy) = batch_head(state, device_id, tenant_id, needed, *log_size).await?;
     let now_secs = u64::try_from(now_millis() / 1000).unwrap_or(0);
     let mut look_again: Option<Duration> = None;
     for (job, _) in jobs {
@@ -206,6 +173,146 @@ pub(super) async fn send_work(
         debug!(%device_id, job = %job.id, "Job delivered.");
     }
     Ok(look_again)
+}
+
+/// One tree head for a batch of deliveries: covering `needed` entries and,
+/// if it can, the head the agent holds (`log_size`), witnessed if the
+/// tenant's policy names witnesses; with that policy.
+async fn batch_head(
+    state: &GatewayState,
+    device_id: &str,
+    tenant_id: &str,
+    needed: Option<u64>,
+    log_size: Option<u64>,
+) -> anyhow::Result<(
+    Option<bulwark_store::LogCheckpoint>,
+    Option<bulwark_policy::Policy>,
+)> {
+    let now = now_millis();
+    let checkpoint = match needed {
+        Some(min_size) => {
+            match state
+                .log
+                .checkpoint_covering(&state.store, tenant_id, min_size, now)
+                .await
+            {
+                Ok(checkpoint) => Some(checkpoint),
+                // The log is shorter than the agent's head: truncated or
+                // rolled back. Deliver under the latest head anyway; the
+                // agent refuses it and raises the alarm.
+                Err(StoreError::Invalid(_)) => {
+                    warn!(%device_id, tenant = %tenant_id, ?log_size, "The tenant's log is shorter than the tree head the agent holds.");
+                    state.log.sign_head(&state.store, tenant_id, now).await?
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        None => None,
+    };
+    let policy = match policy_of(&state.store, tenant_id).await {
+        Ok(policy) => policy,
+        Err(error) => {
+            warn!(tenant = %tenant_id, "Cannot read the tenant's policy: {error:#}");
+            None
+        }
+    };
+    let checkpoint = match (
+        checkpoint,
+        policy.as_ref().and_then(|p| p.witnessing.as_ref()),
+    ) {
+        (Some(checkpoint), Some(witnessing)) => {
+            Some(witnessed(state, tenant_id, witnessing, checkpoint).await)
+        }
+        (checkpoint, _) => checkpoint,
+    };
+    Ok((checkpoint, policy))
+}
+
+/// Sends every claimed occurrence of a schedule waiting for this device
+/// (protocol version 6, RFD 0019), each with its schedule's
+/// `schedule.created` entry under one tree head; the agent decides itself
+/// whether it runs. Nothing to an older agent: it gets no schedules.
+pub(super) async fn send_scheduled(
+    state: &GatewayState,
+    ws: &mut Ws,
+    version: u16,
+    device_id: &str,
+    tenant_id: &str,
+    log_size: &mut Option<u64>,
+    sent: &mut HashSet<String>,
+) -> anyhow::Result<()> {
+    if version < 6 {
+        return Ok(());
+    }
+    let mut runs = state
+        .store
+        .scheduled_runs_for_device(device_id, now_millis())
+        .await?;
+    runs.retain(|run| !sent.contains(&run.job_id));
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let needed = runs
+        .iter()
+        .filter_map(|run| run.log_idx.and_then(|idx| u64::try_from(idx).ok()))
+        .map(|idx| idx + 1)
+        .chain(*log_size)
+        .max();
+    let (checkpoint, _) = batch_head(state, device_id, tenant_id, needed, *log_size).await?;
+    for run in runs {
+        let (Some(job_id), Ok(occurrence)) = (
+            hex::decode(&run.job_id)
+                .ok()
+                .and_then(|b| <[u8; 16]>::try_from(b).ok()),
+            u64::try_from(run.occurrence),
+        ) else {
+            warn!(%device_id, job = %run.job_id, "A claimed occurrence with an unreadable job id or time; not delivered.");
+            continue;
+        };
+        let log = match (run.log_idx.and_then(|i| u64::try_from(i).ok()), &checkpoint) {
+            (Some(idx), Some(checkpoint)) => {
+                Some(job_log_proof(state, tenant_id, idx, checkpoint, *log_size).await?)
+            }
+            _ => {
+                warn!(%device_id, schedule = %run.schedule_id, "The schedule has no log entry; delivered without proof (the agent refuses it).");
+                None
+            }
+        };
+        if let (Some(proof), Some(checkpoint)) = (&log, &checkpoint)
+            && proof.consistency_from <= checkpoint.size
+        {
+            *log_size = Some(checkpoint.size);
+        }
+        let message = ServerMessage::ScheduledRun(ScheduledRun {
+            envelope: run.envelope,
+            script: run.script,
+            occurrence,
+            job_id,
+            log,
+        });
+        ws.send(Message::Binary(
+            encode_server_frame(version, &message)?.into(),
+        ))
+        .await?;
+        sent.insert(run.job_id.clone());
+        let delivered = bulwark_store::NewAuditEvent::new(
+            now_millis(),
+            "server",
+            AuditAction::JobDelivered,
+            &run.job_id,
+        )
+        .in_tenant(Some(tenant_id))
+        .with_detail(format!(
+            "to {device_id}: occurrence {occurrence} of schedule {}",
+            run.schedule_id
+        ));
+        state
+            .store
+            .mark_delivered(&run.job_id, device_id, now_millis(), &[delivered])
+            .await?;
+        debug!(%device_id, job = %run.job_id, "Scheduled run delivered.");
+    }
+    Ok(())
 }
 
 /// `checkpoint` with fresh cosignatures of the tenant's witnesses, if its

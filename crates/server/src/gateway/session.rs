@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{info, warn};
 
-use super::delivery::{send_cancels, send_work};
+use super::delivery::{send_cancels, send_scheduled, send_work};
 use super::{GatewayState, Ws};
 use crate::{now_millis, rfc3339};
 use std::time::Duration;
@@ -154,6 +154,10 @@ pub(super) async fn run_session(
                         warn!(device_id = %live.device_id, %error, "Cannot send work to the agent.");
                         break "transport error";
                     }
+                }
+                if let Err(error) = Box::pin(send_scheduled(&state, &mut ws, version, &live.device_id, &live.tenant_id, &mut live.log_size, &mut live.sent)).await {
+                    warn!(device_id = %live.device_id, %error, "Cannot send scheduled runs to the agent.");
+                    break "transport error";
                 }
             }
             _ = tokio::time::sleep_until(look_again) => {

@@ -56,6 +56,7 @@ pub(crate) fn default_policy(
         witnessing: None,
         mass_action_delay: None,
         checks: None,
+        revoked_schedules: None,
         version: 1,
         expires_at: now + DEFAULT_POLICY_DAYS * DAY,
         operators,

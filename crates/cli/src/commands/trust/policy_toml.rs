@@ -28,6 +28,9 @@ pub(crate) struct PolicyDoc {
     /// What every agent of the tenant monitors (RFD 0009).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<CheckDoc>,
+    /// Schedule ids (32 hex digits) every agent refuses to run (RFD 0019).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_schedules: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +164,11 @@ pub(crate) fn policy_to_doc(policy: &Policy, now: u64) -> PolicyDoc {
             delay_secs: d.delay_secs,
         }),
         checks: policy.checks().iter().map(check_to_doc).collect(),
+        revoked_schedules: policy
+            .revoked_schedules()
+            .iter()
+            .map(|id| hex::encode(id.0))
+            .collect(),
     }
 }
 
@@ -268,6 +276,17 @@ pub(crate) fn doc_to_policy(
         .iter()
         .map(doc_to_check)
         .collect::<Result<Vec<_>>>()?;
+    let revoked_schedules = doc
+        .revoked_schedules
+        .iter()
+        .map(|text| {
+            let bytes: [u8; 16] = hex::decode(text.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| format!("revoked schedule {text:?} is not 32 hex digits"))?;
+            Ok(bulwark_policy::ScheduleId(bytes))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Policy {
         tenant: tenant_id.to_owned(),
         tenant_name: Some(tenant_name.to_owned()),
@@ -292,6 +311,7 @@ pub(crate) fn doc_to_policy(
         }),
         mass_action_delay,
         checks: (!checks.is_empty()).then_some(checks),
+        revoked_schedules: (!revoked_schedules.is_empty()).then_some(revoked_schedules),
     })
 }
 
