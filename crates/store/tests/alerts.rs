@@ -85,7 +85,12 @@ async fn an_unresolved_alert_counts_repeats_and_a_resolved_one_reopens(store: St
     // Repeats move nothing the console is told of; an acknowledgement does.
     let pulse = store.alert_pulse(&TenantScope::All).await.unwrap();
     assert_eq!(
-        (pulse.open, pulse.acknowledged, pulse.critical, pulse.changed_at),
+        (
+            pulse.open,
+            pulse.acknowledged,
+            pulse.critical,
+            pulse.changed_at
+        ),
         (0, 1, 1, T0 + 5)
     );
     assert!(matches!(
@@ -218,7 +223,12 @@ async fn alerts_stay_inside_the_callers_scope(store: Store) {
     // The live stream's counts see the same alerts.
     let pulse = store.alert_pulse(&scope).await.unwrap();
     assert_eq!(
-        (pulse.open, pulse.acknowledged, pulse.critical, pulse.changed_at),
+        (
+            pulse.open,
+            pulse.acknowledged,
+            pulse.critical,
+            pulse.changed_at
+        ),
         (1, 0, 0, T0)
     );
     assert_eq!(store.alert_pulse(&TenantScope::All).await.unwrap().open, 3);
