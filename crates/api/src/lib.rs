@@ -28,6 +28,7 @@ pub mod proposals;
 pub mod releases;
 pub mod scripts;
 pub mod setup;
+pub mod shells;
 pub mod signing_keys;
 pub mod sla;
 pub mod tenants;

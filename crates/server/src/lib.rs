@@ -19,6 +19,7 @@ pub mod metrics_history;
 pub mod open_files;
 pub mod presence;
 pub mod runtime;
+pub mod shell_relay;
 pub mod state;
 pub mod tls;
 pub mod transparency_log;

@@ -1,5 +1,5 @@
 //! The operator commands, one module per noun (`tenants`, `devices`,
-//! `jobs`, `keys`, `passkeys`, `trust` for roots, policies and freezes,
+//! `jobs`, `shells`, `keys`, `passkeys`, `trust` for roots, policies and freezes,
 //! `proposals`, `audit`, and `login`), and the dispatcher of them all. They
 //! speak the same JSON API as the console (`/api/v1/…`, typed by
 //! `bulwark-api`) through [`crate::client`] and print through
@@ -18,6 +18,7 @@ pub mod passkeys;
 pub mod proposals;
 pub mod releases;
 pub mod scripts;
+pub mod shells;
 pub mod sla;
 pub mod targets;
 pub mod tenants;
@@ -89,6 +90,9 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: crate::commands::jobs::JobCommand,
     },
+    /// Remote shells: `bulwark shell DEVICE` opens one under an approved
+    /// grant; `request`, `approve`, `revoke`, `grants`, `sessions`, `recording`.
+    Shell(shells::ShellArgs),
     /// The MSP's script library: add, version, review, allow-list (run with `job run --library`).
     Script {
         #[command(subcommand)]
@@ -149,6 +153,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Device { command } => devices::run(command).await,
         OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
         OperatorCommand::Script { command } => scripts::run(command).await,
+        OperatorCommand::Shell(args) => shells::run(args).await,
         OperatorCommand::Alert { command } => alerts::run(command).await,
         OperatorCommand::Sla { command } => sla::run(command).await,
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,

@@ -1,0 +1,1071 @@
+//! `bulwark shell …`: ask for a remote shell on one device, approve
+//! another person's request, open the shell, revoke a grant, and read the
+//! sessions and recordings (RFD 0015).
+//!
+//! Everything that decides is done here, on the operator's machine: the
+//! grant is rendered from its own bytes before anyone signs it; before a
+//! shell opens, the grant must verify under the tenant policy this machine
+//! verified itself (`fetch_trust`, pinned root) with the agent's own
+//! function; the device's answer must be signed by the key whose
+//! fingerprint the grant's signers signed (the server's copy of the key is
+//! used only if it hashes to that fingerprint), and the session's keys come
+//! from an exchange the server only relays. A recording is accepted only if
+//! it hashes to the digest the device reported.
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bulwark_api::devices::DeviceView;
+use bulwark_api::shells::{
+    ShellApprovalRequest, ShellGrantRequest, ShellGrantView, ShellRevokeRequest, ShellSessionView,
+};
+use bulwark_policy::shell::channel::{
+    Channel, Ephemeral, ShellInput, ShellOutput, Side, establish,
+};
+use bulwark_policy::shell::{
+    MAX_GRANT_SECS, RevokedGrants, SessionOpen, ShellAccount, ShellGrant, verify_answer,
+    verify_grant,
+};
+use bulwark_policy::{AgentContext, JobTarget, KeyId, Limits, Policy, PublicKey, Signed};
+use bulwark_protocol::message::{AgentMessage, ServerMessage, ShellClose, ShellData, ShellOpen};
+use bulwark_protocol::{PROTOCOL_VERSION, decode_agent_frame, encode_server_frame};
+use futures_util::{SinkExt, StreamExt};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{Session, path_segment};
+use crate::commands::jobs::ensure_registered;
+use crate::commands::keys::KeyStore;
+use crate::output::{Cell, or_dash, print_json, render_table, unix_now, use_colour};
+
+/// `bulwark shell DEVICE` opens a shell; the subcommands manage grants.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ShellArgs {
+    #[command(subcommand)]
+    pub command: Option<ShellCommand>,
+    /// The device (id, or host name with --tenant) to open a shell on,
+    /// under an approved grant of yours.
+    pub device: Option<String>,
+    /// The device's tenant (needed to name the device by host name).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The grant to open the shell under (default: your newest approved
+    /// grant for the device).
+    #[arg(long)]
+    pub grant: Option<String>,
+    /// The local signing key the grant names as grantee.
+    #[arg(long, default_value = "operator")]
+    pub key: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ShellCommand {
+    /// Ask for a shell on a device: signs a grant naming your key, the
+    /// device (id, host name and key), the account and how long.
+    Request {
+        /// Device id or host name.
+        device: String,
+        #[arg(long)]
+        tenant: String,
+        /// Why: shown to approvers, in the log and on the device.
+        #[arg(long)]
+        reason: String,
+        /// How long the grant lasts: 30m, 2h (at most 8h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "30m")]
+        duration: String,
+        /// A root shell (open-admin-shell: at least two signers, one of
+        /// them another operator).
+        #[arg(long)]
+        admin: bool,
+        #[arg(long, default_value = "operator")]
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve another person's grant by signing it, after reading it as
+    /// rendered here from its own bytes.
+    Approve {
+        grant: String,
+        #[arg(long, default_value = "operator")]
+        key: String,
+        #[arg(long)]
+        yes: bool,
+        #[arg(long, value_name = "CODE")]
+        otp: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a grant: its live sessions end at once, none opens again.
+    Revoke {
+        grant: String,
+        #[arg(long, default_value = "revoked by an operator")]
+        reason: String,
+    },
+    /// A tenant's grants, newest first.
+    Grants {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sessions of a device (or of a tenant with --tenant).
+    Sessions {
+        device: Option<String>,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a session's recording (asciicast v2), checked against the
+    /// digest the device reported.
+    Recording {
+        session: String,
+        /// Where to write it (default: standard output).
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+}
+
+/// "30m", "2h", "90s", "1h30m" as seconds.
+pub(crate) fn parse_duration(text: &str) -> Result<u64> {
+    let mut total: u64 = 0;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => bail!("{text:?} is not a duration like 30m or 2h"),
+        };
+        let n: u64 = number
+            .parse()
+            .with_context(|| format!("{text:?} is not a duration like 30m or 2h"))?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        number.clear();
+    }
+    ensure!(
+        number.is_empty() && total > 0,
+        "{text:?} is not a duration like 30m or 2h"
+    );
+    Ok(total)
+}
+
+fn grant_path(id: &str) -> Result<String> {
+    Ok(format!("/api/v1/shell-grants/{}", path_segment(id.trim())?))
+}
+
+fn own_key_id(key: &ed25519_dalek::SigningKey) -> KeyId {
+    PublicKey::Ed25519(key.verifying_key().to_bytes()).id()
+}
+
+/// The grant's statement from the server's view, checked to be the one asked for.
+fn statement_of(view: &ShellGrantView, id: &str) -> Result<(Signed, ShellGrant)> {
+    let bytes = B64
+        .decode(&view.envelope)
+        .context("the grant's envelope is not base64")?;
+    let signed = Signed::from_bytes(&bytes, &Limits::default())
+        .map_err(|e| anyhow::anyhow!("the grant's envelope is not valid: {e}"))?;
+    let grant: ShellGrant = signed
+        .statement(&Limits::default())
+        .map_err(|e| anyhow::anyhow!("the envelope is not a shell grant: {e}"))?;
+    grant
+        .validate(&Limits::default())
+        .map_err(|e| anyhow::anyhow!("the grant is not valid: {e}"))?;
+    ensure!(
+        hex::encode(grant.grant_id) == id.trim().to_ascii_lowercase(),
+        "the server answered grant {id} with grant {}: refused",
+        hex::encode(grant.grant_id)
+    );
+    Ok((signed, grant))
+}
+
+/// What a person reads before signing, from the grant's own bytes.
+fn render_grant(grant: &ShellGrant, signed: &Signed, policy: Option<&Policy>) -> String {
+    let name_of = |id: &KeyId| {
+        policy
+            .and_then(|p| p.operators.iter().find(|o| o.key.id() == *id))
+            .map_or_else(|| format!("key {}", hex::encode(id.0)), |o| o.name.clone())
+    };
+    let signers: Vec<String> = signed
+        .signatures
+        .iter()
+        .map(|e| name_of(&e.key_id))
+        .collect();
+    let text = Cell::from(format!(
+        "Shell grant {}\n  tenant:   {} ({})\n  device:   {} ({}), key {}\n  account:  {}\n  grantee:  {}\n  valid:    {} to {} ({} minutes)\n  reason:   {}\n  signed by: {}\n",
+        hex::encode(grant.grant_id),
+        grant.tenant_name,
+        grant.tenant,
+        grant.device.hostname,
+        grant.device.device_id,
+        grant.device.device_key.map_or("-".into(), hex::encode),
+        match grant.account {
+            ShellAccount::Root => "root (admin shell)",
+            ShellAccount::Unprivileged => "the unprivileged shell account",
+        },
+        name_of(&grant.grantee),
+        grant.not_before,
+        grant.expires_at,
+        grant.expires_at.saturating_sub(grant.not_before) / 60,
+        grant.reason,
+        if signers.is_empty() {
+            "-".into()
+        } else {
+            signers.join(", ")
+        },
+    ));
+    text.text
+}
+
+async fn find_device(session: &Session, tenant: Option<&str>, want: &str) -> Result<DeviceView> {
+    match tenant {
+        Some(tenant) => {
+            let devices: Vec<DeviceView> = session
+                .get(&format!(
+                    "/api/v1/tenants/{}/devices",
+                    path_segment(tenant)?
+                ))
+                .await?;
+            let matches: Vec<DeviceView> = devices
+                .into_iter()
+                .filter(|d| d.id == want || d.hostname.eq_ignore_ascii_case(want))
+                .collect();
+            match <[DeviceView; 1]>::try_from(matches) {
+                Ok([one]) => {
+                    ensure!(
+                        one.tenant == tenant,
+                        "the server listed device {} of tenant {:?} in tenant {tenant:?}: refused",
+                        one.id,
+                        one.tenant
+                    );
+                    Ok(one)
+                }
+                Err(v) if v.is_empty() => bail!("no device {want:?} in tenant {tenant}"),
+                Err(_) => bail!("several devices are called {want:?}: name it by id"),
+            }
+        }
+        None => {
+            let device: DeviceView = session
+                .get(&format!("/api/v1/devices/{}", path_segment(want)?))
+                .await?;
+            ensure!(
+                device.id == want,
+                "the server answered device {want} with device {}",
+                device.id
+            );
+            Ok(device)
+        }
+    }
+}
+
+pub async fn run(args: ShellArgs) -> Result<()> {
+    match args.command {
+        Some(command) => run_command(command).await,
+        None => {
+            let device = args.device.context(
+                "name a device (`bulwark shell DEVICE`) or a subcommand (`bulwark shell --help`)",
+            )?;
+            let code = open_shell(
+                &device,
+                args.tenant.as_deref(),
+                args.grant.as_deref(),
+                &args.key,
+            )
+            .await?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_command(command: ShellCommand) -> Result<()> {
+    match command {
+        ShellCommand::Request {
+            device,
+            tenant,
+            reason,
+            duration,
+            admin,
+            key,
+            json,
+        } => {
+            let secs = parse_duration(&duration)?;
+            ensure!(
+                secs <= MAX_GRANT_SECS,
+                "a grant lasts at most {} hours",
+                MAX_GRANT_SECS / 3600
+            );
+            ensure!(!reason.trim().is_empty(), "say why (--reason)");
+            let session = Session::load()?;
+            let trust = crate::commands::trust::fetch_trust(&session, &tenant).await?;
+            let device = find_device(&session, Some(&tenant), &device).await?;
+            let device_key = hex::decode(&device.key_fingerprint)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .context("the server shows no key fingerprint for the device")?;
+            let store = KeyStore::open_default()?;
+            let signing_key =
+                store.load_signing_key(&key, &crate::commands::keys::passphrase(false)?)?;
+            ensure_registered(&session, &key, &signing_key).await?;
+            let now = unix_now();
+            let mut grant_id = [0u8; 16];
+            let mut nonce = [0u8; 16];
+            rand::rngs::OsRng.fill_bytes(&mut grant_id);
+            rand::rngs::OsRng.fill_bytes(&mut nonce);
+            // A minute of slack for clocks that disagree a little, inside
+            // the longest window an agent takes.
+            let not_before = now.saturating_sub(60);
+            let grant = ShellGrant {
+                tenant: trust.tenant_id.clone(),
+                tenant_name: tenant.clone(),
+                grant_id,
+                device: JobTarget {
+                    device_id: device.id.clone(),
+                    hostname: device.hostname.clone(),
+                    device_key: Some(device_key),
+                },
+                grantee: own_key_id(&signing_key),
+                account: if admin {
+                    ShellAccount::Root
+                } else {
+                    ShellAccount::Unprivileged
+                },
+                reason,
+                not_before,
+                expires_at: (now + secs).min(not_before + MAX_GRANT_SECS),
+                nonce,
+            };
+            grant
+                .validate(&Limits::default())
+                .map_err(|e| anyhow::anyhow!("the grant is not valid: {e}"))?;
+            let mut signed = Signed::new(&grant);
+            signed.sign(&signing_key);
+            let view: ShellGrantView = session
+                .post(
+                    &format!("/api/v1/tenants/{}/shell-grants", path_segment(&tenant)?),
+                    &ShellGrantRequest {
+                        envelope: B64.encode(signed.to_bytes()),
+                    },
+                )
+                .await?;
+            if json {
+                return print_json(&view);
+            }
+            print!("{}", render_grant(&grant, &signed, trust.policy.as_ref()));
+            println!("\nThe grant is {}.", view.state);
+            if view.state == "pending" {
+                eprintln!(
+                    "Another operator approves it with `bulwark shell approve {}`; then `bulwark shell {} --grant {}`.",
+                    view.id, device.id, view.id
+                );
+            }
+            Ok(())
+        }
+        ShellCommand::Approve {
+            grant: id,
+            key,
+            yes,
+            otp,
+            json,
+        } => {
+            let session = Session::load()?;
+            let view: ShellGrantView = session.get(&grant_path(&id)?).await?;
+            let (signed, grant) = statement_of(&view, &id)?;
+            let trust = crate::commands::trust::fetch_trust(&session, &grant.tenant_name).await?;
+            ensure!(
+                trust.tenant_id == grant.tenant,
+                "tenant {:?} is {} per its trust root, but the grant is for tenant id {}: refusing to approve",
+                grant.tenant_name,
+                trust.tenant_id,
+                grant.tenant
+            );
+            let store = KeyStore::open_default()?;
+            let signing_key =
+                store.load_signing_key(&key, &crate::commands::keys::passphrase(false)?)?;
+            ensure!(
+                own_key_id(&signing_key) != grant.grantee,
+                "this key is the grantee's: another person approves"
+            );
+            print!("{}", render_grant(&grant, &signed, trust.policy.as_ref()));
+            if !yes {
+                let answer =
+                    crate::output::prompt_line("\nSign and approve this shell grant? Type yes: ")?;
+                ensure!(answer.trim() == "yes", "not approved");
+            }
+            ensure_registered(&session, &key, &signing_key).await?;
+            let mut signed = signed;
+            signed.sign(&signing_key);
+            let entry = signed.signatures.last().context("signature added")?;
+            let body = ShellApprovalRequest {
+                key_id: hex::encode(entry.key_id.0),
+                signature: B64.encode(entry.signature),
+            };
+            let reply: ShellGrantView = session
+                .post_privileged(
+                    &format!("{}/approvals", grant_path(&id)?),
+                    &body,
+                    otp.as_deref(),
+                )
+                .await?;
+            if json {
+                return print_json(&reply);
+            }
+            println!("\nSigned. The grant is {}.", reply.state);
+            Ok(())
+        }
+        ShellCommand::Revoke { grant, reason } => {
+            let session = Session::load()?;
+            let reply: ShellGrantView = session
+                .post(
+                    &format!("{}/revoke", grant_path(&grant)?),
+                    &ShellRevokeRequest { reason },
+                )
+                .await?;
+            println!("The grant is {}.", reply.state);
+            Ok(())
+        }
+        ShellCommand::Grants { tenant, json } => {
+            let session = Session::load()?;
+            let grants: Vec<ShellGrantView> = session
+                .get(&format!(
+                    "/api/v1/tenants/{}/shell-grants",
+                    path_segment(&tenant)?
+                ))
+                .await?;
+            if json {
+                return print_json(&grants);
+            }
+            let rows: Vec<Vec<Cell>> = grants
+                .iter()
+                .map(|g| {
+                    vec![
+                        Cell::from(g.id.as_str()),
+                        Cell::from(g.state.as_str()),
+                        Cell::from(g.account.as_str()),
+                        Cell::from(or_dash(g.hostname.as_deref())),
+                        Cell::from(g.requested_by.as_str()),
+                        Cell::from(g.expires_at.as_str()),
+                        Cell::from(g.reason.as_str()),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render_table(
+                    &[
+                        "ID", "STATE", "ACCOUNT", "DEVICE", "BY", "EXPIRES", "REASON"
+                    ],
+                    &rows,
+                    use_colour()
+                )
+            );
+            Ok(())
+        }
+        ShellCommand::Sessions {
+            device,
+            tenant,
+            json,
+        } => {
+            let session = Session::load()?;
+            let sessions: Vec<ShellSessionView> = match (&device, &tenant) {
+                (Some(device), tenant) => {
+                    let device = find_device(&session, tenant.as_deref(), device).await?;
+                    session
+                        .get(&format!(
+                            "/api/v1/devices/{}/shell-sessions",
+                            path_segment(&device.id)?
+                        ))
+                        .await?
+                }
+                (None, Some(tenant)) => {
+                    session
+                        .get(&format!(
+                            "/api/v1/tenants/{}/shell-sessions",
+                            path_segment(tenant)?
+                        ))
+                        .await?
+                }
+                (None, None) => bail!("name a device, or a tenant with --tenant"),
+            };
+            if json {
+                return print_json(&sessions);
+            }
+            let rows: Vec<Vec<Cell>> = sessions
+                .iter()
+                .map(|s| {
+                    vec![
+                        Cell::from(s.id.as_str()),
+                        Cell::from(s.operator.as_str()),
+                        Cell::from(s.opened_at.as_str()),
+                        Cell::from(or_dash(s.closed_at.as_deref())),
+                        Cell::from(or_dash(s.refusal.as_deref())),
+                        Cell::from(or_dash(s.recording_len)),
+                        Cell::from(or_dash(s.reason.as_deref())),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render_table(
+                    &[
+                        "ID",
+                        "BY",
+                        "OPENED",
+                        "CLOSED",
+                        "REFUSAL",
+                        "RECORDING",
+                        "REASON"
+                    ],
+                    &rows,
+                    use_colour()
+                )
+            );
+            Ok(())
+        }
+        ShellCommand::Recording {
+            session: id,
+            output,
+        } => {
+            let session = Session::load()?;
+            let path = format!("/api/v1/shell-sessions/{}/recording", path_segment(&id)?);
+            let response = session
+                .request(reqwest::Method::GET, &path)
+                .send()
+                .await
+                .with_context(|| format!("GET {path}"))?;
+            ensure!(
+                response.status().is_success(),
+                "GET {path}: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+            let bytes = response.bytes().await.context("reading the recording")?;
+            // The digest the device reported, as the server lists it; the
+            // log's `shell.session` entry holds the same (`bulwark audit verify`).
+            let digest = recorded_digest(&session, &id).await?;
+            ensure!(
+                hex::encode(Sha256::digest(&bytes)) == digest,
+                "the recording does not hash to the digest its device reported: refused"
+            );
+            match output {
+                Some(file) => std::fs::write(&file, &bytes)
+                    .with_context(|| format!("cannot write {}", file.display()))?,
+                None => std::io::stdout().write_all(&bytes)?,
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The recording digest of session `id` as its device reported it (the
+/// server lists it; the tenant's log holds it in the session's
+/// `shell.session` entry, which `bulwark audit verify` checks).
+async fn recorded_digest(session: &Session, id: &str) -> Result<String> {
+    let tenants: Vec<bulwark_api::tenants::TenantView> = session.get("/api/v1/tenants").await?;
+    for tenant in tenants {
+        let Ok(sessions) = session
+            .get::<Vec<ShellSessionView>>(&format!(
+                "/api/v1/tenants/{}/shell-sessions",
+                path_segment(&tenant.name)?
+            ))
+            .await
+        else {
+            continue;
+        };
+        if let Some(s) = sessions.iter().find(|s| s.id == id) {
+            return s
+                .recording_sha256
+                .clone()
+                .context("the session has no recording digest");
+        }
+    }
+    bail!("no session {id} in your tenants")
+}
+
+/// Opens a shell and relays the terminal until it ends; the exit code.
+async fn open_shell(
+    device: &str,
+    tenant: Option<&str>,
+    grant: Option<&str>,
+    key: &str,
+) -> Result<i32> {
+    let session = Session::load()?;
+    let device = find_device(&session, tenant, device).await?;
+    let store = KeyStore::open_default()?;
+    let signing_key = store.load_signing_key(key, &crate::commands::keys::passphrase(false)?)?;
+    let me = own_key_id(&signing_key);
+    let view: ShellGrantView = match grant {
+        Some(id) => session.get(&grant_path(id)?).await?,
+        None => {
+            let grants: Vec<ShellGrantView> = session
+                .get(&format!(
+                    "/api/v1/tenants/{}/shell-grants",
+                    path_segment(&device.tenant)?
+                ))
+                .await?;
+            grants
+                .into_iter()
+                .find(|g| {
+                    g.device_id == device.id
+                        && g.state == "approved"
+                        && g.grantee_key == hex::encode(me.0)
+                })
+                .with_context(|| {
+                    format!(
+                        "no approved grant of yours for {}: `bulwark shell request {} --tenant {} --reason ...`",
+                        device.hostname, device.id, device.tenant
+                    )
+                })?
+        }
+    };
+    let (grant_signed, grant) = statement_of(&view, &view.id)?;
+    ensure!(
+        grant.grantee == me,
+        "the grant names another grantee than key {key:?}"
+    );
+    ensure!(
+        grant.device.device_id == device.id,
+        "the grant is for device {}, not {}",
+        grant.device.device_id,
+        device.id
+    );
+    // The grant must verify under the policy this machine verified (the
+    // pinned root's chain), with the agent's own function.
+    let trust = crate::commands::trust::fetch_trust(&session, &grant.tenant_name).await?;
+    ensure!(
+        trust.tenant_id == grant.tenant,
+        "the grant's tenant id is not the pinned tenant's: refused"
+    );
+    let policy = trust
+        .policy
+        .as_ref()
+        .context("the tenant has no verified policy")?;
+    let pinned_fingerprint = grant
+        .device
+        .device_key
+        .context("the grant names no device key: refused (nothing would pin the device)")?;
+    // The device key: the server's copy, used only if it hashes to the
+    // fingerprint the grant's signers signed.
+    let device_public_key: [u8; 32] = view
+        .device_public_key
+        .as_deref()
+        .and_then(|k| hex::decode(k).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .context("the server shows no public key for the device")?;
+    ensure!(
+        <[u8; 32]>::from(Sha256::digest(device_public_key)) == pinned_fingerprint,
+        "STOP: the server's key for device {} does not match the key the grant's signers signed: refused, nothing sent",
+        device.id
+    );
+    let now = unix_now();
+    let context = AgentContext {
+        tenant: &grant.tenant,
+        device_id: &grant.device.device_id,
+        hostname: &grant.device.hostname,
+        device_key: &pinned_fingerprint,
+        policy,
+        freeze: Default::default(),
+    };
+    verify_grant(
+        &grant_signed,
+        context,
+        &RevokedGrants::default(),
+        now.max(grant.not_before),
+        &Limits::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("the grant does not verify under the tenant's policy: {e}"))?;
+
+    // The session-open: a fresh ephemeral key, signed by the grantee.
+    let rng = ring::rand::SystemRandom::new();
+    let ephemeral = Ephemeral::generate(&rng).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut session_id = [0u8; 16];
+    let mut nonce = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut session_id);
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let (cols, rows) = terminal::size();
+    let mut open = Signed::new(&SessionOpen {
+        grant_id: grant.grant_id,
+        device_id: grant.device.device_id.clone(),
+        session_id,
+        client_ephemeral: ephemeral.public(),
+        nonce,
+        time: now,
+        cols,
+        rows,
+    });
+    open.sign(&signing_key);
+    let mut socket = connect(&session, &format!("{}/connect", grant_path(&view.id)?)).await?;
+    let first = encode_server_frame(
+        PROTOCOL_VERSION,
+        &ServerMessage::ShellOpen(ShellOpen {
+            session_id,
+            grant: grant_signed.to_bytes(),
+            open: open.to_bytes(),
+        }),
+    )?;
+    socket.send(Message::Binary(first.into())).await?;
+    let limits = bulwark_protocol::Limits::default();
+    let mut channel = loop {
+        match tokio::time::timeout(Duration::from_secs(30), socket.next()).await {
+            Err(_) => bail!("the device did not answer within 30 seconds"),
+            Ok(Some(Ok(Message::Binary(bytes)))) => {
+                match decode_agent_frame(&bytes, &limits)?.message {
+                    AgentMessage::ShellOpened(opened) if opened.session_id == session_id => {
+                        let answer = Signed::from_bytes(&opened.answer, &Limits::default())
+                            .map_err(|e| {
+                                anyhow::anyhow!("the device's answer is not valid: {e}")
+                            })?;
+                        let answered = verify_answer(
+                            &answer,
+                            &open,
+                            &device_public_key,
+                            &Limits::default(),
+                        )
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "STOP: the answer is not the device's ({e}): refused, nothing typed"
+                            )
+                        })?;
+                        break establish(
+                            Side::Client,
+                            ephemeral,
+                            &answered.agent_ephemeral,
+                            &open,
+                            &answer,
+                        )
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    }
+                    AgentMessage::ShellClosed(closed) => bail!(
+                        "the device refused the shell ({}): {}",
+                        closed.refusal.map_or("closed".into(), |c| c.to_string()),
+                        closed.reason
+                    ),
+                    _ => bail!("the relay sent a frame of no session of this shell"),
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => bail!(
+                "the server ended the session: {}",
+                frame.map(|f| f.reason.to_string()).unwrap_or_default()
+            ),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => bail!("the server closed the connection"),
+        }
+    };
+    eprintln!(
+        "Connected to {} as {} (grant {}). Leave with Ctrl-] or ~. at the start of a line.\r",
+        Cell::from(grant.device.hostname.as_str()).text,
+        grant.account.name(),
+        view.id
+    );
+    let raw = terminal::RawMode::enter();
+    let result = relay_terminal(&mut socket, &mut channel, session_id).await;
+    drop(raw);
+    result
+}
+
+/// A byte stream the relay's WebSocket runs over: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+type Socket = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+/// The relay's WebSocket, with the session's bearer token: TLS with the
+/// CLI's own roots (and the private CA given at login) for https.
+async fn connect(session: &Session, path: &str) -> Result<Socket> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let server = session.server().trim_end_matches('/');
+    let (tls, rest) = if let Some(rest) = server.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = server.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        bail!("the server URL {server} is neither http nor https");
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let address = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{}", if tls { 443 } else { 80 })
+    };
+    let url = format!("{}://{rest}{path}", if tls { "wss" } else { "ws" });
+    let mut request = url.as_str().into_client_request()?;
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", session.token()).parse()?,
+    );
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(&address),
+    )
+    .await
+    .with_context(|| format!("connecting to {address} timed out"))?
+    .with_context(|| format!("cannot connect to {address}"))?;
+    let stream: Box<dyn Io> = if tls {
+        let config = crate::client::tls_config(session.ca_cert_pem())?;
+        let name = rustls::pki_types::ServerName::try_from(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+        )
+        .with_context(|| format!("{host} is not a server name"))?;
+        Box::new(
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+                .connect(name, tcp)
+                .await
+                .context("TLS with the server failed")?,
+        )
+    } else {
+        Box::new(tcp)
+    };
+    let (socket, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .with_context(|| format!("cannot open the relay at {url}"))?;
+    Ok(socket)
+}
+
+/// What a keystroke stream asks for besides input: leaving.
+#[derive(Debug, Default)]
+pub(crate) struct Escape {
+    at_line_start: bool,
+    tilde: bool,
+}
+
+impl Escape {
+    pub(crate) fn new() -> Self {
+        Self {
+            at_line_start: true,
+            tilde: false,
+        }
+    }
+
+    /// The bytes to send, and whether the person asked to leave (Ctrl-],
+    /// or `~.` at the start of a line). A `~` at a line start is held
+    /// until the next byte says what it is.
+    pub(crate) fn filter(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            if b == 0x1d {
+                return (out, true);
+            }
+            if self.tilde {
+                self.tilde = false;
+                if b == b'.' {
+                    return (out, true);
+                }
+                out.push(b'~');
+                if b == b'~' {
+                    self.at_line_start = false;
+                    continue;
+                }
+            } else if self.at_line_start && b == b'~' {
+                self.tilde = true;
+                continue;
+            }
+            out.push(b);
+            self.at_line_start = b == b'\r' || b == b'\n';
+        }
+        (out, false)
+    }
+}
+
+async fn relay_terminal(
+    socket: &mut Socket,
+    channel: &mut Channel,
+    session_id: [u8; 16],
+) -> Result<i32> {
+    let limits = bulwark_protocol::Limits::default();
+    // Standard input read on a thread of its own (a blocking read: the
+    // runtime has no `io-std`), its chunks handed over; an empty one is the end.
+    let (stdin_tx, mut stdin_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut stdin = std::io::stdin();
+        let mut buffer = vec![0u8; 4096];
+        loop {
+            let n = stdin.read(&mut buffer).unwrap_or(0);
+            if stdin_tx.blocking_send(buffer[..n].to_vec()).is_err() || n == 0 {
+                return;
+            }
+        }
+    });
+    let mut escape = Escape::new();
+    let mut stdin_open = true;
+    let mut winch = terminal::resizes();
+    let mut stdout = std::io::stdout();
+    let send = |channel: &mut Channel, input: &ShellInput| -> Result<Message> {
+        let sealed = channel.seal(input).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let frame = encode_server_frame(
+            PROTOCOL_VERSION,
+            &ServerMessage::ShellData(ShellData { session_id, sealed }),
+        )?;
+        Ok(Message::Binary(frame.into()))
+    };
+    loop {
+        tokio::select! {
+            read = stdin_rx.recv(), if stdin_open => {
+                let chunk = read.unwrap_or_default();
+                if chunk.is_empty() {
+                    // Input ended (a pipe): the shell runs on until it exits.
+                    stdin_open = false;
+                    continue;
+                }
+                let (bytes, leave) = escape.filter(&chunk);
+                if !bytes.is_empty() {
+                    socket.send(send(channel, &ShellInput::Data(bytes))?).await?;
+                }
+                if leave {
+                    socket.send(send(channel, &ShellInput::Close)?).await?;
+                    let close = encode_server_frame(PROTOCOL_VERSION, &ServerMessage::ShellClose(ShellClose {
+                        session_id,
+                        reason: "the operator left".into(),
+                    }))?;
+                    let _ = socket.send(Message::Binary(close.into())).await;
+                    eprintln!("\r\nLeft the shell.\r");
+                    return Ok(0);
+                }
+            }
+            Some(()) = terminal::next_resize(&mut winch) => {
+                let (cols, rows) = terminal::size();
+                socket.send(send(channel, &ShellInput::Resize { cols, rows })?).await?;
+            }
+            next = socket.next() => match next {
+                Some(Ok(Message::Binary(bytes))) => match decode_agent_frame(&bytes, &limits)?.message {
+                    AgentMessage::ShellData(data) if data.session_id == session_id => {
+                        match channel.open::<ShellOutput>(&data.sealed) {
+                            Ok(ShellOutput::Data(bytes)) => {
+                                stdout.write_all(&bytes)?;
+                                stdout.flush()?;
+                            }
+                            Ok(ShellOutput::Ended { exit_code, reason }) => {
+                                eprintln!("\r\nThe shell ended: {}\r", Cell::from(reason.as_str()).text);
+                                return Ok(exit_code.unwrap_or(0));
+                            }
+                            Err(e) => bail!("STOP: a frame from the relay failed the channel's check ({e}): the session is ended"),
+                        }
+                    }
+                    AgentMessage::ShellClosed(closed) => {
+                        eprintln!("\r\nThe device ended the session: {}\r", Cell::from(closed.reason.as_str()).text);
+                        return Ok(if closed.refusal.is_some() { 1 } else { 0 });
+                    }
+                    _ => {}
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
+                    eprintln!("\r\nThe server ended the session: {}\r", Cell::from(reason.as_str()).text);
+                    return Ok(1);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    eprintln!("\r\nThe connection ended.\r");
+                    return Ok(1);
+                }
+            },
+        }
+    }
+}
+
+/// The local terminal: raw mode while the shell runs, its size and resizes.
+mod terminal {
+    use rustix::termios;
+
+    /// The terminal's size, or 80x24 when standard output is not one.
+    pub fn size() -> (u16, u16) {
+        match termios::tcgetwinsize(std::io::stdout()) {
+            Ok(w) if w.ws_col > 0 && w.ws_row > 0 => (
+                w.ws_col.min(bulwark_policy::shell::MAX_TERMINAL_SIZE),
+                w.ws_row.min(bulwark_policy::shell::MAX_TERMINAL_SIZE),
+            ),
+            _ => (80, 24),
+        }
+    }
+
+    /// Raw mode on standard input while alive (nothing when it is not a terminal).
+    pub struct RawMode(Option<termios::Termios>);
+
+    impl RawMode {
+        pub fn enter() -> Self {
+            let stdin = std::io::stdin();
+            if !termios::isatty(&stdin) {
+                return Self(None);
+            }
+            let Ok(saved) = termios::tcgetattr(&stdin) else {
+                return Self(None);
+            };
+            let mut raw = saved.clone();
+            raw.make_raw();
+            if termios::tcsetattr(&stdin, termios::OptionalActions::Now, &raw).is_err() {
+                return Self(None);
+            }
+            Self(Some(saved))
+        }
+    }
+
+    impl Drop for RawMode {
+        fn drop(&mut self) {
+            if let Some(saved) = &self.0 {
+                let _ = termios::tcsetattr(std::io::stdin(), termios::OptionalActions::Now, saved);
+            }
+        }
+    }
+
+    /// Window size changes (SIGWINCH), when they can be listened for.
+    pub fn resizes() -> Option<tokio::signal::unix::Signal> {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok()
+    }
+
+    pub async fn next_resize(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+        match signal {
+            Some(signal) => signal.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m").ok(), Some(1800));
+        assert_eq!(parse_duration("2h").ok(), Some(7200));
+        assert_eq!(parse_duration("1h30m").ok(), Some(5400));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("0m").is_err());
+    }
+
+    #[test]
+    fn leaving_takes_ctrl_bracket_or_tilde_dot_at_a_line_start() {
+        let mut e = Escape::new();
+        assert_eq!(e.filter(b"ls\r"), (b"ls\r".to_vec(), false));
+        assert_eq!(e.filter(b"~."), (Vec::new(), true));
+        let mut e = Escape::new();
+        assert_eq!(e.filter(b"a~.b"), (b"a~.b".to_vec(), false));
+        assert_eq!(e.filter(b"\x1d"), (Vec::new(), true));
+        // A held tilde goes out once the next byte shows it was not an escape.
+        let mut e = Escape::new();
+        assert_eq!(e.filter(b"~"), (Vec::new(), false));
+        assert_eq!(e.filter(b"x"), (b"~x".to_vec(), false));
+        let mut e = Escape::new();
+        assert_eq!(e.filter(b"~~."), (b"~.".to_vec(), false));
+    }
+}
