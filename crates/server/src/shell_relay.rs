@@ -28,7 +28,7 @@ const CLIENT_QUEUE: usize = 256;
 #[derive(Debug)]
 pub enum ToClient {
     /// A frame of the agent's (`ShellOpened`, `ShellData`, `ShellClosed`).
-    Agent(AgentMessage),
+    Agent(Box<AgentMessage>),
     /// The relay ended the session (revoked, operator disabled, device gone).
     End(String),
 }
@@ -211,7 +211,10 @@ impl Relay {
             return;
         }
         let last = matches!(message, AgentMessage::ShellClosed(_));
-        let sent = client.to_client.try_send(ToClient::Agent(message)).is_ok();
+        let sent = client
+            .to_client
+            .try_send(ToClient::Agent(Box::new(message)))
+            .is_ok();
         if last {
             inner.sessions.remove(&session_id);
         } else if !sent {
@@ -323,7 +326,10 @@ mod tests {
         relay.from_agent("dev-b", [1; 16], data(7));
         relay.from_agent("dev-a", [1; 16], data(8));
         match client.recv().await {
-            Some(ToClient::Agent(AgentMessage::ShellData(d))) => assert_eq!(d.sealed, [8]),
+            Some(ToClient::Agent(m)) => match *m {
+                AgentMessage::ShellData(d) => assert_eq!(d.sealed, [8]),
+                other => panic!("{other:?}"),
+            },
             other => panic!("{other:?}"),
         }
         assert!(relay.client_data([1; 16], vec![3]));
@@ -373,7 +379,7 @@ mod tests {
         );
         assert!(matches!(
             theirs.recv().await,
-            Some(ToClient::Agent(AgentMessage::ShellClosed(_)))
+            Some(ToClient::Agent(m)) if matches!(*m, AgentMessage::ShellClosed(_))
         ));
         assert_eq!(relay.session_count(), 0);
         // A replaced connection's end does not end the newer one's sessions.

@@ -766,7 +766,7 @@ async fn relay_client(
         tokio::select! {
             next = from_agent.recv() => match next {
                 Some(ToClient::Agent(message)) => {
-                    let last = matches!(message, AgentMessage::ShellClosed(_));
+                    let last = matches!(*message, AgentMessage::ShellClosed(_));
                     let Ok(bytes) = encode_agent_frame(PROTOCOL_VERSION, &message) else {
                         break "cannot encode a frame".to_owned();
                     };
