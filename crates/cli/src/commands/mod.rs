@@ -18,6 +18,7 @@ pub mod passkeys;
 pub mod proposals;
 pub mod releases;
 pub mod scripts;
+pub mod shell_terminal;
 pub mod shells;
 pub mod sla;
 pub mod targets;
