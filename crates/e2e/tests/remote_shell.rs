@@ -919,9 +919,25 @@ async fn the_agent_refuses_grants_an_owned_server_edited() -> Result<()> {
     // Agent memory with the shell open.
     let rss = agent_rss_kib(s.up.info.pid);
     eprintln!("FIGURE agent RSS with a shell open: {rss}");
-    // Output throughput is not measured here yet: 3 MiB of output ended
-    // the session with "the channel cannot seal more" (the agent's channel
-    // limit; to look into).
+    // Output throughput: 3 MiB base64-encoded by the shell, through the relay
+    // (full 16 KiB reads: before the agent left room for the CBOR around
+    // them, such a read could not be sealed and ended the session).
+    let (took, bytes) = type_and_read(
+        &mut channel,
+        &mut socket,
+        session_id,
+        b"head -c 3145728 /dev/zero | base64 -w 1000; echo don''e\n",
+        b"done",
+    )
+    .await?;
+    eprintln!(
+        "FIGURE output throughput through the relay: {bytes} bytes in {took:?} = {:.1} MiB/s",
+        bytes as f64 / took.as_secs_f64() / 1048576.0
+    );
+    eprintln!(
+        "FIGURE agent RSS after that output: {}",
+        agent_rss_kib(s.up.info.pid)
+    );
     Ok(())
 }
 
