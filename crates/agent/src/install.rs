@@ -249,6 +249,62 @@ impl Systemd {
     }
 }
 
+/// Makes the account unprivileged remote shells run as (RFD 0015) when it
+/// is missing: a system account with a home and `/bin/sh`, no password
+/// (nobody logs in as it but through a granted shell). Only on the live
+/// system (an image being built under `--root-dir` makes its own). True
+/// when it was made now.
+pub fn ensure_shell_account(layout: &Layout, name: &str) -> io::Result<bool> {
+    if !layout.is_live_system() || account_exists(name)? {
+        return Ok(false);
+    }
+    run_tool(
+        "useradd",
+        &[
+            "--system",
+            "--create-home",
+            "--home-dir",
+            &format!("/var/lib/{name}"),
+            "--shell",
+            "/bin/sh",
+            name,
+        ],
+    )?;
+    Ok(true)
+}
+
+/// Removes that account and its home, if it is there (live system only).
+pub fn remove_shell_account(layout: &Layout, name: &str) -> io::Result<bool> {
+    if !layout.is_live_system() || !account_exists(name)? {
+        return Ok(false);
+    }
+    run_tool("userdel", &["--remove", name])?;
+    Ok(true)
+}
+
+fn account_exists(name: &str) -> io::Result<bool> {
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    Ok(passwd.lines().any(|l| l.split(':').next() == Some(name)))
+}
+
+fn run_tool(tool: &str, args: &[&str]) -> io::Result<()> {
+    let output = Command::new(tool)
+        .args(args)
+        .env_clear()
+        .env("PATH", crate::supervisor::JOB_PATH)
+        .output()?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "`{tool} {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

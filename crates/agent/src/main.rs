@@ -340,6 +340,12 @@ async fn install(
     report(done.binary_copied, "binary", &layout.binary);
     report(done.unit_written, "systemd unit", &layout.unit);
     report(done.state_dir_created, "state directory", &layout.state_dir);
+    let account = bulwark_agent::shell::DEFAULT_SHELL_ACCOUNT;
+    if bulwark_agent::install::ensure_shell_account(layout, account)
+        .with_context(|| format!("cannot make the {account} account"))?
+    {
+        println!("Installed account          {account} (unprivileged remote shells)");
+    }
     let state_dir = StateDir::new(layout.under_root(&layout.state_dir));
     match enrolment {
         Some(_) if state_dir.is_enrolled() => {
@@ -415,6 +421,12 @@ fn uninstall(layout: &Layout, purge: bool) -> anyhow::Result<()> {
     };
     report(removed.unit, "systemd unit", &layout.unit);
     report(removed.binary, "binary", &layout.binary);
+    let account = bulwark_agent::shell::DEFAULT_SHELL_ACCOUNT;
+    match bulwark_agent::install::remove_shell_account(layout, account) {
+        Ok(true) => println!("Removed  account          {account}"),
+        Ok(false) => {}
+        Err(error) => warn!(%error, "Cannot remove the shell account."),
+    }
     if purge {
         report(removed.state_dir, "state directory", &layout.state_dir);
         println!(

@@ -29,6 +29,7 @@ pub mod releases;
 pub mod schedules;
 pub mod scripts;
 pub mod setup;
+pub mod shells;
 pub mod signing_keys;
 pub mod sla;
 pub mod tenants;

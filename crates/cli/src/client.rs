@@ -105,6 +105,16 @@ impl Session {
         &self.credentials.server
     }
 
+    /// The bearer token (for a connection reqwest does not make: the shell relay).
+    pub(crate) fn token(&self) -> &str {
+        &self.credentials.token
+    }
+
+    /// The private CA given at login, if any.
+    pub(crate) fn ca_cert_pem(&self) -> Option<&str> {
+        self.credentials.ca_cert_pem.as_deref()
+    }
+
     pub(crate) fn new(credentials: Credentials) -> Result<Self> {
         let client = http_client(credentials.ca_cert_pem.as_deref())?;
         Ok(Self {
@@ -314,9 +324,10 @@ pub(crate) async fn send<T: DeserializeOwned>(
     .into())
 }
 
-/// reqwest over rustls with the ring provider (never aws-lc), trusting the
-/// webpki roots and, if given, the PEM CA certificates of a private CA.
-pub(crate) fn http_client(ca_cert_pem: Option<&str>) -> Result<reqwest::Client> {
+/// The rustls client configuration every connection of the CLI uses: the
+/// ring provider (never aws-lc), the webpki roots and, if given, the PEM CA
+/// certificates of a private CA.
+pub(crate) fn tls_config(ca_cert_pem: Option<&str>) -> Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(pem) = ca_cert_pem {
@@ -334,11 +345,16 @@ pub(crate) fn http_client(ca_cert_pem: Option<&str>) -> Result<reqwest::Client> 
         );
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .context("configuring TLS")?
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// reqwest over [`tls_config`].
+pub(crate) fn http_client(ca_cert_pem: Option<&str>) -> Result<reqwest::Client> {
+    let tls = tls_config(ca_cert_pem)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .user_agent(concat!("bulwark-cli/", env!("CARGO_PKG_VERSION")))

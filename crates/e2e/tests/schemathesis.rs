@@ -132,6 +132,13 @@ const SEMANTIC_400: &[(&str, &str)] = &[
     // verify over the content's hash, and the number be the next one
     // (RFD 0013).
     ("create_script", "an author signature that does not verify"),
+    (
+        "request_shell_grant",
+        "an envelope that is not a signed shell grant",
+    ),
+    ("approve_shell_grant", "a signature that does not verify"),
+    ("revoke_shell_grant", "a blank reason"),
+    ("connect_shell", "a request that is not a WebSocket upgrade"),
     ("add_version", "an author signature that does not verify"),
     // Tags and group names have rules a schema of a comma-separated list
     // cannot state (letters, digits, `-_.`; a tag not both added and

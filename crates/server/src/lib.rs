@@ -20,6 +20,7 @@ pub mod open_files;
 pub mod presence;
 pub mod runtime;
 pub mod scheduler;
+pub mod shell_relay;
 pub mod state;
 pub mod tls;
 pub mod transparency_log;

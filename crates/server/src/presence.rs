@@ -52,6 +52,8 @@ pub struct Presence {
     inner: Arc<Mutex<Inner>>,
     events: broadcast::Sender<PresenceEvent>,
     bus: Bus,
+    /// The remote shell relay of this node's connections (RFD 0015).
+    shells: crate::shell_relay::Relay,
 }
 
 struct Inner {
@@ -87,7 +89,13 @@ impl Presence {
             })),
             events,
             bus,
+            shells: crate::shell_relay::Relay::default(),
         }
+    }
+
+    /// The remote shell relay of the agents connected here.
+    pub fn shells(&self) -> &crate::shell_relay::Relay {
+        &self.shells
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

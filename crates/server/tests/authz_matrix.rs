@@ -388,6 +388,51 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/schedules/{id}/revoke",
         Tenant(&[Owner, SecurityOfficer, Technician], 400),
     ),
+    // Remote shells (RFD 0015). The grant made at start-up in each tenant
+    // was requested by the read-only operator: nobody else may connect
+    // under it (403 for every role, before the upgrade), a key that is
+    // not the approver's is a 400 after the role and MFA checks, and an
+    // empty revoke reason a 400 (the grant stays for the next caller).
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/shell-grants",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/shell-grants",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
+    ("GET", "/api/v1/shell-grants/{id}", Tenant(EVERY_ROLE, 200)),
+    (
+        "POST",
+        "/api/v1/shell-grants/{id}/approvals",
+        Tenant(&[Owner, SecurityOfficer, Technician, TenantAuditor], 400),
+    ),
+    (
+        "POST",
+        "/api/v1/shell-grants/{id}/revoke",
+        Tenant(&[Owner, SecurityOfficer, Technician, TenantAuditor], 400),
+    ),
+    ("GET", "/api/v1/shell-grants/{id}/connect", Tenant(&[], 403)),
+    (
+        "GET",
+        "/api/v1/devices/{id}/shell-sessions",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/shell-sessions",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    // The start-up session is still open: no recording yet (409), after
+    // the role check; recordings are for owners, security officers and
+    // the customer's auditor.
+    (
+        "GET",
+        "/api/v1/shell-sessions/{id}/recording",
+        Tenant(&[Owner, SecurityOfficer, TenantAuditor], 409),
+    ),
     // The transparency logs (read-only): the key is for everyone with a
     // role; a tenant's log for every role on that tenant; the MSP log for
     // owners and security officers.
@@ -589,6 +634,7 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("POST", "/api/v1/jobs/{id}/reject"),
     ("POST", "/api/v1/jobs/{id}/cancel"),
     ("POST", "/api/v1/schedules/{id}/revoke"),
+    ("POST", "/api/v1/shell-grants/{id}/approvals"),
     ("POST", "/api/v1/passkeys/registration/options"),
     ("POST", "/api/v1/passkeys/registration"),
     ("DELETE", "/api/v1/passkeys/{id}"),
@@ -711,6 +757,10 @@ struct Harness {
     schedules: BTreeMap<&'static str, String>,
     /// The owner's registered signing key, listed in each tenant's policy.
     operator_key: Option<SigningKey>,
+    /// A shell grant (asked for by the read-only operator) and an open
+    /// session under it, per tenant.
+    shell_grants: BTreeMap<&'static str, String>,
+    shell_sessions: BTreeMap<&'static str, String>,
     /// An open (unsigned) policy proposal per tenant.
     proposals: BTreeMap<&'static str, String>,
     tenant_ids: BTreeMap<&'static str, String>,
@@ -970,6 +1020,64 @@ impl Harness {
     }
 
     /// The path, body and bearer token of one matrix request.
+    /// A grant for `tenant`'s device, requested by the read-only operator
+    /// (unsigned: the routes under test never send it to an agent), and a
+    /// session opened under it.
+    async fn shell_grant(&self, tenant: &'static str) -> (String, String) {
+        let now = now_secs();
+        let grant_id: [u8; 16] = rand::random();
+        let statement = bulwark_policy::shell::ShellGrant {
+            tenant: self.tenant_ids[tenant].clone(),
+            tenant_name: tenant.to_owned(),
+            grant_id,
+            device: bulwark_policy::JobTarget {
+                device_id: self.devices[tenant].clone(),
+                hostname: "matrix".to_owned(),
+                device_key: None,
+            },
+            grantee: bulwark_policy::KeyId([0; 32]),
+            account: bulwark_policy::shell::ShellAccount::Unprivileged,
+            reason: "matrix".to_owned(),
+            not_before: now - 60,
+            expires_at: now + 3600,
+            nonce: rand::random(),
+        };
+        let id = hex::encode(grant_id);
+        self.server
+            .store
+            .create_shell_grant(
+                &bulwark_store::NewShellGrant {
+                    id: id.clone(),
+                    tenant_id: self.tenant_ids[tenant].clone(),
+                    device_id: self.devices[tenant].clone(),
+                    requested_by: self.operator_ids[&ReadOnly].clone(),
+                    grantee_key: "00".repeat(32),
+                    account: "unprivileged".to_owned(),
+                    reason: "matrix".to_owned(),
+                    not_before: i64::try_from(now - 60).expect("time"),
+                    expires_at: i64::try_from(now + 3600).expect("time"),
+                    envelope: Signed::new(&statement).to_bytes(),
+                },
+                now_millis(),
+                &[],
+            )
+            .await
+            .expect("grant stored");
+        let session = hex::encode(rand::random::<[u8; 16]>());
+        self.server
+            .store
+            .open_shell_session(
+                &session,
+                &id,
+                &self.operator_ids[&ReadOnly],
+                now_millis(),
+                &[],
+            )
+            .await
+            .expect("session stored");
+        (id, session)
+    }
+
     async fn request_for(
         &mut self,
         method: &str,
@@ -1031,8 +1139,26 @@ impl Harness {
                 | "/api/v1/devices/{id}/packages"
                 | "/api/v1/devices/{id}/checks"
                 | "/api/v1/devices/{id}/metrics"
-                | "/api/v1/devices/{id}/vulnerabilities",
+                | "/api/v1/devices/{id}/vulnerabilities"
+                | "/api/v1/devices/{id}/shell-sessions",
             ) => (path.replace("{id}", &self.devices[tenant]), None),
+            ("GET", "/api/v1/shell-grants/{id}" | "/api/v1/shell-grants/{id}/connect") => {
+                (path.replace("{id}", &self.shell_grants[tenant]), None)
+            }
+            ("POST", "/api/v1/shell-grants/{id}/approvals") => (
+                path.replace("{id}", &self.shell_grants[tenant]),
+                Some(json!({"key_id": "00".repeat(32), "signature": "AAAA"})),
+            ),
+            ("POST", "/api/v1/shell-grants/{id}/revoke") => (
+                path.replace("{id}", &self.shell_grants[tenant]),
+                Some(json!({"reason": ""})),
+            ),
+            ("POST", "/api/v1/tenants/{tenant}/shell-grants") => {
+                (path, Some(json!({"envelope": "AAAA"})))
+            }
+            ("GET", "/api/v1/shell-sessions/{id}/recording") => {
+                (path.replace("{id}", &self.shell_sessions[tenant]), None)
+            }
             ("GET", "/api/v1/devices") => (format!("{path}?tenant={tenant}&tag=matrix"), None),
             ("POST", "/api/v1/devices/{id}/tags") => (
                 path.replace("{id}", &self.devices[tenant]),
@@ -1535,6 +1661,8 @@ async fn start() -> Harness {
         jobs: BTreeMap::new(),
         schedules: BTreeMap::new(),
         operator_key: None,
+        shell_grants: BTreeMap::new(),
+        shell_sessions: BTreeMap::new(),
         proposals: BTreeMap::new(),
         tenant_ids: BTreeMap::new(),
         counter: 0,
@@ -1701,6 +1829,13 @@ async fn start() -> Harness {
             .expect("store")
             .expect("operator exists");
         h.operator_ids.insert(role, operator.id);
+    }
+
+    // A shell grant and an open session per tenant, stored directly.
+    for tenant in [OWN, FOREIGN] {
+        let (grant_id, session_id) = h.shell_grant(tenant).await;
+        h.shell_grants.insert(tenant, grant_id);
+        h.shell_sessions.insert(tenant, session_id);
     }
 
     // A session ended through the API, and one past its absolute lifetime.

@@ -393,6 +393,28 @@ impl Store {
         rows.iter().map(session_row).collect()
     }
 
+    /// A tenant's sessions in the caller's scope, newest first (at most 500).
+    pub async fn tenant_shell_sessions(
+        &self,
+        scope: &TenantScope,
+        tenant_id: &str,
+    ) -> Result<Vec<ShellSession>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM shell_sessions s \
+             JOIN shell_grants g ON g.id = s.grant_id WHERE {} AND g.tenant_id = $3 \
+             ORDER BY s.opened_at DESC, s.id LIMIT 500",
+            in_scope!("g.tenant_id")
+        );
+        let (all, operator) = scope.args();
+        let rows = sqlx::query(&sql)
+            .bind(all)
+            .bind(operator)
+            .bind(tenant_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(session_row).collect()
+    }
+
     /// A session and its stored recording, in the caller's scope.
     pub async fn shell_recording(
         &self,

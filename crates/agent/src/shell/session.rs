@@ -52,7 +52,8 @@ pub async fn run(
     let started = Instant::now();
     let expiry = tokio::time::sleep(session.remaining);
     tokio::pin!(expiry);
-    let mut buf = vec![0; MAX_SHELL_FRAME];
+    // Room for the CBOR around the bytes: a full read must still seal.
+    let mut buf = vec![0; MAX_SHELL_FRAME - 64];
     let mut window = (Instant::now(), 0u32);
     let (exit_code, refusal, reason) = loop {
         tokio::select! {

@@ -1,5 +1,5 @@
 //! The operator commands, one module per noun (`tenants`, `devices`,
-//! `jobs`, `keys`, `passkeys`, `trust` for roots, policies and freezes,
+//! `jobs`, `shells`, `keys`, `passkeys`, `trust` for roots, policies and freezes,
 //! `proposals`, `audit`, and `login`), and the dispatcher of them all. They
 //! speak the same JSON API as the console (`/api/v1/…`, typed by
 //! `bulwark-api`) through [`crate::client`] and print through
@@ -19,6 +19,8 @@ pub mod proposals;
 pub mod releases;
 pub mod schedules;
 pub mod scripts;
+pub mod shell_terminal;
+pub mod shells;
 pub mod sla;
 pub mod targets;
 pub mod tenants;
@@ -95,6 +97,9 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: schedules::ScheduleCommand,
     },
+    /// Remote shells: `bulwark shell DEVICE` opens one under an approved
+    /// grant; `request`, `approve`, `revoke`, `grants`, `sessions`, `recording`.
+    Shell(shells::ShellArgs),
     /// The MSP's script library: add, version, review, allow-list (run with `job run --library`).
     Script {
         #[command(subcommand)]
@@ -156,6 +161,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
         OperatorCommand::Script { command } => scripts::run(command).await,
         OperatorCommand::Schedule { command } => schedules::run(command).await,
+        OperatorCommand::Shell(args) => shells::run(args).await,
         OperatorCommand::Alert { command } => alerts::run(command).await,
         OperatorCommand::Sla { command } => sla::run(command).await,
         OperatorCommand::Audit { command } => crate::commands::audit::run(command).await,

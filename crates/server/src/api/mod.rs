@@ -36,6 +36,7 @@ pub mod releases;
 pub mod schedules;
 pub mod scripts;
 pub mod setup;
+pub mod shells;
 pub mod signing_keys;
 pub mod sla;
 pub mod tenants;
@@ -73,7 +74,7 @@ pub const MAX_JOB_BODY_BYTES: usize = 3 * jobs::MAX_SCRIPT_BYTES;
     info(title = "Bulwark API", description = "Remote monitoring and management where the customer's endpoints, not the server, decide what runs. Every error answers `application/json` in the `ErrorBody` shape, including a 404 for a path no route has and a 405 (with `Allow`) for a method a path does not take; the one exception is `POST /api/v1/auth/device/token`, whose RFC 8628 answers (400) are a `DeviceTokenError`."),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody)),
-    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "schedules", description = "Scheduled jobs (RFD 0019): a schedule is signed once, with its class's quorum, on the operators' machines; every agent verifies each run itself (signatures under its current policy, the occurrence in the signed zone by its own clock, never twice). Revoking here stops delivery; against a server that keeps delivering, the root holders list the schedule in the policy's `revoked_schedules`."), (name = "scripts", description = "The MSP's script library (RFD 0013): scripts, immutable versions with their author's signed statement, and signed reviews. The server's word on a version or a review is not trusted: `bulwark script show` and `bulwark job run --library` check the content's SHA-256 and every signature against a tenant's verified policy."), (name = "alerts", description = "Alerts raised from the transparency logs (an agent's refusal, a mass action entering its delay), their handling, where they are sent (RFD 0007), and a tenant's SLA: targets in business time and attainment (RFD 0008)."), (name = "vulndb", description = "The offline vulnerability database: OSV advisories for Debian and Ubuntu releases, imported by owners (`bulwark vulndb import`) into a new generation that is switched in atomically, and matched with dpkg's version ordering."), (name = "releases", description = "The agent release mirror (RFD 0017): TUF metadata and agent binaries as the release keys' holders published them, imported by owners (`bulwark release import DIR`) and served to agents. Nothing here is trusted: agents and the CLI verify every file with the release root they hold."), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
+    tags((name = "setup"), (name = "auth"), (name = "tenants"), (name = "devices"), (name = "operators"), (name = "trust"), (name = "jobs"), (name = "schedules", description = "Scheduled jobs (RFD 0019): a schedule is signed once, with its class's quorum, on the operators' machines; every agent verifies each run itself (signatures under its current policy, the occurrence in the signed zone by its own clock, never twice). Revoking here stops delivery; against a server that keeps delivering, the root holders list the schedule in the policy's `revoked_schedules`."), (name = "shells", description = "Remote shells (RFD 0015): grants the grantee and the policy's approvers signed on their own machines, revocation, the sessions opened under them, their recordings (asciicast v2, checked against the digest the agent reported), and the relay's WebSocket, which carries frames sealed end to end between the grantee's `bulwark` and the agent."), (name = "scripts", description = "The MSP's script library (RFD 0013): scripts, immutable versions with their author's signed statement, and signed reviews. The server's word on a version or a review is not trusted: `bulwark script show` and `bulwark job run --library` check the content's SHA-256 and every signature against a tenant's verified policy."), (name = "alerts", description = "Alerts raised from the transparency logs (an agent's refusal, a mass action entering its delay), their handling, where they are sent (RFD 0007), and a tenant's SLA: targets in business time and attainment (RFD 0008)."), (name = "vulndb", description = "The offline vulnerability database: OSV advisories for Debian and Ubuntu releases, imported by owners (`bulwark vulndb import`) into a new generation that is switched in atomically, and matched with dpkg's version ordering."), (name = "releases", description = "The agent release mirror (RFD 0017): TUF metadata and agent binaries as the release keys' holders published them, imported by owners (`bulwark release import DIR`) and served to agents. Nothing here is trusted: agents and the CLI verify every file with the release root they hold."), (name = "log", description = "The transparency logs, read-only but for announcing an export (POST .../log/exports records `log.exported`): entries (`leaf`: standard padded base64 of the exact leaf bytes, whose RFC 6962 leaf hash SHA-256(0x00 || leaf) is in the tree), roots and proof hashes (standard base64 of 32 bytes; RFC 9162 §2.1.3 and §2.1.4 proofs) and signed heads (`note`: the C2SP checkpoint signed as a Go signed note by the key of GET /api/v1/log/key, verbatim)."))
 )]
 struct ApiDoc;
 
@@ -187,6 +188,17 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::job_output))
         .routes(routes!(schedules::get_schedule))
         .routes(routes!(schedules::revoke_schedule))
+        .routes(routes!(
+            shells::list_shell_grants,
+            shells::request_shell_grant
+        ))
+        .routes(routes!(shells::get_shell_grant))
+        .routes(routes!(shells::approve_shell_grant))
+        .routes(routes!(shells::revoke_shell_grant))
+        .routes(routes!(shells::connect_shell))
+        .routes(routes!(shells::device_shell_sessions))
+        .routes(routes!(shells::tenant_shell_sessions))
+        .routes(routes!(shells::shell_recording))
         .routes(routes!(log::log_key))
         .routes(routes!(log::tenant_log_head))
         .routes(routes!(log::tenant_log_statements))

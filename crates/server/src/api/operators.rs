@@ -200,7 +200,8 @@ pub async fn confirm_invitation(
     ))
 }
 
-/// Disables an operator: every session it holds ends at once (owners only; step-up required).
+/// Disables an operator: every session it holds ends at once, its remote
+/// shells too (owners only; step-up required).
 #[utoipa::path(post, path = "/api/v1/operators/{id}/disable", tag = "operators",
     params(("id" = String, Path, description = "Operator id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
@@ -211,5 +212,7 @@ pub async fn disable_operator(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     crate::auth::account::disable_operator(&state.auth, &caller, &id).await?;
+    // Their live remote shells end too (RFD 0015).
+    state.presence.shells().end_operator(&id);
     Ok(StatusCode::NO_CONTENT)
 }

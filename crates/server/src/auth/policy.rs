@@ -127,6 +127,18 @@ pub enum Action {
     ManageScripts,
     /// Record one's own signed review of another operator's version.
     ReviewScript,
+    /// See a tenant's shell grants and sessions (RFD 0015).
+    ViewShells,
+    /// Ask for a shell grant signed with one's own key, and open sessions
+    /// under one's own grant.
+    RequestShell,
+    /// Add one's signature to a shell grant (privileged).
+    ApproveShell,
+    /// Revoke a shell grant: its live sessions end (the customer's auditor
+    /// may: ending access is never the dangerous direction).
+    RevokeShell,
+    /// Read a shell session's recording: what was typed and shown.
+    ViewShellRecordings,
 }
 
 impl Action {
@@ -153,6 +165,11 @@ impl Action {
                 | Action::ManageAlertEmail
                 | Action::ViewSla
                 | Action::ManageSla
+                | Action::ViewShells
+                | Action::RequestShell
+                | Action::ApproveShell
+                | Action::RevokeShell
+                | Action::ViewShellRecordings
         )
     }
 
@@ -215,6 +232,7 @@ impl Action {
                 | Action::ManageAlertEmail
                 | Action::ManageSla
                 | Action::ImportVulnDb
+                | Action::ApproveShell
         )
     }
 }
@@ -263,6 +281,11 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ManageAlertChannels
                 | ManageAlertEmail
                 | ViewMetrics
+                | ViewShells
+                | RequestShell
+                | ApproveShell
+                | RevokeShell
+                | ViewShellRecordings
         ),
         Role::Technician => {
             matches!(
@@ -287,6 +310,10 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ViewAlerts
                     | ViewSla
                     | HandleAlerts
+                    | ViewShells
+                    | RequestShell
+                    | ApproveShell
+                    | RevokeShell
             )
         }
         Role::ReadOnly => matches!(
@@ -303,6 +330,7 @@ pub fn authorize(role: Role, action: Action) -> bool {
                 | ViewTenantLog
                 | ViewAlerts
                 | ViewSla
+                | ViewShells
         ),
         // The customer's own person: reads everything of its tenant, may
         // co-sign a job where the policy wants a customer key, and may pull
@@ -326,6 +354,10 @@ pub fn authorize(role: Role, action: Action) -> bool {
                     | ViewAlerts
                     | ViewSla
                     | ManageAlertEmail
+                    | ViewShells
+                    | ApproveShell
+                    | RevokeShell
+                    | ViewShellRecordings
             )
         }
     }

@@ -185,7 +185,10 @@ async fn operators_disable(
         return error_page(e, UserBar::of(&caller));
     }
     match crate::auth::account::disable_operator(&state.auth, &caller, &id).await {
-        Ok(_) => Redirect::to("/operators").into_response(),
+        Ok(_) => {
+            state.presence.shells().end_operator(&id);
+            Redirect::to("/operators").into_response()
+        }
         Err(e) => error_page_back(e, UserBar::of(&caller), "/operators"),
     }
 }

@@ -137,6 +137,11 @@ pub(super) async fn run_session(
             now,
         ),
     };
+    // Remote shells (RFD 0015): what the relay sends this agent, from
+    // protocol version 5 on.
+    let relay = state.presence.shells().clone();
+    let mut shell_frames =
+        (version >= 5).then(|| relay.attach_agent(&live.device_id, registration.connection));
     let silence = state.heartbeat * 3;
     // When to look for work again unprompted: a mass action held for the
     // policy's delay becomes deliverable with no event to nudge it.
@@ -158,6 +163,11 @@ pub(super) async fn run_session(
                 if let Err(error) = Box::pin(send_scheduled(&state, &mut ws, version, &live.device_id, &live.tenant_id, &mut live.log_size, &mut live.sent)).await {
                     warn!(device_id = %live.device_id, %error, "Cannot send scheduled runs to the agent.");
                     break "transport error";
+                }
+            }
+            Some(frame) = next_shell_frame(&mut shell_frames) => {
+                if let Err(reason) = send(&mut ws, version, &frame).await {
+                    break reason;
                 }
             }
             _ = tokio::time::sleep_until(look_again) => {
@@ -191,6 +201,9 @@ pub(super) async fn run_session(
         }
     };
     let _ = ws.close(None).await;
+    if shell_frames.is_some() {
+        relay.detach_agent(&live.device_id, registration.connection);
+    }
     let now = now_millis();
     if let Err(error) = Box::pin(
         state
@@ -413,15 +426,37 @@ async fn handle_frame(
                 return ControlFlow::Break(reason);
             }
         }
-        // Remote shells (RFD 0015): how a session ended and its recording.
+        // Remote shells (RFD 0015): how a session ended and its recording;
+        // the device's answer and sealed frames go to the session's client
+        // (only a session of this device's).
         Ok(AgentMessage::ShellClosed(closed)) => {
             super::shells::record_closed(state, &live.device_id, &live.tenant_id, &closed).await;
+            let session_id = closed.session_id;
+            state.presence.shells().from_agent(
+                &live.device_id,
+                session_id,
+                AgentMessage::ShellClosed(closed),
+            );
         }
         Ok(AgentMessage::ShellRecording(piece)) => {
             super::shells::record_piece(state, &live.device_id, &piece).await;
         }
-        // Sealed bytes for a relay this server does not run yet: dropped.
-        Ok(AgentMessage::ShellOpened(_) | AgentMessage::ShellData(_)) => {}
+        Ok(AgentMessage::ShellOpened(opened)) => {
+            let session_id = opened.session_id;
+            state.presence.shells().from_agent(
+                &live.device_id,
+                session_id,
+                AgentMessage::ShellOpened(opened),
+            );
+        }
+        Ok(AgentMessage::ShellData(data)) => {
+            let session_id = data.session_id;
+            state.presence.shells().from_agent(
+                &live.device_id,
+                session_id,
+                AgentMessage::ShellData(data),
+            );
+        }
         Ok(AgentMessage::TrustStatus(status)) => {
             if let Err(error) = Box::pin(record_trust_status(state, &live.device_id, status)).await
             {
@@ -605,4 +640,14 @@ async fn send(ws: &mut Ws, version: u16, message: &ServerMessage) -> Result<(), 
     ws.send(Message::Binary(frame.into()))
         .await
         .map_err(|_| "transport error")
+}
+
+/// The relay's next frame for this agent; never, for a connection without shells.
+async fn next_shell_frame(
+    frames: &mut Option<tokio::sync::mpsc::Receiver<ServerMessage>>,
+) -> Option<ServerMessage> {
+    match frames {
+        Some(frames) => frames.recv().await,
+        None => std::future::pending().await,
+    }
 }
