@@ -97,8 +97,11 @@ async fn run_at(
     occurrence: u64,
     device: &str,
 ) -> Result<(ScheduleRunView, JobTargetView)> {
+    // Counted from the occurrence, not from now: the wait may start a
+    // minute before it.
+    let until = Duration::from_secs(occurrence.saturating_sub(now_secs())) + RUN_WAIT;
     let run = wait_for(
-        RUN_WAIT,
+        until,
         &format!("schedule {id}'s run at {occurrence}"),
         async || {
             let view = show(s, id).await?;
