@@ -84,6 +84,9 @@ pub struct AlertQuery {
 pub enum ChannelKindView {
     Email,
     Webhook,
+    /// PagerDuty Events API v2: a trigger when an alert opens, an
+    /// acknowledge and a resolve as it moves, deduplicated by the alert.
+    Pagerduty,
 }
 
 /// An alert's severity, as a channel's minimum.
@@ -101,10 +104,15 @@ pub struct ChannelView {
     pub id: String,
     /// The tenant's name; null for an MSP-wide channel.
     pub tenant: Option<String>,
-    /// `email` or `webhook`.
+    /// `email`, `webhook` or `pagerduty`.
     pub kind: String,
-    /// An e-mail address or an `https://` URL.
+    /// An e-mail address or an `https://` URL (for `pagerduty`, the Events
+    /// API's).
     pub target: String,
+    /// A PagerDuty channel's routing key, all but its last four characters
+    /// hidden: it lets whoever holds it open incidents.
+    #[serde(default)]
+    pub routing_key_hint: Option<String>,
     /// Alerts from this severity on are sent.
     pub min_severity: String,
     pub created_by: String,
@@ -121,9 +129,15 @@ pub struct ChannelView {
 pub struct ChannelRequest {
     pub kind: ChannelKindView,
     /// An e-mail address for `email`; an `https://` URL (`http://` only to
-    /// a loopback address) for `webhook`.
+    /// a loopback address) for `webhook`, and for `pagerduty` the Events
+    /// API v2 URL (`https://events.pagerduty.com/v2/enqueue`, or the EU
+    /// service's).
     #[schema(min_length = 1, max_length = 512)]
     pub target: String,
+    /// The PagerDuty integration's routing key (`pagerduty` only).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
+    pub routing_key: Option<String>,
     /// `warning` when absent.
     #[serde(default)]
     pub min_severity: Option<SeverityView>,

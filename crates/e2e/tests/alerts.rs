@@ -1,9 +1,11 @@
 //! Alerts with real parts (RFD 0007): `bulwark up` (heartbeat 1 s, a
 //! device silent 3 s is offline), a real agent killed with SIGKILL, a real
 //! SMTP relay (aiosmtpd, STARTTLS required) and a webhook receiver on
-//! loopback. The tenant's e-mail and webhook channels, added with the CLI,
-//! each get the `device.offline` alert once; the agent comes back and the
-//! alert resolves itself, recorded as resolved by `bulwark`; the server's
+//! loopback. The tenant's e-mail, webhook and PagerDuty (Events API v2, to
+//! a loopback receiver) channels, added with the CLI, each get the
+//! `device.offline` alert once; the agent comes back and the alert
+//! resolves itself, recorded as resolved by `bulwark`, and the PagerDuty
+//! incident is resolved by the same dedup key; the server's
 //! Prometheus metrics count the open alert meanwhile. A hostile
 //! host name (HTML, a header line) reaches the mail and the console as
 //! text. A console page left open in Chromium shows the alert live: the
@@ -25,6 +27,8 @@ const PASSPHRASE: &str = "e2e alerts: a long passphrase nobody guesses";
 const CONTACT: &str = "noc@msp.example";
 /// What the endpoint calls itself: the server must treat it as text.
 const HOSTILE: &str = "db<b>01</b>";
+/// A PagerDuty integration's routing key (32 characters, as theirs are).
+const PD_KEY: &str = "e2eR0uting0Key0For0PagerDuty0v2x";
 
 async fn offline_alert(s: &OperatorSetup, device: &str) -> Result<Option<AlertView>> {
     let out = s
@@ -47,6 +51,7 @@ async fn offline_alert(s: &OperatorSetup, device: &str) -> Result<Option<AlertVi
 async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_back() -> Result<()> {
     let mail = MailServer::start().await?;
     let (hook_url, hooked) = webhook_receiver().await?;
+    let (pd_url, paged) = webhook_receiver().await?;
     let s = OperatorSetup::start_with(
         PASSPHRASE,
         UpOptions::default()
@@ -59,6 +64,7 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
     for channel in [
         vec!["--email", CONTACT],
         vec!["--webhook", hook_url.as_str(), "--min-severity", "info"],
+        vec!["--pagerduty", PD_KEY, "--events-url", pd_url.as_str()],
     ] {
         let mut args = vec!["alert", "add-channel", "--tenant", "demo"];
         args.extend(channel);
@@ -90,9 +96,33 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
     ensure!(
         channels.contains(CONTACT)
             && channels.contains(&hook_url)
+            && channels.contains("pagerduty")
             && !channels.contains("hooks.example"),
         "{channels}"
     );
+    // The routing key opens incidents: the server never shows it whole.
+    let listed = s
+        .cli(&["alert", "channels", "--tenant", "demo", "--json"], None)
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(
+        !listed.contains(PD_KEY) && listed.contains("…0v2x"),
+        "{listed}"
+    );
+    // A routing key on an e-mail channel is refused.
+    let refused = s
+        .api
+        .request(
+            bulwark_e2e::Method::POST,
+            "/api/v1/tenants/demo/alert-channels",
+        )
+        .json(&serde_json::json!({
+            "kind": "email", "target": "x@msp.example", "routing_key": PD_KEY
+        }))
+        .send()
+        .await?;
+    ensure!(refused.status() == 400, "{:?}", refused.status());
 
     let mut agent =
         ExtraAgent::start_as(Some(HOSTILE), &s.api, &s.up.info.gateway_url, "demo").await?;
@@ -141,9 +171,28 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
                 .is_some_and(|t| t.contains("is offline")),
         "{hooked_body}"
     );
+    let paged_trigger = wait_for(Duration::from_secs(30), "PagerDuty's trigger", async || {
+        Ok(paged
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|b| b["event_action"] == "trigger" && b["payload"]["class"] == "device.offline")
+            .cloned())
+    })
+    .await?;
     let open = offline_alert(&s, &device)
         .await?
         .context("no offline alert in the API")?;
+    ensure!(
+        paged_trigger["routing_key"] == PD_KEY
+            && paged_trigger["dedup_key"] == format!("bulwark-alert-{}", open.id).as_str()
+            && paged_trigger["payload"]["severity"] == "warning"
+            && paged_trigger["payload"]["source"] == format!("device {device}").as_str()
+            && paged_trigger["payload"]["summary"]
+                .as_str()
+                .is_some_and(|t| t.contains("is offline")),
+        "{paged_trigger}"
+    );
     ensure!(
         open.state == "open" && open.log_id.is_none() && open.occurrences == 1,
         "{open:?}"
@@ -221,6 +270,34 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
     ensure!(
         resolved.resolved_by.as_deref() == Some("bulwark"),
         "{resolved:?}"
+    );
+    // PagerDuty's incident closes by the same key, after its opening.
+    let paged_resolve = wait_for(Duration::from_secs(30), "PagerDuty's resolve", async || {
+        Ok(paged
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|b| {
+                b["event_action"] == "resolve" && b["dedup_key"] == paged_trigger["dedup_key"]
+            })
+            .cloned())
+    })
+    .await?;
+    ensure!(
+        paged_resolve["dedup_key"] == paged_trigger["dedup_key"]
+            && paged_resolve["routing_key"] == PD_KEY,
+        "{paged_resolve}"
+    );
+    let events: Vec<String> = paged
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|b| b["dedup_key"] == paged_trigger["dedup_key"])
+        .map(|b| b["event_action"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    ensure!(
+        events == ["trigger", "resolve"],
+        "PagerDuty heard of the outage {events:?}"
     );
     let audit = s.api.audit("demo").await?;
     ensure!(

@@ -873,6 +873,7 @@ impl Harness {
                     min_severity: bulwark_store::Severity::Warning,
                     created_by: "olivia".to_owned(),
                     escalate_after_ms: None,
+                    routing_key: None,
                 },
                 now_millis(),
             )

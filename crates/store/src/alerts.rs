@@ -135,11 +135,13 @@ pub struct AlertPulse {
     pub changed_at: Millis,
 }
 
-/// Channel kinds.
+/// Channel kinds. A PagerDuty channel is stored as a webhook whose body
+/// is an Events v2 event (`format = 'pagerduty'`; migration 0039).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelKind {
     Email,
     Webhook,
+    PagerDuty,
 }
 
 impl ChannelKind {
@@ -147,13 +149,58 @@ impl ChannelKind {
         match self {
             ChannelKind::Email => "email",
             ChannelKind::Webhook => "webhook",
+            ChannelKind::PagerDuty => "pagerduty",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Email, Self::Webhook]
+        [Self::Email, Self::Webhook, Self::PagerDuty]
             .into_iter()
             .find(|k| k.as_str() == text)
+    }
+
+    /// The `kind` and `format` columns.
+    fn columns(self) -> (&'static str, &'static str) {
+        match self {
+            ChannelKind::Email => ("email", "default"),
+            ChannelKind::Webhook => ("webhook", "default"),
+            ChannelKind::PagerDuty => ("webhook", "pagerduty"),
+        }
+    }
+
+    fn from_columns(kind: &str, format: &str) -> Option<Self> {
+        match (kind, format) {
+            ("email", "default") => Some(ChannelKind::Email),
+            ("webhook", "default") => Some(ChannelKind::Webhook),
+            ("webhook", "pagerduty") => Some(ChannelKind::PagerDuty),
+            _ => None,
+        }
+    }
+}
+
+/// What a notification tells its channel: an alert opened (every
+/// channel), or, for PagerDuty, that it was acknowledged or resolved, so
+/// the incident there follows the alert here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationEvent {
+    Trigger,
+    Acknowledge,
+    Resolve,
+}
+
+impl NotificationEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationEvent::Trigger => "trigger",
+            NotificationEvent::Acknowledge => "acknowledge",
+            NotificationEvent::Resolve => "resolve",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Trigger, Self::Acknowledge, Self::Resolve]
+            .into_iter()
+            .find(|e| e.as_str() == text)
     }
 }
 
@@ -169,6 +216,8 @@ pub struct NewChannel {
     /// Told only of alerts still open (unacknowledged) this long after
     /// they opened: the next line of an escalation.
     pub escalate_after_ms: Option<i64>,
+    /// The PagerDuty integration's routing key (PagerDuty channels only).
+    pub routing_key: Option<String>,
 }
 
 /// A stored channel.
@@ -182,12 +231,14 @@ pub struct NotificationChannel {
     pub created_by: String,
     pub created_at: Millis,
     pub escalate_after_ms: Option<i64>,
+    pub routing_key: Option<String>,
 }
 
 /// A notification whose time has come, with what it needs to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueNotification {
     pub id: String,
+    pub event: NotificationEvent,
     pub attempts: u32,
     pub alert: Alert,
     pub channel: NotificationChannel,
@@ -201,6 +252,8 @@ pub const MAX_SUMMARY: usize = 300;
 pub const MAX_DETAIL: usize = 4000;
 /// Longest channel target (an address or a URL).
 pub const MAX_TARGET: usize = 512;
+/// Longest PagerDuty routing key (PagerDuty's are 32 characters).
+pub const MAX_ROUTING_KEY: usize = 64;
 
 const ALERT_COLUMNS: &str = "a.id, a.tenant_id, t.name AS tenant_name, a.device_id, a.kind, \
      a.severity, a.summary, a.detail, a.state, a.opened_at, a.last_seen_at, a.occurrences, \
@@ -208,7 +261,7 @@ const ALERT_COLUMNS: &str = "a.id, a.tenant_id, t.name AS tenant_name, a.device_
      a.silenced";
 
 const CHANNEL_COLUMNS: &str = "c.id, c.tenant_id, c.kind, c.target, c.min_severity, c.created_by, c.created_at, \
-     c.escalate_after_ms";
+     c.escalate_after_ms, c.format, c.routing_key";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("alerts: {what}"))
@@ -246,16 +299,18 @@ fn alert_from_row(row: &AnyRow) -> Result<Alert, StoreError> {
 
 fn channel_from_row(row: &AnyRow) -> Result<NotificationChannel, StoreError> {
     let kind: String = row.try_get("kind")?;
+    let format: String = row.try_get("format")?;
     let min: String = row.try_get("min_severity")?;
     Ok(NotificationChannel {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
-        kind: ChannelKind::parse(&kind).ok_or_else(|| corrupt("channel kind"))?,
+        kind: ChannelKind::from_columns(&kind, &format).ok_or_else(|| corrupt("channel kind"))?,
         target: row.try_get("target")?,
         min_severity: Severity::parse(&min).ok_or_else(|| corrupt("channel severity"))?,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
         escalate_after_ms: row.try_get("escalate_after_ms")?,
+        routing_key: row.try_get("routing_key")?,
     })
 }
 
@@ -440,6 +495,35 @@ impl Store {
             .in_tenant(alert.tenant_id.as_deref())
             .with_detail(format!("{} {}", alert.kind, alert.summary));
         insert_audit(&mut tx, &event).await?;
+        let follow_up = match to {
+            AlertState::Acknowledged => NotificationEvent::Acknowledge,
+            _ => NotificationEvent::Resolve,
+        };
+        // The PagerDuty incidents this alert opened follow it there (a
+        // trigger given up on opened nothing to close).
+        let channels: Vec<String> = sqlx::query_scalar(
+            "SELECT n.channel_id FROM notifications n \
+             JOIN notification_channels c ON c.id = n.channel_id \
+             WHERE n.alert_id = $1 AND n.event = 'trigger' AND n.state <> 'failed' \
+             AND c.format = 'pagerduty' ORDER BY n.channel_id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for channel_id in &channels {
+            sqlx::query(
+                "INSERT INTO notifications (id, alert_id, channel_id, event, state, attempts, \
+                 next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) \
+                 ON CONFLICT (alert_id, channel_id, event) DO NOTHING",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(id)
+            .bind(channel_id)
+            .bind(follow_up.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         self.alert(scope, id).await?.ok_or(StoreError::NotFound)
     }
@@ -453,20 +537,33 @@ impl Store {
         if new.target.is_empty() || new.target.len() > MAX_TARGET {
             return Err(StoreError::Invalid("channel target length"));
         }
+        if (new.kind == ChannelKind::PagerDuty) != new.routing_key.is_some()
+            || new
+                .routing_key
+                .as_ref()
+                .is_some_and(|key| key.is_empty() || key.len() > MAX_ROUTING_KEY)
+        {
+            return Err(StoreError::Invalid(
+                "a routing key is for PagerDuty channels, and every one has one",
+            ));
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO notification_channels (id, tenant_id, kind, target, min_severity, \
-             created_by, created_at, escalate_after_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             created_by, created_at, escalate_after_ms, format, routing_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&id)
         .bind(new.tenant_id.as_deref())
-        .bind(new.kind.as_str())
+        .bind(new.kind.columns().0)
         .bind(&new.target)
         .bind(new.min_severity.as_str())
         .bind(&new.created_by)
         .bind(now)
         .bind(new.escalate_after_ms)
+        .bind(new.kind.columns().1)
+        .bind(new.routing_key.as_deref())
         .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("notification channel"))?;
@@ -497,6 +594,7 @@ impl Store {
             created_by: new.created_by.clone(),
             created_at: now,
             escalate_after_ms: new.escalate_after_ms,
+            routing_key: new.routing_key.clone(),
         })
     }
 
@@ -514,7 +612,8 @@ impl Store {
              AND c.escalate_after_ms IS NOT NULL AND a.opened_at + c.escalate_after_ms <= $1 \
              AND {} >= {} \
              AND NOT EXISTS (SELECT 1 FROM notifications n \
-                             WHERE n.alert_id = a.id AND n.channel_id = c.id) \
+                             WHERE n.alert_id = a.id AND n.channel_id = c.id \
+                             AND n.event = 'trigger') \
              ORDER BY a.opened_at, a.id LIMIT 500",
             rank("a.severity"),
             rank("c.min_severity")
@@ -530,7 +629,7 @@ impl Store {
             let done = sqlx::query(
                 "INSERT INTO notifications (id, alert_id, channel_id, state, attempts, \
                  next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4) \
-                 ON CONFLICT (alert_id, channel_id) DO NOTHING",
+                 ON CONFLICT (alert_id, channel_id, event) DO NOTHING",
             )
             .bind(uuid::Uuid::new_v4().to_string())
             .bind(&alert_id)
@@ -746,8 +845,12 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<DueNotification>, StoreError> {
         let rows = sqlx::query(
-            "SELECT n.id, n.attempts, n.alert_id, n.channel_id FROM notifications n \
+            "SELECT n.id, n.event, n.attempts, n.alert_id, n.channel_id FROM notifications n \
              WHERE n.state = 'pending' AND n.next_attempt_at <= $1 \
+             AND (n.event = 'trigger' OR NOT EXISTS ( \
+                 SELECT 1 FROM notifications t WHERE t.alert_id = n.alert_id \
+                 AND t.channel_id = n.channel_id AND t.event = 'trigger' \
+                 AND t.state = 'pending')) \
              ORDER BY n.next_attempt_at, n.id LIMIT $2",
         )
         .bind(now)
@@ -759,6 +862,7 @@ impl Store {
             let alert_id: String = row.try_get("alert_id")?;
             let channel_id: String = row.try_get("channel_id")?;
             let attempts: i64 = row.try_get("attempts")?;
+            let event: String = row.try_get("event")?;
             let alert = self
                 .alert(&TenantScope::All, &alert_id)
                 .await?
@@ -771,6 +875,8 @@ impl Store {
             .await?;
             due.push(DueNotification {
                 id: row.try_get("id")?,
+                event: NotificationEvent::parse(&event)
+                    .ok_or_else(|| corrupt("notification event"))?,
                 attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts"))?,
                 alert,
                 channel: channel_from_row(&channel)?,
@@ -836,14 +942,16 @@ impl Store {
         Ok(())
     }
 
-    /// The notifications of one alert: (channel kind, target, state,
-    /// attempts, last error), for the alert's page.
+    /// The notifications of one alert: (channel kind, and the event when
+    /// it is a follow-up; target, state, attempts, last error), for the
+    /// alert's page.
     pub async fn alert_notifications(
         &self,
         alert_id: &str,
     ) -> Result<Vec<(String, String, String, i64, Option<String>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT c.kind, c.target, n.state, n.attempts, n.last_error FROM notifications n \
+            "SELECT c.kind, c.format, n.event, c.target, n.state, n.attempts, n.last_error \
+             FROM notifications n \
              JOIN notification_channels c ON c.id = n.channel_id WHERE n.alert_id = $1 \
              ORDER BY n.created_at, n.id",
         )
@@ -852,8 +960,17 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                let format: String = row.try_get("format")?;
+                let event: String = row.try_get("event")?;
+                let kind = ChannelKind::from_columns(&kind, &format)
+                    .ok_or_else(|| corrupt("channel kind"))?;
                 Ok((
-                    row.try_get("kind")?,
+                    if event == "trigger" {
+                        kind.as_str().to_owned()
+                    } else {
+                        format!("{} {event}", kind.as_str())
+                    },
                     row.try_get("target")?,
                     row.try_get("state")?,
                     row.try_get("attempts")?,

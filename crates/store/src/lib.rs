@@ -71,10 +71,11 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use alerts::{
     Alert, AlertCounts, AlertPulse, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel,
-    NotificationChannel, Raised, Severity,
+    NotificationChannel, NotificationEvent, Raised, Severity,
 };
 pub use alerts::{
-    MAX_DETAIL as MAX_ALERT_DETAIL, MAX_TARGET as MAX_CHANNEL_TARGET, OFFLINE_KEY_PREFIX,
+    MAX_DETAIL as MAX_ALERT_DETAIL, MAX_ROUTING_KEY, MAX_TARGET as MAX_CHANNEL_TARGET,
+    OFFLINE_KEY_PREFIX,
 };
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};

@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use bulwark_store::{
-    AlertState, ChannelKind, NewAlert, NewChannel, NewOperator, Raised, Severity, Store,
-    StoreError, TenantScope,
+    AlertState, ChannelKind, NewAlert, NewChannel, NewOperator, NotificationEvent, Raised,
+    Severity, Store, StoreError, TenantScope,
 };
 
 #[macro_use]
@@ -18,6 +18,7 @@ both_backends! {
     the_outbox_retries_and_gives_up_on_the_record,
     concurrent_raises_open_one_alert,
     escalation_tells_late_channels_of_unacknowledged_alerts_only,
+    pagerduty_incidents_follow_the_alert,
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -45,6 +46,7 @@ fn email(tenant: Option<&str>, target: &str, min: Severity) -> NewChannel {
         min_severity: min,
         created_by: "olivia".into(),
         escalate_after_ms: None,
+        routing_key: None,
     }
 }
 
@@ -407,4 +409,119 @@ async fn escalation_tells_late_channels_of_unacknowledged_alerts_only(store: Sto
     assert_eq!(escalated[0].alert.id, open);
     assert!(due.iter().all(|n| n.alert.id != quiet));
     assert!(due.iter().any(|n| n.alert.id == warning));
+}
+
+async fn pagerduty_incidents_follow_the_alert(store: Store) {
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    let pd = NewChannel {
+        kind: ChannelKind::PagerDuty,
+        routing_key: Some("R0UT1NGKEY0000000000000000000000".into()),
+        ..email(
+            Some(&acme.id),
+            "https://events.pagerduty.com/v2/enqueue",
+            Severity::Warning,
+        )
+    };
+    // A routing key belongs to PagerDuty channels, and each has one.
+    for bad in [
+        NewChannel {
+            routing_key: None,
+            ..pd.clone()
+        },
+        NewChannel {
+            routing_key: Some(String::new()),
+            ..pd.clone()
+        },
+        NewChannel {
+            routing_key: Some("k".into()),
+            ..email(Some(&acme.id), "a@x.test", Severity::Info)
+        },
+    ] {
+        assert!(matches!(
+            store.add_notification_channel(&bad, T0).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    let channel = store.add_notification_channel(&pd, T0).await.unwrap();
+    store
+        .add_notification_channel(&email(Some(&acme.id), "a@x.test", Severity::Info), T0)
+        .await
+        .unwrap();
+    let listed = store
+        .notification_channels(&TenantScope::All, Some(&acme.id))
+        .await
+        .unwrap();
+    let stored = listed.iter().find(|c| c.id == channel.id).unwrap();
+    assert_eq!(stored.kind, ChannelKind::PagerDuty);
+    assert_eq!(stored.routing_key, pd.routing_key);
+
+    let (id, queued) = opened(&store, &alert(Some(&acme.id), "p", Severity::Critical), T0).await;
+    assert_eq!(queued, 2);
+    // Resolved while the trigger is still being retried: the resolve
+    // waits, so PagerDuty never hears of a close before its open.
+    store
+        .set_alert_state(&TenantScope::All, &id, AlertState::Resolved, "bob", T0 + 1)
+        .await
+        .unwrap();
+    let due = store.due_notifications(T0 + 1, 10).await.unwrap();
+    let events: Vec<_> = due
+        .iter()
+        .filter(|n| n.channel.id == channel.id)
+        .map(|n| n.event)
+        .collect();
+    assert_eq!(events, [NotificationEvent::Trigger]);
+    let trigger = due.iter().find(|n| n.channel.id == channel.id).unwrap();
+    store.notification_sent(&trigger.id, T0 + 2).await.unwrap();
+    let due = store.due_notifications(T0 + 2, 10).await.unwrap();
+    let resolve: Vec<_> = due.iter().filter(|n| n.channel.id == channel.id).collect();
+    assert_eq!(resolve.len(), 1);
+    assert_eq!(resolve[0].event, NotificationEvent::Resolve);
+    assert_eq!(resolve[0].alert.id, id);
+    // The e-mail channel hears of the opening only.
+    assert!(
+        due.iter()
+            .all(|n| n.channel.kind != ChannelKind::Email || n.event == NotificationEvent::Trigger)
+    );
+    let kinds: Vec<String> = store
+        .alert_notifications(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.0)
+        .collect();
+    assert!(kinds.contains(&"pagerduty resolve".to_owned()), "{kinds:?}");
+
+    // Acknowledged then resolved: both follow, once each; a trigger that
+    // was given up on opened no incident, so nothing follows it.
+    let (id2, _) = opened(&store, &alert(Some(&acme.id), "q", Severity::Critical), T0).await;
+    let (id3, _) = opened(&store, &alert(Some(&acme.id), "r", Severity::Critical), T0).await;
+    for n in store.due_notifications(T0 + 3, 100).await.unwrap() {
+        if n.alert.id == id2 {
+            store.notification_sent(&n.id, T0 + 3).await.unwrap();
+        } else if n.alert.id == id3 {
+            store
+                .notification_attempt_failed(&n, "down", None, T0 + 3)
+                .await
+                .unwrap();
+        }
+    }
+    for (alert_id, to) in [
+        (&id2, AlertState::Acknowledged),
+        (&id2, AlertState::Resolved),
+        (&id3, AlertState::Resolved),
+    ] {
+        store
+            .set_alert_state(&TenantScope::All, alert_id, to, "bob", T0 + 4)
+            .await
+            .unwrap();
+    }
+    let due = store.due_notifications(T0 + 4, 100).await.unwrap();
+    let follow: Vec<_> = due
+        .iter()
+        .filter(|n| n.alert.id == id2 || n.alert.id == id3)
+        .map(|n| (n.alert.id.clone(), n.event))
+        .collect();
+    assert_eq!(follow.len(), 2, "{follow:?}");
+    assert!(follow.contains(&(id2.clone(), NotificationEvent::Acknowledge)));
+    assert!(follow.contains(&(id2.clone(), NotificationEvent::Resolve)));
 }

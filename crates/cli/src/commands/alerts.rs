@@ -8,6 +8,9 @@
 use anyhow::Result;
 use bulwark_api::alerts::{AlertView, ChannelKindView, ChannelRequest, ChannelView, SeverityView};
 
+/// PagerDuty's Events API v2, where its integrations take events.
+const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
 use crate::client::*;
 use crate::output::*;
 
@@ -41,8 +44,8 @@ pub enum AlertCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Send a tenant's alerts to an e-mail address or a webhook.
-    #[command(group(clap::ArgGroup::new("to").required(true).args(["email", "webhook"])))]
+    /// Send a tenant's alerts to an e-mail address, a webhook or PagerDuty.
+    #[command(group(clap::ArgGroup::new("to").required(true).args(["email", "webhook", "pagerduty"])))]
     AddChannel {
         #[arg(long)]
         tenant: String,
@@ -51,6 +54,14 @@ pub enum AlertCommand {
         /// An https:// URL (Slack and Teams incoming webhooks read its `text`).
         #[arg(long, value_name = "URL")]
         webhook: Option<String>,
+        /// A PagerDuty Events API v2 integration's routing key: alerts open
+        /// incidents there, and acknowledging or resolving here follows.
+        #[arg(long, value_name = "ROUTING_KEY")]
+        pagerduty: Option<String>,
+        /// Where PagerDuty events go: https://events.pagerduty.com/v2/enqueue
+        /// unless given (the EU service: https://events.eu.pagerduty.com/v2/enqueue).
+        #[arg(long, value_name = "URL", requires = "pagerduty")]
+        events_url: Option<String>,
         /// info, warning (the default) or critical.
         #[arg(long, default_value = "warning")]
         min_severity: String,
@@ -155,14 +166,21 @@ pub async fn run(command: AlertCommand) -> Result<()> {
             tenant,
             email,
             webhook,
+            pagerduty,
+            events_url,
             min_severity,
             escalate_after,
             otp,
         } => {
-            let (kind, target) = match (email, webhook) {
-                (Some(address), _) => (ChannelKindView::Email, address),
-                (None, Some(url)) => (ChannelKindView::Webhook, url),
-                (None, None) => anyhow::bail!("give --email or --webhook"),
+            let (kind, target, routing_key) = match (email, webhook, pagerduty) {
+                (Some(address), _, _) => (ChannelKindView::Email, address, None),
+                (None, Some(url), _) => (ChannelKindView::Webhook, url, None),
+                (None, None, Some(key)) => (
+                    ChannelKindView::Pagerduty,
+                    events_url.unwrap_or_else(|| PAGERDUTY_EVENTS_URL.to_owned()),
+                    Some(key),
+                ),
+                (None, None, None) => anyhow::bail!("give --email, --webhook or --pagerduty"),
             };
             let min_severity = match min_severity.as_str() {
                 "info" => SeverityView::Info,
@@ -173,6 +191,7 @@ pub async fn run(command: AlertCommand) -> Result<()> {
             let request = ChannelRequest {
                 kind,
                 target,
+                routing_key,
                 min_severity: Some(min_severity),
                 escalate_after_secs: escalate_after,
             };

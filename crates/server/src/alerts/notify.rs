@@ -1,6 +1,8 @@
 //! Sending the outbox (RFD 0007): e-mail through the configured SMTP relay
 //! (STARTTLS required unless the relay is on loopback), webhooks as a JSON
-//! POST (Slack- and Teams-compatible `text`, and the alert itself). A
+//! POST (Slack- and Teams-compatible `text`, and the alert itself), and
+//! PagerDuty Events API v2 events (trigger, acknowledge, resolve, keyed by
+//! the alert so the incident there follows the alert here). A
 //! notification counts as sent only when the receiver accepted it (SMTP
 //! `250` after the message, HTTP 2xx); otherwise it is tried again with a
 //! growing wait, and given up (recorded as `notification.failed`) after
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bulwark_store::{Alert, ChannelKind, DueNotification, Store};
+use bulwark_store::{Alert, ChannelKind, DueNotification, NotificationEvent, Store};
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -107,6 +109,66 @@ pub fn webhook_json(alert: &Alert, console_url: &str) -> serde_json::Value {
     })
 }
 
+/// A PagerDuty Events API v2 event for `alert`: the trigger carries what
+/// happened and a link back; acknowledge and resolve name the incident by
+/// its dedup key only, as the API asks.
+pub fn pagerduty_json(
+    alert: &Alert,
+    event: NotificationEvent,
+    routing_key: &str,
+    console_url: &str,
+) -> serde_json::Value {
+    let dedup_key = format!("bulwark-alert-{}", alert.id);
+    if event != NotificationEvent::Trigger {
+        return serde_json::json!({
+            "routing_key": routing_key,
+            "event_action": event.as_str(),
+            "dedup_key": dedup_key,
+        });
+    }
+    let severity = match alert.severity {
+        bulwark_store::Severity::Critical => "critical",
+        bulwark_store::Severity::Warning => "warning",
+        bulwark_store::Severity::Info => "info",
+    };
+    let tenant = alert.tenant_name.as_deref().unwrap_or("MSP");
+    let source = alert.device_id.as_deref().map_or_else(
+        || format!("tenant {tenant}"),
+        |device| format!("device {device}"),
+    );
+    let mut details = serde_json::json!({
+        "detail": alert.detail.chars().take(4000).collect::<String>(),
+        "kind": alert.kind,
+        "note": "From the Bulwark server: it can tell you something is wrong, not prove that \
+                 nothing is. Check with the bulwark CLI, which verifies signatures and the log.",
+    });
+    if let (Some(log), Some(idx)) = (&alert.log_id, alert.log_idx) {
+        details["log_entry"] = serde_json::json!(format!("{log} #{idx}"));
+    }
+    serde_json::json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "payload": {
+            // PagerDuty keeps 1,024 characters of a summary.
+            "summary": one_line(&subject(alert), 1024),
+            "source": source,
+            "severity": severity,
+            "timestamp": crate::rfc3339(alert.opened_at),
+            "component": alert.device_id,
+            "group": tenant,
+            "class": alert.kind,
+            "custom_details": details,
+        },
+        "client": "Bulwark",
+        "client_url": console_url,
+        "links": [{
+            "href": format!("{console_url}alerts/{}", alert.id),
+            "text": "The alert in Bulwark",
+        }],
+    })
+}
+
 /// What sends notifications.
 pub struct Notifier {
     store: Store,
@@ -196,6 +258,33 @@ impl Notifier {
                 let status = answer.status();
                 if !status.is_success() {
                     bail!("the webhook answered {status}");
+                }
+            }
+            ChannelKind::PagerDuty => {
+                let key = due
+                    .channel
+                    .routing_key
+                    .as_deref()
+                    .context("the PagerDuty channel has no routing key")?;
+                let answer = self
+                    .http
+                    .post(&due.channel.target)
+                    .json(&pagerduty_json(
+                        &due.alert,
+                        due.event,
+                        key,
+                        &self.console_url,
+                    ))
+                    .send()
+                    .await
+                    .context("PagerDuty")?;
+                // 202 Accepted; 400 is an event PagerDuty will never take
+                // (retrying changes nothing, but the attempts are bounded
+                // and the failure stays visible on the alert).
+                let status = answer.status();
+                if !status.is_success() {
+                    let text = answer.text().await.unwrap_or_default();
+                    bail!("PagerDuty answered {status}: {}", one_line(&text, 200));
                 }
             }
         }
@@ -292,9 +381,8 @@ mod tests {
         assert_eq!(retry_after(MAX_ATTEMPTS), None);
     }
 
-    #[test]
-    fn a_subject_cannot_carry_headers() {
-        let alert = Alert {
+    fn alert() -> Alert {
+        Alert {
             id: "a1".into(),
             tenant_id: Some("t".into()),
             tenant_name: Some("acme".into()),
@@ -314,9 +402,47 @@ mod tests {
             log_id: None,
             log_idx: None,
             silenced: None,
-        };
-        let s = subject(&alert);
+        }
+    }
+
+    #[test]
+    fn a_subject_cannot_carry_headers() {
+        let s = subject(&alert());
         assert!(s.starts_with("[Bulwark] CRITICAL acme: x  Bcc"), "{s}");
         assert!(!s.contains(['\r', '\n']));
+    }
+
+    #[test]
+    fn pagerduty_events_follow_the_v2_shape() {
+        let mut alert = alert();
+        alert.device_id = Some("d1".into());
+        alert.log_id = Some("t".into());
+        alert.log_idx = Some(7);
+        let trigger = pagerduty_json(
+            &alert,
+            NotificationEvent::Trigger,
+            "KEY",
+            "https://rmm.example/",
+        );
+        assert_eq!(trigger["routing_key"], "KEY");
+        assert_eq!(trigger["event_action"], "trigger");
+        assert_eq!(trigger["dedup_key"], "bulwark-alert-a1");
+        let payload = &trigger["payload"];
+        assert_eq!(payload["severity"], "critical");
+        assert_eq!(payload["source"], "device d1");
+        assert_eq!(payload["group"], "acme");
+        assert!(
+            payload["summary"]
+                .as_str()
+                .is_some_and(|s| !s.contains('\n'))
+        );
+        assert_eq!(payload["custom_details"]["log_entry"], "t #7");
+        assert_eq!(trigger["links"][0]["href"], "https://rmm.example/alerts/a1");
+        for event in [NotificationEvent::Acknowledge, NotificationEvent::Resolve] {
+            let follow = pagerduty_json(&alert, event, "KEY", "https://rmm.example/");
+            assert_eq!(follow["event_action"], event.as_str());
+            assert_eq!(follow["dedup_key"], "bulwark-alert-a1");
+            assert!(follow.get("payload").is_none());
+        }
     }
 }

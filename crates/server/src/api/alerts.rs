@@ -59,7 +59,24 @@ fn channel_view(channel: NotificationChannel, tenant: Option<String>) -> Channel
         escalate_after_secs: channel
             .escalate_after_ms
             .and_then(|ms| u64::try_from(ms / 1000).ok()),
+        routing_key_hint: channel.routing_key.as_deref().map(routing_key_hint),
     }
+}
+
+/// `…a1b2`: enough to tell two integrations apart, not to use one.
+fn routing_key_hint(key: &str) -> String {
+    if key.chars().count() <= 12 {
+        return "…".to_owned();
+    }
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
 }
 
 /// The alerts the caller may see, newest first (for the console too).
@@ -231,7 +248,7 @@ pub async fn resolve_alert(
 fn channel_action(kind: ChannelKind) -> Action {
     match kind {
         ChannelKind::Email => Action::ManageAlertEmail,
-        ChannelKind::Webhook => Action::ManageAlertChannels,
+        ChannelKind::Webhook | ChannelKind::PagerDuty => Action::ManageAlertChannels,
     }
 }
 
@@ -250,7 +267,7 @@ fn check_target(kind: ChannelKind, target: &str) -> Result<(), ApiError> {
                 ApiError::bad_request(format!("{target:?} is not an e-mail address: {e}"))
             })?;
         }
-        ChannelKind::Webhook => {
+        ChannelKind::Webhook | ChannelKind::PagerDuty => {
             let url = reqwest::Url::parse(target)
                 .map_err(|e| ApiError::bad_request(format!("{target:?} is not a URL: {e}")))?;
             let host = url.host_str().unwrap_or_default();
@@ -268,6 +285,27 @@ fn check_target(kind: ChannelKind, target: &str) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// A PagerDuty channel's routing key: required there, refused elsewhere;
+/// printable ASCII without spaces (PagerDuty's are 32 characters).
+fn check_routing_key(kind: ChannelKind, key: Option<&str>) -> Result<Option<String>, ApiError> {
+    match (kind, key.map(str::trim)) {
+        (ChannelKind::PagerDuty, Some(key))
+            if (1..=bulwark_store::MAX_ROUTING_KEY).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(Some(key.to_owned()))
+        }
+        (ChannelKind::PagerDuty, _) => Err(ApiError::bad_request(format!(
+            "routing_key: the PagerDuty integration's key, 1 to {} printable characters",
+            bulwark_store::MAX_ROUTING_KEY
+        ))),
+        (_, None) => Ok(None),
+        (_, Some(_)) => Err(ApiError::bad_request(
+            "routing_key is for pagerduty channels only",
+        )),
+    }
 }
 
 /// Where a tenant's alerts go.
@@ -307,6 +345,7 @@ pub async fn add_channel(
     let kind = match req.kind {
         ChannelKindView::Email => ChannelKind::Email,
         ChannelKindView::Webhook => ChannelKind::Webhook,
+        ChannelKindView::Pagerduty => ChannelKind::PagerDuty,
     };
     let tenant = super::tenants::tenant_for(&state, &caller, &tenant, channel_action(kind)).await?;
     let min_severity = match req.min_severity {
@@ -316,6 +355,7 @@ pub async fn add_channel(
     };
     let target = req.target.trim().to_owned();
     check_target(kind, &target)?;
+    let routing_key = check_routing_key(kind, req.routing_key.as_deref())?;
     let escalate_after_ms = match req.escalate_after_secs {
         None => None,
         Some(secs @ 1..=604_800) => Some(i64::try_from(secs * 1000).unwrap_or(i64::MAX)),
@@ -335,6 +375,7 @@ pub async fn add_channel(
                 min_severity,
                 created_by: caller.operator.username.clone(),
                 escalate_after_ms,
+                routing_key,
             },
             now_millis(),
         )
