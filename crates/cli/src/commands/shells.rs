@@ -406,6 +406,24 @@ async fn run_command(command: ShellCommand) -> Result<()> {
                 trust.tenant_id,
                 grant.tenant
             );
+            // The approver holds the device to their own pins too: a second
+            // signature never adds weight to a shell on a swapped machine,
+            // and a grant naming no key could be opened on any of them.
+            let device_key = grant.device.device_key.context(
+                "the grant names no device key, so any machine could answer to it: refusing to approve",
+            )?;
+            crate::pins::hold_devices(
+                session.server(),
+                &grant.tenant_name,
+                &[(
+                    crate::pins::DevicePin {
+                        device_id: grant.device.device_id.clone(),
+                        key: device_key,
+                        hostname: grant.device.hostname.clone(),
+                    },
+                    crate::pins::NamedBy::Other,
+                )],
+            )?;
             let store = KeyStore::open_default()?;
             let signing_key =
                 store.load_signing_key(&key, &crate::commands::keys::passphrase(false)?)?;
