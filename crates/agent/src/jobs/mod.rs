@@ -176,13 +176,25 @@ fn accept_log_head(
     };
     let held = trust.log_head.as_ref().map(|(_, head)| head);
     let head = verify_log_head(log_key, tenant, held, proof, limits)?;
-    if let Err(error) = trust.accept_log_head(state_dir, proof.checkpoint, head.clone()) {
-        error!(%error, "Cannot store the log's tree head; refusing the job.");
-        return Err(Refusal::Malformed(format!(
-            "cannot store the tree head: {error}"
-        )));
-    }
+    keep_head(trust, state_dir, proof, head.clone())?;
     Ok(Some(head))
+}
+
+/// Keeps a verified tree head (on disk first); what it vouched for is
+/// refused when it cannot be kept, since an agent that forgot a head could
+/// later accept a log that rolled back past it.
+fn keep_head(
+    trust: &mut TrustState,
+    state_dir: &Path,
+    proof: &JobLogProof<'_>,
+    head: Checkpoint,
+) -> Result<(), Refusal> {
+    trust
+        .accept_log_head(state_dir, proof.checkpoint, head)
+        .map_err(|error| {
+            error!(%error, "Cannot store the log's tree head; refusing what it vouched for.");
+            Refusal::Malformed(format!("cannot store the tree head: {error}"))
+        })
 }
 
 /// Verifies and runs jobs, one at a time; owns the history and the spool.
@@ -371,12 +383,9 @@ impl JobRunner {
             &self.limits,
         );
         if let (Some(head), Some(proof)) = (decision.new_head, &proof)
-            && let Err(error) = trust.accept_log_head(&self.state_dir, proof.checkpoint, head)
+            && let Err(refusal) = keep_head(&mut trust, &self.state_dir, proof, head)
         {
-            error!(%error, "Cannot store the log's tree head; refusing the job.");
-            return Some(Err(Refusal::Malformed(format!(
-                "cannot store the tree head: {error}"
-            ))));
+            return Some(Err(refusal));
         }
         Some(decision.verdict)
     }

@@ -57,12 +57,9 @@ impl JobRunner {
             &self.limits,
         );
         if let (Some(head), Some(proof)) = (decision.new_head, &proof)
-            && let Err(error) = trust.accept_log_head(&self.state_dir, proof.checkpoint, head)
+            && let Err(refusal) = keep_head(&mut trust, &self.state_dir, proof, head)
         {
-            error!(%error, "Cannot store the log's tree head; refusing the scheduled run.");
-            return Some(Err(Refusal::Malformed(format!(
-                "cannot store the tree head: {error}"
-            ))));
+            return Some(Err(refusal));
         }
         Some(decision.verdict)
     }
