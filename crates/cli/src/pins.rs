@@ -422,6 +422,65 @@ pub(crate) fn hold_devices(
     Ok(())
 }
 
+/// Removes from `pinned` every device `named` names (its id, or its host
+/// name in any case); returns what is left and what was removed.
+pub(crate) fn without_devices(
+    pinned: Vec<DevicePin>,
+    named: &str,
+) -> (Vec<DevicePin>, Vec<DevicePin>) {
+    pinned
+        .into_iter()
+        .partition(|p| p.device_id != named && !p.hostname.eq_ignore_ascii_case(named))
+}
+
+/// Rewrites the device pins of `tenant` (a whole new file, renamed into
+/// place, so a crash leaves the old or the new one).
+fn write_device_pins(server: &str, tenant: &str, pins: &[DevicePin]) -> Result<PathBuf> {
+    let path = device_pins_path(server, tenant)?;
+    let dir = path.parent().context("pin file has a folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let text: String = pins.iter().map(encode_device).collect();
+    let temp = path.with_extension("devices.new");
+    std::fs::write(&temp, text).with_context(|| format!("writing {}", temp.display()))?;
+    std::fs::rename(&temp, &path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Forgets the pins of the device `named` names (id or host name): the
+/// next job pins whatever key the server shows then. Returns what was
+/// removed (nothing removed is an error: a typo should not pass silently).
+pub(crate) fn forget_device(
+    server: &str,
+    tenant: &str,
+    named: &str,
+) -> Result<(Vec<DevicePin>, PathBuf)> {
+    let (kept, removed) = without_devices(device_pins(server, tenant)?, named);
+    let path = device_pins_path(server, tenant)?;
+    ensure!(
+        !removed.is_empty(),
+        "no device named {named:?} is pinned for tenant {tenant:?} in {}",
+        path.display()
+    );
+    write_device_pins(server, tenant, &kept)?;
+    Ok((removed, path))
+}
+
+/// Pins `pin` in place of any pin for its device id or host name (a
+/// device re-installed, its new key read on the machine itself).
+pub(crate) fn replace_device(
+    server: &str,
+    tenant: &str,
+    pin: &DevicePin,
+) -> Result<(Vec<DevicePin>, PathBuf)> {
+    let (mut kept, mut removed) = without_devices(device_pins(server, tenant)?, &pin.device_id);
+    let (rest, by_name) = without_devices(kept, &pin.hostname);
+    kept = rest;
+    removed.extend(by_name);
+    kept.push(pin.clone());
+    let path = write_device_pins(server, tenant, &kept)?;
+    Ok((removed, path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,5 +578,25 @@ mod tests {
             check_devices(&pinned, &twin, "F").expect("twin"),
             vec![device("d3", 3, "db01")]
         );
+    }
+
+    #[test]
+    fn forgetting_matches_an_id_or_a_host_name_only() {
+        let pin = |id: &str, host: &str| DevicePin {
+            device_id: id.into(),
+            key: [1; 32],
+            hostname: host.into(),
+        };
+        let pinned = vec![pin("a", "db01"), pin("b", "DB01"), pin("c", "web01")];
+        let (kept, removed) = without_devices(pinned.clone(), "db01");
+        assert_eq!(removed, [pin("a", "db01"), pin("b", "DB01")]);
+        assert_eq!(kept, [pin("c", "web01")]);
+        let (kept, removed) = without_devices(pinned.clone(), "c");
+        assert_eq!(removed, [pin("c", "web01")]);
+        assert_eq!(kept.len(), 2);
+        // A prefix or a part is no match.
+        let (kept, removed) = without_devices(pinned, "db0");
+        assert!(removed.is_empty());
+        assert_eq!(kept.len(), 3);
     }
 }

@@ -363,11 +363,64 @@ async fn swapped_hostnames_run_nothing() -> Result<()> {
         message.contains("STOP") && message.contains(&alpha.device_id),
         "the CLI did not stop on a host name pinned to another device: {message}"
     );
-    // The operator checked the machine's key out of band and forgets the
-    // device pins: the operator's job for ws-alpha runs on ws-alpha.
-    for server in std::fs::read_dir(s.config.join("pins"))? {
-        std::fs::remove_file(server?.path().join("demo.devices"))?;
-    }
+    // The way out: the operator reads ws-alpha's key hash on the machine
+    // itself and pins it. A server answering with another machine pins
+    // nothing; the true answer replaces the wrong pin, and the operator's
+    // job for ws-alpha runs on ws-alpha.
+    let status = std::process::Command::new(bulwark_e2e::agent_bin()?)
+        .arg("--state-dir")
+        .arg(alpha.state_dir.path())
+        .arg("status")
+        .output()?;
+    let status = String::from_utf8(status.stdout)?;
+    let alpha_key = status
+        .lines()
+        .find_map(|l| l.strip_prefix("key hash: "))
+        .context("`bulwark-agent status` printed no key hash")?
+        .trim()
+        .to_owned();
+    let refused = s
+        .cli(
+            &[
+                "device",
+                "pin",
+                &bravo.device_id,
+                "--tenant",
+                "demo",
+                "--key",
+                &alpha_key,
+            ],
+            None,
+        )
+        .await?;
+    ensure!(
+        !refused.success() && refused.stderr.contains("Nothing was pinned"),
+        "pinned a key the server shows for another machine: {refused:?}"
+    );
+    s.sql(&names("ws-alpha", "ws-bravo"))?;
+    let pinned = s
+        .cli(
+            &[
+                "device", "pin", "ws-alpha", "--tenant", "demo", "--key", &alpha_key,
+            ],
+            None,
+        )
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(
+        pinned.contains("Unpinned ws-alpha") && pinned.contains(&alpha_key),
+        "{pinned}"
+    );
+    let listed = s
+        .cli(&["device", "pins", "--tenant", "demo"], None)
+        .await?
+        .ok()?
+        .stdout;
+    ensure!(
+        listed.contains(&alpha.device_id) && listed.contains(&alpha_key),
+        "{listed}"
+    );
     let (id, marker) = submit_named("alpha-after").await?;
     let target = s.wait_final(&id, &alpha.device_id).await?;
     ensure!(

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use bulwark_api::devices::{DevicePackagesView, DeviceView, InventoryView};
 use bulwark_api::tenants::TenantView;
 use bulwark_server::console::human_bytes;
@@ -53,6 +53,99 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
         } => {
             ensure!(group.is_some() != none, "name a group, or --none");
             super::fleet::group(device, tenant, group, json).await
+        }
+        DeviceCommand::Pins { tenant } => {
+            let session = Session::load()?;
+            let pins = crate::pins::device_pins(session.server(), &tenant)?;
+            if pins.is_empty() {
+                println!("No device of tenant {tenant} is pinned on this machine yet.");
+                return Ok(());
+            }
+            let rows: Vec<Vec<Cell>> = pins
+                .iter()
+                .map(|p| {
+                    vec![
+                        Cell::from(p.hostname.as_str()),
+                        Cell::from(p.device_id.as_str()),
+                        Cell::from(hex::encode(p.key)),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                render_table(&["HOST NAME", "DEVICE", "KEY HASH"], &rows, use_colour())
+            );
+            Ok(())
+        }
+        DeviceCommand::Pin {
+            device,
+            tenant,
+            key,
+        } => {
+            let read_on_machine = crate::pins::parse_device_key(key.trim())
+                .context("--key: the `key hash` `bulwark-agent status` prints")?;
+            let session = Session::load()?;
+            let id = device_id(&session, device, Some(&tenant)).await?;
+            let view: DeviceView = session
+                .get(&format!("/api/v1/devices/{}", path_segment(&id)?))
+                .await?;
+            ensure!(
+                view.tenant == tenant,
+                "STOP: the server says device {} is in tenant {:?}, not {tenant:?}. Nothing was pinned.",
+                view.id,
+                view.tenant
+            );
+            let served = crate::pins::parse_device_key(&view.key_fingerprint).ok();
+            ensure!(
+                served == Some(read_on_machine),
+                "STOP: the server shows key {} for {} ({}), but the machine's agent says {}. \
+                 Either the server is connected to another machine under that name, or it is \
+                 lying about the key. Nothing was pinned.",
+                served.map_or("(none)".into(), hex::encode),
+                view.hostname,
+                view.id,
+                hex::encode(read_on_machine)
+            );
+            let pin = crate::pins::DevicePin {
+                device_id: view.id.clone(),
+                key: read_on_machine,
+                hostname: view.hostname.clone(),
+            };
+            let (removed, path) = crate::pins::replace_device(session.server(), &tenant, &pin)?;
+            for old in &removed {
+                println!(
+                    "Unpinned {} ({}) key {}",
+                    old.hostname,
+                    old.device_id,
+                    hex::encode(old.key)
+                );
+            }
+            println!(
+                "Pinned {} ({}) to key {}\n  in {}",
+                pin.hostname,
+                pin.device_id,
+                hex::encode(pin.key),
+                path.display()
+            );
+            Ok(())
+        }
+        DeviceCommand::Forget { device, tenant } => {
+            let session = Session::load()?;
+            let (removed, path) = crate::pins::forget_device(session.server(), &tenant, &device)?;
+            for old in &removed {
+                println!(
+                    "Forgot {} ({}) key {}",
+                    old.hostname,
+                    old.device_id,
+                    hex::encode(old.key)
+                );
+            }
+            println!(
+                "  in {}\nThe next job or shell pins the key the server shows then: compare it \
+                 with the `key hash` `bulwark-agent status` prints on the machine.",
+                path.display()
+            );
+            Ok(())
         }
         DeviceCommand::Show {
             device,
@@ -403,6 +496,33 @@ pub enum DeviceCommand {
         /// Print the API's JSON (the server's answer only) instead.
         #[arg(long)]
         json: bool,
+    },
+    /// List the device keys this machine pinned for a tenant: `job run`,
+    /// `job approve` and `shell` stop when the server shows another key.
+    Pins {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Pin a device to the key read on the machine itself (`bulwark-agent
+    /// status` prints it as `key hash`), replacing its old pin: after a
+    /// re-install, or to pin before first use. Nothing is pinned unless the
+    /// server shows that same key.
+    Pin {
+        /// Device id or host name.
+        device: String,
+        #[arg(long)]
+        tenant: String,
+        /// The `key hash` the machine's agent prints (64 hex digits).
+        #[arg(long)]
+        key: String,
+    },
+    /// Forget a device's pin (by id or host name): the next job pins the
+    /// key the server shows then, on trust. `device pin --key` is safer.
+    Forget {
+        /// Device id or host name, as pinned.
+        device: String,
+        #[arg(long)]
+        tenant: String,
     },
     /// List a device's open vulnerabilities (its packages against the
     /// imported database), highest score first.
