@@ -4,6 +4,8 @@
 //!   and ChromeDriver, a running PostgreSQL, schemathesis from PyPI in a
 //!   virtual environment), builds every binary, runs the
 //!   tidy checks and then `cargo test --workspace`, with nothing skipped.
+//! * `cargo xtask prepare` only installs those prerequisites, for running
+//!   one suite at a time.
 //! * `cargo xtask tidy` runs only the tidy checks: the agent links no server
 //!   crates, cargo-deny's rules in deny.toml hold (rustls with ring the only
 //!   TLS and crypto stack, no duplicate versions but the listed ones,
@@ -146,6 +148,9 @@ usage: cargo xtask <command>
 commands:
   test                  install test prerequisites, build all binaries, run the
                         tidy checks and every test suite (nothing is skipped)
+  prepare               only install the test prerequisites (Chromium and
+                        ChromeDriver, PostgreSQL, the Python tools), to run
+                        single suites with `cargo test -p ... --test ...`
   tidy                  only the tidy checks (dependency rules)
   fuzz [--seconds N]    run every target in fuzz/fuzz_targets for N seconds each
                         (default 30)
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test") if args.len() == 1 => test(),
+        Some("prepare") if args.len() == 1 => install_prerequisites(),
         Some("tidy") if args.len() == 1 => tidy(&workspace_root()),
         Some("fuzz") => parse_fuzz_seconds(&args[1..]).and_then(fuzz),
         Some("faults") => faults(&args[1..]),
