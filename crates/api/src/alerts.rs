@@ -89,6 +89,17 @@ pub enum ChannelKindView {
     Pagerduty,
 }
 
+/// When a channel is told: always, or only when an alert opens (or
+/// escalates) inside or outside the tenant's business hours (its SLA
+/// calendar: `bulwark sla set`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelHoursView {
+    Always,
+    Business,
+    After,
+}
+
 /// An alert's severity, as a channel's minimum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -96,6 +107,10 @@ pub enum SeverityView {
     Info,
     Warning,
     Critical,
+}
+
+fn always() -> String {
+    "always".to_owned()
 }
 
 /// A channel: where a tenant's alerts (or every alert) go.
@@ -113,6 +128,10 @@ pub struct ChannelView {
     /// hidden: it lets whoever holds it open incidents.
     #[serde(default)]
     pub routing_key_hint: Option<String>,
+    /// `always`, `business` (inside the tenant's business hours only) or
+    /// `after` (outside them only).
+    #[serde(default = "always")]
+    pub hours: String,
     /// Alerts from this severity on are sent.
     pub min_severity: String,
     pub created_by: String,
@@ -138,6 +157,10 @@ pub struct ChannelRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 64)]
     pub routing_key: Option<String>,
+    /// `always` when absent; `business` or `after` need the tenant's
+    /// business hours set (`PUT /api/v1/tenants/{tenant}/sla`).
+    #[serde(default)]
+    pub hours: Option<ChannelHoursView>,
     /// `warning` when absent.
     #[serde(default)]
     pub min_severity: Option<SeverityView>,

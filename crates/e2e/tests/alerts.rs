@@ -110,6 +110,26 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
         !listed.contains(PD_KEY) && listed.contains("…0v2x"),
         "{listed}"
     );
+    // A channel kept for after hours needs the tenant's business hours.
+    let refused = s
+        .cli(
+            &[
+                "alert",
+                "add-channel",
+                "--tenant",
+                "demo",
+                "--email",
+                "oncall@msp.example",
+                "--hours",
+                "after",
+            ],
+            None,
+        )
+        .await?;
+    ensure!(
+        !refused.success() && refused.stderr.contains("business hours"),
+        "{refused:?}"
+    );
     // A routing key on an e-mail channel is refused.
     let refused = s
         .api

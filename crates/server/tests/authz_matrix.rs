@@ -851,6 +851,7 @@ impl Harness {
                     silenced: None,
                 },
                 now_millis(),
+                None,
             )
             .await
             .expect("alert");
@@ -874,6 +875,7 @@ impl Harness {
                     created_by: "olivia".to_owned(),
                     escalate_after_ms: None,
                     routing_key: None,
+                    hours: bulwark_store::ChannelHours::Always,
                 },
                 now_millis(),
             )

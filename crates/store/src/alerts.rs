@@ -204,6 +204,54 @@ impl NotificationEvent {
     }
 }
 
+/// When a channel is told of an alert, by the tenant's business hours
+/// (its SLA calendar) at the moment the alert opens or escalates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelHours {
+    Always,
+    /// Inside business hours only (the team's mail by day).
+    Business,
+    /// Outside business hours only (the on-call pager by night).
+    After,
+}
+
+impl ChannelHours {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelHours::Always => "always",
+            ChannelHours::Business => "business",
+            ChannelHours::After => "after",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Always, Self::Business, Self::After]
+            .into_iter()
+            .find(|h| h.as_str() == text)
+    }
+
+    /// Whether a channel of these hours is told now; `business_hours`
+    /// `None` (the tenant has no calendar, or it cannot be read) tells
+    /// every channel: missing settings never drop an alert.
+    pub fn tells(self, business_hours: Option<bool>) -> bool {
+        match (self, business_hours) {
+            (ChannelHours::Always, _) | (_, None) => true,
+            (ChannelHours::Business, Some(open)) => open,
+            (ChannelHours::After, Some(open)) => !open,
+        }
+    }
+}
+
+/// An escalation the notifier may queue: the alert, the channel, and what
+/// decides whether the channel's hours allow it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    pub alert_id: String,
+    pub channel_id: String,
+    pub tenant_id: Option<String>,
+    pub hours: ChannelHours,
+}
+
 /// A channel to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewChannel {
@@ -218,6 +266,7 @@ pub struct NewChannel {
     pub escalate_after_ms: Option<i64>,
     /// The PagerDuty integration's routing key (PagerDuty channels only).
     pub routing_key: Option<String>,
+    pub hours: ChannelHours,
 }
 
 /// A stored channel.
@@ -232,6 +281,7 @@ pub struct NotificationChannel {
     pub created_at: Millis,
     pub escalate_after_ms: Option<i64>,
     pub routing_key: Option<String>,
+    pub hours: ChannelHours,
 }
 
 /// A notification whose time has come, with what it needs to be sent.
@@ -261,7 +311,7 @@ const ALERT_COLUMNS: &str = "a.id, a.tenant_id, t.name AS tenant_name, a.device_
      a.silenced";
 
 const CHANNEL_COLUMNS: &str = "c.id, c.tenant_id, c.kind, c.target, c.min_severity, c.created_by, c.created_at, \
-     c.escalate_after_ms, c.format, c.routing_key";
+     c.escalate_after_ms, c.format, c.routing_key, c.hours";
 
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("alerts: {what}"))
@@ -301,6 +351,7 @@ fn channel_from_row(row: &AnyRow) -> Result<NotificationChannel, StoreError> {
     let kind: String = row.try_get("kind")?;
     let format: String = row.try_get("format")?;
     let min: String = row.try_get("min_severity")?;
+    let hours: String = row.try_get("hours")?;
     Ok(NotificationChannel {
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
@@ -311,6 +362,7 @@ fn channel_from_row(row: &AnyRow) -> Result<NotificationChannel, StoreError> {
         created_at: row.try_get("created_at")?,
         escalate_after_ms: row.try_get("escalate_after_ms")?,
         routing_key: row.try_get("routing_key")?,
+        hours: ChannelHours::parse(&hours).ok_or_else(|| corrupt("channel hours"))?,
     })
 }
 
@@ -327,16 +379,29 @@ impl Store {
     /// Opens `new`, queueing a notification for every channel of its
     /// tenant (and every MSP-wide channel) whose minimum it reaches, or,
     /// when an alert with its key is unresolved, counts one more occurrence.
-    pub async fn raise_alert(&self, new: &NewAlert, now: Millis) -> Result<Raised, StoreError> {
-        match self.raise_alert_once(new, now).await {
+    /// `business_hours` says whether the tenant is in its business hours
+    /// now (`None`: unknown), for channels that are told only then or only
+    /// outside them.
+    pub async fn raise_alert(
+        &self,
+        new: &NewAlert,
+        now: Millis,
+        business_hours: Option<bool>,
+    ) -> Result<Raised, StoreError> {
+        match self.raise_alert_once(new, now, business_hours).await {
             // Another raiser opened the same key between our look and our
             // insert: it is now a repeat.
-            Err(StoreError::Conflict(_)) => self.raise_alert_once(new, now).await,
+            Err(StoreError::Conflict(_)) => self.raise_alert_once(new, now, business_hours).await,
             other => other,
         }
     }
 
-    async fn raise_alert_once(&self, new: &NewAlert, now: Millis) -> Result<Raised, StoreError> {
+    async fn raise_alert_once(
+        &self,
+        new: &NewAlert,
+        now: Millis,
+        business_hours: Option<bool>,
+    ) -> Result<Raised, StoreError> {
         let log_idx = new
             .log_idx
             .map(i64::try_from)
@@ -391,7 +456,10 @@ impl Store {
         for row in &rows {
             let channel = channel_from_row(row)?;
             // Escalation channels are queued later, if nobody acknowledges.
-            if new.severity < channel.min_severity || channel.escalate_after_ms.is_some() {
+            if new.severity < channel.min_severity
+                || channel.escalate_after_ms.is_some()
+                || !channel.hours.tells(business_hours)
+            {
                 continue;
             }
             sqlx::query(
@@ -551,8 +619,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO notification_channels (id, tenant_id, kind, target, min_severity, \
-             created_by, created_at, escalate_after_ms, format, routing_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             created_by, created_at, escalate_after_ms, format, routing_key, hours) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&id)
         .bind(new.tenant_id.as_deref())
@@ -564,6 +632,7 @@ impl Store {
         .bind(new.escalate_after_ms)
         .bind(new.kind.columns().1)
         .bind(new.routing_key.as_deref())
+        .bind(new.hours.as_str())
         .execute(&mut *tx)
         .await
         .map_err(unique_or_missing("notification channel"))?;
@@ -574,15 +643,21 @@ impl Store {
             &id,
         )
         .in_tenant(new.tenant_id.as_deref())
-        .with_detail(format!(
-            "{} {} from {}{}",
-            new.kind.as_str(),
-            new.target,
-            new.min_severity.as_str(),
-            new.escalate_after_ms
-                .map(|ms| format!(", escalation after {} s", ms / 1000))
-                .unwrap_or_default()
-        ));
+        .with_detail(
+            format!(
+                "{} {} from {}{}",
+                new.kind.as_str(),
+                new.target,
+                new.min_severity.as_str(),
+                new.escalate_after_ms
+                    .map(|ms| format!(", escalation after {} s", ms / 1000))
+                    .unwrap_or_default()
+            ) + match new.hours {
+                ChannelHours::Always => "",
+                ChannelHours::Business => ", in business hours only",
+                ChannelHours::After => ", outside business hours only",
+            },
+        );
         insert_audit(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(NotificationChannel {
@@ -595,18 +670,20 @@ impl Store {
             created_at: now,
             escalate_after_ms: new.escalate_after_ms,
             routing_key: new.routing_key.clone(),
+            hours: new.hours,
         })
     }
 
-    /// Queues, due now, a notification to every escalation channel for
-    /// each open (unacknowledged, not silenced) alert of its tenant, of its
-    /// severity or above, open for its delay, that it was not told of;
-    /// returns how many. The notifier runs this on every pass.
-    pub async fn escalate_due(&self, now: Millis) -> Result<usize, StoreError> {
+    /// The escalations due at `now`: every escalation channel, for each
+    /// open (unacknowledged, not silenced) alert of its tenant, of its
+    /// severity or above, open for its delay, that it was not told of.
+    /// The notifier drops those its hours forbid now and queues the rest
+    /// ([`Store::queue_escalations`]) on every pass.
+    pub async fn escalations_due(&self, now: Millis) -> Result<Vec<Escalation>, StoreError> {
         const RANK: &str = "CASE {} WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 ELSE 0 END";
         let rank = |column: &str| RANK.replace("{}", column);
         let rows = sqlx::query(&format!(
-            "SELECT a.id AS alert_id, c.id AS channel_id FROM alerts a \
+            "SELECT a.id AS alert_id, c.id AS channel_id, a.tenant_id, c.hours FROM alerts a \
              JOIN notification_channels c ON (c.tenant_id IS NULL OR c.tenant_id = a.tenant_id) \
              WHERE a.state = 'open' AND a.silenced IS NULL AND c.removed_at IS NULL \
              AND c.escalate_after_ms IS NOT NULL AND a.opened_at + c.escalate_after_ms <= $1 \
@@ -621,19 +698,36 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
+        rows.iter()
+            .map(|row| {
+                let hours: String = row.try_get("hours")?;
+                Ok(Escalation {
+                    alert_id: row.try_get("alert_id")?,
+                    channel_id: row.try_get("channel_id")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    hours: ChannelHours::parse(&hours).ok_or_else(|| corrupt("channel hours"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Queues `escalations`, due at `now`; returns how many were new (a
+    /// concurrent pass may have queued one: the unique key decides).
+    pub async fn queue_escalations(
+        &self,
+        escalations: &[Escalation],
+        now: Millis,
+    ) -> Result<usize, StoreError> {
         let mut queued = 0;
-        for row in &rows {
-            let alert_id: String = row.try_get("alert_id")?;
-            let channel_id: String = row.try_get("channel_id")?;
-            // A concurrent pass may have queued it: the unique key decides.
+        for e in escalations {
             let done = sqlx::query(
                 "INSERT INTO notifications (id, alert_id, channel_id, state, attempts, \
                  next_attempt_at, created_at) VALUES ($1, $2, $3, 'pending', 0, $4, $4) \
                  ON CONFLICT (alert_id, channel_id, event) DO NOTHING",
             )
             .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&alert_id)
-            .bind(&channel_id)
+            .bind(&e.alert_id)
+            .bind(&e.channel_id)
             .bind(now)
             .execute(&self.pool)
             .await?;

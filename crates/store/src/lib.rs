@@ -70,8 +70,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use alerts::{
-    Alert, AlertCounts, AlertPulse, AlertState, ChannelKind, DueNotification, NewAlert, NewChannel,
-    NotificationChannel, NotificationEvent, Raised, Severity,
+    Alert, AlertCounts, AlertPulse, AlertState, ChannelHours, ChannelKind, DueNotification,
+    Escalation, NewAlert, NewChannel, NotificationChannel, NotificationEvent, Raised, Severity,
 };
 pub use alerts::{
     MAX_DETAIL as MAX_ALERT_DETAIL, MAX_ROUTING_KEY, MAX_TARGET as MAX_CHANNEL_TARGET,

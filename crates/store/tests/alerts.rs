@@ -4,8 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use bulwark_store::{
-    AlertState, ChannelKind, NewAlert, NewChannel, NewOperator, NotificationEvent, Raised,
-    Severity, Store, StoreError, TenantScope,
+    AlertState, ChannelHours, ChannelKind, NewAlert, NewChannel, NewOperator, NotificationEvent,
+    Raised, Severity, Store, StoreError, TenantScope,
 };
 
 #[macro_use]
@@ -19,6 +19,7 @@ both_backends! {
     concurrent_raises_open_one_alert,
     escalation_tells_late_channels_of_unacknowledged_alerts_only,
     pagerduty_incidents_follow_the_alert,
+    channels_kept_for_hours_are_told_in_those_hours_only,
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -47,11 +48,18 @@ fn email(tenant: Option<&str>, target: &str, min: Severity) -> NewChannel {
         created_by: "olivia".into(),
         escalate_after_ms: None,
         routing_key: None,
+        hours: ChannelHours::Always,
     }
 }
 
+/// Queues every escalation due, as the notifier does for channels of any hours.
+async fn escalate(store: &Store, now: i64) -> usize {
+    let due = store.escalations_due(now).await.unwrap();
+    store.queue_escalations(&due, now).await.unwrap()
+}
+
 async fn opened(store: &Store, new: &NewAlert, now: i64) -> (String, usize) {
-    match store.raise_alert(new, now).await.unwrap() {
+    match store.raise_alert(new, now, None).await.unwrap() {
         Raised::Opened { id, queued } => (id, queued),
         other => panic!("not opened: {other:?}"),
     }
@@ -63,7 +71,7 @@ async fn an_unresolved_alert_counts_repeats_and_a_resolved_one_reopens(store: St
     let (id, _) = opened(&store, &new, T0).await;
     for i in 1..=3 {
         assert_eq!(
-            store.raise_alert(&new, T0 + i).await.unwrap(),
+            store.raise_alert(&new, T0 + i, None).await.unwrap(),
             Raised::Repeated { id: id.clone() }
         );
     }
@@ -96,7 +104,7 @@ async fn an_unresolved_alert_counts_repeats_and_a_resolved_one_reopens(store: St
         (0, 1, 1, T0 + 5)
     );
     assert!(matches!(
-        store.raise_alert(&new, T0 + 6).await.unwrap(),
+        store.raise_alert(&new, T0 + 6, None).await.unwrap(),
         Raised::Repeated { .. }
     ));
     assert!(matches!(
@@ -324,7 +332,7 @@ async fn concurrent_raises_open_one_alert(store: Store) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..8 {
         let (store, new) = (store.clone(), new.clone());
-        tasks.spawn(async move { store.raise_alert(&new, T0 + i).await.unwrap() });
+        tasks.spawn(async move { store.raise_alert(&new, T0 + i, None).await.unwrap() });
     }
     let mut opened = 0;
     while let Some(raised) = tasks.join_next().await {
@@ -399,10 +407,10 @@ async fn escalation_tells_late_channels_of_unacknowledged_alerts_only(store: Sto
         .await
         .unwrap();
     // Not yet due.
-    assert_eq!(store.escalate_due(T0 + 59_999).await.unwrap(), 0);
+    assert_eq!(escalate(&store, T0 + 59_999).await, 0);
     // Due: only the open, critical, unsilenced one of acme; once.
-    assert_eq!(store.escalate_due(T0 + 60_000).await.unwrap(), 1);
-    assert_eq!(store.escalate_due(T0 + 120_000).await.unwrap(), 0);
+    assert_eq!(escalate(&store, T0 + 60_000).await, 1);
+    assert_eq!(escalate(&store, T0 + 120_000).await, 0);
     let due = store.due_notifications(T0 + 120_000, 100).await.unwrap();
     let escalated: Vec<_> = due.iter().filter(|n| n.channel.id == late.id).collect();
     assert_eq!(escalated.len(), 1);
@@ -524,4 +532,95 @@ async fn pagerduty_incidents_follow_the_alert(store: Store) {
     assert_eq!(follow.len(), 2, "{follow:?}");
     assert!(follow.contains(&(id2.clone(), NotificationEvent::Acknowledge)));
     assert!(follow.contains(&(id2.clone(), NotificationEvent::Resolve)));
+}
+
+async fn channels_kept_for_hours_are_told_in_those_hours_only(store: Store) {
+    let acme = store.ensure_tenant("acme", "test", T0).await.unwrap();
+    let mut ids = Vec::new();
+    for (target, hours) in [
+        ("always@x.test", ChannelHours::Always),
+        ("day@x.test", ChannelHours::Business),
+        ("night@x.test", ChannelHours::After),
+    ] {
+        let channel = NewChannel {
+            hours,
+            ..email(Some(&acme.id), target, Severity::Info)
+        };
+        let added = store.add_notification_channel(&channel, T0).await.unwrap();
+        assert_eq!(added.hours, hours);
+        ids.push(added.id);
+    }
+    let listed = store
+        .notification_channels(&TenantScope::All, Some(&acme.id))
+        .await
+        .unwrap();
+    let mut stored: Vec<(&str, ChannelHours)> = listed
+        .iter()
+        .map(|c| (c.target.as_str(), c.hours))
+        .collect();
+    stored.sort_by_key(|(target, _)| *target);
+    assert_eq!(
+        stored,
+        [
+            ("always@x.test", ChannelHours::Always),
+            ("day@x.test", ChannelHours::Business),
+            ("night@x.test", ChannelHours::After),
+        ]
+    );
+    let told = async |key: &str, business_hours: Option<bool>| {
+        let Raised::Opened { id, .. } = store
+            .raise_alert(
+                &alert(Some(&acme.id), key, Severity::Warning),
+                T0,
+                business_hours,
+            )
+            .await
+            .unwrap()
+        else {
+            panic!("not opened")
+        };
+        let mut targets: Vec<String> = store
+            .alert_notifications(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.1)
+            .collect();
+        targets.sort();
+        targets
+    };
+    assert_eq!(
+        told("day", Some(true)).await,
+        ["always@x.test", "day@x.test"]
+    );
+    assert_eq!(
+        told("night", Some(false)).await,
+        ["always@x.test", "night@x.test"]
+    );
+    // Hours unknown: everyone, rather than no one.
+    assert_eq!(
+        told("unknown", None).await,
+        ["always@x.test", "day@x.test", "night@x.test"]
+    );
+    // Escalations carry the channel's hours for the notifier to decide.
+    store
+        .add_notification_channel(
+            &NewChannel {
+                escalate_after_ms: Some(1),
+                hours: ChannelHours::After,
+                ..email(Some(&acme.id), "oncall@x.test", Severity::Info)
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    let due = store.escalations_due(T0 + 1).await.unwrap();
+    assert_eq!(due.len(), 3, "{due:?}");
+    assert!(
+        due.iter()
+            .all(|e| e.hours == ChannelHours::After && e.tenant_id.as_deref() == Some(&acme.id))
+    );
+    assert_eq!(store.queue_escalations(&due[..1], T0 + 1).await.unwrap(), 1);
+    assert_eq!(store.escalations_due(T0 + 1).await.unwrap().len(), 2);
+    assert_eq!(store.queue_escalations(&due[..1], T0 + 1).await.unwrap(), 0);
 }

@@ -146,7 +146,7 @@ fn alert(tenant: Option<&str>, key: &str, severity: Severity) -> NewAlert {
 }
 
 async fn opened(store: &Store, new: &NewAlert, now: i64) -> String {
-    match store.raise_alert(new, now).await.unwrap() {
+    match store.raise_alert(new, now, None).await.unwrap() {
         Raised::Opened { id, .. } => id,
         other => panic!("not opened: {other:?}"),
     }

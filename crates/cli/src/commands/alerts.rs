@@ -6,7 +6,18 @@
 //! verify`) say what is true.
 
 use anyhow::Result;
-use bulwark_api::alerts::{AlertView, ChannelKindView, ChannelRequest, ChannelView, SeverityView};
+use bulwark_api::alerts::{
+    AlertView, ChannelHoursView, ChannelKindView, ChannelRequest, ChannelView, SeverityView,
+};
+
+/// ", in business hours" and the like, for a channel's `hours`.
+fn hours_text(hours: &str) -> &'static str {
+    match hours {
+        "business" => ", in business hours",
+        "after" => ", outside business hours",
+        _ => "",
+    }
+}
 
 /// PagerDuty's Events API v2, where its integrations take events.
 const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -65,6 +76,11 @@ pub enum AlertCommand {
         /// info, warning (the default) or critical.
         #[arg(long, default_value = "warning")]
         min_severity: String,
+        /// Tell this channel only of alerts that open (or escalate) inside
+        /// the tenant's business hours (`business`) or outside them
+        /// (`after`), by its SLA calendar (`bulwark sla set`). Default: always.
+        #[arg(long, value_name = "business|after")]
+        hours: Option<String>,
         /// An escalation: tell this channel only of alerts nobody
         /// acknowledged this long after they opened (90s, 15m, 2h; at most 7d).
         #[arg(long, value_name = "DURATION", value_parser = parse_delay)]
@@ -139,14 +155,14 @@ pub async fn run(command: AlertCommand) -> Result<()> {
                         c.id.as_str().into(),
                         c.kind.as_str().into(),
                         c.target.as_str().into(),
-                        match c.escalate_after_secs {
+                        (match c.escalate_after_secs {
                             None => format!("{} and up", c.min_severity),
                             Some(secs) => format!(
                                 "{} and up, unacknowledged after {}",
                                 c.min_severity,
                                 delay_text(secs)
                             ),
-                        }
+                        } + hours_text(&c.hours))
                         .into(),
                         c.created_by.as_str().into(),
                     ]
@@ -169,9 +185,16 @@ pub async fn run(command: AlertCommand) -> Result<()> {
             pagerduty,
             events_url,
             min_severity,
+            hours,
             escalate_after,
             otp,
         } => {
+            let hours = match hours.as_deref() {
+                None | Some("always") => None,
+                Some("business") => Some(ChannelHoursView::Business),
+                Some("after") => Some(ChannelHoursView::After),
+                Some(other) => anyhow::bail!("--hours {other:?}: business or after"),
+            };
             let (kind, target, routing_key) = match (email, webhook, pagerduty) {
                 (Some(address), _, _) => (ChannelKindView::Email, address, None),
                 (None, Some(url), _) => (ChannelKindView::Webhook, url, None),
@@ -192,6 +215,7 @@ pub async fn run(command: AlertCommand) -> Result<()> {
                 kind,
                 target,
                 routing_key,
+                hours,
                 min_severity: Some(min_severity),
                 escalate_after_secs: escalate_after,
             };
@@ -204,13 +228,18 @@ pub async fn run(command: AlertCommand) -> Result<()> {
                 .await?;
             match channel.escalate_after_secs {
                 None => println!(
-                    "Tenant {tenant}'s {} alerts and up now go to {} {} (channel {}).",
-                    channel.min_severity, channel.kind, channel.target, channel.id
+                    "Tenant {tenant}'s {} alerts and up{} now go to {} {} (channel {}).",
+                    channel.min_severity,
+                    hours_text(&channel.hours),
+                    channel.kind,
+                    channel.target,
+                    channel.id
                 ),
                 Some(secs) => println!(
-                    "Tenant {tenant}'s {} alerts and up nobody acknowledges within {} now go to {} {} (channel {}).",
+                    "Tenant {tenant}'s {} alerts and up nobody acknowledges within {}{} now go to {} {} (channel {}).",
                     channel.min_severity,
                     delay_text(secs),
+                    hours_text(&channel.hours),
                     channel.kind,
                     channel.target,
                     channel.id

@@ -268,6 +268,11 @@ impl BusinessCalendar {
         })
     }
 
+    /// Whether `at` falls inside business hours.
+    pub fn is_open(&self, at: i64) -> bool {
+        self.between(at, at.saturating_add(1)) > 0
+    }
+
     /// Business milliseconds in `[from, to)`; zero when `to <= from`.
     /// Linear in the days between them.
     pub fn between(&self, from: i64, to: i64) -> i64 {
@@ -347,6 +352,19 @@ mod tests {
             .to_timestamp(dt)
             .expect("in range")
             .as_millisecond()
+    }
+
+    #[test]
+    fn open_means_inside_the_hours_of_an_open_day() {
+        let cal = nine_to_five("Europe/Berlin");
+        let at = |text: &str| local("Europe/Berlin", text);
+        // Monday 2026-03-30: 09:00 is open, 17:00 is closed again.
+        assert!(!cal.is_open(at("2026-03-30T08:59:59.999")));
+        assert!(cal.is_open(at("2026-03-30T09:00")));
+        assert!(cal.is_open(at("2026-03-30T16:59:59.999")));
+        assert!(!cal.is_open(at("2026-03-30T17:00")));
+        // Saturday.
+        assert!(!cal.is_open(at("2026-04-04T12:00")));
     }
 
     #[test]

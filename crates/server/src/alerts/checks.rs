@@ -99,7 +99,9 @@ pub async fn record(
         }
         if let Some(mut alert) = keep {
             alert.silenced = crate::alerts::maintenance_silence(store, tenant_id, now).await;
-            let Raised::Opened { id, queued } = store.raise_alert(&alert, now).await? else {
+            let Raised::Opened { id, queued } =
+                crate::alerts::open_alert(store, &alert, now).await?
+            else {
                 continue;
             };
             info!(alert = %id, device = %device_id, check = %t.name, queued, "Check alert opened.");

@@ -69,7 +69,7 @@ async fn raise_from(
             rules::mass_action_alert(at, leaf, &statement, rule)
         }
     };
-    match store.raise_alert(&alert, now).await? {
+    match open_alert(store, &alert, now).await? {
         Raised::Opened { id, queued } => {
             info!(alert = %id, kind = %alert.kind, severity = alert.severity.as_str(), queued, "Alert opened.");
             Ok(queued > 0)
@@ -109,7 +109,7 @@ async fn raise_inventory_alerts(
     changes: &bulwark_store::SecurityChanges,
 ) {
     for alert in inventory::inventory_alerts(device_id, tenant_id, hostname, changes) {
-        match store.raise_alert(&alert, crate::now_millis()).await {
+        match open_alert(store, &alert, crate::now_millis()).await {
             Ok(Raised::Opened { id, queued }) => {
                 info!(alert = %id, %device_id, kind = %alert.kind, queued, "Inventory change: alert opened.");
             }
@@ -172,7 +172,7 @@ pub async fn watch_offline_once(
         }
         let mut alert = rules::offline_alert(&device, &tenant, &hostname, last_seen, offline_after);
         alert.silenced = maintenance_silence(store, &tenant, now).await;
-        if let Raised::Opened { id, queued } = store.raise_alert(&alert, now).await? {
+        if let Raised::Opened { id, queued } = open_alert(store, &alert, now).await? {
             info!(alert = %id, %device, %hostname, queued, "Device offline: alert opened.");
             if queued > 0 {
                 nudge.notify_one();
@@ -194,6 +194,33 @@ pub async fn watch_offline_once(
         }
     }
     Ok(())
+}
+
+/// Opens `alert` (or counts a repeat): the one way the server raises
+/// alerts, so that channels kept for business hours or for after hours
+/// are told by the tenant's own calendar.
+pub async fn open_alert(
+    store: &Store,
+    alert: &bulwark_store::NewAlert,
+    now: i64,
+) -> Result<Raised, bulwark_store::StoreError> {
+    let hours = business_hours(store, alert.tenant_id.as_deref(), now).await;
+    store.raise_alert(alert, now, hours).await
+}
+
+/// Whether `tenant_id` is inside its business hours (its SLA calendar) at
+/// `now`; `None` when it has no calendar or it cannot be read (every
+/// channel is then told, so a missing setting never drops an alert).
+pub async fn business_hours(store: &Store, tenant_id: Option<&str>, now: i64) -> Option<bool> {
+    let settings = store
+        .sla_settings(&TenantScope::All, tenant_id?)
+        .await
+        .inspect_err(|error| warn!(%error, "Cannot read a tenant's business hours."))
+        .ok()??;
+    let calendar = crate::api::sla::calendar_of(&settings)
+        .inspect_err(|error| warn!(?error, "A tenant's business hours do not read."))
+        .ok()?;
+    Some(calendar.is_open(now))
 }
 
 /// Why an alert opened now for `tenant_id` is told to nobody: the tenant's

@@ -297,7 +297,27 @@ impl Notifier {
     /// before sending what the new holder will send.
     pub async fn pass(&self, fence: Option<&crate::duties::Fence>) -> anyhow::Result<usize> {
         let now = crate::now_millis();
-        let escalated = self.store.escalate_due(now).await?;
+        let mut due = Vec::new();
+        let mut hours_of: std::collections::HashMap<Option<String>, Option<bool>> =
+            std::collections::HashMap::new();
+        for escalation in self.store.escalations_due(now).await? {
+            let hours = match hours_of.get(&escalation.tenant_id) {
+                Some(hours) => *hours,
+                None => {
+                    let hours =
+                        super::business_hours(&self.store, escalation.tenant_id.as_deref(), now)
+                            .await;
+                    hours_of.insert(escalation.tenant_id.clone(), hours);
+                    hours
+                }
+            };
+            // A channel kept for other hours is told when they come, if
+            // nobody acknowledged by then.
+            if escalation.hours.tells(hours) {
+                due.push(escalation);
+            }
+        }
+        let escalated = self.store.queue_escalations(&due, now).await?;
         if escalated > 0 {
             info!(
                 escalated,

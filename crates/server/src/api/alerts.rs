@@ -7,11 +7,13 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use bulwark_api::alerts::{
-    AlertQuery, AlertStateFilter, AlertView, ChannelKindView, ChannelRequest, ChannelView,
-    NotificationView, SeverityView,
+    AlertQuery, AlertStateFilter, AlertView, ChannelHoursView, ChannelKindView, ChannelRequest,
+    ChannelView, NotificationView, SeverityView,
 };
 use bulwark_api::error::ErrorBody;
-use bulwark_store::{Alert, AlertState, ChannelKind, NewChannel, NotificationChannel, Severity};
+use bulwark_store::{
+    Alert, AlertState, ChannelHours, ChannelKind, NewChannel, NotificationChannel, Severity,
+};
 
 use super::ApiJson;
 use super::ApiPath;
@@ -60,6 +62,7 @@ fn channel_view(channel: NotificationChannel, tenant: Option<String>) -> Channel
             .escalate_after_ms
             .and_then(|ms| u64::try_from(ms / 1000).ok()),
         routing_key_hint: channel.routing_key.as_deref().map(routing_key_hint),
+        hours: channel.hours.as_str().to_owned(),
     }
 }
 
@@ -356,6 +359,26 @@ pub async fn add_channel(
     let target = req.target.trim().to_owned();
     check_target(kind, &target)?;
     let routing_key = check_routing_key(kind, req.routing_key.as_deref())?;
+    let hours = match req.hours {
+        None | Some(ChannelHoursView::Always) => ChannelHours::Always,
+        Some(ChannelHoursView::Business) => ChannelHours::Business,
+        Some(ChannelHoursView::After) => ChannelHours::After,
+    };
+    // Hours without a calendar would mean nothing: say so now rather
+    // than tell the channel always.
+    if hours != ChannelHours::Always
+        && state
+            .store
+            .sla_settings(&caller.scope(), &tenant.id)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::bad_request(format!(
+            "hours {:?} needs tenant {}'s business hours: set them first (bulwark sla set)",
+            hours.as_str(),
+            tenant.name
+        )));
+    }
     let escalate_after_ms = match req.escalate_after_secs {
         None => None,
         Some(secs @ 1..=604_800) => Some(i64::try_from(secs * 1000).unwrap_or(i64::MAX)),
@@ -376,6 +399,7 @@ pub async fn add_channel(
                 created_by: caller.operator.username.clone(),
                 escalate_after_ms,
                 routing_key,
+                hours,
             },
             now_millis(),
         )

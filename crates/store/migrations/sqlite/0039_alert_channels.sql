@@ -1,7 +1,8 @@
 -- Bulwark schema, version 39, SQLite dialect: PagerDuty Events v2 channels,
--- and the outbox's follow-up events (issue 16; RFD 0007, "PagerDuty").
+-- routing by business hours, and the outbox's follow-up events (issue 16;
+-- RFD 0007, "PagerDuty", "Routing by hours").
 --
--- Keep this file in step with ../postgres/0039_pagerduty.sql.
+-- Keep this file in step with ../postgres/0039_alert_channels.sql.
 --
 -- A PagerDuty channel is a webhook whose body is an Events v2 event
 -- (format 'pagerduty'), sent with its integration's routing key. The kind
@@ -10,6 +11,11 @@
 ALTER TABLE notification_channels ADD COLUMN format TEXT NOT NULL DEFAULT 'default'
     CHECK (format IN ('default', 'pagerduty'));
 ALTER TABLE notification_channels ADD COLUMN routing_key TEXT;
+-- When a channel is told of an alert: always, or only when it opens (or
+-- escalates) inside or outside the tenant's business hours (its SLA
+-- calendar), e.g. the team's mail by day and the on-call pager by night.
+ALTER TABLE notification_channels ADD COLUMN hours TEXT NOT NULL DEFAULT 'always'
+    CHECK (hours IN ('always', 'business', 'after'));
 
 -- A PagerDuty incident is opened by a trigger and closed by its own
 -- resolve event: the outbox holds one row per alert, channel and event.
