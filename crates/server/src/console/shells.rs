@@ -91,6 +91,8 @@ pub(super) struct ShellPanel {
     /// `bulwark shell request ...` for this device, for who may ask.
     pub(super) request: Option<String>,
     pub(super) tenant: String,
+    /// The caller may read recordings (a read-only role sees the list only).
+    pub(super) play: bool,
 }
 
 /// The Shell panel of one device, or `None` for a role that sees no shells.
@@ -141,6 +143,9 @@ pub(super) async fn shell_panel(
         .is_ok()
         .then(|| request_command(&device.tenant_name, &device.hostname));
     Ok(Some(ShellPanel {
+        play: caller
+            .require_in(Action::ViewShellRecordings, &device.tenant_id)
+            .is_ok(),
         grants,
         sessions,
         request,
@@ -231,6 +236,7 @@ struct TenantSessionsPage {
     version: &'static str,
     tenant: String,
     sessions: Vec<SessionRow>,
+    play: bool,
 }
 
 async fn tenant_sessions_page(
@@ -259,6 +265,9 @@ async fn tenant_sessions_page(
         }
         let sessions = session_rows(&state, sessions, &grants, &hostnames).await?;
         Ok::<_, ApiError>(TenantSessionsPage {
+            play: caller
+                .require_in(Action::ViewShellRecordings, &tenant.id)
+                .is_ok(),
             user: UserBar::of(&caller),
             version: crate::VERSION,
             tenant: tenant.name,
