@@ -35,9 +35,11 @@ mod metrics;
 mod operators;
 mod scripts;
 mod settings;
+mod shells;
 mod sign_in;
 mod sla;
 mod tenants;
+mod vendor;
 
 /// The console's routes. Two things hold for all of them:
 ///
@@ -71,6 +73,8 @@ fn pages() -> Router<AppState> {
         .merge(settings::router())
         .merge(audit::router())
         .merge(metrics::router())
+        .merge(shells::router())
+        .merge(vendor::router())
         .route("/", get(home))
         .route(
             "/assets/app.css",
@@ -274,6 +278,21 @@ fn pct_step(part: u64, whole: u64) -> u64 {
         .min(10)
 }
 
+/// POSIX single quoting for a command the console shows, to be pasted into
+/// a terminal: whatever the value (a host name an agent chose, a reason),
+/// it stays one word and runs nothing.
+fn sh_word(value: &str) -> String {
+    if !value.is_empty()
+        && value.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ',' | '/' | ':' | '=')
+        })
+    {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
 /// Bytes as people read them (binary units).
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -317,5 +336,15 @@ mod tests {
         assert_eq!(human_duration(200_000), "2 d 7 h");
         assert_eq!(pct_step(5, 10), 5);
         assert_eq!(pct_step(1, 0), 0);
+    }
+
+    #[test]
+    fn shown_words_are_one_shell_word_each() {
+        assert_eq!(sh_word("acme"), "acme");
+        assert_eq!(sh_word("cleanup@2"), "cleanup@2");
+        assert_eq!(sh_word("a b"), "'a b'");
+        assert_eq!(sh_word("it's $(rm -rf /)"), r"'it'\''s $(rm -rf /)'");
+        assert_eq!(sh_word(""), "''");
+        assert_eq!(sh_word("db01\n; reboot"), "'db01\n; reboot'");
     }
 }

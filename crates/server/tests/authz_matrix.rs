@@ -3593,3 +3593,89 @@ async fn schedules_the_agents_would_refuse_are_refused_and_nothing_is_stored() {
         .await;
     assert_eq!(twice.status, StatusCode::CONFLICT, "{}", twice.body);
 }
+
+/// The console's shell pages (RFD 0015): the tenant's sessions and the
+/// device page's panel to every role of the tenant; the Play link and a
+/// session's page only to who may read recordings (the API's
+/// `ViewShellRecordings`); another tenant's list and session: 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shell_pages_follow_the_recording_right() {
+    let h = start().await;
+    let device = h.devices[OWN].clone();
+    let owner_id = h.operator_ids[&Owner].clone();
+    let (grant_id, session_id) = ("ab".repeat(16), "cd".repeat(16));
+    let store = &h.server.store;
+    store
+        .create_shell_grant(
+            &bulwark_store::NewShellGrant {
+                id: grant_id.clone(),
+                tenant_id: h.tenant_ids[OWN].clone(),
+                device_id: device.clone(),
+                requested_by: owner_id.clone(),
+                grantee_key: "ef".repeat(32),
+                account: "unprivileged".into(),
+                reason: "<script>alert(1)</script>".into(),
+                not_before: 0,
+                expires_at: 1,
+                envelope: vec![1],
+            },
+            now_millis(),
+            &[],
+        )
+        .await
+        .expect("grant");
+    store
+        .open_shell_session(&session_id, &grant_id, &owner_id, now_millis(), &[])
+        .await
+        .expect("session");
+    let play = format!("href=\"/shell-sessions/{session_id}\"");
+    for role in ROLES {
+        let reads = matches!(role, Owner | SecurityOfficer | TenantAuditor);
+        let cookie = console_cookie(&h, role).await;
+        let (status, html) =
+            console_get(&h, &cookie, &format!("/tenants/{OWN}/shell-sessions")).await;
+        assert_eq!(status, StatusCode::OK, "{role:?}: {html}");
+        assert!(
+            html.contains("&#60;script&#62;alert(1)") && !html.contains("<script>alert(1)"),
+            "escaped: {html}"
+        );
+        assert_eq!(html.contains(&play), reads, "{role:?}: the Play link");
+        let (status, html) = console_get(&h, &cookie, &format!("/devices/{device}")).await;
+        assert_eq!(status, StatusCode::OK, "{role:?}");
+        assert!(
+            html.contains("id=\"shell-panel\"")
+                && !html.contains(&format!("data-grant-id=\"{grant_id}\"")),
+            "{role:?}: an expired grant is not live: {html}"
+        );
+        assert_eq!(
+            html.contains(&play),
+            reads,
+            "{role:?}: the device's Play link"
+        );
+        let (status, html) =
+            console_get(&h, &cookie, &format!("/shell-sessions/{session_id}")).await;
+        let want = if reads {
+            StatusCode::OK
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        assert_eq!(status, want, "{role:?} on the session: {html}");
+        if reads {
+            assert!(
+                html.contains("still open") && html.contains("id=\"not-playable\""),
+                "{html}"
+            );
+        }
+        let (status, _) =
+            console_get(&h, &cookie, &format!("/tenants/{FOREIGN}/shell-sessions")).await;
+        let want = if role == Owner {
+            StatusCode::OK
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(status, want, "{role:?} on the foreign tenant's sessions");
+        let (status, _) =
+            console_get(&h, &cookie, &format!("/shell-sessions/{}", "0".repeat(32))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{role:?}: no such session");
+    }
+}

@@ -415,12 +415,12 @@ impl Store {
         rows.iter().map(session_row).collect()
     }
 
-    /// A session and its stored recording, in the caller's scope.
-    pub async fn shell_recording(
+    /// One session in the caller's scope (none outside it).
+    pub async fn shell_session(
         &self,
         scope: &TenantScope,
         id: &str,
-    ) -> Result<Option<(ShellSession, Vec<u8>)>, StoreError> {
+    ) -> Result<Option<ShellSession>, StoreError> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS} FROM shell_sessions s \
              JOIN shell_grants g ON g.id = s.grant_id WHERE {} AND s.id = $3",
@@ -436,7 +436,18 @@ impl Store {
         else {
             return Ok(None);
         };
-        let session = session_row(&row)?;
+        session_row(&row).map(Some)
+    }
+
+    /// A session and its stored recording, in the caller's scope.
+    pub async fn shell_recording(
+        &self,
+        scope: &TenantScope,
+        id: &str,
+    ) -> Result<Option<(ShellSession, Vec<u8>)>, StoreError> {
+        let Some(session) = self.shell_session(scope, id).await? else {
+            return Ok(None);
+        };
         let pieces = sqlx::query(
             "SELECT data FROM shell_recording_pieces WHERE session_id = $1 ORDER BY \"offset\"",
         )

@@ -389,6 +389,15 @@ async fn grants_and_sessions_stay_in_their_tenant(store: Store) {
             .unwrap()
             .is_none()
     );
+    assert!(store.shell_session(&foreign, "s1").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .shell_session(&TenantScope::All, "s1")
+            .await
+            .unwrap()
+            .map(|s| s.grant_id),
+        Some("g1".to_owned())
+    );
     assert_eq!(
         store
             .shell_grants(&TenantScope::All, &acme.id)

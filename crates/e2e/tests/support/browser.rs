@@ -73,6 +73,8 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({ "binary": CHROMIUM, "args": args }),
         );
+        // The page's console (errors, CSP violations) for `console_errors`.
+        capabilities.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(capabilities)
@@ -220,6 +222,35 @@ impl Browser {
             },
         )
         .await
+    }
+
+    /// The errors the pages' consoles logged since the last call (script
+    /// errors, refused resources, Content-Security-Policy violations),
+    /// through ChromeDriver's log endpoint.
+    pub async fn console_errors(&self) -> Result<Vec<String>> {
+        let reply: Value = http_client()?
+            .post(format!(
+                "{}/session/{}/se/log",
+                self.driver_url, self.session
+            ))
+            .json(&json!({ "type": "browser" }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let entries = reply["value"]
+            .as_array()
+            .with_context(|| format!("reading the browser's log: {reply}"))?;
+        Ok(entries
+            .iter()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect())
+    }
+
+    /// Runs `script` (a function body) in the page; what it returns.
+    pub async fn run_js(&self, script: &str) -> Result<Value> {
+        Ok(self.client().execute(script, Vec::new()).await?)
     }
 
     pub async fn screenshot(&self, path: &Path) -> Result<()> {

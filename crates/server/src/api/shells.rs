@@ -149,7 +149,7 @@ fn quorum_view(signed: &Signed, policy: &Policy) -> Option<QuorumView> {
     })
 }
 
-async fn grant_view(
+pub(crate) async fn grant_view(
     state: &AppState,
     caller: &Caller,
     row: &GrantRow,

@@ -275,6 +275,8 @@ struct DevicePage {
     charts: super::metrics::DeviceChartsCard,
     q: String,
     run: Option<super::scripts::RunPanel>,
+    /// The Shell panel and the device's sessions, for who sees shells.
+    shell: Option<super::shells::ShellPanel>,
     /// The CSRF token for the tag and group forms, for those who may set them.
     label_csrf: Option<String>,
 }
@@ -436,11 +438,11 @@ async fn device_page(
         let vulns = device_vulnerabilities_view(&state, &caller, &id).await?;
         let checks = crate::api::device_checks::device_checks_view(&state, &caller, &id).await?;
         let charts = super::metrics::device_charts_card(&state, &caller, &id, range).await?;
-        let tenant_id = crate::api::devices::visible_device(&state, &caller, &id)
-            .await?
-            .tenant_id;
+        let device = crate::api::devices::visible_device(&state, &caller, &id).await?;
+        let shell = super::shells::shell_panel(&state, &caller, &device).await?;
         Ok::<_, crate::api::error::ApiError>((
-            tenant_id,
+            device.tenant_id,
+            shell,
             d.inventory.take(),
             d,
             packages,
@@ -450,7 +452,7 @@ async fn device_page(
         ))
     };
     match page.await {
-        Ok((tenant_id, inventory, d, packages, vulns, checks, charts)) => {
+        Ok((tenant_id, shell, inventory, d, packages, vulns, checks, charts)) => {
             let now_secs = u64::try_from(crate::now_millis() / 1000).unwrap_or_default();
             let inv = inventory.map(|i| inventory_page(&i, now_secs));
             let run = super::scripts::run_panel(&state, &caller, &d.tenant, &d.hostname).await;
@@ -461,6 +463,7 @@ async fn device_page(
             render(DevicePage {
                 label_csrf,
                 run,
+                shell,
                 user: UserBar::of(&caller),
                 version: crate::VERSION,
                 packages: (d.package_count.unwrap_or(0) > 0).then_some(packages),

@@ -16,7 +16,7 @@ use axum::routing::get;
 use bulwark_scripts::{Limits, parse_assignment, parse_params};
 use serde::Deserialize;
 
-use super::{UserBar, error_page, render};
+use super::{UserBar, error_page, render, sh_word};
 use crate::api::error::ApiError;
 use crate::auth::session::CookieCaller;
 use crate::auth::{Action, Caller};
@@ -253,19 +253,6 @@ struct RunPage {
     prepared: Option<Result<String, String>>,
 }
 
-/// POSIX single quoting for the command shown: a value is one word.
-fn sh_word(value: &str) -> String {
-    if !value.is_empty()
-        && value.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@' | ',' | '/' | ':' | '=')
-        })
-    {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
-    }
-}
-
 /// The `bulwark job run` command for a prepared job, after the checks the
 /// CLI will make again (the script and version exist, each parameter is
 /// one of the version's, valid for its type, and every one has a value).
@@ -432,18 +419,4 @@ async fn run_page(
         library,
         prepared,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sh_word;
-
-    #[test]
-    fn shown_words_are_one_shell_word_each() {
-        assert_eq!(sh_word("acme"), "acme");
-        assert_eq!(sh_word("cleanup@2"), "cleanup@2");
-        assert_eq!(sh_word("a b"), "'a b'");
-        assert_eq!(sh_word("it's $(rm -rf /)"), r"'it'\''s $(rm -rf /)'");
-        assert_eq!(sh_word(""), "''");
-    }
 }
