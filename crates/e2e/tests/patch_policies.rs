@@ -7,13 +7,13 @@
 //!    canary = the `bulwark up` agent, ring 2 = a second agent: the canary
 //!    installs the security update (not the other) at once; ring 2 installs
 //!    it only at an occurrence at least the soak after the canary's run.
-//! 2. A second policy with the rings swapped, where the canary's new
-//!    security update fails to install: ring 2 is held, and says why; its
-//!    device keeps its version.
-//! 3. The server, owned, forges ring 2's runs meanwhile: with its stored
-//!    envelope edited to name the plain update (refused: the signatures no
-//!    longer verify), and at an occurrence before ring 2's signed start
-//!    (refused: not an occurrence). Nothing installs.
+//! 2. A second policy, where the canary's new security update fails to
+//!    install: ring 2 is held, and says why; its device keeps its version.
+//! 3. The server, owned, forges ring 2's runs meanwhile (delivered when
+//!    ring 2's agent connects): at an occurrence before ring 2's signed
+//!    start (refused: not an occurrence), and with its stored envelope
+//!    edited to name the plain update (refused: the signatures no longer
+//!    verify). Nothing installs.
 //!
 //! Needs `dpkg-deb`, `dpkg-scanpackages`, `apt-get` and the `sqlite3` tool.
 
@@ -23,7 +23,9 @@ use anyhow::{Context, Result, ensure};
 use bulwark_api::jobs::JobTargetView;
 use bulwark_api::patch_policies::PatchPolicyView;
 use bulwark_e2e::apt_sandbox::{AptSandbox, Install, PLAIN_SUITE, SECURITY_SUITE};
-use bulwark_e2e::{ExtraAgent, OperatorSetup, UpOptions, decode_hex, wait_for, wait_job_final};
+use bulwark_e2e::{
+    ExtraAgent, OperatorSetup, UpOptions, decode_hex, spawn_agent_with, wait_for, wait_job_final,
+};
 use bulwark_policy::schedule::{ScheduleStatement, run_job_id};
 use bulwark_policy::{JobAction, Limits, Signed};
 
@@ -146,6 +148,14 @@ fn forge_run(s: &OperatorSetup, schedule: &str, at: u64, device: &str) -> Result
     Ok(job)
 }
 
+/// Restarts the second agent (with its sandbox): at its connection the
+/// server sends it every run waiting for it, forged ones included.
+async fn reconnect(agent: &mut ExtraAgent, apt_config: &str) -> Result<()> {
+    agent.stop().await?;
+    agent.proc = spawn_agent_with(None, agent.state_dir.path(), &["--apt-config", apt_config])?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn security_updates_go_to_the_canary_first_and_a_failed_canary_holds_ring_two() -> Result<()>
 {
@@ -156,7 +166,7 @@ async fn security_updates_go_to_the_canary_first_and_a_failed_canary_holds_ring_
     )
     .await?;
     let b_config = b.config().display().to_string();
-    let second = ExtraAgent::start_with(
+    let mut second = ExtraAgent::start_with(
         None,
         &s.api,
         &s.up.info.gateway_url,
@@ -216,28 +226,30 @@ async fn security_updates_go_to_the_canary_first_and_a_failed_canary_holds_ring_
     .await?
     .ok()?;
 
-    // 2. A new security update: it breaks on `other`, now the canary.
-    a.build(SECURITY, "3.0", SECURITY_SUITE, Install::Succeeds)?;
+    // 2. A new security update: it breaks on `local`, the canary again.
+    a.build(SECURITY, "3.0", SECURITY_SUITE, Install::Fails)?;
     a.publish()?;
-    b.build(SECURITY, "3.0", SECURITY_SUITE, Install::Fails)?;
+    b.build(SECURITY, "3.0", SECURITY_SUITE, Install::Succeeds)?;
     b.publish()?;
-    let policy = create(&s, "swapped", &other, &local, &window).await?;
+    let policy = create(&s, "second", &local, &other, &window).await?;
     let rest_id = policy.rings[1].schedule.id.clone();
     let canary_start = secs_of(&policy.rings[0].schedule.not_before)?;
 
-    // 3. Meanwhile the owned server forges ring 2's runs on `local`:
-    //    before its signed start (the canary's own minute) ...
-    let early = forge_run(&s, &rest_id, canary_start, &local)?;
-    let (_, result) = first_run(&s, &policy.id, 0, &other).await?;
-    ensure!(
-        result.state == "failed",
-        "the canary's broken update: {result:?}"
-    );
-    let refused = wait_job_final(&s.api, &early, &local).await?;
+    // 3. Meanwhile the owned server forges ring 2's runs on `other`, and
+    //    delivers them when it connects: before its signed start (the
+    //    canary's own minute) ...
+    let early = forge_run(&s, &rest_id, canary_start, &other)?;
+    reconnect(&mut second, &b_config).await?;
+    let refused = wait_job_final(&s.api, &early, &other).await?;
     ensure!(
         refused.state == "refused"
             && refused.refusal_code.as_deref() == Some("schedule_not_an_occurrence"),
         "ring 2 moved earlier: {refused:?}"
+    );
+    let (_, result) = first_run(&s, &policy.id, 0, &local).await?;
+    ensure!(
+        result.state == "failed",
+        "the canary's broken update: {result:?}"
     );
     // ... and with its stored envelope edited to name the plain update.
     let envelope = decode_hex(
@@ -263,8 +275,9 @@ async fn security_updates_go_to_the_canary_first_and_a_failed_canary_holds_ring_
     let at = canary_start + 60;
     let wait = at.saturating_sub(now_secs());
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    let widened = forge_run(&s, &rest_id, at, &local)?;
-    let refused = wait_job_final(&s.api, &widened, &local).await?;
+    let widened = forge_run(&s, &rest_id, at, &other)?;
+    reconnect(&mut second, &b_config).await?;
+    let refused = wait_job_final(&s.api, &widened, &other).await?;
     ensure!(
         refused.state == "refused"
             && matches!(
@@ -287,10 +300,11 @@ async fn security_updates_go_to_the_canary_first_and_a_failed_canary_holds_ring_
     );
     let page = s.console_page("/tenants/demo/patching").await?;
     ensure!(
-        page.contains("swapped")
+        page.contains("second")
             && page.contains(r#"data-state="held""#)
-            && page.contains("failed, exit"),
-        "the console's patch page does not show the held ring"
+            && page.contains(&held.detail),
+        "the console's patch page does not show ring 2 held ({})",
+        held.detail
     );
     ensure!(
         a.installed(SECURITY)? == "2.0" && a.installed(PLAIN)? == "1.0",
