@@ -184,11 +184,15 @@ mod tests {
     #[test]
     fn ring_two_runs_only_after_a_soaked_healthy_canary() {
         let good = run(T, vec![result("a", TargetState::Succeeded, true)]);
-        check(T + 600, &[good.clone()], RingTwo::Release { canary: T });
+        check(
+            T + 600,
+            std::slice::from_ref(&good),
+            RingTwo::Release { canary: T },
+        );
         // Not soaked yet: a run 1 s short of the soak is not counted.
         check(
             T + 599,
-            &[good.clone()],
+            std::slice::from_ref(&good),
             RingTwo::Hold("no canary run at least 600 s before this one".into()),
         );
         // The latest soaked run decides, not an older good one.

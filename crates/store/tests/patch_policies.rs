@@ -91,7 +91,8 @@ async fn a_policy_stores_both_rings_at_once_and_revokes_both(store: Store) {
         .list_patch_policies(&TenantScope::All, &acme, 10)
         .await
         .unwrap();
-    assert_eq!(listed, [policy.clone()]);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0], policy);
     // The same name again while it lives: refused.
     let again = store
         .create_patch_policy(
@@ -119,7 +120,7 @@ async fn a_policy_stores_both_rings_at_once_and_revokes_both(store: Store) {
         )
         .await
         .unwrap();
-    assert_eq!(revoked.revoked_at, None, "the row as it was before");
+    assert_eq!(revoked.revoked_at, Some(T0 + 1));
     assert!(
         store.live_schedules(T0).await.unwrap().is_empty(),
         "both rings revoked"

@@ -336,10 +336,5 @@ pub async fn revoke_patch_policy(
         Err(StoreError::Conflict(what)) => return Err(ApiError::conflict(what)),
         Err(e) => return Err(e.into()),
     };
-    let row = state
-        .store
-        .patch_policy(&caller.scope(), &row.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("patch policy"))?;
     Ok(Json(policy_view(&state, &caller, &row).await?))
 }
