@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod numbers;
 pub mod operators;
 pub mod passkeys;
+pub mod patch_policies;
 pub mod proposals;
 pub mod releases;
 pub mod schedules;

@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 mod agents;
 mod api;
+pub mod apt_sandbox;
 mod export;
 mod mail;
 mod operator;

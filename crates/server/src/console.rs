@@ -33,6 +33,7 @@ mod fleet;
 mod jobs;
 mod metrics;
 mod operators;
+mod patching;
 mod scripts;
 mod settings;
 mod shells;
@@ -67,6 +68,7 @@ fn pages() -> Router<AppState> {
         .merge(scripts::router())
         .merge(alerts::router())
         .merge(sla::router())
+        .merge(patching::router())
         .merge(operators::router())
         .merge(cli_sign_in::router())
         .merge(account::router())

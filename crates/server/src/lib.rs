@@ -17,6 +17,7 @@ pub mod duties;
 pub mod gateway;
 pub mod metrics_history;
 pub mod open_files;
+pub mod patch_rings;
 pub mod presence;
 pub mod runtime;
 pub mod scheduler;

@@ -14,12 +14,13 @@ use std::time::Duration;
 use bulwark_policy::Limits;
 use bulwark_policy::Signed;
 use bulwark_policy::schedule::{LATE_TOLERANCE_SECS, ScheduleStatement, run_job_id};
-use bulwark_store::{AuditAction, Claim, NewAuditEvent, Store, StoreError};
+use bulwark_store::{AuditAction, Claim, NewAuditEvent, Store, StoreError, TenantScope};
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
+use crate::patch_rings::{RingTwo, release_ring_two};
 use crate::presence::Presence;
 
 /// How often the duty looks for due occurrences (cron has minutes).
@@ -67,6 +68,23 @@ pub async fn claim_due(
         };
         if seen.get(&schedule.id) == Some(&due.occurrence) {
             continue;
+        }
+        // Ring 2 of a patch policy: withheld until the canary soaked
+        // healthy (RFD 0021). Asked again each tick while the run window
+        // lasts, so a canary that finishes late still releases it.
+        if let Some(policy) = store.patch_policy_of_ring_two(&schedule.id).await? {
+            let runs = crate::api::patch_policies::canary_runs(
+                store,
+                presence,
+                &TenantScope::All,
+                &policy.id,
+            )
+            .await?;
+            let soak = u64::try_from(policy.soak_secs).unwrap_or(u64::MAX);
+            if let RingTwo::Hold(why) = release_ring_two(due.occurrence, soak, &runs) {
+                debug!(schedule = %schedule.id, occurrence = due.occurrence, %why, "Ring 2 held.");
+                continue;
+            }
         }
         let occurrence = i64::try_from(due.occurrence).unwrap_or(i64::MAX);
         let script_sha256: [u8; 32] = Sha256::digest(&schedule.script).into();

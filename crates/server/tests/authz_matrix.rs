@@ -388,6 +388,29 @@ const TABLE: &[(&str, &str, Rule)] = &[
         "/api/v1/schedules/{id}/revoke",
         Tenant(&[Owner, SecurityOfficer, Technician], 400),
     ),
+    // Patch policies (RFD 0021): as schedules (an undecodable canary: 400
+    // after the role check; an empty revoke reason: 400, the policy stays).
+    (
+        "GET",
+        "/api/v1/tenants/{tenant}/patch-policies",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "POST",
+        "/api/v1/tenants/{tenant}/patch-policies",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
+    // The patch policy made at start-up in each tenant.
+    (
+        "GET",
+        "/api/v1/patch-policies/{id}",
+        Tenant(EVERY_ROLE, 200),
+    ),
+    (
+        "POST",
+        "/api/v1/patch-policies/{id}/revoke",
+        Tenant(&[Owner, SecurityOfficer, Technician], 400),
+    ),
     // Remote shells (RFD 0015). The grant made at start-up in each tenant
     // was requested by the read-only operator: nobody else may connect
     // under it (403 for every role, before the upgrade), a key that is
@@ -634,6 +657,7 @@ const PRIVILEGED: &[(&str, &str)] = &[
     ("POST", "/api/v1/jobs/{id}/reject"),
     ("POST", "/api/v1/jobs/{id}/cancel"),
     ("POST", "/api/v1/schedules/{id}/revoke"),
+    ("POST", "/api/v1/patch-policies/{id}/revoke"),
     ("POST", "/api/v1/shell-grants/{id}/approvals"),
     ("POST", "/api/v1/passkeys/registration/options"),
     ("POST", "/api/v1/passkeys/registration"),
@@ -755,6 +779,7 @@ struct Harness {
     devices: BTreeMap<&'static str, String>,
     jobs: BTreeMap<&'static str, String>,
     schedules: BTreeMap<&'static str, String>,
+    patch_policies: BTreeMap<&'static str, String>,
     /// The owner's registered signing key, listed in each tenant's policy.
     operator_key: Option<SigningKey>,
     /// A shell grant (asked for by the read-only operator) and an open
@@ -1199,6 +1224,20 @@ impl Harness {
             ("POST", "/api/v1/tenants/{tenant}/jobs" | "/api/v1/tenants/{tenant}/schedules") => {
                 (path, Some(json!({"envelope": "AAAA", "script": "true"})))
             }
+            ("POST", "/api/v1/tenants/{tenant}/patch-policies") => {
+                let bad = json!({"envelope": "AAAA", "script": ""});
+                (
+                    path,
+                    Some(json!({"name": "x", "canary": bad, "rest": bad, "soak_secs": 0})),
+                )
+            }
+            ("GET", "/api/v1/patch-policies/{id}") => {
+                (path.replace("{id}", &self.patch_policies[tenant]), None)
+            }
+            ("POST", "/api/v1/patch-policies/{id}/revoke") => (
+                path.replace("{id}", &self.patch_policies[tenant]),
+                Some(json!({"reason": ""})),
+            ),
             ("GET", "/api/v1/schedules/{id}") => {
                 (path.replace("{id}", &self.schedules[tenant]), None)
             }
@@ -1526,7 +1565,7 @@ fn trust_statements(
             name: "root".into(),
         }],
     };
-    let classes = vec![ActionClass::RunScript];
+    let classes = vec![ActionClass::RunScript, ActionClass::InstallPatches];
     let policy = Policy {
         tenant: tenant_id.to_owned(),
         version: 1,
@@ -1537,12 +1576,20 @@ fn trust_statements(
             holder: Holder::Msp,
             classes: classes.clone(),
         }],
-        quorums: vec![Quorum {
-            class: ActionClass::RunScript,
-            signers: 1,
-            customer_required: false,
-            in_window_only: false,
-        }],
+        quorums: vec![
+            Quorum {
+                class: ActionClass::RunScript,
+                signers: 1,
+                customer_required: false,
+                in_window_only: false,
+            },
+            Quorum {
+                class: ActionClass::InstallPatches,
+                signers: 1,
+                customer_required: false,
+                in_window_only: false,
+            },
+        ],
         fan_out_limit: 10,
         allowed_scripts: Vec::new(),
         maintenance_windows: Vec::new(),
@@ -1583,6 +1630,42 @@ fn job_envelope(tenant_id: &str, tenant_name: &str, device: &str, operator: &Sig
         reason: "authorisation matrix".into(),
         timeout_secs: 60,
         tenant_name: tenant_name.to_owned(),
+    };
+    let mut signed = Signed::new(&statement);
+    signed.sign(operator);
+    signed
+}
+
+/// A patch policy's ring: every pending security update on `device`,
+/// every minute in UTC for a day from `not_before`, signed by the operator.
+fn patch_ring_envelope(
+    tenant_id: &str,
+    tenant_name: &str,
+    device: &str,
+    not_before: u64,
+    operator: &SigningKey,
+) -> Signed {
+    let statement = bulwark_policy::schedule::ScheduleStatement {
+        tenant: tenant_id.to_owned(),
+        tenant_name: tenant_name.to_owned(),
+        schedule_id: rand::random(),
+        targets: vec![bulwark_policy::JobTarget {
+            device_id: device.to_owned(),
+            hostname: format!("host-{tenant_name}"),
+            device_key: None,
+        }],
+        class: bulwark_policy::ActionClass::InstallPatches,
+        action: bulwark_policy::JobAction::InstallPatches {
+            packages: Vec::new(),
+        },
+        cron: "* * * * *".into(),
+        zone: "UTC".into(),
+        window: None,
+        not_before,
+        not_after: not_before + 86_400,
+        nonce: rand::random(),
+        reason: "authorisation matrix".into(),
+        timeout_secs: 60,
     };
     let mut signed = Signed::new(&statement);
     signed.sign(operator);
@@ -1663,6 +1746,7 @@ async fn start() -> Harness {
         devices: BTreeMap::new(),
         jobs: BTreeMap::new(),
         schedules: BTreeMap::new(),
+        patch_policies: BTreeMap::new(),
         operator_key: None,
         shell_grants: BTreeMap::new(),
         shell_sessions: BTreeMap::new(),
@@ -1785,6 +1869,26 @@ async fn start() -> Harness {
             .await;
         assert_eq!(created["revoked_at"], Value::Null, "{created}");
         h.schedules
+            .insert(tenant, created["id"].as_str().expect("id").to_owned());
+        let second = h.enrol_device(tenant).await;
+        let start = now_secs() - 60;
+        let canary = patch_ring_envelope(&tenant_id, tenant, &device, start, &operator_key);
+        let rest = patch_ring_envelope(&tenant_id, tenant, &second, start + 60, &operator_key);
+        let created = h
+            .ok(
+                "POST",
+                &format!("/api/v1/tenants/{tenant}/patch-policies"),
+                Some(h.owner()),
+                Some(&json!({
+                    "name": "nightly",
+                    "canary": {"envelope": B64.encode(canary.to_bytes()), "script": ""},
+                    "rest": {"envelope": B64.encode(rest.to_bytes()), "script": ""},
+                    "soak_secs": 60,
+                })),
+            )
+            .await;
+        assert_eq!(created["rings"][1]["ring"], "ring 2", "{created}");
+        h.patch_policies
             .insert(tenant, created["id"].as_str().expect("id").to_owned());
         h.devices.insert(tenant, device);
         h.tenant_ids.insert(tenant, tenant_id);

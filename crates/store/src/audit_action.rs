@@ -115,6 +115,9 @@ audit_actions! {
     ScheduleRevoked => "schedule.revoked",
     /// A node claimed an occurrence and delivers it.
     ScheduleOccurrenceDelivered => "schedule.occurrence_delivered",
+    // Patch policies (RFD 0021): two schedules, a canary ring and ring 2.
+    PatchPolicyCreated => "patch_policy.created",
+    PatchPolicyRevoked => "patch_policy.revoked",
     // The logs themselves.
     LogExported => "log.exported",
     LogArchived => "log.archived",

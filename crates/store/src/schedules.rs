@@ -127,6 +127,38 @@ fn run_from_row(row: &AnyRow) -> Result<ScheduleRun, StoreError> {
     })
 }
 
+/// Inserts a schedule in `tx` (the patch policies' rings use it too);
+/// `Conflict("schedule exists")` for an id already stored.
+pub(crate) async fn insert_schedule(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    new: &NewSchedule,
+    now: Millis,
+) -> Result<Schedule, StoreError> {
+    if new.not_after <= new.not_before {
+        return Err(StoreError::Invalid("a schedule ends after it starts"));
+    }
+    sqlx::query(
+        "INSERT INTO schedules (id, tenant_id, created_by, class, reason, script, envelope, \
+         not_before, not_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&new.id)
+    .bind(&new.tenant_id)
+    .bind(&new.created_by)
+    .bind(&new.class)
+    .bind(&new.reason)
+    .bind(&new.script[..])
+    .bind(&new.envelope[..])
+    .bind(new.not_before)
+    .bind(new.not_after)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(unique_or_missing("schedule exists"))?;
+    const SQL: &str = concat!(schedule_select!(), " WHERE s.id = $1");
+    let row = sqlx::query(SQL).bind(&new.id).fetch_one(&mut **tx).await?;
+    schedule_from_row(&row)
+}
+
 impl Store {
     /// Stores a schedule with `events` in one transaction;
     /// `Conflict("schedule exists")` for an id already stored.
@@ -136,31 +168,9 @@ impl Store {
         now: Millis,
         events: &[NewAuditEvent],
     ) -> Result<Schedule, StoreError> {
-        if new.not_after <= new.not_before {
-            return Err(StoreError::Invalid("a schedule ends after it starts"));
-        }
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO schedules (id, tenant_id, created_by, class, reason, script, envelope, \
-             not_before, not_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&new.id)
-        .bind(&new.tenant_id)
-        .bind(&new.created_by)
-        .bind(&new.class)
-        .bind(&new.reason)
-        .bind(&new.script[..])
-        .bind(&new.envelope[..])
-        .bind(new.not_before)
-        .bind(new.not_after)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(unique_or_missing("schedule exists"))?;
+        let stored = insert_schedule(&mut tx, new, now).await?;
         insert_events(&mut tx, events).await?;
-        const SQL: &str = concat!(schedule_select!(), " WHERE s.id = $1");
-        let row = sqlx::query(SQL).bind(&new.id).fetch_one(&mut *tx).await?;
-        let stored = schedule_from_row(&row)?;
         tx.commit().await?;
         Ok(stored)
     }

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod keys;
 pub mod login;
 pub mod passkeys;
+pub mod patch;
 pub mod proposals;
 pub mod releases;
 pub mod schedules;
@@ -97,6 +98,12 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         command: schedules::ScheduleCommand,
     },
+    /// Patching: patch policies, security updates by signed schedules with
+    /// a canary ring first (RFD 0021).
+    Patch {
+        #[command(subcommand)]
+        command: patch::PatchCommand,
+    },
     /// Remote shells: `bulwark shell DEVICE` opens one under an approved
     /// grant; `request`, `approve`, `revoke`, `grants`, `sessions`, `recording`.
     Shell(shells::ShellArgs),
@@ -161,6 +168,7 @@ pub async fn run(cmd: OperatorCommand) -> Result<()> {
         OperatorCommand::Job { command } => crate::commands::jobs::run(command).await,
         OperatorCommand::Script { command } => scripts::run(command).await,
         OperatorCommand::Schedule { command } => schedules::run(command).await,
+        OperatorCommand::Patch { command } => patch::run(command).await,
         OperatorCommand::Shell(args) => shells::run(args).await,
         OperatorCommand::Alert { command } => alerts::run(command).await,
         OperatorCommand::Sla { command } => sla::run(command).await,

@@ -105,7 +105,7 @@ fn schedule_path(id: &str) -> Result<String> {
 
 /// What is about to be signed, from the statement itself, with the next
 /// occurrences computed here.
-fn render(statement: &ScheduleStatement, now: u64) -> String {
+pub(crate) fn render(statement: &ScheduleStatement, now: u64) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(out, "Schedule   {}", hex::encode(statement.schedule_id));
@@ -146,7 +146,27 @@ fn render(statement: &ScheduleStatement, now: u64) -> String {
     out
 }
 
-fn print_schedule(view: &ScheduleView) {
+/// Signs each statement with every local key named (registered with the
+/// server first): the one way a schedule is signed here.
+pub(crate) async fn sign_schedules(
+    session: &Session,
+    statements: &[&ScheduleStatement],
+    keys: &[String],
+) -> Result<Vec<Signed>> {
+    let mut signed: Vec<Signed> = statements.iter().map(|s| Signed::new(*s)).collect();
+    let store = KeyStore::open_default()?;
+    let passphrase = crate::commands::keys::passphrase(false)?;
+    for key in keys {
+        let signing_key = store.load_signing_key(key, &passphrase)?;
+        crate::commands::jobs::ensure_registered(session, key, &signing_key).await?;
+        for s in &mut signed {
+            s.sign(&signing_key);
+        }
+    }
+    Ok(signed)
+}
+
+pub(crate) fn print_schedule(view: &ScheduleView) {
     println!("Schedule   {}", view.id);
     println!("Action     {}", terminal_text(&view.action));
     println!("When       {:?} in {}", view.cron, view.zone);
@@ -298,14 +318,9 @@ pub async fn run(cmd: ScheduleCommand) -> Result<()> {
                 let answer = crate::output::prompt_line("\nSign this schedule once? Type yes: ")?;
                 ensure!(answer.trim() == "yes", "not signed");
             }
-            let mut signed = Signed::new(&statement);
-            let store = KeyStore::open_default()?;
-            let passphrase = crate::commands::keys::passphrase(false)?;
-            for key in &keys {
-                let signing_key = store.load_signing_key(key, &passphrase)?;
-                crate::commands::jobs::ensure_registered(&session, key, &signing_key).await?;
-                signed.sign(&signing_key);
-            }
+            let signed = sign_schedules(&session, &[&statement], &keys)
+                .await?
+                .remove(0);
             let path = format!("/api/v1/tenants/{}/schedules", path_segment(&tenant)?);
             let request = ScheduleRequest {
                 envelope: B64.encode(signed.to_bytes()),

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod metrics_history;
 pub mod operators;
 pub mod passkeys;
+pub mod patch_policies;
 pub mod proposals;
 pub mod refusals;
 pub mod releases;
@@ -188,6 +189,8 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::job_output))
         .routes(routes!(schedules::get_schedule))
         .routes(routes!(schedules::revoke_schedule))
+        .routes(routes!(patch_policies::get_patch_policy))
+        .routes(routes!(patch_policies::revoke_patch_policy))
         .routes(routes!(
             shells::list_shell_grants,
             shells::request_shell_grant
@@ -245,6 +248,10 @@ pub fn router() -> (Router<AppState>, utoipa::openapi::OpenApi) {
                 .routes(routes!(
                     schedules::list_schedules,
                     schedules::create_schedule
+                ))
+                .routes(routes!(
+                    patch_policies::list_patch_policies,
+                    patch_policies::create_patch_policy
                 ))
                 .routes(routes!(scripts::list_scripts, scripts::create_script))
                 .routes(routes!(scripts::add_version))

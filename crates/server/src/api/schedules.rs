@@ -19,7 +19,9 @@ use bulwark_api::schedules::{
 use bulwark_policy::schedule::{ScheduleStatement, Timetable};
 use bulwark_policy::{Policy, PublicKey, Signed, check_quorum, derive_class, quorum_progress};
 use bulwark_protocol::audit_leaf::job_released_detail;
-use bulwark_store::{AuditAction, JobTarget, NewSchedule, Schedule, ScheduleRun, StoreError};
+use bulwark_store::{
+    AuditAction, JobTarget, NewAuditEvent, NewSchedule, Schedule, ScheduleRun, StoreError, Tenant,
+};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
@@ -142,7 +144,7 @@ pub(crate) fn schedule_view(
 
 /// The schedule with this id in the caller's scope, then the role check:
 /// a foreign or unknown id is the same 404.
-async fn schedule_in_scope(
+pub(crate) async fn schedule_in_scope(
     state: &AppState,
     caller: &Caller,
     id: &str,
@@ -160,7 +162,7 @@ async fn schedule_in_scope(
     Ok(row)
 }
 
-async fn single_schedule(
+pub(crate) async fn single_schedule(
     state: &AppState,
     caller: &Caller,
     row: &Schedule,
@@ -199,6 +201,38 @@ pub async fn create_schedule(
     ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant = tenant_for(&state, &caller, &tenant, Action::RequestJob).await?;
+    let checked = check_schedule(&state, &caller, &tenant, &req).await?;
+    let created = state
+        .store
+        .create_schedule(&checked.new, now_millis(), &[checked.event])
+        .await;
+    let row = match created {
+        Ok(row) => row,
+        Err(StoreError::Conflict(what)) => return Err(ApiError::conflict(what)),
+        Err(e) => return Err(e.into()),
+    };
+    let view = single_schedule(&state, &caller, &row).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// A schedule request checked as the agents will check its runs (with
+/// their code), ready to store: the statement, the row and its
+/// `schedule.created` leaf (what agents check inclusion of).
+pub(crate) struct CheckedSchedule {
+    pub statement: ScheduleStatement,
+    pub new: NewSchedule,
+    pub event: NewAuditEvent,
+}
+
+/// Checks a schedule signed on its signers' machines for `tenant`: its own
+/// payload type, limits, zone, script, targets of the tenant, a signature
+/// by the caller's own key, and its class's quorum now.
+pub(crate) async fn check_schedule(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    req: &ScheduleRequest,
+) -> Result<CheckedSchedule, ApiError> {
     let limits = limits();
     let signed = decode_envelope(&req.envelope)?;
     let schedule: ScheduleStatement = signed
@@ -244,13 +278,13 @@ pub async fn create_schedule(
         ));
     }
     // The requester signs with a key registered to their own account.
-    let own: Vec<PublicKey> = own_keys(&state, &caller).await?;
+    let own: Vec<PublicKey> = own_keys(state, caller).await?;
     if signed.tally(own.iter()).valid.is_empty() {
         return Err(ApiError::bad_request(
             "the schedule must carry a valid signature by one of your registered signing keys (`bulwark keys register`)",
         ));
     }
-    let trust = load_trust(&state, &caller, &tenant).await?;
+    let trust = load_trust(state, caller, tenant).await?;
     trust.require_intact()?;
     let Some(policy) = trust.policy() else {
         return Err(ApiError::new(
@@ -268,39 +302,26 @@ pub async fn create_schedule(
             "a schedule is signed once, with its class's quorum: {e}"
         ))
     })?;
-    check_targets(&state, &caller, &tenant, &job).await?;
+    check_targets(state, caller, tenant, &job).await?;
     let id = hex::encode(schedule.schedule_id);
     // The leaf agents check (RFD 0019 step 11): the schedule id and exactly
     // the signed bytes, as a job's release entry binds a job.
-    let events = [
-        audit_event(&caller, Some(&tenant.id), AuditAction::ScheduleCreated, &id)
+    Ok(CheckedSchedule {
+        new: NewSchedule {
+            id: id.clone(),
+            tenant_id: tenant.id.clone(),
+            created_by: caller.operator.id.clone(),
+            class: class.name().to_owned(),
+            reason: schedule.reason.clone(),
+            script: req.script.as_bytes().to_vec(),
+            envelope: signed.to_bytes(),
+            not_before: secs_to_ms(schedule.not_before),
+            not_after: secs_to_ms(schedule.not_after),
+        },
+        event: audit_event(caller, Some(&tenant.id), AuditAction::ScheduleCreated, &id)
             .with_detail(job_released_detail(&signed.digest())),
-    ];
-    let created = state
-        .store
-        .create_schedule(
-            &NewSchedule {
-                id: id.clone(),
-                tenant_id: tenant.id.clone(),
-                created_by: caller.operator.id.clone(),
-                class: class.name().to_owned(),
-                reason: schedule.reason.clone(),
-                script: req.script.as_bytes().to_vec(),
-                envelope: signed.to_bytes(),
-                not_before: secs_to_ms(schedule.not_before),
-                not_after: secs_to_ms(schedule.not_after),
-            },
-            now_millis(),
-            &events,
-        )
-        .await;
-    let row = match created {
-        Ok(row) => row,
-        Err(StoreError::Conflict(what)) => return Err(ApiError::conflict(what)),
-        Err(e) => return Err(e.into()),
-    };
-    let view = single_schedule(&state, &caller, &row).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+        statement: schedule,
+    })
 }
 
 /// A tenant's schedules, newest first.

@@ -91,7 +91,7 @@ fn chart(report: &SlaReport) -> Chart {
 
 /// Patch compliance at each day's end: a day with no device measured is a
 /// mark on the axis, not 0 %.
-fn compliance_chart(report: &SlaReport) -> Option<Chart> {
+pub(super) fn compliance_chart(report: &SlaReport) -> Option<Chart> {
     let days = &report.patch_critical.days;
     if !report.patch_critical.measured || days.is_empty() {
         return None;
