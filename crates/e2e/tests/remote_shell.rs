@@ -335,6 +335,40 @@ async fn an_approved_shell_runs_is_recorded_and_ends_when_revoked() -> Result<()
         !changed.success(),
         "a changed recording was served: {changed:?}"
     );
+    // An owned server that rewrites the bytes and the row's digest alike
+    // gets past its own check, not the CLI's: the digest the CLI holds the
+    // recording to comes from the session's entry in the signed log.
+    let fake = "{\"version\":2,\"width\":80,\"height\":24}\n[0.1,\"o\",\"all is well\"]\n";
+    let fake_digest = hex::encode(Sha256::digest(fake.as_bytes()));
+    let id = sql_text(&session.id);
+    s.sql(&format!(
+        "DELETE FROM shell_recording_pieces WHERE session_id = {id}; \
+         INSERT INTO shell_recording_pieces (session_id, \"offset\", data) \
+         VALUES ({id}, 0, CAST({} AS BLOB)); \
+         UPDATE shell_sessions SET recording_sha256 = '{fake_digest}', recording_len = {len}, \
+         recording_stored = {len} WHERE id = {id}",
+        sql_text(fake),
+        len = fake.len()
+    ))?;
+    let served = s
+        .api
+        .request(
+            bulwark_e2e::Method::GET,
+            &format!("/api/v1/shell-sessions/{}/recording", session.id),
+        )
+        .send()
+        .await?;
+    ensure!(
+        served.status() == 200 && served.text().await?.contains("all is well"),
+        "the rewritten recording did not get past the server's own check"
+    );
+    let rewritten = s.cli(&["shell", "recording", &session.id], None).await?;
+    ensure!(
+        !rewritten.success()
+            && rewritten.stderr.contains("in the tenant's")
+            && !rewritten.stdout.contains("all is well"),
+        "a recording the server rewrote with its row was accepted: {rewritten:?}"
+    );
 
     // Revoked while live: the relay and the agent end it within a second.
     let mut live = shell_in_background(&s.config, &device, &grant.id)?;

@@ -585,12 +585,36 @@ async fn run_command(command: ShellCommand) -> Result<()> {
                 response.text().await.unwrap_or_default()
             );
             let bytes = response.bytes().await.context("reading the recording")?;
-            // The digest the device reported, as the server lists it; the
-            // log's `shell.session` entry holds the same (`bulwark audit verify`).
-            let digest = recorded_digest(&session, &id).await?;
+            // The digest the device reported, from the session's
+            // `shell.session` entry proven in the tenant's signed log, not
+            // from the server's rows (an owned server rewrites both the
+            // bytes and the row).
+            let (tenant, listed) = recorded_digest(&session, &id).await?;
+            let entry = crate::commands::audit::newest_proven(&session, &tenant, |leaf| {
+                leaf.action == "shell.session" && leaf.target == id
+            })
+            .await
+            .with_context(|| format!("the log entry of session {id}"))?;
+            let logged = logged_digest(&entry.leaf.detail)
+                .context("the session's log entry names no recording")?;
+            let actual = hex::encode(Sha256::digest(&bytes));
             ensure!(
-                hex::encode(Sha256::digest(&bytes)) == digest,
-                "the recording does not hash to the digest its device reported: refused"
+                actual == logged,
+                "the recording does not hash to the digest its device reported in the tenant's \
+                 log (entry {} of {}): refused",
+                entry.index,
+                entry.head_size
+            );
+            if listed != logged {
+                eprintln!(
+                    "warning: the server lists digest {listed} for this session, but its log \
+                     entry says {logged}: the server's rows were changed"
+                );
+            }
+            eprintln!(
+                "The recording matches entry {} of tenant {tenant}'s log (signed head of size {}); \
+                 `bulwark audit verify --tenant {tenant}` checks that head with the witnesses.",
+                entry.index, entry.head_size
             );
             match output {
                 Some(file) => std::fs::write(&file, &bytes)
@@ -602,10 +626,21 @@ async fn run_command(command: ShellCommand) -> Result<()> {
     }
 }
 
-/// The recording digest of session `id` as its device reported it (the
-/// server lists it; the tenant's log holds it in the session's
-/// `shell.session` entry, which `bulwark audit verify` checks).
-async fn recorded_digest(session: &Session, id: &str) -> Result<String> {
+/// The digest in a `shell.session` entry's detail (`recording sha256
+/// <64 hex> length …`, as `gateway::shells::session_detail` writes it).
+fn logged_digest(detail: &str) -> Option<&str> {
+    let rest = detail.strip_prefix("recording sha256 ")?;
+    let digest = rest.get(..64)?;
+    (digest
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        && rest[64..].starts_with(" length "))
+    .then_some(digest)
+}
+
+/// The tenant of session `id` and the recording digest the server lists
+/// for it (a hint only: the log entry decides).
+async fn recorded_digest(session: &Session, id: &str) -> Result<(String, String)> {
     let tenants: Vec<bulwark_api::tenants::TenantView> = session.get("/api/v1/tenants").await?;
     for tenant in tenants {
         let Ok(sessions) = session
@@ -618,10 +653,11 @@ async fn recorded_digest(session: &Session, id: &str) -> Result<String> {
             continue;
         };
         if let Some(s) = sessions.iter().find(|s| s.id == id) {
-            return s
+            let digest = s
                 .recording_sha256
                 .clone()
-                .context("the session has no recording digest");
+                .context("the session has no recording digest")?;
+            return Ok((tenant.name, digest));
         }
     }
     bail!("no session {id} in your tenants")
@@ -812,6 +848,26 @@ async fn open_shell(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_logged_digest_is_read_strictly() {
+        let digest = "ab".repeat(32);
+        assert_eq!(
+            logged_digest(&format!(
+                "recording sha256 {digest} length 495; ended: exit"
+            )),
+            Some(digest.as_str())
+        );
+        for bad in [
+            format!("no recording; recording sha256 {digest} length 1"),
+            format!("recording sha256 {} length 1", "AB".repeat(32)),
+            format!("recording sha256 {}x length 1", &digest[..63]),
+            format!("recording sha256 {digest}0 length 1"),
+            "recording sha256 ".to_owned(),
+        ] {
+            assert_eq!(logged_digest(&bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {
