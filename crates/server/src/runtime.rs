@@ -197,6 +197,8 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         witnesses: witnesses.clone(),
         alert_nudge: notifier.nudge.clone(),
         downloads: gateway::releases::download_slots(),
+        deliveries: gateway::fanout::Recorder::start(store.clone()),
+        proofs: Default::default(),
     });
     tasks.spawn(gateway::serve(
         gateway_listener,

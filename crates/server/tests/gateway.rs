@@ -471,7 +471,7 @@ async fn an_idle_connection_task_stays_small() {
         .expect("store");
     let tls = bulwark_server::tls::ServerTls::load_or_create(dir.path(), &[]).expect("tls");
     let state = Arc::new(bulwark_server::gateway::GatewayState {
-        store,
+        store: store.clone(),
         presence: bulwark_server::presence::Presence::new(bulwark_server::bus::Bus::in_process()),
         acceptor: tokio_rustls::TlsAcceptor::from(tls.rustls_config.clone()),
         limits: Limits::default(),
@@ -490,6 +490,8 @@ async fn an_idle_connection_task_stays_small() {
         ),
         alert_nudge: Arc::new(tokio::sync::Notify::new()),
         downloads: bulwark_server::gateway::releases::download_slots(),
+        deliveries: bulwark_server::gateway::fanout::Recorder::start(store.clone()),
+        proofs: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

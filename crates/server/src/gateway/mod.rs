@@ -15,6 +15,7 @@
 //! and what ties the two phases together.
 
 mod delivery;
+pub mod fanout;
 mod handshake;
 pub(crate) mod mass_action;
 mod rate;
@@ -57,6 +58,10 @@ pub struct GatewayState {
     pub alert_nudge: Arc<tokio::sync::Notify>,
     /// Release downloads served at once ([`releases::MAX_DOWNLOADS`]).
     pub downloads: Arc<Semaphore>,
+    /// Records deliveries in batches ([`fanout::Recorder`]).
+    pub deliveries: fanout::Recorder,
+    /// Log proofs shared by the sessions of one fan-out.
+    pub proofs: Arc<fanout::ProofCache>,
 }
 
 type Ws = WebSocketStream<releases::Prefixed<TlsStream<TcpStream>>>;
