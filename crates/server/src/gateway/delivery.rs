@@ -152,11 +152,12 @@ pub(super) async fn send_work(
             script: job.script,
             log,
         });
-        ws.send(Message::Binary(
-            encode_server_frame(version, &message)?.into(),
-        ))
-        .await?;
+        let frame = encode_server_frame(version, &message)?;
         sent.insert(job.id.clone());
+        if !fits(state, version, frame.len(), device_id, &job.id) {
+            continue;
+        }
+        ws.send(Message::Binary(frame.into())).await?;
         // The first delivery is recorded, with its audit event, before the
         // agent's next frame is read (batched with other sessions': `fanout`).
         let delivered = bulwark_store::NewAuditEvent::new(
@@ -179,6 +180,19 @@ pub(super) async fn send_work(
         debug!(%device_id, job = %job.id, "Job delivered.");
     }
     Ok(look_again)
+}
+
+/// Whether a job's frame of `size` bytes may go on a connection of
+/// `version`. An agent before protocol version 7 closes its connection on
+/// a frame over its older cap (a job to thousands of devices): sending it
+/// would have it reconnect and be sent the same frame, and nothing after
+/// it, forever. The job waits for that device's agent to be updated.
+fn fits(state: &GatewayState, version: u16, size: usize, device_id: &str, job: &str) -> bool {
+    let cap = state.limits.server_frame_cap(version);
+    if size > cap {
+        warn!(%device_id, %job, size, cap, version, "Job not sent: larger than the agent's protocol version takes; it waits for the agent's update.");
+    }
+    size <= cap
 }
 
 /// One tree head for a batch of deliveries: covering `needed` entries and,
@@ -296,11 +310,12 @@ pub(super) async fn send_scheduled(
             job_id,
             log,
         });
-        ws.send(Message::Binary(
-            encode_server_frame(version, &message)?.into(),
-        ))
-        .await?;
+        let frame = encode_server_frame(version, &message)?;
         sent.insert(run.job_id.clone());
+        if !fits(state, version, frame.len(), device_id, &run.job_id) {
+            continue;
+        }
+        ws.send(Message::Binary(frame.into())).await?;
         let delivered = bulwark_store::NewAuditEvent::new(
             now_millis(),
             "server",
