@@ -99,8 +99,10 @@ fn ws_config(limits: &Limits) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .max_message_size(Some(limits.max_frame_bytes))
-        .max_frame_size(Some(limits.max_frame_bytes))
+        // What the server sends: a job to every target fits (issue 18);
+        // each frame is then held to its version's cap when decoded.
+        .max_message_size(Some(limits.max_server_frame_bytes))
+        .max_frame_size(Some(limits.max_server_frame_bytes))
 }
 
 /// TLS (pinned CA), channel binding, WebSocket upgrade.

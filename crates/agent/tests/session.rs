@@ -437,7 +437,7 @@ async fn closed_for_protocol_error(ws: &mut Ws) -> String {
 #[tokio::test]
 async fn an_agent_newer_than_its_server_speaks_the_servers_version() {
     let gateway = Gateway::start().await;
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 6));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 7));
 
     // Enrolment: refused by an old server in version 1, then done in it.
     let token = EnrollToken {

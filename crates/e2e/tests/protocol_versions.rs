@@ -143,7 +143,7 @@ async fn a_version_1_agent_keeps_working_beside_one_that_negotiates_2() -> Resul
     let gateway = s.up.info.gateway_url.clone();
 
     // Today's agent (`bulwark up`'s) negotiated the newest version.
-    assert_eq!(PROTOCOL_VERSION, 6);
+    assert_eq!(PROTOCOL_VERSION, 7);
     let local = s.api.device(&s.local).await?;
     ensure!(
         local.protocol_version == Some(PROTOCOL_VERSION),
@@ -154,7 +154,7 @@ async fn a_version_1_agent_keeps_working_beside_one_that_negotiates_2() -> Resul
         shown
             .stdout
             .lines()
-            .any(|l| l.split_whitespace().eq(["Protocol", "6"])),
+            .any(|l| l.split_whitespace().eq(["Protocol", "7"])),
         "`bulwark device show`:\n{}",
         shown.stdout
     );

@@ -1061,11 +1061,16 @@ proptest::proptest! {
     }
 }
 
-/// The largest envelope the server accepts (every cap at once: a 256 KiB
-/// payload and 32 passkey approvals of the largest size) decodes on the
-/// agent, and the job frame carrying it with the largest script and log
-/// proof fits the agent's frame limit: a job that passes the server is
-/// never one the agent drops unread (and is sent again, forever).
+/// The largest job the server accepts (issue 18): `max_targets` devices,
+/// each with a device id and host name at the text cap and its key, as
+/// many package names at the cap, a reason at its cap, signed by the most
+/// passkey approvals of the largest size. Its statement fits the payload
+/// cap, its envelope decodes on the agent, and the job frame carrying it
+/// with the largest script and log proof fits the agent's frame limit: a
+/// job that passes the server is never one the agent drops unread (and is
+/// sent again, forever). The caps are one computation
+/// (`bulwark_protocol::limits::statement`); this fails if one of them, or
+/// a job's fields, change without the others.
 #[test]
 fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
     use bulwark_policy::webauthn::{
@@ -1074,11 +1079,41 @@ fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
     use bulwark_protocol::message::{Job, LogProof, ServerMessage};
     let limits = Limits::default();
     let wire = bulwark_protocol::Limits::default();
+    let text = |c: char| c.to_string().repeat(limits.max_text);
+    let mut statement = job(ActionClass::InstallPatches, &[], b"");
+    statement.tenant = text('t');
+    statement.tenant_name = text('n');
+    statement.reason = "r".repeat(4096);
+    statement.targets = (0..limits.max_targets)
+        .map(|i| {
+            let mut device_id = format!("{i:08}");
+            device_id.push_str(&"d".repeat(limits.max_text - 8));
+            JobTarget {
+                device_id,
+                hostname: text('h'),
+                device_key: Some([0xee; 32]),
+            }
+        })
+        .collect();
+    statement.action = JobAction::InstallPatches {
+        packages: vec![text('p'); limits.max_targets],
+    };
+    assert_eq!(statement.validate(&limits), Ok(()));
+    let payload = bulwark_protocol::codec::to_canonical(&statement);
+    assert!(
+        payload.len() <= limits.max_payload_bytes,
+        "a job to every target: {} > {}",
+        payload.len(),
+        limits.max_payload_bytes
+    );
     let mut envelope = Signed {
         payload_type: <JobStatement as bulwark_policy::envelope::Statement>::PAYLOAD_TYPE.into(),
-        payload: vec![0xa5; limits.max_payload_bytes],
+        payload,
         signatures: Vec::new(),
     };
+    assert_eq!(envelope.statement::<JobStatement>(&limits), Ok(statement));
+    // The other statements have the same cap: the largest payload of any.
+    envelope.payload.resize(limits.max_payload_bytes, 0xa5);
     for i in 0..limits.max_signatures {
         envelope.add_webauthn(
             bulwark_policy::KeyId([u8::try_from(i).unwrap_or(0); 32]),
@@ -1114,15 +1149,17 @@ fn the_largest_job_the_server_accepts_fits_the_agents_frame() {
     let frame = bulwark_protocol::encode_server_frame(bulwark_protocol::PROTOCOL_VERSION, &job)
         .expect("encodes");
     assert!(
-        frame.len() <= wire.max_frame_bytes,
+        frame.len() <= wire.max_server_frame_bytes,
         "{} > {}",
         frame.len(),
-        wire.max_frame_bytes
+        wire.max_server_frame_bytes
     );
     assert_eq!(
         bulwark_protocol::decode_server_frame(&frame, &wire).map(|f| f.message),
         Ok(job)
     );
+    // An agent of version 6 has the older cap: the server sends it no such frame.
+    assert!(frame.len() > wire.server_frame_cap(6));
 }
 
 /// The server and the CLI replay a stored history with the agent's own

@@ -83,19 +83,29 @@ fn encode<M: Encode<()> + Versioned>(version: u16, message: &M) -> Result<Vec<u8
     Ok(to_canonical(&Frame { version, message }))
 }
 
-fn decode<'b, M>(bytes: &'b [u8], limits: &Limits) -> Result<Frame<M>, ProtocolError>
+fn decode<'b, M>(
+    bytes: &'b [u8],
+    limits: &Limits,
+    cap: impl Fn(u16) -> usize,
+) -> Result<Frame<M>, ProtocolError>
 where
     M: Decode<'b, ()> + Encode<()> + Validate + Versioned,
 {
-    // 1. Size before anything is parsed.
-    if bytes.len() > limits.max_frame_bytes {
-        return Err(ProtocolError::FrameTooLarge {
-            size: bytes.len(),
-            limit: limits.max_frame_bytes,
-        });
+    // 1. Size before anything is parsed; then the cap of the version the
+    //    frame claims (a server frame below version 7 has the older one).
+    let too_large = |limit: usize| ProtocolError::FrameTooLarge {
+        size: bytes.len(),
+        limit,
+    };
+    if bytes.len() > cap(PROTOCOL_VERSION) {
+        return Err(too_large(cap(PROTOCOL_VERSION)));
+    }
+    let version = peek_version(bytes)?;
+    if bytes.len() > cap(version) {
+        return Err(too_large(cap(version)));
     }
     // 2. Version before the body, so an agent of another version gets a clear answer.
-    check_version(peek_version(bytes)?, MIN_PROTOCOL_VERSION)?;
+    check_version(version, MIN_PROTOCOL_VERSION)?;
     // 3. The one canonical encoding of a frame, of a message its version has.
     let frame: Frame<M> = from_canonical(bytes)?;
     check_version(frame.version, frame.message.since())?;
@@ -137,7 +147,7 @@ pub fn decode_agent_frame(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Frame<AgentMessage>, ProtocolError> {
-    decode(bytes, limits)
+    decode(bytes, limits, |_| limits.max_frame_bytes)
 }
 
 /// Decodes what the server sent; the agent calls this on every frame.
@@ -145,7 +155,7 @@ pub fn decode_server_frame(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Frame<ServerMessage>, ProtocolError> {
-    decode(bytes, limits)
+    decode(bytes, limits, |version| limits.server_frame_cap(version))
 }
 
 /// Entry point for the `frame_decoder` fuzz target: must never panic.
@@ -217,7 +227,7 @@ mod tests {
             message: Probe::New(7),
         });
         assert_eq!(
-            decode::<Probe>(&forged, &limits),
+            decode::<Probe>(&forged, &limits, |_| limits.max_frame_bytes),
             Err(ProtocolError::NotInVersion {
                 since: min + 1,
                 version: min
@@ -226,13 +236,15 @@ mod tests {
         for version in min..=max {
             let old = encode(version, &Probe::Old(1)).expect("every version has it");
             assert_eq!(
-                decode::<Probe>(&old, &limits).map(|f| (f.version, f.message)),
+                decode::<Probe>(&old, &limits, |_| limits.max_frame_bytes)
+                    .map(|f| (f.version, f.message)),
                 Ok((version, Probe::Old(1)))
             );
         }
         let new = encode(max, &Probe::New(2)).expect("the newest version has it");
         assert_eq!(
-            decode::<Probe>(&new, &limits).and_then(|f| f.in_version(max)),
+            decode::<Probe>(&new, &limits, |_| limits.max_frame_bytes)
+                .and_then(|f| f.in_version(max)),
             Ok(Probe::New(2))
         );
     }

@@ -36,8 +36,10 @@ pub use limits::Limits;
 /// `CheckScriptWanted`, `CheckScript`); version 5 adds remote shells (RFD
 /// 0015: `ShellOpen`, `ShellOpened`, `ShellData`, `ShellClose`,
 /// `ShellClosed`, `ShellRevoke`, `ShellRecording`); version 6 scheduled
-/// runs (RFD 0019: `ScheduledRun`).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// runs (RFD 0019: `ScheduledRun`); version 7 no new message but server
+/// frames up to `Limits::max_server_frame_bytes` (RFD 0001: a job naming
+/// `max_targets` devices).
+pub const PROTOCOL_VERSION: u16 = 7;
 
 /// The oldest protocol version this build still speaks, so that agents
 /// deployed with it keep working; an agent never speaks below it, whatever

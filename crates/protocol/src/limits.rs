@@ -9,8 +9,27 @@
 /// same numbers (a job that passes the server but not the agent's frame
 /// check would be dropped, and redelivered, forever).
 pub mod statement {
-    /// Largest statement payload. 256 KiB.
-    pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+    /// Most targets of one job, and package names of one patch job.
+    pub const MAX_TARGETS: usize = 10_000;
+    /// Longest short text of a statement (a target's device id and
+    /// hostname, a package name, the tenant's id and name).
+    pub const MAX_TEXT: usize = 256;
+    /// Longest script body a job carries beside its statement.
+    pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
+    /// Largest encoded job target at the caps: a map header, three keys,
+    /// two texts with 3-byte headers and a 32-byte key with a 2-byte one.
+    pub const MAX_JOB_TARGET_BYTES: usize = 1 + 3 + 2 * (3 + MAX_TEXT) + 2 + 32;
+    /// A job statement's fields besides targets and packages at their caps
+    /// (a 4 KiB reason, two texts, ids, times), with room to spare.
+    pub const MAX_JOB_OTHER_BYTES: usize = 8 * 1024;
+    /// Largest statement payload: a job naming [`MAX_TARGETS`] devices
+    /// and as many packages, every text at [`MAX_TEXT`] (issue 18: one
+    /// job reaches `max_targets` devices whatever their host names).
+    pub const MAX_PAYLOAD_BYTES: usize = 3
+        + MAX_TARGETS * MAX_JOB_TARGET_BYTES
+        + 3
+        + MAX_TARGETS * (3 + MAX_TEXT)
+        + MAX_JOB_OTHER_BYTES;
     /// Most signatures on one envelope.
     pub const MAX_SIGNATURES: usize = 32;
     /// Longest clientDataJSON of a passkey assertion (browsers send about 150 bytes).
@@ -28,14 +47,28 @@ pub mod statement {
     pub const fn envelope_cap(payload: usize, signatures: usize) -> usize {
         payload + signatures * MAX_SIGNATURE_ENTRY_BYTES + 256
     }
+
+    /// Largest frame a server sends from protocol version 7: a job with
+    /// the largest envelope, script and log proof (a leaf, two notes of
+    /// 16 KiB and three proofs of 64 hashes), plus 4 KiB of headers.
+    pub const MAX_SERVER_FRAME_BYTES: usize = envelope_cap(MAX_PAYLOAD_BYTES, MAX_SIGNATURES)
+        + MAX_SCRIPT_BYTES
+        + crate::audit_leaf::MAX_LEAF_BYTES
+        + 2 * 16 * 1024
+        + 3 * 64 * 32
+        + 4096;
 }
 
 /// Every cap, with its default. Tough's `Limits` is the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     // ---- frames (checked before and after decoding) ----
-    /// Largest frame (one WebSocket message) accepted, in bytes. Default 1 MiB.
+    /// Largest frame (one WebSocket message) accepted, in bytes: every
+    /// agent frame, and a server frame below protocol version 7. Default 1 MiB.
     pub max_frame_bytes: usize,
+    /// Largest server frame from protocol version 7 (what an agent
+    /// accepts): [`statement::MAX_SERVER_FRAME_BYTES`], 8,700,406 bytes.
+    pub max_server_frame_bytes: usize,
     /// Longest short text field (names, versions, addresses, tenant and
     /// device ids in statements), in bytes. Default 256.
     pub max_text: usize,
@@ -89,10 +122,11 @@ pub struct Limits {
     /// Largest signed envelope (a trust root, policy, freeze or job
     /// statement with its signatures), in bytes: [`statement::envelope_cap`]
     /// of the largest payload with the most signatures, each as large as a
-    /// passkey assertion may be. Default 433,664. Frames carrying envelopes
+    /// passkey assertion may be. Default 8,329,718. Frames carrying envelopes
     /// are checked against it, so what a server accepts an agent decodes.
     pub max_envelope_bytes: usize,
-    /// Largest statement payload, in bytes. Default 256 KiB.
+    /// Largest statement payload, in bytes: [`statement::MAX_PAYLOAD_BYTES`]
+    /// (8,158,198). Default 7.8 MiB.
     pub max_payload_bytes: usize,
     /// Most signatures on one envelope. Default 32.
     pub max_signatures: usize,
@@ -136,7 +170,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_frame_bytes: 1024 * 1024,
-            max_text: 256,
+            max_server_frame_bytes: statement::MAX_SERVER_FRAME_BYTES,
+            max_text: statement::MAX_TEXT,
             max_long_text: 4096,
             max_disks: 256,
             max_interfaces: 256,
@@ -148,7 +183,7 @@ impl Default for Limits {
             max_admin_grants: 32,
             max_services: 4096,
             max_processes: 256,
-            max_script_bytes: 256 * 1024,
+            max_script_bytes: statement::MAX_SCRIPT_BYTES,
             max_trust_roots: 64,
             max_output_bytes: 64 * 1024,
             max_log_leaf_bytes: crate::audit_leaf::MAX_LEAF_BYTES,
@@ -164,7 +199,7 @@ impl Default for Limits {
             max_signatures: statement::MAX_SIGNATURES,
             max_root_keys: 32,
             max_operator_keys: 1024,
-            max_targets: 10_000,
+            max_targets: statement::MAX_TARGETS,
             max_allowed_scripts: 10_000,
             max_windows: 64,
             max_job_validity_secs: 7 * 24 * 3600,
@@ -180,6 +215,16 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Largest frame a server may send on a connection of `version`: an
+    /// agent before version 7 closes its connection on more.
+    pub fn server_frame_cap(&self, version: u16) -> usize {
+        if version >= 7 {
+            self.max_server_frame_bytes
+        } else {
+            self.max_frame_bytes
+        }
+    }
+
     pub(crate) fn text(
         &self,
         field: &'static str,

@@ -1182,11 +1182,13 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
             limit: limits.max_frame_bytes
         })
     );
+    // A server frame has the larger cap of version 7 (a job to every target).
+    let garbage = vec![0xff; limits.max_server_frame_bytes + 1];
     assert_eq!(
         decode_server_frame(&garbage, &limits),
         Err(ProtocolError::FrameTooLarge {
-            size: limits.max_frame_bytes + 1,
-            limit: limits.max_frame_bytes
+            size: limits.max_server_frame_bytes + 1,
+            limit: limits.max_server_frame_bytes
         })
     );
     // Exactly at the limit the size check passes and parsing decides.
@@ -1219,10 +1221,10 @@ fn frames_over_the_size_limit_are_refused_before_parsing() {
 fn other_versions_are_refused_before_the_body() {
     let frame = heartbeat_frame();
     assert_eq!(&frame[..3], &[0xa2, 0x00, PROTOCOL_VERSION as u8]);
-    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 6));
+    assert_eq!((MIN_PROTOCOL_VERSION, PROTOCOL_VERSION), (1, 7));
     for (version_head, got) in [
         (vec![0x00], 0u16),
-        (vec![0x07], 7),
+        (vec![0x08], 8),
         (vec![0x17], 23),
         (vec![0x19, 0x12, 0x34], 0x1234),
     ] {

@@ -45,6 +45,12 @@ pub struct ServerConfig {
     /// ([`crate::open_files::agent_cap`]); a larger number is lowered to that.
     #[serde(default)]
     pub max_agent_connections: Option<usize>,
+    /// Most agent handshakes (TLS, upgrade, authentication) run at once;
+    /// a connection past them waits up to 2 s, then is closed and the agent
+    /// retries after its backoff. Default: 64 per core
+    /// ([`crate::gateway::admission`]).
+    #[serde(default)]
+    pub max_agent_handshakes: Option<usize>,
     /// Days the transparency logs keep an entry in the database (at least
     /// [`MIN_RETENTION_DAYS`]; older entries are archived to files first).
     #[serde(default = "default_retention_days")]
@@ -101,6 +107,7 @@ impl ServerConfig {
             public_hostnames: Vec::new(),
             heartbeat_secs: default_heartbeat_secs(),
             max_agent_connections: None,
+            max_agent_handshakes: None,
             retention_days: default_retention_days(),
             siem: Vec::new(),
             smtp: None,

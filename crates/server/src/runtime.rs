@@ -155,6 +155,19 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         connections = cap.connections,
         "Accepting up to {} agents: {}.", cap.connections, cap.reason
     );
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let handshakes = gateway::admission::Admission::handshakes(config.max_agent_handshakes, cores);
+    info!(
+        handshakes,
+        "Running up to {handshakes} agent handshakes at once ({}).",
+        match config.max_agent_handshakes {
+            Some(_) => "max_agent_handshakes".to_owned(),
+            None => format!(
+                "{} per core, {cores} cores",
+                gateway::admission::HANDSHAKES_PER_CORE
+            ),
+        }
+    );
 
     let bus = match &config.bus_url {
         Some(url) => {
@@ -197,6 +210,12 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         witnesses: witnesses.clone(),
         alert_nudge: notifier.nudge.clone(),
         downloads: gateway::releases::download_slots(),
+        deliveries: gateway::fanout::Recorder::start(store.clone()),
+        proofs: Default::default(),
+        admission: gateway::admission::Admission::new(
+            handshakes,
+            gateway::admission::ADMISSION_WAIT,
+        ),
     });
     tasks.spawn(gateway::serve(
         gateway_listener,

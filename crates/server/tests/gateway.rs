@@ -35,6 +35,10 @@ struct Harness {
 }
 
 async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = ServerConfig::quickstart(
         dir.path().join("data"),
@@ -42,6 +46,7 @@ async fn start() -> Harness {
         "127.0.0.1:0".parse().expect("addr"),
     );
     config.heartbeat_secs = 2;
+    configure(&mut config);
     let server = bulwark_server::start(config).await.expect("server starts");
     let tenant = server
         .store
@@ -435,6 +440,57 @@ async fn a_flood_of_silent_connections_does_not_lock_out_honest_agents() {
     h.server.shutdown().await;
 }
 
+/// A reconnect storm (issue 18), played with one handshake at a time: a
+/// connection that stalls in its TLS handshake holds the only turn; the
+/// next one is closed after the admission wait, before any TLS work, not
+/// left to time out; silent connections take no turn; once the stalled one
+/// is gone, an honest agent gets in at once.
+#[tokio::test]
+async fn handshakes_past_the_admission_limit_are_closed_fast_and_retried() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = start_with(|c| c.max_agent_handshakes = Some(1)).await;
+    let honest = h.enrolled().await;
+    let address = h.address();
+    let tcp = || TcpStream::connect((address.host.as_str(), address.port));
+    // Silent connections: nothing sent, no turn taken.
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        silent.push(tcp().await.expect("tcp"));
+    }
+    // Half a TLS record: it has its turn, and keeps it while it stalls.
+    let mut stalled = tcp().await.expect("tcp");
+    stalled.write_all(&[0x16, 0x03]).await.expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    let mut turned_away = tcp().await.expect("tcp");
+    turned_away
+        .write_all(&[0x16, 0x03, 0x01])
+        .await
+        .expect("write");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(8), turned_away.read(&mut buf))
+        .await
+        .expect("closed before the handshake deadline");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed without a byte of TLS: {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1500) && waited < Duration::from_secs(5),
+        "closed after the admission wait, not the handshake deadline: {waited:?}"
+    );
+
+    // The stalled handshake ends: the turn is free for an honest agent.
+    drop(stalled);
+    let id = honest.device_id.to_string();
+    let _stop = h.run_agent(honest);
+    h.wait_online(&id, true).await;
+    drop(silent);
+    h.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_killed_connection_goes_offline_and_a_reconnect_replaces_the_old_one() {
     let h = start().await;
@@ -471,7 +527,7 @@ async fn an_idle_connection_task_stays_small() {
         .expect("store");
     let tls = bulwark_server::tls::ServerTls::load_or_create(dir.path(), &[]).expect("tls");
     let state = Arc::new(bulwark_server::gateway::GatewayState {
-        store,
+        store: store.clone(),
         presence: bulwark_server::presence::Presence::new(bulwark_server::bus::Bus::in_process()),
         acceptor: tokio_rustls::TlsAcceptor::from(tls.rustls_config.clone()),
         limits: Limits::default(),
@@ -490,6 +546,9 @@ async fn an_idle_connection_task_stays_small() {
         ),
         alert_nudge: Arc::new(tokio::sync::Notify::new()),
         downloads: bulwark_server::gateway::releases::download_slots(),
+        deliveries: bulwark_server::gateway::fanout::Recorder::start(store.clone()),
+        proofs: Default::default(),
+        admission: bulwark_server::gateway::admission::Admission::new(1, Duration::from_secs(1)),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -499,7 +558,8 @@ async fn an_idle_connection_task_stays_small() {
         .expect("connect");
     let (server_side, peer) = listener.accept().await.expect("accept");
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
-    let size = bulwark_server::gateway::session_task_size(state, server_side, peer, shutdown);
+    let turn = state.admission.admit().await.expect("a turn");
+    let size = bulwark_server::gateway::session_task_size(state, server_side, peer, shutdown, turn);
     println!("connection task: {size} bytes");
     assert!(
         // 5,528 bytes before frames were handled in their own boxed future.

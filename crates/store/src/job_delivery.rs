@@ -8,12 +8,26 @@ use bulwark_protocol::codec::to_canonical;
 use bulwark_protocol::message::PatchReport;
 use sqlx::Row;
 
-use crate::audit::{NewAuditEvent, insert_audit, insert_events};
+use crate::audit::{NewAuditEvent, insert_audit, insert_events, insert_events_batched};
 use crate::jobs::{
     Job, JobTarget, TargetState, job_columns, job_from, job_from_row, target_from_row,
     target_select,
 };
 use crate::{Millis, Store, StoreError};
+
+/// Deliveries recorded by one statement (three parameters each: within
+/// SQLite's and PostgreSQL's caps).
+const DELIVERY_CHUNK: usize = 200;
+
+/// One sending of a job to a device, as [`Store::mark_delivered_many`]
+/// records it: `events` are recorded only if it is the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub job_id: String,
+    pub device_id: String,
+    pub at: Millis,
+    pub events: Vec<NewAuditEvent>,
+}
 
 /// What one target device reported for a job, as stored (the wire
 /// `bulwark_protocol::message::JobOutcome`, decoded and bounded).
@@ -176,22 +190,78 @@ impl Store {
         now: Millis,
         events: &[NewAuditEvent],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE job_targets SET state = 'delivered', delivered_at = $3 \
-             WHERE job_id = $1 AND device_id = $2 AND state = 'waiting'",
-        )
-        .bind(job_id)
-        .bind(device_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
+        let delivery = Delivery {
+            job_id: job_id.to_owned(),
+            device_id: device_id.to_owned(),
+            at: now,
+            events: events.to_vec(),
+        };
+        let first = self
+            .mark_delivered_many(std::slice::from_ref(&delivery))
+            .await?;
+        Ok(first.first().copied().unwrap_or(false))
+    }
+
+    /// Records many deliveries in one transaction (a fan-out's batch): for
+    /// each, in order, true if it was the first (waiting to delivered, its
+    /// `events` recorded with it), false if the target was already past
+    /// waiting (nothing recorded). The events of one log are appended
+    /// together, in order, so the batch costs one log append per tenant.
+    pub async fn mark_delivered_many(
+        &self,
+        deliveries: &[Delivery],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut first = vec![false; deliveries.len()];
+        if deliveries.is_empty() {
+            return Ok(first);
         }
-        insert_events(&mut tx, events).await?;
+        let mut tx = self.pool.begin().await?;
+        let mut moved = std::collections::HashSet::new();
+        for chunk in deliveries.chunks(DELIVERY_CHUNK) {
+            // A device named twice in a batch is moved once: the set decides.
+            let mut sql =
+                String::from("UPDATE job_targets SET state = 'delivered', delivered_at = CASE ");
+            for i in 0..chunk.len() {
+                let (j, d, at) = (1 + 3 * i, 2 + 3 * i, 3 + 3 * i);
+                sql.push_str(&format!(
+                    "WHEN job_id = ${j} AND device_id = ${d} THEN ${at} "
+                ));
+            }
+            sql.push_str("END WHERE state = 'waiting' AND (");
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!(
+                    "(job_id = ${} AND device_id = ${})",
+                    1 + 3 * i,
+                    2 + 3 * i
+                ));
+            }
+            sql.push_str(") RETURNING job_id, device_id");
+            let mut query = sqlx::query(&sql);
+            for delivery in chunk {
+                query = query
+                    .bind(&delivery.job_id)
+                    .bind(&delivery.device_id)
+                    .bind(delivery.at);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                let job_id: String = row.try_get("job_id")?;
+                let device_id: String = row.try_get("device_id")?;
+                moved.insert((job_id, device_id));
+            }
+        }
+        let mut events = Vec::new();
+        for (delivery, first) in deliveries.iter().zip(first.iter_mut()) {
+            if moved.remove(&(delivery.job_id.clone(), delivery.device_id.clone())) {
+                *first = true;
+                events.extend(delivery.events.iter().cloned());
+            }
+        }
+        insert_events_batched(&mut tx, &events).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(first)
     }
 
     /// Stores a device's result for a job, whatever the job's state now (a

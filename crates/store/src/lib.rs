@@ -92,7 +92,7 @@ pub use inventory_sections::SecurityChanges;
 pub use invitations::{
     ACCOUNT_OPERATOR, ACCOUNT_OWNER, Grant, Invitation, InvitationEnrolment, NewInvitation,
 };
-pub use job_delivery::TargetOutcome;
+pub use job_delivery::{Delivery, TargetOutcome};
 pub use job_live::{Appended, Cancelled, OutputChunk};
 pub use jobs::{
     Decision, Job, JobApproval, JobState, JobTarget, NewJob, TargetCounts, TargetState,

@@ -99,6 +99,7 @@ suite! {
         jobs_tenant_scope,
         job_targets_of_foreign_tenant_refused,
         job_results_idempotent,
+        deliveries_recorded_in_batches,
         job_changes_commit_with_their_audit_events,
         changes_fail_when_their_events_cannot_be_logged,
         jobs_deliverable_when_approved_and_unexpired,
@@ -3662,6 +3663,150 @@ async fn job_changes_commit_with_their_audit_events(store: Store) {
             .unwrap()
     );
     assert_eq!(size(store.clone(), a.clone()).await, before + 4);
+}
+
+/// A fan-out records its deliveries in one transaction (issue 18): each
+/// target moves from waiting to delivered once, its `job.delivered` event
+/// appended to its own tenant's log in order, with the batch's statements
+/// chunked; what is already delivered, answered or not a target is
+/// recorded as nothing, and a second identical batch changes nothing.
+async fn deliveries_recorded_in_batches(store: Store) {
+    // More targets than one statement's chunk (200).
+    let names: Vec<String> = (0..230).map(|i| format!("a-{i:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (a, devices) = tenant_with_devices(&store, "tenant-a", 1, &names).await;
+    let (b, b_devices) = tenant_with_devices(&store, "tenant-b", 240, &["b-1", "b-2"]).await;
+    let owner = store
+        .create_operator(&new_operator("olivia"), "owner", "test", T0)
+        .await
+        .unwrap();
+    let job_a = store
+        .create_job(&new_job(1, &a, &owner.id), &ids(&devices), T0, &[])
+        .await
+        .unwrap();
+    let job_b = store
+        .create_job(&new_job(2, &b, &owner.id), &ids(&b_devices), T0, &[])
+        .await
+        .unwrap();
+    for job in [&job_a, &job_b] {
+        store
+            .set_job_state(&job.id, JobState::Approved, Some(&owner.id), None, T0, &[])
+            .await
+            .unwrap();
+    }
+    // Already delivered, and already answered: not first any more.
+    assert!(
+        store
+            .mark_delivered(&job_a.id, &devices[0].id, T0 + 1, &[])
+            .await
+            .unwrap()
+    );
+    store
+        .record_result(
+            &job_a.id,
+            &devices[1].id,
+            &ran(Some(0), false, "ok"),
+            T0 + 2,
+            &[],
+        )
+        .await
+        .unwrap();
+    let size = |log: String| {
+        let store = store.clone();
+        async move { store.log_head(&log).await.unwrap().map_or(0, |h| h.size) }
+    };
+    let (a_before, b_before) = (size(a.clone()).await, size(b.clone()).await);
+
+    let delivery = |job: &Job, tenant: &str, device: &str| bulwark_store::Delivery {
+        job_id: job.id.clone(),
+        device_id: device.to_owned(),
+        at: T0 + 10,
+        events: vec![
+            NewAuditEvent::new(T0 + 10, "server", AuditAction::JobDelivered, &job.id)
+                .in_tenant(Some(tenant))
+                .with_detail(format!("to {device}")),
+        ],
+    };
+    let mut batch = Vec::new();
+    for (i, device) in devices.iter().enumerate() {
+        batch.push(delivery(&job_a, &a, &device.id));
+        // Interleaved: another tenant's job, and a device named twice.
+        if i == 100 {
+            batch.push(delivery(&job_b, &b, &b_devices[0].id));
+            batch.push(delivery(&job_a, &a, &devices[5].id));
+        }
+    }
+    batch.push(delivery(&job_b, &b, &b_devices[1].id));
+    // Not a target of job A: a forged or stray delivery records nothing.
+    batch.push(delivery(&job_a, &a, &b_devices[0].id));
+
+    let first = store.mark_delivered_many(&batch).await.unwrap();
+    assert_eq!(first.len(), batch.len());
+    let expected: Vec<bool> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let twice = d.device_id == devices[5].id && i > 5;
+            let foreign = d.job_id == job_a.id && d.device_id == b_devices[0].id;
+            !(d.device_id == devices[0].id || d.device_id == devices[1].id || twice || foreign)
+        })
+        .collect();
+    assert_eq!(first, expected);
+    let firsts_a = (devices.len() - 2) as u64;
+    assert_eq!(size(a.clone()).await, a_before + firsts_a);
+    assert_eq!(size(b.clone()).await, b_before + 2);
+
+    // Each tenant's log holds its own events, in the batch's order, and
+    // the audit table the same events.
+    let entries = store
+        .log_entries(&a, a_before, u32::try_from(firsts_a).unwrap())
+        .await
+        .unwrap();
+    let logged: Vec<String> = entries
+        .iter()
+        .map(|e| bulwark_store::AuditLeaf::decode(&e.leaf).unwrap().detail)
+        .collect();
+    let wanted: Vec<String> = devices[2..]
+        .iter()
+        .map(|d| format!("to {}", d.id))
+        .collect();
+    assert_eq!(logged, wanted);
+    let events = store
+        .list_audit(&TenantScope::All, Some(&b), 100)
+        .await
+        .unwrap();
+    let delivered_b: Vec<&str> = events
+        .iter()
+        .filter(|e| e.action == AuditAction::JobDelivered.as_str())
+        .map(|e| e.detail.as_str())
+        .collect();
+    assert_eq!(
+        delivered_b,
+        vec![
+            format!("to {}", b_devices[1].id),
+            format!("to {}", b_devices[0].id)
+        ],
+        "newest first"
+    );
+    let targets = store
+        .job_targets(&TenantScope::All, &job_a.id)
+        .await
+        .unwrap();
+    for target in &targets {
+        let want = if target.device_id == devices[1].id {
+            TargetState::Succeeded
+        } else {
+            TargetState::Delivered
+        };
+        assert_eq!(target.state, want, "{}", target.hostname);
+    }
+
+    // The same batch again (a session's resend after a reconnect): nothing.
+    let again = store.mark_delivered_many(&batch).await.unwrap();
+    assert!(again.iter().all(|first| !first));
+    assert_eq!(size(a.clone()).await, a_before + firsts_a);
+    assert_eq!(size(b).await, b_before + 2);
+    assert!(store.mark_delivered_many(&[]).await.unwrap().is_empty());
 }
 
 async fn job_results_idempotent(store: Store) {

@@ -43,7 +43,7 @@ use crate::state::AppState;
 use crate::{now_millis, rfc3339};
 
 /// Largest script a job may carry (the agent's limit is the same).
-pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
+pub const MAX_SCRIPT_BYTES: usize = bulwark_protocol::limits::statement::MAX_SCRIPT_BYTES;
 
 // ---- jobs ----
 

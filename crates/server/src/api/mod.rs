@@ -67,8 +67,15 @@ use crate::state::AppState;
 /// Largest request body accepted anywhere but job submission.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Largest job submission: the script (base64-free JSON text) and its envelope.
-pub const MAX_JOB_BODY_BYTES: usize = 3 * jobs::MAX_SCRIPT_BYTES;
+/// Largest job submission (also a schedule's and a script version's): the
+/// largest envelope in base64, the largest script as JSON text (6 bytes a
+/// byte at worst, `\u0001`) and 64 KiB for the rest. From the statement
+/// caps, so that a job naming `max_targets` devices is never answered 413.
+pub const MAX_JOB_BODY_BYTES: usize = {
+    use bulwark_protocol::limits::statement as caps;
+    let envelope = caps::envelope_cap(caps::MAX_PAYLOAD_BYTES, caps::MAX_SIGNATURES);
+    envelope.div_ceil(3) * 4 + 6 * caps::MAX_SCRIPT_BYTES + 64 * 1024
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -291,4 +298,29 @@ pub fn audit_event(
 ) -> bulwark_store::NewAuditEvent {
     bulwark_store::NewAuditEvent::new(now_millis(), &caller.operator.username, action, target)
         .in_tenant(tenant_id)
+}
+
+#[cfg(test)]
+mod tests {
+    /// A job naming every target it may, with the largest script of the
+    /// worst escaping, is a body the API reads (issue 18: it answered 413).
+    #[test]
+    fn the_largest_job_submission_fits_the_body_limit() {
+        use base64::Engine;
+        let limits = bulwark_protocol::Limits::default();
+        let request =
+            bulwark_api::jobs::JobRequest {
+                envelope: base64::engine::general_purpose::STANDARD
+                    .encode(vec![0xa5; limits.max_envelope_bytes]),
+                script: "\u{1}".repeat(limits.max_script_bytes),
+            };
+        let body = serde_json::to_vec(&request).expect("encodes");
+        assert!(
+            body.len() <= super::MAX_JOB_BODY_BYTES,
+            "{} > {}",
+            body.len(),
+            super::MAX_JOB_BODY_BYTES
+        );
+        assert_eq!(limits.max_script_bytes, super::jobs::MAX_SCRIPT_BYTES);
+    }
 }

@@ -11,7 +11,7 @@ use bulwark_protocol::encode_server_frame;
 use bulwark_protocol::message::{
     ByteBuf, CancelJob, Job, LogProof, ScheduledRun, ServerMessage, Trust,
 };
-use bulwark_store::StoreError;
+use bulwark_store::{Delivery, StoreError};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, warn};
@@ -152,12 +152,14 @@ pub(super) async fn send_work(
             script: job.script,
             log,
         });
-        ws.send(Message::Binary(
-            encode_server_frame(version, &message)?.into(),
-        ))
-        .await?;
+        let frame = encode_server_frame(version, &message)?;
         sent.insert(job.id.clone());
-        // The first delivery is recorded, with its audit event, at once.
+        if !fits(state, version, frame.len(), device_id, &job.id) {
+            continue;
+        }
+        ws.send(Message::Binary(frame.into())).await?;
+        // The first delivery is recorded, with its audit event, before the
+        // agent's next frame is read (batched with other sessions': `fanout`).
         let delivered = bulwark_store::NewAuditEvent::new(
             now_millis(),
             "server",
@@ -167,12 +169,30 @@ pub(super) async fn send_work(
         .in_tenant(Some(tenant_id))
         .with_detail(format!("to {device_id}{entry}"));
         state
-            .store
-            .mark_delivered(&job.id, device_id, now_millis(), &[delivered])
+            .deliveries
+            .record(Delivery {
+                job_id: job.id.clone(),
+                device_id: device_id.to_owned(),
+                at: now_millis(),
+                events: vec![delivered],
+            })
             .await?;
         debug!(%device_id, job = %job.id, "Job delivered.");
     }
     Ok(look_again)
+}
+
+/// Whether a job's frame of `size` bytes may go on a connection of
+/// `version`. An agent before protocol version 7 closes its connection on
+/// a frame over its older cap (a job to thousands of devices): sending it
+/// would have it reconnect and be sent the same frame, and nothing after
+/// it, forever. The job waits for that device's agent to be updated.
+fn fits(state: &GatewayState, version: u16, size: usize, device_id: &str, job: &str) -> bool {
+    let cap = state.limits.server_frame_cap(version);
+    if size > cap {
+        warn!(%device_id, %job, size, cap, version, "Job not sent: larger than the agent's protocol version takes; it waits for the agent's update.");
+    }
+    size <= cap
 }
 
 /// One tree head for a batch of deliveries: covering `needed` entries and,
@@ -290,11 +310,12 @@ pub(super) async fn send_scheduled(
             job_id,
             log,
         });
-        ws.send(Message::Binary(
-            encode_server_frame(version, &message)?.into(),
-        ))
-        .await?;
+        let frame = encode_server_frame(version, &message)?;
         sent.insert(run.job_id.clone());
+        if !fits(state, version, frame.len(), device_id, &run.job_id) {
+            continue;
+        }
+        ws.send(Message::Binary(frame.into())).await?;
         let delivered = bulwark_store::NewAuditEvent::new(
             now_millis(),
             "server",
@@ -307,8 +328,13 @@ pub(super) async fn send_scheduled(
             run.schedule_id
         ));
         state
-            .store
-            .mark_delivered(&run.job_id, device_id, now_millis(), &[delivered])
+            .deliveries
+            .record(Delivery {
+                job_id: run.job_id.clone(),
+                device_id: device_id.to_owned(),
+                at: now_millis(),
+                events: vec![delivered],
+            })
             .await?;
         debug!(%device_id, job = %run.job_id, "Scheduled run delivered.");
     }
@@ -349,44 +375,22 @@ async fn job_log_proof(
     checkpoint: &bulwark_store::LogCheckpoint,
     held: Option<u64>,
 ) -> anyhow::Result<LogProof> {
-    let leaf = state
-        .store
-        .log_entries(tenant_id, idx, 1)
-        .await?
-        .into_iter()
-        .next()
-        .map(|entry| entry.leaf)
-        .unwrap_or_default();
-    let inclusion = match state
-        .store
-        .inclusion_proof(tenant_id, idx, checkpoint.size)
-        .await
-    {
-        Ok(proof) => proof,
-        Err(StoreError::Invalid(_)) => Vec::new(),
-        Err(other) => return Err(other.into()),
-    };
+    let (leaf, inclusion) = state
+        .proofs
+        .inclusion(&state.store, tenant_id, idx, checkpoint.size)
+        .await?;
     let from = held.unwrap_or(0);
-    let consistency = if from == 0 || from >= checkpoint.size {
-        Vec::new()
-    } else {
-        match state
-            .store
-            .consistency_proof(tenant_id, from, checkpoint.size)
-            .await
-        {
-            Ok(proof) => proof,
-            Err(StoreError::Invalid(_)) => Vec::new(),
-            Err(other) => return Err(other.into()),
-        }
-    };
+    let consistency = state
+        .proofs
+        .consistency(&state.store, tenant_id, from, checkpoint.size)
+        .await?;
     Ok(LogProof {
         leaf,
         index: idx,
         checkpoint: checkpoint.note.clone(),
-        inclusion: inclusion.concat(),
+        inclusion,
         consistency_from: from,
-        consistency: consistency.concat(),
+        consistency,
         witnessed_since: None,
         witnessed_since_consistency: None,
     })

@@ -14,7 +14,9 @@
 //! This module holds the entry point: the listener, the connection slots,
 //! and what ties the two phases together.
 
+pub mod admission;
 mod delivery;
+pub mod fanout;
 mod handshake;
 pub(crate) mod mass_action;
 mod rate;
@@ -29,7 +31,7 @@ use std::time::Duration;
 use bulwark_protocol::Limits;
 use bulwark_store::Store;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
@@ -57,6 +59,12 @@ pub struct GatewayState {
     pub alert_nudge: Arc<tokio::sync::Notify>,
     /// Release downloads served at once ([`releases::MAX_DOWNLOADS`]).
     pub downloads: Arc<Semaphore>,
+    /// Records deliveries in batches ([`fanout::Recorder`]).
+    pub deliveries: fanout::Recorder,
+    /// Log proofs shared by the sessions of one fan-out.
+    pub proofs: Arc<fanout::ProofCache>,
+    /// Handshakes run at once; the rest wait briefly, then are closed.
+    pub admission: admission::Admission,
 }
 
 type Ws = WebSocketStream<releases::Prefixed<TlsStream<TcpStream>>>;
@@ -107,7 +115,23 @@ pub async fn serve(
                 let state = state.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
-                    connection(state, tcp, peer, shutdown).await;
+                    // A connection that sends nothing waits without a turn:
+                    // silent connections cannot hold the handshakes up.
+                    // (`peek`, not `readable`: that may wake with nothing to read.)
+                    let first = tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut [0u8; 1])).await;
+                    if !matches!(first, Ok(Ok(1..))) {
+                        debug!(%peer, "Agent connection silent or closed before its handshake.");
+                        return;
+                    }
+                    let Some(turn) = state.admission.admit().await else {
+                        // Closed before any TLS work: the agent backs off and retries.
+                        let refused = state.admission.refused();
+                        if refused % 1000 == 1 {
+                            warn!(%peer, refused, "Agent connection closed: too many handshakes at once (a reconnect storm); it will retry.");
+                        }
+                        return;
+                    };
+                    connection(state, tcp, peer, shutdown, turn).await;
                     drop(permit);
                 });
             }
@@ -121,11 +145,17 @@ async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    turn: OwnedSemaphorePermit,
 ) {
-    let handshake = Box::pin(tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake(state.clone(), tcp, peer),
-    ));
+    let state_for_handshake = state.clone();
+    let handshake = Box::pin(async move {
+        let done =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(state_for_handshake, tcp, peer))
+                .await;
+        // The next connection's turn: this one's handshake is over.
+        drop(turn);
+        done
+    });
     let session = match handshake.await {
         Ok(Ok(Some(session))) => session,
         Ok(Ok(None)) => return, // enrolment done
@@ -180,6 +210,7 @@ pub fn session_task_size(
     tcp: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    turn: OwnedSemaphorePermit,
 ) -> usize {
-    std::mem::size_of_val(&connection(state, tcp, peer, shutdown))
+    std::mem::size_of_val(&connection(state, tcp, peer, shutdown, turn))
 }
