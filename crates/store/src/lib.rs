@@ -39,6 +39,7 @@ mod jobs;
 mod leases;
 mod metrics;
 pub mod metrics_plan;
+mod notifications;
 mod operators;
 mod packages;
 mod passkeys;
@@ -71,12 +72,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 pub use alerts::{
-    Alert, AlertCounts, AlertPulse, AlertState, ChannelHours, ChannelKind, DueNotification,
-    Escalation, NewAlert, NewChannel, NotificationChannel, NotificationEvent, Raised, Severity,
-};
-pub use alerts::{
-    MAX_DETAIL as MAX_ALERT_DETAIL, MAX_ROUTING_KEY, MAX_TARGET as MAX_CHANNEL_TARGET,
-    OFFLINE_KEY_PREFIX,
+    Alert, AlertCounts, AlertPulse, AlertState, MAX_DETAIL as MAX_ALERT_DETAIL, NewAlert,
+    OFFLINE_KEY_PREFIX, Raised, Severity,
 };
 pub use api_tokens::{ApiToken, NewApiToken};
 pub use audit::{AuditEvent, NewAuditEvent, audit_log_id};
@@ -99,6 +96,10 @@ pub use jobs::{
 };
 pub use leases::{Lease, NodeBeat};
 pub use metrics::{Compaction, MAX_SERIES_ROWS, MetricSeries, TenantCounts, TenantPoint};
+pub use notifications::{
+    ChannelHours, ChannelKind, DueNotification, Escalation, MAX_ROUTING_KEY,
+    MAX_TARGET as MAX_CHANNEL_TARGET, NewChannel, NotificationChannel, NotificationEvent,
+};
 pub use operators::{NewOperator, Operator};
 pub use packages::MAX_PACKAGES_PER_DEVICE;
 pub use passkeys::{LastPasskey, NewPasskey, Passkey};
