@@ -611,11 +611,19 @@ async fn run_command(command: ShellCommand) -> Result<()> {
                      entry says {logged}: the server's rows were changed"
                 );
             }
-            eprintln!(
-                "The recording matches entry {} of tenant {tenant}'s log (signed head of size {}); \
-                 `bulwark audit verify --tenant {tenant}` checks that head with the witnesses.",
-                entry.index, entry.head_size
-            );
+            match entry.witnessed {
+                Some(n) => eprintln!(
+                    "The recording matches entry {} of tenant {tenant}'s log, in the head of size \
+                     {} that {n} of its policy's witnesses cosigned.",
+                    entry.index, entry.head_size
+                ),
+                None => eprintln!(
+                    "The recording matches entry {} of tenant {tenant}'s log (head of size {}). \
+                     The tenant's policy lists no witnesses, so that head is the server's \
+                     signature alone.",
+                    entry.index, entry.head_size
+                ),
+            }
             match output {
                 Some(file) => std::fs::write(&file, &bytes)
                     .with_context(|| format!("cannot write {}", file.display()))?,
