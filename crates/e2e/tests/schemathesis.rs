@@ -128,6 +128,14 @@ const SEMANTIC_400: &[(&str, &str)] = &[
         "an envelope that is not a signed schedule statement",
     ),
     ("revoke_schedule", "an empty reason"),
+    // A patch policy is two signed schedule statements of the tenant's, of
+    // the install-patches class, tied by their times and devices (RFD
+    // 0021): the stateful phase can hand it a policy envelope it read.
+    (
+        "create_patch_policy",
+        "envelopes that are not two signed schedules of one patch policy",
+    ),
+    ("revoke_patch_policy", "an empty reason"),
     // A script version is text signed by its author: the signature must
     // verify over the content's hash, and the number be the next one
     // (RFD 0013).
