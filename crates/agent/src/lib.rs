@@ -8,6 +8,7 @@
 //! monitoring checks that policy defines ([`checks`]).
 
 pub mod admins;
+pub mod alarms;
 pub mod backoff;
 pub mod checks;
 pub mod connection;

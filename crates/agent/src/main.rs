@@ -131,6 +131,18 @@ enum Command {
     },
     /// Print this agent's identity.
     Status,
+    /// Print this agent's own record of the security alarms it raised (jobs
+    /// the transparency log did not vouch for, trust statements refused),
+    /// the newest first; with --record, the record itself, for an
+    /// auditor's `bulwark audit verify --tenant T --alarms FILE`.
+    Alarms {
+        /// How many alarms to print.
+        #[arg(long, default_value_t = 50, conflicts_with = "record")]
+        last: usize,
+        /// Print the whole record in its file format (both generations).
+        #[arg(long)]
+        record: bool,
+    },
     /// Print this agent's own record of check state changes (the last
     /// ones first), to compare with the alerts the server shows.
     Checks {
@@ -248,6 +260,25 @@ fn main() -> anyhow::Result<()> {
         Command::Checks { last } => {
             for line in bulwark_agent::checks::journal_lines(state_dir.path(), last)? {
                 println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Alarms { last, record } => {
+            if record {
+                let text = bulwark_agent::alarms::record_text(state_dir.path())?;
+                // `| head` closes the pipe early: not an error.
+                match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                    _ => {}
+                }
+            } else {
+                let lines = bulwark_agent::alarms::record_lines(state_dir.path(), last)?;
+                if lines.is_empty() {
+                    println!("No alarms recorded on this endpoint.");
+                }
+                for line in lines {
+                    println!("{line}");
+                }
             }
             Ok(())
         }
@@ -632,7 +663,12 @@ async fn run(
     };
     let runner = runner
         .with_updates(updates.clone())
-        .with_self_update(release.clone());
+        .with_self_update(release.clone())
+        .with_alarms(bulwark_agent::alarms::AlarmLog::new(
+            state_dir.path(),
+            &state.tenant,
+            &state.device_id,
+        ));
     let trust = runner.trust().clone();
     let shell = bulwark_agent::shell::ShellConfig {
         trust: trust.clone(),

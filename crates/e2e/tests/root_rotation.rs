@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, ensure};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use bulwark_e2e::{ExtraAgent, OperatorSetup, decode_hex, sql_text, wait_for};
+use bulwark_e2e::{ExtraAgent, OperatorSetup, sql_text, wait_for};
 use bulwark_policy::{Holder, Limits, Policy, PublicKey, RootKey, Signed, TrustRoot};
 use ed25519_dalek::SigningKey;
 use serde_json::{Value, json};
@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 #[path = "support/key_file.rs"]
 mod key_file;
 use key_file::steal_key;
+#[path = "support/statements.rs"]
+mod statements;
+use statements::{delete_statement, insert_statement, latest_statement};
 
 const PASSPHRASE: &str = "e2e root rotation: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(30);
@@ -79,37 +82,6 @@ impl Setup {
             },
         )
         .await
-    }
-
-    /// Inserts a trust statement row for demo, as an attacker with the file would.
-    fn insert_statement(&self, kind: &str, version: u64, signed: &Signed) -> Result<()> {
-        let hex: String = signed
-            .to_bytes()
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect();
-        self.sql(&format!(
-            "INSERT INTO trust_statements (tenant_id, kind, version, envelope, created_by, created_at) \
-             VALUES ((SELECT id FROM tenants WHERE name = 'demo'), '{kind}', {version}, X'{hex}', NULL, 0)"
-        ))?;
-        Ok(())
-    }
-
-    fn delete_statement(&self, kind: &str, version: u64) -> Result<()> {
-        self.sql(&format!(
-            "DELETE FROM trust_statements WHERE kind = '{kind}' AND version = {version} \
-             AND tenant_id = (SELECT id FROM tenants WHERE name = 'demo')"
-        ))?;
-        Ok(())
-    }
-
-    /// The latest stored demo statement of `kind`.
-    fn latest_statement(&self, kind: &str) -> Result<Signed> {
-        let hex = self.sql(&format!(
-            "SELECT hex(envelope) FROM trust_statements WHERE kind = '{kind}' \
-             AND tenant_id = (SELECT id FROM tenants WHERE name = 'demo') ORDER BY version DESC LIMIT 1"
-        ))?;
-        Signed::from_bytes(&decode_hex(&hex)?, &Limits::default()).map_err(|e| anyhow!("{e}"))
     }
 
     /// POST as the owner, with a fresh MFA check if the server asks for one.
@@ -221,8 +193,7 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
         PASSPHRASE,
     )?;
     let limits = Limits::default();
-    let mut policy: Policy = s
-        .latest_statement("policy")?
+    let mut policy: Policy = latest_statement(&s, "policy")?
         .statement(&limits)
         .map_err(|e| anyhow!("{e}"))?;
     ensure!(
@@ -234,7 +205,7 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
     let mut forged = Signed::new(&policy);
     forged.sign(&old_key);
     victim.stop().await?;
-    s.insert_statement("policy", 3, &forged)?;
+    insert_statement(&s, "policy", 3, &forged)?;
     victim.resume()?;
     s.expect_alert(&device, "policy v3", "root_threshold_not_met")
         .await?;
@@ -242,13 +213,12 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
         s.agent_holds(&device)? == "2 2",
         "the agent took the dropped key's policy"
     );
-    s.delete_statement("policy", 3)?;
+    delete_statement(&s, "policy", 3)?;
 
     // 4. A rotation signed by new keys only, without the current root's
     // threshold: the server refuses it, and so does the agent when it is
     // written into the database.
-    let current: TrustRoot = s
-        .latest_statement("root")?
+    let current: TrustRoot = latest_statement(&s, "root")?
         .statement(&limits)
         .map_err(|e| anyhow!("{e}"))?;
     let (k1, k2) = (
@@ -287,7 +257,7 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
         reply.body
     );
     victim.stop().await?;
-    s.insert_statement("root", 3, &forged)?;
+    insert_statement(&s, "root", 3, &forged)?;
     victim.resume()?;
     s.expect_alert(&device, "root v3", "root_threshold_not_met")
         .await?;
@@ -295,7 +265,7 @@ async fn root_rotation_reaches_agents_without_reinstall() -> Result<()> {
         s.agent_holds(&device)? == "2 2",
         "the agent took the usurping root"
     );
-    s.delete_statement("root", 3)?;
+    delete_statement(&s, "root", 3)?;
 
     // The tenant works as before under root v2.
     s.good_job_runs(&device, "after-attacks").await?;

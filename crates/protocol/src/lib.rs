@@ -13,6 +13,7 @@
 //! * [`token`]: the enrolment token format.
 //! * [`checks`]: the states of the policy's monitoring checks an agent reports.
 
+pub mod alarm_record;
 pub mod audit_leaf;
 pub mod checks;
 pub mod codec;

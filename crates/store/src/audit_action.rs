@@ -180,4 +180,13 @@ mod tests {
         assert!(AuditAction::AlertLogRefused.is_alert());
         assert!(!AuditAction::JobReleased.is_alert());
     }
+
+    /// Agents record their alarms under these actions (and auditors look
+    /// for them): the names are the log format, defined once there.
+    #[test]
+    fn alarm_actions_are_the_ones_agents_record() {
+        use bulwark_protocol::alarm_record::{ALERT_LOG_REFUSED, ALERT_TRUST_REFUSED};
+        assert_eq!(AuditAction::AlertLogRefused.as_str(), ALERT_LOG_REFUSED);
+        assert_eq!(AuditAction::AlertTrustRefused.as_str(), ALERT_TRUST_REFUSED);
+    }
 }

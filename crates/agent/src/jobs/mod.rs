@@ -74,6 +74,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::alarms::AlarmLog;
 use crate::files::{private_dir, sync_dir, write_atomic};
 use crate::supervisor::{Exit, RunFiles, kill_group, read_pid, supervisor_alive};
 use crate::trust::{TrustOutcome, TrustState};
@@ -280,6 +281,13 @@ impl JobRunner {
     /// after each run and on an inventory refresh).
     pub fn with_updates(mut self, updates: Updates) -> Self {
         self.updates = Some(updates);
+        self
+    }
+
+    /// Records the log alarms it refuses, and the trust statements its
+    /// handles refuse, in `alarms` (the endpoint's own record).
+    pub fn with_alarms(mut self, alarms: AlarmLog) -> Self {
+        self.spool = self.spool.with_alarms(alarms);
         self
     }
 

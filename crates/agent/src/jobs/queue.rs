@@ -251,10 +251,15 @@ impl JobsHandle {
         {
             error!(%error, "Cannot save the accepted trust statements; they hold until the agent restarts.");
         }
-        let refusals = outcomes
+        let refusals: Vec<TrustRefused> = outcomes
             .iter()
             .filter_map(crate::trust::refusal_report)
             .collect();
+        if let Some(alarms) = &self.spool.alarms {
+            for refusal in &refusals {
+                alarms.trust_refused(refusal, now_ms());
+            }
+        }
         (refusals, trust.status())
     }
 

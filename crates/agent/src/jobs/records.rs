@@ -100,6 +100,9 @@ impl JobHistory for History {
 pub struct ResultSpool {
     pub(super) dir: PathBuf,
     pub(super) done: PathBuf,
+    /// Where a log-alarm refusal is also recorded as it is spooled: every
+    /// refusal the server must raise `alert.log_refused` for passes here.
+    pub(super) alarms: Option<AlarmLog>,
 }
 
 impl ResultSpool {
@@ -108,7 +111,17 @@ impl ResultSpool {
         private_dir(&dir)?;
         let done = dir.with_file_name("done");
         private_dir(&done)?;
-        Ok(Self { dir, done })
+        Ok(Self {
+            dir,
+            done,
+            alarms: None,
+        })
+    }
+
+    /// Also records the log alarms it spools in `alarms`.
+    pub fn with_alarms(mut self, alarms: AlarmLog) -> Self {
+        self.alarms = Some(alarms);
+        self
     }
 
     /// The recorded result of a job whose result was acknowledged.
@@ -149,7 +162,12 @@ impl ResultSpool {
 
     /// Stores (or replaces) the result of its job, durably.
     pub fn put(&self, result: &JobResult) -> io::Result<()> {
-        write_atomic(&self.path(&result.job_id), &to_canonical(result), 0o600)
+        let first = !self.contains(&result.job_id);
+        write_atomic(&self.path(&result.job_id), &to_canonical(result), 0o600)?;
+        if first && let Some(alarms) = &self.alarms {
+            alarms.job_result(result, super::now_ms());
+        }
+        Ok(())
     }
 
     pub fn contains(&self, job_id: &[u8; 16]) -> bool {

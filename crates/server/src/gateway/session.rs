@@ -544,7 +544,7 @@ async fn record_result(
     };
     // The device acts; the job is what it acted on. The result, its audit
     // event and, for a log refusal, the security alert commit together.
-    let actor = format!("agent:{device_id}");
+    let actor = bulwark_protocol::alarm_record::agent_actor(device_id);
     let now = now_millis();
     let mut events = vec![
         bulwark_store::NewAuditEvent::new(now, &actor, action, &job_id)
@@ -591,8 +591,10 @@ async fn record_trust_refusal(
         "{device_id} refused {} v{} ({}): {}",
         refusal.kind, refusal.version, refusal.code, refusal.reason
     );
-    let actor = format!("agent:{device_id}");
-    let target = format!("{} v{}", refusal.kind, refusal.version);
+    // The agent records the alarm under the same actor and target
+    // (`bulwark_protocol::alarm_record`): an auditor holds the two together.
+    let actor = bulwark_protocol::alarm_record::agent_actor(device_id);
+    let target = bulwark_protocol::alarm_record::trust_subject(&refusal.kind, refusal.version);
     let event = bulwark_store::NewAuditEvent::new(
         now_millis(),
         &actor,

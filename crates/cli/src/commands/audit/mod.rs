@@ -77,6 +77,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Session, path_segment, send};
 
+mod alarms;
 mod archiving;
 mod complete;
 mod export;
@@ -88,6 +89,7 @@ mod server;
 mod verify;
 mod witnesses;
 
+use alarms::*;
 use archiving::*;
 use complete::*;
 use export::*;
@@ -167,6 +169,21 @@ pub struct VerifyArgs {
     /// them).
     #[arg(long, value_name = "K", requires = "witness")]
     witnesses_required: Option<u32>,
+    /// An agent's own record of the alarms it raised (`bulwark-agent alarms
+    /// --record` on the endpoint). Repeat it, or concatenate records: each
+    /// alarm of this tenant must be in the verified log as the alert entry
+    /// its report became, else exit 5 (the server suppressed it).
+    #[arg(long, value_name = "FILE")]
+    alarms: Vec<PathBuf>,
+    /// Alarms raised less than this many minutes ago may still be on their
+    /// way to the log, and are not counted missing.
+    #[arg(
+        long,
+        value_name = "MINUTES",
+        default_value_t = 15,
+        requires = "alarms"
+    )]
+    alarm_grace: u64,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -220,12 +237,17 @@ Exit codes:
      (--witness and --witnesses-required, else the tenant's policy): a
      history rewritten and re-signed with the log key looks like this.
      Who cosigned is printed (--json: \"problem\": \"not_witnessed\",
-     \"witnesses\"). Takes precedence over 3.";
+     \"witnesses\"). Takes precedence over 3 and 5.
+  5  The log verified, but alarms the agents recorded on their endpoints
+     (--alarms) older than --alarm-grace are not in it: the server dropped
+     their reports. Each is printed (--json: \"alarms\"). With entries
+     archived and not checked, 3 instead (the alarms may be there).";
 
 /// Runs an `audit` command and exits: 0 good, 1 ([`EXIT_BAD_LOG`]) a bad
 /// log, 2 ([`EXIT_NOT_CHECKED`]) anything else, 3
 /// ([`EXIT_ARCHIVED_UNCHECKED`]) good but with an archived prefix not
-/// checked, 4 ([`EXIT_NOT_WITNESSED`]) good but not witnessed.
+/// checked, 4 ([`EXIT_NOT_WITNESSED`]) good but not witnessed, 5
+/// ([`EXIT_ALARMS_MISSING`]) good but lacking alarms an agent recorded.
 pub async fn run(command: AuditCommand) -> Result<()> {
     let code = match command {
         AuditCommand::Verify(args) => {

@@ -13,6 +13,8 @@ pub(super) struct Checker {
     /// The `log.archived` entries about this log among those fed: what
     /// accounts for an absent prefix (`archiving`).
     pub(super) archive_records: Vec<ArchiveRecord>,
+    /// Agents' recorded alarms, looked for among the entries fed (`--alarms`).
+    pub(super) alarms: Option<bulwark_protocol::alarm_record::AlarmCheck>,
 }
 
 /// A tenant log's trust history and jobs, replayed with the agents' rules
@@ -77,6 +79,9 @@ impl Checker {
             .map_err(|p| Bad::from_problem(&p))?;
         if let Some(record) = ArchiveRecord::read(index, &event, &self.log_id) {
             self.archive_records.push(record);
+        }
+        if let Some(alarms) = &mut self.alarms {
+            alarms.feed(index, &event);
         }
         if let Some(replay) = &mut self.replay
             && replay.problem.is_none()

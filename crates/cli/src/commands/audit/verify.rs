@@ -64,6 +64,8 @@ pub(super) struct Verified {
     /// The log's own records of archiving its absent prefix, if it has one
     /// (checked: a prefix removed without them fails as missing).
     pub(super) archiving: Option<Archiving>,
+    /// The agents' alarms (`--alarms`), held against every entry checked.
+    pub(super) alarms: Option<bulwark_protocol::alarm_record::AlarmCheck>,
 }
 
 pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
@@ -210,12 +212,15 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
         Some(path) => Some(read_saved_head(path, &key)?),
         None => None,
     };
+    let alarms = read_alarms(&args.alarms, &log_id)?;
+    let foreign_alarms = alarms.as_ref().map_or(0, |(_, foreign)| *foreign);
     // Announced once the local checks passed, before any entry is read.
     if let (Source::Online { session, base, .. }, Some(head)) = (&source, &head) {
         announce(session, base, ExportPurpose::Verify, head).await?;
     }
 
-    let outcome = check(&source, &key, &log_id, &notes, saved, quiet).await?;
+    let alarms = alarms.map(|(alarms, _)| alarms);
+    let outcome = check(&source, &key, &log_id, &notes, saved, alarms, quiet).await?;
     // 6. The witnesses' cosignatures, once the log verified against its
     // heads: the flags, else the policy in force at the end of the log.
     let outcome = outcome.and_then(|verified| {
@@ -262,6 +267,15 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
             let rate = checked as f64 / elapsed.as_secs_f64().max(1e-9);
             // Online without the archive: entries [0, start) were not checked.
             let unchecked = (s.start > 0 && verified.partial.is_none()).then_some(s.start);
+            let alarm_report = verified.alarms.as_ref().map(|check| {
+                AlarmReport::new(
+                    check,
+                    foreign_alarms,
+                    crate::output::unix_now().saturating_mul(1000),
+                    args.alarm_grace.saturating_mul(60_000),
+                    (s.start > 0).then_some(s.start),
+                )
+            });
             let archive = verified
                 .partial
                 .map(|(first, below, latest)| json!({"first": first, "below": below, "latest_head": latest}));
@@ -286,6 +300,7 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                         "released_jobs_checked": verified.replayed,
                         "log_key": served_key.trim(),
                         "witnesses": witness_json(report.as_ref(), &verified),
+                        "alarms": alarm_report.as_ref().map(AlarmReport::to_json),
                         "seconds": elapsed.as_secs_f64(),
                         "entries_per_second": rate,
                     })
@@ -390,13 +405,26 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                 if let Some(path) = &args.save_head {
                     println!("  head saved to: {}", path.display());
                 }
+                if let Some(alarms) = &alarm_report {
+                    println!("  agents' alarms: {}", alarms.summary());
+                    for line in alarms.lines() {
+                        println!(
+                            "                   MISSING {}",
+                            crate::output::terminal_text(line)
+                        );
+                    }
+                }
                 println!("  time:          {elapsed:.2?} ({rate:.0} entries/s)");
             }
-            Ok(if unchecked.is_some() {
-                EXIT_ARCHIVED_UNCHECKED
-            } else {
-                0
-            })
+            Ok(
+                if let Some(code) = alarm_report.as_ref().and_then(AlarmReport::exit_code) {
+                    code
+                } else if unchecked.is_some() {
+                    EXIT_ARCHIVED_UNCHECKED
+                } else {
+                    0
+                },
+            )
         }
         Err(bad) => {
             if args.json {
@@ -447,6 +475,7 @@ pub(super) async fn check(
     log_id: &str,
     notes: &[(u64, String)],
     saved: Option<Result<Checkpoint, Bad>>,
+    alarms: Option<bulwark_protocol::alarm_record::AlarmCheck>,
     quiet: bool,
 ) -> Result<Result<Verified, Bad>> {
     let heads = match open_checkpoints(notes, key, log_id) {
@@ -616,6 +645,7 @@ pub(super) async fn check(
         log_id: log_id.to_owned(),
         replay,
         archive_records: Vec::new(),
+        alarms,
     };
     let bar = if quiet {
         indicatif::ProgressBar::hidden()
@@ -827,5 +857,6 @@ pub(super) async fn check(
         policy,
         policy_witnesses,
         archiving,
+        alarms: checker.alarms,
     }))
 }
