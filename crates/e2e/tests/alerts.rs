@@ -5,7 +5,8 @@
 //! a loopback receiver) channels, added with the CLI, each get the
 //! `device.offline` alert once; the agent comes back and the alert
 //! resolves itself, recorded as resolved by `bulwark`, and the PagerDuty
-//! incident is resolved by the same dedup key; the server's
+//! incident is resolved by the same dedup key, the mailbox and the
+//! webhook told who resolved it; the server's
 //! Prometheus metrics count the open alert meanwhile. A hostile
 //! host name (HTML, a header line) reaches the mail and the console as
 //! text. A console page left open in Chromium shows the alert live: the
@@ -318,6 +319,39 @@ async fn a_silent_device_raises_one_alert_to_every_channel_and_resolves_when_bac
     ensure!(
         events == ["trigger", "resolve"],
         "PagerDuty heard of the outage {events:?}"
+    );
+    // The mailbox and the chat room hear of it too, and who closed it.
+    let closed = mail
+        .wait_message(
+            Duration::from_secs(30),
+            &[&format!("To: {CONTACT}"), "RESOLVED", &device],
+        )
+        .await?;
+    ensure!(
+        closed.contains(&format!(
+            "Subject: [Bulwark] RESOLVED WARNING demo: Device {HOSTILE} is offline"
+        )) && closed.contains("Resolved by bulwark at "),
+        "the resolved mail:\n{closed}"
+    );
+    let hooked_resolve = wait_for(
+        Duration::from_secs(30),
+        "the webhook's resolve",
+        async || {
+            Ok(hooked
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|b| b["event"] == "resolve" && b["alert"]["id"] == resolved.id.as_str())
+                .cloned())
+        },
+    )
+    .await?;
+    ensure!(
+        hooked_resolve["alert"]["resolved_by"] == "bulwark"
+            && hooked_resolve["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("RESOLVED") && t.contains("Resolved by bulwark")),
+        "{hooked_resolve}"
     );
     let audit = s.api.audit("demo").await?;
     ensure!(

@@ -383,13 +383,13 @@ impl Store {
             AlertState::Acknowledged => NotificationEvent::Acknowledge,
             _ => NotificationEvent::Resolve,
         };
-        // The PagerDuty incidents this alert opened follow it there (a
-        // trigger given up on opened nothing to close).
+        // Every channel told of the alert is told what became of it: the
+        // PagerDuty incident follows it there, a mailbox or a chat room
+        // learns who took it (a trigger given up on told nobody).
         let channels: Vec<String> = sqlx::query_scalar(
             "SELECT n.channel_id FROM notifications n \
-             JOIN notification_channels c ON c.id = n.channel_id \
              WHERE n.alert_id = $1 AND n.event = 'trigger' AND n.state <> 'failed' \
-             AND c.format = 'pagerduty' ORDER BY n.channel_id",
+             ORDER BY n.channel_id",
         )
         .bind(id)
         .fetch_all(&mut *tx)

@@ -421,7 +421,10 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` pending notifications due at `now`, oldest first.
+    /// Up to `limit` pending notifications due at `now`, oldest first. For
+    /// one alert and channel, events go in order: an acknowledge or resolve
+    /// waits while the trigger is pending, a resolve while the acknowledge
+    /// is (nobody hears of a close before its opening).
     pub async fn due_notifications(
         &self,
         now: Millis,
@@ -430,10 +433,11 @@ impl Store {
         let rows = sqlx::query(
             "SELECT n.id, n.event, n.attempts, n.alert_id, n.channel_id FROM notifications n \
              WHERE n.state = 'pending' AND n.next_attempt_at <= $1 \
-             AND (n.event = 'trigger' OR NOT EXISTS ( \
+             AND NOT EXISTS ( \
                  SELECT 1 FROM notifications t WHERE t.alert_id = n.alert_id \
-                 AND t.channel_id = n.channel_id AND t.event = 'trigger' \
-                 AND t.state = 'pending')) \
+                 AND t.channel_id = n.channel_id AND t.state = 'pending' \
+                 AND (CASE t.event WHEN 'trigger' THEN 0 WHEN 'acknowledge' THEN 1 ELSE 2 END) \
+                   < (CASE n.event WHEN 'trigger' THEN 0 WHEN 'acknowledge' THEN 1 ELSE 2 END)) \
              ORDER BY n.next_attempt_at, n.id LIMIT $2",
         )
         .bind(now)

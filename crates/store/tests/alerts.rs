@@ -485,11 +485,18 @@ async fn pagerduty_incidents_follow_the_alert(store: Store) {
     assert_eq!(resolve.len(), 1);
     assert_eq!(resolve[0].event, NotificationEvent::Resolve);
     assert_eq!(resolve[0].alert.id, id);
-    // The e-mail channel hears of the opening only.
-    assert!(
-        due.iter()
-            .all(|n| n.channel.kind != ChannelKind::Email || n.event == NotificationEvent::Trigger)
-    );
+    // The e-mail channel's resolve waits for its own trigger, then follows.
+    let mail: Vec<_> = due
+        .iter()
+        .filter(|n| n.channel.kind == ChannelKind::Email && n.alert.id == id)
+        .collect();
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0].event, NotificationEvent::Trigger);
+    store.notification_sent(&mail[0].id, T0 + 2).await.unwrap();
+    let due = store.due_notifications(T0 + 2, 10).await.unwrap();
+    assert!(due.iter().any(|n| n.channel.kind == ChannelKind::Email
+        && n.alert.id == id
+        && n.event == NotificationEvent::Resolve));
     let kinds: Vec<String> = store
         .alert_notifications(&id)
         .await
@@ -523,15 +530,27 @@ async fn pagerduty_incidents_follow_the_alert(store: Store) {
             .await
             .unwrap();
     }
+    // Each channel: the acknowledge first, the resolve once it is sent.
+    let follow = |due: &[bulwark_store::DueNotification]| -> Vec<(String, NotificationEvent)> {
+        due.iter()
+            .filter(|n| n.alert.id == id2 || n.alert.id == id3)
+            .map(|n| (n.channel.id.clone(), n.event))
+            .collect()
+    };
     let due = store.due_notifications(T0 + 4, 100).await.unwrap();
-    let follow: Vec<_> = due
-        .iter()
-        .filter(|n| n.alert.id == id2 || n.alert.id == id3)
-        .map(|n| (n.alert.id.clone(), n.event))
-        .collect();
-    assert_eq!(follow.len(), 2, "{follow:?}");
-    assert!(follow.contains(&(id2.clone(), NotificationEvent::Acknowledge)));
-    assert!(follow.contains(&(id2.clone(), NotificationEvent::Resolve)));
+    let first = follow(&due);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(
+        first
+            .iter()
+            .all(|(_, e)| *e == NotificationEvent::Acknowledge)
+    );
+    for n in due.iter().filter(|n| n.alert.id == id2) {
+        store.notification_sent(&n.id, T0 + 5).await.unwrap();
+    }
+    let then = follow(&store.due_notifications(T0 + 5, 100).await.unwrap());
+    assert_eq!(then.len(), 2, "{then:?}");
+    assert!(then.iter().all(|(_, e)| *e == NotificationEvent::Resolve));
 }
 
 async fn channels_kept_for_hours_are_told_in_those_hours_only(store: Store) {

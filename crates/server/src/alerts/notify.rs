@@ -52,12 +52,18 @@ fn one_line(text: &str, max: usize) -> String {
         .collect()
 }
 
-/// The e-mail subject: `[Bulwark] CRITICAL acme: …`.
-pub fn subject(alert: &Alert) -> String {
+/// The e-mail subject: `[Bulwark] CRITICAL acme: …`, and for what became
+/// of it, `[Bulwark] RESOLVED CRITICAL acme: …`.
+pub fn subject(alert: &Alert, event: NotificationEvent) -> String {
     let tenant = alert.tenant_name.as_deref().unwrap_or("MSP");
+    let became = match event {
+        NotificationEvent::Trigger => "",
+        NotificationEvent::Acknowledge => "ACKNOWLEDGED ",
+        NotificationEvent::Resolve => "RESOLVED ",
+    };
     one_line(
         &format!(
-            "[Bulwark] {} {tenant}: {}",
+            "[Bulwark] {became}{} {tenant}: {}",
             alert.severity.as_str().to_uppercase(),
             alert.summary
         ),
@@ -65,10 +71,39 @@ pub fn subject(alert: &Alert) -> String {
     )
 }
 
-/// The plain-text body: what happened, where to look, and why the mail
-/// itself is not proof of anything.
-pub fn body(alert: &Alert, console_url: &str) -> String {
-    let mut text = format!("{}\n\n", alert.summary);
+/// Who acknowledged or resolved the alert and when, for a follow-up
+/// (`None` for the trigger, or before the change is recorded).
+fn follow_up_line(alert: &Alert, event: NotificationEvent) -> Option<String> {
+    let (verb, by, at) = match event {
+        NotificationEvent::Trigger => return None,
+        NotificationEvent::Acknowledge => (
+            "Acknowledged",
+            alert.acknowledged_by.as_deref()?,
+            alert.acknowledged_at?,
+        ),
+        NotificationEvent::Resolve => (
+            "Resolved",
+            alert.resolved_by.as_deref()?,
+            alert.resolved_at?,
+        ),
+    };
+    let minutes = (at - alert.opened_at).max(0) / 60_000;
+    Some(format!(
+        "{verb} by {} at {}, {}h {:02}m after it opened.",
+        one_line(by, 100),
+        crate::rfc3339(at),
+        minutes / 60,
+        minutes % 60
+    ))
+}
+
+/// The plain-text body: what happened (and, for a follow-up, what became
+/// of it), where to look, and why the mail itself is not proof of anything.
+pub fn body(alert: &Alert, event: NotificationEvent, console_url: &str) -> String {
+    let mut text = match follow_up_line(alert, event) {
+        Some(line) => format!("{line}\n\n{}\n\n", alert.summary),
+        None => format!("{}\n\n", alert.summary),
+    };
     let tenant = alert.tenant_name.as_deref().unwrap_or("(MSP-wide)");
     text.push_str(&format!("Tenant:    {tenant}\n"));
     text.push_str(&format!("Severity:  {}\n", alert.severity.as_str()));
@@ -89,10 +124,21 @@ pub fn body(alert: &Alert, console_url: &str) -> String {
     text
 }
 
-/// The webhook body: `text` for Slack and Teams, the alert for the rest.
-pub fn webhook_json(alert: &Alert, console_url: &str) -> serde_json::Value {
+/// The webhook body: `text` for Slack and Teams, the event (`trigger`,
+/// `acknowledge`, `resolve`) and the alert for the rest.
+pub fn webhook_json(
+    alert: &Alert,
+    event: NotificationEvent,
+    console_url: &str,
+) -> serde_json::Value {
+    let mut text = subject(alert, event);
+    if let Some(line) = follow_up_line(alert, event) {
+        text.push('\n');
+        text.push_str(&line);
+    }
     serde_json::json!({
-        "text": format!("{}\n{console_url}alerts/{}", subject(alert), alert.id),
+        "text": format!("{text}\n{console_url}alerts/{}", alert.id),
+        "event": event.as_str(),
         "alert": {
             "id": alert.id,
             "tenant": alert.tenant_name,
@@ -103,6 +149,10 @@ pub fn webhook_json(alert: &Alert, console_url: &str) -> serde_json::Value {
             "summary": alert.summary,
             "detail": alert.detail,
             "opened_at": crate::rfc3339(alert.opened_at),
+            "acknowledged_by": alert.acknowledged_by,
+            "acknowledged_at": alert.acknowledged_at.map(crate::rfc3339),
+            "resolved_by": alert.resolved_by,
+            "resolved_at": alert.resolved_at.map(crate::rfc3339),
             "log_id": alert.log_id,
             "log_idx": alert.log_idx,
         }
@@ -151,7 +201,7 @@ pub fn pagerduty_json(
         "dedup_key": dedup_key,
         "payload": {
             // PagerDuty keeps 1,024 characters of a summary.
-            "summary": one_line(&subject(alert), 1024),
+            "summary": one_line(&subject(alert, NotificationEvent::Trigger), 1024),
             "source": source,
             "severity": severity,
             "timestamp": crate::rfc3339(alert.opened_at),
@@ -241,9 +291,9 @@ impl Notifier {
                 let message = Message::builder()
                     .from(from.clone())
                     .to(to)
-                    .subject(subject(&due.alert))
+                    .subject(subject(&due.alert, due.event))
                     .header(ContentType::TEXT_PLAIN)
-                    .body(body(&due.alert, &self.console_url))
+                    .body(body(&due.alert, due.event, &self.console_url))
                     .context("building the message")?;
                 transport.send(message).await.context("the SMTP relay")?;
             }
@@ -251,7 +301,7 @@ impl Notifier {
                 let answer = self
                     .http
                     .post(&due.channel.target)
-                    .json(&webhook_json(&due.alert, &self.console_url))
+                    .json(&webhook_json(&due.alert, due.event, &self.console_url))
                     .send()
                     .await
                     .context("the webhook")?;
@@ -427,9 +477,42 @@ mod tests {
 
     #[test]
     fn a_subject_cannot_carry_headers() {
-        let s = subject(&alert());
+        let s = subject(&alert(), NotificationEvent::Trigger);
         assert!(s.starts_with("[Bulwark] CRITICAL acme: x  Bcc"), "{s}");
         assert!(!s.contains(['\r', '\n']));
+    }
+
+    #[test]
+    fn follow_ups_say_who_and_when_in_mail_and_webhook() {
+        let mut alert = alert();
+        alert.opened_at = 1_700_000_000_000;
+        alert.state = bulwark_store::AlertState::Resolved;
+        alert.resolved_by = Some("alice\r\nBcc: x".into());
+        alert.resolved_at = Some(1_700_000_000_000 + 95 * 60_000);
+        let s = subject(&alert, NotificationEvent::Resolve);
+        assert!(s.starts_with("[Bulwark] RESOLVED CRITICAL acme:"), "{s}");
+        let text = body(&alert, NotificationEvent::Resolve, "https://rmm.example/");
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("Resolved by alice  Bcc: x at 2023-11-14T23:48")
+                && first.ends_with("1h 35m after it opened."),
+            "{first}"
+        );
+        let hook = webhook_json(&alert, NotificationEvent::Resolve, "https://rmm.example/");
+        assert_eq!(hook["event"], "resolve");
+        assert_eq!(hook["alert"]["state"], "resolved");
+        assert!(
+            hook["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Resolved by alice"))
+        );
+        // The trigger's mail is as before: no follow-up line.
+        let trigger = body(&alert, NotificationEvent::Trigger, "https://rmm.example/");
+        assert!(trigger.starts_with("x\r\nBcc"), "{trigger}");
+        assert_eq!(
+            webhook_json(&alert, NotificationEvent::Trigger, "https://rmm.example/")["event"],
+            "trigger"
+        );
     }
 
     #[test]
