@@ -30,20 +30,36 @@ pub const RECORD_BYTES: u64 = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct AlarmLog {
     path: PathBuf,
-    tenant: String,
+    /// The tenant id of the root in force (what the log is named by), or
+    /// until one is, what enrolment said.
+    tenant: Arc<Mutex<String>>,
     device: String,
     lock: Arc<Mutex<()>>,
 }
 
 impl AlarmLog {
-    /// The record of `device` (of `tenant`) under `state_dir`.
+    /// The record of `device` under `state_dir`; `tenant` until
+    /// [`AlarmLog::set_tenant`] names the verified one.
     pub fn new(state_dir: &Path, tenant: &str, device: &str) -> Self {
         Self {
             path: record_path(state_dir),
-            tenant: tenant.to_owned(),
+            tenant: Arc::new(Mutex::new(tenant.to_owned())),
             device: device.to_owned(),
             lock: Arc::default(),
         }
+    }
+
+    /// The tenant id of the trust root in force: the log an auditor
+    /// checks the alarms against is named by it.
+    pub fn set_tenant(&self, tenant: &str) {
+        *self.tenant.lock().unwrap_or_else(PoisonError::into_inner) = tenant.to_owned();
+    }
+
+    fn tenant(&self) -> String {
+        self.tenant
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Records `result` if the server must raise `alert.log_refused` for
@@ -54,7 +70,7 @@ impl AlarmLog {
         {
             self.record(Alarm {
                 at: now,
-                tenant: self.tenant.clone(),
+                tenant: self.tenant(),
                 device: self.device.clone(),
                 kind: AlarmKind::LogRefused,
                 subject: hex::encode(result.job_id),
@@ -69,7 +85,7 @@ impl AlarmLog {
     pub fn trust_refused(&self, refusal: &TrustRefused, now: u64) {
         self.record(Alarm {
             at: now,
-            tenant: self.tenant.clone(),
+            tenant: self.tenant(),
             device: self.device.clone(),
             kind: AlarmKind::TrustRefused,
             subject: trust_subject(&refusal.kind, refusal.version),

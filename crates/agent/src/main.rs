@@ -664,6 +664,7 @@ async fn run(
     let runner = runner
         .with_updates(updates.clone())
         .with_self_update(release.clone())
+        // Named by the verified root's tenant id once one is in force.
         .with_alarms(bulwark_agent::alarms::AlarmLog::new(
             state_dir.path(),
             &state.tenant,

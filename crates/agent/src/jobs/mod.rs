@@ -287,6 +287,9 @@ impl JobRunner {
     /// Records the log alarms it refuses, and the trust statements its
     /// handles refuse, in `alarms` (the endpoint's own record).
     pub fn with_alarms(mut self, alarms: AlarmLog) -> Self {
+        if let Some(tenant) = lock(&self.trust).history.tenant() {
+            alarms.set_tenant(tenant);
+        }
         self.spool = self.spool.with_alarms(alarms);
         self
     }

@@ -256,6 +256,9 @@ impl JobsHandle {
             .filter_map(crate::trust::refusal_report)
             .collect();
         if let Some(alarms) = &self.spool.alarms {
+            if let Some(tenant) = trust.history.tenant() {
+                alarms.set_tenant(tenant);
+            }
             for refusal in &refusals {
                 alarms.trust_refused(refusal, now_ms());
             }

@@ -271,7 +271,9 @@ pub(super) async fn verify(args: VerifyArgs) -> Result<i32> {
                 AlarmReport::new(
                     check,
                     foreign_alarms,
-                    crate::output::unix_now().saturating_mul(1000),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     args.alarm_grace.saturating_mul(60_000),
                     (s.start > 0).then_some(s.start),
                 )
