@@ -24,6 +24,12 @@ use tokio::sync::mpsc;
 const AGENT_QUEUE: usize = 256;
 const CLIENT_QUEUE: usize = 256;
 
+/// A frame queued towards an agent, boxed: every connected agent has a
+/// queue whether or not a shell is ever opened, and a tokio channel
+/// allocates its first block of 32 slots up front. Unboxed, 32 slots of a
+/// `ServerMessage` were ~7 KiB of every idle connection (issue 18).
+pub type ToAgent = Box<ServerMessage>;
+
 /// What the relay tells a client's socket.
 #[derive(Debug)]
 pub enum ToClient {
@@ -58,7 +64,7 @@ impl std::fmt::Display for RelayError {
 
 struct Agent {
     connection: u64,
-    to_agent: mpsc::Sender<ServerMessage>,
+    to_agent: mpsc::Sender<ToAgent>,
 }
 
 struct Client {
@@ -92,7 +98,7 @@ impl Relay {
     /// A gateway connection of protocol 5 or later: what the relay sends
     /// its agent comes out of the receiver. A newer connection replaces an
     /// older one.
-    pub fn attach_agent(&self, device_id: &str, connection: u64) -> mpsc::Receiver<ServerMessage> {
+    pub fn attach_agent(&self, device_id: &str, connection: u64) -> mpsc::Receiver<ToAgent> {
         let (to_agent, receiver) = mpsc::channel(AGENT_QUEUE);
         self.lock().agents.insert(
             device_id.to_owned(),
@@ -155,7 +161,7 @@ impl Relay {
         let session_id = open.session_id;
         agent
             .to_agent
-            .try_send(ServerMessage::ShellOpen(open))
+            .try_send(Box::new(ServerMessage::ShellOpen(open)))
             .map_err(|_| RelayError::AgentBusy)?;
         let (to_client, receiver) = mpsc::channel(CLIENT_QUEUE);
         inner.sessions.insert(
@@ -179,9 +185,9 @@ impl Relay {
         };
         let sent = inner.agents.get(&device_id).is_some_and(|a| {
             a.to_agent
-                .try_send(ServerMessage::ShellData(
+                .try_send(Box::new(ServerMessage::ShellData(
                     bulwark_protocol::message::ShellData { session_id, sealed },
-                ))
+                )))
                 .is_ok()
         });
         if !sent {
@@ -242,10 +248,10 @@ impl Relay {
         if let Some(agent) = inner.agents.get(device_id) {
             let _ = agent
                 .to_agent
-                .try_send(ServerMessage::ShellRevoke(ShellRevoke {
+                .try_send(Box::new(ServerMessage::ShellRevoke(ShellRevoke {
                     grant_id,
                     expires_at,
-                }));
+                })));
         }
     }
 
@@ -278,10 +284,10 @@ fn end_session(inner: &mut Inner, session_id: [u8; 16], reason: &str) {
     if let Some(agent) = inner.agents.get(&client.device_id) {
         let _ = agent
             .to_agent
-            .try_send(ServerMessage::ShellClose(ShellClose {
+            .try_send(Box::new(ServerMessage::ShellClose(ShellClose {
                 session_id,
                 reason: reason.to_owned(),
-            }));
+            })));
     }
 }
 
@@ -298,6 +304,23 @@ mod tests {
         }
     }
 
+    /// Every connected agent has a queue from its first second, and tokio
+    /// allocates a channel's first block of 32 slots when it is made: an
+    /// unboxed `ServerMessage` slot made that ~7 KiB of every idle
+    /// connection (issue 18).
+    #[test]
+    fn an_idle_agents_queue_holds_pointers_not_messages() {
+        const TOKIO_BLOCK_SLOTS: usize = 32;
+        let message = std::mem::size_of::<ServerMessage>();
+        let slot = std::mem::size_of::<ToAgent>();
+        println!("ServerMessage: {message} bytes, a queue slot: {slot} bytes");
+        assert!(
+            TOKIO_BLOCK_SLOTS * slot <= 512,
+            "an agent's shell queue holds {} bytes before any shell is opened",
+            TOKIO_BLOCK_SLOTS * slot
+        );
+    }
+
     #[tokio::test]
     async fn frames_go_only_to_their_own_session_and_revoking_ends_it() {
         let relay = Relay::default();
@@ -309,7 +332,7 @@ mod tests {
         let _agent_b = relay.attach_agent("dev-b", 2);
         let mut client = relay.open("dev-a", [9; 16], "op", open(1)).expect("opened");
         assert!(matches!(
-            agent_a.recv().await,
+            agent_a.recv().await.map(|m| *m),
             Some(ServerMessage::ShellOpen(_))
         ));
         assert_eq!(
@@ -334,14 +357,14 @@ mod tests {
         }
         assert!(relay.client_data([1; 16], vec![3]));
         assert!(matches!(
-            agent_a.recv().await,
+            agent_a.recv().await.map(|m| *m),
             Some(ServerMessage::ShellData(_))
         ));
         // Revoked: the client hears it at once, the agent is told.
         relay.revoke("dev-a", [9; 16], 100);
         assert!(matches!(client.recv().await, Some(ToClient::End(_))));
         assert!(matches!(
-            agent_a.recv().await,
+            agent_a.recv().await.map(|m| *m),
             Some(ServerMessage::ShellRevoke(ShellRevoke {
                 expires_at: 100,
                 ..
@@ -364,7 +387,7 @@ mod tests {
         let _open1 = agent.recv().await;
         let _open2 = agent.recv().await;
         assert!(matches!(
-            agent.recv().await,
+            agent.recv().await.map(|m| *m),
             Some(ServerMessage::ShellClose(ShellClose { session_id, .. })) if session_id == [1; 16]
         ));
         relay.from_agent(

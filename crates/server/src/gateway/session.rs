@@ -646,8 +646,8 @@ async fn send(ws: &mut Ws, version: u16, message: &ServerMessage) -> Result<(), 
 
 /// The relay's next frame for this agent; never, for a connection without shells.
 async fn next_shell_frame(
-    frames: &mut Option<tokio::sync::mpsc::Receiver<ServerMessage>>,
-) -> Option<ServerMessage> {
+    frames: &mut Option<tokio::sync::mpsc::Receiver<crate::shell_relay::ToAgent>>,
+) -> Option<crate::shell_relay::ToAgent> {
     match frames {
         Some(frames) => frames.recv().await,
         None => std::future::pending().await,
