@@ -682,8 +682,15 @@ async fn run(
     let jobs_handle = jobs.clone();
     tokio::spawn(worker);
     // The verified policy's checks, on a task of their own.
+    let own = bulwark_agent::checks::OwnIdentity {
+        device_id: state.device_id.clone(),
+        device_key: bulwark_policy::device_key_fingerprint(
+            &endpoint.key.verifying_key().to_bytes(),
+        ),
+    };
     let (checks, checks_task) = bulwark_agent::checks::start(
         trust,
+        own,
         state_dir.path(),
         Some(updates.clone()),
         Some(release),

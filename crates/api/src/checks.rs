@@ -15,6 +15,27 @@ pub struct DeviceChecksView {
     pub tenant: String,
     /// By name.
     pub checks: Vec<CheckView>,
+    /// SHA-256 of the device's key, hex (what a policy's groups name).
+    #[serde(default)]
+    pub key_fingerprint: String,
+    /// The checks of the tenant's stored policy this device runs, by the
+    /// agent's own rule (RFD 0022): those on every device and those on a
+    /// group that lists this device's id and key. Empty without a policy.
+    #[serde(default)]
+    pub expected: Vec<ExpectedCheckView>,
+    /// The stored policy's device groups that list this device.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// A check the policy puts on a device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExpectedCheckView {
+    pub name: String,
+    /// The probe: cpu, disk, http, …
+    pub kind: String,
+    /// The groups it applies on; empty: every device of the tenant.
+    pub groups: Vec<String>,
 }
 
 /// A check's state, as the device's agent judged it.

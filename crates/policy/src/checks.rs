@@ -380,6 +380,10 @@ pub struct CheckDefinition {
     pub for_secs: u32,
     #[n(6)]
     pub timeout_secs: u32,
+    /// The policy's device groups this check runs on (RFD 0022); `None`:
+    /// every device of the tenant.
+    #[n(7)]
+    pub groups: Option<Vec<String>>,
 }
 
 impl CheckDefinition {
@@ -648,6 +652,7 @@ mod tests {
             critical,
             for_secs: 300,
             timeout_secs: 10,
+            groups: None,
         }
     }
 

@@ -31,6 +31,7 @@ pub mod cron;
 pub mod delay;
 pub mod envelope;
 pub mod freeze;
+pub mod groups;
 pub mod history;
 pub mod job;
 pub mod keys;
@@ -49,6 +50,7 @@ pub use checks::{CheckDefinition, CheckState, PostureItem, Probe};
 pub use delay::MassActionDelay;
 pub use envelope::{SignatureEntry, Signed, approval_challenge};
 pub use freeze::{FreezeState, FreezeStatement};
+pub use groups::{DeviceGroup, DeviceIdentity, GroupMember, checks_for};
 pub use history::{TrustHistory, TrustOutcome};
 pub use job::{
     AgentContext, AgentSetting, Interpreter, JobAction, JobHistory, JobStatement, JobTarget,
@@ -242,7 +244,16 @@ pub fn fuzz_signed(bytes: &[u8]) {
     if let Ok(signed) = Signed::from_bytes(bytes, &limits) {
         assert_eq!(signed.to_bytes(), bytes);
         let _ = signed.statement::<TrustRoot>(&limits);
-        let _ = signed.statement::<Policy>(&limits);
+        if let Ok(policy) = signed.statement::<Policy>(&limits)
+            && policy.validate(&limits).is_ok()
+        {
+            // The groups' rule (RFD 0022) on whatever a valid policy holds.
+            let me = groups::DeviceIdentity {
+                device_id: policy.tenant.as_str(),
+                device_key: &[0; 32],
+            };
+            let _ = groups::checks_for(&policy, me);
+        }
         let _ = signed.statement::<FreezeStatement>(&limits);
         let _ = signed.statement::<JobStatement>(&limits);
         let _ = signed.statement::<shell::ShellGrant>(&limits);

@@ -180,6 +180,10 @@ pub struct Policy {
     /// run of them, whatever the server delivers. `None` in older policies.
     #[n(12)]
     pub revoked_schedules: Option<Vec<ScheduleId>>,
+    /// Devices named by id and key, for checks on a group (RFD 0022);
+    /// `None` in older policies and in policies without groups.
+    #[n(13)]
+    pub device_groups: Option<Vec<crate::groups::DeviceGroup>>,
 }
 
 /// A schedule's id, as a policy lists it.
@@ -262,6 +266,7 @@ impl Policy {
         if let Some(checks) = &self.checks {
             crate::checks::validate_checks(checks, limits, &self.allowed_scripts)?;
         }
+        crate::groups::validate_groups(self.device_groups(), self.checks(), limits)?;
         if self
             .maintenance_windows
             .iter()
@@ -298,6 +303,11 @@ impl Policy {
     /// The checks agents run under this policy.
     pub fn checks(&self) -> &[crate::checks::CheckDefinition] {
         self.checks.as_deref().unwrap_or_default()
+    }
+
+    /// The device groups checks may apply to.
+    pub fn device_groups(&self) -> &[crate::groups::DeviceGroup] {
+        self.device_groups.as_deref().unwrap_or_default()
     }
 
     pub fn in_window(&self, now: u64) -> bool {

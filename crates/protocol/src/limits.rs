@@ -147,6 +147,11 @@ pub struct Limits {
     pub max_schedule_lifetime_secs: u64,
     /// Most schedule ids a policy lists as revoked. Default 10 000.
     pub max_revoked_schedules: usize,
+    /// Most device groups in a policy (RFD 0022). Default 256.
+    pub max_device_groups: usize,
+    /// Most devices in one group. Default 10 000 (`max_targets`): a group
+    /// reaches no more devices than one job may.
+    pub max_group_members: usize,
 
     // ---- the transparency log (bulwark_translog) ----
     /// Largest signed note (checkpoint) accepted, in bytes, alone or
@@ -205,6 +210,8 @@ impl Default for Limits {
             max_job_validity_secs: 7 * 24 * 3600,
             max_schedule_lifetime_secs: 90 * 24 * 3600,
             max_revoked_schedules: 10_000,
+            max_device_groups: 256,
+            max_group_members: statement::MAX_TARGETS,
             max_note_bytes: 16 * 1024,
             max_note_lines: 128,
             max_note_signatures: 32,

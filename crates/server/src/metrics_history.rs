@@ -154,6 +154,7 @@ mod tests {
             critical: None,
             for_secs: 0,
             timeout_secs: 10,
+            groups: None,
         }
     }
 

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bulwark_policy::checks::{CheckDefinition, CheckState, Probe};
+use bulwark_policy::groups::{DeviceIdentity, checks_for};
 use bulwark_protocol::checks::{CheckReport, CheckStatus};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
@@ -143,10 +144,29 @@ struct Running {
     script_wait: Option<Instant>,
 }
 
+/// Who this agent is, as it knows itself: what a policy's device groups
+/// name (RFD 0022).
+#[derive(Debug, Clone)]
+pub struct OwnIdentity {
+    pub device_id: String,
+    /// [`bulwark_policy::device_key_fingerprint`] of the agent's key.
+    pub device_key: [u8; 32],
+}
+
+impl OwnIdentity {
+    fn as_device(&self) -> DeviceIdentity<'_> {
+        DeviceIdentity {
+            device_id: &self.device_id,
+            device_key: &self.device_key,
+        }
+    }
+}
+
 /// Starts the checks: returns the handle sessions report from and the task
 /// to spawn.
 pub fn start(
     trust: Arc<Mutex<TrustState>>,
+    me: OwnIdentity,
     state_dir: &Path,
     updates: Option<crate::updates::Updates>,
     release: Option<crate::self_update::SelfUpdate>,
@@ -159,6 +179,7 @@ pub fn start(
     let journal = Journal::new(state_dir);
     let task = run(
         trust,
+        me,
         handle.clone(),
         journal,
         updates,
@@ -176,6 +197,7 @@ fn now_secs() -> u64 {
 
 async fn run(
     trust: Arc<Mutex<TrustState>>,
+    me: OwnIdentity,
     handle: ChecksHandle,
     mut journal: Journal,
     updates: Option<crate::updates::Updates>,
@@ -200,7 +222,12 @@ async fn run(
             _ = policy_poll.tick() => {
                 let held = {
                     let trust = trust.lock().unwrap_or_else(PoisonError::into_inner);
-                    trust.history.policy().map(|p| (p.version, p.checks().to_vec()))
+                    // Only the checks on this device's groups (and those on
+                    // every device): the same function the server and the CLI use.
+                    trust.history.policy().map(|p| {
+                        let mine = checks_for(p, me.as_device()).into_iter().cloned().collect::<Vec<_>>();
+                        (p.version, mine)
+                    })
                 };
                 if let Some((v, definitions)) = held
                     && v != version

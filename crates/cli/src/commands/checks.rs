@@ -15,6 +15,20 @@ use bulwark_policy::checks::CheckDefinition;
 use crate::commands::trust::check_line;
 use crate::output::*;
 
+/// The device's key as groups name it: the one this machine pinned when it
+/// first signed for the device, else the server's word (then a server
+/// lying about it can only make a group check look like another device's,
+/// which the line under the table counts).
+pub(crate) fn device_key(server: &str, view: &DeviceChecksView) -> anyhow::Result<[u8; 32]> {
+    let pinned = crate::pins::device_pins(server, &view.tenant)?
+        .into_iter()
+        .find(|p| p.device_id == view.device_id);
+    match pinned {
+        Some(pin) => Ok(pin.key),
+        None => Ok(crate::pins::parse_device_key(&view.key_fingerprint).unwrap_or([0; 32])),
+    }
+}
+
 /// One row: a check of the verified policy, or one only the server lists.
 #[derive(Debug)]
 pub(crate) struct Row<'a> {
@@ -94,7 +108,7 @@ pub(crate) fn render(
                     .map_or("-".to_owned(), |c| c.since.clone())
                     .into(),
                 r.definition
-                    .map_or("not in the verified policy".to_owned(), |d| {
+                    .map_or("not this device's in the verified policy".to_owned(), |d| {
                         check_line(d)
                             .split_once(": ")
                             .map(|(_, rest)| rest.to_owned())
@@ -145,6 +159,7 @@ mod tests {
             critical: Some(90),
             for_secs: 300,
             timeout_secs: 10,
+            groups: None,
         }
     }
 
@@ -168,6 +183,9 @@ mod tests {
             device_id: "d".into(),
             hostname: "web-1".into(),
             tenant: "acme".into(),
+            key_fingerprint: String::new(),
+            expected: vec![],
+            groups: vec![],
             checks: vec![
                 reported("disk-root", CheckStateView::Critical),
                 reported("made-up", CheckStateView::Ok),
@@ -177,7 +195,10 @@ mod tests {
         assert!(text.contains("disk-var"), "{text}");
         assert!(text.contains("NOT REPORTED"), "{text}");
         assert!(text.contains("CRITICAL"), "{text}");
-        assert!(text.contains("not in the verified policy"), "{text}");
+        assert!(
+            text.contains("not this device's in the verified policy"),
+            "{text}"
+        );
         assert!(text.contains("1 check(s) of the verified policy"), "{text}");
         assert!(text.contains("has not taken v4 yet"), "{text}");
     }

@@ -208,18 +208,36 @@ pub async fn run(command: DeviceCommand) -> Result<()> {
                     view.tenant
                 );
             }
-            // The list of checks is the verified policy's, not the server's.
+            // The list of checks is the verified policy's, not the server's;
+            // which of them are this device's, the agent's own function
+            // decides, with the key this machine pinned for the device.
             let trust = crate::commands::trust::fetch_trust(&session, &view.tenant).await?;
             let policy = trust.policy.as_ref();
+            let key = super::checks::device_key(session.server(), &view)?;
+            let mine: Vec<bulwark_policy::CheckDefinition> = policy
+                .map(|p| {
+                    let me = bulwark_policy::DeviceIdentity {
+                        device_id: &view.device_id,
+                        device_key: &key,
+                    };
+                    bulwark_policy::checks_for(p, me)
+                        .into_iter()
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
             print!(
                 "{}",
-                super::checks::render(
-                    policy.map(|p| p.version),
-                    policy.map(|p| p.checks()).unwrap_or_default(),
-                    &view,
-                    use_colour()
-                )
+                super::checks::render(policy.map(|p| p.version), &mine, &view, use_colour())
             );
+            let elsewhere = policy.map_or(0, |p| p.checks().len()) - mine.len();
+            if elsewhere > 0 {
+                println!(
+                    "{elsewhere} check(s) of the policy are on device groups this device is not in \
+                     (`bulwark policy show --tenant {}` lists the groups).",
+                    view.tenant
+                );
+            }
             Ok(())
         }
         DeviceCommand::Ports {

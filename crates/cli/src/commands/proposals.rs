@@ -22,7 +22,7 @@ use crate::commands::keys::{KeyStore, Unlocker};
 use crate::commands::trust::{
     Trust, date_text, fetch_trust, holder_name, trust_path, witness_freeze,
 };
-use crate::output::{print_json, unix_now};
+use crate::output::{Cell, print_json, unix_now};
 
 /// `bulwark trust …`.
 #[derive(Debug, clap::Subcommand)]
@@ -512,6 +512,7 @@ pub(crate) fn policy_diff(old: Option<&Policy>, new: &Policy) -> Vec<String> {
             ));
         }
     }
+    out.extend(group_diff(old, new));
     if old.expires_at != new.expires_at {
         out.push(format!(
             "~ expires {} -> {}",
@@ -781,6 +782,42 @@ fn completed_kill_switch(checked: &Checked, signed: &Signed) -> Option<bool> {
     (tally.bad == 0 && tally.valid.len() >= root.threshold()).then_some(statement.frozen)
 }
 
+/// Device groups (RFD 0022) member by member, each with its id and key:
+/// what a root holder approves is which machines a group's checks run on.
+fn group_diff(old: &Policy, new: &Policy) -> Vec<String> {
+    use bulwark_policy::groups::GroupMember;
+    let member = |m: &GroupMember| {
+        format!(
+            "{} ({}, key {})",
+            Cell::from(m.hostname.as_str()).text,
+            Cell::from(m.device_id.as_str()).text,
+            hex::encode(m.device_key)
+        )
+    };
+    let mut out = Vec::new();
+    for group in new.device_groups() {
+        let before = old.device_groups().iter().find(|g| g.name == group.name);
+        if before.is_none() {
+            out.push(format!("+ device group {}", group.name));
+        }
+        let had = |m: &GroupMember| before.is_some_and(|b| b.members.contains(m));
+        for m in group.members.iter().filter(|m| !had(m)) {
+            out.push(format!("+ device group {}: {}", group.name, member(m)));
+        }
+        for m in before.iter().flat_map(|b| &b.members) {
+            if !group.members.contains(m) {
+                out.push(format!("- device group {}: {}", group.name, member(m)));
+            }
+        }
+    }
+    for group in old.device_groups() {
+        if !new.device_groups().iter().any(|g| g.name == group.name) {
+            out.push(format!("- device group {}", group.name));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use bulwark_policy::policy::ScriptHash;
@@ -796,6 +833,7 @@ mod tests {
             mass_action_delay: None,
             checks: None,
             revoked_schedules: None,
+            device_groups: None,
             version: 1,
             expires_at: 2_000_000_000,
             operators: vec![OperatorKey {
@@ -875,5 +913,32 @@ mod tests {
         ] {
             assert!(diff.contains(needle), "{needle:?} not in:\n{diff}");
         }
+    }
+
+    #[test]
+    fn a_group_diff_names_each_device_with_its_key() {
+        use bulwark_policy::groups::{DeviceGroup, GroupMember};
+        let member = |n: u8| GroupMember {
+            device_id: format!("id-{n}"),
+            device_key: [n; 32],
+            hostname: format!("host-{n}"),
+        };
+        let group = |members| DeviceGroup {
+            name: "db".into(),
+            members,
+        };
+        let mut old = policy();
+        old.device_groups = Some(vec![group(vec![member(1), member(2)])]);
+        let mut new = old.clone();
+        new.device_groups = Some(vec![group(vec![member(2), member(3)])]);
+        assert_eq!(
+            group_diff(&old, &new),
+            [
+                format!("+ device group db: host-3 (id-3, key {})", "03".repeat(32)),
+                format!("- device group db: host-1 (id-1, key {})", "01".repeat(32)),
+            ]
+        );
+        new.device_groups = None;
+        assert_eq!(group_diff(&old, &new), ["- device group db"]);
     }
 }

@@ -8,8 +8,10 @@ use crate::auth::Caller;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use bulwark_api::checks::{CheckStateView, CheckView, DeviceChecksView};
+use bulwark_api::checks::{CheckStateView, CheckView, DeviceChecksView, ExpectedCheckView};
 use bulwark_api::error::ErrorBody;
+use bulwark_policy::groups::{DeviceIdentity, checks_for, groups_of};
+use bulwark_policy::{Policy, device_key_fingerprint};
 use bulwark_protocol::checks::CheckState;
 
 pub fn state_view(state: CheckState) -> CheckStateView {
@@ -32,7 +34,29 @@ pub async fn device_checks_view(
         .device_checks(&caller.scope(), &device.id)
         .await?
         .ok_or_else(|| ApiError::not_found("device"))?;
+    let key = <[u8; 32]>::try_from(device.public_key.as_slice())
+        .map(|k| device_key_fingerprint(&k))
+        .ok();
+    let policy = match crate::transparency_log::witnessing::policy_of(
+        &state.store,
+        &device.tenant_id,
+    )
+    .await
+    {
+        Ok(policy) => policy,
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), tenant_id = %device.tenant_id, "Cannot read the tenant's policy for a device's checks.");
+            None
+        }
+    };
+    let (expected, groups) = match (&policy, &key) {
+        (Some(policy), Some(key)) => expected_checks(policy, &device.id, key),
+        _ => (Vec::new(), Vec::new()),
+    };
     Ok(DeviceChecksView {
+        key_fingerprint: key.map(hex::encode).unwrap_or_default(),
+        expected,
+        groups,
         device_id: device.id,
         hostname: device.hostname,
         tenant: device.tenant_name,
@@ -50,6 +74,32 @@ pub async fn device_checks_view(
             })
             .collect(),
     })
+}
+
+/// The checks `policy` puts on the device, and its groups: the agent's
+/// own function (`bulwark_policy::groups`), so the two cannot disagree.
+pub fn expected_checks(
+    policy: &Policy,
+    device_id: &str,
+    key: &[u8; 32],
+) -> (Vec<ExpectedCheckView>, Vec<String>) {
+    let me = DeviceIdentity {
+        device_id,
+        device_key: key,
+    };
+    let expected = checks_for(policy, me)
+        .into_iter()
+        .map(|c| ExpectedCheckView {
+            name: c.name.clone(),
+            kind: c.probe.kind().to_owned(),
+            groups: c.groups.clone().unwrap_or_default(),
+        })
+        .collect();
+    let groups = groups_of(policy, me)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    (expected, groups)
 }
 
 /// The states of the tenant policy's checks on a device, as its agent

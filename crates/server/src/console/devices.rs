@@ -272,6 +272,8 @@ struct DevicePage {
     packages: Option<DevicePackagesView>,
     vulns: VulnCard,
     checks: Vec<CheckRow>,
+    /// The policy's device groups that list this device (RFD 0022).
+    check_groups: String,
     charts: super::metrics::DeviceChartsCard,
     q: String,
     run: Option<super::scripts::RunPanel>,
@@ -281,12 +283,15 @@ struct DevicePage {
     label_csrf: Option<String>,
 }
 
-/// One check on the device page: what the server says the agent reported.
+/// One check on the device page: what the server says the agent reported,
+/// or a check the policy puts on the device with no report.
 struct CheckRow {
     name: String,
     state: &'static str,
     summary: String,
     since: String,
+    /// "every device", or the groups of the policy it runs on (RFD 0022).
+    applies_to: String,
 }
 
 fn check_rows(view: &bulwark_api::checks::DeviceChecksView) -> Vec<CheckRow> {
@@ -305,17 +310,38 @@ fn check_rows(view: &bulwark_api::checks::DeviceChecksView) -> Vec<CheckRow> {
             },
             summary: c.summary.clone(),
             since: c.since.clone(),
+            applies_to: applies_to(view, &c.name),
         })
         .collect();
+    // What the policy puts on this device and its agent has not reported.
+    for e in &view.expected {
+        if !rows.iter().any(|r| r.name == e.name) {
+            rows.push(CheckRow {
+                name: e.name.clone(),
+                state: "not-reported",
+                summary: format!("{} check, no report yet", e.kind),
+                since: String::new(),
+                applies_to: applies_to(view, &e.name),
+            });
+        }
+    }
     // Worst first, then by name.
     let rank = |s: &str| match s {
-        "critical" => 0,
+        "critical" | "not-reported" => 0,
         "warning" => 1,
         "unknown" => 2,
         _ => 3,
     };
     rows.sort_by(|a, b| rank(a.state).cmp(&rank(b.state)).then(a.name.cmp(&b.name)));
     rows
+}
+
+fn applies_to(view: &bulwark_api::checks::DeviceChecksView, name: &str) -> String {
+    match view.expected.iter().find(|e| e.name == name) {
+        Some(e) if e.groups.is_empty() => "every device".to_owned(),
+        Some(e) => format!("group {}", e.groups.join(", ")),
+        None => "not this device's in the stored policy".to_owned(),
+    }
 }
 
 fn inventory_page(inv: &InventoryView, now_secs: u64) -> InventoryPage {
@@ -468,6 +494,7 @@ async fn device_page(
                 version: crate::VERSION,
                 packages: (d.package_count.unwrap_or(0) > 0).then_some(packages),
                 vulns: vuln_card(&vulns),
+                check_groups: checks.groups.join(", "),
                 checks: check_rows(&checks),
                 charts,
                 d,

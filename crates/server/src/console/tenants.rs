@@ -95,6 +95,48 @@ struct TenantPage {
     /// The tenant's schedules (RFD 0019), as the server holds them; none
     /// for a caller who may not see jobs.
     schedules: Vec<bulwark_api::schedules::ScheduleView>,
+    /// The stored policy's device groups and the checks on each (RFD 0022).
+    check_groups: Vec<CheckGroupCard>,
+}
+
+/// A device group of the policy: who is in it, which checks run on it.
+struct CheckGroupCard {
+    name: String,
+    checks: String,
+    members: Vec<GroupMemberRow>,
+}
+
+struct GroupMemberRow {
+    hostname: String,
+    device_id: String,
+    /// The key fingerprint, hex.
+    key: String,
+}
+
+fn check_group_cards(policy: &bulwark_policy::Policy) -> Vec<CheckGroupCard> {
+    policy
+        .device_groups()
+        .iter()
+        .map(|g| CheckGroupCard {
+            name: g.name.clone(),
+            checks: policy
+                .checks()
+                .iter()
+                .filter(|c| c.groups.as_ref().is_some_and(|on| on.contains(&g.name)))
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            members: g
+                .members
+                .iter()
+                .map(|m| GroupMemberRow {
+                    hostname: m.hostname.clone(),
+                    device_id: m.device_id.clone(),
+                    key: hex::encode(m.device_key),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// Whether the page offers enrolment tokens on `tenant` (a name already shown
@@ -120,14 +162,21 @@ async fn tenant_page_with(
         let devices = device_views(state, caller, tenant).await?;
         let t = crate::api::tenants::tenant_for(state, caller, tenant, Action::ViewDevices).await?;
         let charts = super::metrics::tenant_charts(state, caller, tenant, &t.id, range).await?;
-        Ok::<_, crate::api::error::ApiError>((devices, charts))
+        let groups = crate::transparency_log::witnessing::policy_of(&state.store, &t.id)
+            .await
+            .ok()
+            .flatten()
+            .map(|p| check_group_cards(&p))
+            .unwrap_or_default();
+        Ok::<_, crate::api::error::ApiError>((devices, charts, groups))
     };
     let run = super::scripts::run_panel(state, caller, tenant, "").await;
     let schedules = crate::api::schedules::schedule_views(state, caller, tenant)
         .await
         .unwrap_or_default();
     match page.await {
-        Ok((devices, charts)) => render(TenantPage {
+        Ok((devices, charts, check_groups)) => render(TenantPage {
+            check_groups,
             charts,
             ranges: super::metrics::range_links(&format!("/tenants/{tenant}"), range),
             run,

@@ -60,6 +60,10 @@ pub(crate) struct CheckDoc {
     pub for_secs: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u32>,
+    /// The `[[device_groups]]` this check runs on (RFD 0022); absent:
+    /// every device of the tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
 }
 
 fn default_interval() -> u32 {
@@ -90,6 +94,7 @@ pub(crate) fn check_to_doc(check: &CheckDefinition) -> CheckDoc {
         critical: check.critical,
         for_secs: check.for_secs,
         timeout_secs: Some(check.timeout_secs),
+        groups: check.groups.clone(),
     };
     match &check.probe {
         Probe::Cpu | Probe::Memory | Probe::Load => {}
@@ -277,6 +282,10 @@ pub(crate) fn doc_to_check(doc: &CheckDoc) -> Result<CheckDefinition> {
         critical: doc.critical,
         for_secs: doc.for_secs,
         timeout_secs: doc.timeout_secs.unwrap_or(doc.interval_secs.min(10)),
+        groups: doc
+            .groups
+            .as_ref()
+            .map(|g| g.iter().map(|n| n.trim().to_owned()).collect()),
     })
 }
 
@@ -358,8 +367,12 @@ pub(crate) fn check_line(check: &CheckDefinition) -> String {
     } else {
         thresholds
     };
+    let on = match &check.groups {
+        Some(groups) => format!(", on group {}", groups.join(", ")),
+        None => String::new(),
+    };
     format!(
-        "{}: {what} every {} s,{thresholds}, for {} s",
+        "{}: {what} every {} s,{thresholds}, for {} s{on}",
         check.name, check.interval_secs, check.for_secs
     )
 }

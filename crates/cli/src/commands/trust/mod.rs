@@ -205,6 +205,24 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "CODE")]
         otp: Option<String>,
     },
+    /// Define a device group for checks (a new policy version, RFD 0022):
+    /// the devices by host name or id, resolved through the server, held
+    /// to this machine's device pins, shown with their keys before signing.
+    /// Put a check on it with `groups = ["NAME"]` in its `[[checks]]`.
+    SetGroup {
+        #[arg(long)]
+        tenant: String,
+        /// The group's name (lowercase letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        /// Host names or ids, comma-separated: the group's members exactly.
+        #[arg(long, value_delimiter = ',', value_name = "HOST,…", required = true)]
+        devices: Vec<String>,
+        /// The current TOTP code, if the server asks for a fresh MFA check
+        /// (prompted for on a terminal otherwise).
+        #[arg(long, value_name = "CODE")]
+        otp: Option<String>,
+    },
     /// Withdraw an operator key (a new policy version).
     RemoveOperator {
         #[arg(long)]
@@ -307,6 +325,12 @@ pub async fn run_policy(command: PolicyCommand) -> Result<()> {
             )?;
             publish_policy(&session, &tenant, &trust, &policy, otp.as_deref()).await
         }
+        PolicyCommand::SetGroup {
+            tenant,
+            name,
+            devices,
+            otp,
+        } => set_group(&tenant, &name, &devices, otp.as_deref()).await,
         PolicyCommand::RemoveOperator { tenant, name, otp } => {
             let session = Session::load()?;
             let trust = fetch_trust(&session, &tenant).await?;
@@ -348,6 +372,7 @@ pub(crate) async fn allow_script_hash(
 mod checks_toml;
 mod commands;
 mod default_policy;
+mod groups_toml;
 mod policy_toml;
 mod render;
 mod rotation;
@@ -358,6 +383,7 @@ pub(crate) mod witness_freeze;
 pub(crate) use checks_toml::*;
 use commands::*;
 pub(crate) use default_policy::*;
+pub(crate) use groups_toml::*;
 pub(crate) use policy_toml::*;
 pub(crate) use render::*;
 pub(crate) use rotation::*;

@@ -31,6 +31,9 @@ pub(crate) struct PolicyDoc {
     /// Schedule ids (32 hex digits) every agent refuses to run (RFD 0019).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked_schedules: Vec<String>,
+    /// Devices by id and key, for checks on a group (RFD 0022).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_groups: Vec<GroupDoc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +172,7 @@ pub(crate) fn policy_to_doc(policy: &Policy, now: u64) -> PolicyDoc {
             .iter()
             .map(|id| hex::encode(id.0))
             .collect(),
+        device_groups: policy.device_groups().iter().map(group_to_doc).collect(),
     }
 }
 
@@ -287,6 +291,11 @@ pub(crate) fn doc_to_policy(
             Ok(bulwark_policy::ScheduleId(bytes))
         })
         .collect::<Result<Vec<_>>>()?;
+    let device_groups = doc
+        .device_groups
+        .iter()
+        .map(doc_to_group)
+        .collect::<Result<Vec<_>>>()?;
     Ok(Policy {
         tenant: tenant_id.to_owned(),
         tenant_name: Some(tenant_name.to_owned()),
@@ -312,6 +321,7 @@ pub(crate) fn doc_to_policy(
         mass_action_delay,
         checks: (!checks.is_empty()).then_some(checks),
         revoked_schedules: (!revoked_schedules.is_empty()).then_some(revoked_schedules),
+        device_groups: (!device_groups.is_empty()).then_some(device_groups),
     })
 }
 

@@ -188,6 +188,15 @@ pub(super) fn trust_json(tenant: &str, trust: &Trust, local: &[KeyInfo], now: u6
                 "critical": c.critical,
                 "for_secs": c.for_secs,
                 "timeout_secs": c.timeout_secs,
+                "groups": c.groups,
+            })).collect::<Vec<_>>(),
+            "device_groups": p.device_groups().iter().map(|g| json!({
+                "name": g.name,
+                "members": g.members.iter().map(|m| json!({
+                    "hostname": m.hostname,
+                    "device_id": m.device_id,
+                    "key": hex::encode(m.device_key),
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
             "warnings": policy_warnings(p, now),
         })
@@ -426,9 +435,18 @@ pub(super) fn render_policy(out: &mut String, policy: &Policy, local: &[KeyInfo]
     if policy.checks().is_empty() {
         let _ = writeln!(out, "Checks: none");
     } else {
-        let _ = writeln!(out, "Checks (every agent runs them):");
+        let _ = writeln!(
+            out,
+            "Checks (every agent runs them, but those on a group: its members only):"
+        );
         for check in policy.checks() {
             let _ = writeln!(out, "  {}", check_line(check));
+        }
+    }
+    if !policy.device_groups().is_empty() {
+        let _ = writeln!(out, "Device groups (members by id and key):");
+        for group in policy.device_groups() {
+            out.push_str(&group_lines(policy, group));
         }
     }
     for warning in policy_warnings(policy, now) {
