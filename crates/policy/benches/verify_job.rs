@@ -74,6 +74,7 @@ fn policy(operators: Vec<OperatorKey>, signers: u32) -> Policy {
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
     }
 }
 

@@ -180,6 +180,10 @@ pub struct Policy {
     /// run of them, whatever the server delivers. `None` in older policies.
     #[n(12)]
     pub revoked_schedules: Option<Vec<ScheduleId>>,
+    /// Whether the device's logged-in users are told when a remote shell
+    /// starts and ends (RFD 0015). `None` in older policies: no notices.
+    #[n(13)]
+    pub shell_notice: Option<crate::shell::ShellNotice>,
 }
 
 /// A schedule's id, as a policy lists it.
@@ -258,6 +262,9 @@ impl Policy {
         }
         if let Some(delay) = &self.mass_action_delay {
             delay.validate(self.witnessing.as_ref())?;
+        }
+        if let Some(notice) = &self.shell_notice {
+            notice.validate()?;
         }
         if let Some(checks) = &self.checks {
             crate::checks::validate_checks(checks, limits, &self.allowed_scripts)?;

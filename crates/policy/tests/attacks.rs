@@ -155,6 +155,7 @@ fn policy(k: &Keys, version: u64) -> Policy {
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
     }
 }
 

@@ -450,6 +450,7 @@ fn policy(signers: &[&SigningKey]) -> Policy {
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
     }
 }
 

@@ -94,6 +94,7 @@ fn policy() -> Policy {
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
     }
 }
 

@@ -317,6 +317,7 @@ fn fixture() -> Fixture {
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
     };
     Fixture {
         alice,
