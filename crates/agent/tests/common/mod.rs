@@ -157,6 +157,7 @@ pub fn policy(k: &Keys, version: u64) -> Policy {
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
     }
 }
 
