@@ -1598,6 +1598,7 @@ fn trust_statements(
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
     };
     let mut root_signed = Signed::new(&root);
     root_signed.sign(root_key);

@@ -671,6 +671,7 @@ fn empty_policy() -> Policy {
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
     }
 }
 

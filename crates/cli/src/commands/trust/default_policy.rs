@@ -57,6 +57,7 @@ pub(crate) fn default_policy(
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        shell_notice: None,
         version: 1,
         expires_at: now + DEFAULT_POLICY_DAYS * DAY,
         operators,

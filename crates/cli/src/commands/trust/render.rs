@@ -189,6 +189,11 @@ pub(super) fn trust_json(tenant: &str, trust: &Trust, local: &[KeyInfo], now: u6
                 "for_secs": c.for_secs,
                 "timeout_secs": c.timeout_secs,
             })).collect::<Vec<_>>(),
+            "shell_notice": p.shell_notice.as_ref().map(|n| json!({
+                "at_start": n.at_start,
+                "at_end": n.at_end,
+                "message": n.message,
+            })),
             "warnings": policy_warnings(p, now),
         })
     });
@@ -431,6 +436,11 @@ pub(super) fn render_policy(out: &mut String, policy: &Policy, local: &[KeyInfo]
             let _ = writeln!(out, "  {}", check_line(check));
         }
     }
+    let _ = writeln!(
+        out,
+        "Shell notices: {}",
+        bulwark_policy::shell::notice_summary(policy.shell_notice.as_ref())
+    );
     for warning in policy_warnings(policy, now) {
         let _ = writeln!(out, "Note: {warning}.");
     }
