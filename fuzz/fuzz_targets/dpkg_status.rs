@@ -11,10 +11,19 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(packages) = parse_dpkg_status(data, &limits) {
         assert!(packages.len() <= limits.max_packages);
         for p in &packages {
-            for field in [&p.name, &p.version, &p.architecture, &p.source, &p.source_version] {
+            for field in [
+                &p.name,
+                &p.version,
+                &p.architecture,
+                &p.source,
+                &p.source_version,
+            ] {
                 assert!(field.len() <= limits.max_field_bytes);
             }
         }
-        assert!(packages.windows(2).all(|w| w[0] < w[1]), "sorted, no duplicates");
+        assert!(
+            packages.windows(2).all(|w| w[0] < w[1]),
+            "sorted, no duplicates"
+        );
     }
 });

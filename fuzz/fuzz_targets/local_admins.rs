@@ -13,10 +13,16 @@ fuzz_target!(|data: &[u8]| {
     let group = parts.next().unwrap_or_default();
     let sudoers = parts.next().unwrap_or_default();
     let limits = AdminLimits::default();
-    let files = [SudoersFile { name: "/etc/sudoers", text: sudoers }];
+    let files = [SudoersFile {
+        name: "/etc/sudoers",
+        text: sudoers,
+    }];
     if let Ok(admins) = local_admins(passwd, group, &files, &limits) {
         assert!(admins.len() <= limits.max_admins);
-        assert!(admins.windows(2).all(|w| w[0].name < w[1].name), "sorted, no duplicates");
+        assert!(
+            admins.windows(2).all(|w| w[0].name < w[1].name),
+            "sorted, no duplicates"
+        );
         for a in &admins {
             assert!(!a.grants.is_empty());
             assert!(a.name.len() <= 256);

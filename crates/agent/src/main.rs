@@ -79,6 +79,23 @@ enum Command {
         /// shells run as root. A missing account refuses plain shells.
         #[arg(long, env = "BULWARK_AGENT_SHELL_ACCOUNT", default_value = bulwark_agent::shell::DEFAULT_SHELL_ACCOUNT)]
         shell_account: String,
+        /// Tests only: the utmp file whose users get shell notices
+        /// (default: /run/utmp, then /var/run/utmp).
+        #[arg(
+            long,
+            env = "BULWARK_AGENT_SHELL_NOTICE_UTMP",
+            value_name = "FILE",
+            hide = true
+        )]
+        shell_notice_utmp: Option<PathBuf>,
+        /// Tests only: the directory their terminals are under (default /dev).
+        #[arg(
+            long,
+            env = "BULWARK_AGENT_SHELL_NOTICE_DEV",
+            value_name = "DIR",
+            hide = true
+        )]
+        shell_notice_dev: Option<PathBuf>,
     },
     /// Install as a service: copy this binary to /usr/local/bin, write the
     /// systemd unit, make the state directory (mode 0700), enrol with
@@ -243,7 +260,16 @@ fn main() -> anyhow::Result<()> {
             updates_secs,
             apt_config,
             shell_account,
+            shell_notice_utmp,
+            shell_notice_dev,
         } => {
+            let mut notice_terminals = bulwark_agent::shell::wall::NoticeTerminals::default();
+            if let Some(utmp) = shell_notice_utmp {
+                notice_terminals.utmp = vec![utmp];
+            }
+            if let Some(dev) = shell_notice_dev {
+                notice_terminals.dev_root = dev;
+            }
             // The launcher: an installed release runs instead of this
             // binary, or is rolled back (RFD 0017). Returns here only if
             // this binary is the one to run.
@@ -254,7 +280,7 @@ fn main() -> anyhow::Result<()> {
                 Duration::from_secs(inventory_secs),
                 Duration::from_secs(check_values_secs),
                 (Duration::from_secs(updates_secs), apt_config),
-                shell_account,
+                (shell_account, notice_terminals),
             ))
         }
         Command::Checks { last } => {
@@ -588,7 +614,7 @@ async fn run(
     inventory_interval: Duration,
     check_values_interval: Duration,
     (updates_interval, apt_config): (Duration, Option<PathBuf>),
-    shell_account: String,
+    (shell_account, notice_terminals): (String, bulwark_agent::shell::wall::NoticeTerminals),
 ) -> anyhow::Result<()> {
     let (mut state, key) = state_dir.load()?;
     if let Some(server) = server {
@@ -677,6 +703,7 @@ async fn run(
         device_key: endpoint.key.clone(),
         unprivileged_account: shell_account,
         passwd: PathBuf::from("/etc/passwd"),
+        notice_terminals,
     };
     let (jobs, worker) = jobs::start(runner);
     let jobs_handle = jobs.clone();

@@ -88,13 +88,30 @@ fn text(field: &[u8], max: usize) -> String {
     s
 }
 
+/// One `USER_PROCESS` record of `user` logged in on `line`, as glibc
+/// writes it (the rest zero): what tests list their terminals with.
+#[doc(hidden)]
+pub fn user_record(line: &str, user: &str) -> Vec<u8> {
+    let mut record = vec![0u8; RECORD_SIZE];
+    record[0..2].copy_from_slice(&USER_PROCESS.to_ne_bytes());
+    let put = |record: &mut [u8], field: std::ops::Range<usize>, text: &str| {
+        let n = text.len().min(field.len());
+        record[field.start..field.start + n].copy_from_slice(&text.as_bytes()[..n]);
+    };
+    put(&mut record, LINE, line);
+    put(&mut record, USER, user);
+    record
+}
+
 /// The user sessions in this machine's utmp; empty when there is none.
 pub fn read_logged_in_users() -> Vec<LoggedInUser> {
     read_first_existing(UTMP_PATHS.iter().map(Path::new))
 }
 
 /// Parses the first of `paths` that exists (at most [`MAX_FILE_BYTES`] of it).
-fn read_first_existing<'a>(paths: impl IntoIterator<Item = &'a Path>) -> Vec<LoggedInUser> {
+pub(crate) fn read_first_existing<'a>(
+    paths: impl IntoIterator<Item = &'a Path>,
+) -> Vec<LoggedInUser> {
     for path in paths {
         match std::fs::File::open(path) {
             Ok(file) => {

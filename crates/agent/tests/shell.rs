@@ -10,13 +10,15 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bulwark_agent::shell::testing::WatchedTerminal;
+use bulwark_agent::shell::wall::NoticeTerminals;
 use bulwark_agent::shell::{ShellConfig, Shells};
 use bulwark_policy::job::{JobTarget, device_key_fingerprint};
 use bulwark_policy::policy::{ActionClass, Quorum};
 use bulwark_policy::shell::channel::{
     Channel, Ephemeral, ShellInput, ShellOutput, Side, establish,
 };
-use bulwark_policy::shell::{SessionOpen, ShellAccount, ShellGrant, verify_answer};
+use bulwark_policy::shell::{SessionOpen, ShellAccount, ShellGrant, ShellNotice, verify_answer};
 use bulwark_policy::{Limits, Signed, TrustKind};
 use bulwark_protocol::message::{
     AgentMessage, ShellClose, ShellClosed, ShellData, ShellOpen, ShellRevoke,
@@ -43,8 +45,19 @@ struct Agent {
 /// signer for a plain shell, two for root), with its own user as the
 /// unprivileged account.
 fn agent(k: &Keys) -> Agent {
+    agent_telling(k, None, None)
+}
+
+/// [`agent`] under a policy with this shell-notice setting, its notices
+/// going to `terminal` alone (a utmp of its own lists only that one).
+fn agent_telling(
+    k: &Keys,
+    notice: Option<ShellNotice>,
+    terminal: Option<&WatchedTerminal>,
+) -> Agent {
     let mut state = fresh(k);
     let mut policy = policy(k, 1);
+    policy.shell_notice = notice;
     for operator in &mut policy.operators {
         operator
             .classes
@@ -86,6 +99,10 @@ fn agent(k: &Keys) -> Agent {
         ),
     )
     .expect("passwd");
+    let utmp = dir.path().join("utmp");
+    if let Some(terminal) = terminal {
+        std::fs::write(&utmp, terminal.utmp("someone")).expect("utmp");
+    }
     let (tx, out) = mpsc::channel(64);
     let trust = Arc::new(Mutex::new(state));
     let config = ShellConfig {
@@ -94,6 +111,10 @@ fn agent(k: &Keys) -> Agent {
         device_key: device_key(),
         unprivileged_account: "tester".into(),
         passwd,
+        notice_terminals: NoticeTerminals {
+            utmp: vec![utmp],
+            dev_root: "/dev".into(),
+        },
     };
     Agent {
         shells: Shells::new(config, tx),
@@ -164,7 +185,12 @@ fn refusal(message: AgentMessage) -> String {
 
 /// Opens a session as the CLI would and returns its end of the channel.
 fn connect(agent: &mut Agent, k: &Keys) -> Channel {
-    let grant = signed(&grant(k, ShellAccount::Unprivileged, 600), &[&k.alice]);
+    connect_under(agent, k, grant(k, ShellAccount::Unprivileged, 600))
+}
+
+/// [`connect`] under `grant`, signed by alice.
+fn connect_under(agent: &mut Agent, k: &Keys, grant: ShellGrant) -> Channel {
+    let grant = signed(&grant, &[&k.alice]);
     let (ephemeral, open) = open(&k.alice, 1);
     let answer = match agent.shells.open(request(&grant, &open)) {
         AgentMessage::ShellOpened(opened) => {
@@ -451,4 +477,90 @@ async fn a_freeze_ends_live_sessions() {
         closed.refusal.map(|c| c.to_string()).as_deref(),
         Some("frozen")
     );
+}
+
+// ---- Notices to the device's logged-in users (RFD 0015, "Notices") ----
+
+const NOTICE_WAIT: Duration = Duration::from_secs(10);
+// These tests read the terminal with blocking reads: the agent's session
+// runs on the runtime's other worker.
+
+fn notices(message: Option<&str>) -> Option<ShellNotice> {
+    Some(ShellNotice {
+        at_start: true,
+        at_end: true,
+        message: message.map(str::to_owned),
+    })
+}
+
+fn close(agent: &mut Agent, channel: &mut Channel) {
+    let sealed = channel.seal(&ShellInput::Close).expect("seal");
+    agent.shells.data(ShellData {
+        session_id: SESSION,
+        sealed,
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logged_in_users_are_told_when_a_shell_opens_and_when_it_closes() {
+    let k = keys();
+    let terminal = WatchedTerminal::open().expect("a terminal");
+    let mut agent = agent_telling(
+        &k,
+        notices(Some("Questions? Call 555-0100.")),
+        Some(&terminal),
+    );
+    let mut channel = connect(&mut agent, &k);
+    let opened = terminal.read_until("555-0100.", NOTICE_WAIT);
+    assert!(
+        opened.contains("Bulwark: remote shell opened by alice for Acme (as tester, until ")
+            && opened.contains("): ticket 4711")
+            && opened.contains("Bulwark: Questions? Call 555-0100."),
+        "{opened:?}"
+    );
+    close(&mut agent, &mut channel);
+    ending(&mut agent, &mut channel).await;
+    let closed = terminal.read_until("555-0100.", NOTICE_WAIT);
+    assert!(
+        closed.contains("Bulwark: remote shell by alice for Acme (as tester) closed after "),
+        "{closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_without_the_setting_tells_nobody() {
+    let k = keys();
+    let terminal = WatchedTerminal::open().expect("a terminal");
+    let mut agent = agent_telling(&k, None, Some(&terminal));
+    let mut channel = connect(&mut agent, &k);
+    close(&mut agent, &mut channel);
+    ending(&mut agent, &mut channel).await;
+    let seen = terminal.read_for(Duration::from_secs(1));
+    assert_eq!(seen, "", "a terminal was written to");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reason_with_escape_sequences_reaches_the_terminal_as_text_and_a_revoke_is_told() {
+    let k = keys();
+    let terminal = WatchedTerminal::open().expect("a terminal");
+    let mut agent = agent_telling(&k, notices(None), Some(&terminal));
+    let mut grant = grant(&k, ShellAccount::Unprivileged, 600);
+    grant.reason = "fix\x1b[2J\x1b]0;owned\x07\r\nroot# \u{9b}1m\u{202e}".into();
+    let mut channel = connect_under(&mut agent, &k, grant);
+    let opened = terminal.read_until("root#", NOTICE_WAIT);
+    assert!(
+        opened.contains(": fix?[2J?]0;owned?  root# ?1m?"),
+        "{opened:?}"
+    );
+    assert!(
+        !opened.contains(['\x1b', '\x07', '\u{9b}', '\u{202e}']),
+        "{opened:?}"
+    );
+    agent.shells.revoke(ShellRevoke {
+        grant_id: [0x6a; 16],
+        expires_at: now() + 600,
+    });
+    ending(&mut agent, &mut channel).await;
+    let closed = terminal.read_until("closed after", NOTICE_WAIT);
+    assert!(closed.contains("closed after"), "{closed:?}");
 }

@@ -163,3 +163,26 @@ pub fn kill_agent_after_exit(ready: &Path) -> String {
         ready = ready.display(),
     )
 }
+
+/// Is there a `bulwark-shell` account, the one unprivileged remote shells
+/// run as (made here, as `bulwark-agent install` makes it, when the test
+/// runs as root)?
+pub fn shell_account_ready() -> bool {
+    let has = || {
+        std::fs::read_to_string("/etc/passwd")
+            .is_ok_and(|p| p.lines().any(|l| l.starts_with("bulwark-shell:")))
+    };
+    if has() {
+        return true;
+    }
+    let _ = std::process::Command::new("useradd")
+        .args([
+            "--system",
+            "--create-home",
+            "--shell",
+            "/bin/sh",
+            "bulwark-shell",
+        ])
+        .status();
+    has()
+}

@@ -23,34 +23,13 @@ use bulwark_api::operators::InvitationCreated;
 use bulwark_api::setup::SetupResponse;
 use bulwark_api::shells::{ShellGrantView, ShellSessionView};
 use bulwark_e2e::{OperatorSetup, sql_text};
-use bulwark_e2e::{Owner, bulwark_bin, wait_for};
+use bulwark_e2e::{Owner, bulwark_bin, shell_account_ready, wait_for};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 const PASSPHRASE: &str = "remote shell e2e passphrase";
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Is there a `bulwark-shell` account (made here when this test may)?
-fn shell_account_ready() -> bool {
-    let has = || {
-        std::fs::read_to_string("/etc/passwd")
-            .is_ok_and(|p| p.lines().any(|l| l.starts_with("bulwark-shell:")))
-    };
-    if has() {
-        return true;
-    }
-    let _ = std::process::Command::new("useradd")
-        .args([
-            "--system",
-            "--create-home",
-            "--shell",
-            "/bin/sh",
-            "bulwark-shell",
-        ])
-        .status();
-    has()
-}
 
 /// A technician of demo, `tech`, signed in with the CLI in its own
 /// configuration directory, its key `tech` listed in demo's policy.

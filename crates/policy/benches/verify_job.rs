@@ -75,6 +75,7 @@ fn policy(operators: Vec<OperatorKey>, signers: u32) -> Policy {
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
     }
 }
 

@@ -184,6 +184,10 @@ pub struct Policy {
     /// `None` in older policies and in policies without groups.
     #[n(13)]
     pub device_groups: Option<Vec<crate::groups::DeviceGroup>>,
+    /// Whether the device's logged-in users are told when a remote shell
+    /// starts and ends (RFD 0015). `None` in older policies: no notices.
+    #[n(14)]
+    pub shell_notice: Option<crate::shell::ShellNotice>,
 }
 
 /// A schedule's id, as a policy lists it.
@@ -262,6 +266,9 @@ impl Policy {
         }
         if let Some(delay) = &self.mass_action_delay {
             delay.validate(self.witnessing.as_ref())?;
+        }
+        if let Some(notice) = &self.shell_notice {
+            notice.validate()?;
         }
         if let Some(checks) = &self.checks {
             crate::checks::validate_checks(checks, limits, &self.allowed_scripts)?;

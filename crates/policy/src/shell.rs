@@ -250,6 +250,67 @@ pub fn verify_grant(
     })
 }
 
+/// Longest line the root holders may add to every shell notice, in bytes.
+pub const MAX_NOTICE_MESSAGE: usize = 200;
+
+/// Whether the endpoint's logged-in users are told when a remote shell
+/// starts and ends (RFD 0015, "Notices"). It is in the root-signed policy,
+/// so a server cannot switch it off: the agent takes it only from the
+/// policy it verified.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[cbor(map)]
+pub struct ShellNotice {
+    /// Tell them when a session opens.
+    #[n(0)]
+    pub at_start: bool,
+    /// Tell them when a session ends, however it ends.
+    #[n(1)]
+    pub at_end: bool,
+    /// A line added to every notice (whom to call, say); plain text.
+    #[n(2)]
+    pub message: Option<String>,
+}
+
+impl ShellNotice {
+    /// The setting's own checks (part of [`crate::Policy::validate`]): a
+    /// message of at most [`MAX_NOTICE_MESSAGE`] bytes with no control or
+    /// bidirectional-formatting character (it reaches people's terminals).
+    pub fn validate(&self) -> Result<(), Refusal> {
+        if let Some(message) = &self.message {
+            cap(message.len(), MAX_NOTICE_MESSAGE, "shell notice message")?;
+            if message.chars().any(is_terminal_control) {
+                return Err(Refusal::Malformed(
+                    "the shell notice message holds a control character".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a policy's notice setting means, in one line (the CLI and the
+/// console show it; the message is plain text, `validate` saw to that).
+pub fn notice_summary(notice: Option<&ShellNotice>) -> String {
+    let when = match notice {
+        Some(n) if n.at_start && n.at_end => "when a remote shell starts and when it ends",
+        Some(n) if n.at_start => "when a remote shell starts",
+        Some(n) if n.at_end => "when a remote shell ends",
+        _ => return "none (logged-in users are not told of remote shells)".to_owned(),
+    };
+    match notice.and_then(|n| n.message.as_deref()) {
+        Some(message) => format!("logged-in users are told {when}, with {message:?}"),
+        None => format!("logged-in users are told {when}"),
+    }
+}
+
+/// A character that must never reach a terminal from text someone wrote:
+/// C0 and C1 controls and DEL (escape sequences start with them), and the
+/// bidirectional overrides, isolates and marks, which reorder what people read.
+pub fn is_terminal_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// What the grantee's own software signs to open one session.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(map)]

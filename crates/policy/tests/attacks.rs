@@ -156,6 +156,7 @@ fn policy(k: &Keys, version: u64) -> Policy {
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
     }
 }
 

@@ -451,6 +451,7 @@ fn policy(signers: &[&SigningKey]) -> Policy {
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
     }
 }
 

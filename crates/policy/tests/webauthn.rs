@@ -318,6 +318,7 @@ fn fixture() -> Fixture {
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
     };
     Fixture {
         alice,

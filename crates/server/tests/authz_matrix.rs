@@ -1599,6 +1599,7 @@ fn trust_statements(
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
     };
     let mut root_signed = Signed::new(&root);
     root_signed.sign(root_key);

@@ -325,6 +325,7 @@ async fn passkey_approval_counts_and_forgeries_are_refused() {
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
     };
     // Listed by deceit (root holders who went around the CLI), a console
     // credential makes the policy malformed: the server does not store it.

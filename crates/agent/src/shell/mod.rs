@@ -6,9 +6,13 @@
 //! [`Shells`] lives as long as one connection: no session outlives the
 //! relay it was opened through.
 
+pub mod notice;
 pub mod pty;
 pub mod recording;
 pub mod session;
+#[doc(hidden)]
+pub mod testing;
+pub mod wall;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,7 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bulwark_policy::shell::channel::{Ephemeral, Side, establish};
 use bulwark_policy::shell::{
-    RevokedGrants, SeenOpens, SessionAnswer, ShellAccount, VerifiedGrant, verify_grant, verify_open,
+    RevokedGrants, SeenOpens, SessionAnswer, ShellAccount, ShellNotice, VerifiedGrant,
+    verify_grant, verify_open,
 };
 use bulwark_policy::{AgentContext, Limits, Refusal, Signed};
 use bulwark_protocol::message::{
@@ -42,6 +47,8 @@ pub struct ShellConfig {
     pub unprivileged_account: String,
     /// The passwd database (a test points it elsewhere).
     pub passwd: std::path::PathBuf,
+    /// Where the notices the policy asks for go (a test points it elsewhere).
+    pub notice_terminals: wall::NoticeTerminals,
 }
 
 impl std::fmt::Debug for ShellConfig {
@@ -51,6 +58,13 @@ impl std::fmt::Debug for ShellConfig {
             .field("unprivileged_account", &self.unprivileged_account)
             .finish_non_exhaustive()
     }
+}
+
+/// A grant that verified, and what its policy says about notices.
+struct Verified {
+    grant: VerifiedGrant,
+    notice: Option<ShellNotice>,
+    grantee_name: String,
 }
 
 struct Live {
@@ -142,7 +156,11 @@ impl Shells {
         let grant_envelope = Signed::from_bytes(&message.grant, &limits).map_err(refused)?;
         let open_envelope = Signed::from_bytes(&message.open, &limits).map_err(refused)?;
         // The grant and the open, verified under the trust jobs use.
-        let grant = self.verify(&grant_envelope, now).map_err(refused)?;
+        let Verified {
+            grant,
+            notice: notice_setting,
+            grantee_name,
+        } = self.verify(&grant_envelope, now).map_err(refused)?;
         let open = verify_open(
             &open_envelope,
             &grant,
@@ -188,6 +206,20 @@ impl Shells {
             reason = %grant.grant.reason,
             "Shell session opened."
         );
+        // The notices as the policy verified at the open asks for them,
+        // told only what the verified grant and policy say.
+        let notices = notice_setting.map(|setting| session::Notices {
+            facts: notice::NoticeFacts {
+                grantee: grantee_name,
+                tenant: grant.grant.tenant_name.clone(),
+                reason: grant.grant.reason.clone(),
+                account: account.name.clone(),
+                expires_at: grant.grant.expires_at,
+                message: setting.message.clone(),
+            },
+            setting,
+            terminals: self.config.notice_terminals.clone(),
+        });
         tokio::spawn(session::run(
             session::Session {
                 session_id: message.session_id,
@@ -195,6 +227,7 @@ impl Shells {
                 pty,
                 recording: session::recording(open.cols, open.rows, now),
                 remaining,
+                notices,
             },
             receiver,
             self.out.clone(),
@@ -209,8 +242,9 @@ impl Shells {
         ))
     }
 
-    /// `verify_grant` under the trust state held now.
-    fn verify(&self, grant: &Signed, now: u64) -> Result<VerifiedGrant, Refusal> {
+    /// `verify_grant` under the trust state held now, with what the same
+    /// policy says about notices and the grantee's name.
+    fn verify(&self, grant: &Signed, now: u64) -> Result<Verified, Refusal> {
         let trust = self
             .config
             .trust
@@ -230,7 +264,17 @@ impl Shells {
             policy,
             freeze: trust.history.freeze(),
         };
-        verify_grant(grant, context, &self.revoked, now, &Limits::default())
+        let grant = verify_grant(grant, context, &self.revoked, now, &Limits::default())?;
+        let grantee_name = policy
+            .operators
+            .iter()
+            .find(|o| o.key.id() == grant.grant.grantee)
+            .map_or_else(|| grant.grant.grantee.to_string(), |o| o.name.clone());
+        Ok(Verified {
+            notice: policy.shell_notice.clone(),
+            grantee_name,
+            grant,
+        })
     }
 
     /// After the trust state changed (a freeze, a policy that no longer

@@ -13,8 +13,10 @@ use bulwark_protocol::message::{
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::notice::{self, Moment};
 use super::pty::Pty;
 use super::recording::{MAX_RECORDING_BYTES, Recording};
+use super::wall;
 
 /// What the connection passes on to a session.
 #[derive(Debug)]
@@ -39,6 +41,47 @@ pub struct Session {
     pub recording: Recording,
     /// How long until the grant expires, from the open.
     pub remaining: Duration,
+    /// What the logged-in users are told; `None` when the policy asks nothing.
+    pub notices: Option<Notices>,
+}
+
+/// The notices of one session, as the policy verified at its open set them.
+pub struct Notices {
+    pub setting: bulwark_policy::shell::ShellNotice,
+    pub facts: notice::NoticeFacts,
+    pub terminals: wall::NoticeTerminals,
+}
+
+impl Notices {
+    /// Writes the notice for `moment` if the setting asks for it, off the
+    /// runtime, and logs how far it got.
+    async fn send(&self, session_id: [u8; 16], moment: Moment, lasted_secs: u64) {
+        if !notice::wanted(Some(&self.setting), moment) {
+            return;
+        }
+        let text = match moment {
+            Moment::Start => notice::opened(&self.facts),
+            Moment::End => notice::closed(&self.facts, lasted_secs),
+        };
+        let terminals = self.terminals.clone();
+        let Ok(delivery) =
+            tokio::task::spawn_blocking(move || wall::deliver(&terminals, &text)).await
+        else {
+            warn!(session = %hex::encode(session_id), "The shell notice could not be sent.");
+            return;
+        };
+        for (terminal, error) in &delivery.failed {
+            warn!(session = %hex::encode(session_id), %terminal, %error, "A shell notice did not reach a terminal.");
+        }
+        info!(
+            session = %hex::encode(session_id),
+            moment = ?moment,
+            terminals = delivery.written,
+            failed = delivery.failed.len(),
+            refused_lines = delivery.refused,
+            "Shell notice sent to the logged-in users."
+        );
+    }
 }
 
 /// Runs a session to its end and reports it: a sealed `Ended`, then
@@ -49,6 +92,9 @@ pub async fn run(
     out: mpsc::Sender<AgentMessage>,
 ) {
     let session_id = session.session_id;
+    if let Some(notices) = &session.notices {
+        notices.send(session_id, Moment::Start, 0).await;
+    }
     let started = Instant::now();
     let expiry = tokio::time::sleep(session.remaining);
     tokio::pin!(expiry);
@@ -110,6 +156,11 @@ pub async fn run(
     };
     session.pty.kill().await;
     info!(session = %hex::encode(session_id), %reason, "Shell session ended.");
+    if let Some(notices) = &session.notices {
+        notices
+            .send(session_id, Moment::End, started.elapsed().as_secs())
+            .await;
+    }
     // The client learns why, sealed (the server cannot forge this either).
     if let Ok(sealed) = session.channel.seal(&ShellOutput::Ended {
         exit_code,

@@ -158,6 +158,7 @@ pub fn policy(k: &Keys, version: u64) -> Policy {
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
     }
 }
 

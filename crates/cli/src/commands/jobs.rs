@@ -672,6 +672,7 @@ fn empty_policy() -> Policy {
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
     }
 }
 

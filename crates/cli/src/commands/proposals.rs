@@ -490,6 +490,13 @@ pub(crate) fn policy_diff(old: Option<&Policy>, new: &Policy) -> Vec<String> {
             summary(new.mass_action_delay.as_ref())
         ));
     }
+    if old.shell_notice != new.shell_notice {
+        out.push(format!(
+            "~ shell notices: {} -> {}",
+            bulwark_policy::shell::notice_summary(old.shell_notice.as_ref()),
+            bulwark_policy::shell::notice_summary(new.shell_notice.as_ref())
+        ));
+    }
     for check in new.checks() {
         match old.checks().iter().find(|c| c.name == check.name) {
             None => out.push(format!(
@@ -834,6 +841,7 @@ mod tests {
             checks: None,
             revoked_schedules: None,
             device_groups: None,
+            shell_notice: None,
             version: 1,
             expires_at: 2_000_000_000,
             operators: vec![OperatorKey {

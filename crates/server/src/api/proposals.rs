@@ -137,6 +137,11 @@ fn decode_statement(signed: &Signed, tenant: &Tenant) -> Result<Proposed, ApiErr
                     "classes": d.classes.iter().map(|c| c.name()).collect::<Vec<_>>(),
                     "delay_secs": d.delay_secs,
                 })),
+                "shell_notice": policy.shell_notice.as_ref().map(|n| json!({
+                    "at_start": n.at_start,
+                    "at_end": n.at_end,
+                    "message": n.message,
+                })),
             });
             Ok(Proposed {
                 kind: TrustKind::Policy,

@@ -93,6 +93,9 @@ pub(super) struct ShellPanel {
     pub(super) tenant: String,
     /// The caller may read recordings (a read-only role sees the list only).
     pub(super) play: bool,
+    /// What the tenant's policy says about telling the device's logged-in
+    /// users (the server's copy: `bulwark policy show` verifies it).
+    pub(super) notice: String,
 }
 
 /// The Shell panel of one device, or `None` for a role that sees no shells.
@@ -142,7 +145,21 @@ pub(super) async fn shell_panel(
         .require_in(Action::RequestShell, &device.tenant_id)
         .is_ok()
         .then(|| request_command(&device.tenant_name, &device.hostname));
+    let set = state
+        .store
+        .trust_statements(&caller.scope(), &device.tenant_id)
+        .await?;
+    let trust = crate::api::trust::TenantTrust::load(&device.tenant_id, &set);
+    let notice = match trust.policy() {
+        Some(policy) => format!(
+            "Shell notices (policy v{}): {}.",
+            policy.version,
+            bulwark_policy::shell::notice_summary(policy.shell_notice.as_ref())
+        ),
+        None => "No policy yet: no shell opens.".to_owned(),
+    };
     Ok(Some(ShellPanel {
+        notice,
         play: caller
             .require_in(Action::ViewShellRecordings, &device.tenant_id)
             .is_ok(),

@@ -58,6 +58,7 @@ pub(crate) fn default_policy(
         checks: None,
         revoked_schedules: None,
         device_groups: None,
+        shell_notice: None,
         version: 1,
         expires_at: now + DEFAULT_POLICY_DAYS * DAY,
         operators,

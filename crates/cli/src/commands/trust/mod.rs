@@ -19,6 +19,7 @@ use bulwark_api::tenants::TenantView;
 use bulwark_api::trust::{EnvelopeRequest, TrustView};
 use bulwark_policy::policy::ScriptHash;
 use bulwark_policy::root::root_fingerprint;
+use bulwark_policy::shell::ShellNotice;
 use bulwark_policy::{
     ActionClass, FreezeState, FreezeStatement, Holder, Limits, MaintenanceWindow, MassActionDelay,
     OperatorKey, Policy, PublicKey, Quorum, Refusal, RootKey, Signed, TrustHistory, TrustKind,
@@ -223,6 +224,30 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "CODE")]
         otp: Option<String>,
     },
+    /// Tell the devices' logged-in users when a remote shell starts and
+    /// ends, like wall(1) (a new policy version; RFD 0015). Without --start
+    /// or --end: both.
+    ShellNotice {
+        #[arg(long)]
+        tenant: String,
+        /// Tell them when a session opens.
+        #[arg(long, conflicts_with = "off")]
+        start: bool,
+        /// Tell them when a session ends.
+        #[arg(long, conflicts_with = "off")]
+        end: bool,
+        /// A line added to every notice, e.g. whom to call (at most 200
+        /// bytes, no control characters).
+        #[arg(long, value_name = "TEXT", conflicts_with = "off")]
+        message: Option<String>,
+        /// Stop telling them.
+        #[arg(long)]
+        off: bool,
+        /// The current TOTP code, if the server asks for a fresh MFA check
+        /// (prompted for on a terminal otherwise).
+        #[arg(long, value_name = "CODE")]
+        otp: Option<String>,
+    },
     /// Withdraw an operator key (a new policy version).
     RemoveOperator {
         #[arg(long)]
@@ -331,6 +356,27 @@ pub async fn run_policy(command: PolicyCommand) -> Result<()> {
             devices,
             otp,
         } => set_group(&tenant, &name, &devices, otp.as_deref()).await,
+        PolicyCommand::ShellNotice {
+            tenant,
+            start,
+            end,
+            message,
+            off,
+            otp,
+        } => {
+            let both = !start && !end;
+            let setting = (!off)
+                .then(|| shell_notice(start || both, end || both, message.as_deref()))
+                .flatten();
+            if let Some(notice) = &setting {
+                notice.validate().context("--message")?;
+            }
+            let session = Session::load()?;
+            let trust = fetch_trust(&session, &tenant).await?;
+            let mut policy = next_policy(&trust, &tenant)?;
+            policy.shell_notice = setting;
+            publish_policy(&session, &tenant, &trust, &policy, otp.as_deref()).await
+        }
         PolicyCommand::RemoveOperator { tenant, name, otp } => {
             let session = Session::load()?;
             let trust = fetch_trust(&session, &tenant).await?;

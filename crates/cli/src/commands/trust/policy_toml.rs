@@ -34,6 +34,24 @@ pub(crate) struct PolicyDoc {
     /// Devices by id and key, for checks on a group (RFD 0022).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_groups: Vec<GroupDoc>,
+    /// Whether the device's logged-in users are told when a remote shell
+    /// starts and ends (RFD 0015); absent: they are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell_notice: Option<ShellNoticeDoc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShellNoticeDoc {
+    /// Tell them when a session opens.
+    #[serde(default)]
+    pub at_start: bool,
+    /// Tell them when a session ends.
+    #[serde(default)]
+    pub at_end: bool,
+    /// A line added to every notice (at most 200 bytes, plain text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +191,11 @@ pub(crate) fn policy_to_doc(policy: &Policy, now: u64) -> PolicyDoc {
             .map(|id| hex::encode(id.0))
             .collect(),
         device_groups: policy.device_groups().iter().map(group_to_doc).collect(),
+        shell_notice: policy.shell_notice.as_ref().map(|n| ShellNoticeDoc {
+            at_start: n.at_start,
+            at_end: n.at_end,
+            message: n.message.clone(),
+        }),
     }
 }
 
@@ -296,6 +319,13 @@ pub(crate) fn doc_to_policy(
         .iter()
         .map(doc_to_group)
         .collect::<Result<Vec<_>>>()?;
+    let shell_notice = doc
+        .shell_notice
+        .as_ref()
+        .and_then(|n| shell_notice(n.at_start, n.at_end, n.message.as_deref().map(str::trim)));
+    if let Some(notice) = &shell_notice {
+        notice.validate().context("in [shell_notice]")?;
+    }
     Ok(Policy {
         tenant: tenant_id.to_owned(),
         tenant_name: Some(tenant_name.to_owned()),
@@ -322,6 +352,20 @@ pub(crate) fn doc_to_policy(
         checks: (!checks.is_empty()).then_some(checks),
         revoked_schedules: (!revoked_schedules.is_empty()).then_some(revoked_schedules),
         device_groups: (!device_groups.is_empty()).then_some(device_groups),
+        shell_notice,
+    })
+}
+
+/// The policy's shell-notice setting: `None` when it tells nobody anything.
+pub(crate) fn shell_notice(
+    at_start: bool,
+    at_end: bool,
+    message: Option<&str>,
+) -> Option<ShellNotice> {
+    (at_start || at_end).then(|| ShellNotice {
+        at_start,
+        at_end,
+        message: message.filter(|m| !m.is_empty()).map(str::to_owned),
     })
 }
 

@@ -198,6 +198,11 @@ pub(super) fn trust_json(tenant: &str, trust: &Trust, local: &[KeyInfo], now: u6
                     "key": hex::encode(m.device_key),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+            "shell_notice": p.shell_notice.as_ref().map(|n| json!({
+                "at_start": n.at_start,
+                "at_end": n.at_end,
+                "message": n.message,
+            })),
             "warnings": policy_warnings(p, now),
         })
     });
@@ -449,6 +454,11 @@ pub(super) fn render_policy(out: &mut String, policy: &Policy, local: &[KeyInfo]
             out.push_str(&group_lines(policy, group));
         }
     }
+    let _ = writeln!(
+        out,
+        "Shell notices: {}",
+        bulwark_policy::shell::notice_summary(policy.shell_notice.as_ref())
+    );
     for warning in policy_warnings(policy, now) {
         let _ = writeln!(out, "Note: {warning}.");
     }

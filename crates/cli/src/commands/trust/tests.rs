@@ -55,6 +55,11 @@ fn rich_policy() -> Policy {
         threshold: 1,
         freshness_secs: 900,
     });
+    policy.shell_notice = Some(ShellNotice {
+        at_start: true,
+        at_end: false,
+        message: Some("Questions? Call 555-0100.".into()),
+    });
     policy
 }
 
@@ -183,6 +188,10 @@ fn toml_round_trips_a_policy() {
         "{text}"
     );
     assert!(text.contains("start = \"22:30\""), "{text}");
+    assert!(
+        text.contains("[shell_notice]\nat_start = true\nat_end = false\nmessage = \"Questions? Call 555-0100.\"\n"),
+        "{text}"
+    );
     assert!(text.contains("\"sun\""), "{text}");
     let back = doc_to_policy(&doc, &policy.tenant, "acme", policy.version, NOW).expect("policy");
     assert_eq!(back, policy);
@@ -241,6 +250,14 @@ fn toml_mistakes_are_refused_with_a_reason() {
         "unknown day",
     );
     check(&|d| d.allowed_scripts.push("zz".into()), "SHA-256");
+    check(
+        &|d| {
+            if let Some(n) = d.shell_notice.as_mut() {
+                n.message = Some("call \u{1b}[2J now".into());
+            }
+        },
+        "control character",
+    );
     assert!(
         toml::from_str::<PolicyDoc>("expires_in_days = 1\nfan_out_limit = 1\ntypo = 3\n").is_err()
     );
