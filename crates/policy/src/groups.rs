@@ -211,6 +211,7 @@ mod tests {
             checks: Some(checks),
             revoked_schedules: None,
             device_groups: Some(groups),
+            shell_notice: None,
         }
     }
 

@@ -56,6 +56,7 @@ fn policy(shell_notice: Option<ShellNotice>) -> Policy {
         mass_action_delay: None,
         checks: None,
         revoked_schedules: None,
+        device_groups: None,
         shell_notice,
     }
 }
