@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn log_alarms_and_trust_refusals_are_recorded_and_nothing_else() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let log = AlarmLog::new(dir.path(), "t1", "d1");
         log.job_result(&refusal(AgentRefusalCode::LogNotIncluded), 1_000);
         log.job_result(&refusal(AgentRefusalCode::LogHeadStale), 2_000);
@@ -200,7 +200,7 @@ mod tests {
             },
             4_000,
         );
-        let alarms = parse_record(&record_text(dir.path()).unwrap()).unwrap();
+        let alarms = parse_record(&record_text(dir.path()).expect("record")).expect("reads");
         assert_eq!(alarms.len(), 2);
         assert_eq!(alarms[0].kind, AlarmKind::LogRefused);
         assert_eq!(alarms[0].subject, hex::encode([7; 16]));
@@ -209,16 +209,16 @@ mod tests {
         assert_eq!(alarms[1].at, 4_000);
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(record_path(dir.path()))
-                .unwrap()
+                .expect("metadata")
                 .permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(record_lines(dir.path(), 1).unwrap().len(), 1);
+        assert_eq!(record_lines(dir.path(), 1).expect("lines").len(), 1);
     }
 
     #[test]
     fn a_full_record_moves_aside_and_both_are_read_oldest_first() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
         let log = AlarmLog::new(dir.path(), "t1", "d1");
         let mut big = refusal(AgentRefusalCode::LogNotIncluded);
         if let JobOutcome::Refused(r) = &mut big.outcome {
@@ -230,7 +230,7 @@ mod tests {
             log.job_result(&big, n);
         }
         log.job_result(&big, n + 1);
-        let alarms = parse_record(&record_text(dir.path()).unwrap()).unwrap();
+        let alarms = parse_record(&record_text(dir.path()).expect("record")).expect("reads");
         assert_eq!(alarms.len() as u64, n + 1);
         assert!(alarms.windows(2).all(|w| w[0].at < w[1].at));
     }

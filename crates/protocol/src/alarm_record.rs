@@ -313,18 +313,18 @@ mod tests {
     #[test]
     fn a_line_reads_back_as_the_alarm() {
         let a = alarm(AlarmKind::LogRefused, "00112233445566778899aabbccddeeff");
-        let line = a.to_line().unwrap();
+        let line = a.to_line().expect("writes");
         assert!(line.starts_with("bulwark-alarm/1\t1700000000000\t"));
-        assert_eq!(parse_record(&line).unwrap(), vec![a]);
+        assert_eq!(parse_record(&line).expect("reads"), vec![a]);
     }
 
     #[test]
     fn the_reason_loses_control_characters_and_is_clipped() {
         let mut a = alarm(AlarmKind::TrustRefused, &trust_subject("policy", 7));
         a.reason = format!("a\tb\nc\u{1b}[2J{}", "é".repeat(MAX_REASON_BYTES));
-        let line = a.to_line().unwrap();
+        let line = a.to_line().expect("writes");
         assert_eq!(line.matches('\n').count(), 1);
-        let read = &parse_record(&line).unwrap()[0];
+        let read = &parse_record(&line).expect("reads")[0];
         assert!(read.reason.starts_with("a b c [2J"));
         assert!(read.reason.len() <= MAX_REASON_BYTES);
     }
@@ -356,14 +356,16 @@ mod tests {
 
     #[test]
     fn comments_and_blank_lines_are_skipped_and_errors_name_the_line() {
-        let a = alarm(AlarmKind::LogRefused, "ab").to_line().unwrap();
+        let a = alarm(AlarmKind::LogRefused, "ab")
+            .to_line()
+            .expect("writes");
         let text = format!("# host-a\n\n{}\r\n# host-b\ngarbage\n", a.trim_end());
         assert!(matches!(
             parse_record(&text),
             Err(RecordError::Line { line: 5, .. })
         ));
         let text = format!("# host-a\n\n{a}# host-b\n{a}");
-        assert_eq!(parse_record(&text).unwrap().len(), 2);
+        assert_eq!(parse_record(&text).expect("reads").len(), 2);
     }
 
     #[test]
@@ -418,8 +420,8 @@ mod tests {
         ) {
             let kind = if trust { AlarmKind::TrustRefused } else { AlarmKind::LogRefused };
             let a = Alarm { at, tenant: TENANT.into(), device: DEVICE.into(), kind, subject, code, reason };
-            let line = a.to_line().unwrap();
-            let read = parse_record(&line).unwrap();
+            let line = a.to_line().expect("writes");
+            let read = parse_record(&line).expect("reads");
             prop_assert_eq!(read.len(), 1);
             let read = &read[0];
             prop_assert_eq!(read.at, a.at);
