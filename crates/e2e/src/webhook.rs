@@ -29,13 +29,17 @@ pub async fn webhook_receiver() -> Result<(String, Received)> {
     Ok((url, received))
 }
 
-/// The bodies received whose alert has `kind` and mentions `text`.
+/// The alert openings received (`"event": "trigger"`, not the
+/// acknowledge and resolve follow-ups) whose alert has `kind` and mentions
+/// `text`.
 pub fn hooked(received: &Received, kind: &str, text: &str) -> Vec<Value> {
     received
         .lock()
         .expect("lock")
         .iter()
-        .filter(|b| b["alert"]["kind"] == kind && b.to_string().contains(text))
+        .filter(|b| {
+            b["event"] == "trigger" && b["alert"]["kind"] == kind && b.to_string().contains(text)
+        })
         .cloned()
         .collect()
 }

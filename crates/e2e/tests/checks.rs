@@ -371,7 +371,6 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         },
     )
     .await?;
-    let mails_before = mail.messages()?.len();
     std::fs::write(&watched, b"PermitRootLogin prohibit-password\n")?;
     let silenced = wait_for(
         Duration::from_secs(30),
@@ -392,12 +391,15 @@ async fn policy_checks_alert_once_and_an_owned_server_cannot_switch_them_off() -
         "{silenced:?}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mails = mail.messages()?;
-    ensure!(
-        mails.len() == mails_before,
-        "a silenced alert was mailed: {:?}",
-        &mails[mails_before..]
-    );
+    // No mail names it (the earlier alerts' acknowledge and resolve
+    // follow-ups may still be arriving, so a count would not tell).
+    let link = format!("alerts/{}", silenced.id);
+    let mailed: Vec<String> = mail
+        .messages()?
+        .into_iter()
+        .filter(|m| m.contains(&link))
+        .collect();
+    ensure!(mailed.is_empty(), "a silenced alert was mailed: {mailed:?}");
     let shown = s
         .cli(&["alert", "show", &silenced.id], None)
         .await?
