@@ -11,15 +11,13 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, ensure};
+use anyhow::{Context, Result, ensure};
 use bulwark_e2e::{Finished, OperatorSetup, wait_for};
-use bulwark_policy::{Limits, Policy, Signed};
 use bulwark_protocol::alarm_record::{AlarmKind, parse_record};
-use ed25519_dalek::SigningKey;
 
 #[path = "support/statements.rs"]
 mod statements;
-use statements::{insert_statement, latest_statement};
+use statements::{forged_policy, insert_statement};
 
 const PASSPHRASE: &str = "e2e alarm record: a long passphrase nobody guesses";
 const WAIT: Duration = Duration::from_secs(30);
@@ -43,15 +41,22 @@ async fn agent_alarms(state_dir: &std::path::Path, args: &[&str]) -> Result<Fini
     })
 }
 
-/// A policy one version past the latest, signed by a key that is no root key.
-fn forged_policy(s: &OperatorSetup, seed: u8) -> Result<(u64, Signed)> {
-    let mut policy: Policy = latest_statement(s, "policy")?
-        .statement(&Limits::default())
-        .map_err(|e| anyhow!("{e}"))?;
-    policy.version += seed as u64;
-    let mut forged = Signed::new(&policy);
-    forged.sign(&SigningKey::from_bytes(&[seed; 32]));
-    Ok((policy.version, forged))
+/// `bulwark audit verify` of demo's log with the alarm record at `path`.
+async fn verify_alarms(s: &OperatorSetup, path: &str, grace_minutes: &str) -> Result<Finished> {
+    s.cli(
+        &[
+            "audit",
+            "verify",
+            "--tenant",
+            "demo",
+            "--alarms",
+            path,
+            "--alarm-grace",
+            grace_minutes,
+        ],
+        None,
+    )
+    .await
 }
 
 #[tokio::test]
@@ -70,7 +75,7 @@ async fn alarms_the_server_drops_are_caught_from_the_endpoints_record() -> Resul
     );
 
     // 1. A forged policy, reported and logged as the server should.
-    let (first, forged) = forged_policy(&s, 1)?;
+    let (first, forged) = forged_policy(&s, 1, 1)?;
     victim.stop().await?;
     insert_statement(&s, "policy", first, &forged)?;
     victim.resume()?;
@@ -100,21 +105,7 @@ async fn alarms_the_server_drops_are_caught_from_the_endpoints_record() -> Resul
     );
     std::fs::write(&record_path, &record.stdout)?;
     let path = record_path.display().to_string();
-    let verified = s
-        .cli(
-            &[
-                "audit",
-                "verify",
-                "--tenant",
-                "demo",
-                "--alarms",
-                &path,
-                "--alarm-grace",
-                "0",
-            ],
-            None,
-        )
-        .await?;
+    let verified = verify_alarms(&s, &path, "0").await?;
     ensure!(
         verified.status.code() == Some(0)
             && verified
@@ -129,7 +120,7 @@ async fn alarms_the_server_drops_are_caught_from_the_endpoints_record() -> Resul
         "CREATE TRIGGER drop_alerts BEFORE INSERT ON audit_events \
          WHEN NEW.action LIKE 'alert.%' BEGIN SELECT RAISE(ABORT, 'dropped'); END;",
     )?;
-    let (second, forged) = forged_policy(&s, 2)?;
+    let (second, forged) = forged_policy(&s, 2, 2)?;
     victim.stop().await?;
     insert_statement(&s, "policy", second, &forged)?;
     victim.resume()?;
@@ -159,21 +150,7 @@ async fn alarms_the_server_drops_are_caught_from_the_endpoints_record() -> Resul
     );
     let record = agent_alarms(&state, &["--record"]).await?;
     std::fs::write(&record_path, &record.stdout)?;
-    let caught = s
-        .cli(
-            &[
-                "audit",
-                "verify",
-                "--tenant",
-                "demo",
-                "--alarms",
-                &path,
-                "--alarm-grace",
-                "0",
-            ],
-            None,
-        )
-        .await?;
+    let caught = verify_alarms(&s, &path, "0").await?;
     ensure!(
         caught.status.code() == Some(EXIT_ALARMS_MISSING)
             && caught.stdout.contains("MISSING")
@@ -183,12 +160,7 @@ async fn alarms_the_server_drops_are_caught_from_the_endpoints_record() -> Resul
         caught.all_output()
     );
     // Within the grace period it is not yet counted against the server.
-    let recent = s
-        .cli(
-            &["audit", "verify", "--tenant", "demo", "--alarms", &path],
-            None,
-        )
-        .await?;
+    let recent = verify_alarms(&s, &path, "15").await?;
     ensure!(
         recent.status.code() == Some(0) && recent.stdout.contains("1 too recent"),
         "a fresh alarm may still be on its way: {}",

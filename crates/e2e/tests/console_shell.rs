@@ -17,7 +17,7 @@ use anyhow::{Context, Result, ensure};
 use bulwark_api::operators::InvitationCreated;
 use bulwark_api::setup::SetupResponse;
 use bulwark_api::shells::{ShellGrantView, ShellSessionView};
-use bulwark_e2e::{OperatorSetup, Owner, http_client, sql_text, wait_for};
+use bulwark_e2e::{OperatorSetup, Owner, http_client, shell_account_ready, sql_text, wait_for};
 use serde_json::json;
 
 const PASSPHRASE: &str = "console shell e2e passphrase";
@@ -31,27 +31,6 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// attribute), markup, and a line only the shell's output holds.
 const TYPED: &str = "printf '\\033[38;2;255;120;0m%s\\033[0m\\n' orange-text; echo '<b>not-bold</b>'; echo console-playback-$((6*7))\nexit\n";
 const SCREENSHOT: &str = "docs/screenshots/shell-playback.png";
-
-/// Is there a `bulwark-shell` account (made here, as `bulwark-agent
-/// install` would, when missing)?
-fn shell_account_ready() -> bool {
-    let has = || {
-        std::fs::read_to_string("/etc/passwd")
-            .is_ok_and(|p| p.lines().any(|l| l.starts_with("bulwark-shell:")))
-    };
-    if !has() {
-        let _ = std::process::Command::new("useradd")
-            .args([
-                "--system",
-                "--create-home",
-                "--shell",
-                "/bin/sh",
-                "bulwark-shell",
-            ])
-            .status();
-    }
-    has()
-}
 
 /// A console sign-in of `who` (password and TOTP): the session cookie.
 async fn console_cookie(base: &str, who: &Owner) -> Result<String> {

@@ -236,33 +236,8 @@ async fn server_database_rewritten_runs_nothing() -> Result<()> {
 /// Adds a demo policy row one version above the latest: the same policy,
 /// re-signed by a key the attacker made (not a root key of demo).
 async fn forge_policy(s: &Setup) -> Result<()> {
-    use bulwark_policy::{Limits, Policy, Signed};
-    let demo = s.sql("SELECT id FROM tenants WHERE name = 'demo'")?;
-    let hex = s.sql(&format!(
-        "SELECT hex(envelope) FROM trust_statements WHERE tenant_id = {} AND kind = 'policy' ORDER BY version DESC LIMIT 1",
-        sql_text(&demo)
-    ))?;
-    let bytes = decode_hex(&hex)?;
-    let limits = Limits::default();
-    let held = Signed::from_bytes(&bytes, &limits).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut policy: Policy = held
-        .statement(&limits)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    policy.version += 1;
-    let mut forged = Signed::new(&policy);
-    forged.sign(&ed25519_dalek::SigningKey::from_bytes(&[0x66; 32]));
-    let forged: String = forged
-        .to_bytes()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect();
-    s.sql(&format!(
-        "INSERT INTO trust_statements (tenant_id, kind, version, envelope, created_by, created_at) \
-         VALUES ({}, 'policy', {}, X'{forged}', NULL, 0)",
-        sql_text(&demo),
-        policy.version
-    ))?;
-    Ok(())
+    let (version, forged) = statements::forged_policy(s, 1, 0x66)?;
+    statements::insert_statement(s, "policy", version, &forged)
 }
 
 /// A job delivered again after it ran (the attacker rewinds its target to
@@ -1018,6 +993,8 @@ async fn forged_passkey_approval_is_refused() -> Result<()> {
 
 #[path = "support/key_file.rs"]
 mod key_file;
+#[path = "support/statements.rs"]
+mod statements;
 
 /// The drill's "sign-in ceremony accepted as an approval" (issue 12, RFD
 /// 0005), with a real browser and authenticator. The attacker owns the

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, anyhow};
 use bulwark_e2e::{OperatorSetup, decode_hex};
-use bulwark_policy::{Limits, Signed};
+use bulwark_policy::{Limits, Policy, Signed};
 
 /// Inserts a trust statement row for demo.
 pub fn insert_statement(
@@ -41,4 +41,17 @@ pub fn latest_statement(s: &OperatorSetup, kind: &str) -> Result<Signed> {
          AND tenant_id = (SELECT id FROM tenants WHERE name = 'demo') ORDER BY version DESC LIMIT 1"
     ))?;
     Signed::from_bytes(&decode_hex(hex.trim())?, &Limits::default()).map_err(|e| anyhow!("{e}"))
+}
+
+/// Demo's latest policy `bump` versions on, signed by a key made from
+/// `seed` that is no root key of demo (not stored: see [`insert_statement`]).
+#[allow(dead_code)] // Not every test that includes this module forges.
+pub fn forged_policy(s: &OperatorSetup, bump: u64, seed: u8) -> Result<(u64, Signed)> {
+    let mut policy: Policy = latest_statement(s, "policy")?
+        .statement(&Limits::default())
+        .map_err(|e| anyhow!("{e}"))?;
+    policy.version += bump;
+    let mut forged = Signed::new(&policy);
+    forged.sign(&ed25519_dalek::SigningKey::from_bytes(&[seed; 32]));
+    Ok((policy.version, forged))
 }
